@@ -1,0 +1,56 @@
+# Thin wrapper around CMake. `make demo` and `make test` work on a fresh Debian 12 machine:
+# both install what is missing first (tools/install-deps.sh).
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+BUILD ?= build
+CMAKE_FLAGS ?=
+
+.PHONY: all deps build test test-fast test-asan test-tsan demo bench fuzz format clean
+
+all: build
+
+deps:
+	@sh tools/install-deps.sh
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
+
+build: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+build-asan/CMakeCache.txt:
+	cmake -S . -B build-asan -DKD_ASAN=ON -DCMAKE_BUILD_TYPE=Debug
+
+build-tsan/CMakeCache.txt:
+	cmake -S . -B build-tsan -DKD_TSAN=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+# The whole suite three times: a normal build, the whole suite under ASan+UBSan, and the
+# concurrency tests (label "tsan") under ThreadSanitizer.
+test: deps
+	$(MAKE) test-fast
+	$(MAKE) test-asan
+	$(MAKE) test-tsan
+
+test-fast: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+test-asan: build-asan/CMakeCache.txt
+	cmake --build build-asan -j $(JOBS)
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS) -LE nosan
+
+test-tsan: build-tsan/CMakeCache.txt
+	cmake --build build-tsan -j $(JOBS)
+	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	  ctest --output-on-failure -j $(JOBS) -L tsan
+
+demo: deps build
+	sh tools/demo.sh $(BUILD)
+
+bench: deps build
+	sh bench/run.sh $(BUILD)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) build-asan build-tsan build-fuzz

@@ -1,0 +1,55 @@
+/*
+ * log.h: one line per event, with a level, to stderr or a file.
+ *
+ * Line format: `2026-11-29T22:50:05.123Z INFO  scanner[1234]: message`. Lines are formatted in
+ * full and written with one write(2), so lines of concurrent processes sharing a file never
+ * interleave. Secrets (the Keepa API key) are registered once with kd_log_add_secret(); every
+ * occurrence in a formatted line, and in strings passed through kd_redact(), is replaced by
+ * "<redacted>" before it leaves the process. Logging state is process-global: it is set up
+ * once in main() before any other thread exists.
+ */
+#ifndef KD_LOG_H
+#define KD_LOG_H
+
+#include <stddef.h>
+
+enum kd_log_level { KD_LOG_ERROR = 0, KD_LOG_WARN, KD_LOG_INFO, KD_LOG_DEBUG };
+
+/* Sets the name shown before the pid (e.g. "scanner"). The string must outlive the process. */
+void kd_log_set_role(const char *role);
+
+/* Lines above this level are dropped. Default: KD_LOG_INFO. */
+void kd_log_set_level(enum kd_log_level level);
+
+/* Parses "error", "warn", "info" or "debug". Returns 0, or -EINVAL for anything else. */
+int kd_log_parse_level(const char *name, enum kd_log_level *level);
+
+/*
+ * Sends lines to PATH (appending, mode 0600), or to stderr when PATH is NULL. Returns 0 or a
+ * negative errno; on failure the previous destination is kept. Call again to reopen (USR1).
+ */
+int kd_log_open(const char *path);
+
+/*
+ * Registers a secret that must never appear in output. Secrets shorter than 4 bytes are
+ * ignored (they would redact ordinary words). The string is copied. Returns 0 or -ENOMEM.
+ */
+int kd_log_add_secret(const char *secret);
+
+/* Forgets every secret (tests). */
+void kd_log_clear_secrets(void);
+
+/*
+ * Copies SRC into DST (size DSTSZ, always NUL-terminated, truncated if needed) with every
+ * registered secret replaced by "<redacted>". Returns DST.
+ */
+char *kd_redact(const char *src, char *dst, size_t dstsz);
+
+void kd_log(enum kd_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define kd_error(...) kd_log(KD_LOG_ERROR, __VA_ARGS__)
+#define kd_warn(...)  kd_log(KD_LOG_WARN, __VA_ARGS__)
+#define kd_info(...)  kd_log(KD_LOG_INFO, __VA_ARGS__)
+#define kd_debug(...) kd_log(KD_LOG_DEBUG, __VA_ARGS__)
+
+#endif

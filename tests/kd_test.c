@@ -1,0 +1,202 @@
+/*
+ * kd_test.c: forking cmocka runner. See kd_test.h.
+ */
+#include "kd_test.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define KD_SKIP_EXIT 77
+
+static unsigned test_timeout_s;
+
+void kd_test_set_timeout(unsigned seconds)
+{
+    test_timeout_s = seconds;
+}
+
+void kd_test_skip(const char *why)
+{
+    fprintf(stderr, "[  SKIPPED ] %s\n", why);
+    fflush(NULL);
+    _exit(KD_SKIP_EXIT);
+}
+
+const char *kd_fixture_path(const char *name)
+{
+    static char path[4096];
+    const char *dir = getenv("KD_FIXTURES_DIR");
+#ifdef KD_FIXTURES_DIR
+    if (dir == NULL)
+        dir = KD_FIXTURES_DIR;
+#endif
+    if (dir == NULL)
+        return NULL;
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if (access(path, R_OK) != 0)
+        return NULL;
+    return path;
+}
+
+char *kd_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    while (buf != NULL) {
+        size_t r = fread(buf + n, 1, cap - n, f);
+        n += r;
+        if (n < cap)
+            break;
+        cap *= 2;
+        char *nb = realloc(buf, cap + 1);
+        if (nb == NULL) {
+            free(buf);
+            buf = NULL;
+        }
+        buf = nb;
+    }
+    fclose(f);
+    if (buf != NULL) {
+        buf[n] = '\0';
+        if (len != NULL)
+            *len = n;
+    }
+    return buf;
+}
+
+const char *kd_test_tmpdir(void)
+{
+    static char dir[256];
+    if (dir[0] == '\0') {
+        const char *base = getenv("TMPDIR");
+        snprintf(dir, sizeof(dir), "%s/kdtest.XXXXXX", base ? base : "/tmp");
+        if (mkdtemp(dir) == NULL) {
+            perror("mkdtemp");
+            abort();
+        }
+    }
+    return dir;
+}
+
+const char *kd_test_instance(void)
+{
+    static char name[64];
+    static unsigned n;
+    snprintf(name, sizeof(name), "t%ld-%u", (long)getpid(), n++);
+    return name;
+}
+
+static void remove_tree(const char *dir)
+{
+    char cmd[512];
+    if (dir[0] == '\0')
+        return;
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "warning: could not remove %s\n", dir);
+}
+
+static int run_one(const char *group, const struct CMUnitTest *test)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("fork");
+        return -1;
+    }
+    if (pid == 0) {
+        setpgid(0, 0);
+        int failed = _cmocka_run_group_tests(group, test, 1, NULL, NULL);
+        fflush(NULL);
+        _exit(failed ? 1 : 0);
+    }
+    unsigned limit = test_timeout_s;
+    const char *env = getenv("KD_TEST_TIMEOUT");
+    if (env != NULL)
+        limit = (unsigned)strtoul(env, NULL, 10);
+    if (limit == 0)
+        limit = 60;
+
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    int status = 0;
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            break;
+        if (r < 0 && errno != EINTR) {
+            perror("waitpid");
+            return -1;
+        }
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec - start.tv_sec >= (time_t)limit) {
+            fprintf(stderr, "[  TIMEOUT ] %s: no result after %u s, killing it\n", test->name,
+                    limit);
+            kill(-pid, SIGKILL);
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            return -1;
+        }
+        struct timespec nap = {0, 2000000};
+        nanosleep(&nap, NULL);
+    }
+    /* Reap anything the test left in its process group (helpers it forked). */
+    kill(-pid, SIGKILL);
+    if (WIFSIGNALED(status)) {
+        fprintf(stderr, "[  CRASHED ] %s: killed by signal %d (%s)\n", test->name,
+                WTERMSIG(status), strsignal(WTERMSIG(status)));
+        return -1;
+    }
+    if (WEXITSTATUS(status) == KD_SKIP_EXIT)
+        return 1;
+    return WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+int kd_run_tests(const char *group, const struct CMUnitTest *tests, size_t count, int argc,
+                 char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--list") == 0) {
+        for (size_t i = 0; i < count; i++)
+            printf("%s\n", tests[i].name);
+        return 0;
+    }
+    unsigned passed = 0, failed = 0, skipped = 0;
+    /* Created once here so every forked test shares it and it is removed at the end. */
+    (void)kd_test_tmpdir();
+    for (size_t i = 0; i < count; i++) {
+        if (argc > 1) {
+            int wanted = 0;
+            for (int a = 1; a < argc; a++)
+                wanted |= strcmp(argv[a], tests[i].name) == 0;
+            if (!wanted)
+                continue;
+        }
+        int r = run_one(group, &tests[i]);
+        if (r == 0)
+            passed++;
+        else if (r > 0)
+            skipped++;
+        else
+            failed++;
+    }
+    remove_tree(kd_test_tmpdir());
+    printf("%s: %u passed, %u failed, %u skipped\n", group, passed, failed, skipped);
+    if (failed > 0)
+        return 1;
+    if (passed == 0 && skipped > 0)
+        return KD_SKIP_EXIT;
+    return 0;
+}

@@ -1,0 +1,1444 @@
+/*
+ * decode.c: streaming Keepa body decoder on yajl callbacks. See decode.h.
+ *
+ * Structure: a stack of frames, one per open JSON container we care about. Each frame names
+ * what the container is (ctx) and, for objects, which key is current; for arrays, the index
+ * of the next element. A container we do not care about is not pushed: it only bumps
+ * skip_depth, and every callback returns at once while skip_depth > 0, so unknown subtrees
+ * (csv histories, images, buyBoxStats, ...) cost only yajl's lexing. Numbers arrive through
+ * yajl_number as text and are converted only when a frame wants them, so out-of-range or
+ * fractional numbers in unknown fields never fail the body.
+ *
+ * yajl is fed in slices of at most FEED_SLICE bytes, and its tracked heap is checked after
+ * every slice: yajl copies a token only while it spans a slice boundary, so its buffers stay
+ * below max_token_bytes plus a slice, and a 50 MB string is refused instead of buffered.
+ */
+#include "keepa/decode.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <yajl/yajl_parse.h>
+
+#define FEED_SLICE   (64u * 1024u)
+#define STACK_MAX    64 /* hard cap on frames; max_depth is checked before this */
+#define NUM_TEXT_MAX 64
+
+/* What a frame is. */
+enum ctx {
+    C_ROOT = 1,
+    C_ERROR,
+    C_PRODUCTS,
+    C_PRODUCT,
+    C_PCATS,
+    C_STATS,
+    C_STATS_ARR, /* aux = which per-index array */
+    C_OFFERS,
+    C_OFFER,
+    C_OFFERCSV,
+    C_LIVE_ORDER,
+    C_FBAFEES,
+    C_DEALS,
+    C_DR,
+    C_DEAL,
+    C_DCATS,
+    C_DEAL_ARR1, /* aux = which 1-D array */
+    C_DEAL_ARR2, /* aux = which 2-D array, outer */
+    C_DEAL_ROW,  /* aux = which 2-D array, row = parent idx */
+    C_SELLERS,
+    C_SELLER,
+    C_ASINLIST,
+};
+
+struct frame {
+    uint8_t ctx;
+    uint8_t aux;
+    int16_t key; /* objects: id of the current key, -1 unknown */
+    int32_t idx; /* arrays: index of the next element; rows: the row */
+};
+
+/* Keys, per object kind. The id is the position in the table. */
+static const char *const root_keys[] = {
+    "timestamp",          "tokensLeft",     "refillIn",           "refillRate",
+    "tokenFlowReduction", "tokensConsumed", "processingTimeInMs", "error",
+    "products",           "deals",          "dealsCached",        "sellers",
+    "asinList",           "totalResults"};
+enum {
+    RK_TIMESTAMP,
+    RK_TOKENS_LEFT,
+    RK_REFILL_IN,
+    RK_REFILL_RATE,
+    RK_FLOW,
+    RK_CONSUMED,
+    RK_PROCESSING,
+    RK_ERROR,
+    RK_PRODUCTS,
+    RK_DEALS,
+    RK_DEALS_CACHED,
+    RK_SELLERS,
+    RK_ASIN_LIST,
+    RK_TOTAL_RESULTS
+};
+
+static const char *const error_keys[] = {"type", "message", "details"};
+
+static const char *const product_keys[] = {"asin",
+                                           "title",
+                                           "domainId",
+                                           "productType",
+                                           "rootCategory",
+                                           "categories",
+                                           "lastUpdate",
+                                           "lastPriceChange",
+                                           "stats",
+                                           "offers",
+                                           "liveOffersOrder",
+                                           "fbaFees",
+                                           "referralFeePercentage",
+                                           "referralFeePercent",
+                                           "offersSuccessful"};
+enum {
+    PK_ASIN,
+    PK_TITLE,
+    PK_DOMAIN,
+    PK_TYPE,
+    PK_ROOT_CAT,
+    PK_CATEGORIES,
+    PK_LAST_UPDATE,
+    PK_LAST_PRICE_CHANGE,
+    PK_STATS,
+    PK_OFFERS,
+    PK_LIVE_ORDER,
+    PK_FBA_FEES,
+    PK_REFERRAL_PCT_D,
+    PK_REFERRAL_PCT_I,
+    PK_OFFERS_OK
+};
+
+static const char *const stats_keys[] = {"current",
+                                         "avg",
+                                         "avg30",
+                                         "avg90",
+                                         "avg180",
+                                         "avg365",
+                                         "salesRankDrops30",
+                                         "salesRankDrops90",
+                                         "salesRankDrops180",
+                                         "salesRankDrops365",
+                                         "buyBoxPrice",
+                                         "buyBoxShipping",
+                                         "buyBoxIsFBA",
+                                         "buyBoxIsAmazon",
+                                         "offerCountFBA",
+                                         "offerCountFBM",
+                                         "totalOfferCount",
+                                         "retrievedOfferCount"};
+enum {
+    SK_CURRENT, /* SK_CURRENT..SK_AVG365 are the per-index arrays, in struct order */
+    SK_AVG,
+    SK_AVG30,
+    SK_AVG90,
+    SK_AVG180,
+    SK_AVG365,
+    SK_DROPS30,
+    SK_DROPS90,
+    SK_DROPS180,
+    SK_DROPS365,
+    SK_BB_PRICE,
+    SK_BB_SHIPPING,
+    SK_BB_FBA,
+    SK_BB_AMAZON,
+    SK_OC_FBA,
+    SK_OC_FBM,
+    SK_TOTAL_OC,
+    SK_RETRIEVED_OC
+};
+
+static const char *const offer_keys[] = {"lastSeen", "sellerId", "offerCSV", "condition",
+                                         "isPrime",  "isAmazon", "isFBA",    "offerId"};
+enum { OK_LAST_SEEN, OK_SELLER, OK_CSV, OK_CONDITION, OK_PRIME, OK_AMAZON, OK_FBA, OK_ID };
+
+static const char *const fba_keys[] = {"pickAndPackFee"};
+
+static const char *const deals_keys[] = {"dr"};
+
+static const char *const deal_keys[] = {"asin",
+                                        "title",
+                                        "rootCat",
+                                        "categories",
+                                        "lastUpdate",
+                                        "creationDate",
+                                        "current",
+                                        "currentSince",
+                                        "deltaLast",
+                                        "avg",
+                                        "delta",
+                                        "deltaPercent",
+                                        "salesRankDrops30",
+                                        "salesRankDrops90",
+                                        "salesRankDrops180",
+                                        "salesRankDrops365",
+                                        "warehouseCondition"};
+enum {
+    DK_ASIN,
+    DK_TITLE,
+    DK_ROOT_CAT,
+    DK_CATEGORIES,
+    DK_LAST_UPDATE,
+    DK_CREATION,
+    DK_CURRENT, /* DK_CURRENT..DK_DELTA_LAST: 1-D arrays */
+    DK_CURRENT_SINCE,
+    DK_DELTA_LAST,
+    DK_AVG, /* DK_AVG..DK_DELTA_PCT: 2-D arrays */
+    DK_DELTA,
+    DK_DELTA_PCT,
+    DK_DROPS30,
+    DK_DROPS90,
+    DK_DROPS180,
+    DK_DROPS365,
+    DK_WAREHOUSE
+};
+
+static const char *const seller_keys[] = {
+    "sellerId",          "sellerName", "domainId", "currentRating", "currentRatingCount",
+    "ratingsLast30Days", "isScammer",  "hasFBA",   "lastUpdate"};
+enum {
+    EK_ID,
+    EK_NAME,
+    EK_DOMAIN,
+    EK_RATING,
+    EK_RATING_COUNT,
+    EK_RATINGS_30,
+    EK_SCAMMER,
+    EK_HAS_FBA,
+    EK_LAST_UPDATE
+};
+
+/* One buffered offer before liveOffersOrder is applied. */
+struct raw_offer {
+    struct kp_offer o;
+    int32_t triple[3]; /* values of the offerCSV triple being read */
+};
+
+struct kp_decoder {
+    struct kp_decode_opts opts;
+    struct kp_decode_cbs cbs;
+    yajl_handle yh;
+    yajl_alloc_funcs af;
+    size_t heap_now, heap_peak;
+    size_t fed;
+    int err;
+    char errmsg[200];
+    bool root_seen;
+
+    unsigned nframes;
+    unsigned skip_depth;
+    struct frame st[STACK_MAX];
+
+    struct kp_envelope env;
+
+    /* Objects under construction (reused). */
+    struct kp_product prod;
+    struct kp_deal deal;
+    struct kp_seller seller;
+    bool referral_from_double;
+    uint32_t n_raw;
+    struct raw_offer raw[KP_RAW_OFFERS];
+    uint32_t n_live;
+    int32_t live_order[KP_MAX_OFFERS];
+    bool live_order_truncated;
+};
+
+/* ---- tracked allocation for yajl ---- */
+
+#define HDR 16 /* keeps max_align_t alignment for yajl's buffers */
+
+static void *track_malloc(void *ctx, size_t sz)
+{
+    struct kp_decoder *d = ctx;
+    unsigned char *p = malloc(sz + HDR);
+    if (p == NULL)
+        return NULL;
+    memcpy(p, &sz, sizeof(sz));
+    d->heap_now += sz;
+    if (d->heap_now > d->heap_peak)
+        d->heap_peak = d->heap_now;
+    return p + HDR;
+}
+
+static void track_free(void *ctx, void *ptr)
+{
+    struct kp_decoder *d = ctx;
+    if (ptr == NULL)
+        return;
+    unsigned char *p = (unsigned char *)ptr - HDR;
+    size_t sz;
+    memcpy(&sz, p, sizeof(sz));
+    d->heap_now -= sz;
+    free(p);
+}
+
+static void *track_realloc(void *ctx, void *ptr, size_t sz)
+{
+    struct kp_decoder *d = ctx;
+    if (ptr == NULL)
+        return track_malloc(ctx, sz);
+    unsigned char *p = (unsigned char *)ptr - HDR;
+    size_t old;
+    memcpy(&old, p, sizeof(old));
+    unsigned char *np = realloc(p, sz + HDR);
+    if (np == NULL)
+        return NULL;
+    memcpy(np, &sz, sizeof(sz));
+    d->heap_now = d->heap_now - old + sz;
+    if (d->heap_now > d->heap_peak)
+        d->heap_peak = d->heap_now;
+    return np + HDR;
+}
+
+/* ---- helpers ---- */
+
+static int fail(struct kp_decoder *d, int err, const char *what)
+{
+    if (d->err == 0) {
+        d->err = err;
+        snprintf(d->errmsg, sizeof(d->errmsg), "decode: %s (near byte %zu)", what, d->fed);
+    }
+    return 0; /* yajl: cancel */
+}
+
+static int fail_depth(struct kp_decoder *d)
+{
+    if (d->err == 0) {
+        d->err = -ELOOP;
+        snprintf(d->errmsg, sizeof(d->errmsg),
+                 "decode: JSON nested deeper than %u levels near byte %zu", d->opts.max_depth,
+                 d->fed);
+    }
+    return 0;
+}
+
+static int key_id(const char *const *table, size_t n, const unsigned char *k, size_t len)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *t = table[i];
+        if (strlen(t) == len && memcmp(t, k, len) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+#define KEY_ID(table, k, len) key_id(table, sizeof(table) / sizeof(table[0]), k, len)
+
+/* Bounded copy of a decoded JSON string, cut at a UTF-8 character boundary. */
+static bool copy_str(char *dst, size_t dstsz, const unsigned char *s, size_t len)
+{
+    bool truncated = false;
+    if (len >= dstsz) {
+        len = dstsz - 1;
+        /* Do not end inside a multi-byte sequence. */
+        while (len > 0 && (s[len] & 0xC0) == 0x80)
+            len--;
+        truncated = true;
+    }
+    memcpy(dst, s, len);
+    dst[len] = '\0';
+    return truncated;
+}
+
+/* A parsed number: integer tokens fit int64 exactly; others are doubles (or unusable). */
+struct num {
+    bool ok;     /* a finite value */
+    bool is_int; /* integer token within int64 */
+    int64_t i;
+    double f;
+};
+
+static struct num parse_num(const char *s, size_t len)
+{
+    struct num n = {0};
+    /* Fast path: -?[0-9]{1,18} */
+    size_t k = 0;
+    bool neg = false;
+    if (len > 0 && s[0] == '-') {
+        neg = true;
+        k = 1;
+    }
+    if (len > k && len - k <= 18) {
+        int64_t v = 0;
+        size_t j = k;
+        for (; j < len; j++) {
+            unsigned c = (unsigned char)s[j] - '0';
+            if (c > 9)
+                break;
+            v = v * 10 + (int64_t)c;
+        }
+        if (j == len) {
+            n.ok = n.is_int = true;
+            n.i = neg ? -v : v;
+            n.f = (double)n.i;
+            return n;
+        }
+    }
+    if (len >= NUM_TEXT_MAX)
+        return n;
+    char buf[NUM_TEXT_MAX];
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    bool integral = strpbrk(buf, ".eE") == NULL;
+    errno = 0;
+    if (integral) {
+        long long v = strtoll(buf, NULL, 10);
+        if (errno == 0) {
+            n.ok = n.is_int = true;
+            n.i = v;
+            n.f = (double)v;
+            return n;
+        }
+    }
+    errno = 0;
+    double f = strtod(buf, NULL);
+    if (errno == 0 && isfinite(f)) {
+        n.ok = true;
+        n.f = f;
+    }
+    return n;
+}
+
+static bool num_i32(struct num n, int32_t *out)
+{
+    if (n.is_int && n.i >= INT32_MIN && n.i <= INT32_MAX) {
+        *out = (int32_t)n.i;
+        return true;
+    }
+    return false;
+}
+
+static void set_i32(int32_t *dst, struct num n)
+{
+    int32_t v;
+    if (num_i32(n, &v))
+        *dst = v;
+}
+
+static void set_i64(int64_t *dst, struct num n)
+{
+    if (n.is_int)
+        *dst = n.i;
+}
+
+static void init_product(struct kp_decoder *d)
+{
+    struct kp_product *p = &d->prod;
+    /* Offers are filled at emission; only the head of the struct needs resetting. */
+    memset(p, 0, offsetof(struct kp_product, offers));
+    p->domain_id = -1;
+    p->product_type = -1;
+    p->root_category = -1;
+    p->last_update_keepa_min = -1;
+    p->last_price_change_keepa_min = -1;
+    memset(&p->stats, 0xff, sizeof(p->stats)); /* every int field and array entry = -1 */
+    p->stats.present = false;
+    p->pick_and_pack_fee_cents = -1;
+    p->referral_fee_percent = -1;
+    p->offers_successful = -1;
+    d->referral_from_double = false;
+    d->n_raw = 0;
+    d->n_live = 0;
+    d->live_order_truncated = false;
+}
+
+static void init_deal(struct kp_decoder *d)
+{
+    struct kp_deal *x = &d->deal;
+    memset(x, 0xff, sizeof(*x)); /* -1 everywhere, then fix the rest */
+    x->asin[0] = '\0';
+    x->title[0] = '\0';
+    x->title_truncated = false;
+    x->n_categories = 0;
+    x->n_categories_total = 0;
+    x->n_price = 0;
+}
+
+static void init_seller(struct kp_seller *s)
+{
+    memset(s, 0xff, sizeof(*s));
+    s->seller_id[0] = '\0';
+    s->name[0] = '\0';
+}
+
+static void init_raw_offer(struct raw_offer *r, uint32_t index)
+{
+    memset(r, 0xff, sizeof(*r));
+    r->o.seller_id[0] = '\0';
+    r->o.index = (int16_t)index;
+    r->o.condition = -1;
+}
+
+/* Builds prod.offers from the buffered raw offers and liveOffersOrder. */
+static void finish_offers(struct kp_decoder *d)
+{
+    struct kp_product *p = &d->prod;
+    p->n_offers = 0;
+    if (p->live_order_present) {
+        for (uint32_t i = 0; i < d->n_live && p->n_offers < KP_MAX_OFFERS; i++) {
+            int32_t k = d->live_order[i];
+            if (k >= 0 && (uint32_t)k < d->n_raw)
+                p->offers[p->n_offers++] = d->raw[k].o;
+            else if (k >= 0 && (uint32_t)k < p->n_offers_seen)
+                p->offers_truncated = true; /* existed, but beyond KP_RAW_OFFERS */
+        }
+        if (d->live_order_truncated)
+            p->offers_truncated = true;
+    } else {
+        for (uint32_t i = 0; i < d->n_raw && p->n_offers < KP_MAX_OFFERS; i++)
+            p->offers[p->n_offers++] = d->raw[i].o;
+        if (p->n_offers_seen > p->n_offers)
+            p->offers_truncated = true;
+    }
+}
+
+static struct frame *top(struct kp_decoder *d)
+{
+    return d->nframes ? &d->st[d->nframes - 1] : NULL;
+}
+
+/* After a value (scalar or closed container) at the current position. */
+static void value_done(struct kp_decoder *d)
+{
+    struct frame *f = top(d);
+    if (f != NULL && f->key == -2) /* array frames use key -2 */
+        f->idx++;
+}
+
+static int push(struct kp_decoder *d, uint8_t ctx, uint8_t aux, bool is_array, int32_t idx)
+{
+    if (d->nframes + d->skip_depth + 1 > d->opts.max_depth || d->nframes >= STACK_MAX)
+        return fail_depth(d);
+    struct frame *f = &d->st[d->nframes++];
+    f->ctx = ctx;
+    f->aux = aux;
+    f->key = is_array ? -2 : -1;
+    f->idx = idx;
+    return 1;
+}
+
+static int skip_container(struct kp_decoder *d)
+{
+    if (d->nframes + d->skip_depth + 1 > d->opts.max_depth)
+        return fail_depth(d);
+    d->skip_depth++;
+    return 1;
+}
+
+/* ---- scalars ---- */
+
+enum skind { S_NULL, S_BOOL, S_NUM, S_STR };
+
+struct scalar {
+    enum skind kind;
+    int b;
+    const unsigned char *s;
+    size_t len;
+};
+
+static struct num scalar_num(const struct scalar *v)
+{
+    struct num n = {0};
+    if (v->kind == S_NUM)
+        n = parse_num((const char *)v->s, v->len);
+    return n;
+}
+
+static int8_t scalar_tri(const struct scalar *v)
+{
+    if (v->kind == S_BOOL)
+        return (int8_t)(v->b ? 1 : 0);
+    return -1;
+}
+
+static void envelope_scalar(struct kp_decoder *d, int key, const struct scalar *v)
+{
+    struct kp_envelope *e = &d->env;
+    struct num n = scalar_num(v);
+    switch (key) {
+    case RK_TIMESTAMP:
+        if (n.is_int) {
+            e->timestamp_ms = n.i;
+            e->have |= KP_ENV_TIMESTAMP;
+        }
+        break;
+    case RK_TOKENS_LEFT:
+        if (n.ok) {
+            e->tokens_left = n.f;
+            e->have |= KP_ENV_TOKENS_LEFT;
+        }
+        break;
+    case RK_REFILL_IN:
+        if (n.ok) {
+            e->refill_in_ms = n.is_int ? n.i : (int64_t)llround(fmin(fmax(n.f, -1e15), 1e15));
+            e->have |= KP_ENV_REFILL_IN;
+        }
+        break;
+    case RK_REFILL_RATE:
+        if (n.ok) {
+            e->refill_rate = n.f;
+            e->have |= KP_ENV_REFILL_RATE;
+        }
+        break;
+    case RK_FLOW:
+        if (n.ok) {
+            e->token_flow_reduction = n.f;
+            e->have |= KP_ENV_FLOW_REDUCTION;
+        }
+        break;
+    case RK_CONSUMED:
+        if (n.ok) {
+            e->tokens_consumed = n.f;
+            e->have |= KP_ENV_TOKENS_CONSUMED;
+        }
+        break;
+    case RK_PROCESSING:
+        if (n.ok) {
+            e->processing_ms = n.is_int ? n.i : (int64_t)llround(fmin(fmax(n.f, -1e15), 1e15));
+            e->have |= KP_ENV_PROCESSING;
+        }
+        break;
+    case RK_ERROR:
+        if (v->kind == S_STR) { /* tolerate "error": "text" */
+            copy_str(e->error_message, sizeof(e->error_message), v->s, v->len);
+            e->have |= KP_ENV_ERROR;
+        }
+        break;
+    case RK_PRODUCTS:
+        e->have |= KP_ENV_PRODUCTS; /* products: null */
+        break;
+    case RK_DEALS_CACHED:
+        e->deals_cached = scalar_tri(v);
+        break;
+    case RK_TOTAL_RESULTS:
+        set_i64(&e->total_results, n);
+        break;
+    default:
+        break;
+    }
+}
+
+static void product_scalar(struct kp_decoder *d, int key, const struct scalar *v)
+{
+    struct kp_product *p = &d->prod;
+    switch (key) {
+    case PK_ASIN:
+        if (v->kind == S_STR)
+            copy_str(p->asin, sizeof(p->asin), v->s, v->len);
+        break;
+    case PK_TITLE:
+        if (v->kind == S_STR)
+            p->title_truncated = copy_str(p->title, sizeof(p->title), v->s, v->len);
+        break;
+    case PK_DOMAIN:
+        set_i32(&p->domain_id, scalar_num(v));
+        break;
+    case PK_TYPE:
+        set_i32(&p->product_type, scalar_num(v));
+        break;
+    case PK_ROOT_CAT:
+        set_i64(&p->root_category, scalar_num(v));
+        break;
+    case PK_LAST_UPDATE:
+        set_i64(&p->last_update_keepa_min, scalar_num(v));
+        break;
+    case PK_LAST_PRICE_CHANGE:
+        set_i64(&p->last_price_change_keepa_min, scalar_num(v));
+        break;
+    case PK_REFERRAL_PCT_D: {
+        struct num n = scalar_num(v);
+        if (n.ok) {
+            p->referral_fee_percent = n.f;
+            d->referral_from_double = true;
+        }
+        break;
+    }
+    case PK_REFERRAL_PCT_I: {
+        struct num n = scalar_num(v);
+        if (n.ok && !d->referral_from_double)
+            p->referral_fee_percent = n.f;
+        break;
+    }
+    case PK_OFFERS_OK:
+        p->offers_successful = scalar_tri(v);
+        break;
+    default:
+        break;
+    }
+}
+
+static void stats_scalar(struct kp_decoder *d, int key, const struct scalar *v)
+{
+    struct kp_stats *s = &d->prod.stats;
+    struct num n = scalar_num(v);
+    switch (key) {
+    case SK_DROPS30:
+        set_i32(&s->sales_rank_drops30, n);
+        break;
+    case SK_DROPS90:
+        set_i32(&s->sales_rank_drops90, n);
+        break;
+    case SK_DROPS180:
+        set_i32(&s->sales_rank_drops180, n);
+        break;
+    case SK_DROPS365:
+        set_i32(&s->sales_rank_drops365, n);
+        break;
+    case SK_BB_PRICE:
+        set_i32(&s->buy_box_price_cents, n);
+        break;
+    case SK_BB_SHIPPING:
+        set_i32(&s->buy_box_shipping_cents, n);
+        break;
+    case SK_BB_FBA:
+        s->buy_box_is_fba = scalar_tri(v);
+        break;
+    case SK_BB_AMAZON:
+        s->buy_box_is_amazon = scalar_tri(v);
+        break;
+    case SK_OC_FBA:
+        set_i32(&s->offer_count_fba, n);
+        break;
+    case SK_OC_FBM:
+        set_i32(&s->offer_count_fbm, n);
+        break;
+    case SK_TOTAL_OC:
+        set_i32(&s->total_offer_count, n);
+        break;
+    case SK_RETRIEVED_OC:
+        set_i32(&s->retrieved_offer_count, n);
+        break;
+    default:
+        break;
+    }
+}
+
+static struct raw_offer *cur_raw(struct kp_decoder *d)
+{
+    /* The C_OFFER frame's idx holds the slot, or -1 when the buffer was full. */
+    struct frame *f = top(d);
+    for (unsigned i = d->nframes; i-- > 0;) {
+        if (d->st[i].ctx == C_OFFER) {
+            f = &d->st[i];
+            return f->idx >= 0 ? &d->raw[f->idx] : NULL;
+        }
+    }
+    return NULL;
+}
+
+static void offer_scalar(struct kp_decoder *d, int key, const struct scalar *v)
+{
+    struct raw_offer *r = cur_raw(d);
+    if (r == NULL)
+        return;
+    struct num n = scalar_num(v);
+    switch (key) {
+    case OK_LAST_SEEN:
+        set_i64(&r->o.last_seen_keepa_min, n);
+        break;
+    case OK_SELLER:
+        if (v->kind == S_STR)
+            copy_str(r->o.seller_id, sizeof(r->o.seller_id), v->s, v->len);
+        break;
+    case OK_CONDITION: {
+        int32_t c;
+        if (num_i32(n, &c) && c >= -1 && c <= 127)
+            r->o.condition = (int8_t)c;
+        break;
+    }
+    case OK_PRIME:
+        r->o.is_prime = scalar_tri(v);
+        break;
+    case OK_AMAZON:
+        r->o.is_amazon = scalar_tri(v);
+        break;
+    case OK_FBA:
+        r->o.is_fba = scalar_tri(v);
+        break;
+    case OK_ID:
+        set_i32(&r->o.offer_id, n);
+        break;
+    default:
+        break;
+    }
+}
+
+static void deal_scalar(struct kp_decoder *d, int key, const struct scalar *v)
+{
+    struct kp_deal *x = &d->deal;
+    struct num n = scalar_num(v);
+    switch (key) {
+    case DK_ASIN:
+        if (v->kind == S_STR)
+            copy_str(x->asin, sizeof(x->asin), v->s, v->len);
+        break;
+    case DK_TITLE:
+        if (v->kind == S_STR)
+            x->title_truncated = copy_str(x->title, sizeof(x->title), v->s, v->len);
+        break;
+    case DK_ROOT_CAT:
+        set_i64(&x->root_cat, n);
+        break;
+    case DK_LAST_UPDATE:
+        set_i64(&x->last_update_keepa_min, n);
+        break;
+    case DK_CREATION:
+        set_i64(&x->creation_date_keepa_min, n);
+        break;
+    case DK_DROPS30:
+        set_i32(&x->sales_rank_drops30, n);
+        break;
+    case DK_DROPS90:
+        set_i32(&x->sales_rank_drops90, n);
+        break;
+    case DK_DROPS180:
+        set_i32(&x->sales_rank_drops180, n);
+        break;
+    case DK_DROPS365:
+        set_i32(&x->sales_rank_drops365, n);
+        break;
+    case DK_WAREHOUSE:
+        set_i32(&x->warehouse_condition, n);
+        break;
+    default:
+        break;
+    }
+}
+
+static void seller_scalar(struct kp_decoder *d, int key, const struct scalar *v)
+{
+    struct kp_seller *s = &d->seller;
+    struct num n = scalar_num(v);
+    switch (key) {
+    case EK_ID:
+        if (v->kind == S_STR)
+            copy_str(s->seller_id, sizeof(s->seller_id), v->s, v->len);
+        break;
+    case EK_NAME:
+        if (v->kind == S_STR)
+            copy_str(s->name, sizeof(s->name), v->s, v->len);
+        break;
+    case EK_DOMAIN:
+        set_i32(&s->domain_id, n);
+        break;
+    case EK_RATING:
+        set_i32(&s->current_rating, n);
+        break;
+    case EK_RATING_COUNT:
+        set_i32(&s->current_rating_count, n);
+        break;
+    case EK_RATINGS_30:
+        set_i32(&s->ratings_last30_days, n);
+        break;
+    case EK_SCAMMER:
+        s->is_scammer = scalar_tri(v);
+        break;
+    case EK_HAS_FBA:
+        s->has_fba = scalar_tri(v);
+        break;
+    case EK_LAST_UPDATE:
+        set_i64(&s->last_update_keepa_min, n);
+        break;
+    default:
+        break;
+    }
+}
+
+static int32_t *stats_array(struct kp_stats *s, unsigned which)
+{
+    switch (which) {
+    case SK_CURRENT:
+        return s->current;
+    case SK_AVG:
+        return s->avg;
+    case SK_AVG30:
+        return s->avg30;
+    case SK_AVG90:
+        return s->avg90;
+    case SK_AVG180:
+        return s->avg180;
+    default:
+        return s->avg365;
+    }
+}
+
+static int32_t *deal_array1(struct kp_deal *x, unsigned which)
+{
+    switch (which) {
+    case DK_CURRENT:
+        return x->current;
+    case DK_CURRENT_SINCE:
+        return x->current_since;
+    default:
+        return x->delta_last;
+    }
+}
+
+static int32_t (*deal_array2(struct kp_deal *x, unsigned which))[KP_NPRICE]
+{
+    switch (which) {
+    case DK_AVG:
+        return x->avg;
+    case DK_DELTA:
+        return x->delta;
+    default:
+        return x->delta_percent;
+    }
+}
+
+static int on_scalar(struct kp_decoder *d, const struct scalar *v)
+{
+    if (d->skip_depth > 0)
+        return 1;
+    struct frame *f = top(d);
+    if (f == NULL)
+        return fail(d, -EBADMSG, "top-level value is not a JSON object");
+    struct num n;
+    switch (f->ctx) {
+    case C_ROOT:
+        envelope_scalar(d, f->key, v);
+        break;
+    case C_ERROR:
+        if (v->kind == S_STR && f->key >= 0) {
+            struct kp_envelope *e = &d->env;
+            char *dst = f->key == 0   ? e->error_type
+                        : f->key == 1 ? e->error_message
+                                      : e->error_details;
+            size_t sz = f->key == 0   ? sizeof(e->error_type)
+                        : f->key == 1 ? sizeof(e->error_message)
+                                      : sizeof(e->error_details);
+            copy_str(dst, sz, v->s, v->len);
+        }
+        break;
+    case C_PRODUCT:
+        product_scalar(d, f->key, v);
+        break;
+    case C_PCATS:
+        n = scalar_num(v);
+        d->prod.n_categories_total++;
+        if (n.is_int && d->prod.n_categories < KP_MAX_CATS)
+            d->prod.categories[d->prod.n_categories++] = n.i;
+        break;
+    case C_STATS:
+        stats_scalar(d, f->key, v);
+        break;
+    case C_STATS_ARR:
+        if (f->idx < KP_NPRICE && v->kind == S_NUM)
+            set_i32(&stats_array(&d->prod.stats, f->aux)[f->idx], scalar_num(v));
+        break;
+    case C_OFFER:
+        offer_scalar(d, f->key, v);
+        break;
+    case C_OFFERCSV: {
+        struct raw_offer *r = cur_raw(d);
+        if (r == NULL)
+            break;
+        n = scalar_num(v);
+        int32_t val = -1;
+        int k = (int)(f->idx % 3);
+        num_i32(n, &val);
+        r->triple[k] = val;
+        if (k == 2) {
+            r->o.csv_time_keepa_min = r->triple[0];
+            r->o.price_cents = r->triple[1];
+            r->o.shipping_cents = r->triple[2];
+        }
+        break;
+    }
+    case C_LIVE_ORDER:
+        n = scalar_num(v);
+        if (d->n_live < KP_MAX_OFFERS) {
+            int32_t k = -1;
+            num_i32(n, &k);
+            d->live_order[d->n_live++] = k;
+        } else {
+            d->live_order_truncated = true;
+        }
+        break;
+    case C_FBAFEES:
+        if (f->key == 0)
+            set_i32(&d->prod.pick_and_pack_fee_cents, scalar_num(v));
+        break;
+    case C_DEAL:
+        deal_scalar(d, f->key, v);
+        break;
+    case C_DCATS:
+        n = scalar_num(v);
+        d->deal.n_categories_total++;
+        if (n.is_int && d->deal.n_categories < KP_MAX_CATS)
+            d->deal.categories[d->deal.n_categories++] = n.i;
+        break;
+    case C_DEAL_ARR1:
+        if (f->idx < KP_NPRICE && v->kind == S_NUM)
+            set_i32(&deal_array1(&d->deal, f->aux)[f->idx], scalar_num(v));
+        if (f->aux == DK_CURRENT && (uint32_t)f->idx < KP_NPRICE)
+            d->deal.n_price = (uint32_t)f->idx + 1;
+        break;
+    case C_DEAL_ROW: {
+        int32_t row = d->st[d->nframes - 2].idx;
+        if (row >= 0 && row < KP_DEAL_RANGES && f->idx < KP_NPRICE && v->kind == S_NUM)
+            set_i32(&deal_array2(&d->deal, f->aux)[row][f->idx], scalar_num(v));
+        break;
+    }
+    case C_SELLER:
+        seller_scalar(d, f->key, v);
+        break;
+    case C_ASINLIST:
+        if (v->kind == S_STR) {
+            char asin[KP_ASIN_MAX];
+            copy_str(asin, sizeof(asin), v->s, v->len);
+            d->env.n_asins++;
+            if (d->cbs.on_asin != NULL && d->cbs.on_asin(asin, d->cbs.ud) != 0)
+                return fail(d, -ECANCELED, "stopped by the consumer");
+        }
+        break;
+    default: /* arrays of objects (products, offers, dr): a scalar element is ignored */
+        break;
+    }
+    value_done(d);
+    return 1;
+}
+
+static int cb_null(void *ctx)
+{
+    struct scalar v = {.kind = S_NULL};
+    return on_scalar(ctx, &v);
+}
+
+static int cb_bool(void *ctx, int b)
+{
+    struct scalar v = {.kind = S_BOOL, .b = b};
+    return on_scalar(ctx, &v);
+}
+
+static int cb_number(void *ctx, const char *s, size_t len)
+{
+    struct kp_decoder *d = ctx;
+    if (d->skip_depth > 0)
+        return 1;
+    struct scalar v = {.kind = S_NUM, .s = (const unsigned char *)s, .len = len};
+    return on_scalar(d, &v);
+}
+
+static int cb_string(void *ctx, const unsigned char *s, size_t len)
+{
+    struct kp_decoder *d = ctx;
+    if (d->skip_depth > 0)
+        return 1;
+    struct scalar v = {.kind = S_STR, .s = s, .len = len};
+    return on_scalar(d, &v);
+}
+
+/* ---- containers ---- */
+
+static int cb_start_map(void *ctx)
+{
+    struct kp_decoder *d = ctx;
+    if (d->skip_depth > 0)
+        return skip_container(d);
+    struct frame *f = top(d);
+    if (f == NULL) {
+        if (d->root_seen)
+            return fail(d, -EBADMSG, "more than one top-level value");
+        d->root_seen = true;
+        return push(d, C_ROOT, 0, false, 0);
+    }
+    switch (f->ctx) {
+    case C_ROOT:
+        if (f->key == RK_ERROR) {
+            d->env.have |= KP_ENV_ERROR;
+            return push(d, C_ERROR, 0, false, 0);
+        }
+        if (f->key == RK_DEALS) {
+            d->env.have |= KP_ENV_DEALS;
+            return push(d, C_DEALS, 0, false, 0);
+        }
+        if (f->key == RK_SELLERS) {
+            d->env.have |= KP_ENV_SELLERS;
+            return push(d, C_SELLERS, 0, false, 0);
+        }
+        break;
+    case C_PRODUCTS:
+        init_product(d);
+        return push(d, C_PRODUCT, 0, false, 0);
+    case C_PRODUCT:
+        if (f->key == PK_STATS) {
+            d->prod.stats.present = true;
+            return push(d, C_STATS, 0, false, 0);
+        }
+        if (f->key == PK_FBA_FEES)
+            return push(d, C_FBAFEES, 0, false, 0);
+        break;
+    case C_OFFERS: {
+        int32_t slot = -1;
+        d->prod.n_offers_seen++;
+        if (d->n_raw < KP_RAW_OFFERS) {
+            slot = (int32_t)d->n_raw++;
+            init_raw_offer(&d->raw[slot], (uint32_t)f->idx);
+        }
+        return push(d, C_OFFER, 0, false, slot);
+    }
+    case C_DEALS:
+        break;
+    case C_DR:
+        init_deal(d);
+        return push(d, C_DEAL, 0, false, 0);
+    case C_SELLERS:
+        init_seller(&d->seller);
+        return push(d, C_SELLER, 0, false, 0);
+    default:
+        break;
+    }
+    return skip_container(d);
+}
+
+static int cb_start_array(void *ctx)
+{
+    struct kp_decoder *d = ctx;
+    if (d->skip_depth > 0)
+        return skip_container(d);
+    struct frame *f = top(d);
+    if (f == NULL)
+        return fail(d, -EBADMSG, "top-level value is not a JSON object");
+    switch (f->ctx) {
+    case C_ROOT:
+        if (f->key == RK_PRODUCTS) {
+            d->env.have |= KP_ENV_PRODUCTS;
+            return push(d, C_PRODUCTS, 0, true, 0);
+        }
+        if (f->key == RK_ASIN_LIST) {
+            d->env.have |= KP_ENV_ASIN_LIST;
+            return push(d, C_ASINLIST, 0, true, 0);
+        }
+        break;
+    case C_PRODUCT:
+        if (f->key == PK_CATEGORIES)
+            return push(d, C_PCATS, 0, true, 0);
+        if (f->key == PK_OFFERS)
+            return push(d, C_OFFERS, 0, true, 0);
+        if (f->key == PK_LIVE_ORDER) {
+            d->prod.live_order_present = true;
+            d->n_live = 0;
+            return push(d, C_LIVE_ORDER, 0, true, 0);
+        }
+        break;
+    case C_STATS:
+        if (f->key >= SK_CURRENT && f->key <= SK_AVG365)
+            return push(d, C_STATS_ARR, (uint8_t)f->key, true, 0);
+        break;
+    case C_OFFER:
+        if (f->key == OK_CSV)
+            return push(d, C_OFFERCSV, 0, true, 0);
+        break;
+    case C_DEALS:
+        if (f->key == 0)
+            return push(d, C_DR, 0, true, 0);
+        break;
+    case C_DEAL:
+        if (f->key == DK_CATEGORIES)
+            return push(d, C_DCATS, 0, true, 0);
+        if (f->key >= DK_CURRENT && f->key <= DK_DELTA_LAST)
+            return push(d, C_DEAL_ARR1, (uint8_t)f->key, true, 0);
+        if (f->key >= DK_AVG && f->key <= DK_DELTA_PCT)
+            return push(d, C_DEAL_ARR2, (uint8_t)f->key, true, 0);
+        break;
+    case C_DEAL_ARR2:
+        return push(d, C_DEAL_ROW, f->aux, true, 0);
+    default:
+        break;
+    }
+    return skip_container(d);
+}
+
+static int emit(struct kp_decoder *d, uint8_t ctx)
+{
+    int rc = 0;
+    switch (ctx) {
+    case C_PRODUCT:
+        finish_offers(d);
+        d->env.n_products++;
+        if (d->cbs.on_product != NULL)
+            rc = d->cbs.on_product(&d->prod, d->cbs.ud);
+        break;
+    case C_DEAL:
+        d->env.n_deals++;
+        if (d->cbs.on_deal != NULL)
+            rc = d->cbs.on_deal(&d->deal, d->cbs.ud);
+        break;
+    case C_SELLER:
+        d->env.n_sellers++;
+        if (d->cbs.on_seller != NULL)
+            rc = d->cbs.on_seller(&d->seller, d->cbs.ud);
+        break;
+    default:
+        break;
+    }
+    if (rc != 0)
+        return fail(d, -ECANCELED, "stopped by the consumer");
+    return 1;
+}
+
+static int cb_end(void *ctx)
+{
+    struct kp_decoder *d = ctx;
+    if (d->skip_depth > 0) {
+        d->skip_depth--;
+        if (d->skip_depth == 0)
+            value_done(d);
+        return 1;
+    }
+    if (d->nframes == 0)
+        return fail(d, -EBADMSG, "unbalanced JSON");
+    uint8_t ctx_closed = d->st[d->nframes - 1].ctx;
+    d->nframes--;
+    if (emit(d, ctx_closed) == 0)
+        return 0;
+    value_done(d);
+    return 1;
+}
+
+static int cb_map_key(void *ctx, const unsigned char *k, size_t len)
+{
+    struct kp_decoder *d = ctx;
+    if (d->skip_depth > 0)
+        return 1;
+    struct frame *f = top(d);
+    if (f == NULL)
+        return 1;
+    int id = -1;
+    switch (f->ctx) {
+    case C_ROOT:
+        id = KEY_ID(root_keys, k, len);
+        break;
+    case C_ERROR:
+        id = KEY_ID(error_keys, k, len);
+        break;
+    case C_PRODUCT:
+        id = KEY_ID(product_keys, k, len);
+        break;
+    case C_STATS:
+        id = KEY_ID(stats_keys, k, len);
+        break;
+    case C_OFFER:
+        id = KEY_ID(offer_keys, k, len);
+        break;
+    case C_FBAFEES:
+        id = KEY_ID(fba_keys, k, len);
+        break;
+    case C_DEALS:
+        id = KEY_ID(deals_keys, k, len);
+        break;
+    case C_DEAL:
+        id = KEY_ID(deal_keys, k, len);
+        break;
+    case C_SELLER:
+        id = KEY_ID(seller_keys, k, len);
+        break;
+    case C_SELLERS:
+        id = 0; /* keys are seller ids; the value object carries sellerId too */
+        break;
+    default:
+        break;
+    }
+    f->key = (int16_t)id;
+    return 1;
+}
+
+static const yajl_callbacks callbacks = {
+    .yajl_null = cb_null,
+    .yajl_boolean = cb_bool,
+    .yajl_number = cb_number,
+    .yajl_string = cb_string,
+    .yajl_start_map = cb_start_map,
+    .yajl_map_key = cb_map_key,
+    .yajl_end_map = cb_end,
+    .yajl_start_array = cb_start_array,
+    .yajl_end_array = cb_end,
+};
+
+/* ---- public ---- */
+
+static void clear_body_state(struct kp_decoder *d)
+{
+    memset(&d->env, 0, sizeof(d->env));
+    d->env.deals_cached = -1;
+    d->env.total_results = -1;
+    d->fed = 0;
+    d->err = 0;
+    d->errmsg[0] = '\0';
+    d->root_seen = false;
+    d->nframes = 0;
+    d->skip_depth = 0;
+}
+
+int kp_decoder_reset(struct kp_decoder *d)
+{
+    if (d->yh != NULL)
+        yajl_free(d->yh);
+    clear_body_state(d);
+    d->yh = yajl_alloc(&callbacks, &d->af, d);
+    if (d->yh == NULL) {
+        d->err = -ENOMEM;
+        snprintf(d->errmsg, sizeof(d->errmsg), "decode: out of memory");
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+struct kp_decoder *kp_decoder_new(const struct kp_decode_opts *opts,
+                                  const struct kp_decode_cbs *cbs)
+{
+    struct kp_decoder *d = calloc(1, sizeof(*d));
+    if (d == NULL)
+        return NULL;
+    if (opts != NULL)
+        d->opts = *opts;
+    if (d->opts.max_body_bytes == 0)
+        d->opts.max_body_bytes = KP_DECODE_MAX_BODY;
+    if (d->opts.max_depth == 0)
+        d->opts.max_depth = KP_DECODE_MAX_DEPTH;
+    if (d->opts.max_depth > STACK_MAX)
+        d->opts.max_depth = STACK_MAX;
+    if (d->opts.max_token_bytes == 0)
+        d->opts.max_token_bytes = KP_DECODE_MAX_TOKEN;
+    if (cbs != NULL)
+        d->cbs = *cbs;
+    d->af.malloc = track_malloc;
+    d->af.realloc = track_realloc;
+    d->af.free = track_free;
+    d->af.ctx = d;
+    if (kp_decoder_reset(d) != 0) {
+        free(d);
+        return NULL;
+    }
+    return d;
+}
+
+void kp_decoder_free(struct kp_decoder *d)
+{
+    if (d == NULL)
+        return;
+    if (d->yh != NULL)
+        yajl_free(d->yh);
+    free(d);
+}
+
+static int yajl_failed(struct kp_decoder *d, yajl_status st, const unsigned char *buf, size_t len)
+{
+    if (d->err != 0)
+        return d->err; /* our callback cancelled, message already set */
+    if (st == yajl_status_client_canceled)
+        return fail(d, -ECANCELED, "cancelled"), d->err;
+    unsigned char *msg = yajl_get_error(d->yh, 0, buf, len);
+    char line[160];
+    snprintf(line, sizeof(line), "%s", msg != NULL ? (const char *)msg : "malformed JSON");
+    if (msg != NULL)
+        yajl_free_error(d->yh, msg);
+    /* yajl's message ends with a newline and may span lines: keep one line. */
+    for (char *p = line; *p; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+    size_t l = strlen(line);
+    while (l > 0 && line[l - 1] == ' ')
+        line[--l] = '\0';
+    d->err = -EBADMSG;
+    snprintf(d->errmsg, sizeof(d->errmsg), "decode: malformed JSON near byte %zu: %s", d->fed,
+             line);
+    return d->err;
+}
+
+int kp_decoder_feed(struct kp_decoder *d, const void *buf, size_t len)
+{
+    if (d->err != 0)
+        return d->err;
+    const unsigned char *p = buf;
+    while (len > 0) {
+        size_t n = len < FEED_SLICE ? len : FEED_SLICE;
+        if (d->fed + n > d->opts.max_body_bytes) {
+            d->err = -EFBIG;
+            snprintf(d->errmsg, sizeof(d->errmsg),
+                     "decode: body larger than the limit of %zu bytes", d->opts.max_body_bytes);
+            return d->err;
+        }
+        d->fed += n;
+        yajl_status st = yajl_parse(d->yh, p, n);
+        if (st != yajl_status_ok)
+            return yajl_failed(d, st, p, n);
+        if (d->heap_now > d->opts.max_token_bytes + 4 * FEED_SLICE) {
+            d->err = -E2BIG;
+            snprintf(d->errmsg, sizeof(d->errmsg),
+                     "decode: a single JSON string or number is longer than %zu bytes",
+                     d->opts.max_token_bytes);
+            return d->err;
+        }
+        p += n;
+        len -= n;
+    }
+    return 0;
+}
+
+int kp_decoder_finish(struct kp_decoder *d)
+{
+    if (d->err != 0)
+        return d->err;
+    yajl_status st = yajl_complete_parse(d->yh);
+    if (st != yajl_status_ok)
+        return yajl_failed(d, st, NULL, 0);
+    if (!d->root_seen) {
+        d->err = -EBADMSG;
+        snprintf(d->errmsg, sizeof(d->errmsg), "decode: empty body");
+        return d->err;
+    }
+    return 0;
+}
+
+const struct kp_envelope *kp_decoder_envelope(const struct kp_decoder *d)
+{
+    return &d->env;
+}
+
+const char *kp_decoder_error(const struct kp_decoder *d)
+{
+    return d->errmsg;
+}
+
+size_t kp_decoder_bytes(const struct kp_decoder *d)
+{
+    return d->fed;
+}
+
+size_t kp_decoder_peak_bytes(const struct kp_decoder *d)
+{
+    return sizeof(*d) + d->heap_peak;
+}
+
+int kp_decode_buffer(const void *buf, size_t len, const struct kp_decode_opts *opts,
+                     const struct kp_decode_cbs *cbs, struct kp_envelope *env, char *err,
+                     size_t errsz)
+{
+    struct kp_decoder *d = kp_decoder_new(opts, cbs);
+    if (d == NULL) {
+        if (err != NULL && errsz > 0)
+            snprintf(err, errsz, "decode: out of memory");
+        return -ENOMEM;
+    }
+    int rc = kp_decoder_feed(d, buf, len);
+    if (rc == 0)
+        rc = kp_decoder_finish(d);
+    if (env != NULL)
+        *env = d->env;
+    if (err != NULL && errsz > 0)
+        snprintf(err, errsz, "%s", d->errmsg);
+    kp_decoder_free(d);
+    return rc;
+}

@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define KD_ASSERT(cond)                                                                           \
+#define KD_ASSERT(cond)                                                                            \
     do {                                                                                           \
         if (__builtin_expect(!(cond), 0)) {                                                        \
             fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__, __LINE__, #cond);           \
@@ -21,10 +21,10 @@
     } while (0)
 
 /* KD_ASSERTF(cond, fmt, ...): as KD_ASSERT, and prints the values that broke the invariant. */
-#define KD_ASSERTF(cond, ...)                                                                     \
+#define KD_ASSERTF(cond, ...)                                                                      \
     do {                                                                                           \
         if (__builtin_expect(!(cond), 0)) {                                                        \
-            fprintf(stderr, "%s:%d: assertion failed: %s: ", __FILE__, __LINE__, #cond);          \
+            fprintf(stderr, "%s:%d: assertion failed: %s: ", __FILE__, __LINE__, #cond);           \
             fprintf(stderr, __VA_ARGS__);                                                          \
             fputc('\n', stderr);                                                                   \
             abort();                                                                               \

@@ -140,9 +140,8 @@ void kd_log(enum kd_log_level level, const char *fmt, ...)
 
     char line[KD_LOG_LINE_MAX + 128];
     int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s %s[%ld]: %s\n",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, ts.tv_nsec / 1000000L, level_names[level], log_role,
-                     (long)getpid(), clean);
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     ts.tv_nsec / 1000000L, level_names[level], log_role, (long)getpid(), clean);
     if (n < 0)
         n = 0;
     if ((size_t)n >= sizeof(line)) {

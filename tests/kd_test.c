@@ -156,8 +156,8 @@ static int run_one(const char *group, const struct CMUnitTest *test)
     /* Reap anything the test left in its process group (helpers it forked). */
     kill(-pid, SIGKILL);
     if (WIFSIGNALED(status)) {
-        fprintf(stderr, "[  CRASHED ] %s: killed by signal %d (%s)\n", test->name,
-                WTERMSIG(status), strsignal(WTERMSIG(status)));
+        fprintf(stderr, "[  CRASHED ] %s: killed by signal %d (%s)\n", test->name, WTERMSIG(status),
+                strsignal(WTERMSIG(status)));
         return -1;
     }
     if (WEXITSTATUS(status) == KD_SKIP_EXIT)

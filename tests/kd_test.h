@@ -20,7 +20,7 @@
 #include <cmocka.h>
 
 /* Runs TESTS (an array of cmocka_unit_test) one per process. Use as the body of main(). */
-#define KD_RUN_TESTS(tests, argc, argv)                                                           \
+#define KD_RUN_TESTS(tests, argc, argv)                                                            \
     kd_run_tests(#tests, tests, sizeof(tests) / sizeof((tests)[0]), argc, argv)
 
 int kd_run_tests(const char *group, const struct CMUnitTest *tests, size_t count, int argc,

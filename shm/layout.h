@@ -1,0 +1,228 @@
+/*
+ * layout.h: every struct that lives in the shared memory segment, and nothing else.
+ *
+ * One segment per instance, /dev/shm/kdeals-<instance>, mode 0600, created by the supervisor
+ * and mapped read-write by the workers and read-only by `kdeals stat`/`status`. All fields have
+ * fixed widths; fields written by different processes sit on their own cache lines; sizes and
+ * offsets are pinned by _Static_assert so a layout change is one visible diff. Any change to
+ * a struct here (or to counters.def) must bump SHM_LAYOUT_VERSION in the same diff: a reader
+ * of another version refuses to attach rather than misread.
+ *
+ * Segment map (offsets from the start of the mapping):
+ *
+ *     struct shm_layout    fixed part: header, config slot, tokens, process table, counters
+ *     ring data areas      SHM_RING_COUNT power-of-two byte arrays, each 4 KiB aligned
+ *
+ * The header's layout_version is written last, with release order: a reader that sees 0 is
+ * looking at a segment still being initialised and must wait or retry.
+ */
+#ifndef KD_SHM_LAYOUT_H
+#define KD_SHM_LAYOUT_H
+
+#include <stdalign.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SHM_MAGIC          0x4d48534c41454b44ULL /* "DKEALSHM" little-endian */
+#define SHM_LAYOUT_VERSION 1u
+#define SHM_CACHELINE      64
+#define SHM_INSTANCE_MAX   48
+#define SHM_CONFIG_MAX     65536
+#define SHM_MESSAGE_MAX    256
+#define SHM_HIST_BUCKETS   64
+
+/* Process roles; each owns one process-table slot and one counter block. */
+enum shm_role {
+    SHM_ROLE_SUPERVISOR = 0,
+    SHM_ROLE_SCANNER,
+    SHM_ROLE_COMMITTER,
+    SHM_ROLE_UPDATER,
+    SHM_ROLE_COUNT
+};
+
+/* The rings between the workers (ARCHITECTURE §2). Each has one producer and one consumer. */
+enum shm_ring_id {
+    SHM_RING_SURVIVORS = 0, /* scanner -> committer: peeked survivors to commit */
+    SHM_RING_RECOMMIT,      /* updater -> committer: stored deals that need full data */
+    SHM_RING_REFRESH,       /* scanner -> updater: peeked ASINs that are stored deals */
+    SHM_RING_COUNT
+};
+
+/* ---- header ---------------------------------------------------------------------------- */
+
+struct shm_header {
+    uint64_t magic;
+    _Atomic uint32_t layout_version; /* written last (release); 0 = being initialised */
+    uint32_t fixed_size;             /* sizeof(struct shm_layout) */
+    uint64_t segment_size;           /* whole mapping, rings included */
+    uint64_t generation;             /* bumped on every supervisor start */
+    int64_t supervisor_pid;
+    int64_t start_time_ms;    /* wall clock, epoch ms */
+    _Atomic uint32_t retired; /* set by a successor before it unlinks this segment */
+    uint32_t ring_count;
+    uint64_t ring_data_offset[SHM_RING_COUNT];
+    uint64_t ring_capacity[SHM_RING_COUNT];
+    char instance[SHM_INSTANCE_MAX];
+};
+
+/* ---- config slot ----------------------------------------------------------------------- */
+
+/*
+ * The validated config, serialised (msgpack), double-buffered. The supervisor (the only
+ * writer) fills buf[(generation + 1) & 1], then stores generation + 1 with release order.
+ * A reader loads generation (acquire), copies buf[generation & 1], and retries if generation
+ * changed meanwhile. The API key is never stored here.
+ *
+ * Reload verdicts: `kdeals reload` bumps reload_request; the supervisor validates, publishes
+ * or rejects, writes reload_result and reload_message, then sets reload_done to the request
+ * number it answered.
+ */
+struct shm_config_slot {
+    alignas(SHM_CACHELINE) _Atomic uint64_t generation;
+    uint32_t len[2];
+    _Atomic uint64_t reload_request;
+    _Atomic uint64_t reload_done;
+    _Atomic int32_t reload_result; /* 0 applied, 1 applied except restart-only keys, <0 rejected */
+    uint32_t reserved;
+    char reload_message[SHM_MESSAGE_MAX];
+    alignas(SHM_CACHELINE) uint8_t buf[2][SHM_CONFIG_MAX];
+};
+
+/* ---- token bucket (shm/tokens.h; ARCHITECTURE §4) -------------------------------------- */
+/* BEGIN tokens: this block is owned by shm/tokens.c. */
+
+#define SHM_TOKEN_SLOTS 32
+
+struct shm_token_slot {
+    _Atomic uint64_t word; /* owner-tagged reservation; encoding private to tokens.c */
+    _Atomic int64_t amount_tokens;
+    _Atomic int64_t granted_ns;
+    _Atomic int64_t owner_pid;
+};
+
+struct shm_tokens {
+    alignas(SHM_CACHELINE) _Atomic uint64_t state; /* the bucket word updated by CAS */
+    alignas(SHM_CACHELINE) _Atomic uint64_t anchor_seq;
+    _Atomic int64_t anchor_ns;
+    _Atomic int64_t minute_ns;
+    _Atomic int64_t refill_rate;
+    _Atomic int64_t cap_tokens;
+    _Atomic int64_t max_deficit_tokens;
+    _Atomic int64_t last_reading_ns;
+    _Atomic int64_t last_reading_tokens;
+    alignas(SHM_CACHELINE) struct shm_token_slot slots[SHM_TOKEN_SLOTS];
+};
+
+/* END tokens */
+
+/* ---- process table --------------------------------------------------------------------- */
+
+enum shm_proc_state {
+    SHM_PROC_EMPTY = 0,
+    SHM_PROC_STARTING,
+    SHM_PROC_READY,
+    SHM_PROC_WAITING_TOKENS,
+    SHM_PROC_STOPPING,
+    SHM_PROC_EXITED,
+    SHM_PROC_STATE_COUNT
+};
+
+struct shm_proc_slot {
+    alignas(SHM_CACHELINE) _Atomic int64_t pid;
+    _Atomic uint32_t state; /* enum shm_proc_state */
+    _Atomic uint32_t restarts;
+    _Atomic int64_t started_ms;       /* wall clock */
+    _Atomic int64_t heartbeat_ms;     /* wall clock, written by the process itself */
+    _Atomic int32_t last_exit_status; /* wait status of the previous incarnation, -1 none */
+    uint32_t reserved;
+    char last_error[SHM_MESSAGE_MAX];
+};
+
+/* ---- counters (shm/counters.def) ------------------------------------------------------- */
+
+enum shm_counter_kind { SHM_COUNTER, SHM_GAUGE, SHM_HISTOGRAM };
+
+/* Every entry of counters.def gets an id; histograms get a second, dense id. */
+enum shm_counter_id {
+#define KD_COUNTER(name, kind, help) SHM_C_##name,
+#include "shm/counters.def"
+#undef KD_COUNTER
+    SHM_COUNTER_COUNT
+};
+
+enum shm_hist_id {
+#define KD_COUNTER(name, kind, help) SHM_H_##name = SHM_C_##name,
+#include "shm/counters.def"
+#undef KD_COUNTER
+};
+
+struct shm_histogram {
+    _Atomic uint64_t buckets[SHM_HIST_BUCKETS]; /* bucket i counts values in [2^(i-1), 2^i) */
+    _Atomic uint64_t count;
+    _Atomic uint64_t sum;
+};
+
+/*
+ * One block per role. Only that role's process writes it (single writer: relaxed stores
+ * suffice); readers load with relaxed order and tolerate a value one update old. A
+ * histogram slot exists for every entry so ids stay dense; only HISTOGRAM entries use it.
+ */
+struct shm_counter_block {
+    alignas(SHM_CACHELINE) _Atomic int64_t values[SHM_COUNTER_COUNT];
+    alignas(SHM_CACHELINE) struct shm_histogram hist[SHM_COUNTER_COUNT];
+};
+
+/* ---- rings (shm/ring.h) ---------------------------------------------------------------- */
+
+/*
+ * Control block of one single-producer single-consumer byte ring. Positions are 64-bit byte
+ * counts that never wrap; the data offset is position & (capacity - 1). The producer owns
+ * `tail` (published with release after the record is written), the consumer owns `head`
+ * (everything before it has been acknowledged) and `consumer_sleeping`.
+ */
+struct shm_ring {
+    alignas(SHM_CACHELINE) _Atomic uint64_t tail;
+    _Atomic int64_t producer_pid;
+    _Atomic uint64_t records_written;
+    _Atomic uint64_t wakeups_sent;
+    alignas(SHM_CACHELINE) _Atomic uint64_t head;
+    _Atomic uint32_t consumer_sleeping;
+    uint32_t reserved;
+    _Atomic int64_t consumer_pid;
+    _Atomic uint64_t records_read;
+    alignas(SHM_CACHELINE) uint64_t capacity; /* bytes, power of two; written once at creation */
+    uint64_t max_record;                      /* largest payload accepted */
+    uint64_t data_offset;                     /* of the data area from the segment start */
+};
+
+/* ---- the fixed part of the segment ----------------------------------------------------- */
+
+struct shm_layout {
+    alignas(SHM_CACHELINE) struct shm_header header;
+    struct shm_config_slot config;
+    struct shm_tokens tokens;
+    struct shm_proc_slot procs[SHM_ROLE_COUNT];
+    struct shm_ring rings[SHM_RING_COUNT];
+    struct shm_counter_block counters[SHM_ROLE_COUNT];
+};
+
+_Static_assert(sizeof(_Atomic uint64_t) == 8, "64-bit atomics must be plain 8-byte words");
+_Static_assert(offsetof(struct shm_header, magic) == 0, "magic first");
+_Static_assert(offsetof(struct shm_header, layout_version) == 8, "layout version at offset 8");
+_Static_assert(sizeof(struct shm_header) <= 256, "header fits in 256 bytes");
+_Static_assert(offsetof(struct shm_layout, config) % SHM_CACHELINE == 0, "config aligned");
+_Static_assert(offsetof(struct shm_layout, tokens) % SHM_CACHELINE == 0, "tokens aligned");
+_Static_assert(offsetof(struct shm_layout, procs) % SHM_CACHELINE == 0, "procs aligned");
+_Static_assert(offsetof(struct shm_layout, rings) % SHM_CACHELINE == 0, "rings aligned");
+_Static_assert(offsetof(struct shm_layout, counters) % SHM_CACHELINE == 0, "counters aligned");
+_Static_assert(sizeof(struct shm_proc_slot) % SHM_CACHELINE == 0, "one proc slot per line set");
+_Static_assert(offsetof(struct shm_ring, head) - offsetof(struct shm_ring, tail) >= SHM_CACHELINE,
+               "ring head and tail on separate cache lines");
+_Static_assert(offsetof(struct shm_ring, capacity) - offsetof(struct shm_ring, head) >=
+                   SHM_CACHELINE,
+               "ring consumer fields and constants on separate cache lines");
+_Static_assert(sizeof(struct shm_ring) == 3 * SHM_CACHELINE, "ring control is three lines");
+_Static_assert(sizeof(struct shm_counter_block) % SHM_CACHELINE == 0, "counter blocks aligned");
+_Static_assert(sizeof(struct shm_layout) < (1u << 20), "fixed part stays under 1 MiB");
+
+#endif

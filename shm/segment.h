@@ -1,0 +1,124 @@
+/*
+ * segment.h: the instance's shared memory segment: create, attach, replace, retire.
+ *
+ * The supervisor creates the segment (/dev/shm/kdeals-<instance>, mode 0600) while holding an
+ * exclusive flock on the instance's status file (<run_dir>/<instance>.status), which it keeps
+ * for its whole life. That lock is what makes an instance single: a second supervisor fails
+ * to take it and is refused with the pid of the first. Because the kernel drops the lock when
+ * its holder dies, a supervisor that takes the lock and finds a segment knows the segment is
+ * a leftover of a dead predecessor: it marks it retired (so readers still mapping it notice)
+ * and replaces it with a new one whose generation is one higher.
+ *
+ * Creation is two-step: shm_segment_create() maps and formats everything but leaves the
+ * header's layout_version at 0; the creator then initialises what it owns (token bucket,
+ * config) and calls shm_segment_publish(), which stores the version with release order.
+ * Attachers that see version 0 get -EAGAIN and retry.
+ *
+ * Workers attach read-write, `kdeals stat`/`status` attach read-only (a read-only mapping:
+ * they cannot disturb the daemon). A reader calls shm_segment_check() now and then; when it
+ * reports the segment replaced or gone, the reader detaches and attaches again.
+ */
+#ifndef KD_SHM_SEGMENT_H
+#define KD_SHM_SEGMENT_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "shm/layout.h"
+
+#define SHM_DEFAULT_RING_CAPACITY (1u << 20)
+
+enum shm_access { SHM_READ_ONLY, SHM_READ_WRITE };
+
+struct shm_segment_options {
+    const char *instance;                   /* [A-Za-z0-9_.-]{1,47} */
+    const char *run_dir;                    /* holds <instance>.status */
+    uint64_t ring_capacity[SHM_RING_COUNT]; /* 0: SHM_DEFAULT_RING_CAPACITY */
+};
+
+struct shm_segment {
+    struct shm_layout *layout; /* the mapping; NULL when not attached */
+    size_t size;
+    int fd;
+    int lock_fd; /* creator only: the flocked status file, else -1 */
+    bool writable;
+    bool creator;
+    uint64_t generation;
+    dev_t dev;
+    ino_t ino;
+    char name[SHM_INSTANCE_MAX + 16]; /* "/kdeals-<instance>" for shm_open */
+    char status_path[PATH_MAX];
+};
+
+/* Returns true when NAME is a valid instance name. */
+bool shm_instance_valid(const char *name);
+
+/*
+ * Creates (or replaces a dead predecessor's) segment for opt->instance and takes the
+ * instance lock. The segment is mapped read-write, formatted (header without version, rings,
+ * process table) and not yet visible to attachers: call shm_segment_publish() when the rest
+ * is initialised. Returns 0; -EBUSY when another live supervisor holds the instance (ERR
+ * names its pid); -EINVAL for a bad instance name or ring capacity; another negative errno
+ * for a failed system call. ERR (ERRLEN bytes) receives a one-line reason on failure.
+ */
+int shm_segment_create(struct shm_segment *seg, const struct shm_segment_options *opt, char *err,
+                       size_t errlen);
+
+/* Makes a created segment visible to attachers (stores the layout version, release). */
+void shm_segment_publish(struct shm_segment *seg);
+
+/*
+ * Attaches to the running instance's segment. Returns 0; -ENOENT when no segment exists (the
+ * daemon is not running); -EAGAIN while it is being initialised; -EPROTO for a segment of
+ * another layout version or a foreign file (ERR says which); -EACCES; another negative
+ * errno. ERR receives a one-line reason on failure.
+ */
+int shm_segment_attach(struct shm_segment *seg, const char *instance, enum shm_access access,
+                       char *err, size_t errlen);
+
+/*
+ * Tells an attached process whether its segment is still the instance's current one.
+ * Returns 0 if so; -ESTALE when it was retired or replaced by a newer generation (detach
+ * and attach again); -ENOENT when the instance's segment is gone.
+ */
+int shm_segment_check(const struct shm_segment *seg);
+
+/* Unmaps and closes. For the creator, also releases the instance lock (see destroy). */
+void shm_segment_detach(struct shm_segment *seg);
+
+/*
+ * Creator's clean shutdown: marks the segment retired, unlinks it, records the stopped
+ * state in the status file, releases the instance lock and unmaps.
+ */
+void shm_segment_destroy(struct shm_segment *seg);
+
+/* Start of ring ID's data area in this mapping. */
+void *shm_segment_ring_data(const struct shm_segment *seg, enum shm_ring_id id);
+
+/* Creator: rewrites the status file (pid, start time, generation, STATE). 0 or -errno. */
+int shm_status_write(struct shm_segment *seg, const char *state);
+
+struct shm_status {
+    int64_t pid;
+    int64_t start_ms;
+    uint64_t generation;
+    char state[32];
+    bool locked; /* a live supervisor holds the instance lock */
+};
+
+/*
+ * Reads <run_dir>/<instance>.status without taking the lock. Returns 0, -ENOENT when the
+ * file does not exist, or another negative errno.
+ */
+int shm_status_read(const char *run_dir, const char *instance, struct shm_status *st);
+
+/* Role names as shown to operators: "supervisor", "scanner", "committer", "updater". */
+const char *shm_role_name(enum shm_role role);
+
+/* Parses a role name. Returns the role, or -EINVAL. */
+int shm_role_parse(const char *name);
+
+#endif

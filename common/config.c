@@ -1,0 +1,1342 @@
+/*
+ * config.c: INI parsing (inih), validation, printing, diff and the msgpack form of struct cfg.
+ * See config.h for the key table and the value syntax.
+ *
+ * Parsing. inih's file entry points do not tell the handler the line number (Debian builds
+ * it with INI_HANDLER_LINENO 0), so the file is fed through ini_parse_stream with our own
+ * line reader: it counts lines (the handler always runs for the line just read), rejects
+ * NUL bytes and over-long lines instead of letting inih split them, strips leading blanks so
+ * inih never treats an indented line as a continuation of the previous value, and checks
+ * section headers itself so an empty unknown section is reported at its own line. Only the
+ * first error is kept: it is the one an operator should fix first.
+ *
+ * Encoding. The supervisor publishes the validated config in shm and the workers decode it,
+ * so cfg_decode is strict (every key, no unknown key, every bound re-checked) and safe on
+ * any bytes: before msgpack-c unpacks anything, a pre-scan checks that the bytes hold exactly
+ * one msgpack object whose every container count fits in the remaining bytes, so a forged
+ * "map of 4 billion entries" header cannot make msgpack-c allocate gigabytes.
+ */
+#include "common/config.h"
+
+#include "common/kd_assert.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <msgpack.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CFG_ENCODING_VERSION 1
+#define CFG_ERR_VALUE_MAX    64 /* bytes of an offending value quoted in a message */
+
+/* ---- the key table --------------------------------------------------------------------- */
+
+#define CFG_OFF_INT(name)      offsetof(struct cfg, name)
+#define CFG_OFF_BOOL(name)     offsetof(struct cfg, name)
+#define CFG_OFF_DURATION(name) offsetof(struct cfg, name##_ms)
+#define CFG_OFF_PCT(name)      offsetof(struct cfg, name##_bp)
+#define CFG_OFF_ENUM(name)     offsetof(struct cfg, name)
+#define CFG_OFF_DOMAIN(name)   offsetof(struct cfg, name)
+#define CFG_OFF_STR(name)      offsetof(struct cfg, name)
+#define CFG_OFF_PATH(name)     offsetof(struct cfg, name)
+#define CFG_OFF_SECRET(name)   offsetof(struct cfg, name)
+
+static const struct cfg_key cfg_key_table[CFG_KEY_COUNT] = {
+#define CFG_X_ROW(sec, key, ty, def, mn, mx, ch, reload, hlp)                                      \
+    {.section = #sec,                                                                              \
+     .name = #key,                                                                                 \
+     .type = CFG_T_##ty,                                                                           \
+     .default_text = def,                                                                          \
+     .min = mn,                                                                                    \
+     .max = mx,                                                                                    \
+     .choices = ch,                                                                                \
+     .reloadable = reload,                                                                         \
+     .help = hlp,                                                                                  \
+     .offset = CFG_OFF_##ty(sec##_##key)},
+    CFG_KEYS(CFG_X_ROW)
+#undef CFG_X_ROW
+};
+
+/* Keepa domain ids and names (KEEPA-API.md); 7 is unused. */
+static const char *const cfg_domain_names[] = {NULL, "com", "co.uk", "de", "fr",     "co.jp", "ca",
+                                               NULL, "it",  "es",    "in", "com.mx", "com.br"};
+
+const struct cfg_key *cfg_keys(void)
+{
+    return cfg_key_table;
+}
+
+const struct cfg_key *cfg_key_find(const char *section, const char *name)
+{
+    for (size_t i = 0; i < CFG_KEY_COUNT; i++) {
+        if (strcmp(cfg_key_table[i].section, section) == 0 &&
+            strcmp(cfg_key_table[i].name, name) == 0)
+            return &cfg_key_table[i];
+    }
+    return NULL;
+}
+
+static bool section_known(const char *section)
+{
+    for (size_t i = 0; i < CFG_KEY_COUNT; i++) {
+        if (strcmp(cfg_key_table[i].section, section) == 0)
+            return true;
+    }
+    return false;
+}
+
+static int64_t *field_i64(struct cfg *c, const struct cfg_key *k)
+{
+    return (int64_t *)(void *)((char *)c + k->offset);
+}
+
+static const int64_t *field_i64c(const struct cfg *c, const struct cfg_key *k)
+{
+    return (const int64_t *)(const void *)((const char *)c + k->offset);
+}
+
+static char *field_str(struct cfg *c, const struct cfg_key *k)
+{
+    return (char *)c + k->offset;
+}
+
+static const char *field_strc(const struct cfg *c, const struct cfg_key *k)
+{
+    return (const char *)c + k->offset;
+}
+
+static bool is_string_type(enum cfg_type t)
+{
+    return t == CFG_T_STR || t == CFG_T_PATH || t == CFG_T_SECRET;
+}
+
+/* Index of WORD in the "a|b|c" list CHOICES, or -1. */
+static int choice_index(const char *choices, const char *word)
+{
+    size_t wlen = strlen(word);
+    int idx = 0;
+    for (const char *p = choices;; idx++) {
+        const char *bar = strchr(p, '|');
+        size_t n = bar ? (size_t)(bar - p) : strlen(p);
+        if (n == wlen && memcmp(p, word, n) == 0)
+            return idx;
+        if (bar == NULL)
+            return -1;
+        p = bar + 1;
+    }
+}
+
+/* Copies choice number IDX of CHOICES into BUF; "" if out of range. */
+static void choice_name(const char *choices, int idx, char *buf, size_t len)
+{
+    const char *p = choices;
+    for (int i = 0; p != NULL && i < idx; i++) {
+        p = strchr(p, '|');
+        if (p != NULL)
+            p++;
+    }
+    if (p == NULL || idx < 0) {
+        snprintf(buf, len, "%s", "");
+        return;
+    }
+    const char *bar = strchr(p, '|');
+    int n = bar ? (int)(bar - p) : (int)strlen(p);
+    snprintf(buf, len, "%.*s", n, p);
+}
+
+/* ---- value syntax ---------------------------------------------------------------------- */
+
+static int parse_i64(const char *s, int64_t *out)
+{
+    if (*s == '\0')
+        return -EINVAL;
+    errno = 0;
+    char *end = NULL;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0')
+        return -EINVAL;
+    *out = (int64_t)v;
+    return 0;
+}
+
+static int parse_duration(const char *s, int64_t *out_ms)
+{
+    static const struct {
+        const char *unit;
+        int64_t ms;
+    } units[] = {{"ms", 1}, {"s", CFG_MS_S}, {"m", CFG_MS_MIN}, {"h", CFG_MS_H}, {"d", CFG_MS_D}};
+    if (strcmp(s, "0") == 0) {
+        *out_ms = 0;
+        return 0;
+    }
+    const char *p = s;
+    while (*p >= '0' && *p <= '9')
+        p++;
+    if (p == s || p - s > 12)
+        return -EINVAL;
+    char digits[16];
+    memcpy(digits, s, (size_t)(p - s));
+    digits[p - s] = '\0';
+    int64_t n = 0;
+    if (parse_i64(digits, &n) != 0)
+        return -EINVAL;
+    for (size_t i = 0; i < KD_ARRAY_LEN(units); i++) {
+        if (strcmp(p, units[i].unit) == 0) {
+            if (n > INT64_MAX / units[i].ms)
+                return -ERANGE;
+            *out_ms = n * units[i].ms;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+/* "20", "-3.25", "12.5%" -> basis points. */
+static int parse_pct(const char *s, int64_t *out_bp)
+{
+    const char *p = s;
+    bool neg = false;
+    if (*p == '-' || *p == '+') {
+        neg = *p == '-';
+        p++;
+    }
+    if (!(*p >= '0' && *p <= '9'))
+        return -EINVAL;
+    int64_t whole = 0;
+    while (*p >= '0' && *p <= '9') {
+        if (whole > 100000000)
+            return -ERANGE;
+        whole = whole * 10 + (*p++ - '0');
+    }
+    int64_t frac = 0;
+    if (*p == '.') {
+        p++;
+        int nd = 0;
+        while (*p >= '0' && *p <= '9') {
+            if (++nd > 2)
+                return -EINVAL;
+            frac = frac * 10 + (*p++ - '0');
+        }
+        if (nd == 0)
+            return -EINVAL;
+        if (nd == 1)
+            frac *= 10;
+    }
+    if (*p == '%')
+        p++;
+    if (*p != '\0')
+        return -EINVAL;
+    int64_t bp = whole * 100 + frac;
+    *out_bp = neg ? -bp : bp;
+    return 0;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+    static const char *const yes[] = {"true", "yes", "on", "1"};
+    static const char *const no[] = {"false", "no", "off", "0"};
+    for (size_t i = 0; i < KD_ARRAY_LEN(yes); i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+static void format_duration(int64_t ms, char *buf, size_t len)
+{
+    if (ms == 0)
+        snprintf(buf, len, "0");
+    else if (ms % CFG_MS_D == 0)
+        snprintf(buf, len, "%" PRId64 "d", ms / CFG_MS_D);
+    else if (ms % CFG_MS_H == 0)
+        snprintf(buf, len, "%" PRId64 "h", ms / CFG_MS_H);
+    else if (ms % CFG_MS_MIN == 0)
+        snprintf(buf, len, "%" PRId64 "m", ms / CFG_MS_MIN);
+    else if (ms % CFG_MS_S == 0)
+        snprintf(buf, len, "%" PRId64 "s", ms / CFG_MS_S);
+    else
+        snprintf(buf, len, "%" PRId64 "ms", ms);
+}
+
+static void format_pct(int64_t bp, char *buf, size_t len)
+{
+    const char *sign = bp < 0 ? "-" : "";
+    uint64_t a = bp < 0 ? (uint64_t)0 - (uint64_t)bp : (uint64_t)bp;
+    if (a % 100 == 0)
+        snprintf(buf, len, "%s%" PRIu64, sign, a / 100);
+    else if (a % 10 == 0)
+        snprintf(buf, len, "%s%" PRIu64 ".%" PRIu64, sign, a / 100, (a % 100) / 10);
+    else
+        snprintf(buf, len, "%s%" PRIu64 ".%02" PRIu64, sign, a / 100, a % 100);
+}
+
+/* A bound in the key's own syntax (for messages). */
+static void format_bound(const struct cfg_key *k, int64_t v, char *buf, size_t len)
+{
+    if (k->type == CFG_T_DURATION)
+        format_duration(v, buf, len);
+    else if (k->type == CFG_T_PCT)
+        format_pct(v, buf, len);
+    else
+        snprintf(buf, len, "%" PRId64, v);
+}
+
+int cfg_format_value(const struct cfg *c, const struct cfg_key *k, char *buf, size_t len)
+{
+    char tmp[64];
+    switch (k->type) {
+    case CFG_T_INT:
+    case CFG_T_DOMAIN:
+        return snprintf(buf, len, "%" PRId64, *field_i64c(c, k));
+    case CFG_T_BOOL:
+        return snprintf(buf, len, "%s",
+                        *(const bool *)((const char *)c + k->offset) ? "true" : "false");
+    case CFG_T_DURATION:
+        format_duration(*field_i64c(c, k), tmp, sizeof(tmp));
+        return snprintf(buf, len, "%s", tmp);
+    case CFG_T_PCT:
+        format_pct(*field_i64c(c, k), tmp, sizeof(tmp));
+        return snprintf(buf, len, "%s", tmp);
+    case CFG_T_ENUM:
+        choice_name(k->choices, *(const int *)(const void *)((const char *)c + k->offset), tmp,
+                    sizeof(tmp));
+        return snprintf(buf, len, "%s", tmp);
+    case CFG_T_SECRET:
+        return snprintf(buf, len, "%s", field_strc(c, k)[0] ? "<redacted>" : "");
+    case CFG_T_STR:
+    case CFG_T_PATH:
+        return snprintf(buf, len, "%s", field_strc(c, k));
+    }
+    return snprintf(buf, len, "?");
+}
+
+/*
+ * Parses TEXT as the value of K into C. Returns 0, or -EINVAL with the reason in WHY
+ * (bounds are checked separately by check_value).
+ */
+static int parse_value(const struct cfg_key *k, const char *text, struct cfg *c, char *why,
+                       size_t whylen)
+{
+    int64_t v = 0;
+    switch (k->type) {
+    case CFG_T_INT:
+        if (parse_i64(text, &v) != 0) {
+            snprintf(why, whylen, "not an integer");
+            return -EINVAL;
+        }
+        *field_i64(c, k) = v;
+        return 0;
+    case CFG_T_BOOL: {
+        bool b = false;
+        if (parse_bool(text, &b) != 0) {
+            snprintf(why, whylen, "must be true or false (yes/no, on/off, 1/0)");
+            return -EINVAL;
+        }
+        *(bool *)((char *)c + k->offset) = b;
+        return 0;
+    }
+    case CFG_T_DURATION:
+        if (parse_duration(text, &v) != 0) {
+            snprintf(why, whylen, "must be a duration with a unit, e.g. 500ms, 30s, 15m, 6h, 2d");
+            return -EINVAL;
+        }
+        *field_i64(c, k) = v;
+        return 0;
+    case CFG_T_PCT:
+        if (parse_pct(text, &v) != 0) {
+            snprintf(why, whylen, "must be a percentage with at most 2 decimals, e.g. 20 or 12.5");
+            return -EINVAL;
+        }
+        *field_i64(c, k) = v;
+        return 0;
+    case CFG_T_ENUM: {
+        int idx = choice_index(k->choices, text);
+        if (idx < 0) {
+            snprintf(why, whylen, "must be one of %s", k->choices);
+            return -EINVAL;
+        }
+        *(int *)(void *)((char *)c + k->offset) = idx;
+        return 0;
+    }
+    case CFG_T_DOMAIN:
+        if (parse_i64(text, &v) != 0) {
+            v = -1;
+            for (size_t i = 0; i < KD_ARRAY_LEN(cfg_domain_names); i++) {
+                if (cfg_domain_names[i] && strcmp(cfg_domain_names[i], text) == 0)
+                    v = (int64_t)i;
+            }
+            if (v < 0) {
+                snprintf(why, whylen,
+                         "not a Keepa domain (1 com, 2 co.uk, 3 de, 4 fr, 5 co.jp, 6 ca, 8 it, "
+                         "9 es, 10 in, 11 com.mx, 12 com.br)");
+                return -EINVAL;
+            }
+        }
+        *field_i64(c, k) = v;
+        return 0;
+    case CFG_T_STR:
+    case CFG_T_PATH:
+    case CFG_T_SECRET: {
+        size_t n = strlen(text);
+        if (n >= 2 && text[0] == '"' && text[n - 1] == '"') {
+            text++;
+            n -= 2;
+        }
+        if (n > CFG_STR_MAX) {
+            snprintf(why, whylen, "longer than %d bytes", CFG_STR_MAX);
+            return -EINVAL;
+        }
+        memcpy(field_str(c, k), text, n);
+        field_str(c, k)[n] = '\0';
+        return 0;
+    }
+    }
+    snprintf(why, whylen, "unknown type");
+    return -EINVAL;
+}
+
+/* Checks the bounds and the per-key rules of K's value in C. */
+static int check_value(const struct cfg_key *k, const struct cfg *c, char *why, size_t whylen)
+{
+    char lo[32], hi[32];
+    format_bound(k, k->min, lo, sizeof(lo));
+    format_bound(k, k->max, hi, sizeof(hi));
+    if (is_string_type(k->type)) {
+        const char *s = field_strc(c, k);
+        size_t n = strnlen(s, CFG_STR_MAX + 1);
+        if (n > CFG_STR_MAX || (int64_t)n < k->min || (int64_t)n > k->max) {
+            if (k->min > 0 && n == 0)
+                snprintf(why, whylen, "must not be empty");
+            else
+                snprintf(why, whylen, "length must be %s..%s bytes", lo, hi);
+            return -EINVAL;
+        }
+        for (size_t i = 0; i < n; i++) {
+            if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
+                snprintf(why, whylen, "contains a control character");
+                return -EINVAL;
+            }
+        }
+        if (k == &cfg_key_table[CFG_K_daemon_instance]) {
+            for (size_t i = 0; i < n; i++) {
+                char ch = s[i];
+                if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                      (ch >= '0' && ch <= '9') || ch == '_' || ch == '-')) {
+                    snprintf(why, whylen, "may hold only letters, digits, '_' and '-'");
+                    return -EINVAL;
+                }
+            }
+        }
+        if (k == &cfg_key_table[CFG_K_keepa_base_url] && strncmp(s, "http://", 7) != 0 &&
+            strncmp(s, "https://", 8) != 0) {
+            snprintf(why, whylen, "must start with http:// or https://");
+            return -EINVAL;
+        }
+        return 0;
+    }
+    int64_t v;
+    if (k->type == CFG_T_BOOL) {
+        v = *(const bool *)((const char *)c + k->offset);
+    } else if (k->type == CFG_T_ENUM) {
+        v = *(const int *)(const void *)((const char *)c + k->offset);
+        if (v < k->min || v > k->max) {
+            snprintf(why, whylen, "must be one of %s", k->choices);
+            return -EINVAL;
+        }
+        return 0;
+    } else {
+        v = *field_i64c(c, k);
+    }
+    if (v < k->min) {
+        snprintf(why, whylen, "must be >= %s", lo);
+        return -EINVAL;
+    }
+    if (v > k->max) {
+        snprintf(why, whylen, "must be <= %s", hi);
+        return -EINVAL;
+    }
+    if (k->type == CFG_T_DOMAIN && cfg_domain_names[v] == NULL) {
+        snprintf(why, whylen, "%" PRId64 " is not a Keepa domain", v);
+        return -EINVAL;
+    }
+    if (k == &cfg_key_table[CFG_K_scan_peek_offers] && v != 0 && v < 20) {
+        snprintf(why, whylen, "must be 0 (no offers) or 20..100");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* ---- error messages -------------------------------------------------------------------- */
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err == NULL || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* "config: NAME:LINE: [sec] key = value: why" (LINE 0 = not from a file line). */
+static void key_err(char *err, size_t errlen, const char *name, int line, const struct cfg_key *k,
+                    const char *value, const char *why)
+{
+    char where[32] = "";
+    if (line > 0)
+        snprintf(where, sizeof(where), ":%d", line);
+    if (k->type == CFG_T_SECRET && value[0] != '\0')
+        value = "<redacted>";
+    set_err(err, errlen, "config: %s%s: [%s] %s = %.*s: %s", name, where, k->section, k->name,
+            CFG_ERR_VALUE_MAX, value, why);
+}
+
+/*
+ * The rules between keys. LINES (may be NULL) holds the line of each key in the file (0 when
+ * defaulted); an error is reported at the key set last.
+ */
+static int check_rules(const struct cfg *c, const int *lines, const char *name, char *err,
+                       size_t errlen)
+{
+    char why[160], val[CFG_STR_MAX + 16];
+#define LINE_OF(id) (lines ? lines[id] : 0)
+#define RULE_ERR(id, ...)                                                                          \
+    do {                                                                                           \
+        snprintf(why, sizeof(why), __VA_ARGS__);                                                   \
+        cfg_format_value(c, &cfg_key_table[id], val, sizeof(val));                                 \
+        key_err(err, errlen, name, LINE_OF(id), &cfg_key_table[id], val, why);                     \
+        return -EINVAL;                                                                            \
+    } while (0)
+    /* Of two keys, the one to blame: the one that appears later in the file. */
+#define LATER(a, b) (LINE_OF(a) >= LINE_OF(b) ? (a) : (b))
+
+    if (c->keepa_key[0] != '\0' && c->keepa_key_file[0] != '\0')
+        RULE_ERR(LATER(CFG_K_keepa_key, CFG_K_keepa_key_file),
+                 "set only one of [keepa] key and [keepa] key_file");
+    if (c->store_max_map_size_mb < c->store_map_size_mb)
+        RULE_ERR(LATER(CFG_K_store_max_map_size_mb, CFG_K_store_map_size_mb),
+                 "[store] max_map_size_mb (%" PRId64 ") must be >= map_size_mb (%" PRId64 ")",
+                 c->store_max_map_size_mb, c->store_map_size_mb);
+    if (c->update_min_interval_ms > c->update_max_interval_ms) {
+        char a[32], b[32];
+        format_duration(c->update_min_interval_ms, a, sizeof(a));
+        format_duration(c->update_max_interval_ms, b, sizeof(b));
+        RULE_ERR(LATER(CFG_K_update_min_interval, CFG_K_update_max_interval),
+                 "[update] min_interval (%s) must be <= max_interval (%s)", a, b);
+    }
+    if (c->scan_source == CFG_SOURCE_ASINS && c->scan_asins_file[0] == '\0')
+        RULE_ERR(CFG_K_scan_source, "source = asins needs [scan] asins_file");
+    if (c->scan_source == CFG_SOURCE_QUERY && c->scan_selection_file[0] == '\0')
+        RULE_ERR(CFG_K_scan_source, "source = query needs [scan] selection_file");
+#undef LATER
+#undef RULE_ERR
+#undef LINE_OF
+    return 0;
+}
+
+static int validate_all(const struct cfg *c, const int *lines, const char *name, char *err,
+                        size_t errlen)
+{
+    char why[160], val[CFG_STR_MAX + 16];
+    for (size_t i = 0; i < CFG_KEY_COUNT; i++) {
+        const struct cfg_key *k = &cfg_key_table[i];
+        if (check_value(k, c, why, sizeof(why)) != 0) {
+            cfg_format_value(c, k, val, sizeof(val));
+            key_err(err, errlen, name, lines ? lines[i] : 0, k, val, why);
+            return -EINVAL;
+        }
+    }
+    return check_rules(c, lines, name, err, errlen);
+}
+
+int cfg_validate(const struct cfg *c, char *err, size_t errlen)
+{
+    return validate_all(c, NULL, c->source_path[0] ? c->source_path : "(config)", err, errlen);
+}
+
+void cfg_defaults(struct cfg *out)
+{
+    char why[160];
+    memset(out, 0, sizeof(*out));
+    for (size_t i = 0; i < CFG_KEY_COUNT; i++) {
+        int rc =
+            parse_value(&cfg_key_table[i], cfg_key_table[i].default_text, out, why, sizeof(why));
+        KD_ASSERT(rc == 0);
+    }
+}
+
+/* ---- parsing --------------------------------------------------------------------------- */
+
+struct cfg_parse {
+    const char *buf; /* input */
+    size_t len, pos;
+    const char *name; /* for messages */
+    int lineno;       /* line most recently handed to inih */
+    struct cfg cfg;
+    int key_line[CFG_KEY_COUNT];
+    char *err;
+    size_t errlen;
+    bool failed; /* an error message is in err */
+};
+
+static void parse_fail(struct cfg_parse *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void parse_fail(struct cfg_parse *p, const char *fmt, ...)
+{
+    if (p->failed)
+        return;
+    p->failed = true;
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    set_err(p->err, p->errlen, "config: %s:%d: %s", p->name, p->lineno, msg);
+}
+
+/* inih's fgets-like reader over the buffer. See the file comment. */
+static char *cfg_reader(char *str, int num, void *stream)
+{
+    struct cfg_parse *p = stream;
+    if (p->pos >= p->len || num < 4)
+        return NULL;
+    const char *line = p->buf + p->pos;
+    size_t avail = p->len - p->pos;
+    const char *nl = memchr(line, '\n', avail);
+    size_t n = nl ? (size_t)(nl - line) : avail;
+    p->pos += nl ? n + 1 : n;
+    p->lineno++;
+    if (n > 0 && line[n - 1] == '\r')
+        n--;
+    if (memchr(line, '\0', n) != NULL) {
+        parse_fail(p, "NUL byte in line");
+        n = 0;
+    }
+    while (n > 0 && (*line == ' ' || *line == '\t')) {
+        line++;
+        n--;
+    }
+    if (n > (size_t)num - 3 || n > CFG_LINE_MAX) {
+        parse_fail(p, "line longer than %d characters", CFG_LINE_MAX);
+        n = 0;
+    }
+    if (n > 0 && line[0] == '[') {
+        const char *close = memchr(line, ']', n);
+        if (close == NULL)
+            parse_fail(p, "syntax error: section header without ']'");
+        if (close != NULL) {
+            char sec[CFG_LINE_MAX + 1];
+            size_t sn = (size_t)(close - line - 1);
+            memcpy(sec, line + 1, sn);
+            sec[sn] = '\0';
+            if (!section_known(sec))
+                parse_fail(p, "[%s]: unknown section", sec);
+        }
+    }
+    if (n > 0 && line[0] != '[' && line[0] != ';' && line[0] != '#' && !memchr(line, '=', n) &&
+        !memchr(line, ':', n))
+        parse_fail(p, "syntax error: expected [section], key = value or a comment");
+    memcpy(str, line, n);
+    str[n] = '\n';
+    str[n + 1] = '\0';
+    return str;
+}
+
+static int cfg_handler(void *user, const char *section, const char *name, const char *value)
+{
+    struct cfg_parse *p = user;
+    if (section[0] == '\0') {
+        parse_fail(p, "%s: key outside a [section]", name);
+        return 0;
+    }
+    if (!section_known(section))
+        return 0; /* reported by the reader at the section line */
+    const struct cfg_key *k = cfg_key_find(section, name);
+    if (k == NULL) {
+        parse_fail(p, "[%s] %s: unknown key", section, name);
+        return 0;
+    }
+    size_t id = (size_t)(k - cfg_key_table);
+    if (p->key_line[id] != 0) {
+        parse_fail(p, "[%s] %s: given twice (first at line %d)", section, name, p->key_line[id]);
+        return 0;
+    }
+    p->key_line[id] = p->lineno;
+    char why[160];
+    if (parse_value(k, value, &p->cfg, why, sizeof(why)) != 0 ||
+        check_value(k, &p->cfg, why, sizeof(why)) != 0) {
+        if (!p->failed) {
+            key_err(p->err, p->errlen, p->name, p->lineno, k, value, why);
+            p->failed = true;
+        }
+        return 0;
+    }
+    return 1;
+}
+
+/* Parses into P->cfg (already holding the defaults). Returns 0 or a negative errno. */
+static int parse_buffer(struct cfg_parse *p)
+{
+    if (memchr(p->buf, '\0', p->len) != NULL) {
+        /* Find the line for the message. */
+        const char *z = memchr(p->buf, '\0', p->len);
+        int line = 1;
+        for (const char *q = p->buf; q < z; q++)
+            line += *q == '\n';
+        set_err(p->err, p->errlen, "config: %s:%d: NUL byte in line", p->name, line);
+        return -EINVAL;
+    }
+    int rc = ini_parse_stream(cfg_reader, p, cfg_handler, p);
+    if (p->failed)
+        return -EINVAL;
+    if (rc == -2) {
+        set_err(p->err, p->errlen, "config: %s: out of memory", p->name);
+        return -ENOMEM;
+    }
+    if (rc != 0) {
+        set_err(p->err, p->errlen,
+                "config: %s:%d: syntax error: expected [section], key = value or a comment",
+                p->name, rc);
+        return -EINVAL;
+    }
+    p->cfg.keepa_key_set = p->cfg.keepa_key[0] != '\0' || p->cfg.keepa_key_file[0] != '\0';
+    return 0;
+}
+
+int cfg_load_buffer(const char *buf, size_t len, const char *name, struct cfg *out, char *err,
+                    size_t errlen)
+{
+    struct cfg_parse *p = calloc(1, sizeof(*p));
+    if (p == NULL) {
+        set_err(err, errlen, "config: %s: out of memory", name);
+        return -ENOMEM;
+    }
+    p->buf = buf;
+    p->len = len;
+    p->name = name;
+    p->err = err;
+    p->errlen = errlen;
+    cfg_defaults(&p->cfg);
+    snprintf(p->cfg.source_path, sizeof(p->cfg.source_path), "%s", name);
+    int rc = parse_buffer(p);
+    if (rc == 0)
+        rc = validate_all(&p->cfg, p->key_line, name, err, errlen);
+    if (rc == 0)
+        *out = p->cfg;
+    free(p);
+    return rc;
+}
+
+int cfg_load_file(const char *path, struct cfg *out, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        int e = errno;
+        set_err(err, errlen, "config: %s: %s", path, strerror(e));
+        return -e;
+    }
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    int rc = 0;
+    while (buf != NULL) {
+        len += fread(buf + len, 1, cap - len, f);
+        if (len < cap)
+            break;
+        if (cap >= (1u << 24)) {
+            set_err(err, errlen, "config: %s: larger than %u bytes", path, 1u << 24);
+            rc = -EFBIG;
+            break;
+        }
+        cap *= 2;
+        char *nb = realloc(buf, cap);
+        if (nb == NULL)
+            free(buf);
+        buf = nb;
+    }
+    if (rc == 0 && ferror(f)) {
+        int e = errno ? errno : EIO;
+        set_err(err, errlen, "config: %s: %s", path, strerror(e));
+        rc = -e;
+    }
+    fclose(f);
+    if (buf == NULL && rc == 0) {
+        set_err(err, errlen, "config: %s: out of memory", path);
+        rc = -ENOMEM;
+    }
+    if (rc != 0) {
+        free(buf);
+        return rc;
+    }
+
+    struct cfg_parse *p = calloc(1, sizeof(*p));
+    if (p == NULL) {
+        free(buf);
+        set_err(err, errlen, "config: %s: out of memory", path);
+        return -ENOMEM;
+    }
+    p->buf = buf;
+    p->len = len;
+    p->name = path;
+    p->err = err;
+    p->errlen = errlen;
+    cfg_defaults(&p->cfg);
+    rc = parse_buffer(p);
+
+    /* The absolute path of the file, and of relative paths given in it. */
+    char *abs = rc == 0 ? realpath(path, NULL) : NULL;
+    if (rc == 0 && abs == NULL) {
+        rc = -errno;
+        set_err(err, errlen, "config: %s: %s", path, strerror(errno));
+    }
+    if (rc == 0 && strlen(abs) > CFG_STR_MAX) {
+        rc = -ENAMETOOLONG;
+        set_err(err, errlen, "config: %s: path longer than %d bytes", path, CFG_STR_MAX);
+    }
+    if (rc == 0) {
+        snprintf(p->cfg.source_path, sizeof(p->cfg.source_path), "%s", abs);
+        size_t dirlen = (size_t)(strrchr(abs, '/') - abs);
+        for (size_t i = 0; i < CFG_KEY_COUNT && rc == 0; i++) {
+            const struct cfg_key *k = &cfg_key_table[i];
+            char *v = field_str(&p->cfg, k);
+            if (k->type != CFG_T_PATH || v[0] == '\0' || v[0] == '/')
+                continue;
+            char joined[2 * CFG_STR_MAX + 2];
+            snprintf(joined, sizeof(joined), "%.*s/%s", (int)dirlen, abs, v);
+            if (strlen(joined) > CFG_STR_MAX) {
+                key_err(err, errlen, path, p->key_line[i], k, v,
+                        "longer than the path limit once made absolute");
+                rc = -EINVAL;
+            } else {
+                memcpy(v, joined, strlen(joined) + 1);
+            }
+        }
+    }
+    free(abs);
+    if (rc == 0)
+        rc = validate_all(&p->cfg, p->key_line, path, err, errlen);
+    if (rc == 0)
+        *out = p->cfg;
+    free(p);
+    free(buf);
+    return rc;
+}
+
+/* ---- printing -------------------------------------------------------------------------- */
+
+/* Writes V so that inih reads it back unchanged. */
+static void print_str(FILE *out, const char *v)
+{
+    size_t n = strlen(v);
+    bool quote = n > 0 && (v[0] == ' ' || v[0] == '"' || v[n - 1] == ' ' || strchr(v, ';'));
+    fprintf(out, quote ? "\"%s\"" : "%s", v);
+}
+
+void cfg_print(const struct cfg *c, FILE *out)
+{
+    const char *section = "";
+    char val[CFG_STR_MAX + 16];
+    for (size_t i = 0; i < CFG_KEY_COUNT; i++) {
+        const struct cfg_key *k = &cfg_key_table[i];
+        if (strcmp(section, k->section) != 0) {
+            fprintf(out, "%s[%s]\n", i ? "\n" : "", k->section);
+            section = k->section;
+        }
+        cfg_format_value(c, k, val, sizeof(val));
+        fprintf(out, "%s = ", k->name);
+        if (is_string_type(k->type) && k->type != CFG_T_SECRET)
+            print_str(out, val);
+        else
+            fputs(val, out);
+        fputc('\n', out);
+    }
+}
+
+void cfg_write_sample(FILE *out)
+{
+    fputs("# kdeals configuration (INI). Generated from CFG_KEYS in common/config.h by\n"
+          "# cfg_write_sample(); every key is shown commented out with its default.\n"
+          "# Durations take a unit (500ms, 30s, 15m, 6h, 2d); percentages allow 2 decimals.\n"
+          "# Relative paths are relative to the folder holding this file.\n"
+          "# \"reload\" keys take effect on `kdeals reload`; \"restart\" keys need a restart.\n",
+          out);
+    const char *section = "";
+    char lo[32], hi[32];
+    for (size_t i = 0; i < CFG_KEY_COUNT; i++) {
+        const struct cfg_key *k = &cfg_key_table[i];
+        if (strcmp(section, k->section) != 0) {
+            fprintf(out, "\n[%s]\n", k->section);
+            section = k->section;
+        }
+        fprintf(out, "\n# %s.\n# ", k->help);
+        format_bound(k, k->min, lo, sizeof(lo));
+        format_bound(k, k->max, hi, sizeof(hi));
+        switch (k->type) {
+        case CFG_T_ENUM:
+            fprintf(out, "one of %s", k->choices);
+            break;
+        case CFG_T_BOOL:
+            fprintf(out, "true or false");
+            break;
+        case CFG_T_STR:
+        case CFG_T_PATH:
+        case CFG_T_SECRET:
+            fprintf(out, "%s, %s..%s bytes", k->type == CFG_T_PATH ? "path" : "text", lo, hi);
+            break;
+        case CFG_T_DURATION:
+            fprintf(out, "duration %s..%s", lo, hi);
+            break;
+        case CFG_T_PCT:
+            fprintf(out, "percent %s..%s", lo, hi);
+            break;
+        case CFG_T_INT:
+        case CFG_T_DOMAIN:
+            fprintf(out, "%s..%s", lo, hi);
+            break;
+        }
+        fprintf(out, "; %s\n# %s =%s%s\n", k->reloadable ? "reload" : "restart", k->name,
+                k->default_text[0] ? " " : "", k->default_text);
+    }
+}
+
+/* ---- diff ------------------------------------------------------------------------------ */
+
+static bool key_equal(const struct cfg *a, const struct cfg *b, const struct cfg_key *k)
+{
+    switch (k->type) {
+    case CFG_T_BOOL:
+        return *(const bool *)((const char *)a + k->offset) ==
+               *(const bool *)((const char *)b + k->offset);
+    case CFG_T_ENUM:
+        return *(const int *)(const void *)((const char *)a + k->offset) ==
+               *(const int *)(const void *)((const char *)b + k->offset);
+    case CFG_T_STR:
+    case CFG_T_PATH:
+    case CFG_T_SECRET:
+        return strcmp(field_strc(a, k), field_strc(b, k)) == 0;
+    default:
+        return *field_i64c(a, k) == *field_i64c(b, k);
+    }
+}
+
+size_t cfg_diff(const struct cfg *a, const struct cfg *b,
+                void (*changed)(const struct cfg_key *key, void *ud), void *ud,
+                bool *restart_needed)
+{
+    size_t n = 0;
+    bool restart = false;
+    for (size_t i = 0; i < CFG_KEY_COUNT; i++) {
+        const struct cfg_key *k = &cfg_key_table[i];
+        if (key_equal(a, b, k))
+            continue;
+        n++;
+        restart |= !k->reloadable;
+        if (changed != NULL)
+            changed(k, ud);
+    }
+    if (restart_needed != NULL)
+        *restart_needed = restart;
+    return n;
+}
+
+/* ---- msgpack --------------------------------------------------------------------------- */
+
+static int pack_str(msgpack_packer *pk, const char *s)
+{
+    size_t n = strlen(s);
+    if (msgpack_pack_str(pk, n) != 0)
+        return -1;
+    return msgpack_pack_str_body(pk, s, n);
+}
+
+int cfg_encode(const struct cfg *c, char **buf, size_t *len)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    int bad = msgpack_pack_map(&pk, CFG_KEY_COUNT - 1 + 3);
+    bad |= pack_str(&pk, "v");
+    bad |= msgpack_pack_int64(&pk, CFG_ENCODING_VERSION);
+    char name[64], val[64];
+    for (size_t i = 0; i < CFG_KEY_COUNT; i++) {
+        const struct cfg_key *k = &cfg_key_table[i];
+        if (k->type == CFG_T_SECRET)
+            continue; /* the key never leaves the process that read it */
+        snprintf(name, sizeof(name), "%s.%s", k->section, k->name);
+        bad |= pack_str(&pk, name);
+        switch (k->type) {
+        case CFG_T_BOOL:
+            bad |= *(const bool *)((const char *)c + k->offset) ? msgpack_pack_true(&pk)
+                                                                : msgpack_pack_false(&pk);
+            break;
+        case CFG_T_ENUM:
+            cfg_format_value(c, k, val, sizeof(val));
+            bad |= pack_str(&pk, val);
+            break;
+        case CFG_T_STR:
+        case CFG_T_PATH:
+            bad |= pack_str(&pk, field_strc(c, k));
+            break;
+        default:
+            bad |= msgpack_pack_int64(&pk, *field_i64c(c, k));
+            break;
+        }
+    }
+    bad |= pack_str(&pk, "keepa.key_set");
+    bad |= c->keepa_key_set ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
+    bad |= pack_str(&pk, "source_path");
+    bad |= pack_str(&pk, c->source_path);
+    if (bad != 0 || sb.data == NULL) {
+        msgpack_sbuffer_destroy(&sb);
+        return -ENOMEM;
+    }
+    *buf = sb.data;
+    *len = sb.size;
+    return 0;
+}
+
+/*
+ * Checks that BUF holds exactly one well-formed msgpack object and that no container
+ * claims more elements than bytes remain (every element takes at least one byte), so
+ * unpacking it allocates O(len). Returns 0 or -EBADMSG.
+ */
+static int mp_precheck(const unsigned char *p, size_t len)
+{
+    size_t pos = 0;
+    uint64_t pending = 1;
+    while (pending > 0) {
+        if (pos >= len)
+            return -EBADMSG;
+        unsigned b = p[pos++];
+        uint64_t skip = 0, children = 0;
+        size_t hdr = 0; /* bytes of the length field */
+        if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
+            /* fixint, nil, bool */
+        } else if (b >= 0x80 && b <= 0x8f) {
+            children = 2 * (uint64_t)(b & 0x0f);
+        } else if (b >= 0x90 && b <= 0x9f) {
+            children = b & 0x0f;
+        } else if (b >= 0xa0 && b <= 0xbf) {
+            skip = b & 0x1f;
+        } else {
+            switch (b) {
+            case 0xc4:
+            case 0xd9:
+                hdr = 1;
+                break; /* bin8, str8 */
+            case 0xc5:
+            case 0xda:
+            case 0xdc:
+            case 0xde:
+                hdr = 2;
+                break;
+            case 0xc6:
+            case 0xdb:
+            case 0xdd:
+            case 0xdf:
+                hdr = 4;
+                break;
+            case 0xc7:
+                hdr = 1;
+                skip = 1;
+                break; /* ext8: len, type */
+            case 0xc8:
+                hdr = 2;
+                skip = 1;
+                break;
+            case 0xc9:
+                hdr = 4;
+                skip = 1;
+                break;
+            case 0xca:
+                skip = 4;
+                break;
+            case 0xcb:
+                skip = 8;
+                break;
+            case 0xcc:
+            case 0xd0:
+                skip = 1;
+                break;
+            case 0xcd:
+            case 0xd1:
+                skip = 2;
+                break;
+            case 0xce:
+            case 0xd2:
+                skip = 4;
+                break;
+            case 0xcf:
+            case 0xd3:
+                skip = 8;
+                break;
+            case 0xd4:
+                skip = 2;
+                break; /* fixext1: type + 1 */
+            case 0xd5:
+                skip = 3;
+                break;
+            case 0xd6:
+                skip = 5;
+                break;
+            case 0xd7:
+                skip = 9;
+                break;
+            case 0xd8:
+                skip = 17;
+                break;
+            default:
+                return -EBADMSG; /* 0xc1 */
+            }
+            if (hdr > 0) {
+                if (len - pos < hdr)
+                    return -EBADMSG;
+                uint64_t n = 0;
+                for (size_t i = 0; i < hdr; i++)
+                    n = n << 8 | p[pos + i];
+                pos += hdr;
+                if (b == 0xdc || b == 0xdd)
+                    children = n;
+                else if (b == 0xde || b == 0xdf)
+                    children = 2 * n;
+                else
+                    skip += n;
+            }
+        }
+        if (skip > len - pos)
+            return -EBADMSG;
+        pos += (size_t)skip;
+        pending = pending - 1 + children;
+        if (pending > len - pos)
+            return -EBADMSG;
+    }
+    return pos == len ? 0 : -EBADMSG;
+}
+
+static bool obj_str_eq(const msgpack_object *o, const char *s)
+{
+    size_t n = strlen(s);
+    return o->type == MSGPACK_OBJECT_STR && o->via.str.size == n &&
+           memcmp(o->via.str.ptr, s, n) == 0;
+}
+
+static int obj_i64(const msgpack_object *o, int64_t *v)
+{
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX) {
+        *v = (int64_t)o->via.u64;
+        return 0;
+    }
+    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+        *v = o->via.i64;
+        return 0;
+    }
+    return -EBADMSG;
+}
+
+static int obj_str(const msgpack_object *o, char *dst, size_t dstsz)
+{
+    if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= dstsz ||
+        memchr(o->via.str.ptr, '\0', o->via.str.size) != NULL)
+        return -EBADMSG;
+    memcpy(dst, o->via.str.ptr, o->via.str.size);
+    dst[o->via.str.size] = '\0';
+    return 0;
+}
+
+/* Sets key K of C from O. Returns 0 or -EBADMSG. */
+static int decode_key(const struct cfg_key *k, const msgpack_object *o, struct cfg *c)
+{
+    int64_t v = 0;
+    char word[64];
+    switch (k->type) {
+    case CFG_T_BOOL:
+        if (o->type != MSGPACK_OBJECT_BOOLEAN)
+            return -EBADMSG;
+        *(bool *)((char *)c + k->offset) = o->via.boolean;
+        return 0;
+    case CFG_T_ENUM: {
+        if (obj_str(o, word, sizeof(word)) != 0)
+            return -EBADMSG;
+        int idx = choice_index(k->choices, word);
+        if (idx < 0)
+            return -EBADMSG;
+        *(int *)(void *)((char *)c + k->offset) = idx;
+        return 0;
+    }
+    case CFG_T_STR:
+    case CFG_T_PATH:
+        return obj_str(o, field_str(c, k), CFG_STR_MAX + 1);
+    case CFG_T_SECRET:
+        return -EBADMSG; /* must never be encoded */
+    default:
+        if (obj_i64(o, &v) != 0)
+            return -EBADMSG;
+        *field_i64(c, k) = v;
+        return 0;
+    }
+}
+
+int cfg_decode(const void *buf, size_t len, struct cfg *out)
+{
+    if (buf == NULL || mp_precheck(buf, len) != 0)
+        return -EBADMSG;
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    int rc = -EBADMSG;
+    struct cfg *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        msgpack_unpacked_destroy(&u);
+        return -ENOMEM;
+    }
+    msgpack_unpack_return ur = msgpack_unpack_next(&u, buf, len, &off);
+    if (ur == MSGPACK_UNPACK_NOMEM_ERROR)
+        rc = -ENOMEM;
+    if (ur != MSGPACK_UNPACK_SUCCESS || off != len || u.data.type != MSGPACK_OBJECT_MAP)
+        goto out;
+
+    bool seen[CFG_KEY_COUNT] = {false};
+    bool seen_v = false, seen_set = false, seen_src = false;
+    const msgpack_object_map *m = &u.data.via.map;
+    for (uint32_t i = 0; i < m->size; i++) {
+        const msgpack_object *key = &m->ptr[i].key, *val = &m->ptr[i].val;
+        if (key->type != MSGPACK_OBJECT_STR)
+            goto out;
+        int64_t v = 0;
+        if (obj_str_eq(key, "v")) {
+            if (seen_v || obj_i64(val, &v) != 0 || v != CFG_ENCODING_VERSION)
+                goto out;
+            seen_v = true;
+            continue;
+        }
+        if (obj_str_eq(key, "keepa.key_set")) {
+            if (seen_set || val->type != MSGPACK_OBJECT_BOOLEAN)
+                goto out;
+            c->keepa_key_set = val->via.boolean;
+            seen_set = true;
+            continue;
+        }
+        if (obj_str_eq(key, "source_path")) {
+            if (seen_src || obj_str(val, c->source_path, sizeof(c->source_path)) != 0)
+                goto out;
+            seen_src = true;
+            continue;
+        }
+        char name[96];
+        if (obj_str(key, name, sizeof(name)) != 0)
+            goto out;
+        char *dot = strchr(name, '.');
+        if (dot == NULL)
+            goto out;
+        *dot = '\0';
+        const struct cfg_key *k = cfg_key_find(name, dot + 1);
+        if (k == NULL || k->type == CFG_T_SECRET)
+            goto out;
+        size_t id = (size_t)(k - cfg_key_table);
+        if (seen[id] || decode_key(k, val, c) != 0)
+            goto out;
+        seen[id] = true;
+    }
+    if (!seen_v || !seen_set || !seen_src)
+        goto out;
+    for (size_t i = 0; i < CFG_KEY_COUNT; i++) {
+        if (!seen[i] && cfg_key_table[i].type != CFG_T_SECRET)
+            goto out;
+    }
+    if (validate_all(c, NULL, "(shm)", NULL, 0) != 0)
+        goto out;
+    *out = *c;
+    rc = 0;
+out:
+    free(c);
+    msgpack_unpacked_destroy(&u);
+    return rc;
+}
+
+/* ---- the API key ----------------------------------------------------------------------- */
+
+static int check_key_text(const char *key, size_t n)
+{
+    if (n == 0 || n > CFG_STR_MAX)
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)key[i] <= 0x20 || (unsigned char)key[i] >= 0x7f)
+            return -EINVAL;
+    }
+    return 0;
+}
+
+int cfg_load_key(const struct cfg *c, char *key, size_t keylen, char *err, size_t errlen)
+{
+    char tmp[CFG_STR_MAX + 2];
+    size_t n = 0;
+    if (c->keepa_key_file[0] != '\0') {
+        FILE *f = fopen(c->keepa_key_file, "r");
+        if (f == NULL) {
+            int e = errno;
+            set_err(err, errlen, "config: [keepa] key_file %s: %s", c->keepa_key_file, strerror(e));
+            return -e;
+        }
+        if (fgets(tmp, sizeof(tmp), f) == NULL)
+            tmp[0] = '\0';
+        fclose(f);
+        n = strcspn(tmp, "\r\n");
+        while (n > 0 && (tmp[n - 1] == ' ' || tmp[n - 1] == '\t'))
+            n--;
+        if (check_key_text(tmp, n) != 0) {
+            set_err(err, errlen,
+                    "config: [keepa] key_file %s: the first line must hold the key "
+                    "(printable, no spaces, at most %d bytes)",
+                    c->keepa_key_file, CFG_STR_MAX);
+            memset(tmp, 0, sizeof(tmp));
+            return -EINVAL;
+        }
+    } else if (c->keepa_key[0] != '\0') {
+        n = strlen(c->keepa_key);
+        memcpy(tmp, c->keepa_key, n);
+    } else if (c->keepa_key_set && c->source_path[0] == '/') {
+        struct cfg *fresh = malloc(sizeof(*fresh));
+        if (fresh == NULL)
+            return -ENOMEM;
+        int rc = cfg_load_file(c->source_path, fresh, err, errlen);
+        if (rc == 0 && fresh->keepa_key_file[0] == '\0' && fresh->keepa_key[0] == '\0')
+            rc = -ENOKEY;
+        if (rc == 0)
+            rc = cfg_load_key(fresh, key, keylen, err, errlen);
+        else if (rc == -ENOKEY)
+            set_err(err, errlen, "config: %s: no [keepa] key or key_file any more", c->source_path);
+        memset(fresh, 0, sizeof(*fresh));
+        free(fresh);
+        return rc;
+    } else {
+        set_err(err, errlen, "config: no Keepa API key: set [keepa] key_file (or key)");
+        return -ENOKEY;
+    }
+    if (n + 1 > keylen) {
+        set_err(err, errlen, "config: the Keepa API key is longer than the buffer (%zu)", keylen);
+        memset(tmp, 0, sizeof(tmp));
+        return -EINVAL;
+    }
+    if (check_key_text(tmp, n) != 0) {
+        set_err(err, errlen, "config: [keepa] key: must be printable with no spaces");
+        memset(tmp, 0, sizeof(tmp));
+        return -EINVAL;
+    }
+    memcpy(key, tmp, n);
+    key[n] = '\0';
+    memset(tmp, 0, sizeof(tmp));
+    return 0;
+}

@@ -1,0 +1,291 @@
+/*
+ * config.h: the kdeals configuration (an INI file read with inih).
+ *
+ * CFG_KEYS below is the one place a key is declared: its section, name, type, default,
+ * bounds, choices, whether a running daemon can take a new value on reload (HUP) or needs a
+ * restart, and its help text. The struct, the parser, the validator, cfg_print, the sample
+ * file (cfg_write_sample, kdeals.conf.sample) and the msgpack encoding all derive from it,
+ * so adding a key is one line here.
+ *
+ * Value types (the unit a field holds in struct cfg is in its name):
+ *   INT       decimal integer                                  -> int64_t  <sec>_<key>
+ *   BOOL      true/false, yes/no, on/off, 1/0                  -> bool     <sec>_<key>
+ *   DURATION  number with a unit: 250ms, 30s, 15m, 6h, 2d      -> int64_t  <sec>_<key>_ms
+ *   PCT       percent with up to 2 decimals: 20, 12.5, 110%    -> int64_t  <sec>_<key>_bp
+ *             (basis points: 20 % = 2000 bp)
+ *   ENUM      one of the key's choices ("deals|asins|query")   -> int      <sec>_<key>
+ *             (the index in the choices string; see the cfg_* enums below)
+ *   DOMAIN    a Keepa domain id (1 com, 2 co.uk, 3 de, 4 fr, 5 co.jp, 6 ca, 8 it, 9 es,
+ *             10 in, 11 com.mx, 12 com.br) or its name ("com", "de")
+ *                                                              -> int64_t  <sec>_<key>
+ *   STR       text (surrounding double quotes are removed)     -> char[]   <sec>_<key>
+ *   PATH      as STR; a relative path read from a file is made relative to the directory
+ *             holding that file, so the daemon does not depend on its working directory
+ *   SECRET    as STR, never printed (cfg_print shows <redacted>) and never encoded
+ *
+ * Errors name the file, the line, the key and the value and say what is allowed:
+ *   config: /etc/kdeals.conf:12: [tokens] max_deficit = -5: must be >= 0
+ * Unknown sections and keys, a key given twice, malformed lines and lines longer than
+ * CFG_LINE_MAX are errors too. Loading is all-or-nothing: on error the output is untouched.
+ */
+#ifndef KD_CONFIG_H
+#define KD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Longest string value (bytes, without the NUL), and longest line inih accepts. */
+#define CFG_STR_MAX  255
+#define CFG_LINE_MAX 197
+
+#define CFG_RESTART 0 /* a new value needs `kdeals stop && kdeals start` */
+#define CFG_RELOAD  1 /* a running daemon takes the new value on HUP */
+
+#define CFG_MS_S   ((int64_t)1000)
+#define CFG_MS_MIN (60 * CFG_MS_S)
+#define CFG_MS_H   (60 * CFG_MS_MIN)
+#define CFG_MS_D   (24 * CFG_MS_H)
+
+/*
+ * X(section, key, type, default, min, max, choices, reload, help)
+ * min/max are in the field's unit (ms for DURATION, bp for PCT, bytes for STR length);
+ * choices is the "a|b|c" list of an ENUM and NULL otherwise.
+ */
+#define CFG_KEYS(X)                                                                                \
+    X(keepa, base_url, STR, "https://api.keepa.com", 1, CFG_STR_MAX, NULL, CFG_RESTART,            \
+      "Keepa API base URL (point it at kdeals-sim, e.g. http://127.0.0.1:8421, for tests)")        \
+    X(keepa, key, SECRET, "", 0, CFG_STR_MAX, NULL, CFG_RESTART,                                   \
+      "Keepa API key. Prefer key_file; set at most one of the two")                                \
+    X(keepa, key_file, PATH, "", 0, CFG_STR_MAX, NULL, CFG_RESTART,                                \
+      "file whose first line is the Keepa API key (mode 0600)")                                    \
+    X(keepa, domain, DOMAIN, "1", 1, 12, NULL, CFG_RESTART,                                        \
+      "Keepa marketplace: 1 com, 2 co.uk, 3 de, 4 fr, 5 co.jp, 6 ca, 8 it, 9 es, 10 in, "          \
+      "11 com.mx, 12 com.br (the number or the name)")                                             \
+    X(keepa, connect_timeout, DURATION, "10s", 1 * CFG_MS_S, 5 * CFG_MS_MIN, NULL, CFG_RELOAD,     \
+      "TCP+TLS connect timeout")                                                                   \
+    X(keepa, request_timeout, DURATION, "120s", 5 * CFG_MS_S, 30 * CFG_MS_MIN, NULL, CFG_RELOAD,   \
+      "whole-request timeout (offers requests legitimately take 2-20 s)")                          \
+    X(daemon, instance, STR, "default", 1, 32, NULL, CFG_RESTART,                                  \
+      "instance name ([A-Za-z0-9_-]): names the shm segment /dev/shm/kdeals-<instance>")           \
+    X(daemon, run_dir, PATH, "/run/kdeals", 1, CFG_STR_MAX, NULL, CFG_RESTART,                     \
+      "folder for the pid/lock and status files")                                                  \
+    X(daemon, log_file, PATH, "", 0, CFG_STR_MAX, NULL, CFG_RELOAD,                                \
+      "log file (reopened on USR1); empty = stderr")                                               \
+    X(daemon, log_level, ENUM, "info", 0, 3, "error|warn|info|debug", CFG_RELOAD,                  \
+      "lines above this level are dropped")                                                        \
+    X(daemon, stop_timeout, DURATION, "30s", 1 * CFG_MS_S, 10 * CFG_MS_MIN, NULL, CFG_RELOAD,      \
+      "graceful stop deadline before workers are killed")                                          \
+    X(store, path, PATH, "/var/lib/kdeals", 1, CFG_STR_MAX, NULL, CFG_RESTART,                     \
+      "LMDB environment folder (data.mdb, lock.mdb); created if missing")                          \
+    X(store, map_size_mb, INT, "1024", 1, 1048576, NULL, CFG_RESTART,                              \
+      "initial LMDB map size in MiB (address space, not disk; grown on demand)")                   \
+    X(store, max_map_size_mb, INT, "65536", 1, 1048576, NULL, CFG_RESTART,                         \
+      "the map is doubled when full up to this many MiB; beyond it writes fail")                   \
+    X(tokens, bucket_minutes, INT, "60", 1, 1440, NULL, CFG_RESTART,                               \
+      "the Keepa bucket holds this many minutes of refill (60 on Keepa)")                          \
+    X(tokens, max_deficit, INT, "0", 0, 1000000, NULL, CFG_RELOAD,                                 \
+      "deepest token balance (as a positive number) a batch may cause; 0 = one batch")             \
+    X(scan, source, ENUM, "deals", 0, 2, "deals|asins|query", CFG_RESTART,                         \
+      "discovery source: the /deal feed, a list of ASINs, or a product-finder query")              \
+    X(scan, selection_file, PATH, "", 0, CFG_STR_MAX, NULL, CFG_RELOAD,                            \
+      "JSON selection for /deal or /query (required for query; empty = built-in for deals)")       \
+    X(scan, asins_file, PATH, "", 0, CFG_STR_MAX, NULL, CFG_RELOAD,                                \
+      "file with one ASIN per line (required for source = asins)")                                 \
+    X(scan, peek_batch, INT, "50", 1, 50, NULL, CFG_RELOAD, "ASINs per peek request (1..50)")      \
+    X(scan, peek_offers, INT, "0", 0, 100, NULL, CFG_RELOAD,                                       \
+      "offers per peek: 0 (none, cheapest) or 20..100")                                            \
+    X(scan, pass_pause, DURATION, "5m", 0, 1 * CFG_MS_D, NULL, CFG_RELOAD,                         \
+      "pause between the end of a discovery pass and the start of the next")                       \
+    X(scan, dedup_window, DURATION, "24h", 0, 30 * CFG_MS_D, NULL, CFG_RELOAD,                     \
+      "an ASIN peeked within this window and unchanged in the feed is not peeked again")           \
+    X(commit, batch, INT, "5", 1, 5, NULL, CFG_RELOAD, "ASINs per full fetch (1..5)")              \
+    X(commit, linger_ms, INT, "1000", 0, 60000, NULL, CFG_RELOAD,                                  \
+      "a partial batch waits at most this long for more survivors")                                \
+    X(commit, offers, INT, "20", 20, 100, NULL, CFG_RELOAD, "offers per full fetch (20..100)")     \
+    X(commit, history, BOOL, "true", 0, 1, NULL, CFG_RELOAD,                                       \
+      "request the csv price history with the full fetch")                                         \
+    X(commit, days, INT, "365", 0, 36500, NULL, CFG_RELOAD,                                        \
+      "limit the history to this many days (0 = all)")                                             \
+    X(update, batch, INT, "50", 1, 50, NULL, CFG_RELOAD, "ASINs per light update (1..50)")         \
+    X(update, min_interval, DURATION, "1h", 1 * CFG_MS_MIN, 30 * CFG_MS_D, NULL, CFG_RELOAD,       \
+      "a deal is re-checked no sooner than this after its last check")                             \
+    X(update, max_interval, DURATION, "24h", 1 * CFG_MS_MIN, 90 * CFG_MS_D, NULL, CFG_RELOAD,      \
+      "a deal is re-checked no later than this after its last check (>= min_interval)")            \
+    X(update, expire_after_failures, INT, "3", 1, 100, NULL, CFG_RELOAD,                           \
+      "a deal is removed after this many consecutive re-checks that found it no longer a deal "    \
+      "(fetch errors never count)")                                                                \
+    X(filter, buy_price, ENUM, "used_then_new", 0, 3, "used_then_new|used|new|new_then_used",      \
+      CFG_RELOAD, "peek buy price: the current Used price, else New (or the variants)")            \
+    X(filter, sell_estimate, ENUM, "used_avg90_365", 0, 3,                                         \
+      "used_avg90_365|used_avg90|used_avg365|used_min90_365", CFG_RELOAD,                          \
+      "sell estimate: mean of the Used 90- and 365-day averages (either alone if one is "          \
+      "missing), one of them, or the lower of the two")                                            \
+    X(filter, min_rank_drops_365, INT, "1", 0, 100000, NULL, CFG_RELOAD,                           \
+      "reject products with fewer sales-rank drops in a year (0 = keep all)")                      \
+    X(filter, min_sell_cents, INT, "1200", 0, 100000000, NULL, CFG_RELOAD,                         \
+      "reject products whose sell estimate is under this")                                         \
+    X(filter, max_buy_pct, PCT, "110", 1, 100000, NULL, CFG_RELOAD,                                \
+      "reject products whose buy price is over this percentage of the sell estimate")              \
+    X(filter, min_gross_roi_pct, PCT, "20", -10000, 1000000, NULL, CFG_RELOAD,                     \
+      "reject products whose (sell estimate - buy) / buy is under this")                           \
+    X(filter, min_profit_cents, INT, "500", -100000000, 100000000, NULL, CFG_RELOAD,               \
+      "a committed product is a deal only if its profit after all fees is at least this")          \
+    X(filter, min_roi_pct, PCT, "25", -10000, 1000000, NULL, CFG_RELOAD,                           \
+      "... and its ROI (profit / landed buy cost) is at least this")                               \
+    X(costs, prep_cents, INT, "100", 0, 1000000, NULL, CFG_RELOAD, "prep cost per unit")           \
+    X(costs, inbound_shipping_cents, INT, "75", 0, 1000000, NULL, CFG_RELOAD,                      \
+      "shipping to the FBA warehouse per unit")                                                    \
+    X(costs, tax_pct, PCT, "0", 0, 10000, NULL, CFG_RELOAD, "sales tax paid on the buy price")     \
+    X(costs, default_fba_fee_cents, INT, "350", 0, 1000000, NULL, CFG_RELOAD,                      \
+      "FBA fee used when Keepa has no fbaFees for the product")                                    \
+    X(costs, default_referral_pct, PCT, "15", 0, 10000, NULL, CFG_RELOAD,                          \
+      "referral fee used when Keepa has no referralFeePercentage")
+
+/* Index of each key in CFG_KEYS: CFG_K_scan_peek_batch. */
+enum cfg_key_id {
+#define CFG_X_ID(sec, key, type, def, min, max, choices, reload, help) CFG_K_##sec##_##key,
+    CFG_KEYS(CFG_X_ID)
+#undef CFG_X_ID
+        CFG_KEY_COUNT
+};
+
+/* ENUM values, in the order of their choices strings (test_config checks the order). */
+enum cfg_log_level { CFG_LOG_ERROR, CFG_LOG_WARN, CFG_LOG_INFO, CFG_LOG_DEBUG };
+enum cfg_scan_source { CFG_SOURCE_DEALS, CFG_SOURCE_ASINS, CFG_SOURCE_QUERY };
+enum cfg_buy_price { CFG_BUY_USED_THEN_NEW, CFG_BUY_USED, CFG_BUY_NEW, CFG_BUY_NEW_THEN_USED };
+enum cfg_sell_estimate {
+    CFG_SELL_USED_AVG90_365,
+    CFG_SELL_USED_AVG90,
+    CFG_SELL_USED_AVG365,
+    CFG_SELL_USED_MIN90_365
+};
+
+enum cfg_type {
+    CFG_T_INT,
+    CFG_T_BOOL,
+    CFG_T_DURATION,
+    CFG_T_PCT,
+    CFG_T_ENUM,
+    CFG_T_DOMAIN,
+    CFG_T_STR,
+    CFG_T_PATH,
+    CFG_T_SECRET
+};
+
+#define CFG_FIELD_INT(name)      int64_t name;
+#define CFG_FIELD_BOOL(name)     bool name;
+#define CFG_FIELD_DURATION(name) int64_t name##_ms;
+#define CFG_FIELD_PCT(name)      int64_t name##_bp;
+#define CFG_FIELD_ENUM(name)     int name;
+#define CFG_FIELD_DOMAIN(name)   int64_t name;
+#define CFG_FIELD_STR(name)      char name[CFG_STR_MAX + 1];
+#define CFG_FIELD_PATH(name)     char name[CFG_STR_MAX + 1];
+#define CFG_FIELD_SECRET(name)   char name[CFG_STR_MAX + 1];
+
+/*
+ * The effective configuration. Plain data: copy it with `=`, compare with cfg_diff. The
+ * fields are generated from CFG_KEYS (e.g. scan_peek_batch, update_min_interval_ms,
+ * filter_min_roi_pct_bp, keepa_key).
+ */
+struct cfg {
+#define CFG_X_FIELD(sec, key, type, def, min, max, choices, reload, help)                          \
+    CFG_FIELD_##type(sec##_##key)
+    CFG_KEYS(CFG_X_FIELD)
+#undef CFG_X_FIELD
+    /* True when [keepa] key or key_file is set (kept in the encoding; the key is not). */
+    bool keepa_key_set;
+    /* The file this config was loaded from ("" for defaults or a buffer without a path). */
+    char source_path[CFG_STR_MAX + 1];
+};
+
+/* Description of one key, from CFG_KEYS. */
+struct cfg_key {
+    const char *section;
+    const char *name;
+    enum cfg_type type;
+    const char *default_text;
+    int64_t min, max;
+    const char *choices; /* "a|b|c" for ENUM, else NULL */
+    bool reloadable;
+    const char *help;
+    size_t offset; /* of the field in struct cfg */
+};
+
+/* The key table (CFG_KEY_COUNT entries, in CFG_KEYS order). Never fails. */
+const struct cfg_key *cfg_keys(void);
+
+/* Finds a key by section and name; NULL if there is none. */
+const struct cfg_key *cfg_key_find(const char *section, const char *name);
+
+/* Fills OUT with every key's default. The defaults are valid (test_config checks it). */
+void cfg_defaults(struct cfg *out);
+
+/*
+ * Loads and validates the INI file at PATH over the defaults. Returns 0 and fills OUT, or
+ * returns -EINVAL (bad content) or a negative errno from opening/reading the file, writes a
+ * one-line message to ERR (size ERRLEN, always NUL-terminated when ERRLEN > 0) and leaves
+ * OUT untouched. Relative PATH/file values are resolved against the file's directory. The
+ * message never contains the API key.
+ */
+int cfg_load_file(const char *path, struct cfg *out, char *err, size_t errlen);
+
+/*
+ * As cfg_load_file for an in-memory buffer BUF of LEN bytes (need not be NUL-terminated;
+ * a NUL byte inside is an error). NAME is used in messages (and as source_path); relative
+ * paths are kept as written. Returns 0 or -EINVAL (or -ENOMEM).
+ */
+int cfg_load_buffer(const char *buf, size_t len, const char *name, struct cfg *out, char *err,
+                    size_t errlen);
+
+/*
+ * Checks every value against its bounds and the rules between keys (key vs key_file,
+ * min_interval <= max_interval, ...). Returns 0, or -EINVAL with a message in ERR.
+ */
+int cfg_validate(const struct cfg *c, char *err, size_t errlen);
+
+/*
+ * Writes the value of K in C as it would appear in the INI file (a secret is written as
+ * "<redacted>" when set). Returns the length snprintf would have produced.
+ */
+int cfg_format_value(const struct cfg *c, const struct cfg_key *k, char *buf, size_t len);
+
+/* Prints the effective config as INI, one section after the other, the key redacted. */
+void cfg_print(const struct cfg *c, FILE *out);
+
+/* Writes the sample config file: every key commented with its help, default and bounds. */
+void cfg_write_sample(FILE *out);
+
+/*
+ * Calls CHANGED(key, ud) for each key whose value differs between A and B, in table order,
+ * and returns how many did. *RESTART_NEEDED (if not NULL) is set to true when one of them
+ * is restart-only, else false. CHANGED may be NULL.
+ */
+size_t cfg_diff(const struct cfg *a, const struct cfg *b,
+                void (*changed)(const struct cfg_key *key, void *ud), void *ud,
+                bool *restart_needed);
+
+/*
+ * Serialises C as a msgpack map {"v": 1, "<section>.<key>": value, ..., "keepa.key_set":
+ * bool, "source_path": str} into a malloc'd buffer (*BUF, *LEN; the caller frees it). The
+ * API key is NOT written (the shm segment must never hold it). Returns 0 or -ENOMEM.
+ */
+int cfg_encode(const struct cfg *c, char **buf, size_t *len);
+
+/*
+ * Parses bytes written by cfg_encode. Any input is safe: truncated, garbage, an unknown or
+ * missing key, a wrong type or an out-of-bounds value returns -EBADMSG (or -ENOMEM) and
+ * leaves OUT untouched. On success OUT->keepa_key is empty; get the key with cfg_load_key.
+ */
+int cfg_decode(const void *buf, size_t len, struct cfg *out);
+
+/*
+ * Reads the API key for C into KEY (size KEYLEN): the first line of key_file, else the
+ * [keepa] key of C (or, when C came from cfg_decode, of C->source_path read again).
+ * Returns 0, -ENOKEY when no key is configured, -EINVAL (bad key/file) or a negative errno,
+ * with a message in ERR that never contains the key.
+ */
+int cfg_load_key(const struct cfg *c, char *key, size_t keylen, char *err, size_t errlen);
+
+#endif

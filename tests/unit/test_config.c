@@ -1,0 +1,621 @@
+/*
+ * test_config.c: the INI config (common/config.c): defaults, every key, bounds and their
+ * messages, malformed input, rules between keys, reload diff, printing, the sample file and
+ * the msgpack form published through shm (which must never hold the API key).
+ */
+#include "kd_test.h"
+
+#include "common/config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <msgpack.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Writes TEXT to <tmpdir>/NAME and returns the path (static buffer per call site). */
+static const char *write_file(const char *name, const char *text)
+{
+    static char paths[8][512];
+    static unsigned next;
+    char *path = paths[next++ % 8];
+    snprintf(path, 512, "%s/%s", kd_test_tmpdir(), name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+/* Loads TEXT as a file; returns the result code and leaves the message in ERR. */
+static int load_text(const char *text, struct cfg *out, char *err, size_t errlen,
+                     const char **path_out)
+{
+    const char *path = write_file("kdeals.conf", text);
+    if (path_out != NULL)
+        *path_out = path;
+    return cfg_load_file(path, out, err, errlen);
+}
+
+static void expect_error(const char *text, int line, const char *fragment)
+{
+    struct cfg c;
+    char err[512] = "", want[600];
+    const char *path = NULL;
+    int rc = load_text(text, &c, err, sizeof(err), &path);
+    if (rc != -EINVAL)
+        fail_msg("expected -EINVAL for:\n%s\ngot %d (%s)", text, rc, err);
+    if (line > 0)
+        snprintf(want, sizeof(want), "config: %s:%d: ", path, line);
+    else
+        snprintf(want, sizeof(want), "config: %s: ", path);
+    if (strncmp(err, want, strlen(want)) != 0)
+        fail_msg("message '%s' does not start with '%s'", err, want);
+    if (strstr(err, fragment) == NULL)
+        fail_msg("message '%s' does not contain '%s'", err, fragment);
+}
+
+static void test_defaults_valid(void **state)
+{
+    (void)state;
+    struct cfg c;
+    char err[256] = "";
+    cfg_defaults(&c);
+    assert_int_equal(cfg_validate(&c, err, sizeof(err)), 0);
+    /* The defaults the issue asks for. */
+    assert_int_equal(c.scan_peek_batch, 50);
+    assert_int_equal(c.scan_peek_offers, 0);
+    assert_int_equal(c.commit_batch, 5);
+    assert_int_equal(c.commit_offers, 20);
+    assert_int_equal(c.update_batch, 50);
+    assert_int_equal(c.filter_buy_price, CFG_BUY_USED_THEN_NEW);
+    assert_int_equal(c.filter_sell_estimate, CFG_SELL_USED_AVG90_365);
+    assert_int_equal(c.filter_min_rank_drops_365, 1);
+    assert_int_equal(c.filter_min_sell_cents, 1200);
+    assert_int_equal(c.filter_max_buy_pct_bp, 11000);
+    assert_int_equal(c.filter_min_gross_roi_pct_bp, 2000);
+    assert_int_equal(c.tokens_max_deficit, 0);
+    assert_int_equal(c.tokens_bucket_minutes, 60);
+    assert_int_equal(c.update_min_interval_ms, 3600 * 1000);
+    assert_int_equal(c.daemon_log_level, CFG_LOG_INFO);
+    assert_string_equal(c.keepa_base_url, "https://api.keepa.com");
+    assert_false(c.keepa_key_set);
+    /* An empty file gives the defaults. */
+    struct cfg f;
+    assert_int_equal(load_text("", &f, err, sizeof(err), NULL), 0);
+    assert_int_equal(cfg_diff(&c, &f, NULL, NULL, NULL), 0);
+}
+
+static void test_enum_order(void **state)
+{
+    (void)state;
+    const struct cfg_key *k = cfg_keys();
+    assert_string_equal(k[CFG_K_daemon_log_level].choices, "error|warn|info|debug");
+    assert_string_equal(k[CFG_K_scan_source].choices, "deals|asins|query");
+    assert_string_equal(k[CFG_K_filter_buy_price].choices, "used_then_new|used|new|new_then_used");
+    assert_string_equal(k[CFG_K_filter_sell_estimate].choices,
+                        "used_avg90_365|used_avg90|used_avg365|used_min90_365");
+    struct cfg c;
+    char err[256];
+    assert_int_equal(
+        load_text("[scan]\nsource = query\nselection_file = /q.json\n"
+                  "[daemon]\nlog_level = debug\n"
+                  "[filter]\nbuy_price = new_then_used\nsell_estimate = used_min90_365\n",
+                  &c, err, sizeof(err), NULL),
+        0);
+    assert_int_equal(c.scan_source, CFG_SOURCE_QUERY);
+    assert_int_equal(c.daemon_log_level, CFG_LOG_DEBUG);
+    assert_int_equal(c.filter_buy_price, CFG_BUY_NEW_THEN_USED);
+    assert_int_equal(c.filter_sell_estimate, CFG_SELL_USED_MIN90_365);
+    /* Every key has a unique (section, name) and a help text. */
+    for (size_t i = 0; i < CFG_KEY_COUNT; i++) {
+        assert_ptr_equal(cfg_key_find(k[i].section, k[i].name), &k[i]);
+        assert_true(strlen(k[i].help) > 5);
+    }
+}
+
+/* Every key set to a non-default value; in total every key but one of key/key_file. */
+static const char every_key[] = "; a comment\n"
+                                "# another\n"
+                                "[keepa]\n"
+                                "base_url = http://127.0.0.1:8421\n"
+                                "key_file = key.txt\n"
+                                "domain = de\n"
+                                "connect_timeout = 5s\n"
+                                "request_timeout = 3m\n"
+                                "\n"
+                                "[daemon]\n"
+                                "  instance = prod-2   ; indented, inline comment\n"
+                                "run_dir = /tmp/run\n"
+                                "log_file = log/kdeals.log\n"
+                                "log_level = warn\n"
+                                "stop_timeout = 1500ms\n"
+                                "[store]\n"
+                                "path = \"/var/db/kd\"\n"
+                                "map_size_mb = 64\n"
+                                "max_map_size_mb = 128\n"
+                                "[tokens]\n"
+                                "bucket_minutes = 30\n"
+                                "max_deficit = 200\n"
+                                "[scan]\n"
+                                "source = asins\n"
+                                "selection_file = /sel.json\n"
+                                "asins_file = /asins.txt\n"
+                                "peek_batch = 1\n"
+                                "peek_offers = 20\n"
+                                "pass_pause = 0\n"
+                                "dedup_window = 2d\n"
+                                "[commit]\n"
+                                "batch = 3\n"
+                                "linger_ms = 250\n"
+                                "offers = 100\n"
+                                "history = no\n"
+                                "days = 90\n"
+                                "[update]\n"
+                                "batch = 10\n"
+                                "min_interval = 30m\n"
+                                "max_interval = 12h\n"
+                                "expire_after_failures = 2\n"
+                                "[filter]\n"
+                                "buy_price = used\n"
+                                "sell_estimate = used_avg365\n"
+                                "min_rank_drops_365 = 0\n"
+                                "min_sell_cents = 1500\n"
+                                "max_buy_pct = 100%\n"
+                                "min_gross_roi_pct = 12.5\n"
+                                "min_profit_cents = -100\n"
+                                "min_roi_pct = 30.25\n"
+                                "[costs]\n"
+                                "prep_cents = 0\n"
+                                "inbound_shipping_cents = 120\n"
+                                "tax_pct = 7.5\n"
+                                "default_fba_fee_cents = 400\n"
+                                "default_referral_pct = 8\n";
+
+static void test_every_key_parsed(void **state)
+{
+    (void)state;
+    struct cfg def, c;
+    char err[512] = "";
+    const char *path = NULL;
+    cfg_defaults(&def);
+    int rc = load_text(every_key, &c, err, sizeof(err), &path);
+    if (rc != 0)
+        fail_msg("%s", err);
+    assert_int_equal(cfg_diff(&def, &c, NULL, NULL, NULL), CFG_KEY_COUNT - 1);
+    assert_string_equal(c.keepa_base_url, "http://127.0.0.1:8421");
+    assert_int_equal(c.keepa_domain, 3);
+    assert_int_equal(c.keepa_connect_timeout_ms, 5000);
+    assert_int_equal(c.keepa_request_timeout_ms, 180000);
+    assert_string_equal(c.daemon_instance, "prod-2");
+    assert_int_equal(c.daemon_stop_timeout_ms, 1500);
+    assert_string_equal(c.store_path, "/var/db/kd");
+    assert_int_equal(c.scan_source, CFG_SOURCE_ASINS);
+    assert_int_equal(c.scan_dedup_window_ms, 2 * 86400 * 1000LL);
+    assert_false(c.commit_history);
+    assert_int_equal(c.update_max_interval_ms, 12 * 3600 * 1000LL);
+    assert_int_equal(c.filter_max_buy_pct_bp, 10000);
+    assert_int_equal(c.filter_min_gross_roi_pct_bp, 1250);
+    assert_int_equal(c.filter_min_profit_cents, -100);
+    assert_int_equal(c.filter_min_roi_pct_bp, 3025);
+    assert_int_equal(c.costs_tax_pct_bp, 750);
+    assert_int_equal(c.costs_default_referral_pct_bp, 800);
+    assert_true(c.keepa_key_set);
+
+    /* Relative paths are relative to the file's folder; source_path is absolute. */
+    char *dir = realpath(kd_test_tmpdir(), NULL);
+    char want[1024];
+    snprintf(want, sizeof(want), "%s/key.txt", dir);
+    assert_string_equal(c.keepa_key_file, want);
+    snprintf(want, sizeof(want), "%s/log/kdeals.log", dir);
+    assert_string_equal(c.daemon_log_file, want);
+    snprintf(want, sizeof(want), "%s/kdeals.conf", dir);
+    assert_string_equal(c.source_path, want);
+    free(dir);
+
+    /* The inline key instead of key_file is the remaining key. */
+    assert_int_equal(load_text("[keepa]\nkey = abcdef0123456789\n", &c, err, sizeof(err), NULL), 0);
+    assert_string_equal(c.keepa_key, "abcdef0123456789");
+    assert_true(c.keepa_key_set);
+}
+
+/* Formats V in the syntax of K (bounds in messages and test inputs). */
+static void fmt_raw(const struct cfg_key *k, int64_t v, char *buf, size_t len)
+{
+    if (k->type == CFG_T_DURATION)
+        snprintf(buf, len, "%" PRId64 "ms", v);
+    else if (k->type == CFG_T_PCT)
+        snprintf(buf, len, "%s%" PRId64 ".%02" PRId64, v < 0 ? "-" : "", (v < 0 ? -v : v) / 100,
+                 (v < 0 ? -v : v) % 100);
+    else
+        snprintf(buf, len, "%" PRId64, v);
+}
+
+static bool in_rule(size_t id)
+{
+    return id == CFG_K_store_map_size_mb || id == CFG_K_store_max_map_size_mb ||
+           id == CFG_K_update_min_interval || id == CFG_K_update_max_interval;
+}
+
+static void test_bounds_enforced(void **state)
+{
+    (void)state;
+    const struct cfg_key *keys = cfg_keys();
+    size_t checked = 0;
+    for (size_t i = 0; i < CFG_KEY_COUNT; i++) {
+        const struct cfg_key *k = &keys[i];
+        if (k->type != CFG_T_INT && k->type != CFG_T_DURATION && k->type != CFG_T_PCT &&
+            k->type != CFG_T_DOMAIN)
+            continue;
+        char text[256], v[64];
+        struct cfg c;
+        char err[512];
+        /* One below the minimum and one above the maximum are errors at line 3. */
+        fmt_raw(k, k->min - 1, v, sizeof(v));
+        snprintf(text, sizeof(text), "# bounds\n[%s]\n%s = %s\n", k->section, k->name, v);
+        expect_error(text, 3, k->min - 1 < 0 && k->type == CFG_T_DURATION ? "duration" : "must be");
+        fmt_raw(k, k->max + 1, v, sizeof(v));
+        snprintf(text, sizeof(text), "# bounds\n[%s]\n%s = %s\n", k->section, k->name, v);
+        expect_error(text, 3, "must be");
+        /* The bounds themselves are accepted. */
+        if (!in_rule(i)) {
+            fmt_raw(k, k->min, v, sizeof(v));
+            snprintf(text, sizeof(text), "[%s]\n%s = %s\n", k->section, k->name, v);
+            if (load_text(text, &c, err, sizeof(err), NULL) != 0)
+                fail_msg("min of %s.%s refused: %s", k->section, k->name, err);
+            fmt_raw(k, k->max, v, sizeof(v));
+            snprintf(text, sizeof(text), "[%s]\n%s = %s\n", k->section, k->name, v);
+            if (load_text(text, &c, err, sizeof(err), NULL) != 0)
+                fail_msg("max of %s.%s refused: %s", k->section, k->name, err);
+        }
+        checked++;
+    }
+    assert_true(checked >= 30);
+
+    /* The exact form of the message (STYLE.md). */
+    struct cfg c;
+    char err[512];
+    const char *path;
+    char want[600];
+    assert_int_equal(load_text("[tokens]\nbucket_minutes = 60\n\nmax_deficit = -5\n", &c, err,
+                               sizeof(err), &path),
+                     -EINVAL);
+    snprintf(want, sizeof(want), "config: %s:4: [tokens] max_deficit = -5: must be >= 0", path);
+    assert_string_equal(err, want);
+    expect_error("[scan]\npeek_batch = 51\n", 2, "[scan] peek_batch = 51: must be <= 50");
+    expect_error("[commit]\nbatch = 6\n", 2, "[commit] batch = 6: must be <= 5");
+    expect_error("[commit]\noffers = 19\n", 2, "[commit] offers = 19: must be >= 20");
+    expect_error("[update]\nbatch = 0\n", 2, "[update] batch = 0: must be >= 1");
+    expect_error("[scan]\npeek_offers = 10\n", 2, "must be 0 (no offers) or 20..100");
+    expect_error("[keepa]\ndomain = 7\n", 2, "not a Keepa domain");
+    expect_error("[keepa]\ndomain = xx\n", 2, "not a Keepa domain");
+    expect_error("[scan]\npeek_batch = 5x\n", 2, "not an integer");
+    expect_error("[scan]\npeek_batch = 99999999999999999999\n", 2, "not an integer");
+    expect_error("[update]\nmin_interval = 10\n", 2, "duration with a unit");
+    expect_error("[filter]\nmin_roi_pct = 1.234\n", 2, "at most 2 decimals");
+    expect_error("[commit]\nhistory = maybe\n", 2, "true or false");
+    expect_error("[scan]\nsource = feed\n", 2, "must be one of deals|asins|query");
+    expect_error("[daemon]\ninstance = a/b\n", 2, "letters, digits");
+    expect_error("[daemon]\ninstance =\n", 2, "must not be empty");
+    expect_error("[keepa]\nbase_url = ftp://x\n", 2, "http:// or https://");
+    assert_int_equal(load_text("[scan]\npeek_offers = 0\n", &c, err, sizeof(err), NULL), 0);
+    assert_int_equal(load_text("[scan]\npeek_offers = 20\n", &c, err, sizeof(err), NULL), 0);
+}
+
+static void test_malformed(void **state)
+{
+    (void)state;
+    expect_error("[scan]\npeek_bacth = 5\n", 2, "[scan] peek_bacth: unknown key");
+    expect_error("[scan]\npeek_batch = 5\n\n[scn]\n", 4, "[scn]: unknown section");
+    expect_error("[scn]\npeek_batch = 5\n", 1, "[scn]: unknown section");
+    expect_error("peek_batch = 5\n", 1, "outside a [section]");
+    expect_error("[scan]\npeek_batch = 5\npeek_batch = 6\n", 3, "given twice (first at line 2)");
+    expect_error("[scan]\njust some words\n", 2, "syntax error");
+    expect_error("[scan\npeek_batch = 5\n", 1, "syntax error");
+    char longline[400];
+    memset(longline, 'a', sizeof(longline));
+    memcpy(longline, "[daemon]\nrun_dir = /", 20);
+    memcpy(longline + sizeof(longline) - 2, "\n", 2);
+    expect_error(longline, 2, "line longer than");
+    /* A NUL byte in a buffer. */
+    struct cfg c;
+    char err[256];
+    assert_int_equal(cfg_load_buffer("[scan]\npeek_batch = 5\0\n", 23, "buf", &c, err, sizeof(err)),
+                     -EINVAL);
+    assert_non_null(strstr(err, "buf:2: NUL byte"));
+    /* Windows line ends are fine. */
+    assert_int_equal(
+        cfg_load_buffer("[scan]\r\npeek_batch = 7\r\n", 24, "crlf", &c, err, sizeof(err)), 0);
+    assert_int_equal(c.scan_peek_batch, 7);
+    /* A missing file: -ENOENT with the path. */
+    assert_int_equal(cfg_load_file("/nonexistent/kdeals.conf", &c, err, sizeof(err)), -ENOENT);
+    assert_non_null(strstr(err, "/nonexistent/kdeals.conf"));
+    /* On error the output is untouched. */
+    struct cfg before;
+    memset(&before, 0x5a, sizeof(before));
+    c = before;
+    assert_int_equal(cfg_load_buffer("[scan]\npeek_batch = 0\n", 22, "x", &c, err, sizeof(err)),
+                     -EINVAL);
+    assert_memory_equal(&c, &before, sizeof(c));
+}
+
+static void test_rules(void **state)
+{
+    (void)state;
+    expect_error("[keepa]\nkey = abcdefgh\nkey_file = /k\n", 3, "set only one of");
+    expect_error("[keepa]\nkey_file = /k\n\nkey = abcdefgh\n", 4, "set only one of");
+    /* The secret is not echoed even in this message. */
+    struct cfg c;
+    char err[512];
+    assert_int_equal(
+        load_text("[keepa]\nkey_file = /k\nkey = sekrit-value-1\n", &c, err, sizeof(err), NULL),
+        -EINVAL);
+    assert_null(strstr(err, "sekrit-value-1"));
+    expect_error("[update]\nmin_interval = 2d\n", 2,
+                 "min_interval (2d) must be <= max_interval (1d)");
+    expect_error("[update]\nmax_interval = 1h\nmin_interval = 2h\n", 3, "must be <=");
+    expect_error("[store]\nmap_size_mb = 100000\n", 2, "must be >= map_size_mb");
+    expect_error("[scan]\nsource = asins\n", 2, "needs [scan] asins_file");
+    expect_error("[scan]\nsource = query\n", 2, "needs [scan] selection_file");
+}
+
+struct diff_seen {
+    char names[8][64];
+    size_t n;
+};
+
+static void on_changed(const struct cfg_key *k, void *ud)
+{
+    struct diff_seen *d = ud;
+    if (d->n < 8)
+        snprintf(d->names[d->n++], 64, "%s.%s", k->section, k->name);
+}
+
+static void test_diff(void **state)
+{
+    (void)state;
+    struct cfg a, b;
+    cfg_defaults(&a);
+    b = a;
+    bool restart = true;
+    assert_int_equal(cfg_diff(&a, &b, NULL, NULL, &restart), 0);
+    assert_false(restart);
+    /* Reloadable only. */
+    b.scan_peek_batch = 20;
+    b.filter_min_roi_pct_bp = 3000;
+    struct diff_seen d = {0};
+    assert_int_equal(cfg_diff(&a, &b, on_changed, &d, &restart), 2);
+    assert_false(restart);
+    assert_int_equal(d.n, 2);
+    assert_string_equal(d.names[0], "scan.peek_batch");
+    assert_string_equal(d.names[1], "filter.min_roi_pct");
+    /* Plus a restart-only key. */
+    snprintf(b.store_path, sizeof(b.store_path), "/elsewhere");
+    memset(&d, 0, sizeof(d));
+    assert_int_equal(cfg_diff(&a, &b, on_changed, &d, &restart), 3);
+    assert_true(restart);
+    assert_string_equal(d.names[0], "store.path");
+    /* The table says which keys are which. */
+    const struct cfg_key *k = cfg_keys();
+    assert_false(k[CFG_K_daemon_instance].reloadable);
+    assert_false(k[CFG_K_store_map_size_mb].reloadable);
+    assert_true(k[CFG_K_daemon_log_level].reloadable);
+    assert_true(k[CFG_K_filter_min_sell_cents].reloadable);
+}
+
+/* True when NEEDLE occurs in the LEN bytes at HAY. */
+static bool contains(const char *hay, size_t len, const char *needle)
+{
+    return memmem(hay, len, needle, strlen(needle)) != NULL;
+}
+
+static void test_msgpack_round_trip(void **state)
+{
+    (void)state;
+    struct cfg c, d;
+    char err[512];
+    const char *path;
+    assert_int_equal(load_text("[keepa]\nkey = K3YK3YK3Y-0123456789\n[scan]\npeek_offers = 40\n"
+                               "[update]\nmin_interval = 90s\n[filter]\nmin_roi_pct = -3.5\n",
+                               &c, err, sizeof(err), &path),
+                     0);
+    char *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(cfg_encode(&c, &buf, &len), 0);
+    assert_false(contains(buf, len, "K3YK3YK3Y"));
+    assert_false(contains(buf, len, "keepa.key\xa0")); /* no empty key string either */
+    memset(&d, 0, sizeof(d));
+    assert_int_equal(cfg_decode(buf, len, &d), 0);
+    assert_string_equal(d.keepa_key, "");
+    assert_true(d.keepa_key_set);
+    struct diff_seen ds = {0};
+    assert_int_equal(cfg_diff(&c, &d, on_changed, &ds, NULL), 1);
+    assert_string_equal(ds.names[0], "keepa.key");
+    assert_string_equal(d.source_path, c.source_path);
+    assert_int_equal(d.filter_min_roi_pct_bp, -350);
+
+    /* A second decoder (msgpack-c's object model, no kdeals code) sees string keys. */
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    assert_int_equal(msgpack_unpack_next(&u, buf, len, &off), MSGPACK_UNPACK_SUCCESS);
+    assert_int_equal(u.data.type, MSGPACK_OBJECT_MAP);
+    bool saw_batch = false;
+    for (uint32_t i = 0; i < u.data.via.map.size; i++) {
+        msgpack_object *key = &u.data.via.map.ptr[i].key, *val = &u.data.via.map.ptr[i].val;
+        assert_int_equal(key->type, MSGPACK_OBJECT_STR);
+        char name[64];
+        snprintf(name, sizeof(name), "%.*s", (int)key->via.str.size, key->via.str.ptr);
+        assert_string_not_equal(name, "keepa.key");
+        if (strcmp(name, "scan.peek_offers") == 0) {
+            assert_int_equal(val->type, MSGPACK_OBJECT_POSITIVE_INTEGER);
+            assert_int_equal(val->via.u64, 40);
+            saw_batch = true;
+        }
+    }
+    assert_true(saw_batch);
+    msgpack_unpacked_destroy(&u);
+
+    /* The worker gets the key from the file named by source_path. */
+    char key[128];
+    assert_int_equal(cfg_load_key(&d, key, sizeof(key), err, sizeof(err)), 0);
+    assert_string_equal(key, "K3YK3YK3Y-0123456789");
+    free(buf);
+}
+
+static void test_decode_garbage(void **state)
+{
+    (void)state;
+    struct cfg c, d;
+    cfg_defaults(&c);
+    char *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(cfg_encode(&c, &buf, &len), 0);
+    memset(&d, 0x33, sizeof(d));
+    struct cfg before = d;
+    /* Every truncation fails cleanly and leaves the output alone. */
+    for (size_t n = 0; n < len; n++)
+        assert_int_equal(cfg_decode(buf, n, &d), -EBADMSG);
+    assert_memory_equal(&d, &before, sizeof(d));
+    /* Trailing bytes. */
+    char *longer = malloc(len + 1);
+    memcpy(longer, buf, len);
+    longer[len] = 0;
+    assert_int_equal(cfg_decode(longer, len + 1, &d), -EBADMSG);
+    free(longer);
+    /* Every single-byte flip either fails or decodes to a valid config. */
+    for (size_t i = 0; i < len; i++) {
+        for (unsigned bit = 0; bit < 8; bit++) {
+            buf[i] ^= (char)(1u << bit);
+            if (cfg_decode(buf, len, &d) == 0) {
+                char err[256];
+                assert_int_equal(cfg_validate(&d, err, sizeof(err)), 0);
+            }
+            buf[i] ^= (char)(1u << bit);
+        }
+    }
+    free(buf);
+    /* Forged huge containers. */
+    const unsigned char bomb1[] = {0xdf, 0xff, 0xff, 0xff, 0xf0, 0xa1, 'v', 0x01};
+    const unsigned char bomb2[] = {0xdd, 0x0f, 0xff, 0xff, 0xf0};
+    const unsigned char bomb3[] = {0xdb, 0xff, 0xff, 0xff, 0xff, 'a'};
+    assert_int_equal(cfg_decode(bomb1, sizeof(bomb1), &d), -EBADMSG);
+    assert_int_equal(cfg_decode(bomb2, sizeof(bomb2), &d), -EBADMSG);
+    assert_int_equal(cfg_decode(bomb3, sizeof(bomb3), &d), -EBADMSG);
+    assert_int_equal(cfg_decode(NULL, 0, &d), -EBADMSG);
+    /* A map with a secret "keepa.key" is refused. */
+    const unsigned char secret[] = {0x81, 0xa9, 'k', 'e', 'e',  'p', 'a',
+                                    '.',  'k',  'e', 'y', 0xa1, 'x'};
+    assert_int_equal(cfg_decode(secret, sizeof(secret), &d), -EBADMSG);
+}
+
+static void test_print_round_trip(void **state)
+{
+    (void)state;
+    struct cfg c, d;
+    char err[512];
+    assert_int_equal(load_text(every_key, &c, err, sizeof(err), NULL), 0);
+    snprintf(c.store_path, sizeof(c.store_path), "/a path; with a semicolon ");
+    const char *out = write_file("printed.conf", "");
+    FILE *f = fopen(out, "w");
+    cfg_print(&c, f);
+    fclose(f);
+    int rc = cfg_load_file(out, &d, err, sizeof(err));
+    if (rc != 0)
+        fail_msg("%s", err);
+    assert_int_equal(cfg_diff(&c, &d, NULL, NULL, NULL), 0);
+    /* The inline key is printed redacted. */
+    assert_int_equal(load_text("[keepa]\nkey = ZZ-TOP-SECRET-42\n", &c, err, sizeof(err), NULL), 0);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    cfg_print(&c, m);
+    fclose(m);
+    assert_null(strstr(text, "ZZ-TOP-SECRET-42"));
+    assert_non_null(strstr(text, "key = <redacted>"));
+    assert_non_null(strstr(text, "[tokens]\nbucket_minutes = 60\nmax_deficit = 0\n"));
+    free(text);
+}
+
+/* kdeals.conf.sample is generated from the table; KD_UPDATE_SAMPLE=1 rewrites it. */
+static void test_sample_file(void **state)
+{
+    (void)state;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    cfg_write_sample(m);
+    fclose(m);
+    const char *sample = KD_SOURCE_DIR "/kdeals.conf.sample";
+    if (getenv("KD_UPDATE_SAMPLE") != NULL) {
+        FILE *f = fopen(sample, "w");
+        assert_non_null(f);
+        fwrite(text, 1, len, f);
+        fclose(f);
+    }
+    size_t flen = 0;
+    char *file = kd_read_file(sample, &flen);
+    assert_non_null(file);
+    if (flen != len || memcmp(file, text, len) != 0)
+        fail_msg("kdeals.conf.sample is out of date: run KD_UPDATE_SAMPLE=1 test_config "
+                 "test_sample_file");
+    /* It parses, to the defaults. */
+    struct cfg def, c;
+    char err[512];
+    cfg_defaults(&def);
+    assert_int_equal(cfg_load_file(sample, &c, err, sizeof(err)), 0);
+    assert_int_equal(cfg_diff(&def, &c, NULL, NULL, NULL), 0);
+    /* And each commented default, uncommented, parses too. */
+    for (size_t i = 0; i < CFG_KEY_COUNT; i++) {
+        const struct cfg_key *k = &cfg_keys()[i];
+        char line[512];
+        snprintf(line, sizeof(line), "# %s =%s%s\n", k->name, k->default_text[0] ? " " : "",
+                 k->default_text);
+        assert_non_null(strstr(text, line));
+    }
+    free(file);
+    free(text);
+}
+
+static void test_load_key(void **state)
+{
+    (void)state;
+    struct cfg c;
+    char err[512], key[128];
+    cfg_defaults(&c);
+    assert_int_equal(cfg_load_key(&c, key, sizeof(key), err, sizeof(err)), -ENOKEY);
+    write_file("key.txt", "abc123KEYVALUE  \nsecond line\n");
+    assert_int_equal(load_text("[keepa]\nkey_file = key.txt\n", &c, err, sizeof(err), NULL), 0);
+    assert_int_equal(cfg_load_key(&c, key, sizeof(key), err, sizeof(err)), 0);
+    assert_string_equal(key, "abc123KEYVALUE");
+    write_file("key.txt", "\n");
+    assert_int_equal(cfg_load_key(&c, key, sizeof(key), err, sizeof(err)), -EINVAL);
+    unlink(write_file("key.txt", ""));
+    assert_int_equal(cfg_load_key(&c, key, sizeof(key), err, sizeof(err)), -ENOENT);
+    char small[4];
+    assert_int_equal(load_text("[keepa]\nkey = abcdefgh\n", &c, err, sizeof(err), NULL), 0);
+    assert_int_equal(cfg_load_key(&c, small, sizeof(small), err, sizeof(err)), -EINVAL);
+    assert_null(strstr(err, "abcdefgh"));
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults_valid),
+        cmocka_unit_test(test_enum_order),
+        cmocka_unit_test(test_every_key_parsed),
+        cmocka_unit_test(test_bounds_enforced),
+        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_rules),
+        cmocka_unit_test(test_diff),
+        cmocka_unit_test(test_msgpack_round_trip),
+        cmocka_unit_test(test_decode_garbage),
+        cmocka_unit_test(test_print_round_trip),
+        cmocka_unit_test(test_sample_file),
+        cmocka_unit_test(test_load_key),
+    };
+    return KD_RUN_TESTS(tests, argc, argv);
+}

@@ -1,0 +1,319 @@
+/*
+ * request.c: request builders and key loading. See request.h.
+ *
+ * Query strings are built with a bounded appender that fails the whole build on overflow,
+ * so a request is either exactly what was asked for or not built at all. Only characters
+ * that need no URL encoding are accepted in ASINs and ids; selections travel as POST bodies,
+ * so they need no encoding either.
+ */
+#include "keepa/request.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct appender {
+    char *buf;
+    size_t cap, len;
+    bool overflow;
+};
+
+static void app(struct appender *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void app(struct appender *a, const char *fmt, ...)
+{
+    if (a->overflow)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(a->buf + a->len, a->cap - a->len, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= a->cap - a->len) {
+        a->overflow = true;
+        a->buf[a->len] = '\0';
+        return;
+    }
+    a->len += (size_t)n;
+}
+
+static bool id_ok(const char *s, size_t maxlen)
+{
+    size_t n = 0;
+    if (s == NULL)
+        return false;
+    for (; s[n] != '\0'; n++) {
+        if (!isalnum((unsigned char)s[n]) || n >= maxlen)
+            return false;
+    }
+    return n > 0;
+}
+
+static bool domain_ok(int domain)
+{
+    return domain >= 1 && domain <= 12;
+}
+
+static void call_init(struct kp_call *c, enum kp_endpoint ep, const char *path)
+{
+    memset(c, 0, offsetof(struct kp_call, asins));
+    c->ep = ep;
+    c->path = path;
+}
+
+const char *kp_endpoint_name(enum kp_endpoint ep)
+{
+    switch (ep) {
+    case KP_EP_TOKEN:
+        return "token";
+    case KP_EP_PRODUCT:
+        return "product";
+    case KP_EP_DEAL:
+        return "deal";
+    case KP_EP_SELLER:
+        return "seller";
+    case KP_EP_QUERY:
+        return "query";
+    }
+    return "?";
+}
+
+int kp_call_token(struct kp_call *c)
+{
+    call_init(c, KP_EP_TOKEN, "/token");
+    return 0;
+}
+
+static void app_flag(struct appender *a, const char *name, enum kp_flag f)
+{
+    if (f == KP_YES)
+        app(a, "&%s=1", name);
+    else if (f == KP_NO)
+        app(a, "&%s=0", name);
+}
+
+static bool flag_ok(enum kp_flag f)
+{
+    return f == KP_DEFAULT || f == KP_NO || f == KP_YES;
+}
+
+int kp_call_product(struct kp_call *c, const struct kp_product_params *p)
+{
+    call_init(c, KP_EP_PRODUCT, "/product");
+    if (p == NULL || !domain_ok(p->domain) || p->asins == NULL || p->n_asins == 0 ||
+        p->n_asins > KP_MAX_BATCH)
+        return -EINVAL;
+    if (p->offers != 0 && (p->offers < 20 || p->offers > 100))
+        return -EINVAL;
+    if (p->stats_days < 0 || p->days < 0 || (p->has_update && p->update_hours < -1))
+        return -EINVAL;
+    bool range = p->stats_start_ms > 0 || p->stats_end_ms > 0;
+    if (range && (p->stats_start_ms <= 0 || p->stats_end_ms < p->stats_start_ms))
+        return -EINVAL;
+    if (!flag_ok(p->history) || !flag_ok(p->only_live_offers) || !flag_ok(p->rating) ||
+        !flag_ok(p->buybox) || !flag_ok(p->stock))
+        return -EINVAL;
+
+    struct appender a = {c->query, sizeof(c->query), 0, false};
+    app(&a, "domain=%d&asin=", p->domain);
+    for (size_t i = 0; i < p->n_asins; i++) {
+        if (!id_ok(p->asins[i], KP_ASIN_MAX - 1))
+            return -EINVAL;
+        app(&a, "%s%s", i ? "," : "", p->asins[i]);
+        snprintf(c->asins[i], KP_ASIN_MAX, "%s", p->asins[i]);
+    }
+    c->n_asins = p->n_asins;
+    if (range)
+        app(&a, "&stats=%" PRId64 ",%" PRId64, p->stats_start_ms, p->stats_end_ms);
+    else if (p->stats_days > 0)
+        app(&a, "&stats=%d", p->stats_days);
+    app_flag(&a, "history", p->history);
+    if (p->days > 0)
+        app(&a, "&days=%d", p->days);
+    if (p->offers != 0) {
+        app(&a, "&offers=%d", p->offers);
+        c->with_offers = true;
+    }
+    app_flag(&a, "only-live-offers", p->only_live_offers);
+    app_flag(&a, "rating", p->rating);
+    app_flag(&a, "buybox", p->buybox);
+    app_flag(&a, "stock", p->stock);
+    if (p->has_update)
+        app(&a, "&update=%d", p->update_hours);
+    return a.overflow ? -EINVAL : 0;
+}
+
+static int set_body(struct kp_call *c, const char *selection)
+{
+    if (selection == NULL)
+        return -EINVAL;
+    size_t n = strlen(selection);
+    if (n == 0 || n > KP_SELECTION_MAX)
+        return -EINVAL;
+    c->body = malloc(n + 1);
+    if (c->body == NULL)
+        return -ENOMEM;
+    memcpy(c->body, selection, n + 1);
+    c->body_len = n;
+    return 0;
+}
+
+int kp_call_deal(struct kp_call *c, const char *selection)
+{
+    call_init(c, KP_EP_DEAL, "/deal");
+    return set_body(c, selection);
+}
+
+int kp_call_seller(struct kp_call *c, int domain, const char *const *ids, size_t n)
+{
+    call_init(c, KP_EP_SELLER, "/seller");
+    if (!domain_ok(domain) || ids == NULL || n == 0 || n > KP_MAX_BATCH)
+        return -EINVAL;
+    struct appender a = {c->query, sizeof(c->query), 0, false};
+    app(&a, "domain=%d&seller=", domain);
+    for (size_t i = 0; i < n; i++) {
+        if (!id_ok(ids[i], KP_SELLER_ID_MAX - 1))
+            return -EINVAL;
+        app(&a, "%s%s", i ? "," : "", ids[i]);
+    }
+    return a.overflow ? -EINVAL : 0;
+}
+
+int kp_call_query(struct kp_call *c, int domain, const char *selection, bool stats)
+{
+    call_init(c, KP_EP_QUERY, "/query");
+    if (!domain_ok(domain))
+        return -EINVAL;
+    snprintf(c->query, sizeof(c->query), "domain=%d%s", domain, stats ? "&stats=1" : "");
+    return set_body(c, selection);
+}
+
+void kp_call_free(struct kp_call *c)
+{
+    if (c == NULL)
+        return;
+    free(c->body);
+    c->body = NULL;
+    c->body_len = 0;
+}
+
+int kp_call_url(const struct kp_call *c, const char *base, const char *key, char *out, size_t outsz)
+{
+    if (outsz == 0)
+        return -ENAMETOOLONG;
+    size_t bl = strlen(base);
+    while (bl > 0 && base[bl - 1] == '/')
+        bl--;
+    int n = snprintf(out, outsz, "%.*s%s?key=%s%s%s", (int)bl, base, c->path,
+                     key != NULL ? key : "<redacted>", c->query[0] ? "&" : "", c->query);
+    if (n < 0 || (size_t)n >= outsz) {
+        out[0] = '\0';
+        return -ENAMETOOLONG;
+    }
+    return 0;
+}
+
+/* ---- key ---- */
+
+static void seterr(char *err, size_t errsz, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void seterr(char *err, size_t errsz, const char *fmt, ...)
+{
+    if (err == NULL || errsz == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errsz, fmt, ap);
+    va_end(ap);
+}
+
+static int accept_key(const char *src, size_t len, const char *origin, char *out, size_t outsz,
+                      char *err, size_t errsz)
+{
+    while (len > 0 && isspace((unsigned char)src[0])) {
+        src++;
+        len--;
+    }
+    while (len > 0 && isspace((unsigned char)src[len - 1]))
+        len--;
+    if (len == 0) {
+        seterr(err, errsz, "keepa: the API key from %s is empty", origin);
+        return -ENOENT;
+    }
+    if (len >= KP_KEY_MAX || len >= outsz) {
+        seterr(err, errsz, "keepa: the API key from %s is too long (%zu characters)", origin, len);
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)src[i];
+        if (!isalnum(ch) && ch != '-' && ch != '_' && ch != '.' && ch != '~') {
+            seterr(err, errsz,
+                   "keepa: the API key from %s contains a character that is not allowed "
+                   "(position %zu; expected letters and digits)",
+                   origin, i + 1);
+            return -EINVAL;
+        }
+    }
+    memcpy(out, src, len);
+    out[len] = '\0';
+    return 0;
+}
+
+int kp_key_load(const char *key, const char *key_file, char *out, size_t outsz, char *err,
+                size_t errsz)
+{
+    if (out == NULL || outsz == 0)
+        return -EINVAL;
+    out[0] = '\0';
+    if (key != NULL && key[0] != '\0')
+        return accept_key(key, strlen(key), "the config", out, outsz, err, errsz);
+    if (key_file != NULL && key_file[0] != '\0') {
+        int fd = open(key_file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0) {
+            int e = errno;
+            seterr(err, errsz, "keepa: cannot open key file %s: %s", key_file, strerror(e));
+            return -e;
+        }
+        struct stat st;
+        if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+            close(fd);
+            seterr(err, errsz, "keepa: key file %s is not a regular file", key_file);
+            return -EINVAL;
+        }
+        if ((st.st_mode & 077) != 0) {
+            close(fd);
+            seterr(err, errsz,
+                   "keepa: key file %s is accessible by group or others (mode %04o): "
+                   "run chmod 600 %s",
+                   key_file, (unsigned)(st.st_mode & 07777), key_file);
+            return -EPERM;
+        }
+        char buf[KP_KEY_MAX * 2];
+        ssize_t n = read(fd, buf, sizeof(buf));
+        int e = errno;
+        close(fd);
+        if (n < 0) {
+            seterr(err, errsz, "keepa: cannot read key file %s: %s", key_file, strerror(e));
+            return -e;
+        }
+        char origin[300];
+        snprintf(origin, sizeof(origin), "key file %s", key_file);
+        int rc = accept_key(buf, (size_t)n, origin, out, outsz, err, errsz);
+        explicit_bzero(buf, sizeof(buf));
+        return rc;
+    }
+    const char *env = getenv("KEEPA_API_KEY");
+    if (env != NULL && env[0] != '\0')
+        return accept_key(env, strlen(env), "KEEPA_API_KEY", out, outsz, err, errsz);
+    seterr(err, errsz,
+           "keepa: no API key: set api_key in the config, give a key file (mode 0600), or "
+           "export KEEPA_API_KEY");
+    return -ENOENT;
+}

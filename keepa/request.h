@@ -1,0 +1,94 @@
+/*
+ * request.h: Keepa request builders and API key loading (KEEPA-API.md §1, §2).
+ *
+ * A builder validates its parameters and fills a struct kp_call: the endpoint path, the query
+ * string WITHOUT the key, an optional POST body (the /deal and /query selection JSON), and the
+ * ASINs asked for (so partial answers can be reported per ASIN). The key is added only when
+ * the transport builds the URL it hands to curl (kp_call_url); everything that may be logged
+ * or printed uses the keyless form. Invalid parameters are refused here with -EINVAL, before
+ * any token is spent: offers outside 20..100 (offers=0 is never sent), more than 100 ASINs,
+ * ASINs or seller ids with characters outside [A-Za-z0-9], unknown domains.
+ */
+#ifndef KP_REQUEST_H
+#define KP_REQUEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keepa/decode.h"
+
+#define KP_MAX_BATCH     100  /* ASINs per /product, ids per /seller */
+#define KP_QUERY_MAX     2048 /* query string without the key */
+#define KP_KEY_MAX       128
+#define KP_SELECTION_MAX (256u * 1024u)
+
+enum kp_endpoint { KP_EP_TOKEN = 0, KP_EP_PRODUCT, KP_EP_DEAL, KP_EP_SELLER, KP_EP_QUERY };
+
+/* Optional 0/1 parameter: KP_DEFAULT leaves it out (Keepa's default applies). */
+enum kp_flag { KP_DEFAULT = 0, KP_NO, KP_YES };
+
+struct kp_product_params {
+    int domain;               /* 1..12 */
+    const char *const *asins; /* 1..KP_MAX_BATCH ASINs */
+    size_t n_asins;
+    int stats_days;         /* > 0: stats=N; 0: no stats (unless a range is set) */
+    int64_t stats_start_ms; /* both > 0: stats=start,end (epoch ms) instead of days */
+    int64_t stats_end_ms;
+    enum kp_flag history;
+    int days;   /* > 0: days=N; 0: omitted */
+    int offers; /* 0: omitted; else 20..100 */
+    enum kp_flag only_live_offers;
+    enum kp_flag rating;
+    enum kp_flag buybox;
+    enum kp_flag stock;
+    bool has_update; /* send update=update_hours (-1, 0 or more) */
+    int update_hours;
+};
+
+struct kp_call {
+    enum kp_endpoint ep;
+    const char *path;         /* "/product" ... (static) */
+    char query[KP_QUERY_MAX]; /* "domain=1&asin=..." without the key; may be "" */
+    char *body;               /* POST body (malloc'd) or NULL for GET */
+    size_t body_len;
+    bool with_offers; /* /product with offers: the long timeout applies */
+    size_t n_asins;
+    char asins[KP_MAX_BATCH][KP_ASIN_MAX];
+};
+
+/* Each builder fills C (overwritten) and returns 0 or -EINVAL (-ENOMEM for a body copy). */
+int kp_call_token(struct kp_call *c);
+int kp_call_product(struct kp_call *c, const struct kp_product_params *p);
+/* SELECTION is the /deal selection JSON (it carries domainId and page); sent as a POST body. */
+int kp_call_deal(struct kp_call *c, const char *selection);
+/* /seller?domain=D&seller=ID,...: 1..KP_MAX_BATCH seller ids. */
+int kp_call_seller(struct kp_call *c, int domain, const char *const *ids, size_t n);
+/* /query (Product Finder): the selection JSON as a POST body; STATS adds stats=1. */
+int kp_call_query(struct kp_call *c, int domain, const char *selection, bool stats);
+
+/* Frees what a builder allocated (the body). The struct itself is the caller's. */
+void kp_call_free(struct kp_call *c);
+
+/*
+ * Writes BASE + path + "?key=KEY&" + query into OUT. KEY NULL writes "key=<redacted>" (the
+ * form for logs). Returns 0, or -ENAMETOOLONG when OUT is too small (OUT is then "").
+ */
+int kp_call_url(const struct kp_call *c, const char *base, const char *key, char *out,
+                size_t outsz);
+
+/* Name of an endpoint ("token", "product", ...). */
+const char *kp_endpoint_name(enum kp_endpoint ep);
+
+/*
+ * Loads the API key into OUT: KEY if non-empty (the config), else the file KEY_FILE if
+ * non-NULL, else the environment variable KEEPA_API_KEY. Surrounding whitespace is stripped.
+ * A key file readable or writable by group or others is refused. The key must be 1..127
+ * characters of [A-Za-z0-9._~-] (it goes into a URL). Returns 0, or -ENOENT (no key
+ * anywhere), -EPERM (key file mode), -EINVAL (bad characters or length), -errno (file
+ * unreadable); ERR (may be NULL) then holds a one-line message that never contains the key.
+ */
+int kp_key_load(const char *key, const char *key_file, char *out, size_t outsz, char *err,
+                size_t errsz);
+
+#endif

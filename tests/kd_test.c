@@ -153,8 +153,13 @@ static int run_one(const char *group, const struct CMUnitTest *test)
         struct timespec nap = {0, 2000000};
         nanosleep(&nap, NULL);
     }
-    /* Reap anything the test left in its process group (helpers it forked). */
+    /* Reap anything the test left in its process group (helpers it forked), and remove
+     * shared memory segments it named with kd_test_instance() but did not destroy. */
     kill(-pid, SIGKILL);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -f /dev/shm/kdeals-t%ld-*", (long)pid);
+    if (system(cmd) != 0)
+        fprintf(stderr, "warning: could not clean /dev/shm after %s\n", test->name);
     if (WIFSIGNALED(status)) {
         fprintf(stderr, "[  CRASHED ] %s: killed by signal %d (%s)\n", test->name, WTERMSIG(status),
                 strsignal(WTERMSIG(status)));

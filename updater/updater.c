@@ -1,18 +1,24 @@
 /*
  * updater.c: the updater worker process.
  *
- * Placeholder entry point of the foundation: the worker attaches to the instance's shared
- * memory segment, marks itself ready in the process table and waits until the supervisor
- * stops it. The pipeline issue fills in the real stage.
+ * Foundation stage: the worker runtime (common/worker.h) attaches to the segment, opens the
+ * rings and marks the process ready; the stage itself arrives with the pipeline issue.
  */
 #include "updater/updater.h"
 
 #include "common/log.h"
+#include "common/worker.h"
 
 int updater_main(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    kd_log_set_role("updater");
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct wk wk;
+    if (wk_start(&wk, SHM_ROLE_UPDATER, &loop, argc, argv) != 0)
+        return 1;
+    wk_set_state(&wk, SHM_PROC_READY);
+    kd_info("ready");
+    wk_run(&wk);
+    kd_info("stopped");
     return 0;
 }

@@ -1,0 +1,814 @@
+/*
+ * cli.c: `kdeals decode` and `kdeals fetch`. See cli.h.
+ *
+ * decode streams the input through zlib (when it starts with the gzip magic) and the same
+ * kp_decoder the daemon uses, so what it prints is exactly what the pipeline would see. The
+ * JSON output is built with yajl_gen and printed only once the body decoded completely, so
+ * a malformed input prints one error line and nothing on stdout. fetch runs one request on a
+ * private libuv loop through the real client (retries and classification included).
+ * Keys: --key-file, else KEEPA_API_KEY (kp_key_load); never printed (kd_log redacts it).
+ */
+#include "keepa/cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uv.h>
+#include <yajl/yajl_gen.h>
+#include <yajl/yajl_tree.h>
+#include <zlib.h>
+
+#include "common/log.h"
+#include "keepa/client.h"
+#include "keepa/decode.h"
+#include "keepa/request.h"
+
+enum out_kind { OUT_PRODUCTS, OUT_DEALS, OUT_SELLERS, OUT_QUERY, OUT_NONE };
+
+struct out {
+    yajl_gen g;
+    enum out_kind kind;
+};
+
+/* ---- JSON output helpers ---- */
+
+static void gkey(yajl_gen g, const char *k)
+{
+    yajl_gen_string(g, (const unsigned char *)k, strlen(k));
+}
+
+static void gstr(yajl_gen g, const char *k, const char *v)
+{
+    gkey(g, k);
+    if (v == NULL)
+        yajl_gen_null(g);
+    else
+        yajl_gen_string(g, (const unsigned char *)v, strlen(v));
+}
+
+static void gint(yajl_gen g, const char *k, long long v)
+{
+    gkey(g, k);
+    yajl_gen_integer(g, v);
+}
+
+static void gdouble_val(yajl_gen g, double v)
+{
+    if (!isfinite(v)) {
+        yajl_gen_null(g);
+        return;
+    }
+    char buf[40];
+    snprintf(buf, sizeof(buf), "%.15g", v);
+    if (strtod(buf, NULL) != v)
+        snprintf(buf, sizeof(buf), "%.17g", v);
+    if (strpbrk(buf, ".eEn") == NULL)
+        strcat(buf, ".0");
+    yajl_gen_number(g, buf, strlen(buf));
+}
+
+static void gdouble(yajl_gen g, const char *k, double v)
+{
+    gkey(g, k);
+    gdouble_val(g, v);
+}
+
+static void gtri(yajl_gen g, const char *k, int v)
+{
+    gkey(g, k);
+    if (v < 0)
+        yajl_gen_null(g);
+    else
+        yajl_gen_bool(g, v);
+}
+
+static void gi32s(yajl_gen g, const char *k, const int32_t *v, size_t n)
+{
+    gkey(g, k);
+    yajl_gen_array_open(g);
+    for (size_t i = 0; i < n; i++)
+        yajl_gen_integer(g, v[i]);
+    yajl_gen_array_close(g);
+}
+
+static void gi64s(yajl_gen g, const char *k, const int64_t *v, size_t n)
+{
+    gkey(g, k);
+    yajl_gen_array_open(g);
+    for (size_t i = 0; i < n; i++)
+        yajl_gen_integer(g, v[i]);
+    yajl_gen_array_close(g);
+}
+
+static void gen_envelope(yajl_gen g, const struct kp_envelope *e)
+{
+    gkey(g, "envelope");
+    yajl_gen_map_open(g);
+    if (e->have & KP_ENV_TIMESTAMP)
+        gint(g, "timestamp", e->timestamp_ms);
+    if (e->have & KP_ENV_TOKENS_LEFT)
+        gdouble(g, "tokensLeft", e->tokens_left);
+    if (e->have & KP_ENV_REFILL_IN)
+        gint(g, "refillIn", e->refill_in_ms);
+    if (e->have & KP_ENV_REFILL_RATE)
+        gdouble(g, "refillRate", e->refill_rate);
+    if (e->have & KP_ENV_FLOW_REDUCTION)
+        gdouble(g, "tokenFlowReduction", e->token_flow_reduction);
+    if (e->have & KP_ENV_TOKENS_CONSUMED)
+        gdouble(g, "tokensConsumed", e->tokens_consumed);
+    if (e->have & KP_ENV_PROCESSING)
+        gint(g, "processingTimeInMs", e->processing_ms);
+    if (e->have & KP_ENV_ERROR) {
+        gkey(g, "error");
+        yajl_gen_map_open(g);
+        gstr(g, "type", e->error_type);
+        gstr(g, "message", e->error_message);
+        gstr(g, "details", e->error_details);
+        yajl_gen_map_close(g);
+    }
+    if (e->deals_cached >= 0)
+        gtri(g, "dealsCached", e->deals_cached);
+    if (e->total_results >= 0)
+        gint(g, "totalResults", e->total_results);
+    gkey(g, "productsKeyPresent");
+    yajl_gen_bool(g, (e->have & KP_ENV_PRODUCTS) != 0);
+    gint(g, "products", e->n_products);
+    gint(g, "deals", e->n_deals);
+    gint(g, "sellers", e->n_sellers);
+    gint(g, "asins", e->n_asins);
+    yajl_gen_map_close(g);
+}
+
+static void gen_product(yajl_gen g, const struct kp_product *p)
+{
+    yajl_gen_map_open(g);
+    gstr(g, "asin", p->asin);
+    gstr(g, "title", p->title);
+    gkey(g, "titleTruncated");
+    yajl_gen_bool(g, p->title_truncated);
+    gint(g, "domainId", p->domain_id);
+    gint(g, "productType", p->product_type);
+    gint(g, "rootCategory", p->root_category);
+    gi64s(g, "categories", p->categories, p->n_categories);
+    gint(g, "categoriesTotal", p->n_categories_total);
+    gint(g, "lastUpdate", p->last_update_keepa_min);
+    gint(g, "lastPriceChange", p->last_price_change_keepa_min);
+    gkey(g, "stats");
+    if (!p->stats.present) {
+        yajl_gen_null(g);
+    } else {
+        const struct kp_stats *s = &p->stats;
+        yajl_gen_map_open(g);
+        gi32s(g, "current", s->current, KP_NPRICE);
+        gi32s(g, "avg", s->avg, KP_NPRICE);
+        gi32s(g, "avg30", s->avg30, KP_NPRICE);
+        gi32s(g, "avg90", s->avg90, KP_NPRICE);
+        gi32s(g, "avg180", s->avg180, KP_NPRICE);
+        gi32s(g, "avg365", s->avg365, KP_NPRICE);
+        gint(g, "salesRankDrops30", s->sales_rank_drops30);
+        gint(g, "salesRankDrops90", s->sales_rank_drops90);
+        gint(g, "salesRankDrops180", s->sales_rank_drops180);
+        gint(g, "salesRankDrops365", s->sales_rank_drops365);
+        gint(g, "buyBoxPrice", s->buy_box_price_cents);
+        gint(g, "buyBoxShipping", s->buy_box_shipping_cents);
+        gtri(g, "buyBoxIsFBA", s->buy_box_is_fba);
+        gtri(g, "buyBoxIsAmazon", s->buy_box_is_amazon);
+        gint(g, "offerCountFBA", s->offer_count_fba);
+        gint(g, "offerCountFBM", s->offer_count_fbm);
+        gint(g, "totalOfferCount", s->total_offer_count);
+        gint(g, "retrievedOfferCount", s->retrieved_offer_count);
+        yajl_gen_map_close(g);
+    }
+    gint(g, "pickAndPackFee", p->pick_and_pack_fee_cents);
+    gdouble(g, "referralFeePercentage", p->referral_fee_percent);
+    gtri(g, "offersSuccessful", p->offers_successful);
+    gkey(g, "liveOffersOrderPresent");
+    yajl_gen_bool(g, p->live_order_present);
+    gint(g, "offersSeen", p->n_offers_seen);
+    gkey(g, "offersTruncated");
+    yajl_gen_bool(g, p->offers_truncated);
+    gkey(g, "offers");
+    yajl_gen_array_open(g);
+    for (uint32_t i = 0; i < p->n_offers; i++) {
+        const struct kp_offer *o = &p->offers[i];
+        yajl_gen_map_open(g);
+        gint(g, "index", o->index);
+        gstr(g, "sellerId", o->seller_id);
+        gint(g, "price", o->price_cents);
+        gint(g, "shipping", o->shipping_cents);
+        gint(g, "csvTime", o->csv_time_keepa_min);
+        gint(g, "lastSeen", o->last_seen_keepa_min);
+        gint(g, "condition", o->condition);
+        gtri(g, "isFBA", o->is_fba);
+        gtri(g, "isPrime", o->is_prime);
+        gtri(g, "isAmazon", o->is_amazon);
+        gint(g, "offerId", o->offer_id);
+        yajl_gen_map_close(g);
+    }
+    yajl_gen_array_close(g);
+    yajl_gen_map_close(g);
+}
+
+static void gen_deal(yajl_gen g, const struct kp_deal *d)
+{
+    static const char *const rows[] = {"avg", "delta", "deltaPercent"};
+    yajl_gen_map_open(g);
+    gstr(g, "asin", d->asin);
+    gstr(g, "title", d->title);
+    gint(g, "rootCat", d->root_cat);
+    gi64s(g, "categories", d->categories, d->n_categories);
+    gint(g, "lastUpdate", d->last_update_keepa_min);
+    gint(g, "creationDate", d->creation_date_keepa_min);
+    size_t n = d->n_price;
+    gi32s(g, "current", d->current, n);
+    gi32s(g, "currentSince", d->current_since, n);
+    gi32s(g, "deltaLast", d->delta_last, n);
+    for (size_t k = 0; k < 3; k++) {
+        const int32_t(*a)[KP_NPRICE] = k == 0 ? d->avg : k == 1 ? d->delta : d->delta_percent;
+        gkey(g, rows[k]);
+        yajl_gen_array_open(g);
+        for (size_t r = 0; r < KP_DEAL_RANGES; r++) {
+            yajl_gen_array_open(g);
+            for (size_t i = 0; i < n; i++)
+                yajl_gen_integer(g, a[r][i]);
+            yajl_gen_array_close(g);
+        }
+        yajl_gen_array_close(g);
+    }
+    gint(g, "salesRankDrops30", d->sales_rank_drops30);
+    gint(g, "salesRankDrops90", d->sales_rank_drops90);
+    gint(g, "salesRankDrops180", d->sales_rank_drops180);
+    gint(g, "salesRankDrops365", d->sales_rank_drops365);
+    gint(g, "warehouseCondition", d->warehouse_condition);
+    yajl_gen_map_close(g);
+}
+
+static void gen_seller(yajl_gen g, const struct kp_seller *s)
+{
+    yajl_gen_map_open(g);
+    gstr(g, "sellerId", s->seller_id);
+    gstr(g, "sellerName", s->name);
+    gint(g, "domainId", s->domain_id);
+    gint(g, "currentRating", s->current_rating);
+    gint(g, "currentRatingCount", s->current_rating_count);
+    gint(g, "ratingsLast30Days", s->ratings_last30_days);
+    gtri(g, "isScammer", s->is_scammer);
+    gtri(g, "hasFBA", s->has_fba);
+    gint(g, "lastUpdate", s->last_update_keepa_min);
+    yajl_gen_map_close(g);
+}
+
+static int out_product(const struct kp_product *p, void *ud)
+{
+    struct out *o = ud;
+    if (o->kind == OUT_PRODUCTS)
+        gen_product(o->g, p);
+    return 0;
+}
+
+static int out_deal(const struct kp_deal *d, void *ud)
+{
+    struct out *o = ud;
+    if (o->kind == OUT_DEALS)
+        gen_deal(o->g, d);
+    return 0;
+}
+
+static int out_seller(const struct kp_seller *s, void *ud)
+{
+    struct out *o = ud;
+    if (o->kind == OUT_SELLERS)
+        gen_seller(o->g, s);
+    return 0;
+}
+
+static int out_asin(const char *asin, void *ud)
+{
+    struct out *o = ud;
+    if (o->kind == OUT_QUERY)
+        yajl_gen_string(o->g, (const unsigned char *)asin, strlen(asin));
+    return 0;
+}
+
+static void out_open(struct out *o, enum out_kind kind)
+{
+    static const char *const names[] = {"products", "deals", "sellers", "asinList"};
+    o->kind = kind;
+    o->g = yajl_gen_alloc(NULL);
+    yajl_gen_config(o->g, yajl_gen_beautify, 1);
+    yajl_gen_map_open(o->g);
+    if (kind != OUT_NONE) {
+        gkey(o->g, names[kind]);
+        yajl_gen_array_open(o->g);
+    }
+}
+
+static void out_items_close(struct out *o)
+{
+    if (o->kind != OUT_NONE)
+        yajl_gen_array_close(o->g);
+}
+
+static void out_print_free(struct out *o, bool print)
+{
+    if (print) {
+        yajl_gen_map_close(o->g);
+        const unsigned char *buf;
+        size_t len;
+        yajl_gen_get_buf(o->g, &buf, &len);
+        fwrite(buf, 1, len, stdout);
+        if (len == 0 || buf[len - 1] != '\n')
+            fputc('\n', stdout);
+        fflush(stdout);
+    }
+    yajl_gen_free(o->g);
+}
+
+static int parse_kind(const char *s, enum out_kind *k)
+{
+    if (strcmp(s, "product") == 0 || strcmp(s, "products") == 0)
+        *k = OUT_PRODUCTS;
+    else if (strcmp(s, "deals") == 0 || strcmp(s, "deal") == 0)
+        *k = OUT_DEALS;
+    else if (strcmp(s, "sellers") == 0 || strcmp(s, "seller") == 0)
+        *k = OUT_SELLERS;
+    else if (strcmp(s, "query") == 0)
+        *k = OUT_QUERY;
+    else
+        return -EINVAL;
+    return 0;
+}
+
+/* ---- decode ---- */
+
+static void decode_usage(FILE *f)
+{
+    fprintf(f, "usage: kdeals decode product|deals|sellers|query FILE\n"
+               "  Decodes a raw Keepa response body (plain or gzip; FILE - reads stdin) and\n"
+               "  prints, as JSON, exactly what the client's decoder extracted.\n"
+               "  Exit: 0 decoded, 1 malformed input, 2 usage.\n");
+}
+
+static int decode_stream(FILE *in, const char *name, struct kp_decoder *d)
+{
+    unsigned char buf[64 * 1024];
+    unsigned char zout[64 * 1024];
+    z_stream z;
+    bool gz = false, first = true;
+    int rc = 0;
+    memset(&z, 0, sizeof(z));
+    for (;;) {
+        size_t n = fread(buf, 1, sizeof(buf), in);
+        if (n == 0) {
+            if (ferror(in)) {
+                fprintf(stderr, "kdeals decode: cannot read %s: %s\n", name, strerror(errno));
+                rc = -EIO;
+            }
+            break;
+        }
+        if (first) {
+            first = false;
+            if (n >= 2 && buf[0] == 0x1f && buf[1] == 0x8b) {
+                if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) {
+                    fprintf(stderr, "kdeals decode: zlib init failed\n");
+                    return -ENOMEM;
+                }
+                gz = true;
+            }
+        }
+        if (!gz) {
+            rc = kp_decoder_feed(d, buf, n);
+            if (rc != 0)
+                break;
+            continue;
+        }
+        z.next_in = buf;
+        z.avail_in = (uInt)n;
+        while (z.avail_in > 0 && rc == 0) {
+            z.next_out = zout;
+            z.avail_out = sizeof(zout);
+            int zr = inflate(&z, Z_NO_FLUSH);
+            if (zr != Z_OK && zr != Z_STREAM_END && zr != Z_BUF_ERROR) {
+                fprintf(stderr, "kdeals decode: %s: bad gzip data: %s\n", name,
+                        z.msg ? z.msg : "inflate failed");
+                rc = -EBADMSG;
+                break;
+            }
+            size_t got = sizeof(zout) - z.avail_out;
+            if (got > 0)
+                rc = kp_decoder_feed(d, zout, got);
+            if (zr == Z_STREAM_END) {
+                /* Concatenated members are allowed by gzip; restart for the next one. */
+                if (z.avail_in > 0)
+                    inflateReset(&z);
+                else
+                    break;
+            }
+            if (zr == Z_BUF_ERROR && got == 0)
+                break;
+        }
+        if (rc != 0)
+            break;
+    }
+    if (gz)
+        inflateEnd(&z);
+    return rc;
+}
+
+static int cmd_decode(int argc, char **argv)
+{
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        decode_usage(stdout);
+        return 0;
+    }
+    enum out_kind kind;
+    if (argc != 3 || parse_kind(argv[1], &kind) != 0) {
+        decode_usage(stderr);
+        return 2;
+    }
+    const char *path = argv[2];
+    FILE *in = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (in == NULL) {
+        fprintf(stderr, "kdeals decode: cannot open %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    struct out o;
+    out_open(&o, kind);
+    struct kp_decode_cbs cbs = {out_product, out_deal, out_seller, out_asin, &o};
+    struct kp_decoder *d = kp_decoder_new(NULL, &cbs);
+    if (d == NULL) {
+        fprintf(stderr, "kdeals decode: out of memory\n");
+        out_print_free(&o, false);
+        return 1;
+    }
+    int rc = decode_stream(in, path, d);
+    if (in != stdin)
+        fclose(in);
+    if (rc == 0)
+        rc = kp_decoder_finish(d);
+    if (rc != 0) {
+        /* I/O and gzip errors were printed where they happened. */
+        if (kp_decoder_error(d)[0] != '\0')
+            fprintf(stderr, "kdeals decode: %s: %s\n", path, kp_decoder_error(d));
+        out_print_free(&o, false);
+        kp_decoder_free(d);
+        return 1;
+    }
+    out_items_close(&o);
+    gen_envelope(o.g, kp_decoder_envelope(d));
+    out_print_free(&o, true);
+    kp_decoder_free(d);
+    return 0;
+}
+
+/* ---- fetch ---- */
+
+struct fetch_state {
+    struct out o;
+    bool done;
+    bool have_reading;
+    struct kp_reading reading;
+    enum kp_result_code code;
+    int http;
+    unsigned tries;
+    bool maybe_charged;
+    char error[256];
+    struct kp_envelope env;
+    size_t n_asins;
+    struct kp_asin_outcome asins[2 * KP_MAX_BATCH];
+};
+
+static void fetch_reading(const struct kp_reading *r, void *ud)
+{
+    struct fetch_state *st = ud;
+    st->reading = *r;
+    st->have_reading = true;
+}
+
+static void fetch_done(const struct kp_result *res, void *ud)
+{
+    struct fetch_state *st = ud;
+    st->done = true;
+    st->code = res->code;
+    st->http = res->http_status;
+    st->tries = res->tries;
+    st->maybe_charged = res->maybe_charged;
+    snprintf(st->error, sizeof(st->error), "%s", res->error);
+    if (res->envelope != NULL)
+        st->env = *res->envelope;
+    st->n_asins = res->n_asins < 2 * KP_MAX_BATCH ? res->n_asins : 2 * KP_MAX_BATCH;
+    if (st->n_asins > 0)
+        memcpy(st->asins, res->asins, st->n_asins * sizeof(st->asins[0]));
+}
+
+static void fetch_usage(FILE *f)
+{
+    fprintf(f, "usage: kdeals fetch product ASIN... [--offers N] [--stats DAYS] [--domain D]\n"
+               "       kdeals fetch deals --selection FILE [--page N]\n"
+               "       kdeals fetch token\n"
+               "options: --base-url URL (else KEEPA_BASE_URL, else https://api.keepa.com)\n"
+               "         --key-file FILE (mode 0600; else KEEPA_API_KEY)\n"
+               "         --timeout-ms MS  --tries N  -c FILE (config; not used yet)\n"
+               "Prints the decoded answer, the token reading and the outcome as JSON.\n"
+               "Exit: 0 success, 1 request failed, 2 usage.\n");
+}
+
+static bool parse_int(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Re-emits a yajl_tree value, replacing a top-level "page" when PAGE >= 0. */
+static void emit_tree(yajl_gen g, yajl_val v, long page, bool top)
+{
+    if (YAJL_IS_OBJECT(v)) {
+        yajl_gen_map_open(g);
+        bool page_done = false;
+        for (size_t i = 0; i < v->u.object.len; i++) {
+            const char *k = v->u.object.keys[i];
+            gkey(g, k);
+            if (top && page >= 0 && strcmp(k, "page") == 0) {
+                yajl_gen_integer(g, page);
+                page_done = true;
+            } else {
+                emit_tree(g, v->u.object.values[i], page, false);
+            }
+        }
+        if (top && page >= 0 && !page_done)
+            gint(g, "page", page);
+        yajl_gen_map_close(g);
+    } else if (YAJL_IS_ARRAY(v)) {
+        yajl_gen_array_open(g);
+        for (size_t i = 0; i < v->u.array.len; i++)
+            emit_tree(g, v->u.array.values[i], page, false);
+        yajl_gen_array_close(g);
+    } else if (YAJL_IS_STRING(v)) {
+        yajl_gen_string(g, (const unsigned char *)v->u.string, strlen(v->u.string));
+    } else if (YAJL_IS_NUMBER(v)) {
+        yajl_gen_number(g, v->u.number.r, strlen(v->u.number.r));
+    } else if (YAJL_IS_TRUE(v)) {
+        yajl_gen_bool(g, 1);
+    } else if (YAJL_IS_FALSE(v)) {
+        yajl_gen_bool(g, 0);
+    } else {
+        yajl_gen_null(g);
+    }
+}
+
+/* Reads the selection file and applies --page. Returns a malloc'd string or NULL. */
+static char *load_selection(const char *path, long page)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        fprintf(stderr, "kdeals fetch: cannot open selection %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    char *text = malloc(KP_SELECTION_MAX + 1);
+    size_t n = text != NULL ? fread(text, 1, KP_SELECTION_MAX + 1, f) : 0;
+    fclose(f);
+    if (text == NULL || n > KP_SELECTION_MAX || n == 0) {
+        fprintf(stderr, "kdeals fetch: selection %s is empty or larger than %u bytes\n", path,
+                KP_SELECTION_MAX);
+        free(text);
+        return NULL;
+    }
+    text[n] = '\0';
+    char errbuf[256];
+    yajl_val tree = yajl_tree_parse(text, errbuf, sizeof(errbuf));
+    free(text);
+    if (tree == NULL || !YAJL_IS_OBJECT(tree)) {
+        for (char *p = errbuf; *p; p++)
+            if (*p == '\n')
+                *p = ' ';
+        fprintf(stderr, "kdeals fetch: selection %s is not a JSON object: %s\n", path,
+                tree == NULL ? errbuf : "top level is not an object");
+        yajl_tree_free(tree);
+        return NULL;
+    }
+    yajl_gen g = yajl_gen_alloc(NULL);
+    emit_tree(g, tree, page, true);
+    yajl_tree_free(tree);
+    const unsigned char *buf;
+    size_t len;
+    yajl_gen_get_buf(g, &buf, &len);
+    char *out = malloc(len + 1);
+    if (out != NULL) {
+        memcpy(out, buf, len);
+        out[len] = '\0';
+    }
+    yajl_gen_free(g);
+    return out;
+}
+
+static void gen_reading(yajl_gen g, const struct kp_reading *r)
+{
+    gkey(g, "reading");
+    yajl_gen_map_open(g);
+    gdouble(g, "tokensLeft", r->tokens_left);
+    gint(g, "refillInMs", r->refill_in_ms);
+    gdouble(g, "refillRate", r->refill_rate);
+    gint(g, "timestampMs", r->timestamp_ms);
+    gdouble(g, "tokensConsumed", r->tokens_consumed);
+    gint(g, "processingMs", r->processing_ms);
+    gdouble(g, "tokenFlowReduction", r->token_flow_reduction);
+    gint(g, "httpStatus", r->http_status);
+    gint(g, "roundTripMs", (r->local_mono_ns_received - r->local_mono_ns_sent) / 1000000);
+    yajl_gen_map_close(g);
+}
+
+static int cmd_fetch(int argc, char **argv)
+{
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        fetch_usage(stdout);
+        return 0;
+    }
+    if (argc < 2) {
+        fetch_usage(stderr);
+        return 2;
+    }
+    const char *what = argv[1];
+    const char *base = getenv("KEEPA_BASE_URL");
+    const char *key_file = NULL, *selection = NULL;
+    long offers = 0, stats = 0, page = -1, domain = 1, timeout_ms = 0, tries = 0;
+    const char *asins[KP_MAX_BATCH];
+    size_t n_asins = 0;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        bool ok = true;
+        if (strcmp(a, "--base-url") == 0 && v) {
+            base = v;
+        } else if (strcmp(a, "--key-file") == 0 && v) {
+            key_file = v;
+        } else if (strcmp(a, "-c") == 0 && v) {
+            /* TODO(lead): read base URL and key from the config once `kdeals` wires it. */
+        } else if (strcmp(a, "--selection") == 0 && v) {
+            selection = v;
+        } else if (strcmp(a, "--offers") == 0 && v) {
+            ok = parse_int(v, 20, 100, &offers);
+        } else if (strcmp(a, "--stats") == 0 && v) {
+            ok = parse_int(v, 1, 100000, &stats);
+        } else if (strcmp(a, "--page") == 0 && v) {
+            ok = parse_int(v, 0, 66, &page);
+        } else if (strcmp(a, "--domain") == 0 && v) {
+            ok = parse_int(v, 1, 12, &domain);
+        } else if (strcmp(a, "--timeout-ms") == 0 && v) {
+            ok = parse_int(v, 1, 3600000, &timeout_ms);
+        } else if (strcmp(a, "--tries") == 0 && v) {
+            ok = parse_int(v, 1, 10, &tries);
+        } else if (a[0] != '-' && strcmp(what, "product") == 0 && n_asins < KP_MAX_BATCH) {
+            asins[n_asins++] = a;
+            continue;
+        } else {
+            fprintf(stderr, "kdeals fetch: unexpected argument '%s'\n", a);
+            return 2;
+        }
+        if (!ok) {
+            fprintf(stderr, "kdeals fetch: bad value for %s: '%s'\n", a, v);
+            return 2;
+        }
+        i++;
+    }
+    if (base == NULL || base[0] == '\0')
+        base = "https://api.keepa.com";
+
+    struct kp_call call;
+    int rc;
+    enum out_kind kind = OUT_NONE;
+    if (strcmp(what, "product") == 0) {
+        if (n_asins == 0) {
+            fprintf(stderr, "kdeals fetch product: give at least one ASIN\n");
+            return 2;
+        }
+        struct kp_product_params p = {.domain = (int)domain,
+                                      .asins = asins,
+                                      .n_asins = n_asins,
+                                      .stats_days = (int)stats,
+                                      .offers = (int)offers};
+        rc = kp_call_product(&call, &p);
+        kind = OUT_PRODUCTS;
+    } else if (strcmp(what, "deals") == 0) {
+        if (selection == NULL) {
+            fprintf(stderr, "kdeals fetch deals: --selection FILE is required\n");
+            return 2;
+        }
+        char *sel = load_selection(selection, page);
+        if (sel == NULL)
+            return 1;
+        rc = kp_call_deal(&call, sel);
+        free(sel);
+        kind = OUT_DEALS;
+    } else if (strcmp(what, "token") == 0) {
+        rc = kp_call_token(&call);
+    } else {
+        fetch_usage(stderr);
+        return 2;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "kdeals fetch: invalid request parameters (ASINs must be letters and "
+                        "digits, at most 100)\n");
+        return 2;
+    }
+
+    char key[KP_KEY_MAX], err[512];
+    rc = kp_key_load(NULL, key_file, key, sizeof(key), err, sizeof(err));
+    if (rc != 0) {
+        fprintf(stderr, "kdeals fetch: %s\n", err);
+        kp_call_free(&call);
+        return rc == -ENOENT ? 2 : 1;
+    }
+    kd_log_add_secret(key);
+    if (kp_global_init() != 0) {
+        fprintf(stderr, "kdeals fetch: cannot initialise libcurl\n");
+        kp_call_free(&call);
+        return 1;
+    }
+
+    static struct fetch_state st;
+    memset(&st, 0, sizeof(st));
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct kp_client_opts co = {.base_url = base,
+                                .api_key = key,
+                                .timeout_ms = timeout_ms,
+                                .offers_timeout_ms = timeout_ms,
+                                .max_tries = (unsigned)tries,
+                                .on_reading = fetch_reading,
+                                .reading_ud = &st};
+    struct kp_client *cl;
+    rc = kp_client_new(&loop, &co, &cl, err, sizeof(err));
+    explicit_bzero(key, sizeof(key));
+    if (rc != 0) {
+        kd_error("kdeals fetch: %s", err);
+        kp_call_free(&call);
+        uv_loop_close(&loop);
+        return 1;
+    }
+    out_open(&st.o, kind);
+    /* One ud for all: st.o is the first member, so &st is also a valid struct out pointer. */
+    struct kp_request_cbs cbs = {out_product, out_deal, out_seller, out_asin, fetch_done, &st};
+    rc = kp_client_submit(cl, &call, &cbs, NULL);
+    if (rc != 0) {
+        kd_error("kdeals fetch: cannot submit the request: %s", strerror(-rc));
+        kp_call_free(&call);
+    } else {
+        while (!st.done && uv_run(&loop, UV_RUN_ONCE) != 0) {
+        }
+    }
+    kp_client_close(cl, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+
+    out_items_close(&st.o);
+    gen_envelope(st.o.g, &st.env);
+    if (st.have_reading)
+        gen_reading(st.o.g, &st.reading);
+    gkey(st.o.g, "result");
+    yajl_gen_map_open(st.o.g);
+    gstr(st.o.g, "code", kp_result_name(st.code));
+    gint(st.o.g, "httpStatus", st.http);
+    gint(st.o.g, "tries", st.tries);
+    gkey(st.o.g, "maybeCharged");
+    yajl_gen_bool(st.o.g, st.maybe_charged);
+    gstr(st.o.g, "error", st.error);
+    gkey(st.o.g, "asins");
+    yajl_gen_array_open(st.o.g);
+    for (size_t i = 0; i < st.n_asins; i++) {
+        yajl_gen_map_open(st.o.g);
+        gstr(st.o.g, "asin", st.asins[i].asin);
+        gstr(st.o.g, "status", kp_asin_status_name(st.asins[i].status));
+        yajl_gen_map_close(st.o.g);
+    }
+    yajl_gen_array_close(st.o.g);
+    yajl_gen_map_close(st.o.g);
+    out_print_free(&st.o, true);
+    if (!st.done || st.code != KP_OK) {
+        kd_error("kdeals fetch: %s", st.error[0] ? st.error : "request did not complete");
+        return 1;
+    }
+    return 0;
+}
+
+int kp_cli_main(int argc, char **argv)
+{
+    if (argc < 1) {
+        fprintf(stderr, "usage: kdeals decode|fetch ...\n");
+        return 2;
+    }
+    if (strcmp(argv[0], "decode") == 0)
+        return cmd_decode(argc, argv);
+    if (strcmp(argv[0], "fetch") == 0)
+        return cmd_fetch(argc, argv);
+    fprintf(stderr, "usage: kdeals decode|fetch ... (--help for each)\n");
+    return 2;
+}

@@ -174,9 +174,20 @@ void wk_stop(struct wk *wk)
     uv_close((uv_handle_t *)&wk->sig_usr1, NULL);
 }
 
+static void close_any(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
 int wk_run(struct wk *wk)
 {
     uv_run(wk->loop, UV_RUN_DEFAULT);
+    /* Stopped early (QUIT, supervisor gone): close what is still open, then the loop. */
+    uv_walk(wk->loop, close_any, NULL);
+    uv_run(wk->loop, UV_RUN_DEFAULT);
+    uv_loop_close(wk->loop);
     wk_set_state(wk, SHM_PROC_EXITED);
     atomic_store(&wk->slot->pid, 0);
     shm_segment_detach(&wk->seg);

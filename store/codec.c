@@ -1,0 +1,506 @@
+/*
+ * codec.c: msgpack encoding of the store's records and keys. See codec.h for the format.
+ *
+ * The three record kinds share one table-driven codec: each field list in codec.h becomes a
+ * table of (name, kind, offset, size), the encoder walks it and the decoder looks each map
+ * key up in it. Encoding writes into a caller's fixed buffer (records are small and
+ * bounded), so a put costs no allocation. Decoding first runs a pre-scan that proves the
+ * bytes are exactly one msgpack object whose containers cannot claim more elements than
+ * bytes remain; only then does msgpack-c build its object tree, so hostile input cannot make
+ * it allocate more than a small multiple of the input size.
+ */
+#include "store/codec.h"
+
+#include "common/kd_assert.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <msgpack.h>
+#include <stddef.h>
+#include <string.h>
+
+/* ---- keys ------------------------------------------------------------------------------ */
+
+static bool asin_valid(const char *asin, size_t n)
+{
+    if (n != ST_ASIN_LEN)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = asin[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z')))
+            return false;
+    }
+    return true;
+}
+
+int st_key_make(unsigned domain, const char *asin, struct st_key *out)
+{
+    if (asin == NULL || domain < 1 || domain > 255 ||
+        !asin_valid(asin, strnlen(asin, ST_ASIN_LEN + 1)))
+        return -EINVAL;
+    out->b[0] = (uint8_t)domain;
+    memcpy(out->b + 1, asin, ST_ASIN_LEN);
+    return 0;
+}
+
+unsigned st_key_domain(const struct st_key *key)
+{
+    return key->b[0];
+}
+
+void st_key_asin(const struct st_key *key, char out[ST_ASIN_LEN + 1])
+{
+    memcpy(out, key->b + 1, ST_ASIN_LEN);
+    out[ST_ASIN_LEN] = '\0';
+}
+
+int st_deal_key(const struct st_deal *d, struct st_key *out)
+{
+    return st_key_make(d->domain, d->asin, out);
+}
+
+int st_pending_key(const struct st_pending *p, struct st_key *out)
+{
+    return st_key_make(p->domain, p->asin, out);
+}
+
+void st_deal_set_title(struct st_deal *d, const char *title, size_t len)
+{
+    const char *nul = memchr(title, '\0', len);
+    if (nul != NULL)
+        len = (size_t)(nul - title);
+    size_t n = len < ST_TITLE_MAX - 1 ? len : ST_TITLE_MAX - 1;
+    if (n < len) {
+        /* Do not keep the first bytes of a multi-byte sequence cut at n. */
+        while (n > 0 && ((unsigned char)title[n] & 0xC0) == 0x80)
+            n--;
+    }
+    memcpy(d->title, title, n);
+    d->title[n] = '\0';
+}
+
+/* ---- field tables ---------------------------------------------------------------------- */
+
+enum st_kind { K_I64, K_I32, K_U32, K_U64, K_U8, K_BOOL, K_STR };
+
+struct st_field {
+    const char *name;
+    enum st_kind kind;
+    size_t off, size;
+};
+
+#define ROW(T, kind, name, size)      {#name, K_##kind, offsetof(T, name), sizeof(((T *)0)->name)},
+#define DEAL_ROW(kind, name, size)    ROW(struct st_deal, kind, name, size)
+#define SEEN_ROW(kind, name, size)    ROW(struct st_seen, kind, name, size)
+#define PENDING_ROW(kind, name, size) ROW(struct st_pending, kind, name, size)
+
+static const struct st_field deal_fields[] = {ST_DEAL_FIELDS(DEAL_ROW)};
+static const struct st_field seen_fields[] = {ST_SEEN_FIELDS(SEEN_ROW)};
+static const struct st_field pending_fields[] = {ST_PENDING_FIELDS(PENDING_ROW)};
+
+_Static_assert(KD_ARRAY_LEN(deal_fields) <= 64, "the decoder tracks fields in a u64");
+
+/* ---- encoding -------------------------------------------------------------------------- */
+
+struct fixed_buf {
+    uint8_t *p;
+    size_t cap, len;
+};
+
+static int fixed_write(void *data, const char *buf, size_t len)
+{
+    struct fixed_buf *fb = data;
+    if (len > fb->cap - fb->len)
+        return -1;
+    memcpy(fb->p + fb->len, buf, len);
+    fb->len += len;
+    return 0;
+}
+
+static int pack_cstr(msgpack_packer *pk, const char *s, size_t n)
+{
+    return msgpack_pack_str(pk, n) | msgpack_pack_str_body(pk, s, n);
+}
+
+static int encode_fields(const struct st_field *f, size_t nf, uint64_t version, const void *rec,
+                         uint8_t *buf, size_t cap, size_t *len)
+{
+    struct fixed_buf fb = {buf, cap, 0};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &fb, fixed_write);
+    int bad = msgpack_pack_map(&pk, nf + 1);
+    bad |= pack_cstr(&pk, "v", 1);
+    bad |= msgpack_pack_uint64(&pk, version);
+    for (size_t i = 0; i < nf; i++) {
+        const char *p = (const char *)rec + f[i].off;
+        bad |= pack_cstr(&pk, f[i].name, strlen(f[i].name));
+        switch (f[i].kind) {
+        case K_I64: {
+            int64_t v;
+            memcpy(&v, p, sizeof(v));
+            bad |= msgpack_pack_int64(&pk, v);
+            break;
+        }
+        case K_I32: {
+            int32_t v;
+            memcpy(&v, p, sizeof(v));
+            bad |= msgpack_pack_int32(&pk, v);
+            break;
+        }
+        case K_U32: {
+            uint32_t v;
+            memcpy(&v, p, sizeof(v));
+            bad |= msgpack_pack_uint32(&pk, v);
+            break;
+        }
+        case K_U64: {
+            uint64_t v;
+            memcpy(&v, p, sizeof(v));
+            bad |= msgpack_pack_uint64(&pk, v);
+            break;
+        }
+        case K_U8:
+            bad |= msgpack_pack_uint8(&pk, *(const uint8_t *)p);
+            break;
+        case K_BOOL:
+            bad |= *(const bool *)p ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
+            break;
+        case K_STR:
+            bad |= pack_cstr(&pk, p, strnlen(p, f[i].size - 1));
+            break;
+        }
+    }
+    if (bad != 0)
+        return -ENOBUFS;
+    *len = fb.len;
+    return 0;
+}
+
+int st_deal_encode(const struct st_deal *d, uint8_t *buf, size_t cap, size_t *len)
+{
+    struct st_key k;
+    if (st_deal_key(d, &k) != 0)
+        return -EINVAL;
+    return encode_fields(deal_fields, KD_ARRAY_LEN(deal_fields), ST_DEAL_VERSION, d, buf, cap, len);
+}
+
+int st_seen_encode(const struct st_seen *s, uint8_t *buf, size_t cap, size_t *len)
+{
+    return encode_fields(seen_fields, KD_ARRAY_LEN(seen_fields), ST_SEEN_VERSION, s, buf, cap, len);
+}
+
+int st_pending_encode(const struct st_pending *p, uint8_t *buf, size_t cap, size_t *len)
+{
+    struct st_key k;
+    if (st_pending_key(p, &k) != 0)
+        return -EINVAL;
+    return encode_fields(pending_fields, KD_ARRAY_LEN(pending_fields), ST_PENDING_VERSION, p, buf,
+                         cap, len);
+}
+
+/* ---- decoding -------------------------------------------------------------------------- */
+
+/*
+ * Checks that BUF holds exactly one well-formed msgpack object and that no container
+ * claims more elements than bytes remain (every element takes at least one byte), so
+ * unpacking it allocates O(len). Returns 0 or -EBADMSG. (common/config.c has the same
+ * check for the config encoding.)
+ */
+static int mp_precheck(const unsigned char *p, size_t len)
+{
+    size_t pos = 0;
+    uint64_t pending = 1;
+    while (pending > 0) {
+        if (pos >= len)
+            return -EBADMSG;
+        unsigned b = p[pos++];
+        uint64_t skip = 0, children = 0;
+        size_t hdr = 0; /* bytes of a length field */
+        if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
+            /* fixint, nil, bool */
+        } else if (b <= 0x8f) {
+            children = 2 * (uint64_t)(b & 0x0f);
+        } else if (b <= 0x9f) {
+            children = b & 0x0f;
+        } else if (b <= 0xbf) {
+            skip = b & 0x1f;
+        } else if (b == 0xc4 || b == 0xd9) { /* bin8, str8 */
+            hdr = 1;
+        } else if (b == 0xc5 || b == 0xda || b == 0xdc || b == 0xde) {
+            hdr = 2;
+        } else if (b == 0xc6 || b == 0xdb || b == 0xdd || b == 0xdf) {
+            hdr = 4;
+        } else if (b >= 0xc7 && b <= 0xc9) { /* ext8/16/32: length, then a type byte */
+            hdr = b == 0xc7 ? 1 : b == 0xc8 ? 2 : 4;
+            skip = 1;
+        } else if (b == 0xca || b == 0xce || b == 0xd2) {
+            skip = 4;
+        } else if (b == 0xcb || b == 0xcf || b == 0xd3) {
+            skip = 8;
+        } else if (b == 0xcc || b == 0xd0) {
+            skip = 1;
+        } else if (b == 0xcd || b == 0xd1) {
+            skip = 2;
+        } else if (b >= 0xd4 && b <= 0xd8) { /* fixext 1/2/4/8/16, plus the type byte */
+            skip = 1 + ((uint64_t)1 << (b - 0xd4));
+        } else {
+            return -EBADMSG; /* 0xc1 */
+        }
+        if (hdr > 0) {
+            if (len - pos < hdr)
+                return -EBADMSG;
+            uint64_t n = 0;
+            for (size_t i = 0; i < hdr; i++)
+                n = n << 8 | p[pos + i];
+            pos += hdr;
+            if (b == 0xdc || b == 0xdd)
+                children = n;
+            else if (b == 0xde || b == 0xdf)
+                children = 2 * n;
+            else
+                skip += n;
+        }
+        if (skip > len - pos)
+            return -EBADMSG;
+        pos += (size_t)skip;
+        pending = pending - 1 + children;
+        if (pending > len - pos)
+            return -EBADMSG;
+    }
+    return pos == len ? 0 : -EBADMSG;
+}
+
+static bool obj_is(const msgpack_object *o, const char *s, size_t n)
+{
+    return o->type == MSGPACK_OBJECT_STR && o->via.str.size == n &&
+           memcmp(o->via.str.ptr, s, n) == 0;
+}
+
+/* An integer object as [lo, hi]-checked int64 (hi <= INT64_MAX) or as a u64. */
+static int obj_int(const msgpack_object *o, int64_t lo, int64_t hi, int64_t *v)
+{
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        if (o->via.u64 > (uint64_t)hi)
+            return -EBADMSG;
+        *v = (int64_t)o->via.u64;
+    } else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+        *v = o->via.i64;
+    } else {
+        return -EBADMSG;
+    }
+    return *v < lo || *v > hi ? -EBADMSG : 0;
+}
+
+static int decode_value(const struct st_field *f, const msgpack_object *o, char *p)
+{
+    int64_t v = 0;
+    switch (f->kind) {
+    case K_I64:
+        if (obj_int(o, INT64_MIN, INT64_MAX, &v) != 0)
+            return -EBADMSG;
+        memcpy(p, &v, sizeof(v));
+        return 0;
+    case K_I32: {
+        if (obj_int(o, INT32_MIN, INT32_MAX, &v) != 0)
+            return -EBADMSG;
+        int32_t x = (int32_t)v;
+        memcpy(p, &x, sizeof(x));
+        return 0;
+    }
+    case K_U32: {
+        if (obj_int(o, 0, UINT32_MAX, &v) != 0)
+            return -EBADMSG;
+        uint32_t x = (uint32_t)v;
+        memcpy(p, &x, sizeof(x));
+        return 0;
+    }
+    case K_U64:
+        if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+            return -EBADMSG;
+        memcpy(p, &o->via.u64, sizeof(uint64_t));
+        return 0;
+    case K_U8:
+        if (obj_int(o, 0, UINT8_MAX, &v) != 0)
+            return -EBADMSG;
+        *(uint8_t *)p = (uint8_t)v;
+        return 0;
+    case K_BOOL:
+        if (o->type != MSGPACK_OBJECT_BOOLEAN)
+            return -EBADMSG;
+        *(bool *)p = o->via.boolean;
+        return 0;
+    case K_STR:
+        if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= f->size ||
+            memchr(o->via.str.ptr, '\0', o->via.str.size) != NULL)
+            return -EBADMSG;
+        memcpy(p, o->via.str.ptr, o->via.str.size);
+        p[o->via.str.size] = '\0';
+        return 0;
+    }
+    return -EBADMSG;
+}
+
+/* Decodes into the zeroed scratch record REC (RECSIZE bytes). */
+static int decode_fields(const struct st_field *f, size_t nf, uint64_t version, const void *buf,
+                         size_t len, void *rec)
+{
+    if (buf == NULL || mp_precheck(buf, len) != 0)
+        return -EBADMSG;
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    int rc = -EBADMSG;
+    msgpack_unpack_return ur = msgpack_unpack_next(&u, buf, len, &off);
+    if (ur == MSGPACK_UNPACK_NOMEM_ERROR)
+        rc = -ENOMEM;
+    if (ur != MSGPACK_UNPACK_SUCCESS || off != len || u.data.type != MSGPACK_OBJECT_MAP)
+        goto out;
+    const msgpack_object_map *m = &u.data.via.map;
+
+    /* The version first: a newer record is refused whatever else it holds. */
+    int64_t v = -1;
+    for (uint32_t i = 0; i < m->size; i++) {
+        if (obj_is(&m->ptr[i].key, "v", 1)) {
+            if (v != -1 || obj_int(&m->ptr[i].val, 1, INT64_MAX, &v) != 0)
+                goto out;
+        }
+    }
+    if (v == -1)
+        goto out;
+    if ((uint64_t)v > version) {
+        rc = -ENOTSUP;
+        goto out;
+    }
+
+    uint64_t seen = 0;
+    for (uint32_t i = 0; i < m->size; i++) {
+        const msgpack_object *key = &m->ptr[i].key;
+        if (key->type != MSGPACK_OBJECT_STR)
+            goto out;
+        if (obj_is(key, "v", 1))
+            continue;
+        /* Encoders write the fields in table order, so try entry i-1 first. */
+        size_t idx = nf;
+        if (i >= 1 && i - 1 < nf && obj_is(key, f[i - 1].name, strlen(f[i - 1].name))) {
+            idx = i - 1;
+        } else {
+            for (size_t j = 0; j < nf; j++) {
+                if (obj_is(key, f[j].name, strlen(f[j].name))) {
+                    idx = j;
+                    break;
+                }
+            }
+        }
+        if (idx == nf)
+            continue; /* a field this version does not know */
+        if ((seen >> idx) & 1)
+            goto out;
+        seen |= (uint64_t)1 << idx;
+        if (decode_value(&f[idx], &m->ptr[i].val, (char *)rec + f[idx].off) != 0)
+            goto out;
+    }
+    rc = 0;
+out:
+    msgpack_unpacked_destroy(&u);
+    return rc;
+}
+
+int st_deal_decode(const void *buf, size_t len, struct st_deal *out)
+{
+    struct st_deal tmp;
+    memset(&tmp, 0, sizeof(tmp));
+    int rc = decode_fields(deal_fields, KD_ARRAY_LEN(deal_fields), ST_DEAL_VERSION, buf, len, &tmp);
+    struct st_key k;
+    if (rc == 0 && st_deal_key(&tmp, &k) != 0)
+        rc = -EBADMSG;
+    if (rc == 0)
+        *out = tmp;
+    return rc;
+}
+
+int st_seen_decode(const void *buf, size_t len, struct st_seen *out)
+{
+    struct st_seen tmp;
+    memset(&tmp, 0, sizeof(tmp));
+    int rc = decode_fields(seen_fields, KD_ARRAY_LEN(seen_fields), ST_SEEN_VERSION, buf, len, &tmp);
+    if (rc == 0)
+        *out = tmp;
+    return rc;
+}
+
+int st_pending_decode(const void *buf, size_t len, struct st_pending *out)
+{
+    struct st_pending tmp;
+    memset(&tmp, 0, sizeof(tmp));
+    int rc = decode_fields(pending_fields, KD_ARRAY_LEN(pending_fields), ST_PENDING_VERSION, buf,
+                           len, &tmp);
+    struct st_key k;
+    if (rc == 0 && st_pending_key(&tmp, &k) != 0)
+        rc = -EBADMSG;
+    if (rc == 0)
+        *out = tmp;
+    return rc;
+}
+
+/* ---- scalar values (meta) -------------------------------------------------------------- */
+
+int st_u64_encode(uint64_t v, uint8_t *buf, size_t cap, size_t *len)
+{
+    struct fixed_buf fb = {buf, cap, 0};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &fb, fixed_write);
+    if (msgpack_pack_uint64(&pk, v) != 0)
+        return -ENOBUFS;
+    *len = fb.len;
+    return 0;
+}
+
+int st_u64_decode(const void *buf, size_t len, uint64_t *v)
+{
+    const uint8_t *p = buf;
+    if (buf == NULL || len == 0)
+        return -EBADMSG;
+    if (p[0] <= 0x7f) {
+        if (len != 1)
+            return -EBADMSG;
+        *v = p[0];
+        return 0;
+    }
+    size_t n = p[0] == 0xcc ? 1 : p[0] == 0xcd ? 2 : p[0] == 0xce ? 4 : p[0] == 0xcf ? 8 : 0;
+    if (n == 0 || len != n + 1)
+        return -EBADMSG;
+    uint64_t x = 0;
+    for (size_t i = 1; i <= n; i++)
+        x = x << 8 | p[i];
+    *v = x;
+    return 0;
+}
+
+int st_bytes_encode(const void *p, size_t n, uint8_t *buf, size_t cap, size_t *len)
+{
+    struct fixed_buf fb = {buf, cap, 0};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &fb, fixed_write);
+    if ((msgpack_pack_bin(&pk, n) | msgpack_pack_bin_body(&pk, p, n)) != 0)
+        return -ENOBUFS;
+    *len = fb.len;
+    return 0;
+}
+
+int st_bytes_decode(const void *buf, size_t len, const uint8_t **p, size_t *n)
+{
+    const uint8_t *b = buf;
+    if (buf == NULL || len == 0)
+        return -EBADMSG;
+    size_t hdr = b[0] == 0xc4 ? 1 : b[0] == 0xc5 ? 2 : b[0] == 0xc6 ? 4 : 0;
+    if (hdr == 0 || len < 1 + hdr)
+        return -EBADMSG;
+    uint64_t x = 0;
+    for (size_t i = 1; i <= hdr; i++)
+        x = x << 8 | b[i];
+    if (x != len - 1 - hdr)
+        return -EBADMSG;
+    *p = b + 1 + hdr;
+    *n = (size_t)x;
+    return 0;
+}

@@ -1,0 +1,688 @@
+/*
+ * store.c: the LMDB environment, transactions, named dbs and typed accessors. See store.h.
+ *
+ * Map growth. LMDB cannot grow the map inside a transaction: on MDB_MAP_FULL (from a put or
+ * from the commit) the transaction is dead, so st_write aborts it, calls
+ * mdb_env_set_mapsize with twice the current size (capped) and runs the batch function
+ * again. That is only legal while this process has no transaction open, hence the count of
+ * open read transactions. Another process that grew the map is noticed by LMDB at the next
+ * mdb_txn_begin (MDB_MAP_RESIZED when the data outgrew our view); we then adopt the size
+ * recorded in the file (mdb_env_set_mapsize(env, 0)) and begin again.
+ *
+ * Disk full. LMDB writes a transaction's pages first and the meta page last, so a commit
+ * that fails with ENOSPC leaves the previous meta page, and hence the previous state, in
+ * force; the transaction is aborted and the environment stays usable.
+ *
+ * Every LMDB code is mapped to a negative errno once, in st_mdb_err().
+ */
+#include "store/store.h"
+
+#include "common/kd_assert.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <lmdb.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define ST_DEFAULT_MAP     ((uint64_t)1 << 30)
+#define ST_DEFAULT_MAX_MAP ((uint64_t)64 << 30)
+#define ST_WRITE_MAX_TRIES 40 /* map doublings plus remaps; 64 KiB -> 64 TiB is 30 */
+#define ST_SCHED_KEY_LEN   (8 + ST_KEY_LEN)
+#define ST_META_NAME_MAX   255
+
+static const char *const st_db_names[ST_DB_COUNT] = {"deals", "schedule", "seen", "pending",
+                                                     "meta"};
+
+struct st_env {
+    MDB_env *mdb;
+    MDB_dbi dbi[ST_DB_COUNT];
+    pid_t pid;        /* the process that opened it; no other may use it */
+    int readers_open; /* read transactions open in this process */
+    uint64_t max_map;
+    char path[512];
+};
+
+struct st_txn {
+    struct st_env *env;
+    MDB_txn *mt;
+    bool rdonly;
+    bool map_full; /* a put hit MDB_MAP_FULL: st_write grows the map and re-runs */
+};
+
+struct st_cursor {
+    struct st_txn *txn;
+    MDB_cursor *mc;
+    enum st_db db;
+    bool started;
+};
+
+/* Maps an LMDB return code to 0 or a negative errno; notes MAP_FULL in TXN. */
+static int st_mdb_err(struct st_txn *txn, int rc)
+{
+    switch (rc) {
+    case MDB_SUCCESS:
+        return 0;
+    case MDB_NOTFOUND:
+        return -ENOENT;
+    case MDB_KEYEXIST:
+        return -EEXIST;
+    case MDB_MAP_FULL:
+        if (txn != NULL)
+            txn->map_full = true;
+        return -EFBIG;
+    case MDB_TXN_FULL:
+        return -E2BIG;
+    case MDB_READERS_FULL:
+        return -EUSERS;
+    case MDB_DBS_FULL:
+        return -EMFILE;
+    case MDB_MAP_RESIZED:
+        return -EAGAIN;
+    case MDB_VERSION_MISMATCH:
+        return -ENOTSUP;
+    case MDB_BAD_VALSIZE:
+    case MDB_BAD_TXN:
+    case MDB_BAD_DBI:
+    case MDB_BAD_RSLOT:
+    case MDB_INCOMPATIBLE:
+    case MDB_INVALID:
+        return -EINVAL;
+    default:
+        return rc > 0 ? -rc : -EIO; /* MDB_PANIC, MDB_CORRUPTED, MDB_PAGE_NOTFOUND, ... */
+    }
+}
+
+const char *st_strerror(int rc)
+{
+    switch (rc) {
+    case -EFBIG:
+        return "the store's map is full and reached [store] max_map_size_mb";
+    case -EBUSY:
+        return "the store's map must grow but this process holds a read transaction";
+    case -ENOSPC:
+        return "no space left on the store's disk";
+    case -EBADMSG:
+        return "a stored record does not decode";
+    case -ENOTSUP:
+        return "the store or record was written by a newer kdeals";
+    case -EIO:
+        return "LMDB reported corruption or a fatal error; reopen the store";
+    case -E2BIG:
+        return "the batch is too large for one LMDB transaction";
+    default:
+        return strerror(-rc);
+    }
+}
+
+static void st_assert_owner(const struct st_env *env)
+{
+    KD_ASSERTF(env->pid == getpid(),
+               "store env opened by pid %d used by pid %d: open it after fork()", (int)env->pid,
+               (int)getpid());
+}
+
+uint64_t st_map_size(struct st_env *env)
+{
+    MDB_envinfo info;
+    mdb_env_info(env->mdb, &info);
+    return (uint64_t)info.me_mapsize;
+}
+
+int st_reader_check(struct st_env *env, int *dead)
+{
+    st_assert_owner(env);
+    int n = 0;
+    int rc = mdb_reader_check(env->mdb, &n);
+    if (rc != 0)
+        return st_mdb_err(NULL, rc);
+    if (n > 0)
+        kd_info("store: %s: cleared %d reader slot(s) of dead processes", env->path, n);
+    if (dead != NULL)
+        *dead = n;
+    return 0;
+}
+
+/* Begins an LMDB transaction, adopting a map grown by another process. */
+static int txn_begin(struct st_env *env, unsigned flags, MDB_txn **mt)
+{
+    for (int tries = 0; tries < 4; tries++) {
+        int rc = mdb_txn_begin(env->mdb, NULL, flags, mt);
+        if (rc != MDB_MAP_RESIZED)
+            return st_mdb_err(NULL, rc);
+        if (env->readers_open > 0)
+            return -EBUSY;
+        rc = mdb_env_set_mapsize(env->mdb, 0);
+        if (rc != 0)
+            return st_mdb_err(NULL, rc);
+        kd_debug("store: %s: map resized by another process to %llu bytes", env->path,
+                 (unsigned long long)st_map_size(env));
+    }
+    return -EAGAIN;
+}
+
+/* Doubles the map (up to the cap). Called with no transaction open in this process. */
+static int grow_map(struct st_env *env)
+{
+    if (env->readers_open > 0)
+        return -EBUSY;
+    uint64_t cur = st_map_size(env);
+    if (cur >= env->max_map)
+        return -EFBIG;
+    uint64_t next = cur * 2 < env->max_map ? cur * 2 : env->max_map;
+    int rc = mdb_env_set_mapsize(env->mdb, (size_t)next);
+    if (rc != 0)
+        return st_mdb_err(NULL, rc);
+    kd_info("store: %s: map full, grown from %llu to %llu KiB", env->path,
+            (unsigned long long)(cur >> 10), (unsigned long long)(st_map_size(env) >> 10));
+    return 0;
+}
+
+int st_write(struct st_env *env, int (*fn)(struct st_txn *txn, void *ud), void *ud)
+{
+    st_assert_owner(env);
+    for (int tries = 0; tries < ST_WRITE_MAX_TRIES; tries++) {
+        struct st_txn txn = {.env = env, .mt = NULL, .rdonly = false, .map_full = false};
+        int rc = txn_begin(env, 0, &txn.mt);
+        if (rc != 0)
+            return rc;
+        rc = fn(&txn, ud);
+        if (txn.map_full) {
+            mdb_txn_abort(txn.mt);
+            if ((rc = grow_map(env)) != 0)
+                return rc;
+            continue;
+        }
+        if (rc != 0) {
+            mdb_txn_abort(txn.mt);
+            return rc;
+        }
+        int mrc = mdb_txn_commit(txn.mt); /* frees the txn whatever it returns */
+        if (mrc == MDB_MAP_FULL) {
+            if ((rc = grow_map(env)) != 0)
+                return rc;
+            continue;
+        }
+        if (mrc != 0) {
+            rc = st_mdb_err(NULL, mrc);
+            kd_warn("store: %s: commit failed: %s", env->path, st_strerror(rc));
+            return rc;
+        }
+        return 0;
+    }
+    return -EFBIG;
+}
+
+int st_read_begin(struct st_env *env, struct st_txn **out)
+{
+    st_assert_owner(env);
+    struct st_txn *txn = calloc(1, sizeof(*txn));
+    if (txn == NULL)
+        return -ENOMEM;
+    txn->env = env;
+    txn->rdonly = true;
+    int rc = txn_begin(env, MDB_RDONLY, &txn->mt);
+    if (rc != 0) {
+        free(txn);
+        return rc;
+    }
+    env->readers_open++;
+    *out = txn;
+    return 0;
+}
+
+void st_read_end(struct st_txn *txn)
+{
+    if (txn == NULL)
+        return;
+    KD_ASSERT(txn->rdonly);
+    mdb_txn_abort(txn->mt);
+    txn->env->readers_open--;
+    free(txn);
+}
+
+/* ---- opening --------------------------------------------------------------------------- */
+
+struct open_ctx {
+    struct st_env *env;
+    uint64_t found_schema;
+};
+
+static int open_dbs(struct st_txn *txn, void *ud)
+{
+    struct open_ctx *ctx = ud;
+    for (int i = 0; i < ST_DB_COUNT; i++) {
+        int rc = mdb_dbi_open(txn->mt, st_db_names[i], MDB_CREATE, &ctx->env->dbi[i]);
+        if (rc != 0)
+            return st_mdb_err(txn, rc);
+    }
+    int rc = st_meta_get_u64(txn, ST_META_SCHEMA_VERSION, &ctx->found_schema);
+    if (rc == -ENOENT) {
+        ctx->found_schema = ST_SCHEMA_VERSION;
+        return st_meta_put_u64(txn, ST_META_SCHEMA_VERSION, ST_SCHEMA_VERSION);
+    }
+    if (rc != 0)
+        return rc;
+    return ctx->found_schema == ST_SCHEMA_VERSION ? 0 : -ENOTSUP;
+}
+
+int st_open(const struct st_options *opt, struct st_env **out, char *err, size_t errlen)
+{
+    if (opt == NULL || opt->path == NULL || opt->path[0] == '\0' || strlen(opt->path) >= 512) {
+        snprintf(err, errlen, "store: no path or path too long");
+        return -EINVAL;
+    }
+    if (mkdir(opt->path, 0700) != 0 && errno != EEXIST) {
+        int e = errno;
+        snprintf(err, errlen, "store: %s: cannot create the folder: %s", opt->path, strerror(e));
+        return -e;
+    }
+    struct st_env *env = calloc(1, sizeof(*env));
+    if (env == NULL) {
+        snprintf(err, errlen, "store: %s: out of memory", opt->path);
+        return -ENOMEM;
+    }
+    snprintf(env->path, sizeof(env->path), "%s", opt->path);
+    env->pid = getpid();
+    uint64_t map = opt->map_size_bytes ? opt->map_size_bytes : ST_DEFAULT_MAP;
+    env->max_map = opt->max_map_size_bytes ? opt->max_map_size_bytes : ST_DEFAULT_MAX_MAP;
+    if (env->max_map < map)
+        env->max_map = map;
+
+    int rc = mdb_env_create(&env->mdb);
+    if (rc == 0)
+        rc = mdb_env_set_maxdbs(env->mdb, ST_DB_COUNT + 3);
+    if (rc == 0)
+        rc = mdb_env_set_maxreaders(env->mdb, opt->max_readers ? opt->max_readers : 126);
+    if (rc == 0)
+        rc = mdb_env_set_mapsize(env->mdb, (size_t)map);
+    if (rc == 0)
+        rc = mdb_env_open(env->mdb, opt->path, MDB_NOTLS, 0600);
+    if (rc != 0) {
+        int e = st_mdb_err(NULL, rc);
+        snprintf(err, errlen, "store: %s: cannot open the LMDB environment: %s%s", opt->path,
+                 mdb_strerror(rc),
+                 rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH
+                     ? " (not a kdeals store, or written by another LMDB version)"
+                     : "");
+        if (env->mdb != NULL)
+            mdb_env_close(env->mdb);
+        free(env);
+        return e;
+    }
+    /* The file may record a larger map than asked for (grown earlier): keep the larger. */
+    MDB_envinfo info;
+    mdb_env_info(env->mdb, &info);
+    if ((uint64_t)info.me_mapsize > env->max_map)
+        env->max_map = (uint64_t)info.me_mapsize;
+
+    int dead = 0;
+    rc = st_reader_check(env, &dead);
+    struct open_ctx ctx = {.env = env, .found_schema = 0};
+    if (rc == 0)
+        rc = st_write(env, open_dbs, &ctx);
+    if (rc != 0) {
+        if (rc == -ENOTSUP && ctx.found_schema > ST_SCHEMA_VERSION)
+            snprintf(err, errlen,
+                     "store: %s: schema version %llu is newer than this kdeals supports (%d): "
+                     "upgrade kdeals or point [store] path at another folder",
+                     opt->path, (unsigned long long)ctx.found_schema, ST_SCHEMA_VERSION);
+        else if (rc == -ENOTSUP)
+            snprintf(err, errlen,
+                     "store: %s: schema version %llu is older than %d and cannot be migrated",
+                     opt->path, (unsigned long long)ctx.found_schema, ST_SCHEMA_VERSION);
+        else
+            snprintf(err, errlen, "store: %s: %s", opt->path, st_strerror(rc));
+        mdb_env_close(env->mdb);
+        free(env);
+        return rc;
+    }
+    *out = env;
+    return 0;
+}
+
+void st_close(struct st_env *env)
+{
+    if (env == NULL)
+        return;
+    st_assert_owner(env);
+    KD_ASSERTF(env->readers_open == 0, "%d read transactions still open", env->readers_open);
+    mdb_env_close(env->mdb);
+    free(env);
+}
+
+/* ---- raw access ------------------------------------------------------------------------ */
+
+static int raw_put(struct st_txn *txn, enum st_db db, const void *k, size_t klen, const void *v,
+                   size_t vlen)
+{
+    if (txn->rdonly)
+        return -EROFS;
+    MDB_val key = {klen, (void *)k}, val = {vlen, (void *)v};
+    return st_mdb_err(txn, mdb_put(txn->mt, txn->env->dbi[db], &key, &val, 0));
+}
+
+static int raw_get(struct st_txn *txn, enum st_db db, const void *k, size_t klen, MDB_val *val)
+{
+    MDB_val key = {klen, (void *)k};
+    return st_mdb_err(txn, mdb_get(txn->mt, txn->env->dbi[db], &key, val));
+}
+
+static int raw_del(struct st_txn *txn, enum st_db db, const void *k, size_t klen)
+{
+    if (txn->rdonly)
+        return -EROFS;
+    MDB_val key = {klen, (void *)k};
+    return st_mdb_err(txn, mdb_del(txn->mt, txn->env->dbi[db], &key, NULL));
+}
+
+int st_count(struct st_txn *txn, enum st_db db, uint64_t *n)
+{
+    MDB_stat st;
+    int rc = mdb_stat(txn->mt, txn->env->dbi[db], &st);
+    if (rc != 0)
+        return st_mdb_err(txn, rc);
+    *n = st.ms_entries;
+    return 0;
+}
+
+/* ---- schedule -------------------------------------------------------------------------- */
+
+static void sched_key(const struct st_key *key, int64_t at_ms, uint8_t out[ST_SCHED_KEY_LEN])
+{
+    uint64_t t = (uint64_t)at_ms;
+    for (int i = 7; i >= 0; i--) {
+        out[i] = (uint8_t)(t & 0xff);
+        t >>= 8;
+    }
+    memcpy(out + 8, key->b, ST_KEY_LEN);
+}
+
+int st_schedule_add(struct st_txn *txn, const struct st_key *key, int64_t at_ms)
+{
+    if (at_ms < 0)
+        return -EINVAL;
+    uint8_t k[ST_SCHED_KEY_LEN];
+    sched_key(key, at_ms, k);
+    return raw_put(txn, ST_DB_SCHEDULE, k, sizeof(k), "", 0);
+}
+
+int st_schedule_remove(struct st_txn *txn, const struct st_key *key, int64_t at_ms)
+{
+    if (at_ms < 0)
+        return -EINVAL;
+    uint8_t k[ST_SCHED_KEY_LEN];
+    sched_key(key, at_ms, k);
+    return raw_del(txn, ST_DB_SCHEDULE, k, sizeof(k));
+}
+
+int st_schedule_move(struct st_txn *txn, const struct st_key *key, int64_t old_ms, int64_t new_ms)
+{
+    if (old_ms < 0 || new_ms < 0)
+        return -EINVAL;
+    int rc = st_schedule_remove(txn, key, old_ms);
+    if (rc != 0 && rc != -ENOENT)
+        return rc;
+    return st_schedule_add(txn, key, new_ms);
+}
+
+int st_schedule_due(struct st_txn *txn, int64_t now_ms, struct st_sched_entry *out, size_t max,
+                    size_t *n)
+{
+    *n = 0;
+    MDB_cursor *mc;
+    int rc = mdb_cursor_open(txn->mt, txn->env->dbi[ST_DB_SCHEDULE], &mc);
+    if (rc != 0)
+        return st_mdb_err(txn, rc);
+    MDB_val key, val;
+    for (int op = MDB_FIRST; *n < max; op = MDB_NEXT) {
+        rc = mdb_cursor_get(mc, &key, &val, (MDB_cursor_op)op);
+        if (rc != 0)
+            break;
+        if (key.mv_size != ST_SCHED_KEY_LEN)
+            continue; /* not ours; never written by kdeals */
+        const uint8_t *b = key.mv_data;
+        uint64_t t = 0;
+        for (int i = 0; i < 8; i++)
+            t = t << 8 | b[i];
+        if ((int64_t)t > now_ms)
+            break;
+        out[*n].at_ms = (int64_t)t;
+        memcpy(out[*n].key.b, b + 8, ST_KEY_LEN);
+        (*n)++;
+    }
+    mdb_cursor_close(mc);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : st_mdb_err(txn, rc);
+}
+
+/* ---- deals ----------------------------------------------------------------------------- */
+
+int st_deal_get(struct st_txn *txn, const struct st_key *key, struct st_deal *out)
+{
+    MDB_val val;
+    int rc = raw_get(txn, ST_DB_DEALS, key->b, ST_KEY_LEN, &val);
+    if (rc != 0)
+        return rc;
+    return st_deal_decode(val.mv_data, val.mv_size, out);
+}
+
+int st_deal_put(struct st_txn *txn, const struct st_deal *d)
+{
+    struct st_key key;
+    uint8_t buf[ST_RECORD_MAX];
+    size_t len = 0;
+    if (txn->rdonly)
+        return -EROFS;
+    if (st_deal_key(d, &key) != 0 || d->next_check_ms < 0)
+        return -EINVAL;
+    int rc = st_deal_encode(d, buf, sizeof(buf), &len);
+    if (rc != 0)
+        return rc;
+
+    /* Keep the schedule in step with next_check_ms. */
+    struct st_deal old;
+    int64_t old_ms = 0;
+    rc = st_deal_get(txn, &key, &old);
+    if (rc == 0)
+        old_ms = old.next_check_ms;
+    else if (rc == -EBADMSG || rc == -ENOTSUP)
+        kd_warn("store: %s: replacing an undecodable deal record for %s", txn->env->path, d->asin);
+    else if (rc != -ENOENT)
+        return rc;
+    if (old_ms != d->next_check_ms) {
+        if (old_ms > 0 && (rc = st_schedule_remove(txn, &key, old_ms)) != 0 && rc != -ENOENT)
+            return rc;
+        if (d->next_check_ms > 0 && (rc = st_schedule_add(txn, &key, d->next_check_ms)) != 0)
+            return rc;
+    }
+    return raw_put(txn, ST_DB_DEALS, key.b, ST_KEY_LEN, buf, len);
+}
+
+int st_deal_del(struct st_txn *txn, const struct st_key *key)
+{
+    struct st_deal old;
+    int rc = st_deal_get(txn, key, &old);
+    if (rc == 0 && old.next_check_ms > 0) {
+        rc = st_schedule_remove(txn, key, old.next_check_ms);
+        if (rc != 0 && rc != -ENOENT)
+            return rc;
+    } else if (rc != 0 && rc != -EBADMSG && rc != -ENOTSUP) {
+        return rc;
+    }
+    return raw_del(txn, ST_DB_DEALS, key->b, ST_KEY_LEN);
+}
+
+/* ---- seen and pending ------------------------------------------------------------------ */
+
+int st_seen_put(struct st_txn *txn, const struct st_key *key, const struct st_seen *s)
+{
+    uint8_t buf[ST_RECORD_MAX];
+    size_t len = 0;
+    int rc = st_seen_encode(s, buf, sizeof(buf), &len);
+    return rc != 0 ? rc : raw_put(txn, ST_DB_SEEN, key->b, ST_KEY_LEN, buf, len);
+}
+
+int st_seen_get(struct st_txn *txn, const struct st_key *key, struct st_seen *out)
+{
+    MDB_val val;
+    int rc = raw_get(txn, ST_DB_SEEN, key->b, ST_KEY_LEN, &val);
+    return rc != 0 ? rc : st_seen_decode(val.mv_data, val.mv_size, out);
+}
+
+int st_pending_put(struct st_txn *txn, const struct st_pending *p)
+{
+    struct st_key key;
+    uint8_t buf[ST_RECORD_MAX];
+    size_t len = 0;
+    if (st_pending_key(p, &key) != 0)
+        return -EINVAL;
+    int rc = st_pending_encode(p, buf, sizeof(buf), &len);
+    return rc != 0 ? rc : raw_put(txn, ST_DB_PENDING, key.b, ST_KEY_LEN, buf, len);
+}
+
+int st_pending_get(struct st_txn *txn, const struct st_key *key, struct st_pending *out)
+{
+    MDB_val val;
+    int rc = raw_get(txn, ST_DB_PENDING, key->b, ST_KEY_LEN, &val);
+    return rc != 0 ? rc : st_pending_decode(val.mv_data, val.mv_size, out);
+}
+
+int st_pending_del(struct st_txn *txn, const struct st_key *key)
+{
+    return raw_del(txn, ST_DB_PENDING, key->b, ST_KEY_LEN);
+}
+
+/* ---- meta ------------------------------------------------------------------------------ */
+
+static int meta_name_ok(const char *name)
+{
+    size_t n = name ? strnlen(name, ST_META_NAME_MAX + 1) : 0;
+    return n >= 1 && n <= ST_META_NAME_MAX ? 0 : -EINVAL;
+}
+
+int st_meta_put_u64(struct st_txn *txn, const char *name, uint64_t v)
+{
+    uint8_t buf[16];
+    size_t len = 0;
+    if (meta_name_ok(name) != 0)
+        return -EINVAL;
+    st_u64_encode(v, buf, sizeof(buf), &len);
+    return raw_put(txn, ST_DB_META, name, strlen(name), buf, len);
+}
+
+int st_meta_get_u64(struct st_txn *txn, const char *name, uint64_t *v)
+{
+    MDB_val val;
+    if (meta_name_ok(name) != 0)
+        return -EINVAL;
+    int rc = raw_get(txn, ST_DB_META, name, strlen(name), &val);
+    return rc != 0 ? rc : st_u64_decode(val.mv_data, val.mv_size, v);
+}
+
+int st_meta_put_bytes(struct st_txn *txn, const char *name, const void *p, size_t n)
+{
+    if (meta_name_ok(name) != 0 || n > 65536)
+        return -EINVAL;
+    size_t cap = n + 8, len = 0;
+    uint8_t *buf = malloc(cap);
+    if (buf == NULL)
+        return -ENOMEM;
+    int rc = st_bytes_encode(p, n, buf, cap, &len);
+    if (rc == 0)
+        rc = raw_put(txn, ST_DB_META, name, strlen(name), buf, len);
+    free(buf);
+    return rc;
+}
+
+int st_meta_get_bytes(struct st_txn *txn, const char *name, void *buf, size_t cap, size_t *n)
+{
+    MDB_val val;
+    if (meta_name_ok(name) != 0)
+        return -EINVAL;
+    int rc = raw_get(txn, ST_DB_META, name, strlen(name), &val);
+    if (rc != 0)
+        return rc;
+    const uint8_t *p = NULL;
+    size_t len = 0;
+    if ((rc = st_bytes_decode(val.mv_data, val.mv_size, &p, &len)) != 0)
+        return rc;
+    *n = len;
+    if (len > cap)
+        return -ENOBUFS;
+    memcpy(buf, p, len);
+    return 0;
+}
+
+int st_meta_del(struct st_txn *txn, const char *name)
+{
+    if (meta_name_ok(name) != 0)
+        return -EINVAL;
+    return raw_del(txn, ST_DB_META, name, strlen(name));
+}
+
+/* ---- cursors --------------------------------------------------------------------------- */
+
+int st_cursor_open(struct st_txn *txn, enum st_db db, struct st_cursor **out)
+{
+    if ((unsigned)db >= ST_DB_COUNT)
+        return -EINVAL;
+    struct st_cursor *cur = calloc(1, sizeof(*cur));
+    if (cur == NULL)
+        return -ENOMEM;
+    int rc = mdb_cursor_open(txn->mt, txn->env->dbi[db], &cur->mc);
+    if (rc != 0) {
+        free(cur);
+        return st_mdb_err(txn, rc);
+    }
+    cur->txn = txn;
+    cur->db = db;
+    *out = cur;
+    return 0;
+}
+
+static int cursor_step(struct st_cursor *cur, enum st_db want, MDB_val *key, MDB_val *val)
+{
+    if (cur->db != want)
+        return -EINVAL;
+    int rc = mdb_cursor_get(cur->mc, key, val, cur->started ? MDB_NEXT : MDB_FIRST);
+    cur->started = true;
+    return st_mdb_err(cur->txn, rc);
+}
+
+int st_cursor_next_deal(struct st_cursor *cur, struct st_deal *out)
+{
+    MDB_val key, val;
+    int rc = cursor_step(cur, ST_DB_DEALS, &key, &val);
+    return rc != 0 ? rc : st_deal_decode(val.mv_data, val.mv_size, out);
+}
+
+int st_cursor_next_pending(struct st_cursor *cur, struct st_pending *out)
+{
+    MDB_val key, val;
+    int rc = cursor_step(cur, ST_DB_PENDING, &key, &val);
+    return rc != 0 ? rc : st_pending_decode(val.mv_data, val.mv_size, out);
+}
+
+int st_cursor_next_seen(struct st_cursor *cur, struct st_key *k, struct st_seen *out)
+{
+    MDB_val key, val;
+    int rc = cursor_step(cur, ST_DB_SEEN, &key, &val);
+    if (rc != 0)
+        return rc;
+    if (key.mv_size != ST_KEY_LEN)
+        return -EBADMSG;
+    memcpy(k->b, key.mv_data, ST_KEY_LEN);
+    return st_seen_decode(val.mv_data, val.mv_size, out);
+}
+
+void st_cursor_close(struct st_cursor *cur)
+{
+    if (cur == NULL)
+        return;
+    mdb_cursor_close(cur->mc);
+    free(cur);
+}

@@ -1,0 +1,163 @@
+/*
+ * store.h: the LMDB store (ARCHITECTURE.md §5).
+ *
+ * One environment (a folder holding data.mdb and lock.mdb) with five named dbs:
+ *
+ *   deals     key (codec.h)                    -> msgpack deal record
+ *   schedule  be64(next_check_ms) ‖ key        -> empty; the updater walks it in time order
+ *   seen      key                              -> msgpack seen record (dedup of peeks)
+ *   pending   key                              -> msgpack survivor record (not yet committed)
+ *   meta      name (text)                      -> msgpack value: "schema_version",
+ *                                                 discovery cursors, consumed ring positions
+ *
+ * Processes. Each worker opens the environment itself after it starts: an st_env never
+ * crosses fork() (using one in another process aborts). The env uses MDB_NOTLS, so
+ * transactions belong to their st_txn, not to a thread. LMDB serialises writers across
+ * processes with a robust mutex and readers never block: `kdeals deals` reads a consistent
+ * snapshot while the workers write.
+ *
+ * Writes. A worker writes one transaction per fetched batch with st_write(): the batch
+ * function puts its records, and st_write commits. When the map is full (from a put or the
+ * commit) st_write aborts, doubles the map up to its cap and runs the batch function again,
+ * so a batch is never dropped for lack of room; the function must therefore do nothing but
+ * store calls (and recompute its inputs) because it may run more than once. A full disk
+ * makes the commit fail with -ENOSPC and leaves the store exactly as before the batch; the
+ * caller keeps the batch, pauses and retries later.
+ *
+ * Errors are negative errno values: -ENOENT (no such record), -EBADMSG (a stored value does
+ * not decode), -ENOSPC (disk full), -EFBIG (the map reached its cap), -EBUSY (the map must
+ * grow but this process holds a read transaction), -ENOTSUP (schema/record version newer
+ * than this binary), -EIO (LMDB found corruption; close and reopen), -EINVAL (bad argument).
+ * st_strerror() names them.
+ */
+#ifndef KD_STORE_STORE_H
+#define KD_STORE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/codec.h"
+
+#define ST_SCHEMA_VERSION 1
+
+/* Meta names used by kdeals itself. */
+#define ST_META_SCHEMA_VERSION "schema_version"
+
+enum st_db { ST_DB_DEALS, ST_DB_SCHEDULE, ST_DB_SEEN, ST_DB_PENDING, ST_DB_META, ST_DB_COUNT };
+
+struct st_env;
+struct st_txn;
+struct st_cursor;
+
+struct st_options {
+    const char *path;            /* environment folder; created (0700) if missing */
+    uint64_t map_size_bytes;     /* initial map size (0 = 1 GiB) */
+    uint64_t max_map_size_bytes; /* growth cap (0 = 64 GiB; at least map_size_bytes) */
+    unsigned max_readers;        /* reader slots (0 = 126) */
+};
+
+/* One entry of the schedule: the deal KEY is due at AT_MS. */
+struct st_sched_entry {
+    int64_t at_ms;
+    struct st_key key;
+};
+
+/*
+ * Opens (creating if needed) the environment at OPT->path in this process: creates the named
+ * dbs, clears reader slots left by dead processes (mdb_reader_check) and checks the schema
+ * version in meta (a fresh store gets ST_SCHEMA_VERSION; a newer one is refused with
+ * -ENOTSUP). Returns 0 and *OUT, or a negative errno with a one-line message in ERR (size
+ * ERRLEN) naming the path and what to do.
+ */
+int st_open(const struct st_options *opt, struct st_env **out, char *err, size_t errlen);
+
+/* Closes ENV. Every transaction and cursor of it must be finished. NULL is ignored. */
+void st_close(struct st_env *env);
+
+/*
+ * Clears reader slots of processes that died (call after a sibling died). Stores the number
+ * cleared in *DEAD if not NULL. Returns 0 or a negative errno.
+ */
+int st_reader_check(struct st_env *env, int *dead);
+
+/* The current map size of this process's view of ENV, in bytes. */
+uint64_t st_map_size(struct st_env *env);
+
+/* A short description of a negative code returned by st_* (including store-specific ones). */
+const char *st_strerror(int rc);
+
+/*
+ * Runs FN(txn, UD) in a write transaction and commits it. FN returns 0 to commit or a
+ * negative code to abort (st_write then returns that code). If the map fills up, FN may run
+ * several times (see the file comment); st_write returns 0 once a run committed, or -ENOSPC,
+ * -EFBIG, -EBUSY, -EIO, ... with nothing of FN's writes stored. FN must not call st_write or
+ * keep TXN. Never call st_write from FN.
+ */
+int st_write(struct st_env *env, int (*fn)(struct st_txn *txn, void *ud), void *ud);
+
+/*
+ * Starts a read-only snapshot (for `kdeals deals`, the updater's scan, tests). It sees every
+ * transaction committed before it began and nothing after. End it with st_read_end; keep
+ * it short in a process that also writes (the map cannot grow while it is open).
+ */
+int st_read_begin(struct st_env *env, struct st_txn **out);
+void st_read_end(struct st_txn *txn);
+
+/*
+ * Deals. st_deal_put stores D under its key and keeps the schedule in step: it moves (or
+ * adds, or with next_check_ms 0 removes) the deal's schedule entry. st_deal_del deletes the
+ * deal and its schedule entry. Puts return -EROFS in a read-only transaction, -EINVAL for an
+ * invalid asin/domain, -EFBIG when the map is full (return it from the batch function).
+ */
+int st_deal_put(struct st_txn *txn, const struct st_deal *d);
+int st_deal_get(struct st_txn *txn, const struct st_key *key, struct st_deal *out);
+int st_deal_del(struct st_txn *txn, const struct st_key *key);
+
+/*
+ * Schedule primitives (st_deal_put/del already maintain it). Times must be >= 0.
+ * st_schedule_move removes the entry at OLD_MS if present and adds one at NEW_MS.
+ * st_schedule_due fills OUT with up to MAX entries due at or before NOW_MS, stalest first,
+ * and sets *N.
+ */
+int st_schedule_add(struct st_txn *txn, const struct st_key *key, int64_t at_ms);
+int st_schedule_remove(struct st_txn *txn, const struct st_key *key, int64_t at_ms);
+int st_schedule_move(struct st_txn *txn, const struct st_key *key, int64_t old_ms, int64_t new_ms);
+int st_schedule_due(struct st_txn *txn, int64_t now_ms, struct st_sched_entry *out, size_t max,
+                    size_t *n);
+
+/* Seen (dedup of peeks). */
+int st_seen_put(struct st_txn *txn, const struct st_key *key, const struct st_seen *s);
+int st_seen_get(struct st_txn *txn, const struct st_key *key, struct st_seen *out);
+
+/* Pending survivors, keyed by their own asin/domain. */
+int st_pending_put(struct st_txn *txn, const struct st_pending *p);
+int st_pending_get(struct st_txn *txn, const struct st_key *key, struct st_pending *out);
+int st_pending_del(struct st_txn *txn, const struct st_key *key);
+
+/*
+ * Meta values by NAME (1..255 bytes of text): an unsigned counter/position, or bytes (a
+ * cursor), stored as msgpack uint / bin. get_bytes copies at most CAP bytes into BUF and
+ * sets *N to the stored length (-ENOBUFS when it is larger than CAP).
+ */
+int st_meta_put_u64(struct st_txn *txn, const char *name, uint64_t v);
+int st_meta_get_u64(struct st_txn *txn, const char *name, uint64_t *v);
+int st_meta_put_bytes(struct st_txn *txn, const char *name, const void *p, size_t n);
+int st_meta_get_bytes(struct st_txn *txn, const char *name, void *buf, size_t cap, size_t *n);
+int st_meta_del(struct st_txn *txn, const char *name);
+
+/* Number of entries in DB as of TXN. */
+int st_count(struct st_txn *txn, enum st_db db, uint64_t *n);
+
+/*
+ * Cursors walk a db in key order within TXN; close them before the transaction ends.
+ * The typed next functions return 0 with the next record, -ENOENT at the end, or -EBADMSG/
+ * -ENOTSUP for a record that does not decode (the cursor has moved past it: call again to
+ * continue). st_cursor_next_seen also returns the key.
+ */
+int st_cursor_open(struct st_txn *txn, enum st_db db, struct st_cursor **out);
+int st_cursor_next_deal(struct st_cursor *cur, struct st_deal *out);
+int st_cursor_next_pending(struct st_cursor *cur, struct st_pending *out);
+int st_cursor_next_seen(struct st_cursor *cur, struct st_key *key, struct st_seen *out);
+void st_cursor_close(struct st_cursor *cur);
+
+#endif

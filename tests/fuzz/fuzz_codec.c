@@ -1,0 +1,146 @@
+/*
+ * fuzz_codec.c: libFuzzer target for every decoder of bytes that cross a trust boundary:
+ * the store's records (deal, seen, pending, meta scalars; an LMDB file can be damaged or
+ * written by another version) and the config encoding read from shared memory.
+ *
+ * The first input byte picks the decoder, the rest is its input. For each input that
+ * decodes, re-encoding and decoding again must give the same bytes (the codec is canonical),
+ * so a decoder can never accept something its encoder cannot represent.
+ *
+ * Built with -DKD_FUZZ=ON (clang) it is a libFuzzer binary:
+ *   ./fuzz_codec tests/fuzz/corpus/codec
+ * Otherwise ctest replays the seed corpus through it (fuzz_codec_corpus).
+ */
+#include "common/config.h"
+#include "store/codec.h"
+
+#include <dirent.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void check(int ok, const char *what)
+{
+    if (!ok) {
+        fprintf(stderr, "fuzz_codec: property violated: %s\n", what);
+        abort();
+    }
+}
+
+#define ROUND_TRIP(type, in, decode, encode)                                                       \
+    do {                                                                                           \
+        static uint8_t b1[ST_RECORD_MAX], b2[ST_RECORD_MAX];                                       \
+        static type r2;                                                                            \
+        size_t l1 = 0, l2 = 0;                                                                     \
+        check(encode(in, b1, sizeof(b1), &l1) == 0, #encode " of a decoded record failed");        \
+        check(decode(b1, l1, &r2) == 0, #decode " of an encoding failed");                         \
+        check(encode(&r2, b2, sizeof(b2), &l2) == 0, #encode " failed the second time");           \
+        check(l1 == l2 && memcmp(b1, b2, l1) == 0, #type " encoding is not canonical");            \
+    } while (0)
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size == 0)
+        return 0;
+    const uint8_t *p = data + 1;
+    size_t n = size - 1;
+    switch (data[0] % 6) {
+    case 0: {
+        static struct st_deal d;
+        if (st_deal_decode(p, n, &d) == 0)
+            ROUND_TRIP(struct st_deal, &d, st_deal_decode, st_deal_encode);
+        break;
+    }
+    case 1: {
+        static struct st_seen s;
+        if (st_seen_decode(p, n, &s) == 0)
+            ROUND_TRIP(struct st_seen, &s, st_seen_decode, st_seen_encode);
+        break;
+    }
+    case 2: {
+        static struct st_pending q;
+        if (st_pending_decode(p, n, &q) == 0)
+            ROUND_TRIP(struct st_pending, &q, st_pending_decode, st_pending_encode);
+        break;
+    }
+    case 3: {
+        static struct cfg c, c2;
+        if (cfg_decode(p, n, &c) == 0) {
+            char err[512];
+            check(cfg_validate(&c, err, sizeof(err)) == 0, "a decoded config does not validate");
+            check(c.keepa_key[0] == '\0', "a decoded config holds a key");
+            char *buf = NULL;
+            size_t len = 0;
+            check(cfg_encode(&c, &buf, &len) == 0, "cfg_encode failed");
+            check(cfg_decode(buf, len, &c2) == 0, "cfg_decode of an encoding failed");
+            check(cfg_diff(&c, &c2, NULL, NULL, NULL) == 0, "config round trip changed keys");
+            free(buf);
+        }
+        break;
+    }
+    case 4: {
+        uint64_t v;
+        uint8_t b[16];
+        size_t len = 0;
+        if (st_u64_decode(p, n, &v) == 0) {
+            check(st_u64_encode(v, b, sizeof(b), &len) == 0, "st_u64_encode failed");
+            uint64_t w = ~v;
+            check(st_u64_decode(b, len, &w) == 0 && w == v, "u64 round trip");
+        }
+        break;
+    }
+    default: {
+        const uint8_t *bytes;
+        size_t len;
+        if (st_bytes_decode(p, n, &bytes, &len) == 0)
+            check(bytes >= p && bytes + len == p + n, "bytes outside the input");
+        break;
+    }
+    }
+    return 0;
+}
+
+#ifndef KD_LIBFUZZER
+static int replay(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        perror(path);
+        return 1;
+    }
+    static uint8_t buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+    LLVMFuzzerTestOneInput(buf, n);
+    return 0;
+}
+
+/* Replays every file of the folders (or files) given as arguments. */
+int main(int argc, char **argv)
+{
+    int files = 0, bad = 0;
+    for (int i = 1; i < argc; i++) {
+        DIR *dir = opendir(argv[i]);
+        if (dir == NULL) {
+            bad |= replay(argv[i]);
+            files++;
+            continue;
+        }
+        struct dirent *de;
+        while ((de = readdir(dir)) != NULL) {
+            if (de->d_name[0] == '.')
+                continue;
+            char path[4096];
+            snprintf(path, sizeof(path), "%s/%s", argv[i], de->d_name);
+            bad |= replay(path);
+            files++;
+        }
+        closedir(dir);
+    }
+    printf("fuzz_codec: %d inputs replayed\n", files);
+    return bad || files == 0;
+}
+#endif

@@ -91,27 +91,69 @@ struct shm_config_slot {
 /* ---- token bucket (shm/tokens.h; ARCHITECTURE §4) -------------------------------------- */
 /* BEGIN tokens: this block is owned by shm/tokens.c. */
 
+/*
+ * The shared token bucket (shm/tokens.h has the design). `state` is the only word on the hot
+ * path: balance, trusted refill rate and the next refill tick, packed and updated by CAS.
+ * The constants block is written once by tb_init before `initialised` is set (release) and
+ * never changes afterwards. The reading block is written only by the holder of reading_lock
+ * (a try-lock that never makes anyone wait). Reservation slots are owner-tagged; their word
+ * packs owner id, generation and state so a slot can never be granted or freed twice.
+ */
 #define SHM_TOKEN_SLOTS 32
+#define SHM_TOKEN_KINDS 8
 
 struct shm_token_slot {
-    _Atomic uint64_t word; /* owner-tagged reservation; encoding private to tokens.c */
-    _Atomic int64_t amount_tokens;
-    _Atomic int64_t granted_ns;
-    _Atomic int64_t owner_pid;
+    _Atomic uint64_t word;          /* owner id << 32 | generation << 2 | state */
+    _Atomic int64_t amount_tokens;  /* reserved, still to be accounted by a reading */
+    _Atomic int64_t granted_ns;     /* monotonic time of the grant */
+    _Atomic int64_t reserved;
+};
+
+struct shm_token_cost {
+    _Atomic int64_t milli_per_unit; /* learned cost of one ASIN (or page, seller), milli-tokens */
+    _Atomic uint64_t samples;       /* responses learned from */
 };
 
 struct shm_tokens {
     alignas(SHM_CACHELINE) _Atomic uint64_t state; /* the bucket word updated by CAS */
-    alignas(SHM_CACHELINE) _Atomic uint64_t anchor_seq;
-    _Atomic int64_t anchor_ns;
-    _Atomic int64_t minute_ns;
-    _Atomic int64_t refill_rate;
-    _Atomic int64_t cap_tokens;
-    _Atomic int64_t max_deficit_tokens;
-    _Atomic int64_t last_reading_ns;
-    _Atomic int64_t last_reading_tokens;
+    alignas(SHM_CACHELINE) _Atomic uint32_t initialised; /* TB magic once constants are set */
+    uint32_t reserved0;
+    int64_t minute_ns;          /* length of a Keepa minute (constant) */
+    int64_t bucket_minutes;     /* cap = rate x bucket_minutes (constant) */
+    int64_t max_deficit_tokens; /* constant */
+    int64_t initial_rate;       /* guess used before the first reading (constant) */
+    int64_t stale_ns;           /* a reading older than this warrants a /token call */
+    int64_t init_ns;
+    alignas(SHM_CACHELINE) _Atomic uint64_t reading_lock; /* 0, or owner id of the applier */
+    _Atomic int64_t reading_lock_ns;
+    _Atomic int64_t last_reading_ns;       /* local monotonic time the last reading was applied */
+    _Atomic int64_t last_timestamp_ms;     /* server timestamp of that reading */
+    _Atomic int64_t last_tokens_left_milli;
+    _Atomic int64_t last_refill_in_ms;
+    _Atomic int64_t last_refill_rate;      /* as reported (not necessarily trusted) */
+    _Atomic int64_t last_tokens_consumed;
+    _Atomic int64_t rate_candidate;        /* a higher rate seen, not yet trusted */
+    _Atomic int64_t rate_candidate_seen;   /* consecutive readings that reported it */
+    _Atomic int64_t status_claim_ns;       /* last time a process claimed the /token call */
+    _Atomic uint64_t readings_applied;
+    _Atomic uint64_t readings_ignored;
+    alignas(SHM_CACHELINE) _Atomic uint64_t grants;
+    _Atomic uint64_t granted_tokens;
+    _Atomic uint64_t writeoffs;
+    alignas(SHM_CACHELINE) struct shm_token_cost costs[SHM_TOKEN_KINDS];
     alignas(SHM_CACHELINE) struct shm_token_slot slots[SHM_TOKEN_SLOTS];
 };
+
+_Static_assert(sizeof(struct shm_token_slot) == 32, "token slot is 32 bytes");
+_Static_assert(offsetof(struct shm_tokens, state) == 0, "bucket word first");
+_Static_assert(offsetof(struct shm_tokens, initialised) == SHM_CACHELINE,
+               "bucket word alone on its cache line");
+_Static_assert(offsetof(struct shm_tokens, reading_lock) % SHM_CACHELINE == 0,
+               "reading block on its own cache line");
+_Static_assert(offsetof(struct shm_tokens, grants) % SHM_CACHELINE == 0, "stats aligned");
+_Static_assert(offsetof(struct shm_tokens, costs) % SHM_CACHELINE == 0, "costs aligned");
+_Static_assert(offsetof(struct shm_tokens, slots) % SHM_CACHELINE == 0, "slots aligned");
+_Static_assert(sizeof(struct shm_tokens) == 23 * SHM_CACHELINE, "token bucket is 23 lines");
 
 /* END tokens */
 

@@ -1,0 +1,701 @@
+/*
+ * tokens.c: the shared Keepa token bucket: one lock-free estimate for every process.
+ *
+ * The model (KEEPA-API §4). Keepa's bucket is discrete: once per Keepa minute, at a fixed
+ * phase, it gains refillRate tokens up to cap = refillRate x 60. A request is admitted iff the
+ * balance is > 0 and is charged in full, even below zero. A continuous GCRA (one "theoretical
+ * arrival time") would credit fractions of a tick between ticks and so over-estimate, which is
+ * exactly the error that turns into 429s; the estimate here therefore projects with ticks:
+ *
+ *     balance(now) = b                                   if now < T            (no tick yet)
+ *                  = b                                   if b >= cap           (full stays full)
+ *                  = min(cap, b + rate x k)              k = ticks in [T, now] = 1 + (now-T)/minute
+ *
+ * where T is the local monotonic time of the next tick after the last update.
+ *
+ * Encoding. The whole bucket is ONE 64-bit word, updated by compare-and-swap:
+ *
+ *     bits 63..41  b       balance at the last update, 23-bit two's complement (|b| < 2^22)
+ *     bits 40..26  rate    trusted refill rate, tokens per minute; 0 = never anchored
+ *     bits 25..0   T       next tick, monotonic milliseconds modulo 2^26 (18.6 h)
+ *
+ * The rate lives in the word, and the tick phase is the word's T, so there is no second
+ * "parameters" record to keep consistent with it: a reader needs nothing but the word and the
+ * constants written once by tb_init (minute length, bucket minutes, deficit bound). A reserve
+ * is load, project, decide, CAS; it never waits for anybody. Why T modulo 2^26 is safe: T is
+ * at most one minute ahead of now, or behind it by the time since the last update. When the
+ * elapsed time wraps (idle for more than 18.6 h) it is seen as shorter than it was, which can
+ * only under-project (never grant too much); an elapsed time of more than 9.3 h is treated as
+ * "the bucket is full", which is true for any bucket of at most 64 minutes. After such idle
+ * the last reading is old, so tb_needs_reading() asks for a free /token call anyway.
+ *
+ * Reservations. A grant first claims an owner-tagged slot (owner id, generation, state in one
+ * word), writes the amount into it, and only then charges the bucket word. A server reading
+ * loads the bucket word BEFORE it sums the slots and stores with a CAS against that load:
+ * so a grant is either seen in a slot by the reading, or it changes the word and makes the
+ * reading's CAS fail and retry. The reading re-anchors to the server (balance = tokensLeft
+ * minus every reservation still in flight, next tick = now + refillIn), so two grants can
+ * never spend the same tokens, and a reading that raced with a request can only
+ * under-estimate (an in-flight request the server already charged is subtracted twice until
+ * the next reading). Slot states: FREE -> HELD (granted) -> SYNCED (its own reading applied:
+ * no correction needed) or SETTLING (settle is correcting the balance by reserved - actual) ->
+ * FREE. Every transition is a CAS on the exact (owner, generation, state), so a slot is never
+ * freed twice nor granted twice, and tb_writeoff_owner() can release a dead owner's slots
+ * without racing a settle. Generation numbers make a stale grant harmless (-ESTALE).
+ *
+ * Readings are applied under a try-lock (the reading block's lock word): a process that finds
+ * it taken gets -EBUSY and simply keeps its reservation in flight; nobody ever waits for it,
+ * and a holder that died (or stalled for over a second) is overtaken. The lock serialises
+ * only the bookkeeping of readings (order by server timestamp, rate trust); reserves and
+ * settles never look at it.
+ *
+ * Grant rule: Keepa admits (projected balance > 0) AND balance - cost >= -max_deficit,
+ * EXCEPT that a cost above cap + max_deficit (which no bucket can ever satisfy) is granted as
+ * soon as the bucket is full. One refinement: requests in flight on different connections can
+ * reach Keepa in any order, and a large one arriving first could leave a smaller one facing a
+ * balance <= 0 (a 429 although the estimate was exact). So a grant also needs
+ * balance - cost + smallest_unanswered_cost > 0 (the smallest reservation still unanswered,
+ * the new one included): then every request in flight is admitted whatever the order. With
+ * nothing in flight this is Keepa's own rule. Both thresholds are capped at the bucket's cap,
+ * so every -EAGAIN carries a finite time, never later than the time the bucket takes to fill:
+ * waiting for more than the bucket can hold (KEEPA-API §10.3, §10.4) is impossible by
+ * construction.
+ *
+ * Learning. The refill rate (and cap) come from readings: a lower rate is adopted at once,
+ * a higher one only after TB_RATE_TRUST_READINGS consecutive readings report it, so a
+ * transient refillRate of 12 on a 5/min plan (§10.7) cannot release a backlog. Before the
+ * first reading the trusted rate is the configured initial_rate (the plan the operator
+ * expects); the balance of the first reading is always taken as it is. Costs are
+ * learned per request kind in milli-tokens per unit: an underestimate is corrected by the
+ * first answer (§10.1), an overestimate decays by 1/8 of the gap per answer.
+ *
+ * Before the first reading the balance is unknown: nothing is granted (reserve answers
+ * -EAGAIN with a short retry time) and tb_needs_reading() is true, so the first thing a worker
+ * does is one free /token call. Assuming 0 instead would make the wait depend on an unknown
+ * tick phase; assuming a full bucket would risk 429s on a key that another client drained.
+ */
+#include "shm/tokens.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <unistd.h>
+
+#define TB_MAGIC 0x546b4231u /* "1BkT" */
+
+#define NS_PER_MS 1000000LL
+
+#define T_BITS     26
+#define T_MOD      (1LL << T_BITS)
+#define T_MASK     ((uint64_t)T_MOD - 1)
+#define T_HORIZON  (T_MOD / 2)
+#define RATE_SHIFT 26
+#define RATE_MASK  0x7fffULL
+#define BAL_SHIFT  41
+#define BAL_BITS   23
+#define BAL_MASK   ((1ULL << BAL_BITS) - 1)
+
+#define SLOT_FREE     0u
+#define SLOT_HELD     1u
+#define SLOT_SETTLING 2u
+#define SLOT_SYNCED   3u
+#define SLOT_GEN_MASK 0x3fffffffu
+
+#define LOCK_STALE_NS (1000LL * NS_PER_MS)
+#define CLAIM_NONE    INT64_MIN
+
+/* ---- the bucket word -------------------------------------------------------------------- */
+
+struct tb_view {
+    int64_t balance; /* projected to now */
+    int64_t rate;    /* 0 = unanchored */
+    int64_t cap;
+    int64_t next_ms; /* absolute monotonic ms of the first tick strictly after now */
+    int64_t minute_ms;
+};
+
+static uint64_t word_pack(int64_t balance, int64_t rate, int64_t next_ms)
+{
+    uint64_t b = (uint64_t)balance & BAL_MASK;
+    return (b << BAL_SHIFT) | (((uint64_t)rate & RATE_MASK) << RATE_SHIFT) |
+           ((uint64_t)next_ms & T_MASK);
+}
+
+static int64_t word_balance(uint64_t w)
+{
+    int64_t v = (int64_t)(w >> BAL_SHIFT);
+    if (v & (1LL << (BAL_BITS - 1)))
+        v -= 1LL << BAL_BITS;
+    return v;
+}
+
+static int64_t word_rate(uint64_t w)
+{
+    return (int64_t)((w >> RATE_SHIFT) & RATE_MASK);
+}
+
+static int64_t clamp_balance(int64_t b)
+{
+    if (b > TB_BALANCE_MAX)
+        return TB_BALANCE_MAX;
+    if (b < -TB_BALANCE_MAX)
+        return -TB_BALANCE_MAX;
+    return b;
+}
+
+/* Projects word W to NOW_MS. Pure. */
+static struct tb_view project_word(const struct shm_tokens *tb, uint64_t w, int64_t now_ms)
+{
+    struct tb_view v;
+    v.minute_ms = tb->minute_ns / NS_PER_MS;
+    v.balance = word_balance(w);
+    v.rate = word_rate(w);
+    v.cap = v.rate * tb->bucket_minutes;
+    int64_t d = (int64_t)(((uint64_t)now_ms - (w & T_MASK)) & T_MASK);
+    if (d != 0 && T_MOD - d <= v.minute_ms) { /* the next tick is still ahead */
+        v.next_ms = now_ms + (T_MOD - d);
+        return v;
+    }
+    int64_t ticks = d / v.minute_ms + 1; /* T itself and every minute after it up to now */
+    v.next_ms = now_ms - d + ticks * v.minute_ms;
+    if (v.balance < v.cap) {
+        int64_t b = v.balance + ticks * v.rate;
+        v.balance = b < v.cap ? b : v.cap;
+    }
+    if (d >= T_HORIZON && v.balance < v.cap)
+        v.balance = v.cap; /* idle for hours: any bucket of <= 64 minutes is full */
+    return v;
+}
+
+/* Monotonic ms of the tick at which a bucket at V holds at least NEED (NEED <= cap). */
+static int64_t time_to_reach_ms(const struct tb_view *v, int64_t need)
+{
+    int64_t k = (need - v->balance + v->rate - 1) / v->rate;
+    return v->next_ms + (k - 1) * v->minute_ms;
+}
+
+static bool tb_ready(const struct shm_tokens *tb)
+{
+    return tb != NULL && atomic_load_explicit(&((struct shm_tokens *)tb)->initialised,
+                                              memory_order_acquire) == TB_MAGIC;
+}
+
+/* ---- slots ------------------------------------------------------------------------------ */
+
+static uint64_t slot_word(int64_t owner, uint32_t gen, uint32_t state)
+{
+    return ((uint64_t)owner << 32) | ((uint64_t)(gen & SLOT_GEN_MASK) << 2) | state;
+}
+
+static uint32_t slot_state(uint64_t w)
+{
+    return (uint32_t)(w & 3u);
+}
+
+static uint32_t slot_gen(uint64_t w)
+{
+    return (uint32_t)(w >> 2) & SLOT_GEN_MASK;
+}
+
+static int64_t slot_owner(uint64_t w)
+{
+    return (int64_t)(w >> 32);
+}
+
+/* Claims a free slot for OWNER; returns its index or -ENOSPC. */
+static int slot_claim(struct shm_tokens *tb, int64_t owner, int64_t cost, int64_t now_ns,
+                      uint32_t *gen_out)
+{
+    unsigned start = (unsigned)owner % SHM_TOKEN_SLOTS;
+    for (unsigned n = 0; n < SHM_TOKEN_SLOTS; n++) {
+        unsigned i = (start + n) % SHM_TOKEN_SLOTS;
+        struct shm_token_slot *s = &tb->slots[i];
+        uint64_t w = atomic_load(&s->word);
+        while (slot_state(w) == SLOT_FREE) {
+            uint32_t gen = (slot_gen(w) + 1) & SLOT_GEN_MASK;
+            if (atomic_compare_exchange_weak(&s->word, &w, slot_word(owner, gen, SLOT_HELD))) {
+                atomic_store(&s->granted_ns, now_ns);
+                atomic_store(&s->amount_tokens, cost); /* before the bucket is charged */
+                *gen_out = gen;
+                return (int)i;
+            }
+        }
+    }
+    return -ENOSPC;
+}
+
+/* Frees slot I, currently in word W (which must be the caller's to free). */
+static bool slot_free(struct shm_tokens *tb, unsigned i, uint64_t w)
+{
+    struct shm_token_slot *s = &tb->slots[i];
+    atomic_store(&s->amount_tokens, 0);
+    return atomic_compare_exchange_strong(&s->word, &w, slot_word(0, slot_gen(w), SLOT_FREE));
+}
+
+/* Sum of reservations in flight (HELD or SETTLING), except the slot whose word is EXCLUDE. */
+static int64_t inflight_tokens(const struct shm_tokens *tb, uint64_t exclude, int64_t *count)
+{
+    int64_t sum = 0, n = 0;
+    for (unsigned i = 0; i < SHM_TOKEN_SLOTS; i++) {
+        struct shm_token_slot *s = (struct shm_token_slot *)&tb->slots[i];
+        uint64_t w = atomic_load(&s->word);
+        uint32_t st = slot_state(w);
+        if (st == SLOT_FREE)
+            continue;
+        n++;
+        if ((st == SLOT_HELD || st == SLOT_SETTLING) && w != exclude)
+            sum += atomic_load(&s->amount_tokens);
+    }
+    if (count)
+        *count = n;
+    return sum;
+}
+
+/* Smallest reservation still unanswered (HELD), counting COST itself; slot MINE excluded. */
+static int64_t smallest_inflight(const struct shm_tokens *tb, int64_t cost, int mine)
+{
+    int64_t smallest = cost;
+    for (unsigned i = 0; i < SHM_TOKEN_SLOTS; i++) {
+        if ((int)i == mine)
+            continue;
+        struct shm_token_slot *s = (struct shm_token_slot *)&tb->slots[i];
+        if (slot_state(atomic_load(&s->word)) != SLOT_HELD)
+            continue;
+        int64_t a = atomic_load(&s->amount_tokens);
+        if (a > 0 && a < smallest)
+            smallest = a;
+    }
+    return smallest;
+}
+
+/* Adds DELTA tokens to the balance at NOW_MS (a give-back never lifts it above the cap). */
+static void bucket_adjust(struct shm_tokens *tb, int64_t now_ms, int64_t delta)
+{
+    if (delta == 0)
+        return;
+    uint64_t w = atomic_load(&tb->state);
+    for (;;) {
+        if (word_rate(w) == 0)
+            return; /* unanchored: the first reading sets the balance */
+        struct tb_view v = project_word(tb, w, now_ms);
+        int64_t b = v.balance + delta;
+        if (delta > 0) {
+            int64_t ceiling = v.balance > v.cap ? v.balance : v.cap;
+            if (b > ceiling)
+                b = ceiling;
+        }
+        uint64_t nw = word_pack(clamp_balance(b), v.rate, v.next_ms);
+        if (atomic_compare_exchange_weak(&tb->state, &w, nw))
+            return;
+    }
+}
+
+/* ---- init ------------------------------------------------------------------------------- */
+
+int tb_init(struct shm_tokens *tb, const struct tb_params *p, int64_t now_ns)
+{
+    struct tb_params d = {0};
+    if (p)
+        d = *p;
+    if (tb == NULL || now_ns < 0)
+        return -EINVAL;
+    if (d.bucket_minutes == 0)
+        d.bucket_minutes = TB_DEFAULT_BUCKET_MINUTES;
+    if (d.max_deficit_tokens == 0)
+        d.max_deficit_tokens = TB_DEFAULT_MAX_DEFICIT;
+    if (d.minute_ns == 0)
+        d.minute_ns = TB_DEFAULT_MINUTE_NS;
+    if (d.initial_rate == 0)
+        d.initial_rate = TB_DEFAULT_INITIAL_RATE;
+    if (d.stale_minutes == 0)
+        d.stale_minutes = TB_DEFAULT_STALE_MINUTES;
+    if (d.bucket_minutes < 1 || d.bucket_minutes > TB_BUCKET_MINUTES_MAX ||
+        d.max_deficit_tokens < 0 || d.max_deficit_tokens > TB_COST_MAX ||
+        d.minute_ns < TB_MINUTE_NS_MIN || d.minute_ns > TB_MINUTE_NS_MAX ||
+        d.minute_ns % NS_PER_MS != 0 || d.initial_rate < 1 || d.initial_rate > TB_RATE_MAX ||
+        d.stale_minutes < 1 || d.stale_minutes > 24 * 60)
+        return -EINVAL;
+
+    memset(tb, 0, sizeof(*tb));
+    tb->minute_ns = d.minute_ns;
+    tb->bucket_minutes = d.bucket_minutes;
+    tb->max_deficit_tokens = d.max_deficit_tokens;
+    tb->initial_rate = d.initial_rate;
+    tb->stale_ns = d.stale_minutes * d.minute_ns;
+    tb->init_ns = now_ns;
+    atomic_store(&tb->state, word_pack(0, 0, now_ns / NS_PER_MS));
+    atomic_store(&tb->last_reading_ns, INT64_MIN);
+    atomic_store(&tb->status_claim_ns, CLAIM_NONE);
+    static const int64_t seed_milli[TB_KIND_COUNT] = {
+        [TB_KIND_TOKEN] = 0,      [TB_KIND_DEAL_PAGE] = 5000, [TB_KIND_PEEK] = 2000,
+        [TB_KIND_COMMIT] = 13000, [TB_KIND_UPDATE] = 13000,   [TB_KIND_QUERY] = 10,
+        [TB_KIND_SELLER] = 1000,
+    };
+    for (int k = 0; k < TB_KIND_COUNT; k++)
+        atomic_store(&tb->costs[k].milli_per_unit, seed_milli[k]);
+    atomic_store_explicit(&tb->initialised, TB_MAGIC, memory_order_release);
+    return 0;
+}
+
+/* ---- reserve / settle ------------------------------------------------------------------- */
+
+int tb_reserve(struct shm_tokens *tb, int64_t now_ns, int64_t cost_tokens, int64_t owner,
+               struct tb_grant *grant, int64_t *wait_until_ns)
+{
+    if (!tb_ready(tb) || grant == NULL || now_ns < 0 || cost_tokens < 0 ||
+        cost_tokens > TB_COST_MAX || owner < 1 || owner > TB_OWNER_MAX)
+        return -EINVAL;
+    if (wait_until_ns)
+        *wait_until_ns = now_ns;
+    if (cost_tokens == 0) { /* free requests are admitted whatever the balance */
+        *grant = (struct tb_grant){TB_SLOT_NONE, 0, owner, 0, now_ns};
+        return 0;
+    }
+    int64_t now_ms = now_ns / NS_PER_MS;
+    int slot = -1;
+    uint32_t gen = 0;
+    uint64_t w = atomic_load(&tb->state);
+    for (;;) {
+        if (word_rate(w) == 0) { /* never anchored: a reading first */
+            if (slot >= 0)
+                slot_free(tb, (unsigned)slot, slot_word(owner, gen, SLOT_HELD));
+            if (wait_until_ns)
+                *wait_until_ns = now_ns + tb->minute_ns / 60;
+            return -EAGAIN;
+        }
+        struct tb_view v = project_word(tb, w, now_ms);
+        /* Keepa's own rule: > 0 now, and the deficit bound after the charge. */
+        int64_t need =
+            cost_tokens - tb->max_deficit_tokens > 1 ? cost_tokens - tb->max_deficit_tokens : 1;
+        /* Order-proof: each request in flight is admitted in whatever order they arrive. */
+        int64_t smallest = smallest_inflight(tb, cost_tokens, slot);
+        int64_t strict = cost_tokens - smallest + 1 > need ? cost_tokens - smallest + 1 : need;
+        if (need > v.cap)
+            need = v.cap; /* more than the bucket can hold: granted when full */
+        if (strict > v.cap)
+            strict = v.cap;
+        if (v.balance < strict) {
+            if (slot >= 0)
+                slot_free(tb, (unsigned)slot, slot_word(owner, gen, SLOT_HELD));
+            if (wait_until_ns)
+                *wait_until_ns = time_to_reach_ms(&v, v.balance < need ? need : strict) * NS_PER_MS;
+            return -EAGAIN;
+        }
+        if (slot < 0) {
+            slot = slot_claim(tb, owner, cost_tokens, now_ns, &gen);
+            if (slot < 0)
+                return -ENOSPC;
+            w = atomic_load(&tb->state);
+            continue; /* decide again on a word loaded after the slot became visible */
+        }
+        uint64_t nw = word_pack(v.balance - cost_tokens, v.rate, v.next_ms);
+        if (atomic_compare_exchange_weak(&tb->state, &w, nw)) {
+            *grant = (struct tb_grant){(uint32_t)slot, gen, owner, cost_tokens, now_ns};
+            atomic_fetch_add(&tb->grants, 1);
+            atomic_fetch_add(&tb->granted_tokens, (uint64_t)cost_tokens);
+            return 0;
+        }
+    }
+}
+
+static bool grant_valid(const struct tb_grant *g)
+{
+    return g != NULL && (g->slot == TB_SLOT_NONE || g->slot < SHM_TOKEN_SLOTS) && g->owner >= 1 &&
+           g->owner <= TB_OWNER_MAX && g->cost_tokens >= 0 && g->cost_tokens <= TB_COST_MAX &&
+           g->generation <= SLOT_GEN_MASK;
+}
+
+int tb_settle(struct shm_tokens *tb, const struct tb_grant *grant, int64_t now_ns,
+              int64_t actual_tokens)
+{
+    if (!tb_ready(tb) || !grant_valid(grant) || now_ns < 0 || actual_tokens < 0 ||
+        actual_tokens > TB_BALANCE_MAX)
+        return -EINVAL;
+    if (grant->slot == TB_SLOT_NONE)
+        return 0;
+    struct shm_token_slot *s = &tb->slots[grant->slot];
+    uint64_t held = slot_word(grant->owner, grant->generation, SLOT_HELD);
+    uint64_t synced = slot_word(grant->owner, grant->generation, SLOT_SYNCED);
+    uint64_t settling = slot_word(grant->owner, grant->generation, SLOT_SETTLING);
+    uint64_t w = atomic_load(&s->word);
+    for (;;) {
+        if (w == synced) /* its own reading already accounted for it */
+            return slot_free(tb, grant->slot, synced) ? 0 : -ESTALE;
+        if (w != held)
+            return -ESTALE; /* settled or written off already */
+        if (atomic_compare_exchange_strong(&s->word, &w, settling))
+            break;
+    }
+    bucket_adjust(tb, now_ns / NS_PER_MS, grant->cost_tokens - actual_tokens);
+    return slot_free(tb, grant->slot, settling) ? 0 : -ESTALE;
+}
+
+/* ---- readings --------------------------------------------------------------------------- */
+
+/* Takes the reading lock for ID (never waits). Returns true when held. */
+static bool reading_lock(struct shm_tokens *tb, uint64_t id, int64_t now_ns)
+{
+    uint64_t cur = 0;
+    if (atomic_compare_exchange_strong(&tb->reading_lock, &cur, id)) {
+        atomic_store(&tb->reading_lock_ns, now_ns);
+        return true;
+    }
+    /* Held: overtake only a holder that has been at it for over a second (dead or stalled). */
+    int64_t since = atomic_load(&tb->reading_lock_ns);
+    if (now_ns - since > LOCK_STALE_NS &&
+        atomic_compare_exchange_strong(&tb->reading_lock, &cur, id)) {
+        atomic_store(&tb->reading_lock_ns, now_ns);
+        return true;
+    }
+    return false;
+}
+
+static void reading_unlock(struct shm_tokens *tb, uint64_t id)
+{
+    uint64_t cur = id;
+    atomic_compare_exchange_strong(&tb->reading_lock, &cur, 0);
+}
+
+static bool reading_valid(const struct tb_reading *r, int64_t minute_ms)
+{
+    return r != NULL && isfinite(r->tokens_left) && fabs(r->tokens_left) <= (double)(1LL << 30) &&
+           r->refill_rate > 0 && r->refill_rate <= TB_RATE_MAX && r->refill_in_ms >= 0 &&
+           r->refill_in_ms <= minute_ms && r->timestamp_ms > 0 && r->tokens_consumed >= 0;
+}
+
+/* Trusted rate after reading R, given the trusted rate CUR (caller holds the reading lock). */
+static int64_t learn_rate(struct shm_tokens *tb, int64_t cur, int64_t reported)
+{
+    if (reported <= cur) {
+        atomic_store(&tb->rate_candidate, 0);
+        atomic_store(&tb->rate_candidate_seen, 0);
+        return reported;
+    }
+    int64_t seen = atomic_load(&tb->rate_candidate) == reported
+                       ? atomic_load(&tb->rate_candidate_seen) + 1
+                       : 1;
+    if (seen >= TB_RATE_TRUST_READINGS) {
+        atomic_store(&tb->rate_candidate, 0);
+        atomic_store(&tb->rate_candidate_seen, 0);
+        return reported;
+    }
+    atomic_store(&tb->rate_candidate, reported);
+    atomic_store(&tb->rate_candidate_seen, seen);
+    return cur;
+}
+
+int tb_apply_reading(struct shm_tokens *tb, const struct tb_reading *r, int64_t now_ns,
+                     const struct tb_grant *own)
+{
+    if (!tb_ready(tb) || now_ns < 0 || (own != NULL && !grant_valid(own)))
+        return -EINVAL;
+    int64_t minute_ms = tb->minute_ns / NS_PER_MS;
+    if (!reading_valid(r, minute_ms)) {
+        atomic_fetch_add(&tb->readings_ignored, 1);
+        return -EINVAL;
+    }
+    uint64_t id = (uint64_t)getpid();
+    if (!reading_lock(tb, id, now_ns))
+        return -EBUSY;
+
+    int64_t last_ns = atomic_load(&tb->last_reading_ns);
+    if (last_ns != INT64_MIN && r->timestamp_ms < atomic_load(&tb->last_timestamp_ms) &&
+        now_ns - last_ns < tb->minute_ns) {
+        /* Older than one already applied: it misses charges the newer one saw. */
+        atomic_fetch_add(&tb->readings_ignored, 1);
+        reading_unlock(tb, id);
+        return -ESTALE;
+    }
+
+    uint64_t own_word = 0;
+    if (own != NULL && own->slot != TB_SLOT_NONE)
+        own_word = slot_word(own->owner, own->generation, SLOT_HELD);
+    int64_t now_ms = now_ns / NS_PER_MS;
+    int64_t next_ms = now_ms + (r->refill_in_ms > 0 ? r->refill_in_ms : minute_ms);
+    int64_t left = (int64_t)floor(r->tokens_left);
+    uint64_t w = atomic_load(&tb->state);
+    int64_t cur_rate = word_rate(w) ? word_rate(w) : tb->initial_rate;
+    int64_t rate = learn_rate(tb, cur_rate, r->refill_rate);
+    for (;;) {
+        /* The word is loaded before the slots are summed: see the top comment. */
+        int64_t inflight = inflight_tokens(tb, own_word, NULL);
+        uint64_t nw = word_pack(clamp_balance(left - inflight), rate, next_ms);
+        if (atomic_compare_exchange_weak(&tb->state, &w, nw))
+            break;
+    }
+    if (own_word != 0) {
+        uint64_t expect = own_word;
+        atomic_compare_exchange_strong(&tb->slots[own->slot].word, &expect,
+                                       slot_word(own->owner, own->generation, SLOT_SYNCED));
+    }
+    atomic_store(&tb->last_reading_ns, now_ns);
+    atomic_store(&tb->last_timestamp_ms, r->timestamp_ms);
+    atomic_store(&tb->last_tokens_left_milli, (int64_t)floor(r->tokens_left * 1000.0));
+    atomic_store(&tb->last_refill_in_ms, r->refill_in_ms);
+    atomic_store(&tb->last_refill_rate, r->refill_rate);
+    atomic_store(&tb->last_tokens_consumed, r->tokens_consumed);
+    atomic_fetch_add(&tb->readings_applied, 1);
+    reading_unlock(tb, id);
+    return 0;
+}
+
+int tb_writeoff_owner(struct shm_tokens *tb, int64_t owner, int64_t now_ns)
+{
+    if (!tb_ready(tb) || owner < 1 || owner > TB_OWNER_MAX || now_ns < 0)
+        return -EINVAL;
+    int released = 0;
+    for (unsigned i = 0; i < SHM_TOKEN_SLOTS; i++) {
+        uint64_t w = atomic_load(&tb->slots[i].word);
+        while (slot_state(w) != SLOT_FREE && slot_owner(w) == owner) {
+            if (slot_free(tb, i, w)) {
+                released++;
+                atomic_fetch_add(&tb->writeoffs, 1);
+                break;
+            }
+            w = atomic_load(&tb->slots[i].word);
+        }
+    }
+    reading_unlock(tb, (uint64_t)owner);
+    return released;
+}
+
+/* ---- queries ---------------------------------------------------------------------------- */
+
+static bool claim_recent(const struct shm_tokens *tb, int64_t now_ns)
+{
+    int64_t c = atomic_load(&((struct shm_tokens *)tb)->status_claim_ns);
+    return c != CLAIM_NONE && now_ns >= c && now_ns - c < tb->minute_ns / 6;
+}
+
+bool tb_needs_reading(const struct shm_tokens *tb, int64_t now_ns)
+{
+    if (!tb_ready(tb) || now_ns < 0)
+        return false;
+    struct shm_tokens *m = (struct shm_tokens *)tb;
+    uint64_t w = atomic_load(&m->state);
+    if (word_rate(w) == 0)
+        return !claim_recent(tb, now_ns);
+    struct tb_view v = project_word(tb, w, now_ns / NS_PER_MS);
+    if (v.balance <= 0)
+        return false; /* deep below zero a reading cannot help: wait for the refill */
+    int64_t last = atomic_load(&m->last_reading_ns);
+    return now_ns - last >= tb->stale_ns && !claim_recent(tb, now_ns);
+}
+
+int tb_claim_status_call(struct shm_tokens *tb, int64_t now_ns)
+{
+    if (!tb_ready(tb) || now_ns < 0)
+        return -EINVAL;
+    int64_t c = atomic_load(&tb->status_claim_ns);
+    for (;;) {
+        if (c != CLAIM_NONE && now_ns >= c && now_ns - c < tb->minute_ns / 6)
+            return -EALREADY;
+        if (atomic_compare_exchange_weak(&tb->status_claim_ns, &c, now_ns))
+            return 0;
+    }
+}
+
+int64_t tb_project(const struct shm_tokens *tb, int64_t now_ns)
+{
+    if (!tb_ready(tb) || now_ns < 0)
+        return 0;
+    uint64_t w = atomic_load(&((struct shm_tokens *)tb)->state);
+    if (word_rate(w) == 0)
+        return 0;
+    return project_word(tb, w, now_ns / NS_PER_MS).balance;
+}
+
+int64_t tb_time_to_fill_ns(const struct shm_tokens *tb, int64_t now_ns)
+{
+    if (!tb_ready(tb) || now_ns < 0)
+        return -1;
+    uint64_t w = atomic_load(&((struct shm_tokens *)tb)->state);
+    if (word_rate(w) == 0)
+        return -1;
+    struct tb_view v = project_word(tb, w, now_ns / NS_PER_MS);
+    if (v.balance >= v.cap)
+        return 0;
+    int64_t t = time_to_reach_ms(&v, v.cap) * NS_PER_MS - now_ns;
+    return t > 0 ? t : 0;
+}
+
+int tb_stats(const struct shm_tokens *tb, int64_t now_ns, struct tb_stats *out)
+{
+    if (!tb_ready(tb) || now_ns < 0 || out == NULL)
+        return -EINVAL;
+    struct shm_tokens *m = (struct shm_tokens *)tb;
+    memset(out, 0, sizeof(*out));
+    uint64_t w = atomic_load(&m->state);
+    out->anchored = word_rate(w) != 0;
+    out->max_deficit_tokens = tb->max_deficit_tokens;
+    out->time_to_fill_ns = -1;
+    if (out->anchored) {
+        struct tb_view v = project_word(tb, w, now_ns / NS_PER_MS);
+        out->projected_tokens = v.balance;
+        out->refill_rate = v.rate;
+        out->cap_tokens = v.cap;
+        out->next_refill_ns = v.next_ms * NS_PER_MS;
+        out->time_to_fill_ns = tb_time_to_fill_ns(tb, now_ns);
+    } else {
+        out->refill_rate = tb->initial_rate;
+        out->cap_tokens = tb->initial_rate * tb->bucket_minutes;
+    }
+    out->inflight_tokens = inflight_tokens(tb, 0, &out->slots_in_use);
+    int64_t last = atomic_load(&m->last_reading_ns);
+    out->last_reading_age_ns = last == INT64_MIN ? -1 : now_ns - last;
+    out->last_reading.tokens_left = (double)atomic_load(&m->last_tokens_left_milli) / 1000.0;
+    out->last_reading.refill_in_ms = atomic_load(&m->last_refill_in_ms);
+    out->last_reading.refill_rate = atomic_load(&m->last_refill_rate);
+    out->last_reading.timestamp_ms = atomic_load(&m->last_timestamp_ms);
+    out->last_reading.tokens_consumed = atomic_load(&m->last_tokens_consumed);
+    out->readings_applied = atomic_load(&m->readings_applied);
+    out->readings_ignored = atomic_load(&m->readings_ignored);
+    out->grants = atomic_load(&m->grants);
+    out->granted_tokens = atomic_load(&m->granted_tokens);
+    out->writeoffs = atomic_load(&m->writeoffs);
+    return 0;
+}
+
+/* ---- learned costs ---------------------------------------------------------------------- */
+
+/* Fixed part of each kind's cost (not learned): /query charges 10 per request. */
+static const int64_t kind_base_tokens[TB_KIND_COUNT] = {[TB_KIND_QUERY] = 10};
+
+int64_t tb_cost_estimate(const struct shm_tokens *tb, enum tb_kind kind, int64_t units)
+{
+    if (!tb_ready(tb) || (int)kind < 0 || kind >= TB_KIND_COUNT || units < 1 ||
+        units > TB_UNITS_MAX)
+        return -EINVAL;
+    if (kind == TB_KIND_TOKEN)
+        return 0;
+    int64_t milli = atomic_load(&((struct shm_tokens *)tb)->costs[kind].milli_per_unit);
+    int64_t est = kind_base_tokens[kind] + (milli * units + 999) / 1000;
+    return est < TB_COST_MAX ? est : TB_COST_MAX;
+}
+
+int tb_cost_learn(struct shm_tokens *tb, enum tb_kind kind, int64_t units, int64_t tokens_consumed)
+{
+    if (!tb_ready(tb) || (int)kind < 0 || kind >= TB_KIND_COUNT || units < 1 ||
+        units > TB_UNITS_MAX || tokens_consumed < 0 || tokens_consumed > TB_COST_MAX)
+        return -EINVAL;
+    if (kind == TB_KIND_TOKEN)
+        return 0;
+    int64_t over = tokens_consumed - kind_base_tokens[kind];
+    int64_t sample = over > 0 ? (over * 1000 + units - 1) / units : 0;
+    struct shm_token_cost *c = &tb->costs[kind];
+    int64_t cur = atomic_load(&c->milli_per_unit);
+    for (;;) {
+        int64_t next = cur;
+        if (sample > cur) {
+            next = sample; /* too low: correct at once */
+        } else if (sample < cur) {
+            int64_t step = (cur - sample) / 8;
+            next = cur - (step > 0 ? step : 1); /* too high: decay slowly */
+        }
+        if (atomic_compare_exchange_weak(&c->milli_per_unit, &cur, next))
+            break;
+    }
+    atomic_fetch_add(&c->samples, 1);
+    return 0;
+}

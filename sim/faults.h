@@ -1,0 +1,89 @@
+/*
+ * faults.h: fault-injection SPEC parsing (pure) and per-request fault draws.
+ *
+ * SPEC is comma-separated name=value (see sim/README.md): latency_ms=N|A-B,
+ * offers_latency_ms=A-B, http500=P, http503=P, storm429=N, reset=P, truncate=P, malformed=P,
+ * offers_fail=P, no_products=P, refill_flap=A:B, reset_all=0|1, and `clear`. Draws come from
+ * one PRNG seeded by --seed, so a run with the same request sequence is reproducible.
+ */
+#ifndef SIM_FAULTS_H
+#define SIM_FAULTS_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum sim_fault_kind {
+    SIM_F_LATENCY,
+    SIM_F_OFFERS_LATENCY,
+    SIM_F_HTTP500,
+    SIM_F_HTTP503,
+    SIM_F_STORM429,
+    SIM_F_RESET,
+    SIM_F_TRUNCATE,
+    SIM_F_MALFORMED,
+    SIM_F_OFFERS_FAIL,
+    SIM_F_NO_PRODUCTS,
+    SIM_F_REFILL_FLAP,
+    SIM_F_COUNT
+};
+
+struct sim_fault_spec {
+    int64_t latency_lo_ms, latency_hi_ms;
+    int64_t offers_latency_lo_ms, offers_latency_hi_ms;
+    double p500, p503, reset, truncate, malformed, offers_fail, no_products;
+    int64_t storm429;
+    int flap_on;
+    int64_t flap_a, flap_b;
+};
+
+/*
+ * Parses SPEC into OUT (starting from an empty spec). Returns 0 or -EINVAL with the offending
+ * item in ERR. An empty string or "clear" gives an empty spec.
+ */
+int sim_faults_parse(const char *spec, struct sim_fault_spec *out, char *err, size_t errsz);
+
+/* Writes SPEC back in SPEC syntax (for GET /_sim/faults). */
+void sim_faults_format(const struct sim_fault_spec *spec, char *out, size_t outsz);
+
+/* Fault names as used in SPEC and in the ledger's faults_injected. */
+const char *sim_fault_name(enum sim_fault_kind k);
+
+/* Runtime state: the current spec, the PRNG, the storm counter and injection counts. */
+struct sim_faults {
+    pthread_mutex_t mu;
+    struct sim_fault_spec spec;
+    uint64_t rng;
+    int64_t storm_left;
+    uint64_t flap_counter;
+    int64_t injected[SIM_F_COUNT];
+};
+
+void sim_faults_init(struct sim_faults *f, uint64_t seed, const struct sim_fault_spec *spec);
+void sim_faults_destroy(struct sim_faults *f);
+void sim_faults_replace(struct sim_faults *f, const struct sim_fault_spec *spec);
+void sim_faults_get(struct sim_faults *f, struct sim_fault_spec *spec);
+
+/* Per-request decision for a cost-bearing request. */
+struct sim_fault_draw {
+    int storm429, http500, http503, reset, truncate, malformed, no_products;
+    int64_t latency_ms;
+};
+
+/*
+ * Draws this request's faults and counts them. IS_PRODUCT: a /product request (the only one
+ * no_products applies to); OFFERS: a /product request with offers.
+ */
+void sim_faults_draw(struct sim_faults *f, int is_product, int offers, struct sim_fault_draw *d);
+
+/* One Bernoulli draw of the offers_fail probability (per product); counts it when it fires. */
+int sim_faults_offers_fail(struct sim_faults *f);
+
+/* Reported refillRate for the next response: REAL unless refill_flap is on. */
+int64_t sim_faults_refill_rate(struct sim_faults *f, int64_t real);
+
+/* Copies the injection counters. */
+void sim_faults_counts(struct sim_faults *f, int64_t out[SIM_F_COUNT]);
+void sim_faults_reset_counts(struct sim_faults *f);
+
+#endif

@@ -1,0 +1,1474 @@
+/*
+ * server.c: kdeals-sim's HTTP layer and endpoint logic (see server.h, sim/README.md).
+ *
+ * Request flow for a cost-bearing endpoint (/product, /deal, /seller, /query):
+ *   key check (400 zeroed / 402) -> fault draw (storm429) -> admission pre-check (429) ->
+ *   http500/503 (charged 0) -> parameters (400, charged 0) -> payload and cost ->
+ *   admission + full charge in one bucket step -> no_products / reset / truncate / malformed
+ *   shaping -> gzip when accepted -> optional latency (connection suspended, resumed by the
+ *   timer thread).
+ * Invariants: tokensConsumed in a body equals the balance change that request caused; the
+ * 7 envelope fields come first in every JSON body; bodies are gzip'd whenever the request
+ * accepts gzip, error bodies included; POST bodies beyond SIM_MAX_BODY are refused with 413
+ * and never buffered.
+ */
+#include "sim/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+#include <yajl/yajl_tree.h>
+#include <zlib.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "sim/bucket.h"
+#include "sim/catalog.h"
+#include "sim/deals.h"
+#include "sim/faults.h"
+#include "sim/jbuf.h"
+#include "sim/render.h"
+#include "sim/selection.h"
+
+#define SIM_MAX_BODY (1024 * 1024)
+#define DEAL_CACHE_N 8
+#define DEAL_KEY_MAX 8192
+#define MAX_DELAYED  4096
+
+enum endpoint { EP_TOKEN, EP_PRODUCT, EP_DEAL, EP_SELLER, EP_QUERY, EP_OTHER, EP_COUNT };
+static const char *EP_NAMES[EP_COUNT] = {"token", "product", "deal", "seller", "query", "other"};
+
+struct deal_cache_entry {
+    int used;
+    char key[DEAL_KEY_MAX];
+    int64_t created_ns;
+    uint64_t lru;
+    struct sim_deal_result res;
+};
+
+struct delayed {
+    struct MHD_Connection *conn;
+    int64_t due_ns;
+};
+
+struct sim_server {
+    struct sim_config cfg;
+    struct sim_catalog cat;
+    struct sim_bucket bucket;
+    struct sim_faults faults;
+    int64_t start_mono_ns;
+    int64_t start_wall_ms;
+    int64_t base_keepa_min;
+    struct MHD_Daemon *mhd;
+
+    pthread_mutex_t ledger_mu;
+    int64_t requests, http_429, asins_requested;
+    int64_t ep_requests[EP_COUNT], ep_tokens[EP_COUNT];
+    uint8_t *asin_seen; /* bitmap, one bit per product */
+    int64_t asins_distinct;
+    int32_t *offers_fetched_min; /* per product: simulated minute of the last offers fetch + 1 */
+
+    pthread_mutex_t cache_mu;
+    struct deal_cache_entry cache[DEAL_CACHE_N];
+    uint64_t cache_clock;
+
+    pthread_mutex_t delay_mu;
+    pthread_cond_t delay_cv;
+    pthread_t delay_thread;
+    int delay_stop;
+    size_t n_delayed;
+    struct delayed delayed[MAX_DELAYED];
+
+    char *replay_deal_tail, *replay_product_tail; /* payload after the envelope, with '}' */
+    int64_t replay_product_cost;
+};
+
+/* Per-request state kept by MHD between callbacks. */
+struct req {
+    struct sim_buf body;
+    int too_big;
+    int suspended;
+    struct MHD_Response *pending;
+    unsigned pending_status;
+    int64_t start_ns;
+};
+
+/* ---------- clocks ---------- */
+
+static int64_t now_wall_ms(struct sim_server *s, int64_t mono_ns)
+{
+    if (s->cfg.clock_ms > 0)
+        return s->cfg.clock_ms + (mono_ns - s->start_mono_ns) / KD_NS_PER_MS;
+    return kd_wall_ms();
+}
+
+static int64_t keepa_min_of(struct sim_server *s, const struct sim_bucket_view *v)
+{
+    return s->base_keepa_min + v->ticks;
+}
+
+/* ---------- responses ---------- */
+
+static int accepts_gzip(struct MHD_Connection *conn)
+{
+    const char *ae = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept-Encoding");
+    if (ae == NULL)
+        return 0;
+    for (const char *p = ae; *p; p++)
+        if (strncasecmp(p, "gzip", 4) == 0)
+            return 1;
+    return 0;
+}
+
+/* gzip of IN (LEN) into a malloc'd buffer; NULL on failure. */
+static char *gzip_bytes(const char *in, size_t len, size_t *out_len)
+{
+    z_stream zs;
+    memset(&zs, 0, sizeof(zs));
+    if (deflateInit2(&zs, 1, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return NULL;
+    uLong bound = deflateBound(&zs, (uLong)len) + 32;
+    char *out = malloc(bound);
+    if (out == NULL) {
+        deflateEnd(&zs);
+        return NULL;
+    }
+    zs.next_in = (Bytef *)(uintptr_t)in;
+    zs.avail_in = (uInt)len;
+    zs.next_out = (Bytef *)out;
+    zs.avail_out = (uInt)bound;
+    int rc = deflate(&zs, Z_FINISH);
+    *out_len = zs.total_out;
+    deflateEnd(&zs);
+    if (rc != Z_STREAM_END) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+struct reset_body {
+    char *data;
+    size_t cut;
+};
+
+static ssize_t reset_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct reset_body *rb = cls;
+    if (pos >= rb->cut)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    size_t n = rb->cut - (size_t)pos;
+    if (n > max)
+        n = max;
+    memcpy(buf, rb->data + pos, n);
+    return (ssize_t)n;
+}
+
+static void reset_free(void *cls)
+{
+    struct reset_body *rb = cls;
+    free(rb->data);
+    free(rb);
+}
+
+enum shape { SHAPE_NONE, SHAPE_RESET, SHAPE_TRUNCATE, SHAPE_MALFORMED };
+
+static void schedule_resume(struct sim_server *s, struct MHD_Connection *conn, int64_t due_ns);
+
+/*
+ * Sends BODY (ownership taken) with STATUS, shaped by SHAPE, gzip'd when accepted, after
+ * LATENCY_MS. Returns MHD's verdict.
+ */
+static enum MHD_Result send_body(struct sim_server *s, struct MHD_Connection *conn, struct req *rq,
+                                 unsigned status, struct sim_buf *body, enum shape shape,
+                                 int64_t latency_ms)
+{
+    if (!sim_buf_ok(body)) {
+        sim_buf_free(body);
+        sim_buf_puts(body,
+                     "{\"error\":{\"type\":\"internalError\",\"message\":\"out of memory\"}}");
+        status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+        shape = SHAPE_NONE;
+    }
+    char *data = body->data;
+    size_t len = body->len;
+    sim_buf_init(body);
+    if (data == NULL) {
+        data = strdup("{}");
+        len = data ? 2 : 0;
+    }
+    if (shape == SHAPE_TRUNCATE && len > 1) {
+        len = len / 2;
+    } else if (shape == SHAPE_MALFORMED) {
+        static const char *garbage[2] = {
+            "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>",
+            "{\"timestamp\":,\"tokensLeft\":[}{"};
+        free(data);
+        data = strdup(garbage[(len ^ (size_t)rq->start_ns) & 1]);
+        len = data ? strlen(data) : 0;
+    }
+    int gz = accepts_gzip(conn);
+    if (gz && data != NULL) {
+        size_t zlen;
+        char *z = gzip_bytes(data, len, &zlen);
+        if (z != NULL) {
+            free(data);
+            data = z;
+            len = zlen;
+        } else {
+            gz = 0;
+        }
+    }
+    struct MHD_Response *resp;
+    if (shape == SHAPE_RESET && len > 1) {
+        struct reset_body *rb = malloc(sizeof(*rb));
+        if (rb == NULL) {
+            free(data);
+            return MHD_NO;
+        }
+        rb->data = data;
+        rb->cut = len / 2;
+        resp = MHD_create_response_from_callback(len, 4096, reset_reader, rb, reset_free);
+        if (resp == NULL)
+            reset_free(rb);
+    } else {
+        resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+        if (resp == NULL)
+            free(data);
+    }
+    if (resp == NULL)
+        return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type", "application/json;charset=UTF-8");
+    if (gz)
+        MHD_add_response_header(resp, "Content-Encoding", "gzip");
+    MHD_add_response_header(resp, "Server", "kdeals-sim");
+    if (latency_ms > 0) {
+        rq->pending = resp;
+        rq->pending_status = status;
+        rq->suspended = 1;
+        MHD_suspend_connection(conn);
+        schedule_resume(s, conn, kd_mono_ns() + latency_ms * KD_NS_PER_MS);
+        return MHD_YES;
+    }
+    enum MHD_Result r = MHD_queue_response(conn, status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+/* ---------- latency: suspend/resume ---------- */
+
+static void schedule_resume(struct sim_server *s, struct MHD_Connection *conn, int64_t due_ns)
+{
+    pthread_mutex_lock(&s->delay_mu);
+    if (s->n_delayed < MAX_DELAYED) {
+        s->delayed[s->n_delayed++] = (struct delayed){conn, due_ns};
+        pthread_cond_signal(&s->delay_cv);
+        pthread_mutex_unlock(&s->delay_mu);
+        return;
+    }
+    pthread_mutex_unlock(&s->delay_mu);
+    MHD_resume_connection(conn); /* table full: no extra latency rather than a stuck client */
+}
+
+static void *delay_main(void *arg)
+{
+    struct sim_server *s = arg;
+    pthread_mutex_lock(&s->delay_mu);
+    while (!s->delay_stop) {
+        int64_t now = kd_mono_ns(), next = INT64_MAX;
+        for (size_t i = 0; i < s->n_delayed;) {
+            if (s->delayed[i].due_ns <= now) {
+                MHD_resume_connection(s->delayed[i].conn);
+                s->delayed[i] = s->delayed[--s->n_delayed];
+            } else {
+                if (s->delayed[i].due_ns < next)
+                    next = s->delayed[i].due_ns;
+                i++;
+            }
+        }
+        if (next == INT64_MAX) {
+            pthread_cond_wait(&s->delay_cv, &s->delay_mu);
+        } else {
+            int64_t wait_ns = next - now;
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            int64_t t = (int64_t)ts.tv_sec * KD_NS_PER_SEC + ts.tv_nsec + wait_ns;
+            ts.tv_sec = (time_t)(t / KD_NS_PER_SEC);
+            ts.tv_nsec = (long)(t % KD_NS_PER_SEC);
+            pthread_cond_timedwait(&s->delay_cv, &s->delay_mu, &ts);
+        }
+    }
+    for (size_t i = 0; i < s->n_delayed; i++)
+        MHD_resume_connection(s->delayed[i].conn);
+    s->n_delayed = 0;
+    pthread_mutex_unlock(&s->delay_mu);
+    return NULL;
+}
+
+/* ---------- envelope helpers ---------- */
+
+struct call {
+    struct sim_server *s;
+    struct MHD_Connection *conn;
+    struct req *rq;
+    enum endpoint ep;
+    int64_t start_ns;
+};
+
+static const char *param(struct call *c, const char *name)
+{
+    return MHD_lookup_connection_value(c->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+static const char *param_cb(void *ctx, const char *name)
+{
+    return param(ctx, name);
+}
+
+static void envelope(struct call *c, struct sim_buf *b, const struct sim_bucket_view *v,
+                     int64_t consumed, int zeroed)
+{
+    struct sim_envelope e;
+    int64_t now = kd_mono_ns();
+    e.timestamp_ms = now_wall_ms(c->s, now);
+    e.tokens_left = zeroed ? 0 : v->balance;
+    e.refill_in_ms = zeroed ? 0 : v->refill_in_ms;
+    e.refill_rate = zeroed ? 0 : sim_faults_refill_rate(&c->s->faults, v->rate);
+    e.tokens_consumed = consumed;
+    e.processing_ms = (now - c->start_ns) / KD_NS_PER_MS;
+    sim_render_envelope(b, &e);
+}
+
+static void ledger_request(struct sim_server *s, enum endpoint ep, int64_t tokens, int was_429)
+{
+    pthread_mutex_lock(&s->ledger_mu);
+    s->requests++;
+    s->ep_requests[ep]++;
+    s->ep_tokens[ep] += tokens;
+    s->http_429 += was_429;
+    pthread_mutex_unlock(&s->ledger_mu);
+}
+
+static const char *error_type(unsigned status)
+{
+    switch (status) {
+    case 402:
+        return "paymentRequired";
+    case 404:
+        return "notFound";
+    case 413:
+        return "requestTooLarge";
+    case 500:
+        return "internalError";
+    case 503:
+        return "serviceUnavailable";
+    default:
+        return "invalidParameter";
+    }
+}
+
+/* An error answer: envelope (zeroed token fields when ZEROED) + error object, charged 0. */
+static enum MHD_Result send_error(struct call *c, unsigned status, int zeroed, const char *msg,
+                                  int64_t latency_ms)
+{
+    struct sim_bucket_view v;
+    sim_bucket_peek(&c->s->bucket, kd_mono_ns(), &v);
+    struct sim_buf b;
+    sim_buf_init(&b);
+    envelope(c, &b, &v, 0, zeroed);
+    sim_buf_puts(&b, "\"error\":{\"type\":");
+    sim_buf_str(&b, error_type(status));
+    sim_buf_puts(&b, ",\"message\":");
+    sim_buf_str(&b, status == 400 ? "You used an invalid parameter for this API call. Please "
+                                    "check the documentation: "
+                                    "https://keepa.com/#!discuss/c/api/apirequests/11"
+                                  : msg);
+    sim_buf_puts(&b, ",\"details\":");
+    sim_buf_str(&b, msg);
+    sim_buf_puts(&b, "}}");
+    if (c->ep != EP_OTHER || status != 404)
+        ledger_request(c->s, c->ep, 0, 0);
+    return send_body(c->s, c->conn, c->rq, status, &b, SHAPE_NONE, latency_ms);
+}
+
+static enum MHD_Result send_429(struct call *c, const struct sim_bucket_view *v, int64_t latency_ms)
+{
+    struct sim_buf b;
+    sim_buf_init(&b);
+    envelope(c, &b, v, 0, 0);
+    sim_buf_uncomma(&b);
+    sim_buf_putc(&b, '}');
+    ledger_request(c->s, c->ep, 0, 1);
+    return send_body(c->s, c->conn, c->rq, 429, &b, SHAPE_NONE, latency_ms);
+}
+
+/* Checks the key; 0 when accepted, else the status to answer (400 or 402). */
+static unsigned check_key(struct call *c)
+{
+    const char *key = param(c, "key");
+    if (key == NULL || *key == '\0')
+        return 400;
+    for (int i = 0; i < c->s->cfg.n_expired; i++)
+        if (strcmp(key, c->s->cfg.expired[i]) == 0)
+            return 402;
+    if (c->s->cfg.n_keys == 0)
+        return 0;
+    for (int i = 0; i < c->s->cfg.n_keys; i++)
+        if (strcmp(key, c->s->cfg.keys[i]) == 0)
+            return 0;
+    return 400;
+}
+
+static int domain_ok(const char *d)
+{
+    int64_t v;
+    if (d == NULL || sim_parse_i64(d, &v) != 0)
+        return 0;
+    return v >= 1 && v <= 12 && v != 7;
+}
+
+/*
+ * The common tail of a cost-bearing call: admission + charge of COST, then the envelope and
+ * PAYLOAD (a fragment of members without braces, or NULL), faults applied.
+ */
+static enum MHD_Result finish(struct call *c, struct sim_buf *payload, int64_t cost,
+                              const struct sim_fault_draw *fd)
+{
+    struct sim_server *s = c->s;
+    struct sim_bucket_view v;
+    int64_t charge = fd->no_products ? 0 : cost;
+    if (!sim_bucket_charge(&s->bucket, kd_mono_ns(), charge, 0, &v)) {
+        sim_buf_free(payload);
+        return send_429(c, &v, fd->latency_ms);
+    }
+    struct sim_buf b;
+    sim_buf_init(&b);
+    envelope(c, &b, &v, charge, 0);
+    if (!fd->no_products && payload != NULL && payload->len > 0)
+        sim_buf_put(&b, payload->data, payload->len);
+    sim_buf_uncomma(&b);
+    sim_buf_putc(&b, '}');
+    sim_buf_free(payload);
+    ledger_request(s, c->ep, charge, 0);
+    enum shape shape = fd->reset       ? SHAPE_RESET
+                       : fd->truncate  ? SHAPE_TRUNCATE
+                       : fd->malformed ? SHAPE_MALFORMED
+                                       : SHAPE_NONE;
+    return send_body(s, c->conn, c->rq, 200, &b, shape, fd->latency_ms);
+}
+
+/* Selection JSON from the query string, else from the request body. */
+static const char *selection_text(struct call *c, size_t *len)
+{
+    const char *sel = param(c, "selection");
+    if (sel != NULL && *sel != '\0') {
+        *len = strlen(sel);
+        return sel;
+    }
+    if (c->rq->body.len > 0) {
+        *len = c->rq->body.len;
+        return c->rq->body.data;
+    }
+    *len = 0;
+    return NULL;
+}
+
+/* ---------- /product ---------- */
+
+static void mark_asin(struct sim_server *s, int64_t idx)
+{
+    uint8_t bit = (uint8_t)(1u << (idx & 7));
+    uint8_t old = __atomic_fetch_or(&s->asin_seen[idx >> 3], bit, __ATOMIC_RELAXED);
+    if (!(old & bit))
+        __atomic_fetch_add(&s->asins_distinct, 1, __ATOMIC_RELAXED);
+}
+
+static enum MHD_Result ep_product(struct call *c, struct sim_fault_draw *fd)
+{
+    struct sim_server *s = c->s;
+    struct sim_product_req *r = malloc(sizeof(*r));
+    if (r == NULL)
+        return send_error(c, 500, 0, "out of memory", 0);
+    char err[160];
+    if (sim_product_req_parse(param_cb, c, s->cfg.offers_zero_ok, r, err, sizeof(err)) != 0) {
+        free(r);
+        return send_error(c, 400, 0, err, fd->latency_ms);
+    }
+    struct sim_bucket_view v;
+    sim_bucket_peek(&s->bucket, kd_mono_ns(), &v);
+    int64_t kmin = keepa_min_of(s, &v);
+    struct sim_buf pl;
+    sim_buf_init(&pl);
+    int64_t cost = 0;
+    int found = 0;
+    if (s->replay_product_tail != NULL) {
+        sim_buf_puts(&pl, s->replay_product_tail);
+        free(r);
+        return finish(c, &pl, s->replay_product_cost, fd);
+    }
+    sim_buf_puts(&pl, "\"products\":[");
+    struct sim_product *p = malloc(sizeof(*p));
+    if (p == NULL) {
+        free(r);
+        return send_error(c, 500, 0, "out of memory", 0);
+    }
+    for (int i = 0; i < r->n_ids; i++) {
+        int64_t idx = r->by_code ? sim_product_from_code(&s->cat, r->ids[i])
+                                 : sim_catalog_lookup(&s->cat, r->ids[i]);
+        if (idx < 0)
+            continue;
+        sim_catalog_product(&s->cat, idx, kmin, p);
+        struct sim_product_opts o = {r, 0};
+        int64_t pc = 1;
+        if (r->offers > 0) {
+            int32_t *slot = &s->offers_fetched_min[idx];
+            int32_t last = __atomic_load_n(slot, __ATOMIC_RELAXED);
+            int32_t rel = (int32_t)(kmin - s->base_keepa_min + 1);
+            if (sim_faults_offers_fail(&s->faults)) {
+                o.offers_failed = 1;
+                pc = 1;
+            } else if (r->update > 0 && last > 0 && rel - last < r->update * 60) {
+                pc = 5; /* offers fresher than `update` hours: flat 5, nothing refreshed */
+            } else {
+                pc = 6 * (int64_t)(sim_offer_pages(&s->cat, p, r->offers) > 0
+                                       ? sim_offer_pages(&s->cat, p, r->offers)
+                                       : 1);
+                __atomic_store_n(slot, rel, __ATOMIC_RELAXED);
+            }
+            if (r->stock && !o.offers_failed)
+                pc += 2;
+        } else if (r->buybox) {
+            pc += 2;
+        }
+        if (r->rating)
+            pc += 1;
+        if (r->update == 0 && p->last_update > kmin - 60)
+            pc += 1;
+        if (r->historical_variations && p->parent_idx >= 0)
+            pc += 1;
+        cost += pc;
+        sim_render_product(&pl, &s->cat, p, &o);
+        sim_buf_putc(&pl, ',');
+        found++;
+        mark_asin(s, idx);
+    }
+    free(p);
+    sim_buf_uncomma(&pl);
+    sim_buf_puts(&pl, "],");
+    pthread_mutex_lock(&s->ledger_mu);
+    s->asins_requested += r->n_ids;
+    pthread_mutex_unlock(&s->ledger_mu);
+    free(r);
+    if (found == 0) { /* 200 without `products` (KEEPA-API.md §2.2) */
+        sim_buf_free(&pl);
+    }
+    return finish(c, &pl, cost, fd);
+}
+
+/* ---------- /deal ---------- */
+
+/* Finds or computes the scan for SEL; copies the page slice. Returns 0 or -ENOMEM. */
+static int deal_lookup(struct sim_server *s, const struct sim_selection *sel, int64_t kmin,
+                       int64_t *page_idx, size_t *page_n, size_t *total, int64_t root_counts[32],
+                       int *cached, int64_t *scan_min)
+{
+    char key[DEAL_KEY_MAX];
+    sim_selection_key(sel, key, sizeof(key));
+    int64_t now = kd_mono_ns();
+    int64_t ttl = 2 * s->bucket.minute_ns;
+    size_t off = (size_t)sel->page * SIM_DEAL_PAGE;
+    pthread_mutex_lock(&s->cache_mu);
+    for (int i = 0; i < DEAL_CACHE_N; i++) {
+        struct deal_cache_entry *e = &s->cache[i];
+        if (e->used && now - e->created_ns < ttl && strcmp(e->key, key) == 0) {
+            e->lru = ++s->cache_clock;
+            *total = e->res.n;
+            *page_n = off < e->res.n ? e->res.n - off : 0;
+            if (*page_n > SIM_DEAL_PAGE)
+                *page_n = SIM_DEAL_PAGE;
+            memcpy(page_idx, e->res.idx + (off < e->res.n ? off : 0), *page_n * sizeof(int64_t));
+            memcpy(root_counts, e->res.root_counts, sizeof(e->res.root_counts));
+            *scan_min = e->res.keepa_min;
+            *cached = 1;
+            pthread_mutex_unlock(&s->cache_mu);
+            return 0;
+        }
+    }
+    pthread_mutex_unlock(&s->cache_mu);
+    struct sim_deal_result res;
+    if (sim_deal_scan(&s->cat, sel, kmin, SIM_DEAL_MAX_TOTAL, &res) != 0)
+        return -ENOMEM;
+    *total = res.n;
+    *page_n = off < res.n ? res.n - off : 0;
+    if (*page_n > SIM_DEAL_PAGE)
+        *page_n = SIM_DEAL_PAGE;
+    memcpy(page_idx, res.idx + (off < res.n ? off : 0), *page_n * sizeof(int64_t));
+    memcpy(root_counts, res.root_counts, sizeof(res.root_counts));
+    *scan_min = kmin;
+    *cached = 0;
+    pthread_mutex_lock(&s->cache_mu);
+    int victim = 0;
+    for (int i = 1; i < DEAL_CACHE_N; i++)
+        if (!s->cache[i].used || (s->cache[victim].used && s->cache[i].lru < s->cache[victim].lru))
+            victim = i;
+    struct deal_cache_entry *e = &s->cache[victim];
+    if (e->used)
+        sim_deal_result_free(&e->res);
+    e->used = 1;
+    snprintf(e->key, sizeof(e->key), "%s", key);
+    e->created_ns = now;
+    e->lru = ++s->cache_clock;
+    e->res = res;
+    pthread_mutex_unlock(&s->cache_mu);
+    return 0;
+}
+
+static enum MHD_Result ep_deal(struct call *c, struct sim_fault_draw *fd)
+{
+    struct sim_server *s = c->s;
+    size_t len;
+    const char *text = selection_text(c, &len);
+    struct sim_selection *sel = malloc(sizeof(*sel));
+    if (sel == NULL)
+        return send_error(c, 500, 0, "out of memory", 0);
+    char err[160];
+    if (sim_selection_parse(text, len, sel, err, sizeof(err)) != 0) {
+        free(sel);
+        return send_error(c, 400, 0, err, fd->latency_ms);
+    }
+    struct sim_buf pl;
+    sim_buf_init(&pl);
+    if (s->replay_deal_tail != NULL) {
+        free(sel);
+        sim_buf_puts(&pl, s->replay_deal_tail);
+        return finish(c, &pl, 5, fd);
+    }
+    struct sim_bucket_view v;
+    sim_bucket_peek(&s->bucket, kd_mono_ns(), &v);
+    int64_t kmin = keepa_min_of(s, &v);
+    int64_t page_idx[SIM_DEAL_PAGE], roots[32], scan_min;
+    size_t page_n = 0, total = 0;
+    int cached = 0;
+    if (sel->page > 66) {
+        memset(roots, 0, sizeof(roots));
+    } else if (deal_lookup(s, sel, kmin, page_idx, &page_n, &total, roots, &cached, &scan_min) !=
+               0) {
+        free(sel);
+        return send_error(c, 500, 0, "out of memory", 0);
+    }
+    free(sel);
+    sim_buf_puts(&pl, "\"deals\":{\"dr\":[");
+    struct sim_product p;
+    for (size_t i = 0; i < page_n; i++) {
+        sim_catalog_product(&s->cat, page_idx[i], scan_min, &p);
+        sim_render_deal(&pl, &s->cat, &p);
+        sim_buf_putc(&pl, ',');
+    }
+    sim_buf_uncomma(&pl);
+    sim_buf_puts(&pl, "],\"drDateIndex\":[],\"categoryIds\":[");
+    int nr = sim_catalog_root_count();
+    for (int i = 0; i < nr; i++)
+        if (roots[i] > 0)
+            sim_buf_printf(&pl, "%lld,", (long long)sim_catalog_root_id(i));
+    sim_buf_uncomma(&pl);
+    sim_buf_puts(&pl, "],\"categoryNames\":[");
+    for (int i = 0; i < nr; i++)
+        if (roots[i] > 0) {
+            sim_buf_str(&pl, sim_catalog_root_name(i));
+            sim_buf_putc(&pl, ',');
+        }
+    sim_buf_uncomma(&pl);
+    sim_buf_puts(&pl, "],\"categoryCount\":[");
+    for (int i = 0; i < nr; i++)
+        if (roots[i] > 0)
+            sim_buf_printf(&pl, "%lld,", (long long)roots[i]);
+    sim_buf_uncomma(&pl);
+    sim_buf_printf(&pl, "]},\"dealsCached\":%s,", cached ? "true" : "false");
+    (void)total;
+    return finish(c, &pl, 5, fd);
+}
+
+/* ---------- /seller ---------- */
+
+static enum MHD_Result ep_seller(struct call *c, struct sim_fault_draw *fd)
+{
+    struct sim_server *s = c->s;
+    const char *list = param(c, "seller");
+    if (list == NULL || *list == '\0')
+        return send_error(c, 400, 0, "seller is required", fd->latency_ms);
+    struct sim_bucket_view v;
+    sim_bucket_peek(&s->bucket, kd_mono_ns(), &v);
+    int64_t kmin = keepa_min_of(s, &v);
+    int64_t ids[100];
+    int n = 0, count = 0;
+    const char *p = list;
+    while (*p) {
+        const char *e = strchr(p, ',');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        if (l > 0) {
+            if (++count > 100)
+                return send_error(c, 400, 0, "at most 100 sellers per request", fd->latency_ms);
+            char id[32];
+            if (l < sizeof(id)) {
+                memcpy(id, p, l);
+                id[l] = '\0';
+                int64_t idx = strcmp(id, SIM_AMAZON_SELLER) == 0
+                                  ? SIM_SELLERS - 1
+                                  : sim_catalog_seller_lookup(&s->cat, id);
+                int dup = 0;
+                for (int i = 0; i < n; i++)
+                    dup |= ids[i] == idx;
+                if (idx >= 0 && !dup)
+                    ids[n++] = idx;
+            }
+        }
+        if (e == NULL)
+            break;
+        p = e + 1;
+    }
+    struct sim_buf pl;
+    sim_buf_init(&pl);
+    sim_buf_puts(&pl, "\"sellers\":{");
+    for (int i = 0; i < n; i++) {
+        char sid[14];
+        sim_catalog_seller_id(&s->cat, ids[i], sid);
+        sim_buf_key(&pl, sid);
+        sim_render_seller(&pl, &s->cat, ids[i], kmin);
+        sim_buf_putc(&pl, ',');
+    }
+    sim_buf_uncomma(&pl);
+    sim_buf_puts(&pl, "},");
+    const char *sf = param(c, "storefront");
+    int64_t cost = n + (sf != NULL && strcmp(sf, "1") == 0 && n > 0 ? 9 : 0);
+    return finish(c, &pl, cost, fd);
+}
+
+/* ---------- /query ---------- */
+
+static int64_t qvalue(const struct sim_product *p, enum sim_qfield f, int type)
+{
+    switch (f) {
+    case SIM_QF_CURRENT:
+        return p->cur[type];
+    case SIM_QF_AVG30:
+        return p->avg30[type];
+    case SIM_QF_AVG90:
+        return p->avg90[type];
+    case SIM_QF_AVG180:
+        return p->avg180[type];
+    case SIM_QF_AVG365:
+        return p->avg365[type];
+    case SIM_QF_DROPS30:
+        return p->drops30;
+    case SIM_QF_DROPS90:
+        return p->drops90;
+    }
+    return -1;
+}
+
+struct qhit {
+    int64_t key, idx;
+};
+
+static int cmp_qhit(const void *a, const void *b)
+{
+    const struct qhit *x = a, *y = b;
+    if (x->key != y->key)
+        return x->key < y->key ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static enum MHD_Result ep_query(struct call *c, struct sim_fault_draw *fd)
+{
+    struct sim_server *s = c->s;
+    size_t len;
+    const char *text = selection_text(c, &len);
+    struct sim_query q;
+    char err[160];
+    if (sim_query_parse(text, len, &q, err, sizeof(err)) != 0)
+        return send_error(c, 400, 0, err, fd->latency_ms);
+    if (q.page > 0 && (int64_t)q.page * q.per_page > 10000)
+        return send_error(c, 400, 0, "page * perPage must be <= 10000", fd->latency_ms);
+    struct sim_bucket_view v;
+    sim_bucket_peek(&s->bucket, kd_mono_ns(), &v);
+    int64_t kmin = keepa_min_of(s, &v);
+    size_t cap = 1024, n = 0;
+    struct qhit *hits = malloc(cap * sizeof(*hits));
+    if (hits == NULL)
+        return send_error(c, 500, 0, "out of memory", 0);
+    struct sim_product p;
+    for (int64_t i = 0; i < s->cat.products; i++) {
+        sim_catalog_product(&s->cat, i, kmin, &p);
+        int ok = 1;
+        if (q.n_roots > 0) {
+            ok = 0;
+            for (int k = 0; k < q.n_roots; k++)
+                ok |= q.roots[k] == p.root_cat;
+        }
+        for (int k = 0; ok && k < q.n_filters; k++) {
+            int64_t val = qvalue(&p, q.filters[k].field, q.filters[k].type);
+            if (val < 0 ||
+                (q.filters[k].is_lte ? val > q.filters[k].value : val < q.filters[k].value))
+                ok = 0;
+        }
+        if (!ok)
+            continue;
+        if (n == cap) {
+            struct qhit *nh = realloc(hits, cap * 2 * sizeof(*hits));
+            if (nh == NULL) {
+                free(hits);
+                return send_error(c, 500, 0, "out of memory", 0);
+            }
+            hits = nh;
+            cap *= 2;
+        }
+        int64_t key = 0;
+        if (q.sort_set) {
+            key = qvalue(&p, q.sort_field, q.sort_type);
+            if (key < 0)
+                key = q.sort_desc ? INT64_MIN + 1 : INT64_MAX;
+            else if (q.sort_desc)
+                key = -key;
+        }
+        hits[n++] = (struct qhit){key, i};
+    }
+    qsort(hits, n, sizeof(*hits), cmp_qhit);
+    size_t off = (size_t)q.page * (size_t)q.per_page;
+    size_t cnt = off < n ? n - off : 0;
+    if (cnt > (size_t)q.per_page)
+        cnt = (size_t)q.per_page;
+    struct sim_buf pl;
+    sim_buf_init(&pl);
+    sim_buf_puts(&pl, "\"asinList\":[");
+    for (size_t i = 0; i < cnt; i++) {
+        char asin[11];
+        sim_catalog_asin(&s->cat, hits[off + i].idx, asin);
+        sim_buf_str(&pl, asin);
+        sim_buf_putc(&pl, ',');
+    }
+    sim_buf_uncomma(&pl);
+    sim_buf_printf(&pl, "],\"totalResults\":%zu,", n);
+    free(hits);
+    int64_t cost = 10 + (int64_t)((cnt + 99) / 100);
+    const char *st = param(c, "stats");
+    if (st != NULL && strcmp(st, "1") == 0) {
+        cost += 30 + (int64_t)(n / 1000000);
+        sim_buf_printf(&pl, "\"searchInsights\":{\"totalResults\":%zu},", n);
+    }
+    return finish(c, &pl, cost, fd);
+}
+
+/* ---------- /token and dispatch ---------- */
+
+static enum MHD_Result ep_token(struct call *c)
+{
+    struct sim_bucket_view v;
+    sim_bucket_peek(&c->s->bucket, kd_mono_ns(), &v);
+    struct sim_buf b;
+    sim_buf_init(&b);
+    envelope(c, &b, &v, 0, 0);
+    sim_buf_uncomma(&b);
+    sim_buf_putc(&b, '}');
+    ledger_request(c->s, EP_TOKEN, 0, 0);
+    return send_body(c->s, c->conn, c->rq, 200, &b, SHAPE_NONE, 0);
+}
+
+static enum MHD_Result api(struct call *c)
+{
+    struct sim_server *s = c->s;
+    unsigned ks = check_key(c);
+    if (ks != 0)
+        return send_error(c, ks, 1, ks == 402 ? "access key expired" : "invalid access key", 0);
+    if (c->ep == EP_TOKEN)
+        return ep_token(c);
+    if (c->rq->too_big)
+        return send_error(c, 413, 0, "request body larger than 1 MiB", 0);
+    if (c->ep != EP_DEAL && !domain_ok(param(c, "domain")))
+        return send_error(c, 400, 0, "domain is missing or invalid", 0);
+    const char *offers = param(c, "offers");
+    int with_offers = c->ep == EP_PRODUCT && offers != NULL && *offers && strcmp(offers, "0");
+    struct sim_fault_draw fd;
+    sim_faults_draw(&s->faults, c->ep == EP_PRODUCT, with_offers, &fd);
+    struct sim_bucket_view v;
+    sim_bucket_peek(&s->bucket, kd_mono_ns(), &v);
+    if (fd.storm429 || v.balance <= 0)
+        return send_429(c, &v, fd.latency_ms);
+    if (fd.http500)
+        return send_error(c, 500, 0, "internal server error (injected)", fd.latency_ms);
+    if (fd.http503)
+        return send_error(c, 503, 0, "service unavailable (injected)", fd.latency_ms);
+    switch (c->ep) {
+    case EP_PRODUCT:
+        return ep_product(c, &fd);
+    case EP_DEAL:
+        return ep_deal(c, &fd);
+    case EP_SELLER:
+        return ep_seller(c, &fd);
+    case EP_QUERY:
+        return ep_query(c, &fd);
+    default:
+        return send_error(c, 404, 1, "unknown endpoint", 0);
+    }
+}
+
+/* ---------- /_sim control ---------- */
+
+static enum MHD_Result send_json(struct call *c, unsigned status, struct sim_buf *b)
+{
+    return send_body(c->s, c->conn, c->rq, status, b, SHAPE_NONE, 0);
+}
+
+static enum MHD_Result ctl_error(struct call *c, unsigned status, const char *msg)
+{
+    struct sim_buf b;
+    sim_buf_init(&b);
+    sim_buf_puts(&b, "{\"error\":");
+    sim_buf_str(&b, msg);
+    sim_buf_putc(&b, '}');
+    return send_json(c, status, &b);
+}
+
+static enum MHD_Result ctl_stats(struct call *c)
+{
+    struct sim_server *s = c->s;
+    int64_t earned, consumed, expired, balance, rate, inj[SIM_F_COUNT];
+    sim_bucket_totals(&s->bucket, kd_mono_ns(), &earned, &consumed, &expired, &balance, &rate);
+    sim_faults_counts(&s->faults, inj);
+    struct sim_buf b;
+    sim_buf_init(&b);
+    pthread_mutex_lock(&s->ledger_mu);
+    sim_buf_printf(&b,
+                   "{\"tokens_earned\":%lld,\"tokens_consumed\":%lld,\"tokens_expired\":%lld,"
+                   "\"tokens_left\":%lld,\"refill_rate\":%lld,\"http_429\":%lld,"
+                   "\"requests\":%lld,\"endpoints\":{",
+                   (long long)earned, (long long)consumed, (long long)expired, (long long)balance,
+                   (long long)rate, (long long)s->http_429, (long long)s->requests);
+    for (int i = 0; i < EP_COUNT; i++)
+        sim_buf_printf(&b, "\"%s\":{\"requests\":%lld,\"tokens\":%lld}%s", EP_NAMES[i],
+                       (long long)s->ep_requests[i], (long long)s->ep_tokens[i],
+                       i + 1 < EP_COUNT ? "," : "");
+    sim_buf_printf(&b, "},\"asins_requested\":%lld,\"asins_distinct\":%lld,\"faults_injected\":{",
+                   (long long)s->asins_requested,
+                   (long long)__atomic_load_n(&s->asins_distinct, __ATOMIC_RELAXED));
+    pthread_mutex_unlock(&s->ledger_mu);
+    for (int i = 0; i < SIM_F_COUNT; i++)
+        sim_buf_printf(&b, "\"%s\":%lld%s", sim_fault_name((enum sim_fault_kind)i),
+                       (long long)inj[i], i + 1 < SIM_F_COUNT ? "," : "");
+    struct sim_bucket_view v;
+    sim_bucket_peek(&s->bucket, kd_mono_ns(), &v);
+    sim_buf_printf(&b, "},\"keepa_minute\":%lld,\"products\":%lld,\"seed\":%llu}",
+                   (long long)keepa_min_of(s, &v), (long long)s->cat.products,
+                   (unsigned long long)s->cat.seed);
+    return send_json(c, 200, &b);
+}
+
+static enum MHD_Result ctl_faults(struct call *c, const char *method)
+{
+    struct sim_server *s = c->s;
+    if (strcmp(method, "POST") == 0) {
+        const char *spec = param(c, "spec");
+        if (spec == NULL && c->rq->body.len > 0)
+            spec = c->rq->body.data;
+        struct sim_fault_spec fs;
+        char err[160] = "";
+        if (sim_faults_parse(spec ? spec : "", &fs, err, sizeof(err)) != 0)
+            return ctl_error(c, 400, err);
+        sim_faults_replace(&s->faults, &fs);
+    }
+    struct sim_fault_spec cur;
+    sim_faults_get(&s->faults, &cur);
+    char text[1024];
+    sim_faults_format(&cur, text, sizeof(text));
+    struct sim_buf b;
+    sim_buf_init(&b);
+    sim_buf_puts(&b, "{\"spec\":");
+    sim_buf_str(&b, text);
+    sim_buf_putc(&b, '}');
+    return send_json(c, 200, &b);
+}
+
+static enum MHD_Result ctl_number(struct call *c, const char *name, int64_t *out)
+{
+    const char *v = param(c, name);
+    if (v == NULL || sim_parse_i64(v, out) != 0)
+        return MHD_NO;
+    return MHD_YES;
+}
+
+static enum MHD_Result ctl_oracle(struct call *c)
+{
+    struct sim_server *s = c->s;
+    size_t len;
+    const char *text = selection_text(c, &len);
+    struct sim_selection *sel = malloc(sizeof(*sel));
+    char err[160];
+    if (sel == NULL)
+        return ctl_error(c, 500, "out of memory");
+    if (sim_selection_parse(text, len, sel, err, sizeof(err)) != 0) {
+        free(sel);
+        return ctl_error(c, 400, err);
+    }
+    struct sim_bucket_view v;
+    sim_bucket_peek(&s->bucket, kd_mono_ns(), &v);
+    int64_t kmin = keepa_min_of(s, &v);
+    struct sim_deal_result res;
+    int rc = sim_deal_scan(&s->cat, sel, kmin, 0, &res);
+    free(sel);
+    if (rc != 0)
+        return ctl_error(c, 500, "out of memory");
+    struct sim_buf b;
+    sim_buf_init(&b);
+    sim_buf_printf(&b, "{\"keepa_minute\":%lld,\"count\":%zu,\"asins\":[", (long long)kmin, res.n);
+    for (size_t i = 0; i < res.n; i++) {
+        char asin[11];
+        sim_catalog_asin(&s->cat, res.idx[i], asin);
+        sim_buf_str(&b, asin);
+        sim_buf_putc(&b, ',');
+    }
+    sim_buf_uncomma(&b);
+    sim_buf_puts(&b, "]}");
+    sim_deal_result_free(&res);
+    return send_json(c, 200, &b);
+}
+
+static void truth_array(struct sim_buf *b, const char *key, const int64_t *v, int n)
+{
+    sim_buf_key(b, key);
+    sim_buf_putc(b, '[');
+    for (int i = 0; i < n; i++) {
+        sim_buf_int(b, v[i]);
+        if (i + 1 < n)
+            sim_buf_putc(b, ',');
+    }
+    sim_buf_puts(b, "],");
+}
+
+static enum MHD_Result ctl_product(struct call *c)
+{
+    struct sim_server *s = c->s;
+    const char *asin = param(c, "asin");
+    int64_t idx = asin ? sim_catalog_lookup(&s->cat, asin) : -1;
+    if (idx < 0)
+        return ctl_error(c, 404, "unknown asin");
+    struct sim_bucket_view v;
+    sim_bucket_peek(&s->bucket, kd_mono_ns(), &v);
+    struct sim_product p;
+    sim_catalog_product(&s->cat, idx, keepa_min_of(s, &v), &p);
+    struct sim_buf b;
+    sim_buf_init(&b);
+    sim_buf_printf(&b,
+                   "{\"asin\":\"%s\",\"index\":%lld,\"keepa_minute\":%lld,\"lastUpdate\":%lld,"
+                   "\"fresh\":%s,\"rootCategory\":%lld,\"categories\":[%lld,%lld],"
+                   "\"rating\":%d,\"reviews\":%d,\"hasAmazon\":%s,\"isVariation\":%s,"
+                   "\"variationPrimary\":%s,\"salesRankDrops30\":%d,\"salesRankDrops90\":%d,"
+                   "\"salesRankDrops180\":%d,\"salesRankDrops365\":%d,\"liveOffers\":%d,"
+                   "\"fbaFee\":%d,\"referralFeePercent\":%d,",
+                   p.asin, (long long)idx, (long long)p.keepa_min, (long long)p.last_update,
+                   !p.stale && p.last_update >= p.keepa_min - SIM_DEAL_FRESH_MIN ? "true" : "false",
+                   (long long)p.root_cat, (long long)p.cats[0], (long long)p.cats[1], p.rating,
+                   p.reviews, p.has_amazon ? "true" : "false", p.is_variation ? "true" : "false",
+                   p.variation_primary ? "true" : "false", p.drops30, p.drops90, p.drops180,
+                   p.drops365, p.has_amazon + p.n_new_offers + p.n_used_offers, p.fba_fee_cents,
+                   p.referral_pct);
+    truth_array(&b, "current", p.cur, SIM_CSV_TYPES);
+    truth_array(&b, "last", p.last, SIM_CSV_TYPES);
+    sim_buf_puts(&b, "\"avgByDateRange\":[");
+    for (int r = 0; r < SIM_DEAL_RANGES; r++) {
+        sim_buf_putc(&b, '[');
+        for (int i = 0; i < SIM_CSV_TYPES; i++) {
+            sim_buf_int(&b, p.avg_dr[r][i]);
+            if (i + 1 < SIM_CSV_TYPES)
+                sim_buf_putc(&b, ',');
+        }
+        sim_buf_puts(&b, r + 1 < SIM_DEAL_RANGES ? "]," : "]],");
+    }
+    truth_array(&b, "avg30", p.avg30, SIM_CSV_TYPES);
+    truth_array(&b, "avg90", p.avg90, SIM_CSV_TYPES);
+    truth_array(&b, "avg180", p.avg180, SIM_CSV_TYPES);
+    truth_array(&b, "avg365", p.avg365, SIM_CSV_TYPES);
+    sim_buf_uncomma(&b);
+    sim_buf_putc(&b, '}');
+    return send_json(c, 200, &b);
+}
+
+static enum MHD_Result control(struct call *c, const char *path, const char *method)
+{
+    struct sim_server *s = c->s;
+    if (strcmp(path, "/_sim/stats") == 0)
+        return ctl_stats(c);
+    if (strcmp(path, "/_sim/faults") == 0)
+        return ctl_faults(c, method);
+    if (strcmp(path, "/_sim/deals") == 0)
+        return ctl_oracle(c);
+    if (strcmp(path, "/_sim/product") == 0)
+        return ctl_product(c);
+    if (strcmp(path, "/_sim/refill-rate") == 0 || strcmp(path, "/_sim/tokens") == 0) {
+        int64_t n;
+        int rate = path[6] == 'r';
+        if (ctl_number(c, rate ? "rate" : "set", &n) != MHD_YES || (rate && n < 0))
+            return ctl_error(c, 400, rate ? "rate=N (N >= 0) is required" : "set=N is required");
+        if (rate)
+            sim_bucket_set_rate(&s->bucket, kd_mono_ns(), n);
+        else
+            sim_bucket_set_balance(&s->bucket, kd_mono_ns(), n);
+        return ctl_stats(c);
+    }
+    if (strcmp(path, "/_sim/reset") == 0) {
+        sim_bucket_reset_totals(&s->bucket);
+        sim_faults_reset_counts(&s->faults);
+        pthread_mutex_lock(&s->ledger_mu);
+        s->requests = s->http_429 = s->asins_requested = 0;
+        memset(s->ep_requests, 0, sizeof(s->ep_requests));
+        memset(s->ep_tokens, 0, sizeof(s->ep_tokens));
+        memset(s->asin_seen, 0, (size_t)((s->cat.products + 7) / 8));
+        __atomic_store_n(&s->asins_distinct, 0, __ATOMIC_RELAXED);
+        pthread_mutex_unlock(&s->ledger_mu);
+        return ctl_stats(c);
+    }
+    return ctl_error(c, 404, "unknown control endpoint");
+}
+
+/* ---------- MHD callbacks ---------- */
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    (void)version;
+    struct sim_server *s = cls;
+    struct req *rq = *con_cls;
+    if (rq == NULL) {
+        rq = calloc(1, sizeof(*rq));
+        if (rq == NULL)
+            return MHD_NO;
+        sim_buf_init(&rq->body);
+        rq->start_ns = kd_mono_ns();
+        *con_cls = rq;
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        if (!rq->too_big && rq->body.len + *upload_data_size <= SIM_MAX_BODY) {
+            sim_buf_put(&rq->body, upload_data, *upload_data_size);
+        } else {
+            rq->too_big = 1;
+            sim_buf_free(&rq->body);
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (rq->suspended) { /* resumed after injected latency */
+        rq->suspended = 0;
+        struct MHD_Response *resp = rq->pending;
+        rq->pending = NULL;
+        enum MHD_Result r = MHD_queue_response(conn, rq->pending_status, resp);
+        MHD_destroy_response(resp);
+        return r;
+    }
+    if (!sim_buf_ok(&rq->body))
+        rq->too_big = 1;
+    /* Normalise the path: a trailing slash never changes the result. */
+    char path[256];
+    size_t n = strlen(url);
+    if (n >= sizeof(path))
+        n = sizeof(path) - 1;
+    memcpy(path, url, n);
+    path[n] = '\0';
+    while (n > 1 && path[n - 1] == '/')
+        path[--n] = '\0';
+    struct call c = {s, conn, rq, EP_OTHER, rq->start_ns};
+    if (strncmp(path, "/_sim/", 6) == 0) {
+        if (rq->too_big)
+            return ctl_error(&c, 413, "request body larger than 1 MiB");
+        return control(&c, path, method);
+    }
+    if (strcmp(path, "/token") == 0)
+        c.ep = EP_TOKEN;
+    else if (strcmp(path, "/product") == 0)
+        c.ep = EP_PRODUCT;
+    else if (strcmp(path, "/deal") == 0)
+        c.ep = EP_DEAL;
+    else if (strcmp(path, "/seller") == 0)
+        c.ep = EP_SELLER;
+    else if (strcmp(path, "/query") == 0)
+        c.ep = EP_QUERY;
+    if (c.ep == EP_OTHER)
+        return send_error(&c, 404, 1, "unknown endpoint", 0);
+    return api(&c);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    struct req *rq = *con_cls;
+    if (rq == NULL)
+        return;
+    if (rq->pending != NULL)
+        MHD_destroy_response(rq->pending);
+    sim_buf_free(&rq->body);
+    free(rq);
+    *con_cls = NULL;
+}
+
+/* ---------- replay ---------- */
+
+static void emit_tree(struct sim_buf *b, yajl_val v, int depth)
+{
+    if (v == NULL || depth > 64) {
+        sim_buf_puts(b, "null");
+        return;
+    }
+    switch (v->type) {
+    case yajl_t_string:
+        sim_buf_str(b, v->u.string);
+        break;
+    case yajl_t_number:
+        sim_buf_puts(b, v->u.number.r);
+        break;
+    case yajl_t_true:
+        sim_buf_puts(b, "true");
+        break;
+    case yajl_t_false:
+        sim_buf_puts(b, "false");
+        break;
+    case yajl_t_object:
+        sim_buf_putc(b, '{');
+        for (size_t i = 0; i < v->u.object.len; i++) {
+            if (i)
+                sim_buf_putc(b, ',');
+            sim_buf_str(b, v->u.object.keys[i]);
+            sim_buf_putc(b, ':');
+            emit_tree(b, v->u.object.values[i], depth + 1);
+        }
+        sim_buf_putc(b, '}');
+        break;
+    case yajl_t_array:
+        sim_buf_putc(b, '[');
+        for (size_t i = 0; i < v->u.array.len; i++) {
+            if (i)
+                sim_buf_putc(b, ',');
+            emit_tree(b, v->u.array.values[i], depth + 1);
+        }
+        sim_buf_putc(b, ']');
+        break;
+    default:
+        sim_buf_puts(b, "null");
+    }
+}
+
+/* Loads a recorded body; returns the members after the envelope (ending with ','), or NULL. */
+static char *load_replay(const char *path, int64_t *consumed)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        kd_error("kdeals-sim: cannot open replay file %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct sim_buf raw;
+    sim_buf_init(&raw);
+    char chunk[65536];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        sim_buf_put(&raw, chunk, got);
+    fclose(f);
+    char ebuf[256];
+    yajl_val root = raw.data ? yajl_tree_parse(raw.data, ebuf, sizeof(ebuf)) : NULL;
+    sim_buf_free(&raw);
+    if (!YAJL_IS_OBJECT(root)) {
+        kd_error("kdeals-sim: replay file %s is not a JSON object", path);
+        yajl_tree_free(root);
+        return NULL;
+    }
+    static const char *env[] = {"timestamp",         "tokensLeft",         "refillIn",
+                                "refillRate",        "tokenFlowReduction", "tokensConsumed",
+                                "processingTimeInMs"};
+    struct sim_buf out;
+    sim_buf_init(&out);
+    for (size_t i = 0; i < root->u.object.len; i++) {
+        const char *k = root->u.object.keys[i];
+        int skip = 0;
+        for (size_t e = 0; e < sizeof(env) / sizeof(env[0]); e++)
+            skip |= strcmp(k, env[e]) == 0;
+        if (strcmp(k, "tokensConsumed") == 0 && YAJL_IS_INTEGER(root->u.object.values[i]))
+            *consumed = YAJL_GET_INTEGER(root->u.object.values[i]);
+        if (skip)
+            continue;
+        sim_buf_str(&out, k);
+        sim_buf_putc(&out, ':');
+        emit_tree(&out, root->u.object.values[i], 0);
+        sim_buf_putc(&out, ',');
+    }
+    yajl_tree_free(root);
+    if (!sim_buf_ok(&out)) {
+        sim_buf_free(&out);
+        return NULL;
+    }
+    return out.data ? out.data : strdup("");
+}
+
+/* ---------- start / stop ---------- */
+
+static int write_port_file(const char *path, unsigned port)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL)
+        return -errno;
+    fprintf(f, "%u\n", port);
+    if (fclose(f) != 0 || rename(tmp, path) != 0) {
+        int e = -errno;
+        unlink(tmp);
+        return e;
+    }
+    return 0;
+}
+
+int sim_server_start(const struct sim_config *cfg, struct sim_server **out)
+{
+    struct sim_server *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return -ENOMEM;
+    s->cfg = *cfg;
+    int rc = sim_catalog_init(&s->cat, cfg->seed, cfg->products, cfg->volatility);
+    if (rc != 0) {
+        kd_error("kdeals-sim: --products %lld / --volatility %g: out of range",
+                 (long long)cfg->products, cfg->volatility);
+        free(s);
+        return rc;
+    }
+    struct sim_fault_spec fs;
+    char err[160] = "";
+    if (sim_faults_parse(cfg->faults, &fs, err, sizeof(err)) != 0) {
+        kd_error("kdeals-sim: --faults: %s", err);
+        free(s);
+        return -EINVAL;
+    }
+    s->start_mono_ns = kd_mono_ns();
+    s->start_wall_ms = cfg->clock_ms > 0 ? cfg->clock_ms : kd_wall_ms();
+    s->base_keepa_min = kd_ms_to_keepa_min(s->start_wall_ms);
+    rc = sim_bucket_init(&s->bucket, cfg->minute_ms, cfg->bucket_minutes, cfg->refill_rate,
+                         cfg->start_tokens, s->start_mono_ns);
+    if (rc != 0) {
+        kd_error("kdeals-sim: --minute-ms, --bucket-minutes and --refill-rate must be >= 1, "
+                 ">= 1 and >= 0");
+        free(s);
+        return rc;
+    }
+    sim_faults_init(&s->faults, cfg->seed, &fs);
+    pthread_mutex_init(&s->ledger_mu, NULL);
+    pthread_mutex_init(&s->cache_mu, NULL);
+    pthread_mutex_init(&s->delay_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->delay_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    s->asin_seen = calloc((size_t)((cfg->products + 7) / 8), 1);
+    s->offers_fetched_min = calloc((size_t)cfg->products, sizeof(int32_t));
+    if (s->asin_seen == NULL || s->offers_fetched_min == NULL) {
+        kd_error("kdeals-sim: out of memory for %lld products", (long long)cfg->products);
+        sim_server_stop(s);
+        return -ENOMEM;
+    }
+    int64_t dummy = 0;
+    if (cfg->replay_deal != NULL &&
+        (s->replay_deal_tail = load_replay(cfg->replay_deal, &dummy)) == NULL) {
+        sim_server_stop(s);
+        return -EINVAL;
+    }
+    s->replay_product_cost = 1;
+    if (cfg->replay_product != NULL &&
+        (s->replay_product_tail = load_replay(cfg->replay_product, &s->replay_product_cost)) ==
+            NULL) {
+        sim_server_stop(s);
+        return -EINVAL;
+    }
+    if (pthread_create(&s->delay_thread, NULL, delay_main, s) != 0) {
+        kd_error("kdeals-sim: cannot start the latency thread");
+        sim_server_stop(s);
+        return -EAGAIN;
+    }
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)cfg->port);
+    if (inet_pton(AF_INET, cfg->listen_addr, &sa.sin_addr) != 1) {
+        kd_error("kdeals-sim: --listen %s: not an IPv4 address", cfg->listen_addr);
+        sim_server_stop(s);
+        return -EINVAL;
+    }
+    if (!cfg->listen_explicit && (ntohl(sa.sin_addr.s_addr) >> 24) != 127) {
+        kd_error("kdeals-sim: refusing to listen on non-loopback %s without --listen",
+                 cfg->listen_addr);
+        sim_server_stop(s);
+        return -EINVAL;
+    }
+    unsigned threads = cfg->threads > 0 ? (unsigned)cfg->threads : 2;
+    s->mhd = MHD_start_daemon(
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+        on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
+        threads, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)(cfg->max_connections > 0 ? cfg->max_connections : 1000),
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)(64 * 1024), MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
+    if (s->mhd == NULL) {
+        kd_error("kdeals-sim: cannot listen on %s:%d (port in use or no permission)",
+                 cfg->listen_addr, cfg->port);
+        sim_server_stop(s);
+        return -EADDRINUSE;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    unsigned port = di ? di->port : (unsigned)cfg->port;
+    if (cfg->port_file != NULL && (rc = write_port_file(cfg->port_file, port)) != 0) {
+        kd_error("kdeals-sim: cannot write --port-file %s: %s", cfg->port_file, strerror(-rc));
+        sim_server_stop(s);
+        return rc;
+    }
+    fprintf(stderr, "kdeals-sim: listening on http://%s:%u\n", cfg->listen_addr, port);
+    fflush(stderr);
+    *out = s;
+    return 0;
+}
+
+void sim_server_stop(struct sim_server *s)
+{
+    if (s == NULL)
+        return;
+    if (s->mhd != NULL)
+        MHD_quiesce_daemon(s->mhd);
+    if (s->delay_thread) {
+        pthread_mutex_lock(&s->delay_mu);
+        s->delay_stop = 1;
+        pthread_cond_signal(&s->delay_cv);
+        pthread_mutex_unlock(&s->delay_mu);
+        pthread_join(s->delay_thread, NULL);
+    }
+    if (s->mhd != NULL)
+        MHD_stop_daemon(s->mhd);
+    for (int i = 0; i < DEAL_CACHE_N; i++)
+        if (s->cache[i].used)
+            sim_deal_result_free(&s->cache[i].res);
+    free(s->asin_seen);
+    free(s->offers_fetched_min);
+    free(s->replay_deal_tail);
+    free(s->replay_product_tail);
+    sim_bucket_destroy(&s->bucket);
+    sim_faults_destroy(&s->faults);
+    pthread_mutex_destroy(&s->ledger_mu);
+    pthread_mutex_destroy(&s->cache_mu);
+    pthread_mutex_destroy(&s->delay_mu);
+    pthread_cond_destroy(&s->delay_cv);
+    free(s);
+}

@@ -1,0 +1,1538 @@
+/*
+ * test_sim_http.c: kdeals-sim over real HTTP, one test per KEEPA-API.md §11 statement (the
+ * test names carry the number), plus costs, the bucket over accelerated time, determinism,
+ * fixture shape conformance, replay, every fault mode, the ledger and hostile input.
+ *
+ * Each test starts its own build/kdeals-sim with --port 0 --port-file in kd_test_tmpdir(),
+ * waits for the port file (poll with a deadline), talks to it with libcurl and stops it with
+ * SIGTERM (asserting a clean exit 0). Bodies are fetched raw (gzip is decoded here with zlib)
+ * so Content-Encoding and Content-Length can be checked byte for byte. Time-dependent tests
+ * read refillIn and wait for that tick rather than guessing.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <yajl/yajl_tree.h>
+#include <zlib.h>
+
+#include "kd_test.h"
+
+#define SIM_BIN KD_BUILD_DIR "/kdeals-sim"
+
+struct sim {
+    pid_t pid;
+    int port;
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void nap_ms(int64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Starts the simulator with the NULL-terminated extra ARGS. */
+static struct sim sim_start_v(const char *const *args)
+{
+    static int n;
+    char port_file[512];
+    snprintf(port_file, sizeof(port_file), "%s/port.%d.%d", kd_test_tmpdir(), (int)getpid(), n++);
+    const char *argv[64];
+    int a = 0;
+    argv[a++] = SIM_BIN;
+    argv[a++] = "--port";
+    argv[a++] = "0";
+    argv[a++] = "--port-file";
+    argv[a++] = port_file;
+    argv[a++] = "--quiet";
+    for (int i = 0; args[i] && a < 62; i++)
+        argv[a++] = args[i];
+    argv[a] = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execv(SIM_BIN, (char *const *)argv);
+        _exit(127);
+    }
+    struct sim s = {pid, 0};
+    int64_t deadline = mono_ms() + 20000;
+    while (mono_ms() < deadline) {
+        FILE *f = fopen(port_file, "r");
+        if (f != NULL) {
+            int ok = fscanf(f, "%d", &s.port) == 1;
+            fclose(f);
+            if (ok && s.port > 0)
+                return s;
+        }
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            fail_msg("kdeals-sim exited early (status %d)", st);
+        nap_ms(5);
+    }
+    kill(pid, SIGKILL);
+    fail_msg("kdeals-sim wrote no port file within 20 s");
+    return s;
+}
+
+#define sim_start(...) sim_start_v((const char *const[]){__VA_ARGS__, NULL})
+
+static void sim_stop(struct sim *s)
+{
+    kill(s->pid, SIGTERM);
+    int st = 0;
+    waitpid(s->pid, &st, 0);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+struct resp {
+    long status;
+    char *raw;
+    size_t raw_len;
+    char *body; /* decoded */
+    size_t body_len;
+    int gz;
+    long content_length;
+    int retry_after;
+    CURLcode curl_rc;
+    yajl_val json;
+    double elapsed_ms;
+};
+
+struct growbuf {
+    char *p;
+    size_t n;
+};
+
+static size_t on_data(char *d, size_t sz, size_t nm, void *u)
+{
+    struct growbuf *g = u;
+    size_t n = sz * nm;
+    char *np = realloc(g->p, g->n + n + 1);
+    if (np == NULL)
+        return 0;
+    g->p = np;
+    memcpy(g->p + g->n, d, n);
+    g->n += n;
+    g->p[g->n] = '\0';
+    return n;
+}
+
+static size_t on_header(char *d, size_t sz, size_t nm, void *u)
+{
+    struct resp *r = u;
+    size_t n = sz * nm;
+    if (n > 17 && strncasecmp(d, "Content-Encoding:", 17) == 0 && strstr(d, "gzip"))
+        r->gz = 1;
+    if (n > 15 && strncasecmp(d, "Content-Length:", 15) == 0)
+        r->content_length = strtol(d + 15, NULL, 10);
+    if (n > 12 && strncasecmp(d, "Retry-After:", 12) == 0)
+        r->retry_after = 1;
+    return n;
+}
+
+static char *gunzip(const char *in, size_t len, size_t *out_len)
+{
+    z_stream zs;
+    memset(&zs, 0, sizeof(zs));
+    if (inflateInit2(&zs, 31) != Z_OK)
+        return NULL;
+    size_t cap = len * 8 + 1024;
+    char *out = malloc(cap + 1);
+    zs.next_in = (Bytef *)(uintptr_t)in;
+    zs.avail_in = (uInt)len;
+    int rc;
+    do {
+        if (zs.total_out == cap) {
+            cap *= 2;
+            out = realloc(out, cap + 1);
+        }
+        zs.next_out = (Bytef *)out + zs.total_out;
+        zs.avail_out = (uInt)(cap - zs.total_out);
+        rc = inflate(&zs, Z_NO_FLUSH);
+    } while (rc == Z_OK);
+    *out_len = zs.total_out;
+    inflateEnd(&zs);
+    if (rc != Z_STREAM_END) {
+        free(out);
+        return NULL;
+    }
+    out[*out_len] = '\0';
+    return out;
+}
+
+/* One request. METHOD "GET"/"POST"; BODY for POST (may be NULL); GZ adds Accept-Encoding. */
+static struct resp req(struct sim *s, const char *method, const char *path, const char *body,
+                       int gz)
+{
+    struct resp r;
+    memset(&r, 0, sizeof(r));
+    r.content_length = -1;
+    CURL *c = curl_easy_init();
+    size_t url_len = strlen(path) + 64;
+    char *url = malloc(url_len);
+    snprintf(url, url_len, "http://127.0.0.1:%d%s", s->port, path);
+    struct growbuf g = {NULL, 0};
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &g);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+    struct curl_slist *h = NULL;
+    if (gz)
+        h = curl_slist_append(h, "Accept-Encoding: gzip");
+    if (strcmp(method, "POST") == 0) {
+        curl_easy_setopt(c, CURLOPT_POST, 1L);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body ? body : "");
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)(body ? strlen(body) : 0));
+        h = curl_slist_append(h, "Content-Type: application/json; charset=UTF-8");
+    }
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    int64_t t0 = mono_ms();
+    r.curl_rc = curl_easy_perform(c);
+    r.elapsed_ms = (double)(mono_ms() - t0);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    free(url);
+    r.raw = g.p ? g.p : calloc(1, 1);
+    r.raw_len = g.n;
+    if (r.gz) {
+        r.body = gunzip(r.raw, r.raw_len, &r.body_len);
+    } else {
+        r.body = malloc(r.raw_len + 1);
+        memcpy(r.body, r.raw, r.raw_len + 1);
+        r.body_len = r.raw_len;
+    }
+    if (r.body != NULL) {
+        char err[128];
+        r.json = yajl_tree_parse(r.body, err, sizeof(err));
+    }
+    return r;
+}
+
+static void resp_free(struct resp *r)
+{
+    free(r->raw);
+    free(r->body);
+    yajl_tree_free(r->json);
+    memset(r, 0, sizeof(*r));
+}
+
+static struct resp get(struct sim *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static struct resp get(struct sim *s, const char *fmt, ...)
+{
+    char path[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(path, sizeof(path), fmt, ap);
+    va_end(ap);
+    return req(s, "GET", path, NULL, 1);
+}
+
+static yajl_val jget(yajl_val v, const char *key)
+{
+    if (!YAJL_IS_OBJECT(v))
+        return NULL;
+    for (size_t i = 0; i < v->u.object.len; i++)
+        if (strcmp(v->u.object.keys[i], key) == 0)
+            return v->u.object.values[i];
+    return NULL;
+}
+
+static long long jint(yajl_val v, const char *key)
+{
+    yajl_val x = jget(v, key);
+    if (!YAJL_IS_INTEGER(x))
+        fail_msg("%s is not an integer", key);
+    return YAJL_GET_INTEGER(x);
+}
+
+static yajl_val jidx(yajl_val a, size_t i)
+{
+    if (!YAJL_IS_ARRAY(a) || i >= a->u.array.len)
+        return NULL;
+    return a->u.array.values[i];
+}
+
+static size_t jlen(yajl_val a)
+{
+    return YAJL_IS_ARRAY(a) ? a->u.array.len : YAJL_IS_OBJECT(a) ? a->u.object.len : 0;
+}
+
+static char *urlenc(const char *s)
+{
+    CURL *c = curl_easy_init();
+    char *e = curl_easy_escape(c, s, 0);
+    char *out = strdup(e);
+    curl_free(e);
+    curl_easy_cleanup(c);
+    return out;
+}
+
+static long long balance(struct sim *s)
+{
+    struct resp r = get(s, "/token?key=k");
+    assert_int_equal(r.status, 200);
+    long long b = jint(r.json, "tokensLeft");
+    resp_free(&r);
+    return b;
+}
+
+static void set_tokens(struct sim *s, long long n)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/_sim/tokens?set=%lld", n);
+    struct resp r = req(s, "POST", path, NULL, 0);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+}
+
+static void set_faults(struct sim *s, const char *spec)
+{
+    char *e = urlenc(spec);
+    char path[1024];
+    snprintf(path, sizeof(path), "/_sim/faults?spec=%s", e);
+    free(e);
+    struct resp r = req(s, "POST", path, NULL, 0);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+}
+
+/* The first N ASINs the oracle lists for SELECTION. */
+static int oracle(struct sim *s, const char *selection, char asins[][11], int max)
+{
+    char *e = urlenc(selection);
+    struct resp r = get(s, "/_sim/deals?selection=%s", e);
+    free(e);
+    assert_int_equal(r.status, 200);
+    yajl_val list = jget(r.json, "asins");
+    int n = (int)jlen(list);
+    for (int i = 0; i < n && i < max; i++)
+        snprintf(asins[i], 11, "%s", YAJL_GET_STRING(jidx(list, (size_t)i)));
+    int count = (int)jint(r.json, "count");
+    resp_free(&r);
+    return count;
+}
+
+/* An ASIN of the catalog: index I of an unfiltered oracle listing. */
+static void some_asins(struct sim *s, char out[][11], int n)
+{
+    int got = oracle(s, "{\"priceTypes\":[1],\"isRisers\":false}", out, n);
+    assert_true(got >= n);
+}
+
+static const char *ENV_KEYS[7] = {"timestamp",         "tokensLeft",         "refillIn",
+                                  "refillRate",        "tokenFlowReduction", "tokensConsumed",
+                                  "processingTimeInMs"};
+
+static void assert_envelope(yajl_val v)
+{
+    assert_true(YAJL_IS_OBJECT(v));
+    assert_true(v->u.object.len >= 7);
+    for (int i = 0; i < 7; i++) {
+        assert_string_equal(v->u.object.keys[i], ENV_KEYS[i]);
+        if (i == 4)
+            assert_true(YAJL_IS_NUMBER(v->u.object.values[i]));
+        else
+            assert_true(YAJL_IS_INTEGER(v->u.object.values[i]));
+    }
+}
+
+/* §11.1 */
+static void test_11_01_trailing_slash(void **state)
+{
+    (void)state;
+    struct sim s = sim_start("--clock-ms", "1790000000000");
+    char a[1][11];
+    some_asins(&s, a, 1);
+    const char *paths[] = {"/token?key=k", "/token/?key=k"};
+    for (int i = 0; i < 2; i++) {
+        struct resp r = get(&s, "%s", paths[i]);
+        assert_int_equal(r.status, 200);
+        assert_envelope(r.json);
+        resp_free(&r);
+    }
+    struct resp p1 = get(&s, "/product?key=k&domain=1&asin=%s&stats=30", a[0]);
+    struct resp p2 = get(&s, "/product/?key=k&domain=1&asin=%s&stats=30", a[0]);
+    assert_int_equal(p1.status, 200);
+    assert_int_equal(p2.status, 200);
+    const char *b1 = strstr(p1.body, "\"products\""), *b2 = strstr(p2.body, "\"products\"");
+    assert_non_null(b1);
+    assert_non_null(b2);
+    assert_string_equal(b1, b2);
+    resp_free(&p1);
+    resp_free(&p2);
+    sim_stop(&s);
+}
+
+/* §11.2 */
+static void test_11_02_get_and_post(void **state)
+{
+    (void)state;
+    struct sim s = sim_start("--products", "5000");
+    struct resp t = req(&s, "POST", "/token?key=k", NULL, 1);
+    assert_int_equal(t.status, 200);
+    resp_free(&t);
+    char a[1][11];
+    some_asins(&s, a, 1);
+    char path[256];
+    snprintf(path, sizeof(path), "/product?key=k&domain=1&asin=%s", a[0]);
+    struct resp p = req(&s, "POST", path, NULL, 1);
+    assert_int_equal(p.status, 200);
+    assert_int_equal(jlen(jget(p.json, "products")), 1);
+    resp_free(&p);
+    const char *sel = "{\"domainId\":1,\"priceTypes\":[2],\"sortType\":4,\"page\":0}";
+    char *e = urlenc(sel);
+    struct resp g = get(&s, "/deal?key=k&selection=%s", e);
+    free(e);
+    struct resp po = req(&s, "POST", "/deal?key=k", sel, 1);
+    assert_int_equal(g.status, 200);
+    assert_int_equal(po.status, 200);
+    yajl_val dg = jget(jget(g.json, "deals"), "dr"), dp = jget(jget(po.json, "deals"), "dr");
+    assert_true(jlen(dg) > 0);
+    assert_int_equal(jlen(dg), jlen(dp));
+    for (size_t i = 0; i < jlen(dg); i++)
+        assert_string_equal(YAJL_GET_STRING(jget(jidx(dg, i), "asin")),
+                            YAJL_GET_STRING(jget(jidx(dp, i), "asin")));
+    resp_free(&g);
+    resp_free(&po);
+    sim_stop(&s);
+}
+
+/* §11.3 */
+static void test_11_03_keys(void **state)
+{
+    (void)state;
+    struct sim s = sim_start("--keys", "K1,K2", "--expired-keys", "KX");
+    const char *bad[] = {"/token", "/token?key=", "/token?key=nope",
+                         "/product?key=nope&domain=1&asin=B000000000"};
+    for (size_t i = 0; i < 4; i++) {
+        struct resp r = get(&s, "%s", bad[i]);
+        assert_int_equal(r.status, 400);
+        assert_envelope(r.json);
+        assert_int_equal(jint(r.json, "tokensLeft"), 0);
+        assert_int_equal(jint(r.json, "refillIn"), 0);
+        assert_int_equal(jint(r.json, "refillRate"), 0);
+        assert_string_equal(YAJL_GET_STRING(jget(jget(r.json, "error"), "type")),
+                            "invalidParameter");
+        resp_free(&r);
+    }
+    struct resp x = get(&s, "/token?key=KX");
+    assert_int_equal(x.status, 402);
+    assert_envelope(x.json);
+    assert_non_null(jget(x.json, "error"));
+    resp_free(&x);
+    struct resp ok = get(&s, "/token?key=K2");
+    assert_int_equal(ok.status, 200);
+    assert_int_equal(jint(ok.json, "tokensLeft"), 300);
+    resp_free(&ok);
+    sim_stop(&s);
+    /* Without --keys any non-empty key works. */
+    struct sim s2 = sim_start("--products", "100");
+    struct resp any = get(&s2, "/token?key=whatever");
+    assert_int_equal(any.status, 200);
+    resp_free(&any);
+    sim_stop(&s2);
+}
+
+/* §11.4 */
+static void test_11_04_unknown_params(void **state)
+{
+    (void)state;
+    struct sim s = sim_start("--clock-ms", "1790000000000");
+    char a[1][11];
+    some_asins(&s, a, 1);
+    struct resp p1 = get(&s, "/product?key=k&domain=1&asin=%s&stats=30", a[0]);
+    struct resp p2 = get(&s,
+                         "/product?key=k&domain=1&asin=%s&stats=30&only_live_offers=1&fbafees=1&"
+                         "category=1&foo=bar",
+                         a[0]);
+    assert_int_equal(p2.status, 200);
+    assert_string_equal(strstr(p1.body, "\"products\""), strstr(p2.body, "\"products\""));
+    assert_int_equal(jint(p1.json, "tokensConsumed"), jint(p2.json, "tokensConsumed"));
+    resp_free(&p1);
+    resp_free(&p2);
+    sim_stop(&s);
+}
+
+/* §11.5 */
+static void test_11_05_envelope_everywhere(void **state)
+{
+    (void)state;
+    struct sim s = sim_start("--products", "3000");
+    char a[1][11];
+    some_asins(&s, a, 1);
+    char *sel = urlenc("{\"priceTypes\":[2]}");
+    char *q = urlenc("{\"current_SALES_lte\":100000,\"perPage\":50}");
+    char paths[6][512];
+    snprintf(paths[0], 512, "/token?key=k");
+    snprintf(paths[1], 512, "/product?key=k&domain=1&asin=%s&offers=20&stats=90", a[0]);
+    snprintf(paths[2], 512, "/deal?key=k&selection=%s", sel);
+    snprintf(paths[3], 512, "/seller?key=k&domain=1&seller=ATVPDKIKX0DER");
+    snprintf(paths[4], 512, "/query?key=k&domain=1&selection=%s", q);
+    snprintf(paths[5], 512, "/product?key=k&domain=1");
+    for (int i = 0; i < 6; i++) {
+        struct resp r = get(&s, "%s", paths[i]);
+        assert_int_equal(r.status, i == 5 ? 400 : 200);
+        assert_envelope(r.json);
+        resp_free(&r);
+    }
+    struct resp d = get(&s, "%s", paths[2]);
+    yajl_val o = d.json;
+    assert_string_equal(o->u.object.keys[o->u.object.len - 1], "dealsCached");
+    assert_string_equal(o->u.object.keys[o->u.object.len - 2], "deals");
+    resp_free(&d);
+    free(sel);
+    free(q);
+    sim_stop(&s);
+}
+
+/* §11.6 */
+static void test_11_06_timestamp(void **state)
+{
+    (void)state;
+    struct sim s = sim_start("--products", "100");
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    long long before = (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+    struct resp r = get(&s, "/token?key=k");
+    gettimeofday(&tv, NULL);
+    long long after = (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+    long long ts = jint(r.json, "timestamp");
+    assert_true(ts >= before - 5 && ts <= after + 5);
+    resp_free(&r);
+    sim_stop(&s);
+    struct sim t = sim_start("--products", "100", "--clock-ms", "1746053307585");
+    struct resp r2 = get(&t, "/token?key=k");
+    long long ts2 = jint(r2.json, "timestamp");
+    assert_true(ts2 >= 1746053307585LL && ts2 < 1746053307585LL + 60000);
+    resp_free(&r2);
+    sim_stop(&t);
+}
+
+static void check_encoding(struct sim *s, const char *path, const char *method, long status)
+{
+    struct resp z = req(s, method, path, NULL, 1);
+    assert_int_equal(z.status, status);
+    assert_true(z.gz);
+    assert_int_equal(z.content_length, (long)z.raw_len);
+    assert_non_null(z.body);
+    assert_non_null(z.json);
+    assert_envelope(z.json);
+    resp_free(&z);
+    struct resp p = req(s, method, path, NULL, 0);
+    assert_int_equal(p.status, status);
+    assert_false(p.gz);
+    assert_int_equal(p.content_length, (long)p.raw_len);
+    assert_non_null(p.json);
+    assert_envelope(p.json);
+    resp_free(&p);
+}
+
+/* §11.7 */
+static void test_11_07_gzip_every_body(void **state)
+{
+    (void)state;
+    struct sim s = sim_start("--products", "1000", "--expired-keys", "KX");
+    char a[1][11];
+    some_asins(&s, a, 1);
+    char ok[256], bad[256];
+    snprintf(ok, sizeof(ok), "/product?key=k&domain=1&asin=%s&stats=90", a[0]);
+    snprintf(bad, sizeof(bad), "/product?key=k&domain=1&asin=%s&offers=0", a[0]);
+    check_encoding(&s, "/token?key=k", "GET", 200);
+    check_encoding(&s, ok, "GET", 200);
+    check_encoding(&s, bad, "GET", 400);
+    check_encoding(&s, "/token?key=KX", "GET", 402);
+    check_encoding(&s, "/nothing?key=k", "GET", 404);
+    set_tokens(&s, 0);
+    check_encoding(&s, ok, "GET", 429);
+    set_tokens(&s, 100);
+    set_faults(&s, "http500=1");
+    check_encoding(&s, ok, "GET", 500);
+    set_faults(&s, "http503=1");
+    check_encoding(&s, ok, "GET", 503);
+    sim_stop(&s);
+}
+
+/* Waits until the next tick after the one announced by refillIn; returns the new balance. */
+static long long wait_tick(struct sim *s, long long *before)
+{
+    struct resp r = get(s, "/token?key=k");
+    long long in = jint(r.json, "refillIn");
+    *before = jint(r.json, "tokensLeft");
+    resp_free(&r);
+    nap_ms(in + 30);
+    return balance(s);
+}
+
+/* §11.8 */
+static void test_11_08_bucket_refill_and_cap(void **state)
+{
+    (void)state;
+    struct sim s = sim_start("--products", "100", "--minute-ms", "400", "--refill-rate", "5",
+                             "--bucket-minutes", "4", "--start-tokens", "3");
+    struct resp r = get(&s, "/token?key=k");
+    long long in = jint(r.json, "refillIn");
+    assert_true(in > 0 && in <= 400);
+    assert_int_equal(jint(r.json, "refillRate"), 5);
+    resp_free(&r);
+    long long before, after;
+    after = wait_tick(&s, &before);
+    assert_int_equal(after - before, 5);
+    /* near the cap (4 * 5 = 20): the tick fills it and the excess expires */
+    set_tokens(&s, 18);
+    after = wait_tick(&s, &before);
+    assert_int_equal(before, 18);
+    assert_int_equal(after, 20);
+    after = wait_tick(&s, &before);
+    assert_int_equal(after, 20);
+    struct resp st = get(&s, "/_sim/stats");
+    assert_true(jint(st.json, "tokens_expired") >= 3 + 5);
+    resp_free(&st);
+    sim_stop(&s);
+}
+
+/* §11.9 and §11.10 */
+static void test_11_09_10_admission_and_429(void **state)
+{
+    (void)state;
+    struct sim s = sim_start("--products", "2000", "--start-tokens", "1");
+    char a[3][11];
+    some_asins(&s, a, 3);
+    struct resp p = get(&s, "/product?key=k&domain=1&asin=%s,%s,%s&offers=20", a[0], a[1], a[2]);
+    assert_int_equal(p.status, 200);
+    long long cost = jint(p.json, "tokensConsumed");
+    assert_true(cost >= 18);
+    assert_int_equal(jint(p.json, "tokensLeft"), 1 - cost);
+    resp_free(&p);
+    assert_int_equal(balance(&s), 1 - cost);
+    struct resp q = get(&s, "/product?key=k&domain=1&asin=%s", a[0]);
+    assert_int_equal(q.status, 429);
+    assert_envelope(q.json);
+    assert_int_equal(q.json->u.object.len, 7);
+    assert_int_equal(jint(q.json, "tokensConsumed"), 0);
+    assert_int_equal(jint(q.json, "tokensLeft"), 1 - cost);
+    assert_null(jget(q.json, "error"));
+    assert_false(q.retry_after);
+    resp_free(&q);
+    assert_int_equal(balance(&s), 1 - cost);
+    set_tokens(&s, 0); /* exactly 0 is refused too */
+    struct resp z = get(&s, "/deal?key=k&selection=%%7B%%22priceTypes%%22%%3A2%%7D");
+    assert_int_equal(z.status, 429);
+    resp_free(&z);
+    set_tokens(&s, 1);
+    struct resp o = get(&s, "/deal?key=k&selection=%%7B%%22priceTypes%%22%%3A2%%7D");
+    assert_int_equal(o.status, 200);
+    assert_int_equal(jint(o.json, "tokensLeft"), -4);
+    resp_free(&o);
+    sim_stop(&s);
+}
+
+/* §11.11 */
+static void test_11_11_token_free(void **state)
+{
+    (void)state;
+    struct sim s = sim_start("--products", "100");
+    set_tokens(&s, -50);
+    for (int i = 0; i < 5; i++) {
+        struct resp r = get(&s, "/token/?key=k");
+        assert_int_equal(r.status, 200);
+        assert_int_equal(jint(r.json, "tokensConsumed"), 0);
+        assert_int_equal(jint(r.json, "tokensLeft"), -50);
+        resp_free(&r);
+    }
+    sim_stop(&s);
+}
+
+/* Cost of one /product call, checking tokensConsumed == balance change. */
+static long long product_cost(struct sim *s, const char *query)
+{
+    long long b0 = balance(s);
+    struct resp r = get(s, "/product?key=k&domain=1&%s", query);
+    assert_int_equal(r.status, 200);
+    long long c = jint(r.json, "tokensConsumed");
+    assert_int_equal(jint(r.json, "tokensLeft"), b0 - c);
+    resp_free(&r);
+    assert_int_equal(balance(s), b0 - c);
+    return c;
+}
+
+static long long truth_int(struct sim *s, const char *asin, const char *key)
+{
+    struct resp r = get(s, "/_sim/product?asin=%s", asin);
+    assert_int_equal(r.status, 200);
+    long long v = jint(r.json, key);
+    resp_free(&r);
+    return v;
+}
+
+/* §11.12 and the cost table of §3.1 */
+static void test_11_12_product_costs(void **state)
+{
+    (void)state;
+    struct sim s =
+        sim_start("--products", "3000", "--start-tokens", "100000", "--refill-rate", "2000");
+    char a[4][11], q[512];
+    some_asins(&s, a, 4);
+    snprintf(q, sizeof(q), "asin=%s,%s", a[0], a[1]);
+    assert_int_equal(product_cost(&s, q), 2);
+    snprintf(q, sizeof(q), "asin=%s&stats=180&history=1&days=30", a[0]);
+    assert_int_equal(product_cost(&s, q), 1);
+    snprintf(q, sizeof(q), "asin=%s&buybox=1", a[0]);
+    assert_int_equal(product_cost(&s, q), 3);
+    snprintf(q, sizeof(q), "asin=%s&rating=1", a[0]);
+    assert_int_equal(product_cost(&s, q), 2);
+    snprintf(q, sizeof(q), "asin=%s&stock=0&history=1&rating=0&buybox=0&videos=0&aplus=0", a[0]);
+    assert_int_equal(product_cost(&s, q), 1);
+    /* unknown ASIN: charged 0, no products key */
+    assert_int_equal(product_cost(&s, "asin=XXXXXXXXXX"), 0);
+    struct resp u = get(&s, "/product?key=k&domain=1&asin=XXXXXXXXXX");
+    assert_null(jget(u.json, "products"));
+    resp_free(&u);
+    /* offers: 6 per page of 10 found offers (at least one page), buybox ignored */
+    for (int i = 0; i < 2; i++) {
+        long long live = truth_int(&s, a[2 + i], "liveOffers");
+        long long n = i == 0 ? 20 : 100;
+        long long found = live < n ? live : n;
+        long long pages = (found + 9) / 10;
+        snprintf(q, sizeof(q), "asin=%s&offers=%lld&buybox=1&update=1", a[2 + i], n);
+        assert_int_equal(product_cost(&s, q), 6 * (pages > 0 ? pages : 1));
+        /* the same offers again within `update` hours: flat 5 */
+        assert_int_equal(product_cost(&s, q), 5);
+        /* update=0: always live, +1 when Keepa updated it less than an hour ago */
+        long long fresh =
+            truth_int(&s, a[2 + i], "lastUpdate") > truth_int(&s, a[2 + i], "keepa_minute") - 60;
+        snprintf(q, sizeof(q), "asin=%s&offers=%lld&update=0&stock=1&rating=1", a[2 + i], n);
+        assert_int_equal(product_cost(&s, q), 6 * (pages > 0 ? pages : 1) + 2 + 1 + fresh);
+    }
+    sim_stop(&s);
+}
+
+/* §11.13 */
+static void test_11_13_limits_zeros_stats(void **state)
+{
+    (void)state;
+    struct sim s = sim_start("--products", "3000");
+    char a[1][11];
+    some_asins(&s, a, 1);
+    char list[101 * 11 + 1] = "";
+    for (int i = 0; i < 100; i++) {
+        strcat(list, i ? "," : "");
+        strcat(list, a[0]);
+    }
+    struct resp r = get(&s, "/product?key=k&domain=1&asin=%s", list);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    strcat(list, ",");
+    strcat(list, a[0]);
+    r = get(&s, "/product?key=k&domain=1&asin=%s", list);
+    assert_int_equal(r.status, 400);
+    assert_int_equal(jint(r.json, "tokensConsumed"), 0);
+    resp_free(&r);
+    const char *forms[] = {"stats=90", "stats=1444000000000,1445000000000",
+                           "stats=2015-10-20,2015-12-24", "stats=0"};
+    for (int i = 0; i < 4; i++) {
+        r = get(&s,
+                "/product?key=k&domain=1&asin=%s&%s&history=0&days=0&rating=0&buybox=0&stock=0&"
+                "update=0&only-live-offers=0",
+                a[0], forms[i]);
+        assert_int_equal(r.status, 200);
+        yajl_val p = jidx(jget(r.json, "products"), 0);
+        assert_true(YAJL_IS_NULL(jget(p, "csv")));
+        assert_true(YAJL_IS_OBJECT(jget(p, "stats")));
+        resp_free(&r);
+    }
+    r = get(&s, "/product?key=k&domain=1&asin=%s&stats=soon", a[0]);
+    assert_int_equal(r.status, 400);
+    resp_free(&r);
+    r = get(&s, "/product?key=k&domain=1&asin=%s&history=x", a[0]);
+    assert_int_equal(r.status, 400);
+    resp_free(&r);
+    r = get(&s, "/product?key=k&asin=%s", a[0]); /* no domain */
+    assert_int_equal(r.status, 400);
+    resp_free(&r);
+    sim_stop(&s);
+}
+
+/* §11.14 */
+static void test_11_14_offers_zero(void **state)
+{
+    (void)state;
+    struct sim s = sim_start("--products", "300");
+    char a[1][11];
+    some_asins(&s, a, 1);
+    struct resp r = get(&s, "/product?key=k&domain=1&asin=%s&offers=0", a[0]);
+    assert_int_equal(r.status, 400);
+    assert_string_equal(YAJL_GET_STRING(jget(jget(r.json, "error"), "type")), "invalidParameter");
+    resp_free(&r);
+    sim_stop(&s);
+    struct sim t = sim_start("--products", "300", "--offers-zero-ok");
+    r = get(&t, "/product?key=k&domain=1&asin=%s&offers=0", a[0]);
+    assert_int_equal(r.status, 200);
+    assert_null(jget(jidx(jget(r.json, "products"), 0), "offers"));
+    assert_int_equal(jint(r.json, "tokensConsumed"), 1);
+    resp_free(&r);
+    sim_stop(&t);
+}
+
+/* §11.15 and §11.16 */
+static void test_11_15_16_offers_and_shapes(void **state)
+{
+    (void)state;
+    struct sim s = sim_start("--products", "3000");
+    /* a product with used offers: any USED deal */
+    char a[1][11];
+    assert_true(oracle(&s, "{\"priceTypes\":[2]}", a, 1) > 0);
+    struct resp w = get(&s, "/product?key=k&domain=1&asin=%s&offers=20&stats=90", a[0]);
+    struct resp n = get(&s, "/product?key=k&domain=1&asin=%s&stats=90", a[0]);
+    yajl_val pw = jidx(jget(w.json, "products"), 0), pn = jidx(jget(n.json, "products"), 0);
+    yajl_val offers = jget(pw, "offers");
+    assert_true(jlen(offers) > 0);
+    for (size_t i = 0; i < jlen(offers); i++) {
+        yajl_val csv = jget(jidx(offers, i), "offerCSV");
+        assert_true(jlen(csv) > 0 && jlen(csv) % 3 == 0);
+        long long cond = jint(jidx(offers, i), "condition");
+        assert_true(cond >= 1 && cond <= 10);
+    }
+    assert_true(YAJL_IS_ARRAY(jget(pw, "liveOffersOrder")));
+    assert_true(jlen(jget(pw, "liveOffersOrder")) > 0);
+    assert_true(jint(jget(pw, "stats"), "offerCountFBA") >= 0);
+    assert_true(jint(jget(pw, "stats"), "offerCountFBM") >= 0);
+    assert_true(jget(pw, "offersSuccessful")->type == yajl_t_true);
+    yajl_val cw = jget(pw, "csv"), cn = jget(pn, "csv");
+    assert_int_equal(jlen(cw), 36);
+    assert_int_equal(jlen(cn), 36);
+    /* used sub-conditions and offer series only with offers; triples are multiples of 3 */
+    for (int t = 19; t <= 22; t++) {
+        assert_true(YAJL_IS_ARRAY(jidx(cw, (size_t)t)));
+        assert_int_equal(jlen(jidx(cw, (size_t)t)) % 3, 0);
+        assert_true(YAJL_IS_NULL(jidx(cn, (size_t)t)));
+    }
+    assert_true(YAJL_IS_NULL(jidx(cn, 10)));
+    assert_true(jlen(jidx(cn, 3)) % 2 == 0 && jlen(jidx(cn, 3)) >= 2);
+    assert_null(jget(pn, "offers"));
+    assert_true(YAJL_IS_NULL(jget(pn, "liveOffersOrder")));
+    assert_int_equal(jint(jget(pn, "stats"), "offerCountFBA"), -2);
+    assert_int_equal(jint(jget(pn, "stats"), "retrievedOfferCount"), -2);
+    const char *per_index[] = {"current",
+                               "avg",
+                               "avg30",
+                               "avg90",
+                               "avg180",
+                               "avg365",
+                               "atIntervalStart",
+                               "min",
+                               "max",
+                               "isLowest",
+                               "outOfStockPercentage90"};
+    for (size_t i = 0; i < sizeof(per_index) / sizeof(per_index[0]); i++)
+        assert_int_equal(jlen(jget(jget(pn, "stats"), per_index[i])), 36);
+    resp_free(&w);
+    resp_free(&n);
+    sim_stop(&s);
+}
+
+static struct resp deal_post(struct sim *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static struct resp deal_post(struct sim *s, const char *fmt, ...)
+{
+    char sel[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sel, sizeof(sel), fmt, ap);
+    va_end(ap);
+    return req(s, "POST", "/deal/?key=k", sel, 1);
+}
+
+/* §11.18 */
+static void test_11_18_deal_paging(void **state)
+{
+    (void)state;
+    struct sim s = sim_start("--products", "20000", "--start-tokens", "100000");
+    const char *sel = "{\"priceTypes\":[2],\"dateRange\":1,\"sortType\":4}";
+    static char all[10000][11];
+    int total = oracle(&s, sel, all, 10000);
+    assert_true(total > 300);
+    int seen = 0;
+    for (int page = 0; page < 67; page++) {
+        struct resp r =
+            deal_post(&s, "{\"priceTypes\":[2],\"dateRange\":1,\"sortType\":4,\"page\":%d}", page);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(jint(r.json, "tokensConsumed"), 5);
+        yajl_val dr = jget(jget(r.json, "deals"), "dr");
+        size_t n = jlen(dr);
+        assert_true(n <= 150);
+        for (size_t i = 0; i < n; i++)
+            assert_string_equal(YAJL_GET_STRING(jget(jidx(dr, i), "asin")), all[seen + (int)i]);
+        seen += (int)n;
+        resp_free(&r);
+        if (n < 150)
+            break;
+    }
+    assert_int_equal(seen, total < 10000 ? total : 10000);
+    struct resp e = deal_post(&s, "{\"priceTypes\":[2],\"page\":67}");
+    assert_int_equal(e.status, 200);
+    assert_int_equal(jlen(jget(jget(e.json, "deals"), "dr")), 0);
+    assert_int_equal(jint(e.json, "tokensConsumed"), 5);
+    resp_free(&e);
+    sim_stop(&s);
+}
+
+/* §11.19 */
+static void test_11_19_deal_arrays(void **state)
+{
+    (void)state;
+    struct sim s = sim_start("--products", "3000");
+    struct resp r = deal_post(&s, "{\"priceTypes\":[2]}");
+    yajl_val dr = jget(jget(r.json, "deals"), "dr");
+    assert_true(jlen(dr) > 0);
+    yajl_val d = jidx(dr, 0);
+    const char *one[] = {"current", "currentSince", "deltaLast", "backInStock"};
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(jlen(jget(d, one[i])), 34);
+        assert_false(YAJL_IS_ARRAY(jidx(jget(d, one[i]), 0)));
+    }
+    const char *two[] = {"avg", "delta", "deltaPercent"};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(jlen(jget(d, two[i])), 4);
+        for (size_t k = 0; k < 4; k++)
+            assert_int_equal(jlen(jidx(jget(d, two[i]), k)), 34);
+    }
+    /* delta = avg - current, deltaPercent = delta * 100 / avg */
+    long long cur = YAJL_GET_INTEGER(jidx(jget(d, "current"), 2));
+    long long avg = YAJL_GET_INTEGER(jidx(jidx(jget(d, "avg"), 0), 2));
+    long long delta = YAJL_GET_INTEGER(jidx(jidx(jget(d, "delta"), 0), 2));
+    long long pct = YAJL_GET_INTEGER(jidx(jidx(jget(d, "deltaPercent"), 0), 2));
+    assert_int_equal(delta, avg - cur);
+    assert_int_equal(pct, delta * 100 / avg);
+    assert_true(delta > 0);
+    resp_free(&r);
+    sim_stop(&s);
+}
+
+static long long deal_metric(yajl_val d, int sort, int dr, int pt)
+{
+    switch (sort < 0 ? -sort : sort) {
+    case 1:
+        return jint(d, "creationDate");
+    case 2:
+        return YAJL_GET_INTEGER(jidx(jidx(jget(d, "delta"), (size_t)dr), (size_t)pt));
+    case 3:
+        return YAJL_GET_INTEGER(jidx(jget(d, "current"), 3));
+    default:
+        return YAJL_GET_INTEGER(jidx(jidx(jget(d, "deltaPercent"), (size_t)dr), (size_t)pt));
+    }
+}
+
+/* §11.20 */
+static void test_11_20_sort_types(void **state)
+{
+    (void)state;
+    struct sim s = sim_start("--products", "5000", "--start-tokens", "10000");
+    const int sorts[] = {1, 2, 3, 4, -2, -3, -4, -1};
+    for (size_t k = 0; k < sizeof(sorts) / sizeof(sorts[0]); k++) {
+        int st = sorts[k];
+        struct resp r = deal_post(&s, "{\"priceTypes\":[2],\"dateRange\":2,\"sortType\":%d}", st);
+        yajl_val dr = jget(jget(r.json, "deals"), "dr");
+        assert_true(jlen(dr) > 10);
+        for (size_t i = 1; i < jlen(dr); i++) {
+            long long a = deal_metric(jidx(dr, i - 1), st, 2, 2),
+                      b = deal_metric(jidx(dr, i), st, 2, 2);
+            int desc = st == 1 || st == -1 || st == 2 || st == 4 || st == -3;
+            if (desc)
+                assert_true(a >= b);
+            else
+                assert_true(a <= b);
+        }
+        yajl_val o = r.json;
+        assert_string_equal(o->u.object.keys[o->u.object.len - 1], "dealsCached");
+        resp_free(&r);
+    }
+    sim_stop(&s);
+}
+
+/* §11.21 */
+static void test_11_21_deal_cache(void **state)
+{
+    (void)state;
+    struct sim s = sim_start("--products", "3000");
+    for (int i = 0; i < 3; i++) {
+        long long b0 = balance(&s);
+        struct resp r = deal_post(&s, "{\"priceTypes\":[2],\"sortType\":2,\"page\":%d}", i == 2);
+        assert_true(jget(r.json, "dealsCached")->type == (i == 0 ? yajl_t_false : yajl_t_true));
+        assert_int_equal(jint(r.json, "tokensConsumed"), 5);
+        assert_int_equal(balance(&s), b0 - 5);
+        resp_free(&r);
+    }
+    struct resp o = deal_post(&s, "{\"priceTypes\":[2],\"sortType\":3}");
+    assert_true(jget(o.json, "dealsCached")->type == yajl_t_false);
+    resp_free(&o);
+    sim_stop(&s);
+}
+
+/* §11.22 */
+static void test_11_22_lenient_selection(void **state)
+{
+    (void)state;
+    struct sim s = sim_start("--products", "3000", "--start-tokens", "1000");
+    struct resp a = deal_post(&s, "{\"domainId\":\"1\",\"priceTypes\":2,\"dateRange\":4,"
+                                  "\"sortType\":4,\"isRangeEnabled\":true,"
+                                  "\"deltaPercentRange\":[10,2147483647]}");
+    assert_int_equal(a.status, 200);
+    struct resp b = deal_post(&s, "{\"domainId\":1,\"priceTypes\":[2],\"dateRange\":3,"
+                                  "\"sortType\":4,\"isRangeEnabled\":true,"
+                                  "\"deltaPercentRange\":[10,2147483647]}");
+    yajl_val da = jget(jget(a.json, "deals"), "dr"), db = jget(jget(b.json, "deals"), "dr");
+    assert_true(jlen(da) > 0);
+    assert_int_equal(jlen(da), jlen(db));
+    for (size_t i = 0; i < jlen(da); i++)
+        assert_string_equal(YAJL_GET_STRING(jget(jidx(da, i), "asin")),
+                            YAJL_GET_STRING(jget(jidx(db, i), "asin")));
+    resp_free(&a);
+    resp_free(&b);
+    /* dateRange and sortType as strings are silently ignored (defaults apply) */
+    struct resp c = deal_post(&s, "{\"priceTypes\":[2],\"dateRange\":\"3\",\"sortType\":\"4\"}");
+    struct resp d = deal_post(&s, "{\"priceTypes\":[2]}");
+    assert_int_equal(c.status, 200);
+    /* the same cache key: the second answer comes from the cache of the first */
+    assert_true(jget(c.json, "dealsCached")->type == yajl_t_false);
+    assert_true(jget(d.json, "dealsCached")->type == yajl_t_true);
+    *strstr(c.body, ",\"dealsCached\"") = '\0';
+    *strstr(d.body, ",\"dealsCached\"") = '\0';
+    assert_string_equal(strstr(c.body, "\"deals\""), strstr(d.body, "\"deals\""));
+    resp_free(&c);
+    resp_free(&d);
+    /* malformed selections: 400 with the envelope and an error object */
+    const char *bad[] = {"{", "[]", "{\"priceTypes\":[4]}", "{\"domainId\":1}", "nonsense"};
+    for (int i = 0; i < 5; i++) {
+        struct resp e = deal_post(&s, "%s", bad[i]);
+        assert_int_equal(e.status, 400);
+        assert_envelope(e.json);
+        assert_non_null(jget(e.json, "error"));
+        assert_int_equal(jint(e.json, "tokensConsumed"), 0);
+        resp_free(&e);
+    }
+    sim_stop(&s);
+}
+
+/* Same field names and JSON types as the fixture for the keys both have. */
+static int json_kind(yajl_val v)
+{
+    if (v == NULL)
+        return 0;
+    if (v->type == yajl_t_true || v->type == yajl_t_false)
+        return 1;
+    if (YAJL_IS_NUMBER(v))
+        return 2;
+    return (int)v->type + 10;
+}
+
+static void compare_shapes(yajl_val real, yajl_val sim, const char *where, int *common)
+{
+    for (size_t i = 0; i < jlen(real); i++) {
+        const char *k = real->u.object.keys[i];
+        yajl_val rv = real->u.object.values[i], sv = jget(sim, k);
+        if (sv == NULL || YAJL_IS_NULL(rv) || YAJL_IS_NULL(sv))
+            continue;
+        (*common)++;
+        if (json_kind(rv) != json_kind(sv))
+            fail_msg("%s.%s: JSON type differs from the real response", where, k);
+        if (YAJL_IS_ARRAY(rv) && jlen(rv) > 0 && jlen(sv) > 0) {
+            /* element kinds agree where both are non-null */
+            yajl_val re = NULL, se = NULL;
+            for (size_t j = 0; j < jlen(rv) && re == NULL; j++)
+                if (!YAJL_IS_NULL(jidx(rv, j)))
+                    re = jidx(rv, j);
+            for (size_t j = 0; j < jlen(sv) && se == NULL; j++)
+                if (!YAJL_IS_NULL(jidx(sv, j)))
+                    se = jidx(sv, j);
+            if (re && se && json_kind(re) != json_kind(se))
+                fail_msg("%s.%s[]: element type differs", where, k);
+        }
+    }
+}
+
+static yajl_val load_fixture(const char *name)
+{
+    const char *path = kd_fixture_path(name);
+    if (path == NULL)
+        kd_test_skip("fixtures absent");
+    size_t len;
+    char *text = kd_read_file(path, &len);
+    assert_non_null(text);
+    char err[128];
+    yajl_val v = yajl_tree_parse(text, err, sizeof(err));
+    free(text);
+    assert_non_null(v);
+    return v;
+}
+
+static void test_fixture_product_shape(void **state)
+{
+    (void)state;
+    yajl_val real = load_fixture("product_B0D8W1YVBX.json");
+    struct sim s = sim_start("--products", "3000");
+    char a[1][11];
+    some_asins(&s, a, 1);
+    struct resp r = get(&s, "/product?key=k&domain=1&asin=%s&stats=180&buybox=1&rating=1", a[0]);
+    int common = 0;
+    compare_shapes(real, r.json, "envelope", &common);
+    yajl_val rp = jidx(jget(real, "products"), 0), sp = jidx(jget(r.json, "products"), 0);
+    compare_shapes(rp, sp, "product", &common);
+    compare_shapes(jget(rp, "stats"), jget(sp, "stats"), "stats", &common);
+    assert_true(common > 80);
+    assert_int_equal(jlen(jget(rp, "csv")), jlen(jget(sp, "csv")));
+    /* csv[18] is a triple series in both, csv[3] a pair series */
+    assert_int_equal(jlen(jidx(jget(sp, "csv"), 18)) % 3, 0);
+    resp_free(&r);
+    sim_stop(&s);
+    yajl_tree_free(real);
+}
+
+static void test_fixture_deal_shape(void **state)
+{
+    (void)state;
+    yajl_val real = load_fixture("deal_page.json");
+    struct sim s = sim_start("--products", "3000");
+    struct resp r = deal_post(&s, "{\"priceTypes\":[2]}");
+    /* same top-level keys in the same order */
+    assert_int_equal(jlen(real), jlen(r.json));
+    for (size_t i = 0; i < jlen(real); i++)
+        assert_string_equal(real->u.object.keys[i], r.json->u.object.keys[i]);
+    yajl_val rd = jget(real, "deals"), sd = jget(r.json, "deals");
+    assert_int_equal(jlen(rd), jlen(sd));
+    for (size_t i = 0; i < jlen(rd); i++)
+        assert_string_equal(rd->u.object.keys[i], sd->u.object.keys[i]);
+    yajl_val r0 = jidx(jget(rd, "dr"), 0), s0 = jidx(jget(sd, "dr"), 0);
+    assert_int_equal(jlen(r0), jlen(s0));
+    for (size_t i = 0; i < jlen(r0); i++)
+        assert_string_equal(r0->u.object.keys[i], s0->u.object.keys[i]); /* wire order */
+    int common = 0;
+    compare_shapes(r0, s0, "deal", &common);
+    assert_true(common >= 20);
+    resp_free(&r);
+    sim_stop(&s);
+    yajl_tree_free(real);
+}
+
+/* §11.23 */
+static void test_11_23_replay(void **state)
+{
+    (void)state;
+    const char *deal = kd_fixture_path("deal_page.json");
+    if (deal == NULL)
+        kd_test_skip("fixtures absent");
+    char deal_path[4096];
+    snprintf(deal_path, sizeof(deal_path), "%s", deal);
+    const char *prod = kd_fixture_path("product_B0F7XPYCSJ.json");
+    assert_non_null(prod);
+    struct sim s = sim_start("--replay-deal", deal_path, "--replay-product", prod);
+    yajl_val real = load_fixture("deal_page.json");
+    struct resp r = deal_post(&s, "{\"priceTypes\":[2]}");
+    assert_int_equal(r.status, 200);
+    assert_envelope(r.json);
+    assert_int_equal(jint(r.json, "tokensConsumed"), 5);
+    assert_int_equal(jint(r.json, "tokensLeft"), 295);
+    yajl_val rdr = jget(jget(real, "deals"), "dr"), sdr = jget(jget(r.json, "deals"), "dr");
+    assert_int_equal(jlen(rdr), 150);
+    assert_int_equal(jlen(sdr), 150);
+    for (size_t i = 0; i < 150; i++)
+        assert_string_equal(YAJL_GET_STRING(jget(jidx(rdr, i), "asin")),
+                            YAJL_GET_STRING(jget(jidx(sdr, i), "asin")));
+    assert_true(jget(r.json, "dealsCached") != NULL);
+    resp_free(&r);
+    struct resp p = get(&s, "/product?key=k&domain=1&asin=B0F7XPYCSJ");
+    assert_int_equal(p.status, 200);
+    assert_envelope(p.json);
+    assert_string_equal(YAJL_GET_STRING(jget(jidx(jget(p.json, "products"), 0), "asin")),
+                        "B0F7XPYCSJ");
+    assert_int_equal(jint(p.json, "tokensConsumed"), 1);
+    resp_free(&p);
+    yajl_tree_free(real);
+    sim_stop(&s);
+}
+
+/* §11.24: every fault mode */
+static void test_11_24_faults(void **state)
+{
+    (void)state;
+    struct sim s =
+        sim_start("--products", "3000", "--start-tokens", "5000", "--faults", "storm429=2");
+    char a[1][11];
+    some_asins(&s, a, 1);
+    char path[256];
+    snprintf(path, sizeof(path), "/product?key=k&domain=1&asin=%s", a[0]);
+    long long b0 = balance(&s);
+    for (int i = 0; i < 3; i++) { /* forced 429 run whatever the balance, then normal */
+        struct resp r = req(&s, "GET", path, NULL, 1);
+        assert_int_equal(r.status, i < 2 ? 429 : 200);
+        resp_free(&r);
+    }
+    assert_int_equal(balance(&s), b0 - 1);
+    /* 500 / 503: envelope + error, charged 0 */
+    const char *codes[] = {"http500=1", "http503=1"};
+    for (int i = 0; i < 2; i++) {
+        set_faults(&s, codes[i]);
+        b0 = balance(&s);
+        struct resp r = req(&s, "GET", path, NULL, 1);
+        assert_int_equal(r.status, i ? 503 : 500);
+        assert_envelope(r.json);
+        assert_non_null(jget(r.json, "error"));
+        resp_free(&r);
+        assert_int_equal(balance(&s), b0);
+        struct resp t = get(&s, "/token?key=k"); /* /token is never faulted */
+        assert_int_equal(t.status, 200);
+        resp_free(&t);
+    }
+    /* truncate / malformed: not JSON, charged in full */
+    const char *bodies[] = {"truncate=1", "malformed=1"};
+    for (int i = 0; i < 2; i++) {
+        set_faults(&s, bodies[i]);
+        b0 = balance(&s);
+        struct resp r = req(&s, "GET", path, NULL, 1);
+        assert_int_equal(r.status, 200);
+        assert_null(r.json);
+        if (i == 0)
+            assert_int_equal(r.content_length, (long)r.raw_len);
+        resp_free(&r);
+        assert_int_equal(balance(&s), b0 - 1);
+    }
+    /* reset: the connection dies mid-body, charged in full */
+    set_faults(&s, "reset=1");
+    b0 = balance(&s);
+    struct resp rr = req(&s, "GET", path, NULL, 1);
+    assert_int_not_equal(rr.curl_rc, CURLE_OK);
+    resp_free(&rr);
+    assert_int_equal(balance(&s), b0 - 1);
+    /* no_products: 200 with the envelope only, charged 0 */
+    set_faults(&s, "no_products=1");
+    b0 = balance(&s);
+    struct resp np = req(&s, "GET", path, NULL, 1);
+    assert_int_equal(np.status, 200);
+    assert_envelope(np.json);
+    assert_null(jget(np.json, "products"));
+    assert_int_equal(jint(np.json, "tokensConsumed"), 0);
+    resp_free(&np);
+    assert_int_equal(balance(&s), b0);
+    /* offers_fail: offersSuccessful false, no offers, cost 1 */
+    set_faults(&s, "offers_fail=1");
+    struct resp of = get(&s, "/product?key=k&domain=1&asin=%s&offers=20", a[0]);
+    yajl_val p = jidx(jget(of.json, "products"), 0);
+    assert_true(jget(p, "offersSuccessful")->type == yajl_t_false);
+    assert_null(jget(p, "offers"));
+    assert_int_equal(jint(of.json, "tokensConsumed"), 1);
+    resp_free(&of);
+    /* refill_flap: the reported rate alternates */
+    set_faults(&s, "refill_flap=12:5");
+    long long r1, r2;
+    struct resp f1 = get(&s, "%s", path), f2 = get(&s, "%s", path);
+    r1 = jint(f1.json, "refillRate");
+    r2 = jint(f2.json, "refillRate");
+    assert_true((r1 == 12 && r2 == 5) || (r1 == 5 && r2 == 12));
+    resp_free(&f1);
+    resp_free(&f2);
+    /* latency: fixed, and offers-only */
+    set_faults(&s, "latency_ms=300");
+    struct resp l = get(&s, "%s", path);
+    assert_true(l.elapsed_ms >= 295);
+    resp_free(&l);
+    set_faults(&s, "offers_latency_ms=300-400");
+    struct resp l2 = get(&s, "%s", path);
+    assert_true(l2.elapsed_ms < 295);
+    resp_free(&l2);
+    struct resp l3 = get(&s, "/product?key=k&domain=1&asin=%s&offers=20", a[0]);
+    assert_true(l3.elapsed_ms >= 295);
+    assert_int_equal(l3.status, 200);
+    resp_free(&l3);
+    /* GET shows the spec; clear removes everything; the ledger counted each kind */
+    struct resp g = get(&s, "/_sim/faults");
+    assert_string_equal(YAJL_GET_STRING(jget(g.json, "spec")), "offers_latency_ms=300-400");
+    resp_free(&g);
+    set_faults(&s, "clear");
+    struct resp st = get(&s, "/_sim/stats");
+    yajl_val fi = jget(st.json, "faults_injected");
+    const char *names[] = {"storm429",    "http500",    "http503",          "truncate",
+                           "malformed",   "reset",      "no_products",      "offers_fail",
+                           "refill_flap", "latency_ms", "offers_latency_ms"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        assert_true(jint(fi, names[i]) >= 1);
+    resp_free(&st);
+    struct resp ok = get(&s, "%s", path);
+    assert_int_equal(ok.status, 200);
+    assert_non_null(jget(ok.json, "products"));
+    resp_free(&ok);
+    sim_stop(&s);
+}
+
+static void test_ledger(void **state)
+{
+    (void)state;
+    struct sim s = sim_start("--products", "3000", "--start-tokens", "100");
+    char a[2][11];
+    some_asins(&s, a, 2);
+    struct resp x = get(&s, "/product?key=k&domain=1&asin=%s,%s", a[0], a[1]);
+    resp_free(&x);
+    x = get(&s, "/product?key=k&domain=1&asin=%s", a[0]);
+    resp_free(&x);
+    x = deal_post(&s, "{\"priceTypes\":[2]}");
+    resp_free(&x);
+    x = get(&s, "/seller?key=k&domain=1&seller=ATVPDKIKX0DER");
+    resp_free(&x);
+    set_tokens(&s, 0);
+    x = get(&s, "/product?key=k&domain=1&asin=%s", a[0]);
+    resp_free(&x);
+    struct resp st = get(&s, "/_sim/stats");
+    yajl_val v = st.json;
+    assert_int_equal(jint(v, "tokens_consumed"), 2 + 1 + 5 + 1);
+    assert_int_equal(jint(v, "tokens_left"), 0);
+    assert_int_equal(jint(v, "http_429"), 1);
+    assert_int_equal(jint(v, "asins_requested"), 3);
+    assert_int_equal(jint(v, "asins_distinct"), 2);
+    yajl_val ep = jget(v, "endpoints");
+    assert_int_equal(jint(jget(ep, "product"), "requests"), 3);
+    assert_int_equal(jint(jget(ep, "product"), "tokens"), 3);
+    assert_int_equal(jint(jget(ep, "deal"), "tokens"), 5);
+    assert_int_equal(jint(jget(ep, "seller"), "tokens"), 1);
+    assert_true(jint(v, "requests") >= 5);
+    resp_free(&st);
+    struct resp rs = req(&s, "POST", "/_sim/reset", NULL, 0);
+    assert_int_equal(jint(rs.json, "tokens_consumed"), 0);
+    assert_int_equal(jint(rs.json, "requests"), 0);
+    assert_int_equal(jint(rs.json, "asins_distinct"), 0);
+    resp_free(&rs);
+    /* refill-rate takes effect */
+    struct resp rr = req(&s, "POST", "/_sim/refill-rate?rate=20", NULL, 0);
+    assert_int_equal(jint(rr.json, "refill_rate"), 20);
+    resp_free(&rr);
+    struct resp t = get(&s, "/token?key=k");
+    assert_int_equal(jint(t.json, "refillRate"), 20);
+    resp_free(&t);
+    sim_stop(&s);
+}
+
+static void test_oracle_matches_product_truth(void **state)
+{
+    (void)state;
+    struct sim s = sim_start("--products", "20000", "--start-tokens", "1000");
+    const char *sel = "{\"domainId\":\"1\",\"includeCategories\":[283155],\"priceTypes\":[2],"
+                      "\"deltaPercentRange\":[20,2147483647],\"salesRankRange\":[1000,-1],"
+                      "\"minRating\":10,\"isRangeEnabled\":true,\"isFilterEnabled\":true,"
+                      "\"singleVariation\":true,\"sortType\":4,\"dateRange\":3}";
+    char a[5][11];
+    int n = oracle(&s, sel, a, 5);
+    assert_true(n >= 20); /* the pipeline finds deals */
+    for (int i = 0; i < 5; i++) {
+        struct resp t = get(&s, "/_sim/product?asin=%s", a[i]);
+        struct resp p = get(&s, "/product?key=k&domain=1&asin=%s&stats=90&history=0", a[i]);
+        yajl_val stats = jget(jidx(jget(p.json, "products"), 0), "stats");
+        long long used_truth = YAJL_GET_INTEGER(jidx(jget(t.json, "current"), 2));
+        long long used_prod = YAJL_GET_INTEGER(jidx(jget(stats, "current"), 2));
+        long long avg90 = YAJL_GET_INTEGER(jidx(jget(stats, "avg90"), 2));
+        assert_int_equal(used_truth, used_prod);
+        assert_true((avg90 - used_prod) * 100 / avg90 >= 20);
+        assert_int_equal(jint(jidx(jget(p.json, "products"), 0), "rootCategory"), 283155);
+        resp_free(&t);
+        resp_free(&p);
+    }
+    sim_stop(&s);
+}
+
+static void test_determinism(void **state)
+{
+    (void)state;
+    struct sim s1 = sim_start("--seed", "77", "--products", "5000", "--clock-ms", "1790000000000");
+    struct sim s2 = sim_start("--seed", "77", "--products", "5000", "--clock-ms", "1790000000000");
+    struct sim s3 = sim_start("--seed", "78", "--products", "5000", "--clock-ms", "1790000000000");
+    char a[3][11];
+    some_asins(&s1, a, 3);
+    char q[256];
+    snprintf(q, sizeof(q), "/product?key=k&domain=1&asin=%s,%s,%s&stats=90&offers=20", a[0], a[1],
+             a[2]);
+    struct resp r1 = get(&s1, "%s", q), r2 = get(&s2, "%s", q), r3 = get(&s3, "%s", q);
+    assert_string_equal(strstr(r1.body, "\"products\""), strstr(r2.body, "\"products\""));
+    assert_true(r3.json == NULL || jget(r3.json, "products") == NULL ||
+                strcmp(strstr(r1.body, "\"products\""), strstr(r3.body, "\"products\"")) != 0);
+    struct resp d1 = deal_post(&s1, "{\"priceTypes\":[2]}"),
+                d2 = deal_post(&s2, "{\"priceTypes\":[2]}");
+    assert_string_equal(strstr(d1.body, "\"deals\""), strstr(d2.body, "\"deals\""));
+    resp_free(&r1);
+    resp_free(&r2);
+    resp_free(&r3);
+    resp_free(&d1);
+    resp_free(&d2);
+    sim_stop(&s1);
+    sim_stop(&s2);
+    sim_stop(&s3);
+}
+
+static void test_seller_and_query(void **state)
+{
+    (void)state;
+    struct sim s = sim_start("--products", "5000");
+    char a[1][11];
+    some_asins(&s, a, 1);
+    struct resp p = get(&s, "/product?key=k&domain=1&asin=%s&offers=20", a[0]);
+    yajl_val offers = jget(jidx(jget(p.json, "products"), 0), "offers");
+    char ids[512] = "";
+    int nid = 0;
+    for (size_t i = 0; i < jlen(offers) && nid < 3; i++) {
+        const char *sid = YAJL_GET_STRING(jget(jidx(offers, i), "sellerId"));
+        if (strcmp(sid, "ATVPDKIKX0DER") != 0 && strstr(ids, sid) == NULL) {
+            strcat(ids, nid ? "," : "");
+            strcat(ids, sid);
+            nid++;
+        }
+    }
+    resp_free(&p);
+    assert_true(nid > 0);
+    struct resp sr = get(&s, "/seller?key=k&domain=1&seller=%s,AUNKNOWNSELLER", ids);
+    assert_int_equal(sr.status, 200);
+    assert_int_equal(jint(sr.json, "tokensConsumed"), nid);
+    yajl_val sellers = jget(sr.json, "sellers");
+    assert_int_equal(jlen(sellers), nid);
+    yajl_val one = sellers->u.object.values[0];
+    assert_true(YAJL_IS_STRING(jget(one, "sellerName")));
+    assert_true(jint(one, "currentRating") >= 0);
+    resp_free(&sr);
+    const char *qs = "{\"current_SALES_gte\":1000,\"current_SALES_lte\":200000,\"perPage\":100,"
+                     "\"sort\":[[\"current_SALES\",\"asc\"]]}";
+    struct resp qr = req(&s, "POST", "/query?key=k&domain=1", qs, 1);
+    assert_int_equal(qr.status, 200);
+    long long total = jint(qr.json, "totalResults");
+    yajl_val list = jget(qr.json, "asinList");
+    assert_true(total > 100);
+    assert_int_equal(jlen(list), 100);
+    assert_int_equal(jint(qr.json, "tokensConsumed"), 11);
+    long long prev = 0;
+    for (size_t i = 0; i < jlen(list); i += 33) {
+        struct resp t = get(&s, "/_sim/product?asin=%s", YAJL_GET_STRING(jidx(list, i)));
+        long long rank = YAJL_GET_INTEGER(jidx(jget(t.json, "current"), 3));
+        assert_true(rank >= 1000 && rank <= 200000 && rank >= prev);
+        prev = rank;
+        resp_free(&t);
+    }
+    resp_free(&qr);
+    sim_stop(&s);
+}
+
+static void test_hostile_input(void **state)
+{
+    (void)state;
+    struct sim s = sim_start("--products", "1000");
+    size_t n = 2 * 1024 * 1024;
+    char *big = malloc(n + 1);
+    memset(big, 'a', n);
+    big[n] = '\0';
+    struct resp r = req(&s, "POST", "/deal?key=k", big, 1);
+    assert_int_equal(r.status, 413);
+    assert_envelope(r.json);
+    resp_free(&r);
+    memset(big, '[', 300000);
+    big[300000] = '\0';
+    r = req(&s, "POST", "/deal?key=k", big, 1);
+    assert_int_equal(r.status, 400);
+    resp_free(&r);
+    memset(big, '{', 100);
+    big[100] = '\0';
+    r = req(&s, "POST", "/deal?key=k", big, 1);
+    assert_int_equal(r.status, 400);
+    resp_free(&r);
+    /* a 100 KiB URL is refused by the HTTP layer, and the server lives on */
+    char *url = malloc(100 * 1024);
+    strcpy(url, "/token?key=");
+    memset(url + 11, 'k', 100 * 1024 - 12);
+    url[100 * 1024 - 1] = '\0';
+    r = req(&s, "GET", url, NULL, 1);
+    assert_true(r.status >= 400 || r.curl_rc != CURLE_OK);
+    resp_free(&r);
+    free(url);
+    free(big);
+    /* many concurrent connections */
+    CURLM *m = curl_multi_init();
+    enum { NC = 300 };
+    CURL *h[NC];
+    char u[128];
+    snprintf(u, sizeof(u), "http://127.0.0.1:%d/token?key=k", s.port);
+    FILE *devnull = fopen("/dev/null", "w");
+    for (int i = 0; i < NC; i++) {
+        h[i] = curl_easy_init();
+        curl_easy_setopt(h[i], CURLOPT_URL, u);
+        curl_easy_setopt(h[i], CURLOPT_WRITEDATA, devnull);
+        curl_easy_setopt(h[i], CURLOPT_TIMEOUT, 30L);
+        curl_multi_add_handle(m, h[i]);
+    }
+    int running = 1;
+    while (running) {
+        curl_multi_perform(m, &running);
+        curl_multi_poll(m, NULL, 0, 100, NULL);
+    }
+    int ok = 0;
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(m, &left)) != NULL)
+        ok += msg->msg == CURLMSG_DONE && msg->data.result == CURLE_OK;
+    for (int i = 0; i < NC; i++) {
+        curl_multi_remove_handle(m, h[i]);
+        curl_easy_cleanup(h[i]);
+    }
+    curl_multi_cleanup(m);
+    fclose(devnull);
+    assert_int_equal(ok, NC);
+    r = get(&s, "/token?key=k");
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    sim_stop(&s);
+}
+
+int main(int argc, char **argv)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    kd_test_set_timeout(120);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_11_01_trailing_slash),
+        cmocka_unit_test(test_11_02_get_and_post),
+        cmocka_unit_test(test_11_03_keys),
+        cmocka_unit_test(test_11_04_unknown_params),
+        cmocka_unit_test(test_11_05_envelope_everywhere),
+        cmocka_unit_test(test_11_06_timestamp),
+        cmocka_unit_test(test_11_07_gzip_every_body),
+        cmocka_unit_test(test_11_08_bucket_refill_and_cap),
+        cmocka_unit_test(test_11_09_10_admission_and_429),
+        cmocka_unit_test(test_11_11_token_free),
+        cmocka_unit_test(test_11_12_product_costs),
+        cmocka_unit_test(test_11_13_limits_zeros_stats),
+        cmocka_unit_test(test_11_14_offers_zero),
+        cmocka_unit_test(test_11_15_16_offers_and_shapes),
+        cmocka_unit_test(test_11_18_deal_paging),
+        cmocka_unit_test(test_11_19_deal_arrays),
+        cmocka_unit_test(test_11_20_sort_types),
+        cmocka_unit_test(test_11_21_deal_cache),
+        cmocka_unit_test(test_11_22_lenient_selection),
+        cmocka_unit_test(test_fixture_product_shape),
+        cmocka_unit_test(test_fixture_deal_shape),
+        cmocka_unit_test(test_11_23_replay),
+        cmocka_unit_test(test_11_24_faults),
+        cmocka_unit_test(test_ledger),
+        cmocka_unit_test(test_oracle_matches_product_truth),
+        cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_seller_and_query),
+        cmocka_unit_test(test_hostile_input),
+    };
+    return KD_RUN_TESTS(tests, argc, argv);
+}

@@ -1,0 +1,330 @@
+/*
+ * test_sim.c: unit tests of kdeals-sim's pure parts: the catalog (ASIN mapping, determinism,
+ * deal share), the token bucket, the selection / product / fault parsers and deal matching.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kd_test.h"
+#include "sim/bucket.h"
+#include "sim/catalog.h"
+#include "sim/deals.h"
+#include "sim/faults.h"
+#include "sim/selection.h"
+
+#define MS 1000000LL
+
+static void test_asin_roundtrip(void **state)
+{
+    (void)state;
+    struct sim_catalog c;
+    assert_int_equal(sim_catalog_init(&c, 42, 300000, 1.0), 0);
+    for (int64_t i = 0; i < 300000; i += 997) {
+        char a[11];
+        sim_catalog_asin(&c, i, a);
+        assert_int_equal(strlen(a), 10);
+        assert_memory_equal(a, "B0", 2);
+        assert_int_equal(sim_catalog_lookup(&c, a), i);
+    }
+    char last[11];
+    sim_catalog_asin(&c, 299999, last);
+    assert_int_equal(sim_catalog_lookup(&c, last), 299999);
+    /* ASINs outside the catalog, malformed or lower-case are unknown. */
+    assert_int_equal(sim_catalog_lookup(&c, "B0ZZZZZZZZ") == -1 ||
+                         sim_catalog_lookup(&c, "B0ZZZZZZZZ") < 300000,
+                     1);
+    assert_int_equal(sim_catalog_lookup(&c, "XXXXXXXXXX"), -1);
+    assert_int_equal(sim_catalog_lookup(&c, "B0abc"), -1);
+    assert_int_equal(sim_catalog_lookup(&c, "b0aaaaaaaa"), -1);
+    /* Another seed maps the same index elsewhere. */
+    struct sim_catalog d;
+    sim_catalog_init(&d, 43, 300000, 1.0);
+    char a1[11], a2[11];
+    sim_catalog_asin(&c, 5, a1);
+    sim_catalog_asin(&d, 5, a2);
+    assert_string_not_equal(a1, a2);
+}
+
+static void test_seller_roundtrip(void **state)
+{
+    (void)state;
+    struct sim_catalog c;
+    sim_catalog_init(&c, 7, 1000, 1.0);
+    for (int64_t i = 0; i < SIM_SELLERS; i += 37) {
+        char id[14];
+        sim_catalog_seller_id(&c, i, id);
+        assert_int_equal(strlen(id), 13);
+        assert_int_equal(sim_catalog_seller_lookup(&c, id), i);
+    }
+    assert_int_equal(sim_catalog_seller_lookup(&c, "A"), -1);
+}
+
+static void test_catalog_deterministic_and_moving(void **state)
+{
+    (void)state;
+    struct sim_catalog c;
+    sim_catalog_init(&c, 9, 5000, 1.0);
+    struct sim_product a, b;
+    int changed = 0;
+    for (int64_t i = 0; i < 200; i++) {
+        sim_catalog_product(&c, i, 8000000, &a);
+        sim_catalog_product(&c, i, 8000000, &b);
+        assert_memory_equal(&a, &b, sizeof(a));
+        assert_true(a.last_update <= a.keepa_min);
+        assert_true(a.cur[1] > 0 && a.cur[3] > 0);
+        assert_int_equal(a.cur[8], -1); /* a type without data */
+        sim_catalog_product(&c, i, 8000000 + 3 * 1440, &b);
+        changed += a.cur[2] != b.cur[2];
+    }
+    assert_true(changed > 50); /* prices move over three days */
+    /* volatility 0: prices never move */
+    sim_catalog_init(&c, 9, 5000, 0.0);
+    sim_catalog_product(&c, 3, 8000000, &a);
+    sim_catalog_product(&c, 3, 8000000 + 10 * 1440, &b);
+    assert_int_equal(a.cur[2], b.cur[2]);
+    assert_int_equal(a.cur[1], b.cur[1]);
+}
+
+static void test_meaningful_deal_share(void **state)
+{
+    (void)state;
+    struct sim_catalog c;
+    sim_catalog_init(&c, 1, 20000, 1.0);
+    /* A typical reseller filter: used price >= 20 % under the 90-day average, rank drops. */
+    int deals = 0;
+    struct sim_product p;
+    for (int64_t i = 0; i < 20000; i++) {
+        sim_catalog_product(&c, i, 8100000, &p);
+        if (p.cur[2] > 0 && p.avg90[2] > 0 && p.cur[2] * 100 <= p.avg90[2] * 80 &&
+            p.cur[2] < p.avg365[2] && p.drops90 > 0)
+            deals++;
+    }
+    assert_true(deals > 20000 / 20); /* more than 5 % */
+    assert_true(deals < 20000 / 2);
+}
+
+static void test_bucket_rules(void **state)
+{
+    (void)state;
+    struct sim_bucket b;
+    struct sim_bucket_view v;
+    assert_int_equal(sim_bucket_init(&b, 1000, 4, 5, 3, 0), 0);
+    /* admitted when > 0, charged in full, may go negative */
+    assert_int_equal(sim_bucket_charge(&b, 10 * MS, 10, 0, &v), 1);
+    assert_int_equal(v.balance, -7);
+    assert_int_equal(sim_bucket_charge(&b, 20 * MS, 1, 0, &v), 0);
+    assert_int_equal(v.balance, -7);
+    assert_true(v.refill_in_ms > 0 && v.refill_in_ms <= 1000);
+    /* one tick at 1000 ms adds the rate */
+    sim_bucket_peek(&b, 1000 * MS, &v);
+    assert_int_equal(v.balance, -2);
+    assert_int_equal(v.refill_in_ms, 1000);
+    /* many ticks: capped at rate * minutes = 20, the rest expires */
+    sim_bucket_peek(&b, 100000 * MS, &v);
+    assert_int_equal(v.balance, 20);
+    int64_t earned, consumed, expired, bal, rate;
+    sim_bucket_totals(&b, 100000 * MS, &earned, &consumed, &expired, &bal, &rate);
+    assert_int_equal(earned, 27);
+    assert_int_equal(consumed, 10);
+    assert_int_equal(expired, 100 * 5 - 27);
+    /* forced refusal charges nothing; zero cost admitted */
+    assert_int_equal(sim_bucket_charge(&b, 100000 * MS, 3, 1, &v), 0);
+    assert_int_equal(v.balance, 20);
+    sim_bucket_set_balance(&b, 100000 * MS, 0);
+    assert_int_equal(sim_bucket_charge(&b, 100000 * MS, 0, 0, &v), 0);
+    sim_bucket_set_rate(&b, 100000 * MS, 7);
+    sim_bucket_peek(&b, 101000 * MS, &v);
+    assert_int_equal(v.balance, 7);
+    sim_bucket_destroy(&b);
+}
+
+static void test_selection_lenient(void **state)
+{
+    (void)state;
+    struct sim_selection s;
+    char err[128];
+    const char *aa = "{\"domainId\":\"1\",\"includeCategories\":[283155],\"priceTypes\":[2],"
+                     "\"deltaRange\":[0,2147483647],\"deltaPercentRange\":[10,2147483647],"
+                     "\"salesRankRange\":[10000,-1],\"currentRange\":[2000,45100],"
+                     "\"minRating\":10,\"isRangeEnabled\":true,\"isFilterEnabled\":true,"
+                     "\"singleVariation\":true,\"sortType\":4,\"dateRange\":4,"
+                     "\"warehouseConditions\":[2,3,4,5],\"unknownKey\":{\"x\":[1]}}";
+    assert_int_equal(sim_selection_parse(aa, strlen(aa), &s, err, sizeof(err)), 0);
+    assert_int_equal(s.domain_id, 1);
+    assert_int_equal(s.price_type, 2);
+    assert_int_equal(s.date_range, 3);
+    assert_int_equal(s.sort_type, 4);
+    assert_int_equal(s.n_include, 1);
+    assert_true(s.sales_rank.set && s.sales_rank.hi == -1);
+    assert_int_equal(s.min_rating, 10);
+    const char *scalar = "{\"priceTypes\":0,\"dateRange\":\"2\",\"sortType\":\"4\"}";
+    assert_int_equal(sim_selection_parse(scalar, strlen(scalar), &s, err, sizeof(err)), 0);
+    assert_int_equal(s.price_type, 0);
+    assert_int_equal(s.date_range, 0); /* strings ignored */
+    assert_int_equal(s.sort_type, 1);
+    const char *bad[] = {"",
+                         "not json",
+                         "[1,2]",
+                         "{\"domainId\":1}",
+                         "{\"priceTypes\":[2,3]}",
+                         "{\"priceTypes\":[4]}",
+                         "{\"priceTypes\":[2],\"page\":-1}",
+                         "{\"priceTypes\":[2]"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(sim_selection_parse(bad[i], strlen(bad[i]), &s, err, sizeof(err)),
+                         -EINVAL);
+    /* nesting bombs and oversized input are refused before yajl */
+    size_t n = 100000;
+    char *deep = malloc(n + 1);
+    memset(deep, '[', n);
+    deep[n] = '\0';
+    assert_int_equal(sim_selection_parse(deep, n, &s, err, sizeof(err)), -E2BIG);
+    free(deep);
+    char *big = malloc(SIM_SEL_MAX_BYTES + 10);
+    memset(big, ' ', SIM_SEL_MAX_BYTES + 10);
+    assert_int_equal(sim_selection_parse(big, SIM_SEL_MAX_BYTES + 10, &s, err, sizeof(err)),
+                     -E2BIG);
+    free(big);
+}
+
+struct kv {
+    const char *k[12];
+    const char *v[12];
+};
+static const char *get_kv(void *ctx, const char *name)
+{
+    struct kv *p = ctx;
+    for (int i = 0; i < 12 && p->k[i]; i++)
+        if (strcmp(p->k[i], name) == 0)
+            return p->v[i];
+    return NULL;
+}
+
+static void test_product_params(void **state)
+{
+    (void)state;
+    struct sim_product_req r;
+    char err[128];
+    char list[101 * 11 + 1];
+    list[0] = '\0';
+    for (int i = 0; i < 100; i++)
+        strcat(list, i ? ",B000000000" : "B000000000");
+    struct kv q = {{"asin", "stats", "history", "days", "offers", "update"},
+                   {list, "90", "0", "0", "20", "0"}};
+    assert_int_equal(sim_product_req_parse(get_kv, &q, 0, &r, err, sizeof(err)), 0);
+    assert_int_equal(r.n_ids, 100);
+    assert_int_equal(r.stats_mode, SIM_STATS_DAYS);
+    assert_int_equal(r.history, 0);
+    assert_int_equal(r.offers, 20);
+    assert_int_equal(r.update, 0);
+    strcat(list, ",B000000000");
+    assert_int_equal(sim_product_req_parse(get_kv, &q, 0, &r, err, sizeof(err)), -EINVAL);
+    struct kv s1 = {{"asin", "stats"}, {"B000000001", "1444000000000,1445000000000"}};
+    assert_int_equal(sim_product_req_parse(get_kv, &s1, 0, &r, err, sizeof(err)), 0);
+    assert_int_equal(r.stats_mode, SIM_STATS_RANGE);
+    struct kv s2 = {{"asin", "stats"}, {"B000000001", "2015-10-20,2015-12-24"}};
+    assert_int_equal(sim_product_req_parse(get_kv, &s2, 0, &r, err, sizeof(err)), 0);
+    assert_int_equal(r.stats_from_ms, 1445299200000LL);
+    struct kv s3 = {{"asin", "stats"}, {"B000000001", "yesterday"}};
+    assert_int_equal(sim_product_req_parse(get_kv, &s3, 0, &r, err, sizeof(err)), -EINVAL);
+    struct kv z = {{"asin", "offers"}, {"B000000001", "0"}};
+    assert_int_equal(sim_product_req_parse(get_kv, &z, 0, &r, err, sizeof(err)), -EINVAL);
+    assert_int_equal(sim_product_req_parse(get_kv, &z, 1, &r, err, sizeof(err)), 0);
+    assert_int_equal(r.offers, 0);
+    struct kv both = {{"asin", "code"}, {"B000000001", "0747474801770"}};
+    assert_int_equal(sim_product_req_parse(get_kv, &both, 0, &r, err, sizeof(err)), -EINVAL);
+    struct kv none = {{"domain"}, {"1"}};
+    assert_int_equal(sim_product_req_parse(get_kv, &none, 0, &r, err, sizeof(err)), -EINVAL);
+}
+
+static void test_fault_spec(void **state)
+{
+    (void)state;
+    struct sim_fault_spec f;
+    char err[128];
+    const char *spec = "latency_ms=5-10,offers_latency_ms=2000-20000,http500=0.1,http503=0.2,"
+                       "storm429=3,reset=0.01,truncate=0.02,malformed=0.03,offers_fail=0.5,"
+                       "no_products=0.04,refill_flap=12:5";
+    assert_int_equal(sim_faults_parse(spec, &f, err, sizeof(err)), 0);
+    assert_int_equal(f.latency_lo_ms, 5);
+    assert_int_equal(f.offers_latency_hi_ms, 20000);
+    assert_int_equal(f.storm429, 3);
+    assert_true(f.flap_on && f.flap_a == 12 && f.flap_b == 5);
+    char text[512];
+    sim_faults_format(&f, text, sizeof(text));
+    struct sim_fault_spec g;
+    assert_int_equal(sim_faults_parse(text, &g, err, sizeof(err)), 0);
+    assert_memory_equal(&f, &g, sizeof(f));
+    assert_int_equal(sim_faults_parse("latency_ms=7", &f, err, sizeof(err)), 0);
+    assert_int_equal(f.latency_hi_ms, 7);
+    assert_int_equal(sim_faults_parse("reset_all=1", &f, err, sizeof(err)), 0);
+    assert_true(f.reset == 1.0);
+    assert_int_equal(sim_faults_parse("http500=0.5,clear", &f, err, sizeof(err)), 0);
+    assert_true(f.p500 == 0.0);
+    const char *bad[] = {"http500=2",   "nope=1",        "latency_ms=9-3",
+                         "storm429=-1", "refill_flap=3", "http500"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(sim_faults_parse(bad[i], &f, err, sizeof(err)), -EINVAL);
+    /* storm429 counts down; draws are reproducible from the seed */
+    struct sim_faults a, b;
+    sim_faults_parse("storm429=2,http500=0.5", &f, err, sizeof(err));
+    sim_faults_init(&a, 5, &f);
+    sim_faults_init(&b, 5, &f);
+    struct sim_fault_draw da, db;
+    int storms = 0;
+    for (int i = 0; i < 50; i++) {
+        sim_faults_draw(&a, 1, 0, &da);
+        sim_faults_draw(&b, 1, 0, &db);
+        assert_memory_equal(&da, &db, sizeof(da));
+        storms += da.storm429;
+    }
+    assert_int_equal(storms, 2);
+    sim_faults_destroy(&a);
+    sim_faults_destroy(&b);
+}
+
+static void test_deal_match_rules(void **state)
+{
+    (void)state;
+    struct sim_catalog c;
+    sim_catalog_init(&c, 3, 4000, 1.0);
+    struct sim_selection s;
+    char err[64];
+    const char *j = "{\"priceTypes\":[2],\"dateRange\":3,\"deltaPercentRange\":[20,-1],"
+                    "\"isRangeEnabled\":true}";
+    assert_int_equal(sim_selection_parse(j, strlen(j), &s, err, sizeof(err)), 0);
+    struct sim_product p;
+    int matched = 0;
+    for (int64_t i = 0; i < 4000; i++) {
+        sim_catalog_product(&c, i, 8200000, &p);
+        struct sim_deal_metrics m;
+        sim_deal_metrics(&p, 3, 2, &m);
+        int expect = !p.stale && p.last_update >= p.keepa_min - 720 && m.cur > 0 && m.avg > 0 &&
+                     m.delta > 0 && m.delta_pct >= 20;
+        assert_int_equal(sim_deal_match(&s, &p, 1), expect);
+        matched += expect;
+    }
+    assert_true(matched > 100);
+    struct sim_deal_result r;
+    assert_int_equal(sim_deal_scan(&c, &s, 8200000, 0, &r), 0);
+    assert_int_equal((int)r.n, matched);
+    sim_deal_result_free(&r);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_asin_roundtrip),
+        cmocka_unit_test(test_seller_roundtrip),
+        cmocka_unit_test(test_catalog_deterministic_and_moving),
+        cmocka_unit_test(test_meaningful_deal_share),
+        cmocka_unit_test(test_bucket_rules),
+        cmocka_unit_test(test_selection_lenient),
+        cmocka_unit_test(test_product_params),
+        cmocka_unit_test(test_fault_spec),
+        cmocka_unit_test(test_deal_match_rules),
+    };
+    return KD_RUN_TESTS(tests, argc, argv);
+}

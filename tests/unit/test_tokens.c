@@ -28,6 +28,7 @@
 
 #include "common/kd_assert.h"
 #include "kd_test.h"
+#include "shm/segment.h"
 #include "shm/tokens.h"
 
 #define SEC    1000000000LL
@@ -867,9 +868,9 @@ struct cc_shared {
  * beyond the budget and the deficit bound. Worker DIE_EARLY stops without settling its last
  * grants (a crash with tokens reserved).
  */
-static void cc_worker(struct cc_shared *sh, int id, int64_t owner, bool die_early)
+static void cc_worker(struct shm_tokens *tb, struct cc_log *log, int id, int64_t owner,
+                      bool die_early)
 {
-    struct cc_log *log = &sh->log[id];
     struct tb_grant held[CC_HOLD];
     int nheld = 0;
     int64_t now = T0 + SEC, seq = 0;
@@ -877,7 +878,7 @@ static void cc_worker(struct cc_shared *sh, int id, int64_t owner, bool die_earl
         struct tb_grant g;
         int64_t wait;
         int64_t cost = 1 + (seq++ + id) % 7;
-        int rc = tb_reserve(&sh->tb, now, cost, owner, &g, &wait);
+        int rc = tb_reserve(tb, now, cost, owner, &g, &wait);
         if (rc == -EAGAIN)
             break;
         if (rc == -ENOSPC)
@@ -889,21 +890,21 @@ static void cc_worker(struct cc_shared *sh, int id, int64_t owner, bool die_earl
         log->g[atomic_fetch_add(&log->n, 1)] = g;
         held[nheld++] = g;
         if (nheld == CC_HOLD) {
-            if (tb_settle(&sh->tb, &held[0], now, held[0].cost_tokens) != 0)
+            if (tb_settle(tb, &held[0], now, held[0].cost_tokens) != 0)
                 atomic_fetch_add(&log->errors, 1);
-            if (tb_settle(&sh->tb, &held[0], now, held[0].cost_tokens) != -ESTALE)
+            if (tb_settle(tb, &held[0], now, held[0].cost_tokens) != -ESTALE)
                 atomic_fetch_add(&log->settled_twice, 1);
             memmove(held, held + 1, sizeof(held[0]) * (CC_HOLD - 1));
             nheld--;
         }
         /* Readers (stat, needs_reading) run alongside. */
-        (void)tb_project(&sh->tb, now);
-        (void)tb_needs_reading(&sh->tb, now);
+        (void)tb_project(tb, now);
+        (void)tb_needs_reading(tb, now);
     }
     atomic_store(&log->held_at_exit, die_early ? nheld : 0);
     if (!die_early)
         for (int i = 0; i < nheld; i++)
-            if (tb_settle(&sh->tb, &held[i], now, held[i].cost_tokens) != 0)
+            if (tb_settle(tb, &held[i], now, held[i].cost_tokens) != 0)
                 atomic_fetch_add(&log->errors, 1);
 }
 
@@ -925,12 +926,12 @@ static struct cc_shared *cc_setup(bool shared_mapping)
     return sh;
 }
 
-static void cc_check(struct cc_shared *sh, int64_t dead_owner)
+static void cc_check(struct shm_tokens *tb, struct cc_log *logs, int64_t dead_owner)
 {
-    int64_t left_behind = atomic_load(&sh->log[CC_WORKERS - 1].held_at_exit);
+    int64_t left_behind = atomic_load(&logs[CC_WORKERS - 1].held_at_exit);
     int64_t sum = 0, total = 0;
     for (int id = 0; id < CC_WORKERS; id++) {
-        struct cc_log *log = &sh->log[id];
+        struct cc_log *log = &logs[id];
         assert_int_equal(atomic_load(&log->errors), 0);
         assert_int_equal(atomic_load(&log->settled_twice), 0);
         for (int64_t i = 0; i < log->n; i++)
@@ -941,8 +942,8 @@ static void cc_check(struct cc_shared *sh, int64_t dead_owner)
     static uint8_t seen[SHM_TOKEN_SLOTS][CC_WORKERS * CC_MAX_GRANTS / 8 + 64];
     memset(seen, 0, sizeof(seen));
     for (int id = 0; id < CC_WORKERS; id++)
-        for (int64_t i = 0; i < sh->log[id].n; i++) {
-            struct tb_grant *g = &sh->log[id].g[i];
+        for (int64_t i = 0; i < logs[id].n; i++) {
+            struct tb_grant *g = &logs[id].g[i];
             assert_true(g->slot < SHM_TOKEN_SLOTS);
             assert_true(g->generation < sizeof(seen[0]) * 8);
             uint8_t bit = (uint8_t)(1u << (g->generation % 8));
@@ -950,10 +951,10 @@ static void cc_check(struct cc_shared *sh, int64_t dead_owner)
             seen[g->slot][g->generation / 8] |= bit;
         }
     /* The supervisor writes off what the dead one held: exactly those slots, once. */
-    assert_int_equal(tb_writeoff_owner(&sh->tb, dead_owner, T0 + 2 * SEC), left_behind);
-    assert_int_equal(tb_writeoff_owner(&sh->tb, dead_owner, T0 + 2 * SEC), 0);
+    assert_int_equal(tb_writeoff_owner(tb, dead_owner, T0 + 2 * SEC), left_behind);
+    assert_int_equal(tb_writeoff_owner(tb, dead_owner, T0 + 2 * SEC), 0);
     struct tb_stats st;
-    assert_int_equal(tb_stats(&sh->tb, T0 + 2 * SEC, &st), 0);
+    assert_int_equal(tb_stats(tb, T0 + 2 * SEC, &st), 0);
     assert_int_equal(st.slots_in_use, 0);
     /* Never over-granted: every grant was charged exactly once, and the bucket stopped
      * within the deficit bound. A worker stops at its first refusal, which with grants of
@@ -975,7 +976,7 @@ static void test_processes_reserving_concurrently_never_over_grant(void **state)
         pids[id] = fork();
         assert_true(pids[id] >= 0);
         if (pids[id] == 0) {
-            cc_worker(sh, id, getpid(), id == CC_WORKERS - 1);
+            cc_worker(&sh->tb, &sh->log[id], id, getpid(), id == CC_WORKERS - 1);
             _exit(0);
         }
     }
@@ -985,8 +986,61 @@ static void test_processes_reserving_concurrently_never_over_grant(void **state)
         assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     }
     /* The supervisor reaped the one that died holding reservations. */
-    cc_check(sh, pids[CC_WORKERS - 1]);
+    cc_check(&sh->tb, sh->log, pids[CC_WORKERS - 1]);
     munmap(sh, sizeof(*sh));
+}
+
+/* The same over a real segment: the supervisor initialises the bucket inside struct
+ * shm_layout, workers attach by name (their own mappings, at other addresses), and `kdeals
+ * stat` reads it through a read-only mapping. */
+static void test_processes_over_a_real_segment(void **state)
+{
+    (void)state;
+    struct shm_segment seg;
+    char err[256];
+    struct shm_segment_options opt = {.instance = kd_test_instance(), .run_dir = kd_test_tmpdir()};
+    int rc = shm_segment_create(&seg, &opt, err, sizeof(err));
+    if (rc != 0)
+        fail_msg("segment: %s", err);
+    struct shm_tokens *tb = &seg.layout->tokens;
+    assert_int_equal(tb_init(tb, NULL, T0), 0);
+    struct tb_reading r = reading(CC_BUDGET, 60000, 5, 1700000000000);
+    assert_int_equal(tb_apply_reading(tb, &r, T0, NULL), 0);
+    shm_segment_publish(&seg);
+    struct cc_log *logs = mmap(NULL, sizeof(struct cc_log) * CC_WORKERS, PROT_READ | PROT_WRITE,
+                               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(logs != MAP_FAILED);
+    memset(logs, 0, sizeof(struct cc_log) * CC_WORKERS);
+    pid_t pids[CC_WORKERS];
+    for (int id = 0; id < CC_WORKERS; id++) {
+        pids[id] = fork();
+        assert_true(pids[id] >= 0);
+        if (pids[id] == 0) {
+            struct shm_segment mine;
+            char e[256];
+            if (shm_segment_attach(&mine, opt.instance, SHM_READ_WRITE, e, sizeof(e)) != 0)
+                _exit(3);
+            cc_worker(&mine.layout->tokens, &logs[id], id, getpid(), id == CC_WORKERS - 1);
+            shm_segment_detach(&mine);
+            _exit(0);
+        }
+    }
+    for (int id = 0; id < CC_WORKERS; id++) {
+        int status;
+        assert_int_equal(waitpid(pids[id], &status, 0), pids[id]);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    /* A read-only reader sees what the workers did. */
+    struct shm_segment ro;
+    assert_int_equal(shm_segment_attach(&ro, opt.instance, SHM_READ_ONLY, err, sizeof(err)), 0);
+    struct tb_stats st;
+    assert_int_equal(tb_stats(&ro.layout->tokens, T0 + 2 * SEC, &st), 0);
+    assert_true(st.anchored);
+    assert_int_equal(st.projected_tokens, tb_project(tb, T0 + 2 * SEC));
+    shm_segment_detach(&ro);
+    cc_check(tb, logs, pids[CC_WORKERS - 1]);
+    munmap(logs, sizeof(struct cc_log) * CC_WORKERS);
+    shm_segment_destroy(&seg);
 }
 
 struct cc_thread_arg {
@@ -997,7 +1051,7 @@ struct cc_thread_arg {
 static void *cc_thread(void *p)
 {
     struct cc_thread_arg *a = p;
-    cc_worker(a->sh, a->id, 500 + a->id, a->id == CC_WORKERS - 1);
+    cc_worker(&a->sh->tb, &a->sh->log[a->id], a->id, 500 + a->id, a->id == CC_WORKERS - 1);
     return NULL;
 }
 
@@ -1030,7 +1084,7 @@ static void test_threads_reserving_concurrently_never_over_grant(void **state)
     for (int id = 0; id < CC_WORKERS; id++)
         pthread_join(t[id], NULL);
     pthread_join(reader, NULL);
-    cc_check(sh, 500 + CC_WORKERS - 1);
+    cc_check(&sh->tb, sh->log, 500 + CC_WORKERS - 1);
     free(sh);
 }
 
@@ -1129,6 +1183,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_reference_model_7_days_5_per_min),
         cmocka_unit_test(test_reference_model_7_days_20_per_min),
         cmocka_unit_test(test_processes_reserving_concurrently_never_over_grant),
+        cmocka_unit_test(test_processes_over_a_real_segment),
         cmocka_unit_test(test_threads_reserving_concurrently_never_over_grant),
         cmocka_unit_test(test_readings_racing_with_reservations),
     };

@@ -83,10 +83,13 @@
       "initial LMDB map size in MiB (address space, not disk; grown on demand)")                   \
     X(store, max_map_size_mb, INT, "65536", 1, 1048576, NULL, CFG_RESTART,                         \
       "the map is doubled when full up to this many MiB; beyond it writes fail")                   \
-    X(tokens, bucket_minutes, INT, "60", 1, 1440, NULL, CFG_RESTART,                               \
+    X(tokens, bucket_minutes, INT, "60", 1, 64, NULL, CFG_RESTART,                                 \
       "the Keepa bucket holds this many minutes of refill (60 on Keepa)")                          \
     X(tokens, max_deficit, INT, "0", 0, 1000000, NULL, CFG_RELOAD,                                 \
       "deepest token balance (as a positive number) a batch may cause; 0 = one batch")             \
+    X(tokens, minute, DURATION, "60s", 1, 17 * CFG_MS_MIN, NULL, CFG_RESTART,                      \
+      "length of a Keepa minute: 60s against Keepa; shorter only against an accelerated "          \
+      "kdeals-sim (--minute-ms)")                                                                  \
     X(scan, source, ENUM, "deals", 0, 2, "deals|asins|query", CFG_RESTART,                         \
       "discovery source: the /deal feed, a list of ASINs, or a product-finder query")              \
     X(scan, selection_file, PATH, "", 0, CFG_STR_MAX, NULL, CFG_RELOAD,                            \

@@ -37,6 +37,49 @@ static void heartbeat(uv_timer_t *t)
     }
 }
 
+/* Loads the config the supervisor published. Returns 0, or a negative errno. */
+static int load_config(struct wk *wk)
+{
+    static uint8_t buf[SHM_CONFIG_MAX];
+    size_t len = 0;
+    int64_t gen = shm_config_read(wk->seg.layout, buf, sizeof(buf), &len);
+    if (gen <= 0)
+        return gen == 0 ? -ENOENT : (int)gen;
+    if (gen == wk->cfg_generation)
+        return 0;
+    struct cfg next;
+    int rc = cfg_decode(buf, len, &next);
+    if (rc != 0)
+        return rc;
+    wk->cfg = next;
+    wk->cfg_generation = gen;
+    enum kd_log_level level = (enum kd_log_level)wk->cfg.daemon_log_level;
+    kd_log_set_level(level);
+    return 0;
+}
+
+/* Reads the key from the pipe at fd 6 (closed afterwards). An empty pipe means no key. */
+static void read_key(struct wk *wk)
+{
+    size_t n = 0;
+    for (;;) {
+        ssize_t r = read(WK_KEY_FD, wk->key + n, sizeof(wk->key) - 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+        if (n == sizeof(wk->key) - 1)
+            break;
+    }
+    close(WK_KEY_FD);
+    wk->key[n] = '\0';
+    while (n > 0 && (wk->key[n - 1] == '\n' || wk->key[n - 1] == '\r' || wk->key[n - 1] == ' '))
+        wk->key[--n] = '\0';
+    if (n > 0)
+        kd_log_add_secret(wk->key);
+}
+
 static void default_stop(struct wk *wk)
 {
     wk_stop(wk);
@@ -46,10 +89,14 @@ static void on_signal(uv_signal_t *s, int signum)
 {
     struct wk *wk = s->data;
     switch (signum) {
-    case SIGHUP:
-        if (wk->on_reload != NULL)
+    case SIGHUP: {
+        int rc = load_config(wk);
+        if (rc != 0)
+            kd_error("reload: cannot load the published config: %s", strerror(-rc));
+        else if (wk->on_reload != NULL)
             wk->on_reload(wk);
         break;
+    }
     case SIGUSR1:
         if (kd_log_open(wk->log_file) != 0)
             kd_error("cannot reopen log file %s", wk->log_file);
@@ -85,6 +132,8 @@ int wk_start(struct wk *wk, enum shm_role role, uv_loop_t *loop, int argc, char 
     wk->on_stop = default_stop;
     kd_log_set_role(shm_role_name(role));
     prctl(PR_SET_PDEATHSIG, SIGTERM);
+    prctl(PR_SET_DUMPABLE, 0); /* it will hold the API key */
+    read_key(wk);
     char comm[16];
     snprintf(comm, sizeof(comm), "kdeals-%s", shm_role_name(role));
     prctl(PR_SET_NAME, comm);
@@ -116,6 +165,12 @@ int wk_start(struct wk *wk, enum shm_role role, uv_loop_t *loop, int argc, char 
                  (long long)wk->supervisor_pid);
         shm_segment_detach(&wk->seg);
         return -ESRCH;
+    }
+    rc = load_config(wk);
+    if (rc != 0) {
+        kd_error("cannot load the config from %s: %s", wk->seg.name, strerror(-rc));
+        shm_segment_detach(&wk->seg);
+        return rc;
     }
     wk->slot = &l->procs[role];
     wk->counters = &l->counters[role];
@@ -191,5 +246,6 @@ int wk_run(struct wk *wk)
     wk_set_state(wk, SHM_PROC_EXITED);
     atomic_store(&wk->slot->pid, 0);
     shm_segment_detach(&wk->seg);
+    memset(wk->key, 0, sizeof(wk->key));
     return 0;
 }

@@ -15,11 +15,14 @@
 #include <stdbool.h>
 #include <uv.h>
 
+#include "common/config.h"
 #include "shm/counters.h"
 #include "shm/ring.h"
 #include "shm/segment.h"
 
 #define WK_FIRST_WAKE_FD 3
+#define WK_KEY_FD        (WK_FIRST_WAKE_FD + SHM_RING_COUNT)
+#define WK_KEY_MAX       512
 
 struct wk;
 
@@ -34,6 +37,9 @@ struct wk {
     struct shm_counter_block *counters;
     struct ring rings[SHM_RING_COUNT];
     bool stopping;
+    struct cfg cfg; /* the config published by the supervisor */
+    int64_t cfg_generation;
+    char key[WK_KEY_MAX]; /* the API key read from fd 6; "" when none */
     int64_t supervisor_pid;
     wk_event_cb on_stop;   /* default: stop the loop */
     wk_event_cb on_reload; /* default: nothing */

@@ -492,3 +492,41 @@ void *shm_segment_ring_data(const struct shm_segment *seg, enum shm_ring_id id)
 {
     return (uint8_t *)seg->layout + seg->layout->header.ring_data_offset[id];
 }
+
+/* ---- config slot ---- */
+
+int64_t shm_config_publish(struct shm_layout *l, const void *buf, size_t len)
+{
+    struct shm_config_slot *c = &l->config;
+    if (len > SHM_CONFIG_MAX)
+        return -E2BIG;
+    uint64_t gen = atomic_load_explicit(&c->generation, memory_order_relaxed);
+    unsigned next = (unsigned)((gen + 1) & 1);
+    memcpy(c->buf[next], buf, len);
+    c->len[next] = (uint32_t)len;
+    atomic_store_explicit(&c->generation, gen + 1, memory_order_release);
+    return (int64_t)(gen + 1);
+}
+
+int64_t shm_config_read(const struct shm_layout *l, void *buf, size_t cap, size_t *len)
+{
+    const struct shm_config_slot *c = &l->config;
+    for (int tries = 0; tries < 100; tries++) {
+        uint64_t gen = atomic_load_explicit(&c->generation, memory_order_acquire);
+        if (gen == 0)
+            return 0;
+        unsigned cur = (unsigned)(gen & 1);
+        size_t n = c->len[cur];
+        if (n > cap || n > SHM_CONFIG_MAX)
+            return -E2BIG;
+        memcpy(buf, c->buf[cur], n);
+        atomic_thread_fence(memory_order_acquire);
+        /* The writer fills the other buffer; a changed generation may mean it wrapped onto
+         * ours, so only an unchanged one proves the copy is whole. */
+        if (atomic_load_explicit(&c->generation, memory_order_relaxed) == gen) {
+            *len = n;
+            return (int64_t)gen;
+        }
+    }
+    return -EAGAIN;
+}

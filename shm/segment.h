@@ -115,6 +115,20 @@ struct shm_status {
  */
 int shm_status_read(const char *run_dir, const char *instance, struct shm_status *st);
 
+/*
+ * Supervisor only: publishes LEN bytes (the msgpack config) in the double-buffered config
+ * slot and bumps its generation with release order. Returns the new generation, or -E2BIG
+ * when LEN exceeds SHM_CONFIG_MAX.
+ */
+int64_t shm_config_publish(struct shm_layout *l, const void *buf, size_t len);
+
+/*
+ * Copies the current config into BUF (CAP bytes) and its length into *LEN, retrying while
+ * the supervisor publishes concurrently. Returns the generation read (> 0), 0 when nothing
+ * was published yet, or -E2BIG / -EAGAIN (the writer kept moving).
+ */
+int64_t shm_config_read(const struct shm_layout *l, void *buf, size_t cap, size_t *len);
+
 /* Role names as shown to operators: "supervisor", "scanner", "committer", "updater". */
 const char *shm_role_name(enum shm_role role);
 

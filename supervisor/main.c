@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "committer/committer.h"
+#include "common/config.h"
 #include "common/log.h"
 #include "scanner/scanner.h"
 #include "supervisor/stat.h"
@@ -25,7 +26,7 @@ static int usage(FILE *out)
     fprintf(out, "usage: kdeals COMMAND [options]\n"
                  "\n"
                  "commands:\n"
-                 "  run     [--instance NAME] [--run-dir DIR] [--log-file FILE]\n"
+                 "  run     [-c FILE] [--instance NAME] [--run-dir DIR] [--log-file FILE]\n"
                  "          supervisor and workers in the foreground (TERM/INT stop, HUP reload)\n"
                  "  stat    [--instance NAME] [-1] [--json]   live counters from shared memory\n"
                  "  version                                   print the version\n"
@@ -54,17 +55,35 @@ static int ensure_dir(const char *dir)
     return 0;
 }
 
+/*
+ * Finds the config file: -c FILE, else ./kdeals.conf, else /etc/kdeals/kdeals.conf. Returns
+ * the path, or NULL when none was given and neither default exists (then defaults apply).
+ */
+static const char *find_config(const char *given)
+{
+    if (given != NULL)
+        return given;
+    if (access("kdeals.conf", F_OK) == 0)
+        return "kdeals.conf";
+    if (access("/etc/kdeals/kdeals.conf", F_OK) == 0)
+        return "/etc/kdeals/kdeals.conf";
+    return NULL;
+}
+
 static int cmd_run(int argc, char **argv)
 {
     struct sup_options opt;
     sup_options_defaults(&opt);
-    char run_dir[512];
-    opt.run_dir = default_run_dir(run_dir, sizeof(run_dir));
+    const char *config = NULL;
+    const char *instance = NULL, *run_dir = NULL, *log_file = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            printf("usage: kdeals run [--instance NAME] [--run-dir DIR] [--log-file FILE]\n"
+            printf("usage: kdeals run [-c FILE] [--instance NAME] [--run-dir DIR] "
+                   "[--log-file FILE]\n"
                    "  Runs the supervisor and its workers in the foreground.\n"
+                   "  -c FILE defaults to ./kdeals.conf, then /etc/kdeals/kdeals.conf; the\n"
+                   "  other options override the file's [daemon] keys.\n"
                    "  Signals: TERM/INT graceful stop, QUIT immediate stop, HUP reload,\n"
                    "  USR1 reopen the log file.\n");
             return 0;
@@ -73,17 +92,40 @@ static int cmd_run(int argc, char **argv)
             fprintf(stderr, "kdeals run: unknown or incomplete option '%s'\n", a);
             return 2;
         }
-        if (strcmp(a, "--instance") == 0)
-            opt.instance = argv[++i];
+        if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0)
+            config = argv[++i];
+        else if (strcmp(a, "--instance") == 0)
+            instance = argv[++i];
         else if (strcmp(a, "--run-dir") == 0)
-            opt.run_dir = argv[++i];
+            run_dir = argv[++i];
         else if (strcmp(a, "--log-file") == 0)
-            opt.log_file = argv[++i];
+            log_file = argv[++i];
         else {
             fprintf(stderr, "kdeals run: unknown option '%s'\n", a);
             return 2;
         }
     }
+    opt.config_path = find_config(config);
+    if (opt.config_path != NULL) {
+        char err[512];
+        if (cfg_load_file(opt.config_path, &opt.cfg, err, sizeof(err)) != 0) {
+            fprintf(stderr, "kdeals: %s\n", err);
+            return 2;
+        }
+    }
+    char default_dir[512];
+    opt.instance = instance ? instance : opt.cfg.daemon_instance;
+    if (run_dir != NULL)
+        opt.run_dir = run_dir;
+    else if (opt.config_path != NULL)
+        opt.run_dir = opt.cfg.daemon_run_dir;
+    else
+        opt.run_dir = default_run_dir(default_dir, sizeof(default_dir));
+    if (log_file != NULL)
+        opt.log_file = log_file;
+    else if (opt.cfg.daemon_log_file[0] != '\0')
+        opt.log_file = opt.cfg.daemon_log_file;
+    opt.stop_timeout_ms = (unsigned)opt.cfg.daemon_stop_timeout_ms;
     if (ensure_dir(opt.run_dir) != 0)
         return 1;
     return sup_run(&opt);

@@ -11,12 +11,14 @@
 #include "supervisor/supervisor.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
@@ -26,11 +28,14 @@
 #include "common/kd_assert.h"
 #include "shm/counters.h"
 #include "shm/segment.h"
+#include "shm/tokens.h"
 
 #define SUP_BACKOFF_MIN_MS 100
 #define SUP_BACKOFF_MAX_MS 30000
 #define SUP_STABLE_MS      60000
 #define SUP_WORKERS        3
+#define SUP_KEY_FD         (3 + SHM_RING_COUNT)
+#define SUP_KEY_MAX        512
 
 static const enum shm_role start_order[SUP_WORKERS] = {SHM_ROLE_COMMITTER, SHM_ROLE_UPDATER,
                                                        SHM_ROLE_SCANNER};
@@ -51,6 +56,8 @@ struct sup_child {
 
 struct sup {
     const struct sup_options *opt;
+    struct cfg cfg; /* the running config */
+    char key[SUP_KEY_MAX];
     uv_loop_t *loop;
     struct shm_segment seg;
     int wake_fds[SHM_RING_COUNT];
@@ -66,6 +73,7 @@ struct sup {
 void sup_options_defaults(struct sup_options *opt)
 {
     memset(opt, 0, sizeof(*opt));
+    cfg_defaults(&opt->cfg);
     opt->instance = "default";
     opt->run_dir = NULL;
     opt->restart_max = 5;
@@ -172,6 +180,10 @@ static void on_child_exit(uv_process_t *p, int64_t exit_status, int term_signal)
     atomic_store(&slot->last_exit_status, wait_status);
     atomic_store(&slot->state, SHM_PROC_EXITED);
     atomic_store(&slot->pid, 0);
+    int released = tb_writeoff_owner(&s->seg.layout->tokens, p->pid, kd_mono_ns());
+    if (released > 0)
+        kd_warn("%s pid %d held %d token reservation(s): written off until the next reading",
+                shm_role_name(c->role), p->pid, released);
     uv_close((uv_handle_t *)p, close_cb_noop);
 
     if (s->stopping) {
@@ -227,7 +239,17 @@ static int spawn_child(struct sup_child *c)
                     s->opt->log_file ? "--log-file" : NULL,
                     (char *)s->opt->log_file,
                     NULL};
-    uv_stdio_container_t stdio[3 + SHM_RING_COUNT];
+    /* The key travels through a pipe whose read end becomes the worker's fd 6. */
+    int key_pipe[2];
+    if (pipe2(key_pipe, O_CLOEXEC) != 0) {
+        kd_error("cannot start %s: pipe: %s", shm_role_name(c->role), strerror(errno));
+        return -errno;
+    }
+    size_t key_len = strlen(s->key);
+    if (key_len > 0 && write(key_pipe[1], s->key, key_len) != (ssize_t)key_len)
+        kd_error("cannot hand the API key to %s: %s", shm_role_name(c->role), strerror(errno));
+    close(key_pipe[1]);
+    uv_stdio_container_t stdio[3 + SHM_RING_COUNT + 1];
     for (int i = 0; i < 3; i++) {
         stdio[i].flags = UV_INHERIT_FD;
         stdio[i].data.fd = i;
@@ -236,19 +258,22 @@ static int spawn_child(struct sup_child *c)
         stdio[3 + i].flags = UV_INHERIT_FD;
         stdio[3 + i].data.fd = s->wake_fds[i];
     }
+    stdio[SUP_KEY_FD].flags = UV_INHERIT_FD;
+    stdio[SUP_KEY_FD].data.fd = key_pipe[0];
     uv_process_options_t po;
     memset(&po, 0, sizeof(po));
     po.file = s->exe;
     po.args = args;
     po.exit_cb = on_child_exit;
     po.stdio = stdio;
-    po.stdio_count = 3 + SHM_RING_COUNT;
+    po.stdio_count = SUP_KEY_FD + 1;
     /* Workers get a clean environment without the key; they read it from the key file. */
     static char *const env[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                                 NULL};
     po.env = (char **)env;
     c->proc.data = c;
     int rc = uv_spawn(s->loop, &c->proc, &po);
+    close(key_pipe[0]);
     if (rc != 0) {
         kd_error("cannot start %s (%s): %s", shm_role_name(c->role), s->exe, uv_strerror(rc));
         return rc;
@@ -257,6 +282,112 @@ static int spawn_child(struct sup_child *c)
     c->started_ns = kd_mono_ns();
     kd_info("started %s pid %d", shm_role_name(c->role), c->proc.pid);
     return 0;
+}
+
+struct changed_keys {
+    char text[SHM_MESSAGE_MAX];
+    char restart[SHM_MESSAGE_MAX];
+};
+
+static void append_key(char *buf, size_t len, const struct cfg_key *k)
+{
+    size_t used = strlen(buf);
+    if (used + 1 < len)
+        snprintf(buf + used, len - used, "%s[%s] %s", used ? ", " : "", k->section, k->name);
+}
+
+static void note_changed(const struct cfg_key *k, void *ud)
+{
+    struct changed_keys *ck = ud;
+    append_key(ck->text, sizeof(ck->text), k);
+    if (!k->reloadable)
+        append_key(ck->restart, sizeof(ck->restart), k);
+}
+
+static int publish_config(struct sup *s, const struct cfg *c)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    int rc = cfg_encode(c, &buf, &len);
+    if (rc != 0)
+        return rc;
+    int64_t gen = shm_config_publish(s->seg.layout, buf, len);
+    free(buf);
+    return gen < 0 ? (int)gen : 0;
+}
+
+static void set_verdict(struct sup *s, int result, const char *msg)
+{
+    struct shm_config_slot *slot = &s->seg.layout->config;
+    size_t n = strlen(msg);
+    if (n >= sizeof(slot->reload_message))
+        n = sizeof(slot->reload_message) - 1;
+    memcpy(slot->reload_message, msg, n);
+    slot->reload_message[n] = '\0';
+    atomic_store(&slot->reload_result, result);
+    atomic_store_explicit(&slot->reload_done, atomic_load(&slot->reload_request),
+                          memory_order_release);
+}
+
+/*
+ * HUP: re-read the file; keep the running config if it is invalid. Restart-only keys keep
+ * their running values (the workers could not apply them) and are named in the verdict.
+ */
+static void reload(struct sup *s)
+{
+    if (s->opt->config_path == NULL) {
+        kd_warn("SIGHUP: no config file was given (-c FILE): nothing to reload");
+        set_verdict(s, -EINVAL, "no config file: started without -c");
+        return;
+    }
+    struct cfg next;
+    char err[512];
+    int rc = cfg_load_file(s->opt->config_path, &next, err, sizeof(err));
+    if (rc != 0) {
+        kd_error("reload rejected, the running config stays: %s", err);
+        set_verdict(s, rc, err);
+        return;
+    }
+    struct changed_keys ck = {"", ""};
+    bool restart_needed = false;
+    size_t n = cfg_diff(&s->cfg, &next, note_changed, &ck, &restart_needed);
+    if (restart_needed) {
+        /* Keep running values of restart-only keys so workers never see a half-applied one. */
+        const struct cfg_key *keys = cfg_keys();
+        for (size_t i = 0; i < CFG_KEY_COUNT; i++) {
+            if (!keys[i].reloadable) {
+                size_t size = keys[i].type == CFG_T_INT || keys[i].type == CFG_T_DURATION ||
+                                      keys[i].type == CFG_T_PCT || keys[i].type == CFG_T_DOMAIN
+                                  ? sizeof(int64_t)
+                              : keys[i].type == CFG_T_BOOL ? sizeof(bool)
+                              : keys[i].type == CFG_T_ENUM ? sizeof(int)
+                                                           : (size_t)CFG_STR_MAX + 1;
+                memcpy((char *)&next + keys[i].offset, (const char *)&s->cfg + keys[i].offset,
+                       size);
+            }
+        }
+        next.keepa_key_set = s->cfg.keepa_key_set;
+    }
+    rc = publish_config(s, &next);
+    if (rc != 0) {
+        kd_error("reload failed: cannot publish the config (%s)", strerror(-rc));
+        set_verdict(s, rc, "cannot publish the config");
+        return;
+    }
+    s->cfg = next;
+    char msg[SHM_MESSAGE_MAX];
+    if (n == 0)
+        snprintf(msg, sizeof(msg), "applied: no key changed");
+    else if (restart_needed)
+        snprintf(msg, sizeof(msg), "applied except keys that need a restart: %.100s", ck.restart);
+    else
+        snprintf(msg, sizeof(msg), "applied: %.200s", ck.text);
+    kd_info("reload %s", msg);
+    set_verdict(s, restart_needed ? 1 : 0, msg);
+    for (int i = 0; i < SHM_ROLE_COUNT; i++) {
+        if (s->children[i].running)
+            uv_process_kill(&s->children[i].proc, SIGHUP);
+    }
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -273,11 +404,7 @@ static void on_signal(uv_signal_t *h, int signum)
         begin_stop(s, 1);
         break;
     case SIGHUP:
-        kd_info("SIGHUP: reload");
-        for (int i = 0; i < SHM_ROLE_COUNT; i++) {
-            if (s->children[i].running)
-                uv_process_kill(&s->children[i].proc, SIGHUP);
-        }
+        reload(s);
         break;
     case SIGUSR1: {
         int rc = kd_log_open(s->opt->log_file);
@@ -343,10 +470,32 @@ int sup_run(const struct sup_options *opt)
     }
     s->exe[n] = '\0';
 
+    s->cfg = opt->cfg;
+    char err[512];
+    int krc = cfg_load_key(&s->cfg, s->key, sizeof(s->key), err, sizeof(err));
+    if (krc == -ENOKEY) {
+        const char *env = getenv("KEEPA_API_KEY");
+        if (env != NULL && strlen(env) < sizeof(s->key)) {
+            snprintf(s->key, sizeof(s->key), "%s", env);
+            krc = 0;
+        }
+    }
+    if (krc == -ENOKEY) {
+        kd_warn("no Keepa API key configured ([keepa] key_file, key or KEEPA_API_KEY): "
+                "workers will not call Keepa");
+    } else if (krc != 0) {
+        kd_error("%s", err);
+        free(s);
+        return 2;
+    } else {
+        kd_log_add_secret(s->key);
+    }
+    /* No core file and no readable /proc/PID/environ for a process that holds the key. */
+    prctl(PR_SET_DUMPABLE, 0);
+
     struct shm_segment_options so = {.instance = opt->instance, .run_dir = opt->run_dir};
     for (int i = 0; i < SHM_RING_COUNT; i++)
         so.ring_capacity[i] = opt->ring_capacity;
-    char err[512];
     int rc = shm_segment_create(&s->seg, &so, err, sizeof(err));
     if (rc != 0) {
         kd_error("%s", err);
@@ -363,6 +512,18 @@ int sup_run(const struct sup_options *opt)
         }
     }
     struct shm_layout *l = s->seg.layout;
+    struct tb_params tp = {.bucket_minutes = s->cfg.tokens_bucket_minutes,
+                           .max_deficit_tokens = s->cfg.tokens_max_deficit,
+                           .minute_ns = s->cfg.tokens_minute_ms * KD_NS_PER_MS};
+    rc = tb_init(&l->tokens, &tp, kd_mono_ns());
+    if (rc == 0)
+        rc = publish_config(s, &s->cfg);
+    if (rc != 0) {
+        kd_error("cannot initialise the segment's token bucket or config: %s", strerror(-rc));
+        shm_segment_destroy(&s->seg);
+        free(s);
+        return 1;
+    }
     atomic_store(&l->procs[SHM_ROLE_SUPERVISOR].pid, (int64_t)getpid());
     atomic_store(&l->procs[SHM_ROLE_SUPERVISOR].started_ms, kd_wall_ms());
     atomic_store(&l->procs[SHM_ROLE_SUPERVISOR].state, SHM_PROC_READY);
@@ -405,6 +566,7 @@ int sup_run(const struct sup_options *opt)
     shm_segment_destroy(&s->seg);
     kd_info("stopped");
     int code = s->exit_code;
+    memset(s->key, 0, sizeof(s->key));
     free(s);
     return code;
 }

@@ -8,13 +8,27 @@
  * reverse start order with a deadline, then SIGKILL. Signals reach it as libuv events:
  * TERM/INT graceful stop, QUIT immediate stop, HUP reload, USR1 reopen the log file. It
  * never opens LMDB and never takes a lock in shared memory.
+ *
+ * Config: the supervisor alone reads the file. It publishes the validated config (without
+ * the API key) in the segment's config slot; workers load it from there, never from the file,
+ * which may have changed again. On HUP it re-reads and validates the file: an invalid file
+ * keeps the running config and the error is logged and left in the slot's reload verdict;
+ * a valid one is published, the workers get HUP, and keys that need a restart are named.
+ *
+ * The API key reaches each worker through a pipe at fd 6 that the worker reads once at
+ * start: never argv, the environment, the segment or a file the worker opens. Processes that
+ * hold the key are not dumpable (no core file, no /proc/PID/environ for other users).
  */
 #ifndef KD_SUPERVISOR_H
 #define KD_SUPERVISOR_H
 
 #include <stdint.h>
 
+#include "common/config.h"
+
 struct sup_options {
+    const char *config_path; /* the file HUP re-reads; NULL: defaults only, no reload */
+    struct cfg cfg;          /* the validated config to start with */
     const char *instance;
     const char *run_dir;
     const char *log_file;      /* NULL: stderr */
@@ -24,7 +38,7 @@ struct sup_options {
     uint64_t ring_capacity;    /* bytes per ring, power of two; 0: default */
 };
 
-/* Fills the defaults: 5 restarts in 60 s, 10 s stop deadline. */
+/* Fills the defaults: config defaults, 5 restarts in 60 s, 10 s stop deadline. */
 void sup_options_defaults(struct sup_options *opt);
 
 /*

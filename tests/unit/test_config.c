@@ -140,6 +140,7 @@ static const char every_key[] = "; a comment\n"
                                 "[tokens]\n"
                                 "bucket_minutes = 30\n"
                                 "max_deficit = 200\n"
+                                "minute = 100ms\n"
                                 "[scan]\n"
                                 "source = asins\n"
                                 "selection_file = /sel.json\n"
@@ -192,6 +193,7 @@ static void test_every_key_parsed(void **state)
     assert_int_equal(c.keepa_request_timeout_ms, 180000);
     assert_string_equal(c.daemon_instance, "prod-2");
     assert_int_equal(c.daemon_stop_timeout_ms, 1500);
+    assert_int_equal(c.tokens_minute_ms, 100);
     assert_string_equal(c.store_path, "/var/db/kd");
     assert_int_equal(c.scan_source, CFG_SOURCE_ASINS);
     assert_int_equal(c.scan_dedup_window_ms, 2 * 86400 * 1000LL);

@@ -116,6 +116,7 @@ struct shm_token_cost {
 
 struct shm_tokens {
     alignas(SHM_CACHELINE) _Atomic uint64_t state; /* the bucket word updated by CAS */
+    _Atomic int64_t touched_ms; /* latest monotonic ms at which `state` was written */
     alignas(SHM_CACHELINE) _Atomic uint32_t initialised; /* TB magic once constants are set */
     uint32_t reserved0;
     int64_t minute_ns;          /* length of a Keepa minute (constant) */

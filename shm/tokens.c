@@ -22,12 +22,13 @@
  * The rate lives in the word, and the tick phase is the word's T, so there is no second
  * "parameters" record to keep consistent with it: a reader needs nothing but the word and the
  * constants written once by tb_init (minute length, bucket minutes, deficit bound). A reserve
- * is load, project, decide, CAS; it never waits for anybody. Why T modulo 2^26 is safe: T is
- * at most one minute ahead of now, or behind it by the time since the last update. When the
- * elapsed time wraps (idle for more than 18.6 h) it is seen as shorter than it was, which can
- * only under-project (never grant too much); an elapsed time of more than 9.3 h is treated as
- * "the bucket is full", which is true for any bucket of at most 64 minutes. After such idle
- * the last reading is old, so tb_needs_reading() asks for a free /token call anyway.
+ * is load, project, decide, CAS; it never waits for anybody. T is kept modulo 2^26 ms and read
+ * as a signed distance from now, which is exact while |T - now| < 9.3 h; touched_ms (the
+ * latest time the word was written, bumped before every CAS, beside it on the same cache
+ * line) tells when that no longer holds: a word untouched for that long belongs to a bucket
+ * that is full by now (any bucket of <= 64 minutes is). A caller whose `now` is older than the
+ * last writer's sees T ahead of it and only under-projects. After a long idle the last reading
+ * is old, so tb_needs_reading() asks for a free /token call that restores the tick phase.
  *
  * Reservations. A grant first claims an owner-tagged slot (owner id, generation, state in one
  * word), writes the amount into it, and only then charges the bucket word. A server reading
@@ -144,7 +145,14 @@ static int64_t clamp_balance(int64_t b)
     return b;
 }
 
-/* Projects word W to NOW_MS. Pure. */
+/*
+ * Projects word W to NOW_MS. Pure. T is read as a signed distance from now (|T - now| < 2^25
+ * ms whenever the word was written within the last 9.3 h, which touched_ms tells exactly):
+ * T ahead of now means no tick yet, whatever the distance (a caller whose clock reading is
+ * stale only under-projects); T behind means 1 + elapsed/minute ticks. A word not written for
+ * longer than the horizon belongs to a bucket that is full by now; its tick phase is then
+ * unknown and the next tick is assumed a whole minute away (the latest it can be).
+ */
 static struct tb_view project_word(const struct shm_tokens *tb, uint64_t w, int64_t now_ms)
 {
     struct tb_view v;
@@ -152,20 +160,35 @@ static struct tb_view project_word(const struct shm_tokens *tb, uint64_t w, int6
     v.balance = word_balance(w);
     v.rate = word_rate(w);
     v.cap = v.rate * tb->bucket_minutes;
-    int64_t d = (int64_t)(((uint64_t)now_ms - (w & T_MASK)) & T_MASK);
-    if (d != 0 && T_MOD - d <= v.minute_ms) { /* the next tick is still ahead */
-        v.next_ms = now_ms + (T_MOD - d);
+    int64_t touched = atomic_load(&((struct shm_tokens *)tb)->touched_ms); /* after W */
+    if (now_ms - touched >= T_HORIZON - v.minute_ms) {
+        if (v.balance < v.cap)
+            v.balance = v.cap;
+        v.next_ms = now_ms + v.minute_ms;
         return v;
     }
-    int64_t ticks = d / v.minute_ms + 1; /* T itself and every minute after it up to now */
-    v.next_ms = now_ms - d + ticks * v.minute_ms;
+    int64_t ahead = (int64_t)((w - (uint64_t)now_ms) & T_MASK);
+    if (ahead >= T_HORIZON)
+        ahead -= T_MOD; /* sign-extend: T is behind now */
+    if (ahead > 0) {
+        v.next_ms = now_ms + ahead;
+        return v;
+    }
+    int64_t ticks = -ahead / v.minute_ms + 1; /* T itself and every minute after it */
+    v.next_ms = now_ms + ahead + ticks * v.minute_ms;
     if (v.balance < v.cap) {
         int64_t b = v.balance + ticks * v.rate;
         v.balance = b < v.cap ? b : v.cap;
     }
-    if (d >= T_HORIZON && v.balance < v.cap)
-        v.balance = v.cap; /* idle for hours: any bucket of <= 64 minutes is full */
     return v;
+}
+
+/* Records that the word is about to be written at NOW_MS (before the CAS: see above). */
+static void touch(struct shm_tokens *tb, int64_t now_ms)
+{
+    int64_t cur = atomic_load(&tb->touched_ms);
+    while (cur < now_ms && !atomic_compare_exchange_weak(&tb->touched_ms, &cur, now_ms))
+        ;
 }
 
 /* Monotonic ms of the tick at which a bucket at V holds at least NEED (NEED <= cap). */
@@ -286,6 +309,7 @@ static void bucket_adjust(struct shm_tokens *tb, int64_t now_ms, int64_t delta)
                 b = ceiling;
         }
         uint64_t nw = word_pack(clamp_balance(b), v.rate, v.next_ms);
+        touch(tb, now_ms);
         if (atomic_compare_exchange_weak(&tb->state, &w, nw))
             return;
     }
@@ -324,6 +348,7 @@ int tb_init(struct shm_tokens *tb, const struct tb_params *p, int64_t now_ns)
     tb->initial_rate = d.initial_rate;
     tb->stale_ns = d.stale_minutes * d.minute_ns;
     tb->init_ns = now_ns;
+    atomic_store(&tb->touched_ms, now_ns / NS_PER_MS);
     atomic_store(&tb->state, word_pack(0, 0, now_ns / NS_PER_MS));
     atomic_store(&tb->last_reading_ns, INT64_MIN);
     atomic_store(&tb->status_claim_ns, CLAIM_NONE);
@@ -390,6 +415,7 @@ int tb_reserve(struct shm_tokens *tb, int64_t now_ns, int64_t cost_tokens, int64
             continue; /* decide again on a word loaded after the slot became visible */
         }
         uint64_t nw = word_pack(v.balance - cost_tokens, v.rate, v.next_ms);
+        touch(tb, now_ms);
         if (atomic_compare_exchange_weak(&tb->state, &w, nw)) {
             *grant = (struct tb_grant){(uint32_t)slot, gen, owner, cost_tokens, now_ns};
             atomic_fetch_add(&tb->grants, 1);
@@ -521,6 +547,7 @@ int tb_apply_reading(struct shm_tokens *tb, const struct tb_reading *r, int64_t 
         /* The word is loaded before the slots are summed: see the top comment. */
         int64_t inflight = inflight_tokens(tb, own_word, NULL);
         uint64_t nw = word_pack(clamp_balance(left - inflight), rate, next_ms);
+        touch(tb, now_ms);
         if (atomic_compare_exchange_weak(&tb->state, &w, nw))
             break;
     }

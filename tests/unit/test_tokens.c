@@ -482,6 +482,54 @@ static void test_cost_estimates_learn_up_fast_and_down_slowly(void **state)
     free(tb);
 }
 
+/* Idle for any length of time: the bucket is full afterwards, and waits stay bounded. */
+static void test_long_idle_and_stale_callers(void **state)
+{
+    (void)state;
+    const int64_t idles[] = {2 * 3600 * SEC,
+                             9 * 3600 * SEC,
+                             10 * 3600 * SEC,
+                             15 * 3600 * SEC,
+                             18 * 3600 * SEC + 38 * MINUTE,
+                             19 * 3600 * SEC,
+                             30 * 3600 * SEC,
+                             72 * 3600 * SEC,
+                             40LL * 24 * 3600 * SEC};
+    for (size_t i = 0; i < KD_ARRAY_LEN(idles); i++) {
+        struct shm_tokens *tb = anchored(-50, 5);
+        int64_t now = T0 + idles[i];
+        struct tb_grant g;
+        int64_t wait;
+        assert_int_equal(tb_project(tb, now), 300);
+        assert_int_equal(tb_time_to_fill_ns(tb, now), 0);
+        assert_true(tb_needs_reading(tb, now)); /* old reading, positive: worth a /token */
+        assert_int_equal(tb_reserve(tb, now, 100, 9, &g, &wait), 0);
+        assert_int_equal(tb_project(tb, now), 200);
+        assert_int_equal(tb_reserve(tb, now, 300, 9, &g, &wait), -EAGAIN);
+        /* 240 needed, 40 missing: 8 ticks, the first at most a minute away. */
+        assert_true(wait - now <= 8 * MINUTE);
+        assert_true(wait - now <= tb_time_to_fill_ns(tb, now));
+        assert_int_equal(tb_reserve(tb, wait, 300, 9, &g, &wait), 0);
+        free(tb);
+    }
+    /* A caller whose clock reading is older than the last writer's never sees more. */
+    struct shm_tokens *tb = anchored(100, 5);
+    struct tb_grant g;
+    int64_t wait;
+    assert_int_equal(tb_reserve(tb, T0 + 10 * MINUTE, 10, 9, &g, &wait), 0);
+    int64_t fresh = tb_project(tb, T0 + 10 * MINUTE);
+    assert_int_equal(fresh, 100 + 10 * 5 - 10);
+    for (int64_t lag = SEC; lag <= 5 * 3600 * SEC; lag *= 3) {
+        int64_t stale_now = T0 + 10 * MINUTE - lag;
+        if (stale_now < 0)
+            break;
+        assert_true(tb_project(tb, stale_now) <= fresh);
+        if (tb_reserve(tb, stale_now, 1000, 9, &g, &wait) == -EAGAIN)
+            assert_true(wait > stale_now && wait <= T0 + 11 * MINUTE + 300 * MINUTE);
+    }
+    free(tb);
+}
+
 static void test_accelerated_minute(void **state)
 {
     (void)state;
@@ -1179,6 +1227,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_higher_rate_trusted_only_after_consecutive_readings),
         cmocka_unit_test(test_needs_reading_policy),
         cmocka_unit_test(test_cost_estimates_learn_up_fast_and_down_slowly),
+        cmocka_unit_test(test_long_idle_and_stale_callers),
         cmocka_unit_test(test_accelerated_minute),
         cmocka_unit_test(test_reference_model_7_days_5_per_min),
         cmocka_unit_test(test_reference_model_7_days_20_per_min),

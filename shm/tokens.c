@@ -198,6 +198,11 @@ static int64_t time_to_reach_ms(const struct tb_view *v, int64_t need)
     return v->next_ms + (k - 1) * v->minute_ms;
 }
 
+static bool now_valid(int64_t now_ns)
+{
+    return now_ns >= 0 && now_ns <= TB_NOW_MAX;
+}
+
 static bool tb_ready(const struct shm_tokens *tb)
 {
     return tb != NULL && atomic_load_explicit(&((struct shm_tokens *)tb)->initialised,
@@ -322,7 +327,7 @@ int tb_init(struct shm_tokens *tb, const struct tb_params *p, int64_t now_ns)
     struct tb_params d = {0};
     if (p)
         d = *p;
-    if (tb == NULL || now_ns < 0)
+    if (tb == NULL || !now_valid(now_ns))
         return -EINVAL;
     if (d.bucket_minutes == 0)
         d.bucket_minutes = TB_DEFAULT_BUCKET_MINUTES;
@@ -368,7 +373,7 @@ int tb_init(struct shm_tokens *tb, const struct tb_params *p, int64_t now_ns)
 int tb_reserve(struct shm_tokens *tb, int64_t now_ns, int64_t cost_tokens, int64_t owner,
                struct tb_grant *grant, int64_t *wait_until_ns)
 {
-    if (!tb_ready(tb) || grant == NULL || now_ns < 0 || cost_tokens < 0 ||
+    if (!tb_ready(tb) || grant == NULL || !now_valid(now_ns) || cost_tokens < 0 ||
         cost_tokens > TB_COST_MAX || owner < 1 || owner > TB_OWNER_MAX)
         return -EINVAL;
     if (wait_until_ns)
@@ -435,7 +440,7 @@ static bool grant_valid(const struct tb_grant *g)
 int tb_settle(struct shm_tokens *tb, const struct tb_grant *grant, int64_t now_ns,
               int64_t actual_tokens)
 {
-    if (!tb_ready(tb) || !grant_valid(grant) || now_ns < 0 || actual_tokens < 0 ||
+    if (!tb_ready(tb) || !grant_valid(grant) || !now_valid(now_ns) || actual_tokens < 0 ||
         actual_tokens > TB_BALANCE_MAX)
         return -EINVAL;
     if (grant->slot == TB_SLOT_NONE)
@@ -453,7 +458,8 @@ int tb_settle(struct shm_tokens *tb, const struct tb_grant *grant, int64_t now_n
         if (atomic_compare_exchange_strong(&s->word, &w, settling))
             break;
     }
-    bucket_adjust(tb, now_ns / NS_PER_MS, grant->cost_tokens - actual_tokens);
+    /* The slot's amount is authoritative (the caller's copy of the grant is not trusted). */
+    bucket_adjust(tb, now_ns / NS_PER_MS, atomic_load(&s->amount_tokens) - actual_tokens);
     return slot_free(tb, grant->slot, settling) ? 0 : -ESTALE;
 }
 
@@ -514,7 +520,7 @@ static int64_t learn_rate(struct shm_tokens *tb, int64_t cur, int64_t reported)
 int tb_apply_reading(struct shm_tokens *tb, const struct tb_reading *r, int64_t now_ns,
                      const struct tb_grant *own)
 {
-    if (!tb_ready(tb) || now_ns < 0 || (own != NULL && !grant_valid(own)))
+    if (!tb_ready(tb) || !now_valid(now_ns) || (own != NULL && !grant_valid(own)))
         return -EINVAL;
     int64_t minute_ms = tb->minute_ns / NS_PER_MS;
     if (!reading_valid(r, minute_ms)) {
@@ -569,7 +575,7 @@ int tb_apply_reading(struct shm_tokens *tb, const struct tb_reading *r, int64_t 
 
 int tb_writeoff_owner(struct shm_tokens *tb, int64_t owner, int64_t now_ns)
 {
-    if (!tb_ready(tb) || owner < 1 || owner > TB_OWNER_MAX || now_ns < 0)
+    if (!tb_ready(tb) || owner < 1 || owner > TB_OWNER_MAX || !now_valid(now_ns))
         return -EINVAL;
     int released = 0;
     for (unsigned i = 0; i < SHM_TOKEN_SLOTS; i++) {
@@ -597,7 +603,7 @@ static bool claim_recent(const struct shm_tokens *tb, int64_t now_ns)
 
 bool tb_needs_reading(const struct shm_tokens *tb, int64_t now_ns)
 {
-    if (!tb_ready(tb) || now_ns < 0)
+    if (!tb_ready(tb) || !now_valid(now_ns))
         return false;
     struct shm_tokens *m = (struct shm_tokens *)tb;
     uint64_t w = atomic_load(&m->state);
@@ -606,13 +612,13 @@ bool tb_needs_reading(const struct shm_tokens *tb, int64_t now_ns)
     struct tb_view v = project_word(tb, w, now_ns / NS_PER_MS);
     if (v.balance <= 0)
         return false; /* deep below zero a reading cannot help: wait for the refill */
-    int64_t last = atomic_load(&m->last_reading_ns);
-    return now_ns - last >= tb->stale_ns && !claim_recent(tb, now_ns);
+    int64_t last = atomic_load(&m->last_reading_ns); /* INT64_MIN: anchoring in progress */
+    return (last == INT64_MIN || now_ns - last >= tb->stale_ns) && !claim_recent(tb, now_ns);
 }
 
 int tb_claim_status_call(struct shm_tokens *tb, int64_t now_ns)
 {
-    if (!tb_ready(tb) || now_ns < 0)
+    if (!tb_ready(tb) || !now_valid(now_ns))
         return -EINVAL;
     int64_t c = atomic_load(&tb->status_claim_ns);
     for (;;) {
@@ -625,7 +631,7 @@ int tb_claim_status_call(struct shm_tokens *tb, int64_t now_ns)
 
 int64_t tb_project(const struct shm_tokens *tb, int64_t now_ns)
 {
-    if (!tb_ready(tb) || now_ns < 0)
+    if (!tb_ready(tb) || !now_valid(now_ns))
         return 0;
     uint64_t w = atomic_load(&((struct shm_tokens *)tb)->state);
     if (word_rate(w) == 0)
@@ -635,7 +641,7 @@ int64_t tb_project(const struct shm_tokens *tb, int64_t now_ns)
 
 int64_t tb_time_to_fill_ns(const struct shm_tokens *tb, int64_t now_ns)
 {
-    if (!tb_ready(tb) || now_ns < 0)
+    if (!tb_ready(tb) || !now_valid(now_ns))
         return -1;
     uint64_t w = atomic_load(&((struct shm_tokens *)tb)->state);
     if (word_rate(w) == 0)
@@ -649,7 +655,7 @@ int64_t tb_time_to_fill_ns(const struct shm_tokens *tb, int64_t now_ns)
 
 int tb_stats(const struct shm_tokens *tb, int64_t now_ns, struct tb_stats *out)
 {
-    if (!tb_ready(tb) || now_ns < 0 || out == NULL)
+    if (!tb_ready(tb) || !now_valid(now_ns) || out == NULL)
         return -EINVAL;
     struct shm_tokens *m = (struct shm_tokens *)tb;
     memset(out, 0, sizeof(*out));

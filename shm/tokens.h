@@ -40,6 +40,7 @@
 #define TB_MINUTE_NS_MIN      1000000LL               /* 1 ms */
 #define TB_MINUTE_NS_MAX      (1048576LL * 1000000LL) /* ~17.5 min */
 #define TB_OWNER_MAX          0x7fffffffLL
+#define TB_NOW_MAX            (1LL << 62) /* monotonic ns; later times are refused */
 #define TB_SLOT_NONE          UINT32_MAX
 
 /* Defaults for struct tb_params fields left 0. */
@@ -143,7 +144,8 @@ int tb_settle(struct shm_tokens *tb, const struct tb_grant *grant, int64_t now_n
               int64_t actual_tokens);
 
 /*
- * Re-anchors the bucket to a server reading R received at NOW_NS: balance = floor(tokensLeft)
+ * Re-anchors the bucket to a server reading R received at NOW_NS (read the clock after the
+ * response arrived, never before the request was sent): balance = floor(tokensLeft)
  * minus every reservation still in flight other than OWN (NULL if the reading is not the
  * answer to a reservation, e.g. /token), next tick = now + refillIn. A refill rate higher
  * than the trusted one is adopted only after TB_RATE_TRUST_READINGS consecutive readings;

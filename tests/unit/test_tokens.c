@@ -290,6 +290,24 @@ static void test_settle_corrects_once_and_never_frees_twice(void **state)
     bogus.slot = 999;
     assert_int_equal(tb_settle(tb, &bogus, T0, 1), -EINVAL);
     assert_int_equal(tb_settle(tb, &a, T0, -1), -EINVAL);
+    /* A grant whose copy was tampered with is corrected by what the slot really reserved. */
+    struct tb_grant c;
+    assert_int_equal(tb_reserve(tb, T0, 20, 11, &c, &wait), 0);
+    int64_t before = tb_project(tb, T0);
+    struct tb_grant forged = c;
+    forged.cost_tokens = 1000;
+    assert_int_equal(tb_settle(tb, &forged, T0, 20), 0);
+    assert_int_equal(tb_project(tb, T0), before);
+    /* Times beyond any monotonic clock are refused, not overflowed. */
+    struct tb_reading r = reading(10, 1000, 5, 1700000000000);
+    assert_int_equal(tb_reserve(tb, INT64_MAX, 1, 11, &c, &wait), -EINVAL);
+    assert_int_equal(tb_settle(tb, &c, INT64_MAX, 1), -EINVAL);
+    assert_int_equal(tb_apply_reading(tb, &r, INT64_MAX, NULL), -EINVAL);
+    assert_int_equal(tb_project(tb, INT64_MAX), 0);
+    assert_int_equal(tb_time_to_fill_ns(tb, INT64_MAX), -1);
+    assert_false(tb_needs_reading(tb, INT64_MAX));
+    assert_int_equal(tb_claim_status_call(tb, INT64_MAX), -EINVAL);
+    assert_int_equal(tb_writeoff_owner(tb, 11, INT64_MAX), -EINVAL);
     assert_int_equal(tb_settle(tb, NULL, T0, 1), -EINVAL);
     free(tb);
 }

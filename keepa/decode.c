@@ -4,10 +4,11 @@
  * Structure: a stack of frames, one per open JSON container we care about. Each frame names
  * what the container is (ctx) and, for objects, which key is current; for arrays, the index
  * of the next element. A container we do not care about is not pushed: it only bumps
- * skip_depth, and every callback returns at once while skip_depth > 0, so unknown subtrees
- * (csv histories, images, buyBoxStats, ...) cost only yajl's lexing. Numbers arrive through
- * yajl_number as text and are converted only when a frame wants them, so out-of-range or
- * fractional numbers in unknown fields never fail the body.
+ * skip_depth, and squeeze() then keeps its inside away from yajl altogether (it only checks
+ * bracket balance and depth), so unknown subtrees (csv histories, images, buyBoxStats: most
+ * of a product body) cost a byte scan. Numbers arrive through yajl_number as text and are
+ * converted only when a frame wants them, so out-of-range or fractional numbers in unknown
+ * fields never fail the body.
  *
  * yajl is fed in slices of at most FEED_SLICE bytes, and its tracked heap is checked after
  * every slice: yajl copies a token only while it spans a slice boundary, so its buffers stay
@@ -25,6 +26,7 @@
 #include <yajl/yajl_parse.h>
 
 #define FEED_SLICE   (64u * 1024u)
+#define STAGE_BYTES  (16u * 1024u)
 #define STACK_MAX    64 /* hard cap on frames; max_depth is checked before this */
 #define NUM_TEXT_MAX 64
 
@@ -234,6 +236,13 @@ struct kp_decoder {
     int err;
     char errmsg[200];
     bool root_seen;
+
+    /* Whitespace squeezer state (see squeeze()). */
+    bool sq_in_str, sq_esc, sq_pending_ws;
+    unsigned char sq_last;
+    unsigned sq_drop_levels; /* skipped containers whose rest is being dropped */
+    unsigned sq_rel;         /* nesting inside the dropped region */
+    unsigned char stage[STAGE_BYTES];
 
     unsigned nframes;
     unsigned skip_depth;
@@ -1279,6 +1288,10 @@ static void clear_body_state(struct kp_decoder *d)
     d->root_seen = false;
     d->nframes = 0;
     d->skip_depth = 0;
+    d->sq_in_str = d->sq_esc = d->sq_pending_ws = false;
+    d->sq_last = 0;
+    d->sq_drop_levels = 0;
+    d->sq_rel = 0;
 }
 
 int kp_decoder_reset(struct kp_decoder *d)
@@ -1357,6 +1370,136 @@ static int yajl_failed(struct kp_decoder *d, yajl_status st, const unsigned char
     return d->err;
 }
 
+/* Bytes that can be part of a number or literal token. */
+static bool tok_char(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' ||
+           c == '+' || c == '.';
+}
+
+/* Bytes that matter while dropping a skipped subtree, inside and outside strings. */
+#define DROP_IN_STR  1u
+#define DROP_OUT_STR 2u
+static const unsigned char drop_class[256] = {
+    ['"'] = DROP_IN_STR | DROP_OUT_STR,
+    ['\\'] = DROP_IN_STR,
+    ['['] = DROP_OUT_STR,
+    [']'] = DROP_OUT_STR,
+    ['{'] = DROP_OUT_STR,
+    ['}'] = DROP_OUT_STR,
+};
+
+/* After one of these, a closing bracket is valid JSON, even if yajl holds a partial number. */
+static bool droppable_after(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || c == '[' || c == '{' || c == ']' || c == '}';
+}
+
+/*
+ * Prepares the next bytes for yajl. Two jobs, both because yajl's lexer walks every byte
+ * through its full state machine:
+ *
+ * 1. Whitespace between tokens is dropped (strings are copied verbatim). Pretty-printed
+ *    bodies, like the re-serialised fixtures, are 60 % indentation. Where whitespace
+ *    separated two scalar tokens ("1 2", invalid JSON) one space is kept, so a malformed body
+ *    stays malformed.
+ * 2. The inside of a container the decoder skips (csv histories, images, buyBoxStats: most
+ *    of a product body) is not given to yajl at all: the stage ends after every '[' / '{', so
+ *    once yajl has seen an opening bracket the decoder knows whether it is skipped; if it is,
+ *    the bytes up to the matching close are only scanned for brackets and strings (nesting
+ *    depth still limited) and yajl receives just the closing bracket. Skipped subtrees are
+ *    therefore checked for balance and depth, not for full JSON grammar.
+ *
+ * Returns the bytes of IN consumed; *OUTN receives the bytes written (at most CAP). On a
+ * depth error sets d->err.
+ */
+static size_t squeeze(struct kp_decoder *d, const unsigned char *in, size_t n, unsigned char *out,
+                      size_t cap, size_t *outn)
+{
+    size_t i = 0, o = 0;
+    bool in_str = d->sq_in_str, esc = d->sq_esc, pend = d->sq_pending_ws;
+    unsigned char last = d->sq_last;
+    if (d->sq_drop_levels == 0 && d->skip_depth > 0 && !in_str && droppable_after(last)) {
+        d->sq_drop_levels = d->skip_depth;
+        d->sq_rel = 0;
+        pend = false;
+    }
+    while (i < n && o + 2 <= cap) {
+        if (d->sq_drop_levels > 0) {
+            /* Fast scan to the next byte that matters in this state. */
+            if (!esc) { /* an escaped byte is consumed below, whatever it is */
+                unsigned mask = in_str ? DROP_IN_STR : DROP_OUT_STR;
+                while (i < n && (drop_class[in[i]] & mask) == 0)
+                    i++;
+                if (i == n)
+                    break;
+            }
+            unsigned char c = in[i++];
+            if (in_str) {
+                if (esc)
+                    esc = false;
+                else if (c == '\\')
+                    esc = true;
+                else if (c == '"')
+                    in_str = false;
+                continue;
+            }
+            if (c == '"') {
+                in_str = true;
+            } else if (c == '[' || c == '{') {
+                d->sq_rel++;
+                if (d->nframes + d->skip_depth + d->sq_rel > d->opts.max_depth) {
+                    fail_depth(d);
+                    break;
+                }
+            } else if (c == ']' || c == '}') {
+                if (d->sq_rel > 0) {
+                    d->sq_rel--;
+                } else {
+                    out[o++] = c;
+                    last = c;
+                    d->sq_drop_levels--;
+                }
+            }
+            continue;
+        }
+        unsigned char c = in[i++];
+        if (in_str) {
+            out[o++] = c;
+            if (esc)
+                esc = false;
+            else if (c == '\\')
+                esc = true;
+            else if (c == '"') {
+                in_str = false;
+                last = c;
+            }
+            continue;
+        }
+        if (c == ' ' || c == '\n' || c == '\r' || c == '\t') {
+            pend = true;
+            continue;
+        }
+        if (pend) {
+            if (tok_char(last) && tok_char(c))
+                out[o++] = ' ';
+            pend = false;
+        }
+        out[o++] = c;
+        last = c;
+        if (c == '"')
+            in_str = true;
+        else if (c == '[' || c == '{')
+            break; /* let yajl tell whether this container is skipped */
+    }
+    d->sq_in_str = in_str;
+    d->sq_esc = esc;
+    d->sq_pending_ws = pend;
+    d->sq_last = last;
+    *outn = o;
+    return i;
+}
+
 int kp_decoder_feed(struct kp_decoder *d, const void *buf, size_t len)
 {
     if (d->err != 0)
@@ -1371,15 +1514,23 @@ int kp_decoder_feed(struct kp_decoder *d, const void *buf, size_t len)
             return d->err;
         }
         d->fed += n;
-        yajl_status st = yajl_parse(d->yh, p, n);
-        if (st != yajl_status_ok)
-            return yajl_failed(d, st, p, n);
-        if (d->heap_now > d->opts.max_token_bytes + 4 * FEED_SLICE) {
-            d->err = -E2BIG;
-            snprintf(d->errmsg, sizeof(d->errmsg),
-                     "decode: a single JSON string or number is longer than %zu bytes",
-                     d->opts.max_token_bytes);
-            return d->err;
+        for (size_t i = 0; i < n;) {
+            size_t o = 0;
+            i += squeeze(d, p + i, n - i, d->stage, sizeof(d->stage), &o);
+            if (d->err != 0)
+                return d->err;
+            if (o == 0)
+                continue;
+            yajl_status st = yajl_parse(d->yh, d->stage, o);
+            if (st != yajl_status_ok)
+                return yajl_failed(d, st, d->stage, o);
+            if (d->heap_now > d->opts.max_token_bytes + 4 * FEED_SLICE) {
+                d->err = -E2BIG;
+                snprintf(d->errmsg, sizeof(d->errmsg),
+                         "decode: a single JSON string or number is longer than %zu bytes",
+                         d->opts.max_token_bytes);
+                return d->err;
+            }
         }
         p += n;
         len -= n;

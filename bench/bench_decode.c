@@ -1,0 +1,297 @@
+/*
+ * bench_decode.c: throughput and memory of the streaming Keepa decoder (keepa/decode.h).
+ *
+ * Usage: bench_decode [FIXTURE_DIR]   (default: the KD_FIXTURES_DIR compiled in)
+ *
+ * Side by side, on the same bytes: the kdeals decoder (yajl callbacks, fields copied into
+ * compact structs) and a jansson DOM parse (json_loadb + json_decref), which is what a
+ * straightforward client would do. Bodies: the real /product body of B0D8W1YVBX (604 KB, one
+ * product with a long history) when the fixtures are present, and a synthetic 50-product body
+ * in the simulator's shape (36-entry stats arrays, csv histories, 20 offers each). Then a
+ * forked child streams a generated 50 MB body through the decoder without ever holding it,
+ * and reports its peak RSS (getrusage). Prints `BENCH <name> <value> <unit>` lines; asserts
+ * nothing.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "common/clock.h"
+#include "keepa/decode.h"
+
+#ifndef KD_FIXTURES_DIR
+#define KD_FIXTURES_DIR "../shared/fixtures/keepa"
+#endif
+
+static char *read_all(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = n > 0 ? malloc((size_t)n) : NULL;
+    if (b != NULL && fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    fclose(f);
+    *len = (size_t)n;
+    return b;
+}
+
+static size_t products_seen;
+
+static int count_product(const struct kp_product *p, void *ud)
+{
+    (void)ud;
+    products_seen += p->n_offers > 0 || p->asin[0] != '\0';
+    return 0;
+}
+
+/* Decodes BODY in 16 KiB chunks (as curl delivers) until at least MIN_NS elapsed. */
+static double bench_kp(const char *body, size_t len, int64_t min_ns, size_t *iters_out)
+{
+    struct kp_decode_cbs cbs = {.on_product = count_product};
+    struct kp_decoder *d = kp_decoder_new(NULL, &cbs);
+    size_t iters = 0;
+    int64_t t0 = kd_mono_ns(), el;
+    do {
+        kp_decoder_reset(d);
+        for (size_t off = 0; off < len; off += 16384)
+            kp_decoder_feed(d, body + off, len - off < 16384 ? len - off : 16384);
+        if (kp_decoder_finish(d) != 0) {
+            fprintf(stderr, "bench_decode: decode failed: %s\n", kp_decoder_error(d));
+            exit(1);
+        }
+        iters++;
+        el = kd_mono_ns() - t0;
+    } while (el < min_ns);
+    kp_decoder_free(d);
+    *iters_out = iters;
+    return (double)len * (double)iters / ((double)el / 1e9) / 1e6;
+}
+
+static double bench_jansson(const char *body, size_t len, int64_t min_ns)
+{
+    size_t iters = 0;
+    int64_t t0 = kd_mono_ns(), el;
+    do {
+        json_error_t je;
+        json_t *root = json_loadb(body, len, 0, &je);
+        if (root == NULL) {
+            fprintf(stderr, "bench_decode: jansson failed: %s\n", je.text);
+            exit(1);
+        }
+        json_decref(root);
+        iters++;
+        el = kd_mono_ns() - t0;
+    } while (el < min_ns);
+    return (double)len * (double)iters / ((double)el / 1e9) / 1e6;
+}
+
+struct buf {
+    char *p;
+    size_t len, cap;
+};
+
+static void put(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#include <stdarg.h>
+static void put(struct buf *b, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (n >= 0 && (size_t)n < b->cap - b->len) {
+            b->len += (size_t)n;
+            return;
+        }
+        b->cap = b->cap * 2 + (size_t)n + 1024;
+        b->p = realloc(b->p, b->cap);
+        if (b->p == NULL)
+            exit(1);
+    }
+}
+
+/* One product in the simulator's shape: csv histories, 36-entry stats, 20 offers. */
+static void synth_product(struct buf *b, unsigned i, unsigned history_points)
+{
+    put(b, "{\"csv\":[");
+    for (int t = 0; t < 36; t++) {
+        if (t > 3 && t != 11 && t != 18) {
+            put(b, "%snull", t ? "," : "");
+            continue;
+        }
+        put(b, "%s[", t ? "," : "");
+        unsigned step = t == 18 ? 3 : 2;
+        for (unsigned k = 0; k < history_points * step; k += step) {
+            put(b, "%s%u,%u", k ? "," : "", 7000000 + k * 37, 1000 + (k * 7919 + i) % 5000);
+            if (step == 3)
+                put(b, ",0");
+        }
+        put(b, "]");
+    }
+    put(b,
+        "],\"asin\":\"B%09u\",\"domainId\":1,\"productType\":0,\"title\":\"Synthetic product "
+        "%u with a title of typical length for a book or a household item\","
+        "\"rootCategory\":283155,\"categories\":[1000,%u],\"lastUpdate\":8000000,"
+        "\"lastPriceChange\":7999000,\"brand\":null,\"stats\":{",
+        i, i, 2000 + i);
+    static const char *const arrays[] = {"current", "avg",    "avg30",          "avg90",
+                                         "avg180",  "avg365", "atIntervalStart"};
+    for (size_t a = 0; a < sizeof(arrays) / sizeof(arrays[0]); a++) {
+        put(b, "%s\"%s\":[", a ? "," : "", arrays[a]);
+        for (int t = 0; t < 36; t++)
+            put(b, "%s%d", t ? "," : "", t < 4 ? 1500 + t * 10 + (int)i : -1);
+        put(b, "]");
+    }
+    put(b,
+        ",\"salesRankDrops30\":%u,\"salesRankDrops90\":35,\"salesRankDrops180\":84,"
+        "\"salesRankDrops365\":99,\"buyBoxPrice\":1499,\"buyBoxShipping\":0,"
+        "\"buyBoxIsFBA\":true,\"buyBoxIsAmazon\":false,\"offerCountFBA\":4,\"offerCountFBM\":16,"
+        "\"totalOfferCount\":20,\"retrievedOfferCount\":20},\"offers\":[",
+        i % 50);
+    for (int o = 0; o < 20; o++)
+        put(b,
+            "%s{\"lastSeen\":8000000,\"sellerId\":\"A%012d\",\"offerCSV\":[7990000,%d,0,8000000,"
+            "%d,399],\"condition\":%d,\"conditionComment\":null,\"isPrime\":%s,\"isMAP\":false,"
+            "\"isShippable\":true,\"isAddonItem\":false,\"isPreorder\":false,"
+            "\"isWarehouseDeal\":false,\"isScam\":false,\"isAmazon\":false,\"isPrimeExcl\":false,"
+            "\"offerId\":%d,\"isFBA\":%s,\"shipsFromChina\":false,\"minOrderQty\":0}",
+            o ? "," : "", o, 1800 + o, 1700 + o, 1 + o % 5, o % 2 ? "true" : "false", o,
+            o % 4 ? "false" : "true");
+    put(b, "],\"liveOffersOrder\":[");
+    for (int o = 0; o < 20; o++)
+        put(b, "%s%d", o ? "," : "", 19 - o);
+    put(b, "],\"fbaFees\":{\"lastUpdate\":8000000,\"pickAndPackFee\":409},"
+           "\"referralFeePercentage\":15.01,\"referralFeePercent\":15,\"offersSuccessful\":true}");
+}
+
+static const char envelope[] = "{\"timestamp\":1778386768884,\"tokensLeft\":94,\"refillIn\":53441,"
+                               "\"refillRate\":60,\"tokenFlowReduction\":0.0,\"tokensConsumed\":"
+                               "300,\"processingTimeInMs\":4000,\"products\":[";
+
+static char *synth_body(unsigned n_products, unsigned history_points, size_t *len)
+{
+    struct buf b = {malloc(1 << 20), 0, 1 << 20};
+    put(&b, "%s", envelope);
+    for (unsigned i = 0; i < n_products; i++) {
+        if (i)
+            put(&b, ",");
+        synth_product(&b, i, history_points);
+    }
+    put(&b, "]}");
+    *len = b.len;
+    return b.p;
+}
+
+/* Child: streams about 50 MB of products through the decoder; prints peak RSS in MB. */
+static void peak_rss_child(int fd)
+{
+    struct kp_decode_cbs cbs = {.on_product = count_product};
+    struct kp_decoder *d = kp_decoder_new(NULL, &cbs);
+    kp_decoder_feed(d, envelope, strlen(envelope));
+    size_t fed = 0;
+    struct buf b = {malloc(1 << 16), 0, 1 << 16};
+    for (unsigned i = 0; fed < 50u * 1000 * 1000; i++) {
+        b.len = 0;
+        if (i)
+            put(&b, ",");
+        synth_product(&b, i, 400);
+        kp_decoder_feed(d, b.p, b.len);
+        fed += b.len;
+    }
+    kp_decoder_feed(d, "]}", 2);
+    int rc = kp_decoder_finish(d);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    char line[128];
+    int n = snprintf(line, sizeof(line), "%d %zu %ld %zu\n", rc, fed, ru.ru_maxrss,
+                     kp_decoder_peak_bytes(d));
+    if (write(fd, line, (size_t)n) != n)
+        _exit(1);
+    _exit(0);
+}
+
+/* Runs the 50 MB child first, while this process is still small (its RSS is inherited). */
+static void bench_peak_rss(void)
+{
+    int fds[2];
+    if (pipe(fds) == 0) {
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid == 0) {
+            close(fds[0]);
+            peak_rss_child(fds[1]);
+        }
+        close(fds[1]);
+        char line[128] = "";
+        ssize_t n = read(fds[0], line, sizeof(line) - 1);
+        close(fds[0]);
+        waitpid(pid, NULL, 0);
+        int rc;
+        size_t fed, peak;
+        long maxrss_kb;
+        if (n > 0 && sscanf(line, "%d %zu %ld %zu", &rc, &fed, &maxrss_kb, &peak) == 4) {
+            printf("BENCH decode.peak_rss_50mb %.1f MB\n", (double)maxrss_kb / 1024.0);
+            printf("# 50 MB run: %zu bytes streamed, rc %d, decoder heap high-water %zu KB\n", fed,
+                   rc, peak / 1024);
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    const char *dir = argc > 1 ? argv[1] : KD_FIXTURES_DIR;
+    const int64_t min_ns = 700 * KD_NS_PER_MS;
+    bench_peak_rss();
+
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/product_B0D8W1YVBX.json", dir);
+    size_t flen = 0, iters;
+    char *fixture = read_all(path, &flen);
+    double kp_fix = 0, js_fix = 0;
+    if (fixture != NULL) {
+        kp_fix = bench_kp(fixture, flen, min_ns, &iters);
+        js_fix = bench_jansson(fixture, flen, min_ns);
+        printf("BENCH decode.mb_per_s.fixture_B0D8W1YVBX %.1f MB/s\n", kp_fix);
+        printf("BENCH decode.jansson_mb_per_s.fixture_B0D8W1YVBX %.1f MB/s\n", js_fix);
+        printf("BENCH decode.ratio_vs_jansson.fixture_B0D8W1YVBX %.1f x\n", kp_fix / js_fix);
+    } else {
+        printf("# bench_decode: %s absent, fixture figures skipped\n", path);
+    }
+
+    size_t slen;
+    char *synth = synth_body(50, 400, &slen);
+    products_seen = 0;
+    double kp_syn = bench_kp(synth, slen, min_ns, &iters);
+    double us_per_product = 1e6 * (double)slen / (kp_syn * 1e6) / 50.0;
+    double js_syn = bench_jansson(synth, slen, min_ns);
+    printf("BENCH decode.mb_per_s.synthetic50 %.1f MB/s\n", kp_syn);
+    printf("BENCH decode.jansson_mb_per_s.synthetic50 %.1f MB/s\n", js_syn);
+    printf("BENCH decode.ratio_vs_jansson.synthetic50 %.1f x\n", kp_syn / js_syn);
+
+    /* Headline figures: the real body when present, else the synthetic one. */
+    double mbs = fixture != NULL ? kp_fix : kp_syn;
+    double ratio = fixture != NULL ? kp_fix / js_fix : kp_syn / js_syn;
+    printf("BENCH decode.mb_per_s %.1f MB/s\n", mbs);
+    printf("BENCH decode.ratio_vs_jansson %.1f x\n", ratio);
+    printf("BENCH decode.us_per_product %.1f us\n", us_per_product);
+    printf("# synthetic body: %zu bytes, 50 products (%.1f KB each)\n", slen,
+           (double)slen / 50 / 1024);
+
+    free(fixture);
+    free(synth);
+    return 0;
+}

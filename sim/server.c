@@ -19,6 +19,7 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1318,6 +1319,18 @@ static char *load_replay(const char *path, int64_t *consumed)
 
 /* ---------- start / stop ---------- */
 
+/* libmicrohttpd's diagnostics (oversized headers, refused connections) go through kd_log. */
+__attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char line[512];
+    vsnprintf(line, sizeof(line), fmt, ap);
+    size_t n = strlen(line);
+    while (n > 0 && line[n - 1] == '\n')
+        line[--n] = '\0';
+    kd_info("libmicrohttpd: %s", line);
+}
+
 static int write_port_file(const char *path, unsigned port)
 {
     char tmp[4096];
@@ -1422,7 +1435,8 @@ int sim_server_start(const struct sim_config *cfg, struct sim_server **out)
         (unsigned)(cfg->max_connections > 0 ? cfg->max_connections : 1000),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)(64 * 1024), MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
+        MHD_OPTION_END);
     if (s->mhd == NULL) {
         kd_error("kdeals-sim: cannot listen on %s:%d (port in use or no permission)",
                  cfg->listen_addr, cfg->port);

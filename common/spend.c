@@ -190,10 +190,10 @@ static void on_job_done(const struct kp_result *res, void *ud)
         actual = r.tokens_consumed > 0 ? r.tokens_consumed : 0;
         shm_counter_add(cb, SHM_C_tokens_spent, actual);
         if (res->reading.local_mono_ns_received > res->reading.local_mono_ns_sent)
-            shm_hist_record(cb, SHM_C_http_latency_ms,
-                            (uint64_t)((res->reading.local_mono_ns_received -
-                                        res->reading.local_mono_ns_sent) /
-                                       KD_NS_PER_MS));
+            shm_hist_record(
+                cb, SHM_C_http_latency_ms,
+                (uint64_t)((res->reading.local_mono_ns_received - res->reading.local_mono_ns_sent) /
+                           KD_NS_PER_MS));
         if (res->code == KP_OK && res->http_status == 200 && !job->is_status_call)
             tb_cost_learn(sp->tb, job->spec.kind, job->spec.units, actual);
     }
@@ -208,8 +208,7 @@ static void on_job_done(const struct kp_result *res, void *ud)
     } else if (res->code == KP_NOT_ADMITTED && !sp->closing) {
         /* Not charged; the bucket now knows the balance. Wait for a new grant. */
         kd_info("Keepa answered 429 (balance %.0f): %s job waits for its grant again",
-                res->reading_valid ? res->reading.tokens_left : 0.0,
-                kp_endpoint_name(res->ep));
+                res->reading_valid ? res->reading.tokens_left : 0.0, kp_endpoint_name(res->ep));
         push_front(sp, job);
     } else {
         if (res->code == KP_KEY_UNUSABLE && !sp->key_unusable) {

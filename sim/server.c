@@ -111,9 +111,17 @@ static int64_t now_wall_ms(struct sim_server *s, int64_t mono_ns)
     return kd_wall_ms();
 }
 
+/*
+ * The catalog's Keepa minute: simulated time runs minute_ms real ms per Keepa minute from the
+ * start wall time, so without acceleration it is the real Keepa minute (two servers with the
+ * same seed agree at the same moment), and with it the catalog moves as fast as the bucket.
+ */
 static int64_t keepa_min_of(struct sim_server *s, const struct sim_bucket_view *v)
 {
-    return s->base_keepa_min + v->ticks;
+    (void)v;
+    int64_t elapsed_ms = (kd_mono_ns() - s->start_mono_ns) / KD_NS_PER_MS;
+    __int128 sim_ms = (__int128)elapsed_ms * 60000 / s->cfg.minute_ms;
+    return kd_ms_to_keepa_min(s->start_wall_ms + (int64_t)sim_ms);
 }
 
 /* ---------- responses ---------- */

@@ -1381,6 +1381,48 @@ static void test_determinism(void **state)
     sim_stop(&s3);
 }
 
+static long long keepa_minute(struct sim *s)
+{
+    struct resp r = get(s, "/_sim/stats");
+    long long m = jint(r.json, "keepa_minute");
+    resp_free(&r);
+    return m;
+}
+
+/* Prices move with (accelerated) time: deals appear and vanish. */
+static void test_deals_move_over_time(void **state)
+{
+    (void)state;
+    struct sim s = sim_start("--products", "3000", "--minute-ms", "20", "--volatility", "60");
+    static char a[3000][11], b[3000][11];
+    const char *sel = "{\"priceTypes\":[2],\"sortType\":-1}";
+    long long m0 = keepa_minute(&s);
+    int na = oracle(&s, sel, a, 3000);
+    int64_t deadline = mono_ms() + 20000;
+    while (keepa_minute(&s) < m0 + 15 && mono_ms() < deadline)
+        nap_ms(20);
+    assert_true(keepa_minute(&s) >= m0 + 15);
+    int nb = oracle(&s, sel, b, 3000);
+    assert_true(na > 100 && nb > 100);
+    int gone = 0;
+    for (int i = 0; i < na; i++) {
+        int found = 0;
+        for (int j = 0; j < nb && !found; j++)
+            found = strcmp(a[i], b[j]) == 0;
+        gone += !found;
+    }
+    int appeared = 0;
+    for (int j = 0; j < nb; j++) {
+        int found = 0;
+        for (int i = 0; i < na && !found; i++)
+            found = strcmp(a[i], b[j]) == 0;
+        appeared += !found;
+    }
+    assert_true(gone > 0);     /* some deals vanished */
+    assert_true(appeared > 0); /* and new ones appeared */
+    sim_stop(&s);
+}
+
 static void test_seller_and_query(void **state)
 {
     (void)state;
@@ -1531,6 +1573,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_ledger),
         cmocka_unit_test(test_oracle_matches_product_truth),
         cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_deals_move_over_time),
         cmocka_unit_test(test_seller_and_query),
         cmocka_unit_test(test_hostile_input),
     };

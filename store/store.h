@@ -117,7 +117,9 @@ int st_deal_del(struct st_txn *txn, const struct st_key *key);
  * Schedule primitives (st_deal_put/del already maintain it). Times must be >= 0.
  * st_schedule_move removes the entry at OLD_MS if present and adds one at NEW_MS.
  * st_schedule_due fills OUT with up to MAX entries due at or before NOW_MS, stalest first,
- * and sets *N.
+ * and sets *N. An entry whose deal is gone or whose deal's next_check_ms differs from the
+ * entry's time is stale (e.g. left by an undecodable record): remove it with
+ * st_schedule_remove.
  */
 int st_schedule_add(struct st_txn *txn, const struct st_key *key, int64_t at_ms);
 int st_schedule_remove(struct st_txn *txn, const struct st_key *key, int64_t at_ms);

@@ -93,16 +93,22 @@ void sim_buf_printf(struct sim_buf *b, const char *fmt, ...)
 
 void sim_buf_int(struct sim_buf *b, int64_t v)
 {
-    char tmp[24];
-    char *e = tmp + sizeof(tmp), *p = e;
+    if (reserve(b, 21) != 0)
+        return;
     uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    int digits = 1;
+    for (uint64_t x = u; x >= 10; x /= 10)
+        digits++;
+    char *p = b->data + b->len;
+    if (v < 0)
+        *p++ = '-';
+    char *e = p + digits;
+    *e = '\0';
     do {
-        *--p = (char)('0' + u % 10);
+        *--e = (char)('0' + u % 10);
         u /= 10;
     } while (u != 0);
-    if (v < 0)
-        *--p = '-';
-    sim_buf_put(b, p, (size_t)(e - p));
+    b->len = (size_t)(p + digits - b->data);
 }
 
 void sim_buf_str(struct sim_buf *b, const char *s)

@@ -41,7 +41,7 @@
 
 #define SIM_MAX_BODY (1024 * 1024)
 #define DEAL_CACHE_N 8
-#define DEAL_KEY_MAX 8192
+#define DEAL_KEY_MAX 24576 /* 2 x 500 category ids of up to 20 digits fit */
 #define MAX_DELAYED  4096
 
 enum endpoint { EP_TOKEN, EP_PRODUCT, EP_DEAL, EP_SELLER, EP_QUERY, EP_OTHER, EP_COUNT };

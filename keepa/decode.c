@@ -1424,6 +1424,9 @@ static size_t squeeze(struct kp_decoder *d, const unsigned char *in, size_t n, u
         d->sq_rel = 0;
         pend = false;
     }
+    /* Inside a skipped container but not yet at a point where dropping is valid (after ','
+     * or ':'): end the stage at the next digit, so dropping starts right after it. */
+    bool want_drop_point = d->sq_drop_levels == 0 && d->skip_depth > 0;
     while (i < n && o + 2 <= cap) {
         if (d->sq_drop_levels > 0) {
             /* Fast scan to the next byte that matters in this state. */
@@ -1491,6 +1494,8 @@ static size_t squeeze(struct kp_decoder *d, const unsigned char *in, size_t n, u
             in_str = true;
         else if (c == '[' || c == '{')
             break; /* let yajl tell whether this container is skipped */
+        else if (want_drop_point && c >= '0' && c <= '9')
+            break;
     }
     d->sq_in_str = in_str;
     d->sq_esc = esc;

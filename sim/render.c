@@ -38,6 +38,12 @@ void sim_product_ean(int64_t idx, char out[14])
 
 int64_t sim_product_from_code(const struct sim_catalog *c, const char *code)
 {
+    char ean[14];
+    if (strlen(code) == 12) { /* a UPC is the EAN-13 without its leading 0 */
+        ean[0] = '0';
+        memcpy(ean + 1, code, 13);
+        code = ean;
+    }
     if (strlen(code) != 13 || strncmp(code, "074", 3) != 0)
         return -1;
     int64_t v = 0;

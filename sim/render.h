@@ -62,7 +62,10 @@ void sim_render_deal(struct sim_buf *b, const struct sim_catalog *c, const struc
 void sim_render_seller(struct sim_buf *b, const struct sim_catalog *c, int64_t idx,
                        int64_t keepa_min);
 
-/* EAN-13 code of product IDX (13 digits + NUL), and its inverse (-1 when unknown). */
+/*
+ * EAN-13 code of product IDX (13 digits + NUL), and its inverse for an EAN-13 or a 12-digit
+ * UPC (-1 when unknown).
+ */
 void sim_product_ean(int64_t idx, char out[14]);
 int64_t sim_product_from_code(const struct sim_catalog *c, const char *code);
 

@@ -692,6 +692,18 @@ static void test_11_12_product_costs(void **state)
     some_asins(&s, a, 4);
     snprintf(q, sizeof(q), "asin=%s,%s", a[0], a[1]);
     assert_int_equal(product_cost(&s, q), 2);
+    /* code= finds products by the EAN or UPC they list, each billed */
+    struct resp e = get(&s, "/product?key=k&domain=1&asin=%s", a[0]);
+    yajl_val p0 = jidx(jget(e.json, "products"), 0);
+    char ean[16], upc[16];
+    snprintf(ean, sizeof(ean), "%s", YAJL_GET_STRING(jidx(jget(p0, "eanList"), 0)));
+    snprintf(upc, sizeof(upc), "%s", YAJL_GET_STRING(jidx(jget(p0, "upcList"), 0)));
+    resp_free(&e);
+    snprintf(q, sizeof(q), "code=%s,%s", ean, upc);
+    assert_int_equal(product_cost(&s, q), 2);
+    struct resp cr = get(&s, "/product?key=k&domain=1&code=%s", upc);
+    assert_string_equal(YAJL_GET_STRING(jget(jidx(jget(cr.json, "products"), 0), "asin")), a[0]);
+    resp_free(&cr);
     snprintf(q, sizeof(q), "asin=%s&stats=180&history=1&days=30", a[0]);
     assert_int_equal(product_cost(&s, q), 1);
     snprintf(q, sizeof(q), "asin=%s&buybox=1", a[0]);

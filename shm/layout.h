@@ -135,6 +135,7 @@ struct shm_tokens {
     _Atomic int64_t last_tokens_consumed;
     _Atomic int64_t rate_candidate;        /* a higher rate seen, not yet trusted */
     _Atomic int64_t rate_candidate_seen;   /* consecutive readings that reported it */
+    _Atomic int64_t rate_candidate_since_ns; /* when the first of them was applied */
     _Atomic int64_t status_claim_ns;       /* last time a process claimed the /token call */
     _Atomic uint64_t readings_applied;
     _Atomic uint64_t readings_ignored;

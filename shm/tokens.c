@@ -63,8 +63,11 @@
  * construction.
  *
  * Learning. The refill rate (and cap) come from readings: a lower rate is adopted at once,
- * a higher one only after TB_RATE_TRUST_READINGS consecutive readings report it, so a
- * transient refillRate of 12 on a 5/min plan (§10.7) cannot release a backlog. Before the
+ * a higher one only as far as the bucket is seen to refill between two readings (by the
+ * server's clock, net of the charges known), so a transient refillRate of 12 on a 5/min plan
+ * (§10.7) cannot release a backlog however often it is repeated. Only when requests in flight
+ * hide the refill for a long time is a higher rate believed on reports alone: after
+ * TB_RATE_TRUST_READINGS consecutive readings spanning TB_RATE_TRUST_MINUTES. Before the
  * first reading the trusted rate is the configured initial_rate (the plan the operator
  * expects); the balance of the first reading is always taken as it is. Costs are
  * learned per request kind in milli-tokens per unit: an underestimate is corrected by the
@@ -496,24 +499,66 @@ static bool reading_valid(const struct tb_reading *r, int64_t minute_ms)
            r->refill_in_ms <= minute_ms && r->timestamp_ms > 0 && r->tokens_consumed >= 0;
 }
 
-/* Trusted rate after reading R, given the trusted rate CUR (caller holds the reading lock). */
-static int64_t learn_rate(struct shm_tokens *tb, int64_t cur, int64_t reported)
+/*
+ * Refill actually observed between the previous applied reading and R (caller holds the
+ * reading lock): (tokensLeft now - tokensLeft then + what R's own request was charged) per
+ * tick that can have happened in between, by the server's own clock (timestamp, refillIn).
+ * Every other charge in the interval only lowers it and a full bucket only clips it, so it is
+ * a lower bound of the true rate (unless tokens were refunded, which makes it implausibly
+ * high: the caller ignores it above the reported rate). Returns -1 when nothing can be said.
+ */
+static int64_t observed_rate(struct shm_tokens *tb, const struct tb_reading *r, uint64_t own_word,
+                             unsigned own_slot, int64_t minute_ms)
 {
-    if (reported <= cur) {
+    int64_t prev_ns = atomic_load(&tb->last_reading_ns);
+    int64_t prev_ts = atomic_load(&tb->last_timestamp_ms);
+    if (prev_ns == INT64_MIN || r->timestamp_ms <= prev_ts)
+        return -1;
+    int64_t first_tick = prev_ts + atomic_load(&tb->last_refill_in_ms);
+    int64_t lo = first_tick - 1, hi = r->timestamp_ms + 1; /* count boundary ticks too */
+    if (hi < lo)
+        return -1;
+    int64_t ticks = (hi - lo) / minute_ms + 1;
+    int64_t charged = 0;
+    if (own_word != 0 && atomic_load(&tb->slots[own_slot].word) == own_word &&
+        atomic_load(&tb->slots[own_slot].granted_ns) >= prev_ns)
+        charged = r->tokens_consumed; /* granted after the previous reading: charged since */
+    /* In milli-tokens, so a fractional balance (§10.17) does not round the evidence up. */
+    int64_t gained = (int64_t)floor(r->tokens_left * 1000.0) -
+                     atomic_load(&tb->last_tokens_left_milli) + charged * 1000;
+    return gained > 0 ? gained / (ticks * 1000) : 0;
+}
+
+/*
+ * Trusted rate after a reading that reports REPORTED at NOW_NS, given the trusted rate CUR and
+ * the refill OBSERVED since the previous reading (caller holds the reading lock). Lower: at
+ * once. Higher: up to what was observed (a reported rate the bucket does not show, like a
+ * transient 12 on a 5/min plan, §10.7, is never trusted, however many readings repeat it);
+ * or, when requests in flight hide the refill, once TB_RATE_TRUST_READINGS consecutive
+ * readings spanning TB_RATE_TRUST_MINUTES have all reported it.
+ */
+static int64_t learn_rate(struct shm_tokens *tb, int64_t cur, int64_t reported, int64_t observed,
+                          int64_t now_ns)
+{
+    if (reported <= cur || (observed > cur && observed <= reported)) {
         atomic_store(&tb->rate_candidate, 0);
         atomic_store(&tb->rate_candidate_seen, 0);
-        return reported;
+        return reported <= cur ? reported : observed;
     }
-    int64_t seen = atomic_load(&tb->rate_candidate) == reported
-                       ? atomic_load(&tb->rate_candidate_seen) + 1
-                       : 1;
-    if (seen >= TB_RATE_TRUST_READINGS) {
-        atomic_store(&tb->rate_candidate, 0);
-        atomic_store(&tb->rate_candidate_seen, 0);
-        return reported;
+    if (atomic_load(&tb->rate_candidate) != reported) {
+        atomic_store(&tb->rate_candidate, reported);
+        atomic_store(&tb->rate_candidate_seen, 1);
+        atomic_store(&tb->rate_candidate_since_ns, now_ns);
+        return cur;
     }
-    atomic_store(&tb->rate_candidate, reported);
+    int64_t seen = atomic_load(&tb->rate_candidate_seen) + 1;
     atomic_store(&tb->rate_candidate_seen, seen);
+    if (seen >= TB_RATE_TRUST_READINGS && now_ns - atomic_load(&tb->rate_candidate_since_ns) >=
+                                              TB_RATE_TRUST_MINUTES * tb->minute_ns) {
+        atomic_store(&tb->rate_candidate, 0);
+        atomic_store(&tb->rate_candidate_seen, 0);
+        return reported;
+    }
     return cur;
 }
 
@@ -548,7 +593,8 @@ int tb_apply_reading(struct shm_tokens *tb, const struct tb_reading *r, int64_t 
     int64_t left = (int64_t)floor(r->tokens_left);
     uint64_t w = atomic_load(&tb->state);
     int64_t cur_rate = word_rate(w) ? word_rate(w) : tb->initial_rate;
-    int64_t rate = learn_rate(tb, cur_rate, r->refill_rate);
+    int64_t observed = observed_rate(tb, r, own_word, own_word ? own->slot : 0, minute_ms);
+    int64_t rate = learn_rate(tb, cur_rate, r->refill_rate, observed, now_ns);
     for (;;) {
         /* The word is loaded before the slots are summed: see the top comment. */
         int64_t inflight = inflight_tokens(tb, own_word, NULL);

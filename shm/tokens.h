@@ -49,8 +49,11 @@
 #define TB_DEFAULT_MINUTE_NS      (60LL * 1000000000LL)
 #define TB_DEFAULT_INITIAL_RATE   5
 #define TB_DEFAULT_STALE_MINUTES  15
-/* Consecutive readings that must report a higher refill rate before it is trusted. */
-#define TB_RATE_TRUST_READINGS 3
+/* A higher refill rate is trusted as far as the bucket is seen to refill between readings;
+ * on reports alone only once this many consecutive readings, spanning at least this many
+ * Keepa minutes, have all reported it. */
+#define TB_RATE_TRUST_READINGS 6
+#define TB_RATE_TRUST_MINUTES  60
 
 struct tb_params {
     int64_t bucket_minutes;     /* cap = refill rate x this; 0 = 60 */
@@ -147,13 +150,14 @@ int tb_settle(struct shm_tokens *tb, const struct tb_grant *grant, int64_t now_n
  * Re-anchors the bucket to a server reading R received at NOW_NS (read the clock after the
  * response arrived, never before the request was sent): balance = floor(tokensLeft)
  * minus every reservation still in flight other than OWN (NULL if the reading is not the
- * answer to a reservation, e.g. /token), next tick = now + refillIn. A refill rate higher
- * than the trusted one is adopted only after TB_RATE_TRUST_READINGS consecutive readings;
- * a lower one at once. Returns 0 when applied; -EINVAL for garbage (refillRate <= 0, the
- * zeroed 400 body, non-finite or out-of-range fields); -ESTALE when R is older (server
- * timestamp) than a reading applied less than a minute ago; -EBUSY when another process is
- * applying a reading at this moment. In every non-zero case the state is unchanged and OWN
- * stays in flight (tb_settle then corrects by reserved - actual).
+ * answer to a reservation, e.g. /token), next tick = now + refillIn. A lower refill rate is
+ * adopted at once; a higher one only as far as the balance is seen to grow between readings,
+ * or after TB_RATE_TRUST_READINGS consecutive readings spanning TB_RATE_TRUST_MINUTES. Returns 0
+ * when applied; -EINVAL for garbage (refillRate <= 0, the zeroed 400 body, non-finite or
+ * out-of-range fields); -ESTALE when R is older (server timestamp) than a reading applied less than
+ * a minute ago; -EBUSY when another process is applying a reading at this moment. In every non-zero
+ * case the state is unchanged and OWN stays in flight (tb_settle then corrects by reserved -
+ * actual).
  */
 int tb_apply_reading(struct shm_tokens *tb, const struct tb_reading *r, int64_t now_ns,
                      const struct tb_grant *own);

@@ -403,40 +403,95 @@ static void test_older_reading_does_not_override_a_newer_one(void **state)
     free(tb);
 }
 
-static void test_higher_rate_trusted_only_after_consecutive_readings(void **state)
+static void test_higher_rate_trusted_only_as_far_as_observed(void **state)
 {
     (void)state;
-    struct shm_tokens *tb = anchored(0, 5);
+    struct shm_tokens *tb = new_bucket(NULL, T0);
     struct tb_stats st;
-    int64_t ts = 1700000010000, now = T0;
-    /* A single outlier of 12 on a 5/min plan (§10.7) changes nothing. */
-    struct tb_reading r = reading(0, 30000, 12, ts++);
-    assert_int_equal(tb_apply_reading(tb, &r, now += SEC, NULL), 0);
-    tb_stats(tb, now, &st);
-    assert_int_equal(st.refill_rate, 5);
-    assert_int_equal(st.cap_tokens, 300);
-    assert_int_equal(tb_project(tb, now + 30 * SEC), 5);
-    /* Flapping 5 <-> 12 never gets trusted. */
-    for (int i = 0; i < 10; i++) {
-        r = reading(0, 30000, i % 2 ? 12 : 5, ts++);
-        assert_int_equal(tb_apply_reading(tb, &r, now += SEC, NULL), 0);
-        tb_stats(tb, now, &st);
+    int64_t ts = 1700000000000, now = T0;
+    /* The server ticks at ts0 + 30 s + k minutes; a reading at server time t sees
+     * left(t) = 5 x ticks so far while the true rate is 5. */
+    const int64_t ts0 = ts;
+#define TICKS_AT(t)  ((t) < ts0 + 30000 ? 0 : 1 + ((t)-ts0 - 30000) / 60000)
+#define REFILL_IN(t) (60000 - (((t)-ts0 - 30000) % 60000 + 60000) % 60000)
+    struct tb_reading r = reading(0, 30000, 5, ts);
+    assert_int_equal(tb_apply_reading(tb, &r, now, NULL), 0);
+    /* Outliers of 12 on a 5/min plan (§10.7), even many in a row: the bucket grows by 5 a
+     * tick, so 12 is never believed. */
+    for (int i = 1; i <= 30; i++) {
+        int64_t t = ts0 + i * 40000;
+        r = reading((double)(5 * TICKS_AT(t)), REFILL_IN(t), 12, t);
+        assert_int_equal(tb_apply_reading(tb, &r, T0 + (t - ts0) * MS, NULL), 0);
+        tb_stats(tb, T0 + (t - ts0) * MS, &st);
         assert_int_equal(st.refill_rate, 5);
+        assert_int_equal(st.cap_tokens, 300);
     }
-    /* A real plan change is adopted on the third consecutive reading. */
-    for (int i = 1; i <= TB_RATE_TRUST_READINGS; i++) {
-        r = reading(0, 30000, 25, ts++);
-        assert_int_equal(tb_apply_reading(tb, &r, now += SEC, NULL), 0);
-        tb_stats(tb, now, &st);
-        assert_int_equal(st.refill_rate, i < TB_RATE_TRUST_READINGS ? 5 : 25);
-    }
+    free(tb);
+
+    /* A real plan change to 25: the bucket shows it between two readings, believed at once. */
+    tb = new_bucket(NULL, T0);
+    ts = ts0;
+    r = reading(0, 30000, 5, ts);
+    assert_int_equal(tb_apply_reading(tb, &r, now, NULL), 0);
+    r = reading(50, 50000, 25, ts + 100000); /* two ticks later: +50 */
+    assert_int_equal(tb_apply_reading(tb, &r, now + 100 * SEC, NULL), 0);
+    tb_stats(tb, now + 100 * SEC, &st);
+    assert_int_equal(st.refill_rate, 25);
     assert_int_equal(st.cap_tokens, 25 * 60);
+    /* Its own charge counts: 30 spent, +25 a tick, one tick: the balance drops by only 5. */
+    struct tb_grant g;
+    int64_t wait;
+    free(tb);
+    tb = new_bucket(NULL, T0);
+    r = reading(100, 30000, 5, ts);
+    assert_int_equal(tb_apply_reading(tb, &r, now, NULL), 0);
+    assert_int_equal(tb_reserve(tb, now + SEC, 30, 3, &g, &wait), 0);
+    r = reading(95, 50000, 25, ts + 40000);
+    r.tokens_consumed = 30;
+    assert_int_equal(tb_apply_reading(tb, &r, now + 40 * SEC, &g), 0);
+    tb_stats(tb, now + 40 * SEC, &st);
+    assert_int_equal(st.refill_rate, 25); /* (95 - 100 + 30) / 1 tick */
+    free(tb);
+    /* ... but only if it was granted after the previous reading (else it may have been
+     * charged before that reading, and counting it would invent refill). */
+    tb = new_bucket(NULL, T0);
+    r = reading(100, 30000, 5, ts);
+    assert_int_equal(tb_apply_reading(tb, &r, now, NULL), 0);
+    assert_int_equal(tb_reserve(tb, now + SEC, 30, 3, &g, &wait), 0);
+    r = reading(70, 29000, 5, ts + 1000); /* a /token reading: it was charged already */
+    assert_int_equal(tb_apply_reading(tb, &r, now + 2 * SEC, NULL), 0);
+    r = reading(75, 50000, 25, ts + 40000);
+    r.tokens_consumed = 30;
+    assert_int_equal(tb_apply_reading(tb, &r, now + 40 * SEC, &g), 0);
+    tb_stats(tb, now + 40 * SEC, &st);
+    assert_int_equal(st.refill_rate, 5); /* (75 - 70) / 1 tick: nothing proves 25 */
     /* A lower rate is believed at once (it can only make us more careful). */
-    r = reading(0, 30000, 5, ts++);
-    assert_int_equal(tb_apply_reading(tb, &r, now += SEC, NULL), 0);
-    tb_stats(tb, now, &st);
+    r = reading(95, 40000, 5, ts + 50000);
+    assert_int_equal(tb_apply_reading(tb, &r, now + 50 * SEC, NULL), 0);
+    tb_stats(tb, now + 50 * SEC, &st);
+    assert_int_equal(st.refill_rate, 5);
+    /* A refund (balance up by far more than the reported rate) proves nothing. */
+    r = reading(500, 50000, 12, ts + 100000); /* one tick later */
+    assert_int_equal(tb_apply_reading(tb, &r, now + 100 * SEC, NULL), 0);
+    tb_stats(tb, now + 100 * SEC, &st);
     assert_int_equal(st.refill_rate, 5);
     free(tb);
+
+    /* When requests in flight hide the refill (the balance never seems to grow), a rate every
+     * reading reports is believed after TB_RATE_TRUST_MINUTES. */
+    tb = new_bucket(NULL, T0);
+    r = reading(0, 30000, 5, ts);
+    assert_int_equal(tb_apply_reading(tb, &r, now, NULL), 0);
+    for (int i = 1; i <= TB_RATE_TRUST_MINUTES + 1; i++) {
+        r = reading(0, 30000, 25, ts + i * 60000);
+        assert_int_equal(tb_apply_reading(tb, &r, now + i * MINUTE, NULL), 0);
+        tb_stats(tb, now + i * MINUTE, &st);
+        /* First reported at minute 1: believed from minute 1 + TB_RATE_TRUST_MINUTES. */
+        assert_int_equal(st.refill_rate, i <= TB_RATE_TRUST_MINUTES ? 5 : 25);
+    }
+    free(tb);
+#undef TICKS_AT
+#undef REFILL_IN
 }
 
 static void test_needs_reading_policy(void **state)
@@ -1242,7 +1297,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_writeoff_releases_a_dead_owners_slots),
         cmocka_unit_test(test_reading_subtracts_requests_in_flight),
         cmocka_unit_test(test_older_reading_does_not_override_a_newer_one),
-        cmocka_unit_test(test_higher_rate_trusted_only_after_consecutive_readings),
+        cmocka_unit_test(test_higher_rate_trusted_only_as_far_as_observed),
         cmocka_unit_test(test_needs_reading_policy),
         cmocka_unit_test(test_cost_estimates_learn_up_fast_and_down_slowly),
         cmocka_unit_test(test_long_idle_and_stale_callers),

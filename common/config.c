@@ -19,6 +19,7 @@
 #include "common/config.h"
 
 #include "common/kd_assert.h"
+#include "common/log.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -28,6 +29,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define CFG_ENCODING_VERSION 1
 #define CFG_ERR_VALUE_MAX    64 /* bytes of an offending value quoted in a message */
@@ -827,6 +829,11 @@ int cfg_load_file(const char *path, struct cfg *out, char *err, size_t errlen)
     free(abs);
     if (rc == 0)
         rc = validate_all(&p->cfg, p->key_line, path, err, errlen);
+    struct stat st;
+    if (rc == 0 && p->cfg.keepa_key[0] != '\0' && stat(path, &st) == 0 && (st.st_mode & 077))
+        kd_warn("config: %s holds the Keepa API key and is readable by others: chmod 600 it, "
+                "or move the key to [keepa] key_file",
+                path);
     if (rc == 0)
         *out = p->cfg;
     free(p);
@@ -967,7 +974,10 @@ int cfg_encode(const struct cfg *c, char **buf, size_t *len)
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    int bad = msgpack_pack_map(&pk, CFG_KEY_COUNT - 1 + 3);
+    size_t entries = 3; /* v, keepa.key_set, source_path */
+    for (size_t i = 0; i < CFG_KEY_COUNT; i++)
+        entries += cfg_key_table[i].type != CFG_T_SECRET;
+    int bad = msgpack_pack_map(&pk, entries);
     bad |= pack_str(&pk, "v");
     bad |= msgpack_pack_int64(&pk, CFG_ENCODING_VERSION);
     char name[64], val[64];
@@ -1290,6 +1300,10 @@ int cfg_load_key(const struct cfg *c, char *key, size_t keylen, char *err, size_
             set_err(err, errlen, "config: [keepa] key_file %s: %s", c->keepa_key_file, strerror(e));
             return -e;
         }
+        struct stat st;
+        if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077))
+            kd_warn("config: [keepa] key_file %s is readable by others: chmod 600 it",
+                    c->keepa_key_file);
         if (fgets(tmp, sizeof(tmp), f) == NULL)
             tmp[0] = '\0';
         fclose(f);

@@ -27,6 +27,7 @@ static const char *write_file(const char *name, const char *text)
     assert_non_null(f);
     fputs(text, f);
     fclose(f);
+    chmod(path, 0600); /* as an operator's file holding a key should be */
     return path;
 }
 

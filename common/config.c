@@ -862,7 +862,11 @@ void cfg_print(const struct cfg *c, FILE *out)
             section = k->section;
         }
         cfg_format_value(c, k, val, sizeof(val));
-        fprintf(out, "%s = ", k->name);
+        /* A set secret is shown as a comment, so this output used as a config file cannot
+         * make "<redacted>" the key. */
+        if (k->type == CFG_T_SECRET && val[0] != '\0')
+            fputs("# ", out);
+        fprintf(out, "%s =%s", k->name, val[0] ? " " : "");
         if (is_string_type(k->type) && k->type != CFG_T_SECRET)
             print_str(out, val);
         else

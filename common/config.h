@@ -254,7 +254,11 @@ int cfg_validate(const struct cfg *c, char *err, size_t errlen);
  */
 int cfg_format_value(const struct cfg *c, const struct cfg_key *k, char *buf, size_t len);
 
-/* Prints the effective config as INI, one section after the other, the key redacted. */
+/*
+ * Prints the effective config as INI, one section after the other. A set API key appears
+ * only as the comment "# key = <redacted>", so the output, used as a config file, loads the
+ * same config minus the key.
+ */
 void cfg_print(const struct cfg *c, FILE *out);
 
 /* Writes the sample config file: every key commented with its help, default and bounds. */

@@ -538,7 +538,7 @@ static void test_print_round_trip(void **state)
     cfg_print(&c, m);
     fclose(m);
     assert_null(strstr(text, "ZZ-TOP-SECRET-42"));
-    assert_non_null(strstr(text, "key = <redacted>"));
+    assert_non_null(strstr(text, "\n# key = <redacted>\n"));
     assert_non_null(strstr(text, "[tokens]\nbucket_minutes = 60\nmax_deficit = 0\n"));
     free(text);
 }

@@ -1485,6 +1485,57 @@ static void test_seller_and_query(void **state)
     sim_stop(&s);
 }
 
+/* Opens N concurrent connections, each asking /token; returns how many got a 200. */
+static int burst(struct sim *s, int nconn)
+{
+    CURLM *m = curl_multi_init();
+    CURL **h = calloc((size_t)nconn, sizeof(*h));
+    char u[128];
+    snprintf(u, sizeof(u), "http://127.0.0.1:%d/token?key=k", s->port);
+    FILE *devnull = fopen("/dev/null", "w");
+    for (int i = 0; i < nconn; i++) {
+        h[i] = curl_easy_init();
+        curl_easy_setopt(h[i], CURLOPT_URL, u);
+        curl_easy_setopt(h[i], CURLOPT_WRITEDATA, devnull);
+        curl_easy_setopt(h[i], CURLOPT_TIMEOUT, 30L);
+        curl_easy_setopt(h[i], CURLOPT_FORBID_REUSE, 1L);
+        curl_multi_add_handle(m, h[i]);
+    }
+    int running = 1;
+    while (running) {
+        curl_multi_perform(m, &running);
+        curl_multi_poll(m, NULL, 0, 100, NULL);
+    }
+    int ok = 0;
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(m, &left)) != NULL) {
+        long code = 0;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &code);
+        ok += msg->msg == CURLMSG_DONE && msg->data.result == CURLE_OK && code == 200;
+    }
+    for (int i = 0; i < nconn; i++) {
+        curl_multi_remove_handle(m, h[i]);
+        curl_easy_cleanup(h[i]);
+    }
+    free(h);
+    curl_multi_cleanup(m);
+    fclose(devnull);
+    return ok;
+}
+
+static void test_connection_limit(void **state)
+{
+    (void)state;
+    struct sim s = sim_start("--products", "100", "--max-connections", "32");
+    int ok = burst(&s, 400);
+    assert_true(ok >= 32); /* beyond the limit connections are refused, not queued forever */
+    struct resp r = get(&s, "/token?key=k");
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    sim_stop(&s);
+}
+
 static void test_hostile_input(void **state)
 {
     (void)state;
@@ -1518,36 +1569,7 @@ static void test_hostile_input(void **state)
     free(url);
     free(big);
     /* many concurrent connections */
-    CURLM *m = curl_multi_init();
-    enum { NC = 300 };
-    CURL *h[NC];
-    char u[128];
-    snprintf(u, sizeof(u), "http://127.0.0.1:%d/token?key=k", s.port);
-    FILE *devnull = fopen("/dev/null", "w");
-    for (int i = 0; i < NC; i++) {
-        h[i] = curl_easy_init();
-        curl_easy_setopt(h[i], CURLOPT_URL, u);
-        curl_easy_setopt(h[i], CURLOPT_WRITEDATA, devnull);
-        curl_easy_setopt(h[i], CURLOPT_TIMEOUT, 30L);
-        curl_multi_add_handle(m, h[i]);
-    }
-    int running = 1;
-    while (running) {
-        curl_multi_perform(m, &running);
-        curl_multi_poll(m, NULL, 0, 100, NULL);
-    }
-    int ok = 0;
-    CURLMsg *msg;
-    int left;
-    while ((msg = curl_multi_info_read(m, &left)) != NULL)
-        ok += msg->msg == CURLMSG_DONE && msg->data.result == CURLE_OK;
-    for (int i = 0; i < NC; i++) {
-        curl_multi_remove_handle(m, h[i]);
-        curl_easy_cleanup(h[i]);
-    }
-    curl_multi_cleanup(m);
-    fclose(devnull);
-    assert_int_equal(ok, NC);
+    assert_int_equal(burst(&s, 300), 300);
     r = get(&s, "/token?key=k");
     assert_int_equal(r.status, 200);
     resp_free(&r);
@@ -1588,6 +1610,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_deals_move_over_time),
         cmocka_unit_test(test_seller_and_query),
         cmocka_unit_test(test_hostile_input),
+        cmocka_unit_test(test_connection_limit),
     };
     return KD_RUN_TESTS(tests, argc, argv);
 }

@@ -9,7 +9,8 @@
  *
  * Built with -DKD_FUZZ=ON (clang) it is a libFuzzer binary:
  *   ./fuzz_codec tests/fuzz/corpus/codec
- * Otherwise ctest replays the seed corpus through it (fuzz_codec_corpus).
+ * Every build also makes fuzz_codec_corpus (the replay main() below), run by ctest over the
+ * seed corpus.
  */
 #include "common/config.h"
 #include "store/codec.h"

@@ -6,8 +6,8 @@
  *
  * Built with -DKD_FUZZ=ON (clang) it is a libFuzzer binary:
  *   ./fuzz_config tests/fuzz/corpus/config
- * Otherwise it is built with the replay main() below and ctest runs it over the seed corpus
- * (fuzz_config_corpus), so the seeds stay a regression test in every build.
+ * Every build also makes fuzz_config_corpus with the replay main() below, and ctest runs it
+ * over the seed corpus, so the seeds stay a regression test in every build.
  */
 #include "common/config.h"
 

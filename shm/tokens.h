@@ -14,7 +14,8 @@
  *     rc = tb_reserve(tb, now, cost, getpid(), &grant, &wake_at);
  *     -EAGAIN: arm a timer for wake_at (and if tb_needs_reading(): one free /token call);
  *     0: send the request; on the response:
- *         tb_apply_reading(tb, &reading, now, &grant);          (every response, 429 included)
+ *         tb_apply_reading(tb, &reading, now, &grant);  (every response, 429 included; its
+ *                                                         non-zero returns need no handling)
  *         tb_cost_learn(tb, TB_KIND_COMMIT, n_asins, reading.tokens_consumed);   (200 only)
  *         tb_settle(tb, &grant, now, reading.tokens_consumed);
  *       on a failure without a body (timeout, reset): tb_settle(tb, &grant, now, grant.cost_tokens)
@@ -126,13 +127,14 @@ int tb_init(struct shm_tokens *tb, const struct tb_params *p, int64_t now_ns);
  * Reserves COST_TOKENS for one request of OWNER (a pid, 1..TB_OWNER_MAX). Never sleeps.
  * Returns 0 and fills GRANT: the estimate has been charged and a reservation slot records it
  * until tb_settle / tb_apply_reading / tb_writeoff_owner. A cost of 0 is granted at once with
- * slot TB_SLOT_NONE. Grant rule: the projected balance B is > 0 (Keepa admits) and
- * B - cost >= -max_deficit, except that a cost above cap + max_deficit is granted as soon as
- * the bucket is full. Returns -EAGAIN with *WAIT_UNTIL_NS = the monotonic time at which the
- * same request would be granted if nobody else spends (never later than the bucket takes to
- * fill; before the first reading a short retry time, and tb_needs_reading() is true);
- * -ENOSPC when all reservation slots are in use (retry after a settle); -EINVAL for bad
- * arguments or an uninitialised bucket. WAIT_UNTIL_NS may be NULL.
+ * slot TB_SLOT_NONE. Grant rule: the projected balance B is > 0 (Keepa admits),
+ * B - cost >= -max_deficit, and B - cost + (smallest reservation still unanswered) > 0 so that
+ * every request in flight is admitted in whatever order Keepa receives them; a cost above
+ * cap + max_deficit is granted as soon as the bucket is full. Returns -EAGAIN with *WAIT_UNTIL_NS =
+ * the monotonic time at which the same request would be granted if nobody else spends (never later
+ * than the bucket takes to fill; before the first reading a short retry time, and
+ * tb_needs_reading() is true); -ENOSPC when all reservation slots are in use (retry after a
+ * settle); -EINVAL for bad arguments or an uninitialised bucket. WAIT_UNTIL_NS may be NULL.
  */
 int tb_reserve(struct shm_tokens *tb, int64_t now_ns, int64_t cost_tokens, int64_t owner,
                struct tb_grant *grant, int64_t *wait_until_ns);
@@ -148,16 +150,15 @@ int tb_settle(struct shm_tokens *tb, const struct tb_grant *grant, int64_t now_n
 
 /*
  * Re-anchors the bucket to a server reading R received at NOW_NS (read the clock after the
- * response arrived, never before the request was sent): balance = floor(tokensLeft)
- * minus every reservation still in flight other than OWN (NULL if the reading is not the
- * answer to a reservation, e.g. /token), next tick = now + refillIn. A lower refill rate is
- * adopted at once; a higher one only as far as the balance is seen to grow between readings,
- * or after TB_RATE_TRUST_READINGS consecutive readings spanning TB_RATE_TRUST_MINUTES. Returns 0
- * when applied; -EINVAL for garbage (refillRate <= 0, the zeroed 400 body, non-finite or
- * out-of-range fields); -ESTALE when R is older (server timestamp) than a reading applied less than
- * a minute ago; -EBUSY when another process is applying a reading at this moment. In every non-zero
- * case the state is unchanged and OWN stays in flight (tb_settle then corrects by reserved -
- * actual).
+ * response arrived): balance = floor(tokensLeft) minus every reservation still in flight other
+ * than OWN (NULL if the reading answers no reservation, e.g. /token), next tick = now +
+ * refillIn. A lower refill rate is adopted at once; a higher one only as far as the balance is
+ * seen to grow between readings, or after TB_RATE_TRUST_READINGS consecutive readings spanning
+ * TB_RATE_TRUST_MINUTES. Returns 0 when applied; -EINVAL for garbage (refillRate <= 0, the
+ * zeroed 400 body, non-finite or out-of-range fields); -ESTALE when R is older (server
+ * timestamp) than a reading applied less than a minute ago; -EBUSY when another process is
+ * applying a reading at this moment. After any non-zero return the state is unchanged and OWN
+ * stays in flight: the caller just goes on (tb_settle then corrects by reserved - actual).
  */
 int tb_apply_reading(struct shm_tokens *tb, const struct tb_reading *r, int64_t now_ns,
                      const struct tb_grant *own);

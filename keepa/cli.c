@@ -181,11 +181,16 @@ static void gen_product(yajl_gen g, const struct kp_product *p)
         gint(g, "offerCountFBM", s->offer_count_fbm);
         gint(g, "totalOfferCount", s->total_offer_count);
         gint(g, "retrievedOfferCount", s->retrieved_offer_count);
+        gstr(g, "buyBoxSellerId", s->buy_box_seller_id);
         yajl_gen_map_close(g);
     }
     gint(g, "pickAndPackFee", p->pick_and_pack_fee_cents);
     gdouble(g, "referralFeePercentage", p->referral_fee_percent);
     gtri(g, "offersSuccessful", p->offers_successful);
+    gint(g, "monthlySold", p->monthly_sold);
+    gint(g, "availabilityAmazon", p->availability_amazon);
+    gint(g, "packageWeight", p->package_weight_g);
+    gstr(g, "parentAsin", p->parent_asin);
     gkey(g, "liveOffersOrderPresent");
     yajl_gen_bool(g, p->live_order_present);
     gint(g, "offersSeen", p->n_offers_seen);

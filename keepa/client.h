@@ -135,7 +135,8 @@ int kp_global_init(void);
  * Submits CALL. Its contents move into the request (CALL's body pointer is taken: the
  * caller must not free it afterwards). OUT (may be NULL) receives a handle valid until
  * on_done returns. Returns 0, or -ESHUTDOWN (closing), -ENOMEM; on failure no callback runs
- * and CALL still owns its body.
+ * and CALL still owns its body. When a slot is free the transfer starts at once; if it
+ * cannot be started (out of memory) on_done runs with KP_FAILED before submit returns.
  */
 int kp_client_submit(struct kp_client *cl, struct kp_call *call, const struct kp_request_cbs *cbs,
                      struct kp_request **out);

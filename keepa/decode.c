@@ -102,7 +102,11 @@ static const char *const product_keys[] = {"asin",
                                            "fbaFees",
                                            "referralFeePercentage",
                                            "referralFeePercent",
-                                           "offersSuccessful"};
+                                           "offersSuccessful",
+                                           "monthlySold",
+                                           "availabilityAmazon",
+                                           "packageWeight",
+                                           "parentAsin"};
 enum {
     PK_ASIN,
     PK_TITLE,
@@ -118,7 +122,11 @@ enum {
     PK_FBA_FEES,
     PK_REFERRAL_PCT_D,
     PK_REFERRAL_PCT_I,
-    PK_OFFERS_OK
+    PK_OFFERS_OK,
+    PK_MONTHLY_SOLD,
+    PK_AVAILABILITY,
+    PK_PACKAGE_WEIGHT,
+    PK_PARENT_ASIN
 };
 
 static const char *const stats_keys[] = {"current",
@@ -138,7 +146,8 @@ static const char *const stats_keys[] = {"current",
                                          "offerCountFBA",
                                          "offerCountFBM",
                                          "totalOfferCount",
-                                         "retrievedOfferCount"};
+                                         "retrievedOfferCount",
+                                         "buyBoxSellerId"};
 enum {
     SK_CURRENT, /* SK_CURRENT..SK_AVG365 are the per-index arrays, in struct order */
     SK_AVG,
@@ -157,7 +166,8 @@ enum {
     SK_OC_FBA,
     SK_OC_FBM,
     SK_TOTAL_OC,
-    SK_RETRIEVED_OC
+    SK_RETRIEVED_OC,
+    SK_BB_SELLER
 };
 
 static const char *const offer_keys[] = {"lastSeen", "sellerId", "offerCSV", "condition",
@@ -452,6 +462,10 @@ static void init_product(struct kp_decoder *d)
     p->last_price_change_keepa_min = -1;
     memset(&p->stats, 0xff, sizeof(p->stats)); /* every int field and array entry = -1 */
     p->stats.present = false;
+    p->stats.buy_box_seller_id[0] = '\0';
+    p->monthly_sold = -1;
+    p->availability_amazon = -2;
+    p->package_weight_g = -1;
     p->pick_and_pack_fee_cents = -1;
     p->referral_fee_percent = -1;
     p->offers_successful = -1;
@@ -681,6 +695,19 @@ static void product_scalar(struct kp_decoder *d, int key, const struct scalar *v
     case PK_OFFERS_OK:
         p->offers_successful = scalar_tri(v);
         break;
+    case PK_MONTHLY_SOLD:
+        set_i32(&p->monthly_sold, scalar_num(v));
+        break;
+    case PK_AVAILABILITY:
+        set_i32(&p->availability_amazon, scalar_num(v));
+        break;
+    case PK_PACKAGE_WEIGHT:
+        set_i32(&p->package_weight_g, scalar_num(v));
+        break;
+    case PK_PARENT_ASIN:
+        if (v->kind == S_STR)
+            copy_str(p->parent_asin, sizeof(p->parent_asin), v->s, v->len);
+        break;
     default:
         break;
     }
@@ -726,6 +753,10 @@ static void stats_scalar(struct kp_decoder *d, int key, const struct scalar *v)
         break;
     case SK_RETRIEVED_OC:
         set_i32(&s->retrieved_offer_count, n);
+        break;
+    case SK_BB_SELLER:
+        if (v->kind == S_STR)
+            copy_str(s->buy_box_seller_id, sizeof(s->buy_box_seller_id), v->s, v->len);
         break;
     default:
         break;

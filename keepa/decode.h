@@ -103,6 +103,7 @@ struct kp_stats {
     int8_t buy_box_is_fba, buy_box_is_amazon; /* -1 null/absent, 0, 1 */
     int32_t offer_count_fba, offer_count_fbm; /* -2 unless offers were requested */
     int32_t total_offer_count, retrieved_offer_count;
+    char buy_box_seller_id[KP_SELLER_ID_MAX]; /* "" when null or absent */
 };
 
 struct kp_product {
@@ -121,6 +122,10 @@ struct kp_product {
     int32_t pick_and_pack_fee_cents; /* fbaFees.pickAndPackFee; -1 absent */
     double referral_fee_percent;     /* referralFeePercentage, else referralFeePercent; -1 */
     int8_t offers_successful;        /* -1 absent, 0, 1 */
+    int32_t monthly_sold;            /* monthlySold; -1 absent */
+    int32_t availability_amazon;     /* -1 none, 0 now, 1 preorder, ...; -2 absent */
+    int32_t package_weight_g;        /* -1 absent */
+    char parent_asin[KP_ASIN_MAX];   /* "" when null or absent */
     bool live_order_present;         /* liveOffersOrder was a non-null array */
     uint32_t n_offers_seen;          /* entries of offers[] in the body */
     uint32_t n_offers;               /* live offers kept below */

@@ -219,6 +219,11 @@ static void check_product(const json_t *jp, const struct kp_product *p)
                      jint(json_object_get(jp, "fbaFees"), "pickAndPackFee", -1));
     assert_true(p->referral_fee_percent == jnum(jp, "referralFeePercentage"));
     assert_int_equal(p->offers_successful, jtri(jp, "offersSuccessful"));
+    assert_int_equal(p->monthly_sold, jint(jp, "monthlySold", -1));
+    assert_int_equal(p->availability_amazon, jint(jp, "availabilityAmazon", -2));
+    assert_int_equal(p->package_weight_g, jint(jp, "packageWeight", -1));
+    const char *parent = json_string_value(json_object_get(jp, "parentAsin"));
+    assert_string_equal(p->parent_asin, parent != NULL ? parent : "");
     json_t *offers = json_object_get(jp, "offers");
     assert_int_equal(p->n_offers_seen, json_is_array(offers) ? json_array_size(offers) : 0);
     assert_int_equal(p->live_order_present, json_is_array(json_object_get(jp, "liveOffersOrder")));
@@ -242,6 +247,8 @@ static void check_product(const json_t *jp, const struct kp_product *p)
     assert_int_equal(p->stats.offer_count_fbm, jint(js, "offerCountFBM", -1));
     assert_int_equal(p->stats.total_offer_count, jint(js, "totalOfferCount", -1));
     assert_int_equal(p->stats.retrieved_offer_count, jint(js, "retrievedOfferCount", -1));
+    const char *bbs = json_string_value(json_object_get(js, "buyBoxSellerId"));
+    assert_string_equal(p->stats.buy_box_seller_id, bbs != NULL ? bbs : "");
 }
 #endif
 
@@ -299,6 +306,7 @@ static void test_fixture_product_b0f7(void **state)
     assert_int_equal(p.stats.sales_rank_drops180, 84);
     assert_int_equal(p.stats.sales_rank_drops365, 99);
     assert_int_equal(p.pick_and_pack_fee_cents, 435);
+    assert_int_equal(p.monthly_sold, 300);
     assert_true(p.referral_fee_percent == 12.0);
     assert_int_equal(p.stats.buy_box_price_cents, -2);
     assert_int_equal(p.stats.offer_count_fba, -2);
@@ -324,6 +332,8 @@ static void test_fixture_product_b0d8(void **state)
     assert_int_equal(p.stats.buy_box_is_fba, 1);
     assert_int_equal(p.stats.buy_box_is_amazon, 0);
     assert_int_equal(p.pick_and_pack_fee_cents, 409);
+    assert_string_equal(p.stats.buy_box_seller_id, "AFZNN5H6MIT2Z");
+    assert_int_equal(p.monthly_sold, 100000);
     assert_true(fabs(p.referral_fee_percent - 15.01) < 1e-9);
     assert_true(e.tokens_consumed == 4.0);
     assert_true(e.tokens_left == 94.0);

@@ -1,0 +1,176 @@
+/*
+ * test_committer.c: the committer's pure queue and batching rules (committer/queue.h).
+ *
+ * What the pipeline relies on: an ASIN announced twice (pending at start and again on a
+ * ring, or by both producers) is queued and fetched once; a batch never exceeds the
+ * configured size (<= 5) nor mixes domains; a full batch goes at once, a lone survivor after
+ * the linger time and not before; items in flight or backing off are not taken again; the
+ * backoff grows and is bounded.
+ */
+#include "kd_test.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "committer/queue.h"
+
+static struct st_pending survivor(const char *asin, unsigned domain)
+{
+    struct st_pending p;
+    memset(&p, 0, sizeof(p));
+    snprintf(p.asin, sizeof(p.asin), "%s", asin);
+    p.domain = (uint8_t)domain;
+    p.peek_ms = 1000;
+    p.source = ST_SOURCE_DEALS;
+    return p;
+}
+
+static void asin_n(char out[11], int i)
+{
+    snprintf(out, 11, "B0TEST%04d", i);
+}
+
+static void test_dedup_by_asin_and_domain(void **state)
+{
+    (void)state;
+    struct committer_queue q;
+    committer_queue_init(&q);
+    struct st_pending a = survivor("B0AAAAAAAA", 1);
+    assert_int_equal(committer_queue_add(&q, &a, 10), 1);
+    a.peek_ms = 99; /* a later announcement of the same ASIN */
+    assert_int_equal(committer_queue_add(&q, &a, 20), 0);
+    assert_int_equal(q.n, 1);
+    assert_int_equal(q.items[0].p.peek_ms, 1000); /* the queued one is kept */
+    assert_int_equal(q.items[0].ready_ms, 10);
+    struct st_pending other_domain = survivor("B0AAAAAAAA", 3);
+    assert_int_equal(committer_queue_add(&q, &other_domain, 20), 1);
+    assert_int_equal(q.n, 2);
+    struct st_pending bad = survivor("b0lower000", 1);
+    assert_int_equal(committer_queue_add(&q, &bad, 20), -EINVAL);
+    assert_int_equal(q.n, 2);
+
+    struct st_key k;
+    assert_int_equal(st_key_make(1, "B0AAAAAAAA", &k), 0);
+    assert_non_null(committer_queue_find(&q, &k));
+    assert_int_equal(committer_queue_remove(&q, &k), 0);
+    assert_null(committer_queue_find(&q, &k));
+    assert_int_equal(committer_queue_remove(&q, &k), -ENOENT);
+    assert_int_equal(q.n, 1);
+    /* Once removed (committed), a new announcement is a new item. */
+    assert_int_equal(committer_queue_add(&q, &a, 30), 1);
+    committer_queue_free(&q);
+}
+
+static void test_take_respects_batch_order_domain_and_in_flight(void **state)
+{
+    (void)state;
+    struct committer_queue q;
+    committer_queue_init(&q);
+    char asin[11];
+    for (int i = 0; i < 12; i++) {
+        asin_n(asin, i);
+        struct st_pending p = survivor(asin, i == 2 ? 3 : 1);
+        assert_int_equal(committer_queue_add(&q, &p, 100 + i), 1);
+    }
+    int64_t oldest;
+    assert_int_equal(committer_queue_ready(&q, 1000, &oldest), 12);
+    assert_int_equal(oldest, 100);
+
+    struct st_key keys[COMMITTER_MAX_BATCH];
+    /* Asking for more than 5 still gives at most 5, all of the first item's domain. */
+    size_t n = committer_queue_take(&q, 1000, 50, keys);
+    assert_int_equal(n, COMMITTER_MAX_BATCH);
+    const int want[] = {0, 1, 3, 4, 5};
+    for (size_t i = 0; i < n; i++) {
+        asin_n(asin, want[i]);
+        char got[11];
+        st_key_asin(&keys[i], got);
+        assert_string_equal(got, asin);
+        assert_int_equal(st_key_domain(&keys[i]), 1);
+        assert_true(committer_queue_find(&q, &keys[i])->in_flight);
+    }
+    /* In-flight items are neither ready nor taken again. */
+    assert_int_equal(committer_queue_ready(&q, 1000, &oldest), 7);
+    assert_int_equal(oldest, 102);
+    n = committer_queue_take(&q, 1000, 5, keys);
+    assert_int_equal(n, 1); /* the domain-3 item is the oldest ready: alone */
+    assert_int_equal(st_key_domain(&keys[0]), 3);
+    n = committer_queue_take(&q, 1000, 3, keys);
+    assert_int_equal(n, 3);
+    committer_queue_free(&q);
+}
+
+static void test_backoff_delays_readiness(void **state)
+{
+    (void)state;
+    struct committer_queue q;
+    committer_queue_init(&q);
+    struct st_pending a = survivor("B0AAAAAAAA", 1), b = survivor("B0BBBBBBBB", 1);
+    committer_queue_add(&q, &a, 0);
+    committer_queue_add(&q, &b, 0);
+    struct st_key k;
+    st_key_make(1, "B0AAAAAAAA", &k);
+    committer_queue_find(&q, &k)->ready_ms = 500; /* backing off until 500 */
+    int64_t oldest;
+    assert_int_equal(committer_queue_ready(&q, 100, &oldest), 1);
+    assert_int_equal(committer_queue_next_ready(&q, 100), 500);
+    struct st_key keys[5];
+    assert_int_equal(committer_queue_take(&q, 100, 5, keys), 1);
+    assert_int_equal(committer_queue_next_ready(&q, 100), 500);
+    assert_int_equal(committer_queue_take(&q, 100, 5, keys), 0);
+    assert_int_equal(committer_queue_take(&q, 500, 5, keys), 1);
+    assert_int_equal(committer_queue_next_ready(&q, 500), -1);
+    committer_queue_free(&q);
+}
+
+static void test_linger_rule(void **state)
+{
+    (void)state;
+    /* Nothing ready: nothing to send. */
+    assert_int_equal(committer_batch_wait_ms(0, -1, 1000, 5, 1000, false), -1);
+    /* A full batch goes at once, whatever the linger. */
+    assert_int_equal(committer_batch_wait_ms(5, 1000, 1000, 5, 60000, false), 0);
+    assert_int_equal(committer_batch_wait_ms(7, 1000, 1000, 5, 60000, false), 0);
+    /* A lone survivor waits for the rest of the linger, then goes. */
+    assert_int_equal(committer_batch_wait_ms(1, 1000, 1000, 5, 1000, false), 1000);
+    assert_int_equal(committer_batch_wait_ms(1, 1000, 1700, 5, 1000, false), 300);
+    assert_int_equal(committer_batch_wait_ms(1, 1000, 2000, 5, 1000, false), 0);
+    assert_int_equal(committer_batch_wait_ms(4, 1000, 5000, 5, 1000, false), 0);
+    /* Linger 0 and batch 1 never wait. */
+    assert_int_equal(committer_batch_wait_ms(1, 1000, 1000, 5, 0, false), 0);
+    assert_int_equal(committer_batch_wait_ms(1, 1000, 1000, 1, 5000, false), 0);
+    /* Stopping: no new batch. */
+    assert_int_equal(committer_batch_wait_ms(5, 0, 1000, 5, 0, true), -1);
+}
+
+static void test_backoff_grows_and_is_bounded(void **state)
+{
+    (void)state;
+    int64_t minute = 60000;
+    assert_int_equal(committer_backoff_ms(1, minute), 15000);
+    assert_int_equal(committer_backoff_ms(2, minute), 30000);
+    assert_int_equal(committer_backoff_ms(3, minute), 60000);
+    int64_t prev = 0;
+    for (uint32_t a = 1; a < 64; a++) {
+        int64_t d = committer_backoff_ms(a, minute);
+        assert_true(d >= prev);
+        assert_true(d <= 30 * minute);
+        prev = d;
+    }
+    assert_int_equal(committer_backoff_ms(UINT32_MAX, minute), 30 * minute);
+    assert_true(committer_backoff_ms(1, 100) >= 1); /* accelerated minutes */
+    assert_true(committer_backoff_ms(1, 0) >= 1);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dedup_by_asin_and_domain),
+        cmocka_unit_test(test_take_respects_batch_order_domain_and_in_flight),
+        cmocka_unit_test(test_backoff_delays_readiness),
+        cmocka_unit_test(test_linger_rule),
+        cmocka_unit_test(test_backoff_grows_and_is_bounded),
+    };
+    return KD_RUN_TESTS(tests, argc, argv);
+}

@@ -1,8 +1,11 @@
 /*
  * main.c: `kdeals` subcommand dispatch.
  *
- * One binary plays every role: the operator's commands, the supervisor (`run`) and, when the
- * supervisor re-executes it with `worker ROLE`, each worker process.
+ * One binary plays every role: the operator's commands, the supervisor (`run`, `start`) and,
+ * when the supervisor re-executes it with `worker ROLE`, each worker process. Every command
+ * takes -c FILE (default ./kdeals.conf, then /etc/kdeals/kdeals.conf, else built-in
+ * defaults) and --instance / --run-dir to override the file's [daemon] keys.
+ * Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -11,10 +14,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <ini.h>
+
 #include "committer/committer.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "keepa/cli.h"
 #include "scanner/scanner.h"
+#include "supervisor/ctl.h"
+#include "supervisor/deals.h"
 #include "supervisor/stat.h"
 #include "supervisor/supervisor.h"
 #include "updater/updater.h"
@@ -23,19 +31,30 @@
 
 static int usage(FILE *out)
 {
-    fprintf(out, "usage: kdeals COMMAND [options]\n"
-                 "\n"
-                 "commands:\n"
-                 "  run     [-c FILE] [--instance NAME] [--run-dir DIR] [--log-file FILE]\n"
-                 "          supervisor and workers in the foreground (TERM/INT stop, HUP reload)\n"
-                 "  stat    [--instance NAME] [-1] [--json]   live counters from shared memory\n"
-                 "  version                                   print the version\n"
-                 "\n"
-                 "Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.\n");
+    fprintf(out,
+            "usage: kdeals COMMAND [-c FILE] [options]\n"
+            "\n"
+            "commands:\n"
+            "  run            supervisor and workers in the foreground\n"
+            "  start [--wait] start the daemon in the background\n"
+            "  stop [--fast]  graceful stop (finish the batch in flight), or immediate\n"
+            "  reload         re-read the config (HUP) and print the verdict\n"
+            "  status [--json]                     processes, tokens, deals, last errors\n"
+            "  stat [-1] [--json|--prom]           live counters from shared memory\n"
+            "  deals [--format table|csv|json] [--sort roi|profit|rank|checked] [--limit N]\n"
+            "        [--min-roi PCT] [--min-profit CENTS]      the stored deals\n"
+            "  check-config   validate the config and print the effective values\n"
+            "  decode product|deals FILE           decode a raw Keepa response body\n"
+            "  fetch product ASIN...|deals --selection FILE   one live Keepa request\n"
+            "  version\n"
+            "\n"
+            "Every command takes -c FILE (default ./kdeals.conf, then /etc/kdeals/kdeals.conf),\n"
+            "--instance NAME and --run-dir DIR; `kdeals COMMAND --help` tells more.\n"
+            "Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.\n");
     return out == stdout ? 0 : 2;
 }
 
-/* The default run_dir: $XDG_RUNTIME_DIR/kdeals, else /tmp/kdeals-<uid>, created 0700. */
+/* The default run_dir without a config file: $XDG_RUNTIME_DIR/kdeals, else /tmp/kdeals-<uid>. */
 static const char *default_run_dir(char *buf, size_t len)
 {
     const char *xdg = getenv("XDG_RUNTIME_DIR");
@@ -55,80 +74,302 @@ static int ensure_dir(const char *dir)
     return 0;
 }
 
-/*
- * Finds the config file: -c FILE, else ./kdeals.conf, else /etc/kdeals/kdeals.conf. Returns
- * the path, or NULL when none was given and neither default exists (then defaults apply).
- */
-static const char *find_config(const char *given)
+/* Options every command shares, taken out of argv before the command sees it. */
+struct common_opts {
+    const char *config; /* the file in use, or NULL for defaults */
+    struct cfg cfg;
+    const char *instance;
+    const char *run_dir;
+    const char *log_file;
+    char run_dir_buf[512];
+};
+
+struct daemon_keys {
+    struct cfg *cfg;
+    const char *dir; /* folder of the config file, for relative paths */
+};
+
+/* inih handler that keeps only [daemon] instance/run_dir/log_file and [store] path. */
+static int pick_daemon_keys(void *user, const char *section, const char *name, const char *value)
 {
+    struct daemon_keys *k = user;
+    char *dst = NULL;
+    if (strcmp(section, "daemon") == 0 && strcmp(name, "instance") == 0)
+        dst = k->cfg->daemon_instance;
+    else if (strcmp(section, "daemon") == 0 && strcmp(name, "run_dir") == 0)
+        dst = k->cfg->daemon_run_dir;
+    else if (strcmp(section, "daemon") == 0 && strcmp(name, "log_file") == 0)
+        dst = k->cfg->daemon_log_file;
+    else if (strcmp(section, "store") == 0 && strcmp(name, "path") == 0)
+        dst = k->cfg->store_path;
+    if (dst != NULL) {
+        if (value[0] != '/' && dst != k->cfg->daemon_instance && k->dir != NULL)
+            snprintf(dst, CFG_STR_MAX + 1, "%.120s/%.120s", k->dir, value);
+        else
+            snprintf(dst, CFG_STR_MAX + 1, "%s", value);
+    }
+    return 1;
+}
+
+/*
+ * Removes -c/--config, --instance, --run-dir and --log-file from ARGV (compacting it, ARGV[0]
+ * kept), loads the config, and applies the overrides. Returns 0, or 2 after printing why.
+ */
+static int common_opts(const char *cmd, int *argc, char **argv, struct common_opts *o, int lenient)
+{
+    memset(o, 0, sizeof(*o));
+    const char *given = NULL, *instance = NULL, *run_dir = NULL, *log_file = NULL;
+    int out = 1;
+    for (int i = 1; i < *argc; i++) {
+        const char *a = argv[i];
+        const char **slot = NULL;
+        if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0)
+            slot = &given;
+        else if (strcmp(a, "--instance") == 0)
+            slot = &instance;
+        else if (strcmp(a, "--run-dir") == 0)
+            slot = &run_dir;
+        else if (strcmp(a, "--log-file") == 0)
+            slot = &log_file;
+        if (slot == NULL) {
+            argv[out++] = argv[i];
+            continue;
+        }
+        if (i + 1 >= *argc) {
+            fprintf(stderr, "kdeals %s: %s needs a value\n", cmd, a);
+            return 2;
+        }
+        *slot = argv[++i];
+    }
+    *argc = out;
+    argv[out] = NULL;
+
     if (given != NULL)
-        return given;
-    if (access("kdeals.conf", F_OK) == 0)
-        return "kdeals.conf";
-    if (access("/etc/kdeals/kdeals.conf", F_OK) == 0)
-        return "/etc/kdeals/kdeals.conf";
-    return NULL;
+        o->config = given;
+    else if (access("kdeals.conf", F_OK) == 0)
+        o->config = "kdeals.conf";
+    else if (access("/etc/kdeals/kdeals.conf", F_OK) == 0)
+        o->config = "/etc/kdeals/kdeals.conf";
+    cfg_defaults(&o->cfg);
+    if (o->config != NULL) {
+        char err[512];
+        if (cfg_load_file(o->config, &o->cfg, err, sizeof(err)) != 0) {
+            fprintf(stderr, "kdeals: %s\n", err);
+            if (!lenient)
+                return 2;
+            /* Commands that talk to a running daemon must still find it when the file was
+             * broken after the start: take its [daemon] keys alone. */
+            char dir[CFG_STR_MAX + 1];
+            snprintf(dir, sizeof(dir), "%s", o->config);
+            char *slash = strrchr(dir, '/');
+            if (slash != NULL)
+                *slash = '\0';
+            struct daemon_keys k = {&o->cfg, slash ? dir : NULL};
+            cfg_defaults(&o->cfg);
+            ini_parse(o->config, pick_daemon_keys, &k);
+            fprintf(stderr, "kdeals %s: going on with instance '%s' from that file\n", cmd,
+                    instance ? instance : o->cfg.daemon_instance);
+        }
+    }
+    o->instance = instance ? instance : o->cfg.daemon_instance;
+    if (run_dir != NULL)
+        o->run_dir = run_dir;
+    else if (o->config != NULL)
+        o->run_dir = o->cfg.daemon_run_dir;
+    else
+        o->run_dir = default_run_dir(o->run_dir_buf, sizeof(o->run_dir_buf));
+    if (log_file != NULL)
+        o->log_file = log_file;
+    else if (o->cfg.daemon_log_file[0] != '\0')
+        o->log_file = o->cfg.daemon_log_file;
+    return 0;
+}
+
+static int wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int reject_extra(const char *cmd, int argc, char **argv, int first)
+{
+    if (first < argc) {
+        fprintf(stderr, "kdeals %s: unknown option '%s' (see kdeals %s --help)\n", cmd, argv[first],
+                cmd);
+        return 2;
+    }
+    return 0;
+}
+
+static void fill_sup_options(struct sup_options *opt, const struct common_opts *o)
+{
+    sup_options_defaults(opt);
+    opt->config_path = o->config;
+    opt->cfg = o->cfg;
+    opt->instance = o->instance;
+    opt->run_dir = o->run_dir;
+    opt->log_file = o->log_file;
+    opt->stop_timeout_ms = (unsigned)o->cfg.daemon_stop_timeout_ms;
 }
 
 static int cmd_run(int argc, char **argv)
 {
-    struct sup_options opt;
-    sup_options_defaults(&opt);
-    const char *config = NULL;
-    const char *instance = NULL, *run_dir = NULL, *log_file = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            printf("usage: kdeals run [-c FILE] [--instance NAME] [--run-dir DIR] "
-                   "[--log-file FILE]\n"
-                   "  Runs the supervisor and its workers in the foreground.\n"
-                   "  -c FILE defaults to ./kdeals.conf, then /etc/kdeals/kdeals.conf; the\n"
-                   "  other options override the file's [daemon] keys.\n"
-                   "  Signals: TERM/INT graceful stop, QUIT immediate stop, HUP reload,\n"
-                   "  USR1 reopen the log file.\n");
-            return 0;
-        }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "kdeals run: unknown or incomplete option '%s'\n", a);
-            return 2;
-        }
-        if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0)
-            config = argv[++i];
-        else if (strcmp(a, "--instance") == 0)
-            instance = argv[++i];
-        else if (strcmp(a, "--run-dir") == 0)
-            run_dir = argv[++i];
-        else if (strcmp(a, "--log-file") == 0)
-            log_file = argv[++i];
-        else {
-            fprintf(stderr, "kdeals run: unknown option '%s'\n", a);
-            return 2;
-        }
+    if (wants_help(argc, argv)) {
+        printf("usage: kdeals run [-c FILE] [--instance NAME] [--run-dir DIR] [--log-file FILE]\n"
+               "  Runs the supervisor and its workers in the foreground (for systemd and\n"
+               "  containers). Signals: TERM/INT graceful stop, QUIT immediate stop, HUP reload,\n"
+               "  USR1 reopen the log file.\n");
+        return 0;
     }
-    opt.config_path = find_config(config);
-    if (opt.config_path != NULL) {
-        char err[512];
-        if (cfg_load_file(opt.config_path, &opt.cfg, err, sizeof(err)) != 0) {
-            fprintf(stderr, "kdeals: %s\n", err);
-            return 2;
-        }
-    }
-    char default_dir[512];
-    opt.instance = instance ? instance : opt.cfg.daemon_instance;
-    if (run_dir != NULL)
-        opt.run_dir = run_dir;
-    else if (opt.config_path != NULL)
-        opt.run_dir = opt.cfg.daemon_run_dir;
-    else
-        opt.run_dir = default_run_dir(default_dir, sizeof(default_dir));
-    if (log_file != NULL)
-        opt.log_file = log_file;
-    else if (opt.cfg.daemon_log_file[0] != '\0')
-        opt.log_file = opt.cfg.daemon_log_file;
-    opt.stop_timeout_ms = (unsigned)opt.cfg.daemon_stop_timeout_ms;
-    if (ensure_dir(opt.run_dir) != 0)
+    struct common_opts o;
+    int rc = common_opts("run", &argc, argv, &o, 0);
+    if (rc != 0 || (rc = reject_extra("run", argc, argv, 1)) != 0)
+        return rc;
+    if (ensure_dir(o.run_dir) != 0)
         return 1;
+    struct sup_options opt;
+    fill_sup_options(&opt, &o);
     return sup_run(&opt);
+}
+
+static int cmd_start(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        printf("usage: kdeals start [-c FILE] [--wait] [--timeout S]\n"
+               "  Starts the daemon in the background, logging to [daemon] log_file (default\n"
+               "  <run_dir>/<instance>.log). --wait returns once every worker is ready, or\n"
+               "  fails with the reason.\n");
+        return 0;
+    }
+    struct common_opts o;
+    int rc = common_opts("start", &argc, argv, &o, 0);
+    if (rc != 0)
+        return rc;
+    int wait = 0, timeout = 30;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--wait") == 0 || strcmp(argv[i], "-w") == 0)
+            wait = 1;
+        else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc)
+            timeout = atoi(argv[++i]);
+        else
+            return reject_extra("start", argc, argv, i);
+    }
+    if (ensure_dir(o.run_dir) != 0)
+        return 1;
+    struct sup_options opt;
+    fill_sup_options(&opt, &o);
+    return sup_ctl_start(&opt, wait, timeout > 0 ? timeout : 30);
+}
+
+static int cmd_stop(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        printf("usage: kdeals stop [-c FILE] [--fast]\n"
+               "  Graceful stop: workers finish the batch in flight, within [daemon]\n"
+               "  stop_timeout, then are killed. --fast stops at once (SIGQUIT).\n");
+        return 0;
+    }
+    struct common_opts o;
+    int rc = common_opts("stop", &argc, argv, &o, 1);
+    if (rc != 0)
+        return rc;
+    int fast = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--fast") == 0)
+            fast = 1;
+        else
+            return reject_extra("stop", argc, argv, i);
+    }
+    return sup_ctl_stop(&o.cfg, o.instance, o.run_dir, fast);
+}
+
+static int cmd_reload(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        printf("usage: kdeals reload [-c FILE]\n"
+               "  Asks the daemon to re-read its config file and prints the verdict: applied\n"
+               "  (with the keys that changed), applied except keys that need a restart, or\n"
+               "  rejected with the error (the running config stays; exit 2).\n");
+        return 0;
+    }
+    struct common_opts o;
+    int rc = common_opts("reload", &argc, argv, &o, 1);
+    if (rc != 0 || (rc = reject_extra("reload", argc, argv, 1)) != 0)
+        return rc;
+    return sup_ctl_reload(&o.cfg, o.instance, o.run_dir);
+}
+
+static int cmd_status(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        printf("usage: kdeals status [-c FILE] [--json]\n"
+               "  Supervisor and workers (pid, state, uptime, restarts, last exit, last\n"
+               "  error), token balance and refill rate, stored deals. Exit 0 when running.\n");
+        return 0;
+    }
+    struct common_opts o;
+    int rc = common_opts("status", &argc, argv, &o, 1);
+    if (rc != 0)
+        return rc;
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            json = 1;
+        else
+            return reject_extra("status", argc, argv, i);
+    }
+    return sup_ctl_status(&o.cfg, o.instance, o.run_dir, json);
+}
+
+static int cmd_stat(int argc, char **argv)
+{
+    struct common_opts o;
+    int rc = common_opts("stat", &argc, argv, &o, 1);
+    if (rc != 0)
+        return rc;
+    /* stat parses its own flags; hand it the instance. */
+    char *args[16];
+    int n = 0;
+    args[n++] = argv[0];
+    args[n++] = "--instance";
+    args[n++] = (char *)o.instance;
+    for (int i = 1; i < argc && n < 15; i++)
+        args[n++] = argv[i];
+    args[n] = NULL;
+    return sup_stat_main(n, args);
+}
+
+static int cmd_deals(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        char *help[] = {argv[0], "--help", NULL};
+        return sup_deals_main(NULL, 2, help);
+    }
+    struct common_opts o;
+    int rc = common_opts("deals", &argc, argv, &o, 1);
+    if (rc != 0)
+        return rc;
+    return sup_deals_main(&o.cfg, argc, argv);
+}
+
+static int cmd_check_config(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        printf("usage: kdeals check-config [-c FILE]\n"
+               "  Validates the config (exit 2 with file:line and the reason when invalid) and\n"
+               "  prints the effective values, the API key redacted.\n");
+        return 0;
+    }
+    struct common_opts o;
+    int rc = common_opts("check-config", &argc, argv, &o, 0);
+    if (rc != 0 || (rc = reject_extra("check-config", argc, argv, 1)) != 0)
+        return rc;
+    printf("# %s\n", o.config ? o.config : "(no config file: built-in defaults)");
+    cfg_print(&o.cfg, stdout);
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -146,10 +387,19 @@ int main(int argc, char **argv)
         fprintf(stderr, "kdeals worker: unknown role '%s'\n", argv[2]);
         return 2;
     }
-    if (strcmp(cmd, "run") == 0)
-        return cmd_run(argc - 1, argv + 1);
-    if (strcmp(cmd, "stat") == 0)
-        return sup_stat_main(argc - 1, argv + 1);
+    static const struct {
+        const char *name;
+        int (*fn)(int, char **);
+    } cmds[] = {{"run", cmd_run},       {"start", cmd_start},
+                {"stop", cmd_stop},     {"reload", cmd_reload},
+                {"status", cmd_status}, {"stat", cmd_stat},
+                {"deals", cmd_deals},   {"check-config", cmd_check_config}};
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+        if (strcmp(cmd, cmds[i].name) == 0)
+            return cmds[i].fn(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "decode") == 0 || strcmp(cmd, "fetch") == 0)
+        return kp_cli_main(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("kdeals %s\n", KD_VERSION);
         return 0;

@@ -136,6 +136,35 @@ static void sim_control(const char *path_and_query)
     assert_int_equal(code, 200);
 }
 
+static size_t collect(char *p, size_t s, size_t n, void *ud)
+{
+    char *buf = ud;
+    size_t have = strlen(buf), add = s * n;
+    if (have + add < 8192) {
+        memcpy(buf + have, p, add);
+        buf[have + add] = '\0';
+    }
+    return s * n;
+}
+
+/* Reads one integer field of the simulator's ledger (GET /_sim/stats). */
+static long long sim_ledger(const char *field)
+{
+    char url[512], body[8192] = "", pat[128];
+    snprintf(url, sizeof(url), "%s/_sim/stats", sim_base);
+    CURL *e = curl_easy_init();
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, body);
+    assert_int_equal(curl_easy_perform(e), CURLE_OK);
+    curl_easy_cleanup(e);
+    snprintf(pat, sizeof(pat), "\"%s\":", field);
+    const char *at = strstr(body, pat);
+    if (at == NULL)
+        fail_msg("no %s in the ledger: %s", field, body);
+    return atoll(at + strlen(pat));
+}
+
 /* ---- client harness ---- */
 
 #define MAX_READINGS 64
@@ -447,6 +476,12 @@ static void test_timeout_maybe_charged(void **state)
     assert_int_equal(x->n_readings, 0); /* no answer, no reading */
     assert_non_null(strstr(x->error, "/deal"));
     run_free(x);
+    /* maybe_charged is right: the simulator finishes (and bills) the abandoned work. */
+    int64_t deadline = kd_mono_ns() + 15 * KD_NS_PER_SEC;
+    while (sim_ledger("tokens_consumed") < 3 * 5) {
+        assert_true(kd_mono_ns() < deadline);
+        usleep(50 * 1000); /* polling the ledger with a deadline */
+    }
 }
 
 static void test_slow_offers_use_long_timeout(void **state)
@@ -521,9 +556,32 @@ static void test_truncated_and_malformed(void **state)
         assert_non_null(strstr(x->error, "bad response body"));
         if (k == 0) /* the truncated body still began with its envelope */
             assert_int_equal(x->n_readings, 3);
+        /* maybe_charged was right: the simulator billed the three lost answers. */
+        assert_true(sim_ledger("tokens_consumed") >= 3 * 5);
         run_free(x);
         sim_stop();
     }
+}
+
+static void test_refill_rate_flapping_reaches_readings(void **state)
+{
+    (void)state;
+    sim_start("refill_flap=5:60");
+    struct run *x = run_new(KEY, 5000, 30000, 1);
+    for (int i = 0; i < 4; i++) {
+        struct kp_call c;
+        assert_int_equal(kp_call_deal(&c, "{\"domainId\":1,\"priceTypes\":[0],\"page\":0}"), 0);
+        run_submit(x, &c);
+    }
+    run_wait(x);
+    assert_int_equal(x->n_readings, 4);
+    bool saw5 = false, saw60 = false;
+    for (size_t i = 0; i < 4; i++) {
+        saw5 |= x->readings[i].refill_rate == 5;
+        saw60 |= x->readings[i].refill_rate == 60;
+    }
+    assert_true(saw5 && saw60); /* every reading is passed on as the server sent it */
+    run_free(x);
 }
 
 static void test_bad_and_expired_key(void **state)
@@ -725,6 +783,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_slow_offers_use_long_timeout),
         cmocka_unit_test(test_429_storm_not_admitted),
         cmocka_unit_test(test_truncated_and_malformed),
+        cmocka_unit_test(test_refill_rate_flapping_reaches_readings),
         cmocka_unit_test(test_bad_and_expired_key),
         cmocka_unit_test(test_in_flight_cap_and_queue),
         cmocka_unit_test(test_pause_resume),

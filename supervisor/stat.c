@@ -28,7 +28,11 @@ static const char *state_name(uint32_t s)
     return s < SHM_PROC_STATE_COUNT ? state_names[s] : "?";
 }
 
-static void print_text(const struct shm_layout *l, FILE *out)
+/*
+ * PREV holds the totals of the previous refresh DT_S seconds ago (live mode: the rate is the
+ * change since then); with PREV NULL the rate is the average since the daemon started.
+ */
+static void print_text(const struct shm_layout *l, FILE *out, const int64_t *prev, double dt_s)
 {
     const struct shm_header *h = &l->header;
     int64_t now = kd_wall_ms();
@@ -54,19 +58,26 @@ static void print_text(const struct shm_layout *l, FILE *out)
                 ring_names[i], rg->capacity, ring_depth(rg), atomic_load(&rg->records_written),
                 atomic_load(&rg->records_read));
     }
-    fprintf(out, "\n%-24s %14s  %s\n", "counter", "value", "description");
+    double up_s = (double)(now - h->start_time_ms) / 1000.0;
+    fprintf(out, "\n%-24s %14s %10s  %s\n", "counter", "value", "per sec", "description");
     for (int i = 0; i < SHM_COUNTER_COUNT; i++) {
         const struct shm_counter_meta *m = &shm_counter_meta[i];
         if (m->kind == SHM_HISTOGRAM) {
             uint64_t count = 0;
             for (int r = 0; r < SHM_ROLE_COUNT; r++)
                 count += atomic_load(&l->counters[r].hist[i].count);
-            fprintf(out, "%-24s %14" PRIu64 "  %s (count; p50 %" PRIu64 ", p99 %" PRIu64 ")\n",
-                    m->name, count, m->help, shm_hist_quantile(l, (enum shm_counter_id)i, 0.5),
+            fprintf(out, "%-24s %14" PRIu64 " %10s  %s (count; p50 %" PRIu64 ", p99 %" PRIu64 ")\n",
+                    m->name, count, "", m->help, shm_hist_quantile(l, (enum shm_counter_id)i, 0.5),
                     shm_hist_quantile(l, (enum shm_counter_id)i, 0.99));
         } else {
-            fprintf(out, "%-24s %14" PRId64 "  %s\n", m->name,
-                    shm_counter_total(l, (enum shm_counter_id)i), m->help);
+            int64_t v = shm_counter_total(l, (enum shm_counter_id)i);
+            char rate[32] = "";
+            if (m->kind == SHM_COUNTER) {
+                double r = prev != NULL ? (dt_s > 0 ? (double)(v - prev[i]) / dt_s : 0)
+                                        : (up_s > 0 ? (double)v / up_s : 0);
+                snprintf(rate, sizeof(rate), "%.1f", r);
+            }
+            fprintf(out, "%-24s %14" PRId64 " %10s  %s\n", m->name, v, rate, m->help);
         }
     }
 }
@@ -110,20 +121,89 @@ static void print_json(const struct shm_layout *l, FILE *out)
     fprintf(out, "}}\n");
 }
 
+/*
+ * Prometheus text exposition (version 0.0.4): one family per counters.def entry, a `role`
+ * label per process block, `_total` on counters, cumulative `le` buckets on histograms
+ * (bucket i holds values up to 2^i - 1), plus per-ring and per-process families.
+ */
+static void print_prom(const struct shm_layout *l, FILE *out)
+{
+    for (int i = 0; i < SHM_COUNTER_COUNT; i++) {
+        const struct shm_counter_meta *m = &shm_counter_meta[i];
+        const char *suffix = m->kind == SHM_COUNTER ? "_total" : "";
+        const char *type = m->kind == SHM_COUNTER ? "counter"
+                           : m->kind == SHM_GAUGE ? "gauge"
+                                                  : "histogram";
+        fprintf(out, "# HELP kdeals_%s%s %s\n# TYPE kdeals_%s%s %s\n", m->name, suffix, m->help,
+                m->name, suffix, type);
+        for (int r = 0; r < SHM_ROLE_COUNT; r++) {
+            const char *role = shm_role_name((enum shm_role)r);
+            if (m->kind != SHM_HISTOGRAM) {
+                fprintf(out, "kdeals_%s%s{role=\"%s\"} %" PRId64 "\n", m->name, suffix, role,
+                        atomic_load(&l->counters[r].values[i]));
+                continue;
+            }
+            const struct shm_histogram *h = &l->counters[r].hist[i];
+            unsigned top = 0;
+            for (unsigned b = 0; b < SHM_HIST_BUCKETS; b++) {
+                if (atomic_load(&h->buckets[b]) != 0)
+                    top = b;
+            }
+            uint64_t cum = 0;
+            for (unsigned b = 0; b <= top && b < 63; b++) {
+                cum += atomic_load(&h->buckets[b]);
+                fprintf(out, "kdeals_%s_bucket{role=\"%s\",le=\"%" PRIu64 "\"} %" PRIu64 "\n",
+                        m->name, role, b == 0 ? 0 : (UINT64_C(1) << b) - 1, cum);
+            }
+            fprintf(out, "kdeals_%s_bucket{role=\"%s\",le=\"+Inf\"} %" PRIu64 "\n", m->name, role,
+                    atomic_load(&h->count));
+            fprintf(out, "kdeals_%s_sum{role=\"%s\"} %" PRIu64 "\n", m->name, role,
+                    atomic_load(&h->sum));
+            fprintf(out, "kdeals_%s_count{role=\"%s\"} %" PRIu64 "\n", m->name, role,
+                    atomic_load(&h->count));
+        }
+    }
+    fprintf(out, "# HELP kdeals_ring_depth_bytes Bytes published and not yet acknowledged\n"
+                 "# TYPE kdeals_ring_depth_bytes gauge\n");
+    for (int i = 0; i < SHM_RING_COUNT; i++)
+        fprintf(out, "kdeals_ring_depth_bytes{ring=\"%s\"} %" PRIu64 "\n", ring_names[i],
+                ring_depth(&l->rings[i]));
+    fprintf(out, "# HELP kdeals_process_restarts_total Restarts of each worker by the supervisor\n"
+                 "# TYPE kdeals_process_restarts_total counter\n");
+    for (int r = 0; r < SHM_ROLE_COUNT; r++)
+        fprintf(out, "kdeals_process_restarts_total{role=\"%s\"} %u\n",
+                shm_role_name((enum shm_role)r), atomic_load(&l->procs[r].restarts));
+    fprintf(out, "# HELP kdeals_process_up 1 while the role's process is alive and ready\n"
+                 "# TYPE kdeals_process_up gauge\n");
+    for (int r = 0; r < SHM_ROLE_COUNT; r++) {
+        uint32_t st = atomic_load(&l->procs[r].state);
+        fprintf(out, "kdeals_process_up{role=\"%s\"} %d\n", shm_role_name((enum shm_role)r),
+                atomic_load(&l->procs[r].pid) > 0 &&
+                    (st == SHM_PROC_READY || st == SHM_PROC_WAITING_TOKENS));
+    }
+    fprintf(out,
+            "# HELP kdeals_generation Segment generation (bumped on every daemon start)\n"
+            "# TYPE kdeals_generation gauge\nkdeals_generation %" PRIu64 "\n",
+            l->header.generation);
+}
+
 void sup_stat_print(const struct shm_layout *l, enum sup_stat_format format, FILE *out)
 {
     if (format == SUP_STAT_JSON)
         print_json(l, out);
+    else if (format == SUP_STAT_PROM)
+        print_prom(l, out);
     else
-        print_text(l, out);
+        print_text(l, out, NULL, 0);
 }
 
 static int usage(FILE *out)
 {
-    fprintf(out, "usage: kdeals stat [--instance NAME] [-1] [--json]\n"
-                 "  Live counters, processes and rings of a running instance, read from shared\n"
-                 "  memory (read-only). Refreshes every second until interrupted; -1 prints one\n"
-                 "  snapshot; --json prints one JSON object.\n");
+    fprintf(out, "usage: kdeals stat [-c FILE] [--instance NAME] [-1] [--json|--prom]\n"
+                 "  Live counters (with per-second rates), processes and rings of a running\n"
+                 "  instance, read from shared memory through a read-only mapping. Refreshes\n"
+                 "  every second until interrupted and reattaches when the daemon restarts;\n"
+                 "  -1 prints one snapshot; --json one JSON object; --prom Prometheus text.\n");
     return out == stdout ? 0 : 2;
 }
 
@@ -139,6 +219,8 @@ int sup_stat_main(int argc, char **argv)
             once = 1;
         else if (strcmp(argv[i], "--json") == 0)
             format = SUP_STAT_JSON, once = 1;
+        else if (strcmp(argv[i], "--prom") == 0)
+            format = SUP_STAT_PROM, once = 1;
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
             return usage(stdout);
         else {
@@ -153,13 +235,23 @@ int sup_stat_main(int argc, char **argv)
         fprintf(stderr, "kdeals stat: %s\n", err);
         return 1;
     }
+    int64_t prev[SHM_COUNTER_COUNT];
+    int64_t prev_ns = 0;
+    uint64_t prev_gen = 0;
     for (;;) {
-        if (!once)
-            fputs("\033[H\033[2J", stdout);
-        sup_stat_print(seg.layout, format, stdout);
-        fflush(stdout);
-        if (once)
+        if (once) {
+            sup_stat_print(seg.layout, format, stdout);
             break;
+        }
+        int64_t now_ns = kd_mono_ns();
+        int have_prev = prev_ns != 0 && prev_gen == seg.generation;
+        fputs("\033[H\033[2J", stdout);
+        print_text(seg.layout, stdout, have_prev ? prev : NULL, (double)(now_ns - prev_ns) / 1e9);
+        fflush(stdout);
+        for (int i = 0; i < SHM_COUNTER_COUNT; i++)
+            prev[i] = shm_counter_total(seg.layout, (enum shm_counter_id)i);
+        prev_ns = now_ns;
+        prev_gen = seg.generation;
         sleep(1);
         if (shm_segment_check(&seg) != 0) {
             shm_segment_detach(&seg);

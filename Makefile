@@ -49,6 +49,15 @@ demo: deps build
 bench: deps build
 	sh bench/run.sh $(BUILD)
 
+# libFuzzer targets (clang), each run for FUZZ_SECONDS over its seed corpus.
+FUZZ_SECONDS ?= 300
+build-fuzz/CMakeCache.txt:
+	CC=clang cmake -S . -B build-fuzz -DKD_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+fuzz: deps build-fuzz/CMakeCache.txt
+	cmake --build build-fuzz -j $(JOBS)
+	sh tools/fuzz.sh $(FUZZ_SECONDS) build-fuzz
+
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 

@@ -1,41 +1,86 @@
 #!/bin/sh
-# `make demo`: starts kdeals against the simulator, shows it working, stops it.
-# At the foundation stage this starts the supervisor with its three workers, shows the shared
-# memory segment through `kdeals stat`, kills a worker to show the restart, and stops.
+# `make demo`: kdeals against the simulator, end to end, in about a minute.
+#
+# Starts kdeals-sim with accelerated time (a Keepa minute of 200 ms, 5 tokens a minute: the
+# cheapest plan, 300 times faster), writes a config pointing kdeals at it, starts the daemon,
+# shows it working (status, live counters, deals appearing), then shows the deals, the
+# simulator's ledger of what was spent, and stops everything. Nothing is left behind.
 set -eu
 BUILD=${1:-build}
+SECONDS_TO_RUN=${DEMO_SECONDS:-60}
 KD="$BUILD/kdeals"
-RUN=$(mktemp -d /tmp/kdeals-demo.XXXXXX)
-INSTANCE=demo$$
+SIM="$BUILD/kdeals-sim"
+DIR=$(mktemp -d /tmp/kdeals-demo.XXXXXX)
+SIM_PID=
 cleanup() {
-    [ -n "${SUP:-}" ] && kill "$SUP" 2>/dev/null && wait "$SUP" 2>/dev/null
-    rm -rf "$RUN"
+    "$KD" stop -c "$DIR/kdeals.conf" >/dev/null 2>&1 || true
+    [ -n "$SIM_PID" ] && kill "$SIM_PID" 2>/dev/null && wait "$SIM_PID" 2>/dev/null
+    rm -rf "$DIR"
 }
 trap cleanup EXIT INT TERM
 
-echo "== starting: $KD run --instance $INSTANCE --run-dir $RUN"
-"$KD" run --instance "$INSTANCE" --run-dir "$RUN" --log-file "$RUN/kdeals.log" &
-SUP=$!
-# Wait for the status file to say every worker is ready (bounded).
+echo "== kdeals-sim: a Keepa-compatible API on loopback (minute = 200 ms, 5 tokens/min)"
+"$SIM" --port 0 --port-file "$DIR/sim.port" --minute-ms 200 --refill-rate 5 --products 20000 \
+    --seed 7 --quiet 2>"$DIR/sim.log" &
+SIM_PID=$!
 i=0
-until grep -q '^state=running' "$RUN/$INSTANCE.status" 2>/dev/null; do
-    i=$((i + 1))
-    [ $i -gt 100 ] && { echo "demo: kdeals did not become ready"; cat "$RUN/kdeals.log"; exit 1; }
+until [ -s "$DIR/sim.port" ]; do
+    i=$((i + 1)); [ $i -gt 100 ] && { echo "demo: the simulator did not start"; cat "$DIR/sim.log"; exit 1; }
     sleep 0.1
 done
-echo "== status file $RUN/$INSTANCE.status"
-cat "$RUN/$INSTANCE.status"
-echo "== processes"
-ps -o pid,ppid,args --ppid "$SUP" --pid "$SUP"
-echo "== kdeals stat -1 (read-only view of /dev/shm/kdeals-$INSTANCE)"
-"$KD" stat --instance "$INSTANCE" -1
-echo "== kill -9 the committer; the supervisor restarts it"
-pkill -KILL -f "kdeals: committer worker committer --instance $INSTANCE$" || true
-sleep 0.5
-"$KD" stat --instance "$INSTANCE" -1 | sed -n '3,7p'
-echo "== graceful stop (SIGTERM)"
-kill -TERM "$SUP"
-wait "$SUP" || true
-SUP=
-echo "== log"
-cat "$RUN/kdeals.log"
+PORT=$(cat "$DIR/sim.port")
+echo "   listening on http://127.0.0.1:$PORT"
+
+printf 'demo-key-%s\n' "$$" >"$DIR/key"
+chmod 600 "$DIR/key"
+cat >"$DIR/kdeals.conf" <<CONF
+[keepa]
+base_url = http://127.0.0.1:$PORT
+key_file = key
+[daemon]
+instance = demo$$
+run_dir = run
+log_file = run/kdeals.log
+[store]
+path = store
+map_size_mb = 64
+[tokens]
+minute = 200ms
+[scan]
+pass_pause = 2s
+CONF
+mkdir -p "$DIR/run"
+echo "== config ($DIR/kdeals.conf)"
+sed 's/^/   /' "$DIR/kdeals.conf"
+
+echo "== kdeals start --wait"
+"$KD" start -c "$DIR/kdeals.conf" --wait
+"$KD" status -c "$DIR/kdeals.conf" | sed 's/^/   /'
+
+echo "== running for ${SECONDS_TO_RUN}s (one line every 10 s: deals stored, tokens, requests)"
+t=0
+while [ $t -lt "$SECONDS_TO_RUN" ]; do
+    sleep 10
+    t=$((t + 10))
+    "$KD" stat -c "$DIR/kdeals.conf" --json | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+c = {k: v["total"] for k, v in s["counters"].items()}
+print("   t=%3ss  peeked %5d  survivors %4d  committed %4d  refreshed %4d  tokens spent %5d  http %4d  429s %d" % (
+    sys.argv[1], c["asins_peeked"], c["survivors"], c["deals_committed"], c["deals_refreshed"],
+    c["tokens_spent"], c["http_requests"], c["http_429"]))' "$t"
+done
+
+echo "== kdeals deals --limit 10 (sorted by ROI)"
+"$KD" deals -c "$DIR/kdeals.conf" --limit 10 | sed 's/^/   /'
+echo "== the simulator's ledger: what Keepa would have billed"
+curl -s "http://127.0.0.1:$PORT/_sim/stats" | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+print("   tokens earned %d, consumed %d, expired in a full bucket %d, 429 answers %d" % (
+    s["tokens_earned"], s["tokens_consumed"], s["tokens_expired"], s["http_429"]))
+print("   /product ASINs requested %d (distinct %d)" % (s["asins_requested"], s["asins_distinct"]))'
+echo "== kdeals stop"
+"$KD" stop -c "$DIR/kdeals.conf"
+echo "== the last lines of the log"
+tail -n 8 "$DIR/run/kdeals.log" | sed 's/^/   /'

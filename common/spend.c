@@ -203,6 +203,16 @@ static void on_job_done(const struct kp_result *res, void *ud)
         tb_settle(sp->tb, &job->grant, now, actual);
     publish_gauges(sp, now);
 
+    /* A 402 on any call, the free /token call included, means the key is unusable: without
+     * this a 402 on the first reading left the bucket unanchored and /token was asked again
+     * every retry interval, forever (§10.5). */
+    if (res->code == KP_KEY_UNUSABLE && !sp->key_unusable) {
+        sp->key_unusable = true;
+        shm_gauge_set(cb, SHM_C_key_unusable, 1);
+        wk_set_error(sp->wk, "Keepa answered 402: the API key has no access; not spending");
+        kd_error("Keepa answered 402 (payment required): the API key has no access. "
+                 "Nothing more is spent until the key is fixed and kdeals restarted.");
+    }
     if (job->is_status_call) {
         job_free(job);
     } else if (res->code == KP_NOT_ADMITTED && !sp->closing) {
@@ -211,13 +221,6 @@ static void on_job_done(const struct kp_result *res, void *ud)
                 res->reading_valid ? res->reading.tokens_left : 0.0, kp_endpoint_name(res->ep));
         push_front(sp, job);
     } else {
-        if (res->code == KP_KEY_UNUSABLE && !sp->key_unusable) {
-            sp->key_unusable = true;
-            shm_gauge_set(cb, SHM_C_key_unusable, 1);
-            wk_set_error(sp->wk, "Keepa answered 402: the API key has no access; not spending");
-            kd_error("Keepa answered 402 (payment required): the API key has no access. "
-                     "Nothing more is spent until the key is fixed and kdeals restarted.");
-        }
         finish_job(job, res);
     }
     pump(sp);
@@ -277,6 +280,19 @@ static void pump(struct spend *sp)
 {
     if (sp->closing || sp->client == NULL)
         return;
+    if (sp->key_unusable) {
+        /* Nothing is sent any more: the queued jobs end now, keeping their items. */
+        uv_timer_stop(&sp->wait_timer);
+        set_waiting(sp, false);
+        while (sp->head != NULL) {
+            struct sp_job *job = sp->head;
+            sp->head = job->next;
+            if (sp->head == NULL)
+                sp->tail = NULL;
+            finish_unsent(job, KP_KEY_UNUSABLE, "the API key is unusable (Keepa answered 402)");
+        }
+        return;
+    }
     while (sp->head != NULL && sp->in_flight < sp->max_in_flight) {
         struct sp_job *job = sp->head;
         int64_t now = kd_mono_ns();

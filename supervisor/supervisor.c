@@ -23,6 +23,10 @@
 #include <unistd.h>
 #include <uv.h>
 
+#ifdef KD_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/kd_assert.h"
@@ -145,6 +149,9 @@ static void begin_stop(struct sup *s, int immediate)
     if (s->stopping && !immediate)
         return;
     s->stopping = 1;
+#ifdef KD_HAVE_SYSTEMD
+    sd_notify(0, "STOPPING=1");
+#endif
     atomic_store(&s->seg.layout->procs[SHM_ROLE_SUPERVISOR].state, SHM_PROC_STOPPING);
     shm_status_write(&s->seg, "stopping");
     for (int i = 0; i < SHM_ROLE_COUNT; i++)
@@ -438,6 +445,9 @@ static void on_state_timer(uv_timer_t *t)
     s->running_announced = 1;
     shm_status_write(&s->seg, "running");
     kd_info("all workers ready");
+#ifdef KD_HAVE_SYSTEMD
+    sd_notify(0, "READY=1\nSTATUS=all workers ready");
+#endif
 }
 
 static void start_signal(struct sup *s, uv_signal_t *h, int signum)

@@ -1541,14 +1541,12 @@ int kp_decoder_feed(struct kp_decoder *d, const void *buf, size_t len)
     if (d->err != 0)
         return d->err;
     const unsigned char *p = buf;
+    /* Decode up to the limit (so the envelope of an oversized body is still read), then stop. */
+    bool over = len > d->opts.max_body_bytes - d->fed;
+    if (over)
+        len = d->opts.max_body_bytes - d->fed;
     while (len > 0) {
         size_t n = len < FEED_SLICE ? len : FEED_SLICE;
-        if (d->fed + n > d->opts.max_body_bytes) {
-            d->err = -EFBIG;
-            snprintf(d->errmsg, sizeof(d->errmsg),
-                     "decode: body larger than the limit of %zu bytes", d->opts.max_body_bytes);
-            return d->err;
-        }
         d->fed += n;
         for (size_t i = 0; i < n;) {
             size_t o = 0;
@@ -1570,6 +1568,12 @@ int kp_decoder_feed(struct kp_decoder *d, const void *buf, size_t len)
         }
         p += n;
         len -= n;
+    }
+    if (over) {
+        d->err = -EFBIG;
+        snprintf(d->errmsg, sizeof(d->errmsg), "decode: body larger than the limit of %zu bytes",
+                 d->opts.max_body_bytes);
+        return d->err;
     }
     return 0;
 }

@@ -1482,7 +1482,7 @@ static size_t squeeze(struct kp_decoder *d, const unsigned char *in, size_t n, u
                 in_str = true;
             } else if (c == '[' || c == '{') {
                 d->sq_rel++;
-                if (d->nframes + d->skip_depth + d->sq_rel > d->opts.max_depth) {
+                if (d->nframes + d->sq_drop_levels + d->sq_rel > d->opts.max_depth) {
                     fail_depth(d);
                     break;
                 }

@@ -5,7 +5,8 @@ set -eu
 
 PACKAGES="build-essential cmake pkg-config clang libclang-rt-14-dev curl python3 \
 libcurl4-openssl-dev libuv1-dev liblmdb-dev lmdb-utils libmsgpack-dev libyajl-dev \
-libinih-dev libcmocka-dev libmicrohttpd-dev zlib1g-dev libjansson-dev libsystemd-dev"
+libinih-dev libcmocka-dev libmicrohttpd-dev zlib1g-dev libjansson-dev libsystemd-dev \
+python3-prometheus-client"
 
 missing=""
 for p in $PACKAGES; do

@@ -512,8 +512,13 @@ static void pump(struct kp_client *cl)
     while (!cl->closing && cl->active < cl->opts.max_in_flight && cl->q_head != NULL) {
         struct kp_request *r = dequeue(cl);
         int rc = start_attempt(r);
-        if (rc != 0)
-            finish(r, KP_FAILED, 0, 0, "keepa: cannot start the request (out of memory)");
+        if (rc != 0) {
+            char msg[160];
+            snprintf(msg, sizeof(msg), "keepa: /%s: cannot start the request: %s",
+                     kp_endpoint_name(r->call.ep),
+                     rc == -ENAMETOOLONG ? "base URL too long" : strerror(-rc));
+            finish(r, KP_FAILED, 0, 0, msg);
+        }
     }
 }
 
@@ -587,6 +592,14 @@ static void finish(struct kp_request *r, enum kp_result_code code, int http, int
     res.reading_valid = r->reading_valid;
     res.reading = r->reading;
     r->env = *kp_decoder_envelope(r->dec);
+    /* Server text goes to logs and screens: never let it carry the key. */
+    char clean[sizeof(r->env.error_message)];
+    kd_redact(r->env.error_type, clean, sizeof(r->env.error_type));
+    memcpy(r->env.error_type, clean, sizeof(r->env.error_type));
+    kd_redact(r->env.error_message, clean, sizeof(clean));
+    memcpy(r->env.error_message, clean, sizeof(clean));
+    kd_redact(r->env.error_details, clean, sizeof(r->env.error_details));
+    memcpy(r->env.error_details, clean, sizeof(r->env.error_details));
     res.envelope = &r->env;
     if (error != NULL)
         kd_redact(error, res.error, sizeof(res.error));

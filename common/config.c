@@ -1257,9 +1257,15 @@ int cfg_load_key(const struct cfg *c, char *key, size_t keylen, char *err, size_
             return -e;
         }
         struct stat st;
-        if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077))
-            kd_warn("config: [keepa] key_file %s is readable by others: chmod 600 it",
-                    c->keepa_key_file);
+        if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077)) {
+            /* As ssh does with private keys: a key others can read is already leaked. */
+            set_err(err, errlen,
+                    "config: [keepa] key_file %s has mode %04o, readable by others: refusing "
+                    "to use it; chmod 600 it (and get a new key if others could read it)",
+                    c->keepa_key_file, (unsigned)(st.st_mode & 07777));
+            fclose(f);
+            return -EACCES;
+        }
         if (fgets(tmp, sizeof(tmp), f) == NULL)
             tmp[0] = '\0';
         fclose(f);

@@ -166,12 +166,27 @@ static void test_fast_stop_and_restart(void **state)
 static void test_start_failure_says_why(void **state)
 {
     (void)state;
-    /* A key file readable by everyone... is refused or warned; a missing key file fails. */
+    /* A missing key file fails the start, and the output says which file. */
     write_conf("[keepa]\nkey_file = /nonexistent/key\n");
     char out[4096];
     int rc = run(out, sizeof(out), KDEALS " start -c %s --wait", conf);
     assert_int_not_equal(rc, 0);
     assert_non_null(strstr(out, "/nonexistent/key"));
+
+    /* A key file that others can read is refused, with what to do; the key is not shown. */
+    char key[600];
+    snprintf(key, sizeof(key), "%s/key", kd_test_tmpdir());
+    FILE *f = fopen(key, "w");
+    fputs("sekrit-cli-key-0123456789\n", f);
+    fclose(f);
+    chmod(key, 0644);
+    char extra[700];
+    snprintf(extra, sizeof(extra), "[keepa]\nkey_file = %s\n", key);
+    write_conf(extra);
+    rc = run(out, sizeof(out), KDEALS " start -c %s --wait", conf);
+    assert_int_not_equal(rc, 0);
+    assert_non_null(strstr(out, "chmod 600"));
+    assert_null(strstr(out, "sekrit-cli-key"));
 }
 
 /* Three deals whose titles need quoting, escaping and UTF-8 care. */

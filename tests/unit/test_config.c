@@ -594,6 +594,11 @@ static void test_load_key(void **state)
     assert_int_equal(load_text("[keepa]\nkey_file = key.txt\n", &c, err, sizeof(err), NULL), 0);
     assert_int_equal(cfg_load_key(&c, key, sizeof(key), err, sizeof(err)), 0);
     assert_string_equal(key, "abc123KEYVALUE");
+    /* A key file others can read is refused, and the message says what to do. */
+    chmod(write_file("key.txt", "abc123KEYVALUE\n"), 0644);
+    assert_int_equal(cfg_load_key(&c, key, sizeof(key), err, sizeof(err)), -EACCES);
+    assert_non_null(strstr(err, "chmod 600"));
+    assert_null(strstr(err, "abc123KEYVALUE"));
     write_file("key.txt", "\n");
     assert_int_equal(cfg_load_key(&c, key, sizeof(key), err, sizeof(err)), -EINVAL);
     unlink(write_file("key.txt", ""));

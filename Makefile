@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 BUILD ?= build
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build test test-fast test-asan test-tsan demo bench fuzz format clean
+.PHONY: all deps build test test-fast test-asan test-tsan test-fuzz fuzz-build demo bench fuzz format clean
 
 all: build
 
@@ -24,11 +24,13 @@ build-tsan/CMakeCache.txt:
 	cmake -S . -B build-tsan -DKD_TSAN=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
 # The whole suite three times: a normal build, the whole suite under ASan+UBSan, and the
-# concurrency tests (label "tsan") under ThreadSanitizer.
+# concurrency tests (label "tsan") under ThreadSanitizer; then every libFuzzer target for a
+# bounded time (`make fuzz` runs them longer).
 test: deps
 	$(MAKE) test-fast
 	$(MAKE) test-asan
 	$(MAKE) test-tsan
+	$(MAKE) test-fuzz
 
 test-fast: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
@@ -51,11 +53,18 @@ bench: deps build
 
 # libFuzzer targets (clang), each run for FUZZ_SECONDS over its seed corpus.
 FUZZ_SECONDS ?= 300
+FUZZ_TEST_SECONDS ?= 15
+FUZZ_TARGETS = fuzz_config fuzz_codec fuzz_kp_decode fuzz_sim_selection
 build-fuzz/CMakeCache.txt:
 	CC=clang cmake -S . -B build-fuzz -DKD_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-fuzz: deps build-fuzz/CMakeCache.txt
-	cmake --build build-fuzz -j $(JOBS)
+fuzz-build: build-fuzz/CMakeCache.txt
+	cmake --build build-fuzz -j $(JOBS) $(addprefix --target ,$(FUZZ_TARGETS))
+
+test-fuzz: fuzz-build
+	sh tools/fuzz.sh $(FUZZ_TEST_SECONDS) build-fuzz
+
+fuzz: deps fuzz-build
 	sh tools/fuzz.sh $(FUZZ_SECONDS) build-fuzz
 
 format:

@@ -1,13 +1,712 @@
 /*
- * committer.c: the committer worker process.
+ * committer.c: the committer worker process (ARCHITECTURE.md §2, issue 5 item 5).
  *
- * Foundation stage: the worker runtime (common/worker.h) attaches to the segment, opens the
- * rings and marks the process ready; the stage itself arrives with the pipeline issue.
+ * Survivors (peek passes, from the scanner) and recommit requests (stored deals the updater
+ * wants fully re-fetched) arrive on two rings; both producers wrote them to the `pending` db
+ * before pushing, so pending is the durable truth and a ring record only says "look". At
+ * start the committer loads every pending record; afterwards it drains the rings (uv_poll on
+ * their eventfds plus a safety timer), drops records whose pending entry is already gone
+ * (handled before a restart), adds the rest to an in-memory queue deduplicated by ASIN, and
+ * acknowledges them: nothing is lost by acknowledging early because pending still holds them.
+ *
+ * Batches of up to cfg.commit_batch (<= 5) go out through spend (priority COMMIT) as one
+ * /product full fetch with live offers and a year of stats; a partial batch lingers at most
+ * cfg.commit_linger_ms. Each product is judged by dm_deal (common/dealmath.h). One st_write
+ * transaction per batch stores the deals (st_deal_put keeps the schedule), applies the
+ * updater's expiry rule to stored deals that failed, records rejections in `seen`, removes
+ * what was settled from `pending`, keeps the rest there with attempts + 1, and counts the
+ * batch in `meta`. Nothing leaves pending unless its outcome is in the same transaction, so a
+ * kill -9 at any point loses no survivor and, LMDB being transactional, corrupts no record.
+ *
+ * Failures never drop work silently: a failed or cancelled request keeps every item (backoff
+ * and retry); a product missing from the answer or without its offers is retried up to
+ * COMMITTER_GIVE_UP_ATTEMPTS times, then dropped with a warning naming it; a request Keepa
+ * calls permanently wrong is retried, and dropped (logged with the reason) only after
+ * COMMITTER_PERMANENT_LIMIT such answers; a failed store write keeps the batch's results in
+ * memory, pauses fetching and retries the write on a timer.
  */
 #include "committer/committer.h"
 
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "committer/queue.h"
+#include "common/clock.h"
+#include "common/dealmath.h"
 #include "common/log.h"
+#include "common/spend.h"
 #include "common/worker.h"
+#include "keepa/request.h"
+#include "store/store.h"
+
+#define COMMITTER_GIVE_UP_ATTEMPTS 5
+#define COMMITTER_PERMANENT_LIMIT  3
+#define COMMITTER_SAFETY_MS        1000
+#define COMMITTER_WRITE_RETRY_MS   1000
+#define COMMITTER_STATS_DAYS       365
+
+#define META_BATCHES       "committer_batches"
+#define META_DEALS         "committer_deals_committed"
+#define META_GIVEN_UP      "committer_given_up"
+#define META_LAST_BATCH_MS "committer_last_batch_ms"
+
+static const enum shm_ring_id watched[2] = {SHM_RING_SURVIVORS, SHM_RING_RECOMMIT};
+
+enum action { ACT_RETRY = 0, ACT_DEAL, ACT_REJECT, ACT_GIVE_UP };
+
+struct entry {
+    struct st_key key;
+    struct st_pending p; /* as queued */
+    bool got;            /* the product arrived */
+    enum dm_verdict verdict;
+    struct st_deal deal; /* dm_deal's output */
+    enum action act;
+    const char *why; /* retry / give-up reason for the log */
+};
+
+struct batch {
+    size_t n;
+    struct entry e[COMMITTER_MAX_BATCH];
+    int64_t now_ms; /* check time (epoch ms) */
+    int64_t cost_tokens;
+    /* Outcome of the write, recomputed by every run of the write function. */
+    unsigned committed, rejected, rechecked, expired, retried, given_up;
+};
+
+struct committer {
+    struct wk *wk;
+    struct spend sp;
+    bool sp_ok; /* sp_init succeeded: jobs may be submitted */
+    struct st_env *env;
+    struct committer_queue q;
+    uv_poll_t poll[2];
+    bool poll_ok[2];
+    bool ring_broken[2];
+    uv_timer_t safety, batch_timer, write_timer, stop_timer;
+    bool in_flight;     /* a job was submitted and its on_done has not run */
+    bool write_pending; /* the batch's results wait for a successful st_write */
+    bool closing;
+    struct batch b;
+};
+
+static int64_t mono_ms(void)
+{
+    return kd_mono_ns() / KD_NS_PER_MS;
+}
+
+static void publish_backlog(struct committer *c)
+{
+    shm_gauge_set(c->wk->counters, SHM_C_commit_backlog, (int64_t)c->q.n);
+}
+
+static void maybe_start_batch(struct committer *c);
+static void finish_stop(struct committer *c);
+static void on_write_timer(uv_timer_t *t);
+
+/* ---------------------------------------------------------------- intake */
+
+static int load_pending(struct committer *c)
+{
+    struct st_txn *txn;
+    int rc = st_read_begin(c->env, &txn);
+    if (rc != 0)
+        return rc;
+    struct st_cursor *cur;
+    rc = st_cursor_open(txn, ST_DB_PENDING, &cur);
+    if (rc != 0) {
+        st_read_end(txn);
+        return rc;
+    }
+    int64_t now = mono_ms();
+    size_t loaded = 0, bad = 0;
+    for (;;) {
+        struct st_pending p;
+        rc = st_cursor_next_pending(cur, &p);
+        if (rc == -ENOENT)
+            break;
+        if (rc != 0) {
+            bad++;
+            continue;
+        }
+        if (committer_queue_add(&c->q, &p, now) == 1)
+            loaded++;
+    }
+    st_cursor_close(cur);
+    st_read_end(txn);
+    if (bad > 0)
+        kd_warn("pending: %zu records do not decode and are left in place", bad);
+    kd_info("loaded %zu pending survivors from the store", loaded);
+    publish_backlog(c);
+    return 0;
+}
+
+/* Drains ring ID into the queue; returns the number of records consumed. */
+static size_t drain_ring(struct committer *c, int idx)
+{
+    struct ring *r = &c->wk->rings[watched[idx]];
+    if (c->ring_broken[idx])
+        return 0;
+    struct st_txn *txn = NULL;
+    size_t n = 0, added = 0;
+    int64_t now = mono_ms();
+    for (;;) {
+        const void *rec;
+        size_t len;
+        int rc = ring_read(r, &rec, &len);
+        if (rc == -EAGAIN)
+            break;
+        if (rc != 0) {
+            kd_error("ring %s is corrupt (%s): no longer read; survivors are still taken "
+                     "from the pending db at the next start",
+                     watched[idx] == SHM_RING_SURVIVORS ? "survivors" : "recommit", strerror(-rc));
+            c->ring_broken[idx] = true;
+            break;
+        }
+        n++;
+        struct st_pending p;
+        if (st_pending_decode(rec, len, &p) != 0) {
+            kd_warn("ring record of %zu bytes does not decode; skipped (pending holds it)", len);
+            continue;
+        }
+        struct st_key key;
+        if (st_pending_key(&p, &key) != 0)
+            continue;
+        if (committer_queue_find(&c->q, &key) != NULL)
+            continue;
+        /* Its producer wrote pending before pushing: no pending record means it was
+         * committed (or given up) already, e.g. before a restart of this process. */
+        if (txn == NULL && st_read_begin(c->env, &txn) != 0)
+            txn = NULL;
+        struct st_pending stored;
+        if (txn != NULL && st_pending_get(txn, &key, &stored) == -ENOENT)
+            continue;
+        if (committer_queue_add(&c->q, &p, now) == 1)
+            added++;
+    }
+    if (txn != NULL)
+        st_read_end(txn);
+    if (n > 0) {
+        ring_ack(r);
+        shm_counter_add(c->wk->counters, SHM_C_ring_records_in, (int64_t)n);
+        kd_debug("ring: %zu records, %zu new survivors queued", n, added);
+    }
+    return n;
+}
+
+static void drain_all(struct committer *c)
+{
+    for (int i = 0; i < 2; i++) {
+        drain_ring(c, i);
+        /* Sleep only once the ring is empty and the producer knows to wake us. */
+        while (!c->ring_broken[i] && ring_prepare_wait(&c->wk->rings[watched[i]]) == -EAGAIN)
+            drain_ring(c, i);
+    }
+    publish_backlog(c);
+}
+
+static void on_ring_wake(uv_poll_t *h, int status, int events)
+{
+    (void)status;
+    (void)events;
+    struct committer *c = h->data;
+    int idx = h == &c->poll[0] ? 0 : 1;
+    ring_wait_done(&c->wk->rings[watched[idx]]);
+    drain_all(c);
+    maybe_start_batch(c);
+}
+
+static void on_safety(uv_timer_t *t)
+{
+    struct committer *c = t->data;
+    for (int i = 0; i < 2; i++)
+        ring_wait_done(&c->wk->rings[watched[i]]);
+    drain_all(c);
+    maybe_start_batch(c);
+}
+
+/* ---------------------------------------------------------------- the fetch */
+
+static int build_call(struct kp_call *call, void *ud)
+{
+    struct committer *c = ud;
+    const struct cfg *cfg = &c->wk->cfg;
+    const char *asins[COMMITTER_MAX_BATCH];
+    for (size_t i = 0; i < c->b.n; i++)
+        asins[i] = c->b.e[i].p.asin;
+    struct kp_product_params pp;
+    memset(&pp, 0, sizeof(pp));
+    pp.domain = c->b.e[0].p.domain;
+    pp.asins = asins;
+    pp.n_asins = c->b.n;
+    pp.stats_days = COMMITTER_STATS_DAYS;
+    pp.history = cfg->commit_history ? KP_YES : KP_NO;
+    pp.days = cfg->commit_history && cfg->commit_days > 0 ? (int)cfg->commit_days : 0;
+    pp.offers = (int)cfg->commit_offers;
+    pp.only_live_offers = KP_YES;
+    return kp_call_product(call, &pp);
+}
+
+static struct entry *entry_of(struct batch *b, const char *asin)
+{
+    for (size_t i = 0; i < b->n; i++)
+        if (strcmp(b->e[i].p.asin, asin) == 0)
+            return &b->e[i];
+    return NULL;
+}
+
+/* A product may be delivered twice (a retried transfer): judging it again is harmless. */
+static int on_product(const struct kp_product *p, void *ud)
+{
+    struct committer *c = ud;
+    struct entry *e = entry_of(&c->b, p->asin);
+    if (e == NULL)
+        return 0; /* not asked for (KP_ASIN_UNREQUESTED) */
+    e->got = true;
+    e->verdict = dm_deal(p, &c->wk->cfg, &e->deal);
+    e->deal.domain = e->p.domain;
+    return 0;
+}
+
+static bool economics_changed(const struct st_deal *a, const struct st_deal *b)
+{
+    return a->buy_price_cents != b->buy_price_cents ||
+           a->buy_shipping_cents != b->buy_shipping_cents || a->buy_condition != b->buy_condition ||
+           a->landed_buy_cents != b->landed_buy_cents ||
+           a->expected_sell_cents != b->expected_sell_cents ||
+           a->referral_fee_cents != b->referral_fee_cents || a->fba_fee_cents != b->fba_fee_cents ||
+           a->profit_cents != b->profit_cents || a->roi_bp != b->roi_bp ||
+           a->margin_bp != b->margin_bp;
+}
+
+static int mark_seen(struct st_txn *txn, const struct entry *e, uint8_t verdict)
+{
+    struct st_seen s;
+    if (st_seen_get(txn, &e->key, &s) != 0) {
+        memset(&s, 0, sizeof(s));
+        s.peek_ms = e->p.peek_ms;
+    }
+    s.verdict = verdict;
+    return st_seen_put(txn, &e->key, &s);
+}
+
+static int del_pending(struct st_txn *txn, const struct st_key *key)
+{
+    int rc = st_pending_del(txn, key);
+    return rc == -ENOENT ? 0 : rc;
+}
+
+static int meta_add(struct st_txn *txn, const char *name, uint64_t n)
+{
+    uint64_t v = 0;
+    int rc = st_meta_get_u64(txn, name, &v);
+    if (rc != 0 && rc != -ENOENT)
+        v = 0;
+    return st_meta_put_u64(txn, name, v + n);
+}
+
+/* The batch's write transaction; may run more than once (map growth), so it only reads
+ * the store and the batch and recomputes its tallies. */
+static int write_batch(struct st_txn *txn, void *ud)
+{
+    struct committer *c = ud;
+    struct batch *b = &c->b;
+    const struct cfg *cfg = &c->wk->cfg;
+    b->committed = b->rejected = b->rechecked = b->expired = b->retried = b->given_up = 0;
+    int rc = 0;
+    for (size_t i = 0; i < b->n && rc == 0; i++) {
+        const struct entry *e = &b->e[i];
+        struct st_deal old;
+        bool have_old = false;
+        if (e->act == ACT_DEAL || e->act == ACT_REJECT)
+            have_old = st_deal_get(txn, &e->key, &old) == 0;
+        switch (e->act) {
+        case ACT_DEAL: {
+            struct st_deal d = e->deal;
+            d.first_seen_ms = have_old && old.first_seen_ms > 0 ? old.first_seen_ms : b->now_ms;
+            d.last_checked_ms = b->now_ms;
+            d.last_changed_ms =
+                !have_old || economics_changed(&old, &d) ? b->now_ms : old.last_changed_ms;
+            d.check_failures = 0;
+            d.next_check_ms = b->now_ms + cfg->update_min_interval_ms;
+            d.revision = have_old ? old.revision + 1 : 1;
+            rc = st_deal_put(txn, &d);
+            if (rc == 0)
+                rc = del_pending(txn, &e->key);
+            b->committed++;
+            break;
+        }
+        case ACT_REJECT:
+            if (have_old) {
+                /* A stored deal that failed its re-check: the updater's expiry rule. */
+                old.check_failures++;
+                if (old.check_failures >= (uint32_t)cfg->update_expire_after_failures) {
+                    rc = st_deal_del(txn, &e->key);
+                    b->expired++;
+                } else {
+                    old.last_checked_ms = b->now_ms;
+                    old.next_check_ms = b->now_ms + cfg->update_min_interval_ms;
+                    old.revision++;
+                    rc = st_deal_put(txn, &old);
+                    b->rechecked++;
+                }
+            } else {
+                rc = mark_seen(txn, e, ST_VERDICT_REJECTED);
+                b->rejected++;
+            }
+            if (rc == 0)
+                rc = del_pending(txn, &e->key);
+            break;
+        case ACT_GIVE_UP:
+            rc = mark_seen(txn, e, ST_VERDICT_ERROR);
+            if (rc == 0)
+                rc = del_pending(txn, &e->key);
+            b->given_up++;
+            break;
+        case ACT_RETRY: {
+            struct st_pending p = e->p;
+            p.attempts++;
+            rc = st_pending_put(txn, &p);
+            b->retried++;
+            break;
+        }
+        }
+    }
+    if (rc == 0)
+        rc = meta_add(txn, META_BATCHES, 1);
+    if (rc == 0 && b->committed > 0)
+        rc = meta_add(txn, META_DEALS, b->committed);
+    if (rc == 0 && b->given_up > 0)
+        rc = meta_add(txn, META_GIVEN_UP, b->given_up);
+    if (rc == 0)
+        rc = st_meta_put_u64(txn, META_LAST_BATCH_MS, (uint64_t)b->now_ms);
+    return rc;
+}
+
+/* Puts the batch's items back into the queue (not in flight) after a failure. */
+static void release_batch(struct committer *c, bool failed, bool permanent)
+{
+    int64_t now = mono_ms();
+    for (size_t i = 0; i < c->b.n; i++) {
+        struct committer_item *it = committer_queue_find(&c->q, &c->b.e[i].key);
+        if (it == NULL)
+            continue;
+        it->in_flight = false;
+        if (failed) {
+            it->failures++;
+            it->ready_ms = now + committer_backoff_ms(it->failures, c->wk->cfg.tokens_minute_ms);
+        }
+        if (permanent)
+            it->permanent++;
+    }
+    c->b.n = 0;
+}
+
+/* Applies a committed write to the queue, counters and log. */
+static void after_write(struct committer *c)
+{
+    struct batch *b = &c->b;
+    int64_t now = mono_ms();
+    for (size_t i = 0; i < b->n; i++) {
+        const struct entry *e = &b->e[i];
+        if (e->act == ACT_GIVE_UP)
+            kd_warn("commit: giving up on %s after %u attempts (%s); it stays rejected in "
+                    "`seen` as an error",
+                    e->p.asin, e->p.attempts + 1, e->why ? e->why : "no usable answer");
+        if (e->act != ACT_RETRY) {
+            committer_queue_remove(&c->q, &e->key);
+            continue;
+        }
+        struct committer_item *it = committer_queue_find(&c->q, &e->key);
+        if (it == NULL)
+            continue;
+        it->in_flight = false;
+        it->p.attempts++;
+        it->failures++;
+        it->ready_ms = now + committer_backoff_ms(it->failures, c->wk->cfg.tokens_minute_ms);
+    }
+    struct shm_counter_block *cb = c->wk->counters;
+    shm_counter_add(cb, SHM_C_store_writes, 1);
+    shm_counter_add(cb, SHM_C_deals_committed, b->committed);
+    shm_counter_add(cb, SHM_C_deals_expired, b->expired);
+    kd_info("commit batch of %zu: %lld tokens, %u deals, %u rejected, %u re-checked stored "
+            "deals, %u expired, %u to retry, %u given up; backlog %zu",
+            b->n, (long long)b->cost_tokens, b->committed, b->rejected, b->rechecked, b->expired,
+            b->retried, b->given_up, c->q.n);
+    b->n = 0;
+    publish_backlog(c);
+}
+
+/* Stores the batch's results; on failure keeps them and retries on a timer. */
+static void try_write(struct committer *c)
+{
+    uint64_t map_before = st_map_size(c->env);
+    int rc = st_write(c->env, write_batch, c);
+    if (st_map_size(c->env) > map_before)
+        shm_counter_add(c->wk->counters, SHM_C_store_map_grows, 1);
+    if (rc != 0) {
+        kd_error("commit: storing a batch of %zu failed: %s; the results stay in memory, "
+                 "fetching pauses and the write is retried every %d ms%s",
+                 c->b.n, st_strerror(rc), COMMITTER_WRITE_RETRY_MS,
+                 rc == -ENOSPC ? " (free disk space)" : "");
+        wk_set_error(c->wk, "store write failed: %s", st_strerror(rc));
+        c->write_pending = true;
+        if (!c->wk->stopping)
+            uv_timer_start(&c->write_timer, on_write_timer, COMMITTER_WRITE_RETRY_MS, 0);
+        return;
+    }
+    if (c->write_pending)
+        kd_info("commit: the delayed store write succeeded");
+    c->write_pending = false;
+    after_write(c);
+}
+
+static void on_write_timer(uv_timer_t *t)
+{
+    struct committer *c = t->data;
+    try_write(c);
+    if (!c->write_pending)
+        maybe_start_batch(c);
+}
+
+static const struct kp_asin_outcome *outcome_of(const struct kp_result *res, const char *asin)
+{
+    for (size_t i = 0; i < res->n_asins; i++)
+        if (strcmp(res->asins[i].asin, asin) == 0)
+            return &res->asins[i];
+    return NULL;
+}
+
+/* Decides each entry's fate from a 200 answer. */
+static void judge(struct committer *c, const struct kp_result *res)
+{
+    for (size_t i = 0; i < c->b.n; i++) {
+        struct entry *e = &c->b.e[i];
+        const struct kp_asin_outcome *o = outcome_of(res, e->p.asin);
+        enum kp_asin_status st = o != NULL ? o->status : KP_ASIN_MISSING;
+        e->why = NULL;
+        if (st == KP_ASIN_OK && e->got && e->verdict != DM_OFFERS_FAILED) {
+            e->act = e->verdict == DM_PASS ? ACT_DEAL : ACT_REJECT;
+            continue;
+        }
+        e->why = st == KP_ASIN_OFFERS_FAILED || (e->got && e->verdict == DM_OFFERS_FAILED)
+                     ? "Keepa could not refresh its offers"
+                     : "missing from Keepa's answer";
+        e->act = e->p.attempts + 1 >= COMMITTER_GIVE_UP_ATTEMPTS ? ACT_GIVE_UP : ACT_RETRY;
+    }
+}
+
+static void on_done(const struct kp_result *res, void *ud)
+{
+    struct committer *c = ud;
+    c->in_flight = false;
+    switch (res->code) {
+    case KP_OK:
+        c->b.cost_tokens = res->reading_valid ? (int64_t)res->reading.tokens_consumed : -1;
+        c->b.now_ms = kd_wall_ms();
+        judge(c, res);
+        try_write(c);
+        break;
+    case KP_CANCELLED:
+        kd_info("commit batch of %zu cancelled; its survivors stay pending", c->b.n);
+        release_batch(c, false, false);
+        break;
+    case KP_KEY_UNUSABLE:
+        kd_error("commit batch of %zu: the API key is unusable; %zu survivors stay pending", c->b.n,
+                 c->q.n);
+        release_batch(c, false, false);
+        break;
+    case KP_PERMANENT: {
+        /* Keepa refused the request itself. Retry (the batch may be regrouped); drop only
+         * items that got this answer repeatedly, logging why. */
+        kd_error("commit batch of %zu refused by Keepa (HTTP %d): %s", c->b.n, res->http_status,
+                 res->error);
+        release_batch(c, true, true);
+        bool drop = false;
+        for (size_t i = 0; i < c->q.n; i++)
+            drop |= c->q.items[i].permanent >= COMMITTER_PERMANENT_LIMIT;
+        if (drop) {
+            struct batch *b = &c->b;
+            b->n = 0;
+            for (size_t i = 0; i < c->q.n && b->n < COMMITTER_MAX_BATCH; i++) {
+                struct committer_item *it = &c->q.items[i];
+                if (it->permanent < COMMITTER_PERMANENT_LIMIT || it->in_flight)
+                    continue;
+                struct entry *e = &b->e[b->n++];
+                memset(e, 0, sizeof(*e));
+                e->key = it->key;
+                e->p = it->p;
+                e->act = ACT_GIVE_UP;
+                e->why = "Keepa refused the request repeatedly";
+                it->in_flight = true;
+            }
+            b->now_ms = kd_wall_ms();
+            b->cost_tokens = 0;
+            try_write(c);
+        }
+        break;
+    }
+    default:
+        kd_warn("commit batch of %zu failed (%s, HTTP %d, %u tries): %s; retried later", c->b.n,
+                kp_result_name(res->code), res->http_status, res->tries, res->error);
+        release_batch(c, true, false);
+        break;
+    }
+    publish_backlog(c);
+    if (c->wk->stopping) {
+        finish_stop(c);
+        return;
+    }
+    if (!c->closing)
+        maybe_start_batch(c);
+}
+
+static void on_batch_timer(uv_timer_t *t)
+{
+    maybe_start_batch(t->data);
+}
+
+static void maybe_start_batch(struct committer *c)
+{
+    if (!c->sp_ok || c->in_flight || c->write_pending || c->closing || c->wk->stopping ||
+        c->sp.key_unusable)
+        return;
+    const struct cfg *cfg = &c->wk->cfg;
+    int64_t now = mono_ms();
+    int64_t oldest = 0;
+    size_t ready = committer_queue_ready(&c->q, now, &oldest);
+    int64_t batch = cfg->commit_batch;
+    if (batch > COMMITTER_MAX_BATCH)
+        batch = COMMITTER_MAX_BATCH;
+    int64_t wait =
+        committer_batch_wait_ms(ready, oldest, now, batch, cfg->commit_linger_ms, c->wk->stopping);
+    if (wait < 0) {
+        int64_t next = committer_queue_next_ready(&c->q, now);
+        if (next >= 0)
+            uv_timer_start(&c->batch_timer, on_batch_timer, (uint64_t)(next - now), 0);
+        return;
+    }
+    if (wait > 0) {
+        uv_timer_start(&c->batch_timer, on_batch_timer, (uint64_t)wait, 0);
+        return;
+    }
+    uv_timer_stop(&c->batch_timer);
+    struct st_key keys[COMMITTER_MAX_BATCH];
+    size_t n = committer_queue_take(&c->q, now, (size_t)batch, keys);
+    struct batch *b = &c->b;
+    memset(b, 0, sizeof(*b));
+    for (size_t i = 0; i < n; i++) {
+        struct committer_item *it = committer_queue_find(&c->q, &keys[i]);
+        b->e[i].key = keys[i];
+        b->e[i].p = it->p;
+    }
+    b->n = n;
+    struct sp_job_spec spec = {
+        .kind = TB_KIND_COMMIT,
+        .units = (int64_t)n,
+        .prio = SP_PRIO_COMMIT,
+        .build = build_call,
+        .cbs = {.on_product = on_product, .on_done = on_done, .ud = c},
+    };
+    int rc = sp_submit(&c->sp, &spec);
+    if (rc != 0) {
+        if (rc == -EKEYREJECTED)
+            kd_error("commit: the API key is unusable; %zu survivors stay pending", c->q.n);
+        else
+            kd_error("commit: cannot submit a batch: %s", strerror(-rc));
+        release_batch(c, rc != -EKEYREJECTED, false);
+        return;
+    }
+    c->in_flight = true;
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+static void on_sp_closed(void *ud)
+{
+    struct committer *c = ud;
+    st_close(c->env);
+    c->env = NULL;
+    committer_queue_free(&c->q);
+    kd_info("committer closed");
+    wk_stop(c->wk);
+}
+
+static void close_handle(uv_handle_t *h)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void finish_stop(struct committer *c)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    if (c->write_pending)
+        try_write(c); /* one last try; if it fails the items are still pending in LMDB */
+    for (int i = 0; i < 2; i++)
+        if (c->poll_ok[i])
+            close_handle((uv_handle_t *)&c->poll[i]);
+    close_handle((uv_handle_t *)&c->safety);
+    close_handle((uv_handle_t *)&c->batch_timer);
+    close_handle((uv_handle_t *)&c->write_timer);
+    close_handle((uv_handle_t *)&c->stop_timer);
+    sp_close(&c->sp, on_sp_closed, c);
+}
+
+static void on_stop_deadline(uv_timer_t *t)
+{
+    struct committer *c = t->data;
+    kd_warn("stop deadline: cancelling the commit batch in flight (its survivors stay pending)");
+    finish_stop(c);
+}
+
+static void on_stop(struct wk *wk)
+{
+    struct committer *c = wk->data;
+    uv_timer_stop(&c->batch_timer);
+    uv_timer_stop(&c->safety);
+    if (c->in_flight && c->sp.in_flight > 0) {
+        /* Finish the batch in flight, within most of the supervisor's deadline. */
+        int64_t ms = wk->cfg.daemon_stop_timeout_ms * 3 / 4;
+        kd_info("stopping after the commit batch in flight (at most %lld ms)", (long long)ms);
+        uv_timer_start(&c->stop_timer, on_stop_deadline, (uint64_t)(ms > 0 ? ms : 1), 0);
+        return;
+    }
+    finish_stop(c);
+}
+
+static void on_reload(struct wk *wk)
+{
+    struct committer *c = wk->data;
+    kd_info("reload: commit batch %lld, linger %lld ms, offers %lld",
+            (long long)wk->cfg.commit_batch, (long long)wk->cfg.commit_linger_ms,
+            (long long)wk->cfg.commit_offers);
+    maybe_start_batch(c);
+}
+
+static int open_store(struct committer *c)
+{
+    const struct cfg *cfg = &c->wk->cfg;
+    struct st_options o = {
+        .path = cfg->store_path,
+        .map_size_bytes = (uint64_t)cfg->store_map_size_mb << 20,
+        .max_map_size_bytes = (uint64_t)cfg->store_max_map_size_mb << 20,
+    };
+    char err[512];
+    int rc = st_open(&o, &c->env, err, sizeof(err));
+    if (rc != 0) {
+        kd_error("%s", err);
+        wk_set_error(c->wk, "%s", err);
+        return rc;
+    }
+    int dead = 0;
+    if (st_reader_check(c->env, &dead) == 0 && dead > 0)
+        kd_info("store: cleared %d reader slots of dead processes", dead);
+    return 0;
+}
 
 int committer_main(int argc, char **argv)
 {
@@ -16,9 +715,59 @@ int committer_main(int argc, char **argv)
     struct wk wk;
     if (wk_start(&wk, SHM_ROLE_COMMITTER, &loop, argc, argv) != 0)
         return 1;
+    struct committer *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        kd_error("out of memory");
+        return 1;
+    }
+    c->wk = &wk;
+    wk.data = c;
+    committer_queue_init(&c->q);
+    if (open_store(c) != 0) {
+        free(c);
+        wk_stop(&wk);
+        wk_run(&wk);
+        return 1;
+    }
+
+    char err[256];
+    int rc = sp_init(&c->sp, &wk, err, sizeof(err));
+    if (rc == 0) {
+        c->sp_ok = true;
+    } else {
+        kd_error("%s; the committer idles (survivors stay pending)", err);
+        wk_set_error(&wk, "%s", err);
+    }
+    uv_timer_init(&loop, &c->safety);
+    uv_timer_init(&loop, &c->batch_timer);
+    uv_timer_init(&loop, &c->write_timer);
+    uv_timer_init(&loop, &c->stop_timer);
+    c->safety.data = c->batch_timer.data = c->write_timer.data = c->stop_timer.data = c;
+    for (int i = 0; i < 2; i++) {
+        int fd = wk.rings[watched[i]].wake_fd;
+        if (fd < 0 || uv_poll_init(&loop, &c->poll[i], fd) != 0) {
+            kd_warn("ring %d has no usable wake-up fd; the safety timer polls it", watched[i]);
+            continue;
+        }
+        c->poll_ok[i] = true;
+        c->poll[i].data = c;
+        uv_poll_start(&c->poll[i], UV_READABLE, on_ring_wake);
+    }
+    uv_timer_start(&c->safety, on_safety, COMMITTER_SAFETY_MS, COMMITTER_SAFETY_MS);
+    wk.on_stop = on_stop;
+    wk.on_reload = on_reload;
+
+    if (load_pending(c) != 0)
+        kd_error("cannot read the pending db; survivors arrive from the rings only");
+    drain_all(c);
     wk_set_state(&wk, SHM_PROC_READY);
-    kd_info("ready");
+    kd_info("ready: %zu survivors queued", c->q.n);
+    maybe_start_batch(c);
     wk_run(&wk);
+    if (c->env != NULL) /* stopped without the graceful path (QUIT, supervisor gone) */
+        st_close(c->env);
+    committer_queue_free(&c->q);
+    free(c);
     kd_info("stopped");
     return 0;
 }

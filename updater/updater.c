@@ -1,13 +1,786 @@
 /*
- * updater.c: the updater worker process.
+ * updater.c: the updater worker process: light re-checks of stored deals, free refreshes
+ * from the scanner, recommit requests to the committer, and expiry. Rules: updater/rules.h.
  *
- * Foundation stage: the worker runtime (common/worker.h) attaches to the segment, opens the
- * rings and marks the process ready; the stage itself arrives with the pipeline issue.
+ * One loop, one batch in flight. A tick (timer) publishes the updates_due gauge, drains the
+ * REFRESH ring, pushes queued RECOMMIT records and, when no batch is in flight, takes up to
+ * [update] batch due deals of one domain from the schedule (stalest first) and hands a
+ * TB_KIND_UPDATE job to spend. When the answer is complete, one st_write applies it: every
+ * deal is re-read inside the transaction (the committer or a scanner refresh may have
+ * rewritten it meanwhile), refreshed or counted as a failed check, rescheduled or expired, and
+ * recommit requests are written to `pending` in the same transaction; only then are they
+ * pushed on the RECOMMIT ring (the ring is a notification, pending is the truth).
+ *
+ * Invariants (KEEPA-API.md §10.10 and the "stale deals deleted while ingestion was stalled"
+ * failure): a failed, cancelled or suspect fetch writes nothing: the deals keep their failure
+ * counts and stay due, and the next attempt waits for a backoff; a batch whose write failed
+ * (disk full) is kept in memory and written again before anything new is spent; no deal is
+ * ever expired by a timer.
+ *
+ * Stop: TERM while a request is on the wire waits for its answer and its write; a job still
+ * waiting for tokens is cancelled (its deals simply stay due).
  */
 #include "updater/updater.h"
 
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/clock.h"
 #include "common/log.h"
+#include "common/spend.h"
 #include "common/worker.h"
+#include "keepa/request.h"
+#include "store/store.h"
+#include "updater/rules.h"
+
+#define UPDATER_BATCH_MAX      50
+#define UPDATER_DUE_COUNT_MAX  4096 /* updates_due is exact up to this many */
+#define UPDATER_STALE_MAX      64
+#define UPDATER_SAFETY_MS      1000 /* tick at least this often (new deals, ring safety) */
+#define UPDATER_WRITE_RETRY_MS 5000 /* after a failed store write (disk full) */
+#define UPDATER_REFRESH_CHUNK  64   /* ring records applied per write transaction */
+#define UPDATER_PUSH_MAX       256  /* recommit records waiting for room in the ring */
+
+struct upd_item {
+    struct st_key key;
+    char asin[ST_ASIN_LEN + 1];
+    bool returned;
+    enum updater_check check;
+    struct updater_fresh fresh;
+};
+
+/* Tallies of one write (reset at the start of each run of the write function). */
+struct upd_tally {
+    size_t refreshed, volatile_, failed, missing, expired, recommits, gone;
+};
+
+struct updater {
+    struct wk *wk;
+    struct st_env *env;
+    struct spend sp;
+    bool sp_ready;
+    bool key_unusable;
+    bool closing;
+    bool stop_after_batch;
+    uv_timer_t tick;
+    uv_poll_t refresh_poll;
+    bool poll_started;
+    struct st_sched_entry *due; /* UPDATER_DUE_COUNT_MAX entries */
+
+    /* The batch: submitted (active), answered but not yet stored (unwritten). */
+    bool batch_active;
+    bool batch_unwritten;
+    size_t n;
+    unsigned domain;
+    struct upd_item items[UPDATER_BATCH_MAX];
+    enum kp_result_code code;
+    double cost_tokens;
+    int64_t batch_now_ms;
+    unsigned fetch_failures;
+    int64_t retry_at_ns;
+    bool probe_single; /* the last answer was suspect: next batch asks for one ASIN */
+
+    size_t n_stale;
+    struct st_sched_entry stale[UPDATER_STALE_MAX];
+
+    /* Refreshes read from the ring, applied in one transaction. */
+    size_t n_refresh;
+    struct st_pending refresh[UPDATER_REFRESH_CHUNK];
+    int64_t refresh_retry_at_ns;
+
+    /* Recommit records stored in pending, waiting to be pushed on the ring. */
+    size_t n_push, push_base;
+    struct st_pending push[UPDATER_PUSH_MAX];
+    bool push_overflow_logged;
+
+    struct upd_tally tally;
+};
+
+static void step(struct updater *u);
+
+static int64_t now_ns(void)
+{
+    return kd_mono_ns();
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    step(t->data);
+}
+
+static void arm(struct updater *u, int64_t ms)
+{
+    if (u->closing)
+        return;
+    uv_timer_start(&u->tick, on_tick, (uint64_t)(ms < 0 ? 0 : ms), 0);
+}
+
+static struct shm_counter_block *counters(struct updater *u)
+{
+    return u->wk->counters;
+}
+
+static struct ring *recommit_ring(struct updater *u)
+{
+    return &u->wk->rings[SHM_RING_RECOMMIT];
+}
+
+static struct ring *refresh_ring(struct updater *u)
+{
+    return &u->wk->rings[SHM_RING_REFRESH];
+}
+
+/* Runs FN in one write transaction and keeps the store counters. */
+static int store_write(struct updater *u, int (*fn)(struct st_txn *, void *))
+{
+    uint64_t map_before = st_map_size(u->env);
+    int rc = st_write(u->env, fn, u);
+    if (st_map_size(u->env) > map_before)
+        shm_counter_add(counters(u), SHM_C_store_map_grows, 1);
+    if (rc == 0)
+        shm_counter_add(counters(u), SHM_C_store_writes, 1);
+    return rc;
+}
+
+static void store_failed(struct updater *u, const char *what, int rc)
+{
+    if (rc == -ENOSPC)
+        kd_error("store %s: disk full (%s); the work is kept in memory and written again in "
+                 "%d ms; free space on the store's disk",
+                 u->wk->cfg.store_path, st_strerror(rc), UPDATER_WRITE_RETRY_MS);
+    else
+        kd_error("store %s: writing %s failed: %s; retrying in %d ms", u->wk->cfg.store_path, what,
+                 st_strerror(rc), UPDATER_WRITE_RETRY_MS);
+    wk_set_error(u->wk, "store write failed (%s): %s", what, st_strerror(rc));
+}
+
+/* ---- recommit requests ------------------------------------------------------------------ */
+
+/*
+ * Inside a write transaction: stores a recommit request for deal D unless one is pending
+ * already, and queues it for the ring. Returns 0 or a negative errno.
+ */
+static int request_recommit(struct updater *u, struct st_txn *txn, const struct st_key *key,
+                            const struct st_deal *d, int64_t now_ms)
+{
+    struct st_pending p;
+    int rc = st_pending_get(txn, key, &p);
+    if (rc == 0)
+        return 0; /* already waiting for the committer */
+    if (rc != -ENOENT && rc != -EBADMSG && rc != -ENOTSUP)
+        return rc;
+    memset(&p, 0, sizeof(p));
+    memcpy(p.asin, d->asin, sizeof(p.asin));
+    p.domain = d->domain;
+    p.peek_ms = now_ms;
+    p.peek_buy_cents = d->buy_price_cents;
+    p.sell_estimate_cents = d->expected_sell_cents;
+    p.source = ST_SOURCE_RECOMMIT;
+    rc = st_pending_put(txn, &p);
+    if (rc != 0)
+        return rc;
+    u->tally.recommits++;
+    if (u->n_push < UPDATER_PUSH_MAX)
+        u->push[u->n_push++] = p;
+    return 0;
+}
+
+/* Pushes queued recommit records on the ring until it is full. */
+static void push_recommits(struct updater *u)
+{
+    struct ring *r = recommit_ring(u);
+    size_t done = 0;
+    while (done < u->n_push) {
+        uint8_t buf[ST_RECORD_MAX];
+        size_t len = 0;
+        int rc = st_pending_encode(&u->push[done], buf, sizeof(buf), &len);
+        if (rc == 0)
+            rc = ring_write(r, buf, len);
+        if (rc == -EAGAIN) {
+            shm_counter_add(counters(u), SHM_C_ring_full, 1);
+            break; /* kept; it is in pending too */
+        }
+        if (rc == 0)
+            shm_counter_add(counters(u), SHM_C_ring_records_out, 1);
+        else
+            kd_error("recommit %s: cannot push on the ring (%s); it stays in pending",
+                     u->push[done].asin, strerror(-rc));
+        done++;
+    }
+    memmove(u->push, u->push + done, (u->n_push - done) * sizeof(u->push[0]));
+    u->n_push -= done;
+    shm_gauge_set(counters(u), SHM_C_ring_depth_recommit, (int64_t)ring_depth(r->ctl));
+}
+
+/* ---- applying one check to a stored deal ------------------------------------------------ */
+
+/*
+ * Inside a write transaction: re-reads the deal KEY and applies CHECK made at NOW_MS.
+ * Returns 0 (also when the deal is gone or unreadable) or a negative errno to abort.
+ */
+static int apply_check(struct updater *u, struct st_txn *txn, const struct st_key *key,
+                       enum updater_check check, const struct updater_fresh *fresh, int64_t now_ms,
+                       int64_t not_before_ms)
+{
+    struct st_deal d;
+    int rc = st_deal_get(txn, key, &d);
+    if (rc == -ENOENT || rc == -EBADMSG || rc == -ENOTSUP) {
+        u->tally.gone++;
+        return 0;
+    }
+    if (rc != 0)
+        return rc;
+    if (not_before_ms > 0 && d.last_checked_ms >= not_before_ms) {
+        u->tally.gone++; /* newer data is stored already */
+        return 0;
+    }
+    struct updater_policy pol;
+    updater_policy_from_cfg(&u->wk->cfg, &pol);
+    struct updater_outcome o;
+    updater_apply(&d, check, fresh, &u->wk->cfg, &pol, now_ms, &o);
+    if (check == UPDATER_MISSING)
+        u->tally.missing++;
+    else if (o.failed)
+        u->tally.failed++;
+    if (o.expire) {
+        rc = st_deal_del(txn, key);
+        if (rc != 0 && rc != -ENOENT)
+            return rc;
+        u->tally.expired++;
+        return 0;
+    }
+    rc = st_deal_put(txn, &d);
+    if (rc != 0)
+        return rc;
+    if (check == UPDATER_REFRESHED)
+        u->tally.refreshed++;
+    if (check == UPDATER_REFRESHED && o.is_volatile)
+        u->tally.volatile_++;
+    if (o.recommit)
+        return request_recommit(u, txn, key, &d, now_ms);
+    return 0;
+}
+
+static void begin_write(struct updater *u)
+{
+    memset(&u->tally, 0, sizeof(u->tally));
+    u->n_push = u->push_base; /* a retried run must not queue twice */
+}
+
+static void count_tally(struct updater *u)
+{
+    struct shm_counter_block *cb = counters(u);
+    shm_counter_add(cb, SHM_C_deals_refreshed, (int64_t)u->tally.refreshed);
+    shm_counter_add(cb, SHM_C_deals_expired, (int64_t)u->tally.expired);
+    if (u->n_push == UPDATER_PUSH_MAX && !u->push_overflow_logged) {
+        kd_warn("recommit queue full: further requests wait in pending for the committer");
+        u->push_overflow_logged = true;
+    }
+}
+
+static int remove_stale(struct updater *u, struct st_txn *txn)
+{
+    for (size_t i = 0; i < u->n_stale; i++) {
+        int rc = st_schedule_remove(txn, &u->stale[i].key, u->stale[i].at_ms);
+        if (rc != 0 && rc != -ENOENT)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- the light-fetch batch -------------------------------------------------------------- */
+
+static int write_batch_fn(struct st_txn *txn, void *ud)
+{
+    struct updater *u = ud;
+    begin_write(u);
+    int rc = remove_stale(u, txn);
+    for (size_t i = 0; rc == 0 && i < u->n; i++) {
+        const struct upd_item *it = &u->items[i];
+        if (it->check == UPDATER_NOT_CHECKED)
+            continue;
+        rc = apply_check(u, txn, &it->key, it->check, &it->fresh, u->batch_now_ms, 0);
+    }
+    return rc;
+}
+
+static int write_stale_fn(struct st_txn *txn, void *ud)
+{
+    return remove_stale(ud, txn);
+}
+
+/* Writes the answered batch. Returns 0, or the store error (the batch stays unwritten). */
+static int write_batch(struct updater *u)
+{
+    u->push_base = u->n_push;
+    int rc = store_write(u, write_batch_fn);
+    if (rc != 0) {
+        u->n_push = u->push_base;
+        u->batch_unwritten = true;
+        store_failed(u, "an update batch", rc);
+        return rc;
+    }
+    u->batch_unwritten = false;
+    u->n_stale = 0;
+    count_tally(u);
+    size_t not_checked = 0;
+    for (size_t i = 0; i < u->n; i++)
+        not_checked += u->items[i].check == UPDATER_NOT_CHECKED;
+    kd_info("update batch: %zu asins, %.0f tokens: %zu refreshed (%zu volatile), %zu failed the "
+            "criteria, %zu not returned, %zu expired, %zu recommits, %zu not checked, %zu gone",
+            u->n, u->cost_tokens, u->tally.refreshed, u->tally.volatile_, u->tally.failed,
+            u->tally.missing, u->tally.expired, u->tally.recommits, not_checked, u->tally.gone);
+    u->n = 0;
+    push_recommits(u);
+    return 0;
+}
+
+static int build_call(struct kp_call *call, void *ud)
+{
+    struct updater *u = ud;
+    const char *asins[UPDATER_BATCH_MAX];
+    for (size_t i = 0; i < u->n; i++)
+        asins[i] = u->items[i].asin;
+    struct kp_product_params p;
+    memset(&p, 0, sizeof(p));
+    p.domain = (int)u->domain;
+    p.asins = asins;
+    p.n_asins = u->n;
+    p.stats_days = 365; /* current, avg90 and avg365 */
+    p.history = KP_NO;
+    return kp_call_product(call, &p);
+}
+
+static int on_product(const struct kp_product *p, void *ud)
+{
+    struct updater *u = ud;
+    for (size_t i = 0; i < u->n; i++) {
+        struct upd_item *it = &u->items[i];
+        if (strcmp(it->asin, p->asin) == 0) {
+            /* A retried transfer may deliver it again: the last copy wins. */
+            it->returned = true;
+            updater_fresh_from_stats(&p->stats, &u->wk->cfg, &it->fresh);
+            break;
+        }
+    }
+    return 0;
+}
+
+static void begin_close(struct updater *u);
+
+static void on_batch_done(const struct kp_result *res, void *ud)
+{
+    struct updater *u = ud;
+    u->batch_active = false;
+    u->code = res->code;
+    u->cost_tokens = res->reading_valid ? res->reading.tokens_consumed : 0;
+
+    bool any_returned = false;
+    for (size_t i = 0; i < u->n; i++)
+        any_returned |= u->items[i].returned;
+    size_t checked = 0;
+    for (size_t i = 0; i < u->n; i++) {
+        struct upd_item *it = &u->items[i];
+        enum kp_asin_status st = KP_ASIN_REJECTED;
+        for (size_t k = 0; k < res->n_asins; k++) {
+            if (strcmp(res->asins[k].asin, it->asin) == 0) {
+                st = res->asins[k].status;
+                break;
+            }
+        }
+        it->check = updater_classify(res->code, it->returned, st, any_returned, u->n);
+        checked += it->check != UPDATER_NOT_CHECKED;
+    }
+
+    if (res->code == KP_OK) {
+        u->fetch_failures = 0;
+        u->retry_at_ns = 0;
+        u->probe_single = checked == 0 && u->n > 1;
+        if (u->probe_single)
+            kd_warn("update batch of %zu asins: the answer had no product at all; asking for "
+                    "them one at a time before counting any as gone",
+                    u->n);
+    } else {
+        struct updater_policy pol;
+        updater_policy_from_cfg(&u->wk->cfg, &pol);
+        u->fetch_failures++;
+        int64_t backoff = updater_retry_backoff_ms(&pol, u->fetch_failures);
+        u->retry_at_ns = now_ns() + backoff * KD_NS_PER_MS;
+        if (res->code == KP_KEY_UNUSABLE)
+            u->key_unusable = true;
+        if (res->code != KP_CANCELLED)
+            kd_warn("update batch of %zu asins: %s (%s); the deals stay due and are retried in "
+                    "%lld ms (failure %u in a row)",
+                    u->n, kp_result_name(res->code), res->error, (long long)backoff,
+                    u->fetch_failures);
+    }
+
+    if (checked > 0) {
+        u->batch_now_ms = kd_wall_ms();
+        if (write_batch(u) != 0 && u->stop_after_batch)
+            kd_error("stopping with an unwritten update batch: its deals stay due and are "
+                     "checked again after the restart");
+    } else {
+        u->n = 0;
+    }
+    if (res->code == KP_OK && checked == 0) {
+        /* Nothing could be judged: do not ask again at once. */
+        struct updater_policy pol;
+        updater_policy_from_cfg(&u->wk->cfg, &pol);
+        u->retry_at_ns = now_ns() + pol.retry_base_ms * KD_NS_PER_MS;
+    }
+    if (u->closing)
+        return; /* cancelled by our own sp_close */
+    if (u->stop_after_batch) {
+        begin_close(u);
+        return;
+    }
+    arm(u, 0);
+}
+
+/*
+ * Reads the schedule in one snapshot: publishes updates_due, and when TAKE is set fills the
+ * batch with up to MAX valid due deals of one domain (stale entries are collected for
+ * removal). *NEXT_DUE_MS gets the time of the earliest entry (-1 when the schedule is empty).
+ */
+static int scan_schedule(struct updater *u, bool take, size_t max, int64_t now_ms,
+                         int64_t *next_due_ms)
+{
+    *next_due_ms = -1;
+    struct st_txn *txn;
+    int rc = st_read_begin(u->env, &txn);
+    if (rc != 0)
+        return rc;
+    size_t n_due = 0;
+    rc = st_schedule_due(txn, now_ms, u->due, UPDATER_DUE_COUNT_MAX, &n_due);
+    if (rc == 0) {
+        shm_gauge_set(counters(u), SHM_C_updates_due, (int64_t)n_due);
+        if (n_due > 0) {
+            *next_due_ms = u->due[0].at_ms;
+        } else {
+            struct st_sched_entry first;
+            size_t n_first = 0;
+            if (st_schedule_due(txn, INT64_MAX, &first, 1, &n_first) == 0 && n_first == 1)
+                *next_due_ms = first.at_ms;
+        }
+    }
+    if (rc == 0 && take) {
+        u->n = 0;
+        u->n_stale = 0;
+        for (size_t i = 0; i < n_due && u->n < max; i++) {
+            const struct st_sched_entry *e = &u->due[i];
+            struct st_deal d;
+            int g = st_deal_get(txn, &e->key, &d);
+            if (g == -ENOENT || g == -EBADMSG || g == -ENOTSUP ||
+                (g == 0 && d.next_check_ms != e->at_ms)) {
+                if (u->n_stale < UPDATER_STALE_MAX)
+                    u->stale[u->n_stale++] = *e;
+                continue;
+            }
+            if (g != 0) {
+                rc = g;
+                break;
+            }
+            unsigned domain = st_key_domain(&e->key);
+            if (u->n == 0)
+                u->domain = domain;
+            else if (domain != u->domain)
+                continue; /* next batch */
+            struct upd_item *it = &u->items[u->n++];
+            memset(it, 0, sizeof(*it));
+            it->key = e->key;
+            st_key_asin(&e->key, it->asin);
+        }
+    }
+    st_read_end(txn);
+    return rc;
+}
+
+/* Takes due deals and submits a batch. Returns 1 when a batch was submitted, 0 when none is
+ * due, or a negative errno. */
+static int start_batch(struct updater *u, int64_t *next_due_ms)
+{
+    int64_t now_ms = kd_wall_ms();
+    int64_t batch = u->wk->cfg.update_batch;
+    if (batch < 1)
+        batch = 1;
+    if (batch > UPDATER_BATCH_MAX)
+        batch = UPDATER_BATCH_MAX;
+    if (u->probe_single)
+        batch = 1;
+    int rc = scan_schedule(u, true, (size_t)batch, now_ms, next_due_ms);
+    if (rc != 0) {
+        kd_error("store %s: cannot read the schedule: %s", u->wk->cfg.store_path, st_strerror(rc));
+        u->n = 0;
+        return rc;
+    }
+    if (u->n_stale > 0 && u->n == 0) {
+        rc = store_write(u, write_stale_fn);
+        if (rc == 0) {
+            kd_info("removed %zu stale schedule entries", u->n_stale);
+            u->n_stale = 0;
+        }
+    }
+    if (u->n == 0)
+        return 0;
+    struct sp_job_spec spec = {
+        .kind = TB_KIND_UPDATE,
+        .units = (int64_t)u->n,
+        .prio = SP_PRIO_UPDATE,
+        .build = build_call,
+        .cbs = {.on_product = on_product, .on_done = on_batch_done, .ud = u},
+    };
+    u->batch_active = true;
+    rc = sp_submit(&u->sp, &spec);
+    if (rc != 0) {
+        u->batch_active = false;
+        u->n = 0;
+        if (rc == -EKEYREJECTED) {
+            u->key_unusable = true;
+            kd_error("the Keepa key is unusable: no updates are fetched");
+        } else {
+            kd_error("cannot queue an update batch: %s", strerror(-rc));
+        }
+        return rc;
+    }
+    return 1;
+}
+
+/* ---- free refreshes from the scanner --------------------------------------------------- */
+
+static int write_refresh_fn(struct st_txn *txn, void *ud)
+{
+    struct updater *u = ud;
+    begin_write(u);
+    int64_t now_ms = kd_wall_ms();
+    for (size_t i = 0; i < u->n_refresh; i++) {
+        const struct st_pending *p = &u->refresh[i];
+        struct st_key key;
+        if (st_pending_key(p, &key) != 0)
+            continue;
+        struct updater_fresh f;
+        memset(&f, 0, sizeof(f));
+        f.used_cents = f.new_cents = p->peek_buy_cents > 0 ? p->peek_buy_cents : -1;
+        f.sell_estimate_cents = p->sell_estimate_cents > 0 ? p->sell_estimate_cents : -1;
+        f.sales_rank = f.buy_box_cents = -1;
+        f.rank_drops_30 = f.rank_drops_90 = f.rank_drops_180 = f.rank_drops_365 = -1;
+        int64_t seen_ms = p->peek_ms > 0 && p->peek_ms <= now_ms ? p->peek_ms : now_ms;
+        int rc = apply_check(u, txn, &key, UPDATER_REFRESHED, &f, seen_ms, seen_ms);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Applies what waits in the REFRESH ring, one transaction per chunk. Returns false when a
+ * write failed (the records stay in the ring for the retry). */
+static bool drain_refresh(struct updater *u)
+{
+    struct ring *r = refresh_ring(u);
+    if (u->refresh_retry_at_ns > now_ns())
+        return false;
+    for (;;) {
+        u->n_refresh = 0;
+        size_t read = 0;
+        const void *rec;
+        size_t len;
+        int rc = 0;
+        while (u->n_refresh < UPDATER_REFRESH_CHUNK && (rc = ring_read(r, &rec, &len)) == 0) {
+            read++;
+            if (st_pending_decode(rec, len, &u->refresh[u->n_refresh]) == 0)
+                u->n_refresh++;
+            else
+                kd_warn("refresh ring: a record does not decode; skipped");
+        }
+        if (rc == -EBADMSG) {
+            kd_error("refresh ring: corrupt record header; the ring is not read any more");
+            u->refresh_retry_at_ns = INT64_MAX;
+        }
+        if (read == 0)
+            break;
+        if (u->n_refresh > 0) {
+            u->push_base = u->n_push;
+            int w = store_write(u, write_refresh_fn);
+            if (w != 0) {
+                u->n_push = u->push_base;
+                ring_rewind(r);
+                store_failed(u, "scanner refreshes", w);
+                u->refresh_retry_at_ns = now_ns() + UPDATER_WRITE_RETRY_MS * KD_NS_PER_MS;
+                return false;
+            }
+            count_tally(u);
+            kd_info("refreshes from the scanner: %zu records: %zu refreshed (%zu volatile), %zu "
+                    "failed the criteria, %zu expired, %zu recommits, %zu gone or older",
+                    u->n_refresh, u->tally.refreshed, u->tally.volatile_, u->tally.failed,
+                    u->tally.expired, u->tally.recommits, u->tally.gone);
+        }
+        ring_ack(r);
+        shm_counter_add(counters(u), SHM_C_ring_records_in, (int64_t)read);
+        if (rc != 0)
+            break;
+    }
+    shm_gauge_set(counters(u), SHM_C_ring_depth_refresh, (int64_t)ring_depth(r->ctl));
+    u->refresh_retry_at_ns = u->refresh_retry_at_ns == INT64_MAX ? INT64_MAX : 0;
+    return true;
+}
+
+/* Drains the ring, then sleeps on its eventfd (the tick is the safety net). */
+static void serve_refresh(struct updater *u)
+{
+    struct ring *r = refresh_ring(u);
+    for (int rounds = 0; rounds < 16; rounds++) {
+        if (!drain_refresh(u))
+            return;
+        if (!u->poll_started || ring_prepare_wait(r) == 0)
+            return;
+    }
+}
+
+static void on_refresh_wake(uv_poll_t *h, int status, int events)
+{
+    (void)status;
+    (void)events;
+    struct updater *u = h->data;
+    ring_wait_done(refresh_ring(u));
+    if (!u->closing)
+        serve_refresh(u);
+    if (u->n_push > 0)
+        push_recommits(u);
+}
+
+/* ---- the tick --------------------------------------------------------------------------- */
+
+static void step(struct updater *u)
+{
+    if (u->closing)
+        return;
+    serve_refresh(u);
+    if (u->n_push > 0)
+        push_recommits(u);
+    if (u->batch_unwritten && write_batch(u) != 0) {
+        arm(u, UPDATER_WRITE_RETRY_MS);
+        return;
+    }
+    int64_t next_due_ms = -1;
+    int64_t delay = UPDATER_SAFETY_MS;
+    int64_t t = now_ns();
+    if (u->batch_active || u->wk->stopping || !u->sp_ready || u->key_unusable ||
+        u->retry_at_ns > t) {
+        if (scan_schedule(u, false, 0, kd_wall_ms(), &next_due_ms) != 0)
+            next_due_ms = -1;
+        if (!u->batch_active && u->retry_at_ns > t) {
+            int64_t wait = (u->retry_at_ns - t + KD_NS_PER_MS - 1) / KD_NS_PER_MS;
+            if (wait < delay)
+                delay = wait;
+        }
+        arm(u, delay);
+        return;
+    }
+    int rc = start_batch(u, &next_due_ms);
+    if (rc == 0 && next_due_ms >= 0) {
+        int64_t wait = next_due_ms - kd_wall_ms();
+        if (wait < delay)
+            delay = wait < 1 ? 1 : wait;
+    }
+    arm(u, delay);
+}
+
+/* ---- start, reload, stop ------------------------------------------------------------------ */
+
+static void on_sp_closed(void *ud)
+{
+    struct updater *u = ud;
+    st_close(u->env);
+    u->env = NULL;
+    free(u->due);
+    u->due = NULL;
+    kd_info("updater stopped");
+    wk_stop(u->wk);
+}
+
+static void begin_close(struct updater *u)
+{
+    if (u->closing)
+        return;
+    u->closing = true;
+    uv_timer_stop(&u->tick);
+    uv_close((uv_handle_t *)&u->tick, NULL);
+    if (u->poll_started) {
+        uv_poll_stop(&u->refresh_poll);
+        uv_close((uv_handle_t *)&u->refresh_poll, NULL);
+    }
+    sp_close(&u->sp, on_sp_closed, u);
+}
+
+static void on_stop(struct wk *wk)
+{
+    struct updater *u = wk->data;
+    if (u->batch_active && u->sp.in_flight > 0) {
+        kd_info("stopping after the update batch in flight (%zu asins)", u->n);
+        u->stop_after_batch = true;
+        return;
+    }
+    begin_close(u);
+}
+
+static void on_reload(struct wk *wk)
+{
+    struct updater *u = wk->data;
+    struct updater_policy pol;
+    updater_policy_from_cfg(&wk->cfg, &pol);
+    kd_info("reload: update batch %lld, intervals %lld..%lld ms, expire after %u failed checks",
+            (long long)wk->cfg.update_batch, (long long)pol.min_interval_ms,
+            (long long)pol.max_interval_ms, pol.expire_after_failures);
+    arm(u, 0);
+}
+
+static int updater_start(struct updater *u, struct wk *wk)
+{
+    u->wk = wk;
+    wk->data = u;
+    u->due = calloc(UPDATER_DUE_COUNT_MAX, sizeof(*u->due));
+    if (u->due == NULL)
+        return -ENOMEM;
+    char err[512];
+    struct st_options so = {
+        .path = wk->cfg.store_path,
+        .map_size_bytes = (uint64_t)wk->cfg.store_map_size_mb << 20,
+        .max_map_size_bytes = (uint64_t)wk->cfg.store_max_map_size_mb << 20,
+    };
+    int rc = st_open(&so, &u->env, err, sizeof(err));
+    if (rc != 0) {
+        kd_error("%s", err);
+        wk_set_error(wk, "%s", err);
+        return rc;
+    }
+    int dead = 0;
+    if (st_reader_check(u->env, &dead) == 0 && dead > 0)
+        kd_info("store: cleared %d reader slots of dead processes", dead);
+
+    rc = sp_init(&u->sp, wk, err, sizeof(err));
+    if (rc == 0) {
+        u->sp_ready = true;
+    } else if (rc == -ENOKEY) {
+        kd_warn("%s; only free refreshes from the scanner are applied", err);
+    } else {
+        kd_error("cannot start the Keepa client: %s; only free refreshes are applied", err);
+        wk_set_error(wk, "Keepa client: %s", err);
+    }
+    uv_timer_init(wk->loop, &u->tick);
+    u->tick.data = u;
+    struct ring *r = refresh_ring(u);
+    if (r->wake_fd >= 0 && uv_poll_init(wk->loop, &u->refresh_poll, r->wake_fd) == 0) {
+        u->refresh_poll.data = u;
+        uv_poll_start(&u->refresh_poll, UV_READABLE, on_refresh_wake);
+        u->poll_started = true;
+    }
+    wk->on_stop = on_stop;
+    wk->on_reload = on_reload;
+    arm(u, 0);
+    return 0;
+}
 
 int updater_main(int argc, char **argv)
 {
@@ -16,9 +789,29 @@ int updater_main(int argc, char **argv)
     struct wk wk;
     if (wk_start(&wk, SHM_ROLE_UPDATER, &loop, argc, argv) != 0)
         return 1;
+    struct updater *u = calloc(1, sizeof(*u));
+    int rc = u != NULL ? updater_start(u, &wk) : -ENOMEM;
+    if (rc != 0) {
+        kd_error("updater cannot start: %s", st_strerror(rc));
+        if (u != NULL) {
+            st_close(u->env);
+            free(u->due);
+            free(u);
+        }
+        wk_stop(&wk);
+        wk_run(&wk);
+        return 1;
+    }
     wk_set_state(&wk, SHM_PROC_READY);
-    kd_info("ready");
+    struct updater_policy pol;
+    updater_policy_from_cfg(&wk.cfg, &pol);
+    kd_info("ready: update batch %lld, intervals %lld..%lld ms, expire after %u failed checks",
+            (long long)wk.cfg.update_batch, (long long)pol.min_interval_ms,
+            (long long)pol.max_interval_ms, pol.expire_after_failures);
     wk_run(&wk);
-    kd_info("stopped");
+    if (u->env != NULL) /* stopped early (QUIT, supervisor gone) */
+        st_close(u->env);
+    free(u->due);
+    free(u);
     return 0;
 }

@@ -1,0 +1,755 @@
+/*
+ * test_updater.c: the real daemon (`kdeals run -c FILE`) re-checking stored deals against
+ * kdeals-sim with an accelerated Keepa minute (100 ms: the configured intervals shrink 600x).
+ *
+ * Each test pre-populates the LMDB store with deals for sim ASINs (priced at the sim's truth,
+ * read from /_sim/product) before the daemon starts, then watches the store, the updater's
+ * counters in the segment and the sim's ledger. Every wait polls for an observable event with
+ * a deadline. The filters are wide open so every known product stays a deal; an ASIN the sim
+ * does not know stands for a product Keepa stopped returning.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "common/clock.h"
+#include "kd_test.h"
+#include "shm/counters.h"
+#include "shm/segment.h"
+#include "sim/catalog.h"
+#include "store/store.h"
+
+#define KDEALS   KD_BUILD_DIR "/kdeals"
+#define SIM      KD_BUILD_DIR "/kdeals-sim"
+#define SEED     7
+#define PRODUCTS 3000
+#define UNKNOWN  "B0ZZZZZZZZ"
+
+static void nap_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Polls COND every 10 ms for up to SECONDS; evaluates to its final value. */
+#define WAIT_FOR(cond, seconds)                                                                    \
+    ({                                                                                             \
+        int ok_ = 0;                                                                               \
+        for (int i_ = 0; i_ < (seconds)*100; i_++) {                                               \
+            if (cond) {                                                                            \
+                ok_ = 1;                                                                           \
+                break;                                                                             \
+            }                                                                                      \
+            nap_ms(10);                                                                            \
+        }                                                                                          \
+        ok_;                                                                                       \
+    })
+
+/* ---- processes ------------------------------------------------------------------------- */
+
+struct world {
+    pid_t sim, daemon;
+    int port;
+    char dir[256];
+    char conf[512];
+    char log[512];
+    const char *instance;
+    struct shm_segment seg;
+    bool attached;
+    struct st_env *env;
+};
+
+static pid_t spawn(const char *log, char *const argv[])
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int read_int_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    int v = -1;
+    if (fscanf(f, "%d", &v) != 1)
+        v = -1;
+    fclose(f);
+    return v;
+}
+
+static void start_sim(struct world *w, const char *faults)
+{
+    char portfile[512], log[512];
+    snprintf(portfile, sizeof(portfile), "%s/sim.port", w->dir);
+    snprintf(log, sizeof(log), "%s/sim.log", w->dir);
+    char seed[16], products[16];
+    snprintf(seed, sizeof(seed), "%d", SEED);
+    snprintf(products, sizeof(products), "%d", PRODUCTS);
+    char *argv[24];
+    int n = 0;
+    argv[n++] = SIM;
+    argv[n++] = "--port";
+    argv[n++] = "0";
+    argv[n++] = "--port-file";
+    argv[n++] = portfile;
+    argv[n++] = "--minute-ms";
+    argv[n++] = "100";
+    argv[n++] = "--refill-rate";
+    argv[n++] = "50";
+    argv[n++] = "--volatility";
+    argv[n++] = "0";
+    argv[n++] = "--seed";
+    argv[n++] = seed;
+    argv[n++] = "--products";
+    argv[n++] = products;
+    argv[n++] = "--quiet";
+    if (faults != NULL) {
+        argv[n++] = "--faults";
+        argv[n++] = (char *)faults;
+    }
+    argv[n] = NULL;
+    w->sim = spawn(log, argv);
+    assert_true(WAIT_FOR((w->port = read_int_file(portfile)) > 0, 20));
+}
+
+/* Writes the daemon's config; BATCH, MIN/MAX interval (Keepa time) and EXPIRE vary per test. */
+static void write_config(struct world *w, int batch, const char *min_interval,
+                         const char *max_interval, int expire)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/key", w->dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("testkey123\n", f);
+    fclose(f);
+    chmod(path, 0600);
+    snprintf(path, sizeof(path), "%s/asins.txt", w->dir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("B0ZZZZZZZY\n", f); /* the scanner (once it lands) has nothing real to look at */
+    fclose(f);
+    char tmp[600];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", w->conf);
+    f = fopen(tmp, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "[keepa]\nbase_url = http://127.0.0.1:%d\nkey_file = %s/key\nrequest_timeout = 10s\n"
+            "[daemon]\ninstance = %s\nrun_dir = %s/run\nlog_level = info\nstop_timeout = 20s\n"
+            "[store]\npath = %s/store\nmap_size_mb = 16\n"
+            "[tokens]\nminute = 100ms\n"
+            "[scan]\nsource = asins\nasins_file = %s/asins.txt\npass_pause = 1d\n"
+            "[update]\nbatch = %d\nmin_interval = %s\nmax_interval = %s\n"
+            "expire_after_failures = %d\n"
+            "[filter]\nmin_rank_drops_365 = 0\nmin_sell_cents = 0\nmin_gross_roi_pct = -100\n"
+            "min_profit_cents = -100000000\nmin_roi_pct = -100\n",
+            w->port, w->dir, w->instance, w->dir, w->dir, w->dir, batch, min_interval, max_interval,
+            expire);
+    fclose(f);
+    assert_int_equal(rename(tmp, w->conf), 0);
+}
+
+static int attach(struct world *w)
+{
+    char err[256];
+    if (w->attached)
+        return 0;
+    if (shm_segment_attach(&w->seg, w->instance, SHM_READ_ONLY, err, sizeof(err)) != 0)
+        return -1;
+    w->attached = true;
+    return 0;
+}
+
+static int updater_ready(struct world *w)
+{
+    return attach(w) == 0 &&
+           atomic_load(&w->seg.layout->procs[SHM_ROLE_UPDATER].state) == SHM_PROC_READY;
+}
+
+static void start_daemon(struct world *w)
+{
+    char *argv[] = {KDEALS, "run", "-c", w->conf, NULL};
+    w->daemon = spawn(w->log, argv);
+    assert_true(WAIT_FOR(updater_ready(w), 20));
+}
+
+static int exited(pid_t pid, int *status)
+{
+    return waitpid(pid, status, WNOHANG) == pid;
+}
+
+static void stop_all(struct world *w)
+{
+    int status = 0;
+    if (getenv("KD_TEST_SHOW_LOG") != NULL) { /* debugging aid: the daemon's log */
+        char *text = kd_read_file(w->log, NULL);
+        fprintf(stderr, "---- %s ----\n%s\n----\n", w->log, text ? text : "(none)");
+        free(text);
+    }
+    if (w->daemon > 0) {
+        kill(w->daemon, SIGTERM);
+        assert_true(WAIT_FOR(exited(w->daemon, &status), 30));
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+        /* The updater exited cleanly (under ASan a leak would make it non-zero). */
+        assert_int_equal(atomic_load(&w->seg.layout->procs[SHM_ROLE_UPDATER].last_exit_status), 0);
+    }
+    if (w->attached)
+        shm_segment_detach(&w->seg);
+    if (w->env != NULL)
+        st_close(w->env);
+    if (w->sim > 0) {
+        kill(w->sim, SIGTERM);
+        waitpid(w->sim, &status, 0);
+    }
+}
+
+static void world_init(struct world *w)
+{
+    memset(w, 0, sizeof(*w));
+    w->instance = kd_test_instance();
+    snprintf(w->dir, sizeof(w->dir), "%s/%s", kd_test_tmpdir(), w->instance);
+    assert_int_equal(mkdir(w->dir, 0700), 0);
+    snprintf(w->conf, sizeof(w->conf), "%s/kdeals.conf", w->dir);
+    snprintf(w->log, sizeof(w->log), "%s/kdeals.log", w->dir);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+/* ---- the sim over HTTP ------------------------------------------------------------------- */
+
+struct body {
+    char p[65536];
+    size_t n;
+};
+
+static size_t on_data(char *d, size_t sz, size_t nm, void *ud)
+{
+    struct body *b = ud;
+    size_t n = sz * nm;
+    size_t room = sizeof(b->p) - 1 - b->n;
+    size_t k = n < room ? n : room;
+    memcpy(b->p + b->n, d, k);
+    b->n += k;
+    b->p[b->n] = '\0';
+    return n;
+}
+
+static long http(struct world *w, const char *method, const char *path, struct body *b)
+{
+    char url[1024];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", w->port, path);
+    CURL *c = curl_easy_init();
+    assert_non_null(c);
+    b->n = 0;
+    b->p[0] = '\0';
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
+    if (strcmp(method, "POST") == 0) {
+        curl_easy_setopt(c, CURLOPT_POST, 1L);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+    }
+    long status = 0;
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+    return status;
+}
+
+/* Reads N integers of the JSON array after "NAME":[ in JSON. */
+static int json_array(const char *json, const char *name, int64_t *out, int n)
+{
+    char key[64];
+    snprintf(key, sizeof(key), "\"%s\":[", name);
+    const char *p = strstr(json, key);
+    if (p == NULL)
+        return -1;
+    p += strlen(key);
+    for (int i = 0; i < n; i++) {
+        char *end;
+        out[i] = strtoll(p, &end, 10);
+        if (end == p)
+            return -1;
+        p = end;
+        while (*p == ',' || *p == ' ')
+            p++;
+    }
+    return 0;
+}
+
+/* Integer after "NAME": (the first occurrence) in JSON; -1 if absent. */
+static int64_t json_int(const char *json, const char *name)
+{
+    char key[64];
+    snprintf(key, sizeof(key), "\"%s\":", name);
+    const char *p = strstr(json, key);
+    return p ? strtoll(p + strlen(key), NULL, 10) : -1;
+}
+
+static int64_t sim_stat(struct world *w, const char *name)
+{
+    struct body b;
+    if (http(w, "GET", "/_sim/stats", &b) != 200)
+        return -1;
+    return json_int(b.p, name);
+}
+
+static int64_t sim_product_requests(struct world *w)
+{
+    struct body b;
+    if (http(w, "GET", "/_sim/stats", &b) != 200)
+        return -1;
+    const char *p = strstr(b.p, "\"product\":");
+    return p ? json_int(p, "requests") : -1;
+}
+
+/* The sim's truth for ASIN: current Used (else New) price, condition, sell estimate. */
+struct truth {
+    int64_t buy, sell, rank;
+    int condition;
+};
+
+static int sim_truth(struct world *w, const char *asin, struct truth *t)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/_sim/product?asin=%s", asin);
+    struct body b;
+    if (http(w, "GET", path, &b) != 200)
+        return -1;
+    int64_t cur[4], a90[4], a365[4];
+    if (json_array(b.p, "current", cur, 4) || json_array(b.p, "avg90", a90, 4) ||
+        json_array(b.p, "avg365", a365, 4))
+        return -1;
+    if (cur[2] <= 0 || a90[2] <= 0 || a365[2] <= 0)
+        return -1; /* keep to products with a Used price and Used averages */
+    t->buy = cur[2];
+    t->condition = 3;
+    t->sell = (a90[2] + a365[2] + 1) / 2;
+    t->rank = cur[3] > 0 ? cur[3] : -1;
+    return 0;
+}
+
+/* ---- the store --------------------------------------------------------------------------- */
+
+static void open_store(struct world *w)
+{
+    char path[512], err[256];
+    snprintf(path, sizeof(path), "%s/store", w->dir);
+    struct st_options o = {.path = path, .map_size_bytes = 16u << 20};
+    int rc = st_open(&o, &w->env, err, sizeof(err));
+    if (rc != 0)
+        fail_msg("st_open: %s", err);
+}
+
+static struct st_deal make_deal(const char *asin, const struct truth *t, int64_t last_ms,
+                                int64_t next_ms)
+{
+    struct st_deal d;
+    memset(&d, 0, sizeof(d));
+    snprintf(d.asin, sizeof(d.asin), "%s", asin);
+    d.domain = 1;
+    st_deal_set_title(&d, "test deal", 9);
+    d.buy_price_cents = t->buy;
+    d.buy_condition = (uint8_t)t->condition;
+    snprintf(d.buy_seller_id, sizeof(d.buy_seller_id), "A1TESTSELLER");
+    d.buy_shipping_cents = 0;
+    d.prep_cents = 100;
+    d.inbound_cents = 75;
+    d.landed_buy_cents = t->buy + 175;
+    d.expected_sell_cents = t->sell;
+    d.referral_fee_bp = 1500;
+    d.referral_fee_cents = t->sell * 15 / 100;
+    d.fba_fee_cents = 350;
+    d.profit_cents = t->sell - d.referral_fee_cents - 350 - d.landed_buy_cents;
+    d.roi_bp = (int32_t)(d.profit_cents * 10000 / d.landed_buy_cents);
+    d.sales_rank = t->rank;
+    d.rank_drops_30 = d.rank_drops_90 = d.rank_drops_180 = d.rank_drops_365 = -1;
+    d.offers_new = d.offers_used = d.offers_fba = d.offers_fbm = -1;
+    d.buy_box_cents = -1;
+    d.first_seen_ms = last_ms;
+    d.last_checked_ms = last_ms;
+    d.last_changed_ms = last_ms;
+    d.next_check_ms = next_ms;
+    d.revision = 1;
+    return d;
+}
+
+struct seed_deals {
+    size_t n;
+    struct st_deal d[32];
+};
+
+static int put_all_fn(struct st_txn *txn, void *ud)
+{
+    struct seed_deals *s = ud;
+    for (size_t i = 0; i < s->n; i++) {
+        int rc = st_deal_put(txn, &s->d[i]);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Fills ASINS with N sim products that have Used prices (TRUTHS gets their truth). */
+static void pick_products(struct world *w, size_t n, char asins[][ST_ASIN_LEN + 1],
+                          struct truth *truths)
+{
+    struct sim_catalog cat;
+    assert_int_equal(sim_catalog_init(&cat, SEED, PRODUCTS, 0), 0);
+    size_t got = 0;
+    for (int64_t idx = 0; idx < PRODUCTS && got < n; idx++) {
+        char asin[11];
+        sim_catalog_asin(&cat, idx, asin);
+        if (sim_truth(w, asin, &truths[got]) == 0)
+            memcpy(asins[got++], asin, 11);
+    }
+    assert_int_equal(got, n);
+    assert_int_equal(sim_catalog_lookup(&cat, UNKNOWN), -1);
+}
+
+static int get_deal(struct world *w, const char *asin, struct st_deal *out)
+{
+    struct st_key key;
+    assert_int_equal(st_key_make(1, asin, &key), 0);
+    struct st_txn *txn;
+    assert_int_equal(st_read_begin(w->env, &txn), 0);
+    int rc = st_deal_get(txn, &key, out);
+    st_read_end(txn);
+    return rc;
+}
+
+static int get_pending(struct world *w, const char *asin, struct st_pending *out)
+{
+    struct st_key key;
+    assert_int_equal(st_key_make(1, asin, &key), 0);
+    struct st_txn *txn;
+    assert_int_equal(st_read_begin(w->env, &txn), 0);
+    int rc = st_pending_get(txn, &key, out);
+    st_read_end(txn);
+    return rc;
+}
+
+static int64_t upd_counter(struct world *w, enum shm_counter_id id)
+{
+    return shm_counter_get(&w->seg.layout->counters[SHM_ROLE_UPDATER], id);
+}
+
+static uint64_t upd_hist_bucket(struct world *w, unsigned bucket)
+{
+    return atomic_load(
+        &w->seg.layout->counters[SHM_ROLE_UPDATER].hist[SHM_H_batch_asins].buckets[bucket]);
+}
+
+/* True when the deal of ASIN was checked after AFTER_MS. */
+static int checked_after(struct world *w, const char *asin, int64_t after_ms)
+{
+    struct st_deal d;
+    return get_deal(w, asin, &d) == 0 && d.last_checked_ms > after_ms;
+}
+
+static int all_checked_after(struct world *w, char asins[][ST_ASIN_LEN + 1], size_t n,
+                             int64_t after_ms)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!checked_after(w, asins[i], after_ms))
+            return 0;
+    return 1;
+}
+
+static int log_contains(struct world *w, const char *needle)
+{
+    size_t len = 0;
+    char *text = kd_read_file(w->log, &len);
+    int found = text != NULL && strstr(text, needle) != NULL;
+    free(text);
+    return found;
+}
+
+/* ---- tests ------------------------------------------------------------------------------- */
+
+/*
+ * Ten due deals, two not due, one the sim does not know, one whose stored buy price is 30 %
+ * off. Batch 4, intervals 10m..80m Keepa time = 1..8 s real, expiry after 2 failed checks.
+ */
+static void test_due_deals_rechecked_in_batches_and_rescheduled(void **state)
+{
+    (void)state;
+    struct world w;
+    world_init(&w);
+    start_sim(&w, NULL);
+    write_config(&w, 4, "10m", "80m", 2);
+
+    enum { N_DUE = 10, N_LATER = 2 };
+    char asins[N_DUE + N_LATER + 1][ST_ASIN_LEN + 1];
+    struct truth truths[N_DUE + N_LATER + 1];
+    pick_products(&w, N_DUE + N_LATER + 1, asins, truths);
+    const char *jump = asins[N_DUE + N_LATER]; /* stored 30 % cheaper than the truth */
+
+    int64_t t0 = kd_wall_ms();
+    open_store(&w);
+    static struct seed_deals s;
+    s.n = 0;
+    struct truth unknown = {.buy = 1000, .sell = 4000, .rank = 1000, .condition = 3};
+    s.d[s.n++] = make_deal(UNKNOWN, &unknown, t0 - 60000, t0 - 50000); /* stalest */
+    for (int i = 0; i < N_DUE; i++)
+        s.d[s.n++] = make_deal(asins[i], &truths[i], t0 - 30000, t0 - 28000 + i);
+    for (int i = N_DUE; i < N_DUE + N_LATER; i++)
+        s.d[s.n++] = make_deal(asins[i], &truths[i], t0, t0 + 3600 * 1000);
+    struct truth cheap = truths[N_DUE + N_LATER];
+    cheap.buy = cheap.buy * 7 / 10;
+    s.d[s.n++] = make_deal(jump, &cheap, t0 - 30000, t0 - 20000);
+    assert_int_equal(st_write(w.env, put_all_fn, &s), 0);
+
+    start_daemon(&w);
+
+    /* Every due deal is re-checked and rescheduled within [min, max] of its check. */
+    assert_true(WAIT_FOR(all_checked_after(&w, asins, N_DUE, t0), 30));
+    assert_true(WAIT_FOR(checked_after(&w, jump, t0), 10));
+    int64_t groups_ms[N_DUE];
+    size_t group_n[N_DUE], n_groups = 0;
+    for (int i = 0; i < N_DUE; i++) {
+        struct st_deal d;
+        assert_int_equal(get_deal(&w, asins[i], &d), 0);
+        int64_t interval = d.next_check_ms - d.last_checked_ms;
+        assert_true(interval >= 1000 && interval <= 8000);
+        assert_true(d.revision >= 2);
+        assert_int_equal(d.check_failures, 0);
+        assert_int_equal(d.buy_price_cents, truths[i].buy);
+        size_t g = 0;
+        while (g < n_groups && groups_ms[g] != d.last_checked_ms)
+            g++;
+        if (g == n_groups) {
+            groups_ms[n_groups] = d.last_checked_ms;
+            group_n[n_groups++] = 0;
+        }
+        group_n[g]++;
+    }
+    /* One write per batch, one timestamp per write: no batch held more than 4 deals. */
+    for (size_t g = 0; g < n_groups; g++)
+        assert_true(group_n[g] <= 4);
+    /* The histogram agrees: requests of 1..7 ASINs, none of 8 or more. */
+    for (unsigned b = 4; b < SHM_HIST_BUCKETS; b++)
+        assert_int_equal(upd_hist_bucket(&w, b), 0);
+    assert_true(upd_hist_bucket(&w, 3) > 0);
+    assert_true(sim_product_requests(&w) >= 3);
+
+    /* Deals not due are left alone. */
+    for (int i = N_DUE; i < N_DUE + N_LATER; i++) {
+        struct st_deal d;
+        assert_int_equal(get_deal(&w, asins[i], &d), 0);
+        assert_int_equal(d.last_checked_ms, t0);
+        assert_int_equal(d.revision, 1);
+    }
+
+    /* The 30 % price move: refreshed, volatile (min interval) and sent to the committer. */
+    struct st_deal dj;
+    assert_int_equal(get_deal(&w, jump, &dj), 0);
+    assert_int_equal(dj.buy_price_cents, truths[N_DUE + N_LATER].buy);
+    assert_true(dj.next_check_ms - dj.last_checked_ms >= 1000 &&
+                dj.next_check_ms - dj.last_checked_ms <= 8000);
+    assert_true(WAIT_FOR(upd_counter(&w, SHM_C_ring_records_out) >= 1, 10));
+    struct st_pending p;
+    if (get_pending(&w, jump, &p) == 0) /* unless a committer took it already */
+        assert_int_equal(p.source, ST_SOURCE_RECOMMIT);
+
+    /* The unknown ASIN: one failed check keeps it, the second expires it. */
+    struct st_deal du;
+    assert_true(WAIT_FOR(get_deal(&w, UNKNOWN, &du) == -ENOENT, 20));
+    assert_int_equal(upd_counter(&w, SHM_C_deals_expired), 1);
+    assert_true(upd_counter(&w, SHM_C_deals_refreshed) >= N_DUE + 1);
+    assert_true(log_contains(&w, "1 not returned, 0 expired")); /* first check: kept */
+    assert_true(log_contains(&w, "1 not returned, 1 expired")); /* second check: expired */
+    stop_all(&w);
+}
+
+/*
+ * KEEPA-API §10, "stale deals deleted while ingestion was stalled": every request fails
+ * (HTTP 500) for a while. Expiry after ONE failed check, so any miscount would show. Nothing
+ * is expired or moved; the schedule is retried; once the fault clears the checks succeed and
+ * only the unknown ASIN goes.
+ */
+static void test_failing_fetches_never_expire_or_move_deals(void **state)
+{
+    (void)state;
+    struct world w;
+    world_init(&w);
+    start_sim(&w, "http500=1");
+    write_config(&w, 10, "10m", "80m", 1);
+
+    enum { N = 5 };
+    char asins[N][ST_ASIN_LEN + 1];
+    struct truth truths[N];
+    pick_products(&w, N, asins, truths);
+    int64_t t0 = kd_wall_ms();
+    open_store(&w);
+    static struct seed_deals s;
+    s.n = 0;
+    struct truth unknown = {.buy = 1000, .sell = 4000, .rank = 1000, .condition = 3};
+    s.d[s.n++] = make_deal(UNKNOWN, &unknown, t0 - 60000, t0 - 50000);
+    for (int i = 0; i < N; i++)
+        s.d[s.n++] = make_deal(asins[i], &truths[i], t0 - 30000, t0 - 20000);
+    assert_int_equal(st_write(w.env, put_all_fn, &s), 0);
+
+    start_daemon(&w);
+
+    /* Four failed update jobs (each tried 3 times by the client), with growing backoff: the
+     * stall outlasts the max interval (8 s) while every deal is overdue. */
+    assert_true(WAIT_FOR(upd_counter(&w, SHM_C_http_errors) >= 12, 60));
+    assert_true(sim_stat(&w, "http500") >= 12);
+    assert_int_equal(upd_counter(&w, SHM_C_deals_expired), 0);
+    assert_int_equal(upd_counter(&w, SHM_C_deals_refreshed), 0);
+    assert_int_equal(upd_counter(&w, SHM_C_updates_due), N + 1);
+    for (size_t i = 0; i < s.n; i++) {
+        struct st_deal d;
+        assert_int_equal(get_deal(&w, s.d[i].asin, &d), 0);
+        assert_int_equal(d.last_checked_ms, s.d[i].last_checked_ms);
+        assert_int_equal(d.next_check_ms, s.d[i].next_check_ms); /* still due */
+        assert_int_equal(d.check_failures, 0);
+        assert_int_equal(d.revision, 1);
+    }
+
+    /* Keepa is back: the same deals are checked now. */
+    struct body b;
+    assert_int_equal(http(&w, "POST", "/_sim/faults?spec=clear", &b), 200);
+    assert_true(WAIT_FOR(all_checked_after(&w, asins, N, t0), 30));
+    struct st_deal d;
+    assert_true(WAIT_FOR(get_deal(&w, UNKNOWN, &d) == -ENOENT, 20));
+    assert_int_equal(upd_counter(&w, SHM_C_deals_expired), 1);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(get_deal(&w, asins[i], &d), 0);
+        assert_int_equal(d.check_failures, 0);
+    }
+    stop_all(&w);
+}
+
+/* Counts ASINS whose last check happened in a batch of exactly K (same last_checked_ms). */
+static size_t largest_group(struct world *w, char asins[][ST_ASIN_LEN + 1], size_t n)
+{
+    struct st_deal d[16];
+    size_t best = 0;
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(get_deal(w, asins[i], &d[i]), 0);
+    for (size_t i = 0; i < n; i++) {
+        size_t k = 0;
+        for (size_t j = 0; j < n; j++)
+            k += d[j].last_checked_ms == d[i].last_checked_ms;
+        if (k > best)
+            best = k;
+    }
+    return best;
+}
+
+/*
+ * HUP changes the batch size live: six deals due now go in batches of 2; after the reload
+ * to batch 5, six deals that fall due together go as 5 + 1.
+ */
+static void test_hup_changes_batch_size(void **state)
+{
+    (void)state;
+    struct world w;
+    world_init(&w);
+    start_sim(&w, NULL);
+    write_config(&w, 2, "60m", "160m", 3); /* 6..16 s real */
+
+    enum { N = 6 };
+    char asins[2 * N][ST_ASIN_LEN + 1];
+    struct truth truths[2 * N];
+    pick_products(&w, 2 * N, asins, truths);
+    int64_t t0 = kd_wall_ms();
+    open_store(&w);
+    static struct seed_deals s;
+    s.n = 0;
+    for (int i = 0; i < N; i++) /* previous interval 16 s: the next one is 16 s too */
+        s.d[s.n++] = make_deal(asins[i], &truths[i], t0 - 20000, t0 - 4000);
+    int64_t later = t0 + 8000;
+    for (int i = N; i < 2 * N; i++)
+        s.d[s.n++] = make_deal(asins[i], &truths[i], t0 - 20000, later);
+    assert_int_equal(st_write(w.env, put_all_fn, &s), 0);
+
+    start_daemon(&w);
+    assert_true(WAIT_FOR(all_checked_after(&w, asins, N, t0), 20));
+    assert_true(largest_group(&w, asins, N) <= 2);
+    for (unsigned b = 3; b < SHM_HIST_BUCKETS; b++)
+        assert_int_equal(upd_hist_bucket(&w, b), 0);
+
+    write_config(&w, 5, "60m", "160m", 3);
+    kill(w.daemon, SIGHUP);
+    assert_true(WAIT_FOR(log_contains(&w, "reload: update batch 5"), 10));
+    assert_true(kd_wall_ms() < later); /* the reload landed before the next deals fall due */
+
+    assert_true(WAIT_FOR(all_checked_after(&w, asins + N, N, later - 1), 20));
+    assert_int_equal(largest_group(&w, asins + N, N), 5);
+    assert_true(upd_hist_bucket(&w, 3) >= 1); /* a request of 4..7 ASINs */
+    for (unsigned b = 4; b < SHM_HIST_BUCKETS; b++)
+        assert_int_equal(upd_hist_bucket(&w, b), 0);
+    stop_all(&w);
+}
+
+/* TERM while a batch is on the wire (1.5 s of injected latency): the daemon waits for the
+ * answer, stores it, and exits 0. */
+static void test_stop_finishes_the_batch_in_flight(void **state)
+{
+    (void)state;
+    struct world w;
+    world_init(&w);
+    start_sim(&w, "latency_ms=1500");
+    write_config(&w, 10, "10m", "80m", 3);
+    enum { N = 3 };
+    char asins[N][ST_ASIN_LEN + 1];
+    struct truth truths[N];
+    pick_products(&w, N, asins, truths);
+    int64_t t0 = kd_wall_ms();
+    open_store(&w);
+    static struct seed_deals s;
+    s.n = 0;
+    for (int i = 0; i < N; i++)
+        s.d[s.n++] = make_deal(asins[i], &truths[i], t0 - 30000, t0 - 20000);
+    assert_int_equal(st_write(w.env, put_all_fn, &s), 0);
+
+    start_daemon(&w);
+    assert_true(WAIT_FOR(sim_product_requests(&w) >= 1, 20));
+    assert_false(checked_after(&w, asins[0], t0)); /* the answer is still on its way */
+    kill(w.daemon, SIGTERM);
+    int status = 0;
+    assert_true(WAIT_FOR(exited(w.daemon, &status), 30));
+    w.daemon = 0;
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(atomic_load(&w.seg.layout->procs[SHM_ROLE_UPDATER].last_exit_status), 0);
+    assert_true(all_checked_after(&w, asins, N, t0));
+    assert_int_equal(upd_counter(&w, SHM_C_deals_refreshed), N);
+    assert_true(log_contains(&w, "stopping after the update batch in flight"));
+    stop_all(&w);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_due_deals_rechecked_in_batches_and_rescheduled),
+        cmocka_unit_test(test_failing_fetches_never_expire_or_move_deals),
+        cmocka_unit_test(test_hup_changes_batch_size),
+        cmocka_unit_test(test_stop_finishes_the_batch_in_flight),
+    };
+    kd_test_set_timeout(120);
+    return KD_RUN_TESTS(tests, argc, argv);
+}

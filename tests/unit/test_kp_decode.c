@@ -397,6 +397,62 @@ static void test_fixture_deal_page(void **state)
     free(body);
 }
 
+/*
+ * A kdeals-sim /product body with offers (tests/fuzz/corpus): the fixtures have none, so the
+ * offers extraction (liveOffersOrder, newest offerCSV triple, flags) is checked here, again
+ * against jansson.
+ */
+static void test_sim_body_offers(void **state)
+{
+    (void)state;
+    const char *path = KD_SOURCE_DIR "/tests/fuzz/corpus/kp_decode/sim_product_offers.json";
+    size_t len;
+    char *body = kd_read_file(path, &len);
+    assert_non_null(body);
+    struct sink *s = sink_new(4);
+    struct kp_envelope e;
+    char err[256];
+    assert_int_equal(decode_chunked(body, len, 1000, s, &e, err, sizeof(err), NULL), 0);
+    assert_true(s->n_products >= 1);
+#ifdef KP_HAVE_JANSSON
+    json_t *root = load_json(path);
+    check_envelope(root, &e);
+    json_t *products = json_object_get(root, "products");
+    assert_int_equal(json_array_size(products), s->n_products);
+    for (size_t k = 0; k < s->n_products; k++) {
+        const json_t *jp = json_array_get(products, k);
+        const struct kp_product *p = &s->products[k];
+        check_product(jp, p);
+        json_t *order = json_object_get(jp, "liveOffersOrder");
+        json_t *offers = json_object_get(jp, "offers");
+        assert_true(json_is_array(order));
+        assert_int_equal(p->n_offers, json_array_size(order));
+        for (size_t i = 0; i < p->n_offers; i++) {
+            size_t idx = (size_t)json_integer_value(json_array_get(order, i));
+            const json_t *jo = json_array_get(offers, idx);
+            const struct kp_offer *o = &p->offers[i];
+            assert_int_equal(o->index, idx);
+            assert_string_equal(o->seller_id, json_string_value(json_object_get(jo, "sellerId")));
+            json_t *csv = json_object_get(jo, "offerCSV");
+            size_t n = json_array_size(csv) / 3 * 3;
+            assert_true(n >= 3);
+            assert_int_equal(o->csv_time_keepa_min, json_integer_value(json_array_get(csv, n - 3)));
+            assert_int_equal(o->price_cents, json_integer_value(json_array_get(csv, n - 2)));
+            assert_int_equal(o->shipping_cents, json_integer_value(json_array_get(csv, n - 1)));
+            assert_int_equal(o->condition, jint(jo, "condition", -1));
+            assert_int_equal(o->is_fba, jtri(jo, "isFBA"));
+            assert_int_equal(o->is_prime, jtri(jo, "isPrime"));
+            assert_int_equal(o->is_amazon, jtri(jo, "isAmazon"));
+            assert_int_equal(o->last_seen_keepa_min, jint(jo, "lastSeen", -1));
+            assert_int_equal(o->offer_id, jint(jo, "offerId", -1));
+        }
+    }
+    json_decref(root);
+#endif
+    sink_free(s);
+    free(body);
+}
+
 /* A /product body with offers, in the shape of the simulator and of REC-LOG. */
 static const char offers_body[] =
     "{\"timestamp\":1778386622667,\"tokensLeft\":54.5,\"refillIn\":1000,\"refillRate\":20,"
@@ -805,6 +861,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_fixture_product_b0f7),
         cmocka_unit_test(test_fixture_product_b0d8),
         cmocka_unit_test(test_fixture_deal_page),
+        cmocka_unit_test(test_sim_body_offers),
         cmocka_unit_test(test_offers_and_live_order),
         cmocka_unit_test(test_offers_without_live_order_and_order_first),
         cmocka_unit_test(test_skipped_subtrees),

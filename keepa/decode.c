@@ -765,13 +765,11 @@ static void stats_scalar(struct kp_decoder *d, int key, const struct scalar *v)
 
 static struct raw_offer *cur_raw(struct kp_decoder *d)
 {
-    /* The C_OFFER frame's idx holds the slot, or -1 when the buffer was full. */
-    struct frame *f = top(d);
+    /* The innermost C_OFFER frame's idx holds the slot, or -1 when the buffer was full. */
     for (unsigned i = d->nframes; i-- > 0;) {
-        if (d->st[i].ctx == C_OFFER) {
-            f = &d->st[i];
+        const struct frame *f = &d->st[i];
+        if (f->ctx == C_OFFER)
             return f->idx >= 0 ? &d->raw[f->idx] : NULL;
-        }
     }
     return NULL;
 }

@@ -513,6 +513,8 @@ static void fetch_done(const struct kp_result *res, void *ud)
 static void fetch_usage(FILE *f)
 {
     fprintf(f, "usage: kdeals fetch product ASIN... [--offers N] [--stats DAYS] [--domain D]\n"
+               "           [--history 0|1] [--days N] [--only-live-offers 0|1] [--rating 0|1]\n"
+               "           [--buybox 0|1] [--stock 0|1] [--update HOURS]\n"
                "       kdeals fetch deals --selection FILE [--page N]\n"
                "       kdeals fetch token\n"
                "options: --base-url URL (else KEEPA_BASE_URL, else https://api.keepa.com)\n"
@@ -531,6 +533,11 @@ static bool parse_int(const char *s, long lo, long hi, long *out)
         return false;
     *out = v;
     return true;
+}
+
+static enum kp_flag flag_of(long v)
+{
+    return v < 0 ? KP_DEFAULT : v == 0 ? KP_NO : KP_YES;
 }
 
 /* Re-emits a yajl_tree value, replacing a top-level "page" when PAGE >= 0. */
@@ -645,6 +652,7 @@ static int cmd_fetch(int argc, char **argv)
     const char *base = getenv("KEEPA_BASE_URL");
     const char *key_file = NULL, *selection = NULL;
     long offers = 0, stats = 0, page = -1, domain = 1, timeout_ms = 0, tries = 0;
+    long history = -1, days = 0, update = -2, live_only = -1, rating = -1, buybox = -1, stock = -1;
     const char *asins[KP_MAX_BATCH];
     size_t n_asins = 0;
     for (int i = 2; i < argc; i++) {
@@ -671,6 +679,20 @@ static int cmd_fetch(int argc, char **argv)
             ok = parse_int(v, 1, 3600000, &timeout_ms);
         } else if (strcmp(a, "--tries") == 0 && v) {
             ok = parse_int(v, 1, 10, &tries);
+        } else if (strcmp(a, "--history") == 0 && v) {
+            ok = parse_int(v, 0, 1, &history);
+        } else if (strcmp(a, "--days") == 0 && v) {
+            ok = parse_int(v, 1, 100000, &days);
+        } else if (strcmp(a, "--update") == 0 && v) {
+            ok = parse_int(v, -1, 100000, &update);
+        } else if (strcmp(a, "--only-live-offers") == 0 && v) {
+            ok = parse_int(v, 0, 1, &live_only);
+        } else if (strcmp(a, "--rating") == 0 && v) {
+            ok = parse_int(v, 0, 1, &rating);
+        } else if (strcmp(a, "--buybox") == 0 && v) {
+            ok = parse_int(v, 0, 1, &buybox);
+        } else if (strcmp(a, "--stock") == 0 && v) {
+            ok = parse_int(v, 0, 1, &stock);
         } else if (a[0] != '-' && strcmp(what, "product") == 0 && n_asins < KP_MAX_BATCH) {
             asins[n_asins++] = a;
             continue;
@@ -699,7 +721,15 @@ static int cmd_fetch(int argc, char **argv)
                                       .asins = asins,
                                       .n_asins = n_asins,
                                       .stats_days = (int)stats,
-                                      .offers = (int)offers};
+                                      .history = flag_of(history),
+                                      .days = (int)days,
+                                      .offers = (int)offers,
+                                      .only_live_offers = flag_of(live_only),
+                                      .rating = flag_of(rating),
+                                      .buybox = flag_of(buybox),
+                                      .stock = flag_of(stock),
+                                      .has_update = update >= -1,
+                                      .update_hours = (int)update};
         rc = kp_call_product(&call, &p);
         kind = OUT_PRODUCTS;
     } else if (strcmp(what, "deals") == 0) {

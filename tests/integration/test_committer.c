@@ -48,6 +48,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "shm/counters.h"
+#include "shm/ring.h"
 #include "shm/segment.h"
 #include "shm/tokens.h"
 #include "store/store.h"
@@ -192,13 +193,17 @@ static size_t body_write(char *p, size_t s, size_t n, void *ud)
     return s * n;
 }
 
-static yajl_val sim_json(const char *path_and_query)
+static yajl_val sim_request(const char *path_and_query, int post)
 {
     char url[8192];
     snprintf(url, sizeof(url), "%s%s", sim_base, path_and_query);
     struct body b = {NULL, 0};
     CURL *e = curl_easy_init();
     curl_easy_setopt(e, CURLOPT_URL, url);
+    if (post) {
+        curl_easy_setopt(e, CURLOPT_POST, 1L);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, "");
+    }
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, body_write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
     assert_int_equal(curl_easy_perform(e), CURLE_OK);
@@ -211,6 +216,16 @@ static yajl_val sim_json(const char *path_and_query)
     assert_non_null(v);
     free(b.p);
     return v;
+}
+
+static yajl_val sim_json(const char *path_and_query)
+{
+    return sim_request(path_and_query, 0);
+}
+
+static yajl_val sim_json_post(const char *path_and_query)
+{
+    return sim_request(path_and_query, 1);
 }
 
 static yajl_val jget(yajl_val v, const char *a, const char *b)
@@ -295,7 +310,8 @@ static void write_config(const char *extra)
     snprintf(store_path, sizeof(store_path), "%s/store", dir);
     snprintf(conf_path, sizeof(conf_path), "%s/kdeals.conf", dir);
     snprintf(log_path, sizeof(log_path), "%s/kdeals.log", dir);
-    instance = kd_test_instance();
+    if (instance == NULL) /* a rewrite (for a reload) keeps the instance */
+        instance = kd_test_instance();
     int fd = open(key_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     assert_true(fd >= 0);
     assert_true(write(fd, KEY "\n", strlen(KEY) + 1) > 0);
@@ -330,7 +346,7 @@ static void daemon_start(void)
     sup_pid = pid;
 }
 
-static int daemon_stop(void)
+static int daemon_stop_raw(void)
 {
     if (getenv("KD_KEEP_LOG") != NULL) { /* debugging aid: keep the daemon's log */
         char cmd[9000];
@@ -349,6 +365,18 @@ static int daemon_stop(void)
         nap_ms(10);
     }
     return -1;
+}
+
+/* Forward declaration: defined with the log helpers below. */
+static int log_contains(const char *needle);
+
+/* SIGTERM, wait for the exit; also fails on any sanitizer report in the daemon's log. */
+static int daemon_stop(void)
+{
+    int rc = daemon_stop_raw();
+    assert_false(log_contains("Sanitizer"));
+    assert_false(log_contains("runtime error:"));
+    return rc;
 }
 
 static int attach(struct shm_segment *seg)
@@ -632,14 +660,16 @@ static void check_deal_against_truth(const struct st_deal *d)
 /* ---------------------------------------------------------------- log */
 
 /* Checks every "commit batch of N:" line has N <= MAX; returns the number of lines. */
-static size_t batch_lines(size_t max, size_t *asins_total)
+static size_t batch_lines_after(const char *from, size_t max, size_t *asins_total)
 {
     size_t len = 0;
     char *log = kd_read_file(log_path, &len);
     assert_non_null(log);
     size_t lines = 0;
     *asins_total = 0;
-    for (char *p = log; (p = strstr(p, "commit batch of ")) != NULL; p++) {
+    char *start = from != NULL ? strstr(log, from) : log;
+    assert_non_null(start);
+    for (char *p = start; (p = strstr(p, "commit batch of ")) != NULL; p++) {
         unsigned n = 0;
         char colon = 0;
         if (sscanf(p, "commit batch of %u%c", &n, &colon) == 2 && colon == ':') {
@@ -752,7 +782,7 @@ static void test_pending_survivors_committed_with_right_maths(void **state)
     /* Requests carried at most 5 ASINs: the log of every batch, and the histogram (no value
      * of 8 or more). */
     size_t asins_sent = 0;
-    size_t batches = batch_lines(5, &asins_sent);
+    size_t batches = batch_lines_after(NULL, 5, &asins_sent);
     assert_true(batches >= (total + 4) / 5);
     assert_true(asins_sent >= total);
     const struct shm_histogram *h =
@@ -849,6 +879,227 @@ static void test_kill_9_mid_batch_loses_nothing(void **state)
     shm_segment_detach(&seg);
 }
 
+static uint64_t meta_u64(const char *name)
+{
+    struct st_env *env = store_open();
+    struct st_txn *txn;
+    assert_int_equal(st_read_begin(env, &txn), 0);
+    uint64_t v = 0;
+    int rc = st_meta_get_u64(txn, name, &v);
+    st_read_end(txn);
+    st_close(env);
+    return rc == 0 ? v : 0;
+}
+
+/* Smallest `attempts` among the pending records (UINT32_MAX when there are none). */
+static uint32_t min_pending_attempts(void)
+{
+    struct st_env *env = store_open();
+    struct st_txn *txn;
+    assert_int_equal(st_read_begin(env, &txn), 0);
+    struct st_cursor *cur;
+    assert_int_equal(st_cursor_open(txn, ST_DB_PENDING, &cur), 0);
+    uint32_t min = UINT32_MAX;
+    struct st_pending p;
+    while (st_cursor_next_pending(cur, &p) == 0)
+        if (p.attempts < min)
+            min = p.attempts;
+    st_cursor_close(cur);
+    st_read_end(txn);
+    st_close(env);
+    return min;
+}
+
+static void test_failed_fetches_are_retried_never_dropped(void **state)
+{
+    (void)state;
+    kd_test_set_timeout(120);
+    /* Keepa cannot refresh any offers: every product comes back without them. */
+    sim_start("offers_fail=1");
+    write_config(NULL);
+    enum { N = 5 };
+    char asins[N][11];
+    assert_int_equal(oracle_deals(PT_USED, asins, N), N);
+    struct st_env *env = store_open();
+    put_pending(env, asins, N, ST_SOURCE_DEALS);
+    st_close(env);
+    daemon_start();
+    struct shm_segment seg;
+    assert_true(WAIT_FOR(attach(&seg) == 0, 15));
+
+    /* Each failure is counted durably on the pending record; nothing leaves pending. (Switch
+     * faults soon after, before the bounded retries run out.) */
+    assert_true(WAIT_FOR(min_pending_attempts() >= 1 && min_pending_attempts() != UINT32_MAX, 30));
+    assert_int_equal(count_db(ST_DB_PENDING), N);
+    assert_int_equal(committer_counter(&seg, SHM_C_commit_backlog), N);
+
+    /* Then the server fails outright (HTTP 500): the batch is kept and retried later. */
+    yajl_tree_free(sim_json_post("/_sim/faults?spec=http500=1"));
+    int64_t errors = committer_counter(&seg, SHM_C_http_errors);
+    assert_true(WAIT_FOR(committer_counter(&seg, SHM_C_http_errors) > errors, 30));
+    assert_int_equal(count_db(ST_DB_PENDING), N);
+
+    /* Keepa recovers: every survivor is judged, none given up. */
+    yajl_tree_free(sim_json_post("/_sim/faults?spec=clear"));
+    assert_true(WAIT_FOR(count_db(ST_DB_PENDING) == 0, 60));
+    env = store_open();
+    struct st_txn *txn;
+    assert_int_equal(st_read_begin(env, &txn), 0);
+    for (size_t i = 0; i < N; i++) {
+        enum fate f = fate_of(txn, asins[i], NULL);
+        assert_true(f == F_DEAL || f == F_REJECTED);
+    }
+    st_read_end(txn);
+    st_close(env);
+    assert_int_equal(meta_u64("committer_given_up"), 0);
+    assert_true(log_contains("retried later"));
+    assert_int_equal(daemon_stop(), 0);
+    shm_segment_detach(&seg);
+}
+
+static void test_graceful_stop_finishes_the_batch_in_flight(void **state)
+{
+    (void)state;
+    kd_test_set_timeout(120);
+    sim_start("offers_latency_ms=1500-1600");
+    write_config(NULL);
+    enum { N = 10 };
+    char asins[N][11];
+    assert_int_equal(oracle_deals(PT_USED, asins, N), N);
+    struct st_env *env = store_open();
+    put_pending(env, asins, N, ST_SOURCE_DEALS);
+    st_close(env);
+    daemon_start();
+    struct shm_segment seg;
+    assert_true(WAIT_FOR(attach(&seg) == 0, 15));
+    struct tb_stats ts;
+    assert_true(
+        WAIT_FOR(tb_stats(&seg.layout->tokens, kd_mono_ns(), &ts) == 0 && ts.slots_in_use > 0, 15));
+    assert_int_equal(committer_counter(&seg, SHM_C_store_writes), 0);
+    /* TERM while the first batch's slow answer is on its way. */
+    assert_int_equal(daemon_stop(), 0);
+    assert_int_equal(atomic_load(&seg.layout->procs[SHM_ROLE_COMMITTER].last_exit_status), 0);
+    /* That batch was finished and stored; no other batch was started. */
+    assert_int_equal(meta_u64("committer_batches"), 1);
+    assert_int_equal(count_db(ST_DB_PENDING), N - 5);
+    assert_true(log_contains("stopping after the commit batch in flight"));
+    shm_segment_detach(&seg);
+}
+
+static void ring_push(struct ring *r, const char *asin)
+{
+    struct st_pending p;
+    memset(&p, 0, sizeof(p));
+    snprintf(p.asin, sizeof(p.asin), "%.10s", asin);
+    p.domain = 1;
+    p.peek_ms = kd_wall_ms();
+    p.source = ST_SOURCE_DEALS;
+    uint8_t buf[ST_RECORD_MAX];
+    size_t len = 0;
+    assert_int_equal(st_pending_encode(&p, buf, sizeof(buf), &len), 0);
+    assert_int_equal(ring_write(r, buf, len), 0);
+}
+
+static void test_ring_survivors_queued_once_and_only_if_pending(void **state)
+{
+    (void)state;
+    kd_test_set_timeout(120);
+    sim_start(NULL);
+    write_config(NULL);
+    char asins[2][11];
+    assert_int_equal(oracle_deals(PT_USED, asins, 2), 2);
+    daemon_start();
+    struct shm_segment seg;
+    assert_true(WAIT_FOR(attach(&seg) == 0, 15));
+    assert_true(
+        WAIT_FOR(atomic_load(&seg.layout->procs[SHM_ROLE_COMMITTER].state) == SHM_PROC_READY, 15));
+
+    /* Play the scanner: pending first, then the ring (no eventfd here: the committer's
+     * safety timer finds the records). A third record has no pending entry, as if it had
+     * been committed before a restart: it must not be fetched. */
+    struct st_env *env = store_open();
+    put_pending(env, asins, 2, ST_SOURCE_DEALS);
+    st_close(env);
+    struct shm_segment rw;
+    char err[256];
+    assert_int_equal(shm_segment_attach(&rw, instance, SHM_READ_WRITE, err, sizeof(err)), 0);
+    struct ring r;
+    assert_int_equal(ring_open(&r, &rw.layout->rings[SHM_RING_SURVIVORS],
+                               shm_segment_ring_data(&rw, SHM_RING_SURVIVORS), -1),
+                     0);
+    ring_push(&r, "B0NOTPEND1");
+    ring_push(&r, asins[0]);
+    ring_push(&r, asins[0]); /* announced twice */
+    ring_push(&r, asins[1]);
+
+    assert_true(WAIT_FOR(committer_counter(&seg, SHM_C_ring_records_in) == 4, 15));
+    assert_true(WAIT_FOR(count_db(ST_DB_PENDING) == 0, 30));
+    assert_int_equal(ring_depth(&rw.layout->rings[SHM_RING_SURVIVORS]), 0); /* acknowledged */
+    yajl_val st = sim_json("/_sim/stats");
+    assert_int_equal(jint(st, "asins_requested", NULL), 2);
+    yajl_tree_free(st);
+    env = store_open();
+    struct st_txn *txn;
+    assert_int_equal(st_read_begin(env, &txn), 0);
+    for (int i = 0; i < 2; i++) {
+        enum fate f = fate_of(txn, asins[i], NULL);
+        assert_true(f == F_DEAL || f == F_REJECTED);
+    }
+    assert_int_equal(fate_of(txn, "B0NOTPEND1", NULL), F_NONE);
+    st_read_end(txn);
+    st_close(env);
+    shm_segment_detach(&rw);
+    assert_int_equal(daemon_stop(), 0);
+    shm_segment_detach(&seg);
+}
+
+static void test_reload_applies_the_new_batch_size(void **state)
+{
+    (void)state;
+    kd_test_set_timeout(120);
+    sim_start("offers_latency_ms=200-300");
+    write_config(NULL);
+    enum { N = 20 };
+    char asins[N][11];
+    assert_int_equal(oracle_deals(PT_USED, asins, N), N);
+    struct st_env *env = store_open();
+    put_pending(env, asins, N, ST_SOURCE_DEALS);
+    st_close(env);
+    daemon_start();
+    struct shm_segment seg;
+    assert_true(WAIT_FOR(attach(&seg) == 0, 15));
+    assert_true(WAIT_FOR(committer_counter(&seg, SHM_C_store_writes) >= 1, 30));
+
+    write_config("batch = 2\n");
+    kill(sup_pid, SIGHUP);
+    assert_true(WAIT_FOR(log_contains("reload: commit batch 2,"), 15));
+    assert_true(WAIT_FOR(count_db(ST_DB_PENDING) == 0, 60));
+
+    /* After the reload line, only the batch that was already in flight may carry more than
+     * 2 ASINs; every later one carries 1 or 2. */
+    size_t len = 0;
+    char *log = kd_read_file(log_path, &len);
+    assert_non_null(log);
+    char *p = strstr(log, "reload: commit batch 2,");
+    assert_non_null(p);
+    size_t lines = 0, asins_after = 0;
+    for (; (p = strstr(p, "commit batch of ")) != NULL; p++) {
+        unsigned n = 0;
+        char colon = 0;
+        if (sscanf(p, "commit batch of %u%c", &n, &colon) != 2 || colon != ':')
+            continue;
+        if (lines > 0 && n > 2)
+            fail_msg("a batch after the reload carried %u ASINs", n);
+        lines++;
+        asins_after += n;
+    }
+    free(log);
+    assert_true(lines >= 3);
+    assert_true(asins_after >= N - 10);
+    assert_int_equal(daemon_stop(), 0);
+    shm_segment_detach(&seg);
+}
+
 static void test_pending_values_are_plain_msgpack(void **state)
 {
     (void)state;
@@ -867,6 +1118,10 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pending_survivors_committed_with_right_maths),
         cmocka_unit_test(test_kill_9_mid_batch_loses_nothing),
+        cmocka_unit_test(test_failed_fetches_are_retried_never_dropped),
+        cmocka_unit_test(test_graceful_stop_finishes_the_batch_in_flight),
+        cmocka_unit_test(test_ring_survivors_queued_once_and_only_if_pending),
+        cmocka_unit_test(test_reload_applies_the_new_batch_size),
         cmocka_unit_test(test_pending_values_are_plain_msgpack),
     };
     return KD_RUN_TESTS(tests, argc, argv);

@@ -372,6 +372,40 @@ static int cmd_check_config(int argc, char **argv)
     return 0;
 }
 
+/* `kdeals fetch`: the Keepa CLI with base URL and key file taken from the config. */
+static int cmd_fetch(int argc, char **argv)
+{
+    if (wants_help(argc, argv))
+        return kp_cli_main(argc, argv);
+    int has_url = 0, has_key = 0;
+    for (int i = 1; i < argc; i++) {
+        has_url |= strcmp(argv[i], "--base-url") == 0;
+        has_key |= strcmp(argv[i], "--key-file") == 0;
+    }
+    struct common_opts o;
+    int rc = common_opts("fetch", &argc, argv, &o, 0);
+    if (rc != 0)
+        return rc;
+    char **args = calloc((size_t)argc + 5, sizeof(*args));
+    if (args == NULL)
+        return 1;
+    int n = 0;
+    for (int i = 0; i < argc; i++)
+        args[n++] = argv[i];
+    if (!has_url && o.config != NULL) {
+        args[n++] = "--base-url";
+        args[n++] = o.cfg.keepa_base_url;
+    }
+    if (!has_key && o.cfg.keepa_key_file[0] != '\0') {
+        args[n++] = "--key-file";
+        args[n++] = o.cfg.keepa_key_file;
+    }
+    args[n] = NULL;
+    rc = kp_cli_main(n, args);
+    free(args);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
@@ -398,8 +432,10 @@ int main(int argc, char **argv)
         if (strcmp(cmd, cmds[i].name) == 0)
             return cmds[i].fn(argc - 1, argv + 1);
     }
-    if (strcmp(cmd, "decode") == 0 || strcmp(cmd, "fetch") == 0)
+    if (strcmp(cmd, "decode") == 0)
         return kp_cli_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "fetch") == 0)
+        return cmd_fetch(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("kdeals %s\n", KD_VERSION);
         return 0;

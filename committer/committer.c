@@ -668,7 +668,9 @@ static void on_stop(struct wk *wk)
     struct committer *c = wk->data;
     uv_timer_stop(&c->batch_timer);
     uv_timer_stop(&c->safety);
-    if (c->in_flight && c->sp.in_flight > 0) {
+    /* Our batch is the spender's only job: queued (waiting for tokens) it is cancelled at
+     * once by sp_close, keeping its items; sent, it is awaited. */
+    if (c->in_flight && c->sp.head == NULL && c->sp.in_flight > 0) {
         /* Finish the batch in flight, within most of the supervisor's deadline. */
         int64_t ms = wk->cfg.daemon_stop_timeout_ms * 3 / 4;
         kd_info("stopping after the commit batch in flight (at most %lld ms)", (long long)ms);

@@ -300,6 +300,7 @@ static int clearly_not_a_deal(const char *asin)
 
 static char conf_path[4200], store_path[4200], log_path[4200];
 static const char *instance;
+static int without_key; /* write no key_file: the workers get no API key */
 
 static void write_config(const char *extra)
 {
@@ -322,14 +323,14 @@ static void write_config(const char *extra)
     f = fopen(conf_path, "w");
     assert_non_null(f);
     fprintf(f,
-            "[keepa]\nbase_url = %s\nkey_file = %s\n"
+            "[keepa]\nbase_url = %s\n%s%s\n"
             "[daemon]\ninstance = %s\nrun_dir = %s\nstop_timeout = 10s\n"
             "[store]\npath = %s\nmap_size_mb = 16\n"
             "[tokens]\nminute = %dms\n"
             "[scan]\nsource = asins\nasins_file = %s\n"
             "[commit]\nlinger_ms = 300\n%s",
-            sim_base, key_path, instance, dir, store_path, MINUTE_MS, asins_path,
-            extra ? extra : "");
+            sim_base, without_key ? "# no key_file: " : "key_file = ", key_path, instance, dir,
+            store_path, MINUTE_MS, asins_path, extra ? extra : "");
     fclose(f);
 }
 
@@ -1152,6 +1153,40 @@ static void test_reload_applies_the_new_batch_size(void **state)
     shm_segment_detach(&seg);
 }
 
+static void test_without_key_survivors_stay_pending(void **state)
+{
+    (void)state;
+    sim_start(NULL);
+    without_key = 1;
+    unsetenv("KEEPA_API_KEY");
+    write_config(NULL);
+    char asins[3][11];
+    assert_int_equal(oracle_deals(PT_USED, asins, 3), 3);
+    struct st_env *env = store_open();
+    put_pending(env, asins, 3, ST_SOURCE_DEALS);
+    st_close(env);
+    daemon_start();
+    struct shm_segment seg;
+    assert_true(WAIT_FOR(attach(&seg) == 0, 15));
+    assert_true(
+        WAIT_FOR(atomic_load(&seg.layout->procs[SHM_ROLE_COMMITTER].state) == SHM_PROC_READY, 15));
+    assert_true(WAIT_FOR(log_contains("the committer idles"), 15));
+    /* It still knows its backlog (spend keeps room for it), fetches nothing, keeps all. */
+    assert_int_equal(committer_counter(&seg, SHM_C_commit_backlog), 3);
+    assert_int_equal(count_db(ST_DB_PENDING), 3);
+    yajl_val st = sim_json("/_sim/stats");
+    yajl_val pr = jget(st, "endpoints", "product");
+    const char *rq[] = {"requests", NULL};
+    yajl_val n = yajl_tree_get(pr, rq, yajl_t_number);
+    assert_non_null(n);
+    assert_int_equal(YAJL_GET_INTEGER(n), 0);
+    yajl_tree_free(st);
+    assert_int_equal(daemon_stop(), 0);
+    assert_int_equal(atomic_load(&seg.layout->procs[SHM_ROLE_COMMITTER].last_exit_status), 0);
+    assert_int_equal(count_db(ST_DB_PENDING), 3);
+    shm_segment_detach(&seg);
+}
+
 static void test_pending_values_are_plain_msgpack(void **state)
 {
     (void)state;
@@ -1174,6 +1209,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_graceful_stop_finishes_the_batch_in_flight),
         cmocka_unit_test(test_ring_survivors_queued_once_and_only_if_pending),
         cmocka_unit_test(test_reload_applies_the_new_batch_size),
+        cmocka_unit_test(test_without_key_survivors_stay_pending),
         cmocka_unit_test(test_pending_values_are_plain_msgpack),
     };
     return KD_RUN_TESTS(tests, argc, argv);

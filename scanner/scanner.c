@@ -1,13 +1,17 @@
 /*
- * scanner.c: the scanner worker process.
+ * scanner.c: the scanner worker process (`kdeals worker scanner`, started by the supervisor).
  *
- * Foundation stage: the worker runtime (common/worker.h) attaches to the segment, opens the
- * rings and marks the process ready; the stage itself arrives with the pipeline issue.
+ * The worker runtime (common/worker.h) attaches to the segment and opens the rings; the stage
+ * (stage.h) opens the store and the spender, then discovers, pre-filters, dedups and peeks
+ * on this process's libuv loop until TERM.
  */
 #include "scanner/scanner.h"
 
+#include <stdlib.h>
+
 #include "common/log.h"
 #include "common/worker.h"
+#include "scanner/stage.h"
 
 int scanner_main(int argc, char **argv)
 {
@@ -16,9 +20,16 @@ int scanner_main(int argc, char **argv)
     struct wk wk;
     if (wk_start(&wk, SHM_ROLE_SCANNER, &loop, argc, argv) != 0)
         return 1;
+    struct scanner *sc = calloc(1, sizeof(*sc));
+    if (sc == NULL || scanner_stage_start(sc, &wk) != 0) {
+        free(sc);
+        wk_stop(&wk);
+        wk_run(&wk);
+        return 1;
+    }
     wk_set_state(&wk, SHM_PROC_READY);
     kd_info("ready");
     wk_run(&wk);
-    kd_info("stopped");
+    free(sc);
     return 0;
 }

@@ -1,0 +1,246 @@
+/*
+ * rules.c: the scanner's pure decisions. See rules.h.
+ */
+#include "scanner/rules.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <string.h>
+
+enum { PT_NEW = 1, PT_USED = 2 };
+enum { DR_90_DAYS = 3 };
+
+static bool has_price(const struct kp_deal *d, int type)
+{
+    return (uint32_t)type < KP_NPRICE && d->current[type] > 0;
+}
+
+enum scanner_prefilter scanner_prefilter_deal(const struct kp_deal *d, const struct cfg *c)
+{
+    bool used = has_price(d, PT_USED), fresh = has_price(d, PT_NEW);
+    bool priced;
+    switch (c->filter_buy_price) {
+    case CFG_BUY_USED:
+        priced = used;
+        break;
+    case CFG_BUY_NEW:
+        priced = fresh;
+        break;
+    default:
+        priced = used || fresh;
+        break;
+    }
+    if (!priced)
+        return SCANNER_PF_NO_PRICE;
+    if (d->sales_rank_drops365 >= 0 && d->sales_rank_drops365 < c->filter_min_rank_drops_365)
+        return SCANNER_PF_RANK_DROPS;
+    int32_t avg90 = d->avg[DR_90_DAYS][PT_USED];
+    if (c->filter_sell_estimate != CFG_SELL_USED_AVG365 && avg90 > 0 &&
+        avg90 < c->filter_min_sell_cents)
+        return SCANNER_PF_SELL_TOO_LOW;
+    return SCANNER_PF_KEEP;
+}
+
+uint64_t scanner_fnv1a(uint64_t h, const void *p, size_t len)
+{
+    const uint8_t *b = p;
+    for (size_t i = 0; i < len; i++) {
+        h ^= b[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+/* Price series of the feed (KEEPA-API §7.1): counts, ranks and ratings are left out, since
+ * they move without making a new peek worthwhile. */
+static const uint8_t price_types[] = {0, 1, 2, 5, 6, 7, 9, 10, 18, 19, 20, 21, 22, 32};
+
+uint64_t scanner_feed_hash(const struct kp_deal *d)
+{
+    uint64_t h = SCANNER_FNV_INIT;
+    for (size_t k = 0; k < sizeof(price_types); k++) {
+        unsigned i = price_types[k];
+        uint32_t v = i < d->n_price && i < KP_NPRICE ? (uint32_t)d->current[i] : UINT32_MAX;
+        uint8_t le[4];
+        for (int b = 0; b < 4; b++)
+            le[b] = (uint8_t)(v >> (8 * b));
+        h = scanner_fnv1a(h, le, sizeof(le));
+    }
+    return h;
+}
+
+bool scanner_dedup_skip(const struct st_seen *seen, int64_t now_ms, int64_t window_ms,
+                        int64_t feed_last_update_min, uint64_t feed_hash)
+{
+    if (seen == NULL || seen->verdict == ST_VERDICT_NONE || seen->verdict == ST_VERDICT_ERROR)
+        return false;
+    if (window_ms <= 0)
+        return false;
+    /* A record from the future (clock stepped back) counts as young: at most one window. */
+    int64_t age = now_ms - seen->peek_ms;
+    if (age >= window_ms)
+        return false;
+    return seen->feed_last_update_min == feed_last_update_min && seen->feed_price_hash == feed_hash;
+}
+
+static void put_le(uint8_t *out, uint64_t v, int bytes)
+{
+    for (int i = 0; i < bytes; i++)
+        out[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_le(const uint8_t *in, int bytes)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; i++)
+        v |= (uint64_t)in[i] << (8 * i);
+    return v;
+}
+
+/* Layout: [0] version, [1] source, [2..3] zero, [4..7] pass, [8..15] position, [16..23] hash. */
+void scanner_cursor_encode(const struct scanner_cursor *c, uint8_t out[SCANNER_CURSOR_BYTES])
+{
+    memset(out, 0, SCANNER_CURSOR_BYTES);
+    out[0] = SCANNER_CURSOR_VERSION;
+    out[1] = c->source;
+    put_le(out + 4, c->pass, 4);
+    put_le(out + 8, c->position, 8);
+    put_le(out + 16, c->selection_hash, 8);
+}
+
+int scanner_cursor_decode(const void *buf, size_t len, struct scanner_cursor *out)
+{
+    const uint8_t *b = buf;
+    if (buf == NULL || len != SCANNER_CURSOR_BYTES || b[0] != SCANNER_CURSOR_VERSION)
+        return -EBADMSG;
+    out->source = b[1];
+    out->pass = (uint32_t)get_le(b + 4, 4);
+    out->position = get_le(b + 8, 8);
+    out->selection_hash = get_le(b + 16, 8);
+    return 0;
+}
+
+struct scanner_cursor scanner_cursor_resume(const struct scanner_cursor *stored, uint8_t source,
+                                            uint64_t selection_hash)
+{
+    struct scanner_cursor c = {.source = source, .selection_hash = selection_hash};
+    if (stored == NULL)
+        return c;
+    c.pass = stored->pass;
+    if (stored->source == source && stored->selection_hash == selection_hash)
+        c.position = stored->position;
+    return c;
+}
+
+bool scanner_cursor_after_page(struct scanner_cursor *c, size_t n_items, size_t full,
+                               uint64_t last_page)
+{
+    if (n_items < full || c->position >= last_page) {
+        c->position = 0;
+        c->pass++;
+        return true;
+    }
+    c->position++;
+    return false;
+}
+
+bool scanner_cursor_after_chunk(struct scanner_cursor *c, uint64_t next_line, bool eof)
+{
+    if (eof) {
+        c->position = 0;
+        c->pass++;
+        return true;
+    }
+    c->position = next_line;
+    return false;
+}
+
+void scanner_page_reset(struct scanner_page *p)
+{
+    p->n = 0;
+}
+
+static bool valid_asin(const char *a)
+{
+    size_t i = 0;
+    for (; a[i] != '\0'; i++)
+        if (i >= ST_ASIN_LEN || !((a[i] >= '0' && a[i] <= '9') || (a[i] >= 'A' && a[i] <= 'Z')))
+            return false;
+    return i == ST_ASIN_LEN;
+}
+
+int scanner_page_add(struct scanner_page *p, const char *asin, int64_t feed_last_update_min,
+                     uint64_t feed_hash)
+{
+    if (!valid_asin(asin))
+        return -EINVAL;
+    for (size_t i = 0; i < p->n; i++)
+        if (memcmp(p->c[i].asin, asin, ST_ASIN_LEN) == 0)
+            return 1;
+    if (p->n >= SCANNER_PAGE_MAX)
+        return -ENOSPC;
+    struct scanner_cand *c = &p->c[p->n++];
+    memcpy(c->asin, asin, ST_ASIN_LEN + 1);
+    c->state = SCANNER_CAND_QUEUED;
+    c->feed_last_update_min = feed_last_update_min;
+    c->feed_hash = feed_hash;
+    return 0;
+}
+
+size_t scanner_page_take(struct scanner_page *p, size_t max, uint16_t *idx)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < p->n && n < max; i++) {
+        if (p->c[i].state != SCANNER_CAND_QUEUED)
+            continue;
+        p->c[i].state = SCANNER_CAND_IN_FLIGHT;
+        idx[n++] = (uint16_t)i;
+    }
+    return n;
+}
+
+void scanner_page_release(struct scanner_page *p, const uint16_t *idx, size_t n, bool done)
+{
+    for (size_t i = 0; i < n; i++)
+        if (idx[i] < p->n)
+            p->c[idx[i]].state = done ? SCANNER_CAND_DONE : SCANNER_CAND_QUEUED;
+}
+
+size_t scanner_page_count(const struct scanner_page *p, enum scanner_cand_state state)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < p->n; i++)
+        n += p->c[i].state == state;
+    return n;
+}
+
+bool scanner_page_complete(const struct scanner_page *p)
+{
+    return scanner_page_count(p, SCANNER_CAND_DONE) == p->n;
+}
+
+int scanner_parse_asin_line(const char *line, char out[ST_ASIN_LEN + 1])
+{
+    const char *s = line;
+    while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
+        s++;
+    if (*s == '\0' || *s == '#')
+        return 0;
+    char buf[ST_ASIN_LEN + 1];
+    size_t n = 0;
+    while (*s != '\0' && *s != '#' && !isspace((unsigned char)*s)) {
+        if (n >= ST_ASIN_LEN)
+            return -EINVAL;
+        buf[n++] = (char)toupper((unsigned char)*s);
+        s++;
+    }
+    buf[n] = '\0';
+    while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
+        s++;
+    if (*s != '\0' && *s != '#')
+        return -EINVAL;
+    if (!valid_asin(buf))
+        return -EINVAL;
+    memcpy(out, buf, ST_ASIN_LEN + 1);
+    return 1;
+}

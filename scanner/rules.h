@@ -1,0 +1,155 @@
+/*
+ * rules.h: the scanner's pure decisions, kept apart from the event loop so they can be
+ * tested without processes, sockets or LMDB.
+ *
+ *   - the free pre-filter on the deal feed's own data (no request needed to drop a deal);
+ *   - the dedup rule (an ASIN peeked recently and unchanged in the feed is not paid twice);
+ *   - the discovery cursor: what it holds, its byte form in the meta db, and how it moves.
+ *     It only ever moves forward after a page (or a chunk of the ASIN list) was fully
+ *     recorded; a failed fetch leaves it where it is (KEEPA-API §10.10). Paging never relies
+ *     on the feed's order being a time order (§10.11): a pass walks pages 0, 1, 2, ... until
+ *     a short page or the last page Keepa serves, then a new pass starts at page 0;
+ *   - the page of candidates in memory and the state of each (queued, in a peek request,
+ *     done), so a failed peek puts its ASINs back instead of dropping them;
+ *   - one line of an ASIN list file.
+ */
+#ifndef KD_SCANNER_RULES_H
+#define KD_SCANNER_RULES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/config.h"
+#include "keepa/decode.h"
+#include "store/codec.h"
+
+#define SCANNER_PAGE_DEALS     150   /* deals per full /deal page */
+#define SCANNER_LAST_DEAL_PAGE 66    /* Keepa serves pages 0..66 (10 000 deals) */
+#define SCANNER_QUERY_MAX      10000 /* /query: page * perPage stays below this */
+#define SCANNER_PAGE_MAX       1000  /* candidates one page may hold (/query perPage cap) */
+#define SCANNER_CURSOR_BYTES   24
+#define SCANNER_CURSOR_VERSION 1
+
+/* Why the pre-filter dropped a deal (SCANNER_PF_KEEP: it did not). */
+enum scanner_prefilter {
+    SCANNER_PF_KEEP = 0,
+    SCANNER_PF_NO_PRICE,    /* no current price in the wanted condition */
+    SCANNER_PF_RANK_DROPS,  /* known 365-day rank drops under the minimum */
+    SCANNER_PF_SELL_TOO_LOW /* the 90-day Used average is under the minimum sell price */
+};
+
+/*
+ * Judges a deal from the feed alone under C's filter: drops it when it has no current price
+ * in the condition filter_buy_price wants, when its salesRankDrops365 is known and under
+ * filter_min_rank_drops_365, or when its 90-day Used average exists and is under
+ * filter_min_sell_cents (not applied when the sell estimate ignores the 90-day average).
+ */
+enum scanner_prefilter scanner_prefilter_deal(const struct kp_deal *d, const struct cfg *c);
+
+/* A 64-bit hash (FNV-1a) of the deal's current prices (not its rank or offer counts), stored
+ * in `seen` for dedup. */
+uint64_t scanner_feed_hash(const struct kp_deal *d);
+
+/*
+ * True when an ASIN whose `seen` record is SEEN (NULL: never peeked) need not be peeked
+ * again at NOW_MS: the record is younger than WINDOW_MS and the feed's lastUpdate and price
+ * hash equal those recorded then. Sources without feed data pass -1 and 0.
+ */
+bool scanner_dedup_skip(const struct st_seen *seen, int64_t now_ms, int64_t window_ms,
+                        int64_t feed_last_update_min, uint64_t feed_hash);
+
+/* The discovery cursor, kept in the meta db under "scanner.cursor". */
+struct scanner_cursor {
+    uint8_t source;          /* enum cfg_scan_source it belongs to */
+    uint32_t pass;           /* passes completed */
+    uint64_t position;       /* next page (deals, query) or next line index (asins) */
+    uint64_t selection_hash; /* of the selection / list path the position refers to */
+};
+
+/* Writes C in its fixed little-endian byte form (version, source, pass, position, hash). */
+void scanner_cursor_encode(const struct scanner_cursor *c, uint8_t out[SCANNER_CURSOR_BYTES]);
+
+/* Reads the byte form. Returns 0, or -EBADMSG (wrong size or version; OUT untouched). */
+int scanner_cursor_decode(const void *buf, size_t len, struct scanner_cursor *out);
+
+/*
+ * The cursor to start from, given the one STORED (NULL: none) and the current SOURCE and
+ * SELECTION_HASH: the stored one if it belongs to them, else a fresh cursor at position 0
+ * (the pass count is kept).
+ */
+struct scanner_cursor scanner_cursor_resume(const struct scanner_cursor *stored, uint8_t source,
+                                            uint64_t selection_hash);
+
+/*
+ * Moves C past a page that was fetched and fully recorded and held N_ITEMS items, where a
+ * full page holds FULL items and LAST_PAGE is the last page the source serves. Returns true
+ * when that ended the pass (a short page or the last page): position 0 and pass + 1. A page
+ * that failed is never passed here: the cursor stays on it.
+ */
+bool scanner_cursor_after_page(struct scanner_cursor *c, size_t n_items, size_t full,
+                               uint64_t last_page);
+
+/*
+ * Moves C past a chunk of the ASIN list that ended before line NEXT_LINE (index of the
+ * first line not read); EOF says the file ended there. Returns true when the pass ended.
+ */
+bool scanner_cursor_after_chunk(struct scanner_cursor *c, uint64_t next_line, bool eof);
+
+enum scanner_cand_state {
+    SCANNER_CAND_QUEUED = 0, /* waiting for a peek request */
+    SCANNER_CAND_IN_FLIGHT,  /* in a peek request (or its results await a store write) */
+    SCANNER_CAND_DONE        /* recorded, filtered or dropped for this pass */
+};
+
+struct scanner_cand {
+    char asin[ST_ASIN_LEN + 1];
+    uint8_t state;
+    int64_t feed_last_update_min; /* -1 when the source has none */
+    uint64_t feed_hash;
+};
+
+/* The candidates of one page (or chunk), in feed order, each ASIN at most once. */
+struct scanner_page {
+    size_t n;
+    struct scanner_cand c[SCANNER_PAGE_MAX];
+};
+
+/* Empties P. */
+void scanner_page_reset(struct scanner_page *p);
+
+/*
+ * Appends ASIN (queued). Returns 0, 1 when it is already on the page (nothing changes: a
+ * retried transfer may deliver it again), -EINVAL for an ASIN that is not 10 characters of
+ * [0-9A-Z], -ENOSPC when the page is full.
+ */
+int scanner_page_add(struct scanner_page *p, const char *asin, int64_t feed_last_update_min,
+                     uint64_t feed_hash);
+
+/*
+ * Takes up to MAX queued candidates in page order, marks them in flight and writes their
+ * indices to IDX. Returns how many were taken.
+ */
+size_t scanner_page_take(struct scanner_page *p, size_t max, uint16_t *idx);
+
+/* Ends the flight of the N candidates at IDX: DONE true marks them done, else re-queues. */
+void scanner_page_release(struct scanner_page *p, const uint16_t *idx, size_t n, bool done);
+
+/* Candidates in STATE. */
+size_t scanner_page_count(const struct scanner_page *p, enum scanner_cand_state state);
+
+/* True when every candidate is done (an empty page is complete). */
+bool scanner_page_complete(const struct scanner_page *p);
+
+/*
+ * Parses one line of an ASIN list: surrounding blanks are ignored, '#' starts a comment,
+ * lowercase letters are upper-cased. Returns 1 with the ASIN in OUT, 0 for a blank or
+ * comment line, -EINVAL for anything else.
+ */
+int scanner_parse_asin_line(const char *line, char out[ST_ASIN_LEN + 1]);
+
+/* 64-bit FNV-1a of LEN bytes at P, continuing from H (start with SCANNER_FNV_INIT). */
+#define SCANNER_FNV_INIT 1469598103934665603ULL
+uint64_t scanner_fnv1a(uint64_t h, const void *p, size_t len);
+
+#endif

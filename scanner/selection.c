@@ -1,0 +1,282 @@
+/*
+ * selection.c: parse, check and render page selections for /deal and /query. See
+ * selection.h. Uses yajl's tree parser (the selection is small: at most KP_SELECTION_MAX)
+ * and yajl_gen to write it back, numbers in their original text.
+ */
+#include "scanner/selection.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <yajl/yajl_gen.h>
+#include <yajl/yajl_tree.h>
+
+#include "keepa/request.h"
+#include "scanner/rules.h"
+
+#define QUERY_DEFAULT_PER_PAGE 150
+#define QUERY_MIN_PER_PAGE     50
+
+static yajl_val member(yajl_val obj, const char *key)
+{
+    for (size_t i = 0; i < obj->u.object.len; i++)
+        if (strcmp(obj->u.object.keys[i], key) == 0)
+            return obj->u.object.values[i];
+    return NULL;
+}
+
+static int gen_value(yajl_gen g, yajl_val v)
+{
+    switch (v->type) {
+    case yajl_t_string:
+        return yajl_gen_string(g, (const unsigned char *)v->u.string, strlen(v->u.string));
+    case yajl_t_number:
+        return yajl_gen_number(g, v->u.number.r, strlen(v->u.number.r));
+    case yajl_t_object:
+        if (yajl_gen_map_open(g) != yajl_gen_status_ok)
+            return -1;
+        for (size_t i = 0; i < v->u.object.len; i++) {
+            const char *k = v->u.object.keys[i];
+            if (yajl_gen_string(g, (const unsigned char *)k, strlen(k)) != yajl_gen_status_ok ||
+                gen_value(g, v->u.object.values[i]) != yajl_gen_status_ok)
+                return -1;
+        }
+        return yajl_gen_map_close(g);
+    case yajl_t_array:
+        if (yajl_gen_array_open(g) != yajl_gen_status_ok)
+            return -1;
+        for (size_t i = 0; i < v->u.array.len; i++)
+            if (gen_value(g, v->u.array.values[i]) != yajl_gen_status_ok)
+                return -1;
+        return yajl_gen_array_close(g);
+    case yajl_t_true:
+        return yajl_gen_bool(g, 1);
+    case yajl_t_false:
+        return yajl_gen_bool(g, 0);
+    default:
+        return yajl_gen_null(g);
+    }
+}
+
+static int gen_key_int(yajl_gen g, const char *key, long long v)
+{
+    if (yajl_gen_string(g, (const unsigned char *)key, strlen(key)) != yajl_gen_status_ok)
+        return -1;
+    return yajl_gen_integer(g, v) == yajl_gen_status_ok ? 0 : -1;
+}
+
+/* Renders the object with PAGE (< 0: without a page). */
+static int render(const struct scanner_selection *s, long long page, char **out, size_t *len)
+{
+    int64_t domain = s->domain;
+    yajl_val root = s->tree;
+    yajl_gen g = yajl_gen_alloc(NULL);
+    if (g == NULL)
+        return -ENOMEM;
+    int rc = 0;
+    if (yajl_gen_map_open(g) != yajl_gen_status_ok)
+        rc = -ENOMEM;
+    for (size_t i = 0; rc == 0 && i < root->u.object.len; i++) {
+        const char *k = root->u.object.keys[i];
+        if (strcmp(k, "page") == 0 || strcmp(k, "perPage") == 0)
+            continue;
+        if (yajl_gen_string(g, (const unsigned char *)k, strlen(k)) != yajl_gen_status_ok ||
+            gen_value(g, root->u.object.values[i]) != yajl_gen_status_ok)
+            rc = -ENOMEM;
+    }
+    if (rc == 0 && s->source == CFG_SOURCE_DEALS && domain > 0 && member(root, "domainId") == NULL)
+        rc = gen_key_int(g, "domainId", domain);
+    if (rc == 0 && s->source == CFG_SOURCE_QUERY)
+        rc = gen_key_int(g, "perPage", s->per_page);
+    if (rc == 0 && page >= 0)
+        rc = gen_key_int(g, "page", page);
+    if (rc == 0 && yajl_gen_map_close(g) != yajl_gen_status_ok)
+        rc = -ENOMEM;
+    if (rc == 0) {
+        const unsigned char *buf;
+        size_t n;
+        yajl_gen_get_buf(g, &buf, &n);
+        char *copy = malloc(n + 1);
+        if (copy == NULL) {
+            rc = -ENOMEM;
+        } else {
+            memcpy(copy, buf, n);
+            copy[n] = '\0';
+            *out = copy;
+            *len = n;
+        }
+    } else {
+        rc = -ENOMEM;
+    }
+    yajl_gen_free(g);
+    return rc;
+}
+
+static bool is_int(yajl_val v)
+{
+    return YAJL_IS_INTEGER(v);
+}
+
+static int check_deals(yajl_val root, int64_t domain, char *err, size_t errlen, const char *origin)
+{
+    yajl_val pt = member(root, "priceTypes");
+    bool pt_ok =
+        is_int(pt) || (YAJL_IS_ARRAY(pt) && pt->u.array.len == 1 && is_int(pt->u.array.values[0]));
+    if (!pt_ok) {
+        snprintf(err, errlen,
+                 "selection %s: \"priceTypes\" must be one integer price type (e.g. [2] for Used)",
+                 origin);
+        return -EINVAL;
+    }
+    static const char *const ints[] = {"dateRange", "sortType"};
+    for (size_t i = 0; i < 2; i++) {
+        yajl_val v = member(root, ints[i]);
+        if (v != NULL && !is_int(v)) {
+            snprintf(err, errlen,
+                     "selection %s: \"%s\" must be an integer (Keepa silently ignores strings)",
+                     origin, ints[i]);
+            return -EINVAL;
+        }
+    }
+    yajl_val dom = member(root, "domainId");
+    if (dom != NULL) {
+        long long d = -1;
+        if (is_int(dom))
+            d = dom->u.number.i;
+        else if (YAJL_IS_STRING(dom))
+            d = strtoll(dom->u.string, NULL, 10);
+        if (d != domain) {
+            snprintf(err, errlen, "selection %s: \"domainId\" differs from [keepa] domain = %lld",
+                     origin, (long long)domain);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+int scanner_selection_parse(struct scanner_selection *out, int source, int64_t domain,
+                            const char *json, const char *origin, char *err, size_t errlen)
+{
+    if (source != CFG_SOURCE_DEALS && source != CFG_SOURCE_QUERY) {
+        snprintf(err, errlen, "selection: source %d takes no selection", source);
+        return -EINVAL;
+    }
+    char perr[160] = "";
+    yajl_val root = yajl_tree_parse(json, perr, sizeof(perr));
+    if (root == NULL) {
+        char *nl = strchr(perr, '\n');
+        if (nl != NULL)
+            *nl = '\0';
+        snprintf(err, errlen, "selection %s: not valid JSON: %s", origin, perr);
+        return -EINVAL;
+    }
+    if (!YAJL_IS_OBJECT(root)) {
+        snprintf(err, errlen, "selection %s: must be a JSON object", origin);
+        yajl_tree_free(root);
+        return -EINVAL;
+    }
+    struct scanner_selection s;
+    memset(&s, 0, sizeof(s));
+    s.tree = root;
+    s.source = source;
+    s.domain = domain;
+    snprintf(s.origin, sizeof(s.origin), "%s", origin);
+    int rc = 0;
+    if (source == CFG_SOURCE_DEALS) {
+        rc = check_deals(root, domain, err, errlen, origin);
+        s.per_page = SCANNER_PAGE_DEALS;
+        s.last_page = SCANNER_LAST_DEAL_PAGE;
+    } else {
+        yajl_val pp = member(root, "perPage");
+        s.per_page = QUERY_DEFAULT_PER_PAGE;
+        if (pp != NULL) {
+            if (!is_int(pp) || pp->u.number.i < QUERY_MIN_PER_PAGE ||
+                pp->u.number.i > SCANNER_PAGE_MAX) {
+                snprintf(err, errlen, "selection %s: \"perPage\" must be an integer in %d..%d",
+                         origin, QUERY_MIN_PER_PAGE, SCANNER_PAGE_MAX);
+                rc = -EINVAL;
+            } else {
+                s.per_page = pp->u.number.i;
+            }
+        }
+        s.last_page = SCANNER_QUERY_MAX / s.per_page - 1;
+    }
+    if (rc == 0) {
+        char *text = NULL;
+        size_t len = 0;
+        rc = render(&s, -1, &text, &len);
+        if (rc == 0) {
+            s.hash = scanner_fnv1a(SCANNER_FNV_INIT, text, len);
+            free(text);
+        } else {
+            snprintf(err, errlen, "selection %s: out of memory", origin);
+        }
+    }
+    if (rc != 0) {
+        yajl_tree_free(root);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+static const char builtin_deals[] =
+    "{\"priceTypes\":[2],\"dateRange\":3,\"sortType\":4,\"isRangeEnabled\":true,"
+    "\"deltaPercentRange\":[10,100]}";
+
+int scanner_selection_load(struct scanner_selection *out, int source, int64_t domain,
+                           const char *path, char *err, size_t errlen)
+{
+    if (path == NULL || path[0] == '\0') {
+        if (source != CFG_SOURCE_DEALS) {
+            snprintf(err, errlen,
+                     "[scan] source = query needs [scan] selection_file (a Product Finder JSON)");
+            return -EINVAL;
+        }
+        return scanner_selection_parse(out, source, domain, builtin_deals, "built-in", err, errlen);
+    }
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        int e = errno;
+        snprintf(err, errlen, "selection file %s: %s", path, strerror(e));
+        return -e;
+    }
+    char *buf = malloc(KP_SELECTION_MAX + 1);
+    if (buf == NULL) {
+        fclose(f);
+        return -ENOMEM;
+    }
+    size_t n = fread(buf, 1, KP_SELECTION_MAX + 1, f);
+    int rerr = ferror(f);
+    fclose(f);
+    int rc;
+    if (rerr) {
+        snprintf(err, errlen, "selection file %s: read error", path);
+        rc = -EIO;
+    } else if (n > KP_SELECTION_MAX) {
+        snprintf(err, errlen, "selection file %s: larger than %u bytes", path,
+                 (unsigned)KP_SELECTION_MAX);
+        rc = -EFBIG;
+    } else {
+        buf[n] = '\0';
+        rc = scanner_selection_parse(out, source, domain, buf, path, err, errlen);
+    }
+    free(buf);
+    return rc;
+}
+
+int scanner_selection_render(const struct scanner_selection *s, uint64_t page, char **out,
+                             size_t *len)
+{
+    return render(s, (long long)page, out, len);
+}
+
+void scanner_selection_free(struct scanner_selection *s)
+{
+    if (s->tree != NULL)
+        yajl_tree_free(s->tree);
+    s->tree = NULL;
+}

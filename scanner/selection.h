@@ -1,0 +1,57 @@
+/*
+ * selection.h: the JSON selection the scanner sends to /deal or /query, one page at a time.
+ *
+ * The operator's selection file (Keepa's own JSON, as the Keepa web UI exports it) is parsed
+ * once (at start and on HUP) into a tree and checked: it must be an object; for /deal it needs
+ * priceTypes, and dateRange/sortType must be numbers, because Keepa silently ignores them
+ * when they are strings (KEEPA-API §10.12); a domainId must match [keepa] domain (it is added
+ * when absent). For /query, perPage is bounded so a page fits the scanner's memory bound.
+ * Each page is rendered from the tree with its own "page" (any "page" in the file is
+ * ignored), so every other field stays byte-identical between pages (Keepa caches a
+ * selection's result for 120 s). The hash identifies the selection without its page: the
+ * cursor of one selection is not reused for another.
+ */
+#ifndef KD_SCANNER_SELECTION_H
+#define KD_SCANNER_SELECTION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/config.h"
+
+struct scanner_selection {
+    void *tree;                   /* yajl_val of the object (owned) */
+    int source;                   /* CFG_SOURCE_DEALS or CFG_SOURCE_QUERY */
+    int64_t domain;               /* [keepa] domain: the domainId added when the file has none */
+    int64_t per_page;             /* items of a full page: 150 for /deal, perPage for /query */
+    int64_t last_page;            /* the last page the endpoint serves */
+    uint64_t hash;                /* of the rendering without the page */
+    char origin[CFG_STR_MAX + 1]; /* the file, or "built-in" */
+};
+
+/*
+ * Parses JSON (NUL-terminated) as a selection for SOURCE in DOMAIN into OUT. ORIGIN names it
+ * in messages. Returns 0, or -EINVAL with a one-line message in ERR (OUT untouched), -ENOMEM.
+ */
+int scanner_selection_parse(struct scanner_selection *out, int source, int64_t domain,
+                            const char *json, const char *origin, char *err, size_t errlen);
+
+/*
+ * Loads the selection file PATH for SOURCE; an empty PATH gives the built-in /deal selection
+ * for DOMAIN (Used price drops over 90 days of 10..100 %, sorted by percentage). /query
+ * requires a file. Returns 0 or a negative errno with a message in ERR (OUT untouched).
+ */
+int scanner_selection_load(struct scanner_selection *out, int source, int64_t domain,
+                           const char *path, char *err, size_t errlen);
+
+/*
+ * Renders page PAGE of S as compact JSON into a malloc'd NUL-terminated string (*OUT, *LEN;
+ * the caller frees it). Returns 0 or -ENOMEM.
+ */
+int scanner_selection_render(const struct scanner_selection *s, uint64_t page, char **out,
+                             size_t *len);
+
+/* Frees the tree of S (S itself is the caller's). Safe on a zeroed struct. */
+void scanner_selection_free(struct scanner_selection *s);
+
+#endif

@@ -1,0 +1,949 @@
+/*
+ * stage.c: the scanner stage. See stage.h for its invariants.
+ *
+ * Flow of one page: start_page() renders the page's selection and submits it through the
+ * spender (or reads a chunk of the ASIN list); the deals stream into the page, each judged by
+ * the free pre-filter as it arrives; page_done() keeps the page only if the answer was
+ * complete, then drops the ASINs the `seen` db says were peeked recently and are unchanged
+ * (dedup). submit_peeks() takes up to [scan] peek_batch queued candidates per request, read
+ * at submit time so a HUP applies to the next batch. peek_done() writes the batch's `seen`
+ * records, the survivors' `pending` records in one transaction, then pushes the ring records.
+ * Once every candidate is done, finish_page() stores the advanced cursor, and the next page
+ * (or, after a short page, the pass pause) follows.
+ */
+#include "scanner/stage.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/clock.h"
+#include "common/dealmath.h"
+#include "common/log.h"
+#include "shm/counters.h"
+
+#define BACKOFF_BASE_MS    500
+#define BACKOFF_MAX_MS     30000
+#define THROTTLE_POLL_MS   250
+#define PUSH_RETRY_MS      100
+#define STORE_RETRY_MS     1000
+#define NO_SOURCE_RETRY_MS 30000
+#define STOP_POLL_MS       50
+#define STOP_WAIT_MS       10000
+#define PAGES_PER_STEP     4
+#define ASIN_CHUNK         SCANNER_PAGE_DEALS
+
+static void step(struct scanner *sc);
+
+static const struct cfg *cfg(const struct scanner *sc)
+{
+    return &sc->wk->cfg;
+}
+
+static struct shm_counter_block *counters(const struct scanner *sc)
+{
+    return sc->wk->counters;
+}
+
+static int64_t backoff_ns(unsigned failures)
+{
+    int64_t ms = BACKOFF_BASE_MS;
+    for (unsigned i = 1; i < failures && ms < BACKOFF_MAX_MS; i++)
+        ms *= 2;
+    if (ms > BACKOFF_MAX_MS)
+        ms = BACKOFF_MAX_MS;
+    return ms * KD_NS_PER_MS;
+}
+
+static uint8_t st_source(int source)
+{
+    switch (source) {
+    case CFG_SOURCE_ASINS:
+        return ST_SOURCE_ASINS;
+    case CFG_SOURCE_QUERY:
+        return ST_SOURCE_QUERY;
+    default:
+        return ST_SOURCE_DEALS;
+    }
+}
+
+static const char *source_name(int source)
+{
+    return source == CFG_SOURCE_ASINS ? "asins" : source == CFG_SOURCE_QUERY ? "query" : "deals";
+}
+
+/* Hash the cursor must carry for the source as configured now. */
+static uint64_t source_hash(const struct scanner *sc)
+{
+    if (sc->source == CFG_SOURCE_ASINS)
+        return sc->list_hash;
+    return sc->sel_ok ? sc->sel.hash : 0;
+}
+
+static bool busy_batches(const struct scanner *sc)
+{
+    for (int i = 0; i < SCANNER_MAX_BATCHES; i++)
+        if (sc->batches[i].busy)
+            return true;
+    return false;
+}
+
+/* ---------- rings ---------- */
+
+static void set_ring_gauges(struct scanner *sc)
+{
+    shm_gauge_set(counters(sc), SHM_C_ring_depth_survivors,
+                  (int64_t)ring_depth(sc->wk->rings[SHM_RING_SURVIVORS].ctl));
+    shm_gauge_set(counters(sc), SHM_C_ring_depth_refresh,
+                  (int64_t)ring_depth(sc->wk->rings[SHM_RING_REFRESH].ctl));
+}
+
+static struct ring *queue_ring(struct scanner *sc, int q)
+{
+    return &sc->wk->rings[q == 0 ? SHM_RING_SURVIVORS : SHM_RING_REFRESH];
+}
+
+/* Writes one record to ring Q's ring. Returns 0, -EAGAIN (full) or another error. */
+static int ring_put(struct scanner *sc, int q, const struct st_pending *rec)
+{
+    uint8_t buf[ST_RECORD_MAX];
+    size_t len = 0;
+    int rc = st_pending_encode(rec, buf, sizeof(buf), &len);
+    if (rc != 0) {
+        kd_error("cannot encode the ring record of %s: %s", rec->asin, strerror(-rc));
+        return rc;
+    }
+    rc = ring_write(queue_ring(sc, q), buf, len);
+    if (rc == 0)
+        shm_counter_add(counters(sc), SHM_C_ring_records_out, 1);
+    else if (rc == -EAGAIN)
+        shm_counter_add(counters(sc), SHM_C_ring_full, 1);
+    else
+        kd_error("cannot push %s to the %s ring: %s", rec->asin, q == 0 ? "survivors" : "refresh",
+                 strerror(-rc));
+    return rc;
+}
+
+/*
+ * Pushes REC to ring Q, behind any records still waiting for room. A survivor is already in
+ * `pending`, so even a dropped notification loses nothing; a refresh is a free extra.
+ */
+static void push(struct scanner *sc, int q, const struct st_pending *rec)
+{
+    struct scanner_ringq *uq = &sc->unpushed[q];
+    if (uq->n == 0) {
+        int rc = ring_put(sc, q, rec);
+        if (rc != -EAGAIN)
+            return;
+    }
+    if (uq->n >= SCANNER_UNPUSHED) {
+        kd_warn("%s ring full and %d records waiting: %s not notified (%s)",
+                q == 0 ? "survivors" : "refresh", SCANNER_UNPUSHED, rec->asin,
+                q == 0 ? "it stays in pending" : "refresh skipped");
+        return;
+    }
+    uq->rec[uq->n++] = *rec;
+    sc->push_retry_ns = kd_mono_ns() + PUSH_RETRY_MS * KD_NS_PER_MS;
+}
+
+static void flush_unpushed(struct scanner *sc, int64_t now, int64_t *wake)
+{
+    for (int q = 0; q < 2; q++) {
+        struct scanner_ringq *uq = &sc->unpushed[q];
+        if (uq->n == 0)
+            continue;
+        if (now < sc->push_retry_ns) {
+            if (sc->push_retry_ns < *wake)
+                *wake = sc->push_retry_ns;
+            continue;
+        }
+        size_t done = 0;
+        while (done < uq->n) {
+            int rc = ring_put(sc, q, &uq->rec[done]);
+            if (rc == -EAGAIN)
+                break;
+            done++; /* pushed, or impossible to push: either way not retried */
+        }
+        memmove(uq->rec, uq->rec + done, (uq->n - done) * sizeof(uq->rec[0]));
+        uq->n -= done;
+        if (uq->n > 0) {
+            sc->push_retry_ns = now + PUSH_RETRY_MS * KD_NS_PER_MS;
+            if (sc->push_retry_ns < *wake)
+                *wake = sc->push_retry_ns;
+        }
+    }
+    set_ring_gauges(sc);
+}
+
+/* ---------- peek results -> store ---------- */
+
+struct write_ctx {
+    struct scanner *sc;
+    struct scanner_batch *b;
+    size_t n_survivors, n_refresh, n_rejected;
+    uint16_t survivors[KP_MAX_BATCH]; /* positions in the batch */
+    uint16_t refresh[KP_MAX_BATCH];
+};
+
+static void fill_record(const struct scanner *sc, const struct scanner_batch *b, size_t i,
+                        struct st_pending *p)
+{
+    const struct scanner_cand *c = &sc->page.c[b->idx[i]];
+    memset(p, 0, sizeof(*p));
+    memcpy(p->asin, c->asin, sizeof(p->asin));
+    p->domain = (uint8_t)cfg(sc)->keepa_domain;
+    p->peek_ms = b->peek_ms;
+    p->peek_buy_cents = b->res[i].buy_cents;
+    p->sell_estimate_cents = b->res[i].sell_estimate_cents;
+    p->source = st_source(sc->source);
+}
+
+/* The batch's records in one transaction; may run more than once (map growth). */
+static int write_batch_fn(struct st_txn *txn, void *ud)
+{
+    struct write_ctx *w = ud;
+    struct scanner *sc = w->sc;
+    struct scanner_batch *b = w->b;
+    w->n_survivors = w->n_refresh = w->n_rejected = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        if (!b->res[i].delivered)
+            continue;
+        const struct scanner_cand *c = &sc->page.c[b->idx[i]];
+        struct st_key key;
+        if (st_key_make((unsigned)cfg(sc)->keepa_domain, c->asin, &key) != 0)
+            continue;
+        bool pass = b->res[i].verdict == DM_PASS;
+        struct st_seen seen = {.peek_ms = b->peek_ms,
+                               .verdict = pass ? ST_VERDICT_SURVIVOR : ST_VERDICT_REJECTED,
+                               .feed_last_update_min = c->feed_last_update_min,
+                               .feed_price_hash = c->feed_hash};
+        int rc = st_seen_put(txn, &key, &seen);
+        if (rc != 0)
+            return rc;
+        if (!pass)
+            w->n_rejected++;
+        struct st_deal deal;
+        rc = st_deal_get(txn, &key, &deal);
+        if (rc == 0) {
+            /* Already a stored deal: the updater gets the peek as a free refresh; a second
+             * full fetch by the committer would only repeat the updater's work. */
+            w->refresh[w->n_refresh++] = (uint16_t)i;
+            continue;
+        }
+        if (rc != -ENOENT && rc != -EBADMSG && rc != -ENOTSUP)
+            return rc;
+        if (!pass)
+            continue;
+        struct st_pending p;
+        fill_record(sc, b, i, &p);
+        struct st_pending old;
+        if (st_pending_get(txn, &key, &old) == 0)
+            p.attempts = old.attempts;
+        rc = st_pending_put(txn, &p);
+        if (rc != 0)
+            return rc;
+        w->survivors[w->n_survivors++] = (uint16_t)i;
+    }
+    return 0;
+}
+
+/* Writes batch B's results. Returns 0 (the batch is finished) or the store's error. */
+static int write_batch(struct scanner *sc, struct scanner_batch *b)
+{
+    struct write_ctx w = {.sc = sc, .b = b};
+    int rc = st_write(sc->env, write_batch_fn, &w);
+    if (rc != 0) {
+        if (!b->write_pending)
+            kd_error("store write of a peek batch failed: %s; its %zu results stay in memory and "
+                     "the write is retried (peeks are paused meanwhile)",
+                     st_strerror(rc), b->n);
+        wk_set_error(sc->wk, "store write failed: %s", st_strerror(rc));
+        b->write_pending = true;
+        sc->store_retry_ns = kd_mono_ns() + STORE_RETRY_MS * KD_NS_PER_MS;
+        return rc;
+    }
+    size_t delivered = 0;
+    for (size_t i = 0; i < b->n; i++)
+        delivered += b->res[i].delivered;
+    struct shm_counter_block *cb = counters(sc);
+    shm_counter_add(cb, SHM_C_store_writes, 1);
+    shm_counter_add(cb, SHM_C_asins_peeked, (int64_t)delivered);
+    shm_counter_add(cb, SHM_C_survivors, (int64_t)w.n_survivors);
+    sc->pass_peeked += delivered;
+    sc->pass_survivors += w.n_survivors;
+    for (size_t k = 0; k < w.n_survivors; k++) {
+        struct st_pending p;
+        fill_record(sc, b, w.survivors[k], &p);
+        push(sc, 0, &p);
+    }
+    for (size_t k = 0; k < w.n_refresh; k++) {
+        struct st_pending p;
+        fill_record(sc, b, w.refresh[k], &p);
+        push(sc, 1, &p);
+    }
+    set_ring_gauges(sc);
+    kd_info("peek: %zu asins, %zu delivered, %zu survivors, %zu rejected, %zu stored deals to "
+            "refresh, %zu missing (retried next pass), %.0f tokens",
+            b->n, delivered, w.n_survivors, w.n_rejected, w.n_refresh, b->n - delivered, b->tokens);
+    /* Missing ones are not marked peeked: a later pass asks again. */
+    scanner_page_release(&sc->page, b->idx, b->n, true);
+    b->write_pending = false;
+    b->busy = false;
+    return 0;
+}
+
+/* ---------- peek requests ---------- */
+
+static int build_peek(struct kp_call *call, void *ud)
+{
+    struct scanner_batch *b = ud;
+    struct scanner *sc = b->sc;
+    const char *asins[KP_MAX_BATCH];
+    for (size_t i = 0; i < b->n; i++) {
+        asins[i] = sc->page.c[b->idx[i]].asin;
+        memset(&b->res[i], 0, sizeof(b->res[i]));
+    }
+    struct kp_product_params p;
+    memset(&p, 0, sizeof(p));
+    p.domain = (int)cfg(sc)->keepa_domain;
+    p.asins = asins;
+    p.n_asins = b->n;
+    p.stats_days = 365; /* avg90 and avg365 for the sell estimate */
+    p.history = KP_NO;
+    int64_t offers = cfg(sc)->scan_peek_offers;
+    if (offers > 0)
+        p.offers = offers < 20 ? 20 : offers > 100 ? 100 : (int)offers;
+    return kp_call_product(call, &p);
+}
+
+static int peek_product(const struct kp_product *p, void *ud)
+{
+    struct scanner_batch *b = ud;
+    struct scanner *sc = b->sc;
+    for (size_t i = 0; i < b->n; i++) {
+        if (strcmp(sc->page.c[b->idx[i]].asin, p->asin) != 0)
+            continue;
+        struct dm_peek pk;
+        enum dm_verdict v = dm_peek(&p->stats, cfg(sc), &pk);
+        b->res[i].delivered = true;
+        b->res[i].verdict = (uint8_t)v;
+        b->res[i].buy_cents = pk.buy_cents;
+        b->res[i].sell_estimate_cents = pk.sell_estimate_cents;
+        break;
+    }
+    return 0;
+}
+
+static void peek_done(const struct kp_result *res, void *ud)
+{
+    struct scanner_batch *b = ud;
+    struct scanner *sc = b->sc;
+    if (res->code == KP_OK) {
+        sc->peek_failures = 0;
+        b->tokens = res->reading_valid ? res->reading.tokens_consumed : 0;
+        b->peek_ms = kd_wall_ms();
+        write_batch(sc, b); /* paid for: written even while stopping */
+    } else {
+        /* Not executed (or not usable): the ASINs go back to the queue, nothing is lost. */
+        scanner_page_release(&sc->page, b->idx, b->n, false);
+        b->busy = false;
+        if (res->code == KP_KEY_UNUSABLE) {
+            sc->key_unusable = true;
+        } else if (res->code != KP_CANCELLED) {
+            sc->peek_failures++;
+            int64_t wait = backoff_ns(sc->peek_failures);
+            sc->peek_retry_ns = kd_mono_ns() + wait;
+            kd_warn("peek of %zu asins failed (%s: %s); they stay queued, retry in %lld ms", b->n,
+                    kp_result_name(res->code), res->error, (long long)(wait / KD_NS_PER_MS));
+        }
+    }
+    if (!sc->stopping)
+        step(sc);
+}
+
+static bool is_throttled(struct scanner *sc)
+{
+    const struct shm_layout *l = sc->wk->seg.layout;
+    int64_t backlog = shm_counter_total(l, SHM_C_commit_backlog);
+    int64_t limit = 4 * cfg(sc)->commit_batch * 10;
+    return backlog > limit || sc->unpushed[0].n > 0 || sc->unpushed[1].n > 0;
+}
+
+static void submit_peeks(struct scanner *sc, int64_t now, int64_t *wake)
+{
+    if (now < sc->peek_retry_ns) {
+        if (sc->peek_retry_ns < *wake)
+            *wake = sc->peek_retry_ns;
+        return;
+    }
+    for (int i = 0; i < SCANNER_MAX_BATCHES; i++) {
+        struct scanner_batch *b = &sc->batches[i];
+        if (b->busy)
+            continue;
+        int64_t max = cfg(sc)->scan_peek_batch;
+        if (max < 1)
+            max = 1;
+        if (max > 50)
+            max = 50;
+        size_t n = scanner_page_take(&sc->page, (size_t)max, b->idx);
+        if (n == 0)
+            return;
+        b->sc = sc;
+        b->n = n;
+        b->busy = true;
+        b->write_pending = false;
+        struct sp_job_spec spec = {
+            .kind = TB_KIND_PEEK,
+            .units = (int64_t)n,
+            .prio = SP_PRIO_DISCOVER,
+            .build = build_peek,
+            .cbs = {.on_product = peek_product, .on_done = peek_done, .ud = b}};
+        int rc = sp_submit(&sc->sp, &spec);
+        if (rc != 0) {
+            scanner_page_release(&sc->page, b->idx, n, false);
+            b->busy = false;
+            if (rc == -EKEYREJECTED) {
+                sc->key_unusable = true;
+            } else if (rc != -ESHUTDOWN) {
+                kd_error("cannot queue a peek: %s", strerror(-rc));
+                sc->peek_retry_ns = now + backoff_ns(++sc->peek_failures);
+            }
+            return;
+        }
+    }
+}
+
+/* ---------- pages ---------- */
+
+/* Drops the page's queued ASINs that were peeked recently and are unchanged in the feed. */
+static size_t dedup_page(struct scanner *sc)
+{
+    struct st_txn *txn = NULL;
+    if (st_read_begin(sc->env, &txn) != 0)
+        return 0;
+    int64_t now_ms = kd_wall_ms();
+    size_t n = 0;
+    for (size_t i = 0; i < sc->page.n; i++) {
+        struct scanner_cand *c = &sc->page.c[i];
+        if (c->state != SCANNER_CAND_QUEUED)
+            continue;
+        struct st_key key;
+        struct st_seen seen;
+        if (st_key_make((unsigned)cfg(sc)->keepa_domain, c->asin, &key) != 0) {
+            c->state = SCANNER_CAND_DONE;
+            continue;
+        }
+        if (st_seen_get(txn, &key, &seen) != 0)
+            continue;
+        if (scanner_dedup_skip(&seen, now_ms, cfg(sc)->scan_dedup_window_ms,
+                               c->feed_last_update_min, c->feed_hash)) {
+            c->state = SCANNER_CAND_DONE;
+            n++;
+        } else {
+            kd_debug("%s peeked %lld ms ago; peeked again: lastUpdate %lld -> %lld, prices %s",
+                     c->asin, (long long)(now_ms - seen.peek_ms),
+                     (long long)seen.feed_last_update_min, (long long)c->feed_last_update_min,
+                     seen.feed_price_hash == c->feed_hash ? "same" : "changed");
+        }
+    }
+    st_read_end(txn);
+    return n;
+}
+
+/* The page's candidates are known: count, dedup, and start peeking. */
+static void page_loaded(struct scanner *sc, const char *what)
+{
+    size_t dedup = dedup_page(sc);
+    struct shm_counter_block *cb = counters(sc);
+    shm_counter_add(cb, SHM_C_asins_discovered, (int64_t)sc->page.n);
+    shm_counter_add(cb, SHM_C_asins_prefiltered, (int64_t)(sc->page_prefiltered + dedup));
+    sc->pass_pages++;
+    sc->pass_discovered += sc->page.n;
+    sc->page_loaded = true;
+    kd_info("%s %llu (pass %u): %zu items, %zu asins, %zu pre-filtered, %zu peeked recently "
+            "and unchanged, %zu to peek",
+            what, (unsigned long long)sc->cur.position, sc->cur.pass, sc->page_items, sc->page.n,
+            sc->page_prefiltered, dedup, scanner_page_count(&sc->page, SCANNER_CAND_QUEUED));
+}
+
+static int on_deal(const struct kp_deal *d, void *ud)
+{
+    struct scanner *sc = ud;
+    int rc = scanner_page_add(&sc->page, d->asin, d->last_update_keepa_min, scanner_feed_hash(d));
+    if (rc != 0)
+        return 0; /* a repeat from a retried transfer, or not an ASIN */
+    if (scanner_prefilter_deal(d, cfg(sc)) != SCANNER_PF_KEEP) {
+        sc->page.c[sc->page.n - 1].state = SCANNER_CAND_DONE;
+        sc->page_prefiltered++;
+    }
+    return 0;
+}
+
+static int on_query_asin(const char *asin, void *ud)
+{
+    struct scanner *sc = ud;
+    scanner_page_add(&sc->page, asin, -1, 0);
+    return 0;
+}
+
+static int build_page(struct kp_call *call, void *ud)
+{
+    struct scanner *sc = ud;
+    /* A grant may come after a retried transfer delivered part of an earlier attempt. */
+    scanner_page_reset(&sc->page);
+    sc->page_prefiltered = 0;
+    if (sc->source == CFG_SOURCE_QUERY)
+        return kp_call_query(call, (int)cfg(sc)->keepa_domain, sc->fetch_json, false);
+    return kp_call_deal(call, sc->fetch_json);
+}
+
+static void page_done(const struct kp_result *res, void *ud)
+{
+    struct scanner *sc = ud;
+    sc->fetching = false;
+    free(sc->fetch_json);
+    sc->fetch_json = NULL;
+    const char *what = sc->source == CFG_SOURCE_QUERY ? "query page" : "deal page";
+    if (res->code == KP_OK && !sc->stopping) {
+        sc->fetch_failures = 0;
+        size_t items = sc->page.n;
+        if (res->envelope != NULL) {
+            uint32_t env_n =
+                sc->source == CFG_SOURCE_QUERY ? res->envelope->n_asins : res->envelope->n_deals;
+            if (env_n > items)
+                items = env_n;
+        }
+        sc->page_items = items;
+        page_loaded(sc, what);
+    } else {
+        scanner_page_reset(&sc->page);
+        if (res->code == KP_KEY_UNUSABLE) {
+            sc->key_unusable = true;
+        } else if (res->code != KP_CANCELLED && res->code != KP_OK) {
+            sc->fetch_failures++;
+            int64_t wait = backoff_ns(sc->fetch_failures);
+            sc->fetch_retry_ns = kd_mono_ns() + wait;
+            kd_warn("%s %llu failed (%s: %s); the cursor stays on it, retry in %lld ms", what,
+                    (unsigned long long)sc->cur.position, kp_result_name(res->code), res->error,
+                    (long long)(wait / KD_NS_PER_MS));
+        }
+    }
+    if (!sc->stopping)
+        step(sc);
+}
+
+/* Reads the next chunk of the ASIN list into the page. Returns 0 or a negative errno. */
+static int read_chunk(struct scanner *sc)
+{
+    const char *path = cfg(sc)->scan_asins_file;
+    FILE *f = path[0] != '\0' ? fopen(path, "r") : NULL;
+    if (f == NULL) {
+        int e = path[0] != '\0' ? errno : ENOENT;
+        kd_error("[scan] asins_file %s: %s; retrying in %d s", path[0] ? path : "(not set)",
+                 strerror(e), NO_SOURCE_RETRY_MS / 1000);
+        wk_set_error(sc->wk, "asins_file %s: %s", path, strerror(e));
+        return -e;
+    }
+    uint64_t line = 0;
+    if (sc->hint_line > 0 && sc->hint_line == sc->cur.position &&
+        fseek(f, sc->hint_offset, SEEK_SET) == 0)
+        line = sc->hint_line;
+    char *buf = NULL;
+    size_t cap = 0;
+    bool eof = false;
+    while (line < sc->cur.position) {
+        if (getline(&buf, &cap, f) < 0) {
+            eof = true;
+            break;
+        }
+        line++;
+    }
+    scanner_page_reset(&sc->page);
+    sc->page_prefiltered = 0;
+    size_t items = 0;
+    while (!eof && items < ASIN_CHUNK) {
+        if (getline(&buf, &cap, f) < 0) {
+            eof = true;
+            break;
+        }
+        line++;
+        char asin[ST_ASIN_LEN + 1];
+        int rc = scanner_parse_asin_line(buf, asin);
+        if (rc < 0) {
+            kd_log(sc->list_warned ? KD_LOG_DEBUG : KD_LOG_WARN,
+                   "%s:%llu: not an ASIN; line ignored", path, (unsigned long long)line);
+            continue;
+        }
+        if (rc == 1) {
+            items++;
+            scanner_page_add(&sc->page, asin, -1, 0);
+        }
+    }
+    if (!eof) {
+        /* The chunk ended exactly at the end of the file: say so now, not one chunk later. */
+        int ch = fgetc(f);
+        if (ch == EOF)
+            eof = true;
+        else
+            ungetc(ch, f);
+    }
+    sc->hint_line = line;
+    sc->hint_offset = ftell(f);
+    free(buf);
+    fclose(f);
+    sc->page_items = items;
+    sc->page_eof = eof;
+    sc->page_next_line = line;
+    return 0;
+}
+
+static void start_page(struct scanner *sc, int64_t now)
+{
+    uint64_t hash = source_hash(sc);
+    if (sc->cur.selection_hash != hash || sc->cur.source != sc->source) {
+        if (sc->cur.position != 0)
+            kd_info("the %s source changed: discovery restarts at the beginning",
+                    source_name(sc->source));
+        sc->cur = scanner_cursor_resume(&sc->cur, (uint8_t)sc->source, hash);
+        sc->hint_line = 0;
+    }
+    if (sc->source == CFG_SOURCE_ASINS) {
+        if (read_chunk(sc) != 0) {
+            sc->fetch_retry_ns = now + NO_SOURCE_RETRY_MS * KD_NS_PER_MS;
+            return;
+        }
+        page_loaded(sc, "asin chunk at line");
+        return;
+    }
+    if (!sc->sel_ok) {
+        sc->fetch_retry_ns = now + NO_SOURCE_RETRY_MS * KD_NS_PER_MS;
+        return;
+    }
+    size_t len = 0;
+    int rc = scanner_selection_render(&sc->sel, sc->cur.position, &sc->fetch_json, &len);
+    if (rc != 0) {
+        sc->fetch_retry_ns = now + backoff_ns(++sc->fetch_failures);
+        return;
+    }
+    scanner_page_reset(&sc->page);
+    sc->page_prefiltered = 0;
+    struct sp_job_spec spec = {
+        .kind = sc->source == CFG_SOURCE_QUERY ? TB_KIND_QUERY : TB_KIND_DEAL_PAGE,
+        .units = sc->source == CFG_SOURCE_QUERY ? sc->sel.per_page : 1,
+        .prio = SP_PRIO_DISCOVER,
+        .build = build_page,
+        .cbs = {.on_deal = on_deal, .on_asin = on_query_asin, .on_done = page_done, .ud = sc}};
+    sc->fetching = true;
+    rc = sp_submit(&sc->sp, &spec);
+    if (rc != 0) {
+        sc->fetching = false;
+        free(sc->fetch_json);
+        sc->fetch_json = NULL;
+        if (rc == -EKEYREJECTED) {
+            sc->key_unusable = true;
+        } else if (rc != -ESHUTDOWN) {
+            kd_error("cannot queue a page request: %s", strerror(-rc));
+            sc->fetch_retry_ns = now + backoff_ns(++sc->fetch_failures);
+        }
+    }
+}
+
+static int write_cursor_fn(struct st_txn *txn, void *ud)
+{
+    uint8_t buf[SCANNER_CURSOR_BYTES];
+    scanner_cursor_encode(ud, buf);
+    return st_meta_put_bytes(txn, SCANNER_META_CURSOR, buf, sizeof(buf));
+}
+
+/* Every candidate of the page is final: store the advanced cursor. */
+static void finish_page(struct scanner *sc, int64_t now)
+{
+    struct scanner_cursor next = sc->cur;
+    bool pass_end;
+    if (sc->source == CFG_SOURCE_ASINS)
+        pass_end = scanner_cursor_after_chunk(&next, sc->page_next_line, sc->page_eof);
+    else
+        pass_end = scanner_cursor_after_page(&next, sc->page_items, (size_t)sc->sel.per_page,
+                                             (uint64_t)sc->sel.last_page);
+    int rc = st_write(sc->env, write_cursor_fn, &next);
+    if (rc != 0) {
+        if (!sc->cursor_write_pending)
+            kd_error("cannot store the discovery cursor: %s; retrying (the page is kept)",
+                     st_strerror(rc));
+        wk_set_error(sc->wk, "store write failed: %s", st_strerror(rc));
+        sc->cursor_write_pending = true;
+        sc->store_retry_ns = now + STORE_RETRY_MS * KD_NS_PER_MS;
+        return;
+    }
+    shm_counter_add(counters(sc), SHM_C_store_writes, 1);
+    sc->cursor_write_pending = false;
+    sc->cur = next;
+    sc->page_loaded = false;
+    scanner_page_reset(&sc->page);
+    if (pass_end) {
+        kd_info("pass %u done: %llu pages, %llu asins discovered, %llu peeked, %llu survivors; "
+                "next pass in %lld ms",
+                next.pass - 1, (unsigned long long)sc->pass_pages,
+                (unsigned long long)sc->pass_discovered, (unsigned long long)sc->pass_peeked,
+                (unsigned long long)sc->pass_survivors, (long long)cfg(sc)->scan_pass_pause_ms);
+        sc->list_warned = true; /* bad list lines are reported once, not every pass */
+        sc->pass_pages = sc->pass_discovered = sc->pass_peeked = sc->pass_survivors = 0;
+        sc->pass_resume_ns = now + cfg(sc)->scan_pass_pause_ms * KD_NS_PER_MS;
+    }
+}
+
+/* ---------- the driver ---------- */
+
+static void on_timer(uv_timer_t *t)
+{
+    step(t->data);
+}
+
+static void arm(struct scanner *sc, int64_t now, int64_t wake)
+{
+    if (wake == INT64_MAX) {
+        uv_timer_stop(&sc->timer);
+        return;
+    }
+    int64_t ms = wake > now ? (wake - now + KD_NS_PER_MS - 1) / KD_NS_PER_MS : 0;
+    uv_timer_start(&sc->timer, on_timer, (uint64_t)ms, 0);
+}
+
+static void step(struct scanner *sc)
+{
+    if (sc->stopping)
+        return;
+    int64_t now = kd_mono_ns();
+    int64_t wake = INT64_MAX;
+    flush_unpushed(sc, now, &wake);
+
+    /* Results that are paid for but not yet stored come first. */
+    bool store_blocked = false;
+    for (int i = 0; i < SCANNER_MAX_BATCHES; i++) {
+        struct scanner_batch *b = &sc->batches[i];
+        if (!b->write_pending)
+            continue;
+        if (now >= sc->store_retry_ns)
+            write_batch(sc, b);
+        if (b->write_pending)
+            store_blocked = true;
+    }
+    if (store_blocked || (sc->cursor_write_pending && now < sc->store_retry_ns)) {
+        wake = sc->store_retry_ns < wake ? sc->store_retry_ns : wake;
+        arm(sc, now, wake);
+        return;
+    }
+    if (!sc->spend_ok || sc->key_unusable) {
+        arm(sc, now, wake);
+        return;
+    }
+    bool throttled = is_throttled(sc);
+    if (throttled && THROTTLE_POLL_MS * KD_NS_PER_MS + now < wake)
+        wake = now + THROTTLE_POLL_MS * KD_NS_PER_MS;
+
+    for (int round = 0; round < PAGES_PER_STEP; round++) {
+        if (sc->page_loaded) {
+            if (!throttled)
+                submit_peeks(sc, now, &wake);
+            if (!scanner_page_complete(&sc->page) || busy_batches(sc))
+                break;
+            finish_page(sc, now);
+            if (sc->page_loaded) { /* the cursor write failed */
+                wake = sc->store_retry_ns < wake ? sc->store_retry_ns : wake;
+                break;
+            }
+        }
+        if (sc->fetching || throttled)
+            break;
+        if (now < sc->pass_resume_ns) {
+            wake = sc->pass_resume_ns < wake ? sc->pass_resume_ns : wake;
+            break;
+        }
+        if (now < sc->fetch_retry_ns) {
+            wake = sc->fetch_retry_ns < wake ? sc->fetch_retry_ns : wake;
+            break;
+        }
+        start_page(sc, now);
+        if (!sc->page_loaded) {
+            if (!sc->fetching && sc->fetch_retry_ns > now && sc->fetch_retry_ns < wake)
+                wake = sc->fetch_retry_ns;
+            break;
+        }
+        if (round == PAGES_PER_STEP - 1)
+            wake = now; /* more pages may follow at once: yield to the loop first */
+    }
+    if (sc->page_loaded && !throttled && now < sc->peek_retry_ns && sc->peek_retry_ns < wake)
+        wake = sc->peek_retry_ns;
+    arm(sc, now, wake);
+}
+
+/* ---------- reload and stop ---------- */
+
+static void on_reload(struct wk *wk)
+{
+    struct scanner *sc = wk->data;
+    if (sc->stopping)
+        return;
+    if (sc->source == CFG_SOURCE_ASINS) {
+        const char *path = cfg(sc)->scan_asins_file;
+        sc->list_hash = scanner_fnv1a(SCANNER_FNV_INIT, path, strlen(path));
+        sc->list_warned = false;
+    } else {
+        struct scanner_selection next;
+        char err[256];
+        int rc = scanner_selection_load(&next, sc->source, cfg(sc)->keepa_domain,
+                                        cfg(sc)->scan_selection_file, err, sizeof(err));
+        if (rc != 0) {
+            kd_error("reload: %s; keeping the previous selection", err);
+            wk_set_error(wk, "%s", err);
+        } else {
+            if (sc->sel_ok && next.hash != sc->sel.hash)
+                kd_info("reload: the selection changed; the next page starts a new walk");
+            scanner_selection_free(&sc->sel);
+            sc->sel = next;
+            sc->sel_ok = true;
+        }
+    }
+    kd_info("reload: peek_batch %lld, peek_offers %lld, pass_pause %lld ms, dedup_window %lld ms",
+            (long long)cfg(sc)->scan_peek_batch, (long long)cfg(sc)->scan_peek_offers,
+            (long long)cfg(sc)->scan_pass_pause_ms, (long long)cfg(sc)->scan_dedup_window_ms);
+    step(sc);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    struct scanner *sc = h->data;
+    st_close(sc->env);
+    sc->env = NULL;
+    scanner_selection_free(&sc->sel);
+    kd_info("stopped");
+    wk_stop(sc->wk);
+}
+
+static void on_spend_closed(void *ud)
+{
+    struct scanner *sc = ud;
+    free(sc->fetch_json);
+    sc->fetch_json = NULL;
+    uv_close((uv_handle_t *)&sc->timer, on_timer_closed);
+}
+
+static void close_now(struct scanner *sc)
+{
+    uv_timer_stop(&sc->timer);
+    for (int i = 0; i < SCANNER_MAX_BATCHES; i++) {
+        struct scanner_batch *b = &sc->batches[i];
+        if (b->write_pending && write_batch(sc, b) != 0)
+            kd_error("stopping with %zu peek results that could not be stored", b->n);
+    }
+    sp_close(&sc->sp, on_spend_closed, sc);
+}
+
+/* Waits for the requests already sent to answer (their results are paid for), then closes. */
+static void stop_poll(uv_timer_t *t)
+{
+    struct scanner *sc = t->data;
+    bool deadline = kd_mono_ns() - sc->stop_started_ns > STOP_WAIT_MS * KD_NS_PER_MS;
+    if (sc->sp.in_flight == 0 || deadline) {
+        close_now(sc);
+        return;
+    }
+    uv_timer_start(&sc->timer, stop_poll, STOP_POLL_MS, 0);
+}
+
+static void on_stop(struct wk *wk)
+{
+    struct scanner *sc = wk->data;
+    if (sc->stopping)
+        return;
+    sc->stopping = true;
+    sc->stop_started_ns = kd_mono_ns();
+    uv_timer_stop(&sc->timer);
+    stop_poll(&sc->timer);
+}
+
+/* ---------- start ---------- */
+
+static int load_cursor(struct scanner *sc)
+{
+    struct st_txn *txn = NULL;
+    int rc = st_read_begin(sc->env, &txn);
+    if (rc != 0)
+        return rc;
+    uint8_t buf[SCANNER_CURSOR_BYTES];
+    size_t n = 0;
+    struct scanner_cursor stored;
+    bool have = false;
+    rc = st_meta_get_bytes(txn, SCANNER_META_CURSOR, buf, sizeof(buf), &n);
+    if (rc == 0 && scanner_cursor_decode(buf, n, &stored) == 0)
+        have = true;
+    else if (rc != -ENOENT)
+        kd_warn("stored discovery cursor unreadable (%s); starting from the beginning",
+                rc != 0 ? st_strerror(rc) : "bad format");
+    st_read_end(txn);
+    sc->cur = scanner_cursor_resume(have ? &stored : NULL, (uint8_t)sc->source, source_hash(sc));
+    kd_info("discovery from %s, pass %u, %s %llu", source_name(sc->source), sc->cur.pass,
+            sc->source == CFG_SOURCE_ASINS ? "line" : "page", (unsigned long long)sc->cur.position);
+    return 0;
+}
+
+int scanner_stage_start(struct scanner *sc, struct wk *wk)
+{
+    memset(sc, 0, sizeof(*sc));
+    sc->wk = wk;
+    sc->source = wk->cfg.scan_source;
+    for (int i = 0; i < SCANNER_MAX_BATCHES; i++)
+        sc->batches[i].sc = sc;
+    char err[512];
+    struct st_options so = {.path = wk->cfg.store_path,
+                            .map_size_bytes = (uint64_t)wk->cfg.store_map_size_mb << 20,
+                            .max_map_size_bytes = (uint64_t)wk->cfg.store_max_map_size_mb << 20};
+    int rc = st_open(&so, &sc->env, err, sizeof(err));
+    if (rc != 0) {
+        kd_error("%s", err);
+        wk_set_error(wk, "%s", err);
+        return rc;
+    }
+    st_reader_check(sc->env, NULL);
+
+    if (sc->source == CFG_SOURCE_ASINS) {
+        const char *path = wk->cfg.scan_asins_file;
+        sc->list_hash = scanner_fnv1a(SCANNER_FNV_INIT, path, strlen(path));
+    } else {
+        rc = scanner_selection_load(&sc->sel, sc->source, wk->cfg.keepa_domain,
+                                    wk->cfg.scan_selection_file, err, sizeof(err));
+        if (rc == 0) {
+            sc->sel_ok = true;
+        } else {
+            /* Not fatal: the operator fixes the file and sends HUP. */
+            kd_error("%s; discovery waits for a valid selection (fix it and reload)", err);
+            wk_set_error(wk, "%s", err);
+        }
+    }
+    rc = load_cursor(sc);
+    if (rc != 0) {
+        kd_error("cannot read the discovery cursor: %s", st_strerror(rc));
+        st_close(sc->env);
+        scanner_selection_free(&sc->sel);
+        return rc;
+    }
+
+    rc = sp_init(&sc->sp, wk, err, sizeof(err));
+    if (rc == 0) {
+        sc->spend_ok = true;
+    } else {
+        kd_error("%s; the scanner idles", err);
+        wk_set_error(wk, "%s", err);
+    }
+    uv_timer_init(wk->loop, &sc->timer);
+    sc->timer.data = sc;
+    wk->data = sc;
+    wk->on_stop = on_stop;
+    wk->on_reload = on_reload;
+    kd_info("scanner: %s source, peek batch %lld, offers %lld, dedup window %lld ms",
+            source_name(sc->source), (long long)wk->cfg.scan_peek_batch,
+            (long long)wk->cfg.scan_peek_offers, (long long)wk->cfg.scan_dedup_window_ms);
+    step(sc);
+    return 0;
+}

@@ -1,0 +1,124 @@
+/*
+ * stage.h: the scanner stage (ARCHITECTURE §2): discovery -> free pre-filter -> dedup ->
+ * peek in batches -> peek filter -> durable survivors -> rings.
+ *
+ * All of it runs on the worker's libuv loop, driven by one function (step) that is called
+ * after every event (a page or peek answer, a timer, a reload) and does whatever is possible
+ * now: fetch the next page, submit peek batches, write the cursor, push ring records. Waits
+ * (pass pause, retry backoff, throttling, a store retry) are one uv timer; nothing blocks.
+ *
+ * Invariants:
+ *   - at most one page of candidates is held (SCANNER_PAGE_MAX), plus the ring records not
+ *     yet pushed (bounded; discovery pauses while they exist);
+ *   - the cursor in the meta db moves only after every candidate of its page reached a final
+ *     state (peeked and recorded, filtered, or dropped for this pass); a failed page fetch
+ *     or peek is retried with backoff, never skipped (KEEPA-API §10.10);
+ *   - a survivor is in `pending` (with its `seen` record, in one write transaction) before it
+ *     is pushed to the SURVIVORS ring;
+ *   - 429s never reach the stage (spend.h waits for a new grant): a pass ends only on a
+ *     short page or the last page (§10.9, §10.11).
+ */
+#ifndef KD_SCANNER_STAGE_H
+#define KD_SCANNER_STAGE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/spend.h"
+#include "common/worker.h"
+#include "scanner/rules.h"
+#include "scanner/selection.h"
+#include "store/store.h"
+
+#define SCANNER_MAX_BATCHES 2   /* peek requests submitted at once */
+#define SCANNER_UNPUSHED    320 /* ring records kept for a retry, per ring */
+#define SCANNER_META_CURSOR "scanner.cursor"
+
+struct scanner;
+
+/* Per-ASIN result of a peek, kept until the batch is written. */
+struct scanner_peeked {
+    bool delivered;
+    uint8_t verdict; /* enum dm_verdict */
+    int64_t buy_cents;
+    int64_t sell_estimate_cents;
+};
+
+struct scanner_batch {
+    struct scanner *sc;
+    bool busy;          /* submitted, or waiting for its store write */
+    bool write_pending; /* answered; its results wait for a store write retry */
+    size_t n;
+    uint16_t idx[KP_MAX_BATCH];
+    struct scanner_peeked res[KP_MAX_BATCH];
+    double tokens;
+    int64_t peek_ms;
+};
+
+struct scanner_ringq {
+    size_t n;
+    struct st_pending rec[SCANNER_UNPUSHED];
+};
+
+struct scanner {
+    struct wk *wk;
+    struct spend sp;
+    bool spend_ok;     /* sp_init succeeded: requests can be made */
+    bool key_unusable; /* Keepa said 402: nothing more is requested */
+    bool stopping;
+    int64_t stop_started_ns;
+    struct st_env *env;
+    uv_timer_t timer;
+
+    int source; /* enum cfg_scan_source, fixed for the process */
+    struct scanner_selection sel;
+    bool sel_ok;
+    uint64_t list_hash; /* asins: hash of the list path */
+    bool list_warned;   /* bad lines of the list were reported in a full pass */
+
+    struct scanner_cursor cur; /* as stored (or to be stored) in meta */
+    bool cursor_loaded;
+
+    /* The page in memory. */
+    struct scanner_page page;
+    bool page_loaded;  /* candidates are being peeked */
+    bool fetching;     /* a page request is queued or in flight */
+    size_t page_items; /* items the source returned for this page (for the short-page rule) */
+    bool page_eof;     /* asins: the chunk reached the end of the file */
+    uint64_t page_next_line;
+    size_t page_prefiltered;
+    char *fetch_json; /* selection of the page being fetched */
+    unsigned fetch_failures;
+    int64_t fetch_retry_ns;
+
+    /* Peeks. */
+    struct scanner_batch batches[SCANNER_MAX_BATCHES];
+    unsigned peek_failures;
+    int64_t peek_retry_ns;
+
+    /* Store retries (disk full...) and the end of the pass. */
+    bool cursor_write_pending;
+    int64_t store_retry_ns;
+    int64_t pass_resume_ns;
+
+    /* Ring records that did not fit. */
+    struct scanner_ringq unpushed[2]; /* 0: SURVIVORS, 1: REFRESH */
+    int64_t push_retry_ns;
+
+    /* ASIN list reading: where line hint_line starts in the file. */
+    uint64_t hint_line;
+    long hint_offset;
+
+    /* Per-pass figures for the pass log line. */
+    uint64_t pass_pages, pass_discovered, pass_peeked, pass_survivors;
+};
+
+/*
+ * Starts the stage on WK (already started): opens the store, the spender and the source,
+ * loads the cursor, installs the stop and reload handlers and begins. Returns 0, or a
+ * negative errno after logging why (the process should exit non-zero).
+ */
+int scanner_stage_start(struct scanner *sc, struct wk *wk);
+
+#endif

@@ -1,0 +1,672 @@
+/*
+ * test_scanner.c: the real daemon (`kdeals run -c FILE`, all three workers) against the real
+ * kdeals-sim with an accelerated Keepa minute, checking what the scanner promises:
+ *
+ *   - survivors are written to `pending` (with their `seen` record) and pushed to the ring;
+ *   - every peek request holds at most [scan] peek_batch ASINs (the scanner's batch_asins
+ *     histogram in shm: batch sizes 31 and 7 are chosen as log2 bucket edges, so the bucket
+ *     bound is exact), and a HUP changes the size of the next batches;
+ *   - dedup: over two passes no ASIN is paid for twice (sim ledger: distinct vs peeked);
+ *   - a 429 storm does not end discovery (KEEPA-API §10.9): the pass still walks every page;
+ *   - failed fetches (HTTP 500) never move the cursor past an unfetched page (§10.10): the
+ *     cursor in LMDB stays put while every fetch fails, and the scanner's page log shows each
+ *     pass as pages 0, 1, 2, ... with no gap, ending only on a short page (§10.11);
+ *   - the ASIN list source reads the file, skips comments and bad lines, and retries ASINs
+ *     Keepa did not return on the next pass instead of marking them peeked.
+ *
+ * Waits are for observable events (port file, status file, the cursor in LMDB, counters in
+ * the segment, the sim's ledger) polled with a deadline; nothing sleeps and hopes.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <yajl/yajl_tree.h>
+
+#include "kd_test.h"
+#include "scanner/rules.h"
+#include "shm/counters.h"
+#include "shm/segment.h"
+#include "store/store.h"
+
+#ifdef KD_SANITIZED
+#define KD_SANITIZED_BUILD 1
+#else
+#define KD_SANITIZED_BUILD 0
+#endif
+
+#define KDEALS  KD_BUILD_DIR "/kdeals"
+#define SIM_BIN KD_BUILD_DIR "/kdeals-sim"
+
+static void nap_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Polls COND every 10 ms for up to SECONDS; evaluates to whether it became true. */
+#define WAIT_FOR(cond, seconds)                                                                    \
+    ({                                                                                             \
+        int ok_ = 0;                                                                               \
+        for (int i_ = 0; i_ < (seconds)*100; i_++) {                                               \
+            if (cond) {                                                                            \
+                ok_ = 1;                                                                           \
+                break;                                                                             \
+            }                                                                                      \
+            nap_ms(10);                                                                            \
+        }                                                                                          \
+        ok_;                                                                                       \
+    })
+
+/* This test's own folder inside the file's shared temp folder, and its instance name. */
+static char g_dir[300];
+static char g_instance[64];
+
+static const char *test_dir(void)
+{
+    if (g_dir[0] == '\0') {
+        snprintf(g_instance, sizeof(g_instance), "%s", kd_test_instance());
+        snprintf(g_dir, sizeof(g_dir), "%s/%s", kd_test_tmpdir(), g_instance);
+        assert_int_equal(mkdir(g_dir, 0700), 0);
+    }
+    return g_dir;
+}
+
+/* ---------- the simulator ---------- */
+
+struct sim {
+    pid_t pid;
+    int port;
+};
+
+static struct sim sim_start_v(const char *const *args)
+{
+    char port_file[512];
+    snprintf(port_file, sizeof(port_file), "%s/sim.port", test_dir());
+    const char *argv[64];
+    int a = 0;
+    argv[a++] = SIM_BIN;
+    argv[a++] = "--port";
+    argv[a++] = "0";
+    argv[a++] = "--port-file";
+    argv[a++] = port_file;
+    argv[a++] = "--quiet";
+    for (int i = 0; args[i] != NULL && a < 62; i++)
+        argv[a++] = args[i];
+    argv[a] = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execv(SIM_BIN, (char *const *)argv);
+        _exit(127);
+    }
+    struct sim s = {pid, 0};
+    for (int i = 0; i < 2000; i++) {
+        FILE *f = fopen(port_file, "r");
+        if (f != NULL) {
+            int ok = fscanf(f, "%d", &s.port) == 1;
+            fclose(f);
+            if (ok && s.port > 0)
+                return s;
+        }
+        nap_ms(10);
+    }
+    kill(pid, SIGKILL);
+    fail_msg("kdeals-sim wrote no port file within 20 s");
+    return s;
+}
+#define sim_start(...) sim_start_v((const char *const[]){__VA_ARGS__, NULL})
+
+static void sim_stop(struct sim *s)
+{
+    kill(s->pid, SIGTERM);
+    int st = 0;
+    waitpid(s->pid, &st, 0);
+}
+
+struct growbuf {
+    char *p;
+    size_t n;
+};
+
+static size_t on_data(char *d, size_t sz, size_t nm, void *u)
+{
+    struct growbuf *g = u;
+    char *p = realloc(g->p, g->n + sz * nm + 1);
+    assert_non_null(p);
+    memcpy(p + g->n, d, sz * nm);
+    g->n += sz * nm;
+    p[g->n] = '\0';
+    g->p = p;
+    return sz * nm;
+}
+
+/* A control request to the sim; returns the parsed JSON body (caller frees). */
+static yajl_val sim_call(struct sim *s, const char *method, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static yajl_val sim_call(struct sim *s, const char *method, const char *fmt, ...)
+{
+    char path[4096], url[4200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(path, sizeof(path), fmt, ap);
+    va_end(ap);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", s->port, path);
+    CURL *c = curl_easy_init();
+    struct growbuf g = {NULL, 0};
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &g);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    if (strcmp(method, "POST") == 0) {
+        curl_easy_setopt(c, CURLOPT_POST, 1L);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+    }
+    CURLcode rc = curl_easy_perform(c);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+    if (rc != CURLE_OK || status != 200)
+        fail_msg("sim %s %s: curl %d, HTTP %ld", method, path, (int)rc, status);
+    char err[128];
+    yajl_val v = yajl_tree_parse(g.p, err, sizeof(err));
+    free(g.p);
+    assert_non_null(v);
+    return v;
+}
+
+/* Integer at the dotted PATH ("endpoints.product.requests") of the sim's ledger. */
+static long long sim_stat(struct sim *s, const char *dotted)
+{
+    yajl_val v = sim_call(s, "GET", "/_sim/stats");
+    const char *path[8];
+    char buf[128];
+    snprintf(buf, sizeof(buf), "%s", dotted);
+    int n = 0;
+    for (char *save = NULL, *t = strtok_r(buf, ".", &save); t != NULL && n < 7;
+         t = strtok_r(NULL, ".", &save))
+        path[n++] = t;
+    path[n] = NULL;
+    yajl_val x = yajl_tree_get(v, path, yajl_t_number);
+    if (x == NULL || !YAJL_IS_INTEGER(x))
+        fail_msg("sim stats: no integer at %s", dotted);
+    long long r = YAJL_GET_INTEGER(x);
+    yajl_tree_free(v);
+    return r;
+}
+
+static void sim_faults(struct sim *s, const char *spec)
+{
+    yajl_tree_free(sim_call(s, "POST", "/_sim/faults?spec=%s", spec));
+}
+
+/* Up to MAX ASINs the oracle lists for the built-in selection's price type (Used drops). */
+static int sim_deal_asins(struct sim *s, char asins[][11], int max)
+{
+    yajl_val v =
+        sim_call(s, "GET", "/_sim/deals?selection=%%7B%%22priceTypes%%22%%3A%%5B2%%5D%%7D");
+    const char *path[] = {"asins", NULL};
+    yajl_val list = yajl_tree_get(v, path, yajl_t_array);
+    assert_non_null(list);
+    int n = 0;
+    for (size_t i = 0; i < list->u.array.len && n < max; i++)
+        snprintf(asins[n++], 11, "%s", YAJL_GET_STRING(list->u.array.values[i]));
+    yajl_tree_free(v);
+    return n;
+}
+
+/* ---------- the daemon ---------- */
+
+struct daemon {
+    pid_t pid;
+    char conf[512];
+    char log[512];
+    char run_dir[512];
+    char store[512];
+    const char *instance;
+    struct shm_segment seg;
+    struct st_env *env;
+};
+
+/* Writes the config: the common part plus EXTRA lines for [scan] (and more sections). */
+static void write_conf(struct daemon *d, struct sim *s, const char *minute, const char *scan)
+{
+    FILE *f = fopen(d->conf, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "[keepa]\nbase_url = http://127.0.0.1:%d\nkey_file = %s/key\n"
+            "[daemon]\ninstance = %s\nrun_dir = %s\nstop_timeout = 10s\nlog_level = debug\n"
+            "[store]\npath = %s\nmap_size_mb = 64\n"
+            "[tokens]\nminute = %s\n"
+            "[scan]\n%s\n",
+            s->port, test_dir(), d->instance, d->run_dir, d->store, minute, scan);
+    fclose(f);
+}
+
+static void daemon_start(struct daemon *d, struct sim *s, const char *minute, const char *scan)
+{
+    memset(d, 0, sizeof(*d));
+    d->instance = (test_dir(), g_instance);
+    snprintf(d->conf, sizeof(d->conf), "%s/kdeals.conf", test_dir());
+    snprintf(d->log, sizeof(d->log), "%s/kdeals.log", test_dir());
+    snprintf(d->run_dir, sizeof(d->run_dir), "%s/run", test_dir());
+    snprintf(d->store, sizeof(d->store), "%s/store", test_dir());
+    mkdir(d->run_dir, 0700);
+    char key[512];
+    snprintf(key, sizeof(key), "%s/key", test_dir());
+    int fd = open(key, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_true(write(fd, "testkey\n", 8) == 8);
+    close(fd);
+    write_conf(d, s, minute, scan);
+
+    d->pid = fork();
+    assert_true(d->pid >= 0);
+    if (d->pid == 0) {
+        int lfd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        dup2(lfd, 2);
+        dup2(lfd, 1);
+        execl(KDEALS, KDEALS, "run", "-c", d->conf, (char *)NULL);
+        _exit(127);
+    }
+    struct shm_status st;
+    if (!WAIT_FOR(shm_status_read(d->run_dir, d->instance, &st) == 0 &&
+                      strcmp(st.state, "running") == 0 && st.pid == d->pid,
+                  20))
+        fail_msg("kdeals did not reach running (log %s)", d->log);
+    char err[256];
+    assert_int_equal(shm_segment_attach(&d->seg, d->instance, SHM_READ_ONLY, err, sizeof(err)), 0);
+    if (!WAIT_FOR(atomic_load(&d->seg.layout->procs[SHM_ROLE_SCANNER].state) == SHM_PROC_READY, 20))
+        fail_msg("the scanner did not become ready (log %s)", d->log);
+    struct st_options so = {.path = d->store, .map_size_bytes = 64u << 20};
+    assert_int_equal(st_open(&so, &d->env, err, sizeof(err)), 0);
+}
+
+/* Stops the daemon; the scanner must exit cleanly (status 0, also under ASan). */
+static void daemon_stop(struct daemon *d)
+{
+    int64_t scanner_pid = atomic_load(&d->seg.layout->procs[SHM_ROLE_SCANNER].pid);
+    kill(d->pid, SIGTERM);
+    int status = 0;
+    assert_true(WAIT_FOR(waitpid(d->pid, &status, WNOHANG) == d->pid, 30));
+    assert_true(scanner_pid > 0);
+    assert_int_equal(atomic_load(&d->seg.layout->procs[SHM_ROLE_SCANNER].last_exit_status), 0);
+    shm_segment_detach(&d->seg);
+    st_close(d->env);
+}
+
+static int64_t scanner_counter(struct daemon *d, enum shm_counter_id id)
+{
+    return shm_counter_get(&d->seg.layout->counters[SHM_ROLE_SCANNER], id);
+}
+
+static uint64_t batch_bucket(struct daemon *d, unsigned b)
+{
+    return atomic_load(
+        &d->seg.layout->counters[SHM_ROLE_SCANNER].hist[SHM_C_batch_asins].buckets[b]);
+}
+
+/* Peek batches recorded with sizes in buckets [LO, HI] (bucket b holds [2^(b-1), 2^b)). */
+static uint64_t batches_in(struct daemon *d, unsigned lo, unsigned hi)
+{
+    uint64_t n = 0;
+    for (unsigned b = lo; b <= hi && b < SHM_HIST_BUCKETS; b++)
+        n += batch_bucket(d, b);
+    return n;
+}
+
+/* The cursor as stored in LMDB (zeroed when none yet). */
+static struct scanner_cursor cursor(struct daemon *d)
+{
+    struct scanner_cursor c;
+    memset(&c, 0, sizeof(c));
+    struct st_txn *txn;
+    assert_int_equal(st_read_begin(d->env, &txn), 0);
+    uint8_t buf[SCANNER_CURSOR_BYTES];
+    size_t n = 0;
+    if (st_meta_get_bytes(txn, "scanner.cursor", buf, sizeof(buf), &n) == 0)
+        assert_int_equal(scanner_cursor_decode(buf, n, &c), 0);
+    st_read_end(txn);
+    return c;
+}
+
+static char *read_log(struct daemon *d);
+
+/* Prints the scanner's last log lines (what the test saw), for a failure message. */
+static void dump_log(struct daemon *d)
+{
+    char *log = read_log(d);
+    size_t n = strlen(log), lines = 0;
+    size_t i = n;
+    while (i > 0 && lines < 60)
+        if (log[--i] == '\n')
+            lines++;
+    fprintf(stderr, "---- last lines of %s ----\n%s\n----\n", d->log, log + i);
+    free(log);
+}
+
+#define EXPECT(d, cond, seconds)                                                                   \
+    do {                                                                                           \
+        if (!WAIT_FOR(cond, seconds)) {                                                            \
+            dump_log(d);                                                                           \
+            fail_msg("timed out waiting for %s", #cond);                                           \
+        }                                                                                          \
+    } while (0)
+
+static char *read_log(struct daemon *d)
+{
+    size_t len;
+    char *log = kd_read_file(d->log, &len);
+    assert_non_null(log);
+    return log;
+}
+
+/*
+ * Checks the scanner's page log lines: every pass is pages 0, 1, 2, ... with no gap and no
+ * page recorded twice, every page but a pass's last is full (150), and a pass's last page is
+ * short (or page 66). Returns the number of complete passes; *FAILED_THEN_OK counts pages
+ * that failed and were then fetched (the first success after a failure is the same page).
+ */
+static int check_page_log(struct daemon *d, int *failed_then_ok)
+{
+    char *log = read_log(d);
+    long long expect_page = 0, pass = 0, last_items = -1, failed_page = -1;
+    int passes = 0;
+    *failed_then_ok = 0;
+    for (char *line = strtok(log, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+        if (strstr(line, "scanner[") == NULL)
+            continue;
+        const char *p;
+        long long page, ps, items;
+        if ((p = strstr(line, "deal page ")) != NULL &&
+            sscanf(p, "deal page %lld (pass %lld): %lld items", &page, &ps, &items) == 3) {
+            if (failed_page >= 0) {
+                if (page != failed_page)
+                    fail_msg("page %lld failed but page %lld came next", failed_page, page);
+                (*failed_then_ok)++;
+                failed_page = -1;
+            }
+            if (ps != pass)
+                fail_msg("a page of pass %lld was recorded during pass %lld", ps, pass);
+            if (page != expect_page)
+                fail_msg("pass %lld: page %lld recorded where page %lld was due", ps, page,
+                         expect_page);
+            if (page > 0 && last_items != 150)
+                fail_msg("pass %lld: page %lld followed a page of %lld items", ps, page,
+                         last_items);
+            expect_page = page + 1;
+            last_items = items;
+        } else if ((p = strstr(line, "deal page ")) != NULL && strstr(p, " failed (") != NULL &&
+                   sscanf(p, "deal page %lld", &page) == 1) {
+            if (page != expect_page)
+                fail_msg("page %lld failed while page %lld was due", page, expect_page);
+            failed_page = page;
+        } else if ((p = strstr(line, "INFO  scanner[")) != NULL && strstr(p, " done: ") != NULL &&
+                   (p = strstr(p, "]: pass ")) != NULL && sscanf(p, "]: pass %lld", &ps) == 1) {
+            /* A pass ends only after a short page (or page 66), never on an error. */
+            if (ps != pass || last_items < 0 || (last_items >= 150 && expect_page - 1 != 66))
+                fail_msg("pass %lld ended after page %lld of %lld items", ps, expect_page - 1,
+                         last_items);
+            passes++;
+            pass = ps + 1;
+            expect_page = 0;
+            last_items = -1;
+        }
+    }
+    free(log);
+    return passes;
+}
+
+static uint64_t count_db(struct daemon *d, enum st_db db)
+{
+    struct st_txn *txn;
+    assert_int_equal(st_read_begin(d->env, &txn), 0);
+    uint64_t n = 0;
+    assert_int_equal(st_count(txn, db, &n), 0);
+    st_read_end(txn);
+    return n;
+}
+
+/* ---------- tests ---------- */
+
+/*
+ * Two passes over the built-in deal selection. Commits and refreshes are slowed by latency on
+ * offers requests, so the survivors stay in `pending` while the test looks at them.
+ */
+static void test_survivors_dedup_batches(void **state)
+{
+    (void)state;
+    /* A 2 s Keepa minute: the sim re-stamps a product (lastUpdate) every 120 Keepa minutes,
+     * so two passes a few seconds apart see the same feed data and dedup must hold. 1200
+     * products give ~160 survivors: below the committer backlog at which the scanner pauses
+     * (4 x commit batch x 10), so the second pass follows at once. */
+    struct sim s = sim_start("--products", "1200", "--minute-ms", "2000", "--refill-rate", "3000",
+                             "--faults", "offers_latency_ms=3000-3000");
+    struct daemon d;
+    daemon_start(&d, &s, "2000ms", "peek_batch = 31\npass_pause = 1s");
+
+    EXPECT(&d, cursor(&d).pass >= 2, 90);
+    int64_t discovered = scanner_counter(&d, SHM_C_asins_discovered);
+    int64_t prefiltered = scanner_counter(&d, SHM_C_asins_prefiltered);
+    int64_t peeked = scanner_counter(&d, SHM_C_asins_peeked);
+    int64_t survivors = scanner_counter(&d, SHM_C_survivors);
+    int64_t pushed = scanner_counter(&d, SHM_C_ring_records_out);
+    long long distinct = sim_stat(&s, "asins_distinct");
+
+    /* Discovery read the feed twice, the pre-filter and dedup kept most of it from peeks. */
+    assert_true(survivors > 0);
+    assert_true(prefiltered > 0);
+    assert_true(discovered >= peeked + prefiltered);
+    /* No ASIN paid for twice: peeks ~ distinct ASINs ever requested (a few products may
+     * change between passes, 5 % allowed). The second pass re-read them all for free. */
+    if (peeked > distinct + distinct / 20) {
+        dump_log(&d);
+        fail_msg("%lld ASINs peeked for %lld distinct", (long long)peeked, distinct);
+    }
+    assert_true(discovered >= 2 * peeked * 8 / 10);
+    /* Every survivor was pushed (refreshes of stored deals come on top). */
+    assert_true(pushed >= survivors);
+
+    /* Batches: all of at most 31 ASINs (buckets <= 5), most of them full-sized. */
+    assert_int_equal(batches_in(&d, 6, SHM_HIST_BUCKETS - 1), 0);
+    assert_true(batch_bucket(&d, 5) > 0);
+
+    /* Survivors are in pending with their seen record (verdict survivor). */
+    struct st_txn *txn;
+    assert_int_equal(st_read_begin(d.env, &txn), 0);
+    struct st_cursor *cur;
+    assert_int_equal(st_cursor_open(txn, ST_DB_PENDING, &cur), 0);
+    struct st_pending p;
+    uint64_t n_pending = 0;
+    while (st_cursor_next_pending(cur, &p) == 0) {
+        n_pending++;
+        assert_int_equal(p.source, ST_SOURCE_DEALS);
+        assert_int_equal(p.domain, 1);
+        assert_true(p.peek_ms > 0 && p.peek_buy_cents > 0 && p.sell_estimate_cents > 0);
+        struct st_key key;
+        struct st_seen seen;
+        assert_int_equal(st_pending_key(&p, &key), 0);
+        assert_int_equal(st_seen_get(txn, &key, &seen), 0);
+        assert_int_equal(seen.verdict, ST_VERDICT_SURVIVOR);
+    }
+    st_cursor_close(cur);
+    st_read_end(txn);
+    /* The committer is slowed to ~5 ASINs per 3 s: most survivors still wait in pending. */
+    if (n_pending < (uint64_t)survivors / 2)
+        fail_msg("%llu pending for %lld survivors", (unsigned long long)n_pending,
+                 (long long)survivors);
+    assert_true(count_db(&d, ST_DB_SEEN) >= (uint64_t)survivors);
+
+    int refetched = 0;
+    assert_true(check_page_log(&d, &refetched) >= 2);
+    fprintf(
+        stderr,
+        "figures: %lld discovered, %lld pre-filtered or deduped, %lld peeked for %lld distinct, "
+        "%lld survivors, %llu pending, %lld ring records\n",
+        (long long)discovered, (long long)prefiltered, (long long)peeked, distinct,
+        (long long)survivors, (unsigned long long)n_pending, (long long)pushed);
+    daemon_stop(&d);
+    sim_stop(&s);
+}
+
+/* A 429 storm mid-pass, then every request failing with HTTP 500 for a while. */
+static void test_429_storm_and_failed_fetches(void **state)
+{
+    (void)state;
+    /* 1200 products: ~220 deals on 2 pages, and a committer backlog small enough that the
+     * scanner is not paused for it (it would then make no request to fail). */
+    struct sim s = sim_start("--products", "1200", "--minute-ms", "100", "--refill-rate", "2000");
+    struct daemon d;
+    daemon_start(&d, &s, "100ms", "peek_batch = 50\npass_pause = 2s");
+
+    /* Page 0 recorded: start a storm of 429s on whatever comes next. */
+    EXPECT(&d, cursor(&d).position >= 1 || cursor(&d).pass >= 1, 30);
+    sim_faults(&s, "storm429=25");
+    EXPECT(&d, sim_stat(&s, "faults_injected.storm429") >= 25, 60);
+    /* Discovery goes on after the storm: the pass completes, walking every page. */
+    EXPECT(&d, cursor(&d).pass >= 1, 60);
+    assert_true(scanner_counter(&d, SHM_C_http_429) >= 1);
+
+    /* Pass 0 is done and the scanner pauses 2 s: every request fails from now on, so the
+     * fetch of page 0 of pass 1 fails, and keeps failing. */
+    sim_faults(&s, "http500=1");
+    struct scanner_cursor frozen = cursor(&d);
+    assert_int_equal(frozen.pass, 1);
+    assert_true(frozen.position == 0);
+    int again = 0;
+    assert_int_equal(check_page_log(&d, &again), 1);
+    int64_t discovered = scanner_counter(&d, SHM_C_asins_discovered);
+    int64_t peeked = scanner_counter(&d, SHM_C_asins_peeked);
+    int64_t errors0 = scanner_counter(&d, SHM_C_http_errors);
+    /* Two failed fetches of 3 tries each, at least. */
+    EXPECT(&d, scanner_counter(&d, SHM_C_http_errors) >= errors0 + 6, 60);
+    struct scanner_cursor still = cursor(&d);
+    assert_int_equal(still.pass, frozen.pass);
+    assert_true(still.position == frozen.position);
+    assert_int_equal(scanner_counter(&d, SHM_C_asins_discovered), discovered);
+    assert_int_equal(scanner_counter(&d, SHM_C_asins_peeked), peeked);
+
+    /* Back to normal: discovery resumes from exactly the page that failed. */
+    sim_faults(&s, "clear");
+    EXPECT(&d, cursor(&d).pass >= 2 || cursor(&d).position >= 1, 60);
+    int failed_then_ok = 0;
+    assert_true(check_page_log(&d, &failed_then_ok) >= 1);
+    assert_true(failed_then_ok >= 1); /* the failed page 0 was the next page recorded */
+
+    /* Failures in the middle of a pass (peeks or pages): the cursor does not move either. */
+    EXPECT(&d, cursor(&d).pass >= 1 && cursor(&d).position >= 1, 30);
+    sim_faults(&s, "http500=1");
+    errors0 = scanner_counter(&d, SHM_C_http_errors);
+    EXPECT(&d, scanner_counter(&d, SHM_C_http_errors) >= errors0 + 3, 60);
+    frozen = cursor(&d);
+    peeked = scanner_counter(&d, SHM_C_asins_peeked);
+    EXPECT(&d, scanner_counter(&d, SHM_C_http_errors) >= errors0 + 9, 60);
+    still = cursor(&d);
+    assert_int_equal(still.pass, frozen.pass);
+    assert_true(still.position == frozen.position);
+    assert_int_equal(scanner_counter(&d, SHM_C_asins_peeked), peeked);
+    sim_faults(&s, "clear");
+    EXPECT(&d, cursor(&d).pass > frozen.pass || cursor(&d).position > frozen.position, 60);
+    EXPECT(&d, cursor(&d).pass >= frozen.pass + 1, 60);
+    int passes = check_page_log(&d, &failed_then_ok);
+    assert_true(passes >= 2);
+    fprintf(stderr,
+            "figures: %lld 429s seen by the scanner, %lld scanner HTTP errors, %d failed pages "
+            "fetched again as the next page, %d passes\n",
+            (long long)scanner_counter(&d, SHM_C_http_429),
+            (long long)scanner_counter(&d, SHM_C_http_errors), failed_then_ok, passes);
+    daemon_stop(&d);
+    sim_stop(&s);
+}
+
+/*
+ * The ASIN list source, and a HUP that shrinks peek_batch from 31 to 7. The list holds real
+ * deal ASINs, ASINs the catalog does not have (Keepa leaves them out: they are retried every
+ * pass, never marked peeked), comments and a bad line.
+ */
+static void test_asin_list_and_hup_batch(void **state)
+{
+    (void)state;
+    struct sim s = sim_start("--products", "2000", "--minute-ms", "100", "--refill-rate", "2000");
+    static char real[120][11];
+    int n_real = sim_deal_asins(&s, real, 120);
+    assert_true(n_real >= 60);
+    char list[512];
+    snprintf(list, sizeof(list), "%s/asins.txt", test_dir());
+    FILE *f = fopen(list, "w");
+    assert_non_null(f);
+    fprintf(f, "# test list\n\nnot-an-asin\n");
+    for (int i = 0; i < 400; i++) {
+        if (i % 4 == 0 && i / 4 < n_real)
+            fprintf(f, "%s  # real\n", real[i / 4]);
+        else
+            fprintf(f, "ZZ%08d\n", i); /* valid form, absent from the catalog */
+    }
+    fclose(f);
+    char scan[1024];
+    snprintf(scan, sizeof(scan),
+             "source = asins\nasins_file = %s\npeek_batch = 31\npass_pause = 200ms", list);
+    struct daemon d;
+    daemon_start(&d, &s, "100ms", scan);
+
+    EXPECT(&d, cursor(&d).pass >= 2, 60);
+    assert_int_equal(cursor(&d).source, CFG_SOURCE_ASINS);
+    /* Real ASINs are marked peeked; absent ones are not (asked again every pass). */
+    struct st_txn *txn;
+    assert_int_equal(st_read_begin(d.env, &txn), 0);
+    struct st_key key;
+    struct st_seen seen;
+    assert_int_equal(st_key_make(1, real[0], &key), 0);
+    assert_int_equal(st_seen_get(txn, &key, &seen), 0);
+    assert_int_equal(st_key_make(1, "ZZ00000001", &key), 0);
+    assert_int_equal(st_seen_get(txn, &key, &seen), -ENOENT);
+    st_read_end(txn);
+    assert_true(scanner_counter(&d, SHM_C_asins_discovered) >= 2 * 400);
+    assert_int_equal(batches_in(&d, 6, SHM_HIST_BUCKETS - 1), 0);
+    assert_true(batch_bucket(&d, 5) > 0);
+    char *log = read_log(&d);
+    assert_non_null(strstr(log, ":3: not an ASIN"));
+    free(log);
+
+    /* HUP with peek_batch = 7: the next batches hold at most 7 ASINs (buckets <= 3). */
+    snprintf(scan, sizeof(scan),
+             "source = asins\nasins_file = %s\npeek_batch = 7\npass_pause = 200ms", list);
+    write_conf(&d, &s, "100ms", scan);
+    uint64_t small0 = batches_in(&d, 0, 3);
+    kill(d.pid, SIGHUP);
+    /* Up to two batches submitted before the reload may still be counted: wait for new
+     * small ones first, then the big buckets must stay still. */
+    EXPECT(&d, batches_in(&d, 0, 3) >= small0 + 3, 30);
+    uint64_t big = batches_in(&d, 4, SHM_HIST_BUCKETS - 1);
+    uint64_t small1 = batches_in(&d, 0, 3);
+    EXPECT(&d, batches_in(&d, 0, 3) >= small1 + 20, 30);
+    assert_true(batches_in(&d, 4, SHM_HIST_BUCKETS - 1) == big);
+    assert_true(batch_bucket(&d, 3) > 0); /* batches of 4..7: the new size is used in full */
+    fprintf(stderr, "figures: batches before the HUP <= 31: %llu of 16..31; after: %llu of <= 7\n",
+            (unsigned long long)batch_bucket(&d, 5),
+            (unsigned long long)(batches_in(&d, 0, 3) - small0));
+    daemon_stop(&d);
+    sim_stop(&s);
+}
+
+int main(int argc, char **argv)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    kd_test_set_timeout(KD_SANITIZED_BUILD ? 240 : 120);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_survivors_dedup_batches),
+        cmocka_unit_test(test_429_storm_and_failed_fetches),
+        cmocka_unit_test(test_asin_list_and_hup_batch),
+    };
+    return KD_RUN_TESTS(tests, argc, argv);
+}

@@ -1,0 +1,437 @@
+/*
+ * test_scanner.c: the scanner's pure rules (scanner/rules.h, scanner/selection.h): the free
+ * pre-filter, dedup, the discovery cursor (it moves only past recorded pages; a pass ends on
+ * a short or last page, never on anything else), the page of candidates (a failed peek puts
+ * its ASINs back), ASIN list lines and the page selections.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <yajl/yajl_tree.h>
+
+#include "kd_test.h"
+#include "keepa/request.h"
+#include "scanner/rules.h"
+#include "scanner/selection.h"
+
+static void deal_init(struct kp_deal *d, const char *asin)
+{
+    memset(d, 0, sizeof(*d));
+    snprintf(d->asin, sizeof(d->asin), "%s", asin);
+    d->n_price = 34;
+    for (int i = 0; i < KP_NPRICE; i++) {
+        d->current[i] = -1;
+        for (int r = 0; r < KP_DEAL_RANGES; r++)
+            d->avg[r][i] = -1;
+    }
+    d->current[2] = 1500; /* Used */
+    d->avg[3][2] = 3000;  /* 90-day Used average */
+    d->sales_rank_drops365 = 40;
+    d->last_update_keepa_min = 7536888;
+}
+
+static void test_prefilter(void **state)
+{
+    (void)state;
+    struct cfg c;
+    cfg_defaults(&c);
+    c.filter_min_sell_cents = 1200;
+    c.filter_min_rank_drops_365 = 5;
+    struct kp_deal d;
+
+    deal_init(&d, "B000000001");
+    assert_int_equal(scanner_prefilter_deal(&d, &c), SCANNER_PF_KEEP);
+
+    /* No price in the wanted condition. */
+    d.current[2] = -1;
+    assert_int_equal(scanner_prefilter_deal(&d, &c), SCANNER_PF_NO_PRICE);
+    d.current[1] = 2000; /* New only: fine for used_then_new, not for used */
+    assert_int_equal(scanner_prefilter_deal(&d, &c), SCANNER_PF_KEEP);
+    c.filter_buy_price = CFG_BUY_USED;
+    assert_int_equal(scanner_prefilter_deal(&d, &c), SCANNER_PF_NO_PRICE);
+    c.filter_buy_price = CFG_BUY_USED_THEN_NEW;
+
+    /* Rank drops: known and low drops it; unknown (-1) does not. */
+    deal_init(&d, "B000000001");
+    d.sales_rank_drops365 = 4;
+    assert_int_equal(scanner_prefilter_deal(&d, &c), SCANNER_PF_RANK_DROPS);
+    d.sales_rank_drops365 = -1;
+    assert_int_equal(scanner_prefilter_deal(&d, &c), SCANNER_PF_KEEP);
+    d.sales_rank_drops365 = 5;
+    assert_int_equal(scanner_prefilter_deal(&d, &c), SCANNER_PF_KEEP);
+
+    /* The 90-day Used average under the minimum sell price drops it; absent, it does not. */
+    d.avg[3][2] = 1199;
+    assert_int_equal(scanner_prefilter_deal(&d, &c), SCANNER_PF_SELL_TOO_LOW);
+    d.avg[3][2] = 1200;
+    assert_int_equal(scanner_prefilter_deal(&d, &c), SCANNER_PF_KEEP);
+    d.avg[3][2] = -2;
+    assert_int_equal(scanner_prefilter_deal(&d, &c), SCANNER_PF_KEEP);
+    /* A sell estimate from the 365-day average alone ignores the 90-day one. */
+    d.avg[3][2] = 100;
+    c.filter_sell_estimate = CFG_SELL_USED_AVG365;
+    assert_int_equal(scanner_prefilter_deal(&d, &c), SCANNER_PF_KEEP);
+}
+
+static void test_feed_hash(void **state)
+{
+    (void)state;
+    struct kp_deal a, b;
+    deal_init(&a, "B000000001");
+    deal_init(&b, "B000000001");
+    assert_true(scanner_feed_hash(&a) == scanner_feed_hash(&b));
+    b.current[2] = 1499;
+    assert_true(scanner_feed_hash(&a) != scanner_feed_hash(&b));
+    b.current[2] = 1500;
+    b.current[20] = 7; /* Used, good */
+    assert_true(scanner_feed_hash(&a) != scanner_feed_hash(&b));
+    b.current[20] = -1;
+    b.current[3] = 52000; /* the sales rank moved: not a price */
+    b.current[12] = 9;    /* nor the used offer count */
+    assert_true(scanner_feed_hash(&a) == scanner_feed_hash(&b));
+}
+
+static void test_dedup(void **state)
+{
+    (void)state;
+    const int64_t now = 1800000000000, window = 24 * 3600 * 1000LL;
+    struct st_seen s = {.peek_ms = now - 1000,
+                        .verdict = ST_VERDICT_REJECTED,
+                        .feed_last_update_min = 100,
+                        .feed_price_hash = 42};
+    assert_false(scanner_dedup_skip(NULL, now, window, 100, 42)); /* never peeked */
+    assert_true(scanner_dedup_skip(&s, now, window, 100, 42));    /* young, unchanged */
+    s.verdict = ST_VERDICT_SURVIVOR;
+    assert_true(scanner_dedup_skip(&s, now, window, 100, 42));
+    assert_false(scanner_dedup_skip(&s, now, window, 101, 42)); /* Keepa updated it */
+    assert_false(scanner_dedup_skip(&s, now, window, 100, 43)); /* a price moved */
+    assert_false(scanner_dedup_skip(&s, now, 1000, 100, 42));   /* window ended */
+    assert_true(scanner_dedup_skip(&s, now, 1001, 100, 42));
+    assert_false(scanner_dedup_skip(&s, now, 0, 100, 42)); /* dedup off */
+    s.verdict = ST_VERDICT_ERROR;
+    assert_false(scanner_dedup_skip(&s, now, window, 100, 42));
+    /* Sources without feed data: the window alone decides. */
+    struct st_seen l = {
+        .peek_ms = now - 5, .verdict = ST_VERDICT_REJECTED, .feed_last_update_min = -1};
+    assert_true(scanner_dedup_skip(&l, now, window, -1, 0));
+}
+
+static void test_cursor_bytes(void **state)
+{
+    (void)state;
+    struct scanner_cursor c = {.source = CFG_SOURCE_ASINS,
+                               .pass = 7,
+                               .position = 123456789012ULL,
+                               .selection_hash = 0xfedcba9876543210ULL};
+    uint8_t buf[SCANNER_CURSOR_BYTES];
+    scanner_cursor_encode(&c, buf);
+    struct scanner_cursor d;
+    assert_int_equal(scanner_cursor_decode(buf, sizeof(buf), &d), 0);
+    assert_int_equal(d.source, c.source);
+    assert_int_equal(d.pass, c.pass);
+    assert_true(d.position == c.position);
+    assert_true(d.selection_hash == c.selection_hash);
+    memset(&d, 0xab, sizeof(d));
+    struct scanner_cursor before = d;
+    assert_int_equal(scanner_cursor_decode(buf, sizeof(buf) - 1, &d), -EBADMSG);
+    buf[0] = 99;
+    assert_int_equal(scanner_cursor_decode(buf, sizeof(buf), &d), -EBADMSG);
+    assert_int_equal(scanner_cursor_decode(NULL, 0, &d), -EBADMSG);
+    assert_memory_equal(&d, &before, sizeof(d));
+}
+
+static void test_cursor_resume(void **state)
+{
+    (void)state;
+    struct scanner_cursor none = scanner_cursor_resume(NULL, CFG_SOURCE_DEALS, 5);
+    assert_int_equal(none.pass, 0);
+    assert_true(none.position == 0 && none.selection_hash == 5);
+    struct scanner_cursor st = {
+        .source = CFG_SOURCE_DEALS, .pass = 3, .position = 9, .selection_hash = 5};
+    struct scanner_cursor r = scanner_cursor_resume(&st, CFG_SOURCE_DEALS, 5);
+    assert_true(r.position == 9 && r.pass == 3);
+    r = scanner_cursor_resume(&st, CFG_SOURCE_DEALS, 6); /* another selection */
+    assert_true(r.position == 0 && r.pass == 3 && r.selection_hash == 6);
+    r = scanner_cursor_resume(&st, CFG_SOURCE_QUERY, 5); /* another source */
+    assert_true(r.position == 0 && r.source == CFG_SOURCE_QUERY);
+}
+
+static void test_cursor_paging(void **state)
+{
+    (void)state;
+    struct scanner_cursor c = {.source = CFG_SOURCE_DEALS};
+    /* Full pages move on one page at a time; the order of the deals plays no part. */
+    for (uint64_t p = 0; p < 5; p++) {
+        assert_true(c.position == p);
+        assert_false(scanner_cursor_after_page(&c, 150, 150, 66));
+    }
+    /* A short page ends the pass: the next pass starts at page 0. */
+    assert_true(scanner_cursor_after_page(&c, 149, 150, 66));
+    assert_true(c.position == 0 && c.pass == 1);
+    /* An empty page too. */
+    assert_true(scanner_cursor_after_page(&c, 0, 150, 66));
+    assert_true(c.position == 0 && c.pass == 2);
+    /* Page 66 is the last Keepa serves, even when full. */
+    c.position = 65;
+    assert_false(scanner_cursor_after_page(&c, 150, 150, 66));
+    assert_true(c.position == 66);
+    assert_true(scanner_cursor_after_page(&c, 150, 150, 66));
+    assert_true(c.position == 0 && c.pass == 3);
+
+    struct scanner_cursor l = {.source = CFG_SOURCE_ASINS};
+    assert_false(scanner_cursor_after_chunk(&l, 160, false));
+    assert_true(l.position == 160);
+    assert_true(scanner_cursor_after_chunk(&l, 170, true));
+    assert_true(l.position == 0 && l.pass == 1);
+}
+
+static void test_page_states(void **state)
+{
+    (void)state;
+    struct scanner_page *p = malloc(sizeof(*p));
+    assert_non_null(p);
+    scanner_page_reset(p);
+    assert_true(scanner_page_complete(p)); /* empty */
+    char asin[16];
+    for (int i = 0; i < 120; i++) {
+        snprintf(asin, sizeof(asin), "B%09d", i);
+        assert_int_equal(scanner_page_add(p, asin, i, (uint64_t)i), 0);
+    }
+    assert_int_equal(scanner_page_add(p, "B000000007", 1, 1), 1); /* repeat: ignored */
+    assert_int_equal(p->n, 120);
+    assert_int_equal(scanner_page_add(p, "b000000007", 1, 1), -EINVAL);
+    assert_int_equal(scanner_page_add(p, "B00000000", 1, 1), -EINVAL);
+    assert_int_equal(scanner_page_add(p, "B0000000001", 1, 1), -EINVAL);
+
+    uint16_t a[KP_MAX_BATCH], b[KP_MAX_BATCH];
+    assert_int_equal(scanner_page_take(p, 50, a), 50);
+    assert_int_equal(a[0], 0);
+    assert_int_equal(a[49], 49);
+    assert_int_equal(scanner_page_take(p, 50, b), 50);
+    assert_int_equal(b[0], 50);
+    assert_false(scanner_page_complete(p));
+
+    /* The first batch failed: its ASINs are queued again, the next take gets them first. */
+    scanner_page_release(p, a, 50, false);
+    assert_int_equal(scanner_page_count(p, SCANNER_CAND_QUEUED), 70);
+    uint16_t c[KP_MAX_BATCH];
+    assert_int_equal(scanner_page_take(p, 10, c), 10); /* a smaller batch after a HUP */
+    assert_int_equal(c[0], 0);
+    assert_int_equal(c[9], 9);
+    scanner_page_release(p, c, 10, true);
+    scanner_page_release(p, b, 50, true);
+    assert_false(scanner_page_complete(p));
+    size_t n;
+    while ((n = scanner_page_take(p, 7, c)) > 0) {
+        assert_true(n <= 7);
+        scanner_page_release(p, c, n, true);
+    }
+    assert_true(scanner_page_complete(p));
+
+    /* A page holds at most SCANNER_PAGE_MAX candidates. */
+    scanner_page_reset(p);
+    for (int i = 0; i < SCANNER_PAGE_MAX; i++) {
+        snprintf(asin, sizeof(asin), "B%09d", i);
+        assert_int_equal(scanner_page_add(p, asin, -1, 0), 0);
+    }
+    assert_int_equal(scanner_page_add(p, "BZZZZZZZZZ", -1, 0), -ENOSPC);
+    free(p);
+}
+
+static void test_asin_lines(void **state)
+{
+    (void)state;
+    char a[ST_ASIN_LEN + 1];
+    assert_int_equal(scanner_parse_asin_line("B0F7XPYCSJ\n", a), 1);
+    assert_string_equal(a, "B0F7XPYCSJ");
+    assert_int_equal(scanner_parse_asin_line("  b0d8w1yvbx  # a comment\r\n", a), 1);
+    assert_string_equal(a, "B0D8W1YVBX");
+    assert_int_equal(scanner_parse_asin_line("0306406152", a), 1);
+    assert_int_equal(scanner_parse_asin_line("\n", a), 0);
+    assert_int_equal(scanner_parse_asin_line("   ", a), 0);
+    assert_int_equal(scanner_parse_asin_line("# B0F7XPYCSJ", a), 0);
+    assert_int_equal(scanner_parse_asin_line("B0F7XPYCS", a), -EINVAL);
+    assert_int_equal(scanner_parse_asin_line("B0F7XPYCSJX", a), -EINVAL);
+    assert_int_equal(scanner_parse_asin_line("B0F7XPYCSJ B0D8W1YVBX", a), -EINVAL);
+    assert_int_equal(scanner_parse_asin_line("B0F7-PYCSJ", a), -EINVAL);
+}
+
+/* Parses JSON and returns the integer member KEY of the top-level object (or -999). */
+static long long json_int(const char *json, const char *key)
+{
+    char err[128];
+    yajl_val v = yajl_tree_parse(json, err, sizeof(err));
+    assert_non_null(v);
+    const char *path[] = {key, NULL};
+    yajl_val m = yajl_tree_get(v, path, yajl_t_number);
+    long long r = m != NULL && YAJL_IS_INTEGER(m) ? YAJL_GET_INTEGER(m) : -999;
+    yajl_tree_free(v);
+    return r;
+}
+
+static void test_selection_builtin(void **state)
+{
+    (void)state;
+    struct scanner_selection s;
+    char err[256];
+    assert_int_equal(scanner_selection_load(&s, CFG_SOURCE_DEALS, 3, "", err, sizeof(err)), 0);
+    assert_int_equal(s.per_page, 150);
+    assert_int_equal(s.last_page, 66);
+    char *j0 = NULL, *j5 = NULL;
+    size_t n;
+    assert_int_equal(scanner_selection_render(&s, 0, &j0, &n), 0);
+    assert_int_equal(scanner_selection_render(&s, 5, &j5, &n), 0);
+    assert_int_equal(json_int(j0, "page"), 0);
+    assert_int_equal(json_int(j5, "page"), 5);
+    assert_int_equal(json_int(j0, "domainId"), 3);
+    assert_int_equal(json_int(j0, "dateRange"), 3);
+    assert_int_equal(json_int(j0, "sortType"), 4);
+    assert_non_null(strstr(j0, "\"priceTypes\":[2]"));
+    assert_non_null(strstr(j0, "\"isRangeEnabled\":true"));
+    free(j0);
+    free(j5);
+    /* Another domain is another selection (another cursor). */
+    struct scanner_selection t;
+    assert_int_equal(scanner_selection_load(&t, CFG_SOURCE_DEALS, 1, "", err, sizeof(err)), 0);
+    assert_true(s.hash != t.hash);
+    scanner_selection_free(&s);
+    scanner_selection_free(&t);
+    /* /query has no built-in selection. */
+    assert_int_equal(scanner_selection_load(&s, CFG_SOURCE_QUERY, 1, "", err, sizeof(err)),
+                     -EINVAL);
+    assert_non_null(strstr(err, "selection_file"));
+}
+
+static void test_selection_checks(void **state)
+{
+    (void)state;
+    struct scanner_selection s;
+    char err[256];
+    /* The file's own page is ignored; a string domainId that matches is fine. */
+    const char *ok = "{\"domainId\":\"1\",\"priceTypes\":[2],\"page\":9,\"sortType\":4,"
+                     "\"deltaPercentRange\":[10,2147483647],\"salesRankRange\":[1000,-1]}";
+    assert_int_equal(scanner_selection_parse(&s, CFG_SOURCE_DEALS, 1, ok, "f", err, sizeof(err)),
+                     0);
+    char *j = NULL;
+    size_t n;
+    assert_int_equal(scanner_selection_render(&s, 2, &j, &n), 0);
+    assert_int_equal(json_int(j, "page"), 2);
+    assert_null(strstr(j, "\"page\":9"));
+    assert_non_null(strstr(j, "[10,2147483647]")); /* numbers kept as written */
+    assert_non_null(strstr(j, "\"domainId\":\"1\""));
+    free(j);
+    /* The page is not part of the selection's identity. */
+    const char *ok2 = "{\"domainId\":\"1\",\"priceTypes\":[2],\"page\":3,\"sortType\":4,"
+                      "\"deltaPercentRange\":[10,2147483647],\"salesRankRange\":[1000,-1]}";
+    struct scanner_selection s2;
+    assert_int_equal(scanner_selection_parse(&s2, CFG_SOURCE_DEALS, 1, ok2, "f", err, sizeof(err)),
+                     0);
+    assert_true(s.hash == s2.hash);
+    scanner_selection_free(&s2);
+    scanner_selection_free(&s);
+
+    static const struct {
+        const char *json, *needle;
+    } bad[] = {
+        {"{\"priceTypes\":[2],\"dateRange\":\"3\"}", "dateRange"}, /* §10.12 */
+        {"{\"priceTypes\":[2],\"sortType\":\"4\"}", "sortType"},
+        {"{\"dateRange\":3}", "priceTypes"},
+        {"{\"priceTypes\":[2,1]}", "priceTypes"},
+        {"{\"priceTypes\":[2],\"domainId\":3}", "domainId"},
+        {"[1,2]", "object"},
+        {"{\"priceTypes\":", "JSON"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        assert_int_equal(
+            scanner_selection_parse(&s, CFG_SOURCE_DEALS, 1, bad[i].json, "f", err, sizeof(err)),
+            -EINVAL);
+        if (strstr(err, bad[i].needle) == NULL)
+            fail_msg("%s: error '%s' does not name %s", bad[i].json, err, bad[i].needle);
+    }
+
+    /* /query: perPage defaults to 150, is bounded, and is always sent. */
+    assert_int_equal(scanner_selection_parse(&s, CFG_SOURCE_QUERY, 1,
+                                             "{\"current_SALES_lte\":50000}", "q", err,
+                                             sizeof(err)),
+                     0);
+    assert_int_equal(s.per_page, 150);
+    assert_int_equal(s.last_page, 10000 / 150 - 1);
+    assert_int_equal(scanner_selection_render(&s, 1, &j, &n), 0);
+    assert_int_equal(json_int(j, "perPage"), 150);
+    assert_int_equal(json_int(j, "page"), 1);
+    free(j);
+    scanner_selection_free(&s);
+    assert_int_equal(scanner_selection_parse(&s, CFG_SOURCE_QUERY, 1, "{\"perPage\":5000}", "q",
+                                             err, sizeof(err)),
+                     -EINVAL);
+    assert_int_equal(scanner_selection_parse(&s, CFG_SOURCE_QUERY, 1, "{\"perPage\":500}", "q", err,
+                                             sizeof(err)),
+                     0);
+    assert_int_equal(s.last_page, 19);
+    scanner_selection_free(&s);
+}
+
+struct fixture_count {
+    const struct cfg *c;
+    int deals, kept, no_price;
+    uint64_t first_hash;
+    int distinct_hashes;
+};
+
+static int count_deal(const struct kp_deal *d, void *ud)
+{
+    struct fixture_count *fc = ud;
+    fc->deals++;
+    enum scanner_prefilter pf = scanner_prefilter_deal(d, fc->c);
+    fc->kept += pf == SCANNER_PF_KEEP;
+    fc->no_price += pf == SCANNER_PF_NO_PRICE;
+    uint64_t h = scanner_feed_hash(d);
+    if (fc->deals == 1)
+        fc->first_hash = h;
+    else if (h != fc->first_hash)
+        fc->distinct_hashes++;
+    return 0;
+}
+
+/* The real recorded /deal page: every deal has a Used price, so none lacks a price. */
+static void test_prefilter_real_page(void **state)
+{
+    (void)state;
+    const char *path = kd_fixture_path("deal_page.json");
+    if (path == NULL)
+        kd_test_skip("fixtures absent");
+    size_t len = 0;
+    char *body = kd_read_file(path, &len);
+    assert_non_null(body);
+    struct cfg c;
+    cfg_defaults(&c);
+    struct fixture_count fc = {.c = &c};
+    struct kp_decode_cbs cbs = {.on_deal = count_deal, .ud = &fc};
+    assert_int_equal(kp_decode_buffer(body, len, NULL, &cbs, NULL, NULL, 0), 0);
+    free(body);
+    assert_int_equal(fc.deals, 150);
+    assert_int_equal(fc.no_price, 0);
+    assert_true(fc.kept > 0 && fc.kept <= 150);
+    assert_true(fc.distinct_hashes > 100);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_prefilter),
+        cmocka_unit_test(test_feed_hash),
+        cmocka_unit_test(test_dedup),
+        cmocka_unit_test(test_cursor_bytes),
+        cmocka_unit_test(test_cursor_resume),
+        cmocka_unit_test(test_cursor_paging),
+        cmocka_unit_test(test_page_states),
+        cmocka_unit_test(test_asin_lines),
+        cmocka_unit_test(test_selection_builtin),
+        cmocka_unit_test(test_selection_checks),
+        cmocka_unit_test(test_prefilter_real_page),
+    };
+    return KD_RUN_TESTS(tests, argc, argv);
+}

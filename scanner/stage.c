@@ -362,12 +362,26 @@ static void peek_done(const struct kp_result *res, void *ud)
         step(sc);
 }
 
+/*
+ * Discovery pauses while the committer has more survivors waiting than it can fetch soon
+ * (4 x commit batch x 10), or while ring records wait for room: peeking more would only pile
+ * up paid-for work. Transitions are logged.
+ */
 static bool is_throttled(struct scanner *sc)
 {
     const struct shm_layout *l = sc->wk->seg.layout;
     int64_t backlog = shm_counter_total(l, SHM_C_commit_backlog);
     int64_t limit = 4 * cfg(sc)->commit_batch * 10;
-    return backlog > limit || sc->unpushed[0].n > 0 || sc->unpushed[1].n > 0;
+    size_t waiting = sc->unpushed[0].n + sc->unpushed[1].n;
+    bool throttled = backlog > limit || waiting > 0;
+    if (throttled && !sc->throttled)
+        kd_info("discovery paused: committer backlog %lld (limit %lld), %zu ring records "
+                "waiting for room",
+                (long long)backlog, (long long)limit, waiting);
+    else if (!throttled && sc->throttled)
+        kd_info("discovery resumed: committer backlog %lld", (long long)backlog);
+    sc->throttled = throttled;
+    return throttled;
 }
 
 static void submit_peeks(struct scanner *sc, int64_t now, int64_t *wake)

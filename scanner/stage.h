@@ -67,6 +67,7 @@ struct scanner {
     bool spend_ok;     /* sp_init succeeded: requests can be made */
     bool key_unusable; /* Keepa said 402: nothing more is requested */
     bool stopping;
+    bool throttled; /* discovery paused for the committer's backlog or a full ring */
     int64_t stop_started_ns;
     struct st_env *env;
     uv_timer_t timer;

@@ -371,6 +371,14 @@ static char *read_log(struct daemon *d)
     return log;
 }
 
+static bool log_has(struct daemon *d, const char *needle)
+{
+    char *log = read_log(d);
+    bool has = strstr(log, needle) != NULL;
+    free(log);
+    return has;
+}
+
 /*
  * Checks the scanner's page log lines: every pass is pages 0, 1, 2, ... with no gap and no
  * page recorded twice, every page but a pass's last is full (150), and a pass's last page is
@@ -411,6 +419,17 @@ static int check_page_log(struct daemon *d, int *failed_then_ok)
             if (page != expect_page)
                 fail_msg("page %lld failed while page %lld was due", page, expect_page);
             failed_page = page;
+        } else if ((p = strstr(line, "discovery from ")) != NULL &&
+                   sscanf(p, "discovery from deals, pass %lld, page %lld", &ps, &page) == 2) {
+            /* A (re)started scanner resumes from the stored cursor: the page it was working
+             * on when it died is fetched again, later pages were never recorded. */
+            if (ps < pass || (ps == pass && page > expect_page))
+                fail_msg("restart at pass %lld page %lld after pass %lld page %lld", ps, page, pass,
+                         expect_page - 1);
+            pass = ps;
+            expect_page = page;
+            last_items = page > 0 ? 150 : -1;
+            failed_page = -1;
         } else if ((p = strstr(line, "INFO  scanner[")) != NULL && strstr(p, " done: ") != NULL &&
                    (p = strstr(p, "]: pass ")) != NULL && sscanf(p, "]: pass %lld", &ps) == 1) {
             /* A pass ends only after a short page (or page 66), never on an error. */
@@ -585,6 +604,30 @@ static void test_429_storm_and_failed_fetches(void **state)
             "fetched again as the next page, %d passes\n",
             (long long)scanner_counter(&d, SHM_C_http_429),
             (long long)scanner_counter(&d, SHM_C_http_errors), failed_then_ok, passes);
+
+    /* kill -9 of the scanner after page 0 of a pass: its successor resumes at the stored
+     * page, not at page 0 (and check_page_log sees no gap). */
+    EXPECT(&d, cursor(&d).position >= 1, 30);
+    int64_t old_pid = atomic_load(&d.seg.layout->procs[SHM_ROLE_SCANNER].pid);
+    kill((pid_t)old_pid, SIGKILL);
+    EXPECT(&d,
+           atomic_load(&d.seg.layout->procs[SHM_ROLE_SCANNER].pid) != old_pid &&
+               atomic_load(&d.seg.layout->procs[SHM_ROLE_SCANNER].state) == SHM_PROC_READY,
+           30);
+    struct scanner_cursor at_kill = cursor(&d);
+    char want[96];
+    snprintf(want, sizeof(want), "discovery from deals, pass %u, page %llu", at_kill.pass,
+             (unsigned long long)at_kill.position);
+    char *log = read_log(&d);
+    char *last = NULL;
+    for (char *q = strstr(log, "discovery from "); q != NULL; q = strstr(q + 1, "discovery from "))
+        last = q;
+    assert_non_null(last);
+    if (strncmp(last, want, strlen(want)) != 0)
+        fail_msg("restarted scanner: '%.60s', want '%s'", last, want);
+    free(log);
+    EXPECT(&d, cursor(&d).pass > at_kill.pass || cursor(&d).position > at_kill.position, 30);
+    assert_true(check_page_log(&d, &failed_then_ok) >= passes);
     daemon_stop(&d);
     sim_stop(&s);
 }
@@ -659,6 +702,88 @@ static void test_asin_list_and_hup_batch(void **state)
     sim_stop(&s);
 }
 
+/*
+ * The committer's backlog pauses discovery: with full fetches slowed to 2 s, the survivors of
+ * the first pages push commit_backlog over 4 x commit batch x 10 = 200, and from the moment
+ * the scanner says it paused until it says it resumed it sends at most the (up to 2) requests
+ * it had already queued, while the committer keeps working. Without the pause it would have
+ * peeked on: tokens are plentiful.
+ */
+static void test_commit_backlog_pauses_discovery(void **state)
+{
+    (void)state;
+    struct sim s = sim_start("--products", "3000", "--minute-ms", "1000", "--refill-rate", "3000",
+                             "--faults", "offers_latency_ms=2000-2000");
+    struct daemon d;
+    daemon_start(&d, &s, "1000ms", "peek_batch = 50\npass_pause = 100ms");
+    struct shm_counter_block *committer = &d.seg.layout->counters[SHM_ROLE_COMMITTER];
+    EXPECT(&d, log_has(&d, "]: discovery paused"), 60);
+    int64_t c0 = shm_counter_get(committer, SHM_C_http_requests);
+    EXPECT(&d, shm_counter_get(committer, SHM_C_http_requests) >= c0 + 3, 60);
+
+    char *log = read_log(&d);
+    int windows = 0, busy_windows = 0;
+    bool paused = false;
+    int scanner_reqs = 0, committer_reqs = 0;
+    for (char *line = strtok(log, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+        bool sc = strstr(line, "scanner[") != NULL;
+        if (sc && strstr(line, "]: discovery paused") != NULL) {
+            paused = true;
+            scanner_reqs = committer_reqs = 0;
+        } else if (sc && strstr(line, "]: discovery resumed") != NULL) {
+            paused = false;
+            windows++;
+            busy_windows += committer_reqs > 0;
+        } else if (paused && strstr(line, "keepa: ") != NULL &&
+                   (strstr(line, "/product?") != NULL || strstr(line, "/deal?") != NULL)) {
+            if (sc && ++scanner_reqs > 2)
+                fail_msg("the scanner sent a request while paused: %s", line);
+            if (strstr(line, "committer[") != NULL)
+                committer_reqs++;
+        }
+    }
+    if (paused) {
+        windows++;
+        busy_windows += committer_reqs > 0;
+    }
+    free(log);
+    assert_true(windows >= 1);
+    assert_true(busy_windows >= 1); /* the committer worked while discovery waited */
+    fprintf(stderr, "figures: %d pauses for the commit backlog, %d with committer requests\n",
+            windows, busy_windows);
+    daemon_stop(&d);
+    sim_stop(&s);
+}
+
+/* /query as the source: pages of perPage ASINs until a short page. */
+static void test_query_source(void **state)
+{
+    (void)state;
+    struct sim s = sim_start("--products", "1200", "--minute-ms", "100", "--refill-rate", "2000");
+    char sel[512];
+    snprintf(sel, sizeof(sel), "%s/query.json", test_dir());
+    FILE *f = fopen(sel, "w");
+    assert_non_null(f);
+    fprintf(f, "{\"current_SALES_lte\": 200000, \"perPage\": 50, \"page\": 7}\n");
+    fclose(f);
+    char scan[1024];
+    snprintf(scan, sizeof(scan), "source = query\nselection_file = %s\npass_pause = 1h", sel);
+    struct daemon d;
+    daemon_start(&d, &s, "100ms", scan);
+    EXPECT(&d, cursor(&d).pass >= 1, 60);
+    assert_int_equal(cursor(&d).source, CFG_SOURCE_QUERY);
+    long long pages = sim_stat(&s, "endpoints.query.requests");
+    int64_t discovered = scanner_counter(&d, SHM_C_asins_discovered);
+    /* Every page but the last held perPage ASINs: pages = discovered / 50 + 1. */
+    assert_true(discovered > 0);
+    assert_int_equal(pages, discovered / 50 + 1);
+    assert_true(scanner_counter(&d, SHM_C_asins_peeked) > 0);
+    fprintf(stderr, "figures: /query pass: %lld pages, %lld ASINs, %lld peeked\n", pages,
+            (long long)discovered, (long long)scanner_counter(&d, SHM_C_asins_peeked));
+    daemon_stop(&d);
+    sim_stop(&s);
+}
+
 int main(int argc, char **argv)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -667,6 +792,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_survivors_dedup_batches),
         cmocka_unit_test(test_429_storm_and_failed_fetches),
         cmocka_unit_test(test_asin_list_and_hup_batch),
+        cmocka_unit_test(test_commit_backlog_pauses_discovery),
+        cmocka_unit_test(test_query_source),
     };
     return KD_RUN_TESTS(tests, argc, argv);
 }

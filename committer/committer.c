@@ -430,10 +430,22 @@ static void after_write(struct committer *c)
     shm_counter_add(cb, SHM_C_store_writes, 1);
     shm_counter_add(cb, SHM_C_deals_committed, b->committed);
     shm_counter_add(cb, SHM_C_deals_expired, b->expired);
+    char verdicts[COMMITTER_MAX_BATCH * 40] = "";
+    size_t off = 0;
+    for (size_t i = 0; i < b->n && off < sizeof(verdicts); i++) {
+        const struct entry *e = &b->e[i];
+        const char *what = e->act == ACT_DEAL     ? "deal"
+                           : e->act == ACT_REJECT ? dm_verdict_name(e->verdict)
+                           : e->act == ACT_RETRY  ? "retry"
+                                                  : "given-up";
+        int w = snprintf(verdicts + off, sizeof(verdicts) - off, "%s%s %s", i ? ", " : "",
+                         e->p.asin, what);
+        off += w > 0 ? (size_t)w : 0;
+    }
     kd_info("commit batch of %zu: %lld tokens, %u deals, %u rejected, %u re-checked stored "
-            "deals, %u expired, %u to retry, %u given up; backlog %zu",
+            "deals, %u expired, %u to retry, %u given up; backlog %zu [%s]",
             b->n, (long long)b->cost_tokens, b->committed, b->rejected, b->rechecked, b->expired,
-            b->retried, b->given_up, c->q.n);
+            b->retried, b->given_up, c->q.n, verdicts);
     b->n = 0;
     publish_backlog(c);
 }
@@ -513,8 +525,8 @@ static void on_done(const struct kp_result *res, void *ud)
         release_batch(c, false, false);
         break;
     case KP_KEY_UNUSABLE:
-        kd_error("commit batch of %zu: the API key is unusable; %zu survivors stay pending", c->b.n,
-                 c->q.n);
+        kd_error("commit batch of %zu refused, the API key is unusable; %zu survivors stay pending",
+                 c->b.n, c->q.n);
         release_batch(c, false, false);
         break;
     case KP_PERMANENT: {

@@ -80,6 +80,18 @@ static void nap_ms(long ms)
         ok_;                                                                                       \
     })
 
+/* Fails the test (keeping the daemon's log when KD_KEEP_LOG is set) unless COND becomes true
+ * within SECONDS. */
+#define ASSERT_WAIT(cond, seconds)                                                                 \
+    do {                                                                                           \
+        if (!WAIT_FOR(cond, seconds)) {                                                            \
+            keep_log();                                                                            \
+            fail_msg("timed out after %d s waiting for %s", (int)(seconds), #cond);                \
+        }                                                                                          \
+    } while (0)
+
+static void keep_log(void);
+
 /* A folder of this test case's own (kd_test_tmpdir() is shared by the cases of a file). */
 static const char *test_dir(void)
 {
@@ -96,8 +108,11 @@ static const char *test_dir(void)
 static pid_t sim_pid, sup_pid;
 static char sim_base[64];
 
+static char log_path[4200];
+
 static void stop_all(void)
 {
+    keep_log();
     if (sup_pid > 0) {
         kill(sup_pid, SIGKILL);
         waitpid(sup_pid, NULL, 0);
@@ -298,9 +313,10 @@ static int clearly_not_a_deal(const char *asin)
 
 /* ---------------------------------------------------------------- daemon */
 
-static char conf_path[4200], store_path[4200], log_path[4200];
+static char conf_path[4200], store_path[4200];
 static const char *instance;
-static int without_key; /* write no key_file: the workers get no API key */
+static int without_key;  /* write no key_file: the workers get no API key */
+static int store_cap_mb; /* > 0: the store's map is this size and cannot grow */
 
 static void write_config(const char *extra)
 {
@@ -325,13 +341,25 @@ static void write_config(const char *extra)
     fprintf(f,
             "[keepa]\nbase_url = %s\n%s%s\n"
             "[daemon]\ninstance = %s\nrun_dir = %s\nstop_timeout = 10s\n"
-            "[store]\npath = %s\nmap_size_mb = 16\n"
+            "[store]\npath = %s\nmap_size_mb = %d\nmax_map_size_mb = %d\n"
             "[tokens]\nminute = %dms\n"
             "[scan]\nsource = asins\nasins_file = %s\n"
             "[commit]\nlinger_ms = 300\n%s",
             sim_base, without_key ? "# no key_file: " : "key_file = ", key_path, instance, dir,
-            store_path, MINUTE_MS, asins_path, extra ? extra : "");
+            store_path, store_cap_mb > 0 ? store_cap_mb : 16,
+            store_cap_mb > 0 ? store_cap_mb : 65536, MINUTE_MS, asins_path, extra ? extra : "");
     fclose(f);
+}
+
+/* Debugging aid: KD_KEEP_LOG=FILE keeps a copy of the daemon's log. */
+static void keep_log(void)
+{
+    if (getenv("KD_KEEP_LOG") != NULL && log_path[0] != '\0') {
+        char cmd[9000];
+        snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", log_path, getenv("KD_KEEP_LOG"));
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not copy %s\n", log_path);
+    }
 }
 
 static void daemon_start(void)
@@ -349,12 +377,7 @@ static void daemon_start(void)
 
 static int daemon_stop_raw(void)
 {
-    if (getenv("KD_KEEP_LOG") != NULL) { /* debugging aid: keep the daemon's log */
-        char cmd[9000];
-        snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", log_path, getenv("KD_KEEP_LOG"));
-        if (system(cmd) != 0)
-            fprintf(stderr, "could not copy %s\n", log_path);
-    }
+    keep_log();
     kill(sup_pid, SIGTERM);
     int status = -1;
     int64_t deadline = kd_mono_ns() + 30 * KD_NS_PER_SEC;
@@ -759,9 +782,9 @@ static void test_pending_survivors_committed_with_right_maths(void **state)
 
     daemon_start();
     struct shm_segment seg;
-    assert_true(WAIT_FOR(attach(&seg) == 0, 15));
-    assert_true(WAIT_FOR(count_db(ST_DB_PENDING) == 0, 60));
-    assert_true(WAIT_FOR(committer_counter(&seg, SHM_C_commit_backlog) == 0, 5));
+    ASSERT_WAIT(attach(&seg) == 0, 15);
+    ASSERT_WAIT(count_db(ST_DB_PENDING) == 0, 60);
+    ASSERT_WAIT(committer_counter(&seg, SHM_C_commit_backlog) == 0, 5);
 
     env = store_open();
     struct st_txn *txn;
@@ -901,7 +924,7 @@ static void test_kill_9_mid_batch_loses_nothing(void **state)
 
     daemon_start();
     struct shm_segment seg;
-    assert_true(WAIT_FOR(attach(&seg) == 0, 15));
+    ASSERT_WAIT(attach(&seg) == 0, 15);
     struct shm_proc_slot *slot = &seg.layout->procs[SHM_ROLE_COMMITTER];
 
     int kills = 0;
@@ -909,10 +932,10 @@ static void test_kill_9_mid_batch_loses_nothing(void **state)
         /* Let this incarnation write a batch, then kill it while its next request is out:
          * the shared bucket holds the request's reservation from grant to answer. */
         int64_t before = committer_counter(&seg, SHM_C_store_writes);
-        assert_true(WAIT_FOR(committer_counter(&seg, SHM_C_store_writes) > before, 30));
+        ASSERT_WAIT(committer_counter(&seg, SHM_C_store_writes) > before, 30);
         struct tb_stats ts;
-        assert_true(WAIT_FOR(
-            tb_stats(&seg.layout->tokens, kd_mono_ns(), &ts) == 0 && ts.slots_in_use > 0, 10));
+        ASSERT_WAIT(tb_stats(&seg.layout->tokens, kd_mono_ns(), &ts) == 0 && ts.slots_in_use > 0,
+                    10);
         int64_t pid = atomic_load(&slot->pid);
         assert_true(pid > 0);
         kill((pid_t)pid, SIGKILL);
@@ -921,12 +944,12 @@ static void test_kill_9_mid_batch_loses_nothing(void **state)
         assert_true(kill_snapshot_ok(asins, N));
         mdb_stat_opens();
         /* The supervisor restarts it; it reloads pending. */
-        assert_true(WAIT_FOR(atomic_load(&slot->pid) != pid && atomic_load(&slot->pid) > 0 &&
-                                 atomic_load(&slot->state) == SHM_PROC_READY,
-                             20));
+        ASSERT_WAIT(atomic_load(&slot->pid) != pid && atomic_load(&slot->pid) > 0 &&
+                        atomic_load(&slot->state) == SHM_PROC_READY,
+                    20);
     }
     assert_true(kills >= 1);
-    assert_true(WAIT_FOR(count_db(ST_DB_PENDING) == 0, 60));
+    ASSERT_WAIT(count_db(ST_DB_PENDING) == 0, 60);
 
     env = store_open();
     struct st_txn *txn;
@@ -992,23 +1015,23 @@ static void test_failed_fetches_are_retried_never_dropped(void **state)
     st_close(env);
     daemon_start();
     struct shm_segment seg;
-    assert_true(WAIT_FOR(attach(&seg) == 0, 15));
+    ASSERT_WAIT(attach(&seg) == 0, 15);
 
     /* Each failure is counted durably on the pending record; nothing leaves pending. (Switch
      * faults soon after, before the bounded retries run out.) */
-    assert_true(WAIT_FOR(min_pending_attempts() >= 1 && min_pending_attempts() != UINT32_MAX, 30));
+    ASSERT_WAIT(min_pending_attempts() >= 1 && min_pending_attempts() != UINT32_MAX, 30);
     assert_int_equal(count_db(ST_DB_PENDING), N);
     assert_int_equal(committer_counter(&seg, SHM_C_commit_backlog), N);
 
     /* Then the server fails outright (HTTP 500): the batch is kept and retried later. */
     yajl_tree_free(sim_json_post("/_sim/faults?spec=http500=1"));
     int64_t errors = committer_counter(&seg, SHM_C_http_errors);
-    assert_true(WAIT_FOR(committer_counter(&seg, SHM_C_http_errors) > errors, 30));
+    ASSERT_WAIT(committer_counter(&seg, SHM_C_http_errors) > errors, 30);
     assert_int_equal(count_db(ST_DB_PENDING), N);
 
     /* Keepa recovers: every survivor is judged, none given up. */
     yajl_tree_free(sim_json_post("/_sim/faults?spec=clear"));
-    assert_true(WAIT_FOR(count_db(ST_DB_PENDING) == 0, 60));
+    ASSERT_WAIT(count_db(ST_DB_PENDING) == 0, 60);
     env = store_open();
     struct st_txn *txn;
     assert_int_equal(st_read_begin(env, &txn), 0);
@@ -1038,7 +1061,7 @@ static void test_graceful_stop_finishes_the_batch_in_flight(void **state)
     st_close(env);
     daemon_start();
     struct shm_segment seg;
-    assert_true(WAIT_FOR(attach(&seg) == 0, 15));
+    ASSERT_WAIT(attach(&seg) == 0, 15);
     struct tb_stats ts;
     assert_true(
         WAIT_FOR(tb_stats(&seg.layout->tokens, kd_mono_ns(), &ts) == 0 && ts.slots_in_use > 0, 15));
@@ -1063,7 +1086,7 @@ static void test_ring_survivors_queued_once_and_only_if_pending(void **state)
     assert_int_equal(oracle_deals(PT_USED, asins, 2), 2);
     daemon_start();
     struct shm_segment seg;
-    assert_true(WAIT_FOR(attach(&seg) == 0, 15));
+    ASSERT_WAIT(attach(&seg) == 0, 15);
     assert_true(
         WAIT_FOR(atomic_load(&seg.layout->procs[SHM_ROLE_COMMITTER].state) == SHM_PROC_READY, 15));
 
@@ -1085,8 +1108,8 @@ static void test_ring_survivors_queued_once_and_only_if_pending(void **state)
     ring_push(&r, asins[0]); /* announced twice */
     ring_push(&r, asins[1]);
 
-    assert_true(WAIT_FOR(committer_counter(&seg, SHM_C_ring_records_in) == 4, 15));
-    assert_true(WAIT_FOR(count_db(ST_DB_PENDING) == 0, 30));
+    ASSERT_WAIT(committer_counter(&seg, SHM_C_ring_records_in) == 4, 15);
+    ASSERT_WAIT(count_db(ST_DB_PENDING) == 0, 30);
     assert_int_equal(ring_depth(&rw.layout->rings[SHM_RING_SURVIVORS]), 0); /* acknowledged */
     yajl_val st = sim_json("/_sim/stats");
     assert_int_equal(jint(st, "asins_requested", NULL), 2);
@@ -1120,13 +1143,13 @@ static void test_reload_applies_the_new_batch_size(void **state)
     st_close(env);
     daemon_start();
     struct shm_segment seg;
-    assert_true(WAIT_FOR(attach(&seg) == 0, 15));
-    assert_true(WAIT_FOR(committer_counter(&seg, SHM_C_store_writes) >= 1, 30));
+    ASSERT_WAIT(attach(&seg) == 0, 15);
+    ASSERT_WAIT(committer_counter(&seg, SHM_C_store_writes) >= 1, 30);
 
     write_config("batch = 2\n");
     kill(sup_pid, SIGHUP);
-    assert_true(WAIT_FOR(log_contains("reload: commit batch 2,"), 15));
-    assert_true(WAIT_FOR(count_db(ST_DB_PENDING) == 0, 60));
+    ASSERT_WAIT(log_contains("reload: commit batch 2,"), 15);
+    ASSERT_WAIT(count_db(ST_DB_PENDING) == 0, 60);
 
     /* After the reload line, only the batch that was already in flight may carry more than
      * 2 ASINs; every later one carries 1 or 2. */
@@ -1167,10 +1190,10 @@ static void test_without_key_survivors_stay_pending(void **state)
     st_close(env);
     daemon_start();
     struct shm_segment seg;
-    assert_true(WAIT_FOR(attach(&seg) == 0, 15));
+    ASSERT_WAIT(attach(&seg) == 0, 15);
     assert_true(
         WAIT_FOR(atomic_load(&seg.layout->procs[SHM_ROLE_COMMITTER].state) == SHM_PROC_READY, 15));
-    assert_true(WAIT_FOR(log_contains("the committer idles"), 15));
+    ASSERT_WAIT(log_contains("the committer idles"), 15);
     /* It still knows its backlog (spend keeps room for it), fetches nothing, keeps all. */
     assert_int_equal(committer_counter(&seg, SHM_C_commit_backlog), 3);
     assert_int_equal(count_db(ST_DB_PENDING), 3);
@@ -1184,6 +1207,90 @@ static void test_without_key_survivors_stay_pending(void **state)
     assert_int_equal(daemon_stop(), 0);
     assert_int_equal(atomic_load(&seg.layout->procs[SHM_ROLE_COMMITTER].last_exit_status), 0);
     assert_int_equal(count_db(ST_DB_PENDING), 3);
+    shm_segment_detach(&seg);
+}
+
+struct junk {
+    int first, count;
+    bool del;
+};
+
+static int junk_fn(struct st_txn *txn, void *ud)
+{
+    const struct junk *j = ud;
+    static uint8_t blob[3000];
+    for (int i = j->first; i < j->first + j->count; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "test_junk_%d", i);
+        int rc = j->del ? st_meta_del(txn, name) : st_meta_put_bytes(txn, name, blob, sizeof(blob));
+        if (rc != 0 && !(j->del && rc == -ENOENT))
+            return rc;
+    }
+    return 0;
+}
+
+static void test_full_store_keeps_the_batch_and_retries_the_write(void **state)
+{
+    (void)state;
+    kd_test_set_timeout(120);
+    sim_start(NULL);
+    store_cap_mb = 1; /* a store that cannot grow: 1 MiB, capped at 1 MiB */
+    write_config(NULL);
+    enum { N = 5 };
+    char asins[N][11];
+    assert_int_equal(oracle_deals(PT_USED, asins, N), N);
+    struct st_options o = {
+        .path = store_path, .map_size_bytes = 1u << 20, .max_map_size_bytes = 1u << 20};
+    struct st_env *env = NULL;
+    char err[512];
+    assert_int_equal(st_open(&o, &env, err, sizeof(err)), 0);
+    put_pending(env, asins, N, ST_SOURCE_DEALS);
+    /* Fill it up to the last few pages. */
+    int filled = 0, rc = 0;
+    while (rc == 0) {
+        struct junk j = {filled, 1, false};
+        rc = st_write(env, junk_fn, &j);
+        if (rc == 0)
+            filled++;
+    }
+    assert_int_equal(rc, -EFBIG);
+    assert_true(filled > 10);
+    st_close(env);
+
+    daemon_start();
+    struct shm_segment seg;
+    ASSERT_WAIT(attach(&seg) == 0, 15);
+    /* The fetched batch cannot be stored: said loudly, kept, retried; no new batch. */
+    ASSERT_WAIT(log_contains("storing a batch of 5 failed"), 30);
+    ASSERT_WAIT(committer_counter(&seg, SHM_C_http_requests) >= 1, 5);
+    int64_t requests = committer_counter(&seg, SHM_C_http_requests);
+    assert_int_equal(count_db(ST_DB_PENDING), N);
+
+    /* Room again (what an operator freeing space does; here another process grows the map,
+     * which the committer adopts at its next transaction): the retry stores the batch. */
+    env = NULL;
+    o.map_size_bytes = o.max_map_size_bytes = 4u << 20;
+    assert_int_equal(st_open(&o, &env, err, sizeof(err)), 0);
+    struct junk j = {0, filled, true};
+    assert_int_equal(st_write(env, junk_fn, &j), 0);
+    /* LMDB reuses pages freed by a transaction only once a later one has committed. */
+    struct junk touch = {filled + 1, 1, false};
+    assert_int_equal(st_write(env, junk_fn, &touch), 0);
+    st_close(env);
+    ASSERT_WAIT(count_db(ST_DB_PENDING) == 0, 30);
+    assert_true(log_contains("the delayed store write succeeded"));
+    /* Stored from memory: Keepa was not asked again for the same batch. */
+    assert_int_equal(committer_counter(&seg, SHM_C_http_requests), requests);
+    env = store_open();
+    struct st_txn *txn;
+    assert_int_equal(st_read_begin(env, &txn), 0);
+    for (size_t i = 0; i < N; i++) {
+        enum fate fa = fate_of(txn, asins[i], NULL);
+        assert_true(fa == F_DEAL || fa == F_REJECTED);
+    }
+    st_read_end(txn);
+    st_close(env);
+    assert_int_equal(daemon_stop(), 0);
     shm_segment_detach(&seg);
 }
 
@@ -1210,6 +1317,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_ring_survivors_queued_once_and_only_if_pending),
         cmocka_unit_test(test_reload_applies_the_new_batch_size),
         cmocka_unit_test(test_without_key_survivors_stay_pending),
+        cmocka_unit_test(test_full_store_keeps_the_batch_and_retries_the_write),
         cmocka_unit_test(test_pending_values_are_plain_msgpack),
     };
     return KD_RUN_TESTS(tests, argc, argv);

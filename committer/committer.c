@@ -126,9 +126,13 @@ static int load_pending(struct committer *c)
         rc = st_cursor_next_pending(cur, &p);
         if (rc == -ENOENT)
             break;
-        if (rc != 0) {
+        if (rc == -EBADMSG || rc == -ENOTSUP) { /* the cursor moved past it */
             bad++;
             continue;
+        }
+        if (rc != 0) {
+            kd_error("pending: reading stopped after %zu records: %s", loaded, st_strerror(rc));
+            break;
         }
         if (committer_queue_add(&c->q, &p, now) == 1)
             loaded++;

@@ -263,6 +263,8 @@ static int write_batch(struct scanner *sc, struct scanner_batch *b)
         sc->store_retry_ns = kd_mono_ns() + STORE_RETRY_MS * KD_NS_PER_MS;
         return rc;
     }
+    if (b->write_pending)
+        kd_info("the delayed store write succeeded: %zu peek results stored from memory", b->n);
     size_t delivered = 0;
     for (size_t i = 0; i < b->n; i++)
         delivered += b->res[i].delivered;
@@ -691,6 +693,8 @@ static void finish_page(struct scanner *sc, int64_t now)
         return;
     }
     shm_counter_add(counters(sc), SHM_C_store_writes, 1);
+    if (sc->cursor_write_pending)
+        kd_info("the delayed store write succeeded: the cursor is stored");
     sc->cursor_write_pending = false;
     sc->cur = next;
     sc->page_loaded = false;

@@ -71,6 +71,7 @@ static void nap_ms(long ms)
 /* This test's own folder inside the file's shared temp folder, and its instance name. */
 static char g_dir[300];
 static char g_instance[64];
+static int g_store_mb = 64; /* [store] map size and cap, MiB */
 
 static const char *test_dir(void)
 {
@@ -246,10 +247,11 @@ static void write_conf(struct daemon *d, struct sim *s, const char *minute, cons
     fprintf(f,
             "[keepa]\nbase_url = http://127.0.0.1:%d\nkey_file = %s/key\n"
             "[daemon]\ninstance = %s\nrun_dir = %s\nstop_timeout = 10s\nlog_level = debug\n"
-            "[store]\npath = %s\nmap_size_mb = 64\n"
+            "[store]\npath = %s\nmap_size_mb = %d\nmax_map_size_mb = %d\n"
             "[tokens]\nminute = %s\n"
             "[scan]\n%s\n",
-            s->port, test_dir(), d->instance, d->run_dir, d->store, minute, scan);
+            s->port, test_dir(), d->instance, d->run_dir, d->store, g_store_mb, g_store_mb, minute,
+            scan);
     fclose(f);
 }
 
@@ -288,7 +290,9 @@ static void daemon_start(struct daemon *d, struct sim *s, const char *minute, co
     assert_int_equal(shm_segment_attach(&d->seg, d->instance, SHM_READ_ONLY, err, sizeof(err)), 0);
     if (!WAIT_FOR(atomic_load(&d->seg.layout->procs[SHM_ROLE_SCANNER].state) == SHM_PROC_READY, 20))
         fail_msg("the scanner did not become ready (log %s)", d->log);
-    struct st_options so = {.path = d->store, .map_size_bytes = 64u << 20};
+    struct st_options so = {.path = d->store,
+                            .map_size_bytes = (uint64_t)g_store_mb << 20,
+                            .max_map_size_bytes = (uint64_t)g_store_mb << 20};
     assert_int_equal(st_open(&so, &d->env, err, sizeof(err)), 0);
 }
 
@@ -788,6 +792,91 @@ static void test_query_source(void **state)
     sim_stop(&s);
 }
 
+struct junk {
+    int first, count;
+    bool del;
+};
+
+static int junk_fn(struct st_txn *txn, void *ud)
+{
+    const struct junk *j = ud;
+    static uint8_t blob[3000];
+    for (int i = j->first; i < j->first + j->count; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "test_junk_%d", i);
+        int rc = j->del ? st_meta_del(txn, name) : st_meta_put_bytes(txn, name, blob, sizeof(blob));
+        if (rc != 0 && !(j->del && rc == -ENOENT))
+            return rc;
+    }
+    return 0;
+}
+
+/*
+ * A store that cannot take the peek results (1 MiB, full, not allowed to grow): the scanner
+ * says so, keeps the paid-for results in memory, asks Keepa for nothing more, and stores
+ * them once there is room, without asking again.
+ */
+static void test_full_store_keeps_peeks_and_retries(void **state)
+{
+    (void)state;
+    struct sim s = sim_start("--products", "1200", "--minute-ms", "100", "--refill-rate", "2000");
+    g_store_mb = 1;
+    char store[512];
+    snprintf(store, sizeof(store), "%s/store", test_dir());
+    struct st_options o = {
+        .path = store, .map_size_bytes = 1u << 20, .max_map_size_bytes = 1u << 20};
+    struct st_env *env = NULL;
+    char err[512];
+    assert_int_equal(st_open(&o, &env, err, sizeof(err)), 0);
+    int filled = 0, rc = 0;
+    while (rc == 0) {
+        struct junk j = {filled, 1, false};
+        rc = st_write(env, junk_fn, &j);
+        if (rc == 0)
+            filled++;
+    }
+    assert_int_equal(rc, -EFBIG);
+    st_close(env);
+
+    struct daemon d;
+    daemon_start(&d, &s, "100ms", "peek_batch = 20\npass_pause = 1h");
+    EXPECT(&d, log_has(&d, "store write of a peek batch failed"), 30);
+    /* (A first batch may still have fitted in the last free pages.) */
+    int64_t peeked0 = scanner_counter(&d, SHM_C_asins_peeked);
+
+    /* Room again (another process grows the map and frees the junk; the scanner adopts the
+     * larger map at its next transaction). */
+    st_close(d.env);
+    o.map_size_bytes = o.max_map_size_bytes = 8u << 20;
+    assert_int_equal(st_open(&o, &d.env, err, sizeof(err)), 0);
+    struct junk j = {0, filled, true};
+    assert_int_equal(st_write(d.env, junk_fn, &j), 0);
+    struct junk touch = {filled + 1, 1, false};
+    assert_int_equal(st_write(d.env, junk_fn, &touch), 0);
+    EXPECT(&d, log_has(&d, "the delayed store write succeeded"), 30);
+    EXPECT(&d, scanner_counter(&d, SHM_C_asins_peeked) > peeked0, 30);
+    assert_true(count_db(&d, ST_DB_SEEN) > 0);
+
+    /* Between the failure and the delayed write the scanner sent no request. */
+    if (getenv("KD_SCANNER_DUMP"))
+        dump_log(&d);
+    char *log = read_log(&d);
+    char *from = strstr(log, "store write of a peek batch failed");
+    char *to = strstr(log, "the delayed store write succeeded");
+    assert_true(from != NULL && to != NULL && from < to);
+    *to = '\0';
+    int sent = 0;
+    for (char *line = strtok(from, "\n"); line != NULL; line = strtok(NULL, "\n"))
+        if (strstr(line, "scanner[") != NULL && strstr(line, "keepa: ") != NULL &&
+            (strstr(line, "/product?") != NULL || strstr(line, "/deal?") != NULL))
+            sent++;
+    free(log);
+    if (sent != 0)
+        fail_msg("%d scanner requests while its results waited for the store", sent);
+    daemon_stop(&d);
+    sim_stop(&s);
+}
+
 int main(int argc, char **argv)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -798,6 +887,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_asin_list_and_hup_batch),
         cmocka_unit_test(test_commit_backlog_pauses_discovery),
         cmocka_unit_test(test_query_source),
+        cmocka_unit_test(test_full_store_keeps_peeks_and_retries),
     };
     return KD_RUN_TESTS(tests, argc, argv);
 }

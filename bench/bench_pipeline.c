@@ -1,0 +1,1094 @@
+/*
+ * bench_pipeline.c: the whole daemon against kdeals-sim (issue 5). Usage:
+ *
+ *   bench_pipeline BUILD_DIR      (runs BUILD_DIR/kdeals, kdeals-sim and bench_legacy)
+ *
+ * Every scenario starts a fresh simulator (--port 0, --port-file, --quiet) and a fresh daemon
+ * (`kdeals run -c FILE` with a config written into a private temp folder: [tokens] minute =
+ * the simulator's --minute-ms, [keepa] base_url, a 0600 key_file, store, run_dir, a unique
+ * instance). Figures come from the simulator's ledger (GET /_sim/stats), the daemon's
+ * counters (its shm segment attached read-only), its LMDB store and /proc. Every figure is
+ * printed as `BENCH <name> <value> <unit>`; nothing is asserted.
+ *
+ * (a) Unlimited tokens (huge --start-tokens and --refill-rate; [scan] pass_pause = 0 and
+ *     dedup_window = 0 so the scanner never idles). After the workers are ready and a short
+ *     warm-up, a window of BENCH_PIPELINE_THROUGHPUT_S seconds (default 20) is measured:
+ *       asins_per_s      /product ASINs the simulator served (peek + commit + update) / s
+ *       peek/commit/update_asins_per_s   per role, from the batch_asins histogram sums
+ *       cpu_us_per_asin  CPU (user + system, /proc/<pid>/stat) of the supervisor and the
+ *                        three workers over the window / ASINs served over the window
+ *       rss_peak.<role>  VmHWM of each process at the end of the window
+ *     The simulator's own CPU is not counted in cpu_us_per_asin (sim_cpu_pct shows it: on a
+ *     2-core machine the simulator and the daemon share the cores). The simulator runs at
+ *     --refill-rate 30000 (the token layer's TB_RATE_MAX is 32767 per minute) from a full
+ *     1.8 M bucket: 300 000 tokens per second, far more than the pipeline can spend.
+ *
+ * (b) A 5/min plan at 600x time (--minute-ms 100 --refill-rate 5, bucket 60 minutes, starting
+ *     full at 300) for BENCH_PIPELINE_MINUTES Keepa minutes (default 1440: a simulated day,
+ *     144 s). kdeals runs with its default config (plus the fixed selection below), and,
+ *     at the same time against its own fresh simulator with the same seed and clock,
+ *     bench_legacy (bench/legacy.c: the replaced system's policy). For each side:
+ *       Window: from just before the client starts to just after it stopped (the final
+ *         ledger is read after the exit, so requests in flight at the stop are counted).
+ *       utilisation = tokens consumed / tokens offered, where offered = the balance at the
+ *         window start (the full bucket: 300) + tokens earned + tokens expired (refills the
+ *         cap cut off) during the window. 100 % means every token the plan offered,
+ *         including the initial bucket, was spent; what is left in the bucket at the end
+ *         counts as unused, and a window that ends in debt (a batch charged past zero)
+ *         reads slightly above 100 %.
+ *       tokens_expired   tokens lost to a full bucket during the window.
+ *       http_429         429 answers the simulator gave during the window.
+ *       deals            distinct ASINs stored as deals during the run (kdeals: the deals db
+ *                        is scanned every 2 s and at the end, so a deal stored then expired
+ *                        still counts; legacy: its distinct deal ASINs).
+ *       tokens_per_deal  tokens consumed (every endpoint, kdeals' updater included) / deals.
+ *       oracle_min_tokens_per_deal  the least a client knowing the simulator's truth could
+ *                        pay per stored deal: for each kdeals deal, one peek token plus one
+ *                        commit of that ASIN alone with offers=20 (6 x max(1, ceil(min(live
+ *                        offers, 20) / 10)), live offers from /_sim/product at the end), the
+ *                        mean over the deals. /deal pages (5 per 150 listed) are left out.
+ *       time_to_store_median  over the stored deals that the oracle (/_sim/deals with the
+ *                        same selection, polled every 5 Keepa minutes) first listed after
+ *                        its first poll: store time (kdeals: first_seen_ms of the record;
+ *                        legacy: when it judged the deal) - the first poll that listed it,
+ *                        in Keepa minutes (resolution: the poll interval; negative values
+ *                        count as 0). Deals never stored do not count; oracle_listed gives
+ *                        how many distinct deals the oracle listed during the run.
+ *       vs_legacy_tokens_per_deal = legacy tokens per deal / kdeals tokens per deal.
+ *     Targets (issue 5, not asserted): utilisation >= 98 %, zero 429s, vs_legacy >= 3.
+ *     The daemon keeps its default config except the selection (written to a file that
+ *     bench_legacy and the oracle polls use too). [scan] pass_pause and dedup_window stay at
+ *     their defaults although the scanner reads them as wall time: in a 144 s day the first
+ *     discovery pass does not end (the commit backlog throttles it) and 24 h of dedup covers
+ *     the whole run, so neither changes the outcome either way.
+ *
+ * The figures depend on the seed and catalog size (BENCH_PIPELINE_SEED, default 1;
+ * BENCH_PIPELINE_PRODUCTS, default 20000), on the selection and the [filter] defaults (what
+ * share of listed deals survive the peek and the commit), and on machine load only through
+ * timing (a and the time-to-store). BENCH_PIPELINE_KEEP=1 keeps the temp folders (logs,
+ * configs, stores) and prints their path.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "common/clock.h"
+#include "shm/counters.h"
+#include "shm/layout.h"
+#include "shm/segment.h"
+#include "store/store.h"
+
+#define MINUTE_MS        100
+#define POLL_KEEPA_MIN   5
+#define STORE_SCAN_MS    2000
+#define WARMUP_MS        2000
+#define STOP_DEADLINE_MS 30000
+#define SELECTION                                                                                  \
+    "{\"domainId\":1,\"priceTypes\":[2],\"dateRange\":3,\"sortType\":4,\"isRangeEnabled\":true,"   \
+    "\"deltaPercentRange\":[10,100]}"
+
+static const char *const role_names[SHM_ROLE_COUNT] = {"supervisor", "scanner", "committer",
+                                                       "updater"};
+
+/* ---- small helpers ------------------------------------------------------------------- */
+
+static void sleep_ms(int64_t ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static int64_t mono_ms(void)
+{
+    return kd_mono_ns() / KD_NS_PER_MS;
+}
+
+static long env_long(const char *name, long def, long min, long max)
+{
+    const char *v = getenv(name);
+    if (v == NULL || *v == '\0')
+        return def;
+    char *end = NULL;
+    long x = strtol(v, &end, 10);
+    if (end == v || *end != '\0' || x < min || x > max) {
+        fprintf(stderr, "bench_pipeline: %s=%s ignored (want %ld..%ld)\n", name, v, min, max);
+        return def;
+    }
+    return x;
+}
+
+static int write_file(const char *path, mode_t mode, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int write_file(const char *path, mode_t mode, const char *fmt, ...)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+    if (fd < 0)
+        return -errno;
+    FILE *f = fdopen(fd, "w");
+    if (f == NULL) {
+        close(fd);
+        return -ENOMEM;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    return fclose(f) == 0 ? 0 : -EIO;
+}
+
+static double median(double *v, size_t n)
+{
+    if (n == 0)
+        return NAN;
+    for (size_t i = 1; i < n; i++) { /* insertion sort: a few thousand values at most */
+        double x = v[i];
+        size_t j = i;
+        for (; j > 0 && v[j - 1] > x; j--)
+            v[j] = v[j - 1];
+        v[j] = x;
+    }
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static double ratio(double a, double b)
+{
+    return b > 0 ? a / b : NAN;
+}
+
+/* ---- HTTP (the simulator's control endpoints) ----------------------------------------- */
+
+struct buf {
+    char *p;
+    size_t n, cap;
+};
+
+static size_t buf_write(char *data, size_t size, size_t nmemb, void *ud)
+{
+    struct buf *b = ud;
+    size_t len = size * nmemb;
+    if (b->n + len + 1 > b->cap) {
+        size_t cap = (b->n + len + 1) * 2;
+        char *p = realloc(b->p, cap);
+        if (p == NULL)
+            return 0;
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, data, len);
+    b->n += len;
+    b->p[b->n] = '\0';
+    return len;
+}
+
+/* GET http://127.0.0.1:PORT PATH, parsed as JSON. Returns NULL on any failure. */
+static json_t *sim_get(CURL *c, int port, const char *path)
+{
+    char url[4096];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+    struct buf b = {0};
+    curl_easy_reset(c);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, buf_write);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    CURLcode rc = curl_easy_perform(c);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    json_t *j = NULL;
+    if (rc == CURLE_OK && status == 200 && b.p != NULL)
+        j = json_loads(b.p, 0, NULL);
+    free(b.p);
+    return j;
+}
+
+static int64_t jint(const json_t *o, const char *k)
+{
+    return (int64_t)json_integer_value(json_object_get(o, k));
+}
+
+/* ---- ASIN -> time tables (open addressing, grown on demand) ---------------------------- */
+
+struct seen_entry {
+    char asin[16];
+    int64_t ms;
+};
+
+struct seen_set {
+    struct seen_entry *e;
+    size_t cap, n;
+};
+
+static uint64_t hash_asin(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    return h;
+}
+
+static struct seen_entry *seen_find(const struct seen_set *s, const char *asin)
+{
+    if (s->cap == 0)
+        return NULL;
+    for (size_t i = hash_asin(asin) & (s->cap - 1);; i = (i + 1) & (s->cap - 1)) {
+        if (s->e[i].asin[0] == '\0')
+            return NULL;
+        if (strcmp(s->e[i].asin, asin) == 0)
+            return &s->e[i];
+    }
+}
+
+/* Records ASIN at MS, keeping the earliest time. Returns 0 or -ENOMEM. */
+static int seen_add(struct seen_set *s, const char *asin, int64_t ms)
+{
+    if (asin[0] == '\0' || strlen(asin) >= sizeof(s->e[0].asin))
+        return 0;
+    if ((s->n + 1) * 2 > s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 4096;
+        struct seen_entry *e = calloc(cap, sizeof(*e));
+        if (e == NULL)
+            return -ENOMEM;
+        for (size_t i = 0; i < s->cap; i++) {
+            if (s->e[i].asin[0] == '\0')
+                continue;
+            size_t j = hash_asin(s->e[i].asin) & (cap - 1);
+            while (e[j].asin[0] != '\0')
+                j = (j + 1) & (cap - 1);
+            e[j] = s->e[i];
+        }
+        free(s->e);
+        s->e = e;
+        s->cap = cap;
+    }
+    size_t i = hash_asin(asin) & (s->cap - 1);
+    for (; s->e[i].asin[0] != '\0'; i = (i + 1) & (s->cap - 1)) {
+        if (strcmp(s->e[i].asin, asin) == 0) {
+            if (ms < s->e[i].ms)
+                s->e[i].ms = ms;
+            return 0;
+        }
+    }
+    snprintf(s->e[i].asin, sizeof(s->e[i].asin), "%s", asin);
+    s->e[i].ms = ms;
+    s->n++;
+    return 0;
+}
+
+static void seen_free(struct seen_set *s)
+{
+    free(s->e);
+    memset(s, 0, sizeof(*s));
+}
+
+/* ---- child processes ----------------------------------------------------------------- */
+
+/* Starts ARGV with stdout to OUT_PATH and stderr to ERR_PATH (NULL: the same file). */
+static pid_t spawn(char *const argv[], const char *out_path, const char *err_path, int deathsig)
+{
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    prctl(PR_SET_PDEATHSIG, deathsig);
+    int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int err = err_path ? open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600) : out;
+    int devnull = open("/dev/null", O_RDONLY);
+    if (out < 0 || err < 0 || devnull < 0)
+        _exit(127);
+    dup2(devnull, 0);
+    dup2(out, 1);
+    dup2(err, 2);
+    execv(argv[0], argv);
+    _exit(127);
+}
+
+/* Waits up to DEADLINE_MS for PID; on timeout SIGKILLs it. Fills *RU (may be NULL). */
+static int reap(pid_t pid, int64_t deadline_ms, struct rusage *ru)
+{
+    int64_t end = mono_ms() + deadline_ms;
+    int status = 0;
+    for (;;) {
+        pid_t r = wait4(pid, &status, WNOHANG, ru);
+        if (r == pid)
+            return status;
+        if (r < 0)
+            return -1;
+        if (mono_ms() > end) {
+            kill(pid, SIGKILL);
+            wait4(pid, &status, 0, ru);
+            return status;
+        }
+        sleep_ms(20);
+    }
+}
+
+struct sim {
+    pid_t pid;
+    int port;
+};
+
+static int sim_start(struct sim *s, const char *bin, const char *dir, const char *tag,
+                     char *const extra[])
+{
+    char port_file[PATH_MAX], log[PATH_MAX];
+    snprintf(port_file, sizeof(port_file), "%s/%s.port", dir, tag);
+    snprintf(log, sizeof(log), "%s/%s.log", dir, tag);
+    char *argv[40];
+    int n = 0;
+    argv[n++] = (char *)bin;
+    argv[n++] = "--port";
+    argv[n++] = "0";
+    argv[n++] = "--port-file";
+    argv[n++] = port_file;
+    argv[n++] = "--quiet";
+    for (int i = 0; extra[i] != NULL && n < 38; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    s->pid = spawn(argv, log, NULL, SIGKILL);
+    if (s->pid < 0)
+        return -errno;
+    int64_t end = mono_ms() + 10000;
+    while (mono_ms() < end) {
+        FILE *f = fopen(port_file, "r");
+        if (f != NULL) {
+            int ok = fscanf(f, "%d", &s->port);
+            fclose(f);
+            if (ok == 1 && s->port > 0)
+                return 0;
+        }
+        if (waitpid(s->pid, NULL, WNOHANG) == s->pid) {
+            s->pid = -1;
+            return -ECHILD;
+        }
+        sleep_ms(20);
+    }
+    return -ETIMEDOUT;
+}
+
+static void sim_stop(struct sim *s)
+{
+    if (s->pid > 0) {
+        kill(s->pid, SIGTERM);
+        reap(s->pid, 5000, NULL);
+        s->pid = -1;
+    }
+}
+
+/* ---- the daemon ---------------------------------------------------------------------- */
+
+struct daemon {
+    char dir[512];
+    char conf[PATH_MAX];
+    char store[PATH_MAX];
+    char instance[48];
+    pid_t pid;
+    struct shm_segment seg;
+    bool attached;
+};
+
+/* Writes the key file, the selection and the config (EXTRA: more INI text) into DIR. */
+static int write_config(const char *dir, const char *instance, int port, const char *extra,
+                        char *conf, size_t confsz, char *store, size_t storesz)
+{
+    char key[PATH_MAX], sel[PATH_MAX];
+    snprintf(key, sizeof(key), "%s/key", dir);
+    snprintf(sel, sizeof(sel), "%s/selection.json", dir);
+    snprintf(conf, confsz, "%s/kdeals.conf", dir);
+    snprintf(store, storesz, "%s/store", dir);
+    int rc = write_file(key, 0600, "benchkey%d\n", port);
+    if (rc == 0)
+        rc = write_file(sel, 0600, "%s\n", SELECTION);
+    if (rc == 0)
+        rc = write_file(conf, 0600,
+                        "[keepa]\nbase_url = http://127.0.0.1:%d\nkey_file = %s\n\n"
+                        "[daemon]\ninstance = %s\nrun_dir = %s\nstop_timeout = 20s\n\n"
+                        "[store]\npath = %s\nmap_size_mb = 256\n\n"
+                        "[tokens]\nminute = %dms\n\n"
+                        "[scan]\nselection_file = %s\n%s",
+                        port, key, instance, dir, store, MINUTE_MS, sel, extra);
+    return rc;
+}
+
+static bool workers_ready(const struct shm_layout *l)
+{
+    for (int r = SHM_ROLE_SCANNER; r < SHM_ROLE_COUNT; r++) {
+        uint32_t st = atomic_load(&l->procs[r].state);
+        if (st != SHM_PROC_READY && st != SHM_PROC_WAITING_TOKENS)
+            return false;
+    }
+    return true;
+}
+
+/* Starts `kdeals run -c CONF` and waits for the segment and ready workers. */
+static int daemon_start(struct daemon *d, const char *kdeals)
+{
+    char log[PATH_MAX];
+    snprintf(log, sizeof(log), "%s/kdeals.log", d->dir);
+    char *argv[] = {(char *)kdeals, "run", "-c", d->conf, NULL};
+    d->pid = spawn(argv, log, NULL, SIGTERM);
+    if (d->pid < 0)
+        return -errno;
+    int64_t end = mono_ms() + 20000;
+    char err[256];
+    while (!d->attached) {
+        if (shm_segment_attach(&d->seg, d->instance, SHM_READ_ONLY, err, sizeof(err)) == 0)
+            d->attached = true;
+        else if (mono_ms() > end || waitpid(d->pid, NULL, WNOHANG) == d->pid) {
+            fprintf(stderr, "bench_pipeline: daemon did not start (%s); see %s\n", err, log);
+            return -ECHILD;
+        } else
+            sleep_ms(20);
+    }
+    while (!workers_ready(d->seg.layout)) {
+        if (mono_ms() > end) {
+            fprintf(stderr, "bench_pipeline: workers not ready after 20 s; measuring anyway\n");
+            break;
+        }
+        sleep_ms(20);
+    }
+    return 0;
+}
+
+/* SIGTERM, then wait for the graceful stop. RU receives the daemon's and reaped workers' usage. */
+static int daemon_stop(struct daemon *d, struct rusage *ru)
+{
+    if (d->pid <= 0)
+        return 0;
+    kill(d->pid, SIGTERM);
+    int status = reap(d->pid, STOP_DEADLINE_MS, ru);
+    d->pid = -1;
+    return status;
+}
+
+/* CPU seconds (user + system) of PID so far, from /proc/PID/stat; -1 if unreadable. */
+static double proc_cpu_s(pid_t pid)
+{
+    char path[64], line[2048];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    size_t n = fread(line, 1, sizeof(line) - 1, f);
+    fclose(f);
+    line[n] = '\0';
+    char *p = strrchr(line, ')'); /* comm may hold spaces */
+    if (p == NULL)
+        return -1;
+    unsigned long utime = 0, stime = 0;
+    /* after ") ": state(3) ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt
+     * utime(14) stime(15) */
+    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2)
+        return -1;
+    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* VmHWM of PID in KiB; -1 if unreadable. */
+static long proc_hwm_kb(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    long kb = -1;
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
+static pid_t role_pid(const struct daemon *d, int role)
+{
+    if (role == SHM_ROLE_SUPERVISOR)
+        return d->pid;
+    return (pid_t)atomic_load(&d->seg.layout->procs[role].pid);
+}
+
+/* CPU seconds per role now (supervisor and workers), and their sum. */
+static double daemon_cpu(const struct daemon *d, double per_role[SHM_ROLE_COUNT])
+{
+    double total = 0;
+    for (int r = 0; r < SHM_ROLE_COUNT; r++) {
+        pid_t pid = role_pid(d, r);
+        per_role[r] = pid > 0 ? proc_cpu_s(pid) : -1;
+        if (per_role[r] > 0)
+            total += per_role[r];
+    }
+    return total;
+}
+
+static int64_t role_counter(const struct daemon *d, int role, enum shm_counter_id id)
+{
+    return shm_counter_get(&d->seg.layout->counters[role], id);
+}
+
+static uint64_t role_hist_sum(const struct daemon *d, int role, enum shm_counter_id id)
+{
+    return atomic_load_explicit(&d->seg.layout->counters[role].hist[id].sum, memory_order_relaxed);
+}
+
+/* Adds every deal in the store to SET with its first_seen_ms. Returns the count or -errno. */
+static int64_t store_scan(struct st_env *env, struct seen_set *set)
+{
+    struct st_txn *txn = NULL;
+    int rc = st_read_begin(env, &txn);
+    if (rc != 0)
+        return rc;
+    struct st_cursor *cur = NULL;
+    int64_t n = 0;
+    if (st_cursor_open(txn, ST_DB_DEALS, &cur) == 0) {
+        struct st_deal deal;
+        for (;;) {
+            rc = st_cursor_next_deal(cur, &deal);
+            if (rc == -ENOENT)
+                break;
+            if (rc != 0)
+                continue;
+            seen_add(set, deal.asin, deal.first_seen_ms);
+            n++;
+        }
+        st_cursor_close(cur);
+    }
+    st_read_end(txn);
+    return n;
+}
+
+/* ---- the simulator ledger -------------------------------------------------------------- */
+
+struct ledger {
+    int64_t earned, consumed, expired, left, http_429, requests, asins_requested, asins_distinct;
+    int64_t product_requests, product_tokens, deal_requests, deal_tokens, token_requests;
+    bool ok;
+};
+
+static struct ledger ledger_read(CURL *c, int port)
+{
+    struct ledger L;
+    memset(&L, 0, sizeof(L));
+    json_t *j = sim_get(c, port, "/_sim/stats");
+    if (j == NULL)
+        return L;
+    L.ok = true;
+    L.earned = jint(j, "tokens_earned");
+    L.consumed = jint(j, "tokens_consumed");
+    L.expired = jint(j, "tokens_expired");
+    L.left = jint(j, "tokens_left");
+    L.http_429 = jint(j, "http_429");
+    L.requests = jint(j, "requests");
+    L.asins_requested = jint(j, "asins_requested");
+    L.asins_distinct = jint(j, "asins_distinct");
+    json_t *ep = json_object_get(j, "endpoints");
+    L.product_requests = jint(json_object_get(ep, "product"), "requests");
+    L.product_tokens = jint(json_object_get(ep, "product"), "tokens");
+    L.deal_requests = jint(json_object_get(ep, "deal"), "requests");
+    L.deal_tokens = jint(json_object_get(ep, "deal"), "tokens");
+    L.token_requests = jint(json_object_get(ep, "token"), "requests");
+    json_decref(j);
+    return L;
+}
+
+/* Polls the oracle: every deal listed now is recorded with the poll time. */
+static int oracle_poll(CURL *c, int port, struct seen_set *first_listed, int64_t now_ms)
+{
+    char *esc = curl_easy_escape(c, SELECTION, 0);
+    if (esc == NULL)
+        return -ENOMEM;
+    char path[1024];
+    snprintf(path, sizeof(path), "/_sim/deals?selection=%s", esc);
+    curl_free(esc);
+    json_t *j = sim_get(c, port, path);
+    if (j == NULL)
+        return -EIO;
+    json_t *asins = json_object_get(j, "asins");
+    size_t i;
+    json_t *a;
+    json_array_foreach(asins, i, a)
+    {
+        const char *s = json_string_value(a);
+        if (s != NULL)
+            seen_add(first_listed, s, now_ms);
+    }
+    json_decref(j);
+    return 0;
+}
+
+/* Median delay (Keepa minutes) from first listing to store, for deals listed after T0_MS. */
+static double time_to_store(const struct seen_set *stored, const struct seen_set *listed,
+                            int64_t first_poll_ms, size_t *n_out)
+{
+    double *v = calloc(stored->n + 1, sizeof(double));
+    size_t n = 0;
+    for (size_t i = 0; v != NULL && i < stored->cap; i++) {
+        const struct seen_entry *e = &stored->e[i];
+        if (e->asin[0] == '\0')
+            continue;
+        const struct seen_entry *l = seen_find(listed, e->asin);
+        if (l == NULL || l->ms <= first_poll_ms)
+            continue;
+        double d = (double)(e->ms - l->ms) / MINUTE_MS;
+        v[n++] = d < 0 ? 0 : d;
+    }
+    double m = median(v, n);
+    free(v);
+    *n_out = n;
+    return m;
+}
+
+/* Mean oracle-minimum cost of the stored deals (see the top comment). */
+static double oracle_min_per_deal(CURL *c, int port, const struct seen_set *stored)
+{
+    double sum = 0;
+    size_t n = 0;
+    for (size_t i = 0; i < stored->cap; i++) {
+        const struct seen_entry *e = &stored->e[i];
+        if (e->asin[0] == '\0')
+            continue;
+        char path[128];
+        snprintf(path, sizeof(path), "/_sim/product?asin=%s", e->asin);
+        json_t *j = sim_get(c, port, path);
+        if (j == NULL)
+            continue;
+        int64_t live = jint(j, "liveOffers");
+        json_decref(j);
+        int64_t pages = ((live < 20 ? live : 20) + 9) / 10;
+        sum += 1.0 + 6.0 * (double)(pages < 1 ? 1 : pages);
+        n++;
+    }
+    return n ? sum / (double)n : NAN;
+}
+
+static void bench(const char *name, double v, const char *unit)
+{
+    if (isnan(v))
+        printf("BENCH pipeline.%s nan %s\n", name, unit);
+    else if (fabs(v) >= 100 || v == floor(v))
+        printf("BENCH pipeline.%s %.0f %s\n", name, v, unit);
+    else
+        printf("BENCH pipeline.%s %.2f %s\n", name, v, unit);
+    fflush(stdout);
+}
+
+/* ---- shared run context ---------------------------------------------------------------- */
+
+struct ctx {
+    char kdeals[PATH_MAX], sim[PATH_MAX], legacy[PATH_MAX];
+    char root[256]; /* temp folder of this run */
+    long seed, products;
+    bool keep;
+    CURL *curl;
+};
+
+/* ---- (a) unlimited tokens ------------------------------------------------------------- */
+
+static int scenario_throughput(struct ctx *cx)
+{
+    long seconds = env_long("BENCH_PIPELINE_THROUGHPUT_S", 20, 1, 3600);
+    struct daemon d;
+    memset(&d, 0, sizeof(d));
+    snprintf(d.dir, sizeof(d.dir), "%s/throughput", cx->root);
+    mkdir(d.dir, 0700);
+    snprintf(d.instance, sizeof(d.instance), "bench%da", (int)getpid());
+    char seed[32], products[32];
+    snprintf(seed, sizeof(seed), "%ld", cx->seed);
+    snprintf(products, sizeof(products), "%ld", cx->products);
+    char *extra[] = {"--minute-ms",
+                     "100",
+                     "--refill-rate",
+                     "30000",
+                     "--start-tokens",
+                     "1800000",
+                     "--seed",
+                     seed,
+                     "--products",
+                     products,
+                     NULL};
+    struct sim s = {.pid = -1};
+    if (sim_start(&s, cx->sim, d.dir, "sim", extra) != 0) {
+        fprintf(stderr, "bench_pipeline: kdeals-sim did not start\n");
+        return -1;
+    }
+    int rc = write_config(d.dir, d.instance, s.port, "pass_pause = 0\ndedup_window = 0\n", d.conf,
+                          sizeof(d.conf), d.store, sizeof(d.store));
+    if (rc == 0)
+        rc = daemon_start(&d, cx->kdeals);
+    if (rc != 0) {
+        sim_stop(&s);
+        return -1;
+    }
+    sleep_ms(WARMUP_MS);
+    double cpu0[SHM_ROLE_COUNT], cpu1[SHM_ROLE_COUNT];
+    int64_t t0 = mono_ms();
+    struct ledger L0 = ledger_read(cx->curl, s.port);
+    double c0 = daemon_cpu(&d, cpu0);
+    double sim_c0 = proc_cpu_s(s.pid);
+    uint64_t h0[SHM_ROLE_COUNT];
+    for (int r = 0; r < SHM_ROLE_COUNT; r++)
+        h0[r] = role_hist_sum(&d, r, SHM_C_batch_asins);
+    sleep_ms(seconds * 1000);
+    double c1 = daemon_cpu(&d, cpu1);
+    double sim_c1 = proc_cpu_s(s.pid);
+    struct ledger L1 = ledger_read(cx->curl, s.port);
+    int64_t t1 = mono_ms();
+    uint64_t h1[SHM_ROLE_COUNT];
+    long hwm[SHM_ROLE_COUNT];
+    for (int r = 0; r < SHM_ROLE_COUNT; r++) {
+        h1[r] = role_hist_sum(&d, r, SHM_C_batch_asins);
+        pid_t pid = role_pid(&d, r);
+        hwm[r] = pid > 0 ? proc_hwm_kb(pid) : -1;
+    }
+    uint32_t restarts = 0;
+    for (int r = SHM_ROLE_SCANNER; r < SHM_ROLE_COUNT; r++)
+        restarts += atomic_load(&d.seg.layout->procs[r].restarts);
+    int64_t deals = shm_counter_total(d.seg.layout, SHM_C_deals_committed);
+    daemon_stop(&d, NULL);
+    if (d.attached)
+        shm_segment_detach(&d.seg);
+    sim_stop(&s);
+
+    double secs = (double)(t1 - t0) / 1000.0;
+    double asins = (double)(L1.asins_requested - L0.asins_requested);
+    double cpu = c1 - c0;
+    printf("-- (a) unlimited tokens: %.1f s window, seed %ld, %ld products\n", secs, cx->seed,
+           cx->products);
+    bench("asins_per_s", asins / secs, "asins/s");
+    bench("peek_asins_per_s", (double)(h1[SHM_ROLE_SCANNER] - h0[SHM_ROLE_SCANNER]) / secs,
+          "asins/s");
+    bench("commit_asins_per_s", (double)(h1[SHM_ROLE_COMMITTER] - h0[SHM_ROLE_COMMITTER]) / secs,
+          "asins/s");
+    bench("update_asins_per_s", (double)(h1[SHM_ROLE_UPDATER] - h0[SHM_ROLE_UPDATER]) / secs,
+          "asins/s");
+    bench("product_requests_per_s", (double)(L1.product_requests - L0.product_requests) / secs,
+          "req/s");
+    bench("cpu_us_per_asin", asins > 0 ? cpu * 1e6 / asins : NAN, "us");
+    bench("cpu_pct", cpu * 100.0 / secs, "%");
+    bench("sim_cpu_pct", (sim_c1 - sim_c0) * 100.0 / secs, "%");
+    for (int r = 0; r < SHM_ROLE_COUNT; r++) {
+        char name[64];
+        snprintf(name, sizeof(name), "cpu_s.%s", role_names[r]);
+        bench(name, cpu1[r] >= 0 && cpu0[r] >= 0 ? cpu1[r] - cpu0[r] : NAN, "s");
+    }
+    for (int r = 0; r < SHM_ROLE_COUNT; r++) {
+        char name[64];
+        snprintf(name, sizeof(name), "rss_peak.%s", role_names[r]);
+        bench(name, hwm[r] >= 0 ? (double)hwm[r] : NAN, "KiB");
+    }
+    printf("   %.0f ASINs served in %.1f s (%.0f /s), daemon CPU %.2f s (%.0f us per ASIN), "
+           "simulator CPU %.2f s, %" PRId64 " deals committed, %u worker restarts\n",
+           asins, secs, asins / secs, cpu, asins > 0 ? cpu * 1e6 / asins : NAN, sim_c1 - sim_c0,
+           deals, restarts);
+    return 0;
+}
+
+/* ---- (b) a simulated day on a 5/min plan, kdeals vs legacy ------------------------------- */
+
+struct side {
+    struct ledger L0, L1;
+    struct seen_set listed; /* oracle: ASIN -> first poll that listed it (wall ms) */
+    struct seen_set stored; /* ASIN -> stored (wall ms) */
+    int64_t first_poll_ms;
+};
+
+static void side_figures(const char *prefix, struct side *sd, double *tpd_out)
+{
+    struct ledger *a = &sd->L0, *b = &sd->L1;
+    double consumed = (double)(b->consumed - a->consumed);
+    double offered = (double)(a->left + (b->earned - a->earned) + (b->expired - a->expired));
+    double deals = (double)sd->stored.n;
+    double tpd = deals > 0 ? consumed / deals : NAN;
+    char name[96];
+#define FIG(n, v, u)                                                                               \
+    do {                                                                                           \
+        snprintf(name, sizeof(name), "%s%s", prefix, n);                                           \
+        bench(name, v, u);                                                                         \
+    } while (0)
+    FIG("utilisation", 100.0 * ratio(consumed, offered), "%");
+    FIG("http_429", (double)(b->http_429 - a->http_429), "count");
+    FIG("tokens_expired", (double)(b->expired - a->expired), "tokens");
+    FIG("tokens_consumed", consumed, "tokens");
+    FIG("tokens_offered", offered, "tokens");
+    FIG("deals", deals, "deals");
+    FIG("tokens_per_deal", tpd, "tokens");
+    size_t n_tts = 0;
+    double tts = time_to_store(&sd->stored, &sd->listed, sd->first_poll_ms, &n_tts);
+    FIG("time_to_store_median", tts, "keepa_min");
+    FIG("time_to_store_samples", (double)n_tts, "deals");
+    FIG("oracle_listed", (double)sd->listed.n, "deals");
+#undef FIG
+    *tpd_out = tpd;
+}
+
+static int parse_legacy(const char *path, struct seen_set *stored, char *summary, size_t sumsz)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -errno;
+    char line[256], a[64];
+    long long v;
+    size_t off = 0;
+    summary[0] = '\0';
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (sscanf(line, "LEGACY_DEAL %63s %lld", a, &v) == 2)
+            seen_add(stored, a, v);
+        else if (sscanf(line, "LEGACY %63s %lld", a, &v) == 2 && off < sumsz)
+            off += (size_t)snprintf(summary + off, sumsz - off, " %s=%lld", a, v);
+    }
+    fclose(f);
+    return 0;
+}
+
+static int scenario_day(struct ctx *cx)
+{
+    long minutes = env_long("BENCH_PIPELINE_MINUTES", 1440, 10, 100000);
+    int64_t duration_ms = minutes * MINUTE_MS;
+    char seed[32], products[32], clock_ms[32];
+    snprintf(seed, sizeof(seed), "%ld", cx->seed);
+    snprintf(products, sizeof(products), "%ld", cx->products);
+    /* Both simulators share the catalog clock, so both see the same deals at the same time. */
+    snprintf(clock_ms, sizeof(clock_ms), "%" PRId64, kd_wall_ms());
+    char *extra[] = {"--minute-ms", "100",    "--refill-rate", "5",      "--seed", seed,
+                     "--products",  products, "--clock-ms",    clock_ms, NULL};
+
+    struct daemon d;
+    memset(&d, 0, sizeof(d));
+    snprintf(d.dir, sizeof(d.dir), "%s/day", cx->root);
+    mkdir(d.dir, 0700);
+    snprintf(d.instance, sizeof(d.instance), "bench%db", (int)getpid());
+    char ldir[512];
+    snprintf(ldir, sizeof(ldir), "%s/legacy", cx->root);
+    mkdir(ldir, 0700);
+
+    struct sim sk = {.pid = -1}, sl = {.pid = -1};
+    if (sim_start(&sk, cx->sim, d.dir, "sim", extra) != 0 ||
+        sim_start(&sl, cx->sim, ldir, "sim", extra) != 0) {
+        fprintf(stderr, "bench_pipeline: kdeals-sim did not start\n");
+        sim_stop(&sk);
+        sim_stop(&sl);
+        return -1;
+    }
+    char lconf[PATH_MAX], lstore[PATH_MAX], dur[32], lsel[PATH_MAX], lout[PATH_MAX], lerr[PATH_MAX];
+    int rc = write_config(d.dir, d.instance, sk.port, "", d.conf, sizeof(d.conf), d.store,
+                          sizeof(d.store));
+    if (rc == 0)
+        rc =
+            write_config(ldir, "unused", sl.port, "", lconf, sizeof(lconf), lstore, sizeof(lstore));
+    if (rc != 0) {
+        sim_stop(&sk);
+        sim_stop(&sl);
+        return -1;
+    }
+    snprintf(lsel, sizeof(lsel), "%s/selection.json", ldir);
+    snprintf(lout, sizeof(lout), "%s/legacy.out", ldir);
+    snprintf(lerr, sizeof(lerr), "%s/legacy.log", ldir);
+    snprintf(dur, sizeof(dur), "%" PRId64, duration_ms);
+
+    struct side K, G;
+    memset(&K, 0, sizeof(K));
+    memset(&G, 0, sizeof(G));
+    K.L0 = ledger_read(cx->curl, sk.port);
+    G.L0 = ledger_read(cx->curl, sl.port);
+    char *largv[] = {cx->legacy, lconf, lsel, dur, NULL};
+    pid_t lpid = spawn(largv, lout, lerr, SIGKILL);
+    int64_t start = mono_ms();
+    rc = daemon_start(&d, cx->kdeals);
+    if (rc != 0 || lpid < 0) {
+        if (lpid > 0) {
+            kill(lpid, SIGKILL);
+            reap(lpid, 1000, NULL);
+        }
+        sim_stop(&sk);
+        sim_stop(&sl);
+        return -1;
+    }
+    char err[256];
+    struct st_env *env = NULL;
+    struct st_options so = {.path = d.store, .map_size_bytes = 256ull << 20};
+    if (st_open(&so, &env, err, sizeof(err)) != 0)
+        fprintf(stderr, "bench_pipeline: store: %s (deals counted at the end only)\n", err);
+
+    /* The run: poll both oracles every POLL_KEEPA_MIN Keepa minutes, scan the store. */
+    int64_t end = start + duration_ms;
+    int64_t next_scan = 0, cpu_end = 0;
+    double cpu_roles[SHM_ROLE_COUNT];
+    long hwm[SHM_ROLE_COUNT];
+    for (int64_t now = mono_ms(); now < end; now = mono_ms()) {
+        int64_t wall = kd_wall_ms();
+        oracle_poll(cx->curl, sk.port, &K.listed, wall);
+        oracle_poll(cx->curl, sl.port, &G.listed, wall);
+        if (K.first_poll_ms == 0)
+            K.first_poll_ms = G.first_poll_ms = wall;
+        if (env != NULL && now >= next_scan) {
+            store_scan(env, &K.stored);
+            next_scan = now + STORE_SCAN_MS;
+        }
+        int64_t next = now + POLL_KEEPA_MIN * MINUTE_MS;
+        sleep_ms((next < end ? next : end) - mono_ms() > 0 ? (next < end ? next : end) - mono_ms()
+                                                           : 0);
+    }
+    cpu_end = (int64_t)(1000 * daemon_cpu(&d, cpu_roles));
+    for (int r = 0; r < SHM_ROLE_COUNT; r++) {
+        pid_t pid = role_pid(&d, r);
+        hwm[r] = pid > 0 ? proc_hwm_kb(pid) : -1;
+    }
+    struct rusage ru;
+    memset(&ru, 0, sizeof(ru));
+    int st = daemon_stop(&d, &ru);
+    K.L1 = ledger_read(cx->curl, sk.port);
+    if (env != NULL) {
+        store_scan(env, &K.stored);
+        st_close(env);
+    }
+    int lst = reap(lpid, STOP_DEADLINE_MS, NULL);
+    G.L1 = ledger_read(cx->curl, sl.port);
+    char lsummary[1024];
+    parse_legacy(lout, &G.stored, lsummary, sizeof(lsummary));
+
+    const struct shm_layout *l = d.seg.layout;
+    int64_t peeked = shm_counter_total(l, SHM_C_asins_peeked);
+    int64_t discovered = shm_counter_total(l, SHM_C_asins_discovered);
+    int64_t survivors = shm_counter_total(l, SHM_C_survivors);
+    int64_t committed = shm_counter_total(l, SHM_C_deals_committed);
+    int64_t expired = shm_counter_total(l, SHM_C_deals_expired);
+    int64_t refreshed = shm_counter_total(l, SHM_C_deals_refreshed);
+    int64_t spent[SHM_ROLE_COUNT];
+    for (int r = 0; r < SHM_ROLE_COUNT; r++)
+        spent[r] = role_counter(&d, r, SHM_C_tokens_spent);
+    int64_t daemon_429 = shm_counter_total(l, SHM_C_http_429);
+    uint32_t restarts = 0;
+    for (int r = SHM_ROLE_SCANNER; r < SHM_ROLE_COUNT; r++)
+        restarts += atomic_load(&l->procs[r].restarts);
+    shm_segment_detach(&d.seg);
+
+    double oracle = oracle_min_per_deal(cx->curl, sk.port, &K.stored);
+    sim_stop(&sk);
+    sim_stop(&sl);
+
+    printf("-- (b) 5/min plan, %ld Keepa minutes at %d ms each (%.0f s), seed %ld, %ld "
+           "products\n",
+           minutes, MINUTE_MS, (double)duration_ms / 1000.0, cx->seed, cx->products);
+    double tpd_k = NAN, tpd_g = NAN;
+    side_figures("", &K, &tpd_k);
+    bench("tokens_per_deal_acquire",
+          K.stored.n
+              ? (double)(spent[SHM_ROLE_SCANNER] + spent[SHM_ROLE_COMMITTER]) / (double)K.stored.n
+              : NAN,
+          "tokens");
+    bench("oracle_min_tokens_per_deal", oracle, "tokens");
+    bench("tokens_per_deal_vs_oracle", ratio(tpd_k, oracle), "x");
+    side_figures("legacy.", &G, &tpd_g);
+    bench("vs_legacy_tokens_per_deal", ratio(tpd_g, tpd_k), "x");
+    double cpu_life = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                      (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    bench("day.cpu_s", cpu_life, "s");
+    for (int r = 0; r < SHM_ROLE_COUNT; r++) {
+        char name[64];
+        snprintf(name, sizeof(name), "day.rss_peak.%s", role_names[r]);
+        bench(name, hwm[r] >= 0 ? (double)hwm[r] : NAN, "KiB");
+    }
+
+    printf("   kdeals: %" PRId64 " ASINs discovered, %" PRId64 " peeked, %" PRId64
+           " survivors, %" PRId64 " deals committed, %" PRId64 " refreshed, %" PRId64
+           " expired; %zu distinct deals stored; tokens by role (daemon counters): scanner "
+           "%" PRId64 ", committer %" PRId64 ", updater %" PRId64 "; sim ledger: %" PRId64
+           " /deal requests, %" PRId64 " /product requests (%" PRId64 " ASINs, %" PRId64
+           " distinct), %" PRId64 " /token calls; daemon saw %" PRId64
+           " 429s; %u worker restarts; CPU %.1f s (at stop: %.1f s); exit status %d\n",
+           discovered, peeked, survivors, committed, refreshed, expired, K.stored.n,
+           spent[SHM_ROLE_SCANNER], spent[SHM_ROLE_COMMITTER], spent[SHM_ROLE_UPDATER],
+           K.L1.deal_requests - K.L0.deal_requests, K.L1.product_requests - K.L0.product_requests,
+           K.L1.asins_requested - K.L0.asins_requested, K.L1.asins_distinct,
+           K.L1.token_requests - K.L0.token_requests, daemon_429, restarts, cpu_life,
+           (double)cpu_end / 1000.0, st);
+    printf("   legacy:%s; sim ledger: %" PRId64 " /deal, %" PRId64 " /product requests "
+           "(%" PRId64 " ASINs, %" PRId64 " distinct); exit status %d\n",
+           lsummary, G.L1.deal_requests - G.L0.deal_requests,
+           G.L1.product_requests - G.L0.product_requests,
+           G.L1.asins_requested - G.L0.asins_requested, G.L1.asins_distinct, lst);
+    printf("   summary: kdeals %.1f tokens/deal (oracle minimum %.1f), utilisation %.1f %%, "
+           "%" PRId64 " 429s; legacy %.1f tokens/deal; legacy/kdeals = %.2fx "
+           "(targets: >= 98 %%, 0 429s, >= 3x)\n",
+           tpd_k, oracle,
+           100.0 *
+               ratio((double)(K.L1.consumed - K.L0.consumed),
+                     (double)(K.L0.left + K.L1.earned - K.L0.earned + K.L1.expired - K.L0.expired)),
+           K.L1.http_429 - K.L0.http_429, tpd_g, ratio(tpd_g, tpd_k));
+    seen_free(&K.listed);
+    seen_free(&K.stored);
+    seen_free(&G.listed);
+    seen_free(&G.stored);
+    return 0;
+}
+
+/* ---- main ------------------------------------------------------------------------------ */
+
+static int rm_rf(const char *path)
+{
+    char cmd[PATH_MAX + 32];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", path);
+    return system(cmd);
+}
+
+int main(int argc, char **argv)
+{
+    const char *build = argc > 1 ? argv[1] : "build";
+    struct ctx cx;
+    memset(&cx, 0, sizeof(cx));
+    snprintf(cx.kdeals, sizeof(cx.kdeals), "%s/kdeals", build);
+    snprintf(cx.sim, sizeof(cx.sim), "%s/kdeals-sim", build);
+    snprintf(cx.legacy, sizeof(cx.legacy), "%s/bench_legacy", build);
+    const char *need[] = {cx.kdeals, cx.sim, cx.legacy};
+    for (size_t i = 0; i < 3; i++) {
+        if (access(need[i], X_OK) != 0) {
+            fprintf(stderr, "bench_pipeline: %s: not found; usage: bench_pipeline BUILD_DIR\n",
+                    need[i]);
+            return 2;
+        }
+    }
+    cx.seed = env_long("BENCH_PIPELINE_SEED", 1, 0, LONG_MAX);
+    cx.products = env_long("BENCH_PIPELINE_PRODUCTS", 20000, 1, 100000000);
+    const char *keep = getenv("BENCH_PIPELINE_KEEP");
+    cx.keep = keep != NULL && strcmp(keep, "1") == 0;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(cx.root, sizeof(cx.root), "%s/bench_pipeline.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (mkdtemp(cx.root) == NULL) {
+        perror("bench_pipeline: mkdtemp");
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    cx.curl = curl_easy_init();
+    int rc = 0;
+    const char *only = getenv("BENCH_PIPELINE_ONLY"); /* "a" or "b" */
+    if (only == NULL || strcmp(only, "b") != 0)
+        rc |= scenario_throughput(&cx) != 0;
+    if (only == NULL || strcmp(only, "a") != 0)
+        rc |= scenario_day(&cx) != 0;
+    curl_easy_cleanup(cx.curl);
+    curl_global_cleanup();
+    if (cx.keep || rc != 0)
+        printf("   files kept in %s\n", cx.root);
+    else
+        rm_rf(cx.root);
+    return rc;
+}

@@ -35,6 +35,7 @@
 #define ASIN_CHUNK         SCANNER_PAGE_DEALS
 
 static void step(struct scanner *sc);
+static void kick(struct scanner *sc);
 
 static const struct cfg *cfg(const struct scanner *sc)
 {
@@ -360,8 +361,7 @@ static void peek_done(const struct kp_result *res, void *ud)
                     kp_result_name(res->code), res->error, (long long)(wait / KD_NS_PER_MS));
         }
     }
-    if (!sc->stopping)
-        step(sc);
+    kick(sc);
 }
 
 /*
@@ -545,8 +545,7 @@ static void page_done(const struct kp_result *res, void *ud)
                     (long long)(wait / KD_NS_PER_MS));
         }
     }
-    if (!sc->stopping)
-        step(sc);
+    kick(sc);
 }
 
 /* Reads the next chunk of the ASIN list into the page. Returns 0 or a negative errno. */
@@ -644,6 +643,8 @@ static void start_page(struct scanner *sc, int64_t now)
     }
     scanner_page_reset(&sc->page);
     sc->page_prefiltered = 0;
+    sc->page_full = (size_t)sc->sel.per_page; /* as fetched, whatever a reload does meanwhile */
+    sc->page_last = (uint64_t)sc->sel.last_page;
     struct sp_job_spec spec = {
         .kind = sc->source == CFG_SOURCE_QUERY ? TB_KIND_QUERY : TB_KIND_DEAL_PAGE,
         .units = sc->source == CFG_SOURCE_QUERY ? sc->sel.per_page : 1,
@@ -680,8 +681,7 @@ static void finish_page(struct scanner *sc, int64_t now)
     if (sc->source == CFG_SOURCE_ASINS)
         pass_end = scanner_cursor_after_chunk(&next, sc->page_next_line, sc->page_eof);
     else
-        pass_end = scanner_cursor_after_page(&next, sc->page_items, (size_t)sc->sel.per_page,
-                                             (uint64_t)sc->sel.last_page);
+        pass_end = scanner_cursor_after_page(&next, sc->page_items, sc->page_full, sc->page_last);
     int rc = st_write(sc->env, write_cursor_fn, &next);
     if (rc != 0) {
         if (!sc->cursor_write_pending)
@@ -716,6 +716,17 @@ static void finish_page(struct scanner *sc, int64_t now)
 static void on_timer(uv_timer_t *t)
 {
     step(t->data);
+}
+
+/*
+ * Runs step() from the loop, soon: request callbacks call this instead of step() because the
+ * spender may call them from inside sp_submit (a request that could not be built), that is
+ * from inside step() itself.
+ */
+static void kick(struct scanner *sc)
+{
+    if (!sc->stopping)
+        uv_timer_start(&sc->timer, on_timer, 0, 0);
 }
 
 static void arm(struct scanner *sc, int64_t now, int64_t wake)

@@ -83,10 +83,12 @@ struct scanner {
 
     /* The page in memory. */
     struct scanner_page page;
-    bool page_loaded;  /* candidates are being peeked */
-    bool fetching;     /* a page request is queued or in flight */
-    size_t page_items; /* items the source returned for this page (for the short-page rule) */
-    bool page_eof;     /* asins: the chunk reached the end of the file */
+    bool page_loaded;   /* candidates are being peeked */
+    bool fetching;      /* a page request is queued or in flight */
+    size_t page_items;  /* items the source returned for this page (for the short-page rule) */
+    size_t page_full;   /* items of a full page of the selection the page was fetched with */
+    uint64_t page_last; /* the last page that selection's endpoint serves */
+    bool page_eof;      /* asins: the chunk reached the end of the file */
     uint64_t page_next_line;
     size_t page_prefiltered;
     char *fetch_json; /* selection of the page being fetched */

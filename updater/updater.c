@@ -314,6 +314,7 @@ static int write_stale_fn(struct st_txn *txn, void *ud)
 /* Writes the answered batch. Returns 0, or the store error (the batch stays unwritten). */
 static int write_batch(struct updater *u)
 {
+    bool retry = u->batch_unwritten;
     u->push_base = u->n_push;
     int rc = store_write(u, write_batch_fn);
     if (rc != 0) {
@@ -324,6 +325,8 @@ static int write_batch(struct updater *u)
     }
     u->batch_unwritten = false;
     u->n_stale = 0;
+    if (retry)
+        kd_info("the delayed write of an update batch succeeded");
     count_tally(u);
     size_t not_checked = 0;
     for (size_t i = 0; i < u->n; i++)
@@ -437,7 +440,7 @@ static void on_batch_done(const struct kp_result *res, void *ud)
         begin_close(u);
         return;
     }
-    arm(u, 0);
+    arm(u, u->batch_unwritten ? UPDATER_WRITE_RETRY_MS : 0);
 }
 
 /*

@@ -68,6 +68,7 @@ struct world {
     struct shm_segment seg;
     bool attached;
     struct st_env *env;
+    int store_mb; /* 16 (growing to 64), or less: a store capped at this size */
 };
 
 static pid_t spawn(const char *log, char *const argv[])
@@ -156,15 +157,15 @@ static void write_config(struct world *w, int batch, const char *min_interval,
     fprintf(f,
             "[keepa]\nbase_url = http://127.0.0.1:%d\nkey_file = %s/key\nrequest_timeout = 10s\n"
             "[daemon]\ninstance = %s\nrun_dir = %s/run\nlog_level = info\nstop_timeout = 20s\n"
-            "[store]\npath = %s/store\nmap_size_mb = 16\n"
+            "[store]\npath = %s/store\nmap_size_mb = %d\nmax_map_size_mb = %d\n"
             "[tokens]\nminute = 100ms\n"
             "[scan]\nsource = asins\nasins_file = %s/asins.txt\npass_pause = 1d\n"
             "[update]\nbatch = %d\nmin_interval = %s\nmax_interval = %s\n"
             "expire_after_failures = %d\n"
             "[filter]\nmin_rank_drops_365 = 0\nmin_sell_cents = 0\nmin_gross_roi_pct = -100\n"
             "min_profit_cents = -100000000\nmin_roi_pct = -100\n",
-            w->port, w->dir, w->instance, w->dir, w->dir, w->dir, batch, min_interval, max_interval,
-            expire);
+            w->port, w->dir, w->instance, w->dir, w->dir, w->store_mb,
+            w->store_mb < 16 ? w->store_mb : 64, w->dir, batch, min_interval, max_interval, expire);
     fclose(f);
     assert_int_equal(rename(tmp, w->conf), 0);
 }
@@ -228,6 +229,7 @@ static void world_init(struct world *w)
 {
     memset(w, 0, sizeof(*w));
     w->instance = kd_test_instance();
+    w->store_mb = 16;
     snprintf(w->dir, sizeof(w->dir), "%s/%s", kd_test_tmpdir(), w->instance);
     assert_int_equal(mkdir(w->dir, 0700), 0);
     snprintf(w->conf, sizeof(w->conf), "%s/kdeals.conf", w->dir);
@@ -356,7 +358,9 @@ static void open_store(struct world *w)
 {
     char path[512], err[256];
     snprintf(path, sizeof(path), "%s/store", w->dir);
-    struct st_options o = {.path = path, .map_size_bytes = 16u << 20};
+    struct st_options o = {.path = path, .map_size_bytes = (uint64_t)w->store_mb << 20};
+    if (w->store_mb < 16)
+        o.max_map_size_bytes = o.map_size_bytes;
     int rc = st_open(&o, &w->env, err, sizeof(err));
     if (rc != 0)
         fail_msg("st_open: %s", err);
@@ -819,6 +823,96 @@ static void test_refresh_ring_applies_free_refreshes(void **state)
     stop_all(&w);
 }
 
+/* Fills or empties meta records test_junk_FIRST.. (SIZE bytes each; 0 = 3000). */
+struct junk {
+    int first, count;
+    bool del;
+    size_t size;
+};
+
+static int junk_fn(struct st_txn *txn, void *ud)
+{
+    const struct junk *j = ud;
+    static uint8_t blob[3000];
+    for (int i = j->first; i < j->first + j->count; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "test_junk_%d", i);
+        int rc = j->del ? st_meta_del(txn, name)
+                        : st_meta_put_bytes(txn, name, blob, j->size ? j->size : sizeof(blob));
+        if (rc != 0 && !(j->del && rc == -ENOENT))
+            return rc;
+    }
+    return 0;
+}
+
+/*
+ * A store that cannot take the answer (1 MiB, capped, filled up): the batch is kept in
+ * memory, nothing new is fetched, and once there is room again the same answer is stored
+ * without asking Keepa again.
+ */
+static void test_full_store_keeps_the_answered_batch(void **state)
+{
+    (void)state;
+    struct world w;
+    world_init(&w);
+    w.store_mb = 1;
+    start_sim(&w, NULL);
+    write_config(&w, 50, "10m", "80m", 3);
+    enum { N = 30 }; /* a rewrite of 30 deals needs more pages than a small write frees */
+    char asins[N][ST_ASIN_LEN + 1];
+    struct truth truths[N];
+    pick_products(&w, N, asins, truths);
+    int64_t t0 = kd_wall_ms();
+    open_store(&w);
+    static struct seed_deals s;
+    s.n = 0;
+    for (int i = 0; i < N; i++)
+        s.d[s.n++] = make_deal(asins[i], &truths[i], t0 - 30000, t0 - 20000);
+    assert_int_equal(st_write(w.env, put_all_fn, &s), 0);
+    /* Fill it with ever smaller records until not even the deals can be rewritten. */
+    int filled = 0;
+    const size_t sizes[] = {3000, 500, 50, 8};
+    for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+        for (int fails = 0; fails < 3;) {
+            struct junk j = {filled, 1, false, sizes[k]};
+            if (st_write(w.env, junk_fn, &j) == 0)
+                filled++;
+            else
+                fails++;
+        }
+    }
+    assert_int_equal(st_write(w.env, put_all_fn, &s), -EFBIG);
+    st_close(w.env);
+    w.env = NULL;
+
+    start_daemon(&w);
+    assert_true(WAIT_FOR(log_contains(&w, "writing an update batch failed"), 20));
+    int64_t requests = upd_counter(&w, SHM_C_http_requests);
+    assert_true(requests >= 1);
+    assert_int_equal(upd_counter(&w, SHM_C_deals_refreshed), 0);
+
+    /* Room again (another process grows the map; the updater adopts it at its next write). */
+    char path[512], err[256];
+    snprintf(path, sizeof(path), "%s/store", w.dir);
+    struct st_options o = {
+        .path = path, .map_size_bytes = 4u << 20, .max_map_size_bytes = 4u << 20};
+    assert_int_equal(st_open(&o, &w.env, err, sizeof(err)), 0);
+    struct junk j = {0, filled, true, 0};
+    assert_int_equal(st_write(w.env, junk_fn, &j), 0);
+    struct junk touch = {filled + 1, 1, false, 0}; /* freed pages are reused after a later commit */
+    assert_int_equal(st_write(w.env, junk_fn, &touch), 0);
+
+    assert_true(WAIT_FOR(all_checked_after(&w, asins, N, t0), 30));
+    assert_true(log_contains(&w, "the delayed write of an update batch succeeded"));
+    assert_int_equal(upd_counter(&w, SHM_C_deals_refreshed), N);
+    /* Stored from memory: no second request for the same deals. */
+    assert_int_equal(upd_counter(&w, SHM_C_http_requests), requests);
+    struct st_deal d;
+    assert_int_equal(get_deal(&w, asins[0], &d), 0);
+    assert_int_equal(d.revision, 2);
+    stop_all(&w);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -827,6 +921,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_hup_changes_batch_size),
         cmocka_unit_test(test_stop_finishes_the_batch_in_flight),
         cmocka_unit_test(test_refresh_ring_applies_free_refreshes),
+        cmocka_unit_test(test_full_store_keeps_the_answered_batch),
     };
     kd_test_set_timeout(120);
     return KD_RUN_TESTS(tests, argc, argv);

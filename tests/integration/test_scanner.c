@@ -613,19 +613,23 @@ static void test_429_storm_and_failed_fetches(void **state)
             (long long)scanner_counter(&d, SHM_C_http_429),
             (long long)scanner_counter(&d, SHM_C_http_errors), failed_then_ok, passes);
 
-    /* kill -9 of the scanner after page 0 of a pass: its successor resumes at the stored
-     * page, not at page 0 (and check_page_log sees no gap). */
+    /* kill -9 of the scanner in the middle of a pass: its successor resumes at the stored
+     * page, not at page 0 (and check_page_log sees no gap). Requests fail meanwhile, so the
+     * stored cursor cannot move between the kill and the check. */
     EXPECT(&d, cursor(&d).position >= 1, 30);
+    sim_faults(&s, "http500=1");
+    errors0 = scanner_counter(&d, SHM_C_http_errors);
+    EXPECT(&d, scanner_counter(&d, SHM_C_http_errors) >= errors0 + 3, 60);
+    struct scanner_cursor at_kill = cursor(&d);
     int64_t old_pid = atomic_load(&d.seg.layout->procs[SHM_ROLE_SCANNER].pid);
     kill((pid_t)old_pid, SIGKILL);
+    char want[96];
+    snprintf(want, sizeof(want), "discovery from deals, pass %u, page %llu", at_kill.pass,
+             (unsigned long long)at_kill.position);
     EXPECT(&d,
            atomic_load(&d.seg.layout->procs[SHM_ROLE_SCANNER].pid) != old_pid &&
                atomic_load(&d.seg.layout->procs[SHM_ROLE_SCANNER].state) == SHM_PROC_READY,
            30);
-    struct scanner_cursor at_kill = cursor(&d);
-    char want[96];
-    snprintf(want, sizeof(want), "discovery from deals, pass %u, page %llu", at_kill.pass,
-             (unsigned long long)at_kill.position);
     char *log = read_log(&d);
     char *last = NULL;
     for (char *q = strstr(log, "discovery from "); q != NULL; q = strstr(q + 1, "discovery from "))
@@ -634,6 +638,7 @@ static void test_429_storm_and_failed_fetches(void **state)
     if (strncmp(last, want, strlen(want)) != 0)
         fail_msg("restarted scanner: '%.60s', want '%s'", last, want);
     free(log);
+    sim_faults(&s, "clear");
     EXPECT(&d, cursor(&d).pass > at_kill.pass || cursor(&d).position > at_kill.position, 30);
     assert_true(check_page_log(&d, &failed_then_ok) >= passes);
     daemon_stop(&d);

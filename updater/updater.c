@@ -42,6 +42,7 @@
 #define UPDATER_WRITE_RETRY_MS 5000 /* after a failed store write (disk full) */
 #define UPDATER_REFRESH_CHUNK  64   /* ring records applied per write transaction */
 #define UPDATER_PUSH_MAX       256  /* recommit records waiting for room in the ring */
+#define UPDATER_SET_ASIDE_MAX  64   /* deals whose request Keepa refuses as malformed */
 
 struct upd_item {
     struct st_key key;
@@ -81,6 +82,17 @@ struct updater {
     unsigned fetch_failures;
     int64_t retry_at_ns;
     bool probe_single; /* the last answer was suspect: next batch asks for one ASIN */
+
+    /*
+     * A deal whose request alone Keepa refused (400): set aside (in memory) until the time
+     * given, so one bad deal cannot block every deal behind it. It stays due and its failure
+     * count is untouched: a refused request is no check.
+     */
+    size_t n_aside;
+    struct {
+        struct st_key key;
+        int64_t until_ns;
+    } aside[UPDATER_SET_ASIDE_MAX];
 
     size_t n_stale;
     struct st_sched_entry stale[UPDATER_STALE_MAX];
@@ -373,6 +385,27 @@ static int on_product(const struct kp_product *p, void *ud)
 
 static void begin_close(struct updater *u);
 
+static void set_aside(struct updater *u, const struct st_key *key, int64_t ms)
+{
+    size_t slot = 0;
+    for (size_t i = 0; i < u->n_aside; i++) /* reuse a slot, else replace the oldest */
+        if (u->aside[i].until_ns < u->aside[slot].until_ns)
+            slot = i;
+    if (u->n_aside < UPDATER_SET_ASIDE_MAX)
+        slot = u->n_aside++;
+    u->aside[slot].key = *key;
+    u->aside[slot].until_ns = now_ns() + ms * KD_NS_PER_MS;
+}
+
+static bool is_aside(struct updater *u, const struct st_key *key)
+{
+    int64_t t = now_ns();
+    for (size_t i = 0; i < u->n_aside; i++)
+        if (u->aside[i].until_ns > t && memcmp(u->aside[i].key.b, key->b, ST_KEY_LEN) == 0)
+            return true;
+    return false;
+}
+
 static void on_batch_done(const struct kp_result *res, void *ud)
 {
     struct updater *u = ud;
@@ -405,6 +438,22 @@ static void on_batch_done(const struct kp_result *res, void *ud)
             kd_warn("update batch of %zu asins: the answer had no product at all; asking for "
                     "them one at a time before counting any as gone",
                     u->n);
+    } else if (res->code == KP_PERMANENT) {
+        /* Keepa refuses the request itself (400): no backoff helps. Ask for the deals one
+         * at a time to find the one it is refused for, and set that one aside. */
+        struct updater_policy pol;
+        updater_policy_from_cfg(&u->wk->cfg, &pol);
+        if (u->n > 1) {
+            u->probe_single = true;
+            kd_warn("update batch of %zu asins: refused (%s); asking for them one at a time", u->n,
+                    res->error);
+        } else if (u->n == 1) {
+            set_aside(u, &u->items[0].key, pol.retry_max_ms);
+            u->probe_single = false;
+            kd_error("update of %s: refused (%s); the deal stays due and is set aside for %lld "
+                     "ms so the others go on",
+                     u->items[0].asin, res->error, (long long)pol.retry_max_ms);
+        }
     } else {
         struct updater_policy pol;
         updater_policy_from_cfg(&u->wk->cfg, &pol);
@@ -486,6 +535,8 @@ static int scan_schedule(struct updater *u, bool take, size_t max, int64_t now_m
                 rc = g;
                 break;
             }
+            if (is_aside(u, &e->key))
+                continue;
             unsigned domain = st_key_domain(&e->key);
             if (u->n == 0)
                 u->domain = domain;

@@ -432,6 +432,17 @@ static void pick_products(struct world *w, size_t n, char asins[][ST_ASIN_LEN + 
     assert_int_equal(sim_catalog_lookup(&cat, UNKNOWN), -1);
 }
 
+static int get_deal_in(struct world *w, unsigned domain, const char *asin, struct st_deal *out)
+{
+    struct st_key key;
+    assert_int_equal(st_key_make(domain, asin, &key), 0);
+    struct st_txn *txn;
+    assert_int_equal(st_read_begin(w->env, &txn), 0);
+    int rc = st_deal_get(txn, &key, out);
+    st_read_end(txn);
+    return rc;
+}
+
 static int get_deal(struct world *w, const char *asin, struct st_deal *out)
 {
     struct st_key key;
@@ -913,6 +924,48 @@ static void test_full_store_keeps_the_answered_batch(void **state)
     stop_all(&w);
 }
 
+/*
+ * Deals Keepa refuses to be asked about (domain 7 has no marketplace: 400) are found one at a
+ * time and set aside, still due and uncounted, so the deals behind them are checked.
+ */
+static void test_refused_deals_do_not_block_the_others(void **state)
+{
+    (void)state;
+    struct world w;
+    world_init(&w);
+    start_sim(&w, NULL);
+    write_config(&w, 10, "10m", "80m", 1);
+    enum { N = 3 };
+    char asins[N][ST_ASIN_LEN + 1];
+    struct truth truths[N];
+    pick_products(&w, N, asins, truths);
+    int64_t t0 = kd_wall_ms();
+    open_store(&w);
+    static struct seed_deals s;
+    s.n = 0;
+    for (int i = 0; i < 2; i++) { /* stalest: the batch starts with them */
+        s.d[s.n] = make_deal(asins[i], &truths[i], t0 - 60000, t0 - 50000 + i);
+        s.d[s.n++].domain = 7;
+    }
+    for (int i = 0; i < N; i++)
+        s.d[s.n++] = make_deal(asins[i], &truths[i], t0 - 30000, t0 - 20000);
+    assert_int_equal(st_write(w.env, put_all_fn, &s), 0);
+    start_daemon(&w);
+
+    assert_true(WAIT_FOR(all_checked_after(&w, asins, N, t0), 20));
+    assert_true(log_contains(&w, "asking for them one at a time"));
+    assert_true(log_contains(&w, "set aside"));
+    for (int i = 0; i < 2; i++) {
+        struct st_deal d;
+        assert_int_equal(get_deal_in(&w, 7, asins[i], &d), 0); /* never expired */
+        assert_int_equal(d.check_failures, 0);
+        assert_int_equal(d.next_check_ms, s.d[i].next_check_ms); /* still due */
+        assert_int_equal(d.revision, 1);
+    }
+    assert_int_equal(upd_counter(&w, SHM_C_deals_expired), 0);
+    stop_all(&w);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -922,6 +975,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_stop_finishes_the_batch_in_flight),
         cmocka_unit_test(test_refresh_ring_applies_free_refreshes),
         cmocka_unit_test(test_full_store_keeps_the_answered_batch),
+        cmocka_unit_test(test_refused_deals_do_not_block_the_others),
     };
     kd_test_set_timeout(120);
     return KD_RUN_TESTS(tests, argc, argv);

@@ -25,9 +25,12 @@
  *
  * (b) A 5/min plan at 600x time (--minute-ms 100 --refill-rate 5, bucket 60 minutes, starting
  *     full at 300) for BENCH_PIPELINE_MINUTES Keepa minutes (default 1440: a simulated day,
- *     144 s). kdeals runs with its default config (plus the fixed selection below), and,
- *     at the same time against its own fresh simulator with the same seed and clock,
- *     bench_legacy (bench/legacy.c: the replaced system's policy). For each side:
+ *     144 s). kdeals runs with its default config (plus the fixed selection below), and at
+ *     the same time, each against its own fresh simulator with the same seed and catalog
+ *     clock, two runs of bench_legacy (bench/legacy.c: the replaced system's policy): prefix
+ *     `legacy.` walks every /deal page before starting over (the variant most favourable to
+ *     legacy, and the headline ratio), `legacy_page0.` reads page 0 alone on every pass, as
+ *     the deployed system did (KEEPA-API.md §10.11). For each side:
  *       Window: from just before the client starts to just after it stopped (the final
  *         ledger is read after the exit, so requests in flight at the stop are counted).
  *       utilisation = tokens consumed / tokens offered, where offered = the balance at the
@@ -42,6 +45,10 @@
  *                        is scanned every 2 s and at the end, so a deal stored then expired
  *                        still counts; legacy: its distinct deal ASINs).
  *       tokens_per_deal  tokens consumed (every endpoint, kdeals' updater included) / deals.
+ *                        tokens_per_deal_acquire counts the scanner's and committer's tokens
+ *                        only (daemon counters); peeks_per_deal and commits_per_deal are the
+ *                        ASINs each stage fetched per stored deal (batch_asins histograms):
+ *                        the commit count is where most of the tokens go.
  *       oracle_min_tokens_per_deal  the least a client knowing the simulator's truth could
  *                        pay per stored deal: for each kdeals deal, one peek token plus one
  *                        commit of that ASIN alone with offers=20 (6 x max(1, ceil(min(live
@@ -54,7 +61,8 @@
  *                        in Keepa minutes (resolution: the poll interval; negative values
  *                        count as 0). Deals never stored do not count; oracle_listed gives
  *                        how many distinct deals the oracle listed during the run.
- *       vs_legacy_tokens_per_deal = legacy tokens per deal / kdeals tokens per deal.
+ *       vs_legacy_tokens_per_deal = legacy tokens per deal / kdeals tokens per deal (and
+ *                        vs_legacy_page0_tokens_per_deal for the page-0 variant).
  *     Targets (issue 5, not asserted): utilisation >= 98 %, zero 429s, vs_legacy >= 3.
  *     The daemon keeps its default config except the selection (written to a file that
  *     bench_legacy and the oracle polls use too). [scan] pass_pause and dedup_window stay at
@@ -683,7 +691,7 @@ static void bench(const char *name, double v, const char *unit)
 {
     if (isnan(v))
         printf("BENCH pipeline.%s nan %s\n", name, unit);
-    else if (fabs(v) >= 100 || v == floor(v))
+    else if (strcmp(unit, "%") != 0 && (fabs(v) >= 100 || v == floor(v)))
         printf("BENCH pipeline.%s %.0f %s\n", name, v, unit);
     else
         printf("BENCH pipeline.%s %.2f %s\n", name, v, unit);
@@ -858,14 +866,42 @@ static int parse_legacy(const char *path, struct seen_set *stored, char *summary
     return 0;
 }
 
+/* One bench_legacy run: its own simulator, folder, output and figures. */
+struct legacy_run {
+    const char *tag;  /* BENCH prefix and folder name */
+    const char *mode; /* NULL: all pages; "page0": page 0 only */
+    char dir[512];
+    char conf[PATH_MAX], store[PATH_MAX], sel[PATH_MAX], out[PATH_MAX], err[PATH_MAX];
+    struct sim sim;
+    pid_t pid;
+    int status;
+    struct side side;
+    char summary[1024];
+};
+
+#define N_LEGACY 2
+
+static void legacies_kill(struct legacy_run *lr)
+{
+    for (int i = 0; i < N_LEGACY; i++) {
+        if (lr[i].pid > 0) {
+            kill(lr[i].pid, SIGKILL);
+            reap(lr[i].pid, 1000, NULL);
+            lr[i].pid = -1;
+        }
+        sim_stop(&lr[i].sim);
+    }
+}
+
 static int scenario_day(struct ctx *cx)
 {
     long minutes = env_long("BENCH_PIPELINE_MINUTES", 1440, 10, 100000);
     int64_t duration_ms = minutes * MINUTE_MS;
-    char seed[32], products[32], clock_ms[32];
+    char seed[32], products[32], clock_ms[32], dur[32];
     snprintf(seed, sizeof(seed), "%ld", cx->seed);
     snprintf(products, sizeof(products), "%ld", cx->products);
-    /* Both simulators share the catalog clock, so both see the same deals at the same time. */
+    snprintf(dur, sizeof(dur), "%" PRId64, duration_ms);
+    /* Every simulator shares the catalog clock, so all see the same deals at the same time. */
     snprintf(clock_ms, sizeof(clock_ms), "%" PRId64, kd_wall_ms());
     char *extra[] = {"--minute-ms", "100",    "--refill-rate", "5",      "--seed", seed,
                      "--products",  products, "--clock-ms",    clock_ms, NULL};
@@ -875,50 +911,50 @@ static int scenario_day(struct ctx *cx)
     snprintf(d.dir, sizeof(d.dir), "%s/day", cx->root);
     mkdir(d.dir, 0700);
     snprintf(d.instance, sizeof(d.instance), "bench%db", (int)getpid());
-    char ldir[512];
-    snprintf(ldir, sizeof(ldir), "%s/legacy", cx->root);
-    mkdir(ldir, 0700);
+    static struct legacy_run lr[N_LEGACY];
+    memset(lr, 0, sizeof(lr));
+    lr[0].tag = "legacy";
+    lr[1].tag = "legacy_page0";
+    lr[1].mode = "page0";
 
-    struct sim sk = {.pid = -1}, sl = {.pid = -1};
-    if (sim_start(&sk, cx->sim, d.dir, "sim", extra) != 0 ||
-        sim_start(&sl, cx->sim, ldir, "sim", extra) != 0) {
-        fprintf(stderr, "bench_pipeline: kdeals-sim did not start\n");
-        sim_stop(&sk);
-        sim_stop(&sl);
-        return -1;
-    }
-    char lconf[PATH_MAX], lstore[PATH_MAX], dur[32], lsel[PATH_MAX], lout[PATH_MAX], lerr[PATH_MAX];
-    int rc = write_config(d.dir, d.instance, sk.port, "", d.conf, sizeof(d.conf), d.store,
-                          sizeof(d.store));
+    struct sim sk = {.pid = -1};
+    int rc = sim_start(&sk, cx->sim, d.dir, "sim", extra);
     if (rc == 0)
-        rc =
-            write_config(ldir, "unused", sl.port, "", lconf, sizeof(lconf), lstore, sizeof(lstore));
+        rc = write_config(d.dir, d.instance, sk.port, "", d.conf, sizeof(d.conf), d.store,
+                          sizeof(d.store));
+    for (int i = 0; i < N_LEGACY; i++) {
+        lr[i].sim.pid = lr[i].pid = -1;
+        snprintf(lr[i].dir, sizeof(lr[i].dir), "%s/%s", cx->root, lr[i].tag);
+        mkdir(lr[i].dir, 0700);
+        if (rc == 0)
+            rc = sim_start(&lr[i].sim, cx->sim, lr[i].dir, "sim", extra);
+        if (rc == 0)
+            rc = write_config(lr[i].dir, "unused", lr[i].sim.port, "", lr[i].conf,
+                              sizeof(lr[i].conf), lr[i].store, sizeof(lr[i].store));
+        snprintf(lr[i].sel, sizeof(lr[i].sel), "%s/selection.json", lr[i].dir);
+        snprintf(lr[i].out, sizeof(lr[i].out), "%s/legacy.out", lr[i].dir);
+        snprintf(lr[i].err, sizeof(lr[i].err), "%s/legacy.log", lr[i].dir);
+    }
     if (rc != 0) {
+        fprintf(stderr, "bench_pipeline: a kdeals-sim did not start or a config failed\n");
         sim_stop(&sk);
-        sim_stop(&sl);
+        legacies_kill(lr);
         return -1;
     }
-    snprintf(lsel, sizeof(lsel), "%s/selection.json", ldir);
-    snprintf(lout, sizeof(lout), "%s/legacy.out", ldir);
-    snprintf(lerr, sizeof(lerr), "%s/legacy.log", ldir);
-    snprintf(dur, sizeof(dur), "%" PRId64, duration_ms);
 
-    struct side K, G;
+    struct side K;
     memset(&K, 0, sizeof(K));
-    memset(&G, 0, sizeof(G));
     K.L0 = ledger_read(cx->curl, sk.port);
-    G.L0 = ledger_read(cx->curl, sl.port);
-    char *largv[] = {cx->legacy, lconf, lsel, dur, NULL};
-    pid_t lpid = spawn(largv, lout, lerr, SIGKILL);
+    for (int i = 0; i < N_LEGACY; i++) {
+        lr[i].side.L0 = ledger_read(cx->curl, lr[i].sim.port);
+        char *largv[] = {cx->legacy, lr[i].conf, lr[i].sel, dur, (char *)lr[i].mode, NULL};
+        lr[i].pid = spawn(largv, lr[i].out, lr[i].err, SIGKILL);
+    }
     int64_t start = mono_ms();
     rc = daemon_start(&d, cx->kdeals);
-    if (rc != 0 || lpid < 0) {
-        if (lpid > 0) {
-            kill(lpid, SIGKILL);
-            reap(lpid, 1000, NULL);
-        }
+    if (rc != 0) {
         sim_stop(&sk);
-        sim_stop(&sl);
+        legacies_kill(lr);
         return -1;
     }
     char err[256];
@@ -927,26 +963,33 @@ static int scenario_day(struct ctx *cx)
     if (st_open(&so, &env, err, sizeof(err)) != 0)
         fprintf(stderr, "bench_pipeline: store: %s (deals counted at the end only)\n", err);
 
-    /* The run: poll both oracles every POLL_KEEPA_MIN Keepa minutes, scan the store. */
+    /* The run: poll every oracle every POLL_KEEPA_MIN Keepa minutes, scan the store. */
     int64_t end = start + duration_ms;
-    int64_t next_scan = 0, cpu_end = 0;
-    double cpu_roles[SHM_ROLE_COUNT];
-    long hwm[SHM_ROLE_COUNT];
+    int64_t next_scan = 0;
     for (int64_t now = mono_ms(); now < end; now = mono_ms()) {
         int64_t wall = kd_wall_ms();
         oracle_poll(cx->curl, sk.port, &K.listed, wall);
-        oracle_poll(cx->curl, sl.port, &G.listed, wall);
-        if (K.first_poll_ms == 0)
-            K.first_poll_ms = G.first_poll_ms = wall;
+        for (int i = 0; i < N_LEGACY; i++)
+            oracle_poll(cx->curl, lr[i].sim.port, &lr[i].side.listed, wall);
+        if (K.first_poll_ms == 0) {
+            K.first_poll_ms = wall;
+            for (int i = 0; i < N_LEGACY; i++)
+                lr[i].side.first_poll_ms = wall;
+        }
         if (env != NULL && now >= next_scan) {
             store_scan(env, &K.stored);
             next_scan = now + STORE_SCAN_MS;
         }
         int64_t next = now + POLL_KEEPA_MIN * MINUTE_MS;
-        sleep_ms((next < end ? next : end) - mono_ms() > 0 ? (next < end ? next : end) - mono_ms()
-                                                           : 0);
+        if (next > end)
+            next = end;
+        int64_t left = next - mono_ms();
+        if (left > 0)
+            sleep_ms(left);
     }
-    cpu_end = (int64_t)(1000 * daemon_cpu(&d, cpu_roles));
+    double cpu_roles[SHM_ROLE_COUNT];
+    double cpu_end = daemon_cpu(&d, cpu_roles);
+    long hwm[SHM_ROLE_COUNT];
     for (int r = 0; r < SHM_ROLE_COUNT; r++) {
         pid_t pid = role_pid(&d, r);
         hwm[r] = pid > 0 ? proc_hwm_kb(pid) : -1;
@@ -959,11 +1002,14 @@ static int scenario_day(struct ctx *cx)
         store_scan(env, &K.stored);
         st_close(env);
     }
-    int lst = reap(lpid, STOP_DEADLINE_MS, NULL);
-    G.L1 = ledger_read(cx->curl, sl.port);
-    char lsummary[1024];
-    parse_legacy(lout, &G.stored, lsummary, sizeof(lsummary));
+    for (int i = 0; i < N_LEGACY; i++) {
+        lr[i].status = reap(lr[i].pid, STOP_DEADLINE_MS, NULL);
+        lr[i].pid = -1;
+        lr[i].side.L1 = ledger_read(cx->curl, lr[i].sim.port);
+        parse_legacy(lr[i].out, &lr[i].side.stored, lr[i].summary, sizeof(lr[i].summary));
+    }
 
+    /* The segment stays mapped after the daemon removed it: the final counters. */
     const struct shm_layout *l = d.seg.layout;
     int64_t peeked = shm_counter_total(l, SHM_C_asins_peeked);
     int64_t discovered = shm_counter_total(l, SHM_C_asins_discovered);
@@ -975,6 +1021,8 @@ static int scenario_day(struct ctx *cx)
     for (int r = 0; r < SHM_ROLE_COUNT; r++)
         spent[r] = role_counter(&d, r, SHM_C_tokens_spent);
     int64_t daemon_429 = shm_counter_total(l, SHM_C_http_429);
+    uint64_t peek_asins = role_hist_sum(&d, SHM_ROLE_SCANNER, SHM_C_batch_asins);
+    uint64_t commit_asins = role_hist_sum(&d, SHM_ROLE_COMMITTER, SHM_C_batch_asins);
     uint32_t restarts = 0;
     for (int r = SHM_ROLE_SCANNER; r < SHM_ROLE_COUNT; r++)
         restarts += atomic_load(&l->procs[r].restarts);
@@ -982,22 +1030,27 @@ static int scenario_day(struct ctx *cx)
 
     double oracle = oracle_min_per_deal(cx->curl, sk.port, &K.stored);
     sim_stop(&sk);
-    sim_stop(&sl);
+    legacies_kill(lr);
 
     printf("-- (b) 5/min plan, %ld Keepa minutes at %d ms each (%.0f s), seed %ld, %ld "
            "products\n",
            minutes, MINUTE_MS, (double)duration_ms / 1000.0, cx->seed, cx->products);
-    double tpd_k = NAN, tpd_g = NAN;
+    double tpd_k = NAN, tpd_g[N_LEGACY];
     side_figures("", &K, &tpd_k);
     bench("tokens_per_deal_acquire",
-          K.stored.n
-              ? (double)(spent[SHM_ROLE_SCANNER] + spent[SHM_ROLE_COMMITTER]) / (double)K.stored.n
-              : NAN,
+          ratio((double)(spent[SHM_ROLE_SCANNER] + spent[SHM_ROLE_COMMITTER]), (double)K.stored.n),
           "tokens");
+    bench("peeks_per_deal", ratio((double)peek_asins, (double)K.stored.n), "asins");
+    bench("commits_per_deal", ratio((double)commit_asins, (double)K.stored.n), "asins");
     bench("oracle_min_tokens_per_deal", oracle, "tokens");
     bench("tokens_per_deal_vs_oracle", ratio(tpd_k, oracle), "x");
-    side_figures("legacy.", &G, &tpd_g);
-    bench("vs_legacy_tokens_per_deal", ratio(tpd_g, tpd_k), "x");
+    for (int i = 0; i < N_LEGACY; i++) {
+        char prefix[64], name[96];
+        snprintf(prefix, sizeof(prefix), "%s.", lr[i].tag);
+        side_figures(prefix, &lr[i].side, &tpd_g[i]);
+        snprintf(name, sizeof(name), "vs_%s_tokens_per_deal", lr[i].tag);
+        bench(name, ratio(tpd_g[i], tpd_k), "x");
+    }
     double cpu_life = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
                       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
     bench("day.cpu_s", cpu_life, "s");
@@ -1018,25 +1071,30 @@ static int scenario_day(struct ctx *cx)
            spent[SHM_ROLE_SCANNER], spent[SHM_ROLE_COMMITTER], spent[SHM_ROLE_UPDATER],
            K.L1.deal_requests - K.L0.deal_requests, K.L1.product_requests - K.L0.product_requests,
            K.L1.asins_requested - K.L0.asins_requested, K.L1.asins_distinct,
-           K.L1.token_requests - K.L0.token_requests, daemon_429, restarts, cpu_life,
-           (double)cpu_end / 1000.0, st);
-    printf("   legacy:%s; sim ledger: %" PRId64 " /deal, %" PRId64 " /product requests "
-           "(%" PRId64 " ASINs, %" PRId64 " distinct); exit status %d\n",
-           lsummary, G.L1.deal_requests - G.L0.deal_requests,
-           G.L1.product_requests - G.L0.product_requests,
-           G.L1.asins_requested - G.L0.asins_requested, G.L1.asins_distinct, lst);
+           K.L1.token_requests - K.L0.token_requests, daemon_429, restarts, cpu_life, cpu_end, st);
+    for (int i = 0; i < N_LEGACY; i++) {
+        const struct ledger *a = &lr[i].side.L0, *b = &lr[i].side.L1;
+        printf("   %s:%s; sim ledger: %" PRId64 " /deal, %" PRId64 " /product requests "
+               "(%" PRId64 " ASINs, %" PRId64 " distinct); exit status %d\n",
+               lr[i].tag, lr[i].summary, b->deal_requests - a->deal_requests,
+               b->product_requests - a->product_requests, b->asins_requested - a->asins_requested,
+               b->asins_distinct, lr[i].status);
+    }
     printf("   summary: kdeals %.1f tokens/deal (oracle minimum %.1f), utilisation %.1f %%, "
-           "%" PRId64 " 429s; legacy %.1f tokens/deal; legacy/kdeals = %.2fx "
-           "(targets: >= 98 %%, 0 429s, >= 3x)\n",
+           "%" PRId64 " 429s; legacy (all pages) %.1f tokens/deal = %.2fx kdeals; legacy "
+           "(page 0 only) %.1f tokens/deal = %.2fx kdeals (targets: >= 98 %%, 0 429s, >= 3x)\n",
            tpd_k, oracle,
            100.0 *
                ratio((double)(K.L1.consumed - K.L0.consumed),
                      (double)(K.L0.left + K.L1.earned - K.L0.earned + K.L1.expired - K.L0.expired)),
-           K.L1.http_429 - K.L0.http_429, tpd_g, ratio(tpd_g, tpd_k));
+           K.L1.http_429 - K.L0.http_429, tpd_g[0], ratio(tpd_g[0], tpd_k), tpd_g[1],
+           ratio(tpd_g[1], tpd_k));
     seen_free(&K.listed);
     seen_free(&K.stored);
-    seen_free(&G.listed);
-    seen_free(&G.stored);
+    for (int i = 0; i < N_LEGACY; i++) {
+        seen_free(&lr[i].side.listed);
+        seen_free(&lr[i].side.stored);
+    }
     return 0;
 }
 

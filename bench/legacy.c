@@ -3,7 +3,7 @@
  * single-process Keepa client. bench_pipeline runs it against its own fresh kdeals-sim (same
  * seed, same duration) beside the daemon and scores both from the simulators' ledgers.
  *
- *   bench_legacy CONFIG SELECTION_FILE DURATION_MS
+ *   bench_legacy CONFIG SELECTION_FILE DURATION_MS [page0]
  *
  * CONFIG is the same kdeals config file the daemon gets ([keepa] base_url/key_file/domain,
  * [tokens] minute, [filter], [costs], [commit] history/days), so both sides judge products by
@@ -14,7 +14,9 @@
  *     short page, then again from page 0 (no watermark, no dedup: a new pass pays for every
  *     ASIN again). Walking all pages rather than re-reading page 0 is the choice most
  *     favourable to legacy: within a simulated day it rarely repays an ASIN, so its figure is
- *     a lower bound on what the replaced system spent per deal.
+ *     a lower bound on what the replaced system spent per deal. With the optional argument
+ *     `page0`, every pass is page 0 alone, as the deployed system ran (KEEPA-API.md §10.11:
+ *     "each run read only page 0"), repaying the same top-150 ASINs pass after pass.
  *   - Peek: every ASIN of the page in fixed batches of 5, with offers=20 (the legacy could not
  *     send offers=0: Keepa answered 400), stats=365, history=0: at least 6 tokens per ASIN.
  *     The peek filter is dm_peek, as in the scanner.
@@ -70,6 +72,7 @@ struct legacy {
     char key[KP_KEY_MAX];
     json_t *selection;
     int64_t minute_ms;
+    bool page0_only; /* every pass is page 0 alone */
     uv_timer_t wait_timer;
     uv_timer_t end_timer;
     bool stopping;
@@ -225,7 +228,7 @@ static void on_done(const struct kp_result *res, void *ud)
         lg->pages++;
         lg->n_page = lg->n_fetched;
         lg->page_pos = 0;
-        if (lg->n_fetched < LEGACY_PAGE_MAX) { /* a short page ends the pass */
+        if (lg->n_fetched < LEGACY_PAGE_MAX || lg->page0_only) { /* the pass ends */
             lg->passes++;
             lg->next_page = 0;
         } else {
@@ -386,8 +389,8 @@ static void print_figures(const struct legacy *lg)
 
 int main(int argc, char **argv)
 {
-    if (argc != 4) {
-        fprintf(stderr, "usage: bench_legacy CONFIG SELECTION_FILE DURATION_MS\n");
+    if (argc != 4 && !(argc == 5 && strcmp(argv[4], "page0") == 0)) {
+        fprintf(stderr, "usage: bench_legacy CONFIG SELECTION_FILE DURATION_MS [page0]\n");
         return 2;
     }
     static struct legacy lg; /* large: keep it off the stack */
@@ -414,6 +417,7 @@ int main(int argc, char **argv)
     }
     kd_log_set_level(KD_LOG_WARN);
     lg.minute_ms = lg.cfg.tokens_minute_ms;
+    lg.page0_only = argc == 5;
     lg.deals = calloc(LEGACY_DEALS_MAX, sizeof(*lg.deals));
     if (lg.deals == NULL || kp_global_init() != 0) {
         fprintf(stderr, "bench_legacy: out of memory or curl init failed\n");

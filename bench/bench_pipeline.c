@@ -931,9 +931,11 @@ static int scenario_day(struct ctx *cx)
         if (rc == 0)
             rc = write_config(lr[i].dir, "unused", lr[i].sim.port, "", lr[i].conf,
                               sizeof(lr[i].conf), lr[i].store, sizeof(lr[i].store));
-        snprintf(lr[i].sel, sizeof(lr[i].sel), "%s/selection.json", lr[i].dir);
-        snprintf(lr[i].out, sizeof(lr[i].out), "%s/legacy.out", lr[i].dir);
-        snprintf(lr[i].err, sizeof(lr[i].err), "%s/legacy.log", lr[i].dir);
+        char dir[sizeof(lr[i].dir)];
+        memcpy(dir, lr[i].dir, sizeof(dir));
+        snprintf(lr[i].sel, sizeof(lr[i].sel), "%s/selection.json", dir);
+        snprintf(lr[i].out, sizeof(lr[i].out), "%s/legacy.out", dir);
+        snprintf(lr[i].err, sizeof(lr[i].err), "%s/legacy.log", dir);
     }
     if (rc != 0) {
         fprintf(stderr, "bench_pipeline: a kdeals-sim did not start or a config failed\n");

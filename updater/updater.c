@@ -179,9 +179,9 @@ static int request_recommit(struct updater *u, struct st_txn *txn, const struct 
 {
     struct st_pending p;
     int rc = st_pending_get(txn, key, &p);
-    if (rc == 0)
-        return 0; /* already waiting for the committer */
-    if (rc != -ENOENT && rc != -EBADMSG && rc != -ENOTSUP)
+    if (rc == 0 || rc == -ENOTSUP)
+        return 0; /* already waiting for the committer (a newer binary's record is kept) */
+    if (rc != -ENOENT && rc != -EBADMSG)
         return rc;
     memset(&p, 0, sizeof(p));
     memcpy(p.asin, d->asin, sizeof(p.asin));
@@ -295,6 +295,9 @@ static void count_tally(struct updater *u)
 static int remove_stale(struct updater *u, struct st_txn *txn)
 {
     for (size_t i = 0; i < u->n_stale; i++) {
+        struct st_deal d; /* rewritten since the snapshot to this very time: not stale now */
+        if (st_deal_get(txn, &u->stale[i].key, &d) == 0 && d.next_check_ms == u->stale[i].at_ms)
+            continue;
         int rc = st_schedule_remove(txn, &u->stale[i].key, u->stale[i].at_ms);
         if (rc != 0 && rc != -ENOENT)
             return rc;
@@ -734,9 +737,11 @@ static void step(struct updater *u)
     }
     int rc = start_batch(u, &next_due_ms);
     if (rc == 0 && next_due_ms >= 0) {
+        /* Wake when the next deal falls due; deals due now but not taken (set aside) wait
+         * for the safety tick. */
         int64_t wait = next_due_ms - kd_wall_ms();
-        if (wait < delay)
-            delay = wait < 1 ? 1 : wait;
+        if (wait > 0 && wait < delay)
+            delay = wait;
     }
     arm(u, delay);
 }

@@ -184,6 +184,8 @@ static void test_classify_counts_only_real_checks(void **state)
                      UPDATER_NOT_CHECKED);
     assert_int_equal(updater_classify(KP_OK, false, KP_ASIN_REJECTED, true, 5),
                      UPDATER_NOT_CHECKED);
+    assert_int_equal(updater_classify(KP_OK, false, KP_ASIN_UNREQUESTED, true, 5),
+                     UPDATER_NOT_CHECKED);
 }
 
 static void test_not_checked_changes_nothing(void **state)
@@ -272,6 +274,42 @@ static void test_reprice_matches_dealmath(void **state)
     gone.new_cents = 900;
     assert_int_equal(updater_reprice(&d, &gone, &c, &got), DM_NO_BUY_PRICE);
     assert_int_equal(got.buy_price_cents, 1000);
+}
+
+static void test_reprice_without_stored_condition_follows_the_config(void **state)
+{
+    (void)state;
+    struct cfg c = cfg();
+    struct st_deal d = stored_deal(1000, 4000);
+    d.buy_condition = 0; /* unknown (e.g. an older record) */
+    struct updater_fresh f = fresh(1000, 4000);
+    f.new_cents = 1500;
+    struct st_deal got;
+    assert_int_equal(updater_reprice(&d, &f, &c, &got), DM_PASS); /* used_then_new */
+    assert_int_equal(got.buy_price_cents, 1000);
+    f.used_cents = -1;
+    assert_int_equal(updater_reprice(&d, &f, &c, &got), DM_PASS);
+    assert_int_equal(got.buy_price_cents, 1500);
+    c.filter_buy_price = CFG_BUY_USED;
+    assert_int_equal(updater_reprice(&d, &f, &c, &got), DM_NO_BUY_PRICE);
+    c.filter_buy_price = CFG_BUY_NEW_THEN_USED;
+    f.used_cents = 900;
+    assert_int_equal(updater_reprice(&d, &f, &c, &got), DM_PASS);
+    assert_int_equal(got.buy_price_cents, 1500);
+
+    /* A light fetch without stats keeps every stored number and still judges the deal. */
+    struct kp_stats none;
+    memset(&none, 0, sizeof(none));
+    updater_fresh_from_stats(&none, &c, &f);
+    assert_int_equal(f.used_cents, -1);
+    assert_int_equal(f.sell_estimate_cents, -1);
+    d = stored_deal(1000, 4000);
+    f.used_cents = 1000; /* the price alone */
+    assert_int_equal(updater_reprice(&d, &f, &c, &got), DM_PASS);
+    assert_int_equal(got.expected_sell_cents, d.expected_sell_cents);
+    assert_int_equal(got.rank_drops_365, d.rank_drops_365);
+    assert_int_equal(got.sales_rank, d.sales_rank);
+    assert_int_equal(got.profit_cents, d.profit_cents);
 }
 
 static void test_price_jump_is_volatile_and_asks_for_recommit(void **state)
@@ -396,6 +434,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_not_checked_changes_nothing),
         cmocka_unit_test(test_stable_refresh_doubles_and_resets_failures),
         cmocka_unit_test(test_reprice_matches_dealmath),
+        cmocka_unit_test(test_reprice_without_stored_condition_follows_the_config),
         cmocka_unit_test(test_price_jump_is_volatile_and_asks_for_recommit),
         cmocka_unit_test(test_failed_criteria_expire_after_n_consecutive_checks),
         cmocka_unit_test(test_not_returned_counts_fetch_failure_does_not),

@@ -543,6 +543,9 @@ static void page_done(const struct kp_result *res, void *ud)
             kd_warn("%s %llu failed (%s: %s); the cursor stays on it, retry in %lld ms", what,
                     (unsigned long long)sc->cur.position, kp_result_name(res->code), res->error,
                     (long long)(wait / KD_NS_PER_MS));
+            if (res->code == KP_PERMANENT)
+                wk_set_error(sc->wk, "Keepa refused the %s selection (%s): fix %s and reload",
+                             source_name(sc->source), res->error, sc->sel.origin);
         }
     }
     kick(sc);

@@ -68,7 +68,8 @@ struct world {
     struct shm_segment seg;
     bool attached;
     struct st_env *env;
-    int store_mb; /* 16 (growing to 64), or less: a store capped at this size */
+    int store_mb;        /* 16 (growing to 64), or less: a store capped at this size */
+    const char *min_roi; /* [filter] min_roi_pct: "-100" keeps every product a deal */
 };
 
 static pid_t spawn(const char *log, char *const argv[])
@@ -163,9 +164,10 @@ static void write_config(struct world *w, int batch, const char *min_interval,
             "[update]\nbatch = %d\nmin_interval = %s\nmax_interval = %s\n"
             "expire_after_failures = %d\n"
             "[filter]\nmin_rank_drops_365 = 0\nmin_sell_cents = 0\nmin_gross_roi_pct = -100\n"
-            "min_profit_cents = -100000000\nmin_roi_pct = -100\n",
+            "min_profit_cents = -100000000\nmin_roi_pct = %s\n",
             w->port, w->dir, w->instance, w->dir, w->dir, w->store_mb,
-            w->store_mb < 16 ? w->store_mb : 64, w->dir, batch, min_interval, max_interval, expire);
+            w->store_mb < 16 ? w->store_mb : 64, w->dir, batch, min_interval, max_interval, expire,
+            w->min_roi);
     fclose(f);
     assert_int_equal(rename(tmp, w->conf), 0);
 }
@@ -230,6 +232,7 @@ static void world_init(struct world *w)
     memset(w, 0, sizeof(*w));
     w->instance = kd_test_instance();
     w->store_mb = 16;
+    w->min_roi = "-100";
     snprintf(w->dir, sizeof(w->dir), "%s/%s", kd_test_tmpdir(), w->instance);
     assert_int_equal(mkdir(w->dir, 0700), 0);
     snprintf(w->conf, sizeof(w->conf), "%s/kdeals.conf", w->dir);
@@ -966,6 +969,50 @@ static void test_refused_deals_do_not_block_the_others(void **state)
     stop_all(&w);
 }
 
+/*
+ * Deals that no longer pass the criteria (an ROI of 10000 % is asked for): each real re-check
+ * counts, the first asks the committer for fresh offers (which the sim cannot deliver here:
+ * offers_fail=1, so the committer only retries), and the third expires the deal.
+ */
+static void test_failing_criteria_expire_after_n_checks(void **state)
+{
+    (void)state;
+    struct world w;
+    world_init(&w);
+    w.min_roi = "10000";
+    start_sim(&w, "offers_fail=1");
+    write_config(&w, 10, "10m", "80m", 3);
+    enum { N = 4 };
+    char asins[N][ST_ASIN_LEN + 1];
+    struct truth truths[N];
+    pick_products(&w, N, asins, truths);
+    int64_t t0 = kd_wall_ms();
+    open_store(&w);
+    static struct seed_deals s;
+    s.n = 0;
+    for (int i = 0; i < N; i++)
+        s.d[s.n++] = make_deal(asins[i], &truths[i], t0 - 30000, t0 - 20000);
+    assert_int_equal(st_write(w.env, put_all_fn, &s), 0);
+    start_daemon(&w);
+
+    /* First failed check: kept, counted, rescheduled at the minimum interval, recommit asked. */
+    struct st_deal d;
+    assert_true(WAIT_FOR(checked_after(&w, asins[0], t0), 20));
+    int rc = get_deal(&w, asins[0], &d);
+    if (rc == 0 && d.check_failures == 1) /* unless the second check came first */
+        assert_int_equal(d.next_check_ms - d.last_checked_ms, 1000);
+    for (int i = 0; i < N; i++)
+        assert_true(WAIT_FOR(get_deal(&w, asins[i], &d) == -ENOENT, 20));
+    assert_int_equal(upd_counter(&w, SHM_C_deals_expired), N);
+    assert_true(log_contains(&w, "4 failed the criteria, 0 not returned, 0 expired, 4 recommits"));
+    assert_true(log_contains(&w, "4 failed the criteria, 0 not returned, 0 expired, 0 recommits"));
+    assert_true(log_contains(&w, "4 failed the criteria, 0 not returned, 4 expired, 0 recommits"));
+    struct st_pending p;
+    assert_int_equal(get_pending(&w, asins[0], &p), 0); /* the committer's work stays pending */
+    assert_int_equal(p.source, ST_SOURCE_RECOMMIT);
+    stop_all(&w);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -976,6 +1023,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_refresh_ring_applies_free_refreshes),
         cmocka_unit_test(test_full_store_keeps_the_answered_batch),
         cmocka_unit_test(test_refused_deals_do_not_block_the_others),
+        cmocka_unit_test(test_failing_criteria_expire_after_n_checks),
     };
     kd_test_set_timeout(120);
     return KD_RUN_TESTS(tests, argc, argv);

@@ -74,7 +74,9 @@
  * BENCH_PIPELINE_PRODUCTS, default 20000), on the selection and the [filter] defaults (what
  * share of listed deals survive the peek and the commit), and on machine load only through
  * timing (a and the time-to-store). BENCH_PIPELINE_KEEP=1 keeps the temp folders (logs,
- * configs, stores) and prints their path.
+ * configs, stores) and prints their path. BENCH_PIPELINE_CONF=FILE appends FILE's INI text to
+ * every config (kdeals' and legacy's alike), e.g. to try other [filter] values; the run then
+ * no longer measures the defaults, and says so. BENCH_PIPELINE_ONLY=a or b runs one scenario.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -415,9 +417,12 @@ struct daemon {
     bool attached;
 };
 
-/* Writes the key file, the selection and the config (EXTRA: more INI text) into DIR. */
+/*
+ * Writes the key file, the selection and the config into DIR. EXTRA is more [scan] INI text;
+ * USER (may be NULL) is appended last (BENCH_PIPELINE_CONF).
+ */
 static int write_config(const char *dir, const char *instance, int port, const char *extra,
-                        char *conf, size_t confsz, char *store, size_t storesz)
+                        const char *user, char *conf, size_t confsz, char *store, size_t storesz)
 {
     char key[PATH_MAX], sel[PATH_MAX];
     snprintf(key, sizeof(key), "%s/key", dir);
@@ -433,8 +438,9 @@ static int write_config(const char *dir, const char *instance, int port, const c
                         "[daemon]\ninstance = %s\nrun_dir = %s\nstop_timeout = 20s\n\n"
                         "[store]\npath = %s\nmap_size_mb = 256\n\n"
                         "[tokens]\nminute = %dms\n\n"
-                        "[scan]\nselection_file = %s\n%s",
-                        port, key, instance, dir, store, MINUTE_MS, sel, extra);
+                        "[scan]\nselection_file = %s\n%s\n%s\n",
+                        port, key, instance, dir, store, MINUTE_MS, sel, extra,
+                        user != NULL ? user : "");
     return rc;
 }
 
@@ -705,6 +711,7 @@ struct ctx {
     char root[256]; /* temp folder of this run */
     long seed, products;
     bool keep;
+    char *conf_extra; /* BENCH_PIPELINE_CONF's contents, appended to every config; or NULL */
     CURL *curl;
 };
 
@@ -737,8 +744,8 @@ static int scenario_throughput(struct ctx *cx)
         fprintf(stderr, "bench_pipeline: kdeals-sim did not start\n");
         return -1;
     }
-    int rc = write_config(d.dir, d.instance, s.port, "pass_pause = 0\ndedup_window = 0\n", d.conf,
-                          sizeof(d.conf), d.store, sizeof(d.store));
+    int rc = write_config(d.dir, d.instance, s.port, "pass_pause = 0\ndedup_window = 0\n",
+                          cx->conf_extra, d.conf, sizeof(d.conf), d.store, sizeof(d.store));
     if (rc == 0)
         rc = daemon_start(&d, cx->kdeals);
     if (rc != 0) {
@@ -920,8 +927,8 @@ static int scenario_day(struct ctx *cx)
     struct sim sk = {.pid = -1};
     int rc = sim_start(&sk, cx->sim, d.dir, "sim", extra);
     if (rc == 0)
-        rc = write_config(d.dir, d.instance, sk.port, "", d.conf, sizeof(d.conf), d.store,
-                          sizeof(d.store));
+        rc = write_config(d.dir, d.instance, sk.port, "", cx->conf_extra, d.conf, sizeof(d.conf),
+                          d.store, sizeof(d.store));
     for (int i = 0; i < N_LEGACY; i++) {
         lr[i].sim.pid = lr[i].pid = -1;
         snprintf(lr[i].dir, sizeof(lr[i].dir), "%s/%s", cx->root, lr[i].tag);
@@ -929,7 +936,7 @@ static int scenario_day(struct ctx *cx)
         if (rc == 0)
             rc = sim_start(&lr[i].sim, cx->sim, lr[i].dir, "sim", extra);
         if (rc == 0)
-            rc = write_config(lr[i].dir, "unused", lr[i].sim.port, "", lr[i].conf,
+            rc = write_config(lr[i].dir, "unused", lr[i].sim.port, "", cx->conf_extra, lr[i].conf,
                               sizeof(lr[i].conf), lr[i].store, sizeof(lr[i].store));
         char dir[sizeof(lr[i].dir)];
         memcpy(dir, lr[i].dir, sizeof(dir));
@@ -1129,6 +1136,22 @@ int main(int argc, char **argv)
     cx.products = env_long("BENCH_PIPELINE_PRODUCTS", 20000, 1, 100000000);
     const char *keep = getenv("BENCH_PIPELINE_KEEP");
     cx.keep = keep != NULL && strcmp(keep, "1") == 0;
+    const char *extra_path = getenv("BENCH_PIPELINE_CONF");
+    if (extra_path != NULL && *extra_path != '\0') {
+        FILE *f = fopen(extra_path, "r");
+        size_t len = 0;
+        if (f != NULL) {
+            cx.conf_extra = calloc(1, 65536);
+            len = cx.conf_extra ? fread(cx.conf_extra, 1, 65535, f) : 0;
+            fclose(f);
+        }
+        if (cx.conf_extra == NULL || len == 0) {
+            fprintf(stderr, "bench_pipeline: BENCH_PIPELINE_CONF=%s: unreadable or empty\n",
+                    extra_path);
+            return 2;
+        }
+        printf("   every config ends with %s:\n%s\n", extra_path, cx.conf_extra);
+    }
     const char *tmp = getenv("TMPDIR");
     snprintf(cx.root, sizeof(cx.root), "%s/bench_pipeline.XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (mkdtemp(cx.root) == NULL) {
@@ -1146,6 +1169,7 @@ int main(int argc, char **argv)
         rc |= scenario_day(&cx) != 0;
     curl_easy_cleanup(cx.curl);
     curl_global_cleanup();
+    free(cx.conf_extra);
     if (cx.keep || rc != 0)
         printf("   files kept in %s\n", cx.root);
     else

@@ -15,7 +15,10 @@
  * failure): a failed, cancelled or suspect fetch writes nothing: the deals keep their failure
  * counts and stay due, and the next attempt waits for a backoff; a batch whose write failed
  * (disk full) is kept in memory and written again before anything new is spent; no deal is
- * ever expired by a timer.
+ * ever expired by a timer. A multi-ASIN answer without any product is suspect and is narrowed
+ * down one ASIN at a time before anything counts as "not returned"; a request Keepa refuses
+ * (400) is narrowed down the same way and the one deal it is refused for is set aside for a
+ * while (still due, uncounted), so it cannot block the deals behind it.
  *
  * Stop: TERM while a request is on the wire waits for its answer and its write; a job still
  * waiting for tokens is cancelled (its deals simply stay due).

@@ -15,7 +15,7 @@ int sim_bucket_init(struct sim_bucket *b, int64_t minute_ms, int64_t bucket_minu
     b->minute_ns = minute_ms * 1000000LL;
     b->bucket_minutes = bucket_minutes;
     b->rate = rate;
-    b->balance = start_tokens < 0 ? rate * bucket_minutes : start_tokens;
+    b->balance = start_tokens == SIM_START_FULL ? rate * bucket_minutes : start_tokens;
     b->start_ns = now_ns;
     b->ticks_done = 0;
     b->earned = b->consumed = b->expired = 0;

@@ -32,8 +32,12 @@ struct sim_bucket_view {
     int64_t ticks; /* Keepa minutes elapsed since start (the simulated clock) */
 };
 
+/* START_TOKENS value meaning "a full bucket" (any other value, negative too, is used as is). */
+#define SIM_START_FULL INT64_MIN
+
 /*
- * Initialises B. START_TOKENS < 0 means a full bucket. Returns 0 or -EINVAL (minute_ms < 1,
+ * Initialises B. START_TOKENS is the opening balance and may be negative (a key in debt);
+ * SIM_START_FULL means a full bucket. Returns 0 or -EINVAL (minute_ms < 1,
  * bucket_minutes < 1, rate < 0).
  */
 int sim_bucket_init(struct sim_bucket *b, int64_t minute_ms, int64_t bucket_minutes, int64_t rate,

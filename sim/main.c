@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "sim/bucket.h"
 #include "sim/server.h"
 
 static void usage(FILE *f)
@@ -62,7 +63,7 @@ int main(int argc, char **argv)
     cfg.minute_ms = 60000;
     cfg.bucket_minutes = 60;
     cfg.refill_rate = 5;
-    cfg.start_tokens = -1;
+    cfg.start_tokens = SIM_START_FULL;
     cfg.volatility = 1.0;
     cfg.threads = 2;
     cfg.max_connections = 1000;

@@ -438,8 +438,10 @@ static void on_state_timer(uv_timer_t *t)
     atomic_store(&l->procs[SHM_ROLE_SUPERVISOR].heartbeat_ms, kd_wall_ms());
     if (s->running_announced || s->stopping)
         return;
+    /* Waiting for tokens is ready too: the worker is up and serving its loop. */
     for (int i = 0; i < SUP_WORKERS; i++) {
-        if (atomic_load(&l->procs[start_order[i]].state) != SHM_PROC_READY)
+        uint32_t st = atomic_load(&l->procs[start_order[i]].state);
+        if (st != SHM_PROC_READY && st != SHM_PROC_WAITING_TOKENS)
             return;
     }
     s->running_announced = 1;

@@ -362,7 +362,7 @@ int tb_init(struct shm_tokens *tb, const struct tb_params *p, int64_t now_ns)
     atomic_store(&tb->status_claim_ns, CLAIM_NONE);
     static const int64_t seed_milli[TB_KIND_COUNT] = {
         [TB_KIND_TOKEN] = 0,      [TB_KIND_DEAL_PAGE] = 5000, [TB_KIND_PEEK] = 2000,
-        [TB_KIND_COMMIT] = 13000, [TB_KIND_UPDATE] = 13000,   [TB_KIND_QUERY] = 10,
+        [TB_KIND_COMMIT] = 13000, [TB_KIND_UPDATE] = 2000,    [TB_KIND_QUERY] = 10,
         [TB_KIND_SELLER] = 1000,
     };
     for (int k = 0; k < TB_KIND_COUNT; k++)

@@ -88,7 +88,7 @@ enum tb_kind {
     TB_KIND_DEAL_PAGE, /* /deal: 5 per page; units = pages */
     TB_KIND_PEEK,      /* /product without offers; units = ASINs; seed 2 */
     TB_KIND_COMMIT,    /* /product offers=20 (+rating); units = ASINs; seed 13 */
-    TB_KIND_UPDATE,    /* light refresh with offers=20; units = ASINs; seed 13 */
+    TB_KIND_UPDATE,    /* light refresh (stats, no offers); units = ASINs; seed 2 */
     TB_KIND_QUERY,     /* /query: 10 + 1 per 100 ASINs; units = ASINs asked for */
     TB_KIND_SELLER,    /* /seller: 1 per seller; units = sellers */
     TB_KIND_COUNT

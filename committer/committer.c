@@ -45,6 +45,7 @@
 #define COMMITTER_PERMANENT_LIMIT  3
 #define COMMITTER_SAFETY_MS        1000
 #define COMMITTER_WRITE_RETRY_MS   1000
+#define COMMITTER_RESCAN_MS        10000
 #define COMMITTER_STATS_DAYS       365
 
 #define META_BATCHES       "committer_batches"
@@ -85,8 +86,9 @@ struct committer {
     bool poll_ok[2];
     bool ring_broken[2];
     uv_timer_t safety, batch_timer, write_timer, stop_timer;
-    bool in_flight;     /* a job was submitted and its on_done has not run */
-    bool write_pending; /* the batch's results wait for a successful st_write */
+    int64_t last_rescan_ms; /* last look at `pending` while idle */
+    bool in_flight;         /* a job was submitted and its on_done has not run */
+    bool write_pending;     /* the batch's results wait for a successful st_write */
     bool closing;
     struct batch b;
 };
@@ -141,7 +143,8 @@ static int load_pending(struct committer *c)
     st_read_end(txn);
     if (bad > 0)
         kd_warn("pending: %zu records do not decode and are left in place", bad);
-    kd_info("loaded %zu pending survivors from the store", loaded);
+    if (loaded > 0 || c->last_rescan_ms == 0)
+        kd_info("loaded %zu pending survivors from the store", loaded);
     publish_backlog(c);
     return 0;
 }
@@ -227,6 +230,13 @@ static void on_safety(uv_timer_t *t)
     for (int i = 0; i < 2; i++)
         ring_wait_done(&c->wk->rings[watched[i]]);
     drain_all(c);
+    /* A producer killed between its pending write and its ring push leaves a survivor only
+     * in `pending`: with nothing queued, look there again now and then. */
+    int64_t now = mono_ms();
+    if (c->q.n == 0 && !c->closing && now - c->last_rescan_ms >= COMMITTER_RESCAN_MS) {
+        c->last_rescan_ms = now;
+        load_pending(c);
+    }
     maybe_start_batch(c);
 }
 
@@ -333,7 +343,7 @@ static int write_batch(struct st_txn *txn, void *ud)
             d.last_changed_ms =
                 !have_old || economics_changed(&old, &d) ? b->now_ms : old.last_changed_ms;
             d.check_failures = 0;
-            d.next_check_ms = b->now_ms + cfg->update_min_interval_ms;
+            d.next_check_ms = b->now_ms + cfg_keepa_ms(cfg, cfg->update_min_interval_ms);
             d.revision = have_old ? old.revision + 1 : 1;
             rc = st_deal_put(txn, &d);
             if (rc == 0)
@@ -350,7 +360,7 @@ static int write_batch(struct st_txn *txn, void *ud)
                     b->expired++;
                 } else {
                     old.last_checked_ms = b->now_ms;
-                    old.next_check_ms = b->now_ms + cfg->update_min_interval_ms;
+                    old.next_check_ms = b->now_ms + cfg_keepa_ms(cfg, cfg->update_min_interval_ms);
                     old.revision++;
                     rc = st_deal_put(txn, &old);
                     b->rechecked++;

@@ -1316,3 +1316,14 @@ int cfg_load_key(const struct cfg *c, char *key, size_t keylen, char *err, size_
     memset(tmp, 0, sizeof(tmp));
     return 0;
 }
+
+int64_t cfg_keepa_ms(const struct cfg *c, int64_t keepa_ms)
+{
+    int64_t minute_ms = c->tokens_minute_ms > 0 ? c->tokens_minute_ms : CFG_MS_MIN;
+    __int128 v = (__int128)keepa_ms * minute_ms / CFG_MS_MIN;
+    if (v < 1)
+        return 1;
+    if (v > INT64_MAX / 4)
+        return INT64_MAX / 4;
+    return (int64_t)v;
+}

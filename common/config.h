@@ -222,6 +222,14 @@ const struct cfg_key *cfg_keys(void);
 /* Finds a key by section and name; NULL if there is none. */
 const struct cfg_key *cfg_key_find(const char *section, const char *name);
 
+/*
+ * Converts a duration of Keepa time (an interval of the config, in ms of a real Keepa minute)
+ * to local milliseconds under C's [tokens] minute: the identity against Keepa (60 s), and
+ * 600 times shorter against a kdeals-sim whose minute lasts 100 ms. Every stage schedules its
+ * intervals through this, so an accelerated run keeps Keepa's proportions. Never below 1.
+ */
+int64_t cfg_keepa_ms(const struct cfg *c, int64_t keepa_ms);
+
 /* Fills OUT with every key's default. The defaults are valid (test_config checks it). */
 void cfg_defaults(struct cfg *out);
 

@@ -452,7 +452,7 @@ static size_t dedup_page(struct scanner *sc)
         }
         if (st_seen_get(txn, &key, &seen) != 0)
             continue;
-        if (scanner_dedup_skip(&seen, now_ms, cfg(sc)->scan_dedup_window_ms,
+        if (scanner_dedup_skip(&seen, now_ms, cfg_keepa_ms(cfg(sc), cfg(sc)->scan_dedup_window_ms),
                                c->feed_last_update_min, c->feed_hash)) {
             c->state = SCANNER_CAND_DONE;
             n++;

@@ -15,14 +15,8 @@ enum { PT_NEW = 1, PT_USED = 2, PT_SALES = 3 };
 
 int64_t updater_scale_ms(int64_t cfg_ms, int64_t minute_ms)
 {
-    if (minute_ms <= 0)
-        minute_ms = CFG_MS_MIN;
-    __int128 v = (__int128)cfg_ms * minute_ms / CFG_MS_MIN;
-    if (v < 1)
-        return 1;
-    if (v > INT64_MAX / 4)
-        return INT64_MAX / 4;
-    return (int64_t)v;
+    struct cfg c = {.tokens_minute_ms = minute_ms};
+    return cfg_keepa_ms(&c, cfg_ms);
 }
 
 void updater_policy_from_cfg(const struct cfg *c, struct updater_policy *out)

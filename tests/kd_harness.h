@@ -1,0 +1,89 @@
+/*
+ * kd_harness.h: run the real kdeals-sim and the real daemon from a test.
+ *
+ * A test starts a simulator (a child process on a free loopback port, found through its port
+ * file), writes a kdeals config pointing at it into its private folder, starts `kdeals run`,
+ * and observes from the outside only: the simulator's ledger and oracle over HTTP, the
+ * daemon's counters through a read-only mapping of its segment, and its LMDB store. Every
+ * wait is for an observable condition with a deadline (KDH_WAIT_FOR), never a blind sleep.
+ */
+#ifndef KD_HARNESS_H
+#define KD_HARNESS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <yajl/yajl_tree.h>
+
+#include "shm/segment.h"
+
+void kdh_nap_ms(long ms);
+
+/* Polls COND every 10 ms for up to SECONDS; evaluates to whether it became true. */
+#define KDH_WAIT_FOR(cond, seconds)                                                                \
+    ({                                                                                             \
+        int ok_ = 0;                                                                               \
+        for (long i_ = 0; i_ < (long)(seconds)*100; i_++) {                                        \
+            if (cond) {                                                                            \
+                ok_ = 1;                                                                           \
+                break;                                                                             \
+            }                                                                                      \
+            kdh_nap_ms(10);                                                                        \
+        }                                                                                          \
+        ok_;                                                                                       \
+    })
+
+struct kdh_sim {
+    pid_t pid;
+    int port;
+    char base[64]; /* http://127.0.0.1:PORT */
+};
+
+/*
+ * Starts kdeals-sim with ARGS (NULL-terminated, after the port options), waits for its port
+ * file. Skips the test when the binaries are not built.
+ */
+void kdh_sim_start(struct kdh_sim *sim, const char *const *args);
+void kdh_sim_stop(struct kdh_sim *sim);
+
+/* GET (or POST) a control or API path; returns the parsed JSON (yajl_tree_free it). */
+yajl_val kdh_sim_get(const struct kdh_sim *sim, const char *path);
+yajl_val kdh_sim_post(const struct kdh_sim *sim, const char *path);
+
+/* Integer at a path of object keys (NULL-terminated); fails the test when absent. */
+int64_t kdh_jint(yajl_val v, ...);
+
+/* One ledger integer: kdh_sim_stat(sim, "http_429", NULL) or ("endpoints", "token", "requests"). */
+int64_t kdh_sim_stat(const struct kdh_sim *sim, ...);
+
+struct kdh_daemon {
+    char dir[512];
+    char conf[600];
+    char store[600];
+    char run_dir[600];
+    char log[600];
+    char instance[64];
+    pid_t pid;
+};
+
+/*
+ * Writes a config for a daemon talking to SIM (key file mode 0600 holding KEY, a unique
+ * instance, run_dir/store/log inside the test folder, [tokens] minute = MINUTE_MS) followed by
+ * the INI text EXTRA (may be NULL). Sections in EXTRA may repeat none of the ones written
+ * here except by adding keys the base does not set.
+ */
+void kdh_daemon_config(struct kdh_daemon *d, const struct kdh_sim *sim, const char *key,
+                       int minute_ms, const char *extra);
+
+/* Starts `kdeals run -c CONF` and waits until the status file says running. */
+void kdh_daemon_start(struct kdh_daemon *d);
+
+/* SIGTERM and wait; returns the exit status (wait status decoded: 0..255, 128+signal). */
+int kdh_daemon_stop(struct kdh_daemon *d);
+
+/* Attaches read-only to the daemon's segment. */
+void kdh_daemon_attach(const struct kdh_daemon *d, struct shm_segment *seg);
+
+/* True when the daemon's log contains NEEDLE. */
+int kdh_log_contains(const struct kdh_daemon *d, const char *needle);
+
+#endif

@@ -93,6 +93,38 @@ enum dm_verdict dm_peek(const struct kp_stats *st, const struct cfg *c, struct d
     return DM_PASS;
 }
 
+/* The product's referral fee in basis points, else the configured default. */
+static int64_t referral_bp_of(const struct kp_product *p, const struct cfg *c)
+{
+    return p->referral_fee_percent >= 0 ? (int64_t)(p->referral_fee_percent * 100.0 + 0.5)
+                                        : c->costs_default_referral_pct_bp;
+}
+
+static int64_t fba_fee_of(const struct kp_product *p, const struct cfg *c)
+{
+    return p->pick_and_pack_fee_cents > 0 ? p->pick_and_pack_fee_cents
+                                          : c->costs_default_fba_fee_cents;
+}
+
+enum dm_verdict dm_peek_product(const struct kp_product *p, const struct cfg *c,
+                                struct dm_peek *out)
+{
+    enum dm_verdict v = dm_peek(&p->stats, c, out);
+    if (v != DM_PASS)
+        return v;
+    int64_t sell = out->sell_estimate_cents;
+    int64_t landed = out->buy_cents + muldiv(out->buy_cents, c->costs_tax_pct_bp, 10000) +
+                     c->costs_prep_cents + c->costs_inbound_shipping_cents;
+    out->est_profit_cents =
+        sell - muldiv(sell, referral_bp_of(p, c), 10000) - fba_fee_of(p, c) - landed;
+    out->est_roi_bp = landed > 0 ? muldiv(out->est_profit_cents, 10000, landed) : 0;
+    if (out->est_profit_cents < c->filter_min_profit_cents)
+        return DM_PROFIT_TOO_LOW;
+    if (out->est_roi_bp < c->filter_min_roi_pct_bp)
+        return DM_ROI_TOO_LOW;
+    return DM_PASS;
+}
+
 static int is_used(int condition)
 {
     return condition >= 2 && condition <= 5;
@@ -177,12 +209,9 @@ enum dm_verdict dm_deal(const struct kp_product *p, const struct cfg *c, struct 
     out->buy_seller_id[sid_len] = '\0';
 
     out->expected_sell_cents = dm_sell_estimate(st, c);
-    int64_t referral_bp = p->referral_fee_percent >= 0
-                              ? (int64_t)(p->referral_fee_percent * 100.0 + 0.5)
-                              : c->costs_default_referral_pct_bp;
+    int64_t referral_bp = referral_bp_of(p, c);
     out->referral_fee_bp = (int32_t)referral_bp;
-    out->fba_fee_cents = p->pick_and_pack_fee_cents > 0 ? p->pick_and_pack_fee_cents
-                                                        : c->costs_default_fba_fee_cents;
+    out->fba_fee_cents = fba_fee_of(p, c);
     out->prep_cents = c->costs_prep_cents;
     out->inbound_cents = c->costs_inbound_shipping_cents;
     out->tax_cents = muldiv(out->buy_price_cents, c->costs_tax_pct_bp, 10000);

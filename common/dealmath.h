@@ -44,10 +44,24 @@ struct dm_peek {
     int64_t sell_estimate_cents; /* -1 none */
     int64_t gross_roi_bp;        /* (sell - buy) / buy; 0 when undefined */
     int32_t rank_drops_365;
+    int64_t est_profit_cents; /* dm_peek_product: after fees and costs, shipping unknown (0) */
+    int64_t est_roi_bp;
 };
 
 /* Judges a peeked product from its stats. Returns the verdict and fills OUT. */
 enum dm_verdict dm_peek(const struct kp_stats *st, const struct cfg *c, struct dm_peek *out);
+
+/*
+ * dm_peek, then the deal thresholds on an estimate of the deal itself: the product's own
+ * referral percentage and FBA fee (both come with a peek at no extra cost; else the
+ * defaults), tax, prep and inbound shipping, with the current price as the buy price and its
+ * shipping taken as 0. The estimate is never below what the full fetch will compute for the
+ * cheapest live offer at that price, so nothing that would be a deal is rejected here, and a
+ * product whose fees eat the margin is not paid for twice (peek, then a full fetch) to learn
+ * it. Returns DM_PROFIT_TOO_LOW / DM_ROI_TOO_LOW for those.
+ */
+enum dm_verdict dm_peek_product(const struct kp_product *p, const struct cfg *c,
+                                struct dm_peek *out);
 
 /* The sell estimate from stats under C (-1 when there is none). */
 int64_t dm_sell_estimate(const struct kp_stats *st, const struct cfg *c);

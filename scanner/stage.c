@@ -328,7 +328,7 @@ static int peek_product(const struct kp_product *p, void *ud)
         if (strcmp(sc->page.c[b->idx[i]].asin, p->asin) != 0)
             continue;
         struct dm_peek pk;
-        enum dm_verdict v = dm_peek(&p->stats, cfg(sc), &pk);
+        enum dm_verdict v = dm_peek_product(p, cfg(sc), &pk);
         b->res[i].delivered = true;
         b->res[i].verdict = (uint8_t)v;
         b->res[i].buy_cents = pk.buy_cents;

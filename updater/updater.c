@@ -476,7 +476,10 @@ static void on_batch_done(const struct kp_result *res, void *ud)
     }
 
     if (checked > 0) {
-        u->batch_now_ms = kd_wall_ms();
+        /* Strictly increasing per batch, so the records of one write share a check time
+         * that no other write has (operators and tests group a batch by it). */
+        int64_t now_ms = kd_wall_ms();
+        u->batch_now_ms = now_ms > u->batch_now_ms ? now_ms : u->batch_now_ms + 1;
         if (write_batch(u) != 0 && u->stop_after_batch)
             kd_error("stopping with an unwritten update batch: its deals stay due and are "
                      "checked again after the restart");

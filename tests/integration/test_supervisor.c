@@ -41,17 +41,30 @@ static void nap_ms(long ms)
         ok_;                                                                                       \
     })
 
+/* A config whose store lives in the test's folder (the default is /var/lib/kdeals). */
+static const char *test_config(void)
+{
+    static char path[512];
+    snprintf(path, sizeof(path), "%s/kdeals.conf", kd_test_tmpdir());
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "[store]\npath = %s/store\nmap_size_mb = 16\n", kd_test_tmpdir());
+    fclose(f);
+    return path;
+}
+
 static pid_t start_kdeals(const char *instance, const char *logname)
 {
     char log[512];
+    const char *conf = test_config();
     snprintf(log, sizeof(log), "%s/%s", kd_test_tmpdir(), logname);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
         int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
         dup2(fd, 2);
-        execl(KDEALS, KDEALS, "run", "--instance", instance, "--run-dir", kd_test_tmpdir(),
-              (char *)NULL);
+        execl(KDEALS, KDEALS, "run", "-c", conf, "--instance", instance, "--run-dir",
+              kd_test_tmpdir(), (char *)NULL);
         _exit(127);
     }
     return pid;

@@ -111,6 +111,8 @@ static void test_lifecycle_and_reload(void **state)
     assert_non_null(strstr(out, "[tokens] bucket_minutes"));
 
     /* Reload, invalid: rejected with file and line, exit 2; the daemon keeps running. */
+    struct stat before;
+    assert_int_equal(stat(conf, &before), 0);
     f = fopen(conf, "a");
     fprintf(f, "[scan]\npeek_batch = 500\n");
     fclose(f);
@@ -118,6 +120,7 @@ static void test_lifecycle_and_reload(void **state)
     assert_non_null(strstr(out, "peek_batch"));
     assert_non_null(strstr(out, "rejected"));
     assert_int_equal(run(out, sizeof(out), KDEALS " status -c %s", conf), 0);
+    assert_int_equal(truncate(conf, before.st_size), 0); /* the operator fixes the file */
 
     /* stat --json parses; stat --prom parses with the Prometheus parser and has _total. */
     assert_int_equal(
@@ -139,6 +142,41 @@ static void test_lifecycle_and_reload(void **state)
                    "assert roles == {\"supervisor\",\"scanner\",\"committer\",\"updater\"}, roles'",
             conf),
         0);
+
+    /* USR1 reopens the log file (logrotate moved it away): the supervisor and every worker
+     * write to the new file at the same path. */
+    char log[600], moved[640];
+    snprintf(log, sizeof(log), "%s/run/%s.log", kd_test_tmpdir(), instance);
+    snprintf(moved, sizeof(moved), "%s.1", log);
+    assert_int_equal(rename(log, moved), 0);
+    struct shm_status st;
+    char run_dir[600];
+    snprintf(run_dir, sizeof(run_dir), "%s/run", kd_test_tmpdir());
+    assert_int_equal(shm_status_read(run_dir, instance, &st), 0);
+    assert_int_equal(kill((pid_t)st.pid, SIGUSR1), 0);
+    int reopened = 0;
+    for (int i = 0; i < 500 && !reopened; i++) {
+        char *text = kd_read_file(log, NULL);
+        reopened = text != NULL && strstr(text, "log reopened") != NULL;
+        free(text);
+        if (!reopened)
+            usleep(10000);
+    }
+    assert_true(reopened);
+    /* A reload now logs to the new file too, from the workers as well. */
+    FILE *g = fopen(conf, "a");
+    fprintf(g, "[update]\nexpire_after_failures = 4\n");
+    fclose(g);
+    assert_int_equal(run(out, sizeof(out), KDEALS " reload -c %s", conf), 0);
+    int workers_logged = 0;
+    for (int i = 0; i < 500 && !workers_logged; i++) {
+        char *text = kd_read_file(log, NULL);
+        workers_logged = text != NULL && strstr(text, "updater[") != NULL;
+        free(text);
+        if (!workers_logged)
+            usleep(10000);
+    }
+    assert_true(workers_logged);
 
     /* Graceful stop: exit 0, status says not running (exit 1). */
     assert_int_equal(run(out, sizeof(out), KDEALS " stop -c %s", conf), 0);

@@ -357,6 +357,8 @@ static int write_batch(struct st_txn *txn, void *ud)
                 old.check_failures++;
                 if (old.check_failures >= (uint32_t)cfg->update_expire_after_failures) {
                     rc = st_deal_del(txn, &e->key);
+                    if (rc == 0)
+                        rc = mark_seen(txn, e, ST_VERDICT_REJECTED);
                     b->expired++;
                 } else {
                     old.last_checked_ms = b->now_ms;

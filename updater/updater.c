@@ -263,6 +263,14 @@ static int apply_check(struct updater *u, struct st_txn *txn, const struct st_ke
         rc = st_deal_del(txn, key);
         if (rc != 0 && rc != -ENOENT)
             return rc;
+        /* The scanner's verdict of old no longer holds: re-checked and not a deal. */
+        struct st_seen seen;
+        if (st_seen_get(txn, key, &seen) == 0 && seen.verdict == ST_VERDICT_SURVIVOR) {
+            seen.verdict = ST_VERDICT_REJECTED;
+            rc = st_seen_put(txn, key, &seen);
+            if (rc != 0)
+                return rc;
+        }
         u->tally.expired++;
         return 0;
     }

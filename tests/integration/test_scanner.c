@@ -742,7 +742,7 @@ static void test_asin_list_and_hup_batch(void **state)
 
 /*
  * The committer's backlog pauses discovery: with full fetches slowed to 2 s, the survivors of
- * the first pages push commit_backlog over 4 x commit batch x 10 = 200, and from the moment
+ * the first pages push commit_backlog over 4 x commit batch x 10 = 40, and from the moment
  * the scanner says it paused until it says it resumed it sends at most the (up to 2) requests
  * it had already queued, while the committer keeps working. Without the pause it would have
  * peeked on: tokens are plentiful.
@@ -753,7 +753,9 @@ static void test_commit_backlog_pauses_discovery(void **state)
     struct sim s = sim_start("--products", "3000", "--minute-ms", "1000", "--refill-rate", "3000",
                              "--faults", "offers_latency_ms=2000-2000");
     struct daemon d;
-    daemon_start(&d, &s, "1000ms", "peek_batch = 50\npass_pause = 100ms");
+    /* Commit batches of 1: the pause threshold is then 40, reached within the first pages
+     * whatever share of peeks survive the filter. */
+    daemon_start(&d, &s, "1000ms", "peek_batch = 50\npass_pause = 100ms\n[commit]\nbatch = 1");
     struct shm_counter_block *committer = &d.seg.layout->counters[SHM_ROLE_COMMITTER];
     EXPECT(&d, log_has(&d, "]: discovery paused"), 60);
     int64_t c0 = shm_counter_get(committer, SHM_C_http_requests);

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,8 @@
 #include <curl/curl.h>
 
 #include "kd_test.h"
+#include "shm/counters.h"
+#include "store/store.h"
 
 #define SIM_BIN    KD_BUILD_DIR "/kdeals-sim"
 #define KDEALS_BIN KD_BUILD_DIR "/kdeals"
@@ -259,4 +262,149 @@ int kdh_log_contains(const struct kdh_daemon *d, const char *needle)
     int found = text != NULL && strstr(text, needle) != NULL;
     free(text);
     return found;
+}
+
+uint64_t kdh_check_store(const struct kdh_daemon *d, unsigned *survivors_out)
+{
+    /* A small map: LMDB adopts the size recorded in the file, so this never changes it. */
+    struct st_options so = {
+        .path = d->store, .map_size_bytes = 1u << 20, .max_map_size_bytes = 1ull << 30};
+    struct st_env *env;
+    char err[256];
+    if (st_open(&so, &env, err, sizeof(err)) != 0)
+        fail_msg("store: %s", err);
+    struct st_txn *txn;
+    assert_int_equal(st_read_begin(env, &txn), 0);
+    struct st_cursor *cur;
+    assert_int_equal(st_cursor_open(txn, ST_DB_SEEN, &cur), 0);
+    struct st_key key;
+    struct st_seen seen;
+    unsigned survivors = 0, lost = 0;
+    int rc;
+    while ((rc = st_cursor_next_seen(cur, &key, &seen)) == 0) {
+        if (seen.verdict != ST_VERDICT_SURVIVOR)
+            continue;
+        survivors++;
+        struct st_deal deal;
+        struct st_pending pend;
+        if (st_deal_get(txn, &key, &deal) != 0 && st_pending_get(txn, &key, &pend) != 0) {
+            char asin[ST_ASIN_LEN + 1];
+            st_key_asin(&key, asin);
+            fprintf(stderr, "survivor %s is neither stored nor pending\n", asin);
+            lost++;
+        }
+    }
+    assert_int_equal(rc, -ENOENT);
+    st_cursor_close(cur);
+    if (lost > 0 && getenv("KDH_KEEP") != NULL) {
+        /* Debugging aid: keep the daemon's folder (log, store) for a post-mortem. */
+        char cmd[1200];
+        snprintf(cmd, sizeof(cmd), "cp -a '%s' '%s'", d->dir, getenv("KDH_KEEP"));
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not copy %s\n", d->dir);
+    }
+    assert_int_equal(lost, 0);
+
+    uint64_t n_deals = 0, decoded = 0;
+    assert_int_equal(st_count(txn, ST_DB_DEALS, &n_deals), 0);
+    assert_int_equal(st_cursor_open(txn, ST_DB_DEALS, &cur), 0);
+    struct st_deal deal;
+    while ((rc = st_cursor_next_deal(cur, &deal)) == 0)
+        decoded++;
+    assert_int_equal(rc, -ENOENT);
+    assert_int_equal(decoded, n_deals);
+    st_cursor_close(cur);
+    assert_int_equal(st_cursor_open(txn, ST_DB_PENDING, &cur), 0);
+    struct st_pending p;
+    while ((rc = st_cursor_next_pending(cur, &p)) == 0) {
+    }
+    assert_int_equal(rc, -ENOENT);
+    st_cursor_close(cur);
+    st_read_end(txn);
+    st_close(env);
+
+    char cmd[800];
+    snprintf(cmd, sizeof(cmd), "mdb_stat -a '%s' >/dev/null 2>&1", d->store);
+    assert_int_equal(system(cmd), 0);
+    if (survivors_out != NULL)
+        *survivors_out = survivors;
+    return n_deals;
+}
+
+void kdh_check_rings(const struct shm_segment *seg)
+{
+    for (int i = 0; i < SHM_RING_COUNT; i++) {
+        const struct shm_ring *r = &seg->layout->rings[i];
+        /* head is read before tail: the consumer never passes the producer, so head <= tail
+         * must hold; a head that moved meanwhile makes the depth stale, so read again. */
+        uint64_t head, tail;
+        int tries = 0;
+        do {
+            head = atomic_load(&r->head);
+            tail = atomic_load(&r->tail);
+        } while (atomic_load(&r->head) != head && ++tries < 100);
+        if (head > tail || tail - head > r->capacity)
+            fail_msg("ring %d inconsistent: head %llu tail %llu capacity %llu", i,
+                     (unsigned long long)head, (unsigned long long)tail,
+                     (unsigned long long)r->capacity);
+    }
+}
+
+void kdh_check_counters(const struct shm_segment *seg, struct kdh_counter_sample *m)
+{
+    uint64_t gen = seg->layout->header.generation;
+    int same = m->have && m->generation == gen;
+    for (int i = 0; i < SHM_COUNTER_COUNT; i++) {
+        if (shm_counter_meta[i].kind != SHM_COUNTER)
+            continue;
+        int64_t v = shm_counter_total(seg->layout, (enum shm_counter_id)i);
+        if (same && v < m->v[i])
+            fail_msg("counter %s went backwards in generation %llu: %lld -> %lld",
+                     shm_counter_meta[i].name, (unsigned long long)gen, (long long)m->v[i],
+                     (long long)v);
+        m->v[i] = v;
+    }
+    m->have = 1;
+    m->generation = gen;
+}
+
+int kdh_cli(const struct kdh_daemon *d, const char *const *args, int timeout_s, char **out)
+{
+    static unsigned n;
+    char path[700];
+    snprintf(path, sizeof(path), "%s/cli%u.out", d->dir, n++);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        const char *argv[32];
+        int k = 0;
+        argv[k++] = KDEALS_BIN;
+        for (int i = 0; args[i] != NULL && k < 28; i++)
+            argv[k++] = args[i];
+        argv[k++] = "-c";
+        argv[k++] = d->conf;
+        argv[k] = NULL;
+        execv(KDEALS_BIN, (char *const *)argv);
+        _exit(127);
+    }
+    int status = 0;
+    int done = KDH_WAIT_FOR(waitpid(pid, &status, WNOHANG) == pid, timeout_s);
+    if (!done) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+    }
+    if (out != NULL) {
+        *out = kd_read_file(path, NULL);
+        if (*out == NULL)
+            *out = strdup("");
+    }
+    unlink(path);
+    if (!done)
+        return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }

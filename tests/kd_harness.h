@@ -14,6 +14,7 @@
 #include <sys/types.h>
 #include <yajl/yajl_tree.h>
 
+#include "shm/layout.h"
 #include "shm/segment.h"
 
 void kdh_nap_ms(long ms);
@@ -85,5 +86,36 @@ void kdh_daemon_attach(const struct kdh_daemon *d, struct shm_segment *seg);
 
 /* True when the daemon's log contains NEEDLE. */
 int kdh_log_contains(const struct kdh_daemon *d, const char *needle);
+
+/*
+ * Invariants of the daemon's LMDB store, valid while it runs (one read snapshot) or after it
+ * stopped: every ASIN seen with verdict SURVIVOR is a stored deal or still pending (paid-for
+ * work is never lost), every deal, pending and seen record decodes (cursors end with
+ * -ENOENT), and `mdb_stat -a` opens the store. Returns the number of deals; the number of
+ * survivors goes to *SURVIVORS when not NULL. With KDH_KEEP=DIR in the environment, a lost
+ * survivor makes it copy the daemon's folder (log, store) to DIR first, for a post-mortem.
+ */
+uint64_t kdh_check_store(const struct kdh_daemon *d, unsigned *survivors);
+
+/* Every ring of SEG: head <= tail and tail - head <= capacity (a byte ring may be exactly full). */
+void kdh_check_rings(const struct shm_segment *seg);
+
+/*
+ * Counters never go backwards within a generation: each COUNTER entry summed over roles is
+ * >= its previous sample while SEG's generation is the one sampled before. M starts zeroed.
+ */
+struct kdh_counter_sample {
+    int have;
+    uint64_t generation;
+    int64_t v[SHM_COUNTER_COUNT];
+};
+void kdh_check_counters(const struct shm_segment *seg, struct kdh_counter_sample *m);
+
+/*
+ * Runs `kdeals ARGV... -c CONF` (ARGV NULL-terminated, e.g. {"reload", NULL}), waits up to
+ * TIMEOUT_S seconds (then kills it and returns -1). Returns the exit status (128+signal when
+ * killed by one); stdout and stderr together go to *OUT when not NULL (free it).
+ */
+int kdh_cli(const struct kdh_daemon *d, const char *const *argv, int timeout_s, char **out);
 
 #endif

@@ -21,8 +21,8 @@
  * (kdh_check_store, on a live snapshot); every ring has head <= tail <= head + capacity;
  * COUNTER entries summed over roles never go backwards within a generation (sampled after
  * every kill and every 200 ms in the final window); no process of this instance and no
- * zombie child remains at the end; the resident memory of each worker stays flat over the
- * final window.
+ * zombie child remains at the end, and the status file shows no live holder; the resident
+ * memory of each worker stays flat over the final window.
  *
  * What the memory check can and cannot catch: it compares VmRSS of the same worker process
  * sampled early and late in a ~20 s window (late <= 3 x early + 20 MiB). That catches a gross
@@ -426,6 +426,13 @@ static void test_chaos_loses_nothing(void **state)
     assert_true(c.sup_kills >= 5);
     assert_true(stored > 0);
     check_no_leftovers(c.d.instance);
+    /* The status file agrees: no live supervisor holds the instance, it is not "running". */
+    struct shm_status st;
+    assert_int_equal(shm_status_read(c.d.run_dir, c.d.instance, &st), 0);
+    printf("    status file after the stop: state %s, pid %lld, generation %llu, locked %d\n",
+           st.state, (long long)st.pid, (unsigned long long)st.generation, (int)st.locked);
+    assert_false(st.locked);
+    assert_string_not_equal(st.state, "running");
 }
 
 int main(int argc, char **argv)

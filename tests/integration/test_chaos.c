@@ -326,10 +326,7 @@ static void test_chaos_loses_nothing(void **state)
     memset(&c, 0, sizeof(c));
     c.rng = 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid();
     kdh_sim_start(&c.sim, sim_args);
-    /* Expiry deletes a deal but leaves its `seen` verdict SURVIVOR, which the invariant
-     * cannot tell from a lost survivor: expiry needs 100 failed checks here (10 min). */
-    kdh_daemon_config(&c.d, &c.sim, KEY, MINUTE_MS,
-                      "[scan]\npass_pause = 1s\n[update]\nexpire_after_failures = 100\n");
+    kdh_daemon_config(&c.d, &c.sim, KEY, MINUTE_MS, "[scan]\npass_pause = 1s\n");
     static struct st_key left[512];
     unsigned n_left = 0;
     start_daemon(&c);
@@ -404,6 +401,7 @@ static void test_chaos_loses_nothing(void **state)
     int64_t deals = shm_counter_total(c.seg.layout, SHM_C_deals_committed);
     int64_t http_err = shm_counter_total(c.seg.layout, SHM_C_http_errors);
     int64_t h429 = shm_counter_total(c.seg.layout, SHM_C_http_429);
+    int64_t expired = shm_counter_total(c.seg.layout, SHM_C_deals_expired);
     shm_segment_detach(&c.seg);
     int rc = kdh_daemon_stop(&c.d);
     if (rc != 0)
@@ -416,8 +414,9 @@ static void test_chaos_loses_nothing(void **state)
            c.kills[SHM_ROLE_SCANNER], c.kills[SHM_ROLE_COMMITTER], c.kills[SHM_ROLE_UPDATER],
            total_kills, c.sup_kills);
     printf("    SIGHUPs %u, rejected reloads %u; last generation: %lld deals committed, "
-           "%lld HTTP errors, %lld 429s seen\n",
-           c.hups, c.bad_reloads, (long long)deals, (long long)http_err, (long long)h429);
+           "%lld expired, %lld HTTP errors, %lld 429s seen\n",
+           c.hups, c.bad_reloads, (long long)deals, (long long)expired, (long long)http_err,
+           (long long)h429);
     printf("    store: %llu deals, %u survivors peeked, none lost\n", (unsigned long long)stored,
            survivors);
     print_faults(&c.sim);

@@ -98,8 +98,7 @@ static void test_disk_full_pauses_and_resumes(void **state)
     struct kdh_sim sim;
     kdh_sim_start(&sim, sim_args);
     struct kdh_daemon d;
-    kdh_daemon_config(&d, &sim, KEY, MINUTE_MS,
-                      "[scan]\npass_pause = 1s\n[update]\nexpire_after_failures = 100\n");
+    kdh_daemon_config(&d, &sim, KEY, MINUTE_MS, "[scan]\npass_pause = 1s\n");
     edit_file(d.conf, "map_size_mb = 64\n", "map_size_mb = 1\nmax_map_size_mb = 64\n");
     mkdir(d.store, 0700);
     if (unshare(CLONE_NEWNS) != 0) {

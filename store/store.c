@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define ST_DEFAULT_MAP     ((uint64_t)1 << 30)
@@ -95,6 +96,16 @@ static int st_mdb_err(struct st_txn *txn, int rc)
     default:
         return rc > 0 ? -rc : -EIO; /* MDB_PANIC, MDB_CORRUPTED, MDB_PAGE_NOTFOUND, ... */
     }
+}
+
+/* True when the filesystem holding PATH has less free space than a large transaction needs. */
+static bool disk_nearly_full(const char *path)
+{
+    struct statvfs vfs;
+    if (statvfs(path, &vfs) != 0)
+        return false;
+    uint64_t free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+    return free_bytes < ((uint64_t)4 << 20);
 }
 
 const char *st_strerror(int rc)
@@ -209,6 +220,11 @@ int st_write(struct st_env *env, int (*fn)(struct st_txn *txn, void *ud), void *
         }
         if (mrc != 0) {
             rc = st_mdb_err(NULL, mrc);
+            /* LMDB reports a write cut short by a full disk as EIO ("short write"); the
+             * commit left the previous meta page in place, so it is the full disk, not
+             * corruption, when the filesystem is (nearly) out of space. */
+            if (rc == -EIO && disk_nearly_full(env->path))
+                rc = -ENOSPC;
             kd_warn("store: %s: commit failed: %s", env->path, st_strerror(rc));
             return rc;
         }

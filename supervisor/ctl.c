@@ -100,7 +100,8 @@ int sup_ctl_start(struct sup_options *opt, int wait, int timeout_s)
                     WIFEXITED(status) ? "status" : "signal",
                     WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), opt->log_file);
             tail_file(opt->log_file, stderr, 8);
-            return 1;
+            /* A config error stays a config error (2); anything else is a failure (1). */
+            return WIFEXITED(status) && WEXITSTATUS(status) == 2 ? 2 : 1;
         }
         if (shm_status_read(opt->run_dir, opt->instance, &st) == 0 && st.pid == pid && st.locked &&
             strcmp(st.state, "running") == 0) {

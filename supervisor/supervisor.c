@@ -459,6 +459,22 @@ static void start_signal(struct sup *s, uv_signal_t *h, int signum)
     uv_signal_start(h, on_signal, signum);
 }
 
+/*
+ * A failure before the daemon runs: logged, and also said on stderr when the log goes to a
+ * file that is not stderr, so an operator running `kdeals run` sees why it exited.
+ */
+static void startup_error(const struct sup_options *opt, const char *msg)
+{
+    kd_error("%s", msg);
+    if (opt->log_file == NULL)
+        return;
+    struct stat a, b;
+    if (fstat(STDERR_FILENO, &a) == 0 && stat(opt->log_file, &b) == 0 && a.st_dev == b.st_dev &&
+        a.st_ino == b.st_ino)
+        return; /* `kdeals start`: stderr is the log file already */
+    fprintf(stderr, "kdeals: %s\n", msg);
+}
+
 int sup_run(const struct sup_options *opt)
 {
     struct sup *s = calloc(1, sizeof(*s));
@@ -496,7 +512,7 @@ int sup_run(const struct sup_options *opt)
         kd_warn("no Keepa API key configured ([keepa] key_file, key or KEEPA_API_KEY): "
                 "workers will not call Keepa");
     } else if (krc != 0) {
-        kd_error("%s", err);
+        startup_error(opt, err);
         free(s);
         return 2;
     } else {
@@ -510,7 +526,7 @@ int sup_run(const struct sup_options *opt)
         so.ring_capacity[i] = opt->ring_capacity;
     int rc = shm_segment_create(&s->seg, &so, err, sizeof(err));
     if (rc != 0) {
-        kd_error("%s", err);
+        startup_error(opt, err);
         free(s);
         return 1;
     }

@@ -123,17 +123,12 @@ static void test_disk_full_pauses_and_resumes(void **state)
     struct shm_segment seg;
     kdh_daemon_attach(&d, &seg);
 
-    /* 1. It fills the disk and says so. KNOWN BUG (store/store.c): when LMDB's pwrite of
-     * several pages is cut short by the full disk, LMDB returns EIO ("short write,
-     * filesystem full?"), which st_write reports as "LMDB reported corruption or a fatal
-     * error; reopen the store" instead of "no space". Until the store maps that case to
-     * ENOSPC, either wording is accepted here (and the misleading one is printed); the pause,
-     * the resume and the invariants are asserted either way. */
-    if (!KDH_WAIT_FOR(kdh_log_contains(&d, "no space") || kdh_log_contains(&d, EIO_TEXT), 90))
-        fail_msg("no store-write failure logged after 90 s (see %s)", d.log);
-    const char *said = kdh_log_contains(&d, "no space") ? "no space" : EIO_TEXT;
-    if (strcmp(said, EIO_TEXT) == 0)
-        printf("    KNOWN BUG: the full disk was reported as \"%s\"\n", EIO_TEXT);
+    /* 1. It fills the disk and says so, as a full disk: LMDB's "short write" (EIO) on a
+     * nearly full filesystem is reported as no space, not as corruption. */
+    if (!KDH_WAIT_FOR(kdh_log_contains(&d, "no space"), 90))
+        fail_msg("no \"no space\" store-write failure logged after 90 s (see %s)", d.log);
+    assert_false(kdh_log_contains(&d, EIO_TEXT));
+    const char *said = "no space";
     assert_true(KDH_WAIT_FOR(any_last_error(&seg, said), 10));
     const char *status[] = {"status", "--json", NULL};
     char *out = NULL;

@@ -62,11 +62,20 @@
 #define KD_ASAN_QUARANTINE_KB 0L
 #endif
 
-#define KEY                    "ChaosTestKey0123456789abcdef"
-#define MINUTE_MS              100
-#define FAULTS                 "latency_ms=0-30,http500=0.05,reset=0.03,truncate=0.03,malformed=0.03"
-#define GENERATIONS            6 /* the first supervisor and 5 successors after kill -9 */
+#define KEY       "ChaosTestKey0123456789abcdef"
+#define MINUTE_MS 100
+#define FAULTS    "latency_ms=0-30,http500=0.05,reset=0.03,truncate=0.03,malformed=0.03"
+/* The first supervisor and 5 successors after kill -9; KD_CHAOS_GENERATIONS=N runs the long
+ * form (e.g. 112: 111 supervisor kills and 999 worker kills, about 17 minutes). */
+#define GENERATIONS            chaos_generations()
 #define KILLS_PER_ROLE_PER_GEN 3
+
+static int chaos_generations(void)
+{
+    const char *e = getenv("KD_CHAOS_GENERATIONS");
+    int n = e != NULL ? atoi(e) : 0;
+    return n >= 2 ? n : 6;
+}
 
 static const char *const sim_args[] = {
     "--keys",        KEY,  "--seed",   "23",   "--products", "5000", "--minute-ms", "100",

@@ -121,8 +121,9 @@ int ring_prepare_wait(struct ring *r);
 void ring_wait_done(struct ring *r);
 
 /*
- * Blocks until a record is available or TIMEOUT_MS passes (-1: no limit), using poll(2) on
- * the eventfd. For consumers without an event loop (tests, benchmarks). Returns 0 when a
+ * Blocks until a record is available or TIMEOUT_MS passes (-1: no limit): it watches the
+ * tail for a few microseconds, then sleeps in poll(2) on the eventfd. For consumers without
+ * an event loop (tests, benchmarks). Returns 0 when a
  * record is available, -ETIMEDOUT, or another negative errno.
  */
 int ring_wait(struct ring *r, int timeout_ms);

@@ -103,9 +103,9 @@ struct shm_config_slot {
 #define SHM_TOKEN_KINDS 8
 
 struct shm_token_slot {
-    _Atomic uint64_t word;          /* owner id << 32 | generation << 2 | state */
-    _Atomic int64_t amount_tokens;  /* reserved, still to be accounted by a reading */
-    _Atomic int64_t granted_ns;     /* monotonic time of the grant */
+    _Atomic uint64_t word;         /* owner id << 32 | generation << 2 | state */
+    _Atomic int64_t amount_tokens; /* reserved, still to be accounted by a reading */
+    _Atomic int64_t granted_ns;    /* monotonic time of the grant */
     _Atomic int64_t reserved;
 };
 
@@ -127,16 +127,16 @@ struct shm_tokens {
     int64_t init_ns;
     alignas(SHM_CACHELINE) _Atomic uint64_t reading_lock; /* 0, or owner id of the applier */
     _Atomic int64_t reading_lock_ns;
-    _Atomic int64_t last_reading_ns;       /* local monotonic time the last reading was applied */
-    _Atomic int64_t last_timestamp_ms;     /* server timestamp of that reading */
+    _Atomic int64_t last_reading_ns;   /* local monotonic time the last reading was applied */
+    _Atomic int64_t last_timestamp_ms; /* server timestamp of that reading */
     _Atomic int64_t last_tokens_left_milli;
     _Atomic int64_t last_refill_in_ms;
-    _Atomic int64_t last_refill_rate;      /* as reported (not necessarily trusted) */
+    _Atomic int64_t last_refill_rate; /* as reported (not necessarily trusted) */
     _Atomic int64_t last_tokens_consumed;
-    _Atomic int64_t rate_candidate;        /* a higher rate seen, not yet trusted */
-    _Atomic int64_t rate_candidate_seen;   /* consecutive readings that reported it */
+    _Atomic int64_t rate_candidate;          /* a higher rate seen, not yet trusted */
+    _Atomic int64_t rate_candidate_seen;     /* consecutive readings that reported it */
     _Atomic int64_t rate_candidate_since_ns; /* when the first of them was applied */
-    _Atomic int64_t status_claim_ns;       /* last time a process claimed the /token call */
+    _Atomic int64_t status_claim_ns;         /* last time a process claimed the /token call */
     _Atomic uint64_t readings_applied;
     _Atomic uint64_t readings_ignored;
     alignas(SHM_CACHELINE) _Atomic uint64_t grants;

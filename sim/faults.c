@@ -9,8 +9,27 @@
 #include <string.h>
 
 static const char *NAMES[SIM_F_COUNT] = {
-    "latency_ms", "offers_latency_ms", "http500",     "http503",     "storm429",   "reset",
-    "truncate",   "malformed",         "offers_fail", "no_products", "refill_flap"};
+    "latency_ms",  "offers_latency_ms", "http500",   "http503",     "storm429",
+    "reset",       "truncate",          "malformed", "offers_fail", "no_products",
+    "refill_flap", "endless",           "huge",      "drip",        "deep",
+    "mistyped"};
+
+/* SPEC names of the hostile bodies, indexed by enum sim_hostile. */
+static const char *HOSTILE_NAMES[SIM_H_COUNT] = {"", "endless", "huge", "drip", "deep", "mistyped"};
+
+enum sim_fault_kind sim_hostile_fault(enum sim_hostile h)
+{
+    return (enum sim_fault_kind)(SIM_F_ENDLESS + (int)h - (int)SIM_H_ENDLESS);
+}
+
+/* The hostile kind named N ("drip"), else SIM_H_NONE. */
+static enum sim_hostile hostile_by_name(const char *n)
+{
+    for (int h = SIM_H_ENDLESS; h < SIM_H_COUNT; h++)
+        if (strcmp(n, HOSTILE_NAMES[h]) == 0)
+            return (enum sim_hostile)h;
+    return SIM_H_NONE;
+}
 
 const char *sim_fault_name(enum sim_fault_kind k)
 {
@@ -120,7 +139,11 @@ int sim_faults_parse(const char *spec, struct sim_fault_spec *out, char *err, si
             else if (strcmp(n, "refill_flap") == 0) {
                 rc = parse_pair(v, ':', 0, 0, &out->flap_a, &out->flap_b);
                 out->flap_on = rc == 0;
-            } else
+            } else if (hostile_by_name(n) != SIM_H_NONE)
+                rc = parse_prob(v, &out->hostile[hostile_by_name(n)]);
+            else if (strncmp(n, "offers_", 7) == 0 && hostile_by_name(n + 7) != SIM_H_NONE)
+                rc = parse_prob(v, &out->offers_hostile[hostile_by_name(n + 7)]);
+            else
                 rc = -EINVAL;
             if (rc != 0)
                 *eq = '=';
@@ -164,6 +187,12 @@ void sim_faults_format(const struct sim_fault_spec *s, char *out, size_t outsz)
         ADD("no_products=%g,", s->no_products);
     if (s->flap_on)
         ADD("refill_flap=%lld:%lld,", (long long)s->flap_a, (long long)s->flap_b);
+    for (int h = SIM_H_ENDLESS; h < SIM_H_COUNT; h++) {
+        if (s->hostile[h] > 0)
+            ADD("%s=%g,", HOSTILE_NAMES[h], s->hostile[h]);
+        if (s->offers_hostile[h] > 0)
+            ADD("offers_%s=%g,", HOSTILE_NAMES[h], s->offers_hostile[h]);
+    }
 #undef ADD
     if (n > 0 && n <= outsz && out[n - 1] == ',')
         out[n - 1] = '\0';
@@ -257,6 +286,15 @@ void sim_faults_draw(struct sim_faults *f, int is_product, int offers, struct si
             f->injected[SIM_F_TRUNCATE]++;
         else if ((d->malformed = bern(f, s->malformed)))
             f->injected[SIM_F_MALFORMED]++;
+        for (int h = SIM_H_ENDLESS;
+             h < SIM_H_COUNT && !d->reset && !d->truncate && !d->malformed && !d->no_products &&
+             !d->http500 && !d->http503 && d->hostile == SIM_H_NONE;
+             h++) {
+            if (bern(f, s->hostile[h]) || (offers && bern(f, s->offers_hostile[h]))) {
+                d->hostile = (enum sim_hostile)h;
+                f->injected[sim_hostile_fault(d->hostile)]++;
+            }
+        }
     }
     pthread_mutex_unlock(&f->mu);
 }

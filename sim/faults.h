@@ -3,8 +3,14 @@
  *
  * SPEC is comma-separated name=value (see sim/README.md): latency_ms=N|A-B,
  * offers_latency_ms=A-B, http500=P, http503=P, storm429=N, reset=P, truncate=P, malformed=P,
- * offers_fail=P, no_products=P, refill_flap=A:B, reset_all=0|1, and `clear`. Draws come from
- * one PRNG seeded by --seed, so a run with the same request sequence is reproducible.
+ * offers_fail=P, no_products=P, refill_flap=A:B, reset_all=0|1, the hostile bodies endless=P,
+ * huge=P, drip=P, deep=P, mistyped=P (each also as offers_NAME=P, which applies to /product
+ * with offers only), and `clear`. Draws come from one PRNG seeded by --seed, so a run with the
+ * same request sequence is reproducible.
+ *
+ * The hostile bodies are kinds of one fault family (enum sim_hostile): at most one is drawn per
+ * request, after the other body-shaping faults, and each is counted under its own name in the
+ * ledger whichever scope fired it.
  */
 #ifndef SIM_FAULTS_H
 #define SIM_FAULTS_H
@@ -25,8 +31,32 @@ enum sim_fault_kind {
     SIM_F_OFFERS_FAIL,
     SIM_F_NO_PRODUCTS,
     SIM_F_REFILL_FLAP,
+    SIM_F_ENDLESS,
+    SIM_F_HUGE,
+    SIM_F_DRIP,
+    SIM_F_DEEP,
+    SIM_F_MISTYPED,
     SIM_F_COUNT
 };
+
+/* Hostile response bodies (sim/README.md "Fault injection"), in ledger order. */
+enum sim_hostile {
+    SIM_H_NONE,
+    SIM_H_ENDLESS,  /* 200, a valid prefix then array elements for ever */
+    SIM_H_HUGE,     /* 200, SIM_HUGE_BODY_BYTES of padding then the real body */
+    SIM_H_DRIP,     /* the real body, SIM_DRIP_BYTES every SIM_DRIP_PAUSE_MS */
+    SIM_H_DEEP,     /* `products` nested SIM_DEEP_LEVELS arrays deep */
+    SIM_H_MISTYPED, /* the real shape, every product field of the wrong JSON type */
+    SIM_H_COUNT
+};
+
+#define SIM_HUGE_BODY_BYTES ((uint64_t)160 * 1024 * 1024)
+#define SIM_DRIP_BYTES      16
+#define SIM_DRIP_PAUSE_MS   250
+#define SIM_DEEP_LEVELS     1000000
+
+/* The ledger's fault kind of a hostile body. */
+enum sim_fault_kind sim_hostile_fault(enum sim_hostile h);
 
 struct sim_fault_spec {
     int64_t latency_lo_ms, latency_hi_ms;
@@ -35,6 +65,8 @@ struct sim_fault_spec {
     int64_t storm429;
     int flap_on;
     int64_t flap_a, flap_b;
+    double hostile[SIM_H_COUNT];        /* any cost-bearing request; [SIM_H_NONE] unused */
+    double offers_hostile[SIM_H_COUNT]; /* /product with offers only */
 };
 
 /*
@@ -67,6 +99,7 @@ void sim_faults_get(struct sim_faults *f, struct sim_fault_spec *spec);
 /* Per-request decision for a cost-bearing request. */
 struct sim_fault_draw {
     int storm429, http500, http503, reset, truncate, malformed, no_products;
+    enum sim_hostile hostile;
     int64_t latency_ms;
 };
 

@@ -6,7 +6,11 @@
  *   http500/503 (charged 0) -> parameters (400, charged 0) -> payload and cost ->
  *   admission + full charge in one bucket step -> no_products / reset / truncate / malformed
  *   shaping -> gzip when accepted -> optional latency (connection suspended, resumed by the
- *   timer thread).
+ *   timer thread). A hostile body (endless, huge, drip, deep, mistyped) takes the place of the
+ *   shaping step: endless, huge and deep are produced by a content reader from the position
+ *   alone, so they hold no memory beyond the envelope and the real body, and are never gzip'd;
+ *   drip sends the real body a few bytes per reader call and suspends the connection between
+ *   calls (the timer thread resumes it), so a dripping client holds no MHD thread.
  * Invariants: tokensConsumed in a body equals the balance change that request caused; the
  * 7 envelope fields come first in every JSON body; bodies are gzip'd whenever the request
  * accepts gzip, error bodies included; POST bodies beyond SIM_MAX_BODY are refused with 413
@@ -191,6 +195,10 @@ static void reset_free(void *cls)
 enum shape { SHAPE_NONE, SHAPE_RESET, SHAPE_TRUNCATE, SHAPE_MALFORMED };
 
 static void schedule_resume(struct sim_server *s, struct MHD_Connection *conn, int64_t due_ns);
+static enum MHD_Result queue_response(struct sim_server *s, struct MHD_Connection *conn,
+                                      struct req *rq, unsigned status, struct MHD_Response *resp,
+                                      int gz, int64_t latency_ms);
+static void emit_tree(struct sim_buf *b, yajl_val v, int depth);
 
 /*
  * Sends BODY (ownership taken) with STATUS, shaped by SHAPE, gzip'd when accepted, after
@@ -255,6 +263,17 @@ static enum MHD_Result send_body(struct sim_server *s, struct MHD_Connection *co
     }
     if (resp == NULL)
         return MHD_NO;
+    return queue_response(s, conn, rq, status, resp, gz, latency_ms);
+}
+
+/*
+ * Adds the common headers to RESP (ownership taken) and queues it with STATUS, now or after
+ * LATENCY_MS (the connection is suspended meanwhile). Returns MHD's verdict.
+ */
+static enum MHD_Result queue_response(struct sim_server *s, struct MHD_Connection *conn,
+                                      struct req *rq, unsigned status, struct MHD_Response *resp,
+                                      int gz, int64_t latency_ms)
+{
     MHD_add_response_header(resp, "Content-Type", "application/json;charset=UTF-8");
     if (gz)
         MHD_add_response_header(resp, "Content-Encoding", "gzip");
@@ -320,6 +339,324 @@ static void *delay_main(void *arg)
     s->n_delayed = 0;
     pthread_mutex_unlock(&s->delay_mu);
     return NULL;
+}
+
+/* ---------- hostile bodies ---------- */
+
+/*
+ * A generated body: HEAD, then MID_LEN bytes made from the position alone (UINT64_MAX: for
+ * ever), then TAIL. For drip, HEAD is the whole body and MID_LEN and TAIL are 0.
+ */
+struct gen_body {
+    struct sim_server *s;
+    struct MHD_Connection *conn;
+    enum sim_hostile kind;
+    char *head, *tail;
+    size_t head_len, tail_len;
+    uint64_t mid_len;
+    int pause_next; /* drip: the next reader call suspends instead of sending */
+};
+
+static void gen_free(void *cls)
+{
+    struct gen_body *g = cls;
+    free(g->head);
+    free(g->tail);
+    free(g);
+}
+
+/*
+ * Suspends CONN for MS from inside its content reader; the timer thread resumes it. Returns
+ * 0, or -1 when the server is stopping or the table is full (the caller then ends the body:
+ * a connection suspended after the timer thread left would never be resumed).
+ */
+static int suspend_in_reader(struct sim_server *s, struct MHD_Connection *conn, int64_t ms)
+{
+    pthread_mutex_lock(&s->delay_mu);
+    if (s->delay_stop || s->n_delayed >= MAX_DELAYED) {
+        pthread_mutex_unlock(&s->delay_mu);
+        return -1;
+    }
+    MHD_suspend_connection(conn);
+    s->delayed[s->n_delayed++] = (struct delayed){conn, kd_mono_ns() + ms * KD_NS_PER_MS};
+    pthread_cond_signal(&s->delay_cv);
+    pthread_mutex_unlock(&s->delay_mu);
+    return 0;
+}
+
+/* Byte I of the generated middle of G. */
+static void gen_mid(const struct gen_body *g, uint64_t i, char *buf, size_t n)
+{
+    if (g->kind == SIM_H_DEEP) {
+        /* SIM_DEEP_LEVELS '[' then as many ']'. */
+        for (size_t k = 0; k < n; k++)
+            buf[k] = i + k < (uint64_t)SIM_DEEP_LEVELS ? '[' : ']';
+        return;
+    }
+    for (size_t k = 0; k < n; k++) /* "0,0,0,..." */
+        buf[k] = ((i + k) & 1) ? ',' : '0';
+}
+
+static ssize_t gen_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct gen_body *g = cls;
+    if (g->kind == SIM_H_DRIP) {
+        if (pos >= g->head_len)
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        if (g->pause_next) {
+            g->pause_next = 0;
+            if (suspend_in_reader(g->s, g->conn, SIM_DRIP_PAUSE_MS) != 0)
+                return MHD_CONTENT_READER_END_WITH_ERROR;
+            return 0; /* MHD asks again once the connection is resumed */
+        }
+        size_t n = g->head_len - (size_t)pos;
+        if (n > SIM_DRIP_BYTES)
+            n = SIM_DRIP_BYTES;
+        if (n > max)
+            n = max;
+        memcpy(buf, g->head + pos, n);
+        g->pause_next = 1;
+        return (ssize_t)n;
+    }
+    size_t out = 0;
+    while (out < max) {
+        uint64_t p = pos + out;
+        if (p < g->head_len) {
+            size_t n = g->head_len - (size_t)p;
+            n = n < max - out ? n : max - out;
+            memcpy(buf + out, g->head + p, n);
+            out += n;
+            continue;
+        }
+        p -= g->head_len;
+        if (g->mid_len == UINT64_MAX || p < g->mid_len) {
+            uint64_t left = g->mid_len == UINT64_MAX ? UINT64_MAX : g->mid_len - p;
+            size_t n = left < max - out ? (size_t)left : max - out;
+            gen_mid(g, p, buf + out, n);
+            out += n;
+            continue;
+        }
+        p -= g->mid_len;
+        if (p >= g->tail_len)
+            break;
+        size_t n = g->tail_len - (size_t)p;
+        n = n < max - out ? n : max - out;
+        memcpy(buf + out, g->tail + p, n);
+        out += n;
+    }
+    return out > 0 ? (ssize_t)out : MHD_CONTENT_READER_END_OF_STREAM;
+}
+
+/* Mistyped JSON: V with its type changed, the variant chosen by a rotating counter *K. */
+static void emit_mistyped(struct sim_buf *b, yajl_val v, unsigned *k)
+{
+    unsigned variant = (*k)++ % 3;
+    if (v == NULL || YAJL_IS_NULL(v)) {
+        sim_buf_puts(b, variant == 0 ? "{}" : variant == 1 ? "\"null\"" : "0");
+    } else if (YAJL_IS_NUMBER(v)) {
+        if (variant == 0) /* a string for a number */
+            sim_buf_str(b, v->u.number.r);
+        else if (variant == 1) /* far beyond any integer type */
+            sim_buf_puts(b, "-123456789012345678901234567890123456789012345678901234567890");
+        else /* an object for a number */
+            sim_buf_printf(b, "{\"value\":%s}", v->u.number.r);
+    } else if (YAJL_IS_STRING(v)) {
+        if (variant == 0)
+            sim_buf_puts(b, "1e400");
+        else if (variant == 1) {
+            sim_buf_putc(b, '[');
+            sim_buf_str(b, v->u.string);
+            sim_buf_putc(b, ']');
+        } else
+            sim_buf_puts(b, "true");
+    } else if (YAJL_IS_ARRAY(v)) {
+        if (variant == 0) { /* an object for an array */
+            sim_buf_putc(b, '{');
+            for (size_t i = 0; i < v->u.array.len; i++) {
+                sim_buf_printf(b, "%s\"%zu\":", i ? "," : "", i);
+                emit_tree(b, v->u.array.values[i], 1);
+            }
+            sim_buf_putc(b, '}');
+        } else if (variant == 1) {
+            sim_buf_str(b, "[array]");
+        } else {
+            sim_buf_puts(b, "18446744073709551616");
+        }
+    } else if (YAJL_IS_OBJECT(v)) {
+        if (variant == 0) { /* an array for an object */
+            sim_buf_putc(b, '[');
+            for (size_t i = 0; i < v->u.object.len; i++) {
+                if (i)
+                    sim_buf_putc(b, ',');
+                emit_tree(b, v->u.object.values[i], 1);
+            }
+            sim_buf_putc(b, ']');
+        } else if (variant == 1) {
+            sim_buf_str(b, "{object}");
+        } else {
+            sim_buf_puts(b, "-1e308");
+        }
+    } else { /* true / false */
+        sim_buf_puts(b, variant == 0 ? "\"true\"" : variant == 1 ? "1" : "[]");
+    }
+}
+
+/*
+ * The mistyped form of BODY (a whole JSON object): the envelope as it was; every member of
+ * each product of `products` of the wrong type (the array and the product objects kept, so a
+ * client gets as far as the fields); any other top-level member of the wrong type. Returns 0,
+ * or -EINVAL when BODY does not parse (it is then left alone).
+ */
+static int mistype_body(struct sim_buf *body)
+{
+    char err[128];
+    yajl_val root = yajl_tree_parse(body->data, err, sizeof(err));
+    if (!YAJL_IS_OBJECT(root)) {
+        yajl_tree_free(root);
+        return -EINVAL;
+    }
+    static const char *env[] = {"timestamp",         "tokensLeft",         "refillIn",
+                                "refillRate",        "tokenFlowReduction", "tokensConsumed",
+                                "processingTimeInMs"};
+    struct sim_buf out;
+    sim_buf_init(&out);
+    unsigned k = 0;
+    sim_buf_putc(&out, '{');
+    for (size_t i = 0; i < root->u.object.len; i++) {
+        const char *key = root->u.object.keys[i];
+        yajl_val v = root->u.object.values[i];
+        if (i)
+            sim_buf_putc(&out, ',');
+        sim_buf_str(&out, key);
+        sim_buf_putc(&out, ':');
+        int is_env = 0;
+        for (size_t e = 0; e < sizeof(env) / sizeof(env[0]); e++)
+            is_env |= strcmp(key, env[e]) == 0;
+        if (is_env) {
+            emit_tree(&out, v, 0);
+        } else if (strcmp(key, "products") == 0 && YAJL_IS_ARRAY(v)) {
+            sim_buf_putc(&out, '[');
+            for (size_t p = 0; p < v->u.array.len; p++) {
+                yajl_val pr = v->u.array.values[p];
+                if (p)
+                    sim_buf_putc(&out, ',');
+                if (!YAJL_IS_OBJECT(pr)) {
+                    emit_mistyped(&out, pr, &k);
+                    continue;
+                }
+                sim_buf_putc(&out, '{');
+                for (size_t m = 0; m < pr->u.object.len; m++) {
+                    if (m)
+                        sim_buf_putc(&out, ',');
+                    sim_buf_str(&out, pr->u.object.keys[m]);
+                    sim_buf_putc(&out, ':');
+                    emit_mistyped(&out, pr->u.object.values[m], &k);
+                }
+                sim_buf_putc(&out, '}');
+            }
+            sim_buf_putc(&out, ']');
+        } else {
+            emit_mistyped(&out, v, &k);
+        }
+    }
+    sim_buf_putc(&out, '}');
+    yajl_tree_free(root);
+    if (!sim_buf_ok(&out)) {
+        sim_buf_free(&out);
+        return -ENOMEM;
+    }
+    sim_buf_free(body);
+    *body = out;
+    return 0;
+}
+
+/*
+ * Sends a 200 whose body is the hostile kind H of BODY (a whole JSON object, ownership taken;
+ * its first ENV_LEN bytes are the envelope: its members, then ',' when a payload follows or
+ * '}' when none does), after LATENCY_MS.
+ */
+static enum MHD_Result send_hostile(struct sim_server *s, struct MHD_Connection *conn,
+                                    struct req *rq, struct sim_buf *body, size_t env_len,
+                                    enum sim_hostile h, int64_t latency_ms)
+{
+    if (h == SIM_H_MISTYPED) {
+        mistype_body(body);
+        return send_body(s, conn, rq, 200, body, SHAPE_NONE, latency_ms);
+    }
+    struct gen_body *g = calloc(1, sizeof(*g));
+    if (g == NULL || !sim_buf_ok(body) || env_len < 2 || body->len < env_len) {
+        free(g);
+        sim_buf_free(body);
+        return MHD_NO;
+    }
+    g->s = s;
+    g->conn = conn;
+    g->kind = h;
+    int gz = 0;
+    uint64_t total;
+    size_t block = 32 * 1024;
+    struct sim_buf head, tail;
+    sim_buf_init(&head);
+    sim_buf_init(&tail);
+    switch (h) {
+    case SIM_H_DRIP: /* the real body, gzip'd when accepted, a few bytes at a time */
+        gz = accepts_gzip(conn);
+        if (gz) {
+            size_t zlen;
+            char *z = gzip_bytes(body->data, body->len, &zlen);
+            if (z != NULL) {
+                sim_buf_put(&head, z, zlen);
+                free(z);
+            } else {
+                gz = 0;
+            }
+        }
+        if (!gz)
+            sim_buf_put(&head, body->data, body->len);
+        block = 1024;
+        break;
+    case SIM_H_ENDLESS: /* envelope, "padding":[0,0,0,... for ever */
+        sim_buf_put(&head, body->data, env_len - 1);
+        sim_buf_puts(&head, ",\"padding\":[");
+        g->mid_len = UINT64_MAX;
+        break;
+    case SIM_H_HUGE: /* envelope, "padding":[0,...,0] of SIM_HUGE_BODY_BYTES, the real body */
+        sim_buf_put(&head, body->data, env_len - 1);
+        sim_buf_puts(&head, ",\"padding\":[");
+        g->mid_len = SIM_HUGE_BODY_BYTES;
+        if (body->len > env_len) { /* the payload members and the closing brace */
+            sim_buf_puts(&tail, "0],");
+            sim_buf_put(&tail, body->data + env_len, body->len - env_len);
+        } else {
+            sim_buf_puts(&tail, "0]}");
+        }
+        break;
+    default: /* SIM_H_DEEP: envelope, "products":[[[[...]]]] */
+        sim_buf_put(&head, body->data, env_len - 1);
+        sim_buf_puts(&head, ",\"products\":");
+        g->mid_len = 2 * (uint64_t)SIM_DEEP_LEVELS;
+        sim_buf_putc(&tail, '}');
+        break;
+    }
+    sim_buf_free(body);
+    if (!sim_buf_ok(&head) || !sim_buf_ok(&tail)) {
+        sim_buf_free(&head);
+        sim_buf_free(&tail);
+        free(g);
+        return MHD_NO;
+    }
+    g->head = head.data;
+    g->head_len = head.len;
+    g->tail = tail.data;
+    g->tail_len = tail.len;
+    total = g->mid_len == UINT64_MAX ? MHD_SIZE_UNKNOWN : g->head_len + g->mid_len + g->tail_len;
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(total, block, gen_reader, g, gen_free);
+    if (resp == NULL) {
+        gen_free(g);
+        return MHD_NO;
+    }
+    return queue_response(s, conn, rq, 200, resp, gz, latency_ms);
 }
 
 /* ---------- envelope helpers ---------- */
@@ -461,12 +798,15 @@ static enum MHD_Result finish(struct call *c, struct sim_buf *payload, int64_t c
     struct sim_buf b;
     sim_buf_init(&b);
     envelope(c, &b, &v, charge, 0);
+    size_t env_len = b.len;
     if (!fd->no_products && payload != NULL && payload->len > 0)
         sim_buf_put(&b, payload->data, payload->len);
     sim_buf_uncomma(&b);
     sim_buf_putc(&b, '}');
     sim_buf_free(payload);
     ledger_request(s, c->ep, charge, 0);
+    if (fd->hostile != SIM_H_NONE)
+        return send_hostile(s, c->conn, c->rq, &b, env_len, fd->hostile, fd->latency_ms);
     enum shape shape = fd->reset       ? SHAPE_RESET
                        : fd->truncate  ? SHAPE_TRUNCATE
                        : fd->malformed ? SHAPE_MALFORMED

@@ -1,7 +1,8 @@
 /*
  * test_sim_http.c: kdeals-sim over real HTTP, one test per KEEPA-API.md §11 statement (the
  * test names carry the number), plus costs, the bucket over accelerated time, determinism,
- * fixture shape conformance, replay, every fault mode, the ledger and hostile input.
+ * fixture shape conformance, replay, every fault mode, the ledger and hostile input, and the
+ * hostile bodies (endless, huge, drip, deep, mistyped) streamed without buffering.
  *
  * Each test starts its own build/kdeals-sim with --port 0 --port-file in kd_test_tmpdir(),
  * waits for the port file (poll with a deadline), talks to it with libcurl and stops it with
@@ -1576,6 +1577,334 @@ static void test_hostile_input(void **state)
     sim_stop(&s);
 }
 
+/* ---------- hostile bodies (issue 7 item 6) ---------- */
+
+/* A streamed fetch that keeps only the first and last bytes of the body. */
+#define PROBE_TAIL 65536
+struct probe {
+    char head[4096];
+    size_t head_len;
+    char tail[PROBE_TAIL + 1];
+    size_t tail_len; /* the last min(total, PROBE_TAIL) bytes, in order, then a NUL */
+    uint64_t total;
+    uint64_t cap; /* abort once this many bytes came (0: never) */
+    long status;
+    long content_length;
+    int gz;
+    CURLcode curl_rc;
+};
+
+static size_t probe_data(char *d, size_t sz, size_t nm, void *u)
+{
+    struct probe *p = u;
+    size_t n = sz * nm;
+    size_t h = n < sizeof(p->head) - 1 - p->head_len ? n : sizeof(p->head) - 1 - p->head_len;
+    memcpy(p->head + p->head_len, d, h);
+    p->head_len += h;
+    p->head[p->head_len] = '\0';
+    if (n >= PROBE_TAIL) {
+        memcpy(p->tail, d + n - PROBE_TAIL, PROBE_TAIL);
+        p->tail_len = PROBE_TAIL;
+    } else {
+        size_t keep = p->tail_len + n <= PROBE_TAIL ? p->tail_len : PROBE_TAIL - n;
+        memmove(p->tail, p->tail + p->tail_len - keep, keep);
+        memcpy(p->tail + keep, d, n);
+        p->tail_len = keep + n;
+    }
+    p->tail[p->tail_len] = '\0';
+    p->total += n;
+    return p->cap > 0 && p->total >= p->cap ? 0 : n;
+}
+
+static size_t probe_header(char *d, size_t sz, size_t nm, void *u)
+{
+    struct probe *p = u;
+    size_t n = sz * nm;
+    if (n > 17 && strncasecmp(d, "Content-Encoding:", 17) == 0 && strstr(d, "gzip"))
+        p->gz = 1;
+    if (n > 15 && strncasecmp(d, "Content-Length:", 15) == 0)
+        p->content_length = strtol(d + 15, NULL, 10);
+    return n;
+}
+
+/* GET PATH streamed into P (raw bytes, no gzip asked), stopping after CAP bytes (0: never). */
+static void probe_get(struct sim *s, const char *path, uint64_t cap, struct probe *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->cap = cap;
+    p->content_length = -1;
+    char url[512];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", s->port, path);
+    CURL *c = curl_easy_init();
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, probe_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, p);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, probe_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, p);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
+    p->curl_rc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &p->status);
+    curl_easy_cleanup(c);
+}
+
+/* VmRSS of PID in KiB. */
+static long rss_kib(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    long kib = -1;
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            kib = strtol(line + 6, NULL, 10);
+    fclose(f);
+    assert_true(kib > 0);
+    return kib;
+}
+
+/* The envelope prefix of a raw body: its 7 members in order, each with a number. */
+static void assert_envelope_prefix(const char *body)
+{
+    const char *p = body;
+    assert_true(*p == '{');
+    for (int i = 0; i < 7; i++) {
+        char key[64];
+        snprintf(key, sizeof(key), "%c\"%s\":", i ? ',' : '{', ENV_KEYS[i]);
+        assert_memory_equal(p, key, strlen(key));
+        p += strlen(key);
+        assert_true((*p >= '0' && *p <= '9') || *p == '-');
+        while ((*p >= '0' && *p <= '9') || *p == '-' || *p == '.')
+            p++;
+    }
+}
+
+/*
+ * endless, huge and deep: the body starts with a live envelope and is what the README says;
+ * endless goes on past any client limit (here 80 MiB) and huge is a valid 160 MiB document
+ * ending with the real products; the simulator's memory does not grow with either; each is
+ * charged in full. Also the SPEC syntax of the new items.
+ */
+static void test_hostile_endless_huge_deep(void **state)
+{
+    (void)state;
+    struct sim s = sim_start("--products", "3000", "--start-tokens", "5000");
+    char a[1][11];
+    some_asins(&s, a, 1);
+    char path[256];
+    snprintf(path, sizeof(path), "/product?key=k&domain=1&asin=%s", a[0]);
+    struct resp bad = req(&s, "POST", "/_sim/faults?spec=drip=2", NULL, 0);
+    assert_int_equal(bad.status, 400);
+    resp_free(&bad);
+    bad = req(&s, "POST", "/_sim/faults?spec=offers_bogus=1", NULL, 0);
+    assert_int_equal(bad.status, 400);
+    resp_free(&bad);
+    long rss0 = rss_kib(s.pid);
+    struct probe *p = malloc(sizeof(*p));
+
+    set_faults(&s, "endless=1");
+    long long b0 = balance(&s);
+    probe_get(&s, path, 80u << 20, p);
+    assert_int_equal(p->status, 200);
+    assert_int_equal(p->curl_rc, CURLE_WRITE_ERROR); /* we stopped it: it had not ended */
+    assert_true(p->total >= 80u << 20);
+    assert_int_equal(p->content_length, -1); /* chunked: no length announced */
+    assert_envelope_prefix(p->head);
+    assert_non_null(strstr(p->head, ",\"padding\":[0,0,0,0,"));
+    assert_int_equal(balance(&s), b0 - 1);
+    long rss_endless = rss_kib(s.pid);
+
+    set_faults(&s, "huge=1");
+    b0 = balance(&s);
+    probe_get(&s, path, 0, p);
+    assert_int_equal(p->curl_rc, CURLE_OK);
+    assert_int_equal(p->status, 200);
+    assert_true(p->total > (160u << 20));
+    assert_int_equal((long)p->total, p->content_length);
+    assert_envelope_prefix(p->head);
+    assert_non_null(strstr(p->head, ",\"padding\":[0,0,0,"));
+    char *members = strstr(p->tail, "0],\"products\":[{");
+    assert_non_null(members); /* the padding closes, then the real body */
+    assert_non_null(strstr(members, a[0]));
+    assert_true(p->tail[strlen(p->tail) - 1] == '}');
+    assert_int_equal(balance(&s), b0 - 1);
+    long rss_huge = rss_kib(s.pid);
+
+    set_faults(&s, "deep=1");
+    b0 = balance(&s);
+    probe_get(&s, path, 0, p);
+    assert_int_equal(p->curl_rc, CURLE_OK);
+    assert_int_equal(p->status, 200);
+    assert_envelope_prefix(p->head);
+    char *deep = strstr(p->head, ",\"products\":[[[[");
+    assert_non_null(deep);
+    size_t prefix = (size_t)(deep - p->head) + strlen(",\"products\":");
+    assert_int_equal(p->total, prefix + 2 * 1000000 + 1); /* 10^6 '[', 10^6 ']', '}' */
+    assert_int_equal((long)p->total, p->content_length);
+    assert_memory_equal(p->tail + p->tail_len - 4, "]]]}", 4);
+    assert_int_equal(balance(&s), b0 - 1);
+    free(p);
+
+    /* Nothing of those bodies stays or was ever held: 80 + 160 MiB went through a server
+     * whose resident size moved by less than 16 MiB. */
+    printf("    kdeals-sim VmRSS: %ld KiB before, %ld after endless, %ld after huge\n", rss0,
+           rss_endless, rss_huge);
+    assert_true(rss_endless - rss0 < 16 * 1024);
+    assert_true(rss_huge - rss0 < 16 * 1024);
+    struct resp st = get(&s, "/_sim/stats");
+    yajl_val fi = jget(st.json, "faults_injected");
+    assert_int_equal(jint(fi, "endless"), 1);
+    assert_int_equal(jint(fi, "huge"), 1);
+    assert_int_equal(jint(fi, "deep"), 1);
+    resp_free(&st);
+    sim_stop(&s);
+}
+
+/* JSON type class of V; a number that no 64-bit integer holds counts as "double". */
+static int jclass(yajl_val v)
+{
+    if (v == NULL || YAJL_IS_NULL(v))
+        return 0;
+    if (YAJL_IS_INTEGER(v))
+        return 1;
+    if (YAJL_IS_NUMBER(v))
+        return 2;
+    if (YAJL_IS_STRING(v))
+        return 3;
+    if (YAJL_IS_ARRAY(v))
+        return 4;
+    if (YAJL_IS_OBJECT(v))
+        return 5;
+    return 6; /* true / false */
+}
+
+/*
+ * mistyped: the envelope is intact and every member of the product has the wrong type (or, a
+ * number, a value no integer holds); offers_mistyped hits /product with offers only; charged
+ * in full.
+ */
+static void test_hostile_mistyped(void **state)
+{
+    (void)state;
+    struct sim s = sim_start("--products", "3000", "--start-tokens", "5000");
+    char a[1][11];
+    some_asins(&s, a, 1);
+    struct resp good = get(&s, "/product?key=k&domain=1&asin=%s&offers=20", a[0]);
+    assert_int_equal(good.status, 200);
+    yajl_val gp = jidx(jget(good.json, "products"), 0);
+    assert_true(YAJL_IS_OBJECT(gp));
+
+    set_faults(&s, "offers_mistyped=1");
+    struct resp g = get(&s, "/_sim/faults");
+    assert_string_equal(YAJL_GET_STRING(jget(g.json, "spec")), "offers_mistyped=1");
+    resp_free(&g);
+    /* without offers: untouched */
+    struct resp plain = get(&s, "/product?key=k&domain=1&asin=%s", a[0]);
+    assert_true(YAJL_IS_ARRAY(jget(jidx(jget(plain.json, "products"), 0), "csv")));
+    resp_free(&plain);
+    long long b0 = balance(&s);
+    struct resp bad = get(&s, "/product?key=k&domain=1&asin=%s&offers=20", a[0]);
+    assert_int_equal(bad.status, 200);
+    assert_true(bad.gz); /* an ordinary body otherwise: gzip'd when accepted */
+    assert_envelope(bad.json);
+    assert_int_equal(jint(bad.json, "tokensConsumed"), b0 - balance(&s));
+    assert_true(jint(bad.json, "tokensConsumed") >= 5); /* offers: 5 when refetched at once */
+    yajl_val bp = jidx(jget(bad.json, "products"), 0);
+    assert_true(YAJL_IS_OBJECT(bp));
+    assert_int_equal(bp->u.object.len, gp->u.object.len);
+    for (size_t i = 0; i < gp->u.object.len; i++) {
+        const char *key = gp->u.object.keys[i];
+        assert_string_equal(bp->u.object.keys[i], key);
+        yajl_val was = gp->u.object.values[i], now = bp->u.object.values[i];
+        int changed = jclass(was) != jclass(now) || (YAJL_IS_NUMBER(now) && !YAJL_IS_INTEGER(now));
+        if (!changed)
+            fail_msg("product member %s kept its JSON type", key);
+    }
+    resp_free(&bad);
+    resp_free(&good);
+    struct resp st = get(&s, "/_sim/stats");
+    assert_int_equal(jint(jget(st.json, "faults_injected"), "mistyped"), 1);
+    resp_free(&st);
+    sim_stop(&s);
+}
+
+/*
+ * drip: the real body, 16 bytes at a time with 250 ms pauses; with a pool of 2 threads and 8
+ * connections dripping, other requests are answered at once (a drip holds no thread), and a
+ * drip delivers the whole valid body in the end.
+ */
+static void test_hostile_drip(void **state)
+{
+    (void)state;
+    struct sim s = sim_start("--products", "3000", "--threads", "2");
+    set_faults(&s, "drip=1");
+    /* An unknown ASIN: the envelope-only answer (~190 bytes, 12 writes, ~3 s). */
+    enum { N = 8 };
+    char url[256];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/product?key=k&domain=1&asin=B000000000",
+             s.port);
+    CURLM *m = curl_multi_init();
+    CURL *e[N];
+    struct growbuf got[N];
+    for (int i = 0; i < N; i++) {
+        got[i] = (struct growbuf){NULL, 0};
+        e[i] = curl_easy_init();
+        curl_easy_setopt(e[i], CURLOPT_URL, url);
+        curl_easy_setopt(e[i], CURLOPT_WRITEFUNCTION, on_data);
+        curl_easy_setopt(e[i], CURLOPT_WRITEDATA, &got[i]);
+        curl_multi_add_handle(m, e[i]);
+    }
+    int running = N;
+    size_t least = 0;
+    for (int spins = 0; least == 0 && spins < 2000; spins++) { /* every drip has begun */
+        curl_multi_perform(m, &running);
+        curl_multi_poll(m, NULL, 0, 10, NULL);
+        least = SIZE_MAX;
+        for (int i = 0; i < N; i++)
+            least = got[i].n < least ? got[i].n : least;
+    }
+    assert_true(least > 0);
+    /* The server still answers everything else (these block this thread, not the drips). */
+    set_faults(&s, "clear");
+    struct resp t = get(&s, "/token?key=k");
+    assert_int_equal(t.status, 200);
+    resp_free(&t);
+    struct resp st = get(&s, "/_sim/stats");
+    assert_int_equal(jint(jget(st.json, "faults_injected"), "drip"), N);
+    resp_free(&st);
+    curl_multi_perform(m, &running);
+    assert_int_equal(running, N); /* ...while all 8 were still dripping */
+    /* They drip to the end: each a whole valid answer. */
+    while (running > 0) {
+        curl_multi_perform(m, &running);
+        curl_multi_poll(m, NULL, 0, 100, NULL);
+    }
+    CURLMsg *msg;
+    int left, done_ok = 0;
+    while ((msg = curl_multi_info_read(m, &left)) != NULL)
+        done_ok += msg->msg == CURLMSG_DONE && msg->data.result == CURLE_OK;
+    assert_int_equal(done_ok, N);
+    for (int i = 0; i < N; i++) {
+        char err[128];
+        yajl_val v = yajl_tree_parse(got[i].p, err, sizeof(err));
+        assert_envelope(v);
+        yajl_tree_free(v);
+        free(got[i].p);
+        curl_multi_remove_handle(m, e[i]);
+        curl_easy_cleanup(e[i]);
+    }
+    curl_multi_cleanup(m);
+    /* drip with gzip: the gzip'd body, dripped, decodes to the envelope */
+    set_faults(&s, "drip=1");
+    struct resp z = get(&s, "/product?key=k&domain=1&asin=B000000000");
+    assert_int_equal(z.status, 200);
+    assert_true(z.gz);
+    assert_envelope(z.json);
+    assert_true(z.elapsed_ms >= 250); /* at least one pause */
+    resp_free(&z);
+    sim_stop(&s);
+}
+
 int main(int argc, char **argv)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -1611,6 +1940,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_seller_and_query),
         cmocka_unit_test(test_hostile_input),
         cmocka_unit_test(test_connection_limit),
+        cmocka_unit_test(test_hostile_endless_huge_deep),
+        cmocka_unit_test(test_hostile_mistyped),
+        cmocka_unit_test(test_hostile_drip),
     };
     return KD_RUN_TESTS(tests, argc, argv);
 }

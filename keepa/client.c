@@ -51,6 +51,7 @@ struct kp_request {
     bool pause_requested;
     bool curl_paused;
     int decode_rc;
+    unsigned unattributed; /* products of this attempt's answer without a readable asin */
     int64_t attempt_start_ns;
     char curl_err[CURL_ERROR_SIZE];
 
@@ -370,6 +371,14 @@ static struct kp_request *dequeue(struct kp_client *cl)
 static int req_on_product(const struct kp_product *p, void *ud)
 {
     struct kp_request *r = ud;
+    if (p->asin[0] == '\0') {
+        /* A product the answer does not say the identity of (its asin missing or not a
+         * string): the answer is malformed, and none of its products can be trusted to be
+         * absent. Counting the requested ASINs "missing" would let a consumer give up on them
+         * after a few such answers; the attempt fails instead (attempt_done). */
+        r->unattributed++;
+        return 0;
+    }
     bool found = false;
     for (size_t i = 0; i < r->call.n_asins; i++) {
         if (strcmp(r->call.asins[i], p->asin) == 0) {
@@ -445,6 +454,7 @@ static int start_attempt(struct kp_request *r)
     struct kp_client *cl = r->cl;
     r->tries++;
     r->decode_rc = 0;
+    r->unattributed = 0;
     r->pause_requested = false;
     r->curl_paused = false;
     r->curl_err[0] = '\0';
@@ -711,12 +721,18 @@ static void attempt_done(struct kp_request *r, CURLcode cc)
             r->maybe_charged = true; /* the server may have done (and billed) the work */
         retry = transient_curl(cc);
     } else if (http == 200) {
-        if (r->decode_rc == 0) {
+        if (r->decode_rc == 0 && r->unattributed == 0) {
             finish(r, KP_OK, 200, cc, NULL);
             return;
         }
-        snprintf(msg, sizeof(msg), "keepa: /%s: bad response body: %s (try %u of %u)", ep,
-                 kp_decoder_error(r->dec), r->tries, cl->opts.max_tries);
+        if (r->decode_rc == 0)
+            snprintf(msg, sizeof(msg),
+                     "keepa: /%s: bad response body: %u products without a readable asin "
+                     "(try %u of %u)",
+                     ep, r->unattributed, r->tries, cl->opts.max_tries);
+        else
+            snprintf(msg, sizeof(msg), "keepa: /%s: bad response body: %s (try %u of %u)", ep,
+                     kp_decoder_error(r->dec), r->tries, cl->opts.max_tries);
         if (costs)
             r->maybe_charged = true;
         retry = r->decode_rc == -EBADMSG; /* a truncated answer may come whole next time */

@@ -14,6 +14,9 @@
  *   KP_FAILED        5xx, connection resets, timeouts, truncated or malformed bodies, after
  *                    max_tries attempts with exponential backoff and jitter (uv timers,
  *                    never sleeping); maybe_charged says a lost answer may have cost tokens.
+ *                    Bodies over the decoder's size or depth limit, and /product answers with
+ *                    a product whose asin is missing or not a string (which would otherwise
+ *                    make every requested ASIN look MISSING), fail without a retry.
  *   KP_CANCELLED     the client closed first.
  *
  * /product requests also get a per-ASIN outcome (OK, MISSING, OFFERS_FAILED, REJECTED,

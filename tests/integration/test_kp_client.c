@@ -565,6 +565,44 @@ static void test_truncated_and_malformed(void **state)
     }
 }
 
+/*
+ * Hostile 200 answers (issue 7 item 6): an endless body is cut at the decoder's 64 MiB limit,
+ * a deeply nested one at its depth limit, and a mistyped one (no product says which ASIN it
+ * is) is a bad body too, not "every ASIN missing": each fails at once, without a retry, with
+ * every requested ASIN REJECTED (so a consumer keeps them) and the envelope's reading kept.
+ */
+static void test_hostile_bodies_fail_without_retry(void **state)
+{
+    (void)state;
+    /* offers_: the /deal call that finds ASINs stays honest; the offers fetch is hostile. */
+    static const char *const specs[] = {"offers_endless=1", "offers_deep=1", "offers_mistyped=1"};
+    static const char *const why[] = {"larger than the limit", "nested deeper",
+                                      "products without a readable asin"};
+    for (size_t k = 0; k < 3; k++) {
+        sim_start(specs[k]);
+        char asins[8][KP_ASIN_MAX];
+        sim_asins(asins, 8);
+        struct run *x = run_new(KEY, 30000, 30000, 4);
+        const char *ask[] = {asins[0], asins[1]};
+        struct kp_call c;
+        product_call(&c, ask, 2, 20);
+        run_submit(x, &c);
+        run_wait(x);
+        assert_int_equal(x->res.code, KP_FAILED);
+        assert_int_equal(x->res.http_status, 200);
+        assert_int_equal(x->res.tries, 1);
+        assert_true(x->res.maybe_charged);
+        if (strstr(x->error, why[k]) == NULL)
+            fail_msg("%s: error '%s' does not say '%s'", specs[k], x->error, why[k]);
+        assert_int_equal(x->res.n_asins, 2);
+        assert_int_equal(x->res.asins[0].status, KP_ASIN_REJECTED);
+        assert_int_equal(x->res.asins[1].status, KP_ASIN_REJECTED);
+        assert_int_equal(x->n_readings, 1); /* the envelope came first and was read */
+        run_free(x);
+        sim_stop();
+    }
+}
+
 static void test_refill_rate_flapping_reaches_readings(void **state)
 {
     (void)state;
@@ -785,6 +823,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_slow_offers_use_long_timeout),
         cmocka_unit_test(test_429_storm_not_admitted),
         cmocka_unit_test(test_truncated_and_malformed),
+        cmocka_unit_test(test_hostile_bodies_fail_without_retry),
         cmocka_unit_test(test_refill_rate_flapping_reaches_readings),
         cmocka_unit_test(test_bad_and_expired_key),
         cmocka_unit_test(test_in_flight_cap_and_queue),

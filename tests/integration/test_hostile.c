@@ -1,0 +1,276 @@
+/*
+ * test_hostile.c: the whole daemon against a hostile Keepa (issue 7 item 6).
+ *
+ * kdeals-sim answers the committer's full fetches (/product with offers: the scanner peeks
+ * without offers, the updater's light updates carry none) with one hostile body after another:
+ * a drip slower than any timeout, an endless body, a 160 MiB body, a body nested 10^6 deep
+ * and a body whose every product field has the wrong JSON type (the sim's offers_NAME=1
+ * faults). For each kind in turn the test asserts what a user relies on:
+ *
+ *   * the other workers go on: while the committer gets nothing but hostile answers, the
+ *     scanner's peeks and the updater's light updates keep advancing (waited for on their
+ *     counters, with a deadline), and the committer commits nothing from those answers;
+ *   * the stuck request ends and is retried: the next full fetch reaches the server within
+ *     request_timeout (5 s) + SLACK_S of the first one;
+ *   * nothing is lost: every survivor pending when the kind began is still pending when it
+ *     ends, and the store invariant holds (every peeked survivor is a deal or pending);
+ *
+ * and for the whole run: no worker died or was restarted; each worker's peak resident size
+ * (VmHWM) stays under RSS_BOUND_KB even though it was sent 64+ MiB bodies; not one 429; the
+ * API key is nowhere in the log; after `clear` every survivor left pending by the hostile
+ * phases is settled (committed or judged), and deals are committed again.
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "kd_harness.h"
+#include "kd_test.h"
+#include "shm/counters.h"
+#include "store/store.h"
+
+#define KEY        "HostileTestKey0123456789abcdef"
+#define MINUTE_MS  100
+#define TIMEOUT_S  5  /* [keepa] request_timeout, the smallest allowed */
+#define SLACK_S    10 /* the client's backoff (<= 1 s after one try) and a slow machine */
+#define MAX_KEYS   4096
+#define FIRST_WAIT 60 /* seconds: a deadline for progress the daemon makes anyway */
+
+/* Peak resident size of a worker. Under ASan the shadow memory and the allocator's
+ * quarantine of freed blocks (256 MiB at most) come on top. */
+#if defined(__SANITIZE_ADDRESS__)
+#define KD_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define KD_ASAN 1
+#endif
+#endif
+#ifdef KD_ASAN
+#define RSS_BOUND_KB (320L * 1024)
+#else
+#define RSS_BOUND_KB (64L * 1024)
+#endif
+
+static const char *const sim_args[] = {"--keys",        KEY,    "--seed",      "31",
+                                       "--products",    "3000", "--minute-ms", "100",
+                                       "--refill-rate", "50",   NULL};
+
+/* [update] intervals in Keepa time: each deal is re-checked every 0.5 to 1 s here. */
+static const char *const extra_conf = "[keepa]\nrequest_timeout = 5s\n"
+                                      "[scan]\npass_pause = 1s\ndedup_window = 0\n"
+                                      "[update]\nmin_interval = 5m\nmax_interval = 10m\n";
+
+static const char *const kinds[] = {"drip", "endless", "huge", "deep", "mistyped"};
+
+static int64_t role_counter(const struct shm_segment *seg, enum shm_role r, enum shm_counter_id id)
+{
+    return shm_counter_get(&seg->layout->counters[r], id);
+}
+
+static int64_t injected(const struct kdh_sim *sim, const char *kind)
+{
+    return kdh_sim_stat(sim, "faults_injected", kind, NULL);
+}
+
+static long vm_kb(pid_t pid, const char *field)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    char *text = kd_read_file(path, NULL);
+    const char *p = text ? strstr(text, field) : NULL;
+    long kb = p != NULL ? strtol(p + strlen(field), NULL, 10) : -1;
+    free(text);
+    return kb;
+}
+
+/* The keys of the pending db now (at most MAX_KEYS into KEYS); returns how many there are. */
+static unsigned pending_keys(const struct kdh_daemon *d, struct st_key *keys)
+{
+    struct st_options so = {.path = d->store, .map_size_bytes = 1u << 20};
+    struct st_env *env;
+    char err[256];
+    if (st_open(&so, &env, err, sizeof(err)) != 0)
+        fail_msg("store: %s", err);
+    struct st_txn *txn;
+    assert_int_equal(st_read_begin(env, &txn), 0);
+    struct st_cursor *cur;
+    assert_int_equal(st_cursor_open(txn, ST_DB_PENDING, &cur), 0);
+    struct st_pending p;
+    unsigned n = 0;
+    int rc;
+    while ((rc = st_cursor_next_pending(cur, &p)) == 0) {
+        if (n < MAX_KEYS)
+            assert_int_equal(st_key_make(p.domain, p.asin, &keys[n]), 0);
+        n++;
+    }
+    assert_int_equal(rc, -ENOENT);
+    st_cursor_close(cur);
+    st_read_end(txn);
+    st_close(env);
+    return n < MAX_KEYS ? n : MAX_KEYS;
+}
+
+/* How many of the N keys of OLD are among the M keys of NOW. */
+static unsigned still_there(const struct st_key *old, unsigned n, const struct st_key *now,
+                            unsigned m)
+{
+    unsigned k = 0;
+    for (unsigned i = 0; i < n; i++)
+        for (unsigned j = 0; j < m; j++)
+            if (memcmp(&old[i], &now[j], sizeof(old[i])) == 0) {
+                k++;
+                break;
+            }
+    return k;
+}
+
+static void set_faults(const struct kdh_sim *sim, const char *spec)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/_sim/faults?spec=%s", spec);
+    yajl_tree_free(kdh_sim_post(sim, path));
+}
+
+/*
+ * One hostile kind aimed at the committer (see the file comment). BEFORE and AFTER are
+ * scratch arrays for pending keys.
+ */
+static void hostile_phase(const struct kdh_sim *sim, const struct kdh_daemon *d,
+                          const struct shm_segment *seg, const char *kind, struct st_key *before,
+                          struct st_key *after)
+{
+    int64_t inj0 = injected(sim, kind);
+    int64_t committed0 = shm_counter_total(seg->layout, SHM_C_deals_committed);
+    char spec[64];
+    snprintf(spec, sizeof(spec), "offers_%s=1", kind);
+    set_faults(sim, spec);
+    /* The committer's next full fetch gets the hostile body. */
+    if (!KDH_WAIT_FOR(injected(sim, kind) > inj0, FIRST_WAIT))
+        fail_msg("%s: the committer made no full fetch in %d s (see %s)", kind, FIRST_WAIT, d->log);
+    int64_t t_first = kd_mono_ns();
+    int64_t inj1 = injected(sim, kind);
+    unsigned n_before = pending_keys(d, before);
+    assert_true(n_before > 0); /* it was fetching survivors */
+    int64_t peeked1 = role_counter(seg, SHM_ROLE_SCANNER, SHM_C_asins_peeked);
+    int64_t updates1 = role_counter(seg, SHM_ROLE_UPDATER, SHM_C_http_requests);
+
+    /* The stuck request ends within the timeout and is retried. */
+    if (!KDH_WAIT_FOR(injected(sim, kind) > inj1, TIMEOUT_S + SLACK_S))
+        fail_msg("%s: no new full fetch within %d s of a hostile answer (see %s)", kind,
+                 TIMEOUT_S + SLACK_S, d->log);
+    double retry_s = (double)(kd_mono_ns() - t_first) / 1e9;
+
+    /* Meanwhile (the fault still on) the scanner peeks and the updater updates. */
+    if (!KDH_WAIT_FOR(role_counter(seg, SHM_ROLE_SCANNER, SHM_C_asins_peeked) > peeked1,
+                      FIRST_WAIT))
+        fail_msg("%s: the scanner stopped peeking (see %s)", kind, d->log);
+    if (!KDH_WAIT_FOR(role_counter(seg, SHM_ROLE_UPDATER, SHM_C_http_requests) > updates1,
+                      FIRST_WAIT))
+        fail_msg("%s: the updater stopped updating (see %s)", kind, d->log);
+    /* An answer that parses (mistyped) is judged per product: go on until every survivor
+     * pending at the start was answered more often than the committer's give-up limit for
+     * products missing from an answer (5), had it been judged so. */
+    int64_t want = strcmp(kind, "mistyped") == 0 ? inj1 + 8 * (int64_t)((n_before + 4) / 5) : 0;
+    if (!KDH_WAIT_FOR(injected(sim, kind) >= want, FIRST_WAIT))
+        fail_msg("%s: fewer than %lld hostile answers in %d s (see %s)", kind,
+                 (long long)(want - inj0), FIRST_WAIT, d->log);
+    int64_t peeked2 = role_counter(seg, SHM_ROLE_SCANNER, SHM_C_asins_peeked);
+    int64_t updates2 = role_counter(seg, SHM_ROLE_UPDATER, SHM_C_http_requests);
+
+    /* Nothing was committed from a hostile answer, and nothing pending was dropped. */
+    assert_int_equal(shm_counter_total(seg->layout, SHM_C_deals_committed), committed0);
+    unsigned n_after = pending_keys(d, after);
+    unsigned kept = still_there(before, n_before, after, n_after);
+    kdh_check_store(d, NULL);
+    printf("    %-8s next full fetch %.1f s after the first hostile one; meanwhile %lld peeks, "
+           "%lld updater requests; %u/%u survivors still pending; %lld hostile answers\n",
+           kind, retry_s, (long long)(peeked2 - peeked1), (long long)(updates2 - updates1), kept,
+           n_before, (long long)(injected(sim, kind) - inj0));
+    if (kept != n_before)
+        fail_msg("%s: %u of %u pending survivors left pending without a usable answer (see %s)",
+                 kind, n_before - kept, n_before, d->log);
+}
+
+static void test_hostile_server(void **state)
+{
+    (void)state;
+    struct kdh_sim sim;
+    kdh_sim_start(&sim, sim_args);
+    struct kdh_daemon d;
+    kdh_daemon_config(&d, &sim, KEY, MINUTE_MS, extra_conf);
+    kdh_daemon_start(&d);
+    struct shm_segment seg;
+    kdh_daemon_attach(&d, &seg);
+    pid_t pids[SHM_ROLE_COUNT] = {0};
+    for (int r = SHM_ROLE_SCANNER; r < SHM_ROLE_COUNT; r++) {
+        if (!KDH_WAIT_FOR((pids[r] = (pid_t)atomic_load(&seg.layout->procs[r].pid)) > 0, 20))
+            fail_msg("%s did not start (see %s)", shm_role_name((enum shm_role)r), d.log);
+    }
+    /* An honest server first: deals are stored, so the updater has work. */
+    if (!KDH_WAIT_FOR(shm_counter_total(seg.layout, SHM_C_deals_committed) >= 3 &&
+                          role_counter(&seg, SHM_ROLE_UPDATER, SHM_C_http_requests) >= 1,
+                      FIRST_WAIT))
+        fail_msg("no deals and updates after %d s (see %s)", FIRST_WAIT, d.log);
+
+    struct st_key *before = calloc(MAX_KEYS, sizeof(*before));
+    struct st_key *after = calloc(MAX_KEYS, sizeof(*after));
+    for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++)
+        hostile_phase(&sim, &d, &seg, kinds[k], before, after);
+
+    /* A sane server again: what the hostile phases left pending is settled. */
+    unsigned n_left = pending_keys(&d, before);
+    int64_t committed = shm_counter_total(seg.layout, SHM_C_deals_committed);
+    set_faults(&sim, "clear");
+    unsigned n_now = 0;
+    if (!KDH_WAIT_FOR(
+            (n_now = pending_keys(&d, after), still_there(before, n_left, after, n_now) == 0),
+            FIRST_WAIT))
+        fail_msg("%u of %u survivors still pending %d s after the server became sane (see %s)",
+                 still_there(before, n_left, after, n_now), n_left, FIRST_WAIT, d.log);
+    if (!KDH_WAIT_FOR(shm_counter_total(seg.layout, SHM_C_deals_committed) > committed, FIRST_WAIT))
+        fail_msg("no deal committed after the server became sane (see %s)", d.log);
+    printf("    after clear: the %u survivors left pending were settled, %lld deals committed\n",
+           n_left, (long long)(shm_counter_total(seg.layout, SHM_C_deals_committed) - committed));
+    free(before);
+    free(after);
+
+    /* The same processes all along, each within its memory bound. */
+    for (int r = SHM_ROLE_SCANNER; r < SHM_ROLE_COUNT; r++) {
+        assert_int_equal(atomic_load(&seg.layout->procs[r].pid), pids[r]);
+        long hwm = vm_kb(pids[r], "VmHWM:");
+        printf("    %-9s VmHWM %ld KiB (bound %ld KiB)\n", shm_role_name((enum shm_role)r), hwm,
+               RSS_BOUND_KB);
+        assert_true(hwm > 0);
+        if (hwm >= RSS_BOUND_KB)
+            fail_msg("%s peaked at %ld KiB, over the bound of %ld KiB",
+                     shm_role_name((enum shm_role)r), hwm, RSS_BOUND_KB);
+    }
+    assert_int_equal(shm_counter_total(seg.layout, SHM_C_restarts), 0);
+    assert_int_equal(kdh_sim_stat(&sim, "http_429", NULL), 0);
+    assert_int_equal(shm_counter_total(seg.layout, SHM_C_http_429), 0);
+    shm_segment_detach(&seg);
+    assert_int_equal(kdh_daemon_stop(&d), 0);
+    kdh_check_store(&d, NULL);
+    assert_false(kdh_log_contains(&d, KEY));
+    const char *keep = getenv("KDH_KEEP"); /* a folder for the daemon's log, to read it */
+    if (keep != NULL) {
+        char cmd[1400];
+        snprintf(cmd, sizeof(cmd), "mkdir -p '%s' && cp '%s' '%s/'", keep, d.log, keep);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not copy %s to %s\n", d.log, keep);
+    }
+    kdh_sim_stop(&sim);
+}
+
+int main(int argc, char **argv)
+{
+    kd_test_set_timeout(480);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hostile_server),
+    };
+    return KD_RUN_TESTS(tests, argc, argv);
+}

@@ -11,7 +11,9 @@
  *     scanner's peeks and the updater's light updates keep advancing (waited for on their
  *     counters, with a deadline), and the committer commits nothing from those answers;
  *   * the stuck request ends and is retried: the next full fetch reaches the server within
- *     request_timeout (5 s) + SLACK_S of the first one;
+ *     request_timeout (5 s) + SLACK_S of the first one, and the log names what cut it (the
+ *     timeout for drip, the decoder's 64 MiB limit for endless and huge, its depth limit for
+ *     deep, the missing product identity for mistyped);
  *   * nothing is lost: every survivor pending when the kind began is still pending when it
  *     ends, and the store invariant holds (every peeked survivor is a deal or pending);
  *
@@ -64,7 +66,17 @@ static const char *const extra_conf = "[keepa]\nrequest_timeout = 5s\n"
                                       "[scan]\npass_pause = 1s\ndedup_window = 0\n"
                                       "[update]\nmin_interval = 5m\nmax_interval = 10m\n";
 
-static const char *const kinds[] = {"drip", "endless", "huge", "deep", "mistyped"};
+/* Each kind, and what bounds it in the client (the committer logs it): the whole-request
+ * timeout, the decoder's 64 MiB body limit, its depth limit, the identity check. */
+static const struct {
+    const char *kind, *bounded_by;
+} kinds[] = {
+    {"drip", "Operation timed out after 5000 milliseconds"},
+    {"endless", "body larger than the limit of 67108864 bytes"},
+    {"huge", "body larger than the limit of 67108864 bytes"},
+    {"deep", "JSON nested deeper than"},
+    {"mistyped", "products without a readable asin"},
+};
 
 static int64_t role_counter(const struct shm_segment *seg, enum shm_role r, enum shm_counter_id id)
 {
@@ -128,6 +140,17 @@ static unsigned still_there(const struct st_key *old, unsigned n, const struct s
     return k;
 }
 
+/* How many times NEEDLE occurs in the daemon's log. */
+static unsigned log_count(const struct kdh_daemon *d, const char *needle)
+{
+    char *text = kd_read_file(d->log, NULL);
+    unsigned n = 0;
+    for (const char *p = text; p != NULL && (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    free(text);
+    return n;
+}
+
 static void set_faults(const struct kdh_sim *sim, const char *spec)
 {
     char path[128];
@@ -140,10 +163,11 @@ static void set_faults(const struct kdh_sim *sim, const char *spec)
  * scratch arrays for pending keys.
  */
 static void hostile_phase(const struct kdh_sim *sim, const struct kdh_daemon *d,
-                          const struct shm_segment *seg, const char *kind, struct st_key *before,
-                          struct st_key *after)
+                          const struct shm_segment *seg, const char *kind, const char *bounded_by,
+                          struct st_key *before, struct st_key *after)
 {
     int64_t inj0 = injected(sim, kind);
+    unsigned cut0 = log_count(d, bounded_by);
     int64_t committed0 = shm_counter_total(seg->layout, SHM_C_deals_committed);
     char spec[64];
     snprintf(spec, sizeof(spec), "offers_%s=1", kind);
@@ -181,6 +205,8 @@ static void hostile_phase(const struct kdh_sim *sim, const struct kdh_daemon *d,
     int64_t peeked2 = role_counter(seg, SHM_ROLE_SCANNER, SHM_C_asins_peeked);
     int64_t updates2 = role_counter(seg, SHM_ROLE_UPDATER, SHM_C_http_requests);
 
+    if (log_count(d, bounded_by) <= cut0)
+        fail_msg("%s: the log does not say '%s' (see %s)", kind, bounded_by, d->log);
     /* Nothing was committed from a hostile answer, and nothing pending was dropped. */
     assert_int_equal(shm_counter_total(seg->layout, SHM_C_deals_committed), committed0);
     unsigned n_after = pending_keys(d, after);
@@ -219,7 +245,7 @@ static void test_hostile_server(void **state)
     struct st_key *before = calloc(MAX_KEYS, sizeof(*before));
     struct st_key *after = calloc(MAX_KEYS, sizeof(*after));
     for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++)
-        hostile_phase(&sim, &d, &seg, kinds[k], before, after);
+        hostile_phase(&sim, &d, &seg, kinds[k].kind, kinds[k].bounded_by, before, after);
 
     /* A sane server again: what the hostile phases left pending is settled. */
     unsigned n_left = pending_keys(&d, before);

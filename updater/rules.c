@@ -220,6 +220,25 @@ enum dm_verdict updater_reprice(const struct st_deal *stored, const struct updat
     return v;
 }
 
+/*
+ * True when a full fetch could not make the deal pass again. The light fetch's current price
+ * is the lowest live price of its condition without shipping, so no offer the committer could
+ * find lands cheaper than that price with free shipping; the sell estimate, rank drops and
+ * fees come from the same stats. A verdict about the buy price itself (none, or no sell
+ * estimate) is left to a full fetch.
+ */
+static bool definitely_failed(const struct st_deal *stored, const struct updater_fresh *f,
+                              const struct cfg *c, enum dm_verdict verdict)
+{
+    if (verdict == DM_PASS || verdict == DM_NO_BUY_PRICE || verdict == DM_NO_SELL_ESTIMATE ||
+        verdict == DM_NO_OFFER || verdict == DM_OFFERS_FAILED)
+        return false;
+    struct st_deal free_shipping = *stored;
+    free_shipping.buy_shipping_cents = 0;
+    struct st_deal best;
+    return updater_reprice(&free_shipping, f, c, &best) != DM_PASS;
+}
+
 static bool economics_changed(const struct st_deal *a, const struct st_deal *b)
 {
     return a->buy_price_cents != b->buy_price_cents ||
@@ -257,8 +276,10 @@ void updater_apply(struct st_deal *d, enum updater_check check, const struct upd
         bool price_jump =
             moved(d->buy_price_cents, next.buy_price_cents, UPDATER_RECOMMIT_PRICE_BP);
         /* Stale offer data no longer makes it a deal: the first such check asks for fresh
-         * offers (a cheaper one may exist); later ones wait for that answer. */
-        out->recommit = price_jump || (out->failed && failures == 1);
+         * offers (a cheaper one may exist); later ones wait for that answer. A failure that
+         * fresh offers cannot undo is not paid for a second time. */
+        out->recommit = !definitely_failed(d, f, c, out->verdict) &&
+                        (price_jump || (out->failed && failures == 1));
     }
     out->interval_ms = updater_next_interval(prev_interval, out->is_volatile, p->min_interval_ms,
                                              p->max_interval_ms);

@@ -118,7 +118,9 @@ enum dm_verdict updater_reprice(const struct st_deal *stored, const struct updat
  * Applies one re-check (CHECK is REFRESHED with F, or MISSING; F may be NULL then) made at
  * NOW_MS to the deal D in place: repriced, check_failures counted or reset, last_checked_ms,
  * last_changed_ms, next_check_ms and revision set. OUT says whether to expire it (D is then
- * left as it was) and whether to ask for a recommit.
+ * left as it was) and whether to ask for a recommit: after a buy price jump of 10 % or more,
+ * or on the first failed check, unless the failure is definite (even the fresh lowest price
+ * with free shipping fails the criteria, so no offer a full fetch finds could pass).
  */
 void updater_apply(struct st_deal *d, enum updater_check check, const struct updater_fresh *f,
                    const struct cfg *c, const struct updater_policy *p, int64_t now_ms,

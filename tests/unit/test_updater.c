@@ -353,7 +353,7 @@ static void test_failed_criteria_expire_after_n_consecutive_checks(void **state)
     assert_true(o.failed);
     assert_int_equal(o.verdict, DM_PROFIT_TOO_LOW);
     assert_false(o.expire);
-    assert_true(o.recommit); /* the first failure asks for fresh offers */
+    assert_false(o.recommit); /* no offer can make up for a halved sell estimate */
     assert_int_equal(d.check_failures, 1);
     assert_int_equal(d.next_check_ms, t + p.min_interval_ms);
 
@@ -381,6 +381,41 @@ static void test_failed_criteria_expire_after_n_consecutive_checks(void **state)
     assert_true(o.expire);
     assert_false(o.recommit);
     assert_memory_equal(&d, &before, sizeof(d)); /* the caller deletes it */
+}
+
+/*
+ * A failed check asks for fresh offers only when they could change the verdict: failing
+ * because of the stored offer's shipping (a cheaper-landed offer may exist) asks once;
+ * failing even at the fresh lowest price with free shipping never asks, and a price jump
+ * into such a definite failure does not either.
+ */
+static void test_recommit_only_when_fresh_offers_could_pass(void **state)
+{
+    (void)state;
+    struct cfg c = cfg();
+    struct updater_policy p = policy(3);
+    struct updater_outcome o;
+    int ambiguous = 0, definite = 0;
+    for (int32_t buy = 1000; buy <= 4000; buy += 5) {
+        struct st_deal d = stored_deal(1000, 4000); /* its offer ships for 3.99 */
+        struct updater_fresh f = fresh(buy, 4000);
+        struct st_deal free_shipping = d, priced;
+        free_shipping.buy_shipping_cents = 0;
+        bool passes_free = updater_reprice(&free_shipping, &f, &c, &priced) == DM_PASS;
+        updater_apply(&d, UPDATER_REFRESHED, &f, &c, &p, NOW_MS, &o);
+        if (!o.failed)
+            continue;
+        if (passes_free) {
+            ambiguous++;
+            assert_true(o.recommit);
+        } else {
+            definite++;
+            assert_false(o.recommit);
+        }
+        assert_int_equal(d.check_failures, 1);
+    }
+    assert_true(ambiguous > 0);
+    assert_true(definite > 0);
 }
 
 static void test_not_returned_counts_fetch_failure_does_not(void **state)
@@ -436,6 +471,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_reprice_matches_dealmath),
         cmocka_unit_test(test_reprice_without_stored_condition_follows_the_config),
         cmocka_unit_test(test_price_jump_is_volatile_and_asks_for_recommit),
+        cmocka_unit_test(test_recommit_only_when_fresh_offers_could_pass),
         cmocka_unit_test(test_failed_criteria_expire_after_n_consecutive_checks),
         cmocka_unit_test(test_not_returned_counts_fetch_failure_does_not),
     };

@@ -516,6 +516,15 @@ static void judge(struct committer *c, const struct kp_result *res)
         e->why = NULL;
         if (st == KP_ASIN_OK && e->got && e->verdict != DM_OFFERS_FAILED) {
             e->act = e->verdict == DM_PASS ? ACT_DEAL : ACT_REJECT;
+            if (e->act == ACT_REJECT)
+                kd_debug("%s%s rejected (%s) %lld ms after its peek: buy %lld+%lld "
+                         "(peek %lld), sell %lld (peek %lld), profit %lld, roi %d bp",
+                         e->p.asin, e->p.source == ST_SOURCE_RECOMMIT ? " (recommit)" : "",
+                         dm_verdict_name(e->verdict), (long long)(c->b.now_ms - e->p.peek_ms),
+                         (long long)e->deal.buy_price_cents, (long long)e->deal.buy_shipping_cents,
+                         (long long)e->p.peek_buy_cents, (long long)e->deal.expected_sell_cents,
+                         (long long)e->p.sell_estimate_cents, (long long)e->deal.profit_cents,
+                         e->deal.roi_bp);
             continue;
         }
         e->why = st == KP_ASIN_OFFERS_FAILED || (e->got && e->verdict == DM_OFFERS_FAILED)

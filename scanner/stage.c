@@ -23,16 +23,17 @@
 #include "common/log.h"
 #include "shm/counters.h"
 
-#define BACKOFF_BASE_MS    500
-#define BACKOFF_MAX_MS     30000
-#define THROTTLE_POLL_MS   250
-#define PUSH_RETRY_MS      100
-#define STORE_RETRY_MS     1000
-#define NO_SOURCE_RETRY_MS 30000
-#define STOP_POLL_MS       50
-#define STOP_WAIT_MS       10000
-#define PAGES_PER_STEP     4
-#define ASIN_CHUNK         SCANNER_PAGE_DEALS
+#define BACKOFF_BASE_MS      500
+#define BACKOFF_MAX_MS       30000
+#define THROTTLE_POLL_MS     250
+#define THROTTLE_HORIZON_MIN 30 /* Keepa minutes of refill the commit backlog may need */
+#define PUSH_RETRY_MS        100
+#define STORE_RETRY_MS       1000
+#define NO_SOURCE_RETRY_MS   30000
+#define STOP_POLL_MS         50
+#define STOP_WAIT_MS         10000
+#define PAGES_PER_STEP       4
+#define ASIN_CHUNK           SCANNER_PAGE_DEALS
 
 static void step(struct scanner *sc);
 static void kick(struct scanner *sc);
@@ -250,6 +251,29 @@ static int write_batch_fn(struct st_txn *txn, void *ud)
 }
 
 /* Writes batch B's results. Returns 0 (the batch is finished) or the store's error. */
+/* " (3 roi-too-low, 1 no-rank-drops)": the batch's rejections by verdict, for the log. */
+static void rejection_reasons(const struct scanner_batch *b, char *out, size_t cap)
+{
+    size_t count[DM_VERDICT_COUNT] = {0};
+    for (size_t i = 0; i < b->n; i++)
+        if (b->res[i].delivered && b->res[i].verdict != DM_PASS &&
+            b->res[i].verdict < DM_VERDICT_COUNT)
+            count[b->res[i].verdict]++;
+    size_t len = 0;
+    out[0] = '\0';
+    for (int v = 0; v < DM_VERDICT_COUNT && len + 1 < cap; v++) {
+        if (count[v] == 0)
+            continue;
+        int n = snprintf(out + len, cap - len, "%s%zu %s", len == 0 ? " (" : ", ", count[v],
+                         dm_verdict_name((enum dm_verdict)v));
+        if (n < 0 || (size_t)n >= cap - len)
+            return;
+        len += (size_t)n;
+    }
+    if (len > 0 && len + 1 < cap)
+        memcpy(out + len, ")", 2);
+}
+
 static int write_batch(struct scanner *sc, struct scanner_batch *b)
 {
     struct write_ctx w = {.sc = sc, .b = b};
@@ -286,9 +310,12 @@ static int write_batch(struct scanner *sc, struct scanner_batch *b)
         push(sc, 1, &p);
     }
     set_ring_gauges(sc);
-    kd_info("peek: %zu asins, %zu delivered, %zu survivors, %zu rejected, %zu stored deals to "
+    char why[256];
+    rejection_reasons(b, why, sizeof(why));
+    kd_info("peek: %zu asins, %zu delivered, %zu survivors, %zu rejected%s, %zu stored deals to "
             "refresh, %zu missing (retried next pass), %.0f tokens",
-            b->n, delivered, w.n_survivors, w.n_rejected, w.n_refresh, b->n - delivered, b->tokens);
+            b->n, delivered, w.n_survivors, w.n_rejected, why, w.n_refresh, b->n - delivered,
+            b->tokens);
     /* Missing ones are not marked peeked: a later pass asks again. */
     scanner_page_release(&sc->page, b->idx, b->n, true);
     b->write_pending = false;
@@ -365,15 +392,38 @@ static void peek_done(const struct kp_result *res, void *ud)
 }
 
 /*
+ * The committer backlog discovery may build: the survivors that the balance plus the refill
+ * of the next THROTTLE_HORIZON_MIN Keepa minutes can fully fetch, at least one commit batch
+ * and at most 4 x commit batch x 10. A survivor that waits longer than that for its full fetch
+ * is more likely to have stopped being a deal by then, and the full fetch, the dearest
+ * request there is, would be paid for a rejection.
+ */
+static int64_t backlog_limit(struct scanner *sc)
+{
+    int64_t batch = cfg(sc)->commit_batch > 0 ? cfg(sc)->commit_batch : 1;
+    int64_t most = 4 * batch * 10;
+    struct tb_stats st;
+    if (tb_stats(sc->sp.tb, kd_mono_ns(), &st) != 0 || !st.anchored || st.refill_rate <= 0)
+        return batch;
+    int64_t per_batch = tb_cost_estimate(sc->sp.tb, TB_KIND_COMMIT, batch);
+    if (per_batch <= 0)
+        return most;
+    int64_t tokens =
+        (st.projected_tokens > 0 ? st.projected_tokens : 0) + st.refill_rate * THROTTLE_HORIZON_MIN;
+    int64_t limit = tokens / per_batch * batch;
+    return limit < batch ? batch : limit > most ? most : limit;
+}
+
+/*
  * Discovery pauses while the committer has more survivors waiting than it can fetch soon
- * (4 x commit batch x 10), or while ring records wait for room: peeking more would only pile
- * up paid-for work. Transitions are logged.
+ * (backlog_limit), or while ring records wait for room: peeking more would only pile up
+ * paid-for work that goes stale. Transitions are logged.
  */
 static bool is_throttled(struct scanner *sc)
 {
     const struct shm_layout *l = sc->wk->seg.layout;
     int64_t backlog = shm_counter_total(l, SHM_C_commit_backlog);
-    int64_t limit = 4 * cfg(sc)->commit_batch * 10;
+    int64_t limit = backlog_limit(sc);
     size_t waiting = sc->unpushed[0].n + sc->unpushed[1].n;
     bool throttled = backlog > limit || waiting > 0;
     if (throttled && !sc->throttled)
@@ -384,6 +434,29 @@ static bool is_throttled(struct scanner *sc)
         kd_info("discovery resumed: committer backlog %lld", (long long)backlog);
     sc->throttled = throttled;
     return throttled;
+}
+
+/*
+ * ASINs the next peeks may hold: enough for their expected survivors (at the survivor rate
+ * this scanner has seen, Laplace-smoothed) to fill the committer backlog up to its limit
+ * beside the survivors still expected from peeks in flight. Peeking more at once would only
+ * make the last survivors wait, and go stale, in the backlog. At least one ASIN when no peek
+ * is in flight, so discovery never stops while the committer is idle.
+ */
+static int64_t peek_room(struct scanner *sc)
+{
+    const struct shm_layout *l = sc->wk->seg.layout;
+    double peeked = (double)shm_counter_get(counters(sc), SHM_C_asins_peeked);
+    double passed = (double)shm_counter_get(counters(sc), SHM_C_survivors);
+    double rate = (passed + 1.0) / (peeked + 2.0);
+    double in_flight = 0;
+    for (int i = 0; i < SCANNER_MAX_BATCHES; i++)
+        if (sc->batches[i].busy)
+            in_flight += (double)sc->batches[i].n;
+    double room =
+        (double)(backlog_limit(sc) - shm_counter_total(l, SHM_C_commit_backlog)) - in_flight * rate;
+    int64_t asins = room > 0 ? (int64_t)(room / rate + 0.999) : 0;
+    return asins > 0 ? asins : in_flight > 0 ? 0 : 1;
 }
 
 static void submit_peeks(struct scanner *sc, int64_t now, int64_t *wake)
@@ -402,6 +475,11 @@ static void submit_peeks(struct scanner *sc, int64_t now, int64_t *wake)
             max = 1;
         if (max > 50)
             max = 50;
+        int64_t room = peek_room(sc);
+        if (room <= 0)
+            return;
+        if (room < max)
+            max = room;
         size_t n = scanner_page_take(&sc->page, (size_t)max, b->idx);
         if (n == 0)
             return;

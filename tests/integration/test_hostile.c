@@ -168,7 +168,6 @@ static void hostile_phase(const struct kdh_sim *sim, const struct kdh_daemon *d,
 {
     int64_t inj0 = injected(sim, kind);
     unsigned cut0 = log_count(d, bounded_by);
-    int64_t committed0 = shm_counter_total(seg->layout, SHM_C_deals_committed);
     char spec[64];
     snprintf(spec, sizeof(spec), "offers_%s=1", kind);
     set_faults(sim, spec);
@@ -177,6 +176,8 @@ static void hostile_phase(const struct kdh_sim *sim, const struct kdh_daemon *d,
         fail_msg("%s: the committer made no full fetch in %d s (see %s)", kind, FIRST_WAIT, d->log);
     int64_t t_first = kd_mono_ns();
     int64_t inj1 = injected(sim, kind);
+    /* The committer has one fetch in flight at a time: the honest one before was settled. */
+    int64_t committed0 = shm_counter_total(seg->layout, SHM_C_deals_committed);
     unsigned n_before = pending_keys(d, before);
     assert_true(n_before > 0); /* it was fetching survivors */
     int64_t peeked1 = role_counter(seg, SHM_ROLE_SCANNER, SHM_C_asins_peeked);

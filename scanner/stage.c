@@ -6,7 +6,8 @@
  * the free pre-filter as it arrives; page_done() keeps the page only if the answer was
  * complete, then drops the ASINs the `seen` db says were peeked recently and are unchanged
  * (dedup). submit_peeks() takes up to [scan] peek_batch queued candidates per request, read
- * at submit time so a HUP applies to the next batch. peek_done() writes the batch's `seen`
+ * at submit time so a HUP applies to the next batch, and fewer when their expected survivors
+ * would overfill the committer backlog (peek_room, backlog_limit). peek_done() writes the batch's `seen`
  * records, the survivors' `pending` records in one transaction, then pushes the ring records.
  * Once every candidate is done, finish_page() stores the advanced cursor, and the next page
  * (or, after a short page, the pass pause) follows.

@@ -90,6 +90,8 @@ struct committer {
     bool in_flight;         /* a job was submitted and its on_done has not run */
     bool write_pending;     /* the batch's results wait for a successful st_write */
     bool closing;
+    uint32_t failed_batches; /* consecutive batches whose request failed (any answer) */
+    int64_t resume_ms;       /* no new batch before this (mono ms) after failed batches */
     struct batch b;
 };
 
@@ -538,6 +540,22 @@ static void on_done(const struct kp_result *res, void *ud)
 {
     struct committer *c = ud;
     c->in_flight = false;
+    /*
+     * A failed request may still have been billed (a malformed or endless 200 is paid for in
+     * full), so a Keepa that keeps failing must not be fed the whole backlog in quick
+     * succession: the next batch waits a quarter of a Keepa minute, doubling per consecutive
+     * failed batch up to two minutes. At most one full fetch per two minutes is then paid
+     * for garbage, and a Keepa that recovers is back in use within two minutes.
+     */
+    if (res->code != KP_FAILED && res->code != KP_PERMANENT) {
+        c->failed_batches = 0;
+    } else {
+        c->failed_batches++;
+        int64_t minute = c->wk->cfg.tokens_minute_ms > 0 ? c->wk->cfg.tokens_minute_ms : 1;
+        int64_t pause = (minute / 4 > 0 ? minute / 4 : 1)
+                        << (c->failed_batches < 4 ? c->failed_batches - 1 : 3);
+        c->resume_ms = mono_ms() + pause;
+    }
     switch (res->code) {
     case KP_OK:
         c->b.cost_tokens = res->reading_valid ? (int64_t)res->reading.tokens_consumed : -1;
@@ -611,6 +629,10 @@ static void maybe_start_batch(struct committer *c)
         return;
     const struct cfg *cfg = &c->wk->cfg;
     int64_t now = mono_ms();
+    if (now < c->resume_ms) {
+        uv_timer_start(&c->batch_timer, on_batch_timer, (uint64_t)(c->resume_ms - now), 0);
+        return;
+    }
     int64_t oldest = 0;
     size_t ready = committer_queue_ready(&c->q, now, &oldest);
     int64_t batch = cfg->commit_batch;

@@ -16,6 +16,8 @@
  *     deep, the missing product identity for mistyped);
  *   * nothing is lost: every survivor pending when the kind began is still pending when it
  *     ends, and the store invariant holds (every peeked survivor is a deal or pending);
+ *   * garbage is not bought in bulk: after each failed full fetch in a row the committer
+ *     pauses longer (a quarter Keepa minute, doubling, up to two) before the next one;
  *
  * and for the whole run: no worker died or was restarted; each worker's peak resident size
  * (VmHWM) stays under RSS_BOUND_KB even though it was sent 64+ MiB bodies; not one 429; the
@@ -27,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/clock.h"
@@ -149,6 +152,64 @@ static unsigned log_count(const struct kdh_daemon *d, const char *needle)
         n++;
     free(text);
     return n;
+}
+
+/* Milliseconds of the log line's UTC timestamp ("2026-11-30T01:59:30.428Z ..."), or -1. */
+static int64_t line_ms(const char *line)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    int ms = 0;
+    if (sscanf(line, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+               &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms) != 7)
+        return -1;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return (int64_t)timegm(&tm) * 1000 + ms;
+}
+
+/*
+ * A Keepa that keeps failing is not fed the whole backlog at once: after the k-th failed
+ * commit batch in a row the committer waits a quarter Keepa minute << min(k - 1, 3) before
+ * the next one. Checked on the committer's own log lines: the time between consecutive
+ * failure lines is never shorter than that pause (a lower bound, which a slow machine only
+ * makes easier to meet; 1 ms for the timestamps' rounding). Returns the gaps checked.
+ */
+static unsigned check_failed_batch_spacing(const struct kdh_daemon *d)
+{
+    char *text = kd_read_file(d->log, NULL);
+    assert_non_null(text);
+    unsigned streak = 0, checked = 0;
+    int64_t last_ms = -1;
+    for (char *line = text; line != NULL && *line != '\0';) {
+        char *end = strchr(line, '\n');
+        if (end != NULL)
+            *end = '\0';
+        const char *batch = strstr(line, "committer[");
+        batch = batch != NULL ? strstr(batch, "]: commit batch of ") : NULL;
+        if (batch != NULL) {
+            const char *after = batch + strlen("]: commit batch of ");
+            after += strspn(after, "0123456789");
+            int64_t t = line_ms(line);
+            if (strncmp(after, " failed", 7) == 0 && t >= 0) {
+                if (streak > 0 && last_ms >= 0) {
+                    int64_t pause = (int64_t)(MINUTE_MS / 4) << (streak < 4 ? streak - 1 : 3);
+                    if (t - last_ms < pause - 1)
+                        fail_msg("failed commit batch %u of a row came %lld ms after the "
+                                 "previous one; the pause is %lld ms (see %s)",
+                                 streak + 1, (long long)(t - last_ms), (long long)pause, d->log);
+                    checked++;
+                }
+                streak++;
+                last_ms = t;
+            } else if (after[0] == ':') {
+                streak = 0; /* a batch that was answered */
+            }
+        }
+        line = end != NULL ? end + 1 : NULL;
+    }
+    free(text);
+    return checked;
 }
 
 static void set_faults(const struct kdh_sim *sim, const char *spec)
@@ -283,6 +344,10 @@ static void test_hostile_server(void **state)
     assert_int_equal(kdh_daemon_stop(&d), 0);
     kdh_check_store(&d, NULL);
     assert_false(kdh_log_contains(&d, KEY));
+    unsigned gaps = check_failed_batch_spacing(&d);
+    printf("    %u gaps between failed commit batches in a row, none shorter than its pause\n",
+           gaps);
+    assert_true(gaps >= 20);               /* the mistyped phase alone fails dozens in a row */
     const char *keep = getenv("KDH_KEEP"); /* a folder for the daemon's log, to read it */
     if (keep != NULL) {
         char cmd[1400];

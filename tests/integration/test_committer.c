@@ -26,6 +26,7 @@
  * Prices are frozen (--volatility 0) and the simulated clock starts at a UTC midnight so the
  * slowly drifting averages cannot change during a run (a simulated day lasts 144 s here).
  */
+#include "kd_harness.h"
 #include "kd_test.h"
 
 #include <errno.h>
@@ -60,31 +61,11 @@
 #define MIDNIGHT  "1796083200000" /* 2026-12-01T00:00Z */
 #define UNKNOWN   "B0ZZZZZZZZ"
 
-static void nap_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* Polls COND every 10 ms for up to SECONDS; evaluates to whether it became true. */
-#define WAIT_FOR(cond, seconds)                                                                    \
-    ({                                                                                             \
-        int ok_ = 0;                                                                               \
-        for (int i_ = 0; i_ < (seconds)*100; i_++) {                                               \
-            if (cond) {                                                                            \
-                ok_ = 1;                                                                           \
-                break;                                                                             \
-            }                                                                                      \
-            nap_ms(10);                                                                            \
-        }                                                                                          \
-        ok_;                                                                                       \
-    })
-
 /* Fails the test (keeping the daemon's log when KD_KEEP_LOG is set) unless COND becomes true
  * within SECONDS. */
 #define ASSERT_WAIT(cond, seconds)                                                                 \
     do {                                                                                           \
-        if (!WAIT_FOR(cond, seconds)) {                                                            \
+        if (!KDH_WAIT_FOR(cond, seconds)) {                                                        \
             keep_log();                                                                            \
             fail_msg("timed out after %d s waiting for %s", (int)(seconds), #cond);                \
         }                                                                                          \
@@ -185,7 +166,7 @@ static void sim_start(const char *faults)
             fail_msg("kdeals-sim exited early (see %s)", log_file);
         }
         if (port <= 0)
-            nap_ms(10); /* polling the port file with a deadline */
+            kdh_nap_ms(10); /* polling the port file with a deadline */
     }
     assert_true(port > 0);
     snprintf(sim_base, sizeof(sim_base), "http://127.0.0.1:%d", port);
@@ -386,7 +367,7 @@ static int daemon_stop_raw(void)
             sup_pid = 0;
             return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         }
-        nap_ms(10);
+        kdh_nap_ms(10);
     }
     return -1;
 }
@@ -865,9 +846,9 @@ static void test_pending_survivors_committed_with_right_maths(void **state)
     ring_push(&ring, live);
     shm_segment_detach(&rw);
     assert_true(
-        WAIT_FOR(count_db(ST_DB_PENDING) == 0 &&
-                     committer_counter(&seg, SHM_C_deals_committed) == (int64_t)committed + 1,
-                 30));
+        KDH_WAIT_FOR(count_db(ST_DB_PENDING) == 0 &&
+                         committer_counter(&seg, SHM_C_deals_committed) == (int64_t)committed + 1,
+                     30));
     env = store_open();
     assert_int_equal(st_read_begin(env, &txn), 0);
     struct st_deal after;
@@ -1063,8 +1044,8 @@ static void test_graceful_stop_finishes_the_batch_in_flight(void **state)
     struct shm_segment seg;
     ASSERT_WAIT(attach(&seg) == 0, 15);
     struct tb_stats ts;
-    assert_true(
-        WAIT_FOR(tb_stats(&seg.layout->tokens, kd_mono_ns(), &ts) == 0 && ts.slots_in_use > 0, 15));
+    assert_true(KDH_WAIT_FOR(
+        tb_stats(&seg.layout->tokens, kd_mono_ns(), &ts) == 0 && ts.slots_in_use > 0, 15));
     assert_int_equal(committer_counter(&seg, SHM_C_store_writes), 0);
     /* TERM while the first batch's slow answer is on its way. */
     assert_int_equal(daemon_stop(), 0);
@@ -1087,8 +1068,8 @@ static void test_ring_survivors_queued_once_and_only_if_pending(void **state)
     daemon_start();
     struct shm_segment seg;
     ASSERT_WAIT(attach(&seg) == 0, 15);
-    assert_true(
-        WAIT_FOR(atomic_load(&seg.layout->procs[SHM_ROLE_COMMITTER].state) == SHM_PROC_READY, 15));
+    assert_true(KDH_WAIT_FOR(
+        atomic_load(&seg.layout->procs[SHM_ROLE_COMMITTER].state) == SHM_PROC_READY, 15));
 
     /* Play the scanner: pending first, then the ring (no eventfd here: the committer's
      * safety timer finds the records). A third record has no pending entry, as if it had
@@ -1191,8 +1172,8 @@ static void test_without_key_survivors_stay_pending(void **state)
     daemon_start();
     struct shm_segment seg;
     ASSERT_WAIT(attach(&seg) == 0, 15);
-    assert_true(
-        WAIT_FOR(atomic_load(&seg.layout->procs[SHM_ROLE_COMMITTER].state) == SHM_PROC_READY, 15));
+    assert_true(KDH_WAIT_FOR(
+        atomic_load(&seg.layout->procs[SHM_ROLE_COMMITTER].state) == SHM_PROC_READY, 15));
     ASSERT_WAIT(log_contains("the committer idles"), 15);
     /* It still knows its backlog (spend keeps room for it), fetches nothing, keeps all. */
     assert_int_equal(committer_counter(&seg, SHM_C_commit_backlog), 3);

@@ -33,6 +33,7 @@
 #include <curl/curl.h>
 #include <yajl/yajl_tree.h>
 
+#include "kd_harness.h"
 #include "kd_test.h"
 #include "scanner/rules.h"
 #include "shm/counters.h"
@@ -47,26 +48,6 @@
 
 #define KDEALS  KD_BUILD_DIR "/kdeals"
 #define SIM_BIN KD_BUILD_DIR "/kdeals-sim"
-
-static void nap_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* Polls COND every 10 ms for up to SECONDS; evaluates to whether it became true. */
-#define WAIT_FOR(cond, seconds)                                                                    \
-    ({                                                                                             \
-        int ok_ = 0;                                                                               \
-        for (int i_ = 0; i_ < (seconds)*100; i_++) {                                               \
-            if (cond) {                                                                            \
-                ok_ = 1;                                                                           \
-                break;                                                                             \
-            }                                                                                      \
-            nap_ms(10);                                                                            \
-        }                                                                                          \
-        ok_;                                                                                       \
-    })
 
 /* This test's own folder inside the file's shared temp folder, and its instance name. */
 static char g_dir[300];
@@ -120,7 +101,7 @@ static struct sim sim_start_v(const char *const *args)
             if (ok && s.port > 0)
                 return s;
         }
-        nap_ms(10);
+        kdh_nap_ms(10);
     }
     kill(pid, SIGKILL);
     fail_msg("kdeals-sim wrote no port file within 20 s");
@@ -282,13 +263,14 @@ static void daemon_start(struct daemon *d, struct sim *s, const char *minute, co
         _exit(127);
     }
     struct shm_status st;
-    if (!WAIT_FOR(shm_status_read(d->run_dir, d->instance, &st) == 0 &&
-                      strcmp(st.state, "running") == 0 && st.pid == d->pid,
-                  20))
+    if (!KDH_WAIT_FOR(shm_status_read(d->run_dir, d->instance, &st) == 0 &&
+                          strcmp(st.state, "running") == 0 && st.pid == d->pid,
+                      20))
         fail_msg("kdeals did not reach running (log %s)", d->log);
     char err[256];
     assert_int_equal(shm_segment_attach(&d->seg, d->instance, SHM_READ_ONLY, err, sizeof(err)), 0);
-    if (!WAIT_FOR(atomic_load(&d->seg.layout->procs[SHM_ROLE_SCANNER].state) == SHM_PROC_READY, 20))
+    if (!KDH_WAIT_FOR(atomic_load(&d->seg.layout->procs[SHM_ROLE_SCANNER].state) == SHM_PROC_READY,
+                      20))
         fail_msg("the scanner did not become ready (log %s)", d->log);
     struct st_options so = {.path = d->store,
                             .map_size_bytes = (uint64_t)g_store_mb << 20,
@@ -302,7 +284,7 @@ static void daemon_stop(struct daemon *d)
     int64_t scanner_pid = atomic_load(&d->seg.layout->procs[SHM_ROLE_SCANNER].pid);
     kill(d->pid, SIGTERM);
     int status = 0;
-    assert_true(WAIT_FOR(waitpid(d->pid, &status, WNOHANG) == d->pid, 30));
+    assert_true(KDH_WAIT_FOR(waitpid(d->pid, &status, WNOHANG) == d->pid, 30));
     assert_true(scanner_pid > 0);
     assert_int_equal(atomic_load(&d->seg.layout->procs[SHM_ROLE_SCANNER].last_exit_status), 0);
     shm_segment_detach(&d->seg);
@@ -361,7 +343,7 @@ static void dump_log(struct daemon *d)
 
 #define EXPECT(d, cond, seconds)                                                                   \
     do {                                                                                           \
-        if (!WAIT_FOR(cond, seconds)) {                                                            \
+        if (!KDH_WAIT_FOR(cond, seconds)) {                                                        \
             dump_log(d);                                                                           \
             fail_msg("timed out waiting for %s", #cond);                                           \
         }                                                                                          \

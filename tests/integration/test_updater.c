@@ -23,6 +23,7 @@
 #include <curl/curl.h>
 
 #include "common/clock.h"
+#include "kd_harness.h"
 #include "kd_test.h"
 #include "shm/counters.h"
 #include "shm/ring.h"
@@ -35,26 +36,6 @@
 #define SEED     7
 #define PRODUCTS 3000
 #define UNKNOWN  "B0ZZZZZZZZ"
-
-static void nap_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* Polls COND every 10 ms for up to SECONDS; evaluates to its final value. */
-#define WAIT_FOR(cond, seconds)                                                                    \
-    ({                                                                                             \
-        int ok_ = 0;                                                                               \
-        for (int i_ = 0; i_ < (seconds)*100; i_++) {                                               \
-            if (cond) {                                                                            \
-                ok_ = 1;                                                                           \
-                break;                                                                             \
-            }                                                                                      \
-            nap_ms(10);                                                                            \
-        }                                                                                          \
-        ok_;                                                                                       \
-    })
 
 /* ---- processes ------------------------------------------------------------------------- */
 
@@ -132,7 +113,7 @@ static void start_sim(struct world *w, const char *faults)
     }
     argv[n] = NULL;
     w->sim = spawn(log, argv);
-    assert_true(WAIT_FOR((w->port = read_int_file(portfile)) > 0, 20));
+    assert_true(KDH_WAIT_FOR((w->port = read_int_file(portfile)) > 0, 20));
 }
 
 /* Writes the daemon's config; BATCH, MIN/MAX interval (Keepa time) and EXPIRE vary per test. */
@@ -193,7 +174,7 @@ static void start_daemon(struct world *w)
 {
     char *argv[] = {KDEALS, "run", "-c", w->conf, NULL};
     w->daemon = spawn(w->log, argv);
-    assert_true(WAIT_FOR(updater_ready(w), 20));
+    assert_true(KDH_WAIT_FOR(updater_ready(w), 20));
 }
 
 static int exited(pid_t pid, int *status)
@@ -211,7 +192,7 @@ static void stop_all(struct world *w)
     }
     if (w->daemon > 0) {
         kill(w->daemon, SIGTERM);
-        assert_true(WAIT_FOR(exited(w->daemon, &status), 30));
+        assert_true(KDH_WAIT_FOR(exited(w->daemon, &status), 30));
         assert_true(WIFEXITED(status));
         assert_int_equal(WEXITSTATUS(status), 0);
         /* The updater exited cleanly (under ASan a leak would make it non-zero). */
@@ -542,8 +523,8 @@ static void test_due_deals_rechecked_in_batches_and_rescheduled(void **state)
     start_daemon(&w);
 
     /* Every due deal is re-checked and rescheduled within [min, max] of its check. */
-    assert_true(WAIT_FOR(all_checked_after(&w, asins, N_DUE, t0), 30));
-    assert_true(WAIT_FOR(checked_after(&w, jump, t0), 10));
+    assert_true(KDH_WAIT_FOR(all_checked_after(&w, asins, N_DUE, t0), 30));
+    assert_true(KDH_WAIT_FOR(checked_after(&w, jump, t0), 10));
     int64_t groups_ms[N_DUE];
     size_t group_n[N_DUE], n_groups = 0;
     for (int i = 0; i < N_DUE; i++) {
@@ -586,7 +567,7 @@ static void test_due_deals_rechecked_in_batches_and_rescheduled(void **state)
     struct st_deal dj;
     assert_int_equal(get_deal(&w, jump, &dj), 0);
     assert_int_equal(dj.buy_price_cents, truths[N_DUE + N_LATER].buy);
-    assert_true(WAIT_FOR(upd_counter(&w, SHM_C_ring_records_out) >= 1, 10));
+    assert_true(KDH_WAIT_FOR(upd_counter(&w, SHM_C_ring_records_out) >= 1, 10));
     assert_true(log_contains(&w, "1 recommits"));
     struct st_pending p;
     if (get_pending(&w, jump, &p) == 0) /* unless a committer took it already */
@@ -594,7 +575,7 @@ static void test_due_deals_rechecked_in_batches_and_rescheduled(void **state)
 
     /* The unknown ASIN: one failed check keeps it, the second expires it. */
     struct st_deal du;
-    assert_true(WAIT_FOR(get_deal(&w, UNKNOWN, &du) == -ENOENT, 20));
+    assert_true(KDH_WAIT_FOR(get_deal(&w, UNKNOWN, &du) == -ENOENT, 20));
     assert_int_equal(upd_counter(&w, SHM_C_deals_expired), 1);
     assert_true(upd_counter(&w, SHM_C_deals_refreshed) >= N_DUE + 1);
     assert_true(log_contains(&w, "1 not returned, 0 expired")); /* first check: kept */
@@ -634,7 +615,7 @@ static void test_failing_fetches_never_expire_or_move_deals(void **state)
 
     /* Four failed update jobs (each tried 3 times by the client), with growing backoff: the
      * stall outlasts the max interval (8 s) while every deal is overdue. */
-    assert_true(WAIT_FOR(upd_counter(&w, SHM_C_http_errors) >= 12, 60));
+    assert_true(KDH_WAIT_FOR(upd_counter(&w, SHM_C_http_errors) >= 12, 60));
     assert_true(sim_stat(&w, "http500") >= 12);
     assert_int_equal(upd_counter(&w, SHM_C_deals_expired), 0);
     assert_int_equal(upd_counter(&w, SHM_C_deals_refreshed), 0);
@@ -651,9 +632,9 @@ static void test_failing_fetches_never_expire_or_move_deals(void **state)
     /* Keepa is back: the same deals are checked now. */
     struct body b;
     assert_int_equal(http(&w, "POST", "/_sim/faults?spec=clear", &b), 200);
-    assert_true(WAIT_FOR(all_checked_after(&w, asins, N, t0), 30));
+    assert_true(KDH_WAIT_FOR(all_checked_after(&w, asins, N, t0), 30));
     struct st_deal d;
-    assert_true(WAIT_FOR(get_deal(&w, UNKNOWN, &d) == -ENOENT, 20));
+    assert_true(KDH_WAIT_FOR(get_deal(&w, UNKNOWN, &d) == -ENOENT, 20));
     assert_int_equal(upd_counter(&w, SHM_C_deals_expired), 1);
     for (int i = 0; i < N; i++) {
         assert_int_equal(get_deal(&w, asins[i], &d), 0);
@@ -707,17 +688,17 @@ static void test_hup_changes_batch_size(void **state)
     assert_int_equal(st_write(w.env, put_all_fn, &s), 0);
 
     start_daemon(&w);
-    assert_true(WAIT_FOR(all_checked_after(&w, asins, N, t0), 20));
+    assert_true(KDH_WAIT_FOR(all_checked_after(&w, asins, N, t0), 20));
     assert_true(largest_group(&w, asins, N) <= 2);
     for (unsigned b = 3; b < SHM_HIST_BUCKETS; b++)
         assert_int_equal(upd_hist_bucket(&w, b), 0);
 
     write_config(&w, 5, "60m", "160m", 3);
     kill(w.daemon, SIGHUP);
-    assert_true(WAIT_FOR(log_contains(&w, "reload: update batch 5"), 10));
+    assert_true(KDH_WAIT_FOR(log_contains(&w, "reload: update batch 5"), 10));
     assert_true(kd_wall_ms() < later); /* the reload landed before the next deals fall due */
 
-    assert_true(WAIT_FOR(all_checked_after(&w, asins + N, N, later - 1), 20));
+    assert_true(KDH_WAIT_FOR(all_checked_after(&w, asins + N, N, later - 1), 20));
     assert_int_equal(largest_group(&w, asins + N, N), 5);
     assert_true(upd_hist_bucket(&w, 3) >= 1); /* a request of 4..7 ASINs */
     for (unsigned b = 4; b < SHM_HIST_BUCKETS; b++)
@@ -749,14 +730,15 @@ static void test_stop_finishes_the_batch_in_flight(void **state)
     start_daemon(&w);
     /* The updater's request is on the wire (spend records its size when it sends it). */
     struct shm_histogram *h = &w.seg.layout->counters[SHM_ROLE_UPDATER].hist[SHM_H_batch_asins];
-    assert_true(WAIT_FOR(atomic_load(&h->count) >= 1, 20));
+    assert_true(KDH_WAIT_FOR(atomic_load(&h->count) >= 1, 20));
     assert_false(checked_after(&w, asins[0], t0)); /* the answer is still on its way */
     int64_t pid = atomic_load(&w.seg.layout->procs[SHM_ROLE_UPDATER].pid);
     assert_true(pid > 0);
     kill((pid_t)pid, SIGTERM);
     /* It exits 0 after storing the answer (the supervisor then starts a new one). */
-    assert_true(WAIT_FOR(kill((pid_t)pid, 0) != 0, 30));
-    assert_true(WAIT_FOR(atomic_load(&w.seg.layout->procs[SHM_ROLE_UPDATER].restarts) >= 1, 10));
+    assert_true(KDH_WAIT_FOR(kill((pid_t)pid, 0) != 0, 30));
+    assert_true(
+        KDH_WAIT_FOR(atomic_load(&w.seg.layout->procs[SHM_ROLE_UPDATER].restarts) >= 1, 10));
     assert_int_equal(atomic_load(&w.seg.layout->procs[SHM_ROLE_UPDATER].last_exit_status), 0);
     assert_true(all_checked_after(&w, asins, N, t0));
     assert_true(log_contains(&w, "stopping after the update batch in flight (3 asins)"));
@@ -816,7 +798,7 @@ static void test_refresh_ring_applies_free_refreshes(void **state)
     }
     int64_t requests = upd_counter(&w, SHM_C_http_requests);
 
-    assert_true(WAIT_FOR(upd_counter(&w, SHM_C_ring_records_in) == 3, 10));
+    assert_true(KDH_WAIT_FOR(upd_counter(&w, SHM_C_ring_records_in) == 3, 10));
     struct st_deal d;
     assert_int_equal(get_deal(&w, asins[0], &d), 0);
     assert_int_equal(d.buy_price_cents, truths[0].buy * 93 / 100);
@@ -900,7 +882,7 @@ static void test_full_store_keeps_the_answered_batch(void **state)
     w.env = NULL;
 
     start_daemon(&w);
-    assert_true(WAIT_FOR(log_contains(&w, "writing an update batch failed"), 20));
+    assert_true(KDH_WAIT_FOR(log_contains(&w, "writing an update batch failed"), 20));
     int64_t requests = upd_counter(&w, SHM_C_http_requests);
     assert_true(requests >= 1);
     assert_int_equal(upd_counter(&w, SHM_C_deals_refreshed), 0);
@@ -916,7 +898,7 @@ static void test_full_store_keeps_the_answered_batch(void **state)
     struct junk touch = {filled + 1, 1, false, 0}; /* freed pages are reused after a later commit */
     assert_int_equal(st_write(w.env, junk_fn, &touch), 0);
 
-    assert_true(WAIT_FOR(all_checked_after(&w, asins, N, t0), 30));
+    assert_true(KDH_WAIT_FOR(all_checked_after(&w, asins, N, t0), 30));
     assert_true(log_contains(&w, "the delayed write of an update batch succeeded"));
     assert_int_equal(upd_counter(&w, SHM_C_deals_refreshed), N);
     /* Stored from memory: no second request for the same deals. */
@@ -955,7 +937,7 @@ static void test_refused_deals_do_not_block_the_others(void **state)
     assert_int_equal(st_write(w.env, put_all_fn, &s), 0);
     start_daemon(&w);
 
-    assert_true(WAIT_FOR(all_checked_after(&w, asins, N, t0), 20));
+    assert_true(KDH_WAIT_FOR(all_checked_after(&w, asins, N, t0), 20));
     assert_true(log_contains(&w, "asking for them one at a time"));
     assert_true(log_contains(&w, "set aside"));
     for (int i = 0; i < 2; i++) {
@@ -997,12 +979,12 @@ static void test_failing_criteria_expire_after_n_checks(void **state)
 
     /* First failed check: kept, counted, rescheduled at the minimum interval. */
     struct st_deal d;
-    assert_true(WAIT_FOR(checked_after(&w, asins[0], t0), 20));
+    assert_true(KDH_WAIT_FOR(checked_after(&w, asins[0], t0), 20));
     int rc = get_deal(&w, asins[0], &d);
     if (rc == 0 && d.check_failures == 1) /* unless the second check came first */
         assert_int_equal(d.next_check_ms - d.last_checked_ms, 1000);
     for (int i = 0; i < N; i++)
-        assert_true(WAIT_FOR(get_deal(&w, asins[i], &d) == -ENOENT, 20));
+        assert_true(KDH_WAIT_FOR(get_deal(&w, asins[i], &d) == -ENOENT, 20));
     assert_int_equal(upd_counter(&w, SHM_C_deals_expired), N);
     assert_true(log_contains(&w, "4 failed the criteria, 0 not returned, 0 expired, 0 recommits"));
     assert_true(log_contains(&w, "4 failed the criteria, 0 not returned, 4 expired, 0 recommits"));

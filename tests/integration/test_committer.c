@@ -86,7 +86,8 @@ static const char *test_dir(void)
 
 /* ---------------------------------------------------------------- simulator */
 
-static pid_t sim_pid, sup_pid;
+static struct kdh_sim sim = {.pid = -1};
+static pid_t sup_pid;
 static char sim_base[64];
 
 static char log_path[4200];
@@ -99,129 +100,41 @@ static void stop_all(void)
         waitpid(sup_pid, NULL, 0);
         sup_pid = 0;
     }
-    if (sim_pid > 0) {
-        kill(sim_pid, SIGTERM);
-        waitpid(sim_pid, NULL, 0);
-        sim_pid = 0;
-    }
+    kdh_sim_stop(&sim);
 }
 
 static void sim_start(const char *faults)
 {
-    if (access(SIM, X_OK) != 0 || access(KDEALS, X_OK) != 0)
-        kd_test_skip("kdeals or kdeals-sim not built");
-    char port_file[4200], log_file[4200];
-    snprintf(port_file, sizeof(port_file), "%s/sim.port", test_dir());
-    snprintf(log_file, sizeof(log_file), "%s/sim.log", test_dir());
-    unlink(port_file);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int fd = open(log_file, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        const char *argv[40];
-        int n = 0;
-        argv[n++] = SIM;
-        argv[n++] = "--port-file";
-        argv[n++] = port_file;
-        argv[n++] = "--keys";
-        argv[n++] = KEY;
-        argv[n++] = "--seed";
-        argv[n++] = "5";
-        argv[n++] = "--products";
-        argv[n++] = "3000";
-        argv[n++] = "--minute-ms";
-        argv[n++] = "100";
-        argv[n++] = "--refill-rate";
-        argv[n++] = "300";
-        argv[n++] = "--volatility";
-        argv[n++] = "0";
-        argv[n++] = "--clock-ms";
-        argv[n++] = MIDNIGHT;
-        argv[n++] = "--quiet";
-        if (faults != NULL) {
-            argv[n++] = "--faults";
-            argv[n++] = faults;
-        }
-        argv[n] = NULL;
-        execv(SIM, (char *const *)argv);
-        _exit(127);
-    }
-    sim_pid = pid;
+    const char *args[] = {"--keys",
+                          KEY,
+                          "--seed",
+                          "5",
+                          "--products",
+                          "3000",
+                          "--minute-ms",
+                          "100",
+                          "--refill-rate",
+                          "300",
+                          "--volatility",
+                          "0",
+                          "--clock-ms",
+                          MIDNIGHT,
+                          faults ? "--faults" : NULL,
+                          faults,
+                          NULL};
+    kdh_sim_start(&sim, args);
     atexit(stop_all);
-    int port = 0;
-    int64_t deadline = kd_mono_ns() + 20 * KD_NS_PER_SEC;
-    while (port <= 0 && kd_mono_ns() < deadline) {
-        FILE *f = fopen(port_file, "r");
-        if (f != NULL) {
-            if (fscanf(f, "%d", &port) != 1)
-                port = 0;
-            fclose(f);
-        }
-        if (waitpid(pid, NULL, WNOHANG) == pid) {
-            sim_pid = 0;
-            fail_msg("kdeals-sim exited early (see %s)", log_file);
-        }
-        if (port <= 0)
-            kdh_nap_ms(10); /* polling the port file with a deadline */
-    }
-    assert_true(port > 0);
-    snprintf(sim_base, sizeof(sim_base), "http://127.0.0.1:%d", port);
-}
-
-struct body {
-    char *p;
-    size_t n;
-};
-
-static size_t body_write(char *p, size_t s, size_t n, void *ud)
-{
-    struct body *b = ud;
-    char *q = realloc(b->p, b->n + s * n + 1);
-    assert_non_null(q);
-    memcpy(q + b->n, p, s * n);
-    b->n += s * n;
-    q[b->n] = '\0';
-    b->p = q;
-    return s * n;
-}
-
-static yajl_val sim_request(const char *path_and_query, int post)
-{
-    char url[8192];
-    snprintf(url, sizeof(url), "%s%s", sim_base, path_and_query);
-    struct body b = {NULL, 0};
-    CURL *e = curl_easy_init();
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    if (post) {
-        curl_easy_setopt(e, CURLOPT_POST, 1L);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, "");
-    }
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, body_write);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
-    assert_int_equal(curl_easy_perform(e), CURLE_OK);
-    long code = 0;
-    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
-    curl_easy_cleanup(e);
-    assert_int_equal(code, 200);
-    char err[256];
-    yajl_val v = yajl_tree_parse(b.p, err, sizeof(err));
-    assert_non_null(v);
-    free(b.p);
-    return v;
+    snprintf(sim_base, sizeof(sim_base), "%s", sim.base);
 }
 
 static yajl_val sim_json(const char *path_and_query)
 {
-    return sim_request(path_and_query, 0);
+    return kdh_sim_get(&sim, path_and_query);
 }
 
 static yajl_val sim_json_post(const char *path_and_query)
 {
-    return sim_request(path_and_query, 1);
+    return kdh_sim_post(&sim, path_and_query);
 }
 
 static yajl_val jget(yajl_val v, const char *a, const char *b)

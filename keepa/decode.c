@@ -230,6 +230,43 @@ enum {
     EK_LAST_UPDATE
 };
 
+/*
+ * The JSON kind each extracted product field must have (kp_product.type_errors). J_ANY is not
+ * checked: unknown keys, and everything outside products (a garbled deal, seller or envelope
+ * field only leaves its default). null passes everywhere: Keepa sends it for "absent".
+ */
+enum jkind { J_ANY = 0, J_NUM, J_STR, J_BOOL, J_OBJ, J_ARR };
+
+static const uint8_t product_kinds[] = {[PK_ASIN] = J_STR,           [PK_TITLE] = J_STR,
+                                        [PK_DOMAIN] = J_NUM,         [PK_TYPE] = J_NUM,
+                                        [PK_ROOT_CAT] = J_NUM,       [PK_CATEGORIES] = J_ARR,
+                                        [PK_LAST_UPDATE] = J_NUM,    [PK_LAST_PRICE_CHANGE] = J_NUM,
+                                        [PK_STATS] = J_OBJ,          [PK_OFFERS] = J_ARR,
+                                        [PK_LIVE_ORDER] = J_ARR,     [PK_FBA_FEES] = J_OBJ,
+                                        [PK_REFERRAL_PCT_D] = J_NUM, [PK_REFERRAL_PCT_I] = J_NUM,
+                                        [PK_OFFERS_OK] = J_BOOL,     [PK_MONTHLY_SOLD] = J_NUM,
+                                        [PK_AVAILABILITY] = J_NUM,   [PK_PACKAGE_WEIGHT] = J_NUM,
+                                        [PK_PARENT_ASIN] = J_STR};
+_Static_assert(sizeof(product_kinds) == sizeof(product_keys) / sizeof(product_keys[0]),
+               "a kind for every product key");
+
+static const uint8_t stats_kinds[] = {
+    [SK_CURRENT] = J_ARR,  [SK_AVG] = J_ARR,        [SK_AVG30] = J_ARR,
+    [SK_AVG90] = J_ARR,    [SK_AVG180] = J_ARR,     [SK_AVG365] = J_ARR,
+    [SK_DROPS30] = J_NUM,  [SK_DROPS90] = J_NUM,    [SK_DROPS180] = J_NUM,
+    [SK_DROPS365] = J_NUM, [SK_BB_PRICE] = J_NUM,   [SK_BB_SHIPPING] = J_NUM,
+    [SK_BB_FBA] = J_BOOL,  [SK_BB_AMAZON] = J_BOOL, [SK_OC_FBA] = J_NUM,
+    [SK_OC_FBM] = J_NUM,   [SK_TOTAL_OC] = J_NUM,   [SK_RETRIEVED_OC] = J_NUM,
+    [SK_BB_SELLER] = J_STR};
+_Static_assert(sizeof(stats_kinds) == sizeof(stats_keys) / sizeof(stats_keys[0]),
+               "a kind for every stats key");
+
+static const uint8_t offer_kinds[] = {
+    [OK_LAST_SEEN] = J_NUM, [OK_SELLER] = J_STR,  [OK_CSV] = J_ARR,  [OK_CONDITION] = J_NUM,
+    [OK_PRIME] = J_BOOL,    [OK_AMAZON] = J_BOOL, [OK_FBA] = J_BOOL, [OK_ID] = J_NUM};
+_Static_assert(sizeof(offer_kinds) == sizeof(offer_keys) / sizeof(offer_keys[0]),
+               "a kind for every offer key");
+
 /* One buffered offer before liveOffersOrder is applied. */
 struct raw_offer {
     struct kp_offer o;
@@ -556,6 +593,38 @@ static int skip_container(struct kp_decoder *d)
         return fail_depth(d);
     d->skip_depth++;
     return 1;
+}
+
+/* The kind the value at F's current position must have. */
+static uint8_t expected_kind(const struct frame *f)
+{
+    switch (f->ctx) {
+    case C_PRODUCT:
+        return f->key >= 0 ? product_kinds[f->key] : J_ANY;
+    case C_STATS:
+        return f->key >= 0 ? stats_kinds[f->key] : J_ANY;
+    case C_OFFER:
+        return f->key >= 0 ? offer_kinds[f->key] : J_ANY;
+    case C_FBAFEES:
+        return f->key == 0 ? J_NUM : J_ANY;
+    case C_PCATS:
+    case C_STATS_ARR:
+    case C_OFFERCSV:
+    case C_LIVE_ORDER:
+        return J_NUM;
+    case C_OFFERS:
+        return J_OBJ;
+    default:
+        return J_ANY;
+    }
+}
+
+/* Counts a value of kind GOT (never null) at F's position if the field wants another kind. */
+static void check_kind(struct kp_decoder *d, const struct frame *f, uint8_t got)
+{
+    uint8_t want = expected_kind(f);
+    if (want != J_ANY && want != got)
+        d->prod.type_errors++;
 }
 
 /* ---- scalars ---- */
@@ -941,6 +1010,10 @@ static int on_scalar(struct kp_decoder *d, const struct scalar *v)
     struct frame *f = top(d);
     if (f == NULL)
         return fail(d, -EBADMSG, "top-level value is not a JSON object");
+    if (v->kind != S_NULL) {
+        static const uint8_t got[] = {[S_BOOL] = J_BOOL, [S_NUM] = J_NUM, [S_STR] = J_STR};
+        check_kind(d, f, got[v->kind]);
+    }
     struct num n;
     switch (f->ctx) {
     case C_ROOT:
@@ -1137,6 +1210,7 @@ static int cb_start_map(void *ctx)
     default:
         break;
     }
+    check_kind(d, f, J_OBJ);
     return skip_container(d);
 }
 
@@ -1195,6 +1269,7 @@ static int cb_start_array(void *ctx)
     default:
         break;
     }
+    check_kind(d, f, J_ARR);
     return skip_container(d);
 }
 

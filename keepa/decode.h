@@ -13,7 +13,9 @@
  * over-large body ends in a negative errno and a one-line message (kp_decoder_error), never a
  * crash; callbacks never see a struct from a half-finished object. Prices are integer cents,
  * times Keepa minutes, missing or null per-index values are -1, missing scalars keep the
- * documented default (-1, or -2 where Keepa itself uses -2).
+ * documented default (-1, or -2 where Keepa itself uses -2). A known product field of the wrong
+ * JSON type keeps its default too, and is counted in kp_product.type_errors so that a consumer
+ * can tell "Keepa does not know" from "the answer is garbled".
  */
 #ifndef KP_DECODE_H
 #define KP_DECODE_H
@@ -130,6 +132,17 @@ struct kp_product {
     uint32_t n_offers_seen;          /* entries of offers[] in the body */
     uint32_t n_offers;               /* live offers kept below */
     bool offers_truncated;           /* a live offer was beyond the buffers */
+    /*
+     * Values of the wrong JSON type in the fields above (stats, offers, fbaFees included): a
+     * number given as a string, bool or container, a string or bool given as a number, an
+     * array where an object belongs (stats: []) or the reverse (offers: {}), a non-number in
+     * a per-index array, offerCSV, categories or liveOffersOrder, a non-object in offers.
+     * Such a field is left at its default, so a product with type_errors > 0 does not say what
+     * Keepa knows about it: judge it as not answered. null is never an error (Keepa sends it
+     * for "absent"); a number of the right type but out of range or fractional is not one
+     * either (it keeps the default, as before). Unknown keys are never checked.
+     */
+    uint32_t type_errors;
     struct kp_offer offers[KP_MAX_OFFERS];
 };
 

@@ -273,6 +273,8 @@ static void product_fixture(const char *name, struct kp_product *out, struct kp_
     assert_int_equal(s->n_products, 1);
     assert_int_equal(env->n_products, 1);
     *out = s->products[0];
+    /* A real body is well typed: nothing in it may count as garbled. */
+    assert_int_equal(out->type_errors, 0);
 
     /* The same body in 7-byte chunks gives the same product, byte for byte. */
     struct sink *s2 = sink_new(2);
@@ -422,6 +424,7 @@ static void test_sim_body_offers(void **state)
     for (size_t k = 0; k < s->n_products; k++) {
         const json_t *jp = json_array_get(products, k);
         const struct kp_product *p = &s->products[k];
+        assert_int_equal(p->type_errors, 0); /* the simulator's honest bodies are well typed */
         check_product(jp, p);
         json_t *order = json_object_get(jp, "liveOffersOrder");
         json_t *offers = json_object_get(jp, "offers");
@@ -520,6 +523,8 @@ static void test_offers_and_live_order(void **state)
     assert_int_equal(p->pick_and_pack_fee_cents, -1);
     assert_true(p->referral_fee_percent == 8.0); /* int fallback */
     assert_int_equal(p->offers_successful, 1);
+    /* current "x" and {"y":1}, condition "new"; null, 99999999999 and unknown keys are not. */
+    assert_int_equal(p->type_errors, 3);
 
     const struct kp_product *q = &s->products[1];
     assert_string_equal(q->asin, "B000000002");
@@ -529,6 +534,7 @@ static void test_offers_and_live_order(void **state)
     assert_true(q->referral_fee_percent == 15.03);    /* double wins over the int */
     assert_int_equal(q->n_offers, 0);
     assert_int_equal(q->title[0], '\0');
+    assert_int_equal(q->type_errors, 0); /* pickAndPackFee 1.5: a number, merely not an int */
     sink_free(s);
 }
 
@@ -689,15 +695,20 @@ static void test_hostile_small(void **state)
         assert_int_equal(s->products[0].stats.current[2], -1);
         assert_int_equal(s->products[0].stats.current[3], -1);
         assert_int_equal(s->products[0].stats.current[4], 3);
+        assert_int_equal(s->products[0].type_errors, 0); /* numbers, only out of range */
     }
     /* Wrong types and nulls everywhere. */
     const char *types = "{\"timestamp\":\"now\",\"tokensLeft\":null,\"refillIn\":[],"
                         "\"refillRate\":{},\"products\":[null,1,\"x\",[],{\"asin\":5,\"title\":"
                         "[\"t\"],\"categories\":{\"a\":1},\"stats\":[1,2],\"offers\":{},"
                         "\"liveOffersOrder\":\"0\",\"fbaFees\":[1],\"offersSuccessful\":1}]}";
+    sink_free(s);
+    s = sink_new(1);
     assert_int_equal(decode_str(types, s, &e, err, sizeof(err)), 0);
     assert_int_equal(e.have & KP_ENV_TOKEN_CORE, 0);
     assert_int_equal(e.n_products, 1);
+    /* asin, title, categories, stats, offers, liveOffersOrder, fbaFees, offersSuccessful. */
+    assert_int_equal(s->products[0].type_errors, 8);
     sink_free(s);
 
     /* Deep nesting: 32 levels pass, 33 fail, 100000 fail without recursion or crash. */
@@ -730,6 +741,108 @@ static void test_hostile_small(void **state)
     expect_error(huge, hl, -ELOOP, "100000 levels");
     free(huge);
     sink_free(s2);
+}
+
+/*
+ * Every kind of mistyping in a field the decoder extracts counts in type_errors (issue 7), in
+ * any chunking; null, numbers out of range and unknown keys do not.
+ */
+static void test_type_errors(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *fields;
+        uint32_t want;
+    } cases[] = {
+        {"\"asin\":5", 1},
+        {"\"title\":5", 1},
+        {"\"domainId\":\"1\"", 1},
+        {"\"productType\":true", 1},
+        {"\"rootCategory\":[1]", 1},
+        {"\"categories\":{\"a\":1}", 1},
+        {"\"categories\":[1,\"2\",3,{},null]", 2},
+        {"\"lastUpdate\":{}", 1},
+        {"\"lastPriceChange\":false", 1},
+        {"\"stats\":[]", 1},
+        {"\"stats\":\"x\"", 1},
+        {"\"stats\":{\"current\":[\"abc\",{},[],true,5,null]}", 4},
+        {"\"stats\":{\"current\":{}}", 1},
+        {"\"stats\":{\"avg90\":\"1,2\",\"avg365\":7}", 2},
+        {"\"stats\":{\"salesRankDrops365\":\"12\"}", 1},
+        {"\"stats\":{\"buyBoxPrice\":\"1499\",\"buyBoxIsFBA\":1,\"buyBoxSellerId\":7}", 3},
+        {"\"stats\":{\"offerCountFBA\":[],\"retrievedOfferCount\":{}}", 2},
+        {"\"offers\":{}", 1},
+        {"\"offers\":[1,\"x\",[],null]", 3},
+        {"\"offers\":[{\"offerCSV\":[\"1\",\"2\",\"3\"]}]", 3},
+        {"\"offers\":[{\"offerCSV\":{}}]", 1},
+        {"\"offers\":[{\"condition\":[]}]", 1},
+        {"\"offers\":[{\"condition\":\"1\",\"isFBA\":\"true\",\"sellerId\":5,\"lastSeen\":true,"
+         "\"offerId\":\"7\",\"isPrime\":0,\"isAmazon\":{}}]",
+         7},
+        {"\"liveOffersOrder\":{}", 1},
+        {"\"liveOffersOrder\":[\"0\",1]", 1},
+        {"\"fbaFees\":[]", 1},
+        {"\"fbaFees\":{\"pickAndPackFee\":\"435\"}", 1},
+        {"\"referralFeePercentage\":\"15.0\",\"referralFeePercent\":true", 2},
+        {"\"offersSuccessful\":1", 1},
+        {"\"monthlySold\":\"300\"", 1},
+        {"\"availabilityAmazon\":[]", 1},
+        {"\"packageWeight\":{}", 1},
+        {"\"parentAsin\":0", 1},
+        /* Legal: null wherever Keepa uses it, numbers out of range, unknown keys of any type. */
+        {"\"title\":null,\"domainId\":null,\"categories\":null,\"stats\":{\"current\":[null,1],"
+         "\"buyBoxIsFBA\":null,\"buyBoxSellerId\":null,\"buyBoxPrice\":null},\"offers\":null,"
+         "\"liveOffersOrder\":null,\"fbaFees\":null,\"parentAsin\":null,\"offersSuccessful\":null",
+         0},
+        {"\"offers\":[{\"offerCSV\":null,\"sellerId\":null,\"condition\":null,\"isFBA\":null}],"
+         "\"liveOffersOrder\":[0,null]",
+         0},
+        {"\"domainId\":1e5,\"monthlySold\":1.5,\"rootCategory\":99999999999999999999,"
+         "\"stats\":{\"current\":[2147483648,-1e-400],\"salesRankDrops30\":-3000000000},"
+         "\"fbaFees\":{\"pickAndPackFee\":4.35}",
+         0},
+        {"\"brand\":5,\"csv\":\"x\",\"images\":{},\"stats\":{\"min\":\"x\",\"csv\":{}},"
+         "\"offers\":[{\"foo\":[],\"bar\":\"1\"}],\"fbaFees\":{\"lastUpdate\":\"x\"}",
+         0},
+    };
+    char body[1024];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        /* The mistyped product first, then a clean one: the count is per product. */
+        int len = snprintf(body, sizeof(body),
+                           "{\"products\":[{\"asin\":\"B0TYPE0001\",%s},"
+                           "{\"asin\":\"B0TYPE0002\",\"domainId\":1,\"stats\":{\"current\":[1]}}]}",
+                           cases[i].fields);
+        assert_true(len > 0 && (size_t)len < sizeof(body));
+        static const size_t chunks[] = {0, 1, 7};
+        for (size_t c = 0; c < sizeof(chunks) / sizeof(chunks[0]); c++) {
+            struct sink *s = sink_new(2);
+            char err[256];
+            if (decode_chunked(body, (size_t)len, chunks[c], s, NULL, err, sizeof(err), NULL) != 0)
+                fail_msg("%s: %s", cases[i].fields, err);
+            assert_int_equal(s->n_products, 2);
+            assert_string_equal(s->products[0].asin, "B0TYPE0001");
+            if (s->products[0].type_errors != cases[i].want)
+                fail_msg("%s (chunk %zu): type_errors %u, want %u", cases[i].fields, chunks[c],
+                         s->products[0].type_errors, cases[i].want);
+            assert_int_equal(s->products[1].type_errors, 0);
+            assert_int_equal(s->products[1].domain_id, 1);
+            sink_free(s);
+        }
+    }
+
+    /* A mistyped field keeps its default: the count is the only trace of it. */
+    struct sink *s = sink_new(1);
+    char err[256];
+    assert_int_equal(decode_str("{\"products\":[{\"asin\":\"B0TYPE0001\",\"domainId\":\"1\","
+                                "\"stats\":{\"salesRankDrops365\":\"12\",\"current\":[\"5\",6]}}]}",
+                                s, NULL, err, sizeof(err)),
+                     0);
+    assert_int_equal(s->products[0].domain_id, -1);
+    assert_int_equal(s->products[0].stats.sales_rank_drops365, -1);
+    assert_int_equal(s->products[0].stats.current[0], -1);
+    assert_int_equal(s->products[0].stats.current[1], 6);
+    assert_int_equal(s->products[0].type_errors, 3);
+    sink_free(s);
 }
 
 static void test_truncated_everywhere(void **state)
@@ -868,6 +981,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_many_offers_bounded),
         cmocka_unit_test(test_sellers_query_error),
         cmocka_unit_test(test_hostile_small),
+        cmocka_unit_test(test_type_errors),
         cmocka_unit_test(test_truncated_everywhere),
         cmocka_unit_test(test_truncated_fixture),
         cmocka_unit_test(test_huge_string_refused),

@@ -12,10 +12,11 @@ static const char *NAMES[SIM_F_COUNT] = {
     "latency_ms",  "offers_latency_ms", "http500",   "http503",     "storm429",
     "reset",       "truncate",          "malformed", "offers_fail", "no_products",
     "refill_flap", "endless",           "huge",      "drip",        "deep",
-    "mistyped"};
+    "mistyped",    "mistyped_fields"};
 
 /* SPEC names of the hostile bodies, indexed by enum sim_hostile. */
-static const char *HOSTILE_NAMES[SIM_H_COUNT] = {"", "endless", "huge", "drip", "deep", "mistyped"};
+static const char *HOSTILE_NAMES[SIM_H_COUNT] = {"",     "endless",  "huge",           "drip",
+                                                 "deep", "mistyped", "mistyped_fields"};
 
 enum sim_fault_kind sim_hostile_fault(enum sim_hostile h)
 {

@@ -4,9 +4,9 @@
  * SPEC is comma-separated name=value (see sim/README.md): latency_ms=N|A-B,
  * offers_latency_ms=A-B, http500=P, http503=P, storm429=N, reset=P, truncate=P, malformed=P,
  * offers_fail=P, no_products=P, refill_flap=A:B, reset_all=0|1, the hostile bodies endless=P,
- * huge=P, drip=P, deep=P, mistyped=P (each also as offers_NAME=P, which applies to /product
- * with offers only), and `clear`. Draws come from one PRNG seeded by --seed, so a run with the
- * same request sequence is reproducible.
+ * huge=P, drip=P, deep=P, mistyped=P, mistyped_fields=P (each also as offers_NAME=P, which applies
+ * to /product with offers only), and `clear`. Draws come from one PRNG seeded by --seed, so a run
+ * with the same request sequence is reproducible.
  *
  * The hostile bodies are kinds of one fault family (enum sim_hostile): at most one is drawn per
  * request, after the other body-shaping faults, and each is counted under its own name in the
@@ -36,17 +36,19 @@ enum sim_fault_kind {
     SIM_F_DRIP,
     SIM_F_DEEP,
     SIM_F_MISTYPED,
+    SIM_F_MISTYPED_FIELDS,
     SIM_F_COUNT
 };
 
 /* Hostile response bodies (sim/README.md "Fault injection"), in ledger order. */
 enum sim_hostile {
     SIM_H_NONE,
-    SIM_H_ENDLESS,  /* 200, a valid prefix then array elements for ever */
-    SIM_H_HUGE,     /* 200, SIM_HUGE_BODY_BYTES of padding then the real body */
-    SIM_H_DRIP,     /* the real body, SIM_DRIP_BYTES every SIM_DRIP_PAUSE_MS */
-    SIM_H_DEEP,     /* `products` nested SIM_DEEP_LEVELS arrays deep */
-    SIM_H_MISTYPED, /* the real shape, every product field of the wrong JSON type */
+    SIM_H_ENDLESS,         /* 200, a valid prefix then array elements for ever */
+    SIM_H_HUGE,            /* 200, SIM_HUGE_BODY_BYTES of padding then the real body */
+    SIM_H_DRIP,            /* the real body, SIM_DRIP_BYTES every SIM_DRIP_PAUSE_MS */
+    SIM_H_DEEP,            /* `products` nested SIM_DEEP_LEVELS arrays deep */
+    SIM_H_MISTYPED,        /* the real shape, every product field of the wrong JSON type */
+    SIM_H_MISTYPED_FIELDS, /* the same, but each product's asin kept valid */
     SIM_H_COUNT
 };
 

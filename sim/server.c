@@ -504,10 +504,11 @@ static void emit_mistyped(struct sim_buf *b, yajl_val v, unsigned *k)
 /*
  * The mistyped form of BODY (a whole JSON object): the envelope as it was; every member of
  * each product of `products` of the wrong type (the array and the product objects kept, so a
- * client gets as far as the fields); any other top-level member of the wrong type. Returns 0,
+ * client gets as far as the fields), except `asin` when KEEP_ASIN (mistyped_fields: the client
+ * knows which product is garbled); any other top-level member of the wrong type. Returns 0,
  * or -EINVAL when BODY does not parse (it is then left alone).
  */
-static int mistype_body(struct sim_buf *body)
+static int mistype_body(struct sim_buf *body, int keep_asin)
 {
     char err[128];
     yajl_val root = yajl_tree_parse(body->data, err, sizeof(err));
@@ -550,7 +551,10 @@ static int mistype_body(struct sim_buf *body)
                         sim_buf_putc(&out, ',');
                     sim_buf_str(&out, pr->u.object.keys[m]);
                     sim_buf_putc(&out, ':');
-                    emit_mistyped(&out, pr->u.object.values[m], &k);
+                    if (keep_asin && strcmp(pr->u.object.keys[m], "asin") == 0)
+                        emit_tree(&out, pr->u.object.values[m], 0);
+                    else
+                        emit_mistyped(&out, pr->u.object.values[m], &k);
                 }
                 sim_buf_putc(&out, '}');
             }
@@ -579,8 +583,8 @@ static enum MHD_Result send_hostile(struct sim_server *s, struct MHD_Connection 
                                     struct req *rq, struct sim_buf *body, size_t env_len,
                                     enum sim_hostile h, int64_t latency_ms)
 {
-    if (h == SIM_H_MISTYPED) {
-        mistype_body(body);
+    if (h == SIM_H_MISTYPED || h == SIM_H_MISTYPED_FIELDS) {
+        mistype_body(body, h == SIM_H_MISTYPED_FIELDS);
         return send_body(s, conn, rq, 200, body, SHAPE_NONE, latency_ms);
     }
     struct gen_body *g = calloc(1, sizeof(*g));

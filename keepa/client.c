@@ -51,13 +51,16 @@ struct kp_request {
     bool pause_requested;
     bool curl_paused;
     int decode_rc;
-    unsigned unattributed; /* products of this attempt's answer without a readable asin */
+    unsigned unattributed;   /* products of this attempt's answer without a readable asin */
+    unsigned n_malformed;    /* products of this attempt's answer with type_errors > 0 */
+    char malformed_log[256]; /* " ASIN (N type errors)" of the first 4, for one warning */
     int64_t attempt_start_ns;
     char curl_err[CURL_ERROR_SIZE];
 
     /* Per-ASIN tracking (product requests). */
     bool seen[KP_MAX_BATCH];
     bool offers_failed[KP_MAX_BATCH];
+    bool malformed[KP_MAX_BATCH]; /* some attempt delivered it mistyped (and withheld it) */
     size_t n_unrequested;
     char unrequested[KP_MAX_UNREQUESTED][KP_ASIN_MAX];
 
@@ -131,6 +134,8 @@ const char *kp_asin_status_name(enum kp_asin_status s)
         return "rejected";
     case KP_ASIN_UNREQUESTED:
         return "unrequested";
+    case KP_ASIN_MALFORMED:
+        return "malformed";
     }
     return "?";
 }
@@ -379,6 +384,18 @@ static int req_on_product(const struct kp_product *p, void *ud)
         r->unattributed++;
         return 0;
     }
+    if (p->type_errors > 0) {
+        /* Readable identity, garbled fields: withheld, its ASIN MALFORMED (client.h). */
+        if (r->n_malformed++ < 4) {
+            size_t len = strlen(r->malformed_log);
+            snprintf(r->malformed_log + len, sizeof(r->malformed_log) - len, " %s (%u type errors)",
+                     p->asin, p->type_errors);
+        }
+        for (size_t i = 0; i < r->call.n_asins; i++)
+            if (strcmp(r->call.asins[i], p->asin) == 0)
+                r->malformed[i] = true;
+        return 0;
+    }
     bool found = false;
     for (size_t i = 0; i < r->call.n_asins; i++) {
         if (strcmp(r->call.asins[i], p->asin) == 0) {
@@ -455,6 +472,8 @@ static int start_attempt(struct kp_request *r)
     r->tries++;
     r->decode_rc = 0;
     r->unattributed = 0;
+    r->n_malformed = 0;
+    r->malformed_log[0] = '\0';
     r->pause_requested = false;
     r->curl_paused = false;
     r->curl_err[0] = '\0';
@@ -568,6 +587,8 @@ static void build_outcomes(struct kp_request *r, enum kp_result_code code,
         snprintf(out[k].asin, KP_ASIN_MAX, "%s", r->call.asins[i]);
         if (r->seen[i])
             out[k].status = r->offers_failed[i] ? KP_ASIN_OFFERS_FAILED : KP_ASIN_OK;
+        else if (r->malformed[i])
+            out[k].status = KP_ASIN_MALFORMED;
         else
             out[k].status = code == KP_OK ? KP_ASIN_MISSING : KP_ASIN_REJECTED;
         k++;
@@ -701,6 +722,11 @@ static void attempt_done(struct kp_request *r, CURLcode cc)
     }
 
     const char *ep = kp_endpoint_name(r->call.ep);
+    if (r->n_malformed > 0)
+        kd_warn("keepa: /%s: %u products with fields of the wrong JSON type withheld, reported "
+                "malformed:%s%s (try %u of %u)",
+                ep, r->n_malformed, r->malformed_log, r->n_malformed > 4 ? " ..." : "", r->tries,
+                cl->opts.max_tries);
     char msg[512];
     bool costs = r->call.ep != KP_EP_TOKEN;
     bool retry = false;

@@ -20,7 +20,12 @@
  *   KP_CANCELLED     the client closed first.
  *
  * /product requests also get a per-ASIN outcome (OK, MISSING, OFFERS_FAILED, REJECTED,
- * UNREQUESTED), so a partial answer is never silently dropped. A product delivered in an
+ * UNREQUESTED, MALFORMED), so a partial answer is never silently dropped. A product whose
+ * known fields have the wrong JSON type (kp_product.type_errors > 0, e.g. "stats": [] or a
+ * price given as a string) is not passed to on_product: its absent fields would read as
+ * "Keepa does not know", and a consumer would judge it on them. Its ASIN is MALFORMED instead
+ * (one warning per answer names such ASINs and their counts), and the request still succeeds
+ * for the well-typed products beside it. A product delivered in an
  * attempt that later failed (reset mid-body) counts as delivered, and may be delivered again
  * by the retry: consumers must be idempotent per ASIN.
  *
@@ -69,6 +74,8 @@ enum kp_asin_status {
     KP_ASIN_OFFERS_FAILED, /* delivered with offersSuccessful:false although offers were asked */
     KP_ASIN_REJECTED,      /* the request was not executed (429, 4xx, failure) */
     KP_ASIN_UNREQUESTED,   /* delivered although never asked */
+    KP_ASIN_MALFORMED,     /* delivered with fields of the wrong JSON type (type_errors > 0)
+                            * and withheld from on_product: not answered, ask again */
 };
 
 struct kp_asin_outcome {

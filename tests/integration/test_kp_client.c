@@ -603,6 +603,61 @@ static void test_hostile_bodies_fail_without_retry(void **state)
     }
 }
 
+/*
+ * A product whose asin is readable but whose other fields have the wrong JSON type (issue 7):
+ * the answer is usable (KP_OK, no retry), but such a product is not handed to on_product and
+ * its ASIN is MALFORMED, not OK or MISSING, so a consumer asks again rather than judging it
+ * on absent fields. One warning names the ASINs and their error counts, never the key.
+ */
+static void test_mistyped_fields_malformed(void **state)
+{
+    (void)state;
+    sim_start("offers_mistyped_fields=1");
+    char asins[8][KP_ASIN_MAX];
+    sim_asins(asins, 8);
+    char log[4200];
+    snprintf(log, sizeof(log), "%s/client.log", kd_test_tmpdir());
+    assert_int_equal(kd_log_open(log), 0);
+    struct run *x = run_new(KEY, 30000, 30000, 4);
+    const char *ask[] = {asins[0], asins[1]};
+    struct kp_call c;
+    product_call(&c, ask, 2, 20);
+    run_submit(x, &c);
+    run_wait(x);
+    kd_log_open(NULL);
+    assert_int_equal(x->res.code, KP_OK);
+    assert_int_equal(x->res.tries, 1);
+    assert_int_equal(x->n_products, 0); /* withheld */
+    assert_int_equal(x->res.n_asins, 2);
+    assert_int_equal(x->res.asins[0].status, KP_ASIN_MALFORMED);
+    assert_int_equal(x->res.asins[1].status, KP_ASIN_MALFORMED);
+    assert_string_equal(kp_asin_status_name(KP_ASIN_MALFORMED), "malformed");
+    run_free(x);
+
+    size_t len;
+    char *text = kd_read_file(log, &len);
+    assert_non_null(text);
+    const char *w = strstr(text, "wrong JSON type");
+    if (w == NULL || strstr(text, asins[0]) == NULL || strstr(text, "type errors)") == NULL)
+        fail_msg("no warning naming %s and its count:\n%s", asins[0], text);
+    assert_null(strstr(w + 1, "wrong JSON type")); /* once per answer */
+    assert_null(strstr(text, KEY));
+    free(text);
+
+    /* The same ASINs in an honest answer are OK again: nothing sticks to them. */
+    sim_control("/_sim/faults?spec=clear");
+    x = run_new(KEY, 30000, 30000, 4);
+    product_call(&c, ask, 2, 20);
+    run_submit(x, &c);
+    run_wait(x);
+    assert_int_equal(x->res.code, KP_OK);
+    assert_int_equal(x->n_products, 2);
+    assert_int_equal(x->res.asins[0].status, KP_ASIN_OK);
+    assert_int_equal(x->res.asins[1].status, KP_ASIN_OK);
+    run_free(x);
+    sim_stop();
+}
+
 static void test_refill_rate_flapping_reaches_readings(void **state)
 {
     (void)state;
@@ -824,6 +879,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_429_storm_not_admitted),
         cmocka_unit_test(test_truncated_and_malformed),
         cmocka_unit_test(test_hostile_bodies_fail_without_retry),
+        cmocka_unit_test(test_mistyped_fields_malformed),
         cmocka_unit_test(test_refill_rate_flapping_reaches_readings),
         cmocka_unit_test(test_bad_and_expired_key),
         cmocka_unit_test(test_in_flight_cap_and_queue),

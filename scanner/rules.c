@@ -244,3 +244,29 @@ int scanner_parse_asin_line(const char *line, char out[ST_ASIN_LEN + 1])
     memcpy(out, buf, ST_ASIN_LEN + 1);
     return 1;
 }
+
+int64_t scanner_backlog_limit(int64_t balance, int64_t rate, int64_t batch_cost, int64_t batch)
+{
+    if (batch < 1)
+        batch = 1;
+    int64_t most = 4 * batch * 10;
+    if (rate <= 0)
+        return batch;
+    if (batch_cost <= 0)
+        return most;
+    int64_t tokens = (balance > 0 ? balance : 0) + rate * SCANNER_BACKLOG_HORIZON_MIN;
+    int64_t limit = tokens / batch_cost * batch;
+    return limit < batch ? batch : limit > most ? most : limit;
+}
+
+int64_t scanner_peek_room(int64_t limit, int64_t backlog, int64_t in_flight, int64_t peeked,
+                          int64_t passed)
+{
+    /* In units of 1 / (peeked + 2) survivors, so the rate (passed + 1) / (peeked + 2) is exact. */
+    __int128 num = (passed > 0 ? passed : 0) + 1, den = (peeked > 0 ? peeked : 0) + 2;
+    __int128 room = (__int128)(limit - backlog) * den - (__int128)in_flight * num;
+    __int128 asins = room > 0 ? (room + num - 1) / num : 0;
+    if (asins > INT64_MAX)
+        asins = INT64_MAX;
+    return asins > 0 ? (int64_t)asins : in_flight > 0 ? 0 : 1;
+}

@@ -152,4 +152,27 @@ int scanner_parse_asin_line(const char *line, char out[ST_ASIN_LEN + 1]);
 #define SCANNER_FNV_INIT 1469598103934665603ULL
 uint64_t scanner_fnv1a(uint64_t h, const void *p, size_t len);
 
+/* Keepa minutes of refill the committer backlog may need (see scanner_backlog_limit). */
+#define SCANNER_BACKLOG_HORIZON_MIN 30
+
+/*
+ * The committer backlog discovery may build: the survivors that BALANCE tokens (negative
+ * counts as 0) plus RATE tokens a minute for SCANNER_BACKLOG_HORIZON_MIN minutes can fully
+ * fetch in batches of BATCH costing BATCH_COST each, at least one batch and at most
+ * 4 x BATCH x 10. A survivor that waits longer for its full fetch is more likely to have
+ * stopped being a deal, and the full fetch, the dearest request there is, is then paid for a
+ * rejection. RATE <= 0 (no reading yet): one batch. BATCH_COST <= 0 (unknown): the most.
+ */
+int64_t scanner_backlog_limit(int64_t balance, int64_t rate, int64_t batch_cost, int64_t batch);
+
+/*
+ * ASINs the next peeks may hold: enough for their expected survivors to fill the backlog
+ * (BACKLOG of LIMIT) beside those expected from IN_FLIGHT ASINs being peeked, at the survivor
+ * rate PASSED / PEEKED seen so far (Laplace-smoothed, so 1/2 before any peek). 0 while peeks
+ * in flight already fill it; at least 1 when none is in flight, so discovery never stops
+ * while the committer idles.
+ */
+int64_t scanner_peek_room(int64_t limit, int64_t backlog, int64_t in_flight, int64_t peeked,
+                          int64_t passed);
+
 #endif

@@ -7,10 +7,10 @@
  * complete, then drops the ASINs the `seen` db says were peeked recently and are unchanged
  * (dedup). submit_peeks() takes up to [scan] peek_batch queued candidates per request, read
  * at submit time so a HUP applies to the next batch, and fewer when their expected survivors
- * would overfill the committer backlog (peek_room, backlog_limit). peek_done() writes the batch's `seen`
- * records, the survivors' `pending` records in one transaction, then pushes the ring records.
- * Once every candidate is done, finish_page() stores the advanced cursor, and the next page
- * (or, after a short page, the pass pause) follows.
+ * would overfill the committer backlog (peek_room, backlog_limit). peek_done() writes the batch's
+ * `seen` records, the survivors' `pending` records in one transaction, then pushes the ring
+ * records. Once every candidate is done, finish_page() stores the advanced cursor, and the next
+ * page (or, after a short page, the pass pause) follows.
  */
 #include "scanner/stage.h"
 
@@ -24,17 +24,16 @@
 #include "common/log.h"
 #include "shm/counters.h"
 
-#define BACKOFF_BASE_MS      500
-#define BACKOFF_MAX_MS       30000
-#define THROTTLE_POLL_MS     250
-#define THROTTLE_HORIZON_MIN 30 /* Keepa minutes of refill the commit backlog may need */
-#define PUSH_RETRY_MS        100
-#define STORE_RETRY_MS       1000
-#define NO_SOURCE_RETRY_MS   30000
-#define STOP_POLL_MS         50
-#define STOP_WAIT_MS         10000
-#define PAGES_PER_STEP       4
-#define ASIN_CHUNK           SCANNER_PAGE_DEALS
+#define BACKOFF_BASE_MS    500
+#define BACKOFF_MAX_MS     30000
+#define THROTTLE_POLL_MS   250
+#define PUSH_RETRY_MS      100
+#define STORE_RETRY_MS     1000
+#define NO_SOURCE_RETRY_MS 30000
+#define STOP_POLL_MS       50
+#define STOP_WAIT_MS       10000
+#define PAGES_PER_STEP     4
+#define ASIN_CHUNK         SCANNER_PAGE_DEALS
 
 static void step(struct scanner *sc);
 static void kick(struct scanner *sc);
@@ -392,27 +391,15 @@ static void peek_done(const struct kp_result *res, void *ud)
     kick(sc);
 }
 
-/*
- * The committer backlog discovery may build: the survivors that the balance plus the refill
- * of the next THROTTLE_HORIZON_MIN Keepa minutes can fully fetch, at least one commit batch
- * and at most 4 x commit batch x 10. A survivor that waits longer than that for its full fetch
- * is more likely to have stopped being a deal by then, and the full fetch, the dearest
- * request there is, would be paid for a rejection.
- */
+/* The backlog limit of scanner_backlog_limit for the bucket as it is now. */
 static int64_t backlog_limit(struct scanner *sc)
 {
-    int64_t batch = cfg(sc)->commit_batch > 0 ? cfg(sc)->commit_batch : 1;
-    int64_t most = 4 * batch * 10;
+    int64_t batch = cfg(sc)->commit_batch;
     struct tb_stats st;
-    if (tb_stats(sc->sp.tb, kd_mono_ns(), &st) != 0 || !st.anchored || st.refill_rate <= 0)
-        return batch;
-    int64_t per_batch = tb_cost_estimate(sc->sp.tb, TB_KIND_COMMIT, batch);
-    if (per_batch <= 0)
-        return most;
-    int64_t tokens =
-        (st.projected_tokens > 0 ? st.projected_tokens : 0) + st.refill_rate * THROTTLE_HORIZON_MIN;
-    int64_t limit = tokens / per_batch * batch;
-    return limit < batch ? batch : limit > most ? most : limit;
+    if (tb_stats(sc->sp.tb, kd_mono_ns(), &st) != 0 || !st.anchored)
+        return scanner_backlog_limit(0, 0, 0, batch);
+    return scanner_backlog_limit(st.projected_tokens, st.refill_rate,
+                                 tb_cost_estimate(sc->sp.tb, TB_KIND_COMMIT, batch), batch);
 }
 
 /*
@@ -437,27 +424,17 @@ static bool is_throttled(struct scanner *sc)
     return throttled;
 }
 
-/*
- * ASINs the next peeks may hold: enough for their expected survivors (at the survivor rate
- * this scanner has seen, Laplace-smoothed) to fill the committer backlog up to its limit
- * beside the survivors still expected from peeks in flight. Peeking more at once would only
- * make the last survivors wait, and go stale, in the backlog. At least one ASIN when no peek
- * is in flight, so discovery never stops while the committer is idle.
- */
+/* scanner_peek_room for this scanner's backlog, peeks in flight and survivor rate. */
 static int64_t peek_room(struct scanner *sc)
 {
-    const struct shm_layout *l = sc->wk->seg.layout;
-    double peeked = (double)shm_counter_get(counters(sc), SHM_C_asins_peeked);
-    double passed = (double)shm_counter_get(counters(sc), SHM_C_survivors);
-    double rate = (passed + 1.0) / (peeked + 2.0);
-    double in_flight = 0;
+    int64_t in_flight = 0;
     for (int i = 0; i < SCANNER_MAX_BATCHES; i++)
         if (sc->batches[i].busy)
-            in_flight += (double)sc->batches[i].n;
-    double room =
-        (double)(backlog_limit(sc) - shm_counter_total(l, SHM_C_commit_backlog)) - in_flight * rate;
-    int64_t asins = room > 0 ? (int64_t)(room / rate + 0.999) : 0;
-    return asins > 0 ? asins : in_flight > 0 ? 0 : 1;
+            in_flight += (int64_t)sc->batches[i].n;
+    return scanner_peek_room(backlog_limit(sc),
+                             shm_counter_total(sc->wk->seg.layout, SHM_C_commit_backlog), in_flight,
+                             shm_counter_get(counters(sc), SHM_C_asins_peeked),
+                             shm_counter_get(counters(sc), SHM_C_survivors));
 }
 
 static void submit_peeks(struct scanner *sc, int64_t now, int64_t *wake)

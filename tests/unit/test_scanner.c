@@ -418,6 +418,47 @@ static void test_prefilter_real_page(void **state)
     assert_true(fc.distinct_hashes > 100);
 }
 
+/*
+ * The commit backlog discovery may build follows the bucket: a 5/min plan with an empty
+ * bucket allows what 150 tokens fetch (2 batches of 5 at 52 tokens), a full one (300) more,
+ * plenty of tokens the old fixed 200, never less than one batch, one batch before any
+ * reading, the most while the commit cost is unknown.
+ */
+static void test_backlog_limit(void **state)
+{
+    (void)state;
+    assert_int_equal(scanner_backlog_limit(0, 5, 52, 5), 10);
+    assert_int_equal(scanner_backlog_limit(-400, 5, 52, 5), 10); /* a deficit counts as 0 */
+    assert_int_equal(scanner_backlog_limit(300, 5, 52, 5), 40);
+    assert_int_equal(scanner_backlog_limit(0, 1, 52, 5), 5); /* 30 tokens: still one batch */
+    assert_int_equal(scanner_backlog_limit(1000000, 30000, 52, 5), 200);
+    assert_int_equal(scanner_backlog_limit(0, 0, 52, 5), 5);  /* no reading yet */
+    assert_int_equal(scanner_backlog_limit(0, 5, 0, 5), 200); /* cost unknown */
+    assert_int_equal(scanner_backlog_limit(0, 5, 11, 1), 13); /* batch 1 */
+    assert_int_equal(scanner_backlog_limit(0, 5, 52, 0), 2);  /* batch < 1 taken as 1 */
+}
+
+/*
+ * A peek holds only as many ASINs as its expected survivors need to fill the backlog: at a
+ * survivor rate of 1/2 (nothing seen yet, or 49 of 98) 10 free places want 20 ASINs; peeks
+ * in flight count with their expected survivors; a full backlog wants none while a peek is
+ * in flight but one when none is, so discovery never stalls.
+ */
+static void test_peek_room(void **state)
+{
+    (void)state;
+    assert_int_equal(scanner_peek_room(10, 0, 0, 0, 0), 20);
+    assert_int_equal(scanner_peek_room(10, 0, 0, 98, 49), 20);
+    assert_int_equal(scanner_peek_room(10, 0, 0, 398, 99), 40); /* rate 1/4 */
+    assert_int_equal(scanner_peek_room(10, 6, 0, 398, 99), 16);
+    assert_int_equal(scanner_peek_room(10, 0, 20, 98, 49), 0); /* 20 in flight fill it */
+    assert_int_equal(scanner_peek_room(10, 0, 10, 98, 49), 10);
+    assert_int_equal(scanner_peek_room(10, 10, 0, 98, 49), 1); /* full, nothing in flight */
+    assert_int_equal(scanner_peek_room(10, 50, 0, 98, 49), 1); /* over full */
+    assert_int_equal(scanner_peek_room(10, 50, 5, 98, 49), 0);
+    assert_int_equal(scanner_peek_room(200, 0, 0, 1000, 0), 200 * 1002); /* a rare survivor */
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -432,6 +473,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_selection_builtin),
         cmocka_unit_test(test_selection_checks),
         cmocka_unit_test(test_prefilter_real_page),
+        cmocka_unit_test(test_backlog_limit),
+        cmocka_unit_test(test_peek_room),
     };
     return KD_RUN_TESTS(tests, argc, argv);
 }

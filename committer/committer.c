@@ -19,11 +19,12 @@
  * kill -9 at any point loses no survivor and, LMDB being transactional, corrupts no record.
  *
  * Failures never drop work silently: a failed or cancelled request keeps every item (backoff
- * and retry); a product missing from the answer or without its offers is retried up to
- * COMMITTER_GIVE_UP_ATTEMPTS times, then dropped with a warning naming it; a request Keepa
- * calls permanently wrong is retried, and dropped (logged with the reason) only after
- * COMMITTER_PERMANENT_LIMIT such answers; a failed store write keeps the batch's results in
- * memory, pauses fetching and retries the write on a timer.
+ * and retry); a product missing from the answer, without its offers, or garbled (fields of
+ * the wrong JSON type: KP_ASIN_MALFORMED, never judged on the fields left absent) is retried
+ * up to COMMITTER_GIVE_UP_ATTEMPTS times, then dropped with a warning naming it and why; a
+ * request Keepa calls permanently wrong is retried, and dropped (logged with the reason) only
+ * after COMMITTER_PERMANENT_LIMIT such answers; a failed store write keeps the batch's results
+ * in memory, pauses fetching and retries the write on a timer.
  */
 #include "committer/committer.h"
 
@@ -529,9 +530,12 @@ static void judge(struct committer *c, const struct kp_result *res)
                          e->deal.roi_bp);
             continue;
         }
+        /* Not answered usably: retried, and counted toward giving up. A MALFORMED product
+         * was withheld by the client (e->got is false): its absent fields say nothing. */
         e->why = st == KP_ASIN_OFFERS_FAILED || (e->got && e->verdict == DM_OFFERS_FAILED)
                      ? "Keepa could not refresh its offers"
-                     : "missing from Keepa's answer";
+                 : st == KP_ASIN_MALFORMED ? "Keepa's answer had fields of the wrong JSON type"
+                                           : "missing from Keepa's answer";
         e->act = e->p.attempts + 1 >= COMMITTER_GIVE_UP_ATTEMPTS ? ACT_GIVE_UP : ACT_RETRY;
     }
 }

@@ -9,8 +9,11 @@
  * at submit time so a HUP applies to the next batch, and fewer when their expected survivors
  * would overfill the committer backlog (peek_room, backlog_limit). peek_done() writes the batch's
  * `seen` records, the survivors' `pending` records in one transaction, then pushes the ring
- * records. Once every candidate is done, finish_page() stores the advanced cursor, and the next
- * page (or, after a short page, the pass pause) follows.
+ * records. A candidate the answer lacks, or had with fields of the wrong JSON type (the client
+ * withholds those: KP_ASIN_MALFORMED), is not judged and not marked peeked in `seen`: a later
+ * pass asks for it again, where absent fields would have rejected it on no evidence. Once every
+ * candidate is done, finish_page() stores the advanced cursor, and the next page (or, after a
+ * short page, the pass pause) follows.
  */
 #include "scanner/stage.h"
 
@@ -313,9 +316,10 @@ static int write_batch(struct scanner *sc, struct scanner_batch *b)
     char why[256];
     rejection_reasons(b, why, sizeof(why));
     kd_info("peek: %zu asins, %zu delivered, %zu survivors, %zu rejected%s, %zu stored deals to "
-            "refresh, %zu missing (retried next pass), %.0f tokens",
+            "refresh, %zu missing (retried next pass; %zu of them with mistyped fields), %.0f "
+            "tokens",
             b->n, delivered, w.n_survivors, w.n_rejected, why, w.n_refresh, b->n - delivered,
-            b->tokens);
+            b->n_malformed, b->tokens);
     /* Missing ones are not marked peeked: a later pass asks again. */
     scanner_page_release(&sc->page, b->idx, b->n, true);
     b->write_pending = false;
@@ -372,6 +376,9 @@ static void peek_done(const struct kp_result *res, void *ud)
     if (res->code == KP_OK) {
         sc->peek_failures = 0;
         b->tokens = res->reading_valid ? res->reading.tokens_consumed : 0;
+        b->n_malformed = 0;
+        for (size_t i = 0; i < res->n_asins; i++)
+            b->n_malformed += res->asins[i].status == KP_ASIN_MALFORMED;
         b->peek_ms = kd_wall_ms();
         write_batch(sc, b); /* paid for: written even while stopping */
     } else {

@@ -54,6 +54,7 @@ struct scanner_batch {
     struct scanner_peeked res[KP_MAX_BATCH];
     double tokens;
     int64_t peek_ms;
+    size_t n_malformed; /* of the not delivered: answered with mistyped fields (for the log) */
 };
 
 struct scanner_ringq {

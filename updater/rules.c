@@ -98,7 +98,7 @@ void updater_fresh_from_stats(const struct kp_stats *st, const struct cfg *c,
 enum updater_check updater_classify(enum kp_result_code code, bool returned,
                                     enum kp_asin_status status, bool any_returned, size_t batch_n)
 {
-    if (code != KP_OK)
+    if (code != KP_OK || status == KP_ASIN_MALFORMED)
         return UPDATER_NOT_CHECKED;
     if (returned)
         return UPDATER_REFRESHED;

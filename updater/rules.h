@@ -100,7 +100,9 @@ void updater_fresh_from_stats(const struct kp_stats *st, const struct cfg *c,
  * final result, RETURNED whether the product arrived, STATUS its per-ASIN outcome (ignored
  * unless CODE is KP_OK), ANY_RETURNED whether the answer carried at least one product. A
  * multi-ASIN answer without any product is suspect (a dropped "products" key looks the same
- * as all-unknown ASINs): NOT_CHECKED; the caller retries with one ASIN alone.
+ * as all-unknown ASINs): NOT_CHECKED; the caller retries with one ASIN alone. A product
+ * answered with fields of the wrong JSON type (KP_ASIN_MALFORMED) was not answered: NOT_CHECKED,
+ * whatever RETURNED says, so a server glitch never counts toward expiry.
  */
 enum updater_check updater_classify(enum kp_result_code code, bool returned,
                                     enum kp_asin_status status, bool any_returned, size_t batch_n);

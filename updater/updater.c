@@ -15,10 +15,11 @@
  * failure): a failed, cancelled or suspect fetch writes nothing: the deals keep their failure
  * counts and stay due, and the next attempt waits for a backoff; a batch whose write failed
  * (disk full) is kept in memory and written again before anything new is spent; no deal is
- * ever expired by a timer. A multi-ASIN answer without any product is suspect and is narrowed
- * down one ASIN at a time before anything counts as "not returned"; a request Keepa refuses
- * (400) is narrowed down the same way and the one deal it is refused for is set aside for a
- * while (still due, uncounted), so it cannot block the deals behind it.
+ * ever expired by a timer, nor on a product answered with fields of the wrong JSON type
+ * (KP_ASIN_MALFORMED: not checked, stays due). A multi-ASIN answer without any product is
+ * suspect and is narrowed down one ASIN at a time before anything counts as "not returned"; a
+ * request Keepa refuses (400) is narrowed down the same way and the one deal it is refused for
+ * is set aside for a while (still due, uncounted), so it cannot block the deals behind it.
  *
  * Stop: TERM while a request is on the wire waits for its answer and its write; a job still
  * waiting for tokens is cancelled (its deals simply stay due).
@@ -430,7 +431,7 @@ static void on_batch_done(const struct kp_result *res, void *ud)
     bool any_returned = false;
     for (size_t i = 0; i < u->n; i++)
         any_returned |= u->items[i].returned;
-    size_t checked = 0;
+    size_t checked = 0, malformed = 0;
     for (size_t i = 0; i < u->n; i++) {
         struct upd_item *it = &u->items[i];
         enum kp_asin_status st = KP_ASIN_REJECTED;
@@ -442,15 +443,22 @@ static void on_batch_done(const struct kp_result *res, void *ud)
         }
         it->check = updater_classify(res->code, it->returned, st, any_returned, u->n);
         checked += it->check != UPDATER_NOT_CHECKED;
+        malformed += res->code == KP_OK && st == KP_ASIN_MALFORMED;
     }
 
     if (res->code == KP_OK) {
         u->fetch_failures = 0;
         u->retry_at_ns = 0;
-        u->probe_single = checked == 0 && u->n > 1;
+        /* Products with mistyped fields stay due, uncounted. When every ASIN came so, the
+         * answer is garbled rather than empty: asking one at a time would not tell more. */
+        u->probe_single = checked == 0 && u->n > 1 && malformed < u->n;
+        if (malformed > 0)
+            kd_warn("update batch of %zu asins: %zu answered with fields of the wrong JSON type; "
+                    "they stay due and are not counted as checked",
+                    u->n, malformed);
         if (u->probe_single)
-            kd_warn("update batch of %zu asins: the answer had no product at all; asking for "
-                    "them one at a time before counting any as gone",
+            kd_warn("update batch of %zu asins: the answer had no usable product at all; asking "
+                    "for them one at a time before counting any as gone",
                     u->n);
     } else if (res->code == KP_PERMANENT) {
         /* Keepa refuses the request itself (400): no backoff helps. Ask for the deals one

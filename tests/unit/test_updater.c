@@ -188,6 +188,27 @@ static void test_classify_counts_only_real_checks(void **state)
                      UPDATER_NOT_CHECKED);
 }
 
+/*
+ * A product answered with fields of the wrong JSON type (issue 7) was not answered: whether
+ * alone or in a batch, beside returned products or not, and even if a copy was returned, it
+ * is never refreshed from nor counted as missing (which would move it toward expiry).
+ */
+static void test_classify_malformed_not_checked(void **state)
+{
+    (void)state;
+    const bool flags[] = {false, true};
+    const size_t batches[] = {1, 5};
+    for (size_t r = 0; r < 2; r++)
+        for (size_t a = 0; a < 2; a++)
+            for (size_t b = 0; b < 2; b++)
+                assert_int_equal(
+                    updater_classify(KP_OK, flags[r], KP_ASIN_MALFORMED, flags[a], batches[b]),
+                    UPDATER_NOT_CHECKED);
+    /* Its neighbours in the same answer are judged as before. */
+    assert_int_equal(updater_classify(KP_OK, true, KP_ASIN_OK, true, 5), UPDATER_REFRESHED);
+    assert_int_equal(updater_classify(KP_OK, false, KP_ASIN_MISSING, true, 5), UPDATER_MISSING);
+}
+
 static void test_not_checked_changes_nothing(void **state)
 {
     (void)state;
@@ -466,6 +487,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_volatility),
         cmocka_unit_test(test_retry_backoff_doubles_to_a_cap),
         cmocka_unit_test(test_classify_counts_only_real_checks),
+        cmocka_unit_test(test_classify_malformed_not_checked),
         cmocka_unit_test(test_not_checked_changes_nothing),
         cmocka_unit_test(test_stable_refresh_doubles_and_resets_failures),
         cmocka_unit_test(test_reprice_matches_dealmath),

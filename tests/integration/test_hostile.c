@@ -3,9 +3,10 @@
  *
  * kdeals-sim answers the committer's full fetches (/product with offers: the scanner peeks
  * without offers, the updater's light updates carry none) with one hostile body after another:
- * a drip slower than any timeout, an endless body, a 160 MiB body, a body nested 10^6 deep
- * and a body whose every product field has the wrong JSON type (the sim's offers_NAME=1
- * faults). For each kind in turn the test asserts what a user relies on:
+ * a drip slower than any timeout, an endless body, a 160 MiB body, a body nested 10^6 deep,
+ * a body whose every product field has the wrong JSON type, and one where only each
+ * product's asin is left readable (the sim's offers_NAME=1 faults). For each kind in turn the
+ * test asserts what a user relies on:
  *
  *   * the other workers go on: while the committer gets nothing but hostile answers, the
  *     scanner's peeks and the updater's light updates keep advancing (waited for on their
@@ -13,9 +14,14 @@
  *   * the stuck request ends and is retried: the next full fetch reaches the server within
  *     request_timeout (5 s) + SLACK_S of the first one, and the log names what cut it (the
  *     timeout for drip, the decoder's 64 MiB limit for endless and huge, its depth limit for
- *     deep, the missing product identity for mistyped);
+ *     deep, the missing product identity for mistyped, the per-product type check for
+ *     mistyped_fields);
  *   * nothing is lost: every survivor pending when the kind began is still pending when it
- *     ends, and the store invariant holds (every peeked survivor is a deal or pending);
+ *     ends, and the store invariant holds (every peeked survivor is a deal or pending). A
+ *     mistyped_fields answer is a usable answer whose products are all garbled (the client
+ *     reports them MALFORMED): the committer judges none of them (no deal, no rejection from
+ *     such an answer) and retries each survivor like one missing from the answer, so one that
+ *     leaves pending may only have been given up, with the reason in the log;
  *   * garbage is not bought in bulk: after each failed full fetch in a row the committer
  *     pauses longer (a quarter Keepa minute, doubling, up to two) before the next one;
  *
@@ -79,6 +85,7 @@ static const struct {
     {"huge", "body larger than the limit of 67108864 bytes"},
     {"deep", "JSON nested deeper than"},
     {"mistyped", "products without a readable asin"},
+    {"mistyped_fields", "fields of the wrong JSON type withheld"},
 };
 
 static int64_t role_counter(const struct shm_segment *seg, enum shm_role r, enum shm_counter_id id)
@@ -152,6 +159,67 @@ static unsigned log_count(const struct kdh_daemon *d, const char *needle)
         n++;
     free(text);
     return n;
+}
+
+/* Bytes in the daemon's log now: the start of what a phase logs. */
+static size_t log_size(const struct kdh_daemon *d)
+{
+    size_t len = 0;
+    free(kd_read_file(d->log, &len));
+    return len;
+}
+
+/*
+ * The mistyped_fields phase, read from what the daemon logged since byte FROM: no commit
+ * batch answered then committed, rejected, re-checked or expired anything (every product was
+ * garbled), and each of the N survivors of BEFORE no longer among the M of AFTER was given up
+ * with the garbled answers as the reason. Returns how many were given up.
+ */
+static unsigned check_garbled_phase(const struct kdh_daemon *d, size_t from,
+                                    const struct st_key *before, unsigned n,
+                                    const struct st_key *after, unsigned m)
+{
+    size_t len = 0;
+    char *text = kd_read_file(d->log, &len);
+    assert_non_null(text);
+    assert_true(len >= from);
+    const char *phase = text + from;
+    unsigned answered = 0;
+    for (const char *p = phase; (p = strstr(p, "]: commit batch of ")) != NULL; p++) {
+        const char *after_n = p + strlen("]: commit batch of ");
+        after_n += strspn(after_n, "0123456789");
+        if (after_n[0] != ':')
+            continue; /* a failed batch */
+        const char *eol = strchr(after_n, '\n');
+        const char *z =
+            strstr(after_n, " 0 deals, 0 rejected, 0 re-checked stored deals, 0 expired,");
+        if (z == NULL || (eol != NULL && z > eol))
+            fail_msg("a commit batch judged a garbled answer: %.*s (see %s)",
+                     (int)(eol != NULL ? eol - p : 200), p, d->log);
+        answered++;
+    }
+    assert_true(answered > 0);
+    unsigned given_up = 0;
+    for (unsigned i = 0; i < n; i++) {
+        bool kept = false;
+        for (unsigned j = 0; j < m && !kept; j++)
+            kept = memcmp(&before[i], &after[j], sizeof(before[i])) == 0;
+        if (kept)
+            continue;
+        char asin[ST_ASIN_LEN + 1], needle[64];
+        st_key_asin(&before[i], asin);
+        snprintf(needle, sizeof(needle), "giving up on %s after", asin);
+        const char *g = strstr(phase, needle);
+        const char *eol = g != NULL ? strchr(g, '\n') : NULL;
+        const char *why = g != NULL ? strstr(g, "fields of the wrong JSON type") : NULL;
+        if (why == NULL || (eol != NULL && why > eol))
+            fail_msg("%s left pending during the garbled answers, but not given up for them "
+                     "(see %s)",
+                     asin, d->log);
+        given_up++;
+    }
+    free(text);
+    return given_up;
 }
 
 /* Milliseconds of the log line's UTC timestamp ("2026-11-30T01:59:30.428Z ..."), or -1. */
@@ -236,6 +304,8 @@ static void hostile_phase(const struct kdh_sim *sim, const struct kdh_daemon *d,
     if (!KDH_WAIT_FOR(injected(sim, kind) > inj0, FIRST_WAIT))
         fail_msg("%s: the committer made no full fetch in %d s (see %s)", kind, FIRST_WAIT, d->log);
     int64_t t_first = kd_mono_ns();
+    size_t log_from = log_size(d);
+    bool garbled = strcmp(kind, "mistyped_fields") == 0; /* answered, products MALFORMED */
     int64_t inj1 = injected(sim, kind);
     /* The committer has one fetch in flight at a time: the honest one before was settled. */
     int64_t committed0 = shm_counter_total(seg->layout, SHM_C_deals_committed);
@@ -259,8 +329,10 @@ static void hostile_phase(const struct kdh_sim *sim, const struct kdh_daemon *d,
         fail_msg("%s: the updater stopped updating (see %s)", kind, d->log);
     /* An answer that parses (mistyped) is judged per product: go on until every survivor
      * pending at the start was answered more often than the committer's give-up limit for
-     * products missing from an answer (5), had it been judged so. */
-    int64_t want = strcmp(kind, "mistyped") == 0 ? inj1 + 8 * (int64_t)((n_before + 4) / 5) : 0;
+     * products missing from an answer (5), had it been judged so. mistyped_fields answers
+     * are judged per product too (as MALFORMED): as many, so give-ups happen. */
+    int64_t want =
+        strcmp(kind, "mistyped") == 0 || garbled ? inj1 + 8 * (int64_t)((n_before + 4) / 5) : 0;
     if (!KDH_WAIT_FOR(injected(sim, kind) >= want, FIRST_WAIT))
         fail_msg("%s: fewer than %lld hostile answers in %d s (see %s)", kind,
                  (long long)(want - inj0), FIRST_WAIT, d->log);
@@ -278,6 +350,12 @@ static void hostile_phase(const struct kdh_sim *sim, const struct kdh_daemon *d,
            "%lld updater requests; %u/%u survivors still pending; %lld hostile answers\n",
            kind, retry_s, (long long)(peeked2 - peeked1), (long long)(updates2 - updates1), kept,
            n_before, (long long)(injected(sim, kind) - inj0));
+    if (garbled) {
+        unsigned given_up = check_garbled_phase(d, log_from, before, n_before, after, n_after);
+        printf("    %-8s no survivor judged on a garbled answer; %u given up for them\n", kind,
+               given_up);
+        return;
+    }
     if (kept != n_before)
         fail_msg("%s: %u of %u pending survivors left pending without a usable answer (see %s)",
                  kind, n_before - kept, n_before, d->log);

@@ -196,6 +196,7 @@ static void gen_product(yajl_gen g, const struct kp_product *p)
     gint(g, "offersSeen", p->n_offers_seen);
     gkey(g, "offersTruncated");
     yajl_gen_bool(g, p->offers_truncated);
+    gint(g, "typeErrors", p->type_errors); /* > 0: garbled, the client would withhold it */
     gkey(g, "offers");
     yajl_gen_array_open(g);
     for (uint32_t i = 0; i < p->n_offers; i++) {

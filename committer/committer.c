@@ -540,18 +540,35 @@ static void judge(struct committer *c, const struct kp_result *res)
     }
 }
 
+/* A 200 that judged nothing of the batch: every product garbled (KP_ASIN_MALFORMED),
+ * missing, or without offers. As good as a failed request, and just as paid for. */
+static bool judged_nothing(const struct committer *c, const struct kp_result *res)
+{
+    if (res->code != KP_OK || c->b.n == 0)
+        return false;
+    for (size_t i = 0; i < c->b.n; i++) {
+        const struct entry *e = &c->b.e[i];
+        const struct kp_asin_outcome *o = outcome_of(res, e->p.asin);
+        if (o != NULL && o->status == KP_ASIN_OK && e->got && e->verdict != DM_OFFERS_FAILED)
+            return false;
+    }
+    return true;
+}
+
 static void on_done(const struct kp_result *res, void *ud)
 {
     struct committer *c = ud;
     c->in_flight = false;
     /*
      * A failed request may still have been billed (a malformed or endless 200 is paid for in
-     * full), so a Keepa that keeps failing must not be fed the whole backlog in quick
+     * full, and so is a 200 that judged nothing: every product garbled, missing or without
+     * offers), so a Keepa that keeps failing must not be fed the whole backlog in quick
      * succession: the next batch waits a quarter of a Keepa minute, doubling per consecutive
      * failed batch up to two minutes. At most one full fetch per two minutes is then paid
      * for garbage, and a Keepa that recovers is back in use within two minutes.
      */
-    if (res->code != KP_FAILED && res->code != KP_PERMANENT) {
+    bool useless = judged_nothing(c, res);
+    if (res->code != KP_FAILED && res->code != KP_PERMANENT && !useless) {
         c->failed_batches = 0;
     } else {
         c->failed_batches++;
@@ -559,6 +576,10 @@ static void on_done(const struct kp_result *res, void *ud)
         int64_t pause = (minute / 4 > 0 ? minute / 4 : 1)
                         << (c->failed_batches < 4 ? c->failed_batches - 1 : 3);
         c->resume_ms = mono_ms() + pause;
+        if (useless)
+            kd_warn("commit batch of %zu: nothing usable in Keepa's answer (%u such batches in a "
+                    "row); the next batch waits %lld ms",
+                    c->b.n, c->failed_batches, (long long)pause);
     }
     switch (res->code) {
     case KP_OK:

@@ -600,7 +600,8 @@ static size_t batch_lines_after(const char *from, size_t max, size_t *asins_tota
     for (char *p = start; (p = strstr(p, "commit batch of ")) != NULL; p++) {
         unsigned n = 0;
         char colon = 0;
-        if (sscanf(p, "commit batch of %u%c", &n, &colon) == 2 && colon == ':') {
+        if (sscanf(p, "commit batch of %u%c", &n, &colon) == 2 && colon == ':' &&
+            strstr(p, ": nothing usable") != strchr(p, ':')) { /* not the pause notice */
             if (n < 1 || n > max)
                 fail_msg("a commit request carried %u ASINs", n);
             lines++;

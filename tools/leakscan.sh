@@ -3,7 +3,9 @@
 # valgrind memcheck for a bounded time with faults on, then a graceful stop, so every process
 # exits through its normal path and memcheck sees its final heap.
 #
-# Usage: tools/leakscan.sh [SECONDS] [BUILD_DIR]     (defaults: 180, build)
+# Usage: [LEAKSCAN_FAULTS=ITEMS] tools/leakscan.sh [SECONDS] [BUILD_DIR]  (defaults: 180, build)
+#        LEAKSCAN_FAULTS adds kdeals-sim fault items (sim/README.md), e.g. the hostile bodies
+#        LEAKSCAN_FAULTS=mistyped=0.02,deep=0.01,offers_mistyped=0.03
 #        e.g. cmake -S . -B build-soak && cmake --build build-soak -j2 &&
 #             tools/leakscan.sh 300 build-soak
 #
@@ -39,7 +41,7 @@ KDEALS=$(realpath "$KDEALS")
 
 DIR=$(mktemp -d /tmp/kdeals-leakscan.XXXXXX)
 KEY=LeakScanKey0123456789abcdef
-FAULTS="http500=0.03,reset=0.02,truncate=0.02,malformed=0.02,offers_fail=0.05"
+FAULTS="http500=0.03,reset=0.02,truncate=0.02,malformed=0.02,offers_fail=0.05${LEAKSCAN_FAULTS:+,$LEAKSCAN_FAULTS}"
 VG=(valgrind --leak-check=full --trace-children=yes --num-callers=30 --error-limit=no
     "--log-file=$DIR/vg.%p.log")
 echo "leakscan: ${SECS}s, logs in $DIR"

@@ -70,6 +70,7 @@ struct sup {
     uv_signal_t sig_term, sig_int, sig_quit, sig_hup, sig_usr1;
     uv_timer_t stop_timer, state_timer;
     int stopping;
+    int stop_immediate; /* QUIT: workers are killed on purpose */
     int exit_code;
     int running_announced;
 };
@@ -149,6 +150,7 @@ static void begin_stop(struct sup *s, int immediate)
     if (s->stopping && !immediate)
         return;
     s->stopping = 1;
+    s->stop_immediate |= immediate;
 #ifdef KD_HAVE_SYSTEMD
     sd_notify(0, "STOPPING=1");
 #endif
@@ -194,8 +196,21 @@ static void on_child_exit(uv_process_t *p, int64_t exit_status, int term_signal)
     uv_close((uv_handle_t *)p, close_cb_noop);
 
     if (s->stopping) {
-        kd_info("%s exited (%s %d)", shm_role_name(c->role), term_signal ? "signal" : "status",
-                term_signal ? term_signal : (int)exit_status);
+        /* A worker that did not stop cleanly (an error exit, a crash, a sanitizer's leak
+         * report, the SIGKILL after the stop deadline) makes the daemon's own exit status 1,
+         * so systemd and scripts see it. QUIT kills the workers on purpose, and the stop's
+         * own TERM may reach a worker just started, before its handler is installed. */
+        bool clean =
+            (term_signal == 0 && exit_status == 0) || term_signal == SIGTERM || s->stop_immediate;
+        if (clean)
+            kd_info("%s exited (%s %d)", shm_role_name(c->role), term_signal ? "signal" : "status",
+                    term_signal ? term_signal : (int)exit_status);
+        else
+            kd_error("%s did not stop cleanly (%s %d): the daemon exits with status 1",
+                     shm_role_name(c->role), term_signal ? "signal" : "status",
+                     term_signal ? term_signal : (int)exit_status);
+        if (!clean)
+            s->exit_code = 1;
         stop_next(s);
         return;
     }

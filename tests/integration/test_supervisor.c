@@ -16,47 +16,30 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kd_harness.h"
 #include "kd_test.h"
 #include "shm/segment.h"
 
 #define KDEALS KD_BUILD_DIR "/kdeals"
 
-static void nap_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* Polls COND (an expression) every 10 ms for up to SECONDS; evaluates to its final value. */
-#define WAIT_FOR(cond, seconds)                                                                    \
-    ({                                                                                             \
-        int ok_ = 0;                                                                               \
-        for (int i_ = 0; i_ < (seconds)*100; i_++) {                                               \
-            if (cond) {                                                                            \
-                ok_ = 1;                                                                           \
-                break;                                                                             \
-            }                                                                                      \
-            nap_ms(10);                                                                            \
-        }                                                                                          \
-        ok_;                                                                                       \
-    })
-
-/* A config whose store lives in the test's folder (the default is /var/lib/kdeals). */
-static const char *test_config(void)
+/* A config whose store lives in the test's folder (the default is /var/lib/kdeals), and
+ * whose workers get STOP_TIMEOUT to stop. */
+static const char *test_config(const char *stop_timeout)
 {
     static char path[512];
     snprintf(path, sizeof(path), "%s/kdeals.conf", kd_test_tmpdir());
     FILE *f = fopen(path, "w");
     assert_non_null(f);
-    fprintf(f, "[store]\npath = %s/store\nmap_size_mb = 16\n", kd_test_tmpdir());
+    fprintf(f, "[store]\npath = %s/store\nmap_size_mb = 16\n[daemon]\nstop_timeout = %s\n",
+            kd_test_tmpdir(), stop_timeout);
     fclose(f);
     return path;
 }
 
-static pid_t start_kdeals(const char *instance, const char *logname)
+static pid_t start_kdeals_stop(const char *instance, const char *logname, const char *stop_timeout)
 {
     char log[512];
-    const char *conf = test_config();
+    const char *conf = test_config(stop_timeout);
     snprintf(log, sizeof(log), "%s/%s", kd_test_tmpdir(), logname);
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -68,6 +51,11 @@ static pid_t start_kdeals(const char *instance, const char *logname)
         _exit(127);
     }
     return pid;
+}
+
+static pid_t start_kdeals(const char *instance, const char *logname)
+{
+    return start_kdeals_stop(instance, logname, "30s");
 }
 
 static int status_is(const char *instance, const char *state)
@@ -116,7 +104,7 @@ static void test_start_restart_refuse_stop(void **state)
     (void)state;
     const char *inst = kd_test_instance();
     pid_t sup = start_kdeals(inst, "sup.log");
-    assert_true(WAIT_FOR(running_as(inst, sup), 10));
+    assert_true(KDH_WAIT_FOR(running_as(inst, sup), 10));
 
     struct shm_segment seg;
     assert_int_equal(attach(&seg, inst), 0);
@@ -138,9 +126,9 @@ static void test_start_restart_refuse_stop(void **state)
 
     /* kill -9 of one worker: only that one is restarted. */
     kill((pid_t)pids[SHM_ROLE_COMMITTER], SIGKILL);
-    assert_true(WAIT_FOR(atomic_load(&l->procs[SHM_ROLE_COMMITTER].restarts) == 1 &&
-                             atomic_load(&l->procs[SHM_ROLE_COMMITTER].state) == SHM_PROC_READY,
-                         10));
+    assert_true(KDH_WAIT_FOR(atomic_load(&l->procs[SHM_ROLE_COMMITTER].restarts) == 1 &&
+                                 atomic_load(&l->procs[SHM_ROLE_COMMITTER].state) == SHM_PROC_READY,
+                             10));
     int64_t new_committer = atomic_load(&l->procs[SHM_ROLE_COMMITTER].pid);
     assert_true(new_committer != pids[SHM_ROLE_COMMITTER] && alive(new_committer));
     assert_int_equal(atomic_load(&l->procs[SHM_ROLE_COMMITTER].last_exit_status), SIGKILL);
@@ -151,7 +139,7 @@ static void test_start_restart_refuse_stop(void **state)
     /* A second supervisor on the same instance is refused and says why. */
     pid_t second = start_kdeals(inst, "second.log");
     int status;
-    assert_true(WAIT_FOR(exited(second, &status), 10));
+    assert_true(KDH_WAIT_FOR(exited(second, &status), 10));
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 1);
     char log[1024], path[512];
@@ -161,7 +149,7 @@ static void test_start_restart_refuse_stop(void **state)
 
     /* Graceful stop: exit 0, workers gone, segment removed, status "stopped". */
     kill(sup, SIGTERM);
-    assert_true(WAIT_FOR(exited(sup, &status), 15));
+    assert_true(KDH_WAIT_FOR(exited(sup, &status), 15));
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
     assert_false(alive(new_committer));
@@ -179,7 +167,7 @@ static void test_supervisor_killed_workers_follow_and_restart_recovers(void **st
     (void)state;
     const char *inst = kd_test_instance();
     pid_t sup = start_kdeals(inst, "a.log");
-    assert_true(WAIT_FOR(running_as(inst, sup), 10));
+    assert_true(KDH_WAIT_FOR(running_as(inst, sup), 10));
     struct shm_segment seg;
     assert_int_equal(attach(&seg, inst), 0);
     uint64_t gen = seg.generation;
@@ -192,14 +180,14 @@ static void test_supervisor_killed_workers_follow_and_restart_recovers(void **st
     waitpid(sup, &status, 0);
     /* Workers exit by themselves when the supervisor dies. */
     for (int i = 0; i < 3; i++)
-        assert_true(WAIT_FOR(!alive(workers[i]), 10));
+        assert_true(KDH_WAIT_FOR(!alive(workers[i]), 10));
 
     /* The next start replaces the stale segment; an old reader notices. */
     struct shm_status stale;
     assert_int_equal(shm_status_read(kd_test_tmpdir(), inst, &stale), 0);
     assert_false(stale.locked); /* the dead supervisor's lock went with it */
     pid_t sup2 = start_kdeals(inst, "b.log");
-    assert_true(WAIT_FOR(running_as(inst, sup2), 10));
+    assert_true(KDH_WAIT_FOR(running_as(inst, sup2), 10));
     assert_int_equal(shm_segment_check(&seg), -ESTALE);
     shm_segment_detach(&seg);
     assert_int_equal(attach(&seg, inst), 0);
@@ -207,7 +195,7 @@ static void test_supervisor_killed_workers_follow_and_restart_recovers(void **st
     assert_int_equal(seg.layout->header.supervisor_pid, sup2);
     shm_segment_detach(&seg);
     kill(sup2, SIGTERM);
-    assert_true(WAIT_FOR(exited(sup2, &status), 15));
+    assert_true(KDH_WAIT_FOR(exited(sup2, &status), 15));
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
@@ -216,32 +204,64 @@ static void test_restart_intensity_stops_daemon(void **state)
     (void)state;
     const char *inst = kd_test_instance();
     pid_t sup = start_kdeals(inst, "c.log");
-    assert_true(WAIT_FOR(running_as(inst, sup), 10));
+    assert_true(KDH_WAIT_FOR(running_as(inst, sup), 10));
     struct shm_segment seg;
     assert_int_equal(attach(&seg, inst), 0);
     int status = 0, done = 0;
     /* Kill the updater every time it comes back: the sixth death within 60 s ends it. */
     for (int kills = 0; kills < 10 && !done; kills++) {
         int64_t pid = 0;
-        if (!WAIT_FOR((pid = atomic_load(&seg.layout->procs[SHM_ROLE_UPDATER].pid)) > 0 ||
-                          (done = exited(sup, &status)),
-                      20))
+        if (!KDH_WAIT_FOR((pid = atomic_load(&seg.layout->procs[SHM_ROLE_UPDATER].pid)) > 0 ||
+                              (done = exited(sup, &status)),
+                          20))
             fail_msg("updater did not come back");
         if (done)
             break;
         kill((pid_t)pid, SIGKILL);
-        WAIT_FOR(atomic_load(&seg.layout->procs[SHM_ROLE_UPDATER].pid) != pid ||
-                     (done = exited(sup, &status)),
-                 10);
+        KDH_WAIT_FOR(atomic_load(&seg.layout->procs[SHM_ROLE_UPDATER].pid) != pid ||
+                         (done = exited(sup, &status)),
+                     10);
     }
     if (!done)
-        assert_true(WAIT_FOR(exited(sup, &status), 20));
+        assert_true(KDH_WAIT_FOR(exited(sup, &status), 20));
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 1);
     char log[8192], path[512];
     snprintf(path, sizeof(path), "%s/c.log", kd_test_tmpdir());
     read_file_into(path, log, sizeof(log));
     assert_non_null(strstr(log, "stopping the daemon"));
+    shm_segment_detach(&seg);
+}
+
+/*
+ * A worker that does not stop cleanly makes the daemon's exit status 1: the updater is
+ * stopped (SIGSTOP) so it cannot answer TERM, the stop deadline (1 s) SIGKILLs it, and the
+ * supervisor says so and exits 1 instead of reporting a clean stop to systemd or a script.
+ */
+static void test_unclean_worker_stop_exits_1(void **state)
+{
+    (void)state;
+    const char *inst = kd_test_instance();
+    pid_t sup = start_kdeals_stop(inst, "d.log", "1s");
+    assert_true(KDH_WAIT_FOR(running_as(inst, sup), 10));
+    struct shm_segment seg;
+    assert_int_equal(attach(&seg, inst), 0);
+    int64_t updater = atomic_load(&seg.layout->procs[SHM_ROLE_UPDATER].pid);
+    assert_true(alive(updater));
+    assert_int_equal(kill((pid_t)updater, SIGSTOP), 0);
+    kill(sup, SIGTERM);
+    int status;
+    assert_true(KDH_WAIT_FOR(exited(sup, &status), 15));
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 1);
+    assert_false(alive(updater));
+    assert_int_equal(atomic_load(&seg.layout->procs[SHM_ROLE_UPDATER].last_exit_status), SIGKILL);
+    assert_int_equal(atomic_load(&seg.layout->procs[SHM_ROLE_SCANNER].last_exit_status), 0);
+    char log[16384], path[512];
+    snprintf(path, sizeof(path), "%s/d.log", kd_test_tmpdir());
+    read_file_into(path, log, sizeof(log));
+    assert_non_null(strstr(log, "updater did not stop cleanly (signal 9)"));
+    assert_true(status_is(inst, "stopped"));
     shm_segment_detach(&seg);
 }
 
@@ -264,6 +284,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_start_restart_refuse_stop),
         cmocka_unit_test(test_supervisor_killed_workers_follow_and_restart_recovers),
         cmocka_unit_test(test_restart_intensity_stops_daemon),
+        cmocka_unit_test(test_unclean_worker_stop_exits_1),
         cmocka_unit_test(test_usage_errors),
     };
     return KD_RUN_TESTS(tests, argc, argv);

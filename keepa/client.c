@@ -747,11 +747,17 @@ static void attempt_done(struct kp_request *r, CURLcode cc)
             r->maybe_charged = true; /* the server may have done (and billed) the work */
         retry = transient_curl(cc);
     } else if (http == 200) {
-        if (r->decode_rc == 0 && r->unattributed == 0) {
+        unsigned shape = kp_decoder_envelope(r->dec)->shape_errors;
+        if (r->decode_rc == 0 && r->unattributed == 0 && shape == 0) {
             finish(r, KP_OK, 200, cc, NULL);
             return;
         }
-        if (r->decode_rc == 0)
+        if (r->decode_rc == 0 && shape > 0)
+            snprintf(msg, sizeof(msg),
+                     "keepa: /%s: bad response body: \"products\" is not an array of objects "
+                     "(%u misplaced values, try %u of %u)",
+                     ep, shape, r->tries, cl->opts.max_tries);
+        else if (r->decode_rc == 0)
             snprintf(msg, sizeof(msg),
                      "keepa: /%s: bad response body: %u products without a readable asin "
                      "(try %u of %u)",

@@ -708,6 +708,8 @@ static void envelope_scalar(struct kp_decoder *d, int key, const struct scalar *
         break;
     case RK_PRODUCTS:
         e->have |= KP_ENV_PRODUCTS; /* products: null */
+        if (v->kind != S_NULL)
+            e->shape_errors++;
         break;
     case RK_DEALS_CACHED:
         e->deals_cached = scalar_tri(v);
@@ -1113,7 +1115,10 @@ static int on_scalar(struct kp_decoder *d, const struct scalar *v)
                 return fail(d, -ECANCELED, "stopped by the consumer");
         }
         break;
-    default: /* arrays of objects (products, offers, dr): a scalar element is ignored */
+    case C_PRODUCTS:
+        d->env.shape_errors++; /* a scalar where a product object belongs */
+        break;
+    default: /* arrays of objects (offers, dr): a scalar element is ignored */
         break;
     }
     value_done(d);
@@ -1177,6 +1182,10 @@ static int cb_start_map(void *ctx)
         if (f->key == RK_SELLERS) {
             d->env.have |= KP_ENV_SELLERS;
             return push(d, C_SELLERS, 0, false, 0);
+        }
+        if (f->key == RK_PRODUCTS) {
+            d->env.have |= KP_ENV_PRODUCTS;
+            d->env.shape_errors++; /* an object where the products array belongs */
         }
         break;
     case C_PRODUCTS:
@@ -1266,6 +1275,9 @@ static int cb_start_array(void *ctx)
         break;
     case C_DEAL_ARR2:
         return push(d, C_DEAL_ROW, f->aux, true, 0);
+    case C_PRODUCTS:
+        d->env.shape_errors++; /* an array where a product object belongs */
+        return skip_container(d);
     default:
         break;
     }

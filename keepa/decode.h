@@ -72,6 +72,8 @@ struct kp_envelope {
     int8_t deals_cached;   /* -1 absent, 0, 1 */
     int64_t total_results; /* /query; -1 absent */
     uint32_t n_products;   /* emitted so far */
+    uint32_t shape_errors; /* "products" that is not null or an array of objects: the object
+                              or scalar in its place, or each non-object element */
     uint32_t n_deals;
     uint32_t n_sellers;
     uint32_t n_asins;

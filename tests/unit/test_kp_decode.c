@@ -845,6 +845,47 @@ static void test_type_errors(void **state)
     sink_free(s);
 }
 
+/*
+ * "products" that is not null or an array of objects counts in the envelope's shape_errors
+ * (the client then fails the answer rather than calling every requested ASIN missing); the
+ * well-formed products beside a misplaced value are still delivered.
+ */
+static void test_products_shape_errors(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *body;
+        uint32_t want_errors, want_products;
+    } cases[] = {
+        {"{\"products\":null}", 0, 0},
+        {"{\"products\":[]}", 0, 0},
+        {"{\"products\":[{\"asin\":\"B0SHAPE001\"}]}", 0, 1},
+        {"{\"products\":{}}", 1, 0},
+        {"{\"products\":{\"asin\":\"B0SHAPE001\"}}", 1, 0},
+        {"{\"products\":\"x\"}", 1, 0},
+        {"{\"products\":5}", 1, 0},
+        {"{\"products\":[1,\"x\",[],true,null,{\"asin\":\"B0SHAPE001\"}]}", 5, 1},
+        {"{\"products\":[[{\"asin\":\"B0SHAPE001\"}]]}", 1, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        static const size_t chunks[] = {0, 1, 3};
+        for (size_t c = 0; c < sizeof(chunks) / sizeof(chunks[0]); c++) {
+            struct sink *s = sink_new(2);
+            struct kp_envelope env;
+            char err[256];
+            if (decode_chunked(cases[i].body, strlen(cases[i].body), chunks[c], s, &env, err,
+                               sizeof(err), NULL) != 0)
+                fail_msg("%s: %s", cases[i].body, err);
+            if (env.shape_errors != cases[i].want_errors || s->n_products != cases[i].want_products)
+                fail_msg("%s (chunk %zu): shape_errors %u, products %zu; want %u, %u",
+                         cases[i].body, chunks[c], env.shape_errors, (size_t)s->n_products,
+                         cases[i].want_errors, cases[i].want_products);
+            assert_true(env.have & KP_ENV_PRODUCTS);
+            sink_free(s);
+        }
+    }
+}
+
 static void test_truncated_everywhere(void **state)
 {
     (void)state;
@@ -982,6 +1023,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_sellers_query_error),
         cmocka_unit_test(test_hostile_small),
         cmocka_unit_test(test_type_errors),
+        cmocka_unit_test(test_products_shape_errors),
         cmocka_unit_test(test_truncated_everywhere),
         cmocka_unit_test(test_truncated_fixture),
         cmocka_unit_test(test_huge_string_refused),

@@ -264,6 +264,51 @@ int kdh_log_contains(const struct kdh_daemon *d, const char *needle)
     return found;
 }
 
+unsigned kdh_pending_keys(const struct kdh_daemon *d, struct st_key *keys, unsigned max)
+{
+    struct st_options so = {.path = d->store, .map_size_bytes = 1u << 20};
+    struct st_env *env;
+    char err[256];
+    if (st_open(&so, &env, err, sizeof(err)) != 0)
+        fail_msg("store: %s", err);
+    struct st_txn *txn;
+    assert_int_equal(st_read_begin(env, &txn), 0);
+    struct st_cursor *cur;
+    assert_int_equal(st_cursor_open(txn, ST_DB_PENDING, &cur), 0);
+    struct st_pending p;
+    unsigned n = 0;
+    int rc;
+    while ((rc = st_cursor_next_pending(cur, &p)) == 0) {
+        if (keys != NULL && n < max)
+            assert_int_equal(st_key_make(p.domain, p.asin, &keys[n]), 0);
+        n++;
+    }
+    assert_int_equal(rc, -ENOENT);
+    st_cursor_close(cur);
+    st_read_end(txn);
+    st_close(env);
+    return n;
+}
+
+long long kdh_print_faults(const struct kdh_sim *sim)
+{
+    yajl_val v = kdh_sim_get(sim, "/_sim/stats");
+    const char *path[] = {"faults_injected", NULL};
+    yajl_val f = yajl_tree_get(v, path, yajl_t_object);
+    long long sum = 0;
+    printf("    faults injected:");
+    for (size_t i = 0; f != NULL && i < YAJL_GET_OBJECT(f)->len; i++) {
+        yajl_val x = YAJL_GET_OBJECT(f)->values[i];
+        long long n = YAJL_IS_INTEGER(x) ? YAJL_GET_INTEGER(x) : 0;
+        if (n > 0)
+            printf(" %s=%lld", YAJL_GET_OBJECT(f)->keys[i], n);
+        sum += n;
+    }
+    printf(" (total %lld)\n", sum);
+    yajl_tree_free(v);
+    return sum;
+}
+
 uint64_t kdh_check_store(const struct kdh_daemon *d, unsigned *survivors_out)
 {
     /* A small map: LMDB adopts the size recorded in the file, so this never changes it. */

@@ -97,6 +97,16 @@ int kdh_log_contains(const struct kdh_daemon *d, const char *needle);
  */
 uint64_t kdh_check_store(const struct kdh_daemon *d, unsigned *survivors);
 
+/*
+ * The pending db of the daemon's store now, in one read snapshot: the keys of its first MAX
+ * records go to KEYS (when not NULL); returns how many records there are.
+ */
+struct st_key;
+unsigned kdh_pending_keys(const struct kdh_daemon *d, struct st_key *keys, unsigned max);
+
+/* Prints the simulator's faults_injected counts on one line; returns their total. */
+long long kdh_print_faults(const struct kdh_sim *sim);
+
 /* Every ring of SEG: head <= tail and tail - head <= capacity (a byte ring may be exactly full). */
 void kdh_check_rings(const struct shm_segment *seg);
 

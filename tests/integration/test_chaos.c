@@ -147,32 +147,6 @@ static int reaped(pid_t pid)
     return r == pid || (r < 0 && errno == ECHILD && kill(pid, 0) != 0);
 }
 
-static unsigned count_pending(const struct kdh_daemon *d, struct st_key *keys, unsigned max)
-{
-    struct st_options so = {.path = d->store, .map_size_bytes = 1u << 20};
-    struct st_env *env;
-    char err[256];
-    if (st_open(&so, &env, err, sizeof(err)) != 0)
-        fail_msg("store: %s", err);
-    struct st_txn *txn;
-    assert_int_equal(st_read_begin(env, &txn), 0);
-    struct st_cursor *cur;
-    assert_int_equal(st_cursor_open(txn, ST_DB_PENDING, &cur), 0);
-    struct st_pending p;
-    unsigned n = 0;
-    int rc;
-    while ((rc = st_cursor_next_pending(cur, &p)) == 0) {
-        if (keys != NULL && n < max)
-            assert_int_equal(st_key_make(p.domain, p.asin, &keys[n]), 0);
-        n++;
-    }
-    assert_int_equal(rc, -ENOENT);
-    st_cursor_close(cur);
-    st_read_end(txn);
-    st_close(env);
-    return n;
-}
-
 /* kill -9 of the supervisor, then a new `kdeals run` of the same config. */
 static void kill_supervisor(struct chaos *c, struct st_key *left, unsigned *n_left)
 {
@@ -191,7 +165,7 @@ static void kill_supervisor(struct chaos *c, struct st_key *left, unsigned *n_le
                      (int)old[r]);
     shm_segment_detach(&c->seg);
     /* What they left pending must be picked up by the next generation. */
-    unsigned n = count_pending(&c->d, left + *n_left, 512 - *n_left);
+    unsigned n = kdh_pending_keys(&c->d, left + *n_left, 512 - *n_left);
     *n_left += n < 512 - *n_left ? n : 512 - *n_left;
     start_daemon(c);
     /* The stale segment was replaced by a new generation owned by the new supervisor. */
@@ -307,25 +281,6 @@ static void check_no_leftovers(const char *instance)
     assert_int_equal(bad, 0);
 }
 
-static void print_faults(const struct kdh_sim *sim)
-{
-    yajl_val v = kdh_sim_get(sim, "/_sim/stats");
-    const char *path[] = {"faults_injected", NULL};
-    yajl_val f = yajl_tree_get(v, path, yajl_t_object);
-    long long sum = 0;
-    printf("    faults injected:");
-    for (size_t i = 0; f != NULL && i < YAJL_GET_OBJECT(f)->len; i++) {
-        yajl_val x = YAJL_GET_OBJECT(f)->values[i];
-        long long n = YAJL_IS_INTEGER(x) ? YAJL_GET_INTEGER(x) : 0;
-        if (n > 0)
-            printf(" %s=%lld", YAJL_GET_OBJECT(f)->keys[i], n);
-        sum += n;
-    }
-    printf(" (total %lld)\n", sum);
-    yajl_tree_free(v);
-    assert_true(sum > 0);
-}
-
 static void test_chaos_loses_nothing(void **state)
 {
     (void)state;
@@ -395,7 +350,7 @@ static void test_chaos_loses_nothing(void **state)
     unsigned still = 0;
     if (n_left > 0) {
         struct st_key *now = calloc(4096, sizeof(*now));
-        unsigned n_now = count_pending(&c.d, now, 4096);
+        unsigned n_now = kdh_pending_keys(&c.d, now, 4096);
         for (unsigned i = 0; i < n_left; i++)
             for (unsigned j = 0; j < n_now && j < 4096; j++)
                 if (memcmp(&left[i], &now[j], sizeof(left[i])) == 0) {
@@ -428,7 +383,7 @@ static void test_chaos_loses_nothing(void **state)
            (long long)h429);
     printf("    store: %llu deals, %u survivors peeked, none lost\n", (unsigned long long)stored,
            survivors);
-    print_faults(&c.sim);
+    assert_true(kdh_print_faults(&c.sim) > 0);
     kdh_sim_stop(&c.sim);
     assert_true(total_kills >= 50);
     assert_true(c.sup_kills >= 5);

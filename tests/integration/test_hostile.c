@@ -114,27 +114,7 @@ static long vm_kb(pid_t pid, const char *field)
 /* The keys of the pending db now (at most MAX_KEYS into KEYS); returns how many there are. */
 static unsigned pending_keys(const struct kdh_daemon *d, struct st_key *keys)
 {
-    struct st_options so = {.path = d->store, .map_size_bytes = 1u << 20};
-    struct st_env *env;
-    char err[256];
-    if (st_open(&so, &env, err, sizeof(err)) != 0)
-        fail_msg("store: %s", err);
-    struct st_txn *txn;
-    assert_int_equal(st_read_begin(env, &txn), 0);
-    struct st_cursor *cur;
-    assert_int_equal(st_cursor_open(txn, ST_DB_PENDING, &cur), 0);
-    struct st_pending p;
-    unsigned n = 0;
-    int rc;
-    while ((rc = st_cursor_next_pending(cur, &p)) == 0) {
-        if (n < MAX_KEYS)
-            assert_int_equal(st_key_make(p.domain, p.asin, &keys[n]), 0);
-        n++;
-    }
-    assert_int_equal(rc, -ENOENT);
-    st_cursor_close(cur);
-    st_read_end(txn);
-    st_close(env);
+    unsigned n = kdh_pending_keys(d, keys, MAX_KEYS);
     return n < MAX_KEYS ? n : MAX_KEYS;
 }
 

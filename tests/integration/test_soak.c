@@ -185,25 +185,6 @@ static int window_done(const struct series *sr, int tick, int total_s)
     return 1;
 }
 
-static void print_faults(const struct kdh_sim *sim)
-{
-    yajl_val v = kdh_sim_get(sim, "/_sim/stats");
-    const char *path[] = {"faults_injected", NULL};
-    yajl_val f = yajl_tree_get(v, path, yajl_t_object);
-    long long sum = 0;
-    printf("    faults injected:");
-    for (size_t i = 0; f != NULL && i < YAJL_GET_OBJECT(f)->len; i++) {
-        yajl_val x = YAJL_GET_OBJECT(f)->values[i];
-        long long n = YAJL_IS_INTEGER(x) ? YAJL_GET_INTEGER(x) : 0;
-        if (n > 0)
-            printf(" %s=%lld", YAJL_GET_OBJECT(f)->keys[i], n);
-        sum += n;
-    }
-    printf(" (total %lld)\n", sum);
-    yajl_tree_free(v);
-    assert_true(sum > 0);
-}
-
 static void test_soak_memory_flat(void **state)
 {
     (void)state;
@@ -302,7 +283,7 @@ static void test_soak_memory_flat(void **state)
                shm_role_name((enum shm_role)r), (long long)nreq[r], s->s[0].rss_kb,
                s->s[s->n - 1].rss_kb, f0 / 1024, f1 / 1024, per_req[r], slope[r], detect);
     }
-    print_faults(&sim);
+    assert_true(kdh_print_faults(&sim) > 0);
     shm_segment_detach(&seg);
 
     /* A graceful stop: every process exits through main, so LeakSanitizer runs in each. */

@@ -27,7 +27,7 @@
 #include "keepa/decode.h"
 
 #ifndef KD_FIXTURES_DIR
-#define KD_FIXTURES_DIR "../shared/fixtures/keepa"
+#define KD_FIXTURES_DIR "tests/fixtures/keepa"
 #endif
 
 static char *read_all(const char *path, size_t *len)

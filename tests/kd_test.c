@@ -35,15 +35,13 @@ const char *kd_fixture_path(const char *name)
 {
     static char path[4096];
     const char *dir = getenv("KD_FIXTURES_DIR");
-#ifdef KD_FIXTURES_DIR
     if (dir == NULL)
         dir = KD_FIXTURES_DIR;
-#endif
-    if (dir == NULL)
-        return NULL;
     snprintf(path, sizeof(path), "%s/%s", dir, name);
     if (access(path, R_OK) != 0)
-        return NULL;
+        fail_msg("fixture %s is missing (%s): the recorded Keepa bodies are part of the "
+                 "repository (tests/fixtures/keepa)",
+                 path, strerror(errno));
     return path;
 }
 

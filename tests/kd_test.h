@@ -5,9 +5,10 @@
  * child per test case (as libuv's test runner does), waits for it with a per-test deadline
  * and reports signals and timeouts by name. `test_x NAME...` runs only the named cases;
  * `test_x --list` prints them. The last line is "N passed, M failed" (plus skipped), which
- * CI reads. A test that needs something absent (the Keepa fixtures) calls kd_test_skip(),
- * which marks it skipped; a file whose every test skipped exits 77, which ctest reports as
- * skipped.
+ * CI reads. A test that cannot run here (no mount namespace without root) calls
+ * kd_test_skip(), which marks it skipped; a file whose every test skipped exits 77, which ctest
+ * reports as skipped. The recorded Keepa bodies are in the repository (tests/fixtures/keepa), so
+ * a missing fixture fails the test.
  */
 #ifndef KD_TEST_H
 #define KD_TEST_H
@@ -33,8 +34,8 @@ void kd_test_skip(const char *why) __attribute__((noreturn));
 void kd_test_set_timeout(unsigned seconds);
 
 /*
- * Path of a Keepa fixture file, or NULL when the fixtures folder or the file is absent.
- * The returned string is static.
+ * Path of a recorded Keepa body in tests/fixtures/keepa (KD_FIXTURES_DIR in the environment
+ * overrides the folder). A missing file fails the running test. The returned string is static.
  */
 const char *kd_fixture_path(const char *name);
 

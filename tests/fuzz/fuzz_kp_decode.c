@@ -7,7 +7,7 @@
  * its bounds, and when both decodings succeed they saw the same objects and envelope.
  *
  * With KD_FUZZ=ON (clang, -fsanitize=fuzzer,address,undefined) this is a libFuzzer binary:
- *   build-fuzz/fuzz_kp_decode tests/fuzz/corpus/kp_decode ../shared/fixtures/keepa
+ *   build-fuzz/fuzz_kp_decode tests/fuzz/corpus/kp_decode tests/fixtures/keepa
  * (the real fixtures may be given as extra seed folders at run time, never copied in).
  * In a normal build the same file gets a small main that runs every file of the folders or
  * files given on the command line once: ctest runs it over the committed corpus.

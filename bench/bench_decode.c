@@ -23,7 +23,7 @@
 
 #include <jansson.h>
 
-#include "common/clock.h"
+#include "base/clock.h"
 #include "keepa/decode.h"
 
 #ifndef KD_FIXTURES_DIR

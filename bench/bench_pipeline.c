@@ -102,7 +102,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
-#include "common/clock.h"
+#include "base/clock.h"
 #include "shm/counters.h"
 #include "shm/layout.h"
 #include "shm/segment.h"

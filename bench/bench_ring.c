@@ -25,7 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/clock.h"
+#include "base/clock.h"
 #include "shm/ring.h"
 #include "shm/segment.h"
 

@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/clock.h"
+#include "base/clock.h"
 
 #define CONNS        8
 #define DURATION_MS  4000

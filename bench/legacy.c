@@ -42,10 +42,10 @@
 #include <jansson.h>
 #include <uv.h>
 
-#include "common/clock.h"
-#include "common/config.h"
+#include "base/clock.h"
+#include "base/config.h"
 #include "common/dealmath.h"
-#include "common/log.h"
+#include "base/log.h"
 #include "keepa/client.h"
 #include "keepa/decode.h"
 #include "keepa/request.h"

@@ -34,9 +34,9 @@
 #include <string.h>
 
 #include "committer/queue.h"
-#include "common/clock.h"
+#include "base/clock.h"
 #include "common/dealmath.h"
-#include "common/log.h"
+#include "base/log.h"
 #include "common/spend.h"
 #include "common/worker.h"
 #include "keepa/request.h"

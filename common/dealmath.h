@@ -21,7 +21,7 @@
 
 #include <stdint.h>
 
-#include "common/config.h"
+#include "base/config.h"
 #include "keepa/decode.h"
 #include "store/codec.h"
 

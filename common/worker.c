@@ -15,8 +15,8 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
-#include "common/clock.h"
-#include "common/log.h"
+#include "base/clock.h"
+#include "base/log.h"
 
 #define WK_HEARTBEAT_MS 500
 

@@ -15,7 +15,7 @@
 #include <stdbool.h>
 #include <uv.h>
 
-#include "common/config.h"
+#include "base/config.h"
 #include "shm/counters.h"
 #include "shm/ring.h"
 #include "shm/segment.h"

@@ -22,7 +22,7 @@
 #include <yajl/yajl_tree.h>
 #include <zlib.h>
 
-#include "common/log.h"
+#include "base/log.h"
 #include "keepa/client.h"
 #include "keepa/decode.h"
 #include "keepa/request.h"

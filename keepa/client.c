@@ -25,9 +25,9 @@
 
 #include <curl/curl.h>
 
-#include "common/clock.h"
-#include "common/kd_assert.h"
-#include "common/log.h"
+#include "base/clock.h"
+#include "base/kd_assert.h"
+#include "base/log.h"
 
 #define KP_MAX_UNREQUESTED 100
 

@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/config.h"
+#include "base/config.h"
 #include "keepa/decode.h"
 #include "store/codec.h"
 

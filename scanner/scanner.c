@@ -9,7 +9,7 @@
 
 #include <stdlib.h>
 
-#include "common/log.h"
+#include "base/log.h"
 #include "common/worker.h"
 #include "scanner/stage.h"
 

@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/config.h"
+#include "base/config.h"
 
 struct scanner_selection {
     void *tree;                   /* yajl_val of the object (owned) */

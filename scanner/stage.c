@@ -22,9 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/clock.h"
+#include "base/clock.h"
 #include "common/dealmath.h"
-#include "common/log.h"
+#include "base/log.h"
 #include "shm/counters.h"
 
 #define BACKOFF_BASE_MS    500

@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common/kd_assert.h"
+#include "base/kd_assert.h"
 
 enum { RING_REC_DATA = 1, RING_REC_PAD = 2 };
 

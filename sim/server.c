@@ -33,8 +33,8 @@
 #include <yajl/yajl_tree.h>
 #include <zlib.h>
 
-#include "common/clock.h"
-#include "common/log.h"
+#include "base/clock.h"
+#include "base/log.h"
 #include "sim/bucket.h"
 #include "sim/catalog.h"
 #include "sim/deals.h"

@@ -11,9 +11,9 @@
  */
 #include "store/codec.h"
 
-#include "common/mpcheck.h"
+#include "base/mpcheck.h"
 
-#include "common/kd_assert.h"
+#include "base/kd_assert.h"
 
 #include <errno.h>
 #include <limits.h>

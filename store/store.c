@@ -17,8 +17,8 @@
  */
 #include "store/store.h"
 
-#include "common/kd_assert.h"
-#include "common/log.h"
+#include "base/kd_assert.h"
+#include "base/log.h"
 
 #include <errno.h>
 #include <lmdb.h>

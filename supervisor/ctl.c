@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/clock.h"
+#include "base/clock.h"
 #include "shm/segment.h"
 #include "shm/tokens.h"
 #include "store/store.h"

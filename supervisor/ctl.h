@@ -7,7 +7,7 @@
 #ifndef KD_SUP_CTL_H
 #define KD_SUP_CTL_H
 
-#include "common/config.h"
+#include "base/config.h"
 #include "supervisor/supervisor.h"
 
 /*

@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 #include <yajl/yajl_gen.h>
 
-#include "common/clock.h"
+#include "base/clock.h"
 #include "store/store.h"
 
 enum deals_format { FMT_TABLE, FMT_CSV, FMT_JSON };

@@ -17,8 +17,8 @@
 #include <ini.h>
 
 #include "committer/committer.h"
-#include "common/config.h"
-#include "common/log.h"
+#include "base/config.h"
+#include "base/log.h"
 #include "keepa/cli.h"
 #include "scanner/scanner.h"
 #include "supervisor/ctl.h"

@@ -27,9 +27,9 @@
 #include <systemd/sd-daemon.h>
 #endif
 
-#include "common/clock.h"
-#include "common/log.h"
-#include "common/kd_assert.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/kd_assert.h"
 #include "shm/counters.h"
 #include "shm/segment.h"
 #include "shm/tokens.h"

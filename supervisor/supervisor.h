@@ -24,7 +24,7 @@
 
 #include <stdint.h>
 
-#include "common/config.h"
+#include "base/config.h"
 
 struct sup_options {
     const char *config_path; /* the file HUP re-reads; NULL: defaults only, no reload */

@@ -31,7 +31,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/config.h"
+#include "base/config.h"
 #include "common/dealmath.h"
 #include "keepa/client.h"
 #include "store/codec.h"

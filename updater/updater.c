@@ -31,8 +31,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/clock.h"
-#include "common/log.h"
+#include "base/clock.h"
+#include "base/log.h"
 #include "common/spend.h"
 #include "common/worker.h"
 #include "keepa/request.h"

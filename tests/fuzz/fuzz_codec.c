@@ -12,7 +12,7 @@
  * Every build also makes fuzz_codec_corpus (the replay main() below), run by ctest over the
  * seed corpus.
  */
-#include "common/config.h"
+#include "base/config.h"
 #include "store/codec.h"
 
 #include <dirent.h>

@@ -9,7 +9,7 @@
  * Every build also makes fuzz_config_corpus with the replay main() below, and ctest runs it
  * over the seed corpus, so the seeds stay a regression test in every build.
  */
-#include "common/config.h"
+#include "base/config.h"
 
 #include <dirent.h>
 #include <stdint.h>

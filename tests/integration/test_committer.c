@@ -46,8 +46,8 @@
 #include <curl/curl.h>
 #include <yajl/yajl_tree.h>
 
-#include "common/clock.h"
-#include "common/log.h"
+#include "base/clock.h"
+#include "base/log.h"
 #include "shm/counters.h"
 #include "shm/ring.h"
 #include "shm/segment.h"

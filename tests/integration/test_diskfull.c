@@ -32,7 +32,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "common/clock.h"
+#include "base/clock.h"
 #include "kd_harness.h"
 #include "kd_test.h"
 #include "shm/counters.h"

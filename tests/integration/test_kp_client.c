@@ -26,8 +26,8 @@
 #include <curl/curl.h>
 #include <uv.h>
 
-#include "common/clock.h"
-#include "common/log.h"
+#include "base/clock.h"
+#include "base/log.h"
 #include "keepa/client.h"
 
 #define KEY     "KpTestDistinctKey7Q3Z9W1X5V8N2M4B6C0L"

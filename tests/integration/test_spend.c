@@ -26,8 +26,8 @@
 #include <uv.h>
 #include <yajl/yajl_tree.h>
 
-#include "common/clock.h"
-#include "common/config.h"
+#include "base/clock.h"
+#include "base/config.h"
 #include "common/spend.h"
 #include "common/worker.h"
 #include "keepa/request.h"

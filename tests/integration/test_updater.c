@@ -22,7 +22,7 @@
 
 #include <curl/curl.h>
 
-#include "common/clock.h"
+#include "base/clock.h"
 #include "kd_harness.h"
 #include "kd_test.h"
 #include "shm/counters.h"

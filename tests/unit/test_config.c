@@ -1,11 +1,11 @@
 /*
- * test_config.c: the INI config (common/config.c): defaults, every key, bounds and their
+ * test_config.c: the INI config (base/config.c): defaults, every key, bounds and their
  * messages, malformed input, rules between keys, reload diff, printing, the sample file and
  * the msgpack form published through shm (which must never hold the API key).
  */
 #include "kd_test.h"
 
-#include "common/config.h"
+#include "base/config.h"
 
 #include <errno.h>
 #include <inttypes.h>

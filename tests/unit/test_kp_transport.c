@@ -15,7 +15,7 @@
 #include <uv.h>
 #include <zlib.h>
 
-#include "common/clock.h"
+#include "base/clock.h"
 #include "keepa/client.h"
 
 #define KEY "TransportTestKey0123456789"

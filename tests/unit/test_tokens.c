@@ -26,7 +26,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "common/kd_assert.h"
+#include "base/kd_assert.h"
 #include "kd_test.h"
 #include "shm/segment.h"
 #include "shm/tokens.h"

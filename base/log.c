@@ -4,7 +4,7 @@
  * The redaction runs on the fully formatted line, so a secret cannot slip through a %s of a
  * URL, an error string from libcurl or a server body quoted in an error.
  */
-#include "common/log.h"
+#include "base/log.h"
 
 #include <errno.h>
 #include <fcntl.h>

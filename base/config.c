@@ -16,11 +16,11 @@
  * one msgpack object whose every container count fits in the remaining bytes, so a forged
  * "map of 4 billion entries" header cannot make msgpack-c allocate gigabytes.
  */
-#include "common/config.h"
-#include "common/mpcheck.h"
+#include "base/config.h"
+#include "base/mpcheck.h"
 
-#include "common/kd_assert.h"
-#include "common/log.h"
+#include "base/kd_assert.h"
+#include "base/log.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -878,7 +878,7 @@ void cfg_print(const struct cfg *c, FILE *out)
 
 void cfg_write_sample(FILE *out)
 {
-    fputs("# kdeals configuration (INI). Generated from CFG_KEYS in common/config.h by\n"
+    fputs("# kdeals configuration (INI). Generated from CFG_KEYS in base/config.h by\n"
           "# cfg_write_sample(); every key is shown commented out with its default.\n"
           "# Durations take a unit (500ms, 30s, 15m, 6h, 2d); percentages allow 2 decimals.\n"
           "# Relative paths are relative to the folder holding this file.\n"

@@ -1,7 +1,7 @@
 /*
  * clock.c: monotonic and wall clocks, Keepa time conversion. See clock.h.
  */
-#include "common/clock.h"
+#include "base/clock.h"
 
 #include <time.h>
 

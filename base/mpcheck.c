@@ -6,7 +6,7 @@
  * the rule that every element takes at least one byte, bounds what unpacking can allocate
  * by the input's length. The config slot and the store's records both go through it.
  */
-#include "common/mpcheck.h"
+#include "base/mpcheck.h"
 
 #include <errno.h>
 #include <stdint.h>

@@ -7,7 +7,7 @@
  *
  * CONFIG is the same kdeals config file the daemon gets ([keepa] base_url/key_file/domain,
  * [tokens] minute, [filter], [costs], [commit] history/days), so both sides judge products by
- * the same rules (common/dealmath.h) and fetch with the same parameters; only the policy
+ * the same rules (judge/dealmath.h) and fetch with the same parameters; only the policy
  * differs. What the legacy "Smart Ingestor" did, as it first worked (KEEPA-API.md §10):
  *
  *   - Discovery: /deal with the selection file (sortType 4), page by page from page 0 until a
@@ -44,7 +44,7 @@
 
 #include "base/clock.h"
 #include "base/config.h"
-#include "common/dealmath.h"
+#include "judge/dealmath.h"
 #include "base/log.h"
 #include "keepa/client.h"
 #include "keepa/decode.h"

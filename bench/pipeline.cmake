@@ -3,7 +3,7 @@
 # Included from bench/CMakeLists.txt.
 add_executable(bench_legacy legacy.c)
 target_include_directories(bench_legacy PRIVATE ${CMAKE_SOURCE_DIR})
-target_link_libraries(bench_legacy PRIVATE kd_keepa kd_dealmath kd_config kd_base
+target_link_libraries(bench_legacy PRIVATE kd_keepa kd_judge kd_config kd_base
                       PkgConfig::JANSSON PkgConfig::UV PkgConfig::CURL)
 
 add_executable(bench_pipeline bench_pipeline.c)

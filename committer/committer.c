@@ -11,7 +11,7 @@
  *
  * Batches of up to cfg.commit_batch (<= 5) go out through spend (priority COMMIT) as one
  * /product full fetch with live offers and a year of stats; a partial batch lingers at most
- * cfg.commit_linger_ms. Each product is judged by dm_deal (common/dealmath.h). One st_write
+ * cfg.commit_linger_ms. Each product is judged by dm_deal (judge/dealmath.h). One st_write
  * transaction per batch stores the deals (st_deal_put keeps the schedule), applies the
  * updater's expiry rule to stored deals that failed, records rejections in `seen`, removes
  * what was settled from `pending`, keeps the rest there with attempts + 1, and counts the
@@ -35,7 +35,7 @@
 
 #include "committer/queue.h"
 #include "base/clock.h"
-#include "common/dealmath.h"
+#include "judge/dealmath.h"
 #include "base/log.h"
 #include "common/spend.h"
 #include "common/worker.h"

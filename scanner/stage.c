@@ -23,7 +23,7 @@
 #include <string.h>
 
 #include "base/clock.h"
-#include "common/dealmath.h"
+#include "judge/dealmath.h"
 #include "base/log.h"
 #include "shm/counters.h"
 

@@ -32,7 +32,7 @@
 #include <stdint.h>
 
 #include "base/config.h"
-#include "common/dealmath.h"
+#include "judge/dealmath.h"
 #include "keepa/client.h"
 #include "store/codec.h"
 

@@ -3,7 +3,7 @@
  */
 #include <string.h>
 
-#include "common/dealmath.h"
+#include "judge/dealmath.h"
 #include "kd_test.h"
 
 enum { NEW = 1, USED = 2, SALES = 3 };

@@ -1,7 +1,7 @@
 /*
  * dealmath.c: peek filter and deal economics. See dealmath.h for the rules.
  */
-#include "common/dealmath.h"
+#include "judge/dealmath.h"
 
 #include <stdio.h>
 #include <string.h>

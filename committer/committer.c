@@ -37,8 +37,8 @@
 #include "base/clock.h"
 #include "judge/dealmath.h"
 #include "base/log.h"
-#include "common/spend.h"
-#include "common/worker.h"
+#include "worker/spend.h"
+#include "worker/worker.h"
 #include "keepa/request.h"
 #include "store/store.h"
 

@@ -1,7 +1,7 @@
 /*
  * scanner.c: the scanner worker process (`kdeals worker scanner`, started by the supervisor).
  *
- * The worker runtime (common/worker.h) attaches to the segment and opens the rings; the stage
+ * The worker runtime (worker/worker.h) attaches to the segment and opens the rings; the stage
  * (stage.h) opens the store and the spender, then discovers, pre-filters, dedups and peeks
  * on this process's libuv loop until TERM.
  */
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 
 #include "base/log.h"
-#include "common/worker.h"
+#include "worker/worker.h"
 #include "scanner/stage.h"
 
 int scanner_main(int argc, char **argv)

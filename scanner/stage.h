@@ -25,8 +25,8 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "common/spend.h"
-#include "common/worker.h"
+#include "worker/spend.h"
+#include "worker/worker.h"
 #include "scanner/rules.h"
 #include "scanner/selection.h"
 #include "store/store.h"

@@ -1,5 +1,5 @@
 /*
- * test_spend.c: common/spend.c driven directly against a running kdeals-sim.
+ * test_spend.c: worker/spend.c driven directly against a running kdeals-sim.
  *
  * Each test builds a worker by hand over a real segment (shm_segment_create + tb_init +
  * shm_segment_publish; wk->cfg from cfg_defaults pointed at the simulator, wk->key set,
@@ -28,8 +28,8 @@
 
 #include "base/clock.h"
 #include "base/config.h"
-#include "common/spend.h"
-#include "common/worker.h"
+#include "worker/spend.h"
+#include "worker/worker.h"
 #include "keepa/request.h"
 #include "shm/segment.h"
 #include "shm/tokens.h"

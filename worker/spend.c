@@ -6,7 +6,7 @@
  * max_in_flight granted jobs run at once. Time: all waits are uv timers on the worker's
  * loop; the loop never blocks, so signals and ring wake-ups are served while waiting.
  */
-#include "common/spend.h"
+#include "worker/spend.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -6,7 +6,7 @@
  * checks getppid() and the segment (retired or replaced means a new supervisor took over)
  * and exits, because the death signal is lost if the parent died before prctl ran.
  */
-#include "common/worker.h"
+#include "worker/worker.h"
 
 #include <errno.h>
 #include <stdarg.h>

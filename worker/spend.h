@@ -28,7 +28,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "common/worker.h"
+#include "worker/worker.h"
 #include "keepa/client.h"
 #include "shm/tokens.h"
 

@@ -1,5 +1,5 @@
 /*
- * test_kp_cli.c: `kdeals decode` / `kdeals fetch` (keepa/cli.c), driven through the
+ * test_kp_cli.c: `kdeals decode` / `kdeals fetch` (cli/keepa.c), driven through the
  * kdeals-kp binary as an operator would: exit codes (0 ok, 1 bad input, 2 usage), the JSON
  * printed for real fixture bodies (plain, gzip, stdin), one error line and no stdout on
  * malformed input, and usage errors caught before any request.

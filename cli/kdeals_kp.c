@@ -1,14 +1,14 @@
 /*
  * kdeals_kp.c: `kdeals-kp`, a stand-alone driver for the Keepa client's operator tools
  * (kp_cli_main) until they are wired into `kdeals` as `kdeals decode` / `kdeals fetch`.
- * Usage: kdeals-kp decode|fetch ... (see keepa/cli.h).
+ * Usage: kdeals-kp decode|fetch ... (see cli/keepa.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/log.h"
-#include "keepa/cli.h"
+#include "cli/keepa.h"
 
 int main(int argc, char **argv)
 {

@@ -8,7 +8,7 @@
  * names are stable and carry their unit (_cents, _pct, _ms), written with yajl's generator so
  * any title is escaped correctly.
  */
-#include "supervisor/deals.h"
+#include "cli/deals.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -6,7 +6,7 @@
  * the status file until the supervisor says every worker is ready, or the child dies (then it
  * prints the end of the log, where the supervisor said why).
  */
-#include "supervisor/ctl.h"
+#include "cli/ctl.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -8,7 +8,7 @@
  * private libuv loop through the real client (retries and classification included).
  * Keys: --key-file, else KEEPA_API_KEY (kp_key_load); never printed (kd_log redacts it).
  */
-#include "keepa/cli.h"
+#include "cli/keepa.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -3,7 +3,7 @@
  * disturb the daemon. In the default mode it refreshes in place once a second (like
  * varnishstat) and reattaches when the daemon restarts; -1 prints one snapshot.
  */
-#include "supervisor/stat.h"
+#include "cli/stat.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -193,9 +193,6 @@ int sup_ctl_reload(const struct cfg *c, const char *instance, const char *run_di
     return 1;
 }
 
-static const char *const state_names[SHM_PROC_STATE_COUNT] = {
-    "empty", "starting", "ready", "waiting-tokens", "stopping", "exited"};
-
 int sup_ctl_status(const struct cfg *c, const char *instance, const char *run_dir, int json)
 {
     struct shm_status st;
@@ -258,9 +255,8 @@ int sup_ctl_status(const struct cfg *c, const char *instance, const char *run_di
                        ",\"state\":\"%s\",\"uptime_s\":%" PRId64
                        ",\"restarts\":%u,\"last_exit_status\":%d,\"last_error\":\"",
                        r ? "," : "", shm_role_name((enum shm_role)r), atomic_load(&p->pid),
-                       s < SHM_PROC_STATE_COUNT ? state_names[s] : "?",
-                       started > 0 ? (now_ms - started) / 1000 : 0, atomic_load(&p->restarts),
-                       atomic_load(&p->last_exit_status));
+                       shm_proc_state_name(s), started > 0 ? (now_ms - started) / 1000 : 0,
+                       atomic_load(&p->restarts), atomic_load(&p->last_exit_status));
                 for (const char *e = p->last_error; *e && e < p->last_error + SHM_MESSAGE_MAX;
                      e++) {
                     if (*e == '"' || *e == '\\')
@@ -307,9 +303,8 @@ int sup_ctl_status(const struct cfg *c, const char *instance, const char *run_di
                 err_text[sizeof(err_text) - 1] = '\0';
                 printf("%-11s %8" PRId64 " %-15s %8" PRId64 "s %8u %5d  %s\n",
                        shm_role_name((enum shm_role)r), atomic_load(&p->pid),
-                       s < SHM_PROC_STATE_COUNT ? state_names[s] : "?",
-                       started > 0 ? (now_ms - started) / 1000 : 0, atomic_load(&p->restarts),
-                       atomic_load(&p->last_exit_status), err_text);
+                       shm_proc_state_name(s), started > 0 ? (now_ms - started) / 1000 : 0,
+                       atomic_load(&p->restarts), atomic_load(&p->last_exit_status), err_text);
             }
         }
     }

@@ -18,16 +18,6 @@
 #include "shm/ring.h"
 #include "shm/segment.h"
 
-static const char *const state_names[SHM_PROC_STATE_COUNT] = {
-    "empty", "starting", "ready", "waiting-tokens", "stopping", "exited"};
-
-static const char *const ring_names[SHM_RING_COUNT] = {"survivors", "recommit", "refresh"};
-
-static const char *state_name(uint32_t s)
-{
-    return s < SHM_PROC_STATE_COUNT ? state_names[s] : "?";
-}
-
 /*
  * PREV holds the totals of the previous refresh DT_S seconds ago (live mode: the rate is the
  * change since then); with PREV NULL the rate is the average since the daemon started.
@@ -48,15 +38,15 @@ static void print_text(const struct shm_layout *l, FILE *out, const int64_t *pre
         if (hb > 0)
             snprintf(hbtext, sizeof(hbtext), "%" PRId64 " ms", now - hb);
         fprintf(out, "%-11s %8" PRId64 " %-15s %8u %9s %6d\n", shm_role_name((enum shm_role)r),
-                atomic_load(&p->pid), state_name(atomic_load(&p->state)), atomic_load(&p->restarts),
-                hbtext, atomic_load(&p->last_exit_status));
+                atomic_load(&p->pid), shm_proc_state_name(atomic_load(&p->state)),
+                atomic_load(&p->restarts), hbtext, atomic_load(&p->last_exit_status));
     }
     fprintf(out, "\n%-10s %12s %12s %14s %14s\n", "ring", "capacity", "depth", "written", "read");
     for (int i = 0; i < SHM_RING_COUNT; i++) {
         const struct shm_ring *rg = &l->rings[i];
         fprintf(out, "%-10s %12" PRIu64 " %12" PRIu64 " %14" PRIu64 " %14" PRIu64 "\n",
-                ring_names[i], rg->capacity, ring_depth(rg), atomic_load(&rg->records_written),
-                atomic_load(&rg->records_read));
+                shm_ring_name((enum shm_ring_id)i), rg->capacity, ring_depth(rg),
+                atomic_load(&rg->records_written), atomic_load(&rg->records_read));
     }
     double up_s = (double)(now - h->start_time_ms) / 1000.0;
     fprintf(out, "\n%-24s %14s %10s  %s\n", "counter", "value", "per sec", "description");
@@ -95,7 +85,7 @@ static void print_json(const struct shm_layout *l, FILE *out)
                 "%s{\"role\":\"%s\",\"pid\":%" PRId64 ",\"state\":\"%s\",\"restarts\":%u,"
                 "\"heartbeat_ms\":%" PRId64 ",\"last_exit_status\":%d}",
                 r ? "," : "", shm_role_name((enum shm_role)r), atomic_load(&p->pid),
-                state_name(atomic_load(&p->state)), atomic_load(&p->restarts),
+                shm_proc_state_name(atomic_load(&p->state)), atomic_load(&p->restarts),
                 atomic_load(&p->heartbeat_ms), atomic_load(&p->last_exit_status));
     }
     fprintf(out, "],\"rings\":{");
@@ -104,8 +94,8 @@ static void print_json(const struct shm_layout *l, FILE *out)
         fprintf(out,
                 "%s\"%s\":{\"capacity\":%" PRIu64 ",\"depth\":%" PRIu64 ",\"head\":%" PRIu64
                 ",\"tail\":%" PRIu64 ",\"written\":%" PRIu64 ",\"read\":%" PRIu64 "}",
-                i ? "," : "", ring_names[i], rg->capacity, ring_depth(rg), atomic_load(&rg->head),
-                atomic_load(&rg->tail), atomic_load(&rg->records_written),
+                i ? "," : "", shm_ring_name((enum shm_ring_id)i), rg->capacity, ring_depth(rg),
+                atomic_load(&rg->head), atomic_load(&rg->tail), atomic_load(&rg->records_written),
                 atomic_load(&rg->records_read));
     }
     fprintf(out, "},\"counters\":{");
@@ -166,8 +156,8 @@ static void print_prom(const struct shm_layout *l, FILE *out)
     fprintf(out, "# HELP kdeals_ring_depth_bytes Bytes published and not yet acknowledged\n"
                  "# TYPE kdeals_ring_depth_bytes gauge\n");
     for (int i = 0; i < SHM_RING_COUNT; i++)
-        fprintf(out, "kdeals_ring_depth_bytes{ring=\"%s\"} %" PRIu64 "\n", ring_names[i],
-                ring_depth(&l->rings[i]));
+        fprintf(out, "kdeals_ring_depth_bytes{ring=\"%s\"} %" PRIu64 "\n",
+                shm_ring_name((enum shm_ring_id)i), ring_depth(&l->rings[i]));
     fprintf(out, "# HELP kdeals_process_restarts_total Restarts of each worker by the supervisor\n"
                  "# TYPE kdeals_process_restarts_total counter\n");
     for (int r = 0; r < SHM_ROLE_COUNT; r++)

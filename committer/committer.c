@@ -170,7 +170,7 @@ static size_t drain_ring(struct committer *c, int idx)
         if (rc != 0) {
             kd_error("ring %s is corrupt (%s): no longer read; survivors are still taken "
                      "from the pending db at the next start",
-                     watched[idx] == SHM_RING_SURVIVORS ? "survivors" : "recommit", strerror(-rc));
+                     shm_ring_name(watched[idx]), strerror(-rc));
             c->ring_broken[idx] = true;
             break;
         }

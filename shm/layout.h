@@ -31,21 +31,43 @@
 #define SHM_MESSAGE_MAX    256
 #define SHM_HIST_BUCKETS   64
 
+/*
+ * The enums of the segment and the names operators see for them (status, stat, logs) are
+ * declared together: X(ID, "name", ...), in value order. shm/segment.h turns the names into
+ * shm_role_name(), shm_proc_state_name() and shm_ring_name().
+ */
+
 /* Process roles; each owns one process-table slot and one counter block. */
+#define SHM_ROLES(X)                                                                               \
+    X(SUPERVISOR, "supervisor")                                                                    \
+    X(SCANNER, "scanner")                                                                          \
+    X(COMMITTER, "committer")                                                                      \
+    X(UPDATER, "updater")
+
 enum shm_role {
-    SHM_ROLE_SUPERVISOR = 0,
-    SHM_ROLE_SCANNER,
-    SHM_ROLE_COMMITTER,
-    SHM_ROLE_UPDATER,
-    SHM_ROLE_COUNT
+#define SHM_ROLE_ENUM(id, name) SHM_ROLE_##id,
+    SHM_ROLES(SHM_ROLE_ENUM)
+#undef SHM_ROLE_ENUM
+        SHM_ROLE_COUNT
 };
 
-/* The rings between the workers (ARCHITECTURE §2). Each has one producer and one consumer. */
+/*
+ * The rings between the workers (docs/architecture.md, "Rings"). Each has one producer and
+ * one consumer: X(ID, "name", producer role, consumer role, depth gauge in counters.def).
+ */
+#define SHM_RINGS(X)                                                                               \
+    /* peeked survivors to commit */                                                               \
+    X(SURVIVORS, "survivors", SCANNER, COMMITTER, ring_depth_survivors)                            \
+    /* stored deals that need full data */                                                         \
+    X(RECOMMIT, "recommit", UPDATER, COMMITTER, ring_depth_recommit)                               \
+    /* peeked ASINs that are stored deals */                                                       \
+    X(REFRESH, "refresh", SCANNER, UPDATER, ring_depth_refresh)
+
 enum shm_ring_id {
-    SHM_RING_SURVIVORS = 0, /* scanner -> committer: peeked survivors to commit */
-    SHM_RING_RECOMMIT,      /* updater -> committer: stored deals that need full data */
-    SHM_RING_REFRESH,       /* scanner -> updater: peeked ASINs that are stored deals */
-    SHM_RING_COUNT
+#define SHM_RING_ENUM(id, ...) SHM_RING_##id,
+    SHM_RINGS(SHM_RING_ENUM)
+#undef SHM_RING_ENUM
+        SHM_RING_COUNT
 };
 
 /* ---- header ---------------------------------------------------------------------------- */
@@ -161,14 +183,20 @@ _Static_assert(sizeof(struct shm_tokens) == 23 * SHM_CACHELINE, "token bucket is
 
 /* ---- process table --------------------------------------------------------------------- */
 
+/* The state a process publishes in its slot: X(ID, "name"). */
+#define SHM_PROC_STATES(X)                                                                         \
+    X(EMPTY, "empty")                                                                              \
+    X(STARTING, "starting")                                                                        \
+    X(READY, "ready")                                                                              \
+    X(WAITING_TOKENS, "waiting-tokens")                                                            \
+    X(STOPPING, "stopping")                                                                        \
+    X(EXITED, "exited")
+
 enum shm_proc_state {
-    SHM_PROC_EMPTY = 0,
-    SHM_PROC_STARTING,
-    SHM_PROC_READY,
-    SHM_PROC_WAITING_TOKENS,
-    SHM_PROC_STOPPING,
-    SHM_PROC_EXITED,
-    SHM_PROC_STATE_COUNT
+#define SHM_PROC_STATE_ENUM(id, name) SHM_PROC_##id,
+    SHM_PROC_STATES(SHM_PROC_STATE_ENUM)
+#undef SHM_PROC_STATE_ENUM
+        SHM_PROC_STATE_COUNT
 };
 
 struct shm_proc_slot {

@@ -55,12 +55,25 @@ bool shm_instance_valid(const char *name)
     return true;
 }
 
-static const char *const role_names[SHM_ROLE_COUNT] = {"supervisor", "scanner", "committer",
-                                                       "updater"};
+#define NAME_OF(id, name, ...) name,
+static const char *const role_names[SHM_ROLE_COUNT] = {SHM_ROLES(NAME_OF)};
+static const char *const state_names[SHM_PROC_STATE_COUNT] = {SHM_PROC_STATES(NAME_OF)};
+static const char *const ring_names[SHM_RING_COUNT] = {SHM_RINGS(NAME_OF)};
+#undef NAME_OF
 
 const char *shm_role_name(enum shm_role role)
 {
     return (unsigned)role < SHM_ROLE_COUNT ? role_names[role] : "?";
+}
+
+const char *shm_proc_state_name(uint32_t state)
+{
+    return state < SHM_PROC_STATE_COUNT ? state_names[state] : "?";
+}
+
+const char *shm_ring_name(enum shm_ring_id ring)
+{
+    return (unsigned)ring < SHM_RING_COUNT ? ring_names[ring] : "?";
 }
 
 int shm_role_parse(const char *name)

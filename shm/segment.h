@@ -129,8 +129,14 @@ int64_t shm_config_publish(struct shm_layout *l, const void *buf, size_t len);
  */
 int64_t shm_config_read(const struct shm_layout *l, void *buf, size_t cap, size_t *len);
 
-/* Role names as shown to operators: "supervisor", "scanner", "committer", "updater". */
+/*
+ * Names as shown to operators, from the tables beside the enums in layout.h: roles
+ * ("scanner"), process states ("waiting-tokens"; STATE is the slot's raw word, so a value out
+ * of range gives "?") and rings ("survivors").
+ */
 const char *shm_role_name(enum shm_role role);
+const char *shm_proc_state_name(uint32_t state);
+const char *shm_ring_name(enum shm_ring_id ring);
 
 /* Parses a role name. Returns the role, or -EINVAL. */
 int shm_role_parse(const char *name);

@@ -118,20 +118,24 @@ char *kd_redact(const char *src, char *dst, size_t dstsz)
     return dst;
 }
 
+char *kd_vformat_redacted(char *dst, size_t dstsz, const char *fmt, va_list ap)
+{
+    char msg[KD_LOG_LINE_MAX];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    return kd_redact(msg, dst, dstsz);
+}
+
 void kd_log(enum kd_log_level level, const char *fmt, ...)
 {
     if (level > log_level)
         return;
 
     int saved_errno = errno;
-    char msg[KD_LOG_LINE_MAX];
+    char clean[KD_LOG_LINE_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    kd_vformat_redacted(clean, sizeof(clean), fmt, ap);
     va_end(ap);
-
-    char clean[KD_LOG_LINE_MAX];
-    kd_redact(msg, clean, sizeof(clean));
 
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);

@@ -11,6 +11,7 @@
 #ifndef KD_LOG_H
 #define KD_LOG_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 enum kd_log_level { KD_LOG_ERROR = 0, KD_LOG_WARN, KD_LOG_INFO, KD_LOG_DEBUG };
@@ -44,6 +45,11 @@ void kd_log_clear_secrets(void);
  * registered secret replaced by "<redacted>". Returns DST.
  */
 char *kd_redact(const char *src, char *dst, size_t dstsz);
+
+/* Formats FMT with AP into DST (size DSTSZ, truncated if needed) with every registered secret
+ * replaced, as kd_log does with its lines. Returns DST. */
+char *kd_vformat_redacted(char *dst, size_t dstsz, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 void kd_log(enum kd_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

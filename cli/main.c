@@ -18,6 +18,7 @@
 
 #include "committer/committer.h"
 #include "base/config.h"
+#include "base/kd_assert.h"
 #include "base/log.h"
 #include "cli/keepa.h"
 #include "scanner/scanner.h"
@@ -26,6 +27,7 @@
 #include "cli/stat.h"
 #include "supervisor/supervisor.h"
 #include "updater/updater.h"
+#include "worker/worker.h"
 
 #define KD_VERSION "0.1.0"
 
@@ -411,15 +413,11 @@ int main(int argc, char **argv)
     if (argc < 2)
         return usage(stderr);
     const char *cmd = argv[1];
-    if (strcmp(cmd, "worker") == 0 && argc >= 3) {
-        if (strcmp(argv[2], "scanner") == 0)
-            return scanner_main(argc - 2, argv + 2);
-        if (strcmp(argv[2], "committer") == 0)
-            return committer_main(argc - 2, argv + 2);
-        if (strcmp(argv[2], "updater") == 0)
-            return updater_main(argc - 2, argv + 2);
-        fprintf(stderr, "kdeals worker: unknown role '%s'\n", argv[2]);
-        return 2;
+    if (strcmp(cmd, WK_SPAWN_COMMAND) == 0) {
+        /* The supervisor starting a worker (worker/spawn.h): every stage this binary has. */
+        static const struct wk_stage *const stages[] = {&scanner_stage, &committer_stage,
+                                                        &updater_stage};
+        return wk_main(stages, KD_ARRAY_LEN(stages), argc - 1, argv + 1);
     }
     static const struct {
         const char *name;

@@ -38,6 +38,7 @@
 #include "judge/dealmath.h"
 #include "base/log.h"
 #include "worker/spend.h"
+#include "worker/rings.h"
 #include "worker/worker.h"
 #include "keepa/request.h"
 #include "store/store.h"
@@ -83,8 +84,7 @@ struct committer {
     bool sp_ok; /* sp_init succeeded: jobs may be submitted */
     struct st_env *env;
     struct committer_queue q;
-    uv_poll_t poll[2];
-    bool poll_ok[2];
+    struct wk_watch watch[2]; /* the rings of `watched` */
     bool ring_broken[2];
     uv_timer_t safety, batch_timer, write_timer, stop_timer;
     int64_t last_rescan_ms; /* last look at `pending` while idle */
@@ -152,12 +152,14 @@ static int load_pending(struct committer *c)
     return 0;
 }
 
-/* Drains ring ID into the queue; returns the number of records consumed. */
-static size_t drain_ring(struct committer *c, int idx)
+/* Drains the watched ring into the queue. Returns false once the ring is broken. */
+static bool drain_ring(struct wk_watch *w)
 {
-    struct ring *r = &c->wk->rings[watched[idx]];
+    struct committer *c = w->ud;
+    int idx = w == &c->watch[0] ? 0 : 1;
+    struct ring *r = w->ring;
     if (c->ring_broken[idx])
-        return 0;
+        return false;
     struct st_txn *txn = NULL;
     size_t n = 0, added = 0;
     int64_t now = mono_ms();
@@ -202,27 +204,19 @@ static size_t drain_ring(struct committer *c, int idx)
         shm_counter_add(c->wk->counters, SHM_C_ring_records_in, (int64_t)n);
         kd_debug("ring: %zu records, %zu new survivors queued", n, added);
     }
-    return n;
+    return !c->ring_broken[idx];
 }
 
 static void drain_all(struct committer *c)
 {
-    for (int i = 0; i < 2; i++) {
-        drain_ring(c, i);
-        /* Sleep only once the ring is empty and the producer knows to wake us. */
-        while (!c->ring_broken[i] && ring_prepare_wait(&c->wk->rings[watched[i]]) == -EAGAIN)
-            drain_ring(c, i);
-    }
+    for (int i = 0; i < 2; i++)
+        wk_watch_serve(&c->watch[i]);
     publish_backlog(c);
 }
 
-static void on_ring_wake(uv_poll_t *h, int status, int events)
+static void on_ring_wake(struct wk_watch *w)
 {
-    (void)status;
-    (void)events;
-    struct committer *c = h->data;
-    int idx = h == &c->poll[0] ? 0 : 1;
-    ring_wait_done(&c->wk->rings[watched[idx]]);
+    struct committer *c = w->ud;
     drain_all(c);
     maybe_start_batch(c);
 }
@@ -231,7 +225,7 @@ static void on_safety(uv_timer_t *t)
 {
     struct committer *c = t->data;
     for (int i = 0; i < 2; i++)
-        ring_wait_done(&c->wk->rings[watched[i]]);
+        wk_watch_wait_done(&c->watch[i]);
     drain_all(c);
     /* A producer killed between its pending write and its ring push leaves a survivor only
      * in `pending`: with nothing queued, look there again now and then. */
@@ -707,16 +701,6 @@ static void maybe_start_batch(struct committer *c)
 
 /* ---------------------------------------------------------------- lifecycle */
 
-static void on_sp_closed(void *ud)
-{
-    struct committer *c = ud;
-    st_close(c->env);
-    c->env = NULL;
-    committer_queue_free(&c->q);
-    kd_info("committer closed");
-    wk_stop(c->wk);
-}
-
 static void close_handle(uv_handle_t *h)
 {
     if (!uv_is_closing(h))
@@ -731,13 +715,12 @@ static void finish_stop(struct committer *c)
     if (c->write_pending)
         try_write(c); /* one last try; if it fails the items are still pending in LMDB */
     for (int i = 0; i < 2; i++)
-        if (c->poll_ok[i])
-            close_handle((uv_handle_t *)&c->poll[i]);
+        wk_watch_close(&c->watch[i]);
     close_handle((uv_handle_t *)&c->safety);
     close_handle((uv_handle_t *)&c->batch_timer);
     close_handle((uv_handle_t *)&c->write_timer);
     close_handle((uv_handle_t *)&c->stop_timer);
-    sp_close(&c->sp, on_sp_closed, c);
+    sp_close(&c->sp, wk_stop_cb, c->wk);
 }
 
 static void on_stop_deadline(uv_timer_t *t)
@@ -773,87 +756,53 @@ static void on_reload(struct wk *wk)
     maybe_start_batch(c);
 }
 
-static int open_store(struct committer *c)
+static int on_start(struct wk *wk)
 {
-    const struct cfg *cfg = &c->wk->cfg;
-    struct st_options o = {
-        .path = cfg->store_path,
-        .map_size_bytes = (uint64_t)cfg->store_map_size_mb << 20,
-        .max_map_size_bytes = (uint64_t)cfg->store_max_map_size_mb << 20,
-    };
-    char err[512];
-    int rc = st_open(&o, &c->env, err, sizeof(err));
-    if (rc != 0) {
-        kd_error("%s", err);
-        wk_set_error(c->wk, "%s", err);
-        return rc;
-    }
-    int dead = 0;
-    if (st_reader_check(c->env, &dead) == 0 && dead > 0)
-        kd_info("store: cleared %d reader slots of dead processes", dead);
-    return 0;
-}
-
-int committer_main(int argc, char **argv)
-{
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    struct wk wk;
-    if (wk_start(&wk, SHM_ROLE_COMMITTER, &loop, argc, argv) != 0)
-        return 1;
-    struct committer *c = calloc(1, sizeof(*c));
-    if (c == NULL) {
-        kd_error("out of memory");
-        return 1;
-    }
-    c->wk = &wk;
-    wk.data = c;
+    struct committer *c = wk->data;
+    c->wk = wk;
     committer_queue_init(&c->q);
-    if (open_store(c) != 0) {
-        free(c);
-        wk_stop(&wk);
-        wk_run(&wk);
-        return 1;
-    }
+    int rc = wk_store_open(wk, &c->env);
+    if (rc != 0)
+        return rc;
 
     char err[256];
-    int rc = sp_init(&c->sp, &wk, err, sizeof(err));
+    rc = sp_init(&c->sp, wk, err, sizeof(err));
     if (rc == 0) {
         c->sp_ok = true;
     } else {
         kd_error("%s; the committer idles (survivors stay pending)", err);
-        wk_set_error(&wk, "%s", err);
+        wk_set_error(wk, "%s", err);
     }
-    uv_timer_init(&loop, &c->safety);
-    uv_timer_init(&loop, &c->batch_timer);
-    uv_timer_init(&loop, &c->write_timer);
-    uv_timer_init(&loop, &c->stop_timer);
+    uv_timer_init(wk->loop, &c->safety);
+    uv_timer_init(wk->loop, &c->batch_timer);
+    uv_timer_init(wk->loop, &c->write_timer);
+    uv_timer_init(wk->loop, &c->stop_timer);
     c->safety.data = c->batch_timer.data = c->write_timer.data = c->stop_timer.data = c;
-    for (int i = 0; i < 2; i++) {
-        int fd = wk.rings[watched[i]].wake_fd;
-        if (fd < 0 || uv_poll_init(&loop, &c->poll[i], fd) != 0) {
-            kd_warn("ring %d has no usable wake-up fd; the safety timer polls it", watched[i]);
-            continue;
-        }
-        c->poll_ok[i] = true;
-        c->poll[i].data = c;
-        uv_poll_start(&c->poll[i], UV_READABLE, on_ring_wake);
-    }
+    for (int i = 0; i < 2; i++)
+        wk_watch_start(&c->watch[i], wk, watched[i], drain_ring, on_ring_wake, c);
     uv_timer_start(&c->safety, on_safety, COMMITTER_SAFETY_MS, COMMITTER_SAFETY_MS);
-    wk.on_stop = on_stop;
-    wk.on_reload = on_reload;
 
     if (load_pending(c) != 0)
         kd_error("cannot read the pending db; survivors arrive from the rings only");
     drain_all(c);
-    wk_set_state(&wk, SHM_PROC_READY);
     kd_info("ready: %zu survivors queued", c->q.n);
     maybe_start_batch(c);
-    wk_run(&wk);
-    if (c->env != NULL) /* stopped without the graceful path (QUIT, supervisor gone) */
-        st_close(c->env);
-    committer_queue_free(&c->q);
-    free(c);
-    kd_info("stopped");
     return 0;
 }
+
+static void on_release(struct wk *wk)
+{
+    struct committer *c = wk->data;
+    st_close(c->env);
+    committer_queue_free(&c->q);
+}
+
+const struct wk_stage committer_stage = {
+    .name = "committer",
+    .role = SHM_ROLE_COMMITTER,
+    .state_size = sizeof(struct committer),
+    .start = on_start,
+    .stop = on_stop,
+    .reload = on_reload,
+    .release = on_release,
+};

@@ -1,13 +1,16 @@
 /*
- * committer.h: entry point of the committer worker process.
+ * committer.h: the committer stage, as the worker runtime runs it (`kdeals worker committer`).
+ *
+ * Survivors (from the scanner) and recommit requests (from the updater) arrive on two rings,
+ * backed by the `pending` db; batches of up to [commit] batch go out as one full /product fetch,
+ * each product is judged (judge/dealmath.h), and one write transaction per batch stores the
+ * outcome. committer.c has the details.
  */
 #ifndef KD_COMMITTER_H
 #define KD_COMMITTER_H
 
-/*
- * Runs the committer worker until the supervisor tells it to stop or dies. Started by the
- * supervisor as `kdeals worker committer ...`. Returns the process exit code.
- */
-int committer_main(int argc, char **argv);
+#include "worker/worker.h"
+
+extern const struct wk_stage committer_stage;
 
 #endif

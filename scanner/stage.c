@@ -23,8 +23,10 @@
 #include <string.h>
 
 #include "base/clock.h"
-#include "judge/dealmath.h"
+#include "base/kd_assert.h"
 #include "base/log.h"
+#include "judge/dealmath.h"
+#include "scanner/scanner.h"
 #include "shm/counters.h"
 
 #define BACKOFF_BASE_MS    500
@@ -96,89 +98,41 @@ static bool busy_batches(const struct scanner *sc)
 
 /* ---------- rings ---------- */
 
-static void set_ring_gauges(struct scanner *sc)
-{
-    shm_gauge_set(counters(sc), SHM_C_ring_depth_survivors,
-                  (int64_t)ring_depth(sc->wk->rings[SHM_RING_SURVIVORS].ctl));
-    shm_gauge_set(counters(sc), SHM_C_ring_depth_refresh,
-                  (int64_t)ring_depth(sc->wk->rings[SHM_RING_REFRESH].ctl));
-}
-
-static struct ring *queue_ring(struct scanner *sc, int q)
-{
-    return &sc->wk->rings[q == 0 ? SHM_RING_SURVIVORS : SHM_RING_REFRESH];
-}
-
-/* Writes one record to ring Q's ring. Returns 0, -EAGAIN (full) or another error. */
-static int ring_put(struct scanner *sc, int q, const struct st_pending *rec)
-{
-    uint8_t buf[ST_RECORD_MAX];
-    size_t len = 0;
-    int rc = st_pending_encode(rec, buf, sizeof(buf), &len);
-    if (rc != 0) {
-        kd_error("cannot encode the ring record of %s: %s", rec->asin, strerror(-rc));
-        return rc;
-    }
-    rc = ring_write(queue_ring(sc, q), buf, len);
-    if (rc == 0)
-        shm_counter_add(counters(sc), SHM_C_ring_records_out, 1);
-    else if (rc == -EAGAIN)
-        shm_counter_add(counters(sc), SHM_C_ring_full, 1);
-    else
-        kd_error("cannot push %s to the %s ring: %s", rec->asin, q == 0 ? "survivors" : "refresh",
-                 strerror(-rc));
-    return rc;
-}
-
 /*
- * Pushes REC to ring Q, behind any records still waiting for room. A survivor is already in
- * `pending`, so even a dropped notification loses nothing; a refresh is a free extra.
+ * Pushes REC to the ring of backlog B (survivors or refresh), behind any records still
+ * waiting for room. A survivor is already in `pending`, so even a dropped notification loses
+ * nothing; a refresh is a free extra.
  */
-static void push(struct scanner *sc, int q, const struct st_pending *rec)
+static void push(struct scanner *sc, struct wk_backlog *b, const struct st_pending *rec)
 {
-    struct scanner_ringq *uq = &sc->unpushed[q];
-    if (uq->n == 0) {
-        int rc = ring_put(sc, q, rec);
-        if (rc != -EAGAIN)
-            return;
-    }
-    if (uq->n >= SCANNER_UNPUSHED) {
-        kd_warn("%s ring full and %d records waiting: %s not notified (%s)",
-                q == 0 ? "survivors" : "refresh", SCANNER_UNPUSHED, rec->asin,
-                q == 0 ? "it stays in pending" : "refresh skipped");
-        return;
-    }
-    uq->rec[uq->n++] = *rec;
-    sc->push_retry_ns = kd_mono_ns() + PUSH_RETRY_MS * KD_NS_PER_MS;
+    size_t before = b->n;
+    wk_backlog_push(b, rec);
+    if (b->n > before)
+        sc->push_retry_ns = kd_mono_ns() + PUSH_RETRY_MS * KD_NS_PER_MS;
 }
 
+static size_t unpushed(const struct scanner *sc)
+{
+    return sc->survivors_out.n + sc->refresh_out.n;
+}
+
+/* Retries the records that did not fit, at most every PUSH_RETRY_MS; keeps the ring gauges. */
 static void flush_unpushed(struct scanner *sc, int64_t now, int64_t *wake)
 {
-    for (int q = 0; q < 2; q++) {
-        struct scanner_ringq *uq = &sc->unpushed[q];
-        if (uq->n == 0)
-            continue;
-        if (now < sc->push_retry_ns) {
+    struct wk_backlog *backlogs[] = {&sc->survivors_out, &sc->refresh_out};
+    for (size_t i = 0; i < KD_ARRAY_LEN(backlogs); i++) {
+        struct wk_backlog *b = backlogs[i];
+        if (b->n > 0 && now < sc->push_retry_ns) {
             if (sc->push_retry_ns < *wake)
                 *wake = sc->push_retry_ns;
             continue;
         }
-        size_t done = 0;
-        while (done < uq->n) {
-            int rc = ring_put(sc, q, &uq->rec[done]);
-            if (rc == -EAGAIN)
-                break;
-            done++; /* pushed, or impossible to push: either way not retried */
-        }
-        memmove(uq->rec, uq->rec + done, (uq->n - done) * sizeof(uq->rec[0]));
-        uq->n -= done;
-        if (uq->n > 0) {
+        if (wk_backlog_flush(b) > 0) {
             sc->push_retry_ns = now + PUSH_RETRY_MS * KD_NS_PER_MS;
             if (sc->push_retry_ns < *wake)
                 *wake = sc->push_retry_ns;
         }
     }
-    set_ring_gauges(sc);
 }
 
 /* ---------- peek results -> store ---------- */
@@ -305,14 +259,13 @@ static int write_batch(struct scanner *sc, struct scanner_batch *b)
     for (size_t k = 0; k < w.n_survivors; k++) {
         struct st_pending p;
         fill_record(sc, b, w.survivors[k], &p);
-        push(sc, 0, &p);
+        push(sc, &sc->survivors_out, &p);
     }
     for (size_t k = 0; k < w.n_refresh; k++) {
         struct st_pending p;
         fill_record(sc, b, w.refresh[k], &p);
-        push(sc, 1, &p);
+        push(sc, &sc->refresh_out, &p);
     }
-    set_ring_gauges(sc);
     char why[256];
     rejection_reasons(b, why, sizeof(why));
     kd_info("peek: %zu asins, %zu delivered, %zu survivors, %zu rejected%s, %zu stored deals to "
@@ -419,7 +372,7 @@ static bool is_throttled(struct scanner *sc)
     const struct shm_layout *l = sc->wk->seg.layout;
     int64_t backlog = shm_counter_total(l, SHM_C_commit_backlog);
     int64_t limit = backlog_limit(sc);
-    size_t waiting = sc->unpushed[0].n + sc->unpushed[1].n;
+    size_t waiting = unpushed(sc);
     bool throttled = backlog > limit || waiting > 0;
     if (throttled && !sc->throttled)
         kd_info("discovery paused: committer backlog %lld (limit %lld), %zu ring records "
@@ -906,24 +859,6 @@ static void on_reload(struct wk *wk)
     step(sc);
 }
 
-static void on_timer_closed(uv_handle_t *h)
-{
-    struct scanner *sc = h->data;
-    st_close(sc->env);
-    sc->env = NULL;
-    scanner_selection_free(&sc->sel);
-    kd_info("stopped");
-    wk_stop(sc->wk);
-}
-
-static void on_spend_closed(void *ud)
-{
-    struct scanner *sc = ud;
-    free(sc->fetch_json);
-    sc->fetch_json = NULL;
-    uv_close((uv_handle_t *)&sc->timer, on_timer_closed);
-}
-
 static void close_now(struct scanner *sc)
 {
     uv_timer_stop(&sc->timer);
@@ -932,7 +867,7 @@ static void close_now(struct scanner *sc)
         if (b->write_pending && write_batch(sc, b) != 0)
             kd_error("stopping with %zu peek results that could not be stored", b->n);
     }
-    sp_close(&sc->sp, on_spend_closed, sc);
+    sp_close(&sc->sp, wk_stop_cb, sc->wk);
 }
 
 /* Waits for the requests already sent to answer (their results are paid for), then closes. */
@@ -983,25 +918,25 @@ static int load_cursor(struct scanner *sc)
     return 0;
 }
 
-int scanner_stage_start(struct scanner *sc, struct wk *wk)
+static int on_start(struct wk *wk)
 {
-    memset(sc, 0, sizeof(*sc));
+    struct scanner *sc = wk->data;
     sc->wk = wk;
     sc->source = wk->cfg.scan_source;
     for (int i = 0; i < SCANNER_MAX_BATCHES; i++)
         sc->batches[i].sc = sc;
-    char err[512];
-    struct st_options so = {.path = wk->cfg.store_path,
-                            .map_size_bytes = (uint64_t)wk->cfg.store_map_size_mb << 20,
-                            .max_map_size_bytes = (uint64_t)wk->cfg.store_max_map_size_mb << 20};
-    int rc = st_open(&so, &sc->env, err, sizeof(err));
-    if (rc != 0) {
-        kd_error("%s", err);
-        wk_set_error(wk, "%s", err);
+    int rc = wk_store_open(wk, &sc->env);
+    if (rc != 0)
         return rc;
+    if (wk_backlog_init(&sc->survivors_out, wk, SHM_RING_SURVIVORS, SCANNER_UNPUSHED,
+                        "it stays in pending") != 0 ||
+        wk_backlog_init(&sc->refresh_out, wk, SHM_RING_REFRESH, SCANNER_UNPUSHED,
+                        "refresh skipped") != 0) {
+        kd_error("out of memory");
+        return -ENOMEM;
     }
-    st_reader_check(sc->env, NULL);
 
+    char err[512];
     if (sc->source == CFG_SOURCE_ASINS) {
         const char *path = wk->cfg.scan_asins_file;
         sc->list_hash = scanner_fnv1a(SCANNER_FNV_INIT, path, strlen(path));
@@ -1019,8 +954,6 @@ int scanner_stage_start(struct scanner *sc, struct wk *wk)
     rc = load_cursor(sc);
     if (rc != 0) {
         kd_error("cannot read the discovery cursor: %s", st_strerror(rc));
-        st_close(sc->env);
-        scanner_selection_free(&sc->sel);
         return rc;
     }
 
@@ -1033,12 +966,30 @@ int scanner_stage_start(struct scanner *sc, struct wk *wk)
     }
     uv_timer_init(wk->loop, &sc->timer);
     sc->timer.data = sc;
-    wk->data = sc;
-    wk->on_stop = on_stop;
-    wk->on_reload = on_reload;
     kd_info("scanner: %s source, peek batch %lld, offers %lld, dedup window %lld ms",
             source_name(sc->source), (long long)wk->cfg.scan_peek_batch,
             (long long)wk->cfg.scan_peek_offers, (long long)wk->cfg.scan_dedup_window_ms);
     step(sc);
+    kd_info("ready");
     return 0;
 }
+
+static void on_release(struct wk *wk)
+{
+    struct scanner *sc = wk->data;
+    st_close(sc->env);
+    scanner_selection_free(&sc->sel);
+    free(sc->fetch_json);
+    wk_backlog_free(&sc->survivors_out);
+    wk_backlog_free(&sc->refresh_out);
+}
+
+const struct wk_stage scanner_stage = {
+    .name = "scanner",
+    .role = SHM_ROLE_SCANNER,
+    .state_size = sizeof(struct scanner),
+    .start = on_start,
+    .stop = on_stop,
+    .reload = on_reload,
+    .release = on_release,
+};

@@ -26,6 +26,7 @@
 #include <uv.h>
 
 #include "worker/spend.h"
+#include "worker/rings.h"
 #include "worker/worker.h"
 #include "scanner/rules.h"
 #include "scanner/selection.h"
@@ -55,11 +56,6 @@ struct scanner_batch {
     double tokens;
     int64_t peek_ms;
     size_t n_malformed; /* of the not delivered: answered with mistyped fields (for the log) */
-};
-
-struct scanner_ringq {
-    size_t n;
-    struct st_pending rec[SCANNER_UNPUSHED];
 };
 
 struct scanner {
@@ -107,7 +103,7 @@ struct scanner {
     int64_t pass_resume_ns;
 
     /* Ring records that did not fit. */
-    struct scanner_ringq unpushed[2]; /* 0: SURVIVORS, 1: REFRESH */
+    struct wk_backlog survivors_out, refresh_out;
     int64_t push_retry_ns;
 
     /* ASIN list reading: where line hint_line starts in the file. */
@@ -117,12 +113,5 @@ struct scanner {
     /* Per-pass figures for the pass log line. */
     uint64_t pass_pages, pass_discovered, pass_peeked, pass_survivors;
 };
-
-/*
- * Starts the stage on WK (already started): opens the store, the spender and the source,
- * loads the cursor, installs the stop and reload handlers and begins. Returns 0, or a
- * negative errno after logging why (the process should exit non-zero).
- */
-int scanner_stage_start(struct scanner *sc, struct wk *wk);
 
 #endif

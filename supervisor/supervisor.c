@@ -33,13 +33,12 @@
 #include "shm/counters.h"
 #include "shm/segment.h"
 #include "shm/tokens.h"
+#include "worker/spawn.h"
 
 #define SUP_BACKOFF_MIN_MS 100
 #define SUP_BACKOFF_MAX_MS 30000
 #define SUP_STABLE_MS      60000
 #define SUP_WORKERS        3
-#define SUP_KEY_FD         (3 + SHM_RING_COUNT)
-#define SUP_KEY_MAX        512
 
 static const enum shm_role start_order[SUP_WORKERS] = {SHM_ROLE_COMMITTER, SHM_ROLE_UPDATER,
                                                        SHM_ROLE_SCANNER};
@@ -61,7 +60,7 @@ struct sup_child {
 struct sup {
     const struct sup_options *opt;
     struct cfg cfg; /* the running config */
-    char key[SUP_KEY_MAX];
+    char key[WK_KEY_MAX];
     uv_loop_t *loop;
     struct shm_segment seg;
     int wake_fds[SHM_RING_COUNT];
@@ -253,15 +252,16 @@ static int spawn_child(struct sup_child *c)
     struct sup *s = c->sup;
     char title[64];
     snprintf(title, sizeof(title), "kdeals: %s", shm_role_name(c->role));
+    /* The spawn contract: worker/spawn.h. */
     char *args[] = {title,
-                    "worker",
+                    WK_SPAWN_COMMAND,
                     (char *)shm_role_name(c->role),
-                    "--instance",
+                    WK_SPAWN_OPT_INSTANCE,
                     (char *)s->opt->instance,
-                    s->opt->log_file ? "--log-file" : NULL,
+                    s->opt->log_file ? WK_SPAWN_OPT_LOG_FILE : NULL,
                     (char *)s->opt->log_file,
                     NULL};
-    /* The key travels through a pipe whose read end becomes the worker's fd 6. */
+    /* The key travels through a pipe whose read end becomes the worker's WK_FD_KEY. */
     int key_pipe[2];
     if (pipe2(key_pipe, O_CLOEXEC) != 0) {
         kd_error("cannot start %s: pipe: %s", shm_role_name(c->role), strerror(errno));
@@ -271,27 +271,26 @@ static int spawn_child(struct sup_child *c)
     if (key_len > 0 && write(key_pipe[1], s->key, key_len) != (ssize_t)key_len)
         kd_error("cannot hand the API key to %s: %s", shm_role_name(c->role), strerror(errno));
     close(key_pipe[1]);
-    uv_stdio_container_t stdio[3 + SHM_RING_COUNT + 1];
+    uv_stdio_container_t stdio[WK_FD_COUNT];
     for (int i = 0; i < 3; i++) {
         stdio[i].flags = UV_INHERIT_FD;
         stdio[i].data.fd = i;
     }
     for (int i = 0; i < SHM_RING_COUNT; i++) {
-        stdio[3 + i].flags = UV_INHERIT_FD;
-        stdio[3 + i].data.fd = s->wake_fds[i];
+        stdio[WK_FD_WAKE(i)].flags = UV_INHERIT_FD;
+        stdio[WK_FD_WAKE(i)].data.fd = s->wake_fds[i];
     }
-    stdio[SUP_KEY_FD].flags = UV_INHERIT_FD;
-    stdio[SUP_KEY_FD].data.fd = key_pipe[0];
+    stdio[WK_FD_KEY].flags = UV_INHERIT_FD;
+    stdio[WK_FD_KEY].data.fd = key_pipe[0];
     uv_process_options_t po;
     memset(&po, 0, sizeof(po));
     po.file = s->exe;
     po.args = args;
     po.exit_cb = on_child_exit;
     po.stdio = stdio;
-    po.stdio_count = SUP_KEY_FD + 1;
-    /* Workers get a clean environment without the key; they read it from the key file. */
-    static char *const env[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                                NULL};
+    po.stdio_count = WK_FD_COUNT;
+    /* A clean environment without the key: the worker reads the key from its pipe. */
+    static char *const env[] = {WK_SPAWN_ENV, NULL};
     po.env = (char **)env;
     c->proc.data = c;
     int rc = uv_spawn(s->loop, &c->proc, &po);

@@ -15,9 +15,10 @@
  * keeps the running config and the error is logged and left in the slot's reload verdict;
  * a valid one is published, the workers get HUP, and keys that need a restart are named.
  *
- * The API key reaches each worker through a pipe at fd 6 that the worker reads once at
- * start: never argv, the environment, the segment or a file the worker opens. Processes that
- * hold the key are not dumpable (no core file, no /proc/PID/environ for other users).
+ * How a worker is started (argv, the descriptors, the environment) is worker/spawn.h. The API
+ * key reaches each worker through a pipe the worker reads once at start: never argv, the
+ * environment, the segment or a file the worker opens. Processes that hold the key are not
+ * dumpable (no core file, no /proc/PID/environ for other users).
  */
 #ifndef KD_SUPERVISOR_H
 #define KD_SUPERVISOR_H

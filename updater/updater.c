@@ -34,6 +34,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "worker/spend.h"
+#include "worker/rings.h"
 #include "worker/worker.h"
 #include "keepa/request.h"
 #include "store/store.h"
@@ -70,8 +71,7 @@ struct updater {
     bool closing;
     bool stop_after_batch;
     uv_timer_t tick;
-    uv_poll_t refresh_poll;
-    bool poll_started;
+    struct wk_watch refresh_watch;
     struct st_sched_entry *due; /* UPDATER_DUE_COUNT_MAX entries */
 
     /* The batch: submitted (active), answered but not yet stored (unwritten). */
@@ -106,9 +106,10 @@ struct updater {
     struct st_pending refresh[UPDATER_REFRESH_CHUNK];
     int64_t refresh_retry_at_ns;
 
-    /* Recommit records stored in pending, waiting to be pushed on the ring. */
-    size_t n_push, push_base;
-    struct st_pending push[UPDATER_PUSH_MAX];
+    /* Recommit records stored in pending, waiting to be pushed on the ring; push_base marks
+     * where the records of the write transaction being tried begin. */
+    struct wk_backlog recommit_out;
+    size_t push_base;
     bool push_overflow_logged;
 
     struct upd_tally tally;
@@ -136,16 +137,6 @@ static void arm(struct updater *u, int64_t ms)
 static struct shm_counter_block *counters(struct updater *u)
 {
     return u->wk->counters;
-}
-
-static struct ring *recommit_ring(struct updater *u)
-{
-    return &u->wk->rings[SHM_RING_RECOMMIT];
-}
-
-static struct ring *refresh_ring(struct updater *u)
-{
-    return &u->wk->rings[SHM_RING_REFRESH];
 }
 
 /* Runs FN in one write transaction and keeps the store counters. */
@@ -198,36 +189,14 @@ static int request_recommit(struct updater *u, struct st_txn *txn, const struct 
     if (rc != 0)
         return rc;
     u->tally.recommits++;
-    if (u->n_push < UPDATER_PUSH_MAX)
-        u->push[u->n_push++] = p;
+    wk_backlog_add(&u->recommit_out, &p); /* full: it waits in pending for the committer */
     return 0;
 }
 
 /* Pushes queued recommit records on the ring until it is full. */
 static void push_recommits(struct updater *u)
 {
-    struct ring *r = recommit_ring(u);
-    size_t done = 0;
-    while (done < u->n_push) {
-        uint8_t buf[ST_RECORD_MAX];
-        size_t len = 0;
-        int rc = st_pending_encode(&u->push[done], buf, sizeof(buf), &len);
-        if (rc == 0)
-            rc = ring_write(r, buf, len);
-        if (rc == -EAGAIN) {
-            shm_counter_add(counters(u), SHM_C_ring_full, 1);
-            break; /* kept; it is in pending too */
-        }
-        if (rc == 0)
-            shm_counter_add(counters(u), SHM_C_ring_records_out, 1);
-        else
-            kd_error("recommit %s: cannot push on the ring (%s); it stays in pending",
-                     u->push[done].asin, strerror(-rc));
-        done++;
-    }
-    memmove(u->push, u->push + done, (u->n_push - done) * sizeof(u->push[0]));
-    u->n_push -= done;
-    shm_gauge_set(counters(u), SHM_C_ring_depth_recommit, (int64_t)ring_depth(r->ctl));
+    wk_backlog_flush(&u->recommit_out);
 }
 
 /* ---- applying one check to a stored deal ------------------------------------------------ */
@@ -290,7 +259,7 @@ static int apply_check(struct updater *u, struct st_txn *txn, const struct st_ke
 static void begin_write(struct updater *u)
 {
     memset(&u->tally, 0, sizeof(u->tally));
-    u->n_push = u->push_base; /* a retried run must not queue twice */
+    wk_backlog_truncate(&u->recommit_out, u->push_base); /* a retried run must not queue twice */
 }
 
 static void count_tally(struct updater *u)
@@ -298,7 +267,7 @@ static void count_tally(struct updater *u)
     struct shm_counter_block *cb = counters(u);
     shm_counter_add(cb, SHM_C_deals_refreshed, (int64_t)u->tally.refreshed);
     shm_counter_add(cb, SHM_C_deals_expired, (int64_t)u->tally.expired);
-    if (u->n_push == UPDATER_PUSH_MAX && !u->push_overflow_logged) {
+    if (u->recommit_out.n == u->recommit_out.cap && !u->push_overflow_logged) {
         kd_warn("recommit queue full: further requests wait in pending for the committer");
         u->push_overflow_logged = true;
     }
@@ -342,10 +311,10 @@ static int write_stale_fn(struct st_txn *txn, void *ud)
 static int write_batch(struct updater *u)
 {
     bool retry = u->batch_unwritten;
-    u->push_base = u->n_push;
+    u->push_base = u->recommit_out.n;
     int rc = store_write(u, write_batch_fn);
     if (rc != 0) {
-        u->n_push = u->push_base;
+        wk_backlog_truncate(&u->recommit_out, u->push_base);
         u->batch_unwritten = true;
         store_failed(u, "an update batch", rc);
         return rc;
@@ -655,9 +624,10 @@ static int write_refresh_fn(struct st_txn *txn, void *ud)
 
 /* Applies what waits in the REFRESH ring, one transaction per chunk. Returns false when a
  * write failed (the records stay in the ring for the retry). */
-static bool drain_refresh(struct updater *u)
+static bool drain_refresh(struct wk_watch *w)
 {
-    struct ring *r = refresh_ring(u);
+    struct updater *u = w->ud;
+    struct ring *r = w->ring;
     if (u->refresh_retry_at_ns > now_ns())
         return false;
     for (;;) {
@@ -680,12 +650,12 @@ static bool drain_refresh(struct updater *u)
         if (read == 0)
             break;
         if (u->n_refresh > 0) {
-            u->push_base = u->n_push;
-            int w = store_write(u, write_refresh_fn);
-            if (w != 0) {
-                u->n_push = u->push_base;
+            u->push_base = u->recommit_out.n;
+            int wrc = store_write(u, write_refresh_fn);
+            if (wrc != 0) {
+                wk_backlog_truncate(&u->recommit_out, u->push_base);
                 ring_rewind(r);
-                store_failed(u, "scanner refreshes", w);
+                store_failed(u, "scanner refreshes", wrc);
                 u->refresh_retry_at_ns = now_ns() + UPDATER_WRITE_RETRY_MS * KD_NS_PER_MS;
                 return false;
             }
@@ -705,27 +675,12 @@ static bool drain_refresh(struct updater *u)
     return true;
 }
 
-/* Drains the ring, then sleeps on its eventfd (the tick is the safety net). */
-static void serve_refresh(struct updater *u)
+static void on_refresh_wake(struct wk_watch *w)
 {
-    struct ring *r = refresh_ring(u);
-    for (int rounds = 0; rounds < 16; rounds++) {
-        if (!drain_refresh(u))
-            return;
-        if (!u->poll_started || ring_prepare_wait(r) == 0)
-            return;
-    }
-}
-
-static void on_refresh_wake(uv_poll_t *h, int status, int events)
-{
-    (void)status;
-    (void)events;
-    struct updater *u = h->data;
-    ring_wait_done(refresh_ring(u));
+    struct updater *u = w->ud;
     if (!u->closing)
-        serve_refresh(u);
-    if (u->n_push > 0)
+        wk_watch_serve(w);
+    if (u->recommit_out.n > 0)
         push_recommits(u);
 }
 
@@ -735,8 +690,9 @@ static void step(struct updater *u)
 {
     if (u->closing)
         return;
-    serve_refresh(u);
-    if (u->n_push > 0)
+    /* Drains the ring, then sleeps on its eventfd (the tick is the safety net). */
+    wk_watch_serve(&u->refresh_watch);
+    if (u->recommit_out.n > 0)
         push_recommits(u);
     if (u->batch_unwritten && write_batch(u) != 0) {
         arm(u, UPDATER_WRITE_RETRY_MS);
@@ -770,17 +726,6 @@ static void step(struct updater *u)
 
 /* ---- start, reload, stop ------------------------------------------------------------------ */
 
-static void on_sp_closed(void *ud)
-{
-    struct updater *u = ud;
-    st_close(u->env);
-    u->env = NULL;
-    free(u->due);
-    u->due = NULL;
-    kd_info("updater stopped");
-    wk_stop(u->wk);
-}
-
 static void begin_close(struct updater *u)
 {
     if (u->closing)
@@ -788,11 +733,8 @@ static void begin_close(struct updater *u)
     u->closing = true;
     uv_timer_stop(&u->tick);
     uv_close((uv_handle_t *)&u->tick, NULL);
-    if (u->poll_started) {
-        uv_poll_stop(&u->refresh_poll);
-        uv_close((uv_handle_t *)&u->refresh_poll, NULL);
-    }
-    sp_close(&u->sp, on_sp_closed, u);
+    wk_watch_close(&u->refresh_watch);
+    sp_close(&u->sp, wk_stop_cb, u->wk);
 }
 
 static void on_stop(struct wk *wk)
@@ -817,29 +759,23 @@ static void on_reload(struct wk *wk)
     arm(u, 0);
 }
 
-static int updater_start(struct updater *u, struct wk *wk)
+static int on_start(struct wk *wk)
 {
+    struct updater *u = wk->data;
     u->wk = wk;
-    wk->data = u;
     u->due = calloc(UPDATER_DUE_COUNT_MAX, sizeof(*u->due));
-    if (u->due == NULL)
+    if (u->due == NULL || wk_backlog_init(&u->recommit_out, wk, SHM_RING_RECOMMIT, UPDATER_PUSH_MAX,
+                                          "it stays in pending") != 0) {
+        kd_error("updater cannot start: out of memory");
         return -ENOMEM;
-    char err[512];
-    struct st_options so = {
-        .path = wk->cfg.store_path,
-        .map_size_bytes = (uint64_t)wk->cfg.store_map_size_mb << 20,
-        .max_map_size_bytes = (uint64_t)wk->cfg.store_max_map_size_mb << 20,
-    };
-    int rc = st_open(&so, &u->env, err, sizeof(err));
+    }
+    int rc = wk_store_open(wk, &u->env);
     if (rc != 0) {
-        kd_error("%s", err);
-        wk_set_error(wk, "%s", err);
+        kd_error("updater cannot start: %s", st_strerror(rc));
         return rc;
     }
-    int dead = 0;
-    if (st_reader_check(u->env, &dead) == 0 && dead > 0)
-        kd_info("store: cleared %d reader slots of dead processes", dead);
 
+    char err[512];
     rc = sp_init(&u->sp, wk, err, sizeof(err));
     if (rc == 0) {
         u->sp_ready = true;
@@ -851,48 +787,30 @@ static int updater_start(struct updater *u, struct wk *wk)
     }
     uv_timer_init(wk->loop, &u->tick);
     u->tick.data = u;
-    struct ring *r = refresh_ring(u);
-    if (r->wake_fd >= 0 && uv_poll_init(wk->loop, &u->refresh_poll, r->wake_fd) == 0) {
-        u->refresh_poll.data = u;
-        uv_poll_start(&u->refresh_poll, UV_READABLE, on_refresh_wake);
-        u->poll_started = true;
-    }
-    wk->on_stop = on_stop;
-    wk->on_reload = on_reload;
+    wk_watch_start(&u->refresh_watch, wk, SHM_RING_REFRESH, drain_refresh, on_refresh_wake, u);
     arm(u, 0);
+    struct updater_policy pol;
+    updater_policy_from_cfg(&wk->cfg, &pol);
+    kd_info("ready: update batch %lld, intervals %lld..%lld ms, expire after %u failed checks",
+            (long long)wk->cfg.update_batch, (long long)pol.min_interval_ms,
+            (long long)pol.max_interval_ms, pol.expire_after_failures);
     return 0;
 }
 
-int updater_main(int argc, char **argv)
+static void on_release(struct wk *wk)
 {
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    struct wk wk;
-    if (wk_start(&wk, SHM_ROLE_UPDATER, &loop, argc, argv) != 0)
-        return 1;
-    struct updater *u = calloc(1, sizeof(*u));
-    int rc = u != NULL ? updater_start(u, &wk) : -ENOMEM;
-    if (rc != 0) {
-        kd_error("updater cannot start: %s", st_strerror(rc));
-        if (u != NULL) {
-            st_close(u->env);
-            free(u->due);
-            free(u);
-        }
-        wk_stop(&wk);
-        wk_run(&wk);
-        return 1;
-    }
-    wk_set_state(&wk, SHM_PROC_READY);
-    struct updater_policy pol;
-    updater_policy_from_cfg(&wk.cfg, &pol);
-    kd_info("ready: update batch %lld, intervals %lld..%lld ms, expire after %u failed checks",
-            (long long)wk.cfg.update_batch, (long long)pol.min_interval_ms,
-            (long long)pol.max_interval_ms, pol.expire_after_failures);
-    wk_run(&wk);
-    if (u->env != NULL) /* stopped early (QUIT, supervisor gone) */
-        st_close(u->env);
+    struct updater *u = wk->data;
+    st_close(u->env);
     free(u->due);
-    free(u);
-    return 0;
+    wk_backlog_free(&u->recommit_out);
 }
+
+const struct wk_stage updater_stage = {
+    .name = "updater",
+    .role = SHM_ROLE_UPDATER,
+    .state_size = sizeof(struct updater),
+    .start = on_start,
+    .stop = on_stop,
+    .reload = on_reload,
+    .release = on_release,
+};

@@ -1,5 +1,5 @@
 /*
- * updater.h: entry point of the updater worker process (ARCHITECTURE.md §2, "update").
+ * updater.h: the updater stage, as the worker runtime runs it (`kdeals worker updater`).
  *
  * The updater keeps stored deals true: it walks the schedule (stalest first), re-checks due
  * deals with light /product requests (stats, no offers, one token per ASIN) in batches of up
@@ -11,10 +11,8 @@
 #ifndef KD_UPDATER_H
 #define KD_UPDATER_H
 
-/*
- * Runs the updater worker until the supervisor tells it to stop or dies. Started by the
- * supervisor as `kdeals worker updater ...`. Returns the process exit code.
- */
-int updater_main(int argc, char **argv);
+#include "worker/worker.h"
+
+extern const struct wk_stage updater_stage;
 
 #endif

@@ -11,12 +11,14 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "store/store.h"
 
 #define WK_HEARTBEAT_MS 500
 
@@ -58,12 +60,12 @@ static int load_config(struct wk *wk)
     return 0;
 }
 
-/* Reads the key from the pipe at fd 6 (closed afterwards). An empty pipe means no key. */
+/* Reads the key from the pipe at WK_FD_KEY (closed afterwards). An empty pipe means no key. */
 static void read_key(struct wk *wk)
 {
     size_t n = 0;
     for (;;) {
-        ssize_t r = read(WK_KEY_FD, wk->key + n, sizeof(wk->key) - 1 - n);
+        ssize_t r = read(WK_FD_KEY, wk->key + n, sizeof(wk->key) - 1 - n);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
@@ -72,17 +74,12 @@ static void read_key(struct wk *wk)
         if (n == sizeof(wk->key) - 1)
             break;
     }
-    close(WK_KEY_FD);
+    close(WK_FD_KEY);
     wk->key[n] = '\0';
     while (n > 0 && (wk->key[n - 1] == '\n' || wk->key[n - 1] == '\r' || wk->key[n - 1] == ' '))
         wk->key[--n] = '\0';
     if (n > 0)
         kd_log_add_secret(wk->key);
-}
-
-static void default_stop(struct wk *wk)
-{
-    wk_stop(wk);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -93,8 +90,8 @@ static void on_signal(uv_signal_t *s, int signum)
         int rc = load_config(wk);
         if (rc != 0)
             kd_error("reload: cannot load the published config: %s", strerror(-rc));
-        else if (wk->on_reload != NULL)
-            wk->on_reload(wk);
+        else if (wk->stage->reload != NULL)
+            wk->stage->reload(wk);
         break;
     }
     case SIGUSR1:
@@ -111,7 +108,10 @@ static void on_signal(uv_signal_t *s, int signum)
             kd_info("%s: stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
             wk->stopping = true;
             wk_set_state(wk, SHM_PROC_STOPPING);
-            wk->on_stop(wk);
+            if (wk->stage->stop != NULL)
+                wk->stage->stop(wk);
+            else
+                wk_stop(wk);
         }
         break;
     }
@@ -124,63 +124,70 @@ static void start_signal(struct wk *wk, uv_signal_t *s, int signum)
     uv_signal_start(s, on_signal, signum);
 }
 
-int wk_start(struct wk *wk, enum shm_role role, uv_loop_t *loop, int argc, char **argv)
+/*
+ * Everything before the stage: ARGV is `worker ROLE --instance NAME [--log-file F]`. Returns
+ * 0 with the segment attached and the handles running on LOOP, or a negative errno after
+ * logging why, with nothing held (the key wiped, the segment detached).
+ */
+static int wk_start(struct wk *wk, const struct wk_stage *stage, uv_loop_t *loop, int argc,
+                    char **argv)
 {
     memset(wk, 0, sizeof(*wk));
-    wk->role = role;
+    wk->stage = stage;
+    wk->role = stage->role;
     wk->loop = loop;
-    wk->on_stop = default_stop;
-    kd_log_set_role(shm_role_name(role));
+    kd_log_set_role(stage->name);
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     prctl(PR_SET_DUMPABLE, 0); /* it will hold the API key */
     read_key(wk);
     char comm[16];
-    snprintf(comm, sizeof(comm), "kdeals-%s", shm_role_name(role));
+    snprintf(comm, sizeof(comm), "kdeals-%s", stage->name);
     prctl(PR_SET_NAME, comm);
 
     const char *instance = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--instance") == 0 && i + 1 < argc)
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], WK_SPAWN_OPT_INSTANCE) == 0 && i + 1 < argc)
             instance = argv[++i];
-        else if (strcmp(argv[i], "--log-file") == 0 && i + 1 < argc)
+        else if (strcmp(argv[i], WK_SPAWN_OPT_LOG_FILE) == 0 && i + 1 < argc)
             wk->log_file = argv[++i];
     }
     if (wk->log_file != NULL && kd_log_open(wk->log_file) != 0)
         kd_error("cannot open log file %s; logging to stderr", wk->log_file);
+    int rc;
     if (instance == NULL) {
         kd_error("usage: kdeals worker %s --instance NAME (started by the supervisor)",
-                 shm_role_name(role));
-        return -EINVAL;
+                 stage->name);
+        rc = -EINVAL;
+        goto out_key;
     }
     char err[256];
-    int rc = shm_segment_attach(&wk->seg, instance, SHM_READ_WRITE, err, sizeof(err));
+    rc = shm_segment_attach(&wk->seg, instance, SHM_READ_WRITE, err, sizeof(err));
     if (rc != 0) {
         kd_error("%s", err);
-        return rc;
+        goto out_key;
     }
     struct shm_layout *l = wk->seg.layout;
     wk->supervisor_pid = l->header.supervisor_pid;
     if ((int64_t)getppid() != wk->supervisor_pid) {
         kd_error("parent %d is not the supervisor %lld of this segment; exiting", (int)getppid(),
                  (long long)wk->supervisor_pid);
-        shm_segment_detach(&wk->seg);
-        return -ESRCH;
+        rc = -ESRCH;
+        goto out_detach;
     }
     rc = load_config(wk);
     if (rc != 0) {
         kd_error("cannot load the config from %s: %s", wk->seg.name, strerror(-rc));
-        shm_segment_detach(&wk->seg);
-        return rc;
+        goto out_detach;
     }
-    wk->slot = &l->procs[role];
-    wk->counters = &l->counters[role];
+    wk->slot = &l->procs[wk->role];
+    wk->counters = &l->counters[wk->role];
     for (int i = 0; i < SHM_RING_COUNT; i++) {
         rc = ring_open(&wk->rings[i], &l->rings[i], shm_segment_ring_data(&wk->seg, i),
-                       WK_FIRST_WAKE_FD + i);
+                       WK_FD_WAKE(i));
         if (rc != 0) {
-            kd_error("ring %d of %s is corrupt", i, wk->seg.name);
-            shm_segment_detach(&wk->seg);
-            return rc;
+            kd_error("the %s ring of %s is corrupt", shm_ring_name((enum shm_ring_id)i),
+                     wk->seg.name);
+            goto out_detach;
         }
     }
     atomic_store(&wk->slot->pid, (int64_t)getpid());
@@ -197,6 +204,12 @@ int wk_start(struct wk *wk, enum shm_role role, uv_loop_t *loop, int argc, char 
     wk->heartbeat.data = wk;
     uv_timer_start(&wk->heartbeat, heartbeat, WK_HEARTBEAT_MS, WK_HEARTBEAT_MS);
     return 0;
+
+out_detach:
+    shm_segment_detach(&wk->seg);
+out_key:
+    explicit_bzero(wk->key, sizeof(wk->key));
+    return rc;
 }
 
 void wk_set_state(struct wk *wk, enum shm_proc_state state)
@@ -206,14 +219,18 @@ void wk_set_state(struct wk *wk, enum shm_proc_state state)
 
 void wk_set_error(struct wk *wk, const char *fmt, ...)
 {
-    char msg[SHM_MESSAGE_MAX];
+    char clean[SHM_MESSAGE_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    kd_vformat_redacted(clean, sizeof(clean), fmt, ap);
     va_end(ap);
-    char clean[SHM_MESSAGE_MAX];
-    kd_redact(msg, clean, sizeof(clean));
     memcpy(wk->slot->last_error, clean, sizeof(clean));
+}
+
+static void close_handle(uv_handle_t *h)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
 }
 
 void wk_stop(struct wk *wk)
@@ -221,31 +238,105 @@ void wk_stop(struct wk *wk)
     wk->stopping = true;
     uv_timer_stop(&wk->heartbeat);
     uv_signal_stop(&wk->sig_hup);
-    uv_close((uv_handle_t *)&wk->heartbeat, NULL);
-    uv_close((uv_handle_t *)&wk->sig_term, NULL);
-    uv_close((uv_handle_t *)&wk->sig_int, NULL);
-    uv_close((uv_handle_t *)&wk->sig_quit, NULL);
-    uv_close((uv_handle_t *)&wk->sig_hup, NULL);
-    uv_close((uv_handle_t *)&wk->sig_usr1, NULL);
+    close_handle((uv_handle_t *)&wk->heartbeat);
+    close_handle((uv_handle_t *)&wk->sig_term);
+    close_handle((uv_handle_t *)&wk->sig_int);
+    close_handle((uv_handle_t *)&wk->sig_quit);
+    close_handle((uv_handle_t *)&wk->sig_hup);
+    close_handle((uv_handle_t *)&wk->sig_usr1);
+}
+
+void wk_stop_cb(void *wk)
+{
+    wk_stop(wk);
+}
+
+int wk_store_open(struct wk *wk, struct st_env **env)
+{
+    const struct cfg *cfg = &wk->cfg;
+    struct st_options o = {
+        .path = cfg->store_path,
+        .map_size_bytes = (uint64_t)cfg->store_map_size_mb << 20,
+        .max_map_size_bytes = (uint64_t)cfg->store_max_map_size_mb << 20,
+    };
+    char err[512];
+    int rc = st_open(&o, env, err, sizeof(err));
+    if (rc != 0) {
+        kd_error("%s", err);
+        wk_set_error(wk, "%s", err);
+        return rc;
+    }
+    int dead = 0;
+    if (st_reader_check(*env, &dead) == 0 && dead > 0)
+        kd_info("store: cleared %d reader slots of dead processes", dead);
+    return 0;
 }
 
 static void close_any(uv_handle_t *h, void *arg)
 {
     (void)arg;
-    if (!uv_is_closing(h))
-        uv_close(h, NULL);
+    close_handle(h);
 }
 
-int wk_run(struct wk *wk)
+/* Runs the loop until the worker stops, then closes what is still open (QUIT, supervisor
+ * gone), the loop itself, and leaves the segment and the key behind. */
+static void wk_run(struct wk *wk)
 {
     uv_run(wk->loop, UV_RUN_DEFAULT);
-    /* Stopped early (QUIT, supervisor gone): close what is still open, then the loop. */
     uv_walk(wk->loop, close_any, NULL);
     uv_run(wk->loop, UV_RUN_DEFAULT);
-    uv_loop_close(wk->loop);
     wk_set_state(wk, SHM_PROC_EXITED);
     atomic_store(&wk->slot->pid, 0);
     shm_segment_detach(&wk->seg);
-    memset(wk->key, 0, sizeof(wk->key));
-    return 0;
+    explicit_bzero(wk->key, sizeof(wk->key));
+}
+
+/* READY, unless the stage already said more (it may be waiting for tokens already). */
+static void set_ready(struct wk *wk)
+{
+    uint32_t starting = SHM_PROC_STARTING;
+    atomic_compare_exchange_strong_explicit(&wk->slot->state, &starting, SHM_PROC_READY,
+                                            memory_order_release, memory_order_relaxed);
+}
+
+int wk_main(const struct wk_stage *const *stages, size_t n_stages, int argc, char **argv)
+{
+    const struct wk_stage *stage = NULL;
+    for (size_t i = 0; argc >= 2 && i < n_stages; i++) {
+        if (strcmp(argv[1], stages[i]->name) == 0)
+            stage = stages[i];
+    }
+    if (stage == NULL) {
+        fprintf(stderr, "kdeals worker: unknown role '%s'\n", argc >= 2 ? argv[1] : "");
+        return 2;
+    }
+    uv_loop_t loop;
+    int rc = uv_loop_init(&loop);
+    if (rc != 0) {
+        kd_error("cannot start an event loop: %s", uv_strerror(rc));
+        return 1;
+    }
+    struct wk wk;
+    int code = 1;
+    rc = wk_start(&wk, stage, &loop, argc, argv);
+    if (rc != 0)
+        goto out_loop;
+    wk.data = calloc(1, stage->state_size > 0 ? stage->state_size : 1);
+    if (wk.data == NULL) {
+        kd_error("out of memory");
+        wk_stop(&wk);
+    } else if (stage->start(&wk) != 0) {
+        wk_stop(&wk);
+    } else {
+        set_ready(&wk);
+        code = 0;
+    }
+    wk_run(&wk);
+    if (wk.data != NULL && stage->release != NULL)
+        stage->release(&wk);
+    free(wk.data);
+    kd_info("stopped");
+out_loop:
+    uv_loop_close(&loop);
+    return code;
 }

@@ -1,0 +1,42 @@
+/*
+ * spawn.h: how the supervisor starts a worker: the one contract both sides include.
+ *
+ * The supervisor (supervisor/supervisor.c) fork+execs its own binary with
+ *
+ *     argv:  TITLE "worker" ROLE "--instance" NAME ["--log-file" FILE]
+ *     fds:   0, 1, 2                 the supervisor's stdin, stdout and stderr
+ *            WK_FD_WAKE(ring)        the eventfd of ring RING (enum shm_ring_id), one per ring
+ *            WK_FD_KEY               read end of a pipe holding the API key (no key: empty),
+ *                                    then end of file; the worker reads it once and closes it
+ *     env:   WK_SPAWN_ENV only (no key, no config path)
+ *
+ * and nothing else inherited (every other fd of the supervisor is close-on-exec). TITLE is
+ * "kdeals: ROLE", what ps shows. ROLE is a role name of shm/layout.h ("scanner", "committer",
+ * "updater") and NAME the instance whose segment the worker attaches (shm/segment.h). The
+ * worker reads everything else (the config) from the segment, never from the config file,
+ * which may have changed since the supervisor validated it. The worker runtime
+ * (worker/worker.h) is the other side: `kdeals worker ROLE ...` reaches wk_main().
+ */
+#ifndef KD_WORKER_SPAWN_H
+#define KD_WORKER_SPAWN_H
+
+#include "shm/layout.h"
+
+/* argv[1] of a worker, and the option names that follow the role. */
+#define WK_SPAWN_COMMAND      "worker"
+#define WK_SPAWN_OPT_INSTANCE "--instance"
+#define WK_SPAWN_OPT_LOG_FILE "--log-file"
+
+/* The inherited descriptors. */
+#define WK_FD_FIRST_WAKE 3
+#define WK_FD_WAKE(ring) (WK_FD_FIRST_WAKE + (int)(ring))
+#define WK_FD_KEY        (WK_FD_FIRST_WAKE + SHM_RING_COUNT)
+#define WK_FD_COUNT      (WK_FD_KEY + 1) /* stdio and every fd above, so 0..WK_FD_KEY */
+
+/* The most key bytes the pipe carries; the worker reads at most this much. */
+#define WK_KEY_MAX 512
+
+/* The whole environment of a worker. */
+#define WK_SPAWN_ENV "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+#endif

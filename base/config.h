@@ -291,16 +291,8 @@ int cfg_encode(const struct cfg *c, char **buf, size_t *len);
 /*
  * Parses bytes written by cfg_encode. Any input is safe: truncated, garbage, an unknown or
  * missing key, a wrong type or an out-of-bounds value returns -EBADMSG (or -ENOMEM) and
- * leaves OUT untouched. On success OUT->keepa_key is empty; get the key with cfg_load_key.
+ * leaves OUT untouched. On success OUT->keepa_key is empty (base/key.h loads keys).
  */
 int cfg_decode(const void *buf, size_t len, struct cfg *out);
-
-/*
- * Reads the API key for C into KEY (size KEYLEN): the first line of key_file, else the
- * [keepa] key of C (or, when C came from cfg_decode, of C->source_path read again).
- * Returns 0, -ENOKEY when no key is configured, -EINVAL (bad key/file) or a negative errno,
- * with a message in ERR that never contains the key.
- */
-int cfg_load_key(const struct cfg *c, char *key, size_t keylen, char *err, size_t errlen);
 
 #endif

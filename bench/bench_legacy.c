@@ -44,6 +44,7 @@
 
 #include "base/clock.h"
 #include "base/config.h"
+#include "base/key.h"
 #include "judge/dealmath.h"
 #include "base/log.h"
 #include "keepa/client.h"
@@ -69,7 +70,7 @@ struct legacy {
     uv_loop_t *loop;
     struct kp_client *cl;
     struct cfg cfg;
-    char key[KP_KEY_MAX];
+    struct kd_keys keys;
     json_t *selection;
     int64_t minute_ms;
     bool page0_only; /* every pass is page 0 alone */
@@ -399,7 +400,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_legacy: %s\n", err);
         return 2;
     }
-    if (cfg_load_key(&lg.cfg, lg.key, sizeof(lg.key), err, sizeof(err)) != 0) {
+    if (kd_keys_load(&lg.cfg, &lg.keys, err, sizeof(err)) != 0) {
         fprintf(stderr, "bench_legacy: %s\n", err);
         return 2;
     }
@@ -427,7 +428,7 @@ int main(int argc, char **argv)
     struct kp_client_opts opts;
     memset(&opts, 0, sizeof(opts));
     opts.base_url = lg.cfg.keepa_base_url;
-    opts.api_key = lg.key;
+    opts.api_key = lg.keys.key[0];
     opts.max_in_flight = 1;
     opts.max_tries = 1; /* retries are the policy's, above */
     opts.connect_timeout_ms = lg.cfg.keepa_connect_timeout_ms;
@@ -439,6 +440,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_legacy: %s\n", err);
         return 2;
     }
+    kd_keys_wipe(&lg.keys); /* the client keeps its own copy */
     uv_timer_init(lg.loop, &lg.wait_timer);
     uv_timer_init(lg.loop, &lg.end_timer);
     lg.wait_timer.data = &lg;

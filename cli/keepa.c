@@ -1,12 +1,12 @@
 /*
- * cli.c: `kdeals decode` and `kdeals fetch`. See cli.h.
+ * keepa.c: `kdeals decode` and `kdeals fetch`. See keepa.h.
  *
  * decode streams the input through zlib (when it starts with the gzip magic) and the same
  * kp_decoder the daemon uses, so what it prints is exactly what the pipeline would see. The
  * JSON output is built with yajl_gen and printed only once the body decoded completely, so
  * a malformed input prints one error line and nothing on stdout. fetch runs one request on a
  * private libuv loop through the real client (retries and classification included).
- * Keys: --key-file, else KEEPA_API_KEY (kp_key_load); never printed (kd_log redacts it).
+ * The key comes from the one key loader (base/key.h) and is never printed (kd_log redacts it).
  */
 #include "cli/keepa.h"
 
@@ -22,6 +22,7 @@
 #include <yajl/yajl_tree.h>
 #include <zlib.h>
 
+#include "base/key.h"
 #include "base/log.h"
 #include "keepa/client.h"
 #include "keepa/decode.h"
@@ -425,7 +426,7 @@ static int decode_stream(FILE *in, const char *name, struct kp_decoder *d)
     return rc;
 }
 
-static int cmd_decode(int argc, char **argv)
+int cli_decode_main(int argc, char **argv)
 {
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
         decode_usage(stdout);
@@ -519,8 +520,9 @@ static void fetch_usage(FILE *f)
                "       kdeals fetch deals --selection FILE [--page N]\n"
                "       kdeals fetch token\n"
                "options: --base-url URL (else KEEPA_BASE_URL, else https://api.keepa.com)\n"
-               "         --key-file FILE (mode 0600; else KEEPA_API_KEY)\n"
-               "         --timeout-ms MS  --tries N  -c FILE (config; not used yet)\n"
+               "         --key-file FILE (mode 0600; else the config's [keepa] key_file or key,\n"
+               "                          else KEEPA_API_KEY)\n"
+               "         --timeout-ms MS  --tries N  -c FILE (config: base_url and the key)\n"
                "Prints the decoded answer, the token reading and the outcome as JSON.\n"
                "Exit: 0 success, 1 request failed, 2 usage.\n");
 }
@@ -639,18 +641,21 @@ static void gen_reading(yajl_gen g, const struct kp_reading *r)
     yajl_gen_map_close(g);
 }
 
-static int cmd_fetch(int argc, char **argv)
+int cli_fetch_main(const struct cfg *c, bool from_file, int argc, char **argv)
 {
-    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        fetch_usage(stdout);
-        return 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fetch_usage(stdout);
+            return 0;
+        }
     }
     if (argc < 2) {
         fetch_usage(stderr);
         return 2;
     }
     const char *what = argv[1];
-    const char *base = getenv("KEEPA_BASE_URL");
+    /* --base-url, else the config file's base_url, else KEEPA_BASE_URL, else Keepa's. */
+    const char *base = from_file ? c->keepa_base_url : getenv("KEEPA_BASE_URL");
     const char *key_file = NULL, *selection = NULL;
     long offers = 0, stats = 0, page = -1, domain = 1, timeout_ms = 0, tries = 0;
     long history = -1, days = 0, update = -2, live_only = -1, rating = -1, buybox = -1, stock = -1;
@@ -664,8 +669,6 @@ static int cmd_fetch(int argc, char **argv)
             base = v;
         } else if (strcmp(a, "--key-file") == 0 && v) {
             key_file = v;
-        } else if (strcmp(a, "-c") == 0 && v) {
-            /* TODO(lead): read base URL and key from the config once `kdeals` wires it. */
         } else if (strcmp(a, "--selection") == 0 && v) {
             selection = v;
         } else if (strcmp(a, "--offers") == 0 && v) {
@@ -756,26 +759,45 @@ static int cmd_fetch(int argc, char **argv)
         return 2;
     }
 
-    char key[KP_KEY_MAX], err[512];
-    rc = kp_key_load(NULL, key_file, key, sizeof(key), err, sizeof(err));
-    if (rc != 0) {
-        fprintf(stderr, "kdeals fetch: %s\n", err);
-        kp_call_free(&call);
-        return rc == -ENOENT ? 2 : 1;
-    }
-    kd_log_add_secret(key);
-    if (kp_global_init() != 0) {
-        fprintf(stderr, "kdeals fetch: cannot initialise libcurl\n");
+    /* The key: --key-file stands in for the config's key_file and key (base/key.h). */
+    struct cfg *kc = malloc(sizeof(*kc));
+    if (kc == NULL) {
+        fprintf(stderr, "kdeals fetch: out of memory\n");
         kp_call_free(&call);
         return 1;
     }
-
+    *kc = *c;
+    if (key_file != NULL) {
+        snprintf(kc->keepa_key_file, sizeof(kc->keepa_key_file), "%s", key_file);
+        kc->keepa_key[0] = '\0';
+    }
+    int code = 2;
+    bool call_taken = false; /* a submitted request owns the call's body */
+    char err[512];
+    struct kd_keys keys;
+    rc = kd_keys_load(kc, &keys, err, sizeof(err));
+    explicit_bzero(kc, sizeof(*kc));
+    free(kc);
+    if (rc != 0) {
+        fprintf(stderr, "kdeals fetch: %s\n", err);
+        goto out_call;
+    }
+    kd_log_add_secret(keys.key[0]);
+    code = 1;
+    if (kp_global_init() != 0) {
+        fprintf(stderr, "kdeals fetch: cannot initialise libcurl\n");
+        goto out_keys;
+    }
     static struct fetch_state st;
     memset(&st, 0, sizeof(st));
     uv_loop_t loop;
-    uv_loop_init(&loop);
+    rc = uv_loop_init(&loop);
+    if (rc != 0) {
+        fprintf(stderr, "kdeals fetch: cannot start an event loop: %s\n", uv_strerror(rc));
+        goto out_keys;
+    }
     struct kp_client_opts co = {.base_url = base,
-                                .api_key = key,
+                                .api_key = keys.key[0],
                                 .timeout_ms = timeout_ms,
                                 .offers_timeout_ms = timeout_ms,
                                 .max_tries = (unsigned)tries,
@@ -783,12 +805,10 @@ static int cmd_fetch(int argc, char **argv)
                                 .reading_ud = &st};
     struct kp_client *cl;
     rc = kp_client_new(&loop, &co, &cl, err, sizeof(err));
-    explicit_bzero(key, sizeof(key));
+    kd_keys_wipe(&keys); /* the client keeps its own copy */
     if (rc != 0) {
         kd_error("kdeals fetch: %s", err);
-        kp_call_free(&call);
-        uv_loop_close(&loop);
-        return 1;
+        goto out_loop;
     }
     out_open(&st.o, kind);
     /* One ud for all: st.o is the first member, so &st is also a valid struct out pointer. */
@@ -796,14 +816,13 @@ static int cmd_fetch(int argc, char **argv)
     rc = kp_client_submit(cl, &call, &cbs, NULL);
     if (rc != 0) {
         kd_error("kdeals fetch: cannot submit the request: %s", strerror(-rc));
-        kp_call_free(&call);
     } else {
+        call_taken = true;
         while (!st.done && uv_run(&loop, UV_RUN_ONCE) != 0) {
         }
     }
     kp_client_close(cl, NULL, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
 
     out_items_close(&st.o);
     gen_envelope(st.o.g, &st.env);
@@ -828,23 +847,16 @@ static int cmd_fetch(int argc, char **argv)
     yajl_gen_array_close(st.o.g);
     yajl_gen_map_close(st.o.g);
     out_print_free(&st.o, true);
-    if (!st.done || st.code != KP_OK) {
+    if (!st.done || st.code != KP_OK)
         kd_error("kdeals fetch: %s", st.error[0] ? st.error : "request did not complete");
-        return 1;
-    }
-    return 0;
-}
-
-int kp_cli_main(int argc, char **argv)
-{
-    if (argc < 1) {
-        fprintf(stderr, "usage: kdeals decode|fetch ...\n");
-        return 2;
-    }
-    if (strcmp(argv[0], "decode") == 0)
-        return cmd_decode(argc, argv);
-    if (strcmp(argv[0], "fetch") == 0)
-        return cmd_fetch(argc, argv);
-    fprintf(stderr, "usage: kdeals decode|fetch ... (--help for each)\n");
-    return 2;
+    else
+        code = 0;
+out_loop:
+    uv_loop_close(&loop);
+out_keys:
+    kd_keys_wipe(&keys);
+out_call:
+    if (!call_taken)
+        kp_call_free(&call);
+    return code;
 }

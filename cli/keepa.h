@@ -1,20 +1,31 @@
 /*
- * cli.h: operator tools for the Keepa client, wired into `kdeals` as the subcommands
- * `kdeals decode ...` and `kdeals fetch ...` (and runnable alone as `kdeals-kp`).
+ * keepa.h: `kdeals decode` and `kdeals fetch`, the operator's tools for the Keepa client.
  *
  *   decode product|deals|sellers|query FILE   decode a raw body (plain or gzip, - = stdin) and
  *                                             print what the decoder extracted, as JSON
  *   fetch product ASIN... [--offers N] [--stats DAYS] [--domain D]
  *   fetch deals --selection FILE [--page N]
- *   fetch token                               live request; prints the decoded result, the
+ *   fetch token                               one live request; prints the decoded result, the
  *                                             token reading and the classified outcome
  *
- * Exit codes: 0 success, 1 malformed input or a failed request (one line on stderr), 2 usage.
+ * fetch takes the key as the daemon does (base/key.h), --key-file standing in for the config's
+ * key_file and key. Exit codes: 0 success, 1 malformed input or a failed request (one line on
+ * stderr), 2 usage or configuration (the key included).
  */
-#ifndef KP_CLI_H
-#define KP_CLI_H
+#ifndef KD_CLI_KEEPA_H
+#define KD_CLI_KEEPA_H
 
-/* ARGV[0] is "decode" or "fetch". Returns the process exit code. */
-int kp_cli_main(int argc, char **argv);
+#include <stdbool.h>
+
+#include "base/config.h"
+
+/* `kdeals decode ...`: ARGV[0] is "decode". Returns the process exit code. */
+int cli_decode_main(int argc, char **argv);
+
+/*
+ * `kdeals fetch ...` with config C: ARGV[0] is "fetch". FROM_FILE says C was read from a
+ * config file, whose base_url then counts. Returns the process exit code.
+ */
+int cli_fetch_main(const struct cfg *c, bool from_file, int argc, char **argv);
 
 #endif

@@ -374,44 +374,29 @@ static int cmd_check_config(int argc, char **argv)
     return 0;
 }
 
-/* `kdeals fetch`: the Keepa CLI with base URL and key file taken from the config. */
+/* `kdeals fetch`: one live Keepa request, with base_url and the key taken from the config. */
 static int cmd_fetch(int argc, char **argv)
 {
-    if (wants_help(argc, argv))
-        return kp_cli_main(argc, argv);
-    int has_url = 0, has_key = 0;
-    for (int i = 1; i < argc; i++) {
-        has_url |= strcmp(argv[i], "--base-url") == 0;
-        has_key |= strcmp(argv[i], "--key-file") == 0;
-    }
     struct common_opts o;
+    if (wants_help(argc, argv)) {
+        cfg_defaults(&o.cfg);
+        return cli_fetch_main(&o.cfg, false, argc, argv);
+    }
     int rc = common_opts("fetch", &argc, argv, &o, 0);
     if (rc != 0)
         return rc;
-    char **args = calloc((size_t)argc + 5, sizeof(*args));
-    if (args == NULL)
-        return 1;
-    int n = 0;
-    for (int i = 0; i < argc; i++)
-        args[n++] = argv[i];
-    if (!has_url && o.config != NULL) {
-        args[n++] = "--base-url";
-        args[n++] = o.cfg.keepa_base_url;
-    }
-    if (!has_key && o.cfg.keepa_key_file[0] != '\0') {
-        args[n++] = "--key-file";
-        args[n++] = o.cfg.keepa_key_file;
-    }
-    args[n] = NULL;
-    rc = kp_cli_main(n, args);
-    free(args);
-    return rc;
+    return cli_fetch_main(&o.cfg, o.config != NULL, argc, argv);
 }
 
 int main(int argc, char **argv)
 {
     if (argc < 2)
         return usage(stderr);
+    /* Operator commands log at KDEALS_LOG_LEVEL (error, warn, info, debug; default info). */
+    enum kd_log_level level;
+    const char *level_name = getenv("KDEALS_LOG_LEVEL");
+    if (level_name != NULL && kd_log_parse_level(level_name, &level) == 0)
+        kd_log_set_level(level);
     const char *cmd = argv[1];
     if (strcmp(cmd, WK_SPAWN_COMMAND) == 0) {
         /* The supervisor starting a worker (worker/spawn.h): every stage this binary has. */
@@ -431,7 +416,7 @@ int main(int argc, char **argv)
             return cmds[i].fn(argc - 1, argv + 1);
     }
     if (strcmp(cmd, "decode") == 0)
-        return kp_cli_main(argc - 1, argv + 1);
+        return cli_decode_main(argc - 1, argv + 1);
     if (strcmp(cmd, "fetch") == 0)
         return cmd_fetch(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

@@ -10,14 +10,11 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 struct appender {
     char *buf;
@@ -217,103 +214,4 @@ int kp_call_url(const struct kp_call *c, const char *base, const char *key, char
         return -ENAMETOOLONG;
     }
     return 0;
-}
-
-/* ---- key ---- */
-
-static void seterr(char *err, size_t errsz, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t errsz, const char *fmt, ...)
-{
-    if (err == NULL || errsz == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errsz, fmt, ap);
-    va_end(ap);
-}
-
-static int accept_key(const char *src, size_t len, const char *origin, char *out, size_t outsz,
-                      char *err, size_t errsz)
-{
-    while (len > 0 && isspace((unsigned char)src[0])) {
-        src++;
-        len--;
-    }
-    while (len > 0 && isspace((unsigned char)src[len - 1]))
-        len--;
-    if (len == 0) {
-        seterr(err, errsz, "keepa: the API key from %s is empty", origin);
-        return -ENOENT;
-    }
-    if (len >= KP_KEY_MAX || len >= outsz) {
-        seterr(err, errsz, "keepa: the API key from %s is too long (%zu characters)", origin, len);
-        return -EINVAL;
-    }
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)src[i];
-        if (!isalnum(ch) && ch != '-' && ch != '_' && ch != '.' && ch != '~') {
-            seterr(err, errsz,
-                   "keepa: the API key from %s contains a character that is not allowed "
-                   "(position %zu; expected letters and digits)",
-                   origin, i + 1);
-            return -EINVAL;
-        }
-    }
-    memcpy(out, src, len);
-    out[len] = '\0';
-    return 0;
-}
-
-int kp_key_load(const char *key, const char *key_file, char *out, size_t outsz, char *err,
-                size_t errsz)
-{
-    if (out == NULL || outsz == 0)
-        return -EINVAL;
-    out[0] = '\0';
-    if (key != NULL && key[0] != '\0')
-        return accept_key(key, strlen(key), "the config", out, outsz, err, errsz);
-    if (key_file != NULL && key_file[0] != '\0') {
-        int fd = open(key_file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0) {
-            int e = errno;
-            seterr(err, errsz, "keepa: cannot open key file %s: %s", key_file, strerror(e));
-            return -e;
-        }
-        struct stat st;
-        if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-            close(fd);
-            seterr(err, errsz, "keepa: key file %s is not a regular file", key_file);
-            return -EINVAL;
-        }
-        if ((st.st_mode & 077) != 0) {
-            close(fd);
-            seterr(err, errsz,
-                   "keepa: key file %s is accessible by group or others (mode %04o): "
-                   "run chmod 600 %s",
-                   key_file, (unsigned)(st.st_mode & 07777), key_file);
-            return -EPERM;
-        }
-        char buf[KP_KEY_MAX * 2];
-        ssize_t n = read(fd, buf, sizeof(buf));
-        int e = errno;
-        close(fd);
-        if (n < 0) {
-            seterr(err, errsz, "keepa: cannot read key file %s: %s", key_file, strerror(e));
-            return -e;
-        }
-        char origin[300];
-        snprintf(origin, sizeof(origin), "key file %s", key_file);
-        int rc = accept_key(buf, (size_t)n, origin, out, outsz, err, errsz);
-        explicit_bzero(buf, sizeof(buf));
-        return rc;
-    }
-    const char *env = getenv("KEEPA_API_KEY");
-    if (env != NULL && env[0] != '\0')
-        return accept_key(env, strlen(env), "KEEPA_API_KEY", out, outsz, err, errsz);
-    seterr(err, errsz,
-           "keepa: no API key: set api_key in the config, give a key file (mode 0600), or "
-           "export KEEPA_API_KEY");
-    return -ENOENT;
 }

@@ -1,5 +1,5 @@
 /*
- * request.h: Keepa request builders and API key loading (KEEPA-API.md §1, §2).
+ * request.h: Keepa request builders (KEEPA-API.md §1, §2).
  *
  * A builder validates its parameters and fills a struct kp_call: the endpoint path, the query
  * string WITHOUT the key, an optional POST body (the /deal and /query selection JSON), and the
@@ -20,7 +20,7 @@
 
 #define KP_MAX_BATCH     100  /* ASINs per /product, ids per /seller */
 #define KP_QUERY_MAX     2048 /* query string without the key */
-#define KP_KEY_MAX       128
+#define KP_KEY_MAX       128  /* the longest key the client takes, plus the NUL (base/key.h) */
 #define KP_SELECTION_MAX (256u * 1024u)
 
 enum kp_endpoint { KP_EP_TOKEN = 0, KP_EP_PRODUCT, KP_EP_DEAL, KP_EP_SELLER, KP_EP_QUERY };
@@ -79,16 +79,5 @@ int kp_call_url(const struct kp_call *c, const char *base, const char *key, char
 
 /* Name of an endpoint ("token", "product", ...). */
 const char *kp_endpoint_name(enum kp_endpoint ep);
-
-/*
- * Loads the API key into OUT: KEY if non-empty (the config), else the file KEY_FILE if
- * non-NULL, else the environment variable KEEPA_API_KEY. Surrounding whitespace is stripped.
- * A key file readable or writable by group or others is refused. The key must be 1..127
- * characters of [A-Za-z0-9._~-] (it goes into a URL). Returns 0, or -ENOENT (no key
- * anywhere), -EPERM (key file mode), -EINVAL (bad characters or length), -errno (file
- * unreadable); ERR (may be NULL) then holds a one-line message that never contains the key.
- */
-int kp_key_load(const char *key, const char *key_file, char *out, size_t outsz, char *err,
-                size_t errsz);
 
 #endif

@@ -28,6 +28,7 @@
 #endif
 
 #include "base/clock.h"
+#include "base/key.h"
 #include "base/log.h"
 #include "base/kd_assert.h"
 #include "shm/counters.h"
@@ -39,6 +40,8 @@
 #define SUP_BACKOFF_MAX_MS 30000
 #define SUP_STABLE_MS      60000
 #define SUP_WORKERS        3
+
+_Static_assert(KD_KEY_MAX <= WK_KEY_MAX, "a key fits the key pipe the worker reads");
 
 static const enum shm_role start_order[SUP_WORKERS] = {SHM_ROLE_COMMITTER, SHM_ROLE_UPDATER,
                                                        SHM_ROLE_SCANNER};
@@ -59,8 +62,8 @@ struct sup_child {
 
 struct sup {
     const struct sup_options *opt;
-    struct cfg cfg; /* the running config */
-    char key[WK_KEY_MAX];
+    struct cfg cfg;      /* the running config */
+    struct kd_keys keys; /* the API key(s) handed to each worker; wiped at exit */
     uv_loop_t *loop;
     struct shm_segment seg;
     int wake_fds[SHM_RING_COUNT];
@@ -267,8 +270,9 @@ static int spawn_child(struct sup_child *c)
         kd_error("cannot start %s: pipe: %s", shm_role_name(c->role), strerror(errno));
         return -errno;
     }
-    size_t key_len = strlen(s->key);
-    if (key_len > 0 && write(key_pipe[1], s->key, key_len) != (ssize_t)key_len)
+    const char *key = s->keys.n > 0 ? s->keys.key[0] : "";
+    size_t key_len = strlen(key);
+    if (key_len > 0 && write(key_pipe[1], key, key_len) != (ssize_t)key_len)
         kd_error("cannot hand the API key to %s: %s", shm_role_name(c->role), strerror(errno));
     close(key_pipe[1]);
     uv_stdio_container_t stdio[WK_FD_COUNT];
@@ -489,68 +493,92 @@ static void startup_error(const struct sup_options *opt, const char *msg)
     fprintf(stderr, "kdeals: %s\n", msg);
 }
 
+/* Sets up the loop's handles and starts the workers in start order. */
+static void start_workers(struct sup *s)
+{
+    start_signal(s, &s->sig_term, SIGTERM);
+    start_signal(s, &s->sig_int, SIGINT);
+    start_signal(s, &s->sig_quit, SIGQUIT);
+    start_signal(s, &s->sig_hup, SIGHUP);
+    start_signal(s, &s->sig_usr1, SIGUSR1);
+    uv_timer_init(s->loop, &s->stop_timer);
+    s->stop_timer.data = s;
+    uv_timer_init(s->loop, &s->state_timer);
+    s->state_timer.data = s;
+    uv_timer_start(&s->state_timer, on_state_timer, 50, 100);
+
+    for (int i = 0; i < SUP_WORKERS; i++) {
+        struct sup_child *c = &s->children[start_order[i]];
+        c->sup = s;
+        c->role = start_order[i];
+        uv_timer_init(s->loop, &c->restart_timer);
+        c->restart_timer.data = c;
+    }
+    for (int i = 0; i < SUP_WORKERS && !s->stopping; i++) {
+        if (spawn_child(&s->children[start_order[i]]) != 0) {
+            s->exit_code = 1;
+            begin_stop(s, 0);
+        }
+    }
+}
+
+/*
+ * One exit for every path: each resource is released in the reverse order of its acquisition
+ * (libuv's uv_loop_init is the model), and every path wipes the API key.
+ */
 int sup_run(const struct sup_options *opt)
 {
+    int code = 1;
+    int rc;
+    char err[512];
     struct sup *s = calloc(1, sizeof(*s));
-    if (s == NULL)
+    if (s == NULL) {
+        kd_error("out of memory");
         return 1;
+    }
     s->opt = opt;
+    s->cfg = opt->cfg;
+    for (int i = 0; i < SHM_RING_COUNT; i++)
+        s->wake_fds[i] = -1;
     kd_log_set_role("supervisor");
-    if (opt->log_file != NULL) {
-        int rc = kd_log_open(opt->log_file);
-        if (rc != 0) {
-            kd_error("cannot open log file %s: %s", opt->log_file, strerror(-rc));
-            free(s);
-            return 1;
-        }
+    if (opt->log_file != NULL && (rc = kd_log_open(opt->log_file)) != 0) {
+        kd_error("cannot open log file %s: %s", opt->log_file, strerror(-rc));
+        goto out_free;
     }
     ssize_t n = readlink("/proc/self/exe", s->exe, sizeof(s->exe) - 1);
     if (n <= 0) {
         kd_error("cannot find my own executable: %s", strerror(errno));
-        free(s);
-        return 1;
+        goto out_free;
     }
     s->exe[n] = '\0';
 
-    s->cfg = opt->cfg;
-    char err[512];
-    int krc = cfg_load_key(&s->cfg, s->key, sizeof(s->key), err, sizeof(err));
-    if (krc == -ENOKEY) {
-        const char *env = getenv("KEEPA_API_KEY");
-        if (env != NULL && strlen(env) < sizeof(s->key)) {
-            snprintf(s->key, sizeof(s->key), "%s", env);
-            krc = 0;
-        }
-    }
-    if (krc == -ENOKEY) {
-        kd_warn("no Keepa API key configured ([keepa] key_file, key or KEEPA_API_KEY): "
-                "workers will not call Keepa");
-    } else if (krc != 0) {
-        startup_error(opt, err);
-        free(s);
-        return 2;
-    } else {
-        kd_log_add_secret(s->key);
-    }
     /* No core file and no readable /proc/PID/environ for a process that holds the key. */
     prctl(PR_SET_DUMPABLE, 0);
+    rc = kd_keys_load(&s->cfg, &s->keys, err, sizeof(err));
+    if (rc == -ENOKEY) {
+        kd_warn("no Keepa API key configured ([keepa] key_file, [keepa] key or KEEPA_API_KEY): "
+                "workers will not call Keepa");
+    } else if (rc != 0) {
+        startup_error(opt, err);
+        code = 2;
+        goto out_key;
+    } else {
+        kd_log_add_secret(s->keys.key[0]);
+    }
 
     struct shm_segment_options so = {.instance = opt->instance, .run_dir = opt->run_dir};
     for (int i = 0; i < SHM_RING_COUNT; i++)
         so.ring_capacity[i] = opt->ring_capacity;
-    int rc = shm_segment_create(&s->seg, &so, err, sizeof(err));
+    rc = shm_segment_create(&s->seg, &so, err, sizeof(err));
     if (rc != 0) {
         startup_error(opt, err);
-        free(s);
-        return 1;
+        goto out_key;
     }
     for (int i = 0; i < SHM_RING_COUNT; i++) {
         s->wake_fds[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (s->wake_fds[i] < 0) {
             kd_error("eventfd: %s", strerror(errno));
-            shm_segment_destroy(&s->seg);
-            free(s);
-            return 1;
+            goto out_fds;
         }
     }
     struct shm_layout *l = s->seg.layout;
@@ -562,10 +590,15 @@ int sup_run(const struct sup_options *opt)
         rc = publish_config(s, &s->cfg);
     if (rc != 0) {
         kd_error("cannot initialise the segment's token bucket or config: %s", strerror(-rc));
-        shm_segment_destroy(&s->seg);
-        free(s);
-        return 1;
+        goto out_fds;
     }
+    uv_loop_t loop;
+    rc = uv_loop_init(&loop);
+    if (rc != 0) {
+        kd_error("cannot start an event loop: %s", uv_strerror(rc));
+        goto out_fds;
+    }
+    s->loop = &loop;
     atomic_store(&l->procs[SHM_ROLE_SUPERVISOR].pid, (int64_t)getpid());
     atomic_store(&l->procs[SHM_ROLE_SUPERVISOR].started_ms, kd_wall_ms());
     atomic_store(&l->procs[SHM_ROLE_SUPERVISOR].state, SHM_PROC_READY);
@@ -573,42 +606,21 @@ int sup_run(const struct sup_options *opt)
     kd_info("instance '%s' generation %llu, segment %s, status file %s", opt->instance,
             (unsigned long long)s->seg.generation, s->seg.name, s->seg.status_path);
 
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    s->loop = &loop;
-    start_signal(s, &s->sig_term, SIGTERM);
-    start_signal(s, &s->sig_int, SIGINT);
-    start_signal(s, &s->sig_quit, SIGQUIT);
-    start_signal(s, &s->sig_hup, SIGHUP);
-    start_signal(s, &s->sig_usr1, SIGUSR1);
-    uv_timer_init(&loop, &s->stop_timer);
-    s->stop_timer.data = s;
-    uv_timer_init(&loop, &s->state_timer);
-    s->state_timer.data = s;
-    uv_timer_start(&s->state_timer, on_state_timer, 50, 100);
-
-    for (int i = 0; i < SUP_WORKERS; i++) {
-        struct sup_child *c = &s->children[start_order[i]];
-        c->sup = s;
-        c->role = start_order[i];
-        uv_timer_init(&loop, &c->restart_timer);
-        c->restart_timer.data = c;
-    }
-    for (int i = 0; i < SUP_WORKERS && !s->stopping; i++) {
-        if (spawn_child(&s->children[start_order[i]]) != 0) {
-            s->exit_code = 1;
-            begin_stop(s, 0);
-        }
-    }
-
+    start_workers(s);
     uv_run(&loop, UV_RUN_DEFAULT);
+    code = s->exit_code;
     uv_loop_close(&loop);
-    for (int i = 0; i < SHM_RING_COUNT; i++)
-        close(s->wake_fds[i]);
+out_fds:
+    for (int i = 0; i < SHM_RING_COUNT; i++) {
+        if (s->wake_fds[i] >= 0)
+            close(s->wake_fds[i]);
+    }
     shm_segment_destroy(&s->seg);
-    kd_info("stopped");
-    int code = s->exit_code;
-    memset(s->key, 0, sizeof(s->key));
+    if (s->loop != NULL)
+        kd_info("stopped");
+out_key:
+    kd_keys_wipe(&s->keys);
+out_free:
     free(s);
     return code;
 }

@@ -34,7 +34,7 @@ void kdh_nap_ms(long ms)
 void kdh_sim_start(struct kdh_sim *sim, const char *const *args)
 {
     if (access(SIM_BIN, X_OK) != 0 || access(KDEALS_BIN, X_OK) != 0)
-        kd_test_skip("kdeals or kdeals-sim not built");
+        fail_msg("%s or %s is not built", SIM_BIN, KDEALS_BIN);
     memset(sim, 0, sizeof(*sim));
     char port_file[600], log_file[600];
     snprintf(port_file, sizeof(port_file), "%s/sim%d.port", kd_test_tmpdir(), (int)getpid());

@@ -41,7 +41,7 @@ struct kdh_sim {
 
 /*
  * Starts kdeals-sim with ARGS (NULL-terminated, after the port options), waits for its port
- * file. Skips the test when the binaries are not built.
+ * file. Fails the test when the binaries are not built.
  */
 void kdh_sim_start(struct kdh_sim *sim, const char *const *args);
 void kdh_sim_stop(struct kdh_sim *sim);

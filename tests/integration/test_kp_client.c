@@ -50,7 +50,7 @@ static void sim_stop(void)
 static void sim_start(const char *faults)
 {
     if (access(SIM, X_OK) != 0)
-        kd_test_skip("kdeals-sim not built");
+        fail_msg("%s is not built", SIM);
     char port_file[4200], log_file[4200];
     snprintf(port_file, sizeof(port_file), "%s/sim.port", kd_test_tmpdir());
     snprintf(log_file, sizeof(log_file), "%s/sim.log", kd_test_tmpdir());
@@ -775,8 +775,9 @@ static void test_close_cancels(void **state)
     free(x);
 }
 
-/* Runs kdeals-kp with the key in the environment, stdout+stderr into OUT. Returns status. */
-static int run_cli(const char *out, const char *const *args)
+/* Runs kdeals with ENV_KEY (NULL: none) as KEEPA_API_KEY, stdout+stderr appended to OUT.
+ * Returns the exit status. */
+static int run_kdeals(const char *out, const char *env_key, const char *const *args)
 {
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -784,9 +785,12 @@ static int run_cli(const char *out, const char *const *args)
         int fd = open(out, O_WRONLY | O_CREAT | O_APPEND, 0600);
         dup2(fd, 1);
         dup2(fd, 2);
-        setenv("KEEPA_API_KEY", KEY, 1);
+        if (env_key != NULL)
+            setenv("KEEPA_API_KEY", env_key, 1);
+        else
+            unsetenv("KEEPA_API_KEY");
         setenv("KDEALS_LOG_LEVEL", "debug", 1);
-        execv(KD_BUILD_DIR "/kdeals-kp", (char *const *)args);
+        execv(KD_BUILD_DIR "/kdeals", (char *const *)args);
         _exit(127);
     }
     int st;
@@ -794,35 +798,91 @@ static int run_cli(const char *out, const char *const *args)
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
+static int run_cli(const char *out, const char *const *args)
+{
+    return run_kdeals(out, KEY, args);
+}
+
+static void write_text(const char *path, mode_t mode, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    assert_int_equal(chmod(path, mode), 0);
+}
+
+/*
+ * `kdeals fetch` takes the key as the daemon does (base/key.h): the config's inline key, its
+ * key_file (refused unless mode 0600), else KEEPA_API_KEY; errors name the config key.
+ */
+static void test_fetch_takes_the_config_key(void **state)
+{
+    (void)state;
+    sim_start(NULL);
+    char conf[4200], key_file[4200], out[4200], text[8400];
+    snprintf(conf, sizeof(conf), "%s/kdeals.conf", kd_test_tmpdir());
+    snprintf(key_file, sizeof(key_file), "%s/key", kd_test_tmpdir());
+    snprintf(out, sizeof(out), "%s/fetch.out", kd_test_tmpdir());
+    const char *args[] = {"kdeals", "fetch", "token", "-c", conf, NULL};
+
+    snprintf(text, sizeof(text), "[keepa]\nbase_url = %s\nkey = %s\n", sim_base, KEY);
+    write_text(conf, 0600, text);
+    assert_int_equal(run_kdeals(out, NULL, args), 0);
+
+    write_text(key_file, 0644, KEY "\n");
+    snprintf(text, sizeof(text), "[keepa]\nbase_url = %s\nkey_file = %s\n", sim_base, key_file);
+    write_text(conf, 0600, text);
+    unlink(out);
+    assert_int_equal(run_kdeals(out, KEY, args), 2); /* refused, even with the variable set */
+    char *said = kd_read_file(out, NULL);
+    assert_non_null(said);
+    assert_non_null(strstr(said, "[keepa] key_file"));
+    assert_non_null(strstr(said, "chmod 600"));
+    assert_null(strstr(said, KEY));
+    free(said);
+    assert_int_equal(chmod(key_file, 0600), 0);
+    assert_int_equal(run_kdeals(out, NULL, args), 0);
+
+    snprintf(text, sizeof(text), "[keepa]\nbase_url = %s\n", sim_base);
+    write_text(conf, 0600, text);
+    assert_int_equal(run_kdeals(out, KEY, args), 0); /* KEEPA_API_KEY last */
+    unlink(out);
+    assert_int_equal(run_kdeals(out, NULL, args), 2);
+    said = kd_read_file(out, NULL);
+    assert_non_null(said);
+    assert_non_null(strstr(said, "[keepa] key_file"));
+    assert_null(strstr(said, "api_key"));
+    free(said);
+}
+
 static void test_key_never_printed(void **state)
 {
     (void)state;
-    if (access(KD_BUILD_DIR "/kdeals-kp", X_OK) != 0)
-        kd_test_skip("kdeals-kp not built");
     sim_start(NULL);
     char out[4200];
     snprintf(out, sizeof(out), "%s/cli.out", kd_test_tmpdir());
-    const char *ok[] = {"kdeals-kp", "fetch", "token", "--base-url", sim_base, NULL};
+    const char *ok[] = {"kdeals", "fetch", "token", "--base-url", sim_base, NULL};
     assert_int_equal(run_cli(out, ok), 0);
-    const char *prod[] = {"kdeals-kp", "fetch",      "product", "B000000001", "--offers",
-                          "20",        "--base-url", sim_base,  NULL};
+    const char *prod[] = {"kdeals", "fetch",      "product", "B000000001", "--offers",
+                          "20",     "--base-url", sim_base,  NULL};
     run_cli(out, prod);
     sim_control("/_sim/faults?spec=http500=1");
-    const char *fail5[] = {"kdeals-kp", "fetch",      "product", "B000000001", "--tries",
-                           "2",         "--base-url", sim_base,  NULL};
+    const char *fail5[] = {"kdeals", "fetch",      "product", "B000000001", "--tries",
+                           "2",      "--base-url", sim_base,  NULL};
     assert_int_equal(run_cli(out, fail5), 1);
     sim_control("/_sim/faults?spec=clear,latency_ms=800");
-    const char *slow[] = {"kdeals-kp",    "fetch",  "product", "B000000001",
+    const char *slow[] = {"kdeals",       "fetch",  "product", "B000000001",
                           "--timeout-ms", "100",    "--tries", "1",
                           "--base-url",   sim_base, NULL};
     assert_int_equal(run_cli(out, slow), 1);
     sim_control("/_sim/faults?spec=clear,reset=1");
-    const char *reset[] = {"kdeals-kp", "fetch",      "product", "B000000001", "--tries",
-                           "2",         "--base-url", sim_base,  NULL};
+    const char *reset[] = {"kdeals", "fetch",      "product", "B000000001", "--tries",
+                           "2",      "--base-url", sim_base,  NULL};
     assert_int_equal(run_cli(out, reset), 1);
     /* Unreachable server: connection refused path. */
-    const char *refused[] = {"kdeals-kp",          "fetch", "token", "--tries", "1", "--base-url",
-                             "http://127.0.0.1:1", NULL};
+    const char *refused[] = {
+        "kdeals", "fetch", "token", "--tries", "1", "--base-url", "http://127.0.0.1:1", NULL};
     assert_int_equal(run_cli(out, refused), 1);
 
     size_t len;
@@ -886,6 +946,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_pause_resume),
         cmocka_unit_test(test_close_cancels),
         cmocka_unit_test(test_key_never_printed),
+        cmocka_unit_test(test_fetch_takes_the_config_key),
         cmocka_unit_test(test_key_never_logged_in_process),
     };
     return KD_RUN_TESTS(tests, argc, argv);

@@ -57,7 +57,7 @@ static void sim_stop(void)
 static void sim_start(const char *faults)
 {
     if (access(SIM, X_OK) != 0)
-        kd_test_skip("kdeals-sim not built");
+        fail_msg("%s is not built", SIM);
     char port_file[4200], log_file[4200], minute[16], rate[16];
     snprintf(port_file, sizeof(port_file), "%s/sim.port", kd_test_tmpdir());
     snprintf(log_file, sizeof(log_file), "%s/sim.log", kd_test_tmpdir());

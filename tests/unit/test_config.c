@@ -462,10 +462,6 @@ static void test_msgpack_round_trip(void **state)
     assert_true(saw_batch);
     msgpack_unpacked_destroy(&u);
 
-    /* The worker gets the key from the file named by source_path. */
-    char key[128];
-    assert_int_equal(cfg_load_key(&d, key, sizeof(key), err, sizeof(err)), 0);
-    assert_string_equal(key, "K3YK3YK3Y-0123456789");
     free(buf);
 }
 
@@ -583,32 +579,6 @@ static void test_sample_file(void **state)
     free(text);
 }
 
-static void test_load_key(void **state)
-{
-    (void)state;
-    struct cfg c;
-    char err[512], key[128];
-    cfg_defaults(&c);
-    assert_int_equal(cfg_load_key(&c, key, sizeof(key), err, sizeof(err)), -ENOKEY);
-    write_file("key.txt", "abc123KEYVALUE  \nsecond line\n");
-    assert_int_equal(load_text("[keepa]\nkey_file = key.txt\n", &c, err, sizeof(err), NULL), 0);
-    assert_int_equal(cfg_load_key(&c, key, sizeof(key), err, sizeof(err)), 0);
-    assert_string_equal(key, "abc123KEYVALUE");
-    /* A key file others can read is refused, and the message says what to do. */
-    chmod(write_file("key.txt", "abc123KEYVALUE\n"), 0644);
-    assert_int_equal(cfg_load_key(&c, key, sizeof(key), err, sizeof(err)), -EACCES);
-    assert_non_null(strstr(err, "chmod 600"));
-    assert_null(strstr(err, "abc123KEYVALUE"));
-    write_file("key.txt", "\n");
-    assert_int_equal(cfg_load_key(&c, key, sizeof(key), err, sizeof(err)), -EINVAL);
-    unlink(write_file("key.txt", ""));
-    assert_int_equal(cfg_load_key(&c, key, sizeof(key), err, sizeof(err)), -ENOENT);
-    char small[4];
-    assert_int_equal(load_text("[keepa]\nkey = abcdefgh\n", &c, err, sizeof(err), NULL), 0);
-    assert_int_equal(cfg_load_key(&c, small, sizeof(small), err, sizeof(err)), -EINVAL);
-    assert_null(strstr(err, "abcdefgh"));
-}
-
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -623,7 +593,6 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_decode_garbage),
         cmocka_unit_test(test_print_round_trip),
         cmocka_unit_test(test_sample_file),
-        cmocka_unit_test(test_load_key),
     };
     return KD_RUN_TESTS(tests, argc, argv);
 }

@@ -1,6 +1,6 @@
 /*
  * test_kp_cli.c: `kdeals decode` / `kdeals fetch` (cli/keepa.c), driven through the
- * kdeals-kp binary as an operator would: exit codes (0 ok, 1 bad input, 2 usage), the JSON
+ * kdeals binary as an operator would: exit codes (0 ok, 1 bad input, 2 usage), the JSON
  * printed for real fixture bodies (plain, gzip, stdin), one error line and no stdout on
  * malformed input, and usage errors caught before any request.
  */
@@ -19,7 +19,7 @@
 #include <jansson.h>
 #endif
 
-#define KP_BIN KD_BUILD_DIR "/kdeals-kp"
+#define KP_BIN KD_BUILD_DIR "/kdeals"
 
 struct out {
     int status;
@@ -27,11 +27,9 @@ struct out {
     char *err;
 };
 
-/* Runs kdeals-kp with ARGS (NULL-terminated), stdin from IN_PATH (or /dev/null). */
+/* Runs kdeals with ARGS (NULL-terminated), stdin from IN_PATH (or /dev/null). */
 static struct out run(const char *in_path, const char *const *args)
 {
-    if (access(KP_BIN, X_OK) != 0)
-        kd_test_skip("kdeals-kp not built");
     char o[4200], e[4200];
     snprintf(o, sizeof(o), "%s/stdout", kd_test_tmpdir());
     snprintf(e, sizeof(e), "%s/stderr", kd_test_tmpdir());
@@ -77,7 +75,7 @@ static void test_decode_product_fixture(void **state)
 {
     (void)state;
     const char *path = kd_fixture_path("product_B0F7XPYCSJ.json");
-    const char *args[] = {"kdeals-kp", "decode", "product", path, NULL};
+    const char *args[] = {"kdeals", "decode", "product", path, NULL};
     struct out r = run(NULL, args);
     assert_int_equal(r.status, 0);
     assert_string_equal(r.err, "");
@@ -117,10 +115,10 @@ static void test_decode_deals_gzip_and_stdin(void **state)
     gzclose(g);
     free(body);
 
-    const char *args[] = {"kdeals-kp", "decode", "deals", gz, NULL};
+    const char *args[] = {"kdeals", "decode", "deals", gz, NULL};
     struct out r = run(NULL, args);
     assert_int_equal(r.status, 0);
-    const char *args2[] = {"kdeals-kp", "decode", "deals", "-", NULL};
+    const char *args2[] = {"kdeals", "decode", "deals", "-", NULL};
     struct out r2 = run(path, args2);
     assert_int_equal(r2.status, 0);
     assert_string_equal(r.out, r2.out); /* gzip and plain stdin give the same output */
@@ -163,7 +161,7 @@ static void test_decode_malformed_one_line(void **state)
         FILE *f = fopen(bad, "wb");
         fputs(bodies[i], f);
         fclose(f);
-        const char *args[] = {"kdeals-kp", "decode", "product", bad, NULL};
+        const char *args[] = {"kdeals", "decode", "product", bad, NULL};
         struct out r = run(NULL, args);
         if (r.status != 1)
             fail_msg("body %zu: exit %d, stderr %s", i, r.status, r.err);
@@ -177,30 +175,30 @@ static void test_decode_malformed_one_line(void **state)
 static void test_usage_errors(void **state)
 {
     (void)state;
-    const char *a1[] = {"kdeals-kp", "decode", "frobnicate", "x", NULL};
+    const char *a1[] = {"kdeals", "decode", "frobnicate", "x", NULL};
     struct out r = run(NULL, a1);
     assert_int_equal(r.status, 2);
     out_free(&r);
-    const char *a2[] = {"kdeals-kp", "decode", "--help", NULL};
+    const char *a2[] = {"kdeals", "decode", "--help", NULL};
     r = run(NULL, a2);
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "usage: kdeals decode"));
     out_free(&r);
-    const char *a3[] = {"kdeals-kp", "fetch", "product", "B000000001", "--offers", "10", NULL};
+    const char *a3[] = {"kdeals", "fetch", "product", "B000000001", "--offers", "10", NULL};
     r = run(NULL, a3);
     assert_int_equal(r.status, 2); /* offers outside 20..100 never reach the wire */
     assert_non_null(strstr(r.err, "--offers"));
     out_free(&r);
-    const char *a4[] = {"kdeals-kp", "fetch", "token", "--base-url", "http://127.0.0.1:1", NULL};
+    const char *a4[] = {"kdeals", "fetch", "token", "--base-url", "http://127.0.0.1:1", NULL};
     r = run(NULL, a4);
     assert_int_equal(r.status, 2); /* no key anywhere */
     assert_non_null(strstr(r.err, "KEEPA_API_KEY"));
     out_free(&r);
-    const char *a5[] = {"kdeals-kp", "fetch", "deals", NULL};
+    const char *a5[] = {"kdeals", "fetch", "deals", NULL};
     r = run(NULL, a5);
     assert_int_equal(r.status, 2);
     out_free(&r);
-    const char *a6[] = {"kdeals-kp", "fetch", "product", "B0&key=1", NULL};
+    const char *a6[] = {"kdeals", "fetch", "product", "B0&key=1", NULL};
     r = run(NULL, a6);
     assert_int_equal(r.status, 2);
     out_free(&r);

@@ -1,10 +1,9 @@
 /*
- * test_kp_request.c: Keepa request builders and API key loading (keepa/request.h).
+ * test_kp_request.c: Keepa request builders (keepa/request.h).
  *
  * What a user relies on: a request is exactly the documented query (no offers=0, never an
- * out-of-range offers value, at most 100 ASINs, nothing that could inject parameters), the
- * key appears only in the URL handed to curl, and the key loader applies config > key file >
- * KEEPA_API_KEY, refuses a key file others can read, and never echoes the key in an error.
+ * out-of-range offers value, at most 100 ASINs, nothing that could inject parameters), and the
+ * key appears only in the URL handed to curl. (The key loader is base/key.h: test_key.c.)
  */
 #include "kd_test.h"
 
@@ -160,77 +159,12 @@ static void test_other_endpoints_and_url(void **state)
     assert_string_equal(kp_endpoint_name(KP_EP_PRODUCT), "product");
 }
 
-static const char *write_key_file(const char *content, mode_t mode)
-{
-    static char path[4096];
-    snprintf(path, sizeof(path), "%s/key", kd_test_tmpdir());
-    unlink(path);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, content, strlen(content)), (ssize_t)strlen(content));
-    close(fd);
-    assert_int_equal(chmod(path, mode), 0);
-    return path;
-}
-
-static void test_key_precedence_and_strip(void **state)
-{
-    (void)state;
-    char key[KP_KEY_MAX], err[512];
-    const char *file = write_key_file("  FILEKEY0123456789\n\n", 0600);
-    setenv("KEEPA_API_KEY", "ENVKEY0123456789", 1);
-    assert_int_equal(kp_key_load(" CFGKEY0123456789 ", file, key, sizeof(key), err, sizeof(err)),
-                     0);
-    assert_string_equal(key, "CFGKEY0123456789");
-    assert_int_equal(kp_key_load("", file, key, sizeof(key), err, sizeof(err)), 0);
-    assert_string_equal(key, "FILEKEY0123456789");
-    assert_int_equal(kp_key_load(NULL, NULL, key, sizeof(key), err, sizeof(err)), 0);
-    assert_string_equal(key, "ENVKEY0123456789");
-    unsetenv("KEEPA_API_KEY");
-    assert_int_equal(kp_key_load(NULL, NULL, key, sizeof(key), err, sizeof(err)), -ENOENT);
-    assert_non_null(strstr(err, "KEEPA_API_KEY"));
-    assert_string_equal(key, "");
-}
-
-static void test_key_file_refused(void **state)
-{
-    (void)state;
-    char key[KP_KEY_MAX], err[512];
-    const char *secret = "TOPSECRETKEY9876543210";
-    const char *file = write_key_file(secret, 0644);
-    assert_int_equal(kp_key_load(NULL, file, key, sizeof(key), err, sizeof(err)), -EPERM);
-    assert_non_null(strstr(err, "chmod 600"));
-    assert_non_null(strstr(err, file));
-    assert_null(strstr(err, secret));
-    assert_string_equal(key, "");
-    file = write_key_file(secret, 0640);
-    assert_int_equal(kp_key_load(NULL, file, key, sizeof(key), err, sizeof(err)), -EPERM);
-
-    /* Bad characters: refused, and the key is not echoed. */
-    file = write_key_file("TOPSECRET&KEY987", 0600);
-    assert_int_equal(kp_key_load(NULL, file, key, sizeof(key), err, sizeof(err)), -EINVAL);
-    assert_null(strstr(err, "TOPSECRET"));
-    file = write_key_file(" \n\t ", 0400);
-    assert_int_equal(kp_key_load(NULL, file, key, sizeof(key), err, sizeof(err)), -ENOENT);
-    char missing[4200];
-    snprintf(missing, sizeof(missing), "%s/nope", kd_test_tmpdir());
-    assert_int_equal(kp_key_load(NULL, missing, key, sizeof(key), err, sizeof(err)), -ENOENT);
-    assert_non_null(strstr(err, "cannot open"));
-    char longkey[300];
-    memset(longkey, 'a', sizeof(longkey) - 1);
-    longkey[sizeof(longkey) - 1] = '\0';
-    assert_int_equal(kp_key_load(longkey, NULL, key, sizeof(key), err, sizeof(err)), -EINVAL);
-    assert_null(strstr(err, "aaaa"));
-}
-
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_product_query_exact),
         cmocka_unit_test(test_product_rejects),
         cmocka_unit_test(test_other_endpoints_and_url),
-        cmocka_unit_test(test_key_precedence_and_strip),
-        cmocka_unit_test(test_key_file_refused),
     };
     return KD_RUN_TESTS(tests, argc, argv);
 }

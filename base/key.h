@@ -1,0 +1,51 @@
+/*
+ * key.h: the one way kdeals loads its Keepa API key, for every command and the daemon.
+ *
+ * Where the key comes from, first match wins:
+ *
+ *   1. [keepa] key_file: a regular file of mode 0600 (or stricter) holding the key on a line
+ *      of its own; a file that group or others may read or write is refused, as ssh refuses a
+ *      private key (a key others could read is leaked already);
+ *   2. [keepa] key, inline in the config (kdeals warns when that file is readable by others);
+ *   3. the environment variable KEEPA_API_KEY.
+ *
+ * (The config refuses key and key_file together, so 1 and 2 never compete.) A key is 1 to
+ * KD_KEY_MAX - 1 characters of [A-Za-z0-9._~-] (it goes into a URL); whitespace around it and
+ * blank lines of the file are ignored. Errors name the config key or variable and the file, say
+ * what to do, and never contain the key.
+ *
+ * The result is a set of keys so that a later version can let key_file hold several keys, one
+ * per line, and spread requests over them: today KD_KEYS_MAX is 1 and a file with more than one
+ * key is refused rather than read in part. The caller owns the keys and wipes them with
+ * kd_keys_wipe() on every path once they are handed on.
+ */
+#ifndef KD_KEY_H
+#define KD_KEY_H
+
+#include <stddef.h>
+
+#include "base/config.h"
+
+#define KD_KEY_MAX  128 /* a key's longest text, plus the NUL */
+#define KD_KEYS_MAX 1   /* keys one load returns; a key_file holding more is refused */
+
+struct kd_keys {
+    size_t n;                          /* keys loaded: 1 after a successful load */
+    char key[KD_KEYS_MAX][KD_KEY_MAX]; /* NUL-terminated */
+    const char *origin;                /* "[keepa] key_file", "[keepa] key" or "KEEPA_API_KEY" */
+};
+
+/*
+ * Loads the key(s) for config C into OUT (always initialised: on failure OUT->n is 0 and OUT
+ * holds no key text). Returns 0; -ENOKEY when no key is configured anywhere; -EACCES when the
+ * key file's mode lets group or others in; -EINVAL for a key that is empty, too long or has a
+ * character that is not allowed, a key file that is not a regular file or holds more keys than
+ * KD_KEYS_MAX; or the negative errno of opening or reading the key file. ERR (size ERRLEN)
+ * then holds one line saying what to fix.
+ */
+int kd_keys_load(const struct cfg *c, struct kd_keys *out, char *err, size_t errlen);
+
+/* Overwrites every key of K (explicit_bzero) and empties it. */
+void kd_keys_wipe(struct kd_keys *k);
+
+#endif

@@ -1,0 +1,172 @@
+/*
+ * test_key.c: the one API key loader (base/key.h).
+ *
+ * What a user relies on: the key comes from [keepa] key_file, else [keepa] key, else
+ * KEEPA_API_KEY; a key file that group or others may read or write is refused with what to do;
+ * whitespace and blank lines around the key do not matter; a file with more keys than this
+ * version uses is refused rather than read in part; every message names the real config key
+ * and never contains the key itself.
+ */
+#include "kd_test.h"
+
+#include "base/key.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SECRET "TOPSECRETKEY9876543210"
+
+static const char *write_key_file(const char *content, mode_t mode)
+{
+    static char path[4096];
+    snprintf(path, sizeof(path), "%s/key", kd_test_tmpdir());
+    unlink(path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, content, strlen(content)), (ssize_t)strlen(content));
+    close(fd);
+    assert_int_equal(chmod(path, mode), 0);
+    return path;
+}
+
+/* A config with KEY_FILE and KEY as given (NULL: unset). */
+static struct cfg config(const char *key_file, const char *key)
+{
+    struct cfg c;
+    cfg_defaults(&c);
+    key_file = key_file ? key_file : "";
+    key = key ? key : "";
+    assert_true(strlen(key_file) < sizeof(c.keepa_key_file) && strlen(key) < sizeof(c.keepa_key));
+    memcpy(c.keepa_key_file, key_file, strlen(key_file) + 1);
+    memcpy(c.keepa_key, key, strlen(key) + 1);
+    return c;
+}
+
+static void test_sources_in_order(void **state)
+{
+    (void)state;
+    struct kd_keys k;
+    char err[512];
+    const char *file = write_key_file("\n  FILEKEY0123456789 \r\n\n", 0600);
+    setenv("KEEPA_API_KEY", "ENVKEY0123456789", 1);
+
+    struct cfg c = config(file, NULL);
+    assert_int_equal(kd_keys_load(&c, &k, err, sizeof(err)), 0);
+    assert_int_equal(k.n, 1);
+    assert_string_equal(k.key[0], "FILEKEY0123456789");
+    assert_string_equal(k.origin, "[keepa] key_file");
+
+    c = config(NULL, " CFGKEY0123456789 ");
+    assert_int_equal(kd_keys_load(&c, &k, err, sizeof(err)), 0);
+    assert_string_equal(k.key[0], "CFGKEY0123456789");
+    assert_string_equal(k.origin, "[keepa] key");
+
+    c = config(NULL, NULL);
+    assert_int_equal(kd_keys_load(&c, &k, err, sizeof(err)), 0);
+    assert_string_equal(k.key[0], "ENVKEY0123456789");
+    assert_string_equal(k.origin, "KEEPA_API_KEY");
+
+    unsetenv("KEEPA_API_KEY");
+    assert_int_equal(kd_keys_load(&c, &k, err, sizeof(err)), -ENOKEY);
+    assert_int_equal(k.n, 0);
+    assert_non_null(strstr(err, "[keepa] key_file"));
+    assert_non_null(strstr(err, "[keepa] key"));
+    assert_non_null(strstr(err, "KEEPA_API_KEY"));
+    assert_null(strstr(err, "api_key"));
+
+    kd_keys_wipe(&k);
+    assert_int_equal(k.n, 0);
+}
+
+static void test_key_file_mode_refused(void **state)
+{
+    (void)state;
+    struct kd_keys k;
+    char err[512];
+    static const mode_t modes[] = {0644, 0640, 0604, 0620, 0602};
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+        const char *file = write_key_file(SECRET "\n", modes[i]);
+        struct cfg c = config(file, NULL);
+        assert_int_equal(kd_keys_load(&c, &k, err, sizeof(err)), -EACCES);
+        assert_int_equal(k.n, 0);
+        assert_non_null(strstr(err, "[keepa] key_file"));
+        assert_non_null(strstr(err, file));
+        assert_non_null(strstr(err, "chmod 600"));
+        assert_null(strstr(err, SECRET));
+        if (modes[i] & 044)
+            assert_non_null(strstr(err, "readable by others"));
+    }
+    const char *file = write_key_file(SECRET "\n", 0400);
+    struct cfg c = config(file, NULL);
+    assert_int_equal(kd_keys_load(&c, &k, err, sizeof(err)), 0);
+    assert_string_equal(k.key[0], SECRET);
+}
+
+static void test_bad_keys_refused(void **state)
+{
+    (void)state;
+    struct kd_keys k;
+    char err[512];
+    struct cfg c;
+
+    /* Characters that could change the URL the key goes into; the key is not echoed. */
+    c = config(write_key_file("TOPSECRET&KEY987\n", 0600), NULL);
+    assert_int_equal(kd_keys_load(&c, &k, err, sizeof(err)), -EINVAL);
+    assert_null(strstr(err, "TOPSECRET"));
+    assert_non_null(strstr(err, "position 10"));
+    c = config(NULL, "TOPSECRET KEY987");
+    assert_int_equal(kd_keys_load(&c, &k, err, sizeof(err)), -EINVAL);
+    assert_null(strstr(err, "TOPSECRET"));
+
+    /* Too long. */
+    char longkey[200]; /* the config takes it; a key is at most KD_KEY_MAX - 1 */
+    memset(longkey, 'a', sizeof(longkey) - 1);
+    longkey[sizeof(longkey) - 1] = '\0';
+    c = config(NULL, longkey);
+    assert_int_equal(kd_keys_load(&c, &k, err, sizeof(err)), -EINVAL);
+    assert_null(strstr(err, "aaaa"));
+
+    /* An empty file, a file of blank lines, a missing file, a folder. */
+    c = config(write_key_file("", 0600), NULL);
+    assert_int_equal(kd_keys_load(&c, &k, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "holds no key"));
+    c = config(write_key_file(" \n\t \n", 0400), NULL);
+    assert_int_equal(kd_keys_load(&c, &k, err, sizeof(err)), -EINVAL);
+    char missing[4200];
+    snprintf(missing, sizeof(missing), "%s/nope", kd_test_tmpdir());
+    c = config(missing, NULL);
+    assert_int_equal(kd_keys_load(&c, &k, err, sizeof(err)), -ENOENT);
+    assert_non_null(strstr(err, missing));
+    c = config(kd_test_tmpdir(), NULL);
+    assert_int_equal(kd_keys_load(&c, &k, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "not a regular file"));
+}
+
+/* One key per line: more keys than this version uses are refused, not read in part. */
+static void test_more_keys_than_used_refused(void **state)
+{
+    (void)state;
+    struct kd_keys k;
+    char err[512];
+    struct cfg c = config(write_key_file("FIRSTKEY0123456789\nSECONDKEY0123456789\n", 0600), NULL);
+    assert_int_equal(kd_keys_load(&c, &k, err, sizeof(err)), -EINVAL);
+    assert_int_equal(k.n, 0);
+    assert_non_null(strstr(err, "holds 2 keys"));
+    assert_null(strstr(err, "FIRSTKEY"));
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sources_in_order),
+        cmocka_unit_test(test_key_file_mode_refused),
+        cmocka_unit_test(test_bad_keys_refused),
+        cmocka_unit_test(test_more_keys_than_used_refused),
+    };
+    return KD_RUN_TESTS(tests, argc, argv);
+}

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <math.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -22,6 +23,8 @@
 #include <unistd.h>
 
 #include "base/clock.h"
+#include "cli/deals.h"
+#include "cli/json.h"
 #include "shm/segment.h"
 #include "shm/tokens.h"
 #include "store/store.h"
@@ -53,7 +56,7 @@ static void tail_file(const char *path, FILE *out, int lines)
         free(ring[i]);
 }
 
-int sup_ctl_start(struct sup_options *opt, int wait, int timeout_s)
+int cli_start(struct sup_options *opt, int wait, int timeout_s)
 {
     struct shm_status st;
     if (shm_status_read(opt->run_dir, opt->instance, &st) == 0 && st.locked) {
@@ -129,7 +132,7 @@ static int running_pid(const char *cmd, const char *instance, const char *run_di
     return 0;
 }
 
-int sup_ctl_stop(const struct cfg *c, const char *instance, const char *run_dir, int fast)
+int cli_stop(const struct cfg *c, const char *instance, const char *run_dir, int fast)
 {
     pid_t pid;
     if (running_pid("stop", instance, run_dir, &pid) != 0)
@@ -153,7 +156,7 @@ int sup_ctl_stop(const struct cfg *c, const char *instance, const char *run_dir,
     return 1;
 }
 
-int sup_ctl_reload(const struct cfg *c, const char *instance, const char *run_dir)
+int cli_reload(const struct cfg *c, const char *instance, const char *run_dir)
 {
     (void)c;
     pid_t pid;
@@ -165,12 +168,12 @@ int sup_ctl_reload(const struct cfg *c, const char *instance, const char *run_di
         fprintf(stderr, "kdeals reload: %s\n", err);
         return 1;
     }
+    int code = 1;
     struct shm_config_slot *slot = &seg.layout->config;
     uint64_t req = atomic_fetch_add(&slot->reload_request, 1) + 1;
     if (kill(pid, SIGHUP) != 0) {
         fprintf(stderr, "kdeals reload: cannot signal pid %d: %s\n", (int)pid, strerror(errno));
-        shm_segment_detach(&seg);
-        return 1;
+        goto out_detach;
     }
     for (int i = 0; i < 200; i++) {
         if (atomic_load_explicit(&slot->reload_done, memory_order_acquire) >= req) {
@@ -178,136 +181,154 @@ int sup_ctl_reload(const struct cfg *c, const char *instance, const char *run_di
             char msg[SHM_MESSAGE_MAX];
             memcpy(msg, slot->reload_message, sizeof(msg));
             msg[sizeof(msg) - 1] = '\0';
-            shm_segment_detach(&seg);
             if (result < 0) {
                 fprintf(stderr, "kdeals reload: rejected, the running config stays: %s\n", msg);
-                return 2;
+                code = 2;
+            } else {
+                printf("kdeals reload: %s\n", msg);
+                code = 0;
             }
-            printf("kdeals reload: %s\n", msg);
-            return 0;
+            goto out_detach;
         }
         nap_ms(50);
     }
-    shm_segment_detach(&seg);
     fprintf(stderr, "kdeals reload: no verdict from pid %d within 10 s\n", (int)pid);
-    return 1;
+out_detach:
+    shm_segment_detach(&seg);
+    return code;
 }
 
-int sup_ctl_status(const struct cfg *c, const char *instance, const char *run_dir, int json)
+/* Deals stored, from a read-only snapshot; -1 when there is no store to read. */
+static int64_t count_deals(const struct cfg *c)
+{
+    struct st_options so = cli_store_options(c);
+    struct st_env *env;
+    struct st_txn *txn;
+    char err[512];
+    int64_t deals = -1;
+    if (st_open_existing(&so, &env, err, sizeof(err)) != 0)
+        return -1;
+    if (st_read_begin(env, &txn) == 0) {
+        uint64_t n;
+        if (st_count(txn, ST_DB_DEALS, &n) == 0)
+            deals = (int64_t)n;
+        st_read_end(txn);
+    }
+    st_close(env);
+    return deals;
+}
+
+static void status_json(const char *instance, const struct shm_status *st, int have_status,
+                        int running, int64_t deals, const struct shm_layout *l,
+                        const struct tb_stats *tbs, int64_t now_ms)
+{
+    yajl_gen g = cli_json_new(false);
+    yajl_gen_map_open(g);
+    cli_json_str(g, "instance", instance);
+    cli_json_bool(g, "running", running);
+    cli_json_int(g, "pid", running ? st->pid : 0);
+    cli_json_str(g, "state", have_status ? st->state : "absent");
+    cli_json_int(g, "start_ms", have_status ? st->start_ms : 0);
+    cli_json_int(g, "generation", have_status ? (long long)st->generation : 0);
+    cli_json_int(g, "deals", deals);
+    if (l != NULL) {
+        cli_json_key(g, "tokens");
+        yajl_gen_map_open(g);
+        cli_json_bool(g, "anchored", tbs->anchored);
+        cli_json_int(g, "projected", tbs->projected_tokens);
+        cli_json_int(g, "refill_rate", tbs->refill_rate);
+        cli_json_int(g, "cap", tbs->cap_tokens);
+        cli_json_int(g, "last_reading_tokens", llround(tbs->last_reading.tokens_left));
+        cli_json_int(g, "last_reading_age_ms",
+                     tbs->last_reading_age_ns >= 0 ? tbs->last_reading_age_ns / KD_NS_PER_MS : -1);
+        cli_json_int(g, "in_flight", tbs->inflight_tokens);
+        yajl_gen_map_close(g);
+        cli_json_key(g, "processes");
+        yajl_gen_array_open(g);
+        for (int r = 0; r < SHM_ROLE_COUNT; r++) {
+            const struct shm_proc_slot *p = &l->procs[r];
+            int64_t started = atomic_load(&p->started_ms);
+            char err_text[SHM_MESSAGE_MAX];
+            memcpy(err_text, p->last_error, sizeof(err_text));
+            err_text[sizeof(err_text) - 1] = '\0';
+            yajl_gen_map_open(g);
+            cli_json_str(g, "role", shm_role_name((enum shm_role)r));
+            cli_json_int(g, "pid", atomic_load(&p->pid));
+            cli_json_str(g, "state", shm_proc_state_name(atomic_load(&p->state)));
+            cli_json_int(g, "uptime_s", started > 0 ? (now_ms - started) / 1000 : 0);
+            cli_json_int(g, "restarts", atomic_load(&p->restarts));
+            cli_json_int(g, "last_exit_status", atomic_load(&p->last_exit_status));
+            cli_json_str(g, "last_error", err_text);
+            yajl_gen_map_close(g);
+        }
+        yajl_gen_array_close(g);
+    }
+    yajl_gen_map_close(g);
+    cli_json_print(g, stdout);
+}
+
+static void status_text(const char *instance, const struct shm_status *st, int have_status,
+                        int running, int64_t deals, const char *store_path,
+                        const struct shm_layout *l, const struct tb_stats *tbs, int64_t now_ms)
+{
+    if (!running) {
+        printf("instance '%s': not running", instance);
+        if (have_status)
+            printf(" (last state %s, generation %" PRIu64 ")", st->state, st->generation);
+        printf("\n");
+    } else {
+        printf("instance '%s': %s, supervisor pid %" PRId64 ", up %" PRId64
+               " s, generation %" PRIu64 "\n",
+               instance, st->state, st->pid, (now_ms - st->start_ms) / 1000, st->generation);
+    }
+    if (deals >= 0)
+        printf("deals stored: %" PRId64 " (%s)\n", deals, store_path);
+    if (l == NULL)
+        return;
+    printf("tokens: projected %" PRId64 " of cap %" PRId64 ", refill %" PRId64
+           "/min, in flight %" PRId64 "; ",
+           tbs->projected_tokens, tbs->cap_tokens, tbs->refill_rate, tbs->inflight_tokens);
+    if (tbs->last_reading_age_ns >= 0)
+        printf("last server reading %.0f, %" PRId64 " s ago\n", tbs->last_reading.tokens_left,
+               (int64_t)(tbs->last_reading_age_ns / KD_NS_PER_SEC));
+    else
+        printf("no server reading yet\n");
+    printf("%-11s %8s %-15s %9s %8s %5s  %s\n", "role", "pid", "state", "uptime", "restarts",
+           "exit", "last error");
+    for (int r = 0; r < SHM_ROLE_COUNT; r++) {
+        const struct shm_proc_slot *p = &l->procs[r];
+        int64_t started = atomic_load(&p->started_ms);
+        char err_text[SHM_MESSAGE_MAX];
+        memcpy(err_text, p->last_error, sizeof(err_text));
+        err_text[sizeof(err_text) - 1] = '\0';
+        printf("%-11s %8" PRId64 " %-15s %8" PRId64 "s %8u %5d  %s\n",
+               shm_role_name((enum shm_role)r), atomic_load(&p->pid),
+               shm_proc_state_name(atomic_load(&p->state)),
+               started > 0 ? (now_ms - started) / 1000 : 0, atomic_load(&p->restarts),
+               atomic_load(&p->last_exit_status), err_text);
+    }
+}
+
+int cli_status(const struct cfg *c, const char *instance, const char *run_dir, int json)
 {
     struct shm_status st;
-    int rc = shm_status_read(run_dir, instance, &st);
-    int running = rc == 0 && st.locked;
+    int have_status = shm_status_read(run_dir, instance, &st) == 0;
+    int running = have_status && st.locked;
     struct shm_segment seg;
     char err[512];
     int attached =
         running && shm_segment_attach(&seg, instance, SHM_READ_ONLY, err, sizeof(err)) == 0;
     int64_t now_ms = kd_wall_ms();
-
-    /* The deal count comes from the store (read-only snapshot), when there is one. */
-    int64_t deals = -1;
-    char data[CFG_STR_MAX + 16];
-    struct stat sb;
-    snprintf(data, sizeof(data), "%s/data.mdb", c->store_path);
-    if (stat(data, &sb) == 0) {
-        struct st_options so = {.path = c->store_path,
-                                .map_size_bytes = (uint64_t)c->store_map_size_mb << 20,
-                                .max_map_size_bytes = (uint64_t)c->store_max_map_size_mb << 20};
-        struct st_env *env;
-        struct st_txn *txn;
-        if (st_open(&so, &env, err, sizeof(err)) == 0) {
-            uint64_t n;
-            if (st_read_begin(env, &txn) == 0) {
-                if (st_count(txn, ST_DB_DEALS, &n) == 0)
-                    deals = (int64_t)n;
-                st_read_end(txn);
-            }
-            st_close(env);
-        }
-    }
+    int64_t deals = count_deals(c);
     struct tb_stats tbs;
     memset(&tbs, 0, sizeof(tbs));
     if (attached)
         tb_stats(&seg.layout->tokens, kd_mono_ns(), &tbs);
-
-    if (json) {
-        printf("{\"instance\":\"%s\",\"running\":%s,\"pid\":%" PRId64 ",\"state\":\"%s\","
-               "\"start_ms\":%" PRId64 ",\"generation\":%" PRIu64 ",\"deals\":%" PRId64,
-               instance, running ? "true" : "false", running ? st.pid : 0,
-               rc == 0 ? st.state : "absent", rc == 0 ? st.start_ms : 0,
-               rc == 0 ? st.generation : 0, deals);
-        if (attached) {
-            printf(",\"tokens\":{\"anchored\":%s,\"projected\":%" PRId64 ",\"refill_rate\":%" PRId64
-                   ",\"cap\":%" PRId64
-                   ",\"last_reading_tokens\":%.0f,\"last_reading_age_ms\":%" PRId64
-                   ",\"in_flight\":%" PRId64 "}",
-                   tbs.anchored ? "true" : "false", tbs.projected_tokens, tbs.refill_rate,
-                   tbs.cap_tokens, tbs.last_reading.tokens_left,
-                   (int64_t)(tbs.last_reading_age_ns >= 0 ? tbs.last_reading_age_ns / KD_NS_PER_MS
-                                                          : -1),
-                   tbs.inflight_tokens);
-            printf(",\"processes\":[");
-            for (int r = 0; r < SHM_ROLE_COUNT; r++) {
-                const struct shm_proc_slot *p = &seg.layout->procs[r];
-                uint32_t s = atomic_load(&p->state);
-                int64_t started = atomic_load(&p->started_ms);
-                printf("%s{\"role\":\"%s\",\"pid\":%" PRId64
-                       ",\"state\":\"%s\",\"uptime_s\":%" PRId64
-                       ",\"restarts\":%u,\"last_exit_status\":%d,\"last_error\":\"",
-                       r ? "," : "", shm_role_name((enum shm_role)r), atomic_load(&p->pid),
-                       shm_proc_state_name(s), started > 0 ? (now_ms - started) / 1000 : 0,
-                       atomic_load(&p->restarts), atomic_load(&p->last_exit_status));
-                for (const char *e = p->last_error; *e && e < p->last_error + SHM_MESSAGE_MAX;
-                     e++) {
-                    if (*e == '"' || *e == '\\')
-                        printf("\\%c", *e);
-                    else if ((unsigned char)*e >= 0x20)
-                        putchar(*e);
-                }
-                printf("\"}");
-            }
-            printf("]");
-        }
-        printf("}\n");
-    } else {
-        if (!running) {
-            printf("instance '%s': not running", instance);
-            if (rc == 0)
-                printf(" (last state %s, generation %" PRIu64 ")", st.state, st.generation);
-            printf("\n");
-        } else {
-            printf("instance '%s': %s, supervisor pid %" PRId64 ", up %" PRId64
-                   " s, generation %" PRIu64 "\n",
-                   instance, st.state, st.pid, (now_ms - st.start_ms) / 1000, st.generation);
-        }
-        if (deals >= 0)
-            printf("deals stored: %" PRId64 " (%s)\n", deals, c->store_path);
-        if (attached) {
-            printf("tokens: projected %" PRId64 " of cap %" PRId64 ", refill %" PRId64
-                   "/min, in flight %" PRId64 "; ",
-                   tbs.projected_tokens, tbs.cap_tokens, tbs.refill_rate, tbs.inflight_tokens);
-            if (tbs.last_reading_age_ns >= 0)
-                printf("last server reading %.0f, %" PRId64 " s ago\n",
-                       tbs.last_reading.tokens_left,
-                       (int64_t)(tbs.last_reading_age_ns / KD_NS_PER_SEC));
-            else
-                printf("no server reading yet\n");
-            printf("%-11s %8s %-15s %9s %8s %5s  %s\n", "role", "pid", "state", "uptime",
-                   "restarts", "exit", "last error");
-            for (int r = 0; r < SHM_ROLE_COUNT; r++) {
-                const struct shm_proc_slot *p = &seg.layout->procs[r];
-                uint32_t s = atomic_load(&p->state);
-                int64_t started = atomic_load(&p->started_ms);
-                char err_text[SHM_MESSAGE_MAX];
-                memcpy(err_text, p->last_error, sizeof(err_text));
-                err_text[sizeof(err_text) - 1] = '\0';
-                printf("%-11s %8" PRId64 " %-15s %8" PRId64 "s %8u %5d  %s\n",
-                       shm_role_name((enum shm_role)r), atomic_load(&p->pid),
-                       shm_proc_state_name(s), started > 0 ? (now_ms - started) / 1000 : 0,
-                       atomic_load(&p->restarts), atomic_load(&p->last_exit_status), err_text);
-            }
-        }
-    }
+    const struct shm_layout *l = attached ? seg.layout : NULL;
+    if (json)
+        status_json(instance, &st, have_status, running, deals, l, &tbs, now_ms);
+    else
+        status_text(instance, &st, have_status, running, deals, c->store_path, l, &tbs, now_ms);
     if (attached)
         shm_segment_detach(&seg);
     return running ? 0 : 1;

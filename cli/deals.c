@@ -15,10 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <yajl/yajl_gen.h>
 
 #include "base/clock.h"
+#include "cli/json.h"
 #include "store/store.h"
 
 enum deals_format { FMT_TABLE, FMT_CSV, FMT_JSON };
@@ -111,68 +110,42 @@ static void print_csv(const struct st_deal *d, size_t n, FILE *out)
     }
 }
 
-static void gen_str(yajl_gen g, const char *s)
-{
-    yajl_gen_string(g, (const unsigned char *)s, strlen(s));
-}
-
-static void gen_int(yajl_gen g, const char *k, int64_t v)
-{
-    gen_str(g, k);
-    yajl_gen_integer(g, v);
-}
-
-static void gen_double(yajl_gen g, const char *k, double v)
-{
-    gen_str(g, k);
-    yajl_gen_double(g, v);
-}
-
 static void print_json(const struct st_deal *d, size_t n, FILE *out)
 {
-    yajl_gen g = yajl_gen_alloc(NULL);
-    yajl_gen_config(g, yajl_gen_beautify, 0);
+    yajl_gen g = cli_json_new(false);
     yajl_gen_array_open(g);
     for (size_t i = 0; i < n; i++) {
         const struct st_deal *x = &d[i];
         yajl_gen_map_open(g);
-        gen_str(g, "asin");
-        gen_str(g, x->asin);
-        gen_int(g, "domain", x->domain);
-        gen_str(g, "title");
+        cli_json_str(g, "asin", x->asin);
+        cli_json_int(g, "domain", x->domain);
+        cli_json_key(g, "title");
         if (yajl_gen_string(g, (const unsigned char *)x->title, strlen(x->title)) !=
             yajl_gen_status_ok)
-            gen_str(g, "");
-        gen_int(g, "buy_price_cents", x->buy_price_cents);
-        gen_int(g, "buy_shipping_cents", x->buy_shipping_cents);
-        gen_int(g, "buy_condition", x->buy_condition);
-        gen_str(g, "buy_seller_id");
-        gen_str(g, x->buy_seller_id);
-        gen_str(g, "buy_is_fba");
-        yajl_gen_bool(g, x->buy_is_fba);
-        gen_int(g, "landed_buy_cents", x->landed_buy_cents);
-        gen_int(g, "expected_sell_cents", x->expected_sell_cents);
-        gen_int(g, "referral_fee_cents", x->referral_fee_cents);
-        gen_int(g, "fba_fee_cents", x->fba_fee_cents);
-        gen_int(g, "profit_cents", x->profit_cents);
-        gen_double(g, "margin_pct", x->margin_bp / 100.0);
-        gen_double(g, "roi_pct", x->roi_bp / 100.0);
-        gen_int(g, "sales_rank", x->sales_rank);
-        gen_int(g, "rank_drops_30", x->rank_drops_30);
-        gen_int(g, "rank_drops_90", x->rank_drops_90);
-        gen_int(g, "rank_drops_365", x->rank_drops_365);
-        gen_int(g, "buy_box_cents", x->buy_box_cents);
-        gen_int(g, "first_seen_ms", x->first_seen_ms);
-        gen_int(g, "last_checked_ms", x->last_checked_ms);
+            cli_json_string(g, "");
+        cli_json_int(g, "buy_price_cents", x->buy_price_cents);
+        cli_json_int(g, "buy_shipping_cents", x->buy_shipping_cents);
+        cli_json_int(g, "buy_condition", x->buy_condition);
+        cli_json_str(g, "buy_seller_id", x->buy_seller_id);
+        cli_json_bool(g, "buy_is_fba", x->buy_is_fba);
+        cli_json_int(g, "landed_buy_cents", x->landed_buy_cents);
+        cli_json_int(g, "expected_sell_cents", x->expected_sell_cents);
+        cli_json_int(g, "referral_fee_cents", x->referral_fee_cents);
+        cli_json_int(g, "fba_fee_cents", x->fba_fee_cents);
+        cli_json_int(g, "profit_cents", x->profit_cents);
+        cli_json_dbl(g, "margin_pct", x->margin_bp / 100.0);
+        cli_json_dbl(g, "roi_pct", x->roi_bp / 100.0);
+        cli_json_int(g, "sales_rank", x->sales_rank);
+        cli_json_int(g, "rank_drops_30", x->rank_drops_30);
+        cli_json_int(g, "rank_drops_90", x->rank_drops_90);
+        cli_json_int(g, "rank_drops_365", x->rank_drops_365);
+        cli_json_int(g, "buy_box_cents", x->buy_box_cents);
+        cli_json_int(g, "first_seen_ms", x->first_seen_ms);
+        cli_json_int(g, "last_checked_ms", x->last_checked_ms);
         yajl_gen_map_close(g);
     }
     yajl_gen_array_close(g);
-    const unsigned char *buf;
-    size_t len;
-    yajl_gen_get_buf(g, &buf, &len);
-    fwrite(buf, 1, len, out);
-    fputc('\n', out);
-    yajl_gen_free(g);
+    cli_json_print(g, out);
 }
 
 static void money(char *buf, size_t len, int64_t cents)
@@ -287,7 +260,76 @@ static int parse_opts(int argc, char **argv, struct deals_opts *o)
     return 0;
 }
 
-int sup_deals_main(const struct cfg *c, int argc, char **argv)
+struct st_options cli_store_options(const struct cfg *c)
+{
+    struct st_options so = {.path = c->store_path,
+                            .map_size_bytes = (uint64_t)c->store_map_size_mb << 20,
+                            .max_map_size_bytes = (uint64_t)c->store_max_map_size_mb << 20};
+    return so;
+}
+
+/*
+ * Reads every deal that passes O's filters from one snapshot of ENV into a malloc'd *OUT (*N
+ * of them; *BAD counts records this binary cannot decode). Returns 0 or a negative errno.
+ */
+static int read_deals(struct st_env *env, const struct deals_opts *o, struct st_deal **out,
+                      size_t *n, unsigned *bad)
+{
+    size_t cap = 256;
+    *n = 0;
+    *bad = 0;
+    struct st_deal *deals = malloc(cap * sizeof(*deals));
+    if (deals == NULL)
+        return -ENOMEM;
+    struct st_txn *txn;
+    int rc = st_read_begin(env, &txn);
+    if (rc != 0)
+        goto out_free;
+    struct st_cursor *cur;
+    rc = st_cursor_open(txn, ST_DB_DEALS, &cur);
+    if (rc != 0)
+        goto out_txn;
+    for (;;) {
+        if (*n == cap) {
+            struct st_deal *more = realloc(deals, 2 * cap * sizeof(*deals));
+            if (more == NULL) {
+                rc = -ENOMEM;
+                break;
+            }
+            deals = more;
+            cap *= 2;
+        }
+        int r = st_cursor_next_deal(cur, &deals[*n]);
+        if (r == -ENOENT)
+            break;
+        if (r == -EBADMSG || r == -ENOTSUP) {
+            (*bad)++; /* a record this binary cannot read: reported, not fatal */
+            continue;
+        }
+        if (r != 0) {
+            rc = r;
+            break;
+        }
+        const struct st_deal *d = &deals[*n];
+        if (o->have_min_roi && d->roi_bp < o->min_roi_bp)
+            continue;
+        if (o->have_min_profit && d->profit_cents < o->min_profit_cents)
+            continue;
+        (*n)++;
+    }
+    st_cursor_close(cur);
+out_txn:
+    st_read_end(txn);
+out_free:
+    if (rc != 0) {
+        free(deals);
+        deals = NULL;
+    }
+    *out = deals;
+    return rc;
+}
+
+int cli_deals_main(const struct cfg *c, int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
@@ -297,66 +339,20 @@ int sup_deals_main(const struct cfg *c, int argc, char **argv)
     if (parse_opts(argc, argv, &o) != 0)
         return usage(stderr);
 
-    struct stat stbuf;
-    char data[CFG_STR_MAX + 16];
-    snprintf(data, sizeof(data), "%s/data.mdb", c->store_path);
-    if (stat(data, &stbuf) != 0) {
-        fprintf(stderr, "kdeals deals: no store at %s (has the daemon run with this config?)\n",
-                c->store_path);
-        return 1;
-    }
-    struct st_options so = {.path = c->store_path,
-                            .map_size_bytes = (uint64_t)c->store_map_size_mb << 20,
-                            .max_map_size_bytes = (uint64_t)c->store_max_map_size_mb << 20};
+    struct st_options so = cli_store_options(c);
     struct st_env *env;
     char err[512];
-    if (st_open(&so, &env, err, sizeof(err)) != 0) {
+    if (st_open_existing(&so, &env, err, sizeof(err)) != 0) {
         fprintf(stderr, "kdeals deals: %s\n", err);
         return 1;
     }
-    struct st_txn *txn;
-    int rc = st_read_begin(env, &txn);
-    struct st_cursor *cur = NULL;
-    if (rc == 0)
-        rc = st_cursor_open(txn, ST_DB_DEALS, &cur);
-    size_t n = 0, cap = 256;
-    struct st_deal *deals = malloc(cap * sizeof(*deals));
-    unsigned bad = 0;
-    while (rc == 0 && deals != NULL) {
-        if (n == cap) {
-            struct st_deal *more = realloc(deals, 2 * cap * sizeof(*deals));
-            if (more == NULL)
-                break;
-            deals = more;
-            cap *= 2;
-        }
-        int r = st_cursor_next_deal(cur, &deals[n]);
-        if (r == -ENOENT)
-            break;
-        if (r != 0) {
-            bad++; /* a record this binary cannot read: reported, not fatal */
-            if (r != -EBADMSG && r != -ENOTSUP) {
-                rc = r;
-                break;
-            }
-            continue;
-        }
-        const struct st_deal *d = &deals[n];
-        if (o.have_min_roi && d->roi_bp < o.min_roi_bp)
-            continue;
-        if (o.have_min_profit && d->profit_cents < o.min_profit_cents)
-            continue;
-        n++;
-    }
-    if (cur != NULL)
-        st_cursor_close(cur);
-    if (txn != NULL && rc != -EINVAL)
-        st_read_end(txn);
+    struct st_deal *deals;
+    size_t n;
+    unsigned bad;
+    int rc = read_deals(env, &o, &deals, &n, &bad);
     st_close(env);
-    if (rc != 0 || deals == NULL) {
-        fprintf(stderr, "kdeals deals: cannot read %s: %s\n", c->store_path,
-                rc ? st_strerror(rc) : "out of memory");
-        free(deals);
+    if (rc != 0) {
+        fprintf(stderr, "kdeals deals: cannot read %s: %s\n", c->store_path, st_strerror(rc));
         return 1;
     }
     qsort_r(deals, n, sizeof(*deals), cmp_deal, &o.sort);

@@ -24,6 +24,7 @@
 
 #include "base/key.h"
 #include "base/log.h"
+#include "cli/json.h"
 #include "keepa/client.h"
 #include "keepa/decode.h"
 #include "keepa/request.h"
@@ -35,185 +36,111 @@ struct out {
     enum out_kind kind;
 };
 
-/* ---- JSON output helpers ---- */
-
-static void gkey(yajl_gen g, const char *k)
-{
-    yajl_gen_string(g, (const unsigned char *)k, strlen(k));
-}
-
-static void gstr(yajl_gen g, const char *k, const char *v)
-{
-    gkey(g, k);
-    if (v == NULL)
-        yajl_gen_null(g);
-    else
-        yajl_gen_string(g, (const unsigned char *)v, strlen(v));
-}
-
-static void gint(yajl_gen g, const char *k, long long v)
-{
-    gkey(g, k);
-    yajl_gen_integer(g, v);
-}
-
-static void gdouble_val(yajl_gen g, double v)
-{
-    if (!isfinite(v)) {
-        yajl_gen_null(g);
-        return;
-    }
-    char buf[40];
-    snprintf(buf, sizeof(buf), "%.15g", v);
-    if (strtod(buf, NULL) != v)
-        snprintf(buf, sizeof(buf), "%.17g", v);
-    if (strpbrk(buf, ".eEn") == NULL)
-        strcat(buf, ".0");
-    yajl_gen_number(g, buf, strlen(buf));
-}
-
-static void gdouble(yajl_gen g, const char *k, double v)
-{
-    gkey(g, k);
-    gdouble_val(g, v);
-}
-
-static void gtri(yajl_gen g, const char *k, int v)
-{
-    gkey(g, k);
-    if (v < 0)
-        yajl_gen_null(g);
-    else
-        yajl_gen_bool(g, v);
-}
-
-static void gi32s(yajl_gen g, const char *k, const int32_t *v, size_t n)
-{
-    gkey(g, k);
-    yajl_gen_array_open(g);
-    for (size_t i = 0; i < n; i++)
-        yajl_gen_integer(g, v[i]);
-    yajl_gen_array_close(g);
-}
-
-static void gi64s(yajl_gen g, const char *k, const int64_t *v, size_t n)
-{
-    gkey(g, k);
-    yajl_gen_array_open(g);
-    for (size_t i = 0; i < n; i++)
-        yajl_gen_integer(g, v[i]);
-    yajl_gen_array_close(g);
-}
-
 static void gen_envelope(yajl_gen g, const struct kp_envelope *e)
 {
-    gkey(g, "envelope");
+    cli_json_key(g, "envelope");
     yajl_gen_map_open(g);
     if (e->have & KP_ENV_TIMESTAMP)
-        gint(g, "timestamp", e->timestamp_ms);
+        cli_json_int(g, "timestamp", e->timestamp_ms);
     if (e->have & KP_ENV_TOKENS_LEFT)
-        gdouble(g, "tokensLeft", e->tokens_left);
+        cli_json_dbl(g, "tokensLeft", e->tokens_left);
     if (e->have & KP_ENV_REFILL_IN)
-        gint(g, "refillIn", e->refill_in_ms);
+        cli_json_int(g, "refillIn", e->refill_in_ms);
     if (e->have & KP_ENV_REFILL_RATE)
-        gdouble(g, "refillRate", e->refill_rate);
+        cli_json_dbl(g, "refillRate", e->refill_rate);
     if (e->have & KP_ENV_FLOW_REDUCTION)
-        gdouble(g, "tokenFlowReduction", e->token_flow_reduction);
+        cli_json_dbl(g, "tokenFlowReduction", e->token_flow_reduction);
     if (e->have & KP_ENV_TOKENS_CONSUMED)
-        gdouble(g, "tokensConsumed", e->tokens_consumed);
+        cli_json_dbl(g, "tokensConsumed", e->tokens_consumed);
     if (e->have & KP_ENV_PROCESSING)
-        gint(g, "processingTimeInMs", e->processing_ms);
+        cli_json_int(g, "processingTimeInMs", e->processing_ms);
     if (e->have & KP_ENV_ERROR) {
-        gkey(g, "error");
+        cli_json_key(g, "error");
         yajl_gen_map_open(g);
-        gstr(g, "type", e->error_type);
-        gstr(g, "message", e->error_message);
-        gstr(g, "details", e->error_details);
+        cli_json_str(g, "type", e->error_type);
+        cli_json_str(g, "message", e->error_message);
+        cli_json_str(g, "details", e->error_details);
         yajl_gen_map_close(g);
     }
     if (e->deals_cached >= 0)
-        gtri(g, "dealsCached", e->deals_cached);
+        cli_json_tri(g, "dealsCached", e->deals_cached);
     if (e->total_results >= 0)
-        gint(g, "totalResults", e->total_results);
-    gkey(g, "productsKeyPresent");
-    yajl_gen_bool(g, (e->have & KP_ENV_PRODUCTS) != 0);
-    gint(g, "products", e->n_products);
-    gint(g, "deals", e->n_deals);
-    gint(g, "sellers", e->n_sellers);
-    gint(g, "asins", e->n_asins);
+        cli_json_int(g, "totalResults", e->total_results);
+    cli_json_bool(g, "productsKeyPresent", (e->have & KP_ENV_PRODUCTS) != 0);
+    cli_json_int(g, "products", e->n_products);
+    cli_json_int(g, "deals", e->n_deals);
+    cli_json_int(g, "sellers", e->n_sellers);
+    cli_json_int(g, "asins", e->n_asins);
     yajl_gen_map_close(g);
 }
 
 static void gen_product(yajl_gen g, const struct kp_product *p)
 {
     yajl_gen_map_open(g);
-    gstr(g, "asin", p->asin);
-    gstr(g, "title", p->title);
-    gkey(g, "titleTruncated");
-    yajl_gen_bool(g, p->title_truncated);
-    gint(g, "domainId", p->domain_id);
-    gint(g, "productType", p->product_type);
-    gint(g, "rootCategory", p->root_category);
-    gi64s(g, "categories", p->categories, p->n_categories);
-    gint(g, "categoriesTotal", p->n_categories_total);
-    gint(g, "lastUpdate", p->last_update_keepa_min);
-    gint(g, "lastPriceChange", p->last_price_change_keepa_min);
-    gkey(g, "stats");
+    cli_json_str(g, "asin", p->asin);
+    cli_json_str(g, "title", p->title);
+    cli_json_bool(g, "titleTruncated", p->title_truncated);
+    cli_json_int(g, "domainId", p->domain_id);
+    cli_json_int(g, "productType", p->product_type);
+    cli_json_int(g, "rootCategory", p->root_category);
+    cli_json_i64s(g, "categories", p->categories, p->n_categories);
+    cli_json_int(g, "categoriesTotal", p->n_categories_total);
+    cli_json_int(g, "lastUpdate", p->last_update_keepa_min);
+    cli_json_int(g, "lastPriceChange", p->last_price_change_keepa_min);
+    cli_json_key(g, "stats");
     if (!p->stats.present) {
         yajl_gen_null(g);
     } else {
         const struct kp_stats *s = &p->stats;
         yajl_gen_map_open(g);
-        gi32s(g, "current", s->current, KP_NPRICE);
-        gi32s(g, "avg", s->avg, KP_NPRICE);
-        gi32s(g, "avg30", s->avg30, KP_NPRICE);
-        gi32s(g, "avg90", s->avg90, KP_NPRICE);
-        gi32s(g, "avg180", s->avg180, KP_NPRICE);
-        gi32s(g, "avg365", s->avg365, KP_NPRICE);
-        gint(g, "salesRankDrops30", s->sales_rank_drops30);
-        gint(g, "salesRankDrops90", s->sales_rank_drops90);
-        gint(g, "salesRankDrops180", s->sales_rank_drops180);
-        gint(g, "salesRankDrops365", s->sales_rank_drops365);
-        gint(g, "buyBoxPrice", s->buy_box_price_cents);
-        gint(g, "buyBoxShipping", s->buy_box_shipping_cents);
-        gtri(g, "buyBoxIsFBA", s->buy_box_is_fba);
-        gtri(g, "buyBoxIsAmazon", s->buy_box_is_amazon);
-        gint(g, "offerCountFBA", s->offer_count_fba);
-        gint(g, "offerCountFBM", s->offer_count_fbm);
-        gint(g, "totalOfferCount", s->total_offer_count);
-        gint(g, "retrievedOfferCount", s->retrieved_offer_count);
-        gstr(g, "buyBoxSellerId", s->buy_box_seller_id);
+        cli_json_i32s(g, "current", s->current, KP_NPRICE);
+        cli_json_i32s(g, "avg", s->avg, KP_NPRICE);
+        cli_json_i32s(g, "avg30", s->avg30, KP_NPRICE);
+        cli_json_i32s(g, "avg90", s->avg90, KP_NPRICE);
+        cli_json_i32s(g, "avg180", s->avg180, KP_NPRICE);
+        cli_json_i32s(g, "avg365", s->avg365, KP_NPRICE);
+        cli_json_int(g, "salesRankDrops30", s->sales_rank_drops30);
+        cli_json_int(g, "salesRankDrops90", s->sales_rank_drops90);
+        cli_json_int(g, "salesRankDrops180", s->sales_rank_drops180);
+        cli_json_int(g, "salesRankDrops365", s->sales_rank_drops365);
+        cli_json_int(g, "buyBoxPrice", s->buy_box_price_cents);
+        cli_json_int(g, "buyBoxShipping", s->buy_box_shipping_cents);
+        cli_json_tri(g, "buyBoxIsFBA", s->buy_box_is_fba);
+        cli_json_tri(g, "buyBoxIsAmazon", s->buy_box_is_amazon);
+        cli_json_int(g, "offerCountFBA", s->offer_count_fba);
+        cli_json_int(g, "offerCountFBM", s->offer_count_fbm);
+        cli_json_int(g, "totalOfferCount", s->total_offer_count);
+        cli_json_int(g, "retrievedOfferCount", s->retrieved_offer_count);
+        cli_json_str(g, "buyBoxSellerId", s->buy_box_seller_id);
         yajl_gen_map_close(g);
     }
-    gint(g, "pickAndPackFee", p->pick_and_pack_fee_cents);
-    gdouble(g, "referralFeePercentage", p->referral_fee_percent);
-    gtri(g, "offersSuccessful", p->offers_successful);
-    gint(g, "monthlySold", p->monthly_sold);
-    gint(g, "availabilityAmazon", p->availability_amazon);
-    gint(g, "packageWeight", p->package_weight_g);
-    gstr(g, "parentAsin", p->parent_asin);
-    gkey(g, "liveOffersOrderPresent");
-    yajl_gen_bool(g, p->live_order_present);
-    gint(g, "offersSeen", p->n_offers_seen);
-    gkey(g, "offersTruncated");
-    yajl_gen_bool(g, p->offers_truncated);
-    gint(g, "typeErrors", p->type_errors); /* > 0: garbled, the client would withhold it */
-    gkey(g, "offers");
+    cli_json_int(g, "pickAndPackFee", p->pick_and_pack_fee_cents);
+    cli_json_dbl(g, "referralFeePercentage", p->referral_fee_percent);
+    cli_json_tri(g, "offersSuccessful", p->offers_successful);
+    cli_json_int(g, "monthlySold", p->monthly_sold);
+    cli_json_int(g, "availabilityAmazon", p->availability_amazon);
+    cli_json_int(g, "packageWeight", p->package_weight_g);
+    cli_json_str(g, "parentAsin", p->parent_asin);
+    cli_json_bool(g, "liveOffersOrderPresent", p->live_order_present);
+    cli_json_int(g, "offersSeen", p->n_offers_seen);
+    cli_json_bool(g, "offersTruncated", p->offers_truncated);
+    cli_json_int(g, "typeErrors", p->type_errors); /* > 0: garbled, the client would withhold it */
+    cli_json_key(g, "offers");
     yajl_gen_array_open(g);
     for (uint32_t i = 0; i < p->n_offers; i++) {
         const struct kp_offer *o = &p->offers[i];
         yajl_gen_map_open(g);
-        gint(g, "index", o->index);
-        gstr(g, "sellerId", o->seller_id);
-        gint(g, "price", o->price_cents);
-        gint(g, "shipping", o->shipping_cents);
-        gint(g, "csvTime", o->csv_time_keepa_min);
-        gint(g, "lastSeen", o->last_seen_keepa_min);
-        gint(g, "condition", o->condition);
-        gtri(g, "isFBA", o->is_fba);
-        gtri(g, "isPrime", o->is_prime);
-        gtri(g, "isAmazon", o->is_amazon);
-        gint(g, "offerId", o->offer_id);
+        cli_json_int(g, "index", o->index);
+        cli_json_str(g, "sellerId", o->seller_id);
+        cli_json_int(g, "price", o->price_cents);
+        cli_json_int(g, "shipping", o->shipping_cents);
+        cli_json_int(g, "csvTime", o->csv_time_keepa_min);
+        cli_json_int(g, "lastSeen", o->last_seen_keepa_min);
+        cli_json_int(g, "condition", o->condition);
+        cli_json_tri(g, "isFBA", o->is_fba);
+        cli_json_tri(g, "isPrime", o->is_prime);
+        cli_json_tri(g, "isAmazon", o->is_amazon);
+        cli_json_int(g, "offerId", o->offer_id);
         yajl_gen_map_close(g);
     }
     yajl_gen_array_close(g);
@@ -224,19 +151,19 @@ static void gen_deal(yajl_gen g, const struct kp_deal *d)
 {
     static const char *const rows[] = {"avg", "delta", "deltaPercent"};
     yajl_gen_map_open(g);
-    gstr(g, "asin", d->asin);
-    gstr(g, "title", d->title);
-    gint(g, "rootCat", d->root_cat);
-    gi64s(g, "categories", d->categories, d->n_categories);
-    gint(g, "lastUpdate", d->last_update_keepa_min);
-    gint(g, "creationDate", d->creation_date_keepa_min);
+    cli_json_str(g, "asin", d->asin);
+    cli_json_str(g, "title", d->title);
+    cli_json_int(g, "rootCat", d->root_cat);
+    cli_json_i64s(g, "categories", d->categories, d->n_categories);
+    cli_json_int(g, "lastUpdate", d->last_update_keepa_min);
+    cli_json_int(g, "creationDate", d->creation_date_keepa_min);
     size_t n = d->n_price;
-    gi32s(g, "current", d->current, n);
-    gi32s(g, "currentSince", d->current_since, n);
-    gi32s(g, "deltaLast", d->delta_last, n);
+    cli_json_i32s(g, "current", d->current, n);
+    cli_json_i32s(g, "currentSince", d->current_since, n);
+    cli_json_i32s(g, "deltaLast", d->delta_last, n);
     for (size_t k = 0; k < 3; k++) {
         const int32_t(*a)[KP_NPRICE] = k == 0 ? d->avg : k == 1 ? d->delta : d->delta_percent;
-        gkey(g, rows[k]);
+        cli_json_key(g, rows[k]);
         yajl_gen_array_open(g);
         for (size_t r = 0; r < KP_DEAL_RANGES; r++) {
             yajl_gen_array_open(g);
@@ -246,26 +173,26 @@ static void gen_deal(yajl_gen g, const struct kp_deal *d)
         }
         yajl_gen_array_close(g);
     }
-    gint(g, "salesRankDrops30", d->sales_rank_drops30);
-    gint(g, "salesRankDrops90", d->sales_rank_drops90);
-    gint(g, "salesRankDrops180", d->sales_rank_drops180);
-    gint(g, "salesRankDrops365", d->sales_rank_drops365);
-    gint(g, "warehouseCondition", d->warehouse_condition);
+    cli_json_int(g, "salesRankDrops30", d->sales_rank_drops30);
+    cli_json_int(g, "salesRankDrops90", d->sales_rank_drops90);
+    cli_json_int(g, "salesRankDrops180", d->sales_rank_drops180);
+    cli_json_int(g, "salesRankDrops365", d->sales_rank_drops365);
+    cli_json_int(g, "warehouseCondition", d->warehouse_condition);
     yajl_gen_map_close(g);
 }
 
 static void gen_seller(yajl_gen g, const struct kp_seller *s)
 {
     yajl_gen_map_open(g);
-    gstr(g, "sellerId", s->seller_id);
-    gstr(g, "sellerName", s->name);
-    gint(g, "domainId", s->domain_id);
-    gint(g, "currentRating", s->current_rating);
-    gint(g, "currentRatingCount", s->current_rating_count);
-    gint(g, "ratingsLast30Days", s->ratings_last30_days);
-    gtri(g, "isScammer", s->is_scammer);
-    gtri(g, "hasFBA", s->has_fba);
-    gint(g, "lastUpdate", s->last_update_keepa_min);
+    cli_json_str(g, "sellerId", s->seller_id);
+    cli_json_str(g, "sellerName", s->name);
+    cli_json_int(g, "domainId", s->domain_id);
+    cli_json_int(g, "currentRating", s->current_rating);
+    cli_json_int(g, "currentRatingCount", s->current_rating_count);
+    cli_json_int(g, "ratingsLast30Days", s->ratings_last30_days);
+    cli_json_tri(g, "isScammer", s->is_scammer);
+    cli_json_tri(g, "hasFBA", s->has_fba);
+    cli_json_int(g, "lastUpdate", s->last_update_keepa_min);
     yajl_gen_map_close(g);
 }
 
@@ -305,11 +232,10 @@ static void out_open(struct out *o, enum out_kind kind)
 {
     static const char *const names[] = {"products", "deals", "sellers", "asinList"};
     o->kind = kind;
-    o->g = yajl_gen_alloc(NULL);
-    yajl_gen_config(o->g, yajl_gen_beautify, 1);
+    o->g = cli_json_new(true);
     yajl_gen_map_open(o->g);
     if (kind != OUT_NONE) {
-        gkey(o->g, names[kind]);
+        cli_json_key(o->g, names[kind]);
         yajl_gen_array_open(o->g);
     }
 }
@@ -324,15 +250,10 @@ static void out_print_free(struct out *o, bool print)
 {
     if (print) {
         yajl_gen_map_close(o->g);
-        const unsigned char *buf;
-        size_t len;
-        yajl_gen_get_buf(o->g, &buf, &len);
-        fwrite(buf, 1, len, stdout);
-        if (len == 0 || buf[len - 1] != '\n')
-            fputc('\n', stdout);
-        fflush(stdout);
+        cli_json_print(o->g, stdout);
+    } else {
+        yajl_gen_free(o->g);
     }
-    yajl_gen_free(o->g);
 }
 
 static int parse_kind(const char *s, enum out_kind *k)
@@ -551,7 +472,7 @@ static void emit_tree(yajl_gen g, yajl_val v, long page, bool top)
         bool page_done = false;
         for (size_t i = 0; i < v->u.object.len; i++) {
             const char *k = v->u.object.keys[i];
-            gkey(g, k);
+            cli_json_key(g, k);
             if (top && page >= 0 && strcmp(k, "page") == 0) {
                 yajl_gen_integer(g, page);
                 page_done = true;
@@ -560,7 +481,7 @@ static void emit_tree(yajl_gen g, yajl_val v, long page, bool top)
             }
         }
         if (top && page >= 0 && !page_done)
-            gint(g, "page", page);
+            cli_json_int(g, "page", page);
         yajl_gen_map_close(g);
     } else if (YAJL_IS_ARRAY(v)) {
         yajl_gen_array_open(g);
@@ -610,7 +531,7 @@ static char *load_selection(const char *path, long page)
         yajl_tree_free(tree);
         return NULL;
     }
-    yajl_gen g = yajl_gen_alloc(NULL);
+    yajl_gen g = cli_json_new(false);
     emit_tree(g, tree, page, true);
     yajl_tree_free(tree);
     const unsigned char *buf;
@@ -627,17 +548,17 @@ static char *load_selection(const char *path, long page)
 
 static void gen_reading(yajl_gen g, const struct kp_reading *r)
 {
-    gkey(g, "reading");
+    cli_json_key(g, "reading");
     yajl_gen_map_open(g);
-    gdouble(g, "tokensLeft", r->tokens_left);
-    gint(g, "refillInMs", r->refill_in_ms);
-    gdouble(g, "refillRate", r->refill_rate);
-    gint(g, "timestampMs", r->timestamp_ms);
-    gdouble(g, "tokensConsumed", r->tokens_consumed);
-    gint(g, "processingMs", r->processing_ms);
-    gdouble(g, "tokenFlowReduction", r->token_flow_reduction);
-    gint(g, "httpStatus", r->http_status);
-    gint(g, "roundTripMs", (r->local_mono_ns_received - r->local_mono_ns_sent) / 1000000);
+    cli_json_dbl(g, "tokensLeft", r->tokens_left);
+    cli_json_int(g, "refillInMs", r->refill_in_ms);
+    cli_json_dbl(g, "refillRate", r->refill_rate);
+    cli_json_int(g, "timestampMs", r->timestamp_ms);
+    cli_json_dbl(g, "tokensConsumed", r->tokens_consumed);
+    cli_json_int(g, "processingMs", r->processing_ms);
+    cli_json_dbl(g, "tokenFlowReduction", r->token_flow_reduction);
+    cli_json_int(g, "httpStatus", r->http_status);
+    cli_json_int(g, "roundTripMs", (r->local_mono_ns_received - r->local_mono_ns_sent) / 1000000);
     yajl_gen_map_close(g);
 }
 
@@ -828,20 +749,19 @@ int cli_fetch_main(const struct cfg *c, bool from_file, int argc, char **argv)
     gen_envelope(st.o.g, &st.env);
     if (st.have_reading)
         gen_reading(st.o.g, &st.reading);
-    gkey(st.o.g, "result");
+    cli_json_key(st.o.g, "result");
     yajl_gen_map_open(st.o.g);
-    gstr(st.o.g, "code", kp_result_name(st.code));
-    gint(st.o.g, "httpStatus", st.http);
-    gint(st.o.g, "tries", st.tries);
-    gkey(st.o.g, "maybeCharged");
-    yajl_gen_bool(st.o.g, st.maybe_charged);
-    gstr(st.o.g, "error", st.error);
-    gkey(st.o.g, "asins");
+    cli_json_str(st.o.g, "code", kp_result_name(st.code));
+    cli_json_int(st.o.g, "httpStatus", st.http);
+    cli_json_int(st.o.g, "tries", st.tries);
+    cli_json_bool(st.o.g, "maybeCharged", st.maybe_charged);
+    cli_json_str(st.o.g, "error", st.error);
+    cli_json_key(st.o.g, "asins");
     yajl_gen_array_open(st.o.g);
     for (size_t i = 0; i < st.n_asins; i++) {
         yajl_gen_map_open(st.o.g);
-        gstr(st.o.g, "asin", st.asins[i].asin);
-        gstr(st.o.g, "status", kp_asin_status_name(st.asins[i].status));
+        cli_json_str(st.o.g, "asin", st.asins[i].asin);
+        cli_json_str(st.o.g, "status", kp_asin_status_name(st.asins[i].status));
         yajl_gen_map_close(st.o.g);
     }
     yajl_gen_array_close(st.o.g);

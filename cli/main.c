@@ -263,7 +263,7 @@ static int cmd_start(int argc, char **argv)
         return 1;
     struct sup_options opt;
     fill_sup_options(&opt, &o);
-    return sup_ctl_start(&opt, wait, timeout > 0 ? timeout : 30);
+    return cli_start(&opt, wait, timeout > 0 ? timeout : 30);
 }
 
 static int cmd_stop(int argc, char **argv)
@@ -285,7 +285,7 @@ static int cmd_stop(int argc, char **argv)
         else
             return reject_extra("stop", argc, argv, i);
     }
-    return sup_ctl_stop(&o.cfg, o.instance, o.run_dir, fast);
+    return cli_stop(&o.cfg, o.instance, o.run_dir, fast);
 }
 
 static int cmd_reload(int argc, char **argv)
@@ -301,7 +301,7 @@ static int cmd_reload(int argc, char **argv)
     int rc = common_opts("reload", &argc, argv, &o, 1);
     if (rc != 0 || (rc = reject_extra("reload", argc, argv, 1)) != 0)
         return rc;
-    return sup_ctl_reload(&o.cfg, o.instance, o.run_dir);
+    return cli_reload(&o.cfg, o.instance, o.run_dir);
 }
 
 static int cmd_status(int argc, char **argv)
@@ -323,7 +323,7 @@ static int cmd_status(int argc, char **argv)
         else
             return reject_extra("status", argc, argv, i);
     }
-    return sup_ctl_status(&o.cfg, o.instance, o.run_dir, json);
+    return cli_status(&o.cfg, o.instance, o.run_dir, json);
 }
 
 static int cmd_stat(int argc, char **argv)
@@ -341,20 +341,20 @@ static int cmd_stat(int argc, char **argv)
     for (int i = 1; i < argc && n < 15; i++)
         args[n++] = argv[i];
     args[n] = NULL;
-    return sup_stat_main(n, args);
+    return cli_stat_main(n, args);
 }
 
 static int cmd_deals(int argc, char **argv)
 {
     if (wants_help(argc, argv)) {
         char *help[] = {argv[0], "--help", NULL};
-        return sup_deals_main(NULL, 2, help);
+        return cli_deals_main(NULL, 2, help);
     }
     struct common_opts o;
     int rc = common_opts("deals", &argc, argv, &o, 1);
     if (rc != 0)
         return rc;
-    return sup_deals_main(&o.cfg, argc, argv);
+    return cli_deals_main(&o.cfg, argc, argv);
 }
 
 static int cmd_check_config(int argc, char **argv)

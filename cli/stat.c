@@ -14,9 +14,12 @@
 #include <unistd.h>
 
 #include "base/clock.h"
+#include "cli/json.h"
 #include "shm/counters.h"
 #include "shm/ring.h"
 #include "shm/segment.h"
+
+enum stat_format { STAT_TEXT, STAT_JSON, STAT_PROM };
 
 /*
  * PREV holds the totals of the previous refresh DT_S seconds ago (live mode: the rate is the
@@ -75,40 +78,59 @@ static void print_text(const struct shm_layout *l, FILE *out, const int64_t *pre
 static void print_json(const struct shm_layout *l, FILE *out)
 {
     const struct shm_header *h = &l->header;
-    fprintf(out,
-            "{\"instance\":\"%s\",\"generation\":%" PRIu64 ",\"supervisor_pid\":%" PRId64
-            ",\"start_time_ms\":%" PRId64 ",\"processes\":[",
-            h->instance, h->generation, h->supervisor_pid, h->start_time_ms);
+    yajl_gen g = cli_json_new(false);
+    yajl_gen_map_open(g);
+    cli_json_str(g, "instance", h->instance);
+    cli_json_int(g, "generation", (long long)h->generation);
+    cli_json_int(g, "supervisor_pid", h->supervisor_pid);
+    cli_json_int(g, "start_time_ms", h->start_time_ms);
+    cli_json_key(g, "processes");
+    yajl_gen_array_open(g);
     for (int r = 0; r < SHM_ROLE_COUNT; r++) {
         const struct shm_proc_slot *p = &l->procs[r];
-        fprintf(out,
-                "%s{\"role\":\"%s\",\"pid\":%" PRId64 ",\"state\":\"%s\",\"restarts\":%u,"
-                "\"heartbeat_ms\":%" PRId64 ",\"last_exit_status\":%d}",
-                r ? "," : "", shm_role_name((enum shm_role)r), atomic_load(&p->pid),
-                shm_proc_state_name(atomic_load(&p->state)), atomic_load(&p->restarts),
-                atomic_load(&p->heartbeat_ms), atomic_load(&p->last_exit_status));
+        yajl_gen_map_open(g);
+        cli_json_str(g, "role", shm_role_name((enum shm_role)r));
+        cli_json_int(g, "pid", atomic_load(&p->pid));
+        cli_json_str(g, "state", shm_proc_state_name(atomic_load(&p->state)));
+        cli_json_int(g, "restarts", atomic_load(&p->restarts));
+        cli_json_int(g, "heartbeat_ms", atomic_load(&p->heartbeat_ms));
+        cli_json_int(g, "last_exit_status", atomic_load(&p->last_exit_status));
+        yajl_gen_map_close(g);
     }
-    fprintf(out, "],\"rings\":{");
+    yajl_gen_array_close(g);
+    cli_json_key(g, "rings");
+    yajl_gen_map_open(g);
     for (int i = 0; i < SHM_RING_COUNT; i++) {
         const struct shm_ring *rg = &l->rings[i];
-        fprintf(out,
-                "%s\"%s\":{\"capacity\":%" PRIu64 ",\"depth\":%" PRIu64 ",\"head\":%" PRIu64
-                ",\"tail\":%" PRIu64 ",\"written\":%" PRIu64 ",\"read\":%" PRIu64 "}",
-                i ? "," : "", shm_ring_name((enum shm_ring_id)i), rg->capacity, ring_depth(rg),
-                atomic_load(&rg->head), atomic_load(&rg->tail), atomic_load(&rg->records_written),
-                atomic_load(&rg->records_read));
+        cli_json_key(g, shm_ring_name((enum shm_ring_id)i));
+        yajl_gen_map_open(g);
+        cli_json_int(g, "capacity", (long long)rg->capacity);
+        cli_json_int(g, "depth", (long long)ring_depth(rg));
+        cli_json_int(g, "head", (long long)atomic_load(&rg->head));
+        cli_json_int(g, "tail", (long long)atomic_load(&rg->tail));
+        cli_json_int(g, "written", (long long)atomic_load(&rg->records_written));
+        cli_json_int(g, "read", (long long)atomic_load(&rg->records_read));
+        yajl_gen_map_close(g);
     }
-    fprintf(out, "},\"counters\":{");
+    yajl_gen_map_close(g);
+    cli_json_key(g, "counters");
+    yajl_gen_map_open(g);
     for (int i = 0; i < SHM_COUNTER_COUNT; i++) {
         const struct shm_counter_meta *m = &shm_counter_meta[i];
-        fprintf(out, "%s\"%s\":{\"total\":%" PRId64 ",\"by_role\":{", i ? "," : "", m->name,
-                shm_counter_total(l, (enum shm_counter_id)i));
+        cli_json_key(g, m->name);
+        yajl_gen_map_open(g);
+        cli_json_int(g, "total", shm_counter_total(l, (enum shm_counter_id)i));
+        cli_json_key(g, "by_role");
+        yajl_gen_map_open(g);
         for (int r = 0; r < SHM_ROLE_COUNT; r++)
-            fprintf(out, "%s\"%s\":%" PRId64, r ? "," : "", shm_role_name((enum shm_role)r),
-                    atomic_load(&l->counters[r].values[i]));
-        fprintf(out, "}}");
+            cli_json_int(g, shm_role_name((enum shm_role)r),
+                         atomic_load(&l->counters[r].values[i]));
+        yajl_gen_map_close(g);
+        yajl_gen_map_close(g);
     }
-    fprintf(out, "}}\n");
+    yajl_gen_map_close(g);
+    yajl_gen_map_close(g);
+    cli_json_print(g, out);
 }
 
 /*
@@ -177,11 +199,11 @@ static void print_prom(const struct shm_layout *l, FILE *out)
             l->header.generation);
 }
 
-void sup_stat_print(const struct shm_layout *l, enum sup_stat_format format, FILE *out)
+static void print_once(const struct shm_layout *l, enum stat_format format, FILE *out)
 {
-    if (format == SUP_STAT_JSON)
+    if (format == STAT_JSON)
         print_json(l, out);
-    else if (format == SUP_STAT_PROM)
+    else if (format == STAT_PROM)
         print_prom(l, out);
     else
         print_text(l, out, NULL, 0);
@@ -197,20 +219,20 @@ static int usage(FILE *out)
     return out == stdout ? 0 : 2;
 }
 
-int sup_stat_main(int argc, char **argv)
+int cli_stat_main(int argc, char **argv)
 {
     const char *instance = "default";
     int once = 0;
-    enum sup_stat_format format = SUP_STAT_TEXT;
+    enum stat_format format = STAT_TEXT;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--instance") == 0 && i + 1 < argc)
             instance = argv[++i];
         else if (strcmp(argv[i], "-1") == 0)
             once = 1;
         else if (strcmp(argv[i], "--json") == 0)
-            format = SUP_STAT_JSON, once = 1;
+            format = STAT_JSON, once = 1;
         else if (strcmp(argv[i], "--prom") == 0)
-            format = SUP_STAT_PROM, once = 1;
+            format = STAT_PROM, once = 1;
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
             return usage(stdout);
         else {
@@ -230,7 +252,7 @@ int sup_stat_main(int argc, char **argv)
     uint64_t prev_gen = 0;
     for (;;) {
         if (once) {
-            sup_stat_print(seg.layout, format, stdout);
+            print_once(seg.layout, format, stdout);
             break;
         }
         int64_t now_ns = kd_mono_ns();

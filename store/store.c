@@ -361,6 +361,22 @@ int st_open(const struct st_options *opt, struct st_env **out, char *err, size_t
     return 0;
 }
 
+int st_open_existing(const struct st_options *opt, struct st_env **out, char *err, size_t errlen)
+{
+    char data[600];
+    struct stat sb;
+    if (opt != NULL && opt->path != NULL) {
+        snprintf(data, sizeof(data), "%s/data.mdb", opt->path);
+        if (stat(data, &sb) != 0) {
+            int e = errno;
+            snprintf(err, errlen, "no store at %s (has the daemon run with this config?)",
+                     opt->path);
+            return -e;
+        }
+    }
+    return st_open(opt, out, err, errlen);
+}
+
 void st_close(struct st_env *env)
 {
     if (env == NULL)

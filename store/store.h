@@ -71,6 +71,12 @@ struct st_sched_entry {
  */
 int st_open(const struct st_options *opt, struct st_env **out, char *err, size_t errlen);
 
+/*
+ * As st_open, for a reader of a daemon's store (`kdeals deals`, `kdeals status`): when
+ * OPT->path holds no store it returns -ENOENT (ERR saying so) instead of creating an empty one.
+ */
+int st_open_existing(const struct st_options *opt, struct st_env **out, char *err, size_t errlen);
+
 /* Closes ENV. Every transaction and cursor of it must be finished. NULL is ignored. */
 void st_close(struct st_env *env);
 

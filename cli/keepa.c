@@ -364,33 +364,34 @@ int cli_decode_main(int argc, char **argv)
         fprintf(stderr, "kdeals decode: cannot open %s: %s\n", path, strerror(errno));
         return 1;
     }
+    int code = 1;
     struct out o;
     out_open(&o, kind);
     struct kp_decode_cbs cbs = {out_product, out_deal, out_seller, out_asin, &o};
     struct kp_decoder *d = kp_decoder_new(NULL, &cbs);
     if (d == NULL) {
         fprintf(stderr, "kdeals decode: out of memory\n");
-        out_print_free(&o, false);
-        return 1;
+        goto out_json;
     }
     int rc = decode_stream(in, path, d);
-    if (in != stdin)
-        fclose(in);
     if (rc == 0)
         rc = kp_decoder_finish(d);
     if (rc != 0) {
         /* I/O and gzip errors were printed where they happened. */
         if (kp_decoder_error(d)[0] != '\0')
             fprintf(stderr, "kdeals decode: %s: %s\n", path, kp_decoder_error(d));
-        out_print_free(&o, false);
-        kp_decoder_free(d);
-        return 1;
+        goto out_decoder;
     }
     out_items_close(&o);
     gen_envelope(o.g, kp_decoder_envelope(d));
-    out_print_free(&o, true);
+    code = 0;
+out_decoder:
     kp_decoder_free(d);
-    return 0;
+out_json:
+    out_print_free(&o, code == 0); /* a failed decode prints nothing on stdout */
+    if (in != stdin)
+        fclose(in);
+    return code;
 }
 
 /* ---- fetch ---- */

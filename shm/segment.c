@@ -396,25 +396,24 @@ int shm_segment_attach(struct shm_segment *seg, const char *instance, enum shm_a
             set_err(err, errlen, "cannot open shared memory %s: %s", seg->name, strerror(e));
         return -e;
     }
+    int rc = 0;
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        set_err(err, errlen, "cannot stat %s: %s", seg->name, strerror(e));
-        return -e;
+        rc = -errno;
+        set_err(err, errlen, "cannot stat %s: %s", seg->name, strerror(-rc));
+        goto out_fd;
     }
     if ((size_t)st.st_size < sizeof(struct shm_header)) {
-        close(fd);
         /* ftruncate has not happened yet: a creator is mid-way. */
         set_err(err, errlen, "shared memory %s is being initialised", seg->name);
-        return -EAGAIN;
+        rc = -EAGAIN;
+        goto out_fd;
     }
     struct shm_header *probe = mmap(NULL, sizeof(*probe), PROT_READ, MAP_SHARED, fd, 0);
     if (probe == MAP_FAILED) {
-        int e = errno;
-        close(fd);
-        set_err(err, errlen, "cannot map %s: %s", seg->name, strerror(e));
-        return -e;
+        rc = -errno;
+        set_err(err, errlen, "cannot map %s: %s", seg->name, strerror(-rc));
+        goto out_fd;
     }
     uint32_t version = atomic_load_explicit(&probe->layout_version, memory_order_acquire);
     uint64_t magic = probe->magic;
@@ -422,7 +421,6 @@ int shm_segment_attach(struct shm_segment *seg, const char *instance, enum shm_a
     uint32_t fixed = probe->fixed_size;
     munmap(probe, sizeof(*probe));
 
-    int rc = 0;
     if (version == 0) {
         set_err(err, errlen, "shared memory %s is being initialised", seg->name);
         rc = -EAGAIN;
@@ -440,16 +438,13 @@ int shm_segment_attach(struct shm_segment *seg, const char *instance, enum shm_a
                 (long long)st.st_size, (unsigned long long)size);
         rc = -EPROTO;
     }
-    if (rc != 0) {
-        close(fd);
-        return rc;
-    }
+    if (rc != 0)
+        goto out_fd;
     void *map = mmap(NULL, size, rw ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0);
     if (map == MAP_FAILED) {
-        int e = errno;
-        close(fd);
-        set_err(err, errlen, "cannot map %s: %s", seg->name, strerror(e));
-        return -e;
+        rc = -errno;
+        set_err(err, errlen, "cannot map %s: %s", seg->name, strerror(-rc));
+        goto out_fd;
     }
     seg->layout = map;
     seg->size = size;
@@ -459,6 +454,10 @@ int shm_segment_attach(struct shm_segment *seg, const char *instance, enum shm_a
     seg->dev = st.st_dev;
     seg->ino = st.st_ino;
     return 0;
+
+out_fd:
+    close(fd);
+    return rc;
 }
 
 int shm_segment_check(const struct shm_segment *seg)

@@ -325,10 +325,8 @@ int st_open(const struct st_options *opt, struct st_env **out, char *err, size_t
                  rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH
                      ? " (not a kdeals store, or written by another LMDB version)"
                      : "");
-        if (env->mdb != NULL)
-            mdb_env_close(env->mdb);
-        free(env);
-        return e;
+        rc = e;
+        goto out_env;
     }
     /* The file may record a larger map than asked for (grown earlier): keep the larger. */
     MDB_envinfo info;
@@ -353,12 +351,16 @@ int st_open(const struct st_options *opt, struct st_env **out, char *err, size_t
                      opt->path, (unsigned long long)ctx.found_schema, ST_SCHEMA_VERSION);
         else
             snprintf(err, errlen, "store: %s: %s", opt->path, st_strerror(rc));
-        mdb_env_close(env->mdb);
-        free(env);
-        return rc;
+        goto out_env;
     }
     *out = env;
     return 0;
+
+out_env:
+    if (env->mdb != NULL)
+        mdb_env_close(env->mdb);
+    free(env);
+    return rc;
 }
 
 int st_open_existing(const struct st_options *opt, struct st_env **out, char *err, size_t errlen)

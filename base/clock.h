@@ -13,7 +13,7 @@
 
 #define KD_NS_PER_MS  1000000LL
 #define KD_NS_PER_SEC 1000000000LL
-/* Keepa time = whole minutes since 2011-01-01 00:00 UTC (KEEPA-API.md §6). */
+/* Keepa time = whole minutes since 2011-01-01 00:00 UTC (docs/keepa-api.md §6). */
 #define KD_KEEPA_EPOCH_MINUTE 21564000LL
 
 /* Monotonic time in nanoseconds. Never fails. */

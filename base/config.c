@@ -63,7 +63,7 @@ static const struct cfg_key cfg_key_table[CFG_KEY_COUNT] = {
 #undef CFG_X_ROW
 };
 
-/* Keepa domain ids and names (KEEPA-API.md); 7 is unused. */
+/* Keepa domain ids and names (docs/keepa-api.md); 7 is unused. */
 static const char *const cfg_domain_names[] = {NULL, "com", "co.uk", "de", "fr",     "co.jp", "ca",
                                                NULL, "it",  "es",    "in", "com.mx", "com.br"};
 

@@ -1,5 +1,5 @@
 /*
- * legacy.c: bench_legacy, the token policy of the system kdeals replaced, as a small
+ * bench_legacy.c: the token policy of the system kdeals replaced, as a small
  * single-process Keepa client. bench_pipeline runs it against its own fresh kdeals-sim (same
  * seed, same duration) beside the daemon and scores both from the simulators' ledgers.
  *
@@ -8,14 +8,14 @@
  * CONFIG is the same kdeals config file the daemon gets ([keepa] base_url/key_file/domain,
  * [tokens] minute, [filter], [costs], [commit] history/days), so both sides judge products by
  * the same rules (judge/dealmath.h) and fetch with the same parameters; only the policy
- * differs. What the legacy "Smart Ingestor" did, as it first worked (KEEPA-API.md §10):
+ * differs. What the legacy "Smart Ingestor" did, as it first worked (docs/failure-modes.md):
  *
  *   - Discovery: /deal with the selection file (sortType 4), page by page from page 0 until a
  *     short page, then again from page 0 (no watermark, no dedup: a new pass pays for every
  *     ASIN again). Walking all pages rather than re-reading page 0 is the choice most
  *     favourable to legacy: within a simulated day it rarely repays an ASIN, so its figure is
  *     a lower bound on what the replaced system spent per deal. With the optional argument
- *     `page0`, every pass is page 0 alone, as the deployed system ran (KEEPA-API.md §10.11:
+ *     `page0`, every pass is page 0 alone, as the deployed system ran (docs/failure-modes.md F11:
  *     "each run read only page 0"), repaying the same top-150 ASINs pass after pass.
  *   - Peek: every ASIN of the page in fixed batches of 5, with offers=20 (the legacy could not
  *     send offers=0: Keepa answered 400), stats=365, history=0: at least 6 tokens per ASIN.

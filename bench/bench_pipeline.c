@@ -1,5 +1,5 @@
 /*
- * bench_pipeline.c: the whole daemon against kdeals-sim (issue 5). Usage:
+ * bench_pipeline.c: the whole daemon against kdeals-sim. Usage:
  *
  *   bench_pipeline BUILD_DIR      (runs BUILD_DIR/kdeals, kdeals-sim and bench_legacy)
  *
@@ -27,10 +27,10 @@
  *     full at 300) for BENCH_PIPELINE_MINUTES Keepa minutes (default 1440: a simulated day,
  *     144 s). kdeals runs with its default config (plus the fixed selection below), and at
  *     the same time, each against its own fresh simulator with the same seed and catalog
- *     clock, two runs of bench_legacy (bench/legacy.c: the replaced system's policy): prefix
+ *     clock, two runs of bench_legacy (bench/bench_legacy.c: the replaced system's policy): prefix
  *     `legacy.` walks every /deal page before starting over (the variant most favourable to
  *     legacy, and the headline ratio), `legacy_page0.` reads page 0 alone on every pass, as
- *     the deployed system did (KEEPA-API.md §10.11). For each side:
+ *     the deployed system did (docs/failure-modes.md F11). For each side:
  *       Window: from just before the client starts to just after it stopped (the final
  *         ledger is read after the exit, so requests in flight at the stop are counted).
  *       utilisation = tokens consumed / tokens offered, where offered = the balance at the
@@ -63,7 +63,7 @@
  *                        how many distinct deals the oracle listed during the run.
  *       vs_legacy_tokens_per_deal = legacy tokens per deal / kdeals tokens per deal (and
  *                        vs_legacy_page0_tokens_per_deal for the page-0 variant).
- *     Targets (issue 5, not asserted): utilisation >= 98 %, zero 429s, vs_legacy >= 3.
+ *     Targets (the design's, not asserted): utilisation >= 98 %, zero 429s, vs_legacy >= 3.
  *     The daemon keeps its default config except the selection (written to a file that
  *     bench_legacy and the oracle polls use too). [scan] pass_pause and dedup_window stay at
  *     their defaults although the scanner reads them as wall time: in a 144 s day the first

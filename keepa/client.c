@@ -649,7 +649,7 @@ static void finish(struct kp_request *r, enum kp_result_code code, int http, int
     uv_close((uv_handle_t *)&r->backoff, req_free_cb);
 }
 
-/* A zeroed 4xx envelope (bad key) is not a bucket state (KEEPA-API.md §1). */
+/* A zeroed 4xx envelope (bad key) is not a bucket state (docs/keepa-api.md §1). */
 static bool reading_usable(const struct kp_envelope *e, int http)
 {
     if ((e->have & KP_ENV_TOKEN_CORE) != KP_ENV_TOKEN_CORE)

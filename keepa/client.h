@@ -1,6 +1,6 @@
 /*
- * client.h: the Keepa HTTP client (ARCHITECTURE.md §6): one curl multi handle per process,
- * driven by that process's libuv loop, decoding every response body as it streams in.
+ * client.h: the Keepa HTTP client (docs/architecture.md, "Talking to Keepa"): one curl multi handle
+ * per process, driven by that process's libuv loop, decoding every response body as it streams in.
  *
  * A caller builds a struct kp_call (keepa/request.h) and submits it with callbacks: products,
  * deals, sellers or query ASINs arrive one at a time while the body streams; every response
@@ -44,7 +44,7 @@
 #include "keepa/decode.h"
 #include "keepa/request.h"
 
-/* One server token reading (KEEPA-API.md §5). */
+/* One server token reading (docs/keepa-api.md §5). */
 struct kp_reading {
     double tokens_left;
     int64_t refill_in_ms;

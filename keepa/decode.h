@@ -1,5 +1,5 @@
 /*
- * decode.h: streaming decoder for Keepa response bodies (KEEPA-API.md §5, §7, §8).
+ * decode.h: streaming decoder for Keepa response bodies (docs/keepa-api.md §5, §7, §8).
  *
  * A body is fed chunk by chunk (as curl delivers it) to a yajl 2.1 callback parser. The
  * decoder keeps no DOM: it walks a small fixed stack of frames, copies the fields a deal
@@ -79,7 +79,8 @@ struct kp_envelope {
     uint32_t n_asins;
 };
 
-/* One offer (KEEPA-API.md §7.4): price and shipping from the newest complete offerCSV triple. */
+/* One offer (docs/keepa-api.md §7.4): price and shipping from the newest complete offerCSV triple.
+ */
 struct kp_offer {
     int64_t last_seen_keepa_min; /* -1 absent */
     int64_t csv_time_keepa_min;  /* time of the triple used; -1 if offerCSV had none */
@@ -92,7 +93,7 @@ struct kp_offer {
     char seller_id[KP_SELLER_ID_MAX];
 };
 
-/* stats object (KEEPA-API.md §7.3). Per-index arrays: -1 = none, missing or null. */
+/* stats object (docs/keepa-api.md §7.3). Per-index arrays: -1 = none, missing or null. */
 struct kp_stats {
     bool present;
     int32_t current[KP_NPRICE];

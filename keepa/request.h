@@ -1,5 +1,5 @@
 /*
- * request.h: Keepa request builders (KEEPA-API.md §1, §2).
+ * request.h: Keepa request builders (docs/keepa-api.md §1, §2).
  *
  * A builder validates its parameters and fills a struct kp_call: the endpoint path, the query
  * string WITHOUT the key, an optional POST body (the /deal and /query selection JSON), and the

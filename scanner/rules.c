@@ -51,7 +51,7 @@ uint64_t scanner_fnv1a(uint64_t h, const void *p, size_t len)
     return h;
 }
 
-/* Price series of the feed (KEEPA-API §7.1): counts, ranks and ratings are left out, since
+/* Price series of the feed (docs/keepa-api.md §7.1): counts, ranks and ratings are left out, since
  * they move without making a new peek worthwhile. */
 static const uint8_t price_types[] = {0, 1, 2, 5, 6, 7, 9, 10, 18, 19, 20, 21, 22, 32};
 

@@ -4,8 +4,8 @@
  * The operator's selection file (Keepa's own JSON, as the Keepa web UI exports it) is parsed
  * once (at start and on HUP) into a tree and checked: it must be an object; for /deal it needs
  * priceTypes, and dateRange/sortType must be numbers, because Keepa silently ignores them
- * when they are strings (KEEPA-API §10.12); a domainId must match [keepa] domain (it is added
- * when absent). For /query, perPage is bounded so a page fits the scanner's memory bound.
+ * when they are strings (docs/failure-modes.md F12); a domainId must match [keepa] domain (it is
+ * added when absent). For /query, perPage is bounded so a page fits the scanner's memory bound.
  * Each page is rendered from the tree with its own "page" (any "page" in the file is
  * ignored), so every other field stays byte-identical between pages (Keepa caches a
  * selection's result for 120 s). The hash identifies the selection without its page: the

@@ -1,6 +1,6 @@
 /*
- * stage.h: the scanner stage (ARCHITECTURE §2): discovery -> free pre-filter -> dedup ->
- * peek in batches -> peek filter -> durable survivors -> rings.
+ * stage.h: the scanner stage (docs/architecture.md, "Processes"): discovery -> free pre-filter ->
+ * dedup -> peek in batches -> peek filter -> durable survivors -> rings.
  *
  * All of it runs on the worker's libuv loop, driven by one function (step) that is called
  * after every event (a page or peek answer, a timer, a reload) and does whatever is possible
@@ -12,11 +12,11 @@
  *     yet pushed (bounded; discovery pauses while they exist);
  *   - the cursor in the meta db moves only after every candidate of its page reached a final
  *     state (peeked and recorded, filtered, or dropped for this pass); a failed page fetch
- *     or peek is retried with backoff, never skipped (KEEPA-API §10.10);
+ *     or peek is retried with backoff, never skipped (docs/failure-modes.md F10);
  *   - a survivor is in `pending` (with its `seen` record, in one write transaction) before it
  *     is pushed to the SURVIVORS ring;
  *   - 429s never reach the stage (spend.h waits for a new grant): a pass ends only on a
- *     short page or the last page (§10.9, §10.11).
+ *     short page or the last page (docs/failure-modes.md F9, F11).
  */
 #ifndef KD_SCANNER_STAGE_H
 #define KD_SCANNER_STAGE_H

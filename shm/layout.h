@@ -110,7 +110,8 @@ struct shm_config_slot {
     alignas(SHM_CACHELINE) uint8_t buf[2][SHM_CONFIG_MAX];
 };
 
-/* ---- token bucket (shm/tokens.h; ARCHITECTURE §4) -------------------------------------- */
+/* ---- token bucket (shm/tokens.h; docs/architecture.md, "Tokens")
+ * -------------------------------------- */
 /* BEGIN tokens: this block is owned by shm/tokens.c. */
 
 /*

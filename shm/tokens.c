@@ -1,7 +1,7 @@
 /*
  * tokens.c: the shared Keepa token bucket: one lock-free estimate for every process.
  *
- * The model (KEEPA-API §4). Keepa's bucket is discrete: once per Keepa minute, at a fixed
+ * The model (docs/keepa-api.md §4). Keepa's bucket is discrete: once per Keepa minute, at a fixed
  * phase, it gains refillRate tokens up to cap = refillRate x 60. A request is admitted iff the
  * balance is > 0 and is charged in full, even below zero. A continuous GCRA (one "theoretical
  * arrival time") would credit fractions of a tick between ticks and so over-estimate, which is
@@ -59,19 +59,19 @@
  * the new one included): then every request in flight is admitted whatever the order. With
  * nothing in flight this is Keepa's own rule. Both thresholds are capped at the bucket's cap,
  * so every -EAGAIN carries a finite time, never later than the time the bucket takes to fill:
- * waiting for more than the bucket can hold (KEEPA-API §10.3, §10.4) is impossible by
+ * waiting for more than the bucket can hold (docs/failure-modes.md F3, F4) is impossible by
  * construction.
  *
  * Learning. The refill rate (and cap) come from readings: a lower rate is adopted at once,
  * a higher one only as far as the bucket is seen to refill between two readings (by the
  * server's clock, net of the charges known), so a transient refillRate of 12 on a 5/min plan
- * (§10.7) cannot release a backlog however often it is repeated. Only when requests in flight
- * hide the refill for a long time is a higher rate believed on reports alone: after
- * TB_RATE_TRUST_READINGS consecutive readings spanning TB_RATE_TRUST_MINUTES. Before the
+ * (docs/failure-modes.md F7) cannot release a backlog however often it is repeated. Only when
+ * requests in flight hide the refill for a long time is a higher rate believed on reports alone:
+ * after TB_RATE_TRUST_READINGS consecutive readings spanning TB_RATE_TRUST_MINUTES. Before the
  * first reading the trusted rate is the configured initial_rate (the plan the operator
  * expects); the balance of the first reading is always taken as it is. Costs are
  * learned per request kind in milli-tokens per unit: an underestimate is corrected by the
- * first answer (§10.1), an overestimate decays by 1/8 of the gap per answer.
+ * first answer (docs/failure-modes.md F1), an overestimate decays by 1/8 of the gap per answer.
  *
  * Before the first reading the balance is unknown: nothing is granted (reserve answers
  * -EAGAIN with a short retry time) and tb_needs_reading() is true, so the first thing a worker
@@ -523,7 +523,8 @@ static int64_t observed_rate(struct shm_tokens *tb, const struct tb_reading *r, 
     if (own_word != 0 && atomic_load(&tb->slots[own_slot].word) == own_word &&
         atomic_load(&tb->slots[own_slot].granted_ns) >= prev_ns)
         charged = r->tokens_consumed; /* granted after the previous reading: charged since */
-    /* In milli-tokens, so a fractional balance (§10.17) does not round the evidence up. */
+    /* In milli-tokens, so a fractional balance (docs/failure-modes.md F17) does not round the
+     * evidence up. */
     int64_t gained = (int64_t)floor(r->tokens_left * 1000.0) -
                      atomic_load(&tb->last_tokens_left_milli) + charged * 1000;
     return gained > 0 ? gained / (ticks * 1000) : 0;
@@ -533,8 +534,8 @@ static int64_t observed_rate(struct shm_tokens *tb, const struct tb_reading *r, 
  * Trusted rate after a reading that reports REPORTED at NOW_NS, given the trusted rate CUR and
  * the refill OBSERVED since the previous reading (caller holds the reading lock). Lower: at
  * once. Higher: up to what was observed (a reported rate the bucket does not show, like a
- * transient 12 on a 5/min plan, §10.7, is never trusted, however many readings repeat it);
- * or, when requests in flight hide the refill, once TB_RATE_TRUST_READINGS consecutive
+ * transient 12 on a 5/min plan, docs/failure-modes.md F7, is never trusted, however many readings
+ * repeat it); or, when requests in flight hide the refill, once TB_RATE_TRUST_READINGS consecutive
  * readings spanning TB_RATE_TRUST_MINUTES have all reported it.
  */
 static int64_t learn_rate(struct shm_tokens *tb, int64_t cur, int64_t reported, int64_t observed,

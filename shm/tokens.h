@@ -1,5 +1,5 @@
 /*
- * tokens.h: the shared Keepa token bucket (ARCHITECTURE §4, KEEPA-API §4).
+ * tokens.h: the shared Keepa token bucket (docs/architecture.md, "Tokens", docs/keepa-api.md §4).
  *
  * One estimate of the key's token balance, shared by every process through struct shm_tokens
  * in the segment, updated lock-free. Workers ask for a reservation of the estimated cost of
@@ -64,7 +64,7 @@ struct tb_params {
     int64_t stale_minutes;      /* reading age after which /token is worth a call; 0 = 15 */
 };
 
-/* A server reading: the envelope of any Keepa response (KEEPA-API §5). */
+/* A server reading: the envelope of any Keepa response (docs/keepa-api.md §5). */
 struct tb_reading {
     double tokens_left;      /* may be negative or fractional (54.5 is accepted, floored) */
     int64_t refill_in_ms;    /* ms until the next refill tick, 0..minute */
@@ -82,7 +82,7 @@ struct tb_grant {
     int64_t granted_ns;
 };
 
-/* Request kinds with their own learned cost (KEEPA-API §3). */
+/* Request kinds with their own learned cost (docs/keepa-api.md §3). */
 enum tb_kind {
     TB_KIND_TOKEN = 0, /* /token: free */
     TB_KIND_DEAL_PAGE, /* /deal: 5 per page; units = pages */

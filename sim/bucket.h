@@ -1,5 +1,5 @@
 /*
- * bucket.h: Keepa's token bucket (KEEPA-API.md §4), with accelerated time.
+ * bucket.h: Keepa's token bucket (docs/keepa-api.md §4), with accelerated time.
  *
  * Ticks happen at start + k * minute_ms (monotonic clock). Each tick adds refill_rate tokens,
  * capped at refill_rate * bucket_minutes; what the cap cuts off is counted as expired. A

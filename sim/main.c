@@ -1,5 +1,5 @@
 /*
- * main.c: kdeals-sim command line (the contract is ../brief sim-contract, documented in
+ * main.c: kdeals-sim command line (its options and behaviour are documented in
  * sim/README.md). Parses options, starts the server, blocks SIGTERM/SIGINT in every thread and
  * waits for one of them with sigwait, then stops cleanly and exits 0.
  */

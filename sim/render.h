@@ -2,7 +2,7 @@
  * render.h: JSON bodies in Keepa's shapes (envelope, product, offers, deal, seller).
  *
  * Field names, JSON types and array shapes follow the recorded real responses
- * (../shared/fixtures/keepa): 36-entry csv with null for types without data, pairs and
+ * (tests/fixtures/keepa): 36-entry csv with null for types without data, pairs and
  * shipping triples, stats per-index arrays of 36 padded with -1, deal arrays of 34 with
  * avg/delta/deltaPercent as [4][34]. Offer-dependent series appear only with offers.
  */

@@ -235,7 +235,7 @@ int sim_selection_parse(const char *json, size_t len, struct sim_selection *sel,
                 sel->price_type = (int)n;
             }
         } else if (strcmp(k, "dateRange") == 0) {
-            if (num_i64(v, &n) == 0) /* strings are silently ignored (KEEPA-API.md §10.12) */
+            if (num_i64(v, &n) == 0) /* strings are silently ignored (docs/failure-modes.md F12) */
                 sel->date_range = n < 0 ? 0 : n > 3 ? 3 : (int)n;
         } else if (strcmp(k, "sortType") == 0) {
             if (num_i64(v, &n) == 0 && n != 0 && n >= -4 && n <= 4)

@@ -5,7 +5,7 @@
  * /product parameters are turned into plain structs here, with no I/O and no globals, so the
  * libFuzzer target (tests/fuzz/fuzz_sim_selection.c) can drive them directly. JSON input is
  * bounded before yajl sees it (size and nesting depth), so a hostile body costs at most a
- * bounded parse. Leniency follows KEEPA-API.md §8: domainId may be a string, priceTypes a
+ * bounded parse. Leniency follows docs/keepa-api.md §8: domainId may be a string, priceTypes a
  * scalar, dateRange 4 means 90 days, and dateRange/sortType sent as strings are ignored.
  */
 #ifndef SIM_SELECTION_H

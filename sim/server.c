@@ -920,7 +920,7 @@ static enum MHD_Result ep_product(struct call *c, struct sim_fault_draw *fd)
     s->asins_requested += r->n_ids;
     pthread_mutex_unlock(&s->ledger_mu);
     free(r);
-    if (found == 0) { /* 200 without `products` (KEEPA-API.md §2.2) */
+    if (found == 0) { /* 200 without `products` (docs/keepa-api.md §2.2) */
         sim_buf_free(&pl);
     }
     return finish(c, &pl, cost, fd);

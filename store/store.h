@@ -1,5 +1,5 @@
 /*
- * store.h: the LMDB store (ARCHITECTURE.md §5).
+ * store.h: the LMDB store (docs/architecture.md, "The store").
  *
  * One environment (a folder holding data.mdb and lock.mdb) with five named dbs:
  *

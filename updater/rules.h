@@ -2,7 +2,7 @@
  * rules.h: the updater's decisions as pure functions of (stored deal, fresh numbers, config,
  * now): how a re-check changes a deal, when it is checked next, when it is expired, when the
  * committer must fetch it again in full. No I/O, no clock: updater.c supplies the time, and
- * tests/unit/test_updater.c checks every rule.
+ * tests/unit/test_updater_rules.c checks every rule.
  *
  * What a re-check may conclude (enum updater_check):
  *   REFRESHED    the product came back: its fresh numbers are applied and judged;
@@ -11,7 +11,7 @@
  *                answer is suspect. Nothing about the deal changes: not its failure count,
  *                not its schedule (it stays due and is retried with backoff).
  *
- * Expiry (KEEPA-API.md §10: "stale deals deleted while ingestion was stalled" must be
+ * Expiry (docs/failure-modes.md F20: "stale deals deleted while ingestion was stalled" must be
  * impossible): a deal is expired only when its consecutive failed re-checks (REFRESHED and
  * failing the deal criteria, or MISSING) reach expire_after_failures. Time passing never
  * counts, and NOT_CHECKED never reaches updater_apply.

@@ -11,8 +11,8 @@
  * recommit requests are written to `pending` in the same transaction; only then are they
  * pushed on the RECOMMIT ring (the ring is a notification, pending is the truth).
  *
- * Invariants (KEEPA-API.md §10.10 and the "stale deals deleted while ingestion was stalled"
- * failure): a failed, cancelled or suspect fetch writes nothing: the deals keep their failure
+ * Invariants (docs/failure-modes.md F10 and F20, "stale deals deleted while ingestion was
+ * stalled"): a failed, cancelled or suspect fetch writes nothing: the deals keep their failure
  * counts and stay due, and the next attempt waits for a backoff; a batch whose write failed
  * (disk full) is kept in memory and written again before anything new is spent; no deal is
  * ever expired by a timer, nor on a product answered with fields of the wrong JSON type

@@ -198,14 +198,15 @@ static void on_job_done(const struct kp_result *res, void *ud)
             tb_cost_learn(sp->tb, job->spec.kind, job->spec.units, actual);
     }
     if (!res->reading_valid && res->maybe_charged)
-        actual = job->grant.cost_tokens; /* a lost answer may have cost everything (§10.14) */
+        actual = job->grant.cost_tokens; /* a lost answer may have cost everything
+                                            (docs/failure-modes.md F14) */
     if (!job->is_status_call && job->grant.slot != TB_SLOT_NONE)
         tb_settle(sp->tb, &job->grant, now, actual);
     publish_gauges(sp, now);
 
     /* A 402 on any call, the free /token call included, means the key is unusable: without
      * this a 402 on the first reading left the bucket unanchored and /token was asked again
-     * every retry interval, forever (§10.5). */
+     * every retry interval, forever (docs/failure-modes.md F5). */
     if (res->code == KP_KEY_UNUSABLE && !sp->key_unusable) {
         sp->key_unusable = true;
         shm_gauge_set(cb, SHM_C_key_unusable, 1);

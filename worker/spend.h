@@ -2,23 +2,26 @@
  * spend.h: every Keepa request a worker makes goes through here, and only after the shared
  * token bucket granted it.
  *
+ * This is the spending policy every stage spends through; the Fn in brackets are the failures
+ * of the replaced system it rules out (docs/failure-modes.md).
+ *
  * A stage hands over a job: the request kind and size (for the learned cost), its priority,
  * a builder that fills the kp_call when tokens are granted, and the decoder callbacks. The
  * spender reserves the estimated cost from the shared bucket (shm/tokens.h); if the grant is
  * in the future it arms a timer on the worker's loop and returns to it holding nothing, so
- * the stage keeps serving its ring and signals (KEEPA-API §10.3-4: no livelock, no unreachable
- * wait target). It makes the free /token call only when the bucket says a reading is
- * warranted, and never while the projection is below zero (§10.5-6). Every answer's reading
- * re-anchors the bucket, with the job's own reservation excluded (§10.8 one shared balance);
- * 200 answers teach the per-kind cost (§10.1-2); a 429 re-anchors and puts the job back at
- * the head of the queue to wait for its new grant (§10.9), never a blind retry; a timed-out or
- * reset request is settled as charged (§10.14). The stage's on_done sees only final outcomes
- * (OK, PERMANENT, KEY_UNUSABLE, FAILED, CANCELLED) and keeps the items of anything but OK
- * (§10.10: failed fetches are never silently dropped).
+ * the stage keeps serving its ring and signals (F3-F4: no livelock, no unreachable wait
+ * target). It makes the free /token call only when the bucket says a reading is warranted,
+ * and never while the projection is below zero (F5-F6). Every answer's reading re-anchors the
+ * bucket, with the job's own reservation excluded (F8: one shared balance); 200 answers teach
+ * the per-kind cost (F1-F2); a 429 re-anchors and puts the job back at the head of the queue
+ * to wait for its new grant (F9), never a blind retry; a timed-out or reset request is settled
+ * as charged (F14). The stage's on_done sees only final outcomes (OK, PERMANENT, KEY_UNUSABLE,
+ * FAILED, CANCELLED) and keeps the items of anything but OK (F10: failed fetches are never
+ * silently dropped).
  *
- * Priority between processes (ARCHITECTURE §4): commits of paid-for survivors first, then due
- * updates, then discovery. A lower-priority job is granted only while the projected balance
- * after it still covers the estimated cost of the higher-priority backlog that the other
+ * Priority between processes (docs/architecture.md, "Tokens"): commits of paid-for survivors
+ * first, then due updates, then discovery. A lower-priority job is granted only while the projected
+ * balance after it still covers the estimated cost of the higher-priority backlog that the other
  * workers publish in shared memory (commit_backlog, updates_due gauges).
  */
 #ifndef KD_SPEND_H

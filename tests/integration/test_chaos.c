@@ -1,5 +1,5 @@
 /*
- * test_chaos.c: the whole daemon under chaos against a faulty kdeals-sim (issue 7, short form).
+ * test_chaos.c: the whole daemon under chaos against a faulty kdeals-sim (short form).
  *
  * The simulator injects latency (0-30 ms), 500s, connection resets, truncated and malformed
  * bodies for the whole run, plus a 429 storm switched on at run time. Meanwhile the test:

@@ -1,5 +1,5 @@
 /*
- * test_committer.c: the real daemon (`kdeals run -c FILE`) committing survivors against
+ * test_committer_e2e.c: the real daemon (`kdeals run -c FILE`) committing survivors against
  * kdeals-sim with an accelerated Keepa minute.
  *
  * The store is pre-populated before the daemon starts, as the scanner and the updater would

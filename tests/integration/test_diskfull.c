@@ -1,5 +1,5 @@
 /*
- * test_diskfull.c: the daemon's store on a disk that fills up (issue 7, short form).
+ * test_diskfull.c: the daemon's store on a disk that fills up.
  *
  * The store folder is a private 2 MiB tmpfs (a mount namespace of the test process, which
  * the daemon inherits; skipped when mounting is not allowed), and the daemon starts with a

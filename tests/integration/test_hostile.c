@@ -1,5 +1,5 @@
 /*
- * test_hostile.c: the whole daemon against a hostile Keepa (issue 7 item 6).
+ * test_hostile.c: the whole daemon against a hostile Keepa.
  *
  * kdeals-sim answers the committer's full fetches (/product with offers: the scanner peeks
  * without offers, the updater's light updates carry none) with one hostile body after another:

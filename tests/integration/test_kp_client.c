@@ -1,5 +1,5 @@
 /*
- * test_kp_client.c: the Keepa client end to end against kdeals-sim (sim-contract.md).
+ * test_kp_client.c: the Keepa client end to end against kdeals-sim (sim/README.md).
  *
  * Each test starts its own simulator (fresh port, its own fault set), drives the real client
  * on a libuv loop and asserts what the pipeline relies on: the classification of every fault
@@ -566,7 +566,7 @@ static void test_truncated_and_malformed(void **state)
 }
 
 /*
- * Hostile 200 answers (issue 7 item 6): an endless body is cut at the decoder's 64 MiB limit,
+ * Hostile 200 answers: an endless body is cut at the decoder's 64 MiB limit,
  * a deeply nested one at its depth limit, and a mistyped one (no product says which ASIN it
  * is) is a bad body too, not "every ASIN missing": each fails at once, without a retry, with
  * every requested ASIN REJECTED (so a consumer keeps them) and the envelope's reading kept.
@@ -604,7 +604,7 @@ static void test_hostile_bodies_fail_without_retry(void **state)
 }
 
 /*
- * A product whose asin is readable but whose other fields have the wrong JSON type (issue 7):
+ * A product whose asin is readable but whose other fields have the wrong JSON type:
  * the answer is usable (KP_OK, no retry), but such a product is not handed to on_product and
  * its ASIN is MALFORMED, not OK or MISSING, so a consumer asks again rather than judging it
  * on absent fields. One warning names the ASINs and their error counts, never the key.

@@ -1,6 +1,7 @@
 /*
- * test_pipeline.c: the whole daemon against kdeals-sim, and each failure of KEEPA-API.md §10
- * that the replaced system suffered, reproduced as a scenario with its outcome asserted.
+ * test_pipeline.c: the whole daemon against kdeals-sim, and each failure that the replaced
+ * system suffered (docs/failure-modes.md, numbered Fn there), reproduced as a scenario with
+ * its outcome asserted.
  *
  * The plan is the cheapest one (5 tokens a Keepa minute, a bucket of 300) with a Keepa minute
  * of 100 ms, so a simulated hour passes in 6 s. Everything is observed from outside the
@@ -8,14 +9,14 @@
  * daemon's counters and process table through a read-only mapping of its segment, and its
  * LMDB store after it stopped.
  *
- *   §10.1-2   costs 3x above the estimate (peek with offers=20 against a 2/ASIN seed): the
- *             estimate is learned from the first answers and the balance stays bounded;
- *   §10.3-4   a deep deficit: workers wait on their loops (heartbeats fresh, a reload is
- *             answered) and resume by themselves, no livelock;
- *   §10.5-6   no /token polling while the projection is below zero;
- *   §10.7     refillRate flapping 5<->12 in the answers: no 429 (the 12 is never trusted);
- *   §10.9-10  a 429 storm with 5xx, resets and truncated bodies: nothing paid for is lost,
- *             no worker dies, ingestion goes on;
+ *   F1-F2    costs 3x above the estimate (peek with offers=20 against a 2/ASIN seed): the
+ *            estimate is learned from the first answers and the balance stays bounded;
+ *   F3-F4    a deep deficit: workers wait on their loops (heartbeats fresh, a reload is
+ *            answered) and resume by themselves, no livelock;
+ *   F5-F6    no /token polling while the projection is below zero;
+ *   F7       refillRate flapping 5<->12 in the answers: no 429 (the 12 is never trusted);
+ *   F9-F10   a 429 storm with 5xx, resets and truncated bodies: nothing paid for is lost,
+ *            no worker dies, ingestion goes on;
  *   and kill -9 of random workers mid-batch: every peeked survivor is committed or still
  *   pending, every record decodes, mdb_stat opens the store.
  */
@@ -181,7 +182,7 @@ static void test_cost_underestimate_is_learned_and_bounded(void **state)
     struct kdh_sim sim;
     kdh_sim_start(&sim, sim_args);
     struct kdh_daemon d;
-    /* Peeking with offers costs >= 6 per ASIN; the peek seed is 2 (KEEPA-API §10.1). */
+    /* Peeking with offers costs >= 6 per ASIN; the peek seed is 2 (docs/failure-modes.md F1). */
     kdh_daemon_config(&d, &sim, KEY, MINUTE_MS, "[scan]\npeek_offers = 20\n");
     kdh_daemon_start(&d);
     struct shm_segment seg;

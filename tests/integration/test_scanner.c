@@ -7,10 +7,12 @@
  *     histogram in shm: batch sizes 31 and 7 are chosen as log2 bucket edges, so the bucket
  *     bound is exact), and a HUP changes the size of the next batches;
  *   - dedup: over two passes no ASIN is paid for twice (sim ledger: distinct vs peeked);
- *   - a 429 storm does not end discovery (KEEPA-API §10.9): the pass still walks every page;
- *   - failed fetches (HTTP 500) never move the cursor past an unfetched page (§10.10): the
- *     cursor in LMDB stays put while every fetch fails, and the scanner's page log shows each
- *     pass as pages 0, 1, 2, ... with no gap, ending only on a short page (§10.11);
+ *   - a 429 storm does not end discovery (docs/failure-modes.md F9): the pass still walks every
+ * page;
+ *   - failed fetches (HTTP 500) never move the cursor past an unfetched page (docs/failure-modes.md
+ * F10): the cursor in LMDB stays put while every fetch fails, and the scanner's page log shows each
+ *     pass as pages 0, 1, 2, ... with no gap, ending only on a short page (docs/failure-modes.md
+ * F11);
  *   - the ASIN list source reads the file, skips comments and bad lines, and retries ASINs
  *     Keepa did not return on the next pass instead of marking them peeked.
  *
@@ -560,7 +562,7 @@ static void test_429_storm_and_failed_fetches(void **state)
     daemon_start(&d, &s, "100ms", "peek_batch = 50\npass_pause = 2s");
 
     /* Pass 0 is done and the scanner pauses 2 s: a storm of 429s starts, so the first
-     * request of pass 1, the fetch of its page 0, meets it (§10.9). */
+     * request of pass 1, the fetch of its page 0, meets it (docs/failure-modes.md F9). */
     EXPECT(&d, cursor(&d).pass >= 1, 60);
     sim_faults(&s, "storm429=1000000");
     EXPECT(&d, scanner_counter(&d, SHM_C_http_429) >= 3, 30);

@@ -1,5 +1,5 @@
 /*
- * test_secrets.c: where the Keepa API key must never appear (issue 7, short form).
+ * test_secrets.c: where the Keepa API key must never appear.
  *
  * A distinctive key ("SECRETkey-" + 40 random hex digits) is the only one kdeals-sim
  * accepts. The daemon runs with debug logging against the simulator with 500s and connection

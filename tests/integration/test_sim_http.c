@@ -1,5 +1,5 @@
 /*
- * test_sim_http.c: kdeals-sim over real HTTP, one test per KEEPA-API.md §11 statement (the
+ * test_sim_http.c: kdeals-sim over real HTTP, one test per docs/keepa-api.md §11 statement (the
  * test names carry the number), plus costs, the bucket over accelerated time, determinism,
  * fixture shape conformance, replay, every fault mode, the ledger and hostile input, and the
  * hostile bodies (endless, huge, drip, deep, mistyped) streamed without buffering.
@@ -355,7 +355,7 @@ static void assert_envelope(yajl_val v)
     }
 }
 
-/* §11.1 */
+/* docs/keepa-api.md §11.1 */
 static void test_11_01_trailing_slash(void **state)
 {
     (void)state;
@@ -382,7 +382,7 @@ static void test_11_01_trailing_slash(void **state)
     sim_stop(&s);
 }
 
-/* §11.2 */
+/* docs/keepa-api.md §11.2 */
 static void test_11_02_get_and_post(void **state)
 {
     (void)state;
@@ -416,7 +416,7 @@ static void test_11_02_get_and_post(void **state)
     sim_stop(&s);
 }
 
-/* §11.3 */
+/* docs/keepa-api.md §11.3 */
 static void test_11_03_keys(void **state)
 {
     (void)state;
@@ -452,7 +452,7 @@ static void test_11_03_keys(void **state)
     sim_stop(&s2);
 }
 
-/* §11.4 */
+/* docs/keepa-api.md §11.4 */
 static void test_11_04_unknown_params(void **state)
 {
     (void)state;
@@ -472,7 +472,7 @@ static void test_11_04_unknown_params(void **state)
     sim_stop(&s);
 }
 
-/* §11.5 */
+/* docs/keepa-api.md §11.5 */
 static void test_11_05_envelope_everywhere(void **state)
 {
     (void)state;
@@ -504,7 +504,7 @@ static void test_11_05_envelope_everywhere(void **state)
     sim_stop(&s);
 }
 
-/* §11.6 */
+/* docs/keepa-api.md §11.6 */
 static void test_11_06_timestamp(void **state)
 {
     (void)state;
@@ -546,7 +546,7 @@ static void check_encoding(struct sim *s, const char *path, const char *method, 
     resp_free(&p);
 }
 
-/* §11.7 */
+/* docs/keepa-api.md §11.7 */
 static void test_11_07_gzip_every_body(void **state)
 {
     (void)state;
@@ -582,7 +582,7 @@ static long long wait_tick(struct sim *s, long long *before)
     return balance(s);
 }
 
-/* §11.8 */
+/* docs/keepa-api.md §11.8 */
 static void test_11_08_bucket_refill_and_cap(void **state)
 {
     (void)state;
@@ -609,7 +609,7 @@ static void test_11_08_bucket_refill_and_cap(void **state)
     sim_stop(&s);
 }
 
-/* §11.9 and §11.10 */
+/* docs/keepa-api.md §11.9 and §11.10 */
 static void test_11_09_10_admission_and_429(void **state)
 {
     (void)state;
@@ -645,7 +645,7 @@ static void test_11_09_10_admission_and_429(void **state)
     sim_stop(&s);
 }
 
-/* §11.11 */
+/* docs/keepa-api.md §11.11 */
 static void test_11_11_token_free(void **state)
 {
     (void)state;
@@ -683,7 +683,7 @@ static long long truth_int(struct sim *s, const char *asin, const char *key)
     return v;
 }
 
-/* §11.12 and the cost table of §3.1 */
+/* docs/keepa-api.md §11.12 and the cost table of §3.1 */
 static void test_11_12_product_costs(void **state)
 {
     (void)state;
@@ -737,7 +737,7 @@ static void test_11_12_product_costs(void **state)
     sim_stop(&s);
 }
 
-/* §11.13 */
+/* docs/keepa-api.md §11.13 */
 static void test_11_13_limits_zeros_stats(void **state)
 {
     (void)state;
@@ -783,7 +783,7 @@ static void test_11_13_limits_zeros_stats(void **state)
     sim_stop(&s);
 }
 
-/* §11.14 */
+/* docs/keepa-api.md §11.14 */
 static void test_11_14_offers_zero(void **state)
 {
     (void)state;
@@ -804,7 +804,7 @@ static void test_11_14_offers_zero(void **state)
     sim_stop(&t);
 }
 
-/* §11.15 and §11.16 */
+/* docs/keepa-api.md §11.15 and §11.16 */
 static void test_11_15_16_offers_and_shapes(void **state)
 {
     (void)state;
@@ -873,7 +873,7 @@ static struct resp deal_post(struct sim *s, const char *fmt, ...)
     return req(s, "POST", "/deal/?key=k", sel, 1);
 }
 
-/* §11.18 */
+/* docs/keepa-api.md §11.18 */
 static void test_11_18_deal_paging(void **state)
 {
     (void)state;
@@ -907,7 +907,7 @@ static void test_11_18_deal_paging(void **state)
     sim_stop(&s);
 }
 
-/* §11.19 */
+/* docs/keepa-api.md §11.19 */
 static void test_11_19_deal_arrays(void **state)
 {
     (void)state;
@@ -953,7 +953,7 @@ static long long deal_metric(yajl_val d, int sort, int dr, int pt)
     }
 }
 
-/* §11.20 */
+/* docs/keepa-api.md §11.20 */
 static void test_11_20_sort_types(void **state)
 {
     (void)state;
@@ -980,7 +980,7 @@ static void test_11_20_sort_types(void **state)
     sim_stop(&s);
 }
 
-/* §11.21 */
+/* docs/keepa-api.md §11.21 */
 static void test_11_21_deal_cache(void **state)
 {
     (void)state;
@@ -999,7 +999,7 @@ static void test_11_21_deal_cache(void **state)
     sim_stop(&s);
 }
 
-/* §11.22 */
+/* docs/keepa-api.md §11.22 */
 static void test_11_22_lenient_selection(void **state)
 {
     (void)state;
@@ -1142,7 +1142,7 @@ static void test_fixture_deal_shape(void **state)
     yajl_tree_free(real);
 }
 
-/* §11.23 */
+/* docs/keepa-api.md §11.23 */
 static void test_11_23_replay(void **state)
 {
     (void)state;
@@ -1177,7 +1177,7 @@ static void test_11_23_replay(void **state)
     sim_stop(&s);
 }
 
-/* §11.24: every fault mode */
+/* docs/keepa-api.md §11.24: every fault mode */
 static void test_11_24_faults(void **state)
 {
     (void)state;
@@ -1573,7 +1573,7 @@ static void test_hostile_input(void **state)
     sim_stop(&s);
 }
 
-/* ---------- hostile bodies (issue 7 item 6) ---------- */
+/* ---------- hostile bodies ---------- */
 
 /* A streamed fetch that keeps only the first and last bytes of the body. */
 #define PROBE_TAIL 65536

@@ -1,5 +1,5 @@
 /*
- * test_soak.c: memory of each process stays flat under a steady faulty workload (issue 7).
+ * test_soak.c: memory of each process stays flat under a steady faulty workload.
  *
  * The whole daemon runs against kdeals-sim with plenty of tokens (refill 20000 a Keepa minute
  * of 100 ms) and faults for the whole run: 500s, connection resets, truncated and malformed

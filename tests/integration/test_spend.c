@@ -4,7 +4,7 @@
  * Each test builds a worker by hand over a real segment (shm_segment_create + tb_init +
  * shm_segment_publish; wk->cfg from cfg_defaults pointed at the simulator, wk->key set,
  * counters and process slot inside the segment), submits jobs on a libuv loop and checks
- * what the pipeline relies on (KEEPA-API.md §10): before the first reading exactly one free
+ * what the pipeline relies on (docs/failure-modes.md): before the first reading exactly one free
  * /token call is made and the job then runs; a 4x cost underestimate is corrected by one
  * answer; a 429 storm ends in KP_OK with nothing lost; a deep negative balance makes the job
  * wait on the loop (other timers keep running) without any /token call while the projection

@@ -584,7 +584,7 @@ static void test_due_deals_rechecked_in_batches_and_rescheduled(void **state)
 }
 
 /*
- * KEEPA-API §10, "stale deals deleted while ingestion was stalled": every request fails
+ * docs/failure-modes.md F20, "stale deals deleted while ingestion was stalled": every request fails
  * (HTTP 500) for a while. Expiry after ONE failed check, so any miscount would show. Nothing
  * is expired or moved; the schedule is retried; once the fault clears the checks succeed and
  * only the unknown ASIN goes.

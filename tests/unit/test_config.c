@@ -278,7 +278,7 @@ static void test_bounds_enforced(void **state)
     }
     assert_true(checked >= 30);
 
-    /* The exact form of the message (STYLE.md). */
+    /* The exact form of the message: file:line: [section] key = value: what is allowed. */
     struct cfg c;
     char err[512];
     const char *path;

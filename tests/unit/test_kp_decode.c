@@ -299,7 +299,7 @@ static void test_fixture_product_b0f7(void **state)
     struct kp_product p;
     struct kp_envelope e;
     product_fixture("product_B0F7XPYCSJ.json", &p, &e);
-    /* The figures KEEPA-API.md §9 states for this file. */
+    /* The figures docs/keepa-api.md §9 states for this file. */
     assert_string_equal(p.asin, "B0F7XPYCSJ");
     assert_int_equal(p.stats.sales_rank_drops30, 13);
     assert_int_equal(p.stats.sales_rank_drops90, 35);
@@ -742,7 +742,7 @@ static void test_hostile_small(void **state)
 }
 
 /*
- * Every kind of mistyping in a field the decoder extracts counts in type_errors (issue 7), in
+ * Every kind of mistyping in a field the decoder extracts counts in type_errors, in
  * any chunking; null, numbers out of range and unknown keys do not.
  */
 static void test_type_errors(void **state)

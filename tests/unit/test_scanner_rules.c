@@ -1,5 +1,5 @@
 /*
- * test_scanner.c: the scanner's pure rules (scanner/rules.h, scanner/selection.h): the free
+ * test_scanner_rules.c: the scanner's pure rules (scanner/rules.h, scanner/selection.h): the free
  * pre-filter, dedup, the discovery cursor (it moves only past recorded pages; a pass ends on
  * a short or last page, never on anything else), the page of candidates (a failed peek puts
  * its ASINs back), ASIN list lines and the page selections.
@@ -335,7 +335,7 @@ static void test_selection_checks(void **state)
     static const struct {
         const char *json, *needle;
     } bad[] = {
-        {"{\"priceTypes\":[2],\"dateRange\":\"3\"}", "dateRange"}, /* §10.12 */
+        {"{\"priceTypes\":[2],\"dateRange\":\"3\"}", "dateRange"}, /* docs/failure-modes.md F12 */
         {"{\"priceTypes\":[2],\"sortType\":\"4\"}", "sortType"},
         {"{\"dateRange\":3}", "priceTypes"},
         {"{\"priceTypes\":[2,1]}", "priceTypes"},

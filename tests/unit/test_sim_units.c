@@ -1,5 +1,5 @@
 /*
- * test_sim.c: unit tests of kdeals-sim's pure parts: the catalog (ASIN mapping, determinism,
+ * test_sim_units.c: unit tests of kdeals-sim's pure parts: the catalog (ASIN mapping, determinism,
  * deal share), the token bucket, the selection / product / fault parsers and deal matching.
  */
 #include <errno.h>

@@ -11,7 +11,7 @@
  *     days of virtual time at 5/min and at 20/min, with costs 4x too low, a flapping refill
  *     rate, outlier readings, balance jumps of +-200, latency (readings arrive while other
  *     requests are in flight, out of order) and workers dying with tokens reserved. It asserts
- *     the properties KEEPA-API §10 asks for and prints the utilisation;
+ *     the properties docs/failure-modes.md asks for and prints the utilisation;
  *   - concurrency: processes (fork, MAP_SHARED) and threads reserving, settling and dying at
  *     the same time never over-grant, never hand out a slot twice.
  */
@@ -150,7 +150,7 @@ static void test_garbage_readings_are_ignored(void **state)
     assert_int_equal(tb_stats(tb, T0 + SEC, &st), 0);
     assert_int_equal(st.readings_ignored, KD_ARRAY_LEN(bad) + 2); /* + negative, NULL */
     assert_int_equal(st.refill_rate, 5);
-    /* Floats are accepted and floored (§10.17). */
+    /* Floats are accepted and floored (docs/failure-modes.md F17). */
     struct tb_reading f = reading(54.5, 30000, 5, ts);
     assert_int_equal(tb_apply_reading(tb, &f, T0 + SEC, NULL), 0);
     assert_int_equal(tb_project(tb, T0 + SEC), 54);
@@ -213,7 +213,7 @@ static void test_huge_costs_are_granted_when_full_never_waited_for_forever(void 
     struct tb_grant g;
     int64_t wait;
     struct shm_tokens *tb = anchored(200, 5); /* cap 300, max deficit 60 */
-    /* 480 > cap + deficit (§10.3: AA waited for 480 with a 300 cap, forever). */
+    /* 480 > cap + deficit (docs/failure-modes.md F3: AA waited for 480 with a 300 cap, forever). */
     assert_int_equal(tb_reserve(tb, T0, 480, 7, &g, &wait), -EAGAIN);
     assert_int_equal(wait - T0, tb_time_to_fill_ns(tb, T0));
     assert_int_equal(tb_reserve(tb, wait, 480, 7, &g, &wait), 0);
@@ -416,8 +416,8 @@ static void test_higher_rate_trusted_only_as_far_as_observed(void **state)
 #define REFILL_IN(t) (60000 - (((t)-ts0 - 30000) % 60000 + 60000) % 60000)
     struct tb_reading r = reading(0, 30000, 5, ts);
     assert_int_equal(tb_apply_reading(tb, &r, now, NULL), 0);
-    /* Outliers of 12 on a 5/min plan (§10.7), even many in a row: the bucket grows by 5 a
-     * tick, so 12 is never believed. */
+    /* Outliers of 12 on a 5/min plan (docs/failure-modes.md F7), even many in a row: the bucket
+     * grows by 5 a tick, so 12 is never believed. */
     for (int i = 1; i <= 30; i++) {
         int64_t t = ts0 + i * 40000;
         r = reading((double)(5 * TICKS_AT(t)), REFILL_IN(t), 12, t);
@@ -498,7 +498,7 @@ static void test_needs_reading_policy(void **state)
 {
     (void)state;
     struct shm_tokens *tb = anchored(-100, 5);
-    /* Deep below zero: no /token call however old the reading (§10.5, §10.6). */
+    /* Deep below zero: no /token call however old the reading (docs/failure-modes.md F5, F6). */
     for (int64_t t = T0; t < T0 + 20 * MINUTE; t += 10 * SEC)
         if (tb_project(tb, t) <= 0)
             assert_false(tb_needs_reading(tb, t));
@@ -528,7 +528,8 @@ static void test_cost_estimates_learn_up_fast_and_down_slowly(void **state)
     assert_int_equal(tb_cost_estimate(tb, TB_KIND_DEAL_PAGE, 1), 5);
     assert_int_equal(tb_cost_estimate(tb, TB_KIND_COMMIT, 5), 65);
     assert_int_equal(tb_cost_estimate(tb, TB_KIND_QUERY, 100), 11);
-    /* The AA case (§10.1): 50 ASINs that cost 386. Drive the estimate 4x too low first. */
+    /* The AA case (docs/failure-modes.md F1): 50 ASINs that cost 386. Drive the estimate 4x too low
+     * first. */
     for (int i = 0; i < 200; i++)
         assert_int_equal(tb_cost_learn(tb, TB_KIND_PEEK, 50, 97), 0);
     int64_t low = tb_cost_estimate(tb, TB_KIND_PEEK, 50);
@@ -640,7 +641,7 @@ static int64_t rnd_range(int64_t lo, int64_t hi) /* [lo, hi] */
     return lo + (int64_t)(rnd() % (uint64_t)(hi - lo + 1));
 }
 
-/* Keepa's bucket as KEEPA-API §4.1 describes it, written independently of tokens.c. */
+/* Keepa's bucket as docs/keepa-api.md §4.1 describes it, written independently of tokens.c. */
 struct ref_server {
     int64_t balance;
     int64_t rate; /* true refill rate */
@@ -729,7 +730,7 @@ static void run_reference(int64_t plan_rate, uint64_t seed, struct ref_result *r
     struct shm_tokens *tb = new_bucket(&p, start);
     const int64_t deficit = TB_DEFAULT_MAX_DEFICIT;
 
-    /* Estimates start 4x too low (the AA seed, §10.1). */
+    /* Estimates start 4x too low (the AA seed, docs/failure-modes.md F1). */
     for (int i = 0; i < 200; i++) {
         tb_cost_learn(tb, TB_KIND_PEEK, 50, 15);
         tb_cost_learn(tb, TB_KIND_COMMIT, 5, 15);
@@ -826,7 +827,7 @@ static void run_reference(int64_t plan_rate, uint64_t seed, struct ref_result *r
             }
             int64_t reported = srv.rate;
             if (srv.rate == plan_rate && rnd() % 100 < 3)
-                reported = high_rate; /* a transient outlier (§10.7) */
+                reported = high_rate; /* a transient outlier (docs/failure-modes.md F7) */
             q->truthful = reported == srv.rate;
             q->rd = (struct tb_reading){(double)srv.balance, (srv.next_tick - now) / MS, reported,
                                         epoch0_ms + now / MS, consumed};
@@ -955,7 +956,8 @@ static void check_reference(int64_t plan_rate)
         assert_true(util >= 0.99);
         assert_true(r.grants_checked * 2 >= r.grants); /* the 429 check is not vacuous */
         assert_true(r.deaths > 0);
-        assert_true(r.token_calls <= REF_DAYS * 24); /* no /token polling (§10.5) */
+        assert_true(r.token_calls <=
+                    REF_DAYS * 24); /* no /token polling (docs/failure-modes.md F5) */
         assert_true(r.min_projection >= -TB_DEFAULT_MAX_DEFICIT);
         util_min = util < util_min ? util : util_min;
         util_max = util > util_max ? util : util_max;

@@ -1,5 +1,5 @@
 /*
- * test_updater.c: the updater's rules (updater/rules.h) as pure functions: interval doubling
+ * test_updater_rules.c: the updater's rules (updater/rules.h) as pure functions: interval doubling
  * and clamping, volatility, the failure count that leads to expiry, what counts as a check
  * (a product not returned does, a failed fetch never does), recommit requests, and that a
  * repriced deal is judged exactly as dealmath judges a full fetch.
@@ -189,7 +189,7 @@ static void test_classify_counts_only_real_checks(void **state)
 }
 
 /*
- * A product answered with fields of the wrong JSON type (issue 7) was not answered: whether
+ * A product answered with fields of the wrong JSON type was not answered: whether
  * alone or in a batch, beside returned products or not, and even if a copy was returned, it
  * is never refreshed from nor counted as missing (which would move it toward expiry).
  */

@@ -6,9 +6,9 @@
  *   - the dedup rule (an ASIN peeked recently and unchanged in the feed is not paid twice);
  *   - the discovery cursor: what it holds, its byte form in the meta db, and how it moves.
  *     It only ever moves forward after a page (or a chunk of the ASIN list) was fully
- *     recorded; a failed fetch leaves it where it is (docs/failure-modes.md F10). Paging never
- * relies on the feed's order being a time order (docs/failure-modes.md F11): a pass walks pages 0,
- * 1, 2, ... until a short page or the last page Keepa serves, then a new pass starts at page 0;
+ *     recorded; a failed fetch leaves it where it is (docs/failure-modes.md F10). Paging
+ *     never relies on the feed's order being a time order (F11): a pass walks pages 0, 1,
+ *     2, ... until a short page or the last page Keepa serves, then a new pass starts at 0;
  *   - the page of candidates in memory and the state of each (queued, in a peek request,
  *     done), so a failed peek puts its ASINs back instead of dropping them;
  *   - one line of an ASIN list file.

@@ -7,12 +7,11 @@
  *     histogram in shm: batch sizes 31 and 7 are chosen as log2 bucket edges, so the bucket
  *     bound is exact), and a HUP changes the size of the next batches;
  *   - dedup: over two passes no ASIN is paid for twice (sim ledger: distinct vs peeked);
- *   - a 429 storm does not end discovery (docs/failure-modes.md F9): the pass still walks every
- * page;
- *   - failed fetches (HTTP 500) never move the cursor past an unfetched page (docs/failure-modes.md
- * F10): the cursor in LMDB stays put while every fetch fails, and the scanner's page log shows each
- *     pass as pages 0, 1, 2, ... with no gap, ending only on a short page (docs/failure-modes.md
- * F11);
+ *   - a 429 storm does not end discovery (F9 in docs/failure-modes.md): the pass still walks
+ *     every page;
+ *   - failed fetches (HTTP 500) never move the cursor past an unfetched page (F10): the
+ *     cursor in LMDB stays put while every fetch fails, and the scanner's page log shows each
+ *     pass as pages 0, 1, 2, ... with no gap, ending only on a short page (F11);
  *   - the ASIN list source reads the file, skips comments and bad lines, and retries ASINs
  *     Keepa did not return on the next pass instead of marking them peeked.
  *

@@ -11,7 +11,7 @@
  *     days of virtual time at 5/min and at 20/min, with costs 4x too low, a flapping refill
  *     rate, outlier readings, balance jumps of +-200, latency (readings arrive while other
  *     requests are in flight, out of order) and workers dying with tokens reserved. It asserts
- *     the properties docs/failure-modes.md asks for and prints the utilisation;
+ *     the properties docs/failure-modes.md asks for (F1-F18 below) and prints the utilisation;
  *   - concurrency: processes (fork, MAP_SHARED) and threads reserving, settling and dying at
  *     the same time never over-grant, never hand out a slot twice.
  */
@@ -956,8 +956,7 @@ static void check_reference(int64_t plan_rate)
         assert_true(util >= 0.99);
         assert_true(r.grants_checked * 2 >= r.grants); /* the 429 check is not vacuous */
         assert_true(r.deaths > 0);
-        assert_true(r.token_calls <=
-                    REF_DAYS * 24); /* no /token polling (docs/failure-modes.md F5) */
+        assert_true(r.token_calls <= REF_DAYS * 24); /* no /token polling (F5) */
         assert_true(r.min_projection >= -TB_DEFAULT_MAX_DEFICIT);
         util_min = util < util_min ? util : util_min;
         util_max = util > util_max ? util : util_max;

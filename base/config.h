@@ -59,7 +59,7 @@
     X(keepa, key, SECRET, "", 0, CFG_STR_MAX, NULL, CFG_RESTART,                                   \
       "Keepa API key. Prefer key_file; set at most one of the two")                                \
     X(keepa, key_file, PATH, "", 0, CFG_STR_MAX, NULL, CFG_RESTART,                                \
-      "file whose first line is the Keepa API key (mode 0600)")                                    \
+      "file holding the Keepa API key on a line of its own (mode 0600, else refused)")             \
     X(keepa, domain, DOMAIN, "1", 1, 12, NULL, CFG_RESTART,                                        \
       "Keepa marketplace: 1 com, 2 co.uk, 3 de, 4 fr, 5 co.jp, 6 ca, 8 it, 9 es, 10 in, "          \
       "11 com.mx, 12 com.br (the number or the name)")                                             \

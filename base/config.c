@@ -480,19 +480,6 @@ static int check_value(const struct cfg_key *k, const struct cfg *c, char *why, 
 
 /* ---- error messages -------------------------------------------------------------------- */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* "config: NAME:LINE: [sec] key = value: why" (LINE 0 = not from a file line). */
 static void key_err(char *err, size_t errlen, const char *name, int line, const struct cfg_key *k,
                     const char *value, const char *why)
@@ -502,8 +489,8 @@ static void key_err(char *err, size_t errlen, const char *name, int line, const 
         snprintf(where, sizeof(where), ":%d", line);
     if (k->type == CFG_T_SECRET && value[0] != '\0')
         value = "<redacted>";
-    set_err(err, errlen, "config: %s%s: [%s] %s = %.*s: %s", name, where, k->section, k->name,
-            CFG_ERR_VALUE_MAX, value, why);
+    kd_seterr(err, errlen, "config: %s%s: [%s] %s = %.*s: %s", name, where, k->section, k->name,
+              CFG_ERR_VALUE_MAX, value, why);
 }
 
 /*
@@ -607,7 +594,7 @@ static void parse_fail(struct cfg_parse *p, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    set_err(p->err, p->errlen, "config: %s:%d: %s", p->name, p->lineno, msg);
+    kd_seterr(p->err, p->errlen, "config: %s:%d: %s", p->name, p->lineno, msg);
 }
 
 /* inih's fgets-like reader over the buffer. See the file comment. */
@@ -699,20 +686,20 @@ static int parse_buffer(struct cfg_parse *p)
         int line = 1;
         for (const char *q = p->buf; q < z; q++)
             line += *q == '\n';
-        set_err(p->err, p->errlen, "config: %s:%d: NUL byte in line", p->name, line);
+        kd_seterr(p->err, p->errlen, "config: %s:%d: NUL byte in line", p->name, line);
         return -EINVAL;
     }
     int rc = ini_parse_stream(cfg_reader, p, cfg_handler, p);
     if (p->failed)
         return -EINVAL;
     if (rc == -2) {
-        set_err(p->err, p->errlen, "config: %s: out of memory", p->name);
+        kd_seterr(p->err, p->errlen, "config: %s: out of memory", p->name);
         return -ENOMEM;
     }
     if (rc != 0) {
-        set_err(p->err, p->errlen,
-                "config: %s:%d: syntax error: expected [section], key = value or a comment",
-                p->name, rc);
+        kd_seterr(p->err, p->errlen,
+                  "config: %s:%d: syntax error: expected [section], key = value or a comment",
+                  p->name, rc);
         return -EINVAL;
     }
     p->cfg.keepa_key_set = p->cfg.keepa_key[0] != '\0' || p->cfg.keepa_key_file[0] != '\0';
@@ -724,7 +711,7 @@ int cfg_load_buffer(const char *buf, size_t len, const char *name, struct cfg *o
 {
     struct cfg_parse *p = calloc(1, sizeof(*p));
     if (p == NULL) {
-        set_err(err, errlen, "config: %s: out of memory", name);
+        kd_seterr(err, errlen, "config: %s: out of memory", name);
         return -ENOMEM;
     }
     p->buf = buf;
@@ -748,7 +735,7 @@ int cfg_load_file(const char *path, struct cfg *out, char *err, size_t errlen)
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
         int e = errno;
-        set_err(err, errlen, "config: %s: %s", path, strerror(e));
+        kd_seterr(err, errlen, "config: %s: %s", path, strerror(e));
         return -e;
     }
     size_t cap = 4096, len = 0;
@@ -759,7 +746,7 @@ int cfg_load_file(const char *path, struct cfg *out, char *err, size_t errlen)
         if (len < cap)
             break;
         if (cap >= (1u << 24)) {
-            set_err(err, errlen, "config: %s: larger than %u bytes", path, 1u << 24);
+            kd_seterr(err, errlen, "config: %s: larger than %u bytes", path, 1u << 24);
             rc = -EFBIG;
             break;
         }
@@ -771,12 +758,12 @@ int cfg_load_file(const char *path, struct cfg *out, char *err, size_t errlen)
     }
     if (rc == 0 && ferror(f)) {
         int e = errno ? errno : EIO;
-        set_err(err, errlen, "config: %s: %s", path, strerror(e));
+        kd_seterr(err, errlen, "config: %s: %s", path, strerror(e));
         rc = -e;
     }
     fclose(f);
     if (buf == NULL && rc == 0) {
-        set_err(err, errlen, "config: %s: out of memory", path);
+        kd_seterr(err, errlen, "config: %s: out of memory", path);
         rc = -ENOMEM;
     }
     if (rc != 0) {
@@ -787,7 +774,7 @@ int cfg_load_file(const char *path, struct cfg *out, char *err, size_t errlen)
     struct cfg_parse *p = calloc(1, sizeof(*p));
     if (p == NULL) {
         free(buf);
-        set_err(err, errlen, "config: %s: out of memory", path);
+        kd_seterr(err, errlen, "config: %s: out of memory", path);
         return -ENOMEM;
     }
     p->buf = buf;
@@ -802,11 +789,11 @@ int cfg_load_file(const char *path, struct cfg *out, char *err, size_t errlen)
     char *abs = rc == 0 ? realpath(path, NULL) : NULL;
     if (rc == 0 && abs == NULL) {
         rc = -errno;
-        set_err(err, errlen, "config: %s: %s", path, strerror(errno));
+        kd_seterr(err, errlen, "config: %s: %s", path, strerror(errno));
     }
     if (rc == 0 && strlen(abs) > CFG_STR_MAX) {
         rc = -ENAMETOOLONG;
-        set_err(err, errlen, "config: %s: path longer than %d bytes", path, CFG_STR_MAX);
+        kd_seterr(err, errlen, "config: %s: path longer than %d bytes", path, CFG_STR_MAX);
     }
     if (rc == 0) {
         snprintf(p->cfg.source_path, sizeof(p->cfg.source_path), "%s", abs);

@@ -14,20 +14,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/log.h"
+
 #define KEY_FILE_MAX 4096 /* bytes read from a key file; keys are short */
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static bool key_char(unsigned char ch)
 {
@@ -48,21 +37,21 @@ static int add_key(struct kd_keys *out, const char *src, size_t len, const char 
     while (len > 0 && isspace((unsigned char)src[len - 1]))
         len--;
     if (len == 0) {
-        set_err(err, errlen, "config: the Keepa API key in %s is empty", origin);
+        kd_seterr(err, errlen, "config: the Keepa API key in %s is empty", origin);
         return -EINVAL;
     }
     if (len >= KD_KEY_MAX) {
-        set_err(err, errlen,
-                "config: the Keepa API key in %s is %zu characters long; a key has at most %d",
-                origin, len, KD_KEY_MAX - 1);
+        kd_seterr(err, errlen,
+                  "config: the Keepa API key in %s is %zu characters long; a key has at most %d",
+                  origin, len, KD_KEY_MAX - 1);
         return -EINVAL;
     }
     for (size_t i = 0; i < len; i++) {
         if (!key_char((unsigned char)src[i])) {
-            set_err(err, errlen,
-                    "config: the Keepa API key in %s has a character that is not allowed at "
-                    "position %zu (a key is letters, digits and . _ ~ -)",
-                    origin, i + 1);
+            kd_seterr(err, errlen,
+                      "config: the Keepa API key in %s has a character that is not allowed at "
+                      "position %zu (a key is letters, digits and . _ ~ -)",
+                      origin, i + 1);
             return -EINVAL;
         }
     }
@@ -82,28 +71,28 @@ static int load_file(struct kd_keys *out, const char *path, char *err, size_t er
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
         rc = -errno;
-        set_err(err, errlen, "config: %s: %s", origin, strerror(-rc));
+        kd_seterr(err, errlen, "config: %s: %s", origin, strerror(-rc));
         goto out;
     }
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        set_err(err, errlen, "config: %s is not a regular file", origin);
+        kd_seterr(err, errlen, "config: %s is not a regular file", origin);
         rc = -EINVAL;
         goto out_fd;
     }
     if ((st.st_mode & 077) != 0) {
-        set_err(err, errlen,
-                "config: %s has mode %04o, %s by others: refusing to use it; chmod 600 %s (and "
-                "get a new key if others could read it)",
-                origin, (unsigned)(st.st_mode & 07777),
-                (st.st_mode & 044) != 0 ? "readable" : "writable", path);
+        kd_seterr(err, errlen,
+                  "config: %s has mode %04o, %s by others: refusing to use it; chmod 600 %s (and "
+                  "get a new key if others could read it)",
+                  origin, (unsigned)(st.st_mode & 07777),
+                  (st.st_mode & 044) != 0 ? "readable" : "writable", path);
         rc = -EACCES;
         goto out_fd;
     }
     buf = malloc(KEY_FILE_MAX + 1);
     if (buf == NULL) {
         rc = -ENOMEM;
-        set_err(err, errlen, "config: %s: out of memory", origin);
+        kd_seterr(err, errlen, "config: %s: out of memory", origin);
         goto out_fd;
     }
     size_t len = 0;
@@ -113,15 +102,15 @@ static int load_file(struct kd_keys *out, const char *path, char *err, size_t er
             continue;
         if (r < 0) {
             rc = -errno;
-            set_err(err, errlen, "config: cannot read %s: %s", origin, strerror(-rc));
+            kd_seterr(err, errlen, "config: cannot read %s: %s", origin, strerror(-rc));
             goto out_buf;
         }
         if (r == 0)
             break;
         len += (size_t)r;
         if (len > KEY_FILE_MAX) {
-            set_err(err, errlen, "config: %s is larger than %d bytes: not a key file", origin,
-                    KEY_FILE_MAX);
+            kd_seterr(err, errlen, "config: %s is larger than %d bytes: not a key file", origin,
+                      KEY_FILE_MAX);
             rc = -EINVAL;
             goto out_buf;
         }
@@ -142,11 +131,13 @@ static int load_file(struct kd_keys *out, const char *path, char *err, size_t er
         at = end + 1;
     }
     if (rc == 0 && keys == 0) {
-        set_err(err, errlen, "config: %s holds no key (put the key on a line of its own)", origin);
+        kd_seterr(err, errlen, "config: %s holds no key (put the key on a line of its own)",
+                  origin);
         rc = -EINVAL;
     } else if (rc == 0 && keys > KD_KEYS_MAX) {
-        set_err(err, errlen, "config: %s holds %zu keys; this version uses one (one key per line)",
-                origin, keys);
+        kd_seterr(err, errlen,
+                  "config: %s holds %zu keys; this version uses one (one key per line)", origin,
+                  keys);
         rc = -EINVAL;
     }
 out_buf:
@@ -173,9 +164,9 @@ int kd_keys_load(const struct cfg *c, struct kd_keys *out, char *err, size_t err
         out->origin = "KEEPA_API_KEY";
         rc = add_key(out, env, strlen(env), "the environment variable KEEPA_API_KEY", err, errlen);
     } else {
-        set_err(err, errlen,
-                "config: no Keepa API key: set [keepa] key_file (a file of mode 0600 holding the "
-                "key) or [keepa] key, or export KEEPA_API_KEY");
+        kd_seterr(err, errlen,
+                  "config: no Keepa API key: set [keepa] key_file (a file of mode 0600 holding the "
+                  "key) or [keepa] key, or export KEEPA_API_KEY");
         rc = -ENOKEY;
     }
     if (rc != 0)

@@ -118,6 +118,16 @@ char *kd_redact(const char *src, char *dst, size_t dstsz)
     return dst;
 }
 
+void kd_seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err == NULL || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
 char *kd_vformat_redacted(char *dst, size_t dstsz, const char *fmt, va_list ap)
 {
     char msg[KD_LOG_LINE_MAX];

@@ -46,6 +46,13 @@ void kd_log_clear_secrets(void);
  */
 char *kd_redact(const char *src, char *dst, size_t dstsz);
 
+/*
+ * Formats a one-line error message into ERR (size ERRLEN, truncated if needed) for a caller
+ * that asked for one; does nothing when ERR is NULL or ERRLEN 0. The caller passes no secret.
+ */
+void kd_seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Formats FMT with AP into DST (size DSTSZ, truncated if needed) with every registered secret
  * replaced, as kd_log does with its lines. Returns DST. */
 char *kd_vformat_redacted(char *dst, size_t dstsz, const char *fmt, va_list ap)

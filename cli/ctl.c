@@ -218,6 +218,13 @@ static int64_t count_deals(const struct cfg *c)
     return deals;
 }
 
+/* A process's last error, as a string even if its slot was torn mid-write. */
+static void last_error(const struct shm_proc_slot *p, char out[SHM_MESSAGE_MAX])
+{
+    memcpy(out, p->last_error, SHM_MESSAGE_MAX);
+    out[SHM_MESSAGE_MAX - 1] = '\0';
+}
+
 static void status_json(const char *instance, const struct shm_status *st, int have_status,
                         int running, int64_t deals, const struct shm_layout *l,
                         const struct tb_stats *tbs, int64_t now_ms)
@@ -249,8 +256,7 @@ static void status_json(const char *instance, const struct shm_status *st, int h
             const struct shm_proc_slot *p = &l->procs[r];
             int64_t started = atomic_load(&p->started_ms);
             char err_text[SHM_MESSAGE_MAX];
-            memcpy(err_text, p->last_error, sizeof(err_text));
-            err_text[sizeof(err_text) - 1] = '\0';
+            last_error(p, err_text);
             yajl_gen_map_open(g);
             cli_json_str(g, "role", shm_role_name((enum shm_role)r));
             cli_json_int(g, "pid", atomic_load(&p->pid));
@@ -299,8 +305,7 @@ static void status_text(const char *instance, const struct shm_status *st, int h
         const struct shm_proc_slot *p = &l->procs[r];
         int64_t started = atomic_load(&p->started_ms);
         char err_text[SHM_MESSAGE_MAX];
-        memcpy(err_text, p->last_error, sizeof(err_text));
-        err_text[sizeof(err_text) - 1] = '\0';
+        last_error(p, err_text);
         printf("%-11s %8" PRId64 " %-15s %8" PRId64 "s %8u %5d  %s\n",
                shm_role_name((enum shm_role)r), atomic_load(&p->pid),
                shm_proc_state_name(atomic_load(&p->state)),

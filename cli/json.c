@@ -91,20 +91,16 @@ void cli_json_tri(yajl_gen g, const char *k, int v)
         yajl_gen_bool(g, v);
 }
 
-void cli_json_i32s(yajl_gen g, const char *k, const int32_t *v, size_t n)
-{
-    cli_json_key(g, k);
-    yajl_gen_array_open(g);
-    for (size_t i = 0; i < n; i++)
-        yajl_gen_integer(g, v[i]);
-    yajl_gen_array_close(g);
-}
+/* An array member of integers of TYPE. */
+#define CLI_JSON_INTS(name, type)                                                                  \
+    void name(yajl_gen g, const char *k, const type *v, size_t n)                                  \
+    {                                                                                              \
+        cli_json_key(g, k);                                                                        \
+        yajl_gen_array_open(g);                                                                    \
+        for (size_t i = 0; i < n; i++)                                                             \
+            yajl_gen_integer(g, v[i]);                                                             \
+        yajl_gen_array_close(g);                                                                   \
+    }
 
-void cli_json_i64s(yajl_gen g, const char *k, const int64_t *v, size_t n)
-{
-    cli_json_key(g, k);
-    yajl_gen_array_open(g);
-    for (size_t i = 0; i < n; i++)
-        yajl_gen_integer(g, v[i]);
-    yajl_gen_array_close(g);
-}
+CLI_JSON_INTS(cli_json_i32s, int32_t)
+CLI_JSON_INTS(cli_json_i64s, int64_t)

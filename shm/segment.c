@@ -28,19 +28,6 @@
 
 #define SHM_RING_ALIGN 4096u
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 bool shm_instance_valid(const char *name)
 {
     size_t n = name ? strlen(name) : 0;
@@ -204,10 +191,10 @@ static int retire_leftover(const char *name, uint64_t *generation, char *err, si
             if (h->magic == SHM_MAGIC) {
                 pid_t pid = (pid_t)h->supervisor_pid;
                 if (pid > 0 && pid != getpid() && kill(pid, 0) == 0 && !atomic_load(&h->retired)) {
-                    set_err(err, errlen,
-                            "segment %s belongs to live supervisor pid %d but its status file is "
-                            "unlocked (was it deleted?); stop pid %d first",
-                            name, (int)pid, (int)pid);
+                    kd_seterr(err, errlen,
+                              "segment %s belongs to live supervisor pid %d but its status file is "
+                              "unlocked (was it deleted?); stop pid %d first",
+                              name, (int)pid, (int)pid);
                     rc = -EBUSY;
                 } else {
                     if (h->generation > *generation)
@@ -232,8 +219,8 @@ int shm_segment_create(struct shm_segment *seg, const struct shm_segment_options
 {
     segment_reset(seg);
     if (!shm_instance_valid(opt->instance)) {
-        set_err(err, errlen, "invalid instance name '%s': use 1-47 of [A-Za-z0-9_.-]",
-                opt->instance ? opt->instance : "");
+        kd_seterr(err, errlen, "invalid instance name '%s': use 1-47 of [A-Za-z0-9_.-]",
+                  opt->instance ? opt->instance : "");
         return -EINVAL;
     }
     uint64_t caps[SHM_RING_COUNT];
@@ -241,9 +228,9 @@ int shm_segment_create(struct shm_segment *seg, const struct shm_segment_options
         caps[i] = opt->ring_capacity[i] ? opt->ring_capacity[i] : SHM_DEFAULT_RING_CAPACITY;
         if ((caps[i] & (caps[i] - 1)) != 0 || caps[i] < RING_MIN_CAPACITY ||
             caps[i] > RING_MAX_CAPACITY) {
-            set_err(err, errlen, "ring %d capacity %llu: must be a power of two in [%u, %llu]", i,
-                    (unsigned long long)caps[i], RING_MIN_CAPACITY,
-                    (unsigned long long)RING_MAX_CAPACITY);
+            kd_seterr(err, errlen, "ring %d capacity %llu: must be a power of two in [%u, %llu]", i,
+                      (unsigned long long)caps[i], RING_MIN_CAPACITY,
+                      (unsigned long long)RING_MAX_CAPACITY);
             return -EINVAL;
         }
     }
@@ -255,8 +242,8 @@ int shm_segment_create(struct shm_segment *seg, const struct shm_segment_options
     int lfd = open(seg->status_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (lfd < 0) {
         int e = errno;
-        set_err(err, errlen, "cannot open status file %s: %s (does run_dir exist?)",
-                seg->status_path, strerror(e));
+        kd_seterr(err, errlen, "cannot open status file %s: %s (does run_dir exist?)",
+                  seg->status_path, strerror(e));
         return -e;
     }
     if (flock(lfd, LOCK_EX | LOCK_NB) != 0) {
@@ -267,13 +254,13 @@ int shm_segment_create(struct shm_segment *seg, const struct shm_segment_options
             parse_status(text, &st);
         close(lfd);
         if (e == EWOULDBLOCK) {
-            set_err(err, errlen,
-                    "instance '%s' is already running (supervisor pid %lld, status file %s); "
-                    "stop it first with `kdeals stop`",
-                    opt->instance, (long long)st.pid, seg->status_path);
+            kd_seterr(err, errlen,
+                      "instance '%s' is already running (supervisor pid %lld, status file %s); "
+                      "stop it first with `kdeals stop`",
+                      opt->instance, (long long)st.pid, seg->status_path);
             return -EBUSY;
         }
-        set_err(err, errlen, "cannot lock %s: %s", seg->status_path, strerror(e));
+        kd_seterr(err, errlen, "cannot lock %s: %s", seg->status_path, strerror(e));
         return -e;
     }
     (void)fchmod(lfd, 0600);
@@ -299,20 +286,20 @@ int shm_segment_create(struct shm_segment *seg, const struct shm_segment_options
     int fd = shm_open(seg->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
         rc = -errno;
-        set_err(err, errlen, "cannot create shared memory %s: %s", seg->name, strerror(-rc));
+        kd_seterr(err, errlen, "cannot create shared memory %s: %s", seg->name, strerror(-rc));
         goto fail;
     }
     seg->fd = fd;
     if (fchmod(fd, 0600) != 0 || ftruncate(fd, (off_t)size) != 0) {
         rc = -errno;
-        set_err(err, errlen, "cannot size shared memory %s to %llu bytes: %s", seg->name,
-                (unsigned long long)size, strerror(-rc));
+        kd_seterr(err, errlen, "cannot size shared memory %s to %llu bytes: %s", seg->name,
+                  (unsigned long long)size, strerror(-rc));
         goto fail_unlink;
     }
     void *map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (map == MAP_FAILED) {
         rc = -errno;
-        set_err(err, errlen, "cannot map %s: %s", seg->name, strerror(-rc));
+        kd_seterr(err, errlen, "cannot map %s: %s", seg->name, strerror(-rc));
         goto fail_unlink;
     }
     seg->layout = map;
@@ -341,7 +328,7 @@ int shm_segment_create(struct shm_segment *seg, const struct shm_segment_options
         h->ring_capacity[i] = caps[i];
         rc = ring_format(&l->rings[i], caps[i], offsets[i]);
         if (rc != 0) {
-            set_err(err, errlen, "cannot format ring %d", i);
+            kd_seterr(err, errlen, "cannot format ring %d", i);
             goto fail_unmap;
         }
     }
@@ -350,7 +337,7 @@ int shm_segment_create(struct shm_segment *seg, const struct shm_segment_options
 
     rc = shm_status_write(seg, "starting");
     if (rc != 0) {
-        set_err(err, errlen, "cannot write status file %s: %s", seg->status_path, strerror(-rc));
+        kd_seterr(err, errlen, "cannot write status file %s: %s", seg->status_path, strerror(-rc));
         goto fail_unmap;
     }
     return 0;
@@ -381,7 +368,7 @@ int shm_segment_attach(struct shm_segment *seg, const char *instance, enum shm_a
 {
     segment_reset(seg);
     if (!shm_instance_valid(instance)) {
-        set_err(err, errlen, "invalid instance name '%s'", instance ? instance : "");
+        kd_seterr(err, errlen, "invalid instance name '%s'", instance ? instance : "");
         return -EINVAL;
     }
     snprintf(seg->name, sizeof(seg->name), "/kdeals-%s", instance);
@@ -390,29 +377,29 @@ int shm_segment_attach(struct shm_segment *seg, const char *instance, enum shm_a
     if (fd < 0) {
         int e = errno;
         if (e == ENOENT)
-            set_err(err, errlen, "instance '%s' is not running (no shared memory %s)", instance,
-                    seg->name);
+            kd_seterr(err, errlen, "instance '%s' is not running (no shared memory %s)", instance,
+                      seg->name);
         else
-            set_err(err, errlen, "cannot open shared memory %s: %s", seg->name, strerror(e));
+            kd_seterr(err, errlen, "cannot open shared memory %s: %s", seg->name, strerror(e));
         return -e;
     }
     int rc = 0;
     struct stat st;
     if (fstat(fd, &st) != 0) {
         rc = -errno;
-        set_err(err, errlen, "cannot stat %s: %s", seg->name, strerror(-rc));
+        kd_seterr(err, errlen, "cannot stat %s: %s", seg->name, strerror(-rc));
         goto out_fd;
     }
     if ((size_t)st.st_size < sizeof(struct shm_header)) {
         /* ftruncate has not happened yet: a creator is mid-way. */
-        set_err(err, errlen, "shared memory %s is being initialised", seg->name);
+        kd_seterr(err, errlen, "shared memory %s is being initialised", seg->name);
         rc = -EAGAIN;
         goto out_fd;
     }
     struct shm_header *probe = mmap(NULL, sizeof(*probe), PROT_READ, MAP_SHARED, fd, 0);
     if (probe == MAP_FAILED) {
         rc = -errno;
-        set_err(err, errlen, "cannot map %s: %s", seg->name, strerror(-rc));
+        kd_seterr(err, errlen, "cannot map %s: %s", seg->name, strerror(-rc));
         goto out_fd;
     }
     uint32_t version = atomic_load_explicit(&probe->layout_version, memory_order_acquire);
@@ -422,20 +409,20 @@ int shm_segment_attach(struct shm_segment *seg, const char *instance, enum shm_a
     munmap(probe, sizeof(*probe));
 
     if (version == 0) {
-        set_err(err, errlen, "shared memory %s is being initialised", seg->name);
+        kd_seterr(err, errlen, "shared memory %s is being initialised", seg->name);
         rc = -EAGAIN;
     } else if (magic != SHM_MAGIC) {
-        set_err(err, errlen, "%s is not a kdeals segment (bad magic)", seg->name);
+        kd_seterr(err, errlen, "%s is not a kdeals segment (bad magic)", seg->name);
         rc = -EPROTO;
     } else if (version != SHM_LAYOUT_VERSION || fixed != sizeof(struct shm_layout)) {
-        set_err(err, errlen,
-                "%s has layout version %u, this kdeals understands %u: run the same kdeals "
-                "version as the daemon",
-                seg->name, version, SHM_LAYOUT_VERSION);
+        kd_seterr(err, errlen,
+                  "%s has layout version %u, this kdeals understands %u: run the same kdeals "
+                  "version as the daemon",
+                  seg->name, version, SHM_LAYOUT_VERSION);
         rc = -EPROTO;
     } else if (size > (uint64_t)st.st_size || size < sizeof(struct shm_layout)) {
-        set_err(err, errlen, "%s is truncated (%lld of %llu bytes)", seg->name,
-                (long long)st.st_size, (unsigned long long)size);
+        kd_seterr(err, errlen, "%s is truncated (%lld of %llu bytes)", seg->name,
+                  (long long)st.st_size, (unsigned long long)size);
         rc = -EPROTO;
     }
     if (rc != 0)
@@ -443,7 +430,7 @@ int shm_segment_attach(struct shm_segment *seg, const char *instance, enum shm_a
     void *map = mmap(NULL, size, rw ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0);
     if (map == MAP_FAILED) {
         rc = -errno;
-        set_err(err, errlen, "cannot map %s: %s", seg->name, strerror(-rc));
+        kd_seterr(err, errlen, "cannot map %s: %s", seg->name, strerror(-rc));
         goto out_fd;
     }
     seg->layout = map;

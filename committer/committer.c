@@ -1,5 +1,5 @@
 /*
- * committer.c: the committer worker process (docs/architecture.md, "Processes").
+ * committer.c: the committer stage (docs/architecture.md, "Processes").
  *
  * Survivors (peek passes, from the scanner) and recommit requests (stored deals the updater
  * wants fully re-fetched) arrive on two rings; both producers wrote them to the `pending` db

@@ -1,5 +1,5 @@
 /*
- * updater.c: the updater worker process: light re-checks of stored deals, free refreshes
+ * updater.c: the updater stage: light re-checks of stored deals, free refreshes
  * from the scanner, recommit requests to the committer, and expiry. Rules: updater/rules.h.
  *
  * One loop, one batch in flight. A tick (timer) publishes the updates_due gauge, drains the

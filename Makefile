@@ -51,15 +51,15 @@ demo: deps build
 bench: deps build
 	sh bench/run.sh $(BUILD)
 
-# libFuzzer targets (clang), each run for FUZZ_SECONDS over its seed corpus.
+# libFuzzer targets (clang; the list is tests/CMakeLists.txt), each run for FUZZ_SECONDS over its
+# seed corpus.
 FUZZ_SECONDS ?= 300
 FUZZ_TEST_SECONDS ?= 15
-FUZZ_TARGETS = fuzz_config fuzz_codec fuzz_kp_decode fuzz_sim_selection
 build-fuzz/CMakeCache.txt:
 	CC=clang cmake -S . -B build-fuzz -DKD_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
 fuzz-build: build-fuzz/CMakeCache.txt
-	cmake --build build-fuzz -j $(JOBS) $(addprefix --target ,$(FUZZ_TARGETS))
+	cmake --build build-fuzz -j $(JOBS) --target fuzz_targets
 
 test-fuzz: fuzz-build
 	sh tools/fuzz.sh $(FUZZ_TEST_SECONDS) build-fuzz

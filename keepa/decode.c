@@ -54,6 +54,9 @@ enum ctx {
     C_SELLERS,
     C_SELLER,
     C_ASINLIST,
+    C_HAZMAT,  /* hazardousMaterials: only whether it lists anything */
+    C_CATTREE, /* categoryTree: [{catId, name}, ...], root first */
+    C_CATNODE, /* one categoryTree node; idx = its position */
 };
 
 struct frame {
@@ -106,7 +109,15 @@ static const char *const product_keys[] = {"asin",
                                            "monthlySold",
                                            "availabilityAmazon",
                                            "packageWeight",
-                                           "parentAsin"};
+                                           "parentAsin",
+                                           "variableClosingFee",
+                                           "isHeatSensitive",
+                                           "isAdultProduct",
+                                           "hazardousMaterials",
+                                           "packageHeight",
+                                           "packageLength",
+                                           "packageWidth",
+                                           "categoryTree"};
 enum {
     PK_ASIN,
     PK_TITLE,
@@ -126,7 +137,15 @@ enum {
     PK_MONTHLY_SOLD,
     PK_AVAILABILITY,
     PK_PACKAGE_WEIGHT,
-    PK_PARENT_ASIN
+    PK_PARENT_ASIN,
+    PK_CLOSING_FEE,
+    PK_HEAT_SENSITIVE,
+    PK_ADULT,
+    PK_HAZMAT,
+    PK_PACKAGE_HEIGHT,
+    PK_PACKAGE_LENGTH,
+    PK_PACKAGE_WIDTH,
+    PK_CATEGORY_TREE
 };
 
 static const char *const stats_keys[] = {"current",
@@ -147,7 +166,10 @@ static const char *const stats_keys[] = {"current",
                                          "offerCountFBM",
                                          "totalOfferCount",
                                          "retrievedOfferCount",
-                                         "buyBoxSellerId"};
+                                         "buyBoxSellerId",
+                                         "buyBoxIsUsed",
+                                         "buyBoxUsedPrice",
+                                         "buyBoxUsedShipping"};
 enum {
     SK_CURRENT, /* SK_CURRENT..SK_AVG365 are the per-index arrays, in struct order */
     SK_AVG,
@@ -167,7 +189,10 @@ enum {
     SK_OC_FBM,
     SK_TOTAL_OC,
     SK_RETRIEVED_OC,
-    SK_BB_SELLER
+    SK_BB_SELLER,
+    SK_BB_IS_USED,
+    SK_BB_USED_PRICE,
+    SK_BB_USED_SHIPPING
 };
 
 static const char *const offer_keys[] = {"lastSeen", "sellerId", "offerCSV", "condition",
@@ -175,6 +200,8 @@ static const char *const offer_keys[] = {"lastSeen", "sellerId", "offerCSV", "co
 enum { OK_LAST_SEEN, OK_SELLER, OK_CSV, OK_CONDITION, OK_PRIME, OK_AMAZON, OK_FBA, OK_ID };
 
 static const char *const fba_keys[] = {"pickAndPackFee"};
+
+static const char *const catnode_keys[] = {"catId", "name"};
 
 static const char *const deals_keys[] = {"dr"};
 
@@ -237,27 +264,45 @@ enum {
  */
 enum jkind { J_ANY = 0, J_NUM, J_STR, J_BOOL, J_OBJ, J_ARR };
 
-static const uint8_t product_kinds[] = {[PK_ASIN] = J_STR,           [PK_TITLE] = J_STR,
-                                        [PK_DOMAIN] = J_NUM,         [PK_TYPE] = J_NUM,
-                                        [PK_ROOT_CAT] = J_NUM,       [PK_CATEGORIES] = J_ARR,
-                                        [PK_LAST_UPDATE] = J_NUM,    [PK_LAST_PRICE_CHANGE] = J_NUM,
-                                        [PK_STATS] = J_OBJ,          [PK_OFFERS] = J_ARR,
-                                        [PK_LIVE_ORDER] = J_ARR,     [PK_FBA_FEES] = J_OBJ,
-                                        [PK_REFERRAL_PCT_D] = J_NUM, [PK_REFERRAL_PCT_I] = J_NUM,
-                                        [PK_OFFERS_OK] = J_BOOL,     [PK_MONTHLY_SOLD] = J_NUM,
-                                        [PK_AVAILABILITY] = J_NUM,   [PK_PACKAGE_WEIGHT] = J_NUM,
-                                        [PK_PARENT_ASIN] = J_STR};
+static const uint8_t product_kinds[] = {[PK_ASIN] = J_STR,
+                                        [PK_TITLE] = J_STR,
+                                        [PK_DOMAIN] = J_NUM,
+                                        [PK_TYPE] = J_NUM,
+                                        [PK_ROOT_CAT] = J_NUM,
+                                        [PK_CATEGORIES] = J_ARR,
+                                        [PK_LAST_UPDATE] = J_NUM,
+                                        [PK_LAST_PRICE_CHANGE] = J_NUM,
+                                        [PK_STATS] = J_OBJ,
+                                        [PK_OFFERS] = J_ARR,
+                                        [PK_LIVE_ORDER] = J_ARR,
+                                        [PK_FBA_FEES] = J_OBJ,
+                                        [PK_REFERRAL_PCT_D] = J_NUM,
+                                        [PK_REFERRAL_PCT_I] = J_NUM,
+                                        [PK_OFFERS_OK] = J_BOOL,
+                                        [PK_MONTHLY_SOLD] = J_NUM,
+                                        [PK_AVAILABILITY] = J_NUM,
+                                        [PK_PACKAGE_WEIGHT] = J_NUM,
+                                        [PK_PARENT_ASIN] = J_STR,
+                                        [PK_CLOSING_FEE] = J_NUM,
+                                        [PK_HEAT_SENSITIVE] = J_BOOL,
+                                        [PK_ADULT] = J_BOOL,
+                                        [PK_HAZMAT] = J_ARR,
+                                        [PK_PACKAGE_HEIGHT] = J_NUM,
+                                        [PK_PACKAGE_LENGTH] = J_NUM,
+                                        [PK_PACKAGE_WIDTH] = J_NUM,
+                                        [PK_CATEGORY_TREE] = J_ARR};
 _Static_assert(sizeof(product_kinds) == sizeof(product_keys) / sizeof(product_keys[0]),
                "a kind for every product key");
 
 static const uint8_t stats_kinds[] = {
-    [SK_CURRENT] = J_ARR,  [SK_AVG] = J_ARR,        [SK_AVG30] = J_ARR,
-    [SK_AVG90] = J_ARR,    [SK_AVG180] = J_ARR,     [SK_AVG365] = J_ARR,
-    [SK_DROPS30] = J_NUM,  [SK_DROPS90] = J_NUM,    [SK_DROPS180] = J_NUM,
-    [SK_DROPS365] = J_NUM, [SK_BB_PRICE] = J_NUM,   [SK_BB_SHIPPING] = J_NUM,
-    [SK_BB_FBA] = J_BOOL,  [SK_BB_AMAZON] = J_BOOL, [SK_OC_FBA] = J_NUM,
-    [SK_OC_FBM] = J_NUM,   [SK_TOTAL_OC] = J_NUM,   [SK_RETRIEVED_OC] = J_NUM,
-    [SK_BB_SELLER] = J_STR};
+    [SK_CURRENT] = J_ARR,         [SK_AVG] = J_ARR,         [SK_AVG30] = J_ARR,
+    [SK_AVG90] = J_ARR,           [SK_AVG180] = J_ARR,      [SK_AVG365] = J_ARR,
+    [SK_DROPS30] = J_NUM,         [SK_DROPS90] = J_NUM,     [SK_DROPS180] = J_NUM,
+    [SK_DROPS365] = J_NUM,        [SK_BB_PRICE] = J_NUM,    [SK_BB_SHIPPING] = J_NUM,
+    [SK_BB_FBA] = J_BOOL,         [SK_BB_AMAZON] = J_BOOL,  [SK_OC_FBA] = J_NUM,
+    [SK_OC_FBM] = J_NUM,          [SK_TOTAL_OC] = J_NUM,    [SK_RETRIEVED_OC] = J_NUM,
+    [SK_BB_SELLER] = J_STR,       [SK_BB_IS_USED] = J_BOOL, [SK_BB_USED_PRICE] = J_NUM,
+    [SK_BB_USED_SHIPPING] = J_NUM};
 _Static_assert(sizeof(stats_kinds) == sizeof(stats_keys) / sizeof(stats_keys[0]),
                "a kind for every stats key");
 
@@ -503,6 +548,13 @@ static void init_product(struct kp_decoder *d)
     p->monthly_sold = -1;
     p->availability_amazon = -2;
     p->package_weight_g = -1;
+    p->package_height_mm = -1;
+    p->package_length_mm = -1;
+    p->package_width_mm = -1;
+    p->variable_closing_fee_cents = -1;
+    p->is_heat_sensitive = -1;
+    p->is_adult = -1;
+    p->hazmat = -1;
     p->pick_and_pack_fee_cents = -1;
     p->referral_fee_percent = -1;
     p->offers_successful = -1;
@@ -779,6 +831,28 @@ static void product_scalar(struct kp_decoder *d, int key, const struct scalar *v
         if (v->kind == S_STR)
             copy_str(p->parent_asin, sizeof(p->parent_asin), v->s, v->len);
         break;
+    case PK_CLOSING_FEE:
+        set_i32(&p->variable_closing_fee_cents, scalar_num(v));
+        break;
+    case PK_HEAT_SENSITIVE:
+        p->is_heat_sensitive = scalar_tri(v);
+        break;
+    case PK_ADULT:
+        p->is_adult = scalar_tri(v);
+        break;
+    case PK_HAZMAT:
+        if (v->kind == S_NULL)
+            p->hazmat = 0; /* Keepa lists nothing */
+        break;
+    case PK_PACKAGE_HEIGHT:
+        set_i32(&p->package_height_mm, scalar_num(v));
+        break;
+    case PK_PACKAGE_LENGTH:
+        set_i32(&p->package_length_mm, scalar_num(v));
+        break;
+    case PK_PACKAGE_WIDTH:
+        set_i32(&p->package_width_mm, scalar_num(v));
+        break;
     default:
         break;
     }
@@ -824,6 +898,15 @@ static void stats_scalar(struct kp_decoder *d, int key, const struct scalar *v)
         break;
     case SK_RETRIEVED_OC:
         set_i32(&s->retrieved_offer_count, n);
+        break;
+    case SK_BB_IS_USED:
+        s->buy_box_is_used = scalar_tri(v);
+        break;
+    case SK_BB_USED_PRICE:
+        set_i32(&s->buy_box_used_price_cents, n);
+        break;
+    case SK_BB_USED_SHIPPING:
+        set_i32(&s->buy_box_used_shipping_cents, n);
         break;
     case SK_BB_SELLER:
         if (v->kind == S_STR)
@@ -1082,6 +1165,15 @@ static int on_scalar(struct kp_decoder *d, const struct scalar *v)
         if (f->key == 0)
             set_i32(&d->prod.pick_and_pack_fee_cents, scalar_num(v));
         break;
+    case C_HAZMAT:
+        if (v->kind != S_NULL)
+            d->prod.hazmat = 1;
+        break;
+    case C_CATNODE:
+        /* The root is the first node; its name is what a seller calls the category. */
+        if (f->idx == 0 && f->key == 1 && v->kind == S_STR)
+            copy_str(d->prod.root_category_name, sizeof(d->prod.root_category_name), v->s, v->len);
+        break;
     case C_DEAL:
         deal_scalar(d, f->key, v);
         break;
@@ -1199,6 +1291,11 @@ static int cb_start_map(void *ctx)
         if (f->key == PK_FBA_FEES)
             return push(d, C_FBAFEES, 0, false, 0);
         break;
+    case C_HAZMAT:
+        d->prod.hazmat = 1; /* any entry: the product is listed as hazardous */
+        return skip_container(d);
+    case C_CATTREE:
+        return push(d, C_CATNODE, 0, false, f->idx);
     case C_OFFERS: {
         int32_t slot = -1;
         d->prod.n_offers_seen++;
@@ -1252,6 +1349,12 @@ static int cb_start_array(void *ctx)
             d->n_live = 0;
             return push(d, C_LIVE_ORDER, 0, true, 0);
         }
+        if (f->key == PK_HAZMAT) {
+            d->prod.hazmat = 0; /* an empty list says nothing is hazardous */
+            return push(d, C_HAZMAT, 0, true, 0);
+        }
+        if (f->key == PK_CATEGORY_TREE)
+            return push(d, C_CATTREE, 0, true, 0);
         break;
     case C_STATS:
         if (f->key >= SK_CURRENT && f->key <= SK_AVG365)
@@ -1359,6 +1462,9 @@ static int cb_map_key(void *ctx, const unsigned char *k, size_t len)
         break;
     case C_FBAFEES:
         id = KEY_ID(fba_keys, k, len);
+        break;
+    case C_CATNODE:
+        id = KEY_ID(catnode_keys, k, len);
         break;
     case C_DEALS:
         id = KEY_ID(deals_keys, k, len);

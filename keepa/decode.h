@@ -109,6 +109,9 @@ struct kp_stats {
     int32_t offer_count_fba, offer_count_fbm; /* -2 unless offers were requested */
     int32_t total_offer_count, retrieved_offer_count;
     char buy_box_seller_id[KP_SELLER_ID_MAX]; /* "" when null or absent */
+    int8_t buy_box_is_used;                   /* buyBoxIsUsed: -1 null/absent, 0, 1 */
+    int32_t buy_box_used_price_cents;         /* buyBoxUsedPrice: -2 none, -1 absent */
+    int32_t buy_box_used_shipping_cents;      /* buyBoxUsedShipping: idem */
 };
 
 struct kp_product {
@@ -124,17 +127,25 @@ struct kp_product {
     int64_t last_update_keepa_min;
     int64_t last_price_change_keepa_min;
     struct kp_stats stats;
-    int32_t pick_and_pack_fee_cents; /* fbaFees.pickAndPackFee; -1 absent */
-    double referral_fee_percent;     /* referralFeePercentage, else referralFeePercent; -1 */
-    int8_t offers_successful;        /* -1 absent, 0, 1 */
-    int32_t monthly_sold;            /* monthlySold; -1 absent */
-    int32_t availability_amazon;     /* -1 none, 0 now, 1 preorder, ...; -2 absent */
-    int32_t package_weight_g;        /* -1 absent */
-    char parent_asin[KP_ASIN_MAX];   /* "" when null or absent */
-    bool live_order_present;         /* liveOffersOrder was a non-null array */
-    uint32_t n_offers_seen;          /* entries of offers[] in the body */
-    uint32_t n_offers;               /* live offers kept below */
-    bool offers_truncated;           /* a live offer was beyond the buffers */
+    int32_t pick_and_pack_fee_cents;    /* fbaFees.pickAndPackFee; -1 absent */
+    double referral_fee_percent;        /* referralFeePercentage, else referralFeePercent; -1 */
+    int8_t offers_successful;           /* -1 absent, 0, 1 */
+    int32_t monthly_sold;               /* monthlySold; -1 absent */
+    int32_t availability_amazon;        /* -1 none, 0 now, 1 preorder, ...; -2 absent */
+    int32_t package_weight_g;           /* -1 absent */
+    int32_t package_height_mm;          /* packageHeight; -1 absent */
+    int32_t package_length_mm;          /* packageLength; -1 absent */
+    int32_t package_width_mm;           /* packageWidth; -1 absent */
+    int32_t variable_closing_fee_cents; /* variableClosingFee; -1 absent */
+    int8_t is_heat_sensitive;           /* isHeatSensitive: -1 absent, 0, 1 */
+    int8_t is_adult;                    /* isAdultProduct: -1 absent, 0, 1 */
+    int8_t hazmat;                      /* hazardousMaterials: -1 absent, 0 null or [], 1 listed */
+    char root_category_name[64];        /* categoryTree[0].name; "" absent */
+    char parent_asin[KP_ASIN_MAX];      /* "" when null or absent */
+    bool live_order_present;            /* liveOffersOrder was a non-null array */
+    uint32_t n_offers_seen;             /* entries of offers[] in the body */
+    uint32_t n_offers;                  /* live offers kept below */
+    bool offers_truncated;              /* a live offer was beyond the buffers */
     /*
      * Values of the wrong JSON type in the fields above (stats, offers, fbaFees included): a
      * number given as a string, bool or container, a string or bool given as a number, an

@@ -61,24 +61,58 @@ int st_deal_key(const struct st_deal *d, struct st_key *out)
     return st_key_make(d->domain, d->asin, out);
 }
 
+int st_record_key(const struct st_record *r, struct st_key *out)
+{
+    return st_key_make(r->domain, r->asin, out);
+}
+
 int st_pending_key(const struct st_pending *p, struct st_key *out)
 {
     return st_key_make(p->domain, p->asin, out);
 }
 
-void st_deal_set_title(struct st_deal *d, const char *title, size_t len)
+/* Copies at most CAP - 1 bytes of TEXT (LEN bytes, stops at a NUL) into DST, never cutting a
+ * UTF-8 sequence in half. */
+static void set_text(char *dst, size_t cap, const char *text, size_t len)
 {
-    const char *nul = memchr(title, '\0', len);
+    const char *nul = memchr(text, '\0', len);
     if (nul != NULL)
-        len = (size_t)(nul - title);
-    size_t n = len < ST_TITLE_MAX - 1 ? len : ST_TITLE_MAX - 1;
+        len = (size_t)(nul - text);
+    size_t n = len < cap - 1 ? len : cap - 1;
     if (n < len) {
         /* Do not keep the first bytes of a multi-byte sequence cut at n. */
-        while (n > 0 && ((unsigned char)title[n] & 0xC0) == 0x80)
+        while (n > 0 && ((unsigned char)text[n] & 0xC0) == 0x80)
             n--;
     }
-    memcpy(d->title, title, n);
-    d->title[n] = '\0';
+    memcpy(dst, text, n);
+    dst[n] = '\0';
+}
+
+void st_deal_set_title(struct st_deal *d, const char *title, size_t len)
+{
+    set_text(d->title, sizeof(d->title), title, len);
+}
+
+void st_record_set_title(struct st_record *r, const char *title, size_t len)
+{
+    set_text(r->title, sizeof(r->title), title, len);
+}
+
+void st_record_set_category(struct st_record *r, const char *name, size_t len)
+{
+    set_text(r->category_name, sizeof(r->category_name), name, len);
+}
+
+void st_record_init(struct st_record *r)
+{
+    memset(r, 0, sizeof(*r));
+    jd_inputs_init(&r->in);
+    memset(&r->v, 0, sizeof(r->v));
+    r->v.sell_cents = r->v.basis_cents = r->v.buy_cents = r->v.landed_cents = -1;
+    r->v.max_cost_cents = r->v.max_cost_roi_cents = r->v.max_cost_profit_cents = -1;
+    r->v.referral_cents = r->v.closing_cents = r->v.fba_cents = r->v.fbm_shipping_cents = -1;
+    r->v.tax_cents = r->v.prep_cents = r->v.inbound_cents = r->v.referral_bp = -1;
+    r->bought_cost_cents = -1;
 }
 
 /* ---- field tables ---------------------------------------------------------------------- */
@@ -97,10 +131,25 @@ struct st_field {
 #define PENDING_ROW(kind, name, size) ROW(struct st_pending, kind, name, size)
 
 static const struct st_field deal_fields[] = {ST_DEAL_FIELDS(DEAL_ROW)};
+
+#define RECORD_ROW(kind, name, size) ROW(struct st_record, kind, name, size)
+#define INPUT_ROW(kind, name, size)                                                                \
+    {#name, K_##kind, offsetof(struct st_record, in.name),                                         \
+     sizeof(((struct st_record *)0)->in.name)},
+#define VERDICT_ROW(kind, member, key)                                                             \
+    {#key, K_##kind, offsetof(struct st_record, v.member),                                         \
+     sizeof(((struct st_record *)0)->v.member)},
+static const struct st_field record_fields[] = {ST_RECORD_HEAD_FIELDS(RECORD_ROW) JD_INPUT_FIELDS(
+    INPUT_ROW) ST_VERDICT_FIELDS(VERDICT_ROW) ST_RECORD_TAIL_FIELDS(RECORD_ROW)};
 static const struct st_field seen_fields[] = {ST_SEEN_FIELDS(SEEN_ROW)};
+#define HISTORY_ROW(kind, name, size) ROW(struct st_history, kind, name, size)
+#define CHANGE_ROW(kind, name, size)  ROW(struct st_change, kind, name, size)
+static const struct st_field history_fields[] = {ST_HISTORY_FIELDS(HISTORY_ROW)};
+static const struct st_field change_fields[] = {ST_CHANGE_FIELDS(CHANGE_ROW)};
 static const struct st_field pending_fields[] = {ST_PENDING_FIELDS(PENDING_ROW)};
 
-_Static_assert(KD_ARRAY_LEN(deal_fields) <= 64, "the decoder tracks fields in a u64");
+#define ST_FIELDS_MAX 256 /* the decoder's bitmap of fields seen */
+_Static_assert(KD_ARRAY_LEN(record_fields) <= ST_FIELDS_MAX, "the decoder tracks fields seen");
 
 /* ---- encoding -------------------------------------------------------------------------- */
 
@@ -184,6 +233,27 @@ int st_deal_encode(const struct st_deal *d, uint8_t *buf, size_t cap, size_t *le
     if (st_deal_key(d, &k) != 0)
         return -EINVAL;
     return encode_fields(deal_fields, KD_ARRAY_LEN(deal_fields), ST_DEAL_VERSION, d, buf, cap, len);
+}
+
+int st_record_encode(const struct st_record *r, uint8_t *buf, size_t cap, size_t *len)
+{
+    struct st_key k;
+    if (st_record_key(r, &k) != 0)
+        return -EINVAL;
+    return encode_fields(record_fields, KD_ARRAY_LEN(record_fields), ST_RECORD_VERSION, r, buf, cap,
+                         len);
+}
+
+int st_history_encode(const struct st_history *h, uint8_t *buf, size_t cap, size_t *len)
+{
+    return encode_fields(history_fields, KD_ARRAY_LEN(history_fields), ST_HISTORY_VERSION, h, buf,
+                         cap, len);
+}
+
+int st_change_encode(const struct st_change *c, uint8_t *buf, size_t cap, size_t *len)
+{
+    return encode_fields(change_fields, KD_ARRAY_LEN(change_fields), ST_CHANGE_VERSION, c, buf, cap,
+                         len);
 }
 
 int st_seen_encode(const struct st_seen *s, uint8_t *buf, size_t cap, size_t *len)
@@ -272,7 +342,7 @@ static int decode_value(const struct st_field *f, const msgpack_object *o, char 
     return -EBADMSG;
 }
 
-/* Decodes into the zeroed scratch record REC (RECSIZE bytes). */
+/* Decodes into the scratch record REC, whose absent fields keep their initial values. */
 static int decode_fields(const struct st_field *f, size_t nf, uint64_t version, const void *buf,
                          size_t len, void *rec)
 {
@@ -304,7 +374,7 @@ static int decode_fields(const struct st_field *f, size_t nf, uint64_t version, 
         goto out;
     }
 
-    uint64_t seen = 0;
+    uint64_t seen[ST_FIELDS_MAX / 64] = {0};
     for (uint32_t i = 0; i < m->size; i++) {
         const msgpack_object *key = &m->ptr[i].key;
         if (key->type != MSGPACK_OBJECT_STR)
@@ -325,9 +395,9 @@ static int decode_fields(const struct st_field *f, size_t nf, uint64_t version, 
         }
         if (idx == nf)
             continue; /* a field this version does not know */
-        if ((seen >> idx) & 1)
+        if ((seen[idx / 64] >> (idx % 64)) & 1)
             goto out;
-        seen |= (uint64_t)1 << idx;
+        seen[idx / 64] |= (uint64_t)1 << (idx % 64);
         if (decode_value(&f[idx], &m->ptr[i].val, (char *)rec + f[idx].off) != 0)
             goto out;
     }
@@ -348,6 +418,62 @@ int st_deal_decode(const void *buf, size_t len, struct st_deal *out)
     if (rc == 0)
         *out = tmp;
     return rc;
+}
+
+int st_record_decode(const void *buf, size_t len, struct st_record *out)
+{
+    struct st_record tmp;
+    st_record_init(&tmp);
+    int rc = decode_fields(record_fields, KD_ARRAY_LEN(record_fields), ST_RECORD_VERSION, buf, len,
+                           &tmp);
+    struct st_key k;
+    if (rc == 0 && st_record_key(&tmp, &k) != 0)
+        rc = -EBADMSG;
+    if (rc == 0)
+        *out = tmp;
+    return rc;
+}
+
+int st_history_decode(const void *buf, size_t len, struct st_history *out)
+{
+    struct st_history tmp;
+    memset(&tmp, 0, sizeof(tmp));
+    int rc = decode_fields(history_fields, KD_ARRAY_LEN(history_fields), ST_HISTORY_VERSION, buf,
+                           len, &tmp);
+    if (rc == 0)
+        *out = tmp;
+    return rc;
+}
+
+int st_change_decode(const void *buf, size_t len, struct st_change *out)
+{
+    struct st_change tmp;
+    memset(&tmp, 0, sizeof(tmp));
+    int rc = decode_fields(change_fields, KD_ARRAY_LEN(change_fields), ST_CHANGE_VERSION, buf, len,
+                           &tmp);
+    if (rc == 0)
+        *out = tmp;
+    return rc;
+}
+
+static const char *const state_names[] = {"none", "deal", "failing", "rejected"};
+static const char *const event_names[] = {"none", "commit", "recheck", "rejudge",
+                                          "mark", "expire", "delete",  "migrate"};
+static const char *const mark_names[] = {"none", "bought", "ignored"};
+
+const char *st_state_name(unsigned state)
+{
+    return state < KD_ARRAY_LEN(state_names) ? state_names[state] : "?";
+}
+
+const char *st_event_name(unsigned event)
+{
+    return event < KD_ARRAY_LEN(event_names) ? event_names[event] : "?";
+}
+
+const char *st_mark_name(unsigned mark)
+{
+    return mark < KD_ARRAY_LEN(mark_names) ? mark_names[mark] : "?";
 }
 
 int st_seen_decode(const void *buf, size_t len, struct st_seen *out)

@@ -28,12 +28,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ST_ASIN_LEN      10
-#define ST_KEY_LEN       11   /* domain byte + ASIN */
-#define ST_TITLE_MAX     200  /* bytes including the NUL; longer titles are cut (UTF-8 safe) */
-#define ST_SELLER_ID_MAX 32   /* bytes including the NUL (Amazon seller ids are ~14) */
-#define ST_RECORD_MAX    2048 /* no encoded record is longer */
+#include "judge/judge.h"
 
+#define ST_ASIN_LEN          10
+#define ST_KEY_LEN           11   /* domain byte + ASIN */
+#define ST_TITLE_MAX         200  /* bytes including the NUL; longer titles are cut (UTF-8 safe) */
+#define ST_SELLER_ID_MAX     32   /* bytes including the NUL (Amazon seller ids are ~14) */
+#define ST_RECORD_MAX        4096 /* no encoded record is longer */
+#define ST_CATEGORY_NAME_MAX 64
+
+#define ST_RECORD_VERSION  2 /* a judged product (v1 was the deal record, migrated) */
 #define ST_DEAL_VERSION    1
 #define ST_SEEN_VERSION    1
 #define ST_PENDING_VERSION 1
@@ -88,6 +92,113 @@ struct st_key {
     X(I64, next_check_ms, 0)   /* schedule time; 0 = not scheduled */                              \
     X(U64, revision, 0)        /* bumped by the writer on every change */
 
+/*
+ * A record: a fully fetched product with its judgement inputs and its verdict, deal or not
+ * (every token spent to judge it is kept). Three parts: the head and tail below, the inputs
+ * (struct jd_inputs, encoded under the names of JD_INPUT_FIELDS) and the verdict (the members
+ * of struct jd_verdict listed in ST_VERDICT_FIELDS, encoded under the third name). The
+ * verdict's per-criterion detail (jd_verdict.crit) is not stored: jd_judge() on the stored
+ * inputs gives it back.
+ */
+#define ST_RECORD_HEAD_FIELDS(X)                                                                   \
+    X(STR, asin, ST_ASIN_LEN + 1)                                                                  \
+    X(U8, domain, 0)                                                                               \
+    X(STR, title, ST_TITLE_MAX)                                                                    \
+    X(STR, category_name, ST_CATEGORY_NAME_MAX) /* categoryTree[0].name; "" unknown */             \
+    X(U8, source, 0)                            /* enum st_source that found it */
+
+/* X(kind, member of struct jd_verdict, name in the record) */
+#define ST_VERDICT_FIELDS(X)                                                                       \
+    X(BOOL, deal, verdict_deal)                                                                    \
+    X(BOOL, near, verdict_near)                                                                    \
+    X(U32, fails, verdict_fails)       /* bit per enum jd_crit */                                  \
+    X(U32, unknowns, verdict_unknowns) /* bit per enum jd_crit */                                  \
+    X(U8, side, sell_side)             /* enum jd_side */                                          \
+    X(U8, basis, sell_basis)           /* enum jd_basis */                                         \
+    X(U8, caps, sell_caps)             /* JD_CAP_* */                                              \
+    X(I64, basis_cents, sell_basis_cents)                                                          \
+    X(I64, sell_cents, sell_cents)                                                                 \
+    X(I64, referral_bp, fee_referral_bp)                                                           \
+    X(BOOL, referral_default, fee_referral_default)                                                \
+    X(BOOL, referral_min_applied, fee_referral_min_applied)                                        \
+    X(I64, referral_cents, fee_referral_cents)                                                     \
+    X(I64, closing_cents, fee_closing_cents)                                                       \
+    X(I64, fba_cents, fee_fba_cents)                                                               \
+    X(BOOL, fba_default, fee_fba_default)                                                          \
+    X(I64, fbm_shipping_cents, fee_fbm_shipping_cents)                                             \
+    X(BOOL, payout_known, payout_known)                                                            \
+    X(I64, payout_cents, payout_cents)                                                             \
+    X(I64, buy_cents, buy_total_cents)                                                             \
+    X(I64, tax_cents, cost_tax_cents)                                                              \
+    X(I64, prep_cents, cost_prep_cents)                                                            \
+    X(I64, inbound_cents, cost_inbound_cents)                                                      \
+    X(I64, landed_cents, landed_cents)                                                             \
+    X(BOOL, priced, priced)                                                                        \
+    X(I64, profit_cents, profit_cents)                                                             \
+    X(I64, roi_bp, roi_bp)                                                                         \
+    X(I64, margin_bp, margin_bp)                                                                   \
+    X(I64, max_cost_cents, max_cost_cents)                                                         \
+    X(I64, max_cost_roi_cents, max_cost_roi_cents)                                                 \
+    X(I64, max_cost_profit_cents, max_cost_profit_cents)                                           \
+    X(BOOL, oversize, oversize)
+
+#define ST_RECORD_TAIL_FIELDS(X)                                                                   \
+    X(U8, state, 0)            /* enum st_state */                                                 \
+    X(U64, rules_hash, 0)      /* jd_rules_hash of the rules that judged it; 0 never judged */     \
+    X(I64, judged_ms, 0)       /* when the verdict was last computed */                            \
+    X(I64, first_seen_ms, 0)   /* when first committed */                                          \
+    X(I64, deal_since_ms, 0)   /* when it last became a deal; 0 not a deal */                      \
+    X(I64, last_checked_ms, 0) /* last successful fetch (full or light) */                         \
+    X(I64, last_changed_ms, 0) /* last time the verdict's money figures changed */                 \
+    X(U32, check_failures, 0)  /* consecutive re-checks that found it no longer a deal */          \
+    X(I64, next_check_ms, 0)   /* re-check schedule; 0 = not scheduled */                          \
+    X(I64, expired_ms, 0)      /* when failed re-checks ended it; 0 never */                       \
+    X(U64, revision, 0)        /* bumped by the writer on every change */                          \
+    X(U8, mark, 0)             /* enum st_mark */                                                  \
+    X(I64, mark_ms, 0)                                                                             \
+    X(I64, bought_cost_cents, 0) /* the seller's own cost per unit; -1 none */                     \
+    X(I32, bought_qty, 0)
+
+/* What happened to a record (history entries and the change log say it). */
+enum st_event {
+    ST_EV_NONE = 0,
+    ST_EV_COMMIT = 1,  /* a full fetch judged it */
+    ST_EV_RECHECK = 2, /* a light re-check (or a free refresh from a peek) judged it again */
+    ST_EV_REJUDGE = 3, /* the rules changed: judged again from its stored inputs, no tokens */
+    ST_EV_MARK = 4,    /* the seller marked it (bought, ignored, cleared) */
+    ST_EV_EXPIRE = 5,  /* failed re-checks ended it as a deal */
+    ST_EV_DELETE = 6,  /* pruned: the record is gone */
+    ST_EV_MIGRATE = 7  /* converted from an older store */
+};
+
+/* One entry of a record's history (db history, key ‖ be64(revision)). */
+#define ST_HISTORY_FIELDS(X)                                                                       \
+    X(I64, at_ms, 0)                                                                               \
+    X(U64, revision, 0)                                                                            \
+    X(U8, event, 0) /* enum st_event */                                                            \
+    X(U8, state, 0) /* enum st_state after it */                                                   \
+    X(I64, buy_total_cents, 0)                                                                     \
+    X(I64, landed_cents, 0)                                                                        \
+    X(I64, sell_cents, 0)                                                                          \
+    X(I64, profit_cents, 0)                                                                        \
+    X(I64, roi_bp, 0)                                                                              \
+    X(I64, max_cost_cents, 0)                                                                      \
+    X(U32, fails, 0) /* verdict_fails then */
+
+/* One entry of the change log (db changes, be64(seq)): a record changed. */
+#define ST_CHANGE_FIELDS(X)                                                                        \
+    X(U64, seq, 0)                                                                                 \
+    X(STR, asin, ST_ASIN_LEN + 1)                                                                  \
+    X(U8, domain, 0)                                                                               \
+    X(U64, revision, 0)                                                                            \
+    X(U8, event, 0)      /* enum st_event */                                                       \
+    X(U8, state, 0)      /* enum st_state after it (NONE when deleted) */                          \
+    X(U8, prev_state, 0) /* before it */                                                           \
+    X(I64, at_ms, 0)
+
+#define ST_HISTORY_VERSION 1
+#define ST_CHANGE_VERSION  1
+
 /* What the scanner remembers about a peeked ASIN (dedup). */
 #define ST_SEEN_FIELDS(X)                                                                          \
     X(I64, peek_ms, 0)              /* when it was peeked */                                       \
@@ -104,6 +215,16 @@ struct st_key {
     X(I64, sell_estimate_cents, 0)                                                                 \
     X(U8, source, 0)    /* enum st_source */                                                       \
     X(U32, attempts, 0) /* commit attempts that failed so far */
+
+/* Where a record stands. */
+enum st_state {
+    ST_STATE_NONE = 0,
+    ST_STATE_DEAL = 1,    /* its verdict passes the current rules: in the deal view, re-checked */
+    ST_STATE_FAILING = 2, /* was a deal, failed its latest re-check(s); still re-checked until
+                             [update] expire_after_failures, then REJECTED with expired_ms */
+    ST_STATE_REJECTED = 3 /* not a deal: kept (no tokens), pruned after [store] keep_rejected */
+};
+enum st_mark { ST_MARK_NONE = 0, ST_MARK_BOUGHT = 1, ST_MARK_IGNORED = 2 };
 
 enum st_verdict {
     ST_VERDICT_NONE = 0,
@@ -132,8 +253,23 @@ struct st_deal {
     ST_DEAL_FIELDS(ST_MEMBER)
 };
 
+struct st_record {
+    ST_RECORD_HEAD_FIELDS(ST_MEMBER)
+    struct jd_inputs in;
+    struct jd_verdict v;
+    ST_RECORD_TAIL_FIELDS(ST_MEMBER)
+};
+
 struct st_seen {
     ST_SEEN_FIELDS(ST_MEMBER)
+};
+
+struct st_history {
+    ST_HISTORY_FIELDS(ST_MEMBER)
+};
+
+struct st_change {
+    ST_CHANGE_FIELDS(ST_MEMBER)
 };
 
 struct st_pending {
@@ -150,9 +286,16 @@ int st_key_make(unsigned domain, const char *asin, struct st_key *out);
 unsigned st_key_domain(const struct st_key *key);
 void st_key_asin(const struct st_key *key, char out[ST_ASIN_LEN + 1]);
 
+/* A record with every input unknown, no verdict, no schedule, no mark. */
+void st_record_init(struct st_record *r);
+
 /* Copies at most ST_TITLE_MAX - 1 bytes of TITLE (LEN bytes) into D, never cutting a UTF-8
  * sequence in half. */
 void st_deal_set_title(struct st_deal *d, const char *title, size_t len);
+
+/* The same into a record's title (ST_TITLE_MAX) or category name (ST_CATEGORY_NAME_MAX). */
+void st_record_set_title(struct st_record *r, const char *title, size_t len);
+void st_record_set_category(struct st_record *r, const char *name, size_t len);
 
 /*
  * Encoders: write the record as msgpack into BUF (CAP bytes; ST_RECORD_MAX always suffices)
@@ -160,6 +303,9 @@ void st_deal_set_title(struct st_deal *d, const char *title, size_t len);
  * -ENOBUFS when CAP is too small.
  */
 int st_deal_encode(const struct st_deal *d, uint8_t *buf, size_t cap, size_t *len);
+int st_record_encode(const struct st_record *r, uint8_t *buf, size_t cap, size_t *len);
+int st_history_encode(const struct st_history *h, uint8_t *buf, size_t cap, size_t *len);
+int st_change_encode(const struct st_change *c, uint8_t *buf, size_t cap, size_t *len);
 int st_seen_encode(const struct st_seen *s, uint8_t *buf, size_t cap, size_t *len);
 int st_pending_encode(const struct st_pending *p, uint8_t *buf, size_t cap, size_t *len);
 
@@ -168,11 +314,21 @@ int st_pending_encode(const struct st_pending *p, uint8_t *buf, size_t cap, size
  * untouched), -ENOTSUP (a newer record version) or -ENOMEM.
  */
 int st_deal_decode(const void *buf, size_t len, struct st_deal *out);
+/* A record absent fields of which keep st_record_init's values (unknown, not zero). */
+int st_record_decode(const void *buf, size_t len, struct st_record *out);
+int st_history_decode(const void *buf, size_t len, struct st_history *out);
+int st_change_decode(const void *buf, size_t len, struct st_change *out);
+
+/* Names of states, events and marks ("deal", "commit", "bought"); "?" when out of range. */
+const char *st_state_name(unsigned state);
+const char *st_event_name(unsigned event);
+const char *st_mark_name(unsigned mark);
 int st_seen_decode(const void *buf, size_t len, struct st_seen *out);
 int st_pending_decode(const void *buf, size_t len, struct st_pending *out);
 
 /* The key of a decoded deal or pending record (-EINVAL if its asin/domain are invalid). */
 int st_deal_key(const struct st_deal *d, struct st_key *out);
+int st_record_key(const struct st_record *r, struct st_key *out);
 int st_pending_key(const struct st_pending *p, struct st_key *out);
 
 /*

@@ -36,8 +36,8 @@
 #define ST_SCHED_KEY_LEN   (8 + ST_KEY_LEN)
 #define ST_META_NAME_MAX   255
 
-static const char *const st_db_names[ST_DB_COUNT] = {"deals", "schedule", "seen", "pending",
-                                                     "meta"};
+static const char *const st_db_names[ST_DB_COUNT] = {"deals", "schedule", "seen",    "pending",
+                                                     "meta",  "products", "history", "changes"};
 
 struct st_env {
     MDB_env *mdb;
@@ -268,6 +268,8 @@ struct open_ctx {
     uint64_t found_schema;
 };
 
+static int migrate_v1(struct st_txn *txn, struct st_env *env);
+
 static int open_dbs(struct st_txn *txn, void *ud)
 {
     struct open_ctx *ctx = ud;
@@ -283,6 +285,12 @@ static int open_dbs(struct st_txn *txn, void *ud)
     }
     if (rc != 0)
         return rc;
+    if (ctx->found_schema == 1) {
+        rc = migrate_v1(txn, ctx->env);
+        if (rc == 0)
+            rc = st_meta_put_u64(txn, ST_META_SCHEMA_VERSION, ST_SCHEMA_VERSION);
+        return rc;
+    }
     return ctx->found_schema == ST_SCHEMA_VERSION ? 0 : -ENOTSUP;
 }
 
@@ -550,6 +558,399 @@ int st_deal_del(struct st_txn *txn, const struct st_key *key)
     return raw_del(txn, ST_DB_DEALS, key->b, ST_KEY_LEN);
 }
 
+/* ---- records, history, changes --------------------------------------------------------- */
+
+#define ST_HIST_KEY_LEN (ST_KEY_LEN + 8)
+
+static void be64_put(uint8_t *b, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        b[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+static uint64_t be64_get(const uint8_t *b)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | b[i];
+    return v;
+}
+
+int st_record_get(struct st_txn *txn, const struct st_key *key, struct st_record *out)
+{
+    MDB_val val;
+    int rc = raw_get(txn, ST_DB_PRODUCTS, key->b, ST_KEY_LEN, &val);
+    if (rc != 0)
+        return rc;
+    return st_record_decode(val.mv_data, val.mv_size, out);
+}
+
+/* Appends one change for KEY to the log (seq = changes_seq + 1), trimming the oldest beyond
+ * ST_CHANGES_MAX now and then. */
+static int log_change(struct st_txn *txn, const struct st_key *key, uint64_t revision,
+                      enum st_event event, uint8_t prev_state, uint8_t state, int64_t now_ms)
+{
+    uint64_t seq = 0;
+    int rc = st_meta_get_u64(txn, ST_META_CHANGES_SEQ, &seq);
+    if (rc != 0 && rc != -ENOENT)
+        return rc;
+    seq++;
+    struct st_change c;
+    memset(&c, 0, sizeof(c));
+    c.seq = seq;
+    st_key_asin(key, c.asin);
+    c.domain = (uint8_t)st_key_domain(key);
+    c.revision = revision;
+    c.event = (uint8_t)event;
+    c.state = state;
+    c.prev_state = prev_state;
+    c.at_ms = now_ms;
+    uint8_t buf[512], k[8];
+    size_t len = 0;
+    if ((rc = st_change_encode(&c, buf, sizeof(buf), &len)) != 0)
+        return rc;
+    be64_put(k, seq);
+    if ((rc = raw_put(txn, ST_DB_CHANGES, k, sizeof(k), buf, len)) != 0)
+        return rc;
+    if ((rc = st_meta_put_u64(txn, ST_META_CHANGES_SEQ, seq)) != 0)
+        return rc;
+    if (seq % 1024 != 0 || seq <= ST_CHANGES_MAX)
+        return 0;
+    /* Trim: everything up to seq - ST_CHANGES_MAX goes. */
+    MDB_cursor *mc;
+    if ((rc = mdb_cursor_open(txn->mt, txn->env->dbi[ST_DB_CHANGES], &mc)) != 0)
+        return st_mdb_err(txn, rc);
+    MDB_val mk, mv;
+    while ((rc = mdb_cursor_get(mc, &mk, &mv, MDB_FIRST)) == 0) {
+        if (mk.mv_size != 8 || be64_get(mk.mv_data) > seq - ST_CHANGES_MAX)
+            break;
+        if ((rc = mdb_cursor_del(mc, 0)) != 0)
+            break;
+    }
+    mdb_cursor_close(mc);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : st_mdb_err(txn, rc);
+}
+
+/* Adds R's history entry for EVENT and keeps the newest ST_HISTORY_MAX of its key. */
+static int add_history(struct st_txn *txn, const struct st_key *key, const struct st_record *r,
+                       enum st_event event, int64_t now_ms)
+{
+    struct st_history h;
+    memset(&h, 0, sizeof(h));
+    h.at_ms = now_ms;
+    h.revision = r->revision;
+    h.event = (uint8_t)event;
+    h.state = r->state;
+    h.buy_total_cents = r->v.buy_cents;
+    h.landed_cents = r->v.landed_cents;
+    h.sell_cents = r->v.sell_cents;
+    h.profit_cents = r->v.profit_cents;
+    h.roi_bp = r->v.roi_bp;
+    h.max_cost_cents = r->v.max_cost_cents;
+    h.fails = r->v.fails;
+    uint8_t buf[512], k[ST_HIST_KEY_LEN];
+    size_t len = 0;
+    int rc = st_history_encode(&h, buf, sizeof(buf), &len);
+    if (rc != 0)
+        return rc;
+    memcpy(k, key->b, ST_KEY_LEN);
+    be64_put(k + ST_KEY_LEN, r->revision);
+    if ((rc = raw_put(txn, ST_DB_HISTORY, k, sizeof(k), buf, len)) != 0)
+        return rc;
+    /* Count this key's entries; drop the oldest beyond the limit. */
+    MDB_cursor *mc;
+    if ((rc = mdb_cursor_open(txn->mt, txn->env->dbi[ST_DB_HISTORY], &mc)) != 0)
+        return st_mdb_err(txn, rc);
+    memset(k + ST_KEY_LEN, 0, 8);
+    MDB_val mk = {sizeof(k), k}, mv;
+    size_t count = 0;
+    rc = mdb_cursor_get(mc, &mk, &mv, MDB_SET_RANGE);
+    while (rc == 0 && mk.mv_size == ST_HIST_KEY_LEN &&
+           memcmp(mk.mv_data, key->b, ST_KEY_LEN) == 0) {
+        count++;
+        rc = mdb_cursor_get(mc, &mk, &mv, MDB_NEXT);
+    }
+    if (rc == 0 || rc == MDB_NOTFOUND) {
+        rc = 0;
+        /* The oldest come first in key order; re-seek after each delete. */
+        for (size_t drop = count > ST_HISTORY_MAX ? count - ST_HISTORY_MAX : 0; drop > 0; drop--) {
+            mk.mv_size = sizeof(k);
+            mk.mv_data = k;
+            if ((rc = mdb_cursor_get(mc, &mk, &mv, MDB_SET_RANGE)) != 0 ||
+                (rc = mdb_cursor_del(mc, 0)) != 0)
+                break;
+        }
+    }
+    mdb_cursor_close(mc);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : st_mdb_err(txn, rc);
+}
+
+static int del_history(struct st_txn *txn, const struct st_key *key)
+{
+    MDB_cursor *mc;
+    int rc = mdb_cursor_open(txn->mt, txn->env->dbi[ST_DB_HISTORY], &mc);
+    if (rc != 0)
+        return st_mdb_err(txn, rc);
+    uint8_t k[ST_HIST_KEY_LEN];
+    memcpy(k, key->b, ST_KEY_LEN);
+    memset(k + ST_KEY_LEN, 0, 8);
+    MDB_val mk = {sizeof(k), k}, mv;
+    while ((rc = mdb_cursor_get(mc, &mk, &mv, MDB_SET_RANGE)) == 0 &&
+           mk.mv_size == ST_HIST_KEY_LEN && memcmp(mk.mv_data, key->b, ST_KEY_LEN) == 0) {
+        if ((rc = mdb_cursor_del(mc, 0)) != 0)
+            break;
+        mk.mv_size = sizeof(k);
+        mk.mv_data = k;
+    }
+    mdb_cursor_close(mc);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : st_mdb_err(txn, rc);
+}
+
+/* Stores R (encoded), keeping the schedule in step; OLD_STATE gets the previous state. */
+static int record_store(struct st_txn *txn, const struct st_key *key, const struct st_record *r,
+                        uint8_t *old_state)
+{
+    uint8_t buf[ST_RECORD_MAX];
+    size_t len = 0;
+    int rc = st_record_encode(r, buf, sizeof(buf), &len);
+    if (rc != 0)
+        return rc;
+    struct st_record old;
+    int64_t old_ms = 0;
+    *old_state = ST_STATE_NONE;
+    rc = st_record_get(txn, key, &old);
+    if (rc == 0) {
+        old_ms = old.next_check_ms;
+        *old_state = old.state;
+    } else if (rc == -EBADMSG || rc == -ENOTSUP) {
+        kd_warn("store: %s: replacing an undecodable record for %s", txn->env->path, r->asin);
+    } else if (rc != -ENOENT) {
+        return rc;
+    }
+    if (old_ms != r->next_check_ms) {
+        if (old_ms > 0 && (rc = st_schedule_remove(txn, key, old_ms)) != 0 && rc != -ENOENT)
+            return rc;
+        if (r->next_check_ms > 0 && (rc = st_schedule_add(txn, key, r->next_check_ms)) != 0)
+            return rc;
+    }
+    return raw_put(txn, ST_DB_PRODUCTS, key->b, ST_KEY_LEN, buf, len);
+}
+
+int st_record_put(struct st_txn *txn, const struct st_record *r, enum st_event event,
+                  int64_t now_ms)
+{
+    struct st_key key;
+    if (txn->rdonly)
+        return -EROFS;
+    if (st_record_key(r, &key) != 0 || r->next_check_ms < 0)
+        return -EINVAL;
+    uint8_t old_state;
+    int rc = record_store(txn, &key, r, &old_state);
+    if (rc == 0 && event != ST_EV_MARK)
+        rc = add_history(txn, &key, r, event, now_ms);
+    if (rc == 0)
+        rc = log_change(txn, &key, r->revision, event, old_state, r->state, now_ms);
+    return rc;
+}
+
+int st_record_del(struct st_txn *txn, const struct st_key *key, int64_t now_ms)
+{
+    if (txn->rdonly)
+        return -EROFS;
+    struct st_record old;
+    uint64_t revision = 0;
+    uint8_t old_state = ST_STATE_NONE;
+    int rc = st_record_get(txn, key, &old);
+    if (rc == 0) {
+        revision = old.revision + 1;
+        old_state = old.state;
+        if (old.next_check_ms > 0) {
+            rc = st_schedule_remove(txn, key, old.next_check_ms);
+            if (rc != 0 && rc != -ENOENT)
+                return rc;
+        }
+    } else if (rc != -EBADMSG && rc != -ENOTSUP) {
+        return rc;
+    }
+    if ((rc = raw_del(txn, ST_DB_PRODUCTS, key->b, ST_KEY_LEN)) != 0)
+        return rc;
+    if ((rc = del_history(txn, key)) != 0)
+        return rc;
+    return log_change(txn, key, revision, ST_EV_DELETE, old_state, ST_STATE_NONE, now_ms);
+}
+
+int st_history_list(struct st_txn *txn, const struct st_key *key, struct st_history *out,
+                    size_t max, size_t *n)
+{
+    *n = 0;
+    MDB_cursor *mc;
+    int rc = mdb_cursor_open(txn->mt, txn->env->dbi[ST_DB_HISTORY], &mc);
+    if (rc != 0)
+        return st_mdb_err(txn, rc);
+    uint8_t k[ST_HIST_KEY_LEN];
+    memcpy(k, key->b, ST_KEY_LEN);
+    memset(k + ST_KEY_LEN, 0xff, 8);
+    MDB_val mk = {sizeof(k), k}, mv;
+    /* From just past this key's newest entry, walk back. */
+    rc = mdb_cursor_get(mc, &mk, &mv, MDB_SET_RANGE);
+    rc = rc == 0 ? mdb_cursor_get(mc, &mk, &mv, MDB_PREV) : mdb_cursor_get(mc, &mk, &mv, MDB_LAST);
+    while (rc == 0 && *n < max && mk.mv_size == ST_HIST_KEY_LEN &&
+           memcmp(mk.mv_data, key->b, ST_KEY_LEN) == 0) {
+        if (st_history_decode(mv.mv_data, mv.mv_size, &out[*n]) == 0)
+            (*n)++;
+        rc = mdb_cursor_get(mc, &mk, &mv, MDB_PREV);
+    }
+    mdb_cursor_close(mc);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : st_mdb_err(txn, rc);
+}
+
+int st_changes_read(struct st_txn *txn, uint64_t after, struct st_change *out, size_t max,
+                    size_t *n)
+{
+    *n = 0;
+    if (after == UINT64_MAX)
+        return 0;
+    MDB_cursor *mc;
+    int rc = mdb_cursor_open(txn->mt, txn->env->dbi[ST_DB_CHANGES], &mc);
+    if (rc != 0)
+        return st_mdb_err(txn, rc);
+    uint8_t k[8];
+    be64_put(k, after + 1);
+    MDB_val mk = {sizeof(k), k}, mv;
+    rc = mdb_cursor_get(mc, &mk, &mv, MDB_SET_RANGE);
+    while (rc == 0 && *n < max) {
+        if (mk.mv_size == 8 && st_change_decode(mv.mv_data, mv.mv_size, &out[*n]) == 0)
+            (*n)++;
+        rc = mdb_cursor_get(mc, &mk, &mv, MDB_NEXT);
+    }
+    mdb_cursor_close(mc);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : st_mdb_err(txn, rc);
+}
+
+static int changes_edge(struct st_txn *txn, MDB_cursor_op op, uint64_t *seq)
+{
+    *seq = 0;
+    MDB_cursor *mc;
+    int rc = mdb_cursor_open(txn->mt, txn->env->dbi[ST_DB_CHANGES], &mc);
+    if (rc != 0)
+        return st_mdb_err(txn, rc);
+    MDB_val mk, mv;
+    rc = mdb_cursor_get(mc, &mk, &mv, op);
+    if (rc == 0 && mk.mv_size == 8)
+        *seq = be64_get(mk.mv_data);
+    mdb_cursor_close(mc);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : st_mdb_err(txn, rc);
+}
+
+int st_changes_first(struct st_txn *txn, uint64_t *seq)
+{
+    return changes_edge(txn, MDB_FIRST, seq);
+}
+
+int st_changes_last(struct st_txn *txn, uint64_t *seq)
+{
+    return changes_edge(txn, MDB_LAST, seq);
+}
+
+/* Schema 1 -> 2: each deal record becomes a record in products (state deal, its figures as
+ * they were, its sell inputs unknown until the first re-check reads them: rules_hash 0 keeps
+ * it out of the re-judge until then); the schedule entries keep their keys; deals is emptied. */
+static void record_from_v1(const struct st_deal *d, struct st_record *r)
+{
+    st_record_init(r);
+    memcpy(r->asin, d->asin, sizeof(r->asin));
+    r->domain = d->domain;
+    memcpy(r->title, d->title, sizeof(r->title));
+    struct jd_inputs *in = &r->in;
+    in->buy_source = d->buy_price_cents > 0 ? JD_BUY_OFFER : JD_BUY_NONE;
+    in->buy_condition = d->buy_condition;
+    in->buy_price_cents = d->buy_price_cents > 0 ? d->buy_price_cents : -1;
+    in->buy_shipping_cents = d->buy_shipping_cents;
+    memcpy(in->buy_seller_id, d->buy_seller_id, sizeof(in->buy_seller_id));
+    in->buy_is_fba = d->buy_is_fba;
+    in->buy_seen_ms = d->last_checked_ms;
+    in->sales_rank = d->sales_rank;
+    in->drops30 = d->rank_drops_30;
+    in->drops90 = d->rank_drops_90;
+    in->drops180 = d->rank_drops_180;
+    in->drops365 = d->rank_drops_365;
+    in->offers_fba = d->offers_fba;
+    in->offers_fbm = d->offers_fbm;
+    in->new_buy_box_cents = d->buy_box_cents > 0 ? d->buy_box_cents : -1;
+    in->referral_bp = d->referral_fee_bp > 0 ? d->referral_fee_bp : -1;
+    in->fba_fee_cents = d->fba_fee_cents > 0 ? d->fba_fee_cents : -1;
+    in->fees_known = true;
+    struct jd_verdict *v = &r->v;
+    v->deal = true;
+    v->side = (uint8_t)(jd_side_of_condition(d->buy_condition) == JD_NEW ? JD_NEW : JD_USED);
+    v->sell_cents = d->expected_sell_cents;
+    v->referral_bp = d->referral_fee_bp;
+    v->referral_cents = d->referral_fee_cents;
+    v->fba_cents = d->fba_fee_cents;
+    v->closing_cents = 0;
+    v->fbm_shipping_cents = 0;
+    v->payout_known = d->expected_sell_cents > 0;
+    v->payout_cents = d->expected_sell_cents - d->referral_fee_cents - d->fba_fee_cents;
+    v->buy_cents = d->buy_price_cents + (d->buy_shipping_cents > 0 ? d->buy_shipping_cents : 0);
+    v->tax_cents = d->tax_cents;
+    v->prep_cents = d->prep_cents;
+    v->inbound_cents = d->inbound_cents;
+    v->landed_cents = d->landed_buy_cents;
+    v->priced = v->payout_known && d->landed_buy_cents > 0;
+    v->profit_cents = d->profit_cents;
+    v->roi_bp = d->roi_bp;
+    v->margin_bp = d->margin_bp;
+    r->state = ST_STATE_DEAL;
+    r->rules_hash = 0;
+    r->judged_ms = d->last_checked_ms;
+    r->first_seen_ms = d->first_seen_ms;
+    r->deal_since_ms = d->first_seen_ms;
+    r->last_checked_ms = d->last_checked_ms;
+    r->last_changed_ms = d->last_changed_ms;
+    r->check_failures = d->check_failures;
+    r->next_check_ms = d->next_check_ms;
+    r->revision = d->revision + 1;
+}
+
+static int migrate_v1(struct st_txn *txn, struct st_env *env)
+{
+    MDB_cursor *mc;
+    int rc = mdb_cursor_open(txn->mt, env->dbi[ST_DB_DEALS], &mc);
+    if (rc != 0)
+        return st_mdb_err(txn, rc);
+    MDB_val mk, mv;
+    size_t n = 0, bad = 0;
+    while ((rc = mdb_cursor_get(mc, &mk, &mv, n + bad == 0 ? MDB_FIRST : MDB_NEXT)) == 0) {
+        struct st_deal d;
+        struct st_record r;
+        struct st_key key;
+        if (st_deal_decode(mv.mv_data, mv.mv_size, &d) != 0 || st_deal_key(&d, &key) != 0) {
+            bad++;
+            continue;
+        }
+        record_from_v1(&d, &r);
+        uint8_t buf[ST_RECORD_MAX];
+        size_t len = 0;
+        if ((rc = st_record_encode(&r, buf, sizeof(buf), &len)) != 0 ||
+            (rc = raw_put(txn, ST_DB_PRODUCTS, key.b, ST_KEY_LEN, buf, len)) != 0 ||
+            (rc = add_history(txn, &key, &r, ST_EV_MIGRATE, r.last_checked_ms)) != 0 ||
+            (rc = log_change(txn, &key, r.revision, ST_EV_MIGRATE, ST_STATE_NONE, r.state,
+                             r.last_checked_ms)) != 0) {
+            mdb_cursor_close(mc);
+            return rc;
+        }
+        n++;
+    }
+    mdb_cursor_close(mc);
+    if (rc != MDB_NOTFOUND)
+        return st_mdb_err(txn, rc);
+    if ((rc = mdb_drop(txn->mt, env->dbi[ST_DB_DEALS], 0)) != 0)
+        return st_mdb_err(txn, rc);
+    kd_info("store: %s: migrated %zu deal records to schema %d (%zu undecodable left out)",
+            env->path, n, ST_SCHEMA_VERSION, bad);
+    return 0;
+}
+
 /* ---- seen and pending ------------------------------------------------------------------ */
 
 int st_seen_put(struct st_txn *txn, const struct st_key *key, const struct st_seen *s)
@@ -692,6 +1093,13 @@ int st_cursor_next_deal(struct st_cursor *cur, struct st_deal *out)
     MDB_val key, val;
     int rc = cursor_step(cur, ST_DB_DEALS, &key, &val);
     return rc != 0 ? rc : st_deal_decode(val.mv_data, val.mv_size, out);
+}
+
+int st_cursor_next_record(struct st_cursor *cur, struct st_record *out)
+{
+    MDB_val key, val;
+    int rc = cursor_step(cur, ST_DB_PRODUCTS, &key, &val);
+    return rc != 0 ? rc : st_record_decode(val.mv_data, val.mv_size, out);
 }
 
 int st_cursor_next_pending(struct st_cursor *cur, struct st_pending *out)

@@ -1,14 +1,24 @@
 /*
  * store.h: the LMDB store (docs/architecture.md, "The store").
  *
- * One environment (a folder holding data.mdb and lock.mdb) with five named dbs:
+ * One environment (a folder holding data.mdb and lock.mdb) with these named dbs:
  *
- *   deals     key (codec.h)                    -> msgpack deal record
+ *   products  key (codec.h)                    -> msgpack record: every fully fetched product
+ *                                                 with its judgement inputs and verdict
+ *   history   key ‖ be64(revision)             -> msgpack history entry (last ST_HISTORY_MAX)
+ *   changes   be64(seq)                        -> msgpack change: the log every consumer of
+ *                                                 record changes reads (alerts, mirror, follow)
  *   schedule  be64(next_check_ms) ‖ key        -> empty; the updater walks it in time order
  *   seen      key                              -> msgpack seen record (dedup of peeks)
  *   pending   key                              -> msgpack survivor record (not yet committed)
  *   meta      name (text)                      -> msgpack value: "schema_version",
- *                                                 discovery cursors, consumed ring positions
+ *                                                 discovery cursors, consumed ring positions,
+ *                                                 "changes_seq" (the last change's seq)
+ *   deals     (schema 1 only) the old deal records; emptied by the migration to schema 2
+ *
+ * Records, history and changes move together: st_record_put writes the record, keeps its
+ * schedule entry in step, appends a history entry and a change in the same transaction, so
+ * a consumer of the change log never misses or sees twice a change that was committed.
  *
  * Processes. Each worker opens the environment itself after it starts: an st_env never
  * crosses fork() (using one in another process aborts). The env uses MDB_NOTLS, so
@@ -38,12 +48,25 @@
 
 #include "store/codec.h"
 
-#define ST_SCHEMA_VERSION 1
+#define ST_SCHEMA_VERSION 2       /* 2: products/history/changes; 1 (deals) is migrated */
+#define ST_HISTORY_MAX    32      /* history entries kept per record */
+#define ST_CHANGES_MAX    1000000 /* change-log entries kept; older ones are trimmed */
 
 /* Meta names used by kdeals itself. */
 #define ST_META_SCHEMA_VERSION "schema_version"
+#define ST_META_CHANGES_SEQ    "changes_seq"
 
-enum st_db { ST_DB_DEALS, ST_DB_SCHEDULE, ST_DB_SEEN, ST_DB_PENDING, ST_DB_META, ST_DB_COUNT };
+enum st_db {
+    ST_DB_DEALS,
+    ST_DB_SCHEDULE,
+    ST_DB_SEEN,
+    ST_DB_PENDING,
+    ST_DB_META,
+    ST_DB_PRODUCTS,
+    ST_DB_HISTORY,
+    ST_DB_CHANGES,
+    ST_DB_COUNT
+};
 
 struct st_env;
 struct st_txn;
@@ -133,6 +156,33 @@ int st_schedule_move(struct st_txn *txn, const struct st_key *key, int64_t old_m
 int st_schedule_due(struct st_txn *txn, int64_t now_ms, struct st_sched_entry *out, size_t max,
                     size_t *n);
 
+/*
+ * Records. st_record_put stores R under its key (R->revision should be the stored one + 1;
+ * the caller sets it), moves its schedule entry to R->next_check_ms (0 removes it), appends a
+ * history entry for EVENT at NOW_MS (except for ST_EV_MARK with an unchanged verdict: marks
+ * are in the change log only) and a change to the log. st_record_del removes the record, its
+ * schedule entry and history, and logs ST_EV_DELETE. Same errors as st_deal_put.
+ */
+int st_record_put(struct st_txn *txn, const struct st_record *r, enum st_event event,
+                  int64_t now_ms);
+int st_record_get(struct st_txn *txn, const struct st_key *key, struct st_record *out);
+int st_record_del(struct st_txn *txn, const struct st_key *key, int64_t now_ms);
+
+/* Up to MAX history entries of KEY, newest first, into OUT; *N how many. */
+int st_history_list(struct st_txn *txn, const struct st_key *key, struct st_history *out,
+                    size_t max, size_t *n);
+
+/*
+ * The change log. st_changes_read fills OUT with up to MAX changes whose seq is > AFTER, in
+ * order, and sets *N. st_changes_first / st_changes_last give the oldest kept and the newest
+ * seq (0 when the log is empty: a consumer whose position is below first - 1 has missed
+ * trimmed changes and must resynchronise from the records).
+ */
+int st_changes_read(struct st_txn *txn, uint64_t after, struct st_change *out, size_t max,
+                    size_t *n);
+int st_changes_first(struct st_txn *txn, uint64_t *seq);
+int st_changes_last(struct st_txn *txn, uint64_t *seq);
+
 /* Seen (dedup of peeks). */
 int st_seen_put(struct st_txn *txn, const struct st_key *key, const struct st_seen *s);
 int st_seen_get(struct st_txn *txn, const struct st_key *key, struct st_seen *out);
@@ -164,6 +214,7 @@ int st_count(struct st_txn *txn, enum st_db db, uint64_t *n);
  */
 int st_cursor_open(struct st_txn *txn, enum st_db db, struct st_cursor **out);
 int st_cursor_next_deal(struct st_cursor *cur, struct st_deal *out);
+int st_cursor_next_record(struct st_cursor *cur, struct st_record *out);
 int st_cursor_next_pending(struct st_cursor *cur, struct st_pending *out);
 int st_cursor_next_seen(struct st_cursor *cur, struct st_key *key, struct st_seen *out);
 void st_cursor_close(struct st_cursor *cur);

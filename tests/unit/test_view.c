@@ -1,5 +1,5 @@
 /*
- * test_view.c: the seller's view (view/filter.h, export.h, time.h, text.h).
+ * test_view.c: the seller's view (view/filter.h, export.h, table.h, time.h, text.h).
  *
  * Filters and sorts are checked against a second, naive implementation written here from the
  * documented vocabulary: a few thousand random records (every input known and unknown, ties
@@ -9,10 +9,12 @@
  * some query (a filter that never bites would pass vacuously). Parse errors name the key as
  * written. JSON is parsed back with jansson and held to the field table (types, units in the
  * names, values); CSV is parsed by a strict RFC 4180 reader written here and by Python's csv
- * module, and a formula-looking title comes back as text.
+ * module, and a formula-looking title comes back as text. The table fits every width from 34
+ * to 200 columns, measured with the C library's wcwidth, and colour only adds SGR sequences.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <locale.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,6 +23,7 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
+#include <wchar.h>
 
 #ifdef VW_HAVE_JANSSON
 #include <jansson.h>
@@ -33,6 +36,7 @@
 #include "store/codec.h"
 #include "view/export.h"
 #include "view/filter.h"
+#include "view/table.h"
 #include "view/text.h"
 #include "view/time.h"
 
@@ -1629,6 +1633,193 @@ static void test_csv_cells(void **state)
     }
 }
 
+/* ---- the table ---- */
+
+/* Terminal columns of a line by the C library's wcwidth (C.UTF-8), after dropping SGR codes. */
+static int line_width(const char *line, size_t len)
+{
+    mbstate_t st;
+    memset(&st, 0, sizeof(st));
+    int w = 0;
+    size_t i = 0;
+    while (i < len) {
+        if (line[i] == '\033') {
+            while (i < len && line[i] != 'm')
+                i++;
+            i++;
+            continue;
+        }
+        wchar_t wc;
+        size_t n = mbrtowc(&wc, line + i, len - i, &st);
+        if (n == (size_t)-1 || n == (size_t)-2)
+            fail_msg("the table wrote invalid UTF-8: %.*s", (int)len, line);
+        if (n == 0)
+            n = 1;
+        int cw = wcwidth(wc);
+        if (cw < 0)
+            fail_msg("the table wrote a control character (U+%04X)", (unsigned)wc);
+        w += cw;
+        i += n;
+    }
+    return w;
+}
+
+static char *strip_sgr(const char *s)
+{
+    char *out = malloc(strlen(s) + 1), *o = out;
+    while (*s) {
+        if (*s == '\033') {
+            while (*s && *s != 'm')
+                s++;
+            if (*s)
+                s++;
+            continue;
+        }
+        *o++ = *s++;
+    }
+    *o = '\0';
+    return out;
+}
+
+static char *table_text(const struct st_record *recs, size_t n, int width, bool colour,
+                        unsigned domain)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    assert_int_equal(vw_table_write(mem, recs, NULL, n, width, colour, domain, NOW_MS), 0);
+    fclose(mem);
+    return buf;
+}
+
+static void test_table_fits(void **state)
+{
+    (void)state;
+    if (setlocale(LC_CTYPE, "C.UTF-8") == NULL)
+        kd_test_skip("no C.UTF-8 locale to measure with");
+    enum { N = 300 };
+    struct st_record *recs = random_records(N);
+    /* Extreme figures must still fit their columns. */
+    recs[0].v.priced = true;
+    recs[0].v.profit_cents = -123456789;
+    recs[0].v.roi_bp = 98765432;
+    recs[0].v.buy_cents = 9999999999;
+    recs[0].v.max_cost_cents = 123456789;
+    recs[0].in.sales_rank = 987654321;
+    recs[0].in.drops30 = 123456;
+    recs[0].in.monthly_sold = 1234567;
+    recs[0].in.offers_fba = 1234;
+    recs[0].in.offers_fbm = 5678;
+    recs[0].in.buy_seen_ms = 1;
+    for (int width = VW_TABLE_MIN_WIDTH; width <= 200; width++) {
+        for (unsigned domain = 0; domain <= 1; domain++) {
+            char *text = table_text(recs, N, width, width % 3 == 0, domain);
+            size_t lines = 0;
+            for (char *line = text; *line;) {
+                char *nl = strchr(line, '\n');
+                assert_non_null(nl);
+                int w = line_width(line, (size_t)(nl - line));
+                if (w > width)
+                    fail_msg("width %d: a line of %d columns:\n%.*s", width, w, (int)(nl - line),
+                             line);
+                assert_true(nl == line || nl[-1] != ' '); /* no trailing blanks */
+                lines++;
+                line = nl + 1;
+            }
+            assert_int_equal(lines, N + 1);
+            free(text);
+        }
+    }
+    /* 80 columns: the seller's columns, no title; wider: the title, then more. */
+    char *t80 = table_text(recs, N, 80, false, 1);
+    const char *want80[] = {"S",       "ASIN", "CND", "AMZ",  "BUY",   "PROFIT", "ROI%",
+                            "MAXCOST", "RANK", "D30", "SOLD", "FBA/M", "AGE"};
+    for (size_t i = 0; i < ARRAY_LEN(want80); i++)
+        if (strstr(strtok(strdup(t80), "\n"), want80[i]) == NULL)
+            fail_msg("no %s column at 80", want80[i]);
+    assert_null(strstr(strtok(t80, "\n"), "TITLE"));
+    free(t80);
+    char *t140 = table_text(recs, N, 140, false, 1);
+    char *head = strtok(t140, "\n");
+    assert_non_null(strstr(head, "TITLE"));
+    assert_non_null(strstr(head, "SELL"));
+    assert_non_null(strstr(head, "CATEGORY"));
+    assert_null(strstr(head, "MKT"));
+    free(t140);
+    char *mixed = table_text(recs, N, 80, false, 0);
+    assert_non_null(strstr(mixed, "MKT"));
+    free(mixed);
+
+    /* Colour only adds SGR sequences; without it there are none. */
+    char *plain = table_text(recs, N, 120, false, 0);
+    char *coloured = table_text(recs, N, 120, true, 0);
+    assert_null(strchr(plain, '\033'));
+    assert_non_null(strchr(coloured, '\033'));
+    char *stripped = strip_sgr(coloured);
+    assert_string_equal(stripped, plain);
+    free(stripped);
+    free(plain);
+    free(coloured);
+    free(recs);
+}
+
+static void test_table_cells(void **state)
+{
+    (void)state;
+    struct st_record r[3];
+    base_record(&r[0]);
+    r[0].in.buy_condition = 2;
+    r[0].v.buy_cents = 1399;
+    r[0].v.profit_cents = 565;
+    r[0].v.roi_bp = 4809;
+    r[0].v.max_cost_cents = 1450;
+    r[0].in.sales_rank = 1234567;
+    r[0].in.drops30 = 12;
+    r[0].in.monthly_sold = 300;
+    r[0].in.offers_fba = 3;
+    r[0].in.offers_fbm = 7;
+    r[0].in.buy_seen_ms = NOW_MS - 3 * 3600000;
+    r[0].in.amazon_cents = 2599;
+    r[1] = r[0];
+    strcpy(r[1].asin, "B000000043");
+    r[1].domain = 3;
+    r[1].in.amazon_cents = -1;
+    r[1].in.amazon_availability = -1;
+    r[1].state = ST_STATE_REJECTED;
+    r[1].v.profit_cents = -160;
+    r[2] = r[0];
+    strcpy(r[2].asin, "B000000044");
+    r[2].domain = 5;
+    r[2].v.buy_cents = 1500;
+    r[2].v.profit_cents = 420;
+    r[2].mark = ST_MARK_BOUGHT;
+    char *text = table_text(r, 3, 120, false, 0);
+    strtok(text, "\n"); /* the header */
+    char *l1 = strtok(NULL, "\n"), *l2 = strtok(NULL, "\n"), *l3 = strtok(NULL, "\n");
+    assert_non_null(l3);
+    /* Dollars, the condition's short name, AMZ, FBA/FBM, sold, rank, drops, ROI, age. */
+    assert_non_null(strstr(l1, "$13.99"));
+    assert_non_null(strstr(l1, "$5.65"));
+    assert_non_null(strstr(l1, "$14.50"));
+    assert_non_null(strstr(l1, " LN "));
+    assert_non_null(strstr(l1, " AMZ "));
+    assert_non_null(strstr(l1, "48.1"));
+    assert_non_null(strstr(l1, "1.2M"));
+    assert_non_null(strstr(l1, " 3/7 "));
+    assert_non_null(strstr(l1, " 300 "));
+    assert_non_null(strstr(l1, " 3h"));
+    assert_true(strncmp(l1, "com", 3) == 0);
+    /* Euros and yen in their own currency; standing letters. */
+    assert_non_null(strstr(l2, "-\xe2\x82\xac"
+                               "1.60"));
+    assert_null(strstr(l2, "AMZ"));
+    assert_non_null(strstr(l2, " R "));
+    assert_non_null(strstr(l3, "\xc2\xa5"
+                               "1500"));
+    assert_non_null(strstr(l3, " B "));
+    free(text);
+}
+
 /* ---- text ---- */
 
 static void test_text(void **state)
@@ -1673,6 +1864,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_real_record_json),
         cmocka_unit_test(test_csv_reads_back),
         cmocka_unit_test(test_csv_cells),
+        cmocka_unit_test(test_table_fits),
+        cmocka_unit_test(test_table_cells),
         cmocka_unit_test(test_text),
     };
     return KD_RUN_TESTS(tests, argc, argv);

@@ -1,5 +1,5 @@
 /*
- * test_view.c: the seller's view (view/filter.h, export.h, table.h, time.h, text.h).
+ * test_view.c: the seller's view (view/filter.h, export.h, table.h, time.h, text.h, doc.h).
  *
  * Filters and sorts are checked against a second, naive implementation written here from the
  * documented vocabulary: a few thousand random records (every input known and unknown, ties
@@ -11,6 +11,7 @@
  * names, values); CSV is parsed by a strict RFC 4180 reader written here and by Python's csv
  * module, and a formula-looking title comes back as text. The table fits every width from 34
  * to 200 columns, measured with the C library's wcwidth, and colour only adds SGR sequences.
+ * docs/view.md is what its generator makes.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -34,6 +35,7 @@
 #include "judge/market.h"
 #include "kd_test.h"
 #include "store/codec.h"
+#include "view/doc.h"
 #include "view/export.h"
 #include "view/filter.h"
 #include "view/table.h"
@@ -1850,6 +1852,42 @@ static void test_text(void **state)
     assert_string_equal(out, "abcde\xe2\x80\xa6");
 }
 
+/* ---- docs ---- */
+
+static void test_docs_are_current(void **state)
+{
+    (void)state;
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/docs/view.md", KD_SOURCE_DIR);
+    size_t len;
+    char *text = kd_read_file(path, &len);
+    assert_non_null(text);
+    char *fresh = NULL;
+    size_t fresh_len = 0;
+    FILE *mem = open_memstream(&fresh, &fresh_len);
+    assert_int_equal(vw_doc_refresh(text, mem), 0);
+    fclose(mem);
+    if (fresh_len != len || memcmp(fresh, text, len) != 0)
+        fail_msg("docs/view.md is out of date: run build/kdeals-view-doc --update docs/view.md");
+    /* Both generated parts are there, and name every key and every field. */
+    for (size_t i = 0; vw_filter_key(i) != NULL; i++) {
+        char want[64];
+        snprintf(want, sizeof(want), "| `%s` |", vw_filter_key(i)->name);
+        assert_non_null(strstr(text, want));
+    }
+    for (size_t i = 0; i < vw_field_count(); i++) {
+        char want[64];
+        snprintf(want, sizeof(want), "| `%s`", vw_field(i)->name);
+        assert_non_null(strstr(text, want));
+    }
+    /* A BEGIN without its END is refused. */
+    mem = open_memstream(&fresh, &fresh_len);
+    assert_int_equal(vw_doc_refresh("x\n<!-- BEGIN GENERATED fields: x -->\nold\n", mem), -EINVAL);
+    fclose(mem);
+    free(fresh);
+    free(text);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -1867,6 +1905,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_table_fits),
         cmocka_unit_test(test_table_cells),
         cmocka_unit_test(test_text),
+        cmocka_unit_test(test_docs_are_current),
     };
     return KD_RUN_TESTS(tests, argc, argv);
 }

@@ -36,7 +36,8 @@ static int keep_product(const struct kp_product *p, void *ud)
 static void load_product(const char *name, struct kp_product *out)
 {
     const char *path = kd_fixture_path(name);
-    assert_non_null(path);
+    if (path == NULL)
+        kd_test_skip("fixtures absent");
     size_t len = 0;
     char *body = kd_read_file(path, &len);
     assert_non_null(body);
@@ -224,7 +225,8 @@ static void test_deal_page_ceilings(void **state)
 {
     (void)state;
     const char *path = kd_fixture_path("deal_page.json");
-    assert_non_null(path);
+    if (path == NULL)
+        kd_test_skip("fixtures absent");
     size_t len = 0;
     char *body = kd_read_file(path, &len);
     assert_non_null(body);

@@ -1281,7 +1281,7 @@ static void test_json_parses_back(void **state)
 {
     (void)state;
 #ifndef VW_HAVE_JANSSON
-    kd_test_skip("jansson is not installed");
+#error "test_view needs jansson (tests/CMakeLists.txt defines VW_HAVE_JANSSON)"
 #else
     enum { N = 400 };
     struct st_record *recs = random_records(N);
@@ -1339,11 +1339,9 @@ static void test_real_record_json(void **state)
 {
     (void)state;
 #ifndef VW_HAVE_JANSSON
-    kd_test_skip("jansson is not installed");
+#error "test_view needs jansson (tests/CMakeLists.txt defines VW_HAVE_JANSSON)"
 #else
     const char *path = kd_fixture_path("product_B0D8W1YVBX.json");
-    if (path == NULL)
-        kd_test_skip("Keepa fixtures absent (KD_FIXTURES_DIR)");
     size_t blen;
     char *body = kd_read_file(path, &blen);
     assert_non_null(body);
@@ -1697,8 +1695,8 @@ static char *table_text(const struct st_record *recs, size_t n, int width, bool 
 static void test_table_fits(void **state)
 {
     (void)state;
-    if (setlocale(LC_CTYPE, "C.UTF-8") == NULL)
-        kd_test_skip("no C.UTF-8 locale to measure with");
+    /* glibc carries C.UTF-8 built in: the measure is always there. */
+    assert_non_null(setlocale(LC_CTYPE, "C.UTF-8"));
     enum { N = 300 };
     struct st_record *recs = random_records(N);
     /* Extreme figures must still fit their columns. */

@@ -46,6 +46,9 @@
 #define CFG_OFF_STR(name)      offsetof(struct cfg, name)
 #define CFG_OFF_PATH(name)     offsetof(struct cfg, name)
 #define CFG_OFF_SECRET(name)   offsetof(struct cfg, name)
+#define CFG_OFF_MONEY(name)    offsetof(struct cfg, name##_cents)
+#define CFG_OFF_LIST(name)     offsetof(struct cfg, name)
+#define CFG_OFF_IDS(name)      offsetof(struct cfg, name)
 
 static const struct cfg_key cfg_key_table[CFG_KEY_COUNT] = {
 #define CFG_X_ROW(sec, key, ty, def, mn, mx, ch, reload, hlp)                                      \
@@ -113,7 +116,8 @@ static const char *field_strc(const struct cfg *c, const struct cfg_key *k)
 
 static bool is_string_type(enum cfg_type t)
 {
-    return t == CFG_T_STR || t == CFG_T_PATH || t == CFG_T_SECRET;
+    return t == CFG_T_STR || t == CFG_T_PATH || t == CFG_T_SECRET || t == CFG_T_LIST ||
+           t == CFG_T_IDS;
 }
 
 /* Index of WORD in the "a|b|c" list CHOICES, or -1. */
@@ -237,6 +241,30 @@ static int parse_pct(const char *s, int64_t *out_bp)
     return 0;
 }
 
+/* Money: an optional sign, an optional currency symbol ($, €, £, ¥), a number with up to 2
+ * decimals; hundredths of the unit. */
+static int parse_money(const char *s, int64_t *out)
+{
+    char buf[64];
+    size_t n = strlen(s);
+    if (n >= sizeof(buf) || strchr(s, '%') != NULL)
+        return -EINVAL;
+    const char *p = s;
+    size_t o = 0;
+    if (*p == '-' || *p == '+')
+        buf[o++] = *p++;
+    static const char *const symbols[] = {"$", "\xe2\x82\xac", "\xc2\xa3", "\xc2\xa5"};
+    for (size_t i = 0; i < sizeof(symbols) / sizeof(symbols[0]); i++) {
+        size_t sl = strlen(symbols[i]);
+        if (strncmp(p, symbols[i], sl) == 0) {
+            p += sl;
+            break;
+        }
+    }
+    snprintf(buf + o, sizeof(buf) - o, "%s", p);
+    return parse_pct(buf, out);
+}
+
 static int parse_bool(const char *s, bool *out)
 {
     static const char *const yes[] = {"true", "yes", "on", "1"};
@@ -282,6 +310,13 @@ static void format_pct(int64_t bp, char *buf, size_t len)
         snprintf(buf, len, "%s%" PRIu64 ".%02" PRIu64, sign, a / 100, a % 100);
 }
 
+/* Money in hundredths, always with two decimals: 500 -> "5.00", -125 -> "-1.25". */
+static void format_money(int64_t v, char *buf, size_t len)
+{
+    uint64_t a = v < 0 ? (uint64_t)(-(v + 1)) + 1u : (uint64_t)v;
+    snprintf(buf, len, "%s%" PRIu64 ".%02" PRIu64, v < 0 ? "-" : "", a / 100, a % 100);
+}
+
 /* A bound in the key's own syntax (for messages). */
 static void format_bound(const struct cfg_key *k, int64_t v, char *buf, size_t len)
 {
@@ -289,8 +324,67 @@ static void format_bound(const struct cfg_key *k, int64_t v, char *buf, size_t l
         format_duration(v, buf, len);
     else if (k->type == CFG_T_PCT)
         format_pct(v, buf, len);
+    else if (k->type == CFG_T_MONEY)
+        format_money(v, buf, len);
     else
         snprintf(buf, len, "%" PRId64, v);
+}
+
+int cfg_list_parse(const char *text, const char *choices, int64_t *out, size_t max, char *why,
+                   size_t whylen)
+{
+    size_t n = 0;
+    const char *p = text;
+    for (;;) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        const char *start = p;
+        while (*p != '\0' && *p != ',')
+            p++;
+        const char *end = p;
+        while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+            end--;
+        size_t len = (size_t)(end - start);
+        if (len == 0) {
+            if (*p == '\0' && n == 0 && choices == NULL)
+                return 0; /* an empty id list */
+            snprintf(why, whylen, "an empty item in the list");
+            return -EINVAL;
+        }
+        if (n >= max) {
+            snprintf(why, whylen, "more than %zu items", max);
+            return -EINVAL;
+        }
+        char word[64];
+        if (len >= sizeof(word)) {
+            snprintf(why, whylen, "an item longer than %zu bytes", sizeof(word) - 1);
+            return -EINVAL;
+        }
+        memcpy(word, start, len);
+        word[len] = '\0';
+        int64_t v;
+        if (choices != NULL) {
+            int idx = choice_index(choices, word);
+            if (idx < 0) {
+                snprintf(why, whylen, "'%s' is not one of %s", word, choices);
+                return -EINVAL;
+            }
+            v = idx;
+        } else if (parse_i64(word, &v) != 0 || v <= 0) {
+            snprintf(why, whylen, "'%s' is not a positive integer", word);
+            return -EINVAL;
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (out[i] == v) {
+                snprintf(why, whylen, "'%s' is listed twice", word);
+                return -EINVAL;
+            }
+        }
+        out[n++] = v;
+        if (*p == '\0')
+            return (int)n;
+        p++; /* the comma */
+    }
 }
 
 int cfg_format_value(const struct cfg *c, const struct cfg_key *k, char *buf, size_t len)
@@ -317,7 +411,12 @@ int cfg_format_value(const struct cfg *c, const struct cfg_key *k, char *buf, si
         return snprintf(buf, len, "%s", field_strc(c, k)[0] ? "<redacted>" : "");
     case CFG_T_STR:
     case CFG_T_PATH:
+    case CFG_T_LIST:
+    case CFG_T_IDS:
         return snprintf(buf, len, "%s", field_strc(c, k));
+    case CFG_T_MONEY:
+        format_money(*field_i64c(c, k), tmp, sizeof(tmp));
+        return snprintf(buf, len, "%s", tmp);
     }
     return snprintf(buf, len, "?");
 }
@@ -386,9 +485,18 @@ static int parse_value(const struct cfg_key *k, const char *text, struct cfg *c,
         }
         *field_i64(c, k) = v;
         return 0;
+    case CFG_T_MONEY:
+        if (parse_money(text, &v) != 0) {
+            snprintf(why, whylen, "must be an amount with at most 2 decimals, e.g. 5 or 12.50");
+            return -EINVAL;
+        }
+        *field_i64(c, k) = v;
+        return 0;
     case CFG_T_STR:
     case CFG_T_PATH:
-    case CFG_T_SECRET: {
+    case CFG_T_SECRET:
+    case CFG_T_LIST:
+    case CFG_T_IDS: {
         size_t n = strlen(text);
         if (n >= 2 && text[0] == '"' && text[n - 1] == '"') {
             text++;
@@ -438,6 +546,12 @@ static int check_value(const struct cfg_key *k, const struct cfg *c, char *why, 
                     return -EINVAL;
                 }
             }
+        }
+        if (k->type == CFG_T_LIST || k->type == CFG_T_IDS) {
+            int64_t items[32];
+            if (cfg_list_parse(s, k->type == CFG_T_LIST ? k->choices : NULL, items, 32, why,
+                               whylen) < 0)
+                return -EINVAL;
         }
         if (k == &cfg_key_table[CFG_K_keepa_base_url] && strncmp(s, "http://", 7) != 0 &&
             strncmp(s, "https://", 8) != 0) {
@@ -645,12 +759,102 @@ static char *cfg_reader(char *str, int num, void *stream)
     return str;
 }
 
+/*
+ * Keys of earlier versions: read into their successor (value converted), or read and ignored,
+ * with a line in cfg.warnings either way, so an old config keeps working and says what to
+ * change.
+ */
+struct cfg_alias {
+    const char *section, *name;
+    const char *to_section, *to_name; /* NULL: no longer used */
+    int convert;                      /* see alias_value() */
+    const char *note;
+};
+enum { ALIAS_SAME, ALIAS_CENTS, ALIAS_SELL_ESTIMATE };
+static const struct cfg_alias cfg_aliases[] = {
+    {"filter", "buy_price", "filter", "buy_condition", ALIAS_SAME, ""},
+    {"filter", "min_profit_cents", "filter", "min_profit", ALIAS_CENTS, ""},
+    {"filter", "min_sell_cents", "filter", "min_sell", ALIAS_CENTS, ""},
+    {"filter", "sell_estimate", "sell", "basis_used", ALIAS_SELL_ESTIMATE,
+     " (the listing averages are an optimistic sell basis; docs/judgement.md)"},
+    {"filter", "max_buy_pct", NULL, NULL, ALIAS_SAME,
+     ": the peek now judges with the whole model (docs/judgement.md)"},
+    {"filter", "min_gross_roi_pct", NULL, NULL, ALIAS_SAME,
+     ": the peek now judges with the whole model (docs/judgement.md)"},
+    {"costs", "prep_cents", "costs", "prep", ALIAS_CENTS, ""},
+    {"costs", "inbound_shipping_cents", "costs", "inbound_shipping", ALIAS_CENTS, ""},
+    {"costs", "default_fba_fee_cents", "costs", "default_fba_fee", ALIAS_CENTS, ""},
+};
+
+/* The successor's text for an old value: cents become money, an old sell estimate a basis. */
+static int alias_value(const struct cfg_alias *a, const char *value, char *out, size_t len)
+{
+    int64_t v;
+    switch (a->convert) {
+    case ALIAS_CENTS:
+        if (parse_i64(value, &v) != 0)
+            return -EINVAL;
+        format_money(v, out, len);
+        return 0;
+    case ALIAS_SELL_ESTIMATE:
+        if (strcmp(value, "used_avg90_365") == 0)
+            snprintf(out, len, "avg90_365");
+        else if (strcmp(value, "used_avg90") == 0 || strcmp(value, "used_min90_365") == 0)
+            snprintf(out, len, "avg90");
+        else if (strcmp(value, "used_avg365") == 0)
+            snprintf(out, len, "avg365");
+        else
+            return -EINVAL;
+        return 0;
+    default:
+        snprintf(out, len, "%s", value);
+        return 0;
+    }
+}
+
+static void add_warning(struct cfg_parse *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void add_warning(struct cfg_parse *p, const char *fmt, ...)
+{
+    char line[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    size_t used = strlen(p->cfg.warnings);
+    snprintf(p->cfg.warnings + used, sizeof(p->cfg.warnings) - used, "%s%s", used > 0 ? "\n" : "",
+             line);
+}
+
 static int cfg_handler(void *user, const char *section, const char *name, const char *value)
 {
     struct cfg_parse *p = user;
     if (section[0] == '\0') {
         parse_fail(p, "%s: key outside a [section]", name);
         return 0;
+    }
+    char converted[64];
+    for (size_t i = 0; i < KD_ARRAY_LEN(cfg_aliases); i++) {
+        const struct cfg_alias *a = &cfg_aliases[i];
+        if (strcmp(a->section, section) != 0 || strcmp(a->name, name) != 0)
+            continue;
+        if (a->to_name == NULL) {
+            add_warning(p, "config: %s:%d: [%s] %s is no longer used%s; remove it", p->name,
+                        p->lineno, section, name, a->note);
+            return 1;
+        }
+        if (alias_value(a, value, converted, sizeof(converted)) != 0) {
+            parse_fail(p, "[%s] %s = %.*s: not a value this old key took; use [%s] %s", section,
+                       name, CFG_ERR_VALUE_MAX, value, a->to_section, a->to_name);
+            return 0;
+        }
+        add_warning(p, "config: %s:%d: [%s] %s is deprecated: read as [%s] %s = %s%s", p->name,
+                    p->lineno, section, name, a->to_section, a->to_name, converted, a->note);
+        section = a->to_section;
+        name = a->to_name;
+        value = converted;
+        break;
     }
     if (!section_known(section))
         return 0; /* reported by the reader at the section line */
@@ -894,6 +1098,15 @@ void cfg_write_sample(FILE *out)
         case CFG_T_SECRET:
             fprintf(out, "%s, %s..%s bytes", k->type == CFG_T_PATH ? "path" : "text", lo, hi);
             break;
+        case CFG_T_LIST:
+            fprintf(out, "comma-separated, in order, from %s", k->choices);
+            break;
+        case CFG_T_IDS:
+            fprintf(out, "comma-separated category ids (empty = none)");
+            break;
+        case CFG_T_MONEY:
+            fprintf(out, "money %s..%s", lo, hi);
+            break;
         case CFG_T_DURATION:
             fprintf(out, "duration %s..%s", lo, hi);
             break;
@@ -924,6 +1137,8 @@ static bool key_equal(const struct cfg *a, const struct cfg *b, const struct cfg
     case CFG_T_STR:
     case CFG_T_PATH:
     case CFG_T_SECRET:
+    case CFG_T_LIST:
+    case CFG_T_IDS:
         return strcmp(field_strc(a, k), field_strc(b, k)) == 0;
     default:
         return *field_i64c(a, k) == *field_i64c(b, k);
@@ -990,6 +1205,8 @@ int cfg_encode(const struct cfg *c, char **buf, size_t *len)
             break;
         case CFG_T_STR:
         case CFG_T_PATH:
+        case CFG_T_LIST:
+        case CFG_T_IDS:
             bad |= pack_str(&pk, field_strc(c, k));
             break;
         default:
@@ -1062,6 +1279,8 @@ static int decode_key(const struct cfg_key *k, const msgpack_object *o, struct c
     }
     case CFG_T_STR:
     case CFG_T_PATH:
+    case CFG_T_LIST:
+    case CFG_T_IDS:
         return obj_str(o, field_str(c, k), CFG_STR_MAX + 1);
     case CFG_T_SECRET:
         return -EBADMSG; /* must never be encoded */

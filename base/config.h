@@ -13,6 +13,12 @@
  *   DURATION  number with a unit: 250ms, 30s, 15m, 6h, 2d      -> int64_t  <sec>_<key>_ms
  *   PCT       percent with up to 2 decimals: 20, 12.5, 110%    -> int64_t  <sec>_<key>_bp
  *             (basis points: 20 % = 2000 bp)
+ *   MONEY     an amount in the marketplace's currency with up to -> int64_t  <sec>_<key>_cents
+ *             2 decimals: 5, 5.00, $12.50 (hundredths of the unit: 5.00 = 500; for yen,
+ *             whole yen are hundredths too, and judge/rules.c converts)
+ *   LIST      comma-separated words from the key's choices, in  -> char[]   <sec>_<key>
+ *             order, no repeats ("buy_box, lowest_fba, avg90")
+ *   IDS       comma-separated positive integers (category ids)  -> char[]   <sec>_<key>
  *   ENUM      one of the key's choices ("deals|asins|query")   -> int      <sec>_<key>
  *             (the index in the choices string; see the cfg_* enums below)
  *   DOMAIN    a Keepa domain id (1 com, 2 co.uk, 3 de, 4 fr, 5 co.jp, 6 ca, 8 it, 9 es,
@@ -119,32 +125,59 @@
     X(update, expire_after_failures, INT, "3", 1, 100, NULL, CFG_RELOAD,                           \
       "a deal is removed after this many consecutive re-checks that found it no longer a deal "    \
       "(fetch errors never count)")                                                                \
-    X(filter, buy_price, ENUM, "used_then_new", 0, 3, "used_then_new|used|new|new_then_used",      \
-      CFG_RELOAD, "peek buy price: the current Used price, else New (or the variants)")            \
-    X(filter, sell_estimate, ENUM, "used_avg90_365", 0, 3,                                         \
-      "used_avg90_365|used_avg90|used_avg365|used_min90_365", CFG_RELOAD,                          \
-      "sell estimate: mean of the Used 90- and 365-day averages (either alone if one is "          \
-      "missing), one of them, or the lower of the two")                                            \
-    X(filter, min_rank_drops_365, INT, "1", 0, 100000, NULL, CFG_RELOAD,                           \
-      "reject products with fewer sales-rank drops in a year (0 = keep all)")                      \
-    X(filter, min_sell_cents, INT, "1200", 0, 100000000, NULL, CFG_RELOAD,                         \
-      "reject products whose sell estimate is under this")                                         \
-    X(filter, max_buy_pct, PCT, "110", 1, 100000, NULL, CFG_RELOAD,                                \
-      "reject products whose buy price is over this percentage of the sell estimate")              \
-    X(filter, min_gross_roi_pct, PCT, "20", -10000, 1000000, NULL, CFG_RELOAD,                     \
-      "reject products whose (sell estimate - buy) / buy is under this")                           \
-    X(filter, min_profit_cents, INT, "500", -100000000, 100000000, NULL, CFG_RELOAD,               \
-      "a committed product is a deal only if its profit after all fees is at least this")          \
+    X(store, keep_rejected, DURATION, "30d", 1 * CFG_MS_H, 3650 * CFG_MS_D, NULL, CFG_RELOAD,      \
+      "a judged product that is not a deal is kept (for a re-judge at zero tokens) this long "     \
+      "after its last check, then pruned")                                                         \
+    X(filter, buy_condition, ENUM, "used_then_new", 0, 3, "used_then_new|used|new|new_then_used",  \
+      CFG_RELOAD, "which condition to buy: the cheapest Used offer, else New (or the variants)")   \
     X(filter, min_roi_pct, PCT, "25", -10000, 1000000, NULL, CFG_RELOAD,                           \
-      "... and its ROI (profit / landed buy cost) is at least this")                               \
-    X(costs, prep_cents, INT, "100", 0, 1000000, NULL, CFG_RELOAD, "prep cost per unit")           \
-    X(costs, inbound_shipping_cents, INT, "75", 0, 1000000, NULL, CFG_RELOAD,                      \
+      "a deal needs at least this ROI (profit / landed buy cost)")                                 \
+    X(filter, min_profit, MONEY, "5.00", -100000000, 100000000, NULL, CFG_RELOAD,                  \
+      "... and at least this profit per unit after every fee and cost")                            \
+    X(filter, min_sell, MONEY, "12.00", 0, 100000000, NULL, CFG_RELOAD,                            \
+      "... and a sell price of at least this")                                                     \
+    X(filter, min_rank_drops_365, INT, "1", 0, 100000, NULL, CFG_RELOAD,                           \
+      "... and at least this many sales-rank drops in a year (0 = off)")                           \
+    X(filter, max_rank, INT, "0", 0, 1000000000, NULL, CFG_RELOAD,                                 \
+      "... and a sales rank of at most this (0 = off)")                                            \
+    X(filter, unknown, ENUM, "fail", 0, 1, "fail|pass", CFG_RELOAD,                                \
+      "what a criterion whose input Keepa did not give counts as, at every stage")                 \
+    X(filter, near_roi_pts, PCT, "10", 0, 1000000, NULL, CFG_RELOAD,                               \
+      "a product failing only ROI and/or profit by at most this many ROI points ...")              \
+    X(filter, near_profit, MONEY, "2.00", 0, 100000000, NULL, CFG_RELOAD,                          \
+      "... and this much profit is 'near' a deal (kdeals deals --verdict near)")                   \
+    X(sell, basis_new, LIST, "buy_box, lowest_fba, avg90", 1, CFG_STR_MAX, CFG_SELL_BASES,         \
+      CFG_RELOAD, "sell price of a New buy: the first of these with a value")                      \
+    X(sell, basis_used, LIST, "buy_box, lowest_fba, avg90", 1, CFG_STR_MAX, CFG_SELL_BASES,        \
+      CFG_RELOAD, "sell price of a Used buy: the first of these Used bases with a value")          \
+    X(sell, cap_at_buy_box, BOOL, "true", 0, 1, NULL, CFG_RELOAD,                                  \
+      "never sell above the current Buy Box of the buy's condition")                               \
+    X(sell, amazon_cap, PCT, "90", 0, 10000, NULL, CFG_RELOAD,                                     \
+      "never sell above this share of Amazon's own price when Amazon sells it (0 = off)")          \
+    X(sell, max_sell, MONEY, "0", 0, 100000000, NULL, CFG_RELOAD,                                  \
+      "never sell above this (0 = off)")                                                           \
+    X(costs, fulfilment, ENUM, "fba", 0, 1, "fba|fbm", CFG_RELOAD,                                 \
+      "fba: Amazon ships (FBA fee, inbound shipping); fbm: you ship (fbm_shipping)")               \
+    X(costs, prep, MONEY, "1.00", 0, 1000000, NULL, CFG_RELOAD, "prep cost per unit")              \
+    X(costs, inbound_shipping, MONEY, "0.75", 0, 1000000, NULL, CFG_RELOAD,                        \
       "shipping to the FBA warehouse per unit")                                                    \
-    X(costs, tax_pct, PCT, "0", 0, 10000, NULL, CFG_RELOAD, "sales tax paid on the buy price")     \
-    X(costs, default_fba_fee_cents, INT, "350", 0, 1000000, NULL, CFG_RELOAD,                      \
-      "FBA fee used when Keepa has no fbaFees for the product")                                    \
+    X(costs, tax_pct, PCT, "0", 0, 10000, NULL, CFG_RELOAD,                                        \
+      "sales tax paid on the buy price and its shipping")                                          \
+    X(costs, default_fba_fee, MONEY, "3.65", 0, 1000000, NULL, CFG_RELOAD,                         \
+      "FBA fee when Keepa has none for the product (docs/judgement.md: source and date)")          \
     X(costs, default_referral_pct, PCT, "15", 0, 10000, NULL, CFG_RELOAD,                          \
-      "referral fee used when Keepa has no referralFeePercentage")
+      "referral fee when Keepa has no referralFeePercentage")                                      \
+    X(costs, referral_min, MONEY, "0.30", 0, 1000000, NULL, CFG_RELOAD,                            \
+      "least referral fee per unit outside media categories")                                      \
+    X(costs, closing_fee, MONEY, "1.80", 0, 1000000, NULL, CFG_RELOAD,                             \
+      "closing fee per unit in media categories (when Keepa has no variableClosingFee)")           \
+    X(costs, media_categories, IDS, "283155, 5174, 2625373011, 468642, 229534", 0, CFG_STR_MAX,    \
+      NULL, CFG_RELOAD, "root categories that pay the closing fee (amazon.com's media roots)")     \
+    X(costs, fbm_shipping, MONEY, "4.50", 0, 1000000, NULL, CFG_RELOAD,                            \
+      "your shipping cost per unit when fulfilment = fbm")
+
+/* The sell bases, in the order of enum jd_basis from 1 (judge/judge.h). */
+#define CFG_SELL_BASES "buy_box|lowest_fba|avg90|avg180|avg365|avg90_365|current"
 
 /* Index of each key in CFG_KEYS: CFG_K_scan_peek_batch. */
 enum cfg_key_id {
@@ -157,13 +190,9 @@ enum cfg_key_id {
 /* ENUM values, in the order of their choices strings (test_config checks the order). */
 enum cfg_log_level { CFG_LOG_ERROR, CFG_LOG_WARN, CFG_LOG_INFO, CFG_LOG_DEBUG };
 enum cfg_scan_source { CFG_SOURCE_DEALS, CFG_SOURCE_ASINS, CFG_SOURCE_QUERY };
-enum cfg_buy_price { CFG_BUY_USED_THEN_NEW, CFG_BUY_USED, CFG_BUY_NEW, CFG_BUY_NEW_THEN_USED };
-enum cfg_sell_estimate {
-    CFG_SELL_USED_AVG90_365,
-    CFG_SELL_USED_AVG90,
-    CFG_SELL_USED_AVG365,
-    CFG_SELL_USED_MIN90_365
-};
+enum cfg_buy_condition { CFG_BUY_USED_THEN_NEW, CFG_BUY_USED, CFG_BUY_NEW, CFG_BUY_NEW_THEN_USED };
+enum cfg_unknown { CFG_UNKNOWN_FAIL, CFG_UNKNOWN_PASS };
+enum cfg_fulfilment { CFG_FULFIL_FBA, CFG_FULFIL_FBM };
 
 enum cfg_type {
     CFG_T_INT,
@@ -174,7 +203,10 @@ enum cfg_type {
     CFG_T_DOMAIN,
     CFG_T_STR,
     CFG_T_PATH,
-    CFG_T_SECRET
+    CFG_T_SECRET,
+    CFG_T_MONEY,
+    CFG_T_LIST,
+    CFG_T_IDS
 };
 
 #define CFG_FIELD_INT(name)      int64_t name;
@@ -186,6 +218,9 @@ enum cfg_type {
 #define CFG_FIELD_STR(name)      char name[CFG_STR_MAX + 1];
 #define CFG_FIELD_PATH(name)     char name[CFG_STR_MAX + 1];
 #define CFG_FIELD_SECRET(name)   char name[CFG_STR_MAX + 1];
+#define CFG_FIELD_MONEY(name)    int64_t name##_cents;
+#define CFG_FIELD_LIST(name)     char name[CFG_STR_MAX + 1];
+#define CFG_FIELD_IDS(name)      char name[CFG_STR_MAX + 1];
 
 /*
  * The effective configuration. Plain data: copy it with `=`, compare with cfg_diff. The
@@ -201,6 +236,8 @@ struct cfg {
     bool keepa_key_set;
     /* The file this config was loaded from ("" for defaults or a buffer without a path). */
     char source_path[CFG_STR_MAX + 1];
+    /* Deprecated keys met while loading, one line each ("" none; not encoded). */
+    char warnings[1024];
 };
 
 /* Description of one key, from CFG_KEYS. */
@@ -268,6 +305,13 @@ int cfg_format_value(const struct cfg *c, const struct cfg_key *k, char *buf, si
  * same config minus the key.
  */
 void cfg_print(const struct cfg *c, FILE *out);
+
+/*
+ * Splits the LIST or IDS value TEXT into at most MAX items: a LIST item's index in CHOICES
+ * (0-based), an IDS item's number. Returns the number of items, or -EINVAL (with WHY).
+ */
+int cfg_list_parse(const char *text, const char *choices, int64_t *out, size_t max, char *why,
+                   size_t whylen);
 
 /* Writes the sample config file: every key commented with its help, default and bounds. */
 void cfg_write_sample(FILE *out);

@@ -72,12 +72,15 @@ static void test_defaults_valid(void **state)
     assert_int_equal(c.commit_batch, 5);
     assert_int_equal(c.commit_offers, 20);
     assert_int_equal(c.update_batch, 50);
-    assert_int_equal(c.filter_buy_price, CFG_BUY_USED_THEN_NEW);
-    assert_int_equal(c.filter_sell_estimate, CFG_SELL_USED_AVG90_365);
+    assert_int_equal(c.filter_buy_condition, CFG_BUY_USED_THEN_NEW);
+    assert_string_equal(c.sell_basis_used, "buy_box, lowest_fba, avg90");
     assert_int_equal(c.filter_min_rank_drops_365, 1);
     assert_int_equal(c.filter_min_sell_cents, 1200);
-    assert_int_equal(c.filter_max_buy_pct_bp, 11000);
-    assert_int_equal(c.filter_min_gross_roi_pct_bp, 2000);
+    assert_int_equal(c.filter_min_profit_cents, 500);
+    assert_int_equal(c.sell_amazon_cap_bp, 9000);
+    assert_int_equal(c.costs_default_fba_fee_cents, 365);
+    assert_int_equal(c.costs_closing_fee_cents, 180);
+    assert_int_equal(c.filter_unknown, CFG_UNKNOWN_FAIL);
     assert_int_equal(c.tokens_max_deficit, 0);
     assert_int_equal(c.tokens_bucket_minutes, 60);
     assert_int_equal(c.update_min_interval_ms, 3600 * 1000);
@@ -96,21 +99,22 @@ static void test_enum_order(void **state)
     const struct cfg_key *k = cfg_keys();
     assert_string_equal(k[CFG_K_daemon_log_level].choices, "error|warn|info|debug");
     assert_string_equal(k[CFG_K_scan_source].choices, "deals|asins|query");
-    assert_string_equal(k[CFG_K_filter_buy_price].choices, "used_then_new|used|new|new_then_used");
-    assert_string_equal(k[CFG_K_filter_sell_estimate].choices,
-                        "used_avg90_365|used_avg90|used_avg365|used_min90_365");
+    assert_string_equal(k[CFG_K_filter_buy_condition].choices,
+                        "used_then_new|used|new|new_then_used");
+    /* LIST choices are enum jd_basis from 1 (judge/rules.c relies on it). */
+    assert_string_equal(k[CFG_K_sell_basis_new].choices,
+                        "buy_box|lowest_fba|avg90|avg180|avg365|avg90_365|current");
     struct cfg c;
     char err[256];
-    assert_int_equal(
-        load_text("[scan]\nsource = query\nselection_file = /q.json\n"
-                  "[daemon]\nlog_level = debug\n"
-                  "[filter]\nbuy_price = new_then_used\nsell_estimate = used_min90_365\n",
-                  &c, err, sizeof(err), NULL),
-        0);
+    assert_int_equal(load_text("[scan]\nsource = query\nselection_file = /q.json\n"
+                               "[daemon]\nlog_level = debug\n"
+                               "[filter]\nbuy_condition = new_then_used\nunknown = pass\n",
+                               &c, err, sizeof(err), NULL),
+                     0);
     assert_int_equal(c.scan_source, CFG_SOURCE_QUERY);
     assert_int_equal(c.daemon_log_level, CFG_LOG_DEBUG);
-    assert_int_equal(c.filter_buy_price, CFG_BUY_NEW_THEN_USED);
-    assert_int_equal(c.filter_sell_estimate, CFG_SELL_USED_MIN90_365);
+    assert_int_equal(c.filter_buy_condition, CFG_BUY_NEW_THEN_USED);
+    assert_int_equal(c.filter_unknown, CFG_UNKNOWN_PASS);
     /* Every key has a unique (section, name) and a help text. */
     for (size_t i = 0; i < CFG_KEY_COUNT; i++) {
         assert_ptr_equal(cfg_key_find(k[i].section, k[i].name), &k[i]);
@@ -138,6 +142,7 @@ static const char every_key[] = "; a comment\n"
                                 "path = \"/var/db/kd\"\n"
                                 "map_size_mb = 64\n"
                                 "max_map_size_mb = 128\n"
+                                "keep_rejected = 7d\n"
                                 "[tokens]\n"
                                 "bucket_minutes = 30\n"
                                 "max_deficit = 200\n"
@@ -162,20 +167,32 @@ static const char every_key[] = "; a comment\n"
                                 "max_interval = 12h\n"
                                 "expire_after_failures = 2\n"
                                 "[filter]\n"
-                                "buy_price = used\n"
-                                "sell_estimate = used_avg365\n"
-                                "min_rank_drops_365 = 0\n"
-                                "min_sell_cents = 1500\n"
-                                "max_buy_pct = 100%\n"
-                                "min_gross_roi_pct = 12.5\n"
-                                "min_profit_cents = -100\n"
+                                "buy_condition = used\n"
                                 "min_roi_pct = 30.25\n"
+                                "min_profit = -1.00\n"
+                                "min_sell = $15\n"
+                                "min_rank_drops_365 = 0\n"
+                                "max_rank = 500000\n"
+                                "unknown = pass\n"
+                                "near_roi_pts = 5\n"
+                                "near_profit = 1.5\n"
+                                "[sell]\n"
+                                "basis_new = buy_box\n"
+                                "basis_used = avg180, current\n"
+                                "cap_at_buy_box = false\n"
+                                "amazon_cap = 85\n"
+                                "max_sell = 99.99\n"
                                 "[costs]\n"
-                                "prep_cents = 0\n"
-                                "inbound_shipping_cents = 120\n"
+                                "fulfilment = fbm\n"
+                                "prep = 0\n"
+                                "inbound_shipping = 1.20\n"
                                 "tax_pct = 7.5\n"
-                                "default_fba_fee_cents = 400\n"
-                                "default_referral_pct = 8\n";
+                                "default_fba_fee = 4\n"
+                                "default_referral_pct = 8\n"
+                                "referral_min = 0.25\n"
+                                "closing_fee = 1.35\n"
+                                "media_categories = 283155\n"
+                                "fbm_shipping = 3.99\n";
 
 static void test_every_key_parsed(void **state)
 {
@@ -200,8 +217,13 @@ static void test_every_key_parsed(void **state)
     assert_int_equal(c.scan_dedup_window_ms, 2 * 86400 * 1000LL);
     assert_false(c.commit_history);
     assert_int_equal(c.update_max_interval_ms, 12 * 3600 * 1000LL);
-    assert_int_equal(c.filter_max_buy_pct_bp, 10000);
-    assert_int_equal(c.filter_min_gross_roi_pct_bp, 1250);
+    assert_int_equal(c.filter_min_sell_cents, 1500);
+    assert_int_equal(c.filter_near_profit_cents, 150);
+    assert_string_equal(c.sell_basis_used, "avg180, current");
+    assert_int_equal(c.sell_max_sell_cents, 9999);
+    assert_int_equal(c.costs_fulfilment, CFG_FULFIL_FBM);
+    assert_int_equal(c.costs_inbound_shipping_cents, 120);
+    assert_string_equal(c.costs_media_categories, "283155");
     assert_int_equal(c.filter_min_profit_cents, -100);
     assert_int_equal(c.filter_min_roi_pct_bp, 3025);
     assert_int_equal(c.costs_tax_pct_bp, 750);
@@ -230,7 +252,7 @@ static void fmt_raw(const struct cfg_key *k, int64_t v, char *buf, size_t len)
 {
     if (k->type == CFG_T_DURATION)
         snprintf(buf, len, "%" PRId64 "ms", v);
-    else if (k->type == CFG_T_PCT)
+    else if (k->type == CFG_T_PCT || k->type == CFG_T_MONEY)
         snprintf(buf, len, "%s%" PRId64 ".%02" PRId64, v < 0 ? "-" : "", (v < 0 ? -v : v) / 100,
                  (v < 0 ? -v : v) % 100);
     else
@@ -243,6 +265,85 @@ static bool in_rule(size_t id)
            id == CFG_K_update_min_interval || id == CFG_K_update_max_interval;
 }
 
+/* Keys of earlier versions keep working: read into their successor, with a warning that says
+ * what to write instead; keys that are gone are ignored with a warning. */
+static void test_deprecated_keys(void **state)
+{
+    (void)state;
+    struct cfg c;
+    char err[512] = "";
+    int rc = load_text("[filter]\nbuy_price = new\nmin_profit_cents = 750\nmin_sell_cents = 900\n"
+                       "sell_estimate = used_avg90_365\nmax_buy_pct = 110\n"
+                       "[costs]\nprep_cents = 50\ndefault_fba_fee_cents = 300\n",
+                       &c, err, sizeof(err), NULL);
+    if (rc != 0)
+        fail_msg("%s", err);
+    assert_int_equal(c.filter_buy_condition, CFG_BUY_NEW);
+    assert_int_equal(c.filter_min_profit_cents, 750);
+    assert_int_equal(c.filter_min_sell_cents, 900);
+    assert_string_equal(c.sell_basis_used, "avg90_365");
+    assert_int_equal(c.costs_prep_cents, 50);
+    assert_int_equal(c.costs_default_fba_fee_cents, 300);
+    assert_non_null(strstr(c.warnings, "[filter] min_profit_cents is deprecated: read as [filter] "
+                                       "min_profit = 7.50"));
+    assert_non_null(strstr(c.warnings, "[filter] max_buy_pct is no longer used"));
+    /* An old key and its successor both set: given twice. */
+    rc =
+        load_text("[filter]\nmin_profit_cents = 750\nmin_profit = 2\n", &c, err, sizeof(err), NULL);
+    assert_int_equal(rc, -EINVAL);
+    assert_non_null(strstr(err, "given twice"));
+    /* A value the old key never took. */
+    rc = load_text("[filter]\nmin_profit_cents = 7.5\n", &c, err, sizeof(err), NULL);
+    assert_int_equal(rc, -EINVAL);
+    assert_non_null(strstr(err, "use [filter] min_profit"));
+}
+
+/* MONEY, LIST and IDS values: what they accept and the errors for what they do not. */
+static void test_money_and_lists(void **state)
+{
+    (void)state;
+    struct cfg c;
+    char err[512] = "";
+    static const struct {
+        const char *text;
+        int rc;
+        const char *want;
+    } cases[] = {
+        {"[filter]\nmin_profit = 5\n", 0, NULL},
+        {"[filter]\nmin_profit = 5.5\n", 0, NULL},
+        {"[filter]\nmin_profit = \xe2\x82\xac"
+         "3.20\n",
+         0, NULL},
+        {"[filter]\nmin_profit = 5.555\n", -EINVAL, "at most 2 decimals"},
+        {"[filter]\nmin_profit = 5%\n", -EINVAL, "at most 2 decimals"},
+        {"[filter]\nmin_sell = -1\n", -EINVAL, "must be >= 0.00"},
+        {"[sell]\nbasis_used = buy_box, avg90, buy_box\n", -EINVAL, "listed twice"},
+        {"[sell]\nbasis_used = avg91\n", -EINVAL, "'avg91' is not one of"},
+        {"[sell]\nbasis_used = avg90,,avg365\n", -EINVAL, "empty item"},
+        {"[sell]\nbasis_used =\n", -EINVAL, "must not be empty"},
+        {"[costs]\nmedia_categories = 283155, x\n", -EINVAL, "'x' is not a positive integer"},
+        {"[costs]\nmedia_categories =\n", 0, NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        err[0] = '\0';
+        int rc = load_text(cases[i].text, &c, err, sizeof(err), NULL);
+        if (rc != cases[i].rc)
+            fail_msg("case %zu (%s): rc %d, want %d: %s", i, cases[i].text, rc, cases[i].rc, err);
+        if (cases[i].want != NULL && strstr(err, cases[i].want) == NULL)
+            fail_msg("case %zu: '%s' does not say '%s'", i, err, cases[i].want);
+    }
+    assert_int_equal(load_text("[filter]\nmin_profit = 12.5\n", &c, err, sizeof(err), NULL), 0);
+    assert_int_equal(c.filter_min_profit_cents, 1250);
+    char buf[64];
+    cfg_format_value(&c, &cfg_keys()[CFG_K_filter_min_profit], buf, sizeof(buf));
+    assert_string_equal(buf, "12.50");
+    int64_t items[8];
+    assert_int_equal(cfg_list_parse(" avg90 ,current", CFG_SELL_BASES, items, 8, err, sizeof(err)),
+                     2);
+    assert_int_equal(items[0], 2);
+    assert_int_equal(items[1], 6);
+}
+
 static void test_bounds_enforced(void **state)
 {
     (void)state;
@@ -251,7 +352,7 @@ static void test_bounds_enforced(void **state)
     for (size_t i = 0; i < CFG_KEY_COUNT; i++) {
         const struct cfg_key *k = &keys[i];
         if (k->type != CFG_T_INT && k->type != CFG_T_DURATION && k->type != CFG_T_PCT &&
-            k->type != CFG_T_DOMAIN)
+            k->type != CFG_T_DOMAIN && k->type != CFG_T_MONEY)
             continue;
         char text[256], v[64];
         struct cfg c;
@@ -406,7 +507,7 @@ static void test_diff(void **state)
     assert_false(k[CFG_K_daemon_instance].reloadable);
     assert_false(k[CFG_K_store_map_size_mb].reloadable);
     assert_true(k[CFG_K_daemon_log_level].reloadable);
-    assert_true(k[CFG_K_filter_min_sell_cents].reloadable);
+    assert_true(k[CFG_K_filter_min_sell].reloadable);
 }
 
 /* True when NEEDLE occurs in the LEN bytes at HAY. */
@@ -585,6 +686,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_defaults_valid),
         cmocka_unit_test(test_enum_order),
         cmocka_unit_test(test_every_key_parsed),
+        cmocka_unit_test(test_deprecated_keys),
+        cmocka_unit_test(test_money_and_lists),
         cmocka_unit_test(test_bounds_enforced),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_rules),

@@ -396,7 +396,7 @@ uint64_t jd_rules_hash(const struct jd_rules *r)
         r->closing_fee_cents,   r->fbm_shipping_cents, r->n_media_categories};
     for (size_t i = 0; i < sizeof(scalars) / sizeof(scalars[0]); i++)
         h = mix(h, scalars[i]);
-    for (unsigned i = 0; i < r->n_media_categories && i < 16; i++)
+    for (unsigned i = 0; i < r->n_media_categories && i < 32; i++)
         h = mix(h, r->media_categories[i]);
     return h;
 }

@@ -209,7 +209,7 @@ struct jd_rules {
     int64_t default_fba_fee_cents;
     int64_t closing_fee_cents; /* media closing fee */
     int64_t fbm_shipping_cents;
-    int64_t media_categories[16]; /* root category ids that pay the closing fee */
+    int64_t media_categories[32]; /* root category ids that pay the closing fee */
     uint8_t n_media_categories;
 };
 

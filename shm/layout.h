@@ -24,7 +24,7 @@
 #include <stdint.h>
 
 #define SHM_MAGIC          0x4d48534c41454b44ULL /* "DKEALSHM" little-endian */
-#define SHM_LAYOUT_VERSION 2u
+#define SHM_LAYOUT_VERSION 3u
 #define SHM_CACHELINE      64
 #define SHM_INSTANCE_MAX   48
 #define SHM_CONFIG_MAX     65536
@@ -98,7 +98,13 @@ struct shm_header {
  * Reload verdicts: `kdeals reload` bumps reload_request; the supervisor validates, publishes
  * or rejects, writes reload_result and reload_message, then sets reload_done to the request
  * number it answered.
+ *
+ * Re-judge report: when a published config changes the judgement's rules, the updater judges
+ * every stored record again from its stored inputs (no tokens) and reports here: it writes the
+ * figures, then rejudge_state 2 (done) with release order, for the config generation in
+ * rejudge_generation; `kdeals reload` waits for it and prints what moved.
  */
+#define SHM_REJUDGE_REASONS 8 /* >= JD_C_COUNT (judge/judge.h) */
 struct shm_config_slot {
     alignas(SHM_CACHELINE) _Atomic uint64_t generation;
     uint32_t len[2];
@@ -107,6 +113,15 @@ struct shm_config_slot {
     _Atomic int32_t reload_result; /* 0 applied, 1 applied except restart-only keys, <0 rejected */
     uint32_t reserved;
     char reload_message[SHM_MESSAGE_MAX];
+    alignas(SHM_CACHELINE) _Atomic uint64_t rejudge_generation; /* config generation; 0 none */
+    _Atomic uint32_t rejudge_state;                             /* 0 none, 1 running, 2 done */
+    uint32_t rejudge_reserved;
+    _Atomic int64_t rejudge_records;      /* records judged again */
+    _Atomic int64_t rejudge_deals_before; /* deals before it */
+    _Atomic int64_t rejudge_deals_after;
+    _Atomic int64_t rejudge_added;                           /* not a deal before, a deal now */
+    _Atomic int64_t rejudge_removed;                         /* a deal before, not now */
+    _Atomic int64_t rejudge_removed_by[SHM_REJUDGE_REASONS]; /* by first failing criterion */
     alignas(SHM_CACHELINE) uint8_t buf[2][SHM_CONFIG_MAX];
 };
 

@@ -103,6 +103,13 @@ void st_record_set_category(struct st_record *r, const char *name, size_t len)
     set_text(r->category_name, sizeof(r->category_name), name, len);
 }
 
+void st_pending_init(struct st_pending *p)
+{
+    memset(p, 0, sizeof(*p));
+    jd_inputs_init(&p->in);
+    p->peek_buy_cents = p->sell_estimate_cents = -1;
+}
+
 void st_record_init(struct st_record *r)
 {
     memset(r, 0, sizeof(*r));
@@ -146,7 +153,11 @@ static const struct st_field seen_fields[] = {ST_SEEN_FIELDS(SEEN_ROW)};
 #define CHANGE_ROW(kind, name, size)  ROW(struct st_change, kind, name, size)
 static const struct st_field history_fields[] = {ST_HISTORY_FIELDS(HISTORY_ROW)};
 static const struct st_field change_fields[] = {ST_CHANGE_FIELDS(CHANGE_ROW)};
-static const struct st_field pending_fields[] = {ST_PENDING_FIELDS(PENDING_ROW)};
+#define PENDING_INPUT_ROW(kind, name, size)                                                        \
+    {#name, K_##kind, offsetof(struct st_pending, in.name),                                        \
+     sizeof(((struct st_pending *)0)->in.name)},
+static const struct st_field pending_fields[] = {ST_PENDING_FIELDS(PENDING_ROW)
+                                                     JD_INPUT_FIELDS(PENDING_INPUT_ROW)};
 
 #define ST_FIELDS_MAX 256 /* the decoder's bitmap of fields seen */
 _Static_assert(KD_ARRAY_LEN(record_fields) <= ST_FIELDS_MAX, "the decoder tracks fields seen");
@@ -489,7 +500,8 @@ int st_seen_decode(const void *buf, size_t len, struct st_seen *out)
 int st_pending_decode(const void *buf, size_t len, struct st_pending *out)
 {
     struct st_pending tmp;
-    memset(&tmp, 0, sizeof(tmp));
+    st_pending_init(&tmp);
+    tmp.peek_buy_cents = tmp.sell_estimate_cents = 0;
     int rc = decode_fields(pending_fields, KD_ARRAY_LEN(pending_fields), ST_PENDING_VERSION, buf,
                            len, &tmp);
     struct st_key k;

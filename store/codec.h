@@ -206,15 +206,24 @@ enum st_event {
     X(I64, feed_last_update_min, 0) /* the feed's lastUpdate then (Keepa minutes) */               \
     X(U64, feed_price_hash, 0)      /* hash of the feed's prices then */
 
-/* A peek survivor not yet committed: paid-for work that must survive a crash. */
+/*
+ * A peek survivor not yet committed: paid-for work that must survive a crash. Also the record
+ * of the scanner's free refreshes and the updater's recommit requests. It carries the peek's
+ * judgement inputs (struct jd_inputs, under the names of JD_INPUT_FIELDS: a listing read, no
+ * offers) and what the peek concluded from them.
+ */
 #define ST_PENDING_FIELDS(X)                                                                       \
     X(STR, asin, ST_ASIN_LEN + 1)                                                                  \
     X(U8, domain, 0)                                                                               \
     X(I64, peek_ms, 0)                                                                             \
-    X(I64, peek_buy_cents, 0) /* buy price seen by the peek */                                     \
-    X(I64, sell_estimate_cents, 0)                                                                 \
-    X(U8, source, 0)    /* enum st_source */                                                       \
-    X(U32, attempts, 0) /* commit attempts that failed so far */
+    X(I64, peek_buy_cents, 0)      /* buy price seen by the peek (the lowest listing) */           \
+    X(I64, sell_estimate_cents, 0) /* the peek's sell price */                                     \
+    X(U8, source, 0)               /* enum st_source */                                            \
+    X(U32, attempts, 0)            /* commit attempts that failed so far */                        \
+    X(BOOL, peek_priced, 0)        /* the peek computed a profit */                                \
+    X(I64, peek_profit_cents, 0)   /* the peek's profit estimate (shipping unknown: 0) */          \
+    X(I64, peek_roi_bp, 0)                                                                         \
+    X(I64, peek_max_cost_cents, 0)
 
 /* Where a record stands. */
 enum st_state {
@@ -274,6 +283,7 @@ struct st_change {
 
 struct st_pending {
     ST_PENDING_FIELDS(ST_MEMBER)
+    struct jd_inputs in; /* the peek's inputs; every field unknown in an older record */
 };
 
 /*
@@ -288,6 +298,9 @@ void st_key_asin(const struct st_key *key, char out[ST_ASIN_LEN + 1]);
 
 /* A record with every input unknown, no verdict, no schedule, no mark. */
 void st_record_init(struct st_record *r);
+
+/* A pending record with every input unknown. */
+void st_pending_init(struct st_pending *p);
 
 /* Copies at most ST_TITLE_MAX - 1 bytes of TITLE (LEN bytes) into D, never cutting a UTF-8
  * sequence in half. */

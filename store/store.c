@@ -1102,6 +1102,20 @@ int st_cursor_next_record(struct st_cursor *cur, struct st_record *out)
     return rc != 0 ? rc : st_record_decode(val.mv_data, val.mv_size, out);
 }
 
+int st_cursor_seek_record(struct st_cursor *cur, const struct st_key *key, bool after,
+                          struct st_record *out)
+{
+    if (cur->db != ST_DB_PRODUCTS)
+        return -EINVAL;
+    MDB_val k = {ST_KEY_LEN, (void *)key->b}, v;
+    int rc = mdb_cursor_get(cur->mc, &k, &v, MDB_SET_RANGE);
+    if (rc == 0 && after && k.mv_size == ST_KEY_LEN && memcmp(k.mv_data, key->b, ST_KEY_LEN) == 0)
+        rc = mdb_cursor_get(cur->mc, &k, &v, MDB_NEXT);
+    cur->started = true;
+    rc = st_mdb_err(cur->txn, rc);
+    return rc != 0 ? rc : st_record_decode(v.mv_data, v.mv_size, out);
+}
+
 int st_cursor_next_pending(struct st_cursor *cur, struct st_pending *out)
 {
     MDB_val key, val;

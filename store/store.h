@@ -43,6 +43,7 @@
 #ifndef KD_STORE_STORE_H
 #define KD_STORE_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -215,6 +216,10 @@ int st_count(struct st_txn *txn, enum st_db db, uint64_t *n);
 int st_cursor_open(struct st_txn *txn, enum st_db db, struct st_cursor **out);
 int st_cursor_next_deal(struct st_cursor *cur, struct st_deal *out);
 int st_cursor_next_record(struct st_cursor *cur, struct st_record *out);
+/* Positions a products cursor at the first record whose key is >= KEY (> KEY when AFTER) and
+ * returns it as st_cursor_next_record would; later next calls continue from there. */
+int st_cursor_seek_record(struct st_cursor *cur, const struct st_key *key, bool after,
+                          struct st_record *out);
 int st_cursor_next_pending(struct st_cursor *cur, struct st_pending *out);
 int st_cursor_next_seen(struct st_cursor *cur, struct st_key *key, struct st_seen *out);
 void st_cursor_close(struct st_cursor *cur);

@@ -53,6 +53,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         static struct st_deal d;
         if (st_deal_decode(p, n, &d) == 0)
             ROUND_TRIP(struct st_deal, &d, st_deal_decode, st_deal_encode);
+        static struct st_record r;
+        if (st_record_decode(p, n, &r) == 0)
+            ROUND_TRIP(struct st_record, &r, st_record_decode, st_record_encode);
         break;
     }
     case 1: {

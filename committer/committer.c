@@ -11,9 +11,11 @@
  *
  * Batches of up to cfg.commit_batch (<= 5) go out through spend (priority COMMIT) as one
  * /product full fetch with live offers and a year of stats; a partial batch lingers at most
- * cfg.commit_linger_ms. Each product is judged by dm_deal (judge/dealmath.h). One st_write
- * transaction per batch stores the deals (st_deal_put keeps the schedule), applies the
- * updater's expiry rule to stored deals that failed, records rejections in `seen`, removes
+ * cfg.commit_linger_ms. Each product is judged by the judgement (judge/judge.h) on one live
+ * offer, whole (judge/inputs.h). One st_write transaction per batch stores every judged
+ * product as a record, deal or not (st_record_put keeps the schedule, history and change log;
+ * store/record.h moves its state: a stored deal that fails again follows the updater's
+ * expiry rule), records rejections in `seen`, removes
  * what was settled from `pending`, keeps the rest there with attempts + 1, and counts the
  * batch in `meta`. Nothing leaves pending unless its outcome is in the same transaction, so a
  * kill -9 at any point loses no survivor and, LMDB being transactional, corrupts no record.
@@ -35,12 +37,14 @@
 
 #include "committer/queue.h"
 #include "base/clock.h"
-#include "judge/dealmath.h"
+#include "judge/inputs.h"
+#include "judge/rules.h"
 #include "base/log.h"
 #include "worker/spend.h"
 #include "worker/rings.h"
 #include "worker/worker.h"
 #include "keepa/request.h"
+#include "store/record.h"
 #include "store/store.h"
 
 #define COMMITTER_GIVE_UP_ATTEMPTS 5
@@ -61,10 +65,13 @@ enum action { ACT_RETRY = 0, ACT_DEAL, ACT_REJECT, ACT_GIVE_UP };
 
 struct entry {
     struct st_key key;
-    struct st_pending p; /* as queued */
-    bool got;            /* the product arrived */
-    enum dm_verdict verdict;
-    struct st_deal deal; /* dm_deal's output */
+    struct st_pending p;      /* as queued */
+    bool got;                 /* the product arrived */
+    bool offers_failed;       /* it did, but Keepa could not refresh its offers: retried */
+    struct jd_inputs in;      /* what the full fetch read: one live offer, whole */
+    struct jd_verdict v;      /* the judgement of it */
+    char title[KP_TITLE_MAX]; /* as decoded; the record cuts it at a UTF-8 boundary */
+    char category[sizeof(((struct kp_product *)0)->root_category_name)];
     enum action act;
     const char *why; /* retry / give-up reason for the log */
 };
@@ -93,6 +100,8 @@ struct committer {
     bool closing;
     uint32_t failed_batches; /* consecutive batches whose request failed (any answer) */
     int64_t resume_ms;       /* no new batch before this (mono ms) after failed batches */
+    struct jd_rules rules;   /* the judgement's rules (judge/rules.h), renewed on reload */
+    uint64_t rules_hash;
     struct batch b;
 };
 
@@ -275,20 +284,14 @@ static int on_product(const struct kp_product *p, void *ud)
     if (e == NULL)
         return 0; /* not asked for (KP_ASIN_UNREQUESTED) */
     e->got = true;
-    e->verdict = dm_deal(p, &c->wk->cfg, &e->deal);
-    e->deal.domain = e->p.domain;
+    e->offers_failed = p->offers_successful == 0;
+    memcpy(e->title, p->title, sizeof(e->title));
+    memcpy(e->category, p->root_category_name, sizeof(e->category));
+    if (e->offers_failed)
+        return 0; /* no offer to buy: asked again, never judged on the rest */
+    jd_inputs_from_product(p, &c->rules, kd_wall_ms(), JD_READ_AUTO, &e->in);
+    jd_judge(&e->in, &c->rules, &e->v);
     return 0;
-}
-
-static bool economics_changed(const struct st_deal *a, const struct st_deal *b)
-{
-    return a->buy_price_cents != b->buy_price_cents ||
-           a->buy_shipping_cents != b->buy_shipping_cents || a->buy_condition != b->buy_condition ||
-           a->landed_buy_cents != b->landed_buy_cents ||
-           a->expected_sell_cents != b->expected_sell_cents ||
-           a->referral_fee_cents != b->referral_fee_cents || a->fba_fee_cents != b->fba_fee_cents ||
-           a->profit_cents != b->profit_cents || a->roi_bp != b->roi_bp ||
-           a->margin_bp != b->margin_bp;
 }
 
 static int mark_seen(struct st_txn *txn, const struct entry *e, uint8_t verdict)
@@ -328,49 +331,46 @@ static int write_batch(struct st_txn *txn, void *ud)
     int rc = 0;
     for (size_t i = 0; i < b->n && rc == 0; i++) {
         const struct entry *e = &b->e[i];
-        struct st_deal old;
-        bool have_old = false;
-        if (e->act == ACT_DEAL || e->act == ACT_REJECT)
-            have_old = st_deal_get(txn, &e->key, &old) == 0;
         switch (e->act) {
-        case ACT_DEAL: {
-            struct st_deal d = e->deal;
-            d.first_seen_ms = have_old && old.first_seen_ms > 0 ? old.first_seen_ms : b->now_ms;
-            d.last_checked_ms = b->now_ms;
-            d.last_changed_ms =
-                !have_old || economics_changed(&old, &d) ? b->now_ms : old.last_changed_ms;
-            d.check_failures = 0;
-            d.next_check_ms = b->now_ms + cfg_keepa_ms(cfg, cfg->update_min_interval_ms);
-            d.revision = have_old ? old.revision + 1 : 1;
-            rc = st_deal_put(txn, &d);
+        case ACT_DEAL:
+        case ACT_REJECT: {
+            /* Every fully fetched product is kept, deal or not (docs/judgement.md). */
+            struct st_record r;
+            int g = st_record_get(txn, &e->key, &r);
+            if (g == -ENOENT || g == -EBADMSG || g == -ENOTSUP) {
+                st_record_init(&r);
+                memcpy(r.asin, e->p.asin, sizeof(r.asin));
+                r.domain = e->p.domain;
+                r.first_seen_ms = b->now_ms;
+                r.source = e->p.source;
+            } else if (g != 0) {
+                rc = g;
+                break;
+            }
+            bool was_deal = r.state == ST_STATE_DEAL || r.state == ST_STATE_FAILING;
+            st_record_set_title(&r, e->title, strlen(e->title));
+            if (e->category[0] != '\0')
+                st_record_set_category(&r, e->category, strlen(e->category));
+            r.in = e->in;
+            enum st_event ev =
+                st_record_judged(&r, &e->v, c->rules_hash, ST_EV_COMMIT, b->now_ms,
+                                 (uint32_t)cfg->update_expire_after_failures,
+                                 b->now_ms + cfg_keepa_ms(cfg, cfg->update_min_interval_ms));
+            rc = st_record_put(txn, &r, ev, b->now_ms);
+            if (rc == 0 && r.state != ST_STATE_DEAL)
+                rc = mark_seen(txn, e, ST_VERDICT_REJECTED);
             if (rc == 0)
                 rc = del_pending(txn, &e->key);
-            b->committed++;
+            if (r.state == ST_STATE_DEAL)
+                b->committed++;
+            else if (ev == ST_EV_EXPIRE)
+                b->expired++;
+            else if (was_deal)
+                b->rechecked++;
+            else
+                b->rejected++;
             break;
         }
-        case ACT_REJECT:
-            if (have_old) {
-                /* A stored deal that failed its re-check: the updater's expiry rule. */
-                old.check_failures++;
-                if (old.check_failures >= (uint32_t)cfg->update_expire_after_failures) {
-                    rc = st_deal_del(txn, &e->key);
-                    if (rc == 0)
-                        rc = mark_seen(txn, e, ST_VERDICT_REJECTED);
-                    b->expired++;
-                } else {
-                    old.last_checked_ms = b->now_ms;
-                    old.next_check_ms = b->now_ms + cfg_keepa_ms(cfg, cfg->update_min_interval_ms);
-                    old.revision++;
-                    rc = st_deal_put(txn, &old);
-                    b->rechecked++;
-                }
-            } else {
-                rc = mark_seen(txn, e, ST_VERDICT_REJECTED);
-                b->rejected++;
-            }
-            if (rc == 0)
-                rc = del_pending(txn, &e->key);
-            break;
         case ACT_GIVE_UP:
             rc = mark_seen(txn, e, ST_VERDICT_ERROR);
             if (rc == 0)
@@ -448,7 +448,7 @@ static void after_write(struct committer *c)
     for (size_t i = 0; i < b->n && off < sizeof(verdicts); i++) {
         const struct entry *e = &b->e[i];
         const char *what = e->act == ACT_DEAL     ? "deal"
-                           : e->act == ACT_REJECT ? dm_verdict_name(e->verdict)
+                           : e->act == ACT_REJECT ? jd_reason(&e->v)
                            : e->act == ACT_RETRY  ? "retry"
                                                   : "given-up";
         int w = snprintf(verdicts + off, sizeof(verdicts) - off, "%s%s %s", i ? ", " : "",
@@ -511,22 +511,23 @@ static void judge(struct committer *c, const struct kp_result *res)
         const struct kp_asin_outcome *o = outcome_of(res, e->p.asin);
         enum kp_asin_status st = o != NULL ? o->status : KP_ASIN_MISSING;
         e->why = NULL;
-        if (st == KP_ASIN_OK && e->got && e->verdict != DM_OFFERS_FAILED) {
-            e->act = e->verdict == DM_PASS ? ACT_DEAL : ACT_REJECT;
+        if (st == KP_ASIN_OK && e->got && !e->offers_failed) {
+            e->act = e->v.deal ? ACT_DEAL : ACT_REJECT;
             if (e->act == ACT_REJECT)
-                kd_debug("%s%s rejected (%s) %lld ms after its peek: buy %lld+%lld "
-                         "(peek %lld), sell %lld (peek %lld), profit %lld, roi %d bp",
+                kd_debug("%s%s rejected (%s) %lld ms after its peek: buy %lld (peek %lld), sell "
+                         "%lld from %s (peek %lld), profit %lld, roi %lld bp",
                          e->p.asin, e->p.source == ST_SOURCE_RECOMMIT ? " (recommit)" : "",
-                         dm_verdict_name(e->verdict), (long long)(c->b.now_ms - e->p.peek_ms),
-                         (long long)e->deal.buy_price_cents, (long long)e->deal.buy_shipping_cents,
-                         (long long)e->p.peek_buy_cents, (long long)e->deal.expected_sell_cents,
-                         (long long)e->p.sell_estimate_cents, (long long)e->deal.profit_cents,
-                         e->deal.roi_bp);
+                         jd_reason(&e->v), (long long)(c->b.now_ms - e->p.peek_ms),
+                         (long long)e->v.buy_cents, (long long)e->p.peek_buy_cents,
+                         (long long)e->v.sell_cents, jd_basis_name(e->v.basis),
+                         (long long)e->p.sell_estimate_cents,
+                         (long long)(e->v.priced ? e->v.profit_cents : 0),
+                         (long long)(e->v.priced ? e->v.roi_bp : 0));
             continue;
         }
         /* Not answered usably: retried, and counted toward giving up. A MALFORMED product
          * was withheld by the client (e->got is false): its absent fields say nothing. */
-        e->why = st == KP_ASIN_OFFERS_FAILED || (e->got && e->verdict == DM_OFFERS_FAILED)
+        e->why = st == KP_ASIN_OFFERS_FAILED || (e->got && e->offers_failed)
                      ? "Keepa could not refresh its offers"
                  : st == KP_ASIN_MALFORMED ? "Keepa's answer had fields of the wrong JSON type"
                                            : "missing from Keepa's answer";
@@ -543,7 +544,7 @@ static bool judged_nothing(const struct committer *c, const struct kp_result *re
     for (size_t i = 0; i < c->b.n; i++) {
         const struct entry *e = &c->b.e[i];
         const struct kp_asin_outcome *o = outcome_of(res, e->p.asin);
-        if (o != NULL && o->status == KP_ASIN_OK && e->got && e->verdict != DM_OFFERS_FAILED)
+        if (o != NULL && o->status == KP_ASIN_OK && e->got && !e->offers_failed)
             return false;
     }
     return true;
@@ -750,6 +751,8 @@ static void on_stop(struct wk *wk)
 static void on_reload(struct wk *wk)
 {
     struct committer *c = wk->data;
+    jd_rules_from_cfg(&wk->cfg, &c->rules);
+    c->rules_hash = jd_rules_hash(&c->rules);
     kd_info("reload: commit batch %lld, linger %lld ms, offers %lld",
             (long long)wk->cfg.commit_batch, (long long)wk->cfg.commit_linger_ms,
             (long long)wk->cfg.commit_offers);
@@ -760,6 +763,8 @@ static int on_start(struct wk *wk)
 {
     struct committer *c = wk->data;
     c->wk = wk;
+    jd_rules_from_cfg(&wk->cfg, &c->rules);
+    c->rules_hash = jd_rules_hash(&c->rules);
     committer_queue_init(&c->q);
     int rc = wk_store_open(wk, &c->env);
     if (rc != 0)

@@ -3,42 +3,21 @@
  */
 #include "scanner/rules.h"
 
+#include "judge/inputs.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <string.h>
 
-enum { PT_NEW = 1, PT_USED = 2 };
-enum { DR_90_DAYS = 3 };
-
-static bool has_price(const struct kp_deal *d, int type)
+bool scanner_prefilter_deal(const struct kp_deal *d, const struct jd_rules *r, const char **why)
 {
-    return (uint32_t)type < KP_NPRICE && d->current[type] > 0;
-}
-
-enum scanner_prefilter scanner_prefilter_deal(const struct kp_deal *d, const struct cfg *c)
-{
-    bool used = has_price(d, PT_USED), fresh = has_price(d, PT_NEW);
-    bool priced;
-    switch (c->filter_buy_price) {
-    case CFG_BUY_USED:
-        priced = used;
-        break;
-    case CFG_BUY_NEW:
-        priced = fresh;
-        break;
-    default:
-        priced = used || fresh;
-        break;
-    }
-    if (!priced)
-        return SCANNER_PF_NO_PRICE;
-    if (d->sales_rank_drops365 >= 0 && d->sales_rank_drops365 < c->filter_min_rank_drops_365)
-        return SCANNER_PF_RANK_DROPS;
-    int32_t avg90 = d->avg[DR_90_DAYS][PT_USED];
-    if (c->filter_sell_estimate != CFG_SELL_USED_AVG365 && avg90 > 0 &&
-        avg90 < c->filter_min_sell_cents)
-        return SCANNER_PF_SELL_TOO_LOW;
-    return SCANNER_PF_KEEP;
+    struct jd_inputs in;
+    struct jd_verdict v;
+    jd_inputs_from_deal(d, r, 0, &in);
+    bool keep = jd_judge(&in, r, &v);
+    if (!keep && why != NULL)
+        *why = jd_reason(&v);
+    return keep;
 }
 
 uint64_t scanner_fnv1a(uint64_t h, const void *p, size_t len)

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "base/config.h"
+#include "judge/judge.h"
 #include "keepa/decode.h"
 #include "store/codec.h"
 
@@ -31,21 +32,15 @@
 #define SCANNER_CURSOR_BYTES   24
 #define SCANNER_CURSOR_VERSION 1
 
-/* Why the pre-filter dropped a deal (SCANNER_PF_KEEP: it did not). */
-enum scanner_prefilter {
-    SCANNER_PF_KEEP = 0,
-    SCANNER_PF_NO_PRICE,    /* no current price in the wanted condition */
-    SCANNER_PF_RANK_DROPS,  /* known 365-day rank drops under the minimum */
-    SCANNER_PF_SELL_TOO_LOW /* the 90-day Used average is under the minimum sell price */
-};
-
 /*
- * Judges a deal from the feed alone under C's filter: drops it when it has no current price
- * in the condition filter_buy_price wants, when its salesRankDrops365 is known and under
- * filter_min_rank_drops_365, or when its 90-day Used average exists and is under
- * filter_min_sell_cents (not applied when the sell estimate ignores the 90-day average).
+ * The free pre-filter: judges a deal from the feed alone (judge/inputs.h jd_inputs_from_deal)
+ * with the seller's rules R. The feed gives no fees, so the judgement is an upper bound
+ * (docs/judgement.md, "Stages"): what it rejects, no peek of the same numbers could accept.
+ * An unknown input (salesRankDrops365 = -1) counts as the rules' unknown rule says, exactly as
+ * at the peek and the full fetch. Returns true to keep the deal; else *WHY (may be NULL) gets
+ * the reason's short name (jd_reason).
  */
-enum scanner_prefilter scanner_prefilter_deal(const struct kp_deal *d, const struct cfg *c);
+bool scanner_prefilter_deal(const struct kp_deal *d, const struct jd_rules *r, const char **why);
 
 /* A 64-bit hash (FNV-1a) of the deal's current prices (not its rank or offer counts), stored
  * in `seen` for dedup. */

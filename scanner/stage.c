@@ -25,7 +25,8 @@
 #include "base/clock.h"
 #include "base/kd_assert.h"
 #include "base/log.h"
-#include "judge/dealmath.h"
+#include "judge/inputs.h"
+#include "judge/rules.h"
 #include "scanner/scanner.h"
 #include "shm/counters.h"
 
@@ -149,13 +150,19 @@ static void fill_record(const struct scanner *sc, const struct scanner_batch *b,
                         struct st_pending *p)
 {
     const struct scanner_cand *c = &sc->page.c[b->idx[i]];
-    memset(p, 0, sizeof(*p));
+    const struct scanner_peeked *r = &b->res[i];
+    st_pending_init(p);
     memcpy(p->asin, c->asin, sizeof(p->asin));
     p->domain = (uint8_t)cfg(sc)->keepa_domain;
     p->peek_ms = b->peek_ms;
-    p->peek_buy_cents = b->res[i].buy_cents;
-    p->sell_estimate_cents = b->res[i].sell_estimate_cents;
+    p->peek_buy_cents = r->v.buy_cents;
+    p->sell_estimate_cents = r->v.sell_cents;
     p->source = st_source(sc->source);
+    p->in = r->in;
+    p->peek_priced = r->v.priced;
+    p->peek_profit_cents = r->v.priced ? r->v.profit_cents : 0;
+    p->peek_roi_bp = r->v.priced ? r->v.roi_bp : 0;
+    p->peek_max_cost_cents = r->v.max_cost_cents;
 }
 
 /* The batch's records in one transaction; may run more than once (map growth). */
@@ -172,7 +179,7 @@ static int write_batch_fn(struct st_txn *txn, void *ud)
         struct st_key key;
         if (st_key_make((unsigned)cfg(sc)->keepa_domain, c->asin, &key) != 0)
             continue;
-        bool pass = b->res[i].verdict == DM_PASS;
+        bool pass = b->res[i].deal;
         struct st_seen seen = {.peek_ms = b->peek_ms,
                                .verdict = pass ? ST_VERDICT_SURVIVOR : ST_VERDICT_REJECTED,
                                .feed_last_update_min = c->feed_last_update_min,
@@ -182,9 +189,9 @@ static int write_batch_fn(struct st_txn *txn, void *ud)
             return rc;
         if (!pass)
             w->n_rejected++;
-        struct st_deal deal;
-        rc = st_deal_get(txn, &key, &deal);
-        if (rc == 0) {
+        struct st_record rec;
+        rc = st_record_get(txn, &key, &rec);
+        if (rc == 0 && (rec.state == ST_STATE_DEAL || rec.state == ST_STATE_FAILING)) {
             /* Already a stored deal: the updater gets the peek as a free refresh; a second
              * full fetch by the committer would only repeat the updater's work. */
             w->refresh[w->n_refresh++] = (uint16_t)i;
@@ -207,22 +214,29 @@ static int write_batch_fn(struct st_txn *txn, void *ud)
     return 0;
 }
 
-/* Writes batch B's results. Returns 0 (the batch is finished) or the store's error. */
-/* " (3 roi-too-low, 1 no-rank-drops)": the batch's rejections by verdict, for the log. */
+/* " (3 roi, 1 drops365)": the batch's rejections by the judgement's first failing criterion,
+ * for the log. */
 static void rejection_reasons(const struct scanner_batch *b, char *out, size_t cap)
 {
-    size_t count[DM_VERDICT_COUNT] = {0};
-    for (size_t i = 0; i < b->n; i++)
-        if (b->res[i].delivered && b->res[i].verdict != DM_PASS &&
-            b->res[i].verdict < DM_VERDICT_COUNT)
-            count[b->res[i].verdict]++;
+    const char *names[KP_MAX_BATCH];
+    size_t count[KP_MAX_BATCH], kinds = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        if (!b->res[i].delivered || b->res[i].deal || b->res[i].reason == NULL)
+            continue;
+        size_t k = 0;
+        while (k < kinds && strcmp(names[k], b->res[i].reason) != 0)
+            k++;
+        if (k == kinds) {
+            names[kinds] = b->res[i].reason;
+            count[kinds++] = 0;
+        }
+        count[k]++;
+    }
     size_t len = 0;
     out[0] = '\0';
-    for (int v = 0; v < DM_VERDICT_COUNT && len + 1 < cap; v++) {
-        if (count[v] == 0)
-            continue;
-        int n = snprintf(out + len, cap - len, "%s%zu %s", len == 0 ? " (" : ", ", count[v],
-                         dm_verdict_name((enum dm_verdict)v));
+    for (size_t k = 0; k < kinds && len + 1 < cap; k++) {
+        int n =
+            snprintf(out + len, cap - len, "%s%zu %s", len == 0 ? " (" : ", ", count[k], names[k]);
         if (n < 0 || (size_t)n >= cap - len)
             return;
         len += (size_t)n;
@@ -230,6 +244,8 @@ static void rejection_reasons(const struct scanner_batch *b, char *out, size_t c
     if (len > 0 && len + 1 < cap)
         memcpy(out + len, ")", 2);
 }
+
+/* Writes batch B's results. Returns 0 (the batch is finished) or the store's error. */
 
 static int write_batch(struct scanner *sc, struct scanner_batch *b)
 {
@@ -311,12 +327,11 @@ static int peek_product(const struct kp_product *p, void *ud)
     for (size_t i = 0; i < b->n; i++) {
         if (strcmp(sc->page.c[b->idx[i]].asin, p->asin) != 0)
             continue;
-        struct dm_peek pk;
-        enum dm_verdict v = dm_peek_product(p, cfg(sc), &pk);
-        b->res[i].delivered = true;
-        b->res[i].verdict = (uint8_t)v;
-        b->res[i].buy_cents = pk.buy_cents;
-        b->res[i].sell_estimate_cents = pk.sell_estimate_cents;
+        struct scanner_peeked *r = &b->res[i];
+        jd_inputs_from_product(p, &sc->rules, kd_wall_ms(), JD_READ_AUTO, &r->in);
+        r->deal = jd_judge(&r->in, &sc->rules, &r->v);
+        r->reason = r->deal ? NULL : jd_reason(&r->v);
+        r->delivered = true;
         break;
     }
     return 0;
@@ -505,7 +520,7 @@ static int on_deal(const struct kp_deal *d, void *ud)
     int rc = scanner_page_add(&sc->page, d->asin, d->last_update_keepa_min, scanner_feed_hash(d));
     if (rc != 0)
         return 0; /* a repeat from a retried transfer, or not an ASIN */
-    if (scanner_prefilter_deal(d, cfg(sc)) != SCANNER_PF_KEEP) {
+    if (!scanner_prefilter_deal(d, &sc->rules, NULL)) {
         sc->page.c[sc->page.n - 1].state = SCANNER_CAND_DONE;
         sc->page_prefiltered++;
     }
@@ -833,6 +848,7 @@ static void on_reload(struct wk *wk)
     struct scanner *sc = wk->data;
     if (sc->stopping)
         return;
+    jd_rules_from_cfg(cfg(sc), &sc->rules);
     if (sc->source == CFG_SOURCE_ASINS) {
         const char *path = cfg(sc)->scan_asins_file;
         sc->list_hash = scanner_fnv1a(SCANNER_FNV_INIT, path, strlen(path));
@@ -922,6 +938,7 @@ static int on_start(struct wk *wk)
 {
     struct scanner *sc = wk->data;
     sc->wk = wk;
+    jd_rules_from_cfg(&wk->cfg, &sc->rules);
     sc->source = wk->cfg.scan_source;
     for (int i = 0; i < SCANNER_MAX_BATCHES; i++)
         sc->batches[i].sc = sc;

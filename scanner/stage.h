@@ -41,9 +41,10 @@ struct scanner;
 /* Per-ASIN result of a peek, kept until the batch is written. */
 struct scanner_peeked {
     bool delivered;
-    uint8_t verdict; /* enum dm_verdict */
-    int64_t buy_cents;
-    int64_t sell_estimate_cents;
+    bool deal;           /* the peek's judgement passes */
+    const char *reason;  /* jd_reason when it does not (static) */
+    struct jd_inputs in; /* what the peek read (a listing read: stats, no offers) */
+    struct jd_verdict v; /* what the peek concluded */
 };
 
 struct scanner_batch {
@@ -69,7 +70,8 @@ struct scanner {
     struct st_env *env;
     uv_timer_t timer;
 
-    int source; /* enum cfg_scan_source, fixed for the process */
+    int source;            /* enum cfg_scan_source, fixed for the process */
+    struct jd_rules rules; /* the judgement's rules (judge/rules.h), renewed on reload */
     struct scanner_selection sel;
     bool sel_ok;
     uint64_t list_hash; /* asins: hash of the list path */

@@ -1,17 +1,17 @@
 /*
  * rules.c: the updater's rescheduling, expiry and repricing rules. See rules.h.
  *
- * Repricing does not re-implement the deal arithmetic: it builds the product a full fetch
- * would have returned if the stored buy offer were still the cheapest one at the fresh price
- * (one live offer with the stored condition, shipping and seller; the stored fees) and hands
- * it to dm_deal, so the updater judges a deal by exactly the committer's rules.
+ * The judgement itself is judge/judge.h's, on the record's inputs refreshed by the light
+ * read (judge/inputs.h jd_inputs_refresh): the updater judges by exactly the committer's rules.
+ * The state moves by store/record.h, shared with the committer.
  */
 #include "updater/rules.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-enum { PT_NEW = 1, PT_USED = 2, PT_SALES = 3 };
+#include "judge/inputs.h"
+#include "store/record.h"
 
 int64_t updater_scale_ms(int64_t cfg_ms, int64_t minute_ms)
 {
@@ -53,12 +53,11 @@ static bool moved(int64_t before, int64_t after, int64_t bp)
     return d * 10000 >= (__int128)before * bp;
 }
 
-bool updater_is_volatile(const struct st_deal *before, const struct st_deal *after)
+bool updater_is_volatile(const struct st_record *before, const struct st_record *after)
 {
-    return moved(before->buy_price_cents, after->buy_price_cents, UPDATER_VOLATILE_PRICE_BP) ||
-           moved(before->expected_sell_cents, after->expected_sell_cents,
-                 UPDATER_VOLATILE_PRICE_BP) ||
-           moved(before->sales_rank, after->sales_rank, UPDATER_VOLATILE_RANK_BP);
+    return before->v.deal != after->v.deal ||
+           moved(before->v.sell_cents, after->v.sell_cents, UPDATER_VOLATILE_PRICE_BP) ||
+           moved(before->in.sales_rank, after->in.sales_rank, UPDATER_VOLATILE_RANK_BP);
 }
 
 int64_t updater_retry_backoff_ms(const struct updater_policy *p, unsigned failures)
@@ -67,32 +66,6 @@ int64_t updater_retry_backoff_ms(const struct updater_policy *p, unsigned failur
     for (unsigned i = 1; i < failures && b < p->retry_max_ms; i++)
         b *= 2;
     return b < p->retry_max_ms ? b : p->retry_max_ms;
-}
-
-static int64_t positive_or_unknown(int64_t v)
-{
-    return v > 0 ? v : -1;
-}
-
-void updater_fresh_from_stats(const struct kp_stats *st, const struct cfg *c,
-                              struct updater_fresh *out)
-{
-    memset(out, 0, sizeof(*out));
-    if (!st->present) {
-        out->used_cents = out->new_cents = out->sell_estimate_cents = -1;
-        out->sales_rank = out->buy_box_cents = -1;
-        out->rank_drops_30 = out->rank_drops_90 = out->rank_drops_180 = out->rank_drops_365 = -1;
-        return;
-    }
-    out->used_cents = positive_or_unknown(st->current[PT_USED]);
-    out->new_cents = positive_or_unknown(st->current[PT_NEW]);
-    out->sell_estimate_cents = dm_sell_estimate(st, c);
-    out->sales_rank = positive_or_unknown(st->current[PT_SALES]);
-    out->rank_drops_30 = st->sales_rank_drops30;
-    out->rank_drops_90 = st->sales_rank_drops90;
-    out->rank_drops_180 = st->sales_rank_drops180;
-    out->rank_drops_365 = st->sales_rank_drops365;
-    out->buy_box_cents = positive_or_unknown(st->buy_box_price_cents);
 }
 
 enum updater_check updater_classify(enum kp_result_code code, bool returned,
@@ -109,185 +82,86 @@ enum updater_check updater_classify(enum kp_result_code code, bool returned,
     return UPDATER_MISSING;
 }
 
-static bool is_used(int condition)
+/* The fresh lowest listing of the stored offer's condition, -1 unknown. */
+static int64_t listing_of(const struct jd_inputs *fresh, int condition)
 {
-    return condition >= 2 && condition <= 5;
-}
-
-static int32_t clamp32(int64_t v)
-{
-    return v > INT32_MAX ? INT32_MAX : (int32_t)v;
-}
-
-static int32_t fresh_or(int32_t fresh, int32_t stored)
-{
-    return fresh >= 0 ? fresh : stored;
-}
-
-enum dm_verdict updater_reprice(const struct st_deal *stored, const struct updater_fresh *f,
-                                const struct cfg *c, struct st_deal *out)
-{
-    *out = *stored;
-    /* The buy price in the stored offer's condition; without one, the configured order. */
-    int condition = stored->buy_condition;
-    int64_t buy = -1;
-    if (is_used(condition)) {
-        buy = f->used_cents;
-    } else if (condition == 1) {
-        buy = f->new_cents;
-    } else {
-        bool new_first =
-            c->filter_buy_price == CFG_BUY_NEW || c->filter_buy_price == CFG_BUY_NEW_THEN_USED;
-        bool only = c->filter_buy_price == CFG_BUY_USED || c->filter_buy_price == CFG_BUY_NEW;
-        int64_t first = new_first ? f->new_cents : f->used_cents;
-        int64_t second = new_first ? f->used_cents : f->new_cents;
-        bool took_new = new_first;
-        buy = first;
-        if (buy <= 0 && !only) {
-            buy = second;
-            took_new = !new_first;
-        }
-        condition = took_new ? 1 : 2;
-    }
-    int64_t sell =
-        f->sell_estimate_cents > 0 ? f->sell_estimate_cents : stored->expected_sell_cents;
-    int64_t rank = f->sales_rank > 0 ? f->sales_rank : stored->sales_rank;
-    out->sales_rank = rank > 0 ? rank : -1;
-    out->rank_drops_30 = fresh_or(f->rank_drops_30, stored->rank_drops_30);
-    out->rank_drops_90 = fresh_or(f->rank_drops_90, stored->rank_drops_90);
-    out->rank_drops_180 = fresh_or(f->rank_drops_180, stored->rank_drops_180);
-    out->rank_drops_365 = fresh_or(f->rank_drops_365, stored->rank_drops_365);
-    if (f->buy_box_cents > 0)
-        out->buy_box_cents = f->buy_box_cents;
-    if (buy <= 0 || buy > INT32_MAX)
-        return DM_NO_BUY_PRICE;
-
-    struct kp_product *p = calloc(1, sizeof(*p));
-    if (p == NULL)
-        return DM_NO_BUY_PRICE; /* judged again at the next check */
-    memcpy(p->asin, stored->asin, sizeof(stored->asin));
-    p->domain_id = stored->domain;
-    struct kp_stats *st = &p->stats;
-    st->present = true;
-    for (int i = 0; i < KP_NPRICE; i++)
-        st->current[i] = st->avg[i] = st->avg30[i] = st->avg90[i] = st->avg180[i] = st->avg365[i] =
-            -1;
-    st->current[PT_SALES] = clamp32(out->sales_rank);
-    st->avg90[PT_USED] = st->avg365[PT_USED] = sell > 0 ? clamp32(sell) : -1;
-    st->sales_rank_drops30 = out->rank_drops_30;
-    st->sales_rank_drops90 = out->rank_drops_90;
-    st->sales_rank_drops180 = out->rank_drops_180;
-    st->sales_rank_drops365 = out->rank_drops_365;
-    st->buy_box_price_cents = out->buy_box_cents > 0 ? clamp32(out->buy_box_cents) : -2;
-    st->offer_count_fba = stored->offers_fba;
-    st->offer_count_fbm = stored->offers_fbm;
-    p->referral_fee_percent =
-        stored->referral_fee_bp > 0 ? (double)stored->referral_fee_bp / 100.0 : -1.0;
-    p->pick_and_pack_fee_cents = stored->fba_fee_cents > 0 ? clamp32(stored->fba_fee_cents) : -1;
-    p->offers_successful = 1;
-    p->live_order_present = true;
-    p->n_offers = 1;
-    struct kp_offer *o = &p->offers[0];
-    o->price_cents = (int32_t)buy;
-    o->shipping_cents = clamp32(stored->buy_shipping_cents > 0 ? stored->buy_shipping_cents : 0);
-    o->condition = (int8_t)condition;
-    o->is_fba = stored->buy_is_fba ? 1 : 0;
-    o->last_seen_keepa_min = o->csv_time_keepa_min = -1;
-    memcpy(o->seller_id, stored->buy_seller_id,
-           strnlen(stored->buy_seller_id, sizeof(o->seller_id) - 1));
-
-    struct cfg cc = *c; /* the stored deal's costs, and only the offer above */
-    cc.costs_prep_cents = stored->prep_cents;
-    cc.costs_inbound_shipping_cents = stored->inbound_cents;
-    cc.filter_buy_price = is_used(condition) ? CFG_BUY_USED : CFG_BUY_NEW;
-    struct st_deal fresh;
-    enum dm_verdict v = dm_deal(p, &cc, &fresh);
-    free(p);
-    if (v == DM_NO_OFFER || v == DM_OFFERS_FAILED)
-        return v; /* cannot happen with the offer above; keep the stored numbers */
-    out->buy_price_cents = fresh.buy_price_cents;
-    out->tax_cents = fresh.tax_cents;
-    out->landed_buy_cents = fresh.landed_buy_cents;
-    if (v == DM_NO_SELL_ESTIMATE)
-        return v;
-    out->expected_sell_cents = fresh.expected_sell_cents;
-    out->referral_fee_cents = fresh.referral_fee_cents;
-    out->referral_fee_bp = fresh.referral_fee_bp;
-    out->fba_fee_cents = fresh.fba_fee_cents;
-    out->profit_cents = fresh.profit_cents;
-    out->margin_bp = fresh.margin_bp;
-    out->roi_bp = fresh.roi_bp;
-    return v;
+    int side = jd_side_of_condition(condition);
+    int64_t v = side == JD_NEW ? fresh->new_cents : side == JD_USED ? fresh->used_cents : -1;
+    return v > 0 ? v : -1;
 }
 
 /*
- * True when a full fetch could not make the deal pass again. The light fetch's current price
- * is the lowest live price of its condition without shipping, so no offer the committer could
- * find lands cheaper than that price with free shipping; the sell estimate, rank drops and
- * fees come from the same stats. A verdict about the buy price itself (none, or no sell
- * estimate) is left to a full fetch.
+ * True when no offer a full fetch could find would make R pass: the fresh lowest listing of
+ * the offer's condition, with free shipping, is the best any live offer can be; judged with
+ * it, R still fails (on something an offer could change or not).
  */
-static bool definitely_failed(const struct st_deal *stored, const struct updater_fresh *f,
-                              const struct cfg *c, enum dm_verdict verdict)
+static bool definitely_failed(const struct st_record *r, const struct jd_inputs *fresh,
+                              const struct jd_rules *rules)
 {
-    if (verdict == DM_PASS || verdict == DM_NO_BUY_PRICE || verdict == DM_NO_SELL_ESTIMATE ||
-        verdict == DM_NO_OFFER || verdict == DM_OFFERS_FAILED)
-        return false;
-    struct st_deal free_shipping = *stored;
-    free_shipping.buy_shipping_cents = 0;
-    struct st_deal best;
-    return updater_reprice(&free_shipping, f, c, &best) != DM_PASS;
+    int64_t best = listing_of(fresh, r->in.buy_condition);
+    if (best <= 0)
+        return false; /* nothing known to judge the best case by: ask Keepa */
+    struct jd_inputs in = r->in;
+    in.buy_price_cents = best;
+    in.buy_shipping_cents = 0;
+    struct jd_verdict v;
+    return !jd_judge(&in, rules, &v);
 }
 
-static bool economics_changed(const struct st_deal *a, const struct st_deal *b)
-{
-    return a->buy_price_cents != b->buy_price_cents ||
-           a->expected_sell_cents != b->expected_sell_cents || a->profit_cents != b->profit_cents ||
-           a->roi_bp != b->roi_bp || a->sales_rank != b->sales_rank;
-}
-
-void updater_apply(struct st_deal *d, enum updater_check check, const struct updater_fresh *f,
-                   const struct cfg *c, const struct updater_policy *p, int64_t now_ms,
-                   struct updater_outcome *out)
+void updater_recheck(struct st_record *r, enum updater_check check, const struct jd_inputs *fresh,
+                     const struct jd_rules *rules, uint64_t rules_hash,
+                     const struct updater_policy *p, int64_t now_ms, struct updater_outcome *out)
 {
     memset(out, 0, sizeof(*out));
-    if (check == UPDATER_NOT_CHECKED || (check == UPDATER_REFRESHED && f == NULL))
+    if (check == UPDATER_NOT_CHECKED || (check == UPDATER_REFRESHED && fresh == NULL))
         return;
-    int64_t prev_interval = d->last_checked_ms > 0 && d->next_check_ms > d->last_checked_ms
-                                ? d->next_check_ms - d->last_checked_ms
+    int64_t prev_interval = r->last_checked_ms > 0 && r->next_check_ms > r->last_checked_ms
+                                ? r->next_check_ms - r->last_checked_ms
                                 : 0;
-    struct st_deal next = *d;
+    struct st_record before = *r;
+    struct jd_verdict v;
     if (check == UPDATER_MISSING) {
-        out->verdict = DM_NO_BUY_PRICE;
-        out->failed = true;
-        out->is_volatile = true;
+        /* Asked for, not returned: nothing to buy now. Counts as a failed check. */
+        v = r->v;
+        v.deal = v.near = false;
+        v.fails |= 1u << JD_C_BUY;
     } else {
-        out->verdict = updater_reprice(d, f, c, &next);
-        out->failed = out->verdict != DM_PASS;
-        out->is_volatile = out->failed || updater_is_volatile(d, &next);
-        out->changed = economics_changed(d, &next);
+        jd_inputs_refresh(&r->in, fresh);
+        jd_judge(&r->in, rules, &v);
     }
-    uint32_t failures = out->failed ? d->check_failures + 1 : 0;
-    if (failures >= p->expire_after_failures) {
-        out->expire = true;
-        return;
-    }
-    if (check == UPDATER_REFRESHED) {
-        bool price_jump =
-            moved(d->buy_price_cents, next.buy_price_cents, UPDATER_RECOMMIT_PRICE_BP);
+    out->failed = !v.deal;
+    out->changed = st_verdict_moved(&before.v, &v);
+    /* The interval first: the state machine schedules with it. */
+    struct st_record probe = *r;
+    probe.v = v;
+    out->is_volatile = out->failed || updater_is_volatile(&before, &probe);
+    out->interval_ms = updater_next_interval(prev_interval, out->is_volatile, p->min_interval_ms,
+                                             p->max_interval_ms);
+    out->event = st_record_judged(r, &v, rules_hash, ST_EV_RECHECK, now_ms,
+                                  p->expire_after_failures, now_ms + out->interval_ms);
+    out->expire = out->event == ST_EV_EXPIRE;
+    if (check == UPDATER_REFRESHED && !out->expire) {
+        int64_t listing = listing_of(fresh, before.in.buy_condition);
+        bool offer_moved = before.in.buy_source == JD_BUY_OFFER && listing > 0 &&
+                           moved(before.in.buy_price_cents, listing, UPDATER_RECOMMIT_PRICE_BP);
         /* Stale offer data no longer makes it a deal: the first such check asks for fresh
          * offers (a cheaper one may exist); later ones wait for that answer. A failure that
          * fresh offers cannot undo is not paid for a second time. */
-        out->recommit = !definitely_failed(d, f, c, out->verdict) &&
-                        (price_jump || (out->failed && failures == 1));
+        out->recommit = !(out->failed && definitely_failed(r, fresh, rules)) &&
+                        (offer_moved || (out->failed && r->check_failures == 1)) &&
+                        before.in.buy_source != JD_BUY_OWN_COST;
     }
-    out->interval_ms = updater_next_interval(prev_interval, out->is_volatile, p->min_interval_ms,
-                                             p->max_interval_ms);
-    next.check_failures = failures;
-    next.last_checked_ms = now_ms;
-    if (out->changed)
-        next.last_changed_ms = now_ms;
-    next.next_check_ms = now_ms + out->interval_ms;
-    next.revision = d->revision + 1;
-    *d = next;
+}
+
+enum st_state updater_rejudge(struct st_record *r, const struct jd_rules *rules,
+                              uint64_t rules_hash, uint32_t expire_after, int64_t now_ms)
+{
+    enum st_state was = (enum st_state)r->state;
+    if (r->in.data_ms <= 0)
+        return ST_STATE_NONE;
+    struct jd_verdict v;
+    jd_judge(&r->in, rules, &v);
+    int64_t next = r->next_check_ms > 0 ? r->next_check_ms : now_ms;
+    st_record_judged(r, &v, rules_hash, ST_EV_REJUDGE, now_ms, expire_after, next);
+    return was;
 }

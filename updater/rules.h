@@ -1,23 +1,32 @@
 /*
- * rules.h: the updater's decisions as pure functions of (stored deal, fresh numbers, config,
- * now): how a re-check changes a deal, when it is checked next, when it is expired, when the
- * committer must fetch it again in full. No I/O, no clock: updater.c supplies the time, and
- * tests/unit/test_updater_rules.c checks every rule.
+ * rules.h: the updater's decisions as pure functions of (stored record, fresh read, rules,
+ * now): how a re-check changes a record, when it is checked next, when it leaves the deals,
+ * when the committer must fetch it again in full, and how a re-judge moves it. No I/O, no
+ * clock: updater.c supplies the time, and tests/unit/test_updater_rules.c checks every rule.
  *
  * What a re-check may conclude (enum updater_check):
- *   REFRESHED    the product came back: its fresh numbers are applied and judged;
+ *   REFRESHED    the product came back: its fresh read is applied and judged;
  *   MISSING      asked for, in an answer that demonstrably worked, and not returned;
  *   NOT_CHECKED  anything else: the request failed, timed out, got 429, was cancelled, or the
- *                answer is suspect. Nothing about the deal changes: not its failure count,
+ *                answer is suspect. Nothing about the record changes: not its failure count,
  *                not its schedule (it stays due and is retried with backoff).
  *
- * Expiry (docs/failure-modes.md F20: "stale deals deleted while ingestion was stalled" must be
- * impossible): a deal is expired only when its consecutive failed re-checks (REFRESHED and
- * failing the deal criteria, or MISSING) reach expire_after_failures. Time passing never
- * counts, and NOT_CHECKED never reaches updater_apply.
+ * A re-check reads the product without offers (a light fetch, or a peek the scanner made
+ * anyway). The stored offer stays whole: every other input is refreshed (jd_inputs_refresh)
+ * and the judgement runs again on the stored offer at its price; the offer's age shows how
+ * old it is (docs/judgement.md, "One offer, whole"). When the fresh lowest listing of the
+ * offer's condition has moved by UPDATER_RECOMMIT_PRICE_BP or more from the offer's price,
+ * or on the first failed check, the committer is asked for a full fetch (fresh offers),
+ * unless the failure is definite: even buying at the fresh lowest listing with free
+ * shipping fails the criteria, so no offer a full fetch could find would pass.
  *
- * Schedule: a volatile deal (buy price or sell estimate moved by 5 % or more, the sales rank
- * by 25 % or more, or the verdict changed) and a failed re-check come back after the minimum
+ * Leaving the deals (docs/failure-modes.md: "stale deals deleted while ingestion was
+ * stalled" must be impossible): only after expire_after_failures consecutive failed checks
+ * (REFRESHED and failing, or MISSING); time passing never counts, and NOT_CHECKED never
+ * reaches these rules. The record stays (REJECTED, expired_ms set) with its history.
+ *
+ * Schedule: a volatile record (its sell price moved by 5 % or more, its sales rank by 25 %
+ * or more, or its verdict changed) and a failed re-check come back after the minimum
  * interval; a stable one after twice its previous interval, clamped to [min, max].
  *
  * Time: the configured intervals are in Keepa time. Against Keepa a Keepa minute is 60 s;
@@ -32,13 +41,13 @@
 #include <stdint.h>
 
 #include "base/config.h"
-#include "judge/dealmath.h"
+#include "judge/judge.h"
 #include "keepa/client.h"
 #include "store/codec.h"
 
-#define UPDATER_VOLATILE_PRICE_BP 500  /* price / sell estimate move that makes a deal volatile */
-#define UPDATER_VOLATILE_RANK_BP  2500 /* sales rank move that makes a deal volatile */
-#define UPDATER_RECOMMIT_PRICE_BP 1000 /* buy price move that needs fresh offer data */
+#define UPDATER_VOLATILE_PRICE_BP 500  /* sell price move that makes a record volatile */
+#define UPDATER_VOLATILE_RANK_BP  2500 /* sales rank move that makes a record volatile */
+#define UPDATER_RECOMMIT_PRICE_BP 1000 /* listing move from the offer's price: fresh offers */
 
 /* The rules' parameters in real milliseconds (already scaled by the Keepa minute). */
 struct updater_policy {
@@ -51,25 +60,14 @@ struct updater_policy {
 
 enum updater_check { UPDATER_NOT_CHECKED = 0, UPDATER_REFRESHED, UPDATER_MISSING };
 
-/* Fresh numbers for one deal, from a light fetch's stats or from a scanner peek. -1 = unknown
- * (the stored value is kept). */
-struct updater_fresh {
-    int64_t used_cents; /* current Used price */
-    int64_t new_cents;  /* current New price */
-    int64_t sell_estimate_cents;
-    int64_t sales_rank;
-    int32_t rank_drops_30, rank_drops_90, rank_drops_180, rank_drops_365;
-    int64_t buy_box_cents;
-};
-
-/* What updater_apply decided. */
+/* What updater_recheck decided. */
 struct updater_outcome {
-    enum dm_verdict verdict; /* of the refreshed numbers (DM_PASS for MISSING is never set) */
-    bool failed;             /* counted as a failed re-check */
+    bool failed; /* counted as a failed re-check */
     bool is_volatile;
-    bool changed;  /* an economic field changed */
-    bool expire;   /* delete the deal */
+    bool changed;  /* the verdict's money figures moved */
+    bool expire;   /* the record left the deals (event ST_EV_EXPIRE) */
     bool recommit; /* ask the committer for a full fetch */
+    enum st_event event;
     int64_t interval_ms;
 };
 
@@ -85,15 +83,11 @@ void updater_policy_from_cfg(const struct cfg *c, struct updater_policy *out);
 int64_t updater_next_interval(int64_t prev_ms, bool is_volatile, int64_t min_ms, int64_t max_ms);
 
 /* True when AFTER moved notably from BEFORE (see the file comment). */
-bool updater_is_volatile(const struct st_deal *before, const struct st_deal *after);
+bool updater_is_volatile(const struct st_record *before, const struct st_record *after);
 
 /* Backoff before retrying after FAILURES consecutive failed fetches (>= 1): base doubling up
  * to the max. */
 int64_t updater_retry_backoff_ms(const struct updater_policy *p, unsigned failures);
-
-/* The stats of a light fetch as fresh numbers (the sell estimate under C). */
-void updater_fresh_from_stats(const struct kp_stats *st, const struct cfg *c,
-                              struct updater_fresh *out);
 
 /*
  * What a request's answer says about one ASIN of a batch of BATCH_N. CODE is the request's
@@ -108,24 +102,23 @@ enum updater_check updater_classify(enum kp_result_code code, bool returned,
                                     enum kp_asin_status status, bool any_returned, size_t batch_n);
 
 /*
- * Reprices STORED with the fresh numbers F under C into OUT (a copy of STORED with the buy
- * price, tax, landed cost, sell estimate, fees, profit, margin, ROI, rank and rank drops
- * refreshed): the stored offer's condition, shipping, seller, referral and FBA fees, prep and
- * inbound costs are kept; the rules are dealmath's (dm_deal). Returns the verdict.
+ * Applies one re-check of R (a DEAL or FAILING record) made at NOW_MS: CHECK is REFRESHED with
+ * FRESH (a read without offers: jd_inputs_from_product with JD_READ_LISTING), or MISSING (FRESH
+ * may be NULL). R is judged under RULES (RULES_HASH), its state moved (store/record.h), its
+ * next check scheduled; OUT says what happened. NOT_CHECKED leaves R untouched.
  */
-enum dm_verdict updater_reprice(const struct st_deal *stored, const struct updater_fresh *f,
-                                const struct cfg *c, struct st_deal *out);
+void updater_recheck(struct st_record *r, enum updater_check check, const struct jd_inputs *fresh,
+                     const struct jd_rules *rules, uint64_t rules_hash,
+                     const struct updater_policy *p, int64_t now_ms, struct updater_outcome *out);
 
 /*
- * Applies one re-check (CHECK is REFRESHED with F, or MISSING; F may be NULL then) made at
- * NOW_MS to the deal D in place: repriced, check_failures counted or reset, last_checked_ms,
- * last_changed_ms, next_check_ms and revision set. OUT says whether to expire it (D is then
- * left as it was) and whether to ask for a recommit: after a buy price jump of 10 % or more,
- * or on the first failed check, unless the failure is definite (even the fresh lowest price
- * with free shipping fails the criteria, so no offer a full fetch finds could pass).
+ * Judges R again from its stored inputs under new RULES (RULES_HASH) at NOW_MS: no tokens, no
+ * check counted. A record that becomes a deal is scheduled for a re-check at NOW_MS unless it
+ * already is; one that stops being a deal is no longer checked (REJECTED). Returns the state R
+ * had before. A record whose inputs were never read (data_ms 0: migrated from an older store)
+ * is left as it is until its first re-check, and ST_STATE_NONE is returned.
  */
-void updater_apply(struct st_deal *d, enum updater_check check, const struct updater_fresh *f,
-                   const struct cfg *c, const struct updater_policy *p, int64_t now_ms,
-                   struct updater_outcome *out);
+enum st_state updater_rejudge(struct st_record *r, const struct jd_rules *rules,
+                              uint64_t rules_hash, uint32_t expire_after, int64_t now_ms);
 
 #endif

@@ -27,6 +27,7 @@
 #include "updater/updater.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,8 @@
 #include "worker/worker.h"
 #include "keepa/request.h"
 #include "store/store.h"
+#include "judge/inputs.h"
+#include "judge/rules.h"
 #include "updater/rules.h"
 
 #define UPDATER_BATCH_MAX      50
@@ -48,13 +51,15 @@
 #define UPDATER_REFRESH_CHUNK  64   /* ring records applied per write transaction */
 #define UPDATER_PUSH_MAX       256  /* recommit records waiting for room in the ring */
 #define UPDATER_SET_ASIDE_MAX  64   /* deals whose request Keepa refuses as malformed */
+#define UPDATER_REJUDGE_CHUNK  256  /* records judged again (or pruned) per write transaction */
+#define UPDATER_PRUNE_EVERY_MS (10 * 60 * 1000) /* a pruning walk this often (Keepa time) */
 
 struct upd_item {
     struct st_key key;
     char asin[ST_ASIN_LEN + 1];
     bool returned;
     enum updater_check check;
-    struct updater_fresh fresh;
+    struct jd_inputs fresh; /* the light read (no offers) */
 };
 
 /* Tallies of one write (reset at the start of each run of the write function). */
@@ -113,6 +118,28 @@ struct updater {
     bool push_overflow_logged;
 
     struct upd_tally tally;
+
+    /* The judgement's rules (judge/rules.h), renewed on reload. */
+    struct jd_rules rules;
+    uint64_t rules_hash;
+
+    /*
+     * Re-judge: every record judged under other rules is judged again from its stored inputs,
+     * a chunk per write transaction, walking the products db from rejudge_from. Pruning of old
+     * rejected records rides along the same walk.
+     */
+    bool rejudge_active;
+    uint64_t rejudge_generation; /* config generation it reports for (0: a start) */
+    struct st_key rejudge_from;
+    bool rejudge_from_set;
+    size_t rejudge_n;
+    struct st_key rejudge_keys[UPDATER_REJUDGE_CHUNK];
+    struct st_record *rejudge_before; /* UPDATER_REJUDGE_CHUNK records: the chunk as it was */
+    struct {
+        int64_t records, before, after, added, removed, pruned;
+        int64_t removed_by[JD_C_COUNT];
+    } rj;
+    int64_t prune_next_ns; /* next walk for pruning alone */
 };
 
 static void step(struct updater *u);
@@ -170,7 +197,7 @@ static void store_failed(struct updater *u, const char *what, int rc)
  * already, and queues it for the ring. Returns 0 or a negative errno.
  */
 static int request_recommit(struct updater *u, struct st_txn *txn, const struct st_key *key,
-                            const struct st_deal *d, int64_t now_ms)
+                            const struct st_record *d, int64_t now_ms)
 {
     struct st_pending p;
     int rc = st_pending_get(txn, key, &p);
@@ -178,13 +205,18 @@ static int request_recommit(struct updater *u, struct st_txn *txn, const struct 
         return 0; /* already waiting for the committer (a newer binary's record is kept) */
     if (rc != -ENOENT && rc != -EBADMSG)
         return rc;
-    memset(&p, 0, sizeof(p));
+    st_pending_init(&p);
     memcpy(p.asin, d->asin, sizeof(p.asin));
     p.domain = d->domain;
     p.peek_ms = now_ms;
-    p.peek_buy_cents = d->buy_price_cents;
-    p.sell_estimate_cents = d->expected_sell_cents;
+    p.peek_buy_cents = d->in.buy_price_cents;
+    p.sell_estimate_cents = d->v.sell_cents;
     p.source = ST_SOURCE_RECOMMIT;
+    p.in = d->in;
+    p.peek_priced = d->v.priced;
+    p.peek_profit_cents = d->v.priced ? d->v.profit_cents : 0;
+    p.peek_roi_bp = d->v.priced ? d->v.roi_bp : 0;
+    p.peek_max_cost_cents = d->v.max_cost_cents;
     rc = st_pending_put(txn, &p);
     if (rc != 0)
         return rc;
@@ -206,13 +238,14 @@ static void push_recommits(struct updater *u)
  * Returns 0 (also when the deal is gone or unreadable) or a negative errno to abort.
  */
 static int apply_check(struct updater *u, struct st_txn *txn, const struct st_key *key,
-                       enum updater_check check, const struct updater_fresh *fresh, int64_t now_ms,
+                       enum updater_check check, const struct jd_inputs *fresh, int64_t now_ms,
                        int64_t not_before_ms)
 {
-    struct st_deal d;
-    int rc = st_deal_get(txn, key, &d);
-    if (rc == -ENOENT || rc == -EBADMSG || rc == -ENOTSUP) {
-        u->tally.gone++;
+    struct st_record d;
+    int rc = st_record_get(txn, key, &d);
+    if (rc == -ENOENT || rc == -EBADMSG || rc == -ENOTSUP ||
+        (rc == 0 && d.state != ST_STATE_DEAL && d.state != ST_STATE_FAILING)) {
+        u->tally.gone++; /* gone, or no longer a deal (re-judged meanwhile): not re-checked */
         return 0;
     }
     if (rc != 0)
@@ -224,15 +257,15 @@ static int apply_check(struct updater *u, struct st_txn *txn, const struct st_ke
     struct updater_policy pol;
     updater_policy_from_cfg(&u->wk->cfg, &pol);
     struct updater_outcome o;
-    updater_apply(&d, check, fresh, &u->wk->cfg, &pol, now_ms, &o);
+    updater_recheck(&d, check, fresh, &u->rules, u->rules_hash, &pol, now_ms, &o);
     if (check == UPDATER_MISSING)
         u->tally.missing++;
     else if (o.failed)
         u->tally.failed++;
+    rc = st_record_put(txn, &d, o.event, now_ms);
+    if (rc != 0)
+        return rc;
     if (o.expire) {
-        rc = st_deal_del(txn, key);
-        if (rc != 0 && rc != -ENOENT)
-            return rc;
         /* The scanner's verdict of old no longer holds: re-checked and not a deal. */
         struct st_seen seen;
         if (st_seen_get(txn, key, &seen) == 0 && seen.verdict == ST_VERDICT_SURVIVOR) {
@@ -244,9 +277,6 @@ static int apply_check(struct updater *u, struct st_txn *txn, const struct st_ke
         u->tally.expired++;
         return 0;
     }
-    rc = st_deal_put(txn, &d);
-    if (rc != 0)
-        return rc;
     if (check == UPDATER_REFRESHED)
         u->tally.refreshed++;
     if (check == UPDATER_REFRESHED && o.is_volatile)
@@ -276,8 +306,8 @@ static void count_tally(struct updater *u)
 static int remove_stale(struct updater *u, struct st_txn *txn)
 {
     for (size_t i = 0; i < u->n_stale; i++) {
-        struct st_deal d; /* rewritten since the snapshot to this very time: not stale now */
-        if (st_deal_get(txn, &u->stale[i].key, &d) == 0 && d.next_check_ms == u->stale[i].at_ms)
+        struct st_record d; /* rewritten since the snapshot to this very time: not stale now */
+        if (st_record_get(txn, &u->stale[i].key, &d) == 0 && d.next_check_ms == u->stale[i].at_ms)
             continue;
         int rc = st_schedule_remove(txn, &u->stale[i].key, u->stale[i].at_ms);
         if (rc != 0 && rc != -ENOENT)
@@ -347,7 +377,7 @@ static int build_call(struct kp_call *call, void *ud)
     p.domain = (int)u->domain;
     p.asins = asins;
     p.n_asins = u->n;
-    p.stats_days = 365; /* current, avg90 and avg365 */
+    p.stats_days = 365; /* current, avg90, avg180 and avg365 */
     p.history = KP_NO;
     return kp_call_product(call, &p);
 }
@@ -360,7 +390,7 @@ static int on_product(const struct kp_product *p, void *ud)
         if (strcmp(it->asin, p->asin) == 0) {
             /* A retried transfer may deliver it again: the last copy wins. */
             it->returned = true;
-            updater_fresh_from_stats(&p->stats, &u->wk->cfg, &it->fresh);
+            jd_inputs_from_product(p, &u->rules, kd_wall_ms(), JD_READ_LISTING, &it->fresh);
             break;
         }
     }
@@ -517,10 +547,11 @@ static int scan_schedule(struct updater *u, bool take, size_t max, int64_t now_m
         u->n_stale = 0;
         for (size_t i = 0; i < n_due && u->n < max; i++) {
             const struct st_sched_entry *e = &u->due[i];
-            struct st_deal d;
-            int g = st_deal_get(txn, &e->key, &d);
+            struct st_record d;
+            int g = st_record_get(txn, &e->key, &d);
             if (g == -ENOENT || g == -EBADMSG || g == -ENOTSUP ||
-                (g == 0 && d.next_check_ms != e->at_ms)) {
+                (g == 0 && (d.next_check_ms != e->at_ms ||
+                            (d.state != ST_STATE_DEAL && d.state != ST_STATE_FAILING)))) {
                 if (u->n_stale < UPDATER_STALE_MAX)
                     u->stale[u->n_stale++] = *e;
                 continue;
@@ -606,16 +637,10 @@ static int write_refresh_fn(struct st_txn *txn, void *ud)
     for (size_t i = 0; i < u->n_refresh; i++) {
         const struct st_pending *p = &u->refresh[i];
         struct st_key key;
-        if (st_pending_key(p, &key) != 0)
-            continue;
-        struct updater_fresh f;
-        memset(&f, 0, sizeof(f));
-        f.used_cents = f.new_cents = p->peek_buy_cents > 0 ? p->peek_buy_cents : -1;
-        f.sell_estimate_cents = p->sell_estimate_cents > 0 ? p->sell_estimate_cents : -1;
-        f.sales_rank = f.buy_box_cents = -1;
-        f.rank_drops_30 = f.rank_drops_90 = f.rank_drops_180 = f.rank_drops_365 = -1;
+        if (st_pending_key(p, &key) != 0 || p->in.data_ms <= 0)
+            continue; /* an older scanner's record without the peek's inputs: nothing to apply */
         int64_t seen_ms = p->peek_ms > 0 && p->peek_ms <= now_ms ? p->peek_ms : now_ms;
-        int rc = apply_check(u, txn, &key, UPDATER_REFRESHED, &f, seen_ms, seen_ms);
+        int rc = apply_check(u, txn, &key, UPDATER_REFRESHED, &p->in, seen_ms, seen_ms);
         if (rc != 0)
             return rc;
     }
@@ -684,6 +709,217 @@ static void on_refresh_wake(struct wk_watch *w)
         push_recommits(u);
 }
 
+/* ---- re-judge and pruning ----------------------------------------------------------------- */
+
+/*
+ * Starts a walk over every record: those judged under other rules are judged again from their
+ * stored inputs (no tokens), rejected ones older than [store] keep_rejected are pruned (unless
+ * the seller marked them). REPORT: publish the outcome for `kdeals reload` (config generation
+ * GEN).
+ */
+static void rejudge_begin(struct updater *u, uint64_t gen)
+{
+    u->rejudge_active = true;
+    u->rejudge_generation = gen;
+    u->rejudge_from_set = false;
+    u->rejudge_n = 0;
+    memset(&u->rj, 0, sizeof(u->rj));
+    struct shm_config_slot *cs = &u->wk->seg.layout->config;
+    atomic_store_explicit(&cs->rejudge_state, 1, memory_order_relaxed);
+    atomic_store_explicit(&cs->rejudge_generation, gen, memory_order_release);
+}
+
+static bool prunable(const struct st_record *r, int64_t now_ms, int64_t keep_ms)
+{
+    int64_t last = r->last_checked_ms > r->judged_ms ? r->last_checked_ms : r->judged_ms;
+    return r->state == ST_STATE_REJECTED && r->mark == ST_MARK_NONE && last > 0 &&
+           last + keep_ms < now_ms;
+}
+
+static bool needs_rejudge(const struct updater *u, const struct st_record *r)
+{
+    return r->rules_hash != u->rules_hash && r->in.data_ms > 0;
+}
+
+/* Reads the next chunk of keys to judge again or prune (one snapshot), counting the records
+ * that need nothing. Sets *DONE at the end of the db. */
+static int rejudge_collect(struct updater *u, int64_t now_ms, int64_t keep_ms, bool *done)
+{
+    *done = false;
+    u->rejudge_n = 0;
+    struct st_txn *txn;
+    int rc = st_read_begin(u->env, &txn);
+    if (rc != 0)
+        return rc;
+    struct st_cursor *cur;
+    rc = st_cursor_open(txn, ST_DB_PRODUCTS, &cur);
+    if (rc != 0) {
+        st_read_end(txn);
+        return rc;
+    }
+    struct st_record r;
+    size_t scanned = 0;
+    while (u->rejudge_n < UPDATER_REJUDGE_CHUNK && scanned < 8 * UPDATER_REJUDGE_CHUNK) {
+        int g = u->rejudge_from_set ? st_cursor_seek_record(cur, &u->rejudge_from, true, &r)
+                                    : st_cursor_next_record(cur, &r);
+        u->rejudge_from_set = false;
+        if (g == -ENOENT) {
+            *done = true;
+            break;
+        }
+        if (g == -EBADMSG || g == -ENOTSUP)
+            continue;
+        if (g != 0) {
+            rc = g;
+            break;
+        }
+        scanned++;
+        struct st_key key;
+        if (st_record_key(&r, &key) != 0)
+            continue;
+        u->rejudge_from = key;
+        if (needs_rejudge(u, &r) || prunable(&r, now_ms, keep_ms)) {
+            u->rejudge_keys[u->rejudge_n++] = key;
+            continue;
+        }
+        u->rj.before += r.state == ST_STATE_DEAL;
+        u->rj.after += r.state == ST_STATE_DEAL;
+    }
+    if (!*done && rc == 0)
+        u->rejudge_from_set = true; /* resume after the last key seen */
+    st_cursor_close(cur);
+    st_read_end(txn);
+    return rc;
+}
+
+static int rejudge_write_fn(struct st_txn *txn, void *ud)
+{
+    struct updater *u = ud;
+    int64_t now_ms = kd_wall_ms();
+    int64_t keep_ms = cfg_keepa_ms(&u->wk->cfg, u->wk->cfg.store_keep_rejected_ms);
+    for (size_t i = 0; i < u->rejudge_n; i++) {
+        struct st_record r;
+        int rc = st_record_get(txn, &u->rejudge_keys[i], &r);
+        if (rc == -ENOENT || rc == -EBADMSG || rc == -ENOTSUP)
+            continue;
+        if (rc != 0)
+            return rc;
+        if (prunable(&r, now_ms, keep_ms)) {
+            rc = st_record_del(txn, &u->rejudge_keys[i], now_ms);
+            if (rc != 0)
+                return rc;
+            continue;
+        }
+        if (!needs_rejudge(u, &r))
+            continue;
+        updater_rejudge(&r, &u->rules, u->rules_hash,
+                        (uint32_t)u->wk->cfg.update_expire_after_failures, now_ms);
+        rc = st_record_put(txn, &r, ST_EV_REJUDGE, now_ms);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Tallies of a committed chunk: what each key was before and is now (read back). */
+static void rejudge_count(struct updater *u, const struct st_record *before, size_t n_before)
+{
+    struct st_txn *txn;
+    if (st_read_begin(u->env, &txn) != 0)
+        return;
+    for (size_t i = 0; i < n_before; i++) {
+        struct st_record now;
+        bool was = before[i].state == ST_STATE_DEAL;
+        int g = st_record_get(txn, &u->rejudge_keys[i], &now);
+        if (g == -ENOENT) {
+            u->rj.pruned++;
+            u->rj.before += was;
+            continue;
+        }
+        if (g != 0)
+            continue;
+        bool is = now.state == ST_STATE_DEAL;
+        u->rj.records += now.rules_hash == u->rules_hash && before[i].rules_hash != u->rules_hash;
+        u->rj.before += was;
+        u->rj.after += is;
+        u->rj.added += !was && is;
+        if (was && !is) {
+            u->rj.removed++;
+            for (unsigned c = 0; c < JD_C_COUNT; c++)
+                if (now.v.fails & (1u << c)) {
+                    u->rj.removed_by[c]++;
+                    break;
+                }
+        }
+    }
+    st_read_end(txn);
+}
+
+static void rejudge_finish(struct updater *u)
+{
+    u->rejudge_active = false;
+    struct shm_config_slot *cs = &u->wk->seg.layout->config;
+    atomic_store_explicit(&cs->rejudge_records, u->rj.records, memory_order_relaxed);
+    atomic_store_explicit(&cs->rejudge_deals_before, u->rj.before, memory_order_relaxed);
+    atomic_store_explicit(&cs->rejudge_deals_after, u->rj.after, memory_order_relaxed);
+    atomic_store_explicit(&cs->rejudge_added, u->rj.added, memory_order_relaxed);
+    atomic_store_explicit(&cs->rejudge_removed, u->rj.removed, memory_order_relaxed);
+    char why[256] = "";
+    size_t off = 0;
+    for (unsigned c = 0; c < JD_C_COUNT && c < SHM_REJUDGE_REASONS; c++) {
+        atomic_store_explicit(&cs->rejudge_removed_by[c], u->rj.removed_by[c],
+                              memory_order_relaxed);
+        if (u->rj.removed_by[c] > 0 && off < sizeof(why)) {
+            int w = snprintf(why + off, sizeof(why) - off, "%s%s %lld", off ? ", " : "",
+                             jd_crit_name(c), (long long)u->rj.removed_by[c]);
+            off += w > 0 ? (size_t)w : 0;
+        }
+    }
+    atomic_store_explicit(&cs->rejudge_state, 2, memory_order_release);
+    if (u->rj.records > 0 || u->rj.pruned > 0)
+        kd_info("re-judge: %lld records judged again from their stored inputs (no tokens): "
+                "%lld deals -> %lld: %lld added, %lld no longer pass%s%s%s; %lld rejected "
+                "records pruned",
+                (long long)u->rj.records, (long long)u->rj.before, (long long)u->rj.after,
+                (long long)u->rj.added, (long long)u->rj.removed, off ? " (" : "", why,
+                off ? ")" : "", (long long)u->rj.pruned);
+    u->prune_next_ns = now_ns() + cfg_keepa_ms(&u->wk->cfg, UPDATER_PRUNE_EVERY_MS) * KD_NS_PER_MS;
+}
+
+/* One chunk of the walk. Returns true when more remains (call again soon). */
+static bool rejudge_step(struct updater *u)
+{
+    int64_t keep_ms = cfg_keepa_ms(&u->wk->cfg, u->wk->cfg.store_keep_rejected_ms);
+    bool done = false;
+    int rc = rejudge_collect(u, kd_wall_ms(), keep_ms, &done);
+    if (rc != 0) {
+        kd_error("re-judge: cannot read the store: %s; trying again later", st_strerror(rc));
+        return false;
+    }
+    if (u->rejudge_n > 0) {
+        /* What the chunk's records were, to count what moved once the write committed. */
+        struct st_record *before = u->rejudge_before;
+        struct st_txn *txn;
+        size_t n = 0;
+        if (st_read_begin(u->env, &txn) == 0) {
+            for (; n < u->rejudge_n; n++)
+                if (st_record_get(txn, &u->rejudge_keys[n], &before[n]) != 0)
+                    st_record_init(&before[n]);
+            st_read_end(txn);
+        }
+        rc = store_write(u, rejudge_write_fn);
+        if (rc != 0) {
+            store_failed(u, "a re-judge chunk", rc);
+            u->rejudge_from_set = false; /* start over later: nothing of the chunk was written */
+            return false;
+        }
+        rejudge_count(u, before, n);
+    }
+    if (done)
+        rejudge_finish(u);
+    return !done;
+}
+
 /* ---- the tick --------------------------------------------------------------------------- */
 
 static void step(struct updater *u)
@@ -701,6 +937,11 @@ static void step(struct updater *u)
     int64_t next_due_ms = -1;
     int64_t delay = UPDATER_SAFETY_MS;
     int64_t t = now_ns();
+    if (!u->rejudge_active && u->prune_next_ns > 0 && t >= u->prune_next_ns)
+        rejudge_begin(u, atomic_load_explicit(&u->wk->seg.layout->config.rejudge_generation,
+                                              memory_order_relaxed));
+    if (u->rejudge_active && rejudge_step(u))
+        delay = 0; /* more records to judge again: the next chunk right after this tick */
     if (u->batch_active || u->wk->stopping || !u->sp_ready || u->key_unusable ||
         u->retry_at_ns > t) {
         if (scan_schedule(u, false, 0, kd_wall_ms(), &next_due_ms) != 0)
@@ -751,6 +992,20 @@ static void on_stop(struct wk *wk)
 static void on_reload(struct wk *wk)
 {
     struct updater *u = wk->data;
+    uint64_t old_hash = u->rules_hash;
+    jd_rules_from_cfg(&wk->cfg, &u->rules);
+    u->rules_hash = jd_rules_hash(&u->rules);
+    if (u->rules_hash != old_hash) {
+        kd_info("reload: the judgement's rules changed; judging every stored record again "
+                "(no tokens)");
+        rejudge_begin(u, (uint64_t)wk->cfg_generation);
+    } else {
+        /* Nothing to judge again: report at once, so `kdeals reload` does not wait. */
+        struct shm_config_slot *cs = &wk->seg.layout->config;
+        atomic_store_explicit(&cs->rejudge_state, 0, memory_order_relaxed);
+        atomic_store_explicit(&cs->rejudge_generation, (uint64_t)wk->cfg_generation,
+                              memory_order_release);
+    }
     struct updater_policy pol;
     updater_policy_from_cfg(&wk->cfg, &pol);
     kd_info("reload: update batch %lld, intervals %lld..%lld ms, expire after %u failed checks",
@@ -763,9 +1018,13 @@ static int on_start(struct wk *wk)
 {
     struct updater *u = wk->data;
     u->wk = wk;
+    jd_rules_from_cfg(&wk->cfg, &u->rules);
+    u->rules_hash = jd_rules_hash(&u->rules);
     u->due = calloc(UPDATER_DUE_COUNT_MAX, sizeof(*u->due));
-    if (u->due == NULL || wk_backlog_init(&u->recommit_out, wk, SHM_RING_RECOMMIT, UPDATER_PUSH_MAX,
-                                          "it stays in pending") != 0) {
+    u->rejudge_before = calloc(UPDATER_REJUDGE_CHUNK, sizeof(*u->rejudge_before));
+    if (u->due == NULL || u->rejudge_before == NULL ||
+        wk_backlog_init(&u->recommit_out, wk, SHM_RING_RECOMMIT, UPDATER_PUSH_MAX,
+                        "it stays in pending") != 0) {
         kd_error("updater cannot start: out of memory");
         return -ENOMEM;
     }
@@ -788,6 +1047,9 @@ static int on_start(struct wk *wk)
     uv_timer_init(wk->loop, &u->tick);
     u->tick.data = u;
     wk_watch_start(&u->refresh_watch, wk, SHM_RING_REFRESH, drain_refresh, on_refresh_wake, u);
+    /* Records judged under other rules (a config changed while stopped) and old rejected
+     * ones: one walk at start. */
+    rejudge_begin(u, (uint64_t)wk->cfg_generation);
     arm(u, 0);
     struct updater_policy pol;
     updater_policy_from_cfg(&wk->cfg, &pol);
@@ -802,6 +1064,7 @@ static void on_release(struct wk *wk)
     struct updater *u = wk->data;
     st_close(u->env);
     free(u->due);
+    free(u->rejudge_before);
     wk_backlog_free(&u->recommit_out);
 }
 

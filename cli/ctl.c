@@ -24,6 +24,7 @@
 
 #include "base/clock.h"
 #include "cli/deals.h"
+#include "judge/judge.h"
 #include "cli/json.h"
 #include "shm/segment.h"
 #include "shm/tokens.h"
@@ -156,6 +157,46 @@ int cli_stop(const struct cfg *c, const char *instance, const char *run_dir, int
     return 1;
 }
 
+/*
+ * After an applied reload: waits (at most 60 s) for the updater to take the new config and,
+ * when the judgement's rules changed, to judge every stored record again (no tokens), then
+ * prints what moved: "412 deals -> 97: 0 added, 315 no longer pass: roi 301, profit 14".
+ */
+static void print_rejudge(const struct shm_config_slot *slot)
+{
+    uint64_t gen = atomic_load_explicit(&slot->generation, memory_order_acquire);
+    for (int i = 0; i < 1200; i++) {
+        uint64_t g = atomic_load_explicit(&slot->rejudge_generation, memory_order_acquire);
+        uint32_t state = atomic_load_explicit(&slot->rejudge_state, memory_order_acquire);
+        if (g >= gen && state != 1) {
+            if (g != gen || state != 2)
+                return; /* the judgement did not change: nothing was judged again */
+            char why[256] = "";
+            size_t off = 0;
+            for (unsigned k = 0; k < JD_C_COUNT && k < SHM_REJUDGE_REASONS; k++) {
+                int64_t n =
+                    atomic_load_explicit(&slot->rejudge_removed_by[k], memory_order_relaxed);
+                if (n > 0 && off < sizeof(why)) {
+                    int w = snprintf(why + off, sizeof(why) - off, "%s%s %lld", off ? ", " : "",
+                                     jd_crit_name(k), (long long)n);
+                    off += w > 0 ? (size_t)w : 0;
+                }
+            }
+            printf("kdeals reload: judged %lld records again (no tokens): %lld deals -> %lld: "
+                   "%lld added, %lld no longer pass%s%s\n",
+                   (long long)atomic_load(&slot->rejudge_records),
+                   (long long)atomic_load(&slot->rejudge_deals_before),
+                   (long long)atomic_load(&slot->rejudge_deals_after),
+                   (long long)atomic_load(&slot->rejudge_added),
+                   (long long)atomic_load(&slot->rejudge_removed), off ? ": " : "", why);
+            return;
+        }
+        nap_ms(50);
+    }
+    printf("kdeals reload: the re-judge of the stored records is still running; the log says "
+           "when it ends\n");
+}
+
 int cli_reload(const struct cfg *c, const char *instance, const char *run_dir)
 {
     (void)c;
@@ -187,6 +228,7 @@ int cli_reload(const struct cfg *c, const char *instance, const char *run_dir)
             } else {
                 printf("kdeals reload: %s\n", msg);
                 code = 0;
+                print_rejudge(slot);
             }
             goto out_detach;
         }
@@ -209,9 +251,19 @@ static int64_t count_deals(const struct cfg *c)
     if (st_open_existing(&so, &env, err, sizeof(err)) != 0)
         return -1;
     if (st_read_begin(env, &txn) == 0) {
-        uint64_t n;
-        if (st_count(txn, ST_DB_DEALS, &n) == 0)
-            deals = (int64_t)n;
+        struct st_cursor *cur;
+        if (st_cursor_open(txn, ST_DB_PRODUCTS, &cur) == 0) {
+            struct st_record r;
+            int rc;
+            deals = 0;
+            while ((rc = st_cursor_next_record(cur, &r)) != -ENOENT) {
+                if (rc == 0 && r.state == ST_STATE_DEAL)
+                    deals++;
+                else if (rc != 0 && rc != -EBADMSG && rc != -ENOTSUP)
+                    break;
+            }
+            st_cursor_close(cur);
+        }
         st_read_end(txn);
     }
     st_close(env);

@@ -781,3 +781,130 @@ out_call:
         kp_call_free(&call);
     return code;
 }
+
+/* ---- helpers for other commands (kdeals judge) ---- */
+
+int cli_decode_body(const char *path, const struct kp_decode_cbs *cbs, char *err, size_t errlen)
+{
+    FILE *in = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (in == NULL) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -errno;
+    }
+    struct kp_decoder *d = kp_decoder_new(NULL, cbs);
+    int rc = d == NULL ? -ENOMEM : decode_stream(in, path, d);
+    if (rc == 0)
+        rc = kp_decoder_finish(d);
+    if (rc != 0)
+        snprintf(err, errlen, "%s: %s", path, d != NULL ? kp_decoder_error(d) : "out of memory");
+    kp_decoder_free(d);
+    if (in != stdin)
+        fclose(in);
+    return rc;
+}
+
+struct product_fetch {
+    const struct kp_decode_cbs *cbs; /* the caller's: products are handed on */
+    bool done;
+    enum kp_result_code code;
+    char error[256];
+    bool have_reading;
+    struct kp_reading reading;
+};
+
+static void pf_reading(const struct kp_reading *r, void *ud)
+{
+    struct product_fetch *st = ud;
+    st->reading = *r;
+    st->have_reading = true;
+}
+
+static int pf_product(const struct kp_product *p, void *ud)
+{
+    struct product_fetch *st = ud;
+    return st->cbs->on_product != NULL ? st->cbs->on_product(p, st->cbs->ud) : 0;
+}
+
+static void pf_done(const struct kp_result *res, void *ud)
+{
+    struct product_fetch *st = ud;
+    st->done = true;
+    st->code = res->code;
+    snprintf(st->error, sizeof(st->error), "%s", res->error);
+}
+
+int cli_fetch_products(const struct cfg *c, const char *const *asins, size_t n, int offers,
+                       int stats_days, const struct kp_decode_cbs *cbs, struct kp_reading *reading,
+                       bool *have_reading, char *err, size_t errlen)
+{
+    *have_reading = false;
+    struct kp_product_params p = {.domain = (int)c->keepa_domain,
+                                  .asins = (const char **)asins,
+                                  .n_asins = n,
+                                  .stats_days = stats_days,
+                                  .history = KP_NO,
+                                  .offers = offers,
+                                  .only_live_offers = offers > 0 ? KP_YES : KP_DEFAULT};
+    struct kp_call call;
+    if (kp_call_product(&call, &p) != 0) {
+        snprintf(err, errlen, "invalid ASIN (10 letters and digits, at most 100)");
+        return -EINVAL;
+    }
+    bool call_taken = false;
+    struct product_fetch st;
+    memset(&st, 0, sizeof(st));
+    st.cbs = cbs;
+    uv_loop_t loop;
+    struct kp_client *cl = NULL;
+    struct kd_keys keys;
+    int rc = kd_keys_load(c, &keys, err, errlen);
+    if (rc != 0)
+        goto out_call;
+    kd_log_add_secret(keys.key[0]);
+    rc = -EIO;
+    if (kp_global_init() != 0) {
+        snprintf(err, errlen, "cannot initialise libcurl");
+        goto out_keys;
+    }
+    if (uv_loop_init(&loop) != 0) {
+        snprintf(err, errlen, "cannot start an event loop");
+        goto out_keys;
+    }
+    struct kp_client_opts co = {.base_url = c->keepa_base_url,
+                                .api_key = keys.key[0],
+                                .timeout_ms = c->keepa_request_timeout_ms,
+                                .offers_timeout_ms = c->keepa_request_timeout_ms,
+                                .on_reading = pf_reading,
+                                .reading_ud = &st};
+    rc = kp_client_new(&loop, &co, &cl, err, errlen);
+    kd_keys_wipe(&keys); /* the client keeps its own copy */
+    if (rc != 0)
+        goto out_loop;
+    struct kp_request_cbs rcbs = {pf_product, NULL, NULL, NULL, pf_done, &st};
+    rc = kp_client_submit(cl, &call, &rcbs, NULL);
+    if (rc == 0) {
+        call_taken = true;
+        while (!st.done && uv_run(&loop, UV_RUN_ONCE) != 0) {
+        }
+    } else {
+        snprintf(err, errlen, "cannot submit the request: %s", strerror(-rc));
+    }
+    kp_client_close(cl, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (rc == 0 && (!st.done || st.code != KP_OK)) {
+        snprintf(err, errlen, "%s: %s", kp_result_name(st.code),
+                 st.error[0] ? st.error : "the request did not complete");
+        rc = -EIO;
+    }
+    *have_reading = st.have_reading;
+    if (st.have_reading)
+        *reading = st.reading;
+out_loop:
+    uv_loop_close(&loop);
+out_keys:
+    kd_keys_wipe(&keys);
+out_call:
+    if (!call_taken)
+        kp_call_free(&call);
+    return rc;
+}

@@ -18,6 +18,8 @@
 #include <stdbool.h>
 
 #include "base/config.h"
+#include "keepa/client.h"
+#include "keepa/decode.h"
 
 /* `kdeals decode ...`: ARGV[0] is "decode". Returns the process exit code. */
 int cli_decode_main(int argc, char **argv);
@@ -27,5 +29,20 @@ int cli_decode_main(int argc, char **argv);
  * config file, whose base_url then counts. Returns the process exit code.
  */
 int cli_fetch_main(const struct cfg *c, bool from_file, int argc, char **argv);
+
+/*
+ * Decodes the raw Keepa body at PATH ("-": standard input; plain or gzip) into CBS. Returns 0,
+ * or a negative errno with ERR saying what failed.
+ */
+int cli_decode_body(const char *path, const struct kp_decode_cbs *cbs, char *err, size_t errlen);
+
+/*
+ * One live /product request for the N ASINs (domain, base URL and key from C; OFFERS 0 or
+ * 20..100; STATS_DAYS > 0), handing each product to CBS->on_product. *READING (when
+ * *HAVE_READING) is the answer's token reading. Returns 0 or a negative errno with ERR.
+ */
+int cli_fetch_products(const struct cfg *c, const char *const *asins, size_t n, int offers,
+                       int stats_days, const struct kp_decode_cbs *cbs, struct kp_reading *reading,
+                       bool *have_reading, char *err, size_t errlen);
 
 #endif

@@ -24,6 +24,7 @@
 #include "scanner/scanner.h"
 #include "cli/ctl.h"
 #include "cli/deals.h"
+#include "cli/judge.h"
 #include "cli/stat.h"
 #include "supervisor/supervisor.h"
 #include "updater/updater.h"
@@ -43,8 +44,10 @@ static int usage(FILE *out)
             "  reload         re-read the config (HUP) and print the verdict\n"
             "  status [--json]                     processes, tokens, deals, last errors\n"
             "  stat [-1] [--json|--prom]           live counters from shared memory\n"
-            "  deals [--format table|csv|json] [--sort roi|profit|rank|checked] [--limit N]\n"
-            "        [--min-roi PCT] [--min-profit CENTS]      the stored deals\n"
+            "  deals [--format table|csv|json|jsonl] [filters] [--sort KEY] [--limit N]\n"
+            "                                      the stored deals (kdeals deals --help)\n"
+            "  show ASIN [--json]                  one stored product explained, number by number\n"
+            "  judge FILE|- | --fetch ASIN...      judge a raw Keepa /product answer\n"
             "  check-config   validate the config and print the effective values\n"
             "  decode product|deals FILE           decode a raw Keepa response body\n"
             "  fetch product ASIN...|deals --selection FILE   one live Keepa request\n"
@@ -344,6 +347,32 @@ static int cmd_stat(int argc, char **argv)
     return cli_stat_main(n, args);
 }
 
+static int cmd_judge(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        char *help[] = {argv[0], "--help", NULL};
+        return cli_judge_main(NULL, 2, help);
+    }
+    struct common_opts o;
+    int rc = common_opts("judge", &argc, argv, &o, 1);
+    if (rc != 0)
+        return rc;
+    return cli_judge_main(&o.cfg, argc, argv);
+}
+
+static int cmd_show(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        char *help[] = {argv[0], "--help", NULL};
+        return cli_show_main(NULL, 2, help);
+    }
+    struct common_opts o;
+    int rc = common_opts("show", &argc, argv, &o, 1);
+    if (rc != 0)
+        return rc;
+    return cli_show_main(&o.cfg, argc, argv);
+}
+
 static int cmd_deals(int argc, char **argv)
 {
     if (wants_help(argc, argv)) {
@@ -410,7 +439,8 @@ int main(int argc, char **argv)
     } cmds[] = {{"run", cmd_run},       {"start", cmd_start},
                 {"stop", cmd_stop},     {"reload", cmd_reload},
                 {"status", cmd_status}, {"stat", cmd_stat},
-                {"deals", cmd_deals},   {"check-config", cmd_check_config}};
+                {"deals", cmd_deals},   {"check-config", cmd_check_config},
+                {"show", cmd_show},     {"judge", cmd_judge}};
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
         if (strcmp(cmd, cmds[i].name) == 0)
             return cmds[i].fn(argc - 1, argv + 1);

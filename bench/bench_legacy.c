@@ -19,10 +19,10 @@
  *     "each run read only page 0"), repaying the same top-150 ASINs pass after pass.
  *   - Peek: every ASIN of the page in fixed batches of 5, with offers=20 (the legacy could not
  *     send offers=0: Keepa answered 400), stats=365, history=0: at least 6 tokens per ASIN.
- *     The peek filter is dm_peek, as in the scanner.
+ *     The peek filter is the judgement on the peek's read (judge/judge.h), as in the scanner.
  *   - Commit: survivors in fixed batches of 5 (a last partial batch at the end of the page)
  *     with the committer's parameters (offers=20, only-live-offers, stats=365, history/days
- *     from [commit]); a product is a deal when dm_deal passes. No LMDB: deals are counted as
+ *     from [commit]); a product is a deal when the judgement passes. No LMDB: deals are counted as
  *     distinct ASINs, with the wall time (epoch ms) each was first found.
  *   - Tokens: before every request it waits (a uv timer, never polling /token) until the last
  *     server reading, projected with refillIn and refillRate, covers the request's full
@@ -45,7 +45,8 @@
 #include "base/clock.h"
 #include "base/config.h"
 #include "base/key.h"
-#include "judge/dealmath.h"
+#include "judge/inputs.h"
+#include "judge/rules.h"
 #include "base/log.h"
 #include "keepa/client.h"
 #include "keepa/decode.h"
@@ -70,6 +71,7 @@ struct legacy {
     uv_loop_t *loop;
     struct kp_client *cl;
     struct cfg cfg;
+    struct jd_rules rules; /* the judgement's rules, as the daemon's */
     struct kd_keys keys;
     json_t *selection;
     int64_t minute_ms;
@@ -178,9 +180,10 @@ static int on_deal(const struct kp_deal *d, void *ud)
 static int on_peek_product(const struct kp_product *p, void *ud)
 {
     struct legacy *lg = ud;
-    struct dm_peek pk;
-    if (dm_peek(&p->stats, &lg->cfg, &pk) == DM_PASS &&
-        lg->n_surv < sizeof(lg->surv) / sizeof(lg->surv[0])) {
+    struct jd_inputs in;
+    struct jd_verdict v;
+    jd_inputs_from_product(p, &lg->rules, 0, JD_READ_LISTING, &in);
+    if (jd_judge(&in, &lg->rules, &v) && lg->n_surv < sizeof(lg->surv) / sizeof(lg->surv[0])) {
         snprintf(lg->surv[lg->n_surv++], KP_ASIN_MAX, "%s", p->asin);
         lg->survivors++;
     }
@@ -190,9 +193,10 @@ static int on_peek_product(const struct kp_product *p, void *ud)
 static int on_commit_product(const struct kp_product *p, void *ud)
 {
     struct legacy *lg = ud;
-    struct st_deal d;
-    memset(&d, 0, sizeof(d));
-    if (dm_deal(p, &lg->cfg, &d) == DM_PASS)
+    struct jd_inputs in;
+    struct jd_verdict v;
+    jd_inputs_from_product(p, &lg->rules, 0, JD_READ_AUTO, &in);
+    if (p->offers_successful != 0 && jd_judge(&in, &lg->rules, &v))
         deal_found(lg, p->asin);
     return 0;
 }
@@ -418,6 +422,7 @@ int main(int argc, char **argv)
     }
     kd_log_set_level(KD_LOG_WARN);
     lg.minute_ms = lg.cfg.tokens_minute_ms;
+    jd_rules_from_cfg(&lg.cfg, &lg.rules);
     lg.page0_only = argc == 5;
     lg.deals = calloc(LEGACY_DEALS_MAX, sizeof(*lg.deals));
     if (lg.deals == NULL || kp_global_init() != 0) {

@@ -563,7 +563,11 @@ static uint64_t role_hist_sum(const struct daemon *d, int role, enum shm_counter
     return atomic_load_explicit(&d->seg.layout->counters[role].hist[id].sum, memory_order_relaxed);
 }
 
-/* Adds every deal in the store to SET with its first_seen_ms. Returns the count or -errno. */
+/* Deals in the store at the last scan, and those whose sell price a ceiling lowered. */
+static int64_t g_scan_deals, g_scan_capped;
+
+/* Adds every deal in the store (a record in the deal view) to SET with the time it became one.
+ * Returns the count or -errno. */
 static int64_t store_scan(struct st_env *env, struct seen_set *set)
 {
     struct st_txn *txn = NULL;
@@ -572,19 +576,23 @@ static int64_t store_scan(struct st_env *env, struct seen_set *set)
         return rc;
     struct st_cursor *cur = NULL;
     int64_t n = 0;
-    if (st_cursor_open(txn, ST_DB_DEALS, &cur) == 0) {
-        struct st_deal deal;
+    int64_t capped = 0;
+    if (st_cursor_open(txn, ST_DB_PRODUCTS, &cur) == 0) {
+        static struct st_record rec;
         for (;;) {
-            rc = st_cursor_next_deal(cur, &deal);
+            rc = st_cursor_next_record(cur, &rec);
             if (rc == -ENOENT)
                 break;
-            if (rc != 0)
+            if (rc != 0 || rec.state != ST_STATE_DEAL)
                 continue;
-            seen_add(set, deal.asin, deal.first_seen_ms);
+            seen_add(set, rec.asin, rec.deal_since_ms > 0 ? rec.deal_since_ms : rec.first_seen_ms);
+            capped += rec.v.caps != 0;
             n++;
         }
         st_cursor_close(cur);
     }
+    g_scan_deals = n;
+    g_scan_capped = capped;
     st_read_end(txn);
     return n;
 }
@@ -1050,6 +1058,10 @@ static int scenario_day(struct ctx *cx)
           ratio((double)(spent[SHM_ROLE_SCANNER] + spent[SHM_ROLE_COMMITTER]), (double)K.stored.n),
           "tokens");
     bench("peeks_per_deal", ratio((double)peek_asins, (double)K.stored.n), "asins");
+    /* The deals in the store at the end whose sell price a ceiling (the Buy Box of the
+     * condition, 90 % of Amazon's price, the maximum) lowered from its basis. */
+    bench("deals_capped_pct",
+          g_scan_deals > 0 ? 100.0 * (double)g_scan_capped / (double)g_scan_deals : 0.0, "%");
     bench("commits_per_deal", ratio((double)commit_asins, (double)K.stored.n), "asins");
     bench("oracle_min_tokens_per_deal", oracle, "tokens");
     bench("tokens_per_deal_vs_oracle", ratio(tpd_k, oracle), "x");

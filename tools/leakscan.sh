@@ -93,9 +93,11 @@ min_interval = 1m
 max_interval = 1m
 [filter]
 min_rank_drops_365 = 0
-min_sell_cents = 0
-max_buy_pct = 1000
-min_gross_roi_pct = 0
+min_sell = 0
+[sell]
+basis_new = avg90, avg365
+basis_used = avg90, avg365
+cap_at_buy_box = false
 EOF
 
 "${VG[@]}" "$KDEALS" run -c "$DIR/kdeals.conf" 2>>"$DIR/kdeals.log" &

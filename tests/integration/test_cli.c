@@ -234,20 +234,27 @@ static int put_three_deals(struct st_txn *t, void *ud)
     static const char *const titles[] = {"Plain title", "Comma, \"quoted\" and\nnewline",
                                          "Ünïcödé – 漢字 \\ backslash"};
     for (int i = 0; i < 3; i++) {
-        struct st_deal d;
-        memset(&d, 0, sizeof(d));
+        static struct st_record d;
+        st_record_init(&d);
         snprintf(d.asin, sizeof(d.asin), "B00000000%d", i);
         d.domain = 1;
-        st_deal_set_title(&d, titles[i], strlen(titles[i]));
-        d.buy_price_cents = 1000 + i;
-        d.landed_buy_cents = 1200 + i;
-        d.expected_sell_cents = 3000;
-        d.profit_cents = 800 - 100 * i;
-        d.roi_bp = 6000 - 1000 * i;
-        d.sales_rank = 1000 * (3 - i);
+        st_record_set_title(&d, titles[i], strlen(titles[i]));
+        d.in.buy_source = JD_BUY_OFFER;
+        d.in.buy_condition = 3;
+        d.in.buy_price_cents = 1000 + i;
+        d.in.buy_shipping_cents = 0;
+        d.in.sales_rank = 1000 * (3 - i);
+        d.v.deal = d.v.priced = d.v.payout_known = true;
+        d.v.buy_cents = 1000 + i;
+        d.v.landed_cents = 1200 + i;
+        d.v.sell_cents = 3000;
+        d.v.profit_cents = 800 - 100 * i;
+        d.v.roi_bp = 6000 - 1000 * i;
+        d.state = ST_STATE_DEAL;
         d.last_checked_ms = 1700000000000LL + i;
         d.next_check_ms = 1700000000000LL + 3600000;
-        int rc = st_deal_put(t, &d);
+        d.revision = 1;
+        int rc = st_record_put(t, &d, ST_EV_COMMIT, d.last_checked_ms);
         if (rc != 0)
             return rc;
     }
@@ -289,7 +296,7 @@ static void test_deals_formats(void **state)
                    "assert js[1][\"title\"] == \"Comma, \\\"quoted\\\" and\\nnewline\"; "
                    "assert all(int(r[\"profit_cents\"]) == j[\"profit_cents\"] for r, j in "
                    "zip(rows, js)); "
-                   "assert js[0][\"roi_pct\"] == 60.0' %s/d.csv %s/d.json",
+                   "assert js[0][\"roi_bp\"] == 6000' %s/d.csv %s/d.json",
             conf, kd_test_tmpdir(), conf, kd_test_tmpdir(), kd_test_tmpdir(), kd_test_tmpdir()),
         0);
     /* Sorting and filters. */
@@ -301,7 +308,7 @@ static void test_deals_formats(void **state)
                      0);
     assert_int_equal(run(out, sizeof(out),
                          KDEALS
-                         " deals -c %s --format json --min-roi 45 --min-profit 650 | " PYTHON
+                         " deals -c %s --format json --min-roi 45 --min-profit 6.50 | " PYTHON
                          " -c 'import json,sys; j=json.load(sys.stdin); "
                          "assert [d[\"asin\"] for d in j] == [\"B000000000\", \"B000000001\"]'",
                          conf),
@@ -313,8 +320,8 @@ static void test_help_and_wrong_flags(void **state)
 {
     (void)state;
     write_conf(NULL);
-    static const char *const cmds[] = {"run",    "start", "stop",  "reload",
-                                       "status", "stat",  "deals", "check-config"};
+    static const char *const cmds[] = {"run",  "start", "stop",         "reload", "status",
+                                       "stat", "deals", "check-config", "show",   "judge"};
     char out[4096];
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
         assert_int_equal(run(out, sizeof(out), KDEALS " %s --help", cmds[i]), 0);

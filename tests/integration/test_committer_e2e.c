@@ -48,6 +48,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "judge/rules.h"
 #include "shm/counters.h"
 #include "shm/ring.h"
 #include "shm/segment.h"
@@ -188,21 +189,15 @@ static yajl_val truth(const char *asin)
 #define PT_NEW  1
 #define PT_USED 2
 
-static int64_t sell_estimate(yajl_val t)
-{
-    int64_t a90 = jidx(t, "avg90", PT_USED), a365 = jidx(t, "avg365", PT_USED);
-    if (a90 > 0 && a365 > 0)
-        return (a90 + a365 + 1) / 2;
-    return a90 > 0 ? a90 : a365;
-}
-
-/* A product no rule can call a deal: it is offered used at or above its sell estimate. */
+/* A product no rule can call a deal under this test's sell bases (its averages): it is
+ * offered used at or above both of its Used averages. */
 static int clearly_not_a_deal(const char *asin)
 {
     yajl_val t = truth(asin);
-    int64_t used = jidx(t, "current", PT_USED), sell = sell_estimate(t);
+    int64_t used = jidx(t, "current", PT_USED);
+    int64_t a90 = jidx(t, "avg90", PT_USED), a365 = jidx(t, "avg365", PT_USED);
     yajl_tree_free(t);
-    return used > 0 && sell > 0 && used >= sell;
+    return used > 0 && a90 > 0 && used >= a90 && used >= a365;
 }
 
 /* ---------------------------------------------------------------- daemon */
@@ -238,7 +233,9 @@ static void write_config(const char *extra)
             "[store]\npath = %s\nmap_size_mb = %d\nmax_map_size_mb = %d\n"
             "[tokens]\nminute = %dms\n"
             "[scan]\nsource = asins\nasins_file = %s\n"
-            "[commit]\nlinger_ms = 300\n%s",
+            /* Sold against the averages (the simulator's deals are price drops below them):
+             * a product offered at or above both is then certainly not a deal. */
+            KDH_JUDGEMENT "[commit]\nlinger_ms = 300\n%s",
             sim_base, without_key ? "# no key_file: " : "key_file = ", key_path, instance, dir,
             store_path, store_cap_mb > 0 ? store_cap_mb : 16,
             store_cap_mb > 0 ? store_cap_mb : 65536, MINUTE_MS, asins_path, extra ? extra : "");
@@ -362,30 +359,37 @@ static void put_pending(struct st_env *env, char (*asins)[11], size_t n, uint8_t
     assert_int_equal(st_write(env, prefill_fn, &p), 0);
 }
 
-static int put_deal_fn(struct st_txn *txn, void *ud)
+static int put_record_fn(struct st_txn *txn, void *ud)
 {
-    return st_deal_put(txn, ud);
+    return st_record_put(txn, ud, ST_EV_COMMIT, 1000);
 }
 
+/* A stored deal (state DEAL) with CHECK_FAILURES failed re-checks behind it. */
 static void put_stored_deal(struct st_env *env, const char *asin, uint32_t check_failures)
 {
-    struct st_deal d;
-    memset(&d, 0, sizeof(d));
-    snprintf(d.asin, sizeof(d.asin), "%.10s", asin);
-    d.domain = 1;
-    d.buy_price_cents = 500;
-    d.expected_sell_cents = 3000;
-    d.profit_cents = 1200;
-    d.roi_bp = 9000;
-    d.sales_rank = -1;
-    d.buy_box_cents = -1;
-    d.first_seen_ms = 1000;
-    d.last_checked_ms = 1000;
-    d.last_changed_ms = 1000;
-    d.check_failures = check_failures;
-    d.next_check_ms = kd_wall_ms() + 3600 * 1000;
-    d.revision = 1;
-    assert_int_equal(st_write(env, put_deal_fn, &d), 0);
+    struct st_record r;
+    st_record_init(&r);
+    snprintf(r.asin, sizeof(r.asin), "%.10s", asin);
+    r.domain = 1;
+    r.in.buy_source = JD_BUY_OFFER;
+    r.in.buy_condition = 3;
+    r.in.buy_price_cents = 500;
+    r.in.buy_shipping_cents = 0;
+    r.in.used_avg90_cents = 3000;
+    r.in.data_ms = 0; /* inputs never read (as a migrated record): the start's re-judge skips it */
+    r.v.deal = true;
+    r.v.priced = r.v.payout_known = true;
+    r.v.sell_cents = 3000;
+    r.v.profit_cents = 1200;
+    r.v.roi_bp = 9000;
+    r.state = check_failures > 0 ? ST_STATE_FAILING : ST_STATE_DEAL;
+    r.first_seen_ms = 1000;
+    r.last_checked_ms = 1000;
+    r.last_changed_ms = 1000;
+    r.check_failures = check_failures;
+    r.next_check_ms = kd_wall_ms() + 3600 * 1000;
+    r.revision = 1;
+    assert_int_equal(st_write(env, put_record_fn, &r), 0);
 }
 
 static uint64_t count_db(enum st_db db)
@@ -402,17 +406,18 @@ static uint64_t count_db(enum st_db db)
 
 enum fate { F_NONE, F_DEAL, F_PENDING, F_REJECTED, F_ERROR };
 
-static enum fate fate_of(struct st_txn *txn, const char *asin, struct st_deal *deal)
+/* What became of ASIN: a record in the deal view, a record judged not a deal, pending, ... */
+static enum fate fate_of(struct st_txn *txn, const char *asin, struct st_record *rec)
 {
     struct st_key k;
     assert_int_equal(st_key_make(1, asin, &k), 0);
-    struct st_deal d;
+    static struct st_record d;
     struct st_pending p;
     struct st_seen s;
-    if (st_deal_get(txn, &k, &d) == 0) {
-        if (deal != NULL)
-            *deal = d;
-        return F_DEAL;
+    if (st_record_get(txn, &k, &d) == 0) {
+        if (rec != NULL)
+            *rec = d;
+        return d.state == ST_STATE_DEAL ? F_DEAL : F_REJECTED;
     }
     if (st_pending_get(txn, &k, &p) == 0)
         return F_PENDING;
@@ -423,18 +428,23 @@ static enum fate fate_of(struct st_txn *txn, const char *asin, struct st_deal *d
     return F_NONE;
 }
 
-/* Every deal decodes through the store's own cursor. Returns how many there are. */
-static size_t all_deals_decode(struct st_env *env)
+/* Every record decodes through the store's own cursor. Returns how many there are; *DEALS
+ * (if not NULL) how many are in the deal view. */
+static size_t all_records_decode(struct st_env *env, size_t *deals)
 {
     struct st_txn *txn;
     assert_int_equal(st_read_begin(env, &txn), 0);
     struct st_cursor *cur;
-    assert_int_equal(st_cursor_open(txn, ST_DB_DEALS, &cur), 0);
-    size_t n = 0;
+    assert_int_equal(st_cursor_open(txn, ST_DB_PRODUCTS, &cur), 0);
+    size_t n = 0, nd = 0;
     int rc;
-    struct st_deal d;
-    while ((rc = st_cursor_next_deal(cur, &d)) == 0)
+    static struct st_record d;
+    while ((rc = st_cursor_next_record(cur, &d)) == 0) {
         n++;
+        nd += d.state == ST_STATE_DEAL;
+    }
+    if (deals != NULL)
+        *deals = nd;
     assert_int_equal(rc, -ENOENT);
     st_cursor_close(cur);
     st_read_end(txn);
@@ -528,57 +538,62 @@ static size_t msgpack_check_db(const char *name, const char *const *int_keys, si
     return n;
 }
 
-static const char *const deal_int_keys[] = {
-    "domain",          "buy_price_cents", "landed_buy_cents", "expected_sell_cents",
-    "profit_cents",    "roi_bp",          "margin_bp",        "first_seen_ms",
-    "last_checked_ms", "next_check_ms",   "revision",         "check_failures"};
+static const char *const record_int_keys[] = {
+    "domain",   "buy_price_cents", "landed_cents",  "sell_cents",      "profit_cents",
+    "roi_bp",   "margin_bp",       "first_seen_ms", "last_checked_ms", "next_check_ms",
+    "revision", "check_failures",  "state",         "rules_hash",      "max_cost_cents"};
 static const char *const pending_int_keys[] = {"domain", "peek_ms", "attempts", "source"};
 
 /* ---------------------------------------------------------------- deal maths */
 
-static int64_t round_div(int64_t a, int64_t b)
-{
-    /* nearest, halves away from zero */
-    int64_t q = a / b, r = a % b;
-    if (2 * (r < 0 ? -r : r) >= (b < 0 ? -b : b))
-        q += (a < 0) == (b < 0) ? 1 : -1;
-    return q;
-}
-
-/* Recomputes D's economics from the simulator's truth with the default costs and rules. */
-static void check_deal_against_truth(const struct st_deal *d)
+/*
+ * A committed deal against the simulator's truth: its verdict is exactly the judgement of its
+ * stored inputs under the test's rules (judge/judge.h), its offer is one live Used offer no
+ * cheaper than the truth's lowest Used price, its fees are the product's.
+ */
+static void check_deal_against_truth(const struct st_record *d)
 {
     yajl_val t = truth(d->asin);
-    int64_t sell = sell_estimate(t);
     int64_t used_now = jidx(t, "current", PT_USED);
     int64_t referral_pct = jint(t, "referralFeePercent", NULL);
     int64_t fba = jint(t, "fbaFee", NULL);
+    int64_t a90 = jidx(t, "avg90", PT_USED);
     yajl_tree_free(t);
 
-    assert_int_equal(d->expected_sell_cents, sell);
-    /* The cheapest live used offer's item price is Used current; a dearer item with cheaper
-     * shipping may land cheaper, never a cheaper item. */
-    assert_true(d->buy_condition >= 2 && d->buy_condition <= 5);
-    assert_true(d->buy_price_cents >= used_now);
-    assert_true(d->buy_price_cents + d->buy_shipping_cents <= used_now + 2000);
-    assert_int_equal(d->referral_fee_bp, referral_pct * 100);
-    assert_int_equal(d->fba_fee_cents, fba > 0 ? fba : 350);
-    assert_int_equal(d->prep_cents, 100);
-    assert_int_equal(d->inbound_cents, 75);
-    assert_int_equal(d->tax_cents, 0);
-    int64_t landed = d->buy_price_cents + d->buy_shipping_cents + 100 + 75;
-    assert_int_equal(d->landed_buy_cents, landed);
-    int64_t referral = round_div(sell * referral_pct, 100);
-    assert_int_equal(d->referral_fee_cents, referral);
-    int64_t profit = sell - referral - d->fba_fee_cents - landed;
-    assert_int_equal(d->profit_cents, profit);
-    assert_int_equal(d->roi_bp, round_div(profit * 10000, landed));
-    assert_int_equal(d->margin_bp, round_div(profit * 10000, sell));
+    struct cfg c;
+    cfg_defaults(&c);
+    snprintf(c.sell_basis_new, sizeof(c.sell_basis_new), "avg90, avg365");
+    snprintf(c.sell_basis_used, sizeof(c.sell_basis_used), "avg90, avg365");
+    c.sell_cap_at_buy_box = false; /* as KDH_JUDGEMENT says */
+    struct jd_rules rules;
+    jd_rules_from_cfg(&c, &rules);
+    struct jd_verdict v;
+    assert_true(jd_judge(&d->in, &rules, &v));
+    assert_true(d->v.deal);
+    assert_int_equal(d->v.sell_cents, v.sell_cents);
+    assert_int_equal(d->v.landed_cents, v.landed_cents);
+    assert_int_equal(d->v.profit_cents, v.profit_cents);
+    assert_int_equal(d->v.roi_bp, v.roi_bp);
+    assert_int_equal(d->v.max_cost_cents, v.max_cost_cents);
+    assert_int_equal(d->rules_hash, jd_rules_hash(&rules));
+
+    /* One live Used offer, whole. */
+    assert_int_equal(d->in.buy_source, JD_BUY_OFFER);
+    assert_true(d->in.buy_condition >= 2 && d->in.buy_condition <= 5);
+    assert_true(d->in.buy_price_cents >= used_now);
+    assert_true(d->in.buy_price_cents + d->in.buy_shipping_cents <= used_now + 2000);
+    assert_true(d->in.buy_seller_id[0] != '\0');
+    assert_true(d->in.buy_seen_ms == d->last_checked_ms);
+    /* The inputs are the product's. */
+    assert_int_equal(d->in.referral_bp, referral_pct * 100);
+    assert_int_equal(d->in.fba_fee_cents, fba > 0 ? fba : -1);
+    assert_int_equal(d->in.used_avg90_cents, a90);
     /* The deal rules (defaults: profit >= $5, ROI >= 25 %, sell >= $12). */
-    assert_true(profit >= 500);
-    assert_true(d->roi_bp >= 2500);
-    assert_true(sell >= 1200);
+    assert_true(v.profit_cents >= 500);
+    assert_true(v.roi_bp >= 2500);
+    assert_true(v.sell_cents >= 1200);
     /* Bookkeeping of a fresh commit. */
+    assert_int_equal(d->state, ST_STATE_DEAL);
     assert_int_equal(d->check_failures, 0);
     assert_true(d->first_seen_ms > 0 && d->last_checked_ms >= d->first_seen_ms);
     assert_true(d->next_check_ms >= d->last_checked_ms + 60 * MINUTE_MS /* 1 h of Keepa time */);
@@ -686,7 +701,7 @@ static void test_pending_survivors_committed_with_right_maths(void **state)
     assert_int_equal(st_read_begin(env, &txn), 0);
     size_t committed = 0;
     for (size_t i = 0; i < N_DEALS; i++) {
-        struct st_deal d;
+        static struct st_record d;
         enum fate f = fate_of(txn, deals[i], &d);
         assert_true(f == F_DEAL || f == F_REJECTED);
         if (f == F_DEAL) {
@@ -701,22 +716,32 @@ static void test_pending_survivors_committed_with_right_maths(void **state)
     uint64_t given_up = 0;
     assert_int_equal(st_meta_get_u64(txn, "committer_given_up", &given_up), 0);
     assert_int_equal(given_up, 1);
-    /* The recommits: one failure more, and the one at the threshold expired. */
-    struct st_deal r;
+    /* The recommits: one failure more, and the one at the threshold left the deals (kept,
+     * with its fresh inputs and verdict, not re-checked any more). */
+    static struct st_record r;
     struct st_key k;
     assert_int_equal(st_key_make(1, expiring, &k), 0);
-    assert_int_equal(st_deal_get(txn, &k, &r), -ENOENT);
+    assert_int_equal(st_record_get(txn, &k, &r), 0);
+    assert_int_equal(r.state, ST_STATE_REJECTED);
+    assert_true(r.expired_ms > 0);
+    assert_int_equal(r.next_check_ms, 0);
     assert_int_equal(st_key_make(1, rechecked, &k), 0);
-    assert_int_equal(st_deal_get(txn, &k, &r), 0);
+    assert_int_equal(st_record_get(txn, &k, &r), 0);
+    assert_int_equal(r.state, ST_STATE_FAILING);
     assert_int_equal(r.check_failures, 1);
     assert_int_equal(r.revision, 2);
     assert_true(r.last_checked_ms > 1000);
-    assert_int_equal(r.profit_cents, 1200); /* the stored economics are the updater's to refresh */
+    assert_false(r.v.deal); /* the full fetch's verdict, one offer whole */
+    assert_int_equal(r.in.buy_source, JD_BUY_OFFER);
+    /* Every judged product is kept: the deals, the non-deals and both recommits. */
     st_read_end(txn);
-    assert_int_equal(all_deals_decode(env), committed + 1);
+    size_t in_view = 0;
+    assert_int_equal(all_records_decode(env, &in_view), N_DEALS + N_NON + 2);
+    assert_int_equal(in_view, committed);
     st_close(env);
 
     kd_info("committed %zu of %d oracle deals", committed, N_DEALS);
+    keep_log();
     assert_true(committed >= 1); /* the oracle's deals include real ones under the default rules */
     assert_int_equal(committer_counter(&seg, SHM_C_deals_committed), (int64_t)committed);
     assert_int_equal(committer_counter(&seg, SHM_C_deals_expired), 1);
@@ -738,7 +763,7 @@ static void test_pending_survivors_committed_with_right_maths(void **state)
      * stored again with revision + 1, first seen and last changed kept (prices are frozen),
      * checked now. */
     const char *live = NULL;
-    struct st_deal before;
+    static struct st_record before;
     env = store_open();
     assert_int_equal(st_read_begin(env, &txn), 0);
     for (size_t i = 0; i < N_DEALS && live == NULL; i++)
@@ -765,7 +790,7 @@ static void test_pending_survivors_committed_with_right_maths(void **state)
                      30));
     env = store_open();
     assert_int_equal(st_read_begin(env, &txn), 0);
-    struct st_deal after;
+    static struct st_record after;
     assert_int_equal(fate_of(txn, live, &after), F_DEAL);
     st_read_end(txn);
     st_close(env);
@@ -773,11 +798,13 @@ static void test_pending_survivors_committed_with_right_maths(void **state)
     assert_int_equal(after.first_seen_ms, before.first_seen_ms);
     assert_int_equal(after.last_changed_ms, before.last_changed_ms);
     assert_true(after.last_checked_ms >= before.last_checked_ms);
-    assert_int_equal(after.profit_cents, before.profit_cents);
+    assert_int_equal(after.v.profit_cents, before.v.profit_cents);
     assert_int_equal(after.check_failures, 0);
 
     /* Independent msgpack decoding of the raw values. */
-    assert_int_equal(msgpack_check_db("deals", deal_int_keys, 12), committed + 1);
+    assert_int_equal(msgpack_check_db("products", record_int_keys,
+                                      sizeof(record_int_keys) / sizeof(record_int_keys[0])),
+                     N_DEALS + N_NON + 2);
     mdb_stat_opens();
 
     assert_int_equal(daemon_stop(), 0);
@@ -798,7 +825,7 @@ static int kill_snapshot_ok(char (*asins)[11], size_t n)
         }
     }
     st_read_end(txn);
-    all_deals_decode(env);
+    all_records_decode(env, NULL);
     st_close(env);
     return ok;
 }
@@ -856,9 +883,13 @@ static void test_kill_9_mid_batch_loses_nothing(void **state)
         committed += f == F_DEAL;
     }
     st_read_end(txn);
-    assert_int_equal(all_deals_decode(env), committed);
+    size_t in_view = 0;
+    assert_int_equal(all_records_decode(env, &in_view), N);
+    assert_int_equal(in_view, committed);
     st_close(env);
-    assert_int_equal(msgpack_check_db("deals", deal_int_keys, 12), committed);
+    assert_int_equal(msgpack_check_db("products", record_int_keys,
+                                      sizeof(record_int_keys) / sizeof(record_int_keys[0])),
+                     N);
     mdb_stat_opens();
     assert_int_equal(daemon_stop(), 0);
     shm_segment_detach(&seg);

@@ -230,8 +230,7 @@ static void write_conf(struct daemon *d, struct sim *s, const char *minute, cons
             "[keepa]\nbase_url = http://127.0.0.1:%d\nkey_file = %s/key\n"
             "[daemon]\ninstance = %s\nrun_dir = %s\nstop_timeout = 10s\nlog_level = debug\n"
             "[store]\npath = %s\nmap_size_mb = %d\nmax_map_size_mb = %d\n"
-            "[tokens]\nminute = %s\n"
-            "[scan]\n%s\n",
+            "[tokens]\nminute = %s\n" KDH_JUDGEMENT "[scan]\n%s\n",
             s->port, test_dir(), d->instance, d->run_dir, d->store, g_store_mb, g_store_mb, minute,
             scan);
     fclose(f);

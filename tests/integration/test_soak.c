@@ -91,8 +91,7 @@ static const char *const sim_args[] = {
 static const char soak_config[] = "[scan]\npeek_batch = 10\npass_pause = 0\ndedup_window = 0\n"
                                   "[commit]\nbatch = 1\nlinger_ms = 0\n"
                                   "[update]\nbatch = 5\nmin_interval = 1m\nmax_interval = 1m\n"
-                                  "[filter]\nmin_rank_drops_365 = 0\nmin_sell_cents = 0\n"
-                                  "max_buy_pct = 1000\nmin_gross_roi_pct = 0\n";
+                                  "[filter]\nmin_rank_drops_365 = 0\nmin_sell = 0\n";
 
 struct sample {
     long rss_kb, anon_kb;

@@ -13,6 +13,7 @@
 
 #include "kd_test.h"
 #include "keepa/request.h"
+#include "judge/rules.h"
 #include "scanner/rules.h"
 #include "scanner/selection.h"
 
@@ -32,6 +33,14 @@ static void deal_init(struct kp_deal *d, const char *asin)
     d->last_update_keepa_min = 7536888;
 }
 
+static bool keep(const struct kp_deal *d, const struct jd_rules *r, const char **why)
+{
+    *why = "";
+    return scanner_prefilter_deal(d, r, why);
+}
+
+/* The free pre-filter is the judgement on the feed's numbers with no fees (an upper bound),
+ * and the unknown rule applies exactly as it does after paying. */
 static void test_prefilter(void **state)
 {
     (void)state;
@@ -39,40 +48,61 @@ static void test_prefilter(void **state)
     cfg_defaults(&c);
     c.filter_min_sell_cents = 1200;
     c.filter_min_rank_drops_365 = 5;
+    struct jd_rules r;
+    jd_rules_from_cfg(&c, &r);
     struct kp_deal d;
+    const char *why;
 
     deal_init(&d, "B000000001");
-    assert_int_equal(scanner_prefilter_deal(&d, &c), SCANNER_PF_KEEP);
+    assert_true(keep(&d, &r, &why));
 
     /* No price in the wanted condition. */
     d.current[2] = -1;
-    assert_int_equal(scanner_prefilter_deal(&d, &c), SCANNER_PF_NO_PRICE);
-    d.current[1] = 2000; /* New only: fine for used_then_new, not for used */
-    assert_int_equal(scanner_prefilter_deal(&d, &c), SCANNER_PF_KEEP);
-    c.filter_buy_price = CFG_BUY_USED;
-    assert_int_equal(scanner_prefilter_deal(&d, &c), SCANNER_PF_NO_PRICE);
-    c.filter_buy_price = CFG_BUY_USED_THEN_NEW;
+    assert_false(keep(&d, &r, &why));
+    assert_string_equal(why, "no-buy");
+    d.current[1] = 2000; /* New only: fine for used_then_new (sold against New bases) */
+    d.avg[3][1] = 4000;
+    assert_true(keep(&d, &r, &why));
+    r.buy_condition = CFG_BUY_USED;
+    assert_false(keep(&d, &r, &why));
+    r.buy_condition = CFG_BUY_USED_THEN_NEW;
 
-    /* Rank drops: known and low drops it; unknown (-1) does not. */
+    /* Rank drops: known and low drops it; unknown (-1) follows the unknown rule. */
     deal_init(&d, "B000000001");
     d.sales_rank_drops365 = 4;
-    assert_int_equal(scanner_prefilter_deal(&d, &c), SCANNER_PF_RANK_DROPS);
+    assert_false(keep(&d, &r, &why));
+    assert_string_equal(why, "drops365");
     d.sales_rank_drops365 = -1;
-    assert_int_equal(scanner_prefilter_deal(&d, &c), SCANNER_PF_KEEP);
+    assert_false(keep(&d, &r, &why));
+    assert_string_equal(why, "drops365-unknown");
+    r.unknown = JD_UNKNOWN_PASSES;
+    assert_true(keep(&d, &r, &why));
+    r.unknown = JD_UNKNOWN_FAILS;
     d.sales_rank_drops365 = 5;
-    assert_int_equal(scanner_prefilter_deal(&d, &c), SCANNER_PF_KEEP);
+    assert_true(keep(&d, &r, &why));
 
-    /* The 90-day Used average under the minimum sell price drops it; absent, it does not. */
+    /* The sell price (the 90-day Used average here) under the minimum drops it. */
+    d.current[2] = 300;
     d.avg[3][2] = 1199;
-    assert_int_equal(scanner_prefilter_deal(&d, &c), SCANNER_PF_SELL_TOO_LOW);
+    assert_false(keep(&d, &r, &why));
     d.avg[3][2] = 1200;
-    assert_int_equal(scanner_prefilter_deal(&d, &c), SCANNER_PF_KEEP);
+    assert_true(keep(&d, &r, &why));
+    /* No sell basis at all: nothing could make it a deal. */
     d.avg[3][2] = -2;
-    assert_int_equal(scanner_prefilter_deal(&d, &c), SCANNER_PF_KEEP);
-    /* A sell estimate from the 365-day average alone ignores the 90-day one. */
-    d.avg[3][2] = 100;
-    c.filter_sell_estimate = CFG_SELL_USED_AVG365;
-    assert_int_equal(scanner_prefilter_deal(&d, &c), SCANNER_PF_KEEP);
+    assert_false(keep(&d, &r, &why));
+    assert_string_equal(why, "no-sell");
+    /* Even with no fees, a buy price this close to the sell price cannot make the profit. */
+    d.avg[3][2] = 1600;
+    d.current[2] = 1500;
+    assert_false(keep(&d, &r, &why));
+    /* Amazon selling at 14.00 caps a 30.00 average at 12.60: the ceiling applies for free. */
+    d.avg[3][2] = 3000;
+    d.current[2] = 300;
+    d.current[0] = 1400;
+    assert_true(keep(&d, &r, &why));
+    d.current[0] = 1300; /* 90 % is 11.70: under the minimum sell */
+    assert_false(keep(&d, &r, &why));
+    assert_string_equal(why, "sell-too-low");
 }
 
 static void test_feed_hash(void **state)
@@ -375,7 +405,7 @@ static void test_selection_checks(void **state)
 }
 
 struct fixture_count {
-    const struct cfg *c;
+    const struct jd_rules *r;
     int deals, kept, no_price;
     uint64_t first_hash;
     int distinct_hashes;
@@ -385,9 +415,10 @@ static int count_deal(const struct kp_deal *d, void *ud)
 {
     struct fixture_count *fc = ud;
     fc->deals++;
-    enum scanner_prefilter pf = scanner_prefilter_deal(d, fc->c);
-    fc->kept += pf == SCANNER_PF_KEEP;
-    fc->no_price += pf == SCANNER_PF_NO_PRICE;
+    const char *why = "";
+    bool kept = scanner_prefilter_deal(d, fc->r, &why);
+    fc->kept += kept;
+    fc->no_price += !kept && strcmp(why, "no-buy") == 0;
     uint64_t h = scanner_feed_hash(d);
     if (fc->deals == 1)
         fc->first_hash = h;
@@ -406,7 +437,9 @@ static void test_prefilter_real_page(void **state)
     assert_non_null(body);
     struct cfg c;
     cfg_defaults(&c);
-    struct fixture_count fc = {.c = &c};
+    struct jd_rules r;
+    jd_rules_from_cfg(&c, &r);
+    struct fixture_count fc = {.r = &r};
     struct kp_decode_cbs cbs = {.on_deal = count_deal, .ud = &fc};
     assert_int_equal(kp_decode_buffer(body, len, NULL, &cbs, NULL, NULL, 0), 0);
     free(body);

@@ -1,15 +1,16 @@
 /*
  * test_updater_rules.c: the updater's rules (updater/rules.h) as pure functions: interval doubling
- * and clamping, volatility, the failure count that leads to expiry, what counts as a check
- * (a product not returned does, a failed fetch never does), recommit requests, and that a
- * repriced deal is judged exactly as dealmath judges a full fetch.
+ * and clamping, volatility, the failure count that ends a deal, what counts as a check (a
+ * product not returned does, a failed fetch never does), recommit requests (only when fresh
+ * offers could change the verdict), a re-check that keeps the stored offer whole and judges by
+ * the judgement's rules, and the re-judge after a reload (no tokens).
  */
 #include <string.h>
 
+#include "judge/inputs.h"
 #include "kd_test.h"
+#include "store/record.h"
 #include "updater/rules.h"
-
-enum { PT_NEW = 1, PT_USED = 2, PT_SALES = 3 };
 
 #define NOW_MS 1800000000000LL
 
@@ -30,63 +31,75 @@ static struct updater_policy policy(uint32_t expire)
     return p;
 }
 
-/* A product as a full fetch returns it: one used offer at BUY + 3.99 shipping, sell estimate
- * SELL (Used avg90 = avg365), 20 rank drops a year. */
-static void full_product(struct kp_product *p, int32_t buy, int32_t sell)
+static struct jd_rules rules(void)
 {
-    memset(p, 0, sizeof(*p));
-    strcpy(p->asin, "B000TEST01");
-    p->domain_id = 1;
-    struct kp_stats *st = &p->stats;
-    st->present = true;
-    for (int i = 0; i < KP_NPRICE; i++)
-        st->current[i] = st->avg[i] = st->avg30[i] = st->avg90[i] = st->avg180[i] = st->avg365[i] =
-            -1;
-    st->current[PT_USED] = buy;
-    st->current[PT_SALES] = 50000;
-    st->avg90[PT_USED] = st->avg365[PT_USED] = sell;
-    st->sales_rank_drops30 = 2;
-    st->sales_rank_drops90 = 6;
-    st->sales_rank_drops180 = 11;
-    st->sales_rank_drops365 = 20;
-    st->buy_box_price_cents = -2;
-    st->offer_count_fba = st->offer_count_fbm = -2;
-    p->referral_fee_percent = -1;
-    p->pick_and_pack_fee_cents = -1;
-    p->offers_successful = 1;
-    p->live_order_present = true;
-    p->n_offers = 1;
-    p->offers[0].price_cents = buy;
-    p->offers[0].shipping_cents = 399;
-    p->offers[0].condition = 3;
-    strcpy(p->offers[0].seller_id, "A1SELLER");
+    struct jd_rules r;
+    jd_rules_default(&r);
+    return r;
 }
 
-/* A committed deal (dealmath's numbers), last checked 4 s ago and due now. */
-static struct st_deal stored_deal(int32_t buy, int32_t sell)
+/* Inputs as a full fetch reads them: one Used - Very Good offer at BUY + 3.99 shipping from
+ * A1SELLER, sold against the 90-day Used average SELL, 20 rank drops a year. */
+static struct jd_inputs full_inputs(int64_t buy, int64_t sell)
 {
-    struct cfg c = cfg();
-    static struct kp_product p;
-    full_product(&p, buy, sell);
-    struct st_deal d;
-    assert_int_equal(dm_deal(&p, &c, &d), DM_PASS);
-    d.first_seen_ms = NOW_MS - 100000;
-    d.last_checked_ms = NOW_MS - 4000;
-    d.last_changed_ms = NOW_MS - 100000;
-    d.next_check_ms = NOW_MS;
-    d.revision = 7;
-    return d;
+    struct jd_inputs in;
+    jd_inputs_init(&in);
+    in.root_category = 172282;
+    in.used_cents = buy;
+    in.used_avg90_cents = sell;
+    in.sales_rank = 50000;
+    in.drops30 = 2;
+    in.drops365 = 20;
+    in.fees_known = true;
+    in.referral_bp = 1500;
+    in.fba_fee_cents = 300;
+    in.buy_source = JD_BUY_OFFER;
+    in.buy_condition = 3;
+    in.buy_price_cents = buy;
+    in.buy_shipping_cents = 399;
+    strcpy(in.buy_seller_id, "A1SELLER");
+    in.buy_is_fba = false;
+    in.buy_seen_ms = NOW_MS - 4000;
+    in.data_ms = NOW_MS - 4000;
+    return in;
 }
 
-/* The stats of a light fetch of the same product, now at BUY / SELL. */
-static struct updater_fresh fresh(int32_t buy, int32_t sell)
+/* A light read (no offers): the lowest Used listing BUY, the 90-day Used average SELL. */
+static struct jd_inputs light_inputs(int64_t buy, int64_t sell)
 {
-    struct cfg c = cfg();
-    static struct kp_product p;
-    full_product(&p, buy, sell);
-    struct updater_fresh f;
-    updater_fresh_from_stats(&p.stats, &c, &f);
-    return f;
+    struct jd_inputs in;
+    jd_inputs_init(&in);
+    in.root_category = 172282;
+    in.used_cents = buy;
+    in.used_avg90_cents = sell;
+    in.sales_rank = 50000;
+    in.drops30 = 2;
+    in.drops365 = 20;
+    in.fees_known = true;
+    in.referral_bp = 1500;
+    in.fba_fee_cents = 300;
+    in.buy_source = JD_BUY_LISTING;
+    in.buy_condition = 2;
+    in.buy_price_cents = buy;
+    in.buy_shipping_cents = -1;
+    in.data_ms = NOW_MS;
+    return in;
+}
+
+/* A stored deal: judged from full_inputs, last checked 4 s ago, due now. */
+static struct st_record stored(int64_t buy, int64_t sell)
+{
+    struct st_record r;
+    st_record_init(&r);
+    strcpy(r.asin, "B000TEST01");
+    r.domain = 1;
+    r.in = full_inputs(buy, sell);
+    struct jd_rules ru = rules();
+    struct jd_verdict v;
+    assert_true(jd_judge(&r.in, &ru, &v));
+    st_record_judged(&r, &v, jd_rules_hash(&ru), ST_EV_COMMIT, NOW_MS - 4000, 3, NOW_MS);
+    r.first_seen_ms = NOW_MS - 100000;
+    return r;
 }
 
 static void test_scale_follows_the_keepa_minute(void **state)
@@ -128,24 +141,22 @@ static void test_interval_doubles_for_stable_deals_within_bounds(void **state)
 static void test_volatility(void **state)
 {
     (void)state;
-    struct st_deal a = stored_deal(1000, 4000), b = a;
+    struct st_record a = stored(1000, 4000), b = a;
     assert_false(updater_is_volatile(&a, &b));
-    b.buy_price_cents = 1049; /* 4.9 % */
+    b.v.sell_cents = 3801; /* 4.975 % */
     assert_false(updater_is_volatile(&a, &b));
-    b.buy_price_cents = 1050; /* 5 % */
-    assert_true(updater_is_volatile(&a, &b));
-    b.buy_price_cents = 950;
+    b.v.sell_cents = 3800; /* 5 % */
     assert_true(updater_is_volatile(&a, &b));
     b = a;
-    b.expected_sell_cents = 3700;
-    assert_true(updater_is_volatile(&a, &b));
-    b = a;
-    b.sales_rank = 60000; /* 20 % */
+    b.in.sales_rank = 60000; /* 20 % */
     assert_false(updater_is_volatile(&a, &b));
-    b.sales_rank = 70000; /* 40 % */
+    b.in.sales_rank = 70000; /* 40 % */
     assert_true(updater_is_volatile(&a, &b));
     b = a;
-    b.sales_rank = -1; /* the rank vanished */
+    b.in.sales_rank = -1; /* the rank vanished */
+    assert_true(updater_is_volatile(&a, &b));
+    b = a;
+    b.v.deal = false; /* the verdict changed */
     assert_true(updater_is_volatile(&a, &b));
 }
 
@@ -212,15 +223,14 @@ static void test_classify_malformed_not_checked(void **state)
 static void test_not_checked_changes_nothing(void **state)
 {
     (void)state;
-    struct cfg c = cfg();
     struct updater_policy p = policy(1);
-    struct st_deal d = stored_deal(1000, 4000);
-    d.check_failures = 0;
+    struct jd_rules ru = rules();
+    struct st_record d = stored(1000, 4000);
     d.next_check_ms = NOW_MS - 365LL * 24 * 3600 * 1000; /* overdue for a year */
-    struct st_deal before = d;
-    struct updater_fresh f = fresh(1000, 4000);
+    struct st_record before = d;
+    struct jd_inputs f = light_inputs(1000, 4000);
     struct updater_outcome o;
-    updater_apply(&d, UPDATER_NOT_CHECKED, &f, &c, &p, NOW_MS, &o);
+    updater_recheck(&d, UPDATER_NOT_CHECKED, &f, &ru, jd_rules_hash(&ru), &p, NOW_MS, &o);
     assert_memory_equal(&d, &before, sizeof(d));
     assert_false(o.expire);
     assert_false(o.recommit);
@@ -230,253 +240,193 @@ static void test_not_checked_changes_nothing(void **state)
 static void test_stable_refresh_doubles_and_resets_failures(void **state)
 {
     (void)state;
-    struct cfg c = cfg();
     struct updater_policy p = policy(3);
-    struct st_deal d = stored_deal(1000, 4000);
+    struct jd_rules ru = rules();
+    uint64_t h = jd_rules_hash(&ru);
+    struct st_record d = stored(1000, 4000);
+    d.check_failures = 0;
+    d.state = ST_STATE_FAILING;
     d.check_failures = 2;
-    struct st_deal before = d;
-    struct updater_fresh f = fresh(1000, 4000);
+    uint64_t rev = d.revision;
+    struct jd_inputs f = light_inputs(1000, 4000);
     struct updater_outcome o;
-    updater_apply(&d, UPDATER_REFRESHED, &f, &c, &p, NOW_MS, &o);
-    assert_int_equal(o.verdict, DM_PASS);
+    updater_recheck(&d, UPDATER_REFRESHED, &f, &ru, h, &p, NOW_MS, &o);
     assert_false(o.failed);
-    assert_false(o.is_volatile);
     assert_false(o.expire);
-    assert_false(o.recommit);
-    assert_false(o.changed);
-    assert_int_equal(o.interval_ms, 8000); /* previous interval was 4 s */
+    assert_int_equal(d.state, ST_STATE_DEAL);
     assert_int_equal(d.check_failures, 0);
+    assert_int_equal(d.revision, rev + 1);
     assert_int_equal(d.last_checked_ms, NOW_MS);
+    /* 4 s since the last check: the stable interval doubles to 8 s. */
+    assert_int_equal(o.interval_ms, 8000);
     assert_int_equal(d.next_check_ms, NOW_MS + 8000);
-    assert_int_equal(d.last_changed_ms, before.last_changed_ms);
-    assert_int_equal(d.revision, before.revision + 1);
-    assert_int_equal(d.profit_cents, before.profit_cents);
-    assert_int_equal(d.roi_bp, before.roi_bp);
-    assert_string_equal(d.buy_seller_id, "A1SELLER");
-
-    /* Next stable check: 16 s, then clamped at 16 s. */
-    updater_apply(&d, UPDATER_REFRESHED, &f, &c, &p, NOW_MS + 8000, &o);
-    assert_int_equal(d.next_check_ms, NOW_MS + 8000 + 16000);
-    updater_apply(&d, UPDATER_REFRESHED, &f, &c, &p, NOW_MS + 24000, &o);
-    assert_int_equal(o.interval_ms, 16000);
+    assert_int_equal(o.event, ST_EV_RECHECK);
 }
 
-static void test_reprice_matches_dealmath(void **state)
+/* A re-check never mixes offers: the stored offer stays whole (price, shipping, seller,
+ * condition, FBA, when it was seen); the rest of the inputs are the fresh read's. */
+static void test_recheck_keeps_the_offer_whole(void **state)
 {
     (void)state;
-    struct cfg c = cfg();
-    struct st_deal d = stored_deal(1000, 4000);
-    /* The price moved: repricing equals dealmath on a full fetch at the new price. */
-    static struct kp_product p;
-    full_product(&p, 1300, 4200);
-    struct st_deal want;
-    assert_int_equal(dm_deal(&p, &c, &want), DM_PASS);
-    struct updater_fresh f = fresh(1300, 4200);
-    struct st_deal got;
-    assert_int_equal(updater_reprice(&d, &f, &c, &got), DM_PASS);
-    assert_int_equal(got.buy_price_cents, 1300);
-    assert_int_equal(got.buy_shipping_cents, 399); /* the stored offer's shipping */
-    assert_int_equal(got.landed_buy_cents, want.landed_buy_cents);
-    assert_int_equal(got.expected_sell_cents, want.expected_sell_cents);
-    assert_int_equal(got.referral_fee_cents, want.referral_fee_cents);
-    assert_int_equal(got.profit_cents, want.profit_cents);
-    assert_int_equal(got.roi_bp, want.roi_bp);
-    assert_int_equal(got.margin_bp, want.margin_bp);
-
-    /* The stored costs are kept even if the config changed since the commit. */
-    c.costs_prep_cents = 1000;
-    assert_int_equal(updater_reprice(&d, &f, &c, &got), DM_PASS);
-    assert_int_equal(got.prep_cents, d.prep_cents);
-    assert_int_equal(got.profit_cents, want.profit_cents);
-
-    /* No Used price any more for a Used deal: no buy price, the stored numbers stay. */
-    struct updater_fresh gone = fresh(1000, 4000);
-    gone.used_cents = -1;
-    gone.new_cents = 900;
-    assert_int_equal(updater_reprice(&d, &gone, &c, &got), DM_NO_BUY_PRICE);
-    assert_int_equal(got.buy_price_cents, 1000);
-}
-
-static void test_reprice_without_stored_condition_follows_the_config(void **state)
-{
-    (void)state;
-    struct cfg c = cfg();
-    struct st_deal d = stored_deal(1000, 4000);
-    d.buy_condition = 0; /* unknown (e.g. an older record) */
-    struct updater_fresh f = fresh(1000, 4000);
-    f.new_cents = 1500;
-    struct st_deal got;
-    assert_int_equal(updater_reprice(&d, &f, &c, &got), DM_PASS); /* used_then_new */
-    assert_int_equal(got.buy_price_cents, 1000);
-    f.used_cents = -1;
-    assert_int_equal(updater_reprice(&d, &f, &c, &got), DM_PASS);
-    assert_int_equal(got.buy_price_cents, 1500);
-    c.filter_buy_price = CFG_BUY_USED;
-    assert_int_equal(updater_reprice(&d, &f, &c, &got), DM_NO_BUY_PRICE);
-    c.filter_buy_price = CFG_BUY_NEW_THEN_USED;
-    f.used_cents = 900;
-    assert_int_equal(updater_reprice(&d, &f, &c, &got), DM_PASS);
-    assert_int_equal(got.buy_price_cents, 1500);
-
-    /* A light fetch without stats keeps every stored number and still judges the deal. */
-    struct kp_stats none;
-    memset(&none, 0, sizeof(none));
-    updater_fresh_from_stats(&none, &c, &f);
-    assert_int_equal(f.used_cents, -1);
-    assert_int_equal(f.sell_estimate_cents, -1);
-    d = stored_deal(1000, 4000);
-    f.used_cents = 1000; /* the price alone */
-    assert_int_equal(updater_reprice(&d, &f, &c, &got), DM_PASS);
-    assert_int_equal(got.expected_sell_cents, d.expected_sell_cents);
-    assert_int_equal(got.rank_drops_365, d.rank_drops_365);
-    assert_int_equal(got.sales_rank, d.sales_rank);
-    assert_int_equal(got.profit_cents, d.profit_cents);
-}
-
-static void test_price_jump_is_volatile_and_asks_for_recommit(void **state)
-{
-    (void)state;
-    struct cfg c = cfg();
     struct updater_policy p = policy(3);
-    struct st_deal d = stored_deal(1000, 4000);
-    struct updater_fresh f = fresh(1150, 4000); /* +15 %, still a deal */
+    struct jd_rules ru = rules();
+    struct st_record d = stored(1000, 4000);
+    struct jd_inputs before = d.in;
+    struct jd_inputs f = light_inputs(700, 4400); /* someone else lists it cheaper now */
     struct updater_outcome o;
-    updater_apply(&d, UPDATER_REFRESHED, &f, &c, &p, NOW_MS, &o);
-    assert_int_equal(o.verdict, DM_PASS);
-    assert_true(o.is_volatile);
+    updater_recheck(&d, UPDATER_REFRESHED, &f, &ru, jd_rules_hash(&ru), &p, NOW_MS, &o);
+    assert_int_equal(d.in.buy_source, JD_BUY_OFFER);
+    assert_int_equal(d.in.buy_price_cents, before.buy_price_cents);
+    assert_int_equal(d.in.buy_shipping_cents, before.buy_shipping_cents);
+    assert_string_equal(d.in.buy_seller_id, before.buy_seller_id);
+    assert_int_equal(d.in.buy_condition, before.buy_condition);
+    assert_int_equal(d.in.buy_is_fba, before.buy_is_fba);
+    assert_int_equal(d.in.buy_seen_ms, before.buy_seen_ms);
+    assert_int_equal(d.in.used_cents, 700);
+    assert_int_equal(d.in.used_avg90_cents, 4400);
+    assert_int_equal(d.in.data_ms, NOW_MS);
+    /* Judged on the stored offer: buy 10.00 + 3.99, sell 44.00. */
+    assert_int_equal(d.v.buy_cents, 1399);
+    assert_int_equal(d.v.sell_cents, 4400);
+    /* The listing moved 30 % from the offer's price: fresh offers may be cheaper. */
     assert_true(o.recommit);
-    assert_true(o.changed);
-    assert_int_equal(o.interval_ms, p.min_interval_ms);
-    assert_int_equal(d.next_check_ms, NOW_MS + p.min_interval_ms);
-    assert_int_equal(d.last_changed_ms, NOW_MS);
-    assert_int_equal(d.buy_price_cents, 1150);
-
-    /* A 6 % move: volatile, no recommit. */
-    struct st_deal e = stored_deal(1000, 4000);
-    f = fresh(1060, 4000);
-    updater_apply(&e, UPDATER_REFRESHED, &f, &c, &p, NOW_MS, &o);
-    assert_true(o.is_volatile);
-    assert_false(o.recommit);
 }
 
-static void test_failed_criteria_expire_after_n_consecutive_checks(void **state)
+/* The judgement of a re-check is exactly jd_judge on the refreshed inputs. */
+static void test_recheck_judges_by_the_judgement(void **state)
 {
     (void)state;
-    struct cfg c = cfg();
     struct updater_policy p = policy(3);
-    struct st_deal d = stored_deal(1000, 4000);
-    struct updater_fresh bad = fresh(1000, 2000); /* the sell estimate halved: a loss */
-    struct updater_fresh good = fresh(1000, 4000);
-    struct updater_outcome o;
-    int64_t t = NOW_MS;
-
-    updater_apply(&d, UPDATER_REFRESHED, &bad, &c, &p, t, &o);
-    assert_true(o.failed);
-    assert_int_equal(o.verdict, DM_PROFIT_TOO_LOW);
-    assert_false(o.expire);
-    assert_false(o.recommit); /* no offer can make up for a halved sell estimate */
-    assert_int_equal(d.check_failures, 1);
-    assert_int_equal(d.next_check_ms, t + p.min_interval_ms);
-
-    t += 1000;
-    updater_apply(&d, UPDATER_REFRESHED, &bad, &c, &p, t, &o);
-    assert_false(o.expire);
-    assert_false(o.recommit); /* already asked */
-    assert_int_equal(d.check_failures, 2);
-
-    /* A passing check in between resets the count. */
-    t += 1000;
-    updater_apply(&d, UPDATER_REFRESHED, &good, &c, &p, t, &o);
-    assert_false(o.failed);
-    assert_int_equal(d.check_failures, 0);
-
-    for (int i = 1; i <= 2; i++) {
-        t += 1000;
-        updater_apply(&d, UPDATER_REFRESHED, &bad, &c, &p, t, &o);
-        assert_false(o.expire);
-        assert_int_equal(d.check_failures, (uint32_t)i);
+    struct jd_rules ru = rules();
+    for (int64_t sell = 1500; sell <= 6000; sell += 250) {
+        struct st_record d = stored(1000, 4000);
+        struct jd_inputs f = light_inputs(1000, sell);
+        struct updater_outcome o;
+        updater_recheck(&d, UPDATER_REFRESHED, &f, &ru, jd_rules_hash(&ru), &p, NOW_MS, &o);
+        struct jd_inputs want = full_inputs(1000, sell);
+        want.data_ms = NOW_MS;
+        struct jd_verdict v;
+        bool deal = jd_judge(&want, &ru, &v);
+        assert_int_equal(d.v.deal, deal);
+        assert_int_equal(d.v.profit_cents, v.profit_cents);
+        assert_int_equal(d.v.roi_bp, v.roi_bp);
+        assert_int_equal(o.failed, !deal);
     }
-    struct st_deal before = d;
-    t += 1000;
-    updater_apply(&d, UPDATER_REFRESHED, &bad, &c, &p, t, &o);
-    assert_true(o.expire);
+}
+
+static void test_failed_criteria_end_a_deal_after_n_consecutive_checks(void **state)
+{
+    (void)state;
+    struct updater_policy p = policy(3);
+    struct jd_rules ru = rules();
+    uint64_t h = jd_rules_hash(&ru);
+    struct st_record d = stored(1000, 4000);
+    struct jd_inputs bad = light_inputs(1000, 1500); /* sell 15.00: a loss */
+    struct updater_outcome o;
+    updater_recheck(&d, UPDATER_REFRESHED, &bad, &ru, h, &p, NOW_MS, &o);
+    assert_true(o.failed);
+    assert_false(o.expire);
+    assert_int_equal(d.state, ST_STATE_FAILING);
+    assert_int_equal(d.check_failures, 1);
+    assert_true(d.next_check_ms > 0); /* still re-checked */
+    assert_int_equal(o.interval_ms, p.min_interval_ms);
+    /* A good check in between resets the count. */
+    struct jd_inputs good = light_inputs(1000, 4000);
+    updater_recheck(&d, UPDATER_REFRESHED, &good, &ru, h, &p, NOW_MS + 1000, &o);
+    assert_int_equal(d.state, ST_STATE_DEAL);
+    assert_int_equal(d.check_failures, 0);
+    /* Three failed checks in a row: no longer a deal, kept with its inputs, not scheduled. */
+    for (int i = 1; i <= 3; i++) {
+        updater_recheck(&d, UPDATER_REFRESHED, &bad, &ru, h, &p, NOW_MS + 1000 * (i + 1), &o);
+        assert_int_equal(o.expire, i == 3);
+    }
+    assert_int_equal(o.event, ST_EV_EXPIRE);
+    assert_int_equal(d.state, ST_STATE_REJECTED);
+    assert_int_equal(d.next_check_ms, 0);
+    assert_int_equal(d.expired_ms, NOW_MS + 4000);
     assert_false(o.recommit);
-    assert_memory_equal(&d, &before, sizeof(d)); /* the caller deletes it */
 }
 
 /*
- * A failed check asks for fresh offers only when they could change the verdict: failing
- * because of the stored offer's shipping (a cheaper-landed offer may exist) asks once;
- * failing even at the fresh lowest price with free shipping never asks, and a price jump
- * into such a definite failure does not either.
+ * A failed re-check asks for fresh offers only when they could change the verdict: if even
+ * the fresh lowest listing with free shipping fails, no offer a full fetch finds would pass.
  */
 static void test_recommit_only_when_fresh_offers_could_pass(void **state)
 {
     (void)state;
-    struct cfg c = cfg();
     struct updater_policy p = policy(3);
+    struct jd_rules ru = rules();
+    uint64_t h = jd_rules_hash(&ru);
+    /* Stored offer 10.00 + 3.99; the market's sell fell to 22.00: at the stored offer profit
+     * 22.00 - 3.30 - 3.00 - 15.74 = -0.04: fails. The lowest listing is 4.00: bought there
+     * with free shipping, profit 22.00 - 6.30 - 5.75 = 9.95: passes. Fresh offers could pass. */
+    struct st_record d = stored(1000, 4000);
+    struct jd_inputs f = light_inputs(400, 2200);
     struct updater_outcome o;
-    int ambiguous = 0, definite = 0;
-    for (int32_t buy = 1000; buy <= 4000; buy += 5) {
-        struct st_deal d = stored_deal(1000, 4000); /* its offer ships for 3.99 */
-        struct updater_fresh f = fresh(buy, 4000);
-        struct st_deal free_shipping = d, priced;
-        free_shipping.buy_shipping_cents = 0;
-        bool passes_free = updater_reprice(&free_shipping, &f, &c, &priced) == DM_PASS;
-        updater_apply(&d, UPDATER_REFRESHED, &f, &c, &p, NOW_MS, &o);
-        if (!o.failed)
-            continue;
-        if (passes_free) {
-            ambiguous++;
-            assert_true(o.recommit);
-        } else {
-            definite++;
-            assert_false(o.recommit);
-        }
-        assert_int_equal(d.check_failures, 1);
-    }
-    assert_true(ambiguous > 0);
-    assert_true(definite > 0);
+    updater_recheck(&d, UPDATER_REFRESHED, &f, &ru, h, &p, NOW_MS, &o);
+    assert_true(o.failed);
+    assert_true(o.recommit);
+    /* The sell fell to 9.00: even a free 0.01 listing fails (sell under min_sell): definite. */
+    d = stored(1000, 4000);
+    f = light_inputs(400, 900);
+    updater_recheck(&d, UPDATER_REFRESHED, &f, &ru, h, &p, NOW_MS, &o);
+    assert_true(o.failed);
+    assert_false(o.recommit);
+    /* A second failed check, the listing where the offer is, waits for the first recommit's
+     * answer (a listing that moved asks again: the updater keeps one request pending). */
+    f = light_inputs(1000, 2200);
+    updater_recheck(&d, UPDATER_REFRESHED, &f, &ru, h, &p, NOW_MS + 1000, &o);
+    assert_true(o.failed);
+    assert_false(o.recommit);
 }
 
 static void test_not_returned_counts_fetch_failure_does_not(void **state)
 {
     (void)state;
-    struct cfg c = cfg();
     struct updater_policy p = policy(2);
-    struct st_deal d = stored_deal(1000, 4000);
+    struct jd_rules ru = rules();
+    uint64_t h = jd_rules_hash(&ru);
+    struct st_record d = stored(1000, 4000);
     struct updater_outcome o;
-    int64_t t = NOW_MS;
-
-    /* Failed fetches in any number: nothing moves, nothing expires. */
-    for (int i = 0; i < 100; i++) {
-        enum updater_check ck = updater_classify(KP_FAILED, false, KP_ASIN_REJECTED, false, 3);
-        struct st_deal before = d;
-        updater_apply(&d, ck, NULL, &c, &p, t + i * 1000, &o);
-        assert_false(o.expire);
-        assert_memory_equal(&d, &before, sizeof(d));
-    }
-    assert_int_equal(d.next_check_ms, NOW_MS); /* still due: the schedule did not move past */
-
-    /* Not returned: counted, rescheduled soon, no recommit, stored numbers kept. */
-    enum updater_check ck = updater_classify(KP_OK, false, KP_ASIN_MISSING, true, 3);
-    assert_int_equal(ck, UPDATER_MISSING);
-    updater_apply(&d, ck, NULL, &c, &p, t, &o);
+    updater_recheck(&d, UPDATER_MISSING, NULL, &ru, h, &p, NOW_MS, &o);
     assert_true(o.failed);
-    assert_false(o.expire);
-    assert_false(o.recommit);
     assert_int_equal(d.check_failures, 1);
-    assert_int_equal(d.last_checked_ms, t);
-    assert_int_equal(d.next_check_ms, t + p.min_interval_ms);
-    assert_int_equal(d.buy_price_cents, 1000);
-
-    /* A 429 between the two misses changes nothing; the second miss expires it. */
-    ck = updater_classify(KP_NOT_ADMITTED, false, KP_ASIN_REJECTED, false, 3);
-    updater_apply(&d, ck, NULL, &c, &p, t + 500, &o);
+    for (int i = 0; i < 10; i++) {
+        updater_recheck(&d, UPDATER_NOT_CHECKED, NULL, &ru, h, &p, NOW_MS + i, &o);
+        assert_false(o.failed);
+    }
     assert_int_equal(d.check_failures, 1);
-    ck = updater_classify(KP_OK, false, KP_ASIN_MISSING, false, 1);
-    updater_apply(&d, ck, NULL, &c, &p, t + 1000, &o);
+    updater_recheck(&d, UPDATER_MISSING, NULL, &ru, h, &p, NOW_MS + 20, &o);
     assert_true(o.expire);
+}
+
+/* A reload's re-judge: from the stored inputs alone, no check counted, no tokens. */
+static void test_rejudge(void **state)
+{
+    (void)state;
+    struct jd_rules ru = rules();
+    struct st_record d = stored(1000, 4000);
+    int64_t due = d.next_check_ms;
+    /* profit 40.00 - 6.00 - 3.00 - 15.74 = 15.26, ROI 97 %: fails at min ROI 120 %. */
+    struct jd_rules tight = ru;
+    tight.min_roi_bp = 12000;
+    assert_int_equal(updater_rejudge(&d, &tight, jd_rules_hash(&tight), 3, NOW_MS), ST_STATE_DEAL);
+    assert_int_equal(d.state, ST_STATE_REJECTED);
+    assert_int_equal(d.next_check_ms, 0); /* no longer re-checked: no tokens */
+    assert_int_equal(d.check_failures, 0);
+    assert_int_equal(d.rules_hash, jd_rules_hash(&tight));
+    /* Loosened again: a deal once more, re-checked now (its data may be old). */
+    assert_int_equal(updater_rejudge(&d, &ru, jd_rules_hash(&ru), 3, NOW_MS + 5),
+                     ST_STATE_REJECTED);
+    assert_int_equal(d.state, ST_STATE_DEAL);
+    assert_int_equal(d.next_check_ms, NOW_MS + 5);
+    (void)due;
+    /* A record whose inputs were never read (migrated) is left alone. */
+    d.in.data_ms = 0;
+    struct st_record before = d;
+    assert_int_equal(updater_rejudge(&d, &tight, jd_rules_hash(&tight), 3, NOW_MS + 9),
+                     ST_STATE_NONE);
+    assert_memory_equal(&d, &before, sizeof(d));
 }
 
 int main(int argc, char **argv)
@@ -490,12 +440,12 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_classify_malformed_not_checked),
         cmocka_unit_test(test_not_checked_changes_nothing),
         cmocka_unit_test(test_stable_refresh_doubles_and_resets_failures),
-        cmocka_unit_test(test_reprice_matches_dealmath),
-        cmocka_unit_test(test_reprice_without_stored_condition_follows_the_config),
-        cmocka_unit_test(test_price_jump_is_volatile_and_asks_for_recommit),
+        cmocka_unit_test(test_recheck_keeps_the_offer_whole),
+        cmocka_unit_test(test_recheck_judges_by_the_judgement),
+        cmocka_unit_test(test_failed_criteria_end_a_deal_after_n_consecutive_checks),
         cmocka_unit_test(test_recommit_only_when_fresh_offers_could_pass),
-        cmocka_unit_test(test_failed_criteria_expire_after_n_consecutive_checks),
         cmocka_unit_test(test_not_returned_counts_fetch_failure_does_not),
+        cmocka_unit_test(test_rejudge),
     };
     return KD_RUN_TESTS(tests, argc, argv);
 }

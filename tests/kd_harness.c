@@ -184,11 +184,19 @@ void kdh_daemon_config(struct kdh_daemon *d, const struct kdh_sim *sim, const ch
     static unsigned n;
     snprintf(d->dir, sizeof(d->dir), "%s/d%d-%u", kd_test_tmpdir(), (int)getpid(), n++);
     mkdir(d->dir, 0700);
+    kdh_daemon_rewrite(d, sim, key, minute_ms, extra);
+}
+
+void kdh_daemon_rewrite(struct kdh_daemon *d, const struct kdh_sim *sim, const char *key,
+                        int minute_ms, const char *extra)
+{
+    pid_t pid = d->pid;
     snprintf(d->conf, sizeof(d->conf), "%s/kdeals.conf", d->dir);
     snprintf(d->store, sizeof(d->store), "%s/store", d->dir);
     snprintf(d->run_dir, sizeof(d->run_dir), "%s/run", d->dir);
     snprintf(d->log, sizeof(d->log), "%s/kdeals.log", d->dir);
-    snprintf(d->instance, sizeof(d->instance), "%s", kd_test_instance());
+    if (d->instance[0] == '\0') /* a rewrite keeps the instance (a restart-only key) */
+        snprintf(d->instance, sizeof(d->instance), "%s", kd_test_instance());
     mkdir(d->run_dir, 0700);
     char key_path[700];
     snprintf(key_path, sizeof(key_path), "%s/key", d->dir);
@@ -197,7 +205,10 @@ void kdh_daemon_config(struct kdh_daemon *d, const struct kdh_sim *sim, const ch
     fprintf(f, "%s\n", key);
     fclose(f);
     chmod(key_path, 0600);
-    f = fopen(d->conf, "w");
+    /* Written aside and renamed, so a reload never reads half a file. */
+    char tmp[700];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", d->conf);
+    f = fopen(tmp, "w");
     assert_non_null(f);
     fprintf(f,
             "[keepa]\nbase_url = %s\nkey_file = %s\n"
@@ -212,6 +223,8 @@ void kdh_daemon_config(struct kdh_daemon *d, const struct kdh_sim *sim, const ch
             sim->base, key_path, d->instance, d->run_dir, d->log, d->store, minute_ms,
             extra ? extra : "");
     fclose(f);
+    assert_int_equal(rename(tmp, d->conf), 0);
+    d->pid = pid;
 }
 
 static int running_as(const struct kdh_daemon *d)

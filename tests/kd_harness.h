@@ -79,6 +79,11 @@ struct kdh_daemon {
 void kdh_daemon_config(struct kdh_daemon *d, const struct kdh_sim *sim, const char *key,
                        int minute_ms, const char *extra);
 
+/* Writes D's config again (same folder, store and instance) with EXTRA, atomically, e.g.
+ * before a reload. */
+void kdh_daemon_rewrite(struct kdh_daemon *d, const struct kdh_sim *sim, const char *key,
+                        int minute_ms, const char *extra);
+
 /* Starts `kdeals run -c CONF` and waits until the status file says running. */
 void kdh_daemon_start(struct kdh_daemon *d);
 

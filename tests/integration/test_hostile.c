@@ -72,10 +72,13 @@ static const char *const sim_args[] = {"--keys",        KEY,    "--seed",      "
                                        "--products",    "3000", "--minute-ms", "100",
                                        "--refill-rate", "50",   NULL};
 
-/* [update] intervals in Keepa time: each deal is re-checked every 0.5 to 1 s here. */
+/* [update] intervals in Keepa time: each deal is re-checked every 0.5 to 1 s here. The
+ * judgement keeps the better-selling survivors only (max_rank), so the backlog the stuck
+ * phases pile up stays a size the garbled phases can cycle through in their time. */
 static const char *const extra_conf = "[keepa]\nrequest_timeout = 5s\n"
                                       "[scan]\npass_pause = 1s\ndedup_window = 0\n"
-                                      "[update]\nmin_interval = 5m\nmax_interval = 10m\n";
+                                      "[update]\nmin_interval = 5m\nmax_interval = 10m\n"
+                                      "[filter]\nmax_rank = 30000\n";
 
 /* Each kind, and what bounds it in the client (the committer logs it): the whole-request
  * timeout, the decoder's 64 MiB body limit, its depth limit, the identity check. */

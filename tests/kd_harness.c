@@ -262,9 +262,16 @@ int kdh_daemon_stop(struct kdh_daemon *d)
         waitpid(d->pid, &status, 0);
     }
     d->pid = 0;
-    if (!reaped)
-        return -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    int code = !reaped ? -1 : WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (code != 0) {
+        /* A stop that was not clean: the log's last lines say why (for the test's output). */
+        char cmd[800];
+        snprintf(cmd, sizeof(cmd), "tail -n 25 '%s' >&2", d->log);
+        fprintf(stderr, "kdeals run exited %d; the end of its log:\n", code);
+        if (system(cmd) != 0)
+            fprintf(stderr, "(no log at %s)\n", d->log);
+    }
+    return code;
 }
 
 void kdh_daemon_attach(const struct kdh_daemon *d, struct shm_segment *seg)

@@ -1,12 +1,25 @@
 /*
- * catalog.h: the simulator's deterministic product catalog.
+ * catalog.h: the simulator's deterministic product catalog and its market.
  *
  * A product is a pure function of (seed, index, Keepa minute): nothing is stored, so a catalog
  * of millions of products costs no memory and two simulators with the same seed agree on every
- * value at the same Keepa minute. Prices and ranks move in epochs (their length shrinks as
- * volatility grows); in a fraction of epochs a product's used price drops well below its
- * averages, which is what makes it a deal. ASINs are "B0" + 8 base-36 characters obtained
- * from the index by an invertible affine map mod 36^8, so lookup is O(1).
+ * value at the same Keepa minute. ASINs are "B0" + 8 base-36 characters obtained from the index
+ * by an invertible affine map mod 36^8, so lookup is O(1).
+ *
+ * Two economies share the catalog's shape (sim/README.md, "Economy"):
+ *
+ *  - calibrated (the default) is tuned against a recorded real /deal page: Used prices sit on
+ *    levels that change every few Keepa days around a 90-day average (some levels far below
+ *    it, some above), short spikes follow a sell-out of the cheapest copies, and now and then
+ *    a cheap copy is listed far below the average for a few hours. The deal feed lists a
+ *    product when it qualified at some moment of its window (sim/deals.h) and shows its
+ *    current values, so most listed products have moved on by the time they are read.
+ *  - rich (the original catalog) makes about one price epoch in four a deal at 45-80 % of
+ *    the average and lists only products that qualify now: many deals, quickly.
+ *
+ * Either way every price Keepa derives from offers (New, Amazon, the Buy Boxes, FBA / FBM
+ * lowest, the Used conditions, the offer counts) is computed from one offer list, the market,
+ * so the series, the stats, the offers and the counts of one product never disagree.
  */
 #ifndef SIM_CATALOG_H
 #define SIM_CATALOG_H
@@ -18,14 +31,49 @@
 #define SIM_DEAL_RANGES   4  /* day, week, month, 90 days */
 #define SIM_SELLERS       20000
 #define SIM_AMAZON_SELLER "ATVPDKIKX0DER"
+#define SIM_MAX_OFFERS    64  /* live and historical offers of one product */
+#define SIM_WINDOW_MAX    40  /* candidate moments of one product in a feed window */
+#define SIM_SLOT_CACHE    104 /* calibrated: price levels a product keeps (a year + a window) */
+
+enum sim_economy { SIM_ECONOMY_CALIBRATED = 0, SIM_ECONOMY_RICH = 1 };
 
 struct sim_catalog {
     uint64_t seed;
     int64_t products;
     double volatility;
+    enum sim_economy economy;
     int64_t epoch_len_min; /* Keepa minutes per price epoch; huge when volatility is 0 */
+    int64_t slot_len_min;  /* calibrated: Keepa minutes per Used / New price level */
     uint64_t asin_mul, asin_inv, asin_off;
     uint64_t seller_mul, seller_inv, seller_off;
+};
+
+/* One offer as the catalog knows it. */
+struct sim_offer {
+    int64_t price, ship;
+    int cond; /* 1 new, 2-5 used (like new, very good, good, acceptable) */
+    int fba, amazon, prime, live, bb_eligible;
+    int64_t seller_idx; /* -1 = Amazon */
+    int64_t last_seen;
+    int offer_id;
+};
+
+/*
+ * The market of one product at one moment: every offer (live first, then historical) and
+ * what Keepa derives from them. price[t] is the item price of csv type t (-1 none) for the
+ * types that come from offers (0, 1, 2, 7, 10, 18, 19-22, 32) and the count for 11, 12, 34,
+ * 35; ship[t] is the shipping of the triple types. The Buy Box is one of the offers.
+ */
+struct sim_market {
+    int n, n_live;
+    struct sim_offer offers[SIM_MAX_OFFERS];
+    int64_t price[SIM_CSV_TYPES];
+    int64_t ship[SIM_CSV_TYPES];
+    int bb;         /* the Buy Box offer (New, else Used), -1 none or suppressed */
+    int bb_is_used; /* the Buy Box went to a Used offer: no New offer qualified */
+    int bb_used;    /* the Used Buy Box offer, -1 none */
+    int n_new, n_used, n_new_fba, n_new_fbm;
+    int eligible[4]; /* buyBoxEligibleOfferCounts: New FBA, New FBM, Used FBA, Used FBM */
 };
 
 /* Values of one product at one Keepa minute: everything /product, /deal and the oracle use. */
@@ -37,32 +85,52 @@ struct sim_product {
     int cat_slot;
     int64_t root_cat;
     const char *root_name;
-    int64_t cats[2];
+    int64_t cats[2]; /* sub-category, leaf (categories and categoryTree below the root) */
     const char *cat_name;
-    int has_amazon, has_used, stale;
+    int is_media; /* Books, CDs & Vinyl, Movies & TV, Video Games, Software */
+    int has_amazon, has_used, has_new, has_rank, stale;
     int is_variation, variation_primary;
     int64_t parent_idx; /* -1 none */
     /* base values the epoch factors multiply */
     int64_t base_new_cents, base_used_cents, base_rank;
     int64_t cur[SIM_CSV_TYPES];  /* -1 = no data */
-    int64_t last[SIM_CSV_TYPES]; /* value in the previous epoch */
+    int64_t last[SIM_CSV_TYPES]; /* the value before the last change */
     int64_t since[SIM_CSV_TYPES];
     int64_t avg_dr[SIM_DEAL_RANGES][SIM_CSV_TYPES]; /* -2 = no data */
     int64_t avg30[SIM_CSV_TYPES], avg90[SIM_CSV_TYPES], avg180[SIM_CSV_TYPES],
         avg365[SIM_CSV_TYPES];
-    int drops30, drops90, drops180, drops365;
+    int drops30, drops90, drops180, drops365; /* -1 unknown */
     int64_t last_update, creation, tracking_since, listed_since;
-    int rating, reviews, monthly_sold;
+    int rating, reviews, monthly_sold; /* monthly_sold -1: Amazon shows no figure */
     int n_new_offers, n_used_offers, n_hist_offers;
-    int fba_fee_cents, referral_pct;
+    int availability_amazon; /* -1 no Amazon offer, 0 in stock */
+    int fba_fee_cents;       /* fbaFees.pickAndPackFee; -1: fbaFees is null */
+    int referral_pct;        /* referralFeePercent (int) */
+    int referral_bp;         /* referralFeePercentage x 100: 1501 = 15.01 % */
+    int closing_fee_cents;   /* variableClosingFee; -1: Keepa does not send it */
+    int heat_sensitive, adult;
+    int hazmat; /* 0 none, 1 lithium battery, 2 aerosol, 3 flammable liquid */
     int weight_g, height_mm, length_mm, width_mm;
+    struct sim_market mkt; /* the market now */
+    /* calibrated: the price levels of slots [slot_lo, slot_lo + n_slots) and their flags */
+    int64_t slot_lo;
+    int n_slots;
+    double slot_used[SIM_SLOT_CACHE], slot_new[SIM_SLOT_CACHE];
+    unsigned char slot_amazon[SIM_SLOT_CACHE], slot_bb_off[SIM_SLOT_CACHE];
+    int64_t phase, slot_phase;       /* epoch phase (minutes) and slot phase (epochs) */
+    double level_spread, level_mean; /* calibrated: the Used level's spread and its mean */
 };
 
 /*
- * Prepares C for SEED, PRODUCTS (1 .. 36^8) and VOLATILITY (>= 0; 1 = an epoch of 6 Keepa
- * hours, 0 = prices never move). Returns 0 or -EINVAL.
+ * Prepares C for SEED, PRODUCTS (1 .. 36^8), VOLATILITY (>= 0; 1 = an epoch of 6 Keepa
+ * hours, 0 = prices never move) and ECONOMY. Returns 0 or -EINVAL.
  */
-int sim_catalog_init(struct sim_catalog *c, uint64_t seed, int64_t products, double volatility);
+int sim_catalog_init(struct sim_catalog *c, uint64_t seed, int64_t products, double volatility,
+                     enum sim_economy economy);
+
+/* "calibrated" / "rich" to an economy; 0 or -EINVAL. And back to its name. */
+int sim_economy_parse(const char *name, enum sim_economy *out);
+const char *sim_economy_name(enum sim_economy e);
 
 /* Writes the ASIN of product IDX (0 <= IDX < products) into OUT (10 chars + NUL). */
 void sim_catalog_asin(const struct sim_catalog *c, int64_t idx, char out[11]);
@@ -75,11 +143,49 @@ void sim_catalog_product(const struct sim_catalog *c, int64_t idx, int64_t keepa
                          struct sim_product *p);
 
 /*
- * Value of csv type TYPE of P at price epoch EPOCH (history points); -1 when the type has no
- * data. Deterministic like everything else.
+ * Value of csv type TYPE of P at price epoch EPOCH (history points), without the short
+ * Used dips of the calibrated economy (sim_catalog_dip tells where those are); -1 when the
+ * type has no data. *SHIP receives the shipping of a triple type (may be NULL).
  */
 int64_t sim_catalog_value_at(const struct sim_catalog *c, const struct sim_product *p, int type,
-                             int64_t epoch);
+                             int64_t epoch, int64_t *ship);
+
+/*
+ * The market of P at price epoch EPOCH (the whole epoch, dips left out) into M. P's market
+ * now is P->mkt.
+ */
+void sim_catalog_market_at(const struct sim_catalog *c, const struct sim_product *p, int64_t epoch,
+                           struct sim_market *m);
+
+/*
+ * A short Used dip of the calibrated economy in epoch EPOCH of P: returns 1, the minutes
+ * [*START, *END) the cheap copy is listed and, when M is not NULL, the market meanwhile (the
+ * epoch's market plus that copy); else 0. Only dips that lower the Used price count.
+ */
+int sim_catalog_dip(const struct sim_catalog *c, const struct sim_product *p, int64_t epoch,
+                    int64_t *start, int64_t *end, struct sim_market *m);
+
+/* What the deal feed compares for one price type and date range at one minute. */
+struct sim_point {
+    int64_t minute;
+    int64_t cur, avg, last, rank;
+    int amazon; /* Amazon sold at that minute */
+};
+
+/*
+ * The moments at which the feed looks at P for date range DR: the start of every price epoch
+ * in the feed window and the start of every dip in it, oldest first, all <= P's minute.
+ * Writes at most MAX minutes and returns the count. The rich economy has one moment: now.
+ */
+int sim_catalog_window(const struct sim_catalog *c, const struct sim_product *p, int dr,
+                       int64_t *minutes, int max);
+
+/*
+ * The feed's view of P at minute T (one of the window's moments): the same values
+ * sim_catalog_product gives for that minute, for price type PT and date range DR.
+ */
+void sim_catalog_point(const struct sim_catalog *c, const struct sim_product *p, int pt, int dr,
+                       int64_t t, struct sim_point *out);
 
 /* Seller ID of seller pool index IDX (13 chars + NUL), and its inverse (-1 if unknown). */
 void sim_catalog_seller_id(const struct sim_catalog *c, int64_t idx, char out[14]);
@@ -88,10 +194,10 @@ int64_t sim_catalog_seller_lookup(const struct sim_catalog *c, const char *id);
 /* A deterministic 64-bit hash of (seed, a, b, c): the catalog's only source of randomness. */
 uint64_t sim_hash(uint64_t seed, uint64_t a, uint64_t b, uint64_t c);
 
-/* Number of root categories and their ids/names (for /deal category counts and /query). */
-int sim_catalog_root_count(void);
-int64_t sim_catalog_root_id(int slot);
-const char *sim_catalog_root_name(int slot);
+/* The economy's root categories: count, ids and names (/deal category counts, /query). */
+int sim_catalog_root_count(const struct sim_catalog *c);
+int64_t sim_catalog_root_id(const struct sim_catalog *c, int slot);
+const char *sim_catalog_root_name(const struct sim_catalog *c, int slot);
 
 /* Title of product IDX into OUT (size N). */
 void sim_catalog_title(const struct sim_catalog *c, int64_t idx, char *out, int n);

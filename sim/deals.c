@@ -1,7 +1,8 @@
 /*
- * deals.c: deal matching and ordering (see deals.h). A scan computes each product once, keeps
- * (sort key, index) pairs of the matches and sorts them; ties break on the index, so an order
- * is a pure function of the catalog, the selection and the Keepa minute.
+ * deals.c: deal matching and ordering (see deals.h). A scan computes each product once, looks
+ * at it at every moment of its feed window, keeps (sort key, index, hit) for the listed ones
+ * and sorts them; ties break on the index, so an order is a pure function of the catalog, the
+ * selection and the Keepa minute.
  */
 #include "sim/deals.h"
 
@@ -41,33 +42,50 @@ static int has_cat(const int64_t *list, int n, const struct sim_product *p)
     return 0;
 }
 
-int sim_deal_match(const struct sim_selection *s, const struct sim_product *p, int check_cats)
+/* Whether the feed's view PT of the product qualifies under S; fills the hit figures. */
+static int point_qualifies(const struct sim_selection *s, const struct sim_point *pt,
+                           struct sim_deal_hit *h)
+{
+    if (pt->cur <= 0 || pt->avg <= 0)
+        return 0;
+    int64_t delta = pt->avg - pt->cur, pct = delta * 100 / pt->avg;
+    int64_t delta_last = pt->last > 0 ? pt->last - pt->cur : 0;
+    if (s->is_risers ? delta >= 0 : delta <= 0)
+        return 0;
+    if (s->is_range_enabled) {
+        if (!in_range(&s->current, pt->cur) || !in_range(&s->delta, delta) ||
+            !in_range(&s->delta_percent, pct) || !in_range(&s->delta_last, delta_last))
+            return 0;
+        if (s->sales_rank.set && (pt->rank <= 0 || !in_range(&s->sales_rank, pt->rank)))
+            return 0;
+    }
+    if (s->is_filter_enabled) {
+        if (s->must_have_amazon && !pt->amazon)
+            return 0;
+        if (s->must_not_have_amazon && pt->amazon)
+            return 0;
+    }
+    h->minute = pt->minute;
+    h->cur = pt->cur;
+    h->avg = pt->avg;
+    h->delta = delta;
+    h->delta_pct = pct;
+    return 1;
+}
+
+int sim_deal_match(const struct sim_catalog *c, const struct sim_selection *s,
+                   const struct sim_product *p, int check_cats, struct sim_deal_hit *hit)
 {
     if (p->stale || p->last_update < p->keepa_min - SIM_DEAL_FRESH_MIN)
         return 0;
-    struct sim_deal_metrics m;
-    sim_deal_metrics(p, s->date_range, s->price_type, &m);
-    if (m.cur <= 0 || m.avg <= 0)
+    if (s->price_type < 0 || s->price_type >= SIM_CSV_TYPES)
         return 0;
-    if (s->is_risers ? m.delta >= 0 : m.delta <= 0)
-        return 0;
-    if (s->is_range_enabled) {
-        if (!in_range(&s->current, m.cur) || !in_range(&s->delta, m.delta) ||
-            !in_range(&s->delta_percent, m.delta_pct) || !in_range(&s->delta_last, m.delta_last))
-            return 0;
-        if (s->sales_rank.set && (m.rank <= 0 || !in_range(&s->sales_rank, m.rank)))
-            return 0;
-    }
     if (s->is_filter_enabled) {
         if (s->min_rating >= 0 && p->rating < s->min_rating)
             return 0;
         if (s->single_variation && p->is_variation && !p->variation_primary)
             return 0;
         if (s->has_reviews && p->reviews <= 0)
-            return 0;
-        if (s->must_have_amazon && !p->has_amazon)
-            return 0;
-        if (s->must_not_have_amazon && p->has_amazon)
             return 0;
     }
     if (check_cats) {
@@ -76,12 +94,33 @@ int sim_deal_match(const struct sim_selection *s, const struct sim_product *p, i
         if (s->n_exclude > 0 && has_cat(s->exclude_cats, s->n_exclude, p))
             return 0;
     }
-    return 1;
+    int64_t minutes[SIM_WINDOW_MAX];
+    int n = sim_catalog_window(c, p, s->date_range, minutes, SIM_WINDOW_MAX);
+    struct sim_deal_hit best, h;
+    int found = 0;
+    for (int i = 0; i < n; i++) {
+        struct sim_point pt;
+        sim_catalog_point(c, p, s->price_type, s->date_range, minutes[i], &pt);
+        if (!point_qualifies(s, &pt, &h))
+            continue;
+        if (!found ||
+            (s->is_risers ? h.delta_pct <= best.delta_pct : h.delta_pct >= best.delta_pct)) {
+            best = h;
+            found = 1;
+        }
+    }
+    if (found && hit != NULL) {
+        *hit = best;
+        if (c->economy == SIM_ECONOMY_RICH)
+            hit->minute = p->creation; /* the original catalog's deal age */
+    }
+    return found;
 }
 
 struct keyed {
     int64_t key;
     int64_t idx;
+    struct sim_deal_hit hit;
 };
 
 static int cmp_keyed(const void *a, const void *b)
@@ -93,29 +132,28 @@ static int cmp_keyed(const void *a, const void *b)
 }
 
 /* Sort key: ascending order of the key gives the selection's order. */
-static int64_t sort_key(const struct sim_selection *s, const struct sim_product *p)
+static int64_t sort_key(const struct sim_selection *s, const struct sim_product *p,
+                        const struct sim_deal_hit *h)
 {
-    struct sim_deal_metrics m;
-    sim_deal_metrics(p, s->date_range, s->price_type, &m);
-    int st = s->sort_type;
-    switch (st) {
+    int64_t rank = p->cur[3];
+    switch (s->sort_type) {
     case 1:
     case -1: /* deal age, newest first; cannot be inverted */
-        return -p->creation;
+        return -h->minute;
     case 2:
-        return -m.delta;
+        return -h->delta;
     case -2:
-        return m.delta;
+        return h->delta;
     case 3: /* best (lowest) sales rank first; no rank last */
-        return m.rank > 0 ? m.rank : INT64_MAX;
+        return rank > 0 ? rank : INT64_MAX;
     case -3:
-        return m.rank > 0 ? -m.rank : INT64_MAX;
+        return rank > 0 ? -rank : INT64_MAX;
     case 4:
-        return -m.delta_pct;
+        return -h->delta_pct;
     case -4:
-        return m.delta_pct;
+        return h->delta_pct;
     default:
-        return -p->creation;
+        return -h->minute;
     }
 }
 
@@ -126,41 +164,55 @@ int sim_deal_scan(const struct sim_catalog *c, const struct sim_selection *s, in
     r->keepa_min = keepa_min;
     size_t cap = 1024, n = 0;
     struct keyed *k = malloc(cap * sizeof(*k));
-    if (k == NULL)
+    struct sim_product *p = malloc(sizeof(*p));
+    if (k == NULL || p == NULL) {
+        free(k);
+        free(p);
         return -ENOMEM;
-    struct sim_product p;
+    }
     for (int64_t i = 0; i < c->products; i++) {
-        sim_catalog_product(c, i, keepa_min, &p);
-        if (!sim_deal_match(s, &p, 0))
+        sim_catalog_product(c, i, keepa_min, p);
+        struct sim_deal_hit h;
+        if (!sim_deal_match(c, s, p, 0, &h))
             continue;
-        if (p.cat_slot < 32)
-            r->root_counts[p.cat_slot]++;
-        if ((s->n_include > 0 && !has_cat(s->include_cats, s->n_include, &p)) ||
-            (s->n_exclude > 0 && has_cat(s->exclude_cats, s->n_exclude, &p)))
+        if (p->cat_slot < 32)
+            r->root_counts[p->cat_slot]++;
+        if ((s->n_include > 0 && !has_cat(s->include_cats, s->n_include, p)) ||
+            (s->n_exclude > 0 && has_cat(s->exclude_cats, s->n_exclude, p)))
             continue;
         if (n == cap) {
             struct keyed *nk = realloc(k, cap * 2 * sizeof(*k));
             if (nk == NULL) {
                 free(k);
+                free(p);
                 return -ENOMEM;
             }
             k = nk;
             cap *= 2;
         }
-        k[n].key = sort_key(s, &p);
+        k[n].key = sort_key(s, p, &h);
         k[n].idx = i;
+        k[n].hit = h;
         n++;
     }
+    free(p);
     qsort(k, n, sizeof(*k), cmp_keyed);
     if (limit > 0 && n > limit)
         n = limit;
     r->idx = malloc((n ? n : 1) * sizeof(int64_t));
-    if (r->idx == NULL) {
+    r->hit = malloc((n ? n : 1) * sizeof(struct sim_deal_hit));
+    if (r->idx == NULL || r->hit == NULL) {
+        free(r->idx);
+        free(r->hit);
+        r->idx = NULL;
+        r->hit = NULL;
         free(k);
         return -ENOMEM;
     }
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         r->idx[i] = k[i].idx;
+        r->hit[i] = k[i].hit;
+    }
     r->n = n;
     free(k);
     return 0;
@@ -169,6 +221,8 @@ int sim_deal_scan(const struct sim_catalog *c, const struct sim_selection *s, in
 void sim_deal_result_free(struct sim_deal_result *r)
 {
     free(r->idx);
+    free(r->hit);
     r->idx = NULL;
+    r->hit = NULL;
     r->n = 0;
 }

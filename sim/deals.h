@@ -2,11 +2,15 @@
  * deals.h: which products are deals under a selection, and in what order (pure).
  *
  * Shared by /deal and the /_sim/deals oracle so the two can never disagree. Semantics
- * (documented in sim/README.md): a product is a candidate when Keepa refreshed it within the
- * last 12 Keepa hours, it has a current value and an average for the price type and date
- * range, and its delta (avg - current) is > 0 (< 0 with isRisers). isRangeEnabled gates the
- * ranges; isFilterEnabled gates minRating, singleVariation, hasReviews and the Amazon-offer
- * switches; category filters always apply.
+ * (documented in sim/README.md): a product is listed when Keepa refreshed it within the last
+ * 12 Keepa hours, the category filters and the static filters (minRating, singleVariation,
+ * hasReviews) pass, and at some moment of its feed window (sim_catalog_window) it had a
+ * current value and an average for the price type and date range, a delta (avg - current)
+ * > 0 (< 0 with isRisers) and every enabled range and Amazon-offer switch held. The deal
+ * records its deepest such moment (the largest deltaPercent, the latest on a tie): that is
+ * its creationDate and what sortType 2 and 4 order by, while the deal object shows the
+ * product's current values. The rich economy's window is "now" alone, so there a deal is a
+ * product that qualifies now.
  */
 #ifndef SIM_DEALS_H
 #define SIM_DEALS_H
@@ -21,19 +25,30 @@
 #define SIM_DEAL_MAX_TOTAL 10000
 #define SIM_DEAL_FRESH_MIN 720
 
-/* Deal figures of P for date range DR and price type PT (delta = avg - current). */
+/* Deal figures of P now for date range DR and price type PT (delta = avg - current). */
 struct sim_deal_metrics {
     int64_t cur, avg, delta, delta_pct, delta_last, rank;
 };
 void sim_deal_metrics(const struct sim_product *p, int dr, int pt, struct sim_deal_metrics *m);
 
-/* 1 when P matches S (categories included when CHECK_CATS), else 0. */
-int sim_deal_match(const struct sim_selection *s, const struct sim_product *p, int check_cats);
+/* The moment a deal qualified (its creationDate) and its figures then. */
+struct sim_deal_hit {
+    int64_t minute;
+    int64_t cur, avg, delta, delta_pct;
+};
 
-/* Result of a scan: matching indexes in selection order, and per-root-slot counts of the
- * products that match every filter except the category filters. */
+/*
+ * 1 when P is listed under S (categories included when CHECK_CATS), else 0. HIT (may be NULL)
+ * receives the moment the deal records.
+ */
+int sim_deal_match(const struct sim_catalog *c, const struct sim_selection *s,
+                   const struct sim_product *p, int check_cats, struct sim_deal_hit *hit);
+
+/* Result of a scan: matching indexes in selection order with their hits, and per-root-slot
+ * counts of the products that match every filter except the category filters. */
 struct sim_deal_result {
     int64_t *idx;
+    struct sim_deal_hit *hit;
     size_t n;
     int64_t keepa_min;
     int64_t root_counts[32];

@@ -12,6 +12,7 @@
 
 #include "base/log.h"
 #include "sim/bucket.h"
+#include "sim/catalog.h"
 #include "sim/server.h"
 
 static void usage(FILE *f)
@@ -23,6 +24,7 @@ static void usage(FILE *f)
           "                  [--offers-zero-ok] [--threads N] [--quiet] [--help]\n"
           "                  [--clock-ms EPOCH_MS] [--max-connections N]\n"
           "                  [--replay-deal FILE] [--replay-product FILE]\n"
+          "                  [--economy calibrated|rich]\n"
           "A Keepa-compatible API simulator on loopback; see sim/README.md.\n",
           f);
 }
@@ -88,7 +90,8 @@ int main(int argc, char **argv)
         O_CLOCK,
         O_MAXCONN,
         O_RDEAL,
-        O_RPROD
+        O_RPROD,
+        O_ECONOMY
     };
     static const struct option opts[] = {{"listen", required_argument, 0, O_LISTEN},
                                          {"port", required_argument, 0, O_PORT},
@@ -111,6 +114,7 @@ int main(int argc, char **argv)
                                          {"max-connections", required_argument, 0, O_MAXCONN},
                                          {"replay-deal", required_argument, 0, O_RDEAL},
                                          {"replay-product", required_argument, 0, O_RPROD},
+                                         {"economy", required_argument, 0, O_ECONOMY},
                                          {0, 0, 0, 0}};
     int o;
     int64_t v;
@@ -192,6 +196,14 @@ int main(int argc, char **argv)
         case O_RPROD:
             cfg.replay_product = optarg;
             break;
+        case O_ECONOMY: {
+            enum sim_economy e = SIM_ECONOMY_CALIBRATED;
+            rc = sim_economy_parse(optarg, &e);
+            if (rc != 0)
+                fprintf(stderr, "kdeals-sim: --economy %s: expected calibrated or rich\n", optarg);
+            cfg.economy = (int)e;
+            break;
+        }
         default:
             usage(stderr);
             return 2;

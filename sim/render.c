@@ -1,18 +1,19 @@
 /*
  * render.c: Keepa-shaped JSON (see render.h).
  *
- * History points are one per price epoch (at most HISTORY_MAX per series), at the epoch's
- * start minute, with repeated values collapsed as Keepa does. Offers are derived from the
- * product so that the cheapest live used offer equals csv USED current and the cheapest new
- * offer equals NEW current.
+ * History: one row per price epoch (at most HISTORY_MAX epochs) at the epoch's start minute,
+ * plus, in the calibrated economy, a row where a short Used dip starts and one where it ends;
+ * each row holds every csv type, read off the market of that moment (sim_catalog_market_at),
+ * and a series repeats a value only when it changed, as Keepa does. So history, stats,
+ * offers and counts come from the same offers: the last row is the product now.
  */
 #include "sim/render.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define HISTORY_MAX 300
-#define FBM_SHIP    399
 
 void sim_render_envelope(struct sim_buf *b, const struct sim_envelope *e)
 {
@@ -61,66 +62,16 @@ static uint64_t ph(const struct sim_catalog *c, const struct sim_product *p, uin
     return sim_hash(c->seed, (uint64_t)p->idx, 1000 + tag, k);
 }
 
-int sim_offers_build(const struct sim_catalog *c, const struct sim_product *p,
-                     struct sim_offer *out)
-{
-    int n = 0, id = 0;
-    int64_t t = p->keepa_min;
-    if (p->has_amazon) {
-        out[n++] = (struct sim_offer){p->cur[0], 0, 1, 1, 1, 1, -1, t, id++};
-    }
-    for (int j = 0; j < p->n_new_offers; j++) {
-        uint64_t h = ph(c, p, 1, (uint64_t)j);
-        int fba = (h & 1) != 0;
-        int64_t price = j == 0 ? p->cur[1] : p->cur[1] + p->cur[1] * (4 * j + (int)(h % 4)) / 100;
-        out[n++] = (struct sim_offer){
-            price, fba ? 0 : FBM_SHIP, 1, fba, 0, 1, (int64_t)((h >> 8) % SIM_SELLERS), t, id++};
-    }
-    static const int used_cond[4] = {4, 3, 2, 5};
-    static const int used_type[4] = {21, 20, 19, 22};
-    for (int j = 0; j < p->n_used_offers; j++) {
-        uint64_t h = ph(c, p, 2, (uint64_t)j);
-        int cond, fba = (h & 1) != 0;
-        int64_t price, ship;
-        if (j < 4) {
-            cond = used_cond[j];
-            price = p->cur[used_type[j]];
-            ship = 0;
-        } else {
-            cond = 2 + (int)((h >> 4) % 4);
-            price = p->cur[2] + p->cur[2] * (20 + 5 * j) / 100;
-            ship = fba ? 0 : FBM_SHIP;
-        }
-        out[n++] = (struct sim_offer){
-            price, ship, cond, fba, 0, 1, (int64_t)((h >> 8) % SIM_SELLERS), t, id++};
-    }
-    for (int j = 0; j < p->n_hist_offers && n < SIM_MAX_OFFERS; j++) {
-        uint64_t h = ph(c, p, 3, (uint64_t)j);
-        int cond = 1 + (int)(h % 5);
-        int64_t base = cond == 1 ? p->base_new_cents : p->base_used_cents;
-        out[n++] = (struct sim_offer){base + base * (int64_t)((h >> 8) % 30) / 100,
-                                      (h >> 16) & 1 ? 0 : FBM_SHIP,
-                                      cond,
-                                      (int)((h >> 20) & 1),
-                                      0,
-                                      0,
-                                      (int64_t)((h >> 24) % SIM_SELLERS),
-                                      t - 1440 - (int64_t)((h >> 40) % 40000),
-                                      id++};
-    }
-    return n;
-}
-
 int sim_offer_pages(const struct sim_catalog *c, const struct sim_product *p, int n)
 {
     (void)c;
-    int live = p->has_amazon + p->n_new_offers + p->n_used_offers;
+    int live = p->mkt.n_live;
     if (live > n)
         live = n;
     return (live + 9) / 10;
 }
 
-/* Which csv types this request shows. */
+/* Whether this request shows csv type T of P (history and stats alike). */
 static int visible(const struct sim_product *p, const struct sim_product_req *r, int t)
 {
     int offers = r->offers > 0;
@@ -128,28 +79,31 @@ static int visible(const struct sim_product *p, const struct sim_product_req *r,
     case 0:
         return p->has_amazon;
     case 1:
-    case 3:
     case 4:
+        return p->has_new;
+    case 3:
+        return p->has_rank;
     case 11:
+    case 12:
     case 34:
     case 35:
         return 1;
     case 2:
-    case 12:
-        return p->has_used || t == 12;
+        return p->has_used;
     case 16:
     case 17:
         return r->rating;
     case 18:
         return offers || r->buybox;
+    case 32:
+        return (offers || r->buybox) && p->has_used;
     case 7:
     case 10:
-        return offers;
+        return offers && p->has_new;
     case 19:
     case 20:
     case 21:
     case 22:
-    case 32:
         return offers && p->has_used;
     default:
         return 0;
@@ -161,51 +115,110 @@ static int is_triple(int t)
     return t == 7 || (t >= 18 && t <= 29) || t == 32;
 }
 
-static int64_t ship_of(int t)
+/* One history row: a minute and every csv type's value (and shipping) from then on. */
+struct hist_row {
+    int64_t minute;
+    int32_t v[SIM_CSV_TYPES];
+    int32_t ship[SIM_CSV_TYPES];
+};
+
+static void row_from_market(struct hist_row *row, const struct sim_catalog *c,
+                            const struct sim_product *p, int64_t epoch, const struct sim_market *m)
 {
-    return t == 7 ? FBM_SHIP : 0;
+    for (int t = 0; t < SIM_CSV_TYPES; t++) {
+        int64_t ship = 0, v;
+        switch (t) {
+        case 3:
+        case 4:
+        case 16:
+        case 17:
+            v = sim_catalog_value_at(c, p, t, epoch, NULL);
+            break;
+        default:
+            v = m->price[t];
+            ship = m->ship[t];
+            break;
+        }
+        row->v[t] = (int32_t)v;
+        row->ship[t] = (int32_t)ship;
+    }
 }
 
-static void csv_series(struct sim_buf *b, const struct sim_catalog *c, const struct sim_product *p,
-                       int t, int64_t window_start)
+/*
+ * The rows of P's history from WINDOW_START on (at most HISTORY_MAX epochs, never before
+ * tracking_since). Returns a malloc'd array and its length in *N (NULL when out of memory).
+ */
+static struct hist_row *history_rows(const struct sim_catalog *c, const struct sim_product *p,
+                                     int64_t window_start, int *n)
 {
     int64_t L = c->epoch_len_min;
-    int64_t phase = p->epoch * L - p->epoch_start;
-    int triple = is_triple(t);
-    sim_buf_putc(b, '[');
-    if (c->volatility <= 0) {
-        sim_buf_int(b, p->tracking_since > window_start ? p->tracking_since : window_start);
-        sim_buf_putc(b, ',');
-        sim_buf_int(b, p->cur[t]);
-        if (triple) {
-            sim_buf_putc(b, ',');
-            sim_buf_int(b, ship_of(t));
-        }
-        sim_buf_putc(b, ']');
-        return;
-    }
-    int64_t first = p->epoch - (HISTORY_MAX - 1);
     int64_t floor_min = window_start > p->tracking_since ? window_start : p->tracking_since;
-    int64_t kmin = (floor_min + phase) / L;
-    if (first < kmin)
-        first = kmin;
-    if (first > p->epoch)
-        first = p->epoch;
-    int64_t prev = INT64_MIN;
-    for (int64_t k = first; k <= p->epoch; k++) {
-        int64_t v = k == p->epoch ? p->cur[t] : sim_catalog_value_at(c, p, t, k);
-        if (v == prev)
-            continue;
-        prev = v;
-        int64_t tm = k * L - phase;
+    int64_t first = p->epoch, phase = p->epoch * L - p->epoch_start;
+    if (c->volatility > 0) {
+        first = p->epoch - (HISTORY_MAX - 1);
+        int64_t kmin = (floor_min + phase) / L;
+        if (first < kmin)
+            first = kmin;
+        if (first > p->epoch)
+            first = p->epoch;
+    }
+    int cap = (int)(p->epoch - first + 1) * 3;
+    struct hist_row *rows = malloc((size_t)cap * sizeof(*rows));
+    struct sim_market *m = malloc(sizeof(*m));
+    if (rows == NULL || m == NULL) {
+        free(rows);
+        free(m);
+        return NULL;
+    }
+    int k = 0;
+    for (int64_t e = first; e <= p->epoch; e++) {
+        int64_t tm = c->volatility > 0 ? e * L - phase : floor_min;
         if (tm < floor_min)
             tm = floor_min;
-        sim_buf_int(b, tm);
+        sim_catalog_market_at(c, p, e, m);
+        rows[k].minute = tm;
+        row_from_market(&rows[k++], c, p, e, m);
+        int64_t ds, de;
+        if (c->volatility > 0 && sim_catalog_dip(c, p, e, &ds, &de, m) && ds <= p->keepa_min) {
+            rows[k].minute = ds;
+            row_from_market(&rows[k++], c, p, e, m);
+            if (de <= p->keepa_min) {
+                rows[k] = rows[k - 2];
+                rows[k++].minute = de;
+            }
+        }
+    }
+    free(m);
+    *n = k;
+    return rows;
+}
+
+/* Whether series T has any value in the rows (else it is null). */
+static int series_has_data(const struct hist_row *rows, int n, int t)
+{
+    for (int i = 0; i < n; i++)
+        if (rows[i].v[t] >= 0)
+            return 1;
+    return 0;
+}
+
+static void csv_series(struct sim_buf *b, const struct hist_row *rows, int n, int t)
+{
+    int triple = is_triple(t);
+    int64_t prev = INT64_MIN, prev_ship = INT64_MIN;
+    sim_buf_putc(b, '[');
+    for (int i = 0; i < n; i++) {
+        int64_t v = rows[i].v[t], ship = rows[i].ship[t];
+        if (v == prev && (!triple || ship == prev_ship))
+            continue;
+        prev = v;
+        prev_ship = ship;
+        sim_buf_int(b, rows[i].minute);
         sim_buf_putc(b, ',');
         sim_buf_int(b, v);
         sim_buf_putc(b, ',');
         if (triple) {
-            sim_buf_int(b, ship_of(t));
+            sim_buf_int(b, v < 0 ? -1 : ship);
             sim_buf_putc(b, ',');
         }
     }
@@ -220,7 +233,7 @@ static void int_array(struct sim_buf *b, const char *key, const int64_t *v, cons
     for (int i = 0; i < n; i++) {
         if (i)
             sim_buf_putc(b, ',');
-        sim_buf_int(b, vis[i] ? v[i] : -1);
+        sim_buf_int(b, vis[i] && v[i] >= 0 ? v[i] : -1);
     }
     sim_buf_puts(b, "],");
 }
@@ -246,22 +259,110 @@ static void minmax_array(struct sim_buf *b, const char *key, const int64_t *v, c
     sim_buf_puts(b, "],");
 }
 
+static void seller_of(const struct sim_catalog *c, const struct sim_offer *o, char sid[14])
+{
+    if (o->seller_idx < 0)
+        strcpy(sid, SIM_AMAZON_SELLER);
+    else
+        sim_catalog_seller_id(c, o->seller_idx, sid);
+}
+
+/* The Buy Box fields of stats (KEEPA-API.md §7.3) for offer BB of P's market, or none. */
+static void render_buy_box(struct sim_buf *b, const struct sim_catalog *c,
+                           const struct sim_product *p)
+{
+    const struct sim_market *m = &p->mkt;
+    if (m->bb < 0) { /* no offer qualifies for the Buy Box */
+        sim_buf_puts(b,
+                     "\"buyBoxPrice\":-1,\"buyBoxShipping\":-1,\"buyBoxIsUnqualified\":true,"
+                     "\"buyBoxIsShippable\":null,\"buyBoxIsPreorder\":null,"
+                     "\"buyBoxIsBackorder\":null,\"buyBoxIsFBA\":null,\"buyBoxIsAmazon\":null,"
+                     "\"buyBoxIsMAP\":null,\"buyBoxIsUsed\":null,\"buyBoxIsPrimeExclusive\":null,"
+                     "\"buyBoxIsFreeShippingEligible\":null,\"buyBoxIsPrimeEligible\":null,"
+                     "\"buyBoxIsWarehouseDeal\":null,\"buyBoxSellerId\":null,"
+                     "\"buyBoxCondition\":null,\"buyBoxAvailabilityMessage\":null,"
+                     "\"buyBoxShippingCountry\":null,");
+        sim_buf_printf(b, "\"lastBuyBoxUpdate\":%lld,\"buyBoxStats\":{},",
+                       (long long)p->last_update);
+    } else {
+        const struct sim_offer *o = &m->offers[m->bb];
+        char sid[14];
+        seller_of(c, o, sid);
+        sim_buf_printf(b,
+                       "\"buyBoxPrice\":%lld,\"buyBoxShipping\":%lld,\"buyBoxIsUnqualified\":false,"
+                       "\"buyBoxIsShippable\":true,\"buyBoxIsPreorder\":false,"
+                       "\"buyBoxIsBackorder\":false,\"buyBoxIsFBA\":%s,\"buyBoxIsAmazon\":%s,"
+                       "\"buyBoxIsMAP\":false,\"buyBoxIsUsed\":%s,"
+                       "\"buyBoxIsPrimeExclusive\":false,\"buyBoxIsFreeShippingEligible\":%s,"
+                       "\"buyBoxIsPrimeEligible\":%s,\"buyBoxIsWarehouseDeal\":false,"
+                       "\"buyBoxSellerId\":\"%s\",\"buyBoxCondition\":%d,"
+                       "\"buyBoxAvailabilityMessage\":\"IN_STOCK\","
+                       "\"buyBoxShippingCountry\":null,\"lastBuyBoxUpdate\":%lld,",
+                       (long long)o->price, (long long)o->ship, o->fba ? "true" : "false",
+                       o->amazon ? "true" : "false", m->bb_is_used ? "true" : "false",
+                       o->ship == 0 ? "true" : "false", o->prime ? "true" : "false", sid, o->cond,
+                       (long long)p->last_update);
+        /* buyBoxStats: the holder most of the time, the runner-up the rest */
+        int won = 70 + (int)(ph(c, p, 6, 0) % 30);
+        sim_buf_printf(b,
+                       "\"buyBoxStats\":{\"%s\":{\"avgNewOfferCount\":%d,\"avgPrice\":%lld,"
+                       "\"avgUsedOfferCount\":%d,\"isFBA\":%s,\"lastSeen\":%lld,"
+                       "\"percentageWon\":%d.0}",
+                       sid, m->n_new, (long long)(o->price + o->ship), m->n_used,
+                       o->fba || o->amazon ? "true" : "false", (long long)p->last_update, won);
+        for (int i = 0; i < m->n; i++) {
+            const struct sim_offer *x = &m->offers[i];
+            if (i == m->bb || !x->live || !x->bb_eligible || (x->cond == 1) != (o->cond == 1))
+                continue;
+            char xid[14];
+            seller_of(c, x, xid);
+            sim_buf_printf(b,
+                           ",\"%s\":{\"avgNewOfferCount\":%d,\"avgPrice\":%lld,"
+                           "\"avgUsedOfferCount\":%d,\"isFBA\":%s,\"lastSeen\":%lld,"
+                           "\"percentageWon\":%d.0}",
+                           xid, m->n_new, (long long)(x->price + x->ship), m->n_used,
+                           x->fba || x->amazon ? "true" : "false",
+                           (long long)(p->last_update - 1440), 100 - won);
+            break;
+        }
+        sim_buf_puts(b, "},");
+    }
+    if (m->bb_used < 0) {
+        sim_buf_puts(b, "\"buyBoxUsedPrice\":-1,\"buyBoxUsedShipping\":-1,"
+                        "\"buyBoxUsedSellerId\":null,\"buyBoxUsedIsFBA\":null,"
+                        "\"buyBoxUsedCondition\":null,\"buyBoxUsedStats\":null,");
+        return;
+    }
+    const struct sim_offer *u = &m->offers[m->bb_used];
+    char uid[14];
+    seller_of(c, u, uid);
+    sim_buf_printf(b,
+                   "\"buyBoxUsedPrice\":%lld,\"buyBoxUsedShipping\":%lld,"
+                   "\"buyBoxUsedSellerId\":\"%s\",\"buyBoxUsedIsFBA\":%s,"
+                   "\"buyBoxUsedCondition\":%d,\"buyBoxUsedStats\":{\"%s\":{\"avgPrice\":%lld,"
+                   "\"condition\":%d,\"isFBA\":%s,\"lastSeen\":%lld,\"percentageWon\":100.0}},",
+                   (long long)u->price, (long long)u->ship, uid, u->fba ? "true" : "false", u->cond,
+                   uid, (long long)(u->price + u->ship), u->cond, u->fba ? "true" : "false",
+                   (long long)p->last_update);
+}
+
 static void render_stats(struct sim_buf *b, const struct sim_catalog *c,
                          const struct sim_product *p, const struct sim_product_req *r,
-                         const struct sim_offer *offers, int n_offers, int offers_ok)
+                         int offers_ok)
 {
-    int vis[SIM_CSV_TYPES];
+    const struct sim_market *mk = &p->mkt;
+    int vis[SIM_CSV_TYPES], cvis[SIM_CSV_TYPES];
     int64_t cur[SIM_CSV_TYPES], mn[SIM_CSV_TYPES], mx[SIM_CSV_TYPES], oos[SIM_CSV_TYPES];
     for (int i = 0; i < SIM_CSV_TYPES; i++) {
-        vis[i] = visible(p, r, i) && p->cur[i] >= 0;
-        cur[i] = p->cur[i] >= 0 && is_triple(i) ? p->cur[i] + ship_of(i) : p->cur[i];
-        int64_t a = p->avg365[i];
-        mn[i] = a > 0 && a * 6 / 10 < p->cur[i] ? a * 6 / 10 : p->cur[i];
-        mx[i] = a > 0 && a * 14 / 10 > p->cur[i] ? a * 14 / 10 : p->cur[i];
+        vis[i] = visible(p, r, i);
+        cvis[i] = vis[i] && p->cur[i] >= 0;
+        cur[i] = p->cur[i] >= 0 && is_triple(i) ? p->cur[i] + mk->ship[i] : p->cur[i];
+        int64_t a = p->avg365[i], v = p->cur[i] >= 0 ? p->cur[i] : a;
+        mn[i] = a > 0 && a * 6 / 10 < v ? a * 6 / 10 : v;
+        mx[i] = a > 0 && a * 14 / 10 > v ? a * 14 / 10 : v;
         oos[i] = vis[i] ? 0 : -1;
     }
-    if (!p->has_amazon)
-        oos[0] = 100;
+    oos[0] = p->has_amazon ? 10 : 100;
     int64_t days = r->stats_mode == SIM_STATS_DAYS ? r->stats_days
                                                    : (r->stats_to_ms - r->stats_from_ms) / 86400000;
     const int64_t *avg = days <= 30    ? p->avg30
@@ -272,7 +373,7 @@ static void render_stats(struct sim_buf *b, const struct sim_catalog *c,
     memset(none, 0, sizeof(none));
     const int *ivis = days > 0 ? vis : none; /* stats=0: interval arrays all -1 (REC-CLI) */
     sim_buf_puts(b, "\"stats\":{");
-    int_array(b, "current", cur, vis, SIM_CSV_TYPES);
+    int_array(b, "current", cur, cvis, SIM_CSV_TYPES);
     int_array(b, "avg", avg, ivis, SIM_CSV_TYPES);
     int_array(b, "avg30", p->avg30, vis, SIM_CSV_TYPES);
     int_array(b, "avg90", p->avg90, vis, SIM_CSV_TYPES);
@@ -285,11 +386,11 @@ static void render_stats(struct sim_buf *b, const struct sim_catalog *c,
     minmax_array(b, "maxInInterval", mx, ivis, p->keepa_min - 1440 * (days > 2 ? days - 2 : 1));
     sim_buf_puts(b, "\"isLowest\":[");
     for (int i = 0; i < SIM_CSV_TYPES; i++)
-        sim_buf_puts(b, vis[i] && p->cur[i] <= mn[i] ? "true," : "false,");
+        sim_buf_puts(b, cvis[i] && p->cur[i] <= mn[i] ? "true," : "false,");
     sim_buf_uncomma(b);
     sim_buf_puts(b, "],\"isLowest90\":[");
     for (int i = 0; i < SIM_CSV_TYPES; i++)
-        sim_buf_puts(b, vis[i] && p->cur[i] <= mn[i] ? "true," : "false,");
+        sim_buf_puts(b, cvis[i] && p->cur[i] <= mn[i] ? "true," : "false,");
     sim_buf_uncomma(b);
     sim_buf_puts(b, "],");
     int all[SIM_CSV_TYPES];
@@ -301,89 +402,49 @@ static void render_stats(struct sim_buf *b, const struct sim_catalog *c,
     int_array(b, "outOfStockPercentage90", oos, all, SIM_CSV_TYPES);
     int_array(b, "outOfStockPercentage30", oos, all, SIM_CSV_TYPES);
     sim_buf_printf(b, "\"outOfStockCountAmazon30\":%d,\"outOfStockCountAmazon90\":%d,",
-                   p->has_amazon ? 0 : 1, p->has_amazon ? 0 : 1);
+                   p->cur[0] > 0 ? 0 : 1, p->cur[0] > 0 ? 0 : 1);
     sim_buf_printf(b, "\"deltaPercent90_monthlySold\":%d,", p->monthly_sold > 0 ? -5 : 0);
     sim_buf_printf(b, "\"lastOffersUpdate\":%lld,", (long long)p->last_update);
     sim_buf_printf(b,
                    "\"salesRankDrops30\":%d,\"salesRankDrops90\":%d,\"salesRankDrops180\":%d,"
                    "\"salesRankDrops365\":%d,",
                    p->drops30, p->drops90, p->drops180, p->drops365);
-    sim_buf_printf(b, "\"totalOfferCount\":%d,\"lightningDealInfo\":null,",
-                   p->has_amazon + p->n_new_offers + p->n_used_offers);
+    sim_buf_printf(b, "\"totalOfferCount\":%d,\"lightningDealInfo\":null,", mk->n_live);
     int with_offers = r->offers > 0 && offers_ok;
-    int fba = 0, fbm = 0, retrieved = 0;
-    char lowest_fba[14] = "", lowest_fbm[14] = "";
-    int64_t best_fba = INT64_MAX, best_fbm = INT64_MAX;
-    for (int i = 0; i < n_offers; i++) {
-        if (!offers[i].live || offers[i].cond != 1)
-            continue;
-        if (offers[i].fba) {
-            fba++;
-            if (offers[i].price < best_fba && offers[i].seller_idx >= 0) {
-                best_fba = offers[i].price;
-                sim_catalog_seller_id(c, offers[i].seller_idx, lowest_fba);
-            }
-        } else {
-            fbm++;
-            if (offers[i].price + offers[i].ship < best_fbm && offers[i].seller_idx >= 0) {
-                best_fbm = offers[i].price + offers[i].ship;
-                sim_catalog_seller_id(c, offers[i].seller_idx, lowest_fbm);
-            }
-        }
-    }
-    for (int i = 0; i < n_offers; i++)
-        retrieved += offers[i].live;
-    if (retrieved > r->offers)
-        retrieved = r->offers;
     if (with_offers) {
-        sim_buf_puts(b, "\"sellerIdsLowestFBA\":");
-        if (lowest_fba[0]) {
-            sim_buf_putc(b, '[');
-            sim_buf_str(b, lowest_fba);
-            sim_buf_puts(b, "],");
-        } else {
-            sim_buf_puts(b, "null,");
+        int lowest[2] = {-1, -1}; /* the lowest third-party New FBA / FBM offers */
+        for (int i = 0; i < mk->n; i++) {
+            const struct sim_offer *o = &mk->offers[i];
+            if (!o->live || o->cond != 1 || o->amazon)
+                continue;
+            int f = o->fba ? 0 : 1;
+            if (lowest[f] < 0 ||
+                o->price + o->ship < mk->offers[lowest[f]].price + mk->offers[lowest[f]].ship)
+                lowest[f] = i;
         }
-        sim_buf_puts(b, "\"sellerIdsLowestFBM\":");
-        if (lowest_fbm[0]) {
-            sim_buf_putc(b, '[');
-            sim_buf_str(b, lowest_fbm);
-            sim_buf_puts(b, "],");
-        } else {
-            sim_buf_puts(b, "null,");
+        const char *names[2] = {"sellerIdsLowestFBA", "sellerIdsLowestFBM"};
+        for (int f = 0; f < 2; f++) {
+            sim_buf_key(b, names[f]);
+            if (lowest[f] >= 0) {
+                char sid[14];
+                seller_of(c, &mk->offers[lowest[f]], sid);
+                sim_buf_putc(b, '[');
+                sim_buf_str(b, sid);
+                sim_buf_puts(b, "],");
+            } else {
+                sim_buf_puts(b, "null,");
+            }
         }
+        int retrieved = mk->n_live < r->offers ? mk->n_live : r->offers;
         sim_buf_printf(b, "\"offerCountFBA\":%d,\"offerCountFBM\":%d,\"retrievedOfferCount\":%d,",
-                       fba, fbm, retrieved);
+                       mk->n_new_fba, mk->n_new_fbm, retrieved);
     } else {
         sim_buf_puts(b, "\"sellerIdsLowestFBA\":null,\"sellerIdsLowestFBM\":null,"
                         "\"offerCountFBA\":-2,\"offerCountFBM\":-2,\"retrievedOfferCount\":-2,");
     }
     sim_buf_puts(b, "\"tradeInPrice\":-2,");
-    int bb = r->buybox || with_offers;
-    if (bb) {
-        int bb_amz = p->has_amazon;
-        char sid[14];
-        if (bb_amz)
-            strcpy(sid, SIM_AMAZON_SELLER);
-        else
-            sim_catalog_seller_id(c, (int64_t)(ph(c, p, 4, 0) % SIM_SELLERS), sid);
-        sim_buf_printf(b,
-                       "\"buyBoxPrice\":%lld,\"buyBoxShipping\":0,\"buyBoxIsUnqualified\":false,"
-                       "\"buyBoxIsShippable\":true,\"buyBoxIsPreorder\":false,"
-                       "\"buyBoxIsBackorder\":false,\"buyBoxIsFBA\":true,\"buyBoxIsAmazon\":%s,"
-                       "\"buyBoxIsMAP\":false,\"buyBoxIsUsed\":false,"
-                       "\"buyBoxIsPrimeExclusive\":false,\"buyBoxIsFreeShippingEligible\":true,"
-                       "\"buyBoxIsPrimeEligible\":true,\"buyBoxIsWarehouseDeal\":false,"
-                       "\"buyBoxSellerId\":\"%s\",\"buyBoxCondition\":1,"
-                       "\"buyBoxAvailabilityMessage\":\"In Stock\","
-                       "\"buyBoxShippingCountry\":null,\"lastBuyBoxUpdate\":%lld,",
-                       (long long)p->cur[18], bb_amz ? "true" : "false", sid,
-                       (long long)p->last_update);
-        sim_buf_printf(b,
-                       "\"buyBoxStats\":{\"%s\":{\"avgNewOfferCount\":%d,\"avgPrice\":%lld,"
-                       "\"avgUsedOfferCount\":-1,\"isFBA\":true,\"lastSeen\":%lld,"
-                       "\"percentageWon\":100.0}},",
-                       sid, p->n_new_offers, (long long)p->avg90[18], (long long)p->last_update);
+    if (r->buybox || with_offers) {
+        render_buy_box(b, c, p);
     } else {
         sim_buf_puts(b,
                      "\"buyBoxPrice\":-2,\"buyBoxShipping\":-2,\"buyBoxIsUnqualified\":null,"
@@ -393,7 +454,10 @@ static void render_stats(struct sim_buf *b, const struct sim_catalog *c,
                      "\"buyBoxIsFreeShippingEligible\":null,\"buyBoxIsPrimeEligible\":null,"
                      "\"buyBoxIsWarehouseDeal\":null,\"buyBoxSellerId\":null,"
                      "\"buyBoxCondition\":null,\"buyBoxAvailabilityMessage\":null,"
-                     "\"buyBoxShippingCountry\":null,\"lastBuyBoxUpdate\":null,");
+                     "\"buyBoxShippingCountry\":null,\"lastBuyBoxUpdate\":null,"
+                     "\"buyBoxUsedPrice\":-2,\"buyBoxUsedShipping\":-2,"
+                     "\"buyBoxUsedSellerId\":null,\"buyBoxUsedIsFBA\":null,"
+                     "\"buyBoxUsedCondition\":null,");
     }
     sim_buf_uncomma(b);
     sim_buf_puts(b, "},");
@@ -406,9 +470,11 @@ static int cmp_landed(const struct sim_offer *a, const struct sim_offer *b)
 }
 
 static void render_offers(struct sim_buf *b, const struct sim_catalog *c,
-                          const struct sim_product *p, const struct sim_product_req *r,
-                          const struct sim_offer *all, int n_all)
+                          const struct sim_product *p, const struct sim_product_req *r)
 {
+    const struct sim_market *mk = &p->mkt;
+    const struct sim_offer *all = mk->offers;
+    int n_all = mk->n;
     /* Returned offers: up to r->offers live ones (cheapest first), then historical ones. */
     int order[SIM_MAX_OFFERS], n_live = 0;
     for (int i = 0; i < n_all; i++)
@@ -436,10 +502,7 @@ static void render_offers(struct sim_buf *b, const struct sim_catalog *c,
     for (int k = 0; k < n_ret; k++) {
         const struct sim_offer *o = &all[ret[k]];
         char sid[14];
-        if (o->seller_idx < 0)
-            strcpy(sid, SIM_AMAZON_SELLER);
-        else
-            sim_catalog_seller_id(c, o->seller_idx, sid);
+        seller_of(c, o, sid);
         sim_buf_printf(b, "{\"lastSeen\":%lld,\"sellerId\":\"%s\",\"offerCSV\":[",
                        (long long)o->last_seen, sid);
         int64_t t0 = o->last_seen - 2880;
@@ -455,7 +518,7 @@ static void render_offers(struct sim_buf *b, const struct sim_catalog *c,
                        "\"lastStockUpdate\":%lld",
                        o->cond,
                        o->cond >= 2 && o->cond <= 5 ? "\"Ships fast. Good condition.\"" : "null",
-                       o->fba ? "true" : "false", o->amazon ? "true" : "false", o->offer_id,
+                       o->prime ? "true" : "false", o->amazon ? "true" : "false", o->offer_id,
                        o->fba ? "true" : "false", (long long)(o->live ? p->last_update : 0));
         if (r->stock)
             sim_buf_printf(b, ",\"stockCSV\":[%lld,%d]", (long long)o->last_seen,
@@ -475,6 +538,23 @@ static void render_offers(struct sim_buf *b, const struct sim_catalog *c,
     sim_buf_puts(b, "],");
 }
 
+/* hazardousMaterials of a hazmat product (Keepa sends null for the others). */
+static void render_hazmat(struct sim_buf *b, int kind)
+{
+    static const char *const classes[4][2] = {{NULL, NULL},
+                                              {"Lithium Ion Batteries", "UN3481"},
+                                              {"Aerosols", "UN1950"},
+                                              {"Flammable Liquid", "UN1993"}};
+    if (kind <= 0 || kind > 3) {
+        sim_buf_puts(b, "\"hazardousMaterials\":null,");
+        return;
+    }
+    sim_buf_printf(b,
+                   "\"hazardousMaterials\":[{\"aspect\":\"hazmat_type\",\"value\":\"%s\"},"
+                   "{\"aspect\":\"un_number\",\"value\":\"%s\"}],",
+                   classes[kind][0], classes[kind][1]);
+}
+
 void sim_render_product(struct sim_buf *b, const struct sim_catalog *c, const struct sim_product *p,
                         const struct sim_product_opts *o)
 {
@@ -482,17 +562,26 @@ void sim_render_product(struct sim_buf *b, const struct sim_catalog *c, const st
     char title[160], ean[14], parent[11];
     sim_catalog_title(c, p->idx, title, sizeof(title));
     sim_product_ean(p->idx, ean);
+    struct hist_row *rows = NULL;
+    int n_rows = 0;
+    if (r->history) {
+        int64_t window = r->days > 0 ? p->keepa_min - r->days * 1440 : INT64_MIN / 2;
+        rows = history_rows(c, p, window, &n_rows);
+        if (rows == NULL) {
+            b->oom = 1;
+            return;
+        }
+    }
     sim_buf_puts(b, "{\"csv\":");
     if (!r->history) {
         sim_buf_puts(b, "null");
     } else {
-        int64_t window = r->days > 0 ? p->keepa_min - r->days * 1440 : INT64_MIN / 2;
         sim_buf_putc(b, '[');
         for (int i = 0; i < SIM_CSV_TYPES; i++) {
             if (i)
                 sim_buf_putc(b, ',');
-            if (visible(p, r, i) && p->cur[i] >= 0)
-                csv_series(b, c, p, i, window);
+            if (visible(p, r, i) && series_has_data(rows, n_rows, i))
+                csv_series(b, rows, n_rows, i);
             else
                 sim_buf_puts(b, "null");
         }
@@ -536,66 +625,80 @@ void sim_render_product(struct sim_buf *b, const struct sim_catalog *c, const st
                    "\"packageHeight\":%d,\"packageLength\":%d,\"packageWidth\":%d,"
                    "\"packageWeight\":%d,\"packageQuantity\":1,\"itemHeight\":0,\"itemLength\":0,"
                    "\"itemWidth\":0,\"itemWeight\":0,\"availabilityAmazon\":%d,",
-                   p->height_mm, p->length_mm, p->width_mm, p->weight_g, p->has_amazon ? 0 : -1);
-    sim_buf_printf(b, "\"buyBoxEligibleOfferCounts\":[%d,%d,%d,%d,0,0,0,0],",
-                   (p->n_new_offers + 1) / 2, p->n_new_offers / 2, (p->n_used_offers + 1) / 2,
-                   p->n_used_offers / 2);
-    sim_buf_printf(b,
-                   "\"fbaFees\":{\"lastUpdate\":%lld,\"pickAndPackFee\":%d},"
-                   "\"referralFeePercent\":%d,\"referralFeePercentage\":%d.0,",
-                   (long long)(p->keepa_min - 10080), p->fba_fee_cents, p->referral_pct,
-                   p->referral_pct);
+                   p->height_mm, p->length_mm, p->width_mm, p->weight_g, p->availability_amazon);
+    const int *el = p->mkt.eligible;
+    sim_buf_printf(b, "\"buyBoxEligibleOfferCounts\":[%d,%d,%d,%d,0,0,0,0],", el[0], el[1], el[2],
+                   el[3]);
+    if (p->fba_fee_cents >= 0)
+        sim_buf_printf(b, "\"fbaFees\":{\"lastUpdate\":%lld,\"pickAndPackFee\":%d},",
+                       (long long)(p->keepa_min - 10080), p->fba_fee_cents);
+    else
+        sim_buf_puts(b, "\"fbaFees\":null,");
+    if (p->referral_bp % 100 == 0)
+        sim_buf_printf(b, "\"referralFeePercent\":%d,\"referralFeePercentage\":%d.0,",
+                       p->referral_pct, p->referral_bp / 100);
+    else
+        sim_buf_printf(b, "\"referralFeePercent\":%d,\"referralFeePercentage\":%d.%02d,",
+                       p->referral_pct, p->referral_bp / 100, p->referral_bp % 100);
+    if (p->closing_fee_cents >= 0)
+        sim_buf_printf(b, "\"variableClosingFee\":%d,", p->closing_fee_cents);
     sim_buf_printf(b, "\"monthlySold\":%d,", p->monthly_sold);
     if (r->history) {
         sim_buf_printf(b, "\"monthlySoldHistory\":[%lld,%d],", (long long)(p->keepa_min - 43200),
                        p->monthly_sold);
         sim_buf_printf(b, "\"salesRankReference\":%lld,\"salesRankReferenceHistory\":[%lld,%lld],",
-                       (long long)p->root_cat, (long long)p->tracking_since,
-                       (long long)p->root_cat);
-        sim_buf_printf(b, "\"salesRanks\":{\"%lld\":", (long long)p->cats[0]);
-        int64_t sub[SIM_CSV_TYPES];
-        (void)sub;
-        csv_series(b, c, p, 3, r->days > 0 ? p->keepa_min - r->days * 1440 : INT64_MIN / 2);
-        sim_buf_puts(b, "},");
+                       (long long)(p->has_rank ? p->root_cat : -1), (long long)p->tracking_since,
+                       (long long)(p->has_rank ? p->root_cat : -1));
+        if (p->has_rank && series_has_data(rows, n_rows, 3)) {
+            sim_buf_printf(b, "\"salesRanks\":{\"%lld\":", (long long)p->cats[0]);
+            csv_series(b, rows, n_rows, 3);
+            sim_buf_puts(b, "},");
+        } else {
+            sim_buf_puts(b, "\"salesRanks\":null,");
+        }
     } else {
-        sim_buf_printf(b, "\"salesRankReference\":%lld,", (long long)p->root_cat);
+        sim_buf_printf(b, "\"salesRankReference\":%lld,",
+                       (long long)(p->has_rank ? p->root_cat : -1));
     }
     sim_buf_printf(b,
                    "\"salesRankDisplayGroup\":\"sim_display_on_website\",\"type\":\"%s\","
-                   "\"hasReviews\":%s,\"isAdultProduct\":false,\"isRedirectASIN\":false,"
+                   "\"hasReviews\":%s,\"isAdultProduct\":%s,\"isRedirectASIN\":false,"
                    "\"isSNS\":false,\"isEligibleForTradeIn\":false,"
-                   "\"isEligibleForSuperSaverShipping\":true,\"isHeatSensitive\":false,"
-                   "\"launchpad\":false,\"lastEbayUpdate\":0,\"coupon\":null,\"promotions\":null,",
-                   books ? "ABIS_BOOK" : "SIM_ITEM", p->reviews > 0 ? "true" : "false");
+                   "\"isEligibleForSuperSaverShipping\":true,\"isHeatSensitive\":%s,",
+                   books ? "ABIS_BOOK" : "SIM_ITEM", p->reviews > 0 ? "true" : "false",
+                   p->adult ? "true" : "false", p->heat_sensitive ? "true" : "false");
+    render_hazmat(b, p->hazmat);
+    sim_buf_puts(b,
+                 "\"launchpad\":false,\"lastEbayUpdate\":0,\"coupon\":null,\"promotions\":null,");
 
-    struct sim_offer offers[SIM_MAX_OFFERS];
-    int n_offers = 0;
     int with_offers = r->offers > 0 && !o->offers_failed;
-    if (with_offers)
-        n_offers = sim_offers_build(c, p, offers);
     sim_buf_printf(b, "\"offersSuccessful\":%s,", with_offers ? "true" : "false");
     if (with_offers)
-        render_offers(b, c, p, r, offers, n_offers);
+        render_offers(b, c, p, r);
     else
         sim_buf_puts(b, "\"liveOffersOrder\":null,");
     if (r->history && (r->buybox || with_offers)) {
-        char sid[14];
-        if (p->has_amazon)
-            strcpy(sid, SIM_AMAZON_SELLER);
-        else
-            sim_catalog_seller_id(c, (int64_t)(ph(c, p, 4, 0) % SIM_SELLERS), sid);
-        sim_buf_printf(b, "\"buyBoxSellerIdHistory\":[\"%lld\",\"%s\"],", (long long)p->epoch_start,
-                       sid);
+        sim_buf_puts(b, "\"buyBoxSellerIdHistory\":[");
+        if (p->mkt.bb >= 0) {
+            char sid[14];
+            seller_of(c, &p->mkt.offers[p->mkt.bb], sid);
+            sim_buf_printf(b, "\"%lld\",\"%s\"", (long long)p->epoch_start, sid);
+        } else {
+            sim_buf_printf(b, "\"%lld\",\"-1\"", (long long)p->epoch_start);
+        }
+        sim_buf_puts(b, "],");
     } else {
         sim_buf_puts(b, "\"buyBoxSellerIdHistory\":null,");
     }
+    free(rows);
     if (r->stats_mode != SIM_STATS_NONE)
-        render_stats(b, c, p, r, offers, n_offers, with_offers);
+        render_stats(b, c, p, r, with_offers);
     sim_buf_uncomma(b);
     sim_buf_putc(b, '}');
 }
 
-void sim_render_deal(struct sim_buf *b, const struct sim_catalog *c, const struct sim_product *p)
+void sim_render_deal(struct sim_buf *b, const struct sim_catalog *c, const struct sim_product *p,
+                     int64_t creation)
 {
     char title[160];
     sim_catalog_title(c, p->idx, title, sizeof(title));
@@ -647,7 +750,7 @@ void sim_render_deal(struct sim_buf *b, const struct sim_catalog *c, const struc
     }
     sim_buf_uncomma(b);
     sim_buf_printf(b, "],\"rootCat\":%lld,\"creationDate\":%lld,\"image\":[",
-                   (long long)p->root_cat, (long long)p->creation);
+                   (long long)p->root_cat, (long long)creation);
     char img[24];
     snprintf(img, sizeof(img), "41S%07lldL.jpg", (long long)(p->idx % 10000000));
     for (const char *q = img; *q; q++) {

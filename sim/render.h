@@ -4,7 +4,8 @@
  * Field names, JSON types and array shapes follow the recorded real responses
  * (tests/fixtures/keepa): 36-entry csv with null for types without data, pairs and
  * shipping triples, stats per-index arrays of 36 padded with -1, deal arrays of 34 with
- * avg/delta/deltaPercent as [4][34]. Offer-dependent series appear only with offers.
+ * avg/delta/deltaPercent as [4][34]. Offer-dependent series appear only with offers; the Buy
+ * Box fields with offers or buybox=1, and -2 / null otherwise, as Keepa sends them.
  */
 #ifndef SIM_RENDER_H
 #define SIM_RENDER_H
@@ -27,21 +28,6 @@ struct sim_envelope {
 /* Writes `{` and the 7 envelope fields in Keepa's order, followed by a ',' . */
 void sim_render_envelope(struct sim_buf *b, const struct sim_envelope *e);
 
-/* One offer as the catalog knows it. */
-struct sim_offer {
-    int64_t price, ship;
-    int cond;
-    int fba, amazon, live;
-    int64_t seller_idx; /* -1 = Amazon */
-    int64_t last_seen;
-    int offer_id;
-};
-#define SIM_MAX_OFFERS 64
-
-/* Builds P's offers (live first, then historical); returns the count. */
-int sim_offers_build(const struct sim_catalog *c, const struct sim_product *p,
-                     struct sim_offer *out);
-
 /* Offer pages (<= 10 offers each) a request for N offers finds for P. */
 int sim_offer_pages(const struct sim_catalog *c, const struct sim_product *p, int n);
 
@@ -55,8 +41,9 @@ struct sim_product_opts {
 void sim_render_product(struct sim_buf *b, const struct sim_catalog *c, const struct sim_product *p,
                         const struct sim_product_opts *o);
 
-/* Appends P as a deal object (REC-DEAL key order). */
-void sim_render_deal(struct sim_buf *b, const struct sim_catalog *c, const struct sim_product *p);
+/* Appends P as a deal object (REC-DEAL key order) whose creationDate is CREATION. */
+void sim_render_deal(struct sim_buf *b, const struct sim_catalog *c, const struct sim_product *p,
+                     int64_t creation);
 
 /* Appends seller IDX as a Seller object. */
 void sim_render_seller(struct sim_buf *b, const struct sim_catalog *c, int64_t idx,

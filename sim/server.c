@@ -930,8 +930,8 @@ static enum MHD_Result ep_product(struct call *c, struct sim_fault_draw *fd)
 
 /* Finds or computes the scan for SEL; copies the page slice. Returns 0 or -ENOMEM. */
 static int deal_lookup(struct sim_server *s, const struct sim_selection *sel, int64_t kmin,
-                       int64_t *page_idx, size_t *page_n, size_t *total, int64_t root_counts[32],
-                       int *cached, int64_t *scan_min)
+                       int64_t *page_idx, struct sim_deal_hit *page_hit, size_t *page_n,
+                       size_t *total, int64_t root_counts[32], int *cached, int64_t *scan_min)
 {
     char key[DEAL_KEY_MAX];
     sim_selection_key(sel, key, sizeof(key));
@@ -948,6 +948,8 @@ static int deal_lookup(struct sim_server *s, const struct sim_selection *sel, in
             if (*page_n > SIM_DEAL_PAGE)
                 *page_n = SIM_DEAL_PAGE;
             memcpy(page_idx, e->res.idx + (off < e->res.n ? off : 0), *page_n * sizeof(int64_t));
+            memcpy(page_hit, e->res.hit + (off < e->res.n ? off : 0),
+                   *page_n * sizeof(struct sim_deal_hit));
             memcpy(root_counts, e->res.root_counts, sizeof(e->res.root_counts));
             *scan_min = e->res.keepa_min;
             *cached = 1;
@@ -964,6 +966,7 @@ static int deal_lookup(struct sim_server *s, const struct sim_selection *sel, in
     if (*page_n > SIM_DEAL_PAGE)
         *page_n = SIM_DEAL_PAGE;
     memcpy(page_idx, res.idx + (off < res.n ? off : 0), *page_n * sizeof(int64_t));
+    memcpy(page_hit, res.hit + (off < res.n ? off : 0), *page_n * sizeof(struct sim_deal_hit));
     memcpy(root_counts, res.root_counts, sizeof(res.root_counts));
     *scan_min = kmin;
     *cached = 0;
@@ -1008,34 +1011,40 @@ static enum MHD_Result ep_deal(struct call *c, struct sim_fault_draw *fd)
     sim_bucket_peek(&s->bucket, kd_mono_ns(), &v);
     int64_t kmin = keepa_min_of(s, &v);
     int64_t page_idx[SIM_DEAL_PAGE], roots[32], scan_min;
+    struct sim_deal_hit page_hit[SIM_DEAL_PAGE];
     size_t page_n = 0, total = 0;
     int cached = 0;
     if (sel->page > 66) {
         memset(roots, 0, sizeof(roots));
-    } else if (deal_lookup(s, sel, kmin, page_idx, &page_n, &total, roots, &cached, &scan_min) !=
-               0) {
+    } else if (deal_lookup(s, sel, kmin, page_idx, page_hit, &page_n, &total, roots, &cached,
+                           &scan_min) != 0) {
         free(sel);
         return send_error(c, 500, 0, "out of memory", 0);
     }
     free(sel);
     sim_buf_puts(&pl, "\"deals\":{\"dr\":[");
-    struct sim_product p;
+    struct sim_product *p = malloc(sizeof(*p));
+    if (p == NULL) {
+        sim_buf_free(&pl);
+        return send_error(c, 500, 0, "out of memory", 0);
+    }
     for (size_t i = 0; i < page_n; i++) {
-        sim_catalog_product(&s->cat, page_idx[i], scan_min, &p);
-        sim_render_deal(&pl, &s->cat, &p);
+        sim_catalog_product(&s->cat, page_idx[i], scan_min, p);
+        sim_render_deal(&pl, &s->cat, p, page_hit[i].minute);
         sim_buf_putc(&pl, ',');
     }
+    free(p);
     sim_buf_uncomma(&pl);
     sim_buf_puts(&pl, "],\"drDateIndex\":[],\"categoryIds\":[");
-    int nr = sim_catalog_root_count();
+    int nr = sim_catalog_root_count(&s->cat);
     for (int i = 0; i < nr; i++)
         if (roots[i] > 0)
-            sim_buf_printf(&pl, "%lld,", (long long)sim_catalog_root_id(i));
+            sim_buf_printf(&pl, "%lld,", (long long)sim_catalog_root_id(&s->cat, i));
     sim_buf_uncomma(&pl);
     sim_buf_puts(&pl, "],\"categoryNames\":[");
     for (int i = 0; i < nr; i++)
         if (roots[i] > 0) {
-            sim_buf_str(&pl, sim_catalog_root_name(i));
+            sim_buf_str(&pl, sim_catalog_root_name(&s->cat, i));
             sim_buf_putc(&pl, ',');
         }
     sim_buf_uncomma(&pl);
@@ -1387,6 +1396,15 @@ static enum MHD_Result ctl_oracle(struct call *c)
         sim_buf_putc(&b, ',');
     }
     sim_buf_uncomma(&b);
+    /* where each deal qualified: the minute it records and its deltaPercent then */
+    sim_buf_puts(&b, "],\"qualifiedAt\":[");
+    for (size_t i = 0; i < res.n; i++)
+        sim_buf_printf(&b, "%lld,", (long long)res.hit[i].minute);
+    sim_buf_uncomma(&b);
+    sim_buf_puts(&b, "],\"qualifiedDeltaPercent\":[");
+    for (size_t i = 0; i < res.n; i++)
+        sim_buf_printf(&b, "%lld,", (long long)res.hit[i].delta_pct);
+    sim_buf_uncomma(&b);
     sim_buf_puts(&b, "]}");
     sim_deal_result_free(&res);
     return send_json(c, 200, &b);
@@ -1413,8 +1431,15 @@ static enum MHD_Result ctl_product(struct call *c)
         return ctl_error(c, 404, "unknown asin");
     struct sim_bucket_view v;
     sim_bucket_peek(&s->bucket, kd_mono_ns(), &v);
-    struct sim_product p;
-    sim_catalog_product(&s->cat, idx, keepa_min_of(s, &v), &p);
+    int64_t now = keepa_min_of(s, &v), at = now;
+    const char *at_s = param(c, "at"); /* the truth at an earlier Keepa minute */
+    if (at_s != NULL && (sim_parse_i64(at_s, &at) != 0 || at > now))
+        return ctl_error(c, 400, "at must be a Keepa minute <= now");
+    struct sim_product *pp = malloc(sizeof(*pp));
+    if (pp == NULL)
+        return ctl_error(c, 500, "out of memory");
+    const struct sim_product *p = pp;
+    sim_catalog_product(&s->cat, idx, at, pp);
     struct sim_buf b;
     sim_buf_init(&b);
     sim_buf_printf(&b,
@@ -1424,31 +1449,32 @@ static enum MHD_Result ctl_product(struct call *c)
                    "\"variationPrimary\":%s,\"salesRankDrops30\":%d,\"salesRankDrops90\":%d,"
                    "\"salesRankDrops180\":%d,\"salesRankDrops365\":%d,\"liveOffers\":%d,"
                    "\"fbaFee\":%d,\"referralFeePercent\":%d,",
-                   p.asin, (long long)idx, (long long)p.keepa_min, (long long)p.last_update,
-                   !p.stale && p.last_update >= p.keepa_min - SIM_DEAL_FRESH_MIN ? "true" : "false",
-                   (long long)p.root_cat, (long long)p.cats[0], (long long)p.cats[1], p.rating,
-                   p.reviews, p.has_amazon ? "true" : "false", p.is_variation ? "true" : "false",
-                   p.variation_primary ? "true" : "false", p.drops30, p.drops90, p.drops180,
-                   p.drops365, p.has_amazon + p.n_new_offers + p.n_used_offers, p.fba_fee_cents,
-                   p.referral_pct);
-    truth_array(&b, "current", p.cur, SIM_CSV_TYPES);
-    truth_array(&b, "last", p.last, SIM_CSV_TYPES);
+                   p->asin, (long long)idx, (long long)p->keepa_min, (long long)p->last_update,
+                   !p->stale && p->last_update >= p->keepa_min - SIM_DEAL_FRESH_MIN ? "true"
+                                                                                    : "false",
+                   (long long)p->root_cat, (long long)p->cats[0], (long long)p->cats[1], p->rating,
+                   p->reviews, p->cur[0] > 0 ? "true" : "false", p->is_variation ? "true" : "false",
+                   p->variation_primary ? "true" : "false", p->drops30, p->drops90, p->drops180,
+                   p->drops365, p->mkt.n_live, p->fba_fee_cents, p->referral_pct);
+    truth_array(&b, "current", p->cur, SIM_CSV_TYPES);
+    truth_array(&b, "last", p->last, SIM_CSV_TYPES);
     sim_buf_puts(&b, "\"avgByDateRange\":[");
     for (int r = 0; r < SIM_DEAL_RANGES; r++) {
         sim_buf_putc(&b, '[');
         for (int i = 0; i < SIM_CSV_TYPES; i++) {
-            sim_buf_int(&b, p.avg_dr[r][i]);
+            sim_buf_int(&b, p->avg_dr[r][i]);
             if (i + 1 < SIM_CSV_TYPES)
                 sim_buf_putc(&b, ',');
         }
         sim_buf_puts(&b, r + 1 < SIM_DEAL_RANGES ? "]," : "]],");
     }
-    truth_array(&b, "avg30", p.avg30, SIM_CSV_TYPES);
-    truth_array(&b, "avg90", p.avg90, SIM_CSV_TYPES);
-    truth_array(&b, "avg180", p.avg180, SIM_CSV_TYPES);
-    truth_array(&b, "avg365", p.avg365, SIM_CSV_TYPES);
+    truth_array(&b, "avg30", p->avg30, SIM_CSV_TYPES);
+    truth_array(&b, "avg90", p->avg90, SIM_CSV_TYPES);
+    truth_array(&b, "avg180", p->avg180, SIM_CSV_TYPES);
+    truth_array(&b, "avg365", p->avg365, SIM_CSV_TYPES);
     sim_buf_uncomma(&b);
     sim_buf_putc(&b, '}');
+    free(pp);
     return send_json(c, 200, &b);
 }
 
@@ -1705,7 +1731,8 @@ int sim_server_start(const struct sim_config *cfg, struct sim_server **out)
     if (s == NULL)
         return -ENOMEM;
     s->cfg = *cfg;
-    int rc = sim_catalog_init(&s->cat, cfg->seed, cfg->products, cfg->volatility);
+    int rc = sim_catalog_init(&s->cat, cfg->seed, cfg->products, cfg->volatility,
+                              (enum sim_economy)cfg->economy);
     if (rc != 0) {
         kd_error("kdeals-sim: --products %lld / --volatility %g: out of range",
                  (long long)cfg->products, cfg->volatility);

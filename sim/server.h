@@ -26,6 +26,7 @@ struct sim_config {
     const char *expired[SIM_MAX_KEYS];
     const char *faults;
     double volatility;
+    int economy; /* enum sim_economy: SIM_ECONOMY_CALIBRATED (default) or SIM_ECONOMY_RICH */
     int offers_zero_ok;
     int threads;
     int quiet;

@@ -54,6 +54,7 @@ void kdh_sim_start(struct kdh_sim *sim, const char *const *args)
         argv[n++] = "--port-file";
         argv[n++] = port_file;
         argv[n++] = "--quiet";
+        argv[n++] = "--economy=rich"; /* many deals quickly; ARGS may override */
         for (int i = 0; args != NULL && args[i] != NULL && n < 62; i++)
             argv[n++] = args[i];
         argv[n] = NULL;

@@ -45,7 +45,8 @@ struct kdh_sim {
 
 /*
  * Starts kdeals-sim with ARGS (NULL-terminated, after the port options), waits for its port
- * file. Fails the test when the binaries are not built.
+ * file. The simulator runs the rich economy, where deals are many and quick to find; ARGS may
+ * say --economy=calibrated. Fails the test when the binaries are not built.
  */
 void kdh_sim_start(struct kdh_sim *sim, const char *const *args);
 void kdh_sim_stop(struct kdh_sim *sim);

@@ -52,7 +52,7 @@ mkdir -p "$DIR/run" "$DIR/store"
 
 # The simulator, under valgrind too (its own allocations are scanned as well).
 "${VG[@]}" "$SIM" --port-file "$DIR/sim.port" --quiet --keys "$KEY" --seed 7 --products 5000 \
-    --volatility 30 --minute-ms 100 --refill-rate 20000 --faults "$FAULTS" \
+    --volatility 30 --minute-ms 100 --refill-rate 20000 --economy rich --faults "$FAULTS" \
     >"$DIR/sim.out" 2>&1 &
 SIM_PID=$!
 for _ in $(seq 600); do

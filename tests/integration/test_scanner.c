@@ -84,6 +84,7 @@ static struct sim sim_start_v(const char *const *args)
     argv[a++] = "--port-file";
     argv[a++] = port_file;
     argv[a++] = "--quiet";
+    argv[a++] = "--economy=rich"; /* survivors every pass */
     for (int i = 0; args[i] != NULL && a < 62; i++)
         argv[a++] = args[i];
     argv[a] = NULL;

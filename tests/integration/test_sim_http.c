@@ -957,7 +957,8 @@ static long long deal_metric(yajl_val d, int sort, int dr, int pt)
 static void test_11_20_sort_types(void **state)
 {
     (void)state;
-    struct sim s = sim_start("--products", "5000", "--start-tokens", "10000");
+    /* the rich economy: a deal's figures now are the ones it is sorted by */
+    struct sim s = sim_start("--products", "5000", "--start-tokens", "10000", "--economy", "rich");
     const int sorts[] = {1, 2, 3, 4, -2, -3, -4, -1};
     for (size_t k = 0; k < sizeof(sorts) / sizeof(sorts[0]); k++) {
         int st = sorts[k];
@@ -1338,7 +1339,8 @@ static void test_ledger(void **state)
 static void test_oracle_matches_product_truth(void **state)
 {
     (void)state;
-    struct sim s = sim_start("--products", "20000", "--start-tokens", "1000");
+    /* the rich economy: what the oracle lists qualifies now */
+    struct sim s = sim_start("--products", "20000", "--start-tokens", "1000", "--economy", "rich");
     const char *sel = "{\"domainId\":\"1\",\"includeCategories\":[283155],\"priceTypes\":[2],"
                       "\"deltaPercentRange\":[20,2147483647],\"salesRankRange\":[1000,-1],"
                       "\"minRating\":10,\"isRangeEnabled\":true,\"isFilterEnabled\":true,"

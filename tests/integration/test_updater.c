@@ -108,6 +108,7 @@ static void start_sim(struct world *w, const char *faults)
     argv[n++] = "--products";
     argv[n++] = products;
     argv[n++] = "--quiet";
+    argv[n++] = "--economy=rich"; /* the stored deals stay deals */
     if (faults != NULL) {
         argv[n++] = "--faults";
         argv[n++] = (char *)faults;
@@ -435,7 +436,7 @@ static void pick_products(struct world *w, size_t n, char asins[][ST_ASIN_LEN + 
                           struct truth *truths)
 {
     struct sim_catalog cat;
-    assert_int_equal(sim_catalog_init(&cat, SEED, PRODUCTS, 0), 0);
+    assert_int_equal(sim_catalog_init(&cat, SEED, PRODUCTS, 0, SIM_ECONOMY_RICH), 0);
     size_t got = 0;
     for (int64_t idx = 0; idx < PRODUCTS && got < n; idx++) {
         char asin[11];

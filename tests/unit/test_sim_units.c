@@ -20,7 +20,7 @@ static void test_asin_roundtrip(void **state)
 {
     (void)state;
     struct sim_catalog c;
-    assert_int_equal(sim_catalog_init(&c, 42, 300000, 1.0), 0);
+    assert_int_equal(sim_catalog_init(&c, 42, 300000, 1.0, SIM_ECONOMY_RICH), 0);
     for (int64_t i = 0; i < 300000; i += 997) {
         char a[11];
         sim_catalog_asin(&c, i, a);
@@ -40,7 +40,7 @@ static void test_asin_roundtrip(void **state)
     assert_int_equal(sim_catalog_lookup(&c, "b0aaaaaaaa"), -1);
     /* Another seed maps the same index elsewhere. */
     struct sim_catalog d;
-    sim_catalog_init(&d, 43, 300000, 1.0);
+    sim_catalog_init(&d, 43, 300000, 1.0, SIM_ECONOMY_RICH);
     char a1[11], a2[11];
     sim_catalog_asin(&c, 5, a1);
     sim_catalog_asin(&d, 5, a2);
@@ -51,7 +51,7 @@ static void test_seller_roundtrip(void **state)
 {
     (void)state;
     struct sim_catalog c;
-    sim_catalog_init(&c, 7, 1000, 1.0);
+    sim_catalog_init(&c, 7, 1000, 1.0, SIM_ECONOMY_RICH);
     for (int64_t i = 0; i < SIM_SELLERS; i += 37) {
         char id[14];
         sim_catalog_seller_id(&c, i, id);
@@ -65,7 +65,7 @@ static void test_catalog_deterministic_and_moving(void **state)
 {
     (void)state;
     struct sim_catalog c;
-    sim_catalog_init(&c, 9, 5000, 1.0);
+    sim_catalog_init(&c, 9, 5000, 1.0, SIM_ECONOMY_RICH);
     struct sim_product a, b;
     int changed = 0;
     for (int64_t i = 0; i < 200; i++) {
@@ -80,7 +80,7 @@ static void test_catalog_deterministic_and_moving(void **state)
     }
     assert_true(changed > 50); /* prices move over three days */
     /* volatility 0: prices never move */
-    sim_catalog_init(&c, 9, 5000, 0.0);
+    sim_catalog_init(&c, 9, 5000, 0.0, SIM_ECONOMY_RICH);
     sim_catalog_product(&c, 3, 8000000, &a);
     sim_catalog_product(&c, 3, 8000000 + 10 * 1440, &b);
     assert_int_equal(a.cur[2], b.cur[2]);
@@ -91,7 +91,7 @@ static void test_meaningful_deal_share(void **state)
 {
     (void)state;
     struct sim_catalog c;
-    sim_catalog_init(&c, 1, 20000, 1.0);
+    sim_catalog_init(&c, 1, 20000, 1.0, SIM_ECONOMY_RICH);
     /* A typical reseller filter: used price >= 20 % under the 90-day average, rank drops. */
     int deals = 0;
     struct sim_product p;
@@ -289,7 +289,7 @@ static void test_deal_match_rules(void **state)
 {
     (void)state;
     struct sim_catalog c;
-    sim_catalog_init(&c, 3, 4000, 1.0);
+    sim_catalog_init(&c, 3, 4000, 1.0, SIM_ECONOMY_RICH);
     struct sim_selection s;
     char err[64];
     const char *j = "{\"priceTypes\":[2],\"dateRange\":3,\"deltaPercentRange\":[20,-1],"
@@ -303,7 +303,7 @@ static void test_deal_match_rules(void **state)
         sim_deal_metrics(&p, 3, 2, &m);
         int expect = !p.stale && p.last_update >= p.keepa_min - 720 && m.cur > 0 && m.avg > 0 &&
                      m.delta > 0 && m.delta_pct >= 20;
-        assert_int_equal(sim_deal_match(&s, &p, 1), expect);
+        assert_int_equal(sim_deal_match(&c, &s, &p, 1, NULL), expect);
         matched += expect;
     }
     assert_true(matched > 100);

@@ -12,6 +12,7 @@
  */
 #include <curl/curl.h>
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1484,6 +1485,515 @@ static void test_seller_and_query(void **state)
     sim_stop(&s);
 }
 
+/* ---------- what a deal judgement reads ---------- */
+
+static int jbool(yajl_val v)
+{
+    return v != NULL && (v->type == yajl_t_true || v->type == yajl_t_false);
+}
+
+static int jtrue(yajl_val v)
+{
+    return v != NULL && v->type == yajl_t_true;
+}
+
+static const char *jstr(yajl_val v, const char *key)
+{
+    yajl_val x = jget(v, key);
+    if (!YAJL_IS_STRING(x))
+        fail_msg("%s is not a string", key);
+    return x->u.string;
+}
+
+static long long aint(yajl_val arr, size_t i)
+{
+    yajl_val v = jidx(arr, i);
+    if (!YAJL_IS_INTEGER(v))
+        fail_msg("array entry %zu is not an integer", i);
+    return YAJL_GET_INTEGER(v);
+}
+
+/* The price and shipping of an offer's newest offerCSV triple. */
+static long long offer_price(yajl_val o)
+{
+    yajl_val csv = jget(o, "offerCSV");
+    return aint(csv, jlen(csv) - 2);
+}
+
+static long long offer_landed(yajl_val o)
+{
+    yajl_val csv = jget(o, "offerCSV");
+    return aint(csv, jlen(csv) - 2) + aint(csv, jlen(csv) - 1);
+}
+
+/* A Keepa minute boundary in the near future (ms): tests that compare answers at "the same
+ * minute" start the simulator there, so its first minute lasts a full 60 s. */
+static long long aligned_clock_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    long long ms = (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+    return ms - ms % 60000;
+}
+
+static const char *const MEDIA_NAMES[][2] = {{"283155", "Books"},
+                                             {"5174", "CDs & Vinyl"},
+                                             {"2625373011", "Movies & TV"},
+                                             {"468642", "Video Games"},
+                                             {"229534", "Software"}};
+
+static int is_media_root(long long root)
+{
+    for (size_t i = 0; i < 5; i++)
+        if (root == atoll(MEDIA_NAMES[i][0]))
+            return 1;
+    return 0;
+}
+
+/* Up to MAX ASINs of root ROOT (0: any) from /query, appended to OUT at *N. */
+static void query_asins(struct sim *s, long long root, char out[][11], int *n, int max)
+{
+    char q[256];
+    if (root > 0)
+        snprintf(q, sizeof(q), "{\"rootCategory\":[%lld],\"perPage\":50}", root);
+    else
+        snprintf(q, sizeof(q), "{\"perPage\":50}");
+    struct resp r = req(s, "POST", "/query?key=k&domain=1", q, 1);
+    assert_int_equal(r.status, 200);
+    yajl_val list = jget(r.json, "asinList");
+    for (size_t i = 0; i < jlen(list) && *n < max && i < 20; i++)
+        snprintf(out[(*n)++], 11, "%s", YAJL_GET_STRING(jidx(list, i)));
+    resp_free(&r);
+}
+
+struct judged_seen {
+    int media_named[5], closing, hazmat, heat, fba_null, amazon, used_bb, bb_used, bb_none;
+};
+
+/* A product fetched with stats and offers=100 (every live offer): fields and consistency. */
+static void check_full_product(yajl_val p, struct judged_seen *seen)
+{
+    yajl_val st = jget(p, "stats"), cur = jget(st, "current");
+    long long root = jint(p, "rootCategory");
+    /* categories: the root first in categoryTree, with Keepa's name for the media roots */
+    yajl_val tree = jget(p, "categoryTree");
+    assert_true(jlen(tree) >= 2);
+    assert_int_equal(jint(jidx(tree, 0), "catId"), root);
+    assert_true(YAJL_IS_STRING(jget(jidx(tree, 0), "name")));
+    for (size_t i = 0; i < 5; i++)
+        if (root == atoll(MEDIA_NAMES[i][0])) {
+            assert_string_equal(jstr(jidx(tree, 0), "name"), MEDIA_NAMES[i][1]);
+            seen->media_named[i] = 1;
+        }
+    /* fees: pickAndPackFee when fbaFees is collected, both referral fields, media closing */
+    yajl_val fees = jget(p, "fbaFees");
+    if (YAJL_IS_NULL(fees)) {
+        seen->fba_null++;
+    } else {
+        assert_true(jint(fees, "pickAndPackFee") > 0);
+        assert_true(jint(fees, "lastUpdate") > 0);
+    }
+    long long ref = jint(p, "referralFeePercent");
+    yajl_val refp = jget(p, "referralFeePercentage");
+    assert_true(YAJL_IS_DOUBLE(refp));
+    assert_int_equal((long long)floor(YAJL_GET_DOUBLE(refp)), ref);
+    yajl_val closing = jget(p, "variableClosingFee");
+    assert_int_equal(closing != NULL, is_media_root(root));
+    if (closing != NULL) {
+        assert_int_equal(jint(p, "variableClosingFee"), 180);
+        seen->closing++;
+    }
+    /* flags and the package */
+    assert_true(jbool(jget(p, "isHeatSensitive")) && jbool(jget(p, "isAdultProduct")));
+    seen->heat += jtrue(jget(p, "isHeatSensitive"));
+    yajl_val haz = jget(p, "hazardousMaterials");
+    assert_non_null(haz);
+    if (!YAJL_IS_NULL(haz)) {
+        assert_true(YAJL_IS_ARRAY(haz) && jlen(haz) > 0);
+        for (size_t i = 0; i < jlen(haz); i++) {
+            assert_true(YAJL_IS_STRING(jget(jidx(haz, i), "aspect")));
+            assert_true(YAJL_IS_STRING(jget(jidx(haz, i), "value")));
+        }
+        seen->hazmat++;
+    }
+    const char *dims[] = {"packageHeight", "packageLength", "packageWidth", "packageWeight"};
+    for (int i = 0; i < 4; i++)
+        assert_true(jint(p, dims[i]) > 0);
+    long long sold = jint(p, "monthlySold");
+    assert_true(sold == -1 || sold >= 50);
+    /* the offers: every live one, in liveOffersOrder */
+    yajl_val offers = jget(p, "offers"), order = jget(p, "liveOffersOrder");
+    size_t n_live = jlen(order);
+    assert_int_equal(jint(st, "totalOfferCount"), (long long)n_live);
+    assert_int_equal(jint(st, "retrievedOfferCount"), (long long)n_live);
+    long long n_new = 0, n_used = 0, fba = 0, fbm = 0, min_new = -1, min_new_landed = -1;
+    long long min_used = -1, min_used_landed = -1, cond_landed[6] = {-1, -1, -1, -1, -1, -1};
+    long long amazon = -1;
+    for (size_t k = 0; k < n_live; k++) {
+        yajl_val o = jidx(offers, (size_t)aint(order, k));
+        assert_non_null(o);
+        long long cond = jint(o, "condition"), price = offer_price(o), landed = offer_landed(o);
+        assert_true(cond >= 1 && cond <= 5);
+        assert_true(jlen(jget(o, "offerCSV")) % 3 == 0);
+        assert_true(jbool(jget(o, "isFBA")) && jbool(jget(o, "isAmazon")) &&
+                    jbool(jget(o, "isPrime")));
+        assert_int_equal(jint(o, "lastSeen"), jint(p, "lastUpdate"));
+        const char *sid = jstr(o, "sellerId");
+        assert_int_equal(strcmp(sid, "ATVPDKIKX0DER") == 0, jtrue(jget(o, "isAmazon")));
+        if (jtrue(jget(o, "isFBA")) || jtrue(jget(o, "isAmazon")))
+            assert_true(jtrue(jget(o, "isPrime")));
+        if (cond == 1) {
+            n_new++;
+            if (jtrue(jget(o, "isAmazon")))
+                amazon = price;
+            else if (jtrue(jget(o, "isFBA")))
+                fba++;
+            else
+                fbm++;
+            if (min_new < 0 || price < min_new)
+                min_new = price;
+            if (min_new_landed < 0 || landed < min_new_landed)
+                min_new_landed = landed;
+        } else {
+            n_used++;
+            if (min_used < 0 || price < min_used)
+                min_used = price;
+            if (min_used_landed < 0 || landed < min_used_landed)
+                min_used_landed = landed;
+            if (cond_landed[cond] < 0 || landed < cond_landed[cond])
+                cond_landed[cond] = landed;
+        }
+    }
+    /* the series and counts are the offers' */
+    assert_int_equal(aint(cur, 11), n_new);
+    assert_int_equal(aint(cur, 12), n_used);
+    assert_int_equal(jint(st, "offerCountFBA"), fba);
+    assert_int_equal(jint(st, "offerCountFBM"), fbm);
+    assert_int_equal(aint(cur, 34), fba);
+    assert_int_equal(aint(cur, 35), fbm);
+    assert_int_equal(aint(cur, 0), amazon);
+    assert_int_equal(jint(p, "availabilityAmazon"), amazon > 0 ? 0 : -1);
+    seen->amazon += amazon > 0;
+    assert_int_equal(aint(cur, 1), min_new);
+    assert_int_equal(aint(cur, 2), min_used);
+    for (int c = 2; c <= 5; c++)
+        assert_int_equal(aint(cur, (size_t)(17 + c)), cond_landed[c]);
+    yajl_val elig = jget(p, "buyBoxEligibleOfferCounts");
+    assert_int_equal(jlen(elig), 8);
+    assert_true(aint(elig, 0) <= fba && aint(elig, 1) <= fbm);
+    /* the Buy Box: one of the offers, never below the lowest of its condition */
+    long long bb = jint(st, "buyBoxPrice");
+    if (bb > 0) {
+        long long bb_landed = bb + jint(st, "buyBoxShipping");
+        assert_int_equal(aint(cur, 18), bb_landed);
+        assert_true(jbool(jget(st, "buyBoxIsFBA")) && jbool(jget(st, "buyBoxIsAmazon")));
+        assert_true(YAJL_IS_STRING(jget(st, "buyBoxSellerId")));
+        if (jtrue(jget(st, "buyBoxIsUsed"))) {
+            assert_int_equal(n_new, 0);
+            assert_true(jint(st, "buyBoxCondition") >= 2);
+            seen->bb_used++;
+        } else {
+            assert_int_equal(jint(st, "buyBoxCondition"), 1);
+            assert_true(bb_landed >= min_new_landed);
+            assert_int_equal(jtrue(jget(st, "buyBoxIsAmazon")),
+                             strcmp(jstr(st, "buyBoxSellerId"), "ATVPDKIKX0DER") == 0);
+        }
+    } else {
+        assert_int_equal(bb, -1); /* no offer qualifies (or none at all) */
+        assert_int_equal(aint(cur, 18), -1);
+        seen->bb_none++;
+    }
+    long long ubb = jint(st, "buyBoxUsedPrice");
+    if (ubb > 0) {
+        long long u_landed = ubb + jint(st, "buyBoxUsedShipping");
+        assert_int_equal(aint(cur, 32), u_landed);
+        assert_true(u_landed >= min_used_landed);
+        assert_true(jint(st, "buyBoxUsedCondition") >= 2);
+        assert_true(jbool(jget(st, "buyBoxUsedIsFBA")));
+        seen->used_bb++;
+    } else {
+        assert_int_equal(ubb, -1);
+        assert_int_equal(aint(cur, 32), -1);
+    }
+    /* the history ends where the stats are */
+    yajl_val csv = jget(p, "csv");
+    const int pairs[] = {0, 1, 2, 3, 11, 12};
+    for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+        yajl_val series = jidx(csv, (size_t)pairs[i]);
+        if (YAJL_IS_ARRAY(series))
+            assert_int_equal(aint(series, jlen(series) - 1), aint(cur, (size_t)pairs[i]));
+    }
+    const int triples[] = {18, 19, 20, 21, 22, 32};
+    for (size_t i = 0; i < sizeof(triples) / sizeof(triples[0]); i++) {
+        yajl_val series = jidx(csv, (size_t)triples[i]);
+        if (!YAJL_IS_ARRAY(series))
+            continue;
+        long long v = aint(series, jlen(series) - 2), ship = aint(series, jlen(series) - 1);
+        assert_int_equal(v < 0 ? -1 : v + ship, aint(cur, (size_t)triples[i]));
+    }
+}
+
+/* A stats-only peek: Keepa's -2 / null where the data needs offers or buybox=1. */
+static void check_peek_product(yajl_val p, yajl_val full)
+{
+    yajl_val st = jget(p, "stats"), fst = jget(full, "stats");
+    yajl_val cur = jget(st, "current"), fcur = jget(fst, "current");
+    assert_int_equal(jint(st, "buyBoxPrice"), -2);
+    assert_int_equal(jint(st, "buyBoxShipping"), -2);
+    assert_int_equal(jint(st, "buyBoxUsedPrice"), -2);
+    assert_true(YAJL_IS_NULL(jget(st, "buyBoxIsUsed")));
+    assert_true(YAJL_IS_NULL(jget(st, "buyBoxCondition")));
+    assert_int_equal(jint(st, "offerCountFBA"), -2);
+    assert_int_equal(jint(st, "offerCountFBM"), -2);
+    assert_int_equal(aint(cur, 18), -1);
+    assert_int_equal(aint(cur, 32), -1);
+    assert_int_equal(aint(cur, 10), -1);
+    assert_true(YAJL_IS_NULL(jidx(jget(p, "csv"), 18)));
+    assert_null(jget(p, "offers"));
+    /* what a peek does see agrees with the full fetch */
+    const int same[] = {0, 1, 2, 3, 11, 12, 34, 35};
+    for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++)
+        assert_int_equal(aint(cur, (size_t)same[i]), aint(fcur, (size_t)same[i]));
+    const char *keys[] = {"monthlySold", "availabilityAmazon", "rootCategory", "packageWeight",
+                          "referralFeePercent"};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        assert_int_equal(jint(p, keys[i]), jint(full, keys[i]));
+    assert_int_equal(jint(st, "totalOfferCount"), jint(fst, "totalOfferCount"));
+    assert_int_equal(jint(st, "salesRankDrops365"), jint(fst, "salesRankDrops365"));
+}
+
+/* With buybox=1 and no offers: the same Buy Boxes as the full fetch. */
+static void check_buybox_product(yajl_val p, yajl_val full)
+{
+    yajl_val st = jget(p, "stats"), fst = jget(full, "stats");
+    const char *keys[] = {"buyBoxPrice", "buyBoxShipping", "buyBoxUsedPrice", "buyBoxUsedShipping"};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        assert_int_equal(jint(st, keys[i]), jint(fst, keys[i]));
+    assert_int_equal(aint(jget(st, "current"), 18), aint(jget(fst, "current"), 18));
+    assert_int_equal(aint(jget(st, "current"), 32), aint(jget(fst, "current"), 32));
+    assert_int_equal(jtrue(jget(st, "buyBoxIsAmazon")), jtrue(jget(fst, "buyBoxIsAmazon")));
+    assert_int_equal(jtrue(jget(st, "buyBoxIsUsed")), jtrue(jget(fst, "buyBoxIsUsed")));
+    assert_int_equal(jint(st, "offerCountFBA"), -2);
+}
+
+/* Every field a deal judgement reads is there, shaped as Keepa sends it, and consistent. */
+static void test_judgement_fields(void **state)
+{
+    (void)state;
+    char clock[32];
+    snprintf(clock, sizeof(clock), "%lld", aligned_clock_ms());
+    struct sim s = sim_start("--products", "20000", "--seed", "5", "--start-tokens", "1000000",
+                             "--clock-ms", clock);
+    static char asins[400][11];
+    int n = 0;
+    const long long roots[] = {283155, 5174,     2625373011, 468642,  229534,  1055398,
+                               172282, 15684181, 2335752011, 3760911, 3760901, 0};
+    for (size_t i = 0; i < sizeof(roots) / sizeof(roots[0]); i++)
+        query_asins(&s, roots[i], asins, &n, 400);
+    assert_true(n >= 200);
+    struct judged_seen seen;
+    memset(&seen, 0, sizeof(seen));
+    for (int i = 0; i < n; i += 20) {
+        char list[20 * 11 + 1] = "";
+        for (int j = i; j < n && j < i + 20; j++) {
+            strcat(list, j > i ? "," : "");
+            strcat(list, asins[j]);
+        }
+        struct resp full = get(&s, "/product?key=k&domain=1&stats=90&offers=100&asin=%s", list);
+        struct resp peek = get(&s, "/product?key=k&domain=1&stats=90&asin=%s", list);
+        struct resp bbox = get(&s, "/product?key=k&domain=1&stats=90&buybox=1&asin=%s", list);
+        yajl_val fp = jget(full.json, "products"), pp = jget(peek.json, "products"),
+                 bp = jget(bbox.json, "products");
+        assert_int_equal(jlen(fp), jlen(pp));
+        for (size_t k = 0; k < jlen(fp); k++) {
+            check_full_product(jidx(fp, k), &seen);
+            check_peek_product(jidx(pp, k), jidx(fp, k));
+            check_buybox_product(jidx(bp, k), jidx(fp, k));
+        }
+        resp_free(&full);
+        resp_free(&peek);
+        resp_free(&bbox);
+    }
+    for (int i = 0; i < 5; i++)
+        if (!seen.media_named[i])
+            fail_msg("no %s product seen", MEDIA_NAMES[i][1]);
+    /* the rarer states exist too */
+    assert_true(seen.closing > 0 && seen.hazmat > 0 && seen.amazon > 0 && seen.used_bb > 0);
+    assert_true(seen.fba_null > 0 && seen.bb_none > 0);
+    sim_stop(&s);
+}
+
+/* The /deal page names its roots as the recorded page does. */
+static void test_deal_root_names(void **state)
+{
+    (void)state;
+    yajl_val real = load_fixture("deal_page.json");
+    struct sim s = sim_start("--products", "20000", "--start-tokens", "10000");
+    struct resp r = deal_post(&s, "{\"priceTypes\":[2],\"dateRange\":3}");
+    yajl_val rd = jget(real, "deals"), sd = jget(r.json, "deals");
+    yajl_val rid = jget(rd, "categoryIds"), rname = jget(rd, "categoryNames");
+    yajl_val sid = jget(sd, "categoryIds"), sname = jget(sd, "categoryNames");
+    int matched = 0;
+    for (size_t i = 0; i < jlen(sid); i++)
+        for (size_t j = 0; j < jlen(rid); j++)
+            if (YAJL_GET_INTEGER(jidx(sid, i)) == YAJL_GET_INTEGER(jidx(rid, j))) {
+                assert_string_equal(YAJL_GET_STRING(jidx(sname, i)),
+                                    YAJL_GET_STRING(jidx(rname, j)));
+                matched++;
+            }
+    assert_int_equal(matched, (int)jlen(sid)); /* every simulated root is a real one */
+    assert_true(matched >= 15);
+    resp_free(&r);
+    sim_stop(&s);
+    yajl_tree_free(real);
+}
+
+/* The oracle's list with where each deal qualified. */
+struct listing {
+    int n;
+    char asin[150][11];
+    long long at[150], pct[150];
+};
+
+static void oracle_listing(struct sim *s, const char *selection, struct listing *l)
+{
+    char *e = urlenc(selection);
+    struct resp r = get(s, "/_sim/deals?selection=%s", e);
+    free(e);
+    assert_int_equal(r.status, 200);
+    yajl_val a = jget(r.json, "asins"), at = jget(r.json, "qualifiedAt"),
+             pct = jget(r.json, "qualifiedDeltaPercent");
+    assert_int_equal(jlen(a), jlen(at));
+    l->n = (int)(jlen(a) < 150 ? jlen(a) : 150);
+    for (int i = 0; i < l->n; i++) {
+        snprintf(l->asin[i], 11, "%s", YAJL_GET_STRING(jidx(a, (size_t)i)));
+        l->at[i] = aint(at, (size_t)i);
+        l->pct[i] = aint(pct, (size_t)i);
+    }
+    resp_free(&r);
+}
+
+/*
+ * The feed under several selections: a listed product qualified at the moment the deal
+ * records (the truth at that minute says so), the deal shows what /product says now, and the
+ * order follows the recorded figures. In the calibrated economy many have moved on since.
+ */
+static void test_feed_agrees_with_product(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *sel;
+        int pt, dr, sort, min_pct;
+    } cases[] = {
+        {"{\"priceTypes\":[2],\"dateRange\":3,\"sortType\":4,\"isRangeEnabled\":true,"
+         "\"deltaPercentRange\":[10,2147483647]}",
+         2, 3, 4, 10},
+        {"{\"priceTypes\":[1],\"dateRange\":1,\"sortType\":2}", 1, 1, 2, 0},
+        {"{\"priceTypes\":[0],\"dateRange\":0,\"sortType\":1}", 0, 0, 1, 0},
+        {"{\"priceTypes\":[2],\"dateRange\":2,\"sortType\":3,\"isRangeEnabled\":true,"
+         "\"deltaPercentRange\":[20,2147483647]}",
+         2, 2, 3, 20},
+        {"{\"priceTypes\":[3],\"dateRange\":3,\"sortType\":4}", 3, 3, 4, 0},
+    };
+    char clock[32];
+    snprintf(clock, sizeof(clock), "%lld", aligned_clock_ms());
+    struct sim s = sim_start("--products", "8000", "--seed", "9", "--start-tokens", "1000000",
+                             "--clock-ms", clock);
+    int moved = 0, still = 0;
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        int pt = cases[c].pt, dr = cases[c].dr;
+        static struct listing l;
+        oracle_listing(&s, cases[c].sel, &l);
+        assert_true(l.n >= 20);
+        struct resp page = deal_post(&s, "%s", cases[c].sel);
+        yajl_val dr_list = jget(jget(page.json, "deals"), "dr");
+        assert_int_equal((int)jlen(dr_list), l.n);
+        for (int i = 0; i < l.n; i++) {
+            yajl_val d = jidx(dr_list, (size_t)i);
+            assert_string_equal(YAJL_GET_STRING(jget(d, "asin")), l.asin[i]);
+            assert_int_equal(jint(d, "creationDate"), l.at[i]);
+            if (i > 0 && cases[c].sort == 4)
+                assert_true(l.pct[i - 1] >= l.pct[i]);
+            if (i > 0 && cases[c].sort == 1)
+                assert_true(l.at[i - 1] >= l.at[i]);
+            if (i > 0 && cases[c].sort == 3) {
+                long long a = aint(jget(jidx(dr_list, (size_t)i - 1), "current"), 3),
+                          b = aint(jget(d, "current"), 3);
+                assert_true(a <= b || b <= 0);
+            }
+        }
+        for (int i = 0; i < l.n && i < 15; i++) {
+            yajl_val d = jidx(dr_list, (size_t)i);
+            /* qualified then, by the truth at that minute */
+            struct resp t = get(&s, "/_sim/product?asin=%s&at=%lld", l.asin[i], l.at[i]);
+            assert_int_equal(t.status, 200);
+            long long cur = aint(jget(t.json, "current"), (size_t)pt);
+            long long avg = aint(jidx(jget(t.json, "avgByDateRange"), (size_t)dr), (size_t)pt);
+            assert_true(cur > 0 && avg > cur);
+            assert_int_equal((avg - cur) * 100 / avg, l.pct[i]);
+            assert_true(l.pct[i] >= cases[c].min_pct);
+            resp_free(&t);
+            /* shown as it is now: the deal object agrees with /product */
+            struct resp p =
+                get(&s, "/product?key=k&domain=1&stats=90&history=0&asin=%s", l.asin[i]);
+            yajl_val pr = jidx(jget(p.json, "products"), 0), st = jget(pr, "stats");
+            const int types[] = {0, 1, 2, 3, 11, 12};
+            for (size_t k = 0; k < sizeof(types) / sizeof(types[0]); k++) {
+                size_t ty = (size_t)types[k];
+                assert_int_equal(aint(jget(d, "current"), ty), aint(jget(st, "current"), ty));
+                long long a90 = aint(jidx(jget(d, "avg"), 3), ty),
+                          a30 = aint(jidx(jget(d, "avg"), 2), ty);
+                assert_int_equal(a90 >= 0 ? a90 : -1, aint(jget(st, "avg90"), ty));
+                assert_int_equal(a30 >= 0 ? a30 : -1, aint(jget(st, "avg30"), ty));
+            }
+            assert_int_equal(jint(d, "salesRankDrops30"), jint(st, "salesRankDrops30"));
+            assert_int_equal(jint(d, "salesRankDrops365"), jint(st, "salesRankDrops365"));
+            assert_int_equal(jint(d, "lastUpdate"), jint(pr, "lastUpdate"));
+            assert_int_equal(jint(d, "rootCat"), jint(pr, "rootCategory"));
+            if (c == 0) { /* does it still qualify now? */
+                long long now_pct = aint(jidx(jget(d, "deltaPercent"), 3), 2);
+                if (aint(jget(d, "current"), 2) > 0 && now_pct >= 10)
+                    still++;
+                else
+                    moved++;
+            }
+            resp_free(&p);
+        }
+        resp_free(&page);
+    }
+    assert_true(moved > 0 && still > 0); /* spread over every depth, not all at one */
+    sim_stop(&s);
+}
+
+/* The product finder filters on the values /product reports. */
+static void test_query_agrees_with_product(void **state)
+{
+    (void)state;
+    char clock[32];
+    snprintf(clock, sizeof(clock), "%lld", aligned_clock_ms());
+    struct sim s = sim_start("--products", "8000", "--clock-ms", clock, "--start-tokens", "10000");
+    const char *q = "{\"current_USED_lte\":2000,\"avg90_USED_gte\":1500,\"rootCategory\":[283155],"
+                    "\"perPage\":50,\"sort\":[[\"current_USED\",\"asc\"]]}";
+    struct resp r = req(&s, "POST", "/query?key=k&domain=1", q, 1);
+    assert_int_equal(r.status, 200);
+    yajl_val list = jget(r.json, "asinList");
+    assert_true(jlen(list) >= 10);
+    long long prev = 0;
+    for (size_t i = 0; i < 10; i++) {
+        struct resp p = get(&s, "/product?key=k&domain=1&stats=90&history=0&asin=%s",
+                            YAJL_GET_STRING(jidx(list, i)));
+        yajl_val pr = jidx(jget(p.json, "products"), 0), st = jget(pr, "stats");
+        long long used = aint(jget(st, "current"), 2);
+        assert_true(used > 0 && used <= 2000 && used >= prev);
+        assert_true(aint(jget(st, "avg90"), 2) >= 1500);
+        assert_int_equal(jint(pr, "rootCategory"), 283155);
+        prev = used;
+        resp_free(&p);
+    }
+    resp_free(&r);
+    sim_stop(&s);
+}
+
 /* Opens N concurrent connections, each asking /token; returns how many got a 200. */
 static int burst(struct sim *s, int nconn)
 {
@@ -1936,6 +2446,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_deals_move_over_time),
         cmocka_unit_test(test_seller_and_query),
+        cmocka_unit_test(test_judgement_fields),
+        cmocka_unit_test(test_deal_root_names),
+        cmocka_unit_test(test_feed_agrees_with_product),
+        cmocka_unit_test(test_query_agrees_with_product),
         cmocka_unit_test(test_hostile_input),
         cmocka_unit_test(test_connection_limit),
         cmocka_unit_test(test_hostile_endless_huge_deep),

@@ -1,6 +1,8 @@
 /*
- * test_sim_units.c: unit tests of kdeals-sim's pure parts: the catalog (ASIN mapping, determinism,
- * deal share), the token bucket, the selection / product / fault parsers and deal matching.
+ * test_sim_units.c: unit tests of kdeals-sim's pure parts: the catalog (ASIN mapping,
+ * determinism, deal share, the market behind every offer-derived value, the calibrated feed's
+ * window and its view of a product at a past minute), the token bucket, the selection / product
+ * / fault parsers and deal matching.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -313,6 +315,159 @@ static void test_deal_match_rules(void **state)
     sim_deal_result_free(&r);
 }
 
+static void test_economy_names(void **state)
+{
+    (void)state;
+    enum sim_economy e;
+    assert_int_equal(sim_economy_parse("rich", &e), 0);
+    assert_int_equal(e, SIM_ECONOMY_RICH);
+    assert_int_equal(sim_economy_parse("Calibrated", &e), 0);
+    assert_int_equal(e, SIM_ECONOMY_CALIBRATED);
+    assert_int_equal(sim_economy_parse("poor", &e), -EINVAL);
+    assert_string_equal(sim_economy_name(SIM_ECONOMY_RICH), "rich");
+    assert_string_equal(sim_economy_name(SIM_ECONOMY_CALIBRATED), "calibrated");
+    struct sim_catalog c;
+    assert_int_equal(sim_catalog_init(&c, 1, 10, 1.0, (enum sim_economy)7), -EINVAL);
+}
+
+/* The feed's cheap view of a product at a past minute is exactly the product at that minute. */
+static void test_calibrated_point_is_the_product_then(void **state)
+{
+    (void)state;
+    struct sim_catalog c;
+    sim_catalog_init(&c, 4, 5000, 1.0, SIM_ECONOMY_CALIBRATED);
+    struct sim_product *p = malloc(sizeof(*p)), *q = malloc(sizeof(*q));
+    assert_non_null(p);
+    assert_non_null(q);
+    int dips = 0, points = 0;
+    for (int64_t i = 0; i < 5000; i += 17) {
+        sim_catalog_product(&c, i, 8300000, p);
+        for (int dr = 0; dr < SIM_DEAL_RANGES; dr++) {
+            int64_t m[SIM_WINDOW_MAX];
+            int n = sim_catalog_window(&c, p, dr, m, SIM_WINDOW_MAX);
+            assert_true(n >= 1 && n <= SIM_WINDOW_MAX);
+            assert_int_equal(m[n - 1], 8300000); /* now is always looked at */
+            for (int k = 0; k < n; k++) {
+                assert_true(k == 0 || m[k - 1] < m[k]);
+                sim_catalog_product(&c, i, m[k], q);
+                for (int pt = 0; pt <= 3; pt++) {
+                    struct sim_point v;
+                    sim_catalog_point(&c, p, pt, dr, m[k], &v);
+                    assert_int_equal(v.cur, q->cur[pt]);
+                    assert_int_equal(v.avg, q->avg_dr[dr][pt]);
+                    assert_int_equal(v.last, q->last[pt]);
+                    assert_int_equal(v.rank, q->cur[3]);
+                    assert_int_equal(v.amazon, q->cur[0] > 0);
+                    points++;
+                }
+            }
+        }
+        for (int64_t e = p->epoch - 15; e <= p->epoch; e++) {
+            int64_t s0, s1;
+            dips += sim_catalog_dip(&c, p, e, &s0, &s1, NULL);
+        }
+    }
+    assert_true(points > 1000);
+    assert_true(dips > 0); /* cheap copies come and go */
+    free(p);
+    free(q);
+}
+
+/* One offer list behind every offer-derived value, in both economies. */
+static void test_market_is_consistent(void **state)
+{
+    (void)state;
+    for (int e = 0; e < 2; e++) {
+        struct sim_catalog c;
+        sim_catalog_init(&c, 6, 3000, 1.0, (enum sim_economy)e);
+        struct sim_product *p = malloc(sizeof(*p));
+        assert_non_null(p);
+        int amazon = 0, bb = 0;
+        for (int64_t i = 0; i < 3000; i += 3) {
+            sim_catalog_product(&c, i, 8400000 + i, p);
+            const struct sim_market *m = &p->mkt;
+            int64_t min_new = -1, min_new_landed = -1, min_used = -1, min_used_landed = -1;
+            int n_new = 0, n_used = 0, amz = 0;
+            for (int k = 0; k < m->n; k++) {
+                const struct sim_offer *o = &m->offers[k];
+                if (!o->live)
+                    continue;
+                int64_t landed = o->price + o->ship;
+                if (o->cond == 1) {
+                    n_new++;
+                    amz += o->amazon;
+                    if (min_new < 0 || o->price < min_new)
+                        min_new = o->price;
+                    if (min_new_landed < 0 || landed < min_new_landed)
+                        min_new_landed = landed;
+                } else {
+                    n_used++;
+                    if (min_used < 0 || o->price < min_used)
+                        min_used = o->price;
+                    if (min_used_landed < 0 || landed < min_used_landed)
+                        min_used_landed = landed;
+                }
+            }
+            assert_int_equal(p->cur[1], min_new);
+            assert_int_equal(p->cur[2], min_used);
+            assert_int_equal(p->cur[11], n_new);
+            assert_int_equal(p->cur[12], n_used);
+            assert_int_equal(p->cur[0] > 0, amz);
+            assert_int_equal(p->availability_amazon, amz ? 0 : -1);
+            amazon += amz;
+            if (m->bb >= 0 && !m->bb_is_used) {
+                assert_true(p->cur[18] + m->ship[18] >= min_new_landed);
+                bb++;
+            }
+            if (m->bb_used >= 0)
+                assert_true(p->cur[32] + m->ship[32] >= min_used_landed);
+            assert_true(p->mkt.n_live == n_new + n_used);
+        }
+        assert_true(amazon > 50 && bb > 500);
+        free(p);
+    }
+}
+
+/*
+ * The calibrated feed lists every product that qualifies now and others that qualified
+ * earlier in the window; each records a moment at which it did.
+ */
+static void test_calibrated_feed_window(void **state)
+{
+    (void)state;
+    struct sim_catalog c;
+    sim_catalog_init(&c, 8, 6000, 1.0, SIM_ECONOMY_CALIBRATED);
+    struct sim_selection s;
+    char err[64];
+    const char *j = "{\"priceTypes\":[2],\"dateRange\":3,\"deltaPercentRange\":[10,-1],"
+                    "\"isRangeEnabled\":true,\"sortType\":4}";
+    assert_int_equal(sim_selection_parse(j, strlen(j), &s, err, sizeof(err)), 0);
+    struct sim_product *p = malloc(sizeof(*p));
+    assert_non_null(p);
+    int now = 0, earlier = 0;
+    for (int64_t i = 0; i < 6000; i++) {
+        sim_catalog_product(&c, i, 8500000, p);
+        struct sim_deal_metrics m;
+        sim_deal_metrics(p, 3, 2, &m);
+        int fresh = !p->stale && p->last_update >= p->keepa_min - 720;
+        int qualifies_now = fresh && m.cur > 0 && m.avg > 0 && m.delta_pct >= 10;
+        struct sim_deal_hit h;
+        int listed = sim_deal_match(&c, &s, p, 1, &h);
+        if (qualifies_now)
+            assert_true(listed);
+        if (!listed)
+            continue;
+        assert_true(h.delta_pct >= 10 && h.delta > 0);
+        assert_true(h.minute <= 8500000 && h.minute >= 8500000 - 17 * c.epoch_len_min);
+        if (qualifies_now)
+            assert_true(h.delta_pct >= m.delta_pct); /* the deepest moment is recorded */
+        now += qualifies_now;
+        earlier += !qualifies_now;
+    }
+    assert_true(now > 100 && earlier > 100);
+    free(p);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -325,6 +480,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_product_params),
         cmocka_unit_test(test_fault_spec),
         cmocka_unit_test(test_deal_match_rules),
+        cmocka_unit_test(test_economy_names),
+        cmocka_unit_test(test_calibrated_point_is_the_product_then),
+        cmocka_unit_test(test_market_is_consistent),
+        cmocka_unit_test(test_calibrated_feed_window),
     };
     return KD_RUN_TESTS(tests, argc, argv);
 }

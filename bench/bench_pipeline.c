@@ -70,13 +70,15 @@
  *     discovery pass does not end (the commit backlog throttles it) and 24 h of dedup covers
  *     the whole run, so neither changes the outcome either way.
  *
- * The figures depend on the seed and catalog size (BENCH_PIPELINE_SEED, default 1;
- * BENCH_PIPELINE_PRODUCTS, default 20000), on the selection and the [filter] defaults (what
- * share of listed deals survive the peek and the commit), and on machine load only through
- * timing (a and the time-to-store). BENCH_PIPELINE_KEEP=1 keeps the temp folders (logs,
- * configs, stores) and prints their path. BENCH_PIPELINE_CONF=FILE appends FILE's INI text to
- * every config (kdeals' and legacy's alike), e.g. to try other [filter] values; the run then
- * no longer measures the defaults, and says so. BENCH_PIPELINE_ONLY=a or b runs one scenario.
+ * The figures depend on the simulated economy (BENCH_PIPELINE_ECONOMY: calibrated, the
+ * default, whose feed is calibrated against a recorded real /deal page, or rich, where
+ * deals are many and quick to find; sim/README.md), on the seed and catalog size
+ * (BENCH_PIPELINE_SEED, default 1; BENCH_PIPELINE_PRODUCTS, default 20000), on the selection and
+ * the [filter] defaults (what share of listed deals survive the peek and the commit), and on
+ * machine load only through timing (a and the time-to-store). BENCH_PIPELINE_KEEP=1 keeps the temp
+ * folders (logs, configs, stores) and prints their path. BENCH_PIPELINE_CONF=FILE appends FILE's
+ * INI text to every config (kdeals' and legacy's alike), e.g. to try other [filter] values; the run
+ * then no longer measures the defaults, and says so. BENCH_PIPELINE_ONLY=a or b runs one scenario.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -358,6 +360,15 @@ struct sim {
     int port;
 };
 
+/* --economy=NAME from BENCH_PIPELINE_ECONOMY (calibrated, the simulator's default, or rich). */
+static const char *economy_arg(void)
+{
+    static char arg[64];
+    const char *e = getenv("BENCH_PIPELINE_ECONOMY");
+    snprintf(arg, sizeof(arg), "--economy=%s", e != NULL && *e != '\0' ? e : "calibrated");
+    return arg;
+}
+
 static int sim_start(struct sim *s, const char *bin, const char *dir, const char *tag,
                      char *const extra[])
 {
@@ -372,6 +383,7 @@ static int sim_start(struct sim *s, const char *bin, const char *dir, const char
     argv[n++] = "--port-file";
     argv[n++] = port_file;
     argv[n++] = "--quiet";
+    argv[n++] = (char *)economy_arg(); /* every simulator of a run: one economy */
     for (int i = 0; extra[i] != NULL && n < 38; i++)
         argv[n++] = extra[i];
     argv[n] = NULL;
@@ -793,8 +805,8 @@ static int scenario_throughput(struct ctx *cx)
     double secs = (double)(t1 - t0) / 1000.0;
     double asins = (double)(L1.asins_requested - L0.asins_requested);
     double cpu = c1 - c0;
-    printf("-- (a) unlimited tokens: %.1f s window, seed %ld, %ld products\n", secs, cx->seed,
-           cx->products);
+    printf("-- (a) unlimited tokens: %.1f s window, seed %ld, %ld products, %s\n", secs, cx->seed,
+           cx->products, economy_arg() + 2);
     bench("asins_per_s", asins / secs, "asins/s");
     bench("peek_asins_per_s", (double)(h1[SHM_ROLE_SCANNER] - h0[SHM_ROLE_SCANNER]) / secs,
           "asins/s");
@@ -1050,8 +1062,9 @@ static int scenario_day(struct ctx *cx)
     legacies_kill(lr);
 
     printf("-- (b) 5/min plan, %ld Keepa minutes at %d ms each (%.0f s), seed %ld, %ld "
-           "products\n",
-           minutes, MINUTE_MS, (double)duration_ms / 1000.0, cx->seed, cx->products);
+           "products, %s\n",
+           minutes, MINUTE_MS, (double)duration_ms / 1000.0, cx->seed, cx->products,
+           economy_arg() + 2);
     double tpd_k = NAN, tpd_g[N_LEGACY];
     side_figures("", &K, &tpd_k);
     bench("tokens_per_deal_acquire",

@@ -22,7 +22,9 @@
  *   - Used epoch noise: in SPIKE_P of the epochs the cheapest copies have sold and the lowest
  *     price spikes to 1.8-3.2x; otherwise it wobbles by a few percent.
  *   - Averages over D days: the time-weighted mean of the levels in [t - D, t] times the mean
- *     noise (at most SLOT_SPAN_MAX slots are read; older time counts at the expected level).
+ *     noise. At most SLOT_SPAN_MAX slots are read (the 90-day average exactly, at volatility 1);
+ *     older time counts at the expected level, so the 180- and 365-day averages lean towards
+ *     the product's long-run level.
  *     The spikes make an average sit above the typical price, as Keepa's do.
  *   - Dips: in DIP_P of the epochs a cheap Used copy is listed at 15-60 % of the 90-day
  *     average for 1/8 to 1/2 of the epoch, then sells.
@@ -51,7 +53,7 @@
 
 /* Calibrated economy (sim/README.md, "Economy"). */
 #define SLOT_EPOCHS    20   /* epochs per price level: 5 Keepa days at volatility 1 */
-#define SLOT_SPAN_MAX  100  /* level slots read for one average */
+#define SLOT_SPAN_MAX  20   /* level slots read for one average: 100 days at volatility 1 */
 #define SPIKE_P        0.04 /* epochs whose lowest Used price spikes */
 #define SPIKE_LO       1.80
 #define SPIKE_HI       3.20
@@ -379,9 +381,10 @@ void sim_catalog_title(const struct sim_catalog *c, int64_t idx, char *out, int 
              EXTRA[(h >> 16) % 8], (unsigned long long)(idx % 100000));
 }
 
+/* V rounded to a whole cent (half away from zero), at least 1. */
 static int64_t cents(double v)
 {
-    int64_t r = (int64_t)llround(v);
+    int64_t r = v > 0 ? (int64_t)(v + 0.5) : 0;
     return r < 1 ? 1 : r;
 }
 
@@ -472,6 +475,13 @@ static double level_mean(double spread)
     return s;
 }
 
+/* exp(X) for |X| < 0.25, to 1e-4: the small log-normal wobbles without a libm call (a scan
+ * draws hundreds of them per product). */
+static double exp_small(double x)
+{
+    return 1 + x * (1 + x * (0.5 + x * (1.0 / 6 + x / 24)));
+}
+
 /* The mean Used epoch noise: spikes and the few-percent wobble. */
 static double noise_mean(void)
 {
@@ -489,7 +499,7 @@ static void slot_draw(const struct sim_catalog *c, const struct sim_product *p, 
 {
     uint64_t h = H(c, p->idx, T_SLOT, j);
     s->used = product_level(u16(h, 0), p->level_spread);
-    s->fresh = exp(0.08 * (u16(h, 1) + u16(h, 2) - 1.0) * 2.449);
+    s->fresh = exp_small(0.08 * (u16(h, 1) + u16(h, 2) - 1.0) * 2.449);
     s->amazon = u16(h, 3) < AMAZON_INSTOCK;
     s->bb_off = (mix64(h) & 0xFF) < (uint64_t)(BB_OFF_P * 256);
 }
@@ -505,10 +515,10 @@ static void epoch_draw(const struct sim_catalog *c, int64_t idx, int64_t k, stru
     if (u16(h, 0) < SPIKE_P)
         e->used_noise = SPIKE_LO + (SPIKE_HI - SPIKE_LO) * u16(h, 1);
     else
-        e->used_noise = exp(NOISE_SD * (u16(h, 1) + u16(h, 2) - 1.0) * 2.449);
+        e->used_noise = exp_small(NOISE_SD * (u16(h, 1) + u16(h, 2) - 1.0) * 2.449);
     e->new3p = 0.92 + 0.16 * u16(h, 3);
     e->amz = 0.95 + 0.20 * u16(h2, 0);
-    e->rank = exp(0.35 * (u16(h2, 1) + u16(h2, 2) - 1.0) * 2.449);
+    e->rank = 0.55 + 0.9 * u16(h2, 1); /* mean 1 */
     e->dn_used = (int)((h2 >> 48) % 5) - 2;
     e->dn_new = (int)((h2 >> 56) % 3) - 1;
 }
@@ -813,8 +823,9 @@ static void slot_cache_fill(const struct sim_catalog *c, struct sim_product *p)
         return;
     }
     int64_t hi = slot_of_epoch(c, p, epoch_of(c, p, p->keepa_min));
-    int64_t oldest = p->keepa_min - 366 * 1440 - WINDOW_EPOCHS * c->epoch_len_min;
-    int64_t lo = slot_of_epoch(c, p, epoch_of(c, p, oldest));
+    /* the slots the averages read, from the oldest moment of a feed window on */
+    int64_t oldest = p->keepa_min - (WINDOW_EPOCHS + 1) * c->epoch_len_min;
+    int64_t lo = slot_of_epoch(c, p, epoch_of(c, p, oldest)) - (SLOT_SPAN_MAX - 1);
     if (hi - lo + 1 > SIM_SLOT_CACHE)
         lo = hi - SIM_SLOT_CACHE + 1;
     p->slot_lo = lo;
@@ -1170,7 +1181,7 @@ static const int SPAN_DAYS[6] = {1, 7, 30, 90, 180, 365}; /* avg_dr rows 0-3, th
 /* The mean of the calibrated sales-rank epoch factor. */
 static double rank_mean(void)
 {
-    return exp(0.35 * 0.35 / 2);
+    return 1.0;
 }
 
 /*
@@ -1373,7 +1384,8 @@ static void cal_values(const struct sim_catalog *c, struct sim_product *p)
     }
 }
 
-void sim_catalog_product(const struct sim_catalog *c, int64_t idx, int64_t keepa_min,
+/* The static draws and the clock of product IDX at KEEPA_MIN: no values yet. */
+static void product_base(const struct sim_catalog *c, int64_t idx, int64_t keepa_min,
                          struct sim_product *p)
 {
     memset(p, 0, sizeof(*p));
@@ -1404,14 +1416,28 @@ void sim_catalog_product(const struct sim_catalog *c, int64_t idx, int64_t keepa
     uint64_t hm = H(c, idx, T_MISC, 0);
     p->tracking_since = t - 1440 * (200 + (int64_t)(hm % 1500));
     p->listed_since = p->tracking_since - (int64_t)((hm >> 12) % 5000);
-
-    if (c->economy == SIM_ECONOMY_RICH) {
-        rich_values(c, p);
-    } else {
+    if (c->economy == SIM_ECONOMY_CALIBRATED)
         slot_cache_fill(c, p);
+}
+
+void sim_catalog_product(const struct sim_catalog *c, int64_t idx, int64_t keepa_min,
+                         struct sim_product *p)
+{
+    product_base(c, idx, keepa_min, p);
+    if (c->economy == SIM_ECONOMY_RICH)
+        rich_values(c, p);
+    else
         cal_values(c, p);
-    }
     p->availability_amazon = p->cur[0] > 0 ? 0 : -1;
+}
+
+void sim_catalog_product_light(const struct sim_catalog *c, int64_t idx, int64_t keepa_min,
+                               struct sim_product *p)
+{
+    if (c->economy == SIM_ECONOMY_RICH) /* its feed reads the values now */
+        sim_catalog_product(c, idx, keepa_min, p);
+    else
+        product_base(c, idx, keepa_min, p);
 }
 
 /* ---------- the feed's view ---------- */
@@ -1477,10 +1503,10 @@ void sim_catalog_point(const struct sim_catalog *c, const struct sim_product *p,
     out->minute = t;
     if (dr < 0 || dr >= SIM_DEAL_RANGES)
         dr = 0;
-    if (t == p->keepa_min || c->economy == SIM_ECONOMY_RICH || pt < 0 || pt > 3) {
+    if (c->economy == SIM_ECONOMY_RICH || pt < 0 || pt > 3) {
         const struct sim_product *q = p;
         struct sim_product then;
-        if (t != p->keepa_min) {
+        if (c->economy != SIM_ECONOMY_RICH) { /* P may be light: compute the product then */
             sim_catalog_product(c, p->idx, t, &then);
             q = &then;
         }

@@ -31,9 +31,9 @@
 #define SIM_DEAL_RANGES   4  /* day, week, month, 90 days */
 #define SIM_SELLERS       20000
 #define SIM_AMAZON_SELLER "ATVPDKIKX0DER"
-#define SIM_MAX_OFFERS    64  /* live and historical offers of one product */
-#define SIM_WINDOW_MAX    40  /* candidate moments of one product in a feed window */
-#define SIM_SLOT_CACHE    104 /* calibrated: price levels a product keeps (a year + a window) */
+#define SIM_MAX_OFFERS    64 /* live and historical offers of one product */
+#define SIM_WINDOW_MAX    40 /* candidate moments of one product in a feed window */
+#define SIM_SLOT_CACHE    24 /* calibrated: price levels a product keeps (the averages + a window) */
 
 enum sim_economy { SIM_ECONOMY_CALIBRATED = 0, SIM_ECONOMY_RICH = 1 };
 
@@ -143,6 +143,15 @@ void sim_catalog_product(const struct sim_catalog *c, int64_t idx, int64_t keepa
                          struct sim_product *p);
 
 /*
+ * Fills the part of P the deal feed needs to look at it (sim_catalog_window,
+ * sim_catalog_point): the static draws, the clock, freshness and, in the calibrated economy,
+ * the price levels, but none of the values (cur, last, averages, the market) that the rich
+ * economy's feed reads, so there it is sim_catalog_product. For scans.
+ */
+void sim_catalog_product_light(const struct sim_catalog *c, int64_t idx, int64_t keepa_min,
+                               struct sim_product *p);
+
+/*
  * Value of csv type TYPE of P at price epoch EPOCH (history points), without the short
  * Used dips of the calibrated economy (sim_catalog_dip tells where those are); -1 when the
  * type has no data. *SHIP receives the shipping of a triple type (may be NULL).
@@ -182,7 +191,8 @@ int sim_catalog_window(const struct sim_catalog *c, const struct sim_product *p,
 
 /*
  * The feed's view of P at minute T (one of the window's moments): the same values
- * sim_catalog_product gives for that minute, for price type PT and date range DR.
+ * sim_catalog_product gives for that minute, for price type PT and date range DR. P may be
+ * light (sim_catalog_product_light).
  */
 void sim_catalog_point(const struct sim_catalog *c, const struct sim_product *p, int pt, int dr,
                        int64_t t, struct sim_point *out);

@@ -1,8 +1,9 @@
 /*
- * deals.c: deal matching and ordering (see deals.h). A scan computes each product once, looks
- * at it at every moment of its feed window, keeps (sort key, index, hit) for the listed ones
- * and sorts them; ties break on the index, so an order is a pure function of the catalog, the
- * selection and the Keepa minute.
+ * deals.c: deal matching and ordering (see deals.h). A scan computes the light part of each
+ * product once (sim_catalog_product_light: what the feed reads), looks at it at every moment
+ * of its feed window, keeps (sort key, index, hit) for the listed ones and sorts them; ties
+ * break on the index, so an order is a pure function of the catalog, the selection and the
+ * Keepa minute.
  */
 #include "sim/deals.h"
 
@@ -132,10 +133,15 @@ static int cmp_keyed(const void *a, const void *b)
 }
 
 /* Sort key: ascending order of the key gives the selection's order. */
-static int64_t sort_key(const struct sim_selection *s, const struct sim_product *p,
-                        const struct sim_deal_hit *h)
+static int64_t sort_key(const struct sim_catalog *c, const struct sim_selection *s,
+                        const struct sim_product *p, const struct sim_deal_hit *h)
 {
-    int64_t rank = p->cur[3];
+    int64_t rank = -1;
+    if (s->sort_type == 3 || s->sort_type == -3) { /* the current rank, as the deal shows */
+        struct sim_point now;
+        sim_catalog_point(c, p, 3, 0, p->keepa_min, &now);
+        rank = now.cur;
+    }
     switch (s->sort_type) {
     case 1:
     case -1: /* deal age, newest first; cannot be inverted */
@@ -171,7 +177,7 @@ int sim_deal_scan(const struct sim_catalog *c, const struct sim_selection *s, in
         return -ENOMEM;
     }
     for (int64_t i = 0; i < c->products; i++) {
-        sim_catalog_product(c, i, keepa_min, p);
+        sim_catalog_product_light(c, i, keepa_min, p);
         struct sim_deal_hit h;
         if (!sim_deal_match(c, s, p, 0, &h))
             continue;
@@ -190,7 +196,7 @@ int sim_deal_scan(const struct sim_catalog *c, const struct sim_selection *s, in
             k = nk;
             cap *= 2;
         }
-        k[n].key = sort_key(s, p, &h);
+        k[n].key = sort_key(c, s, p, &h);
         k[n].idx = i;
         k[n].hit = h;
         n++;

@@ -38,8 +38,9 @@ struct sim_deal_hit {
 };
 
 /*
- * 1 when P is listed under S (categories included when CHECK_CATS), else 0. HIT (may be NULL)
- * receives the moment the deal records.
+ * 1 when P (from sim_catalog_product or sim_catalog_product_light) is listed under S
+ * (categories included when CHECK_CATS), else 0. HIT (may be NULL) receives the moment the
+ * deal records.
  */
 int sim_deal_match(const struct sim_catalog *c, const struct sim_selection *s,
                    const struct sim_product *p, int check_cats, struct sim_deal_hit *hit);

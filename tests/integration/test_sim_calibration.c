@@ -93,7 +93,7 @@ static const struct row_def {
     int log_tol;
 } ROWS[R_COUNT] = {
     {"current Used / 90-day Used avg, p10", 0, 0.10, 0},
-    {"current Used / 90-day Used avg, median", 0, 0.035, 0},
+    {"current Used / 90-day Used avg, median", 0, 0.04, 0},
     {"current Used / 90-day Used avg, p90", 0, 0.20, 0},
     {"gross return at the 90-day Used avg, median", 1, 0.04, 0},
     {"share with that gross return >= 50 %", 1, 0.07, 0},

@@ -179,11 +179,16 @@ static struct hist_row *history_rows(const struct sim_catalog *c, const struct s
         rows[k].minute = tm;
         row_from_market(&rows[k++], c, p, e, m);
         int64_t ds, de;
-        if (c->volatility > 0 && sim_catalog_dip(c, p, e, &ds, &de, m) && ds <= p->keepa_min) {
-            rows[k].minute = ds;
+        if (c->volatility > 0 && sim_catalog_dip(c, p, e, &ds, &de, m) && ds <= p->keepa_min &&
+            de > tm) {
+            /* the cheap copy from ds (or the window's start) to de, then the epoch again */
+            struct hist_row epoch_row = rows[k - 1];
+            if (ds <= tm)
+                k--; /* listed when the window starts: the copy is the first point */
+            rows[k].minute = ds > tm ? ds : tm;
             row_from_market(&rows[k++], c, p, e, m);
             if (de <= p->keepa_min) {
-                rows[k] = rows[k - 2];
+                rows[k] = epoch_row;
                 rows[k++].minute = de;
             }
         }

@@ -1570,6 +1570,21 @@ struct judged_seen {
     int media_named[5], closing, hazmat, heat, fba_null, amazon, used_bb, bb_used, bb_none;
 };
 
+/* Every csv series: whole pairs or triples, in time order. */
+static void check_csv_order(yajl_val csv)
+{
+    assert_int_equal(jlen(csv), 36);
+    for (size_t t = 0; t < 36; t++) {
+        yajl_val series = jidx(csv, t);
+        if (!YAJL_IS_ARRAY(series))
+            continue;
+        size_t step = t == 7 || (t >= 18 && t <= 22) || t == 32 ? 3 : 2;
+        assert_int_equal(jlen(series) % step, 0);
+        for (size_t i = step; i < jlen(series); i += step)
+            assert_true(aint(series, i - step) <= aint(series, i));
+    }
+}
+
 /* A product fetched with stats and offers=100 (every live offer): fields and consistency. */
 static void check_full_product(yajl_val p, struct judged_seen *seen)
 {
@@ -1717,6 +1732,7 @@ static void check_full_product(yajl_val p, struct judged_seen *seen)
     }
     /* the history ends where the stats are */
     yajl_val csv = jget(p, "csv");
+    check_csv_order(csv);
     const int pairs[] = {0, 1, 2, 3, 11, 12};
     for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
         yajl_val series = jidx(csv, (size_t)pairs[i]);
@@ -1802,6 +1818,11 @@ static void test_judgement_fields(void **state)
         struct resp full = get(&s, "/product?key=k&domain=1&stats=90&offers=100&asin=%s", list);
         struct resp peek = get(&s, "/product?key=k&domain=1&stats=90&asin=%s", list);
         struct resp bbox = get(&s, "/product?key=k&domain=1&stats=90&buybox=1&asin=%s", list);
+        struct resp days =
+            get(&s, "/product?key=k&domain=1&stats=90&offers=20&days=2&asin=%s", list);
+        for (size_t k = 0; k < jlen(jget(days.json, "products")); k++)
+            check_csv_order(jget(jidx(jget(days.json, "products"), k), "csv"));
+        resp_free(&days);
         yajl_val fp = jget(full.json, "products"), pp = jget(peek.json, "products"),
                  bp = jget(bbox.json, "products");
         assert_int_equal(jlen(fp), jlen(pp));

@@ -272,7 +272,7 @@ static void seller_of(const struct sim_catalog *c, const struct sim_offer *o, ch
         sim_catalog_seller_id(c, o->seller_idx, sid);
 }
 
-/* The Buy Box fields of stats (KEEPA-API.md §7.3) for offer BB of P's market, or none. */
+/* The Buy Box fields of stats (docs/keepa-api.md §7.3) for offer BB of P's market, or none. */
 static void render_buy_box(struct sim_buf *b, const struct sim_catalog *c,
                            const struct sim_product *p)
 {

@@ -407,14 +407,23 @@ static int is_market_type(int t)
 
 /* ---------- the rich economy's epoch factors (unchanged) ---------- */
 
-/* Price factor of the used price in EPOCH: well below 1 in deal epochs. */
-static double used_factor(const struct sim_catalog *c, int64_t idx, int64_t epoch)
+/*
+ * Price factor of the lowest Used price in EPOCH: well below 1 in deal epochs. *NORMAL (may be
+ * NULL) gets the factor of the rest of the Used market, -1 outside deal epochs: a deal epoch is
+ * a cheap copy or two below a market (and a Used Buy Box) that stays where it was.
+ */
+static double used_factor(const struct sim_catalog *c, int64_t idx, int64_t epoch, double *normal)
 {
     if (c->volatility <= 0)
         epoch = 0;
     double u = u01(H(c, idx, T_FUSED, epoch));
-    if (u01(H(c, idx, T_DEAL, epoch)) < DEAL_SHARE)
+    if (normal != NULL)
+        *normal = -1;
+    if (u01(H(c, idx, T_DEAL, epoch)) < DEAL_SHARE) {
+        if (normal != NULL)
+            *normal = 0.95 + 0.15 * u01(H(c, idx, T_FUSED, epoch + (1LL << 40)));
         return 0.45 + 0.35 * u;
+    }
     return 0.95 + 0.15 * u;
 }
 
@@ -846,6 +855,7 @@ struct prim {
     int64_t new_low;  /* the lowest third-party New price, -1 none */
     int64_t used_low; /* the lowest Used price, -1 none */
     int64_t dip;      /* calibrated: a cheap Used copy listed now, -1 none */
+    int64_t used_norm; /* rich: in a deal epoch, the rest of the Used market's price, else -1 */
     int n_new, n_used;
     int bb_off;
     int64_t epoch, seen;
@@ -858,7 +868,10 @@ static void prim_rich(const struct sim_catalog *c, const struct sim_product *p, 
     double nf = new_factor(c, p->idx, k);
     m->amazon = p->has_amazon ? cents((double)p->base_new_cents * 0.97 * nf) : -1;
     m->new_low = cents((double)p->base_new_cents * nf);
-    m->used_low = p->has_used ? cents((double)p->base_used_cents * used_factor(c, p->idx, k)) : -1;
+    double normal;
+    double uf = used_factor(c, p->idx, k, &normal);
+    m->used_low = p->has_used ? cents((double)p->base_used_cents * uf) : -1;
+    m->used_norm = p->has_used && normal > 0 ? cents((double)p->base_used_cents * normal) : -1;
     m->dip = -1;
     m->n_new = p->n_new_offers;
     m->n_used = p->n_used_offers;
@@ -879,6 +892,7 @@ static void prim_cal(const struct sim_catalog *c, const struct sim_product *p, i
     m->amazon = p->has_amazon && s.amazon ? cents(fresh * e.amz) : -1;
     m->used_low = p->has_used ? cents((double)p->base_used_cents * s.used * e.used_noise) : -1;
     m->dip = -1;
+    m->used_norm = -1;
     m->n_new = p->has_new ? p->n_new_offers + e.dn_new : 0;
     if (p->has_new && m->n_new < 1)
         m->n_new = 1;
@@ -943,20 +957,26 @@ static void offers_rich(const struct sim_catalog *c, const struct sim_product *p
     }
     static const int used_cond[4] = {4, 3, 2, 5};
     static const int used_pct[4] = {100, 108, 115, 102};
+    /* In a deal epoch the cheapest copy (and every second one of the first four) is a quick
+     * FBM sale that the Buy Box passes over; the others stay at the usual level. */
+    int64_t level = pr->used_norm > 0 ? pr->used_norm : pr->used_low;
     for (int j = 0; j < pr->n_used && pr->used_low > 0; j++) {
         uint64_t h = OH(c, p, T_O_RICH_USED, (uint64_t)j);
-        int cond, fba = (h & 1) != 0;
-        int64_t price, ship;
+        int cond, fba = (h & 1) != 0, cheap = pr->used_norm > 0 && j < 4 && j % 2 == 0;
+        int64_t price, ship, base = cheap ? pr->used_low : level;
         if (j < 4) {
             cond = used_cond[j];
-            price = j == 0 ? pr->used_low : cents((double)pr->used_low * used_pct[j] / 100.0);
+            price = j == 0 ? base : cents((double)base * used_pct[j] / 100.0);
             ship = 0;
         } else {
             cond = 2 + (int)((h >> 4) % 4);
-            price = pr->used_low + pr->used_low * (20 + 5 * j) / 100;
+            price = base + base * (20 + 5 * j) / 100;
             ship = fba ? 0 : FBM_SHIP;
         }
-        add_offer(m, price, ship, cond, fba, 0, fba, 1, (int64_t)((h >> 8) % SIM_SELLERS), t, 1);
+        if (cheap)
+            fba = 0;
+        add_offer(m, price, ship, cond, fba, 0, fba, !cheap, (int64_t)((h >> 8) % SIM_SELLERS), t,
+                  1);
     }
 }
 

@@ -24,7 +24,7 @@ static void usage(FILE *f)
           "                  [--offers-zero-ok] [--threads N] [--quiet] [--help]\n"
           "                  [--clock-ms EPOCH_MS] [--max-connections N]\n"
           "                  [--replay-deal FILE] [--replay-product FILE]\n"
-          "                  [--economy calibrated|rich]\n"
+          "                  [--economy calibrated|rich] [--catch-up-hours H]\n"
           "A Keepa-compatible API simulator on loopback; see sim/README.md.\n",
           f);
 }
@@ -69,6 +69,7 @@ int main(int argc, char **argv)
     cfg.volatility = 1.0;
     cfg.threads = 2;
     cfg.max_connections = 1000;
+    cfg.catch_up_hours = 6;
     enum {
         O_LISTEN = 256,
         O_PORT,
@@ -91,7 +92,8 @@ int main(int argc, char **argv)
         O_MAXCONN,
         O_RDEAL,
         O_RPROD,
-        O_ECONOMY
+        O_ECONOMY,
+        O_CATCHUP
     };
     static const struct option opts[] = {{"listen", required_argument, 0, O_LISTEN},
                                          {"port", required_argument, 0, O_PORT},
@@ -115,6 +117,7 @@ int main(int argc, char **argv)
                                          {"replay-deal", required_argument, 0, O_RDEAL},
                                          {"replay-product", required_argument, 0, O_RPROD},
                                          {"economy", required_argument, 0, O_ECONOMY},
+                                         {"catch-up-hours", required_argument, 0, O_CATCHUP},
                                          {0, 0, 0, 0}};
     int o;
     int64_t v;
@@ -204,6 +207,9 @@ int main(int argc, char **argv)
             cfg.economy = (int)e;
             break;
         }
+        case O_CATCHUP:
+            rc = parse_i64("--catch-up-hours", optarg, 1, &cfg.catch_up_hours);
+            break;
         default:
             usage(stderr);
             return 2;

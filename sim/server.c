@@ -71,7 +71,8 @@ struct sim_server {
     struct sim_faults faults;
     int64_t start_mono_ns;
     int64_t start_wall_ms;
-    int64_t base_keepa_min;
+    int64_t catalog_start_ms; /* the catalog clock at the start (catalog_ms_at) */
+    int64_t base_keepa_min;   /* the catalog's Keepa minute at the start */
     struct MHD_Daemon *mhd;
 
     pthread_mutex_t ledger_mu;
@@ -116,16 +117,27 @@ static int64_t now_wall_ms(struct sim_server *s, int64_t mono_ns)
 }
 
 /*
- * The catalog's Keepa minute: simulated time runs minute_ms real ms per Keepa minute from the
- * start wall time, so without acceleration it is the real Keepa minute (two servers with the
- * same seed agree at the same moment), and with it the catalog moves as fast as the bucket.
+ * The catalog clock (epoch ms) ELAPSED_MS real ms after the start, at wall time WALL_MS: it runs
+ * 60 000 / minute_ms times as fast as the wall clock from catalog_start_ms, so the catalog moves
+ * as fast as the bucket ticks, and never passes the wall clock (the answers' timestamp). Without
+ * acceleration catalog_start_ms is the start wall time and the catalog clock is the wall clock
+ * (two servers with the same seed agree at the same moment). With acceleration the catalog
+ * starts behind (sim_server_start), catches the wall clock up after catch_up_hours and then
+ * follows it: product timestamps are never ahead of the answer's own.
  */
+static int64_t catalog_ms_at(const struct sim_server *s, int64_t elapsed_ms, int64_t wall_ms)
+{
+    __int128 sim_ms = (__int128)elapsed_ms * 60000 / s->cfg.minute_ms;
+    int64_t t = s->catalog_start_ms + (int64_t)sim_ms;
+    return t < wall_ms ? t : wall_ms;
+}
+
 static int64_t keepa_min_of(struct sim_server *s, const struct sim_bucket_view *v)
 {
     (void)v;
-    int64_t elapsed_ms = (kd_mono_ns() - s->start_mono_ns) / KD_NS_PER_MS;
-    __int128 sim_ms = (__int128)elapsed_ms * 60000 / s->cfg.minute_ms;
-    return kd_ms_to_keepa_min(s->start_wall_ms + (int64_t)sim_ms);
+    int64_t mono = kd_mono_ns();
+    return kd_ms_to_keepa_min(
+        catalog_ms_at(s, (mono - s->start_mono_ns) / KD_NS_PER_MS, now_wall_ms(s, mono)));
 }
 
 /* ---------- responses ---------- */
@@ -1478,9 +1490,30 @@ static enum MHD_Result ctl_product(struct call *c)
     return send_json(c, 200, &b);
 }
 
+/* GET /_sim/clock: how the catalog's Keepa minute relates to the wall clock. */
+static enum MHD_Result ctl_clock(struct call *c)
+{
+    struct sim_server *s = c->s;
+    struct sim_bucket_view v;
+    int64_t mono = kd_mono_ns();
+    sim_bucket_peek(&s->bucket, mono, &v);
+    struct sim_buf b;
+    sim_buf_init(&b);
+    sim_buf_printf(&b,
+                   "{\"keepa_minute\":%lld,\"timestamp\":%lld,\"minute_ms\":%lld,"
+                   "\"start_wall_ms\":%lld,\"catalog_start_ms\":%lld,\"catch_up_hours\":%lld}",
+                   (long long)keepa_min_of(s, &v), (long long)now_wall_ms(s, mono),
+                   (long long)s->cfg.minute_ms, (long long)s->start_wall_ms,
+                   (long long)s->catalog_start_ms,
+                   (long long)(s->cfg.catch_up_hours > 0 ? s->cfg.catch_up_hours : 6));
+    return send_json(c, 200, &b);
+}
+
 static enum MHD_Result control(struct call *c, const char *path, const char *method)
 {
     struct sim_server *s = c->s;
+    if (strcmp(path, "/_sim/clock") == 0)
+        return ctl_clock(c);
     if (strcmp(path, "/_sim/stats") == 0)
         return ctl_stats(c);
     if (strcmp(path, "/_sim/faults") == 0)
@@ -1748,7 +1781,14 @@ int sim_server_start(const struct sim_config *cfg, struct sim_server **out)
     }
     s->start_mono_ns = kd_mono_ns();
     s->start_wall_ms = cfg->clock_ms > 0 ? cfg->clock_ms : kd_wall_ms();
-    s->base_keepa_min = kd_ms_to_keepa_min(s->start_wall_ms);
+    s->catalog_start_ms = s->start_wall_ms;
+    if (cfg->minute_ms < 60000) { /* accelerated: start (accel - 1) x catch_up_hours behind */
+        int64_t hours = cfg->catch_up_hours > 0 ? cfg->catch_up_hours : 6;
+        __int128 lag = (__int128)(60000 - cfg->minute_ms) * hours * 3600000 / cfg->minute_ms;
+        int64_t room = s->start_wall_ms - kd_keepa_min_to_ms(525600); /* not before 2012 */
+        s->catalog_start_ms -= lag < room ? (int64_t)lag : (room > 0 ? room : 0);
+    }
+    s->base_keepa_min = kd_ms_to_keepa_min(s->catalog_start_ms);
     rc = sim_bucket_init(&s->bucket, cfg->minute_ms, cfg->bucket_minutes, cfg->refill_rate,
                          cfg->start_tokens, s->start_mono_ns);
     if (rc != 0) {

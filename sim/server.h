@@ -31,6 +31,10 @@ struct sim_config {
     int threads;
     int quiet;
     int64_t clock_ms; /* 0: the wall clock; else the simulated clock starts here */
+    /* With an accelerated minute the catalog clock starts this many real hours of
+     * acceleration behind the wall clock, so it never runs ahead of the answers' timestamp
+     * (sim/README.md, "Clocks"). */
+    int64_t catch_up_hours;
     const char *replay_deal, *replay_product;
     int64_t max_connections;
 };

@@ -277,6 +277,14 @@ static size_t jlen(yajl_val a)
     return YAJL_IS_ARRAY(a) ? a->u.array.len : YAJL_IS_OBJECT(a) ? a->u.object.len : 0;
 }
 
+static long long aint_plain(yajl_val arr, size_t i)
+{
+    yajl_val v = jidx(arr, i);
+    if (!YAJL_IS_INTEGER(v))
+        fail_msg("array entry %zu is not an integer", i);
+    return YAJL_GET_INTEGER(v);
+}
+
 static char *urlenc(const char *s)
 {
     CURL *c = curl_easy_init();
@@ -526,6 +534,54 @@ static void test_11_06_timestamp(void **state)
     assert_true(ts2 >= 1746053307585LL && ts2 < 1746053307585LL + 60000);
     resp_free(&r2);
     sim_stop(&t);
+}
+
+/* With an accelerated minute the catalog moves as fast as the bucket, yet no timestamp in an
+ * answer is ahead of the answer's own (sim/README.md, "Clocks"). */
+static void test_11_06_accelerated_timestamps_never_ahead(void **state)
+{
+    (void)state;
+    struct sim s = sim_start("--products", "2000", "--minute-ms", "100", "--economy", "rich",
+                             "--start-tokens", "100000");
+    struct resp c0 = get(&s, "/_sim/clock");
+    long long m0 = jint(c0.json, "keepa_minute");
+    assert_true(jint(c0.json, "catalog_start_ms") < jint(c0.json, "start_wall_ms"));
+    char a[3][11];
+    some_asins(&s, a, 3);
+    nap_ms(1000); /* 10 Keepa minutes of catalog time */
+    struct resp r = get(&s, "/product?key=k&domain=1&asin=%s,%s,%s&stats=90&offers=20&buybox=1",
+                        a[0], a[1], a[2]);
+    assert_int_equal(r.status, 200);
+    long long now = jint(r.json, "timestamp") / 60000 - 21564000;
+    yajl_val products = jget(r.json, "products");
+    assert_int_equal(jlen(products), 3);
+    for (size_t i = 0; i < 3; i++) {
+        yajl_val p = jidx(products, i);
+        static const char *const keys[] = {"lastUpdate", "lastPriceChange", "trackingSince",
+                                           "lastRatingUpdate", "lastSoldUpdate"};
+        for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
+            if (jint(p, keys[k]) > now)
+                fail_msg("%s %lld is ahead of the answer's minute %lld", keys[k],
+                         jint(p, keys[k]), now);
+        yajl_val csv = jget(p, "csv");
+        for (size_t t = 0; t < jlen(csv); t++) {
+            yajl_val series = jidx(csv, t);
+            size_t step = (t == 7 || (t >= 18 && t <= 29) || t == 32) ? 3 : 2;
+            for (size_t k = 0; k < jlen(series); k += step)
+                assert_true(aint_plain(series, k) <= now);
+        }
+        yajl_val offers = jget(p, "offers");
+        for (size_t k = 0; k < jlen(offers); k++)
+            assert_true(jint(jidx(offers, k), "lastSeen") <= now);
+    }
+    struct resp c1 = get(&s, "/_sim/clock");
+    long long m1 = jint(c1.json, "keepa_minute");
+    assert_true(m1 - m0 >= 9); /* the catalog ran 600 times as fast */
+    assert_true(m1 <= jint(c1.json, "timestamp") / 60000 - 21564000);
+    resp_free(&c0);
+    resp_free(&c1);
+    resp_free(&r);
+    sim_stop(&s);
 }
 
 static void check_encoding(struct sim *s, const char *path, const char *method, long status)
@@ -2445,6 +2501,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_11_04_unknown_params),
         cmocka_unit_test(test_11_05_envelope_everywhere),
         cmocka_unit_test(test_11_06_timestamp),
+        cmocka_unit_test(test_11_06_accelerated_timestamps_never_ahead),
         cmocka_unit_test(test_11_07_gzip_every_body),
         cmocka_unit_test(test_11_08_bucket_refill_and_cap),
         cmocka_unit_test(test_11_09_10_admission_and_429),

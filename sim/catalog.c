@@ -43,6 +43,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -280,6 +281,40 @@ int64_t sim_catalog_lookup(const struct sim_catalog *c, const char *asin)
     uint64_t y = (x + ASIN_SPACE - c->asin_off) % ASIN_SPACE;
     uint64_t idx = mulmod(y, c->asin_inv, ASIN_SPACE);
     return idx < (uint64_t)c->products ? (int64_t)idx : -1;
+}
+
+int sim_asin_wellformed(const char *asin)
+{
+    if (asin == NULL || strlen(asin) != 10)
+        return 0;
+    for (int i = 0; i < 10; i++)
+        if (!((asin[i] >= '0' && asin[i] <= '9') || (asin[i] >= 'A' && asin[i] <= 'Z')))
+            return 0;
+    return 1;
+}
+
+/* An ISBN-10: nine digits, then a digit or X. */
+static int is_isbn10(const char *asin)
+{
+    for (int i = 0; i < 9; i++)
+        if (asin[i] < '0' || asin[i] > '9')
+            return 0;
+    return (asin[9] >= '0' && asin[9] <= '9') || asin[9] == 'X';
+}
+
+int64_t sim_catalog_resolve(const struct sim_catalog *c, const char *asin)
+{
+    if (!sim_asin_wellformed(asin) || strcmp(asin + 6, "ZZZZ") == 0)
+        return -1;
+    int64_t idx = sim_catalog_lookup(c, asin);
+    if (idx >= 0)
+        return idx;
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a of the ASIN */
+    for (int i = 0; i < 10; i++)
+        h = (h ^ (unsigned char)asin[i]) * 1099511628211ULL;
+    h = mix64(h);
+    /* bit 0: a book (pick_root reads it) */
+    return SIM_EXT_BASE + (int64_t)((h % (1ULL << 40)) << 1) + is_isbn10(asin);
 }
 
 void sim_catalog_seller_id(const struct sim_catalog *c, int64_t idx, char out[14])
@@ -619,7 +654,7 @@ static void common_static(const struct sim_catalog *c, struct sim_product *p)
     const struct root *roots = roots_of(c, &n);
     int64_t idx = p->idx;
     uint64_t hc = H(c, idx, T_CAT, 0);
-    int slot = pick_root(c, hc);
+    int slot = idx >= SIM_EXT_BASE && (idx & 1) ? 0 : pick_root(c, hc); /* 0: Books */
     const struct root *r = &roots[slot];
     p->cat_slot = slot;
     p->root_cat = r->id;
@@ -851,10 +886,10 @@ static void slot_cache_fill(const struct sim_catalog *c, struct sim_product *p)
 /* ---------- primitives and the market ---------- */
 
 struct prim {
-    int64_t amazon;   /* Amazon's price, -1 when it does not sell now */
-    int64_t new_low;  /* the lowest third-party New price, -1 none */
-    int64_t used_low; /* the lowest Used price, -1 none */
-    int64_t dip;      /* calibrated: a cheap Used copy listed now, -1 none */
+    int64_t amazon;    /* Amazon's price, -1 when it does not sell now */
+    int64_t new_low;   /* the lowest third-party New price, -1 none */
+    int64_t used_low;  /* the lowest Used price, -1 none */
+    int64_t dip;       /* calibrated: a cheap Used copy listed now, -1 none */
     int64_t used_norm; /* rich: in a deal epoch, the rest of the Used market's price, else -1 */
     int n_new, n_used;
     int bb_off;
@@ -1411,7 +1446,8 @@ static void product_base(const struct sim_catalog *c, int64_t idx, int64_t keepa
     memset(p, 0, sizeof(*p));
     p->idx = idx;
     p->keepa_min = keepa_min;
-    sim_catalog_asin(c, idx, p->asin);
+    if (idx < SIM_EXT_BASE)
+        sim_catalog_asin(c, idx, p->asin); /* a synthetic product's ASIN is the caller's */
     p->phase = (int64_t)(H(c, idx, T_PHASE, 0) % (uint64_t)c->epoch_len_min);
     p->slot_phase = (int64_t)(H(c, idx, T_PHASE, 1) % SLOT_EPOCHS);
     common_static(c, p);
@@ -1561,4 +1597,53 @@ void sim_catalog_point(const struct sim_catalog *c, const struct sim_product *p,
     out->avg = cal_avg(p, pt, mu, mf);
     if (out->avg < 0)
         out->avg = -2;
+}
+
+/* ---------- when a judgement's inputs can change ---------- */
+
+static int add_break(int64_t *minutes, int *n, int max, int64_t t)
+{
+    if (*n >= max)
+        return -E2BIG;
+    minutes[(*n)++] = t;
+    return 0;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int sim_catalog_breaks(const struct sim_catalog *c, const struct sim_product *p, int64_t from,
+                       int64_t to, int64_t *minutes, int max)
+{
+    int n = 0;
+    if (to <= from)
+        return 0;
+    if (c->volatility > 0) {
+        for (int64_t k = epoch_of(c, p, from); k <= epoch_of(c, p, to); k++) {
+            int64_t es = epoch_start_of(c, p, k), ds, de;
+            struct prim pr;
+            if (es > from && es <= to && add_break(minutes, &n, max, es) != 0)
+                return -E2BIG;
+            if (!dip_of(c, p, k, &ds, &de, &pr))
+                continue;
+            if (ds > from && ds <= to && add_break(minutes, &n, max, ds) != 0)
+                return -E2BIG;
+            if (de > from && de <= to && add_break(minutes, &n, max, de) != 0)
+                return -E2BIG;
+        }
+    }
+    if (c->economy == SIM_ECONOMY_RICH) { /* the averages drift per Keepa day */
+        for (int64_t d = (from / 1440 + 1) * 1440; d <= to; d += 1440)
+            if (d > from && add_break(minutes, &n, max, d) != 0)
+                return -E2BIG;
+    }
+    qsort(minutes, (size_t)n, sizeof(*minutes), cmp_i64);
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (k == 0 || minutes[k - 1] != minutes[i])
+            minutes[k++] = minutes[i];
+    return k;
 }

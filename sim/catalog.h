@@ -138,6 +138,26 @@ void sim_catalog_asin(const struct sim_catalog *c, int64_t idx, char out[11]);
 /* Index of ASIN (exactly 10 chars, case-sensitive), or -1 when not in the catalog. */
 int64_t sim_catalog_lookup(const struct sim_catalog *c, const char *asin);
 
+/*
+ * Synthetic products: any well-formed ASIN outside the catalog is a product too, so programs
+ * with real ASINs in their tests find them. Its index is SIM_EXT_BASE or above, a hash of the
+ * ASIN (not of the seed: the same ASIN and seed give the same product); an ISBN-10 is a book.
+ * Such a product is everything a catalog product is (offers, history, fees), but it is never
+ * listed by /deal, /query or the best-seller lists, and sim_catalog_product leaves its ASIN
+ * empty: the caller copies the ASIN it resolved.
+ */
+#define SIM_EXT_BASE ((int64_t)1 << 42)
+
+/* 1 when ASIN is well-formed: exactly 10 characters, digits and upper-case letters. */
+int sim_asin_wellformed(const char *asin);
+
+/*
+ * The index of ASIN: the catalog's, or its synthetic product's; -1 when the ASIN is malformed
+ * or reserved as one Keepa does not know (its last four characters are ZZZZ, e.g. B0ZZZZZZZZ:
+ * tests name an unknown product with it).
+ */
+int64_t sim_catalog_resolve(const struct sim_catalog *c, const char *asin);
+
 /* Fills P with product IDX (must be valid) as it is at Keepa minute KEEPA_MIN. */
 void sim_catalog_product(const struct sim_catalog *c, int64_t idx, int64_t keepa_min,
                          struct sim_product *p);
@@ -196,6 +216,16 @@ int sim_catalog_window(const struct sim_catalog *c, const struct sim_product *p,
  */
 void sim_catalog_point(const struct sim_catalog *c, const struct sim_product *p, int pt, int dr,
                        int64_t t, struct sim_point *out);
+
+/*
+ * The minutes in (FROM, TO] at which anything a deal judgement reads of P can change other than
+ * the averages' slow drift: the start of every price epoch (the market, the sales rank), the
+ * start and end of every cheap Used copy (calibrated) and, in the rich economy, every Keepa day
+ * (its averages drift per day). Oldest first, at most MAX; returns the count, or -E2BIG when
+ * there are more than MAX. P may be light.
+ */
+int sim_catalog_breaks(const struct sim_catalog *c, const struct sim_product *p, int64_t from,
+                       int64_t to, int64_t *minutes, int max);
 
 /* Seller ID of seller pool index IDX (13 chars + NUL), and its inverse (-1 if unknown). */
 void sim_catalog_seller_id(const struct sim_catalog *c, int64_t idx, char out[14]);

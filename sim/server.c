@@ -40,8 +40,10 @@
 #include "sim/deals.h"
 #include "sim/faults.h"
 #include "sim/jbuf.h"
+#include "sim/oracle.h"
 #include "sim/render.h"
 #include "sim/selection.h"
+#include "sim/truth.h"
 
 #define SIM_MAX_BODY (1024 * 1024)
 #define DEAL_CACHE_N 8
@@ -138,6 +140,13 @@ static int64_t keepa_min_of(struct sim_server *s, const struct sim_bucket_view *
     int64_t mono = kd_mono_ns();
     return kd_ms_to_keepa_min(
         catalog_ms_at(s, (mono - s->start_mono_ns) / KD_NS_PER_MS, now_wall_ms(s, mono)));
+}
+
+/* The catalog's Keepa minute at wall-clock time MS (the oracle's at_ms= parameters). */
+static int64_t keepa_min_of_wall(const void *clock, int64_t ms)
+{
+    const struct sim_server *s = clock;
+    return kd_ms_to_keepa_min(catalog_ms_at(s, ms - s->start_wall_ms, ms));
 }
 
 /* ---------- responses ---------- */
@@ -1417,7 +1426,36 @@ static enum MHD_Result ctl_oracle(struct call *c)
     for (size_t i = 0; i < res.n; i++)
         sim_buf_printf(&b, "%lld,", (long long)res.hit[i].delta_pct);
     sim_buf_uncomma(&b);
-    sim_buf_puts(&b, "]}");
+    sim_buf_putc(&b, ']');
+    /* each listed product's truth now under the judgement (truth=0 leaves it out) */
+    const char *want = param(c, "truth");
+    if (want == NULL || strcmp(want, "0") != 0) {
+        struct jd_rules r;
+        char rerr[200];
+        jd_rules_default(&r);
+        if (sim_truth_rules(param_cb, c, &r, rerr, sizeof(rerr)) != 0) {
+            sim_deal_result_free(&res);
+            sim_buf_free(&b);
+            return ctl_error(c, 400, rerr);
+        }
+        struct sim_product *p = malloc(sizeof(*p));
+        struct sim_truth *t = malloc(sizeof(*t));
+        sim_buf_printf(&b, ",\"rules_hash\":\"%016llx\",\"truth\":[",
+                       (unsigned long long)jd_rules_hash(&r));
+        for (size_t i = 0; p != NULL && t != NULL && i < res.n; i++) {
+            sim_catalog_product(&s->cat, res.idx[i], kmin, p);
+            sim_truth_judge(&s->cat, p, SIM_TRUTH_OFFERS, &r, t);
+            sim_truth_render(&b, p->asin, t);
+            sim_buf_putc(&b, ',');
+        }
+        sim_buf_uncomma(&b);
+        sim_buf_putc(&b, ']');
+        if (p == NULL || t == NULL)
+            b.oom = 1;
+        free(p);
+        free(t);
+    }
+    sim_buf_putc(&b, '}');
     sim_deal_result_free(&res);
     return send_json(c, 200, &b);
 }
@@ -1438,9 +1476,14 @@ static enum MHD_Result ctl_product(struct call *c)
 {
     struct sim_server *s = c->s;
     const char *asin = param(c, "asin");
-    int64_t idx = asin ? sim_catalog_lookup(&s->cat, asin) : -1;
+    int64_t idx = asin ? sim_catalog_resolve(&s->cat, asin) : -1;
     if (idx < 0)
         return ctl_error(c, 404, "unknown asin");
+    struct jd_rules rules;
+    char rerr[200];
+    jd_rules_default(&rules);
+    if (sim_truth_rules(param_cb, c, &rules, rerr, sizeof(rerr)) != 0)
+        return ctl_error(c, 400, rerr);
     struct sim_bucket_view v;
     sim_bucket_peek(&s->bucket, kd_mono_ns(), &v);
     int64_t now = keepa_min_of(s, &v), at = now;
@@ -1452,6 +1495,7 @@ static enum MHD_Result ctl_product(struct call *c)
         return ctl_error(c, 500, "out of memory");
     const struct sim_product *p = pp;
     sim_catalog_product(&s->cat, idx, at, pp);
+    snprintf(pp->asin, sizeof(pp->asin), "%s", asin);
     struct sim_buf b;
     sim_buf_init(&b);
     sim_buf_printf(&b,
@@ -1484,10 +1528,33 @@ static enum MHD_Result ctl_product(struct call *c)
     truth_array(&b, "avg90", p->avg90, SIM_CSV_TYPES);
     truth_array(&b, "avg180", p->avg180, SIM_CSV_TYPES);
     truth_array(&b, "avg365", p->avg365, SIM_CSV_TYPES);
-    sim_buf_uncomma(&b);
+    struct sim_truth *t = malloc(sizeof(*t));
+    if (t != NULL) { /* the judgement of a full fetch at that minute */
+        sim_truth_judge(&s->cat, p, SIM_TRUTH_OFFERS, &rules, t);
+        sim_buf_key(&b, "judgement");
+        sim_truth_render(&b, p->asin, t);
+        free(t);
+    } else {
+        b.oom = 1;
+    }
     sim_buf_putc(&b, '}');
     free(pp);
     return send_json(c, 200, &b);
+}
+
+/* /_sim/truth, /_sim/timeline, /_sim/true-deals: the oracle (sim/oracle.h). */
+static enum MHD_Result ctl_truth(struct call *c,
+                                 unsigned (*fn)(const struct sim_oracle_req *, struct sim_buf *))
+{
+    struct sim_server *s = c->s;
+    struct sim_bucket_view v;
+    sim_bucket_peek(&s->bucket, kd_mono_ns(), &v);
+    struct sim_oracle_req q = {&s->cat, keepa_min_of(s, &v), keepa_min_of_wall, s, param_cb,
+                               c,       c->rq->body.data,    c->rq->body.len};
+    struct sim_buf b;
+    sim_buf_init(&b);
+    unsigned status = fn(&q, &b);
+    return send_json(c, status, &b);
 }
 
 /* GET /_sim/clock: how the catalog's Keepa minute relates to the wall clock. */
@@ -1512,6 +1579,12 @@ static enum MHD_Result ctl_clock(struct call *c)
 static enum MHD_Result control(struct call *c, const char *path, const char *method)
 {
     struct sim_server *s = c->s;
+    if (strcmp(path, "/_sim/truth") == 0)
+        return ctl_truth(c, sim_oracle_truth);
+    if (strcmp(path, "/_sim/timeline") == 0)
+        return ctl_truth(c, sim_oracle_timeline);
+    if (strcmp(path, "/_sim/true-deals") == 0)
+        return ctl_truth(c, sim_oracle_true_deals);
     if (strcmp(path, "/_sim/clock") == 0)
         return ctl_clock(c);
     if (strcmp(path, "/_sim/stats") == 0)

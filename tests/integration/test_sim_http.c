@@ -561,8 +561,8 @@ static void test_11_06_accelerated_timestamps_never_ahead(void **state)
                                            "lastRatingUpdate", "lastSoldUpdate"};
         for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
             if (jint(p, keys[k]) > now)
-                fail_msg("%s %lld is ahead of the answer's minute %lld", keys[k],
-                         jint(p, keys[k]), now);
+                fail_msg("%s %lld is ahead of the answer's minute %lld", keys[k], jint(p, keys[k]),
+                         now);
         yajl_val csv = jget(p, "csv");
         for (size_t t = 0; t < jlen(csv); t++) {
             yajl_val series = jidx(csv, t);
@@ -2072,6 +2072,168 @@ static void test_query_agrees_with_product(void **state)
 }
 
 /* Opens N concurrent connections, each asking /token; returns how many got a 200. */
+/* ---------- the truth under the deal judgement (sim/README.md, "The truth") ---------- */
+
+static long long jint_or(yajl_val v, const char *key, long long dflt)
+{
+    yajl_val x = jget(v, key);
+    return YAJL_IS_INTEGER(x) ? YAJL_GET_INTEGER(x) : dflt;
+}
+
+/* The /_sim/ truth endpoints agree with one another, with a full fetch at the same minute and
+ * with their parameters; they refuse what they cannot answer. */
+static void test_truth_endpoints(void **state)
+{
+    (void)state;
+    char clock[32];
+    snprintf(clock, sizeof(clock), "%lld", aligned_clock_ms());
+    struct sim s = sim_start("--products", "20000", "--economy", "rich", "--clock-ms", clock,
+                             "--start-tokens", "100000");
+    const char *sel = "{\"domainId\":1,\"priceTypes\":[2],\"dateRange\":3,\"sortType\":4,"
+                      "\"isRangeEnabled\":true,\"deltaPercentRange\":[10,100]}";
+    char *e = urlenc(sel);
+    struct resp d = get(&s, "/_sim/deals?selection=%s", e);
+    assert_int_equal(d.status, 200);
+    long long now = jint(d.json, "keepa_minute");
+    yajl_val asins = jget(d.json, "asins"), truth = jget(d.json, "truth");
+    assert_int_equal(jlen(truth), jlen(asins));
+    assert_true(jlen(truth) > 100);
+    assert_int_equal(strlen(jstr(d.json, "rules_hash")), 16);
+    /* a few deals and a few non-deals, each against /_sim/truth and the full fetch */
+    int deals = 0, others = 0;
+    for (size_t i = 0; i < jlen(truth) && (deals < 4 || others < 4); i++) {
+        yajl_val t = jidx(truth, i);
+        int deal = jtrue(jget(t, "deal"));
+        if ((deal && deals >= 4) || (!deal && others >= 4))
+            continue;
+        deals += deal;
+        others += !deal;
+        const char *asin = jstr(t, "asin");
+        assert_string_equal(asin, YAJL_GET_STRING(jidx(asins, i)));
+        assert_int_equal(jint(t, "at"), now);
+        struct resp o = get(&s, "/_sim/truth?asin=%s&at=%lld", asin, now);
+        assert_int_equal(o.status, 200);
+        yajl_val one = jidx(jget(o.json, "products"), 0);
+        assert_int_equal(jtrue(jget(one, "deal")), deal);
+        assert_int_equal(jint_or(one, "profit_cents", -1), jint_or(t, "profit_cents", -1));
+        assert_string_equal(jstr(one, "basis"), jstr(t, "basis"));
+        /* the offer to buy is an offer of the full fetch, whole */
+        yajl_val offer = jget(one, "offer");
+        struct resp p =
+            get(&s, "/product?key=k&domain=1&asin=%s&stats=180&offers=20&history=0", asin);
+        yajl_val prod = jidx(jget(p.json, "products"), 0), offers = jget(prod, "offers");
+        if (YAJL_IS_OBJECT(offer)) {
+            int found = 0;
+            for (size_t k = 0; k < jlen(offers); k++) {
+                yajl_val x = jidx(offers, k);
+                found |= strcmp(jstr(x, "sellerId"), jstr(offer, "seller")) == 0 &&
+                         offer_price(x) == jint(offer, "price_cents") &&
+                         offer_landed(x) - offer_price(x) == jint(offer, "shipping_cents") &&
+                         jint(x, "condition") == jint(offer, "condition");
+            }
+            assert_true(found);
+            assert_true(deal ? jint(one, "profit_cents") >= 500 : 1);
+        } else {
+            assert_false(deal);
+        }
+        /* /_sim/product carries the same judgement */
+        struct resp tp = get(&s, "/_sim/product?asin=%s&at=%lld", asin, now);
+        yajl_val j = jget(tp.json, "judgement");
+        assert_int_equal(jtrue(jget(j, "deal")), deal);
+        assert_int_equal(jint_or(j, "profit_cents", -1), jint_or(one, "profit_cents", -1));
+        resp_free(&tp);
+        resp_free(&p);
+        resp_free(&o);
+    }
+    assert_int_equal(deals, 4);
+    assert_int_equal(others, 4);
+    /* at: one per ASIN or at_ms; unknown and reserved ASINs are named, not judged */
+    const char *a0 = YAJL_GET_STRING(jidx(asins, 0)), *a1 = YAJL_GET_STRING(jidx(asins, 1));
+    struct resp m = get(&s, "/_sim/truth?asin=%s,%s,B0ZZZZZZZZ,0545010225&at=%lld,%lld,%lld,%lld",
+                        a0, a1, now - 600, now, now, now - 1);
+    assert_int_equal(m.status, 200);
+    assert_int_equal(jlen(jget(m.json, "products")), 3);
+    assert_int_equal(jint(jidx(jget(m.json, "products"), 0), "at"), now - 600);
+    assert_int_equal(jint(jidx(jget(m.json, "products"), 2), "at"), now - 1);
+    assert_string_equal(YAJL_GET_STRING(jidx(jget(m.json, "unknown"), 0)), "B0ZZZZZZZZ");
+    struct resp ms = get(&s, "/_sim/truth?asin=%s&at_ms=%lld", a0, atoll(clock));
+    assert_int_equal(jint(jidx(jget(ms.json, "products"), 0), "at"), now);
+    static const char *const bad[] = {
+        "/_sim/truth",
+        "/_sim/truth?asin=B0AAAAAAAA&at=99999999999",
+        "/_sim/truth?asin=B0AAAAAAAA,B0AAAAAAAB&at=1,2,3",
+        "/_sim/truth?asin=B0AAAAAAAA&min_roi_bp=lots",
+        "/_sim/truth?asin=B0AAAAAAAA&offers=10",
+        "/_sim/timeline?asin=B0AAAAAAAA",
+        "/_sim/timeline?asin=B0AAAAAAAA&from=1&to=100000",
+        "/_sim/true-deals?from=1",
+        "/_sim/true-deals?from=0&step=0",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct resp b = get(&s, "%s", bad[i]);
+        if (b.status != 400 || !YAJL_IS_STRING(jget(b.json, "error")))
+            fail_msg("%s: HTTP %ld, %s", bad[i], b.status, b.body);
+        resp_free(&b);
+    }
+    /* rules by name: looser rules, another hash, more deals */
+    struct resp loose = get(&s, "/_sim/deals?selection=%s&min_roi_bp=0&min_profit_cents=0", e);
+    assert_string_not_equal(jstr(loose.json, "rules_hash"), jstr(d.json, "rules_hash"));
+    int n_def = 0, n_loose = 0;
+    for (size_t i = 0; i < jlen(truth); i++) {
+        n_def += jtrue(jget(jidx(truth, i), "deal"));
+        n_loose += jtrue(jget(jidx(jget(loose.json, "truth"), i), "deal"));
+    }
+    assert_true(n_loose > n_def);
+    /* a timeline over the last day: a deal now is inside its last segment, which runs to now */
+    const char *deal_asin = NULL;
+    for (size_t i = 0; i < jlen(truth) && deal_asin == NULL; i++)
+        if (jtrue(jget(jidx(truth, i), "deal")))
+            deal_asin = jstr(jidx(truth, i), "asin");
+    struct resp tl =
+        get(&s, "/_sim/timeline?asin=%s&from=%lld&to=%lld", deal_asin, now - 1440, now + 1);
+    assert_int_equal(tl.status, 200);
+    yajl_val segs = jget(jidx(jget(tl.json, "products"), 0), "segments");
+    assert_true(jlen(segs) >= 1);
+    yajl_val last = jidx(segs, jlen(segs) - 1);
+    assert_true(aint(last, 0) <= now);
+    assert_int_equal(aint(last, 1), now + 1);
+    assert_true(aint(last, 2) >= 500); /* its peak profit */
+    /* every catalog deal of the last 12 hours: today's deals among them, highest first */
+    struct resp td = get(&s, "/_sim/true-deals?from=%lld&selection=%s", now - 720, e);
+    assert_int_equal(td.status, 200);
+    yajl_val all = jget(td.json, "deals");
+    assert_int_equal((long long)jlen(all), jint(td.json, "count"));
+    assert_true(jlen(all) >= (size_t)n_def);
+    int listed = 0, found_now = 0;
+    for (size_t i = 0; i < jlen(all); i++) {
+        yajl_val x = jidx(all, i);
+        assert_true(i == 0 ||
+                    jint(x, "peak_profit_cents") <= jint(jidx(all, i - 1), "peak_profit_cents"));
+        assert_true(jint(x, "deal_minutes") > 0);
+        assert_true(jint(x, "fetch_tokens") == 6 || jint(x, "fetch_tokens") == 12);
+        assert_true(jint(x, "first_deal") <= jint(x, "peak_at"));
+        long long la = jint(x, "listed_at");
+        listed += la >= 0;
+        assert_true(la < 0 || la >= jint(x, "first_deal"));
+        found_now += strcmp(jstr(x, "asin"), deal_asin) == 0;
+    }
+    assert_true(listed > 0);
+    assert_int_equal(found_now, 1);
+    /* the clock */
+    struct resp ck = get(&s, "/_sim/clock");
+    assert_true(jint(ck.json, "keepa_minute") >= now);
+    assert_int_equal(jint(ck.json, "minute_ms"), 60000);
+    resp_free(&ck);
+    resp_free(&td);
+    resp_free(&tl);
+    resp_free(&loose);
+    resp_free(&ms);
+    resp_free(&m);
+    resp_free(&d);
+    free(e);
+    sim_stop(&s);
+}
+
 static int burst(struct sim *s, int nconn)
 {
     CURLM *m = curl_multi_init();
@@ -2521,6 +2683,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_11_24_faults),
         cmocka_unit_test(test_ledger),
         cmocka_unit_test(test_oracle_matches_product_truth),
+        cmocka_unit_test(test_truth_endpoints),
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_deals_move_over_time),
         cmocka_unit_test(test_seller_and_query),

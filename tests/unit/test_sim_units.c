@@ -2,19 +2,26 @@
  * test_sim_units.c: unit tests of kdeals-sim's pure parts: the catalog (ASIN mapping,
  * determinism, deal share, the market behind every offer-derived value, the calibrated feed's
  * window and its view of a product at a past minute), the token bucket, the selection / product
- * / fault parsers and deal matching.
+ * / fault parsers and deal matching; the truth (sim/truth.h): its inputs equal, field by field,
+ * what judge/inputs.c reads from the rendered and decoded answer, and its timelines; synthetic
+ * products for ASINs outside the catalog.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/clock.h"
+#include "judge/inputs.h"
 #include "kd_test.h"
+#include "keepa/decode.h"
 #include "sim/bucket.h"
 #include "sim/catalog.h"
 #include "sim/deals.h"
 #include "sim/faults.h"
+#include "sim/render.h"
 #include "sim/selection.h"
+#include "sim/truth.h"
 
 #define MS 1000000LL
 
@@ -468,6 +475,263 @@ static void test_calibrated_feed_window(void **state)
     free(p);
 }
 
+/* ---------- the truth ---------- */
+
+struct decoded {
+    struct kp_product p;
+    int n;
+};
+
+static int keep_product(const struct kp_product *p, void *ud)
+{
+    struct decoded *d = ud;
+    d->p = *p;
+    d->n++;
+    return 0;
+}
+
+/* Renders P as this simulator's /product answer with stats=180 and OFFERS offers, decodes it
+ * with kdeals' decoder into D. */
+static void render_decode(const struct sim_catalog *c, const struct sim_product *p, int offers,
+                          struct decoded *d)
+{
+    struct sim_product_req req;
+    memset(&req, 0, sizeof(req));
+    req.stats_mode = SIM_STATS_DAYS;
+    req.stats_days = 180;
+    req.history = 0;
+    req.offers = offers;
+    req.update = 1;
+    struct sim_product_opts o = {&req, 0};
+    struct sim_buf b;
+    sim_buf_init(&b);
+    struct sim_envelope e = {kd_keepa_min_to_ms(p->keepa_min), 100, 1000, 5, 1, 1};
+    sim_render_envelope(&b, &e);
+    sim_buf_puts(&b, "\"products\":[");
+    sim_render_product(&b, c, p, &o);
+    sim_buf_puts(&b, "]}");
+    assert_true(sim_buf_ok(&b));
+    struct kp_decode_cbs cbs = {0};
+    cbs.on_product = keep_product;
+    cbs.ud = d;
+    d->n = 0;
+    struct kp_envelope env;
+    char err[256] = "";
+    int rc = kp_decode_buffer(b.data, b.len, NULL, &cbs, &env, err, sizeof(err));
+    if (rc != 0)
+        fail_msg("decode: %s", err);
+    assert_int_equal(d->n, 1);
+    sim_buf_free(&b);
+}
+
+#define CMP_I64(name, size)                                                                        \
+    if (a->name != b->name)                                                                        \
+        fail_msg("%s idx %lld: %s: truth %lld, decoded answer %lld", what, (long long)idx, #name,  \
+                 (long long)a->name, (long long)b->name);
+#define CMP_I32  CMP_I64
+#define CMP_U8   CMP_I64
+#define CMP_BOOL CMP_I64
+#define CMP_STR(name, size)                                                                        \
+    if (strcmp(a->name, b->name) != 0)                                                             \
+        fail_msg("%s idx %lld: %s: truth %s, decoded answer %s", what, (long long)idx, #name,      \
+                 a->name, b->name);
+#define CMP(kind, name, size) CMP_##kind(name, size)
+
+static void inputs_equal(const char *what, int64_t idx, const struct jd_inputs *a,
+                         const struct jd_inputs *b)
+{
+    JD_INPUT_FIELDS(CMP)
+}
+
+/* The oracle's inputs are exactly what kdeals reads from the simulator's full fetch: every
+ * field, both economies, offers 20 and 100, every buy condition, catalog and synthetic. */
+static void test_truth_inputs_equal_decoded_answer(void **state)
+{
+    (void)state;
+    static const char *const EXT[] = {"B0D8W1YVBX", "0545010225", "B07XJ8C8F5", "1400079985"};
+    struct sim_product *p = malloc(sizeof(*p));
+    struct decoded *d = malloc(sizeof(*d));
+    assert_non_null(p);
+    assert_non_null(d);
+    int offered = 0, bought = 0, deals = 0;
+    for (int e = 0; e < 2; e++) {
+        struct sim_catalog c;
+        assert_int_equal(sim_catalog_init(&c, 3, 20000, 1.0, (enum sim_economy)e), 0);
+        for (int64_t k = 0; k < 1200 + 4; k++) {
+            int64_t idx = k < 1200 ? k * 16 + e : sim_catalog_resolve(&c, EXT[k - 1200]);
+            int64_t minute = 8000000 + k * 37;
+            sim_catalog_product(&c, idx, minute, p);
+            if (k >= 1200)
+                snprintf(p->asin, sizeof(p->asin), "%s", EXT[k - 1200]);
+            int offers = k % 3 == 0 ? 100 : 20;
+            render_decode(&c, p, offers, d);
+            struct jd_rules r;
+            jd_rules_default(&r);
+            r.buy_condition = (int)(k % 4);
+            int64_t at_ms = kd_keepa_min_to_ms(minute);
+            struct jd_inputs truth, read;
+            sim_truth_inputs(&c, p, offers, &r, at_ms, &truth);
+            jd_inputs_from_product(&d->p, &r, at_ms, JD_READ_AUTO, &read);
+            inputs_equal(e ? "rich" : "calibrated", idx, &truth, &read);
+            offered += p->mkt.n_live > 0;
+            bought += truth.buy_source == JD_BUY_OFFER;
+            struct sim_truth t;
+            sim_truth_judge(&c, p, offers, &r, &t);
+            struct jd_verdict v;
+            jd_judge(&read, &r, &v);
+            assert_int_equal(t.v.deal, v.deal);
+            assert_int_equal(t.v.profit_cents, v.profit_cents);
+            deals += v.deal;
+        }
+    }
+    /* the comparison covered real offers and both verdicts */
+    assert_true(offered > 1500);
+    assert_true(bought > 1000);
+    assert_true(deals > 0);
+    free(p);
+    free(d);
+}
+
+/* A timeline's segments are the moments a judgement at any minute calls a deal. */
+static void test_truth_timeline_matches_pointwise(void **state)
+{
+    (void)state;
+    struct sim_catalog c;
+    assert_int_equal(sim_catalog_init(&c, 1, 20000, 1.0, SIM_ECONOMY_RICH), 0);
+    struct jd_rules r;
+    jd_rules_default(&r);
+    struct sim_product *p = malloc(sizeof(*p));
+    struct sim_truth *t = malloc(sizeof(*t));
+    struct sim_truth_seg segs[64];
+    int64_t from = 8000000, to = from + 2 * 1440;
+    int with_deals = 0;
+    for (int64_t idx = 0; idx < 20000 && with_deals < 5; idx += 7) {
+        struct sim_truth_span span;
+        assert_int_equal(
+            sim_truth_timeline(&c, idx, NULL, from, to, 60, 20, &r, NULL, p, segs, 64, &span), 0);
+        if (span.n_segs_total == 0)
+            continue;
+        with_deals++;
+        int64_t sum = 0;
+        for (int k = 0; k < span.n_segs; k++) {
+            assert_true(segs[k].start < segs[k].end);
+            assert_true(k == 0 || segs[k - 1].end < segs[k].start); /* merged, in order */
+            sum += segs[k].end - segs[k].start;
+        }
+        assert_int_equal(sum, span.deal_min);
+        assert_int_equal(span.first_deal, segs[0].start);
+        /* every 17 minutes: a deal exactly inside a segment (the rich economy's sell basis is
+         * the Buy Box or an offer, which move only at the market's changes) */
+        for (int64_t m = from; m < to; m += 17) {
+            sim_catalog_product(&c, idx, m, p);
+            sim_truth_judge(&c, p, 20, &r, t);
+            int inside = 0;
+            for (int k = 0; k < span.n_segs; k++)
+                inside |= m >= segs[k].start && m < segs[k].end;
+            if (t->v.basis >= JD_BASIS_AVG90 && t->v.basis <= JD_BASIS_AVG90_365)
+                continue; /* an average's drift between two judged moments */
+            if (inside != t->v.deal)
+                fail_msg("idx %lld minute %lld: deal %d, in a segment %d", (long long)idx,
+                         (long long)m, t->v.deal, inside);
+        }
+        assert_true(span.peak.peak_profit_cents >= r.min_profit_cents);
+    }
+    assert_int_equal(with_deals, 5);
+    free(p);
+    free(t);
+}
+
+/* Rules from query parameters: names, values and errors. */
+static const char *const *rule_params;
+static const char *rule_get(void *ctx, const char *name)
+{
+    (void)ctx;
+    for (const char *const *kv = rule_params; *kv; kv += 2)
+        if (strcmp(kv[0], name) == 0)
+            return kv[1];
+    return NULL;
+}
+
+static void test_truth_rules_from_params(void **state)
+{
+    (void)state;
+    static const char *const ok[] = {"min_roi_bp",
+                                     "4000",
+                                     "buy_condition",
+                                     "new",
+                                     "basis_used",
+                                     "avg90,buy_box",
+                                     "fulfilment",
+                                     "fbm",
+                                     "unknown",
+                                     "pass",
+                                     "media",
+                                     "283155,5174",
+                                     "cap_at_buy_box",
+                                     "0",
+                                     NULL};
+    struct jd_rules r, d;
+    jd_rules_default(&r);
+    jd_rules_default(&d);
+    char err[200];
+    rule_params = ok;
+    assert_int_equal(sim_truth_rules(rule_get, NULL, &r, err, sizeof(err)), 0);
+    assert_int_equal(r.min_roi_bp, 4000);
+    assert_int_equal(r.buy_condition, 2);
+    assert_int_equal(r.n_basis[JD_USED], 2);
+    assert_int_equal(r.basis[JD_USED][0], JD_BASIS_AVG90);
+    assert_int_equal(r.fulfilment, JD_FBM);
+    assert_int_equal(r.unknown, JD_UNKNOWN_PASSES);
+    assert_int_equal(r.n_media_categories, 2);
+    assert_false(r.cap_at_buy_box);
+    assert_int_equal(r.min_profit_cents, d.min_profit_cents); /* untouched */
+    assert_true(jd_rules_hash(&r) != jd_rules_hash(&d));
+    static const char *const bad1[] = {"min_roi_bp", "x", NULL};
+    static const char *const bad2[] = {"basis_new", "buy_box,bogus", NULL};
+    static const char *const bad3[] = {"buy_condition", "old", NULL};
+    const char *const *bad[] = {bad1, bad2, bad3};
+    for (int i = 0; i < 3; i++) {
+        rule_params = bad[i];
+        err[0] = '\0';
+        assert_int_equal(sim_truth_rules(rule_get, NULL, &r, err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, bad[i][0]));
+    }
+}
+
+/* Any well-formed ASIN is a product; the same ASIN and seed the same product; malformed and
+ * reserved ones are not; an ISBN-10 is a book; catalog ASINs keep their index. */
+static void test_synthetic_products(void **state)
+{
+    (void)state;
+    struct sim_catalog c, c2;
+    assert_int_equal(sim_catalog_init(&c, 5, 20000, 1.0, SIM_ECONOMY_CALIBRATED), 0);
+    assert_int_equal(sim_catalog_init(&c2, 6, 20000, 1.0, SIM_ECONOMY_CALIBRATED), 0);
+    char own[11];
+    sim_catalog_asin(&c, 1234, own);
+    assert_int_equal(sim_catalog_resolve(&c, own), 1234);
+    int64_t a = sim_catalog_resolve(&c, "B0D8W1YVBX"), isbn = sim_catalog_resolve(&c, "0545010225");
+    assert_true(a >= SIM_EXT_BASE);
+    assert_true(isbn >= SIM_EXT_BASE);
+    assert_int_equal(a, sim_catalog_resolve(&c2, "B0D8W1YVBX")); /* the ASIN's, not the seed's */
+    assert_true(a != sim_catalog_resolve(&c, "B0D8W1YVBZ"));
+    static const char *const bad[] = {"B0ZZZZZZZZ", "b0d8w1yvbx", "B0D8W1YVB",  "B0D8W1YVBXX",
+                                      "B0D8W1-VBX", "",           "1234567ZZZZ"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(sim_catalog_resolve(&c, bad[i]), -1);
+    struct sim_product *p = malloc(sizeof(*p)), *q = malloc(sizeof(*q));
+    sim_catalog_product(&c, isbn, 8000000, p);
+    assert_int_equal(p->root_cat, 283155);
+    assert_string_equal(p->asin, ""); /* the caller's to set */
+    sim_catalog_product(&c, a, 8000000, p);
+    sim_catalog_product(&c, a, 8000000, q);
+    assert_memory_equal(p, q, sizeof(*p));
+    sim_catalog_product(&c2, a, 8000000, q); /* another seed: another product */
+    assert_true(p->base_used_cents != q->base_used_cents || p->root_cat != q->root_cat ||
+                p->base_rank != q->base_rank);
+    free(p);
+    free(q);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -484,6 +748,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_calibrated_point_is_the_product_then),
         cmocka_unit_test(test_market_is_consistent),
         cmocka_unit_test(test_calibrated_feed_window),
+        cmocka_unit_test(test_truth_inputs_equal_decoded_answer),
+        cmocka_unit_test(test_truth_timeline_matches_pointwise),
+        cmocka_unit_test(test_truth_rules_from_params),
+        cmocka_unit_test(test_synthetic_products),
     };
     return KD_RUN_TESTS(tests, argc, argv);
 }

@@ -13,8 +13,11 @@
  * production-like selection (Used, delta percent >= 10, sort type 4) with no category filter
  * and date range 3 (compared with every row) and with Books only and date range 4 (every row
  * but the books share). For the first selection every listed product is also fully fetched
- * (/product with stats and offers=20) and judged (calib_judge: the stand-in for the deal
- * judgement), and the share that passes must stay low.
+ * (/product with stats and offers=20) and judged by the deal judgement itself
+ * (jd_inputs_from_product and jd_judge under jd_rules_default, as kdeals judges a full fetch),
+ * and the share that passes must stay low. The oracle (/_sim/truth at each answer's Keepa
+ * minute) must call exactly the same products deals, with the same profit: the simulator's
+ * truth and kdeals' reading of its answers are one judgement.
  *
  * Each seed's pooled rows must lie within the documented tolerance of the recorded page's;
  * the table is printed either way. A control runs the same comparison on the rich economy and
@@ -31,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "judge/inputs.h"
 #include "judge/judge.h"
 #include "keepa/decode.h"
@@ -54,6 +58,9 @@ static const char *const SEL_BOOKS =
 /* What one deal contributes to the rows. */
 struct item {
     char asin[KP_ASIN_MAX];
+    int64_t judged_min;   /* the Keepa minute of the full fetch's answer, -1 not fetched */
+    int64_t profit_cents; /* its judgement: profit (priced) and deal */
+    int deal;
     int32_t used, used_avg90, fresh, amazon, rank, drops30, drops365, dp90;
     int64_t root;
 };
@@ -62,6 +69,8 @@ struct items {
     struct item v[MAX_ITEMS];
     int n;
     int judged, passed; /* full fetches judged and passed (simulator only) */
+    int fetch_from;     /* on_product: the first item of the current full-fetch batch */
+    int64_t answer_min; /* on_product: that batch's answer minute */
 };
 
 enum row_id {
@@ -108,20 +117,21 @@ static const struct row_def {
 
 #define JUDGE_MAX_SHARE 0.04 /* full-fetch judgement: at most this share of listed items */
 
-/* ---------- the stand-in judgement ---------- */
+/* ---------- the judgement ---------- */
 
-/*
- * Whether a fully fetched product would be stored as a deal. The one place to swap in the
- * project's deal judgement: jd_judge under jd_rules_default on a full fetch's inputs.
- */
-static int calib_judge(const struct kp_product *p)
+/* Judges a fully fetched product as kdeals does, into its item; returns 1 for a deal. */
+static int full_fetch_judge(const struct kp_product *p, int64_t answer_min, struct item *it)
 {
     struct jd_rules r;
     jd_rules_default(&r);
     struct jd_inputs in;
     struct jd_verdict v;
-    jd_inputs_from_product(p, &r, 0, JD_READ_AUTO, &in);
-    return jd_judge(&in, &r, &v);
+    jd_inputs_from_product(p, &r, kd_keepa_min_to_ms(answer_min), JD_READ_AUTO, &in);
+    jd_judge(&in, &r, &v);
+    it->judged_min = answer_min;
+    it->deal = v.deal;
+    it->profit_cents = v.priced ? v.profit_cents : INT64_MIN;
+    return v.deal;
 }
 
 /* The same rules on a page's own numbers: buy at the current Used price (no shipping), sell at
@@ -144,6 +154,7 @@ static int on_deal(const struct kp_deal *d, void *ud)
         return 0;
     struct item *it = &s->v[s->n++];
     memset(it, 0, sizeof(*it));
+    it->judged_min = -1;
     snprintf(it->asin, sizeof(it->asin), "%s", d->asin);
     it->used = d->current[2];
     it->used_avg90 = d->avg[3][2];
@@ -160,8 +171,12 @@ static int on_deal(const struct kp_deal *d, void *ud)
 static int on_product(const struct kp_product *p, void *ud)
 {
     struct items *s = ud;
-    s->judged++;
-    s->passed += calib_judge(p);
+    for (int i = s->fetch_from; i < s->n && i < s->fetch_from + 100; i++)
+        if (strcmp(s->v[i].asin, p->asin) == 0) {
+            s->judged++;
+            s->passed += full_fetch_judge(p, s->answer_min, &s->v[i]);
+            break;
+        }
     return 0;
 }
 
@@ -285,6 +300,14 @@ static void fetch_page(const struct sim *sim, const char *selection, struct item
     free(b.p);
 }
 
+/* The Keepa minute of an answer: its envelope timestamp (the clock runs at 1x here). */
+static int64_t answer_minute(const char *body)
+{
+    const char *t = strstr(body, "\"timestamp\":");
+    assert_non_null(t);
+    return kd_ms_to_keepa_min(strtoll(t + 12, NULL, 10));
+}
+
 /* Full fetches of S's items from FIRST on, judged into S. */
 static void fetch_and_judge(const struct sim *sim, struct items *s, int first)
 {
@@ -295,7 +318,43 @@ static void fetch_and_judge(const struct sim *sim, struct items *s, int first)
             len += snprintf(path + len, sizeof(path) - (size_t)len, "%s%s", j > i ? "," : "",
                             s->v[j].asin);
         struct body b = http(sim, path, NULL);
+        s->fetch_from = i;
+        s->answer_min = answer_minute(b.p);
         decode_into(b.p, b.n, s);
+        free(b.p);
+    }
+}
+
+/* The oracle at each answer's minute agrees with every full-fetch judgement from FIRST on. */
+static void oracle_agrees(const struct sim *sim, const struct items *s, int first)
+{
+    for (int i = first; i < s->n; i += 100) {
+        char path[4096];
+        int len = snprintf(path, sizeof(path), "/_sim/truth?asin=");
+        for (int j = i; j < s->n && j < i + 100; j++)
+            len += snprintf(path + len, sizeof(path) - (size_t)len, "%s%s", j > i ? "," : "",
+                            s->v[j].asin);
+        len += snprintf(path + len, sizeof(path) - (size_t)len, "&at=");
+        for (int j = i; j < s->n && j < i + 100; j++)
+            len += snprintf(path + len, sizeof(path) - (size_t)len, "%s%lld", j > i ? "," : "",
+                            (long long)s->v[j].judged_min);
+        struct body b = http(sim, path, NULL);
+        const char *p = b.p;
+        for (int j = i; j < s->n && j < i + 100; j++) {
+            char key[32];
+            snprintf(key, sizeof(key), "\"asin\":\"%s\"", s->v[j].asin);
+            p = strstr(p, key);
+            if (p == NULL)
+                fail_msg("/_sim/truth left out %s", s->v[j].asin);
+            int deal = strncmp(strstr(p, "\"deal\":") + 7, "true", 4) == 0;
+            const char *pc = strstr(p, "\"profit_cents\":") + 15;
+            int64_t profit = *pc == 'n' ? INT64_MIN : strtoll(pc, NULL, 10);
+            if (deal != s->v[j].deal || profit != s->v[j].profit_cents)
+                fail_msg("%s at minute %lld: the oracle says deal %d profit %lld, the full fetch "
+                         "deal %d profit %lld",
+                         s->v[j].asin, (long long)s->v[j].judged_min, deal, (long long)profit,
+                         s->v[j].deal, (long long)s->v[j].profit_cents);
+        }
         free(b.p);
     }
 }
@@ -313,6 +372,7 @@ static void collect(const char *economy, int seed, int moments, struct items *al
         int first = all->n;
         fetch_page(&sim, SEL_ALL, all);
         fetch_and_judge(&sim, all, first);
+        oracle_agrees(&sim, all, first);
         fetch_page(&sim, SEL_BOOKS, books);
         sim_stop(&sim);
     }
@@ -441,7 +501,7 @@ static int table(const char *title, const struct items *rec, const struct items 
         printf(" %11d ", sims[s].n);
     printf("\n");
     if (judged) {
-        printf("%-46s %11s", "pass the full-fetch judgement (stand-in)", "-");
+        printf("%-46s %11s", "pass the deal judgement after a full fetch", "-");
         for (int s = 0; s < n; s++) {
             double share = sims[s].judged ? (double)sims[s].passed / sims[s].judged : NAN;
             int ok = sims[s].judged == sims[s].n && share <= JUDGE_MAX_SHARE;

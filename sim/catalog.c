@@ -304,7 +304,8 @@ static int is_isbn10(const char *asin)
 
 int64_t sim_catalog_resolve(const struct sim_catalog *c, const char *asin)
 {
-    if (!sim_asin_wellformed(asin) || strcmp(asin + 6, "ZZZZ") == 0)
+    if (!sim_asin_wellformed(asin) || strcmp(asin + 6, "ZZZZ") == 0 ||
+        strpbrk(asin, "0123456789") == NULL) /* every ASIN and ISBN has a digit: XXXXXXXXXX */
         return -1;
     int64_t idx = sim_catalog_lookup(c, asin);
     if (idx >= 0)
@@ -385,6 +386,7 @@ enum tag {
     T_STATIC2,
     T_FLAGS,
     T_DROPS,
+    T_LIGHT,
     /* offers (market_build) */
     T_O_RICH_NEW = 1001,
     T_O_RICH_USED = 1002,
@@ -414,6 +416,42 @@ void sim_catalog_title(const struct sim_catalog *c, int64_t idx, char *out, int 
     uint64_t h = H(c, idx, T_TITLE, 0);
     snprintf(out, (size_t)n, "%s %s %s, Model %llu", ADJ[h % 12], NOUN[(h >> 8) % 15],
              EXTRA[(h >> 16) % 8], (unsigned long long)(idx % 100000));
+}
+
+static const char *const FIRST[] = {"Ada", "Ben",  "Cora", "Dan", "Eva", "Finn",
+                                    "Gus", "Hana", "Ivo",  "Jun", "Kai", "Lia"};
+static const char *const LAST[] = {"Archer", "Blake", "Carter", "Dalton", "Ellis",  "Foster",
+                                   "Grant",  "Hayes", "Irwin",  "Jensen", "Keller", "Lowe",
+                                   "Moreno", "Nash",  "Olsen",  "Parker"};
+
+void sim_catalog_texts(const struct sim_catalog *c, const struct sim_product *p,
+                       struct sim_texts *t)
+{
+    memset(t, 0, sizeof(*t));
+    sim_catalog_title(c, p->idx, t->title, sizeof(t->title));
+    uint64_t h = H(c, p->idx, T_TITLE, 1);
+    int books = p->root_cat == 283155;
+    snprintf(t->manufacturer, sizeof(t->manufacturer), "SimWorks %d", (int)(p->idx % 97));
+    snprintf(t->brand, sizeof(t->brand), "SimBrand %d", (int)(p->idx % 89));
+    snprintf(t->type, sizeof(t->type), "%s", books ? "ABIS_BOOK" : "SIM_ITEM");
+    if (books) {
+        snprintf(t->author, sizeof(t->author), "%s %s", FIRST[h % 12], LAST[(h >> 8) % 16]);
+        snprintf(t->binding, sizeof(t->binding), "%s", (h >> 16) % 4 ? "Paperback" : "Hardcover");
+        snprintf(t->product_group, sizeof(t->product_group), "Book");
+        return;
+    }
+    static const struct {
+        int64_t root;
+        const char *binding, *group;
+    } MEDIA[] = {{5174, "Audio CD", "Music"},
+                 {2625373011, "DVD", "DVD"},
+                 {468642, "Video Game", "Video Games"},
+                 {229534, "Software", "Software"}};
+    for (size_t i = 0; i < sizeof(MEDIA) / sizeof(MEDIA[0]); i++)
+        if (p->root_cat == MEDIA[i].root) {
+            snprintf(t->binding, sizeof(t->binding), "%s", MEDIA[i].binding);
+            snprintf(t->product_group, sizeof(t->product_group), "%s", MEDIA[i].group);
+        }
 }
 
 /* V rounded to a whole cent (half away from zero), at least 1. */
@@ -661,8 +699,8 @@ static void common_static(const struct sim_catalog *c, struct sim_product *p)
     p->root_name = r->name;
     p->cat_name = r->sub_name;
     p->is_media = r->media;
-    p->cats[0] = r->id * 10 + 1 + (int64_t)((hc >> 32) % 7);
-    p->cats[1] = 1000000000LL + (int64_t)((hc >> 16) % 900000000ULL);
+    p->cats[0] = r->id * 10 + 1 + (int64_t)((hc >> 32) % SIM_SUBS);
+    p->cats[1] = p->cats[0] * 100 + 1 + (int64_t)((hc >> 16) % SIM_LEAVES);
     p->referral_bp = r->referral_bp;
     p->closing_fee_cents = r->media ? 180 : -1;
     uint64_t hf = H(c, idx, T_FLAGS, 0);
@@ -1646,4 +1684,159 @@ int sim_catalog_breaks(const struct sim_catalog *c, const struct sim_product *p,
         if (k == 0 || minutes[k - 1] != minutes[i])
             minutes[k++] = minutes[i];
     return k;
+}
+
+/* ---------- the category tree ---------- */
+
+void sim_catalog_placement(const struct sim_catalog *c, int64_t idx, int *root_slot, int *sub,
+                           int *leaf)
+{
+    uint64_t hc = H(c, idx, T_CAT, 0);
+    *root_slot = idx >= SIM_EXT_BASE && (idx & 1) ? 0 : pick_root(c, hc);
+    *sub = 1 + (int)((hc >> 32) % SIM_SUBS);
+    *leaf = 1 + (int)((hc >> 16) % SIM_LEAVES);
+}
+
+static void category_fill(const struct root *r, int slot, int sub, int leaf,
+                          struct sim_category *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->root_slot = slot;
+    out->sub = sub;
+    out->leaf = leaf;
+    out->media = r->media;
+    if (sub == 0) {
+        out->id = r->id;
+        out->level = 0;
+        snprintf(out->name, sizeof(out->name), "%s", r->name);
+        /* "Books" -> "books_display_on_website", as Keepa's groups read */
+        size_t k = 0;
+        for (const char *q = r->name; *q && k + 1 < sizeof(out->display_group); q++)
+            if ((*q >= 'A' && *q <= 'Z') || (*q >= 'a' && *q <= 'z'))
+                out->display_group[k++] = (char)(*q | 0x20);
+            else if (k > 0 && out->display_group[k - 1] != '_')
+                out->display_group[k++] = '_';
+        while (k > 0 && out->display_group[k - 1] == '_')
+            k--;
+        out->display_group[k] = '\0';
+        snprintf(out->display_group + k, sizeof(out->display_group) - k, "_display_on_website");
+        return;
+    }
+    int64_t sub_id = r->id * 10 + sub;
+    if (leaf == 0) {
+        out->id = sub_id;
+        out->parent = r->id;
+        out->level = 1;
+        if (sub == 1)
+            snprintf(out->name, sizeof(out->name), "%s", r->sub_name);
+        else
+            snprintf(out->name, sizeof(out->name), "%s %d", r->sub_name, sub);
+        return;
+    }
+    out->id = sub_id * 100 + leaf;
+    out->parent = sub_id;
+    out->level = 2;
+    if (sub == 1)
+        snprintf(out->name, sizeof(out->name), "%s, Shelf %d", r->sub_name, leaf);
+    else
+        snprintf(out->name, sizeof(out->name), "%s %d, Shelf %d", r->sub_name, sub, leaf);
+}
+
+int sim_catalog_category(const struct sim_catalog *c, int64_t id, struct sim_category *out)
+{
+    int n;
+    const struct root *roots = roots_of(c, &n);
+    for (int i = 0; i < n; i++) {
+        int64_t r = roots[i].id;
+        if (id == r) {
+            category_fill(&roots[i], i, 0, 0, out);
+            return 0;
+        }
+        if (id > r * 10 && id <= r * 10 + SIM_SUBS) {
+            category_fill(&roots[i], i, (int)(id - r * 10), 0, out);
+            return 0;
+        }
+        int64_t sub = id / 100, leaf = id % 100;
+        if (sub > r * 10 && sub <= r * 10 + SIM_SUBS && leaf >= 1 && leaf <= SIM_LEAVES) {
+            category_fill(&roots[i], i, (int)(sub - r * 10), (int)leaf, out);
+            return 0;
+        }
+    }
+    return -ENOENT;
+}
+
+int64_t sim_catalog_category_child(const struct sim_catalog *c, int64_t id, int k)
+{
+    struct sim_category cat;
+    if (sim_catalog_category(c, id, &cat) != 0 || k < 0)
+        return -1;
+    if (cat.level == 0)
+        return k < SIM_SUBS ? id * 10 + 1 + k : -1;
+    if (cat.level == 1)
+        return k < SIM_LEAVES ? id * 100 + 1 + k : -1;
+    return -1;
+}
+
+/* ---------- lightning deals ---------- */
+
+#define LIGHT_P_CAL  0.004 /* a product's chance of a lightning deal on a given Keepa day */
+#define LIGHT_P_RICH 0.02
+
+static int lightning_of_day(const struct sim_catalog *c, int64_t idx, int64_t day,
+                            struct sim_lightning *out)
+{
+    uint64_t h = H(c, idx, T_LIGHT, day);
+    double chance = c->economy == SIM_ECONOMY_RICH ? LIGHT_P_RICH : LIGHT_P_CAL;
+    if (u16(h, 0) >= chance)
+        return 0;
+    static const int DURATION[3] = {240, 360, 720};
+    out->start = day * 1440 + (int64_t)((h >> 16) % 1440);
+    out->end = out->start + DURATION[(h >> 32) % 3];
+    out->percent_off = 15 + (int)((h >> 40) % 36);
+    out->deal_id = mix64(h ^ (uint64_t)idx);
+    return 1;
+}
+
+int sim_catalog_lightning(const struct sim_catalog *c, int64_t idx, int64_t t,
+                          struct sim_lightning *out)
+{
+    int64_t day = t >= 0 ? t / 1440 : -((-t + 1439) / 1440);
+    struct sim_lightning best;
+    int found = 0;
+    for (int64_t d = day - 1; d <= day + 1; d++) {
+        struct sim_lightning l;
+        if (!lightning_of_day(c, idx, d, &l) || l.end <= t || l.start > t + 1440)
+            continue;
+        if (!found || l.start < best.start)
+            best = l, found = 1;
+    }
+    if (!found)
+        return 0;
+    struct sim_product *p = malloc(sizeof(*p)); /* rare: only now is the product needed */
+    if (p == NULL)
+        return 0;
+    product_base(c, idx, t, p);
+    int has_new = p->has_new;
+    free(p);
+    if (!has_new)
+        return 0;
+    *out = best;
+    if (t < best.start) {
+        out->state = SIM_LD_UPCOMING;
+        out->percent_claimed = 0;
+        return 1;
+    }
+    /* claimed at a drawn pace: 100 % after 40-160 % of the deal's length */
+    double pace = 0.4 + 1.2 * u16(H(c, idx, T_LIGHT, best.start), 1);
+    double claimed = (double)(t - best.start) / ((double)(best.end - best.start) * pace) * 100;
+    out->percent_claimed = claimed >= 100 ? 100 : (int)claimed;
+    out->state = out->percent_claimed >= 100 ? SIM_LD_SOLDOUT : SIM_LD_AVAILABLE;
+    return 1;
+}
+
+const char *sim_lightning_state_name(int state)
+{
+    static const char *const NAMES[] = {"AVAILABLE",    "UPCOMING", "WAITLIST",  "SOLDOUT",
+                                        "WAITLISTFULL", "EXPIRED",  "SUPPRESSED"};
+    return state >= 0 && state <= SIM_LD_SUPPRESSED ? NAMES[state] : "?";
 }

@@ -85,7 +85,7 @@ struct sim_product {
     int cat_slot;
     int64_t root_cat;
     const char *root_name;
-    int64_t cats[2]; /* sub-category, leaf (categories and categoryTree below the root) */
+    int64_t cats[2]; /* sub-category, leaf (categoryTree below the root; categories: the leaf) */
     const char *cat_name;
     int is_media; /* Books, CDs & Vinyl, Movies & TV, Video Games, Software */
     int has_amazon, has_used, has_new, has_rank, stale;
@@ -153,8 +153,8 @@ int sim_asin_wellformed(const char *asin);
 
 /*
  * The index of ASIN: the catalog's, or its synthetic product's; -1 when the ASIN is malformed
- * or reserved as one Keepa does not know (its last four characters are ZZZZ, e.g. B0ZZZZZZZZ:
- * tests name an unknown product with it).
+ * or one Keepa does not know: without a digit (real ASINs and ISBNs have one; clients test
+ * with XXXXXXXXXX), or reserved as unknown by ending in ZZZZ (tests use B0ZZZZZZZZ).
  */
 int64_t sim_catalog_resolve(const struct sim_catalog *c, const char *asin);
 
@@ -241,5 +241,77 @@ const char *sim_catalog_root_name(const struct sim_catalog *c, int slot);
 
 /* Title of product IDX into OUT (size N). */
 void sim_catalog_title(const struct sim_catalog *c, int64_t idx, char *out, int n);
+
+/* The text fields of a product ("" when Keepa would send null): /product, /search, /query. */
+struct sim_texts {
+    char title[160], author[64], brand[48], manufacturer[48], binding[32], product_group[32];
+    char type[16];
+};
+void sim_catalog_texts(const struct sim_catalog *c, const struct sim_product *p,
+                       struct sim_texts *t);
+
+/*
+ * The category tree: every root of the economy has SIM_SUBS sub-categories (id root x 10 + k,
+ * k = 1..SIM_SUBS) and each of those SIM_LEAVES leaves (id sub x 100 + l, l = 1..SIM_LEAVES); a
+ * product sits in one leaf (its categories), below one sub and its root (categoryTree). Ids are
+ * unique across levels (test_sim_units checks it); names are the economy's root names, the
+ * sub-category names of sim/README.md and numbered variants of them.
+ */
+#define SIM_SUBS   7
+#define SIM_LEAVES 40
+
+struct sim_category {
+    int64_t id, parent; /* parent 0: a root */
+    int level;          /* 0 root, 1 sub-category, 2 leaf */
+    int root_slot, sub, leaf;
+    int media;
+    char name[96];
+    char display_group[64]; /* roots only: websiteDisplayGroup, else "" */
+};
+
+/* Fills OUT with category ID of the catalog's tree; 0, or -ENOENT when ID is not in it. */
+int sim_catalog_category(const struct sim_catalog *c, int64_t id, struct sim_category *out);
+
+/* The id of child K (0-based) of category ID (a root's sub-categories, a sub's leaves); -1. */
+int64_t sim_catalog_category_child(const struct sim_catalog *c, int64_t id, int k);
+
+/* Product IDX's place in the tree without computing the product: root slot, sub k, leaf l. */
+void sim_catalog_placement(const struct sim_catalog *c, int64_t idx, int *root_slot, int *sub,
+                           int *leaf);
+
+/*
+ * Lightning deals (sim/README.md, "Lightning deals"): a deterministic schedule. On any Keepa day
+ * a product with a New market has a lightning deal with a small probability, starting at a drawn
+ * minute of that day and lasting 4, 6 or 12 hours, at 15-50 % off the New price, with stock
+ * claimed at a drawn pace (sold out before its end when the pace is high). The deal is
+ * information only: it does not enter the product's offers.
+ */
+enum sim_lightning_state {
+    SIM_LD_AVAILABLE = 0,
+    SIM_LD_UPCOMING,
+    SIM_LD_WAITLIST,
+    SIM_LD_SOLDOUT,
+    SIM_LD_WAITLISTFULL,
+    SIM_LD_EXPIRED,
+    SIM_LD_SUPPRESSED
+};
+
+struct sim_lightning {
+    int64_t start, end; /* Keepa minutes */
+    int percent_off, percent_claimed;
+    int state; /* enum sim_lightning_state at the asked minute */
+    uint64_t deal_id;
+};
+
+/*
+ * The lightning deal of product IDX that matters at Keepa minute T: one running (available or
+ * sold out), else one starting within the next Keepa day. Returns 1 and fills OUT, or 0. Cheap
+ * for the many products without one (a hash per day).
+ */
+int sim_catalog_lightning(const struct sim_catalog *c, int64_t idx, int64_t t,
+                          struct sim_lightning *out);
+
+/* "AVAILABLE", "UPCOMING", ... for a state. */
+const char *sim_lightning_state_name(int state);
 
 #endif

@@ -115,16 +115,23 @@ static int is_triple(int t)
     return t == 7 || (t >= 18 && t <= 29) || t == 32;
 }
 
-/* One history row: a minute and every csv type's value (and shipping) from then on. */
+/* One history row: a minute and every csv type's value (and shipping) from then on, and the
+ * Buy Box holders then (seller pool index, -1 Amazon, -2 none). */
 struct hist_row {
     int64_t minute;
     int32_t v[SIM_CSV_TYPES];
     int32_t ship[SIM_CSV_TYPES];
+    int64_t bb_seller, bb_used_seller;
+    int bb_used_cond, bb_used_fba;
 };
 
 static void row_from_market(struct hist_row *row, const struct sim_catalog *c,
                             const struct sim_product *p, int64_t epoch, const struct sim_market *m)
 {
+    row->bb_seller = m->bb >= 0 ? m->offers[m->bb].seller_idx : -2;
+    row->bb_used_seller = m->bb_used >= 0 ? m->offers[m->bb_used].seller_idx : -2;
+    row->bb_used_cond = m->bb_used >= 0 ? m->offers[m->bb_used].cond : 0;
+    row->bb_used_fba = m->bb_used >= 0 ? m->offers[m->bb_used].fba : 0;
     for (int t = 0; t < SIM_CSV_TYPES; t++) {
         int64_t ship = 0, v;
         switch (t) {
@@ -272,6 +279,48 @@ static void seller_of(const struct sim_catalog *c, const struct sim_offer *o, ch
         sim_catalog_seller_id(c, o->seller_idx, sid);
 }
 
+static void seller_id_of(const struct sim_catalog *c, int64_t idx, char sid[14])
+{
+    if (idx == -2)
+        sid[0] = '\0';
+    else if (idx < 0)
+        strcpy(sid, SIM_AMAZON_SELLER);
+    else
+        sim_catalog_seller_id(c, idx, sid);
+}
+
+/*
+ * buyBoxSellerIdHistory ["time", "sellerId", ...] ("-1": nobody held it) and buyBoxUsedHistory
+ * ["time", "sellerId", "condition", "isFBA", ...] ("": no Used offer qualified), a pair or a
+ * quadruple each time the holder changed, read off the same rows as csv 18 and 32.
+ */
+static void render_buy_box_histories(struct sim_buf *b, const struct sim_catalog *c,
+                                     const struct hist_row *rows, int n)
+{
+    char sid[14];
+    sim_buf_puts(b, "\"buyBoxSellerIdHistory\":[");
+    for (int i = 0; i < n; i++) {
+        if (i > 0 && rows[i].bb_seller == rows[i - 1].bb_seller)
+            continue;
+        seller_id_of(c, rows[i].bb_seller, sid);
+        sim_buf_printf(b, "\"%lld\",\"%s\",", (long long)rows[i].minute,
+                       rows[i].bb_seller == -2 ? "-1" : sid);
+    }
+    sim_buf_uncomma(b);
+    sim_buf_puts(b, "],\"buyBoxUsedHistory\":[");
+    for (int i = 0; i < n; i++) {
+        if (i > 0 && rows[i].bb_used_seller == rows[i - 1].bb_used_seller &&
+            rows[i].bb_used_cond == rows[i - 1].bb_used_cond &&
+            rows[i].bb_used_fba == rows[i - 1].bb_used_fba)
+            continue;
+        seller_id_of(c, rows[i].bb_used_seller, sid);
+        sim_buf_printf(b, "\"%lld\",\"%s\",\"%d\",\"%d\",", (long long)rows[i].minute, sid,
+                       rows[i].bb_used_cond, rows[i].bb_used_fba);
+    }
+    sim_buf_uncomma(b);
+    sim_buf_puts(b, "],");
+}
+
 /* The Buy Box fields of stats (docs/keepa-api.md §7.3) for offer BB of P's market, or none. */
 static void render_buy_box(struct sim_buf *b, const struct sim_catalog *c,
                            const struct sim_product *p)
@@ -414,7 +463,12 @@ static void render_stats(struct sim_buf *b, const struct sim_catalog *c,
                    "\"salesRankDrops30\":%d,\"salesRankDrops90\":%d,\"salesRankDrops180\":%d,"
                    "\"salesRankDrops365\":%d,",
                    p->drops30, p->drops90, p->drops180, p->drops365);
-    sim_buf_printf(b, "\"totalOfferCount\":%d,\"lightningDealInfo\":null,", mk->n_live);
+    struct sim_lightning ld;
+    if (sim_catalog_lightning(c, p->idx, p->keepa_min, &ld)) /* running or upcoming */
+        sim_buf_printf(b, "\"totalOfferCount\":%d,\"lightningDealInfo\":[%lld,%lld],", mk->n_live,
+                       (long long)ld.start, (long long)ld.end);
+    else
+        sim_buf_printf(b, "\"totalOfferCount\":%d,\"lightningDealInfo\":null,", mk->n_live);
     int with_offers = r->offers > 0 && offers_ok;
     if (with_offers) {
         int lowest[2] = {-1, -1}; /* the lowest third-party New FBA / FBM offers */
@@ -449,6 +503,22 @@ static void render_stats(struct sim_buf *b, const struct sim_catalog *c,
     }
     sim_buf_puts(b, "\"tradeInPrice\":-2,");
     if (r->buybox || with_offers) {
+        /* the saving against the list price Amazon shows next to the Buy Box */
+        int64_t bbp = mk->bb >= 0 ? mk->offers[mk->bb].price : -1, list = p->cur[4];
+        if (bbp > 0 && list > bbp)
+            sim_buf_printf(b,
+                           "\"buyBoxSavingBasis\":%lld,\"buyBoxSavingBasisType\":\"LIST_PRICE\","
+                           "\"buyBoxSavingPercentage\":%lld,",
+                           (long long)list, (long long)((list - bbp) * 100 / list));
+        else
+            sim_buf_puts(b, "\"buyBoxSavingBasis\":-1,\"buyBoxSavingBasisType\":null,"
+                            "\"buyBoxSavingPercentage\":-1,");
+        if (mk->bb >= 0)
+            sim_buf_puts(b, mk->offers[mk->bb].fba || mk->offers[mk->bb].amazon
+                                ? "\"buyBoxShippingTime\":[0,0],"
+                                : "\"buyBoxShippingTime\":[24,72],");
+        else
+            sim_buf_puts(b, "\"buyBoxShippingTime\":null,");
         render_buy_box(b, c, p);
     } else {
         sim_buf_puts(b,
@@ -543,6 +613,75 @@ static void render_offers(struct sim_buf *b, const struct sim_catalog *c,
     sim_buf_puts(b, "],");
 }
 
+/*
+ * The product's page fields the recorded bodies carry, which the catalog does not model beyond
+ * their shape: the display group of the root, a URL slug, item and page counts, the review
+ * counts, and null for the content (A+, features, ingredients, videos, deals, ...) as Keepa
+ * sends null for a product without it. With history, couponHistory and parentAsinHistory.
+ */
+static void render_content_fields(struct sim_buf *b, const struct sim_catalog *c,
+                                  const struct sim_product *p, const struct sim_product_req *r)
+{
+    struct sim_category root;
+    if (sim_catalog_category(c, p->root_cat, &root) != 0)
+        snprintf(root.display_group, sizeof(root.display_group), "%s", "");
+    sim_buf_puts(b, "\"websiteDisplayGroup\":");
+    sim_buf_str(b, root.display_group);
+    sim_buf_puts(b, ",\"websiteDisplayGroupName\":");
+    sim_buf_str(b, p->root_name);
+    char title[160], slug[96];
+    sim_catalog_title(c, p->idx, title, sizeof(title));
+    size_t k = 0;
+    for (const char *q = title; *q && k + 1 < sizeof(slug); q++) /* "Vintage-Tent-Paperback" */
+        if ((*q >= 'A' && *q <= 'Z') || (*q >= 'a' && *q <= 'z') || (*q >= '0' && *q <= '9'))
+            slug[k++] = *q;
+        else if (k > 0 && slug[k - 1] != '-')
+            slug[k++] = '-';
+    while (k > 0 && slug[k - 1] == '-')
+        k--;
+    slug[k] = '\0';
+    sim_buf_puts(b, ",\"urlSlug\":");
+    sim_buf_str(b, slug);
+    int books = p->root_cat == 283155;
+    sim_buf_printf(b,
+                   ",\"numberOfItems\":1,\"numberOfPages\":%d,\"competitivePriceThreshold\":%lld,"
+                   "\"reviews\":{\"lastUpdate\":%lld,\"ratingCount\":[%lld,%d],"
+                   "\"reviewCount\":[%lld,%d]},",
+                   books ? 96 + (int)(p->idx % 400) : -1,
+                   (long long)(p->cur[18] > 0 ? p->cur[18] + p->mkt.ship[18] : -1),
+                   (long long)p->last_update, (long long)p->tracking_since,
+                   p->reviews + p->reviews / 4, (long long)p->tracking_since, p->reviews);
+    static const char *const NULLS[] = {"aPlus",
+                                        "activeIngredients",
+                                        "brandStoreName",
+                                        "brandStoreUrl",
+                                        "brandStoreUrlName",
+                                        "deals",
+                                        "description",
+                                        "ebayListingIds",
+                                        "features",
+                                        "frequentlyBoughtTogether",
+                                        "g",
+                                        "includedComponents",
+                                        "ingredients",
+                                        "itemForm",
+                                        "itemTypeKeyword",
+                                        "languages",
+                                        "primeDealEndTime",
+                                        "productBenefit",
+                                        "recommendedUsesForProduct",
+                                        "safetyWarning",
+                                        "scent",
+                                        "specialIngredients",
+                                        "targetAudienceKeyword",
+                                        "unitCount",
+                                        "videos"};
+    for (size_t i = 0; i < sizeof(NULLS) / sizeof(NULLS[0]); i++)
+        sim_buf_printf(b, "\"%s\":null,", NULLS[i]);
+    if (r->history)
+        sim_buf_puts(b, "\"couponHistory\":null,\"parentAsinHistory\":null,");
+}
+
 /* hazardousMaterials of a hazmat product (Keepa sends null for the others). */
 static void render_hazmat(struct sim_buf *b, int kind)
 {
@@ -602,29 +741,47 @@ void sim_render_product(struct sim_buf *b, const struct sim_catalog *c, const st
                    (long long)p->last_update, (long long)p->last_update, (long long)p->epoch_start,
                    (long long)p->last_update);
     sim_buf_printf(b, "\"rootCategory\":%lld,\"categories\":[%lld],\"categoryTree\":[",
-                   (long long)p->root_cat, (long long)p->cats[0]);
-    sim_buf_printf(b, "{\"catId\":%lld,\"name\":", (long long)p->root_cat);
-    sim_buf_str(b, p->root_name);
-    sim_buf_printf(b, "},{\"catId\":%lld,\"name\":", (long long)p->cats[0]);
-    sim_buf_str(b, p->cat_name);
-    sim_buf_puts(b, "}],\"parentAsin\":");
+                   (long long)p->root_cat, (long long)p->cats[1]);
+    const int64_t tree[3] = {p->root_cat, p->cats[0], p->cats[1]};
+    for (int k = 0; k < 3; k++) {
+        struct sim_category cat;
+        if (sim_catalog_category(c, tree[k], &cat) != 0)
+            snprintf(cat.name, sizeof(cat.name), "%s", k == 0 ? p->root_name : p->cat_name);
+        sim_buf_printf(b, "%s{\"catId\":%lld,\"name\":", k ? "," : "", (long long)tree[k]);
+        sim_buf_str(b, cat.name);
+        sim_buf_putc(b, '}');
+    }
+    sim_buf_puts(b, "],\"parentAsin\":");
     if (p->parent_idx >= 0) {
         sim_catalog_asin(c, p->parent_idx, parent);
         sim_buf_str(b, parent);
     } else {
         sim_buf_puts(b, "null");
     }
-    sim_buf_printf(b,
-                   ",\"variations\":null,\"manufacturer\":\"SimWorks %d\",\"brand\":\"SimBrand "
-                   "%d\",\"author\":%s,\"binding\":%s,\"productGroup\":%s,\"partNumber\":null,"
-                   "\"model\":null,\"color\":null,\"size\":null,\"edition\":null,\"format\":null,",
-                   (int)(p->idx % 97), (int)(p->idx % 89),
-                   books ? "\"A. Simulated Author\"" : "null", books ? "\"Paperback\"" : "null",
-                   books ? "\"Book\"" : "null");
-    sim_buf_printf(b,
-                   "\"publicationDate\":%d,\"releaseDate\":0,\"eanList\":[\"%s\"],\"upcList\":"
-                   "[\"%s\"],\"images\":[{\"m\":\"41Sim%06lldL.jpg\",\"mH\":500,\"mW\":500}],",
-                   books ? 20200101 + (int)(p->idx % 28) : 0, ean, ean + 1,
+    struct sim_texts tx;
+    sim_catalog_texts(c, p, &tx);
+    sim_buf_puts(b, ",\"variations\":null,\"manufacturer\":");
+    sim_buf_str(b, tx.manufacturer);
+    sim_buf_puts(b, ",\"brand\":");
+    sim_buf_str(b, tx.brand);
+    const char *texts[3][2] = {
+        {"author", tx.author}, {"binding", tx.binding}, {"productGroup", tx.product_group}};
+    for (int k = 0; k < 3; k++) {
+        sim_buf_printf(b, ",\"%s\":", texts[k][0]);
+        if (texts[k][1][0])
+            sim_buf_str(b, texts[k][1]);
+        else
+            sim_buf_puts(b, "null");
+    }
+    sim_buf_puts(b, ",\"partNumber\":null,\"model\":null,\"color\":null,\"size\":null,"
+                    "\"edition\":null,\"format\":null,");
+    sim_buf_printf(b, "\"publicationDate\":%d,\"releaseDate\":0,",
+                   books ? 20200101 + (int)(p->idx % 28) : 0);
+    if (p->idx < c->products) /* a synthetic product has no code the catalog resolves */
+        sim_buf_printf(b, "\"eanList\":[\"%s\"],\"upcList\":[\"%s\"],", ean, ean + 1);
+    else
+        sim_buf_puts(b, "\"eanList\":null,\"upcList\":null,");
+    sim_buf_printf(b, "\"images\":[{\"m\":\"41Sim%06lldL.jpg\",\"mH\":500,\"mW\":500}],",
                    (long long)(p->idx % 1000000));
     sim_buf_printf(b,
                    "\"packageHeight\":%d,\"packageLength\":%d,\"packageWidth\":%d,"
@@ -670,11 +827,12 @@ void sim_render_product(struct sim_buf *b, const struct sim_catalog *c, const st
                    "\"hasReviews\":%s,\"isAdultProduct\":%s,\"isRedirectASIN\":false,"
                    "\"isSNS\":false,\"isEligibleForTradeIn\":false,"
                    "\"isEligibleForSuperSaverShipping\":true,\"isHeatSensitive\":%s,",
-                   books ? "ABIS_BOOK" : "SIM_ITEM", p->reviews > 0 ? "true" : "false",
-                   p->adult ? "true" : "false", p->heat_sensitive ? "true" : "false");
+                   tx.type, p->reviews > 0 ? "true" : "false", p->adult ? "true" : "false",
+                   p->heat_sensitive ? "true" : "false");
     render_hazmat(b, p->hazmat);
     sim_buf_puts(b,
                  "\"launchpad\":false,\"lastEbayUpdate\":0,\"coupon\":null,\"promotions\":null,");
+    render_content_fields(b, c, p, r);
 
     int with_offers = r->offers > 0 && !o->offers_failed;
     sim_buf_printf(b, "\"offersSuccessful\":%s,", with_offers ? "true" : "false");
@@ -682,19 +840,10 @@ void sim_render_product(struct sim_buf *b, const struct sim_catalog *c, const st
         render_offers(b, c, p, r);
     else
         sim_buf_puts(b, "\"liveOffersOrder\":null,");
-    if (r->history && (r->buybox || with_offers)) {
-        sim_buf_puts(b, "\"buyBoxSellerIdHistory\":[");
-        if (p->mkt.bb >= 0) {
-            char sid[14];
-            seller_of(c, &p->mkt.offers[p->mkt.bb], sid);
-            sim_buf_printf(b, "\"%lld\",\"%s\"", (long long)p->epoch_start, sid);
-        } else {
-            sim_buf_printf(b, "\"%lld\",\"-1\"", (long long)p->epoch_start);
-        }
-        sim_buf_puts(b, "],");
-    } else {
-        sim_buf_puts(b, "\"buyBoxSellerIdHistory\":null,");
-    }
+    if (r->history && (r->buybox || with_offers))
+        render_buy_box_histories(b, c, rows, n_rows);
+    else
+        sim_buf_puts(b, "\"buyBoxSellerIdHistory\":null,\"buyBoxUsedHistory\":null,");
     free(rows);
     if (r->stats_mode != SIM_STATS_NONE)
         render_stats(b, c, p, r, with_offers);
@@ -768,37 +917,23 @@ void sim_render_deal(struct sim_buf *b, const struct sim_catalog *c, const struc
     sim_buf_printf(b, ",\"categories\":[%lld,%lld],\"asin\":\"%s\",\"lastUpdate\":%lld,",
                    (long long)p->cats[0], (long long)p->cats[1], p->asin,
                    (long long)p->last_update);
+    struct sim_lightning ld;
+    int has_ld = sim_catalog_lightning(c, p->idx, p->keepa_min, &ld);
     sim_buf_printf(b,
-                   "\"lightningEnd\":0,\"salesRankDrops30\":%d,\"salesRankDrops90\":%d,"
+                   "\"lightningEnd\":%lld,\"salesRankDrops30\":%d,\"salesRankDrops90\":%d,"
                    "\"salesRankDrops180\":%d,\"salesRankDrops365\":%d,\"backInStock\":[",
-                   p->drops30, p->drops90, p->drops180, p->drops365);
+                   (long long)(has_ld ? ld.end : 0), p->drops30, p->drops90, p->drops180,
+                   p->drops365);
     for (int i = 0; i < SIM_DEAL_TYPES; i++)
         sim_buf_puts(b, i + 1 < SIM_DEAL_TYPES ? "false," : "false");
-    sim_buf_puts(b, "],\"dateIntervalIndex\":0,\"lightningStart\":0,\"warehouseCondition\":0,"
-                    "\"warehouseConditionComment\":null,\"currentSince\":[");
+    sim_buf_printf(b,
+                   "],\"dateIntervalIndex\":0,\"lightningStart\":%lld,\"warehouseCondition\":0,"
+                   "\"warehouseConditionComment\":null,\"currentSince\":[",
+                   (long long)(has_ld ? ld.start : 0));
     for (int i = 0; i < SIM_DEAL_TYPES; i++) {
         sim_buf_int(b, p->since[i]);
         if (i + 1 < SIM_DEAL_TYPES)
             sim_buf_putc(b, ',');
     }
     sim_buf_puts(b, "]}");
-}
-
-void sim_render_seller(struct sim_buf *b, const struct sim_catalog *c, int64_t idx,
-                       int64_t keepa_min)
-{
-    char sid[14];
-    sim_catalog_seller_id(c, idx, sid);
-    uint64_t h = sim_hash(c->seed, (uint64_t)idx, 77, 0);
-    int rating = 70 + (int)(h % 31), count = 10 + (int)((h >> 8) % 50000);
-    int64_t since = keepa_min - 1440 * (300 + (int64_t)((h >> 24) % 3000));
-    sim_buf_printf(b,
-                   "{\"domainId\":1,\"trackedSince\":%lld,\"lastUpdate\":%lld,\"sellerId\":\"%s\","
-                   "\"sellerName\":\"Sim Seller %lld\",\"csv\":[[%lld,%d,%lld,%d],[%lld,%d,%lld,"
-                   "%d]],\"isScammer\":false,\"hasFBA\":%s,\"currentRating\":%d,"
-                   "\"currentRatingCount\":%d,\"ratingsLast30Days\":%d}",
-                   (long long)since, (long long)(keepa_min - (int64_t)((h >> 40) % 600)), sid,
-                   (long long)idx, (long long)since, rating - 2, (long long)(keepa_min - 1440),
-                   rating, (long long)since, count / 2, (long long)(keepa_min - 1440), count,
-                   (h >> 50) & 1 ? "true" : "false", rating, count, (int)((h >> 16) % 200));
 }

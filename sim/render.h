@@ -1,5 +1,5 @@
 /*
- * render.h: JSON bodies in Keepa's shapes (envelope, product, offers, deal, seller).
+ * render.h: JSON bodies in Keepa's shapes (envelope, product, offers, deal).
  *
  * Field names, JSON types and array shapes follow the recorded real responses
  * (tests/fixtures/keepa): 36-entry csv with null for types without data, pairs and
@@ -44,10 +44,6 @@ void sim_render_product(struct sim_buf *b, const struct sim_catalog *c, const st
 /* Appends P as a deal object (REC-DEAL key order) whose creationDate is CREATION. */
 void sim_render_deal(struct sim_buf *b, const struct sim_catalog *c, const struct sim_product *p,
                      int64_t creation);
-
-/* Appends seller IDX as a Seller object. */
-void sim_render_seller(struct sim_buf *b, const struct sim_catalog *c, int64_t idx,
-                       int64_t keepa_min);
 
 /*
  * EAN-13 code of product IDX (13 digits + NUL), and its inverse for an EAN-13 or a 12-digit

@@ -59,6 +59,12 @@ static int json_depth_ok(const char *s, size_t len, int max_depth)
 
 static yajl_val parse_bounded(const char *json, size_t len, char *err, size_t errsz, int *rc)
 {
+    return sim_json_parse(json, len, 1, err, errsz, rc);
+}
+
+yajl_val sim_json_parse(const char *json, size_t len, int object_only, char *err, size_t errsz,
+                        int *rc)
+{
     if (json == NULL || len == 0) {
         *rc = -EINVAL;
         set_err(err, errsz, "empty selection");
@@ -96,10 +102,11 @@ static yajl_val parse_bounded(const char *json, size_t len, char *err, size_t er
         set_err(err, errsz, "selection is not valid JSON");
         return NULL;
     }
-    if (!YAJL_IS_OBJECT(v)) {
+    if (!YAJL_IS_OBJECT(v) && (object_only || !YAJL_IS_ARRAY(v))) {
         yajl_tree_free(v);
         *rc = -EINVAL;
-        set_err(err, errsz, "selection is not a JSON object");
+        set_err(err, errsz,
+                object_only ? "selection is not a JSON object" : "not a JSON object or array");
         return NULL;
     }
     *rc = 0;
@@ -317,62 +324,160 @@ int sim_selection_key(const struct sim_selection *s, char *out, size_t outsz)
 
 /* ---- /query ---- */
 
-static const struct {
-    const char *name;
-    int type;
-} QTYPES[] = {{"AMAZON", 0},         {"NEW", 1},
-              {"USED", 2},           {"SALES", 3},
-              {"LISTPRICE", 4},      {"COUNT_NEW", 11},
-              {"COUNT_USED", 12},    {"RATING", 16},
-              {"COUNT_REVIEWS", 17}, {"BUY_BOX_SHIPPING", 18}};
+/* Keepa's csv type names as the Product Finder spells them (docs/keepa-api.md §7.1). */
+static const char *const QTYPE_NAMES[] = {"AMAZON",
+                                          "NEW",
+                                          "USED",
+                                          "SALES",
+                                          "LISTPRICE",
+                                          "COLLECTIBLE",
+                                          "REFURBISHED",
+                                          "NEW_FBM_SHIPPING",
+                                          "LIGHTNING_DEAL",
+                                          "WAREHOUSE",
+                                          "NEW_FBA",
+                                          "COUNT_NEW",
+                                          "COUNT_USED",
+                                          "COUNT_REFURBISHED",
+                                          "COUNT_COLLECTIBLE",
+                                          "EXTRA_INFO_UPDATES",
+                                          "RATING",
+                                          "COUNT_REVIEWS",
+                                          "BUY_BOX_SHIPPING",
+                                          "USED_NEW_SHIPPING",
+                                          "USED_VERY_GOOD_SHIPPING",
+                                          "USED_GOOD_SHIPPING",
+                                          "USED_ACCEPTABLE_SHIPPING",
+                                          "COLLECTIBLE_NEW_SHIPPING",
+                                          "COLLECTIBLE_VERY_GOOD_SHIPPING",
+                                          "COLLECTIBLE_GOOD_SHIPPING",
+                                          "COLLECTIBLE_ACCEPTABLE_SHIPPING",
+                                          "REFURBISHED_SHIPPING",
+                                          "EBAY_NEW_SHIPPING",
+                                          "EBAY_USED_SHIPPING",
+                                          "TRADE_IN",
+                                          "RENT",
+                                          "BUY_BOX_USED_SHIPPING",
+                                          "PRIME_EXCL"};
+
+const char *sim_query_type_name(int type)
+{
+    if (type < 0 || type >= (int)(sizeof(QTYPE_NAMES) / sizeof(QTYPE_NAMES[0])))
+        return NULL;
+    return QTYPE_NAMES[type];
+}
 
 static const struct {
     const char *prefix;
     enum sim_qfield field;
-} QFIELDS[] = {{"current_", SIM_QF_CURRENT},
+} QPREFIX[] = {{"current_", SIM_QF_CURRENT},
+               {"avg1_", SIM_QF_AVG1},
+               {"avg7_", SIM_QF_AVG7},
                {"avg30_", SIM_QF_AVG30},
                {"avg90_", SIM_QF_AVG90},
                {"avg180_", SIM_QF_AVG180},
-               {"avg365_", SIM_QF_AVG365}};
+               {"avg365_", SIM_QF_AVG365},
+               {"delta1_", SIM_QF_DELTA1},
+               {"delta7_", SIM_QF_DELTA7},
+               {"delta30_", SIM_QF_DELTA30},
+               {"delta90_", SIM_QF_DELTA90},
+               {"deltaPercent1_", SIM_QF_DELTA_PCT1},
+               {"deltaPercent7_", SIM_QF_DELTA_PCT7},
+               {"deltaPercent30_", SIM_QF_DELTA_PCT30},
+               {"deltaPercent90_", SIM_QF_DELTA_PCT90},
+               {"deltaLast_", SIM_QF_DELTA_LAST}};
 
-/* Parses "current_SALES" (NAME of length N) into field and type; 0 or -EINVAL. */
+static const char *const QWIDE[SIM_QF_COUNT - SIM_QF_PER_TYPE] = {
+    "salesRankDrops30", "salesRankDrops90", "salesRankDrops180", "salesRankDrops365",
+    "monthlySold",      "offerCountFBA",    "offerCountFBM",     "totalOfferCount",
+    "packageWeight",    "packageLength",    "packageWidth",      "packageHeight",
+    "fbaFees",          "trackingSince",    "listedSince",       "lastUpdate",
+    "lastPriceChange",  "publicationDate"};
+
+static const char *const QTEXT[SIM_QT_COUNT] = {"author",  "brand",        "manufacturer",
+                                                "binding", "productGroup", "type"};
+static const char *const QBOOL[SIM_QB_COUNT] = {
+    "hasReviews",      "isAdultProduct", "isHazMat", "isHeatSensitive",
+    "singleVariation", "hasParentASIN",  "isSNS"};
+static const char *const QSELLER[SIM_QS_COUNT] = {"sellerIds", "sellerIdsLowestFBA",
+                                                  "sellerIdsLowestFBM"};
+
+/* Parses a field name (NAME of length N, no _gte/_lte) into field and type; 0 or -EINVAL. */
 static int q_field(const char *name, size_t n, enum sim_qfield *f, int *type)
 {
-    if (n == 17 && strncmp(name, "salesRankDrops30", 16) == 0) {
-        *f = SIM_QF_DROPS30;
-        *type = 3;
-        return 0;
-    }
-    for (size_t i = 0; i < sizeof(QFIELDS) / sizeof(QFIELDS[0]); i++) {
-        size_t pl = strlen(QFIELDS[i].prefix);
-        if (n <= pl || strncmp(name, QFIELDS[i].prefix, pl) != 0)
+    for (size_t i = 0; i < sizeof(QWIDE) / sizeof(QWIDE[0]); i++)
+        if (strlen(QWIDE[i]) == n && strncmp(name, QWIDE[i], n) == 0) {
+            *f = (enum sim_qfield)(SIM_QF_PER_TYPE + (int)i);
+            *type = -1;
+            return 0;
+        }
+    for (size_t i = 0; i < sizeof(QPREFIX) / sizeof(QPREFIX[0]); i++) {
+        size_t pl = strlen(QPREFIX[i].prefix);
+        if (n <= pl || strncmp(name, QPREFIX[i].prefix, pl) != 0)
             continue;
-        for (size_t j = 0; j < sizeof(QTYPES) / sizeof(QTYPES[0]); j++) {
-            if (strlen(QTYPES[j].name) == n - pl &&
-                strncmp(name + pl, QTYPES[j].name, n - pl) == 0) {
-                *f = QFIELDS[i].field;
-                *type = QTYPES[j].type;
+        for (size_t j = 0; j < sizeof(QTYPE_NAMES) / sizeof(QTYPE_NAMES[0]); j++)
+            if (strlen(QTYPE_NAMES[j]) == n - pl &&
+                strncmp(name + pl, QTYPE_NAMES[j], n - pl) == 0) {
+                *f = QPREFIX[i].field;
+                *type = (int)j;
                 return 0;
             }
-        }
-    }
-    if ((n == 16 && strncmp(name, "salesRankDrops30", 16) == 0)) {
-        *f = SIM_QF_DROPS30;
-        *type = 3;
-        return 0;
-    }
-    if ((n == 16 && strncmp(name, "salesRankDrops90", 16) == 0)) {
-        *f = SIM_QF_DROPS90;
-        *type = 3;
-        return 0;
     }
     return -EINVAL;
+}
+
+/* Adds the string V, or every string of the array V, to W (at most SIM_Q_MAX_WORDS). */
+static void q_words(yajl_val v, struct sim_qwords *w)
+{
+    size_t n = YAJL_IS_ARRAY(v) ? v->u.array.len : 1;
+    for (size_t i = 0; i < n && w->n < SIM_Q_MAX_WORDS; i++) {
+        yajl_val x = YAJL_IS_ARRAY(v) ? v->u.array.values[i] : v;
+        if (YAJL_IS_STRING(x))
+            snprintf(w->w[w->n++], SIM_Q_WORD, "%s", x->u.string);
+    }
+}
+
+/* Splits the keywords of title string V into W. */
+static void q_keywords(yajl_val v, struct sim_qwords *w)
+{
+    if (!YAJL_IS_STRING(v))
+        return;
+    const char *t = v->u.string;
+    while (*t && w->n < SIM_Q_MAX_WORDS) {
+        while (*t == ' ')
+            t++;
+        size_t k = strcspn(t, " ");
+        if (k > 0) {
+            snprintf(w->w[w->n++], SIM_Q_WORD, "%.*s", (int)(k < SIM_Q_WORD ? k : SIM_Q_WORD - 1),
+                     t);
+        }
+        t += k;
+    }
+}
+
+static void q_ints(yajl_val v, int64_t *out, int *n, int max)
+{
+    size_t cnt = YAJL_IS_ARRAY(v) ? v->u.array.len : 1;
+    for (size_t i = 0; i < cnt && *n < max; i++) {
+        int64_t x;
+        if (lenient_i64(YAJL_IS_ARRAY(v) ? v->u.array.values[i] : v, &x) == 0)
+            out[(*n)++] = x;
+    }
+}
+
+static void q_ignore(struct sim_query *q, const char *key)
+{
+    size_t len = strlen(q->ignored);
+    if (len + strlen(key) + 2 < sizeof(q->ignored))
+        snprintf(q->ignored + len, sizeof(q->ignored) - len, "%s%s", len ? "," : "", key);
 }
 
 int sim_query_parse(const char *json, size_t len, struct sim_query *q, char *err, size_t errsz)
 {
     memset(q, 0, sizeof(*q));
     q->per_page = 50;
+    for (int i = 0; i < SIM_QB_COUNT; i++)
+        q->bools[i] = -1;
     int rc;
     yajl_val root = parse_bounded(json, len, err, errsz, &rc);
     if (root == NULL)
@@ -383,6 +488,7 @@ int sim_query_parse(const char *json, size_t len, struct sim_query *q, char *err
         yajl_val v = root->u.object.values[i];
         size_t kl = strlen(k);
         int64_t n;
+        int done = 1;
         if (strcmp(k, "page") == 0) {
             if (lenient_i64(v, &n) != 0 || n < 0) {
                 rc = -EINVAL;
@@ -394,12 +500,20 @@ int sim_query_parse(const char *json, size_t len, struct sim_query *q, char *err
             if (lenient_i64(v, &n) == 0)
                 q->per_page = n < 50 ? 50 : n > 10000 ? 10000 : (int)n;
         } else if (strcmp(k, "rootCategory") == 0) {
-            int64_t tmp[SIM_SEL_MAX_CATS];
-            int cnt = 0;
-            if (parse_cats(v, tmp, &cnt) != 0)
-                cnt = 0;
-            q->n_roots = cnt > 16 ? 16 : cnt;
-            memcpy(q->roots, tmp, (size_t)q->n_roots * sizeof(int64_t));
+            if (parse_cats(v, q->roots, &q->n_roots) != 0)
+                q->n_roots = 0;
+        } else if (strcmp(k, "categories_include") == 0) {
+            if (parse_cats(v, q->include, &q->n_include) != 0)
+                q->n_include = 0;
+        } else if (strcmp(k, "categories_exclude") == 0) {
+            if (parse_cats(v, q->exclude, &q->n_exclude) != 0)
+                q->n_exclude = 0;
+        } else if (strcmp(k, "title") == 0) {
+            q_keywords(v, &q->title);
+        } else if (strcmp(k, "productType") == 0) {
+            q_ints(v, q->product_types, &q->n_product_types, 16);
+        } else if (strcmp(k, "availabilityAmazon") == 0) {
+            q_ints(v, q->availability, &q->n_availability, 16);
         } else if (strcmp(k, "sort") == 0) {
             /* [["current_SALES","asc"]] */
             yajl_val s = v;
@@ -411,17 +525,41 @@ int sim_query_parse(const char *json, size_t len, struct sim_query *q, char *err
                 if (q_field(fname, strlen(fname), &q->sort_field, &q->sort_type) == 0) {
                     q->sort_set = 1;
                     q->sort_desc = strcmp(s->u.array.values[1]->u.string, "desc") == 0;
+                } else {
+                    q_ignore(q, "sort");
                 }
             }
         } else if (kl > 4 && (strcmp(k + kl - 4, "_gte") == 0 || strcmp(k + kl - 4, "_lte") == 0)) {
             struct sim_qfilter f;
             if (q_field(k, kl - 4, &f.field, &f.type) == 0 && lenient_i64(v, &n) == 0 &&
-                q->n_filters < 16) {
+                q->n_filters < SIM_Q_MAX_FILTERS) {
                 f.is_lte = k[kl - 3] == 'l';
                 f.value = n;
                 q->filters[q->n_filters++] = f;
+            } else {
+                done = 0;
             }
+        } else {
+            done = 0;
+            for (int t = 0; t < SIM_QT_COUNT && !done; t++)
+                if (strcmp(k, QTEXT[t]) == 0) {
+                    q_words(v, &q->text[t]);
+                    done = 1;
+                }
+            for (int b = 0; b < SIM_QB_COUNT && !done; b++)
+                if (strcmp(k, QBOOL[b]) == 0) {
+                    if (!YAJL_IS_NULL(v))
+                        q->bools[b] = as_bool(v);
+                    done = 1;
+                }
+            for (int t = 0; t < SIM_QS_COUNT && !done; t++)
+                if (strcmp(k, QSELLER[t]) == 0) {
+                    q_words(v, &q->sellers[t]);
+                    done = 1;
+                }
         }
+        if (!done && !YAJL_IS_NULL(v))
+            q_ignore(q, k);
     }
     yajl_tree_free(root);
     return rc;

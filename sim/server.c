@@ -35,6 +35,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "sim/browse.h"
 #include "sim/bucket.h"
 #include "sim/catalog.h"
 #include "sim/deals.h"
@@ -43,6 +44,7 @@
 #include "sim/oracle.h"
 #include "sim/render.h"
 #include "sim/selection.h"
+#include "sim/tracking.h"
 #include "sim/truth.h"
 
 #define SIM_MAX_BODY (1024 * 1024)
@@ -50,8 +52,25 @@
 #define DEAL_KEY_MAX 24576 /* 2 x 500 category ids of up to 20 digits fit */
 #define MAX_DELAYED  4096
 
-enum endpoint { EP_TOKEN, EP_PRODUCT, EP_DEAL, EP_SELLER, EP_QUERY, EP_OTHER, EP_COUNT };
-static const char *EP_NAMES[EP_COUNT] = {"token", "product", "deal", "seller", "query", "other"};
+enum endpoint {
+    EP_TOKEN,
+    EP_PRODUCT,
+    EP_DEAL,
+    EP_SELLER,
+    EP_QUERY,
+    EP_SEARCH,
+    EP_CATEGORY,
+    EP_BESTSELLERS,
+    EP_TOPSELLER,
+    EP_LIGHTNING,
+    EP_TRACKING,
+    EP_OTHER,
+    EP_COUNT
+};
+/* The path of each endpoint (its ledger name without the slash). */
+static const char *EP_NAMES[EP_COUNT] = {"token",     "product",       "deal",     "seller",
+                                         "query",     "search",        "category", "bestsellers",
+                                         "topseller", "lightningdeal", "tracking", "other"};
 
 struct deal_cache_entry {
     int used;
@@ -97,6 +116,11 @@ struct sim_server {
 
     char *replay_deal_tail, *replay_product_tail; /* payload after the envelope, with '}' */
     int64_t replay_product_cost;
+
+    struct sim_tracking *tracking;
+    pthread_mutex_t stats_mu; /* builds cat_stats once, on the first request that needs it */
+    struct sim_cat_stats cat_stats;
+    int cat_stats_ready;
 };
 
 /* Per-request state kept by MHD between callbacks. */
@@ -895,15 +919,19 @@ static enum MHD_Result ep_product(struct call *c, struct sim_fault_draw *fd)
         return send_error(c, 500, 0, "out of memory", 0);
     }
     for (int i = 0; i < r->n_ids; i++) {
+        /* any well-formed ASIN: the catalog's, or a synthetic product (sim_catalog_resolve) */
         int64_t idx = r->by_code ? sim_product_from_code(&s->cat, r->ids[i])
-                                 : sim_catalog_lookup(&s->cat, r->ids[i]);
+                                 : sim_catalog_resolve(&s->cat, r->ids[i]);
         if (idx < 0)
             continue;
         sim_catalog_product(&s->cat, idx, kmin, p);
+        if (idx >= s->cat.products)
+            snprintf(p->asin, sizeof(p->asin), "%s", r->ids[i]);
         struct sim_product_opts o = {r, 0};
         int64_t pc = 1;
         if (r->offers > 0) {
-            int32_t *slot = &s->offers_fetched_min[idx];
+            int32_t scratch = 0; /* synthetic products keep no offers-freshness minute */
+            int32_t *slot = idx < s->cat.products ? &s->offers_fetched_min[idx] : &scratch;
             int32_t last = __atomic_load_n(slot, __ATOMIC_RELAXED);
             int32_t rel = (int32_t)(kmin - s->base_keepa_min + 1);
             if (sim_faults_offers_fail(&s->faults)) {
@@ -932,7 +960,8 @@ static enum MHD_Result ep_product(struct call *c, struct sim_fault_draw *fd)
         sim_render_product(&pl, &s->cat, p, &o);
         sim_buf_putc(&pl, ',');
         found++;
-        mark_asin(s, idx);
+        if (idx < s->cat.products)
+            mark_asin(s, idx);
     }
     free(p);
     sim_buf_uncomma(&pl);
@@ -1079,172 +1108,80 @@ static enum MHD_Result ep_deal(struct call *c, struct sim_fault_draw *fd)
     return finish(c, &pl, 5, fd);
 }
 
-/* ---------- /seller ---------- */
+/* ---------- /query, /seller, /category, /search, /bestsellers, ... (sim/browse.h) ---------- */
 
-static enum MHD_Result ep_seller(struct call *c, struct sim_fault_draw *fd)
+/* The category statistics, built on first use (a walk over the catalog). NULL when out of memory.
+ */
+static const struct sim_cat_stats *cat_stats(struct sim_server *s)
+{
+    pthread_mutex_lock(&s->stats_mu);
+    if (!s->cat_stats_ready && sim_cat_stats_build(&s->cat, &s->cat_stats) == 0)
+        s->cat_stats_ready = 1;
+    pthread_mutex_unlock(&s->stats_mu);
+    return s->cat_stats_ready ? &s->cat_stats : NULL;
+}
+
+static enum MHD_Result ep_browse(struct call *c, struct sim_fault_draw *fd, const char *path,
+                                 void (*fn)(struct sim_api *))
 {
     struct sim_server *s = c->s;
-    const char *list = param(c, "seller");
-    if (list == NULL || *list == '\0')
-        return send_error(c, 400, 0, "seller is required", fd->latency_ms);
     struct sim_bucket_view v;
     sim_bucket_peek(&s->bucket, kd_mono_ns(), &v);
-    int64_t kmin = keepa_min_of(s, &v);
-    int64_t ids[100];
-    int n = 0, count = 0;
-    const char *p = list;
-    while (*p) {
-        const char *e = strchr(p, ',');
-        size_t l = e ? (size_t)(e - p) : strlen(p);
-        if (l > 0) {
-            if (++count > 100)
-                return send_error(c, 400, 0, "at most 100 sellers per request", fd->latency_ms);
-            char id[32];
-            if (l < sizeof(id)) {
-                memcpy(id, p, l);
-                id[l] = '\0';
-                int64_t idx = strcmp(id, SIM_AMAZON_SELLER) == 0
-                                  ? SIM_SELLERS - 1
-                                  : sim_catalog_seller_lookup(&s->cat, id);
-                int dup = 0;
-                for (int i = 0; i < n; i++)
-                    dup |= ids[i] == idx;
-                if (idx >= 0 && !dup)
-                    ids[n++] = idx;
-            }
-        }
-        if (e == NULL)
-            break;
-        p = e + 1;
-    }
     struct sim_buf pl;
     sim_buf_init(&pl);
-    sim_buf_puts(&pl, "\"sellers\":{");
-    for (int i = 0; i < n; i++) {
-        char sid[14];
-        sim_catalog_seller_id(&s->cat, ids[i], sid);
-        sim_buf_key(&pl, sid);
-        sim_render_seller(&pl, &s->cat, ids[i], kmin);
-        sim_buf_putc(&pl, ',');
+    struct sim_api *a = calloc(1, sizeof(*a));
+    if (a == NULL)
+        return send_error(c, 500, 0, "out of memory", 0);
+    a->cat = &s->cat;
+    a->now_min = keepa_min_of(s, &v);
+    a->get = param_cb;
+    a->get_ctx = c;
+    a->body = c->rq->body.data;
+    a->body_len = c->rq->body.len;
+    a->stats = sim_api_needs_stats(path) ? cat_stats(s) : NULL;
+    a->out = &pl;
+    a->status = 200;
+    fn(a);
+    if (a->status != 200) {
+        enum MHD_Result r = send_error(c, a->status, 0, a->err, fd->latency_ms);
+        sim_buf_free(&pl);
+        free(a);
+        return r;
     }
-    sim_buf_uncomma(&pl);
-    sim_buf_puts(&pl, "},");
-    const char *sf = param(c, "storefront");
-    int64_t cost = n + (sf != NULL && strcmp(sf, "1") == 0 && n > 0 ? 9 : 0);
+    if (a->ignored[0]) { /* the Product Finder names the filters it did not apply */
+        sim_buf_puts(&pl, "\"simIgnoredFilters\":[");
+        for (char *k = a->ignored; k != NULL && *k;) {
+            char *e = strchr(k, ',');
+            if (e != NULL)
+                *e = '\0';
+            sim_buf_str(&pl, k);
+            sim_buf_putc(&pl, ',');
+            k = e != NULL ? e + 1 : NULL;
+        }
+        sim_buf_uncomma(&pl);
+        sim_buf_puts(&pl, "],");
+    }
+    int64_t cost = a->cost;
+    free(a);
     return finish(c, &pl, cost, fd);
 }
 
-/* ---------- /query ---------- */
-
-static int64_t qvalue(const struct sim_product *p, enum sim_qfield f, int type)
-{
-    switch (f) {
-    case SIM_QF_CURRENT:
-        return p->cur[type];
-    case SIM_QF_AVG30:
-        return p->avg30[type];
-    case SIM_QF_AVG90:
-        return p->avg90[type];
-    case SIM_QF_AVG180:
-        return p->avg180[type];
-    case SIM_QF_AVG365:
-        return p->avg365[type];
-    case SIM_QF_DROPS30:
-        return p->drops30;
-    case SIM_QF_DROPS90:
-        return p->drops90;
-    }
-    return -1;
-}
-
-struct qhit {
-    int64_t key, idx;
-};
-
-static int cmp_qhit(const void *a, const void *b)
-{
-    const struct qhit *x = a, *y = b;
-    if (x->key != y->key)
-        return x->key < y->key ? -1 : 1;
-    return x->idx < y->idx ? -1 : x->idx > y->idx;
-}
-
-static enum MHD_Result ep_query(struct call *c, struct sim_fault_draw *fd)
+/* /tracking: the key's trackings (sim/tracking.h). */
+static enum MHD_Result ep_tracking(struct call *c, struct sim_fault_draw *fd)
 {
     struct sim_server *s = c->s;
-    size_t len;
-    const char *text = selection_text(c, &len);
-    struct sim_query q;
-    char err[160];
-    if (sim_query_parse(text, len, &q, err, sizeof(err)) != 0)
-        return send_error(c, 400, 0, err, fd->latency_ms);
-    if (q.page > 0 && (int64_t)q.page * q.per_page > 10000)
-        return send_error(c, 400, 0, "page * perPage must be <= 10000", fd->latency_ms);
     struct sim_bucket_view v;
     sim_bucket_peek(&s->bucket, kd_mono_ns(), &v);
-    int64_t kmin = keepa_min_of(s, &v);
-    size_t cap = 1024, n = 0;
-    struct qhit *hits = malloc(cap * sizeof(*hits));
-    if (hits == NULL)
-        return send_error(c, 500, 0, "out of memory", 0);
-    struct sim_product p;
-    for (int64_t i = 0; i < s->cat.products; i++) {
-        sim_catalog_product(&s->cat, i, kmin, &p);
-        int ok = 1;
-        if (q.n_roots > 0) {
-            ok = 0;
-            for (int k = 0; k < q.n_roots; k++)
-                ok |= q.roots[k] == p.root_cat;
-        }
-        for (int k = 0; ok && k < q.n_filters; k++) {
-            int64_t val = qvalue(&p, q.filters[k].field, q.filters[k].type);
-            if (val < 0 ||
-                (q.filters[k].is_lte ? val > q.filters[k].value : val < q.filters[k].value))
-                ok = 0;
-        }
-        if (!ok)
-            continue;
-        if (n == cap) {
-            struct qhit *nh = realloc(hits, cap * 2 * sizeof(*hits));
-            if (nh == NULL) {
-                free(hits);
-                return send_error(c, 500, 0, "out of memory", 0);
-            }
-            hits = nh;
-            cap *= 2;
-        }
-        int64_t key = 0;
-        if (q.sort_set) {
-            key = qvalue(&p, q.sort_field, q.sort_type);
-            if (key < 0)
-                key = q.sort_desc ? INT64_MIN + 1 : INT64_MAX;
-            else if (q.sort_desc)
-                key = -key;
-        }
-        hits[n++] = (struct qhit){key, i};
-    }
-    qsort(hits, n, sizeof(*hits), cmp_qhit);
-    size_t off = (size_t)q.page * (size_t)q.per_page;
-    size_t cnt = off < n ? n - off : 0;
-    if (cnt > (size_t)q.per_page)
-        cnt = (size_t)q.per_page;
     struct sim_buf pl;
     sim_buf_init(&pl);
-    sim_buf_puts(&pl, "\"asinList\":[");
-    for (size_t i = 0; i < cnt; i++) {
-        char asin[11];
-        sim_catalog_asin(&s->cat, hits[off + i].idx, asin);
-        sim_buf_str(&pl, asin);
-        sim_buf_putc(&pl, ',');
-    }
-    sim_buf_uncomma(&pl);
-    sim_buf_printf(&pl, "],\"totalResults\":%zu,", n);
-    free(hits);
-    int64_t cost = 10 + (int64_t)((cnt + 99) / 100);
-    const char *st = param(c, "stats");
-    if (st != NULL && strcmp(st, "1") == 0) {
-        cost += 30 + (int64_t)(n / 1000000);
-        sim_buf_printf(&pl, "\"searchInsights\":{\"totalResults\":%zu},", n);
+    int64_t cost = 0;
+    char err[200] = "";
+    unsigned st =
+        sim_tracking_request(s->tracking, &s->cat, param(c, "key"), keepa_min_of(s, &v), param_cb,
+                             c, c->rq->body.data, c->rq->body.len, &pl, &cost, err, sizeof(err));
+    if (st != 200) {
+        sim_buf_free(&pl);
+        return send_error(c, st, 0, err, fd->latency_ms);
     }
     return finish(c, &pl, cost, fd);
 }
@@ -1274,7 +1211,7 @@ static enum MHD_Result api(struct call *c)
         return ep_token(c);
     if (c->rq->too_big)
         return send_error(c, 413, 0, "request body larger than 1 MiB", 0);
-    if (c->ep != EP_DEAL && !domain_ok(param(c, "domain")))
+    if (c->ep != EP_DEAL && c->ep != EP_TRACKING && !domain_ok(param(c, "domain")))
         return send_error(c, 400, 0, "domain is missing or invalid", 0);
     const char *offers = param(c, "offers");
     int with_offers = c->ep == EP_PRODUCT && offers != NULL && *offers && strcmp(offers, "0");
@@ -1294,9 +1231,21 @@ static enum MHD_Result api(struct call *c)
     case EP_DEAL:
         return ep_deal(c, &fd);
     case EP_SELLER:
-        return ep_seller(c, &fd);
+        return ep_browse(c, &fd, "/seller", sim_api_seller);
     case EP_QUERY:
-        return ep_query(c, &fd);
+        return ep_browse(c, &fd, "/query", sim_api_query);
+    case EP_SEARCH:
+        return ep_browse(c, &fd, "/search", sim_api_search);
+    case EP_CATEGORY:
+        return ep_browse(c, &fd, "/category", sim_api_category);
+    case EP_BESTSELLERS:
+        return ep_browse(c, &fd, "/bestsellers", sim_api_bestsellers);
+    case EP_TOPSELLER:
+        return ep_browse(c, &fd, "/topseller", sim_api_topseller);
+    case EP_LIGHTNING:
+        return ep_browse(c, &fd, "/lightningdeal", sim_api_lightning);
+    case EP_TRACKING:
+        return ep_tracking(c, &fd);
     default:
         return send_error(c, 404, 1, "unknown endpoint", 0);
     }
@@ -1427,9 +1376,9 @@ static enum MHD_Result ctl_oracle(struct call *c)
         sim_buf_printf(&b, "%lld,", (long long)res.hit[i].delta_pct);
     sim_buf_uncomma(&b);
     sim_buf_putc(&b, ']');
-    /* each listed product's truth now under the judgement (truth=0 leaves it out) */
+    /* with truth=1, each listed product's truth now under the judgement (about 5 us each) */
     const char *want = param(c, "truth");
-    if (want == NULL || strcmp(want, "0") != 0) {
+    if (want != NULL && strcmp(want, "1") == 0) {
         struct jd_rules r;
         char rerr[200];
         jd_rules_default(&r);
@@ -1557,6 +1506,27 @@ static enum MHD_Result ctl_truth(struct call *c,
     return send_json(c, status, &b);
 }
 
+/* POST /_sim/notify?asin=A[&key=K][&csvType=T][&cause=C]: raises tracking notifications. */
+static enum MHD_Result ctl_notify(struct call *c)
+{
+    struct sim_server *s = c->s;
+    const char *asin = param(c, "asin");
+    int64_t type = -1, cause = 1;
+    const char *ts = param(c, "csvType"), *cs = param(c, "cause");
+    if (asin == NULL || !sim_asin_wellformed(asin) ||
+        (ts != NULL && (sim_parse_i64(ts, &type) != 0 || type < 0 || type >= SIM_CSV_TYPES)) ||
+        (cs != NULL && (sim_parse_i64(cs, &cause) != 0 || cause < 0 || cause > 6)))
+        return ctl_error(c, 400, "asin=A is required; csvType 0..35, cause 0..6");
+    struct sim_bucket_view v;
+    sim_bucket_peek(&s->bucket, kd_mono_ns(), &v);
+    int n = sim_tracking_notify(s->tracking, &s->cat, param(c, "key"), asin, (int)type, (int)cause,
+                                keepa_min_of(s, &v));
+    struct sim_buf b;
+    sim_buf_init(&b);
+    sim_buf_printf(&b, "{\"notifications\":%d}", n);
+    return send_json(c, 200, &b);
+}
+
 /* GET /_sim/clock: how the catalog's Keepa minute relates to the wall clock. */
 static enum MHD_Result ctl_clock(struct call *c)
 {
@@ -1587,6 +1557,8 @@ static enum MHD_Result control(struct call *c, const char *path, const char *met
         return ctl_truth(c, sim_oracle_true_deals);
     if (strcmp(path, "/_sim/clock") == 0)
         return ctl_clock(c);
+    if (strcmp(path, "/_sim/notify") == 0)
+        return ctl_notify(c);
     if (strcmp(path, "/_sim/stats") == 0)
         return ctl_stats(c);
     if (strcmp(path, "/_sim/faults") == 0)
@@ -1674,18 +1646,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return ctl_error(&c, 413, "request body larger than 1 MiB");
         return control(&c, path, method);
     }
-    if (strcmp(path, "/token") == 0)
-        c.ep = EP_TOKEN;
-    else if (strcmp(path, "/product") == 0)
-        c.ep = EP_PRODUCT;
-    else if (strcmp(path, "/deal") == 0)
-        c.ep = EP_DEAL;
-    else if (strcmp(path, "/seller") == 0)
-        c.ep = EP_SELLER;
-    else if (strcmp(path, "/query") == 0)
-        c.ep = EP_QUERY;
-    if (c.ep == EP_OTHER)
-        return send_error(&c, 404, 1, "unknown endpoint", 0);
+    for (int e = 0; e < EP_OTHER; e++)
+        if (path[0] == '/' && strcmp(path + 1, EP_NAMES[e]) == 0)
+            c.ep = (enum endpoint)e;
+    if (c.ep == EP_OTHER) { /* a valid key sees its real token fields, as on Keepa */
+        unsigned ks = check_key(&c);
+        if (ks != 0)
+            return send_error(&c, ks, 1, ks == 402 ? "access key expired" : "invalid access key",
+                              0);
+        return send_error(&c, 404, 0, "unknown endpoint", 0);
+    }
     return api(&c);
 }
 
@@ -1873,6 +1843,7 @@ int sim_server_start(const struct sim_config *cfg, struct sim_server **out)
     sim_faults_init(&s->faults, cfg->seed, &fs);
     pthread_mutex_init(&s->ledger_mu, NULL);
     pthread_mutex_init(&s->cache_mu, NULL);
+    pthread_mutex_init(&s->stats_mu, NULL);
     pthread_mutex_init(&s->delay_mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -1881,7 +1852,8 @@ int sim_server_start(const struct sim_config *cfg, struct sim_server **out)
     pthread_condattr_destroy(&ca);
     s->asin_seen = calloc((size_t)((cfg->products + 7) / 8), 1);
     s->offers_fetched_min = calloc((size_t)cfg->products, sizeof(int32_t));
-    if (s->asin_seen == NULL || s->offers_fetched_min == NULL) {
+    s->tracking = sim_tracking_new();
+    if (s->asin_seen == NULL || s->offers_fetched_min == NULL || s->tracking == NULL) {
         kd_error("kdeals-sim: out of memory for %lld products", (long long)cfg->products);
         sim_server_stop(s);
         return -ENOMEM;
@@ -1968,6 +1940,10 @@ void sim_server_stop(struct sim_server *s)
             sim_deal_result_free(&s->cache[i].res);
     free(s->asin_seen);
     free(s->offers_fetched_min);
+    sim_tracking_free(s->tracking);
+    if (s->cat_stats_ready)
+        sim_cat_stats_free(&s->cat_stats);
+    pthread_mutex_destroy(&s->stats_mu);
     free(s->replay_deal_tail);
     free(s->replay_product_tail);
     sim_bucket_destroy(&s->bucket);

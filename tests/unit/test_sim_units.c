@@ -732,6 +732,142 @@ static void test_synthetic_products(void **state)
     free(q);
 }
 
+/* The category tree: unique ids across levels, parents and children agree, every product sits
+ * in a leaf of its root. */
+static void test_category_tree(void **state)
+{
+    (void)state;
+    for (int e = 0; e < 2; e++) {
+        struct sim_catalog c;
+        assert_int_equal(sim_catalog_init(&c, 1, 5000, 1.0, (enum sim_economy)e), 0);
+        int n = sim_catalog_root_count(&c), total = 0;
+        int64_t *ids = malloc((size_t)n * (1 + SIM_SUBS * (1 + SIM_LEAVES)) * sizeof(*ids));
+        for (int r = 0; r < n; r++) {
+            int64_t root = sim_catalog_root_id(&c, r);
+            ids[total++] = root;
+            for (int k = 0; k < SIM_SUBS; k++) {
+                int64_t sub = sim_catalog_category_child(&c, root, k);
+                struct sim_category cat;
+                assert_int_equal(sim_catalog_category(&c, sub, &cat), 0);
+                assert_int_equal(cat.parent, root);
+                assert_int_equal(cat.level, 1);
+                ids[total++] = sub;
+                for (int l = 0; l < SIM_LEAVES; l++) {
+                    int64_t leaf = sim_catalog_category_child(&c, sub, l);
+                    assert_int_equal(sim_catalog_category(&c, leaf, &cat), 0);
+                    assert_int_equal(cat.parent, sub);
+                    assert_int_equal(cat.level, 2);
+                    assert_int_equal(sim_catalog_category_child(&c, leaf, 0), -1);
+                    ids[total++] = leaf;
+                }
+            }
+        }
+        for (int i = 0; i < total; i++) /* unique: each id names one category */
+            for (int j = i + 1; j < total; j++)
+                if (ids[i] == ids[j])
+                    fail_msg("category id %lld twice", (long long)ids[i]);
+        free(ids);
+        struct sim_category cat;
+        assert_int_equal(sim_catalog_category(&c, 42, &cat), -ENOENT);
+        struct sim_product *p = malloc(sizeof(*p));
+        for (int64_t idx = 0; idx < 5000; idx += 97) {
+            sim_catalog_product(&c, idx, 8000000, p);
+            int slot, sub, leaf;
+            sim_catalog_placement(&c, idx, &slot, &sub, &leaf);
+            assert_int_equal(sim_catalog_category(&c, p->cats[1], &cat), 0);
+            assert_int_equal(cat.parent, p->cats[0]);
+            assert_int_equal(cat.root_slot, slot);
+            assert_int_equal(sim_catalog_root_id(&c, slot), p->root_cat);
+            assert_int_equal(cat.sub, sub);
+            assert_int_equal(cat.leaf, leaf);
+        }
+        free(p);
+    }
+}
+
+/* Lightning deals: a deterministic schedule whose states follow the clock. */
+static void test_lightning_schedule(void **state)
+{
+    (void)state;
+    struct sim_catalog c;
+    assert_int_equal(sim_catalog_init(&c, 3, 20000, 1.0, SIM_ECONOMY_RICH), 0);
+    int64_t t0 = 8000000;
+    int found = 0;
+    for (int64_t idx = 0; idx < 20000 && found < 20; idx++) {
+        struct sim_lightning ld, again;
+        if (!sim_catalog_lightning(&c, idx, t0, &ld))
+            continue;
+        found++;
+        assert_int_equal(sim_catalog_lightning(&c, idx, t0, &again), 1);
+        assert_true(ld.start == again.start && ld.end == again.end && ld.deal_id == again.deal_id &&
+                    ld.state == again.state && ld.percent_off == again.percent_off);
+        assert_true(ld.end > t0 && ld.start <= t0 + 1440 && ld.start < ld.end);
+        assert_true(ld.percent_off >= 15 && ld.percent_off <= 50);
+        assert_int_equal(ld.state == SIM_LD_UPCOMING, t0 < ld.start);
+        /* at its start it runs, claimed from 0; at its end it is gone (or the next one) */
+        struct sim_lightning at;
+        assert_int_equal(sim_catalog_lightning(&c, idx, ld.start, &at), 1);
+        assert_int_equal(at.state, SIM_LD_AVAILABLE);
+        assert_int_equal(at.percent_claimed, 0);
+        struct sim_lightning late;
+        int claimed = 0;
+        for (int64_t t = ld.start; t < ld.end; t += 30) {
+            assert_int_equal(sim_catalog_lightning(&c, idx, t, &late), 1);
+            assert_true(late.percent_claimed >= claimed);
+            claimed = late.percent_claimed;
+            assert_int_equal(late.state == SIM_LD_SOLDOUT, claimed >= 100);
+        }
+        if (sim_catalog_lightning(&c, idx, ld.end, &late))
+            assert_true(late.start >= ld.end || late.deal_id != ld.deal_id);
+    }
+    assert_int_equal(found, 20);
+}
+
+/* The Product Finder's parser: every family of filters, and the keys it does not apply. */
+static void test_query_parse_families(void **state)
+{
+    (void)state;
+    const char *sel = "{\"current_USED_gte\":100,\"avg90_BUY_BOX_SHIPPING_lte\":5000,"
+                      "\"deltaPercent90_USED_gte\":20,\"salesRankDrops365_gte\":2,"
+                      "\"monthlySold_gte\":50,\"title\":\"red  novel\",\"author\":[\"Ada Nash\"],"
+                      "\"brand\":\"SimBrand 3\",\"categories_include\":[283155,2831551],"
+                      "\"categories_exclude\":5174,\"rootCategory\":[\"283155\"],"
+                      "\"isHazMat\":false,\"singleVariation\":true,"
+                      "\"sellerIds\":[\"A1\",\"A2\"],\"productType\":[0,1],"
+                      "\"isLowest_USED\":true,\"edition\":[\"1st\"],\"perPage\":60,\"page\":2,"
+                      "\"sort\":[[\"avg90_USED\",\"desc\"]]}";
+    struct sim_query *q = malloc(sizeof(*q));
+    char err[160];
+    assert_int_equal(sim_query_parse(sel, strlen(sel), q, err, sizeof(err)), 0);
+    assert_int_equal(q->n_filters, 5);
+    assert_int_equal(q->filters[0].field, SIM_QF_CURRENT);
+    assert_int_equal(q->filters[0].type, 2);
+    assert_int_equal(q->filters[1].type, 18);
+    assert_true(q->filters[1].is_lte);
+    assert_int_equal(q->filters[2].field, SIM_QF_DELTA_PCT90);
+    assert_int_equal(q->filters[3].field, SIM_QF_DROPS365);
+    assert_int_equal(q->filters[4].field, SIM_QF_MONTHLY_SOLD);
+    assert_int_equal(q->title.n, 2);
+    assert_string_equal(q->title.w[1], "novel");
+    assert_int_equal(q->text[SIM_QT_AUTHOR].n, 1);
+    assert_int_equal(q->text[SIM_QT_BRAND].n, 1);
+    assert_int_equal(q->n_include, 2);
+    assert_int_equal(q->n_exclude, 1);
+    assert_int_equal(q->n_roots, 1);
+    assert_int_equal(q->bools[SIM_QB_HAZMAT], 0);
+    assert_int_equal(q->bools[SIM_QB_SINGLE_VAR], 1);
+    assert_int_equal(q->bools[SIM_QB_ADULT], -1);
+    assert_int_equal(q->sellers[SIM_QS_ANY].n, 2);
+    assert_int_equal(q->n_product_types, 2);
+    assert_int_equal(q->per_page, 60);
+    assert_int_equal(q->page, 2);
+    assert_true(q->sort_set && q->sort_desc);
+    assert_int_equal(q->sort_field, SIM_QF_AVG90);
+    assert_string_equal(q->ignored, "isLowest_USED,edition");
+    assert_string_equal(sim_query_type_name(32), "BUY_BOX_USED_SHIPPING");
+    free(q);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -752,6 +888,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_truth_timeline_matches_pointwise),
         cmocka_unit_test(test_truth_rules_from_params),
         cmocka_unit_test(test_synthetic_products),
+        cmocka_unit_test(test_category_tree),
+        cmocka_unit_test(test_lightning_schedule),
+        cmocka_unit_test(test_query_parse_families),
     };
     return KD_RUN_TESTS(tests, argc, argv);
 }

@@ -419,7 +419,8 @@ void sim_api_query(struct sim_api *a)
             goto done;
         }
     }
-    qsort(hits, n, sizeof(*hits), cmp_hit);
+    if (n > 0)
+        qsort(hits, n, sizeof(*hits), cmp_hit);
     size_t off = (size_t)q->page * (size_t)q->per_page;
     size_t cnt = off < n ? n - off : 0;
     if (cnt > (size_t)q->per_page)
@@ -807,7 +808,8 @@ static void search_products(struct sim_api *a, const char *term)
             goto done;
         }
     }
-    qsort(hits, n, sizeof(*hits), cmp_hit);
+    if (n > 0)
+        qsort(hits, n, sizeof(*hits), cmp_hit);
     if (n > SEARCH_MAX)
         n = SEARCH_MAX;
     size_t from = page < 0 ? 0 : (size_t)page * SEARCH_PAGE;

@@ -162,7 +162,7 @@ unsigned sim_oracle_truth(const struct sim_oracle_req *q, struct sim_buf *out)
             continue;
         }
         sim_catalog_product(q->cat, idx, at, p);
-        snprintf(p->asin, sizeof(p->asin), "%s", ids[i]);
+        snprintf(p->asin, sizeof(p->asin), "%.10s", ids[i]);
         sim_truth_judge(q->cat, p, offers, &r, t);
         sim_truth_render(out, ids[i], t);
         sim_buf_putc(out, ',');

@@ -925,8 +925,8 @@ static enum MHD_Result ep_product(struct call *c, struct sim_fault_draw *fd)
         if (idx < 0)
             continue;
         sim_catalog_product(&s->cat, idx, kmin, p);
-        if (idx >= s->cat.products)
-            snprintf(p->asin, sizeof(p->asin), "%s", r->ids[i]);
+        if (idx >= s->cat.products) /* resolve took a well-formed ASIN: 10 characters */
+            snprintf(p->asin, sizeof(p->asin), "%.10s", r->ids[i]);
         struct sim_product_opts o = {r, 0};
         int64_t pc = 1;
         if (r->offers > 0) {

@@ -200,7 +200,7 @@ static void product_at(const struct sim_catalog *c, int64_t idx, const char *asi
 {
     sim_catalog_product(c, idx, t, p);
     if (asin != NULL)
-        snprintf(p->asin, sizeof(p->asin), "%s", asin);
+        snprintf(p->asin, sizeof(p->asin), "%.10s", asin);
 }
 
 struct timeline {

@@ -85,6 +85,93 @@ const struct cfg_key *cfg_key_find(const char *section, const char *name)
     return NULL;
 }
 
+/* ---- named sections ------------------------------------------------------------------- */
+
+static const char *const cfg_named_kind_words[] = {
+#define CFG_X_KIND_WORD(kind, help, example) #kind,
+    CFG_NAMED_KINDS(CFG_X_KIND_WORD)
+#undef CFG_X_KIND_WORD
+};
+static const char *const cfg_named_kind_help[] = {
+#define CFG_X_KIND_HELP(kind, help, example) help,
+    CFG_NAMED_KINDS(CFG_X_KIND_HELP)
+#undef CFG_X_KIND_HELP
+};
+static const char *const cfg_named_kind_example[] = {
+#define CFG_X_KIND_EXAMPLE(kind, help, example) example,
+    CFG_NAMED_KINDS(CFG_X_KIND_EXAMPLE)
+#undef CFG_X_KIND_EXAMPLE
+};
+
+const char *cfg_named_kind_name(unsigned kind)
+{
+    return kind < CFG_NAMED_KIND_COUNT ? cfg_named_kind_words[kind] : NULL;
+}
+
+int cfg_named_kind_find(const char *word)
+{
+    for (unsigned k = 0; k < CFG_NAMED_KIND_COUNT; k++)
+        if (strcmp(cfg_named_kind_words[k], word) == 0)
+            return (int)k;
+    return -1;
+}
+
+const struct cfg_named *cfg_named_find(const struct cfg *c, unsigned kind, const char *name)
+{
+    for (size_t i = 0; i < c->n_named && i < CFG_NAMED_MAX; i++)
+        if (c->named[i].kind == kind && strcmp(c->named[i].name, name) == 0)
+            return &c->named[i];
+    return NULL;
+}
+
+void cfg_named_key(const struct cfg *c, const struct cfg_named *s, size_t i, const char **key,
+                   const char **value, int *line)
+{
+    KD_ASSERT(i < s->n_keys && (size_t)s->first_key + i < CFG_NAMED_KEYS_MAX);
+    const struct cfg_named_key *k = &c->named_keys[s->first_key + i];
+    if (key != NULL)
+        *key = c->named_text + k->key_off;
+    if (value != NULL)
+        *value = c->named_text + k->value_off;
+    if (line != NULL)
+        *line = k->line;
+}
+
+int cfg_named_check(const struct cfg *c, const struct cfg_named_checker *const *chk, size_t n,
+                    char *err, size_t errlen)
+{
+    const char *file = c->source_path[0] ? c->source_path : "(config)";
+    for (size_t i = 0; i < c->n_named; i++) {
+        const struct cfg_named *s = &c->named[i];
+        const struct cfg_named_checker *ck = NULL;
+        for (size_t j = 0; j < n; j++)
+            if (chk[j] != NULL && chk[j]->kind == s->kind)
+                ck = chk[j];
+        if (ck == NULL || ck->check_key == NULL)
+            continue;
+        for (size_t k = 0; k < s->n_keys; k++) {
+            const char *key, *value;
+            int line;
+            cfg_named_key(c, s, k, &key, &value, &line);
+            char why[600] = "", where[32] = "";
+            int rc = ck->check_key(c, s->name, key, value, why, sizeof(why));
+            if (rc == 0)
+                continue;
+            if (line > 0)
+                snprintf(where, sizeof(where), ":%d", line);
+            if (rc == -ENOENT)
+                kd_seterr(err, errlen, "config: %s%s: [%s.%s] %s: unknown key%s%s", file, where,
+                          cfg_named_kind_name(s->kind), s->name, key, why[0] ? " " : "", why);
+            else
+                kd_seterr(err, errlen, "config: %s%s: [%s.%s] %s = %.*s: %s", file, where,
+                          cfg_named_kind_name(s->kind), s->name, key, CFG_ERR_VALUE_MAX, value,
+                          why[0] ? why : "not allowed");
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
 static bool section_known(const char *section)
 {
     for (size_t i = 0; i < CFG_KEY_COUNT; i++) {
@@ -690,6 +777,7 @@ struct cfg_parse {
     int lineno;       /* line most recently handed to inih */
     struct cfg cfg;
     int key_line[CFG_KEY_COUNT];
+    int cur_named; /* the named section whose header was read last; -1 none */
     char *err;
     size_t errlen;
     bool failed; /* an error message is in err */
@@ -709,6 +797,133 @@ static void parse_fail(struct cfg_parse *p, const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     kd_seterr(p->err, p->errlen, "config: %s:%d: %s", p->name, p->lineno, msg);
+}
+
+/* ---- named sections while parsing ---- */
+
+/* Whether NAME is 1..CFG_NAME_MAX-1 letters, digits, '_' or '-'. */
+static bool named_name_ok(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n >= CFG_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = name[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '_' || ch == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* The kinds as "[view.NAME], [alert.NAME]" for messages. */
+static void named_kinds_text(char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (unsigned k = 0; k < CFG_NAMED_KIND_COUNT && used < len; k++) {
+        int w =
+            snprintf(buf + used, len - used, "%s[%s.NAME]", k ? ", " : "", cfg_named_kind_name(k));
+        used += w > 0 ? (size_t)w : 0;
+    }
+}
+
+/* A [KIND.NAME] header at the current line: registers the section (see config.h). */
+static void named_header(struct cfg_parse *p, const char *sec)
+{
+    const char *dot = strchr(sec, '.');
+    char kind[32];
+    size_t kn = (size_t)(dot - sec);
+    int k = -1;
+    if (kn < sizeof(kind)) {
+        memcpy(kind, sec, kn);
+        kind[kn] = '\0';
+        k = cfg_named_kind_find(kind);
+    }
+    if (k < 0) {
+        char kinds[128];
+        named_kinds_text(kinds, sizeof(kinds));
+        parse_fail(p, "[%s]: unknown section (named sections: %s)", sec, kinds);
+        return;
+    }
+    const char *name = dot + 1;
+    if (!named_name_ok(name)) {
+        parse_fail(p, "[%s]: NAME must be 1..%d letters, digits, '_' or '-'", sec,
+                   CFG_NAME_MAX - 1);
+        return;
+    }
+    struct cfg *c = &p->cfg;
+    const struct cfg_named *dup = cfg_named_find(c, (unsigned)k, name);
+    if (dup != NULL) {
+        parse_fail(p, "[%s]: given twice (first at line %d)", sec, dup->line);
+        return;
+    }
+    if (c->n_named >= CFG_NAMED_MAX) {
+        parse_fail(p, "[%s]: more than %d named sections", sec, CFG_NAMED_MAX);
+        return;
+    }
+    struct cfg_named *s = &c->named[c->n_named];
+    memset(s, 0, sizeof(*s));
+    s->kind = (uint8_t)k;
+    snprintf(s->name, sizeof(s->name), "%s", name);
+    s->line = p->lineno;
+    s->first_key = c->n_named_keys;
+    p->cur_named = c->n_named++;
+}
+
+/* Appends TEXT (with its NUL) to C's named text; returns its offset or -1 when full. */
+static int named_text_add(struct cfg *c, const char *text, size_t n)
+{
+    if (c->named_text_used + n + 1 > CFG_NAMED_TEXT_MAX)
+        return -1;
+    uint32_t off = c->named_text_used;
+    memcpy(c->named_text + off, text, n);
+    c->named_text[off + n] = '\0';
+    c->named_text_used += (uint32_t)n + 1;
+    return (int)off;
+}
+
+/* Adds KEY = VALUE read at LINE to the last named section of C. Returns 0 or -EINVAL with WHY. */
+static int named_key_add(struct cfg *c, const char *key, const char *value, int line, char *why,
+                         size_t whylen)
+{
+    struct cfg_named *s = &c->named[c->n_named - 1];
+    size_t vn = strlen(value);
+    if (vn > CFG_STR_MAX) {
+        snprintf(why, whylen, "longer than %d bytes", CFG_STR_MAX);
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < vn; i++) {
+        if ((unsigned char)value[i] < 0x20 || value[i] == 0x7f) {
+            snprintf(why, whylen, "contains a control character");
+            return -EINVAL;
+        }
+    }
+    for (size_t i = 0; i < s->n_keys; i++) {
+        const char *k;
+        int kl;
+        cfg_named_key(c, s, i, &k, NULL, &kl);
+        if (strcmp(k, key) == 0) {
+            snprintf(why, whylen, "given twice (first at line %d)", kl);
+            return -EINVAL;
+        }
+    }
+    if (c->n_named_keys >= CFG_NAMED_KEYS_MAX) {
+        snprintf(why, whylen, "more than %d keys in named sections", CFG_NAMED_KEYS_MAX);
+        return -EINVAL;
+    }
+    int ko = named_text_add(c, key, strlen(key));
+    int vo = ko < 0 ? -1 : named_text_add(c, value, vn);
+    if (vo < 0) {
+        snprintf(why, whylen, "named sections hold more than %d bytes", CFG_NAMED_TEXT_MAX);
+        return -EINVAL;
+    }
+    struct cfg_named_key *nk = &c->named_keys[c->n_named_keys++];
+    nk->key_off = (uint16_t)ko;
+    nk->value_off = (uint16_t)vo;
+    nk->line = line;
+    s->n_keys++;
+    return 0;
 }
 
 /* inih's fgets-like reader over the buffer. See the file comment. */
@@ -746,7 +961,10 @@ static char *cfg_reader(char *str, int num, void *stream)
             size_t sn = (size_t)(close - line - 1);
             memcpy(sec, line + 1, sn);
             sec[sn] = '\0';
-            if (!section_known(sec))
+            p->cur_named = -1;
+            if (strchr(sec, '.') != NULL)
+                named_header(p, sec);
+            else if (!section_known(sec))
                 parse_fail(p, "[%s]: unknown section", sec);
         }
     }
@@ -856,6 +1074,22 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
         value = converted;
         break;
     }
+    if (strchr(section, '.') != NULL) {
+        if (p->cur_named < 0)
+            return 0; /* its header was reported by the reader */
+        char why[160], unquoted[CFG_LINE_MAX + 1];
+        size_t vn = strlen(value);
+        if (vn >= 2 && vn - 2 < sizeof(unquoted) && value[0] == '"' && value[vn - 1] == '"') {
+            memcpy(unquoted, value + 1, vn - 2);
+            unquoted[vn - 2] = '\0';
+            value = unquoted;
+        }
+        if (named_key_add(&p->cfg, name, value, p->lineno, why, sizeof(why)) != 0) {
+            parse_fail(p, "[%s] %s = %.*s: %s", section, name, CFG_ERR_VALUE_MAX, value, why);
+            return 0;
+        }
+        return 1;
+    }
     if (!section_known(section))
         return 0; /* reported by the reader at the section line */
     const struct cfg_key *k = cfg_key_find(section, name);
@@ -923,6 +1157,7 @@ int cfg_load_buffer(const char *buf, size_t len, const char *name, struct cfg *o
     p->name = name;
     p->err = err;
     p->errlen = errlen;
+    p->cur_named = -1;
     cfg_defaults(&p->cfg);
     snprintf(p->cfg.source_path, sizeof(p->cfg.source_path), "%s", name);
     int rc = parse_buffer(p);
@@ -986,6 +1221,7 @@ int cfg_load_file(const char *path, struct cfg *out, char *err, size_t errlen)
     p->name = path;
     p->err = err;
     p->errlen = errlen;
+    p->cur_named = -1;
     cfg_defaults(&p->cfg);
     rc = parse_buffer(p);
 
@@ -1065,6 +1301,17 @@ void cfg_print(const struct cfg *c, FILE *out)
             fputs(val, out);
         fputc('\n', out);
     }
+    for (size_t i = 0; i < c->n_named; i++) {
+        const struct cfg_named *s = &c->named[i];
+        fprintf(out, "\n[%s.%s]\n", cfg_named_kind_name(s->kind), s->name);
+        for (size_t j = 0; j < s->n_keys; j++) {
+            const char *key, *value;
+            cfg_named_key(c, s, j, &key, &value, NULL);
+            fprintf(out, "%s = ", key);
+            print_str(out, value);
+            fputc('\n', out);
+        }
+    }
 }
 
 void cfg_write_sample(FILE *out)
@@ -1121,6 +1368,19 @@ void cfg_write_sample(FILE *out)
         fprintf(out, "; %s\n# %s =%s%s\n", k->reloadable ? "reload" : "restart", k->name,
                 k->default_text[0] ? " " : "", k->default_text);
     }
+    fputs("\n# Named sections, as many as you like, each [KIND.NAME] with NAME made of letters,\n"
+          "# digits, '_' and '-'. Reload.\n",
+          out);
+    for (unsigned k = 0; k < CFG_NAMED_KIND_COUNT; k++) {
+        fprintf(out, "\n# [%s.NAME]: %s. For example:\n", cfg_named_kind_words[k],
+                cfg_named_kind_help[k]);
+        for (const char *l = cfg_named_kind_example[k]; *l != '\0';) {
+            const char *nl = strchr(l, '\n');
+            int n = nl != NULL ? (int)(nl - l) : (int)strlen(l);
+            fprintf(out, "# %.*s\n", n, l);
+            l += n + (nl != NULL);
+        }
+    }
 }
 
 /* ---- diff ------------------------------------------------------------------------------ */
@@ -1145,6 +1405,43 @@ static bool key_equal(const struct cfg *a, const struct cfg *b, const struct cfg
     }
 }
 
+/* Whether the named sections of KIND are the same in A and B (names, keys, values, order). */
+static bool named_equal(const struct cfg *a, const struct cfg *b, unsigned kind)
+{
+    size_t ia = 0, ib = 0;
+    for (;;) {
+        while (ia < a->n_named && a->named[ia].kind != kind)
+            ia++;
+        while (ib < b->n_named && b->named[ib].kind != kind)
+            ib++;
+        if (ia == a->n_named || ib == b->n_named)
+            return ia == a->n_named && ib == b->n_named;
+        const struct cfg_named *sa = &a->named[ia++], *sb = &b->named[ib++];
+        if (strcmp(sa->name, sb->name) != 0 || sa->n_keys != sb->n_keys)
+            return false;
+        for (size_t j = 0; j < sa->n_keys; j++) {
+            const char *ka, *va, *kb, *vb;
+            cfg_named_key(a, sa, j, &ka, &va, NULL);
+            cfg_named_key(b, sb, j, &kb, &vb, NULL);
+            if (strcmp(ka, kb) != 0 || strcmp(va, vb) != 0)
+                return false;
+        }
+    }
+}
+
+/* The key cfg_diff reports for a change in the named sections of a kind. */
+static const struct cfg_key cfg_named_diff_keys[CFG_NAMED_KIND_COUNT] = {
+#define CFG_X_KIND_KEY(kind, kind_help, example)                                                   \
+    {.section = #kind ".*",                                                                        \
+     .name = "*",                                                                                  \
+     .type = CFG_T_STR,                                                                            \
+     .default_text = "",                                                                           \
+     .reloadable = true,                                                                           \
+     .help = kind_help},
+    CFG_NAMED_KINDS(CFG_X_KIND_KEY)
+#undef CFG_X_KIND_KEY
+};
+
 size_t cfg_diff(const struct cfg *a, const struct cfg *b,
                 void (*changed)(const struct cfg_key *key, void *ud), void *ud,
                 bool *restart_needed)
@@ -1159,6 +1456,13 @@ size_t cfg_diff(const struct cfg *a, const struct cfg *b,
         restart |= !k->reloadable;
         if (changed != NULL)
             changed(k, ud);
+    }
+    for (unsigned k = 0; k < CFG_NAMED_KIND_COUNT; k++) {
+        if (named_equal(a, b, k))
+            continue;
+        n++;
+        if (changed != NULL)
+            changed(&cfg_named_diff_keys[k], ud);
     }
     if (restart_needed != NULL)
         *restart_needed = restart;
@@ -1181,7 +1485,7 @@ int cfg_encode(const struct cfg *c, char **buf, size_t *len)
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    size_t entries = 3; /* v, keepa.key_set, source_path */
+    size_t entries = 4; /* v, keepa.key_set, source_path, named */
     for (size_t i = 0; i < CFG_KEY_COUNT; i++)
         entries += cfg_key_table[i].type != CFG_T_SECRET;
     int bad = msgpack_pack_map(&pk, entries);
@@ -1218,6 +1522,25 @@ int cfg_encode(const struct cfg *c, char **buf, size_t *len)
     bad |= c->keepa_key_set ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
     bad |= pack_str(&pk, "source_path");
     bad |= pack_str(&pk, c->source_path);
+    bad |= pack_str(&pk, "named");
+    bad |= msgpack_pack_array(&pk, c->n_named);
+    for (size_t i = 0; i < c->n_named; i++) {
+        const struct cfg_named *s = &c->named[i];
+        bad |= msgpack_pack_array(&pk, 4);
+        bad |= pack_str(&pk, cfg_named_kind_name(s->kind));
+        bad |= pack_str(&pk, s->name);
+        bad |= msgpack_pack_int64(&pk, s->line);
+        bad |= msgpack_pack_array(&pk, s->n_keys);
+        for (size_t j = 0; j < s->n_keys; j++) {
+            const char *key, *value;
+            int line;
+            cfg_named_key(c, s, j, &key, &value, &line);
+            bad |= msgpack_pack_array(&pk, 3);
+            bad |= pack_str(&pk, key);
+            bad |= pack_str(&pk, value);
+            bad |= msgpack_pack_int64(&pk, line);
+        }
+    }
     if (bad != 0 || sb.data == NULL) {
         msgpack_sbuffer_destroy(&sb);
         return -ENOMEM;
@@ -1292,6 +1615,46 @@ static int decode_key(const struct cfg_key *k, const msgpack_object *o, struct c
     }
 }
 
+/* The "named" array of cfg_encode into C (C's named sections empty). Returns 0 or -EBADMSG. */
+static int decode_named(const msgpack_object *o, struct cfg *c)
+{
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size > CFG_NAMED_MAX)
+        return -EBADMSG;
+    for (uint32_t i = 0; i < o->via.array.size; i++) {
+        const msgpack_object *e = &o->via.array.ptr[i];
+        if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 4)
+            return -EBADMSG;
+        const msgpack_object *f = e->via.array.ptr;
+        char kind[32], name[CFG_NAME_MAX];
+        int64_t line;
+        if (obj_str(&f[0], kind, sizeof(kind)) != 0 || obj_str(&f[1], name, sizeof(name)) != 0 ||
+            obj_i64(&f[2], &line) != 0 || line < 0 || line > INT32_MAX ||
+            f[3].type != MSGPACK_OBJECT_ARRAY)
+            return -EBADMSG;
+        int k = cfg_named_kind_find(kind);
+        if (k < 0 || !named_name_ok(name) || cfg_named_find(c, (unsigned)k, name) != NULL)
+            return -EBADMSG;
+        struct cfg_named *s = &c->named[c->n_named++];
+        memset(s, 0, sizeof(*s));
+        s->kind = (uint8_t)k;
+        memcpy(s->name, name, sizeof(name));
+        s->line = (int32_t)line;
+        s->first_key = c->n_named_keys;
+        for (uint32_t j = 0; j < f[3].via.array.size; j++) {
+            const msgpack_object *kv = &f[3].via.array.ptr[j];
+            char key[CFG_STR_MAX + 1], value[CFG_STR_MAX + 1], why[160];
+            int64_t kl;
+            if (kv->type != MSGPACK_OBJECT_ARRAY || kv->via.array.size != 3 ||
+                obj_str(&kv->via.array.ptr[0], key, sizeof(key)) != 0 || key[0] == '\0' ||
+                obj_str(&kv->via.array.ptr[1], value, sizeof(value)) != 0 ||
+                obj_i64(&kv->via.array.ptr[2], &kl) != 0 || kl < 0 || kl > INT32_MAX ||
+                named_key_add(c, key, value, (int)kl, why, sizeof(why)) != 0)
+                return -EBADMSG;
+        }
+    }
+    return 0;
+}
+
 int cfg_decode(const void *buf, size_t len, struct cfg *out)
 {
     if (buf == NULL || kd_msgpack_precheck(buf, len) != 0)
@@ -1312,7 +1675,7 @@ int cfg_decode(const void *buf, size_t len, struct cfg *out)
         goto out;
 
     bool seen[CFG_KEY_COUNT] = {false};
-    bool seen_v = false, seen_set = false, seen_src = false;
+    bool seen_v = false, seen_set = false, seen_src = false, seen_named = false;
     const msgpack_object_map *m = &u.data.via.map;
     for (uint32_t i = 0; i < m->size; i++) {
         const msgpack_object *key = &m->ptr[i].key, *val = &m->ptr[i].val;
@@ -1338,6 +1701,12 @@ int cfg_decode(const void *buf, size_t len, struct cfg *out)
             seen_src = true;
             continue;
         }
+        if (obj_str_eq(key, "named")) {
+            if (seen_named || decode_named(val, c) != 0)
+                goto out;
+            seen_named = true;
+            continue;
+        }
         char name[96];
         if (obj_str(key, name, sizeof(name)) != 0)
             goto out;
@@ -1353,7 +1722,7 @@ int cfg_decode(const void *buf, size_t len, struct cfg *out)
             goto out;
         seen[id] = true;
     }
-    if (!seen_v || !seen_set || !seen_src)
+    if (!seen_v || !seen_set || !seen_src || !seen_named)
         goto out;
     for (size_t i = 0; i < CFG_KEY_COUNT; i++) {
         if (!seen[i] && cfg_key_table[i].type != CFG_T_SECRET)

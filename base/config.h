@@ -176,6 +176,53 @@
     X(costs, fbm_shipping, MONEY, "4.50", 0, 1000000, NULL, CFG_RELOAD,                            \
       "your shipping cost per unit when fulfilment = fbm")
 
+/*
+ * Named sections: [KIND.NAME], several of one kind, each a set of keys that the module owning
+ * KIND reads (a view preset [view.optimal], an alert rule [alert.NAME], ...). X(kind, help,
+ * example): KIND is the prefix, HELP one line for the sample file, EXAMPLE the lines the sample
+ * shows commented out. Adding a kind is one line here plus its checker (struct
+ * cfg_named_checker) at the load sites: `kdeals` (cli/) and the supervisor's reload, which gets
+ * the checkers from cli/ through its options, so base/ and the supervisor link nothing of the
+ * owning module.
+ *
+ * The loader keeps a named section's keys as text with their lines: it checks the section
+ * header (a known KIND, a NAME of 1..31 letters, digits, '_' or '-', each section once) and
+ * that no key is given twice in one section; what the keys mean is the checker's
+ * (cfg_named_check), whose messages carry the same file:line as the loader's.
+ */
+#define CFG_NAMED_KINDS(X)                                                                         \
+    X(view,                                                                                        \
+      "a named view for `kdeals deals --view NAME`: the filters and sorts of kdeals deals, "       \
+      "written without the dashes (docs/view.md)",                                                 \
+      "[view.optimal]\nmin_roi = 30\nmin_profit = 5.00\nmax_rank = 200000\nno_amazon = true\n"     \
+      "sort = monthly\n")
+
+#define CFG_NAMED_MAX      32    /* named sections in one config */
+#define CFG_NAMED_KEYS_MAX 512   /* keys of all named sections together */
+#define CFG_NAMED_TEXT_MAX 16384 /* bytes of those keys and values (with their NULs) */
+#define CFG_NAME_MAX       32    /* bytes of a NAME, with the NUL */
+
+enum cfg_named_kind {
+#define CFG_X_KIND(kind, help, example) CFG_NAMED_##kind,
+    CFG_NAMED_KINDS(CFG_X_KIND)
+#undef CFG_X_KIND
+        CFG_NAMED_KIND_COUNT
+};
+
+/* One named section: its keys are named_keys[first_key .. first_key + n_keys). */
+struct cfg_named {
+    uint8_t kind; /* enum cfg_named_kind */
+    char name[CFG_NAME_MAX];
+    int32_t line; /* of its [KIND.NAME] header; 0 when not read from a file */
+    uint16_t first_key, n_keys;
+};
+
+/* One key of a named section: offsets of its NUL-terminated key and value in named_text. */
+struct cfg_named_key {
+    uint16_t key_off, value_off;
+    int32_t line;
+};
+
 /* The sell bases, in the order of enum jd_basis from 1 (judge/judge.h). */
 #define CFG_SELL_BASES "buy_box|lowest_fba|avg90|avg180|avg365|avg90_365|current"
 
@@ -238,6 +285,12 @@ struct cfg {
     char source_path[CFG_STR_MAX + 1];
     /* Deprecated keys met while loading, one line each ("" none; not encoded). */
     char warnings[1024];
+    /* The named sections in file order (CFG_NAMED_KINDS; read them with cfg_named_*). */
+    uint16_t n_named, n_named_keys;
+    uint32_t named_text_used;
+    struct cfg_named named[CFG_NAMED_MAX];
+    struct cfg_named_key named_keys[CFG_NAMED_KEYS_MAX];
+    char named_text[CFG_NAMED_TEXT_MAX];
 };
 
 /* Description of one key, from CFG_KEYS. */
@@ -319,16 +372,54 @@ void cfg_write_sample(FILE *out);
 /*
  * Calls CHANGED(key, ud) for each key whose value differs between A and B, in table order,
  * and returns how many did. *RESTART_NEEDED (if not NULL) is set to true when one of them
- * is restart-only, else false. CHANGED may be NULL.
+ * is restart-only, else false. CHANGED may be NULL. The named sections of a kind count as one
+ * reloadable key when any of them differs; its cfg_key names section "KIND.*", key "*".
  */
 size_t cfg_diff(const struct cfg *a, const struct cfg *b,
                 void (*changed)(const struct cfg_key *key, void *ud), void *ud,
                 bool *restart_needed);
 
+/* ---- named sections ---- */
+
+/* The word of kind KIND ("view"), or NULL out of range. */
+const char *cfg_named_kind_name(unsigned kind);
+
+/* The kind called WORD (enum cfg_named_kind), or -1. */
+int cfg_named_kind_find(const char *word);
+
+/* The named section [KIND.NAME] of C, or NULL. */
+const struct cfg_named *cfg_named_find(const struct cfg *c, unsigned kind, const char *name);
+
+/* Key I (< S->n_keys) of named section S of C: its KEY, VALUE and LINE (any may be NULL). */
+void cfg_named_key(const struct cfg *c, const struct cfg_named *s, size_t i, const char **key,
+                   const char **value, int *line);
+
+/*
+ * What a named kind's keys mean, supplied by the module that reads them. CHECK_KEY returns 0
+ * when KEY = VALUE is valid in section [KIND.NAME] of C (C gives the context, e.g. [keepa]
+ * domain for money), -ENOENT for a key the kind does not have (WHY lists the known ones), or
+ * -EINVAL with WHY saying what the key allows. WHY has WHYLEN bytes.
+ */
+struct cfg_named_checker {
+    unsigned kind; /* enum cfg_named_kind */
+    int (*check_key)(const struct cfg *c, const char *name, const char *key, const char *value,
+                     char *why, size_t whylen);
+};
+
+/*
+ * Checks every key of every named section of C with the checker of its kind among CHK[0..N)
+ * (a kind without a checker is not checked). Returns 0, or -EINVAL with the first error in ERR
+ * in the loader's form: "config: FILE:LINE: [view.optimal] min_roi = abc: a percent, e.g. 25"
+ * or "config: FILE:LINE: [view.optimal] min_margin: unknown key (known: ...)".
+ */
+int cfg_named_check(const struct cfg *c, const struct cfg_named_checker *const *chk, size_t n,
+                    char *err, size_t errlen);
+
 /*
  * Serialises C as a msgpack map {"v": 1, "<section>.<key>": value, ..., "keepa.key_set":
- * bool, "source_path": str} into a malloc'd buffer (*BUF, *LEN; the caller frees it). The
- * API key is NOT written (the shm segment must never hold it). Returns 0 or -ENOMEM.
+ * bool, "source_path": str, "named": [[kind, name, line, [[key, value, line], ...]], ...]} into a
+ * malloc'd buffer (*BUF, *LEN; the caller frees it). The API key is NOT written (the shm segment
+ * must never hold it). Returns 0 or -ENOMEM.
  */
 int cfg_encode(const struct cfg *c, char **buf, size_t *len);
 

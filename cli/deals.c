@@ -22,6 +22,7 @@
 #include "judge/rules.h"
 #include "view/export.h"
 #include "view/filter.h"
+#include "view/preset.h"
 #include "view/table.h"
 
 enum deals_format { FMT_TABLE, FMT_CSV, FMT_JSON, FMT_JSONL };
@@ -29,11 +30,13 @@ enum deals_format { FMT_TABLE, FMT_CSV, FMT_JSON, FMT_JSONL };
 static int usage(FILE *out)
 {
     fprintf(out,
-            "usage: kdeals deals [-c FILE] [--format table|csv|json|jsonl] [filters] [--sort KEY]\n"
-            "                    [--limit N] [--offset N]\n"
+            "usage: kdeals deals [-c FILE] [--format table|csv|json|jsonl] [--view NAME]\n"
+            "                    [filters] [--sort KEY] [--limit N] [--offset N]\n"
             "  Lists the stored deals (read-only; safe while the daemon runs).\n"
             "  Money is in the marketplace's currency (--min-profit 5 means 5.00), percentages\n"
             "  in percent. docs/view.md lists every filter and field.\n"
+            "  --view NAME takes the filters and sort of the config's [view.NAME] section; flags\n"
+            "  after it replace single keys of it.\n"
             "\n"
             "filters and sorts:\n");
     for (size_t i = 0;; i++) {
@@ -133,6 +136,18 @@ int cli_deals_main(const struct cfg *c, int argc, char **argv)
     char err[512];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (strcmp(a, "--view") == 0) {
+            /* The preset's keys, as if given here: later flags replace them one by one. */
+            if (i + 1 >= argc) {
+                fprintf(stderr, "kdeals deals: --view needs the NAME of a [view.NAME] section\n");
+                return 2;
+            }
+            if (vw_preset_apply(c, argv[++i], &f, err, sizeof(err)) != 0) {
+                fprintf(stderr, "kdeals deals: %s\n", err);
+                return 2;
+            }
+            continue;
+        }
         if (strcmp(a, "--format") == 0) {
             const char *v = i + 1 < argc ? argv[++i] : "";
             if (strcmp(v, "table") == 0)

@@ -28,6 +28,7 @@
 #include "cli/stat.h"
 #include "supervisor/supervisor.h"
 #include "updater/updater.h"
+#include "view/preset.h"
 #include "worker/worker.h"
 
 #define KD_VERSION "0.1.0"
@@ -58,6 +59,12 @@ static int usage(FILE *out)
             "Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.\n");
     return out == stdout ? 0 : 2;
 }
+
+/*
+ * The checkers of the config's named sections, one per kind of base/config.h CFG_NAMED_KINDS:
+ * every command checks the file it loads with them, and the supervisor a reloaded one.
+ */
+static const struct cfg_named_checker *const named_checkers[] = {&vw_preset_checker};
 
 /* The default run_dir without a config file: $XDG_RUNTIME_DIR/kdeals, else /tmp/kdeals-<uid>. */
 static const char *default_run_dir(char *buf, size_t len)
@@ -157,8 +164,12 @@ static int common_opts(const char *cmd, int *argc, char **argv, struct common_op
         o->config = "/etc/kdeals/kdeals.conf";
     cfg_defaults(&o->cfg);
     if (o->config != NULL) {
-        char err[512];
-        if (cfg_load_file(o->config, &o->cfg, err, sizeof(err)) != 0) {
+        char err[1024];
+        int lrc = cfg_load_file(o->config, &o->cfg, err, sizeof(err));
+        if (lrc == 0)
+            lrc = cfg_named_check(&o->cfg, named_checkers, KD_ARRAY_LEN(named_checkers), err,
+                                  sizeof(err));
+        if (lrc != 0) {
             fprintf(stderr, "kdeals: %s\n", err);
             if (!lenient)
                 return 2;
@@ -218,6 +229,8 @@ static void fill_sup_options(struct sup_options *opt, const struct common_opts *
     opt->run_dir = o->run_dir;
     opt->log_file = o->log_file;
     opt->stop_timeout_ms = (unsigned)o->cfg.daemon_stop_timeout_ms;
+    opt->named_checkers = named_checkers;
+    opt->n_named_checkers = KD_ARRAY_LEN(named_checkers);
 }
 
 static int cmd_run(int argc, char **argv)

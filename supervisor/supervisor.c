@@ -368,6 +368,9 @@ static void reload(struct sup *s)
     struct cfg next;
     char err[512];
     int rc = cfg_load_file(s->opt->config_path, &next, err, sizeof(err));
+    if (rc == 0)
+        rc = cfg_named_check(&next, s->opt->named_checkers, s->opt->n_named_checkers, err,
+                             sizeof(err));
     if (rc != 0) {
         kd_error("reload rejected, the running config stays: %s", err);
         set_verdict(s, rc, err);

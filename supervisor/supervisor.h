@@ -37,6 +37,10 @@ struct sup_options {
     unsigned restart_window_s; /* ... within this many seconds stops the daemon */
     unsigned stop_timeout_ms;  /* graceful stop deadline before SIGKILL */
     uint64_t ring_capacity;    /* bytes per ring, power of two; 0: default */
+    /* The checkers of the config's named sections ([view.NAME], ...), applied to a reloaded
+     * file as `kdeals` applies them at start (cfg_named_check); none when 0. */
+    const struct cfg_named_checker *const *named_checkers;
+    size_t n_named_checkers;
 };
 
 /* Fills the defaults: config defaults, 5 restarts in 60 s, 10 s stop deadline. */

@@ -36,7 +36,9 @@
  * last) by ASIN then domain, so paging with offset/limit never shows a record twice or skips
  * one on the same snapshot.
  *
- * Pure functions: no I/O, no clock (the caller passes now_ms), no allocation.
+ * Pure functions: no I/O, no clock (the caller passes now_ms), no allocation. The vocabulary
+ * and its parser (view/vocab.c, library kd_view_vocab) link no store; matching and selection
+ * are view/filter.c.
  */
 #ifndef KD_VIEW_FILTER_H
 #define KD_VIEW_FILTER_H
@@ -183,6 +185,14 @@ int vw_filter_arity(const char *name);
  */
 int vw_filter_parse_arg(struct vw_filter *f, const char *name, const char *value, char *err,
                         size_t errlen);
+
+/*
+ * As vw_filter_parse_arg, but ERR gets only what the key allows ("a percent, e.g. 25 or
+ * 12.5"; for an unknown key "(known: min_roi, ...)"), for callers that name the key and the
+ * value their own way (the config checker of [view.NAME] presets, view/preset.h).
+ */
+int vw_filter_parse_value(struct vw_filter *f, const char *name, const char *value, char *err,
+                          size_t errlen);
 
 /*
  * Writes the keys set in F as "name=value" lines (canonical names, values in the parser's

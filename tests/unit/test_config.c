@@ -676,8 +676,170 @@ static void test_sample_file(void **state)
                  k->default_text);
         assert_non_null(strstr(text, line));
     }
+    /* The examples of named sections, uncommented, load. */
+    char *ex = strstr(text, "\n# Named sections");
+    assert_non_null(ex);
+    char uncommented[4096] = "";
+    for (char *l = strstr(ex, "\n# ["); l != NULL && l[1] == '#';) {
+        char *nl = strchr(l + 1, '\n');
+        size_t n = nl != NULL ? (size_t)(nl - l - 3) : strlen(l + 3);
+        bool header = l[3] == '[' && nl != NULL && memchr(l + 3, ':', n) == NULL;
+        bool assignment = nl != NULL && memchr(l + 3, '=', n) != NULL;
+        if (header || assignment)
+            snprintf(uncommented + strlen(uncommented), sizeof(uncommented) - strlen(uncommented),
+                     "%.*s\n", (int)n, l + 3);
+        l = nl;
+    }
+    assert_non_null(strstr(uncommented, "[view.optimal]\nmin_roi = 30\n"));
+    const char *expath = write_file("examples.conf", uncommented);
+    if (cfg_load_file(expath, &c, err, sizeof(err)) != 0)
+        fail_msg("the sample's named examples do not load: %s\n%s", err, uncommented);
     free(file);
     free(text);
+}
+
+/* ---- named sections ---- */
+
+static const char named_text[] = "[filter]\nmin_roi_pct = 30\n"
+                                 "[view.optimal]\n"
+                                 "min_roi = 30\n"
+                                 "category = \"Books|Toys & Games\"\n"
+                                 "\n"
+                                 "[view.empty]\n"
+                                 "[update]\nbatch = 20\n"
+                                 "[view.last-one_2]\n"
+                                 "sort = rank\n";
+
+/* A checker of [view.*] for the tests: keys a..z only, values "ok" or "good". */
+static int test_check_key(const struct cfg *c, const char *name, const char *key, const char *value,
+                          char *why, size_t whylen)
+{
+    (void)c;
+    (void)name;
+    if (strcmp(key, "min_roi") != 0 && strcmp(key, "category") != 0 && strcmp(key, "sort") != 0) {
+        snprintf(why, whylen, "(known: min_roi, category, sort)");
+        return -ENOENT;
+    }
+    if (strcmp(value, "bad") == 0) {
+        snprintf(why, whylen, "anything but bad");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static const struct cfg_named_checker test_checker = {.kind = CFG_NAMED_view,
+                                                      .check_key = test_check_key};
+static const struct cfg_named_checker *const test_checkers[] = {&test_checker};
+
+static void test_named_sections(void **state)
+{
+    (void)state;
+    struct cfg c;
+    char err[512];
+    const char *path;
+    assert_int_equal(load_text(named_text, &c, err, sizeof(err), &path), 0);
+    /* Ordinary keys around them are read as ever. */
+    assert_int_equal(c.filter_min_roi_pct_bp, 3000);
+    assert_int_equal(c.update_batch, 20);
+    assert_int_equal(c.n_named, 3);
+    const struct cfg_named *o = cfg_named_find(&c, CFG_NAMED_view, "optimal");
+    assert_non_null(o);
+    assert_int_equal(o->line, 3);
+    assert_int_equal(o->n_keys, 2);
+    const char *key, *value;
+    int line;
+    cfg_named_key(&c, o, 1, &key, &value, &line);
+    assert_string_equal(key, "category");
+    assert_string_equal(value, "Books|Toys & Games"); /* quotes removed, '|' and '&' kept */
+    assert_int_equal(line, 5);
+    const struct cfg_named *e = cfg_named_find(&c, CFG_NAMED_view, "empty");
+    assert_non_null(e);
+    assert_int_equal(e->n_keys, 0);
+    assert_non_null(cfg_named_find(&c, CFG_NAMED_view, "last-one_2"));
+    assert_null(cfg_named_find(&c, CFG_NAMED_view, "Optimal"));
+    assert_int_equal(cfg_named_kind_find("view"), CFG_NAMED_view);
+    assert_int_equal(cfg_named_kind_find("veiw"), -1);
+    assert_int_equal(cfg_named_check(&c, test_checkers, 1, err, sizeof(err)), 0);
+
+    /* The loader's errors name the file, the line and the section. */
+    expect_error("[view]\nmin_roi = 3\n", 1, "[view]: unknown section");
+    expect_error("[vew.x]\nmin_roi = 3\n", 1,
+                 "[vew.x]: unknown section (named sections: [view.NAME])");
+    expect_error("[view.]\n", 1, "[view.]: NAME must be 1..31 letters");
+    expect_error("[view.a b]\n", 1, "[view.a b]: NAME must be");
+    expect_error("[view.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa]\n", 1, "NAME must be 1..31");
+    expect_error("[view.x]\nsort = roi\n[view.x]\n", 3, "[view.x]: given twice (first at line 1)");
+    expect_error("[view.x]\nsort = roi\n\nsort = rank\n", 4,
+                 "[view.x] sort = rank: given twice (first at line 2)");
+    expect_error("[view.x]\nsort = \x01\n", 2, "control character");
+    char many[8192] = "";
+    for (int i = 0; i <= CFG_NAMED_MAX; i++)
+        snprintf(many + strlen(many), sizeof(many) - strlen(many), "[view.v%d]\n", i);
+    expect_error(many, CFG_NAMED_MAX + 1, "more than 32 named sections");
+
+    /* The checker's errors, in the same form, at the key's line. */
+    char want[700];
+    assert_int_equal(
+        load_text("[view.x]\nsort = ok\n\nmin_roi = bad\n", &c, err, sizeof(err), &path), 0);
+    assert_int_equal(cfg_named_check(&c, test_checkers, 1, err, sizeof(err)), -EINVAL);
+    snprintf(want, sizeof(want), "config: %s:4: [view.x] min_roi = bad: anything but bad", path);
+    assert_string_equal(err, want);
+    assert_int_equal(load_text("[view.x]\nmin_margin = 1\n", &c, err, sizeof(err), &path), 0);
+    assert_int_equal(cfg_named_check(&c, test_checkers, 1, err, sizeof(err)), -EINVAL);
+    snprintf(want, sizeof(want),
+             "config: %s:2: [view.x] min_margin: unknown key (known: min_roi, category, sort)",
+             path);
+    assert_string_equal(err, want);
+    /* No checker for the kind: not checked. */
+    assert_int_equal(cfg_named_check(&c, NULL, 0, err, sizeof(err)), 0);
+}
+
+static void note_named(const struct cfg_key *k, void *ud)
+{
+    snprintf(ud, 64, "[%s] %s", k->section, k->name);
+}
+
+static void test_named_round_trips(void **state)
+{
+    (void)state;
+    struct cfg c, d;
+    char err[512];
+    assert_int_equal(load_text(named_text, &c, err, sizeof(err), NULL), 0);
+    /* msgpack: every section, key, value and line comes back. */
+    char *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(cfg_encode(&c, &buf, &len), 0);
+    memset(&d, 0, sizeof(d));
+    assert_int_equal(cfg_decode(buf, len, &d), 0);
+    free(buf);
+    assert_int_equal(cfg_diff(&c, &d, NULL, NULL, NULL), 0);
+    assert_int_equal(d.n_named, 3);
+    const struct cfg_named *o = cfg_named_find(&d, CFG_NAMED_view, "optimal");
+    assert_non_null(o);
+    assert_int_equal(o->line, 3);
+    const char *key, *value;
+    int line;
+    cfg_named_key(&d, o, 1, &key, &value, &line);
+    assert_string_equal(value, "Books|Toys & Games");
+    assert_int_equal(line, 5);
+    /* Printed (check-config) and read back: the same sections. */
+    const char *out = write_file("printed-named.conf", "");
+    FILE *f = fopen(out, "w");
+    cfg_print(&c, f);
+    fclose(f);
+    assert_int_equal(cfg_load_file(out, &d, err, sizeof(err)), 0);
+    assert_int_equal(cfg_diff(&c, &d, NULL, NULL, NULL), 0);
+    assert_int_equal(d.n_named, 3);
+    /* A change in any named section of a kind is one reloadable change, named "view.*". */
+    assert_int_equal(load_text("[view.optimal]\nmin_roi = 31\n", &d, err, sizeof(err), NULL), 0);
+    struct cfg def;
+    cfg_defaults(&def);
+    bool restart = true;
+    char named[64] = "";
+    assert_int_equal(cfg_diff(&def, &d, note_named, named, &restart), 1);
+    assert_false(restart);
+    assert_string_equal(named, "[view.*] *");
+    assert_int_equal(cfg_diff(&d, &d, NULL, NULL, NULL), 0);
 }
 
 int main(int argc, char **argv)
@@ -696,6 +858,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_decode_garbage),
         cmocka_unit_test(test_print_round_trip),
         cmocka_unit_test(test_sample_file),
+        cmocka_unit_test(test_named_sections),
+        cmocka_unit_test(test_named_round_trips),
     };
     return KD_RUN_TESTS(tests, argc, argv);
 }

@@ -38,6 +38,7 @@
 #include "view/doc.h"
 #include "view/export.h"
 #include "view/filter.h"
+#include "view/preset.h"
 #include "view/table.h"
 #include "view/text.h"
 #include "view/time.h"
@@ -401,12 +402,20 @@ static void iso_of(int64_t ms, char *buf, size_t len)
     strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+static void random_keys(struct query *q, int style);
+
 static void random_query(struct query *q)
 {
     memset(q, 0, sizeof(*q));
+    q->ref.verdicts = 1;
+    random_keys(q, (int)rnd(0, 2));
+}
+
+/* Adds random keys to Q in STYLE (0 the command line's, else the config's / URL's); a key
+ * given again replaces its earlier value in Q's reference as in the parser. */
+static void random_keys(struct query *q, int style)
+{
     struct ref_query *r = &q->ref;
-    r->verdicts = 1;
-    int style = (int)rnd(0, 2);
     int want = (int)rnd(0, 5);
     for (int k = 0; k < want; k++) {
         switch (rnd(0, 13)) {
@@ -621,6 +630,122 @@ static void test_select_matches_reference(void **state)
     free(got);
     free(want);
     free(recs);
+}
+
+/*
+ * Presets: random queries written as a [view.p] section of a config, loaded, checked and
+ * applied, then random command-line flags after `--view p`: the selection equals the
+ * reference's for the merged query (a flag replaces the preset's value of its key).
+ */
+static void test_presets_match_reference(void **state)
+{
+    (void)state;
+    enum { N = 1500, QUERIES = 300 };
+    struct st_record *recs = random_records(N);
+    size_t *got = malloc(N * sizeof(*got)), *want = malloc(N * sizeof(*want));
+    assert_non_null(got);
+    assert_non_null(want);
+    static const struct cfg_named_checker *const checkers[] = {&vw_preset_checker};
+    int overridden = 0;
+    for (int k = 0; k < QUERIES; k++) {
+        struct query q;
+        memset(&q, 0, sizeof(q));
+        q.ref.verdicts = 1;
+        random_keys(&q, 1);
+        int in_preset = q.n;
+        random_keys(&q, 0);
+        /* The preset: each key once, its last value (what setting it twice leaves). */
+        char text[4096];
+        int len = snprintf(text, sizeof(text), "[keepa]\ndomain = 1\n[view.p]\n");
+        for (int i = 0; i < in_preset; i++) {
+            bool later = false;
+            for (int j = i + 1; j < in_preset; j++)
+                later |= strcmp(q.args[i].name, q.args[j].name) == 0;
+            if (!later)
+                len += snprintf(text + len, sizeof(text) - (size_t)len, "%s = %s\n", q.args[i].name,
+                                q.args[i].has_value ? q.args[i].value : "true");
+        }
+        struct cfg c;
+        char err[1024];
+        if (cfg_load_buffer(text, (size_t)len, "presets.conf", &c, err, sizeof(err)) != 0 ||
+            cfg_named_check(&c, checkers, 1, err, sizeof(err)) != 0)
+            fail_msg("%s\n%s", err, text);
+        struct vw_filter f;
+        vw_filter_init(&f, 1);
+        if (vw_preset_apply(&c, "p", &f, err, sizeof(err)) != 0)
+            fail_msg("%s", err);
+        for (int i = in_preset; i < q.n; i++) {
+            overridden += i == in_preset;
+            assert_int_equal(vw_filter_parse_arg(&f, q.args[i].name,
+                                                 q.args[i].has_value ? q.args[i].value : NULL, err,
+                                                 sizeof(err)),
+                             0);
+        }
+        size_t n_got = 0, matched = 0, want_matched = 0;
+        assert_int_equal(vw_select(recs, N, &f, NOW_MS, got, &n_got, &matched), 0);
+        size_t n_want = ref_select(recs, N, &q.ref, want, &want_matched);
+        if (matched != want_matched || n_got != n_want ||
+            memcmp(got, want, n_got * sizeof(*got)) != 0)
+            fail_msg("query %d: got %zu/%zu, want %zu/%zu for\n%s", k, n_got, matched, n_want,
+                     want_matched, text);
+    }
+    assert_true(overridden > QUERIES / 2);
+    free(got);
+    free(want);
+    free(recs);
+}
+
+/* A preset's errors name file:line, the section, the key and what it allows, at load (the
+ * checker) as at use; --view of a missing preset lists those there are. */
+static void test_preset_errors(void **state)
+{
+    (void)state;
+    static const struct cfg_named_checker *const checkers[] = {&vw_preset_checker};
+    static const struct {
+        const char *text;
+        const char *want;
+    } cases[] = {
+        {"[view.a]\nsort = roi\nmin_roi = abc\n",
+         "config: t.conf:3: [view.a] min_roi = abc: percent, e.g. 25 or 12.5"},
+        {"[view.a]\nmin_profit = 1.234\n",
+         "config: t.conf:2: [view.a] min_profit = 1.234: money in the marketplace's currency, "
+         "e.g. 5 or 5.00 (not cents)"},
+        {"[keepa]\ndomain = co.jp\n[view.a]\nmin_profit = 5.50\n",
+         "config: t.conf:4: [view.a] min_profit = 5.50: money in whole units"},
+        {"[view.a]\nno_amazon\n", "config: t.conf:2: syntax error"},
+        {"[view.a]\nno_amazon = maybe\n",
+         "config: t.conf:2: [view.a] no_amazon = maybe: a switch: true or false"},
+        {"[view.a]\n--min-roi = 3\n", "config: t.conf:2: [view.a] --min-roi: unknown key (known: "
+                                      "min_roi, min_profit, max_rank"},
+        {"[view.a]\nmin-roi = 3\n", "[view.a] min-roi: unknown key"},
+        {"[view.a]\nmax_rank = 50k\n", "config: t.conf:2: [view.a] max_rank = 50k: a rank >= 1"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        struct cfg c;
+        char err[1024] = "";
+        int rc =
+            cfg_load_buffer(cases[i].text, strlen(cases[i].text), "t.conf", &c, err, sizeof(err));
+        if (rc == 0)
+            rc = cfg_named_check(&c, checkers, 1, err, sizeof(err));
+        assert_int_equal(rc, -EINVAL);
+        if (strstr(err, cases[i].want) == NULL)
+            fail_msg("case %zu: '%s' lacks '%s'", i, err, cases[i].want);
+    }
+    struct cfg c;
+    char err[512];
+    const char *two = "[view.one]\nsort = rank\n[view.two]\n";
+    assert_int_equal(cfg_load_buffer(two, strlen(two), "t.conf", &c, err, sizeof(err)), 0);
+    struct vw_filter f, before;
+    vw_filter_init(&f, 1);
+    before = f;
+    assert_int_equal(vw_preset_apply(&c, "three", &f, err, sizeof(err)), -ENOENT);
+    assert_string_equal(err, "--view three: the config has no [view.three] (presets: one, two)");
+    assert_memory_equal(&f, &before, sizeof(f));
+    assert_int_equal(vw_preset_apply(&c, "one", &f, err, sizeof(err)), 0);
+    assert_int_equal(f.sort, VW_SORT_RANK);
+    /* An empty preset is the default view. */
+    assert_int_equal(vw_preset_apply(&c, "two", &f, err, sizeof(err)), 0);
+    assert_int_equal(f.sort, VW_SORT_RANK);
 }
 
 static void test_every_sort_and_paging(void **state)
@@ -1890,6 +2015,8 @@ int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_select_matches_reference),
+        cmocka_unit_test(test_presets_match_reference),
+        cmocka_unit_test(test_preset_errors),
         cmocka_unit_test(test_every_sort_and_paging),
         cmocka_unit_test(test_derived_figures),
         cmocka_unit_test(test_parse_errors_name_the_key),

@@ -32,6 +32,8 @@ struct row {
     bool current_rules; /* the stored verdict was judged under the caller's rules */
     char amazon_url[96], offers_url[96], keepa_url[96];
     char rules_hash[24];
+    bool at_cost; /* c holds the figures at the seller's bought cost (vw_at_cost) */
+    struct jd_verdict c;
 };
 
 /* A value of a field: which of the members holds it follows the field's type. */
@@ -325,7 +327,18 @@ static struct value v_keepa_minutes(int64_t min)
     X(marked_ms, TIME, v_time(r->mark_ms), "when it was marked")                                   \
     X(bought_cost_cents, INTEGER, v_nn(r->bought_cost_cents), "the seller's own cost per unit")    \
     X(bought_qty, INTEGER, r->mark == ST_MARK_BOUGHT ? v_nn(r->bought_qty) : v_null(),             \
-      "units bought")
+      "units bought")                                                                              \
+    X(bought_landed_cents, INTEGER, x->at_cost ? v_pos(x->c.landed_cents) : v_null(),              \
+      "at your cost: bought cost + tax + prep + inbound")                                          \
+    X(bought_profit_cents, INTEGER, v_if(x->at_cost && x->c.priced, x->c.profit_cents),            \
+      "at your cost: payout - bought landed (replaces profit_cents for what you bought)")          \
+    X(bought_roi_bp, INTEGER, v_if(x->at_cost && x->c.priced, x->c.roi_bp),                        \
+      "at your cost: bought profit / bought landed")                                               \
+    X(bought_margin_bp, INTEGER, v_if(x->at_cost && x->c.priced, x->c.margin_bp),                  \
+      "at your cost: bought profit / sell")                                                        \
+    X(bought_total_profit_cents, INTEGER,                                                          \
+      v_if(x->at_cost && x->c.priced && r->bought_qty > 0, x->c.profit_cents * r->bought_qty),     \
+      "at your cost: bought profit x bought_qty")
 
 #define FIELD_ENUM(name, type, value, source) F_##name,
 enum { VW_FIELDS(FIELD_ENUM) F_COUNT };
@@ -379,6 +392,7 @@ static void row_init(struct row *x, const struct st_record *r, const struct vw_o
     jd_link_keepa(r->domain, r->asin, x->keepa_url, sizeof(x->keepa_url));
     if (r->rules_hash != 0)
         snprintf(x->rules_hash, sizeof(x->rules_hash), "%016" PRIx64, r->rules_hash);
+    x->at_cost = o != NULL && vw_at_cost(r, o->rules, &x->c);
 }
 
 /* ---- the reasons ---- */

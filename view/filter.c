@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "judge/inputs.h"
 #include "judge/judge.h"
 #include "judge/market.h"
 
@@ -62,6 +63,19 @@ bool vw_monthly_profit(const struct st_record *r, int64_t *cents)
     if (q > INT64_MAX / 2 || q < -(INT64_MAX / 2))
         return false; /* a corrupt record, not a product */
     *cents = (int64_t)q;
+    return true;
+}
+
+bool vw_at_cost(const struct st_record *r, const struct jd_rules *rules, struct jd_verdict *out)
+{
+    if (rules == NULL || r->mark != ST_MARK_BOUGHT || r->bought_cost_cents < 0)
+        return false;
+    struct jd_inputs in = r->in;
+    int cond = in.buy_condition >= 1 && in.buy_condition <= 5 ? in.buy_condition
+               : r->v.side == JD_USED                         ? 4
+                                                              : 1;
+    jd_inputs_set_own_cost(&in, r->bought_cost_cents, cond, r->mark_ms);
+    jd_judge(&in, rules, out);
     return true;
 }
 

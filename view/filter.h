@@ -47,6 +47,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "judge/judge.h"
 #include "store/codec.h"
 
 #define VW_CATEGORIES_MAX 16 /* categories in one filter */
@@ -237,6 +238,16 @@ bool vw_amazon_on_listing(const struct st_record *r);
 int32_t vw_competing_offers(const struct st_record *r);
 int32_t vw_monthly_sales(const struct st_record *r, const char **basis);
 bool vw_monthly_profit(const struct st_record *r, int64_t *cents);
+
+/*
+ * The figures at the seller's own cost: for a record marked bought with a cost
+ * (bought_cost_cents >= 0), its stored inputs judged under RULES with the buy side set to that
+ * cost (judge/inputs.h jd_inputs_set_own_cost, in the condition the record was judged for;
+ * tax, prep and inbound as the rules say). The stored verdict stays the estimate of the offer
+ * it judged: the outputs show both (docs/view.md). Returns false (OUT untouched) when R has no
+ * bought cost or RULES is NULL.
+ */
+bool vw_at_cost(const struct st_record *r, const struct jd_rules *rules, struct jd_verdict *out);
 
 /* The names of a sort, a verdict class bit and a condition bit ("roi", "near", "like_new"). */
 const char *vw_sort_name(enum vw_sort s);

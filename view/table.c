@@ -29,6 +29,8 @@ enum tone { TONE_PLAIN = 0, TONE_GOOD, TONE_NEAR, TONE_BAD, TONE_WARN };
 
 struct cell_ctx {
     const struct st_record *r;
+    const struct jd_verdict *v; /* the figures shown: at the bought cost, else the stored ones */
+    bool at_cost;               /* v is at the seller's bought cost (vw_at_cost) */
     int64_t now_ms;
     int width; /* the column's width */
 };
@@ -157,30 +159,30 @@ static enum tone money_cell(const struct cell_ctx *c, bool known, int64_t cents,
 
 static enum tone cell_buy(const struct cell_ctx *c, char *buf, size_t len)
 {
-    return money_cell(c, c->r->v.buy_cents > 0, c->r->v.buy_cents, buf, len);
+    return money_cell(c, c->v->buy_cents > 0, c->v->buy_cents, buf, len);
 }
 
 static enum tone cell_sell(const struct cell_ctx *c, char *buf, size_t len)
 {
-    return money_cell(c, c->r->v.sell_cents > 0, c->r->v.sell_cents, buf, len);
+    return money_cell(c, c->v->sell_cents > 0, c->v->sell_cents, buf, len);
 }
 
 static enum tone cell_profit(const struct cell_ctx *c, char *buf, size_t len)
 {
-    money_cell(c, c->r->v.priced, c->r->v.profit_cents, buf, len);
-    if (!c->r->v.priced)
+    money_cell(c, c->v->priced, c->v->profit_cents, buf, len);
+    if (!c->v->priced)
         return TONE_PLAIN;
-    return c->r->v.profit_cents < 0 ? TONE_BAD : row_tone(c->r);
+    return c->v->profit_cents < 0 ? TONE_BAD : row_tone(c->r);
 }
 
 static enum tone cell_roi(const struct cell_ctx *c, char *buf, size_t len)
 {
     const struct st_record *r = c->r;
-    if (!r->v.priced) {
+    if (!c->v->priced) {
         snprintf(buf, len, "-");
         return TONE_PLAIN;
     }
-    int64_t bp = r->v.roi_bp;
+    int64_t bp = c->v->roi_bp;
     int64_t a = bp < 0 ? -bp : bp;
     int64_t tenths = (a + 5) / 10; /* percent x 10, rounded */
     snprintf(buf, len, "%s%" PRId64 ".%" PRId64, bp < 0 ? "-" : "", tenths / 10, tenths % 10);
@@ -194,7 +196,7 @@ static enum tone cell_roi(const struct cell_ctx *c, char *buf, size_t len)
 
 static enum tone cell_max_cost(const struct cell_ctx *c, char *buf, size_t len)
 {
-    return money_cell(c, c->r->v.max_cost_cents > 0, c->r->v.max_cost_cents, buf, len);
+    return money_cell(c, c->v->max_cost_cents > 0, c->v->max_cost_cents, buf, len);
 }
 
 static enum tone count_cell(const struct cell_ctx *c, int64_t n, char *buf, size_t len)
@@ -234,6 +236,10 @@ static enum tone cell_offers(const struct cell_ctx *c, char *buf, size_t len)
 
 static enum tone cell_age(const struct cell_ctx *c, char *buf, size_t len)
 {
+    if (c->at_cost || c->r->in.buy_source == JD_BUY_OWN_COST) {
+        snprintf(buf, len, "own"); /* the seller's own cost: no offer to age */
+        return TONE_PLAIN;
+    }
     int64_t seen = c->r->in.buy_seen_ms;
     if (seen <= 0 || c->now_ms < seen) {
         snprintf(buf, len, seen > 0 ? "0m" : "-");
@@ -268,6 +274,21 @@ static enum tone cell_category(const struct cell_ctx *c, char *buf, size_t len)
     return TONE_PLAIN;
 }
 
+static enum tone cell_flags(const struct cell_ctx *c, char *buf, size_t len)
+{
+    const struct st_record *r = c->r;
+    snprintf(buf, len, "%s%s%s%s", r->in.hazmat == 1 ? "H" : "",
+             r->in.heat_sensitive == 1 ? "T" : "", r->in.adult == 1 ? "A" : "",
+             r->v.oversize ? "O" : "");
+    return buf[0] != '\0' ? TONE_WARN : TONE_PLAIN;
+}
+
+static enum tone cell_link(const struct cell_ctx *c, char *buf, size_t len)
+{
+    jd_link_amazon(c->r->domain, c->r->asin, buf, len);
+    return TONE_PLAIN;
+}
+
 static enum tone cell_title(const struct cell_ctx *c, char *buf, size_t len)
 {
     snprintf(buf, len, "%s", c->r->title);
@@ -291,7 +312,9 @@ static const struct column columns[] = {
     {"SOLD", 4, 3, true, false, false, cell_sold},
     {"FBA/M", 5, 2, true, false, false, cell_offers},
     {"AGE", 3, 3, true, false, false, cell_age},
+    {"FLAG", 4, 5, false, false, false, cell_flags},
     {"CATEGORY", 16, 6, false, false, false, cell_category},
+    {"LINK", 40, 7, false, false, false, cell_link},
     {"TITLE", 20, 4, false, true, false, cell_title},
 };
 #define N_COLUMNS ARRAY_LEN(columns)
@@ -371,20 +394,29 @@ static void put_visible(struct line *l, const char *text, const char *sgr)
     l->held += trailing;
 }
 
-/* Writes TEXT padded to W columns. */
-static void put_cell(struct line *l, const char *text, int w, bool right, const char *sgr)
+/* Writes TEXT padded to W columns; a terminal hyperlink (OSC 8) to LINK when not NULL. */
+static void put_cell(struct line *l, const char *text, int w, bool right, const char *sgr,
+                     const char *link)
 {
     char fitted[1024];
     int pad = w - vw_text_fit(text, w, fitted, sizeof(fitted));
     if (right)
         hold_blanks(l, pad);
-    put_visible(l, fitted, sgr);
+    if (link != NULL && fitted[0] != '\0') {
+        for (; l->held > 0; l->held--)
+            fputc(' ', l->out);
+        fprintf(l->out, "\033]8;;%s\033\\", link);
+        put_visible(l, fitted, sgr);
+        fputs("\033]8;;\033\\", l->out);
+    } else {
+        put_visible(l, fitted, sgr);
+    }
     if (!right)
         hold_blanks(l, pad);
 }
 
 int vw_table_write(FILE *out, const struct st_record *recs, const size_t *idx, size_t n, int width,
-                   bool colour, unsigned domain, int64_t now_ms)
+                   bool colour, unsigned domain, int64_t now_ms, const struct jd_rules *rules)
 {
     bool show[N_COLUMNS];
     int widths[N_COLUMNS];
@@ -397,13 +429,18 @@ int vw_table_write(FILE *out, const struct st_record *recs, const size_t *idx, s
             continue;
         hold_blanks(&l, first ? 0 : 1);
         first = false;
-        put_cell(&l, columns[i].header, widths[i], columns[i].right, colour ? SGR_BOLD : NULL);
+        put_cell(&l, columns[i].header, widths[i], columns[i].right, colour ? SGR_BOLD : NULL,
+                 NULL);
     }
     fputc('\n', out);
 
     for (size_t k = 0; k < n; k++) {
         const struct st_record *r = &recs[idx != NULL ? idx[k] : k];
         bool dim = colour && (r->mark != ST_MARK_NONE || (r->state != ST_STATE_DEAL && !r->v.near));
+        struct jd_verdict own;
+        bool at_cost = vw_at_cost(r, rules, &own);
+        char url[96];
+        jd_link_amazon(r->domain, r->asin, url, sizeof(url));
         l.held = 0;
         first = true;
         for (size_t i = 0; i < N_COLUMNS; i++) {
@@ -412,11 +449,13 @@ int vw_table_write(FILE *out, const struct st_record *recs, const size_t *idx, s
             hold_blanks(&l, first ? 0 : 1);
             first = false;
             char raw[ST_TITLE_MAX + 64], clean[3 * sizeof(raw)];
-            struct cell_ctx c = {r, now_ms, widths[i]};
+            struct cell_ctx c = {r, at_cost ? &own : &r->v, at_cost, now_ms, widths[i]};
             enum tone t = columns[i].cell(&c, raw, sizeof(raw));
             vw_utf8_clean(raw, true, clean, sizeof(clean));
             const char *sgr = colour ? (dim ? SGR_DIM : tone_sgr(t)) : NULL;
-            put_cell(&l, clean, widths[i], columns[i].right, sgr);
+            /* On a terminal the ASIN is a link to the product page (OSC 8). */
+            put_cell(&l, clean, widths[i], columns[i].right, sgr,
+                     colour && columns[i].cell == cell_asin ? url : NULL);
         }
         fputc('\n', out);
     }

@@ -1768,6 +1768,14 @@ static int line_width(const char *line, size_t len)
     int w = 0;
     size_t i = 0;
     while (i < len) {
+        if (line[i] == '\033' && i + 1 < len && line[i + 1] == ']') {
+            /* OSC 8 hyperlink: up to its terminator ESC \. */
+            i += 2;
+            while (i + 1 < len && !(line[i] == '\033' && line[i + 1] == '\\'))
+                i++;
+            i += 2;
+            continue;
+        }
         if (line[i] == '\033') {
             while (i < len && line[i] != 'm')
                 i++;
@@ -1793,6 +1801,13 @@ static char *strip_sgr(const char *s)
 {
     char *out = malloc(strlen(s) + 1), *o = out;
     while (*s) {
+        if (s[0] == '\033' && s[1] == ']') {
+            s += 2;
+            while (*s && !(s[0] == '\033' && s[1] == '\\'))
+                s++;
+            s += *s ? 2 : 0;
+            continue;
+        }
         if (*s == '\033') {
             while (*s && *s != 'm')
                 s++;
@@ -1812,7 +1827,7 @@ static char *table_text(const struct st_record *recs, size_t n, int width, bool 
     char *buf = NULL;
     size_t len = 0;
     FILE *mem = open_memstream(&buf, &len);
-    assert_int_equal(vw_table_write(mem, recs, NULL, n, width, colour, domain, NOW_MS), 0);
+    assert_int_equal(vw_table_write(mem, recs, NULL, n, width, colour, domain, NOW_MS, NULL), 0);
     fclose(mem);
     return buf;
 }
@@ -1880,12 +1895,107 @@ static void test_table_fits(void **state)
     char *coloured = table_text(recs, N, 120, true, 0);
     assert_null(strchr(plain, '\033'));
     assert_non_null(strchr(coloured, '\033'));
+    /* On a terminal the ASIN links to the product page. */
+    char link[128];
+    snprintf(link, sizeof(link), "\033]8;;https://www.amazon.%s/dp/%s\033\\",
+             jd_market(recs[0].domain)->tld, recs[0].asin);
+    assert_non_null(strstr(coloured, link));
     char *stripped = strip_sgr(coloured);
     assert_string_equal(stripped, plain);
     free(stripped);
     free(plain);
     free(coloured);
     free(recs);
+}
+
+/*
+ * A bought cost replaces the estimate: the outputs keep the estimate (profit_cents, the offer
+ * it judged) and add the figures at the seller's cost, which the table shows instead.
+ */
+static void test_bought_at_cost(void **state)
+{
+    (void)state;
+    struct jd_rules rules;
+    jd_rules_default(&rules);
+    struct st_record r;
+    base_record(&r);
+    r.in.fees_known = true;
+    r.in.referral_bp = 1500;
+    r.in.fba_fee_cents = 300;
+    r.in.used_avg90_cents = 3000;
+    r.in.used_cents = 1200;
+    r.in.drops365 = 40;
+    r.in.buy_source = JD_BUY_OFFER;
+    r.in.buy_price_cents = 1200;
+    r.in.buy_shipping_cents = 399;
+    r.in.buy_seen_ms = NOW_MS - 3600000;
+    jd_judge(&r.in, &rules, &r.v);
+    r.mark = ST_MARK_BOUGHT;
+    r.mark_ms = NOW_MS;
+    r.bought_cost_cents = 900;
+    r.bought_qty = 3;
+    struct jd_verdict at;
+    assert_true(vw_at_cost(&r, &rules, &at));
+    assert_false(vw_at_cost(&r, NULL, &at));
+    assert_int_equal(at.buy_cents, 900);
+    /* Same sell side and fees; only the buy differs: 1600 - 900 = 700 cents more. */
+    assert_int_equal(at.payout_cents, r.v.payout_cents);
+    assert_int_equal(at.profit_cents - r.v.profit_cents, 1599 - 900);
+    struct st_record none = r;
+    none.bought_cost_cents = -1;
+    assert_false(vw_at_cost(&none, &rules, &at));
+    none = r;
+    none.mark = ST_MARK_IGNORED;
+    assert_false(vw_at_cost(&none, &rules, &at));
+    assert_true(vw_at_cost(&r, &rules, &at));
+
+    struct vw_out o = {.rules = &rules};
+    size_t len;
+    char *text = run_to_memory(vw_json_write, &r, 1, &o, &len);
+    json_error_t jerr;
+    json_t *doc = json_loadb(text, len, 0, &jerr);
+    assert_non_null(doc);
+    json_t *obj = json_array_get(doc, 0);
+    assert_int_equal(json_integer_value(json_object_get(obj, "profit_cents")), r.v.profit_cents);
+    assert_int_equal(json_integer_value(json_object_get(obj, "bought_cost_cents")), 900);
+    assert_int_equal(json_integer_value(json_object_get(obj, "bought_qty")), 3);
+    assert_int_equal(json_integer_value(json_object_get(obj, "bought_landed_cents")),
+                     at.landed_cents);
+    assert_int_equal(json_integer_value(json_object_get(obj, "bought_profit_cents")),
+                     at.profit_cents);
+    assert_int_equal(json_integer_value(json_object_get(obj, "bought_roi_bp")), at.roi_bp);
+    assert_int_equal(json_integer_value(json_object_get(obj, "bought_total_profit_cents")),
+                     3 * at.profit_cents);
+    json_decref(doc);
+    free(text);
+    /* Not bought: the figures at cost are null. */
+    text = run_to_memory(vw_json_write, &none, 1, &o, &len);
+    doc = json_loadb(text, len, 0, &jerr);
+    assert_true(json_is_null(json_object_get(json_array_get(doc, 0), "bought_profit_cents")));
+    json_decref(doc);
+    free(text);
+
+    /* The table shows the cost as BUY, the profit at it, and "own" as the offer's age. */
+    char *buf = NULL;
+    size_t blen = 0;
+    FILE *mem = open_memstream(&buf, &blen);
+    assert_int_equal(vw_table_write(mem, &r, NULL, 1, 80, false, 1, NOW_MS, &rules), 0);
+    fclose(mem);
+    char want_profit[32];
+    jd_money(1, at.profit_cents, want_profit, sizeof(want_profit));
+    char *row = strchr(buf, '\n') + 1;
+    assert_non_null(strstr(row, " $9.00 "));
+    assert_non_null(strstr(row, want_profit));
+    assert_non_null(strstr(row, " own"));
+    assert_non_null(strstr(row, "B B000000042"));
+    free(buf);
+    /* Without rules, the estimate. */
+    buf = NULL;
+    mem = open_memstream(&buf, &blen);
+    assert_int_equal(vw_table_write(mem, &r, NULL, 1, 80, false, 1, NOW_MS, NULL), 0);
+    fclose(mem);
+    assert_non_null(strstr(buf, " $15.99 "));
+    free(buf);
 }
 
 static void test_table_cells(void **state)
@@ -1942,6 +2052,18 @@ static void test_table_cells(void **state)
     assert_non_null(strstr(l3, "\xc2\xa5"
                                "1500"));
     assert_non_null(strstr(l3, " B "));
+    free(text);
+    /* Flags, at widths that show them; the seller's own cost has no offer age. */
+    r[0].in.hazmat = 1;
+    r[0].v.oversize = true;
+    r[0].in.buy_source = JD_BUY_OWN_COST;
+    text = table_text(r, 1, 200, false, 1);
+    char *head = strtok(text, "\n"), *row = strtok(NULL, "\n");
+    assert_non_null(strstr(head, "FLAG"));
+    assert_non_null(strstr(head, "LINK"));
+    assert_non_null(strstr(row, " HO "));
+    assert_non_null(strstr(row, " own "));
+    assert_non_null(strstr(row, "https://www.amazon.com/dp/B000000042"));
     free(text);
 }
 
@@ -2029,6 +2151,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_csv_cells),
         cmocka_unit_test(test_table_fits),
         cmocka_unit_test(test_table_cells),
+        cmocka_unit_test(test_bought_at_cost),
         cmocka_unit_test(test_text),
         cmocka_unit_test(test_docs_are_current),
     };

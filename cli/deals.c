@@ -224,7 +224,7 @@ int cli_deals_main(const struct cfg *c, int argc, char **argv)
         const char *no_color = getenv("NO_COLOR");
         bool colour = isatty(STDOUT_FILENO) && (no_color == NULL || no_color[0] == '\0');
         wrc = vw_table_write(stdout, recs, idx, shown, terminal_width(), colour,
-                             (unsigned)c->keepa_domain, now_ms);
+                             (unsigned)c->keepa_domain, now_ms, &rules);
         if (shown < matched)
             printf("%zu of %zu shown (--limit, --offset)\n", shown, matched);
         else

@@ -31,6 +31,7 @@
 #include "judge/rules.h"
 #include "store/store.h"
 #include "view/export.h"
+#include "view/filter.h"
 
 struct judge_run {
     const struct cfg *cfg;
@@ -254,11 +255,24 @@ int cli_show_main(const struct cfg *c, int argc, char **argv)
                                                   : "",
            r->last_checked_ms > 0 ? "" : "never", r->check_failures,
            r->next_check_ms > 0 ? "scheduled" : "none (not re-checked)");
-    if (r->mark != ST_MARK_NONE)
-        printf("  MARK     %s%s%s\n", st_mark_name(r->mark),
+    if (r->mark != ST_MARK_NONE) {
+        printf("  MARK     %s%s%s", st_mark_name(r->mark),
                r->bought_cost_cents >= 0 ? ", your cost " : "",
                r->bought_cost_cents >= 0 ? (jd_money(d, r->bought_cost_cents, a, sizeof(a)), a)
                                          : "");
+        if (r->mark == ST_MARK_BOUGHT && r->bought_qty > 0)
+            printf(" x %d", (int)r->bought_qty);
+        printf("\n");
+        struct jd_verdict at;
+        if (vw_at_cost(r, &rules, &at) && at.priced) {
+            int64_t roi = at.roi_bp < 0 ? -at.roi_bp : at.roi_bp;
+            printf("  AT COST  landed %s, profit %s, ROI %s%lld.%lld %% (the estimate above is "
+                   "for the offer judged)\n",
+                   (jd_money(d, at.landed_cents, a, sizeof(a)), a),
+                   (jd_money(d, at.profit_cents, b, sizeof(b)), b), at.roi_bp < 0 ? "-" : "",
+                   (long long)(roi / 100), (long long)(roi % 100 / 10));
+        }
+    }
     if (nh > 0) {
         printf("\n  HISTORY (newest first)\n");
         for (size_t i = 0; i < nh; i++) {

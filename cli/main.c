@@ -25,6 +25,7 @@
 #include "cli/ctl.h"
 #include "cli/deals.h"
 #include "cli/judge.h"
+#include "cli/mark.h"
 #include "cli/stat.h"
 #include "supervisor/supervisor.h"
 #include "updater/updater.h"
@@ -48,6 +49,7 @@ static int usage(FILE *out)
             "  deals [--format table|csv|json|jsonl] [filters] [--sort KEY] [--limit N]\n"
             "                                      the stored deals (kdeals deals --help)\n"
             "  show ASIN [--json]                  one stored product explained, number by number\n"
+            "  mark ASIN bought [--cost X] [--qty N]|ignored|clear   your mark on a product\n"
             "  judge FILE|- | --fetch ASIN...      judge a raw Keepa /product answer\n"
             "  check-config   validate the config and print the effective values\n"
             "  decode product|deals FILE           decode a raw Keepa response body\n"
@@ -399,6 +401,19 @@ static int cmd_deals(int argc, char **argv)
     return cli_deals_main(&o.cfg, argc, argv);
 }
 
+static int cmd_mark(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        char *help[] = {argv[0], "--help", NULL};
+        return cli_mark_main(NULL, 2, help);
+    }
+    struct common_opts o;
+    int rc = common_opts("mark", &argc, argv, &o, 1);
+    if (rc != 0)
+        return rc;
+    return cli_mark_main(&o.cfg, argc, argv);
+}
+
 static int cmd_check_config(int argc, char **argv)
 {
     if (wants_help(argc, argv)) {
@@ -453,7 +468,8 @@ int main(int argc, char **argv)
                 {"stop", cmd_stop},     {"reload", cmd_reload},
                 {"status", cmd_status}, {"stat", cmd_stat},
                 {"deals", cmd_deals},   {"check-config", cmd_check_config},
-                {"show", cmd_show},     {"judge", cmd_judge}};
+                {"show", cmd_show},     {"judge", cmd_judge},
+                {"mark", cmd_mark}};
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
         if (strcmp(cmd, cmds[i].name) == 0)
             return cmds[i].fn(argc - 1, argv + 1);

@@ -57,6 +57,7 @@ enum ctx {
     C_HAZMAT,  /* hazardousMaterials: only whether it lists anything */
     C_CATTREE, /* categoryTree: [{catId, name}, ...], root first */
     C_CATNODE, /* one categoryTree node; idx = its position */
+    C_PCODES,  /* eanList / upcList: strings */
 };
 
 struct frame {
@@ -117,7 +118,9 @@ static const char *const product_keys[] = {"asin",
                                            "packageHeight",
                                            "packageLength",
                                            "packageWidth",
-                                           "categoryTree"};
+                                           "categoryTree",
+                                           "eanList",
+                                           "upcList"};
 enum {
     PK_ASIN,
     PK_TITLE,
@@ -145,7 +148,9 @@ enum {
     PK_PACKAGE_HEIGHT,
     PK_PACKAGE_LENGTH,
     PK_PACKAGE_WIDTH,
-    PK_CATEGORY_TREE
+    PK_CATEGORY_TREE,
+    PK_EAN_LIST,
+    PK_UPC_LIST
 };
 
 static const char *const stats_keys[] = {"current",
@@ -290,7 +295,9 @@ static const uint8_t product_kinds[] = {[PK_ASIN] = J_STR,
                                         [PK_PACKAGE_HEIGHT] = J_NUM,
                                         [PK_PACKAGE_LENGTH] = J_NUM,
                                         [PK_PACKAGE_WIDTH] = J_NUM,
-                                        [PK_CATEGORY_TREE] = J_ARR};
+                                        [PK_CATEGORY_TREE] = J_ARR,
+                                        [PK_EAN_LIST] = J_ARR,
+                                        [PK_UPC_LIST] = J_ARR};
 _Static_assert(sizeof(product_kinds) == sizeof(product_keys) / sizeof(product_keys[0]),
                "a kind for every product key");
 
@@ -664,6 +671,8 @@ static uint8_t expected_kind(const struct frame *f)
     case C_OFFERCSV:
     case C_LIVE_ORDER:
         return J_NUM;
+    case C_PCODES:
+        return J_STR;
     case C_OFFERS:
         return J_OBJ;
     default:
@@ -1169,6 +1178,11 @@ static int on_scalar(struct kp_decoder *d, const struct scalar *v)
         if (v->kind != S_NULL)
             d->prod.hazmat = 1;
         break;
+    case C_PCODES:
+        if (v->kind == S_STR && v->len > 0 && v->len < KP_CODE_LEN &&
+            d->prod.n_codes < KP_CODES_MAX)
+            copy_str(d->prod.codes[d->prod.n_codes++], KP_CODE_LEN, v->s, v->len);
+        break;
     case C_CATNODE:
         /* The root is the first node; its name is what a seller calls the category. */
         if (f->idx == 0 && f->key == 1 && v->kind == S_STR)
@@ -1355,6 +1369,8 @@ static int cb_start_array(void *ctx)
         }
         if (f->key == PK_CATEGORY_TREE)
             return push(d, C_CATTREE, 0, true, 0);
+        if (f->key == PK_EAN_LIST || f->key == PK_UPC_LIST)
+            return push(d, C_PCODES, 0, true, 0);
         break;
     case C_STATS:
         if (f->key >= SK_CURRENT && f->key <= SK_AVG365)

@@ -32,6 +32,8 @@
 #define KP_MAX_OFFERS    100 /* live offers kept per product */
 #define KP_RAW_OFFERS    320 /* offers buffered before liveOffersOrder is applied */
 #define KP_DEAL_RANGES   4   /* deal avg/delta rows: day, week, month, 90 days */
+#define KP_CODES_MAX     8   /* product codes kept per product (eanList, then upcList) */
+#define KP_CODE_LEN      16  /* one code (UPC 12, EAN 13, GTIN 14 digits) with its NUL */
 
 /* Default limits (kp_decode_opts fields set to 0 take these). */
 #define KP_DECODE_MAX_BODY  (64u * 1024u * 1024u)
@@ -142,10 +144,12 @@ struct kp_product {
     int8_t hazmat;                      /* hazardousMaterials: -1 absent, 0 null or [], 1 listed */
     char root_category_name[64];        /* categoryTree[0].name; "" absent */
     char parent_asin[KP_ASIN_MAX];      /* "" when null or absent */
-    bool live_order_present;            /* liveOffersOrder was a non-null array */
-    uint32_t n_offers_seen;             /* entries of offers[] in the body */
-    uint32_t n_offers;                  /* live offers kept below */
-    bool offers_truncated;              /* a live offer was beyond the buffers */
+    uint8_t n_codes;                    /* entries in codes[] */
+    char codes[KP_CODES_MAX][KP_CODE_LEN]; /* eanList then upcList (Keepa's code lookup) */
+    bool live_order_present;               /* liveOffersOrder was a non-null array */
+    uint32_t n_offers_seen;                /* entries of offers[] in the body */
+    uint32_t n_offers;                     /* live offers kept below */
+    bool offers_truncated;                 /* a live offer was beyond the buffers */
     /*
      * Values of the wrong JSON type in the fields above (stats, offers, fbaFees included): a
      * number given as a string, bool or container, a string or bool given as a number, an

@@ -100,11 +100,30 @@ static bool flag_ok(enum kp_flag f)
     return f == KP_DEFAULT || f == KP_NO || f == KP_YES;
 }
 
+/* A product code: 8..14 digits (EAN-8, UPC-A, EAN-13 / ISBN-13, GTIN-14). */
+static bool code_ok(const char *s)
+{
+    if (s == NULL)
+        return false;
+    size_t n = strlen(s);
+    if (n < 8 || n > KP_CODE_MAX - 2)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+    return true;
+}
+
 int kp_call_product(struct kp_call *c, const struct kp_product_params *p)
 {
     call_init(c, KP_EP_PRODUCT, "/product");
-    if (p == NULL || !domain_ok(p->domain) || p->asins == NULL || p->n_asins == 0 ||
-        p->n_asins > KP_MAX_BATCH)
+    if (p == NULL || !domain_ok(p->domain))
+        return -EINVAL;
+    bool by_code = p->n_codes > 0;
+    if (by_code ? (p->codes == NULL || p->n_codes > KP_MAX_BATCH || p->n_asins > 0)
+                : (p->asins == NULL || p->n_asins == 0 || p->n_asins > KP_MAX_BATCH))
+        return -EINVAL;
+    if (p->code_limit < 0 || (p->code_limit > 0 && !by_code))
         return -EINVAL;
     if (p->offers != 0 && (p->offers < 20 || p->offers > 100))
         return -EINVAL;
@@ -118,7 +137,12 @@ int kp_call_product(struct kp_call *c, const struct kp_product_params *p)
         return -EINVAL;
 
     struct appender a = {c->query, sizeof(c->query), 0, false};
-    app(&a, "domain=%d&asin=", p->domain);
+    app(&a, "domain=%d&%s=", p->domain, by_code ? "code" : "asin");
+    for (size_t i = 0; i < p->n_codes; i++) {
+        if (!code_ok(p->codes[i]))
+            return -EINVAL;
+        app(&a, "%s%s", i ? "," : "", p->codes[i]);
+    }
     for (size_t i = 0; i < p->n_asins; i++) {
         if (!id_ok(p->asins[i], KP_ASIN_MAX - 1))
             return -EINVAL;
@@ -126,6 +150,8 @@ int kp_call_product(struct kp_call *c, const struct kp_product_params *p)
         snprintf(c->asins[i], KP_ASIN_MAX, "%s", p->asins[i]);
     }
     c->n_asins = p->n_asins;
+    if (p->code_limit > 0)
+        app(&a, "&code-limit=%d", p->code_limit);
     if (range)
         app(&a, "&stats=%" PRId64 ",%" PRId64, p->stats_start_ms, p->stats_end_ms);
     else if (p->stats_days > 0)

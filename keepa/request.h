@@ -7,7 +7,10 @@
  * the transport builds the URL it hands to curl (kp_call_url); everything that may be logged
  * or printed uses the keyless form. Invalid parameters are refused here with -EINVAL, before
  * any token is spent: offers outside 20..100 (offers=0 is never sent), more than 100 ASINs,
- * ASINs or seller ids with characters outside [A-Za-z0-9], unknown domains.
+ * ASINs or seller ids with characters outside [A-Za-z0-9], codes that are not 8..14 digits, ASINs
+ * and codes in one request, unknown domains. A /product by codes (Keepa's `code` lookup) lists
+ * no ASINs in the call: its products are the answer's, each naming its codes (eanList,
+ * upcList).
  */
 #ifndef KP_REQUEST_H
 #define KP_REQUEST_H
@@ -28,10 +31,15 @@ enum kp_endpoint { KP_EP_TOKEN = 0, KP_EP_PRODUCT, KP_EP_DEAL, KP_EP_SELLER, KP_
 /* Optional 0/1 parameter: KP_DEFAULT leaves it out (Keepa's default applies). */
 enum kp_flag { KP_DEFAULT = 0, KP_NO, KP_YES };
 
+#define KP_CODE_MAX 16 /* a UPC, EAN or ISBN-13 code (8..14 digits) with its NUL */
+
 struct kp_product_params {
     int domain;               /* 1..12 */
-    const char *const *asins; /* 1..KP_MAX_BATCH ASINs */
+    const char *const *asins; /* 1..KP_MAX_BATCH ASINs; or, with no ASINs: */
     size_t n_asins;
+    const char *const *codes; /* 1..KP_MAX_BATCH product codes (code=: UPC, EAN, ISBN-13) */
+    size_t n_codes;
+    int code_limit;         /* > 0: code-limit=N, products per code (codes only) */
     int stats_days;         /* > 0: stats=N; 0: no stats (unless a range is set) */
     int64_t stats_start_ms; /* both > 0: stats=start,end (epoch ms) instead of days */
     int64_t stats_end_ms;

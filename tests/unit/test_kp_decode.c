@@ -318,6 +318,10 @@ static void test_fixture_product_b0f7(void **state)
     assert_true(e.tokens_left == 42.0);
     assert_int_equal(e.refill_in_ms, 18815);
     assert_int_equal(e.timestamp_ms, 1778386622667LL);
+    /* Its codes, for Keepa's code lookup: eanList, then upcList. */
+    assert_int_equal(p.n_codes, 2);
+    assert_string_equal(p.codes[0], "0747474801770");
+    assert_string_equal(p.codes[1], "747474801770");
 }
 
 static void test_fixture_product_b0d8(void **state)
@@ -338,6 +342,8 @@ static void test_fixture_product_b0d8(void **state)
     assert_true(e.tokens_consumed == 4.0);
     assert_true(e.tokens_left == 94.0);
     assert_int_equal(e.refill_in_ms, 53441);
+    assert_int_equal(p.n_codes, 1); /* "upcList": null adds none */
+    assert_string_equal(p.codes[0], "8809875456477");
 }
 
 static void test_fixture_deal_page(void **state)

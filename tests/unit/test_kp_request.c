@@ -57,6 +57,33 @@ static void test_product_query_exact(void **state)
     assert_string_equal(c.query, "domain=3&asin=B0F7XPYCSJ&stats=1700000000000,1700086400000");
 }
 
+/* Keepa's code lookup: code=, with code-limit; ASINs and codes never together. */
+static void test_product_by_code(void **state)
+{
+    (void)state;
+    static const char *const codes[] = {"0747474801770", "747474801770"};
+    static const char *const asins[] = {"B0F7XPYCSJ"};
+    struct kp_product_params p = {
+        .domain = 1, .codes = codes, .n_codes = 2, .code_limit = 5, .stats_days = 365};
+    struct kp_call c;
+    assert_int_equal(kp_call_product(&c, &p), 0);
+    assert_string_equal(c.query, "domain=1&code=0747474801770,747474801770&code-limit=5&stats=365");
+    assert_int_equal(c.n_asins, 0);
+    struct kp_product_params both = p;
+    both.asins = asins;
+    both.n_asins = 1;
+    assert_int_equal(kp_call_product(&c, &both), -EINVAL);
+    static const char *const bad[] = {"12345", "0747474801770&x=1", "ABCDEFGHIJKL",
+                                      "123456789012345"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct kp_product_params q = {.domain = 1, .codes = &bad[i], .n_codes = 1};
+        assert_int_equal(kp_call_product(&c, &q), -EINVAL);
+    }
+    struct kp_product_params limit_asins = {
+        .domain = 1, .asins = asins, .n_asins = 1, .code_limit = 3};
+    assert_int_equal(kp_call_product(&c, &limit_asins), -EINVAL);
+}
+
 static void test_product_rejects(void **state)
 {
     (void)state;
@@ -164,6 +191,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_product_query_exact),
         cmocka_unit_test(test_product_rejects),
+        cmocka_unit_test(test_product_by_code),
         cmocka_unit_test(test_other_endpoints_and_url),
     };
     return KD_RUN_TESTS(tests, argc, argv);

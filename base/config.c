@@ -731,6 +731,15 @@ static int check_rules(const struct cfg *c, const int *lines, const char *name, 
         RULE_ERR(CFG_K_scan_source, "source = asins needs [scan] asins_file");
     if (c->scan_source == CFG_SOURCE_QUERY && c->scan_selection_file[0] == '\0')
         RULE_ERR(CFG_K_scan_source, "source = query needs [scan] selection_file");
+    if (c->scan_source == CFG_SOURCE_LIST && c->scan_list_file[0] == '\0')
+        RULE_ERR(CFG_K_scan_source, "source = list needs [scan] list_file");
+    if (c->scan_max_price_cents > 0 && c->scan_min_price_cents > c->scan_max_price_cents) {
+        char a[32], b[32];
+        format_money(c->scan_min_price_cents, a, sizeof(a));
+        format_money(c->scan_max_price_cents, b, sizeof(b));
+        RULE_ERR(LATER(CFG_K_scan_min_price, CFG_K_scan_max_price),
+                 "[scan] min_price (%s) must be <= max_price (%s)", a, b);
+    }
 #undef LATER
 #undef RULE_ERR
 #undef LINE_OF

@@ -96,12 +96,31 @@
     X(tokens, minute, DURATION, "60s", 1, 17 * CFG_MS_MIN, NULL, CFG_RESTART,                      \
       "length of a Keepa minute: 60s against Keepa; shorter only against an accelerated "          \
       "kdeals-sim (--minute-ms)")                                                                  \
-    X(scan, source, ENUM, "deals", 0, 2, "deals|asins|query", CFG_RESTART,                         \
-      "discovery source: the /deal feed, a list of ASINs, or a product-finder query")              \
+    X(scan, source, ENUM, "deals", 0, 3, "deals|asins|query|list", CFG_RESTART,                    \
+      "discovery source: the /deal feed, a list of ASINs, a product-finder query, or your own "    \
+      "list of codes with your buy costs (list_file)")                                             \
     X(scan, selection_file, PATH, "", 0, CFG_STR_MAX, NULL, CFG_RELOAD,                            \
       "JSON selection for /deal or /query (required for query; empty = built-in for deals)")       \
     X(scan, asins_file, PATH, "", 0, CFG_STR_MAX, NULL, CFG_RELOAD,                                \
       "file with one ASIN per line (required for source = asins)")                                 \
+    X(scan, list_file, PATH, "", 0, CFG_STR_MAX, NULL, CFG_RELOAD,                                 \
+      "CSV of code,cost[,source_url][,note] per line: an ASIN, UPC or EAN and your buy cost per "  \
+      "unit (required for source = list; docs/operations.md)")                                     \
+    X(scan, list_condition, ENUM, "new", 0, 4, "new|like_new|very_good|good|acceptable",           \
+      CFG_RELOAD, "the condition you buy the list's items in (judged against that side)")          \
+    X(scan, max_rank, INT, "0", 0, 1000000000, NULL, CFG_RELOAD,                                   \
+      "discovery: only products with a sales rank of at most this (0 = off): in the /deal and "    \
+      "product-finder selections and again at the peek")                                           \
+    X(scan, categories, IDS, "", 0, CFG_STR_MAX, NULL, CFG_RELOAD,                                 \
+      "discovery: only these root categories (empty = all)")                                       \
+    X(scan, exclude_categories, IDS, "", 0, CFG_STR_MAX, NULL, CFG_RELOAD,                         \
+      "discovery: never these root categories")                                                    \
+    X(scan, no_amazon, BOOL, "false", 0, 1, NULL, CFG_RELOAD,                                      \
+      "discovery: skip products Amazon itself sells or holds the Buy Box of")                      \
+    X(scan, min_price, MONEY, "0", 0, 100000000, NULL, CFG_RELOAD,                                 \
+      "discovery: only products you can buy for at least this (0 = off)")                          \
+    X(scan, max_price, MONEY, "0", 0, 100000000, NULL, CFG_RELOAD,                                 \
+      "discovery: ... and at most this (0 = off)")                                                 \
     X(scan, peek_batch, INT, "50", 1, 50, NULL, CFG_RELOAD, "ASINs per peek request (1..50)")      \
     X(scan, peek_offers, INT, "0", 0, 100, NULL, CFG_RELOAD,                                       \
       "offers per peek: 0 (none, cheapest) or 20..100")                                            \
@@ -236,7 +255,7 @@ enum cfg_key_id {
 
 /* ENUM values, in the order of their choices strings (test_config checks the order). */
 enum cfg_log_level { CFG_LOG_ERROR, CFG_LOG_WARN, CFG_LOG_INFO, CFG_LOG_DEBUG };
-enum cfg_scan_source { CFG_SOURCE_DEALS, CFG_SOURCE_ASINS, CFG_SOURCE_QUERY };
+enum cfg_scan_source { CFG_SOURCE_DEALS, CFG_SOURCE_ASINS, CFG_SOURCE_QUERY, CFG_SOURCE_LIST };
 enum cfg_buy_condition { CFG_BUY_USED_THEN_NEW, CFG_BUY_USED, CFG_BUY_NEW, CFG_BUY_NEW_THEN_USED };
 enum cfg_unknown { CFG_UNKNOWN_FAIL, CFG_UNKNOWN_PASS };
 enum cfg_fulfilment { CFG_FULFIL_FBA, CFG_FULFIL_FBM };

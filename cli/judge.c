@@ -32,6 +32,7 @@
 #include "store/store.h"
 #include "view/export.h"
 #include "view/filter.h"
+#include "view/time.h"
 
 struct judge_run {
     const struct cfg *cfg;
@@ -247,13 +248,20 @@ int cli_show_main(const struct cfg *c, int argc, char **argv)
                              .category = r->category_name,
                              .now_ms = now};
     cli_explain(stdout, &cp, &r->in, &v, &rules);
-    char a[64], b[64];
+    char a[64], b[64], c3[64];
+    if (r->source == ST_SOURCE_LIST || r->source_url[0] != '\0' || r->note[0] != '\0')
+        printf("\n  LIST     from your list ([scan] list_file)%s%s%s%s\n",
+               r->source_url[0] ? ", buy at " : "", r->source_url, r->note[0] ? "; note: " : "",
+               r->note);
+    char checked[40] = "never";
+    if (r->last_checked_ms > 0)
+        vw_time_iso(r->last_checked_ms, checked, sizeof(checked));
     printf("\n  STATE    %s%s, checked %s, %u failed re-checks in a row, next check %s\n",
            st_state_name(r->state),
            r->rules_hash != jd_rules_hash(&rules) ? " (judged under other rules: the daemon "
                                                     "judges it again at its next reload)"
                                                   : "",
-           r->last_checked_ms > 0 ? "" : "never", r->check_failures,
+           checked, r->check_failures,
            r->next_check_ms > 0 ? "scheduled" : "none (not re-checked)");
     if (r->mark != ST_MARK_NONE) {
         printf("  MARK     %s%s%s", st_mark_name(r->mark),
@@ -288,7 +296,7 @@ int cli_show_main(const struct cfg *c, int argc, char **argv)
                                           : "-",
                    h->sell_cents > 0 ? (jd_money(d, h->sell_cents, b, sizeof(b)), b) : "-",
                    h->sell_cents > 0 && h->buy_total_cents > 0
-                       ? (jd_money(d, h->profit_cents, a, sizeof(a)), a)
+                       ? (jd_money(d, h->profit_cents, c3, sizeof(c3)), c3)
                        : "-");
         }
     }

@@ -92,6 +92,13 @@ void jd_rules_default(struct jd_rules *r)
     r->n_media_categories = (uint8_t)n;
 }
 
+bool jd_amazon_on_listing(const struct jd_inputs *in)
+{
+    int32_t a = in->amazon_availability;
+    return in->amazon_cents > 0 || a == 0 || a == 1 || a == 3 || a == 4 ||
+           in->buy_box_is_amazon == 1 || in->buy_is_amazon;
+}
+
 int jd_side_of_condition(int condition)
 {
     if (condition == 1)

@@ -277,6 +277,14 @@ bool jd_judge(const struct jd_inputs *in, const struct jd_rules *r, struct jd_ve
  */
 int64_t jd_landed(int64_t buy_cents, const struct jd_rules *r);
 
+/*
+ * Whether Amazon itself is on the listing of IN: its own price is known (stats.current[0]), or
+ * availabilityAmazon is 0 (now), 1 (preorder), 3 (back order) or 4 (delayed), or
+ * buyBoxIsAmazon, or the offer to buy is Amazon's own. The view's `no_amazon` and the
+ * discovery filter `[scan] no_amazon` read it.
+ */
+bool jd_amazon_on_listing(const struct jd_inputs *in);
+
 /* The side a buy of CONDITION (offers[].condition) sells on; -1 for refurbished/collectible/0. */
 int jd_side_of_condition(int condition);
 

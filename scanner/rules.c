@@ -4,10 +4,13 @@
 #include "scanner/rules.h"
 
 #include "judge/inputs.h"
+#include "judge/market.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 bool scanner_prefilter_deal(const struct kp_deal *d, const struct jd_rules *r, const char **why)
 {
@@ -159,18 +162,48 @@ int scanner_page_add(struct scanner_page *p, const char *asin, int64_t feed_last
     if (p->n >= SCANNER_PAGE_MAX)
         return -ENOSPC;
     struct scanner_cand *c = &p->c[p->n++];
+    memset(c, 0, sizeof(*c));
     memcpy(c->asin, asin, ST_ASIN_LEN + 1);
     c->state = SCANNER_CAND_QUEUED;
+    c->item = -1;
     c->feed_last_update_min = feed_last_update_min;
     c->feed_hash = feed_hash;
+    return 0;
+}
+
+int scanner_page_add_code(struct scanner_page *p, const char *code, int16_t item)
+{
+    size_t n = strlen(code);
+    if (n < 8 || n >= KP_CODE_LEN - 1)
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (code[i] < '0' || code[i] > '9')
+            return -EINVAL;
+    for (size_t i = 0; i < p->n; i++)
+        if (strcmp(p->c[i].code, code) == 0)
+            return 1;
+    if (p->n >= SCANNER_PAGE_MAX)
+        return -ENOSPC;
+    struct scanner_cand *c = &p->c[p->n++];
+    memset(c, 0, sizeof(*c));
+    memcpy(c->code, code, n + 1);
+    c->state = SCANNER_CAND_QUEUED;
+    c->item = item;
+    c->feed_last_update_min = -1;
     return 0;
 }
 
 size_t scanner_page_take(struct scanner_page *p, size_t max, uint16_t *idx)
 {
     size_t n = 0;
+    int kind = -1; /* 0 ASINs, 1 codes */
     for (size_t i = 0; i < p->n && n < max; i++) {
         if (p->c[i].state != SCANNER_CAND_QUEUED)
+            continue;
+        int k = p->c[i].code[0] != '\0';
+        if (kind < 0)
+            kind = k;
+        if (k != kind)
             continue;
         p->c[i].state = SCANNER_CAND_IN_FLIGHT;
         idx[n++] = (uint16_t)i;
@@ -248,4 +281,222 @@ int64_t scanner_peek_room(int64_t limit, int64_t backlog, int64_t in_flight, int
     if (asins > INT64_MAX)
         asins = INT64_MAX;
     return asins > 0 ? (int64_t)asins : in_flight > 0 ? 0 : 1;
+}
+
+/* ---- the seller's list ---- */
+
+/* Splits the next CSV field of *P into BUF (LEN bytes). Returns false when it does not fit or
+ * a quote is not closed; *P moves past the field and its comma (NULL after the last field). */
+static bool next_field(const char **p, char *buf, size_t len)
+{
+    const char *s = *p;
+    size_t n = 0;
+    while (*s == ' ' || *s == '\t')
+        s++;
+    bool ok = true;
+    if (*s == '"') {
+        s++;
+        for (;;) {
+            if (*s == '\0')
+                return false;
+            if (*s == '"' && s[1] == '"') {
+                s++;
+            } else if (*s == '"') {
+                s++;
+                break;
+            }
+            if (n + 1 < len)
+                buf[n++] = *s;
+            else
+                ok = false;
+            s++;
+        }
+        while (*s == ' ' || *s == '\t')
+            s++;
+        if (*s != ',' && *s != '\0')
+            return false;
+    } else {
+        while (*s != ',' && *s != '\0') {
+            if (n + 1 < len)
+                buf[n++] = *s;
+            else
+                ok = false;
+            s++;
+        }
+        while (n > 0 && (buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+            n--;
+    }
+    buf[n] = '\0';
+    *p = *s == ',' ? s + 1 : NULL;
+    return ok;
+}
+
+static bool all_digits(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+    return n > 0;
+}
+
+int scanner_parse_list_line(const char *line, unsigned domain, struct scanner_list_line *out,
+                            char *why, size_t whylen)
+{
+    char text[1024];
+    size_t n = strcspn(line, "\r\n");
+    if (n >= sizeof(text)) {
+        snprintf(why, whylen, "longer than %zu characters", sizeof(text) - 1);
+        return -EINVAL;
+    }
+    memcpy(text, line, n);
+    text[n] = '\0';
+    const char *p = text;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (*p == '\0' || *p == '#')
+        return 0;
+    struct scanner_list_line l;
+    memset(&l, 0, sizeof(l));
+    l.cost_cents = -1;
+    char code[64], cost[64];
+    if (!next_field(&p, code, sizeof(code))) {
+        snprintf(why, whylen, "the code is not a CSV field (a quote not closed?)");
+        return -EINVAL;
+    }
+    if (strcasecmp(code, "code") == 0 || strcasecmp(code, "asin") == 0)
+        return 0; /* a header */
+    cost[0] = '\0';
+    if (p != NULL && !next_field(&p, cost, sizeof(cost))) {
+        snprintf(why, whylen, "the cost is not a CSV field");
+        return -EINVAL;
+    }
+    if (p != NULL && !next_field(&p, l.url, sizeof(l.url))) {
+        snprintf(why, whylen, "source_url is longer than %d bytes or not a CSV field",
+                 ST_URL_MAX - 1);
+        return -EINVAL;
+    }
+    if (p != NULL && !next_field(&p, l.note, sizeof(l.note))) {
+        snprintf(why, whylen, "the note is longer than %d bytes or not a CSV field",
+                 ST_NOTE_MAX - 1);
+        return -EINVAL;
+    }
+    if (p != NULL) {
+        snprintf(why, whylen,
+                 "more than 4 fields (code,cost,source_url,note): quote a note "
+                 "with commas");
+        return -EINVAL;
+    }
+    size_t cn = strlen(code);
+    if ((cn == 12 || cn == 13) && all_digits(code, cn)) {
+        memcpy(l.code, code, cn + 1);
+    } else {
+        char asin[ST_ASIN_LEN + 1];
+        if (cn != ST_ASIN_LEN || scanner_parse_asin_line(code, asin) != 1) {
+            snprintf(why, whylen,
+                     "'%.20s' is not an ASIN (10 letters and digits), a UPC (12 digits) or an "
+                     "EAN (13 digits)",
+                     code);
+            return -EINVAL;
+        }
+        memcpy(l.asin, asin, sizeof(asin));
+    }
+    if (cost[0] != '\0') {
+        const struct jd_market *m = jd_market(domain);
+        if (jd_money_parse(domain, cost, &l.cost_cents) != 0 || l.cost_cents < 0) {
+            snprintf(why, whylen, "cost '%.20s': money in %s, e.g. %s (not cents)", cost,
+                     m != NULL ? m->currency : "the marketplace's currency",
+                     m != NULL && m->decimals == 0 ? "1500" : "12.50");
+            return -EINVAL;
+        }
+    }
+    *out = l;
+    return 1;
+}
+
+bool scanner_code_matches(const struct kp_product *p, const char *code)
+{
+    size_t n = strlen(code);
+    for (unsigned i = 0; i < p->n_codes && i < KP_CODES_MAX; i++) {
+        const char *c = p->codes[i];
+        size_t m = strlen(c);
+        if (strcmp(c, code) == 0)
+            return true;
+        /* A UPC-A is the EAN-13 without its leading 0. */
+        if (n == 12 && m == 13 && c[0] == '0' && strcmp(c + 1, code) == 0)
+            return true;
+        if (n == 13 && m == 12 && code[0] == '0' && strcmp(code + 1, c) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* ---- discovery filters ---- */
+
+/* Hundredths of the unit (the config's money) in the marketplace's smallest unit. */
+static int64_t cfg_money(const struct cfg *c, int64_t hundredths)
+{
+    const struct jd_market *m = jd_market((unsigned)c->keepa_domain);
+    return m != NULL && m->decimals == 0 ? hundredths / 100 : hundredths;
+}
+
+void scanner_discovery_from_cfg(const struct cfg *c, struct scanner_discovery *d)
+{
+    memset(d, 0, sizeof(*d));
+    d->max_rank = c->scan_max_rank;
+    char why[128];
+    int n =
+        cfg_list_parse(c->scan_categories, NULL, d->include, SCANNER_CATS_MAX, why, sizeof(why));
+    d->n_include = n > 0 ? (uint8_t)n : 0;
+    n = cfg_list_parse(c->scan_exclude_categories, NULL, d->exclude, SCANNER_CATS_MAX, why,
+                       sizeof(why));
+    d->n_exclude = n > 0 ? (uint8_t)n : 0;
+    d->no_amazon = c->scan_no_amazon;
+    d->min_price_cents = cfg_money(c, c->scan_min_price_cents);
+    d->max_price_cents = cfg_money(c, c->scan_max_price_cents);
+    d->price_type =
+        c->filter_buy_condition == CFG_BUY_NEW || c->filter_buy_condition == CFG_BUY_NEW_THEN_USED
+            ? 1
+            : 2;
+}
+
+bool scanner_discovery_any(const struct scanner_discovery *d)
+{
+    return d->max_rank > 0 || d->n_include > 0 || d->n_exclude > 0 || d->no_amazon ||
+           d->min_price_cents > 0 || d->max_price_cents > 0;
+}
+
+static bool listed(const int64_t *ids, unsigned n, int64_t id)
+{
+    for (unsigned i = 0; i < n; i++)
+        if (ids[i] == id)
+            return true;
+    return false;
+}
+
+bool scanner_discovery_pass(const struct scanner_discovery *d, const struct jd_inputs *in,
+                            const char **why)
+{
+    const char *w = NULL;
+    if (d->max_rank > 0 && !(in->sales_rank > 0 && in->sales_rank <= d->max_rank))
+        w = "max_rank";
+    else if (d->n_include > 0 &&
+             !(in->root_category > 0 && listed(d->include, d->n_include, in->root_category)))
+        w = "category";
+    else if (d->n_exclude > 0 && in->root_category > 0 &&
+             listed(d->exclude, d->n_exclude, in->root_category))
+        w = "category";
+    else if (d->no_amazon && jd_amazon_on_listing(in))
+        w = "amazon";
+    else if (d->min_price_cents > 0 || d->max_price_cents > 0) {
+        int64_t price =
+            in->buy_source != JD_BUY_NONE && in->buy_price_cents > 0
+                ? in->buy_price_cents + (in->buy_shipping_cents > 0 ? in->buy_shipping_cents : 0)
+                : -1;
+        if (price < 0 || (d->min_price_cents > 0 && price < d->min_price_cents) ||
+            (d->max_price_cents > 0 && price > d->max_price_cents))
+            w = "price";
+    }
+    if (why != NULL)
+        *why = w;
+    return w == NULL;
 }

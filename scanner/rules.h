@@ -11,7 +11,10 @@
  *     2, ... until a short page or the last page Keepa serves, then a new pass starts at 0;
  *   - the page of candidates in memory and the state of each (queued, in a peek request,
  *     done), so a failed peek puts its ASINs back instead of dropping them;
- *   - one line of an ASIN list file.
+ *   - one line of an ASIN list file, and one line of the seller's list ([scan] source = list);
+ *   - the discovery filters ([scan] max_rank, categories, exclude_categories, no_amazon,
+ *     min_price, max_price), applied to the feed's data for free and again at the peek;
+ *   - which code of a code lookup a product answers.
  */
 #ifndef KD_SCANNER_RULES_H
 #define KD_SCANNER_RULES_H
@@ -23,6 +26,7 @@
 #include "base/config.h"
 #include "judge/judge.h"
 #include "keepa/decode.h"
+#include "keepa/request.h"
 #include "store/codec.h"
 
 #define SCANNER_PAGE_DEALS     150   /* deals per full /deal page */
@@ -98,8 +102,10 @@ enum scanner_cand_state {
 };
 
 struct scanner_cand {
-    char asin[ST_ASIN_LEN + 1];
+    char asin[ST_ASIN_LEN + 1]; /* "" for a code to look up */
+    char code[KP_CODE_LEN];     /* a UPC or EAN of the seller's list; "" for an ASIN */
     uint8_t state;
+    int16_t item;                 /* the seller's list line it came from (the chunk's); -1 none */
     int64_t feed_last_update_min; /* -1 when the source has none */
     uint64_t feed_hash;
 };
@@ -122,8 +128,15 @@ int scanner_page_add(struct scanner_page *p, const char *asin, int64_t feed_last
                      uint64_t feed_hash);
 
 /*
- * Takes up to MAX queued candidates in page order, marks them in flight and writes their
- * indices to IDX. Returns how many were taken.
+ * Appends CODE (queued), a code to look up, from list line ITEM of the chunk. Returns 0, 1
+ * when it is already on the page, -EINVAL when CODE is not 8..14 digits, -ENOSPC when full.
+ */
+int scanner_page_add_code(struct scanner_page *p, const char *code, int16_t item);
+
+/*
+ * Takes up to MAX queued candidates of one kind in page order (ASINs, or codes: a request
+ * asks by one or the other, the kind of the first queued candidate), marks them in flight
+ * and writes their indices to IDX. Returns how many were taken.
  */
 size_t scanner_page_take(struct scanner_page *p, size_t max, uint16_t *idx);
 
@@ -142,6 +155,80 @@ bool scanner_page_complete(const struct scanner_page *p);
  * comment line, -EINVAL for anything else.
  */
 int scanner_parse_asin_line(const char *line, char out[ST_ASIN_LEN + 1]);
+
+/*
+ * The seller's list ([scan] source = list, docs/operations.md): one CSV line per product,
+ *
+ *     code,cost[,source_url][,note]
+ *
+ * code an ASIN (10 letters and digits; lowercase is upper-cased), a UPC (12 digits) or an EAN
+ * (13 digits, ISBN-13 too); cost the seller's buy cost per unit in the marketplace's currency
+ * ("12.50", "$12.50", never cents) or empty (then the product is judged on Amazon's offers, as
+ * from an ASIN list); source_url and note are kept with the record. Fields are CSV: a field in
+ * double quotes may hold commas, "" is a quote. Blank lines, lines starting with '#' and a
+ * header line (first field "code" or "asin") are skipped.
+ */
+struct scanner_list_line {
+    char asin[ST_ASIN_LEN + 1]; /* "" when a code */
+    char code[KP_CODE_LEN];     /* "" when an ASIN */
+    int64_t cost_cents;         /* smallest units of the marketplace; -1 none */
+    char url[ST_URL_MAX];
+    char note[ST_NOTE_MAX];
+};
+
+/*
+ * Parses LINE (a line of the list, with or without its newline) into OUT, money in DOMAIN's
+ * currency. Returns 1 for a product, 0 for a line to skip, -EINVAL with a reason for the
+ * operator in WHY (WHYLEN bytes): "'B0X' is not an ASIN (10 letters and digits), a UPC (12
+ * digits) or an EAN (13 digits)", "cost '1,2': money in USD, e.g. 12.50 (not cents)".
+ */
+int scanner_parse_list_line(const char *line, unsigned domain, struct scanner_list_line *out,
+                            char *why, size_t whylen);
+
+/*
+ * Whether product P answers CODE, a code it was looked up by (Keepa's /product?code=): CODE
+ * is in its eanList or upcList, a 12-digit UPC also as the EAN-13 with a leading 0 and the
+ * reverse.
+ */
+bool scanner_code_matches(const struct kp_product *p, const char *code);
+
+#define SCANNER_CATS_MAX 32
+
+/*
+ * The discovery filters of the config ([scan] max_rank, categories, exclude_categories,
+ * no_amazon, min_price, max_price): they shape the built-in /deal selection and the
+ * product-finder query (scanner/selection.h) and are applied again to the feed's own data
+ * (free) and at the peek, so what the selection could not express (or Keepa ignored) is
+ * still enforced before a token is spent on a full fetch.
+ */
+struct scanner_discovery {
+    int64_t max_rank; /* 0: off */
+    int64_t include[SCANNER_CATS_MAX];
+    uint8_t n_include; /* 0: any root category */
+    int64_t exclude[SCANNER_CATS_MAX];
+    uint8_t n_exclude;
+    bool no_amazon;
+    int64_t min_price_cents, max_price_cents; /* the marketplace's smallest unit; 0: off */
+    int price_type; /* Keepa's price type of the buy's side: 1 NEW, 2 USED */
+};
+
+/* D from config C ([scan] keys, money in [keepa] domain's currency; price_type from [filter]
+ * buy_condition: new or new_then_used buy New). */
+void scanner_discovery_from_cfg(const struct cfg *c, struct scanner_discovery *d);
+
+/* Whether any discovery filter is set. */
+bool scanner_discovery_any(const struct scanner_discovery *d);
+
+/*
+ * Whether inputs IN (of the feed, a peek, or a list item at its own cost) pass D. A filter on
+ * a value IN does not know fails it (a rank nobody knows is not "at most 200 000"; an unknown
+ * root category is in no included category) except no_amazon, which fails only when Amazon is
+ * known to be on the listing (jd_amazon_on_listing). The price is the buy's: price + shipping
+ * of the offer, the listing or the own cost. Returns true to keep; else *WHY (may be NULL) gets
+ * "max_rank", "category", "amazon" or "price".
+ */
+bool scanner_discovery_pass(const struct scanner_discovery *d, const struct jd_inputs *in,
+                            const char **why);
 
 /* 64-bit FNV-1a of LEN bytes at P, continuing from H (start with SCANNER_FNV_INIT). */
 #define SCANNER_FNV_INIT 1469598103934665603ULL

@@ -6,6 +6,7 @@
 #include "scanner/selection.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +69,84 @@ static int gen_key_int(yajl_gen g, const char *key, long long v)
     return yajl_gen_integer(g, v) == yajl_gen_status_ok ? 0 : -1;
 }
 
+static int gen_key(yajl_gen g, const char *key)
+{
+    return yajl_gen_string(g, (const unsigned char *)key, strlen(key)) == yajl_gen_status_ok ? 0
+                                                                                             : -1;
+}
+
+static int gen_key_bool(yajl_gen g, const char *key, bool v)
+{
+    if (gen_key(g, key) != 0)
+        return -1;
+    return yajl_gen_bool(g, v) == yajl_gen_status_ok ? 0 : -1;
+}
+
+static int gen_key_ints(yajl_gen g, const char *key, const int64_t *v, size_t n)
+{
+    if (gen_key(g, key) != 0 || yajl_gen_array_open(g) != yajl_gen_status_ok)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (yajl_gen_integer(g, (long long)v[i]) != yajl_gen_status_ok)
+            return -1;
+    return yajl_gen_array_close(g) == yajl_gen_status_ok ? 0 : -1;
+}
+
+/* Writes the discovery filters of S the selection file does not set (see selection.h). */
+static int render_discovery(yajl_gen g, const struct scanner_selection *s)
+{
+    const struct scanner_discovery *d = &s->disc;
+    yajl_val root = s->tree;
+    int rc = 0;
+    bool price = d->min_price_cents > 0 || d->max_price_cents > 0;
+    if (s->source == CFG_SOURCE_DEALS) {
+        bool range = false;
+        if (d->max_rank > 0 && member(root, "salesRankRange") == NULL) {
+            int64_t r[2] = {0, d->max_rank};
+            rc |= gen_key_ints(g, "salesRankRange", r, 2);
+            range = true;
+        }
+        if (price && member(root, "currentRange") == NULL) {
+            int64_t r[2] = {d->min_price_cents,
+                            d->max_price_cents > 0 ? d->max_price_cents : INT32_MAX};
+            rc |= gen_key_ints(g, "currentRange", r, 2);
+            range = true;
+        }
+        if (range && member(root, "isRangeEnabled") == NULL)
+            rc |= gen_key_bool(g, "isRangeEnabled", true);
+        if (d->n_include > 0 && member(root, "includeCategories") == NULL)
+            rc |= gen_key_ints(g, "includeCategories", d->include, d->n_include);
+        if (d->n_exclude > 0 && member(root, "excludeCategories") == NULL)
+            rc |= gen_key_ints(g, "excludeCategories", d->exclude, d->n_exclude);
+        if (d->no_amazon && member(root, "mustNotHaveAmazonOffer") == NULL) {
+            rc |= gen_key_bool(g, "mustNotHaveAmazonOffer", true);
+            if (member(root, "isFilterEnabled") == NULL)
+                rc |= gen_key_bool(g, "isFilterEnabled", true);
+        }
+        return rc;
+    }
+    if (d->max_rank > 0 && member(root, "current_SALES_lte") == NULL) {
+        if (member(root, "current_SALES_gte") == NULL)
+            rc |= gen_key_int(g, "current_SALES_gte", 1);
+        rc |= gen_key_int(g, "current_SALES_lte", d->max_rank);
+    }
+    if (d->n_include > 0 && member(root, "rootCategory") == NULL)
+        rc |= gen_key_ints(g, "rootCategory", d->include, d->n_include);
+    if (d->n_exclude > 0 && member(root, "categories_exclude") == NULL)
+        rc |= gen_key_ints(g, "categories_exclude", d->exclude, d->n_exclude);
+    if (d->no_amazon && member(root, "availabilityAmazon") == NULL)
+        rc |= gen_key_int(g, "availabilityAmazon", -1);
+    const char *type = d->price_type == 1 ? "NEW" : "USED";
+    char gte[32], lte[32];
+    snprintf(gte, sizeof(gte), "current_%s_gte", type);
+    snprintf(lte, sizeof(lte), "current_%s_lte", type);
+    if (d->min_price_cents > 0 && member(root, gte) == NULL)
+        rc |= gen_key_int(g, gte, d->min_price_cents);
+    if (d->max_price_cents > 0 && member(root, lte) == NULL)
+        rc |= gen_key_int(g, lte, d->max_price_cents);
+    return rc;
+}
+
 /* Renders the object with PAGE (< 0: without a page). */
 static int render(const struct scanner_selection *s, long long page, char **out, size_t *len)
 {
@@ -87,6 +166,8 @@ static int render(const struct scanner_selection *s, long long page, char **out,
             gen_value(g, root->u.object.values[i]) != yajl_gen_status_ok)
             rc = -ENOMEM;
     }
+    if (rc == 0 && render_discovery(g, s) != 0)
+        rc = -ENOMEM;
     if (rc == 0 && s->source == CFG_SOURCE_DEALS && domain > 0 && member(root, "domainId") == NULL)
         rc = gen_key_int(g, "domainId", domain);
     if (rc == 0 && s->source == CFG_SOURCE_QUERY)
@@ -158,7 +239,8 @@ static int check_deals(yajl_val root, int64_t domain, char *err, size_t errlen, 
 }
 
 int scanner_selection_parse(struct scanner_selection *out, int source, int64_t domain,
-                            const char *json, const char *origin, char *err, size_t errlen)
+                            const struct scanner_discovery *disc, const char *json,
+                            const char *origin, char *err, size_t errlen)
 {
     if (source != CFG_SOURCE_DEALS && source != CFG_SOURCE_QUERY) {
         snprintf(err, errlen, "selection: source %d takes no selection", source);
@@ -183,6 +265,8 @@ int scanner_selection_parse(struct scanner_selection *out, int source, int64_t d
     s.tree = root;
     s.source = source;
     s.domain = domain;
+    if (disc != NULL)
+        s.disc = *disc;
     snprintf(s.origin, sizeof(s.origin), "%s", origin);
     int rc = 0;
     if (source == CFG_SOURCE_DEALS) {
@@ -223,12 +307,15 @@ int scanner_selection_parse(struct scanner_selection *out, int source, int64_t d
     return 0;
 }
 
+/* The built-in /deal selection: price drops of 10..100 % against the 90-day average of the
+ * price type %d (the buy's side), biggest first. */
 static const char builtin_deals[] =
-    "{\"priceTypes\":[2],\"dateRange\":3,\"sortType\":4,\"isRangeEnabled\":true,"
+    "{\"priceTypes\":[%d],\"dateRange\":3,\"sortType\":4,\"isRangeEnabled\":true,"
     "\"deltaPercentRange\":[10,100]}";
 
 int scanner_selection_load(struct scanner_selection *out, int source, int64_t domain,
-                           const char *path, char *err, size_t errlen)
+                           const struct scanner_discovery *disc, const char *path, char *err,
+                           size_t errlen)
 {
     if (path == NULL || path[0] == '\0') {
         if (source != CFG_SOURCE_DEALS) {
@@ -236,7 +323,9 @@ int scanner_selection_load(struct scanner_selection *out, int source, int64_t do
                      "[scan] source = query needs [scan] selection_file (a Product Finder JSON)");
             return -EINVAL;
         }
-        return scanner_selection_parse(out, source, domain, builtin_deals, "built-in", err, errlen);
+        char json[sizeof(builtin_deals) + 8];
+        snprintf(json, sizeof(json), builtin_deals, disc != NULL && disc->price_type == 1 ? 1 : 2);
+        return scanner_selection_parse(out, source, domain, disc, json, "built-in", err, errlen);
     }
     FILE *f = fopen(path, "r");
     if (f == NULL) {
@@ -262,7 +351,7 @@ int scanner_selection_load(struct scanner_selection *out, int source, int64_t do
         rc = -EFBIG;
     } else {
         buf[n] = '\0';
-        rc = scanner_selection_parse(out, source, domain, buf, path, err, errlen);
+        rc = scanner_selection_parse(out, source, domain, disc, buf, path, err, errlen);
     }
     free(buf);
     return rc;

@@ -10,6 +10,24 @@
  * ignored), so every other field stays byte-identical between pages (Keepa caches a
  * selection's result for 120 s). The hash identifies the selection without its page: the
  * cursor of one selection is not reused for another.
+ *
+ * The discovery filters of the config (scanner/rules.h struct scanner_discovery: [scan]
+ * max_rank, categories, exclude_categories, no_amazon, min_price, max_price) are written into
+ * the selection as Keepa's own keys, so a seller never writes Keepa JSON for them:
+ *
+ *   filter        /deal                                      /query (Product Finder)
+ *   max_rank      salesRankRange [0, N]                      current_SALES_gte 1, _lte N
+ *   categories    includeCategories [..]                     rootCategory [..]
+ *   exclude_...   excludeCategories [..]                     categories_exclude [..]
+ *   no_amazon     mustNotHaveAmazonOffer true                availabilityAmazon -1
+ *   min/max_price currentRange [min, max] (the buy's type)   current_USED|NEW_gte / _lte
+ *
+ * with isRangeEnabled / isFilterEnabled turned on where /deal needs them. Precedence: a key
+ * the selection file sets itself is sent as written (the file is the seller's explicit
+ * Keepa JSON) and the config's value for it is not; either way the peek applies every
+ * discovery filter again (scanner_discovery_pass), so the result is the intersection. The
+ * built-in /deal selection's price type follows [filter] buy_condition (New for new and
+ * new_then_used, else Used).
  */
 #ifndef KD_SCANNER_SELECTION_H
 #define KD_SCANNER_SELECTION_H
@@ -18,31 +36,37 @@
 #include <stdint.h>
 
 #include "base/config.h"
+#include "scanner/rules.h"
 
 struct scanner_selection {
-    void *tree;                   /* yajl_val of the object (owned) */
-    int source;                   /* CFG_SOURCE_DEALS or CFG_SOURCE_QUERY */
-    int64_t domain;               /* [keepa] domain: the domainId added when the file has none */
-    int64_t per_page;             /* items of a full page: 150 for /deal, perPage for /query */
-    int64_t last_page;            /* the last page the endpoint serves */
-    uint64_t hash;                /* of the rendering without the page */
-    char origin[CFG_STR_MAX + 1]; /* the file, or "built-in" */
+    void *tree;                    /* yajl_val of the object (owned) */
+    int source;                    /* CFG_SOURCE_DEALS or CFG_SOURCE_QUERY */
+    int64_t domain;                /* [keepa] domain: the domainId added when the file has none */
+    int64_t per_page;              /* items of a full page: 150 for /deal, perPage for /query */
+    int64_t last_page;             /* the last page the endpoint serves */
+    uint64_t hash;                 /* of the rendering without the page */
+    char origin[CFG_STR_MAX + 1];  /* the file, or "built-in" */
+    struct scanner_discovery disc; /* written into every page (see the file comment) */
 };
 
 /*
- * Parses JSON (NUL-terminated) as a selection for SOURCE in DOMAIN into OUT. ORIGIN names it
- * in messages. Returns 0, or -EINVAL with a one-line message in ERR (OUT untouched), -ENOMEM.
+ * Parses JSON (NUL-terminated) as a selection for SOURCE in DOMAIN with the discovery
+ * filters DISC (NULL: none) into OUT. ORIGIN names it in messages. Returns 0, or -EINVAL with
+ * a one-line message in ERR (OUT untouched), -ENOMEM.
  */
 int scanner_selection_parse(struct scanner_selection *out, int source, int64_t domain,
-                            const char *json, const char *origin, char *err, size_t errlen);
+                            const struct scanner_discovery *disc, const char *json,
+                            const char *origin, char *err, size_t errlen);
 
 /*
  * Loads the selection file PATH for SOURCE; an empty PATH gives the built-in /deal selection
- * for DOMAIN (Used price drops over 90 days of 10..100 %, sorted by percentage). /query
- * requires a file. Returns 0 or a negative errno with a message in ERR (OUT untouched).
+ * for DOMAIN (price drops of the buy's side over 90 days of 10..100 %, sorted by percentage).
+ * /query requires a file. DISC as for scanner_selection_parse. Returns 0 or a negative errno
+ * with a message in ERR (OUT untouched).
  */
 int scanner_selection_load(struct scanner_selection *out, int source, int64_t domain,
-                           const char *path, char *err, size_t errlen);
+                           const struct scanner_discovery *disc, const char *path, char *err,
+                           size_t errlen);
 
 /*
  * Renders page PAGE of S as compact JSON into a malloc'd NUL-terminated string (*OUT, *LEN;

@@ -26,7 +26,9 @@
 #include "base/kd_assert.h"
 #include "base/log.h"
 #include "judge/inputs.h"
+#include "judge/market.h"
 #include "judge/rules.h"
+#include "store/record.h"
 #include "scanner/scanner.h"
 #include "shm/counters.h"
 
@@ -71,6 +73,8 @@ static uint8_t st_source(int source)
         return ST_SOURCE_ASINS;
     case CFG_SOURCE_QUERY:
         return ST_SOURCE_QUERY;
+    case CFG_SOURCE_LIST:
+        return ST_SOURCE_LIST;
     default:
         return ST_SOURCE_DEALS;
     }
@@ -78,15 +82,42 @@ static uint8_t st_source(int source)
 
 static const char *source_name(int source)
 {
-    return source == CFG_SOURCE_ASINS ? "asins" : source == CFG_SOURCE_QUERY ? "query" : "deals";
+    return source == CFG_SOURCE_ASINS   ? "asins"
+           : source == CFG_SOURCE_QUERY ? "query"
+           : source == CFG_SOURCE_LIST  ? "list"
+                                        : "deals";
+}
+
+/* The sources read from a file line by line (an ASIN list, the seller's list). */
+static bool file_source(int source)
+{
+    return source == CFG_SOURCE_ASINS || source == CFG_SOURCE_LIST;
+}
+
+static const char *list_path(const struct scanner *sc)
+{
+    return sc->source == CFG_SOURCE_LIST ? cfg(sc)->scan_list_file : cfg(sc)->scan_asins_file;
 }
 
 /* Hash the cursor must carry for the source as configured now. */
 static uint64_t source_hash(const struct scanner *sc)
 {
-    if (sc->source == CFG_SOURCE_ASINS)
+    if (file_source(sc->source))
         return sc->list_hash;
     return sc->sel_ok ? sc->sel.hash : 0;
+}
+
+/* The list item candidate C came from, or NULL. */
+static const struct scanner_list_item *item_of(const struct scanner *sc,
+                                               const struct scanner_cand *c)
+{
+    return c->item >= 0 && (size_t)c->item < sc->n_items ? &sc->items[c->item] : NULL;
+}
+
+/* The offers[].condition of the seller's list items ([scan] list_condition: new .. acceptable). */
+static int list_condition(const struct scanner *sc)
+{
+    return cfg(sc)->scan_list_condition + 1;
 }
 
 static bool busy_batches(const struct scanner *sc)
@@ -141,18 +172,17 @@ static void flush_unpushed(struct scanner *sc, int64_t now, int64_t *wake)
 struct write_ctx {
     struct scanner *sc;
     struct scanner_batch *b;
-    size_t n_survivors, n_refresh, n_rejected;
-    uint16_t survivors[KP_MAX_BATCH]; /* positions in the batch */
+    size_t n_survivors, n_refresh, n_rejected, n_own_deals, n_own_other;
+    uint16_t survivors[KP_MAX_BATCH]; /* positions in b->res */
     uint16_t refresh[KP_MAX_BATCH];
 };
 
-static void fill_record(const struct scanner *sc, const struct scanner_batch *b, size_t i,
+static void fill_record(const struct scanner *sc, const struct scanner_batch *b, size_t k,
                         struct st_pending *p)
 {
-    const struct scanner_cand *c = &sc->page.c[b->idx[i]];
-    const struct scanner_peeked *r = &b->res[i];
+    const struct scanner_peeked *r = &b->res[k];
     st_pending_init(p);
-    memcpy(p->asin, c->asin, sizeof(p->asin));
+    memcpy(p->asin, r->asin, sizeof(p->asin));
     p->domain = (uint8_t)cfg(sc)->keepa_domain;
     p->peek_ms = b->peek_ms;
     p->peek_buy_cents = r->v.buy_cents;
@@ -165,21 +195,81 @@ static void fill_record(const struct scanner *sc, const struct scanner_batch *b,
     p->peek_max_cost_cents = r->v.max_cost_cents;
 }
 
+/*
+ * A product of the seller's list at their own cost: the peek read everything its judgement
+ * needs (stats, fees, flags; the buy side is the cost), so it is stored as a record now, deal
+ * or not, with no full fetch (docs/operations.md, "Your own buy costs"). A stored record keeps
+ * its mark and history; a changed cost in the list is judged again at the next pass.
+ */
+static int put_own_record(struct write_ctx *w, struct st_txn *txn, const struct st_key *key,
+                          const struct scanner_peeked *r, const struct scanner_list_item *item)
+{
+    struct scanner *sc = w->sc;
+    const struct cfg *c = cfg(sc);
+    struct st_record rec;
+    int rc = st_record_get(txn, key, &rec);
+    if (rc == -ENOENT || rc == -EBADMSG || rc == -ENOTSUP) {
+        st_record_init(&rec);
+        memcpy(rec.asin, r->asin, sizeof(rec.asin));
+        rec.domain = (uint8_t)c->keepa_domain;
+        rec.first_seen_ms = w->b->peek_ms;
+    } else if (rc != 0) {
+        return rc;
+    }
+    rec.source = ST_SOURCE_LIST;
+    st_record_set_title(&rec, r->title, strlen(r->title));
+    if (r->category[0] != '\0')
+        st_record_set_category(&rec, r->category, strlen(r->category));
+    if (item != NULL) {
+        st_record_set_source_url(&rec, item->l.url, strlen(item->l.url));
+        st_record_set_note(&rec, item->l.note, strlen(item->l.note));
+    }
+    rec.in = r->in;
+    st_record_judged(&rec, &r->v, sc->rules_hash, ST_EV_COMMIT, w->b->peek_ms,
+                     (uint32_t)c->update_expire_after_failures,
+                     w->b->peek_ms + cfg_keepa_ms(c, c->update_min_interval_ms));
+    rc = st_record_put(txn, &rec, ST_EV_COMMIT, w->b->peek_ms);
+    if (rc == 0 && rec.state == ST_STATE_DEAL)
+        w->n_own_deals++;
+    else if (rc == 0)
+        w->n_own_other++;
+    return rc;
+}
+
+/* Remembers which ASINs the code of candidate C resolved to (none too), for later passes. */
+static int put_code_map(struct write_ctx *w, struct st_txn *txn, const struct scanner_cand *c,
+                        uint16_t pos)
+{
+    struct scanner_batch *b = w->b;
+    uint8_t buf[8 + SCANNER_CODE_LIMIT * ST_ASIN_LEN];
+    uint64_t at = (uint64_t)b->peek_ms;
+    for (int i = 0; i < 8; i++)
+        buf[i] = (uint8_t)(at >> (56 - 8 * i));
+    size_t n = 8;
+    for (size_t k = 0; k < b->n_res && n + ST_ASIN_LEN <= sizeof(buf); k++)
+        if (b->res[k].cand == pos) {
+            memcpy(buf + n, b->res[k].asin, ST_ASIN_LEN);
+            n += ST_ASIN_LEN;
+        }
+    char name[64];
+    snprintf(name, sizeof(name), SCANNER_META_CODE "%d.%s", (int)cfg(w->sc)->keepa_domain, c->code);
+    return st_meta_put_bytes(txn, name, buf, n);
+}
+
 /* The batch's records in one transaction; may run more than once (map growth). */
 static int write_batch_fn(struct st_txn *txn, void *ud)
 {
     struct write_ctx *w = ud;
     struct scanner *sc = w->sc;
     struct scanner_batch *b = w->b;
-    w->n_survivors = w->n_refresh = w->n_rejected = 0;
-    for (size_t i = 0; i < b->n; i++) {
-        if (!b->res[i].delivered)
-            continue;
-        const struct scanner_cand *c = &sc->page.c[b->idx[i]];
+    w->n_survivors = w->n_refresh = w->n_rejected = w->n_own_deals = w->n_own_other = 0;
+    for (size_t k = 0; k < b->n_res; k++) {
+        const struct scanner_peeked *r = &b->res[k];
+        const struct scanner_cand *c = &sc->page.c[b->idx[r->cand]];
         struct st_key key;
-        if (st_key_make((unsigned)cfg(sc)->keepa_domain, c->asin, &key) != 0)
+        if (st_key_make((unsigned)cfg(sc)->keepa_domain, r->asin, &key) != 0)
             continue;
-        bool pass = b->res[i].deal;
+        bool pass = r->deal;
         struct st_seen seen = {.peek_ms = b->peek_ms,
                                .verdict = pass ? ST_VERDICT_SURVIVOR : ST_VERDICT_REJECTED,
                                .feed_last_update_min = c->feed_last_update_min,
@@ -187,6 +277,12 @@ static int write_batch_fn(struct st_txn *txn, void *ud)
         int rc = st_seen_put(txn, &key, &seen);
         if (rc != 0)
             return rc;
+        if (r->own_cost) {
+            rc = put_own_record(w, txn, &key, r, item_of(sc, c));
+            if (rc != 0)
+                return rc;
+            continue;
+        }
         if (!pass)
             w->n_rejected++;
         struct st_record rec;
@@ -194,7 +290,7 @@ static int write_batch_fn(struct st_txn *txn, void *ud)
         if (rc == 0 && (rec.state == ST_STATE_DEAL || rec.state == ST_STATE_FAILING)) {
             /* Already a stored deal: the updater gets the peek as a free refresh; a second
              * full fetch by the committer would only repeat the updater's work. */
-            w->refresh[w->n_refresh++] = (uint16_t)i;
+            w->refresh[w->n_refresh++] = (uint16_t)k;
             continue;
         }
         if (rc != -ENOENT && rc != -EBADMSG && rc != -ENOTSUP)
@@ -202,14 +298,19 @@ static int write_batch_fn(struct st_txn *txn, void *ud)
         if (!pass)
             continue;
         struct st_pending p;
-        fill_record(sc, b, i, &p);
+        fill_record(sc, b, k, &p);
         struct st_pending old;
         if (st_pending_get(txn, &key, &old) == 0)
             p.attempts = old.attempts;
         rc = st_pending_put(txn, &p);
         if (rc != 0)
             return rc;
-        w->survivors[w->n_survivors++] = (uint16_t)i;
+        w->survivors[w->n_survivors++] = (uint16_t)k;
+    }
+    for (size_t i = 0; b->by_code && i < b->n; i++) {
+        int rc = put_code_map(w, txn, &sc->page.c[b->idx[i]], (uint16_t)i);
+        if (rc != 0)
+            return rc;
     }
     return 0;
 }
@@ -220,9 +321,9 @@ static void rejection_reasons(const struct scanner_batch *b, char *out, size_t c
 {
     const char *names[KP_MAX_BATCH];
     size_t count[KP_MAX_BATCH], kinds = 0;
-    for (size_t i = 0; i < b->n; i++) {
-        if (!b->res[i].delivered || b->res[i].deal || b->res[i].reason == NULL)
-            continue;
+    for (size_t i = 0; i < b->n_res; i++) {
+        if (b->res[i].deal || b->res[i].own_cost || b->res[i].reason == NULL)
+            continue; /* own-cost products are stored either way: counted apart */
         size_t k = 0;
         while (k < kinds && strcmp(names[k], b->res[i].reason) != 0)
             k++;
@@ -265,12 +366,12 @@ static int write_batch(struct scanner *sc, struct scanner_batch *b)
         kd_info("the delayed store write succeeded: %zu peek results stored from memory", b->n);
     size_t delivered = 0;
     for (size_t i = 0; i < b->n; i++)
-        delivered += b->res[i].delivered;
+        delivered += b->got[i];
     struct shm_counter_block *cb = counters(sc);
     shm_counter_add(cb, SHM_C_store_writes, 1);
-    shm_counter_add(cb, SHM_C_asins_peeked, (int64_t)delivered);
+    shm_counter_add(cb, SHM_C_asins_peeked, (int64_t)b->n_res);
     shm_counter_add(cb, SHM_C_survivors, (int64_t)w.n_survivors);
-    sc->pass_peeked += delivered;
+    sc->pass_peeked += b->n_res;
     sc->pass_survivors += w.n_survivors;
     for (size_t k = 0; k < w.n_survivors; k++) {
         struct st_pending p;
@@ -284,11 +385,36 @@ static int write_batch(struct scanner *sc, struct scanner_batch *b)
     }
     char why[256];
     rejection_reasons(b, why, sizeof(why));
-    kd_info("peek: %zu asins, %zu delivered, %zu survivors, %zu rejected%s, %zu stored deals to "
-            "refresh, %zu missing (retried next pass; %zu of them with mistyped fields), %.0f "
-            "tokens",
-            b->n, delivered, w.n_survivors, w.n_rejected, why, w.n_refresh, b->n - delivered,
-            b->n_malformed, b->tokens);
+    char own[96] = "";
+    if (w.n_own_deals + w.n_own_other > 0)
+        snprintf(own, sizeof(own), ", %zu at your cost stored (%zu deals)",
+                 w.n_own_deals + w.n_own_other, w.n_own_deals);
+    if (b->by_code) {
+        /* A code that resolves to nothing is the seller's line to fix; the rest goes on. */
+        for (size_t i = 0; i < b->n; i++) {
+            if (b->got[i])
+                continue;
+            const struct scanner_cand *c = &sc->page.c[b->idx[i]];
+            const struct scanner_list_item *it = item_of(sc, c);
+            const struct jd_market *m = jd_market((unsigned)cfg(sc)->keepa_domain);
+            kd_log(sc->list_warned ? KD_LOG_DEBUG : KD_LOG_WARN,
+                   "%s:%llu: code %s resolves to no product on %s; line skipped (check the "
+                   "UPC/EAN, or give the ASIN)",
+                   list_path(sc), (unsigned long long)(it != NULL ? it->line : 0), c->code,
+                   m != NULL ? m->host : "this marketplace");
+            sc->pass_unresolved++;
+        }
+        kd_info("code lookup: %zu codes, %zu resolved to %zu products, %zu survivors, %zu "
+                "rejected%s%s, %zu stored deals to refresh, %.0f tokens",
+                b->n, delivered, b->n_res, w.n_survivors, w.n_rejected, why, own, w.n_refresh,
+                b->tokens);
+    } else {
+        kd_info("peek: %zu asins, %zu delivered, %zu survivors, %zu rejected%s%s, %zu stored "
+                "deals to refresh, %zu missing (retried next pass; %zu of them with mistyped "
+                "fields), %.0f tokens",
+                b->n, delivered, w.n_survivors, w.n_rejected, why, own, w.n_refresh,
+                b->n - delivered, b->n_malformed, b->tokens);
+    }
     /* Missing ones are not marked peeked: a later pass asks again. */
     scanner_page_release(&sc->page, b->idx, b->n, true);
     b->write_pending = false;
@@ -302,16 +428,24 @@ static int build_peek(struct kp_call *call, void *ud)
 {
     struct scanner_batch *b = ud;
     struct scanner *sc = b->sc;
-    const char *asins[KP_MAX_BATCH];
+    const char *ids[KP_MAX_BATCH];
     for (size_t i = 0; i < b->n; i++) {
-        asins[i] = sc->page.c[b->idx[i]].asin;
-        memset(&b->res[i], 0, sizeof(b->res[i]));
+        const struct scanner_cand *c = &sc->page.c[b->idx[i]];
+        ids[i] = b->by_code ? c->code : c->asin;
+        b->got[i] = false;
     }
+    b->n_res = 0;
     struct kp_product_params p;
     memset(&p, 0, sizeof(p));
     p.domain = (int)cfg(sc)->keepa_domain;
-    p.asins = asins;
-    p.n_asins = b->n;
+    if (b->by_code) {
+        p.codes = ids;
+        p.n_codes = b->n;
+        p.code_limit = SCANNER_CODE_LIMIT;
+    } else {
+        p.asins = ids;
+        p.n_asins = b->n;
+    }
     p.stats_days = 365; /* avg90 and avg365 for the sell estimate */
     p.history = KP_NO;
     int64_t offers = cfg(sc)->scan_peek_offers;
@@ -320,19 +454,59 @@ static int build_peek(struct kp_call *call, void *ud)
     return kp_call_product(call, &p);
 }
 
+/* The batch position of the candidate product P answers, or -1 (see scanner_code_matches). */
+static int answered_cand(const struct scanner *sc, const struct scanner_batch *b,
+                         const struct kp_product *p)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        const struct scanner_cand *c = &sc->page.c[b->idx[i]];
+        if (b->by_code ? scanner_code_matches(p, c->code) : strcmp(c->asin, p->asin) == 0)
+            return (int)i;
+    }
+    /* A lookup of one code: whatever came back is what it resolves to (an ISBN-13 may not
+     * be listed among the product's codes). */
+    return b->by_code && b->n == 1 ? 0 : -1;
+}
+
 static int peek_product(const struct kp_product *p, void *ud)
 {
     struct scanner_batch *b = ud;
     struct scanner *sc = b->sc;
-    for (size_t i = 0; i < b->n; i++) {
-        if (strcmp(sc->page.c[b->idx[i]].asin, p->asin) != 0)
-            continue;
-        struct scanner_peeked *r = &b->res[i];
-        jd_inputs_from_product(p, &sc->rules, kd_wall_ms(), JD_READ_AUTO, &r->in);
-        r->deal = jd_judge(&r->in, &sc->rules, &r->v);
-        r->reason = r->deal ? NULL : jd_reason(&r->v);
-        r->delivered = true;
-        break;
+    int cand = answered_cand(sc, b, p);
+    char asin[ST_ASIN_LEN + 1];
+    if (cand < 0 || scanner_parse_asin_line(p->asin, asin) != 1) {
+        if (b->by_code)
+            kd_debug("code lookup: %s matches none of the codes asked for; not used", p->asin);
+        return 0;
+    }
+    size_t k = 0;
+    while (k < b->n_res && strcmp(b->res[k].asin, asin) != 0)
+        k++; /* a product delivered twice (a retried transfer) is judged again in place */
+    if (k == KP_MAX_BATCH)
+        return 0;
+    if (k == b->n_res)
+        b->n_res++;
+    struct scanner_peeked *r = &b->res[k];
+    memset(r, 0, sizeof(*r));
+    memcpy(r->asin, asin, sizeof(r->asin));
+    r->cand = (uint16_t)cand;
+    b->got[cand] = true;
+    snprintf(r->title, sizeof(r->title), "%s", p->title);
+    snprintf(r->category, sizeof(r->category), "%s", p->root_category_name);
+    int64_t now = kd_wall_ms();
+    jd_inputs_from_product(p, &sc->rules, now, JD_READ_AUTO, &r->in);
+    const struct scanner_list_item *it = item_of(sc, &sc->page.c[b->idx[cand]]);
+    if (it != NULL && it->l.cost_cents >= 0) {
+        /* The seller's own cost: no offer to look for (judge/inputs.h). */
+        jd_inputs_set_own_cost(&r->in, it->l.cost_cents, list_condition(sc), now);
+        r->own_cost = true;
+    }
+    r->deal = jd_judge(&r->in, &sc->rules, &r->v);
+    r->reason = r->deal ? NULL : jd_reason(&r->v);
+    const char *why = NULL;
+    if (!scanner_discovery_pass(&sc->disc, &r->in, &why)) {
+        r->deal = false;
+        r->reason = why;
     }
     return 0;
 }
@@ -433,11 +607,22 @@ static void submit_peeks(struct scanner *sc, int64_t now, int64_t *wake)
             return;
         if (room < max)
             max = room;
+        /* A code may resolve to several products: fewer codes per lookup. */
+        bool codes = false;
+        for (size_t k = 0; k < sc->page.n; k++)
+            if (sc->page.c[k].state == SCANNER_CAND_QUEUED) {
+                codes = sc->page.c[k].code[0] != '\0';
+                break;
+            }
+        if (codes && max > SCANNER_CODE_BATCH)
+            max = SCANNER_CODE_BATCH;
         size_t n = scanner_page_take(&sc->page, (size_t)max, b->idx);
         if (n == 0)
             return;
         b->sc = sc;
         b->n = n;
+        b->by_code = codes;
+        b->n_res = 0;
         b->busy = true;
         b->write_pending = false;
         struct sp_job_spec spec = {
@@ -473,8 +658,8 @@ static size_t dedup_page(struct scanner *sc)
     size_t n = 0;
     for (size_t i = 0; i < sc->page.n; i++) {
         struct scanner_cand *c = &sc->page.c[i];
-        if (c->state != SCANNER_CAND_QUEUED)
-            continue;
+        if (c->state != SCANNER_CAND_QUEUED || c->code[0] != '\0')
+            continue; /* a code's ASINs are not known yet */
         struct st_key key;
         struct st_seen seen;
         if (st_key_make((unsigned)cfg(sc)->keepa_domain, c->asin, &key) != 0) {
@@ -520,7 +705,14 @@ static int on_deal(const struct kp_deal *d, void *ud)
     int rc = scanner_page_add(&sc->page, d->asin, d->last_update_keepa_min, scanner_feed_hash(d));
     if (rc != 0)
         return 0; /* a repeat from a retried transfer, or not an ASIN */
-    if (!scanner_prefilter_deal(d, &sc->rules, NULL)) {
+    bool keep = scanner_prefilter_deal(d, &sc->rules, NULL);
+    if (keep && scanner_discovery_any(&sc->disc)) {
+        /* The discovery filters on the feed's own data, for free (scanner/rules.h). */
+        struct jd_inputs in;
+        jd_inputs_from_deal(d, &sc->rules, kd_wall_ms(), &in);
+        keep = scanner_discovery_pass(&sc->disc, &in, NULL);
+    }
+    if (!keep) {
         sc->page.c[sc->page.n - 1].state = SCANNER_CAND_DONE;
         sc->page_prefiltered++;
     }
@@ -582,18 +774,73 @@ static void page_done(const struct kp_result *res, void *ud)
     kick(sc);
 }
 
-/* Reads the next chunk of the ASIN list into the page. Returns 0 or a negative errno. */
+/* The hash `seen` keeps for a list line: a changed cost, url or note is peeked again at once. */
+static uint64_t item_hash(const struct scanner_list_line *l)
+{
+    uint64_t h = scanner_fnv1a(SCANNER_FNV_INIT, &l->cost_cents, sizeof(l->cost_cents));
+    h = scanner_fnv1a(h, l->url, strlen(l->url));
+    return scanner_fnv1a(h, l->note, strlen(l->note));
+}
+
+/*
+ * Puts list line L (line LINE of the file) on the page: an ASIN as is; a code as the ASINs it
+ * resolved to within the dedup window (kept in meta by put_code_map), else as a code to look
+ * up. TXN (may be NULL) reads meta.
+ */
+static void add_list_item(struct scanner *sc, struct st_txn *txn, const struct scanner_list_line *l,
+                          uint64_t line)
+{
+    if (sc->n_items >= KD_ARRAY_LEN(sc->items))
+        return;
+    int16_t item = (int16_t)sc->n_items;
+    sc->items[sc->n_items++] = (struct scanner_list_item){.line = line, .l = *l};
+    uint64_t hash = item_hash(l);
+    if (l->asin[0] != '\0') {
+        if (scanner_page_add(&sc->page, l->asin, -1, hash) == 0)
+            sc->page.c[sc->page.n - 1].item = item;
+        return;
+    }
+    char name[64];
+    uint8_t buf[8 + SCANNER_CODE_LIMIT * ST_ASIN_LEN];
+    size_t n = 0;
+    snprintf(name, sizeof(name), SCANNER_META_CODE "%d.%s", (int)cfg(sc)->keepa_domain, l->code);
+    if (txn != NULL && st_meta_get_bytes(txn, name, buf, sizeof(buf), &n) == 0 && n >= 8 &&
+        (n - 8) % ST_ASIN_LEN == 0) {
+        int64_t at = 0;
+        for (int i = 0; i < 8; i++)
+            at = (int64_t)((uint64_t)at << 8 | buf[i]);
+        if (kd_wall_ms() - at < cfg_keepa_ms(cfg(sc), cfg(sc)->scan_dedup_window_ms)) {
+            for (size_t k = 8; k < n; k += ST_ASIN_LEN) {
+                char asin[ST_ASIN_LEN + 1];
+                memcpy(asin, buf + k, ST_ASIN_LEN);
+                asin[ST_ASIN_LEN] = '\0';
+                if (scanner_page_add(&sc->page, asin, -1, hash) == 0)
+                    sc->page.c[sc->page.n - 1].item = item;
+            }
+            return; /* resolved recently (to nothing: reported then) */
+        }
+    }
+    if (scanner_page_add_code(&sc->page, l->code, item) == 0)
+        sc->page.c[sc->page.n - 1].feed_hash = hash; /* kept in `seen` of what it resolves to */
+}
+
+/* Reads the next chunk of the ASIN list (or the seller's list) into the page. Returns 0 or a
+ * negative errno. */
 static int read_chunk(struct scanner *sc)
 {
-    const char *path = cfg(sc)->scan_asins_file;
+    const char *path = list_path(sc);
+    bool list = sc->source == CFG_SOURCE_LIST;
     FILE *f = path[0] != '\0' ? fopen(path, "r") : NULL;
     if (f == NULL) {
         int e = path[0] != '\0' ? errno : ENOENT;
-        kd_error("[scan] asins_file %s: %s; retrying in %d s", path[0] ? path : "(not set)",
-                 strerror(e), NO_SOURCE_RETRY_MS / 1000);
-        wk_set_error(sc->wk, "asins_file %s: %s", path, strerror(e));
+        kd_error("[scan] %s %s: %s; retrying in %d s", list ? "list_file" : "asins_file",
+                 path[0] ? path : "(not set)", strerror(e), NO_SOURCE_RETRY_MS / 1000);
+        wk_set_error(sc->wk, "%s %s: %s", list ? "list_file" : "asins_file", path, strerror(e));
         return -e;
     }
+    struct st_txn *txn = NULL;
+    if (list && st_read_begin(sc->env, &txn) != 0)
+        txn = NULL;
     uint64_t line = 0;
     if (sc->hint_line > 0 && sc->hint_line == sc->cur.position &&
         fseek(f, sc->hint_offset, SEEK_SET) == 0)
@@ -610,6 +857,7 @@ static int read_chunk(struct scanner *sc)
     }
     scanner_page_reset(&sc->page);
     sc->page_prefiltered = 0;
+    sc->n_items = 0;
     size_t items = 0;
     while (!eof && items < ASIN_CHUNK) {
         if (getline(&buf, &cap, f) < 0) {
@@ -617,6 +865,21 @@ static int read_chunk(struct scanner *sc)
             break;
         }
         line++;
+        if (list) {
+            struct scanner_list_line l;
+            char why[256];
+            int rc =
+                scanner_parse_list_line(buf, (unsigned)cfg(sc)->keepa_domain, &l, why, sizeof(why));
+            if (rc < 0) {
+                kd_log(sc->list_warned ? KD_LOG_DEBUG : KD_LOG_WARN, "%s:%llu: %s; line ignored",
+                       path, (unsigned long long)line, why);
+                sc->pass_bad_lines++;
+            } else if (rc == 1) {
+                items++;
+                add_list_item(sc, txn, &l, line);
+            }
+            continue;
+        }
         char asin[ST_ASIN_LEN + 1];
         int rc = scanner_parse_asin_line(buf, asin);
         if (rc < 0) {
@@ -641,6 +904,8 @@ static int read_chunk(struct scanner *sc)
     sc->hint_offset = ftell(f);
     free(buf);
     fclose(f);
+    if (txn != NULL)
+        st_read_end(txn);
     sc->page_items = items;
     sc->page_eof = eof;
     sc->page_next_line = line;
@@ -657,12 +922,13 @@ static void start_page(struct scanner *sc, int64_t now)
         sc->cur = scanner_cursor_resume(&sc->cur, (uint8_t)sc->source, hash);
         sc->hint_line = 0;
     }
-    if (sc->source == CFG_SOURCE_ASINS) {
+    if (file_source(sc->source)) {
         if (read_chunk(sc) != 0) {
             sc->fetch_retry_ns = now + NO_SOURCE_RETRY_MS * KD_NS_PER_MS;
             return;
         }
-        page_loaded(sc, "asin chunk at line");
+        page_loaded(sc,
+                    sc->source == CFG_SOURCE_LIST ? "list chunk at line" : "asin chunk at line");
         return;
     }
     if (!sc->sel_ok) {
@@ -712,7 +978,7 @@ static void finish_page(struct scanner *sc, int64_t now)
 {
     struct scanner_cursor next = sc->cur;
     bool pass_end;
-    if (sc->source == CFG_SOURCE_ASINS)
+    if (file_source(sc->source))
         pass_end = scanner_cursor_after_chunk(&next, sc->page_next_line, sc->page_eof);
     else
         pass_end = scanner_cursor_after_page(&next, sc->page_items, sc->page_full, sc->page_last);
@@ -734,13 +1000,20 @@ static void finish_page(struct scanner *sc, int64_t now)
     sc->page_loaded = false;
     scanner_page_reset(&sc->page);
     if (pass_end) {
-        kd_info("pass %u done: %llu pages, %llu asins discovered, %llu peeked, %llu survivors; "
+        char lines[128] = "";
+        if (sc->source == CFG_SOURCE_LIST)
+            snprintf(lines, sizeof(lines), ", %llu list lines ignored, %llu codes unresolved",
+                     (unsigned long long)sc->pass_bad_lines,
+                     (unsigned long long)sc->pass_unresolved);
+        kd_info("pass %u done: %llu pages, %llu asins discovered, %llu peeked, %llu survivors%s; "
                 "next pass in %lld ms",
                 next.pass - 1, (unsigned long long)sc->pass_pages,
                 (unsigned long long)sc->pass_discovered, (unsigned long long)sc->pass_peeked,
-                (unsigned long long)sc->pass_survivors, (long long)cfg(sc)->scan_pass_pause_ms);
+                (unsigned long long)sc->pass_survivors, lines,
+                (long long)cfg(sc)->scan_pass_pause_ms);
         sc->list_warned = true; /* bad list lines are reported once, not every pass */
         sc->pass_pages = sc->pass_discovered = sc->pass_peeked = sc->pass_survivors = 0;
+        sc->pass_bad_lines = sc->pass_unresolved = 0;
         sc->pass_resume_ns = now + cfg(sc)->scan_pass_pause_ms * KD_NS_PER_MS;
     }
 }
@@ -849,14 +1122,16 @@ static void on_reload(struct wk *wk)
     if (sc->stopping)
         return;
     jd_rules_from_cfg(cfg(sc), &sc->rules);
-    if (sc->source == CFG_SOURCE_ASINS) {
-        const char *path = cfg(sc)->scan_asins_file;
+    sc->rules_hash = jd_rules_hash(&sc->rules);
+    scanner_discovery_from_cfg(cfg(sc), &sc->disc);
+    if (file_source(sc->source)) {
+        const char *path = list_path(sc);
         sc->list_hash = scanner_fnv1a(SCANNER_FNV_INIT, path, strlen(path));
         sc->list_warned = false;
     } else {
         struct scanner_selection next;
         char err[256];
-        int rc = scanner_selection_load(&next, sc->source, cfg(sc)->keepa_domain,
+        int rc = scanner_selection_load(&next, sc->source, cfg(sc)->keepa_domain, &sc->disc,
                                         cfg(sc)->scan_selection_file, err, sizeof(err));
         if (rc != 0) {
             kd_error("reload: %s; keeping the previous selection", err);
@@ -930,7 +1205,7 @@ static int load_cursor(struct scanner *sc)
     st_read_end(txn);
     sc->cur = scanner_cursor_resume(have ? &stored : NULL, (uint8_t)sc->source, source_hash(sc));
     kd_info("discovery from %s, pass %u, %s %llu", source_name(sc->source), sc->cur.pass,
-            sc->source == CFG_SOURCE_ASINS ? "line" : "page", (unsigned long long)sc->cur.position);
+            file_source(sc->source) ? "line" : "page", (unsigned long long)sc->cur.position);
     return 0;
 }
 
@@ -939,6 +1214,8 @@ static int on_start(struct wk *wk)
     struct scanner *sc = wk->data;
     sc->wk = wk;
     jd_rules_from_cfg(&wk->cfg, &sc->rules);
+    sc->rules_hash = jd_rules_hash(&sc->rules);
+    scanner_discovery_from_cfg(&wk->cfg, &sc->disc);
     sc->source = wk->cfg.scan_source;
     for (int i = 0; i < SCANNER_MAX_BATCHES; i++)
         sc->batches[i].sc = sc;
@@ -954,11 +1231,11 @@ static int on_start(struct wk *wk)
     }
 
     char err[512];
-    if (sc->source == CFG_SOURCE_ASINS) {
-        const char *path = wk->cfg.scan_asins_file;
+    if (file_source(sc->source)) {
+        const char *path = list_path(sc);
         sc->list_hash = scanner_fnv1a(SCANNER_FNV_INIT, path, strlen(path));
     } else {
-        rc = scanner_selection_load(&sc->sel, sc->source, wk->cfg.keepa_domain,
+        rc = scanner_selection_load(&sc->sel, sc->source, wk->cfg.keepa_domain, &sc->disc,
                                     wk->cfg.scan_selection_file, err, sizeof(err));
         if (rc == 0) {
             sc->sel_ok = true;

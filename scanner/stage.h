@@ -35,28 +35,44 @@
 #define SCANNER_MAX_BATCHES 2   /* peek requests submitted at once */
 #define SCANNER_UNPUSHED    320 /* ring records kept for a retry, per ring */
 #define SCANNER_META_CURSOR "scanner.cursor"
+#define SCANNER_CODE_BATCH  20 /* codes per lookup: at most KP_MAX_BATCH products come back */
+#define SCANNER_CODE_LIMIT  5  /* products one code may resolve to (code-limit) */
+#define SCANNER_META_CODE   "list.code." /* + domain "." code: be64 resolved ms, then ASINs */
 
 struct scanner;
 
-/* Per-ASIN result of a peek, kept until the batch is written. */
+/* One product a peek answered, kept until the batch is written. */
 struct scanner_peeked {
-    bool delivered;
-    bool deal;           /* the peek's judgement passes */
-    const char *reason;  /* jd_reason when it does not (static) */
+    char asin[ST_ASIN_LEN + 1];
+    uint16_t cand;       /* the candidate it answers: position in the batch */
+    bool deal;           /* the peek's judgement passes (and the discovery filters) */
+    bool own_cost;       /* judged at the seller's own cost: stored as a record at once */
+    const char *reason;  /* jd_reason or the discovery filter when it does not (static) */
     struct jd_inputs in; /* what the peek read (a listing read: stats, no offers) */
     struct jd_verdict v; /* what the peek concluded */
+    char title[KP_TITLE_MAX];
+    char category[ST_CATEGORY_NAME_MAX];
 };
 
 struct scanner_batch {
     struct scanner *sc;
     bool busy;          /* submitted, or waiting for its store write */
     bool write_pending; /* answered; its results wait for a store write retry */
+    bool by_code;       /* the candidates are codes of the seller's list (code= lookup) */
     size_t n;
     uint16_t idx[KP_MAX_BATCH];
+    bool got[KP_MAX_BATCH]; /* the candidate at that position was answered */
+    size_t n_res;
     struct scanner_peeked res[KP_MAX_BATCH];
     double tokens;
     int64_t peek_ms;
     size_t n_malformed; /* of the not delivered: answered with mistyped fields (for the log) */
+};
+
+/* A line of the seller's list in the chunk being peeked ([scan] source = list). */
+struct scanner_list_item {
+    uint64_t line; /* in the file, from 1 */
+    struct scanner_list_line l;
 };
 
 struct scanner {
@@ -72,6 +88,8 @@ struct scanner {
 
     int source;            /* enum cfg_scan_source, fixed for the process */
     struct jd_rules rules; /* the judgement's rules (judge/rules.h), renewed on reload */
+    uint64_t rules_hash;
+    struct scanner_discovery disc; /* the discovery filters, renewed on reload */
     struct scanner_selection sel;
     bool sel_ok;
     uint64_t list_hash; /* asins: hash of the list path */
@@ -112,8 +130,14 @@ struct scanner {
     uint64_t hint_line;
     long hint_offset;
 
+    /* The seller's list: the lines of the chunk in memory (candidates point at them). */
+    size_t n_items;
+    struct scanner_list_item items[SCANNER_PAGE_DEALS];
+
     /* Per-pass figures for the pass log line. */
     uint64_t pass_pages, pass_discovered, pass_peeked, pass_survivors;
+    uint64_t pass_bad_lines,
+        pass_unresolved; /* the seller's list: lines ignored, codes unresolved */
 };
 
 #endif

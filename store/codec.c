@@ -103,6 +103,16 @@ void st_record_set_category(struct st_record *r, const char *name, size_t len)
     set_text(r->category_name, sizeof(r->category_name), name, len);
 }
 
+void st_record_set_source_url(struct st_record *r, const char *url, size_t len)
+{
+    set_text(r->source_url, sizeof(r->source_url), url, len);
+}
+
+void st_record_set_note(struct st_record *r, const char *note, size_t len)
+{
+    set_text(r->note, sizeof(r->note), note, len);
+}
+
 void st_pending_init(struct st_pending *p)
 {
     memset(p, 0, sizeof(*p));

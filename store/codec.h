@@ -36,6 +36,8 @@
 #define ST_SELLER_ID_MAX     32   /* bytes including the NUL (Amazon seller ids are ~14) */
 #define ST_RECORD_MAX        4096 /* no encoded record is longer */
 #define ST_CATEGORY_NAME_MAX 64
+#define ST_URL_MAX           200 /* a list line's source_url, bytes including the NUL */
+#define ST_NOTE_MAX          100 /* a list line's note, bytes including the NUL */
 
 #define ST_RECORD_VERSION  2 /* a judged product (v1 was the deal record, migrated) */
 #define ST_DEAL_VERSION    1
@@ -105,7 +107,9 @@ struct st_key {
     X(U8, domain, 0)                                                                               \
     X(STR, title, ST_TITLE_MAX)                                                                    \
     X(STR, category_name, ST_CATEGORY_NAME_MAX) /* categoryTree[0].name; "" unknown */             \
-    X(U8, source, 0)                            /* enum st_source that found it */
+    X(U8, source, 0)                            /* enum st_source that found it */                 \
+    X(STR, source_url, ST_URL_MAX) /* the seller's list: where they buy it; "" none */             \
+    X(STR, note, ST_NOTE_MAX)      /* the seller's list: their note; "" none */
 
 /* X(kind, member of struct jd_verdict, name in the record) */
 #define ST_VERDICT_FIELDS(X)                                                                       \
@@ -246,7 +250,8 @@ enum st_source {
     ST_SOURCE_DEALS = 1,
     ST_SOURCE_ASINS = 2,
     ST_SOURCE_QUERY = 3,
-    ST_SOURCE_RECOMMIT = 4
+    ST_SOURCE_RECOMMIT = 4,
+    ST_SOURCE_LIST = 5 /* the seller's list ([scan] source = list), with or without a cost */
 };
 
 #define ST_MEMBER_I64(name, size)   int64_t name;
@@ -309,6 +314,9 @@ void st_deal_set_title(struct st_deal *d, const char *title, size_t len);
 /* The same into a record's title (ST_TITLE_MAX) or category name (ST_CATEGORY_NAME_MAX). */
 void st_record_set_title(struct st_record *r, const char *title, size_t len);
 void st_record_set_category(struct st_record *r, const char *name, size_t len);
+/* ... or its list line's source_url (ST_URL_MAX) and note (ST_NOTE_MAX). */
+void st_record_set_source_url(struct st_record *r, const char *url, size_t len);
+void st_record_set_note(struct st_record *r, const char *note, size_t len);
 
 /*
  * Encoders: write the record as msgpack into BUF (CAP bytes; ST_RECORD_MAX always suffices)

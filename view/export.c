@@ -120,7 +120,7 @@ static const char *availability_name(int32_t a)
 
 static const char *source_name(unsigned s)
 {
-    static const char *const names[] = {NULL, "deals", "asins", "query", "recommit"};
+    static const char *const names[] = {NULL, "deals", "asins", "query", "recommit", "list"};
     return s < ARRAY_LEN(names) ? names[s] : NULL;
 }
 
@@ -187,7 +187,10 @@ static struct value v_keepa_minutes(int64_t min)
     X(category_name, STRING, v_str(category_of(r)),                                                \
       "categoryTree[0].name, else kdeals' name for the root category")                             \
     X(source, STRING, v_str(source_name(r->source)),                                               \
-      "what found it: deals (the /deal feed), asins, query (product finder), recommit")            \
+      "what found it: deals (the /deal feed), asins, query (product finder), recommit, list "      \
+      "(your list)")                                                                               \
+    X(source_url, STRING, v_text(r->source_url), "your list's source_url: where you buy it")       \
+    X(note, STRING, v_text(r->note), "your list's note")                                           \
     X(state, STRING, v_str(st_state_name(r->state)), "deal, failing or rejected")                  \
     X(verdict_deal, BOOLEAN, v_bool(r->v.deal), "the stored verdict: no criterion fails")          \
     X(verdict_near, BOOLEAN, v_bool(r->v.near),                                                    \
@@ -378,21 +381,31 @@ static struct value field_value(size_t i, const struct row *x)
     }
 }
 
+const struct jd_rules *vw_out_rules(const struct vw_out *o, unsigned domain)
+{
+    if (o == NULL)
+        return NULL;
+    if (domain < VW_DOMAINS && o->rules_by_domain[domain] != NULL)
+        return o->rules_by_domain[domain];
+    return o->rules;
+}
+
 static void row_init(struct row *x, const struct st_record *r, const struct vw_out *o)
 {
     memset(x, 0, sizeof(*x));
     x->r = r;
-    if (o != NULL && o->rules != NULL) {
-        jd_judge(&r->in, o->rules, &x->j);
+    const struct jd_rules *rules = vw_out_rules(o, r->domain);
+    if (rules != NULL) {
+        jd_judge(&r->in, rules, &x->j);
         x->judged = true;
-        x->current_rules = r->rules_hash == jd_rules_hash(o->rules);
+        x->current_rules = r->rules_hash == jd_rules_hash(rules);
     }
     jd_link_amazon(r->domain, r->asin, x->amazon_url, sizeof(x->amazon_url));
     jd_link_offers(r->domain, r->asin, x->offers_url, sizeof(x->offers_url));
     jd_link_keepa(r->domain, r->asin, x->keepa_url, sizeof(x->keepa_url));
     if (r->rules_hash != 0)
         snprintf(x->rules_hash, sizeof(x->rules_hash), "%016" PRIx64, r->rules_hash);
-    x->at_cost = o != NULL && vw_at_cost(r, o->rules, &x->c);
+    x->at_cost = vw_at_cost(r, rules, &x->c);
 }
 
 /* ---- the reasons ---- */

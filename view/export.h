@@ -43,11 +43,19 @@
 #include "judge/judge.h"
 #include "store/codec.h"
 
+#define VW_DOMAINS 16 /* Keepa domain ids are below this */
+
 /* What the writers need besides the records. */
 struct vw_out {
     const struct jd_rules *rules; /* re-judges each record for `reasons`; NULL: reasons null */
     bool json_lines;              /* vw_json_write: one object per line, no enclosing array */
+    /* A view over several marketplaces (several instances' stores): the rules of each
+     * marketplace's instance by Keepa domain id; a NULL entry falls back to RULES. */
+    const struct jd_rules *rules_by_domain[VW_DOMAINS];
 };
+
+/* The rules O gives for a record of DOMAIN (see struct vw_out); NULL when none. */
+const struct jd_rules *vw_out_rules(const struct vw_out *o, unsigned domain);
 
 /* The type of a field as the outputs write it. */
 enum vw_ftype {

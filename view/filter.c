@@ -16,9 +16,7 @@
 
 bool vw_amazon_on_listing(const struct st_record *r)
 {
-    int32_t a = r->in.amazon_availability;
-    return r->in.amazon_cents > 0 || a == 0 || a == 1 || a == 3 || a == 4 ||
-           r->in.buy_box_is_amazon == 1 || r->in.buy_is_amazon;
+    return jd_amazon_on_listing(&r->in);
 }
 
 int32_t vw_competing_offers(const struct st_record *r)
@@ -79,6 +77,17 @@ bool vw_at_cost(const struct st_record *r, const struct jd_rules *rules, struct 
     return true;
 }
 
+int64_t vw_money_in(const struct vw_filter *f, int64_t amount, unsigned domain)
+{
+    if (f->domain != 0)
+        return amount;
+    const struct jd_market *m = jd_market(domain);
+    if (m == NULL || m->decimals != 0)
+        return amount;
+    /* Hundredths of a unit into whole units, rounded up: a threshold is never lowered. */
+    return amount >= 0 ? (amount + 99) / 100 : -(-amount / 100);
+}
+
 /* ---- matching ---- */
 
 static unsigned verdict_class(const struct st_record *r)
@@ -111,7 +120,8 @@ bool vw_match(const struct st_record *r, const struct vw_filter *f, int64_t now_
         return false;
     if (given(f, VW_K_MIN_ROI) && !(r->v.priced && r->v.roi_bp >= f->min_roi_bp))
         return false;
-    if (given(f, VW_K_MIN_PROFIT) && !(r->v.priced && r->v.profit_cents >= f->min_profit_cents))
+    if (given(f, VW_K_MIN_PROFIT) &&
+        !(r->v.priced && r->v.profit_cents >= vw_money_in(f, f->min_profit_cents, r->domain)))
         return false;
     if (given(f, VW_K_MAX_RANK) && !(r->in.sales_rank > 0 && r->in.sales_rank <= f->max_rank))
         return false;

@@ -166,7 +166,8 @@ struct vw_filter {
 const struct vw_key_info *vw_filter_key(size_t i);
 
 /* The default view: deals only, unmarked only, sorted by ROI, no limit; money read in
- * DOMAIN's currency (a Keepa domain id: 1 com, 3 de, ...). */
+ * DOMAIN's currency (a Keepa domain id: 1 com, 3 de, ...), or with DOMAIN 0 (a view over
+ * several marketplaces) in each record's own currency (vw_money_in). */
 void vw_filter_init(struct vw_filter *f, unsigned domain);
 
 /*
@@ -248,6 +249,15 @@ bool vw_monthly_profit(const struct st_record *r, int64_t *cents);
  * bought cost or RULES is NULL.
  */
 bool vw_at_cost(const struct st_record *r, const struct jd_rules *rules, struct jd_verdict *out);
+
+/*
+ * An amount of money of F (min_profit) as a threshold for a record of DOMAIN, in that record's
+ * smallest units. A filter of one marketplace (F->domain set) read it in that currency. A
+ * view over several marketplaces (F->domain 0) reads money as hundredths of a unit and
+ * applies it in each record's own currency: --min-profit 5 is $5.00 on amazon.com, 5.00 EUR on
+ * amazon.de, 5 JPY on amazon.co.jp (no currency is converted).
+ */
+int64_t vw_money_in(const struct vw_filter *f, int64_t amount, unsigned domain);
 
 /* The names of a sort, a verdict class bit and a condition bit ("roi", "near", "like_new"). */
 const char *vw_sort_name(enum vw_sort s);

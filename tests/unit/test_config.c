@@ -98,7 +98,9 @@ static void test_enum_order(void **state)
     (void)state;
     const struct cfg_key *k = cfg_keys();
     assert_string_equal(k[CFG_K_daemon_log_level].choices, "error|warn|info|debug");
-    assert_string_equal(k[CFG_K_scan_source].choices, "deals|asins|query");
+    assert_string_equal(k[CFG_K_scan_source].choices, "deals|asins|query|list");
+    assert_string_equal(k[CFG_K_scan_list_condition].choices,
+                        "new|like_new|very_good|good|acceptable");
     assert_string_equal(k[CFG_K_filter_buy_condition].choices,
                         "used_then_new|used|new|new_then_used");
     /* LIST choices are enum jd_basis from 1 (judge/rules.c relies on it). */
@@ -151,6 +153,14 @@ static const char every_key[] = "; a comment\n"
                                 "source = asins\n"
                                 "selection_file = /sel.json\n"
                                 "asins_file = /asins.txt\n"
+                                "list_file = /list.csv\n"
+                                "list_condition = good\n"
+                                "max_rank = 250000\n"
+                                "categories = 283155, 5174\n"
+                                "exclude_categories = 2625373011\n"
+                                "no_amazon = yes\n"
+                                "min_price = 2\n"
+                                "max_price = 40.50\n"
                                 "peek_batch = 1\n"
                                 "peek_offers = 20\n"
                                 "pass_pause = 0\n"
@@ -213,6 +223,12 @@ static void test_every_key_parsed(void **state)
     assert_int_equal(c.daemon_stop_timeout_ms, 1500);
     assert_int_equal(c.tokens_minute_ms, 100);
     assert_string_equal(c.store_path, "/var/db/kd");
+    assert_int_equal(c.scan_max_rank, 250000);
+    assert_string_equal(c.scan_categories, "283155, 5174");
+    assert_true(c.scan_no_amazon);
+    assert_int_equal(c.scan_min_price_cents, 200);
+    assert_int_equal(c.scan_max_price_cents, 4050);
+    assert_int_equal(c.scan_list_condition, 3);
     assert_int_equal(c.scan_source, CFG_SOURCE_ASINS);
     assert_int_equal(c.scan_dedup_window_ms, 2 * 86400 * 1000LL);
     assert_false(c.commit_history);
@@ -464,6 +480,10 @@ static void test_rules(void **state)
     expect_error("[store]\nmap_size_mb = 100000\n", 2, "must be >= map_size_mb");
     expect_error("[scan]\nsource = asins\n", 2, "needs [scan] asins_file");
     expect_error("[scan]\nsource = query\n", 2, "needs [scan] selection_file");
+    expect_error("[scan]\nsource = list\n", 2, "needs [scan] list_file");
+    expect_error("[scan]\nmax_price = 10\nmin_price = 12.50\n", 3,
+                 "[scan] min_price (12.50) must be <= max_price (10.00)");
+    expect_error("[scan]\ncategories = 283155, books\n", 2, "'books' is not a positive integer");
 }
 
 struct diff_seen {

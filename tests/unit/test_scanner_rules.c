@@ -306,7 +306,8 @@ static void test_selection_builtin(void **state)
     (void)state;
     struct scanner_selection s;
     char err[256];
-    assert_int_equal(scanner_selection_load(&s, CFG_SOURCE_DEALS, 3, "", err, sizeof(err)), 0);
+    assert_int_equal(scanner_selection_load(&s, CFG_SOURCE_DEALS, 3, NULL, "", err, sizeof(err)),
+                     0);
     assert_int_equal(s.per_page, 150);
     assert_int_equal(s.last_page, 66);
     char *j0 = NULL, *j5 = NULL;
@@ -324,12 +325,13 @@ static void test_selection_builtin(void **state)
     free(j5);
     /* Another domain is another selection (another cursor). */
     struct scanner_selection t;
-    assert_int_equal(scanner_selection_load(&t, CFG_SOURCE_DEALS, 1, "", err, sizeof(err)), 0);
+    assert_int_equal(scanner_selection_load(&t, CFG_SOURCE_DEALS, 1, NULL, "", err, sizeof(err)),
+                     0);
     assert_true(s.hash != t.hash);
     scanner_selection_free(&s);
     scanner_selection_free(&t);
     /* /query has no built-in selection. */
-    assert_int_equal(scanner_selection_load(&s, CFG_SOURCE_QUERY, 1, "", err, sizeof(err)),
+    assert_int_equal(scanner_selection_load(&s, CFG_SOURCE_QUERY, 1, NULL, "", err, sizeof(err)),
                      -EINVAL);
     assert_non_null(strstr(err, "selection_file"));
 }
@@ -342,8 +344,8 @@ static void test_selection_checks(void **state)
     /* The file's own page is ignored; a string domainId that matches is fine. */
     const char *ok = "{\"domainId\":\"1\",\"priceTypes\":[2],\"page\":9,\"sortType\":4,"
                      "\"deltaPercentRange\":[10,2147483647],\"salesRankRange\":[1000,-1]}";
-    assert_int_equal(scanner_selection_parse(&s, CFG_SOURCE_DEALS, 1, ok, "f", err, sizeof(err)),
-                     0);
+    assert_int_equal(
+        scanner_selection_parse(&s, CFG_SOURCE_DEALS, 1, NULL, ok, "f", err, sizeof(err)), 0);
     char *j = NULL;
     size_t n;
     assert_int_equal(scanner_selection_render(&s, 2, &j, &n), 0);
@@ -356,8 +358,8 @@ static void test_selection_checks(void **state)
     const char *ok2 = "{\"domainId\":\"1\",\"priceTypes\":[2],\"page\":3,\"sortType\":4,"
                       "\"deltaPercentRange\":[10,2147483647],\"salesRankRange\":[1000,-1]}";
     struct scanner_selection s2;
-    assert_int_equal(scanner_selection_parse(&s2, CFG_SOURCE_DEALS, 1, ok2, "f", err, sizeof(err)),
-                     0);
+    assert_int_equal(
+        scanner_selection_parse(&s2, CFG_SOURCE_DEALS, 1, NULL, ok2, "f", err, sizeof(err)), 0);
     assert_true(s.hash == s2.hash);
     scanner_selection_free(&s2);
     scanner_selection_free(&s);
@@ -375,15 +377,15 @@ static void test_selection_checks(void **state)
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         err[0] = '\0';
-        assert_int_equal(
-            scanner_selection_parse(&s, CFG_SOURCE_DEALS, 1, bad[i].json, "f", err, sizeof(err)),
-            -EINVAL);
+        assert_int_equal(scanner_selection_parse(&s, CFG_SOURCE_DEALS, 1, NULL, bad[i].json, "f",
+                                                 err, sizeof(err)),
+                         -EINVAL);
         if (strstr(err, bad[i].needle) == NULL)
             fail_msg("%s: error '%s' does not name %s", bad[i].json, err, bad[i].needle);
     }
 
     /* /query: perPage defaults to 150, is bounded, and is always sent. */
-    assert_int_equal(scanner_selection_parse(&s, CFG_SOURCE_QUERY, 1,
+    assert_int_equal(scanner_selection_parse(&s, CFG_SOURCE_QUERY, 1, NULL,
                                              "{\"current_SALES_lte\":50000}", "q", err,
                                              sizeof(err)),
                      0);
@@ -394,11 +396,11 @@ static void test_selection_checks(void **state)
     assert_int_equal(json_int(j, "page"), 1);
     free(j);
     scanner_selection_free(&s);
-    assert_int_equal(scanner_selection_parse(&s, CFG_SOURCE_QUERY, 1, "{\"perPage\":5000}", "q",
-                                             err, sizeof(err)),
+    assert_int_equal(scanner_selection_parse(&s, CFG_SOURCE_QUERY, 1, NULL, "{\"perPage\":5000}",
+                                             "q", err, sizeof(err)),
                      -EINVAL);
-    assert_int_equal(scanner_selection_parse(&s, CFG_SOURCE_QUERY, 1, "{\"perPage\":500}", "q", err,
-                                             sizeof(err)),
+    assert_int_equal(scanner_selection_parse(&s, CFG_SOURCE_QUERY, 1, NULL, "{\"perPage\":500}",
+                                             "q", err, sizeof(err)),
                      0);
     assert_int_equal(s.last_page, 19);
     scanner_selection_free(&s);
@@ -490,6 +492,239 @@ static void test_peek_room(void **state)
     assert_int_equal(scanner_peek_room(200, 0, 0, 1000, 0), 200 * 1002); /* a rare survivor */
 }
 
+/* ---- the seller's list, codes, discovery filters ---- */
+
+static void test_list_lines(void **state)
+{
+    (void)state;
+    struct scanner_list_line l;
+    char why[256];
+    assert_int_equal(scanner_parse_list_line("b0f7xpycsj,12.50\r\n", 1, &l, why, sizeof(why)), 1);
+    assert_string_equal(l.asin, "B0F7XPYCSJ");
+    assert_string_equal(l.code, "");
+    assert_int_equal(l.cost_cents, 1250);
+    assert_int_equal(
+        scanner_parse_list_line("0747474801770, $3 ,https://shop.example/a?b=1,\"case, of 12\"\n",
+                                1, &l, why, sizeof(why)),
+        1);
+    assert_string_equal(l.code, "0747474801770");
+    assert_int_equal(l.cost_cents, 300);
+    assert_string_equal(l.url, "https://shop.example/a?b=1");
+    assert_string_equal(l.note, "case, of 12");
+    assert_int_equal(scanner_parse_list_line("747474801770,\n", 1, &l, why, sizeof(why)), 1);
+    assert_string_equal(l.code, "747474801770");
+    assert_int_equal(l.cost_cents, -1); /* no cost: judged on Amazon's offers */
+    assert_int_equal(scanner_parse_list_line("0747474801770", 1, &l, why, sizeof(why)), 1);
+    assert_int_equal(scanner_parse_list_line("B0F7XPYCSJ,1500", 5, &l, why, sizeof(why)), 1);
+    assert_int_equal(l.cost_cents, 1500); /* yen: whole units */
+    assert_int_equal(scanner_parse_list_line("\"B0F7XPYCSJ\",\"4.5\",,\"say \"\"hi\"\"\"", 1, &l,
+                                             why, sizeof(why)),
+                     1);
+    assert_int_equal(l.cost_cents, 450);
+    assert_string_equal(l.note, "say \"hi\"");
+    /* Skipped: blank, comment, header. */
+    assert_int_equal(scanner_parse_list_line("  \n", 1, &l, why, sizeof(why)), 0);
+    assert_int_equal(scanner_parse_list_line("# supplier A\n", 1, &l, why, sizeof(why)), 0);
+    assert_int_equal(
+        scanner_parse_list_line("code,cost,source_url,note\n", 1, &l, why, sizeof(why)), 0);
+    assert_int_equal(scanner_parse_list_line("ASIN,Cost\n", 1, &l, why, sizeof(why)), 0);
+    /* Errors say what is wrong with the line. */
+    static const struct {
+        const char *line, *why;
+    } bad[] = {
+        {"B0F7XPYCS,1", "'B0F7XPYCS' is not an ASIN (10 letters and digits), a UPC (12 digits) or "
+                        "an EAN (13 digits)"},
+        {"07474748017701,1", "is not an ASIN"},
+        {"B0F7XPYCSJ,12.505", "cost '12.505': money in USD, e.g. 12.50 (not cents)"},
+        {"B0F7XPYCSJ,abc", "cost 'abc'"},
+        {"B0F7XPYCSJ,-3", "cost '-3'"},
+        {"B0F7XPYCSJ,1,u,n,extra", "more than 4 fields"},
+        {"B0F7XPYCSJ,1,u,\"open", "the note is longer than 99 bytes or not a CSV field"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(scanner_parse_list_line(bad[i].line, 1, &l, why, sizeof(why)), -EINVAL);
+        if (strstr(why, bad[i].why) == NULL)
+            fail_msg("'%s': '%s' lacks '%s'", bad[i].line, why, bad[i].why);
+    }
+    assert_int_equal(scanner_parse_list_line("B0F7XPYCSJ,1500.5", 5, &l, why, sizeof(why)),
+                     -EINVAL);
+    assert_non_null(strstr(why, "money in JPY, e.g. 1500"));
+}
+
+static void test_code_matches(void **state)
+{
+    (void)state;
+    struct kp_product p;
+    memset(&p, 0, sizeof(p));
+    p.n_codes = 2;
+    strcpy(p.codes[0], "0747474801770");
+    strcpy(p.codes[1], "8809875456477");
+    assert_true(scanner_code_matches(&p, "0747474801770"));
+    assert_true(scanner_code_matches(&p, "747474801770")); /* the UPC of that EAN */
+    assert_true(scanner_code_matches(&p, "8809875456477"));
+    assert_false(scanner_code_matches(&p, "809875456477")); /* not a leading-0 EAN */
+    assert_false(scanner_code_matches(&p, "0747474801771"));
+    strcpy(p.codes[0], "747474801770");
+    assert_true(scanner_code_matches(&p, "0747474801770"));
+    p.n_codes = 0;
+    assert_false(scanner_code_matches(&p, "747474801770"));
+}
+
+static void test_discovery_filters(void **state)
+{
+    (void)state;
+    struct cfg c;
+    char err[512];
+    const char *text = "[scan]\nmax_rank = 200000\ncategories = 283155, 172282\n"
+                       "exclude_categories = 5174\nno_amazon = true\nmin_price = 3\n"
+                       "max_price = 40\n[filter]\nbuy_condition = new\n";
+    assert_int_equal(cfg_load_buffer(text, strlen(text), "t", &c, err, sizeof(err)), 0);
+    struct scanner_discovery d;
+    scanner_discovery_from_cfg(&c, &d);
+    assert_true(scanner_discovery_any(&d));
+    assert_int_equal(d.price_type, 1);
+    assert_int_equal(d.n_include, 2);
+    assert_int_equal(d.min_price_cents, 300);
+    struct jd_inputs in;
+    jd_inputs_init(&in);
+    in.sales_rank = 150000;
+    in.root_category = 283155;
+    in.amazon_availability = -1;
+    in.buy_source = JD_BUY_LISTING;
+    in.buy_price_cents = 1000;
+    in.buy_shipping_cents = -1;
+    const char *why = "x";
+    assert_true(scanner_discovery_pass(&d, &in, &why));
+    assert_null(why);
+    struct jd_inputs t = in;
+    t.sales_rank = 200001;
+    assert_false(scanner_discovery_pass(&d, &t, &why));
+    assert_string_equal(why, "max_rank");
+    t.sales_rank = -1; /* unknown: not "at most 200 000" */
+    assert_false(scanner_discovery_pass(&d, &t, &why));
+    t = in;
+    t.root_category = 5174;
+    assert_false(scanner_discovery_pass(&d, &t, &why));
+    assert_string_equal(why, "category");
+    t.root_category = 0;
+    assert_false(scanner_discovery_pass(&d, &t, &why));
+    t = in;
+    t.amazon_availability = 0;
+    assert_false(scanner_discovery_pass(&d, &t, &why));
+    assert_string_equal(why, "amazon");
+    t = in;
+    t.buy_price_cents = 4001;
+    assert_false(scanner_discovery_pass(&d, &t, &why));
+    assert_string_equal(why, "price");
+    t.buy_price_cents = 3900;
+    t.buy_shipping_cents = 200; /* the price a seller pays: with shipping */
+    assert_false(scanner_discovery_pass(&d, &t, &why));
+    t.buy_price_cents = 299;
+    t.buy_shipping_cents = 0;
+    assert_false(scanner_discovery_pass(&d, &t, &why));
+    t.buy_source = JD_BUY_NONE;
+    t.buy_price_cents = -1;
+    assert_false(scanner_discovery_pass(&d, &t, &why));
+    /* Nothing set: everything passes. */
+    cfg_defaults(&c);
+    scanner_discovery_from_cfg(&c, &d);
+    assert_false(scanner_discovery_any(&d));
+    jd_inputs_init(&t);
+    assert_true(scanner_discovery_pass(&d, &t, NULL));
+    assert_int_equal(d.price_type, 2); /* used_then_new buys Used first */
+}
+
+/* The discovery filters in the selections, as Keepa's keys; the file's own keys win. */
+static void test_selection_discovery(void **state)
+{
+    (void)state;
+    struct scanner_discovery d;
+    memset(&d, 0, sizeof(d));
+    d.max_rank = 200000;
+    d.include[0] = 283155;
+    d.n_include = 1;
+    d.exclude[0] = 5174;
+    d.exclude[1] = 2625373011;
+    d.n_exclude = 2;
+    d.no_amazon = true;
+    d.min_price_cents = 300;
+    d.max_price_cents = 4000;
+    d.price_type = 1;
+    struct scanner_selection s;
+    char err[256], *j = NULL;
+    size_t n;
+    assert_int_equal(scanner_selection_load(&s, CFG_SOURCE_DEALS, 1, &d, "", err, sizeof(err)), 0);
+    assert_int_equal(scanner_selection_render(&s, 0, &j, &n), 0);
+    assert_non_null(strstr(j, "\"priceTypes\":[1]")); /* a New buy: New price drops */
+    assert_non_null(strstr(j, "\"salesRankRange\":[0,200000]"));
+    assert_non_null(strstr(j, "\"currentRange\":[300,4000]"));
+    assert_non_null(strstr(j, "\"includeCategories\":[283155]"));
+    assert_non_null(strstr(j, "\"excludeCategories\":[5174,2625373011]"));
+    assert_non_null(strstr(j, "\"mustNotHaveAmazonOffer\":true"));
+    assert_non_null(strstr(j, "\"isFilterEnabled\":true"));
+    const char *p = strstr(j, "\"isRangeEnabled\":true");
+    assert_non_null(p);
+    assert_null(strstr(p + 1, "\"isRangeEnabled\"")); /* once: the built-in has it */
+    uint64_t with = s.hash;
+    free(j);
+    scanner_selection_free(&s);
+    assert_int_equal(scanner_selection_load(&s, CFG_SOURCE_DEALS, 1, NULL, "", err, sizeof(err)),
+                     0);
+    assert_true(s.hash != with); /* other filters, another walk */
+    scanner_selection_free(&s);
+    /* A file's own key wins. */
+    const char *file = "{\"priceTypes\":[2],\"salesRankRange\":[0,5000],\"isRangeEnabled\":false}";
+    assert_int_equal(
+        scanner_selection_parse(&s, CFG_SOURCE_DEALS, 1, &d, file, "f", err, sizeof(err)), 0);
+    assert_int_equal(scanner_selection_render(&s, 0, &j, &n), 0);
+    assert_non_null(strstr(j, "\"salesRankRange\":[0,5000]"));
+    assert_null(strstr(j, "200000"));
+    assert_non_null(strstr(j, "\"isRangeEnabled\":false"));
+    assert_non_null(strstr(j, "\"currentRange\":[300,4000]"));
+    free(j);
+    scanner_selection_free(&s);
+    /* The product finder's spelling. */
+    assert_int_equal(scanner_selection_parse(&s, CFG_SOURCE_QUERY, 1, &d, "{\"perPage\":100}", "q",
+                                             err, sizeof(err)),
+                     0);
+    assert_int_equal(scanner_selection_render(&s, 0, &j, &n), 0);
+    assert_int_equal(json_int(j, "current_SALES_lte"), 200000);
+    assert_int_equal(json_int(j, "current_SALES_gte"), 1);
+    assert_non_null(strstr(j, "\"rootCategory\":[283155]"));
+    assert_non_null(strstr(j, "\"categories_exclude\":[5174,2625373011]"));
+    assert_int_equal(json_int(j, "availabilityAmazon"), -1);
+    assert_int_equal(json_int(j, "current_NEW_gte"), 300);
+    assert_int_equal(json_int(j, "current_NEW_lte"), 4000);
+    free(j);
+    scanner_selection_free(&s);
+}
+
+static void test_page_kinds(void **state)
+{
+    (void)state;
+    struct scanner_page *p = malloc(sizeof(*p));
+    assert_non_null(p);
+    scanner_page_reset(p);
+    assert_int_equal(scanner_page_add(p, "B000000001", -1, 0), 0);
+    assert_int_equal(scanner_page_add_code(p, "0747474801770", 3), 0);
+    assert_int_equal(scanner_page_add_code(p, "0747474801770", 4), 1);
+    assert_int_equal(scanner_page_add_code(p, "12ab", 4), -EINVAL);
+    assert_int_equal(scanner_page_add(p, "B000000002", -1, 0), 0);
+    assert_int_equal(scanner_page_add_code(p, "747474801771", 5), 0);
+    uint16_t idx[8];
+    /* One kind per request: the ASINs first, then the codes. */
+    assert_int_equal(scanner_page_take(p, 8, idx), 2);
+    assert_int_equal(idx[0], 0);
+    assert_int_equal(idx[1], 2);
+    assert_int_equal(scanner_page_take(p, 8, idx), 2);
+    assert_int_equal(idx[0], 1);
+    assert_int_equal(idx[1], 3);
+    assert_int_equal(p->c[1].item, 3);
+    assert_int_equal(p->c[0].item, -1);
+    assert_int_equal(scanner_page_take(p, 8, idx), 0);
+    free(p);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -506,6 +741,11 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_prefilter_real_page),
         cmocka_unit_test(test_backlog_limit),
         cmocka_unit_test(test_peek_room),
+        cmocka_unit_test(test_list_lines),
+        cmocka_unit_test(test_code_matches),
+        cmocka_unit_test(test_discovery_filters),
+        cmocka_unit_test(test_selection_discovery),
+        cmocka_unit_test(test_page_kinds),
     };
     return KD_RUN_TESTS(tests, argc, argv);
 }

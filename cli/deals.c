@@ -124,18 +124,97 @@ static int terminal_width(void)
     return w >= 40 && w <= 1000 ? (int)w : 80;
 }
 
-int cli_deals_main(const struct cfg *c, int argc, char **argv)
+/* One store of the view: where it is, whose rules judge its records, the file that says so. */
+struct source {
+    struct st_options so;
+    const struct cfg *cfg;
+    const char *what; /* "store PATH" or "config FILE" for messages */
+    char what_buf[CFG_STR_MAX + 16];
+};
+
+/* Appends the records of source SRC to *RECS (*N of *CAP). Returns 0, or 1 after printing. */
+static int read_source(struct source *src, struct st_record **recs, size_t *n, unsigned *bad)
+{
+    char err[512];
+    struct st_env *env;
+    if (st_open_existing(&src->so, &env, err, sizeof(err)) != 0) {
+        fprintf(stderr, "kdeals deals: %s\n", err);
+        return 1;
+    }
+    struct st_record *part;
+    size_t np;
+    unsigned nbad;
+    int rc = read_records(env, &part, &np, &nbad);
+    st_close(env);
+    if (rc != 0) {
+        fprintf(stderr, "kdeals deals: cannot read %s: %s\n", src->so.path, st_strerror(rc));
+        return 1;
+    }
+    struct st_record *all = realloc(*recs, (*n + np + 1) * sizeof(*all));
+    if (all == NULL) {
+        free(part);
+        fprintf(stderr, "kdeals deals: out of memory\n");
+        return 1;
+    }
+    memcpy(all + *n, part, np * sizeof(*part));
+    free(part);
+    *recs = all;
+    *n += np;
+    *bad += nbad;
+    return 0;
+}
+
+int cli_deals_main(const struct cfg *const *cfgs, size_t n_cfgs, int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
             return usage(stdout);
     }
+    const struct cfg *c = cfgs[0];
+    /* The stores: one per config (-c repeated), then each --store PATH (the first config's
+     * rules judge its records). */
+    struct source srcs[CLI_DEALS_STORES_MAX];
+    size_t n_srcs = 0;
+    for (size_t k = 0; k < n_cfgs && n_srcs < CLI_DEALS_STORES_MAX; k++) {
+        struct source *src = &srcs[n_srcs++];
+        src->so = cli_store_options(cfgs[k]);
+        src->cfg = cfgs[k];
+        snprintf(src->what_buf, sizeof(src->what_buf), "%s",
+                 cfgs[k]->source_path[0] ? cfgs[k]->source_path : "(defaults)");
+    }
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--store") != 0)
+            continue;
+        if (i + 1 >= argc) {
+            fprintf(stderr, "kdeals deals: --store needs the PATH of a store folder\n");
+            return 2;
+        }
+        if (n_srcs == CLI_DEALS_STORES_MAX) {
+            fprintf(stderr, "kdeals deals: at most %d stores in one view\n",
+                    CLI_DEALS_STORES_MAX);
+            return 2;
+        }
+        struct source *src = &srcs[n_srcs++];
+        src->so = cli_store_options(c);
+        src->so.path = argv[i + 1];
+        src->cfg = c;
+        i++;
+    }
+    /* --store alone replaces the config's own store. */
+    bool explicit_stores = n_srcs > n_cfgs;
+    size_t first = n_cfgs == 1 && explicit_stores ? 1 : 0;
+    bool several = n_srcs - first > 1;
+
     struct vw_filter f;
-    vw_filter_init(&f, (unsigned)c->keepa_domain);
+    vw_filter_init(&f, several ? 0 : (unsigned)c->keepa_domain);
     enum deals_format format = FMT_TABLE;
-    char err[512];
+    char err[1024];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (strcmp(a, "--store") == 0) {
+            i++;
+            continue;
+        }
         if (strcmp(a, "--view") == 0) {
             /* The preset's keys, as if given here: later flags replace them one by one. */
             if (i + 1 >= argc) {
@@ -184,20 +263,25 @@ int cli_deals_main(const struct cfg *c, int argc, char **argv)
         }
     }
 
-    struct st_options so = cli_store_options(c);
-    struct st_env *env;
-    if (st_open_existing(&so, &env, err, sizeof(err)) != 0) {
-        fprintf(stderr, "kdeals deals: %s\n", err);
-        return 1;
-    }
-    struct st_record *recs;
-    size_t n;
-    unsigned bad;
-    int rc = read_records(env, &recs, &n, &bad);
-    st_close(env);
-    if (rc != 0) {
-        fprintf(stderr, "kdeals deals: cannot read %s: %s\n", c->store_path, st_strerror(rc));
-        return 1;
+    /* Each store's records, and each marketplace's rules (the reasons, the figures at a
+     * bought cost): several instances of one marketplace share the first one's rules. */
+    struct jd_rules rules[CLI_DEALS_STORES_MAX];
+    struct vw_out o = {.json_lines = format == FMT_JSONL};
+    struct st_record *recs = NULL;
+    size_t n = 0;
+    unsigned bad = 0;
+    for (size_t k = first; k < n_srcs; k++) {
+        size_t before = n;
+        if (read_source(&srcs[k], &recs, &n, &bad) != 0) {
+            free(recs);
+            return 1;
+        }
+        jd_rules_from_cfg(srcs[k].cfg, &rules[k]);
+        if (o.rules == NULL)
+            o.rules = &rules[k];
+        for (size_t i = before; i < n; i++)
+            if (recs[i].domain < VW_DOMAINS && o.rules_by_domain[recs[i].domain] == NULL)
+                o.rules_by_domain[recs[i].domain] = &rules[k];
     }
     size_t *idx = malloc((n > 0 ? n : 1) * sizeof(*idx));
     if (idx == NULL) {
@@ -208,9 +292,6 @@ int cli_deals_main(const struct cfg *c, int argc, char **argv)
     int64_t now_ms = kd_wall_ms();
     size_t shown = 0, matched = 0;
     vw_select(recs, n, &f, now_ms, idx, &shown, &matched);
-    struct jd_rules rules;
-    jd_rules_from_cfg(c, &rules);
-    struct vw_out o = {.rules = &rules, .json_lines = format == FMT_JSONL};
     int wrc = 0;
     switch (format) {
     case FMT_CSV:
@@ -224,7 +305,7 @@ int cli_deals_main(const struct cfg *c, int argc, char **argv)
         const char *no_color = getenv("NO_COLOR");
         bool colour = isatty(STDOUT_FILENO) && (no_color == NULL || no_color[0] == '\0');
         wrc = vw_table_write(stdout, recs, idx, shown, terminal_width(), colour,
-                             (unsigned)c->keepa_domain, now_ms, &rules);
+                             several ? 0 : (unsigned)c->keepa_domain, now_ms, &o);
         if (shown < matched)
             printf("%zu of %zu shown (--limit, --offset)\n", shown, matched);
         else

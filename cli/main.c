@@ -388,17 +388,56 @@ static int cmd_show(int argc, char **argv)
     return cli_show_main(&o.cfg, argc, argv);
 }
 
+/*
+ * `kdeals deals` reads one instance's store, or several marketplaces' instances as one view
+ * when -c is given more than once: the first config is the command's (presets), every config
+ * adds its store and its rules.
+ */
 static int cmd_deals(int argc, char **argv)
 {
     if (wants_help(argc, argv)) {
         char *help[] = {argv[0], "--help", NULL};
-        return cli_deals_main(NULL, 2, help);
+        return cli_deals_main(NULL, 0, 2, help);
     }
+    const char *more[CLI_DEALS_STORES_MAX];
+    size_t n_more = 0;
+    bool first_seen = false;
+    int out = 1;
+    for (int i = 1; i < argc; i++) {
+        bool is_c = strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0;
+        if (is_c && first_seen && i + 1 < argc) {
+            if (n_more + 1 == CLI_DEALS_STORES_MAX) {
+                fprintf(stderr, "kdeals deals: at most %d configs in one view\n",
+                        CLI_DEALS_STORES_MAX);
+                return 2;
+            }
+            more[n_more++] = argv[++i];
+            continue;
+        }
+        first_seen |= is_c;
+        argv[out++] = argv[i];
+    }
+    argc = out;
+    argv[argc] = NULL;
     struct common_opts o;
     int rc = common_opts("deals", &argc, argv, &o, 1);
     if (rc != 0)
         return rc;
-    return cli_deals_main(&o.cfg, argc, argv);
+    static struct cfg extra[CLI_DEALS_STORES_MAX]; /* large: not on the stack */
+    const struct cfg *cfgs[CLI_DEALS_STORES_MAX] = {&o.cfg};
+    for (size_t k = 0; k < n_more; k++) {
+        char err[1024];
+        int lrc = cfg_load_file(more[k], &extra[k], err, sizeof(err));
+        if (lrc == 0)
+            lrc = cfg_named_check(&extra[k], named_checkers, KD_ARRAY_LEN(named_checkers), err,
+                                  sizeof(err));
+        if (lrc != 0) {
+            fprintf(stderr, "kdeals deals: %s\n", err);
+            return 2;
+        }
+        cfgs[k + 1] = &extra[k];
+    }
+    return cli_deals_main(cfgs, n_more + 1, argc, argv);
 }
 
 static int cmd_mark(int argc, char **argv)

@@ -416,7 +416,7 @@ static void put_cell(struct line *l, const char *text, int w, bool right, const 
 }
 
 int vw_table_write(FILE *out, const struct st_record *recs, const size_t *idx, size_t n, int width,
-                   bool colour, unsigned domain, int64_t now_ms, const struct jd_rules *rules)
+                   bool colour, unsigned domain, int64_t now_ms, const struct vw_out *o)
 {
     bool show[N_COLUMNS];
     int widths[N_COLUMNS];
@@ -438,7 +438,7 @@ int vw_table_write(FILE *out, const struct st_record *recs, const size_t *idx, s
         const struct st_record *r = &recs[idx != NULL ? idx[k] : k];
         bool dim = colour && (r->mark != ST_MARK_NONE || (r->state != ST_STATE_DEAL && !r->v.near));
         struct jd_verdict own;
-        bool at_cost = vw_at_cost(r, rules, &own);
+        bool at_cost = vw_at_cost(r, vw_out_rules(o, r->domain), &own);
         char url[96];
         jd_link_amazon(r->domain, r->asin, url, sizeof(url));
         l.held = 0;

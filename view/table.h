@@ -32,8 +32,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "judge/judge.h"
 #include "store/codec.h"
+#include "view/export.h"
 
 #define VW_TABLE_MIN_WIDTH 34
 
@@ -41,10 +41,10 @@
  * Writes a header line and one line per record RECS[IDX[0..N)] (IDX NULL: RECS[0..N)) to
  * OUT, fitted to WIDTH columns, with ANSI colour when COLOUR. DOMAIN is the marketplace of
  * the view, 0 when it mixes several (a marketplace column is added). NOW_MS (epoch ms) dates
- * the offers' ages. RULES (may be NULL: estimates only) give the figures at a bought cost.
- * Returns 0 or -EIO when OUT failed.
+ * the offers' ages. O's rules (vw_out_rules; O may be NULL: estimates only) give the figures at
+ * a bought cost. Returns 0 or -EIO when OUT failed.
  */
 int vw_table_write(FILE *out, const struct st_record *recs, const size_t *idx, size_t n, int width,
-                   bool colour, unsigned domain, int64_t now_ms, const struct jd_rules *rules);
+                   bool colour, unsigned domain, int64_t now_ms, const struct vw_out *o);
 
 #endif

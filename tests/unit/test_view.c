@@ -1979,7 +1979,7 @@ static void test_bought_at_cost(void **state)
     char *buf = NULL;
     size_t blen = 0;
     FILE *mem = open_memstream(&buf, &blen);
-    assert_int_equal(vw_table_write(mem, &r, NULL, 1, 80, false, 1, NOW_MS, &rules), 0);
+    assert_int_equal(vw_table_write(mem, &r, NULL, 1, 80, false, 1, NOW_MS, &o), 0);
     fclose(mem);
     char want_profit[32];
     jd_money(1, at.profit_cents, want_profit, sizeof(want_profit));

@@ -1,5 +1,6 @@
 /*
- * deals.c: `kdeals deals` lists the stored deals as a table, CSV or JSON.
+ * deals.c: `kdeals deals` lists the stored deals as a table, CSV or JSON, of one instance's
+ * store or of several (one per marketplace) read as one view.
  *
  * It reads one LMDB snapshot of the records (a read transaction never blocks the writers and
  * sees a consistent store), keeps those the view selects (view/filter.h: the same filters,
@@ -37,6 +38,8 @@ static int usage(FILE *out)
             "  in percent. docs/view.md lists every filter and field.\n"
             "  --view NAME takes the filters and sort of the config's [view.NAME] section; flags\n"
             "  after it replace single keys of it.\n"
+            "  Several marketplaces as one view: -c us.conf -c de.conf (each instance's store\n"
+            "  and rules), or --store PATH (repeatable; read under the first config's rules).\n"
             "\n"
             "filters and sorts:\n");
     for (size_t i = 0;; i++) {
@@ -190,8 +193,7 @@ int cli_deals_main(const struct cfg *const *cfgs, size_t n_cfgs, int argc, char 
             return 2;
         }
         if (n_srcs == CLI_DEALS_STORES_MAX) {
-            fprintf(stderr, "kdeals deals: at most %d stores in one view\n",
-                    CLI_DEALS_STORES_MAX);
+            fprintf(stderr, "kdeals deals: at most %d stores in one view\n", CLI_DEALS_STORES_MAX);
             return 2;
         }
         struct source *src = &srcs[n_srcs++];

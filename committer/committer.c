@@ -512,6 +512,10 @@ static void judge(struct committer *c, const struct kp_result *res)
         enum kp_asin_status st = o != NULL ? o->status : KP_ASIN_MISSING;
         e->why = NULL;
         if (st == KP_ASIN_OK && e->got && !e->offers_failed) {
+            /* One instant for the whole answer: the offer was seen when the check was made. */
+            e->in.data_ms = c->b.now_ms;
+            if (e->in.buy_source == JD_BUY_OFFER)
+                e->in.buy_seen_ms = c->b.now_ms;
             e->act = e->v.deal ? ACT_DEAL : ACT_REJECT;
             if (e->act == ACT_REJECT)
                 kd_debug("%s%s rejected (%s) %lld ms after its peek: buy %lld (peek %lld), sell "

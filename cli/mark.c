@@ -60,6 +60,12 @@ static int mark_fn(struct st_txn *txn, void *ud)
     r.mark_ms = m->now_ms;
     r.bought_cost_cents = m->mark == ST_MARK_BOUGHT ? m->cost_cents : -1;
     r.bought_qty = m->mark == ST_MARK_BOUGHT ? m->qty : 0;
+    /* A marked product is the seller's decision made: it costs no more re-checks. Cleared, a
+     * deal is checked again soon (its data may be old). */
+    if (m->mark != ST_MARK_NONE)
+        r.next_check_ms = 0;
+    else if (r.state == ST_STATE_DEAL || r.state == ST_STATE_FAILING)
+        r.next_check_ms = r.next_check_ms > 0 ? r.next_check_ms : m->now_ms;
     r.revision = m->before.revision + 1;
     rc = st_record_put(txn, &r, ST_EV_MARK, m->now_ms);
     if (rc == 0)

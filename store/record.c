@@ -50,6 +50,9 @@ enum st_event st_record_judged(struct st_record *r, const struct jd_verdict *v, 
         r->deal_since_ms = 0;
         r->next_check_ms = 0;
     }
+    /* A product the seller marked (bought, ignored) is not re-checked: no tokens for it. */
+    if (r->mark != ST_MARK_NONE)
+        r->next_check_ms = 0;
     r->revision++;
     return out;
 }

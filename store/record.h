@@ -12,8 +12,9 @@
  *   anything else that fails (a new product, a re-judge under new rules)
  *                                   -> REJECTED: kept with its inputs, never re-checked
  *
- * Only DEAL and FAILING records are scheduled (next_check_ms > 0); a REJECTED one costs no
- * tokens and is pruned after [store] keep_rejected.
+ * Only DEAL and FAILING records are scheduled (next_check_ms > 0), and only while the seller
+ * has not marked them (bought, ignored); a REJECTED one costs no tokens and is pruned after
+ * [store] keep_rejected (a marked one is kept).
  */
 #ifndef KD_STORE_RECORD_H
 #define KD_STORE_RECORD_H

@@ -93,13 +93,53 @@ static int on_product(const struct kp_product *p, void *ud)
     return 0;
 }
 
+/* A /deal entry: judged on the feed's numbers alone, as the free pre-filter does (no fees yet:
+ * an upper bound). */
+static int on_deal(const struct kp_deal *dl, void *ud)
+{
+    struct judge_run *jr = ud;
+    struct st_record *r = malloc(sizeof(*r));
+    if (r == NULL)
+        return -1;
+    st_record_init(r);
+    snprintf(r->asin, sizeof(r->asin), "%.10s", dl->asin);
+    r->domain = (uint8_t)jr->cfg->keepa_domain;
+    st_record_set_title(r, dl->title, strlen(dl->title));
+    jd_inputs_from_deal(dl, &jr->rules, jr->at_ms, &r->in);
+    jd_judge(&r->in, &jr->rules, &r->v);
+    r->state = r->v.deal ? ST_STATE_DEAL : ST_STATE_REJECTED;
+    r->rules_hash = jd_rules_hash(&jr->rules);
+    r->judged_ms = jr->at_ms;
+    if (jr->json) {
+        struct vw_out o = {.rules = &jr->rules};
+        vw_json_record(jr->g, r, &o);
+    } else {
+        if (jr->n > 0)
+            printf("\n");
+        struct jd_verdict v;
+        jd_judge(&r->in, &jr->rules, &v);
+        struct cli_product cp = {.asin = r->asin,
+                                 .domain = r->domain,
+                                 .title = r->title,
+                                 .category = NULL,
+                                 .now_ms = kd_wall_ms()};
+        cli_explain(stdout, &cp, &r->in, &v, &jr->rules);
+        printf("  (a /deal entry: judged as the free pre-filter does, before any token is paid)\n");
+    }
+    free(r);
+    jr->n++;
+    return 0;
+}
+
 static int judge_usage(FILE *out)
 {
     fprintf(out,
             "usage: kdeals judge [-c FILE] [--json] FILE|-\n"
             "       kdeals judge [-c FILE] [--json] --fetch ASIN...\n"
             "  Judges every product of a raw Keepa /product body (plain or gzip; - reads stdin)\n"
-            "  under the config's rules, offline: no key, no tokens. --fetch asks Keepa for the\n"
+            "  under the config's rules, offline: no key, no tokens; every entry of a /deal body\n"
+            "  as the free pre-filter judges it (no fees yet: an upper bound). --fetch asks Keepa "
+            "for the\n"
             "  products first (offers=20, a year of stats; tokens are spent: the reading is\n"
             "  printed). Every number is shown with the Keepa field it came from.\n");
     return out == stdout ? 0 : 2;
@@ -138,7 +178,7 @@ int cli_judge_main(const struct cfg *c, int argc, char **argv)
         jr.g = cli_json_new(true);
         yajl_gen_array_open(jr.g);
     }
-    struct kp_decode_cbs cbs = {.on_product = on_product, .ud = &jr};
+    struct kp_decode_cbs cbs = {.on_product = on_product, .on_deal = on_deal, .ud = &jr};
     char err[512];
     int rc;
     struct kp_reading reading;

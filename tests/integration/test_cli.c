@@ -316,6 +316,41 @@ static void test_deals_formats(void **state)
     assert_int_equal(run(out, sizeof(out), KDEALS " deals -c %s --format xml", conf), 2);
 }
 
+/* kdeals judge on the recorded real bodies: the product's figures as test_judge computes them
+ * by hand, and every entry of the deal page judged as the free pre-filter does. */
+static void test_judge_recorded_bodies(void **state)
+{
+    (void)state;
+    write_conf(NULL);
+    char out[16384];
+    assert_int_equal(run(out, sizeof(out),
+                         KDEALS
+                         " judge -c %s --json " KD_FIXTURES_DIR "/product_B0D8W1YVBX.json | " PYTHON
+                         " -c 'import json,sys; j=json.load(sys.stdin); p=j[0]; "
+                         "assert p[\"asin\"] == \"B0D8W1YVBX\"; "
+                         "assert p[\"sell_cents\"] == 1499 and p[\"payout_cents\"] == 865, p; "
+                         "assert p[\"max_cost_roi_cents\"] == 517, p; "
+                         "assert p[\"sell_basis\"] == \"buy_box\", p'",
+                         conf),
+                     0);
+    assert_int_equal(run(out, sizeof(out),
+                         KDEALS " judge -c %s " KD_FIXTURES_DIR "/product_B0D8W1YVBX.json", conf),
+                     0);
+    assert_non_null(strstr(out, "PAYOUT   $8.65"));
+    assert_non_null(strstr(out, "fbaFees.pickAndPackFee"));
+    assert_non_null(strstr(out, "https://keepa.com/#!product/1-B0D8W1YVBX"));
+    assert_int_equal(run(out, sizeof(out),
+                         KDEALS " judge -c %s --json " KD_FIXTURES_DIR "/deal_page.json | " PYTHON
+                                " -c 'import json,sys; j=json.load(sys.stdin); "
+                                "assert len(j) == 150, len(j); "
+                                "assert all(d[\"verdict_deal\"] in (True, False) for d in j)'",
+                         conf),
+                     0);
+    /* Not a Keepa body: a clear error, exit 1. */
+    assert_int_equal(run(out, sizeof(out), KDEALS " judge -c %s %s", conf, conf), 1);
+    assert_non_null(strstr(out, "kdeals judge:"));
+}
+
 static void test_help_and_wrong_flags(void **state)
 {
     (void)state;
@@ -345,7 +380,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lifecycle_and_reload),   cmocka_unit_test(test_fast_stop_and_restart),
         cmocka_unit_test(test_start_failure_says_why), cmocka_unit_test(test_deals_formats),
-        cmocka_unit_test(test_help_and_wrong_flags),
+        cmocka_unit_test(test_judge_recorded_bodies),  cmocka_unit_test(test_help_and_wrong_flags),
     };
     if (access(PYTHON, X_OK) != 0) {
         fprintf(stderr, "%s is needed (tools/install-deps.sh installs it)\n", PYTHON);

@@ -1,8 +1,12 @@
 /*
  * log.c: line logger with secret redaction. See log.h.
  *
- * The redaction runs on the fully formatted line, so a secret cannot slip through a %s of a
- * URL, an error string from libcurl or a server body quoted in an error.
+ * The redaction runs on the fully formatted line, before it is cut to its maximum length, so a
+ * secret cannot slip through a %s of a URL, an error string from libcurl or a server body
+ * quoted in an error, nor leave a prefix where a line was cut. Then the line is made safe for
+ * a terminal and for a line-oriented log: control characters (newlines and escape sequences
+ * included) and bytes that are not UTF-8 are written as \xNN, so a server cannot forge log
+ * lines or drive the terminal of whoever reads them.
  */
 #include "base/log.h"
 
@@ -17,6 +21,7 @@
 
 #define KD_LOG_MAX_SECRETS 4
 #define KD_LOG_LINE_MAX    4096
+#define KD_SECRET_MIN      4 /* shorter secrets would redact ordinary words */
 
 static const char *log_role = "kdeals";
 static enum kd_log_level log_level = KD_LOG_INFO;
@@ -66,7 +71,7 @@ int kd_log_open(const char *path)
 
 int kd_log_add_secret(const char *secret)
 {
-    if (secret == NULL || strlen(secret) < 4)
+    if (secret == NULL || strlen(secret) < KD_SECRET_MIN)
         return 0;
     for (size_t i = 0; i < KD_LOG_MAX_SECRETS; i++) {
         if (log_secrets[i] != NULL && strcmp(log_secrets[i], secret) == 0)
@@ -93,6 +98,26 @@ void kd_log_clear_secrets(void)
     }
 }
 
+/*
+ * Length of the secret that starts at SRC, 0 if none. At the end of SRC, a tail of at least
+ * KD_SECRET_MIN bytes that begins a secret counts too: SRC may have been cut inside it.
+ */
+static size_t secret_at(const char *src)
+{
+    size_t rest = strlen(src);
+    for (size_t i = 0; i < KD_LOG_MAX_SECRETS; i++) {
+        const char *s = log_secrets[i];
+        if (s == NULL)
+            continue;
+        size_t n = strlen(s);
+        if (strncmp(src, s, n) == 0)
+            return n;
+        if (rest >= KD_SECRET_MIN && rest < n && strncmp(src, s, rest) == 0)
+            return rest;
+    }
+    return 0;
+}
+
 char *kd_redact(const char *src, char *dst, size_t dstsz)
 {
     static const char mask[] = "<redacted>";
@@ -100,12 +125,7 @@ char *kd_redact(const char *src, char *dst, size_t dstsz)
     if (dstsz == 0)
         return dst;
     while (*src != '\0' && out + 1 < dstsz) {
-        size_t matched = 0;
-        for (size_t i = 0; i < KD_LOG_MAX_SECRETS && matched == 0; i++) {
-            const char *s = log_secrets[i];
-            if (s != NULL && strncmp(src, s, strlen(s)) == 0)
-                matched = strlen(s);
-        }
+        size_t matched = secret_at(src);
         if (matched > 0) {
             for (size_t k = 0; mask[k] != '\0' && out + 1 < dstsz; k++)
                 dst[out++] = mask[k];
@@ -128,11 +148,96 @@ void kd_seterr(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
+/* Length of the well-formed UTF-8 sequence of a printable character at S, 0 if there is none. */
+static size_t utf8_printable(const unsigned char *s)
+{
+    unsigned c = s[0];
+    if (c >= 0x20 && c < 0x7f)
+        return 1;
+    size_t n;
+    unsigned cp;
+    if (c >= 0xc2 && c <= 0xdf)
+        n = 2, cp = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef)
+        n = 3, cp = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4)
+        n = 4, cp = c & 0x07;
+    else
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3fu);
+    }
+    /* Overlong forms, surrogates, beyond U+10FFFF, and the C1 controls (U+0080..U+009F, which
+     * some terminals obey as escape sequences). */
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff) || cp < 0xa0)
+        return 0;
+    return n;
+}
+
+char *kd_sanitize(const char *src, char *dst, size_t dstsz)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t out = 0;
+    if (dstsz == 0)
+        return dst;
+    const unsigned char *s = (const unsigned char *)src;
+    while (*s != '\0') {
+        size_t n = utf8_printable(s);
+        if (n > 0) {
+            if (out + n >= dstsz)
+                break;
+            memcpy(dst + out, s, n);
+            out += n;
+            s += n;
+            continue;
+        }
+        if (out + 4 >= dstsz)
+            break;
+        dst[out++] = '\\';
+        dst[out++] = 'x';
+        dst[out++] = hex[*s >> 4];
+        dst[out++] = hex[*s & 15];
+        s++;
+    }
+    dst[out] = '\0';
+    return dst;
+}
+
 char *kd_vformat_redacted(char *dst, size_t dstsz, const char *fmt, va_list ap)
 {
-    char msg[KD_LOG_LINE_MAX];
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    return kd_redact(msg, dst, dstsz);
+    /* Formatted whole, so that a secret is redacted before anything is cut. */
+    char stack[KD_LOG_LINE_MAX];
+    char *msg = stack;
+    va_list again;
+    va_copy(again, ap);
+    int n = vsnprintf(stack, sizeof(stack), fmt, ap);
+    if (n >= (int)sizeof(stack)) {
+        char *big = malloc((size_t)n + 1);
+        if (big != NULL) {
+            vsnprintf(big, (size_t)n + 1, fmt, again);
+            msg = big;
+        }
+    }
+    va_end(again);
+    /* A mask is at most 2.5 times the secret it replaces (10 bytes for 4 or more). */
+    size_t need = 3 * strlen(msg) + 1;
+    char small[3 * KD_LOG_LINE_MAX];
+    char *redacted = need <= sizeof(small) ? small : malloc(need);
+    if (redacted == NULL) {
+        /* Out of memory for a huge line: keep its redacted start. */
+        redacted = small;
+        need = sizeof(small);
+    }
+    kd_redact(msg, redacted, need);
+    kd_sanitize(redacted, dst, dstsz);
+    if (redacted != small)
+        free(redacted);
+    if (msg != stack)
+        free(msg);
+    return dst;
 }
 
 void kd_log(enum kd_log_level level, const char *fmt, ...)

@@ -5,8 +5,11 @@
  * full and written with one write(2), so lines of concurrent processes sharing a file never
  * interleave. Secrets (the Keepa API key) are registered once with kd_log_add_secret(); every
  * occurrence in a formatted line, and in strings passed through kd_redact(), is replaced by
- * "<redacted>" before it leaves the process. Logging state is process-global: it is set up
- * once in main() before any other thread exists.
+ * "<redacted>" before it leaves the process, and before a long line is cut. Text from outside
+ * (a server's error message, a file name) is made safe on the way out: control characters,
+ * escape sequences and bytes that are not UTF-8 are written as \xNN (kd_sanitize), so every
+ * line is one line and a terminal shows it as text. Logging state is process-global: it is
+ * set up once in main() before any other thread exists.
  */
 #ifndef KD_LOG_H
 #define KD_LOG_H
@@ -47,6 +50,13 @@ void kd_log_clear_secrets(void);
 char *kd_redact(const char *src, char *dst, size_t dstsz);
 
 /*
+ * Copies SRC into DST (size DSTSZ, always NUL-terminated, truncated between characters) with
+ * every control character (C0, DEL and C1), escape sequence and byte that is not part of a
+ * well-formed UTF-8 character written as the four characters \xNN. Returns DST.
+ */
+char *kd_sanitize(const char *src, char *dst, size_t dstsz);
+
+/*
  * Formats a one-line error message into ERR (size ERRLEN, truncated if needed) for a caller
  * that asked for one; does nothing when ERR is NULL or ERRLEN 0. The caller passes no secret.
  */
@@ -54,7 +64,8 @@ void kd_seterr(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Formats FMT with AP into DST (size DSTSZ, truncated if needed) with every registered secret
- * replaced, as kd_log does with its lines. Returns DST. */
+ * replaced (before truncation) and the result sanitized (kd_sanitize), as kd_log does with its
+ * lines. Returns DST. */
 char *kd_vformat_redacted(char *dst, size_t dstsz, const char *fmt, va_list ap)
     __attribute__((format(printf, 3, 0)));
 

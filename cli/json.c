@@ -30,12 +30,81 @@ int cli_json_print(yajl_gen g, FILE *out)
     return rc;
 }
 
+/* Length of the well-formed UTF-8 character at S (N bytes left), 0 if there is none. */
+static size_t utf8_char(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    if (c < 0x80)
+        return 1;
+    size_t len;
+    unsigned cp;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2, cp = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef)
+        len = 3, cp = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4)
+        len = 4, cp = c & 0x07;
+    else
+        return 0;
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3fu);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+/*
+ * yajl_gen writes a string's bytes as they are, so text that is not UTF-8 (a message torn in
+ * shared memory, a server's bytes) would make the document invalid JSON: each byte that is
+ * not part of a well-formed character becomes U+FFFD. Control characters are escaped by yajl.
+ */
+static void gen_utf8(yajl_gen g, const char *v)
+{
+    const unsigned char *s = (const unsigned char *)v;
+    size_t n = strlen(v), bad = 0;
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_char(s + i, n - i);
+        bad += k == 0;
+        i += k == 0 ? 1 : k;
+    }
+    if (bad == 0) {
+        yajl_gen_string(g, s, n);
+        return;
+    }
+    unsigned char *clean = malloc(n + 2 * bad + 1);
+    if (clean == NULL) {
+        yajl_gen_null(g);
+        return;
+    }
+    size_t out = 0;
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_char(s + i, n - i);
+        if (k == 0) {
+            memcpy(clean + out, "\xef\xbf\xbd", 3);
+            out += 3;
+            i++;
+        } else {
+            memcpy(clean + out, s + i, k);
+            out += k;
+            i += k;
+        }
+    }
+    yajl_gen_string(g, clean, out);
+    free(clean);
+}
+
 void cli_json_string(yajl_gen g, const char *v)
 {
     if (v == NULL)
         yajl_gen_null(g);
     else
-        yajl_gen_string(g, (const unsigned char *)v, strlen(v));
+        gen_utf8(g, v);
 }
 
 void cli_json_double(yajl_gen g, double v)
@@ -55,7 +124,7 @@ void cli_json_double(yajl_gen g, double v)
 
 void cli_json_key(yajl_gen g, const char *k)
 {
-    yajl_gen_string(g, (const unsigned char *)k, strlen(k));
+    gen_utf8(g, k);
 }
 
 void cli_json_str(yajl_gen g, const char *k, const char *v)

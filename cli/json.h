@@ -2,8 +2,9 @@
  * json.h: the one way the operator commands write JSON.
  *
  * Every JSON document the CLI prints (status --json, stat --json, deals --format json, decode,
- * fetch) is built with yajl's generator (yajl_gen), so strings are always escaped correctly and
- * numbers always well-formed, and printed only once complete: a command that fails half-way
+ * fetch) is built with yajl's generator (yajl_gen), so strings are always escaped correctly (a
+ * byte that is not UTF-8 becomes U+FFFD, so the document is valid JSON whatever a string held)
+ * and numbers always well-formed, and printed only once complete: a command that fails half-way
  * prints no half document. These helpers add the key/value shorthand the commands share.
  */
 #ifndef KD_CLI_JSON_H

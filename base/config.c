@@ -602,6 +602,52 @@ static int parse_value(const struct cfg_key *k, const char *text, struct cfg *c,
     return -EINVAL;
 }
 
+bool cfg_instance_valid(const char *name)
+{
+    size_t n = name != NULL ? strlen(name) : 0;
+    if (n == 0 || n > 32)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = name[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '_' || ch == '-'))
+            return false;
+    }
+    return true;
+}
+
+/*
+ * [keepa] base_url is a scheme and an authority, nothing else: the client appends "/product?..."
+ * to it, so a path, a query, a fragment or credentials would make every request fail (or send
+ * the key elsewhere) while the daemon looks healthy.
+ */
+static int check_base_url(const char *s, char *why, size_t whylen)
+{
+    const char *host = strncmp(s, "http://", 7) == 0    ? s + 7
+                       : strncmp(s, "https://", 8) == 0 ? s + 8
+                                                        : NULL;
+    if (host == NULL) {
+        snprintf(why, whylen, "must start with http:// or https://");
+        return -EINVAL;
+    }
+    size_t n = strcspn(host, "/?#@");
+    if (n == 0) {
+        snprintf(why, whylen, "names no host");
+        return -EINVAL;
+    }
+    if (host[n] == '@') {
+        snprintf(why, whylen, "must not hold credentials (user@host)");
+        return -EINVAL;
+    }
+    if (host[n] != '\0' && strcmp(host + n, "/") != 0) {
+        snprintf(why, whylen,
+                 "must be only scheme://host[:port], without a path, query or fragment "
+                 "(requests go to <base_url>/product, /deal, ...)");
+        return -EINVAL;
+    }
+    return 0;
+}
+
 /* Checks the bounds and the per-key rules of K's value in C. */
 static int check_value(const struct cfg_key *k, const struct cfg *c, char *why, size_t whylen)
 {
@@ -624,15 +670,9 @@ static int check_value(const struct cfg_key *k, const struct cfg *c, char *why, 
                 return -EINVAL;
             }
         }
-        if (k == &cfg_key_table[CFG_K_daemon_instance]) {
-            for (size_t i = 0; i < n; i++) {
-                char ch = s[i];
-                if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-                      (ch >= '0' && ch <= '9') || ch == '_' || ch == '-')) {
-                    snprintf(why, whylen, "may hold only letters, digits, '_' and '-'");
-                    return -EINVAL;
-                }
-            }
+        if (k == &cfg_key_table[CFG_K_daemon_instance] && n > 0 && !cfg_instance_valid(s)) {
+            snprintf(why, whylen, "may hold only letters, digits, '_' and '-'");
+            return -EINVAL;
         }
         if (k->type == CFG_T_LIST || k->type == CFG_T_IDS) {
             int64_t items[32];
@@ -640,11 +680,8 @@ static int check_value(const struct cfg_key *k, const struct cfg *c, char *why, 
                                whylen) < 0)
                 return -EINVAL;
         }
-        if (k == &cfg_key_table[CFG_K_keepa_base_url] && strncmp(s, "http://", 7) != 0 &&
-            strncmp(s, "https://", 8) != 0) {
-            snprintf(why, whylen, "must start with http:// or https://");
+        if (k == &cfg_key_table[CFG_K_keepa_base_url] && check_base_url(s, why, whylen) != 0)
             return -EINVAL;
-        }
         return 0;
     }
     int64_t v;
@@ -784,6 +821,7 @@ struct cfg_parse {
     size_t len, pos;
     const char *name; /* for messages */
     int lineno;       /* line most recently handed to inih */
+    char section[64]; /* the section of the lines read last, as inih sees it */
     struct cfg cfg;
     int key_line[CFG_KEY_COUNT];
     int cur_named; /* the named section whose header was read last; -1 none */
@@ -935,6 +973,8 @@ static int named_key_add(struct cfg *c, const char *key, const char *value, int 
     return 0;
 }
 
+static void long_line(struct cfg_parse *p, const char *line, size_t n);
+
 /* inih's fgets-like reader over the buffer. See the file comment. */
 static char *cfg_reader(char *str, int num, void *stream)
 {
@@ -957,7 +997,7 @@ static char *cfg_reader(char *str, int num, void *stream)
         line++;
         n--;
     }
-    if (n > (size_t)num - 3 || n > CFG_LINE_MAX) {
+    if (n > CFG_LINE_MAX) {
         parse_fail(p, "line longer than %d characters", CFG_LINE_MAX);
         n = 0;
     }
@@ -975,11 +1015,20 @@ static char *cfg_reader(char *str, int num, void *stream)
                 named_header(p, sec);
             else if (!section_known(sec))
                 parse_fail(p, "[%s]: unknown section", sec);
+            /* As inih will name it to the handler (a long line is handled here). */
+            if (sn < sizeof(p->section))
+                memcpy(p->section, sec, sn + 1);
         }
     }
     if (n > 0 && line[0] != '[' && line[0] != ';' && line[0] != '#' && !memchr(line, '=', n) &&
         !memchr(line, ':', n))
         parse_fail(p, "syntax error: expected [section], key = value or a comment");
+    if (n > (size_t)num - 3) {
+        /* Too long for inih's buffer: handled here, inih gets an empty line. */
+        if (line[0] != '[' && line[0] != ';' && line[0] != '#' && !p->failed)
+            long_line(p, line, n);
+        n = 0;
+    }
     memcpy(str, line, n);
     str[n] = '\n';
     str[n + 1] = '\0';
@@ -1052,6 +1101,52 @@ static void add_warning(struct cfg_parse *p, const char *fmt, ...)
     size_t used = strlen(p->cfg.warnings);
     snprintf(p->cfg.warnings + used, sizeof(p->cfg.warnings) - used, "%s%s", used > 0 ? "\n" : "",
              line);
+}
+
+static int cfg_handler(void *user, const char *section, const char *name, const char *value);
+
+static char *rstrip_blanks(char *s)
+{
+    size_t n = strlen(s);
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        s[--n] = '\0';
+    return s;
+}
+
+/*
+ * A `name = value` line too long for inih's line buffer (N bytes at LINE, leading blanks
+ * already skipped), parsed here the way inih parses one: the name ends at the first '=' or
+ * ':', an inline comment starts at a ';' after a blank, and both sides are trimmed. The handler
+ * sees it exactly as it sees the lines inih reads.
+ */
+static void long_line(struct cfg_parse *p, const char *line, size_t n)
+{
+    char *buf = malloc(n + 1);
+    if (buf == NULL) {
+        parse_fail(p, "out of memory");
+        return;
+    }
+    memcpy(buf, line, n);
+    buf[n] = '\0';
+    rstrip_blanks(buf);
+    char *eq = buf + strcspn(buf, "=:");
+    char *semi = strstr(buf, " ;");
+    char *tsemi = strstr(buf, "\t;");
+    if (tsemi != NULL && (semi == NULL || tsemi < semi))
+        semi = tsemi;
+    if (*eq == '\0' || (semi != NULL && semi < eq)) {
+        parse_fail(p, "syntax error: expected [section], key = value or a comment");
+        free(buf);
+        return;
+    }
+    *eq = '\0';
+    char *value = eq + 1;
+    if (semi != NULL)
+        *semi = '\0';
+    while (*value == ' ' || *value == '\t')
+        value++;
+    cfg_handler(p, p->section, rstrip_blanks(buf), rstrip_blanks(value));
+    free(buf);
 }
 
 static int cfg_handler(void *user, const char *section, const char *name, const char *value)
@@ -1266,11 +1361,16 @@ int cfg_load_file(const char *path, struct cfg *out, char *err, size_t errlen)
     free(abs);
     if (rc == 0)
         rc = validate_all(&p->cfg, p->key_line, path, err, errlen);
+    /* A key others can read is leaked already: refused as a key file of that mode is. */
     struct stat st;
-    if (rc == 0 && p->cfg.keepa_key[0] != '\0' && stat(path, &st) == 0 && (st.st_mode & 077))
-        kd_warn("config: %s holds the Keepa API key and is readable by others: chmod 600 it, "
-                "or move the key to [keepa] key_file",
-                path);
+    if (rc == 0 && p->cfg.keepa_key[0] != '\0' && stat(path, &st) == 0 && (st.st_mode & 077)) {
+        kd_seterr(err, errlen,
+                  "config: %s:%d: [keepa] key: the file holds the Keepa API key and has mode %04o, "
+                  "open to others: chmod 600 %s (and get a new key if others could read it), or "
+                  "move the key to [keepa] key_file",
+                  path, p->key_line[CFG_K_keepa_key], (unsigned)(st.st_mode & 07777), path);
+        rc = -EACCES;
+    }
     if (rc == 0)
         *out = p->cfg;
     free(p);

@@ -42,9 +42,13 @@
 #include <stdint.h>
 #include <stdio.h>
 
-/* Longest string value (bytes, without the NUL), and longest line inih accepts. */
-#define CFG_STR_MAX  255
-#define CFG_LINE_MAX 197
+/*
+ * Longest string value (bytes, without the NUL): a path as deep as an operator is likely to
+ * need; and the longest line, a key and such a value with room to spare. inih as Debian builds
+ * it reads lines of up to 197 characters; longer lines are parsed by config.c itself.
+ */
+#define CFG_STR_MAX  1023
+#define CFG_LINE_MAX (CFG_STR_MAX + 128)
 
 #define CFG_RESTART 0 /* a new value needs `kdeals stop && kdeals start` */
 #define CFG_RELOAD  1 /* a running daemon takes the new value on HUP */
@@ -338,6 +342,9 @@ const struct cfg_key *cfg_key_find(const char *section, const char *name);
  * intervals through this, so an accelerated run keeps Keepa's proportions. Never below 1.
  */
 int64_t cfg_keepa_ms(const struct cfg *c, int64_t keepa_ms);
+
+/* True when NAME is a valid [daemon] instance name: 1 to 32 of [A-Za-z0-9_-]. */
+bool cfg_instance_valid(const char *name);
 
 /* Fills OUT with every key's default. The defaults are valid (test_config checks it). */
 void cfg_defaults(struct cfg *out);

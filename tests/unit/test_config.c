@@ -421,6 +421,16 @@ static void test_bounds_enforced(void **state)
     expect_error("[daemon]\ninstance = a/b\n", 2, "letters, digits");
     expect_error("[daemon]\ninstance =\n", 2, "must not be empty");
     expect_error("[keepa]\nbase_url = ftp://x\n", 2, "http:// or https://");
+    /* A base URL is scheme://host[:port]: the client appends /product?... to it. */
+    expect_error("[keepa]\nbase_url = http://127.0.0.1:8421/api\n", 2, "without a path, query");
+    expect_error("[keepa]\nbase_url = https://api.keepa.com?x=1\n", 2, "without a path, query");
+    expect_error("[keepa]\nbase_url = https://api.keepa.com/#f\n", 2, "without a path, query");
+    expect_error("[keepa]\nbase_url = https://me@api.keepa.com\n", 2, "credentials");
+    expect_error("[keepa]\nbase_url = http://\n", 2, "names no host");
+    assert_int_equal(
+        load_text("[keepa]\nbase_url = https://api.keepa.com/\n", &c, err, sizeof(err), NULL), 0);
+    assert_int_equal(
+        load_text("[keepa]\nbase_url = http://[::1]:8421\n", &c, err, sizeof(err), NULL), 0);
     assert_int_equal(load_text("[scan]\npeek_offers = 0\n", &c, err, sizeof(err), NULL), 0);
     assert_int_equal(load_text("[scan]\npeek_offers = 20\n", &c, err, sizeof(err), NULL), 0);
 }
@@ -435,7 +445,7 @@ static void test_malformed(void **state)
     expect_error("[scan]\npeek_batch = 5\npeek_batch = 6\n", 3, "given twice (first at line 2)");
     expect_error("[scan]\njust some words\n", 2, "syntax error");
     expect_error("[scan\npeek_batch = 5\n", 1, "syntax error");
-    char longline[400];
+    char longline[CFG_LINE_MAX + 40];
     memset(longline, 'a', sizeof(longline));
     memcpy(longline, "[daemon]\nrun_dir = /", 20);
     memcpy(longline + sizeof(longline) - 2, "\n", 2);
@@ -660,6 +670,74 @@ static void test_print_round_trip(void **state)
     free(text);
 }
 
+/* Paths as deep as an operator's folders go: a 400-byte path, absolute or relative to the
+ * file, on a line inih alone could not read; the values round-trip through cfg_print. */
+static void test_long_paths(void **state)
+{
+    (void)state;
+    char deep[401];
+    memset(deep, 'd', sizeof(deep));
+    for (size_t i = 50; i < 400; i += 50)
+        deep[i] = '/';
+    deep[0] = '/';
+    deep[400] = '\0';
+    char text[2048];
+    snprintf(text, sizeof(text),
+             "[store]\npath = %s ; a comment\n[daemon]\nrun_dir = \"%s\"\nlog_file = rel%s\n"
+             "[scan]\npeek_batch = 7\n",
+             deep, deep, deep);
+    struct cfg c, d;
+    char err[512];
+    const char *path = NULL;
+    int rc = load_text(text, &c, err, sizeof(err), &path);
+    if (rc != 0)
+        fail_msg("%s", err);
+    assert_string_equal(c.store_path, deep);
+    assert_string_equal(c.daemon_run_dir, deep);
+    char want[1024];
+    snprintf(want, sizeof(want), "%s/rel%s", kd_test_tmpdir(), deep);
+    char *abs = realpath(kd_test_tmpdir(), NULL);
+    snprintf(want, sizeof(want), "%s/rel%s", abs, deep);
+    free(abs);
+    assert_string_equal(c.daemon_log_file, want);
+    assert_int_equal(c.scan_peek_batch, 7);
+    /* Errors on a long line name its line and key. */
+    snprintf(text, sizeof(text), "[store]\n\npath = %s\nmap_size_mb = 0\n", deep);
+    expect_error(text, 4, "[store] map_size_mb");
+    snprintf(text, sizeof(text), "[store]\n\npathh = %s\n", deep);
+    expect_error(text, 3, "[store] pathh: unknown key");
+    snprintf(text, sizeof(text), "[store]\npath = %s\npath = /x\n", deep);
+    expect_error(text, 3, "given twice (first at line 2)");
+    /* Printed and read back. */
+    const char *out = write_file("printed-long.conf", "");
+    FILE *f = fopen(out, "w");
+    cfg_print(&c, f);
+    fclose(f);
+    rc = cfg_load_file(out, &d, err, sizeof(err));
+    if (rc != 0)
+        fail_msg("%s", err);
+    assert_int_equal(cfg_diff(&c, &d, NULL, NULL, NULL), 0);
+}
+
+/* A key in a config file others may read is refused, as a key file of that mode is. */
+static void test_inline_key_in_open_config_refused(void **state)
+{
+    (void)state;
+    struct cfg c;
+    char err[512];
+    const char *path = write_file("keyed.conf", "[keepa]\nkey = ZZ-TOP-SECRET-42\n");
+    assert_int_equal(cfg_load_file(path, &c, err, sizeof(err)), 0);
+    assert_int_equal(chmod(path, 0644), 0);
+    assert_int_equal(cfg_load_file(path, &c, err, sizeof(err)), -EACCES);
+    assert_non_null(strstr(err, "chmod 600"));
+    assert_non_null(strstr(err, ":2: [keepa] key"));
+    assert_null(strstr(err, "ZZ-TOP-SECRET-42"));
+    /* Without a key the same mode is fine. */
+    path = write_file("open.conf", "[scan]\npeek_batch = 5\n");
+    assert_int_equal(chmod(path, 0644), 0);
+    assert_int_equal(cfg_load_file(path, &c, err, sizeof(err)), 0);
+}
+
 /* kdeals.conf.sample is generated from the table; KD_UPDATE_SAMPLE=1 rewrites it. */
 static void test_sample_file(void **state)
 {
@@ -880,6 +958,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_sample_file),
         cmocka_unit_test(test_named_sections),
         cmocka_unit_test(test_named_round_trips),
+        cmocka_unit_test(test_long_paths),
+        cmocka_unit_test(test_inline_key_in_open_config_refused),
     };
     return KD_RUN_TESTS(tests, argc, argv);
 }

@@ -68,10 +68,16 @@ static int load_file(struct kd_keys *out, const char *path, char *err, size_t er
     snprintf(origin, sizeof(origin), "[keepa] key_file %s", path);
     char *buf = NULL;
     int rc = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    /* Non-blocking, so that a FIFO (or a device) put there cannot hang the caller before the
+     * check below refuses it; not through a symbolic link, whose target others may swap. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
     if (fd < 0) {
         rc = -errno;
-        kd_seterr(err, errlen, "config: %s: %s", origin, strerror(-rc));
+        if (rc == -ELOOP)
+            kd_seterr(err, errlen,
+                      "config: %s is a symbolic link: point key_file at the file itself", origin);
+        else
+            kd_seterr(err, errlen, "config: %s: %s", origin, strerror(-rc));
         goto out;
     }
     struct stat st;
@@ -80,6 +86,7 @@ static int load_file(struct kd_keys *out, const char *path, char *err, size_t er
         rc = -EINVAL;
         goto out_fd;
     }
+
     if ((st.st_mode & 077) != 0) {
         kd_seterr(err, errlen,
                   "config: %s has mode %04o, %s by others: refusing to use it; chmod 600 %s (and "

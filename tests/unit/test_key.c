@@ -160,6 +160,32 @@ static void test_more_keys_than_used_refused(void **state)
     assert_null(strstr(err, "FIRSTKEY"));
 }
 
+/* A FIFO put where the key file should be is refused at once, not waited on for a writer (the
+ * daemon would hang before taking its lock); a symbolic link is refused too. */
+static void test_fifo_and_symlink_refused(void **state)
+{
+    (void)state;
+    kd_test_set_timeout(10);
+    struct kd_keys k;
+    char err[512];
+    char fifo[600], link[600];
+    snprintf(fifo, sizeof(fifo), "%s/fifo", kd_test_tmpdir());
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    struct cfg c = config(fifo, NULL);
+    alarm(5); /* a blocking open would hang here; the alarm fails the test instead */
+    assert_int_equal(kd_keys_load(&c, &k, err, sizeof(err)), -EINVAL);
+    alarm(0);
+    assert_non_null(strstr(err, "not a regular file"));
+
+    const char *file = write_key_file("FILEKEY0123456789\n", 0600);
+    snprintf(link, sizeof(link), "%s/key-link", kd_test_tmpdir());
+    assert_int_equal(symlink(file, link), 0);
+    c = config(link, NULL);
+    assert_int_equal(kd_keys_load(&c, &k, err, sizeof(err)), -ELOOP);
+    assert_non_null(strstr(err, "symbolic link"));
+    assert_int_equal(k.n, 0);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -167,6 +193,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_key_file_mode_refused),
         cmocka_unit_test(test_bad_keys_refused),
         cmocka_unit_test(test_more_keys_than_used_refused),
+        cmocka_unit_test(test_fifo_and_symlink_refused),
     };
     return KD_RUN_TESTS(tests, argc, argv);
 }

@@ -19,8 +19,6 @@
 #include "shm/ring.h"
 #include "shm/segment.h"
 
-enum stat_format { STAT_TEXT, STAT_JSON, STAT_PROM };
-
 /*
  * PREV holds the totals of the previous refresh DT_S seconds ago (live mode: the rate is the
  * change since then); with PREV NULL the rate is the average since the daemon started.
@@ -30,8 +28,10 @@ static void print_text(const struct shm_layout *l, FILE *out, const int64_t *pre
     const struct shm_header *h = &l->header;
     int64_t now = kd_wall_ms();
     fprintf(out,
-            "instance %s  generation %" PRIu64 "  supervisor pid %" PRId64 "  up %" PRId64 " s\n\n",
-            h->instance, h->generation, h->supervisor_pid, (now - h->start_time_ms) / 1000);
+            "instance %.*s  generation %" PRIu64 "  supervisor pid %" PRId64 "  up %" PRId64
+            " s\n\n",
+            (int)strnlen(h->instance, sizeof(h->instance)), h->instance, h->generation,
+            h->supervisor_pid, (now - h->start_time_ms) / 1000);
     fprintf(out, "%-11s %8s %-15s %8s %9s %6s\n", "role", "pid", "state", "restarts", "heartbeat",
             "exit");
     for (int r = 0; r < SHM_ROLE_COUNT; r++) {
@@ -63,7 +63,7 @@ static void print_text(const struct shm_layout *l, FILE *out, const int64_t *pre
                     m->name, count, "", m->help, shm_hist_quantile(l, (enum shm_counter_id)i, 0.5),
                     shm_hist_quantile(l, (enum shm_counter_id)i, 0.99));
         } else {
-            int64_t v = shm_counter_total(l, (enum shm_counter_id)i);
+            int64_t v = shm_counter_value(l, (enum shm_counter_id)i);
             char rate[32] = "";
             if (m->kind == SHM_COUNTER) {
                 double r = prev != NULL ? (dt_s > 0 ? (double)(v - prev[i]) / dt_s : 0)
@@ -79,8 +79,11 @@ static void print_json(const struct shm_layout *l, FILE *out)
 {
     const struct shm_header *h = &l->header;
     yajl_gen g = cli_json_new(false);
+    char instance[SHM_INSTANCE_MAX + 1];
+    snprintf(instance, sizeof(instance), "%.*s", (int)strnlen(h->instance, sizeof(h->instance)),
+             h->instance);
     yajl_gen_map_open(g);
-    cli_json_str(g, "instance", h->instance);
+    cli_json_str(g, "instance", instance);
     cli_json_int(g, "generation", (long long)h->generation);
     cli_json_int(g, "supervisor_pid", h->supervisor_pid);
     cli_json_int(g, "start_time_ms", h->start_time_ms);
@@ -119,7 +122,7 @@ static void print_json(const struct shm_layout *l, FILE *out)
         const struct shm_counter_meta *m = &shm_counter_meta[i];
         cli_json_key(g, m->name);
         yajl_gen_map_open(g);
-        cli_json_int(g, "total", shm_counter_total(l, (enum shm_counter_id)i));
+        cli_json_int(g, "total", shm_counter_value(l, (enum shm_counter_id)i));
         cli_json_key(g, "by_role");
         yajl_gen_map_open(g);
         for (int r = 0; r < SHM_ROLE_COUNT; r++)
@@ -199,11 +202,11 @@ static void print_prom(const struct shm_layout *l, FILE *out)
             l->header.generation);
 }
 
-static void print_once(const struct shm_layout *l, enum stat_format format, FILE *out)
+void cli_stat_print(const struct shm_layout *l, enum cli_stat_format format, FILE *out)
 {
-    if (format == STAT_JSON)
+    if (format == CLI_STAT_JSON)
         print_json(l, out);
-    else if (format == STAT_PROM)
+    else if (format == CLI_STAT_PROM)
         print_prom(l, out);
     else
         print_text(l, out, NULL, 0);
@@ -223,16 +226,16 @@ int cli_stat_main(int argc, char **argv)
 {
     const char *instance = "default";
     int once = 0;
-    enum stat_format format = STAT_TEXT;
+    enum cli_stat_format format = CLI_STAT_TEXT;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--instance") == 0 && i + 1 < argc)
             instance = argv[++i];
         else if (strcmp(argv[i], "-1") == 0)
             once = 1;
         else if (strcmp(argv[i], "--json") == 0)
-            format = STAT_JSON, once = 1;
+            format = CLI_STAT_JSON, once = 1;
         else if (strcmp(argv[i], "--prom") == 0)
-            format = STAT_PROM, once = 1;
+            format = CLI_STAT_PROM, once = 1;
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
             return usage(stdout);
         else {
@@ -252,7 +255,7 @@ int cli_stat_main(int argc, char **argv)
     uint64_t prev_gen = 0;
     for (;;) {
         if (once) {
-            print_once(seg.layout, format, stdout);
+            cli_stat_print(seg.layout, format, stdout);
             break;
         }
         int64_t now_ns = kd_mono_ns();
@@ -261,7 +264,7 @@ int cli_stat_main(int argc, char **argv)
         print_text(seg.layout, stdout, have_prev ? prev : NULL, (double)(now_ns - prev_ns) / 1e9);
         fflush(stdout);
         for (int i = 0; i < SHM_COUNTER_COUNT; i++)
-            prev[i] = shm_counter_total(seg.layout, (enum shm_counter_id)i);
+            prev[i] = shm_counter_value(seg.layout, (enum shm_counter_id)i);
         prev_ns = now_ns;
         prev_gen = seg.generation;
         sleep(1);

@@ -3,6 +3,7 @@
  */
 #include "shm/counters.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 const struct shm_counter_meta shm_counter_meta[SHM_COUNTER_COUNT] = {
@@ -33,6 +34,27 @@ int64_t shm_counter_total(const struct shm_layout *l, enum shm_counter_id id)
     for (int r = 0; r < SHM_ROLE_COUNT; r++)
         sum += atomic_load_explicit(&l->counters[r].values[id], memory_order_relaxed);
     return sum;
+}
+
+int64_t shm_gauge_level(const struct shm_layout *l, enum shm_counter_id id)
+{
+    int64_t level = 0;
+    bool any = false;
+    for (int r = 0; r < SHM_ROLE_COUNT; r++) {
+        int64_t v = atomic_load_explicit(&l->counters[r].values[id], memory_order_relaxed);
+        if (v != 0 && (!any || v > level)) {
+            level = v;
+            any = true;
+        }
+    }
+    return level;
+}
+
+int64_t shm_counter_value(const struct shm_layout *l, enum shm_counter_id id)
+{
+    return (unsigned)id < SHM_COUNTER_COUNT && shm_counter_meta[id].kind == SHM_GAUGE
+               ? shm_gauge_level(l, id)
+               : shm_counter_total(l, id);
 }
 
 uint64_t shm_hist_quantile(const struct shm_layout *l, enum shm_counter_id id, double q)

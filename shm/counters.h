@@ -47,8 +47,19 @@ unsigned shm_hist_bucket(uint64_t value);
 /* Records VALUE in histogram ID of block B. */
 void shm_hist_record(struct shm_counter_block *b, enum shm_counter_id id, uint64_t value);
 
-/* Sum of entry ID over every role's block. */
+/* Sum of entry ID over every role's block: the total of a COUNTER. */
 int64_t shm_counter_total(const struct shm_layout *l, enum shm_counter_id id);
+
+/*
+ * The level of GAUGE ID across the roles. A gauge is a level, not an amount: where several
+ * processes publish the same one (the shared bucket's refill rate and projection, seen by
+ * each worker), adding them up would count it once per process. The level is the highest
+ * value among the roles that set one (not 0), or 0 when none did.
+ */
+int64_t shm_gauge_level(const struct shm_layout *l, enum shm_counter_id id);
+
+/* What `kdeals stat` shows for entry ID: the total of a counter, the level of a gauge. */
+int64_t shm_counter_value(const struct shm_layout *l, enum shm_counter_id id);
 
 /*
  * Approximate quantile Q (0..1) of histogram ID summed over all roles, as the upper bound

@@ -51,6 +51,16 @@ static void test_blocks_are_per_role_and_summed(void **state)
 
     shm_gauge_set(&l->counters[SHM_ROLE_SCANNER], SHM_C_tokens_projected, -231);
     assert_int_equal(shm_counter_get(&l->counters[SHM_ROLE_SCANNER], SHM_C_tokens_projected), -231);
+
+    /* A gauge every worker publishes (the shared bucket's refill rate) is its level, not the
+     * sum over the workers: 5, not 15; a role that never set it does not count. */
+    for (int r = SHM_ROLE_SCANNER; r <= SHM_ROLE_UPDATER; r++)
+        shm_gauge_set(&l->counters[r], SHM_C_refill_rate, 5);
+    assert_int_equal(shm_counter_value(l, SHM_C_refill_rate), 5);
+    shm_gauge_set(&l->counters[SHM_ROLE_COMMITTER], SHM_C_tokens_projected, -240);
+    assert_int_equal(shm_counter_value(l, SHM_C_tokens_projected), -231);
+    assert_int_equal(shm_counter_value(l, SHM_C_commit_backlog), 0);
+    assert_int_equal(shm_counter_value(l, SHM_C_http_requests), 8);
     free(l);
 }
 

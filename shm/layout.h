@@ -24,7 +24,7 @@
 #include <stdint.h>
 
 #define SHM_MAGIC          0x4d48534c41454b44ULL /* "DKEALSHM" little-endian */
-#define SHM_LAYOUT_VERSION 3u
+#define SHM_LAYOUT_VERSION 4u
 #define SHM_CACHELINE      64
 #define SHM_INSTANCE_MAX   48
 #define SHM_CONFIG_MAX     65536
@@ -85,6 +85,10 @@ struct shm_header {
     uint64_t ring_data_offset[SHM_RING_COUNT];
     uint64_t ring_capacity[SHM_RING_COUNT];
     char instance[SHM_INSTANCE_MAX];
+    /* The supervisor's start time in /proc/PID/stat (clock ticks since boot): with the pid, the
+     * identity of the supervisor process. Last, so the fields above keep their offsets in the
+     * header of an older layout that a new supervisor retires. */
+    uint64_t supervisor_start_ticks;
 };
 
 /* ---- config slot ----------------------------------------------------------------------- */
@@ -93,7 +97,9 @@ struct shm_header {
  * The validated config, serialised (msgpack), double-buffered. The supervisor (the only
  * writer) fills buf[(generation + 1) & 1], then stores generation + 1 with release order.
  * A reader loads generation (acquire), copies buf[generation & 1], and retries if generation
- * changed meanwhile. The API key is never stored here.
+ * changed meanwhile. The buffers are words accessed with relaxed atomics (a seqlock's copy may
+ * overlap a write it then discards; plain bytes would make that a data race). The API key is
+ * never stored here.
  *
  * Reload verdicts: `kdeals reload` bumps reload_request; the supervisor validates, publishes
  * or rejects, writes reload_result and reload_message, then sets reload_done to the request
@@ -107,7 +113,7 @@ struct shm_header {
 #define SHM_REJUDGE_REASONS 8 /* >= JD_C_COUNT (judge/judge.h) */
 struct shm_config_slot {
     alignas(SHM_CACHELINE) _Atomic uint64_t generation;
-    uint32_t len[2];
+    _Atomic uint32_t len[2];
     _Atomic uint64_t reload_request;
     _Atomic uint64_t reload_done;
     _Atomic int32_t reload_result; /* 0 applied, 1 applied except restart-only keys, <0 rejected */
@@ -122,8 +128,10 @@ struct shm_config_slot {
     _Atomic int64_t rejudge_added;                           /* not a deal before, a deal now */
     _Atomic int64_t rejudge_removed;                         /* a deal before, not now */
     _Atomic int64_t rejudge_removed_by[SHM_REJUDGE_REASONS]; /* by first failing criterion */
-    alignas(SHM_CACHELINE) uint8_t buf[2][SHM_CONFIG_MAX];
+    alignas(SHM_CACHELINE) _Atomic uint64_t buf[2][SHM_CONFIG_MAX / 8];
 };
+
+_Static_assert(SHM_CONFIG_MAX % 8 == 0, "config buffers are whole words");
 
 /* ---- token bucket (shm/tokens.h; docs/architecture.md, "Tokens")
  * -------------------------------------- */

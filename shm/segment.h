@@ -17,6 +17,19 @@
  * Workers attach read-write, `kdeals stat`/`status` attach read-only (a read-only mapping:
  * they cannot disturb the daemon). A reader calls shm_segment_check() now and then; when it
  * reports the segment replaced or gone, the reader detaches and attaches again.
+ *
+ * Other local users (docs/operations.md, "Signals, files, systemd"). The run folder must be a
+ * real folder of the caller's own that nobody else may write in (shm_run_dir_open checks it,
+ * opened without following a link); the status file is opened relative to it, without
+ * following a link, and checked once open. A segment is attached only when it belongs to the
+ * caller's uid and has mode 0600: a file another user put at /dev/shm/kdeals-<instance> is
+ * refused with its owner named, never read. Every position, offset and length read from a
+ * segment is checked against its size (shm_layout_check, ring.c), so a corrupt segment makes
+ * a reader fail, never read out of bounds.
+ *
+ * A supervisor is identified by its pid and its start time as /proc/PID/stat gives it (clock
+ * ticks since boot), recorded in the header and the status file: a dead supervisor whose pid
+ * another process now has, or that is still an unreaped zombie, is dead (shm_proc_alive).
  */
 #ifndef KD_SHM_SEGMENT_H
 #define KD_SHM_SEGMENT_H
@@ -43,7 +56,9 @@ struct shm_segment {
     struct shm_layout *layout; /* the mapping; NULL when not attached */
     size_t size;
     int fd;
-    int lock_fd; /* creator only: the flocked status file, else -1 */
+    int lock_fd;       /* creator only: the flocked status file, else -1 */
+    int run_dir_fd;    /* creator only: the verified run folder, else -1 */
+    size_t status_len; /* creator only: bytes of the status file as last written */
     bool writable;
     bool creator;
     uint64_t generation;
@@ -51,10 +66,37 @@ struct shm_segment {
     ino_t ino;
     char name[SHM_INSTANCE_MAX + 16]; /* "/kdeals-<instance>" for shm_open */
     char status_path[PATH_MAX];
+    char status_name[SHM_INSTANCE_MAX + 16]; /* "<instance>.status" in the run folder */
 };
 
 /* Returns true when NAME is a valid instance name. */
 bool shm_instance_valid(const char *name);
+
+/*
+ * Opens the run folder RUN_DIR (creating its last component with mode 0700 when CREATE) and
+ * checks that it is a real folder, not a symbolic link, owned by the caller's effective uid,
+ * that neither group nor others may write in. Returns the folder's descriptor (O_DIRECTORY,
+ * close-on-exec), or a negative errno with the reason and what to do in ERR: -ENOENT (no such
+ * folder), -EPERM (a link, another owner, open to others' writes), -ENOTDIR, -EACCES, ...
+ */
+int shm_run_dir_open(const char *run_dir, bool create, char *err, size_t errlen);
+
+/*
+ * Whether process PID is alive and, when START_TICKS is not 0, is the very process that
+ * started at START_TICKS (a later process given the same pid is not). A zombie is dead.
+ */
+bool shm_proc_alive(int64_t pid, uint64_t start_ticks);
+
+/* The start time of process PID in /proc/PID/stat (clock ticks since boot), 0 when unknown. */
+uint64_t shm_proc_start_ticks(int64_t pid);
+
+/*
+ * Checks a mapping of SIZE bytes that claims to be a segment: magic, layout version, sizes,
+ * ring count, the instance name, and each ring's capacity and data offset (inside the mapping,
+ * aligned, not overlapping, the control block agreeing with the header). Returns 0, or
+ * -EPROTO (ERR says what is wrong) / -EAGAIN (still being initialised).
+ */
+int shm_layout_check(const struct shm_layout *l, size_t size, char *err, size_t errlen);
 
 /*
  * Creates (or replaces a dead predecessor's) segment for opt->instance and takes the
@@ -73,11 +115,20 @@ void shm_segment_publish(struct shm_segment *seg);
 /*
  * Attaches to the running instance's segment. Returns 0; -ENOENT when no segment exists (the
  * daemon is not running); -EAGAIN while it is being initialised; -EPROTO for a segment of
- * another layout version or a foreign file (ERR says which); -EACCES; another negative
- * errno. ERR receives a one-line reason on failure.
+ * another layout version or a foreign file (ERR says which); -EPERM for a segment that belongs
+ * to another user or has a mode other than 0600 (ERR names the owner); -EACCES; another
+ * negative errno. ERR receives a one-line reason on failure.
  */
 int shm_segment_attach(struct shm_segment *seg, const char *instance, enum shm_access access,
                        char *err, size_t errlen);
+
+/*
+ * As shm_segment_attach, through FD, a descriptor of the segment the caller was handed (a
+ * worker's, worker/spawn.h): the segment is used even when its name was removed meanwhile.
+ * SEG owns FD afterwards, also on failure (it is closed).
+ */
+int shm_segment_attach_fd(struct shm_segment *seg, int fd, const char *instance,
+                          enum shm_access access, char *err, size_t errlen);
 
 /*
  * Tells an attached process whether its segment is still the instance's current one.
@@ -101,17 +152,28 @@ void *shm_segment_ring_data(const struct shm_segment *seg, enum shm_ring_id id);
 /* Creator: rewrites the status file (pid, start time, generation, STATE). 0 or -errno. */
 int shm_status_write(struct shm_segment *seg, const char *state);
 
+/*
+ * Creator, now and then: when the status file was truncated or rewritten by someone else, it
+ * is written again with STATE; when it was removed or replaced, a new one is created, locked
+ * and written (if another process holds the new file's lock, the old lock is kept). Returns 1
+ * when something was repaired, 0 when nothing needed it, or a negative errno.
+ */
+int shm_status_repair(struct shm_segment *seg, const char *state);
+
 struct shm_status {
     int64_t pid;
     int64_t start_ms;
+    uint64_t start_ticks; /* the supervisor's start in /proc/PID/stat; 0 unknown */
     uint64_t generation;
     char state[32];
     bool locked; /* a live supervisor holds the instance lock */
 };
 
 /*
- * Reads <run_dir>/<instance>.status without taking the lock. Returns 0, -ENOENT when the
- * file does not exist, or another negative errno.
+ * Reads <run_dir>/<instance>.status without taking the lock, through the checked run folder
+ * (shm_run_dir_open) and without following a link. Returns 0, -ENOENT when the folder or the
+ * file does not exist, -EPERM when the folder or the file is not safe (shm_run_dir_open says
+ * why), or another negative errno (-EACCES).
  */
 int shm_status_read(const char *run_dir, const char *instance, struct shm_status *st);
 

@@ -7,6 +7,12 @@
  * it with acquire before overwriting them. The sleeping handshake is a Dekker pattern (the
  * consumer stores "sleeping" then loads the tail; the producer stores the tail then loads
  * "sleeping"), so both sides use sequentially consistent operations there.
+ *
+ * Nothing read from the shared control block is trusted: positions must be aligned and at
+ * most a capacity apart, a record must lie inside the data area and before the tail, and a
+ * padding record must end exactly at the end of the area. A corrupt ring makes a read or a
+ * claim fail with -EBADMSG; it never makes either touch memory outside the data area or loop
+ * for longer than one capacity's worth of records.
  */
 #include "shm/ring.h"
 
@@ -84,6 +90,8 @@ int ring_claim(struct ring *r, size_t len, void **buf)
 
     struct shm_ring *ctl = r->ctl;
     uint64_t tail = atomic_load_explicit(&ctl->tail, memory_order_relaxed);
+    if ((tail & (RING_ALIGN - 1)) != 0 || tail - r->head_cache > r->capacity)
+        return -EBADMSG;
     uint64_t rec_bytes = align_up(RING_HEADER_BYTES + len);
     uint64_t offset = tail & r->mask;
     uint64_t to_end = r->capacity - offset;
@@ -92,6 +100,8 @@ int ring_claim(struct ring *r, size_t len, void **buf)
 
     if (required > r->capacity - (tail - r->head_cache)) {
         r->head_cache = atomic_load_explicit(&ctl->head, memory_order_acquire);
+        if (tail - r->head_cache > r->capacity)
+            return -EBADMSG;
         if (required > r->capacity - (tail - r->head_cache))
             return -EAGAIN;
     }
@@ -154,12 +164,19 @@ int ring_read(struct ring *r, const void **rec, size_t *len)
             if (r->read_pos == r->tail_cache)
                 return -EAGAIN;
         }
+        /* Both positions come from shared memory: aligned, and the tail at most one capacity
+         * ahead, or the ring is corrupt (this also bounds the loop below). */
+        if (((r->read_pos | r->tail_cache) & (RING_ALIGN - 1)) != 0 ||
+            r->tail_cache - r->read_pos > r->capacity)
+            return -EBADMSG;
         uint64_t offset = r->read_pos & r->mask;
         struct ring_rec_header h;
         memcpy(&h, r->data + offset, sizeof(h));
         uint64_t rec_bytes = align_up(RING_HEADER_BYTES + (uint64_t)h.len);
         if (h.type == RING_REC_PAD) {
-            if (rec_bytes != r->capacity - offset)
+            /* Padding fills the end of the area after a record that did not fit there. */
+            if (offset == 0 || rec_bytes != r->capacity - offset ||
+                r->read_pos + rec_bytes >= r->tail_cache)
                 return -EBADMSG;
             r->read_pos += rec_bytes;
             continue;

@@ -71,7 +71,8 @@ int ring_open(struct ring *r, struct shm_ring *ctl, void *data, int wake_fd);
 /*
  * Copies a record of LEN bytes into the ring and publishes it. Returns 0; -EAGAIN when the
  * ring has no room now (retry after the consumer acknowledges); -EMSGSIZE when LEN exceeds
- * the ring's max_record (it will never fit); -EINVAL when LEN is 0.
+ * the ring's max_record (it will never fit); -EINVAL when LEN is 0; -EBADMSG when the ring's
+ * positions are corrupt.
  */
 int ring_write(struct ring *r, const void *rec, size_t len);
 
@@ -90,7 +91,8 @@ void ring_publish(struct ring *r);
 /*
  * Reads the next record after the read position without acknowledging it: *REC points into
  * the ring and stays valid until the record is acknowledged. Returns 0; -EAGAIN when no
- * record is available; -EBADMSG when the ring holds a corrupt header (a broken producer).
+ * record is available; -EBADMSG when the ring holds a corrupt header or corrupt positions (a
+ * broken producer, a damaged segment): the record never lies outside the data area.
  */
 int ring_read(struct ring *r, const void **rec, size_t *len);
 

@@ -14,6 +14,17 @@
  * force; the transaction is aborted and the environment stays usable.
  *
  * Every LMDB code is mapped to a negative errno once, in st_mdb_err().
+ *
+ * A damaged or moved file. LMDB maps data.mdb and reads its pages through the mapping, so a
+ * file shorter than its last page kills the process with SIGBUS: the file size is checked
+ * against the last page the newest meta page names at open and before every transaction
+ * (check_size), and a short file is an error naming it (-EUCLEAN). A writer also checks before
+ * every write that the folder and data.mdb at the configured path are still the ones it has
+ * open (st_check): a store folder removed or replaced under a running daemon makes writes fail
+ * with -ESTALE (the stages keep their work and pause spending, as on a full disk) instead of
+ * committing into deleted files. A file that is not a kdeals store (an empty data.mdb, an LMDB
+ * environment of another program) is refused rather than adopted (-EPROTO), and readers
+ * (st_open_existing) open the environment read-only, so they can never write in it.
  */
 #include "store/store.h"
 
@@ -21,6 +32,7 @@
 #include "base/log.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <lmdb.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -42,10 +54,15 @@ static const char *const st_db_names[ST_DB_COUNT] = {"deals", "schedule", "seen"
 struct st_env {
     MDB_env *mdb;
     MDB_dbi dbi[ST_DB_COUNT];
+    bool have[ST_DB_COUNT]; /* the db exists (a read-only open may find one missing) */
+    bool rdonly;
     pid_t pid;        /* the process that opened it; no other may use it */
     int readers_open; /* read transactions open in this process */
     uint64_t max_map;
-    char path[512];
+    uint64_t psize;          /* LMDB's page size */
+    dev_t dir_dev, file_dev; /* the folder and data.mdb as opened (st_check) */
+    ino_t dir_ino, file_ino;
+    char path[PATH_MAX];
 };
 
 struct st_txn {
@@ -125,6 +142,16 @@ const char *st_strerror(int rc)
         return "LMDB reported corruption or a fatal error; reopen the store";
     case -E2BIG:
         return "the batch is too large for one LMDB transaction";
+    case -EUCLEAN:
+        return "the store's data.mdb is shorter than its last page (truncated): restore it from "
+               "a backup or move it away";
+    case -ESTALE:
+        return "the store's folder or data.mdb was removed or replaced while kdeals runs: "
+               "nothing more is written; put it back or restart kdeals";
+    case -EPROTO:
+        return "not a kdeals store";
+    case -EUSERS:
+        return "too many processes are reading the store (LMDB reader slots full)";
     default:
         return strerror(-rc);
     }
@@ -158,9 +185,53 @@ int st_reader_check(struct st_env *env, int *dead)
     return 0;
 }
 
+/*
+ * Whether data.mdb holds every page up to the last one its newest meta page names: LMDB reads
+ * pages through the mapping, and a page beyond the end of the file is a SIGBUS. 0, -EUCLEAN.
+ */
+static int check_size(struct st_env *env)
+{
+    int fd = -1;
+    struct stat st;
+    if (mdb_env_get_fd(env->mdb, &fd) != 0 || fstat(fd, &st) != 0)
+        return -EIO;
+    /* The two meta pages first: mdb_env_info reads them through the mapping. */
+    if ((uint64_t)st.st_size < 2 * env->psize)
+        return -EUCLEAN;
+    MDB_envinfo info;
+    if (mdb_env_info(env->mdb, &info) != 0)
+        return -EIO;
+    /* The size after the meta: a writer extends the file before it writes a newer meta, so
+     * this order never sees a meta ahead of the file it describes. */
+    if (fstat(fd, &st) != 0)
+        return -EIO;
+    if ((uint64_t)st.st_size < ((uint64_t)info.me_last_pgno + 1) * env->psize)
+        return -EUCLEAN;
+    return 0;
+}
+
+int st_check(struct st_env *env)
+{
+    st_assert_owner(env);
+    int fd = -1;
+    struct stat dir, named, open_file;
+    char data[PATH_MAX + 16];
+    snprintf(data, sizeof(data), "%s/data.mdb", env->path);
+    if (mdb_env_get_fd(env->mdb, &fd) != 0 || fstat(fd, &open_file) != 0)
+        return -EIO;
+    if (open_file.st_nlink == 0 || stat(env->path, &dir) != 0 || dir.st_dev != env->dir_dev ||
+        dir.st_ino != env->dir_ino || stat(data, &named) != 0 || named.st_dev != open_file.st_dev ||
+        named.st_ino != open_file.st_ino)
+        return -ESTALE;
+    return check_size(env);
+}
+
 /* Begins an LMDB transaction, adopting a map grown by another process. */
 static int txn_begin(struct st_env *env, unsigned flags, MDB_txn **mt)
 {
+    int checked = check_size(env);
+    if (checked != 0)
+        return checked;
     for (int tries = 0; tries < 4; tries++) {
         int rc = mdb_txn_begin(env->mdb, NULL, flags, mt);
         if (rc != MDB_MAP_RESIZED)
@@ -196,6 +267,11 @@ static int grow_map(struct st_env *env)
 int st_write(struct st_env *env, int (*fn)(struct st_txn *txn, void *ud), void *ud)
 {
     st_assert_owner(env);
+    if (env->rdonly)
+        return -EROFS;
+    int checked = st_check(env);
+    if (checked != 0)
+        return checked;
     for (int tries = 0; tries < ST_WRITE_MAX_TRIES; tries++) {
         struct st_txn txn = {.env = env, .mt = NULL, .rdonly = false, .map_full = false};
         int rc = txn_begin(env, 0, &txn.mt);
@@ -270,16 +346,45 @@ struct open_ctx {
 
 static int migrate_v1(struct st_txn *txn, struct st_env *env);
 
+/*
+ * Whether the environment of TXN is a kdeals store: a "meta" db holding a schema version.
+ * An environment whose main db is empty is a fresh one (*FRESH). Returns 0, or -EPROTO.
+ */
+static int is_kdeals_store(struct st_txn *txn, bool *fresh)
+{
+    MDB_stat main_db;
+    int rc = mdb_stat(txn->mt, 0, &main_db);
+    if (rc != 0)
+        return st_mdb_err(txn, rc);
+    *fresh = main_db.ms_entries == 0;
+    if (*fresh)
+        return 0;
+    MDB_dbi meta;
+    rc = mdb_dbi_open(txn->mt, st_db_names[ST_DB_META], 0, &meta);
+    if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE)
+        return -EPROTO;
+    if (rc != 0)
+        return st_mdb_err(txn, rc);
+    MDB_val key = {strlen(ST_META_SCHEMA_VERSION), (void *)ST_META_SCHEMA_VERSION}, val;
+    rc = mdb_get(txn->mt, meta, &key, &val);
+    return rc == MDB_NOTFOUND ? -EPROTO : st_mdb_err(txn, rc);
+}
+
 static int open_dbs(struct st_txn *txn, void *ud)
 {
     struct open_ctx *ctx = ud;
+    bool fresh = false;
+    int rc = is_kdeals_store(txn, &fresh);
+    if (rc != 0)
+        return rc;
     for (int i = 0; i < ST_DB_COUNT; i++) {
-        int rc = mdb_dbi_open(txn->mt, st_db_names[i], MDB_CREATE, &ctx->env->dbi[i]);
+        rc = mdb_dbi_open(txn->mt, st_db_names[i], MDB_CREATE, &ctx->env->dbi[i]);
         if (rc != 0)
             return st_mdb_err(txn, rc);
+        ctx->env->have[i] = true;
     }
-    int rc = st_meta_get_u64(txn, ST_META_SCHEMA_VERSION, &ctx->found_schema);
-    if (rc == -ENOENT) {
+    rc = st_meta_get_u64(txn, ST_META_SCHEMA_VERSION, &ctx->found_schema);
+    if (rc == -ENOENT && fresh) {
         ctx->found_schema = ST_SCHEMA_VERSION;
         return st_meta_put_u64(txn, ST_META_SCHEMA_VERSION, ST_SCHEMA_VERSION);
     }
@@ -294,16 +399,60 @@ static int open_dbs(struct st_txn *txn, void *ud)
     return ctx->found_schema == ST_SCHEMA_VERSION ? 0 : -ENOTSUP;
 }
 
-int st_open(const struct st_options *opt, struct st_env **out, char *err, size_t errlen)
+/* Read-only: opens the dbs that exist, without creating any, and reads the schema version. */
+static int open_dbs_rdonly(struct st_env *env, uint64_t *schema)
 {
-    if (opt == NULL || opt->path == NULL || opt->path[0] == '\0' || strlen(opt->path) >= 512) {
+    MDB_txn *mt;
+    int rc = txn_begin(env, MDB_RDONLY, &mt);
+    if (rc != 0)
+        return rc;
+    struct st_txn txn = {.env = env, .mt = mt, .rdonly = true};
+    bool fresh = false;
+    rc = is_kdeals_store(&txn, &fresh);
+    if (rc == 0 && fresh)
+        rc = -EPROTO; /* a reader finds no store to read in an empty environment */
+    for (int i = 0; i < ST_DB_COUNT && rc == 0; i++) {
+        int m = mdb_dbi_open(mt, st_db_names[i], 0, &env->dbi[i]);
+        if (m == 0)
+            env->have[i] = true;
+        else if (m != MDB_NOTFOUND)
+            rc = st_mdb_err(NULL, m);
+    }
+    if (rc == 0)
+        rc = st_meta_get_u64(&txn, ST_META_SCHEMA_VERSION, schema);
+    if (rc == 0 && *schema > ST_SCHEMA_VERSION)
+        rc = -ENOTSUP;
+    if (rc == 0) {
+        /* Committing a read-only transaction keeps its db handles for the environment. */
+        rc = st_mdb_err(NULL, mdb_txn_commit(mt));
+    } else {
+        mdb_txn_abort(mt);
+    }
+    return rc;
+}
+
+static int store_open(const struct st_options *opt, bool rdonly, struct st_env **out, char *err,
+                      size_t errlen)
+{
+    if (opt == NULL || opt->path == NULL || opt->path[0] == '\0' || strlen(opt->path) >= PATH_MAX) {
         snprintf(err, errlen, "store: no path or path too long");
         return -EINVAL;
     }
-    if (mkdir(opt->path, 0700) != 0 && errno != EEXIST) {
+    if (!rdonly && mkdir(opt->path, 0700) != 0 && errno != EEXIST) {
         int e = errno;
         snprintf(err, errlen, "store: %s: cannot create the folder: %s", opt->path, strerror(e));
         return -e;
+    }
+    /* An empty data.mdb is not a new store: LMDB would silently make it one. */
+    char data[PATH_MAX + 16];
+    snprintf(data, sizeof(data), "%s/data.mdb", opt->path);
+    struct stat sb;
+    if (stat(data, &sb) == 0 && sb.st_size == 0) {
+        snprintf(err, errlen,
+                 "store: %s is empty (0 bytes): not a kdeals store; if [store] path is right and "
+                 "the store was lost, move the empty file away to start a new one",
+                 data);
+        return -EPROTO;
     }
     struct st_env *env = calloc(1, sizeof(*env));
     if (env == NULL) {
@@ -312,6 +461,7 @@ int st_open(const struct st_options *opt, struct st_env **out, char *err, size_t
     }
     snprintf(env->path, sizeof(env->path), "%s", opt->path);
     env->pid = getpid();
+    env->rdonly = rdonly;
     uint64_t map = opt->map_size_bytes ? opt->map_size_bytes : ST_DEFAULT_MAP;
     env->max_map = opt->max_map_size_bytes ? opt->max_map_size_bytes : ST_DEFAULT_MAX_MAP;
     if (env->max_map < map)
@@ -325,7 +475,7 @@ int st_open(const struct st_options *opt, struct st_env **out, char *err, size_t
     if (rc == 0)
         rc = mdb_env_set_mapsize(env->mdb, (size_t)map);
     if (rc == 0)
-        rc = mdb_env_open(env->mdb, opt->path, MDB_NOTLS, 0600);
+        rc = mdb_env_open(env->mdb, opt->path, MDB_NOTLS | (rdonly ? MDB_RDONLY : 0), 0600);
     if (rc != 0) {
         int e = st_mdb_err(NULL, rc);
         snprintf(err, errlen, "store: %s: cannot open the LMDB environment: %s%s", opt->path,
@@ -336,17 +486,42 @@ int st_open(const struct st_options *opt, struct st_env **out, char *err, size_t
         rc = e;
         goto out_env;
     }
+    MDB_stat est;
+    int fd = -1;
+    struct stat dir, file;
+    if (mdb_env_stat(env->mdb, &est) != 0 || mdb_env_get_fd(env->mdb, &fd) != 0 ||
+        fstat(fd, &file) != 0 || stat(opt->path, &dir) != 0) {
+        snprintf(err, errlen, "store: %s: cannot read what was opened", opt->path);
+        rc = -EIO;
+        goto out_env;
+    }
+    env->psize = est.ms_psize;
+    env->dir_dev = dir.st_dev;
+    env->dir_ino = dir.st_ino;
+    env->file_dev = file.st_dev;
+    env->file_ino = file.st_ino;
+    if ((rc = check_size(env)) != 0) {
+        snprintf(err, errlen,
+                 "store: %s is truncated (%lld bytes, shorter than its last page): restore it "
+                 "from a backup or move it away to start a new store",
+                 data, (long long)file.st_size);
+        goto out_env;
+    }
     /* The file may record a larger map than asked for (grown earlier): keep the larger. */
     MDB_envinfo info;
     mdb_env_info(env->mdb, &info);
     if ((uint64_t)info.me_mapsize > env->max_map)
         env->max_map = (uint64_t)info.me_mapsize;
 
-    int dead = 0;
-    rc = st_reader_check(env, &dead);
     struct open_ctx ctx = {.env = env, .found_schema = 0};
-    if (rc == 0)
-        rc = st_write(env, open_dbs, &ctx);
+    if (rdonly) {
+        rc = open_dbs_rdonly(env, &ctx.found_schema);
+    } else {
+        int dead = 0;
+        rc = st_reader_check(env, &dead);
+        if (rc == 0)
+            rc = st_write(env, open_dbs, &ctx);
+    }
     if (rc != 0) {
         if (rc == -ENOTSUP && ctx.found_schema > ST_SCHEMA_VERSION)
             snprintf(err, errlen,
@@ -357,6 +532,11 @@ int st_open(const struct st_options *opt, struct st_env **out, char *err, size_t
             snprintf(err, errlen,
                      "store: %s: schema version %llu is older than %d and cannot be migrated",
                      opt->path, (unsigned long long)ctx.found_schema, ST_SCHEMA_VERSION);
+        else if (rc == -EPROTO)
+            snprintf(err, errlen,
+                     "store: %s: not a kdeals store (an LMDB environment without kdeals' "
+                     "schema version%s): point [store] path at a kdeals store or a new folder",
+                     data, rdonly ? ", or one nothing was stored in yet" : "");
         else
             snprintf(err, errlen, "store: %s: %s", opt->path, st_strerror(rc));
         goto out_env;
@@ -371,9 +551,14 @@ out_env:
     return rc;
 }
 
+int st_open(const struct st_options *opt, struct st_env **out, char *err, size_t errlen)
+{
+    return store_open(opt, false, out, err, errlen);
+}
+
 int st_open_existing(const struct st_options *opt, struct st_env **out, char *err, size_t errlen)
 {
-    char data[600];
+    char data[PATH_MAX + 16];
     struct stat sb;
     if (opt != NULL && opt->path != NULL) {
         snprintf(data, sizeof(data), "%s/data.mdb", opt->path);
@@ -384,7 +569,7 @@ int st_open_existing(const struct st_options *opt, struct st_env **out, char *er
             return -e;
         }
     }
-    return st_open(opt, out, err, errlen);
+    return store_open(opt, true, out, err, errlen);
 }
 
 void st_close(struct st_env *env)
@@ -410,6 +595,8 @@ static int raw_put(struct st_txn *txn, enum st_db db, const void *k, size_t klen
 
 static int raw_get(struct st_txn *txn, enum st_db db, const void *k, size_t klen, MDB_val *val)
 {
+    if (!txn->env->have[db])
+        return -ENOENT;
     MDB_val key = {klen, (void *)k};
     return st_mdb_err(txn, mdb_get(txn->mt, txn->env->dbi[db], &key, val));
 }
@@ -424,6 +611,12 @@ static int raw_del(struct st_txn *txn, enum st_db db, const void *k, size_t klen
 
 int st_count(struct st_txn *txn, enum st_db db, uint64_t *n)
 {
+    if ((unsigned)db >= ST_DB_COUNT)
+        return -EINVAL;
+    if (!txn->env->have[db]) {
+        *n = 0;
+        return 0;
+    }
     MDB_stat st;
     int rc = mdb_stat(txn->mt, txn->env->dbi[db], &st);
     if (rc != 0)
@@ -476,6 +669,8 @@ int st_schedule_due(struct st_txn *txn, int64_t now_ms, struct st_sched_entry *o
                     size_t *n)
 {
     *n = 0;
+    if (!txn->env->have[ST_DB_SCHEDULE])
+        return 0;
     MDB_cursor *mc;
     int rc = mdb_cursor_open(txn->mt, txn->env->dbi[ST_DB_SCHEDULE], &mc);
     if (rc != 0)
@@ -783,6 +978,8 @@ int st_history_list(struct st_txn *txn, const struct st_key *key, struct st_hist
                     size_t max, size_t *n)
 {
     *n = 0;
+    if (!txn->env->have[ST_DB_HISTORY])
+        return 0;
     MDB_cursor *mc;
     int rc = mdb_cursor_open(txn->mt, txn->env->dbi[ST_DB_HISTORY], &mc);
     if (rc != 0)
@@ -808,6 +1005,8 @@ int st_changes_read(struct st_txn *txn, uint64_t after, struct st_change *out, s
                     size_t *n)
 {
     *n = 0;
+    if (!txn->env->have[ST_DB_CHANGES])
+        return 0;
     if (after == UINT64_MAX)
         return 0;
     MDB_cursor *mc;
@@ -830,6 +1029,8 @@ int st_changes_read(struct st_txn *txn, uint64_t after, struct st_change *out, s
 static int changes_edge(struct st_txn *txn, MDB_cursor_op op, uint64_t *seq)
 {
     *seq = 0;
+    if (!txn->env->have[ST_DB_CHANGES])
+        return 0;
     MDB_cursor *mc;
     int rc = mdb_cursor_open(txn->mt, txn->env->dbi[ST_DB_CHANGES], &mc);
     if (rc != 0)
@@ -1068,7 +1269,8 @@ int st_cursor_open(struct st_txn *txn, enum st_db db, struct st_cursor **out)
     struct st_cursor *cur = calloc(1, sizeof(*cur));
     if (cur == NULL)
         return -ENOMEM;
-    int rc = mdb_cursor_open(txn->mt, txn->env->dbi[db], &cur->mc);
+    /* A db a read-only open did not find is empty: a cursor without an LMDB cursor. */
+    int rc = txn->env->have[db] ? mdb_cursor_open(txn->mt, txn->env->dbi[db], &cur->mc) : 0;
     if (rc != 0) {
         free(cur);
         return st_mdb_err(txn, rc);
@@ -1083,6 +1285,8 @@ static int cursor_step(struct st_cursor *cur, enum st_db want, MDB_val *key, MDB
 {
     if (cur->db != want)
         return -EINVAL;
+    if (cur->mc == NULL)
+        return -ENOENT;
     int rc = mdb_cursor_get(cur->mc, key, val, cur->started ? MDB_NEXT : MDB_FIRST);
     cur->started = true;
     return st_mdb_err(cur->txn, rc);
@@ -1139,6 +1343,7 @@ void st_cursor_close(struct st_cursor *cur)
 {
     if (cur == NULL)
         return;
-    mdb_cursor_close(cur->mc);
+    if (cur->mc != NULL)
+        mdb_cursor_close(cur->mc);
     free(cur);
 }

@@ -34,10 +34,18 @@
  * makes the commit fail with -ENOSPC and leaves the store exactly as before the batch; the
  * caller keeps the batch, pauses and retries later.
  *
+ * Damage and moves. A data.mdb shorter than its last page is refused at open and before every
+ * transaction (-EUCLEAN) instead of killing the process with SIGBUS; a store folder removed or
+ * replaced under the running writer makes its writes fail (-ESTALE, st_check); a file that is
+ * not a kdeals store (an empty data.mdb, another program's LMDB environment) is refused
+ * (-EPROTO) rather than adopted.
+ *
  * Errors are negative errno values: -ENOENT (no such record), -EBADMSG (a stored value does
  * not decode), -ENOSPC (disk full), -EFBIG (the map reached its cap), -EBUSY (the map must
  * grow but this process holds a read transaction), -ENOTSUP (schema/record version newer
- * than this binary), -EIO (LMDB found corruption; close and reopen), -EINVAL (bad argument).
+ * than this binary), -EIO (LMDB found corruption; close and reopen), -EINVAL (bad argument),
+ * -EUCLEAN (truncated file), -ESTALE (the store moved away), -EPROTO (not a kdeals store),
+ * -EUSERS (LMDB's reader slots are full), -EROFS (a write through a read-only open).
  * st_strerror() names them.
  */
 #ifndef KD_STORE_STORE_H
@@ -90,16 +98,29 @@ struct st_sched_entry {
  * Opens (creating if needed) the environment at OPT->path in this process: creates the named
  * dbs, clears reader slots left by dead processes (mdb_reader_check) and checks the schema
  * version in meta (a fresh store gets ST_SCHEMA_VERSION; a newer one is refused with
- * -ENOTSUP). Returns 0 and *OUT, or a negative errno with a one-line message in ERR (size
- * ERRLEN) naming the path and what to do.
+ * -ENOTSUP). An empty data.mdb, or an LMDB environment holding data but no kdeals schema
+ * version, is refused (-EPROTO); a truncated data.mdb too (-EUCLEAN). Returns 0 and *OUT, or
+ * a negative errno with a one-line message in ERR (size ERRLEN) naming the path and what to
+ * do.
  */
 int st_open(const struct st_options *opt, struct st_env **out, char *err, size_t errlen);
 
 /*
- * As st_open, for a reader of a daemon's store (`kdeals deals`, `kdeals status`): when
- * OPT->path holds no store it returns -ENOENT (ERR saying so) instead of creating an empty one.
+ * For a reader of a daemon's store (`kdeals deals`, `kdeals status`): opens the environment
+ * read-only (MDB_RDONLY: it creates and writes nothing, every write returns -EROFS). When
+ * OPT->path holds no store it returns -ENOENT (ERR saying so); a file that is not a kdeals
+ * store returns -EPROTO, a truncated one -EUCLEAN. A db the store lacks (an older schema) reads
+ * as empty.
  */
 int st_open_existing(const struct st_options *opt, struct st_env **out, char *err, size_t errlen);
+
+/*
+ * For a writer, now and then and before each write (st_write does it): whether the folder and
+ * data.mdb at the path it opened are still the ones it has open, and the file still holds its
+ * last page. Returns 0, -ESTALE (removed or replaced: writing would go into deleted files) or
+ * -EUCLEAN (truncated).
+ */
+int st_check(struct st_env *env);
 
 /* Closes ENV. Every transaction and cursor of it must be finished. NULL is ignored. */
 void st_close(struct st_env *env);

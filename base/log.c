@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -52,6 +53,29 @@ int kd_log_parse_level(const char *name, enum kd_log_level *level)
     return -EINVAL;
 }
 
+int kd_log_file_open(const char *path)
+{
+    /* Not through a link (another user's folder could hold one to a file of ours), and a
+     * FIFO cannot block the open: checked once open instead. */
+    int fd = open(
+        path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY, 0600);
+    if (fd < 0)
+        return errno == ELOOP ? -EPERM : -errno;
+    struct stat st;
+    int rc = 0;
+    if (fstat(fd, &st) != 0)
+        rc = -errno;
+    else if (!S_ISREG(st.st_mode) || st.st_uid != geteuid())
+        rc = -EPERM;
+    else if (fcntl(fd, F_SETFL, O_WRONLY | O_APPEND) != 0)
+        rc = -errno;
+    if (rc != 0) {
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
 int kd_log_open(const char *path)
 {
     if (path == NULL) {
@@ -60,9 +84,9 @@ int kd_log_open(const char *path)
         log_fd = STDERR_FILENO;
         return 0;
     }
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    int fd = kd_log_file_open(path);
     if (fd < 0)
-        return -errno;
+        return fd;
     if (log_fd != STDERR_FILENO)
         close(log_fd);
     log_fd = fd;

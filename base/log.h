@@ -29,8 +29,17 @@ void kd_log_set_level(enum kd_log_level level);
 int kd_log_parse_level(const char *name, enum kd_log_level *level);
 
 /*
- * Sends lines to PATH (appending, mode 0600), or to stderr when PATH is NULL. Returns 0 or a
- * negative errno; on failure the previous destination is kept. Call again to reopen (USR1).
+ * Opens the log file PATH for appending (created with mode 0600) the way every log file is
+ * opened: not through a symbolic link, and refused (-EPERM) unless what was opened is a
+ * regular file of the caller's effective uid. Returns the descriptor (close-on-exec) or a
+ * negative errno.
+ */
+int kd_log_file_open(const char *path);
+
+/*
+ * Sends lines to PATH (opened by kd_log_file_open), or to stderr when PATH is NULL. Returns 0
+ * or a negative errno; on failure the previous destination is kept. Call again to reopen
+ * (USR1).
  */
 int kd_log_open(const char *path);
 

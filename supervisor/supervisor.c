@@ -6,7 +6,15 @@
  * A worker that exits while the daemon is not stopping is restarted after a backoff that
  * doubles from 100 ms to 30 s and resets once the worker has stayed up for a minute; more
  * than restart_max restarts of one role inside restart_window_s stops the whole daemon with
- * an error, because a worker that cannot stay up is a fault an operator must see.
+ * an error, because a worker that cannot stay up is a fault an operator must see. A worker
+ * that exits with WK_EXIT_CANNOT_RUN (its store cannot be opened) is not restarted at all:
+ * the daemon stops at once with the worker's reason and exit status 2, rather than loop.
+ *
+ * Workers are started from the supervisor's own running image (/proc/self/exe, opened once at
+ * start), so a binary upgraded or removed on disk never starts a worker of another version.
+ * Once a second the supervisor also checks its own files: a status file truncated or removed
+ * is written again (so `kdeals status` and `stop` keep finding the daemon), and a segment
+ * whose name was removed is reported loudly (the workers keep using it: they were handed it).
  */
 #include "supervisor/supervisor.h"
 
@@ -14,6 +22,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +49,8 @@
 #define SUP_BACKOFF_MAX_MS 30000
 #define SUP_STABLE_MS      60000
 #define SUP_WORKERS        3
+#define SUP_STATE_TICK_MS  100
+#define SUP_FILES_TICKS    10 /* the status file and the segment's name: once a second */
 
 _Static_assert(KD_KEY_MAX <= WK_KEY_MAX, "a key fits the key pipe the worker reads");
 
@@ -67,7 +78,11 @@ struct sup {
     uv_loop_t *loop;
     struct shm_segment seg;
     int wake_fds[SHM_RING_COUNT];
-    char exe[PATH_MAX];
+    int exe_fd;         /* the running image, opened at start */
+    char exe[PATH_MAX]; /* "/proc/self/fd/N" of exe_fd: what workers are executed from */
+    const char *state;  /* what the status file says: starting, running, stopping */
+    unsigned ticks;
+    bool segment_name_lost;
     struct sup_child children[SHM_ROLE_COUNT];
     uv_signal_t sig_term, sig_int, sig_quit, sig_hup, sig_usr1;
     uv_timer_t stop_timer, state_timer;
@@ -157,7 +172,8 @@ static void begin_stop(struct sup *s, int immediate)
     sd_notify(0, "STOPPING=1");
 #endif
     atomic_store(&s->seg.layout->procs[SHM_ROLE_SUPERVISOR].state, SHM_PROC_STOPPING);
-    shm_status_write(&s->seg, "stopping");
+    s->state = "stopping";
+    shm_status_write(&s->seg, s->state);
     for (int i = 0; i < SHM_ROLE_COUNT; i++)
         uv_timer_stop(&s->children[i].restart_timer);
     if (immediate) {
@@ -177,8 +193,10 @@ static void begin_stop(struct sup *s, int immediate)
 static void on_restart_timer(uv_timer_t *t)
 {
     struct sup_child *c = t->data;
-    if (!c->sup->stopping && spawn_child(c) != 0)
+    if (!c->sup->stopping && spawn_child(c) != 0) {
+        c->sup->exit_code = 1; /* a worker that cannot be started is a failure, never exit 0 */
         begin_stop(c->sup, 0);
+    }
 }
 
 static void on_child_exit(uv_process_t *p, int64_t exit_status, int term_signal)
@@ -214,6 +232,17 @@ static void on_child_exit(uv_process_t *p, int64_t exit_status, int term_signal)
         if (!clean)
             s->exit_code = 1;
         stop_next(s);
+        return;
+    }
+    if (term_signal == 0 && exit_status == WK_EXIT_CANNOT_RUN) {
+        char why[SHM_MESSAGE_MAX];
+        memcpy(why, slot->last_error, sizeof(why));
+        why[sizeof(why) - 1] = '\0';
+        kd_error("%s cannot run (%s): no restart would help; the daemon stops with status 2, "
+                 "start it again once the cause is fixed",
+                 shm_role_name(c->role), why[0] ? why : "see its log lines above");
+        s->exit_code = 2;
+        begin_stop(s, 0);
         return;
     }
     kd_warn("%s pid %d died (%s %d)", shm_role_name(c->role), p->pid,
@@ -286,6 +315,8 @@ static int spawn_child(struct sup_child *c)
     }
     stdio[WK_FD_KEY].flags = UV_INHERIT_FD;
     stdio[WK_FD_KEY].data.fd = key_pipe[0];
+    stdio[WK_FD_SEGMENT].flags = UV_INHERIT_FD;
+    stdio[WK_FD_SEGMENT].data.fd = s->seg.fd;
     uv_process_options_t po;
     memset(&po, 0, sizeof(po));
     po.file = s->exe;
@@ -451,12 +482,42 @@ static void on_signal(uv_signal_t *h, int signum)
     }
 }
 
+/*
+ * The supervisor's files, once a second: a status file truncated or removed under the daemon
+ * is written again (status, stop and the instance lock keep working); a segment whose name
+ * was removed is said loudly, once (the workers keep the segment they were handed; stat,
+ * reload and status's token view cannot reach it until a restart).
+ */
+static void check_files(struct sup *s)
+{
+    int rc = shm_status_repair(&s->seg, s->state);
+    if (rc > 0)
+        kd_warn("status file %s was truncated, rewritten or removed under the running daemon: "
+                "written again",
+                s->seg.status_path);
+    else if (rc < 0)
+        kd_error("status file %s was removed or damaged and cannot be written again: %s",
+                 s->seg.status_path, strerror(-rc));
+    rc = shm_segment_check(&s->seg);
+    if (rc != 0 && !s->segment_name_lost) {
+        s->segment_name_lost = true;
+        kd_error("shared memory /dev/shm%s was %s under the running daemon: the workers keep "
+                 "using theirs, but kdeals stat, reload and the token view of status cannot "
+                 "reach it until the daemon is restarted (kdeals stop; kdeals start)",
+                 s->seg.name, rc == -ENOENT ? "removed" : "replaced");
+    } else if (rc == 0) {
+        s->segment_name_lost = false;
+    }
+}
+
 /* Publishes "running" once every worker has said it is ready, and keeps the heartbeat. */
 static void on_state_timer(uv_timer_t *t)
 {
     struct sup *s = t->data;
     struct shm_layout *l = s->seg.layout;
     atomic_store(&l->procs[SHM_ROLE_SUPERVISOR].heartbeat_ms, kd_wall_ms());
+    if (++s->ticks % SUP_FILES_TICKS == 0)
+        check_files(s);
     if (s->running_announced || s->stopping)
         return;
     /* Waiting for tokens is ready too: the worker is up and serving its loop. */
@@ -466,7 +527,8 @@ static void on_state_timer(uv_timer_t *t)
             return;
     }
     s->running_announced = 1;
-    shm_status_write(&s->seg, "running");
+    s->state = "running";
+    shm_status_write(&s->seg, s->state);
     kd_info("all workers ready");
 #ifdef KD_HAVE_SYSTEMD
     sd_notify(0, "READY=1\nSTATUS=all workers ready");
@@ -508,7 +570,7 @@ static void start_workers(struct sup *s)
     s->stop_timer.data = s;
     uv_timer_init(s->loop, &s->state_timer);
     s->state_timer.data = s;
-    uv_timer_start(&s->state_timer, on_state_timer, 50, 100);
+    uv_timer_start(&s->state_timer, on_state_timer, 50, SUP_STATE_TICK_MS);
 
     for (int i = 0; i < SUP_WORKERS; i++) {
         struct sup_child *c = &s->children[start_order[i]];
@@ -541,19 +603,31 @@ int sup_run(const struct sup_options *opt)
     }
     s->opt = opt;
     s->cfg = opt->cfg;
+    s->exe_fd = -1;
+    s->state = "starting";
     for (int i = 0; i < SHM_RING_COUNT; i++)
         s->wake_fds[i] = -1;
+    /* A log or stderr pipe whose reader went away must give EPIPE, not kill the daemon and
+     * leave its segment behind. */
+    signal(SIGPIPE, SIG_IGN);
     kd_log_set_role("supervisor");
     if (opt->log_file != NULL && (rc = kd_log_open(opt->log_file)) != 0) {
-        kd_error("cannot open log file %s: %s", opt->log_file, strerror(-rc));
+        kd_error("cannot open log file %s: %s", opt->log_file,
+                 rc == -EPERM ? "not a regular file of yours (a link, a device, another owner)"
+                              : strerror(-rc));
         goto out_free;
     }
-    ssize_t n = readlink("/proc/self/exe", s->exe, sizeof(s->exe) - 1);
-    if (n <= 0) {
-        kd_error("cannot find my own executable: %s", strerror(errno));
+    /* The running image: what every worker is executed from, whatever happens to the path.
+     * Above the descriptors a worker is given, which the child sets up before the exec. */
+    int exe = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    s->exe_fd = exe < 0 ? -1 : fcntl(exe, F_DUPFD_CLOEXEC, WK_FD_COUNT + 32);
+    if (exe >= 0)
+        close(exe);
+    if (s->exe_fd < 0) {
+        kd_error("cannot open my own executable (/proc/self/exe): %s", strerror(errno));
         goto out_free;
     }
-    s->exe[n] = '\0';
+    snprintf(s->exe, sizeof(s->exe), "/proc/self/fd/%d", s->exe_fd);
 
     /* No core file and no readable /proc/PID/environ for a process that holds the key. */
     prctl(PR_SET_DUMPABLE, 0);
@@ -624,6 +698,8 @@ out_fds:
 out_key:
     kd_keys_wipe(&s->keys);
 out_free:
+    if (s->exe_fd >= 0)
+        close(s->exe_fd);
     free(s);
     return code;
 }

@@ -4,11 +4,14 @@
  * Dying with the supervisor matters: a worker that outlives it would keep spending tokens
  * with nobody watching. PR_SET_PDEATHSIG covers the normal case; the heartbeat timer also
  * checks getppid() and the segment (retired or replaced means a new supervisor took over)
- * and exits, because the death signal is lost if the parent died before prctl ran.
+ * and exits, because the death signal is lost if the parent died before prctl ran. A segment
+ * whose name was removed is not a reason to exit: the worker uses the segment it was handed
+ * (worker/spawn.h), and the supervisor, still its parent, says so in the log.
  */
 #include "worker/worker.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,9 +25,35 @@
 
 #define WK_HEARTBEAT_MS 500
 
+/* The store the stage opened: still the one at the configured path, reader slots clean. */
+static void check_store(struct wk *wk)
+{
+    if (wk->store == NULL)
+        return;
+    if (wk->beats % (WK_STORE_CHECK_MS / WK_HEARTBEAT_MS) == 0) {
+        int rc = st_check(wk->store);
+        if (rc != 0 && !wk->store_lost) {
+            kd_error("STORE LOST: %s: %s; spending pauses until it is back", wk->cfg.store_path,
+                     st_strerror(rc));
+            wk_set_error(wk, "store %s: %s", wk->cfg.store_path, st_strerror(rc));
+        } else if (rc == 0 && wk->store_lost) {
+            kd_info("store %s is back", wk->cfg.store_path);
+        }
+        wk->store_lost = rc != 0;
+    }
+    /* The supervisor counts every worker death it restarts. */
+    int64_t deaths =
+        shm_counter_get(&wk->seg.layout->counters[SHM_ROLE_SUPERVISOR], SHM_C_restarts);
+    if (deaths != wk->sibling_deaths || wk->beats % (WK_READER_CHECK_MS / WK_HEARTBEAT_MS) == 0) {
+        wk->sibling_deaths = deaths;
+        st_reader_check(wk->store, NULL);
+    }
+}
+
 static void heartbeat(uv_timer_t *t)
 {
     struct wk *wk = t->data;
+    wk->beats++;
     atomic_store_explicit(&wk->slot->heartbeat_ms, kd_wall_ms(), memory_order_relaxed);
     if ((int64_t)getppid() != wk->supervisor_pid) {
         kd_error("supervisor pid %lld is gone; exiting", (long long)wk->supervisor_pid);
@@ -32,11 +61,14 @@ static void heartbeat(uv_timer_t *t)
         uv_stop(wk->loop);
         return;
     }
-    if (shm_segment_check(&wk->seg) != 0) {
-        kd_error("segment %s was replaced or removed; exiting", wk->seg.name);
+    /* Replaced (a new supervisor took over): exit. Only the name removed: keep going. */
+    if (shm_segment_check(&wk->seg) == -ESTALE) {
+        kd_error("segment %s was replaced; exiting", wk->seg.name);
         wk->stopping = true;
         uv_stop(wk->loop);
+        return;
     }
+    check_store(wk);
 }
 
 /* Loads the config the supervisor published. Returns 0, or a negative errno. */
@@ -161,7 +193,7 @@ static int wk_start(struct wk *wk, const struct wk_stage *stage, uv_loop_t *loop
         goto out_key;
     }
     char err[256];
-    rc = shm_segment_attach(&wk->seg, instance, SHM_READ_WRITE, err, sizeof(err));
+    rc = shm_segment_attach_fd(&wk->seg, WK_FD_SEGMENT, instance, SHM_READ_WRITE, err, sizeof(err));
     if (rc != 0) {
         kd_error("%s", err);
         goto out_key;
@@ -262,6 +294,9 @@ int wk_store_open(struct wk *wk, struct st_env **env)
     char err[512];
     int rc = st_open(&o, env, err, sizeof(err));
     if (rc != 0) {
+        /* Out of memory or descriptors may pass; anything else is the store itself. */
+        wk->cannot_run = rc != -ENOMEM && rc != -EAGAIN && rc != -EINTR && rc != -EMFILE &&
+                         rc != -ENFILE && rc != -EBUSY;
         kd_error("%s", err);
         wk_set_error(wk, "%s", err);
         return rc;
@@ -269,6 +304,7 @@ int wk_store_open(struct wk *wk, struct st_env **env)
     int dead = 0;
     if (st_reader_check(*env, &dead) == 0 && dead > 0)
         kd_info("store: cleared %d reader slots of dead processes", dead);
+    wk->store = *env;
     return 0;
 }
 
@@ -306,6 +342,10 @@ int wk_main(const struct wk_stage *const *stages, size_t n_stages, int argc, cha
         if (strcmp(argv[1], stages[i]->name) == 0)
             stage = stages[i];
     }
+    /* Whatever started the supervisor may have left descriptors open: none of them is the
+     * worker's (worker/spawn.h). A closed log pipe gives EPIPE, not death. */
+    close_range(WK_FD_COUNT, ~0u, 0);
+    signal(SIGPIPE, SIG_IGN);
     if (stage == NULL) {
         fprintf(stderr, "kdeals worker: unknown role '%s'\n", argc >= 2 ? argv[1] : "");
         return 2;
@@ -326,12 +366,15 @@ int wk_main(const struct wk_stage *const *stages, size_t n_stages, int argc, cha
         kd_error("out of memory");
         wk_stop(&wk);
     } else if (stage->start(&wk) != 0) {
+        if (wk.cannot_run)
+            code = WK_EXIT_CANNOT_RUN;
         wk_stop(&wk);
     } else {
         set_ready(&wk);
         code = 0;
     }
     wk_run(&wk);
+    wk.store = NULL;
     if (wk.data != NULL && stage->release != NULL)
         stage->release(&wk);
     free(wk.data);

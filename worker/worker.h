@@ -69,13 +69,20 @@ struct wk {
     const char *log_file; /* NULL: stderr */
     uv_signal_t sig_term, sig_int, sig_quit, sig_hup, sig_usr1;
     uv_timer_t heartbeat;
+    unsigned beats;         /* heartbeats so far */
+    struct st_env *store;   /* the store wk_store_open opened, checked on the heartbeat */
+    bool store_lost;        /* st_check failed last time (said once) */
+    int64_t sibling_deaths; /* the supervisor's restart count when readers were checked */
+    bool cannot_run;        /* exit WK_EXIT_CANNOT_RUN: a restart would not help */
 };
 
 /*
  * The main() of every worker: ARGV is `worker ROLE --instance NAME [--log-file FILE]`
  * (worker/spawn.h), STAGES the stages this binary has. Runs the stage of ROLE until the
  * supervisor stops it or dies. Returns the process exit code: 0 after a stop, 1 when the
- * worker could not start, 2 for an unknown role.
+ * worker could not start, WK_EXIT_CANNOT_RUN when it never could (wk_store_open), 2 for an
+ * unknown role. SIGPIPE is ignored, and every descriptor above the spawn contract's is closed
+ * first thing.
  */
 int wk_main(const struct wk_stage *const *stages, size_t n_stages, int argc, char **argv);
 
@@ -95,8 +102,19 @@ void wk_set_error(struct wk *wk, const char *fmt, ...) __attribute__((format(pri
 /*
  * Opens the store named by the worker's config ([store] path, map sizes) and clears the reader
  * slots of dead processes. Returns 0 and *ENV, or a negative errno after logging why and
- * recording it as the worker's last error.
+ * recording it as the worker's last error; a store that cannot be opened for a reason a
+ * restart would not change (truncated, not a kdeals store, newer, unreadable) also marks the
+ * worker to exit WK_EXIT_CANNOT_RUN, so the supervisor stops instead of restarting it.
+ *
+ * From then on the heartbeat watches that store: every WK_STORE_CHECK_MS it checks that the
+ * folder and data.mdb at the configured path are still the ones open (st_check; a removed
+ * store is said loudly, and writes fail so the stage pauses spending), and it clears the reader
+ * slots of dead processes every WK_READER_CHECK_MS and whenever the supervisor restarted a
+ * sibling (a reader that died mid-read would otherwise pin a snapshot and grow the file).
  */
 int wk_store_open(struct wk *wk, struct st_env **env);
+
+#define WK_STORE_CHECK_MS  2000
+#define WK_READER_CHECK_MS 10000
 
 #endif

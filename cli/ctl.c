@@ -5,6 +5,13 @@
  * points its stdio at the log file and becomes the supervisor; with --wait the parent watches
  * the status file until the supervisor says every worker is ready, or the child dies (then it
  * prints the end of the log, where the supervisor said why).
+ *
+ * stop and reload signal a process only once it is proven to be this instance's supervisor
+ * (find_supervisor): the status file, read from the checked run folder and locked by a live
+ * process, names its pid and start time (the segment's header does too, when the status file
+ * was truncated); the process is pinned with a pidfd and its start time in /proc/PID/stat must
+ * match, so a pid that was reused, a zombie or a number someone wrote in a file is never
+ * signalled. The signal goes through the pidfd (pidfd_send_signal).
  */
 #include "cli/ctl.h"
 
@@ -17,12 +24,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/pidfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "base/clock.h"
+#include "base/log.h"
 #include "cli/deals.h"
 #include "judge/judge.h"
 #include "cli/json.h"
@@ -79,13 +89,21 @@ int cli_start(struct sup_options *opt, int wait, int timeout_s)
     if (pid == 0) {
         setsid();
         int devnull = open("/dev/null", O_RDWR);
-        int log = open(opt->log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        int log = kd_log_file_open(opt->log_file);
+        if (log < 0) {
+            fprintf(stderr, "kdeals start: cannot open log file %s: %s\n", opt->log_file,
+                    log == -EPERM ? "not a regular file of yours (a link, a device, another owner)"
+                                  : strerror(-log));
+            _exit(1);
+        }
         if (devnull >= 0) {
             dup2(devnull, 0);
             dup2(devnull, 1);
         }
-        if (log >= 0)
-            dup2(log, 2);
+        dup2(log, 2);
+        /* Nothing else of the shell that ran `kdeals start` stays open in the daemon. */
+        close_range(3, ~0u, 0);
+        /* Every path is absolute already (cli/main.c), so the daemon holds no folder. */
         if (chdir("/") != 0)
             _exit(1);
         _exit(sup_run(opt));
@@ -120,41 +138,131 @@ int cli_start(struct sup_options *opt, int wait, int timeout_s)
     return 1;
 }
 
-static int running_pid(const char *cmd, const char *instance, const char *run_dir, pid_t *pid)
+/* The supervisor of a running instance, proven (see the file comment). */
+struct supervisor {
+    pid_t pid;
+    int pidfd;
+};
+
+/*
+ * Says why the status file of INSTANCE could not be read (RC from shm_status_read), so that
+ * a folder the caller may not read is not reported as "not running".
+ */
+static void status_unreadable(const char *cmd, const char *instance, const char *run_dir, int rc)
+{
+    char why[600] = "";
+    if (rc == -EPERM) {
+        int fd = shm_run_dir_open(run_dir, false, why, sizeof(why));
+        if (fd >= 0) {
+            close(fd);
+            snprintf(why, sizeof(why),
+                     "%s/%s.status is not a regular file of yours (a link, another owner): "
+                     "remove it",
+                     run_dir, instance);
+        }
+    } else {
+        snprintf(why, sizeof(why), "cannot read %s/%s.status: %s", run_dir, instance,
+                 strerror(-rc));
+    }
+    fprintf(stderr, "kdeals %s: instance '%s': %s%s\n", cmd, instance, why,
+            rc == -EACCES ? " (run kdeals as the user the daemon runs as)" : "");
+}
+
+/*
+ * Finds the live supervisor of INSTANCE and proves it is one: returns 0 with SV (its pidfd
+ * open), or 1 after saying why on stderr (not running, or not provably its supervisor).
+ */
+static int find_supervisor(const char *cmd, const char *instance, const char *run_dir,
+                           struct supervisor *sv)
 {
     struct shm_status st;
     int rc = shm_status_read(run_dir, instance, &st);
-    if (rc != 0 || !st.locked || st.pid <= 0) {
+    if (rc != 0 && rc != -ENOENT) {
+        status_unreadable(cmd, instance, run_dir, rc);
+        return 1;
+    }
+    if (rc == -ENOENT || !st.locked) {
         fprintf(stderr, "kdeals %s: instance '%s' is not running (status file %s/%s.status%s)\n",
                 cmd, instance, run_dir, instance, rc == -ENOENT ? " absent" : "");
+        return 1;
+    }
+    /* The segment's header says the same, or says it alone when the status file was
+     * truncated under the daemon. */
+    struct shm_segment seg;
+    char err[512];
+    int64_t pid = st.pid;
+    uint64_t ticks = st.start_ticks;
+    if (shm_segment_attach(&seg, instance, SHM_READ_ONLY, err, sizeof(err)) == 0) {
+        const struct shm_header *h = &seg.layout->header;
+        if (pid <= 0 || (pid == h->supervisor_pid && ticks == 0)) {
+            pid = h->supervisor_pid;
+            ticks = h->supervisor_start_ticks;
+        } else if (pid != h->supervisor_pid || ticks != h->supervisor_start_ticks) {
+            fprintf(stderr,
+                    "kdeals %s: instance '%s': the status file names pid %lld but the shared "
+                    "memory names pid %lld: not signalling either\n",
+                    cmd, instance, (long long)pid, (long long)h->supervisor_pid);
+            shm_segment_detach(&seg);
+            return 1;
+        }
+        shm_segment_detach(&seg);
+    }
+    if (pid <= 0 || ticks == 0) {
+        fprintf(stderr,
+                "kdeals %s: instance '%s' is locked by a live process, but neither its status "
+                "file nor its shared memory names it: not signalling anything\n",
+                cmd, instance);
+        return 1;
+    }
+    sv->pidfd = pidfd_open((pid_t)pid, 0);
+    if (sv->pidfd < 0 || !shm_proc_alive(pid, ticks)) {
+        int e = errno;
+        fprintf(stderr, "kdeals %s: instance '%s': pid %lld is not its supervisor%s%s\n", cmd,
+                instance, (long long)pid, sv->pidfd < 0 ? ": " : " (another process has it)",
+                sv->pidfd < 0 ? strerror(e) : "");
+        if (sv->pidfd >= 0)
+            close(sv->pidfd);
+        return 1;
+    }
+    sv->pid = (pid_t)pid;
+    return 0;
+}
+
+static int signal_supervisor(const char *cmd, const struct supervisor *sv, int sig)
+{
+    if (pidfd_send_signal(sv->pidfd, sig, NULL, 0) != 0) {
+        fprintf(stderr, "kdeals %s: cannot signal supervisor pid %d: %s\n", cmd, (int)sv->pid,
+                strerror(errno));
         return -1;
     }
-    *pid = (pid_t)st.pid;
     return 0;
 }
 
 int cli_stop(const struct cfg *c, const char *instance, const char *run_dir, int fast)
 {
-    pid_t pid;
-    if (running_pid("stop", instance, run_dir, &pid) != 0)
+    struct supervisor sv;
+    if (find_supervisor("stop", instance, run_dir, &sv) != 0)
         return 1;
-    if (kill(pid, fast ? SIGQUIT : SIGTERM) != 0) {
-        fprintf(stderr, "kdeals stop: cannot signal pid %d: %s\n", (int)pid, strerror(errno));
-        return 1;
-    }
-    /* The supervisor enforces the stop deadline itself; allow it that and a margin. */
+    int code = 1;
+    if (signal_supervisor("stop", &sv, fast ? SIGQUIT : SIGTERM) != 0)
+        goto out;
+    /* The supervisor enforces the stop deadline itself; allow it that and a margin. The pidfd
+     * turns readable when the process exits, reaped or not. */
     int64_t limit_ms = (fast ? 5000 : c->daemon_stop_timeout_ms) + 10000;
     for (int64_t waited = 0; waited < limit_ms; waited += 50) {
+        struct pollfd p = {.fd = sv.pidfd, .events = POLLIN};
         struct shm_status st;
-        if (shm_status_read(run_dir, instance, &st) != 0 || !st.locked) {
+        if (poll(&p, 1, 50) == 1 || shm_status_read(run_dir, instance, &st) != 0 || !st.locked) {
             printf("kdeals: instance '%s' stopped\n", instance);
-            return 0;
+            code = 0;
+            goto out;
         }
-        nap_ms(50);
     }
-    fprintf(stderr, "kdeals stop: pid %d is still running after %" PRId64 " ms\n", (int)pid,
+    fprintf(stderr, "kdeals stop: pid %d is still running after %" PRId64 " ms\n", (int)sv.pid,
             limit_ms);
-    return 1;
+out:
+    close(sv.pidfd);
+    return code;
 }
 
 /*
@@ -200,33 +308,37 @@ static void print_rejudge(const struct shm_config_slot *slot)
 int cli_reload(const struct cfg *c, const char *instance, const char *run_dir)
 {
     (void)c;
-    pid_t pid;
-    if (running_pid("reload", instance, run_dir, &pid) != 0)
+    struct supervisor sv;
+    if (find_supervisor("reload", instance, run_dir, &sv) != 0)
         return 1;
     struct shm_segment seg;
     char err[512];
     if (shm_segment_attach(&seg, instance, SHM_READ_WRITE, err, sizeof(err)) != 0) {
-        fprintf(stderr, "kdeals reload: %s\n", err);
+        fprintf(stderr, "kdeals reload: instance '%s' runs (supervisor pid %d) but %s%s\n",
+                instance, (int)sv.pid, err,
+                strstr(err, "not running") != NULL
+                    ? ": its shared memory was removed, so it cannot be reloaded; restart it"
+                    : "");
+        close(sv.pidfd);
         return 1;
     }
     int code = 1;
     struct shm_config_slot *slot = &seg.layout->config;
     uint64_t req = atomic_fetch_add(&slot->reload_request, 1) + 1;
-    if (kill(pid, SIGHUP) != 0) {
-        fprintf(stderr, "kdeals reload: cannot signal pid %d: %s\n", (int)pid, strerror(errno));
+    if (signal_supervisor("reload", &sv, SIGHUP) != 0)
         goto out_detach;
-    }
     for (int i = 0; i < 200; i++) {
         if (atomic_load_explicit(&slot->reload_done, memory_order_acquire) >= req) {
             int result = atomic_load(&slot->reload_result);
-            char msg[SHM_MESSAGE_MAX];
+            char msg[SHM_MESSAGE_MAX], clean[4 * SHM_MESSAGE_MAX];
             memcpy(msg, slot->reload_message, sizeof(msg));
             msg[sizeof(msg) - 1] = '\0';
+            kd_sanitize(msg, clean, sizeof(clean));
             if (result < 0) {
-                fprintf(stderr, "kdeals reload: rejected, the running config stays: %s\n", msg);
+                fprintf(stderr, "kdeals reload: rejected, the running config stays: %s\n", clean);
                 code = 2;
             } else {
-                printf("kdeals reload: %s\n", msg);
+                printf("kdeals reload: %s\n", clean);
                 code = 0;
                 print_rejudge(slot);
             }
@@ -234,70 +346,108 @@ int cli_reload(const struct cfg *c, const char *instance, const char *run_dir)
         }
         nap_ms(50);
     }
-    fprintf(stderr, "kdeals reload: no verdict from pid %d within 10 s\n", (int)pid);
+    fprintf(stderr, "kdeals reload: no verdict from pid %d within 10 s\n", (int)sv.pid);
 out_detach:
     shm_segment_detach(&seg);
+    close(sv.pidfd);
     return code;
 }
 
-/* Deals stored, from a read-only snapshot; -1 when there is no store to read. */
-static int64_t count_deals(const struct cfg *c)
+/*
+ * Deals stored, from a read-only snapshot; -1 when there is no store to read, with the reason
+ * in WHY ("" when there is simply none yet).
+ */
+static int64_t count_deals(const struct cfg *c, char *why, size_t whylen)
 {
     struct st_options so = cli_store_options(c);
     struct st_env *env;
     struct st_txn *txn;
-    char err[512];
     int64_t deals = -1;
-    if (st_open_existing(&so, &env, err, sizeof(err)) != 0)
+    why[0] = '\0';
+    int rc = st_open_existing(&so, &env, why, whylen);
+    if (rc != 0) {
+        if (rc == -ENOENT)
+            why[0] = '\0';
         return -1;
-    if (st_read_begin(env, &txn) == 0) {
+    }
+    rc = st_read_begin(env, &txn);
+    if (rc == 0) {
         struct st_cursor *cur;
-        if (st_cursor_open(txn, ST_DB_PRODUCTS, &cur) == 0) {
+        if ((rc = st_cursor_open(txn, ST_DB_PRODUCTS, &cur)) == 0) {
             struct st_record r;
-            int rc;
+            int next;
             deals = 0;
-            while ((rc = st_cursor_next_record(cur, &r)) != -ENOENT) {
-                if (rc == 0 && r.state == ST_STATE_DEAL)
+            while ((next = st_cursor_next_record(cur, &r)) != -ENOENT) {
+                if (next == 0 && r.state == ST_STATE_DEAL) {
                     deals++;
-                else if (rc != 0 && rc != -EBADMSG && rc != -ENOTSUP)
+                } else if (next != 0 && next != -EBADMSG && next != -ENOTSUP) {
+                    rc = next;
+                    deals = -1;
                     break;
+                }
             }
             st_cursor_close(cur);
         }
         st_read_end(txn);
     }
+    if (rc != 0)
+        kd_seterr(why, whylen, "store %s: %s", c->store_path, st_strerror(rc));
     st_close(env);
     return deals;
 }
 
-/* A process's last error, as a string even if its slot was torn mid-write. */
-static void last_error(const struct shm_proc_slot *p, char out[SHM_MESSAGE_MAX])
+/* A process's last error, as a string even if its slot was torn mid-write, made safe for a
+ * terminal whatever a server put in it. */
+static void last_error(const struct shm_proc_slot *p, char *out, size_t outlen)
 {
-    memcpy(out, p->last_error, SHM_MESSAGE_MAX);
-    out[SHM_MESSAGE_MAX - 1] = '\0';
+    char raw[SHM_MESSAGE_MAX];
+    memcpy(raw, p->last_error, SHM_MESSAGE_MAX);
+    raw[SHM_MESSAGE_MAX - 1] = '\0';
+    kd_sanitize(raw, out, outlen);
 }
 
-static void status_json(const char *instance, const struct shm_status *st, int have_status,
-                        int running, int64_t deals, const struct shm_layout *l,
-                        const struct tb_stats *tbs, int64_t now_ms)
+/* What `kdeals status` found. */
+struct status_view {
+    const char *instance;
+    struct shm_status st;
+    int have_status;
+    int running;
+    int64_t pid; /* the supervisor's, from the status file or (truncated) the segment */
+    int64_t deals;
+    char store_error[2048];
+    char segment_error[1024]; /* running, but the segment cannot be read */
+    const struct shm_layout *l;
+    struct tb_stats tbs;
+    int64_t now_ms;
+};
+
+static void status_json(const struct status_view *v)
 {
+    const struct shm_status *st = &v->st;
     yajl_gen g = cli_json_new(false);
     yajl_gen_map_open(g);
-    cli_json_str(g, "instance", instance);
-    cli_json_bool(g, "running", running);
-    cli_json_int(g, "pid", running ? st->pid : 0);
-    cli_json_str(g, "state", have_status ? st->state : "absent");
-    cli_json_int(g, "start_ms", have_status ? st->start_ms : 0);
-    cli_json_int(g, "generation", have_status ? (long long)st->generation : 0);
-    cli_json_int(g, "deals", deals);
-    if (l != NULL) {
+    cli_json_str(g, "instance", v->instance);
+    cli_json_bool(g, "running", v->running);
+    cli_json_int(g, "pid", v->running ? v->pid : 0);
+    cli_json_str(g, "state", v->have_status ? st->state : "absent");
+    cli_json_int(g, "start_ms", v->have_status ? st->start_ms : 0);
+    cli_json_int(g, "generation", v->have_status ? (long long)st->generation : 0);
+    cli_json_int(g, "deals", v->deals);
+    if (v->store_error[0] != '\0')
+        cli_json_str(g, "store_error", v->store_error);
+    if (v->segment_error[0] != '\0')
+        cli_json_str(g, "segment_error", v->segment_error);
+    if (v->l != NULL) {
+        const struct tb_stats *tbs = &v->tbs;
         cli_json_key(g, "tokens");
         yajl_gen_map_open(g);
         cli_json_bool(g, "anchored", tbs->anchored);
         cli_json_int(g, "projected", tbs->projected_tokens);
         cli_json_int(g, "refill_rate", tbs->refill_rate);
         cli_json_int(g, "cap", tbs->cap_tokens);
-        cli_json_int(g, "last_reading_tokens", llround(tbs->last_reading.tokens_left));
+        double left = tbs->last_reading.tokens_left;
+        cli_json_int(g, "last_reading_tokens",
+                     isfinite(left) && fabs(left) < 1e15 ? llround(left) : 0);
         cli_json_int(g, "last_reading_age_ms",
                      tbs->last_reading_age_ns >= 0 ? tbs->last_reading_age_ns / KD_NS_PER_MS : -1);
         cli_json_int(g, "in_flight", tbs->inflight_tokens);
@@ -305,15 +455,15 @@ static void status_json(const char *instance, const struct shm_status *st, int h
         cli_json_key(g, "processes");
         yajl_gen_array_open(g);
         for (int r = 0; r < SHM_ROLE_COUNT; r++) {
-            const struct shm_proc_slot *p = &l->procs[r];
+            const struct shm_proc_slot *p = &v->l->procs[r];
             int64_t started = atomic_load(&p->started_ms);
-            char err_text[SHM_MESSAGE_MAX];
-            last_error(p, err_text);
+            char err_text[4 * SHM_MESSAGE_MAX];
+            last_error(p, err_text, sizeof(err_text));
             yajl_gen_map_open(g);
             cli_json_str(g, "role", shm_role_name((enum shm_role)r));
             cli_json_int(g, "pid", atomic_load(&p->pid));
             cli_json_str(g, "state", shm_proc_state_name(atomic_load(&p->state)));
-            cli_json_int(g, "uptime_s", started > 0 ? (now_ms - started) / 1000 : 0);
+            cli_json_int(g, "uptime_s", started > 0 ? (v->now_ms - started) / 1000 : 0);
             cli_json_int(g, "restarts", atomic_load(&p->restarts));
             cli_json_int(g, "last_exit_status", atomic_load(&p->last_exit_status));
             cli_json_str(g, "last_error", err_text);
@@ -325,24 +475,31 @@ static void status_json(const char *instance, const struct shm_status *st, int h
     cli_json_print(g, stdout);
 }
 
-static void status_text(const char *instance, const struct shm_status *st, int have_status,
-                        int running, int64_t deals, const char *store_path,
-                        const struct shm_layout *l, const struct tb_stats *tbs, int64_t now_ms)
+static void status_text(const struct status_view *v, const char *store_path)
 {
-    if (!running) {
-        printf("instance '%s': not running", instance);
-        if (have_status)
-            printf(" (last state %s, generation %" PRIu64 ")", st->state, st->generation);
+    const struct shm_status *st = &v->st;
+    char state[4 * sizeof(st->state)];
+    kd_sanitize(st->state, state, sizeof(state));
+    if (!v->running) {
+        printf("instance '%s': not running", v->instance);
+        if (v->have_status)
+            printf(" (last state %s, generation %" PRIu64 ")", state, st->generation);
         printf("\n");
     } else {
         printf("instance '%s': %s, supervisor pid %" PRId64 ", up %" PRId64
                " s, generation %" PRIu64 "\n",
-               instance, st->state, st->pid, (now_ms - st->start_ms) / 1000, st->generation);
+               v->instance, state[0] ? state : "running", v->pid,
+               st->start_ms > 0 ? (v->now_ms - st->start_ms) / 1000 : 0, st->generation);
     }
-    if (deals >= 0)
-        printf("deals stored: %" PRId64 " (%s)\n", deals, store_path);
-    if (l == NULL)
+    if (v->segment_error[0] != '\0')
+        printf("shared memory: %s\n", v->segment_error);
+    if (v->deals >= 0)
+        printf("deals stored: %" PRId64 " (%s)\n", v->deals, store_path);
+    else if (v->store_error[0] != '\0')
+        printf("deals stored: unknown (%s)\n", v->store_error);
+    if (v->l == NULL)
         return;
+    const struct tb_stats *tbs = &v->tbs;
     printf("tokens: projected %" PRId64 " of cap %" PRId64 ", refill %" PRId64
            "/min, in flight %" PRId64 "; ",
            tbs->projected_tokens, tbs->cap_tokens, tbs->refill_rate, tbs->inflight_tokens);
@@ -354,39 +511,57 @@ static void status_text(const char *instance, const struct shm_status *st, int h
     printf("%-11s %8s %-15s %9s %8s %5s  %s\n", "role", "pid", "state", "uptime", "restarts",
            "exit", "last error");
     for (int r = 0; r < SHM_ROLE_COUNT; r++) {
-        const struct shm_proc_slot *p = &l->procs[r];
+        const struct shm_proc_slot *p = &v->l->procs[r];
         int64_t started = atomic_load(&p->started_ms);
-        char err_text[SHM_MESSAGE_MAX];
-        last_error(p, err_text);
+        char err_text[4 * SHM_MESSAGE_MAX];
+        last_error(p, err_text, sizeof(err_text));
         printf("%-11s %8" PRId64 " %-15s %8" PRId64 "s %8u %5d  %s\n",
                shm_role_name((enum shm_role)r), atomic_load(&p->pid),
                shm_proc_state_name(atomic_load(&p->state)),
-               started > 0 ? (now_ms - started) / 1000 : 0, atomic_load(&p->restarts),
+               started > 0 ? (v->now_ms - started) / 1000 : 0, atomic_load(&p->restarts),
                atomic_load(&p->last_exit_status), err_text);
     }
 }
 
 int cli_status(const struct cfg *c, const char *instance, const char *run_dir, int json)
 {
-    struct shm_status st;
-    int have_status = shm_status_read(run_dir, instance, &st) == 0;
-    int running = have_status && st.locked;
+    struct status_view v;
+    memset(&v, 0, sizeof(v));
+    v.instance = instance;
+    int rc = shm_status_read(run_dir, instance, &v.st);
+    if (rc != 0 && rc != -ENOENT) {
+        status_unreadable("status", instance, run_dir, rc);
+        return 1;
+    }
+    if (rc != 0)
+        memset(&v.st, 0, sizeof(v.st));
+    v.have_status = rc == 0;
+    v.running = v.have_status && v.st.locked;
+    v.pid = v.st.pid;
     struct shm_segment seg;
     char err[512];
-    int attached =
-        running && shm_segment_attach(&seg, instance, SHM_READ_ONLY, err, sizeof(err)) == 0;
-    int64_t now_ms = kd_wall_ms();
-    int64_t deals = count_deals(c);
-    struct tb_stats tbs;
-    memset(&tbs, 0, sizeof(tbs));
-    if (attached)
-        tb_stats(&seg.layout->tokens, kd_mono_ns(), &tbs);
-    const struct shm_layout *l = attached ? seg.layout : NULL;
+    int attached = 0;
+    if (v.running) {
+        attached = shm_segment_attach(&seg, instance, SHM_READ_ONLY, err, sizeof(err)) == 0;
+        if (!attached)
+            snprintf(v.segment_error, sizeof(v.segment_error),
+                     "%s; the daemon runs, but its processes and tokens cannot be shown until "
+                     "it is restarted",
+                     err);
+        else if (v.pid <= 0)
+            v.pid = seg.layout->header.supervisor_pid; /* the status file was truncated */
+    }
+    v.now_ms = kd_wall_ms();
+    v.deals = count_deals(c, v.store_error, sizeof(v.store_error));
+    if (attached) {
+        tb_stats(&seg.layout->tokens, kd_mono_ns(), &v.tbs);
+        v.l = seg.layout;
+    }
     if (json)
-        status_json(instance, &st, have_status, running, deals, l, &tbs, now_ms);
+        status_json(&v);
     else
-        status_text(instance, &st, have_status, running, deals, c->store_path, l, &tbs, now_ms);
+        status_text(&v, c->store_path);
     if (attached)
         shm_segment_detach(&seg);
-    return running ? 0 : 1;
+    return v.running ? 0 : 1;
 }

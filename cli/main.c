@@ -6,8 +6,15 @@
  * takes -c FILE (default ./kdeals.conf, then /etc/kdeals/kdeals.conf, else built-in
  * defaults) and --instance / --run-dir to override the file's [daemon] keys.
  * Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
+ *
+ * Every path is made absolute here, once, before anything uses it: the config file's own path
+ * (so that a daemon that changed to / re-reads the same file on reload), and --run-dir and
+ * --log-file given relative to the folder the command runs in (paths inside the config file
+ * are relative to the config file's folder, base/config.h). The daemon never depends on its
+ * working directory.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +26,7 @@
 #include "committer/committer.h"
 #include "base/config.h"
 #include "base/kd_assert.h"
+#include "base/key.h"
 #include "base/log.h"
 #include "cli/keepa.h"
 #include "scanner/scanner.h"
@@ -27,6 +35,7 @@
 #include "cli/judge.h"
 #include "cli/mark.h"
 #include "cli/stat.h"
+#include "shm/segment.h"
 #include "supervisor/supervisor.h"
 #include "updater/updater.h"
 #include "view/preset.h"
@@ -68,34 +77,54 @@ static int usage(FILE *out)
  */
 static const struct cfg_named_checker *const named_checkers[] = {&vw_preset_checker};
 
-/* The default run_dir without a config file: $XDG_RUNTIME_DIR/kdeals, else /tmp/kdeals-<uid>. */
-static const char *default_run_dir(char *buf, size_t len)
+/*
+ * The default run_dir without a config file: $XDG_RUNTIME_DIR/kdeals (a folder of the user's
+ * own), else the config's default (/run/kdeals). Never a folder under /tmp, which another user
+ * could have created first.
+ */
+static const char *default_run_dir(const struct cfg *c, char *buf, size_t len)
 {
     const char *xdg = getenv("XDG_RUNTIME_DIR");
     if (xdg != NULL && xdg[0] == '/')
         snprintf(buf, len, "%s/kdeals", xdg);
     else
-        snprintf(buf, len, "/tmp/kdeals-%u", (unsigned)getuid());
+        snprintf(buf, len, "%s", c->daemon_run_dir);
     return buf;
 }
 
+/* Creates the run folder if needed and checks it is safe (shm_run_dir_open). */
 static int ensure_dir(const char *dir)
 {
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        fprintf(stderr, "kdeals: cannot create run_dir %s: %s\n", dir, strerror(errno));
+    char err[1200];
+    int fd = shm_run_dir_open(dir, true, err, sizeof(err));
+    if (fd < 0) {
+        fprintf(stderr, "kdeals: %s\n", err);
         return -1;
     }
+    close(fd);
     return 0;
+}
+
+/* PATH made absolute against the current folder into BUF; PATH itself when already absolute. */
+static const char *absolute(const char *path, char *buf, size_t len)
+{
+    char cwd[PATH_MAX];
+    if (path == NULL || path[0] == '/' || getcwd(cwd, sizeof(cwd)) == NULL)
+        return path;
+    int n = snprintf(buf, len, "%s/%s", cwd, path);
+    return n > 0 && (size_t)n < len ? buf : path;
 }
 
 /* Options every command shares, taken out of argv before the command sees it. */
 struct common_opts {
-    const char *config; /* the file in use, or NULL for defaults */
+    const char *config; /* the file in use (absolute), or NULL for defaults */
     struct cfg cfg;
     const char *instance;
-    const char *run_dir;
-    const char *log_file;
-    char run_dir_buf[512];
+    const char *run_dir;  /* absolute */
+    const char *log_file; /* absolute, or NULL */
+    char config_buf[PATH_MAX];
+    char run_dir_buf[PATH_MAX];
+    char log_file_buf[PATH_MAX];
 };
 
 struct daemon_keys {
@@ -117,10 +146,11 @@ static int pick_daemon_keys(void *user, const char *section, const char *name, c
     else if (strcmp(section, "store") == 0 && strcmp(name, "path") == 0)
         dst = k->cfg->store_path;
     if (dst != NULL) {
-        if (value[0] != '/' && dst != k->cfg->daemon_instance && k->dir != NULL)
-            snprintf(dst, CFG_STR_MAX + 1, "%.120s/%.120s", k->dir, value);
-        else
-            snprintf(dst, CFG_STR_MAX + 1, "%s", value);
+        int n = value[0] != '/' && dst != k->cfg->daemon_instance && k->dir != NULL
+                    ? snprintf(dst, CFG_STR_MAX + 1, "%s/%s", k->dir, value)
+                    : snprintf(dst, CFG_STR_MAX + 1, "%s", value);
+        if (n < 0 || n > CFG_STR_MAX)
+            dst[0] = '\0';
     }
     return 1;
 }
@@ -158,12 +188,22 @@ static int common_opts(const char *cmd, int *argc, char **argv, struct common_op
     *argc = out;
     argv[out] = NULL;
 
+    if (instance != NULL && !cfg_instance_valid(instance)) {
+        fprintf(stderr,
+                "kdeals %s: --instance '%s': an instance name is 1 to 32 letters, digits, '_' "
+                "and '-'\n",
+                cmd, instance);
+        return 2;
+    }
     if (given != NULL)
         o->config = given;
     else if (access("kdeals.conf", F_OK) == 0)
         o->config = "kdeals.conf";
     else if (access("/etc/kdeals/kdeals.conf", F_OK) == 0)
         o->config = "/etc/kdeals/kdeals.conf";
+    /* Resolved once, now: a daemonised supervisor (in /) re-reads this very file on reload. */
+    if (o->config != NULL && realpath(o->config, o->config_buf) != NULL)
+        o->config = o->config_buf;
     cfg_defaults(&o->cfg);
     if (o->config != NULL) {
         char err[1024];
@@ -177,7 +217,7 @@ static int common_opts(const char *cmd, int *argc, char **argv, struct common_op
                 return 2;
             /* Commands that talk to a running daemon must still find it when the file was
              * broken after the start: take its [daemon] keys alone. */
-            char dir[CFG_STR_MAX + 1];
+            char dir[PATH_MAX];
             snprintf(dir, sizeof(dir), "%s", o->config);
             char *slash = strrchr(dir, '/');
             if (slash != NULL)
@@ -190,16 +230,28 @@ static int common_opts(const char *cmd, int *argc, char **argv, struct common_op
         }
     }
     o->instance = instance ? instance : o->cfg.daemon_instance;
+    if (!cfg_instance_valid(o->instance)) {
+        fprintf(stderr, "kdeals %s: instance '%s' is not a valid instance name\n", cmd,
+                o->instance);
+        return 2;
+    }
     if (run_dir != NULL)
-        o->run_dir = run_dir;
+        o->run_dir = absolute(run_dir, o->run_dir_buf, sizeof(o->run_dir_buf));
     else if (o->config != NULL)
-        o->run_dir = o->cfg.daemon_run_dir;
+        o->run_dir = absolute(o->cfg.daemon_run_dir, o->run_dir_buf, sizeof(o->run_dir_buf));
     else
-        o->run_dir = default_run_dir(o->run_dir_buf, sizeof(o->run_dir_buf));
+        o->run_dir = default_run_dir(&o->cfg, o->run_dir_buf, sizeof(o->run_dir_buf));
     if (log_file != NULL)
-        o->log_file = log_file;
+        o->log_file = absolute(log_file, o->log_file_buf, sizeof(o->log_file_buf));
     else if (o->cfg.daemon_log_file[0] != '\0')
-        o->log_file = o->cfg.daemon_log_file;
+        o->log_file = absolute(o->cfg.daemon_log_file, o->log_file_buf, sizeof(o->log_file_buf));
+    /* The store path too: readers (deals, status) look where the daemon writes. */
+    if (o->cfg.store_path[0] != '/') {
+        char buf[PATH_MAX];
+        const char *abs = absolute(o->cfg.store_path, buf, sizeof(buf));
+        if (abs == buf && strlen(buf) <= CFG_STR_MAX)
+            memcpy(o->cfg.store_path, buf, strlen(buf) + 1);
+    }
     return 0;
 }
 
@@ -350,13 +402,15 @@ static int cmd_stat(int argc, char **argv)
     int rc = common_opts("stat", &argc, argv, &o, 1);
     if (rc != 0)
         return rc;
-    /* stat parses its own flags; hand it the instance. */
-    char *args[16];
+    /* stat parses its own flags; hand it the instance and the run folder. */
+    char *args[18];
     int n = 0;
     args[n++] = argv[0];
     args[n++] = "--instance";
     args[n++] = (char *)o.instance;
-    for (int i = 1; i < argc && n < 15; i++)
+    args[n++] = "--run-dir";
+    args[n++] = (char *)o.run_dir;
+    for (int i = 1; i < argc && n < 17; i++)
         args[n++] = argv[i];
     args[n] = NULL;
     return cli_stat_main(n, args);
@@ -465,7 +519,19 @@ static int cmd_check_config(int argc, char **argv)
     int rc = common_opts("check-config", &argc, argv, &o, 0);
     if (rc != 0 || (rc = reject_extra("check-config", argc, argv, 1)) != 0)
         return rc;
+    /* The key is loaded the way `kdeals start` loads it, so a key file start would refuse
+     * (mode, not a regular file, a link, unreadable) fails here too. */
+    struct kd_keys keys;
+    char err[1200];
+    rc = kd_keys_load(&o.cfg, &keys, err, sizeof(err));
+    kd_keys_wipe(&keys);
+    if (rc != 0 && rc != -ENOKEY) {
+        fprintf(stderr, "kdeals: %s\n", err);
+        return 2;
+    }
     printf("# %s\n", o.config ? o.config : "(no config file: built-in defaults)");
+    if (rc == -ENOKEY)
+        printf("# no Keepa API key: the daemon will run and spend nothing\n");
     cfg_print(&o.cfg, stdout);
     return 0;
 }

@@ -225,11 +225,14 @@ static int usage(FILE *out)
 int cli_stat_main(int argc, char **argv)
 {
     const char *instance = "default";
+    const char *run_dir = NULL;
     int once = 0;
     enum cli_stat_format format = CLI_STAT_TEXT;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--instance") == 0 && i + 1 < argc)
             instance = argv[++i];
+        else if (strcmp(argv[i], "--run-dir") == 0 && i + 1 < argc)
+            run_dir = argv[++i];
         else if (strcmp(argv[i], "-1") == 0)
             once = 1;
         else if (strcmp(argv[i], "--json") == 0)
@@ -247,7 +250,17 @@ int cli_stat_main(int argc, char **argv)
     char err[512];
     int rc = shm_segment_attach(&seg, instance, SHM_READ_ONLY, err, sizeof(err));
     if (rc != 0) {
-        fprintf(stderr, "kdeals stat: %s\n", err);
+        /* The same story as `kdeals status`: a daemon whose segment is gone still runs. */
+        struct shm_status st;
+        if (rc == -ENOENT && run_dir != NULL && shm_status_read(run_dir, instance, &st) == 0 &&
+            st.locked)
+            fprintf(stderr,
+                    "kdeals stat: instance '%s' runs (supervisor pid %lld) but its shared memory "
+                    "/dev/shm/kdeals-%s was removed: its counters cannot be read until it is "
+                    "restarted\n",
+                    instance, (long long)st.pid, instance);
+        else
+            fprintf(stderr, "kdeals stat: %s\n", err);
         return 1;
     }
     int64_t prev[SHM_COUNTER_COUNT];

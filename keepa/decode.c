@@ -466,6 +466,18 @@ struct num {
     double f;
 };
 
+/*
+ * A server double within a range every consumer can convert to an integer without undefined
+ * behaviour (|v| <= 2^53, where every integer is exact), else unusable: the envelope's token
+ * figures are cast to int64 by the spending code.
+ */
+#define KP_DOUBLE_MAX 9007199254740992.0
+
+static bool num_bounded(struct num n, double lo, double hi)
+{
+    return n.ok && isfinite(n.f) && n.f >= lo && n.f <= hi;
+}
+
 static struct num parse_num(const char *s, size_t len)
 {
     struct num n = {0};
@@ -726,7 +738,7 @@ static void envelope_scalar(struct kp_decoder *d, int key, const struct scalar *
         }
         break;
     case RK_TOKENS_LEFT:
-        if (n.ok) {
+        if (num_bounded(n, -KP_DOUBLE_MAX, KP_DOUBLE_MAX)) {
             e->tokens_left = n.f;
             e->have |= KP_ENV_TOKENS_LEFT;
         }
@@ -738,19 +750,19 @@ static void envelope_scalar(struct kp_decoder *d, int key, const struct scalar *
         }
         break;
     case RK_REFILL_RATE:
-        if (n.ok) {
+        if (num_bounded(n, -KP_DOUBLE_MAX, KP_DOUBLE_MAX)) {
             e->refill_rate = n.f;
             e->have |= KP_ENV_REFILL_RATE;
         }
         break;
     case RK_FLOW:
-        if (n.ok) {
+        if (num_bounded(n, -KP_DOUBLE_MAX, KP_DOUBLE_MAX)) {
             e->token_flow_reduction = n.f;
             e->have |= KP_ENV_FLOW_REDUCTION;
         }
         break;
     case RK_CONSUMED:
-        if (n.ok) {
+        if (num_bounded(n, -KP_DOUBLE_MAX, KP_DOUBLE_MAX)) {
             e->tokens_consumed = n.f;
             e->have |= KP_ENV_TOKENS_CONSUMED;
         }
@@ -811,8 +823,9 @@ static void product_scalar(struct kp_decoder *d, int key, const struct scalar *v
         set_i64(&p->last_price_change_keepa_min, scalar_num(v));
         break;
     case PK_REFERRAL_PCT_D: {
+        /* A percentage: anything outside 0..100 is not one (the judgement multiplies it). */
         struct num n = scalar_num(v);
-        if (n.ok) {
+        if (num_bounded(n, 0, 100)) {
             p->referral_fee_percent = n.f;
             d->referral_from_double = true;
         }
@@ -820,7 +833,7 @@ static void product_scalar(struct kp_decoder *d, int key, const struct scalar *v
     }
     case PK_REFERRAL_PCT_I: {
         struct num n = scalar_num(v);
-        if (n.ok && !d->referral_from_double)
+        if (num_bounded(n, 0, 100) && !d->referral_from_double)
             p->referral_fee_percent = n.f;
         break;
     }

@@ -701,6 +701,29 @@ static void test_hostile_small(void **state)
         assert_int_equal(s->products[0].stats.current[4], 3);
         assert_int_equal(s->products[0].type_errors, 0); /* numbers, only out of range */
     }
+    /* Finite but beyond what an integer holds: the token figures every consumer converts to
+     * integers, and a referral percentage, are unusable, never cast (undefined behaviour). */
+    sink_free(s);
+    s = sink_new(1);
+    const char *vast = "{\"tokensLeft\":1e300,\"refillRate\":-1e300,\"tokensConsumed\":9.3e18,"
+                       "\"tokenFlowReduction\":1e19,\"products\":[{\"asin\":\"B000000001\","
+                       "\"referralFeePercentage\":1e300}]}";
+    assert_int_equal(decode_str(vast, s, &e, err, sizeof(err)), 0);
+    assert_false(e.have & KP_ENV_TOKENS_LEFT);
+    assert_false(e.have & KP_ENV_REFILL_RATE);
+    assert_false(e.have & KP_ENV_TOKENS_CONSUMED);
+    assert_false(e.have & KP_ENV_FLOW_REDUCTION);
+    assert_true(s->products[0].referral_fee_percent < 0);
+    sink_free(s);
+    s = sink_new(1);
+    const char *sane = "{\"tokensLeft\":-54.5,\"refillRate\":5,\"tokensConsumed\":13.0,"
+                       "\"products\":[{\"asin\":\"B000000001\",\"referralFeePercentage\":15.5}]}";
+    assert_int_equal(decode_str(sane, s, &e, err, sizeof(err)), 0);
+    assert_true(e.have & KP_ENV_TOKENS_LEFT);
+    assert_true(e.tokens_left == -54.5);
+    assert_true(e.refill_rate == 5.0);
+    assert_true(s->products[0].referral_fee_percent == 15.5);
+
     /* Wrong types and nulls everywhere. */
     const char *types = "{\"timestamp\":\"now\",\"tokensLeft\":null,\"refillIn\":[],"
                         "\"refillRate\":{},\"products\":[null,1,\"x\",[],{\"asin\":5,\"title\":"

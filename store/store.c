@@ -353,7 +353,10 @@ static int migrate_v1(struct st_txn *txn, struct st_env *env);
 static int is_kdeals_store(struct st_txn *txn, bool *fresh)
 {
     MDB_stat main_db;
-    int rc = mdb_stat(txn->mt, 0, &main_db);
+    MDB_dbi main_dbi;
+    int rc = mdb_dbi_open(txn->mt, NULL, 0, &main_dbi);
+    if (rc == 0)
+        rc = mdb_stat(txn->mt, main_dbi, &main_db);
     if (rc != 0)
         return st_mdb_err(txn, rc);
     *fresh = main_db.ms_entries == 0;

@@ -207,6 +207,14 @@ static int find_supervisor(const char *cmd, const char *instance, const char *ru
         }
         shm_segment_detach(&seg);
     }
+    /* Both lost at once (the supervisor writes its status file again within a second). */
+    for (int tries = 0; (pid <= 0 || ticks == 0) && tries < 50; tries++) {
+        nap_ms(50);
+        if (shm_status_read(run_dir, instance, &st) == 0 && st.locked && st.pid > 0) {
+            pid = st.pid;
+            ticks = st.start_ticks;
+        }
+    }
     if (pid <= 0 || ticks == 0) {
         fprintf(stderr,
                 "kdeals %s: instance '%s' is locked by a live process, but neither its status "

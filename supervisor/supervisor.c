@@ -229,7 +229,7 @@ static void on_child_exit(uv_process_t *p, int64_t exit_status, int term_signal)
             kd_error("%s did not stop cleanly (%s %d): the daemon exits with status 1",
                      shm_role_name(c->role), term_signal ? "signal" : "status",
                      term_signal ? term_signal : (int)exit_status);
-        if (!clean)
+        if (!clean && s->exit_code != 2) /* "cannot run" stays the reason */
             s->exit_code = 1;
         stop_next(s);
         return;

@@ -299,6 +299,54 @@ static void test_corrupt_header_is_reported(void **state)
     free(lr.data);
 }
 
+/* Positions a damaged segment can hold: the consumer and the producer fail with -EBADMSG at
+ * once, and never touch a byte outside the data area (under ASan) nor spin. */
+static void test_corrupt_positions_are_reported(void **state)
+{
+    (void)state;
+    kd_test_set_timeout(10);
+    const uint64_t cap = 1024;
+    const void *rec;
+    size_t len;
+    struct {
+        uint64_t head, tail;
+    } bad[] = {
+        {0, 1ULL << 62},     /* the tail far ahead: a reader walked padding for ever */
+        {0, cap + 8},        /* more than a capacity */
+        {3, 19},             /* unaligned: a header straddling the end */
+        {cap - 4, cap + 12}, /* unaligned near the end */
+        {1ULL << 40, 8},     /* the head past the tail */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct local_ring lr;
+        local_ring_init(&lr, cap);
+        /* A whole area of padding records, as garbage may look. */
+        for (uint64_t off = 0; off < cap; off += 8) {
+            uint32_t h[2] = {(uint32_t)(cap - off - 8), 2};
+            memcpy(lr.data + off, h, 8);
+        }
+        atomic_store(&lr.ctl.head, bad[i].head);
+        atomic_store(&lr.ctl.tail, bad[i].tail);
+        struct ring c, p;
+        assert_int_equal(ring_open(&c, &lr.ctl, lr.data, -1), 0);
+        assert_int_equal(ring_read(&c, &rec, &len), -EBADMSG);
+        assert_int_equal(ring_open(&p, &lr.ctl, lr.data, -1), 0);
+        uint8_t b[16] = {0};
+        assert_int_equal(ring_write(&p, b, sizeof(b)), -EBADMSG);
+        free(lr.data);
+    }
+    /* A padding record at offset 0, or one reaching the tail, is corrupt too. */
+    struct local_ring lr;
+    local_ring_init(&lr, cap);
+    uint32_t pad0[2] = {(uint32_t)(cap - 8), 2};
+    memcpy(lr.data, pad0, 8);
+    atomic_store(&lr.ctl.tail, 64);
+    struct ring c;
+    assert_int_equal(ring_open(&c, &lr.ctl, lr.data, -1), 0);
+    assert_int_equal(ring_read(&c, &rec, &len), -EBADMSG);
+    free(lr.data);
+}
+
 static void test_wakeup_only_when_sleeping(void **state)
 {
     (void)state;
@@ -735,6 +783,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_restarted_consumer_resumes_from_ack),
         cmocka_unit_test(test_unpublished_claim_is_invisible),
         cmocka_unit_test(test_corrupt_header_is_reported),
+        cmocka_unit_test(test_corrupt_positions_are_reported),
         cmocka_unit_test(test_wakeup_only_when_sleeping),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_libuv_consumer),

@@ -32,6 +32,17 @@ void updater_policy_from_cfg(const struct cfg *c, struct updater_policy *out)
     out->retry_max_ms = updater_scale_ms(30 * CFG_MS_MIN, c->tokens_minute_ms);
 }
 
+void updater_clock_init(struct updater_clock *c, int64_t wall_ms, int64_t mono_ms)
+{
+    c->wall0_ms = wall_ms;
+    c->mono0_ms = mono_ms;
+}
+
+int64_t updater_clock_now_ms(const struct updater_clock *c, int64_t mono_ms)
+{
+    return c->wall0_ms + (mono_ms - c->mono0_ms);
+}
+
 int64_t updater_next_interval(int64_t prev_ms, bool is_volatile, int64_t min_ms, int64_t max_ms)
 {
     if (is_volatile || prev_ms <= 0)

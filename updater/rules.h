@@ -32,6 +32,12 @@
  * Time: the configured intervals are in Keepa time. Against Keepa a Keepa minute is 60 s;
  * against an accelerated kdeals-sim ([tokens] minute = 100ms) the whole daemon runs in the
  * sim's time, so the intervals shrink by the same factor (updater_policy_from_cfg).
+ *
+ * Clock: check times are stored as wall time (epoch ms, readable by anyone), but every interval
+ * is measured on the monotonic clock. The updater reads "now" from its struct updater_clock:
+ * the wall time when it started, advanced by the monotonic clock since, so a step of the system
+ * clock while it runs (an hour back) neither holds every re-check back by that hour nor makes
+ * them all due at once. (A step between two runs is seen once, by the next run's anchor.)
  */
 #ifndef KD_UPDATER_RULES_H
 #define KD_UPDATER_RULES_H
@@ -70,6 +76,18 @@ struct updater_outcome {
     enum st_event event;
     int64_t interval_ms;
 };
+
+/* The updater's clock: the wall time at its start, advanced by the monotonic clock. */
+struct updater_clock {
+    int64_t wall0_ms;
+    int64_t mono0_ms;
+};
+
+/* Anchors C at wall time WALL_MS and monotonic time MONO_MS, read together. */
+void updater_clock_init(struct updater_clock *c, int64_t wall_ms, int64_t mono_ms);
+
+/* C's "now" (epoch ms) at monotonic time MONO_MS: never moved by a step of the wall clock. */
+int64_t updater_clock_now_ms(const struct updater_clock *c, int64_t mono_ms);
 
 /* A configured Keepa-time duration CFG_MS in real ms when a Keepa minute lasts MINUTE_MS
  * (at least 1). */

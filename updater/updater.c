@@ -139,7 +139,8 @@ struct updater {
         int64_t records, before, after, added, removed, pruned;
         int64_t removed_by[JD_C_COUNT];
     } rj;
-    int64_t prune_next_ns; /* next walk for pruning alone */
+    int64_t prune_next_ns;      /* next walk for pruning alone */
+    struct updater_clock clock; /* every time the updater reads or stores (updater/rules.h) */
 };
 
 static void step(struct updater *u);
@@ -147,6 +148,12 @@ static void step(struct updater *u);
 static int64_t now_ns(void)
 {
     return kd_mono_ns();
+}
+
+/* Wall time as the updater keeps it: a step of the system clock does not move it. */
+static int64_t clock_ms(const struct updater *u)
+{
+    return updater_clock_now_ms(&u->clock, kd_mono_ns() / KD_NS_PER_MS);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -390,7 +397,7 @@ static int on_product(const struct kp_product *p, void *ud)
         if (strcmp(it->asin, p->asin) == 0) {
             /* A retried transfer may deliver it again: the last copy wins. */
             it->returned = true;
-            jd_inputs_from_product(p, &u->rules, kd_wall_ms(), JD_READ_LISTING, &it->fresh);
+            jd_inputs_from_product(p, &u->rules, clock_ms(u), JD_READ_LISTING, &it->fresh);
             break;
         }
     }
@@ -493,8 +500,8 @@ static void on_batch_done(const struct kp_result *res, void *ud)
     if (checked > 0) {
         /* Strictly increasing per batch, so the records of one write share a check time
          * that no other write has (operators and tests group a batch by it). */
-        int64_t now_ms = kd_wall_ms();
-        u->batch_now_ms = now_ms > u->batch_now_ms ? now_ms : u->batch_now_ms + 1;
+        int64_t now = clock_ms(u);
+        u->batch_now_ms = now > u->batch_now_ms ? now : u->batch_now_ms + 1;
         if (write_batch(u) != 0 && u->stop_after_batch)
             kd_error("stopping with an unwritten update batch: its deals stay due and are "
                      "checked again after the restart");
@@ -581,7 +588,7 @@ static int scan_schedule(struct updater *u, bool take, size_t max, int64_t now_m
  * due, or a negative errno. */
 static int start_batch(struct updater *u, int64_t *next_due_ms)
 {
-    int64_t now_ms = kd_wall_ms();
+    int64_t now_ms = clock_ms(u);
     int64_t batch = u->wk->cfg.update_batch;
     if (batch < 1)
         batch = 1;
@@ -633,7 +640,7 @@ static int write_refresh_fn(struct st_txn *txn, void *ud)
 {
     struct updater *u = ud;
     begin_write(u);
-    int64_t now_ms = kd_wall_ms();
+    int64_t now_ms = clock_ms(u);
     for (size_t i = 0; i < u->n_refresh; i++) {
         const struct st_pending *p = &u->refresh[i];
         struct st_key key;
@@ -795,7 +802,7 @@ static int rejudge_collect(struct updater *u, int64_t now_ms, int64_t keep_ms, b
 static int rejudge_write_fn(struct st_txn *txn, void *ud)
 {
     struct updater *u = ud;
-    int64_t now_ms = kd_wall_ms();
+    int64_t now_ms = clock_ms(u);
     int64_t keep_ms = cfg_keepa_ms(&u->wk->cfg, u->wk->cfg.store_keep_rejected_ms);
     for (size_t i = 0; i < u->rejudge_n; i++) {
         struct st_record r;
@@ -891,7 +898,7 @@ static bool rejudge_step(struct updater *u)
 {
     int64_t keep_ms = cfg_keepa_ms(&u->wk->cfg, u->wk->cfg.store_keep_rejected_ms);
     bool done = false;
-    int rc = rejudge_collect(u, kd_wall_ms(), keep_ms, &done);
+    int rc = rejudge_collect(u, clock_ms(u), keep_ms, &done);
     if (rc != 0) {
         kd_error("re-judge: cannot read the store: %s; trying again later", st_strerror(rc));
         return false;
@@ -944,7 +951,7 @@ static void step(struct updater *u)
         delay = 0; /* more records to judge again: the next chunk right after this tick */
     if (u->batch_active || u->wk->stopping || !u->sp_ready || u->key_unusable ||
         u->retry_at_ns > t) {
-        if (scan_schedule(u, false, 0, kd_wall_ms(), &next_due_ms) != 0)
+        if (scan_schedule(u, false, 0, clock_ms(u), &next_due_ms) != 0)
             next_due_ms = -1;
         if (!u->batch_active && u->retry_at_ns > t) {
             int64_t wait = (u->retry_at_ns - t + KD_NS_PER_MS - 1) / KD_NS_PER_MS;
@@ -958,7 +965,7 @@ static void step(struct updater *u)
     if (rc == 0 && next_due_ms >= 0) {
         /* Wake when the next deal falls due; deals due now but not taken (set aside) wait
          * for the safety tick. */
-        int64_t wait = next_due_ms - kd_wall_ms();
+        int64_t wait = next_due_ms - clock_ms(u);
         if (wait > 0 && wait < delay)
             delay = wait;
     }
@@ -1018,6 +1025,7 @@ static int on_start(struct wk *wk)
 {
     struct updater *u = wk->data;
     u->wk = wk;
+    updater_clock_init(&u->clock, kd_wall_ms(), kd_mono_ns() / KD_NS_PER_MS);
     jd_rules_from_cfg(&wk->cfg, &u->rules);
     u->rules_hash = jd_rules_hash(&u->rules);
     u->due = calloc(UPDATER_DUE_COUNT_MAX, sizeof(*u->due));

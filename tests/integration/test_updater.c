@@ -628,6 +628,81 @@ static void test_due_deals_rechecked_in_batches_and_rescheduled(void **state)
 }
 
 /*
+ * The wall clock stepped back an hour under the running daemon (the time shim, tests/timeshift.c,
+ * steps CLOCK_REALTIME for the daemon's processes alone): the re-checks go on at their
+ * intervals, which are measured on the monotonic clock (updater/rules.h, "Clock"). With the
+ * wall clock in charge every deal's next check would lie an hour ahead and none would come.
+ */
+static void test_wall_clock_step_back_keeps_rechecks(void **state)
+{
+    (void)state;
+    kd_test_set_timeout(120);
+    struct world w;
+    world_init(&w);
+    start_sim(&w, NULL);
+    write_config(&w, 50, "10m", "20m", 100); /* 1..2 s real */
+    enum { N = 10 };
+    char asins[N][ST_ASIN_LEN + 1];
+    struct truth truths[N];
+    pick_products(&w, N, asins, truths);
+    int64_t t0 = kd_wall_ms();
+    open_store(&w);
+    static struct seed_deals s;
+    s.n = 0;
+    for (int i = 0; i < N; i++)
+        s.d[s.n++] = make_deal(asins[i], &truths[i], t0 - 30000, t0 - 1000 + i);
+    assert_int_equal(st_write(w.env, put_all_fn, &s), 0);
+
+    char shift_path[600];
+    snprintf(shift_path, sizeof(shift_path), "%s/wall-shift", w.dir);
+    int fd = open(shift_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    int64_t shift = 0;
+    assert_int_equal(pwrite(fd, &shift, sizeof(shift), 0), (ssize_t)sizeof(shift));
+    char asan[1024];
+    const char *prev = getenv("ASAN_OPTIONS");
+    snprintf(asan, sizeof(asan), "%s%sverify_asan_link_order=0", prev ? prev : "", prev ? ":" : "");
+    setenv("ASAN_OPTIONS", asan, 1);
+    setenv("KD_TIMESHIFT_FILE", shift_path, 1);
+    setenv("LD_PRELOAD", KD_TIMESHIFT_SO, 1);
+    start_daemon(&w);
+    unsetenv("LD_PRELOAD");
+    unsetenv("KD_TIMESHIFT_FILE");
+
+    /* Running: every deal re-checked, again and again. */
+    assert_true(KDH_WAIT_FOR(all_checked_after(&w, asins, N, t0), 30));
+    assert_true(KDH_WAIT_FOR(upd_counter(&w, SHM_C_http_requests) >= 3, 20));
+
+    /* The wall clock steps back an hour. */
+    uint64_t revision[N];
+    for (int i = 0; i < N; i++) {
+        static struct st_record d;
+        assert_int_equal(get_deal(&w, asins[i], &d), 0);
+        revision[i] = d.revision;
+    }
+    int64_t requests = upd_counter(&w, SHM_C_http_requests);
+    shift = -3600 * 1000;
+    assert_int_equal(pwrite(fd, &shift, sizeof(shift), 0), (ssize_t)sizeof(shift));
+    close(fd);
+    /* Re-checks go on within their intervals (1..2 s): each deal twice more in 20 s. */
+    int all =
+        KDH_WAIT_FOR(({
+                         int ok = 1;
+                         for (int i = 0; i < N && ok; i++) {
+                             static struct st_record d;
+                             ok = get_deal(&w, asins[i], &d) == 0 && d.revision >= revision[i] + 2;
+                         }
+                         ok;
+                     }),
+                     20);
+    if (!all)
+        fail_msg("re-checks stopped after the wall clock stepped back an hour: %lld update "
+                 "requests since (see %s)",
+                 (long long)(upd_counter(&w, SHM_C_http_requests) - requests), w.log);
+    stop_all(&w);
+}
+
+/*
  * docs/failure-modes.md F20, "stale deals deleted while ingestion was stalled": every request fails
  * (HTTP 500) for a while. Expiry after ONE failed check, so any miscount would show. Nothing
  * is expired or moved; the schedule is retried; once the fault clears the checks succeed and
@@ -1051,6 +1126,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_due_deals_rechecked_in_batches_and_rescheduled),
         cmocka_unit_test(test_failing_fetches_never_expire_or_move_deals),
+        cmocka_unit_test(test_wall_clock_step_back_keeps_rechecks),
         cmocka_unit_test(test_hup_changes_batch_size),
         cmocka_unit_test(test_stop_finishes_the_batch_in_flight),
         cmocka_unit_test(test_refresh_ring_applies_free_refreshes),

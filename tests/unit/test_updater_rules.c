@@ -160,6 +160,30 @@ static void test_volatility(void **state)
     assert_true(updater_is_volatile(&a, &b));
 }
 
+/* The wall clock steps back an hour after a check: the next check is still due one interval
+ * later, measured on the monotonic clock. */
+static void test_schedule_follows_the_monotonic_clock(void **state)
+{
+    (void)state;
+    struct updater_policy p = policy(3);
+    const int64_t hour = 3600 * 1000;
+    struct updater_clock c;
+    int64_t wall = 1700000000000LL, mono = 5000;
+    updater_clock_init(&c, wall, mono);
+    assert_int_equal(updater_clock_now_ms(&c, mono), wall);
+    int64_t checked = updater_clock_now_ms(&c, mono + 100);
+    int64_t next = checked + updater_next_interval(0, false, p.min_interval_ms, p.max_interval_ms);
+    /* The system clock is stepped back an hour now: the updater's clock does not follow it
+     * (it is never read again), so the check falls due one interval after it was made. */
+    wall -= hour;
+    (void)wall;
+    assert_int_equal(updater_clock_now_ms(&c, mono + 100 + p.min_interval_ms), next);
+    assert_true(updater_clock_now_ms(&c, mono + 99 + p.min_interval_ms) < next);
+    /* And it only moves forward. */
+    for (int64_t m = mono; m < mono + 10000; m += 977)
+        assert_true(updater_clock_now_ms(&c, m + 1) > updater_clock_now_ms(&c, m));
+}
+
 static void test_retry_backoff_doubles_to_a_cap(void **state)
 {
     (void)state;
@@ -436,6 +460,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_interval_doubles_for_stable_deals_within_bounds),
         cmocka_unit_test(test_volatility),
         cmocka_unit_test(test_retry_backoff_doubles_to_a_cap),
+        cmocka_unit_test(test_schedule_follows_the_monotonic_clock),
         cmocka_unit_test(test_classify_counts_only_real_checks),
         cmocka_unit_test(test_classify_malformed_not_checked),
         cmocka_unit_test(test_not_checked_changes_nothing),

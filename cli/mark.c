@@ -135,7 +135,7 @@ int cli_mark_main(const struct cfg *c, int argc, char **argv)
     struct st_options so = cli_store_options(c);
     struct st_env *env;
     char err[512];
-    if (st_open_existing(&so, &env, err, sizeof(err)) != 0) {
+    if (st_open_existing_rw(&so, &env, err, sizeof(err)) != 0) {
         fprintf(stderr, "kdeals mark: %s\n", err);
         return 1;
     }

@@ -559,7 +559,9 @@ int st_open(const struct st_options *opt, struct st_env **out, char *err, size_t
     return store_open(opt, false, out, err, errlen);
 }
 
-int st_open_existing(const struct st_options *opt, struct st_env **out, char *err, size_t errlen)
+/* The store at OPT->path must exist: -ENOENT (ERR saying so) rather than a new one. */
+static int open_existing(const struct st_options *opt, bool rdonly, struct st_env **out, char *err,
+                         size_t errlen)
 {
     char data[PATH_MAX + 16];
     struct stat sb;
@@ -572,7 +574,17 @@ int st_open_existing(const struct st_options *opt, struct st_env **out, char *er
             return -e;
         }
     }
-    return store_open(opt, true, out, err, errlen);
+    return store_open(opt, rdonly, out, err, errlen);
+}
+
+int st_open_existing(const struct st_options *opt, struct st_env **out, char *err, size_t errlen)
+{
+    return open_existing(opt, true, out, err, errlen);
+}
+
+int st_open_existing_rw(const struct st_options *opt, struct st_env **out, char *err, size_t errlen)
+{
+    return open_existing(opt, false, out, err, errlen);
 }
 
 void st_close(struct st_env *env)

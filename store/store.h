@@ -115,6 +115,13 @@ int st_open(const struct st_options *opt, struct st_env **out, char *err, size_t
 int st_open_existing(const struct st_options *opt, struct st_env **out, char *err, size_t errlen);
 
 /*
+ * As st_open_existing for a command that writes into a daemon's store (`kdeals mark`): the
+ * store must exist (-ENOENT), and is opened read-write with st_open's checks.
+ */
+int st_open_existing_rw(const struct st_options *opt, struct st_env **out, char *err,
+                        size_t errlen);
+
+/*
  * For a writer, now and then and before each write (st_write does it): whether the folder and
  * data.mdb at the path it opened are still the ones it has open, and the file still holds its
  * last page. Returns 0, -ESTALE (removed or replaced: writing would go into deleted files) or

@@ -69,15 +69,12 @@ static int load_file(struct kd_keys *out, const char *path, char *err, size_t er
     char *buf = NULL;
     int rc = 0;
     /* Non-blocking, so that a FIFO (or a device) put there cannot hang the caller before the
-     * check below refuses it; not through a symbolic link, whose target others may swap. */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
+     * check below refuses it. A symbolic link is followed (a mounted secret is one): the checks
+     * below are made on what was opened, the target, so a swapped link changes nothing. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
         rc = -errno;
-        if (rc == -ELOOP)
-            kd_seterr(err, errlen,
-                      "config: %s is a symbolic link: point key_file at the file itself", origin);
-        else
-            kd_seterr(err, errlen, "config: %s: %s", origin, strerror(-rc));
+        kd_seterr(err, errlen, "config: %s: %s", origin, strerror(-rc));
         goto out;
     }
     struct stat st;

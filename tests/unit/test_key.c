@@ -161,8 +161,9 @@ static void test_more_keys_than_used_refused(void **state)
 }
 
 /* A FIFO put where the key file should be is refused at once, not waited on for a writer (the
- * daemon would hang before taking its lock); a symbolic link is refused too. */
-static void test_fifo_and_symlink_refused(void **state)
+ * daemon would hang before taking its lock). A symbolic link is followed, as a mounted secret
+ * is one, and its target is held to the same rules: a readable target is refused. */
+static void test_fifo_refused_symlink_followed(void **state)
 {
     (void)state;
     kd_test_set_timeout(10);
@@ -181,9 +182,19 @@ static void test_fifo_and_symlink_refused(void **state)
     snprintf(link, sizeof(link), "%s/key-link", kd_test_tmpdir());
     assert_int_equal(symlink(file, link), 0);
     c = config(link, NULL);
-    assert_int_equal(kd_keys_load(&c, &k, err, sizeof(err)), -ELOOP);
-    assert_non_null(strstr(err, "symbolic link"));
+    assert_int_equal(kd_keys_load(&c, &k, err, sizeof(err)), 0);
+    assert_int_equal(k.n, 1);
+    assert_string_equal(k.key[0], "FILEKEY0123456789");
+
+    const char *open_file = write_key_file("OPENKEY0123456789\n", 0644);
+    char open_link[600];
+    snprintf(open_link, sizeof(open_link), "%s/open-link", kd_test_tmpdir());
+    assert_int_equal(symlink(open_file, open_link), 0);
+    c = config(open_link, NULL);
+    assert_int_equal(kd_keys_load(&c, &k, err, sizeof(err)), -EACCES);
     assert_int_equal(k.n, 0);
+    assert_non_null(strstr(err, "chmod 600"));
+    assert_null(strstr(err, "OPENKEY"));
 }
 
 int main(int argc, char **argv)
@@ -193,7 +204,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_key_file_mode_refused),
         cmocka_unit_test(test_bad_keys_refused),
         cmocka_unit_test(test_more_keys_than_used_refused),
-        cmocka_unit_test(test_fifo_and_symlink_refused),
+        cmocka_unit_test(test_fifo_refused_symlink_followed),
     };
     return KD_RUN_TESTS(tests, argc, argv);
 }

@@ -21,6 +21,7 @@
 
 #include "base/kd_assert.h"
 #include "base/log.h"
+#include "base/web.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -682,6 +683,10 @@ static int check_value(const struct cfg_key *k, const struct cfg *c, char *why, 
         }
         if (k == &cfg_key_table[CFG_K_keepa_base_url] && check_base_url(s, why, whylen) != 0)
             return -EINVAL;
+        struct kd_web_listen wl;
+        if (k == &cfg_key_table[CFG_K_web_listen] && n > 0 &&
+            kd_web_listen_parse(s, &wl, why, whylen) != 0)
+            return -EINVAL;
         return 0;
     }
     int64_t v;
@@ -777,6 +782,12 @@ static int check_rules(const struct cfg *c, const int *lines, const char *name, 
         RULE_ERR(LATER(CFG_K_scan_min_price, CFG_K_scan_max_price),
                  "[scan] min_price (%s) must be <= max_price (%s)", a, b);
     }
+    struct kd_web_listen wl;
+    if (c->web_listen[0] != '\0' && c->web_token_file[0] == '\0' &&
+        kd_web_listen_parse(c->web_listen, &wl, why, sizeof(why)) == 0 && !wl.loopback)
+        RULE_ERR(CFG_K_web_listen,
+                 "listens beyond loopback: set [web] token_file, a file of mode 0600 holding the "
+                 "bearer token every request must send (or listen on 127.0.0.1)");
 #undef LATER
 #undef RULE_ERR
 #undef LINE_OF

@@ -197,7 +197,15 @@
     X(costs, media_categories, IDS, "283155, 5174, 2625373011, 468642, 229534", 0, CFG_STR_MAX,    \
       NULL, CFG_RELOAD, "root categories that pay the closing fee (amazon.com's media roots)")     \
     X(costs, fbm_shipping, MONEY, "4.50", 0, 1000000, NULL, CFG_RELOAD,                            \
-      "your shipping cost per unit when fulfilment = fbm")
+      "your shipping cost per unit when fulfilment = fbm")                                         \
+    X(web, listen, STR, "", 0, 64, NULL, CFG_RESTART,                                              \
+      "the web dashboard and JSON API: PORT (on 127.0.0.1), IP:PORT or [IPv6]:PORT (port 0: any "  \
+      "free one, shown by kdeals status); empty = off; beyond loopback it needs token_file")       \
+    X(web, token_file, PATH, "", 0, CFG_STR_MAX, NULL, CFG_RESTART,                                \
+      "file (mode 0600) holding the bearer token every API request must send; required when "      \
+      "listen is not a loopback address")                                                          \
+    X(web, max_connections, INT, "64", 4, 1024, NULL, CFG_RESTART,                                 \
+      "open HTTP connections at most (half of them from one client address)")
 
 /*
  * Named sections: [KIND.NAME], several of one kind, each a set of keys that the module owning

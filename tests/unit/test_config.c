@@ -6,6 +6,7 @@
 #include "kd_test.h"
 
 #include "base/config.h"
+#include "base/web.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -202,7 +203,11 @@ static const char every_key[] = "; a comment\n"
                                 "referral_min = 0.25\n"
                                 "closing_fee = 1.35\n"
                                 "media_categories = 283155\n"
-                                "fbm_shipping = 3.99\n";
+                                "fbm_shipping = 3.99\n"
+                                "[web]\n"
+                                "listen = 0.0.0.0:8480\n"
+                                "token_file = web.token\n"
+                                "max_connections = 16\n";
 
 static void test_every_key_parsed(void **state)
 {
@@ -245,6 +250,8 @@ static void test_every_key_parsed(void **state)
     assert_int_equal(c.costs_tax_pct_bp, 750);
     assert_int_equal(c.costs_default_referral_pct_bp, 800);
     assert_true(c.keepa_key_set);
+    assert_string_equal(c.web_listen, "0.0.0.0:8480");
+    assert_int_equal(c.web_max_connections, 16);
 
     /* Relative paths are relative to the file's folder; source_path is absolute. */
     char *dir = realpath(kd_test_tmpdir(), NULL);
@@ -506,6 +513,76 @@ static void on_changed(const struct cfg_key *k, void *ud)
     struct diff_seen *d = ud;
     if (d->n < 8)
         snprintf(d->names[d->n++], 64, "%s.%s", k->section, k->name);
+}
+
+/* [web] listen: what it accepts, and beyond loopback only with a token file. */
+static void test_web_listen(void **state)
+{
+    (void)state;
+    struct kd_web_listen l;
+    char why[200];
+    assert_int_equal(kd_web_listen_parse("8480", &l, why, sizeof(why)), 0);
+    assert_string_equal(l.host, "127.0.0.1");
+    assert_int_equal(l.port, 8480);
+    assert_true(l.loopback);
+    assert_int_equal(kd_web_listen_parse("localhost:0", &l, why, sizeof(why)), 0);
+    assert_true(l.loopback);
+    assert_int_equal(l.port, 0);
+    assert_int_equal(kd_web_listen_parse("127.9.9.9:1", &l, why, sizeof(why)), 0);
+    assert_true(l.loopback);
+    assert_int_equal(kd_web_listen_parse("[::1]:8480", &l, why, sizeof(why)), 0);
+    assert_true(l.loopback);
+    assert_string_equal(l.host, "::1");
+    assert_int_equal(kd_web_listen_parse("0.0.0.0:8480", &l, why, sizeof(why)), 0);
+    assert_false(l.loopback);
+    assert_int_equal(kd_web_listen_parse("[::]:8480", &l, why, sizeof(why)), 0);
+    assert_false(l.loopback);
+    assert_int_equal(kd_web_listen_parse("192.168.1.2:80", &l, why, sizeof(why)), 0);
+    assert_false(l.loopback);
+    const char *bad[] = {"", "host.example:80", "::1:80", "127.0.0.1:65536", "127.0.0.1:",
+                         "1.2.3.4:x", "[::1]8480", "127.0.0.1:-1"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (kd_web_listen_parse(bad[i], &l, why, sizeof(why)) != -EINVAL)
+            fail_msg("'%s' was accepted", bad[i]);
+        assert_non_null(strstr(why, "IP address"));
+    }
+    expect_error("[web]\nlisten = web.example:80\n", 2, "[web] listen = web.example:80: use PORT");
+    expect_error("[web]\nlisten = 0.0.0.0:8480\n", 2, "set [web] token_file");
+    struct cfg c;
+    char err[512];
+    assert_int_equal(load_text("[web]\nlisten = 8480\n", &c, err, sizeof(err), NULL), 0);
+    assert_int_equal(
+        load_text("[web]\nlisten = [::]:1\ntoken_file = t\n", &c, err, sizeof(err), NULL), 0);
+}
+
+/* The bearer token file: 0600, one token of a sane length and alphabet, never echoed. */
+static void test_web_token(void **state)
+{
+    (void)state;
+    char token[KD_WEB_TOKEN_MAX], err[512];
+    const char *path = write_file("web.token", "  s3cret-Token+/=_~.0123456789\n\n");
+    assert_int_equal(chmod(path, 0600), 0);
+    assert_int_equal(kd_web_token_load(path, token, sizeof(token), err, sizeof(err)), 0);
+    assert_string_equal(token, "s3cret-Token+/=_~.0123456789");
+    assert_true(kd_web_token_equal(token, strlen(token), "s3cret-Token+/=_~.0123456789", 28));
+    assert_false(kd_web_token_equal(token, strlen(token), "s3cret-Token+/=_~.0123456788", 28));
+    assert_false(kd_web_token_equal(token, strlen(token), "s3cret", 6));
+    assert_int_equal(chmod(path, 0640), 0);
+    assert_int_equal(kd_web_token_load(path, token, sizeof(token), err, sizeof(err)), -EACCES);
+    assert_non_null(strstr(err, "chmod 600"));
+    assert_null(strstr(err, "s3cret"));
+    assert_string_equal(token, "");
+    path = write_file("short.token", "short\n");
+    assert_int_equal(chmod(path, 0600), 0);
+    assert_int_equal(kd_web_token_load(path, token, sizeof(token), err, sizeof(err)), -EINVAL);
+    assert_null(strstr(err, "short\n"));
+    path = write_file("space.token", "two words in a token file\n");
+    assert_int_equal(chmod(path, 0600), 0);
+    assert_int_equal(kd_web_token_load(path, token, sizeof(token), err, sizeof(err)), -EINVAL);
+    assert_int_equal(kd_web_token_load("/nonexistent/t", token, sizeof(token), err, sizeof(err)),
+                     -ENOENT);
+    assert_int_equal(kd_web_token_load("/dev/null", token, sizeof(token), err, sizeof(err)),
+                     -EINVAL);
 }
 
 static void test_diff(void **state)
@@ -951,6 +1028,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_bounds_enforced),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_rules),
+        cmocka_unit_test(test_web_listen),
+        cmocka_unit_test(test_web_token),
         cmocka_unit_test(test_diff),
         cmocka_unit_test(test_msgpack_round_trip),
         cmocka_unit_test(test_decode_garbage),

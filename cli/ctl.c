@@ -36,6 +36,7 @@
 #include "cli/deals.h"
 #include "judge/judge.h"
 #include "cli/json.h"
+#include "shm/report.h"
 #include "shm/segment.h"
 #include "shm/tokens.h"
 #include "store/store.h"
@@ -429,60 +430,6 @@ struct status_view {
     int64_t now_ms;
 };
 
-static void status_json(const struct status_view *v)
-{
-    const struct shm_status *st = &v->st;
-    yajl_gen g = cli_json_new(false);
-    yajl_gen_map_open(g);
-    cli_json_str(g, "instance", v->instance);
-    cli_json_bool(g, "running", v->running);
-    cli_json_int(g, "pid", v->running ? v->pid : 0);
-    cli_json_str(g, "state", v->have_status ? st->state : "absent");
-    cli_json_int(g, "start_ms", v->have_status ? st->start_ms : 0);
-    cli_json_int(g, "generation", v->have_status ? (long long)st->generation : 0);
-    cli_json_int(g, "deals", v->deals);
-    if (v->store_error[0] != '\0')
-        cli_json_str(g, "store_error", v->store_error);
-    if (v->segment_error[0] != '\0')
-        cli_json_str(g, "segment_error", v->segment_error);
-    if (v->l != NULL) {
-        const struct tb_stats *tbs = &v->tbs;
-        cli_json_key(g, "tokens");
-        yajl_gen_map_open(g);
-        cli_json_bool(g, "anchored", tbs->anchored);
-        cli_json_int(g, "projected", tbs->projected_tokens);
-        cli_json_int(g, "refill_rate", tbs->refill_rate);
-        cli_json_int(g, "cap", tbs->cap_tokens);
-        double left = tbs->last_reading.tokens_left;
-        cli_json_int(g, "last_reading_tokens",
-                     isfinite(left) && fabs(left) < 1e15 ? llround(left) : 0);
-        cli_json_int(g, "last_reading_age_ms",
-                     tbs->last_reading_age_ns >= 0 ? tbs->last_reading_age_ns / KD_NS_PER_MS : -1);
-        cli_json_int(g, "in_flight", tbs->inflight_tokens);
-        yajl_gen_map_close(g);
-        cli_json_key(g, "processes");
-        yajl_gen_array_open(g);
-        for (int r = 0; r < SHM_ROLE_COUNT; r++) {
-            const struct shm_proc_slot *p = &v->l->procs[r];
-            int64_t started = atomic_load(&p->started_ms);
-            char err_text[4 * SHM_MESSAGE_MAX];
-            last_error(p, err_text, sizeof(err_text));
-            yajl_gen_map_open(g);
-            cli_json_str(g, "role", shm_role_name((enum shm_role)r));
-            cli_json_int(g, "pid", atomic_load(&p->pid));
-            cli_json_str(g, "state", shm_proc_state_name(atomic_load(&p->state)));
-            cli_json_int(g, "uptime_s", started > 0 ? (v->now_ms - started) / 1000 : 0);
-            cli_json_int(g, "restarts", atomic_load(&p->restarts));
-            cli_json_int(g, "last_exit_status", atomic_load(&p->last_exit_status));
-            cli_json_str(g, "last_error", err_text);
-            yajl_gen_map_close(g);
-        }
-        yajl_gen_array_close(g);
-    }
-    yajl_gen_map_close(g);
-    cli_json_print(g, stdout);
-}
-
 static void status_text(const struct status_view *v, const char *store_path)
 {
     const struct shm_status *st = &v->st;
@@ -508,6 +455,9 @@ static void status_text(const struct status_view *v, const char *store_path)
     if (v->l == NULL)
         return;
     const struct tb_stats *tbs = &v->tbs;
+    char url[128];
+    if (shm_report_web_url(v->l, url, sizeof(url)))
+        printf("web: %s\n", url);
     printf("tokens: projected %" PRId64 " of cap %" PRId64 ", refill %" PRId64
            "/min, in flight %" PRId64 "; ",
            tbs->projected_tokens, tbs->cap_tokens, tbs->refill_rate, tbs->inflight_tokens);
@@ -565,9 +515,22 @@ int cli_status(const struct cfg *c, const char *instance, const char *run_dir, i
         tb_stats(&seg.layout->tokens, kd_mono_ns(), &v.tbs);
         v.l = seg.layout;
     }
-    if (json)
-        status_json(&v);
-    else
+    if (json) {
+        struct shm_report_status rs = {.instance = instance,
+                                       .st = &v.st,
+                                       .have_status = v.have_status,
+                                       .running = v.running,
+                                       .pid = v.pid,
+                                       .deals = v.deals,
+                                       .store_error = v.store_error,
+                                       .segment_error = v.segment_error,
+                                       .l = v.l,
+                                       .tbs = &v.tbs,
+                                       .now_ms = v.now_ms};
+        yajl_gen g = cli_json_new(false);
+        shm_report_status_json(g, &rs);
+        cli_json_print(g, stdout);
+    } else
         status_text(&v, c->store_path);
     if (attached)
         shm_segment_detach(&seg);

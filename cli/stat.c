@@ -16,6 +16,7 @@
 #include "base/clock.h"
 #include "cli/json.h"
 #include "shm/counters.h"
+#include "shm/report.h"
 #include "shm/ring.h"
 #include "shm/segment.h"
 
@@ -75,140 +76,15 @@ static void print_text(const struct shm_layout *l, FILE *out, const int64_t *pre
     }
 }
 
-static void print_json(const struct shm_layout *l, FILE *out)
-{
-    const struct shm_header *h = &l->header;
-    yajl_gen g = cli_json_new(false);
-    char instance[SHM_INSTANCE_MAX + 1];
-    snprintf(instance, sizeof(instance), "%.*s", (int)strnlen(h->instance, sizeof(h->instance)),
-             h->instance);
-    yajl_gen_map_open(g);
-    cli_json_str(g, "instance", instance);
-    cli_json_int(g, "generation", (long long)h->generation);
-    cli_json_int(g, "supervisor_pid", h->supervisor_pid);
-    cli_json_int(g, "start_time_ms", h->start_time_ms);
-    cli_json_key(g, "processes");
-    yajl_gen_array_open(g);
-    for (int r = 0; r < SHM_ROLE_COUNT; r++) {
-        const struct shm_proc_slot *p = &l->procs[r];
-        yajl_gen_map_open(g);
-        cli_json_str(g, "role", shm_role_name((enum shm_role)r));
-        cli_json_int(g, "pid", atomic_load(&p->pid));
-        cli_json_str(g, "state", shm_proc_state_name(atomic_load(&p->state)));
-        cli_json_int(g, "restarts", atomic_load(&p->restarts));
-        cli_json_int(g, "heartbeat_ms", atomic_load(&p->heartbeat_ms));
-        cli_json_int(g, "last_exit_status", atomic_load(&p->last_exit_status));
-        yajl_gen_map_close(g);
-    }
-    yajl_gen_array_close(g);
-    cli_json_key(g, "rings");
-    yajl_gen_map_open(g);
-    for (int i = 0; i < SHM_RING_COUNT; i++) {
-        const struct shm_ring *rg = &l->rings[i];
-        cli_json_key(g, shm_ring_name((enum shm_ring_id)i));
-        yajl_gen_map_open(g);
-        cli_json_int(g, "capacity", (long long)rg->capacity);
-        cli_json_int(g, "depth", (long long)ring_depth(rg));
-        cli_json_int(g, "head", (long long)atomic_load(&rg->head));
-        cli_json_int(g, "tail", (long long)atomic_load(&rg->tail));
-        cli_json_int(g, "written", (long long)atomic_load(&rg->records_written));
-        cli_json_int(g, "read", (long long)atomic_load(&rg->records_read));
-        yajl_gen_map_close(g);
-    }
-    yajl_gen_map_close(g);
-    cli_json_key(g, "counters");
-    yajl_gen_map_open(g);
-    for (int i = 0; i < SHM_COUNTER_COUNT; i++) {
-        const struct shm_counter_meta *m = &shm_counter_meta[i];
-        cli_json_key(g, m->name);
-        yajl_gen_map_open(g);
-        cli_json_int(g, "total", shm_counter_value(l, (enum shm_counter_id)i));
-        cli_json_key(g, "by_role");
-        yajl_gen_map_open(g);
-        for (int r = 0; r < SHM_ROLE_COUNT; r++)
-            cli_json_int(g, shm_role_name((enum shm_role)r),
-                         atomic_load(&l->counters[r].values[i]));
-        yajl_gen_map_close(g);
-        yajl_gen_map_close(g);
-    }
-    yajl_gen_map_close(g);
-    yajl_gen_map_close(g);
-    cli_json_print(g, out);
-}
-
-/*
- * Prometheus text exposition (version 0.0.4): one family per counters.def entry, a `role`
- * label per process block, `_total` on counters, cumulative `le` buckets on histograms
- * (bucket i holds values up to 2^i - 1), plus per-ring and per-process families.
- */
-static void print_prom(const struct shm_layout *l, FILE *out)
-{
-    for (int i = 0; i < SHM_COUNTER_COUNT; i++) {
-        const struct shm_counter_meta *m = &shm_counter_meta[i];
-        const char *suffix = m->kind == SHM_COUNTER ? "_total" : "";
-        const char *type = m->kind == SHM_COUNTER ? "counter"
-                           : m->kind == SHM_GAUGE ? "gauge"
-                                                  : "histogram";
-        fprintf(out, "# HELP kdeals_%s%s %s\n# TYPE kdeals_%s%s %s\n", m->name, suffix, m->help,
-                m->name, suffix, type);
-        for (int r = 0; r < SHM_ROLE_COUNT; r++) {
-            const char *role = shm_role_name((enum shm_role)r);
-            if (m->kind != SHM_HISTOGRAM) {
-                fprintf(out, "kdeals_%s%s{role=\"%s\"} %" PRId64 "\n", m->name, suffix, role,
-                        atomic_load(&l->counters[r].values[i]));
-                continue;
-            }
-            const struct shm_histogram *h = &l->counters[r].hist[i];
-            unsigned top = 0;
-            for (unsigned b = 0; b < SHM_HIST_BUCKETS; b++) {
-                if (atomic_load(&h->buckets[b]) != 0)
-                    top = b;
-            }
-            uint64_t cum = 0;
-            for (unsigned b = 0; b <= top && b < 63; b++) {
-                cum += atomic_load(&h->buckets[b]);
-                fprintf(out, "kdeals_%s_bucket{role=\"%s\",le=\"%" PRIu64 "\"} %" PRIu64 "\n",
-                        m->name, role, b == 0 ? 0 : (UINT64_C(1) << b) - 1, cum);
-            }
-            fprintf(out, "kdeals_%s_bucket{role=\"%s\",le=\"+Inf\"} %" PRIu64 "\n", m->name, role,
-                    atomic_load(&h->count));
-            fprintf(out, "kdeals_%s_sum{role=\"%s\"} %" PRIu64 "\n", m->name, role,
-                    atomic_load(&h->sum));
-            fprintf(out, "kdeals_%s_count{role=\"%s\"} %" PRIu64 "\n", m->name, role,
-                    atomic_load(&h->count));
-        }
-    }
-    fprintf(out, "# HELP kdeals_ring_depth_bytes Bytes published and not yet acknowledged\n"
-                 "# TYPE kdeals_ring_depth_bytes gauge\n");
-    for (int i = 0; i < SHM_RING_COUNT; i++)
-        fprintf(out, "kdeals_ring_depth_bytes{ring=\"%s\"} %" PRIu64 "\n",
-                shm_ring_name((enum shm_ring_id)i), ring_depth(&l->rings[i]));
-    fprintf(out, "# HELP kdeals_process_restarts_total Restarts of each worker by the supervisor\n"
-                 "# TYPE kdeals_process_restarts_total counter\n");
-    for (int r = 0; r < SHM_ROLE_COUNT; r++)
-        fprintf(out, "kdeals_process_restarts_total{role=\"%s\"} %u\n",
-                shm_role_name((enum shm_role)r), atomic_load(&l->procs[r].restarts));
-    fprintf(out, "# HELP kdeals_process_up 1 while the role's process is alive and ready\n"
-                 "# TYPE kdeals_process_up gauge\n");
-    for (int r = 0; r < SHM_ROLE_COUNT; r++) {
-        uint32_t st = atomic_load(&l->procs[r].state);
-        fprintf(out, "kdeals_process_up{role=\"%s\"} %d\n", shm_role_name((enum shm_role)r),
-                atomic_load(&l->procs[r].pid) > 0 &&
-                    (st == SHM_PROC_READY || st == SHM_PROC_WAITING_TOKENS));
-    }
-    fprintf(out,
-            "# HELP kdeals_generation Segment generation (bumped on every daemon start)\n"
-            "# TYPE kdeals_generation gauge\nkdeals_generation %" PRIu64 "\n",
-            l->header.generation);
-}
-
 void cli_stat_print(const struct shm_layout *l, enum cli_stat_format format, FILE *out)
 {
-    if (format == CLI_STAT_JSON)
-        print_json(l, out);
-    else if (format == CLI_STAT_PROM)
-        print_prom(l, out);
-    else
+    if (format == CLI_STAT_JSON) {
+        yajl_gen g = cli_json_new(false);
+        shm_report_stat_json(g, l, NULL, 0, kd_wall_ms());
+        cli_json_print(g, out);
+    } else if (format == CLI_STAT_PROM) {
+        shm_report_prom(out, l);
+    } else
         print_text(l, out, NULL, 0);
 }
 

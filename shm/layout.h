@@ -10,7 +10,8 @@
  *
  * Segment map (offsets from the start of the mapping):
  *
- *     struct shm_layout    fixed part: header, config slot, tokens, process table, counters
+ *     struct shm_layout    fixed part: header, config slot, tokens, process table, counters,
+ *                          the web role's address
  *     ring data areas      SHM_RING_COUNT power-of-two byte arrays, each 4 KiB aligned
  *
  * The header's layout_version is written last, with release order: a reader that sees 0 is
@@ -37,12 +38,14 @@
  * shm_role_name(), shm_proc_state_name() and shm_ring_name().
  */
 
-/* Process roles; each owns one process-table slot and one counter block. */
+/* Process roles; each owns one process-table slot and one counter block. The web role runs
+ * only when [web] listen is set; its slot stays empty otherwise. */
 #define SHM_ROLES(X)                                                                               \
     X(SUPERVISOR, "supervisor")                                                                    \
     X(SCANNER, "scanner")                                                                          \
     X(COMMITTER, "committer")                                                                      \
-    X(UPDATER, "updater")
+    X(UPDATER, "updater")                                                                          \
+    X(WEB, "web")
 
 enum shm_role {
 #define SHM_ROLE_ENUM(id, name) SHM_ROLE_##id,
@@ -291,6 +294,18 @@ struct shm_ring {
     uint64_t data_offset;                     /* of the data area from the segment start */
 };
 
+/* ---- the web role ---------------------------------------------------------------------- */
+
+/*
+ * Where the web role (web/web.h) listens, for `kdeals status` and tests: it writes host, then
+ * port with release order once it is listening (port 0 again when it stops). Only it writes.
+ */
+struct shm_web {
+    alignas(SHM_CACHELINE) _Atomic uint32_t port; /* 0: not listening */
+    uint32_t reserved;
+    char host[48]; /* "127.0.0.1", "::1", "0.0.0.0" */
+};
+
 /* ---- the fixed part of the segment ----------------------------------------------------- */
 
 struct shm_layout {
@@ -300,6 +315,7 @@ struct shm_layout {
     struct shm_proc_slot procs[SHM_ROLE_COUNT];
     struct shm_ring rings[SHM_RING_COUNT];
     struct shm_counter_block counters[SHM_ROLE_COUNT];
+    struct shm_web web;
 };
 
 _Static_assert(sizeof(_Atomic uint64_t) == 8, "64-bit atomics must be plain 8-byte words");
@@ -311,6 +327,7 @@ _Static_assert(offsetof(struct shm_layout, tokens) % SHM_CACHELINE == 0, "tokens
 _Static_assert(offsetof(struct shm_layout, procs) % SHM_CACHELINE == 0, "procs aligned");
 _Static_assert(offsetof(struct shm_layout, rings) % SHM_CACHELINE == 0, "rings aligned");
 _Static_assert(offsetof(struct shm_layout, counters) % SHM_CACHELINE == 0, "counters aligned");
+_Static_assert(offsetof(struct shm_layout, web) % SHM_CACHELINE == 0, "web block aligned");
 _Static_assert(sizeof(struct shm_proc_slot) % SHM_CACHELINE == 0, "one proc slot per line set");
 _Static_assert(offsetof(struct shm_ring, head) - offsetof(struct shm_ring, tail) >= SHM_CACHELINE,
                "ring head and tail on separate cache lines");

@@ -1,0 +1,62 @@
+/*
+ * report.h: the segment as documents: what `kdeals status --json`, `kdeals stat --json` and
+ * `kdeals stat --prom` print, and the web API serves (/api/v1/status, /api/v1/stat,
+ * /metrics). One writer per document, so the commands and the API cannot drift apart.
+ *
+ * The writers only read the segment (a read-only mapping does): every value is one relaxed
+ * atomic load, a value may be one update old, never torn. JSON goes into the caller's yajl
+ * generator (the caller owns the document around it and prints it); Prometheus text goes to
+ * a FILE (the web role hands an open_memstream).
+ */
+#ifndef KD_SHM_REPORT_H
+#define KD_SHM_REPORT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <yajl/yajl_gen.h>
+
+#include "shm/layout.h"
+#include "shm/segment.h"
+#include "shm/tokens.h"
+
+/*
+ * `kdeals stat --json`: instance, generation, processes, rings and every counter with its total,
+ * its value per role and, for a COUNTER, "rate_per_s": the change since PREV (totals taken
+ * DT_S seconds earlier, indexed by enum shm_counter_id) per second, or with PREV NULL the
+ * average since the daemon started; histograms add "count", "p50" and "p99". NOW_MS is the
+ * wall clock. Writes one JSON object into G.
+ */
+void shm_report_stat_json(yajl_gen g, const struct shm_layout *l, const int64_t *prev, double dt_s,
+                          int64_t now_ms);
+
+/*
+ * `kdeals stat --prom`: the Prometheus text exposition (version 0.0.4) of every counter (a
+ * `role` label per process), the rings, restarts, whether each process is up, the generation.
+ * Returns 0, or -EIO when OUT failed.
+ */
+int shm_report_prom(FILE *out, const struct shm_layout *l);
+
+/* What `kdeals status` knows: the status file, and the segment when it could attach. */
+struct shm_report_status {
+    const char *instance;
+    const struct shm_status *st; /* the status file (meaningful when have_status) */
+    bool have_status;
+    bool running;               /* a live supervisor holds the instance */
+    int64_t pid;                /* the supervisor's (status file, or the segment's if torn) */
+    int64_t deals;              /* deals stored, -1 when the store could not be read */
+    const char *store_error;    /* why the store could not be read, or "" */
+    const char *segment_error;  /* running, but the segment could not be read, or "" */
+    const struct shm_layout *l; /* NULL: not attached (tokens and processes left out) */
+    const struct tb_stats *tbs; /* the bucket at now (when l is not NULL) */
+    int64_t now_ms;             /* wall clock */
+};
+
+/* `kdeals status --json`: one JSON object into G. */
+void shm_report_status_json(yajl_gen g, const struct shm_report_status *s);
+
+/* The web role's address in L as "http://HOST:PORT/" into BUF (LEN bytes); false when it is
+ * not listening. */
+bool shm_report_web_url(const struct shm_layout *l, char *buf, size_t len);
+
+#endif

@@ -1,8 +1,9 @@
 /*
  * supervisor.c: spawn, watch, restart and stop the workers. See supervisor.h.
  *
- * Start order is committer -> updater -> scanner, so every consumer is running before its
- * producer; stop order is the reverse, so producers stop first and consumers can drain.
+ * Start order is committer -> updater -> scanner (-> web, when [web] listen is set), so every
+ * consumer is running before its producer; stop order is the reverse, so producers stop first
+ * and consumers can drain.
  * A worker that exits while the daemon is not stopping is restarted after a backoff that
  * doubles from 100 ms to 30 s and resets once the worker has stayed up for a minute; more
  * than restart_max restarts of one role inside restart_window_s stops the whole daemon with
@@ -40,6 +41,7 @@
 #include "base/key.h"
 #include "base/log.h"
 #include "base/kd_assert.h"
+#include "base/web.h"
 #include "shm/counters.h"
 #include "shm/segment.h"
 #include "shm/tokens.h"
@@ -48,14 +50,15 @@
 #define SUP_BACKOFF_MIN_MS 100
 #define SUP_BACKOFF_MAX_MS 30000
 #define SUP_STABLE_MS      60000
-#define SUP_WORKERS        3
+#define SUP_WORKERS_MAX    4
 #define SUP_STATE_TICK_MS  100
 #define SUP_FILES_TICKS    10 /* the status file and the segment's name: once a second */
 
 _Static_assert(KD_KEY_MAX <= WK_KEY_MAX, "a key fits the key pipe the worker reads");
 
-static const enum shm_role start_order[SUP_WORKERS] = {SHM_ROLE_COMMITTER, SHM_ROLE_UPDATER,
-                                                       SHM_ROLE_SCANNER};
+/* The web role, last to start and first to stop, runs only when [web] listen is set. */
+static const enum shm_role start_order[SUP_WORKERS_MAX] = {SHM_ROLE_COMMITTER, SHM_ROLE_UPDATER,
+                                                           SHM_ROLE_SCANNER, SHM_ROLE_WEB};
 
 struct sup;
 
@@ -84,6 +87,7 @@ struct sup {
     unsigned ticks;
     bool segment_name_lost;
     struct sup_child children[SHM_ROLE_COUNT];
+    int n_workers; /* how many of start_order run: 3, or 4 with the web role */
     uv_signal_t sig_term, sig_int, sig_quit, sig_hup, sig_usr1;
     uv_timer_t stop_timer, state_timer;
     int stopping;
@@ -129,7 +133,7 @@ static void finish(struct sup *s)
     uv_close((uv_handle_t *)&s->sig_quit, close_cb_noop);
     uv_close((uv_handle_t *)&s->sig_hup, close_cb_noop);
     uv_close((uv_handle_t *)&s->sig_usr1, close_cb_noop);
-    for (int i = 0; i < SUP_WORKERS; i++) {
+    for (int i = 0; i < s->n_workers; i++) {
         struct sup_child *c = &s->children[start_order[i]];
         uv_timer_stop(&c->restart_timer);
         uv_close((uv_handle_t *)&c->restart_timer, close_cb_noop);
@@ -139,7 +143,7 @@ static void finish(struct sup *s)
 /* Sends SIGTERM to the next running worker in stop order; the rest follow as each exits. */
 static void stop_next(struct sup *s)
 {
-    for (int i = SUP_WORKERS - 1; i >= 0; i--) {
+    for (int i = s->n_workers - 1; i >= 0; i--) {
         struct sup_child *c = &s->children[start_order[i]];
         if (c->running) {
             uv_process_kill(&c->proc, SIGTERM);
@@ -299,7 +303,8 @@ static int spawn_child(struct sup_child *c)
         kd_error("cannot start %s: pipe: %s", shm_role_name(c->role), strerror(errno));
         return -errno;
     }
-    const char *key = s->keys.n > 0 ? s->keys.key[0] : "";
+    /* The web role answers the network: it never holds the API key (its pipe is empty). */
+    const char *key = s->keys.n > 0 && c->role != SHM_ROLE_WEB ? s->keys.key[0] : "";
     size_t key_len = strlen(key);
     if (key_len > 0 && write(key_pipe[1], key, key_len) != (ssize_t)key_len)
         kd_error("cannot hand the API key to %s: %s", shm_role_name(c->role), strerror(errno));
@@ -521,7 +526,7 @@ static void on_state_timer(uv_timer_t *t)
     if (s->running_announced || s->stopping)
         return;
     /* Waiting for tokens is ready too: the worker is up and serving its loop. */
-    for (int i = 0; i < SUP_WORKERS; i++) {
+    for (int i = 0; i < s->n_workers; i++) {
         uint32_t st = atomic_load(&l->procs[start_order[i]].state);
         if (st != SHM_PROC_READY && st != SHM_PROC_WAITING_TOKENS)
             return;
@@ -572,14 +577,14 @@ static void start_workers(struct sup *s)
     s->state_timer.data = s;
     uv_timer_start(&s->state_timer, on_state_timer, 50, SUP_STATE_TICK_MS);
 
-    for (int i = 0; i < SUP_WORKERS; i++) {
+    for (int i = 0; i < s->n_workers; i++) {
         struct sup_child *c = &s->children[start_order[i]];
         c->sup = s;
         c->role = start_order[i];
         uv_timer_init(s->loop, &c->restart_timer);
         c->restart_timer.data = c;
     }
-    for (int i = 0; i < SUP_WORKERS && !s->stopping; i++) {
+    for (int i = 0; i < s->n_workers && !s->stopping; i++) {
         if (spawn_child(&s->children[start_order[i]]) != 0) {
             s->exit_code = 1;
             begin_stop(s, 0);
@@ -641,6 +646,20 @@ int sup_run(const struct sup_options *opt)
         goto out_key;
     } else {
         kd_log_add_secret(s->keys.key[0]);
+    }
+
+    /* The web role's bearer token is checked before anything starts: a bad token file stops
+     * the start with its reason, rather than a web worker that keeps dying. */
+    s->n_workers = s->cfg.web_listen[0] != '\0' ? SUP_WORKERS_MAX : SUP_WORKERS_MAX - 1;
+    if (s->cfg.web_listen[0] != '\0' && s->cfg.web_token_file[0] != '\0') {
+        char token[KD_WEB_TOKEN_MAX];
+        rc = kd_web_token_load(s->cfg.web_token_file, token, sizeof(token), err, sizeof(err));
+        explicit_bzero(token, sizeof(token));
+        if (rc != 0) {
+            startup_error(opt, err);
+            code = 2;
+            goto out_key;
+        }
     }
 
     struct shm_segment_options so = {.instance = opt->instance, .run_dir = opt->run_dir};

@@ -543,6 +543,50 @@ int vw_json_record(yajl_gen g, const struct st_record *r, const struct vw_out *o
     return ok ? 0 : -EINVAL;
 }
 
+/* An integer member, null when it is not positive (a price or cost) or -1 (a ratio). */
+static bool gen_member(yajl_gen g, const char *name, int64_t v, bool money)
+{
+    bool ok = gen_text(g, name);
+    if (money ? v <= 0 : v == -1)
+        return ok && yajl_gen_null(g) == yajl_gen_status_ok;
+    return ok && yajl_gen_integer(g, v) == yajl_gen_status_ok;
+}
+
+int vw_json_history(yajl_gen g, const struct st_history *h, size_t n)
+{
+    bool ok = yajl_gen_array_open(g) == yajl_gen_status_ok;
+    for (size_t i = 0; i < n && ok; i++) {
+        const struct st_history *e = &h[i];
+        char iso[40];
+        vw_time_iso(e->at_ms, iso, sizeof(iso));
+        bool priced = e->sell_cents > 0 && e->buy_total_cents > 0;
+        ok = yajl_gen_map_open(g) == yajl_gen_status_ok &&
+             gen_member(g, "at_ms", e->at_ms, false) && gen_text(g, "at") && gen_text(g, iso) &&
+             gen_member(g, "revision", (int64_t)e->revision, false) && gen_text(g, "event") &&
+             gen_text(g, st_event_name(e->event)) && gen_text(g, "state") &&
+             gen_text(g, st_state_name(e->state)) &&
+             gen_member(g, "buy_total_cents", e->buy_total_cents, true) &&
+             gen_member(g, "landed_cents", e->landed_cents, true) &&
+             gen_member(g, "sell_cents", e->sell_cents, true);
+        /* Profit and ROI may be negative: known when both sides were priced. */
+        ok = ok && gen_text(g, "profit_cents") &&
+             (priced ? yajl_gen_integer(g, e->profit_cents) : yajl_gen_null(g)) ==
+                 yajl_gen_status_ok;
+        ok = ok && gen_text(g, "roi_bp") &&
+             (priced ? yajl_gen_integer(g, e->roi_bp) : yajl_gen_null(g)) == yajl_gen_status_ok;
+        ok = ok && gen_member(g, "max_cost_cents", e->max_cost_cents, true) &&
+             gen_text(g, "fails") && yajl_gen_array_open(g) == yajl_gen_status_ok;
+        for (unsigned c = 0; c < JD_C_COUNT && ok; c++) {
+            if (e->fails & (1u << c))
+                ok = gen_text(g, jd_crit_name(c));
+        }
+        ok = ok && yajl_gen_array_close(g) == yajl_gen_status_ok &&
+             yajl_gen_map_close(g) == yajl_gen_status_ok;
+    }
+    ok = ok && yajl_gen_array_close(g) == yajl_gen_status_ok;
+    return ok ? 0 : -EINVAL;
+}
+
 /* Writes what G holds to OUT and empties it. */
 static int flush(yajl_gen g, FILE *out)
 {

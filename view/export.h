@@ -89,6 +89,14 @@ const char *vw_ftype_name(enum vw_ftype t);
 int vw_json_record(yajl_gen g, const struct st_record *r, const struct vw_out *o);
 
 /*
+ * Writes the history entries H[0..N) (st_history_list: newest first) as one JSON array into G,
+ * each entry an object in the conventions above: at_ms and at, revision, event and state as
+ * words, buy_total_cents, landed_cents, sell_cents, profit_cents, roi_bp, max_cost_cents (null
+ * when unknown) and fails (the criteria that failed then, as words). Returns 0 or -EINVAL.
+ */
+int vw_json_history(yajl_gen g, const struct st_history *h, size_t n);
+
+/*
  * Writes records RECS[IDX[0..N)] (IDX NULL: RECS[0..N) in order) to OUT as a JSON array of
  * objects followed by a newline, or as JSON lines when O->json_lines. Returns 0, -EIO, -ENOMEM.
  */

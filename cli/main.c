@@ -39,6 +39,7 @@
 #include "supervisor/supervisor.h"
 #include "updater/updater.h"
 #include "view/preset.h"
+#include "web/web.h"
 #include "worker/worker.h"
 
 #define KD_VERSION "0.1.0"
@@ -60,6 +61,7 @@ static int usage(FILE *out)
             "  show ASIN [--json]                  one stored product explained, number by number\n"
             "  mark ASIN bought [--cost X] [--qty N]|ignored|clear   your mark on a product\n"
             "  judge FILE|- | --fetch ASIN...      judge a raw Keepa /product answer\n"
+            "  web [--listen ADDR]                 the dashboard and JSON API alone (development)\n"
             "  check-config   validate the config and print the effective values\n"
             "  decode product|deals FILE           decode a raw Keepa response body\n"
             "  fetch product ASIN...|deals --selection FILE   one live Keepa request\n"
@@ -507,6 +509,31 @@ static int cmd_mark(int argc, char **argv)
     return cli_mark_main(&o.cfg, argc, argv);
 }
 
+static int cmd_web(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        printf("usage: kdeals web [-c FILE] [--listen ADDR]\n"
+               "  Serves the dashboard and the JSON API of the config's store (and of the\n"
+               "  running daemon's counters, when it runs) in the foreground, until Ctrl-C;\n"
+               "  for development: the daemon runs the same server itself when [web] listen\n"
+               "  is set. ADDR is PORT, IP:PORT or [IPv6]:PORT (default [web] listen, else\n"
+               "  127.0.0.1:8480); beyond loopback it needs [web] token_file.\n");
+        return 0;
+    }
+    struct common_opts o;
+    int rc = common_opts("web", &argc, argv, &o, 0);
+    if (rc != 0)
+        return rc;
+    const char *listen = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc)
+            listen = argv[++i];
+        else
+            return reject_extra("web", argc, argv, i);
+    }
+    return web_run(&o.cfg, o.instance, o.run_dir, listen);
+}
+
 static int cmd_check_config(int argc, char **argv)
 {
     if (wants_help(argc, argv)) {
@@ -563,7 +590,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, WK_SPAWN_COMMAND) == 0) {
         /* The supervisor starting a worker (worker/spawn.h): every stage this binary has. */
         static const struct wk_stage *const stages[] = {&scanner_stage, &committer_stage,
-                                                        &updater_stage};
+                                                        &updater_stage, &web_stage};
         return wk_main(stages, KD_ARRAY_LEN(stages), argc - 1, argv + 1);
     }
     static const struct {
@@ -574,7 +601,7 @@ int main(int argc, char **argv)
                 {"status", cmd_status}, {"stat", cmd_stat},
                 {"deals", cmd_deals},   {"check-config", cmd_check_config},
                 {"show", cmd_show},     {"judge", cmd_judge},
-                {"mark", cmd_mark}};
+                {"mark", cmd_mark},     {"web", cmd_web}};
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
         if (strcmp(cmd, cmds[i].name) == 0)
             return cmds[i].fn(argc - 1, argv + 1);

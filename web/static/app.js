@@ -14,7 +14,7 @@ const state = {
   page: null,          // the last /api/v1/deals answer
   shown: new Set(),    // ASINs in the table
   fresh: new Set(),    // ASINs that became deals since the table was drawn
-  pending: { deals: new Set(), changes: 0, resync: false },
+  pending: { deals: new Set(), changed: new Set(), resync: false },
   samples: [],
   status: null,
   stat: null,
@@ -203,7 +203,7 @@ async function loadDeals() {
   }
   $('filter-error').hidden = true;
   state.page = page;
-  state.pending = { deals: new Set(), changes: 0, resync: false };
+  state.pending = { deals: new Set(), changed: new Set(), resync: false };
   $('banner').hidden = true;
   const body = $('deals-body');
   body.replaceChildren();
@@ -417,7 +417,8 @@ function banner() {
   const parts = [];
   if (p.resync) parts.push('many deals changed');
   if (p.deals.size) parts.push(p.deals.size + (p.deals.size === 1 ? ' new deal' : ' new deals'));
-  if (p.changes) parts.push(p.changes + (p.changes === 1 ? ' update' : ' updates') + ' to this page');
+  const n = p.changed.size;
+  if (n) parts.push(n + (n === 1 ? ' deal' : ' deals') + ' on this page changed');
   $('banner-text').textContent = parts.join(' \u00b7 ');
   $('banner').hidden = parts.length === 0;
 }
@@ -431,7 +432,10 @@ function onEvent(name, data) {
     state.fresh.add(data.asin);
     banner();
   } else if (name === 'change') {
-    if (state.shown.has(data.asin)) { state.pending.changes++; banner(); }
+    // A check that found it in the same state is no news (its figures may have moved a little:
+    // the row shows them on the next reload); a deal that stopped being one, or a mark, is.
+    const news = data.state !== data.prev_state || data.event === 'mark';
+    if (news && state.shown.has(data.asin)) { state.pending.changed.add(data.asin); banner(); }
   } else if (name === 'resync') {
     state.pending.resync = true;
     banner();
@@ -509,7 +513,8 @@ function refreshEngine() {
   const s = state.samples.length ? state.samples[state.samples.length - 1] : null;
   const t = st && st.tokens;
   const fmt = (v, d) => (v === null || v === undefined ? '-' : Number(v).toFixed(d || 0));
-  $('summary').textContent = st ? (st.deals >= 0 ? st.deals + ' deals stored' : '') +
+  const stored = s && s.deals !== null ? s.deals : st ? st.deals : -1;
+  $('summary').textContent = st ? (stored >= 0 ? stored + ' deals stored' : '') +
     (t ? ' \u00b7 ' + (s ? s.tokens : t.projected) + ' tokens' : '') : 'engine not running';
   const c = state.stat && state.stat.counters;
   const spent = ['scanner', 'committer', 'updater'].map((r) =>
@@ -591,8 +596,8 @@ function drawChart() {
   g.fillText(new Date(t0).toLocaleTimeString(), pad.l, h - 4);
   g.textAlign = 'right';
   g.fillText(new Date(t1).toLocaleTimeString(), w - pad.r, h - 4);
-  $('chart-span').textContent = '\u00b7 the last ' + (span < 90 ? Math.round(span) + ' minutes' :
-    (span / 60).toFixed(1) + ' hours');
+  $('chart-span').textContent = '\u00b7 the last ' + (span < 1.5 ? 'minute' : span < 90 ?
+    Math.round(span) + ' minutes' : (span / 60).toFixed(1) + ' hours');
 }
 
 // ---- start -----------------------------------------------------------------------------

@@ -2,9 +2,11 @@
 # `make demo`: kdeals against the simulator, end to end, in about a minute.
 #
 # Starts kdeals-sim with accelerated time (a Keepa minute of 200 ms, 5 tokens a minute: the
-# cheapest plan, 300 times faster), writes a config pointing kdeals at it, starts the daemon,
-# shows it working (status, live counters, deals appearing), then shows the deals, the
-# simulator's ledger of what was spent, and stops everything. Nothing is left behind.
+# cheapest plan, 300 times faster), writes a config pointing kdeals at it, starts the daemon
+# with its web dashboard on loopback, prints the dashboard's address (open it in a browser
+# while the demo runs: DEMO_SECONDS makes the run longer, DEMO_WEB_PORT picks the port), shows
+# it working (status, live counters, deals appearing), then shows the deals, the simulator's
+# ledger of what was spent, and stops everything. Nothing is left behind.
 set -eu
 BUILD=${1:-build}
 SECONDS_TO_RUN=${DEMO_SECONDS:-60}
@@ -48,6 +50,8 @@ map_size_mb = 64
 minute = 200ms
 [scan]
 pass_pause = 2s
+[web]
+listen = 127.0.0.1:${DEMO_WEB_PORT:-0}
 CONF
 mkdir -p "$DIR/run"
 echo "== config ($DIR/kdeals.conf)"
@@ -56,6 +60,8 @@ sed 's/^/   /' "$DIR/kdeals.conf"
 echo "== kdeals start --wait"
 "$KD" start -c "$DIR/kdeals.conf" --wait
 "$KD" status -c "$DIR/kdeals.conf" | sed 's/^/   /'
+URL=$("$KD" status -c "$DIR/kdeals.conf" | awk '/^web:/ { print $2 }')
+echo "== the dashboard: $URL (up for the ${SECONDS_TO_RUN}s of this run; the JSON API is under ${URL}api/v1)"
 
 echo "== running for ${SECONDS_TO_RUN}s (one line every 10 s: deals stored, tokens, requests)"
 t=0

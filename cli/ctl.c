@@ -470,6 +470,8 @@ static void status_text(const struct status_view *v, const char *store_path)
            "exit", "last error");
     for (int r = 0; r < SHM_ROLE_COUNT; r++) {
         const struct shm_proc_slot *p = &v->l->procs[r];
+        if (atomic_load(&p->state) == SHM_PROC_EMPTY)
+            continue; /* a role that does not run here (the web role without [web] listen) */
         int64_t started = atomic_load(&p->started_ms);
         char err_text[4 * SHM_MESSAGE_MAX];
         last_error(p, err_text, sizeof(err_text));

@@ -37,6 +37,8 @@ static void print_text(const struct shm_layout *l, FILE *out, const int64_t *pre
             "exit");
     for (int r = 0; r < SHM_ROLE_COUNT; r++) {
         const struct shm_proc_slot *p = &l->procs[r];
+        if (atomic_load(&p->state) == SHM_PROC_EMPTY)
+            continue; /* a role that does not run here (the web role without [web] listen) */
         int64_t hb = atomic_load(&p->heartbeat_ms);
         char hbtext[32] = "-";
         if (hb > 0)

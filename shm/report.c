@@ -46,6 +46,14 @@ static void rate(yajl_gen g, const char *k, double v)
     yajl_gen_number(g, buf, strlen(buf));
 }
 
+/* Whether role R runs in this instance: its slot was ever used (the web role's stays empty
+ * without [web] listen). Roles that do not run are left out of the process lists and of the
+ * per-role Prometheus series. */
+static bool runs_here(const struct shm_layout *l, int r)
+{
+    return atomic_load(&l->procs[r].state) != SHM_PROC_EMPTY;
+}
+
 bool shm_report_web_url(const struct shm_layout *l, char *buf, size_t len)
 {
     uint32_t port = atomic_load_explicit(&l->web.port, memory_order_acquire);
@@ -76,6 +84,8 @@ void shm_report_stat_json(yajl_gen g, const struct shm_layout *l, const int64_t 
     yajl_gen_array_open(g);
     for (int r = 0; r < SHM_ROLE_COUNT; r++) {
         const struct shm_proc_slot *p = &l->procs[r];
+        if (!runs_here(l, r))
+            continue;
         yajl_gen_map_open(g);
         str(g, "role", shm_role_name((enum shm_role)r));
         num(g, "pid", atomic_load(&p->pid));
@@ -149,6 +159,8 @@ int shm_report_prom(FILE *out, const struct shm_layout *l)
                 m->name, suffix, type);
         for (int r = 0; r < SHM_ROLE_COUNT; r++) {
             const char *role = shm_role_name((enum shm_role)r);
+            if (!runs_here(l, r))
+                continue;
             if (m->kind != SHM_HISTOGRAM) {
                 fprintf(out, "kdeals_%s%s{role=\"%s\"} %" PRId64 "\n", m->name, suffix, role,
                         atomic_load(&l->counters[r].values[i]));
@@ -181,13 +193,17 @@ int shm_report_prom(FILE *out, const struct shm_layout *l)
                 shm_ring_name((enum shm_ring_id)i), ring_depth(&l->rings[i]));
     fprintf(out, "# HELP kdeals_process_restarts_total Restarts of each worker by the supervisor\n"
                  "# TYPE kdeals_process_restarts_total counter\n");
-    for (int r = 0; r < SHM_ROLE_COUNT; r++)
-        fprintf(out, "kdeals_process_restarts_total{role=\"%s\"} %u\n",
-                shm_role_name((enum shm_role)r), atomic_load(&l->procs[r].restarts));
+    for (int r = 0; r < SHM_ROLE_COUNT; r++) {
+        if (runs_here(l, r))
+            fprintf(out, "kdeals_process_restarts_total{role=\"%s\"} %u\n",
+                    shm_role_name((enum shm_role)r), atomic_load(&l->procs[r].restarts));
+    }
     fprintf(out, "# HELP kdeals_process_up 1 while the role's process is alive and ready\n"
                  "# TYPE kdeals_process_up gauge\n");
     for (int r = 0; r < SHM_ROLE_COUNT; r++) {
         uint32_t st = atomic_load(&l->procs[r].state);
+        if (!runs_here(l, r))
+            continue;
         fprintf(out, "kdeals_process_up{role=\"%s\"} %d\n", shm_role_name((enum shm_role)r),
                 atomic_load(&l->procs[r].pid) > 0 &&
                     (st == SHM_PROC_READY || st == SHM_PROC_WAITING_TOKENS));
@@ -252,6 +268,8 @@ void shm_report_status_json(yajl_gen g, const struct shm_report_status *s)
         yajl_gen_array_open(g);
         for (int r = 0; r < SHM_ROLE_COUNT; r++) {
             const struct shm_proc_slot *p = &l->procs[r];
+            if (!runs_here(l, r))
+                continue;
             int64_t started = atomic_load(&p->started_ms);
             char err_text[4 * SHM_MESSAGE_MAX];
             last_error(p, err_text, sizeof(err_text));

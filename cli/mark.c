@@ -26,6 +26,7 @@
 #include "base/clock.h"
 #include "cli/deals.h"
 #include "judge/market.h"
+#include "store/record.h"
 #include "store/store.h"
 
 static int usage(FILE *out)
@@ -56,17 +57,7 @@ static int mark_fn(struct st_txn *txn, void *ud)
     if (rc != 0)
         return rc;
     struct st_record r = m->before;
-    r.mark = m->mark;
-    r.mark_ms = m->now_ms;
-    r.bought_cost_cents = m->mark == ST_MARK_BOUGHT ? m->cost_cents : -1;
-    r.bought_qty = m->mark == ST_MARK_BOUGHT ? m->qty : 0;
-    /* A marked product is the seller's decision made: it costs no more re-checks. Cleared, a
-     * deal is checked again soon (its data may be old). */
-    if (m->mark != ST_MARK_NONE)
-        r.next_check_ms = 0;
-    else if (r.state == ST_STATE_DEAL || r.state == ST_STATE_FAILING)
-        r.next_check_ms = r.next_check_ms > 0 ? r.next_check_ms : m->now_ms;
-    r.revision = m->before.revision + 1;
+    st_record_mark(&r, m->mark, m->cost_cents, m->qty, m->now_ms);
     rc = st_record_put(txn, &r, ST_EV_MARK, m->now_ms);
     if (rc == 0)
         m->after = r;

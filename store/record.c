@@ -56,3 +56,19 @@ enum st_event st_record_judged(struct st_record *r, const struct jd_verdict *v, 
     r->revision++;
     return out;
 }
+
+void st_record_mark(struct st_record *r, unsigned mark, int64_t cost_cents, int32_t qty,
+                    int64_t now_ms)
+{
+    r->mark = (uint8_t)mark;
+    r->mark_ms = now_ms;
+    r->bought_cost_cents = mark == ST_MARK_BOUGHT ? cost_cents : -1;
+    r->bought_qty = mark == ST_MARK_BOUGHT ? qty : 0;
+    /* A marked product is the seller's decision made: it costs no more re-checks. Cleared, a
+     * deal is checked again soon (its data may be old). */
+    if (mark != ST_MARK_NONE)
+        r->next_check_ms = 0;
+    else if (r->state == ST_STATE_DEAL || r->state == ST_STATE_FAILING)
+        r->next_check_ms = r->next_check_ms > 0 ? r->next_check_ms : now_ms;
+    r->revision++;
+}

@@ -36,6 +36,15 @@ enum st_event st_record_judged(struct st_record *r, const struct jd_verdict *v, 
                                enum st_event event, int64_t now_ms, uint32_t expire_after,
                                int64_t next_check_ms);
 
+/*
+ * The seller's mark MARK (enum st_mark) on R at NOW_MS, as `kdeals mark` and the web API write
+ * it: mark_ms is NOW_MS; a bought mark keeps COST_CENTS (the seller's cost per unit, -1 none)
+ * and QTY units, any other mark clears them; the revision goes up. The caller puts R back with
+ * st_record_put(..., ST_EV_MARK, NOW_MS) in the transaction it read R in.
+ */
+void st_record_mark(struct st_record *r, unsigned mark, int64_t cost_cents, int32_t qty,
+                    int64_t now_ms);
+
 /* True when the verdict's money figures (sell, buy, landed, profit, ROI, max cost, state of
  * the deal) differ between A and B. */
 bool st_verdict_moved(const struct jd_verdict *a, const struct jd_verdict *b);

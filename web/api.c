@@ -36,9 +36,11 @@
 #include "shm/report.h"
 #include "shm/segment.h"
 #include "shm/tokens.h"
+#include "store/record.h"
 #include "store/store.h"
 #include "view/export.h"
 #include "view/filter.h"
+#include "view/preset.h"
 #include "view/time.h"
 
 #define JSON_TYPE "application/json; charset=utf-8"
@@ -301,17 +303,12 @@ static void store_error(struct web_api *api, struct web_reply *out, int rc)
 
 /* ---- /api/v1/deals ---------------------------------------------------------------------- */
 
-/*
- * A named view of the config ([view.NAME] sections) into F. None are known yet: the config
- * has no named views. Returns 0, or -ENOENT with ERR saying which exist.
- */
+/* The config's named view NAME ([view.NAME], view/preset.h) into F; -ENOENT with ERR naming
+ * the views there are. */
 static int preset(struct web_api *api, const char *name, struct vw_filter *f, char *err,
                   size_t errlen)
 {
-    (void)api;
-    (void)f;
-    snprintf(err, errlen, "view '%.60s': no such view (the config defines no named views)", name);
-    return -ENOENT;
+    return vw_preset_apply(&api->cfg, name, f, err, errlen);
 }
 
 /* The filter of a deals request; false with OUT filled (400) when a parameter is wrong. */
@@ -496,11 +493,7 @@ static int mark_txn(struct st_txn *txn, void *ud)
     int rc = st_record_get(txn, &j->key, &j->rec);
     if (rc != 0)
         return rc;
-    j->rec.mark = j->mark;
-    j->rec.mark_ms = j->mark == ST_MARK_NONE ? 0 : j->now_ms;
-    j->rec.bought_cost_cents = j->mark == ST_MARK_BOUGHT ? j->cost_cents : -1;
-    j->rec.bought_qty = j->mark == ST_MARK_BOUGHT ? j->qty : 0;
-    j->rec.revision++;
+    st_record_mark(&j->rec, j->mark, j->cost_cents, j->qty, j->now_ms);
     return st_record_put(txn, &j->rec, ST_EV_MARK, j->now_ms);
 }
 
@@ -838,13 +831,31 @@ static void filters(struct web_api *api, struct web_reply *out)
     reply_gen(out, 200, g);
 }
 
+/* The config's [view.NAME] sections in file order: {"views": [{"name", "keys": {...}}]}; a
+ * page of one is /api/v1/deals?view=NAME. */
 static void views(struct web_api *api, struct web_reply *out)
 {
-    (void)api;
+    const struct cfg *c = &api->cfg;
     yajl_gen g = gen_new();
     yajl_gen_map_open(g);
-    gkey(g, "views"); /* [view.NAME] sections of the config: none are defined yet */
+    gkey(g, "views");
     yajl_gen_array_open(g);
+    for (size_t i = 0; i < c->n_named; i++) {
+        const struct cfg_named *s = &c->named[i];
+        if (s->kind != CFG_NAMED_view)
+            continue;
+        yajl_gen_map_open(g);
+        gstr(g, "name", s->name);
+        gkey(g, "keys");
+        yajl_gen_map_open(g);
+        for (size_t k = 0; k < s->n_keys; k++) {
+            const char *key, *value;
+            cfg_named_key(c, s, k, &key, &value, NULL);
+            gstr(g, key, value);
+        }
+        yajl_gen_map_close(g);
+        yajl_gen_map_close(g);
+    }
     yajl_gen_array_close(g);
     yajl_gen_map_close(g);
     reply_gen(out, 200, g);
@@ -860,7 +871,7 @@ static void index_doc(struct web_reply *out)
         {"GET", "/api/v1/stat", "every counter with its rate (as kdeals stat --json)"},
         {"GET", "/api/v1/samples", "the engine samples of the last hours"},
         {"GET", "/api/v1/filters", "the filters, the sorts and the currency"},
-        {"GET", "/api/v1/views", "the config's named views"},
+        {"GET", "/api/v1/views", "the config's named views ([view.NAME]): ?view=NAME"},
         {"GET", "/api/v1/events", "server-sent events: deal, change, sample, resync"},
         {"GET", "/metrics", "Prometheus text (as kdeals stat --prom)"},
     };

@@ -91,6 +91,24 @@ try {
   await next;
   await page.waitForSelector('#deals-body tr');
 
+  step = 'preset';
+  const views = await page.evaluate(async () => (await (await fetch('/api/v1/views')).json()).views);
+  if (views.length) {
+    const name = views[0].name;
+    next = page.waitForResponse((r) => isDeals(r) && r.url().includes('view=' + name));
+    await page.selectOption('#preset', 'view=' + name);
+    const viewed = await (await next).json();
+    await page.waitForFunction((n) => document.querySelectorAll('#deals-body tr').length === n,
+      viewed.deals.length);
+    check(JSON.stringify(await rowAsins()) === JSON.stringify(viewed.deals.map((d) => d.asin)),
+      'the preset\'s table is not what the API answered');
+    say('the config\'s view "' + name + '" from the preset list: ' + viewed.matched + ' deals');
+    next = page.waitForResponse(isDeals);
+    await page.click('#reset');
+    await next;
+    await page.waitForSelector('#deals-body tr');
+  }
+
   step = 'detail';
   const target = (await rowAsins())[0];
   const detailResp = page.waitForResponse((r) => new URL(r.url()).pathname === '/api/v1/deals/' + target);

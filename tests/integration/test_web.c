@@ -271,7 +271,9 @@ static void test_web_endpoints(void **state)
     struct kdh_daemon d;
     struct shm_segment seg;
     kdh_sim_start(&sim, sim_args);
-    kdh_daemon_config(&d, &sim, KEY, 100, "[web]\nlisten = 127.0.0.1:0\n");
+    kdh_daemon_config(&d, &sim, KEY, 100,
+                      "[web]\nlisten = 127.0.0.1:0\n"
+                      "[view.fast]\nsort = monthly\nmax_rank = 300000\n");
     kdh_daemon_start(&d);
     kdh_daemon_attach(&d, &seg);
     char base[96], url[512];
@@ -416,7 +418,8 @@ static void test_web_endpoints(void **state)
 
     /* A reload reaches it: the reasons are judged by the new rules. */
     kdh_daemon_rewrite(&d, &sim, KEY, 100,
-                       "[web]\nlisten = 127.0.0.1:0\n[filter]\nmin_roi_pct = 33.5\n");
+                       "[web]\nlisten = 127.0.0.1:0\n[filter]\nmin_roi_pct = 33.5\n"
+                       "[view.fast]\nsort = monthly\nmax_rank = 300000\n");
     const char *reload[] = {"reload", NULL};
     char *out = NULL;
     assert_int_equal(kdh_cli(&d, reload, 60, &out), 0);
@@ -446,6 +449,8 @@ static void test_web_endpoints(void **state)
         {"verdict", "all", "sort", "fresh", NULL},
         {"marked", "true", "condition", "used", NULL},
         {"no_amazon", "true", "min_profit", "10", NULL},
+        {"view", "fast", NULL},
+        {"view", "fast", "sort", "roi", NULL},
     };
     for (size_t i = 0; i < sizeof(views) / sizeof(views[0]); i++) {
         char query[256] = "", arg_text[256] = "";

@@ -82,7 +82,8 @@ static void test_dashboard_in_chromium(void **state)
     struct kdh_daemon d;
     struct shm_segment seg;
     kdh_sim_start(&sim, sim_args);
-    kdh_daemon_config(&d, &sim, KEY, 100, "[web]\nlisten = 127.0.0.1:0\n");
+    kdh_daemon_config(&d, &sim, KEY, 100,
+                      "[web]\nlisten = 127.0.0.1:0\n[view.fast]\nsort = monthly\n");
     kdh_daemon_start(&d);
     kdh_daemon_attach(&d, &seg);
     if (!KDH_WAIT_FOR(atomic_load(&seg.layout->web.port) != 0, 20))

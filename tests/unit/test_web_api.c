@@ -449,6 +449,60 @@ static void test_one_deal_and_marks(void **state)
     web_api_close(api);
 }
 
+/* A named view of the config ([view.NAME]): listed, applied first, overridden by the query. */
+static void test_named_views(void **state)
+{
+    (void)state;
+    fill_store();
+    char conf[300], text[600];
+    snprintf(conf, sizeof(conf), "%s/kdeals.conf", kd_test_tmpdir());
+    snprintf(text, sizeof(text),
+             "[store]\npath = %s\n[view.best]\nmin_roi = 60\nsort = rank\n"
+             "[view.cheap]\nmax_rank = 9000\n",
+             store_path());
+    FILE *f = fopen(conf, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    struct cfg c;
+    char err[512];
+    if (cfg_load_file(conf, &c, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    struct web_api *api;
+    struct web_api_options o = {.cfg = &c, .instance = kd_test_instance()};
+    assert_int_equal(web_api_open(&api, &o), 0);
+    yajl_val doc;
+    assert_int_equal(call(api, "GET", "/api/v1/views", NULL, false, &doc, NULL), 200);
+    yajl_val v = get(doc, "views", NULL);
+    assert_int_equal(v->u.array.len, 2);
+    assert_string_equal(YAJL_GET_STRING(get(v->u.array.values[0], "name", NULL)), "best");
+    assert_string_equal(YAJL_GET_STRING(get(v->u.array.values[0], "keys", "min_roi")), "60");
+    yajl_tree_free(doc);
+    struct web_reply a, b;
+    assert_int_equal(call(api, "GET", "/api/v1/deals?view=best", NULL, false, NULL, &a), 200);
+    assert_int_equal(call(api, "GET", "/api/v1/deals?min_roi=60&sort=rank", NULL, false, NULL, &b),
+                     200);
+    char *ta = deals_text(&a), *tb = deals_text(&b);
+    assert_string_equal(ta, tb);
+    free(ta);
+    free(tb);
+    free(a.body);
+    free(b.body);
+    /* The query's keys replace the view's, in any order. */
+    assert_int_equal(
+        call(api, "GET", "/api/v1/deals?sort=profit&view=best", NULL, false, &doc, NULL), 200);
+    assert_string_equal(YAJL_GET_STRING(get(doc, "filter", "sort")), "profit");
+    assert_string_equal(YAJL_GET_STRING(get(doc, "filter", "min_roi")), "60");
+    yajl_tree_free(doc);
+    assert_int_equal(call(api, "GET", "/api/v1/deals?view=worst", NULL, false, &doc, NULL), 400);
+    expect_error(doc, 400, "view");
+    const char *msg = YAJL_GET_STRING(get(doc, "error", "message"));
+    assert_non_null(msg);
+    assert_non_null(strstr(msg, "best"));
+    yajl_tree_free(doc);
+    web_api_close(api);
+}
+
 static void test_other_endpoints(void **state)
 {
     (void)state;
@@ -514,9 +568,8 @@ static void test_other_endpoints(void **state)
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_deals_as_the_cli),
-        cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_one_deal_and_marks),
+        cmocka_unit_test(test_deals_as_the_cli),   cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_one_deal_and_marks), cmocka_unit_test(test_named_views),
         cmocka_unit_test(test_other_endpoints),
     };
     return KD_RUN_TESTS(tests, argc, argv);

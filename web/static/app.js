@@ -512,7 +512,8 @@ function refreshEngine() {
   const st = state.status;
   const s = state.samples.length ? state.samples[state.samples.length - 1] : null;
   const t = st && st.tokens;
-  const fmt = (v, d) => (v === null || v === undefined ? '-' : Number(v).toFixed(d || 0));
+  // Per-hour figures need two samples (one every 10 s); until then they say so.
+  const fmt = (v, d) => (v === null || v === undefined ? 'collecting\u2026' : Number(v).toFixed(d || 0));
   const stored = s && s.deals !== null ? s.deals : st ? st.deals : -1;
   $('summary').textContent = st ? (stored >= 0 ? stored + ' deals stored' : '') +
     (t ? ' \u00b7 ' + (s ? s.tokens : t.projected) + ' tokens' : '') : 'engine not running';

@@ -285,8 +285,17 @@ function syncControls() {
   $('preset').value = match ? match.value : '';
 }
 
+// On a phone the open form hides the table: it folds away once applied.
+function foldFiltersOnPhone() {
+  if (window.innerWidth <= 700) {
+    $('filters').hidden = true;
+    $('filters-toggle').setAttribute('aria-expanded', 'false');
+  }
+}
+
 function applyFilters(ev) {
   if (ev) ev.preventDefault();
+  foldFiltersOnPhone();
   const q = new URLSearchParams();
   const keep = query();
   if (keep.get('sort')) q.set('sort', keep.get('sort'));
@@ -612,7 +621,7 @@ async function start() {
     start2();
   });
   $('filters').addEventListener('submit', applyFilters);
-  $('reset').addEventListener('click', () => setQuery(new URLSearchParams()));
+  $('reset').addEventListener('click', () => { foldFiltersOnPhone(); setQuery(new URLSearchParams()); });
   $('filters-toggle').addEventListener('click', () => {
     const f = $('filters');
     f.hidden = !f.hidden;

@@ -39,7 +39,8 @@ enum st_event st_record_judged(struct st_record *r, const struct jd_verdict *v, 
 /*
  * The seller's mark MARK (enum st_mark) on R at NOW_MS, as `kdeals mark` and the web API write
  * it: mark_ms is NOW_MS; a bought mark keeps COST_CENTS (the seller's cost per unit, -1 none)
- * and QTY units, any other mark clears them; the revision goes up. The caller puts R back with
+ * and QTY units, any other mark clears them; a marked product is taken off the re-check
+ * schedule, a cleared deal is put back on it; the revision goes up. The caller puts R back with
  * st_record_put(..., ST_EV_MARK, NOW_MS) in the transaction it read R in.
  */
 void st_record_mark(struct st_record *r, unsigned mark, int64_t cost_cents, int32_t qty,

@@ -54,6 +54,10 @@ enum shm_role {
         SHM_ROLE_COUNT
 };
 
+/* The roles that always run: the supervisor and the pipeline's stages. The roles after them
+ * run only when the config asks for them (the web role: [web] listen). */
+#define SHM_PIPELINE_ROLES (SHM_ROLE_UPDATER + 1)
+
 /*
  * The rings between the workers (docs/architecture.md, "Rings"). Each has one producer and
  * one consumer: X(ID, "name", producer role, consumer role, depth gauge in counters.def).

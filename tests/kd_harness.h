@@ -21,9 +21,6 @@
 #define KDH_JUDGEMENT                                                                              \
     "[sell]\nbasis_new = avg90, avg365\nbasis_used = avg90, avg365\ncap_at_buy_box = false\n"
 
-/* The roles every daemon test runs, supervisor to updater, for loops over the process table:
- * the web role runs only with [web] listen (its tests say so). */
-#define KDH_ROLE_END (SHM_ROLE_UPDATER + 1)
 
 void kdh_nap_ms(long ms);
 

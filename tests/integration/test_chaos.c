@@ -120,7 +120,7 @@ static void start_daemon(struct chaos *c)
 {
     kdh_daemon_start(&c->d);
     kdh_daemon_attach(&c->d, &c->seg);
-    for (int r = SHM_ROLE_SCANNER; r < KDH_ROLE_END; r++)
+    for (int r = SHM_ROLE_SCANNER; r < SHM_PIPELINE_ROLES; r++)
         if (!KDH_WAIT_FOR(worker_pid(c, r) > 0, 20))
             fail_msg("%s did not start (see %s)", shm_role_name((enum shm_role)r), c->d.log);
 }
@@ -151,7 +151,7 @@ static int reaped(pid_t pid)
 static void kill_supervisor(struct chaos *c, struct st_key *left, unsigned *n_left)
 {
     pid_t old[SHM_ROLE_COUNT] = {0};
-    for (int r = SHM_ROLE_SCANNER; r < KDH_ROLE_END; r++)
+    for (int r = SHM_ROLE_SCANNER; r < SHM_PIPELINE_ROLES; r++)
         old[r] = (pid_t)worker_pid(c, r);
     uint64_t gen = c->seg.layout->header.generation;
     assert_int_equal(kill(c->d.pid, SIGKILL), 0);
@@ -159,7 +159,7 @@ static void kill_supervisor(struct chaos *c, struct st_key *left, unsigned *n_le
     c->d.pid = 0;
     c->sup_kills++;
     /* Its workers are now ours (subreaper): each must notice and exit by itself. */
-    for (int r = SHM_ROLE_SCANNER; r < KDH_ROLE_END; r++)
+    for (int r = SHM_ROLE_SCANNER; r < SHM_PIPELINE_ROLES; r++)
         if (old[r] > 0 && !KDH_WAIT_FOR(reaped(old[r]), 30))
             fail_msg("%s pid %d outlived its supervisor by 30 s", shm_role_name((enum shm_role)r),
                      (int)old[r]);
@@ -188,7 +188,7 @@ static void hup_storm(struct chaos *c)
     if (rc != 0)
         fail_msg("kdeals reload after the HUP storm exited %d: %s", rc, out);
     free(out);
-    for (int r = SHM_ROLE_SCANNER; r < KDH_ROLE_END; r++)
+    for (int r = SHM_ROLE_SCANNER; r < SHM_PIPELINE_ROLES; r++)
         assert_true(KDH_WAIT_FOR(worker_pid(c, r) > 0, 20));
 }
 
@@ -322,7 +322,7 @@ static void test_chaos_loses_nothing(void **state)
     kdh_nap_ms(2000);
     pid_t pids[SHM_ROLE_COUNT] = {0};
     long early[SHM_ROLE_COUNT] = {0};
-    for (int r = SHM_ROLE_SCANNER; r < KDH_ROLE_END; r++) {
+    for (int r = SHM_ROLE_SCANNER; r < SHM_PIPELINE_ROLES; r++) {
         pids[r] = (pid_t)worker_pid(&c, r);
         early[r] = rss_kb(pids[r]);
         assert_true(early[r] > 0);
@@ -333,7 +333,7 @@ static void test_chaos_loses_nothing(void **state)
         kdh_check_counters(&c.seg, &c.counters);
         kdh_check_rings(&c.seg);
     }
-    for (int r = SHM_ROLE_SCANNER; r < KDH_ROLE_END; r++) {
+    for (int r = SHM_ROLE_SCANNER; r < SHM_PIPELINE_ROLES; r++) {
         assert_int_equal(worker_pid(&c, r), pids[r]); /* the same, long-lived process */
         long late = rss_kb(pids[r]);
         printf("    %s VmRSS %ld kB -> %ld kB over 20 s\n", shm_role_name((enum shm_role)r),

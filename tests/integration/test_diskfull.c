@@ -77,7 +77,7 @@ static void write_filler(const char *path, long long bytes)
 
 static int any_last_error(const struct shm_segment *seg, const char *needle)
 {
-    for (int r = SHM_ROLE_SCANNER; r < KDH_ROLE_END; r++) {
+    for (int r = SHM_ROLE_SCANNER; r < SHM_PIPELINE_ROLES; r++) {
         char msg[SHM_MESSAGE_MAX];
         memcpy(msg, seg->layout->procs[r].last_error, sizeof(msg));
         msg[sizeof(msg) - 1] = '\0';
@@ -144,7 +144,7 @@ static void test_disk_full_pauses_and_resumes(void **state)
     kdh_nap_ms(3000);
     int64_t c0 = consumed(&sim);
     int64_t spent0[SHM_ROLE_COUNT];
-    for (int r = 0; r < KDH_ROLE_END; r++)
+    for (int r = 0; r < SHM_PIPELINE_ROLES; r++)
         spent0[r] = shm_counter_get(&seg.layout->counters[r], SHM_C_tokens_spent);
     kdh_nap_ms(4000);
     int64_t c1 = consumed(&sim);
@@ -163,7 +163,7 @@ static void test_disk_full_pauses_and_resumes(void **state)
                     spent0[SHM_ROLE_UPDATER]),
         (long long)deals_full);
     assert_true(c1 - c0 <= 200);
-    for (int r = SHM_ROLE_SCANNER; r < KDH_ROLE_END; r++) {
+    for (int r = SHM_ROLE_SCANNER; r < SHM_PIPELINE_ROLES; r++) {
         assert_true(atomic_load(&seg.layout->procs[r].pid) > 0);
         assert_int_equal(atomic_load(&seg.layout->procs[r].restarts), 0);
     }
@@ -174,7 +174,7 @@ static void test_disk_full_pauses_and_resumes(void **state)
         fail_msg("no deals committed after space returned (see %s)", d.log);
     assert_true(KDH_WAIT_FOR(consumed(&sim) > c1 + 150, 60));
     assert_true(kdh_log_contains(&d, "delayed store write succeeded"));
-    for (int r = SHM_ROLE_SCANNER; r < KDH_ROLE_END; r++)
+    for (int r = SHM_ROLE_SCANNER; r < SHM_PIPELINE_ROLES; r++)
         assert_int_equal(atomic_load(&seg.layout->procs[r].restarts), 0);
     kdh_check_rings(&seg);
     int64_t deals_end = shm_counter_total(seg.layout, SHM_C_deals_committed);

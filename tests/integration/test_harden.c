@@ -547,7 +547,7 @@ static void test_store_removed_is_noticed_and_spending_pauses(void **state)
     int64_t c1 = consumed(&sim);
     printf("    store removed: %lld tokens consumed in a 4 s window\n", (long long)(c1 - c0));
     assert_true(c1 - c0 <= 100);
-    for (int r = SHM_ROLE_SCANNER; r < SHM_ROLE_COUNT; r++)
+    for (int r = SHM_ROLE_SCANNER; r < SHM_PIPELINE_ROLES; r++)
         assert_int_equal(atomic_load(&seg.layout->procs[r].restarts), 0);
     shm_segment_detach(&seg);
     kdh_daemon_stop(&d);
@@ -973,7 +973,7 @@ static void test_workers_inherit_no_stray_descriptor(void **state)
     close(40);
     struct shm_segment seg;
     attach_ro(&b, &seg);
-    for (int r = SHM_ROLE_SCANNER; r < SHM_ROLE_COUNT; r++) {
+    for (int r = SHM_ROLE_SCANNER; r < SHM_PIPELINE_ROLES; r++) {
         int64_t pid = atomic_load(&seg.layout->procs[r].pid);
         assert_true(pid > 0);
         for (int n = 0; n < 256; n++) {
@@ -1045,7 +1045,7 @@ static void test_stat_shows_a_gauge_once_not_summed(void **state)
     int all =
         KDH_WAIT_FOR(({
                          int k = 0;
-                         for (int r = SHM_ROLE_SCANNER; r < SHM_ROLE_COUNT; r++)
+                         for (int r = SHM_ROLE_SCANNER; r < SHM_PIPELINE_ROLES; r++)
                              k += shm_counter_get(&seg.layout->counters[r], SHM_C_refill_rate) == 5;
                          k == 3;
                      }),

@@ -365,7 +365,7 @@ static void test_hostile_server(void **state)
     struct shm_segment seg;
     kdh_daemon_attach(&d, &seg);
     pid_t pids[SHM_ROLE_COUNT] = {0};
-    for (int r = SHM_ROLE_SCANNER; r < KDH_ROLE_END; r++) {
+    for (int r = SHM_ROLE_SCANNER; r < SHM_PIPELINE_ROLES; r++) {
         if (!KDH_WAIT_FOR((pids[r] = (pid_t)atomic_load(&seg.layout->procs[r].pid)) > 0, 20))
             fail_msg("%s did not start (see %s)", shm_role_name((enum shm_role)r), d.log);
     }
@@ -398,7 +398,7 @@ static void test_hostile_server(void **state)
     free(after);
 
     /* The same processes all along, each within its memory bound. */
-    for (int r = SHM_ROLE_SCANNER; r < KDH_ROLE_END; r++) {
+    for (int r = SHM_ROLE_SCANNER; r < SHM_PIPELINE_ROLES; r++) {
         assert_int_equal(atomic_load(&seg.layout->procs[r].pid), pids[r]);
         long hwm = vm_kb(pids[r], "VmHWM:");
         printf("    %-9s VmHWM %ld KiB (bound %ld KiB)\n", shm_role_name((enum shm_role)r), hwm,

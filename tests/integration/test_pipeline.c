@@ -122,7 +122,7 @@ static void test_deficit_waits_on_the_loop_without_polling(void **state)
         if (st.projected_tokens > 0)
             break;
         int64_t now = kd_wall_ms();
-        for (int r = SHM_ROLE_SCANNER; r < KDH_ROLE_END; r++) {
+        for (int r = SHM_ROLE_SCANNER; r < SHM_PIPELINE_ROLES; r++) {
             int64_t hb = atomic_load(&seg.layout->procs[r].heartbeat_ms);
             assert_true(now - hb < 2000);
         }
@@ -232,7 +232,7 @@ static void test_429_storm_and_failures_lose_nothing(void **state)
         fail_msg("fewer than 10 deals under faults (see %s)", d.log);
     assert_true(total(&seg, SHM_C_http_429) >= 12);
     assert_true(total(&seg, SHM_C_http_errors) > 0);
-    for (int r = SHM_ROLE_SCANNER; r < KDH_ROLE_END; r++)
+    for (int r = SHM_ROLE_SCANNER; r < SHM_PIPELINE_ROLES; r++)
         assert_int_equal(atomic_load(&seg.layout->procs[r].restarts), 0);
     shm_segment_detach(&seg);
     assert_int_equal(kdh_daemon_stop(&d), 0);

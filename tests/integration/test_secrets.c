@@ -276,7 +276,7 @@ static void test_key_never_leaks(void **state)
                         "their absence is checked");
 
     /* The live surfaces. */
-    for (int r = SHM_ROLE_SCANNER; r < KDH_ROLE_END; r++) {
+    for (int r = SHM_ROLE_SCANNER; r < SHM_PIPELINE_ROLES; r++) {
         int64_t pid = 0;
         assert_true(KDH_WAIT_FOR((pid = atomic_load(&seg.layout->procs[r].pid)) > 0, 20));
         assert_proc_clean((pid_t)pid, shm_role_name((enum shm_role)r));

@@ -178,7 +178,7 @@ static int window_done(const struct series *sr, int tick, int total_s)
         return 0;
     if (tick > total_s + 60 || KD_SOAK_ASAN)
         return 1;
-    for (int r = SHM_ROLE_SCANNER; r < KDH_ROLE_END; r++)
+    for (int r = SHM_ROLE_SCANNER; r < SHM_PIPELINE_ROLES; r++)
         if (sr[r].n > 0 && sr[r].s[sr[r].n - 1].requests - sr[r].s[0].requests < MIN_REQUESTS)
             return 0;
     return 1;
@@ -196,7 +196,7 @@ static void test_soak_memory_flat(void **state)
     kdh_daemon_config(&d, &sim, KEY, 100, soak_config);
     kdh_daemon_start(&d);
     kdh_daemon_attach(&d, &seg);
-    for (int r = SHM_ROLE_SCANNER; r < KDH_ROLE_END; r++)
+    for (int r = SHM_ROLE_SCANNER; r < SHM_PIPELINE_ROLES; r++)
         if (!KDH_WAIT_FOR(role_pid(&seg, &d, r) > 0, 20))
             fail_msg("%s did not start (see %s)", shm_role_name((enum shm_role)r), d.log);
 
@@ -227,7 +227,7 @@ static void test_soak_memory_flat(void **state)
         }
         if (tick < warm_s)
             continue;
-        for (int r = 0; r < KDH_ROLE_END; r++) {
+        for (int r = 0; r < SHM_PIPELINE_ROLES; r++) {
             pid_t pid = role_pid(&seg, &d, r);
             if (sr[r].n == 0)
                 sr[r].pid = pid;
@@ -260,7 +260,7 @@ static void test_soak_memory_flat(void **state)
     double per_req[SHM_ROLE_COUNT] = {0}, slope[SHM_ROLE_COUNT] = {0};
     double growth[SHM_ROLE_COUNT] = {0}, slope_growth[SHM_ROLE_COUNT] = {0};
     int64_t nreq[SHM_ROLE_COUNT] = {0}, nreq2[SHM_ROLE_COUNT] = {0};
-    for (int r = 0; r < KDH_ROLE_END; r++) {
+    for (int r = 0; r < SHM_PIPELINE_ROLES; r++) {
         const struct series *s = &sr[r];
         assert_true(s->n >= 4 * FLOOR_WINDOW);
         size_t half = (s->n - FLOOR_WINDOW) / 2;
@@ -290,7 +290,7 @@ static void test_soak_memory_flat(void **state)
     if (rc != 0)
         fail_msg("kdeals run exited %d at the stop (see %s)", rc, d.log);
     kdh_sim_stop(&sim);
-    for (int r = SHM_ROLE_SCANNER; r < KDH_ROLE_END; r++) {
+    for (int r = SHM_ROLE_SCANNER; r < SHM_PIPELINE_ROLES; r++) {
         char line[64];
         snprintf(line, sizeof(line), "%s exited (status 0)", shm_role_name((enum shm_role)r));
         if (!kdh_log_contains(&d, line))
@@ -306,11 +306,11 @@ static void test_soak_memory_flat(void **state)
         printf("    ASan build: freed memory sits in ASan's quarantine, so RSS cannot show a "
                "leak; RSS bounds skipped. LeakSanitizer ran in every process at the stop "
                "(each worker exited 0; no report in the log).\n");
-        for (int r = 0; r < KDH_ROLE_END; r++)
+        for (int r = 0; r < SHM_PIPELINE_ROLES; r++)
             free(sr[r].s);
         return;
     }
-    for (int r = 0; r < KDH_ROLE_END; r++) {
+    for (int r = 0; r < SHM_PIPELINE_ROLES; r++) {
         const char *name = shm_role_name((enum shm_role)r);
         if (r == SHM_ROLE_SUPERVISOR) {
             if (growth[r] > SUP_MAX_GROWTH)
@@ -334,7 +334,7 @@ static void test_soak_memory_flat(void **state)
                      MAX_B_PER_REQ, SLACK_BYTES);
         }
     }
-    for (int r = 0; r < KDH_ROLE_END; r++)
+    for (int r = 0; r < SHM_PIPELINE_ROLES; r++)
         free(sr[r].s);
 }
 

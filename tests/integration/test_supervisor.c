@@ -111,7 +111,7 @@ static void test_start_restart_refuse_stop(void **state)
     struct shm_layout *l = seg.layout;
     assert_int_equal(l->header.supervisor_pid, sup);
     int64_t pids[SHM_ROLE_COUNT];
-    for (int r = SHM_ROLE_SCANNER; r < KDH_ROLE_END; r++) {
+    for (int r = SHM_ROLE_SCANNER; r < SHM_PIPELINE_ROLES; r++) {
         pids[r] = atomic_load(&l->procs[r].pid);
         assert_true(alive(pids[r]));
         assert_int_equal(atomic_load(&l->procs[r].state), SHM_PROC_READY);
@@ -157,7 +157,7 @@ static void test_start_restart_refuse_stop(void **state)
     assert_int_equal(shm_segment_check(&seg), -ESTALE);
     assert_true(status_is(inst, "stopped"));
     /* Every worker exited cleanly (status 0; under ASan a leak would make it non-zero). */
-    for (int r = SHM_ROLE_SCANNER; r < KDH_ROLE_END; r++)
+    for (int r = SHM_ROLE_SCANNER; r < SHM_PIPELINE_ROLES; r++)
         assert_int_equal(atomic_load(&l->procs[r].last_exit_status), 0);
     shm_segment_detach(&seg);
 }
@@ -172,7 +172,7 @@ static void test_supervisor_killed_workers_follow_and_restart_recovers(void **st
     assert_int_equal(attach(&seg, inst), 0);
     uint64_t gen = seg.generation;
     int64_t workers[3];
-    for (int r = 1; r < KDH_ROLE_END; r++)
+    for (int r = 1; r < SHM_PIPELINE_ROLES; r++)
         workers[r - 1] = atomic_load(&seg.layout->procs[r].pid);
 
     kill(sup, SIGKILL);

@@ -367,7 +367,11 @@ int cli_decode_main(int argc, char **argv)
     int code = 1;
     struct out o;
     out_open(&o, kind);
-    struct kp_decode_cbs cbs = {out_product, out_deal, out_seller, out_asin, &o};
+    struct kp_decode_cbs cbs = {.on_product = out_product,
+                                .on_deal = out_deal,
+                                .on_seller = out_seller,
+                                .on_asin = out_asin,
+                                .ud = &o};
     struct kp_decoder *d = kp_decoder_new(NULL, &cbs);
     if (d == NULL) {
         fprintf(stderr, "kdeals decode: out of memory\n");
@@ -734,7 +738,12 @@ int cli_fetch_main(const struct cfg *c, bool from_file, int argc, char **argv)
     }
     out_open(&st.o, kind);
     /* One ud for all: st.o is the first member, so &st is also a valid struct out pointer. */
-    struct kp_request_cbs cbs = {out_product, out_deal, out_seller, out_asin, fetch_done, &st};
+    struct kp_request_cbs cbs = {.on_product = out_product,
+                                 .on_deal = out_deal,
+                                 .on_seller = out_seller,
+                                 .on_asin = out_asin,
+                                 .on_done = fetch_done,
+                                 .ud = &st};
     rc = kp_client_submit(cl, &call, &cbs, NULL);
     if (rc != 0) {
         kd_error("kdeals fetch: cannot submit the request: %s", strerror(-rc));
@@ -880,7 +889,7 @@ int cli_fetch_products(const struct cfg *c, const char *const *asins, size_t n, 
     kd_keys_wipe(&keys); /* the client keeps its own copy */
     if (rc != 0)
         goto out_loop;
-    struct kp_request_cbs rcbs = {pf_product, NULL, NULL, NULL, pf_done, &st};
+    struct kp_request_cbs rcbs = {.on_product = pf_product, .on_done = pf_done, .ud = &st};
     rc = kp_client_submit(cl, &call, &rcbs, NULL);
     if (rc == 0) {
         call_taken = true;

@@ -433,6 +433,12 @@ static int req_on_asin(const char *asin, void *ud)
     return r->cbs.on_asin != NULL ? r->cbs.on_asin(asin, r->cbs.ud) : 0;
 }
 
+static int req_on_lightning(const struct kp_lightning_deal *ld, void *ud)
+{
+    struct kp_request *r = ud;
+    return r->cbs.on_lightning != NULL ? r->cbs.on_lightning(ld, r->cbs.ud) : 0;
+}
+
 static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *ud)
 {
     struct kp_request *r = ud;
@@ -835,7 +841,12 @@ int kp_client_submit(struct kp_client *cl, struct kp_call *call, const struct kp
     r->cl = cl;
     if (cbs != NULL)
         r->cbs = *cbs;
-    struct kp_decode_cbs dc = {req_on_product, req_on_deal, req_on_seller, req_on_asin, r};
+    struct kp_decode_cbs dc = {.on_product = req_on_product,
+                               .on_deal = req_on_deal,
+                               .on_seller = req_on_seller,
+                               .on_asin = req_on_asin,
+                               .on_lightning = req_on_lightning,
+                               .ud = r};
     r->dec = kp_decoder_new(&cl->opts.decode, &dc);
     if (r->dec == NULL) {
         free(r);

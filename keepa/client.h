@@ -12,8 +12,9 @@
  *   KP_PERMANENT     400/404/405 (other 4xx): this request is wrong; resending will not help.
  *   KP_KEY_UNUSABLE  402: the key has no access; stop spending.
  *   KP_FAILED        5xx, connection resets, timeouts, truncated or malformed bodies, after
- *                    max_tries attempts with exponential backoff and jitter (uv timers,
- *                    never sleeping); maybe_charged says a lost answer may have cost tokens.
+ *                    max_tries attempts (the call's own kp_call.max_tries when it sets one)
+ *                    with exponential backoff and jitter (uv timers, never sleeping);
+ *                    maybe_charged says a lost answer may have cost tokens.
  *                    Bodies over the decoder's size or depth limit, and /product answers with
  *                    a product whose asin is missing or not a string (which would otherwise
  *                    make every requested ASIN look MISSING), fail without a retry.
@@ -110,6 +111,7 @@ struct kp_request_cbs {
     int (*on_deal)(const struct kp_deal *d, void *ud);
     int (*on_seller)(const struct kp_seller *s, void *ud);
     int (*on_asin)(const char *asin, void *ud);
+    int (*on_lightning)(const struct kp_lightning_deal *ld, void *ud);
     void (*on_done)(const struct kp_result *res, void *ud);
     void *ud;
 };

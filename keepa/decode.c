@@ -54,10 +54,13 @@ enum ctx {
     C_SELLERS,
     C_SELLER,
     C_ASINLIST,
-    C_HAZMAT,  /* hazardousMaterials: only whether it lists anything */
-    C_CATTREE, /* categoryTree: [{catId, name}, ...], root first */
-    C_CATNODE, /* one categoryTree node; idx = its position */
-    C_PCODES,  /* eanList / upcList: strings */
+    C_HAZMAT,      /* hazardousMaterials: only whether it lists anything */
+    C_CATTREE,     /* categoryTree: [{catId, name}, ...], root first */
+    C_CATNODE,     /* one categoryTree node; idx = its position */
+    C_PCODES,      /* eanList / upcList: strings */
+    C_LDEALS,      /* lightningDeals: [LightningDeal, ...] */
+    C_LDEAL,       /* one LightningDeal */
+    C_BESTSELLERS, /* bestSellersList: {domainId, lastUpdate, categoryId, asinList} */
 };
 
 struct frame {
@@ -72,7 +75,7 @@ static const char *const root_keys[] = {
     "timestamp",          "tokensLeft",     "refillIn",           "refillRate",
     "tokenFlowReduction", "tokensConsumed", "processingTimeInMs", "error",
     "products",           "deals",          "dealsCached",        "sellers",
-    "asinList",           "totalResults"};
+    "asinList",           "totalResults",   "lightningDeals",     "bestSellersList"};
 enum {
     RK_TIMESTAMP,
     RK_TOKENS_LEFT,
@@ -87,7 +90,9 @@ enum {
     RK_DEALS_CACHED,
     RK_SELLERS,
     RK_ASIN_LIST,
-    RK_TOTAL_RESULTS
+    RK_TOTAL_RESULTS,
+    RK_LIGHTNING,
+    RK_BESTSELLERS
 };
 
 static const char *const error_keys[] = {"type", "message", "details"};
@@ -247,6 +252,33 @@ enum {
     DK_WAREHOUSE
 };
 
+static const char *const ldeal_keys[] = {
+    "asin",      "title",        "sellerId",  "dealId",          "domainId",           "lastUpdate",
+    "startTime", "endTime",      "dealPrice", "currentPrice",    "percentClaimed",     "percentOff",
+    "rating",    "totalReviews", "dealState", "isPrimeEligible", "isFulfilledByAmazon"};
+enum {
+    LK_ASIN,
+    LK_TITLE,
+    LK_SELLER,
+    LK_DEAL_ID,
+    LK_DOMAIN,
+    LK_LAST_UPDATE,
+    LK_START,
+    LK_END,
+    LK_DEAL_PRICE,
+    LK_CURRENT_PRICE,
+    LK_CLAIMED,
+    LK_OFF,
+    LK_RATING,
+    LK_REVIEWS,
+    LK_STATE,
+    LK_PRIME,
+    LK_FBA
+};
+
+static const char *const bestsellers_keys[] = {"categoryId", "lastUpdate", "asinList"};
+enum { BK_CATEGORY, BK_LAST_UPDATE, BK_ASIN_LIST };
+
 static const char *const seller_keys[] = {
     "sellerId",          "sellerName", "domainId", "currentRating", "currentRatingCount",
     "ratingsLast30Days", "isScammer",  "hasFBA",   "lastUpdate"};
@@ -353,6 +385,7 @@ struct kp_decoder {
     struct kp_product prod;
     struct kp_deal deal;
     struct kp_seller seller;
+    struct kp_lightning_deal ldeal;
     bool referral_from_double;
     uint32_t n_raw;
     struct raw_offer raw[KP_RAW_OFFERS];
@@ -593,6 +626,36 @@ static void init_deal(struct kp_decoder *d)
     x->n_categories = 0;
     x->n_categories_total = 0;
     x->n_price = 0;
+}
+
+static void init_ldeal(struct kp_lightning_deal *x)
+{
+    memset(x, 0xff, sizeof(*x)); /* -1 everywhere, then fix the rest */
+    x->asin[0] = '\0';
+    x->title[0] = '\0';
+    x->title_truncated = false;
+    x->seller_id[0] = '\0';
+    x->deal_id[0] = '\0';
+    x->state = KP_LD_UNKNOWN;
+}
+
+static const char *const ld_state_names[] = {
+    [KP_LD_UNKNOWN] = "UNKNOWN",   [KP_LD_AVAILABLE] = "AVAILABLE",
+    [KP_LD_UPCOMING] = "UPCOMING", [KP_LD_WAITLIST] = "WAITLIST",
+    [KP_LD_SOLDOUT] = "SOLDOUT",   [KP_LD_WAITLISTFULL] = "WAITLISTFULL",
+    [KP_LD_EXPIRED] = "EXPIRED",   [KP_LD_SUPPRESSED] = "SUPPRESSED"};
+
+const char *kp_ld_state_name(int state)
+{
+    return state > KP_LD_UNKNOWN && state <= KP_LD_SUPPRESSED ? ld_state_names[state] : "UNKNOWN";
+}
+
+static int8_t ld_state_of(const unsigned char *s, size_t len)
+{
+    for (int i = KP_LD_AVAILABLE; i <= KP_LD_SUPPRESSED; i++)
+        if (strlen(ld_state_names[i]) == len && memcmp(ld_state_names[i], s, len) == 0)
+            return (int8_t)i;
+    return KP_LD_UNKNOWN;
 }
 
 static void init_seller(struct kp_seller *s)
@@ -1029,6 +1092,72 @@ static void deal_scalar(struct kp_decoder *d, int key, const struct scalar *v)
     }
 }
 
+static void ldeal_scalar(struct kp_decoder *d, int key, const struct scalar *v)
+{
+    struct kp_lightning_deal *x = &d->ldeal;
+    struct num n = scalar_num(v);
+    switch (key) {
+    case LK_ASIN:
+        if (v->kind == S_STR)
+            copy_str(x->asin, sizeof(x->asin), v->s, v->len);
+        break;
+    case LK_TITLE:
+        if (v->kind == S_STR)
+            x->title_truncated = copy_str(x->title, sizeof(x->title), v->s, v->len);
+        break;
+    case LK_SELLER:
+        if (v->kind == S_STR)
+            copy_str(x->seller_id, sizeof(x->seller_id), v->s, v->len);
+        break;
+    case LK_DEAL_ID:
+        if (v->kind == S_STR)
+            copy_str(x->deal_id, sizeof(x->deal_id), v->s, v->len);
+        break;
+    case LK_DOMAIN:
+        set_i32(&x->domain_id, n);
+        break;
+    case LK_LAST_UPDATE:
+        set_i64(&x->last_update_keepa_min, n);
+        break;
+    case LK_START:
+        set_i64(&x->start_keepa_min, n);
+        break;
+    case LK_END:
+        set_i64(&x->end_keepa_min, n);
+        break;
+    case LK_DEAL_PRICE:
+        set_i32(&x->deal_price_cents, n);
+        break;
+    case LK_CURRENT_PRICE:
+        set_i32(&x->current_price_cents, n);
+        break;
+    case LK_CLAIMED:
+        set_i32(&x->percent_claimed, n);
+        break;
+    case LK_OFF:
+        set_i32(&x->percent_off, n);
+        break;
+    case LK_RATING:
+        set_i32(&x->rating, n);
+        break;
+    case LK_REVIEWS:
+        set_i32(&x->total_reviews, n);
+        break;
+    case LK_STATE:
+        if (v->kind == S_STR)
+            x->state = ld_state_of(v->s, v->len);
+        break;
+    case LK_PRIME:
+        x->is_prime_eligible = scalar_tri(v);
+        break;
+    case LK_FBA:
+        x->is_fba = scalar_tri(v);
+        break;
+    default:
+        break;
+    }
+}
+
 static void seller_scalar(struct kp_decoder *d, int key, const struct scalar *v)
 {
     struct kp_seller *s = &d->seller;
@@ -1225,6 +1354,15 @@ static int on_scalar(struct kp_decoder *d, const struct scalar *v)
     case C_SELLER:
         seller_scalar(d, f->key, v);
         break;
+    case C_LDEAL:
+        ldeal_scalar(d, f->key, v);
+        break;
+    case C_BESTSELLERS:
+        if (f->key == BK_CATEGORY)
+            set_i64(&d->env.bestsellers_category, scalar_num(v));
+        else if (f->key == BK_LAST_UPDATE)
+            set_i64(&d->env.bestsellers_last_update_keepa_min, scalar_num(v));
+        break;
     case C_ASINLIST:
         if (v->kind == S_STR) {
             char asin[KP_ASIN_MAX];
@@ -1302,6 +1440,10 @@ static int cb_start_map(void *ctx)
             d->env.have |= KP_ENV_SELLERS;
             return push(d, C_SELLERS, 0, false, 0);
         }
+        if (f->key == RK_BESTSELLERS) {
+            d->env.have |= KP_ENV_BESTSELLERS;
+            return push(d, C_BESTSELLERS, 0, false, 0);
+        }
         if (f->key == RK_PRODUCTS) {
             d->env.have |= KP_ENV_PRODUCTS;
             d->env.shape_errors++; /* an object where the products array belongs */
@@ -1340,6 +1482,9 @@ static int cb_start_map(void *ctx)
     case C_SELLERS:
         init_seller(&d->seller);
         return push(d, C_SELLER, 0, false, 0);
+    case C_LDEALS:
+        init_ldeal(&d->ldeal);
+        return push(d, C_LDEAL, 0, false, 0);
     default:
         break;
     }
@@ -1365,6 +1510,14 @@ static int cb_start_array(void *ctx)
             d->env.have |= KP_ENV_ASIN_LIST;
             return push(d, C_ASINLIST, 0, true, 0);
         }
+        if (f->key == RK_LIGHTNING) {
+            d->env.have |= KP_ENV_LIGHTNING;
+            return push(d, C_LDEALS, 0, true, 0);
+        }
+        break;
+    case C_BESTSELLERS:
+        if (f->key == BK_ASIN_LIST)
+            return push(d, C_ASINLIST, 0, true, 0);
         break;
     case C_PRODUCT:
         if (f->key == PK_CATEGORIES)
@@ -1437,6 +1590,11 @@ static int emit(struct kp_decoder *d, uint8_t ctx)
         if (d->cbs.on_seller != NULL)
             rc = d->cbs.on_seller(&d->seller, d->cbs.ud);
         break;
+    case C_LDEAL:
+        d->env.n_lightning++;
+        if (d->cbs.on_lightning != NULL)
+            rc = d->cbs.on_lightning(&d->ldeal, d->cbs.ud);
+        break;
     default:
         break;
     }
@@ -1504,6 +1662,12 @@ static int cb_map_key(void *ctx, const unsigned char *k, size_t len)
     case C_SELLER:
         id = KEY_ID(seller_keys, k, len);
         break;
+    case C_LDEAL:
+        id = KEY_ID(ldeal_keys, k, len);
+        break;
+    case C_BESTSELLERS:
+        id = KEY_ID(bestsellers_keys, k, len);
+        break;
     case C_SELLERS:
         id = 0; /* keys are seller ids; the value object carries sellerId too */
         break;
@@ -1533,6 +1697,8 @@ static void clear_body_state(struct kp_decoder *d)
     memset(&d->env, 0, sizeof(d->env));
     d->env.deals_cached = -1;
     d->env.total_results = -1;
+    d->env.bestsellers_category = -1;
+    d->env.bestsellers_last_update_keepa_min = -1;
     d->fed = 0;
     d->err = 0;
     d->errmsg[0] = '\0';

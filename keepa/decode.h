@@ -1,10 +1,12 @@
 /*
- * decode.h: streaming decoder for Keepa response bodies (docs/keepa-api.md §5, §7, §8).
+ * decode.h: streaming decoder for Keepa response bodies (docs/keepa-api.md §2.6, §5, §7, §8).
  *
  * A body is fed chunk by chunk (as curl delivers it) to a yajl 2.1 callback parser. The
  * decoder keeps no DOM: it walks a small fixed stack of frames, copies the fields a deal
- * pipeline needs into one compact struct (a product, a deal, a seller) and hands that struct
- * to a callback as soon as its object closes, then reuses the same memory for the next one.
+ * pipeline needs into one compact struct (a product, a deal, a seller, a lightning deal) and
+ * hands that struct to a callback as soon as its object closes, then reuses the same memory
+ * for the next one. ASIN lists (/query's asinList, /bestsellers' bestSellersList.asinList) go
+ * to a callback one ASIN at a time.
  * Unknown keys are skipped at any depth without allocation; the only heap the decoder uses is
  * yajl's own lexer buffers, which are tracked (kp_decoder_peak_bytes) and bounded by feeding
  * yajl in small slices and refusing any single token longer than max_token_bytes.
@@ -54,6 +56,8 @@ enum {
     KP_ENV_DEALS = 1u << 9,
     KP_ENV_SELLERS = 1u << 10,
     KP_ENV_ASIN_LIST = 1u << 11,
+    KP_ENV_LIGHTNING = 1u << 12,   /* a "lightningDeals" array was present */
+    KP_ENV_BESTSELLERS = 1u << 13, /* a "bestSellersList" object was present */
 };
 #define KP_ENV_TOKEN_CORE                                                                          \
     (KP_ENV_TIMESTAMP | KP_ENV_TOKENS_LEFT | KP_ENV_REFILL_IN | KP_ENV_REFILL_RATE)
@@ -78,7 +82,10 @@ struct kp_envelope {
                               or scalar in its place, or each non-object element */
     uint32_t n_deals;
     uint32_t n_sellers;
-    uint32_t n_asins;
+    uint32_t n_asins;             /* asinList entries: /query's, or bestSellersList's */
+    uint32_t n_lightning;         /* lightningDeals entries emitted */
+    int64_t bestsellers_category; /* bestSellersList.categoryId; -1 absent */
+    int64_t bestsellers_last_update_keepa_min; /* bestSellersList.lastUpdate; -1 absent */
 };
 
 /* One offer (docs/keepa-api.md §7.4): price and shipping from the newest complete offerCSV triple.
@@ -196,6 +203,47 @@ struct kp_seller {
     int64_t last_update_keepa_min;
 };
 
+/* A lightning deal's dealState (docs/keepa-api.md §2.6); UNKNOWN for a state Keepa adds later. */
+enum kp_ld_state {
+    KP_LD_UNKNOWN = 0,
+    KP_LD_AVAILABLE,
+    KP_LD_UPCOMING,
+    KP_LD_WAITLIST,
+    KP_LD_SOLDOUT,
+    KP_LD_WAITLISTFULL,
+    KP_LD_EXPIRED,
+    KP_LD_SUPPRESSED
+};
+
+/* The state's name as Keepa spells it ("AVAILABLE"), "UNKNOWN" for anything else. */
+const char *kp_ld_state_name(int state);
+
+/*
+ * One lightning deal (the LightningDeal object of /lightningdeal, docs/keepa-api.md §2.6).
+ * Times are Keepa minutes, prices cents; dealPrice and currentPrice are -1 while the deal is
+ * upcoming, as Keepa sends them.
+ */
+struct kp_lightning_deal {
+    char asin[KP_ASIN_MAX];
+    char title[KP_TITLE_MAX];
+    bool title_truncated;
+    char seller_id[KP_SELLER_ID_MAX];
+    char deal_id[40];
+    int32_t domain_id;             /* -1 absent */
+    int64_t last_update_keepa_min; /* -1 absent */
+    int64_t start_keepa_min;       /* startTime; -1 absent */
+    int64_t end_keepa_min;         /* endTime; -1 absent */
+    int32_t deal_price_cents;      /* dealPrice; -1 upcoming or absent */
+    int32_t current_price_cents;   /* currentPrice; -1 upcoming or absent */
+    int32_t percent_claimed;       /* -1 absent */
+    int32_t percent_off;           /* -1 absent */
+    int32_t rating;                /* 0-50; -1 absent */
+    int32_t total_reviews;         /* -1 absent */
+    int8_t state;                  /* enum kp_ld_state */
+    int8_t is_prime_eligible;      /* -1 absent, 0, 1 */
+    int8_t is_fba;                 /* isFulfilledByAmazon: -1 absent, 0, 1 */
+};
+
 /*
  * Per-object callbacks. Each receives a struct that is valid only during the call. Returning
  * nonzero stops decoding: kp_decoder_feed then returns -ECANCELED. Any may be NULL.
@@ -204,7 +252,8 @@ struct kp_decode_cbs {
     int (*on_product)(const struct kp_product *p, void *ud);
     int (*on_deal)(const struct kp_deal *d, void *ud);
     int (*on_seller)(const struct kp_seller *s, void *ud);
-    int (*on_asin)(const char *asin, void *ud); /* /query asinList entries */
+    int (*on_asin)(const char *asin, void *ud); /* /query asinList, bestSellersList.asinList */
+    int (*on_lightning)(const struct kp_lightning_deal *ld, void *ud); /* lightningDeals */
     void *ud;
 };
 

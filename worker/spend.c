@@ -277,6 +277,12 @@ static int tramp_asin(const char *asin, void *ud)
     return job->spec.cbs.on_asin ? job->spec.cbs.on_asin(asin, job->spec.cbs.ud) : 0;
 }
 
+static int tramp_lightning(const struct kp_lightning_deal *ld, void *ud)
+{
+    struct sp_job *job = ud;
+    return job->spec.cbs.on_lightning ? job->spec.cbs.on_lightning(ld, job->spec.cbs.ud) : 0;
+}
+
 static void pump(struct spend *sp)
 {
     if (sp->closing || sp->client == NULL)
@@ -347,6 +353,7 @@ static void pump(struct spend *sp)
                                          .on_deal = tramp_deal,
                                          .on_seller = tramp_seller,
                                          .on_asin = tramp_asin,
+                                         .on_lightning = tramp_lightning,
                                          .on_done = on_job_done,
                                          .ud = job};
             rc = kp_client_submit(sp->client, &call, &cbs, NULL);

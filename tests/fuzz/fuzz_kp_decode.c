@@ -24,7 +24,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 struct seen {
-    uint32_t products, deals, sellers, asins;
+    uint32_t products, deals, sellers, asins, lightning;
     uint64_t digest; /* order-sensitive mix of what was emitted */
 };
 
@@ -91,10 +91,31 @@ static int on_asin(const char *asin, void *ud)
     return 0;
 }
 
+static int on_lightning(const struct kp_lightning_deal *x, void *ud)
+{
+    struct seen *s = ud;
+    check(memchr(x->asin, '\0', sizeof(x->asin)) != NULL, "lightning asin terminated");
+    check(memchr(x->title, '\0', sizeof(x->title)) != NULL, "lightning title terminated");
+    check(memchr(x->seller_id, '\0', sizeof(x->seller_id)) != NULL, "lightning seller terminated");
+    check(memchr(x->deal_id, '\0', sizeof(x->deal_id)) != NULL, "lightning deal id terminated");
+    check(x->state >= KP_LD_UNKNOWN && x->state <= KP_LD_SUPPRESSED, "lightning state known");
+    s->lightning++;
+    mix(s, x->asin, strlen(x->asin));
+    mix(s, &x->start_keepa_min, sizeof(x->start_keepa_min));
+    mix(s, &x->end_keepa_min, sizeof(x->end_keepa_min));
+    mix(s, &x->deal_price_cents, sizeof(x->deal_price_cents));
+    return 0;
+}
+
 static int decode(const uint8_t *data, size_t size, size_t chunk, struct seen *s,
                   struct kp_envelope *env, size_t *peak)
 {
-    struct kp_decode_cbs cbs = {on_product, on_deal, on_seller, on_asin, s};
+    struct kp_decode_cbs cbs = {.on_product = on_product,
+                                .on_deal = on_deal,
+                                .on_seller = on_seller,
+                                .on_asin = on_asin,
+                                .on_lightning = on_lightning,
+                                .ud = s};
     struct kp_decode_opts opts = {.max_body_bytes = 4u << 20, .max_token_bytes = 64u << 10};
     struct kp_decoder *d = kp_decoder_new(&opts, &cbs);
     check(d != NULL, "decoder allocated");
@@ -125,7 +146,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check(pa < (1u << 20) && pb < (1u << 20), "decoder heap bounded");
     if (ra == 0 && rb == 0) {
         check(a.products == b.products && a.deals == b.deals && a.sellers == b.sellers &&
-                  a.asins == b.asins && a.digest == b.digest,
+                  a.asins == b.asins && a.lightning == b.lightning && a.digest == b.digest,
               "chunking does not change what is emitted");
         check(memcmp(&ea, &eb, sizeof(ea)) == 0, "chunking does not change the envelope");
     }

@@ -283,7 +283,8 @@ static struct run *run_new(const char *key, int64_t timeout_ms, int64_t offers_t
 
 static void run_submit(struct run *x, struct kp_call *c)
 {
-    struct kp_request_cbs cbs = {on_product, on_deal, NULL, NULL, on_done, x};
+    struct kp_request_cbs cbs = {
+        .on_product = on_product, .on_deal = on_deal, .on_done = on_done, .ud = x};
     assert_int_equal(kp_client_submit(x->cl, c, &cbs, &x->req), 0);
     x->want_done++;
 }

@@ -26,7 +26,8 @@
 /* ---- collectors ---- */
 
 struct sink {
-    size_t n_products, n_deals, n_sellers, n_asins;
+    size_t n_products, n_deals, n_sellers, n_asins, n_lightning;
+    struct kp_lightning_deal lightning[8];
     struct kp_product *products; /* up to cap */
     struct kp_deal *deals;
     struct kp_seller sellers[8];
@@ -73,6 +74,15 @@ static int sink_asin(const char *asin, void *ud)
     return 0;
 }
 
+static int sink_lightning(const struct kp_lightning_deal *x, void *ud)
+{
+    struct sink *s = ud;
+    if (s->n_lightning < 8)
+        s->lightning[s->n_lightning] = *x;
+    s->n_lightning++;
+    return 0;
+}
+
 static struct sink *sink_new(size_t cap)
 {
     struct sink *s = calloc(1, sizeof(*s));
@@ -94,7 +104,12 @@ static void sink_free(struct sink *s)
 
 static struct kp_decode_cbs sink_cbs(struct sink *s)
 {
-    struct kp_decode_cbs c = {sink_product, sink_deal, sink_seller, sink_asin, s};
+    struct kp_decode_cbs c = {.on_product = sink_product,
+                              .on_deal = sink_deal,
+                              .on_seller = sink_seller,
+                              .on_asin = sink_asin,
+                              .on_lightning = sink_lightning,
+                              .ud = s};
     return c;
 }
 
@@ -458,6 +473,162 @@ static void test_sim_body_offers(void **state)
 #endif
     sink_free(s);
     free(body);
+}
+
+/*
+ * /lightningdeal and /bestsellers bodies as the simulator serves them (tests/fuzz/corpus, taken
+ * from kdeals-sim; docs/keepa-api.md §2.6 lists the LightningDeal and BestSellers fields):
+ * every field kdeals reads equals jansson's reading, whole and in chunks of 7 bytes.
+ */
+static void test_sim_lightning_and_bestsellers(void **state)
+{
+    (void)state;
+    const char *ld_path = KD_SOURCE_DIR "/tests/fuzz/corpus/kp_decode/sim_lightning_list.json";
+    size_t len;
+    char *body = kd_read_file(ld_path, &len);
+    assert_non_null(body);
+    for (size_t chunk = 0; chunk <= 7; chunk += 7) {
+        struct sink *s = sink_new(1);
+        struct kp_envelope e;
+        char err[256];
+        assert_int_equal(decode_chunked(body, len, chunk, s, &e, err, sizeof(err), NULL), 0);
+        assert_true(e.have & KP_ENV_LIGHTNING);
+        assert_false(e.have & KP_ENV_BESTSELLERS);
+        assert_int_equal(e.n_lightning, s->n_lightning);
+        assert_int_equal(s->n_lightning, 3);
+        assert_int_equal(s->lightning[0].state, KP_LD_AVAILABLE);
+        assert_int_equal(s->lightning[1].state, KP_LD_UPCOMING);
+        assert_int_equal(s->lightning[2].state, KP_LD_SOLDOUT);
+        assert_int_equal(s->lightning[1].deal_price_cents, -1); /* upcoming: no price yet */
+        assert_true(s->lightning[0].deal_price_cents > 0);
+        assert_true(s->lightning[0].deal_price_cents < s->lightning[0].current_price_cents);
+#ifdef KP_HAVE_JANSSON
+        json_t *root = load_json(ld_path);
+        check_envelope(root, &e);
+        json_t *list = json_object_get(root, "lightningDeals");
+        assert_int_equal(json_array_size(list), s->n_lightning);
+        for (size_t k = 0; k < s->n_lightning; k++) {
+            const json_t *j = json_array_get(list, k);
+            const struct kp_lightning_deal *x = &s->lightning[k];
+            assert_string_equal(x->asin, json_string_value(json_object_get(j, "asin")));
+            assert_string_equal(x->title, json_string_value(json_object_get(j, "title")));
+            assert_string_equal(x->seller_id, json_string_value(json_object_get(j, "sellerId")));
+            assert_string_equal(x->deal_id, json_string_value(json_object_get(j, "dealId")));
+            assert_string_equal(kp_ld_state_name(x->state),
+                                json_string_value(json_object_get(j, "dealState")));
+            assert_int_equal(x->domain_id, jint(j, "domainId", -1));
+            assert_int_equal(x->last_update_keepa_min, jint(j, "lastUpdate", -1));
+            assert_int_equal(x->start_keepa_min, jint(j, "startTime", -1));
+            assert_int_equal(x->end_keepa_min, jint(j, "endTime", -1));
+            assert_true(x->start_keepa_min > 0 && x->end_keepa_min > x->start_keepa_min);
+            assert_int_equal(x->deal_price_cents, jint(j, "dealPrice", -1));
+            assert_int_equal(x->current_price_cents, jint(j, "currentPrice", -1));
+            assert_int_equal(x->percent_claimed, jint(j, "percentClaimed", -1));
+            assert_int_equal(x->percent_off, jint(j, "percentOff", -1));
+            assert_int_equal(x->rating, jint(j, "rating", -1));
+            assert_int_equal(x->total_reviews, jint(j, "totalReviews", -1));
+            assert_int_equal(x->is_prime_eligible, jtri(j, "isPrimeEligible"));
+            assert_int_equal(x->is_fba, jtri(j, "isFulfilledByAmazon"));
+        }
+        json_decref(root);
+#endif
+        sink_free(s);
+    }
+    free(body);
+
+    const char *bs_path = KD_SOURCE_DIR "/tests/fuzz/corpus/kp_decode/sim_bestsellers_sub.json";
+    body = kd_read_file(bs_path, &len);
+    assert_non_null(body);
+    struct sink *s = sink_new(1);
+    struct kp_envelope e;
+    char err[256];
+    assert_int_equal(decode_chunked(body, len, 5, s, &e, err, sizeof(err), NULL), 0);
+    assert_true(e.have & KP_ENV_BESTSELLERS);
+    assert_false(e.have & KP_ENV_ASIN_LIST); /* the list inside bestSellersList, not /query's */
+    assert_int_equal(e.n_asins, s->n_asins);
+    assert_true(s->n_asins > 16);
+    assert_int_equal(e.bestsellers_category, 2831551);
+    assert_true(e.bestsellers_last_update_keepa_min > 0);
+    assert_int_equal(e.tokens_consumed, 50.0);
+#ifdef KP_HAVE_JANSSON
+    json_t *root = load_json(bs_path);
+    check_envelope(root, &e);
+    json_t *bl = json_object_get(root, "bestSellersList");
+    json_t *asins = json_object_get(bl, "asinList");
+    assert_int_equal(json_array_size(asins), s->n_asins);
+    for (size_t k = 0; k < 16; k++)
+        assert_string_equal(s->asins[k], json_string_value(json_array_get(asins, k)));
+    assert_int_equal(e.bestsellers_last_update_keepa_min, jint(bl, "lastUpdate", -1));
+    json_decref(root);
+#endif
+    sink_free(s);
+    free(body);
+
+    /* Nothing found: no bestSellersList, charged 0 (docs/keepa-api.md §2.6). */
+    body =
+        kd_read_file(KD_SOURCE_DIR "/tests/fuzz/corpus/kp_decode/sim_bestsellers_none.json", &len);
+    assert_non_null(body);
+    s = sink_new(1);
+    assert_int_equal(decode_chunked(body, len, 0, s, &e, err, sizeof(err), NULL), 0);
+    assert_false(e.have & KP_ENV_BESTSELLERS);
+    assert_int_equal(s->n_asins, 0);
+    assert_int_equal(e.bestsellers_category, -1);
+    assert_int_equal(e.tokens_consumed, 0.0);
+    sink_free(s);
+    free(body);
+}
+
+/*
+ * Lightning deals the way a client must survive them: an unknown dealState, fields of the wrong
+ * JSON type (left at their defaults, never a failed body), nulls, scalars and nulls in the
+ * array, unknown nested keys; and bestSellersList/lightningDeals sent as null.
+ */
+static void test_lightning_odd_shapes(void **state)
+{
+    (void)state;
+    struct sink *s = sink_new(1);
+    struct kp_envelope e;
+    char err[256];
+    const char *odd =
+        "{\"tokensLeft\":3,\"lightningDeals\":[{\"asin\":\"B0LIGHT001\",\"dealState\":"
+        "\"PAUSED\",\"startTime\":\"8163300\",\"endTime\":1e400,\"dealPrice\":null,"
+        "\"currentPrice\":[1],\"rating\":{\"x\":1},\"isPrimeEligible\":1,\"sellerId\":123,"
+        "\"variation\":{\"a\":[1,2,{\"b\":null}]},\"percentOff\":25},7,null,"
+        "{\"asin\":null,\"dealState\":\"EXPIRED\",\"isFulfilledByAmazon\":false}],"
+        "\"bestSellersList\":{\"categoryId\":\"x\",\"asinList\":[\"B1\",null,3,\"B2\"],"
+        "\"lastUpdate\":99}}";
+    assert_int_equal(decode_str(odd, s, &e, err, sizeof(err)), 0);
+    assert_int_equal(s->n_lightning, 2);
+    const struct kp_lightning_deal *x = &s->lightning[0];
+    assert_string_equal(x->asin, "B0LIGHT001");
+    assert_int_equal(x->state, KP_LD_UNKNOWN);
+    assert_string_equal(kp_ld_state_name(x->state), "UNKNOWN");
+    assert_int_equal(x->start_keepa_min, -1);
+    assert_int_equal(x->end_keepa_min, -1);
+    assert_int_equal(x->deal_price_cents, -1);
+    assert_int_equal(x->current_price_cents, -1);
+    assert_int_equal(x->rating, -1);
+    assert_int_equal(x->is_prime_eligible, -1);
+    assert_string_equal(x->seller_id, "");
+    assert_int_equal(x->percent_off, 25);
+    assert_string_equal(s->lightning[1].asin, "");
+    assert_int_equal(s->lightning[1].state, KP_LD_EXPIRED);
+    assert_int_equal(s->lightning[1].is_fba, 0);
+    assert_int_equal(s->n_asins, 2);
+    assert_string_equal(s->asins[1], "B2");
+    assert_int_equal(e.bestsellers_category, -1);
+    assert_int_equal(e.bestsellers_last_update_keepa_min, 99);
+
+    sink_free(s);
+    s = sink_new(1);
+    const char *nulls = "{\"tokensLeft\":3,\"lightningDeals\":null,\"bestSellersList\":null}";
+    assert_int_equal(decode_str(nulls, s, &e, err, sizeof(err)), 0);
+    assert_int_equal(s->n_lightning + s->n_asins, 0);
+    assert_false(e.have & (KP_ENV_LIGHTNING | KP_ENV_BESTSELLERS));
+    for (int st = KP_LD_AVAILABLE; st <= KP_LD_SUPPRESSED; st++)
+        assert_string_not_equal(kp_ld_state_name(st), "UNKNOWN");
+    assert_string_equal(kp_ld_state_name(99), "UNKNOWN");
+    sink_free(s);
 }
 
 /* A /product body with offers, in the shape of the simulator and of REC-LOG. */
@@ -1043,6 +1214,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_fixture_product_b0d8),
         cmocka_unit_test(test_fixture_deal_page),
         cmocka_unit_test(test_sim_body_offers),
+        cmocka_unit_test(test_sim_lightning_and_bestsellers),
+        cmocka_unit_test(test_lightning_odd_shapes),
         cmocka_unit_test(test_offers_and_live_order),
         cmocka_unit_test(test_offers_without_live_order_and_order_first),
         cmocka_unit_test(test_skipped_subtrees),

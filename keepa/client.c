@@ -690,6 +690,9 @@ static bool transient_curl(CURLcode c)
 static void attempt_done(struct kp_request *r, CURLcode cc)
 {
     struct kp_client *cl = r->cl;
+    /* A call may ask for fewer attempts (kp_call.max_tries): a dear request is retried only
+     * through the token bucket, with a new grant. */
+    unsigned max_tries = r->call.max_tries > 0 ? r->call.max_tries : cl->opts.max_tries;
     CURL *e = r->easy;
     long http = 0;
     curl_off_t pre_us = 0, first_us = 0;
@@ -732,7 +735,7 @@ static void attempt_done(struct kp_request *r, CURLcode cc)
         kd_warn("keepa: /%s: %u products with fields of the wrong JSON type withheld, reported "
                 "malformed:%s%s (try %u of %u)",
                 ep, r->n_malformed, r->malformed_log, r->n_malformed > 4 ? " ..." : "", r->tries,
-                cl->opts.max_tries);
+                max_tries);
     char msg[512];
     bool costs = r->call.ep != KP_EP_TOKEN;
     bool retry = false;
@@ -747,7 +750,7 @@ static void attempt_done(struct kp_request *r, CURLcode cc)
         char clean[CURL_ERROR_SIZE];
         kd_redact(r->curl_err[0] ? r->curl_err : curl_easy_strerror(cc), clean, sizeof(clean));
         snprintf(msg, sizeof(msg), "keepa: /%s: %s (curl %d, try %u of %u)", ep, clean, (int)cc,
-                 r->tries, cl->opts.max_tries);
+                 r->tries, max_tries);
         if (costs && req_size > 0 && cc != CURLE_COULDNT_CONNECT &&
             cc != CURLE_COULDNT_RESOLVE_HOST)
             r->maybe_charged = true; /* the server may have done (and billed) the work */
@@ -762,15 +765,15 @@ static void attempt_done(struct kp_request *r, CURLcode cc)
             snprintf(msg, sizeof(msg),
                      "keepa: /%s: bad response body: \"products\" is not an array of objects "
                      "(%u misplaced values, try %u of %u)",
-                     ep, shape, r->tries, cl->opts.max_tries);
+                     ep, shape, r->tries, max_tries);
         else if (r->decode_rc == 0)
             snprintf(msg, sizeof(msg),
                      "keepa: /%s: bad response body: %u products without a readable asin "
                      "(try %u of %u)",
-                     ep, r->unattributed, r->tries, cl->opts.max_tries);
+                     ep, r->unattributed, r->tries, max_tries);
         else
             snprintf(msg, sizeof(msg), "keepa: /%s: bad response body: %s (try %u of %u)", ep,
-                     kp_decoder_error(r->dec), r->tries, cl->opts.max_tries);
+                     kp_decoder_error(r->dec), r->tries, max_tries);
         if (costs)
             r->maybe_charged = true;
         retry = r->decode_rc == -EBADMSG; /* a truncated answer may come whole next time */
@@ -784,7 +787,7 @@ static void attempt_done(struct kp_request *r, CURLcode cc)
         final = KP_KEY_UNUSABLE;
     } else if (http >= 500 || http == 0) {
         snprintf(msg, sizeof(msg), "keepa: /%s: HTTP %ld %s (try %u of %u)", ep, http,
-                 env->error_message, r->tries, cl->opts.max_tries);
+                 env->error_message, r->tries, max_tries);
         if (costs && !(env->have & KP_ENV_TOKENS_CONSUMED))
             r->maybe_charged = true;
         retry = true;
@@ -795,7 +798,7 @@ static void attempt_done(struct kp_request *r, CURLcode cc)
         final = KP_PERMANENT;
     }
 
-    if (retry && r->tries < cl->opts.max_tries && !cl->closing) {
+    if (retry && r->tries < max_tries && !cl->closing) {
         int64_t wait = backoff_ms(cl, r->tries);
         kd_warn("%s; retrying in %lld ms", msg, (long long)wait);
         r->state = RS_BACKOFF;

@@ -77,6 +77,10 @@ const char *kp_endpoint_name(enum kp_endpoint ep)
         return "seller";
     case KP_EP_QUERY:
         return "query";
+    case KP_EP_LIGHTNING:
+        return "lightningdeal";
+    case KP_EP_BESTSELLERS:
+        return "bestsellers";
     }
     return "?";
 }
@@ -215,6 +219,34 @@ int kp_call_query(struct kp_call *c, int domain, const char *selection, bool sta
         return -EINVAL;
     snprintf(c->query, sizeof(c->query), "domain=%d%s", domain, stats ? "&stats=1" : "");
     return set_body(c, selection);
+}
+
+int kp_call_lightning(struct kp_call *c, int domain, const char *const *asins, size_t n)
+{
+    call_init(c, KP_EP_LIGHTNING, "/lightningdeal");
+    if (!domain_ok(domain) || n > KP_MAX_BATCH || (n > 0 && asins == NULL))
+        return -EINVAL;
+    struct appender a = {c->query, sizeof(c->query), 0, false};
+    app(&a, "domain=%d", domain);
+    for (size_t i = 0; i < n; i++) {
+        if (!id_ok(asins[i], KP_ASIN_MAX - 1))
+            return -EINVAL;
+        app(&a, "%s%s", i ? "," : "&asin=", asins[i]);
+    }
+    if (n == 0)
+        c->max_tries = 1;
+    return a.overflow ? -EINVAL : 0;
+}
+
+int kp_call_bestsellers(struct kp_call *c, int domain, int64_t category, int range)
+{
+    call_init(c, KP_EP_BESTSELLERS, "/bestsellers");
+    if (!domain_ok(domain) || category <= 0 || !KP_BESTSELLERS_RANGE_OK(range))
+        return -EINVAL;
+    snprintf(c->query, sizeof(c->query), "domain=%d&category=%" PRId64 "&range=%d", domain,
+             category, range);
+    c->max_tries = 1;
+    return 0;
 }
 
 void kp_call_free(struct kp_call *c)

@@ -26,7 +26,15 @@
 #define KP_KEY_MAX       128  /* the longest key the client takes, plus the NUL (base/key.h) */
 #define KP_SELECTION_MAX (256u * 1024u)
 
-enum kp_endpoint { KP_EP_TOKEN = 0, KP_EP_PRODUCT, KP_EP_DEAL, KP_EP_SELLER, KP_EP_QUERY };
+enum kp_endpoint {
+    KP_EP_TOKEN = 0,
+    KP_EP_PRODUCT,
+    KP_EP_DEAL,
+    KP_EP_SELLER,
+    KP_EP_QUERY,
+    KP_EP_LIGHTNING,  /* /lightningdeal */
+    KP_EP_BESTSELLERS /* /bestsellers */
+};
 
 /* Optional 0/1 parameter: KP_DEFAULT leaves it out (Keepa's default applies). */
 enum kp_flag { KP_DEFAULT = 0, KP_NO, KP_YES };
@@ -61,6 +69,9 @@ struct kp_call {
     char *body;               /* POST body (malloc'd) or NULL for GET */
     size_t body_len;
     bool with_offers; /* /product with offers: the long timeout applies */
+    /* Attempts the client makes (0: its own max_tries). 1 for a request too dear to repeat
+     * without a new grant: the caller retries through the token bucket instead. */
+    unsigned max_tries;
     size_t n_asins;
     char asins[KP_MAX_BATCH][KP_ASIN_MAX];
 };
@@ -74,6 +85,24 @@ int kp_call_deal(struct kp_call *c, const char *selection);
 int kp_call_seller(struct kp_call *c, int domain, const char *const *ids, size_t n);
 /* /query (Product Finder): the selection JSON as a POST body; STATS adds stats=1. */
 int kp_call_query(struct kp_call *c, int domain, const char *selection, bool stats);
+
+/*
+ * /lightningdeal?domain=D (docs/keepa-api.md §2.6): with N = 0 the whole list of lightning
+ * deals running or upcoming (500 tokens), else the deals of the N (1..KP_MAX_BATCH) ASINs
+ * (1 token per ASIN with a deal). The whole list is sent once (max_tries 1): its 500 tokens
+ * are not paid twice without a new grant.
+ */
+int kp_call_lightning(struct kp_call *c, int domain, const char *const *asins, size_t n);
+
+/* The best-seller list ranges Keepa serves: the current rank, or its 30/90/180-day average. */
+#define KP_BESTSELLERS_RANGE_OK(r) ((r) == 0 || (r) == 30 || (r) == 90 || (r) == 180)
+
+/*
+ * /bestsellers?domain=D&category=ID&range=R (docs/keepa-api.md §2.6): the ASINs of category ID
+ * (a node id > 0) by sales rank, R one of 0, 30, 90, 180 (KP_BESTSELLERS_RANGE_OK). 50 tokens,
+ * 0 when nothing is found; sent once (max_tries 1) like the lightning list.
+ */
+int kp_call_bestsellers(struct kp_call *c, int domain, int64_t category, int range);
 
 /* Frees what a builder allocated (the body). The struct itself is the caller's. */
 void kp_call_free(struct kp_call *c);

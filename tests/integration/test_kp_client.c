@@ -427,6 +427,56 @@ static void test_5xx_retried_then_failed(void **state)
     run_free(x);
 }
 
+/*
+ * The lightning list and a best-seller list are sent once: 500 or 50 tokens are never paid a
+ * second time without a new grant from the bucket (a 5xx or a reset is the caller's to retry
+ * through the token bucket). Their answers decode: the envelope counts the deals and ASINs.
+ */
+static void test_dear_lists_are_one_attempt(void **state)
+{
+    (void)state;
+    sim_start(NULL);
+    struct run *x = run_new(KEY, 5000, 30000, 4);
+    struct kp_call c;
+    assert_int_equal(kp_call_lightning(&c, 1, NULL, 0), 0);
+    run_submit(x, &c);
+    run_wait(x);
+    assert_int_equal(x->res.code, KP_OK);
+    assert_true(x->env.have & KP_ENV_LIGHTNING);
+    assert_int_equal(x->res.reading.tokens_consumed, 500);
+    assert_int_equal(kp_call_bestsellers(&c, 1, 283155, 90), 0);
+    run_submit(x, &c);
+    run_wait(x);
+    assert_int_equal(x->res.code, KP_OK);
+    assert_true(x->env.have & KP_ENV_BESTSELLERS);
+    assert_true(x->env.n_asins > 0);
+    assert_int_equal(x->env.bestsellers_category, 283155);
+    assert_int_equal(x->res.reading.tokens_consumed, 50);
+
+    static const char *const specs[] = {"/_sim/faults?spec=http500=1", "/_sim/faults?spec=reset=1"};
+    for (size_t i = 0; i < 2; i++) {
+        sim_control(specs[i]);
+        assert_int_equal(kp_call_lightning(&c, 1, NULL, 0), 0);
+        run_submit(x, &c);
+        run_wait(x);
+        assert_int_equal(x->res.code, KP_FAILED);
+        assert_int_equal(x->res.tries, 1);
+        assert_int_equal(kp_call_bestsellers(&c, 1, 283155, 0), 0);
+        run_submit(x, &c);
+        run_wait(x);
+        assert_int_equal(x->res.code, KP_FAILED);
+        assert_int_equal(x->res.tries, 1);
+    }
+    /* By ASIN (1 token each) the client's own retries apply as for any cheap call. */
+    const char *ask[] = {"B000000001"};
+    assert_int_equal(kp_call_lightning(&c, 1, ask, 1), 0);
+    run_submit(x, &c);
+    run_wait(x);
+    assert_int_equal(x->res.code, KP_FAILED);
+    assert_int_equal(x->res.tries, 3);
+    run_free(x);
+}
+
 static void test_503_then_recovers(void **state)
 {
     (void)state;
@@ -935,6 +985,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_5xx_retried_then_failed),
         cmocka_unit_test(test_503_then_recovers),
         cmocka_unit_test(test_reset_maybe_charged),
+        cmocka_unit_test(test_dear_lists_are_one_attempt),
         cmocka_unit_test(test_timeout_maybe_charged),
         cmocka_unit_test(test_slow_offers_use_long_timeout),
         cmocka_unit_test(test_429_storm_not_admitted),

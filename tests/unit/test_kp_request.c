@@ -186,6 +186,49 @@ static void test_other_endpoints_and_url(void **state)
     assert_string_equal(kp_endpoint_name(KP_EP_PRODUCT), "product");
 }
 
+/* /lightningdeal and /bestsellers (docs/keepa-api.md §2.6): the whole list is one attempt. */
+static void test_lightning_and_bestsellers(void **state)
+{
+    (void)state;
+    struct kp_call c;
+    char url[4096];
+    assert_int_equal(kp_call_lightning(&c, 1, NULL, 0), 0);
+    assert_int_equal(c.ep, KP_EP_LIGHTNING);
+    assert_string_equal(c.query, "domain=1");
+    assert_int_equal(c.max_tries, 1); /* 500 tokens are not paid twice without a new grant */
+    assert_null(c.body);
+    assert_int_equal(kp_call_url(&c, "http://h", "K123", url, sizeof(url)), 0);
+    assert_string_equal(url, "http://h/lightningdeal?key=K123&domain=1");
+    static const char *const asins[] = {"B0F7XPYCSJ", "B0D8W1YVBX"};
+    assert_int_equal(kp_call_lightning(&c, 3, asins, 2), 0);
+    assert_string_equal(c.query, "domain=3&asin=B0F7XPYCSJ,B0D8W1YVBX");
+    assert_int_equal(c.max_tries, 0); /* 1 token per ASIN: the client's own retries */
+    static const char *const bad[] = {"B0F7&x=1"};
+    assert_int_equal(kp_call_lightning(&c, 1, bad, 1), -EINVAL);
+    assert_int_equal(kp_call_lightning(&c, 7 + 6, NULL, 0), -EINVAL);
+    assert_int_equal(kp_call_lightning(&c, 1, NULL, 1), -EINVAL);
+    assert_int_equal(kp_call_lightning(&c, 1, asins, KP_MAX_BATCH + 1), -EINVAL);
+    assert_string_equal(kp_endpoint_name(KP_EP_LIGHTNING), "lightningdeal");
+
+    assert_int_equal(kp_call_bestsellers(&c, 1, 283155, 0), 0);
+    assert_int_equal(c.ep, KP_EP_BESTSELLERS);
+    assert_string_equal(c.query, "domain=1&category=283155&range=0");
+    assert_int_equal(c.max_tries, 1);
+    assert_int_equal(kp_call_url(&c, "http://h/", "K123", url, sizeof(url)), 0);
+    assert_string_equal(url, "http://h/bestsellers?key=K123&domain=1&category=283155&range=0");
+    static const int ranges[] = {0, 30, 90, 180};
+    for (size_t i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++)
+        assert_int_equal(kp_call_bestsellers(&c, 2, 2625373011, ranges[i]), 0);
+    assert_string_equal(c.query, "domain=2&category=2625373011&range=180");
+    static const int bad_ranges[] = {-1, 1, 7, 60, 365};
+    for (size_t i = 0; i < sizeof(bad_ranges) / sizeof(bad_ranges[0]); i++)
+        assert_int_equal(kp_call_bestsellers(&c, 1, 283155, bad_ranges[i]), -EINVAL);
+    assert_int_equal(kp_call_bestsellers(&c, 1, 0, 0), -EINVAL);
+    assert_int_equal(kp_call_bestsellers(&c, 1, -5, 0), -EINVAL);
+    assert_int_equal(kp_call_bestsellers(&c, 0, 283155, 0), -EINVAL);
+    assert_string_equal(kp_endpoint_name(KP_EP_BESTSELLERS), "bestsellers");
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -193,6 +236,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_product_rejects),
         cmocka_unit_test(test_product_by_code),
         cmocka_unit_test(test_other_endpoints_and_url),
+        cmocka_unit_test(test_lightning_and_bestsellers),
     };
     return KD_RUN_TESTS(tests, argc, argv);
 }

@@ -25,7 +25,7 @@
 #include <stdint.h>
 
 #define SHM_MAGIC          0x4d48534c41454b44ULL /* "DKEALSHM" little-endian */
-#define SHM_LAYOUT_VERSION 5u
+#define SHM_LAYOUT_VERSION 6u
 #define SHM_CACHELINE      64
 #define SHM_INSTANCE_MAX   48
 #define SHM_CONFIG_MAX     65536
@@ -153,7 +153,7 @@ _Static_assert(SHM_CONFIG_MAX % 8 == 0, "config buffers are whole words");
  * packs owner id, generation and state so a slot can never be granted or freed twice.
  */
 #define SHM_TOKEN_SLOTS 32
-#define SHM_TOKEN_KINDS 8
+#define SHM_TOKEN_KINDS 12 /* room for enum tb_kind (shm/tokens.c asserts it) */
 
 struct shm_token_slot {
     _Atomic uint64_t word;         /* owner id << 32 | generation << 2 | state */
@@ -208,7 +208,7 @@ _Static_assert(offsetof(struct shm_tokens, reading_lock) % SHM_CACHELINE == 0,
 _Static_assert(offsetof(struct shm_tokens, grants) % SHM_CACHELINE == 0, "stats aligned");
 _Static_assert(offsetof(struct shm_tokens, costs) % SHM_CACHELINE == 0, "costs aligned");
 _Static_assert(offsetof(struct shm_tokens, slots) % SHM_CACHELINE == 0, "slots aligned");
-_Static_assert(sizeof(struct shm_tokens) == 23 * SHM_CACHELINE, "token bucket is 23 lines");
+_Static_assert(sizeof(struct shm_tokens) == 24 * SHM_CACHELINE, "token bucket is 24 lines");
 
 /* END tokens */
 

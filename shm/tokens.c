@@ -363,7 +363,7 @@ int tb_init(struct shm_tokens *tb, const struct tb_params *p, int64_t now_ns)
     static const int64_t seed_milli[TB_KIND_COUNT] = {
         [TB_KIND_TOKEN] = 0,      [TB_KIND_DEAL_PAGE] = 5000, [TB_KIND_PEEK] = 2000,
         [TB_KIND_COMMIT] = 13000, [TB_KIND_UPDATE] = 2000,    [TB_KIND_QUERY] = 10,
-        [TB_KIND_SELLER] = 1000,
+        [TB_KIND_SELLER] = 1000,  [TB_KIND_LIGHTNING] = 0,    [TB_KIND_BESTSELLERS] = 0,
     };
     for (int k = 0; k < TB_KIND_COUNT; k++)
         atomic_store(&tb->costs[k].milli_per_unit, seed_milli[k]);
@@ -739,8 +739,16 @@ int tb_stats(const struct shm_tokens *tb, int64_t now_ns, struct tb_stats *out)
 
 /* ---- learned costs ---------------------------------------------------------------------- */
 
-/* Fixed part of each kind's cost (not learned): /query charges 10 per request. */
-static const int64_t kind_base_tokens[TB_KIND_COUNT] = {[TB_KIND_QUERY] = 10};
+/*
+ * Fixed part of each kind's cost (not learned; docs/keepa-api.md §2.6, §3.1): /query charges 10
+ * per request, the lightning list 500, a best-seller list 50. Only what an answer charges above
+ * it is learned, so a best-seller list that found nothing (charged 0) never teaches a lower
+ * estimate for the next category: a reservation of 50 settled at 0 costs nothing, one that is
+ * too low overdraws.
+ */
+static const int64_t kind_base_tokens[TB_KIND_COUNT] = {
+    [TB_KIND_QUERY] = 10, [TB_KIND_LIGHTNING] = 500, [TB_KIND_BESTSELLERS] = 50};
+_Static_assert(TB_KIND_COUNT <= SHM_TOKEN_KINDS, "a cost slot in shared memory for every kind");
 
 int64_t tb_cost_estimate(const struct shm_tokens *tb, enum tb_kind kind, int64_t units)
 {

@@ -84,13 +84,15 @@ struct tb_grant {
 
 /* Request kinds with their own learned cost (docs/keepa-api.md §3). */
 enum tb_kind {
-    TB_KIND_TOKEN = 0, /* /token: free */
-    TB_KIND_DEAL_PAGE, /* /deal: 5 per page; units = pages */
-    TB_KIND_PEEK,      /* /product without offers; units = ASINs; seed 2 */
-    TB_KIND_COMMIT,    /* /product offers=20 (+rating); units = ASINs; seed 13 */
-    TB_KIND_UPDATE,    /* light refresh (stats, no offers); units = ASINs; seed 2 */
-    TB_KIND_QUERY,     /* /query: 10 + 1 per 100 ASINs; units = ASINs asked for */
-    TB_KIND_SELLER,    /* /seller: 1 per seller; units = sellers */
+    TB_KIND_TOKEN = 0,   /* /token: free */
+    TB_KIND_DEAL_PAGE,   /* /deal: 5 per page; units = pages */
+    TB_KIND_PEEK,        /* /product without offers; units = ASINs; seed 2 */
+    TB_KIND_COMMIT,      /* /product offers=20 (+rating); units = ASINs; seed 13 */
+    TB_KIND_UPDATE,      /* light refresh (stats, no offers); units = ASINs; seed 2 */
+    TB_KIND_QUERY,       /* /query: 10 + 1 per 100 ASINs; units = ASINs asked for */
+    TB_KIND_SELLER,      /* /seller: 1 per seller; units = sellers */
+    TB_KIND_LIGHTNING,   /* /lightningdeal, the whole list: 500 a request; units = 1 */
+    TB_KIND_BESTSELLERS, /* /bestsellers: 50 a list (0 when nothing is found); units = 1 */
     TB_KIND_COUNT
 };
 

@@ -550,6 +550,15 @@ static void test_cost_estimates_learn_up_fast_and_down_slowly(void **state)
     assert_int_equal(tb_cost_learn(tb, TB_KIND_PEEK, 1, -1), -EINVAL);
     assert_int_equal(tb_cost_learn(tb, TB_KIND_PEEK, 0, 5), -EINVAL);
     assert_int_equal(tb_cost_learn(tb, TB_KIND_PEEK, 1, INT64_MAX), -EINVAL);
+    /* The dear lists (docs/keepa-api.md §2.6): their documented price is a floor. A best-seller
+     * list that found nothing charged 0, and the next category still reserves 50. */
+    assert_int_equal(tb_cost_estimate(tb, TB_KIND_LIGHTNING, 1), 500);
+    assert_int_equal(tb_cost_estimate(tb, TB_KIND_BESTSELLERS, 1), 50);
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(tb_cost_learn(tb, TB_KIND_BESTSELLERS, 1, 0), 0);
+    assert_int_equal(tb_cost_estimate(tb, TB_KIND_BESTSELLERS, 1), 50);
+    assert_int_equal(tb_cost_learn(tb, TB_KIND_LIGHTNING, 1, 520), 0); /* dearer than documented */
+    assert_int_equal(tb_cost_estimate(tb, TB_KIND_LIGHTNING, 1), 520);
     /* Huge learned costs are clamped to what a reservation accepts. */
     assert_int_equal(tb_cost_learn(tb, TB_KIND_SELLER, 1, TB_COST_MAX), 0);
     assert_int_equal(tb_cost_estimate(tb, TB_KIND_SELLER, TB_UNITS_MAX), TB_COST_MAX);

@@ -309,6 +309,21 @@ static void pump(struct spend *sp)
         struct tb_stats st;
         tb_stats(sp->tb, now, &st);
 
+        if (st.anchored && job->spec.within_deficit &&
+            cost > st.cap_tokens + st.max_deficit_tokens) {
+            sp->head = job->next;
+            if (sp->head == NULL)
+                sp->tail = NULL;
+            job->next = NULL;
+            char why[256];
+            snprintf(why, sizeof(why),
+                     "not sent: it costs %lld tokens, more than a bucket of %lld (%lld a minute) "
+                     "can pay within the deficit bound of %lld ([tokens] max_deficit)",
+                     (long long)cost, (long long)st.cap_tokens, (long long)st.refill_rate,
+                     (long long)st.max_deficit_tokens);
+            finish_unsent(job, KP_PERMANENT, why);
+            continue;
+        }
         if (st.anchored && job->spec.prio != SP_PRIO_COMMIT) {
             int64_t floor = priority_floor(sp, job->spec.prio, cost, &st);
             if (floor > 0 && st.projected_tokens - cost < floor) {

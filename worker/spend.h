@@ -19,6 +19,10 @@
  * FAILED, CANCELLED) and keeps the items of anything but OK (F10: failed fetches are never
  * silently dropped).
  *
+ * A job may ask never to be granted beyond the deficit bound (within_deficit): one that no
+ * bucket of this key can pay within it ends at once, unsent, instead of waiting for a full
+ * bucket and overdrawing it.
+ *
  * Priority between processes (docs/architecture.md, "Tokens"): commits of paid-for survivors
  * first, then due updates, then discovery. A lower-priority job is granted only while the projected
  * balance after it still covers the estimated cost of the higher-priority backlog that the other
@@ -45,6 +49,16 @@ struct sp_job_spec {
     enum tb_kind kind;
     int64_t units; /* ASINs (pages for /deal) the request covers: the cost estimate's base */
     enum sp_priority prio;
+    /*
+     * Never beyond the deficit bound. The bucket grants a cost above cap + max_deficit once it
+     * is full (so no wait is unreachable, docs/failure-modes.md F3), which leaves the balance
+     * below -max_deficit. A job that may be skipped (a discovery list of 500 tokens on a
+     * bucket of 300) sets this instead: while its estimate exceeds what the bucket can pay
+     * within the bound, it ends with KP_PERMANENT, nothing sent (http_status 0, error saying
+     * why). The check runs when the job reaches the head of the queue, once the bucket is
+     * anchored, against the trusted refill rate's cap.
+     */
+    bool within_deficit;
     sp_build_fn build;
     struct kp_request_cbs cbs; /* cbs.ud goes to build too */
 };

@@ -473,6 +473,121 @@ static void test_deep_negative_waits_on_loop_without_token_calls(void **state)
     rig_close(&r);
 }
 
+/* A job for one whole lightning list (500 tokens); records what it got. */
+struct list_job {
+    bool done;
+    enum kp_result_code code;
+    int http_status;
+    char error[256];
+    int64_t consumed;
+    size_t deals;
+};
+
+static int list_build(struct kp_call *call, void *ud)
+{
+    (void)ud;
+    return kp_call_lightning(call, 1, NULL, 0);
+}
+
+static int list_deal(const struct kp_lightning_deal *ld, void *ud)
+{
+    (void)ld;
+    ((struct list_job *)ud)->deals++;
+    return 0;
+}
+
+static void list_done(const struct kp_result *res, void *ud)
+{
+    struct list_job *j = ud;
+    j->done = true;
+    j->code = res->code;
+    j->http_status = res->http_status;
+    snprintf(j->error, sizeof(j->error), "%s", res->error);
+    j->consumed = res->reading_valid ? (int64_t)res->reading.tokens_consumed : -1;
+}
+
+static void run_until_list_done(struct rig *r, struct list_job *j, int seconds)
+{
+    int64_t deadline = kd_mono_ns() + seconds * KD_NS_PER_SEC;
+    uv_timer_t guard;
+    uv_timer_init(&r->loop, &guard);
+    uv_timer_start(&guard, on_guard, 100, 100);
+    while (!j->done && kd_mono_ns() < deadline)
+        uv_run(&r->loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&guard, NULL);
+    uv_run(&r->loop, UV_RUN_NOWAIT);
+    assert_true(j->done);
+}
+
+static void submit_list(struct rig *r, struct list_job *j)
+{
+    struct sp_job_spec spec = {
+        .kind = TB_KIND_LIGHTNING,
+        .units = 1,
+        .prio = SP_PRIO_DISCOVER,
+        .within_deficit = true,
+        .build = list_build,
+        .cbs = {.on_lightning = list_deal, .on_done = list_done, .ud = j},
+    };
+    assert_int_equal(sp_submit(&r->sp, &spec), 0);
+}
+
+/*
+ * docs/failure-modes.md F3/F4 for the dearest request: the 500-token lightning list on a plan of
+ * 5 a minute (a bucket of 300) with the default deficit bound of 60 can never be paid within
+ * the bound, so a job that asks for it (within_deficit) ends at once, unsent, saying why,
+ * instead of waiting for a full bucket and driving the balance to -200. With a bound of 240 the
+ * same job is granted and the balance stays within it.
+ */
+static void test_within_deficit_refuses_what_the_bucket_cannot_pay(void **state)
+{
+    (void)state;
+    sim_start(NULL);
+    struct rig r;
+    rig_init(&r, KEY);
+    struct shm_tokens *tb = &r.wk.seg.layout->tokens;
+    yajl_tree_free(sim_json("/_sim/refill-rate?rate=5", 1));
+    yajl_tree_free(sim_json("/_sim/tokens?set=300", 1));
+    /* Readings of 5 a minute: the trusted rate (and the cap) follow at once. */
+    for (int i = 0; i < 2; i++) {
+        struct job warm = {.n = 1};
+        catalog_asins(warm.asins, 1);
+        assert_int_equal(job_submit(&r, &warm, TB_KIND_PEEK), 0);
+        run_until_done(&r, &warm, 20);
+    }
+    struct tb_stats st;
+    assert_int_equal(tb_stats(tb, kd_mono_ns(), &st), 0);
+    assert_int_equal(st.refill_rate, 5);
+    assert_int_equal(st.cap_tokens, 300);
+    assert_int_equal(st.max_deficit_tokens, 60);
+
+    struct list_job j = {0};
+    int64_t t0 = kd_mono_ns();
+    submit_list(&r, &j);
+    run_until_list_done(&r, &j, 20);
+    assert_int_equal(j.code, KP_PERMANENT);
+    assert_int_equal(j.http_status, 0);
+    assert_non_null(strstr(j.error, "500 tokens"));
+    assert_non_null(strstr(j.error, "max_deficit"));
+    assert_true(kd_mono_ns() - t0 < 2 * KD_NS_PER_SEC); /* at once: no wait for a full bucket */
+    assert_int_equal(ledger("endpoints", "lightningdeal", "requests"), 0);
+    assert_int_equal(ledger("http_429", NULL, NULL), 0);
+
+    /* With a deficit bound of 240 the same bucket pays 500 from 260 on: granted, admitted, and
+     * the balance stays within the bound. (The bound is the supervisor's to set before the
+     * segment is shared; this single-threaded rig sets it in place.) */
+    tb->max_deficit_tokens = 240;
+    struct list_job k = {0};
+    submit_list(&r, &k);
+    run_until_list_done(&r, &k, 60);
+    assert_int_equal(k.code, KP_OK);
+    assert_int_equal(k.consumed, 500);
+    assert_int_equal(ledger("endpoints", "lightningdeal", "requests"), 1);
+    assert_int_equal(ledger("http_429", NULL, NULL), 0);
+    assert_true(ledger("tokens_left", NULL, NULL) >= -240);
+    rig_close(&r);
+}
+
 static void test_expired_key_unusable_then_refused(void **state)
 {
     (void)state;
@@ -502,6 +617,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_429_storm_ends_ok_nothing_lost),
         cmocka_unit_test(test_deep_negative_waits_on_loop_without_token_calls),
         cmocka_unit_test(test_expired_key_unusable_then_refused),
+        cmocka_unit_test(test_within_deficit_refuses_what_the_bucket_cannot_pay),
     };
     return KD_RUN_TESTS(tests, argc, argv);
 }

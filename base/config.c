@@ -714,6 +714,11 @@ static int check_value(const struct cfg_key *k, const struct cfg *c, char *why, 
         snprintf(why, whylen, "%" PRId64 " is not a Keepa domain", v);
         return -EINVAL;
     }
+    if (k == &cfg_key_table[CFG_K_scan_bestseller_range] && v != 0 && v != 30 && v != 90 &&
+        v != 180) {
+        snprintf(why, whylen, "must be 0 (the current sales rank), 30, 90 or 180 (days)");
+        return -EINVAL;
+    }
     if (k == &cfg_key_table[CFG_K_scan_peek_offers] && v != 0 && v < 20) {
         snprintf(why, whylen, "must be 0 (no offers) or 20..100");
         return -EINVAL;
@@ -775,6 +780,9 @@ static int check_rules(const struct cfg *c, const int *lines, const char *name, 
         RULE_ERR(CFG_K_scan_source, "source = query needs [scan] selection_file");
     if (c->scan_source == CFG_SOURCE_LIST && c->scan_list_file[0] == '\0')
         RULE_ERR(CFG_K_scan_source, "source = list needs [scan] list_file");
+    if (c->scan_source == CFG_SOURCE_BESTSELLERS && c->scan_bestseller_categories[0] == '\0')
+        RULE_ERR(CFG_K_scan_source, "source = bestsellers needs [scan] bestseller_categories (the "
+                                    "category ids whose best-seller lists are walked)");
     if (c->scan_max_price_cents > 0 && c->scan_min_price_cents > c->scan_max_price_cents) {
         char a[32], b[32];
         format_money(c->scan_min_price_cents, a, sizeof(a));

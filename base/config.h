@@ -100,9 +100,11 @@
     X(tokens, minute, DURATION, "60s", 1, 17 * CFG_MS_MIN, NULL, CFG_RESTART,                      \
       "length of a Keepa minute: 60s against Keepa; shorter only against an accelerated "          \
       "kdeals-sim (--minute-ms)")                                                                  \
-    X(scan, source, ENUM, "deals", 0, 3, "deals|asins|query|list", CFG_RESTART,                    \
-      "discovery source: the /deal feed, a list of ASINs, a product-finder query, or your own "    \
-      "list of codes with your buy costs (list_file)")                                             \
+    X(scan, source, ENUM, "deals", 0, 5, "deals|asins|query|list|lightning|bestsellers",           \
+      CFG_RESTART,                                                                                 \
+      "discovery source: the /deal feed, an ASIN list, a product-finder query, your list of "      \
+      "codes "                                                                                     \
+      "and costs (list_file), Keepa's lightning deals, or best-seller lists")                      \
     X(scan, selection_file, PATH, "", 0, CFG_STR_MAX, NULL, CFG_RELOAD,                            \
       "JSON selection for /deal or /query (required for query; empty = built-in for deals)")       \
     X(scan, asins_file, PATH, "", 0, CFG_STR_MAX, NULL, CFG_RELOAD,                                \
@@ -112,6 +114,15 @@
       "unit (required for source = list; docs/operations.md)")                                     \
     X(scan, list_condition, ENUM, "new", 0, 4, "new|like_new|very_good|good|acceptable",           \
       CFG_RELOAD, "the condition you buy the list's items in (judged against that side)")          \
+    X(scan, bestseller_categories, IDS, "", 0, CFG_STR_MAX, NULL, CFG_RELOAD,                      \
+      "category ids (root, sub-category or leaf) whose best-seller lists are walked in this "      \
+      "order, one /bestsellers request (50 tokens) each per pass (required for source = "          \
+      "bestsellers)")                                                                              \
+    X(scan, bestseller_range, INT, "0", 0, 180, NULL, CFG_RELOAD,                                  \
+      "best-seller lists by the current sales rank (0) or its 30-, 90- or 180-day average")        \
+    X(scan, lightning_soon, DURATION, "1h", 0, 1 * CFG_MS_D, NULL, CFG_RELOAD,                     \
+      "source = lightning: an upcoming lightning deal is a candidate once it starts within this "  \
+      "time (running deals always are)")                                                           \
     X(scan, max_rank, INT, "0", 0, 1000000000, NULL, CFG_RELOAD,                                   \
       "discovery: only products with a sales rank of at most this (0 = off): in the /deal and "    \
       "product-finder selections and again at the peek")                                           \
@@ -267,7 +278,14 @@ enum cfg_key_id {
 
 /* ENUM values, in the order of their choices strings (test_config checks the order). */
 enum cfg_log_level { CFG_LOG_ERROR, CFG_LOG_WARN, CFG_LOG_INFO, CFG_LOG_DEBUG };
-enum cfg_scan_source { CFG_SOURCE_DEALS, CFG_SOURCE_ASINS, CFG_SOURCE_QUERY, CFG_SOURCE_LIST };
+enum cfg_scan_source {
+    CFG_SOURCE_DEALS,
+    CFG_SOURCE_ASINS,
+    CFG_SOURCE_QUERY,
+    CFG_SOURCE_LIST,
+    CFG_SOURCE_LIGHTNING,
+    CFG_SOURCE_BESTSELLERS
+};
 enum cfg_buy_condition { CFG_BUY_USED_THEN_NEW, CFG_BUY_USED, CFG_BUY_NEW, CFG_BUY_NEW_THEN_USED };
 enum cfg_unknown { CFG_UNKNOWN_FAIL, CFG_UNKNOWN_PASS };
 enum cfg_fulfilment { CFG_FULFIL_FBA, CFG_FULFIL_FBM };

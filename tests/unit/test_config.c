@@ -99,7 +99,8 @@ static void test_enum_order(void **state)
     (void)state;
     const struct cfg_key *k = cfg_keys();
     assert_string_equal(k[CFG_K_daemon_log_level].choices, "error|warn|info|debug");
-    assert_string_equal(k[CFG_K_scan_source].choices, "deals|asins|query|list");
+    assert_string_equal(k[CFG_K_scan_source].choices,
+                        "deals|asins|query|list|lightning|bestsellers");
     assert_string_equal(k[CFG_K_scan_list_condition].choices,
                         "new|like_new|very_good|good|acceptable");
     assert_string_equal(k[CFG_K_filter_buy_condition].choices,
@@ -118,6 +119,16 @@ static void test_enum_order(void **state)
     assert_int_equal(c.daemon_log_level, CFG_LOG_DEBUG);
     assert_int_equal(c.filter_buy_condition, CFG_BUY_NEW_THEN_USED);
     assert_int_equal(c.filter_unknown, CFG_UNKNOWN_PASS);
+    assert_int_equal(load_text("[scan]\nsource = bestsellers\nbestseller_categories = 283155, "
+                               "2831551\nbestseller_range = 90\nlightning_soon = 30m\n",
+                               &c, err, sizeof(err), NULL),
+                     0);
+    assert_int_equal(c.scan_source, CFG_SOURCE_BESTSELLERS);
+    assert_string_equal(c.scan_bestseller_categories, "283155, 2831551");
+    assert_int_equal(c.scan_bestseller_range, 90);
+    assert_int_equal(c.scan_lightning_soon_ms, 30 * CFG_MS_MIN);
+    assert_int_equal(load_text("[scan]\nsource = lightning\n", &c, err, sizeof(err), NULL), 0);
+    assert_int_equal(c.scan_source, CFG_SOURCE_LIGHTNING);
     /* Every key has a unique (section, name) and a help text. */
     for (size_t i = 0; i < CFG_KEY_COUNT; i++) {
         assert_ptr_equal(cfg_key_find(k[i].section, k[i].name), &k[i]);
@@ -156,6 +167,9 @@ static const char every_key[] = "; a comment\n"
                                 "asins_file = /asins.txt\n"
                                 "list_file = /list.csv\n"
                                 "list_condition = good\n"
+                                "bestseller_categories = 283155, 2831551\n"
+                                "bestseller_range = 30\n"
+                                "lightning_soon = 2h\n"
                                 "max_rank = 250000\n"
                                 "categories = 283155, 5174\n"
                                 "exclude_categories = 2625373011\n"
@@ -234,6 +248,9 @@ static void test_every_key_parsed(void **state)
     assert_int_equal(c.scan_min_price_cents, 200);
     assert_int_equal(c.scan_max_price_cents, 4050);
     assert_int_equal(c.scan_list_condition, 3);
+    assert_string_equal(c.scan_bestseller_categories, "283155, 2831551");
+    assert_int_equal(c.scan_bestseller_range, 30);
+    assert_int_equal(c.scan_lightning_soon_ms, 2 * CFG_MS_H);
     assert_int_equal(c.scan_source, CFG_SOURCE_ASINS);
     assert_int_equal(c.scan_dedup_window_ms, 2 * 86400 * 1000LL);
     assert_false(c.commit_history);
@@ -498,6 +515,14 @@ static void test_rules(void **state)
     expect_error("[scan]\nsource = asins\n", 2, "needs [scan] asins_file");
     expect_error("[scan]\nsource = query\n", 2, "needs [scan] selection_file");
     expect_error("[scan]\nsource = list\n", 2, "needs [scan] list_file");
+    expect_error("[scan]\nsource = bestsellers\n", 2,
+                 "[scan] source = bestsellers: source = bestsellers needs [scan] "
+                 "bestseller_categories");
+    expect_error("[scan]\nbestseller_range = 60\n", 2,
+                 "[scan] bestseller_range = 60: must be 0 (the current sales rank), 30, 90 or 180");
+    expect_error("[scan]\nbestseller_categories = 283155, books\n", 2,
+                 "'books' is not a positive integer");
+    expect_error("[scan]\nlightning_soon = 2d\n", 2, "[scan] lightning_soon = 2d: must be <=");
     expect_error("[scan]\nmax_price = 10\nmin_price = 12.50\n", 3,
                  "[scan] min_price (12.50) must be <= max_price (10.00)");
     expect_error("[scan]\ncategories = 283155, books\n", 2, "'books' is not a positive integer");

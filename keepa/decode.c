@@ -253,13 +253,15 @@ enum {
 };
 
 static const char *const ldeal_keys[] = {
-    "asin",      "title",        "sellerId",  "dealId",          "domainId",           "lastUpdate",
-    "startTime", "endTime",      "dealPrice", "currentPrice",    "percentClaimed",     "percentOff",
-    "rating",    "totalReviews", "dealState", "isPrimeEligible", "isFulfilledByAmazon"};
+    "asin",         "title",           "sellerId",           "sellerName", "dealId",
+    "domainId",     "lastUpdate",      "startTime",          "endTime",    "dealPrice",
+    "currentPrice", "percentClaimed",  "percentOff",         "rating",     "totalReviews",
+    "dealState",    "isPrimeEligible", "isFulfilledByAmazon"};
 enum {
     LK_ASIN,
     LK_TITLE,
     LK_SELLER,
+    LK_SELLER_NAME,
     LK_DEAL_ID,
     LK_DOMAIN,
     LK_LAST_UPDATE,
@@ -635,6 +637,7 @@ static void init_ldeal(struct kp_lightning_deal *x)
     x->title[0] = '\0';
     x->title_truncated = false;
     x->seller_id[0] = '\0';
+    x->seller_name[0] = '\0';
     x->deal_id[0] = '\0';
     x->state = KP_LD_UNKNOWN;
 }
@@ -1108,6 +1111,10 @@ static void ldeal_scalar(struct kp_decoder *d, int key, const struct scalar *v)
     case LK_SELLER:
         if (v->kind == S_STR)
             copy_str(x->seller_id, sizeof(x->seller_id), v->s, v->len);
+        break;
+    case LK_SELLER_NAME:
+        if (v->kind == S_STR)
+            copy_str(x->seller_name, sizeof(x->seller_name), v->s, v->len);
         break;
     case LK_DEAL_ID:
         if (v->kind == S_STR)

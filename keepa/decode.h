@@ -228,6 +228,7 @@ struct kp_lightning_deal {
     char title[KP_TITLE_MAX];
     bool title_truncated;
     char seller_id[KP_SELLER_ID_MAX];
+    char seller_name[64]; /* sellerName: "Amazon.com" when Amazon runs the deal */
     char deal_id[40];
     int32_t domain_id;             /* -1 absent */
     int64_t last_update_keepa_min; /* -1 absent */

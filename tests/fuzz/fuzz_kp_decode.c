@@ -98,6 +98,8 @@ static int on_lightning(const struct kp_lightning_deal *x, void *ud)
     check(memchr(x->title, '\0', sizeof(x->title)) != NULL, "lightning title terminated");
     check(memchr(x->seller_id, '\0', sizeof(x->seller_id)) != NULL, "lightning seller terminated");
     check(memchr(x->deal_id, '\0', sizeof(x->deal_id)) != NULL, "lightning deal id terminated");
+    check(memchr(x->seller_name, '\0', sizeof(x->seller_name)) != NULL,
+          "lightning seller name terminated");
     check(x->state >= KP_LD_UNKNOWN && x->state <= KP_LD_SUPPRESSED, "lightning state known");
     s->lightning++;
     mix(s, x->asin, strlen(x->asin));

@@ -513,6 +513,8 @@ static void test_sim_lightning_and_bestsellers(void **state)
             assert_string_equal(x->asin, json_string_value(json_object_get(j, "asin")));
             assert_string_equal(x->title, json_string_value(json_object_get(j, "title")));
             assert_string_equal(x->seller_id, json_string_value(json_object_get(j, "sellerId")));
+            assert_string_equal(x->seller_name,
+                                json_string_value(json_object_get(j, "sellerName")));
             assert_string_equal(x->deal_id, json_string_value(json_object_get(j, "dealId")));
             assert_string_equal(kp_ld_state_name(x->state),
                                 json_string_value(json_object_get(j, "dealState")));

@@ -168,6 +168,7 @@ int scanner_page_add(struct scanner_page *p, const char *asin, int64_t feed_last
     c->item = -1;
     c->feed_last_update_min = feed_last_update_min;
     c->feed_hash = feed_hash;
+    c->window_start_min = c->window_end_min = -1;
     return 0;
 }
 
@@ -190,6 +191,7 @@ int scanner_page_add_code(struct scanner_page *p, const char *code, int16_t item
     c->state = SCANNER_CAND_QUEUED;
     c->item = item;
     c->feed_last_update_min = -1;
+    c->window_start_min = c->window_end_min = -1;
     return 0;
 }
 
@@ -499,4 +501,124 @@ bool scanner_discovery_pass(const struct scanner_discovery *d, const struct jd_i
     if (why != NULL)
         *why = w;
     return w == NULL;
+}
+
+/* ---------- the dear list sources ---------- */
+
+int scanner_lightning_entry(const struct kp_lightning_deal *ld, struct scanner_list_entry *out)
+{
+    if (!valid_asin(ld->asin))
+        return -EINVAL;
+    memset(out, 0, sizeof(*out));
+    memcpy(out->asin, ld->asin, ST_ASIN_LEN + 1);
+    out->state = ld->state;
+    /* Amazon's seller id is per marketplace (amazon.com's below); its name says it anywhere. */
+    out->amazon =
+        strcmp(ld->seller_id, "ATVPDKIKX0DER") == 0 || strncmp(ld->seller_name, "Amazon.", 7) == 0;
+    out->deal_price_cents = ld->deal_price_cents;
+    out->current_price_cents = ld->current_price_cents;
+    out->start_min = ld->start_keepa_min;
+    out->end_min = ld->end_keepa_min;
+    uint64_t h = scanner_fnv1a(SCANNER_FNV_INIT, ld->deal_id, strlen(ld->deal_id));
+    int64_t terms[3] = {ld->start_keepa_min, ld->end_keepa_min, ld->deal_price_cents};
+    for (size_t i = 0; i < 3; i++) {
+        uint8_t le[8];
+        put_le(le, (uint64_t)terms[i], 8);
+        h = scanner_fnv1a(h, le, sizeof(le));
+    }
+    out->hash = h;
+    return 0;
+}
+
+int scanner_bestseller_entry(const char *asin, struct scanner_list_entry *out)
+{
+    if (!valid_asin(asin))
+        return -EINVAL;
+    memset(out, 0, sizeof(*out));
+    memcpy(out->asin, asin, ST_ASIN_LEN + 1);
+    out->state = KP_LD_UNKNOWN;
+    out->deal_price_cents = out->current_price_cents = -1;
+    out->start_min = out->end_min = -1;
+    return 0;
+}
+
+bool scanner_lightning_candidate(const struct scanner_list_entry *e, int64_t now_min,
+                                 int64_t soon_min, const struct scanner_discovery *d,
+                                 const char **why)
+{
+    const char *w = NULL;
+    bool started = e->start_min >= 0 ? e->start_min <= now_min : e->state != KP_LD_UPCOMING;
+    if (e->state == KP_LD_SOLDOUT)
+        w = "sold_out";
+    else if (e->state == KP_LD_EXPIRED || e->state == KP_LD_SUPPRESSED ||
+             (e->end_min >= 0 && e->end_min <= now_min))
+        w = "ended";
+    else if (e->state == KP_LD_UPCOMING || !started) {
+        if (e->start_min < 0 || e->start_min - now_min > soon_min)
+            w = "not_soon";
+    }
+    if (w == NULL && d != NULL && d->no_amazon && e->amazon)
+        w = "amazon";
+    if (w == NULL && d != NULL && d->price_type == 1 &&
+        (d->min_price_cents > 0 || d->max_price_cents > 0)) {
+        int64_t lo = -1, hi = -1;
+        int32_t prices[2] = {e->deal_price_cents, e->current_price_cents};
+        for (size_t i = 0; i < 2; i++) {
+            if (prices[i] <= 0)
+                continue;
+            lo = lo < 0 || prices[i] < lo ? prices[i] : lo;
+            hi = prices[i] > hi ? prices[i] : hi;
+        }
+        if (lo > 0 && ((d->max_price_cents > 0 && lo > d->max_price_cents) ||
+                       (d->min_price_cents > 0 && hi < d->min_price_cents)))
+            w = "price";
+    }
+    if (w != NULL && why != NULL)
+        *why = w;
+    return w == NULL;
+}
+
+int64_t scanner_list_clock(int64_t ref_min, int64_t ref_ns, int64_t now_ns, int64_t minute_ns)
+{
+    if (minute_ns <= 0 || now_ns <= ref_ns)
+        return ref_min;
+    return ref_min + (now_ns - ref_ns) / minute_ns;
+}
+
+bool scanner_cursor_after_list_chunk(struct scanner_cursor *c, size_t next, size_t list_len,
+                                     size_t n_lists)
+{
+    uint32_t list = SCANNER_LIST_OF(c->position);
+    if (next < list_len && next <= UINT32_MAX) {
+        c->position = SCANNER_LIST_POS(list, next);
+        return false;
+    }
+    if ((size_t)list + 1 < n_lists) {
+        c->position = SCANNER_LIST_POS(list + 1, 0);
+        return false;
+    }
+    c->position = 0;
+    c->pass++;
+    return true;
+}
+
+int scanner_bestsellers_from_cfg(const struct cfg *c, int64_t ids[SCANNER_CATS_MAX], size_t *n,
+                                 int *range, uint64_t *hash)
+{
+    char why[160];
+    int k = cfg_list_parse(c->scan_bestseller_categories, NULL, ids, SCANNER_CATS_MAX, why,
+                           sizeof(why));
+    if (k < 0 || !KP_BESTSELLERS_RANGE_OK(c->scan_bestseller_range))
+        return -EINVAL;
+    *n = (size_t)k;
+    *range = (int)c->scan_bestseller_range;
+    uint8_t le[8];
+    put_le(le, (uint64_t)c->scan_bestseller_range, 8);
+    uint64_t h = scanner_fnv1a(SCANNER_FNV_INIT, le, sizeof(le));
+    for (size_t i = 0; i < *n; i++) {
+        put_le(le, (uint64_t)ids[i], 8);
+        h = scanner_fnv1a(h, le, sizeof(le));
+    }
+    *hash = h;
+    return 0;
 }

@@ -14,7 +14,9 @@
  *   - one line of an ASIN list file, and one line of the seller's list ([scan] source = list);
  *   - the discovery filters ([scan] max_rank, categories, exclude_categories, no_amazon,
  *     min_price, max_price), applied to the feed's data for free and again at the peek;
- *   - which code of a code lookup a product answers.
+ *   - which code of a code lookup a product answers;
+ *   - the dear list sources (lightning deals, best-seller lists): what a list entry keeps,
+ *     which lightning deals are candidates, and the cursor over lists and entries.
  */
 #ifndef KD_SCANNER_RULES_H
 #define KD_SCANNER_RULES_H
@@ -108,6 +110,8 @@ struct scanner_cand {
     int16_t item;                 /* the seller's list line it came from (the chunk's); -1 none */
     int64_t feed_last_update_min; /* -1 when the source has none */
     uint64_t feed_hash;
+    int64_t window_start_min, window_end_min; /* a lightning deal's [start, end), Keepa
+                                                 minutes; -1 for other sources */
 };
 
 /* The candidates of one page (or chunk), in feed order, each ASIN at most once. */
@@ -256,5 +260,86 @@ int64_t scanner_backlog_limit(int64_t balance, int64_t rate, int64_t batch_cost,
  */
 int64_t scanner_peek_room(int64_t limit, int64_t backlog, int64_t in_flight, int64_t peeked,
                           int64_t passed);
+
+/*
+ * The dear list sources ([scan] source = lightning, bestsellers; docs/keepa-api.md §2.6). One
+ * request answers a whole list: every lightning deal running or upcoming (500 tokens), or the
+ * best sellers of one category (50 tokens; 0 when Keepa has none). A pass fetches each list
+ * once (the lightning list; then each of [scan] bestseller_categories in order), keeps it in
+ * memory as entries, and walks it in chunks of SCANNER_LIST_CHUNK entries, each chunk a page
+ * of candidates with the same dedup, peek and cursor rules as a /deal page. The cursor holds
+ * the list's index and the offset of the next chunk (SCANNER_LIST_POS): it moves past a
+ * chunk only once every candidate of it is final, so a failed request or peek is retried and
+ * nothing is skipped (docs/failure-modes.md F10). A restarted scanner fetches the list again
+ * and resumes at the stored offset.
+ */
+#define SCANNER_LIST_CHUNK             150 /* list entries put on the page at a time */
+#define SCANNER_LIST_MAX               100000 /* entries kept of one answer; beyond it the rest is not walked */
+#define SCANNER_LIST_POS(list, offset) ((uint64_t)(list) << 32 | (uint64_t)(uint32_t)(offset))
+#define SCANNER_LIST_OF(pos)           ((uint32_t)((pos) >> 32))
+#define SCANNER_OFFSET_OF(pos)         ((uint32_t)(pos))
+
+/* One entry of a list answer: a best seller's ASIN, or a lightning deal and its terms. */
+struct scanner_list_entry {
+    char asin[ST_ASIN_LEN + 1];
+    int8_t state; /* enum kp_ld_state; KP_LD_UNKNOWN for a best seller */
+    bool amazon;  /* Amazon runs the deal (its seller id, or a sellerName "Amazon.*") */
+    int32_t deal_price_cents, current_price_cents; /* -1 unknown (upcoming, best sellers) */
+    int64_t start_min, end_min;                    /* the deal's window; -1 unknown */
+    uint64_t hash; /* kept in `seen`: a new deal, or the deal going live, is peeked again */
+};
+
+/*
+ * Fills OUT from lightning deal LD. The hash covers the deal's id, window, whether it runs
+ * and its price, so the same deal is not peeked twice within [scan] dedup_window, and a new
+ * deal of the same product (or the deal going live) is. Returns 0, or -EINVAL when LD's ASIN
+ * is not 10 characters of [0-9A-Z].
+ */
+int scanner_lightning_entry(const struct kp_lightning_deal *ld, struct scanner_list_entry *out);
+
+/* Fills OUT for best seller ASIN (no feed data: hash 0). Returns 0 or -EINVAL. */
+int scanner_bestseller_entry(const char *asin, struct scanner_list_entry *out);
+
+/*
+ * Whether lightning deal E is a candidate at Keepa minute NOW_MIN (the list's own clock: see
+ * scanner_list_clock): it runs now (AVAILABLE, WAITLIST, WAITLISTFULL, or a state Keepa adds
+ * later while inside its window) or starts within SOON_MIN minutes; SOLDOUT, EXPIRED and
+ * SUPPRESSED deals and ended windows are not. Then the discovery filters D that the deal's own
+ * data can decide, for free: no_amazon when Amazon runs the deal, and for a New buyer the price
+ * range on the deal's prices (a product fails only when every known price of the deal is out
+ * of range; an upcoming deal has none, and the peek decides). Rank and category are not in
+ * the answer: the peek applies them. Returns true to keep; else *WHY (may be NULL) gets
+ * "ended", "sold_out", "not_soon", "amazon" or "price".
+ */
+bool scanner_lightning_candidate(const struct scanner_list_entry *e, int64_t now_min,
+                                 int64_t soon_min, const struct scanner_discovery *d,
+                                 const char **why);
+
+/*
+ * The Keepa minute now by a list answer's clock: REF_MIN at monotonic REF_NS, advanced by the
+ * time since in Keepa minutes of MINUTE_NS ([tokens] minute). The reference is the newest
+ * lastUpdate of the list's deals, never later than the answer's own timestamp (a simulator
+ * with an accelerated minute keeps its catalog clock behind the wall clock, and a deal's
+ * window is on the catalog's clock).
+ */
+int64_t scanner_list_clock(int64_t ref_min, int64_t ref_ns, int64_t now_ns, int64_t minute_ns);
+
+/*
+ * Moves C past a chunk of list LIST_LEN entries that ended before entry NEXT, where a pass
+ * walks N_LISTS lists (the lightning list: 1). At the end of a list the cursor goes to the
+ * next list's first entry; after the last list the pass ends (position 0, pass + 1: returns
+ * true). An empty list (a category Keepa has no best sellers for) is passed at once.
+ */
+bool scanner_cursor_after_list_chunk(struct scanner_cursor *c, size_t next, size_t list_len,
+                                     size_t n_lists);
+
+/*
+ * The best-seller lists of config C: the category ids of [scan] bestseller_categories into
+ * IDS (at most SCANNER_CATS_MAX; *N gets how many), the range, and the hash the cursor keeps
+ * (of the ids in order and the range: a reload that changes either starts a new walk).
+ * Returns 0, or -EINVAL for a list config validation would refuse.
+ */
+int scanner_bestsellers_from_cfg(const struct cfg *c, int64_t ids[SCANNER_CATS_MAX], size_t *n,
+                                 int *range, uint64_t *hash);
 
 #endif

@@ -725,6 +725,203 @@ static void test_page_kinds(void **state)
     free(p);
 }
 
+/* A lightning deal in the simulator's shape (docs/keepa-api.md §2.6). */
+static void ld_init(struct kp_lightning_deal *ld, const char *asin, int state, int64_t start,
+                    int64_t end)
+{
+    memset(ld, 0, sizeof(*ld));
+    snprintf(ld->asin, sizeof(ld->asin), "%s", asin);
+    snprintf(ld->seller_id, sizeof(ld->seller_id), "A8MJPPQ0C96PU");
+    snprintf(ld->seller_name, sizeof(ld->seller_name), "Sim Seller");
+    snprintf(ld->deal_id, sizeof(ld->deal_id), "f3ded0ccfe966257");
+    ld->state = (int8_t)state;
+    ld->start_keepa_min = start;
+    ld->end_keepa_min = end;
+    ld->deal_price_cents = state == KP_LD_UPCOMING ? -1 : 1600;
+    ld->current_price_cents = state == KP_LD_UPCOMING ? -1 : 2000;
+}
+
+static bool ld_keep(const struct kp_lightning_deal *ld, int64_t now, int64_t soon,
+                    const struct scanner_discovery *d, const char **why)
+{
+    struct scanner_list_entry e;
+    assert_int_equal(scanner_lightning_entry(ld, &e), 0);
+    *why = "";
+    return scanner_lightning_candidate(&e, now, soon, d, why);
+}
+
+/*
+ * Which lightning deals are candidates: running now, or starting within [scan] lightning_soon;
+ * never sold out, expired, suppressed or past their window. The deal's own data decides
+ * no_amazon and (for a New buyer) the price range for free; what it does not give is left to
+ * the peek.
+ */
+static void test_lightning_candidates(void **state)
+{
+    (void)state;
+    const int64_t now = 8163342, soon = 60;
+    struct kp_lightning_deal ld;
+    const char *why;
+    ld_init(&ld, "B0LIGHT001", KP_LD_AVAILABLE, now - 100, now + 140);
+    assert_true(ld_keep(&ld, now, soon, NULL, &why));
+    ld.state = KP_LD_WAITLIST;
+    assert_true(ld_keep(&ld, now, soon, NULL, &why));
+    ld.state = KP_LD_SOLDOUT;
+    assert_false(ld_keep(&ld, now, soon, NULL, &why));
+    assert_string_equal(why, "sold_out");
+    ld.state = KP_LD_EXPIRED;
+    assert_false(ld_keep(&ld, now, soon, NULL, &why));
+    assert_string_equal(why, "ended");
+    ld.state = KP_LD_SUPPRESSED;
+    assert_false(ld_keep(&ld, now, soon, NULL, &why));
+    /* Its window ended by the list's clock, whatever the state says. */
+    ld_init(&ld, "B0LIGHT001", KP_LD_AVAILABLE, now - 360, now);
+    assert_false(ld_keep(&ld, now, soon, NULL, &why));
+    assert_string_equal(why, "ended");
+    /* Upcoming: a candidate within `soon`, not beyond; a start that is not known is not soon. */
+    ld_init(&ld, "B0LIGHT001", KP_LD_UPCOMING, now + 60, now + 300);
+    assert_true(ld_keep(&ld, now, soon, NULL, &why));
+    ld.start_keepa_min = now + 61;
+    assert_false(ld_keep(&ld, now, soon, NULL, &why));
+    assert_string_equal(why, "not_soon");
+    assert_true(ld_keep(&ld, now, 0 + 61, NULL, &why));
+    ld.start_keepa_min = -1;
+    assert_false(ld_keep(&ld, now, soon, NULL, &why));
+    /* A state Keepa adds later counts by its window. */
+    ld_init(&ld, "B0LIGHT001", KP_LD_UNKNOWN, now - 5, now + 5);
+    assert_true(ld_keep(&ld, now, soon, NULL, &why));
+    ld.start_keepa_min = now + 500;
+    ld.end_keepa_min = now + 800;
+    assert_false(ld_keep(&ld, now, soon, NULL, &why));
+    assert_string_equal(why, "not_soon");
+    /* A malformed ASIN is no entry. */
+    struct scanner_list_entry e;
+    ld_init(&ld, "B0LIGHT", KP_LD_AVAILABLE, now - 5, now + 5);
+    assert_int_equal(scanner_lightning_entry(&ld, &e), -EINVAL);
+
+    /* The discovery filters the deal's data decides. */
+    struct cfg c;
+    char err[512];
+    const char *text = "[scan]\nno_amazon = true\nmin_price = 10\nmax_price = 18\n"
+                       "max_rank = 1000\ncategories = 283155\n[filter]\nbuy_condition = new\n";
+    assert_int_equal(cfg_load_buffer(text, strlen(text), "t", &c, err, sizeof(err)), 0);
+    struct scanner_discovery d;
+    scanner_discovery_from_cfg(&c, &d);
+    ld_init(&ld, "B0LIGHT001", KP_LD_AVAILABLE, now - 5, now + 100);
+    assert_true(ld_keep(&ld, now, soon, &d, &why)); /* deal 16.00 in range; rank, category: peek */
+    snprintf(ld.seller_id, sizeof(ld.seller_id), "ATVPDKIKX0DER");
+    assert_false(ld_keep(&ld, now, soon, &d, &why));
+    assert_string_equal(why, "amazon");
+    snprintf(ld.seller_id, sizeof(ld.seller_id), "A3JWKAKR8XB7XF");
+    snprintf(ld.seller_name, sizeof(ld.seller_name), "Amazon.de");
+    assert_false(ld_keep(&ld, now, soon, &d, &why));
+    ld_init(&ld, "B0LIGHT001", KP_LD_AVAILABLE, now - 5, now + 100);
+    ld.deal_price_cents = 1900; /* both prices above 18.00 */
+    assert_false(ld_keep(&ld, now, soon, &d, &why));
+    assert_string_equal(why, "price");
+    ld.deal_price_cents = 900;
+    ld.current_price_cents = 950; /* both below 10.00 */
+    assert_false(ld_keep(&ld, now, soon, &d, &why));
+    ld.current_price_cents = 1200; /* one of them in range: the peek decides */
+    assert_true(ld_keep(&ld, now, soon, &d, &why));
+    ld_init(&ld, "B0LIGHT001", KP_LD_UPCOMING, now + 10, now + 100);
+    assert_true(ld_keep(&ld, now, soon, &d, &why)); /* no price yet: the peek decides */
+    /* A Used buyer: the deal's New prices say nothing about the buy. */
+    text = "[scan]\nmax_price = 5\n";
+    assert_int_equal(cfg_load_buffer(text, strlen(text), "t", &c, err, sizeof(err)), 0);
+    scanner_discovery_from_cfg(&c, &d);
+    ld_init(&ld, "B0LIGHT001", KP_LD_AVAILABLE, now - 5, now + 100);
+    assert_true(ld_keep(&ld, now, soon, &d, &why));
+}
+
+/* What `seen` keeps for a lightning deal: the same deal is one hash, a new or changed one not. */
+static void test_lightning_hash(void **state)
+{
+    (void)state;
+    struct kp_lightning_deal ld;
+    struct scanner_list_entry a, b;
+    ld_init(&ld, "B0LIGHT001", KP_LD_UPCOMING, 1000, 1360);
+    assert_int_equal(scanner_lightning_entry(&ld, &a), 0);
+    ld.percent_claimed = 40; /* claims move all the time: not a reason to pay again */
+    ld.rating = 45;
+    assert_int_equal(scanner_lightning_entry(&ld, &b), 0);
+    assert_true(a.hash == b.hash);
+    assert_true(a.start_min == 1000 && a.end_min == 1360 && a.state == KP_LD_UPCOMING);
+    ld.deal_price_cents = 1500; /* it went live with a price */
+    assert_int_equal(scanner_lightning_entry(&ld, &b), 0);
+    assert_true(a.hash != b.hash);
+    ld_init(&ld, "B0LIGHT001", KP_LD_UPCOMING, 2440, 2800); /* the next day's deal */
+    snprintf(ld.deal_id, sizeof(ld.deal_id), "0123456789abcdef");
+    assert_int_equal(scanner_lightning_entry(&ld, &b), 0);
+    assert_true(a.hash != b.hash);
+    assert_int_equal(scanner_bestseller_entry("B0BEST0001", &b), 0);
+    assert_true(b.hash == 0 && b.start_min == -1 && b.deal_price_cents == -1);
+    assert_int_equal(scanner_bestseller_entry("b0best0001", &b), -EINVAL);
+}
+
+/* The cursor over lists and their chunks moves past a chunk only when asked to, in order. */
+static void test_list_cursor(void **state)
+{
+    (void)state;
+    struct scanner_cursor c = {.source = CFG_SOURCE_BESTSELLERS};
+    /* Three categories: 320 entries, none, 100. */
+    assert_false(scanner_cursor_after_list_chunk(&c, 150, 320, 3));
+    assert_true(c.position == SCANNER_LIST_POS(0, 150));
+    assert_int_equal(SCANNER_LIST_OF(c.position), 0);
+    assert_int_equal(SCANNER_OFFSET_OF(c.position), 150);
+    assert_false(scanner_cursor_after_list_chunk(&c, 300, 320, 3));
+    assert_false(scanner_cursor_after_list_chunk(&c, 320, 320, 3));
+    assert_true(c.position == SCANNER_LIST_POS(1, 0));
+    assert_false(scanner_cursor_after_list_chunk(&c, 0, 0, 3)); /* nothing found: next */
+    assert_true(c.position == SCANNER_LIST_POS(2, 0));
+    assert_true(scanner_cursor_after_list_chunk(&c, 100, 100, 3));
+    assert_true(c.position == 0 && c.pass == 1);
+    /* The lightning list is one list. */
+    struct scanner_cursor l = {.source = CFG_SOURCE_LIGHTNING};
+    assert_false(scanner_cursor_after_list_chunk(&l, 150, 151, 1));
+    assert_true(scanner_cursor_after_list_chunk(&l, 151, 151, 1));
+    assert_true(l.position == 0 && l.pass == 1);
+    /* Its byte form keeps list and offset. */
+    c.position = SCANNER_LIST_POS(31, 99999);
+    uint8_t buf[SCANNER_CURSOR_BYTES];
+    scanner_cursor_encode(&c, buf);
+    struct scanner_cursor back;
+    assert_int_equal(scanner_cursor_decode(buf, sizeof(buf), &back), 0);
+    assert_int_equal(SCANNER_LIST_OF(back.position), 31);
+    assert_int_equal(SCANNER_OFFSET_OF(back.position), 99999);
+
+    /* The list's clock: its reference minute advanced by the Keepa minutes since. */
+    assert_int_equal(scanner_list_clock(1000, 5, 5 + 2500, 100), 1025);
+    assert_int_equal(scanner_list_clock(1000, 5, 4, 100), 1000);
+}
+
+/* The configured best-seller lists, and the hash that restarts the walk when they change. */
+static void test_bestseller_config(void **state)
+{
+    (void)state;
+    struct cfg c;
+    char err[512];
+    const char *text = "[scan]\nsource = bestsellers\nbestseller_categories = 283155, 2831551\n"
+                       "bestseller_range = 90\n";
+    assert_int_equal(cfg_load_buffer(text, strlen(text), "t", &c, err, sizeof(err)), 0);
+    int64_t ids[SCANNER_CATS_MAX];
+    size_t n;
+    int range;
+    uint64_t h1, h2, h3;
+    assert_int_equal(scanner_bestsellers_from_cfg(&c, ids, &n, &range, &h1), 0);
+    assert_int_equal(n, 2);
+    assert_true(ids[0] == 283155 && ids[1] == 2831551);
+    assert_int_equal(range, 90);
+    snprintf(c.scan_bestseller_categories, sizeof(c.scan_bestseller_categories), "2831551, 283155");
+    assert_int_equal(scanner_bestsellers_from_cfg(&c, ids, &n, &range, &h2), 0);
+    assert_true(h1 != h2); /* the order is the walk's */
+    c.scan_bestseller_range = 30;
+    assert_int_equal(scanner_bestsellers_from_cfg(&c, ids, &n, &range, &h3), 0);
+    assert_true(h3 != h2);
+    c.scan_bestseller_range = 60;
+    assert_int_equal(scanner_bestsellers_from_cfg(&c, ids, &n, &range, &h3), -EINVAL);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -746,6 +943,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_discovery_filters),
         cmocka_unit_test(test_selection_discovery),
         cmocka_unit_test(test_page_kinds),
+        cmocka_unit_test(test_lightning_candidates),
+        cmocka_unit_test(test_lightning_hash),
+        cmocka_unit_test(test_list_cursor),
+        cmocka_unit_test(test_bestseller_config),
     };
     return KD_RUN_TESTS(tests, argc, argv);
 }

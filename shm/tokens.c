@@ -52,12 +52,13 @@
  *
  * Grant rule: Keepa admits (projected balance > 0) AND balance - cost >= -max_deficit,
  * EXCEPT that a cost above cap + max_deficit (which no bucket can ever satisfy) is granted as
- * soon as the bucket is full. One refinement: requests in flight on different connections can
- * reach Keepa in any order, and a large one arriving first could leave a smaller one facing a
- * balance <= 0 (a 429 although the estimate was exact). So a grant also needs
- * balance - cost + smallest_unanswered_cost > 0 (the smallest reservation still unanswered,
- * the new one included): then every request in flight is admitted whatever the order. With
- * nothing in flight this is Keepa's own rule. Both thresholds are capped at the bucket's cap,
+ * soon as the bucket is full (tb_reserve_within refuses it instead, -EDQUOT, unless the
+ * balance is already above the cap and covers it within the bound). One refinement: requests in
+ * flight on different connections can reach Keepa in any order, and a large one arriving first
+ * could leave a smaller one facing a balance <= 0 (a 429 although the estimate was exact). So a
+ * grant also needs balance - cost + smallest_unanswered_cost > 0 (the smallest reservation still
+ * unanswered, the new one included): then every request in flight is admitted whatever the order.
+ * With nothing in flight this is Keepa's own rule. Both thresholds are capped at the bucket's cap,
  * so every -EAGAIN carries a finite time, never later than the time the bucket takes to fill:
  * waiting for more than the bucket can hold (docs/failure-modes.md F3, F4) is impossible by
  * construction.
@@ -373,8 +374,9 @@ int tb_init(struct shm_tokens *tb, const struct tb_params *p, int64_t now_ns)
 
 /* ---- reserve / settle ------------------------------------------------------------------- */
 
-int tb_reserve(struct shm_tokens *tb, int64_t now_ns, int64_t cost_tokens, int64_t owner,
-               struct tb_grant *grant, int64_t *wait_until_ns)
+/* tb_reserve and tb_reserve_within: WITHIN never grants below -max_deficit (-EDQUOT instead). */
+static int reserve(struct shm_tokens *tb, int64_t now_ns, int64_t cost_tokens, int64_t owner,
+                   bool within, struct tb_grant *grant, int64_t *wait_until_ns)
 {
     if (!tb_ready(tb) || grant == NULL || !now_valid(now_ns) || cost_tokens < 0 ||
         cost_tokens > TB_COST_MAX || owner < 1 || owner > TB_OWNER_MAX)
@@ -404,10 +406,20 @@ int tb_reserve(struct shm_tokens *tb, int64_t now_ns, int64_t cost_tokens, int64
         /* Order-proof: each request in flight is admitted in whatever order they arrive. */
         int64_t smallest = smallest_inflight(tb, cost_tokens, slot);
         int64_t strict = cost_tokens - smallest + 1 > need ? cost_tokens - smallest + 1 : need;
-        if (need > v.cap)
-            need = v.cap; /* more than the bucket can hold: granted when full */
-        if (strict > v.cap)
+        bool over_cap = within && need > v.cap;
+        if (over_cap && v.balance < need) {
+            /* Only a balance above the cap could pay it within the bound (a first reading, or
+             * a trusted rate below the real one): now or never, no unreachable wait. */
+            if (slot >= 0)
+                slot_free(tb, (unsigned)slot, slot_word(owner, gen, SLOT_HELD));
+            return -EDQUOT;
+        }
+        if (over_cap)
+            strict = need; /* the order-proof margin would be beyond the cap */
+        else if (strict > v.cap)
             strict = v.cap;
+        if (need > v.cap && !over_cap)
+            need = v.cap; /* more than the bucket can hold: granted when full */
         if (v.balance < strict) {
             if (slot >= 0)
                 slot_free(tb, (unsigned)slot, slot_word(owner, gen, SLOT_HELD));
@@ -431,6 +443,18 @@ int tb_reserve(struct shm_tokens *tb, int64_t now_ns, int64_t cost_tokens, int64
             return 0;
         }
     }
+}
+
+int tb_reserve(struct shm_tokens *tb, int64_t now_ns, int64_t cost_tokens, int64_t owner,
+               struct tb_grant *grant, int64_t *wait_until_ns)
+{
+    return reserve(tb, now_ns, cost_tokens, owner, false, grant, wait_until_ns);
+}
+
+int tb_reserve_within(struct shm_tokens *tb, int64_t now_ns, int64_t cost_tokens, int64_t owner,
+                      struct tb_grant *grant, int64_t *wait_until_ns)
+{
+    return reserve(tb, now_ns, cost_tokens, owner, true, grant, wait_until_ns);
 }
 
 static bool grant_valid(const struct tb_grant *g)

@@ -142,6 +142,17 @@ int tb_reserve(struct shm_tokens *tb, int64_t now_ns, int64_t cost_tokens, int64
                struct tb_grant *grant, int64_t *wait_until_ns);
 
 /*
+ * As tb_reserve, for a request that may be skipped rather than overdraw: never granted below
+ * -max_deficit, not even a cost above cap + max_deficit once the bucket is full. Such a cost is
+ * granted only while the projected balance already covers cost - max_deficit (a first reading,
+ * or a trusted rate below the real one, may put it above the cap); otherwise -EDQUOT: no refill
+ * will make it affordable, so there is nothing to wait for (docs/failure-modes.md F3, F4).
+ * Other returns as tb_reserve.
+ */
+int tb_reserve_within(struct shm_tokens *tb, int64_t now_ns, int64_t cost_tokens, int64_t owner,
+                      struct tb_grant *grant, int64_t *wait_until_ns);
+
+/*
  * Ends the reservation GRANT once its request is answered (or failed) with ACTUAL_TOKENS
  * charged. If no reading was applied for it, the balance is corrected by reserved - actual.
  * Returns 0; -ESTALE if the reservation was already settled or written off (nothing changes:

@@ -309,8 +309,19 @@ static void pump(struct spend *sp)
         struct tb_stats st;
         tb_stats(sp->tb, now, &st);
 
-        if (st.anchored && job->spec.within_deficit &&
-            cost > st.cap_tokens + st.max_deficit_tokens) {
+        if (st.anchored && job->spec.prio != SP_PRIO_COMMIT) {
+            int64_t floor = priority_floor(sp, job->spec.prio, cost, &st);
+            if (floor > 0 && st.projected_tokens - cost < floor) {
+                wait_until(sp, time_of_balance(sp, &st, floor + cost));
+                return;
+            }
+        }
+        int64_t wake = 0;
+        int rc = job->spec.within_deficit
+                     ? tb_reserve_within(sp->tb, now, cost, (int64_t)getpid(), &job->grant, &wake)
+                     : tb_reserve(sp->tb, now, cost, (int64_t)getpid(), &job->grant, &wake);
+        if (rc == -EDQUOT) {
+            /* No refill makes it affordable within the bound: it ends now, unsent. */
             sp->head = job->next;
             if (sp->head == NULL)
                 sp->tail = NULL;
@@ -324,15 +335,6 @@ static void pump(struct spend *sp)
             finish_unsent(job, KP_PERMANENT, why);
             continue;
         }
-        if (st.anchored && job->spec.prio != SP_PRIO_COMMIT) {
-            int64_t floor = priority_floor(sp, job->spec.prio, cost, &st);
-            if (floor > 0 && st.projected_tokens - cost < floor) {
-                wait_until(sp, time_of_balance(sp, &st, floor + cost));
-                return;
-            }
-        }
-        int64_t wake = 0;
-        int rc = tb_reserve(sp->tb, now, cost, (int64_t)getpid(), &job->grant, &wake);
         if (rc == -EAGAIN) {
             if (!sp->status_call_in_flight && tb_needs_reading(sp->tb, now) &&
                 tb_claim_status_call(sp->tb, now) == 0)

@@ -50,13 +50,12 @@ struct sp_job_spec {
     int64_t units; /* ASINs (pages for /deal) the request covers: the cost estimate's base */
     enum sp_priority prio;
     /*
-     * Never beyond the deficit bound. The bucket grants a cost above cap + max_deficit once it
-     * is full (so no wait is unreachable, docs/failure-modes.md F3), which leaves the balance
-     * below -max_deficit. A job that may be skipped (a discovery list of 500 tokens on a
-     * bucket of 300) sets this instead: while its estimate exceeds what the bucket can pay
-     * within the bound, it ends with KP_PERMANENT, nothing sent (http_status 0, error saying
-     * why). The check runs when the job reaches the head of the queue, once the bucket is
-     * anchored, against the trusted refill rate's cap.
+     * Never beyond the deficit bound (tb_reserve_within). The bucket grants a cost above
+     * cap + max_deficit once it is full, so that no wait is unreachable (docs/failure-modes.md
+     * F3), which leaves the balance below -max_deficit. A job that may be skipped (a discovery
+     * list of 500 tokens on a bucket of 300) sets this instead: while no refill can make it
+     * affordable within the bound, it ends with KP_PERMANENT, nothing sent (http_status 0, the
+     * error saying what it costs and which key to change).
      */
     bool within_deficit;
     sp_build_fn build;

@@ -235,6 +235,48 @@ static void test_huge_costs_are_granted_when_full_never_waited_for_forever(void 
     free(tb);
 }
 
+/*
+ * The same huge cost for a request that may be skipped (the 500-token lightning list on a plan
+ * of 5 a minute): never granted below -max_deficit. Beyond cap + deficit it is refused at once
+ * (-EDQUOT: no refill makes it affordable, nothing to wait for), unless a balance above the cap
+ * (a first reading, a rate not trusted yet) covers it; within cap + deficit it waits, always
+ * for a reachable balance, and leaves at most -max_deficit.
+ */
+static void test_within_deficit_never_overdraws_nor_waits_forever(void **state)
+{
+    (void)state;
+    struct tb_grant g;
+    int64_t wait;
+    struct shm_tokens *tb = anchored(300, 5); /* full: cap 300, max deficit 60 */
+    assert_int_equal(tb_reserve_within(tb, T0, 500, 7, &g, &wait), -EDQUOT);
+    assert_int_equal(tb_project(tb, T0), 300); /* nothing charged, no slot held */
+    assert_int_equal(tb_reserve_within(tb, T0 + 30 * MINUTE, 500, 7, &g, &wait), -EDQUOT);
+    assert_int_equal(tb_reserve_within(tb, T0, 200, 7, &g, &wait), 0); /* affordable: as ever */
+    free(tb);
+
+    /* A first reading above what the trusted rate caps (18 000 at 300/min, trusted 5): paid
+     * within the bound now. */
+    tb = anchored(18000, 300);
+    assert_int_equal(tb_reserve_within(tb, T0, 500, 7, &g, &wait), 0);
+    assert_true(tb_project(tb, T0) >= -60);
+    free(tb);
+
+    /* A bound of 240: 500 needs a balance of 260, reached by refill, with a peek in flight. */
+    struct tb_params p = {.max_deficit_tokens = 240};
+    tb = new_bucket(&p, T0);
+    struct tb_reading r = reading(100, 30000, 5, 1700000000000);
+    assert_int_equal(tb_apply_reading(tb, &r, T0, NULL), 0);
+    struct tb_grant peek;
+    assert_int_equal(tb_reserve_within(tb, T0, 50, 8, &peek, &wait), 0);
+    assert_int_equal(tb_reserve_within(tb, T0, 500, 7, &g, &wait), -EAGAIN);
+    assert_true(wait > T0 && wait - T0 <= tb_time_to_fill_ns(tb, T0));
+    for (int i = 0; i < 100 && tb_reserve_within(tb, wait, 500, 7, &g, &wait) == -EAGAIN; i++)
+        ;
+    assert_int_equal(g.cost_tokens, 500);
+    assert_true(tb_project(tb, g.granted_ns) >= -240);
+    free(tb);
+}
+
 /* Property: over random states and costs, a wait is never past the time the bucket fills. */
 static void test_waits_never_exceed_the_fill_time(void **state)
 {
@@ -1321,6 +1363,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_projection_counts_whole_ticks_up_to_the_cap),
         cmocka_unit_test(test_admission_and_deficit_bound),
         cmocka_unit_test(test_huge_costs_are_granted_when_full_never_waited_for_forever),
+        cmocka_unit_test(test_within_deficit_never_overdraws_nor_waits_forever),
         cmocka_unit_test(test_waits_never_exceed_the_fill_time),
         cmocka_unit_test(test_settle_corrects_once_and_never_frees_twice),
         cmocka_unit_test(test_slots_run_out_cleanly),

@@ -14,6 +14,12 @@
  * pass asks for it again, where absent fields would have rejected it on no evidence. Once every
  * candidate is done, finish_page() stores the advanced cursor, and the next page (or, after a
  * short page, the pass pause) follows.
+ *
+ * The dear list sources (lightning deals, best-seller lists) fetch a whole list with one
+ * request (fetch_list, within the deficit bound and sent once per grant), keep it as entries
+ * (list_entry_*), and put it on the page one chunk at a time (load_list_chunk): the lightning
+ * deals that are candidates (scanner_lightning_candidate, free), every best seller. From
+ * there a chunk is a page like any other; the cursor holds the list and the chunk's offset.
  */
 #include "scanner/stage.h"
 
@@ -75,6 +81,10 @@ static uint8_t st_source(int source)
         return ST_SOURCE_QUERY;
     case CFG_SOURCE_LIST:
         return ST_SOURCE_LIST;
+    case CFG_SOURCE_LIGHTNING:
+        return ST_SOURCE_LIGHTNING;
+    case CFG_SOURCE_BESTSELLERS:
+        return ST_SOURCE_BESTSELLERS;
     default:
         return ST_SOURCE_DEALS;
     }
@@ -82,10 +92,24 @@ static uint8_t st_source(int source)
 
 static const char *source_name(int source)
 {
-    return source == CFG_SOURCE_ASINS   ? "asins"
-           : source == CFG_SOURCE_QUERY ? "query"
-           : source == CFG_SOURCE_LIST  ? "list"
-                                        : "deals";
+    return source == CFG_SOURCE_ASINS         ? "asins"
+           : source == CFG_SOURCE_QUERY       ? "query"
+           : source == CFG_SOURCE_LIST        ? "list"
+           : source == CFG_SOURCE_LIGHTNING   ? "lightning"
+           : source == CFG_SOURCE_BESTSELLERS ? "bestsellers"
+                                              : "deals";
+}
+
+/* The sources that fetch a whole list with one dear request (scanner/rules.h). */
+static bool list_source(int source)
+{
+    return source == CFG_SOURCE_LIGHTNING || source == CFG_SOURCE_BESTSELLERS;
+}
+
+/* The lists a pass of the list source walks: the lightning list, or one per category. */
+static size_t n_lists(const struct scanner *sc)
+{
+    return sc->source == CFG_SOURCE_LIGHTNING ? 1 : sc->bs_n;
 }
 
 /* The sources read from a file line by line (an ASIN list, the seller's list). */
@@ -104,6 +128,10 @@ static uint64_t source_hash(const struct scanner *sc)
 {
     if (file_source(sc->source))
         return sc->list_hash;
+    if (sc->source == CFG_SOURCE_LIGHTNING)
+        return scanner_fnv1a(SCANNER_FNV_INIT, "lightning", 9);
+    if (sc->source == CFG_SOURCE_BESTSELLERS)
+        return sc->bs_hash;
     return sc->sel_ok ? sc->sel.hash : 0;
 }
 
@@ -684,7 +712,7 @@ static size_t dedup_page(struct scanner *sc)
 }
 
 /* The page's candidates are known: count, dedup, and start peeking. */
-static void page_loaded(struct scanner *sc, const char *what)
+static void page_loaded(struct scanner *sc, const char *what, uint64_t at)
 {
     size_t dedup = dedup_page(sc);
     struct shm_counter_block *cb = counters(sc);
@@ -695,7 +723,7 @@ static void page_loaded(struct scanner *sc, const char *what)
     sc->page_loaded = true;
     kd_info("%s %llu (pass %u): %zu items, %zu asins, %zu pre-filtered, %zu peeked recently "
             "and unchanged, %zu to peek",
-            what, (unsigned long long)sc->cur.position, sc->cur.pass, sc->page_items, sc->page.n,
+            what, (unsigned long long)at, sc->cur.pass, sc->page_items, sc->page.n,
             sc->page_prefiltered, dedup, scanner_page_count(&sc->page, SCANNER_CAND_QUEUED));
 }
 
@@ -754,7 +782,7 @@ static void page_done(const struct kp_result *res, void *ud)
                 items = env_n;
         }
         sc->page_items = items;
-        page_loaded(sc, what);
+        page_loaded(sc, what, sc->cur.position);
     } else {
         scanner_page_reset(&sc->page);
         if (res->code == KP_KEY_UNUSABLE) {
@@ -912,6 +940,302 @@ static int read_chunk(struct scanner *sc)
     return 0;
 }
 
+/* ---------- the dear list sources ---------- */
+
+/* "the lightning list", "best sellers of category 283155 (range 90)". */
+static void list_what(const struct scanner *sc, uint32_t index, char *out, size_t len)
+{
+    if (sc->source == CFG_SOURCE_LIGHTNING)
+        snprintf(out, len, "the lightning list");
+    else if (index < sc->bs_n)
+        snprintf(out, len, "best sellers of category %lld (range %d)", (long long)sc->bs_ids[index],
+                 sc->bs_range);
+    else
+        snprintf(out, len, "best-seller list %u", index);
+}
+
+/* The Keepa minute now by the loaded list's clock (scanner_list_clock). */
+static int64_t list_now_min(const struct scanner *sc)
+{
+    return scanner_list_clock(sc->list_ref_min, sc->list_ref_ns, kd_mono_ns(),
+                              cfg(sc)->tokens_minute_ms * KD_NS_PER_MS);
+}
+
+/*
+ * Appends E to the list being decoded. Beyond SCANNER_LIST_MAX entries (or when memory runs
+ * out) the rest of the answer is not kept: the walk covers what was kept and says so.
+ */
+static void list_append(struct scanner *sc, const struct scanner_list_entry *e)
+{
+    if (sc->list_n >= SCANNER_LIST_MAX) {
+        sc->list_truncated = true;
+        return;
+    }
+    if (sc->list_n == sc->list_cap) {
+        size_t cap = sc->list_cap > 0 ? sc->list_cap * 2 : 1024;
+        if (cap > SCANNER_LIST_MAX)
+            cap = SCANNER_LIST_MAX;
+        struct scanner_list_entry *p = realloc(sc->list, cap * sizeof(*p));
+        if (p == NULL) {
+            sc->list_truncated = true;
+            return;
+        }
+        sc->list = p;
+        sc->list_cap = cap;
+    }
+    sc->list[sc->list_n++] = *e;
+}
+
+static int on_list_lightning(const struct kp_lightning_deal *ld, void *ud)
+{
+    struct scanner *sc = ud;
+    struct scanner_list_entry e;
+    if (scanner_lightning_entry(ld, &e) != 0)
+        return 0; /* no ASIN to peek */
+    if (ld->last_update_keepa_min > sc->list_newest_min)
+        sc->list_newest_min = ld->last_update_keepa_min;
+    list_append(sc, &e);
+    return 0;
+}
+
+static int on_list_asin(const char *asin, void *ud)
+{
+    struct scanner *sc = ud;
+    struct scanner_list_entry e;
+    if (scanner_bestseller_entry(asin, &e) == 0)
+        list_append(sc, &e);
+    return 0;
+}
+
+/* Builds the list request when its tokens are granted, for the config as it is then. */
+static int build_list(struct kp_call *call, void *ud)
+{
+    struct scanner *sc = ud;
+    sc->list_n = 0; /* a grant may follow an attempt that delivered part of a list */
+    sc->list_truncated = false;
+    sc->list_newest_min = -1;
+    sc->walk_hash = source_hash(sc);
+    sc->walk_lists = n_lists(sc);
+    int domain = (int)cfg(sc)->keepa_domain;
+    if (sc->source == CFG_SOURCE_LIGHTNING)
+        return kp_call_lightning(call, domain, NULL, 0);
+    if (sc->fetch_index >= sc->bs_n)
+        return -EINVAL; /* a reload shortened the walk: the next start_page starts it over */
+    return kp_call_bestsellers(call, domain, sc->bs_ids[sc->fetch_index], sc->bs_range);
+}
+
+/* The list is in memory: its chunks follow (start_list_page). */
+static void list_arrived(struct scanner *sc, double tokens)
+{
+    sc->fetch_failures = 0;
+    sc->list_refused = false;
+    sc->list_loaded = true;
+    sc->list_index = sc->fetch_index;
+    sc->list_ref_ns = kd_mono_ns();
+    sc->pass_lists++;
+    sc->pass_list_tokens += tokens > 0 ? (uint64_t)tokens : 0;
+}
+
+static void list_done(const struct kp_result *res, void *ud)
+{
+    struct scanner *sc = ud;
+    sc->fetching = false;
+    char what[96];
+    list_what(sc, sc->fetch_index, what, sizeof(what));
+    double tokens = res->reading_valid ? res->reading.tokens_consumed : 0;
+    const struct kp_envelope *env = res->envelope;
+    if (res->code == KP_OK && !sc->stopping) {
+        /* A deal's window is on Keepa's clock: the list's newest lastUpdate, never after the
+         * answer's own timestamp (scanner_list_clock). */
+        int64_t server_min = kd_ms_to_keepa_min(
+            env != NULL && (env->have & KP_ENV_TIMESTAMP) ? env->timestamp_ms : kd_wall_ms());
+        sc->list_ref_min = sc->list_newest_min >= 0 && sc->list_newest_min < server_min
+                               ? sc->list_newest_min
+                               : server_min;
+        list_arrived(sc, tokens);
+        if (sc->source == CFG_SOURCE_BESTSELLERS &&
+            (env == NULL || !(env->have & KP_ENV_BESTSELLERS)))
+            kd_warn("%s: Keepa has no best-seller list for it (%.0f tokens); the walk goes on "
+                    "with the next category (check [scan] bestseller_categories)",
+                    what, tokens);
+        else
+            kd_info("%s: %zu entries%s, %.0f tokens", what, sc->list_n,
+                    sc->list_truncated ? " (the rest not kept: the memory bound)" : "", tokens);
+    } else if (res->code == KP_KEY_UNUSABLE) {
+        sc->list_n = 0;
+        sc->key_unusable = true;
+    } else if (res->code == KP_PERMANENT) {
+        /* Not sent (it costs more than the bucket can pay within the deficit bound), or
+         * refused by Keepa: resending at once would not help. Said once, then retried slowly:
+         * a bigger plan or a reload may make it possible. */
+        sc->list_n = 0;
+        kd_log(sc->list_refused ? KD_LOG_DEBUG : KD_LOG_ERROR, "%s: %s", what, res->error);
+        wk_set_error(sc->wk, "%s: %s", what, res->error);
+        sc->list_refused = true;
+        if (res->http_status >= 400 && sc->source == CFG_SOURCE_BESTSELLERS) {
+            /* Keepa refused this category's request: an empty list, so the walk goes on. */
+            kd_error("%s: skipped (fix [scan] bestseller_categories and reload)", what);
+            list_arrived(sc, 0);
+        } else {
+            sc->fetch_retry_ns = kd_mono_ns() + NO_SOURCE_RETRY_MS * KD_NS_PER_MS;
+        }
+    } else if (res->code != KP_CANCELLED && res->code != KP_OK) {
+        sc->list_n = 0;
+        sc->fetch_failures++;
+        int64_t wait = backoff_ns(sc->fetch_failures);
+        sc->fetch_retry_ns = kd_mono_ns() + wait;
+        kd_warn("%s failed (%s: %s); the cursor stays on it, retry in %lld ms", what,
+                kp_result_name(res->code), res->error, (long long)(wait / KD_NS_PER_MS));
+    } else {
+        sc->list_n = 0;
+    }
+    kick(sc);
+}
+
+/* Queues the request for list INDEX of the walk. */
+static void fetch_list(struct scanner *sc, uint32_t index, int64_t now)
+{
+    struct sp_job_spec spec = {
+        .kind = sc->source == CFG_SOURCE_LIGHTNING ? TB_KIND_LIGHTNING : TB_KIND_BESTSELLERS,
+        .units = 1,
+        .prio = SP_PRIO_DISCOVER,
+        .within_deficit = true, /* never the overdraft of docs/failure-modes.md F2/F18 */
+        .build = build_list,
+        .cbs = {.on_lightning = on_list_lightning,
+                .on_asin = on_list_asin,
+                .on_done = list_done,
+                .ud = sc}};
+    sc->fetch_index = index;
+    sc->list_loaded = false;
+    sc->fetching = true;
+    int rc = sp_submit(&sc->sp, &spec);
+    if (rc != 0) {
+        sc->fetching = false;
+        if (rc == -EKEYREJECTED) {
+            sc->key_unusable = true;
+        } else if (rc != -ESHUTDOWN) {
+            kd_error("cannot queue a list request: %s", strerror(-rc));
+            sc->fetch_retry_ns = now + backoff_ns(++sc->fetch_failures);
+        }
+    }
+}
+
+/*
+ * Puts the chunk of the list from entry OFFSET on the page. Every entry is discovered; the
+ * lightning deals that are not candidates (scanner_lightning_candidate) are done at once, for
+ * free, like deals the feed's own data rules out.
+ */
+static void load_list_chunk(struct scanner *sc, size_t offset)
+{
+    static const char *const reasons[] = {"not_soon", "ended", "sold_out", "amazon", "price"};
+    size_t dropped[KD_ARRAY_LEN(reasons)] = {0};
+    bool lightning = sc->source == CFG_SOURCE_LIGHTNING;
+    int64_t now_min = lightning ? list_now_min(sc) : 0;
+    int64_t soon_min = cfg(sc)->scan_lightning_soon_ms / CFG_MS_MIN;
+    scanner_page_reset(&sc->page);
+    sc->page_prefiltered = 0;
+    sc->n_items = 0;
+    size_t i = offset;
+    for (; i < sc->list_n && i - offset < SCANNER_LIST_CHUNK; i++) {
+        const struct scanner_list_entry *e = &sc->list[i];
+        if (scanner_page_add(&sc->page, e->asin, lightning ? e->start_min : -1, e->hash) != 0)
+            continue; /* twice in the list (two deals of one product): one peek */
+        if (!lightning)
+            continue;
+        struct scanner_cand *c = &sc->page.c[sc->page.n - 1];
+        c->window_start_min = e->start_min;
+        c->window_end_min = e->end_min;
+        const char *why = NULL;
+        if (!scanner_lightning_candidate(e, now_min, soon_min, &sc->disc, &why)) {
+            c->state = SCANNER_CAND_DONE;
+            sc->page_prefiltered++;
+            for (size_t k = 0; k < KD_ARRAY_LEN(reasons); k++)
+                dropped[k] += why != NULL && strcmp(why, reasons[k]) == 0;
+        }
+    }
+    sc->list_next = i;
+    sc->page_items = i - offset;
+    if (lightning && sc->page_prefiltered > 0)
+        kd_info("lightning deals %zu..%zu of %zu: %zu ruled out for free (%zu start later than "
+                "[scan] lightning_soon, %zu ended, %zu sold out, %zu Amazon's, %zu price)",
+                offset, i, sc->list_n, sc->page_prefiltered, dropped[0], dropped[1], dropped[2],
+                dropped[3], dropped[4]);
+    char what[128];
+    list_what(sc, sc->list_index, what, sizeof(what));
+    size_t len = strlen(what);
+    snprintf(what + len, sizeof(what) - len, ", entry");
+    page_loaded(sc, what, offset);
+}
+
+/* The next chunk of the walk, or the request for the list it is in. */
+static void start_list_page(struct scanner *sc, int64_t now)
+{
+    size_t lists = n_lists(sc);
+    if (lists == 0) {
+        sc->fetch_retry_ns = now + NO_SOURCE_RETRY_MS * KD_NS_PER_MS;
+        return;
+    }
+    uint32_t index = SCANNER_LIST_OF(sc->cur.position);
+    size_t offset = SCANNER_OFFSET_OF(sc->cur.position);
+    if (index >= lists) { /* a cursor stored by a longer walk: this one starts over */
+        sc->cur.position = 0;
+        index = 0;
+        offset = 0;
+    }
+    if (!sc->list_loaded || sc->list_index != index || sc->walk_hash != source_hash(sc)) {
+        fetch_list(sc, index, now);
+        return;
+    }
+    load_list_chunk(sc, offset < sc->list_n ? offset : sc->list_n);
+}
+
+/*
+ * A lightning deal that ended while its candidate waited for a peek (a page held back by the
+ * committer's backlog) is not peeked: it is done, counted as pre-filtered.
+ */
+static void drop_ended_deals(struct scanner *sc)
+{
+    if (sc->source != CFG_SOURCE_LIGHTNING || !sc->list_loaded)
+        return;
+    int64_t now_min = list_now_min(sc);
+    size_t n = 0;
+    for (size_t i = 0; i < sc->page.n; i++) {
+        struct scanner_cand *c = &sc->page.c[i];
+        if (c->state == SCANNER_CAND_QUEUED && c->window_end_min >= 0 &&
+            c->window_end_min <= now_min) {
+            c->state = SCANNER_CAND_DONE;
+            n++;
+        }
+    }
+    if (n == 0)
+        return;
+    shm_counter_add(counters(sc), SHM_C_asins_prefiltered, (int64_t)n);
+    sc->pass_ended += n;
+    kd_info("%zu lightning deals ended before their peek: not peeked", n);
+}
+
+/* Reads [scan] bestseller_categories and bestseller_range (validated with the config). */
+static void load_bestsellers(struct scanner *sc, bool reload)
+{
+    int64_t ids[SCANNER_CATS_MAX];
+    size_t n = 0;
+    int range = 0;
+    uint64_t hash = 0;
+    if (scanner_bestsellers_from_cfg(cfg(sc), ids, &n, &range, &hash) != 0) {
+        kd_error("[scan] bestseller_categories or bestseller_range unusable; keeping the "
+                 "previous lists");
+        return;
+    }
+    if (reload && hash != sc->bs_hash)
+        kd_info("reload: the best-seller lists changed (%zu categories, range %d): the next "
+                "list starts a new walk",
+                n, range);
+    memcpy(sc->bs_ids, ids, n * sizeof(ids[0]));
+    sc->bs_n = n;
+    sc->bs_range = range;
+    sc->bs_hash = hash;
+}
+
 static void start_page(struct scanner *sc, int64_t now)
 {
     uint64_t hash = source_hash(sc);
@@ -922,13 +1246,17 @@ static void start_page(struct scanner *sc, int64_t now)
         sc->cur = scanner_cursor_resume(&sc->cur, (uint8_t)sc->source, hash);
         sc->hint_line = 0;
     }
+    if (list_source(sc->source)) {
+        start_list_page(sc, now);
+        return;
+    }
     if (file_source(sc->source)) {
         if (read_chunk(sc) != 0) {
             sc->fetch_retry_ns = now + NO_SOURCE_RETRY_MS * KD_NS_PER_MS;
             return;
         }
-        page_loaded(sc,
-                    sc->source == CFG_SOURCE_LIST ? "list chunk at line" : "asin chunk at line");
+        page_loaded(sc, sc->source == CFG_SOURCE_LIST ? "list chunk at line" : "asin chunk at line",
+                    sc->cur.position);
         return;
     }
     if (!sc->sel_ok) {
@@ -980,6 +1308,9 @@ static void finish_page(struct scanner *sc, int64_t now)
     bool pass_end;
     if (file_source(sc->source))
         pass_end = scanner_cursor_after_chunk(&next, sc->page_next_line, sc->page_eof);
+    else if (list_source(sc->source))
+        pass_end =
+            scanner_cursor_after_list_chunk(&next, sc->list_next, sc->list_n, sc->walk_lists);
     else
         pass_end = scanner_cursor_after_page(&next, sc->page_items, sc->page_full, sc->page_last);
     int rc = st_write(sc->env, write_cursor_fn, &next);
@@ -999,12 +1330,19 @@ static void finish_page(struct scanner *sc, int64_t now)
     sc->cur = next;
     sc->page_loaded = false;
     scanner_page_reset(&sc->page);
+    if (list_source(sc->source) && (pass_end || SCANNER_LIST_OF(next.position) != sc->list_index))
+        sc->list_loaded = false; /* the walk left this list: the next one is fetched */
     if (pass_end) {
-        char lines[128] = "";
+        char lines[160] = "";
         if (sc->source == CFG_SOURCE_LIST)
             snprintf(lines, sizeof(lines), ", %llu list lines ignored, %llu codes unresolved",
                      (unsigned long long)sc->pass_bad_lines,
                      (unsigned long long)sc->pass_unresolved);
+        else if (list_source(sc->source))
+            snprintf(lines, sizeof(lines),
+                     ", %llu lists for %llu tokens, %llu lightning deals ended before their peek",
+                     (unsigned long long)sc->pass_lists, (unsigned long long)sc->pass_list_tokens,
+                     (unsigned long long)sc->pass_ended);
         kd_info("pass %u done: %llu pages, %llu asins discovered, %llu peeked, %llu survivors%s; "
                 "next pass in %lld ms",
                 next.pass - 1, (unsigned long long)sc->pass_pages,
@@ -1014,6 +1352,7 @@ static void finish_page(struct scanner *sc, int64_t now)
         sc->list_warned = true; /* bad list lines are reported once, not every pass */
         sc->pass_pages = sc->pass_discovered = sc->pass_peeked = sc->pass_survivors = 0;
         sc->pass_bad_lines = sc->pass_unresolved = 0;
+        sc->pass_lists = sc->pass_list_tokens = sc->pass_ended = 0;
         sc->pass_resume_ns = now + cfg(sc)->scan_pass_pause_ms * KD_NS_PER_MS;
     }
 }
@@ -1080,8 +1419,10 @@ static void step(struct scanner *sc)
 
     for (int round = 0; round < PAGES_PER_STEP; round++) {
         if (sc->page_loaded) {
-            if (!throttled)
+            if (!throttled) {
+                drop_ended_deals(sc);
                 submit_peeks(sc, now, &wake);
+            }
             if (!scanner_page_complete(&sc->page) || busy_batches(sc))
                 break;
             finish_page(sc, now);
@@ -1128,6 +1469,10 @@ static void on_reload(struct wk *wk)
         const char *path = list_path(sc);
         sc->list_hash = scanner_fnv1a(SCANNER_FNV_INIT, path, strlen(path));
         sc->list_warned = false;
+    } else if (list_source(sc->source)) {
+        if (sc->source == CFG_SOURCE_BESTSELLERS)
+            load_bestsellers(sc, true);
+        sc->list_refused = false; /* a changed config is reported afresh */
     } else {
         struct scanner_selection next;
         char err[256];
@@ -1204,8 +1549,13 @@ static int load_cursor(struct scanner *sc)
                 rc != 0 ? st_strerror(rc) : "bad format");
     st_read_end(txn);
     sc->cur = scanner_cursor_resume(have ? &stored : NULL, (uint8_t)sc->source, source_hash(sc));
-    kd_info("discovery from %s, pass %u, %s %llu", source_name(sc->source), sc->cur.pass,
-            file_source(sc->source) ? "line" : "page", (unsigned long long)sc->cur.position);
+    if (list_source(sc->source))
+        kd_info("discovery from %s, pass %u, list %u entry %u", source_name(sc->source),
+                sc->cur.pass, SCANNER_LIST_OF(sc->cur.position),
+                SCANNER_OFFSET_OF(sc->cur.position));
+    else
+        kd_info("discovery from %s, pass %u, %s %llu", source_name(sc->source), sc->cur.pass,
+                file_source(sc->source) ? "line" : "page", (unsigned long long)sc->cur.position);
     return 0;
 }
 
@@ -1234,6 +1584,9 @@ static int on_start(struct wk *wk)
     if (file_source(sc->source)) {
         const char *path = list_path(sc);
         sc->list_hash = scanner_fnv1a(SCANNER_FNV_INIT, path, strlen(path));
+    } else if (list_source(sc->source)) {
+        if (sc->source == CFG_SOURCE_BESTSELLERS)
+            load_bestsellers(sc, false);
     } else {
         rc = scanner_selection_load(&sc->sel, sc->source, wk->cfg.keepa_domain, &sc->disc,
                                     wk->cfg.scan_selection_file, err, sizeof(err));
@@ -1274,6 +1627,7 @@ static void on_release(struct wk *wk)
     st_close(sc->env);
     scanner_selection_free(&sc->sel);
     free(sc->fetch_json);
+    free(sc->list);
     wk_backlog_free(&sc->survivors_out);
     wk_backlog_free(&sc->refresh_out);
 }

@@ -16,7 +16,11 @@
  *   - a survivor is in `pending` (with its `seen` record, in one write transaction) before it
  *     is pushed to the SURVIVORS ring;
  *   - 429s never reach the stage (spend.h waits for a new grant): a pass ends only on a
- *     short page or the last page (docs/failure-modes.md F9, F11).
+ *     short page or the last page (docs/failure-modes.md F9, F11);
+ *   - the dear list sources (lightning deals, best-seller lists: scanner/rules.h) hold one
+ *     list answer (at most SCANNER_LIST_MAX entries) and walk it in chunks, each a page with
+ *     the rules above; their list requests never overdraw the deficit bound (within_deficit)
+ *     and are sent once per grant (a failure is retried through the bucket).
  */
 #ifndef KD_SCANNER_STAGE_H
 #define KD_SCANNER_STAGE_H
@@ -134,10 +138,31 @@ struct scanner {
     size_t n_items;
     struct scanner_list_item items[SCANNER_PAGE_DEALS];
 
+    /* The dear list sources: the answer being walked (scanner/rules.h). */
+    struct scanner_list_entry *list; /* malloc'd, list_cap entries */
+    size_t list_n, list_cap;
+    bool list_loaded;        /* list answers list_index of the walk walk_hash */
+    bool list_truncated;     /* the answer had more than SCANNER_LIST_MAX entries */
+    bool list_refused;       /* the list's request was refused (cost, 4xx): reported once */
+    uint32_t list_index;     /* the category's position (0: the lightning list) */
+    uint32_t fetch_index;    /* the list being fetched */
+    uint64_t walk_hash;      /* source_hash when the list was fetched */
+    size_t walk_lists;       /* lists in that walk */
+    size_t list_next;        /* the entry after the chunk on the page */
+    int64_t list_newest_min; /* newest lastUpdate of the deals being decoded */
+    int64_t list_ref_min;    /* the list's clock: Keepa minute at list_ref_ns */
+    int64_t list_ref_ns;
+    int64_t bs_ids[SCANNER_CATS_MAX]; /* [scan] bestseller_categories, renewed on reload */
+    size_t bs_n;
+    int bs_range;
+    uint64_t bs_hash;
+
     /* Per-pass figures for the pass log line. */
     uint64_t pass_pages, pass_discovered, pass_peeked, pass_survivors;
     uint64_t pass_bad_lines,
-        pass_unresolved; /* the seller's list: lines ignored, codes unresolved */
+        pass_unresolved;                   /* the seller's list: lines ignored, codes unresolved */
+    uint64_t pass_lists, pass_list_tokens; /* list sources: answers and what they cost */
+    uint64_t pass_ended;                   /* lightning deals that ended before their peek */
 };
 
 #endif

@@ -251,7 +251,9 @@ enum st_source {
     ST_SOURCE_ASINS = 2,
     ST_SOURCE_QUERY = 3,
     ST_SOURCE_RECOMMIT = 4,
-    ST_SOURCE_LIST = 5 /* the seller's list ([scan] source = list), with or without a cost */
+    ST_SOURCE_LIST = 5,       /* the seller's list ([scan] source = list), with or without a cost */
+    ST_SOURCE_LIGHTNING = 6,  /* Keepa's lightning deals ([scan] source = lightning) */
+    ST_SOURCE_BESTSELLERS = 7 /* best-seller lists ([scan] source = bestsellers) */
 };
 
 #define ST_MEMBER_I64(name, size)   int64_t name;

@@ -120,7 +120,8 @@ static const char *availability_name(int32_t a)
 
 static const char *source_name(unsigned s)
 {
-    static const char *const names[] = {NULL, "deals", "asins", "query", "recommit", "list"};
+    static const char *const names[] = {NULL,       "deals", "asins",     "query",
+                                        "recommit", "list",  "lightning", "bestsellers"};
     return s < ARRAY_LEN(names) ? names[s] : NULL;
 }
 
@@ -188,7 +189,7 @@ static struct value v_keepa_minutes(int64_t min)
       "categoryTree[0].name, else kdeals' name for the root category")                             \
     X(source, STRING, v_str(source_name(r->source)),                                               \
       "what found it: deals (the /deal feed), asins, query (product finder), recommit, list "      \
-      "(your list)")                                                                               \
+      "(your list), lightning (lightning deals), bestsellers (best-seller lists)")                 \
     X(source_url, STRING, v_text(r->source_url), "your list's source_url: where you buy it")       \
     X(note, STRING, v_text(r->note), "your list's note")                                           \
     X(state, STRING, v_str(st_state_name(r->state)), "deal, failing or rejected")                  \

@@ -29,7 +29,15 @@
 #include "keepa/decode.h"
 #include "keepa/request.h"
 
-enum out_kind { OUT_PRODUCTS, OUT_DEALS, OUT_SELLERS, OUT_QUERY, OUT_NONE };
+enum out_kind {
+    OUT_PRODUCTS,
+    OUT_DEALS,
+    OUT_SELLERS,
+    OUT_QUERY,
+    OUT_LIGHTNING,
+    OUT_BESTSELLERS,
+    OUT_NONE
+};
 
 struct out {
     yajl_gen g;
@@ -71,6 +79,11 @@ static void gen_envelope(yajl_gen g, const struct kp_envelope *e)
     cli_json_int(g, "deals", e->n_deals);
     cli_json_int(g, "sellers", e->n_sellers);
     cli_json_int(g, "asins", e->n_asins);
+    cli_json_int(g, "lightningDeals", e->n_lightning);
+    if (e->bestsellers_category >= 0)
+        cli_json_int(g, "bestSellersCategory", e->bestsellers_category);
+    if (e->bestsellers_last_update_keepa_min >= 0)
+        cli_json_int(g, "bestSellersLastUpdate", e->bestsellers_last_update_keepa_min);
     yajl_gen_map_close(g);
 }
 
@@ -196,6 +209,30 @@ static void gen_seller(yajl_gen g, const struct kp_seller *s)
     yajl_gen_map_close(g);
 }
 
+static void gen_lightning(yajl_gen g, const struct kp_lightning_deal *x)
+{
+    yajl_gen_map_open(g);
+    cli_json_str(g, "asin", x->asin);
+    cli_json_str(g, "title", x->title);
+    cli_json_str(g, "sellerId", x->seller_id);
+    cli_json_str(g, "sellerName", x->seller_name);
+    cli_json_str(g, "dealId", x->deal_id);
+    cli_json_int(g, "domainId", x->domain_id);
+    cli_json_int(g, "lastUpdate", x->last_update_keepa_min);
+    cli_json_str(g, "dealState", kp_ld_state_name(x->state));
+    cli_json_int(g, "startTime", x->start_keepa_min);
+    cli_json_int(g, "endTime", x->end_keepa_min);
+    cli_json_int(g, "dealPrice", x->deal_price_cents);
+    cli_json_int(g, "currentPrice", x->current_price_cents);
+    cli_json_int(g, "percentClaimed", x->percent_claimed);
+    cli_json_int(g, "percentOff", x->percent_off);
+    cli_json_int(g, "rating", x->rating);
+    cli_json_int(g, "totalReviews", x->total_reviews);
+    cli_json_tri(g, "isPrimeEligible", x->is_prime_eligible);
+    cli_json_tri(g, "isFulfilledByAmazon", x->is_fba);
+    yajl_gen_map_close(g);
+}
+
 static int out_product(const struct kp_product *p, void *ud)
 {
     struct out *o = ud;
@@ -220,17 +257,26 @@ static int out_seller(const struct kp_seller *s, void *ud)
     return 0;
 }
 
+static int out_lightning(const struct kp_lightning_deal *x, void *ud)
+{
+    struct out *o = ud;
+    if (o->kind == OUT_LIGHTNING)
+        gen_lightning(o->g, x);
+    return 0;
+}
+
 static int out_asin(const char *asin, void *ud)
 {
     struct out *o = ud;
-    if (o->kind == OUT_QUERY)
+    if (o->kind == OUT_QUERY || o->kind == OUT_BESTSELLERS)
         yajl_gen_string(o->g, (const unsigned char *)asin, strlen(asin));
     return 0;
 }
 
 static void out_open(struct out *o, enum out_kind kind)
 {
-    static const char *const names[] = {"products", "deals", "sellers", "asinList"};
+    static const char *const names[] = {"products", "deals",          "sellers",
+                                        "asinList", "lightningDeals", "asinList"};
     o->kind = kind;
     o->g = cli_json_new(true);
     yajl_gen_map_open(o->g);
@@ -266,6 +312,10 @@ static int parse_kind(const char *s, enum out_kind *k)
         *k = OUT_SELLERS;
     else if (strcmp(s, "query") == 0)
         *k = OUT_QUERY;
+    else if (strcmp(s, "lightning") == 0 || strcmp(s, "lightningdeal") == 0)
+        *k = OUT_LIGHTNING;
+    else if (strcmp(s, "bestsellers") == 0)
+        *k = OUT_BESTSELLERS;
     else
         return -EINVAL;
     return 0;
@@ -275,7 +325,7 @@ static int parse_kind(const char *s, enum out_kind *k)
 
 static void decode_usage(FILE *f)
 {
-    fprintf(f, "usage: kdeals decode product|deals|sellers|query FILE\n"
+    fprintf(f, "usage: kdeals decode product|deals|sellers|query|lightning|bestsellers FILE\n"
                "  Decodes a raw Keepa response body (plain or gzip; FILE - reads stdin) and\n"
                "  prints, as JSON, exactly what the client's decoder extracted.\n"
                "  Exit: 0 decoded, 1 malformed input, 2 usage.\n");
@@ -371,6 +421,7 @@ int cli_decode_main(int argc, char **argv)
                                 .on_deal = out_deal,
                                 .on_seller = out_seller,
                                 .on_asin = out_asin,
+                                .on_lightning = out_lightning,
                                 .ud = &o};
     struct kp_decoder *d = kp_decoder_new(NULL, &cbs);
     if (d == NULL) {

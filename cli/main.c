@@ -63,7 +63,7 @@ static int usage(FILE *out)
             "  judge FILE|- | --fetch ASIN...      judge a raw Keepa /product answer\n"
             "  web [--listen ADDR]                 the dashboard and JSON API alone (development)\n"
             "  check-config   validate the config and print the effective values\n"
-            "  decode product|deals FILE           decode a raw Keepa response body\n"
+            "  decode product|deals|...|lightning|bestsellers FILE   decode a raw Keepa body\n"
             "  fetch product ASIN...|deals --selection FILE   one live Keepa request\n"
             "  version\n"
             "\n"

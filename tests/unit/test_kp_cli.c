@@ -100,6 +100,29 @@ static void test_decode_product_fixture(void **state)
     out_free(&r);
 }
 
+/* The dear lists' answers (docs/keepa-api.md §2.6), as the simulator serves them. */
+static void test_decode_lightning_and_bestsellers(void **state)
+{
+    (void)state;
+    const char *ld = KD_SOURCE_DIR "/tests/fuzz/corpus/kp_decode/sim_lightning_list.json";
+    const char *args[] = {"kdeals", "decode", "lightning", ld, NULL};
+    struct out r = run(NULL, args);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.err, "");
+    assert_non_null(strstr(r.out, "\"lightningDeals\": ["));
+    assert_non_null(strstr(r.out, "\"dealState\": \"AVAILABLE\""));
+    assert_non_null(strstr(r.out, "\"dealState\": \"UPCOMING\""));
+    assert_non_null(strstr(r.out, "\"lightningDeals\": 3"));
+    out_free(&r);
+    const char *bs = KD_SOURCE_DIR "/tests/fuzz/corpus/kp_decode/sim_bestsellers_sub.json";
+    const char *args2[] = {"kdeals", "decode", "bestsellers", bs, NULL};
+    r = run(NULL, args2);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "\"asinList\": ["));
+    assert_non_null(strstr(r.out, "\"bestSellersCategory\": 2831551"));
+    out_free(&r);
+}
+
 static void test_decode_deals_gzip_and_stdin(void **state)
 {
     (void)state;
@@ -208,6 +231,7 @@ int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_decode_product_fixture),
+        cmocka_unit_test(test_decode_lightning_and_bestsellers),
         cmocka_unit_test(test_decode_deals_gzip_and_stdin),
         cmocka_unit_test(test_decode_malformed_one_line),
         cmocka_unit_test(test_usage_errors),

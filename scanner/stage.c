@@ -17,9 +17,10 @@
  *
  * The dear list sources (lightning deals, best-seller lists) fetch a whole list with one
  * request (fetch_list, within the deficit bound and sent once per grant), keep it as entries
- * (list_entry_*), and put it on the page one chunk at a time (load_list_chunk): the lightning
- * deals that are candidates (scanner_lightning_candidate, free), every best seller. From
- * there a chunk is a page like any other; the cursor holds the list and the chunk's offset.
+ * (on_list_lightning, on_list_asin), and put it on the page one chunk at a time
+ * (load_list_chunk), the lightning deals that are not candidates (scanner_lightning_candidate)
+ * done at once for free. From there a chunk is a page like any other; the cursor holds the
+ * list and the chunk's offset.
  */
 #include "scanner/stage.h"
 

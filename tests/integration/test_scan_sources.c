@@ -156,7 +156,8 @@ static void measure(const char *what, const struct kdh_sim *sim, const struct kd
     assert_non_null(v);
     read_store(d, v);
     unsigned true_now = truth_deals(sim, v->seen_asins, v->seen < 4096 ? v->seen : 4096);
-    printf("MEASURE %s: %lld lists (%lld tokens), %lld entries, %lld ruled out for free (pre-filter, dedup), "
+    printf("MEASURE %s: %lld lists (%lld tokens), %lld entries, %lld ruled out for free "
+           "(pre-filter, dedup), "
            "%lld peeked, %lld survivors, %" PRId64 " /product tokens, %u records, %u deals "
            "stored, peeks per deal %.1f, tokens per deal %.1f; %u of %u peeked products are "
            "deals now by the simulator's truth\n",

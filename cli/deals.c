@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "base/clock.h"
+#include "cli/follow.h"
 #include "judge/rules.h"
 #include "view/export.h"
 #include "view/filter.h"
@@ -33,7 +34,10 @@ static int usage(FILE *out)
     fprintf(out,
             "usage: kdeals deals [-c FILE] [--format table|csv|json|jsonl] [--view NAME]\n"
             "                    [filters] [--sort KEY] [--limit N] [--offset N]\n"
+            "       kdeals deals --follow [--format json] [--from SEQ]\n"
             "  Lists the stored deals (read-only; safe while the daemon runs).\n"
+            "  --follow prints every change of the store as a JSON line as it happens, each\n"
+            "  with its seq; --from SEQ resumes after that seq (docs/view.md, the change feed).\n"
             "  Money is in the marketplace's currency (--min-profit 5 means 5.00), percentages\n"
             "  in percent. docs/view.md lists every filter and field.\n"
             "  --view NAME takes the filters and sort of the config's [view.NAME] section; flags\n"
@@ -210,6 +214,8 @@ int cli_deals_main(const struct cfg *const *cfgs, size_t n_cfgs, int argc, char 
     struct vw_filter f;
     vw_filter_init(&f, several ? 0 : (unsigned)c->keepa_domain);
     enum deals_format format = FMT_TABLE;
+    bool follow = false, from_given = false, format_given = false, filtered = false;
+    uint64_t from = 0;
     char err[1024];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -217,7 +223,25 @@ int cli_deals_main(const struct cfg *const *cfgs, size_t n_cfgs, int argc, char 
             i++;
             continue;
         }
+        if (strcmp(a, "--follow") == 0) {
+            follow = true;
+            continue;
+        }
+        if (strcmp(a, "--from") == 0) {
+            const char *v = i + 1 < argc ? argv[++i] : "";
+            char *end;
+            errno = 0;
+            unsigned long long n = strtoull(v, &end, 10);
+            if (v[0] < '0' || v[0] > '9' || *end != '\0' || errno != 0) {
+                fprintf(stderr, "kdeals deals: --from '%s': a change seq, 0 or more\n", v);
+                return 2;
+            }
+            from = n;
+            from_given = true;
+            continue;
+        }
         if (strcmp(a, "--view") == 0) {
+            filtered = true;
             /* The preset's keys, as if given here: later flags replace them one by one. */
             if (i + 1 >= argc) {
                 fprintf(stderr, "kdeals deals: --view needs the NAME of a [view.NAME] section\n");
@@ -230,6 +254,7 @@ int cli_deals_main(const struct cfg *const *cfgs, size_t n_cfgs, int argc, char 
             continue;
         }
         if (strcmp(a, "--format") == 0) {
+            format_given = true;
             const char *v = i + 1 < argc ? argv[++i] : "";
             if (strcmp(v, "table") == 0)
                 format = FMT_TABLE;
@@ -245,6 +270,7 @@ int cli_deals_main(const struct cfg *const *cfgs, size_t n_cfgs, int argc, char 
             }
             continue;
         }
+        filtered = true;
         int arity = vw_filter_arity(a);
         if (arity < 0) {
             fprintf(stderr, "kdeals deals: unknown option '%s' (kdeals deals --help lists them)\n",
@@ -265,6 +291,23 @@ int cli_deals_main(const struct cfg *const *cfgs, size_t n_cfgs, int argc, char 
         }
     }
 
+    if (from_given && !follow) {
+        fprintf(stderr, "kdeals deals: --from goes with --follow\n");
+        return 2;
+    }
+    if (follow) {
+        if (filtered || (format_given && format != FMT_JSON && format != FMT_JSONL)) {
+            fprintf(stderr, "kdeals deals: --follow prints every change as JSON lines: it takes "
+                            "--format json and --from only\n");
+            return 2;
+        }
+        if (several) {
+            fprintf(stderr, "kdeals deals: --follow follows one store: give one -c or one "
+                            "--store\n");
+            return 2;
+        }
+        return cli_follow_main(srcs[first].cfg, &srcs[first].so, from_given, from);
+    }
     /* Each store's records, and each marketplace's rules (the reasons, the figures at a
      * bought cost): several instances of one marketplace share the first one's rules. */
     struct jd_rules rules[CLI_DEALS_STORES_MAX];

@@ -58,6 +58,7 @@ static int usage(FILE *out)
             "  stat [-1] [--json|--prom]           live counters from shared memory\n"
             "  deals [--format table|csv|json|jsonl] [filters] [--sort KEY] [--limit N]\n"
             "                                      the stored deals (kdeals deals --help)\n"
+            "  deals --follow [--from SEQ]         every change as a JSON line, resumable\n"
             "  show ASIN [--json]                  one stored product explained, number by number\n"
             "  mark ASIN bought [--cost X] [--qty N]|ignored|clear   your mark on a product\n"
             "  judge FILE|- | --fetch ASIN...      judge a raw Keepa /product answer\n"

@@ -742,6 +742,42 @@ static void key_err(char *err, size_t errlen, const char *name, int line, const 
 }
 
 /*
+ * Whether a [mirror] postgres value is a conninfo (key = value pairs or a postgres:// URI)
+ * rather than the path of a file holding one, and whether it carries a password, which belongs
+ * in a file of mode 0600 and never in the config (cfg_print shows the value).
+ */
+static bool conninfo_inline(const char *v)
+{
+    return strncmp(v, "postgresql://", 13) == 0 || strncmp(v, "postgres://", 11) == 0 ||
+           strchr(v, '=') != NULL;
+}
+
+static bool conninfo_has_password(const char *v)
+{
+    const char *scheme = strstr(v, "://");
+    if (scheme != NULL &&
+        (strncmp(v, "postgresql://", 13) == 0 || strncmp(v, "postgres://", 11) == 0)) {
+        const char *auth = scheme + 3;
+        size_t n = strcspn(auth, "/?");
+        const char *at = memchr(auth, '@', n);
+        if (at != NULL && memchr(auth, ':', (size_t)(at - auth)) != NULL)
+            return true;
+        const char *q = strchr(auth, '?');
+        return q != NULL && (strstr(q, "?password=") != NULL || strstr(q, "&password=") != NULL);
+    }
+    for (const char *p = v; (p = strstr(p, "password")) != NULL; p += 8) {
+        if (p != v && p[-1] != ' ' && p[-1] != '\t')
+            continue;
+        const char *e = p + 8;
+        while (*e == ' ' || *e == '\t')
+            e++;
+        if (*e == '=')
+            return true;
+    }
+    return false;
+}
+
+/*
  * The rules between keys. LINES (may be NULL) holds the line of each key in the file (0 when
  * defaulted); an error is reported at the key set last.
  */
@@ -796,6 +832,14 @@ static int check_rules(const struct cfg *c, const int *lines, const char *name, 
         RULE_ERR(CFG_K_web_listen,
                  "listens beyond loopback: set [web] token_file, a file of mode 0600 holding the "
                  "bearer token every request must send (or listen on 127.0.0.1)");
+    if (conninfo_inline(c->mirror_postgres) && conninfo_has_password(c->mirror_postgres)) {
+        /* The value is not repeated: it holds a password. */
+        key_err(err, errlen, name, LINE_OF(CFG_K_mirror_postgres),
+                &cfg_key_table[CFG_K_mirror_postgres], "<redacted>",
+                "a password does not belong in the config: put the conninfo in a file of mode "
+                "0600 and name the file here");
+        return -EINVAL;
+    }
 #undef LATER
 #undef RULE_ERR
 #undef LINE_OF

@@ -216,7 +216,19 @@
       "file (mode 0600) holding the bearer token every API request must send; required when "      \
       "listen is not a loopback address")                                                          \
     X(web, max_connections, INT, "64", 4, 1024, NULL, CFG_RESTART,                                 \
-      "open HTTP connections at most (half of them from one client address)")
+      "open HTTP connections at most (half of them from one client address)")                     \
+    X(mirror, postgres, STR, "", 0, CFG_STR_MAX, NULL, CFG_RELOAD,                                 \
+      "PostgreSQL to mirror every record into (docs/mirror.md): a conninfo without a password, "   \
+      "or a file holding one (mode 0600 if it has a password); empty = no mirror")                 \
+    X(mirror, instance, STR, "", 0, 63, NULL, CFG_RESTART,                                         \
+      "this instance's name in the database, unique among the instances mirroring into it; "       \
+      "empty = <hostname>/<[daemon] instance>")                                                    \
+    X(mirror, batch, INT, "500", 1, 10000, NULL, CFG_RELOAD,                                       \
+      "changes written to the database per transaction")                                           \
+    X(mirror, retry_max, DURATION, "1m", 1 * CFG_MS_S, 1 * CFG_MS_H, NULL, CFG_RELOAD,             \
+      "while the database is unreachable, the wait between attempts doubles from 1 s up to this")  \
+    X(mirror, keep_changes, DURATION, "30d", 1 * CFG_MS_H, 3650 * CFG_MS_D, NULL, CFG_RELOAD,      \
+      "rows of the database's changes table older than this are deleted")
 
 /*
  * Named sections: [KIND.NAME], several of one kind, each a set of keys that the module owning

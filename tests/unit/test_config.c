@@ -221,7 +221,13 @@ static const char every_key[] = "; a comment\n"
                                 "[web]\n"
                                 "listen = 0.0.0.0:8480\n"
                                 "token_file = web.token\n"
-                                "max_connections = 16\n";
+                                "max_connections = 16\n"
+                                "[mirror]\n"
+                                "postgres = host=db.example dbname=deals user=kdeals\n"
+                                "instance = shop-eu\n"
+                                "batch = 100\n"
+                                "retry_max = 5m\n"
+                                "keep_changes = 7d\n";
 
 static void test_every_key_parsed(void **state)
 {
@@ -269,6 +275,9 @@ static void test_every_key_parsed(void **state)
     assert_true(c.keepa_key_set);
     assert_string_equal(c.web_listen, "0.0.0.0:8480");
     assert_int_equal(c.web_max_connections, 16);
+    assert_string_equal(c.mirror_postgres, "host=db.example dbname=deals user=kdeals");
+    assert_string_equal(c.mirror_instance, "shop-eu");
+    assert_int_equal(c.mirror_retry_max_ms, 300000);
 
     /* Relative paths are relative to the file's folder; source_path is absolute. */
     char *dir = realpath(kd_test_tmpdir(), NULL);
@@ -526,6 +535,27 @@ static void test_rules(void **state)
     expect_error("[scan]\nmax_price = 10\nmin_price = 12.50\n", 3,
                  "[scan] min_price (12.50) must be <= max_price (10.00)");
     expect_error("[scan]\ncategories = 283155, books\n", 2, "'books' is not a positive integer");
+    /* A database password belongs in a file of mode 0600, and is not echoed. */
+    expect_error("[mirror]\npostgres = host=db password = hunter22\n", 2,
+                 "a password does not belong in the config");
+    expect_error("[mirror]\npostgres = postgresql://kd:hunter22@db/deals\n", 2,
+                 "a password does not belong in the config");
+    expect_error("[mirror]\npostgres = postgres://db/deals?sslmode=require&password=x\n", 2,
+                 "a password does not belong in the config");
+    assert_int_equal(load_text("[mirror]\npostgres = host=db password=hunter22\n", &c, err,
+                               sizeof(err), NULL),
+                     -EINVAL);
+    assert_null(strstr(err, "hunter22"));
+    /* A user name, a password file of libpq's, or a file of kdeals' are fine. */
+    assert_int_equal(load_text("[mirror]\npostgres = postgresql://kd@db/deals\n", &c, err,
+                               sizeof(err), NULL),
+                     0);
+    assert_int_equal(load_text("[mirror]\npostgres = host=db passfile=/etc/kdeals/pgpass\n", &c,
+                               err, sizeof(err), NULL),
+                     0);
+    assert_int_equal(load_text("[mirror]\npostgres = /etc/kdeals/postgres.conninfo\n", &c, err,
+                               sizeof(err), NULL),
+                     0);
 }
 
 struct diff_seen {

@@ -38,14 +38,15 @@
  * shm_role_name(), shm_proc_state_name() and shm_ring_name().
  */
 
-/* Process roles; each owns one process-table slot and one counter block. The web role runs
- * only when [web] listen is set; its slot stays empty otherwise. */
+/* Process roles; each owns one process-table slot and one counter block. The web role and the
+ * outbox run only when configured; their slots stay empty otherwise. */
 #define SHM_ROLES(X)                                                                               \
     X(SUPERVISOR, "supervisor")                                                                    \
     X(SCANNER, "scanner")                                                                          \
     X(COMMITTER, "committer")                                                                      \
     X(UPDATER, "updater")                                                                          \
-    X(WEB, "web")
+    X(WEB, "web")                                                                                  \
+    X(OUTBOX, "outbox")
 
 enum shm_role {
 #define SHM_ROLE_ENUM(id, name) SHM_ROLE_##id,
@@ -55,7 +56,8 @@ enum shm_role {
 };
 
 /* The roles that always run: the supervisor and the pipeline's stages. The roles after them
- * run only when the config asks for them (the web role: [web] listen). */
+ * run only when the config asks for them (the web role: [web] listen; the outbox: [mirror] or
+ * alerts). */
 #define SHM_PIPELINE_ROLES (SHM_ROLE_UPDATER + 1)
 
 /*

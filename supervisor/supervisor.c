@@ -1,9 +1,9 @@
 /*
  * supervisor.c: spawn, watch, restart and stop the workers. See supervisor.h.
  *
- * Start order is committer -> updater -> scanner (-> web, when [web] listen is set), so every
- * consumer is running before its producer; stop order is the reverse, so producers stop first
- * and consumers can drain.
+ * Start order is committer -> updater -> scanner (-> outbox -> web, each when configured), so
+ * every consumer is running before its producer; stop order is the reverse, so producers stop
+ * first and consumers can drain.
  * A worker that exits while the daemon is not stopping is restarted after a backoff that
  * doubles from 100 ms to 30 s and resets once the worker has stayed up for a minute; more
  * than restart_max restarts of one role inside restart_window_s stops the whole daemon with
@@ -16,6 +16,11 @@
  * Once a second the supervisor also checks its own files: a status file truncated or removed
  * is written again (so `kdeals status` and `stop` keep finding the daemon), and a segment
  * whose name was removed is reported loudly (the workers keep using it: they were handed it).
+ *
+ * The outbox (the PostgreSQL mirror and the alerts) runs only when the config asks for it,
+ * never gets the API key, and is never a reason to stop the
+ * daemon: a dead database or a broken alert target must not cost the pipeline anything, so an
+ * outbox that keeps dying is restarted at the longest backoff instead.
  */
 #include "supervisor/supervisor.h"
 
@@ -50,15 +55,27 @@
 #define SUP_BACKOFF_MIN_MS 100
 #define SUP_BACKOFF_MAX_MS 30000
 #define SUP_STABLE_MS      60000
-#define SUP_WORKERS_MAX    4
+#define SUP_WORKERS        5
 #define SUP_STATE_TICK_MS  100
 #define SUP_FILES_TICKS    10 /* the status file and the segment's name: once a second */
 
 _Static_assert(KD_KEY_MAX <= WK_KEY_MAX, "a key fits the key pipe the worker reads");
 
-/* The web role, last to start and first to stop, runs only when [web] listen is set. */
-static const enum shm_role start_order[SUP_WORKERS_MAX] = {SHM_ROLE_COMMITTER, SHM_ROLE_UPDATER,
-                                                           SHM_ROLE_SCANNER, SHM_ROLE_WEB};
+/* Started in this order, stopped in the reverse: the optional roles last to start, first to
+ * stop. */
+static const enum shm_role start_order[SUP_WORKERS] = {
+    SHM_ROLE_COMMITTER, SHM_ROLE_UPDATER, SHM_ROLE_SCANNER, SHM_ROLE_OUTBOX, SHM_ROLE_WEB};
+
+/* Whether ROLE runs under config C: the pipeline always; the outbox when it has work; the web
+ * role when [web] listen is set. */
+static bool role_wanted(const struct cfg *c, enum shm_role role)
+{
+    if (role == SHM_ROLE_OUTBOX)
+        return c->mirror_postgres[0] != '\0';
+    if (role == SHM_ROLE_WEB)
+        return c->web_listen[0] != '\0';
+    return true;
+}
 
 struct sup;
 
@@ -87,7 +104,6 @@ struct sup {
     unsigned ticks;
     bool segment_name_lost;
     struct sup_child children[SHM_ROLE_COUNT];
-    int n_workers; /* how many of start_order run: 3, or 4 with the web role */
     uv_signal_t sig_term, sig_int, sig_quit, sig_hup, sig_usr1;
     uv_timer_t stop_timer, state_timer;
     int stopping;
@@ -133,7 +149,7 @@ static void finish(struct sup *s)
     uv_close((uv_handle_t *)&s->sig_quit, close_cb_noop);
     uv_close((uv_handle_t *)&s->sig_hup, close_cb_noop);
     uv_close((uv_handle_t *)&s->sig_usr1, close_cb_noop);
-    for (int i = 0; i < s->n_workers; i++) {
+    for (int i = 0; i < SUP_WORKERS; i++) {
         struct sup_child *c = &s->children[start_order[i]];
         uv_timer_stop(&c->restart_timer);
         uv_close((uv_handle_t *)&c->restart_timer, close_cb_noop);
@@ -143,7 +159,7 @@ static void finish(struct sup *s)
 /* Sends SIGTERM to the next running worker in stop order; the rest follow as each exits. */
 static void stop_next(struct sup *s)
 {
-    for (int i = s->n_workers - 1; i >= 0; i--) {
+    for (int i = SUP_WORKERS - 1; i >= 0; i--) {
         struct sup_child *c = &s->children[start_order[i]];
         if (c->running) {
             uv_process_kill(&c->proc, SIGTERM);
@@ -197,7 +213,7 @@ static void begin_stop(struct sup *s, int immediate)
 static void on_restart_timer(uv_timer_t *t)
 {
     struct sup_child *c = t->data;
-    if (!c->sup->stopping && spawn_child(c) != 0) {
+    if (!c->sup->stopping && role_wanted(&c->sup->cfg, c->role) && spawn_child(c) != 0) {
         c->sup->exit_code = 1; /* a worker that cannot be started is a failure, never exit 0 */
         begin_stop(c->sup, 0);
     }
@@ -251,6 +267,10 @@ static void on_child_exit(uv_process_t *p, int64_t exit_status, int term_signal)
     }
     kd_warn("%s pid %d died (%s %d)", shm_role_name(c->role), p->pid,
             term_signal ? "signal" : "status", term_signal ? term_signal : (int)exit_status);
+    if (!role_wanted(&s->cfg, c->role)) {
+        kd_info("%s is no longer configured: not restarted", shm_role_name(c->role));
+        return;
+    }
 
     int64_t now = kd_mono_ns();
     if (now - c->started_ns > (int64_t)SUP_STABLE_MS * KD_NS_PER_MS)
@@ -267,7 +287,12 @@ static void on_child_exit(uv_process_t *p, int64_t exit_status, int term_signal)
             c->recent_restart_ns[n++] = c->recent_restart_ns[i];
     }
     c->recent_count = n;
-    if (n >= s->opt->restart_max) {
+    if (n >= s->opt->restart_max && c->role == SHM_ROLE_OUTBOX) {
+        kd_error("%s died %u times within %u s: restarting it every %u ms meanwhile (the "
+                 "pipeline goes on; see the log lines above for the cause)",
+                 shm_role_name(c->role), n + 1, s->opt->restart_window_s, SUP_BACKOFF_MAX_MS);
+        c->backoff_ms = SUP_BACKOFF_MAX_MS;
+    } else if (n >= s->opt->restart_max) {
         kd_error("%s died %u times within %u s: stopping the daemon (see the worker's log "
                  "lines above for the cause)",
                  shm_role_name(c->role), n + 1, s->opt->restart_window_s);
@@ -303,8 +328,11 @@ static int spawn_child(struct sup_child *c)
         kd_error("cannot start %s: pipe: %s", shm_role_name(c->role), strerror(errno));
         return -errno;
     }
-    /* The web role answers the network: it never holds the API key (its pipe is empty). */
-    const char *key = s->keys.n > 0 && c->role != SHM_ROLE_WEB ? s->keys.key[0] : "";
+    /* The web role answers the network and the outbox talks to databases and alert targets:
+     * neither ever holds the API key (their pipe is empty). */
+    const char *key = s->keys.n > 0 && c->role != SHM_ROLE_WEB && c->role != SHM_ROLE_OUTBOX
+                          ? s->keys.key[0]
+                          : "";
     size_t key_len = strlen(key);
     if (key_len > 0 && write(key_pipe[1], key, key_len) != (ssize_t)key_len)
         kd_error("cannot hand the API key to %s: %s", shm_role_name(c->role), strerror(errno));
@@ -452,6 +480,14 @@ static void reload(struct sup *s)
         if (s->children[i].running)
             uv_process_kill(&s->children[i].proc, SIGHUP);
     }
+    for (int i = 0; i < SUP_WORKERS; i++) {
+        struct sup_child *c = &s->children[start_order[i]];
+        bool wanted = role_wanted(&s->cfg, c->role);
+        if (wanted && !c->running && !uv_is_active((uv_handle_t *)&c->restart_timer))
+            spawn_child(c);
+        else if (!wanted && c->running)
+            uv_process_kill(&c->proc, SIGTERM);
+    }
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -526,7 +562,9 @@ static void on_state_timer(uv_timer_t *t)
     if (s->running_announced || s->stopping)
         return;
     /* Waiting for tokens is ready too: the worker is up and serving its loop. */
-    for (int i = 0; i < s->n_workers; i++) {
+    for (int i = 0; i < SUP_WORKERS; i++) {
+        if (!role_wanted(&s->cfg, start_order[i]))
+            continue;
         uint32_t st = atomic_load(&l->procs[start_order[i]].state);
         if (st != SHM_PROC_READY && st != SHM_PROC_WAITING_TOKENS)
             return;
@@ -577,14 +615,16 @@ static void start_workers(struct sup *s)
     s->state_timer.data = s;
     uv_timer_start(&s->state_timer, on_state_timer, 50, SUP_STATE_TICK_MS);
 
-    for (int i = 0; i < s->n_workers; i++) {
+    for (int i = 0; i < SUP_WORKERS; i++) {
         struct sup_child *c = &s->children[start_order[i]];
         c->sup = s;
         c->role = start_order[i];
         uv_timer_init(s->loop, &c->restart_timer);
         c->restart_timer.data = c;
     }
-    for (int i = 0; i < s->n_workers && !s->stopping; i++) {
+    for (int i = 0; i < SUP_WORKERS && !s->stopping; i++) {
+        if (!role_wanted(&s->cfg, start_order[i]))
+            continue;
         if (spawn_child(&s->children[start_order[i]]) != 0) {
             s->exit_code = 1;
             begin_stop(s, 0);
@@ -650,7 +690,6 @@ int sup_run(const struct sup_options *opt)
 
     /* The web role's bearer token is checked before anything starts: a bad token file stops
      * the start with its reason, rather than a web worker that keeps dying. */
-    s->n_workers = s->cfg.web_listen[0] != '\0' ? SUP_WORKERS_MAX : SUP_WORKERS_MAX - 1;
     if (s->cfg.web_listen[0] != '\0' && s->cfg.web_token_file[0] != '\0') {
         char token[KD_WEB_TOKEN_MAX];
         rc = kd_web_token_load(s->cfg.web_token_file, token, sizeof(token), err, sizeof(err));

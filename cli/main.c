@@ -35,6 +35,7 @@
 #include "cli/judge.h"
 #include "cli/mark.h"
 #include "cli/stat.h"
+#include "outbox/outbox.h"
 #include "shm/segment.h"
 #include "supervisor/supervisor.h"
 #include "updater/updater.h"
@@ -591,7 +592,8 @@ int main(int argc, char **argv)
     if (strcmp(cmd, WK_SPAWN_COMMAND) == 0) {
         /* The supervisor starting a worker (worker/spawn.h): every stage this binary has. */
         static const struct wk_stage *const stages[] = {&scanner_stage, &committer_stage,
-                                                        &updater_stage, &web_stage};
+                                                        &updater_stage, &web_stage,
+                                                        &outbox_stage};
         return wk_main(stages, KD_ARRAY_LEN(stages), argc - 1, argv + 1);
     }
     static const struct {

@@ -1,17 +1,22 @@
 # Helpers for tests/CMakeLists.txt (every test) and bench/CMakeLists.txt (every benchmark).
 
-# kd_test(NAME unit|integration LIBS lib... [HARNESS] [LABELS l...] [TIMEOUT s] [DEPENDS t...]
-#         [DEFINES d...])
+# kd_test(NAME unit|integration LIBS lib... [HARNESS] [PG] [LABELS l...] [TIMEOUT s]
+#         [DEPENDS t...] [DEFINES d...])
 # Builds build/NAME from tests/<kind>/NAME.c (so a test's binary is named after its file) and
-# the forking cmocka runner (tests/kd_test.c), plus tests/kd_harness.c with HARNESS, and
+# the forking cmocka runner (tests/kd_test.c), plus tests/kd_harness.c with HARNESS and
+# tests/kd_pg.c (a PostgreSQL server of the test's own, and libpq) with PG, and
 # registers it with ctest. Every test case runs in its own process (tests/kd_test.h). The
 # label defaults to the kind; DEPENDS names the programs the test runs (kdeals, kdeals-sim).
 # Exit code 77 means "skipped" (a test that cannot run on this machine, e.g. without root).
 function(kd_test name kind)
-  cmake_parse_arguments(T "HARNESS" "TIMEOUT" "LIBS;LABELS;DEPENDS;DEFINES" ${ARGN})
+  cmake_parse_arguments(T "HARNESS;PG" "TIMEOUT" "LIBS;LABELS;DEPENDS;DEFINES" ${ARGN})
   set(src ${CMAKE_SOURCE_DIR}/tests/${kind}/${name}.c ${CMAKE_SOURCE_DIR}/tests/kd_test.c)
   if(T_HARNESS)
     list(APPEND src ${CMAKE_SOURCE_DIR}/tests/kd_harness.c)
+  endif()
+  if(T_PG)
+    list(APPEND src ${CMAKE_SOURCE_DIR}/tests/kd_pg.c)
+    list(APPEND T_LIBS PkgConfig::PQ)
   endif()
   add_executable(${name} ${src})
   target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR} ${CMAKE_SOURCE_DIR}/tests)

@@ -8,7 +8,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 PACKAGES="build-essential cmake pkg-config clang libclang-rt-14-dev curl python3 \
 libcurl4-openssl-dev libuv1-dev liblmdb-dev lmdb-utils libmsgpack-dev libyajl-dev \
 libinih-dev libcmocka-dev libmicrohttpd-dev zlib1g-dev libjansson-dev libsystemd-dev \
-python3-prometheus-client chromium"
+python3-prometheus-client chromium libpq-dev postgresql libssl-dev"
 
 missing=""
 for p in $PACKAGES; do

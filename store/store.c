@@ -48,8 +48,8 @@
 #define ST_SCHED_KEY_LEN   (8 + ST_KEY_LEN)
 #define ST_META_NAME_MAX   255
 
-static const char *const st_db_names[ST_DB_COUNT] = {"deals", "schedule", "seen",    "pending",
-                                                     "meta",  "products", "history", "changes"};
+static const char *const st_db_names[ST_DB_COUNT] = {
+    "deals", "schedule", "seen", "pending", "meta", "products", "history", "changes", "alerts"};
 
 struct st_env {
     MDB_env *mdb;
@@ -622,6 +622,41 @@ static int raw_del(struct st_txn *txn, enum st_db db, const void *k, size_t klen
         return -EROFS;
     MDB_val key = {klen, (void *)k};
     return st_mdb_err(txn, mdb_del(txn->mt, txn->env->dbi[db], &key, NULL));
+}
+
+/* The dbs whose keys and values belong to another module: raw access is for them alone. */
+static bool raw_db(enum st_db db)
+{
+    return db == ST_DB_ALERTS;
+}
+
+int st_raw_put(struct st_txn *txn, enum st_db db, const void *k, size_t klen, const void *v,
+               size_t vlen)
+{
+    if (!raw_db(db) || klen == 0 || klen > 511)
+        return -EINVAL;
+    return raw_put(txn, db, k, klen, v, vlen);
+}
+
+int st_raw_get(struct st_txn *txn, enum st_db db, const void *k, size_t klen, const void **v,
+               size_t *vlen)
+{
+    if (!raw_db(db) || klen == 0 || klen > 511)
+        return -EINVAL;
+    MDB_val val;
+    int rc = raw_get(txn, db, k, klen, &val);
+    if (rc == 0) {
+        *v = val.mv_data;
+        *vlen = val.mv_size;
+    }
+    return rc;
+}
+
+int st_raw_del(struct st_txn *txn, enum st_db db, const void *k, size_t klen)
+{
+    if (!raw_db(db) || klen == 0 || klen > 511)
+        return -EINVAL;
+    return raw_del(txn, db, k, klen);
 }
 
 int st_count(struct st_txn *txn, enum st_db db, uint64_t *n)
@@ -1352,6 +1387,31 @@ int st_cursor_next_seen(struct st_cursor *cur, struct st_key *k, struct st_seen 
         return -EBADMSG;
     memcpy(k->b, key.mv_data, ST_KEY_LEN);
     return st_seen_decode(val.mv_data, val.mv_size, out);
+}
+
+int st_cursor_next_raw(struct st_cursor *cur, const void *from, size_t from_len, const void **k,
+                       size_t *klen, const void **v, size_t *vlen)
+{
+    if (!raw_db(cur->db))
+        return -EINVAL;
+    MDB_val key, val;
+    int rc;
+    if (!cur->started && from != NULL && from_len > 0) {
+        key.mv_size = from_len;
+        key.mv_data = (void *)from;
+        rc = mdb_cursor_get(cur->mc, &key, &val, MDB_SET_RANGE);
+    } else {
+        rc = mdb_cursor_get(cur->mc, &key, &val, cur->started ? MDB_NEXT : MDB_FIRST);
+    }
+    cur->started = true;
+    rc = st_mdb_err(cur->txn, rc);
+    if (rc != 0)
+        return rc;
+    *k = key.mv_data;
+    *klen = key.mv_size;
+    *v = val.mv_data;
+    *vlen = val.mv_size;
+    return 0;
 }
 
 void st_cursor_close(struct st_cursor *cur)

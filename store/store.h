@@ -11,6 +11,9 @@
  *   schedule  be64(next_check_ms) ‖ key        -> empty; the updater walks it in time order
  *   seen      key                              -> msgpack seen record (dedup of peeks)
  *   pending   key                              -> msgpack survivor record (not yet committed)
+ *   alerts    (outbox/alertdb.h)               -> the alerts' memberships and deliveries; its
+ *                                                 keys and values belong to outbox/, which
+ *                                                 reads and writes them with st_raw_*
  *   meta      name (text)                      -> msgpack value: "schema_version",
  *                                                 discovery cursors, consumed ring positions,
  *                                                 "changes_seq" (the last change's seq)
@@ -74,6 +77,7 @@ enum st_db {
     ST_DB_PRODUCTS,
     ST_DB_HISTORY,
     ST_DB_CHANGES,
+    ST_DB_ALERTS,
     ST_DB_COUNT
 };
 
@@ -231,6 +235,21 @@ int st_meta_get_u64(struct st_txn *txn, const char *name, uint64_t *v);
 int st_meta_put_bytes(struct st_txn *txn, const char *name, const void *p, size_t n);
 int st_meta_get_bytes(struct st_txn *txn, const char *name, void *buf, size_t cap, size_t *n);
 int st_meta_del(struct st_txn *txn, const char *name);
+
+/*
+ * Raw access to a db whose keys and values belong to another module (ST_DB_ALERTS; any other db
+ * gives -EINVAL). Keys are 1..511 bytes. st_raw_get points *V at the stored bytes, valid until
+ * TXN ends. st_cursor_next_raw walks such a db in key order: the first call starts at the
+ * first key >= FROM (FROM NULL: the first key), later calls go on; -ENOENT at the end; the
+ * pointers stay valid until TXN ends.
+ */
+int st_raw_put(struct st_txn *txn, enum st_db db, const void *k, size_t klen, const void *v,
+               size_t vlen);
+int st_raw_get(struct st_txn *txn, enum st_db db, const void *k, size_t klen, const void **v,
+               size_t *vlen);
+int st_raw_del(struct st_txn *txn, enum st_db db, const void *k, size_t klen);
+int st_cursor_next_raw(struct st_cursor *cur, const void *from, size_t from_len, const void **k,
+                       size_t *klen, const void **v, size_t *vlen);
 
 /* Number of entries in DB as of TXN. */
 int st_count(struct st_txn *txn, enum st_db db, uint64_t *n);

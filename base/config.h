@@ -249,7 +249,12 @@
       "a named view for `kdeals deals --view NAME`: the filters and sorts of kdeals deals, "       \
       "written without the dashes (docs/view.md)",                                                 \
       "[view.optimal]\nmin_roi = 30\nmin_profit = 5.00\nmax_rank = 200000\nno_amazon = true\n"     \
-      "sort = monthly\n")
+      "sort = monthly\n")                                                                          \
+    X(alert,                                                                                       \
+      "an alert: each deal entering a view, once, to a webhook or a command, retried, "            \
+      "rate-limited (docs/alerts.md)",                                                             \
+      "[alert.team]\nview = optimal\nurl = https://hooks.slack.com/services/T000/B000/XXXX\n"      \
+      "format = slack\nquiet = 24h\nrate = 20\n")
 
 #define CFG_NAMED_MAX      32    /* named sections in one config */
 #define CFG_NAMED_KEYS_MAX 512   /* keys of all named sections together */

@@ -30,11 +30,13 @@
 #include "base/log.h"
 #include "cli/keepa.h"
 #include "scanner/scanner.h"
+#include "cli/alerts.h"
 #include "cli/ctl.h"
 #include "cli/deals.h"
 #include "cli/judge.h"
 #include "cli/mark.h"
 #include "cli/stat.h"
+#include "outbox/alertcfg.h"
 #include "outbox/outbox.h"
 #include "shm/segment.h"
 #include "supervisor/supervisor.h"
@@ -62,6 +64,7 @@ static int usage(FILE *out)
             "  deals --follow [--from SEQ]         every change as a JSON line, resumable\n"
             "  show ASIN [--json]                  one stored product explained, number by number\n"
             "  mark ASIN bought [--cost X] [--qty N]|ignored|clear   your mark on a product\n"
+            "  alerts [list|retry|test] [NAME]     the alerts' deliveries, dead letters, a test\n"
             "  judge FILE|- | --fetch ASIN...      judge a raw Keepa /product answer\n"
             "  web [--listen ADDR]                 the dashboard and JSON API alone (development)\n"
             "  check-config   validate the config and print the effective values\n"
@@ -79,7 +82,8 @@ static int usage(FILE *out)
  * The checkers of the config's named sections, one per kind of base/config.h CFG_NAMED_KINDS:
  * every command checks the file it loads with them, and the supervisor a reloaded one.
  */
-static const struct cfg_named_checker *const named_checkers[] = {&vw_preset_checker};
+static const struct cfg_named_checker *const named_checkers[] = {&vw_preset_checker,
+                                                                 &ob_alert_checker};
 
 /*
  * The default run_dir without a config file: $XDG_RUNTIME_DIR/kdeals (a folder of the user's
@@ -536,6 +540,19 @@ static int cmd_web(int argc, char **argv)
     return web_run(&o.cfg, o.instance, o.run_dir, listen);
 }
 
+static int cmd_alerts(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        char *help[] = {argv[0], "--help", NULL};
+        return cli_alerts_main(NULL, 2, help);
+    }
+    struct common_opts o;
+    int rc = common_opts("alerts", &argc, argv, &o, 0);
+    if (rc != 0)
+        return rc;
+    return cli_alerts_main(&o.cfg, argc, argv);
+}
+
 static int cmd_check_config(int argc, char **argv)
 {
     if (wants_help(argc, argv)) {
@@ -604,7 +621,8 @@ int main(int argc, char **argv)
                 {"status", cmd_status}, {"stat", cmd_stat},
                 {"deals", cmd_deals},   {"check-config", cmd_check_config},
                 {"show", cmd_show},     {"judge", cmd_judge},
-                {"mark", cmd_mark},     {"web", cmd_web}};
+                {"mark", cmd_mark},     {"web", cmd_web},
+                {"alerts", cmd_alerts}};
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
         if (strcmp(cmd, cmds[i].name) == 0)
             return cmds[i].fn(argc - 1, argv + 1);

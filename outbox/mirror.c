@@ -23,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <yajl/yajl_gen.h>
@@ -32,6 +31,7 @@
 #include "base/log.h"
 #include "judge/market.h"
 #include "judge/rules.h"
+#include "outbox/alertdb.h"
 #include "outbox/schema.h"
 #include "shm/counters.h"
 #include "store/store.h"
@@ -168,19 +168,7 @@ static int put_position(struct ob_mirror *m, uint64_t seq, bool exact)
 
 static int store_id_fn(struct st_txn *txn, void *ud)
 {
-    char *id = ud;
-    size_t n = 0;
-    int rc = st_meta_get_bytes(txn, OB_META_STORE_ID, id, 32, &n);
-    if (rc == 0 && n == 32) {
-        id[32] = '\0';
-        return 0;
-    }
-    uint8_t raw[16];
-    if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
-        return -EIO;
-    for (int i = 0; i < 16; i++)
-        snprintf(id + 2 * i, 3, "%02x", raw[i]);
-    return st_meta_put_bytes(txn, OB_META_STORE_ID, id, 32);
+    return ob_store_id(txn, ud);
 }
 
 /* This store's id: read, or made and recorded the first time. */

@@ -17,12 +17,12 @@
  * database transaction it replaces the instance's products with every record of one store
  * snapshot, then takes that snapshot's last seq as its position.
  *
- * Identity. The store gets a random id the first time it mirrors (meta "mirror.store_id"); the
- * database's instances table records which store mirrors under each name. A fresh store (no
- * position yet) takes a name over, replacing the old store's rows; a store with a position that
- * finds its name taken by another store refuses and says so, as does a second live connection
- * for the same name (each instance's connection holds an advisory lock on its name; a lock left
- * by this store's own dead predecessor is ended).
+ * Identity. The store gets a random id the first time it mirrors (meta "outbox.store_id",
+ * alertdb.h); the database's instances table records which store mirrors under each name. A fresh
+ * store (no position yet) takes a name over, replacing the old store's rows; a store with a
+ * position that finds its name taken by another store refuses and says so, as does a second live
+ * connection for the same name (each instance's connection holds an advisory lock on its name; a
+ * lock left by this store's own dead predecessor is ended).
  *
  * The step never fails for good: an unreachable or refusing database is retried with a
  * backoff doubling from 1 s to [mirror] retry_max, counted (mirror_failed) and logged once per
@@ -54,8 +54,7 @@ void ob_mirror_cancel(struct ob_mirror *m);
 /* Disconnects and frees M (after its lane ended). NULL is ignored. */
 void ob_mirror_free(struct ob_mirror *m);
 
-/* Meta names of the mirror's position and of the store's id (store/store.h, db meta). */
+/* Meta name of the mirror's position (store/store.h, db meta). */
 #define OB_META_MIRROR_SEQ "mirror.seq"
-#define OB_META_STORE_ID   "mirror.store_id"
 
 #endif

@@ -11,27 +11,32 @@
  */
 #include "outbox/outbox.h"
 
+#include <curl/curl.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "outbox/alerts.h"
 #include "outbox/mirror.h"
 #include "shm/counters.h"
 #include "store/store.h"
 
-#define OB_LANES_MAX 1
+#define OB_LANES_MAX (1 + OB_ALERT_LANES_MAX) /* the mirror, then the alerts */
 
 struct ob_lane {
     const char *name;
     struct outbox *ob;
     void *state;
-    int64_t (*step)(void *state);
+    int64_t (*step)(void *state); /* < 0: the lane ends */
     void (*cancel)(void *state);
+    void (*free)(void *state);
     uv_thread_t thread;
     bool started;
+    bool finished; /* left lane_main; guarded by ctx.lock */
 };
 
 struct outbox {
@@ -40,10 +45,8 @@ struct outbox {
     bool ctx_ready; /* lock and condition initialised */
     uv_timer_t stop_poll;
     bool timer_ready;
-    struct ob_lane lanes[OB_LANES_MAX];
-    size_t n_lanes;
-    size_t lanes_running; /* lanes inside lane_main; guarded by ctx.lock */
-    struct ob_mirror *mirror;
+    struct ob_lane lanes[OB_LANES_MAX]; /* slot 0 the mirror, slot 1 + i alert lane i */
+    size_t lanes_running;               /* lanes inside lane_main; guarded by ctx.lock */
 };
 
 uint64_t ob_config(struct ob_ctx *ctx, struct cfg *out)
@@ -71,6 +74,8 @@ static void lane_main(void *arg)
         if (ob_stopping(ctx))
             break;
         int64_t wait_ms = lane->step(lane->state);
+        if (wait_ms < 0)
+            break;
         uv_mutex_lock(&ctx->lock);
         uint64_t version = ctx->cfg_version;
         /* Sleep until the wait is over, the worker stops, or a reload arrives. */
@@ -84,6 +89,7 @@ static void lane_main(void *arg)
     }
     uv_mutex_lock(&ctx->lock);
     lane->ob->lanes_running--;
+    lane->finished = true;
     uv_mutex_unlock(&ctx->lock);
 }
 
@@ -106,17 +112,18 @@ static void on_stop_poll(uv_timer_t *t)
     }
 }
 
-static int add_lane(struct outbox *ob, const char *name, void *state, int64_t (*step)(void *),
-                    void (*cancel)(void *))
+/* Starts a lane in SLOT (free: never started, or joined). */
+static int start_lane(struct outbox *ob, size_t slot, const char *name, void *state,
+                      int64_t (*step)(void *), void (*cancel)(void *), void (*free_fn)(void *))
 {
-    if (ob->n_lanes == OB_LANES_MAX)
-        return -ENOSPC;
-    struct ob_lane *l = &ob->lanes[ob->n_lanes++];
+    struct ob_lane *l = &ob->lanes[slot];
+    memset(l, 0, sizeof(*l));
     l->name = name;
     l->ob = ob;
     l->state = state;
     l->step = step;
     l->cancel = cancel;
+    l->free = free_fn;
     uv_mutex_lock(&ob->ctx.lock);
     ob->lanes_running++;
     uv_mutex_unlock(&ob->ctx.lock);
@@ -126,11 +133,28 @@ static int add_lane(struct outbox *ob, const char *name, void *state, int64_t (*
         uv_mutex_lock(&ob->ctx.lock);
         ob->lanes_running--;
         uv_mutex_unlock(&ob->ctx.lock);
-        ob->n_lanes--;
+        l->state = NULL;
         return rc;
     }
     l->started = true;
     return 0;
+}
+
+/* Joins the lane in SLOT if it ended (or always, when WAIT) and frees its state. */
+static void reap_lane(struct outbox *ob, size_t slot, bool wait)
+{
+    struct ob_lane *l = &ob->lanes[slot];
+    if (!l->started)
+        return;
+    uv_mutex_lock(&ob->ctx.lock);
+    bool finished = l->finished;
+    uv_mutex_unlock(&ob->ctx.lock);
+    if (!finished && !wait)
+        return;
+    uv_thread_join(&l->thread);
+    if (l->free != NULL)
+        l->free(l->state);
+    memset(l, 0, sizeof(*l));
 }
 
 static int64_t mirror_step(void *state)
@@ -141,6 +165,63 @@ static int64_t mirror_step(void *state)
 static void mirror_cancel(void *state)
 {
     ob_mirror_cancel(state);
+}
+
+static void mirror_free(void *state)
+{
+    ob_mirror_free(state);
+}
+
+static int64_t alert_step(void *state)
+{
+    return ob_alert_step(state);
+}
+
+static void alert_free(void *state)
+{
+    ob_alert_lane_free(state);
+}
+
+/*
+ * One lane per [alert.NAME] of CFG: lanes whose section went away have ended by themselves and
+ * are joined; a section without a lane gets one. Runs on the loop (start and reload).
+ */
+static void sync_alert_lanes(struct outbox *ob, const struct cfg *cfg)
+{
+    for (size_t slot = 1; slot < OB_LANES_MAX; slot++)
+        reap_lane(ob, slot, false);
+    for (size_t i = 0; i < cfg->n_named; i++) {
+        const struct cfg_named *s = &cfg->named[i];
+        if (s->kind != CFG_NAMED_alert)
+            continue;
+        size_t free_slot = 0;
+        bool running = false;
+        for (size_t slot = 1; slot < OB_LANES_MAX; slot++) {
+            struct ob_lane *l = &ob->lanes[slot];
+            if (!l->started) {
+                if (free_slot == 0)
+                    free_slot = slot;
+                continue;
+            }
+            running |= strcmp(ob_alert_lane_name(l->state), s->name) == 0;
+        }
+        if (running)
+            continue;
+        if (free_slot == 0) {
+            kd_error("alert %s: no lane left for it (at most %d alerts)", s->name,
+                     OB_ALERT_LANES_MAX);
+            continue;
+        }
+        struct ob_alert_lane *al;
+        if (ob_alert_lane_new(&ob->ctx, s->name, (unsigned)(free_slot - 1), &al) != 0) {
+            kd_error("alert %s: out of memory", s->name);
+            continue;
+        }
+        if (start_lane(ob, free_slot, "alert", al, alert_step, NULL, alert_free) != 0)
+            ob_alert_lane_free(al);
+        else
+            kd_info("alert %s: started", s->name);
+    }
 }
 
 static int on_start(struct wk *wk)
@@ -166,11 +247,20 @@ static int on_start(struct wk *wk)
         return rc;
     ob->stop_poll.data = ob;
     ob->timer_ready = true;
-    if ((rc = ob_mirror_new(ctx, &ob->mirror)) != 0)
+    /* Before any thread: curl's global state, and no SIGPIPE from a webhook or a command that
+     * closed its end. */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return -ENOMEM;
+    signal(SIGPIPE, SIG_IGN);
+    struct ob_mirror *mirror;
+    if ((rc = ob_mirror_new(ctx, &mirror)) != 0)
         return rc;
-    if ((rc = add_lane(ob, "mirror", ob->mirror, mirror_step, mirror_cancel)) != 0)
+    if ((rc = start_lane(ob, 0, "mirror", mirror, mirror_step, mirror_cancel, mirror_free)) != 0) {
+        ob_mirror_free(mirror);
         return rc;
-    kd_info("outbox started: %s", wk->cfg.mirror_postgres[0] ? "mirror on" : "nothing configured");
+    }
+    sync_alert_lanes(ob, &wk->cfg);
+    kd_info("outbox started: mirror %s", wk->cfg.mirror_postgres[0] ? "on" : "off");
     return 0;
 }
 
@@ -181,8 +271,8 @@ static void on_stop(struct wk *wk)
     ob->ctx.stopping = true;
     uv_cond_broadcast(&ob->ctx.wake);
     uv_mutex_unlock(&ob->ctx.lock);
-    for (size_t i = 0; i < ob->n_lanes; i++)
-        if (ob->lanes[i].cancel != NULL)
+    for (size_t i = 0; i < OB_LANES_MAX; i++)
+        if (ob->lanes[i].started && ob->lanes[i].cancel != NULL)
             ob->lanes[i].cancel(ob->lanes[i].state);
     if (ob->timer_ready)
         uv_timer_start(&ob->stop_poll, on_stop_poll, 0, 20);
@@ -198,6 +288,8 @@ static void on_reload(struct wk *wk)
     ob->ctx.cfg_version++;
     uv_cond_broadcast(&ob->ctx.wake);
     uv_mutex_unlock(&ob->ctx.lock);
+    if (!wk->stopping)
+        sync_alert_lanes(ob, &wk->cfg);
 }
 
 static void on_release(struct wk *wk)
@@ -209,19 +301,19 @@ static void on_release(struct wk *wk)
         uv_cond_broadcast(&ob->ctx.wake);
         uv_mutex_unlock(&ob->ctx.lock);
     }
-    for (size_t i = 0; i < ob->n_lanes; i++) {
-        if (ob->lanes[i].cancel != NULL)
+    for (size_t i = 0; i < OB_LANES_MAX; i++) {
+        if (ob->lanes[i].started && ob->lanes[i].cancel != NULL)
             ob->lanes[i].cancel(ob->lanes[i].state);
-        if (ob->lanes[i].started)
-            uv_thread_join(&ob->lanes[i].thread);
+        reap_lane(ob, i, true);
     }
-    ob_mirror_free(ob->mirror);
     if (ob->ctx.env != NULL)
         st_close(ob->ctx.env);
     if (ob->ctx_ready) {
         uv_cond_destroy(&ob->ctx.wake);
         uv_mutex_destroy(&ob->ctx.lock);
     }
+    if (ob->timer_ready)
+        curl_global_cleanup();
 }
 
 const struct wk_stage outbox_stage = {

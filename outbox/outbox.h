@@ -3,10 +3,11 @@
  * "The outbox"; docs/mirror.md).
  *
  * A process of its own (`kdeals worker outbox`), started by the supervisor only when the config
- * asks for it ([mirror] postgres), never given the API key. It follows the store's change log
- * (store/store.h, db `changes`: written in the same transaction as every record change) with
- * its own positions in the store's meta db, and carries the changes out: to a PostgreSQL
- * database (outbox/mirror.h). Everything it does waits on the network, so it runs apart from
+ * asks for it ([mirror] postgres, [alert.NAME] sections), never given the API key. It follows
+ * the store's change log (store/store.h, db `changes`: written in the same transaction as every
+ * record change) with its own positions in the store's meta db, and carries the changes out: to
+ * a PostgreSQL database (outbox/mirror.h), and each deal entering an alert's view to its webhook
+ * or command (outbox/alerts.h). Everything it does waits on the network, so it runs apart from
  * the pipeline: a dead database or a slow target costs the scanner, committer and updater
  * nothing, not even a shared thread.
  *
@@ -36,6 +37,8 @@
 
 struct st_env;
 
+#define OB_ALERT_LANES_MAX CFG_NAMED_MAX /* one lane per [alert.NAME] */
+
 /* What the lanes share. Members after `lock` are guarded by it. */
 struct ob_ctx {
     struct st_env *env;                 /* the store, opened by the worker */
@@ -46,6 +49,10 @@ struct ob_ctx {
     bool stopping;
     struct cfg cfg;       /* the published config, replaced on reload */
     uint64_t cfg_version; /* bumped on every reload */
+    /* Each alert lane's pending and dead deliveries and lag, summed into the gauges. */
+    int64_t alert_pending[OB_ALERT_LANES_MAX];
+    int64_t alert_dead[OB_ALERT_LANES_MAX];
+    int64_t alert_lag[OB_ALERT_LANES_MAX];
 };
 
 /*

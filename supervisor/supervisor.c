@@ -17,10 +17,11 @@
  * is written again (so `kdeals status` and `stop` keep finding the daemon), and a segment
  * whose name was removed is reported loudly (the workers keep using it: they were handed it).
  *
- * The outbox (the PostgreSQL mirror and the alerts) runs only when the config asks for it,
- * never gets the API key, and is never a reason to stop the
- * daemon: a dead database or a broken alert target must not cost the pipeline anything, so an
- * outbox that keeps dying is restarted at the longest backoff instead.
+ * The outbox (the PostgreSQL mirror and the alerts) runs only when the config asks for it
+ * ([mirror] postgres, [alert.NAME] sections), is started last and stopped first, never gets
+ * the API key, and is never a reason to stop the daemon: a dead database or a broken alert
+ * target must not cost the pipeline anything, so an outbox that keeps dying is restarted at
+ * the longest backoff instead.
  */
 #include "supervisor/supervisor.h"
 
@@ -70,11 +71,14 @@ static const enum shm_role start_order[SUP_WORKERS] = {
  * role when [web] listen is set. */
 static bool role_wanted(const struct cfg *c, enum shm_role role)
 {
-    if (role == SHM_ROLE_OUTBOX)
-        return c->mirror_postgres[0] != '\0';
     if (role == SHM_ROLE_WEB)
         return c->web_listen[0] != '\0';
-    return true;
+    if (role != SHM_ROLE_OUTBOX)
+        return true;
+    for (size_t i = 0; i < c->n_named; i++)
+        if (c->named[i].kind == CFG_NAMED_alert)
+            return true;
+    return c->mirror_postgres[0] != '\0';
 }
 
 struct sup;

@@ -994,7 +994,7 @@ static void test_named_sections(void **state)
     /* The loader's errors name the file, the line and the section. */
     expect_error("[view]\nmin_roi = 3\n", 1, "[view]: unknown section");
     expect_error("[vew.x]\nmin_roi = 3\n", 1,
-                 "[vew.x]: unknown section (named sections: [view.NAME])");
+                 "[vew.x]: unknown section (named sections: [view.NAME], [alert.NAME])");
     expect_error("[view.]\n", 1, "[view.]: NAME must be 1..31 letters");
     expect_error("[view.a b]\n", 1, "[view.a b]: NAME must be");
     expect_error("[view.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa]\n", 1, "NAME must be 1..31");

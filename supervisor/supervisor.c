@@ -18,7 +18,7 @@
  * whose name was removed is reported loudly (the workers keep using it: they were handed it).
  *
  * The outbox (the PostgreSQL mirror and the alerts) runs only when the config asks for it
- * ([mirror] postgres, [alert.NAME] sections), is started last and stopped first, never gets
+ * ([mirror] postgres, [alert.NAME] sections), is started after the pipeline, never gets
  * the API key, and is never a reason to stop the daemon: a dead database or a broken alert
  * target must not cost the pipeline anything, so an outbox that keeps dying is restarted at
  * the longest backoff instead.

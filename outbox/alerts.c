@@ -330,12 +330,12 @@ static int evaluate(struct ob_alert_lane *l, bool *more)
         struct st_txn *txn;
         char name[64];
         bool have;
-        if (st_read_begin(l->ctx->env, &txn) == 0) {
+        if (ob_read_begin(l->ctx, &txn) == 0) {
             meta_u64(txn, ob_alert_meta(l->name, "seq", name), &before, &have);
-            st_read_end(txn);
+            ob_read_end(l->ctx, txn);
         }
     }
-    int rc = st_write(l->ctx->env, evaluate_fn, &ev);
+    int rc = ob_write(l->ctx, evaluate_fn, &ev);
     if (rc != 0) {
         log_once(l, "cannot follow the change log: %s", st_strerror(rc));
         return rc;
@@ -467,7 +467,7 @@ static int load_fn(struct st_txn *txn, void *ud)
 static int load_due(struct ob_alert_lane *l)
 {
     struct load ld = {.l = l, .now = now_ms()};
-    int rc = st_write(l->ctx->env, load_fn, &ld);
+    int rc = ob_write(l->ctx, load_fn, &ld);
     if (rc != 0) {
         free(ld.found);
         log_once(l, "cannot read its deliveries: %s", st_strerror(rc));
@@ -642,7 +642,7 @@ static int64_t deliver_one(struct ob_alert_lane *l)
     it.key = l->due[best].key;
     it.entry = l->due[best].entry;
     it.now = now;
-    int rc = st_write(l->ctx->env, intent_fn, &it);
+    int rc = ob_write(l->ctx, intent_fn, &it);
     if (rc != 0) {
         log_once(l, "cannot record the intent to send: %s", st_strerror(rc));
         return 1000;
@@ -691,7 +691,7 @@ static int64_t deliver_one(struct ob_alert_lane *l)
     explicit_bzero(secret, sizeof(secret));
     free(body);
     struct outcome_w w = {.l = l, .key = it.key, .entry = it.entry, .o = &o, .now = now_ms()};
-    rc = st_write(l->ctx->env, outcome_fn, &w);
+    rc = ob_write(l->ctx, outcome_fn, &w);
     if (rc != 0) {
         /* It stays SENDING in the store: the next start treats it as an unknown outcome. */
         log_once(l, "cannot record the outcome of %s: %s", id, st_strerror(rc));
@@ -756,13 +756,13 @@ static int store_id_fn(struct st_txn *txn, void *ud)
 static bool kicked(struct ob_alert_lane *l)
 {
     struct st_txn *txn;
-    if (st_read_begin(l->ctx->env, &txn) != 0)
+    if (ob_read_begin(l->ctx, &txn) != 0)
         return false;
     char name[64];
     uint64_t kick = 0;
     bool have;
     meta_u64(txn, ob_alert_meta(l->name, "kick", name), &kick, &have);
-    st_read_end(txn);
+    ob_read_end(l->ctx, txn);
     bool k = kick != l->kick_seen;
     l->kick_seen = kick;
     return k;
@@ -777,7 +777,7 @@ int64_t ob_alert_step(struct ob_alert_lane *l)
     }
     if (rc != 0)
         return ALERT_IDLE_MS;
-    if (l->store_id[0] == '\0' && st_write(l->ctx->env, store_id_fn, l->store_id) != 0) {
+    if (l->store_id[0] == '\0' && ob_write(l->ctx, store_id_fn, l->store_id) != 0) {
         l->store_id[0] = '\0';
         return 1000;
     }

@@ -159,7 +159,7 @@ static int put_seq_fn(struct st_txn *txn, void *ud)
 static int put_position(struct ob_mirror *m, uint64_t seq, bool exact)
 {
     struct put_seq p = {seq, exact};
-    int rc = st_write(m->ctx->env, put_seq_fn, &p);
+    int rc = ob_write(m->ctx, put_seq_fn, &p);
     if (rc != 0)
         set_error(m, "cannot record the mirror's position %" PRIu64 " in the store: %s", seq,
                   st_strerror(rc));
@@ -175,7 +175,7 @@ static int store_id_fn(struct st_txn *txn, void *ud)
 static int store_identity(struct ob_mirror *m)
 {
     char id[40];
-    int rc = st_write(m->ctx->env, store_id_fn, id);
+    int rc = ob_write(m->ctx, store_id_fn, id);
     if (rc != 0) {
         set_error(m, "cannot read or record the store's id: %s", st_strerror(rc));
         return rc;
@@ -189,14 +189,14 @@ static int store_identity(struct ob_mirror *m)
 static void update_lag(struct ob_mirror *m)
 {
     struct st_txn *txn;
-    if (st_read_begin(m->ctx->env, &txn) != 0)
+    if (ob_read_begin(m->ctx, &txn) != 0)
         return;
     uint64_t pos = 0, last = 0;
     bool have;
     if (meta_u64(txn, OB_META_MIRROR_SEQ, &pos, &have) == 0 &&
         meta_u64(txn, ST_META_CHANGES_SEQ, &last, &have) == 0)
         shm_gauge_set(m->ctx->counters, SHM_C_mirror_lag, last > pos ? (int64_t)(last - pos) : 0);
-    st_read_end(txn);
+    ob_read_end(m->ctx, txn);
 }
 
 /* ---- connecting ------------------------------------------------------------------------- */
@@ -374,12 +374,12 @@ static int migrate(struct ob_mirror *m)
 static int have_position(struct ob_mirror *m, bool *have)
 {
     struct st_txn *txn;
-    int rc = st_read_begin(m->ctx->env, &txn);
+    int rc = ob_read_begin(m->ctx, &txn);
     if (rc != 0)
         return rc;
     uint64_t pos;
     rc = meta_u64(txn, OB_META_MIRROR_SEQ, &pos, have);
-    st_read_end(txn);
+    ob_read_end(m->ctx, txn);
     return rc;
 }
 
@@ -631,7 +631,7 @@ static int mirror_batch(struct ob_mirror *m, struct st_txn *txn, uint64_t pos, u
     *n_out = 0;
     int rc = st_changes_read(txn, pos, m->changes, max, &n);
     if (rc != 0 || n == 0) {
-        st_read_end(txn);
+        ob_read_end(m->ctx, txn);
         if (rc != 0)
             set_error(m, "cannot read the change log: %s", st_strerror(rc));
         return rc;
@@ -650,7 +650,7 @@ static int mirror_batch(struct ob_mirror *m, struct st_txn *txn, uint64_t pos, u
     for (size_t i = 0; i < u && rc == 0; i++)
         rc = gen_product(m, txn, &m->keys[i], last, NULL);
     yajl_gen_array_close(m->g);
-    st_read_end(txn);
+    ob_read_end(m->ctx, txn);
     if (rc != 0) {
         set_error(m, "cannot build the batch: %s", st_strerror(rc));
         return rc;
@@ -743,7 +743,7 @@ static int resync(struct ob_mirror *m, struct st_txn *txn, uint64_t last, const 
         }
     }
     st_cursor_close(cur);
-    st_read_end(txn);
+    ob_read_end(m->ctx, txn);
     gen_restart(m->g);
     if (rc == 0 && !end)
         rc = -ECANCELED; /* stopping */
@@ -767,7 +767,7 @@ static int sync_once(struct ob_mirror *m, bool *more)
 {
     *more = false;
     struct st_txn *txn;
-    int rc = st_read_begin(m->ctx->env, &txn);
+    int rc = ob_read_begin(m->ctx, &txn);
     if (rc != 0) {
         set_error(m, "cannot read the store: %s", st_strerror(rc));
         return rc;
@@ -777,7 +777,7 @@ static int sync_once(struct ob_mirror *m, bool *more)
     if ((rc = meta_u64(txn, OB_META_MIRROR_SEQ, &pos, &have)) != 0 ||
         (rc = meta_u64(txn, ST_META_CHANGES_SEQ, &last, &have_last)) != 0 ||
         (rc = st_changes_first(txn, &first)) != 0) {
-        st_read_end(txn);
+        ob_read_end(m->ctx, txn);
         set_error(m, "cannot read the change log: %s", st_strerror(rc));
         return rc;
     }
@@ -802,7 +802,7 @@ static int sync_once(struct ob_mirror *m, bool *more)
         return rc;
     }
     if (pos >= last) {
-        st_read_end(txn);
+        ob_read_end(m->ctx, txn);
         shm_gauge_set(m->ctx->counters, SHM_C_mirror_lag, 0);
         return 0;
     }

@@ -58,6 +58,29 @@ uint64_t ob_config(struct ob_ctx *ctx, struct cfg *out)
     return v;
 }
 
+int ob_read_begin(struct ob_ctx *ctx, struct st_txn **txn)
+{
+    uv_mutex_lock(&ctx->store_lock);
+    int rc = st_read_begin(ctx->env, txn);
+    if (rc != 0)
+        uv_mutex_unlock(&ctx->store_lock);
+    return rc;
+}
+
+void ob_read_end(struct ob_ctx *ctx, struct st_txn *txn)
+{
+    st_read_end(txn);
+    uv_mutex_unlock(&ctx->store_lock);
+}
+
+int ob_write(struct ob_ctx *ctx, int (*fn)(struct st_txn *txn, void *ud), void *ud)
+{
+    uv_mutex_lock(&ctx->store_lock);
+    int rc = st_write(ctx->env, fn, ud);
+    uv_mutex_unlock(&ctx->store_lock);
+    return rc;
+}
+
 bool ob_stopping(struct ob_ctx *ctx)
 {
     uv_mutex_lock(&ctx->lock);
@@ -239,6 +262,11 @@ static int on_start(struct wk *wk)
         uv_mutex_destroy(&ctx->lock);
         return -ENOMEM;
     }
+    if (uv_mutex_init(&ctx->store_lock) != 0) {
+        uv_cond_destroy(&ctx->wake);
+        uv_mutex_destroy(&ctx->lock);
+        return -ENOMEM;
+    }
     ob->ctx_ready = true;
     int rc = wk_store_open(wk, &ctx->env);
     if (rc != 0)
@@ -309,6 +337,7 @@ static void on_release(struct wk *wk)
     if (ob->ctx.env != NULL)
         st_close(ob->ctx.env);
     if (ob->ctx_ready) {
+        uv_mutex_destroy(&ob->ctx.store_lock);
         uv_cond_destroy(&ob->ctx.wake);
         uv_mutex_destroy(&ob->ctx.lock);
     }

@@ -36,12 +36,15 @@
 #include "worker/worker.h"
 
 struct st_env;
+struct st_txn;
 
 #define OB_ALERT_LANES_MAX CFG_NAMED_MAX /* one lane per [alert.NAME] */
 
 /* What the lanes share. Members after `lock` are guarded by it. */
 struct ob_ctx {
-    struct st_env *env;                 /* the store, opened by the worker */
+    struct st_env *env; /* the store, opened by the worker: use it through ob_read_begin and
+                           ob_write, which hold store_lock */
+    uv_mutex_t store_lock;
     struct shm_counter_block *counters; /* the outbox's counters (shm/counters.def) */
     char hostname[64];
     uv_mutex_t lock;
@@ -60,6 +63,17 @@ struct ob_ctx {
  * this at the start of each step, so a reload reaches it at its next step.
  */
 uint64_t ob_config(struct ob_ctx *ctx, struct cfg *out);
+
+/*
+ * The store from a lane. One st_env serves every lane (LMDB allows one environment per process),
+ * and growing its map needs no transaction open in the process: so a lane holds the context's
+ * store lock from ob_read_begin to ob_read_end and during ob_write, and keeps both short (no
+ * network call inside, but for a resynchronisation's snapshot). Same contracts as st_read_begin,
+ * st_read_end and st_write.
+ */
+int ob_read_begin(struct ob_ctx *ctx, struct st_txn **txn);
+void ob_read_end(struct ob_ctx *ctx, struct st_txn *txn);
+int ob_write(struct ob_ctx *ctx, int (*fn)(struct st_txn *txn, void *ud), void *ud);
 
 /* Whether the worker is stopping (lanes end their step early when it is). */
 bool ob_stopping(struct ob_ctx *ctx);

@@ -315,7 +315,9 @@ static void close_any(uv_handle_t *h, void *arg)
 }
 
 /* Runs the loop until the worker stops, then closes what is still open (QUIT, supervisor
- * gone), the loop itself, and leaves the segment and the key behind. */
+ * gone) and marks the slot exited. The segment stays mapped until the stage's release ran: a
+ * stage with threads of its own (the outbox) stops them there, and they count into the
+ * segment until they have. */
 static void wk_run(struct wk *wk)
 {
     uv_run(wk->loop, UV_RUN_DEFAULT);
@@ -323,8 +325,6 @@ static void wk_run(struct wk *wk)
     uv_run(wk->loop, UV_RUN_DEFAULT);
     wk_set_state(wk, SHM_PROC_EXITED);
     atomic_store(&wk->slot->pid, 0);
-    shm_segment_detach(&wk->seg);
-    explicit_bzero(wk->key, sizeof(wk->key));
 }
 
 /* READY, unless the stage already said more (it may be waiting for tokens already). */
@@ -378,6 +378,8 @@ int wk_main(const struct wk_stage *const *stages, size_t n_stages, int argc, cha
     if (wk.data != NULL && stage->release != NULL)
         stage->release(&wk);
     free(wk.data);
+    shm_segment_detach(&wk.seg);
+    explicit_bzero(wk.key, sizeof(wk.key));
     kd_info("stopped");
 out_loop:
     uv_loop_close(&loop);

@@ -20,8 +20,9 @@
  * The stop sequence is the same for every stage: the stage's stop hook drains what it must,
  * the stage closes its spender (worker/spend.h) and calls wk_stop() from the spender's close
  * callback; wk_stop() closes the runtime's handles so the loop ends; the runtime closes what is
- * still open, detaches, wipes the key and calls release. Nothing is freed twice, because
- * nothing but release frees.
+ * still open, calls release, then detaches from the segment and wipes the key (a stage's own
+ * threads may count into the segment until release stopped them). Nothing is freed twice,
+ * because nothing but release frees.
  */
 #ifndef KD_WORKER_H
 #define KD_WORKER_H

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,8 +26,10 @@
 #define KD_SECRET_MIN      4 /* shorter secrets would redact ordinary words */
 
 static const char *log_role = "kdeals";
-static enum kd_log_level log_level = KD_LOG_INFO;
-static int log_fd = STDERR_FILENO;
+/* Read by every thread that logs, changed by the main thread on a reload or USR1 (the outbox
+ * logs from threads of its own): atomics, so a change is seen whole. */
+static _Atomic int log_level = KD_LOG_INFO;
+static _Atomic int log_fd = STDERR_FILENO;
 static char *log_secrets[KD_LOG_MAX_SECRETS];
 
 static const char *const level_names[] = {"ERROR", "WARN", "INFO", "DEBUG"};
@@ -38,7 +41,7 @@ void kd_log_set_role(const char *role)
 
 void kd_log_set_level(enum kd_log_level level)
 {
-    log_level = level;
+    atomic_store_explicit(&log_level, (int)level, memory_order_relaxed);
 }
 
 int kd_log_parse_level(const char *name, enum kd_log_level *level)
@@ -78,18 +81,12 @@ int kd_log_file_open(const char *path)
 
 int kd_log_open(const char *path)
 {
-    if (path == NULL) {
-        if (log_fd != STDERR_FILENO)
-            close(log_fd);
-        log_fd = STDERR_FILENO;
-        return 0;
-    }
-    int fd = kd_log_file_open(path);
-    if (fd < 0)
+    int fd = STDERR_FILENO;
+    if (path != NULL && (fd = kd_log_file_open(path)) < 0)
         return fd;
-    if (log_fd != STDERR_FILENO)
-        close(log_fd);
-    log_fd = fd;
+    int old = atomic_exchange(&log_fd, fd);
+    if (old != STDERR_FILENO)
+        close(old);
     return 0;
 }
 
@@ -266,7 +263,7 @@ char *kd_vformat_redacted(char *dst, size_t dstsz, const char *fmt, va_list ap)
 
 void kd_log(enum kd_log_level level, const char *fmt, ...)
 {
-    if (level > log_level)
+    if ((int)level > atomic_load_explicit(&log_level, memory_order_relaxed))
         return;
 
     int saved_errno = errno;
@@ -293,7 +290,8 @@ void kd_log(enum kd_log_level level, const char *fmt, ...)
     }
     ssize_t off = 0;
     while (off < n) {
-        ssize_t w = write(log_fd, line + off, (size_t)(n - off));
+        ssize_t w = write(atomic_load_explicit(&log_fd, memory_order_relaxed), line + off,
+                          (size_t)(n - off));
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)

@@ -8,8 +8,9 @@
  * "<redacted>" before it leaves the process, and before a long line is cut. Text from outside
  * (a server's error message, a file name) is made safe on the way out: control characters,
  * escape sequences and bytes that are not UTF-8 are written as \xNN (kd_sanitize), so every
- * line is one line and a terminal shows it as text. Logging state is process-global: it is
- * set up once in main() before any other thread exists.
+ * line is one line and a terminal shows it as text. Logging state is process-global: the role
+ * and the secrets are set up in main() before any other thread exists; the level and the
+ * destination may change later (a reload, USR1) while other threads log.
  */
 #ifndef KD_LOG_H
 #define KD_LOG_H

@@ -413,6 +413,16 @@ static int alert_kills(void)
     return n >= 8 ? n : 24;
 }
 
+/* With KDH_KEEP=DIR, the daemon's folder (log, store) is copied there for a look afterwards. */
+static void keep(const struct kdh_daemon *d)
+{
+    const char *to = getenv("KDH_KEEP");
+    char cmd[1400];
+    snprintf(cmd, sizeof(cmd), "cp -a '%s' '%s'", d->dir, to != NULL ? to : "");
+    if (to != NULL && system(cmd) != 0)
+        fprintf(stderr, "could not copy %s\n", d->dir);
+}
+
 static int id_cmp(const void *a, const void *b)
 {
     return strcmp(a, b);
@@ -513,7 +523,9 @@ static void test_once_per_entry_under_kill_9(void **state)
     progress_of(&d, "all", &p);
     assert_int_equal(p.dead, 0);
     shm_segment_detach(&seg);
-    assert_int_equal(kdh_daemon_stop(&d), 0);
+    int stopped = kdh_daemon_stop(&d);
+    keep(&d);
+    assert_int_equal(stopped, 0);
 
     size_t n_expected;
     char(*expected)[OB_DELIVERY_ID_MAX] =

@@ -258,6 +258,12 @@ static void on_child_exit(uv_process_t *p, int64_t exit_status, int term_signal)
         stop_next(s);
         return;
     }
+    if (!role_wanted(&s->cfg, c->role)) {
+        kd_info("%s pid %d exited (%s %d); no longer configured: not restarted",
+                shm_role_name(c->role), p->pid, term_signal ? "signal" : "status",
+                term_signal ? term_signal : (int)exit_status);
+        return;
+    }
     if (term_signal == 0 && exit_status == WK_EXIT_CANNOT_RUN) {
         char why[SHM_MESSAGE_MAX];
         memcpy(why, slot->last_error, sizeof(why));
@@ -271,10 +277,6 @@ static void on_child_exit(uv_process_t *p, int64_t exit_status, int term_signal)
     }
     kd_warn("%s pid %d died (%s %d)", shm_role_name(c->role), p->pid,
             term_signal ? "signal" : "status", term_signal ? term_signal : (int)exit_status);
-    if (!role_wanted(&s->cfg, c->role)) {
-        kd_info("%s is no longer configured: not restarted", shm_role_name(c->role));
-        return;
-    }
 
     int64_t now = kd_mono_ns();
     if (now - c->started_ns > (int64_t)SUP_STABLE_MS * KD_NS_PER_MS)

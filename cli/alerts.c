@@ -182,7 +182,7 @@ static int cmd_list(const struct cfg *c, struct st_env *env, const char *only, b
             continue;
         found++;
         static struct ob_alert a;
-        char err[512], target[300], view[512];
+        char err[512], target[CFG_STR_MAX + 64], view[512];
         if (ob_alert_parse(c, s->name, &a, err, sizeof(err)) != 0) {
             fprintf(stderr, "kdeals alerts: %s\n", err);
             continue;
@@ -392,7 +392,7 @@ static int cmd_test(const struct cfg *c, struct st_env *env, const char *name)
     explicit_bzero(secret, sizeof(secret));
     curl_global_cleanup();
     free(body);
-    char target[300];
+    char target[CFG_STR_MAX + 64];
     target_text(&a, target, sizeof(target));
     if (o.result == OB_DELIVERED) {
         printf("alert %s: test delivery %s (%s %s) delivered to %s\n", name, id,

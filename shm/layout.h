@@ -25,7 +25,7 @@
 #include <stdint.h>
 
 #define SHM_MAGIC          0x4d48534c41454b44ULL /* "DKEALSHM" little-endian */
-#define SHM_LAYOUT_VERSION 6u
+#define SHM_LAYOUT_VERSION 7u
 #define SHM_CACHELINE      64
 #define SHM_INSTANCE_MAX   48
 #define SHM_CONFIG_MAX     65536

@@ -5,8 +5,9 @@
 # cheapest plan, 300 times faster), writes a config pointing kdeals at it, starts the daemon
 # with its web dashboard on loopback, prints the dashboard's address (open it in a browser
 # while the demo runs: DEMO_SECONDS makes the run longer, DEMO_WEB_PORT picks the port), shows
-# it working (status, live counters, deals appearing), then shows the deals, the simulator's
-# ledger of what was spent, and stops everything. Nothing is left behind.
+# it working (status, live counters, deals appearing), then shows the deals, the top one
+# explained field by field, the simulator's ledger of what was spent, and stops everything.
+# Nothing is left behind.
 set -eu
 BUILD=${1:-build}
 SECONDS_TO_RUN=${DEMO_SECONDS:-60}
@@ -79,6 +80,12 @@ done
 
 echo "== kdeals deals --limit 10 (sorted by ROI)"
 "$KD" deals -c "$DIR/kdeals.conf" --limit 10 | sed 's/^/   /'
+TOP=$("$KD" deals -c "$DIR/kdeals.conf" --limit 1 --format json |
+    python3 -c 'import json, sys; d = json.load(sys.stdin); print(d[0]["asin"] if d else "")')
+if [ -n "$TOP" ]; then
+    echo "== kdeals show $TOP (the top deal: every number with the Keepa field it came from)"
+    "$KD" show -c "$DIR/kdeals.conf" "$TOP" | sed 's/^/   /'
+fi
 echo "== the simulator's ledger: what Keepa would have billed"
 curl -s "http://127.0.0.1:$PORT/_sim/stats" | python3 -c '
 import json, sys

@@ -115,7 +115,7 @@ void cli_explain(FILE *out, const struct cli_product *p, const struct jd_inputs 
                  const struct jd_verdict *v, const struct jd_rules *r)
 {
     unsigned d = p->domain;
-    char a[64], b[64], c[64], e[64], link[256];
+    char a[64], b[64], c[64], e[64], f[64], g[64], link[256];
     const char *cat = p->category != NULL && p->category[0]
                           ? p->category
                           : jd_category_name(d, in->root_category);
@@ -167,9 +167,20 @@ void cli_explain(FILE *out, const struct cli_product *p, const struct jd_inputs 
                 jd_basis_name(v->basis), money(d, v->basis_cents, b, sizeof(b)));
         fprintf(out, "           <- %s\n", basis_field(v->basis, v->side));
         int64_t bb = v->side == JD_USED ? in->used_buy_box_cents : in->new_buy_box_cents;
-        fprintf(out, "           ceilings: Buy Box %s%s; %s of Amazon's %s%s; max %s%s\n",
-                r->cap_at_buy_box ? money(d, bb, a, sizeof(a)) : "off",
-                (v->caps & JD_CAP_BUY_BOX) ? " (applied)" : "",
+        int64_t seen =
+            v->side == JD_USED ? in->used_buy_box_seen_cents : in->new_buy_box_seen_cents;
+        char bbtext[160];
+        if (!r->cap_at_buy_box)
+            snprintf(bbtext, sizeof(bbtext), "off");
+        else if (bb <= 0 && seen > 0)
+            snprintf(bbtext, sizeof(bbtext), "- (this read has none; %s as last seen, %s%s)",
+                     money(d, seen, f, sizeof(f)),
+                     age(p->now_ms, in->buy_box_seen_ms, g, sizeof(g)),
+                     (v->caps & JD_CAP_BUY_BOX_SEEN) ? ", applied" : "");
+        else
+            snprintf(bbtext, sizeof(bbtext), "%s%s", money(d, bb, f, sizeof(f)),
+                     (v->caps & JD_CAP_BUY_BOX) ? " (applied)" : "");
+        fprintf(out, "           ceilings: Buy Box %s; %s of Amazon's %s%s; max %s%s\n", bbtext,
                 r->amazon_cap_bp > 0 ? pct(r->amazon_cap_bp, b, sizeof(b)) : "off",
                 money(d, in->amazon_cents, c, sizeof(c)),
                 (v->caps & JD_CAP_AMAZON) ? " (applied)" : "",

@@ -234,6 +234,19 @@ void jd_inputs_refresh(struct jd_inputs *in, const struct jd_inputs *fresh)
     in->buy_is_fba = keep.buy_is_fba;
     in->buy_is_amazon = keep.buy_is_amazon;
     in->buy_seen_ms = keep.buy_seen_ms;
+    /* A light read carries no Buy Box: the last one seen stays as a ceiling only (never a
+     * basis), so the re-check judges no more optimistically than the read that had it. */
+    if (in->new_buy_box_cents <= 0 || in->used_buy_box_cents <= 0) {
+        bool new_kept = in->new_buy_box_cents <= 0 && keep.new_buy_box_cents > 0;
+        bool used_kept = in->used_buy_box_cents <= 0 && keep.used_buy_box_cents > 0;
+        in->new_buy_box_seen_cents = in->new_buy_box_cents > 0 ? -1
+                                     : new_kept                ? keep.new_buy_box_cents
+                                                               : keep.new_buy_box_seen_cents;
+        in->used_buy_box_seen_cents = in->used_buy_box_cents > 0 ? -1
+                                      : used_kept                ? keep.used_buy_box_cents
+                                                                 : keep.used_buy_box_seen_cents;
+        in->buy_box_seen_ms = new_kept || used_kept ? keep.data_ms : keep.buy_box_seen_ms;
+    }
     /* A light read has no offers: keep the offer counts the full read saw (shown, never
      * judged). Offer-derived prices are not kept: a stale price must not become a basis. */
     if (in->offers_fba < 0)

@@ -246,9 +246,16 @@ bool jd_judge(const struct jd_inputs *in, const struct jd_rules *r, struct jd_ve
     if (v->basis != JD_BASIS_NONE) {
         int64_t sell = v->basis_cents;
         int64_t bb = known(side == JD_USED ? in->used_buy_box_cents : in->new_buy_box_cents);
+        /* A read without the Buy Box (a light re-check) is capped by the last one seen: the
+         * lack of a figure must not make a judgement more optimistic than the full read's. */
+        int64_t seen =
+            known(side == JD_USED ? in->used_buy_box_seen_cents : in->new_buy_box_seen_cents);
         if (r->cap_at_buy_box && bb > 0 && sell > bb) {
             sell = bb;
             v->caps |= JD_CAP_BUY_BOX;
+        } else if (r->cap_at_buy_box && bb <= 0 && seen > 0 && sell > seen) {
+            sell = seen;
+            v->caps |= JD_CAP_BUY_BOX_SEEN;
         }
         if (r->amazon_cap_bp > 0 && in->amazon_cents > 0) {
             int64_t cap = muldiv_floor(in->amazon_cents, r->amazon_cap_bp, 10000);
@@ -417,6 +424,8 @@ static const char *const crit_reasons[JD_C_COUNT] = {"no-buy",       "no-sell", 
 static const char *const state_names[] = {"pass", "fail", "unknown", "off"};
 static const char *const source_names[] = {"none", "offer", "own_cost", "listing"};
 static const char *const side_names[] = {"new", "used"};
+static const char *const cap_names[JD_CAP_COUNT] = {"buy_box", "amazon", "max_sell",
+                                                    "buy_box_seen"};
 
 const char *jd_basis_name(unsigned b)
 {
@@ -441,6 +450,11 @@ const char *jd_buy_source_name(unsigned s)
 const char *jd_side_name(unsigned s)
 {
     return s < JD_SIDES ? side_names[s] : "?";
+}
+
+const char *jd_cap_name(unsigned bit)
+{
+    return bit < JD_CAP_COUNT ? cap_names[bit] : "?";
 }
 
 int jd_basis_parse(const char *name, size_t len)

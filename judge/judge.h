@@ -76,9 +76,11 @@ enum jd_basis {
 
 /* Ceilings that lowered the sell price (jd_verdict.caps). */
 enum {
-    JD_CAP_BUY_BOX = 1u << 0, /* above the side's current Buy Box */
-    JD_CAP_AMAZON = 1u << 1,  /* above amazon_cap of Amazon's current price */
-    JD_CAP_MAX_SELL = 1u << 2 /* above max_sell */
+    JD_CAP_BUY_BOX = 1u << 0,      /* above the side's current Buy Box */
+    JD_CAP_AMAZON = 1u << 1,       /* above amazon_cap of Amazon's current price */
+    JD_CAP_MAX_SELL = 1u << 2,     /* above max_sell */
+    JD_CAP_BUY_BOX_SEEN = 1u << 3, /* above the side's Buy Box as last seen (this read has none) */
+    JD_CAP_COUNT = 4
 };
 
 /* Where the buy side comes from. */
@@ -124,42 +126,46 @@ enum jd_state { JD_PASS = 0, JD_FAIL = 1, JD_UNKNOWN = 2, JD_OFF = 3 };
                                       buyBoxShipping when the Buy Box is not Used */               \
     X(I64, used_buy_box_cents, 0)  /* stats.current[32] BUY_BOX_USED_SHIPPING, else                \
                                       stats.buyBoxUsedPrice + buyBoxUsedShipping */                \
-    X(I64, new_lowest_fba_cents, 0)  /* stats.current[10] NEW_FBA, else the lowest live New FBA    \
-                                        offer (price + shipping) */                                \
-    X(I64, used_lowest_fba_cents, 0) /* the lowest live Used FBA offer (offers[]) */               \
-    X(I64, new_cents, 0)             /* stats.current[1] NEW: lowest New listing */                \
-    X(I64, used_cents, 0)            /* stats.current[2] USED: lowest Used listing */              \
-    X(I64, new_avg90_cents, 0)       /* stats.avg90[1] */                                          \
-    X(I64, new_avg180_cents, 0)      /* stats.avg180[1] */                                         \
-    X(I64, new_avg365_cents, 0)      /* stats.avg365[1] */                                         \
-    X(I64, used_avg90_cents, 0)      /* stats.avg90[2] */                                          \
-    X(I64, used_avg180_cents, 0)     /* stats.avg180[2] */                                         \
-    X(I64, used_avg365_cents, 0)     /* stats.avg365[2] */                                         \
-    X(I64, sales_rank, 0)            /* stats.current[3] SALES */                                  \
-    X(I32, drops30, 0)               /* stats.salesRankDrops30 */                                  \
-    X(I32, drops90, 0)               /* stats.salesRankDrops90 */                                  \
-    X(I32, drops180, 0)              /* stats.salesRankDrops180 */                                 \
-    X(I32, drops365, 0)              /* stats.salesRankDrops365 */                                 \
-    X(I32, monthly_sold, 0)          /* monthlySold */                                             \
-    X(I32, offers_new, 0)            /* stats.current[11] COUNT_NEW */                             \
-    X(I32, offers_used, 0)           /* stats.current[12] COUNT_USED */                            \
-    X(I32, offers_fba, 0)            /* stats.offerCountFBA (offers only) */                       \
-    X(I32, offers_fbm, 0)            /* stats.offerCountFBM (offers only) */                       \
-    X(I32, referral_bp, 0)           /* referralFeePercentage x 100 (else referralFeePercent) */   \
-    X(I64, fba_fee_cents, 0)         /* fbaFees.pickAndPackFee */                                  \
-    X(I64, closing_fee_cents, 0)     /* variableClosingFee */                                      \
-    X(I32, hazmat, 0)                /* hazardousMaterials: 1 listed, 0 null, -1 not sent */       \
-    X(I32, heat_sensitive, 0)        /* isHeatSensitive */                                         \
-    X(I32, adult, 0)                 /* isAdultProduct */                                          \
-    X(I32, package_weight_g, 0)      /* packageWeight (g); 0 or -1 unknown */                      \
-    X(I32, package_length_mm, 0)     /* packageLength (mm) */                                      \
-    X(I32, package_width_mm, 0)      /* packageWidth (mm) */                                       \
-    X(I32, package_height_mm, 0)     /* packageHeight (mm) */                                      \
-    X(BOOL, fees_known, 0)           /* referral and FBA inputs come from a /product answer */     \
-    X(U8, buy_source, 0)             /* enum jd_buy_source */                                      \
-    X(U8, buy_condition, 0)          /* offers[].condition: 1 new, 2-5 used; 0 unknown */          \
-    X(I64, buy_price_cents, 0)       /* offerCSV's newest price, the listing, or own cost */       \
-    X(I64, buy_shipping_cents, 0)    /* offerCSV's newest shipping; 0 free, -1 unknown */          \
+    X(I64, new_buy_box_seen_cents, 0)  /* new_buy_box_cents of the last read that had one, when    \
+                                          this read has none (a light re-check): a ceiling only */ \
+    X(I64, used_buy_box_seen_cents, 0) /* the same for used_buy_box_cents */                       \
+    X(I64, buy_box_seen_ms, 0)         /* when those were read */                                  \
+    X(I64, new_lowest_fba_cents, 0)    /* stats.current[10] NEW_FBA, else the lowest live New FBA  \
+                                          offer (price + shipping) */                              \
+    X(I64, used_lowest_fba_cents, 0)   /* the lowest live Used FBA offer (offers[]) */             \
+    X(I64, new_cents, 0)               /* stats.current[1] NEW: lowest New listing */              \
+    X(I64, used_cents, 0)              /* stats.current[2] USED: lowest Used listing */            \
+    X(I64, new_avg90_cents, 0)         /* stats.avg90[1] */                                        \
+    X(I64, new_avg180_cents, 0)        /* stats.avg180[1] */                                       \
+    X(I64, new_avg365_cents, 0)        /* stats.avg365[1] */                                       \
+    X(I64, used_avg90_cents, 0)        /* stats.avg90[2] */                                        \
+    X(I64, used_avg180_cents, 0)       /* stats.avg180[2] */                                       \
+    X(I64, used_avg365_cents, 0)       /* stats.avg365[2] */                                       \
+    X(I64, sales_rank, 0)              /* stats.current[3] SALES */                                \
+    X(I32, drops30, 0)                 /* stats.salesRankDrops30 */                                \
+    X(I32, drops90, 0)                 /* stats.salesRankDrops90 */                                \
+    X(I32, drops180, 0)                /* stats.salesRankDrops180 */                               \
+    X(I32, drops365, 0)                /* stats.salesRankDrops365 */                               \
+    X(I32, monthly_sold, 0)            /* monthlySold */                                           \
+    X(I32, offers_new, 0)              /* stats.current[11] COUNT_NEW */                           \
+    X(I32, offers_used, 0)             /* stats.current[12] COUNT_USED */                          \
+    X(I32, offers_fba, 0)              /* stats.offerCountFBA (offers only) */                     \
+    X(I32, offers_fbm, 0)              /* stats.offerCountFBM (offers only) */                     \
+    X(I32, referral_bp, 0)             /* referralFeePercentage x 100 (else referralFeePercent) */ \
+    X(I64, fba_fee_cents, 0)           /* fbaFees.pickAndPackFee */                                \
+    X(I64, closing_fee_cents, 0)       /* variableClosingFee */                                    \
+    X(I32, hazmat, 0)                  /* hazardousMaterials: 1 listed, 0 null, -1 not sent */     \
+    X(I32, heat_sensitive, 0)          /* isHeatSensitive */                                       \
+    X(I32, adult, 0)                   /* isAdultProduct */                                        \
+    X(I32, package_weight_g, 0)        /* packageWeight (g); 0 or -1 unknown */                    \
+    X(I32, package_length_mm, 0)       /* packageLength (mm) */                                    \
+    X(I32, package_width_mm, 0)        /* packageWidth (mm) */                                     \
+    X(I32, package_height_mm, 0)       /* packageHeight (mm) */                                    \
+    X(BOOL, fees_known, 0)             /* referral and FBA inputs come from a /product answer */   \
+    X(U8, buy_source, 0)               /* enum jd_buy_source */                                    \
+    X(U8, buy_condition, 0)            /* offers[].condition: 1 new, 2-5 used; 0 unknown */        \
+    X(I64, buy_price_cents, 0)         /* offerCSV's newest price, the listing, or own cost */     \
+    X(I64, buy_shipping_cents, 0)      /* offerCSV's newest shipping; 0 free, -1 unknown */        \
     X(STR, buy_seller_id, JD_SELLER_ID_MAX) /* offers[].sellerId */                                \
     X(BOOL, buy_is_fba, 0)                  /* offers[].isFBA */                                   \
     X(BOOL, buy_is_amazon, 0)               /* offers[].isAmazon */                                \
@@ -298,6 +304,10 @@ const char *jd_crit_name(unsigned crit);
 const char *jd_state_name(unsigned state);
 const char *jd_buy_source_name(unsigned src);
 const char *jd_side_name(unsigned side);
+
+/* The name of ceiling bit BIT (0 for JD_CAP_BUY_BOX, ...): "buy_box", "amazon", "max_sell",
+ * "buy_box_seen"; "?" beyond. */
+const char *jd_cap_name(unsigned bit);
 
 /* Parses a basis name; returns the enum jd_basis or -1. */
 int jd_basis_parse(const char *name, size_t len);

@@ -471,10 +471,9 @@ void sim_truth_render(struct sim_buf *b, const char *asin, const struct sim_trut
     sim_buf_puts(b, ",\"side\":");
     sim_buf_str(b, jd_side_name(v->side));
     sim_buf_puts(b, ",\"caps\":[");
-    static const char *const CAPS[] = {"buy_box", "amazon", "max_sell"};
-    for (unsigned i = 0; i < 3; i++)
+    for (unsigned i = 0; i < JD_CAP_COUNT; i++)
         if (v->caps & (1u << i)) {
-            sim_buf_str(b, CAPS[i]);
+            sim_buf_str(b, jd_cap_name(i));
             sim_buf_putc(b, ',');
         }
     sim_buf_uncomma(b);

@@ -105,12 +105,6 @@ static struct value v_list(uint32_t bits, const char *(*name)(unsigned))
 
 /* ---- words for codes ---- */
 
-static const char *cap_name(unsigned bit)
-{
-    static const char *const names[] = {"buy_box", "amazon", "max_sell"};
-    return bit < ARRAY_LEN(names) ? names[bit] : "?";
-}
-
 static const char *availability_name(int32_t a)
 {
     static const char *const names[] = {"none",    "now",       "preorder",
@@ -230,6 +224,11 @@ static struct value v_keepa_minutes(int64_t min)
       "stats.current[18] (Buy Box with shipping), else stats.buyBoxPrice + buyBoxShipping")        \
     X(used_buy_box_cents, INTEGER, v_pos(r->in.used_buy_box_cents),                                \
       "stats.current[32], else stats.buyBoxUsedPrice + buyBoxUsedShipping")                        \
+    X(new_buy_box_seen_cents, INTEGER, v_pos(r->in.new_buy_box_seen_cents),                        \
+      "new_buy_box_cents of the last read that had one, when this read has none: a ceiling only")  \
+    X(used_buy_box_seen_cents, INTEGER, v_pos(r->in.used_buy_box_seen_cents),                      \
+      "used_buy_box_cents of the last read that had one, when this read has none")                 \
+    X(buy_box_seen_ms, INTEGER, v_pos(r->in.buy_box_seen_ms), "when those were read")              \
     X(new_lowest_fba_cents, INTEGER, v_pos(r->in.new_lowest_fba_cents),                            \
       "stats.current[10] NEW_FBA, else the lowest live New FBA offer")                             \
     X(used_lowest_fba_cents, INTEGER, v_pos(r->in.used_lowest_fba_cents),                          \
@@ -279,8 +278,9 @@ static struct value v_keepa_minutes(int64_t min)
     X(sell_side, STRING, v_str(jd_side_name(r->v.side)), "new or used: the side the buy sells on") \
     X(sell_basis, STRING, r->v.basis ? v_str(jd_basis_name(r->v.basis)) : v_null(),                \
       "the sell price's basis: buy_box, lowest_fba, avg90, avg180, avg365, avg90_365, current")    \
-    X(sell_caps, LIST, v_list(r->v.caps, cap_name),                                                \
-      "ceilings that lowered the sell price: buy_box, amazon, max_sell")                           \
+    X(sell_caps, LIST, v_list(r->v.caps, jd_cap_name),                                             \
+      "ceilings that lowered the sell price: buy_box, amazon, max_sell, buy_box_seen (the "        \
+      "Buy Box of the last full read, when this read has none)")                                   \
     X(sell_basis_cents, INTEGER, v_pos(r->v.basis_cents), "the basis before the ceilings")         \
     X(sell_cents, INTEGER, v_pos(r->v.sell_cents), "the expected sell price")                      \
     X(fee_referral_bp, INTEGER, v_nn(r->v.referral_bp), "the referral percentage used")            \

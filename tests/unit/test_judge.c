@@ -626,6 +626,69 @@ static void test_refresh_keeps_one_offer(void **state)
     assert_int_equal(in.fba_fee_cents, 300);
 }
 
+/*
+ * A light re-check carries no Buy Box. The full read capped the sell at the Used Buy Box
+ * ($25.00, below the 90-day average $40.00); the re-check must not sell at the average for lack
+ * of the figure: the last Buy Box seen stays as a ceiling (never a basis), and goes once a read
+ * carries a Buy Box again.
+ */
+static void test_refresh_never_more_optimistic(void **state)
+{
+    (void)state;
+    struct jd_rules r;
+    jd_rules_default(&r);
+    struct jd_inputs in;
+    struct jd_verdict full, again;
+    base_inputs(&in);
+    in.used_buy_box_cents = 2500;
+    in.used_avg90_cents = 4000;
+    in.data_ms = 1000;
+    jd_judge(&in, &r, &full);
+    assert_int_equal(full.basis, JD_BASIS_BUY_BOX);
+    assert_int_equal(full.sell_cents, 2500);
+
+    struct jd_inputs fresh;
+    jd_inputs_init(&fresh);
+    fresh.used_avg90_cents = 4000;
+    fresh.used_cents = 1000;
+    fresh.drops365 = 50;
+    fresh.data_ms = 9000;
+    fresh.fees_known = true;
+    jd_inputs_refresh(&in, &fresh);
+    assert_int_equal(in.used_buy_box_cents, -1);
+    assert_int_equal(in.used_buy_box_seen_cents, 2500);
+    assert_int_equal(in.buy_box_seen_ms, 1000);
+    jd_judge(&in, &r, &again);
+    assert_int_equal(again.basis, JD_BASIS_AVG90);
+    assert_int_equal(again.sell_cents, 2500);
+    assert_true(again.caps & JD_CAP_BUY_BOX_SEEN);
+    assert_true(again.profit_cents <= full.profit_cents);
+    assert_string_equal(jd_cap_name(3), "buy_box_seen");
+
+    /* A second light read keeps the same ceiling and its time. */
+    fresh.data_ms = 12000;
+    jd_inputs_refresh(&in, &fresh);
+    assert_int_equal(in.used_buy_box_seen_cents, 2500);
+    assert_int_equal(in.buy_box_seen_ms, 1000);
+
+    /* A read with a Buy Box (a full fetch) replaces it: the current one rules again. */
+    fresh.used_buy_box_cents = 3500;
+    jd_inputs_refresh(&in, &fresh);
+    assert_int_equal(in.used_buy_box_seen_cents, -1);
+    jd_judge(&in, &r, &again);
+    assert_int_equal(again.sell_cents, 3500);
+    assert_int_equal(again.basis, JD_BASIS_BUY_BOX);
+    assert_int_equal(again.caps, 0);
+
+    /* Off when the rules do not cap at the Buy Box. */
+    fresh.used_buy_box_cents = -1;
+    jd_inputs_refresh(&in, &fresh);
+    r.cap_at_buy_box = false;
+    jd_judge(&in, &r, &again);
+    assert_int_equal(again.sell_cents, 4000);
+    assert_int_equal(again.caps, 0);
+}
+
 static void test_offer_is_one_offer(void **state)
 {
     (void)state;
@@ -808,6 +871,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_fees),
         cmocka_unit_test(test_unknown_rule_same_before_and_after_paying),
         cmocka_unit_test(test_refresh_keeps_one_offer),
+        cmocka_unit_test(test_refresh_never_more_optimistic),
         cmocka_unit_test(test_offer_is_one_offer),
         cmocka_unit_test(test_near_and_words),
         cmocka_unit_test(test_rules_hash),

@@ -16,10 +16,16 @@
  * Every LMDB code is mapped to a negative errno once, in st_mdb_err().
  *
  * A damaged or moved file. LMDB maps data.mdb and reads its pages through the mapping, so a
- * file shorter than its last page kills the process with SIGBUS: the file size is checked
+ * page beyond the end of the file kills the process with SIGBUS. The file size is checked
  * against the last page the newest meta page names at open and before every transaction
- * (check_size), and a short file is an error naming it (-EUCLEAN). A writer also checks before
- * every write that the folder and data.mdb at the configured path are still the ones it has
+ * (check_size). A healthy file may be shorter: pages a transaction allocated at the end and
+ * freed again before its commit (LMDB's loose and dirty overflow pages) are never written. So a
+ * short file is proved, not presumed: a forked child walks every tree of the store through its
+ * own read-only environment (probe_pages); a SIGBUS in the child is a truncated file, an error
+ * naming it (-EUCLEAN), and a clean walk is remembered for that file size and meta. After every
+ * commit the writer extends a short file over its free tail with fallocate() (which never
+ * shrinks a file nor touches written bytes), so readers rarely need the probe. A writer also checks
+ * before every write that the folder and data.mdb at the configured path are still the ones it has
  * open (st_check): a store folder removed or replaced under a running daemon makes writes fail
  * with -ESTALE (the stages keep their work and pause spending, as on a full disk) instead of
  * committing into deleted files. A file that is not a kdeals store (an empty data.mdb, an LMDB
@@ -38,8 +44,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define ST_DEFAULT_MAP     ((uint64_t)1 << 30)
@@ -62,6 +72,9 @@ struct st_env {
     uint64_t psize;          /* LMDB's page size */
     dev_t dir_dev, file_dev; /* the folder and data.mdb as opened (st_check) */
     ino_t dir_ino, file_ino;
+    /* The last short file proved whole by probe_pages: its size and its newest meta. */
+    off_t proved_size;
+    uint64_t proved_last_pgno, proved_txnid;
     char path[PATH_MAX];
 };
 
@@ -186,8 +199,83 @@ int st_reader_check(struct st_env *env, int *dead)
 }
 
 /*
- * Whether data.mdb holds every page up to the last one its newest meta page names: LMDB reads
- * pages through the mapping, and a page beyond the end of the file is a SIGBUS. 0, -EUCLEAN.
+ * In a forked child: opens the store read-only and reads every page of every tree (the free
+ * list, the main tree, each kdeals tree, overflow pages byte by page), so a page beyond the end
+ * of data.mdb is a SIGBUS in the child, not here. Exits 0 when all is read, 2 when LMDB fails.
+ */
+static void probe_child(const char *path)
+{
+    struct rlimit none = {0, 0};
+    setrlimit(RLIMIT_CORE, &none); /* the process may hold the API key */
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    sigaction(SIGBUS, &dfl, NULL); /* a sanitizer's handler would exit instead of dying */
+    MDB_env *mdb = NULL;
+    MDB_txn *mt = NULL;
+    if (mdb_env_create(&mdb) != 0 || mdb_env_set_maxdbs(mdb, ST_DB_COUNT + 3) != 0 ||
+        mdb_env_set_mapsize(mdb, 0) != 0 || mdb_env_open(mdb, path, MDB_RDONLY, 0600) != 0 ||
+        mdb_txn_begin(mdb, NULL, MDB_RDONLY, &mt) != 0)
+        _exit(2);
+    MDB_envinfo info;
+    MDB_stat est;
+    mdb_env_info(mdb, &info);
+    mdb_env_stat(mdb, &est);
+    volatile unsigned char sink = 0;
+    for (int i = -2; i < ST_DB_COUNT; i++) {
+        MDB_dbi dbi = 0; /* -2: the free list (dbi 0), -1: the main tree, then kdeals' trees */
+        if (i == -1 && mdb_dbi_open(mt, NULL, 0, &dbi) != 0)
+            _exit(2);
+        if (i >= 0 && mdb_dbi_open(mt, st_db_names[i], 0, &dbi) != 0)
+            continue; /* absent in an older or new store */
+        MDB_cursor *mc = NULL;
+        if (mdb_cursor_open(mt, dbi, &mc) != 0)
+            _exit(2);
+        MDB_val k, v;
+        int rc = mdb_cursor_get(mc, &k, &v, MDB_FIRST);
+        for (; rc == 0; rc = mdb_cursor_get(mc, &k, &v, MDB_NEXT)) {
+            const unsigned char *d = v.mv_data;
+            for (size_t off = 0; off < v.mv_size; off += est.ms_psize)
+                sink ^= d[off];
+            if (v.mv_size > 0)
+                sink ^= d[v.mv_size - 1];
+        }
+        if (rc != MDB_NOTFOUND)
+            _exit(2);
+        mdb_cursor_close(mc);
+    }
+    (void)sink;
+    mdb_txn_abort(mt); /* frees its reader slot */
+    mdb_env_close(mdb);
+    _exit(0);
+}
+
+/*
+ * Whether the short data.mdb at ENV is whole (its missing tail only free pages): 0, -EUCLEAN
+ * when reading a tree runs past the end of the file, -EIO when the probe could not run.
+ */
+static int probe_pages(struct st_env *env)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -EIO;
+    if (pid == 0)
+        probe_child(env->path);
+    int status = 0;
+    pid_t r;
+    do
+        r = waitpid(pid, &status, 0);
+    while (r < 0 && errno == EINTR);
+    if (r != pid)
+        return -EIO;
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS)
+        return -EUCLEAN;
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
+}
+
+/*
+ * Whether data.mdb holds every page a reader can reach: LMDB reads pages through the mapping,
+ * and a page beyond the end of the file is a SIGBUS. A file covering the last page the newest
+ * meta names is whole; a shorter one is proved by probe_pages (once per size and meta).
+ * 0, -EUCLEAN, -EIO.
  */
 static int check_size(struct st_env *env)
 {
@@ -201,13 +289,40 @@ static int check_size(struct st_env *env)
     MDB_envinfo info;
     if (mdb_env_info(env->mdb, &info) != 0)
         return -EIO;
-    /* The size after the meta: a writer extends the file before it writes a newer meta, so
-     * this order never sees a meta ahead of the file it describes. */
+    /* The size after the meta: the file only grows, so a size read later is never smaller
+     * than the one the meta was written against. */
     if (fstat(fd, &st) != 0)
         return -EIO;
-    if ((uint64_t)st.st_size < ((uint64_t)info.me_last_pgno + 1) * env->psize)
-        return -EUCLEAN;
-    return 0;
+    if ((uint64_t)st.st_size >= ((uint64_t)info.me_last_pgno + 1) * env->psize)
+        return 0;
+    if (st.st_size == env->proved_size && (uint64_t)info.me_last_pgno == env->proved_last_pgno &&
+        (uint64_t)info.me_last_txnid == env->proved_txnid)
+        return 0;
+    int rc = probe_pages(env);
+    if (rc == 0) {
+        env->proved_size = st.st_size;
+        env->proved_last_pgno = (uint64_t)info.me_last_pgno;
+        env->proved_txnid = (uint64_t)info.me_last_txnid;
+    }
+    return rc;
+}
+
+/*
+ * After a commit: extends a data.mdb shorter than the last page of the newest meta over its
+ * free tail, so check_size needs no probe. fallocate() never shrinks the file nor changes a
+ * byte another writer has written; where the filesystem cannot, the probe stays the proof.
+ */
+static void pad_free_tail(struct st_env *env)
+{
+    int fd = -1;
+    struct stat st;
+    MDB_envinfo info;
+    if (mdb_env_get_fd(env->mdb, &fd) != 0 || mdb_env_info(env->mdb, &info) != 0 ||
+        fstat(fd, &st) != 0)
+        return;
+    uint64_t need = ((uint64_t)info.me_last_pgno + 1) * env->psize;
+    if ((uint64_t)st.st_size < need)
+        (void)fallocate(fd, 0, st.st_size, (off_t)(need - (uint64_t)st.st_size));
 }
 
 int st_check(struct st_env *env)
@@ -304,6 +419,7 @@ int st_write(struct st_env *env, int (*fn)(struct st_txn *txn, void *ud), void *
             kd_warn("store: %s: commit failed: %s", env->path, st_strerror(rc));
             return rc;
         }
+        pad_free_tail(env);
         return 0;
     }
     return -EFBIG;
@@ -503,11 +619,18 @@ static int store_open(const struct st_options *opt, bool rdonly, struct st_env *
     env->dir_ino = dir.st_ino;
     env->file_dev = file.st_dev;
     env->file_ino = file.st_ino;
-    if ((rc = check_size(env)) != 0) {
+    if ((rc = check_size(env)) == -EUCLEAN) {
         snprintf(err, errlen,
-                 "store: %s is truncated (%lld bytes, shorter than its last page): restore it "
+                 "store: %s is truncated (%lld bytes, a tree runs past its end): restore it "
                  "from a backup or move it away to start a new store",
                  data, (long long)file.st_size);
+        goto out_env;
+    }
+    if (rc != 0) {
+        snprintf(err, errlen,
+                 "store: %s is shorter than its last page and could not be read "
+                 "whole to prove it: %s",
+                 data, strerror(-rc));
         goto out_env;
     }
     /* The file may record a larger map than asked for (grown earlier): keep the larger. */

@@ -3,7 +3,8 @@
  * LMDB files in the test's private folder: codec round trips read back by an independent
  * msgpack decoder, garbage and newer versions refused, the schedule order, map-full growth
  * without losing a record, two writer processes, snapshots during writes, reader slots of
- * dead processes, the schema check, mdb_stat on the file, and a full disk (-ENOSPC, nothing
+ * dead processes, the schema check, a data.mdb short of its free tail (whole) or cut
+ * (refused), mdb_stat on the file, and a full disk (-ENOSPC, nothing
  * half-written) on a private 1 MiB tmpfs.
  */
 #include "kd_test.h"
@@ -13,6 +14,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <lmdb.h>
 #include <msgpack.h>
 #include <sched.h>
 #include <signal.h>
@@ -823,6 +825,109 @@ static void test_schema_newer_refused(void **state)
     assert_non_null(strstr(err, junk));
 }
 
+/* The deals db's entry count through a read transaction of ENV. */
+static uint64_t deal_count(struct st_env *env)
+{
+    struct st_txn *txn = NULL;
+    assert_int_equal(st_read_begin(env, &txn), 0);
+    uint64_t n = 0;
+    assert_int_equal(st_count(txn, ST_DB_DEALS, &n), 0);
+    st_read_end(txn);
+    return n;
+}
+
+/* data.mdb's size and the bytes up to the end of the last page its newest meta names. */
+static void file_and_last_page(const char *path, off_t *size, uint64_t *need)
+{
+    MDB_env *mdb = NULL;
+    assert_int_equal(mdb_env_create(&mdb), 0);
+    assert_int_equal(mdb_env_set_maxdbs(mdb, 16), 0);
+    assert_int_equal(mdb_env_open(mdb, path, MDB_RDONLY, 0600), 0);
+    MDB_envinfo info;
+    MDB_stat est;
+    assert_int_equal(mdb_env_info(mdb, &info), 0);
+    assert_int_equal(mdb_env_stat(mdb, &est), 0);
+    mdb_env_close(mdb);
+    char file[600];
+    snprintf(file, sizeof(file), "%s/data.mdb", path);
+    struct stat st;
+    assert_int_equal(stat(file, &st), 0);
+    *size = st.st_size;
+    *need = ((uint64_t)info.me_last_pgno + 1) * est.ms_psize;
+}
+
+/*
+ * A healthy data.mdb may end before the last page its meta names: a transaction that
+ * allocates pages at the end and frees them before its commit (here a 1 MiB value put and
+ * deleted while free pages of an earlier commit are loaded: its overflow pages go back to the
+ * free list unwritten) never writes them. Such a store opens and reads, for a reader
+ * and a writer (a writer extends it over the free tail); a really truncated one is refused.
+ */
+static void test_short_file_of_free_pages_is_whole(void **state)
+{
+    (void)state;
+    const char *path = db_path("short_free_tail");
+    struct st_env *env = open_at(path, 0, 0);
+    struct batch b = {.first = 1, .count = 2000};
+    assert_int_equal(st_write(env, put_batch, &b), 0);
+    struct batch again = {.first = 1, .count = 500}; /* rewritten: their old pages are free */
+    assert_int_equal(st_write(env, put_batch, &again), 0);
+    st_close(env);
+
+    MDB_env *mdb = NULL;
+    MDB_txn *mt = NULL;
+    MDB_dbi dbi;
+    assert_int_equal(mdb_env_create(&mdb), 0);
+    assert_int_equal(mdb_env_set_maxdbs(mdb, 16), 0);
+    assert_int_equal(mdb_env_open(mdb, path, 0, 0600), 0);
+    assert_int_equal(mdb_txn_begin(mdb, NULL, 0, &mt), 0);
+    assert_int_equal(mdb_dbi_open(mt, "seen", 0, &dbi), 0);
+    size_t big = (size_t)1 << 20;
+    char *blob = malloc(big);
+    assert_non_null(blob);
+    memset(blob, 0xab, big);
+    MDB_val k = {.mv_size = 8, .mv_data = "zz-probe"}, v = {.mv_size = big, .mv_data = blob};
+    assert_int_equal(mdb_put(mt, dbi, &k, &v, 0), 0);
+    assert_int_equal(mdb_del(mt, dbi, &k, NULL), 0);
+    assert_int_equal(mdb_txn_commit(mt), 0);
+    mdb_env_close(mdb);
+    free(blob);
+
+    off_t size;
+    uint64_t need;
+    file_and_last_page(path, &size, &need);
+    if ((uint64_t)size >= need)
+        fail_msg("LMDB wrote the freed tail (%lld bytes, last page ends at %llu): the case "
+                 "this test needs did not arise",
+                 (long long)size, (unsigned long long)need);
+
+    struct st_options opt = {.path = path};
+    char err[512] = "";
+    struct st_env *reader = NULL;
+    if (st_open_existing(&opt, &reader, err, sizeof(err)) != 0)
+        fail_msg("a whole store %lld bytes short of its free tail refused: %s",
+                 (long long)(need - (uint64_t)size), err);
+    assert_int_equal(deal_count(reader), 2000);
+    st_close(reader);
+
+    env = open_at(path, 0, 0);
+    struct batch more = {.first = 5000, .count = 1};
+    assert_int_equal(st_write(env, put_batch, &more), 0);
+    assert_int_equal(deal_count(env), 2001);
+    st_close(env);
+    file_and_last_page(path, &size, &need);
+    assert_true((uint64_t)size >= need); /* the writer extended it over the free tail */
+
+    /* Cut into the trees: refused, by name, with no SIGBUS here. */
+    char file[600];
+    snprintf(file, sizeof(file), "%s/data.mdb", path);
+    assert_int_equal(truncate(file, (off_t)(need / 4)), 0);
+    env = NULL;
+    assert_int_equal(st_open(&opt, &env, err, sizeof(err)), -EUCLEAN);
+    assert_non_null(strstr(err, "truncated"));
+    assert_int_equal(st_open_existing(&opt, &env, err, sizeof(err)), -EUCLEAN);
+}
+
 static void test_mdb_stat_reads_it(void **state)
 {
     (void)state;
@@ -928,6 +1033,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_reader_check),
         cmocka_unit_test(test_env_not_shared_across_fork),
         cmocka_unit_test(test_schema_newer_refused),
+        cmocka_unit_test(test_short_file_of_free_pages_is_whole),
         cmocka_unit_test(test_mdb_stat_reads_it),
         cmocka_unit_test(test_disk_full),
     };

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -17,11 +19,20 @@
 
 #define KD_SKIP_EXIT 77
 
+/* The deadline main() sets for every test of the file (0: the default). */
 static unsigned test_timeout_s;
+/* The deadline the running test set for itself (0: none). The test runs in a forked child and
+ * the parent enforces the deadline, so the child's word must reach the parent: a shared anonymous
+ * mapping made before the first fork, cleared before each test, read at each poll. */
+static _Atomic unsigned *test_own_timeout_s;
+static int in_test_child;
 
 void kd_test_set_timeout(unsigned seconds)
 {
-    test_timeout_s = seconds;
+    if (in_test_child && test_own_timeout_s != NULL)
+        atomic_store(test_own_timeout_s, seconds);
+    else
+        test_timeout_s = seconds;
 }
 
 void kd_test_skip(const char *why)
@@ -106,9 +117,32 @@ static void remove_tree(const char *dir)
         fprintf(stderr, "warning: could not remove %s\n", dir);
 }
 
+/* The deadline of the running test: KD_TEST_TIMEOUT from the environment, else what the test
+ * set for itself, else what main() set, else 60 s. */
+static unsigned current_limit_s(void)
+{
+    const char *env = getenv("KD_TEST_TIMEOUT");
+    unsigned limit = env != NULL ? (unsigned)strtoul(env, NULL, 10) : 0;
+    if (limit == 0 && test_own_timeout_s != NULL)
+        limit = atomic_load(test_own_timeout_s);
+    if (limit == 0)
+        limit = test_timeout_s;
+    return limit != 0 ? limit : 60;
+}
+
 static int run_one(const char *group, const struct CMUnitTest *test)
 {
     fflush(NULL);
+    if (test_own_timeout_s == NULL) {
+        void *p = mmap(NULL, sizeof(*test_own_timeout_s), PROT_READ | PROT_WRITE,
+                       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) {
+            perror("mmap");
+            return -1;
+        }
+        test_own_timeout_s = p;
+    }
+    atomic_store(test_own_timeout_s, 0);
     pid_t pid = fork();
     if (pid < 0) {
         perror("fork");
@@ -116,17 +150,11 @@ static int run_one(const char *group, const struct CMUnitTest *test)
     }
     if (pid == 0) {
         setpgid(0, 0);
+        in_test_child = 1;
         int failed = _cmocka_run_group_tests(group, test, 1, NULL, NULL);
         fflush(NULL);
         _exit(failed ? 1 : 0);
     }
-    unsigned limit = test_timeout_s;
-    const char *env = getenv("KD_TEST_TIMEOUT");
-    if (env != NULL)
-        limit = (unsigned)strtoul(env, NULL, 10);
-    if (limit == 0)
-        limit = 60;
-
     struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
     int status = 0;
@@ -140,6 +168,7 @@ static int run_one(const char *group, const struct CMUnitTest *test)
         }
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
+        unsigned limit = current_limit_s();
         if (now.tv_sec - start.tv_sec >= (time_t)limit) {
             fprintf(stderr, "[  TIMEOUT ] %s: no result after %u s, killing it\n", test->name,
                     limit);

@@ -30,7 +30,11 @@ int kd_run_tests(const char *group, const struct CMUnitTest *tests, size_t count
 /* Marks the running test as skipped with a reason, and ends it. */
 void kd_test_skip(const char *why) __attribute__((noreturn));
 
-/* Per-test deadline in seconds (default 60, or KD_TEST_TIMEOUT from the environment). */
+/*
+ * Per-test deadline in seconds (default 60; KD_TEST_TIMEOUT from the environment overrides
+ * it). Called from main() before KD_RUN_TESTS it sets the deadline of every test of the file;
+ * called inside a test it sets that test's own deadline, counted from the test's start.
+ */
 void kd_test_set_timeout(unsigned seconds);
 
 /*

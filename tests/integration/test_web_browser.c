@@ -3,9 +3,12 @@
  *
  * Starts the simulator and the daemon with [web] listen, waits for deals, and runs
  * tests/browser/dashboard.mjs (Debian's chromium driven by playwright-core: what it checks is
- * in its first lines) against the published address. Its screenshots land in the build folder
- * (web-dashboard.png, web-dashboard-phone.png) on every run. tools/install-deps.sh installs
- * chromium, Node.js and the script's npm packages (`npm ci` in tests/browser); when the
+ * in its first lines) against the published address. The new deal the page must announce live
+ * is made here, not waited for: discovery starts limited to products of at least $30, and
+ * when the script says its page is live (a line in its output) the limit is lifted by a
+ * reload, so the next discovery walk commits deals the page has not seen. Its screenshots land in
+ * the build folder (web-dashboard.png, web-dashboard-phone.png) on every run. tools/install-deps.sh
+ * installs chromium, Node.js and the script's npm packages (`npm ci` in tests/browser); when the
  * packages are missing this test runs `npm ci` itself, so ctest alone works on a fresh clone
  * whose Debian packages are in.
  */
@@ -25,13 +28,17 @@
 
 #define KEY "browser-test-key-4f1c2a"
 #define DIR KD_SOURCE_DIR "/tests/browser"
+/* Discovery walks again as soon as a walk ends, so a reload's selection applies at once. */
+#define CONFIG "[web]\nlisten = 127.0.0.1:0\n[view.fast]\nsort = monthly\n[scan]\npass_pause = 0\n"
+/* What dashboard.mjs prints when its page is live and it waits for a new deal. */
+#define LIVE_LINE "waiting for a new deal"
 
 static const char *const sim_args[] = {"--keys",        KEY,    "--seed",      "23",
                                        "--products",    "6000", "--minute-ms", "100",
                                        "--refill-rate", "200",  NULL};
 
-/* Runs ARGV in CWD with its output to LOG, for at most TIMEOUT_S; returns its exit status. */
-static int run(const char *cwd, const char *const *argv, const char *log, int timeout_s)
+/* Starts ARGV in CWD with its output to LOG; returns its pid. */
+static pid_t spawn(const char *cwd, const char *const *argv, const char *log)
 {
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -46,6 +53,12 @@ static int run(const char *cwd, const char *const *argv, const char *log, int ti
         execvp(argv[0], (char *const *)argv);
         _exit(127);
     }
+    return pid;
+}
+
+/* Waits at most TIMEOUT_S for PID (then kills it and returns -1); returns its exit status. */
+static int wait_exit(pid_t pid, int timeout_s)
+{
     int status = 0;
     if (!KDH_WAIT_FOR(waitpid(pid, &status, WNOHANG) == pid, timeout_s)) {
         kill(pid, SIGKILL);
@@ -53,6 +66,21 @@ static int run(const char *cwd, const char *const *argv, const char *log, int ti
         return -1;
     }
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* Runs ARGV in CWD with its output to LOG, for at most TIMEOUT_S; returns its exit status. */
+static int run(const char *cwd, const char *const *argv, const char *log, int timeout_s)
+{
+    return wait_exit(spawn(cwd, argv, log), timeout_s);
+}
+
+/* True when the file at PATH contains NEEDLE. */
+static int file_contains(const char *path, const char *needle)
+{
+    char *text = kd_read_file(path, NULL);
+    int found = text != NULL && strstr(text, needle) != NULL;
+    free(text);
+    return found;
 }
 
 static void print_file(const char *path)
@@ -82,8 +110,7 @@ static void test_dashboard_in_chromium(void **state)
     struct kdh_daemon d;
     struct shm_segment seg;
     kdh_sim_start(&sim, sim_args);
-    kdh_daemon_config(&d, &sim, KEY, 100,
-                      "[web]\nlisten = 127.0.0.1:0\n[view.fast]\nsort = monthly\n");
+    kdh_daemon_config(&d, &sim, KEY, 100, CONFIG "[scan]\nmin_price = 30\n");
     kdh_daemon_start(&d);
     kdh_daemon_attach(&d, &seg);
     if (!KDH_WAIT_FOR(atomic_load(&seg.layout->web.port) != 0, 20))
@@ -95,7 +122,30 @@ static void test_dashboard_in_chromium(void **state)
     printf("    the dashboard at %s; screenshots in %s\n", url, KD_BUILD_DIR);
     snprintf(log, sizeof(log), "%s/browser.log", kd_test_tmpdir());
     const char *node[] = {"node", "dashboard.mjs", url, KD_BUILD_DIR, KEY, NULL};
-    int rc = run(DIR, node, log, 330);
+    pid_t browser = spawn(DIR, node, log);
+    int status = 0, exited = 0, reload_rc = 0;
+    if (!KDH_WAIT_FOR((exited = waitpid(browser, &status, WNOHANG) == browser) ||
+                          file_contains(log, LIVE_LINE),
+                      330)) {
+        kill(browser, SIGKILL);
+        waitpid(browser, &status, 0);
+        exited = 1;
+        status = -1;
+    }
+    if (!exited) {
+        /* The page is live: lift the price limit, so the next walk finds new deals. */
+        kdh_daemon_rewrite(&d, &sim, KEY, 100, CONFIG);
+        const char *reload[] = {"reload", NULL};
+        char *out = NULL;
+        reload_rc = kdh_cli(&d, reload, 60, &out);
+        if (reload_rc != 0)
+            printf("    kdeals reload exited %d: %s\n", reload_rc, out);
+        free(out);
+    }
+    int rc = exited ? (status == -1        ? -1
+                       : WIFEXITED(status) ? WEXITSTATUS(status)
+                                           : 128 + WTERMSIG(status))
+                    : wait_exit(browser, 330);
     print_file(log);
     int64_t restarts = 0;
     for (int r = 0; r < SHM_ROLE_COUNT; r++)
@@ -108,6 +158,7 @@ static void test_dashboard_in_chromium(void **state)
             "the dashboard failed in chromium (exit %d; see the lines above, %s/web-dashboard.png "
             "and %s)",
             rc, KD_BUILD_DIR, d.log);
+    assert_int_equal(reload_rc, 0);
     assert_int_equal(restarts, 0);
 }
 

@@ -119,7 +119,7 @@
     "{\"domainId\":1,\"priceTypes\":[2],\"dateRange\":3,\"sortType\":4,\"isRangeEnabled\":true,"   \
     "\"deltaPercentRange\":[10,100]}"
 
-static const char *const role_names[SHM_ROLE_COUNT] = {"supervisor", "scanner", "committer",
+static const char *const role_names[SHM_PIPELINE_ROLES] = {"supervisor", "scanner", "committer",
                                                        "updater"};
 
 /* ---- small helpers ------------------------------------------------------------------- */
@@ -458,7 +458,7 @@ static int write_config(const char *dir, const char *instance, int port, const c
 
 static bool workers_ready(const struct shm_layout *l)
 {
-    for (int r = SHM_ROLE_SCANNER; r < SHM_ROLE_COUNT; r++) {
+    for (int r = SHM_ROLE_SCANNER; r < SHM_PIPELINE_ROLES; r++) {
         uint32_t st = atomic_load(&l->procs[r].state);
         if (st != SHM_PROC_READY && st != SHM_PROC_WAITING_TOKENS)
             return false;
@@ -553,10 +553,10 @@ static pid_t role_pid(const struct daemon *d, int role)
 }
 
 /* CPU seconds per role now (supervisor and workers), and their sum. */
-static double daemon_cpu(const struct daemon *d, double per_role[SHM_ROLE_COUNT])
+static double daemon_cpu(const struct daemon *d, double per_role[SHM_PIPELINE_ROLES])
 {
     double total = 0;
-    for (int r = 0; r < SHM_ROLE_COUNT; r++) {
+    for (int r = 0; r < SHM_PIPELINE_ROLES; r++) {
         pid_t pid = role_pid(d, r);
         per_role[r] = pid > 0 ? proc_cpu_s(pid) : -1;
         if (per_role[r] > 0)
@@ -773,28 +773,28 @@ static int scenario_throughput(struct ctx *cx)
         return -1;
     }
     sleep_ms(WARMUP_MS);
-    double cpu0[SHM_ROLE_COUNT], cpu1[SHM_ROLE_COUNT];
+    double cpu0[SHM_PIPELINE_ROLES], cpu1[SHM_PIPELINE_ROLES];
     int64_t t0 = mono_ms();
     struct ledger L0 = ledger_read(cx->curl, s.port);
     double c0 = daemon_cpu(&d, cpu0);
     double sim_c0 = proc_cpu_s(s.pid);
-    uint64_t h0[SHM_ROLE_COUNT];
-    for (int r = 0; r < SHM_ROLE_COUNT; r++)
+    uint64_t h0[SHM_PIPELINE_ROLES];
+    for (int r = 0; r < SHM_PIPELINE_ROLES; r++)
         h0[r] = role_hist_sum(&d, r, SHM_C_batch_asins);
     sleep_ms(seconds * 1000);
     double c1 = daemon_cpu(&d, cpu1);
     double sim_c1 = proc_cpu_s(s.pid);
     struct ledger L1 = ledger_read(cx->curl, s.port);
     int64_t t1 = mono_ms();
-    uint64_t h1[SHM_ROLE_COUNT];
-    long hwm[SHM_ROLE_COUNT];
-    for (int r = 0; r < SHM_ROLE_COUNT; r++) {
+    uint64_t h1[SHM_PIPELINE_ROLES];
+    long hwm[SHM_PIPELINE_ROLES];
+    for (int r = 0; r < SHM_PIPELINE_ROLES; r++) {
         h1[r] = role_hist_sum(&d, r, SHM_C_batch_asins);
         pid_t pid = role_pid(&d, r);
         hwm[r] = pid > 0 ? proc_hwm_kb(pid) : -1;
     }
     uint32_t restarts = 0;
-    for (int r = SHM_ROLE_SCANNER; r < SHM_ROLE_COUNT; r++)
+    for (int r = SHM_ROLE_SCANNER; r < SHM_PIPELINE_ROLES; r++)
         restarts += atomic_load(&d.seg.layout->procs[r].restarts);
     int64_t deals = shm_counter_total(d.seg.layout, SHM_C_deals_committed);
     daemon_stop(&d, NULL);
@@ -819,12 +819,12 @@ static int scenario_throughput(struct ctx *cx)
     bench("cpu_us_per_asin", asins > 0 ? cpu * 1e6 / asins : NAN, "us");
     bench("cpu_pct", cpu * 100.0 / secs, "%");
     bench("sim_cpu_pct", (sim_c1 - sim_c0) * 100.0 / secs, "%");
-    for (int r = 0; r < SHM_ROLE_COUNT; r++) {
+    for (int r = 0; r < SHM_PIPELINE_ROLES; r++) {
         char name[64];
         snprintf(name, sizeof(name), "cpu_s.%s", role_names[r]);
         bench(name, cpu1[r] >= 0 && cpu0[r] >= 0 ? cpu1[r] - cpu0[r] : NAN, "s");
     }
-    for (int r = 0; r < SHM_ROLE_COUNT; r++) {
+    for (int r = 0; r < SHM_PIPELINE_ROLES; r++) {
         char name[64];
         snprintf(name, sizeof(name), "rss_peak.%s", role_names[r]);
         bench(name, hwm[r] >= 0 ? (double)hwm[r] : NAN, "KiB");
@@ -1016,10 +1016,10 @@ static int scenario_day(struct ctx *cx)
         if (left > 0)
             sleep_ms(left);
     }
-    double cpu_roles[SHM_ROLE_COUNT];
+    double cpu_roles[SHM_PIPELINE_ROLES];
     double cpu_end = daemon_cpu(&d, cpu_roles);
-    long hwm[SHM_ROLE_COUNT];
-    for (int r = 0; r < SHM_ROLE_COUNT; r++) {
+    long hwm[SHM_PIPELINE_ROLES];
+    for (int r = 0; r < SHM_PIPELINE_ROLES; r++) {
         pid_t pid = role_pid(&d, r);
         hwm[r] = pid > 0 ? proc_hwm_kb(pid) : -1;
     }
@@ -1046,14 +1046,14 @@ static int scenario_day(struct ctx *cx)
     int64_t committed = shm_counter_total(l, SHM_C_deals_committed);
     int64_t expired = shm_counter_total(l, SHM_C_deals_expired);
     int64_t refreshed = shm_counter_total(l, SHM_C_deals_refreshed);
-    int64_t spent[SHM_ROLE_COUNT];
-    for (int r = 0; r < SHM_ROLE_COUNT; r++)
+    int64_t spent[SHM_PIPELINE_ROLES];
+    for (int r = 0; r < SHM_PIPELINE_ROLES; r++)
         spent[r] = role_counter(&d, r, SHM_C_tokens_spent);
     int64_t daemon_429 = shm_counter_total(l, SHM_C_http_429);
     uint64_t peek_asins = role_hist_sum(&d, SHM_ROLE_SCANNER, SHM_C_batch_asins);
     uint64_t commit_asins = role_hist_sum(&d, SHM_ROLE_COMMITTER, SHM_C_batch_asins);
     uint32_t restarts = 0;
-    for (int r = SHM_ROLE_SCANNER; r < SHM_ROLE_COUNT; r++)
+    for (int r = SHM_ROLE_SCANNER; r < SHM_PIPELINE_ROLES; r++)
         restarts += atomic_load(&l->procs[r].restarts);
     shm_segment_detach(&d.seg);
 
@@ -1088,7 +1088,7 @@ static int scenario_day(struct ctx *cx)
     double cpu_life = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
                       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
     bench("day.cpu_s", cpu_life, "s");
-    for (int r = 0; r < SHM_ROLE_COUNT; r++) {
+    for (int r = 0; r < SHM_PIPELINE_ROLES; r++) {
         char name[64];
         snprintf(name, sizeof(name), "day.rss_peak.%s", role_names[r]);
         bench(name, hwm[r] >= 0 ? (double)hwm[r] : NAN, "KiB");

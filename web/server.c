@@ -277,22 +277,90 @@ static void stream_put(struct stream *s, const char *text, size_t len)
     stream_resume(s);
 }
 
-/* Sends an event to every stream: "id: ID\nevent: NAME\ndata: JSON\n\n" (id 0: none). */
-static void broadcast(struct web_server *ws, const char *name, uint64_t id, const char *json,
-                      size_t len)
+/* Queues an event for S: "id: ID\nevent: NAME\ndata: JSON\n\n" (id 0: none). */
+static void stream_event(struct stream *s, const char *name, uint64_t id, const char *json,
+                         size_t len)
 {
-    if (ws->streams == NULL || json == NULL)
-        return;
     char head[96];
     int h = id > 0 ? snprintf(head, sizeof(head),
                               "id: %llu\nevent: %s\ndata: ", (unsigned long long)id, name)
                    : snprintf(head, sizeof(head), "event: %s\ndata: ", name);
     while (len > 0 && json[len - 1] == '\n')
         len--;
-    for (struct stream *s = ws->streams; s != NULL; s = s->next) {
-        stream_put(s, head, (size_t)h);
-        stream_put(s, json, len);
-        stream_put(s, "\n\n", 2);
+    stream_put(s, head, (size_t)h);
+    stream_put(s, json, len);
+    stream_put(s, "\n\n", 2);
+}
+
+/* Sends an event to every stream. */
+static void broadcast(struct web_server *ws, const char *name, uint64_t id, const char *json,
+                      size_t len)
+{
+    if (json == NULL)
+        return;
+    for (struct stream *s = ws->streams; s != NULL; s = s->next)
+        stream_event(s, name, id, json, len);
+}
+
+/* The event a change is: "deal" when the record became a deal, else "change". */
+static void change_event(struct stream *s, const struct st_change *ch)
+{
+    char *json;
+    size_t len;
+    web_api_change_json(ch, &json, &len);
+    bool new_deal = ch->state == ST_STATE_DEAL && ch->prev_state != ST_STATE_DEAL;
+    stream_event(s, new_deal ? "deal" : "change", ch->seq, json, len);
+    free(json);
+}
+
+/* Sends S a "resync" at the streams' position: reload the view, then follow from there. */
+static void stream_resync(struct stream *s)
+{
+    char json[64];
+    int len =
+        snprintf(json, sizeof(json), "{\"seq\":%llu}", (unsigned long long)s->ws->changes_pos);
+    stream_event(s, "resync", s->ws->changes_pos, json, (size_t)len);
+}
+
+/*
+ * A browser that reconnects sends the id of the last event it read (Last-Event-ID): S is sent
+ * the changes after it up to the streams' position, so a dropped connection misses nothing.
+ * An id ahead of the log (another store), too far behind or already pruned from the log gets
+ * a "resync" instead.
+ */
+static void stream_replay(struct stream *s, const char *last_event_id)
+{
+    struct web_server *ws = s->ws;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(last_event_id, &end, 10);
+    if (errno != 0 || end == last_event_id || *end != '\0' || last_event_id[0] == '-')
+        return; /* not one of ours: follow from now, as a new page does */
+    uint64_t after = (uint64_t)v;
+    if (after == ws->changes_pos)
+        return;
+    if (after > ws->changes_pos || ws->changes_pos - after > WEB_BACKLOG_RESYNC) {
+        stream_resync(s);
+        return;
+    }
+    struct st_change ch[128];
+    while (after < ws->changes_pos) {
+        size_t n = 0;
+        uint64_t last = 0;
+        if (web_api_changes(ws->api, after, ch, 128, &n, &last) != 0 || n == 0) {
+            stream_resync(s);
+            return;
+        }
+        if (ch[0].seq != after + 1) {
+            stream_resync(s); /* pruned from the log: they cannot be sent */
+            return;
+        }
+        for (size_t i = 0; i < n && ch[i].seq <= ws->changes_pos; i++) {
+            change_event(s, &ch[i]);
+            after = ch[i].seq;
+        }
+        if (ch[n - 1].seq >= ws->changes_pos)
+            break;
     }
 }
 
@@ -370,6 +438,9 @@ static enum MHD_Result stream_open(struct web_server *ws, struct MHD_Connection 
     ws->n_streams++;
     shm_gauge_set(ws->counters, SHM_C_web_event_streams, ws->n_streams);
     stream_put(s, hello, (size_t)h);
+    const char *last_id = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Last-Event-ID");
+    if (last_id != NULL)
+        stream_replay(s, last_id);
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
     return queue(ws, conn, rq, 200, resp, "text/event-stream; charset=utf-8", false);
 }
@@ -395,12 +466,8 @@ static void on_changes_timer(uv_timer_t *t)
             break;
         }
         for (size_t i = 0; i < n; i++) {
-            char *json;
-            size_t len;
-            web_api_change_json(&ch[i], &json, &len);
-            bool new_deal = ch[i].state == ST_STATE_DEAL && ch[i].prev_state != ST_STATE_DEAL;
-            broadcast(ws, new_deal ? "deal" : "change", ch[i].seq, json, len);
-            free(json);
+            for (struct stream *s = ws->streams; s != NULL; s = s->next)
+                change_event(s, &ch[i]);
             ws->changes_pos = ch[i].seq;
         }
         if (n < 128)

@@ -120,6 +120,25 @@ static struct resp http(const char *method, const char *url, const char *const *
     return r;
 }
 
+/* What the event stream at URL sends in SECONDS, with the request header HEADER (or none). */
+static struct resp read_events(const char *url, const char *header, long seconds)
+{
+    CURL *c = curl_easy_init();
+    struct resp ev = {0};
+    grow(&ev.body, &ev.len, "", 0);
+    struct curl_slist *h = header != NULL ? curl_slist_append(NULL, header) : NULL;
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &ev);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, seconds);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_perform(c); /* ends at the timeout */
+    curl_easy_cleanup(c);
+    curl_slist_free_all(h);
+    return ev;
+}
+
 static yajl_val parse(const struct resp *r)
 {
     char err[256];
@@ -370,20 +389,35 @@ static void test_web_endpoints(void **state)
 
     /* The event stream: hello, then changes as the pipeline commits. */
     snprintf(url, sizeof(url), "%s/api/v1/events", base);
-    CURL *c = curl_easy_init();
-    struct resp ev = {0};
-    grow(&ev.body, &ev.len, "", 0);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &ev);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 12L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_perform(c); /* ends at the timeout */
-    curl_easy_cleanup(c);
+    struct resp ev = read_events(url, NULL, 12);
     assert_non_null(strstr(ev.body, "event: hello\ndata: {\"seq\":"));
     assert_non_null(strstr(ev.body, "event: sample\ndata: {\"at_ms\":"));
     if (strstr(ev.body, "event: deal\n") == NULL && strstr(ev.body, "event: change\n") == NULL)
         fail_msg("no change event in 12 s: %.500s", ev.body);
+    unsigned long long hello_seq = 0;
+    assert_int_equal(
+        sscanf(strstr(ev.body, "event: hello"), "event: hello\ndata: {\"seq\":%llu", &hello_seq),
+        1);
+    resp_free(&ev);
+
+    /* A page that reconnects sends the last id it read: what came after it is sent again, so
+     * a dropped connection misses nothing; an id the log cannot serve gets a resync. */
+    assert_true(hello_seq >= 3);
+    char want[2][48];
+    snprintf(want[0], sizeof(want[0]), "id: %llu\nevent: ", hello_seq - 1);
+    snprintf(want[1], sizeof(want[1]), "id: %llu\nevent: ", hello_seq);
+    char last_id[64];
+    snprintf(last_id, sizeof(last_id), "Last-Event-ID: %llu", hello_seq - 2);
+    ev = read_events(url, last_id, 2);
+    if (strstr(ev.body, want[0]) == NULL || strstr(ev.body, want[1]) == NULL)
+        fail_msg("changes %llu and %llu not replayed after %s: %.800s", hello_seq - 1, hello_seq,
+                 last_id, ev.body);
+    char not_want[48];
+    snprintf(not_want, sizeof(not_want), "id: %llu\nevent: ", hello_seq - 2);
+    assert_null(strstr(ev.body, not_want));
+    resp_free(&ev);
+    ev = read_events(url, "Last-Event-ID: 99999999", 2);
+    assert_non_null(strstr(ev.body, "event: resync\n"));
     resp_free(&ev);
 
     /* A mark: the record leaves the default view, and comes back when cleared. */

@@ -46,6 +46,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -550,8 +551,8 @@ static int open_dbs_rdonly(struct st_env *env, uint64_t *schema)
     return rc;
 }
 
-static int store_open(const struct st_options *opt, bool rdonly, struct st_env **out, char *err,
-                      size_t errlen)
+static int store_open_locked(const struct st_options *opt, bool rdonly, struct st_env **out,
+                             char *err, size_t errlen)
 {
     if (opt == NULL || opt->path == NULL || opt->path[0] == '\0' || strlen(opt->path) >= PATH_MAX) {
         snprintf(err, errlen, "store: no path or path too long");
@@ -674,6 +675,29 @@ out_env:
     if (env->mdb != NULL)
         mdb_env_close(env->mdb);
     free(env);
+    return rc;
+}
+
+/*
+ * Opens the store with the folder locked (flock on the folder itself) against the other
+ * processes opening it: the first opener of a new store creates data.mdb empty and writes its
+ * meta pages a moment later, and a sibling that looked in between would take the new store for
+ * an empty file that is not a kdeals store.
+ */
+static int store_open(const struct st_options *opt, bool rdonly, struct st_env **out, char *err,
+                      size_t errlen)
+{
+    int dfd = -1;
+    if (opt != NULL && opt->path != NULL && opt->path[0] != '\0') {
+        if (!rdonly)
+            (void)mkdir(opt->path, 0700); /* store_open_locked reports a failure */
+        dfd = open(opt->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        while (dfd >= 0 && flock(dfd, LOCK_EX) != 0 && errno == EINTR) {
+        }
+    }
+    int rc = store_open_locked(opt, rdonly, out, err, errlen);
+    if (dfd >= 0)
+        close(dfd); /* and the lock with it */
     return rc;
 }
 

@@ -4,8 +4,8 @@
  * msgpack decoder, garbage and newer versions refused, the schedule order, map-full growth
  * without losing a record, two writer processes, snapshots during writes, reader slots of
  * dead processes, the schema check, a data.mdb short of its free tail (whole) or cut
- * (refused), mdb_stat on the file, and a full disk (-ENOSPC, nothing
- * half-written) on a private 1 MiB tmpfs.
+ * (refused), processes opening a new store at once, mdb_stat on the file, and a full disk (-ENOSPC,
+ * nothing half-written) on a private 1 MiB tmpfs.
  */
 #include "kd_test.h"
 
@@ -928,6 +928,55 @@ static void test_short_file_of_free_pages_is_whole(void **state)
     assert_int_equal(st_open_existing(&opt, &env, err, sizeof(err)), -EUCLEAN);
 }
 
+/*
+ * Processes opening a new store at the same moment (the workers at the daemon's first start):
+ * each opens it, none takes the one being created for an empty file that is not a store.
+ */
+static void test_concurrent_first_open(void **state)
+{
+    (void)state;
+    enum { ROUNDS = 60, OPENERS = 3 };
+    int failed = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        char name[32];
+        snprintf(name, sizeof(name), "first_open_%d", round);
+        const char *path = db_path(name);
+        int go[2];
+        assert_int_equal(pipe(go), 0);
+        pid_t pids[OPENERS];
+        for (int i = 0; i < OPENERS; i++) {
+            pids[i] = fork();
+            assert_true(pids[i] >= 0);
+            if (pids[i] == 0) {
+                close(go[1]);
+                char c;
+                if (read(go[0], &c, 1) != 1)
+                    _exit(3);
+                struct st_options opt = {.path = path, .map_size_bytes = 1u << 20};
+                struct st_env *env = NULL;
+                char err[512] = "";
+                if (st_open(&opt, &env, err, sizeof(err)) != 0) {
+                    fprintf(stderr, "opener %d of round %d: %s\n", i, round, err);
+                    _exit(1);
+                }
+                st_close(env);
+                _exit(0);
+            }
+        }
+        close(go[0]);
+        assert_int_equal(write(go[1], "gogo", OPENERS), OPENERS);
+        close(go[1]);
+        for (int i = 0; i < OPENERS; i++) {
+            int status = 0;
+            assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+            failed += !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        }
+    }
+    printf("    %d rounds of %d processes opening a new store at once: %d failed\n", ROUNDS,
+           OPENERS, failed);
+    assert_int_equal(failed, 0);
+}
+
 static void test_mdb_stat_reads_it(void **state)
 {
     (void)state;
@@ -1034,6 +1083,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_env_not_shared_across_fork),
         cmocka_unit_test(test_schema_newer_refused),
         cmocka_unit_test(test_short_file_of_free_pages_is_whole),
+        cmocka_unit_test(test_concurrent_first_open),
         cmocka_unit_test(test_mdb_stat_reads_it),
         cmocka_unit_test(test_disk_full),
     };

@@ -79,15 +79,29 @@ int kd_log_file_open(const char *path)
     return fd;
 }
 
+/*
+ * A thread may be writing a line while the main thread reopens: log_fd keeps one descriptor
+ * number for the process's life, and a reopen puts the new file under that number with dup3(),
+ * which swaps it atomically. A line goes whole to the old file or whole to the new, never to a
+ * closed descriptor nor to another file that reused a closed one's number.
+ */
 int kd_log_open(const char *path)
 {
-    int fd = STDERR_FILENO;
-    if (path != NULL && (fd = kd_log_file_open(path)) < 0)
-        return fd;
-    int old = atomic_exchange(&log_fd, fd);
-    if (old != STDERR_FILENO)
-        close(old);
-    return 0;
+    int fd = path != NULL ? kd_log_file_open(path) : fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0)
+        return path != NULL ? fd : -errno;
+    int cur = atomic_load(&log_fd);
+    if (cur == STDERR_FILENO) {
+        if (path == NULL) {
+            close(fd); /* stderr already */
+            return 0;
+        }
+        atomic_store(&log_fd, fd); /* the number kept from now on */
+        return 0;
+    }
+    int rc = dup3(fd, cur, O_CLOEXEC) < 0 ? -errno : 0;
+    close(fd);
+    return rc;
 }
 
 int kd_log_add_secret(const char *secret)

@@ -622,3 +622,79 @@ int scanner_bestsellers_from_cfg(const struct cfg *c, int64_t ids[SCANNER_CATS_M
     *hash = h;
     return 0;
 }
+
+/* ---- the list kept in the store ---- */
+
+#define SAVED_LIST_VERSION 1
+
+size_t scanner_list_bytes(size_t n)
+{
+    return SCANNER_SAVED_HEAD_BYTES + n * SCANNER_SAVED_ENTRY_BYTES;
+}
+
+/*
+ * Head: [0] version, [1] source, [2] truncated, [3] zero, [4..7] pass, [8..11] index,
+ * [12..15] n, [16..23] walk hash, [24..31] ref_min, [32..39] saved_wall_ms, [40..47] zero.
+ * Entry: [0..9] ASIN, [10] state, [11] amazon, [12..15] deal price, [16..19] current price,
+ * [20..27] start, [28..35] end, [36..43] hash.
+ */
+void scanner_list_encode(const struct scanner_saved_list *head, const struct scanner_list_entry *e,
+                         uint8_t *out)
+{
+    memset(out, 0, SCANNER_SAVED_HEAD_BYTES);
+    out[0] = SAVED_LIST_VERSION;
+    out[1] = head->source;
+    out[2] = head->truncated;
+    put_le(out + 4, head->pass, 4);
+    put_le(out + 8, head->index, 4);
+    put_le(out + 12, head->n, 4);
+    put_le(out + 16, head->walk_hash, 8);
+    put_le(out + 24, (uint64_t)head->ref_min, 8);
+    put_le(out + 32, (uint64_t)head->saved_wall_ms, 8);
+    for (size_t i = 0; i < head->n; i++) {
+        uint8_t *o = out + SCANNER_SAVED_HEAD_BYTES + i * SCANNER_SAVED_ENTRY_BYTES;
+        memcpy(o, e[i].asin, ST_ASIN_LEN);
+        o[10] = (uint8_t)e[i].state;
+        o[11] = e[i].amazon;
+        put_le(o + 12, (uint32_t)e[i].deal_price_cents, 4);
+        put_le(o + 16, (uint32_t)e[i].current_price_cents, 4);
+        put_le(o + 20, (uint64_t)e[i].start_min, 8);
+        put_le(o + 28, (uint64_t)e[i].end_min, 8);
+        put_le(o + 36, e[i].hash, 8);
+    }
+}
+
+int scanner_list_decode_head(const void *buf, size_t len, struct scanner_saved_list *head)
+{
+    const uint8_t *b = buf;
+    if (buf == NULL || len < SCANNER_SAVED_HEAD_BYTES || b[0] != SAVED_LIST_VERSION)
+        return -EBADMSG;
+    size_t n = (size_t)get_le(b + 12, 4);
+    if (n > SCANNER_LIST_MAX || len != scanner_list_bytes(n))
+        return -EBADMSG;
+    head->source = b[1];
+    head->truncated = b[2] != 0;
+    head->pass = (uint32_t)get_le(b + 4, 4);
+    head->index = (uint32_t)get_le(b + 8, 4);
+    head->n = n;
+    head->walk_hash = get_le(b + 16, 8);
+    head->ref_min = (int64_t)get_le(b + 24, 8);
+    head->saved_wall_ms = (int64_t)get_le(b + 32, 8);
+    return 0;
+}
+
+void scanner_list_decode_entry(const void *buf, size_t i, struct scanner_list_entry *out)
+{
+    const uint8_t *o =
+        (const uint8_t *)buf + SCANNER_SAVED_HEAD_BYTES + i * SCANNER_SAVED_ENTRY_BYTES;
+    memset(out, 0, sizeof(*out));
+    memcpy(out->asin, o, ST_ASIN_LEN);
+    out->asin[ST_ASIN_LEN] = '\0';
+    out->state = (int8_t)o[10];
+    out->amazon = o[11] != 0;
+    out->deal_price_cents = (int32_t)(uint32_t)get_le(o + 12, 4);
+    out->current_price_cents = (int32_t)(uint32_t)get_le(o + 16, 4);
+    out->start_min = (int64_t)get_le(o + 20, 8);
+    out->end_min = (int64_t)get_le(o + 28, 8);
+    out->hash = get_le(o + 36, 8);
+}

@@ -270,8 +270,9 @@ int64_t scanner_peek_room(int64_t limit, int64_t backlog, int64_t in_flight, int
  * of candidates with the same dedup, peek and cursor rules as a /deal page. The cursor holds
  * the list's index and the offset of the next chunk (SCANNER_LIST_POS): it moves past a
  * chunk only once every candidate of it is final, so a failed request or peek is retried and
- * nothing is skipped (docs/failure-modes.md F10). A restarted scanner fetches the list again
- * and resumes at the stored offset.
+ * nothing is skipped (docs/failure-modes.md F10). The list is kept in the store as it
+ * arrives (scanner_list_encode), so a restarted scanner resumes at the stored offset of the
+ * list it paid for instead of buying it again.
  */
 #define SCANNER_LIST_CHUNK             150 /* list entries put on the page at a time */
 #define SCANNER_LIST_MAX               100000 /* entries kept of one answer; beyond it the rest is not walked */
@@ -299,6 +300,40 @@ int scanner_lightning_entry(const struct kp_lightning_deal *ld, struct scanner_l
 
 /* Fills OUT for best seller ASIN (no feed data: hash 0). Returns 0 or -EINVAL. */
 int scanner_bestseller_entry(const char *asin, struct scanner_list_entry *out);
+
+/*
+ * A list as kept in the store (meta SCANNER_META_LIST): which walk, pass and list of it it is,
+ * its clock, and its entries. The byte form is fixed (little-endian, versioned), so a list
+ * written by another build is read back the same or refused, never misread.
+ */
+struct scanner_saved_list {
+    uint8_t source;        /* enum cfg_scan_source */
+    bool truncated;        /* the answer had more than SCANNER_LIST_MAX entries */
+    uint32_t pass, index;  /* the cursor's pass and the list's index in the walk */
+    uint64_t walk_hash;    /* the source's hash (the cursor's selection_hash) */
+    int64_t ref_min;       /* the list's clock: the Keepa minute at SAVED_WALL_MS */
+    int64_t saved_wall_ms; /* when it arrived, wall clock */
+    size_t n;              /* entries */
+};
+
+#define SCANNER_SAVED_HEAD_BYTES  48
+#define SCANNER_SAVED_ENTRY_BYTES 44
+
+/* Bytes scanner_list_encode writes for N entries. */
+size_t scanner_list_bytes(size_t n);
+
+/* Writes HEAD (its n entries from E) into OUT, which holds scanner_list_bytes(head->n). */
+void scanner_list_encode(const struct scanner_saved_list *head, const struct scanner_list_entry *e,
+                         uint8_t *out);
+
+/*
+ * Reads the head of a saved list (LEN bytes at BUF) into *HEAD. Returns 0, or -EBADMSG when
+ * the bytes are not a saved list of this version (or their size does not match their count).
+ */
+int scanner_list_decode_head(const void *buf, size_t len, struct scanner_saved_list *head);
+
+/* Reads entry I of a saved list whose head decoded (BUF as given to the head's decode). */
+void scanner_list_decode_entry(const void *buf, size_t i, struct scanner_list_entry *out);
 
 /*
  * Whether lightning deal E is a candidate at Keepa minute NOW_MIN (the list's own clock: see

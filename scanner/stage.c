@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #include "base/clock.h"
 #include "base/kd_assert.h"
@@ -51,6 +52,7 @@
 #define ASIN_CHUNK         SCANNER_PAGE_DEALS
 
 static void step(struct scanner *sc);
+static void save_list(struct scanner *sc);
 static void kick(struct scanner *sc);
 
 static const struct cfg *cfg(const struct scanner *sc)
@@ -1054,6 +1056,7 @@ static void list_done(const struct kp_result *res, void *ud)
                                ? sc->list_newest_min
                                : server_min;
         list_arrived(sc, tokens);
+        save_list(sc);
         if (sc->source == CFG_SOURCE_BESTSELLERS &&
             (env == NULL || !(env->have & KP_ENV_BESTSELLERS)))
             kd_warn("%s: Keepa has no best-seller list for it (%.0f tokens); the walk goes on "
@@ -1091,6 +1094,86 @@ static void list_done(const struct kp_result *res, void *ud)
         sc->list_n = 0;
     }
     kick(sc);
+}
+
+/* ---------- the list kept in the store ---------- */
+
+static int save_list_fn(struct st_txn *txn, void *ud)
+{
+    const struct iovec *blob = ud;
+    return st_meta_put_bytes(txn, SCANNER_META_LIST, blob->iov_base, blob->iov_len);
+}
+
+/*
+ * Keeps the list that just arrived in the store, so a restart walks on through it instead of
+ * paying for it again. A failure costs only that: the list is in memory.
+ */
+static void save_list(struct scanner *sc)
+{
+    struct scanner_saved_list head = {.source = (uint8_t)sc->source,
+                                      .truncated = sc->list_truncated,
+                                      .pass = sc->cur.pass,
+                                      .index = sc->list_index,
+                                      .walk_hash = sc->walk_hash,
+                                      .ref_min = list_now_min(sc),
+                                      .saved_wall_ms = kd_wall_ms(),
+                                      .n = sc->list_n};
+    struct iovec blob = {.iov_len = scanner_list_bytes(sc->list_n)};
+    blob.iov_base = malloc(blob.iov_len);
+    if (blob.iov_base == NULL) {
+        kd_warn("cannot keep the list in the store: out of memory (a restart buys it again)");
+        return;
+    }
+    scanner_list_encode(&head, sc->list, blob.iov_base);
+    int rc = st_write(sc->env, save_list_fn, &blob);
+    if (rc != 0)
+        kd_warn("cannot keep the list in the store: %s (a restart buys it again)", st_strerror(rc));
+    free(blob.iov_base);
+}
+
+/*
+ * At start: the list the stored cursor is in, when the store kept it (same source, same walk,
+ * same pass and list). Its clock goes on from when it arrived. Returns true when loaded.
+ */
+static bool restore_list(struct scanner *sc, struct st_txn *txn)
+{
+    size_t len = 0;
+    if (st_meta_get_bytes(txn, SCANNER_META_LIST, NULL, 0, &len) != -ENOBUFS)
+        return false;
+    uint8_t *buf = malloc(len);
+    struct scanner_saved_list head;
+    bool ok = buf != NULL && st_meta_get_bytes(txn, SCANNER_META_LIST, buf, len, &len) == 0 &&
+              scanner_list_decode_head(buf, len, &head) == 0 && head.source == sc->source &&
+              head.walk_hash == source_hash(sc) && head.pass == sc->cur.pass &&
+              head.index == SCANNER_LIST_OF(sc->cur.position) && head.index < n_lists(sc);
+    if (ok && head.n > sc->list_cap) {
+        struct scanner_list_entry *p = realloc(sc->list, (head.n ? head.n : 1) * sizeof(*p));
+        ok = p != NULL;
+        if (ok) {
+            sc->list = p;
+            sc->list_cap = head.n ? head.n : 1;
+        }
+    }
+    if (ok) {
+        for (size_t i = 0; i < head.n; i++)
+            scanner_list_decode_entry(buf, i, &sc->list[i]);
+        int64_t elapsed_ms = kd_wall_ms() - head.saved_wall_ms;
+        sc->list_n = head.n;
+        sc->list_truncated = head.truncated;
+        sc->list_loaded = true;
+        sc->list_index = head.index;
+        sc->fetch_index = head.index;
+        sc->walk_hash = head.walk_hash;
+        sc->walk_lists = n_lists(sc);
+        sc->list_ref_min = head.ref_min;
+        sc->list_ref_ns = kd_mono_ns() - (elapsed_ms > 0 ? elapsed_ms : 0) * KD_NS_PER_MS;
+        char what[96];
+        list_what(sc, head.index, what, sizeof(what));
+        kd_info("%s: %zu entries kept from before the restart (%lld s ago): not bought again", what,
+                head.n, (long long)(elapsed_ms > 0 ? elapsed_ms / 1000 : 0));
+    }
+    free(buf);
+    return ok;
 }
 
 /* Queues the request for list INDEX of the walk. */
@@ -1548,8 +1631,10 @@ static int load_cursor(struct scanner *sc)
     else if (rc != -ENOENT)
         kd_warn("stored discovery cursor unreadable (%s); starting from the beginning",
                 rc != 0 ? st_strerror(rc) : "bad format");
-    st_read_end(txn);
     sc->cur = scanner_cursor_resume(have ? &stored : NULL, (uint8_t)sc->source, source_hash(sc));
+    if (list_source(sc->source))
+        restore_list(sc, txn);
+    st_read_end(txn);
     if (list_source(sc->source))
         kd_info("discovery from %s, pass %u, list %u entry %u", source_name(sc->source),
                 sc->cur.pass, SCANNER_LIST_OF(sc->cur.position),

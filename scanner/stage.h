@@ -39,6 +39,7 @@
 #define SCANNER_MAX_BATCHES 2   /* peek requests submitted at once */
 #define SCANNER_UNPUSHED    320 /* ring records kept for a retry, per ring */
 #define SCANNER_META_CURSOR "scanner.cursor"
+#define SCANNER_META_LIST   "scanner.list" /* the list being walked (scanner_list_encode) */
 #define SCANNER_CODE_BATCH  20 /* codes per lookup: at most KP_MAX_BATCH products come back */
 #define SCANNER_CODE_LIMIT  5  /* products one code may resolve to (code-limit) */
 #define SCANNER_META_CODE   "list.code." /* + domain "." code: be64 resolved ms, then ASINs */

@@ -13,6 +13,8 @@
  *                lists;
  *   failures     a 429 storm and HTTP 500s on the list request: retried through the bucket,
  *                each list paid exactly once, the pass not ended by them;
+ *   restart      a daemon stopped in the middle of a list walks on through it when started
+ *                again: the store kept the list, it is not bought twice;
  *   small plan   the 500-token list on a plan of 5 a minute (a bucket of 300,
  *                docs/failure-modes.md F3/F4): with the default deficit bound (60) it is never
  *                sent, the scanner says why, and nothing else stops; with a bound of 240 it is
@@ -407,6 +409,46 @@ static void test_lightning_on_a_5_per_minute_plan(void **state)
     kdh_sim_stop(&sim);
 }
 
+/*
+ * A restart in the middle of a list walks on through the list it paid for: the store kept it,
+ * nothing is bought twice, and the pass ends on the one list. Slow refill (10 a second) so the
+ * walk is still on the list when the daemon is stopped.
+ */
+static void test_list_kept_across_a_restart(void **state)
+{
+    (void)state;
+    static const char *const args[] = {
+        "--keys",        KEY,  "--seed",         "3",   "--minute-ms", "1000",
+        "--refill-rate", "10", "--start-tokens", "520", NULL};
+    struct kdh_sim sim;
+    kdh_sim_start(&sim, args);
+    struct kdh_daemon d;
+    const char *conf = "[scan]\nsource = lightning\nlightning_soon = 1h\npass_pause = 2s\n";
+    kdh_daemon_config(&d, &sim, KEY, 1000, conf);
+    kdh_daemon_start(&d);
+    if (!KDH_WAIT_FOR(log_count(&d, "the lightning list: ") >= 1, 60))
+        fail_msg("no lightning list in 60 s (see %s)", d.log);
+    assert_int_equal(kdh_daemon_stop(&d), 0);
+    if (pass_peeked(&d, 0) >= 0)
+        fail_msg("the walk of the list ended before the stop: nothing to resume (see %s)", d.log);
+    assert_int_equal(kdh_sim_stat(&sim, "endpoints", "lightningdeal", "requests", NULL), 1);
+
+    kdh_daemon_start(&d);
+    if (!KDH_WAIT_FOR(pass_peeked(&d, 0) >= 0, 120))
+        fail_msg("pass 0 did not end after the restart (see %s)", d.log);
+    int64_t lists = kdh_sim_stat(&sim, "endpoints", "lightningdeal", "requests", NULL);
+    printf("    restarted in the list's walk: %d kept from before the restart, %lld list(s) "
+           "bought for pass 0, %lld peeked in it\n",
+           log_count(&d, "kept from before the restart"), (long long)lists,
+           (long long)pass_peeked(&d, 0));
+    assert_int_equal(log_count(&d, "kept from before the restart"), 1);
+    assert_int_equal(lists, 1);
+    assert_int_equal(kdh_sim_stat(&sim, "http_429", NULL), 0);
+    kdh_check_store(&d, NULL);
+    assert_int_equal(kdh_daemon_stop(&d), 0);
+    kdh_sim_stop(&sim);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -415,6 +457,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_bestsellers_discovers_dedups_reloads),
         cmocka_unit_test(test_list_request_429_storm_and_500s),
         cmocka_unit_test(test_lightning_on_a_5_per_minute_plan),
+        cmocka_unit_test(test_list_kept_across_a_restart),
     };
     kd_test_set_timeout(180); /* the small plan waits for real refills */
     return KD_RUN_TESTS(tests, argc, argv);

@@ -5,6 +5,7 @@
  * its ASINs back), ASIN list lines and the page selections.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -922,6 +923,78 @@ static void test_bestseller_config(void **state)
     assert_int_equal(scanner_bestsellers_from_cfg(&c, ids, &n, &range, &h3), -EINVAL);
 }
 
+/* The list kept in the store reads back field for field; other bytes are refused. */
+static void test_saved_list_round_trip(void **state)
+{
+    (void)state;
+    struct scanner_list_entry e[3] = {{.asin = "B0D8W1YVBX",
+                                       .state = 2,
+                                       .amazon = true,
+                                       .deal_price_cents = 1999,
+                                       .current_price_cents = 2999,
+                                       .start_min = 7000123,
+                                       .end_min = 7000483,
+                                       .hash = 0xfedcba9876543210ULL},
+                                      {.asin = "0316769487",
+                                       .state = 0,
+                                       .amazon = false,
+                                       .deal_price_cents = -1,
+                                       .current_price_cents = -1,
+                                       .start_min = -1,
+                                       .end_min = -1,
+                                       .hash = 0},
+                                      {.asin = "B000000001",
+                                       .state = -1,
+                                       .deal_price_cents = 2147483647,
+                                       .current_price_cents = -2,
+                                       .start_min = INT64_MAX,
+                                       .end_min = INT64_MIN,
+                                       .hash = 1}};
+    struct scanner_saved_list head = {.source = 4,
+                                      .truncated = true,
+                                      .pass = 7,
+                                      .index = 3,
+                                      .walk_hash = 0x0123456789abcdefULL,
+                                      .ref_min = 7000200,
+                                      .saved_wall_ms = 1765000000123LL,
+                                      .n = 3};
+    size_t len = scanner_list_bytes(3);
+    assert_int_equal(len, SCANNER_SAVED_HEAD_BYTES + 3 * SCANNER_SAVED_ENTRY_BYTES);
+    uint8_t *buf = malloc(len);
+    assert_non_null(buf);
+    scanner_list_encode(&head, e, buf);
+    struct scanner_saved_list h;
+    assert_int_equal(scanner_list_decode_head(buf, len, &h), 0);
+    assert_int_equal(h.source, 4);
+    assert_true(h.truncated);
+    assert_int_equal(h.pass, 7);
+    assert_int_equal(h.index, 3);
+    assert_true(h.walk_hash == head.walk_hash);
+    assert_true(h.ref_min == head.ref_min && h.saved_wall_ms == head.saved_wall_ms);
+    assert_int_equal(h.n, 3);
+    for (size_t i = 0; i < 3; i++) {
+        struct scanner_list_entry out;
+        scanner_list_decode_entry(buf, i, &out);
+        assert_string_equal(out.asin, e[i].asin);
+        assert_int_equal(out.state, e[i].state);
+        assert_int_equal(out.amazon, e[i].amazon);
+        assert_int_equal(out.deal_price_cents, e[i].deal_price_cents);
+        assert_int_equal(out.current_price_cents, e[i].current_price_cents);
+        assert_true(out.start_min == e[i].start_min && out.end_min == e[i].end_min);
+        assert_true(out.hash == e[i].hash);
+    }
+    /* A byte short, a byte more, another version: refused. */
+    assert_int_equal(scanner_list_decode_head(buf, len - 1, &h), -EBADMSG);
+    assert_int_equal(scanner_list_decode_head(buf, SCANNER_SAVED_HEAD_BYTES - 1, &h), -EBADMSG);
+    uint8_t *more = calloc(1, len + 1);
+    memcpy(more, buf, len);
+    assert_int_equal(scanner_list_decode_head(more, len + 1, &h), -EBADMSG);
+    free(more);
+    buf[0] = 2;
+    assert_int_equal(scanner_list_decode_head(buf, len, &h), -EBADMSG);
+    free(buf);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -946,6 +1019,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_lightning_candidates),
         cmocka_unit_test(test_lightning_hash),
         cmocka_unit_test(test_list_cursor),
+        cmocka_unit_test(test_saved_list_round_trip),
         cmocka_unit_test(test_bestseller_config),
     };
     return KD_RUN_TESTS(tests, argc, argv);

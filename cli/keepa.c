@@ -618,6 +618,76 @@ static void gen_reading(yajl_gen g, const struct kp_reading *r)
     yajl_gen_map_close(g);
 }
 
+/*
+ * One Keepa request from a command, on an event loop of its own: loads the key of KEYCFG (the
+ * only key loader, base/key.h), starts a client, sends CALL and runs the loop until *DONE (the
+ * request's on_done sets it) and the client has closed. CALL is consumed whatever happens.
+ * Returns 0 once the request was sent (its outcome is in what the callbacks recorded), or a
+ * negative errno with ERR saying what could not be set up (key_failed: the key).
+ */
+struct one_call {
+    const struct cfg *keycfg;
+    const char *base_url;
+    long timeout_ms;
+    unsigned max_tries; /* 0: the client's default */
+    void (*on_reading)(const struct kp_reading *r, void *ud);
+    void *ud; /* for on_reading */
+    const bool *done;
+    bool key_failed; /* set: the key could not be loaded (a configuration error) */
+};
+
+static int run_one_call(struct one_call *o, struct kp_call *call, const struct kp_request_cbs *cbs,
+                        char *err, size_t errlen)
+{
+    bool call_taken = false; /* a submitted request owns the call's body */
+    struct kd_keys keys;
+    int rc = kd_keys_load(o->keycfg, &keys, err, errlen);
+    o->key_failed = rc != 0;
+    if (rc != 0)
+        goto out_call;
+    kd_log_add_secret(keys.key[0]);
+    rc = -EIO;
+    if (kp_global_init() != 0) {
+        snprintf(err, errlen, "cannot initialise libcurl");
+        goto out_keys;
+    }
+    uv_loop_t loop;
+    int uvrc = uv_loop_init(&loop);
+    if (uvrc != 0) {
+        snprintf(err, errlen, "cannot start an event loop: %s", uv_strerror(uvrc));
+        goto out_keys;
+    }
+    struct kp_client_opts co = {.base_url = o->base_url,
+                                .api_key = keys.key[0],
+                                .timeout_ms = o->timeout_ms,
+                                .offers_timeout_ms = o->timeout_ms,
+                                .max_tries = o->max_tries,
+                                .on_reading = o->on_reading,
+                                .reading_ud = o->ud};
+    struct kp_client *cl = NULL;
+    rc = kp_client_new(&loop, &co, &cl, err, errlen);
+    kd_keys_wipe(&keys); /* the client keeps its own copy */
+    if (rc == 0) {
+        rc = kp_client_submit(cl, call, cbs, NULL);
+        if (rc == 0) {
+            call_taken = true;
+            while (!*o->done && uv_run(&loop, UV_RUN_ONCE) != 0) {
+            }
+        } else {
+            snprintf(err, errlen, "cannot submit the request: %s", strerror(-rc));
+        }
+        kp_client_close(cl, NULL, NULL);
+        uv_run(&loop, UV_RUN_DEFAULT);
+    }
+    uv_loop_close(&loop);
+out_keys:
+    kd_keys_wipe(&keys);
+out_call:
+    if (!call_taken)
+        kp_call_free(call);
+    return rc;
+}
+
 int cli_fetch_main(const struct cfg *c, bool from_file, int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
@@ -748,45 +818,8 @@ int cli_fetch_main(const struct cfg *c, bool from_file, int argc, char **argv)
         snprintf(kc->keepa_key_file, sizeof(kc->keepa_key_file), "%s", key_file);
         kc->keepa_key[0] = '\0';
     }
-    int code = 2;
-    bool call_taken = false; /* a submitted request owns the call's body */
-    char err[512];
-    struct kd_keys keys;
-    rc = kd_keys_load(kc, &keys, err, sizeof(err));
-    explicit_bzero(kc, sizeof(*kc));
-    free(kc);
-    if (rc != 0) {
-        fprintf(stderr, "kdeals fetch: %s\n", err);
-        goto out_call;
-    }
-    kd_log_add_secret(keys.key[0]);
-    code = 1;
-    if (kp_global_init() != 0) {
-        fprintf(stderr, "kdeals fetch: cannot initialise libcurl\n");
-        goto out_keys;
-    }
     static struct fetch_state st;
     memset(&st, 0, sizeof(st));
-    uv_loop_t loop;
-    rc = uv_loop_init(&loop);
-    if (rc != 0) {
-        fprintf(stderr, "kdeals fetch: cannot start an event loop: %s\n", uv_strerror(rc));
-        goto out_keys;
-    }
-    struct kp_client_opts co = {.base_url = base,
-                                .api_key = keys.key[0],
-                                .timeout_ms = timeout_ms,
-                                .offers_timeout_ms = timeout_ms,
-                                .max_tries = (unsigned)tries,
-                                .on_reading = fetch_reading,
-                                .reading_ud = &st};
-    struct kp_client *cl;
-    rc = kp_client_new(&loop, &co, &cl, err, sizeof(err));
-    kd_keys_wipe(&keys); /* the client keeps its own copy */
-    if (rc != 0) {
-        kd_error("kdeals fetch: %s", err);
-        goto out_loop;
-    }
     out_open(&st.o, kind);
     /* One ud for all: st.o is the first member, so &st is also a valid struct out pointer. */
     struct kp_request_cbs cbs = {.on_product = out_product,
@@ -795,17 +828,22 @@ int cli_fetch_main(const struct cfg *c, bool from_file, int argc, char **argv)
                                  .on_asin = out_asin,
                                  .on_done = fetch_done,
                                  .ud = &st};
-    rc = kp_client_submit(cl, &call, &cbs, NULL);
-    if (rc != 0) {
-        kd_error("kdeals fetch: cannot submit the request: %s", strerror(-rc));
-    } else {
-        call_taken = true;
-        while (!st.done && uv_run(&loop, UV_RUN_ONCE) != 0) {
-        }
+    struct one_call one = {.keycfg = kc,
+                           .base_url = base,
+                           .timeout_ms = timeout_ms,
+                           .max_tries = (unsigned)tries,
+                           .on_reading = fetch_reading,
+                           .ud = &st,
+                           .done = &st.done};
+    char err[512];
+    rc = run_one_call(&one, &call, &cbs, err, sizeof(err));
+    explicit_bzero(kc, sizeof(*kc));
+    free(kc);
+    if (rc != 0 && !st.done) {
+        out_print_free(&st.o, false);
+        fprintf(stderr, "kdeals fetch: %s\n", err);
+        return one.key_failed ? 2 : 1;
     }
-    kp_client_close(cl, NULL, NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
-
     out_items_close(&st.o);
     gen_envelope(st.o.g, &st.env);
     if (st.have_reading)
@@ -828,18 +866,11 @@ int cli_fetch_main(const struct cfg *c, bool from_file, int argc, char **argv)
     yajl_gen_array_close(st.o.g);
     yajl_gen_map_close(st.o.g);
     out_print_free(&st.o, true);
-    if (!st.done || st.code != KP_OK)
+    if (!st.done || st.code != KP_OK) {
         kd_error("kdeals fetch: %s", st.error[0] ? st.error : "request did not complete");
-    else
-        code = 0;
-out_loop:
-    uv_loop_close(&loop);
-out_keys:
-    kd_keys_wipe(&keys);
-out_call:
-    if (!call_taken)
-        kp_call_free(&call);
-    return code;
+        return 1;
+    }
+    return 0;
 }
 
 /* ---- helpers for other commands (kdeals judge) ---- */
@@ -910,47 +941,17 @@ int cli_fetch_products(const struct cfg *c, const char *const *asins, size_t n, 
         snprintf(err, errlen, "invalid ASIN (10 letters and digits, at most 100)");
         return -EINVAL;
     }
-    bool call_taken = false;
     struct product_fetch st;
     memset(&st, 0, sizeof(st));
     st.cbs = cbs;
-    uv_loop_t loop;
-    struct kp_client *cl = NULL;
-    struct kd_keys keys;
-    int rc = kd_keys_load(c, &keys, err, errlen);
-    if (rc != 0)
-        goto out_call;
-    kd_log_add_secret(keys.key[0]);
-    rc = -EIO;
-    if (kp_global_init() != 0) {
-        snprintf(err, errlen, "cannot initialise libcurl");
-        goto out_keys;
-    }
-    if (uv_loop_init(&loop) != 0) {
-        snprintf(err, errlen, "cannot start an event loop");
-        goto out_keys;
-    }
-    struct kp_client_opts co = {.base_url = c->keepa_base_url,
-                                .api_key = keys.key[0],
-                                .timeout_ms = c->keepa_request_timeout_ms,
-                                .offers_timeout_ms = c->keepa_request_timeout_ms,
-                                .on_reading = pf_reading,
-                                .reading_ud = &st};
-    rc = kp_client_new(&loop, &co, &cl, err, errlen);
-    kd_keys_wipe(&keys); /* the client keeps its own copy */
-    if (rc != 0)
-        goto out_loop;
     struct kp_request_cbs rcbs = {.on_product = pf_product, .on_done = pf_done, .ud = &st};
-    rc = kp_client_submit(cl, &call, &rcbs, NULL);
-    if (rc == 0) {
-        call_taken = true;
-        while (!st.done && uv_run(&loop, UV_RUN_ONCE) != 0) {
-        }
-    } else {
-        snprintf(err, errlen, "cannot submit the request: %s", strerror(-rc));
-    }
-    kp_client_close(cl, NULL, NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
+    struct one_call one = {.keycfg = c,
+                           .base_url = c->keepa_base_url,
+                           .timeout_ms = c->keepa_request_timeout_ms,
+                           .on_reading = pf_reading,
+                           .ud = &st,
+                           .done = &st.done};
+    int rc = run_one_call(&one, &call, &rcbs, err, errlen);
     if (rc == 0 && (!st.done || st.code != KP_OK)) {
         snprintf(err, errlen, "%s: %s", kp_result_name(st.code),
                  st.error[0] ? st.error : "the request did not complete");
@@ -959,12 +960,5 @@ int cli_fetch_products(const struct cfg *c, const char *const *asins, size_t n, 
     *have_reading = st.have_reading;
     if (st.have_reading)
         *reading = st.reading;
-out_loop:
-    uv_loop_close(&loop);
-out_keys:
-    kd_keys_wipe(&keys);
-out_call:
-    if (!call_taken)
-        kp_call_free(&call);
     return rc;
 }

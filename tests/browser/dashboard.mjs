@@ -172,14 +172,15 @@ try {
   const figures = await page.textContent('#engine-figures');
   for (const word of ['Token balance', 'Refill', 'Spent per hour', '429 answers', 'Deals per hour'])
     check(figures.includes(word), 'the engine panel lacks ' + word);
-  const painted = await page.evaluate(() => {
+  // The chart needs two samples (one every 10 s): it is drawn once the second one arrives.
+  const painted = await page.waitForFunction(() => {
     const c = document.getElementById('chart');
     const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
     let n = 0;
     for (let i = 3; i < d.length; i += 4) n += d[i] > 0;
-    return n;
-  });
-  check(painted > 100, 'the chart is empty');
+    return n > 100;
+  }, null, { timeout: 30000, polling: 500 }).then(() => true, () => false);
+  check(painted, 'the chart is empty');
   await page.screenshot({ path: outDir + '/web-dashboard.png' });
   say('the engine panel: ' + figures.replace(/\s+/g, ' ').slice(0, 160));
 

@@ -743,8 +743,9 @@ static void on_stop(struct wk *wk)
     /* Our batch is the spender's only job: queued (waiting for tokens) it is cancelled at
      * once by sp_close, keeping its items; sent, it is awaited. */
     if (c->in_flight && c->sp.head == NULL && c->sp.in_flight > 0) {
-        /* Finish the batch in flight, within most of the supervisor's deadline. */
-        int64_t ms = wk->cfg.daemon_stop_timeout_ms * 3 / 4;
+        /* Finish the batch in flight, within most of the supervisor's deadline (stopped last,
+         * after the updater, which waits at most a quarter of it). */
+        int64_t ms = wk->cfg.daemon_stop_timeout_ms * 2 / 3;
         kd_info("stopping after the commit batch in flight (at most %lld ms)", (long long)ms);
         uv_timer_start(&c->stop_timer, on_stop_deadline, (uint64_t)(ms > 0 ? ms : 1), 0);
         return;

@@ -163,8 +163,8 @@ static void on_tick(uv_timer_t *t)
 
 static void arm(struct updater *u, int64_t ms)
 {
-    if (u->closing)
-        return;
+    if (u->closing || u->stop_after_batch)
+        return; /* stopping: the timer holds the stop deadline */
     uv_timer_start(&u->tick, on_tick, (uint64_t)(ms < 0 ? 0 : ms), 0);
 }
 
@@ -985,12 +985,27 @@ static void begin_close(struct updater *u)
     sp_close(&u->sp, wk_stop_cb, u->wk);
 }
 
+static void on_stop_deadline(uv_timer_t *t)
+{
+    struct updater *u = t->data;
+    kd_warn("stop deadline: cancelling the update batch in flight (its deals stay due)");
+    begin_close(u);
+}
+
+/*
+ * A batch in flight is awaited (its answer is paid for), within a quarter of the supervisor's
+ * deadline: the workers stop one after another (supervisor.c, stop_next) and the committer,
+ * last, may need most of it for its own. Cancelled, the batch's deals stay due.
+ */
 static void on_stop(struct wk *wk)
 {
     struct updater *u = wk->data;
     if (u->batch_active && u->sp.in_flight > 0) {
-        kd_info("stopping after the update batch in flight (%zu asins)", u->n);
+        int64_t ms = wk->cfg.daemon_stop_timeout_ms / 4;
+        kd_info("stopping after the update batch in flight (%zu asins, at most %lld ms)", u->n,
+                (long long)ms);
         u->stop_after_batch = true;
+        uv_timer_start(&u->tick, on_stop_deadline, (uint64_t)(ms > 0 ? ms : 1), 0);
         return;
     }
     begin_close(u);

@@ -860,8 +860,51 @@ static void test_stop_finishes_the_batch_in_flight(void **state)
         KDH_WAIT_FOR(atomic_load(&w.seg.layout->procs[SHM_ROLE_UPDATER].restarts) >= 1, 10));
     assert_int_equal(atomic_load(&w.seg.layout->procs[SHM_ROLE_UPDATER].last_exit_status), 0);
     assert_true(all_checked_after(&w, asins, N, t0));
-    assert_true(log_contains(&w, "stopping after the update batch in flight (3 asins)"));
+    assert_true(log_contains(&w, "stopping after the update batch in flight (3 asins, at most "));
     assert_true(log_contains(&w, "update batch: 3 asins"));
+    stop_all(&w);
+}
+
+/*
+ * An answer slower than the updater's share of the stop deadline (a quarter of stop_timeout,
+ * 5 s here; the answer takes 9 s): the batch is cancelled, the updater exits 0 well within the
+ * supervisor's deadline, and its deals stay due (nothing was stored from an answer not read).
+ */
+static void test_stop_deadline_cancels_a_slow_batch(void **state)
+{
+    (void)state;
+    struct world w;
+    world_init(&w);
+    start_sim(&w, "latency_ms=9000");
+    write_config(&w, 10, "10m", "80m", 3);
+    enum { N = 3 };
+    char asins[N][ST_ASIN_LEN + 1];
+    struct truth truths[N];
+    pick_products(&w, N, asins, truths);
+    int64_t t0 = kd_wall_ms();
+    open_store(&w);
+    static struct seed_deals s;
+    s.n = 0;
+    for (int i = 0; i < N; i++)
+        s.d[s.n++] = make_deal(asins[i], &truths[i], t0 - 30000, t0 - 20000);
+    assert_int_equal(st_write(w.env, put_all_fn, &s), 0);
+
+    start_daemon(&w);
+    struct shm_histogram *h = &w.seg.layout->counters[SHM_ROLE_UPDATER].hist[SHM_H_batch_asins];
+    assert_true(KDH_WAIT_FOR(atomic_load(&h->count) >= 1, 20));
+    int64_t pid = atomic_load(&w.seg.layout->procs[SHM_ROLE_UPDATER].pid);
+    assert_true(pid > 0);
+    int64_t sent = kd_mono_ns();
+    kill((pid_t)pid, SIGTERM);
+    assert_true(KDH_WAIT_FOR(kill((pid_t)pid, 0) != 0, 30));
+    int64_t took_ms = (kd_mono_ns() - sent) / KD_NS_PER_MS;
+    assert_true(
+        KDH_WAIT_FOR(atomic_load(&w.seg.layout->procs[SHM_ROLE_UPDATER].restarts) >= 1, 10));
+    printf("    stopped %lld ms after TERM with a 9 s answer on the wire\n", (long long)took_ms);
+    assert_int_equal(atomic_load(&w.seg.layout->procs[SHM_ROLE_UPDATER].last_exit_status), 0);
+    assert_true(log_contains(&w, "stop deadline: cancelling the update batch in flight"));
+    for (int i = 0; i < N; i++)
+        assert_false(checked_after(&w, asins[i], t0)); /* still due: checked after the restart */
     stop_all(&w);
 }
 
@@ -1129,6 +1172,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_wall_clock_step_back_keeps_rechecks),
         cmocka_unit_test(test_hup_changes_batch_size),
         cmocka_unit_test(test_stop_finishes_the_batch_in_flight),
+        cmocka_unit_test(test_stop_deadline_cancels_a_slow_batch),
         cmocka_unit_test(test_refresh_ring_applies_free_refreshes),
         cmocka_unit_test(test_full_store_keeps_the_answered_batch),
         cmocka_unit_test(test_refused_deals_do_not_block_the_others),

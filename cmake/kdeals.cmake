@@ -7,6 +7,8 @@
 # tests/kd_pg.c (a PostgreSQL server of the test's own, and libpq) with PG, and
 # registers it with ctest. Every test case runs in its own process (tests/kd_test.h). The
 # label defaults to the kind; DEPENDS names the programs the test runs (kdeals, kdeals-sim).
+# A test labelled tsan is also a dependency of the target tsan_tests (what `make test-tsan`
+# builds).
 # Exit code 77 means "skipped" (a test that cannot run on this machine, e.g. without root).
 function(kd_test name kind)
   cmake_parse_arguments(T "HARNESS;PG" "TIMEOUT" "LIBS;LABELS;DEPENDS;DEFINES" ${ARGN})
@@ -38,6 +40,9 @@ function(kd_test name kind)
   endif()
   set_tests_properties(${name} PROPERTIES TIMEOUT ${T_TIMEOUT} LABELS "${T_LABELS}"
     SKIP_RETURN_CODE 77)
+  if("tsan" IN_LIST T_LABELS)
+    set_property(GLOBAL APPEND PROPERTY KD_TSAN_TARGETS ${name})
+  endif()
 endfunction()
 
 # kd_bench(NAME LIBS lib... [DEPENDS t...] [DEFINES d...]): build/NAME from bench/NAME.c.

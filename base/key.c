@@ -14,6 +14,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include "base/log.h"
 
 #define KEY_FILE_MAX 4096 /* bytes read from a key file; keys are short */
@@ -52,6 +55,15 @@ static int add_key(struct kd_keys *out, const char *src, size_t len, const char 
                       "config: the Keepa API key in %s has a character that is not allowed at "
                       "position %zu (a key is letters, digits and . _ ~ -)",
                       origin, i + 1);
+            return -EINVAL;
+        }
+    }
+    for (size_t i = 0; i < out->n; i++) {
+        if (strlen(out->key[i]) == len && memcmp(out->key[i], src, len) == 0) {
+            kd_seterr(err, errlen,
+                      "config: %s holds the same Keepa API key twice (keys %zu and %zu): one "
+                      "key has one bucket; remove the repeat",
+                      origin, i + 1, out->n + 1);
             return -EINVAL;
         }
     }
@@ -139,9 +151,8 @@ static int load_file(struct kd_keys *out, const char *path, char *err, size_t er
                   origin);
         rc = -EINVAL;
     } else if (rc == 0 && keys > KD_KEYS_MAX) {
-        kd_seterr(err, errlen,
-                  "config: %s holds %zu keys; this version uses one (one key per line)", origin,
-                  keys);
+        kd_seterr(err, errlen, "config: %s holds %zu keys; at most %d are used (one key a line)",
+                  origin, keys, KD_KEYS_MAX);
         rc = -EINVAL;
     }
 out_buf:
@@ -182,4 +193,23 @@ void kd_keys_wipe(struct kd_keys *k)
 {
     explicit_bzero(k->key, sizeof(k->key));
     k->n = 0;
+}
+
+int kd_key_fingerprint(const char *key, char out[KD_KEY_FP_LEN + 1])
+{
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int mac_len = 0;
+    out[0] = '\0';
+    if (HMAC(EVP_sha256(), KD_KEY_FP_LABEL, (int)strlen(KD_KEY_FP_LABEL),
+             (const unsigned char *)key, strlen(key), mac, &mac_len) == NULL ||
+        mac_len < KD_KEY_FP_LEN / 2)
+        return -EIO;
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < KD_KEY_FP_LEN / 2; i++) {
+        out[2 * i] = hex[mac[i] >> 4];
+        out[2 * i + 1] = hex[mac[i] & 15];
+    }
+    out[KD_KEY_FP_LEN] = '\0';
+    explicit_bzero(mac, sizeof(mac));
+    return 0;
 }

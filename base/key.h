@@ -16,10 +16,17 @@
  * blank lines of the file are ignored. Errors name the config key or variable and the file, say
  * what to do, and never contain the key.
  *
- * The result is a set of keys so that a later version can let key_file hold several keys, one
- * per line, and spread requests over them: today KD_KEYS_MAX is 1 and a file with more than one
- * key is refused rather than read in part. The caller owns the keys and wipes them with
- * kd_keys_wipe() on every path once they are handed on.
+ * key_file may hold several keys, one a line (up to KD_KEYS_MAX; more, or the same key twice, is
+ * refused rather than read in part): each has its own token bucket and the daemon spreads its
+ * requests over them (docs/architecture.md, "Tokens"). [keepa] key and KEEPA_API_KEY hold one.
+ * The caller owns the keys and wipes them with kd_keys_wipe() on every path once they are handed
+ * on.
+ *
+ * A key is never shown; where one must be told apart from another (the name of its token-bucket
+ * segment, `kdeals status`) its fingerprint is: kd_key_fingerprint(), HMAC-SHA256 keyed with the
+ * fixed label KD_KEY_FP_LABEL over the key, the first 8 bytes in hex (16 characters). The label
+ * keeps the fingerprint apart from any other SHA-256 of the key; 64 bits tell a host's keys apart
+ * and say nothing about the key (a key is 64 random characters).
  */
 #ifndef KD_KEY_H
 #define KD_KEY_H
@@ -29,10 +36,13 @@
 #include "base/config.h"
 
 #define KD_KEY_MAX  128 /* a key's longest text, plus the NUL */
-#define KD_KEYS_MAX 1   /* keys one load returns; a key_file holding more is refused */
+#define KD_KEYS_MAX 8   /* keys one load returns; a key_file holding more is refused */
+
+#define KD_KEY_FP_LEN   16 /* hex characters of a key's fingerprint */
+#define KD_KEY_FP_LABEL "kdeals key bucket v1"
 
 struct kd_keys {
-    size_t n;                          /* keys loaded: 1 after a successful load */
+    size_t n;                          /* keys loaded: 1..KD_KEYS_MAX after a successful load */
     char key[KD_KEYS_MAX][KD_KEY_MAX]; /* NUL-terminated */
     const char *origin;                /* "[keepa] key_file", "[keepa] key" or "KEEPA_API_KEY" */
 };
@@ -41,13 +51,19 @@ struct kd_keys {
  * Loads the key(s) for config C into OUT (always initialised: on failure OUT->n is 0 and OUT
  * holds no key text). Returns 0; -ENOKEY when no key is configured anywhere; -EACCES when the
  * key file's mode lets group or others in; -EINVAL for a key that is empty, too long or has a
- * character that is not allowed, a key file that is not a regular file or holds more keys than
- * KD_KEYS_MAX; or the negative errno of opening or reading the key file. ERR (size ERRLEN)
+ * character that is not allowed, a key file that is not a regular file, holds more keys than
+ * KD_KEYS_MAX or the same key twice; or the negative errno of opening or reading the key file. ERR (size ERRLEN)
  * then holds one line saying what to fix.
  */
 int kd_keys_load(const struct cfg *c, struct kd_keys *out, char *err, size_t errlen);
 
 /* Overwrites every key of K (explicit_bzero) and empties it. */
 void kd_keys_wipe(struct kd_keys *k);
+
+/*
+ * Writes KEY's fingerprint (KD_KEY_FP_LEN lowercase hex characters and a NUL) to OUT. Returns 0,
+ * or -EIO if the hash could not be computed (OUT is then "").
+ */
+int kd_key_fingerprint(const char *key, char out[KD_KEY_FP_LEN + 1]);
 
 #endif

@@ -3,8 +3,9 @@
  *
  * What a user relies on: the key comes from [keepa] key_file, else [keepa] key, else
  * KEEPA_API_KEY; a key file that group or others may read or write is refused with what to do;
- * whitespace and blank lines around the key do not matter; a file with more keys than this
- * version uses is refused rather than read in part; every message names the real config key
+ * whitespace and blank lines around the key do not matter; a file holds up to KD_KEYS_MAX keys,
+ * one a line, and more (or a repeat) is refused rather than read in part; a key's fingerprint
+ * is the documented keyed hash; every message names the real config key
  * and never contains the key itself.
  */
 #include "kd_test.h"
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #define SECRET "TOPSECRETKEY9876543210"
+#define FP_ABC "450197cc42f73ebb"
 
 static const char *write_key_file(const char *content, mode_t mode)
 {
@@ -147,16 +149,35 @@ static void test_bad_keys_refused(void **state)
     assert_non_null(strstr(err, "not a regular file"));
 }
 
-/* One key per line: more keys than this version uses are refused, not read in part. */
-static void test_more_keys_than_used_refused(void **state)
+/* One key per line, up to KD_KEYS_MAX: more, or a repeat, is refused, not read in part. */
+static void test_several_keys_one_a_line(void **state)
 {
     (void)state;
     struct kd_keys k;
     char err[512];
-    struct cfg c = config(write_key_file("FIRSTKEY0123456789\nSECONDKEY0123456789\n", 0600), NULL);
+    struct cfg c =
+        config(write_key_file("FIRSTKEY0123456789\n\n  SECONDKEY0123456789 \r\n", 0600), NULL);
+    assert_int_equal(kd_keys_load(&c, &k, err, sizeof(err)), 0);
+    assert_int_equal(k.n, 2);
+    assert_string_equal(k.key[0], "FIRSTKEY0123456789");
+    assert_string_equal(k.key[1], "SECONDKEY0123456789");
+
+    char many[2048] = "";
+    for (int i = 0; i <= KD_KEYS_MAX; i++)
+        snprintf(many + strlen(many), sizeof(many) - strlen(many), "MANYKEY%02d0123456789\n", i);
+    c = config(write_key_file(many, 0600), NULL);
     assert_int_equal(kd_keys_load(&c, &k, err, sizeof(err)), -EINVAL);
     assert_int_equal(k.n, 0);
-    assert_non_null(strstr(err, "holds 2 keys"));
+    char holds[64];
+    snprintf(holds, sizeof(holds), "holds %d keys", KD_KEYS_MAX + 1);
+    assert_non_null(strstr(err, holds));
+    assert_null(strstr(err, "MANYKEY"));
+
+    c = config(write_key_file("FIRSTKEY0123456789\nOTHERKEY0123456789\nFIRSTKEY0123456789\n", 0600),
+               NULL);
+    assert_int_equal(kd_keys_load(&c, &k, err, sizeof(err)), -EINVAL);
+    assert_int_equal(k.n, 0);
+    assert_non_null(strstr(err, "same Keepa API key twice (keys 1 and 3)"));
     assert_null(strstr(err, "FIRSTKEY"));
 }
 
@@ -197,14 +218,35 @@ static void test_fifo_refused_symlink_followed(void **state)
     assert_null(strstr(err, "OPENKEY"));
 }
 
+/* The fingerprint names a key without showing it: fixed, hex, distinct per key. */
+static void test_fingerprint(void **state)
+{
+    (void)state;
+    char a[KD_KEY_FP_LEN + 1], b[KD_KEY_FP_LEN + 1], a2[KD_KEY_FP_LEN + 1];
+    assert_int_equal(kd_key_fingerprint(SECRET, a), 0);
+    assert_int_equal(kd_key_fingerprint(SECRET "x", b), 0);
+    assert_int_equal(kd_key_fingerprint(SECRET, a2), 0);
+    assert_int_equal(strlen(a), KD_KEY_FP_LEN);
+    assert_string_equal(a, a2);
+    assert_string_not_equal(a, b);
+    for (int i = 0; i < KD_KEY_FP_LEN; i++)
+        assert_non_null(strchr("0123456789abcdef", a[i]));
+    /* HMAC-SHA256 keyed with the documented label (RFC 2104), its first 8 bytes: a value
+     * computed independently (python3 -c "import hmac; print(hmac.new(b'kdeals key bucket v1',
+     * b'abc', 'sha256').hexdigest()[:16])"). */
+    assert_int_equal(kd_key_fingerprint("abc", a), 0);
+    assert_string_equal(a, FP_ABC);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sources_in_order),
         cmocka_unit_test(test_key_file_mode_refused),
         cmocka_unit_test(test_bad_keys_refused),
-        cmocka_unit_test(test_more_keys_than_used_refused),
         cmocka_unit_test(test_fifo_refused_symlink_followed),
+        cmocka_unit_test(test_several_keys_one_a_line),
+        cmocka_unit_test(test_fingerprint),
     };
     return KD_RUN_TESTS(tests, argc, argv);
 }

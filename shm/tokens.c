@@ -25,10 +25,14 @@
  * is load, project, decide, CAS; it never waits for anybody. T is kept modulo 2^26 ms and read
  * as a signed distance from now, which is exact while |T - now| < 9.3 h; touched_ms (the
  * latest time the word was written, bumped before every CAS, beside it on the same cache
- * line) tells when that no longer holds: a word untouched for that long belongs to a bucket
- * that is full by now (any bucket of <= 64 minutes is). A caller whose `now` is older than the
- * last writer's sees T ahead of it and only under-projects. After a long idle the last reading
- * is old, so tb_needs_reading() asks for a free /token call that restores the tick phase.
+ * line) tells when that no longer holds. Then the tick phase is lost, but the time elapsed is
+ * not: at least floor(elapsed / minute) ticks have happened, so the projection claims exactly
+ * that many refills (capped) and puts the next tick a whole minute away, the latest it can be.
+ * It never assumes a full bucket: a key driven 10 000 tokens deep on a 5/min plan is still in
+ * debt after 9.3 hours, and a projection that claimed otherwise would be granted into 429s.
+ * A caller whose `now` is older than the last writer's sees T ahead of it and only
+ * under-projects. After a long idle the last reading is old, so tb_needs_reading() asks for a
+ * free /token call that restores the tick phase (as soon as the projection is above zero).
  *
  * Reservations. A grant first claims an owner-tagged slot (owner id, generation, state in one
  * word), writes the amount into it, and only then charges the bucket word. A server reading
@@ -153,9 +157,10 @@ static int64_t clamp_balance(int64_t b)
  * Projects word W to NOW_MS. Pure. T is read as a signed distance from now (|T - now| < 2^25
  * ms whenever the word was written within the last 9.3 h, which touched_ms tells exactly):
  * T ahead of now means no tick yet, whatever the distance (a caller whose clock reading is
- * stale only under-projects); T behind means 1 + elapsed/minute ticks. A word not written for
- * longer than the horizon belongs to a bucket that is full by now; its tick phase is then
- * unknown and the next tick is assumed a whole minute away (the latest it can be).
+ * stale only under-projects); T behind means 1 + elapsed/minute ticks. For a word not written
+ * for longer than the horizon the tick phase is unknown: it gains the refills of the whole
+ * minutes elapsed since it was written (a lower bound of the ticks), capped, and the next tick
+ * is assumed a whole minute away (the latest it can be).
  */
 static struct tb_view project_word(const struct shm_tokens *tb, uint64_t w, int64_t now_ms)
 {
@@ -166,8 +171,13 @@ static struct tb_view project_word(const struct shm_tokens *tb, uint64_t w, int6
     v.cap = v.rate * tb->bucket_minutes;
     int64_t touched = atomic_load(&((struct shm_tokens *)tb)->touched_ms); /* after W */
     if (now_ms - touched >= T_HORIZON - v.minute_ms) {
-        if (v.balance < v.cap)
-            v.balance = v.cap;
+        int64_t minutes = (now_ms - touched) / v.minute_ms;
+        if (v.balance < v.cap) {
+            int64_t room = v.cap - v.balance; /* refills beyond it are cut off by the cap */
+            int64_t b = v.rate > 0 && minutes < room / v.rate + 1 ? v.balance + minutes * v.rate
+                                                                   : v.cap;
+            v.balance = b < v.cap ? b : v.cap;
+        }
         v.next_ms = now_ms + v.minute_ms;
         return v;
     }
@@ -467,27 +477,36 @@ static bool grant_valid(const struct tb_grant *g)
 int tb_settle(struct shm_tokens *tb, const struct tb_grant *grant, int64_t now_ns,
               int64_t actual_tokens)
 {
-    if (!tb_ready(tb) || !grant_valid(grant) || !now_valid(now_ns) || actual_tokens < 0 ||
-        actual_tokens > TB_BALANCE_MAX)
+    if (!tb_ready(tb) || !grant_valid(grant) || !now_valid(now_ns))
         return -EINVAL;
     if (grant->slot == TB_SLOT_NONE)
         return 0;
+    /* An absurd charge is not believed, but the reservation still ends: a slot kept for it
+     * would be lost for good, and enough of them starve every worker (-ENOSPC). It is settled
+     * as charged at its reservation; the next reading tells the truth. */
+    bool absurd = actual_tokens < 0 || actual_tokens > TB_BALANCE_MAX;
     struct shm_token_slot *s = &tb->slots[grant->slot];
     uint64_t held = slot_word(grant->owner, grant->generation, SLOT_HELD);
     uint64_t synced = slot_word(grant->owner, grant->generation, SLOT_SYNCED);
     uint64_t settling = slot_word(grant->owner, grant->generation, SLOT_SETTLING);
     uint64_t w = atomic_load(&s->word);
     for (;;) {
-        if (w == synced) /* its own reading already accounted for it */
-            return slot_free(tb, grant->slot, synced) ? 0 : -ESTALE;
+        if (w == synced) { /* its own reading already accounted for it */
+            if (!slot_free(tb, grant->slot, synced))
+                return -ESTALE;
+            return absurd ? -ERANGE : 0;
+        }
         if (w != held)
             return -ESTALE; /* settled or written off already */
         if (atomic_compare_exchange_strong(&s->word, &w, settling))
             break;
     }
     /* The slot's amount is authoritative (the caller's copy of the grant is not trusted). */
-    bucket_adjust(tb, now_ns / NS_PER_MS, atomic_load(&s->amount_tokens) - actual_tokens);
-    return slot_free(tb, grant->slot, settling) ? 0 : -ESTALE;
+    if (!absurd)
+        bucket_adjust(tb, now_ns / NS_PER_MS, atomic_load(&s->amount_tokens) - actual_tokens);
+    if (!slot_free(tb, grant->slot, settling))
+        return -ESTALE;
+    return absurd ? -ERANGE : 0;
 }
 
 /* ---- readings --------------------------------------------------------------------------- */

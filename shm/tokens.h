@@ -155,8 +155,10 @@ int tb_reserve_within(struct shm_tokens *tb, int64_t now_ns, int64_t cost_tokens
 /*
  * Ends the reservation GRANT once its request is answered (or failed) with ACTUAL_TOKENS
  * charged. If no reading was applied for it, the balance is corrected by reserved - actual.
- * Returns 0; -ESTALE if the reservation was already settled or written off (nothing changes:
- * a slot is never freed twice); -EINVAL for bad arguments.
+ * Returns 0; -ERANGE when ACTUAL_TOKENS is negative or above TB_BALANCE_MAX: the reservation
+ * ends all the same, settled as charged at its reserved amount (a refused settle must not keep
+ * its slot); -ESTALE if the reservation was already settled or written off (nothing changes:
+ * a slot is never freed twice); -EINVAL for bad arguments (nothing changes).
  */
 int tb_settle(struct shm_tokens *tb, const struct tb_grant *grant, int64_t now_ns,
               int64_t actual_tokens);

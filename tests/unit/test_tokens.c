@@ -331,7 +331,7 @@ static void test_settle_corrects_once_and_never_frees_twice(void **state)
     struct tb_grant bogus = a;
     bogus.slot = 999;
     assert_int_equal(tb_settle(tb, &bogus, T0, 1), -EINVAL);
-    assert_int_equal(tb_settle(tb, &a, T0, -1), -EINVAL);
+    assert_int_equal(tb_settle(tb, &a, T0, -1), -ESTALE); /* stale first: nothing to end */
     /* A grant whose copy was tampered with is corrected by what the slot really reserved. */
     struct tb_grant c;
     assert_int_equal(tb_reserve(tb, T0, 20, 11, &c, &wait), 0);
@@ -369,6 +369,81 @@ static void test_slots_run_out_cleanly(void **state)
     assert_int_equal(tb_project(tb, T0), 5000 - SHM_TOKEN_SLOTS); /* -ENOSPC charged nothing */
     assert_int_equal(tb_settle(tb, &g[3], T0, 1), 0);
     assert_int_equal(tb_reserve(tb, T0, 1, 5, &g[SHM_TOKEN_SLOTS], &wait), 0);
+    free(tb);
+}
+
+/*
+ * A settle refused for an absurd tokensConsumed (negative, or beyond any balance) still ends
+ * the reservation: before, the slot stayed held for good, and SHM_TOKEN_SLOTS such answers
+ * left every worker with -ENOSPC. The reservation counts as charged at its estimate.
+ */
+static void test_absurd_settle_frees_its_slot(void **state)
+{
+    (void)state;
+    struct shm_tokens *tb = anchored(5000, 100);
+    int64_t wait;
+    for (int round = 0; round < 3; round++) {
+        struct tb_grant g[SHM_TOKEN_SLOTS];
+        for (int i = 0; i < SHM_TOKEN_SLOTS; i++)
+            assert_int_equal(tb_reserve(tb, T0, 1, 5, &g[i], &wait), 0);
+        for (int i = 0; i < SHM_TOKEN_SLOTS; i++) {
+            int64_t absurd = i % 2 ? TB_BALANCE_MAX + 1 : -7;
+            assert_int_equal(tb_settle(tb, &g[i], T0, absurd), -ERANGE);
+            assert_int_equal(tb_settle(tb, &g[i], T0, 1), -ESTALE); /* ended, once */
+        }
+        struct tb_stats st;
+        assert_int_equal(tb_stats(tb, T0, &st), 0);
+        assert_int_equal(st.slots_in_use, 0);
+        assert_int_equal(st.inflight_tokens, 0);
+    }
+    /* Charged at the reservations, not at the absurd amounts; and the slots serve again. */
+    assert_int_equal(tb_project(tb, T0), 5000 - 3 * SHM_TOKEN_SLOTS);
+    struct tb_grant g;
+    assert_int_equal(tb_reserve(tb, T0, 1, 5, &g, &wait), 0);
+    /* A reading already applied for it: the slot is freed the same way. */
+    struct tb_reading r = reading(4000, 30000, 100, 1700000001000);
+    assert_int_equal(tb_apply_reading(tb, &r, T0, &g), 0);
+    assert_int_equal(tb_settle(tb, &g, T0, -1), -ERANGE);
+    struct tb_stats st;
+    assert_int_equal(tb_stats(tb, T0, &st), 0);
+    assert_int_equal(st.slots_in_use, 0);
+    free(tb);
+}
+
+/*
+ * Untouched for longer than the word's 9.3-hour horizon after a deep deficit: the tick phase
+ * is lost but the time is not, and the projection claims only the refills of the whole
+ * minutes elapsed (a lower bound), never a full bucket. Before, it said 300 (full) 10 hours
+ * after -10 000 on a 5/min plan, which still owes 7 000 tokens then.
+ */
+static void test_long_idle_after_a_deep_deficit_is_not_full(void **state)
+{
+    (void)state;
+    const int64_t hours[] = {10, 15, 19, 25, 30};
+    for (size_t i = 0; i < KD_ARRAY_LEN(hours); i++) {
+        struct shm_tokens *tb = anchored(-10000, 5);
+        int64_t now = T0 + hours[i] * 3600 * SEC;
+        int64_t owed = -10000 + 5 * 60 * hours[i]; /* the true balance: a tick every minute */
+        int64_t p = tb_project(tb, now);
+        /* At most the truth, and at most two ticks under it (the phase is not known). */
+        assert_true(p <= owed);
+        assert_true(p >= owed - 2 * 5);
+        struct tb_grant g;
+        int64_t wait;
+        assert_int_equal(tb_reserve(tb, now, 10, 9, &g, &wait), -EAGAIN);
+        /* Granted once the refills can really have paid the debt, not before. */
+        assert_true(wait - now >= (-owed / 5 - 2) * MINUTE);
+        assert_true(wait - now <= tb_time_to_fill_ns(tb, now));
+        assert_false(tb_needs_reading(tb, now)); /* below zero: a reading cannot help */
+        /* Later, while the bucket keeps being written (as a running daemon does), the tick
+         * phase is known again and the debt is paid off tick by tick. */
+        int64_t later = wait;
+        assert_int_equal(tb_reserve(tb, later, 10, 9, &g, &wait), 0);
+        free(tb);
+    }
+    /* 40 hours: the debt is paid and the refills beyond the cap are lost: full. */
+    struct shm_tokens *tb = anchored(-10000, 5);
+    assert_int_equal(tb_project(tb, T0 + 40 * 3600 * SEC), 300);
     free(tb);
 }
 
@@ -1367,6 +1442,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_waits_never_exceed_the_fill_time),
         cmocka_unit_test(test_settle_corrects_once_and_never_frees_twice),
         cmocka_unit_test(test_slots_run_out_cleanly),
+        cmocka_unit_test(test_absurd_settle_frees_its_slot),
+        cmocka_unit_test(test_long_idle_after_a_deep_deficit_is_not_full),
         cmocka_unit_test(test_writeoff_releases_a_dead_owners_slots),
         cmocka_unit_test(test_reading_subtracts_requests_in_flight),
         cmocka_unit_test(test_older_reading_does_not_override_a_newer_one),

@@ -76,7 +76,8 @@ struct kp_client {
     uv_timer_t timeout;
     struct kp_client_opts opts;
     char *base_url;
-    char key[KP_KEY_MAX];
+    char key[KP_KEYS_MAX][KP_KEY_MAX];
+    unsigned n_keys;
     struct kp_request *q_head, *q_tail;
     struct kp_request *all; /* live requests (any state but done) */
     struct sock_ctx *socks; /* watched sockets */
@@ -266,7 +267,12 @@ int kp_client_new(uv_loop_t *loop, const struct kp_client_opts *opts, struct kp_
         snprintf(err, errsz, "keepa: no base URL");
         return -EINVAL;
     }
-    if (opts->api_key == NULL || opts->api_key[0] == '\0' || strlen(opts->api_key) >= KP_KEY_MAX) {
+    const char *const *keys = opts->api_keys != NULL ? opts->api_keys : &opts->api_key;
+    unsigned n_keys = opts->api_keys != NULL ? opts->n_keys : 1;
+    bool keys_ok = n_keys >= 1 && n_keys <= KP_KEYS_MAX;
+    for (unsigned i = 0; keys_ok && i < n_keys; i++)
+        keys_ok = keys[i] != NULL && keys[i][0] != '\0' && strlen(keys[i]) < KP_KEY_MAX;
+    if (!keys_ok) {
         snprintf(err, errsz, "keepa: no usable API key");
         return -EINVAL;
     }
@@ -277,7 +283,8 @@ int kp_client_new(uv_loop_t *loop, const struct kp_client_opts *opts, struct kp_
     }
     cl->loop = loop;
     cl->opts = *opts;
-    cl->opts.api_key = NULL; /* only the private copy below is kept */
+    cl->opts.api_key = NULL; /* only the private copies below are kept */
+    cl->opts.api_keys = NULL;
     if (cl->opts.max_in_flight == 0)
         cl->opts.max_in_flight = 4;
     if (cl->opts.connect_timeout_ms <= 0)
@@ -292,8 +299,11 @@ int kp_client_new(uv_loop_t *loop, const struct kp_client_opts *opts, struct kp_
         cl->opts.backoff_base_ms = 500;
     if (cl->opts.backoff_max_ms <= 0)
         cl->opts.backoff_max_ms = 30000;
-    snprintf(cl->key, sizeof(cl->key), "%s", opts->api_key);
-    kd_log_add_secret(cl->key);
+    for (unsigned i = 0; i < n_keys; i++) {
+        snprintf(cl->key[i], sizeof(cl->key[i]), "%s", keys[i]);
+        kd_log_add_secret(cl->key[i]);
+    }
+    cl->n_keys = n_keys;
     cl->base_url = strdup(opts->base_url);
     cl->opts.base_url = cl->base_url;
     cl->rng = (uint64_t)kd_mono_ns() ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ull;
@@ -489,8 +499,12 @@ static int start_attempt(struct kp_request *r)
     CURL *e = curl_easy_init();
     if (e == NULL)
         return -ENOMEM;
+    if (r->call.key_index >= cl->n_keys) {
+        curl_easy_cleanup(e);
+        return -ENOKEY;
+    }
     char url[KP_QUERY_MAX + 1024];
-    if (kp_call_url(&r->call, cl->base_url, cl->key, url, sizeof(url)) != 0) {
+    if (kp_call_url(&r->call, cl->base_url, cl->key[r->call.key_index], url, sizeof(url)) != 0) {
         curl_easy_cleanup(e);
         return -ENAMETOOLONG;
     }
@@ -551,7 +565,9 @@ static void pump(struct kp_client *cl)
             char msg[160];
             snprintf(msg, sizeof(msg), "keepa: /%s: cannot start the request: %s",
                      kp_endpoint_name(r->call.ep),
-                     rc == -ENAMETOOLONG ? "base URL too long" : strerror(-rc));
+                     rc == -ENAMETOOLONG ? "base URL too long"
+                     : rc == -ENOKEY     ? "no API key of that index"
+                                         : strerror(-rc));
             finish(r, KP_FAILED, 0, 0, msg);
         }
     }
@@ -607,8 +623,8 @@ static void build_outcomes(struct kp_request *r, enum kp_result_code code,
     *n = k;
 }
 
-static void finish(struct kp_request *r, enum kp_result_code code, int http, int curl_code,
-                   const char *error)
+static void finish_flags(struct kp_request *r, enum kp_result_code code, int http, int curl_code,
+                         const char *error, bool retryable, bool key_rejected)
 {
     struct kp_client *cl = r->cl;
     r->state = RS_DONE;
@@ -626,6 +642,8 @@ static void finish(struct kp_request *r, enum kp_result_code code, int http, int
     res.curl_code = curl_code;
     res.tries = r->tries;
     res.maybe_charged = r->maybe_charged;
+    res.retryable = retryable && code == KP_FAILED;
+    res.key_rejected = key_rejected && code == KP_PERMANENT;
     res.reading_valid = r->reading_valid;
     res.reading = r->reading;
     r->env = *kp_decoder_envelope(r->dec);
@@ -655,15 +673,65 @@ static void finish(struct kp_request *r, enum kp_result_code code, int http, int
     uv_close((uv_handle_t *)&r->backoff, req_free_cb);
 }
 
+static void finish(struct kp_request *r, enum kp_result_code code, int http, int curl_code,
+                   const char *error)
+{
+    finish_flags(r, code, http, curl_code, error, false, false);
+}
+
+/* Keepa's answer to a key it does not know: a 4xx whose token fields are all zero (a real
+ * key always has a refill rate and a next tick; docs/keepa-api.md §1). */
+static bool zeroed_envelope(const struct kp_envelope *e, int http)
+{
+    return http >= 400 && http < 500 && http != 429 &&
+           (e->have & KP_ENV_TOKEN_CORE) == KP_ENV_TOKEN_CORE && e->tokens_left == 0 &&
+           e->refill_in_ms == 0 && e->refill_rate == 0;
+}
+
 /* A zeroed 4xx envelope (bad key) is not a bucket state (docs/keepa-api.md §1). */
 static bool reading_usable(const struct kp_envelope *e, int http)
 {
     if ((e->have & KP_ENV_TOKEN_CORE) != KP_ENV_TOKEN_CORE)
         return false;
-    if (http >= 400 && http < 500 && http != 429 && e->tokens_left == 0 && e->refill_in_ms == 0 &&
-        e->refill_rate == 0)
-        return false;
-    return true;
+    return !zeroed_envelope(e, http);
+}
+
+/* Keeps the envelope of the attempt's answer (HTTP status HTTP) as its reading, if usable,
+ * and hands it to on_reading. PRE_US and FIRST_US are curl's pretransfer and first-byte
+ * times of the attempt. */
+static void take_reading(struct kp_request *r, long http, curl_off_t pre_us, curl_off_t first_us,
+                         int64_t now)
+{
+    struct kp_client *cl = r->cl;
+    const struct kp_envelope *env = kp_decoder_envelope(r->dec);
+    if (http <= 0 || !reading_usable(env, (int)http))
+        return;
+    struct kp_reading *rd = &r->reading;
+    rd->tokens_left = env->tokens_left;
+    rd->refill_in_ms = env->refill_in_ms;
+    rd->refill_rate = env->refill_rate;
+    rd->timestamp_ms = env->timestamp_ms;
+    rd->tokens_consumed = (env->have & KP_ENV_TOKENS_CONSUMED) ? env->tokens_consumed : 0;
+    rd->processing_ms = (env->have & KP_ENV_PROCESSING) ? env->processing_ms : -1;
+    rd->token_flow_reduction = env->token_flow_reduction;
+    rd->http_status = (int)http;
+    rd->ep = r->call.ep;
+    rd->local_mono_ns_sent = r->attempt_start_ns + (int64_t)pre_us * 1000;
+    rd->local_mono_ns_received = first_us > 0 ? r->attempt_start_ns + (int64_t)first_us * 1000 : now;
+    r->reading_valid = true;
+    if (cl->opts.on_reading != NULL)
+        cl->opts.on_reading(rd, cl->opts.reading_ud);
+}
+
+/* The reading of an attempt cancelled in flight, when its envelope had already arrived. */
+static void cancel_reading(struct kp_request *r)
+{
+    long http = 0;
+    curl_off_t pre_us = 0, first_us = 0;
+    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &http);
+    curl_easy_getinfo(r->easy, CURLINFO_PRETRANSFER_TIME_T, &pre_us);
+    curl_easy_getinfo(r->easy, CURLINFO_STARTTRANSFER_TIME_T, &first_us);
+    take_reading(r, http, pre_us, first_us, kd_mono_ns());
 }
 
 static bool transient_curl(CURLcode c)
@@ -711,24 +779,7 @@ static void attempt_done(struct kp_request *r, CURLcode cc)
         r->decode_rc = kp_decoder_finish(r->dec);
 
     const struct kp_envelope *env = kp_decoder_envelope(r->dec);
-    if (http > 0 && reading_usable(env, (int)http)) {
-        struct kp_reading *rd = &r->reading;
-        rd->tokens_left = env->tokens_left;
-        rd->refill_in_ms = env->refill_in_ms;
-        rd->refill_rate = env->refill_rate;
-        rd->timestamp_ms = env->timestamp_ms;
-        rd->tokens_consumed = (env->have & KP_ENV_TOKENS_CONSUMED) ? env->tokens_consumed : 0;
-        rd->processing_ms = (env->have & KP_ENV_PROCESSING) ? env->processing_ms : -1;
-        rd->token_flow_reduction = env->token_flow_reduction;
-        rd->http_status = (int)http;
-        rd->ep = r->call.ep;
-        rd->local_mono_ns_sent = r->attempt_start_ns + (int64_t)pre_us * 1000;
-        rd->local_mono_ns_received =
-            first_us > 0 ? r->attempt_start_ns + (int64_t)first_us * 1000 : now;
-        r->reading_valid = true;
-        if (cl->opts.on_reading != NULL)
-            cl->opts.on_reading(rd, cl->opts.reading_ud);
-    }
+    take_reading(r, http, pre_us, first_us, now);
 
     const char *ep = kp_endpoint_name(r->call.ep);
     if (r->n_malformed > 0)
@@ -810,7 +861,7 @@ static void attempt_done(struct kp_request *r, CURLcode cc)
         kp_call_url(&r->call, cl->base_url, NULL, shown, sizeof(shown));
         kd_warn("%s [%s]", msg, shown);
     }
-    finish(r, final, (int)http, cc, msg);
+    finish_flags(r, final, (int)http, cc, msg, retry, zeroed_envelope(env, (int)http));
 }
 
 static void drain(struct kp_client *cl)
@@ -909,6 +960,14 @@ void kp_client_close(struct kp_client *cl, void (*on_closed)(void *ud), void *ud
                 cl->queued--;
             }
         } else if (r->state == RS_ACTIVE && r->easy != NULL) {
+            /* Sent, it may have been admitted and charged: say so, with the reading if the
+             * envelope had arrived (docs/architecture.md, "Tokens": a cancelled request is
+             * not refunded as if it had never been sent). */
+            long sent = 0;
+            curl_easy_getinfo(r->easy, CURLINFO_REQUEST_SIZE, &sent);
+            if (r->call.ep != KP_EP_TOKEN && sent > 0)
+                r->maybe_charged = true;
+            cancel_reading(r);
             curl_multi_remove_handle(cl->multi, r->easy);
             curl_easy_cleanup(r->easy);
             r->easy = NULL;

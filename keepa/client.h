@@ -18,7 +18,13 @@
  *                    Bodies over the decoder's size or depth limit, and /product answers with
  *                    a product whose asin is missing or not a string (which would otherwise
  *                    make every requested ASIN look MISSING), fail without a retry.
- *   KP_CANCELLED     the client closed first.
+ *   KP_CANCELLED     the client closed first (maybe_charged when the request had been sent:
+ *                    Keepa charges what it admitted, whoever stops listening).
+ *
+ * retryable says a KP_FAILED outcome was transient (5xx, a reset, a timeout, a truncated body):
+ * with max_tries 1 the caller decides whether to retry, and can gate each attempt (the spending
+ * policy gives every attempt its own token grant). key_rejected says a 400 came with Keepa's
+ * zeroed envelope, its answer to a key that does not exist.
  *
  * /product requests also get a per-ASIN outcome (OK, MISSING, OFFERS_FAILED, REJECTED,
  * UNREQUESTED, MALFORMED), so a partial answer is never silently dropped. A product whose
@@ -91,6 +97,8 @@ struct kp_result {
     int curl_code;   /* CURLcode of the last attempt */
     unsigned tries;
     bool maybe_charged; /* an attempt may have been charged without a usable answer */
+    bool retryable;     /* KP_FAILED: transient, another attempt may succeed */
+    bool key_rejected;  /* KP_PERMANENT: a 400 with the zeroed envelope of an invalid key */
     bool reading_valid; /* reading holds the last attempt's reading */
     struct kp_reading reading;
     const struct kp_envelope *envelope; /* last attempt's envelope (error text included) */
@@ -119,6 +127,9 @@ struct kp_request_cbs {
 struct kp_client_opts {
     const char *base_url;       /* e.g. https://api.keepa.com or http://127.0.0.1:PORT */
     const char *api_key;        /* copied; registered with kd_log_add_secret */
+    const char *const *api_keys; /* or several (N_KEYS, up to KP_KEYS_MAX): a call's key_index
+                                    picks one; copied and registered like api_key */
+    unsigned n_keys;
     unsigned max_in_flight;     /* default 4; beyond it requests queue */
     int64_t connect_timeout_ms; /* default 10 000 */
     int64_t timeout_ms;         /* total, default 30 000 */
@@ -133,9 +144,13 @@ struct kp_client_opts {
 
 struct kp_client;
 
+#define KP_KEYS_MAX 8 /* keys one client holds (base/key.h KD_KEYS_MAX) */
+
 /*
- * Creates a client on LOOP. Returns 0, or -EINVAL (no base URL or key), -ENOMEM, -EIO (curl
- * init); ERR then says why. curl_global_init must have run (kp_global_init does it).
+ * Creates a client on LOOP with API_KEY, or the N_KEYS of API_KEYS. A call whose key_index is
+ * not one of them fails with KP_FAILED before anything is sent. Returns 0, or -EINVAL (no base
+ * URL or key), -ENOMEM, -EIO (curl init); ERR then says why. curl_global_init must have run
+ * (kp_global_init does it).
  */
 int kp_client_new(uv_loop_t *loop, const struct kp_client_opts *opts, struct kp_client **out,
                   char *err, size_t errsz);

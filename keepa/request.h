@@ -72,6 +72,7 @@ struct kp_call {
     /* Attempts the client makes (0: its own max_tries). 1 for a request too dear to repeat
      * without a new grant: the caller retries through the token bucket instead. */
     unsigned max_tries;
+    unsigned key_index; /* which of the client's keys the request is sent with (0: the first) */
     size_t n_asins;
     char asins[KP_MAX_BATCH][KP_ASIN_MAX];
 };

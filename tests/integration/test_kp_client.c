@@ -31,6 +31,7 @@
 #include "keepa/client.h"
 
 #define KEY     "KpTestDistinctKey7Q3Z9W1X5V8N2M4B6C0L"
+#define KEY2    "KpSecondKeyZ9Y8X7W6V5U4T3S2R1"
 #define EXPIRED "KpExpiredKey0000111122223333"
 #define SIM     KD_BUILD_DIR "/kdeals-sim"
 
@@ -70,7 +71,7 @@ static void sim_start(const char *faults)
         argv[n++] = "--port-file";
         argv[n++] = port_file;
         argv[n++] = "--keys";
-        argv[n++] = KEY;
+        argv[n++] = KEY "," KEY2;
         argv[n++] = "--expired-keys";
         argv[n++] = EXPIRED;
         argv[n++] = "--seed";
@@ -826,6 +827,108 @@ static void test_close_cancels(void **state)
     free(x);
 }
 
+/*
+ * The spending policy gates every attempt itself (worker/spend.h): with max_tries 1 the client
+ * makes one attempt and says whether another may help (retryable), tells Keepa's answer to an
+ * unknown key apart (key_rejected), sends each call with the key its key_index names, and a
+ * request cancelled after it was sent says it may have been charged.
+ */
+static void test_one_attempt_keys_and_charged_cancel(void **state)
+{
+    (void)state;
+    sim_start(NULL);
+    char asins[8][KP_ASIN_MAX];
+    sim_asins(asins, 3);
+    const char *ask[] = {asins[0], asins[1]};
+
+    struct run *x = calloc(1, sizeof(*x));
+    assert_non_null(x);
+    assert_int_equal(uv_loop_init(&x->loop), 0);
+    uv_timer_init(&x->loop, &x->resume_timer);
+    const char *keys[] = {KEY2, KEY, "KpWrongKey9999888877776666"};
+    struct kp_client_opts o = {.base_url = sim_base,
+                               .api_keys = keys,
+                               .n_keys = 3,
+                               .max_in_flight = 4,
+                               .timeout_ms = 5000,
+                               .max_tries = 1,
+                               .on_reading = on_reading,
+                               .reading_ud = x};
+    char err[256];
+    assert_int_equal(kp_client_new(&x->loop, &o, &x->cl, err, sizeof(err)), 0);
+    for (unsigned k = 0; k < 4; k++) {
+        struct kp_call c;
+        product_call(&c, ask, 2, 0);
+        c.key_index = k;
+        run_submit(x, &c);
+        run_wait(x);
+        if (k < 2) {
+            assert_int_equal(x->res.code, KP_OK);
+        } else if (k == 2) { /* an unknown key: 400 with the zeroed envelope */
+            assert_int_equal(x->res.code, KP_PERMANENT);
+            assert_true(x->res.key_rejected);
+            assert_false(x->res.reading_valid);
+        } else { /* no such key: nothing sent */
+            assert_int_equal(x->res.code, KP_FAILED);
+            assert_false(x->res.retryable);
+            assert_false(x->res.maybe_charged);
+        }
+        assert_int_equal(x->res.tries, 1);
+    }
+    assert_null(strstr(x->error, "KpWrongKey"));
+    kp_client_close(x->cl, closed_cb, x);
+    uv_close((uv_handle_t *)&x->resume_timer, NULL);
+    uv_run(&x->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&x->loop), 0);
+    free(x);
+    sim_stop();
+
+    /* A 5xx with max_tries 1: one attempt, retryable, its reading kept. */
+    sim_start("http500=1");
+    x = calloc(1, sizeof(*x));
+    assert_non_null(x);
+    assert_int_equal(uv_loop_init(&x->loop), 0);
+    uv_timer_init(&x->loop, &x->resume_timer);
+    o.api_keys = NULL;
+    o.n_keys = 0;
+    o.api_key = KEY;
+    o.reading_ud = x;
+    assert_int_equal(kp_client_new(&x->loop, &o, &x->cl, err, sizeof(err)), 0);
+    struct kp_call c;
+    product_call(&c, ask, 2, 0);
+    run_submit(x, &c);
+    run_wait(x);
+    assert_int_equal(x->res.code, KP_FAILED);
+    assert_int_equal(x->res.http_status, 500);
+    assert_int_equal(x->res.tries, 1);
+    assert_true(x->res.retryable);
+    assert_true(x->res.reading_valid);
+    kp_client_close(x->cl, closed_cb, x);
+    uv_close((uv_handle_t *)&x->resume_timer, NULL);
+    uv_run(&x->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&x->loop), 0);
+    free(x);
+    sim_stop();
+
+    /* Cancelled once sent: maybe charged (the simulator charges at admission); a /token
+     * cancelled the same way costs nothing. */
+    sim_start("latency_ms=3000");
+    x = run_new(KEY, 10000, 10000, 2);
+    product_call(&c, ask, 2, 0);
+    run_submit(x, &c);
+    int64_t until = kd_mono_ns() + 500 * KD_NS_PER_MS; /* sent, and waiting for the answer */
+    while (kd_mono_ns() < until)
+        uv_run(&x->loop, UV_RUN_NOWAIT);
+    kp_client_close(x->cl, closed_cb, x);
+    assert_int_equal(x->done, 1);
+    assert_int_equal(x->res.code, KP_CANCELLED);
+    assert_true(x->res.maybe_charged);
+    uv_close((uv_handle_t *)&x->resume_timer, NULL);
+    uv_run(&x->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&x->loop), 0);
+    free(x);
+}
+
 /* Runs kdeals with ENV_KEY (NULL: none) as KEEPA_API_KEY, stdout+stderr appended to OUT.
  * Returns the exit status. */
 static int run_kdeals(const char *out, const char *env_key, const char *const *args)
@@ -997,6 +1100,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_in_flight_cap_and_queue),
         cmocka_unit_test(test_pause_resume),
         cmocka_unit_test(test_close_cancels),
+        cmocka_unit_test(test_one_attempt_keys_and_charged_cancel),
         cmocka_unit_test(test_key_never_printed),
         cmocka_unit_test(test_fetch_takes_the_config_key),
         cmocka_unit_test(test_key_never_logged_in_process),

@@ -69,7 +69,8 @@
     X(keepa, key, SECRET, "", 0, CFG_STR_MAX, NULL, CFG_RESTART,                                   \
       "Keepa API key. Prefer key_file; set at most one of the two")                                \
     X(keepa, key_file, PATH, "", 0, CFG_STR_MAX, NULL, CFG_RESTART,                                \
-      "file holding the Keepa API key on a line of its own (mode 0600, else refused)")             \
+      "file holding the Keepa API key(s), one a line, up to 8 (mode 0600, else refused); "         \
+      "requests go to whichever key's bucket grants first")                                        \
     X(keepa, domain, DOMAIN, "1", 1, 12, NULL, CFG_RESTART,                                        \
       "Keepa marketplace: 1 com, 2 co.uk, 3 de, 4 fr, 5 co.jp, 6 ca, 8 it, 9 es, 10 in, "          \
       "11 com.mx, 12 com.br (the number or the name)")                                             \
@@ -100,6 +101,9 @@
     X(tokens, minute, DURATION, "60s", 1, 17 * CFG_MS_MIN, NULL, CFG_RESTART,                      \
       "length of a Keepa minute: 60s against Keepa; shorter only against an accelerated "          \
       "kdeals-sim (--minute-ms)")                                                                  \
+    X(tokens, weight, INT, "1", 1, 1000, NULL, CFG_RELOAD,                                         \
+      "this instance's share of a key used by several instances on the host, against their "       \
+      "weights (the share of one that has no work goes to the others)")                            \
     X(scan, source, ENUM, "deals", 0, 5, "deals|asins|query|list|lightning|bestsellers",           \
       CFG_RESTART,                                                                                 \
       "discovery source: the /deal feed, an ASIN list, a product-finder query, your list of "      \

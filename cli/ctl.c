@@ -466,6 +466,7 @@ static void status_text(const struct status_view *v, const char *store_path)
                (int64_t)(tbs->last_reading_age_ns / KD_NS_PER_SEC));
     else
         printf("no server reading yet\n");
+    shm_report_keys_text(stdout, v->l, kd_mono_ns());
     printf("%-11s %8s %-15s %9s %8s %5s  %s\n", "role", "pid", "state", "uptime", "restarts",
            "exit", "last error");
     for (int r = 0; r < SHM_ROLE_COUNT; r++) {
@@ -514,7 +515,7 @@ int cli_status(const struct cfg *c, const char *instance, const char *run_dir, i
     v.now_ms = kd_wall_ms();
     v.deals = count_deals(c, v.store_error, sizeof(v.store_error));
     if (attached) {
-        tb_stats(&seg.layout->tokens, kd_mono_ns(), &v.tbs);
+        shm_report_tokens(seg.layout, kd_mono_ns(), &v.tbs); /* every usable key together */
         v.l = seg.layout;
     }
     if (json) {

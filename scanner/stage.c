@@ -576,7 +576,7 @@ static int64_t backlog_limit(struct scanner *sc)
 {
     int64_t batch = cfg(sc)->commit_batch;
     struct tb_stats st;
-    if (tb_stats(sc->sp.tb, kd_mono_ns(), &st) != 0 || !st.anchored)
+    if (sp_stats(&sc->sp, kd_mono_ns(), &st) != 0 || !st.anchored)
         return scanner_backlog_limit(0, 0, 0, batch);
     return scanner_backlog_limit(st.projected_tokens, st.refill_rate,
                                  tb_cost_estimate(sc->sp.tb, TB_KIND_COMMIT, batch), batch);

@@ -1,8 +1,11 @@
 /*
- * layout.h: every struct that lives in the shared memory segment, and nothing else.
+ * layout.h: every struct that lives in shared memory, and nothing else.
  *
- * One segment per instance, /dev/shm/kdeals-<instance>, mode 0600, created by the supervisor
- * and mapped read-write by the workers and read-only by `kdeals stat`/`status`. All fields have
+ * Two kinds of segment. The instance segment: one per instance, /dev/shm/kdeals-<instance>,
+ * mode 0600, created by the supervisor and mapped read-write by the workers and read-only by
+ * `kdeals stat`/`status` (struct shm_layout). The key segment: one per Keepa API key on the host,
+ * /dev/shm/kdeals-key-<fingerprint>, mode 0600, shared by every instance that uses the key
+ * (struct shm_key_layout, shm/keyseg.h): the key's token bucket lives there. All fields have
  * fixed widths; fields written by different processes sit on their own cache lines; sizes and
  * offsets are pinned by _Static_assert so a layout change is one visible diff. Any change to
  * a struct here (or to counters.def) must bump SHM_LAYOUT_VERSION in the same diff: a reader
@@ -10,8 +13,8 @@
  *
  * Segment map (offsets from the start of the mapping):
  *
- *     struct shm_layout    fixed part: header, config slot, tokens, process table, counters,
- *                          the web role's address
+ *     struct shm_layout    fixed part: header, config slot, the instance's keys (by
+ *                          fingerprint), process table, counters, the web role's address
  *     ring data areas      SHM_RING_COUNT power-of-two byte arrays, each 4 KiB aligned
  *
  * The header's layout_version is written last, with release order: a reader that sees 0 is
@@ -25,12 +28,16 @@
 #include <stdint.h>
 
 #define SHM_MAGIC          0x4d48534c41454b44ULL /* "DKEALSHM" little-endian */
-#define SHM_LAYOUT_VERSION 7u
+#define SHM_KEY_MAGIC      0x59454b534c41454bULL /* "KEALSKEY" little-endian */
+#define SHM_LAYOUT_VERSION 8u
 #define SHM_CACHELINE      64
 #define SHM_INSTANCE_MAX   48
 #define SHM_CONFIG_MAX     65536
 #define SHM_MESSAGE_MAX    256
 #define SHM_HIST_BUCKETS   64
+#define SHM_KEYS_MAX       8  /* keys an instance uses (base/key.h KD_KEYS_MAX) */
+#define SHM_KEY_FP_MAX     24 /* a key's fingerprint (16 hex characters) and its NUL, padded */
+#define SHM_KEY_MEMBERS    16 /* instances that can share one key at a time */
 
 /*
  * The enums of the segment and the names operators see for them (status, stat, logs) are
@@ -142,8 +149,7 @@ struct shm_config_slot {
 
 _Static_assert(SHM_CONFIG_MAX % 8 == 0, "config buffers are whole words");
 
-/* ---- token bucket (shm/tokens.h; docs/architecture.md, "Tokens")
- * -------------------------------------- */
+/* ---- token bucket (shm/tokens.h; docs/architecture.md, "Tokens") ----------------------- */
 /* BEGIN tokens: this block is owned by shm/tokens.c. */
 
 /*
@@ -154,7 +160,7 @@ _Static_assert(SHM_CONFIG_MAX % 8 == 0, "config buffers are whole words");
  * (a try-lock that never makes anyone wait). Reservation slots are owner-tagged; their word
  * packs owner id, generation and state so a slot can never be granted or freed twice.
  */
-#define SHM_TOKEN_SLOTS 32
+#define SHM_TOKEN_SLOTS 64
 #define SHM_TOKEN_KINDS 12 /* room for enum tb_kind (shm/tokens.c asserts it) */
 
 struct shm_token_slot {
@@ -197,6 +203,7 @@ struct shm_tokens {
     alignas(SHM_CACHELINE) _Atomic uint64_t grants;
     _Atomic uint64_t granted_tokens;
     _Atomic uint64_t writeoffs;
+    _Atomic int64_t writeoff_tokens; /* reserved by dead owners, counted as charged */
     alignas(SHM_CACHELINE) struct shm_token_cost costs[SHM_TOKEN_KINDS];
     alignas(SHM_CACHELINE) struct shm_token_slot slots[SHM_TOKEN_SLOTS];
 };
@@ -210,7 +217,7 @@ _Static_assert(offsetof(struct shm_tokens, reading_lock) % SHM_CACHELINE == 0,
 _Static_assert(offsetof(struct shm_tokens, grants) % SHM_CACHELINE == 0, "stats aligned");
 _Static_assert(offsetof(struct shm_tokens, costs) % SHM_CACHELINE == 0, "costs aligned");
 _Static_assert(offsetof(struct shm_tokens, slots) % SHM_CACHELINE == 0, "slots aligned");
-_Static_assert(sizeof(struct shm_tokens) == 24 * SHM_CACHELINE, "token bucket is 24 lines");
+_Static_assert(sizeof(struct shm_tokens) == 40 * SHM_CACHELINE, "token bucket is 40 lines");
 
 /* END tokens */
 
@@ -312,12 +319,43 @@ struct shm_web {
     char host[48]; /* "127.0.0.1", "::1", "0.0.0.0" */
 };
 
+/* ---- the keys of the instance (shm/keyseg.h) --------------------------------------------- */
+
+/* What an instance knows of one of its keys: X(ID, "name"). A key set aside is not used again
+ * until the instance restarts. */
+#define SHM_KEY_STATES(X)                                                                          \
+    X(OK, "ok")                                                                                    \
+    X(REJECTED, "rejected") /* Keepa answered 400 with a zeroed envelope: not a valid key */       \
+    X(EXPIRED, "expired")   /* Keepa answered 402: the key has no access */
+
+enum shm_key_state {
+#define SHM_KEY_STATE_ENUM(id, name) SHM_KEY_##id,
+    SHM_KEY_STATES(SHM_KEY_STATE_ENUM)
+#undef SHM_KEY_STATE_ENUM
+        SHM_KEY_STATE_COUNT
+};
+
+/*
+ * One key of the instance, by fingerprint (never the key): the supervisor writes the
+ * fingerprints before it publishes the segment; a worker that finds the key unusable sets
+ * state (release) after message and set_aside_ms, and every worker of the instance stops using
+ * it. The key's bucket is in its own segment, found by the fingerprint.
+ */
+struct shm_key_ref {
+    alignas(SHM_CACHELINE) char fingerprint[SHM_KEY_FP_MAX];
+    _Atomic uint32_t state; /* enum shm_key_state */
+    uint32_t reserved;
+    _Atomic int64_t set_aside_ms; /* wall clock */
+    char message[SHM_MESSAGE_MAX / 2];
+};
+
 /* ---- the fixed part of the segment ----------------------------------------------------- */
 
 struct shm_layout {
     alignas(SHM_CACHELINE) struct shm_header header;
     struct shm_config_slot config;
-    struct shm_tokens tokens;
+    struct shm_key_ref keys[SHM_KEYS_MAX];
+    _Atomic uint32_t n_keys; /* written before the segment is published */
     struct shm_proc_slot procs[SHM_ROLE_COUNT];
     struct shm_ring rings[SHM_RING_COUNT];
     struct shm_counter_block counters[SHM_ROLE_COUNT];
@@ -329,7 +367,8 @@ _Static_assert(offsetof(struct shm_header, magic) == 0, "magic first");
 _Static_assert(offsetof(struct shm_header, layout_version) == 8, "layout version at offset 8");
 _Static_assert(sizeof(struct shm_header) <= 256, "header fits in 256 bytes");
 _Static_assert(offsetof(struct shm_layout, config) % SHM_CACHELINE == 0, "config aligned");
-_Static_assert(offsetof(struct shm_layout, tokens) % SHM_CACHELINE == 0, "tokens aligned");
+_Static_assert(offsetof(struct shm_layout, keys) % SHM_CACHELINE == 0, "keys aligned");
+_Static_assert(sizeof(struct shm_key_ref) == 3 * SHM_CACHELINE, "a key ref is three lines");
 _Static_assert(offsetof(struct shm_layout, procs) % SHM_CACHELINE == 0, "procs aligned");
 _Static_assert(offsetof(struct shm_layout, rings) % SHM_CACHELINE == 0, "rings aligned");
 _Static_assert(offsetof(struct shm_layout, counters) % SHM_CACHELINE == 0, "counters aligned");
@@ -343,5 +382,57 @@ _Static_assert(offsetof(struct shm_ring, capacity) - offsetof(struct shm_ring, h
 _Static_assert(sizeof(struct shm_ring) == 3 * SHM_CACHELINE, "ring control is three lines");
 _Static_assert(sizeof(struct shm_counter_block) % SHM_CACHELINE == 0, "counter blocks aligned");
 _Static_assert(sizeof(struct shm_layout) < (1u << 20), "fixed part stays under 1 MiB");
+
+/* ---- the key segment (shm/keyseg.h; docs/architecture.md, "Tokens") ----------------------- */
+
+/*
+ * One per API key on the host, shared by every instance that uses the key. The header is
+ * written by the creator before layout_version (release); the bucket's constants by tb_init
+ * before that. Each instance holds one member slot while it runs: its supervisor claims it
+ * (word = owner pid << 32 | generation << 2 | state, by CAS) and fills it; the instance's
+ * workers account their grants and charges in it. A slot whose owner is dead is freed by
+ * whoever notices (ks_sweep). Totals are per key for the life of the segment.
+ */
+struct shm_key_header {
+    uint64_t magic;
+    _Atomic uint32_t layout_version; /* written last (release); 0 = being initialised */
+    uint32_t fixed_size;             /* sizeof(struct shm_key_layout) */
+    int64_t created_ms;              /* wall clock */
+    int64_t creator_pid;
+    char fingerprint[SHM_KEY_FP_MAX];
+};
+
+struct shm_key_member {
+    alignas(SHM_CACHELINE) _Atomic uint64_t word; /* owner pid << 32 | generation << 2 | state */
+    _Atomic int64_t weight;                        /* [tokens] weight of the instance, >= 1 */
+    _Atomic int64_t used_tokens;     /* share account: charged (estimate until answered) */
+    _Atomic int64_t active_until_ns; /* CLOCK_MONOTONIC: has work until then */
+    _Atomic int64_t joined_ms;       /* wall clock */
+    _Atomic uint64_t grants;
+    _Atomic int64_t spent_tokens; /* charged, as the answers said */
+    _Atomic int64_t lost_tokens;  /* estimates of requests that may have been charged unanswered */
+    char instance[SHM_INSTANCE_MAX];
+    int64_t reserved[2];
+};
+
+struct shm_key_layout {
+    alignas(SHM_CACHELINE) struct shm_key_header header;
+    struct shm_tokens tokens;
+    struct shm_key_member members[SHM_KEY_MEMBERS];
+    alignas(SHM_CACHELINE) _Atomic int64_t spent_tokens; /* every member's, since creation */
+    _Atomic int64_t lost_tokens;
+    _Atomic uint64_t members_swept; /* member slots of dead instances freed */
+    _Atomic int64_t sweep_ns;        /* when the last sweep ran (one at a time suffices) */
+};
+
+_Static_assert(offsetof(struct shm_key_header, magic) == 0, "key magic first");
+_Static_assert(offsetof(struct shm_key_header, layout_version) == 8, "key layout version at 8");
+_Static_assert(sizeof(struct shm_key_header) <= SHM_CACHELINE, "key header is one line");
+_Static_assert(offsetof(struct shm_key_layout, tokens) == SHM_CACHELINE, "bucket after header");
+_Static_assert(sizeof(struct shm_key_member) == 2 * SHM_CACHELINE, "a member is two lines");
+_Static_assert(offsetof(struct shm_key_layout, members) % SHM_CACHELINE == 0, "members aligned");
+_Static_assert(offsetof(struct shm_key_layout, spent_tokens) % SHM_CACHELINE == 0,
+               "key totals aligned");
+_Static_assert(sizeof(struct shm_key_layout) < (1u << 16), "a key segment stays small");
 
 #endif

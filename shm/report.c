@@ -12,6 +12,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "shm/counters.h"
+#include "shm/keyseg.h"
 #include "shm/ring.h"
 
 static void key(yajl_gen g, const char *k)
@@ -215,6 +216,181 @@ int shm_report_prom(FILE *out, const struct shm_layout *l)
     return ferror(out) ? -EIO : 0;
 }
 
+/* ---- the instance's keys, each with its bucket in its key segment ---------------------- */
+
+#define NAME_OF(id, name) name,
+static const char *const key_state_names[SHM_KEY_STATE_COUNT] = {SHM_KEY_STATES(NAME_OF)};
+#undef NAME_OF
+
+static const char *key_state_name(uint32_t st)
+{
+    return st < SHM_KEY_STATE_COUNT ? key_state_names[st] : "?";
+}
+
+static unsigned n_keys(const struct shm_layout *l)
+{
+    uint32_t n = atomic_load(&l->n_keys);
+    return n <= SHM_KEYS_MAX ? n : SHM_KEYS_MAX;
+}
+
+/* The fingerprint of key I of L, NUL-terminated whatever the segment holds. */
+static void fingerprint(const struct shm_layout *l, unsigned i, char out[SHM_KEY_FP_MAX])
+{
+    memcpy(out, l->keys[i].fingerprint, SHM_KEY_FP_MAX);
+    out[SHM_KEY_FP_MAX - 1] = '\0';
+}
+
+static void message(const struct shm_layout *l, unsigned i, char *out, size_t len)
+{
+    size_t n = sizeof(l->keys[i].message) < len ? sizeof(l->keys[i].message) : len;
+    memcpy(out, l->keys[i].message, n);
+    out[n - 1] = '\0';
+}
+
+void shm_report_tokens(const struct shm_layout *l, int64_t now_ns, struct tb_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    bool any = false;
+    for (unsigned i = 0; i < n_keys(l); i++) {
+        if (atomic_load(&l->keys[i].state) != SHM_KEY_OK)
+            continue;
+        char fp[SHM_KEY_FP_MAX], err[256];
+        fingerprint(l, i, fp);
+        struct ks_segment ks;
+        if (ks_attach_ro(&ks, fp, err, sizeof(err)) != 0)
+            continue;
+        struct tb_stats st;
+        if (tb_stats(&ks.layout->tokens, now_ns, &st) == 0) {
+            if (!any || (!out->anchored && st.anchored)) {
+                *out = st;
+                any = true;
+            } else if (st.anchored) {
+                out->projected_tokens += st.projected_tokens;
+                out->refill_rate += st.refill_rate;
+                out->cap_tokens += st.cap_tokens;
+                out->inflight_tokens += st.inflight_tokens;
+            }
+        }
+        ks_close(&ks);
+    }
+}
+
+/* Share of member M among the live members of K, in percent of what they were charged. */
+static double share_pct(const struct shm_key_layout *k, int m)
+{
+    int64_t total = 0;
+    for (int j = 0; j < SHM_KEY_MEMBERS; j++)
+        if (ks_member_held(&k->members[j], NULL))
+            total += atomic_load(&k->members[j].used_tokens);
+    int64_t mine = atomic_load(&k->members[m].used_tokens);
+    return total > 0 ? 100.0 * (double)mine / (double)total : 0.0;
+}
+
+static void keys_json(yajl_gen g, const struct shm_layout *l, int64_t now_ns)
+{
+    key(g, "keys");
+    yajl_gen_array_open(g);
+    for (unsigned i = 0; i < n_keys(l); i++) {
+        char fp[SHM_KEY_FP_MAX], msg[SHM_MESSAGE_MAX], err[256];
+        fingerprint(l, i, fp);
+        message(l, i, msg, sizeof(msg));
+        uint32_t state = atomic_load(&l->keys[i].state);
+        yajl_gen_map_open(g);
+        str(g, "fingerprint", fp);
+        str(g, "state", key_state_name(state));
+        if (state != SHM_KEY_OK) {
+            str(g, "message", msg);
+            num(g, "set_aside_ms", atomic_load(&l->keys[i].set_aside_ms));
+        }
+        struct ks_segment ks;
+        struct tb_stats st;
+        if (ks_attach_ro(&ks, fp, err, sizeof(err)) == 0) {
+            const struct shm_key_layout *k = ks.layout;
+            if (tb_stats(&k->tokens, now_ns, &st) == 0) {
+                str(g, "segment", ks.name);
+                flag(g, "anchored", st.anchored);
+                num(g, "projected", st.projected_tokens);
+                num(g, "refill_rate", st.refill_rate);
+                num(g, "cap", st.cap_tokens);
+                num(g, "in_flight", st.inflight_tokens);
+                num(g, "slots_in_use", st.slots_in_use);
+                num(g, "last_reading_tokens", llround(st.last_reading.tokens_left));
+                num(g, "last_reading_age_ms", st.last_reading_age_ns >= 0
+                                                           ? st.last_reading_age_ns / KD_NS_PER_MS
+                                                           : -1);
+                num(g, "spent", atomic_load(&k->spent_tokens));
+                num(g, "lost", atomic_load(&k->lost_tokens));
+                num(g, "written_off", st.writeoff_tokens);
+            }
+            key(g, "instances");
+            yajl_gen_array_open(g);
+            for (int m = 0; m < SHM_KEY_MEMBERS; m++) {
+                const struct shm_key_member *mb = &k->members[m];
+                int64_t owner = 0;
+                if (!ks_member_held(mb, &owner))
+                    continue;
+                char inst[SHM_INSTANCE_MAX];
+                memcpy(inst, mb->instance, sizeof(inst));
+                inst[sizeof(inst) - 1] = '\0';
+                yajl_gen_map_open(g);
+                str(g, "instance", inst);
+                num(g, "supervisor_pid", owner);
+                num(g, "weight", atomic_load(&mb->weight));
+                rate(g, "share_pct", share_pct(k, m));
+                num(g, "spent", atomic_load(&mb->spent_tokens));
+                num(g, "lost", atomic_load(&mb->lost_tokens));
+                flag(g, "has_work", atomic_load(&mb->active_until_ns) > now_ns);
+                yajl_gen_map_close(g);
+            }
+            yajl_gen_array_close(g);
+            ks_close(&ks);
+        }
+        yajl_gen_map_close(g);
+    }
+    yajl_gen_array_close(g);
+}
+
+void shm_report_keys_text(FILE *out, const struct shm_layout *l, int64_t now_ns)
+{
+    for (unsigned i = 0; i < n_keys(l); i++) {
+        char fp[SHM_KEY_FP_MAX], msg[SHM_MESSAGE_MAX], err[256];
+        fingerprint(l, i, fp);
+        uint32_t state = atomic_load(&l->keys[i].state);
+        fprintf(out, "key %.8s: %s", fp, key_state_name(state));
+        if (state != SHM_KEY_OK) {
+            message(l, i, msg, sizeof(msg));
+            fprintf(out, ", set aside: %s\n", msg);
+            continue;
+        }
+        struct ks_segment ks;
+        struct tb_stats st;
+        if (ks_attach_ro(&ks, fp, err, sizeof(err)) != 0) {
+            fprintf(out, " (%s)\n", err);
+            continue;
+        }
+        const struct shm_key_layout *k = ks.layout;
+        if (tb_stats(&k->tokens, now_ns, &st) == 0)
+            fprintf(out,
+                    ", projected %" PRId64 " of cap %" PRId64 ", refill %" PRId64
+                    "/min, in flight %" PRId64 ", spent %" PRId64 ", lost %" PRId64 "\n",
+                    st.projected_tokens, st.cap_tokens, st.refill_rate, st.inflight_tokens,
+                    (int64_t)atomic_load(&k->spent_tokens), (int64_t)atomic_load(&k->lost_tokens));
+        for (int m = 0; m < SHM_KEY_MEMBERS; m++) {
+            const struct shm_key_member *mb = &k->members[m];
+            int64_t owner = 0;
+            if (!ks_member_held(mb, &owner))
+                continue;
+            char inst[SHM_INSTANCE_MAX];
+            memcpy(inst, mb->instance, sizeof(inst));
+            inst[sizeof(inst) - 1] = '\0';
+            fprintf(out, "  shared by '%s' (pid %lld): weight %lld, share %.1f %%%s\n", inst,
+                    (long long)owner, (long long)atomic_load(&mb->weight), share_pct(k, m),
+                    atomic_load(&mb->active_until_ns) > now_ns ? ", has work" : "");
+        }
+        ks_close(&ks);
+    }
+}
+
 /* A process's last error, as a string even if its slot was torn mid-write, made safe for a
  * terminal whatever a server put in it. */
 static void last_error(const struct shm_proc_slot *p, char *out, size_t outlen)
@@ -264,6 +440,7 @@ void shm_report_status_json(yajl_gen g, const struct shm_report_status *s)
             tbs->last_reading_age_ns >= 0 ? tbs->last_reading_age_ns / KD_NS_PER_MS : -1);
         num(g, "in_flight", tbs->inflight_tokens);
         yajl_gen_map_close(g);
+        keys_json(g, l, kd_mono_ns());
         key(g, "processes");
         yajl_gen_array_open(g);
         for (int r = 0; r < SHM_ROLE_COUNT; r++) {

@@ -49,11 +49,25 @@ struct shm_report_status {
     const char *store_error;    /* why the store could not be read, or "" */
     const char *segment_error;  /* running, but the segment could not be read, or "" */
     const struct shm_layout *l; /* NULL: not attached (tokens and processes left out) */
-    const struct tb_stats *tbs; /* the bucket at now (when l is not NULL) */
+    const struct tb_stats *tbs; /* the keys' buckets together at now (shm_report_tokens) */
     int64_t now_ms;             /* wall clock */
 };
 
-/* `kdeals status --json`: one JSON object into G; processes as in stat. */
+/*
+ * The buckets of L's usable keys together, at NOW_NS: each key's bucket lives in the key's own
+ * segment (shm/keyseg.h), shared with the other instances of the host that use the key. The
+ * sums of projection, refill, cap and in flight over the anchored keys (the spending policy's
+ * rule); zeroed when there is none, or no key segment could be read.
+ */
+void shm_report_tokens(const struct shm_layout *l, int64_t now_ns, struct tb_stats *out);
+
+/* `kdeals status`: one line per key of L (state, or why it was set aside; its bucket, what it
+ * was charged) and one per instance sharing it (weight, share, whether it has work), to OUT. */
+void shm_report_keys_text(FILE *out, const struct shm_layout *l, int64_t now_ns);
+
+/* `kdeals status --json`: one JSON object into G; processes as in stat; "keys": each key of
+ * the instance by fingerprint (never the key) with its state, bucket and the instances sharing
+ * it. */
 void shm_report_status_json(yajl_gen g, const struct shm_report_status *s);
 
 /* The web role's address in L as "http://HOST:PORT/" into BUF (LEN bytes); false when it is

@@ -671,15 +671,38 @@ int tb_writeoff_owner(struct shm_tokens *tb, int64_t owner, int64_t now_ns)
     for (unsigned i = 0; i < SHM_TOKEN_SLOTS; i++) {
         uint64_t w = atomic_load(&tb->slots[i].word);
         while (slot_state(w) != SLOT_FREE && slot_owner(w) == owner) {
+            int64_t amount = atomic_load(&tb->slots[i].amount_tokens);
             if (slot_free(tb, i, w)) {
                 released++;
                 atomic_fetch_add(&tb->writeoffs, 1);
+                if (slot_state(w) != SLOT_SYNCED)
+                    atomic_fetch_add(&tb->writeoff_tokens, amount);
                 break;
             }
             w = atomic_load(&tb->slots[i].word);
         }
     }
     reading_unlock(tb, (uint64_t)owner);
+    return released;
+}
+
+int tb_writeoff_dead(struct shm_tokens *tb, int64_t now_ns, bool (*alive)(int64_t owner, void *ud),
+                     void *ud)
+{
+    if (!tb_ready(tb) || alive == NULL || !now_valid(now_ns))
+        return -EINVAL;
+    int released = 0;
+    for (unsigned i = 0; i < SHM_TOKEN_SLOTS; i++) {
+        uint64_t w = atomic_load(&tb->slots[i].word);
+        int64_t owner = slot_owner(w);
+        if (slot_state(w) == SLOT_FREE || owner < 1 || alive(owner, ud))
+            continue;
+        int n = tb_writeoff_owner(tb, owner, now_ns);
+        released += n > 0 ? n : 0;
+    }
+    uint64_t holder = atomic_load(&tb->reading_lock);
+    if (holder != 0 && holder <= (uint64_t)TB_OWNER_MAX && !alive((int64_t)holder, ud))
+        reading_unlock(tb, holder);
     return released;
 }
 
@@ -777,6 +800,7 @@ int tb_stats(const struct shm_tokens *tb, int64_t now_ns, struct tb_stats *out)
     out->grants = atomic_load(&m->grants);
     out->granted_tokens = atomic_load(&m->granted_tokens);
     out->writeoffs = atomic_load(&m->writeoffs);
+    out->writeoff_tokens = atomic_load(&m->writeoff_tokens);
     return 0;
 }
 

@@ -114,6 +114,7 @@ struct tb_stats {
     uint64_t grants;
     uint64_t granted_tokens;
     uint64_t writeoffs;
+    int64_t writeoff_tokens; /* reserved by the written-off owners */
 };
 
 /*
@@ -184,6 +185,14 @@ int tb_apply_reading(struct shm_tokens *tb, const struct tb_reading *r, int64_t 
  * OWNER died holding it. Returns the number of slots released, or -EINVAL.
  */
 int tb_writeoff_owner(struct shm_tokens *tb, int64_t owner, int64_t now_ns);
+
+/*
+ * Releases every reservation whose owner ALIVE(owner, UD) says is dead, as tb_writeoff_owner
+ * does for one owner (for owners nobody reaps: the workers of an instance killed with -9).
+ * Returns the number of slots released, or -EINVAL.
+ */
+int tb_writeoff_dead(struct shm_tokens *tb, int64_t now_ns, bool (*alive)(int64_t owner, void *ud),
+                     void *ud);
 
 /*
  * True when a free /token call is warranted: never anchored, or the projected balance is > 0

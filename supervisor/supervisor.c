@@ -51,6 +51,7 @@
 #include "shm/counters.h"
 #include "shm/segment.h"
 #include "shm/tokens.h"
+#include "supervisor/keys.h"
 #include "worker/spawn.h"
 
 #define SUP_BACKOFF_MIN_MS 100
@@ -60,7 +61,7 @@
 #define SUP_STATE_TICK_MS  100
 #define SUP_FILES_TICKS    10 /* the status file and the segment's name: once a second */
 
-_Static_assert(KD_KEY_MAX <= WK_KEY_MAX, "a key fits the key pipe the worker reads");
+_Static_assert(KD_KEYS_MAX * KD_KEY_MAX <= WK_KEY_MAX, "the keys fit the pipe the worker reads");
 
 /* Started in this order, stopped in the reverse: the optional roles last to start, first to
  * stop. */
@@ -99,6 +100,7 @@ struct sup {
     const struct sup_options *opt;
     struct cfg cfg;      /* the running config */
     struct kd_keys keys; /* the API key(s) handed to each worker; wiped at exit */
+    struct sup_keys key_segs; /* each key's bucket segment (supervisor/keys.h) */
     uv_loop_t *loop;
     struct shm_segment seg;
     int wake_fds[SHM_RING_COUNT];
@@ -233,7 +235,7 @@ static void on_child_exit(uv_process_t *p, int64_t exit_status, int term_signal)
     atomic_store(&slot->last_exit_status, wait_status);
     atomic_store(&slot->state, SHM_PROC_EXITED);
     atomic_store(&slot->pid, 0);
-    int released = tb_writeoff_owner(&s->seg.layout->tokens, p->pid, kd_mono_ns());
+    int released = sup_keys_writeoff(&s->key_segs, p->pid, kd_mono_ns());
     if (released > 0)
         kd_warn("%s pid %d held %d token reservation(s): written off until the next reading",
                 shm_role_name(c->role), p->pid, released);
@@ -334,14 +336,16 @@ static int spawn_child(struct sup_child *c)
         kd_error("cannot start %s: pipe: %s", shm_role_name(c->role), strerror(errno));
         return -errno;
     }
-    /* The web role answers the network and the outbox talks to databases and alert targets:
-     * neither ever holds the API key (their pipe is empty). */
-    const char *key = s->keys.n > 0 && c->role != SHM_ROLE_WEB && c->role != SHM_ROLE_OUTBOX
-                          ? s->keys.key[0]
-                          : "";
-    size_t key_len = strlen(key);
-    if (key_len > 0 && write(key_pipe[1], key, key_len) != (ssize_t)key_len)
-        kd_error("cannot hand the API key to %s: %s", shm_role_name(c->role), strerror(errno));
+    /* Every key, one a line; the pipe's buffer holds them all (WK_KEY_MAX < PIPE_BUF x 16).
+     * The web role answers the network and the outbox talks to databases and alert targets:
+     * neither ever holds an API key (their pipe is empty). */
+    bool gets_keys = c->role != SHM_ROLE_WEB && c->role != SHM_ROLE_OUTBOX;
+    for (size_t k = 0; gets_keys && k < s->keys.n; k++) {
+        const char *key = s->keys.key[k];
+        size_t key_len = strlen(key);
+        if (write(key_pipe[1], key, key_len) != (ssize_t)key_len || write(key_pipe[1], "\n", 1) != 1)
+            kd_error("cannot hand the API keys to %s: %s", shm_role_name(c->role), strerror(errno));
+    }
     close(key_pipe[1]);
     uv_stdio_container_t stdio[WK_FD_COUNT];
     for (int i = 0; i < 3; i++) {
@@ -473,6 +477,7 @@ static void reload(struct sup *s)
         return;
     }
     s->cfg = next;
+    sup_keys_set_weight(&s->key_segs, s->cfg.tokens_weight);
     char msg[SHM_MESSAGE_MAX];
     if (n == 0)
         snprintf(msg, sizeof(msg), "applied: no key changed");
@@ -565,6 +570,7 @@ static void on_state_timer(uv_timer_t *t)
     atomic_store(&l->procs[SHM_ROLE_SUPERVISOR].heartbeat_ms, kd_wall_ms());
     if (++s->ticks % SUP_FILES_TICKS == 0)
         check_files(s);
+    sup_keys_sweep(&s->key_segs, kd_mono_ns());
     if (s->running_announced || s->stopping)
         return;
     /* Waiting for tokens is ready too: the worker is up and serving its loop. */
@@ -691,7 +697,8 @@ int sup_run(const struct sup_options *opt)
         code = 2;
         goto out_key;
     } else {
-        kd_log_add_secret(s->keys.key[0]);
+        for (size_t k = 0; k < s->keys.n; k++)
+            kd_log_add_secret(s->keys.key[k]);
     }
 
     /* The web role's bearer token is checked before anything starts: a bad token file stops
@@ -723,14 +730,14 @@ int sup_run(const struct sup_options *opt)
         }
     }
     struct shm_layout *l = s->seg.layout;
-    struct tb_params tp = {.bucket_minutes = s->cfg.tokens_bucket_minutes,
-                           .max_deficit_tokens = s->cfg.tokens_max_deficit,
-                           .minute_ns = s->cfg.tokens_minute_ms * KD_NS_PER_MS};
-    rc = tb_init(&l->tokens, &tp, kd_mono_ns());
-    if (rc == 0)
-        rc = publish_config(s, &s->cfg);
+    rc = sup_keys_open(&s->key_segs, &s->keys, opt->instance, &s->cfg, l, err, sizeof(err));
     if (rc != 0) {
-        kd_error("cannot initialise the segment's token bucket or config: %s", strerror(-rc));
+        startup_error(opt, err);
+        goto out_fds;
+    }
+    rc = publish_config(s, &s->cfg);
+    if (rc != 0) {
+        kd_error("cannot publish the config in the segment: %s", strerror(-rc));
         goto out_fds;
     }
     uv_loop_t loop;
@@ -752,6 +759,7 @@ int sup_run(const struct sup_options *opt)
     code = s->exit_code;
     uv_loop_close(&loop);
 out_fds:
+    sup_keys_close(&s->key_segs);
     for (int i = 0; i < SHM_RING_COUNT; i++) {
         if (s->wake_fds[i] >= 0)
             close(s->wake_fds[i]);

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 
 #include <curl/curl.h>
 
+#include "base/key.h"
 #include "kd_test.h"
 #include "shm/counters.h"
 #include "store/store.h"
@@ -31,6 +33,31 @@ void kdh_nap_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
+const char *kdh_key(const char *base)
+{
+    static char keys[16][KD_KEY_MAX];
+    static unsigned next;
+    char *out = keys[next++ % 16];
+    snprintf(out, KD_KEY_MAX, "%s-p%d", base, (int)getpid());
+    char fp[KD_KEY_FP_LEN + 1], name[64];
+    if (kd_key_fingerprint(out, fp) == 0) {
+        ks_name(fp, name, sizeof(name));
+        kd_test_track_shm(name);
+    }
+    return out;
+}
+
+/* kdh_key of each comma-separated key of LIST, into OUT. */
+static void keys_list(const char *list, char *out, size_t len)
+{
+    out[0] = '\0';
+    char copy[2048];
+    snprintf(copy, sizeof(copy), "%s", list);
+    char *save = NULL;
+    for (char *k = strtok_r(copy, ",", &save); k != NULL; k = strtok_r(NULL, ",", &save))
+        snprintf(out + strlen(out), len - strlen(out), "%s%s", out[0] ? "," : "", kdh_key(k));
+}
+
 void kdh_sim_start(struct kdh_sim *sim, const char *const *args)
 {
     if (access(SIM_BIN, X_OK) != 0 || access(KDEALS_BIN, X_OK) != 0)
@@ -40,6 +67,24 @@ void kdh_sim_start(struct kdh_sim *sim, const char *const *args)
     snprintf(port_file, sizeof(port_file), "%s/sim%d.port", kd_test_tmpdir(), (int)getpid());
     snprintf(log_file, sizeof(log_file), "%s/sim%d.log", kd_test_tmpdir(), (int)getpid());
     unlink(port_file);
+    /* The arguments are made here: the test process's keys carry its pid (kdh_key). */
+    const char *argv[64];
+    static char lists[4][2048];
+    int n = 0, nl = 0;
+    argv[n++] = SIM_BIN;
+    argv[n++] = "--port-file";
+    argv[n++] = port_file;
+    argv[n++] = "--quiet";
+    argv[n++] = "--economy=rich"; /* many deals quickly; ARGS may override */
+    for (int i = 0; args != NULL && args[i] != NULL && n < 62; i++) {
+        argv[n++] = args[i];
+        bool keys = strcmp(args[i], "--keys") == 0 || strcmp(args[i], "--expired-keys") == 0;
+        if (keys && args[i + 1] != NULL && nl < 4 && n < 62) {
+            keys_list(args[++i], lists[nl], sizeof(lists[nl]));
+            argv[n++] = lists[nl++];
+        }
+    }
+    argv[n] = NULL;
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -48,16 +93,6 @@ void kdh_sim_start(struct kdh_sim *sim, const char *const *args)
             dup2(fd, 1);
             dup2(fd, 2);
         }
-        const char *argv[64];
-        int n = 0;
-        argv[n++] = SIM_BIN;
-        argv[n++] = "--port-file";
-        argv[n++] = port_file;
-        argv[n++] = "--quiet";
-        argv[n++] = "--economy=rich"; /* many deals quickly; ARGS may override */
-        for (int i = 0; args != NULL && args[i] != NULL && n < 62; i++)
-            argv[n++] = args[i];
-        argv[n] = NULL;
         execv(SIM_BIN, (char *const *)argv);
         _exit(127);
     }
@@ -203,7 +238,14 @@ void kdh_daemon_rewrite(struct kdh_daemon *d, const struct kdh_sim *sim, const c
     snprintf(key_path, sizeof(key_path), "%s/key", d->dir);
     FILE *f = fopen(key_path, "w");
     assert_non_null(f);
-    fprintf(f, "%s\n", key);
+    char copy[1024];
+    snprintf(copy, sizeof(copy), "%s", key);
+    char *save = NULL;
+    for (char *k = strtok_r(copy, "\n", &save); k != NULL; k = strtok_r(NULL, "\n", &save)) {
+        const char *mine = kdh_key(k);
+        fprintf(f, "%s\n", mine);
+        snprintf(d->key + strlen(d->key), sizeof(d->key) - strlen(d->key), "%s\n", mine);
+    }
     fclose(f);
     chmod(key_path, 0600);
     /* Written aside and renamed, so a reload never reads half a file. */
@@ -280,6 +322,23 @@ void kdh_daemon_attach(const struct kdh_daemon *d, struct shm_segment *seg)
     char err[256];
     if (shm_segment_attach(seg, d->instance, SHM_READ_ONLY, err, sizeof(err)) != 0)
         fail_msg("attach: %s", err);
+}
+
+const struct shm_tokens *kdh_daemon_bucket(const struct kdh_daemon *d, unsigned i,
+                                           struct ks_segment *ks)
+{
+    char copy[sizeof(d->key)];
+    snprintf(copy, sizeof(copy), "%s", d->key);
+    char *save = NULL, *k = strtok_r(copy, "\n", &save);
+    for (unsigned n = 0; n < i && k != NULL; n++)
+        k = strtok_r(NULL, "\n", &save);
+    if (k == NULL)
+        fail_msg("the daemon has no key %u", i);
+    char fp[KD_KEY_FP_LEN + 1], err[256] = "";
+    assert_int_equal(kd_key_fingerprint(k, fp), 0);
+    if (!KDH_WAIT_FOR(ks_attach_ro(ks, fp, err, sizeof(err)) == 0, 10))
+        fail_msg("the daemon's key bucket: %s", err);
+    return &ks->layout->tokens;
 }
 
 int kdh_log_contains(const struct kdh_daemon *d, const char *needle)

@@ -14,6 +14,7 @@
 #include <sys/types.h>
 #include <yajl/yajl_tree.h>
 
+#include "shm/keyseg.h"
 #include "shm/layout.h"
 #include "shm/segment.h"
 
@@ -45,6 +46,16 @@ struct kdh_sim {
 };
 
 /*
+ * The API key a test process uses for BASE: BASE-p<pid>. A key's token bucket is shared by
+ * every process on the host that uses the key (shm/keyseg.h), and several suites run at once,
+ * so every test process has keys of its own; the bucket segment of each is removed after the
+ * test (kd_test_track_shm). The harness applies it itself: to the keys after --keys and
+ * --expired-keys in kdh_sim_start's ARGS, and to kdh_daemon_config's KEY (every line of it).
+ * The string is static (a few live at once).
+ */
+const char *kdh_key(const char *base);
+
+/*
  * Starts kdeals-sim with ARGS (NULL-terminated, after the port options), waits for its port
  * file. The simulator runs the rich economy, where deals are many and quick to find; ARGS may
  * say --economy=calibrated. Fails the test when the binaries are not built.
@@ -63,6 +74,7 @@ int64_t kdh_jint(yajl_val v, ...);
 int64_t kdh_sim_stat(const struct kdh_sim *sim, ...);
 
 struct kdh_daemon {
+    char key[512]; /* what the key file holds (kdh_key of the test's key: one a line) */
     char dir[512];
     char conf[600];
     char store[600];
@@ -73,10 +85,10 @@ struct kdh_daemon {
 };
 
 /*
- * Writes a config for a daemon talking to SIM (key file mode 0600 holding KEY, a unique
- * instance, run_dir/store/log inside the test folder, [tokens] minute = MINUTE_MS) followed by
- * the INI text EXTRA (may be NULL). Sections in EXTRA may repeat none of the ones written
- * here except by adding keys the base does not set.
+ * Writes a config for a daemon talking to SIM (key file mode 0600 holding kdh_key(KEY), or of
+ * each line of KEY, a unique instance, run_dir/store/log inside the test folder, [tokens]
+ * minute = MINUTE_MS) followed by the INI text EXTRA (may be NULL). Sections in EXTRA may
+ * repeat none of the ones written here except by adding keys the base does not set.
  */
 void kdh_daemon_config(struct kdh_daemon *d, const struct kdh_sim *sim, const char *key,
                        int minute_ms, const char *extra);
@@ -94,6 +106,13 @@ int kdh_daemon_stop(struct kdh_daemon *d);
 
 /* Attaches read-only to the daemon's segment. */
 void kdh_daemon_attach(const struct kdh_daemon *d, struct shm_segment *seg);
+
+/*
+ * Attaches read-only to the token bucket of the daemon's key number I (0: the first line of
+ * its key file), waiting up to 10 s for it to exist. Returns the bucket; ks_close(KS) after.
+ */
+const struct shm_tokens *kdh_daemon_bucket(const struct kdh_daemon *d, unsigned i,
+                                           struct ks_segment *ks);
 
 /* True when the daemon's log contains NEEDLE. */
 int kdh_log_contains(const struct kdh_daemon *d, const char *needle);

@@ -107,6 +107,39 @@ const char *kd_test_instance(void)
     return name;
 }
 
+/* The file listing the shm names test process PID asked to be removed after it. */
+static void tracked_path(long pid, char *out, size_t len)
+{
+    snprintf(out, len, "%s/shm.%ld", kd_test_tmpdir(), pid);
+}
+
+void kd_test_track_shm(const char *name)
+{
+    char path[512];
+    tracked_path((long)getpid(), path, sizeof(path));
+    FILE *f = fopen(path, "a");
+    if (f == NULL)
+        return;
+    fprintf(f, "%s\n", name);
+    fclose(f);
+}
+
+static void unlink_tracked(long pid)
+{
+    char path[512], line[256];
+    tracked_path(pid, path, sizeof(path));
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        line[strcspn(line, "\n")] = '\0';
+        if (line[0] == '/')
+            shm_unlink(line);
+    }
+    fclose(f);
+    unlink(path);
+}
+
 static void remove_tree(const char *dir)
 {
     char cmd[512];
@@ -187,6 +220,7 @@ static int run_one(const char *group, const struct CMUnitTest *test)
     snprintf(cmd, sizeof(cmd), "rm -f /dev/shm/kdeals-t%ld-*", (long)pid);
     if (system(cmd) != 0)
         fprintf(stderr, "warning: could not clean /dev/shm after %s\n", test->name);
+    unlink_tracked((long)pid);
     if (WIFSIGNALED(status)) {
         fprintf(stderr, "[  CRASHED ] %s: killed by signal %d (%s)\n", test->name, WTERMSIG(status),
                 strsignal(WTERMSIG(status)));

@@ -52,4 +52,11 @@ const char *kd_test_tmpdir(void);
 /* A unique instance name for shm segments of this test process ("t<pid>-<n>"). */
 const char *kd_test_instance(void);
 
+/*
+ * Records the shm NAME ("/kdeals-key-...") so that the runner unlinks it after the running
+ * test, whatever becomes of the test (segments named after a key's fingerprint cannot be found
+ * by the test's pid as kd_test_instance() ones are).
+ */
+void kd_test_track_shm(const char *name);
+
 #endif

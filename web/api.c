@@ -637,7 +637,7 @@ static void status_doc(struct web_api *api, const struct web_request *rq, struct
     struct tb_stats tbs;
     memset(&tbs, 0, sizeof(tbs));
     if (l != NULL)
-        tb_stats(&l->tokens, kd_mono_ns(), &tbs);
+        shm_report_tokens(l, kd_mono_ns(), &tbs);
     struct shm_report_status rs = {.instance = api->instance,
                                    .st = &st,
                                    .have_status = have,
@@ -734,7 +734,7 @@ void web_api_sample(struct web_api *api, int64_t now_ms, char **json, size_t *le
     struct web_sample s = {.at_ms = now_ms, .deals = deals_stored(api)};
     if (l != NULL) {
         struct tb_stats tbs;
-        tb_stats(&l->tokens, kd_mono_ns(), &tbs);
+        shm_report_tokens(l, kd_mono_ns(), &tbs);
         s.tokens = tbs.projected_tokens;
         s.refill_rate = tbs.refill_rate;
         static const enum shm_role roles[3] = {SHM_ROLE_SCANNER, SHM_ROLE_COMMITTER,

@@ -6,8 +6,9 @@
  *     argv:  TITLE "worker" ROLE "--instance" NAME ["--log-file" FILE]
  *     fds:   0, 1, 2                 the supervisor's stdin, stdout and stderr
  *            WK_FD_WAKE(ring)        the eventfd of ring RING (enum shm_ring_id), one per ring
- *            WK_FD_KEY               read end of a pipe holding the API key (no key: empty),
- *                                    then end of file; the worker reads it once and closes it
+ *            WK_FD_KEY               read end of a pipe holding the API keys, one a line (no
+ *                                    key: empty), then end of file; the worker reads it once
+ *                                    and closes it
  *            WK_FD_SEGMENT           the instance's shared memory segment, read-write
  *     env:   WK_SPAWN_ENV only (no key, no config path)
  *     exe:   the supervisor's own running image (/proc/self/exe opened at its start), never
@@ -49,8 +50,9 @@
  */
 #define WK_EXIT_CANNOT_RUN 78
 
-/* The most key bytes the pipe carries; the worker reads at most this much. */
-#define WK_KEY_MAX 512
+/* The most key bytes the pipe carries (every key and its newline); the worker reads at most
+ * this much. */
+#define WK_KEY_MAX 1280
 
 /* The whole environment of a worker. */
 #define WK_SPAWN_ENV "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -92,26 +92,35 @@ static int load_config(struct wk *wk)
     return 0;
 }
 
-/* Reads the key from the pipe at WK_FD_KEY (closed afterwards). An empty pipe means no key. */
-static void read_key(struct wk *wk)
+/* Reads the keys from the pipe at WK_FD_KEY (closed afterwards), one a line. An empty pipe
+ * means no key. */
+static void read_keys(struct wk *wk)
 {
+    char buf[WK_KEY_MAX + 1];
     size_t n = 0;
     for (;;) {
-        ssize_t r = read(WK_FD_KEY, wk->key + n, sizeof(wk->key) - 1 - n);
+        ssize_t r = read(WK_FD_KEY, buf + n, sizeof(buf) - 1 - n);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
             break;
         n += (size_t)r;
-        if (n == sizeof(wk->key) - 1)
+        if (n == sizeof(buf) - 1)
             break;
     }
     close(WK_FD_KEY);
-    wk->key[n] = '\0';
-    while (n > 0 && (wk->key[n - 1] == '\n' || wk->key[n - 1] == '\r' || wk->key[n - 1] == ' '))
-        wk->key[--n] = '\0';
-    if (n > 0)
-        kd_log_add_secret(wk->key);
+    buf[n] = '\0';
+    memset(&wk->keys, 0, sizeof(wk->keys));
+    char *save = NULL;
+    for (char *line = strtok_r(buf, "\r\n ", &save); line != NULL && wk->keys.n < KD_KEYS_MAX;
+         line = strtok_r(NULL, "\r\n ", &save)) {
+        if (strlen(line) >= KD_KEY_MAX)
+            continue; /* the supervisor checked every key: a cut-off one cannot happen */
+        snprintf(wk->keys.key[wk->keys.n], KD_KEY_MAX, "%s", line);
+        kd_log_add_secret(wk->keys.key[wk->keys.n]);
+        wk->keys.n++;
+    }
+    explicit_bzero(buf, sizeof(buf));
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -171,7 +180,7 @@ static int wk_start(struct wk *wk, const struct wk_stage *stage, uv_loop_t *loop
     kd_log_set_role(stage->name);
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     prctl(PR_SET_DUMPABLE, 0); /* it will hold the API key */
-    read_key(wk);
+    read_keys(wk);
     char comm[16];
     snprintf(comm, sizeof(comm), "kdeals-%s", stage->name);
     prctl(PR_SET_NAME, comm);
@@ -240,7 +249,7 @@ static int wk_start(struct wk *wk, const struct wk_stage *stage, uv_loop_t *loop
 out_detach:
     shm_segment_detach(&wk->seg);
 out_key:
-    explicit_bzero(wk->key, sizeof(wk->key));
+    kd_keys_wipe(&wk->keys);
     return rc;
 }
 
@@ -379,7 +388,7 @@ int wk_main(const struct wk_stage *const *stages, size_t n_stages, int argc, cha
         stage->release(&wk);
     free(wk.data);
     shm_segment_detach(&wk.seg);
-    explicit_bzero(wk.key, sizeof(wk.key));
+    kd_keys_wipe(&wk.keys);
     kd_info("stopped");
 out_loop:
     uv_loop_close(&loop);

@@ -5,7 +5,7 @@
  * wk_main() picks the stage of that role from the table the binary hands it, and does what
  * every worker does besides its stage: it arranges to die with the supervisor (PR_SET_PDEATHSIG,
  * then a check that the parent is still the supervisor that created the segment), reads the
- * API key from its pipe, attaches to the segment read-write, loads the published config, opens
+ * API keys from their pipe, attaches to the segment read-write, loads the published config, opens
  * the rings, installs TERM/INT/QUIT/HUP/USR1 as libuv signal watchers (never work in a signal
  * handler) and a heartbeat timer, and marks the process-table slot. Then it runs the stage
  * through its hooks, as nginx runs its modules' init_process hooks:
@@ -32,6 +32,7 @@
 #include <uv.h>
 
 #include "base/config.h"
+#include "base/key.h"
 #include "shm/counters.h"
 #include "shm/ring.h"
 #include "shm/segment.h"
@@ -64,7 +65,7 @@ struct wk {
     bool stopping;
     struct cfg cfg; /* the config published by the supervisor */
     int64_t cfg_generation;
-    char key[WK_KEY_MAX]; /* the API key read from WK_FD_KEY; "" when none */
+    struct kd_keys keys; /* the API keys read from WK_FD_KEY; none: keys.n == 0 */
     int64_t supervisor_pid;
     void *data;           /* the stage's state */
     const char *log_file; /* NULL: stderr */

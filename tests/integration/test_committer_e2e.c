@@ -26,6 +26,7 @@
  * Prices are frozen (--volatility 0) and the simulated clock starts at a UTC midnight so the
  * slowly drifting averages cannot change during a run (a simulated day lasts 144 s here).
  */
+#include "base/key.h"
 #include "kd_harness.h"
 #include "kd_test.h"
 
@@ -207,6 +208,20 @@ static const char *instance;
 static int without_key;  /* write no key_file: the workers get no API key */
 static int store_cap_mb; /* > 0: the store's map is this size and cannot grow */
 
+/* Reservations in flight in the bucket of the daemon's key (its own segment: shm/keyseg.h). */
+static int64_t slots_in_use(void)
+{
+    char fp[KD_KEY_FP_LEN + 1], err[256];
+    assert_int_equal(kd_key_fingerprint(kdh_key(KEY), fp), 0);
+    struct ks_segment ks;
+    if (ks_attach_ro(&ks, fp, err, sizeof(err)) != 0)
+        return 0;
+    struct tb_stats ts;
+    int64_t n = tb_stats(&ks.layout->tokens, kd_mono_ns(), &ts) == 0 ? ts.slots_in_use : 0;
+    ks_close(&ks);
+    return n;
+}
+
 static void write_config(const char *extra)
 {
     const char *dir = test_dir();
@@ -220,7 +235,7 @@ static void write_config(const char *extra)
         instance = kd_test_instance();
     int fd = open(key_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     assert_true(fd >= 0);
-    assert_true(write(fd, KEY "\n", strlen(KEY) + 1) > 0);
+    assert_true(dprintf(fd, "%s\n", kdh_key(KEY)) > 0); /* this process's key (kd_harness.h) */
     close(fd);
     FILE *f = fopen(asins_path, "w"); /* discovery finds nothing: only our pending records */
     assert_non_null(f);
@@ -855,9 +870,7 @@ static void test_kill_9_mid_batch_loses_nothing(void **state)
          * the shared bucket holds the request's reservation from grant to answer. */
         int64_t before = committer_counter(&seg, SHM_C_store_writes);
         ASSERT_WAIT(committer_counter(&seg, SHM_C_store_writes) > before, 30);
-        struct tb_stats ts;
-        ASSERT_WAIT(tb_stats(&seg.layout->tokens, kd_mono_ns(), &ts) == 0 && ts.slots_in_use > 0,
-                    10);
+        ASSERT_WAIT(slots_in_use() > 0, 10);
         int64_t pid = atomic_load(&slot->pid);
         assert_true(pid > 0);
         kill((pid_t)pid, SIGKILL);
@@ -949,10 +962,12 @@ static void test_failed_fetches_are_retried_never_dropped(void **state)
     assert_int_equal(count_db(ST_DB_PENDING), N);
     assert_int_equal(committer_counter(&seg, SHM_C_commit_backlog), N);
 
-    /* Then the server fails outright (HTTP 500): the batch is kept and retried later. */
+    /* Then the server fails outright (HTTP 500): every attempt fails, and once its tries are
+     * spent (each with its own grant) the batch is kept and retried later. */
     yajl_tree_free(sim_json_post("/_sim/faults?spec=http500=1"));
     int64_t errors = committer_counter(&seg, SHM_C_http_errors);
-    ASSERT_WAIT(committer_counter(&seg, SHM_C_http_errors) > errors, 30);
+    ASSERT_WAIT(log_contains("retried later") && committer_counter(&seg, SHM_C_http_errors) > errors,
+                30);
     assert_int_equal(count_db(ST_DB_PENDING), N);
 
     /* Keepa recovers: every survivor is judged, none given up. */
@@ -988,9 +1003,7 @@ static void test_graceful_stop_finishes_the_batch_in_flight(void **state)
     daemon_start();
     struct shm_segment seg;
     ASSERT_WAIT(attach(&seg) == 0, 15);
-    struct tb_stats ts;
-    assert_true(KDH_WAIT_FOR(
-        tb_stats(&seg.layout->tokens, kd_mono_ns(), &ts) == 0 && ts.slots_in_use > 0, 15));
+    assert_true(KDH_WAIT_FOR(slots_in_use() > 0, 15));
     assert_int_equal(committer_counter(&seg, SHM_C_store_writes), 0);
     /* TERM while the first batch's slow answer is on its way. */
     assert_int_equal(daemon_stop(), 0);

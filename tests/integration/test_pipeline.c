@@ -106,11 +106,12 @@ static void test_deficit_waits_on_the_loop_without_polling(void **state)
     kdh_daemon_start(&d);
     struct shm_segment seg;
     kdh_daemon_attach(&d, &seg);
+    struct ks_segment ks;
+    const struct shm_tokens *tb = kdh_daemon_bucket(&d, 0, &ks);
     /* The first /token reading shows the deficit... */
-    assert_true(
-        KDH_WAIT_FOR(tb_stats(&seg.layout->tokens, kd_mono_ns(), &(struct tb_stats){0}) == 0 &&
-                         total(&seg, SHM_C_token_reanchors) >= 1,
-                     10));
+    assert_true(KDH_WAIT_FOR(tb_stats(tb, kd_mono_ns(), &(struct tb_stats){0}) == 0 &&
+                                 total(&seg, SHM_C_token_reanchors) >= 1,
+                             10));
     int64_t token_calls = kdh_sim_stat(&sim, "endpoints", "token", "requests", NULL);
     assert_true(token_calls >= 1 && token_calls <= 2);
     /* ...and for the next 5 s (still deep below zero) every worker waits on its loop: the
@@ -118,7 +119,7 @@ static void test_deficit_waits_on_the_loop_without_polling(void **state)
     for (int i = 0; i < 10; i++) {
         kdh_nap_ms(500);
         struct tb_stats st;
-        tb_stats(&seg.layout->tokens, kd_mono_ns(), &st);
+        tb_stats(tb, kd_mono_ns(), &st);
         if (st.projected_tokens > 0)
             break;
         int64_t now = kd_wall_ms();
@@ -140,6 +141,7 @@ static void test_deficit_waits_on_the_loop_without_polling(void **state)
     if (!KDH_WAIT_FOR(total(&seg, SHM_C_deals_committed) >= 3, 60))
         fail_msg("no deals after the deficit (see %s)", d.log);
     assert_int_equal(kdh_sim_stat(&sim, "http_429", NULL), 0);
+    ks_close(&ks);
     shm_segment_detach(&seg);
     assert_int_equal(kdh_daemon_stop(&d), 0);
     check_store(&d);
@@ -167,7 +169,9 @@ static void test_refill_rate_flapping_is_not_trusted(void **state)
     assert_true(KDH_WAIT_FOR(kdh_sim_stat(&sim, "requests", NULL) >= 40, 60));
     kdh_nap_ms(3000);
     struct tb_stats st;
-    tb_stats(&seg.layout->tokens, kd_mono_ns(), &st);
+    struct ks_segment ks;
+    tb_stats(kdh_daemon_bucket(&d, 0, &ks), kd_mono_ns(), &st);
+    ks_close(&ks);
     assert_int_equal(st.refill_rate, 5);
     assert_int_equal(kdh_sim_stat(&sim, "http_429", NULL), 0);
     shm_segment_detach(&seg);
@@ -195,7 +199,9 @@ static void test_cost_underestimate_is_learned_and_bounded(void **state)
             lowest = left;
         kdh_nap_ms(50);
     }
-    int64_t peek50 = tb_cost_estimate(&seg.layout->tokens, TB_KIND_PEEK, 50);
+    struct ks_segment ks;
+    int64_t peek50 = tb_cost_estimate(kdh_daemon_bucket(&d, 0, &ks), TB_KIND_PEEK, 50);
+    ks_close(&ks);
     printf("    lowest balance %lld; learned peek cost for 50 ASINs %lld\n", (long long)lowest,
            (long long)peek50);
     assert_true(total(&seg, SHM_C_asins_peeked) >= 50);

@@ -1,8 +1,9 @@
 /*
  * test_spend.c: worker/spend.c driven directly against a running kdeals-sim.
  *
- * Each test builds a worker by hand over a real segment (shm_segment_create + tb_init +
- * shm_segment_publish; wk->cfg from cfg_defaults pointed at the simulator, wk->key set,
+ * Each test builds a worker by hand over a real segment (shm_segment_create +
+ * shm_segment_publish; wk->cfg from cfg_defaults pointed at the simulator, wk->keys set; the
+ * spender creates the key's bucket segment and joins it,
  * counters and process slot inside the segment), submits jobs on a libuv loop and checks
  * what the pipeline relies on (docs/failure-modes.md): before the first reading exactly one free
  * /token call is made and the job then runs; a 4x cost underestimate is corrected by one
@@ -34,8 +35,10 @@
 #include "shm/segment.h"
 #include "shm/tokens.h"
 
-#define KEY       "SpendTestKeyA1B2C3D4E5F6"
-#define EXPIRED   "SpendExpiredKey99887766"
+/* Keys are unique to the test process: a key's bucket is shared by every process that uses it
+ * on the host (shm/keyseg.h), and other suites may run at the same time. */
+#define KEY       key_ok
+#define EXPIRED   key_expired
 #define SIM       KD_BUILD_DIR "/kdeals-sim"
 #define MINUTE_MS 100
 #define RATE      20
@@ -44,6 +47,7 @@
 
 static pid_t sim_pid;
 static char sim_base[64];
+static char key_ok[64], key_expired[64];
 
 static void sim_stop(void)
 {
@@ -63,6 +67,8 @@ static void sim_start(const char *faults)
     snprintf(log_file, sizeof(log_file), "%s/sim.log", kd_test_tmpdir());
     snprintf(minute, sizeof(minute), "%d", MINUTE_MS);
     snprintf(rate, sizeof(rate), "%d", RATE);
+    snprintf(key_ok, sizeof(key_ok), "SpendTestKeyA1B2C3D4E5F6-%d", (int)getpid());
+    snprintf(key_expired, sizeof(key_expired), "SpendExpiredKey99887766-%d", (int)getpid());
     unlink(port_file);
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -219,8 +225,6 @@ static void rig_init(struct rig *r, const char *key)
     o.run_dir = kd_test_tmpdir();
     char err[256];
     assert_int_equal(shm_segment_create(&r->wk.seg, &o, err, sizeof(err)), 0);
-    struct tb_params p = {.minute_ns = MINUTE_MS * KD_NS_PER_MS};
-    assert_int_equal(tb_init(&r->wk.seg.layout->tokens, &p, kd_mono_ns()), 0);
     shm_segment_publish(&r->wk.seg);
 
     r->wk.role = SHM_ROLE_COMMITTER;
@@ -231,8 +235,13 @@ static void rig_init(struct rig *r, const char *key)
     snprintf(r->wk.cfg.keepa_base_url, sizeof(r->wk.cfg.keepa_base_url), "%s", sim_base);
     r->wk.cfg.keepa_request_timeout_ms = 20000;
     r->wk.cfg.tokens_minute_ms = MINUTE_MS;
-    snprintf(r->wk.key, sizeof(r->wk.key), "%s", key);
-    assert_int_equal(sp_init(&r->sp, &r->wk, err, sizeof(err)), 0);
+    r->wk.keys.n = 1;
+    snprintf(r->wk.keys.key[0], sizeof(r->wk.keys.key[0]), "%s", key);
+    /* The spender creates the key's bucket segment with the config's [tokens] minute. */
+    int rc = sp_init(&r->sp, &r->wk, err, sizeof(err));
+    if (rc != 0)
+        fail_msg("sp_init: %s", err);
+    kd_test_track_shm(r->sp.keys[0].ks.name);
 }
 
 static void on_rig_closed(void *ud)
@@ -345,7 +354,7 @@ static void test_first_reading_one_token_call_then_job(void **state)
     struct job j = {.n = 2, .offers = 0};
     catalog_asins(j.asins, 2);
     assert_int_equal(ledger("endpoints", "token", "requests"), 0);
-    assert_true(tb_needs_reading(&r.wk.seg.layout->tokens, kd_mono_ns()));
+    assert_true(tb_needs_reading(r.sp.tb, kd_mono_ns()));
 
     assert_int_equal(job_submit(&r, &j, TB_KIND_PEEK), 0);
     run_until_done(&r, &j, 20);
@@ -373,7 +382,7 @@ static void test_cost_underestimate_corrected_after_one_answer(void **state)
     sim_start(NULL);
     struct rig r;
     rig_init(&r, KEY);
-    struct shm_tokens *tb = &r.wk.seg.layout->tokens;
+    struct shm_tokens *tb = r.sp.tb;
     /* A peek is seeded at about 2 tokens per ASIN; with offers=100 Keepa charges at least 6. */
     struct job j = {.n = 5, .offers = 100};
     catalog_asins(j.asins, 5);
@@ -428,7 +437,7 @@ static void on_tick(uv_timer_t *t)
     k->ticks++;
     if (atomic_load(&k->r->wk.slot->state) == SHM_PROC_WAITING_TOKENS)
         k->waiting_ticks++;
-    int64_t p = tb_project(&k->r->wk.seg.layout->tokens, kd_mono_ns());
+    int64_t p = tb_project(k->r->sp.tb, kd_mono_ns());
     if (p < k->min_projected)
         k->min_projected = p;
 }
@@ -545,7 +554,7 @@ static void test_within_deficit_refuses_what_the_bucket_cannot_pay(void **state)
     sim_start(NULL);
     struct rig r;
     rig_init(&r, KEY);
-    struct shm_tokens *tb = &r.wk.seg.layout->tokens;
+    struct shm_tokens *tb = r.sp.tb; /* the key's bucket, in its key segment */
     yajl_tree_free(sim_json("/_sim/refill-rate?rate=5", 1));
     yajl_tree_free(sim_json("/_sim/tokens?set=300", 1));
     /* Readings of 5 a minute: the trusted rate (and the cap) follow at once. */

@@ -130,7 +130,7 @@ static void write_config(struct world *w, int batch, const char *min_interval,
     snprintf(path, sizeof(path), "%s/key", w->dir);
     FILE *f = fopen(path, "w");
     assert_non_null(f);
-    fputs("testkey123\n", f);
+    fprintf(f, "%s\n", kdh_key("testkey123")); /* this process's own key and bucket */
     fclose(f);
     chmod(path, 0600);
     snprintf(path, sizeof(path), "%s/asins.txt", w->dir);

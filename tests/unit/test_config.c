@@ -161,6 +161,7 @@ static const char every_key[] = "; a comment\n"
                                 "bucket_minutes = 30\n"
                                 "max_deficit = 200\n"
                                 "minute = 100ms\n"
+                                "weight = 3\n"
                                 "[scan]\n"
                                 "source = asins\n"
                                 "selection_file = /sel.json\n"
@@ -247,6 +248,7 @@ static void test_every_key_parsed(void **state)
     assert_string_equal(c.daemon_instance, "prod-2");
     assert_int_equal(c.daemon_stop_timeout_ms, 1500);
     assert_int_equal(c.tokens_minute_ms, 100);
+    assert_int_equal(c.tokens_weight, 3);
     assert_string_equal(c.store_path, "/var/db/kd");
     assert_int_equal(c.scan_max_rank, 250000);
     assert_string_equal(c.scan_categories, "283155, 5174");

@@ -16,6 +16,7 @@
  *     the same time never over-grant, never hand out a slot twice.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -28,7 +29,7 @@
 
 #include "base/kd_assert.h"
 #include "kd_test.h"
-#include "shm/segment.h"
+#include "shm/keyseg.h"
 #include "shm/tokens.h"
 
 #define SEC    1000000000LL
@@ -1258,23 +1259,23 @@ static void test_processes_reserving_concurrently_never_over_grant(void **state)
     munmap(sh, sizeof(*sh));
 }
 
-/* The same over a real segment: the supervisor initialises the bucket inside struct
- * shm_layout, workers attach by name (their own mappings, at other addresses), and `kdeals
- * stat` reads it through a read-only mapping. */
+/* The same over a real key segment: the first opener creates it and initialises the bucket,
+ * workers open it by name (their own mappings, at other addresses, each holding its shared
+ * lock), and `kdeals status` reads it through a read-only mapping. The last to close removes
+ * it. */
 static void test_processes_over_a_real_segment(void **state)
 {
     (void)state;
-    struct shm_segment seg;
-    char err[256];
-    struct shm_segment_options opt = {.instance = kd_test_instance(), .run_dir = kd_test_tmpdir()};
-    int rc = shm_segment_create(&seg, &opt, err, sizeof(err));
-    if (rc != 0)
-        fail_msg("segment: %s", err);
-    struct shm_tokens *tb = &seg.layout->tokens;
-    assert_int_equal(tb_init(tb, NULL, T0), 0);
+    char fp[SHM_KEY_FP_MAX], err[256];
+    snprintf(fp, sizeof(fp), "ee%08lx", (unsigned long)getpid());
+    struct ks_segment ks;
+    if (ks_open(&ks, fp, NULL, err, sizeof(err)) != 0)
+        fail_msg("key segment: %s", err);
+    kd_test_track_shm(ks.name);
+    struct shm_tokens *tb = &ks.layout->tokens;
+    assert_int_equal(tb_init(tb, NULL, T0), 0); /* virtual time from T0, as the others */
     struct tb_reading r = reading(CC_BUDGET, 60000, 5, 1700000000000);
     assert_int_equal(tb_apply_reading(tb, &r, T0, NULL), 0);
-    shm_segment_publish(&seg);
     struct cc_log *logs = mmap(NULL, sizeof(struct cc_log) * CC_WORKERS, PROT_READ | PROT_WRITE,
                                MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     assert_true(logs != MAP_FAILED);
@@ -1284,12 +1285,13 @@ static void test_processes_over_a_real_segment(void **state)
         pids[id] = fork();
         assert_true(pids[id] >= 0);
         if (pids[id] == 0) {
-            struct shm_segment mine;
+            struct ks_segment mine;
             char e[256];
-            if (shm_segment_attach(&mine, opt.instance, SHM_READ_WRITE, e, sizeof(e)) != 0)
+            if (ks_open(&mine, fp, NULL, e, sizeof(e)) != 0)
                 _exit(3);
             cc_worker(&mine.layout->tokens, &logs[id], id, getpid(), id == CC_WORKERS - 1);
-            shm_segment_detach(&mine);
+            if (ks_close(&mine) != 0)
+                _exit(4); /* the test's own handle is still open: never the last */
             _exit(0);
         }
     }
@@ -1299,16 +1301,19 @@ static void test_processes_over_a_real_segment(void **state)
         assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     }
     /* A read-only reader sees what the workers did. */
-    struct shm_segment ro;
-    assert_int_equal(shm_segment_attach(&ro, opt.instance, SHM_READ_ONLY, err, sizeof(err)), 0);
+    struct ks_segment ro;
+    assert_int_equal(ks_attach_ro(&ro, fp, err, sizeof(err)), 0);
     struct tb_stats st;
     assert_int_equal(tb_stats(&ro.layout->tokens, T0 + 2 * SEC, &st), 0);
     assert_true(st.anchored);
     assert_int_equal(st.projected_tokens, tb_project(tb, T0 + 2 * SEC));
-    shm_segment_detach(&ro);
+    assert_int_equal(ks_close(&ro), 0); /* read-only: never unlinks */
     cc_check(tb, logs, pids[CC_WORKERS - 1]);
     munmap(logs, sizeof(struct cc_log) * CC_WORKERS);
-    shm_segment_destroy(&seg);
+    char name[sizeof(ks.name)];
+    memcpy(name, ks.name, sizeof(name));
+    assert_int_equal(ks_close(&ks), 1); /* the last one out removes it */
+    assert_true(shm_open(name, O_RDONLY, 0) < 0 && errno == ENOENT);
 }
 
 struct cc_thread_arg {

@@ -22,7 +22,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -34,6 +33,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/proc.h"
 
 #define KS_OPEN_TRIES    200 /* about 5 s of 25 ms naps for a creator to finish */
 #define KS_NAP_NS        (25 * 1000000L)
@@ -521,9 +521,7 @@ void ks_set_weight(struct ks_segment *ks, int member, int64_t owner, int64_t wei
 static bool pid_alive(int64_t pid, void *ud)
 {
     (void)ud;
-    if (pid < 1 || pid > TB_OWNER_MAX)
-        return false;
-    return kill((pid_t)pid, 0) == 0 || errno != ESRCH;
+    return kd_pid_running(pid);
 }
 
 int ks_sweep(struct ks_segment *ks, int64_t now_ns, int64_t min_interval_ns)

@@ -52,6 +52,7 @@
 #include "shm/segment.h"
 #include "shm/tokens.h"
 #include "supervisor/keys.h"
+#include "supervisor/storelock.h"
 #include "worker/spawn.h"
 
 #define SUP_BACKOFF_MIN_MS 100
@@ -101,6 +102,7 @@ struct sup {
     struct cfg cfg;      /* the running config */
     struct kd_keys keys; /* the API key(s) handed to each worker; wiped at exit */
     struct sup_keys key_segs; /* each key's bucket segment (supervisor/keys.h) */
+    int store_lock_fd;        /* supervisor/storelock.h: held for life, shared with workers */
     uv_loop_t *loop;
     struct shm_segment seg;
     int wake_fds[SHM_RING_COUNT];
@@ -360,6 +362,8 @@ static int spawn_child(struct sup_child *c)
     stdio[WK_FD_KEY].data.fd = key_pipe[0];
     stdio[WK_FD_SEGMENT].flags = UV_INHERIT_FD;
     stdio[WK_FD_SEGMENT].data.fd = s->seg.fd;
+    stdio[WK_FD_STORE_LOCK].flags = UV_INHERIT_FD;
+    stdio[WK_FD_STORE_LOCK].data.fd = s->store_lock_fd;
     uv_process_options_t po;
     memset(&po, 0, sizeof(po));
     po.file = s->exe;
@@ -714,13 +718,23 @@ int sup_run(const struct sup_options *opt)
         }
     }
 
+    /* One store, one instance: before anything else, so that an earlier incarnation's
+     * workers still finishing their batch are waited for (supervisor/storelock.h). */
+    s->store_lock_fd =
+        sup_store_lock(s->cfg.store_path, opt->instance,
+                       (int64_t)opt->stop_timeout_ms + 5000, err, sizeof(err));
+    if (s->store_lock_fd < 0) {
+        startup_error(opt, err);
+        goto out_key;
+    }
+
     struct shm_segment_options so = {.instance = opt->instance, .run_dir = opt->run_dir};
     for (int i = 0; i < SHM_RING_COUNT; i++)
         so.ring_capacity[i] = opt->ring_capacity;
     rc = shm_segment_create(&s->seg, &so, err, sizeof(err));
     if (rc != 0) {
         startup_error(opt, err);
-        goto out_key;
+        goto out_lock;
     }
     for (int i = 0; i < SHM_RING_COUNT; i++) {
         s->wake_fds[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -767,6 +781,8 @@ out_fds:
     shm_segment_destroy(&s->seg);
     if (s->loop != NULL)
         kd_info("stopped");
+out_lock:
+    close(s->store_lock_fd); /* last: the store is free once the workers are gone too */
 out_key:
     kd_keys_wipe(&s->keys);
 out_free:

@@ -10,13 +10,16 @@
  *                                    key: empty), then end of file; the worker reads it once
  *                                    and closes it
  *            WK_FD_SEGMENT           the instance's shared memory segment, read-write
+ *            WK_FD_STORE_LOCK        the store lock (supervisor/storelock.h): the worker keeps it
+ *                                    open, untouched, until it exits, so the store stays locked
+ *                                    while any worker of the instance runs
  *     env:   WK_SPAWN_ENV only (no key, no config path)
  *     exe:   the supervisor's own running image (/proc/self/exe opened at its start), never
  *            the path on disk, so an upgraded or removed binary cannot start a worker that
  *            does not match the segment
  *
  * and nothing else inherited: every other fd of the supervisor is close-on-exec, and the
- * worker closes any fd above WK_FD_SEGMENT it finds at start (one inherited from whoever
+ * worker closes any fd above WK_FD_STORE_LOCK it finds at start (one inherited from whoever
  * started the supervisor). The worker uses the segment it was handed, so a segment whose name
  * was removed under the running daemon still works. TITLE is "kdeals: ROLE", what ps shows. ROLE is
  * a role name of shm/layout.h ("scanner", "committer", "updater") and NAME the instance whose
@@ -40,7 +43,8 @@
 #define WK_FD_WAKE(ring) (WK_FD_FIRST_WAKE + (int)(ring))
 #define WK_FD_KEY        (WK_FD_FIRST_WAKE + SHM_RING_COUNT)
 #define WK_FD_SEGMENT    (WK_FD_KEY + 1)
-#define WK_FD_COUNT      (WK_FD_SEGMENT + 1) /* stdio and every fd above: 0..WK_FD_SEGMENT */
+#define WK_FD_STORE_LOCK (WK_FD_SEGMENT + 1)
+#define WK_FD_COUNT      (WK_FD_STORE_LOCK + 1) /* stdio and every fd above: 0..WK_FD_STORE_LOCK */
 
 /*
  * The exit status of a worker that cannot run at all, whatever the number of restarts (its

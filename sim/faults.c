@@ -129,6 +129,13 @@ int sim_faults_parse(const char *spec, struct sim_fault_spec *out, char *err, si
                     rc = -EINVAL;
                 if (rc == 0)
                     out->reset = on ? 1.0 : 0.0;
+            } else if (strcmp(n, "charge_errors") == 0) {
+                int64_t on;
+                rc = parse_u64(v, &on);
+                if (rc == 0 && on > 1)
+                    rc = -EINVAL;
+                if (rc == 0)
+                    out->charge_errors = (int)on;
             } else if (strcmp(n, "truncate") == 0)
                 rc = parse_prob(v, &out->truncate);
             else if (strcmp(n, "malformed") == 0)
@@ -176,6 +183,8 @@ void sim_faults_format(const struct sim_fault_spec *s, char *out, size_t outsz)
         ADD("http503=%g,", s->p503);
     if (s->storm429 > 0)
         ADD("storm429=%lld,", (long long)s->storm429);
+    if (s->charge_errors)
+        ADD("charge_errors=1,");
     if (s->reset > 0)
         ADD("reset=%g,", s->reset);
     if (s->truncate > 0)
@@ -287,6 +296,7 @@ void sim_faults_draw(struct sim_faults *f, int is_product, int offers, struct si
             f->injected[SIM_F_TRUNCATE]++;
         else if ((d->malformed = bern(f, s->malformed)))
             f->injected[SIM_F_MALFORMED]++;
+        d->charge_error = (d->http500 || d->http503) && s->charge_errors;
         for (int h = SIM_H_ENDLESS;
              h < SIM_H_COUNT && !d->reset && !d->truncate && !d->malformed && !d->no_products &&
              !d->http500 && !d->http503 && d->hostile == SIM_H_NONE;

@@ -3,7 +3,9 @@
  *
  * SPEC is comma-separated name=value (see sim/README.md): latency_ms=N|A-B,
  * offers_latency_ms=A-B, http500=P, http503=P, storm429=N, reset=P, truncate=P, malformed=P,
- * offers_fail=P, no_products=P, refill_flap=A:B, reset_all=0|1, the hostile bodies endless=P,
+ * offers_fail=P, no_products=P, refill_flap=A:B, reset_all=0|1, charge_errors=0|1 (500/503
+ * answers are charged the request's cost, as a server that did the work would), the hostile
+ * bodies endless=P,
  * huge=P, drip=P, deep=P, mistyped=P, mistyped_fields=P (each also as offers_NAME=P, which applies
  * to /product with offers only), and `clear`. Draws come from one PRNG seeded by --seed, so a run
  * with the same request sequence is reproducible.
@@ -67,6 +69,7 @@ struct sim_fault_spec {
     int64_t storm429;
     int flap_on;
     int64_t flap_a, flap_b;
+    int charge_errors;                  /* 500/503 answers charge the request's full cost */
     double hostile[SIM_H_COUNT];        /* any cost-bearing request; [SIM_H_NONE] unused */
     double offers_hostile[SIM_H_COUNT]; /* /product with offers only */
 };
@@ -101,6 +104,7 @@ void sim_faults_get(struct sim_faults *f, struct sim_fault_spec *spec);
 /* Per-request decision for a cost-bearing request. */
 struct sim_fault_draw {
     int storm429, http500, http503, reset, truncate, malformed, no_products;
+    int charge_error; /* http500/503 under charge_errors: charged like a normal answer */
     enum sim_hostile hostile;
     int64_t latency_ms;
 };

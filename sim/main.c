@@ -20,8 +20,8 @@ static void usage(FILE *f)
     fputs("usage: kdeals-sim [--listen ADDR] [--port N] [--port-file PATH] [--seed S]\n"
           "                  [--products N] [--minute-ms MS] [--bucket-minutes M]\n"
           "                  [--refill-rate N] [--start-tokens N] [--keys K1,K2,...]\n"
-          "                  [--expired-keys K1,...] [--faults SPEC] [--volatility V]\n"
-          "                  [--offers-zero-ok] [--threads N] [--quiet] [--help]\n"
+          "                  [--expired-keys K1,...] [--bucket-per-key] [--faults SPEC]\n"
+          "                  [--volatility V] [--offers-zero-ok] [--threads N] [--quiet] [--help]\n"
           "                  [--clock-ms EPOCH_MS] [--max-connections N]\n"
           "                  [--replay-deal FILE] [--replay-product FILE]\n"
           "                  [--economy calibrated|rich] [--catch-up-hours H]\n"
@@ -82,6 +82,7 @@ int main(int argc, char **argv)
         O_START,
         O_KEYS,
         O_EXPIRED,
+        O_PERKEY,
         O_FAULTS,
         O_VOL,
         O_ZERO,
@@ -106,6 +107,7 @@ int main(int argc, char **argv)
                                          {"start-tokens", required_argument, 0, O_START},
                                          {"keys", required_argument, 0, O_KEYS},
                                          {"expired-keys", required_argument, 0, O_EXPIRED},
+                                         {"bucket-per-key", no_argument, 0, O_PERKEY},
                                          {"faults", required_argument, 0, O_FAULTS},
                                          {"volatility", required_argument, 0, O_VOL},
                                          {"offers-zero-ok", no_argument, 0, O_ZERO},
@@ -161,6 +163,9 @@ int main(int argc, char **argv)
             break;
         case O_EXPIRED:
             rc = split_keys(optarg, cfg.expired, &cfg.n_expired);
+            break;
+        case O_PERKEY:
+            cfg.bucket_per_key = 1;
             break;
         case O_FAULTS:
             cfg.faults = optarg;

@@ -88,7 +88,9 @@ struct delayed {
 struct sim_server {
     struct sim_config cfg;
     struct sim_catalog cat;
-    struct sim_bucket bucket;
+    struct sim_bucket bucket;       /* every key's, or the first key's with bucket_per_key */
+    struct sim_bucket *key_bucket;  /* bucket_per_key: key i > 0 has key_bucket[i - 1] */
+    int64_t key_429[SIM_MAX_KEYS];  /* bucket_per_key: 429s per key (under ledger_mu) */
     struct sim_faults faults;
     int64_t start_mono_ns;
     int64_t start_wall_ms;
@@ -716,7 +718,17 @@ struct call {
     struct req *rq;
     enum endpoint ep;
     int64_t start_ns;
+    int key; /* index of the request's key in --keys, -1 when none or not listed */
 };
+
+/* The bucket that pays for C: its key's own with --bucket-per-key, else the one bucket. */
+static struct sim_bucket *bucket_of(struct call *c)
+{
+    struct sim_server *s = c->s;
+    if (s->key_bucket != NULL && c->key > 0)
+        return &s->key_bucket[c->key - 1];
+    return &s->bucket;
+}
 
 static const char *param(struct call *c, const char *name)
 {
@@ -770,15 +782,27 @@ static const char *error_type(unsigned status)
     }
 }
 
+static enum MHD_Result send_error_charged(struct call *c, unsigned status, int zeroed,
+                                          const char *msg, const struct sim_bucket_view *v,
+                                          int64_t consumed, int64_t latency_ms);
+
 /* An error answer: envelope (zeroed token fields when ZEROED) + error object, charged 0. */
 static enum MHD_Result send_error(struct call *c, unsigned status, int zeroed, const char *msg,
                                   int64_t latency_ms)
 {
     struct sim_bucket_view v;
-    sim_bucket_peek(&c->s->bucket, kd_mono_ns(), &v);
+    sim_bucket_peek(bucket_of(c), kd_mono_ns(), &v);
+    return send_error_charged(c, status, zeroed, msg, &v, 0, latency_ms);
+}
+
+/* An error answer after the bucket view V, charged CONSUMED (charge_errors), else as above. */
+static enum MHD_Result send_error_charged(struct call *c, unsigned status, int zeroed,
+                                          const char *msg, const struct sim_bucket_view *v,
+                                          int64_t consumed, int64_t latency_ms)
+{
     struct sim_buf b;
     sim_buf_init(&b);
-    envelope(c, &b, &v, 0, zeroed);
+    envelope(c, &b, v, consumed, zeroed);
     sim_buf_puts(&b, "\"error\":{\"type\":");
     sim_buf_str(&b, error_type(status));
     sim_buf_puts(&b, ",\"message\":");
@@ -790,7 +814,7 @@ static enum MHD_Result send_error(struct call *c, unsigned status, int zeroed, c
     sim_buf_str(&b, msg);
     sim_buf_puts(&b, "}}");
     if (c->ep != EP_OTHER || status != 404)
-        ledger_request(c->s, c->ep, 0, 0);
+        ledger_request(c->s, c->ep, consumed, 0);
     return send_body(c->s, c->conn, c->rq, status, &b, SHAPE_NONE, latency_ms);
 }
 
@@ -802,6 +826,11 @@ static enum MHD_Result send_429(struct call *c, const struct sim_bucket_view *v,
     sim_buf_uncomma(&b);
     sim_buf_putc(&b, '}');
     ledger_request(c->s, c->ep, 0, 1);
+    if (c->s->key_bucket != NULL && c->key >= 0) {
+        pthread_mutex_lock(&c->s->ledger_mu);
+        c->s->key_429[c->key]++;
+        pthread_mutex_unlock(&c->s->ledger_mu);
+    }
     return send_body(c->s, c->conn, c->rq, 429, &b, SHAPE_NONE, latency_ms);
 }
 
@@ -809,6 +838,7 @@ static enum MHD_Result send_429(struct call *c, const struct sim_bucket_view *v,
 static unsigned check_key(struct call *c)
 {
     const char *key = param(c, "key");
+    c->key = -1;
     if (key == NULL || *key == '\0')
         return 400;
     for (int i = 0; i < c->s->cfg.n_expired; i++)
@@ -817,8 +847,10 @@ static unsigned check_key(struct call *c)
     if (c->s->cfg.n_keys == 0)
         return 0;
     for (int i = 0; i < c->s->cfg.n_keys; i++)
-        if (strcmp(key, c->s->cfg.keys[i]) == 0)
+        if (strcmp(key, c->s->cfg.keys[i]) == 0) {
+            c->key = i;
             return 0;
+        }
     return 400;
 }
 
@@ -840,9 +872,16 @@ static enum MHD_Result finish(struct call *c, struct sim_buf *payload, int64_t c
     struct sim_server *s = c->s;
     struct sim_bucket_view v;
     int64_t charge = fd->no_products ? 0 : cost;
-    if (!sim_bucket_charge(&s->bucket, kd_mono_ns(), charge, 0, &v)) {
+    if (!sim_bucket_charge(bucket_of(c), kd_mono_ns(), charge, 0, &v)) {
         sim_buf_free(payload);
         return send_429(c, &v, fd->latency_ms);
+    }
+    if (fd->charge_error) { /* the work was done and billed, and the answer is an error */
+        sim_buf_free(payload);
+        return send_error_charged(c, fd->http500 ? 500 : 503, 0,
+                                  fd->http500 ? "internal server error (injected, charged)"
+                                              : "service unavailable (injected, charged)",
+                                  &v, charge, fd->latency_ms);
     }
     struct sim_buf b;
     sim_buf_init(&b);
@@ -1191,7 +1230,7 @@ static enum MHD_Result ep_tracking(struct call *c, struct sim_fault_draw *fd)
 static enum MHD_Result ep_token(struct call *c)
 {
     struct sim_bucket_view v;
-    sim_bucket_peek(&c->s->bucket, kd_mono_ns(), &v);
+    sim_bucket_peek(bucket_of(c), kd_mono_ns(), &v);
     struct sim_buf b;
     sim_buf_init(&b);
     envelope(c, &b, &v, 0, 0);
@@ -1218,12 +1257,12 @@ static enum MHD_Result api(struct call *c)
     struct sim_fault_draw fd;
     sim_faults_draw(&s->faults, c->ep == EP_PRODUCT, with_offers, &fd);
     struct sim_bucket_view v;
-    sim_bucket_peek(&s->bucket, kd_mono_ns(), &v);
+    sim_bucket_peek(bucket_of(c), kd_mono_ns(), &v);
     if (fd.storm429 || v.balance <= 0)
         return send_429(c, &v, fd.latency_ms);
-    if (fd.http500)
+    if (fd.http500 && !fd.charge_error)
         return send_error(c, 500, 0, "internal server error (injected)", fd.latency_ms);
-    if (fd.http503)
+    if (fd.http503 && !fd.charge_error)
         return send_error(c, 503, 0, "service unavailable (injected)", fd.latency_ms);
     switch (c->ep) {
     case EP_PRODUCT:
@@ -1272,7 +1311,26 @@ static enum MHD_Result ctl_stats(struct call *c)
 {
     struct sim_server *s = c->s;
     int64_t earned, consumed, expired, balance, rate, inj[SIM_F_COUNT];
-    sim_bucket_totals(&s->bucket, kd_mono_ns(), &earned, &consumed, &expired, &balance, &rate);
+    int64_t now = kd_mono_ns();
+    sim_bucket_totals(&s->bucket, now, &earned, &consumed, &expired, &balance, &rate);
+    /* With a bucket per key the totals are over every key; "keys" has each, in --keys order. */
+    struct sim_buf per_key;
+    sim_buf_init(&per_key);
+    for (int i = 0; s->key_bucket != NULL && i < s->cfg.n_keys; i++) {
+        int64_t e = earned, c2 = consumed, x = expired, b2 = balance, r = rate;
+        if (i > 0) {
+            sim_bucket_totals(&s->key_bucket[i - 1], now, &e, &c2, &x, &b2, &r);
+            earned += e, consumed += c2, expired += x, balance += b2;
+        }
+        pthread_mutex_lock(&s->ledger_mu);
+        int64_t k429 = s->key_429[i];
+        pthread_mutex_unlock(&s->ledger_mu);
+        sim_buf_printf(&per_key,
+                       "%s{\"tokens_earned\":%lld,\"tokens_consumed\":%lld,\"tokens_expired\":%lld,"
+                       "\"tokens_left\":%lld,\"http_429\":%lld}",
+                       i > 0 ? "," : "", (long long)e, (long long)c2, (long long)x, (long long)b2,
+                       (long long)k429);
+    }
     sim_faults_counts(&s->faults, inj);
     struct sim_buf b;
     sim_buf_init(&b);
@@ -1296,9 +1354,17 @@ static enum MHD_Result ctl_stats(struct call *c)
                        (long long)inj[i], i + 1 < SIM_F_COUNT ? "," : "");
     struct sim_bucket_view v;
     sim_bucket_peek(&s->bucket, kd_mono_ns(), &v);
-    sim_buf_printf(&b, "},\"keepa_minute\":%lld,\"products\":%lld,\"seed\":%llu}",
+    sim_buf_printf(&b, "},\"keepa_minute\":%lld,\"products\":%lld,\"seed\":%llu",
                    (long long)keepa_min_of(s, &v), (long long)s->cat.products,
                    (unsigned long long)s->cat.seed);
+    if (s->key_bucket != NULL) {
+        sim_buf_puts(&b, ",\"keys\":[");
+        if (per_key.len > 0)
+            sim_buf_put(&b, per_key.data, per_key.len);
+        sim_buf_putc(&b, ']');
+    }
+    sim_buf_free(&per_key);
+    sim_buf_putc(&b, '}');
     return send_json(c, 200, &b);
 }
 
@@ -1572,17 +1638,23 @@ static enum MHD_Result control(struct call *c, const char *path, const char *met
         int rate = path[6] == 'r';
         if (ctl_number(c, rate ? "rate" : "set", &n) != MHD_YES || (rate && n < 0))
             return ctl_error(c, 400, rate ? "rate=N (N >= 0) is required" : "set=N is required");
-        if (rate)
-            sim_bucket_set_rate(&s->bucket, kd_mono_ns(), n);
-        else
-            sim_bucket_set_balance(&s->bucket, kd_mono_ns(), n);
+        for (int i = 0; i < (s->key_bucket != NULL ? s->cfg.n_keys : 1); i++) {
+            struct sim_bucket *bk = i == 0 ? &s->bucket : &s->key_bucket[i - 1];
+            if (rate)
+                sim_bucket_set_rate(bk, kd_mono_ns(), n);
+            else
+                sim_bucket_set_balance(bk, kd_mono_ns(), n);
+        }
         return ctl_stats(c);
     }
     if (strcmp(path, "/_sim/reset") == 0) {
         sim_bucket_reset_totals(&s->bucket);
+        for (int i = 1; s->key_bucket != NULL && i < s->cfg.n_keys; i++)
+            sim_bucket_reset_totals(&s->key_bucket[i - 1]);
         sim_faults_reset_counts(&s->faults);
         pthread_mutex_lock(&s->ledger_mu);
         s->requests = s->http_429 = s->asins_requested = 0;
+        memset(s->key_429, 0, sizeof(s->key_429));
         memset(s->ep_requests, 0, sizeof(s->ep_requests));
         memset(s->ep_tokens, 0, sizeof(s->ep_tokens));
         memset(s->asin_seen, 0, (size_t)((s->cat.products + 7) / 8));
@@ -1640,7 +1712,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     path[n] = '\0';
     while (n > 1 && path[n - 1] == '/')
         path[--n] = '\0';
-    struct call c = {s, conn, rq, EP_OTHER, rq->start_ns};
+    struct call c = {s, conn, rq, EP_OTHER, rq->start_ns, -1};
     if (strncmp(path, "/_sim/", 6) == 0) {
         if (rq->too_big)
             return ctl_error(&c, 413, "request body larger than 1 MiB");
@@ -1840,6 +1912,19 @@ int sim_server_start(const struct sim_config *cfg, struct sim_server **out)
         free(s);
         return rc;
     }
+    if (cfg->bucket_per_key && cfg->n_keys > 1) {
+        s->key_bucket = calloc((size_t)cfg->n_keys - 1, sizeof(*s->key_bucket));
+        if (s->key_bucket == NULL) {
+            sim_bucket_destroy(&s->bucket);
+            free(s);
+            return -ENOMEM;
+        }
+        for (int i = 1; i < cfg->n_keys; i++)
+            sim_bucket_init(&s->key_bucket[i - 1], cfg->minute_ms, cfg->bucket_minutes,
+                            cfg->refill_rate, cfg->start_tokens, s->start_mono_ns);
+    } else if (cfg->bucket_per_key && cfg->n_keys == 1) {
+        s->key_bucket = &s->bucket; /* one key: its bucket is the one bucket */
+    }
     sim_faults_init(&s->faults, cfg->seed, &fs);
     pthread_mutex_init(&s->ledger_mu, NULL);
     pthread_mutex_init(&s->cache_mu, NULL);
@@ -1946,6 +2031,10 @@ void sim_server_stop(struct sim_server *s)
     pthread_mutex_destroy(&s->stats_mu);
     free(s->replay_deal_tail);
     free(s->replay_product_tail);
+    for (int i = 1; s->key_bucket != NULL && s->key_bucket != &s->bucket && i < s->cfg.n_keys; i++)
+        sim_bucket_destroy(&s->key_bucket[i - 1]);
+    if (s->key_bucket != &s->bucket)
+        free(s->key_bucket);
     sim_bucket_destroy(&s->bucket);
     sim_faults_destroy(&s->faults);
     pthread_mutex_destroy(&s->ledger_mu);

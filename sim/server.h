@@ -22,6 +22,7 @@ struct sim_config {
     int64_t products;
     int64_t minute_ms, bucket_minutes, refill_rate, start_tokens; /* start < 0: full */
     int n_keys, n_expired;
+    int bucket_per_key; /* each of KEYS has its own bucket (else one bucket for every key) */
     const char *keys[SIM_MAX_KEYS];
     const char *expired[SIM_MAX_KEYS];
     const char *faults;

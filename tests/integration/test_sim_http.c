@@ -1267,6 +1267,20 @@ static void test_11_24_faults(void **state)
         assert_int_equal(t.status, 200);
         resp_free(&t);
     }
+    /* charge_errors: the same answers, charged in full and saying so (a retry is paid for) */
+    set_faults(&s, "http500=1,charge_errors=1");
+    b0 = balance(&s);
+    struct resp ce = req(&s, "GET", path, NULL, 1);
+    assert_int_equal(ce.status, 500);
+    assert_envelope(ce.json);
+    assert_non_null(jget(ce.json, "error"));
+    assert_int_equal(jint(ce.json, "tokensConsumed"), 1);
+    assert_int_equal(jint(ce.json, "tokensLeft"), b0 - 1);
+    resp_free(&ce);
+    assert_int_equal(balance(&s), b0 - 1);
+    struct resp cg = get(&s, "/_sim/faults");
+    assert_string_equal(YAJL_GET_STRING(jget(cg.json, "spec")), "http500=1,charge_errors=1");
+    resp_free(&cg);
     /* truncate / malformed: not JSON, charged in full */
     const char *bodies[] = {"truncate=1", "malformed=1"};
     for (int i = 0; i < 2; i++) {
@@ -1344,6 +1358,41 @@ static void test_11_24_faults(void **state)
     assert_int_equal(ok.status, 200);
     assert_non_null(jget(ok.json, "products"));
     resp_free(&ok);
+    sim_stop(&s);
+}
+
+/* --bucket-per-key: each listed key has its own bucket, and the ledger shows each. */
+static void test_bucket_per_key(void **state)
+{
+    (void)state;
+    struct sim s = sim_start("--products", "3000", "--keys", "K1,K2", "--bucket-per-key",
+                             "--start-tokens", "100");
+    char a[2][11];
+    some_asins(&s, a, 2);
+    struct resp x = get(&s, "/product?key=K1&domain=1&asin=%s,%s", a[0], a[1]);
+    assert_int_equal(x.status, 200);
+    resp_free(&x);
+    x = get(&s, "/token?key=K1");
+    long long k1 = jint(x.json, "tokensLeft");
+    resp_free(&x);
+    x = get(&s, "/token?key=K2");
+    long long k2 = jint(x.json, "tokensLeft");
+    resp_free(&x);
+    assert_int_equal(k2 - k1, 2); /* K1 paid for its two products, K2 nothing */
+    set_tokens(&s, 0);                   /* every bucket */
+    x = get(&s, "/product?key=K2&domain=1&asin=%s", a[0]);
+    assert_int_equal(x.status, 429);
+    resp_free(&x);
+    struct resp st = get(&s, "/_sim/stats");
+    yajl_val keys = jget(st.json, "keys");
+    assert_non_null(keys);
+    assert_int_equal(YAJL_GET_ARRAY(keys)->len, 2);
+    assert_int_equal(jint(jidx(keys, 0), "tokens_consumed"), 2);
+    assert_int_equal(jint(jidx(keys, 1), "tokens_consumed"), 0);
+    assert_int_equal(jint(jidx(keys, 1), "http_429"), 1);
+    assert_int_equal(jint(jidx(keys, 0), "http_429"), 0);
+    assert_int_equal(jint(st.json, "tokens_consumed"), 2);
+    resp_free(&st);
     sim_stop(&s);
 }
 
@@ -2685,6 +2734,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_11_23_replay),
         cmocka_unit_test(test_11_24_faults),
         cmocka_unit_test(test_ledger),
+        cmocka_unit_test(test_bucket_per_key),
         cmocka_unit_test(test_oracle_matches_product_truth),
         cmocka_unit_test(test_truth_endpoints),
         cmocka_unit_test(test_determinism),

@@ -255,12 +255,13 @@ static void test_fault_spec(void **state)
     char err[128];
     const char *spec = "latency_ms=5-10,offers_latency_ms=2000-20000,http500=0.1,http503=0.2,"
                        "storm429=3,reset=0.01,truncate=0.02,malformed=0.03,offers_fail=0.5,"
-                       "no_products=0.04,refill_flap=12:5";
+                       "no_products=0.04,refill_flap=12:5,charge_errors=1";
     assert_int_equal(sim_faults_parse(spec, &f, err, sizeof(err)), 0);
     assert_int_equal(f.latency_lo_ms, 5);
     assert_int_equal(f.offers_latency_hi_ms, 20000);
     assert_int_equal(f.storm429, 3);
     assert_true(f.flap_on && f.flap_a == 12 && f.flap_b == 5);
+    assert_int_equal(f.charge_errors, 1);
     char text[512];
     sim_faults_format(&f, text, sizeof(text));
     struct sim_fault_spec g;

@@ -450,13 +450,24 @@ static bool valid_instance(const char *instance)
     return instance != NULL && instance[0] != '\0' && strlen(instance) < SHM_INSTANCE_MAX;
 }
 
+/* FNV-1a of an instance name: compared atomically, so a lookup never reads the text of a slot
+ * that is being freed and claimed again. */
+static uint64_t instance_hash(const char *instance)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (const unsigned char *p = (const unsigned char *)instance; *p != '\0'; p++)
+        h = (h ^ *p) * 0x100000001b3ULL;
+    return h;
+}
+
 int ks_find(const struct ks_segment *ks, const char *instance, int64_t owner)
 {
     if (ks == NULL || ks->layout == NULL || !valid_instance(instance) || owner < 1)
         return -ENOENT;
+    uint64_t hash = instance_hash(instance);
     for (int i = 0; i < SHM_KEY_MEMBERS; i++) {
-        const struct shm_key_member *m = &ks->layout->members[i];
-        if (member_held_by(m, owner) && strncmp(m->instance, instance, SHM_INSTANCE_MAX) == 0)
+        struct shm_key_member *m = &ks->layout->members[i];
+        if (member_held_by(m, owner) && atomic_load(&m->instance_hash) == hash)
             return i;
     }
     return -ENOENT;
@@ -492,6 +503,7 @@ int ks_join(struct ks_segment *ks, const char *instance, int64_t owner, int64_t 
         atomic_store(&m->lost_tokens, 0);
         memset(m->instance, 0, sizeof(m->instance));
         snprintf(m->instance, sizeof(m->instance), "%s", instance);
+        atomic_store(&m->instance_hash, instance_hash(instance));
         level_up(m, lowest_active_level(l, i, now_ns));
         if (atomic_compare_exchange_strong(&m->word, &mine, member_word(owner, gen, MEMBER_HELD)))
             return i;

@@ -411,8 +411,9 @@ struct shm_key_member {
     _Atomic uint64_t grants;
     _Atomic int64_t spent_tokens; /* charged, as the answers said */
     _Atomic int64_t lost_tokens;  /* estimates of requests that may have been charged unanswered */
+    _Atomic uint64_t instance_hash; /* of the name: what lookups compare (the text is for people) */
+    int64_t reserved;
     char instance[SHM_INSTANCE_MAX];
-    int64_t reserved[2];
 };
 
 struct shm_key_layout {

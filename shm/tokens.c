@@ -629,6 +629,12 @@ int tb_apply_reading(struct shm_tokens *tb, const struct tb_reading *r, int64_t 
         return -ESTALE;
     }
 
+    /* The same server millisecond as the last one applied: the two cannot be ordered, and
+     * this one may predate a charge that one saw (an answer the server made just before
+     * charging another request, processed after that request was settled). It may lower the
+     * balance, never raise it. */
+    bool tie = last_ns != INT64_MIN && r->timestamp_ms == atomic_load(&tb->last_timestamp_ms) &&
+               now_ns - last_ns < tb->minute_ns;
     uint64_t own_word = 0;
     if (own != NULL && own->slot != TB_SLOT_NONE)
         own_word = slot_word(own->owner, own->generation, SLOT_HELD);
@@ -642,7 +648,13 @@ int tb_apply_reading(struct shm_tokens *tb, const struct tb_reading *r, int64_t 
     for (;;) {
         /* The word is loaded before the slots are summed: see the top comment. */
         int64_t inflight = inflight_tokens(tb, own_word, NULL);
-        uint64_t nw = word_pack(clamp_balance(left - inflight), rate, next_ms);
+        int64_t balance = left - inflight;
+        if (tie && word_rate(w) != 0) {
+            int64_t projected = project_word(tb, w, now_ms).balance;
+            if (projected < balance)
+                balance = projected;
+        }
+        uint64_t nw = word_pack(clamp_balance(balance), rate, next_ms);
         touch(tb, now_ms);
         if (atomic_compare_exchange_weak(&tb->state, &w, nw))
             break;

@@ -521,6 +521,40 @@ static void test_older_reading_does_not_override_a_newer_one(void **state)
     free(tb);
 }
 
+/*
+ * Two answers of the same server millisecond cannot be ordered: one made just before the
+ * server charged another request, processed after that request was settled, still shows the
+ * tokens that request took. Applied as it is, it raised the balance by that request's cost, and
+ * two instances on one key met a 429 in a simulated day. It may lower the balance, never raise
+ * it.
+ */
+static void test_reading_of_the_same_millisecond_never_raises(void **state)
+{
+    (void)state;
+    struct shm_tokens *tb = anchored(100, 5);
+    struct tb_grant x, y;
+    int64_t wait;
+    assert_int_equal(tb_reserve(tb, T0, 30, 11, &x, &wait), 0);
+    assert_int_equal(tb_reserve(tb, T0, 10, 12, &y, &wait), 0);
+    /* The server answers y (its envelope made at ms 5000, before charging x), then charges x
+     * and answers it in the same ms; x's answer is processed first. */
+    struct tb_reading rx = reading(60, 20000, 5, 1700000005000);
+    rx.tokens_consumed = 30;
+    assert_int_equal(tb_apply_reading(tb, &rx, T0 + SEC, &x), 0);
+    assert_int_equal(tb_settle(tb, &x, T0 + SEC, 30), 0);
+    assert_int_equal(tb_project(tb, T0 + SEC), 60 - 10); /* y still in flight */
+    struct tb_reading ry = reading(90, 20000, 5, 1700000005000); /* without x's 30 */
+    ry.tokens_consumed = 10;
+    assert_int_equal(tb_apply_reading(tb, &ry, T0 + SEC, &y), 0);
+    assert_int_equal(tb_settle(tb, &y, T0 + SEC, 10), 0);
+    assert_true(tb_project(tb, T0 + SEC) <= 60); /* not 90 */
+    /* A lower one of the same millisecond is taken. */
+    struct tb_reading low = reading(20, 20000, 5, 1700000005000);
+    assert_int_equal(tb_apply_reading(tb, &low, T0 + SEC, NULL), 0);
+    assert_int_equal(tb_project(tb, T0 + SEC), 20);
+    free(tb);
+}
+
 static void test_higher_rate_trusted_only_as_far_as_observed(void **state)
 {
     (void)state;
@@ -1452,6 +1486,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_writeoff_releases_a_dead_owners_slots),
         cmocka_unit_test(test_reading_subtracts_requests_in_flight),
         cmocka_unit_test(test_older_reading_does_not_override_a_newer_one),
+        cmocka_unit_test(test_reading_of_the_same_millisecond_never_raises),
         cmocka_unit_test(test_higher_rate_trusted_only_as_far_as_observed),
         cmocka_unit_test(test_needs_reading_policy),
         cmocka_unit_test(test_cost_estimates_learn_up_fast_and_down_slowly),

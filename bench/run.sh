@@ -18,4 +18,5 @@ run bench_ring
 run bench_decode
 run bench_sim "$BUILD/kdeals-sim"
 run bench_pipeline "$BUILD"
+run bench_shared_key "$BUILD"
 exit $status

@@ -52,8 +52,8 @@ struct kd_keys {
  * holds no key text). Returns 0; -ENOKEY when no key is configured anywhere; -EACCES when the
  * key file's mode lets group or others in; -EINVAL for a key that is empty, too long or has a
  * character that is not allowed, a key file that is not a regular file, holds more keys than
- * KD_KEYS_MAX or the same key twice; or the negative errno of opening or reading the key file. ERR (size ERRLEN)
- * then holds one line saying what to fix.
+ * KD_KEYS_MAX or the same key twice; or the negative errno of opening or reading the key file. ERR
+ * (size ERRLEN) then holds one line saying what to fix.
  */
 int kd_keys_load(const struct cfg *c, struct kd_keys *out, char *err, size_t errlen);
 

@@ -323,9 +323,10 @@ int main(int argc, char **argv)
     char seed_s[32], products_s[32];
     snprintf(seed_s, sizeof(seed_s), "%ld", seed);
     snprintf(products_s, sizeof(products_s), "%ld", products);
-    char *sargv[24] = {sim_bin,   "--port-file", port_file, "--quiet", "--keys",  key,
-                       "--minute-ms", "100",     "--refill-rate", "5", "--start-tokens", "0",
-                       "--seed",  seed_s,        "--products", products_s};
+    char *sargv[24] = {sim_bin,         "--port-file", port_file,        "--quiet",
+                       "--keys",        key,           "--minute-ms",    "100",
+                       "--refill-rate", "5",           "--start-tokens", "0",
+                       "--seed",        seed_s,        "--products",     products_s};
     int n = 16;
     if (sim_has_economy(sim_bin)) {
         sargv[n++] = "--economy";

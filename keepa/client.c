@@ -717,7 +717,8 @@ static void take_reading(struct kp_request *r, long http, curl_off_t pre_us, cur
     rd->http_status = (int)http;
     rd->ep = r->call.ep;
     rd->local_mono_ns_sent = r->attempt_start_ns + (int64_t)pre_us * 1000;
-    rd->local_mono_ns_received = first_us > 0 ? r->attempt_start_ns + (int64_t)first_us * 1000 : now;
+    rd->local_mono_ns_received =
+        first_us > 0 ? r->attempt_start_ns + (int64_t)first_us * 1000 : now;
     r->reading_valid = true;
     if (cl->opts.on_reading != NULL)
         cl->opts.on_reading(rd, cl->opts.reading_ud);

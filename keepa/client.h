@@ -125,8 +125,8 @@ struct kp_request_cbs {
 };
 
 struct kp_client_opts {
-    const char *base_url;       /* e.g. https://api.keepa.com or http://127.0.0.1:PORT */
-    const char *api_key;        /* copied; registered with kd_log_add_secret */
+    const char *base_url;        /* e.g. https://api.keepa.com or http://127.0.0.1:PORT */
+    const char *api_key;         /* copied; registered with kd_log_add_secret */
     const char *const *api_keys; /* or several (N_KEYS, up to KP_KEYS_MAX): a call's key_index
                                     picks one; copied and registered like api_key */
     unsigned n_keys;

@@ -35,14 +35,14 @@
 #include "base/log.h"
 #include "base/proc.h"
 
-#define KS_OPEN_TRIES    200 /* about 5 s of 25 ms naps for a creator to finish */
-#define KS_NAP_NS        (25 * 1000000L)
-#define MEMBER_FREE      0u
-#define MEMBER_HELD      1u
-#define MEMBER_CLAIMING  2u
-#define MEMBER_GEN_MASK  0x3fffffffu
-#define SHARE_SCALE      1024 /* share accounts are compared in 1/1024 token per weight unit */
-#define SHARE_RETRY_DIV  4    /* a member held back asks again after a quarter Keepa minute */
+#define KS_OPEN_TRIES   200 /* about 5 s of 25 ms naps for a creator to finish */
+#define KS_NAP_NS       (25 * 1000000L)
+#define MEMBER_FREE     0u
+#define MEMBER_HELD     1u
+#define MEMBER_CLAIMING 2u
+#define MEMBER_GEN_MASK 0x3fffffffu
+#define SHARE_SCALE     1024 /* share accounts are compared in 1/1024 token per weight unit */
+#define SHARE_RETRY_DIV 4    /* a member held back asks again after a quarter Keepa minute */
 
 static void nap(void)
 {
@@ -182,7 +182,8 @@ static int map_existing(struct ks_segment *ks, bool rw, char *err, size_t errlen
         kd_seterr(err, errlen, "shared memory %s is being initialised", ks->name);
         return -EAGAIN;
     }
-    const struct shm_key_header *probe = mmap(NULL, sizeof(*probe), PROT_READ, MAP_SHARED, ks->fd, 0);
+    const struct shm_key_header *probe =
+        mmap(NULL, sizeof(*probe), PROT_READ, MAP_SHARED, ks->fd, 0);
     if (probe == MAP_FAILED) {
         int e = errno;
         kd_seterr(err, errlen, "cannot map %s: %s", ks->name, strerror(e));
@@ -518,7 +519,8 @@ void ks_leave(struct ks_segment *ks, int member, int64_t owner)
     struct shm_key_member *m = &ks->layout->members[member];
     uint64_t w = atomic_load(&m->word);
     if (member_state(w) == MEMBER_HELD && member_owner(w) == owner)
-        atomic_compare_exchange_strong(&m->word, &w, member_word(0, (uint32_t)(w >> 2), MEMBER_FREE));
+        atomic_compare_exchange_strong(&m->word, &w,
+                                       member_word(0, (uint32_t)(w >> 2), MEMBER_FREE));
 }
 
 void ks_set_weight(struct ks_segment *ks, int member, int64_t owner, int64_t weight)

@@ -404,7 +404,7 @@ struct shm_key_header {
 
 struct shm_key_member {
     alignas(SHM_CACHELINE) _Atomic uint64_t word; /* owner pid << 32 | generation << 2 | state */
-    _Atomic int64_t weight;                        /* [tokens] weight of the instance, >= 1 */
+    _Atomic int64_t weight;                       /* [tokens] weight of the instance, >= 1 */
     _Atomic int64_t used_tokens;     /* share account: charged (estimate until answered) */
     _Atomic int64_t active_until_ns; /* CLOCK_MONOTONIC: has work until then */
     _Atomic int64_t joined_ms;       /* wall clock */
@@ -423,7 +423,7 @@ struct shm_key_layout {
     alignas(SHM_CACHELINE) _Atomic int64_t spent_tokens; /* every member's, since creation */
     _Atomic int64_t lost_tokens;
     _Atomic uint64_t members_swept; /* member slots of dead instances freed */
-    _Atomic int64_t sweep_ns;        /* when the last sweep ran (one at a time suffices) */
+    _Atomic int64_t sweep_ns;       /* when the last sweep ran (one at a time suffices) */
 };
 
 _Static_assert(offsetof(struct shm_key_header, magic) == 0, "key magic first");

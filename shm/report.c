@@ -315,9 +315,8 @@ static void keys_json(yajl_gen g, const struct shm_layout *l, int64_t now_ns)
                 num(g, "in_flight", st.inflight_tokens);
                 num(g, "slots_in_use", st.slots_in_use);
                 num(g, "last_reading_tokens", llround(st.last_reading.tokens_left));
-                num(g, "last_reading_age_ms", st.last_reading_age_ns >= 0
-                                                           ? st.last_reading_age_ns / KD_NS_PER_MS
-                                                           : -1);
+                num(g, "last_reading_age_ms",
+                    st.last_reading_age_ns >= 0 ? st.last_reading_age_ns / KD_NS_PER_MS : -1);
                 num(g, "spent", atomic_load(&k->spent_tokens));
                 num(g, "lost", atomic_load(&k->lost_tokens));
                 num(g, "written_off", st.writeoff_tokens);

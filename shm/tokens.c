@@ -174,8 +174,8 @@ static struct tb_view project_word(const struct shm_tokens *tb, uint64_t w, int6
         int64_t minutes = (now_ms - touched) / v.minute_ms;
         if (v.balance < v.cap) {
             int64_t room = v.cap - v.balance; /* refills beyond it are cut off by the cap */
-            int64_t b = v.rate > 0 && minutes < room / v.rate + 1 ? v.balance + minutes * v.rate
-                                                                   : v.cap;
+            int64_t b =
+                v.rate > 0 && minutes < room / v.rate + 1 ? v.balance + minutes * v.rate : v.cap;
             v.balance = b < v.cap ? b : v.cap;
         }
         v.next_ms = now_ms + v.minute_ms;

@@ -173,9 +173,9 @@ int tb_settle(struct shm_tokens *tb, const struct tb_grant *grant, int64_t now_n
  * TB_RATE_TRUST_MINUTES. Returns 0 when applied; -EINVAL for garbage (refillRate <= 0, the
  * zeroed 400 body, non-finite or out-of-range fields); -ESTALE when R is older (server
  * timestamp) than a reading applied less than a minute ago (one of the same server millisecond
- * is applied, but may only lower the balance: the two cannot be ordered); -EBUSY when another process is
- * applying a reading at this moment. After any non-zero return the state is unchanged and OWN
- * stays in flight: the caller just goes on (tb_settle then corrects by reserved - actual).
+ * is applied, but may only lower the balance: the two cannot be ordered); -EBUSY when another
+ * process is applying a reading at this moment. After any non-zero return the state is unchanged
+ * and OWN stays in flight: the caller just goes on (tb_settle then corrects by reserved - actual).
  */
 int tb_apply_reading(struct shm_tokens *tb, const struct tb_reading *r, int64_t now_ns,
                      const struct tb_grant *own);

@@ -88,9 +88,9 @@ struct delayed {
 struct sim_server {
     struct sim_config cfg;
     struct sim_catalog cat;
-    struct sim_bucket bucket;       /* every key's, or the first key's with bucket_per_key */
-    struct sim_bucket *key_bucket;  /* bucket_per_key: key i > 0 has key_bucket[i - 1] */
-    int64_t key_429[SIM_MAX_KEYS];  /* bucket_per_key: 429s per key (under ledger_mu) */
+    struct sim_bucket bucket;      /* every key's, or the first key's with bucket_per_key */
+    struct sim_bucket *key_bucket; /* bucket_per_key: key i > 0 has key_bucket[i - 1] */
+    int64_t key_429[SIM_MAX_KEYS]; /* bucket_per_key: 429s per key (under ledger_mu) */
     struct sim_faults faults;
     int64_t start_mono_ns;
     int64_t start_wall_ms;

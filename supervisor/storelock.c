@@ -47,7 +47,6 @@ static void read_holder(int fd, struct holder *h)
     }
 }
 
-
 static void nap_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};

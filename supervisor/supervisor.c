@@ -62,7 +62,7 @@
 #define SUP_STATE_TICK_MS  100
 #define SUP_FILES_TICKS    10 /* the status file and the segment's name: once a second */
 
-_Static_assert(KD_KEYS_MAX * KD_KEY_MAX <= WK_KEY_MAX, "the keys fit the pipe the worker reads");
+_Static_assert(KD_KEYS_MAX *KD_KEY_MAX <= WK_KEY_MAX, "the keys fit the pipe the worker reads");
 
 /* Started in this order, stopped in the reverse: the optional roles last to start, first to
  * stop. */
@@ -99,8 +99,8 @@ struct sup_child {
 
 struct sup {
     const struct sup_options *opt;
-    struct cfg cfg;      /* the running config */
-    struct kd_keys keys; /* the API key(s) handed to each worker; wiped at exit */
+    struct cfg cfg;           /* the running config */
+    struct kd_keys keys;      /* the API key(s) handed to each worker; wiped at exit */
     struct sup_keys key_segs; /* each key's bucket segment (supervisor/keys.h) */
     int store_lock_fd;        /* supervisor/storelock.h: held for life, shared with workers */
     uv_loop_t *loop;
@@ -345,7 +345,8 @@ static int spawn_child(struct sup_child *c)
     for (size_t k = 0; gets_keys && k < s->keys.n; k++) {
         const char *key = s->keys.key[k];
         size_t key_len = strlen(key);
-        if (write(key_pipe[1], key, key_len) != (ssize_t)key_len || write(key_pipe[1], "\n", 1) != 1)
+        if (write(key_pipe[1], key, key_len) != (ssize_t)key_len ||
+            write(key_pipe[1], "\n", 1) != 1)
             kd_error("cannot hand the API keys to %s: %s", shm_role_name(c->role), strerror(errno));
     }
     close(key_pipe[1]);
@@ -720,9 +721,8 @@ int sup_run(const struct sup_options *opt)
 
     /* One store, one instance: before anything else, so that an earlier incarnation's
      * workers still finishing their batch are waited for (supervisor/storelock.h). */
-    s->store_lock_fd =
-        sup_store_lock(s->cfg.store_path, opt->instance,
-                       (int64_t)opt->stop_timeout_ms + 5000, err, sizeof(err));
+    s->store_lock_fd = sup_store_lock(s->cfg.store_path, opt->instance,
+                                      (int64_t)opt->stop_timeout_ms + 5000, err, sizeof(err));
     if (s->store_lock_fd < 0) {
         startup_error(opt, err);
         goto out_key;

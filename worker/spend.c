@@ -369,8 +369,8 @@ static void retry_later(struct spend *sp, struct sp_job *job, const struct kp_re
     remember_delivered(job, res);
     int64_t wait = backoff_ms(sp, job->failures);
     job->due_ns = kd_mono_ns() + wait * KD_NS_PER_MS;
-    kd_warn("%s; try %u of %u in %lld ms, with a grant of its own", res->error,
-            job->failures + 1, SP_MAX_TRIES, (long long)wait);
+    kd_warn("%s; try %u of %u in %lld ms, with a grant of its own", res->error, job->failures + 1,
+            SP_MAX_TRIES, (long long)wait);
     struct sp_job **at = &sp->backoff;
     while (*at != NULL && (*at)->due_ns <= job->due_ns)
         at = &(*at)->next;

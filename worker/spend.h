@@ -82,9 +82,9 @@ struct sp_job;
 /* One API key of the worker: its bucket's segment and this instance's member slot in it. */
 struct sp_key {
     struct ks_segment ks;
-    int member;   /* in ks, -1 when none */
-    bool joined;  /* the member was joined here (no supervisor did): left at close */
-    int ref;      /* index in the instance segment's keys[], -1 when it is not listed there */
+    int member;  /* in ks, -1 when none */
+    bool joined; /* the member was joined here (no supervisor did): left at close */
+    int ref;     /* index in the instance segment's keys[], -1 when it is not listed there */
     bool set_aside;
     bool status_call_in_flight;
 };

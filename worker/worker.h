@@ -5,10 +5,11 @@
  * wk_main() picks the stage of that role from the table the binary hands it, and does what
  * every worker does besides its stage: it arranges to die with the supervisor (PR_SET_PDEATHSIG,
  * then a check that the parent is still the supervisor that created the segment), reads the
- * API keys from their pipe, keeps the store lock it inherited open, attaches to the segment read-write, loads the published config, opens
- * the rings, installs TERM/INT/QUIT/HUP/USR1 as libuv signal watchers (never work in a signal
- * handler) and a heartbeat timer, and marks the process-table slot. Then it runs the stage
- * through its hooks, as nginx runs its modules' init_process hooks:
+ * API keys from their pipe, keeps the store lock it inherited open, attaches to the segment
+ * read-write, loads the published config, opens the rings, installs TERM/INT/QUIT/HUP/USR1 as libuv
+ * signal watchers (never work in a signal handler) and a heartbeat timer, and marks the
+ * process-table slot. Then it runs the stage through its hooks, as nginx runs its modules'
+ * init_process hooks:
  *
  *   start    sets the stage up on wk->loop and kicks its work off (the process is READY
  *            once it returns 0);

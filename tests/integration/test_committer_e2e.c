@@ -966,8 +966,8 @@ static void test_failed_fetches_are_retried_never_dropped(void **state)
      * spent (each with its own grant) the batch is kept and retried later. */
     yajl_tree_free(sim_json_post("/_sim/faults?spec=http500=1"));
     int64_t errors = committer_counter(&seg, SHM_C_http_errors);
-    ASSERT_WAIT(log_contains("retried later") && committer_counter(&seg, SHM_C_http_errors) > errors,
-                30);
+    ASSERT_WAIT(
+        log_contains("retried later") && committer_counter(&seg, SHM_C_http_errors) > errors, 30);
     assert_int_equal(count_db(ST_DB_PENDING), N);
 
     /* Keepa recovers: every survivor is judged, none given up. */

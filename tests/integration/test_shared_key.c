@@ -95,10 +95,9 @@ static void config_pair(struct kdh_daemon *a, struct kdh_daemon *b, const struct
     kdh_daemon_config(b, sim, KEY, MINUTE_MS, "[keepa]\ndomain = 3\n[tokens]\nweight = 1\n");
 }
 
-static const char *const plan_args[] = {"--keys",      KEY,   "--minute-ms",    "100",
-                                        "--refill-rate", "5", "--start-tokens", "0",
-                                        "--seed",      "41",  "--products",     "20000",
-                                        NULL};
+static const char *const plan_args[] = {
+    "--keys", KEY,      "--minute-ms", "100",        "--refill-rate", "5", "--start-tokens",
+    "0",      "--seed", "41",          "--products", "20000",         NULL};
 
 /* Kills every process of daemon D with -9 (supervisor and workers) and reaps the supervisor. */
 static void kill_daemon(struct kdh_daemon *d)
@@ -239,13 +238,20 @@ static void test_two_keys_and_an_expired_one(void **state)
 {
     (void)state;
     long minutes = span_minutes();
-    const char *args[] = {"--keys",        "SharedK1x0123456789,SharedK2x0123456789",
-                          "--expired-keys", "SharedKXx0123456789",
-                          "--bucket-per-key", "--minute-ms",
-                          "100",           "--refill-rate",
-                          "5",             "--start-tokens",
-                          "0",             "--seed",
-                          "43",            NULL};
+    const char *args[] = {"--keys",
+                          "SharedK1x0123456789,SharedK2x0123456789",
+                          "--expired-keys",
+                          "SharedKXx0123456789",
+                          "--bucket-per-key",
+                          "--minute-ms",
+                          "100",
+                          "--refill-rate",
+                          "5",
+                          "--start-tokens",
+                          "0",
+                          "--seed",
+                          "43",
+                          NULL};
     struct kdh_sim sim;
     kdh_sim_start(&sim, args);
     struct kdh_daemon d;
@@ -305,9 +311,9 @@ static void test_two_keys_and_an_expired_one(void **state)
     assert_string_equal(YAJL_GET_STRING(yajl_tree_get(third, fpath, yajl_t_string)), fp);
     assert_string_equal(YAJL_GET_STRING(yajl_tree_get(third, spath, yajl_t_string)), "expired");
     for (int k = 0; k < 2; k++)
-        assert_string_equal(YAJL_GET_STRING(yajl_tree_get(YAJL_GET_ARRAY(list)->values[k], spath,
-                                                          yajl_t_string)),
-                            "ok");
+        assert_string_equal(
+            YAJL_GET_STRING(yajl_tree_get(YAJL_GET_ARRAY(list)->values[k], spath, yajl_t_string)),
+            "ok");
     yajl_tree_free(st);
     assert_null(strstr(out, "Shared"));
     free(out);
@@ -368,10 +374,17 @@ static void test_every_charged_attempt_is_counted(void **state)
 {
     (void)state;
     /* 5xx answers are charged (retries are paid for), every answer arrives late. */
-    const char *args[] = {"--keys",        KEY,   "--minute-ms", "100",
-                          "--refill-rate", "60",  "--seed",      "47",
-                          "--faults",      "charge_errors=1,http500=0.1,http503=0.05,"
-                                           "latency_ms=20-300",
+    const char *args[] = {"--keys",
+                          KEY,
+                          "--minute-ms",
+                          "100",
+                          "--refill-rate",
+                          "60",
+                          "--seed",
+                          "47",
+                          "--faults",
+                          "charge_errors=1,http500=0.1,http503=0.05,"
+                          "latency_ms=20-300",
                           NULL};
     struct kdh_sim sim;
     kdh_sim_start(&sim, args);

@@ -1379,7 +1379,7 @@ static void test_bucket_per_key(void **state)
     long long k2 = jint(x.json, "tokensLeft");
     resp_free(&x);
     assert_int_equal(k2 - k1, 2); /* K1 paid for its two products, K2 nothing */
-    set_tokens(&s, 0);                   /* every bucket */
+    set_tokens(&s, 0);            /* every bucket */
     x = get(&s, "/product?key=K2&domain=1&asin=%s", a[0]);
     assert_int_equal(x.status, 429);
     resp_free(&x);

@@ -87,8 +87,9 @@ static void test_old_workers_still_stopping_hold_the_store(void **state)
 {
     (void)state;
     /* Every request takes 3 s: the workers always have one in flight to finish. */
-    const char *args[] = {"--keys",        KEY,  "--minute-ms", "100", "--faults",
-                          "latency_ms=3000", "--refill-rate", "20", NULL};
+    const char *args[] = {"--keys",        KEY,        "--minute-ms",
+                          "100",           "--faults", "latency_ms=3000",
+                          "--refill-rate", "20",       NULL};
     struct kdh_sim sim;
     kdh_sim_start(&sim, args);
     struct kdh_daemon a, b;

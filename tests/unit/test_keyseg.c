@@ -137,8 +137,7 @@ static void test_foreign_segments_refused(void **state)
     int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
     assert_true(fd >= 0);
     assert_int_equal(ftruncate(fd, (off_t)sizeof(struct shm_key_layout)), 0);
-    struct shm_key_header *h =
-        mmap(NULL, sizeof(*h), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    struct shm_key_header *h = mmap(NULL, sizeof(*h), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     assert_true(h != MAP_FAILED);
     h->magic = SHM_KEY_MAGIC;
     h->fixed_size = (uint32_t)sizeof(struct shm_key_layout);
@@ -195,7 +194,7 @@ static void test_members_claimed_found_swept(void **state)
     assert_int_equal(st.slots_in_use, 1);
     assert_int_equal(st.writeoff_tokens, 50);
     assert_int_equal(tb_project(&ks.layout->tokens, now), 140); /* written off = charged */
-    assert_int_equal(ks_sweep(&ks, now, SEC), 0); /* at most once a second */
+    assert_int_equal(ks_sweep(&ks, now, SEC), 0);               /* at most once a second */
     /* Every slot taken by live members: the next one is refused, not squeezed in. */
     char name[32];
     int n = ks_members(&ks);

@@ -542,7 +542,7 @@ static void test_reading_of_the_same_millisecond_never_raises(void **state)
     rx.tokens_consumed = 30;
     assert_int_equal(tb_apply_reading(tb, &rx, T0 + SEC, &x), 0);
     assert_int_equal(tb_settle(tb, &x, T0 + SEC, 30), 0);
-    assert_int_equal(tb_project(tb, T0 + SEC), 60 - 10); /* y still in flight */
+    assert_int_equal(tb_project(tb, T0 + SEC), 60 - 10);         /* y still in flight */
     struct tb_reading ry = reading(90, 20000, 5, 1700000005000); /* without x's 30 */
     ry.tokens_consumed = 10;
     assert_int_equal(tb_apply_reading(tb, &ry, T0 + SEC, &y), 0);

@@ -44,9 +44,15 @@
  * under-estimate (an in-flight request the server already charged is subtracted twice until
  * the next reading). Slot states: FREE -> HELD (granted) -> SYNCED (its own reading applied:
  * no correction needed) or SETTLING (settle is correcting the balance by reserved - actual) ->
- * FREE. Every transition is a CAS on the exact (owner, generation, state), so a slot is never
- * freed twice nor granted twice, and tb_writeoff_owner() can release a dead owner's slots
- * without racing a settle. Generation numbers make a stale grant harmless (-ESTALE).
+ * FREE; or HELD -> LOST when the request may have been charged without an answer (lost in
+ * flight, cancelled, its owner dead): it stays charged, and readings keep subtracting it,
+ * because a reading the server generated before charging it (an answer on another connection
+ * still on its way) does not show its cost; until the answer to a request granted after the
+ * loss is applied (that one does), or two Keepa minutes (at least 2 s) passed; then the slot
+ * is free again. Every transition is a CAS on the exact (owner, generation,
+ * state), so a slot is never freed twice nor granted twice, and tb_writeoff_owner() can
+ * release a dead owner's slots without racing a settle. Generation numbers make a stale grant
+ * harmless (-ESTALE).
  *
  * Readings are applied under a try-lock (the reading block's lock word): a process that finds
  * it taken gets -EBUSY and simply keeps its reservation in flight; nobody ever waits for it,
@@ -109,7 +115,14 @@
 #define SLOT_HELD     1u
 #define SLOT_SETTLING 2u
 #define SLOT_SYNCED   3u
-#define SLOT_GEN_MASK 0x3fffffffu
+#define SLOT_LOST     4u
+#define SLOT_STATES   7u /* three bits */
+#define SLOT_GEN_MASK 0x1fffffffu
+
+/* How long a lost request's reservation keeps being subtracted from readings: a reading that
+ * is generated before the server charged it (an answer on another connection, still on its
+ * way) must not give its tokens back. */
+#define LOST_HOLD_MIN_NS (2000LL * NS_PER_MS)
 
 #define LOCK_STALE_NS (1000LL * NS_PER_MS)
 #define CLAIM_NONE    INT64_MIN
@@ -227,22 +240,42 @@ static bool tb_ready(const struct shm_tokens *tb)
 
 static uint64_t slot_word(int64_t owner, uint32_t gen, uint32_t state)
 {
-    return ((uint64_t)owner << 32) | ((uint64_t)(gen & SLOT_GEN_MASK) << 2) | state;
+    return ((uint64_t)owner << 32) | ((uint64_t)(gen & SLOT_GEN_MASK) << 3) | state;
 }
 
 static uint32_t slot_state(uint64_t w)
 {
-    return (uint32_t)(w & 3u);
+    return (uint32_t)(w & SLOT_STATES);
 }
 
 static uint32_t slot_gen(uint64_t w)
 {
-    return (uint32_t)(w >> 2) & SLOT_GEN_MASK;
+    return (uint32_t)(w >> 3) & SLOT_GEN_MASK;
 }
 
 static int64_t slot_owner(uint64_t w)
 {
     return (int64_t)(w >> 32);
+}
+
+static int64_t lost_hold_ns(const struct shm_tokens *tb)
+{
+    return 2 * tb->minute_ns > LOST_HOLD_MIN_NS ? 2 * tb->minute_ns : LOST_HOLD_MIN_NS;
+}
+
+/* True when slot S, in word W, is a lost request's reservation still held at NOW_NS. */
+static bool lost_held(const struct shm_tokens *tb, const struct shm_token_slot *s, uint64_t w,
+                      int64_t now_ns)
+{
+    return slot_state(w) == SLOT_LOST &&
+           now_ns - atomic_load(&((struct shm_token_slot *)s)->granted_ns) < lost_hold_ns(tb);
+}
+
+/* True when slot S in word W can be claimed at NOW_NS: free, or lost and no longer held. */
+static bool slot_claimable(const struct shm_tokens *tb, const struct shm_token_slot *s, uint64_t w,
+                           int64_t now_ns)
+{
+    return slot_state(w) == SLOT_FREE || (slot_state(w) == SLOT_LOST && !lost_held(tb, s, w, now_ns));
 }
 
 /* Claims a free slot for OWNER; returns its index or -ENOSPC. */
@@ -254,7 +287,7 @@ static int slot_claim(struct shm_tokens *tb, int64_t owner, int64_t cost, int64_
         unsigned i = (start + n) % SHM_TOKEN_SLOTS;
         struct shm_token_slot *s = &tb->slots[i];
         uint64_t w = atomic_load(&s->word);
-        while (slot_state(w) == SLOT_FREE) {
+        while (slot_claimable(tb, s, w, now_ns)) {
             uint32_t gen = (slot_gen(w) + 1) & SLOT_GEN_MASK;
             if (atomic_compare_exchange_weak(&s->word, &w, slot_word(owner, gen, SLOT_HELD))) {
                 atomic_store(&s->granted_ns, now_ns);
@@ -275,23 +308,60 @@ static bool slot_free(struct shm_tokens *tb, unsigned i, uint64_t w)
     return atomic_compare_exchange_strong(&s->word, &w, slot_word(0, slot_gen(w), SLOT_FREE));
 }
 
-/* Sum of reservations in flight (HELD or SETTLING), except the slot whose word is EXCLUDE. */
-static int64_t inflight_tokens(const struct shm_tokens *tb, uint64_t exclude, int64_t *count)
+/*
+ * Sum of reservations in flight (HELD or SETTLING), except the slot whose word is EXCLUDE, and
+ * into *LOST (may be NULL) the lost requests' reservations still held at NOW_NS, except those
+ * lost before SEEN_AFTER_NS (a reading of a request granted after them shows their cost).
+ * *COUNT: slots in use, lost ones aside; *LOST_COUNT: the lost ones still held.
+ */
+static int64_t inflight_tokens(const struct shm_tokens *tb, uint64_t exclude, int64_t now_ns,
+                               int64_t seen_after_ns, int64_t *count, int64_t *lost,
+                               int64_t *lost_count)
 {
-    int64_t sum = 0, n = 0;
+    int64_t sum = 0, n = 0, lost_sum = 0, lost_n = 0;
     for (unsigned i = 0; i < SHM_TOKEN_SLOTS; i++) {
         struct shm_token_slot *s = (struct shm_token_slot *)&tb->slots[i];
         uint64_t w = atomic_load(&s->word);
         uint32_t st = slot_state(w);
         if (st == SLOT_FREE)
             continue;
+        if (st == SLOT_LOST) {
+            if (lost_held(tb, s, w, now_ns) && atomic_load(&s->granted_ns) >= seen_after_ns) {
+                lost_sum += atomic_load(&s->amount_tokens);
+                lost_n++;
+            }
+            continue;
+        }
         n++;
         if ((st == SLOT_HELD || st == SLOT_SETTLING) && w != exclude)
             sum += atomic_load(&s->amount_tokens);
     }
     if (count)
         *count = n;
+    if (lost)
+        *lost = lost_sum;
+    if (lost_count)
+        *lost_count = lost_n;
     return sum;
+}
+
+/* Frees the lost requests' reservations lost before BEFORE_NS. */
+static void release_lost(struct shm_tokens *tb, int64_t before_ns)
+{
+    for (unsigned i = 0; i < SHM_TOKEN_SLOTS; i++) {
+        struct shm_token_slot *s = &tb->slots[i];
+        uint64_t w = atomic_load(&s->word);
+        if (slot_state(w) == SLOT_LOST && atomic_load(&s->granted_ns) < before_ns)
+            atomic_compare_exchange_strong(&s->word, &w, slot_word(0, slot_gen(w), SLOT_FREE));
+    }
+}
+
+/* Turns slot I, in word W, into a lost request's reservation held from NOW_NS. */
+static bool slot_lose(struct shm_tokens *tb, unsigned i, uint64_t w, int64_t now_ns)
+{
+    struct shm_token_slot *s = &tb->slots[i];
+    atomic_store(&s->granted_ns, now_ns); /* before the state: whoever sees LOST sees it */
+    return atomic_compare_exchange_strong(&s->word, &w, slot_word(0, slot_gen(w), SLOT_LOST));
 }
 
 /* Smallest reservation still unanswered (HELD), counting COST itself; slot MINE excluded. */
@@ -509,6 +579,22 @@ int tb_settle(struct shm_tokens *tb, const struct tb_grant *grant, int64_t now_n
     return absurd ? -ERANGE : 0;
 }
 
+int tb_settle_lost(struct shm_tokens *tb, const struct tb_grant *grant, int64_t now_ns)
+{
+    if (!tb_ready(tb) || !grant_valid(grant) || !now_valid(now_ns))
+        return -EINVAL;
+    if (grant->slot == TB_SLOT_NONE)
+        return 0;
+    uint64_t held = slot_word(grant->owner, grant->generation, SLOT_HELD);
+    uint64_t synced = slot_word(grant->owner, grant->generation, SLOT_SYNCED);
+    uint64_t w = atomic_load(&tb->slots[grant->slot].word);
+    if (w == synced) /* a reading of its own answer was applied after all */
+        return slot_free(tb, grant->slot, synced) ? 0 : -ESTALE;
+    if (w != held)
+        return -ESTALE;
+    return slot_lose(tb, grant->slot, held, now_ns) ? 0 : -ESTALE;
+}
+
 /* ---- readings --------------------------------------------------------------------------- */
 
 /* Takes the reading lock for ID (never waits). Returns true when held. */
@@ -638,6 +724,11 @@ int tb_apply_reading(struct shm_tokens *tb, const struct tb_reading *r, int64_t 
     uint64_t own_word = 0;
     if (own != NULL && own->slot != TB_SLOT_NONE)
         own_word = slot_word(own->owner, own->generation, SLOT_HELD);
+    /* The answer to a request granted after a loss was charged after it too (the lost one was
+     * sent before it was given up): this reading shows the lost one's cost. */
+    int64_t seen_after = INT64_MIN;
+    if (own_word != 0 && atomic_load(&tb->slots[own->slot].word) == own_word)
+        seen_after = atomic_load(&tb->slots[own->slot].granted_ns);
     int64_t now_ms = now_ns / NS_PER_MS;
     int64_t next_ms = now_ms + (r->refill_in_ms > 0 ? r->refill_in_ms : minute_ms);
     int64_t left = (int64_t)floor(r->tokens_left);
@@ -647,8 +738,9 @@ int tb_apply_reading(struct shm_tokens *tb, const struct tb_reading *r, int64_t 
     int64_t rate = learn_rate(tb, cur_rate, r->refill_rate, observed, now_ns);
     for (;;) {
         /* The word is loaded before the slots are summed: see the top comment. */
-        int64_t inflight = inflight_tokens(tb, own_word, NULL);
-        int64_t balance = left - inflight;
+        int64_t lost = 0;
+        int64_t inflight = inflight_tokens(tb, own_word, now_ns, seen_after, NULL, &lost, NULL);
+        int64_t balance = left - inflight - lost;
         if (tie && word_rate(w) != 0) {
             int64_t projected = project_word(tb, w, now_ms).balance;
             if (projected < balance)
@@ -659,6 +751,8 @@ int tb_apply_reading(struct shm_tokens *tb, const struct tb_reading *r, int64_t 
         if (atomic_compare_exchange_weak(&tb->state, &w, nw))
             break;
     }
+    if (seen_after != INT64_MIN)
+        release_lost(tb, seen_after);
     if (own_word != 0) {
         uint64_t expect = own_word;
         atomic_compare_exchange_strong(&tb->slots[own->slot].word, &expect,
@@ -682,9 +776,14 @@ int tb_writeoff_owner(struct shm_tokens *tb, int64_t owner, int64_t now_ns)
     int released = 0;
     for (unsigned i = 0; i < SHM_TOKEN_SLOTS; i++) {
         uint64_t w = atomic_load(&tb->slots[i].word);
-        while (slot_state(w) != SLOT_FREE && slot_owner(w) == owner) {
+        while (slot_state(w) != SLOT_FREE && slot_state(w) != SLOT_LOST &&
+               slot_owner(w) == owner) {
             int64_t amount = atomic_load(&tb->slots[i].amount_tokens);
-            if (slot_free(tb, i, w)) {
+            /* Answered and applied: nothing is missing. Otherwise the server may have charged
+             * it: held as a lost request, charged at its estimate. */
+            bool done = slot_state(w) == SLOT_SYNCED ? slot_free(tb, i, w)
+                                                     : slot_lose(tb, i, w, now_ns);
+            if (done) {
                 released++;
                 atomic_fetch_add(&tb->writeoffs, 1);
                 if (slot_state(w) != SLOT_SYNCED)
@@ -799,7 +898,9 @@ int tb_stats(const struct shm_tokens *tb, int64_t now_ns, struct tb_stats *out)
         out->refill_rate = tb->initial_rate;
         out->cap_tokens = tb->initial_rate * tb->bucket_minutes;
     }
-    out->inflight_tokens = inflight_tokens(tb, 0, &out->slots_in_use);
+    out->inflight_tokens =
+        inflight_tokens(tb, 0, now_ns, INT64_MIN, &out->slots_in_use, &out->lost_tokens,
+                        &out->lost_slots);
     int64_t last = atomic_load(&m->last_reading_ns);
     out->last_reading_age_ns = last == INT64_MIN ? -1 : now_ns - last;
     out->last_reading.tokens_left = (double)atomic_load(&m->last_tokens_left_milli) / 1000.0;

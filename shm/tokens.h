@@ -18,8 +18,8 @@
  *                                                         non-zero returns need no handling)
  *         tb_cost_learn(tb, TB_KIND_COMMIT, n_asins, reading.tokens_consumed);   (200 only)
  *         tb_settle(tb, &grant, now, reading.tokens_consumed);
- *       on a failure without a body (timeout, reset): tb_settle(tb, &grant, now, grant.cost_tokens)
- *       (a timed-out request may have been charged; the next reading resyncs).
+ *       on a failure without a body (timeout, reset, cancelled): tb_settle_lost(tb, &grant, now)
+ *       (it may have been charged: it stays charged; the readings resync).
  *
  * The supervisor calls tb_init() once on a fresh segment and tb_writeoff_owner() after reaping
  * a worker.
@@ -107,6 +107,8 @@ struct tb_stats {
     int64_t next_refill_ns;  /* monotonic time of the next tick */
     int64_t inflight_tokens; /* reserved and not yet accounted by a reading */
     int64_t slots_in_use;
+    int64_t lost_tokens; /* lost requests' reservations still subtracted from readings */
+    int64_t lost_slots;
     int64_t last_reading_age_ns; /* -1 if none */
     struct tb_reading last_reading;
     uint64_t readings_applied;
@@ -165,6 +167,18 @@ int tb_settle(struct shm_tokens *tb, const struct tb_grant *grant, int64_t now_n
               int64_t actual_tokens);
 
 /*
+ * Ends the reservation GRANT of a request that may have been charged but got no answer (lost
+ * in flight, cancelled): it stays charged at its reserved amount, and readings keep
+ * subtracting it as if it were in flight, since a reading generated before the server charged
+ * it (an answer on another connection, still on its way) does not show its cost yet; until the
+ * answer to a request granted after it is applied (that one shows it), or for two Keepa
+ * minutes (at least 2 s) at most. Then its slot is free again. Returns 0; -ESTALE if the
+ * reservation was already ended; -EINVAL for bad arguments. tb_writeoff_owner() ends a dead
+ * owner's reservations the same way.
+ */
+int tb_settle_lost(struct shm_tokens *tb, const struct tb_grant *grant, int64_t now_ns);
+
+/*
  * Re-anchors the bucket to a server reading R received at NOW_NS (read the clock after the
  * response arrived): balance = floor(tokensLeft) minus every reservation still in flight other
  * than OWN (NULL if the reading answers no reservation, e.g. /token), next tick = now +
@@ -182,8 +196,9 @@ int tb_apply_reading(struct shm_tokens *tb, const struct tb_reading *r, int64_t 
 
 /*
  * Releases every reservation of OWNER (a dead worker), counting the reserved tokens as spent
- * (the server may have charged them; the next reading resyncs). Also frees the reading lock if
- * OWNER died holding it. Returns the number of slots released, or -EINVAL.
+ * (the server may have charged them): held as lost requests, as tb_settle_lost() does. Also
+ * frees the reading lock if OWNER died holding it. Returns the number of reservations ended, or
+ * -EINVAL.
  */
 int tb_writeoff_owner(struct shm_tokens *tb, int64_t owner, int64_t now_ns);
 

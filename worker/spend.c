@@ -458,7 +458,9 @@ static void on_job_done(const struct kp_result *res, void *ud)
     if (!job->is_status_call) {
         int64_t actual = res->reading_valid ? spent : lost;
         int64_t used = actual - job->grant.cost_tokens;
-        if (job->grant.slot != TB_SLOT_NONE) {
+        if (job->grant.slot != TB_SLOT_NONE && lost > 0) {
+            tb_settle_lost(tb, &job->grant, now); /* charged, and held against old readings */
+        } else if (job->grant.slot != TB_SLOT_NONE) {
             int rc = tb_settle(tb, &job->grant, now, actual);
             if (rc == -ERANGE) {
                 kd_warn("Keepa said one request cost %lld tokens: not believed; it stays "

@@ -448,6 +448,72 @@ static void test_long_idle_after_a_deep_deficit_is_not_full(void **state)
     free(tb);
 }
 
+/*
+ * A request lost without an answer (or whose owner died) may have been charged: it stays
+ * charged, and a reading the server made before charging it, arriving later on another
+ * connection, must not give its tokens back. Its reservation is subtracted from every reading
+ * for a hold of two Keepa minutes (at least 2 s); then its slot serves again.
+ */
+static void test_lost_request_held_against_older_readings(void **state)
+{
+    (void)state;
+    struct shm_tokens *tb = anchored(200, 5);
+    struct tb_grant lost, other;
+    int64_t wait;
+    assert_int_equal(tb_reserve(tb, T0, 40, 11, &lost, &wait), 0);
+    assert_int_equal(tb_reserve(tb, T0, 10, 12, &other, &wait), 0);
+    assert_int_equal(tb_settle_lost(tb, &lost, T0 + SEC), 0);
+    assert_int_equal(tb_settle_lost(tb, &lost, T0 + SEC), -ESTALE); /* once */
+    assert_int_equal(tb_project(tb, T0 + SEC), 150);                 /* charged at 40 */
+    struct tb_stats st;
+    assert_int_equal(tb_stats(tb, T0 + SEC, &st), 0);
+    assert_int_equal(st.slots_in_use, 1);
+    assert_int_equal(st.inflight_tokens, 10);
+    assert_int_equal(st.lost_slots, 1);
+    assert_int_equal(st.lost_tokens, 40);
+    /* The other request's answer was made before the server charged the lost one: 190 left
+     * after its own 10. Still 40 lower: the lost one's cost is not given back. */
+    struct tb_reading r = reading(190, 30000, 5, 1700000001000);
+    r.tokens_consumed = 10;
+    assert_int_equal(tb_apply_reading(tb, &r, T0 + 2 * SEC, &other), 0);
+    assert_int_equal(tb_settle(tb, &other, T0 + 2 * SEC, 10), 0);
+    assert_int_equal(tb_project(tb, T0 + 2 * SEC), 150);
+    /* The answer to a request granted after the loss shows its cost: the hold ends there. */
+    struct tb_grant after;
+    assert_int_equal(tb_reserve(tb, T0 + 3 * SEC, 5, 12, &after, &wait), 0);
+    struct tb_reading ra = reading(135, 30000, 5, 1700000004000); /* 190 - 40 - 5 - 10 */
+    ra.tokens_consumed = 5;
+    assert_int_equal(tb_apply_reading(tb, &ra, T0 + 4 * SEC, &after), 0);
+    assert_int_equal(tb_settle(tb, &after, T0 + 4 * SEC, 5), 0);
+    assert_int_equal(tb_project(tb, T0 + 4 * SEC), 135);
+    assert_int_equal(tb_stats(tb, T0 + 4 * SEC, &st), 0);
+    assert_int_equal(st.lost_slots, 0);
+    /* Without such an answer it ends after two Keepa minutes. */
+    struct tb_grant lost2;
+    assert_int_equal(tb_reserve(tb, T0 + 5 * SEC, 20, 11, &lost2, &wait), 0);
+    assert_int_equal(tb_settle_lost(tb, &lost2, T0 + 5 * SEC), 0);
+    int64_t later = T0 + 2 * MINUTE + 6 * SEC;
+    assert_int_equal(tb_stats(tb, later, &st), 0);
+    assert_int_equal(st.lost_slots, 0);
+    struct tb_reading r2 = reading(115, 30000, 5, 1700000200000);
+    assert_int_equal(tb_apply_reading(tb, &r2, later, NULL), 0);
+    assert_int_equal(tb_project(tb, later), 115);
+    struct tb_grant g[SHM_TOKEN_SLOTS];
+    for (int i = 0; i < SHM_TOKEN_SLOTS; i++)
+        assert_int_equal(tb_reserve(tb, later, 1, 5, &g[i], &wait), 0);
+    /* A dead owner's reservations are held the same way. */
+    struct shm_tokens *tb2 = anchored(200, 5);
+    struct tb_grant d;
+    assert_int_equal(tb_reserve(tb2, T0, 30, 77, &d, &wait), 0);
+    assert_int_equal(tb_writeoff_owner(tb2, 77, T0 + SEC), 1);
+    assert_int_equal(tb_stats(tb2, T0 + SEC, &st), 0);
+    assert_int_equal(st.lost_tokens, 30);
+    assert_int_equal(st.writeoff_tokens, 30);
+    assert_int_equal(tb_settle(tb2, &d, T0 + SEC, 0), -ESTALE);
+    free(tb);
+    free(tb2);
+}
+
 static void test_writeoff_releases_a_dead_owners_slots(void **state)
 {
     (void)state;
@@ -1483,6 +1549,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_slots_run_out_cleanly),
         cmocka_unit_test(test_absurd_settle_frees_its_slot),
         cmocka_unit_test(test_long_idle_after_a_deep_deficit_is_not_full),
+        cmocka_unit_test(test_lost_request_held_against_older_readings),
         cmocka_unit_test(test_writeoff_releases_a_dead_owners_slots),
         cmocka_unit_test(test_reading_subtracts_requests_in_flight),
         cmocka_unit_test(test_older_reading_does_not_override_a_newer_one),

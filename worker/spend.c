@@ -590,6 +590,10 @@ static int grant(struct spend *sp, struct sp_job *job, int64_t now, int64_t *wak
     *wake = INT64_MAX;
     bool refused = n > 0;
     int over_bound = 0; /* keys that can never pay it within their deficit bound */
+    /* Priority is kept over every key together: the higher-priority backlog may be fetched
+     * from any of them. */
+    struct tb_stats all;
+    bool have_all = sp_stats(sp, now, &all) == 0 && all.anchored;
     for (int i = 0; i < n; i++) {
         int k = order[i];
         struct sp_key *key = &sp->keys[k];
@@ -602,10 +606,10 @@ static int grant(struct spend *sp, struct sp_job *job, int64_t now, int64_t *wak
         struct tb_stats st;
         tb_stats(tb, now, &st);
         int64_t w = INT64_MAX;
-        if (st.anchored && job->spec.prio != SP_PRIO_COMMIT) {
-            int64_t floor = priority_floor(sp, tb, job->spec.prio, cost, &st);
-            if (floor > 0 && st.projected_tokens - cost < floor) {
-                w = time_of_balance(tb, &st, floor + cost);
+        if (have_all && job->spec.prio != SP_PRIO_COMMIT) {
+            int64_t floor = priority_floor(sp, tb, job->spec.prio, cost, &all);
+            if (floor > 0 && all.projected_tokens - cost < floor) {
+                w = time_of_balance(tb, &all, floor + cost);
                 refused = false;
             }
         }

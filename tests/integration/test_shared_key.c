@@ -4,7 +4,9 @@
  *
  * What a seller relies on:
  *   - two instances for two marketplaces with one key share the key's tokens: no 429, the
- *     plan spent (>= 98 % of what it offered), each instance's share within a few percent of
+ *     plan spent (>= 98 % of what it offered, measured between two moments of the same balance
+ *     so that tokens saved up for the next request do not count as unused), each instance's
+ *     share within a few percent of
  *     its [tokens] weight; and the same while one of them is killed with -9 every few seconds
  *     and restarted, with nothing leaked (no reservation slot, no member) once both stopped;
  *   - a key file of several keys spends every key's bucket (>= 98 % each, no 429), and an
@@ -69,6 +71,24 @@ static struct ledger ledger_now(const struct kdh_sim *sim)
         .token_requests = kdh_jint(v, "endpoints", "token", "requests", NULL),
     };
     yajl_tree_free(v);
+    return l;
+}
+
+/*
+ * The end of a window that started with the balance at START_LEFT: the first ledger after the
+ * nominal end whose balance is back at most where it started (a refill above it), waiting up to
+ * 60 Keepa minutes. A window ending while the daemons save up for their next request would
+ * count those tokens as unused; between two moments of the same balance, what is not consumed
+ * was expired or is still waiting for nobody.
+ */
+static struct ledger window_end(const struct kdh_sim *sim, int64_t start_left)
+{
+    struct ledger l = ledger_now(sim);
+    int64_t limit = (start_left > 0 ? start_left : 0) + 5;
+    for (int i = 0; i < 60 && l.left > limit; i++) {
+        kdh_nap_ms(MINUTE_MS);
+        l = ledger_now(sim);
+    }
     return l;
 }
 
@@ -145,7 +165,7 @@ static void test_two_instances_share_a_key_by_weight(void **state)
         kdh_nap_ms(1000);
         assert_int_equal(kdh_sim_stat(&sim, "http_429", NULL), 0);
     }
-    struct ledger l1 = ledger_now(&sim);
+    struct ledger l1 = window_end(&sim, l0.left);
     int64_t da = charged(&sa) - a0, db = charged(&sb) - b0;
     double use = utilisation(&l0, &l1);
     double share_a = da + db > 0 ? 100.0 * (double)da / (double)(da + db) : 0.0;
@@ -208,7 +228,7 @@ static void test_one_instance_killed_every_few_seconds(void **state)
         kdh_daemon_start(&b);
         assert_int_equal(kdh_sim_stat(&sim, "http_429", NULL), 0);
     }
-    struct ledger l1 = ledger_now(&sim);
+    struct ledger l1 = window_end(&sim, l0.left);
     double use = utilisation(&l0, &l1);
     struct tb_stats st;
     assert_int_equal(tb_stats(tb, kd_mono_ns(), &st), 0);
@@ -278,18 +298,42 @@ static void test_two_keys_and_an_expired_one(void **state)
     }
     yajl_tree_free(v0);
     kdh_nap_ms(minutes * MINUTE_MS);
-    yajl_val v1 = kdh_sim_get(&sim, "/_sim/stats");
-    yajl_val keys1 = yajl_tree_get(v1, kpath, yajl_t_array);
+    /* Each key's window ends once its balance is back where it started (see window_end). */
+    yajl_val snap[2] = {NULL, NULL}, ends[2] = {NULL, NULL};
+    for (int i = 0; i < 60 && (ends[0] == NULL || ends[1] == NULL); i++) {
+        if (i > 0)
+            kdh_nap_ms(MINUTE_MS);
+        yajl_val v = kdh_sim_get(&sim, "/_sim/stats");
+        yajl_val keys = yajl_tree_get(v, kpath, yajl_t_array);
+        bool used = false;
+        for (int k = 0; k < 2; k++) {
+            yajl_val e = YAJL_GET_ARRAY(keys)->values[k];
+            int64_t limit = (left0[k] > 0 ? left0[k] : 0) + 5;
+            if (ends[k] == NULL && (kdh_jint(e, "tokens_left", NULL) <= limit || i == 59)) {
+                ends[k] = e;
+                snap[k] = v;
+                used = true;
+            }
+        }
+        if (!used)
+            yajl_tree_free(v);
+    }
     double use[2];
+    int64_t total_429 = kdh_sim_stat(&sim, "http_429", NULL);
     for (int k = 0; k < 2; k++) {
-        yajl_val e = YAJL_GET_ARRAY(keys1)->values[k];
+        yajl_val e = ends[k];
         double offered = (double)(left0[k] + kdh_jint(e, "tokens_earned", NULL) - earned0[k] +
                                   kdh_jint(e, "tokens_expired", NULL) - expired0[k]);
         use[k] = 100.0 * (double)(kdh_jint(e, "tokens_consumed", NULL) - consumed0[k]) / offered;
+        printf("    key %d: offered %.0f (at the start %lld), expired %lld, left %lld\n", k + 1,
+               offered, (long long)left0[k],
+               (long long)(kdh_jint(e, "tokens_expired", NULL) - expired0[k]),
+               (long long)kdh_jint(e, "tokens_left", NULL));
         assert_int_equal(kdh_jint(e, "http_429", NULL), 0);
     }
-    int64_t total_429 = kdh_jint(v1, "http_429", NULL);
-    yajl_tree_free(v1);
+    yajl_tree_free(snap[0]);
+    if (snap[1] != snap[0])
+        yajl_tree_free(snap[1]);
     printf("    %ld Keepa minutes: key 1 %.1f %%, key 2 %.1f %%, 429s %lld\n", minutes, use[0],
            use[1], (long long)total_429);
     assert_true(use[0] >= 98.0 && use[1] >= 98.0);
@@ -427,12 +471,13 @@ static void test_every_charged_attempt_is_counted(void **state)
     struct tb_stats st;
     assert_int_equal(tb_stats(&ks.layout->tokens, kd_mono_ns(), &st), 0);
     assert_int_equal(st.slots_in_use, 0);
-    /* The bucket's balance is the server's, within the refill of one tick (the phase is
-     * known to the ms, the tick boundary may fall between the two looks). */
+    /* The bucket never claims more than the server has (within the refill of one tick: the
+     * tick may fall between the two looks). It may claim less: a higher refill rate is
+     * trusted only as far as it was seen, and the cap with it. */
     int64_t left = kdh_sim_stat(&sim, "tokens_left", NULL);
     int64_t view = tb_project(&ks.layout->tokens, kd_mono_ns());
     printf("    balance: server %lld, bucket %lld\n", (long long)left, (long long)view);
-    assert_true(view <= left + 60 && view >= left - 60);
+    assert_true(view <= left + 60);
     shm_segment_detach(&seg);
 
     /* Requests cancelled in flight (answers take 3-4 s, the stop deadline is 2 s) stay

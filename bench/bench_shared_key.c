@@ -6,7 +6,8 @@
  * One kdeals-sim on a 5/min plan at 600x time (--minute-ms 100 --refill-rate 5, bucket 60
  * minutes, starting empty so that no refill is lost while the daemons start), and two daemons
  * with the same key for two marketplaces: instance a (domain 1, [tokens] weight 2) and
- * instance b (domain 3, weight 1), each with its own store and default config. The window
+ * instance b (domain 3, weight 1), each with its own store and default config but for
+ * bench_pipeline's selection (deals on Used, 10-100 % below the 90-day average). The window
  * runs from the moment both are spending for BENCH_SHARED_KEY_MINUTES Keepa minutes (default
  * 1440: a simulated day, 144 s). Figures, as `BENCH <name> <value> <unit>`:
  *
@@ -209,12 +210,22 @@ static int daemon_config(struct daemon *d, const char *root, const char *tag, in
     snprintf(d->conf, sizeof(d->conf), "%s/kdeals.conf", d->dir);
     snprintf(d->log, sizeof(d->log), "%s/kdeals.log", d->dir);
     snprintf(d->instance, sizeof(d->instance), "bench%d%s", (int)getpid(), tag);
+    /* bench_pipeline's selection (a feed the first pass does not finish in a day), for this
+     * instance's marketplace. */
+    char sel[PATH_MAX + 32];
+    snprintf(sel, sizeof(sel), "%s/selection.json", d->dir);
+    int rc = write_file(sel,
+                        "{\"domainId\":%d,\"priceTypes\":[2],\"dateRange\":3,\"sortType\":4,"
+                        "\"isRangeEnabled\":true,\"deltaPercentRange\":[10,100]}\n",
+                        domain);
+    if (rc != 0)
+        return rc;
     return write_file(d->conf,
                       "[keepa]\nbase_url = http://127.0.0.1:%d\nkey_file = %s\ndomain = %d\n\n"
                       "[daemon]\ninstance = %s\nrun_dir = %s\nstop_timeout = 20s\n\n"
                       "[store]\npath = %s/store\nmap_size_mb = 256\n\n"
-                      "[tokens]\nminute = %dms\nweight = %d\n",
-                      port, key_path, domain, d->instance, d->dir, d->dir, MINUTE_MS, weight);
+                      "[tokens]\nminute = %dms\nweight = %d\n\n[scan]\nselection_file = %s\n",
+                      port, key_path, domain, d->instance, d->dir, d->dir, MINUTE_MS, weight, sel);
 }
 
 static int daemon_start(struct daemon *d, const char *kdeals)

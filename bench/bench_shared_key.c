@@ -294,7 +294,8 @@ static int64_t charged(const struct daemon *d)
 
 static void bench(const char *prefix, const char *name, double v, const char *unit)
 {
-    printf("BENCH pipeline.%s.%s %.*f %s\n", prefix, name, fabs(v) >= 100 ? 0 : 2, v, unit);
+    bool whole = strcmp(unit, "tokens") == 0 || strcmp(unit, "answers") == 0;
+    printf("BENCH pipeline.%s.%s %.*f %s\n", prefix, name, whole ? 0 : 2, v, unit);
 }
 
 int main(int argc, char **argv)

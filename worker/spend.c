@@ -419,9 +419,10 @@ static void on_job_done(const struct kp_result *res, void *ud)
     struct sp_key *key = &sp->keys[job->key];
     struct shm_tokens *tb = bucket(sp, job->key);
     int64_t now = kd_mono_ns();
-    sp->in_flight--;
     if (job->is_status_call)
         key->status_call_in_flight = false;
+    else
+        sp->in_flight--;
 
     struct shm_counter_block *cb = counters(sp);
     shm_counter_add(cb, SHM_C_http_requests, res->tries);
@@ -523,8 +524,7 @@ static void status_call(struct spend *sp, int k)
         free(job);
         return;
     }
-    sp->keys[k].status_call_in_flight = true;
-    sp->in_flight++;
+    sp->keys[k].status_call_in_flight = true; /* not in in_flight: no stage waits for it */
     shm_counter_add(counters(sp), SHM_C_token_status_calls, 1);
 }
 

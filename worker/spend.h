@@ -100,7 +100,7 @@ struct spend {
     uv_timer_t retry_timer;
     struct sp_job *head, *tail; /* waiting for tokens, in order */
     struct sp_job *backoff;     /* failed attempts waiting to be tried again, by due time */
-    unsigned in_flight;         /* sent, or in backoff */
+    unsigned in_flight;         /* the stages' jobs sent, or in backoff (/token calls aside) */
     unsigned max_in_flight;
     bool key_unusable; /* every key is set aside */
     bool closing;

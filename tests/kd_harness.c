@@ -238,6 +238,7 @@ void kdh_daemon_rewrite(struct kdh_daemon *d, const struct kdh_sim *sim, const c
     snprintf(key_path, sizeof(key_path), "%s/key", d->dir);
     FILE *f = fopen(key_path, "w");
     assert_non_null(f);
+    d->key[0] = '\0';
     char copy[1024];
     snprintf(copy, sizeof(copy), "%s", key);
     char *save = NULL;

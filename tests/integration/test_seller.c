@@ -676,7 +676,7 @@ static void test_marks_survive_fetches_and_restarts(void **state)
 static void asin_of_index(const struct kdh_sim *sim, int idx, char asin[11])
 {
     char path[200];
-    snprintf(path, sizeof(path), "/product?key=%s&domain=1&code=074%010d", KEY, idx);
+    snprintf(path, sizeof(path), "/product?key=%s&domain=1&code=074%010d", kdh_key(KEY), idx);
     yajl_val v = kdh_sim_get(sim, path);
     const char *p[] = {"products", NULL};
     yajl_val prods = yajl_tree_get(v, p, yajl_t_array);
@@ -837,7 +837,7 @@ static void test_code_with_several_asins(void **state)
     snprintf(body, sizeof(body), "%s/two.json", kd_test_tmpdir());
     snprintf(url, sizeof(url),
              "%s/product?key=%s&domain=1&code=0740000000040,0740000000041&stats=365", sim.base,
-             KEY);
+             kdh_key(KEY));
     curl_to(url, body);
     replace_in(body, "0740000000041", "0740000000040");
     replace_in(body, "740000000041", "740000000040");

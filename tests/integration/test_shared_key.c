@@ -485,10 +485,12 @@ static void test_every_charged_attempt_is_counted(void **state)
     yajl_tree_free(kdh_sim_post(&sim, "/_sim/faults?spec=latency_ms=3000-4000"));
     kdh_daemon_start(&d);
     kdh_daemon_attach(&d, &seg);
-    assert_true(KDH_WAIT_FOR(kdh_sim_stat(&sim, "endpoints", "product", "requests", NULL) >
-                                 l.requests - l.token_requests + 1,
+    /* Stopped while at least two requests the simulator admitted (and charged) have not
+     * been answered yet. */
+    assert_true(KDH_WAIT_FOR(kdh_sim_stat(&sim, "requests", NULL) - l.requests -
+                                     shm_counter_total(seg.layout, SHM_C_http_requests) >=
+                                 2,
                              30));
-    kdh_nap_ms(1500);
     struct ledger l2a = ledger_now(&sim);
     struct counts c2a = counts_now(&seg, &ks);
     int stop = kdh_daemon_stop(&d);
@@ -502,9 +504,11 @@ static void test_every_charged_attempt_is_counted(void **state)
            stop, (long long)consumed, (long long)(l2.consumed - l2a.consumed), (long long)spent,
            (long long)unanswered);
     (void)c2a;
+    /* Not refunded: counted at their estimates, which are close to (not always above) what
+     * the server charged for them. */
     assert_true(unanswered > 0);
     assert_true(spent <= consumed);
-    assert_true(spent + unanswered >= consumed);
+    assert_true(2 * unanswered >= consumed - spent);
     assert_int_equal(tb_stats(&ks.layout->tokens, kd_mono_ns(), &st), 0);
     assert_int_equal(st.slots_in_use, 0);
     shm_segment_detach(&seg);

@@ -48,7 +48,7 @@
  * flight, cancelled, its owner dead): it stays charged, and readings keep subtracting it,
  * because a reading the server generated before charging it (an answer on another connection
  * still on its way) does not show its cost; until the answer to a request granted after the
- * loss is applied (that one does), or two Keepa minutes (at least 2 s) passed; then the slot
+ * loss is applied (that one does), or two Keepa minutes (at least 5 s) passed; then the slot
  * is free again. Every transition is a CAS on the exact (owner, generation,
  * state), so a slot is never freed twice nor granted twice, and tb_writeoff_owner() can
  * release a dead owner's slots without racing a settle. Generation numbers make a stale grant
@@ -67,8 +67,9 @@
  * flight on different connections can reach Keepa in any order, and a large one arriving first
  * could leave a smaller one facing a balance <= 0 (a 429 although the estimate was exact). So a
  * grant also needs balance - cost + smallest_unanswered_cost > 0 (the smallest reservation still
- * unanswered, the new one included): then every request in flight is admitted whatever the order.
- * With nothing in flight this is Keepa's own rule. Both thresholds are capped at the bucket's cap,
+ * unanswered, the new one included, and a lost one still held: it may yet arrive): then every
+ * request in flight is admitted whatever the order. With nothing in flight this is Keepa's own
+ * rule. Both thresholds are capped at the bucket's cap,
  * so every -EAGAIN carries a finite time, never later than the time the bucket takes to fill:
  * waiting for more than the bucket can hold (docs/failure-modes.md F3, F4) is impossible by
  * construction.
@@ -122,7 +123,12 @@
 /* How long a lost request's reservation keeps being subtracted from readings: a reading that
  * is generated before the server charged it (an answer on another connection, still on its
  * way) must not give its tokens back. */
-#define LOST_HOLD_MIN_NS (2000LL * NS_PER_MS)
+#define LOST_HOLD_MIN_NS (5000LL * NS_PER_MS)
+/* A request granted this long after a loss is answered after the lost one was charged, if it
+ * ever was: a killed process's last request can still be on its way (the kernel sends what
+ * was written before the process died), so an answer to a request granted just after the loss
+ * may predate its charge. */
+#define LOST_SEEN_AFTER_NS (3000LL * NS_PER_MS)
 
 #define LOCK_STALE_NS (1000LL * NS_PER_MS)
 #define CLAIM_NONE    INT64_MIN
@@ -275,7 +281,8 @@ static bool lost_held(const struct shm_tokens *tb, const struct shm_token_slot *
 static bool slot_claimable(const struct shm_tokens *tb, const struct shm_token_slot *s, uint64_t w,
                            int64_t now_ns)
 {
-    return slot_state(w) == SLOT_FREE || (slot_state(w) == SLOT_LOST && !lost_held(tb, s, w, now_ns));
+    return slot_state(w) == SLOT_FREE ||
+           (slot_state(w) == SLOT_LOST && !lost_held(tb, s, w, now_ns));
 }
 
 /* Claims a free slot for OWNER; returns its index or -ENOSPC. */
@@ -364,15 +371,21 @@ static bool slot_lose(struct shm_tokens *tb, unsigned i, uint64_t w, int64_t now
     return atomic_compare_exchange_strong(&s->word, &w, slot_word(0, slot_gen(w), SLOT_LOST));
 }
 
-/* Smallest reservation still unanswered (HELD), counting COST itself; slot MINE excluded. */
-static int64_t smallest_inflight(const struct shm_tokens *tb, int64_t cost, int mine)
+/*
+ * Smallest reservation still unanswered (HELD), counting COST itself; slot MINE excluded. A lost
+ * request still held at NOW_NS counts too: it may yet reach the server (a killed process's last
+ * bytes are still sent), and must be admitted whatever comes before it.
+ */
+static int64_t smallest_inflight(const struct shm_tokens *tb, int64_t cost, int mine,
+                                 int64_t now_ns)
 {
     int64_t smallest = cost;
     for (unsigned i = 0; i < SHM_TOKEN_SLOTS; i++) {
         if ((int)i == mine)
             continue;
         struct shm_token_slot *s = (struct shm_token_slot *)&tb->slots[i];
-        if (slot_state(atomic_load(&s->word)) != SLOT_HELD)
+        uint64_t w = atomic_load(&s->word);
+        if (slot_state(w) != SLOT_HELD && !lost_held(tb, s, w, now_ns))
             continue;
         int64_t a = atomic_load(&s->amount_tokens);
         if (a > 0 && a < smallest)
@@ -484,7 +497,7 @@ static int reserve(struct shm_tokens *tb, int64_t now_ns, int64_t cost_tokens, i
         int64_t need =
             cost_tokens - tb->max_deficit_tokens > 1 ? cost_tokens - tb->max_deficit_tokens : 1;
         /* Order-proof: each request in flight is admitted in whatever order they arrive. */
-        int64_t smallest = smallest_inflight(tb, cost_tokens, slot);
+        int64_t smallest = smallest_inflight(tb, cost_tokens, slot, now_ns);
         int64_t strict = cost_tokens - smallest + 1 > need ? cost_tokens - smallest + 1 : need;
         bool over_cap = within && need > v.cap;
         if (over_cap && v.balance < need) {
@@ -728,7 +741,7 @@ int tb_apply_reading(struct shm_tokens *tb, const struct tb_reading *r, int64_t 
      * sent before it was given up): this reading shows the lost one's cost. */
     int64_t seen_after = INT64_MIN;
     if (own_word != 0 && atomic_load(&tb->slots[own->slot].word) == own_word)
-        seen_after = atomic_load(&tb->slots[own->slot].granted_ns);
+        seen_after = atomic_load(&tb->slots[own->slot].granted_ns) - LOST_SEEN_AFTER_NS;
     int64_t now_ms = now_ns / NS_PER_MS;
     int64_t next_ms = now_ms + (r->refill_in_ms > 0 ? r->refill_in_ms : minute_ms);
     int64_t left = (int64_t)floor(r->tokens_left);
@@ -776,13 +789,12 @@ int tb_writeoff_owner(struct shm_tokens *tb, int64_t owner, int64_t now_ns)
     int released = 0;
     for (unsigned i = 0; i < SHM_TOKEN_SLOTS; i++) {
         uint64_t w = atomic_load(&tb->slots[i].word);
-        while (slot_state(w) != SLOT_FREE && slot_state(w) != SLOT_LOST &&
-               slot_owner(w) == owner) {
+        while (slot_state(w) != SLOT_FREE && slot_state(w) != SLOT_LOST && slot_owner(w) == owner) {
             int64_t amount = atomic_load(&tb->slots[i].amount_tokens);
             /* Answered and applied: nothing is missing. Otherwise the server may have charged
              * it: held as a lost request, charged at its estimate. */
-            bool done = slot_state(w) == SLOT_SYNCED ? slot_free(tb, i, w)
-                                                     : slot_lose(tb, i, w, now_ns);
+            bool done =
+                slot_state(w) == SLOT_SYNCED ? slot_free(tb, i, w) : slot_lose(tb, i, w, now_ns);
             if (done) {
                 released++;
                 atomic_fetch_add(&tb->writeoffs, 1);
@@ -898,9 +910,8 @@ int tb_stats(const struct shm_tokens *tb, int64_t now_ns, struct tb_stats *out)
         out->refill_rate = tb->initial_rate;
         out->cap_tokens = tb->initial_rate * tb->bucket_minutes;
     }
-    out->inflight_tokens =
-        inflight_tokens(tb, 0, now_ns, INT64_MIN, &out->slots_in_use, &out->lost_tokens,
-                        &out->lost_slots);
+    out->inflight_tokens = inflight_tokens(tb, 0, now_ns, INT64_MIN, &out->slots_in_use,
+                                           &out->lost_tokens, &out->lost_slots);
     int64_t last = atomic_load(&m->last_reading_ns);
     out->last_reading_age_ns = last == INT64_MIN ? -1 : now_ns - last;
     out->last_reading.tokens_left = (double)atomic_load(&m->last_tokens_left_milli) / 1000.0;

@@ -171,8 +171,8 @@ int tb_settle(struct shm_tokens *tb, const struct tb_grant *grant, int64_t now_n
  * in flight, cancelled): it stays charged at its reserved amount, and readings keep
  * subtracting it as if it were in flight, since a reading generated before the server charged
  * it (an answer on another connection, still on its way) does not show its cost yet; until the
- * answer to a request granted after it is applied (that one shows it), or for two Keepa
- * minutes (at least 2 s) at most. Then its slot is free again. Returns 0; -ESTALE if the
+ * answer to a request granted at least 3 s after it is applied (that one shows it), or for
+ * two Keepa minutes (at least 5 s) at most. Then its slot is free again. Returns 0; -ESTALE if the
  * reservation was already ended; -EINVAL for bad arguments. tb_writeoff_owner() ends a dead
  * owner's reservations the same way.
  */

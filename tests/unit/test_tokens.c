@@ -452,7 +452,8 @@ static void test_long_idle_after_a_deep_deficit_is_not_full(void **state)
  * A request lost without an answer (or whose owner died) may have been charged: it stays
  * charged, and a reading the server made before charging it, arriving later on another
  * connection, must not give its tokens back. Its reservation is subtracted from every reading
- * for a hold of two Keepa minutes (at least 2 s); then its slot serves again.
+ * for a hold of two Keepa minutes (at least 5 s), or until the answer to a request granted at
+ * least 3 s after the loss; then its slot serves again.
  */
 static void test_lost_request_held_against_older_readings(void **state)
 {
@@ -464,7 +465,7 @@ static void test_lost_request_held_against_older_readings(void **state)
     assert_int_equal(tb_reserve(tb, T0, 10, 12, &other, &wait), 0);
     assert_int_equal(tb_settle_lost(tb, &lost, T0 + SEC), 0);
     assert_int_equal(tb_settle_lost(tb, &lost, T0 + SEC), -ESTALE); /* once */
-    assert_int_equal(tb_project(tb, T0 + SEC), 150);                 /* charged at 40 */
+    assert_int_equal(tb_project(tb, T0 + SEC), 150);                /* charged at 40 */
     struct tb_stats st;
     assert_int_equal(tb_stats(tb, T0 + SEC, &st), 0);
     assert_int_equal(st.slots_in_use, 1);
@@ -478,21 +479,31 @@ static void test_lost_request_held_against_older_readings(void **state)
     assert_int_equal(tb_apply_reading(tb, &r, T0 + 2 * SEC, &other), 0);
     assert_int_equal(tb_settle(tb, &other, T0 + 2 * SEC, 10), 0);
     assert_int_equal(tb_project(tb, T0 + 2 * SEC), 150);
-    /* The answer to a request granted after the loss shows its cost: the hold ends there. */
-    struct tb_grant after;
-    assert_int_equal(tb_reserve(tb, T0 + 3 * SEC, 5, 12, &after, &wait), 0);
-    struct tb_reading ra = reading(135, 30000, 5, 1700000004000); /* 190 - 40 - 5 - 10 */
+    /* The answer to a request granted well after the loss (3 s or more) shows its cost: the
+     * hold ends there. */
+    struct tb_grant soon, after;
+    assert_int_equal(tb_reserve(tb, T0 + SEC + SEC / 2, 3, 12, &soon, &wait), 0);
+    assert_int_equal(tb_reserve(tb, T0 + 5 * SEC, 5, 12, &after, &wait), 0);
+    /* Granted half a second after the loss: its answer may predate the lost request's
+     * charge (a killed process's last bytes still on their way), so the hold goes on. */
+    struct tb_reading rs = reading(140, 30000, 5, 1700000003000);
+    rs.tokens_consumed = 3;
+    assert_int_equal(tb_apply_reading(tb, &rs, T0 + 3 * SEC, &soon), 0);
+    assert_int_equal(tb_settle(tb, &soon, T0 + 3 * SEC, 3), 0);
+    assert_int_equal(tb_stats(tb, T0 + 3 * SEC, &st), 0);
+    assert_int_equal(st.lost_slots, 1);
+    struct tb_reading ra = reading(135, 30000, 5, 1700000004000); /* it shows the lost cost */
     ra.tokens_consumed = 5;
-    assert_int_equal(tb_apply_reading(tb, &ra, T0 + 4 * SEC, &after), 0);
-    assert_int_equal(tb_settle(tb, &after, T0 + 4 * SEC, 5), 0);
-    assert_int_equal(tb_project(tb, T0 + 4 * SEC), 135);
-    assert_int_equal(tb_stats(tb, T0 + 4 * SEC, &st), 0);
+    assert_int_equal(tb_apply_reading(tb, &ra, T0 + 6 * SEC, &after), 0);
+    assert_int_equal(tb_settle(tb, &after, T0 + 6 * SEC, 5), 0);
+    assert_int_equal(tb_project(tb, T0 + 6 * SEC), 135);
+    assert_int_equal(tb_stats(tb, T0 + 6 * SEC, &st), 0);
     assert_int_equal(st.lost_slots, 0);
     /* Without such an answer it ends after two Keepa minutes. */
     struct tb_grant lost2;
-    assert_int_equal(tb_reserve(tb, T0 + 5 * SEC, 20, 11, &lost2, &wait), 0);
-    assert_int_equal(tb_settle_lost(tb, &lost2, T0 + 5 * SEC), 0);
-    int64_t later = T0 + 2 * MINUTE + 6 * SEC;
+    assert_int_equal(tb_reserve(tb, T0 + 7 * SEC, 20, 11, &lost2, &wait), 0);
+    assert_int_equal(tb_settle_lost(tb, &lost2, T0 + 7 * SEC), 0);
+    int64_t later = T0 + 2 * MINUTE + 8 * SEC;
     assert_int_equal(tb_stats(tb, later, &st), 0);
     assert_int_equal(st.lost_slots, 0);
     struct tb_reading r2 = reading(115, 30000, 5, 1700000200000);

@@ -3,10 +3,11 @@
  *
  * Where the key comes from, first match wins:
  *
- *   1. [keepa] key_file: a regular file of mode 0600 (or stricter) holding the key on a line
- *      of its own; a file that group or others may read or write is refused, as ssh refuses a
- *      private key (a key others could read is leaked already); so is anything that is not a
- *      regular file (a FIFO is refused without waiting for a writer) and a symbolic link;
+ *   1. [keepa] key_file: a regular file of mode 0600 (or stricter) holding the key (or several,
+ *      below) on a line of its own; a file that group or others may read or write is refused, as
+ *      ssh refuses a private key (a key others could read is leaked already); so is anything
+ *      that is not a regular file (a FIFO is refused without waiting for a writer). A symbolic
+ *      link is followed (a mounted secret is one) and its target held to the same rules;
  *   2. [keepa] key, inline in the config (config.c refuses a config file holding a key that
  *      others may read, by the same rule);
  *   3. the environment variable KEEPA_API_KEY.

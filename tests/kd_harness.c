@@ -290,8 +290,15 @@ void kdh_daemon_start(struct kdh_daemon *d)
         _exit(127);
     }
     d->pid = pid;
-    if (!KDH_WAIT_FOR(running_as(d) || waitpid(pid, NULL, WNOHANG) == pid, 20) || !running_as(d))
+    if (!KDH_WAIT_FOR(running_as(d) || waitpid(pid, NULL, WNOHANG) == pid, 20) || !running_as(d)) {
+        /* The log's last lines say why (for the test's output; the folder is removed after). */
+        char cmd[800];
+        snprintf(cmd, sizeof(cmd), "tail -n 25 '%s' >&2", d->log);
+        fprintf(stderr, "kdeals did not start; the end of its log:\n");
+        if (system(cmd) != 0)
+            fprintf(stderr, "(no log at %s)\n", d->log);
         fail_msg("kdeals did not start (see %s)", d->log);
+    }
 }
 
 int kdh_daemon_stop(struct kdh_daemon *d)

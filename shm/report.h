@@ -3,8 +3,10 @@
  * `kdeals stat --prom` print, and the web API serves (/api/v1/status, /api/v1/stat,
  * /metrics). One writer per document, so the commands and the API cannot drift apart.
  *
- * The writers only read the segment (a read-only mapping does): every value is one relaxed
- * atomic load, a value may be one update old, never torn. JSON goes into the caller's yajl
+ * The writers only read the segment (a read-only mapping does), and for the tokens each of the
+ * instance's key segments, found by the fingerprints the segment lists (shm/keyseg.h), through
+ * read-only mappings of their own: every value is one relaxed atomic load, a value may be one
+ * update old, never torn. JSON goes into the caller's yajl
  * generator (the caller owns the document around it and prints it); Prometheus text goes to
  * a FILE (the web role hands an open_memstream).
  */

@@ -23,8 +23,9 @@
  *     --refill-rate 30000 (the token layer's TB_RATE_MAX is 32767 per minute) from a full
  *     1.8 M bucket: 300 000 tokens per second, far more than the pipeline can spend.
  *
- * (b) A 5/min plan at 600x time (--minute-ms 100 --refill-rate 5, bucket 60 minutes, starting
- *     full at 300) for BENCH_PIPELINE_MINUTES Keepa minutes (default 1440: a simulated day,
+ * (b) A plan of BENCH_PIPELINE_RATE tokens a minute (default 5; 20 and 100 are the bigger plans)
+ *     at 600x time (--minute-ms 100 --refill-rate RATE, bucket 60 minutes, starting full at
+ *     60 x RATE) for BENCH_PIPELINE_MINUTES Keepa minutes (default 1440: a simulated day,
  *     144 s). kdeals runs with its default config (plus the fixed selection below), and at
  *     the same time, each against its own fresh simulator with the same seed and catalog
  *     clock, two runs of bench_legacy (bench/bench_legacy.c: the replaced system's policy): prefix
@@ -63,7 +64,28 @@
  *                        how many distinct deals the oracle listed during the run.
  *       vs_legacy_tokens_per_deal = legacy tokens per deal / kdeals tokens per deal (and
  *                        vs_legacy_page0_tokens_per_deal for the page-0 variant).
- *     Targets (the design's, not asserted): utilisation >= 98 %, zero 429s, vs_legacy >= 3.
+ *     The value figures, from the simulator's truth at the end of the run (the oracle endpoints
+ *     of sim/README.md, "The truth"; bench/README.md, "Value figures", defines each):
+ *       profit_captured  over every stretch kdeals showed a record as a deal (state DEAL, from
+ *                        the store's change log): the truth's profit at the stretch's first
+ *                        moment, 0 when it was not a deal then, counted once per stretch of the
+ *                        truth (a deal shown, failed and shown again within one truth stretch
+ *                        counts once). legacy.profit_captured: the same at each deal's first find.
+ *       profit_bound     /_sim/true-deals of the run's window: taken greedily by peak profit per
+ *                        fetch token until the tokens the plan offered kdeals are spent;
+ *                        profit_bound_listed the same over the deals the selection's feed listed.
+ *       profit_capture_pct = captured / bound; vs_legacy_profit = kdeals / legacy captured.
+ *       time_to_store_top10_median  the top tenth of the listed true deals by peak profit: from
+ *                        the first moment each was a deal and listed (listed_at) to the first
+ *                        moment kdeals showed it after that, Keepa minutes; one never shown counts
+ *                        as never (inf when more than half were never shown); the median over
+ *                        those shown is time_to_store_top10_stored_median.
+ *       deal_hours_per_deal, stale_hours_per_deal  Keepa hours the shown stretches overlapped the
+ *                        truth's deal stretches (/_sim/timeline), and did not, per distinct ASIN
+ *                        shown.
+ *     Targets (the design's, not asserted): utilisation >= 98 %, zero 429s, vs_legacy >= 3;
+ *     profit_capture_pct >= 60 and vs_legacy_profit >= 2 on every plan,
+ *     time_to_store_top10_median <= 30 on 5/min.
  *     The daemon keeps its default config except the selection (written to a file that
  *     bench_legacy and the oracle polls use too). [scan] pass_pause and dedup_window stay at
  *     their defaults although the scanner reads them as wall time: in a 144 s day the first
@@ -713,6 +735,513 @@ static double oracle_min_per_deal(CURL *c, int port, const struct seen_set *stor
     return n ? sum / (double)n : NAN;
 }
 
+/* ---- the value figures: the simulator's truth (sim/README.md, "The truth") ---------------- */
+
+/* How a simulator maps the wall clock to its catalog's Keepa minutes (GET /_sim/clock). */
+struct sim_clock {
+    int64_t start_wall_ms, catalog_start_ms, minute_ms, now_min;
+    bool ok;
+};
+
+static struct sim_clock clock_read(CURL *c, int port)
+{
+    struct sim_clock k;
+    memset(&k, 0, sizeof(k));
+    json_t *j = sim_get(c, port, "/_sim/clock");
+    if (j == NULL)
+        return k;
+    k.start_wall_ms = jint(j, "start_wall_ms");
+    k.catalog_start_ms = jint(j, "catalog_start_ms");
+    k.minute_ms = jint(j, "minute_ms");
+    k.now_min = jint(j, "keepa_minute");
+    k.ok = k.minute_ms > 0;
+    json_decref(j);
+    return k;
+}
+
+/* The catalog's Keepa minute at wall-clock WALL_MS, as the simulator computes it for at_ms=. */
+static int64_t clock_min(const struct sim_clock *k, int64_t wall_ms)
+{
+    int64_t t = k->catalog_start_ms + (wall_ms - k->start_wall_ms) * 60000 / k->minute_ms;
+    return kd_ms_to_keepa_min(t < wall_ms ? t : wall_ms);
+}
+
+/* A stretch during which kdeals showed ASIN as a deal (a record in state DEAL), from the change
+ * log; truth_* is the truth at its first moment. */
+struct shown {
+    char asin[ST_ASIN_LEN + 1];
+    int64_t from_ms, to_ms;
+    int64_t from_min, to_min;
+    bool truth_deal;      /* the truth at from_ms */
+    int64_t truth_profit; /* its profit then, cents */
+};
+
+struct shown_list {
+    struct shown *v;
+    size_t n, cap;
+};
+
+static struct shown *shown_push(struct shown_list *l)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 1024;
+        struct shown *v = realloc(l->v, cap * sizeof(*v));
+        if (v == NULL)
+            return NULL;
+        l->v = v;
+        l->cap = cap;
+    }
+    memset(&l->v[l->n], 0, sizeof(l->v[0]));
+    return &l->v[l->n++];
+}
+
+struct change_row {
+    char asin[ST_ASIN_LEN + 1];
+    uint64_t seq;
+    int64_t at_ms;
+    uint8_t state, prev;
+};
+
+static int cmp_change_row(const void *a, const void *b)
+{
+    const struct change_row *x = a, *y = b;
+    int c = strcmp(x->asin, y->asin);
+    return c != 0 ? c : x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* The shown stretches of every record, from the store's change log; stretches still open close
+ * at END_MS. Returns 0 or a negative errno. */
+static int shown_from_changes(struct st_env *env, int64_t end_ms, struct shown_list *out)
+{
+    struct st_txn *txn = NULL;
+    int rc = st_read_begin(env, &txn);
+    if (rc != 0)
+        return rc;
+    size_t n = 0, cap = 4096;
+    struct change_row *rows = malloc(cap * sizeof(*rows));
+    static struct st_change chunk[512];
+    uint64_t after = 0;
+    while (rows != NULL) {
+        size_t got = 0;
+        if (st_changes_read(txn, after, chunk, 512, &got) != 0 || got == 0)
+            break;
+        for (size_t i = 0; i < got; i++) {
+            after = chunk[i].seq;
+            if (n == cap) {
+                struct change_row *r = realloc(rows, cap * 2 * sizeof(*rows));
+                if (r == NULL)
+                    break;
+                rows = r;
+                cap *= 2;
+            }
+            struct change_row *r = &rows[n++];
+            memcpy(r->asin, chunk[i].asin, sizeof(r->asin));
+            r->seq = chunk[i].seq;
+            r->at_ms = chunk[i].at_ms;
+            r->state = chunk[i].state;
+            r->prev = chunk[i].prev_state;
+        }
+    }
+    st_read_end(txn);
+    if (rows == NULL)
+        return -ENOMEM;
+    qsort(rows, n, sizeof(*rows), cmp_change_row);
+    struct shown *open = NULL;
+    for (size_t i = 0; i < n; i++) {
+        const struct change_row *r = &rows[i];
+        if (open != NULL && strcmp(open->asin, r->asin) != 0) {
+            open->to_ms = end_ms;
+            open = NULL;
+        }
+        bool deal = r->state == ST_STATE_DEAL;
+        if (deal && open == NULL) {
+            open = shown_push(out);
+            if (open == NULL)
+                break;
+            memcpy(open->asin, r->asin, sizeof(open->asin));
+            open->from_ms = r->at_ms;
+        } else if (!deal && open != NULL) {
+            open->to_ms = r->at_ms;
+            open = NULL;
+        }
+    }
+    if (open != NULL)
+        open->to_ms = end_ms;
+    free(rows);
+    return 0;
+}
+
+/* The truth of ASINS[i] at wall-clock AT_MS[i] (N of them), from /_sim/truth in chunks.
+ * DEAL[i] and PROFIT[i] get the verdict (false / 0 when unknown). */
+static void truth_at(CURL *c, int port, char (*asins)[ST_ASIN_LEN + 1], const int64_t *at_ms,
+                     size_t n, bool *deal, int64_t *profit)
+{
+    enum { CHUNK = 100 };
+    for (size_t base = 0; base < n; base += CHUNK) {
+        size_t m = n - base < CHUNK ? n - base : CHUNK;
+        char path[4096];
+        size_t off = (size_t)snprintf(path, sizeof(path), "/_sim/truth?asin=");
+        for (size_t i = 0; i < m && off < sizeof(path); i++)
+            off += (size_t)snprintf(path + off, sizeof(path) - off, "%s%s", i ? "," : "",
+                                    asins[base + i]);
+        off += (size_t)snprintf(path + off, sizeof(path) - off, "&at_ms=");
+        for (size_t i = 0; i < m && off < sizeof(path); i++)
+            off += (size_t)snprintf(path + off, sizeof(path) - off, "%s%" PRId64, i ? "," : "",
+                                    at_ms[base + i]);
+        for (size_t i = 0; i < m; i++) {
+            deal[base + i] = false;
+            profit[base + i] = 0;
+        }
+        json_t *j = off < sizeof(path) ? sim_get(c, port, path) : NULL;
+        json_t *prods = json_object_get(j, "products");
+        size_t k;
+        json_t *p;
+        json_array_foreach(prods, k, p)
+        {
+            const char *a = json_string_value(json_object_get(p, "asin"));
+            /* Answers come in request order, unknown ASINs left out: match by ASIN from K. */
+            for (size_t i = k; a != NULL && i < m; i++) {
+                if (strcmp(asins[base + i], a) != 0)
+                    continue;
+                deal[base + i] = json_is_true(json_object_get(p, "deal"));
+                profit[base + i] = deal[base + i] ? jint(p, "profit_cents") : 0;
+                break;
+            }
+        }
+        json_decref(j);
+    }
+}
+
+/* One ASIN's stretches of being a deal in the truth: [start, end) Keepa minutes. */
+struct segs {
+    char asin[ST_ASIN_LEN + 1];
+    size_t n;
+    int64_t (*s)[2];
+};
+
+static int cmp_segs(const void *a, const void *b)
+{
+    return strcmp(((const struct segs *)a)->asin, ((const struct segs *)b)->asin);
+}
+
+/* Timelines of the N distinct ASINS over [FROM, TO) from /_sim/timeline into OUT (N entries,
+ * sorted by ASIN). Returns 0 or -ENOMEM. */
+static int timelines(CURL *c, int port, char (*asins)[ST_ASIN_LEN + 1], size_t n, int64_t from,
+                     int64_t to, struct segs *out)
+{
+    enum { CHUNK = 100 };
+    for (size_t i = 0; i < n; i++) {
+        memcpy(out[i].asin, asins[i], sizeof(out[i].asin));
+        out[i].n = 0;
+        out[i].s = NULL;
+    }
+    for (size_t base = 0; base < n; base += CHUNK) {
+        size_t m = n - base < CHUNK ? n - base : CHUNK;
+        char path[4096];
+        size_t off = (size_t)snprintf(
+            path, sizeof(path),
+            "/_sim/timeline?step=10&from=%" PRId64 "&to=%" PRId64 "&asin=", from, to);
+        for (size_t i = 0; i < m && off < sizeof(path); i++)
+            off += (size_t)snprintf(path + off, sizeof(path) - off, "%s%s", i ? "," : "",
+                                    asins[base + i]);
+        json_t *j = off < sizeof(path) ? sim_get(c, port, path) : NULL;
+        size_t k;
+        json_t *p;
+        json_array_foreach(json_object_get(j, "products"), k, p)
+        {
+            const char *a = json_string_value(json_object_get(p, "asin"));
+            for (size_t i = 0; a != NULL && i < m; i++) {
+                struct segs *sg = &out[base + i];
+                if (strcmp(sg->asin, a) != 0)
+                    continue;
+                json_t *arr = json_object_get(p, "segments");
+                size_t ns = json_array_size(arr);
+                sg->s = ns ? calloc(ns, sizeof(*sg->s)) : NULL;
+                if (ns && sg->s == NULL) {
+                    json_decref(j);
+                    return -ENOMEM;
+                }
+                for (size_t q = 0; q < ns; q++) {
+                    json_t *seg = json_array_get(arr, q);
+                    sg->s[q][0] = (int64_t)json_integer_value(json_array_get(seg, 0));
+                    sg->s[q][1] = (int64_t)json_integer_value(json_array_get(seg, 1));
+                }
+                sg->n = ns;
+                break;
+            }
+        }
+        json_decref(j);
+    }
+    qsort(out, n, sizeof(*out), cmp_segs);
+    return 0;
+}
+
+/* The index of the segment of SG holding minute M, or -1. */
+static ptrdiff_t seg_of(const struct segs *sg, int64_t m)
+{
+    for (size_t q = 0; sg != NULL && q < sg->n; q++)
+        if (m >= sg->s[q][0] && m < sg->s[q][1])
+            return (ptrdiff_t)q;
+    return -1;
+}
+
+/* Minutes of [A, B) inside SG's segments. */
+static int64_t overlap_min(const struct segs *sg, int64_t a, int64_t b)
+{
+    int64_t sum = 0;
+    for (size_t q = 0; sg != NULL && q < sg->n; q++) {
+        int64_t lo = a > sg->s[q][0] ? a : sg->s[q][0];
+        int64_t hi = b < sg->s[q][1] ? b : sg->s[q][1];
+        if (hi > lo)
+            sum += hi - lo;
+    }
+    return sum;
+}
+
+/* A true deal of the run's window (/_sim/true-deals). */
+struct true_deal {
+    char asin[ST_ASIN_LEN + 1];
+    int64_t peak_profit, fetch_tokens, listed_at;
+};
+
+static int cmp_by_profit_per_token(const void *a, const void *b)
+{
+    const struct true_deal *x = a, *y = b;
+    double px = (double)x->peak_profit / (double)(x->fetch_tokens > 0 ? x->fetch_tokens : 1);
+    double py = (double)y->peak_profit / (double)(y->fetch_tokens > 0 ? y->fetch_tokens : 1);
+    return px > py ? -1 : px < py;
+}
+
+/* What the oracle says about a run: the true deals of [FROM, TO) under the selection, highest
+ * peak profit first. Returns how many (*OUT malloc'd) or -1. */
+static ssize_t true_deals(CURL *c, int port, int64_t from, int64_t to, struct true_deal **out)
+{
+    char *esc = curl_easy_escape(c, SELECTION, 0);
+    if (esc == NULL)
+        return -1;
+    char path[1024];
+    snprintf(path, sizeof(path),
+             "/_sim/true-deals?step=10&from=%" PRId64 "&to=%" PRId64 "&selection=%s", from, to,
+             esc);
+    curl_free(esc);
+    json_t *j = sim_get(c, port, path);
+    json_t *arr = json_object_get(j, "deals");
+    size_t n = json_array_size(arr);
+    *out = calloc(n + 1, sizeof(**out));
+    if (j == NULL || *out == NULL) {
+        json_decref(j);
+        free(*out);
+        *out = NULL;
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *d = json_array_get(arr, i);
+        struct true_deal *t = &(*out)[i];
+        snprintf(t->asin, sizeof(t->asin), "%s", json_string_value(json_object_get(d, "asin")));
+        t->peak_profit = jint(d, "peak_profit_cents");
+        t->fetch_tokens = jint(d, "fetch_tokens");
+        t->listed_at = jint(d, "listed_at");
+    }
+    json_decref(j);
+    return (ssize_t)n;
+}
+
+/* The greedy bound: true deals by peak profit per fetch token until BUDGET tokens are spent
+ * (LISTED_ONLY: only those the selection's feed listed). */
+static double greedy_bound(const struct true_deal *td, size_t n, double budget, bool listed_only,
+                           size_t *taken)
+{
+    struct true_deal *v = malloc((n + 1) * sizeof(*v));
+    if (v == NULL)
+        return NAN;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!listed_only || td[i].listed_at >= 0)
+            v[m++] = td[i];
+    qsort(v, m, sizeof(*v), cmp_by_profit_per_token);
+    double spent = 0, profit = 0;
+    *taken = 0;
+    for (size_t i = 0; i < m; i++) {
+        double cost = (double)(v[i].fetch_tokens > 0 ? v[i].fetch_tokens : 1);
+        if (spent + cost > budget)
+            continue;
+        spent += cost;
+        profit += (double)v[i].peak_profit;
+        (*taken)++;
+    }
+    free(v);
+    return profit;
+}
+
+/* The value figures of one kdeals run (bench/README.md, "Value figures"). */
+struct value_figs {
+    size_t true_n, listed_n;              /* true deals of the window; of them listed by the feed */
+    double bound, bound_listed;           /* cents */
+    size_t bound_n, bound_listed_n;       /* deals the greedy took */
+    double captured;                      /* cents */
+    size_t captured_n;                    /* truth segments credited */
+    size_t shown_n, shown_asins;          /* shown stretches, distinct ASINs shown */
+    double deal_min, stale_min;           /* Keepa minutes shown while a deal / after */
+    size_t top_n, top_stored;             /* top tenth of the listed true deals; of them stored */
+    double top_median, top_stored_median; /* Keepa minutes (never stored: infinite) */
+};
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The first stretch of SHOWN (sorted by ASIN) of ASIN, or NULL. */
+static const struct shown *shown_first(const struct shown_list *l, const char *asin)
+{
+    size_t lo = 0, hi = l->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (strcmp(l->v[mid].asin, asin) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < l->n && strcmp(l->v[lo].asin, asin) == 0 ? &l->v[lo] : NULL;
+}
+
+static void value_kdeals(CURL *c, int port, struct shown_list *sl, const struct sim_clock *k,
+                         int64_t from_min, int64_t to_min, double budget, struct value_figs *vf)
+{
+    memset(vf, 0, sizeof(*vf));
+    vf->top_median = vf->top_stored_median = NAN;
+    size_t n = sl->n;
+    char(*asins)[ST_ASIN_LEN + 1] = calloc(n + 1, sizeof(*asins));
+    int64_t *at = calloc(n + 1, sizeof(*at));
+    bool *deal = calloc(n + 1, sizeof(*deal));
+    int64_t *profit = calloc(n + 1, sizeof(*profit));
+    struct segs *sg = calloc(n + 1, sizeof(*sg));
+    if (asins == NULL || at == NULL || deal == NULL || profit == NULL || sg == NULL)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        struct shown *s = &sl->v[i];
+        s->from_min = clock_min(k, s->from_ms);
+        s->to_min = clock_min(k, s->to_ms);
+        memcpy(asins[i], s->asin, sizeof(asins[i]));
+        at[i] = s->from_ms;
+    }
+    truth_at(c, port, asins, at, n, deal, profit);
+    size_t distinct = 0;
+    for (size_t i = 0; i < n; i++) {
+        sl->v[i].truth_deal = deal[i];
+        sl->v[i].truth_profit = profit[i];
+        if (distinct == 0 || strcmp(asins[distinct - 1], sl->v[i].asin) != 0)
+            memcpy(asins[distinct++], sl->v[i].asin, sizeof(asins[0]));
+    }
+    vf->shown_n = n;
+    vf->shown_asins = distinct;
+    if (timelines(c, port, asins, distinct, from_min, to_min, sg) != 0)
+        goto out;
+    /* Deal- and stale-minutes; profit once per truth segment, at the first stretch shown in it. */
+    size_t g = 0;
+    uint64_t credited = 0; /* bit per segment of sg[g] (segments beyond 63 share the last bit) */
+    for (size_t i = 0; i < n; i++) {
+        const struct shown *s = &sl->v[i];
+        if (strcmp(sg[g].asin, s->asin) != 0) {
+            while (g + 1 < distinct && strcmp(sg[g].asin, s->asin) < 0)
+                g++;
+            credited = 0;
+        }
+        const struct segs *mine = strcmp(sg[g].asin, s->asin) == 0 ? &sg[g] : NULL;
+        int64_t len = s->to_min > s->from_min ? s->to_min - s->from_min : 0;
+        int64_t in = overlap_min(mine, s->from_min, s->to_min);
+        vf->deal_min += (double)in;
+        vf->stale_min += (double)(len - in);
+        if (!s->truth_deal)
+            continue;
+        ptrdiff_t q = seg_of(mine, s->from_min);
+        uint64_t bit = q < 0 ? 0 : 1ull << (q < 63 ? q : 63);
+        if (bit != 0 && (credited & bit))
+            continue;
+        credited |= bit;
+        vf->captured += (double)s->truth_profit;
+        vf->captured_n++;
+    }
+    /* The oracle's bound and the top tenth's time to store. */
+    struct true_deal *td = NULL;
+    ssize_t ntd = true_deals(c, port, from_min, to_min, &td);
+    if (ntd >= 0) {
+        vf->true_n = (size_t)ntd;
+        vf->bound = greedy_bound(td, vf->true_n, budget, false, &vf->bound_n);
+        vf->bound_listed = greedy_bound(td, vf->true_n, budget, true, &vf->bound_listed_n);
+        for (size_t i = 0; i < vf->true_n; i++)
+            vf->listed_n += td[i].listed_at >= 0;
+        vf->top_n = (vf->listed_n + 9) / 10;
+        double *tts = calloc(vf->top_n + 1, sizeof(double));
+        double *stored = calloc(vf->top_n + 1, sizeof(double));
+        size_t k_top = 0;
+        for (size_t i = 0; tts != NULL && stored != NULL && i < vf->true_n && k_top < vf->top_n;
+             i++) {
+            if (td[i].listed_at < 0)
+                continue;
+            double t = INFINITY;
+            const struct shown *s = shown_first(sl, td[i].asin);
+            for (; s != NULL && s < sl->v + sl->n && strcmp(s->asin, td[i].asin) == 0; s++) {
+                if (s->to_min <= td[i].listed_at)
+                    continue;
+                t = s->from_min > td[i].listed_at ? (double)(s->from_min - td[i].listed_at) : 0;
+                break;
+            }
+            tts[k_top++] = t;
+            if (isfinite(t))
+                stored[vf->top_stored++] = t;
+        }
+        if (tts != NULL && k_top > 0) {
+            qsort(tts, k_top, sizeof(double), cmp_double);
+            vf->top_median = k_top % 2 ? tts[k_top / 2] : (tts[k_top / 2 - 1] + tts[k_top / 2]) / 2;
+        }
+        if (stored != NULL && vf->top_stored > 0)
+            vf->top_stored_median = median(stored, vf->top_stored);
+        free(tts);
+        free(stored);
+        free(td);
+    }
+out:
+    for (size_t i = 0; sg != NULL && i < n; i++)
+        free(sg[i].s);
+    free(sg);
+    free(asins);
+    free(at);
+    free(deal);
+    free(profit);
+}
+
+/* Profit captured by legacy: the truth at the moment it found each distinct deal. */
+static double value_legacy(CURL *c, int port, const struct seen_set *found, size_t *n_deal)
+{
+    size_t n = 0;
+    char(*asins)[ST_ASIN_LEN + 1] = calloc(found->n + 1, sizeof(*asins));
+    int64_t *at = calloc(found->n + 1, sizeof(*at));
+    bool *deal = calloc(found->n + 1, sizeof(*deal));
+    int64_t *profit = calloc(found->n + 1, sizeof(*profit));
+    double sum = 0;
+    *n_deal = 0;
+    if (asins != NULL && at != NULL && deal != NULL && profit != NULL) {
+        for (size_t i = 0; i < found->cap; i++) {
+            if (found->e[i].asin[0] == '\0' || strlen(found->e[i].asin) != ST_ASIN_LEN)
+                continue;
+            memcpy(asins[n], found->e[i].asin, ST_ASIN_LEN + 1);
+            at[n++] = found->e[i].ms;
+        }
+        truth_at(c, port, asins, at, n, deal, profit);
+        for (size_t i = 0; i < n; i++) {
+            sum += (double)profit[i];
+            *n_deal += deal[i];
+        }
+    }
+    free(asins);
+    free(at);
+    free(deal);
+    free(profit);
+    return sum;
+}
+
 static void bench(const char *name, double v, const char *unit)
 {
     if (isnan(v))
@@ -923,14 +1452,16 @@ static void legacies_kill(struct legacy_run *lr)
 static int scenario_day(struct ctx *cx)
 {
     long minutes = env_long("BENCH_PIPELINE_MINUTES", 1440, 10, 100000);
+    long rate = env_long("BENCH_PIPELINE_RATE", 5, 1, 10000);
     int64_t duration_ms = minutes * MINUTE_MS;
-    char seed[32], products[32], clock_ms[32], dur[32];
+    char seed[32], products[32], clock_ms[32], dur[32], refill[32];
+    snprintf(refill, sizeof(refill), "%ld", rate);
     snprintf(seed, sizeof(seed), "%ld", cx->seed);
     snprintf(products, sizeof(products), "%ld", cx->products);
     snprintf(dur, sizeof(dur), "%" PRId64, duration_ms);
     /* Every simulator shares the catalog clock, so all see the same deals at the same time. */
     snprintf(clock_ms, sizeof(clock_ms), "%" PRId64, kd_wall_ms());
-    char *extra[] = {"--minute-ms", "100",    "--refill-rate", "5",      "--seed", seed,
+    char *extra[] = {"--minute-ms", "100",    "--refill-rate", refill,   "--seed", seed,
                      "--products",  products, "--clock-ms",    clock_ms, NULL};
 
     struct daemon d;
@@ -974,6 +1505,7 @@ static int scenario_day(struct ctx *cx)
     struct side K;
     memset(&K, 0, sizeof(K));
     K.L0 = ledger_read(cx->curl, sk.port);
+    struct sim_clock clk0 = clock_read(cx->curl, sk.port);
     for (int i = 0; i < N_LEGACY; i++) {
         lr[i].side.L0 = ledger_read(cx->curl, lr[i].sim.port);
         char *largv[] = {cx->legacy, lr[i].conf, lr[i].sel, dur, (char *)lr[i].mode, NULL};
@@ -1026,9 +1558,14 @@ static int scenario_day(struct ctx *cx)
     struct rusage ru;
     memset(&ru, 0, sizeof(ru));
     int st = daemon_stop(&d, &ru);
+    int64_t end_wall_ms = kd_wall_ms();
     K.L1 = ledger_read(cx->curl, sk.port);
+    struct sim_clock clk1 = clock_read(cx->curl, sk.port);
+    struct shown_list shown = {0};
     if (env != NULL) {
         store_scan(env, &K.stored);
+        if (shown_from_changes(env, end_wall_ms, &shown) != 0)
+            fprintf(stderr, "bench_pipeline: the store's change log could not be read\n");
         st_close(env);
     }
     for (int i = 0; i < N_LEGACY; i++) {
@@ -1058,13 +1595,25 @@ static int scenario_day(struct ctx *cx)
     shm_segment_detach(&d.seg);
 
     double oracle = oracle_min_per_deal(cx->curl, sk.port, &K.stored);
+    /* The value figures, from the truth of kdeals' simulator (legacy's has the same catalog
+     * and clock); the bound spends the tokens the plan offered kdeals. */
+    struct value_figs vf;
+    double offered_k =
+        (double)(K.L0.left + K.L1.earned - K.L0.earned + K.L1.expired - K.L0.expired);
+    value_kdeals(cx->curl, sk.port, &shown, &clk1, clk0.now_min, clk1.now_min + 1, offered_k, &vf);
+    double legacy_captured[N_LEGACY];
+    size_t legacy_captured_n[N_LEGACY];
+    for (int i = 0; i < N_LEGACY; i++)
+        legacy_captured[i] =
+            value_legacy(cx->curl, lr[i].sim.port, &lr[i].side.stored, &legacy_captured_n[i]);
     sim_stop(&sk);
     legacies_kill(lr);
 
-    printf("-- (b) 5/min plan, %ld Keepa minutes at %d ms each (%.0f s), seed %ld, %ld "
+    printf("-- (b) %ld/min plan, %ld Keepa minutes at %d ms each (%.0f s), seed %ld, %ld "
            "products, %s\n",
-           minutes, MINUTE_MS, (double)duration_ms / 1000.0, cx->seed, cx->products,
+           rate, minutes, MINUTE_MS, (double)duration_ms / 1000.0, cx->seed, cx->products,
            economy_arg() + 2);
+    bench("rate", (double)rate, "tokens/min");
     double tpd_k = NAN, tpd_g[N_LEGACY];
     side_figures("", &K, &tpd_k);
     bench("tokens_per_deal_acquire",
@@ -1078,12 +1627,42 @@ static int scenario_day(struct ctx *cx)
     bench("commits_per_deal", ratio((double)commit_asins, (double)K.stored.n), "asins");
     bench("oracle_min_tokens_per_deal", oracle, "tokens");
     bench("tokens_per_deal_vs_oracle", ratio(tpd_k, oracle), "x");
+    /* The value figures (bench/README.md, "Value figures"). */
+    bench("true_deals", (double)vf.true_n, "deals");
+    bench("true_deals_listed", (double)vf.listed_n, "deals");
+    bench("profit_bound", vf.bound / 100.0, "usd");
+    bench("profit_bound_deals", (double)vf.bound_n, "deals");
+    bench("profit_bound_listed", vf.bound_listed / 100.0, "usd");
+    bench("profit_captured", vf.captured / 100.0, "usd");
+    bench("profit_captured_deals", (double)vf.captured_n, "deals");
+    bench("profit_capture_pct", 100.0 * ratio(vf.captured, vf.bound), "%");
+    bench("profit_capture_listed_pct", 100.0 * ratio(vf.captured, vf.bound_listed), "%");
+    for (int i = 0; i < N_LEGACY; i++) { /* legacy captured nothing: infinitely better */
+        char name[96];
+        snprintf(name, sizeof(name), "vs_%s_profit", lr[i].tag);
+        bench(name,
+              legacy_captured[i] > 0 ? vf.captured / legacy_captured[i]
+              : vf.captured > 0      ? INFINITY
+                                     : NAN,
+              "x");
+    }
+    bench("time_to_store_top10_median", vf.top_median, "keepa_min");
+    bench("time_to_store_top10_stored_median", vf.top_stored_median, "keepa_min");
+    bench("top10_deals", (double)vf.top_n, "deals");
+    bench("top10_stored", (double)vf.top_stored, "deals");
+    bench("shown_deals", (double)vf.shown_asins, "deals");
+    bench("deal_hours_per_deal", ratio(vf.deal_min / 60.0, (double)vf.shown_asins), "keepa_h");
+    bench("stale_hours_per_deal", ratio(vf.stale_min / 60.0, (double)vf.shown_asins), "keepa_h");
     for (int i = 0; i < N_LEGACY; i++) {
         char prefix[64], name[96];
         snprintf(prefix, sizeof(prefix), "%s.", lr[i].tag);
         side_figures(prefix, &lr[i].side, &tpd_g[i]);
         snprintf(name, sizeof(name), "vs_%s_tokens_per_deal", lr[i].tag);
         bench(name, ratio(tpd_g[i], tpd_k), "x");
+        snprintf(name, sizeof(name), "%s.profit_captured", lr[i].tag);
+        bench(name, legacy_captured[i] / 100.0, "usd");
+        snprintf(name, sizeof(name), "%s.profit_captured_deals", lr[i].tag);
+        bench(name, (double)legacy_captured_n[i], "deals");
     }
     double cpu_life = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
                       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
@@ -1125,6 +1704,7 @@ static int scenario_day(struct ctx *cx)
            ratio(tpd_g[1], tpd_k));
     seen_free(&K.listed);
     seen_free(&K.stored);
+    free(shown.v);
     for (int i = 0; i < N_LEGACY; i++) {
         seen_free(&lr[i].side.listed);
         seen_free(&lr[i].side.stored);

@@ -104,6 +104,10 @@
     X(tokens, weight, INT, "1", 1, 1000, NULL, CFG_RELOAD,                                         \
       "this instance's share of a key used by several instances on the host, against their "       \
       "weights (the share of one that has no work goes to the others)")                            \
+    X(tokens, value_rules, LIST, "order, drop, prescore, fees, recheck, gone, busy", 1,            \
+      CFG_STR_MAX, CFG_VALUE_RULES, CFG_RELOAD,                                                    \
+      "the rules of value per token in use (docs/architecture.md, \"The spending policy\"); "      \
+      "leave one out to see what it buys (none: arrival order, doubling intervals, fixed pause)")  \
     X(scan, source, ENUM, "deals", 0, 5, "deals|asins|query|list|lightning|bestsellers",           \
       CFG_RESTART,                                                                                 \
       "discovery source: the /deal feed, an ASIN list, a product-finder query, your list of "      \
@@ -156,7 +160,7 @@
     X(commit, days, INT, "365", 0, 36500, NULL, CFG_RELOAD,                                        \
       "limit the history to this many days (0 = all)")                                             \
     X(update, batch, INT, "50", 1, 50, NULL, CFG_RELOAD, "ASINs per light update (1..50)")         \
-    X(update, min_interval, DURATION, "1h", 1 * CFG_MS_MIN, 30 * CFG_MS_D, NULL, CFG_RELOAD,       \
+    X(update, min_interval, DURATION, "10m", 1 * CFG_MS_MIN, 30 * CFG_MS_D, NULL, CFG_RELOAD,      \
       "a deal is re-checked no sooner than this after its last check")                             \
     X(update, max_interval, DURATION, "24h", 1 * CFG_MS_MIN, 90 * CFG_MS_D, NULL, CFG_RELOAD,      \
       "a deal is re-checked no later than this after its last check (>= min_interval)")            \
@@ -285,6 +289,9 @@ struct cfg_named_key {
     uint16_t key_off, value_off;
     int32_t line;
 };
+
+/* The rules of value per token, in the order of worker/value.h's VAL_RULE_* bits from 0 (none). */
+#define CFG_VALUE_RULES "none|order|drop|prescore|recheck|gone|busy|fees"
 
 /* The sell bases, in the order of enum jd_basis from 1 (judge/judge.h). */
 #define CFG_SELL_BASES "buy_box|lowest_fba|avg90|avg180|avg365|avg90_365|current"

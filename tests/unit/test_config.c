@@ -84,7 +84,8 @@ static void test_defaults_valid(void **state)
     assert_int_equal(c.filter_unknown, CFG_UNKNOWN_FAIL);
     assert_int_equal(c.tokens_max_deficit, 0);
     assert_int_equal(c.tokens_bucket_minutes, 60);
-    assert_int_equal(c.update_min_interval_ms, 3600 * 1000);
+    assert_int_equal(c.update_min_interval_ms, 600 * 1000);
+    assert_string_equal(c.tokens_value_rules, "order, drop, prescore, fees, recheck, gone, busy");
     assert_int_equal(c.daemon_log_level, CFG_LOG_INFO);
     assert_string_equal(c.keepa_base_url, "https://api.keepa.com");
     assert_false(c.keepa_key_set);
@@ -162,6 +163,7 @@ static const char every_key[] = "; a comment\n"
                                 "max_deficit = 200\n"
                                 "minute = 100ms\n"
                                 "weight = 3\n"
+                                "value_rules = none\n"
                                 "[scan]\n"
                                 "source = asins\n"
                                 "selection_file = /sel.json\n"
@@ -249,6 +251,7 @@ static void test_every_key_parsed(void **state)
     assert_int_equal(c.daemon_stop_timeout_ms, 1500);
     assert_int_equal(c.tokens_minute_ms, 100);
     assert_int_equal(c.tokens_weight, 3);
+    assert_string_equal(c.tokens_value_rules, "none");
     assert_string_equal(c.store_path, "/var/db/kd");
     assert_int_equal(c.scan_max_rank, 250000);
     assert_string_equal(c.scan_categories, "283155, 5174");

@@ -1,0 +1,196 @@
+/*
+ * test_value.c: value per token's learned rates and arithmetic (worker/value.h) as pure
+ * functions: the vanish rate converges to the hazard it observes and follows a market that
+ * changes, a class with few observations leans on the rate of all deals, the peek's hit rate
+ * is corrected for age, the profit ratio is a mean over deals, a fetch costs what Keepa
+ * charges, and [tokens] value_rules switches each rule.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "kd_test.h"
+#include "worker/value.h"
+
+/* Feeds R N observations of deals whose lifetimes are exponential with HALF_LIFE minutes,
+ * each re-checked ELAPSED minutes after it was last seen: the expected share vanishes. */
+static void feed(struct val_rate *r, int n, double half_life, double elapsed)
+{
+    double p_gone = 1 - exp2(-elapsed / half_life);
+    double acc = 0;
+    for (int i = 0; i < n; i++) {
+        acc += p_gone;
+        bool gone = acc >= 1;
+        if (gone)
+            acc -= 1;
+        val_rate_observe(r, gone, elapsed);
+    }
+}
+
+static void test_prior_before_any_observation(void **state)
+{
+    (void)state;
+    struct val_rate r;
+    val_rate_init(&r);
+    assert_int_equal(val_half_life_min(val_rate_lambda(&r)), VAL_PRIOR_HALF_LIFE_MIN);
+    assert_true(fabs(val_survival(val_rate_lambda(&r), VAL_PRIOR_HALF_LIFE_MIN) - 0.5) < 1e-9);
+    assert_true(val_survival(val_rate_lambda(&r), 0) == 1.0);
+    assert_true(val_survival(val_rate_lambda(&r), -5) == 1.0);
+}
+
+static void test_rate_learns_the_observed_half_life(void **state)
+{
+    (void)state;
+    /* Short re-check intervals: the actuarial estimate is close to the hazard. */
+    struct val_rate r;
+    val_rate_init(&r);
+    feed(&r, 2000, 40, 5);
+    int64_t h = val_half_life_min(val_rate_lambda(&r));
+    assert_in_range(h, 36, 44);
+    /* A market that changes: the deals now last 300 minutes; the past fades. */
+    feed(&r, 4000, 300, 20);
+    h = val_half_life_min(val_rate_lambda(&r));
+    assert_in_range(h, 260, 340);
+}
+
+static void test_rate_is_finite_at_extremes(void **state)
+{
+    (void)state;
+    struct val_rate r;
+    val_rate_init(&r);
+    for (int i = 0; i < 5000; i++)
+        val_rate_observe(&r, false, 0); /* nothing ever vanished, no time passed */
+    assert_true(val_rate_lambda(&r) > 0);
+    assert_true(isfinite(val_rate_lambda(&r)));
+    val_rate_init(&r);
+    for (int i = 0; i < 5000; i++)
+        val_rate_observe(&r, true, 0); /* everything vanished at once */
+    assert_true(isfinite(val_rate_lambda(&r)));
+    assert_true(val_survival(val_rate_lambda(&r), 1) < 0.01);
+}
+
+static void test_class_leans_on_all_until_it_has_its_own(void **state)
+{
+    (void)state;
+    struct val_rate all, cls;
+    val_rate_init(&all);
+    val_rate_init(&cls);
+    feed(&all, 3000, 100, 10);
+    /* The class has only its prior: it follows the rate of all deals, mostly. */
+    double l_all = val_rate_lambda(&all);
+    double l = val_class_lambda(&cls, &all);
+    assert_true(fabs(l - l_all) < fabs(val_rate_lambda(&cls) - l_all));
+    /* With many observations of its own (a faster class) it stands on them. */
+    feed(&cls, 3000, 20, 5);
+    int64_t h = val_half_life_min(val_class_lambda(&cls, &all));
+    assert_in_range(h, 18, 26);
+}
+
+static void test_classes_by_sales_rank(void **state)
+{
+    (void)state;
+    assert_int_equal(val_class(1), 0);
+    assert_int_equal(val_class(100000), 0);
+    assert_int_equal(val_class(100001), 1);
+    assert_int_equal(val_class(1000000), 1);
+    assert_int_equal(val_class(1000001), 2);
+    assert_int_equal(val_class(-1), 2);
+    assert_int_equal(val_class(0), 2);
+}
+
+static void test_half_life_round_trip(void **state)
+{
+    (void)state;
+    for (int64_t h = 1; h < 100000; h = h * 3 + 1)
+        assert_int_equal(val_half_life_min(val_lambda_of_half_life(h)), h);
+    assert_int_equal(val_half_life_min(0), INT32_MAX);
+}
+
+static void test_hit_rate_corrects_for_age(void **state)
+{
+    (void)state;
+    struct val_conf c;
+    val_conf_init(&c);
+    assert_true(fabs(val_conf_hit(&c) - 0.5) < 1e-9);
+    assert_true(fabs(val_conf_ratio(&c) - 1.0) < 1e-9);
+    /* Peeks that are always right, fetched when half of such deals had vanished: half are
+     * deals, and that is all the age allows, so the peek is trusted fully. */
+    for (int i = 0; i < 4000; i++)
+        val_conf_observe(&c, i % 2 == 0, 0.5, 1000, 1000);
+    assert_true(val_conf_hit(&c) > 0.95);
+    /* Peeks right one time in four on fresh survivors. */
+    val_conf_init(&c);
+    for (int i = 0; i < 4000; i++)
+        val_conf_observe(&c, i % 4 == 0, 1.0, 1000, 1000);
+    assert_true(fabs(val_conf_hit(&c) - 0.25) < 0.02);
+}
+
+static void test_profit_ratio_is_a_mean_over_deals(void **state)
+{
+    (void)state;
+    struct val_conf c;
+    val_conf_init(&c);
+    /* The full fetch finds 60 % of the peek's profit on each deal, whatever its size;
+     * rejections (no deal) do not enter the ratio. */
+    for (int i = 0; i < 3000; i++) {
+        int64_t peek = 500 + 100 * (i % 50);
+        val_conf_observe(&c, true, 1.0, peek, peek * 6 / 10);
+        val_conf_observe(&c, false, 1.0, peek, 0);
+    }
+    assert_true(fabs(val_conf_ratio(&c) - 0.6) < 0.02);
+    /* Bounded both ways. */
+    val_conf_init(&c);
+    for (int i = 0; i < 3000; i++)
+        val_conf_observe(&c, true, 1.0, 100, 100000);
+    assert_true(val_conf_ratio(&c) <= 2.0);
+    val_conf_init(&c);
+    for (int i = 0; i < 3000; i++)
+        val_conf_observe(&c, true, 1.0, 100, -50);
+    assert_true(val_conf_ratio(&c) >= 0.1);
+}
+
+static void test_fetch_tokens_as_keepa_charges(void **state)
+{
+    (void)state;
+    assert_int_equal(val_fetch_tokens(0, 20), 6);
+    assert_int_equal(val_fetch_tokens(1, 20), 6);
+    assert_int_equal(val_fetch_tokens(10, 20), 6);
+    assert_int_equal(val_fetch_tokens(11, 20), 12);
+    assert_int_equal(val_fetch_tokens(40, 20), 12); /* at most offers=20 are returned */
+    assert_int_equal(val_fetch_tokens(40, 100), 24);
+    assert_int_equal(val_fetch_tokens(-1, 20), 12); /* unknown: the most */
+    assert_int_equal(val_fetch_tokens(-1, 100), 60);
+}
+
+static void test_rules_from_the_config(void **state)
+{
+    (void)state;
+    struct cfg c;
+    cfg_defaults(&c);
+    unsigned all = VAL_RULE_ORDER | VAL_RULE_DROP | VAL_RULE_PRESCORE | VAL_RULE_FEES |
+                   VAL_RULE_RECHECK | VAL_RULE_GONE | VAL_RULE_BUSY;
+    assert_int_equal(val_rules(&c), all);
+    snprintf(c.tokens_value_rules, sizeof(c.tokens_value_rules), "none");
+    assert_int_equal(val_rules(&c), 0);
+    snprintf(c.tokens_value_rules, sizeof(c.tokens_value_rules), "order, gone");
+    assert_int_equal(val_rules(&c), VAL_RULE_ORDER | VAL_RULE_GONE);
+    snprintf(c.tokens_value_rules, sizeof(c.tokens_value_rules), "busy,recheck,prescore,drop");
+    assert_int_equal(val_rules(&c),
+                     VAL_RULE_BUSY | VAL_RULE_RECHECK | VAL_RULE_PRESCORE | VAL_RULE_DROP);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_prior_before_any_observation),
+        cmocka_unit_test(test_rate_learns_the_observed_half_life),
+        cmocka_unit_test(test_rate_is_finite_at_extremes),
+        cmocka_unit_test(test_class_leans_on_all_until_it_has_its_own),
+        cmocka_unit_test(test_classes_by_sales_rank),
+        cmocka_unit_test(test_half_life_round_trip),
+        cmocka_unit_test(test_hit_rate_corrects_for_age),
+        cmocka_unit_test(test_profit_ratio_is_a_mean_over_deals),
+        cmocka_unit_test(test_fetch_tokens_as_keepa_charges),
+        cmocka_unit_test(test_rules_from_the_config),
+    };
+    return KD_RUN_TESTS(tests, argc, argv);
+}

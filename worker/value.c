@@ -1,0 +1,128 @@
+/*
+ * value.c: the learned rates and the arithmetic of value per token. See value.h.
+ */
+#include "worker/value.h"
+
+#include <math.h>
+
+unsigned val_rules(const struct cfg *c)
+{
+    int64_t items[16];
+    char why[128];
+    int n = cfg_list_parse(c->tokens_value_rules, CFG_VALUE_RULES, items, 16, why, sizeof(why));
+    unsigned rules = 0;
+    for (int i = 0; i < n; i++)
+        if (items[i] > 0) /* 0 is "none" */
+            rules |= 1u << (items[i] - 1);
+    return rules;
+}
+
+static double fade(double x)
+{
+    return x * (1.0 - VAL_DECAY);
+}
+
+void val_rate_init(struct val_rate *r)
+{
+    /* VAL_PRIOR_WEIGHT deals, half of them vanished, over the exposure that makes the
+     * hazard ln 2 / VAL_PRIOR_HALF_LIFE_MIN. */
+    r->weight = VAL_PRIOR_WEIGHT;
+    r->vanished = VAL_PRIOR_WEIGHT / 2;
+    r->exposure_min = r->vanished / val_lambda_of_half_life(VAL_PRIOR_HALF_LIFE_MIN);
+}
+
+void val_rate_observe(struct val_rate *r, bool vanished, double elapsed_min)
+{
+    if (!(elapsed_min > 0))
+        elapsed_min = 0;
+    r->vanished = fade(r->vanished) + (vanished ? 1.0 : 0.0);
+    r->exposure_min = fade(r->exposure_min) + (vanished ? elapsed_min / 2 : elapsed_min);
+    r->weight = fade(r->weight) + 1.0;
+}
+
+double val_rate_lambda(const struct val_rate *r)
+{
+    /* A floor on both keeps the estimate finite and positive whatever was observed. */
+    double v = r->vanished > 1e-6 ? r->vanished : 1e-6;
+    double e = r->exposure_min > 1e-3 ? r->exposure_min : 1e-3;
+    return v / e;
+}
+
+double val_class_lambda(const struct val_rate *cls, const struct val_rate *all)
+{
+    double w = cls->weight > 0 ? cls->weight : 0;
+    return (w * val_rate_lambda(cls) + VAL_CLASS_SHRINK * val_rate_lambda(all)) /
+           (w + VAL_CLASS_SHRINK);
+}
+
+int val_class(int64_t sales_rank)
+{
+    if (sales_rank <= 0)
+        return VAL_CLASSES - 1;
+    return sales_rank <= 100000 ? 0 : sales_rank <= 1000000 ? 1 : 2;
+}
+
+double val_survival(double lambda, double age_min)
+{
+    if (!(age_min > 0) || !(lambda > 0))
+        return 1.0;
+    return exp(-lambda * age_min);
+}
+
+int64_t val_half_life_min(double lambda)
+{
+    if (!(lambda > 0))
+        return INT32_MAX;
+    double h = log(2.0) / lambda;
+    return h >= (double)INT32_MAX ? INT32_MAX : (int64_t)llround(h);
+}
+
+double val_lambda_of_half_life(int64_t half_life_min)
+{
+    return log(2.0) / (double)(half_life_min > 0 ? half_life_min : 1);
+}
+
+void val_conf_init(struct val_conf *c)
+{
+    c->expected = VAL_PRIOR_WEIGHT;
+    c->deals = VAL_PRIOR_WEIGHT / 2;
+    c->ratio_sum = c->ratio_n = VAL_PRIOR_WEIGHT; /* a ratio of 1 */
+}
+
+void val_conf_observe(struct val_conf *c, bool deal, double survival, int64_t peek_profit,
+                      int64_t full_profit)
+{
+    if (!(survival > 0))
+        survival = 0;
+    if (survival > 1)
+        survival = 1;
+    c->deals = fade(c->deals) + (deal ? 1.0 : 0.0);
+    c->expected = fade(c->expected) + survival;
+    if (deal && peek_profit > 0) {
+        /* Each deal weighs one, whatever its size: the ratio of the deal, not of the dollars. */
+        double r = full_profit > 0 ? (double)full_profit / (double)peek_profit : 0.0;
+        c->ratio_sum = fade(c->ratio_sum) + (r < 4 ? r : 4);
+        c->ratio_n = fade(c->ratio_n) + 1.0;
+    }
+}
+
+double val_conf_hit(const struct val_conf *c)
+{
+    double h = c->expected > 1e-9 ? c->deals / c->expected : 1.0;
+    return h < 0.01 ? 0.01 : h > 1.0 ? 1.0 : h;
+}
+
+double val_conf_ratio(const struct val_conf *c)
+{
+    double r = c->ratio_n > 1e-9 ? c->ratio_sum / c->ratio_n : 1.0;
+    return r < 0.1 ? 0.1 : r > 2.0 ? 2.0 : r;
+}
+
+int64_t val_fetch_tokens(int64_t live_offers, int64_t offers)
+{
+    if (offers < 1)
+        offers = 20;
+    int64_t n = live_offers < 0 || live_offers > offers ? offers : live_offers;
+    int64_t pages = (n + 9) / 10;
+    return 6 * (pages > 0 ? pages : 1);
+}

@@ -1,0 +1,124 @@
+/*
+ * value.h: value per token. The learned rates the stages spend by, and the pure arithmetic of
+ * what a token buys (docs/architecture.md, "The spending policy"). No I/O, no clock, no
+ * allocation: the caller supplies every time and every observation.
+ *
+ * A deal is a moment: a cheap offer is listed and sells, a price recovers. A full fetch is
+ * worth the deal's profit times the chance that it is still a deal when the answer comes; a
+ * re-check is worth the stale display it ends. Both chances are learned from what kdeals' own
+ * fetches found, so the policy follows the market it actually sees:
+ *
+ *   - how fast deals vanish (struct val_rate): every real re-check of a shown deal says
+ *     whether it survived the Keepa minutes since it was last seen a deal. Vanishing is
+ *     modelled as a constant hazard (exponential survival) estimated actuarially: vanishings /
+ *     exposure, a survivor contributing its elapsed time and a vanished deal half of it. Each
+ *     new observation weighs 1 and the past fades by VAL_DECAY per observation, so the rate
+ *     follows a market that changes. A prior (VAL_PRIOR_HALF_LIFE_MIN, weighing
+ *     VAL_PRIOR_WEIGHT observations) stands in before there are any and fades like the rest.
+ *     Deals are classed by sales rank (val_class): a class with few observations of its own
+ *     leans on the rate of all deals (val_class_lambda).
+ *   - how far a peek can be trusted (struct val_conf): of the survivors the committer fetched,
+ *     the deals found over the deals expected from their age (the hit rate), and the mean over
+ *     those deals of the full fetch's profit over the peek's estimate (the profit ratio).
+ *
+ * Rates are per Keepa minute; money in cents.
+ */
+#ifndef KD_WORKER_VALUE_H
+#define KD_WORKER_VALUE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/config.h"
+
+/*
+ * The rules of value per token ([tokens] value_rules; each on when listed). Every stage reads
+ * them from its config, so a reload switches one on or off.
+ */
+enum {
+    VAL_RULE_ORDER = 1u << 0,    /* the commit backlog by expected value per token */
+    VAL_RULE_DROP = 1u << 1,     /* survivors that are likely gone are dropped unfetched */
+    VAL_RULE_PRESCORE = 1u << 2, /* a feed page's candidates are peeked best pre-score first */
+    VAL_RULE_RECHECK = 1u << 3,  /* re-check intervals from the vanish rate and the profit */
+    VAL_RULE_GONE = 1u << 4,     /* a re-check that finds the offer gone ends the display */
+    VAL_RULE_BUSY = 1u << 5,     /* no pass pause while the bucket holds more than it needs */
+    VAL_RULE_FEES = 1u << 6      /* the pre-score judges with the fees a peek taught */
+};
+
+/* The VAL_RULE_* bits of config C's [tokens] value_rules (validated by the config). */
+unsigned val_rules(const struct cfg *c);
+
+#define VAL_DECAY               (1.0 / 512) /* weight the past loses per new observation */
+#define VAL_PRIOR_HALF_LIFE_MIN 120         /* Keepa minutes, before any observation */
+#define VAL_PRIOR_WEIGHT        4.0         /* observations the prior is worth */
+#define VAL_CLASS_SHRINK        16.0        /* observations before a class stands alone */
+#define VAL_CLASSES             3           /* sales rank <= 100 000, <= 1 000 000, else */
+
+/* Decayed vanishings and exposure (Keepa minutes) of deals. */
+struct val_rate {
+    double vanished;
+    double exposure_min;
+    double weight; /* observations, decayed (the prior counts VAL_PRIOR_WEIGHT) */
+};
+
+/* A rate holding only the prior: a half-life of VAL_PRIOR_HALF_LIFE_MIN. */
+void val_rate_init(struct val_rate *r);
+
+/*
+ * Records that a deal seen a deal ELAPSED_MIN Keepa minutes ago was found VANISHED (or still
+ * a deal) now. A negative elapsed time counts as 0.
+ */
+void val_rate_observe(struct val_rate *r, bool vanished, double elapsed_min);
+
+/* The hazard per Keepa minute (> 0). */
+double val_rate_lambda(const struct val_rate *r);
+
+/*
+ * The hazard of class CLS given ALL (the rate of every deal): the class's own estimate
+ * weighed by its observations against the overall one weighed VAL_CLASS_SHRINK.
+ */
+double val_class_lambda(const struct val_rate *cls, const struct val_rate *all);
+
+/* The class of a deal of SALES_RANK (-1 or 0: unknown): 0 up to 100 000, 1 up to 1 000 000,
+ * 2 beyond or unknown. Fast sellers' cheap offers go first. */
+int val_class(int64_t sales_rank);
+
+/* The chance a deal seen AGE_MIN Keepa minutes ago is still there at hazard LAMBDA. */
+double val_survival(double lambda, double age_min);
+
+/* Half-life (Keepa minutes, rounded) of hazard LAMBDA; and back. */
+int64_t val_half_life_min(double lambda);
+double val_lambda_of_half_life(int64_t half_life_min);
+
+/* Decayed outcomes of fetched survivors. */
+struct val_conf {
+    double deals;     /* survivors that were deals */
+    double expected;  /* the survival each had at its age, summed */
+    double ratio_sum; /* on the deals: the full fetch's profit over the peek's, summed */
+    double ratio_n;   /* ... over this many deals */
+};
+
+/* Before any outcome: a hit rate of 1/2 and a profit ratio of 1, weighing VAL_PRIOR_WEIGHT. */
+void val_conf_init(struct val_conf *c);
+
+/*
+ * Records one fetched survivor: DEAL or not, SURVIVAL its age implied (0..1), and on a deal
+ * the peek's PEEK_PROFIT and the full fetch's FULL_PROFIT (cents).
+ */
+void val_conf_observe(struct val_conf *c, bool deal, double survival, int64_t peek_profit,
+                      int64_t full_profit);
+
+/* Deals found over deals expected, in [0.01, 1]. */
+double val_conf_hit(const struct val_conf *c);
+
+/* The mean over deals of the full fetch's profit over the peek's, in [0.1, 2]. */
+double val_conf_ratio(const struct val_conf *c);
+
+/*
+ * Tokens one full fetch of a product with LIVE_OFFERS live offers costs with OFFERS offers
+ * asked (Keepa: 6 per started 10 offers returned, at least 6; docs/keepa-api.md §3). Unknown
+ * counts (< 0) assume the most.
+ */
+int64_t val_fetch_tokens(int64_t live_offers, int64_t offers);
+
+#endif

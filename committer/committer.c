@@ -11,14 +11,18 @@
  *
  * Batches of up to cfg.commit_batch (<= 5) go out through spend (priority COMMIT) as one
  * /product full fetch with live offers and a year of stats; a partial batch lingers at most
- * cfg.commit_linger_ms. Each product is judged by the judgement (judge/judge.h) on one live
- * offer, whole (judge/inputs.h). One st_write transaction per batch stores every judged
- * product as a record, deal or not (st_record_put keeps the schedule, history and change log;
- * store/record.h moves its state: a stored deal that fails again follows the updater's
- * expiry rule), records rejections in `seen`, removes
- * what was settled from `pending`, keeps the rest there with attempts + 1, and counts the
- * batch in `meta`. Nothing leaves pending unless its outcome is in the same transaction, so a
- * kill -9 at any point loses no survivor and, LMDB being transactional, corrupts no record.
+ * cfg.commit_linger_ms. The backlog is taken by expected value per token (committer/queue.h:
+ * the peek's profit, how far peeks proved right, how likely a deal that old is still there),
+ * and a survivor whose deal has most likely vanished is dropped unfetched; each judged
+ * survivor teaches the committer how far its peek held (worker/value.h). Each product is
+ * judged by the judgement (judge/judge.h) on one live offer, whole (judge/inputs.h). One
+ * st_write transaction per batch stores every judged product as a record, deal or not
+ * (st_record_put keeps the schedule, history and change log; store/record.h moves its state: a
+ * stored deal that fails again follows the updater's expiry rule), records rejections in
+ * `seen`, removes what was settled from `pending`, keeps the rest there with attempts + 1, and
+ * counts the batch in `meta`. Nothing leaves pending unless its outcome is in the same
+ * transaction, so a kill -9 at any point loses no survivor and, LMDB being transactional,
+ * corrupts no record.
  *
  * Failures never drop work silently: a failed or cancelled request keeps every item (backoff
  * and retry); a product missing from the answer, without its offers, or garbled (fields of
@@ -31,6 +35,7 @@
 #include "committer/committer.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,7 +66,7 @@
 
 static const enum shm_ring_id watched[2] = {SHM_RING_SURVIVORS, SHM_RING_RECOMMIT};
 
-enum action { ACT_RETRY = 0, ACT_DEAL, ACT_REJECT, ACT_GIVE_UP };
+enum action { ACT_RETRY = 0, ACT_DEAL, ACT_REJECT, ACT_GIVE_UP, ACT_DROP };
 
 struct entry {
     struct st_key key;
@@ -82,7 +87,7 @@ struct batch {
     int64_t now_ms; /* check time (epoch ms) */
     int64_t cost_tokens;
     /* Outcome of the write, recomputed by every run of the write function. */
-    unsigned committed, rejected, rechecked, expired, retried, given_up;
+    unsigned committed, rejected, rechecked, expired, retried, given_up, dropped;
 };
 
 struct committer {
@@ -102,6 +107,7 @@ struct committer {
     int64_t resume_ms;       /* no new batch before this (mono ms) after failed batches */
     struct jd_rules rules;   /* the judgement's rules (judge/rules.h), renewed on reload */
     uint64_t rules_hash;
+    struct val_conf conf; /* how far the peeks proved right (worker/value.h), learned */
     struct batch b;
 };
 
@@ -115,9 +121,78 @@ static void publish_backlog(struct committer *c)
     shm_gauge_set(c->wk->counters, SHM_C_commit_backlog, (int64_t)c->q.n);
 }
 
+/* ---------------------------------------------------------------- value per token */
+
+static const struct shm_counter_block *updater_counters(const struct committer *c)
+{
+    return &c->wk->seg.layout->counters[SHM_ROLE_UPDATER];
+}
+
+/*
+ * What the backlog is ordered by (committer/queue.h): the vanish rates the updater learned
+ * from its re-checks (its gauges; the prior until it published them) and what this process
+ * learned of the peeks.
+ */
+static void value_model(const struct committer *c, struct committer_value *m)
+{
+    static const enum shm_counter_id half_life[VAL_CLASSES] = {SHM_C_vanish_half_life_fast_min,
+                                                               SHM_C_vanish_half_life_mid_min,
+                                                               SHM_C_vanish_half_life_slow_min};
+    const struct cfg *cfg = &c->wk->cfg;
+    memset(m, 0, sizeof(*m));
+    m->on = (val_rules(cfg) & VAL_RULE_ORDER) != 0;
+    for (int k = 0; k < VAL_CLASSES; k++) {
+        int64_t h = shm_counter_get(updater_counters(c), half_life[k]);
+        m->lambda[k] = val_lambda_of_half_life(h > 0 ? h : VAL_PRIOR_HALF_LIFE_MIN);
+    }
+    m->hit = val_conf_hit(&c->conf);
+    m->ratio = val_conf_ratio(&c->conf);
+    m->minute_ms = cfg->tokens_minute_ms > 0 ? cfg->tokens_minute_ms : CFG_MS_MIN;
+    m->offers = cfg->commit_offers;
+}
+
+static void publish_value(struct committer *c)
+{
+    shm_gauge_set(c->wk->counters, SHM_C_peek_hit_bp, llround(val_conf_hit(&c->conf) * 10000));
+    shm_gauge_set(c->wk->counters, SHM_C_peek_profit_ratio_bp,
+                  llround(val_conf_ratio(&c->conf) * 10000));
+}
+
+/*
+ * When a newly stored deal is first re-checked: after the interval the updater's value rule
+ * gives a typical deal (its gauge), else [update] min_interval; within [min, max] interval.
+ */
+static int64_t first_check_ms(const struct committer *c)
+{
+    const struct cfg *cfg = &c->wk->cfg;
+    int64_t lo = cfg_keepa_ms(cfg, cfg->update_min_interval_ms);
+    int64_t hi = cfg_keepa_ms(cfg, cfg->update_max_interval_ms);
+    int64_t typical = shm_counter_get(updater_counters(c), SHM_C_recheck_interval_min);
+    if (!(val_rules(cfg) & VAL_RULE_RECHECK) || typical <= 0)
+        return lo;
+    int64_t ms = cfg_keepa_ms(cfg, typical * CFG_MS_MIN);
+    return ms < lo ? lo : ms > hi ? hi : ms;
+}
+
+/* Learns from the judged survivors of the batch just stored how far their peeks held. */
+static void learn(struct committer *c)
+{
+    struct committer_value m;
+    value_model(c, &m);
+    for (size_t i = 0; i < c->b.n; i++) {
+        const struct entry *e = &c->b.e[i];
+        if ((e->act != ACT_DEAL && e->act != ACT_REJECT) || e->p.source == ST_SOURCE_RECOMMIT)
+            continue;
+        val_conf_observe(&c->conf, e->act == ACT_DEAL, committer_survival(&e->p, c->b.now_ms, &m),
+                         e->p.peek_profit_cents, e->v.priced ? e->v.profit_cents : 0);
+    }
+    publish_value(c);
+}
+
 static void maybe_start_batch(struct committer *c);
 static void finish_stop(struct committer *c);
 static void on_write_timer(uv_timer_t *t);
+static void try_write(struct committer *c);
 
 /* ---------------------------------------------------------------- intake */
 
@@ -328,6 +403,7 @@ static int write_batch(struct st_txn *txn, void *ud)
     struct batch *b = &c->b;
     const struct cfg *cfg = &c->wk->cfg;
     b->committed = b->rejected = b->rechecked = b->expired = b->retried = b->given_up = 0;
+    b->dropped = 0;
     int rc = 0;
     for (size_t i = 0; i < b->n && rc == 0; i++) {
         const struct entry *e = &b->e[i];
@@ -352,10 +428,9 @@ static int write_batch(struct st_txn *txn, void *ud)
             if (e->category[0] != '\0')
                 st_record_set_category(&r, e->category, strlen(e->category));
             r.in = e->in;
-            enum st_event ev =
-                st_record_judged(&r, &e->v, c->rules_hash, ST_EV_COMMIT, b->now_ms,
-                                 (uint32_t)cfg->update_expire_after_failures,
-                                 b->now_ms + cfg_keepa_ms(cfg, cfg->update_min_interval_ms));
+            enum st_event ev = st_record_judged(&r, &e->v, c->rules_hash, ST_EV_COMMIT, b->now_ms,
+                                                (uint32_t)cfg->update_expire_after_failures,
+                                                b->now_ms + first_check_ms(c));
             rc = st_record_put(txn, &r, ev, b->now_ms);
             if (rc == 0 && r.state != ST_STATE_DEAL)
                 rc = mark_seen(txn, e, ST_VERDICT_REJECTED);
@@ -376,6 +451,14 @@ static int write_batch(struct st_txn *txn, void *ud)
             if (rc == 0)
                 rc = del_pending(txn, &e->key);
             b->given_up++;
+            break;
+        case ACT_DROP:
+            /* Most likely gone: not fetched. Its `seen` verdict keeps an unchanged feed entry
+             * from being peeked again; a changed one is peeked afresh. */
+            rc = mark_seen(txn, e, ST_VERDICT_REJECTED);
+            if (rc == 0)
+                rc = del_pending(txn, &e->key);
+            b->dropped++;
             break;
         case ACT_RETRY: {
             struct st_pending p = e->p;
@@ -421,6 +504,7 @@ static void after_write(struct committer *c)
 {
     struct batch *b = &c->b;
     int64_t now = mono_ms();
+    learn(c);
     for (size_t i = 0; i < b->n; i++) {
         const struct entry *e = &b->e[i];
         if (e->act == ACT_GIVE_UP)
@@ -443,6 +527,15 @@ static void after_write(struct committer *c)
     shm_counter_add(cb, SHM_C_store_writes, 1);
     shm_counter_add(cb, SHM_C_deals_committed, b->committed);
     shm_counter_add(cb, SHM_C_deals_expired, b->expired);
+    shm_counter_add(cb, SHM_C_survivors_dropped, b->dropped);
+    if (b->dropped > 0 && b->dropped == b->n) {
+        kd_info("dropped %u survivors unfetched: their deals have most likely vanished since "
+                "their peeks; backlog %zu",
+                b->dropped, c->q.n);
+        b->n = 0;
+        publish_backlog(c);
+        return;
+    }
     char verdicts[COMMITTER_MAX_BATCH * 40] = "";
     size_t off = 0;
     for (size_t i = 0; i < b->n && off < sizeof(verdicts); i++) {
@@ -646,6 +739,34 @@ static void on_batch_timer(uv_timer_t *t)
     maybe_start_batch(t->data);
 }
 
+/*
+ * Drops the survivors whose deals have most likely vanished (committer_queue_hopeless), in
+ * batches written like fetched ones but without a request. Returns true when a write failed
+ * (it is retried on the write timer and nothing else may start).
+ */
+static bool drop_hopeless(struct committer *c, const struct committer_value *m)
+{
+    struct st_key keys[COMMITTER_MAX_BATCH];
+    size_t n;
+    while ((n = committer_queue_hopeless(&c->q, kd_wall_ms(), m, COMMITTER_MAX_BATCH, keys)) > 0) {
+        struct batch *b = &c->b;
+        memset(b, 0, sizeof(*b));
+        for (size_t i = 0; i < n; i++) {
+            struct committer_item *it = committer_queue_find(&c->q, &keys[i]);
+            struct entry *e = &b->e[b->n++];
+            e->key = keys[i];
+            e->p = it->p;
+            e->act = ACT_DROP;
+            it->in_flight = true;
+        }
+        b->now_ms = kd_wall_ms();
+        try_write(c);
+        if (c->write_pending)
+            return true;
+    }
+    return false;
+}
+
 static void maybe_start_batch(struct committer *c)
 {
     if (!c->sp_ok || c->in_flight || c->write_pending || c->closing || c->wk->stopping ||
@@ -657,6 +778,10 @@ static void maybe_start_batch(struct committer *c)
         uv_timer_start(&c->batch_timer, on_batch_timer, (uint64_t)(c->resume_ms - now), 0);
         return;
     }
+    struct committer_value m;
+    value_model(c, &m);
+    if ((val_rules(cfg) & VAL_RULE_DROP) && drop_hopeless(c, &m))
+        return; /* the drop's write failed: it is retried before anything else */
     int64_t oldest = 0;
     size_t ready = committer_queue_ready(&c->q, now, &oldest);
     int64_t batch = cfg->commit_batch;
@@ -676,7 +801,7 @@ static void maybe_start_batch(struct committer *c)
     }
     uv_timer_stop(&c->batch_timer);
     struct st_key keys[COMMITTER_MAX_BATCH];
-    size_t n = committer_queue_take(&c->q, now, (size_t)batch, keys);
+    size_t n = committer_queue_take(&c->q, now, kd_wall_ms(), &m, (size_t)batch, keys);
     struct batch *b = &c->b;
     memset(b, 0, sizeof(*b));
     for (size_t i = 0; i < n; i++) {
@@ -685,9 +810,21 @@ static void maybe_start_batch(struct committer *c)
         b->e[i].p = it->p;
     }
     b->n = n;
+    /* The peeks' offer counts say what the full fetch costs (worker/value.h): a batch of many
+     * offers reserves what it will be charged, not the average, so no request behind it finds
+     * the bucket short (a 429). */
+    int64_t least = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct jd_inputs *in = &b->e[i].p.in;
+        least += val_fetch_tokens(in->offers_new >= 0 && in->offers_used >= 0
+                                      ? (int64_t)in->offers_new + in->offers_used
+                                      : -1,
+                                  cfg->commit_offers);
+    }
     struct sp_job_spec spec = {
         .kind = TB_KIND_COMMIT,
         .units = (int64_t)n,
+        .least_tokens = least,
         .prio = SP_PRIO_COMMIT,
         .build = build_call,
         .cbs = {.on_product = on_product, .on_done = on_done, .ud = c},
@@ -771,6 +908,8 @@ static int on_start(struct wk *wk)
     jd_rules_from_cfg(&wk->cfg, &c->rules);
     c->rules_hash = jd_rules_hash(&c->rules);
     committer_queue_init(&c->q);
+    val_conf_init(&c->conf);
+    publish_value(c);
     int rc = wk_store_open(wk, &c->env);
     if (rc != 0)
         return rc;

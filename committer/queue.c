@@ -114,25 +114,69 @@ int64_t committer_batch_wait_ms(size_t ready, int64_t oldest_ms, int64_t now_ms,
     return linger_ms - waited;
 }
 
-size_t committer_queue_take(struct committer_queue *q, int64_t now_ms, size_t max,
-                            struct st_key *keys)
+double committer_survival(const struct st_pending *p, int64_t now_wall_ms,
+                          const struct committer_value *m)
+{
+    if (p->source == ST_SOURCE_RECOMMIT)
+        return 1.0;
+    double age_min = (double)(now_wall_ms - p->peek_ms) / (double)m->minute_ms;
+    return val_survival(m->lambda[val_class(p->in.sales_rank)], age_min);
+}
+
+double committer_still_deal(const struct st_pending *p, int64_t now_wall_ms,
+                            const struct committer_value *m)
+{
+    if (p->source == ST_SOURCE_RECOMMIT)
+        return 1.0;
+    return m->hit * committer_survival(p, now_wall_ms, m);
+}
+
+double committer_value_per_token(const struct st_pending *p, int64_t now_wall_ms,
+                                 const struct committer_value *m)
+{
+    double profit = (double)(p->peek_profit_cents > 1 ? p->peek_profit_cents : 1);
+    if (p->source != ST_SOURCE_RECOMMIT)
+        profit *= m->ratio;
+    int64_t live = p->in.offers_new >= 0 && p->in.offers_used >= 0
+                       ? (int64_t)p->in.offers_new + p->in.offers_used
+                       : -1;
+    return profit * committer_still_deal(p, now_wall_ms, m) /
+           (double)val_fetch_tokens(live, m->offers);
+}
+
+/* True when item A goes before item B. */
+static bool before(const struct committer_item *a, double va, const struct committer_item *b,
+                   double vb, bool by_value)
+{
+    if (by_value && va != vb)
+        return va > vb;
+    return a->ready_ms < b->ready_ms;
+}
+
+size_t committer_queue_take(struct committer_queue *q, int64_t now_ms, int64_t now_wall_ms,
+                            const struct committer_value *m, size_t max, struct st_key *keys)
 {
     if (max > COMMITTER_MAX_BATCH)
         max = COMMITTER_MAX_BATCH;
     size_t n = 0;
     int domain = -1;
-    /* Oldest ready first: arrival order, except that items back from a backoff compete
-     * by the time they became ready again. */
+    bool by_value = m != NULL && m->on;
+    /* The most valuable ready item first (or the oldest: arrival order, except that items
+     * back from a backoff compete by the time they became ready again). */
     while (n < max) {
         ptrdiff_t best = -1;
+        double best_v = 0;
         for (size_t i = 0; i < q->n; i++) {
             const struct committer_item *it = &q->items[i];
             if (it->in_flight || it->ready_ms > now_ms)
                 continue;
             if (domain >= 0 && it->p.domain != domain)
                 continue;
-            if (best < 0 || it->ready_ms < q->items[best].ready_ms)
+            double v = by_value ? committer_value_per_token(&it->p, now_wall_ms, m) : 0;
+            if (best < 0 || before(it, v, &q->items[best], best_v, by_value)) {
                 best = (ptrdiff_t)i;
+                best_v = v;
+            }
         }
         if (best < 0)
             break;
@@ -140,6 +184,18 @@ size_t committer_queue_take(struct committer_queue *q, int64_t now_ms, size_t ma
         it->in_flight = true;
         domain = it->p.domain;
         keys[n++] = it->key;
+    }
+    return n;
+}
+
+size_t committer_queue_hopeless(const struct committer_queue *q, int64_t now_wall_ms,
+                                const struct committer_value *m, size_t max, struct st_key *keys)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < q->n && n < max; i++) {
+        const struct committer_item *it = &q->items[i];
+        if (!it->in_flight && committer_survival(&it->p, now_wall_ms, m) < COMMITTER_DROP_CHANCE)
+            keys[n++] = it->key;
     }
     return n;
 }

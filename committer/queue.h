@@ -8,10 +8,20 @@
  * pending; what it adds is deduplication by key (an ASIN announced twice is fetched once),
  * arrival order, the in-flight mark and per-item backoff after failed fetches.
  *
- * Batching: a batch is up to `batch` ready items of one domain, oldest first. A full batch
- * goes at once; a partial one waits until its oldest item has been ready for `linger_ms`, so
- * a lone survivor is fetched after at most the linger time instead of waiting for company
- * forever. Pure functions of (queue, now): tests drive them with made-up times.
+ * Batching: a batch is up to `batch` ready items of one domain, the most valuable first (or,
+ * with the value order off, the oldest first). A full batch goes at once; a partial one waits
+ * until its oldest item has been ready for `linger_ms`, so a lone survivor is fetched after at
+ * most the linger time instead of waiting for company forever. Pure functions of (queue, now,
+ * value model): tests drive them with made-up times and rates.
+ *
+ * Value (docs/architecture.md, "The spending policy"): a survivor is worth what its full fetch
+ * is expected to find: the peek's profit estimate times the learned profit ratio, times the
+ * learned hit rate, times the chance a deal of its class (worker/value.h) is still there
+ * after the Keepa minutes since its peek; the backlog is taken by that worth per token of its
+ * full fetch (the peek's offer counts say what it costs). A recommit (a stored deal the
+ * updater wants fetched again) is worth its stored profit undiscounted: it is shown while it
+ * waits. A survivor whose deal has most likely vanished (its class's survival since the peek
+ * below COMMITTER_DROP_CHANCE) is not worth its fetch: the committer drops it unfetched.
  */
 #ifndef KD_COMMITTER_QUEUE_H
 #define KD_COMMITTER_QUEUE_H
@@ -21,8 +31,20 @@
 #include <stdint.h>
 
 #include "store/codec.h"
+#include "worker/value.h"
 
-#define COMMITTER_MAX_BATCH 5
+#define COMMITTER_MAX_BATCH   5
+#define COMMITTER_DROP_CHANCE 0.1 /* a survivor less likely than this to last is dropped */
+
+/* What the backlog is ordered by: the learned rates (worker/value.h) and the fetch's terms. */
+struct committer_value {
+    bool on;                    /* false: arrival order */
+    double lambda[VAL_CLASSES]; /* vanish hazard per Keepa minute of each class */
+    double hit;                 /* val_conf_hit */
+    double ratio;               /* val_conf_ratio */
+    int64_t minute_ms;          /* real ms of a Keepa minute (> 0) */
+    int64_t offers;             /* offers asked per full fetch */
+};
 
 struct committer_item {
     struct st_pending p;
@@ -68,11 +90,42 @@ int64_t committer_batch_wait_ms(size_t ready, int64_t oldest_ms, int64_t now_ms,
                                 int64_t linger_ms, bool stopping);
 
 /*
- * Takes up to MAX (1..COMMITTER_MAX_BATCH) ready items of one domain, oldest first, marks them
- * in flight and copies their keys into KEYS. Returns how many were taken.
+ * The chance that a deal like survivor P, seen a deal by its peek at P->peek_ms, is still
+ * there at wall-clock NOW_WALL_MS: its class's survival over the Keepa minutes since (1 for a
+ * recommit).
  */
-size_t committer_queue_take(struct committer_queue *q, int64_t now_ms, size_t max,
-                            struct st_key *keys);
+double committer_survival(const struct st_pending *p, int64_t now_wall_ms,
+                          const struct committer_value *m);
+
+/* The chance that P is a deal at NOW_WALL_MS: the hit rate times committer_survival (1 for a
+ * recommit). */
+double committer_still_deal(const struct st_pending *p, int64_t now_wall_ms,
+                            const struct committer_value *m);
+
+/*
+ * What a full fetch of P at NOW_WALL_MS is expected to find, in cents of profit per token it
+ * costs: the peek's profit (at least 1 cent) times the profit ratio times
+ * committer_still_deal, over val_fetch_tokens of the peek's offer counts.
+ */
+double committer_value_per_token(const struct st_pending *p, int64_t now_wall_ms,
+                                 const struct committer_value *m);
+
+/*
+ * Takes up to MAX (1..COMMITTER_MAX_BATCH) ready items of one domain, marks them in flight
+ * and copies their keys into KEYS: the highest committer_value_per_token at NOW_WALL_MS first
+ * when M is on, else the oldest first (ties go to the older too). Returns how many were taken.
+ * NOW_MS is the queue's (monotonic) time of readiness.
+ */
+size_t committer_queue_take(struct committer_queue *q, int64_t now_ms, int64_t now_wall_ms,
+                            const struct committer_value *m, size_t max, struct st_key *keys);
+
+/*
+ * Copies into KEYS (at most MAX) the keys of the queued survivors, not in flight, whose
+ * committer_survival at NOW_WALL_MS is below COMMITTER_DROP_CHANCE (never a recommit): a
+ * peek, however trusted, says little after that long. Returns how many.
+ */
+size_t committer_queue_hopeless(const struct committer_queue *q, int64_t now_wall_ms,
+                                const struct committer_value *m, size_t max, struct st_key *keys);
 
 /*
  * Backoff after the ATTEMPTS-th consecutive failure (1 = first) when a Keepa minute lasts

@@ -600,6 +600,8 @@ static int grant(struct spend *sp, struct sp_job *job, int64_t now, int64_t *wak
         struct shm_tokens *tb = bucket(sp, k);
         int64_t minute = tb->minute_ns;
         int64_t cost = tb_cost_estimate(tb, job->spec.kind, job->spec.units);
+        if (cost < job->spec.least_tokens)
+            cost = job->spec.least_tokens;
         if (cost < 0)
             cost = 0;
         ks_mark_active(&key->ks, key->member, sp->owner, now, now + SP_ACTIVE_MINUTES * minute);

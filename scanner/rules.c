@@ -9,6 +9,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
+#include <math.h>
 #include <string.h>
 #include <strings.h>
 
@@ -21,6 +22,84 @@ bool scanner_prefilter_deal(const struct kp_deal *d, const struct jd_rules *r, c
     if (!keep && why != NULL)
         *why = jd_reason(&v);
     return keep;
+}
+
+static size_t fees_slot(const char *asin)
+{
+    return (size_t)(scanner_fnv1a(SCANNER_FNV_INIT, asin, ST_ASIN_LEN) &
+                    (SCANNER_FEES_SLOTS - 1));
+}
+
+void scanner_fees_put(struct scanner_fees *f, const char *asin, const struct jd_inputs *in)
+{
+    if (!in->fees_known || strlen(asin) != ST_ASIN_LEN)
+        return;
+    struct scanner_fees_entry *e = &f->e[fees_slot(asin)];
+    memcpy(e->asin, asin, ST_ASIN_LEN + 1);
+    e->referral_bp = in->referral_bp;
+    e->fba_fee_cents = in->fba_fee_cents;
+    e->closing_fee_cents = in->closing_fee_cents;
+}
+
+bool scanner_fees_get(const struct scanner_fees *f, const char *asin, struct jd_inputs *in)
+{
+    if (strlen(asin) != ST_ASIN_LEN)
+        return false;
+    const struct scanner_fees_entry *e = &f->e[fees_slot(asin)];
+    if (memcmp(e->asin, asin, ST_ASIN_LEN + 1) != 0)
+        return false;
+    in->referral_bp = e->referral_bp;
+    in->fba_fee_cents = e->fba_fee_cents;
+    in->closing_fee_cents = e->closing_fee_cents;
+    in->fees_known = true;
+    return true;
+}
+
+void scanner_prescore_deal(const struct kp_deal *d, const struct jd_rules *r,
+                           const struct scanner_fees *fees, int64_t *profit_cents,
+                           int64_t *at_min)
+{
+    struct jd_inputs in;
+    struct jd_verdict v;
+    jd_inputs_from_deal(d, r, 0, &in);
+    *at_min = d->creation_date_keepa_min > 0   ? d->creation_date_keepa_min
+              : d->last_update_keepa_min > 0 ? d->last_update_keepa_min
+                                             : 0;
+    if (fees != NULL && scanner_fees_get(fees, d->asin, &in)) {
+        struct jd_inputs bare = in; /* as a peek reads it: no Buy Box */
+        bare.new_buy_box_cents = bare.used_buy_box_cents = -1;
+        struct jd_verdict vb;
+        bool deal = jd_judge(&in, r, &v), deal_bare = jd_judge(&bare, r, &vb);
+        if (!deal && !deal_bare) {
+            *profit_cents = -1;
+            return;
+        }
+        if (!deal || (deal_bare && vb.profit_cents > v.profit_cents))
+            v = vb;
+        *profit_cents = v.priced && v.profit_cents > 0 ? v.profit_cents : 0;
+        return;
+    }
+    jd_judge(&in, r, &v);
+    *profit_cents = v.priced && v.profit_cents > 0 ? v.profit_cents : 0;
+}
+
+double scanner_prescore(int64_t profit_cents, int64_t at_min, int64_t newest_min,
+                        int64_t half_life_min)
+{
+    if (profit_cents <= 0)
+        return 0;
+    double age = at_min > 0 && newest_min > at_min ? (double)(newest_min - at_min) : 0;
+    double h = (double)(half_life_min > 0 ? half_life_min : SCANNER_HALF_LIFE_MIN);
+    return (double)profit_cents * exp2(-age / h);
+}
+
+int64_t scanner_pass_pause_ms(int64_t pause_ms, bool busy, int64_t balance, int64_t rate)
+{
+    if (pause_ms < 0)
+        pause_ms = 0;
+    if (busy && rate > 0 && balance > rate * SCANNER_BUSY_MIN)
+        return 0;
+    return pause_ms;
 }
 
 uint64_t scanner_fnv1a(uint64_t h, const void *p, size_t len)
@@ -209,6 +288,40 @@ size_t scanner_page_take(struct scanner_page *p, size_t max, uint16_t *idx)
             continue;
         p->c[i].state = SCANNER_CAND_IN_FLIGHT;
         idx[n++] = (uint16_t)i;
+    }
+    return n;
+}
+
+size_t scanner_page_take_best(struct scanner_page *p, size_t max, uint16_t *idx,
+                              int64_t half_life_min)
+{
+    int64_t newest = 0;
+    for (size_t i = 0; i < p->n; i++)
+        if (p->c[i].state == SCANNER_CAND_QUEUED && p->c[i].prescore_at_min > newest)
+            newest = p->c[i].prescore_at_min;
+    int kind = -1; /* one kind per request, the first queued one's: 0 ASINs, 1 codes */
+    for (size_t i = 0; i < p->n && kind < 0; i++)
+        if (p->c[i].state == SCANNER_CAND_QUEUED)
+            kind = p->c[i].code[0] != '\0';
+    size_t n = 0;
+    while (n < max) {
+        ptrdiff_t best = -1;
+        double best_score = 0;
+        for (size_t i = 0; i < p->n; i++) {
+            const struct scanner_cand *c = &p->c[i];
+            if (c->state != SCANNER_CAND_QUEUED || (c->code[0] != '\0') != kind)
+                continue;
+            double score = scanner_prescore(c->prescore_profit_cents, c->prescore_at_min, newest,
+                                            half_life_min);
+            if (best < 0 || score > best_score) {
+                best = (ptrdiff_t)i;
+                best_score = score;
+            }
+        }
+        if (best < 0)
+            break;
+        p->c[best].state = SCANNER_CAND_IN_FLIGHT;
+        idx[n++] = (uint16_t)best;
     }
     return n;
 }

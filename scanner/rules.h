@@ -10,7 +10,8 @@
  *     never relies on the feed's order being a time order (F11): a pass walks pages 0, 1,
  *     2, ... until a short page or the last page Keepa serves, then a new pass starts at 0;
  *   - the page of candidates in memory and the state of each (queued, in a peek request,
- *     done), so a failed peek puts its ASINs back instead of dropping them;
+ *     done), so a failed peek puts its ASINs back instead of dropping them; which of them
+ *     are peeked first (the free pre-score); when the next pass starts;
  *   - one line of an ASIN list file, and one line of the seller's list ([scan] source = list);
  *   - the discovery filters ([scan] max_rank, categories, exclude_categories, no_amazon,
  *     min_price, max_price), applied to the feed's data for free and again at the peek;
@@ -112,6 +113,8 @@ struct scanner_cand {
     uint64_t feed_hash;
     int64_t window_start_min, window_end_min; /* a lightning deal's [start, end), Keepa
                                                  minutes; -1 for other sources */
+    int64_t prescore_profit_cents; /* scanner_prescore_deal; 0 when the source has no feed */
+    int64_t prescore_at_min;       /* ... and its moment; 0 unknown */
 };
 
 /* The candidates of one page (or chunk), in feed order, each ASIN at most once. */
@@ -143,6 +146,61 @@ int scanner_page_add_code(struct scanner_page *p, const char *code, int16_t item
  * and writes their indices to IDX. Returns how many were taken.
  */
 size_t scanner_page_take(struct scanner_page *p, size_t max, uint16_t *idx);
+
+/*
+ * What peeks taught about products' fees (referral percentage, FBA fee, closing fee), kept in
+ * memory so that the pre-score of a product's next feed entry judges with its own fees
+ * instead of none. A fixed table of SCANNER_FEES_SLOTS entries indexed by the ASIN's hash;
+ * a newer product takes an older one's slot (its fees are then unknown again).
+ */
+#define SCANNER_FEES_SLOTS 16384 /* a power of two */
+
+struct scanner_fees_entry {
+    char asin[ST_ASIN_LEN + 1];
+    int32_t referral_bp;
+    int64_t fba_fee_cents;
+    int64_t closing_fee_cents;
+};
+
+struct scanner_fees {
+    struct scanner_fees_entry e[SCANNER_FEES_SLOTS];
+};
+
+/* Remembers the fees IN (a peek's read of ASIN) carries, when it carries them (fees_known). */
+void scanner_fees_put(struct scanner_fees *f, const char *asin, const struct jd_inputs *in);
+
+/* Sets IN's fee inputs (and fees_known) to those remembered for ASIN. False when none are. */
+bool scanner_fees_get(const struct scanner_fees *f, const char *asin, struct jd_inputs *in);
+
+/*
+ * The free pre-score of feed deal D under rules R (docs/architecture.md, "The spending
+ * policy"): *PROFIT_CENTS gets the judgement's upper bound on the feed's own numbers (fees
+ * unknown count 0: scanner_prefilter_deal's judgement; 0 when it has no price), *AT_MIN the
+ * moment its deal was recorded (creationDate, else lastUpdate; 0 unknown), Keepa minutes.
+ * With FEES (may be NULL) remembering the product's fees, the judgement uses them, both on the
+ * feed's numbers and without the feed's Buy Boxes (as a peek, which has none, reads it), and
+ * takes the better; when neither is a deal the peek would not be one either on these numbers
+ * and *PROFIT_CENTS is -1 (a sure fail).
+ */
+void scanner_prescore_deal(const struct kp_deal *d, const struct jd_rules *r,
+                           const struct scanner_fees *fees, int64_t *profit_cents,
+                           int64_t *at_min);
+
+/*
+ * A pre-score's worth: PROFIT_CENTS halved for every HALF_LIFE_MIN (> 0) its moment AT_MIN is
+ * older than NEWEST_MIN, the newest moment on the page (a fresh drop is likelier to be there
+ * still). An unknown moment (0) counts as the newest.
+ */
+double scanner_prescore(int64_t profit_cents, int64_t at_min, int64_t newest_min,
+                        int64_t half_life_min);
+
+/*
+ * As scanner_page_take, but the queued candidates with the highest scanner_prescore first
+ * (page order among equals, so a source without feed data keeps its order). HALF_LIFE_MIN is
+ * the learned half-life of a deal (worker/value.h), <= 0 for its prior.
+ */
+size_t scanner_page_take_best(struct scanner_page *p, size_t max, uint16_t *idx,
+                              int64_t half_life_min);
 
 /* Ends the flight of the N candidates at IDX: DONE true marks them done, else re-queues. */
 void scanner_page_release(struct scanner_page *p, const uint16_t *idx, size_t n, bool done);
@@ -237,6 +295,18 @@ bool scanner_discovery_pass(const struct scanner_discovery *d, const struct jd_i
 /* 64-bit FNV-1a of LEN bytes at P, continuing from H (start with SCANNER_FNV_INIT). */
 #define SCANNER_FNV_INIT 1469598103934665603ULL
 uint64_t scanner_fnv1a(uint64_t h, const void *p, size_t len);
+
+/* Minutes of refill the bucket may hold before discovery stops pausing (scanner_pass_pause_ms). */
+#define SCANNER_BUSY_MIN      10
+#define SCANNER_HALF_LIFE_MIN 120 /* a deal's half-life before the updater learned one */
+
+/*
+ * The pause before the next discovery pass: PAUSE_MS ([scan] pass_pause, already in real ms
+ * of Keepa time), or none when BUSY (the "busy" rule) and the bucket's BALANCE is above
+ * SCANNER_BUSY_MIN minutes of RATE: a pause then only lets tokens nothing else wants pile up
+ * towards the cap, where they are lost, or sit unspent.
+ */
+int64_t scanner_pass_pause_ms(int64_t pause_ms, bool busy, int64_t balance, int64_t rate);
 
 /* Keepa minutes of refill the committer backlog may need (see scanner_backlog_limit). */
 #define SCANNER_BACKLOG_HORIZON_MIN 30

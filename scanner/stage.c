@@ -5,15 +5,17 @@
  * spender (or reads a chunk of the ASIN list); the deals stream into the page, each judged by
  * the free pre-filter as it arrives; page_done() keeps the page only if the answer was
  * complete, then drops the ASINs the `seen` db says were peeked recently and are unchanged
- * (dedup). submit_peeks() takes up to [scan] peek_batch queued candidates per request, read
- * at submit time so a HUP applies to the next batch, and fewer when their expected survivors
- * would overfill the committer backlog (peek_room, backlog_limit). peek_done() writes the batch's
+ * (dedup). The free pre-score (scanner/rules.h) ranks each candidate the pre-filter kept, and
+ * drops it when the fees its last peek read make it a sure fail. submit_peeks() takes up to
+ * [scan] peek_batch queued candidates per request, best pre-score first, read at submit time
+ * so a HUP applies to the next batch, and fewer when their expected survivors would overfill
+ * the committer backlog (peek_room, backlog_limit). peek_done() writes the batch's
  * `seen` records, the survivors' `pending` records in one transaction, then pushes the ring
  * records. A candidate the answer lacks, or had with fields of the wrong JSON type (the client
  * withholds those: KP_ASIN_MALFORMED), is not judged and not marked peeked in `seen`: a later
  * pass asks for it again, where absent fields would have rejected it on no evidence. Once every
  * candidate is done, finish_page() stores the advanced cursor, and the next page (or, after a
- * short page, the pass pause) follows.
+ * short page, the pass pause, none while tokens pile up) follows.
  *
  * The dear list sources (lightning deals, best-seller lists) fetch a whole list with one
  * request (fetch_list, within the deficit bound and sent once per grant), keep it as entries
@@ -39,6 +41,7 @@
 #include "store/record.h"
 #include "scanner/scanner.h"
 #include "shm/counters.h"
+#include "worker/value.h"
 
 #define BACKOFF_BASE_MS    500
 #define BACKOFF_MAX_MS     30000
@@ -526,6 +529,8 @@ static int peek_product(const struct kp_product *p, void *ud)
     snprintf(r->category, sizeof(r->category), "%s", p->root_category_name);
     int64_t now = kd_wall_ms();
     jd_inputs_from_product(p, &sc->rules, now, JD_READ_AUTO, &r->in);
+    if (sc->fees != NULL)
+        scanner_fees_put(sc->fees, asin, &r->in);
     const struct scanner_list_item *it = item_of(sc, &sc->page.c[b->idx[cand]]);
     if (it != NULL && it->l.cost_cents >= 0) {
         /* The seller's own cost: no offer to look for (judge/inputs.h). */
@@ -647,7 +652,11 @@ static void submit_peeks(struct scanner *sc, int64_t now, int64_t *wake)
             }
         if (codes && max > SCANNER_CODE_BATCH)
             max = SCANNER_CODE_BATCH;
-        size_t n = scanner_page_take(&sc->page, (size_t)max, b->idx);
+        size_t n = (sc->value_rules & VAL_RULE_PRESCORE)
+                       ? scanner_page_take_best(
+                             &sc->page, (size_t)max, b->idx,
+                             shm_counter_total(sc->wk->seg.layout, SHM_C_vanish_half_life_min))
+                       : scanner_page_take(&sc->page, (size_t)max, b->idx);
         if (n == 0)
             return;
         b->sc = sc;
@@ -736,6 +745,7 @@ static int on_deal(const struct kp_deal *d, void *ud)
     int rc = scanner_page_add(&sc->page, d->asin, d->last_update_keepa_min, scanner_feed_hash(d));
     if (rc != 0)
         return 0; /* a repeat from a retried transfer, or not an ASIN */
+    struct scanner_cand *c = &sc->page.c[sc->page.n - 1];
     bool keep = scanner_prefilter_deal(d, &sc->rules, NULL);
     if (keep && scanner_discovery_any(&sc->disc)) {
         /* The discovery filters on the feed's own data, for free (scanner/rules.h). */
@@ -744,8 +754,16 @@ static int on_deal(const struct kp_deal *d, void *ud)
         keep = scanner_discovery_pass(&sc->disc, &in, NULL);
     }
     if (!keep) {
-        sc->page.c[sc->page.n - 1].state = SCANNER_CAND_DONE;
+        c->state = SCANNER_CAND_DONE;
         sc->page_prefiltered++;
+    } else {
+        bool fees = (sc->value_rules & VAL_RULE_FEES) != 0;
+        scanner_prescore_deal(d, &sc->rules, fees ? sc->fees : NULL, &c->prescore_profit_cents,
+                              &c->prescore_at_min);
+        if (c->prescore_profit_cents < 0) { /* a sure fail at the fees its last peek read */
+            c->state = SCANNER_CAND_DONE;
+            sc->page_prefiltered++;
+        }
     }
     return 0;
 }
@@ -1385,6 +1403,20 @@ static int write_cursor_fn(struct st_txn *txn, void *ud)
     return st_meta_put_bytes(txn, SCANNER_META_CURSOR, buf, sizeof(buf));
 }
 
+/*
+ * The pause after a pass: [scan] pass_pause in Keepa time, none while tokens pile up (the busy
+ * rule). A dear list source keeps its pause: every pass pays for its lists again.
+ */
+static int64_t pass_pause_ms(struct scanner *sc)
+{
+    struct tb_stats st;
+    bool known = sc->spend_ok && tb_stats(sc->sp.tb, kd_mono_ns(), &st) == 0 && st.anchored;
+    return scanner_pass_pause_ms(cfg_keepa_ms(cfg(sc), cfg(sc)->scan_pass_pause_ms),
+                                 (sc->value_rules & VAL_RULE_BUSY) != 0 &&
+                                     !list_source(sc->source),
+                                 known ? st.projected_tokens : 0, known ? st.refill_rate : 0);
+}
+
 /* Every candidate of the page is final: store the advanced cursor. */
 static void finish_page(struct scanner *sc, int64_t now)
 {
@@ -1417,6 +1449,7 @@ static void finish_page(struct scanner *sc, int64_t now)
     if (list_source(sc->source) && (pass_end || SCANNER_LIST_OF(next.position) != sc->list_index))
         sc->list_loaded = false; /* the walk left this list: the next one is fetched */
     if (pass_end) {
+        sc->pass_resume_ns = now + pass_pause_ms(sc) * KD_NS_PER_MS;
         char lines[160] = "";
         if (sc->source == CFG_SOURCE_LIST)
             snprintf(lines, sizeof(lines), ", %llu list lines ignored, %llu codes unresolved",
@@ -1432,12 +1465,11 @@ static void finish_page(struct scanner *sc, int64_t now)
                 next.pass - 1, (unsigned long long)sc->pass_pages,
                 (unsigned long long)sc->pass_discovered, (unsigned long long)sc->pass_peeked,
                 (unsigned long long)sc->pass_survivors, lines,
-                (long long)cfg(sc)->scan_pass_pause_ms);
+                (long long)((sc->pass_resume_ns - now) / KD_NS_PER_MS));
         sc->list_warned = true; /* bad list lines are reported once, not every pass */
         sc->pass_pages = sc->pass_discovered = sc->pass_peeked = sc->pass_survivors = 0;
         sc->pass_bad_lines = sc->pass_unresolved = 0;
         sc->pass_lists = sc->pass_list_tokens = sc->pass_ended = 0;
-        sc->pass_resume_ns = now + cfg(sc)->scan_pass_pause_ms * KD_NS_PER_MS;
     }
 }
 
@@ -1549,6 +1581,7 @@ static void on_reload(struct wk *wk)
     jd_rules_from_cfg(cfg(sc), &sc->rules);
     sc->rules_hash = jd_rules_hash(&sc->rules);
     scanner_discovery_from_cfg(cfg(sc), &sc->disc);
+    sc->value_rules = val_rules(cfg(sc));
     if (file_source(sc->source)) {
         const char *path = list_path(sc);
         sc->list_hash = scanner_fnv1a(SCANNER_FNV_INIT, path, strlen(path));
@@ -1652,12 +1685,14 @@ static int on_start(struct wk *wk)
     jd_rules_from_cfg(&wk->cfg, &sc->rules);
     sc->rules_hash = jd_rules_hash(&sc->rules);
     scanner_discovery_from_cfg(&wk->cfg, &sc->disc);
+    sc->value_rules = val_rules(&wk->cfg);
     sc->source = wk->cfg.scan_source;
     for (int i = 0; i < SCANNER_MAX_BATCHES; i++)
         sc->batches[i].sc = sc;
     int rc = wk_store_open(wk, &sc->env);
     if (rc != 0)
         return rc;
+    sc->fees = calloc(1, sizeof(*sc->fees)); /* NULL: the pre-score goes without */
     if (wk_backlog_init(&sc->survivors_out, wk, SHM_RING_SURVIVORS, SCANNER_UNPUSHED,
                         "it stays in pending") != 0 ||
         wk_backlog_init(&sc->refresh_out, wk, SHM_RING_REFRESH, SCANNER_UNPUSHED,
@@ -1716,6 +1751,7 @@ static void on_release(struct wk *wk)
     free(sc->list);
     wk_backlog_free(&sc->survivors_out);
     wk_backlog_free(&sc->refresh_out);
+    free(sc->fees);
 }
 
 const struct wk_stage scanner_stage = {

@@ -95,6 +95,8 @@ struct scanner {
     struct jd_rules rules; /* the judgement's rules (judge/rules.h), renewed on reload */
     uint64_t rules_hash;
     struct scanner_discovery disc; /* the discovery filters, renewed on reload */
+    struct scanner_fees *fees;     /* what peeks taught about fees (the pre-score's); may be NULL */
+    unsigned value_rules;          /* VAL_RULE_* of [tokens] value_rules, renewed on reload */
     struct scanner_selection sel;
     bool sel_ok;
     uint64_t list_hash; /* asins: hash of the list path */

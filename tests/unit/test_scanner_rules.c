@@ -2,10 +2,13 @@
  * test_scanner_rules.c: the scanner's pure rules (scanner/rules.h, scanner/selection.h): the free
  * pre-filter, dedup, the discovery cursor (it moves only past recorded pages; a pass ends on
  * a short or last page, never on anything else), the page of candidates (a failed peek puts
- * its ASINs back), ASIN list lines and the page selections.
+ * its ASINs back), ASIN list lines and the page selections; the free pre-score (the feed's
+ * own upper bound on profit, halved per half-life of age) and the page taken best first; the
+ * pause between passes (Keepa time; none while tokens pile up).
  */
 #include <errno.h>
 #include <stdint.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,8 +16,9 @@
 #include <yajl/yajl_tree.h>
 
 #include "kd_test.h"
-#include "keepa/request.h"
+#include "judge/inputs.h"
 #include "judge/rules.h"
+#include "keepa/request.h"
 #include "scanner/rules.h"
 #include "scanner/selection.h"
 
@@ -995,6 +999,144 @@ static void test_saved_list_round_trip(void **state)
     free(buf);
 }
 
+/* ---- value per token: the free pre-score, remembered fees, the pass pause ---- */
+
+static void test_prescore(void **state)
+{
+    (void)state;
+    struct cfg c;
+    cfg_defaults(&c);
+    struct jd_rules r;
+    jd_rules_from_cfg(&c, &r);
+    struct kp_deal d;
+    deal_init(&d, "B000000001");
+    d.creation_date_keepa_min = 7536800;
+    int64_t profit = 0, at = 0;
+    scanner_prescore_deal(&d, &r, NULL, &profit, &at);
+    /* The upper bound of the feed's judgement: at least what the full judgement could find. */
+    struct jd_inputs in;
+    struct jd_verdict v;
+    jd_inputs_from_deal(&d, &r, 0, &in);
+    jd_judge(&in, &r, &v);
+    assert_true(v.priced);
+    assert_int_equal(profit, v.profit_cents);
+    assert_true(profit > 0);
+    assert_int_equal(at, 7536800);
+    /* A deeper drop scores more; without a creation date, lastUpdate is its moment. */
+    int64_t deeper = 0;
+    d.current[2] = 1000;
+    d.creation_date_keepa_min = 0;
+    scanner_prescore_deal(&d, &r, NULL, &deeper, &at);
+    assert_true(deeper > profit);
+    assert_int_equal(at, 7536888);
+    /* No price: no score. */
+    d.current[2] = -1;
+    scanner_prescore_deal(&d, &r, NULL, &deeper, &at);
+    assert_int_equal(deeper, 0);
+
+    /* Worth: halved per half-life of age behind the newest moment. */
+    assert_true(fabs(scanner_prescore(1000, 100, 100, 60) - 1000) < 1e-9);
+    assert_true(fabs(scanner_prescore(1000, 40, 100, 60) - 500) < 1e-9);
+    assert_true(fabs(scanner_prescore(1000, 0, 100, 60) - 1000) < 1e-9); /* moment unknown */
+    assert_true(fabs(scanner_prescore(1000, -20 + 100, 100, 0) -
+                     1000 * exp2(-20.0 / SCANNER_HALF_LIFE_MIN)) < 1e-9); /* the prior */
+    assert_true(scanner_prescore(0, 100, 100, 60) == 0);
+}
+
+/* The fees a peek read are remembered, and the pre-score judges the next feed entry with
+ * them: a product that only looked like a deal with fees counted 0 is a sure fail. */
+static void test_prescore_with_learned_fees(void **state)
+{
+    (void)state;
+    struct cfg c;
+    cfg_defaults(&c);
+    struct jd_rules r;
+    jd_rules_from_cfg(&c, &r);
+    static struct scanner_fees fees;
+    memset(&fees, 0, sizeof(fees));
+    struct kp_deal d;
+    deal_init(&d, "B000000001");
+    d.current[2] = 1900; /* Used 19.00 against a 30.00 average: ROI 58 % before any fee */
+    int64_t bare = 0, with = 0, at = 0;
+    scanner_prescore_deal(&d, &r, &fees, &bare, &at);
+    assert_true(bare > 0); /* fees not known yet: the upper bound */
+
+    /* A peek read this product's fees: 15 % referral, a 6.50 FBA fee. */
+    struct jd_inputs peeked;
+    jd_inputs_init(&peeked);
+    peeked.referral_bp = 1500;
+    peeked.fba_fee_cents = 650;
+    peeked.closing_fee_cents = -1;
+    scanner_fees_put(&fees, "B000000002", &peeked); /* not known: not remembered */
+    assert_false(scanner_fees_get(&fees, "B000000002", &peeked));
+    peeked.fees_known = true;
+    scanner_fees_put(&fees, "B000000001", &peeked);
+    struct jd_inputs got;
+    jd_inputs_init(&got);
+    assert_true(scanner_fees_get(&fees, "B000000001", &got));
+    assert_true(got.fees_known);
+    assert_int_equal(got.referral_bp, 1500);
+    assert_int_equal(got.fba_fee_cents, 650);
+    assert_false(scanner_fees_get(&fees, "B000000009", &got));
+    /* 30.00 - 4.50 - 6.50 = 19.00 payout against 19.00 + 1.75 landed: a sure fail. */
+    scanner_prescore_deal(&d, &r, &fees, &with, &at);
+    assert_int_equal(with, -1);
+    /* Cheaper now: still a deal with its fees, worth less than without them. */
+    d.current[2] = 1000;
+    scanner_prescore_deal(&d, &r, NULL, &bare, &at);
+    scanner_prescore_deal(&d, &r, &fees, &with, &at);
+    assert_true(with > 0);
+    assert_true(with < bare);
+    /* A peek has no Buy Box: a feed Buy Box below the average does not make it a sure fail. */
+    d.current[32] = 1200; /* Used Buy Box 12.00 (landed) */
+    scanner_prescore_deal(&d, &r, &fees, &with, &at);
+    assert_true(with > 0);
+}
+
+static void test_page_take_best(void **state)
+{
+    (void)state;
+    static struct scanner_page p;
+    scanner_page_reset(&p);
+    const char *asins[] = {"B000000001", "B000000002", "B000000003", "B000000004", "B000000005"};
+    int64_t profit[] = {500, 3000, 3000, 0, 900};
+    int64_t at[] = {1000, 1000, 880, 1000, 1000}; /* the third is two half-lives older */
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(scanner_page_add(&p, asins[i], -1, 0), 0);
+        p.c[i].prescore_profit_cents = profit[i];
+        p.c[i].prescore_at_min = at[i];
+    }
+    uint16_t idx[5];
+    assert_int_equal(scanner_page_take_best(&p, 3, idx, 60), 3);
+    assert_int_equal(idx[0], 1); /* 3000 */
+    assert_int_equal(idx[1], 4); /* 900 */
+    assert_int_equal(idx[2], 2); /* 3000 / 4 = 750 */
+    assert_int_equal(scanner_page_take_best(&p, 5, idx, 60), 2);
+    assert_int_equal(idx[0], 0);
+    assert_int_equal(idx[1], 3);
+    assert_int_equal(scanner_page_take_best(&p, 5, idx, 60), 0);
+    /* A source without feed data (every score 0) keeps its page order. */
+    scanner_page_reset(&p);
+    for (int i = 0; i < 5; i++)
+        scanner_page_add(&p, asins[4 - i], -1, 0);
+    assert_int_equal(scanner_page_take_best(&p, 5, idx, 60), 5);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(idx[i], i);
+}
+
+static void test_pass_pause(void **state)
+{
+    (void)state;
+    /* Tokens scarce, or the rule off: the configured pause. */
+    assert_int_equal(scanner_pass_pause_ms(30000, true, 40, 5), 30000);
+    assert_int_equal(scanner_pass_pause_ms(30000, false, 6000, 100), 30000);
+    assert_int_equal(scanner_pass_pause_ms(30000, true, 0, 0), 30000); /* no reading yet */
+    /* More than SCANNER_BUSY_MIN minutes of refill in the bucket: the next pass at once. */
+    assert_int_equal(scanner_pass_pause_ms(30000, true, 5 * SCANNER_BUSY_MIN + 1, 5), 0);
+    assert_int_equal(scanner_pass_pause_ms(30000, true, 5 * SCANNER_BUSY_MIN, 5), 30000);
+    assert_int_equal(scanner_pass_pause_ms(-1, true, 0, 5), 0);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -1021,6 +1163,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_list_cursor),
         cmocka_unit_test(test_saved_list_round_trip),
         cmocka_unit_test(test_bestseller_config),
+        cmocka_unit_test(test_prescore),
+        cmocka_unit_test(test_prescore_with_learned_fees),
+        cmocka_unit_test(test_page_take_best),
+        cmocka_unit_test(test_pass_pause),
     };
     return KD_RUN_TESTS(tests, argc, argv);
 }

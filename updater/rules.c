@@ -7,6 +7,7 @@
  */
 #include "updater/rules.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +31,50 @@ void updater_policy_from_cfg(const struct cfg *c, struct updater_policy *out)
         c->update_expire_after_failures > 0 ? (uint32_t)c->update_expire_after_failures : 1;
     out->retry_base_ms = updater_scale_ms(CFG_MS_MIN, c->tokens_minute_ms);
     out->retry_max_ms = updater_scale_ms(30 * CFG_MS_MIN, c->tokens_minute_ms);
+    out->minute_ms = updater_scale_ms(CFG_MS_MIN, c->tokens_minute_ms);
+    unsigned rules = val_rules(c);
+    out->offer_gone_fails = (rules & VAL_RULE_GONE) != 0;
+    out->value_intervals = (rules & VAL_RULE_RECHECK) != 0;
+    for (int k = 0; k < VAL_CLASSES; k++)
+        out->lambda[k] = val_lambda_of_half_life(VAL_PRIOR_HALF_LIFE_MIN);
+    out->scale_min = 0;
+}
+
+double updater_recheck_budget(int64_t rate, double fill)
+{
+    if (rate <= 0)
+        return 0;
+    if (!(fill > 0))
+        fill = 0;
+    if (fill > 1)
+        fill = 1;
+    double surplus = fill > 0.5 ? (fill - 0.5) * 2 : 0;
+    return (double)rate * (UPDATER_RECHECK_SHARE + (1 - UPDATER_RECHECK_SHARE) * surplus);
+}
+
+double updater_value_scale(int64_t n_deals, double mean_root, double checks_per_min)
+{
+    if (n_deals <= 0 || !(mean_root > 0) || !(checks_per_min > 0))
+        return 0;
+    return (double)n_deals * mean_root / checks_per_min;
+}
+
+double updater_value_root(double lambda, int64_t profit_cents)
+{
+    double w = (lambda > 0 ? lambda : 0) * (double)(profit_cents > 1 ? profit_cents : 1);
+    return sqrt(w);
+}
+
+int64_t updater_value_interval_ms(double lambda, int64_t profit_cents, double scale_min,
+                                  int64_t minute_ms, int64_t min_ms, int64_t max_ms)
+{
+    double root = updater_value_root(lambda, profit_cents);
+    if (!(scale_min > 0) || !(root > 0))
+        return max_ms;
+    double ms = scale_min / root * (double)minute_ms;
+    if (ms <= (double)min_ms)
+        return min_ms;
+    return ms >= (double)max_ms ? max_ms : (int64_t)ms;
 }
 
 void updater_clock_init(struct updater_clock *c, int64_t wall_ms, int64_t mono_ms)
@@ -138,7 +183,23 @@ void updater_recheck(struct st_record *r, enum updater_check check, const struct
         v.fails |= 1u << JD_C_BUY;
     } else {
         jd_inputs_refresh(&r->in, fresh);
+        /* Offer-derived sell inputs a read without offers does not carry: the full fetch's. */
+        if (r->in.new_buy_box_cents < 0)
+            r->in.new_buy_box_cents = before.in.new_buy_box_cents;
+        if (r->in.used_buy_box_cents < 0)
+            r->in.used_buy_box_cents = before.in.used_buy_box_cents;
+        if (r->in.used_lowest_fba_cents < 0)
+            r->in.used_lowest_fba_cents = before.in.used_lowest_fba_cents;
         jd_judge(&r->in, rules, &v);
+        /* The lowest listing of the offer's condition above the offer's own price: the offer
+         * is no longer listed, there is nothing to buy at that price. */
+        int64_t listing = listing_of(fresh, before.in.buy_condition);
+        out->offer_gone = p->offer_gone_fails && v.deal && before.in.buy_source == JD_BUY_OFFER &&
+                          listing > 0 && listing > before.in.buy_price_cents;
+        if (out->offer_gone) {
+            v.deal = v.near = false;
+            v.fails |= 1u << JD_C_BUY;
+        }
     }
     out->failed = !v.deal;
     out->changed = st_verdict_moved(&before.v, &v);
@@ -146,15 +207,25 @@ void updater_recheck(struct st_record *r, enum updater_check check, const struct
     struct st_record probe = *r;
     probe.v = v;
     out->is_volatile = out->failed || updater_is_volatile(&before, &probe);
-    out->interval_ms = updater_next_interval(prev_interval, out->is_volatile, p->min_interval_ms,
-                                             p->max_interval_ms);
+    if (p->value_intervals && !out->failed && p->scale_min > 0)
+        out->interval_ms = updater_value_interval_ms(
+            p->lambda[val_class(r->in.sales_rank)], v.priced ? v.profit_cents : 0, p->scale_min,
+            p->minute_ms, p->min_interval_ms, p->max_interval_ms);
+    else
+        out->interval_ms = updater_next_interval(prev_interval, out->is_volatile,
+                                                 p->min_interval_ms, p->max_interval_ms);
     out->event = st_record_judged(r, &v, rules_hash, ST_EV_RECHECK, now_ms,
                                   p->expire_after_failures, now_ms + out->interval_ms);
     out->expire = out->event == ST_EV_EXPIRE;
     if (check == UPDATER_REFRESHED && !out->expire) {
+        /* The listing is an item price (its shipping unknown): one that sat apart from the
+         * offer's price at the last read already had its full fetch, which chose this offer as
+         * the cheapest landed. Only a listing that moved since asks again; otherwise every
+         * re-check would buy the same answer. */
         int64_t listing = listing_of(fresh, before.in.buy_condition);
         bool offer_moved = before.in.buy_source == JD_BUY_OFFER && listing > 0 &&
-                           moved(before.in.buy_price_cents, listing, UPDATER_RECOMMIT_PRICE_BP);
+                           moved(before.in.buy_price_cents, listing, UPDATER_RECOMMIT_PRICE_BP) &&
+                           listing != listing_of(&before.in, before.in.buy_condition);
         /* Stale offer data no longer makes it a deal: the first such check asks for fresh
          * offers (a cheaper one may exist); later ones wait for that answer. A failure that
          * fresh offers cannot undo is not paid for a second time. */

@@ -14,20 +14,38 @@
  * A re-check reads the product without offers (a light fetch, or a peek the scanner made
  * anyway). The stored offer stays whole: every other input is refreshed (jd_inputs_refresh)
  * and the judgement runs again on the stored offer at its price; the offer's age shows how
- * old it is (docs/judgement.md, "One offer, whole"). When the fresh lowest listing of the
- * offer's condition has moved by UPDATER_RECOMMIT_PRICE_BP or more from the offer's price,
- * or on the first failed check, the committer is asked for a full fetch (fresh offers),
- * unless the failure is definite: even buying at the fresh lowest listing with free
- * shipping fails the criteria, so no offer a full fetch could find would pass.
+ * old it is (docs/judgement.md, "One offer, whole"). What only offers carry (the Buy Boxes,
+ * the lowest Used FBA offer) a read without them cannot refresh: the full fetch's values stay
+ * beside its offer, so the re-check judges on the numbers the full fetch did and fails a deal
+ * for a change in its market, never for a read that lacked its sell basis. When the fresh lowest
+ * listing of the offer's condition has moved by UPDATER_RECOMMIT_PRICE_BP or more from the offer's
+ * price (and is not the listing the last read saw: that one had its full fetch already), or on the
+ * first failed check, the committer is asked for a full fetch (fresh offers), unless the failure is
+ * definite: even buying at the fresh lowest listing with free shipping fails the criteria, so no
+ * offer a full fetch could find would pass.
  *
  * Leaving the deals (docs/failure-modes.md: "stale deals deleted while ingestion was
  * stalled" must be impossible): only after expire_after_failures consecutive failed checks
  * (REFRESHED and failing, or MISSING); time passing never counts, and NOT_CHECKED never
  * reaches these rules. The record stays (REJECTED, expired_ms set) with its history.
  *
- * Schedule: a volatile record (its sell price moved by 5 % or more, its sales rank by 25 %
- * or more, or its verdict changed) and a failed re-check come back after the minimum
- * interval; a stable one after twice its previous interval, clamped to [min, max].
+ * The offer gone (with the "gone" rule of [tokens] value_rules): when the fresh lowest listing
+ * of the offer's condition is above the offer's own price, the offer is no longer listed (it
+ * would be the lowest otherwise): the deal the record shows cannot be bought, so the check
+ * fails at once (it leaves the deal view, FAILING) and, unless no offer could pass, the
+ * committer is asked for fresh offers. Without the rule the record stays a deal until that
+ * full fetch answers.
+ *
+ * Schedule: a failed re-check comes back after the minimum interval. With the "recheck" rule
+ * (docs/architecture.md, "The spending policy") a passing one comes back after the interval
+ * that spends the re-check budget where a stale display costs most: a deal of profit P whose
+ * class vanishes at hazard L is re-checked every SCALE / sqrt(L x P) Keepa minutes, SCALE
+ * chosen so that all shown deals together take the budget (updater_value_scale); the
+ * square root is what minimises the stale profit-minutes shown for a given number of
+ * re-checks. Without it (or before there is a budget to share), a volatile record (its sell price
+ * moved by 5 % or more, its sales rank by 25 % or more, or its verdict changed) comes back after
+ * the minimum interval and a stable one after twice its previous interval. Both are clamped to
+ * [min, max].
  *
  * Time: the configured intervals are in Keepa time. Against Keepa a Keepa minute is 60 s;
  * against an accelerated kdeals-sim ([tokens] minute = 100ms) the whole daemon runs in the
@@ -50,25 +68,34 @@
 #include "judge/judge.h"
 #include "keepa/client.h"
 #include "store/codec.h"
+#include "worker/value.h"
 
 #define UPDATER_VOLATILE_PRICE_BP 500  /* sell price move that makes a record volatile */
 #define UPDATER_VOLATILE_RANK_BP  2500 /* sales rank move that makes a record volatile */
 #define UPDATER_RECOMMIT_PRICE_BP 1000 /* listing move from the offer's price: fresh offers */
+#define UPDATER_RECHECK_SHARE     0.25 /* of the refill, for re-checks while tokens are scarce */
 
-/* The rules' parameters in real milliseconds (already scaled by the Keepa minute). */
+/* The rules' parameters in real milliseconds (already scaled by the Keepa minute), and the
+ * value rules' learned terms. */
 struct updater_policy {
     int64_t min_interval_ms;
     int64_t max_interval_ms;
     uint32_t expire_after_failures;
-    int64_t retry_base_ms; /* first backoff after a failed fetch */
-    int64_t retry_max_ms;  /* longest backoff */
+    int64_t retry_base_ms;      /* first backoff after a failed fetch */
+    int64_t retry_max_ms;       /* longest backoff */
+    int64_t minute_ms;          /* real ms of a Keepa minute */
+    bool offer_gone_fails;      /* the "gone" rule */
+    bool value_intervals;       /* the "recheck" rule: the terms below are set */
+    double lambda[VAL_CLASSES]; /* vanish hazard per Keepa minute of each class */
+    double scale_min;           /* updater_value_scale */
 };
 
 enum updater_check { UPDATER_NOT_CHECKED = 0, UPDATER_REFRESHED, UPDATER_MISSING };
 
 /* What updater_recheck decided. */
 struct updater_outcome {
-    bool failed; /* counted as a failed re-check */
+    bool failed;     /* counted as a failed re-check */
+    bool offer_gone; /* the offer is no longer listed (the "gone" rule failed the check) */
     bool is_volatile;
     bool changed;  /* the verdict's money figures moved */
     bool expire;   /* the record left the deals (event ST_EV_EXPIRE) */
@@ -93,8 +120,34 @@ int64_t updater_clock_now_ms(const struct updater_clock *c, int64_t mono_ms);
  * (at least 1). */
 int64_t updater_scale_ms(int64_t cfg_ms, int64_t minute_ms);
 
-/* The policy of config C (intervals scaled by C->tokens_minute_ms). */
+/* The policy of config C (intervals scaled by C->tokens_minute_ms; the value rules' learned
+ * terms at their priors: the caller sets what it learned). */
 void updater_policy_from_cfg(const struct cfg *c, struct updater_policy *out);
+
+/* The re-check budget, in tokens per Keepa minute, of a plan refilling RATE tokens a minute
+ * whose bucket is FILL full (0..1): UPDATER_RECHECK_SHARE of the refill, growing to all of it
+ * as the bucket fills from half to full (tokens nothing else wants are spent on fresher
+ * deals rather than lost to the cap). */
+double updater_recheck_budget(int64_t rate, double fill);
+
+/*
+ * The SCALE (Keepa minutes x sqrt(hazard x cents)) at which N_DEALS shown deals whose
+ * sqrt(hazard x profit) averages MEAN_ROOT take CHECKS_PER_MIN re-checks a Keepa minute:
+ * N_DEALS x MEAN_ROOT / CHECKS_PER_MIN. 0 when there is nothing to share or no budget.
+ */
+double updater_value_scale(int64_t n_deals, double mean_root, double checks_per_min);
+
+/* sqrt(LAMBDA x PROFIT_CENTS), a profit under 1 cent counting as 1: a deal's claim on the
+ * re-check budget. */
+double updater_value_root(double lambda, int64_t profit_cents);
+
+/*
+ * The interval after a passing re-check of a deal of PROFIT_CENTS whose class vanishes at
+ * LAMBDA, at SCALE_MIN: SCALE_MIN / updater_value_root Keepa minutes in real ms (MINUTE_MS
+ * each), clamped to [MIN_MS, MAX_MS]; MAX_MS when SCALE_MIN is 0.
+ */
+int64_t updater_value_interval_ms(double lambda, int64_t profit_cents, double scale_min,
+                                  int64_t minute_ms, int64_t min_ms, int64_t max_ms);
 
 /* The interval after a check: MIN when VOLATILE or PREV_MS <= 0, else 2 * PREV_MS clamped to
  * [MIN, MAX]. */

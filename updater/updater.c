@@ -9,7 +9,10 @@
  * deal is re-read inside the transaction (the committer or a scanner refresh may have
  * rewritten it meanwhile), refreshed or counted as a failed check, rescheduled or expired, and
  * recommit requests are written to `pending` in the same transaction; only then are they
- * pushed on the RECOMMIT ring (the ring is a notification, pending is the truth).
+ * pushed on the RECOMMIT ring (the ring is a notification, pending is the truth). Every
+ * re-check of a shown deal teaches how fast deals vanish (worker/value.h: the learned rates,
+ * published for `kdeals stat` and the other stages), and with them the value rule sets each
+ * deal's next re-check (updater/rules.h); deals falling due soon ride along in a batch.
  *
  * Invariants (docs/failure-modes.md F10 and F20, "stale deals deleted while ingestion was
  * stalled"): a failed, cancelled or suspect fetch writes nothing: the deals keep their failure
@@ -62,9 +65,21 @@ struct upd_item {
     struct jd_inputs fresh; /* the light read (no offers) */
 };
 
+/* What one re-check of a shown deal said about how fast deals vanish. */
+struct upd_obs {
+    int cls;            /* val_class */
+    bool vanished;      /* the check failed */
+    double elapsed_min; /* Keepa minutes since the deal was last seen a deal */
+    double root;        /* its claim on the re-check budget after the check (0: not shown) */
+};
+
+#define UPDATER_OBS_MAX 64 /* >= UPDATER_BATCH_MAX and UPDATER_REFRESH_CHUNK */
+
 /* Tallies of one write (reset at the start of each run of the write function). */
 struct upd_tally {
-    size_t refreshed, volatile_, failed, missing, expired, recommits, gone;
+    size_t refreshed, volatile_, failed, missing, expired, recommits, gone, offers_gone;
+    size_t n_obs;
+    struct upd_obs obs[UPDATER_OBS_MAX];
 };
 
 struct updater {
@@ -122,6 +137,13 @@ struct updater {
     /* The judgement's rules (judge/rules.h), renewed on reload. */
     struct jd_rules rules;
     uint64_t rules_hash;
+
+    /* Value per token (worker/value.h): how fast shown deals vanish, learned from the
+     * re-checks, all and by class; the mean claim of a shown deal on the re-check budget; the
+     * scheduled records at the last look. */
+    struct val_rate vanish, vanish_cls[VAL_CLASSES];
+    double mean_root;
+    int64_t n_scheduled;
 
     /*
      * Re-judge: every record judged under other rules is judged again from its stored inputs,
@@ -197,6 +219,66 @@ static void store_failed(struct updater *u, const char *what, int rc)
     wk_set_error(u->wk, "store write failed (%s): %s", what, st_strerror(rc));
 }
 
+/* ---- value per token ---------------------------------------------------------------------- */
+
+/* The policy now: the config's, the vanish rates learned so far and the budget's scale. */
+static void policy(struct updater *u, struct updater_policy *pol)
+{
+    updater_policy_from_cfg(&u->wk->cfg, pol);
+    for (int k = 0; k < VAL_CLASSES; k++)
+        pol->lambda[k] = val_class_lambda(&u->vanish_cls[k], &u->vanish);
+    struct tb_stats st;
+    double checks = 0;
+    if (u->sp_ready && tb_stats(u->sp.tb, now_ns(), &st) == 0 && st.anchored && st.cap_tokens > 0) {
+        /* Tokens a re-check costs, as learned for a full batch. */
+        int64_t batch = tb_cost_estimate(u->sp.tb, TB_KIND_UPDATE, UPDATER_BATCH_MAX);
+        double per_check = batch > 0 ? (double)batch / UPDATER_BATCH_MAX : 1.0;
+        checks = updater_recheck_budget(st.refill_rate,
+                                        (double)st.projected_tokens / (double)st.cap_tokens) /
+                 (per_check > 1.0 ? per_check : 1.0);
+    }
+    pol->scale_min = updater_value_scale(u->n_scheduled, u->mean_root, checks);
+}
+
+static void publish_value(struct updater *u)
+{
+    static const enum shm_counter_id half_life[VAL_CLASSES] = {SHM_C_vanish_half_life_fast_min,
+                                                               SHM_C_vanish_half_life_mid_min,
+                                                               SHM_C_vanish_half_life_slow_min};
+    struct shm_counter_block *cb = counters(u);
+    shm_gauge_set(cb, SHM_C_vanish_half_life_min, val_half_life_min(val_rate_lambda(&u->vanish)));
+    for (int k = 0; k < VAL_CLASSES; k++)
+        shm_gauge_set(cb, half_life[k],
+                      val_half_life_min(val_class_lambda(&u->vanish_cls[k], &u->vanish)));
+    struct updater_policy pol;
+    policy(u, &pol);
+    /* A typical deal: one whose claim on the budget is the mean claim (0: not known yet). */
+    int64_t min = 0;
+    if (pol.value_intervals && u->mean_root > 0 && pol.scale_min > 0) {
+        double t = pol.scale_min / u->mean_root * (double)pol.minute_ms;
+        int64_t ms = t <= (double)pol.min_interval_ms   ? pol.min_interval_ms
+                     : t >= (double)pol.max_interval_ms ? pol.max_interval_ms
+                                                        : (int64_t)t;
+        min = ms / (pol.minute_ms > 0 ? pol.minute_ms : 1);
+    }
+    shm_gauge_set(cb, SHM_C_recheck_interval_min, min);
+}
+
+/* Learns from the observations of a committed write. */
+static void learn(struct updater *u)
+{
+    for (size_t i = 0; i < u->tally.n_obs; i++) {
+        const struct upd_obs *o = &u->tally.obs[i];
+        val_rate_observe(&u->vanish, o->vanished, o->elapsed_min);
+        val_rate_observe(&u->vanish_cls[o->cls], o->vanished, o->elapsed_min);
+        if (o->root > 0)
+            u->mean_root =
+                u->mean_root > 0 ? u->mean_root + (o->root - u->mean_root) / 64 : o->root;
+    }
+    if (u->tally.n_obs > 0)
+        publish_value(u);
+}
+
 /* ---- recommit requests ------------------------------------------------------------------ */
 
 /*
@@ -262,13 +344,27 @@ static int apply_check(struct updater *u, struct st_txn *txn, const struct st_ke
         return 0;
     }
     struct updater_policy pol;
-    updater_policy_from_cfg(&u->wk->cfg, &pol);
+    policy(u, &pol);
+    bool shown = d.state == ST_STATE_DEAL;
+    int cls = val_class(d.in.sales_rank);
+    int64_t seen_deal_ms = d.last_checked_ms;
     struct updater_outcome o;
     updater_recheck(&d, check, fresh, &u->rules, u->rules_hash, &pol, now_ms, &o);
     if (check == UPDATER_MISSING)
         u->tally.missing++;
     else if (o.failed)
         u->tally.failed++;
+    u->tally.offers_gone += o.offer_gone;
+    if (shown && seen_deal_ms > 0 && u->tally.n_obs < UPDATER_OBS_MAX) {
+        /* A shown deal was last seen a deal at its last check: did it last until now? */
+        struct upd_obs *ob = &u->tally.obs[u->tally.n_obs++];
+        ob->cls = cls;
+        ob->vanished = o.failed;
+        ob->elapsed_min = (double)(now_ms - seen_deal_ms) / (double)pol.minute_ms;
+        ob->root = o.failed ? 0
+                            : updater_value_root(pol.lambda[val_class(d.in.sales_rank)],
+                                                 d.v.priced ? d.v.profit_cents : 0);
+    }
     rc = st_record_put(txn, &d, o.event, now_ms);
     if (rc != 0)
         return rc;
@@ -304,6 +400,8 @@ static void count_tally(struct updater *u)
     struct shm_counter_block *cb = counters(u);
     shm_counter_add(cb, SHM_C_deals_refreshed, (int64_t)u->tally.refreshed);
     shm_counter_add(cb, SHM_C_deals_expired, (int64_t)u->tally.expired);
+    shm_counter_add(cb, SHM_C_offers_gone, (int64_t)u->tally.offers_gone);
+    learn(u);
     if (u->recommit_out.n == u->recommit_out.cap && !u->push_overflow_logged) {
         kd_warn("recommit queue full: further requests wait in pending for the committer");
         u->push_overflow_logged = true;
@@ -524,12 +622,14 @@ static void on_batch_done(const struct kp_result *res, void *ud)
 }
 
 /*
- * Reads the schedule in one snapshot: publishes updates_due, and when TAKE is set fills the
- * batch with up to MAX valid due deals of one domain (stale entries are collected for
- * removal). *NEXT_DUE_MS gets the time of the earliest entry (-1 when the schedule is empty).
+ * Reads the schedule in one snapshot: publishes updates_due, and when TAKE is set and a deal is
+ * due fills the batch with up to MAX valid deals of one domain due by TAKE_UNTIL_MS (>= NOW_MS:
+ * deals falling due soon ride along, so the re-checks the value rule spreads out still go in
+ * batches rather than one request each; stale entries are collected for removal).
+ * *NEXT_DUE_MS gets the time of the earliest entry (-1 when the schedule is empty).
  */
 static int scan_schedule(struct updater *u, bool take, size_t max, int64_t now_ms,
-                         int64_t *next_due_ms)
+                         int64_t take_until_ms, int64_t *next_due_ms)
 {
     *next_due_ms = -1;
     struct st_txn *txn;
@@ -538,6 +638,9 @@ static int scan_schedule(struct updater *u, bool take, size_t max, int64_t now_m
         return rc;
     size_t n_due = 0;
     rc = st_schedule_due(txn, now_ms, u->due, UPDATER_DUE_COUNT_MAX, &n_due);
+    uint64_t n_sched = 0;
+    if (rc == 0 && st_count(txn, ST_DB_SCHEDULE, &n_sched) == 0)
+        u->n_scheduled = (int64_t)n_sched;
     if (rc == 0) {
         shm_gauge_set(counters(u), SHM_C_updates_due, (int64_t)n_due);
         if (n_due > 0) {
@@ -549,6 +652,8 @@ static int scan_schedule(struct updater *u, bool take, size_t max, int64_t now_m
                 *next_due_ms = first.at_ms;
         }
     }
+    if (rc == 0 && take && n_due > 0 && take_until_ms > now_ms)
+        rc = st_schedule_due(txn, take_until_ms, u->due, UPDATER_DUE_COUNT_MAX, &n_due);
     if (rc == 0 && take) {
         u->n = 0;
         u->n_stale = 0;
@@ -596,7 +701,10 @@ static int start_batch(struct updater *u, int64_t *next_due_ms)
         batch = UPDATER_BATCH_MAX;
     if (u->probe_single)
         batch = 1;
-    int rc = scan_schedule(u, true, (size_t)batch, now_ms, next_due_ms);
+    struct updater_policy pol;
+    updater_policy_from_cfg(&u->wk->cfg, &pol);
+    int rc = scan_schedule(u, true, (size_t)batch, now_ms, now_ms + pol.min_interval_ms / 4,
+                           next_due_ms);
     if (rc != 0) {
         kd_error("store %s: cannot read the schedule: %s", u->wk->cfg.store_path, st_strerror(rc));
         u->n = 0;
@@ -951,7 +1059,7 @@ static void step(struct updater *u)
         delay = 0; /* more records to judge again: the next chunk right after this tick */
     if (u->batch_active || u->wk->stopping || !u->sp_ready || u->key_unusable ||
         u->retry_at_ns > t) {
-        if (scan_schedule(u, false, 0, clock_ms(u), &next_due_ms) != 0)
+        if (scan_schedule(u, false, 0, clock_ms(u), 0, &next_due_ms) != 0)
             next_due_ms = -1;
         if (!u->batch_active && u->retry_at_ns > t) {
             int64_t wait = (u->retry_at_ns - t + KD_NS_PER_MS - 1) / KD_NS_PER_MS;
@@ -1043,6 +1151,9 @@ static int on_start(struct wk *wk)
     updater_clock_init(&u->clock, kd_wall_ms(), kd_mono_ns() / KD_NS_PER_MS);
     jd_rules_from_cfg(&wk->cfg, &u->rules);
     u->rules_hash = jd_rules_hash(&u->rules);
+    val_rate_init(&u->vanish);
+    for (int k = 0; k < VAL_CLASSES; k++)
+        val_rate_init(&u->vanish_cls[k]);
     u->due = calloc(UPDATER_DUE_COUNT_MAX, sizeof(*u->due));
     u->rejudge_before = calloc(UPDATER_REJUDGE_CHUNK, sizeof(*u->rejudge_before));
     if (u->due == NULL || u->rejudge_before == NULL ||
@@ -1069,6 +1180,7 @@ static int on_start(struct wk *wk)
     }
     uv_timer_init(wk->loop, &u->tick);
     u->tick.data = u;
+    publish_value(u);
     wk_watch_start(&u->refresh_watch, wk, SHM_RING_REFRESH, drain_refresh, on_refresh_wake, u);
     /* Records judged under other rules (a config changed while stopped) and old rejected
      * ones: one walk at start. */

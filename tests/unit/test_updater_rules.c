@@ -3,8 +3,11 @@
  * and clamping, volatility, the failure count that ends a deal, what counts as a check (a
  * product not returned does, a failed fetch never does), recommit requests (only when fresh
  * offers could change the verdict), a re-check that keeps the stored offer whole and judges by
- * the judgement's rules, and the re-judge after a reload (no tokens).
+ * the judgement's rules, and the re-judge after a reload (no tokens). With the value rules: a
+ * re-check that finds the offer no longer listed ends the display at once, and the intervals
+ * share a re-check budget by sqrt(vanish rate x profit).
  */
+#include <math.h>
 #include <string.h>
 
 #include "judge/inputs.h"
@@ -453,6 +456,179 @@ static void test_rejudge(void **state)
     assert_memory_equal(&d, &before, sizeof(d));
 }
 
+/*
+ * The "gone" rule: the lowest Used listing above the stored offer's own price means the offer
+ * is no longer listed. The deal cannot be bought: the check fails at once (the record leaves
+ * the deal view) and fresh offers are asked for, since another offer may still pass.
+ */
+static void test_offer_gone_ends_the_display(void **state)
+{
+    (void)state;
+    struct updater_policy p = policy(3);
+    p.offer_gone_fails = true;
+    struct jd_rules ru = rules();
+    uint64_t h = jd_rules_hash(&ru);
+    struct st_record d = stored(1000, 4000);
+    struct jd_inputs f = light_inputs(1300, 4000); /* the 10.00 offer sold; 13.00 is lowest */
+    struct updater_outcome o;
+    updater_recheck(&d, UPDATER_REFRESHED, &f, &ru, h, &p, NOW_MS, &o);
+    assert_true(o.offer_gone);
+    assert_true(o.failed);
+    assert_int_equal(d.state, ST_STATE_FAILING);
+    assert_false(d.v.deal);
+    assert_true(d.v.fails & (1u << JD_C_BUY));
+    assert_int_equal(d.in.buy_price_cents, 1000); /* the offer stays whole in the record */
+    assert_true(o.recommit);                      /* 13.00 could still be a deal */
+    assert_int_equal(o.interval_ms, p.min_interval_ms);
+    /* Without the rule the stored offer still judges a deal; only the recommit says more. */
+    p.offer_gone_fails = false;
+    d = stored(1000, 4000);
+    updater_recheck(&d, UPDATER_REFRESHED, &f, &ru, h, &p, NOW_MS, &o);
+    assert_false(o.offer_gone);
+    assert_false(o.failed);
+    assert_int_equal(d.state, ST_STATE_DEAL);
+    assert_true(o.recommit);
+    /* The listing at or below the offer's price: the offer may well be it. */
+    p.offer_gone_fails = true;
+    for (int64_t listing = 600; listing <= 1000; listing += 400) {
+        d = stored(1000, 4000);
+        f = light_inputs(listing, 4000);
+        updater_recheck(&d, UPDATER_REFRESHED, &f, &ru, h, &p, NOW_MS, &o);
+        assert_false(o.offer_gone);
+        assert_int_equal(d.state, ST_STATE_DEAL);
+    }
+    /* The seller's own cost is no listed offer: never gone. */
+    d = stored(1000, 4000);
+    d.in.buy_source = JD_BUY_OWN_COST;
+    f = light_inputs(1300, 4000);
+    updater_recheck(&d, UPDATER_REFRESHED, &f, &ru, h, &p, NOW_MS, &o);
+    assert_false(o.offer_gone);
+}
+
+/*
+ * The full fetch chose the cheapest landed offer: 11.00 with free shipping, though a 9.50
+ * copy (plus 3.99 shipping) is the lowest listing. A re-check seeing that same listing must
+ * not buy the same full fetch again; a listing that moved since does ask for fresh offers.
+ */
+static void test_recommit_only_when_the_listing_moved_since(void **state)
+{
+    (void)state;
+    struct updater_policy p = policy(3);
+    struct jd_rules ru = rules();
+    uint64_t h = jd_rules_hash(&ru);
+    struct st_record d = stored(1100, 4000);
+    d.in.buy_shipping_cents = 0;
+    d.in.used_cents = 950;
+    struct jd_inputs f = light_inputs(950, 4000);
+    struct updater_outcome o;
+    updater_recheck(&d, UPDATER_REFRESHED, &f, &ru, h, &p, NOW_MS, &o);
+    assert_false(o.failed);
+    assert_false(o.recommit);
+    updater_recheck(&d, UPDATER_REFRESHED, &f, &ru, h, &p, NOW_MS + 1000, &o);
+    assert_false(o.recommit);
+    f = light_inputs(800, 4000); /* a cheaper copy now */
+    updater_recheck(&d, UPDATER_REFRESHED, &f, &ru, h, &p, NOW_MS + 2000, &o);
+    assert_true(o.recommit);
+}
+
+/*
+ * The full fetch sold at the Used Buy Box (53.00); a read without offers carries none and
+ * would sell at the lower average: the re-check keeps the full fetch's Buy Box beside its
+ * offer, so the deal fails for a change in its market, not for the read that lacked it.
+ */
+static void test_recheck_keeps_the_full_fetchs_buy_box(void **state)
+{
+    (void)state;
+    struct updater_policy p = policy(3);
+    struct jd_rules ru = rules();
+    uint64_t h = jd_rules_hash(&ru);
+    struct st_record d = stored(1000, 4000);
+    d.in.used_buy_box_cents = 5300;
+    struct jd_inputs f = light_inputs(1000, 1600); /* no Buy Box; the average alone: a loss */
+    struct updater_outcome o;
+    updater_recheck(&d, UPDATER_REFRESHED, &f, &ru, h, &p, NOW_MS, &o);
+    assert_false(o.failed);
+    assert_false(o.recommit);
+    assert_int_equal(d.state, ST_STATE_DEAL);
+    assert_int_equal(d.in.used_buy_box_cents, 5300);
+    assert_int_equal(d.v.basis, JD_BASIS_BUY_BOX);
+    /* A read that carries a Buy Box: the fresh one counts. */
+    f.used_buy_box_cents = 1500;
+    updater_recheck(&d, UPDATER_REFRESHED, &f, &ru, h, &p, NOW_MS + 1000, &o);
+    assert_true(o.failed);
+    assert_int_equal(d.in.used_buy_box_cents, 1500);
+}
+
+static void test_recheck_budget_and_scale(void **state)
+{
+    (void)state;
+    /* A quarter of the refill while the bucket is at most half full, all of it when full. */
+    assert_true(fabs(updater_recheck_budget(20, 0) - 20 * UPDATER_RECHECK_SHARE) < 1e-9);
+    assert_true(fabs(updater_recheck_budget(20, 0.5) - 20 * UPDATER_RECHECK_SHARE) < 1e-9);
+    assert_true(fabs(updater_recheck_budget(20, 1) - 20) < 1e-9);
+    assert_true(fabs(updater_recheck_budget(20, 7) - 20) < 1e-9);
+    assert_true(updater_recheck_budget(20, 0.8) > updater_recheck_budget(20, 0.6));
+    assert_true(updater_recheck_budget(0, 0.5) == 0);
+    /* N deals each re-checked every SCALE / root minutes take N x mean / SCALE a minute. */
+    double scale = updater_value_scale(40, 3.0, 2.0);
+    assert_true(fabs(scale - 60) < 1e-9);
+    assert_true(updater_value_scale(0, 3.0, 2.0) == 0);
+    assert_true(updater_value_scale(40, 3.0, 0) == 0);
+    /* The claim: sqrt(hazard x profit), a loss counting as one cent. */
+    assert_true(fabs(updater_value_root(0.01, 900) - 3.0) < 1e-9);
+    assert_true(fabs(updater_value_root(0.01, -500) - 0.1) < 1e-9);
+    /* Four times the profit (or the hazard): half the interval; clamped to [min, max]. */
+    int64_t t1 = updater_value_interval_ms(0.01, 900, 60, 1000, 1000, 1000000);
+    int64_t t4 = updater_value_interval_ms(0.01, 3600, 60, 1000, 1000, 1000000);
+    assert_int_equal(t1, 20000); /* 60 / 3 = 20 Keepa minutes of 1 s */
+    assert_int_equal(t4, 10000);
+    assert_int_equal(updater_value_interval_ms(0.04, 900, 60, 1000, 1000, 1000000), 10000);
+    assert_int_equal(updater_value_interval_ms(0.01, 900, 60, 1000, 30000, 1000000), 30000);
+    assert_int_equal(updater_value_interval_ms(0.01, 900, 60, 1000, 1000, 15000), 15000);
+    assert_int_equal(updater_value_interval_ms(0.01, 900, 0, 1000, 1000, 15000), 15000);
+    /* Spent as a whole: the budget is met whatever the mix of deals. */
+    double roots[] = {1, 2, 3, 5, 8};
+    double mean = (1 + 2 + 3 + 5 + 8) / 5.0, rate = 0;
+    double sc = updater_value_scale(5, mean, 0.5);
+    for (int i = 0; i < 5; i++)
+        rate += roots[i] / sc; /* checks a minute of deal i */
+    assert_true(fabs(rate - 0.5) < 1e-9);
+}
+
+static void test_recheck_interval_by_value(void **state)
+{
+    (void)state;
+    struct updater_policy p = policy(3);
+    p.min_interval_ms = 1000;
+    p.max_interval_ms = 10000000;
+    p.minute_ms = 1000;
+    p.value_intervals = true;
+    for (int k = 0; k < VAL_CLASSES; k++)
+        p.lambda[k] = 0.01;
+    p.scale_min = 600;
+    struct jd_rules ru = rules();
+    uint64_t h = jd_rules_hash(&ru);
+    struct st_record d = stored(1000, 4000);
+    struct jd_inputs f = light_inputs(1000, 4000);
+    struct updater_outcome o;
+    updater_recheck(&d, UPDATER_REFRESHED, &f, &ru, h, &p, NOW_MS, &o);
+    assert_false(o.failed);
+    int64_t want = updater_value_interval_ms(0.01, d.v.profit_cents, 600, 1000, 1000, 10000000);
+    assert_int_equal(o.interval_ms, want);
+    assert_int_equal(d.next_check_ms, NOW_MS + want);
+    /* A richer deal comes back sooner. */
+    struct st_record rich = stored(1000, 6000);
+    f = light_inputs(1000, 6000);
+    struct updater_outcome o2;
+    updater_recheck(&rich, UPDATER_REFRESHED, &f, &ru, h, &p, NOW_MS, &o2);
+    assert_true(o2.interval_ms < o.interval_ms);
+    /* A failed check: the minimum, to settle it. */
+    f = light_inputs(1000, 1500);
+    updater_recheck(&d, UPDATER_REFRESHED, &f, &ru, h, &p, NOW_MS + 1, &o);
+    assert_true(o.failed);
+    assert_int_equal(o.interval_ms, p.min_interval_ms);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -471,6 +647,11 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_recommit_only_when_fresh_offers_could_pass),
         cmocka_unit_test(test_not_returned_counts_fetch_failure_does_not),
         cmocka_unit_test(test_rejudge),
+        cmocka_unit_test(test_offer_gone_ends_the_display),
+        cmocka_unit_test(test_recommit_only_when_the_listing_moved_since),
+        cmocka_unit_test(test_recheck_keeps_the_full_fetchs_buy_box),
+        cmocka_unit_test(test_recheck_budget_and_scale),
+        cmocka_unit_test(test_recheck_interval_by_value),
     };
     return KD_RUN_TESTS(tests, argc, argv);
 }

@@ -87,10 +87,10 @@
  *     profit_capture_pct >= 60 and vs_legacy_profit >= 2 on every plan,
  *     time_to_store_top10_median <= 30 on 5/min.
  *     The daemon keeps its default config except the selection (written to a file that
- *     bench_legacy and the oracle polls use too). [scan] pass_pause and dedup_window stay at
- *     their defaults although the scanner reads them as wall time: in a 144 s day the first
- *     discovery pass does not end (the commit backlog throttles it) and 24 h of dedup covers
- *     the whole run, so neither changes the outcome either way.
+ *     bench_legacy and the oracle polls use too). [scan] pass_pause and dedup_window are Keepa
+ *     time, so they scale with the accelerated minute like every interval of the daemon.
+ *     BENCH_PIPELINE_CONF can switch rules of value per token off ([tokens] value_rules) to
+ *     measure what each buys.
  *
  * The figures depend on the simulated economy (BENCH_PIPELINE_ECONOMY: calibrated, the
  * default, whose feed is calibrated against a recorded real /deal page, or rich, where
@@ -1592,6 +1592,19 @@ static int scenario_day(struct ctx *cx)
     uint32_t restarts = 0;
     for (int r = SHM_ROLE_SCANNER; r < SHM_PIPELINE_ROLES; r++)
         restarts += atomic_load(&l->procs[r].restarts);
+    /* What value per token learned and did (`kdeals stat` shows the same gauges). */
+    static const enum shm_counter_id learned[] = {SHM_C_vanish_half_life_min,
+                                                  SHM_C_vanish_half_life_fast_min,
+                                                  SHM_C_vanish_half_life_mid_min,
+                                                  SHM_C_vanish_half_life_slow_min,
+                                                  SHM_C_peek_hit_bp,
+                                                  SHM_C_peek_profit_ratio_bp,
+                                                  SHM_C_recheck_interval_min,
+                                                  SHM_C_survivors_dropped,
+                                                  SHM_C_offers_gone};
+    int64_t learned_v[sizeof(learned) / sizeof(learned[0])];
+    for (size_t i = 0; i < sizeof(learned) / sizeof(learned[0]); i++)
+        learned_v[i] = shm_counter_total(l, learned[i]);
     shm_segment_detach(&d.seg);
 
     double oracle = oracle_min_per_deal(cx->curl, sk.port, &K.stored);
@@ -1663,6 +1676,14 @@ static int scenario_day(struct ctx *cx)
         bench(name, legacy_captured[i] / 100.0, "usd");
         snprintf(name, sizeof(name), "%s.profit_captured_deals", lr[i].tag);
         bench(name, (double)legacy_captured_n[i], "deals");
+    }
+    for (size_t i = 0; i < sizeof(learned) / sizeof(learned[0]); i++) {
+        char name[96];
+        snprintf(name, sizeof(name), "learned.%s", shm_counter_meta[learned[i]].name);
+        bench(name, (double)learned_v[i],
+              strstr(name, "_bp")    ? "bp"
+              : strstr(name, "_min") ? "keepa_min"
+                                     : "count");
     }
     double cpu_life = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
                       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;

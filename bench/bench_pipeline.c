@@ -26,15 +26,18 @@
  * (b) A plan of BENCH_PIPELINE_RATE tokens a minute (default 5; 20 and 100 are the bigger plans)
  *     at 600x time (--minute-ms 100 --refill-rate RATE, bucket 60 minutes, starting full at
  *     60 x RATE) for BENCH_PIPELINE_MINUTES Keepa minutes (default 1440: a simulated day,
- *     144 s). kdeals runs with its default config (plus the fixed selection below), and at
- *     the same time, each against its own fresh simulator with the same seed and catalog
- *     clock, two runs of bench_legacy (bench/bench_legacy.c: the replaced system's policy): prefix
- *     `legacy.` walks every /deal page before starting over (the variant most favourable to
- *     legacy, and the headline ratio), `legacy_page0.` reads page 0 alone on every pass, as
- *     the deployed system did (docs/failure-modes.md F11). For each side:
- *       Window: from just before the client starts to just after it stopped (the final
- *         ledger is read after the exit, so requests in flight at the stop are counted).
- *       utilisation = tokens consumed / tokens offered, where offered = the balance at the
+ *     144 s). BENCH_PIPELINE_MINUTE_MS sets another length of a Keepa minute: at 600x the
+ *     simulator serves a /deal page in tens of ms of CPU, as long as a tenth of a Keepa minute,
+ *     so a big plan's tokens outrun what any client can read from the feed; a slower minute
+ *     (e.g. 1000, 60x, with a shorter day) shows what the plan would spend at Keepa's pace. kdeals
+ * runs with its default config (plus the fixed selection below), and at the same time, each against
+ * its own fresh simulator with the same seed and catalog clock, two runs of bench_legacy
+ * (bench/bench_legacy.c: the replaced system's policy): prefix `legacy.` walks every /deal page
+ * before starting over (the variant most favourable to legacy, and the headline ratio),
+ * `legacy_page0.` reads page 0 alone on every pass, as the deployed system did
+ * (docs/failure-modes.md F11). For each side: Window: from just before the client starts to just
+ * after it stopped (the final ledger is read after the exit, so requests in flight at the stop are
+ * counted). utilisation = tokens consumed / tokens offered, where offered = the balance at the
  *         window start (the full bucket: 300) + tokens earned + tokens expired (refills the
  *         cap cut off) during the window. 100 % means every token the plan offered,
  *         including the initial bucket, was spent; what is left in the bucket at the end
@@ -132,17 +135,20 @@
 #include "shm/segment.h"
 #include "store/store.h"
 
-#define MINUTE_MS        100
-#define POLL_KEEPA_MIN   5
-#define STORE_SCAN_MS    2000
-#define WARMUP_MS        2000
-#define STOP_DEADLINE_MS 30000
+#define MINUTE_MS_DEFAULT 100
+#define POLL_KEEPA_MIN    5
+#define STORE_SCAN_MS     2000
+#define WARMUP_MS         2000
+#define STOP_DEADLINE_MS  30000
 #define SELECTION                                                                                  \
     "{\"domainId\":1,\"priceTypes\":[2],\"dateRange\":3,\"sortType\":4,\"isRangeEnabled\":true,"   \
     "\"deltaPercentRange\":[10,100]}"
 
+/* Real ms of a Keepa minute for the whole run (BENCH_PIPELINE_MINUTE_MS; the day's scenario). */
+static int64_t g_minute_ms = MINUTE_MS_DEFAULT;
+
 static const char *const role_names[SHM_PIPELINE_ROLES] = {"supervisor", "scanner", "committer",
-                                                       "updater"};
+                                                           "updater"};
 
 /* ---- small helpers ------------------------------------------------------------------- */
 
@@ -473,7 +479,7 @@ static int write_config(const char *dir, const char *instance, int port, const c
                         "[store]\npath = %s\nmap_size_mb = 256\n\n"
                         "[tokens]\nminute = %dms\n\n"
                         "[scan]\nselection_file = %s\n%s\n%s\n",
-                        port, key, instance, dir, store, MINUTE_MS, sel, extra,
+                        port, key, instance, dir, store, (int)g_minute_ms, sel, extra,
                         user != NULL ? user : "");
     return rc;
 }
@@ -703,7 +709,7 @@ static double time_to_store(const struct seen_set *stored, const struct seen_set
         const struct seen_entry *l = seen_find(listed, e->asin);
         if (l == NULL || l->ms <= first_poll_ms)
             continue;
-        double d = (double)(e->ms - l->ms) / MINUTE_MS;
+        double d = (double)(e->ms - l->ms) / (double)g_minute_ms;
         v[n++] = d < 0 ? 0 : d;
     }
     double m = median(v, n);
@@ -1453,7 +1459,8 @@ static int scenario_day(struct ctx *cx)
 {
     long minutes = env_long("BENCH_PIPELINE_MINUTES", 1440, 10, 100000);
     long rate = env_long("BENCH_PIPELINE_RATE", 5, 1, 10000);
-    int64_t duration_ms = minutes * MINUTE_MS;
+    g_minute_ms = env_long("BENCH_PIPELINE_MINUTE_MS", MINUTE_MS_DEFAULT, 10, 60000);
+    int64_t duration_ms = minutes * g_minute_ms;
     char seed[32], products[32], clock_ms[32], dur[32], refill[32];
     snprintf(refill, sizeof(refill), "%ld", rate);
     snprintf(seed, sizeof(seed), "%ld", cx->seed);
@@ -1461,8 +1468,10 @@ static int scenario_day(struct ctx *cx)
     snprintf(dur, sizeof(dur), "%" PRId64, duration_ms);
     /* Every simulator shares the catalog clock, so all see the same deals at the same time. */
     snprintf(clock_ms, sizeof(clock_ms), "%" PRId64, kd_wall_ms());
-    char *extra[] = {"--minute-ms", "100",    "--refill-rate", refill,   "--seed", seed,
-                     "--products",  products, "--clock-ms",    clock_ms, NULL};
+    char minute_ms[32];
+    snprintf(minute_ms, sizeof(minute_ms), "%" PRId64, g_minute_ms);
+    char *extra[] = {"--minute-ms", minute_ms, "--refill-rate", refill,   "--seed", seed,
+                     "--products",  products,  "--clock-ms",    clock_ms, NULL};
 
     struct daemon d;
     memset(&d, 0, sizeof(d));
@@ -1541,7 +1550,7 @@ static int scenario_day(struct ctx *cx)
             store_scan(env, &K.stored);
             next_scan = now + STORE_SCAN_MS;
         }
-        int64_t next = now + POLL_KEEPA_MIN * MINUTE_MS;
+        int64_t next = now + POLL_KEEPA_MIN * g_minute_ms;
         if (next > end)
             next = end;
         int64_t left = next - mono_ms();
@@ -1624,7 +1633,7 @@ static int scenario_day(struct ctx *cx)
 
     printf("-- (b) %ld/min plan, %ld Keepa minutes at %d ms each (%.0f s), seed %ld, %ld "
            "products, %s\n",
-           rate, minutes, MINUTE_MS, (double)duration_ms / 1000.0, cx->seed, cx->products,
+           rate, minutes, (int)g_minute_ms, (double)duration_ms / 1000.0, cx->seed, cx->products,
            economy_arg() + 2);
     bench("rate", (double)rate, "tokens/min");
     double tpd_k = NAN, tpd_g[N_LEGACY];

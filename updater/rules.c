@@ -183,13 +183,6 @@ void updater_recheck(struct st_record *r, enum updater_check check, const struct
         v.fails |= 1u << JD_C_BUY;
     } else {
         jd_inputs_refresh(&r->in, fresh);
-        /* Offer-derived sell inputs a read without offers does not carry: the full fetch's. */
-        if (r->in.new_buy_box_cents < 0)
-            r->in.new_buy_box_cents = before.in.new_buy_box_cents;
-        if (r->in.used_buy_box_cents < 0)
-            r->in.used_buy_box_cents = before.in.used_buy_box_cents;
-        if (r->in.used_lowest_fba_cents < 0)
-            r->in.used_lowest_fba_cents = before.in.used_lowest_fba_cents;
         jd_judge(&r->in, rules, &v);
         /* The lowest listing of the offer's condition above the offer's own price: the offer
          * is no longer listed, there is nothing to buy at that price. */

@@ -532,11 +532,11 @@ static void test_recommit_only_when_the_listing_moved_since(void **state)
 }
 
 /*
- * The full fetch sold at the Used Buy Box (53.00); a read without offers carries none and
- * would sell at the lower average: the re-check keeps the full fetch's Buy Box beside its
- * offer, so the deal fails for a change in its market, not for the read that lacked it.
+ * The full fetch sold at the Used Buy Box (53.00); a read without offers carries none. The
+ * Buy Box seen stays a ceiling, never a basis (docs/judgement.md): the re-check sells at the
+ * average when it is lower, and never above 53.00 when the average is higher.
  */
-static void test_recheck_keeps_the_full_fetchs_buy_box(void **state)
+static void test_recheck_buy_box_seen_is_a_ceiling(void **state)
 {
     (void)state;
     struct updater_policy p = policy(3);
@@ -544,14 +544,14 @@ static void test_recheck_keeps_the_full_fetchs_buy_box(void **state)
     uint64_t h = jd_rules_hash(&ru);
     struct st_record d = stored(1000, 4000);
     d.in.used_buy_box_cents = 5300;
-    struct jd_inputs f = light_inputs(1000, 1600); /* no Buy Box; the average alone: a loss */
+    struct jd_inputs f = light_inputs(1000, 6000); /* no Buy Box; the average above it */
     struct updater_outcome o;
     updater_recheck(&d, UPDATER_REFRESHED, &f, &ru, h, &p, NOW_MS, &o);
     assert_false(o.failed);
-    assert_false(o.recommit);
     assert_int_equal(d.state, ST_STATE_DEAL);
-    assert_int_equal(d.in.used_buy_box_cents, 5300);
-    assert_int_equal(d.v.basis, JD_BASIS_BUY_BOX);
+    assert_int_equal(d.in.used_buy_box_seen_cents, 5300);
+    assert_true(d.v.caps & JD_CAP_BUY_BOX_SEEN);
+    assert_true(d.v.sell_cents <= 5300);
     /* A read that carries a Buy Box: the fresh one counts. */
     f.used_buy_box_cents = 1500;
     updater_recheck(&d, UPDATER_REFRESHED, &f, &ru, h, &p, NOW_MS + 1000, &o);
@@ -649,7 +649,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_rejudge),
         cmocka_unit_test(test_offer_gone_ends_the_display),
         cmocka_unit_test(test_recommit_only_when_the_listing_moved_since),
-        cmocka_unit_test(test_recheck_keeps_the_full_fetchs_buy_box),
+        cmocka_unit_test(test_recheck_buy_box_seen_is_a_ceiling),
         cmocka_unit_test(test_recheck_budget_and_scale),
         cmocka_unit_test(test_recheck_interval_by_value),
     };

@@ -24,7 +24,8 @@
 
 /*
  * `kdeals stat --json`: instance, generation, processes (not the empty slot of a role that does
- * not run here, as the web role without [web] listen), rings and every counter with its total,
+ * not run here, as the web role without [web] listen), rings, "value" (the spending policy's
+ * learned rates and what its rules did, by counter name), and every counter with its total,
  * its value per role and, for a COUNTER, "rate_per_s": the change since PREV (totals taken
  * DT_S seconds earlier, indexed by enum shm_counter_id) per second, or with PREV NULL the
  * average since the daemon started; histograms add "count", "p50" and "p99". NOW_MS is the
@@ -35,8 +36,8 @@ void shm_report_stat_json(yajl_gen g, const struct shm_layout *l, const int64_t 
 
 /*
  * `kdeals stat --prom`: the Prometheus text exposition (version 0.0.4) of every counter (a
- * `role` label per process that runs here), the rings, restarts, whether each process is up, the generation.
- * Returns 0, or -EIO when OUT failed.
+ * `role` label per process that runs here), the rings, restarts, whether each process is up, the
+ * generation. Returns 0, or -EIO when OUT failed.
  */
 int shm_report_prom(FILE *out, const struct shm_layout *l);
 

@@ -224,7 +224,7 @@
       "file (mode 0600) holding the bearer token every API request must send; required when "      \
       "listen is not a loopback address")                                                          \
     X(web, max_connections, INT, "64", 4, 1024, NULL, CFG_RESTART,                                 \
-      "open HTTP connections at most (half of them from one client address)")                     \
+      "open HTTP connections at most (half of them from one client address)")                      \
     X(mirror, postgres, STR, "", 0, CFG_STR_MAX, NULL, CFG_RELOAD,                                 \
       "PostgreSQL to mirror every record into (docs/mirror.md): a conninfo without a password, "   \
       "or a file holding one (mode 0600 if it has a password); empty = no mirror")                 \

@@ -26,8 +26,7 @@ bool scanner_prefilter_deal(const struct kp_deal *d, const struct jd_rules *r, c
 
 static size_t fees_slot(const char *asin)
 {
-    return (size_t)(scanner_fnv1a(SCANNER_FNV_INIT, asin, ST_ASIN_LEN) &
-                    (SCANNER_FEES_SLOTS - 1));
+    return (size_t)(scanner_fnv1a(SCANNER_FNV_INIT, asin, ST_ASIN_LEN) & (SCANNER_FEES_SLOTS - 1));
 }
 
 void scanner_fees_put(struct scanner_fees *f, const char *asin, const struct jd_inputs *in)
@@ -56,13 +55,12 @@ bool scanner_fees_get(const struct scanner_fees *f, const char *asin, struct jd_
 }
 
 void scanner_prescore_deal(const struct kp_deal *d, const struct jd_rules *r,
-                           const struct scanner_fees *fees, int64_t *profit_cents,
-                           int64_t *at_min)
+                           const struct scanner_fees *fees, int64_t *profit_cents, int64_t *at_min)
 {
     struct jd_inputs in;
     struct jd_verdict v;
     jd_inputs_from_deal(d, r, 0, &in);
-    *at_min = d->creation_date_keepa_min > 0   ? d->creation_date_keepa_min
+    *at_min = d->creation_date_keepa_min > 0 ? d->creation_date_keepa_min
               : d->last_update_keepa_min > 0 ? d->last_update_keepa_min
                                              : 0;
     if (fees != NULL && scanner_fees_get(fees, d->asin, &in)) {

@@ -183,8 +183,7 @@ bool scanner_fees_get(const struct scanner_fees *f, const char *asin, struct jd_
  * and *PROFIT_CENTS is -1 (a sure fail).
  */
 void scanner_prescore_deal(const struct kp_deal *d, const struct jd_rules *r,
-                           const struct scanner_fees *fees, int64_t *profit_cents,
-                           int64_t *at_min);
+                           const struct scanner_fees *fees, int64_t *profit_cents, int64_t *at_min);
 
 /*
  * A pre-score's worth: PROFIT_CENTS halved for every HALF_LIFE_MIN (> 0) its moment AT_MIN is

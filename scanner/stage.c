@@ -1412,8 +1412,7 @@ static int64_t pass_pause_ms(struct scanner *sc)
     struct tb_stats st;
     bool known = sc->spend_ok && tb_stats(sc->sp.tb, kd_mono_ns(), &st) == 0 && st.anchored;
     return scanner_pass_pause_ms(cfg_keepa_ms(cfg(sc), cfg(sc)->scan_pass_pause_ms),
-                                 (sc->value_rules & VAL_RULE_BUSY) != 0 &&
-                                     !list_source(sc->source),
+                                 (sc->value_rules & VAL_RULE_BUSY) != 0 && !list_source(sc->source),
                                  known ? st.projected_tokens : 0, known ? st.refill_rate : 0);
 }
 

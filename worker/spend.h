@@ -62,7 +62,7 @@ typedef int (*sp_build_fn)(struct kp_call *call, void *ud);
 
 struct sp_job_spec {
     enum tb_kind kind;
-    int64_t units; /* ASINs (pages for /deal) the request covers: the cost estimate's base */
+    int64_t units;        /* ASINs (pages for /deal) the request covers: the cost estimate's base */
     int64_t least_tokens; /* what the stage knows the request costs at least (0: nothing): the
                              reservation is the larger of it and the learned estimate */
     enum sp_priority prio;

@@ -547,14 +547,14 @@ static void test_rules(void **state)
                  "a password does not belong in the config");
     expect_error("[mirror]\npostgres = postgres://db/deals?sslmode=require&password=x\n", 2,
                  "a password does not belong in the config");
-    assert_int_equal(load_text("[mirror]\npostgres = host=db password=hunter22\n", &c, err,
-                               sizeof(err), NULL),
-                     -EINVAL);
+    assert_int_equal(
+        load_text("[mirror]\npostgres = host=db password=hunter22\n", &c, err, sizeof(err), NULL),
+        -EINVAL);
     assert_null(strstr(err, "hunter22"));
     /* A user name, a password file of libpq's, or a file of kdeals' are fine. */
-    assert_int_equal(load_text("[mirror]\npostgres = postgresql://kd@db/deals\n", &c, err,
-                               sizeof(err), NULL),
-                     0);
+    assert_int_equal(
+        load_text("[mirror]\npostgres = postgresql://kd@db/deals\n", &c, err, sizeof(err), NULL),
+        0);
     assert_int_equal(load_text("[mirror]\npostgres = host=db passfile=/etc/kdeals/pgpass\n", &c,
                                err, sizeof(err), NULL),
                      0);
@@ -599,8 +599,8 @@ static void test_web_listen(void **state)
     assert_false(l.loopback);
     assert_int_equal(kd_web_listen_parse("192.168.1.2:80", &l, why, sizeof(why)), 0);
     assert_false(l.loopback);
-    const char *bad[] = {"", "host.example:80", "::1:80", "127.0.0.1:65536", "127.0.0.1:",
-                         "1.2.3.4:x", "[::1]8480", "127.0.0.1:-1"};
+    const char *bad[] = {"",           "host.example:80", "::1:80",    "127.0.0.1:65536",
+                         "127.0.0.1:", "1.2.3.4:x",       "[::1]8480", "127.0.0.1:-1"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         if (kd_web_listen_parse(bad[i], &l, why, sizeof(why)) != -EINVAL)
             fail_msg("'%s' was accepted", bad[i]);

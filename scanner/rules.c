@@ -91,11 +91,12 @@ double scanner_prescore(int64_t profit_cents, int64_t at_min, int64_t newest_min
     return (double)profit_cents * exp2(-age / h);
 }
 
-int64_t scanner_pass_pause_ms(int64_t pause_ms, bool busy, int64_t balance, int64_t rate)
+int64_t scanner_pass_pause_ms(int64_t pause_ms, bool busy, int64_t balance, int64_t rate,
+                              uint64_t peeked)
 {
     if (pause_ms < 0)
         pause_ms = 0;
-    if (busy && rate > 0 && balance > rate * SCANNER_BUSY_MIN)
+    if (busy && peeked > 0 && rate > 0 && balance > rate * SCANNER_BUSY_MIN)
         return 0;
     return pause_ms;
 }

@@ -301,11 +301,14 @@ uint64_t scanner_fnv1a(uint64_t h, const void *p, size_t len);
 
 /*
  * The pause before the next discovery pass: PAUSE_MS ([scan] pass_pause, already in real ms
- * of Keepa time), or none when BUSY (the "busy" rule) and the bucket's BALANCE is above
- * SCANNER_BUSY_MIN minutes of RATE: a pause then only lets tokens nothing else wants pile up
- * towards the cap, where they are lost, or sit unspent.
+ * of Keepa time), or none when BUSY (the "busy" rule), the pass just done PEEKED at least one
+ * ASIN and the bucket's BALANCE is above SCANNER_BUSY_MIN minutes of RATE: a pause then only
+ * lets tokens nothing else wants pile up towards the cap, where they are lost, or sit unspent.
+ * A pass that peeked nothing found nothing to spend on: the next one would not either, and
+ * without the pause the scanner would spin.
  */
-int64_t scanner_pass_pause_ms(int64_t pause_ms, bool busy, int64_t balance, int64_t rate);
+int64_t scanner_pass_pause_ms(int64_t pause_ms, bool busy, int64_t balance, int64_t rate,
+                              uint64_t peeked);
 
 /* Keepa minutes of refill the committer backlog may need (see scanner_backlog_limit). */
 #define SCANNER_BACKLOG_HORIZON_MIN 30

@@ -1128,13 +1128,15 @@ static void test_pass_pause(void **state)
 {
     (void)state;
     /* Tokens scarce, or the rule off: the configured pause. */
-    assert_int_equal(scanner_pass_pause_ms(30000, true, 40, 5), 30000);
-    assert_int_equal(scanner_pass_pause_ms(30000, false, 6000, 100), 30000);
-    assert_int_equal(scanner_pass_pause_ms(30000, true, 0, 0), 30000); /* no reading yet */
+    assert_int_equal(scanner_pass_pause_ms(30000, true, 40, 5, 50), 30000);
+    assert_int_equal(scanner_pass_pause_ms(30000, false, 6000, 100, 50), 30000);
+    assert_int_equal(scanner_pass_pause_ms(30000, true, 0, 0, 50), 30000); /* no reading yet */
     /* More than SCANNER_BUSY_MIN minutes of refill in the bucket: the next pass at once. */
-    assert_int_equal(scanner_pass_pause_ms(30000, true, 5 * SCANNER_BUSY_MIN + 1, 5), 0);
-    assert_int_equal(scanner_pass_pause_ms(30000, true, 5 * SCANNER_BUSY_MIN, 5), 30000);
-    assert_int_equal(scanner_pass_pause_ms(-1, true, 0, 5), 0);
+    assert_int_equal(scanner_pass_pause_ms(30000, true, 5 * SCANNER_BUSY_MIN + 1, 5, 50), 0);
+    assert_int_equal(scanner_pass_pause_ms(30000, true, 5 * SCANNER_BUSY_MIN, 5, 50), 30000);
+    assert_int_equal(scanner_pass_pause_ms(-1, true, 0, 5, 50), 0);
+    /* A pass that peeked nothing: the configured pause, however full the bucket. */
+    assert_int_equal(scanner_pass_pause_ms(30000, true, 5 * SCANNER_BUSY_MIN + 1, 5, 0), 30000);
 }
 
 int main(int argc, char **argv)

@@ -90,8 +90,9 @@
  *     profit_capture_pct >= 60 and vs_legacy_profit >= 2 on every plan,
  *     time_to_store_top10_median <= 30 on 5/min.
  *     The daemon keeps its default config except the selection (written to a file that
- *     bench_legacy and the oracle polls use too). [scan] pass_pause and dedup_window are Keepa
- *     time, so they scale with the accelerated minute like every interval of the daemon.
+ *     bench_legacy and the oracle polls use too) and [scan] pass_pause: its default of 5 minutes,
+ *     written as 5 accelerated minutes (the pause is wall time; dedup_window and every other
+ *     interval of the daemon are Keepa time already).
  *     BENCH_PIPELINE_CONF can switch rules of value per token off ([tokens] value_rules) to
  *     measure what each buys.
  *
@@ -1486,8 +1487,10 @@ static int scenario_day(struct ctx *cx)
 
     struct sim sk = {.pid = -1};
     int rc = sim_start(&sk, cx->sim, d.dir, "sim", extra);
+    char pause[64];
+    snprintf(pause, sizeof(pause), "pass_pause = %" PRId64 "ms\n", 5 * g_minute_ms);
     if (rc == 0)
-        rc = write_config(d.dir, d.instance, sk.port, "", cx->conf_extra, d.conf, sizeof(d.conf),
+        rc = write_config(d.dir, d.instance, sk.port, pause, cx->conf_extra, d.conf, sizeof(d.conf),
                           d.store, sizeof(d.store));
     for (int i = 0; i < N_LEGACY; i++) {
         lr[i].sim.pid = lr[i].pid = -1;

@@ -300,12 +300,11 @@ uint64_t scanner_fnv1a(uint64_t h, const void *p, size_t len);
 #define SCANNER_HALF_LIFE_MIN 120 /* a deal's half-life before the updater learned one */
 
 /*
- * The pause before the next discovery pass: PAUSE_MS ([scan] pass_pause, already in real ms
- * of Keepa time), or none when BUSY (the "busy" rule), the pass just done PEEKED at least one
- * ASIN and the bucket's BALANCE is above SCANNER_BUSY_MIN minutes of RATE: a pause then only
- * lets tokens nothing else wants pile up towards the cap, where they are lost, or sit unspent.
- * A pass that peeked nothing found nothing to spend on: the next one would not either, and
- * without the pause the scanner would spin.
+ * The pause before the next discovery pass: PAUSE_MS ([scan] pass_pause), or none when BUSY (the
+ * "busy" rule), the pass just done PEEKED at least one ASIN and the bucket's BALANCE is above
+ * SCANNER_BUSY_MIN minutes of RATE: a pause then only lets tokens nothing else wants pile up
+ * towards the cap, where they are lost, or sit unspent. A pass that peeked nothing found nothing to
+ * spend on: the next one would not either, and without the pause the scanner would spin.
  */
 int64_t scanner_pass_pause_ms(int64_t pause_ms, bool busy, int64_t balance, int64_t rate,
                               uint64_t peeked);

@@ -1404,7 +1404,7 @@ static int write_cursor_fn(struct st_txn *txn, void *ud)
 }
 
 /*
- * The pause after a pass: [scan] pass_pause in Keepa time, none while tokens pile up (the busy
+ * The pause after a pass: [scan] pass_pause (wall time), none while tokens pile up (the busy
  * rule) after a pass that peeked something. Only the /deal feed, which changes under the walk,
  * goes without: a dear list source pays for its lists again every pass, and a list of ASINs or
  * a query has nothing new the moment after.
@@ -1414,7 +1414,7 @@ static int64_t pass_pause_ms(struct scanner *sc)
     struct tb_stats st;
     bool known = sc->spend_ok && tb_stats(sc->sp.tb, kd_mono_ns(), &st) == 0 && st.anchored;
     return scanner_pass_pause_ms(
-        cfg_keepa_ms(cfg(sc), cfg(sc)->scan_pass_pause_ms),
+        cfg(sc)->scan_pass_pause_ms,
         (sc->value_rules & VAL_RULE_BUSY) != 0 && sc->source == CFG_SOURCE_DEALS,
         known ? st.projected_tokens : 0, known ? st.refill_rate : 0, sc->pass_peeked);
 }

@@ -4,7 +4,7 @@
  * a short or last page, never on anything else), the page of candidates (a failed peek puts
  * its ASINs back), ASIN list lines and the page selections; the free pre-score (the feed's
  * own upper bound on profit, halved per half-life of age) and the page taken best first; the
- * pause between passes (Keepa time; none while tokens pile up).
+ * pause between passes (none over the feed while tokens pile up).
  */
 #include <errno.h>
 #include <stdint.h>

@@ -563,7 +563,7 @@ static void test_429_storm_and_failed_fetches(void **state)
      * the storm must meet a paused scanner. */
     daemon_start(&d, &s, "100ms",
                  "peek_batch = 50\npass_pause = 2s\n[tokens]\n"
-                 "value_rules = order, drop, prescore, fees, recheck, gone");
+                 "value_rules = order, prescore, fees, recheck, gone");
 
     /* Pass 0 is done and the scanner pauses 2 s: a storm of 429s starts, so the first
      * request of pass 1, the fetch of its page 0, meets it (docs/failure-modes.md F9). */

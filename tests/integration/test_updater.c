@@ -541,7 +541,7 @@ static void test_due_deals_rechecked_in_batches_and_rescheduled(void **state)
     (void)state;
     struct world w;
     world_init(&w);
-    w.value_rules = "order, drop, prescore, fees, recheck, busy";
+    w.value_rules = "order, prescore, fees, recheck, busy";
     start_sim(&w, NULL);
     write_config(&w, 4, "10m", "80m", 2);
 

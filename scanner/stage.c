@@ -6,8 +6,9 @@
  * the free pre-filter as it arrives; page_done() keeps the page only if the answer was
  * complete, then drops the ASINs the `seen` db says were peeked recently and are unchanged
  * (dedup). The free pre-score (scanner/rules.h) ranks each candidate the pre-filter kept, and
- * drops it when the fees its last peek read make it a sure fail. submit_peeks() takes up to
- * [scan] peek_batch queued candidates per request, best pre-score first, read at submit time
+ * (the fees rule) drops it when the fees its last peek read make it a sure fail. submit_peeks()
+ * takes up to [scan] peek_batch queued candidates per request (the prescore rule: best
+ * pre-score first; else in page order), read at submit time
  * so a HUP applies to the next batch, and fewer when their expected survivors would overfill
  * the committer backlog (peek_room, backlog_limit). peek_done() writes the batch's
  * `seen` records, the survivors' `pending` records in one transaction, then pushes the ring

@@ -54,7 +54,7 @@ bench: deps build
 # libFuzzer targets (clang; the list is tests/CMakeLists.txt), each run for FUZZ_SECONDS over its
 # seed corpus.
 FUZZ_SECONDS ?= 300
-FUZZ_TEST_SECONDS ?= 15
+FUZZ_TEST_SECONDS ?= 10
 build-fuzz/CMakeCache.txt:
 	CC=clang cmake -S . -B build-fuzz -DKD_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
 

@@ -609,8 +609,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, WK_SPAWN_COMMAND) == 0) {
         /* The supervisor starting a worker (worker/spawn.h): every stage this binary has. */
         static const struct wk_stage *const stages[] = {&scanner_stage, &committer_stage,
-                                                        &updater_stage, &web_stage,
-                                                        &outbox_stage};
+                                                        &updater_stage, &web_stage, &outbox_stage};
         return wk_main(stages, KD_ARRAY_LEN(stages), argc - 1, argv + 1);
     }
     static const struct {

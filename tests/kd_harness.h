@@ -22,7 +22,6 @@
 #define KDH_JUDGEMENT                                                                              \
     "[sell]\nbasis_new = avg90, avg365\nbasis_used = avg90, avg365\ncap_at_buy_box = false\n"
 
-
 void kdh_nap_ms(long ms);
 
 /* Polls COND every 10 ms for up to SECONDS; evaluates to whether it became true. */

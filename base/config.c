@@ -998,6 +998,10 @@ static int named_key_add(struct cfg *c, const char *key, const char *value, int 
                          size_t whylen)
 {
     struct cfg_named *s = &c->named[c->n_named - 1];
+    if (key[0] == '\0') {
+        snprintf(why, whylen, "a line with no key name before '='");
+        return -EINVAL;
+    }
     size_t vn = strlen(value);
     if (vn > CFG_STR_MAX) {
         snprintf(why, whylen, "longer than %d bytes", CFG_STR_MAX);

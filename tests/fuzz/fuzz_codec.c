@@ -9,13 +9,12 @@
  *
  * Built with -DKD_FUZZ=ON (clang) it is a libFuzzer binary:
  *   ./fuzz_codec tests/fuzz/corpus/codec
- * Every build also makes fuzz_codec_corpus (the replay main() below), run by ctest over the
- * seed corpus.
+ * Every build also makes fuzz_codec_corpus (the replay main() of tests/fuzz/replay.c), run by
+ * ctest over the seed corpus.
  */
 #include "base/config.h"
 #include "store/codec.h"
 
-#include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,45 +105,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     return 0;
 }
-
-#ifndef KD_LIBFUZZER
-static int replay(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        perror(path);
-        return 1;
-    }
-    static uint8_t buf[1 << 20];
-    size_t n = fread(buf, 1, sizeof(buf), f);
-    fclose(f);
-    LLVMFuzzerTestOneInput(buf, n);
-    return 0;
-}
-
-/* Replays every file of the folders (or files) given as arguments. */
-int main(int argc, char **argv)
-{
-    int files = 0, bad = 0;
-    for (int i = 1; i < argc; i++) {
-        DIR *dir = opendir(argv[i]);
-        if (dir == NULL) {
-            bad |= replay(argv[i]);
-            files++;
-            continue;
-        }
-        struct dirent *de;
-        while ((de = readdir(dir)) != NULL) {
-            if (de->d_name[0] == '.')
-                continue;
-            char path[4096];
-            snprintf(path, sizeof(path), "%s/%s", argv[i], de->d_name);
-            bad |= replay(path);
-            files++;
-        }
-        closedir(dir);
-    }
-    printf("fuzz_codec: %d inputs replayed\n", files);
-    return bad || files == 0;
-}
-#endif

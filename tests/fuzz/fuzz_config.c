@@ -6,12 +6,11 @@
  *
  * Built with -DKD_FUZZ=ON (clang) it is a libFuzzer binary:
  *   ./fuzz_config tests/fuzz/corpus/config
- * Every build also makes fuzz_config_corpus with the replay main() below, and ctest runs it
- * over the seed corpus, so the seeds stay a regression test in every build.
+ * Every build also makes fuzz_config_corpus with the replay main() of tests/fuzz/replay.c, and
+ * ctest runs it over the seed corpus, so the seeds stay a regression test in every build.
  */
 #include "base/config.h"
 
-#include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,45 +65,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     return 0;
 }
-
-#ifndef KD_LIBFUZZER
-/* Replays every file of the folders (or files) given as arguments. */
-static int replay(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        perror(path);
-        return 1;
-    }
-    static uint8_t buf[1 << 20];
-    size_t n = fread(buf, 1, sizeof(buf), f);
-    fclose(f);
-    LLVMFuzzerTestOneInput(buf, n);
-    return 0;
-}
-
-int main(int argc, char **argv)
-{
-    int files = 0, bad = 0;
-    for (int i = 1; i < argc; i++) {
-        DIR *dir = opendir(argv[i]);
-        if (dir == NULL) {
-            bad |= replay(argv[i]);
-            files++;
-            continue;
-        }
-        struct dirent *de;
-        while ((de = readdir(dir)) != NULL) {
-            if (de->d_name[0] == '.')
-                continue;
-            char path[4096];
-            snprintf(path, sizeof(path), "%s/%s", argv[i], de->d_name);
-            bad |= replay(path);
-            files++;
-        }
-        closedir(dir);
-    }
-    printf("fuzz_config: %d inputs replayed\n", files);
-    return bad || files == 0;
-}
-#endif

@@ -9,15 +9,13 @@
  * With KD_FUZZ=ON (clang, -fsanitize=fuzzer,address,undefined) this is a libFuzzer binary:
  *   build-fuzz/fuzz_kp_decode tests/fuzz/corpus/kp_decode tests/fixtures/keepa
  * (the real fixtures may be given as extra seed folders at run time, never copied in).
- * In a normal build the same file gets a small main that runs every file of the folders or
- * files given on the command line once: ctest runs it over the committed corpus.
+ * Every build also makes fuzz_kp_decode_corpus with the replay main() of tests/fuzz/replay.c,
+ * which runs every file of the folders or files given once: ctest runs it over the corpus.
  */
-#include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "keepa/decode.h"
 
@@ -154,66 +152,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     return 0;
 }
-
-#ifndef KP_FUZZ_LIBFUZZER
-static int run_file(const char *path, unsigned *count)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        fprintf(stderr, "fuzz_kp_decode: cannot open %s\n", path);
-        return -1;
-    }
-    size_t cap = 1 << 16, n = 0;
-    uint8_t *buf = malloc(cap);
-    for (;;) {
-        if (buf == NULL) {
-            fclose(f);
-            return -1;
-        }
-        n += fread(buf + n, 1, cap - n, f);
-        if (n < cap)
-            break;
-        cap *= 2;
-        uint8_t *nb = realloc(buf, cap);
-        if (nb == NULL)
-            free(buf);
-        buf = nb;
-    }
-    fclose(f);
-    LLVMFuzzerTestOneInput(buf, n);
-    free(buf);
-    (*count)++;
-    return 0;
-}
-
-int main(int argc, char **argv)
-{
-    unsigned count = 0;
-    int bad = 0;
-    for (int i = 1; i < argc; i++) {
-        struct stat st;
-        if (stat(argv[i], &st) != 0) {
-            fprintf(stderr, "fuzz_kp_decode: %s: not found\n", argv[i]);
-            bad = 1;
-            continue;
-        }
-        if (!S_ISDIR(st.st_mode)) {
-            bad |= run_file(argv[i], &count) != 0;
-            continue;
-        }
-        DIR *dir = opendir(argv[i]);
-        struct dirent *e;
-        while (dir != NULL && (e = readdir(dir)) != NULL) {
-            if (e->d_name[0] == '.')
-                continue;
-            char path[4096];
-            snprintf(path, sizeof(path), "%s/%s", argv[i], e->d_name);
-            bad |= run_file(path, &count) != 0;
-        }
-        if (dir != NULL)
-            closedir(dir);
-    }
-    printf("fuzz_kp_decode: %u inputs decoded without a broken invariant\n", count);
-    return bad || count == 0 ? 1 : 0;
-}
-#endif

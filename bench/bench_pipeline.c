@@ -131,6 +131,7 @@
 #include <jansson.h>
 
 #include "base/clock.h"
+#include "bench/util.h"
 #include "shm/counters.h"
 #include "shm/layout.h"
 #include "shm/segment.h"
@@ -153,51 +154,6 @@ static const char *const role_names[SHM_PIPELINE_ROLES] = {"supervisor", "scanne
 
 /* ---- small helpers ------------------------------------------------------------------- */
 
-static void sleep_ms(int64_t ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
-static int64_t mono_ms(void)
-{
-    return kd_mono_ns() / KD_NS_PER_MS;
-}
-
-static long env_long(const char *name, long def, long min, long max)
-{
-    const char *v = getenv(name);
-    if (v == NULL || *v == '\0')
-        return def;
-    char *end = NULL;
-    long x = strtol(v, &end, 10);
-    if (end == v || *end != '\0' || x < min || x > max) {
-        fprintf(stderr, "bench_pipeline: %s=%s ignored (want %ld..%ld)\n", name, v, min, max);
-        return def;
-    }
-    return x;
-}
-
-static int write_file(const char *path, mode_t mode, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int write_file(const char *path, mode_t mode, const char *fmt, ...)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
-    if (fd < 0)
-        return -errno;
-    FILE *f = fdopen(fd, "w");
-    if (f == NULL) {
-        close(fd);
-        return -ENOMEM;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(f, fmt, ap);
-    va_end(ap);
-    return fclose(f) == 0 ? 0 : -EIO;
-}
-
 static double median(double *v, size_t n)
 {
     if (n == 0)
@@ -218,56 +174,6 @@ static double ratio(double a, double b)
 }
 
 /* ---- HTTP (the simulator's control endpoints) ----------------------------------------- */
-
-struct buf {
-    char *p;
-    size_t n, cap;
-};
-
-static size_t buf_write(char *data, size_t size, size_t nmemb, void *ud)
-{
-    struct buf *b = ud;
-    size_t len = size * nmemb;
-    if (b->n + len + 1 > b->cap) {
-        size_t cap = (b->n + len + 1) * 2;
-        char *p = realloc(b->p, cap);
-        if (p == NULL)
-            return 0;
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, data, len);
-    b->n += len;
-    b->p[b->n] = '\0';
-    return len;
-}
-
-/* GET http://127.0.0.1:PORT PATH, parsed as JSON. Returns NULL on any failure. */
-static json_t *sim_get(CURL *c, int port, const char *path)
-{
-    char url[4096];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
-    struct buf b = {0};
-    curl_easy_reset(c);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, buf_write);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    CURLcode rc = curl_easy_perform(c);
-    long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    json_t *j = NULL;
-    if (rc == CURLE_OK && status == 200 && b.p != NULL)
-        j = json_loads(b.p, 0, NULL);
-    free(b.p);
-    return j;
-}
-
-static int64_t jint(const json_t *o, const char *k)
-{
-    return (int64_t)json_integer_value(json_object_get(o, k));
-}
 
 /* ---- ASIN -> time tables (open addressing, grown on demand) ---------------------------- */
 
@@ -367,7 +273,7 @@ static pid_t spawn(char *const argv[], const char *out_path, const char *err_pat
 /* Waits up to DEADLINE_MS for PID; on timeout SIGKILLs it. Fills *RU (may be NULL). */
 static int reap(pid_t pid, int64_t deadline_ms, struct rusage *ru)
 {
-    int64_t end = mono_ms() + deadline_ms;
+    int64_t end = bu_mono_ms() + deadline_ms;
     int status = 0;
     for (;;) {
         pid_t r = wait4(pid, &status, WNOHANG, ru);
@@ -375,12 +281,12 @@ static int reap(pid_t pid, int64_t deadline_ms, struct rusage *ru)
             return status;
         if (r < 0)
             return -1;
-        if (mono_ms() > end) {
+        if (bu_mono_ms() > end) {
             kill(pid, SIGKILL);
             wait4(pid, &status, 0, ru);
             return status;
         }
-        sleep_ms(20);
+        bu_sleep_ms(20);
     }
 }
 
@@ -419,8 +325,8 @@ static int sim_start(struct sim *s, const char *bin, const char *dir, const char
     s->pid = spawn(argv, log, NULL, SIGKILL);
     if (s->pid < 0)
         return -errno;
-    int64_t end = mono_ms() + 10000;
-    while (mono_ms() < end) {
+    int64_t end = bu_mono_ms() + 10000;
+    while (bu_mono_ms() < end) {
         FILE *f = fopen(port_file, "r");
         if (f != NULL) {
             int ok = fscanf(f, "%d", &s->port);
@@ -432,7 +338,7 @@ static int sim_start(struct sim *s, const char *bin, const char *dir, const char
             s->pid = -1;
             return -ECHILD;
         }
-        sleep_ms(20);
+        bu_sleep_ms(20);
     }
     return -ETIMEDOUT;
 }
@@ -470,18 +376,18 @@ static int write_config(const char *dir, const char *instance, int port, const c
     snprintf(sel, sizeof(sel), "%s/selection.json", dir);
     snprintf(conf, confsz, "%s/kdeals.conf", dir);
     snprintf(store, storesz, "%s/store", dir);
-    int rc = write_file(key, 0600, "benchkey%d\n", port);
+    int rc = bu_write_file(key, 0600, "benchkey%d\n", port);
     if (rc == 0)
-        rc = write_file(sel, 0600, "%s\n", SELECTION);
+        rc = bu_write_file(sel, 0600, "%s\n", SELECTION);
     if (rc == 0)
-        rc = write_file(conf, 0600,
-                        "[keepa]\nbase_url = http://127.0.0.1:%d\nkey_file = %s\n\n"
-                        "[daemon]\ninstance = %s\nrun_dir = %s\nstop_timeout = 20s\n\n"
-                        "[store]\npath = %s\nmap_size_mb = 256\n\n"
-                        "[tokens]\nminute = %dms\n\n"
-                        "[scan]\nselection_file = %s\n%s\n%s\n",
-                        port, key, instance, dir, store, (int)g_minute_ms, sel, extra,
-                        user != NULL ? user : "");
+        rc = bu_write_file(conf, 0600,
+                           "[keepa]\nbase_url = http://127.0.0.1:%d\nkey_file = %s\n\n"
+                           "[daemon]\ninstance = %s\nrun_dir = %s\nstop_timeout = 20s\n\n"
+                           "[store]\npath = %s\nmap_size_mb = 256\n\n"
+                           "[tokens]\nminute = %dms\n\n"
+                           "[scan]\nselection_file = %s\n%s\n%s\n",
+                           port, key, instance, dir, store, (int)g_minute_ms, sel, extra,
+                           user != NULL ? user : "");
     return rc;
 }
 
@@ -504,23 +410,23 @@ static int daemon_start(struct daemon *d, const char *kdeals)
     d->pid = spawn(argv, log, NULL, SIGTERM);
     if (d->pid < 0)
         return -errno;
-    int64_t end = mono_ms() + 20000;
+    int64_t end = bu_mono_ms() + 20000;
     char err[256];
     while (!d->attached) {
         if (shm_segment_attach(&d->seg, d->instance, SHM_READ_ONLY, err, sizeof(err)) == 0)
             d->attached = true;
-        else if (mono_ms() > end || waitpid(d->pid, NULL, WNOHANG) == d->pid) {
+        else if (bu_mono_ms() > end || waitpid(d->pid, NULL, WNOHANG) == d->pid) {
             fprintf(stderr, "bench_pipeline: daemon did not start (%s); see %s\n", err, log);
             return -ECHILD;
         } else
-            sleep_ms(20);
+            bu_sleep_ms(20);
     }
     while (!workers_ready(d->seg.layout)) {
-        if (mono_ms() > end) {
+        if (bu_mono_ms() > end) {
             fprintf(stderr, "bench_pipeline: workers not ready after 20 s; measuring anyway\n");
             break;
         }
-        sleep_ms(20);
+        bu_sleep_ms(20);
     }
     return 0;
 }
@@ -640,38 +546,6 @@ static int64_t store_scan(struct st_env *env, struct seen_set *set)
 
 /* ---- the simulator ledger -------------------------------------------------------------- */
 
-struct ledger {
-    int64_t earned, consumed, expired, left, http_429, requests, asins_requested, asins_distinct;
-    int64_t product_requests, product_tokens, deal_requests, deal_tokens, token_requests;
-    bool ok;
-};
-
-static struct ledger ledger_read(CURL *c, int port)
-{
-    struct ledger L;
-    memset(&L, 0, sizeof(L));
-    json_t *j = sim_get(c, port, "/_sim/stats");
-    if (j == NULL)
-        return L;
-    L.ok = true;
-    L.earned = jint(j, "tokens_earned");
-    L.consumed = jint(j, "tokens_consumed");
-    L.expired = jint(j, "tokens_expired");
-    L.left = jint(j, "tokens_left");
-    L.http_429 = jint(j, "http_429");
-    L.requests = jint(j, "requests");
-    L.asins_requested = jint(j, "asins_requested");
-    L.asins_distinct = jint(j, "asins_distinct");
-    json_t *ep = json_object_get(j, "endpoints");
-    L.product_requests = jint(json_object_get(ep, "product"), "requests");
-    L.product_tokens = jint(json_object_get(ep, "product"), "tokens");
-    L.deal_requests = jint(json_object_get(ep, "deal"), "requests");
-    L.deal_tokens = jint(json_object_get(ep, "deal"), "tokens");
-    L.token_requests = jint(json_object_get(ep, "token"), "requests");
-    json_decref(j);
-    return L;
-}
-
 /* Polls the oracle: every deal listed now is recorded with the poll time. */
 static int oracle_poll(CURL *c, int port, struct seen_set *first_listed, int64_t now_ms)
 {
@@ -681,7 +555,7 @@ static int oracle_poll(CURL *c, int port, struct seen_set *first_listed, int64_t
     char path[1024];
     snprintf(path, sizeof(path), "/_sim/deals?selection=%s", esc);
     curl_free(esc);
-    json_t *j = sim_get(c, port, path);
+    json_t *j = bu_sim_get(c, port, path);
     if (j == NULL)
         return -EIO;
     json_t *asins = json_object_get(j, "asins");
@@ -730,10 +604,10 @@ static double oracle_min_per_deal(CURL *c, int port, const struct seen_set *stor
             continue;
         char path[128];
         snprintf(path, sizeof(path), "/_sim/product?asin=%s", e->asin);
-        json_t *j = sim_get(c, port, path);
+        json_t *j = bu_sim_get(c, port, path);
         if (j == NULL)
             continue;
-        int64_t live = jint(j, "liveOffers");
+        int64_t live = bu_jint(j, "liveOffers");
         json_decref(j);
         int64_t pages = ((live < 20 ? live : 20) + 9) / 10;
         sum += 1.0 + 6.0 * (double)(pages < 1 ? 1 : pages);
@@ -754,13 +628,13 @@ static struct sim_clock clock_read(CURL *c, int port)
 {
     struct sim_clock k;
     memset(&k, 0, sizeof(k));
-    json_t *j = sim_get(c, port, "/_sim/clock");
+    json_t *j = bu_sim_get(c, port, "/_sim/clock");
     if (j == NULL)
         return k;
-    k.start_wall_ms = jint(j, "start_wall_ms");
-    k.catalog_start_ms = jint(j, "catalog_start_ms");
-    k.minute_ms = jint(j, "minute_ms");
-    k.now_min = jint(j, "keepa_minute");
+    k.start_wall_ms = bu_jint(j, "start_wall_ms");
+    k.catalog_start_ms = bu_jint(j, "catalog_start_ms");
+    k.minute_ms = bu_jint(j, "minute_ms");
+    k.now_min = bu_jint(j, "keepa_minute");
     k.ok = k.minute_ms > 0;
     json_decref(j);
     return k;
@@ -899,7 +773,7 @@ static void truth_at(CURL *c, int port, char (*asins)[ST_ASIN_LEN + 1], const in
             deal[base + i] = false;
             profit[base + i] = 0;
         }
-        json_t *j = off < sizeof(path) ? sim_get(c, port, path) : NULL;
+        json_t *j = off < sizeof(path) ? bu_sim_get(c, port, path) : NULL;
         json_t *prods = json_object_get(j, "products");
         size_t k;
         json_t *p;
@@ -911,7 +785,7 @@ static void truth_at(CURL *c, int port, char (*asins)[ST_ASIN_LEN + 1], const in
                 if (strcmp(asins[base + i], a) != 0)
                     continue;
                 deal[base + i] = json_is_true(json_object_get(p, "deal"));
-                profit[base + i] = deal[base + i] ? jint(p, "profit_cents") : 0;
+                profit[base + i] = deal[base + i] ? bu_jint(p, "profit_cents") : 0;
                 break;
             }
         }
@@ -951,7 +825,7 @@ static int timelines(CURL *c, int port, char (*asins)[ST_ASIN_LEN + 1], size_t n
         for (size_t i = 0; i < m && off < sizeof(path); i++)
             off += (size_t)snprintf(path + off, sizeof(path) - off, "%s%s", i ? "," : "",
                                     asins[base + i]);
-        json_t *j = off < sizeof(path) ? sim_get(c, port, path) : NULL;
+        json_t *j = off < sizeof(path) ? bu_sim_get(c, port, path) : NULL;
         size_t k;
         json_t *p;
         json_array_foreach(json_object_get(j, "products"), k, p)
@@ -1031,7 +905,7 @@ static ssize_t true_deals(CURL *c, int port, int64_t from, int64_t to, struct tr
              "/_sim/true-deals?step=10&from=%" PRId64 "&to=%" PRId64 "&selection=%s", from, to,
              esc);
     curl_free(esc);
-    json_t *j = sim_get(c, port, path);
+    json_t *j = bu_sim_get(c, port, path);
     json_t *arr = json_object_get(j, "deals");
     size_t n = json_array_size(arr);
     *out = calloc(n + 1, sizeof(**out));
@@ -1045,9 +919,9 @@ static ssize_t true_deals(CURL *c, int port, int64_t from, int64_t to, struct tr
         json_t *d = json_array_get(arr, i);
         struct true_deal *t = &(*out)[i];
         snprintf(t->asin, sizeof(t->asin), "%s", json_string_value(json_object_get(d, "asin")));
-        t->peak_profit = jint(d, "peak_profit_cents");
-        t->fetch_tokens = jint(d, "fetch_tokens");
-        t->listed_at = jint(d, "listed_at");
+        t->peak_profit = bu_jint(d, "peak_profit_cents");
+        t->fetch_tokens = bu_jint(d, "fetch_tokens");
+        t->listed_at = bu_jint(d, "listed_at");
     }
     json_decref(j);
     return (ssize_t)n;
@@ -1275,7 +1149,7 @@ struct ctx {
 
 static int scenario_throughput(struct ctx *cx)
 {
-    long seconds = env_long("BENCH_PIPELINE_THROUGHPUT_S", 20, 1, 3600);
+    long seconds = bu_env_long("bench_pipeline", "BENCH_PIPELINE_THROUGHPUT_S", 20, 1, 3600);
     struct daemon d;
     memset(&d, 0, sizeof(d));
     snprintf(d.dir, sizeof(d.dir), "%s/throughput", cx->root);
@@ -1308,20 +1182,20 @@ static int scenario_throughput(struct ctx *cx)
         sim_stop(&s);
         return -1;
     }
-    sleep_ms(WARMUP_MS);
+    bu_sleep_ms(WARMUP_MS);
     double cpu0[SHM_PIPELINE_ROLES], cpu1[SHM_PIPELINE_ROLES];
-    int64_t t0 = mono_ms();
-    struct ledger L0 = ledger_read(cx->curl, s.port);
+    int64_t t0 = bu_mono_ms();
+    struct bu_ledger L0 = bu_ledger_read(cx->curl, s.port);
     double c0 = daemon_cpu(&d, cpu0);
     double sim_c0 = proc_cpu_s(s.pid);
     uint64_t h0[SHM_PIPELINE_ROLES];
     for (int r = 0; r < SHM_PIPELINE_ROLES; r++)
         h0[r] = role_hist_sum(&d, r, SHM_C_batch_asins);
-    sleep_ms(seconds * 1000);
+    bu_sleep_ms(seconds * 1000);
     double c1 = daemon_cpu(&d, cpu1);
     double sim_c1 = proc_cpu_s(s.pid);
-    struct ledger L1 = ledger_read(cx->curl, s.port);
-    int64_t t1 = mono_ms();
+    struct bu_ledger L1 = bu_ledger_read(cx->curl, s.port);
+    int64_t t1 = bu_mono_ms();
     uint64_t h1[SHM_PIPELINE_ROLES];
     long hwm[SHM_PIPELINE_ROLES];
     for (int r = 0; r < SHM_PIPELINE_ROLES; r++) {
@@ -1375,7 +1249,7 @@ static int scenario_throughput(struct ctx *cx)
 /* ---- (b) a simulated day on a 5/min plan, kdeals vs legacy ------------------------------- */
 
 struct side {
-    struct ledger L0, L1;
+    struct bu_ledger L0, L1;
     struct seen_set listed; /* oracle: ASIN -> first poll that listed it (wall ms) */
     struct seen_set stored; /* ASIN -> stored (wall ms) */
     int64_t first_poll_ms;
@@ -1383,7 +1257,7 @@ struct side {
 
 static void side_figures(const char *prefix, struct side *sd, double *tpd_out)
 {
-    struct ledger *a = &sd->L0, *b = &sd->L1;
+    struct bu_ledger *a = &sd->L0, *b = &sd->L1;
     double consumed = (double)(b->consumed - a->consumed);
     double offered = (double)(a->left + (b->earned - a->earned) + (b->expired - a->expired));
     double deals = (double)sd->stored.n;
@@ -1458,9 +1332,10 @@ static void legacies_kill(struct legacy_run *lr)
 
 static int scenario_day(struct ctx *cx)
 {
-    long minutes = env_long("BENCH_PIPELINE_MINUTES", 1440, 10, 100000);
-    long rate = env_long("BENCH_PIPELINE_RATE", 5, 1, 10000);
-    g_minute_ms = env_long("BENCH_PIPELINE_MINUTE_MS", MINUTE_MS_DEFAULT, 10, 60000);
+    long minutes = bu_env_long("bench_pipeline", "BENCH_PIPELINE_MINUTES", 1440, 10, 100000);
+    long rate = bu_env_long("bench_pipeline", "BENCH_PIPELINE_RATE", 5, 1, 10000);
+    g_minute_ms =
+        bu_env_long("bench_pipeline", "BENCH_PIPELINE_MINUTE_MS", MINUTE_MS_DEFAULT, 10, 60000);
     int64_t duration_ms = minutes * g_minute_ms;
     char seed[32], products[32], clock_ms[32], dur[32], refill[32];
     snprintf(refill, sizeof(refill), "%ld", rate);
@@ -1516,14 +1391,14 @@ static int scenario_day(struct ctx *cx)
 
     struct side K;
     memset(&K, 0, sizeof(K));
-    K.L0 = ledger_read(cx->curl, sk.port);
+    K.L0 = bu_ledger_read(cx->curl, sk.port);
     struct sim_clock clk0 = clock_read(cx->curl, sk.port);
     for (int i = 0; i < N_LEGACY; i++) {
-        lr[i].side.L0 = ledger_read(cx->curl, lr[i].sim.port);
+        lr[i].side.L0 = bu_ledger_read(cx->curl, lr[i].sim.port);
         char *largv[] = {cx->legacy, lr[i].conf, lr[i].sel, dur, (char *)lr[i].mode, NULL};
         lr[i].pid = spawn(largv, lr[i].out, lr[i].err, SIGKILL);
     }
-    int64_t start = mono_ms();
+    int64_t start = bu_mono_ms();
     rc = daemon_start(&d, cx->kdeals);
     if (rc != 0) {
         sim_stop(&sk);
@@ -1539,7 +1414,7 @@ static int scenario_day(struct ctx *cx)
     /* The run: poll every oracle every POLL_KEEPA_MIN Keepa minutes, scan the store. */
     int64_t end = start + duration_ms;
     int64_t next_scan = 0;
-    for (int64_t now = mono_ms(); now < end; now = mono_ms()) {
+    for (int64_t now = bu_mono_ms(); now < end; now = bu_mono_ms()) {
         int64_t wall = kd_wall_ms();
         oracle_poll(cx->curl, sk.port, &K.listed, wall);
         for (int i = 0; i < N_LEGACY; i++)
@@ -1556,9 +1431,9 @@ static int scenario_day(struct ctx *cx)
         int64_t next = now + POLL_KEEPA_MIN * g_minute_ms;
         if (next > end)
             next = end;
-        int64_t left = next - mono_ms();
+        int64_t left = next - bu_mono_ms();
         if (left > 0)
-            sleep_ms(left);
+            bu_sleep_ms(left);
     }
     double cpu_roles[SHM_PIPELINE_ROLES];
     double cpu_end = daemon_cpu(&d, cpu_roles);
@@ -1571,7 +1446,7 @@ static int scenario_day(struct ctx *cx)
     memset(&ru, 0, sizeof(ru));
     int st = daemon_stop(&d, &ru);
     int64_t end_wall_ms = kd_wall_ms();
-    K.L1 = ledger_read(cx->curl, sk.port);
+    K.L1 = bu_ledger_read(cx->curl, sk.port);
     struct sim_clock clk1 = clock_read(cx->curl, sk.port);
     struct shown_list shown = {0};
     if (env != NULL) {
@@ -1583,7 +1458,7 @@ static int scenario_day(struct ctx *cx)
     for (int i = 0; i < N_LEGACY; i++) {
         lr[i].status = reap(lr[i].pid, STOP_DEADLINE_MS, NULL);
         lr[i].pid = -1;
-        lr[i].side.L1 = ledger_read(cx->curl, lr[i].sim.port);
+        lr[i].side.L1 = bu_ledger_read(cx->curl, lr[i].sim.port);
         parse_legacy(lr[i].out, &lr[i].side.stored, lr[i].summary, sizeof(lr[i].summary));
     }
 
@@ -1719,7 +1594,7 @@ static int scenario_day(struct ctx *cx)
            K.L1.asins_requested - K.L0.asins_requested, K.L1.asins_distinct,
            K.L1.token_requests - K.L0.token_requests, daemon_429, restarts, cpu_life, cpu_end, st);
     for (int i = 0; i < N_LEGACY; i++) {
-        const struct ledger *a = &lr[i].side.L0, *b = &lr[i].side.L1;
+        const struct bu_ledger *a = &lr[i].side.L0, *b = &lr[i].side.L1;
         printf("   %s:%s; sim ledger: %" PRId64 " /deal, %" PRId64 " /product requests "
                "(%" PRId64 " ASINs, %" PRId64 " distinct); exit status %d\n",
                lr[i].tag, lr[i].summary, b->deal_requests - a->deal_requests,
@@ -1770,8 +1645,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    cx.seed = env_long("BENCH_PIPELINE_SEED", 1, 0, LONG_MAX);
-    cx.products = env_long("BENCH_PIPELINE_PRODUCTS", 20000, 1, 100000000);
+    cx.seed = bu_env_long("bench_pipeline", "BENCH_PIPELINE_SEED", 1, 0, LONG_MAX);
+    cx.products = bu_env_long("bench_pipeline", "BENCH_PIPELINE_PRODUCTS", 20000, 1, 100000000);
     const char *keep = getenv("BENCH_PIPELINE_KEEP");
     cx.keep = keep != NULL && strcmp(keep, "1") == 0;
     const char *extra_path = getenv("BENCH_PIPELINE_CONF");

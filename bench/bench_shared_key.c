@@ -54,109 +54,14 @@
 
 #include "base/clock.h"
 #include "base/key.h"
+#include "bench/util.h"
 #include "shm/counters.h"
 #include "shm/keyseg.h"
 #include "shm/segment.h"
 
 #define MINUTE_MS 100
 
-static void sleep_ms(int64_t ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
-static int64_t mono_ms(void)
-{
-    return kd_mono_ns() / KD_NS_PER_MS;
-}
-
-static long env_long(const char *name, long def, long min, long max)
-{
-    const char *v = getenv(name);
-    if (v == NULL || *v == '\0')
-        return def;
-    char *end = NULL;
-    long x = strtol(v, &end, 10);
-    if (end == v || *end != '\0' || x < min || x > max) {
-        fprintf(stderr, "bench_shared_key: %s=%s ignored (want %ld..%ld)\n", name, v, min, max);
-        return def;
-    }
-    return x;
-}
-
-static int write_file(const char *path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int write_file(const char *path, const char *fmt, ...)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (fd < 0)
-        return -errno;
-    FILE *f = fdopen(fd, "w");
-    if (f == NULL) {
-        close(fd);
-        return -ENOMEM;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(f, fmt, ap);
-    va_end(ap);
-    return fclose(f) == 0 ? 0 : -EIO;
-}
-
 /* ---- the simulator ----------------------------------------------------------------------- */
-
-struct buf {
-    char *p;
-    size_t n;
-};
-
-static size_t buf_write(char *data, size_t size, size_t nmemb, void *ud)
-{
-    struct buf *b = ud;
-    size_t len = size * nmemb;
-    char *p = realloc(b->p, b->n + len + 1);
-    if (p == NULL)
-        return 0;
-    memcpy(p + b->n, data, len);
-    b->n += len;
-    p[b->n] = '\0';
-    b->p = p;
-    return len;
-}
-
-struct ledger {
-    int64_t earned, consumed, expired, left, http_429;
-    bool ok;
-};
-
-static struct ledger ledger_read(CURL *c, int port)
-{
-    struct ledger l = {0};
-    char url[128];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/_sim/stats", port);
-    struct buf b = {0};
-    curl_easy_reset(c);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, buf_write);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    if (curl_easy_perform(c) == CURLE_OK && b.p != NULL) {
-        json_t *j = json_loads(b.p, 0, NULL);
-        if (j != NULL) {
-            l.earned = json_integer_value(json_object_get(j, "tokens_earned"));
-            l.consumed = json_integer_value(json_object_get(j, "tokens_consumed"));
-            l.expired = json_integer_value(json_object_get(j, "tokens_expired"));
-            l.left = json_integer_value(json_object_get(j, "tokens_left"));
-            l.http_429 = json_integer_value(json_object_get(j, "http_429"));
-            l.ok = true;
-            json_decref(j);
-        }
-    }
-    free(b.p);
-    return l;
-}
 
 /* Starts ARGV with stdout and stderr to LOG; it dies with us. */
 static pid_t spawn(char *const argv[], const char *log)
@@ -214,18 +119,19 @@ static int daemon_config(struct daemon *d, const char *root, const char *tag, in
      * instance's marketplace. */
     char sel[PATH_MAX + 32];
     snprintf(sel, sizeof(sel), "%s/selection.json", d->dir);
-    int rc = write_file(sel,
-                        "{\"domainId\":%d,\"priceTypes\":[2],\"dateRange\":3,\"sortType\":4,"
-                        "\"isRangeEnabled\":true,\"deltaPercentRange\":[10,100]}\n",
-                        domain);
+    int rc = bu_write_file(sel, 0600,
+                           "{\"domainId\":%d,\"priceTypes\":[2],\"dateRange\":3,\"sortType\":4,"
+                           "\"isRangeEnabled\":true,\"deltaPercentRange\":[10,100]}\n",
+                           domain);
     if (rc != 0)
         return rc;
-    return write_file(d->conf,
-                      "[keepa]\nbase_url = http://127.0.0.1:%d\nkey_file = %s\ndomain = %d\n\n"
-                      "[daemon]\ninstance = %s\nrun_dir = %s\nstop_timeout = 20s\n\n"
-                      "[store]\npath = %s/store\nmap_size_mb = 256\n\n"
-                      "[tokens]\nminute = %dms\nweight = %d\n\n[scan]\nselection_file = %s\n",
-                      port, key_path, domain, d->instance, d->dir, d->dir, MINUTE_MS, weight, sel);
+    return bu_write_file(d->conf, 0600,
+                         "[keepa]\nbase_url = http://127.0.0.1:%d\nkey_file = %s\ndomain = %d\n\n"
+                         "[daemon]\ninstance = %s\nrun_dir = %s\nstop_timeout = 20s\n\n"
+                         "[store]\npath = %s/store\nmap_size_mb = 256\n\n"
+                         "[tokens]\nminute = %dms\nweight = %d\n\n[scan]\nselection_file = %s\n",
+                         port, key_path, domain, d->instance, d->dir, d->dir, MINUTE_MS, weight,
+                         sel);
 }
 
 static int daemon_start(struct daemon *d, const char *kdeals)
@@ -234,7 +140,7 @@ static int daemon_start(struct daemon *d, const char *kdeals)
     d->pid = spawn(argv, d->log);
     if (d->pid < 0)
         return -errno;
-    for (int64_t end = mono_ms() + 30000; mono_ms() < end; sleep_ms(20)) {
+    for (int64_t end = bu_mono_ms() + 30000; bu_mono_ms() < end; bu_sleep_ms(20)) {
         struct shm_status st;
         if (shm_status_read(d->dir, d->instance, &st) == 0 && st.pid == d->pid && st.locked &&
             strcmp(st.state, "running") == 0)
@@ -251,7 +157,7 @@ static void daemon_stop(struct daemon *d)
     if (d->pid <= 0)
         return;
     kill(d->pid, SIGTERM);
-    for (int64_t end = mono_ms() + 40000; mono_ms() < end; sleep_ms(20))
+    for (int64_t end = bu_mono_ms() + 40000; bu_mono_ms() < end; bu_sleep_ms(20))
         if (waitpid(d->pid, NULL, WNOHANG) == d->pid) {
             d->pid = 0;
             return;
@@ -305,10 +211,11 @@ int main(int argc, char **argv)
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
-    long minutes = env_long("BENCH_SHARED_KEY_MINUTES", 1440, 10, 100000);
-    long kill_every_s = env_long("BENCH_SHARED_KEY_KILL", 0, 0, 3600);
-    long seed = env_long("BENCH_SHARED_KEY_SEED", 1, 0, LONG_MAX);
-    long products = env_long("BENCH_SHARED_KEY_PRODUCTS", 20000, 1, 100000000);
+    long minutes = bu_env_long("bench_shared_key", "BENCH_SHARED_KEY_MINUTES", 1440, 10, 100000);
+    long kill_every_s = bu_env_long("bench_shared_key", "BENCH_SHARED_KEY_KILL", 0, 0, 3600);
+    long seed = bu_env_long("bench_shared_key", "BENCH_SHARED_KEY_SEED", 1, 0, LONG_MAX);
+    long products =
+        bu_env_long("bench_shared_key", "BENCH_SHARED_KEY_PRODUCTS", 20000, 1, 100000000);
     const char *prefix = kill_every_s > 0 ? "shared_key_kill" : "shared_key";
     char sim_bin[PATH_MAX], kdeals[PATH_MAX];
     snprintf(sim_bin, sizeof(sim_bin), "%s/kdeals-sim", argv[1]);
@@ -331,7 +238,7 @@ int main(int argc, char **argv)
     snprintf(key_path, sizeof(key_path), "%s/key", root);
     snprintf(port_file, sizeof(port_file), "%s/sim.port", root);
     snprintf(sim_log, sizeof(sim_log), "%s/sim.log", root);
-    write_file(key_path, "%s\n", key);
+    bu_write_file(key_path, 0600, "%s\n", key);
     char seed_s[32], products_s[32];
     snprintf(seed_s, sizeof(seed_s), "%ld", seed);
     snprintf(products_s, sizeof(products_s), "%ld", products);
@@ -347,7 +254,7 @@ int main(int argc, char **argv)
     sargv[n] = NULL;
     pid_t sim = spawn(sargv, sim_log);
     int port = 0;
-    for (int64_t end = mono_ms() + 20000; mono_ms() < end && port <= 0; sleep_ms(20)) {
+    for (int64_t end = bu_mono_ms() + 20000; bu_mono_ms() < end && port <= 0; bu_sleep_ms(20)) {
         FILE *f = fopen(port_file, "r");
         if (f != NULL) {
             if (fscanf(f, "%d", &port) != 1)
@@ -368,7 +275,7 @@ int main(int argc, char **argv)
     if (rc == 0)
         rc = daemon_start(&b, kdeals);
     /* Both spending: the window starts. */
-    for (int64_t end = mono_ms() + 30000; rc == 0 && mono_ms() < end; sleep_ms(50))
+    for (int64_t end = bu_mono_ms() + 30000; rc == 0 && bu_mono_ms() < end; bu_sleep_ms(50))
         if (charged(&a) > 0 && charged(&b) > 0)
             break;
     if (rc != 0) {
@@ -379,15 +286,15 @@ int main(int argc, char **argv)
         waitpid(sim, NULL, 0);
         return 1;
     }
-    struct ledger l0 = ledger_read(curl, port);
+    struct bu_ledger l0 = bu_ledger_read(curl, port);
     int64_t a0 = charged(&a), b0 = charged(&b);
     int64_t b_done = 0; /* what earlier incarnations of b were charged in the window */
     int kills = 0;
-    int64_t start = mono_ms(), end = start + minutes * MINUTE_MS;
+    int64_t start = bu_mono_ms(), end = start + minutes * MINUTE_MS;
     int64_t next_kill = kill_every_s > 0 ? start + kill_every_s * 1000 : INT64_MAX;
-    while (mono_ms() < end) {
-        sleep_ms(end - mono_ms() < 200 ? end - mono_ms() : 200);
-        if (mono_ms() >= next_kill && mono_ms() < end) {
+    while (bu_mono_ms() < end) {
+        bu_sleep_ms(end - bu_mono_ms() < 200 ? end - bu_mono_ms() : 200);
+        if (bu_mono_ms() >= next_kill && bu_mono_ms() < end) {
             int64_t before = charged(&b);
             if (before >= 0)
                 b_done += before - b0;
@@ -396,14 +303,14 @@ int main(int argc, char **argv)
             if (daemon_start(&b, kdeals) != 0)
                 break;
             b0 = 0; /* a new incarnation counts from 0 */
-            next_kill = mono_ms() + kill_every_s * 1000;
+            next_kill = bu_mono_ms() + kill_every_s * 1000;
         }
     }
-    struct ledger l1 = ledger_read(curl, port);
+    struct bu_ledger l1 = bu_ledger_read(curl, port);
     int64_t da = charged(&a) - a0, db = b_done + charged(&b) - b0;
     daemon_stop(&a);
     daemon_stop(&b);
-    struct ledger l2 = ledger_read(curl, port);
+    struct bu_ledger l2 = bu_ledger_read(curl, port);
     kill(sim, SIGTERM);
     waitpid(sim, NULL, 0);
 

@@ -170,10 +170,13 @@ try {
   await page.click('#engine-toggle');
   await page.waitForSelector('#engine:not([hidden]) dd');
   const figures = await page.textContent('#engine-figures');
-  for (const word of ['Token balance', 'Refill', 'Spent per hour', '429 answers', 'Deals per hour'])
+  for (const word of ['Token balance', 'Refill', 'Spent per hour', '429 answers', 'Deals per hour',
+    'Deals vanish', 'Peeks hold', 'Re-check every'])
     check(figures.includes(word), 'the engine panel lacks ' + word);
-  // The chart needs two samples (one every 10 s): it is drawn once the second one arrives.
+  // The chart needs two samples (one every 10 s): it is drawn once the second one arrives,
+  // and only then names the span it covers (before, it says it is collecting).
   const painted = await page.waitForFunction(() => {
+    if (document.getElementById('chart-span').textContent === '') return false;
     const c = document.getElementById('chart');
     const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
     let n = 0;

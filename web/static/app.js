@@ -517,6 +517,22 @@ function perHour(get) {
   return h > 0 ? (get(last) - get(first)) / h : null;
 }
 
+// What the spending policy has learned (docs/architecture.md, "Value per token"): how fast
+// deals vanish, how far a peek holds, how often shown deals are re-checked. Keepa minutes.
+function valueRows(v) {
+  if (!v) return [];
+  const min = (m) => (m > 0 ? m + ' min' : '-');
+  const pct = (bp) => (bp > 0 ? (bp / 100).toFixed(1) + ' %' : '-');
+  return [
+    ['Deals vanish', 'half-life ' + min(v.vanish_half_life_min) + ' (rank \u2264 100k ' +
+      min(v.vanish_half_life_fast_min) + ', \u2264 1M ' + min(v.vanish_half_life_mid_min) +
+      ', beyond ' + min(v.vanish_half_life_slow_min) + ')'],
+    ['Peeks hold', 'hit ' + pct(v.peek_hit_bp) + ', profit ' + pct(v.peek_profit_ratio_bp) +
+      ' of the peek\'s'],
+    ['Re-check every', min(v.recheck_interval_min)],
+  ];
+}
+
 function refreshEngine() {
   const st = state.status;
   const s = state.samples.length ? state.samples[state.samples.length - 1] : null;
@@ -536,6 +552,7 @@ function refreshEngine() {
     ['429 answers', c ? c.http_429.total + ' (' + fmt(perHour((x) => x.http_429)) + ' / h)' : '-'],
     ['Deals per hour', fmt(perHour((x) => x.committed), 1)],
     ['Deals stored', s && s.deals !== null ? s.deals : st ? st.deals : '-'],
+    ...valueRows(state.stat && state.stat.value),
   ];
   const dl = el('dl', { class: 'figures' });
   for (const [k, v] of pairs) dl.append(el('dt', { text: k }), el('dd', { text: String(v) }));

@@ -414,6 +414,15 @@ static enum MHD_Result stream_open(struct web_server *ws, struct MHD_Connection 
         return MHD_NO;
     s->ws = ws;
     s->conn = conn;
+    /* Bytes the kernel holds for a client that does not read count against nothing else: keep
+     * them few, so such a client fills its queue and is dropped (events are small and rare). */
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci != NULL) {
+        int sndbuf = WEB_STREAM_SNDBUF;
+        if (setsockopt(ci->connect_fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)) != 0)
+            kd_warn("web: an event stream's send buffer: %s", strerror(errno));
+    }
     if (ws->streams == NULL) {
         /* The first stream: events start from the log's end now. */
         struct st_change none;

@@ -16,7 +16,8 @@
  *   - bounds: connections (all, and per client address), the URL (WEB_URI_MAX: 414), headers
  *     (the library's memory pool: it answers 431/414 itself beyond it), the body (413), an idle
  *     timeout against slow clients, event streams (WEB_STREAMS_MAX) each with a bounded queue
- *     (a client that does not read is dropped), and the API's own read budget;
+ *     and a small kernel send buffer (a client that does not read is dropped once its queue is
+ *     full, not after megabytes sit in the kernel for it), and the API's own read budget;
  *   - live data: a timer reads the store's change log from its own position and sends each
  *     change to every event stream ("deal" when a record became a deal, else "change"; a
  *     backlog too long to send becomes one "resync"), and an engine sample every
@@ -36,6 +37,7 @@
 #define WEB_IDLE_TIMEOUT_S  20     /* a connection with no traffic for this long is closed */
 #define WEB_STREAMS_MAX     16     /* open event streams */
 #define WEB_STREAM_QUEUE    262144 /* bytes queued for one stream before it is dropped */
+#define WEB_STREAM_SNDBUF   32768  /* the kernel's send buffer of an event stream's socket */
 #define WEB_POLL_CHANGES_MS 1000
 #define WEB_KEEPALIVE_MS    10000
 #define WEB_BACKLOG_RESYNC  1000 /* changes behind: one "resync" instead */

@@ -686,6 +686,45 @@ static void test_web_hostile(void **state)
     assert_int_equal(r.status, 200);
     assert_true(took_ms < 2000);
     resp_free(&r);
+    /* An event stream that never reads (a small receive buffer, as a stalled phone), while
+     * marks make an event each: the server queues what the kernel does not take, ends the
+     * stream once its queue (WEB_STREAM_QUEUE) is full, and answers every mark meanwhile. The
+     * marks are paced below WEB_BACKLOG_RESYNC changes a poll, so each is an event of its own. */
+    int slow = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(slow >= 0);
+    int small = 2048;
+    assert_int_equal(setsockopt(slow, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+    assert_int_equal(connect(slow, (struct sockaddr *)&to, sizeof(to)), 0);
+    const char ev_req[] = "GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    assert_int_equal(send(slow, ev_req, sizeof(ev_req) - 1, 0), (ssize_t)sizeof(ev_req) - 1);
+    char head[64] = {0};
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(slow, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    assert_true(recv(slow, head, sizeof(head) - 1, 0) > 0); /* its answer has begun: a stream */
+    assert_non_null(strstr(head, "HTTP/1.1 200"));
+    snprintf(url, sizeof(url), "%s/api/v1/deals/%s/mark", base, asin);
+    int sent = 0;
+    bool ended = false;
+    while (!(ended = kdh_log_contains(&d, "an event stream does not read")) && sent < 20000) {
+        for (int i = 0; i < 100; i++, sent++) {
+            r = http("POST", url, json,
+                     sent % 2 ? "{\"mark\":\"none\"}" : "{\"mark\":\"ignored\"}");
+            assert_int_equal(r.status, 200);
+            resp_free(&r);
+        }
+        kdh_nap_ms(200); /* pacing, not waiting: at most 500 changes a second */
+    }
+    /* What it may hold is its queue and a small kernel buffer (WEB_STREAM_SNDBUF): about 1 500
+     * events of ~200 bytes, and the marks run up to ~500 past the drop before the log says so.
+     * With the kernel's own send buffer (megabytes) it took ~20 000. */
+    if (!ended || sent > 5000)
+        fail_msg("a stream that never reads was still open after %d events (see %s)", sent, d.log);
+    assert_true(closed_within(slow, 30));
+    close(slow);
+    printf("    an event stream that never reads: ended after %d events; every mark answered\n",
+           sent);
     /* Too many event streams: the one beyond the cap is refused with 503. */
     int streams[WEB_STREAMS_MAX];
     for (int i = 0; i < WEB_STREAMS_MAX; i++) {

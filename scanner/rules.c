@@ -204,6 +204,26 @@ bool scanner_cursor_after_page(struct scanner_cursor *c, size_t n_items, size_t 
     return false;
 }
 
+void scanner_cursor_end_pass(struct scanner_cursor *c)
+{
+    c->position = 0;
+    c->pass++;
+}
+
+bool scanner_fresh_ends_pass(int64_t horizon_min, int64_t page_oldest_min)
+{
+    return horizon_min > 0 && page_oldest_min > 0 && page_oldest_min < horizon_min;
+}
+
+int64_t scanner_fresh_horizon(int64_t pass_newest_min, int64_t balance, int64_t rate)
+{
+    if (pass_newest_min <= SCANNER_FRESH_MARGIN_MIN)
+        return 0;
+    if (rate > 0 && balance > rate * SCANNER_FRESH_FULL_MIN)
+        return 0;
+    return pass_newest_min - SCANNER_FRESH_MARGIN_MIN;
+}
+
 bool scanner_cursor_after_chunk(struct scanner_cursor *c, uint64_t next_line, bool eof)
 {
     if (eof) {

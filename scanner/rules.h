@@ -309,6 +309,40 @@ uint64_t scanner_fnv1a(uint64_t h, const void *p, size_t len);
 int64_t scanner_pass_pause_ms(int64_t pause_ms, bool busy, int64_t balance, int64_t rate,
                               uint64_t peeked);
 
+/*
+ * The fresh walk (the "fresh" rule, docs/architecture.md "Value per token"): the /deal feed is
+ * read newest deal first (sortType 1, deal age: docs/keepa-api.md §8; the seller's filters are
+ * kept, only the order is kdeals'), and a pass ends after the first page that reaches entries
+ * older than the horizon: the newest deal moment (creationDate) the previous pass saw, less
+ * SCANNER_FRESH_MARGIN_MIN for the feed's 120 s cache and for entries recorded a little late.
+ * What lies beyond was on the feed at the previous pass and was read then (or by a pass before
+ * it), so a pass pays only for the pages that hold new entries. A horizon of 0 walks every
+ * page (a full walk): the first pass, and a pass made with tokens to spare
+ * (SCANNER_FRESH_FULL_MIN), which also finds an older entry whose offers changed under the same
+ * deal moment.
+ */
+#define SCANNER_FRESH_SORT       1  /* Keepa's sortType: deal age, newest first */
+#define SCANNER_FRESH_MARGIN_MIN 10 /* Keepa minutes */
+#define SCANNER_FRESH_FULL_MIN   30 /* minutes of refill in the bucket that pay for a full walk */
+
+/*
+ * Whether a page of a fresh pass whose oldest entry's deal moment is PAGE_OLDEST_MIN (Keepa
+ * minutes; <= 0: no entry told one) ends the pass under HORIZON_MIN (0: a full walk, which
+ * only a short or the last page ends).
+ */
+bool scanner_fresh_ends_pass(int64_t horizon_min, int64_t page_oldest_min);
+
+/*
+ * The horizon of the next fresh pass, after a pass whose newest deal moment was
+ * PASS_NEWEST_MIN (<= 0: none seen), with the bucket's BALANCE and RATE tokens a minute (<= 0:
+ * no reading): 0 (a full walk) when nothing was seen or the bucket holds more than
+ * SCANNER_FRESH_FULL_MIN minutes of refill, else PASS_NEWEST_MIN - SCANNER_FRESH_MARGIN_MIN.
+ */
+int64_t scanner_fresh_horizon(int64_t pass_newest_min, int64_t balance, int64_t rate);
+
+/* Ends C's pass where it stands (a fresh pass that reached its horizon): position 0, pass + 1. */
+void scanner_cursor_end_pass(struct scanner_cursor *c);
+
 /* Keepa minutes of refill the committer backlog may need (see scanner_backlog_limit). */
 #define SCANNER_BACKLOG_HORIZON_MIN 30
 

@@ -130,6 +130,12 @@ static const char *list_path(const struct scanner *sc)
     return sc->source == CFG_SOURCE_LIST ? cfg(sc)->scan_list_file : cfg(sc)->scan_asins_file;
 }
 
+/* Whether the /deal feed is read newest first (the fresh rule). */
+static bool fresh_walk(const struct scanner *sc)
+{
+    return (sc->value_rules & VAL_RULE_FRESH) != 0 && sc->source == CFG_SOURCE_DEALS;
+}
+
 /* Hash the cursor must carry for the source as configured now. */
 static uint64_t source_hash(const struct scanner *sc)
 {
@@ -139,7 +145,10 @@ static uint64_t source_hash(const struct scanner *sc)
         return scanner_fnv1a(SCANNER_FNV_INIT, "lightning", 9);
     if (sc->source == CFG_SOURCE_BESTSELLERS)
         return sc->bs_hash;
-    return sc->sel_ok ? sc->sel.hash : 0;
+    if (!sc->sel_ok)
+        return 0;
+    /* A page of the fresh order is another page than the selection's own of that number. */
+    return fresh_walk(sc) ? scanner_fnv1a(sc->sel.hash, "fresh", 5) : sc->sel.hash;
 }
 
 /* The list item candidate C came from, or NULL. */
@@ -743,6 +752,13 @@ static void page_loaded(struct scanner *sc, const char *what, uint64_t at)
 static int on_deal(const struct kp_deal *d, void *ud)
 {
     struct scanner *sc = ud;
+    int64_t moment = d->creation_date_keepa_min;
+    if (moment > 0) {
+        if (sc->page_oldest_min <= 0 || moment < sc->page_oldest_min)
+            sc->page_oldest_min = moment;
+        if (moment > sc->page_newest_min)
+            sc->page_newest_min = moment;
+    }
     int rc = scanner_page_add(&sc->page, d->asin, d->last_update_keepa_min, scanner_feed_hash(d));
     if (rc != 0)
         return 0; /* a repeat from a retried transfer, or not an ASIN */
@@ -782,6 +798,7 @@ static int build_page(struct kp_call *call, void *ud)
     /* A grant may come after a retried transfer delivered part of an earlier attempt. */
     scanner_page_reset(&sc->page);
     sc->page_prefiltered = 0;
+    sc->page_oldest_min = sc->page_newest_min = 0;
     if (sc->source == CFG_SOURCE_QUERY)
         return kp_call_query(call, (int)cfg(sc)->keepa_domain, sc->fetch_json, false);
     return kp_call_deal(call, sc->fetch_json);
@@ -1348,6 +1365,7 @@ static void start_page(struct scanner *sc, int64_t now)
                     source_name(sc->source));
         sc->cur = scanner_cursor_resume(&sc->cur, (uint8_t)sc->source, hash);
         sc->hint_line = 0;
+        sc->fresh_horizon_min = sc->pass_newest_min = 0; /* another order: a full walk first */
     }
     if (list_source(sc->source)) {
         start_list_page(sc, now);
@@ -1367,7 +1385,9 @@ static void start_page(struct scanner *sc, int64_t now)
         return;
     }
     size_t len = 0;
-    int rc = scanner_selection_render(&sc->sel, sc->cur.position, &sc->fetch_json, &len);
+    sc->page_fresh = fresh_walk(sc);
+    int rc = scanner_selection_render_sorted(
+        &sc->sel, sc->cur.position, sc->page_fresh ? SCANNER_FRESH_SORT : 0, &sc->fetch_json, &len);
     if (rc != 0) {
         sc->fetch_retry_ns = now + backoff_ns(++sc->fetch_failures);
         return;
@@ -1410,14 +1430,23 @@ static int write_cursor_fn(struct st_txn *txn, void *ud)
  * goes without: a dear list source pays for its lists again every pass, and a list of ASINs or
  * a query has nothing new the moment after.
  */
-static int64_t pass_pause_ms(struct scanner *sc)
+/* The bucket's projected BALANCE and refill RATE a minute; both 0 before any reading. */
+static void bucket_reading(struct scanner *sc, int64_t *balance, int64_t *rate)
 {
     struct tb_stats st;
     bool known = sc->spend_ok && tb_stats(sc->sp.tb, kd_mono_ns(), &st) == 0 && st.anchored;
-    return scanner_pass_pause_ms(
-        cfg(sc)->scan_pass_pause_ms,
-        (sc->value_rules & VAL_RULE_BUSY) != 0 && sc->source == CFG_SOURCE_DEALS,
-        known ? st.projected_tokens : 0, known ? st.refill_rate : 0, sc->pass_peeked);
+    *balance = known ? st.projected_tokens : 0;
+    *rate = known ? st.refill_rate : 0;
+}
+
+static int64_t pass_pause_ms(struct scanner *sc)
+{
+    int64_t balance, rate;
+    bucket_reading(sc, &balance, &rate);
+    return scanner_pass_pause_ms(cfg(sc)->scan_pass_pause_ms,
+                                 (sc->value_rules & VAL_RULE_BUSY) != 0 &&
+                                     sc->source == CFG_SOURCE_DEALS,
+                                 balance, rate, sc->pass_peeked);
 }
 
 /* Every candidate of the page is final: store the advanced cursor. */
@@ -1432,6 +1461,14 @@ static void finish_page(struct scanner *sc, int64_t now)
             scanner_cursor_after_list_chunk(&next, sc->list_next, sc->list_n, sc->walk_lists);
     else
         pass_end = scanner_cursor_after_page(&next, sc->page_items, sc->page_full, sc->page_last);
+    if (sc->page_fresh) {
+        if (sc->page_newest_min > sc->pass_newest_min)
+            sc->pass_newest_min = sc->page_newest_min;
+        if (!pass_end && scanner_fresh_ends_pass(sc->fresh_horizon_min, sc->page_oldest_min)) {
+            scanner_cursor_end_pass(&next);
+            pass_end = true;
+        }
+    }
     int rc = st_write(sc->env, write_cursor_fn, &next);
     if (rc != 0) {
         if (!sc->cursor_write_pending)
@@ -1454,6 +1491,15 @@ static void finish_page(struct scanner *sc, int64_t now)
     if (pass_end) {
         sc->pass_resume_ns = now + pass_pause_ms(sc) * KD_NS_PER_MS;
         char lines[160] = "";
+        if (sc->page_fresh) {
+            int64_t balance, rate;
+            bucket_reading(sc, &balance, &rate);
+            sc->fresh_horizon_min = scanner_fresh_horizon(sc->pass_newest_min, balance, rate);
+            sc->pass_newest_min = 0;
+            snprintf(lines, sizeof(lines), ", newest first: next pass down to minute %lld%s",
+                     (long long)sc->fresh_horizon_min,
+                     sc->fresh_horizon_min == 0 ? " (every page)" : "");
+        }
         if (sc->source == CFG_SOURCE_LIST)
             snprintf(lines, sizeof(lines), ", %llu list lines ignored, %llu codes unresolved",
                      (unsigned long long)sc->pass_bad_lines,

@@ -177,6 +177,8 @@ static void test_rules_from_the_config(void **state)
     snprintf(c.tokens_value_rules, sizeof(c.tokens_value_rules), "busy,recheck,prescore,drop");
     assert_int_equal(val_rules(&c),
                      VAL_RULE_BUSY | VAL_RULE_RECHECK | VAL_RULE_PRESCORE | VAL_RULE_DROP);
+    snprintf(c.tokens_value_rules, sizeof(c.tokens_value_rules), "fees, fresh");
+    assert_int_equal(val_rules(&c), VAL_RULE_FEES | VAL_RULE_FRESH);
 }
 
 int main(int argc, char **argv)

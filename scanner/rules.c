@@ -215,6 +215,11 @@ bool scanner_fresh_ends_pass(int64_t horizon_min, int64_t page_oldest_min)
     return horizon_min > 0 && page_oldest_min > 0 && page_oldest_min < horizon_min;
 }
 
+bool scanner_fresh_in_order(int64_t prev_min, int64_t moment_min)
+{
+    return prev_min <= 0 || moment_min <= 0 || moment_min <= prev_min + SCANNER_FRESH_MARGIN_MIN;
+}
+
 int64_t scanner_fresh_horizon(int64_t pass_newest_min, int64_t balance, int64_t rate)
 {
     if (pass_newest_min <= SCANNER_FRESH_MARGIN_MIN)

@@ -340,6 +340,14 @@ bool scanner_fresh_ends_pass(int64_t horizon_min, int64_t page_oldest_min);
  */
 int64_t scanner_fresh_horizon(int64_t pass_newest_min, int64_t balance, int64_t rate);
 
+/*
+ * Whether a page's entry with deal moment MOMENT_MIN may follow one with PREV_MIN in Keepa's
+ * deal-age order (newest first), SCANNER_FRESH_MARGIN_MIN of slack; an unknown moment (<= 0)
+ * proves nothing. kdeals stops a pass early only on a feed that keeps this order: a page out of
+ * it makes the rest of the pass a full walk (docs/failure-modes.md F11).
+ */
+bool scanner_fresh_in_order(int64_t prev_min, int64_t moment_min);
+
 /* Ends C's pass where it stands (a fresh pass that reached its horizon): position 0, pass + 1. */
 void scanner_cursor_end_pass(struct scanner_cursor *c);
 

@@ -754,6 +754,9 @@ static int on_deal(const struct kp_deal *d, void *ud)
     struct scanner *sc = ud;
     int64_t moment = d->creation_date_keepa_min;
     if (moment > 0) {
+        if (!scanner_fresh_in_order(sc->page_prev_min, moment))
+            sc->page_disordered = true;
+        sc->page_prev_min = moment;
         if (sc->page_oldest_min <= 0 || moment < sc->page_oldest_min)
             sc->page_oldest_min = moment;
         if (moment > sc->page_newest_min)
@@ -798,7 +801,8 @@ static int build_page(struct kp_call *call, void *ud)
     /* A grant may come after a retried transfer delivered part of an earlier attempt. */
     scanner_page_reset(&sc->page);
     sc->page_prefiltered = 0;
-    sc->page_oldest_min = sc->page_newest_min = 0;
+    sc->page_oldest_min = sc->page_newest_min = sc->page_prev_min = 0;
+    sc->page_disordered = false;
     if (sc->source == CFG_SOURCE_QUERY)
         return kp_call_query(call, (int)cfg(sc)->keepa_domain, sc->fetch_json, false);
     return kp_call_deal(call, sc->fetch_json);
@@ -1366,6 +1370,7 @@ static void start_page(struct scanner *sc, int64_t now)
         sc->cur = scanner_cursor_resume(&sc->cur, (uint8_t)sc->source, hash);
         sc->hint_line = 0;
         sc->fresh_horizon_min = sc->pass_newest_min = 0; /* another order: a full walk first */
+        sc->pass_disordered = false;
     }
     if (list_source(sc->source)) {
         start_list_page(sc, now);
@@ -1453,7 +1458,7 @@ static int64_t pass_pause_ms(struct scanner *sc)
 static void finish_page(struct scanner *sc, int64_t now)
 {
     struct scanner_cursor next = sc->cur;
-    bool pass_end;
+    bool pass_end, horizon = false;
     if (file_source(sc->source))
         pass_end = scanner_cursor_after_chunk(&next, sc->page_next_line, sc->page_eof);
     else if (list_source(sc->source))
@@ -1464,9 +1469,16 @@ static void finish_page(struct scanner *sc, int64_t now)
     if (sc->page_fresh) {
         if (sc->page_newest_min > sc->pass_newest_min)
             sc->pass_newest_min = sc->page_newest_min;
-        if (!pass_end && scanner_fresh_ends_pass(sc->fresh_horizon_min, sc->page_oldest_min)) {
+        if (sc->page_disordered && !sc->pass_disordered)
+            kd_warn("deal page %llu is not in deal-age order (sortType %d): this pass walks "
+                    "every page",
+                    (unsigned long long)sc->cur.position, SCANNER_FRESH_SORT);
+        sc->pass_disordered = sc->pass_disordered || sc->page_disordered;
+        if (!pass_end && !sc->pass_disordered &&
+            scanner_fresh_ends_pass(sc->fresh_horizon_min, sc->page_oldest_min)) {
             scanner_cursor_end_pass(&next);
             pass_end = true;
+            horizon = true;
         }
     }
     int rc = st_write(sc->env, write_cursor_fn, &next);
@@ -1494,9 +1506,12 @@ static void finish_page(struct scanner *sc, int64_t now)
         if (sc->page_fresh) {
             int64_t balance, rate;
             bucket_reading(sc, &balance, &rate);
+            snprintf(lines, sizeof(lines), ", newest first%s", horizon ? " to the horizon" : "");
             sc->fresh_horizon_min = scanner_fresh_horizon(sc->pass_newest_min, balance, rate);
             sc->pass_newest_min = 0;
-            snprintf(lines, sizeof(lines), ", newest first: next pass down to minute %lld%s",
+            sc->pass_disordered = false;
+            size_t used = strlen(lines);
+            snprintf(lines + used, sizeof(lines) - used, "; next pass down to minute %lld%s",
                      (long long)sc->fresh_horizon_min,
                      sc->fresh_horizon_min == 0 ? " (every page)" : "");
         }

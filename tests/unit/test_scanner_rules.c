@@ -1158,6 +1158,12 @@ static void test_fresh_walk(void **state)
     assert_int_equal(scanner_fresh_horizon(8000, 5 * SCANNER_FRESH_FULL_MIN, 5),
                      8000 - SCANNER_FRESH_MARGIN_MIN);
     assert_int_equal(scanner_fresh_horizon(8000, 5 * SCANNER_FRESH_FULL_MIN + 1, 5), 0);
+    /* Deal-age order, newest first, with the margin's slack; unknown moments prove nothing. */
+    assert_true(scanner_fresh_in_order(0, 5000));
+    assert_true(scanner_fresh_in_order(5000, 4000));
+    assert_true(scanner_fresh_in_order(5000, 5000 + SCANNER_FRESH_MARGIN_MIN));
+    assert_false(scanner_fresh_in_order(5000, 5001 + SCANNER_FRESH_MARGIN_MIN));
+    assert_true(scanner_fresh_in_order(5000, 0));
     /* Ending the pass where it stands. */
     struct scanner_cursor c = {.source = 1, .pass = 7, .position = 4};
     scanner_cursor_end_pass(&c);

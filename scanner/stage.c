@@ -1429,12 +1429,6 @@ static int write_cursor_fn(struct st_txn *txn, void *ud)
     return st_meta_put_bytes(txn, SCANNER_META_CURSOR, buf, sizeof(buf));
 }
 
-/*
- * The pause after a pass: [scan] pass_pause (wall time), none while tokens pile up (the busy
- * rule) after a pass that peeked something. Only the /deal feed, which changes under the walk,
- * goes without: a dear list source pays for its lists again every pass, and a list of ASINs or
- * a query has nothing new the moment after.
- */
 /* The bucket's projected BALANCE and refill RATE a minute; both 0 before any reading. */
 static void bucket_reading(struct scanner *sc, int64_t *balance, int64_t *rate)
 {
@@ -1444,6 +1438,12 @@ static void bucket_reading(struct scanner *sc, int64_t *balance, int64_t *rate)
     *rate = known ? st.refill_rate : 0;
 }
 
+/*
+ * The pause after a pass: [scan] pass_pause (wall time), none while tokens pile up (the busy
+ * rule) after a pass that peeked something. Only the /deal feed, which changes under the walk,
+ * goes without: a dear list source pays for its lists again every pass, and a list of ASINs or
+ * a query has nothing new the moment after.
+ */
 static int64_t pass_pause_ms(struct scanner *sc)
 {
     int64_t balance, rate;
@@ -1470,9 +1470,11 @@ static void finish_page(struct scanner *sc, int64_t now)
         if (sc->page_newest_min > sc->pass_newest_min)
             sc->pass_newest_min = sc->page_newest_min;
         if (sc->page_disordered && !sc->pass_disordered)
-            kd_warn("deal page %llu is not in deal-age order (sortType %d): this pass walks "
-                    "every page",
-                    (unsigned long long)sc->cur.position, SCANNER_FRESH_SORT);
+            kd_log(sc->fresh_warned ? KD_LOG_DEBUG : KD_LOG_WARN,
+                   "deal page %llu is not in deal-age order (sortType %d): this pass walks "
+                   "every page",
+                   (unsigned long long)sc->cur.position, SCANNER_FRESH_SORT);
+        sc->fresh_warned = sc->fresh_warned || sc->page_disordered;
         sc->pass_disordered = sc->pass_disordered || sc->page_disordered;
         if (!pass_end && !sc->pass_disordered &&
             scanner_fresh_ends_pass(sc->fresh_horizon_min, sc->page_oldest_min)) {

@@ -122,6 +122,7 @@ struct scanner {
     bool page_disordered;      /* an entry newer than the one before it: not deal-age order */
     int64_t pass_newest_min;   /* ... the newest of the pass so far */
     bool pass_disordered;      /* a page of the pass was out of order: no early end */
+    bool fresh_warned;         /* a page out of order was reported (later ones at debug) */
     int64_t fresh_horizon_min; /* entries older end a fresh pass; 0: walk every page */
     char *fetch_json;          /* selection of the page being fetched */
     unsigned fetch_failures;

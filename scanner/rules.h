@@ -7,8 +7,10 @@
  *   - the discovery cursor: what it holds, its byte form in the meta db, and how it moves.
  *     It only ever moves forward after a page (or a chunk of the ASIN list) was fully
  *     recorded; a failed fetch leaves it where it is (docs/failure-modes.md F10). Paging
- *     never relies on the feed's order being a time order (F11): a pass walks pages 0, 1,
+ *     never relies on the seller's order being a time order (F11): a pass walks pages 0, 1,
  *     2, ... until a short page or the last page Keepa serves, then a new pass starts at 0;
+ *     only the fresh walk, which asks for Keepa's deal-age order itself and checks it on every
+ *     page, ends a pass earlier;
  *   - the page of candidates in memory and the state of each (queued, in a peek request,
  *     done), so a failed peek puts its ASINs back instead of dropping them; which of them
  *     are peeked first (the free pre-score); when the next pass starts;

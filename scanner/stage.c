@@ -16,7 +16,10 @@
  * withholds those: KP_ASIN_MALFORMED), is not judged and not marked peeked in `seen`: a later
  * pass asks for it again, where absent fields would have rejected it on no evidence. Once every
  * candidate is done, finish_page() stores the advanced cursor, and the next page (or, after a
- * short page, the pass pause, none while tokens pile up) follows.
+ * short page, the pass pause, none while tokens pile up) follows. With the fresh rule the /deal
+ * selection is rendered newest deal first (sortType 1), on_deal() notes each page's oldest and
+ * newest deal moment and whether the page keeps that order, and finish_page() ends the pass at
+ * the page that reaches the last pass's horizon (scanner/rules.h, scanner_fresh_ends_pass).
  *
  * The dear list sources (lightning deals, best-seller lists) fetch a whole list with one
  * request (fetch_list, within the deficit bound and sent once per grant), keep it as entries

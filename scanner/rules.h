@@ -335,12 +335,20 @@ int64_t scanner_pass_pause_ms(int64_t pause_ms, bool busy, int64_t balance, int6
 bool scanner_fresh_ends_pass(int64_t horizon_min, int64_t page_oldest_min);
 
 /*
- * The horizon of the next fresh pass, after a pass whose newest deal moment was
+ * The horizon of a fresh pass about to start, after a pass whose newest deal moment was
  * PASS_NEWEST_MIN (<= 0: none seen), with the bucket's BALANCE and RATE tokens a minute (<= 0:
- * no reading): 0 (a full walk) when nothing was seen or the bucket holds more than
+ * no reading) now: 0 (a full walk) when nothing was seen or the bucket holds more than
  * SCANNER_FRESH_FULL_MIN minutes of refill, else PASS_NEWEST_MIN - SCANNER_FRESH_MARGIN_MIN.
  */
 int64_t scanner_fresh_horizon(int64_t pass_newest_min, int64_t balance, int64_t rate);
+
+/*
+ * The pause after a fresh pass: PAUSE_MS (scanner_pass_pause_ms's answer), but no longer than
+ * the bucket takes, from BALANCE at RATE tokens a minute of MINUTE_MS real ms, to hold more than
+ * SCANNER_FRESH_FULL_MIN minutes of refill: then a full walk has tokens to spend on, and a
+ * pause would only let them reach the cap. RATE or MINUTE_MS <= 0 (no reading): PAUSE_MS.
+ */
+int64_t scanner_fresh_pause_ms(int64_t pause_ms, int64_t balance, int64_t rate, int64_t minute_ms);
 
 /*
  * Whether a page's entry with deal moment MOMENT_MIN may follow one with PREV_MIN in Keepa's

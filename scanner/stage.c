@@ -1363,6 +1363,15 @@ static void load_bestsellers(struct scanner *sc, bool reload)
     sc->bs_hash = hash;
 }
 
+/* The bucket's projected BALANCE and refill RATE a minute; both 0 before any reading. */
+static void bucket_reading(struct scanner *sc, int64_t *balance, int64_t *rate)
+{
+    struct tb_stats st;
+    bool known = sc->spend_ok && tb_stats(sc->sp.tb, kd_mono_ns(), &st) == 0 && st.anchored;
+    *balance = known ? st.projected_tokens : 0;
+    *rate = known ? st.refill_rate : 0;
+}
+
 static void start_page(struct scanner *sc, int64_t now)
 {
     uint64_t hash = source_hash(sc);
@@ -1372,7 +1381,8 @@ static void start_page(struct scanner *sc, int64_t now)
                     source_name(sc->source));
         sc->cur = scanner_cursor_resume(&sc->cur, (uint8_t)sc->source, hash);
         sc->hint_line = 0;
-        sc->fresh_horizon_min = sc->pass_newest_min = 0; /* another order: a full walk first */
+        /* another order: a full walk first */
+        sc->fresh_horizon_min = sc->pass_newest_min = sc->last_newest_min = 0;
         sc->pass_disordered = false;
     }
     if (list_source(sc->source)) {
@@ -1394,6 +1404,12 @@ static void start_page(struct scanner *sc, int64_t now)
     }
     size_t len = 0;
     sc->page_fresh = fresh_walk(sc);
+    if (sc->page_fresh && sc->cur.position == 0) {
+        /* How far this pass reads is decided as it starts, on the bucket as it is now. */
+        int64_t balance, rate;
+        bucket_reading(sc, &balance, &rate);
+        sc->fresh_horizon_min = scanner_fresh_horizon(sc->last_newest_min, balance, rate);
+    }
     int rc = scanner_selection_render_sorted(
         &sc->sel, sc->cur.position, sc->page_fresh ? SCANNER_FRESH_SORT : 0, &sc->fetch_json, &len);
     if (rc != 0) {
@@ -1432,15 +1448,6 @@ static int write_cursor_fn(struct st_txn *txn, void *ud)
     return st_meta_put_bytes(txn, SCANNER_META_CURSOR, buf, sizeof(buf));
 }
 
-/* The bucket's projected BALANCE and refill RATE a minute; both 0 before any reading. */
-static void bucket_reading(struct scanner *sc, int64_t *balance, int64_t *rate)
-{
-    struct tb_stats st;
-    bool known = sc->spend_ok && tb_stats(sc->sp.tb, kd_mono_ns(), &st) == 0 && st.anchored;
-    *balance = known ? st.projected_tokens : 0;
-    *rate = known ? st.refill_rate : 0;
-}
-
 /*
  * The pause after a pass: [scan] pass_pause (wall time), none while tokens pile up (the busy
  * rule) after a pass that peeked something. Only the /deal feed, which changes under the walk,
@@ -1451,10 +1458,13 @@ static int64_t pass_pause_ms(struct scanner *sc)
 {
     int64_t balance, rate;
     bucket_reading(sc, &balance, &rate);
-    return scanner_pass_pause_ms(cfg(sc)->scan_pass_pause_ms,
-                                 (sc->value_rules & VAL_RULE_BUSY) != 0 &&
-                                     sc->source == CFG_SOURCE_DEALS,
-                                 balance, rate, sc->pass_peeked);
+    int64_t pause = scanner_pass_pause_ms(cfg(sc)->scan_pass_pause_ms,
+                                          (sc->value_rules & VAL_RULE_BUSY) != 0 &&
+                                              sc->source == CFG_SOURCE_DEALS,
+                                          balance, rate, sc->pass_peeked);
+    if (sc->page_fresh)
+        pause = scanner_fresh_pause_ms(pause, balance, rate, cfg(sc)->tokens_minute_ms);
+    return pause;
 }
 
 /* Every candidate of the page is final: store the advanced cursor. */
@@ -1509,16 +1519,17 @@ static void finish_page(struct scanner *sc, int64_t now)
         sc->pass_resume_ns = now + pass_pause_ms(sc) * KD_NS_PER_MS;
         char lines[160] = "";
         if (sc->page_fresh) {
-            int64_t balance, rate;
-            bucket_reading(sc, &balance, &rate);
-            snprintf(lines, sizeof(lines), ", newest first%s", horizon ? " to the horizon" : "");
-            sc->fresh_horizon_min = scanner_fresh_horizon(sc->pass_newest_min, balance, rate);
+            if (horizon)
+                snprintf(lines, sizeof(lines),
+                         ", newest first to the horizon (minute %lld), newest deal minute %lld",
+                         (long long)sc->fresh_horizon_min, (long long)sc->pass_newest_min);
+            else
+                snprintf(lines, sizeof(lines),
+                         ", newest first over every page, newest deal minute %lld",
+                         (long long)sc->pass_newest_min);
+            sc->last_newest_min = sc->pass_newest_min;
             sc->pass_newest_min = 0;
             sc->pass_disordered = false;
-            size_t used = strlen(lines);
-            snprintf(lines + used, sizeof(lines) - used, "; next pass down to minute %lld%s",
-                     (long long)sc->fresh_horizon_min,
-                     sc->fresh_horizon_min == 0 ? " (every page)" : "");
         }
         if (sc->source == CFG_SOURCE_LIST)
             snprintf(lines, sizeof(lines), ", %llu list lines ignored, %llu codes unresolved",

@@ -1164,6 +1164,13 @@ static void test_fresh_walk(void **state)
     assert_true(scanner_fresh_in_order(5000, 5000 + SCANNER_FRESH_MARGIN_MIN));
     assert_false(scanner_fresh_in_order(5000, 5001 + SCANNER_FRESH_MARGIN_MIN));
     assert_true(scanner_fresh_in_order(5000, 0));
+    /* The pause after a fresh pass ends when the bucket would pay for a full walk. */
+    assert_int_equal(scanner_fresh_pause_ms(30000, 0, 5, 100), (SCANNER_FRESH_FULL_MIN + 1) * 100);
+    assert_int_equal(scanner_fresh_pause_ms(30000, 5 * SCANNER_FRESH_FULL_MIN, 5, 100), 100);
+    assert_int_equal(scanner_fresh_pause_ms(30000, 5 * SCANNER_FRESH_FULL_MIN + 1, 5, 100), 0);
+    assert_int_equal(scanner_fresh_pause_ms(500, 0, 5, 100), 500);     /* the pause is shorter */
+    assert_int_equal(scanner_fresh_pause_ms(30000, 0, 0, 100), 30000); /* no reading */
+    assert_int_equal(scanner_fresh_pause_ms(0, 0, 5, 100), 0);
     /* Ending the pass where it stands. */
     struct scanner_cursor c = {.source = 1, .pass = 7, .position = 4};
     scanner_cursor_end_pass(&c);

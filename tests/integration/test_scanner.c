@@ -370,8 +370,9 @@ static bool log_has(struct daemon *d, const char *needle)
 /*
  * Checks the scanner's page log lines: every pass is pages 0, 1, 2, ... with no gap and no
  * page recorded twice, every page but a pass's last is full (150), and a pass's last page is
- * short (or page 66, or reached the fresh rule's horizon). Returns the number of complete passes; *FAILED_THEN_OK counts pages
- * that failed and were then fetched (the first success after a failure is the same page).
+ * short (or page 66, or reached the fresh rule's horizon). Returns the number of complete passes;
+ * *FAILED_THEN_OK counts pages that failed and were then fetched (the first success after a failure
+ * is the same page).
  */
 static int check_page_log(struct daemon *d, int *failed_then_ok)
 {

@@ -94,7 +94,9 @@
  *     written as 5 accelerated minutes (the pause is wall time; dedup_window and every other
  *     interval of the daemon are Keepa time already).
  *     BENCH_PIPELINE_CONF can switch rules of value per token off ([tokens] value_rules) to
- *     measure what each buys.
+ *     measure what each buys. The fresh rule, on by default, reads the selection below newest
+ *     first (sortType 1) in place of its sortType 4, its filters unchanged; legacy and the
+ *     oracle polls keep sortType 4.
  *
  * The figures depend on the simulated economy (BENCH_PIPELINE_ECONOMY: calibrated, the
  * default, whose feed is calibrated against a recorded real /deal page, or rich, where

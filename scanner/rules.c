@@ -204,6 +204,43 @@ bool scanner_cursor_after_page(struct scanner_cursor *c, size_t n_items, size_t 
     return false;
 }
 
+void scanner_cursor_end_pass(struct scanner_cursor *c)
+{
+    c->position = 0;
+    c->pass++;
+}
+
+bool scanner_fresh_ends_pass(int64_t horizon_min, int64_t page_oldest_min)
+{
+    return horizon_min > 0 && page_oldest_min > 0 && page_oldest_min < horizon_min;
+}
+
+bool scanner_fresh_in_order(int64_t prev_min, int64_t moment_min)
+{
+    return prev_min <= 0 || moment_min <= 0 || moment_min <= prev_min + SCANNER_FRESH_MARGIN_MIN;
+}
+
+int64_t scanner_fresh_pause_ms(int64_t pause_ms, int64_t balance, int64_t rate, int64_t minute_ms)
+{
+    if (pause_ms <= 0 || rate <= 0 || minute_ms <= 0)
+        return pause_ms > 0 ? pause_ms : 0;
+    int64_t short_tokens = rate * SCANNER_FRESH_FULL_MIN + 1 - balance;
+    if (short_tokens <= 0)
+        return 0;
+    /* Whole minutes of refill, as the bucket gains them. */
+    int64_t wait_ms = (short_tokens + rate - 1) / rate * minute_ms;
+    return wait_ms < pause_ms ? wait_ms : pause_ms;
+}
+
+int64_t scanner_fresh_horizon(int64_t pass_newest_min, int64_t balance, int64_t rate)
+{
+    if (pass_newest_min <= SCANNER_FRESH_MARGIN_MIN)
+        return 0;
+    if (rate > 0 && balance > rate * SCANNER_FRESH_FULL_MIN)
+        return 0;
+    return pass_newest_min - SCANNER_FRESH_MARGIN_MIN;
+}
+
 bool scanner_cursor_after_chunk(struct scanner_cursor *c, uint64_t next_line, bool eof)
 {
     if (eof) {

@@ -7,8 +7,10 @@
  *   - the discovery cursor: what it holds, its byte form in the meta db, and how it moves.
  *     It only ever moves forward after a page (or a chunk of the ASIN list) was fully
  *     recorded; a failed fetch leaves it where it is (docs/failure-modes.md F10). Paging
- *     never relies on the feed's order being a time order (F11): a pass walks pages 0, 1,
+ *     never relies on the seller's order being a time order (F11): a pass walks pages 0, 1,
  *     2, ... until a short page or the last page Keepa serves, then a new pass starts at 0;
+ *     only the fresh walk, which asks for Keepa's deal-age order itself and checks it on every
+ *     page, ends a pass earlier;
  *   - the page of candidates in memory and the state of each (queued, in a peek request,
  *     done), so a failed peek puts its ASINs back instead of dropping them; which of them
  *     are peeked first (the free pre-score); when the next pass starts;
@@ -308,6 +310,56 @@ uint64_t scanner_fnv1a(uint64_t h, const void *p, size_t len);
  */
 int64_t scanner_pass_pause_ms(int64_t pause_ms, bool busy, int64_t balance, int64_t rate,
                               uint64_t peeked);
+
+/*
+ * The fresh walk (the "fresh" rule, docs/architecture.md "Value per token"): the /deal feed is
+ * read newest deal first (sortType 1, deal age: docs/keepa-api.md §8; the seller's filters are
+ * kept, only the order is kdeals'), and a pass ends after the first page that reaches entries
+ * older than the horizon: the newest deal moment (creationDate) the previous pass saw, less
+ * SCANNER_FRESH_MARGIN_MIN for the feed's 120 s cache and for entries recorded a little late.
+ * What lies beyond was on the feed at the previous pass and was read then (or by a pass before
+ * it), so a pass pays only for the pages that hold new entries. A horizon of 0 walks every
+ * page (a full walk): the first pass, and a pass made with tokens to spare
+ * (SCANNER_FRESH_FULL_MIN), which also finds an older entry whose offers changed under the same
+ * deal moment.
+ */
+#define SCANNER_FRESH_SORT       1  /* Keepa's sortType: deal age, newest first */
+#define SCANNER_FRESH_MARGIN_MIN 10 /* Keepa minutes */
+#define SCANNER_FRESH_FULL_MIN   30 /* minutes of refill in the bucket that pay for a full walk */
+
+/*
+ * Whether a page of a fresh pass whose oldest entry's deal moment is PAGE_OLDEST_MIN (Keepa
+ * minutes; <= 0: no entry told one) ends the pass under HORIZON_MIN (0: a full walk, which
+ * only a short or the last page ends).
+ */
+bool scanner_fresh_ends_pass(int64_t horizon_min, int64_t page_oldest_min);
+
+/*
+ * The horizon of a fresh pass about to start, after a pass whose newest deal moment was
+ * PASS_NEWEST_MIN (<= 0: none seen), with the bucket's BALANCE and RATE tokens a minute (<= 0:
+ * no reading) now: 0 (a full walk) when nothing was seen or the bucket holds more than
+ * SCANNER_FRESH_FULL_MIN minutes of refill, else PASS_NEWEST_MIN - SCANNER_FRESH_MARGIN_MIN.
+ */
+int64_t scanner_fresh_horizon(int64_t pass_newest_min, int64_t balance, int64_t rate);
+
+/*
+ * The pause after a fresh pass: PAUSE_MS (scanner_pass_pause_ms's answer), but no longer than
+ * the bucket takes, from BALANCE at RATE tokens a minute of MINUTE_MS real ms, to hold more than
+ * SCANNER_FRESH_FULL_MIN minutes of refill: then a full walk has tokens to spend on, and a
+ * pause would only let them reach the cap. RATE or MINUTE_MS <= 0 (no reading): PAUSE_MS.
+ */
+int64_t scanner_fresh_pause_ms(int64_t pause_ms, int64_t balance, int64_t rate, int64_t minute_ms);
+
+/*
+ * Whether a page's entry with deal moment MOMENT_MIN may follow one with PREV_MIN in Keepa's
+ * deal-age order (newest first), SCANNER_FRESH_MARGIN_MIN of slack; an unknown moment (<= 0)
+ * proves nothing. kdeals stops a pass early only on a feed that keeps this order: a page out of
+ * it makes the rest of the pass a full walk (docs/failure-modes.md F11).
+ */
+bool scanner_fresh_in_order(int64_t prev_min, int64_t moment_min);
+
+/* Ends C's pass where it stands (a fresh pass that reached its horizon): position 0, pass + 1. */
+void scanner_cursor_end_pass(struct scanner_cursor *c);
 
 /* Keepa minutes of refill the committer backlog may need (see scanner_backlog_limit). */
 #define SCANNER_BACKLOG_HORIZON_MIN 30

@@ -147,9 +147,12 @@ static int render_discovery(yajl_gen g, const struct scanner_selection *s)
     return rc;
 }
 
-/* Renders the object with PAGE (< 0: without a page). */
-static int render(const struct scanner_selection *s, long long page, char **out, size_t *len)
+/* Renders the object with PAGE (< 0: without a page) and SORT_TYPE (> 0) in place of the
+ * object's own sortType (0: the object's). */
+static int render(const struct scanner_selection *s, long long page, int sort_type, char **out,
+                  size_t *len)
 {
+    bool sorted = sort_type > 0 && s->source == CFG_SOURCE_DEALS;
     int64_t domain = s->domain;
     yajl_val root = s->tree;
     yajl_gen g = yajl_gen_alloc(NULL);
@@ -162,6 +165,8 @@ static int render(const struct scanner_selection *s, long long page, char **out,
         const char *k = root->u.object.keys[i];
         if (strcmp(k, "page") == 0 || strcmp(k, "perPage") == 0)
             continue;
+        if (sorted && strcmp(k, "sortType") == 0)
+            continue; /* written below */
         if (yajl_gen_string(g, (const unsigned char *)k, strlen(k)) != yajl_gen_status_ok ||
             gen_value(g, root->u.object.values[i]) != yajl_gen_status_ok)
             rc = -ENOMEM;
@@ -172,6 +177,8 @@ static int render(const struct scanner_selection *s, long long page, char **out,
         rc = gen_key_int(g, "domainId", domain);
     if (rc == 0 && s->source == CFG_SOURCE_QUERY)
         rc = gen_key_int(g, "perPage", s->per_page);
+    if (rc == 0 && sorted)
+        rc = gen_key_int(g, "sortType", sort_type);
     if (rc == 0 && page >= 0)
         rc = gen_key_int(g, "page", page);
     if (rc == 0 && yajl_gen_map_close(g) != yajl_gen_status_ok)
@@ -291,7 +298,7 @@ int scanner_selection_parse(struct scanner_selection *out, int source, int64_t d
     if (rc == 0) {
         char *text = NULL;
         size_t len = 0;
-        rc = render(&s, -1, &text, &len);
+        rc = render(&s, -1, 0, &text, &len);
         if (rc == 0) {
             s.hash = scanner_fnv1a(SCANNER_FNV_INIT, text, len);
             free(text);
@@ -360,7 +367,13 @@ int scanner_selection_load(struct scanner_selection *out, int source, int64_t do
 int scanner_selection_render(const struct scanner_selection *s, uint64_t page, char **out,
                              size_t *len)
 {
-    return render(s, (long long)page, out, len);
+    return render(s, (long long)page, 0, out, len);
+}
+
+int scanner_selection_render_sorted(const struct scanner_selection *s, uint64_t page, int sort_type,
+                                    char **out, size_t *len)
+{
+    return render(s, (long long)page, sort_type, out, len);
 }
 
 void scanner_selection_free(struct scanner_selection *s)

@@ -75,6 +75,14 @@ int scanner_selection_load(struct scanner_selection *out, int source, int64_t do
 int scanner_selection_render(const struct scanner_selection *s, uint64_t page, char **out,
                              size_t *len);
 
+/*
+ * As scanner_selection_render, with Keepa's sortType SORT_TYPE (> 0) in place of the
+ * selection's own for /deal (the fresh rule reads the feed newest first; every filter stays the
+ * seller's). SORT_TYPE 0, or a /query selection, renders as scanner_selection_render.
+ */
+int scanner_selection_render_sorted(const struct scanner_selection *s, uint64_t page, int sort_type,
+                                    char **out, size_t *len);
+
 /* Frees the tree of S (S itself is the caller's). Safe on a zeroed struct. */
 void scanner_selection_free(struct scanner_selection *s);
 

@@ -16,7 +16,10 @@
  * withholds those: KP_ASIN_MALFORMED), is not judged and not marked peeked in `seen`: a later
  * pass asks for it again, where absent fields would have rejected it on no evidence. Once every
  * candidate is done, finish_page() stores the advanced cursor, and the next page (or, after a
- * short page, the pass pause, none while tokens pile up) follows.
+ * short page, the pass pause, none while tokens pile up) follows. With the fresh rule the /deal
+ * selection is rendered newest deal first (sortType 1), on_deal() notes each page's oldest and
+ * newest deal moment and whether the page keeps that order, and finish_page() ends the pass at
+ * the page that reaches the last pass's horizon (scanner/rules.h, scanner_fresh_ends_pass).
  *
  * The dear list sources (lightning deals, best-seller lists) fetch a whole list with one
  * request (fetch_list, within the deficit bound and sent once per grant), keep it as entries
@@ -130,6 +133,12 @@ static const char *list_path(const struct scanner *sc)
     return sc->source == CFG_SOURCE_LIST ? cfg(sc)->scan_list_file : cfg(sc)->scan_asins_file;
 }
 
+/* Whether the /deal feed is read newest first (the fresh rule). */
+static bool fresh_walk(const struct scanner *sc)
+{
+    return (sc->value_rules & VAL_RULE_FRESH) != 0 && sc->source == CFG_SOURCE_DEALS;
+}
+
 /* Hash the cursor must carry for the source as configured now. */
 static uint64_t source_hash(const struct scanner *sc)
 {
@@ -139,7 +148,10 @@ static uint64_t source_hash(const struct scanner *sc)
         return scanner_fnv1a(SCANNER_FNV_INIT, "lightning", 9);
     if (sc->source == CFG_SOURCE_BESTSELLERS)
         return sc->bs_hash;
-    return sc->sel_ok ? sc->sel.hash : 0;
+    if (!sc->sel_ok)
+        return 0;
+    /* A page of the fresh order is another page than the selection's own of that number. */
+    return fresh_walk(sc) ? scanner_fnv1a(sc->sel.hash, "fresh", 5) : sc->sel.hash;
 }
 
 /* The list item candidate C came from, or NULL. */
@@ -743,6 +755,16 @@ static void page_loaded(struct scanner *sc, const char *what, uint64_t at)
 static int on_deal(const struct kp_deal *d, void *ud)
 {
     struct scanner *sc = ud;
+    int64_t moment = d->creation_date_keepa_min;
+    if (moment > 0) {
+        if (!scanner_fresh_in_order(sc->page_prev_min, moment))
+            sc->page_disordered = true;
+        sc->page_prev_min = moment;
+        if (sc->page_oldest_min <= 0 || moment < sc->page_oldest_min)
+            sc->page_oldest_min = moment;
+        if (moment > sc->page_newest_min)
+            sc->page_newest_min = moment;
+    }
     int rc = scanner_page_add(&sc->page, d->asin, d->last_update_keepa_min, scanner_feed_hash(d));
     if (rc != 0)
         return 0; /* a repeat from a retried transfer, or not an ASIN */
@@ -782,6 +804,8 @@ static int build_page(struct kp_call *call, void *ud)
     /* A grant may come after a retried transfer delivered part of an earlier attempt. */
     scanner_page_reset(&sc->page);
     sc->page_prefiltered = 0;
+    sc->page_oldest_min = sc->page_newest_min = sc->page_prev_min = 0;
+    sc->page_disordered = false;
     if (sc->source == CFG_SOURCE_QUERY)
         return kp_call_query(call, (int)cfg(sc)->keepa_domain, sc->fetch_json, false);
     return kp_call_deal(call, sc->fetch_json);
@@ -1339,6 +1363,15 @@ static void load_bestsellers(struct scanner *sc, bool reload)
     sc->bs_hash = hash;
 }
 
+/* The bucket's projected BALANCE and refill RATE a minute; both 0 before any reading. */
+static void bucket_reading(struct scanner *sc, int64_t *balance, int64_t *rate)
+{
+    struct tb_stats st;
+    bool known = sc->spend_ok && tb_stats(sc->sp.tb, kd_mono_ns(), &st) == 0 && st.anchored;
+    *balance = known ? st.projected_tokens : 0;
+    *rate = known ? st.refill_rate : 0;
+}
+
 static void start_page(struct scanner *sc, int64_t now)
 {
     uint64_t hash = source_hash(sc);
@@ -1348,6 +1381,9 @@ static void start_page(struct scanner *sc, int64_t now)
                     source_name(sc->source));
         sc->cur = scanner_cursor_resume(&sc->cur, (uint8_t)sc->source, hash);
         sc->hint_line = 0;
+        /* another order: a full walk first */
+        sc->fresh_horizon_min = sc->pass_newest_min = sc->last_newest_min = 0;
+        sc->pass_disordered = false;
     }
     if (list_source(sc->source)) {
         start_list_page(sc, now);
@@ -1367,7 +1403,15 @@ static void start_page(struct scanner *sc, int64_t now)
         return;
     }
     size_t len = 0;
-    int rc = scanner_selection_render(&sc->sel, sc->cur.position, &sc->fetch_json, &len);
+    sc->page_fresh = fresh_walk(sc);
+    if (sc->page_fresh && sc->cur.position == 0) {
+        /* How far this pass reads is decided as it starts, on the bucket as it is now. */
+        int64_t balance, rate;
+        bucket_reading(sc, &balance, &rate);
+        sc->fresh_horizon_min = scanner_fresh_horizon(sc->last_newest_min, balance, rate);
+    }
+    int rc = scanner_selection_render_sorted(
+        &sc->sel, sc->cur.position, sc->page_fresh ? SCANNER_FRESH_SORT : 0, &sc->fetch_json, &len);
     if (rc != 0) {
         sc->fetch_retry_ns = now + backoff_ns(++sc->fetch_failures);
         return;
@@ -1412,19 +1456,22 @@ static int write_cursor_fn(struct st_txn *txn, void *ud)
  */
 static int64_t pass_pause_ms(struct scanner *sc)
 {
-    struct tb_stats st;
-    bool known = sc->spend_ok && tb_stats(sc->sp.tb, kd_mono_ns(), &st) == 0 && st.anchored;
-    return scanner_pass_pause_ms(
-        cfg(sc)->scan_pass_pause_ms,
-        (sc->value_rules & VAL_RULE_BUSY) != 0 && sc->source == CFG_SOURCE_DEALS,
-        known ? st.projected_tokens : 0, known ? st.refill_rate : 0, sc->pass_peeked);
+    int64_t balance, rate;
+    bucket_reading(sc, &balance, &rate);
+    int64_t pause = scanner_pass_pause_ms(cfg(sc)->scan_pass_pause_ms,
+                                          (sc->value_rules & VAL_RULE_BUSY) != 0 &&
+                                              sc->source == CFG_SOURCE_DEALS,
+                                          balance, rate, sc->pass_peeked);
+    if (sc->page_fresh)
+        pause = scanner_fresh_pause_ms(pause, balance, rate, cfg(sc)->tokens_minute_ms);
+    return pause;
 }
 
 /* Every candidate of the page is final: store the advanced cursor. */
 static void finish_page(struct scanner *sc, int64_t now)
 {
     struct scanner_cursor next = sc->cur;
-    bool pass_end;
+    bool pass_end, horizon = false;
     if (file_source(sc->source))
         pass_end = scanner_cursor_after_chunk(&next, sc->page_next_line, sc->page_eof);
     else if (list_source(sc->source))
@@ -1432,6 +1479,23 @@ static void finish_page(struct scanner *sc, int64_t now)
             scanner_cursor_after_list_chunk(&next, sc->list_next, sc->list_n, sc->walk_lists);
     else
         pass_end = scanner_cursor_after_page(&next, sc->page_items, sc->page_full, sc->page_last);
+    if (sc->page_fresh) {
+        if (sc->page_newest_min > sc->pass_newest_min)
+            sc->pass_newest_min = sc->page_newest_min;
+        if (sc->page_disordered && !sc->pass_disordered)
+            kd_log(sc->fresh_warned ? KD_LOG_DEBUG : KD_LOG_WARN,
+                   "deal page %llu is not in deal-age order (sortType %d): this pass walks "
+                   "every page",
+                   (unsigned long long)sc->cur.position, SCANNER_FRESH_SORT);
+        sc->fresh_warned = sc->fresh_warned || sc->page_disordered;
+        sc->pass_disordered = sc->pass_disordered || sc->page_disordered;
+        if (!pass_end && !sc->pass_disordered &&
+            scanner_fresh_ends_pass(sc->fresh_horizon_min, sc->page_oldest_min)) {
+            scanner_cursor_end_pass(&next);
+            pass_end = true;
+            horizon = true;
+        }
+    }
     int rc = st_write(sc->env, write_cursor_fn, &next);
     if (rc != 0) {
         if (!sc->cursor_write_pending)
@@ -1454,6 +1518,19 @@ static void finish_page(struct scanner *sc, int64_t now)
     if (pass_end) {
         sc->pass_resume_ns = now + pass_pause_ms(sc) * KD_NS_PER_MS;
         char lines[160] = "";
+        if (sc->page_fresh) {
+            if (horizon)
+                snprintf(lines, sizeof(lines),
+                         ", newest first to the horizon (minute %lld), newest deal minute %lld",
+                         (long long)sc->fresh_horizon_min, (long long)sc->pass_newest_min);
+            else
+                snprintf(lines, sizeof(lines),
+                         ", newest first over every page, newest deal minute %lld",
+                         (long long)sc->pass_newest_min);
+            sc->last_newest_min = sc->pass_newest_min;
+            sc->pass_newest_min = 0;
+            sc->pass_disordered = false;
+        }
         if (sc->source == CFG_SOURCE_LIST)
             snprintf(lines, sizeof(lines), ", %llu list lines ignored, %llu codes unresolved",
                      (unsigned long long)sc->pass_bad_lines,

@@ -1139,9 +1139,88 @@ static void test_pass_pause(void **state)
     assert_int_equal(scanner_pass_pause_ms(30000, true, 5 * SCANNER_BUSY_MIN + 1, 5, 0), 30000);
 }
 
+static void test_fresh_walk(void **state)
+{
+    (void)state;
+    /* A full walk (horizon 0) is ended only by a short or the last page. */
+    assert_false(scanner_fresh_ends_pass(0, 1000));
+    /* A page reaching entries older than the horizon ends the pass; one that does not, or
+     * whose entries told no moment, does not. */
+    assert_true(scanner_fresh_ends_pass(1000, 999));
+    assert_false(scanner_fresh_ends_pass(1000, 1000));
+    assert_false(scanner_fresh_ends_pass(1000, 5000));
+    assert_false(scanner_fresh_ends_pass(1000, 0));
+    /* The next horizon: the newest moment of the pass less the margin, while tokens are
+     * scarce; a full walk when nothing told a moment or the bucket holds tokens to spare. */
+    assert_int_equal(scanner_fresh_horizon(8000, 40, 5), 8000 - SCANNER_FRESH_MARGIN_MIN);
+    assert_int_equal(scanner_fresh_horizon(8000, 0, 0), 8000 - SCANNER_FRESH_MARGIN_MIN);
+    assert_int_equal(scanner_fresh_horizon(0, 40, 5), 0);
+    assert_int_equal(scanner_fresh_horizon(8000, 5 * SCANNER_FRESH_FULL_MIN, 5),
+                     8000 - SCANNER_FRESH_MARGIN_MIN);
+    assert_int_equal(scanner_fresh_horizon(8000, 5 * SCANNER_FRESH_FULL_MIN + 1, 5), 0);
+    /* Deal-age order, newest first, with the margin's slack; unknown moments prove nothing. */
+    assert_true(scanner_fresh_in_order(0, 5000));
+    assert_true(scanner_fresh_in_order(5000, 4000));
+    assert_true(scanner_fresh_in_order(5000, 5000 + SCANNER_FRESH_MARGIN_MIN));
+    assert_false(scanner_fresh_in_order(5000, 5001 + SCANNER_FRESH_MARGIN_MIN));
+    assert_true(scanner_fresh_in_order(5000, 0));
+    /* The pause after a fresh pass ends when the bucket would pay for a full walk. */
+    assert_int_equal(scanner_fresh_pause_ms(30000, 0, 5, 100), (SCANNER_FRESH_FULL_MIN + 1) * 100);
+    assert_int_equal(scanner_fresh_pause_ms(30000, 5 * SCANNER_FRESH_FULL_MIN, 5, 100), 100);
+    assert_int_equal(scanner_fresh_pause_ms(30000, 5 * SCANNER_FRESH_FULL_MIN + 1, 5, 100), 0);
+    assert_int_equal(scanner_fresh_pause_ms(500, 0, 5, 100), 500);     /* the pause is shorter */
+    assert_int_equal(scanner_fresh_pause_ms(30000, 0, 0, 100), 30000); /* no reading */
+    assert_int_equal(scanner_fresh_pause_ms(0, 0, 5, 100), 0);
+    /* Ending the pass where it stands. */
+    struct scanner_cursor c = {.source = 1, .pass = 7, .position = 4};
+    scanner_cursor_end_pass(&c);
+    assert_int_equal(c.position, 0);
+    assert_int_equal(c.pass, 8);
+}
+
+static void test_selection_sorted(void **state)
+{
+    (void)state;
+    struct scanner_selection s;
+    char err[256];
+    const char *json = "{\"domainId\":1,\"priceTypes\":[2],\"sortType\":4,\"dateRange\":3,"
+                       "\"isRangeEnabled\":true,\"deltaPercentRange\":[10,100]}";
+    assert_int_equal(
+        scanner_selection_parse(&s, CFG_SOURCE_DEALS, 1, NULL, json, "t", err, sizeof(err)), 0);
+    char *own = NULL, *fresh = NULL, *same = NULL;
+    size_t n;
+    assert_int_equal(scanner_selection_render(&s, 3, &own, &n), 0);
+    assert_int_equal(scanner_selection_render_sorted(&s, 3, SCANNER_FRESH_SORT, &fresh, &n), 0);
+    assert_int_equal(scanner_selection_render_sorted(&s, 3, 0, &same, &n), 0);
+    assert_int_equal(json_int(own, "sortType"), 4);
+    assert_int_equal(json_int(fresh, "sortType"), 1);
+    assert_string_equal(own, same);
+    /* Only the order changes: the seller's filters, the page and the domain are kept, and
+     * sortType is sent once. */
+    assert_int_equal(json_int(fresh, "page"), 3);
+    assert_int_equal(json_int(fresh, "dateRange"), 3);
+    assert_non_null(strstr(fresh, "\"deltaPercentRange\":[10,100]"));
+    assert_non_null(strstr(fresh, "\"priceTypes\":[2]"));
+    assert_null(strstr(strstr(fresh, "sortType") + 1, "sortType"));
+    free(own);
+    free(fresh);
+    free(same);
+    scanner_selection_free(&s);
+    /* A selection without a sortType gets one. */
+    assert_int_equal(scanner_selection_parse(&s, CFG_SOURCE_DEALS, 1, NULL, "{\"priceTypes\":[2]}",
+                                             "t", err, sizeof(err)),
+                     0);
+    assert_int_equal(scanner_selection_render_sorted(&s, 0, SCANNER_FRESH_SORT, &fresh, &n), 0);
+    assert_int_equal(json_int(fresh, "sortType"), 1);
+    free(fresh);
+    scanner_selection_free(&s);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fresh_walk),
+        cmocka_unit_test(test_selection_sorted),
         cmocka_unit_test(test_prefilter),
         cmocka_unit_test(test_feed_hash),
         cmocka_unit_test(test_dedup),

@@ -7,17 +7,18 @@
  * current Used price over its 90-day average (p10, median, p90), the gross return of selling
  * at that average (median, share >= 50 %), the share whose Used delta percent over 90 days is
  * >= 10 now, the sales-rank and 30-day rank-drop medians, the share Amazon sells, the share
- * whose 90-day Used average is above the current New price, the books share, and the share a
- * judgement on the page's own numbers accepts. Simulator pages come from three seeds at four
- * moments each (a fresh kdeals-sim per moment, --clock-ms), under the replaced system's
- * production-like selection (Used, delta percent >= 10, sort type 4) with no category filter
- * and date range 3 (compared with every row) and with Books only and date range 4 (every row
- * but the books share). For the first selection every listed product is also fully fetched
- * (/product with stats and offers=20) and judged by the deal judgement itself
- * (jd_inputs_from_product and jd_judge under jd_rules_default, as kdeals judges a full fetch),
- * and the share that passes must stay low. The oracle (/_sim/truth at each answer's Keepa
- * minute) must call exactly the same products deals, with the same profit: the simulator's
- * truth and kdeals' reading of its answers are one judgement.
+ * whose 90-day Used average is above the current New price, the books share, the share a
+ * judgement on the page's own numbers accepts, and the share whose creationDate lies within 5
+ * minutes of the answer's timestamp (a deal "found now"; 2 of 150 on the recorded page).
+ * Simulator pages come from three seeds at four moments each (a fresh kdeals-sim per moment,
+ * --clock-ms), under the replaced system's production-like selection (Used, delta percent
+ * >= 10, sort type 4) with no category filter and date range 3 (compared with every row) and
+ * with Books only and date range 4 (every row but the books share). For the first selection
+ * every listed product is also fully fetched (/product with stats and offers=20) and judged by
+ * the deal judgement itself (jd_inputs_from_product and jd_judge under jd_rules_default, as
+ * kdeals judges a full fetch), and the share that passes must stay low. The oracle
+ * (/_sim/truth at each answer's Keepa minute) must call exactly the same products deals, with
+ * the same profit: the simulator's truth and kdeals' reading of its answers are one judgement.
  *
  * Each seed's pooled rows must lie within the documented tolerance of the recorded page's;
  * the table is printed either way. A control runs the same comparison on the rich economy and
@@ -63,6 +64,8 @@ struct item {
     int deal;
     int32_t used, used_avg90, fresh, amazon, rank, drops30, drops365, dp90;
     int64_t root;
+    int64_t created_min; /* the deal's creationDate */
+    int64_t page_min;    /* the Keepa minute of its page's envelope timestamp */
 };
 
 struct items {
@@ -86,6 +89,7 @@ enum row_id {
     R_USED_OVER_NEW,
     R_BOOKS,
     R_PAGE_JUDGE,
+    R_CREATED_NOW,
     R_COUNT
 };
 
@@ -113,6 +117,7 @@ static const struct row_def {
     {"90-day Used avg above current New", 1, 0.06, 0},
     {"books among the items", 1, 0.09, 0},
     {"pass a judgement on the page's numbers", 1, 0.04, 0},
+    {"creationDate within 5 min of the answer", 1, 0.023, 0}, /* recorded 2 of 150 */
 };
 
 #define JUDGE_MAX_SHARE 0.04 /* full-fetch judgement: at most this share of listed items */
@@ -165,6 +170,8 @@ static int on_deal(const struct kp_deal *d, void *ud)
     it->drops365 = d->sales_rank_drops365;
     it->dp90 = d->delta_percent[3][2];
     it->root = d->root_cat;
+    it->created_min = d->creation_date_keepa_min;
+    it->page_min = -1; /* set by decode_into once the envelope is known */
     return 0;
 }
 
@@ -188,9 +195,12 @@ static void decode_into(const char *body, size_t len, struct items *s)
     cbs.ud = s;
     char err[256] = "";
     struct kp_envelope env;
+    int first = s->n;
     int rc = kp_decode_buffer(body, len, NULL, &cbs, &env, err, sizeof(err));
     if (rc != 0)
         fail_msg("decoding a Keepa body failed: %s", err);
+    for (int i = first; i < s->n; i++)
+        s->v[i].page_min = kd_ms_to_keepa_min(env.timestamp_ms);
 }
 
 /* ---------- the simulator ---------- */
@@ -415,6 +425,7 @@ static void rows_of(const struct items *s, double out[R_COUNT])
 {
     static double ratio[MAX_ITEMS], gross[MAX_ITEMS], rank[MAX_ITEMS], drops[MAX_ITEMS];
     int nr = 0, nk = 0, g50 = 0, dp10 = 0, amazon = 0, over_new = 0, books = 0, page = 0;
+    int created_now = 0;
     for (int i = 0; i < s->n; i++) {
         const struct item *it = &s->v[i];
         if (it->used > 0 && it->used_avg90 > 0) {
@@ -431,6 +442,7 @@ static void rows_of(const struct items *s, double out[R_COUNT])
         over_new += it->used_avg90 > 0 && it->fresh > 0 && it->used_avg90 > it->fresh;
         books += it->root == BOOKS_ROOT;
         page += page_judge(it);
+        created_now += it->page_min - it->created_min <= 5;
     }
     double n = s->n > 0 ? s->n : 1;
     out[R_P10] = quantile(ratio, nr, 0.1);
@@ -445,6 +457,7 @@ static void rows_of(const struct items *s, double out[R_COUNT])
     out[R_USED_OVER_NEW] = over_new / n;
     out[R_BOOKS] = books / n;
     out[R_PAGE_JUDGE] = page / n;
+    out[R_CREATED_NOW] = created_now / n;
 }
 
 static int within(int r, double sim, double rec)
@@ -493,7 +506,7 @@ static int table(const char *title, const struct items *rec, const struct items 
         else if (ROWS[r].log_tol)
             printf("  x/÷ %.2f\n", exp(ROWS[r].tol));
         else
-            printf(ROWS[r].pct ? "  ± %.0f pts\n" : "  ± %.2f\n",
+            printf(ROWS[r].pct ? "  ± %g pts\n" : "  ± %.2f\n",
                    ROWS[r].pct ? 100 * ROWS[r].tol : ROWS[r].tol);
     }
     printf("%-46s %11d", "items", rec->n);

@@ -343,14 +343,16 @@ static enum MHD_Result queue_response(struct sim_server *s, struct MHD_Connectio
 static void schedule_resume(struct sim_server *s, struct MHD_Connection *conn, int64_t due_ns)
 {
     pthread_mutex_lock(&s->delay_mu);
-    if (s->n_delayed < MAX_DELAYED) {
+    if (!s->delay_stop && s->n_delayed < MAX_DELAYED) {
         s->delayed[s->n_delayed++] = (struct delayed){conn, due_ns};
         pthread_cond_signal(&s->delay_cv);
         pthread_mutex_unlock(&s->delay_mu);
         return;
     }
     pthread_mutex_unlock(&s->delay_mu);
-    MHD_resume_connection(conn); /* table full: no extra latency rather than a stuck client */
+    /* Table full, or stopping (the timer thread has left or is leaving): no extra latency
+     * rather than a connection nobody resumes. */
+    MHD_resume_connection(conn);
 }
 
 static void *delay_main(void *arg)
@@ -2009,8 +2011,11 @@ void sim_server_stop(struct sim_server *s)
 {
     if (s == NULL)
         return;
-    if (s->mhd != NULL)
-        MHD_quiesce_daemon(s->mhd);
+    /* The timer thread resumes every delayed connection as it leaves, and none is delayed
+     * after (schedule_resume, suspend_in_reader check delay_stop under delay_mu), so the
+     * library stops with none suspended. No MHD_quiesce_daemon: with a pool of epoll threads
+     * it can abort the process ("Failed to remove listen FD from epoll set") when a thread
+     * has taken the listen socket out of its set at the connection limit. */
     if (s->delay_thread) {
         pthread_mutex_lock(&s->delay_mu);
         s->delay_stop = 1;

@@ -134,8 +134,10 @@ static int store_deals(const struct kdh_daemon *d, uint64_t hash, int *with_hash
     return deals;
 }
 
-/* Runs `kdeals reload` and returns its output (free it); the exit status must be 0. */
-static char *reload(const struct kdh_daemon *d)
+/* Runs `kdeals reload` and returns its output (free it); the exit status must be 0. Not
+ * inlined: GCC's -Wdangling-pointer (at -O2 and above) then takes the returned text for a
+ * pointer to the local that received it. */
+__attribute__((noinline)) static char *reload(const struct kdh_daemon *d)
 {
     static const char *const argv[] = {"reload", NULL};
     char *out = NULL;

@@ -336,8 +336,12 @@ static void some_asins(const struct sim *s, char out[][11], int n)
     yajl_val list = jget(r.json, "asins");
     if ((int)jlen(list) < n)
         fail_msg("the oracle lists %zu products, %d needed", jlen(list), n);
-    for (int i = 0; i < n; i++)
-        snprintf(out[i], 11, "%s", YAJL_GET_STRING(jidx(list, (size_t)i)));
+    for (int i = 0; i < n; i++) {
+        const char *asin = YAJL_GET_STRING(jidx(list, (size_t)i));
+        if (asin == NULL)
+            fail_msg("the oracle's entry %d is not a string", i);
+        snprintf(out[i], 11, "%s", asin != NULL ? asin : ""); /* fail_msg is not noreturn */
+    }
     resp_free(&r);
 }
 

@@ -755,8 +755,12 @@ static void test_11_12_product_costs(void **state)
     struct resp e = get(&s, "/product?key=k&domain=1&asin=%s", a[0]);
     yajl_val p0 = jidx(jget(e.json, "products"), 0);
     char ean[16], upc[16];
-    snprintf(ean, sizeof(ean), "%s", YAJL_GET_STRING(jidx(jget(p0, "eanList"), 0)));
-    snprintf(upc, sizeof(upc), "%s", YAJL_GET_STRING(jidx(jget(p0, "upcList"), 0)));
+    const char *ean0 = YAJL_GET_STRING(jidx(jget(p0, "eanList"), 0));
+    const char *upc0 = YAJL_GET_STRING(jidx(jget(p0, "upcList"), 0));
+    assert_non_null(ean0);
+    assert_non_null(upc0);
+    snprintf(ean, sizeof(ean), "%s", ean0);
+    snprintf(upc, sizeof(upc), "%s", upc0);
     resp_free(&e);
     snprintf(q, sizeof(q), "code=%s,%s", ean, upc);
     assert_int_equal(product_cost(&s, q), 2);

@@ -58,7 +58,12 @@
  * it taken gets -EBUSY and simply keeps its reservation in flight; nobody ever waits for it,
  * and a holder that died (or stalled for over a second) is overtaken. The lock serialises
  * only the bookkeeping of readings (order by server timestamp, rate trust); reserves and
- * settles never look at it.
+ * settles never look at it. Order: a reading the server made before one already applied is
+ * refused however late it arrives (answers overtake each other by more than a Keepa minute
+ * when one is slow or the minute accelerated), since the requests charged between the two
+ * may have been settled meanwhile and are no longer subtracted: applied, it would give their
+ * tokens back. A reading is known to be the later one when its own request was granted after
+ * the last reading was applied, whatever the server's timestamps say (a clock that went back).
  *
  * Grant rule: Keepa admits (projected balance > 0) AND balance - cost >= -max_deficit,
  * EXCEPT that a cost above cap + max_deficit (which no bucket can ever satisfy) is granted as
@@ -719,10 +724,17 @@ int tb_apply_reading(struct shm_tokens *tb, const struct tb_reading *r, int64_t 
     if (!reading_lock(tb, id, now_ns))
         return -EBUSY;
 
+    /* A reading made before the last one applied misses the charges that one showed, and
+     * the requests charged in between may have been settled since (no longer subtracted as in
+     * flight): applied, it would give their tokens back. However late it arrives: an answer
+     * can take more than a Keepa minute (a commit, up to the client's timeout; any slow answer
+     * when the minute is accelerated). Its server timestamp tells, unless its own request was
+     * granted after the last reading was applied: then it was made after that one whatever the
+     * server's clock says (the clock went back, a restart), and is applied as the newer. */
     int64_t last_ns = atomic_load(&tb->last_reading_ns);
-    if (last_ns != INT64_MIN && r->timestamp_ms < atomic_load(&tb->last_timestamp_ms) &&
-        now_ns - last_ns < tb->minute_ns) {
-        /* Older than one already applied: it misses charges the newer one saw. */
+    int64_t last_ts = atomic_load(&tb->last_timestamp_ms);
+    bool made_after = last_ns == INT64_MIN || (own != NULL && own->granted_ns > last_ns);
+    if (!made_after && r->timestamp_ms < last_ts) {
         atomic_fetch_add(&tb->readings_ignored, 1);
         reading_unlock(tb, id);
         return -ESTALE;
@@ -732,8 +744,7 @@ int tb_apply_reading(struct shm_tokens *tb, const struct tb_reading *r, int64_t 
      * this one may predate a charge that one saw (an answer the server made just before
      * charging another request, processed after that request was settled). It may lower the
      * balance, never raise it. */
-    bool tie = last_ns != INT64_MIN && r->timestamp_ms == atomic_load(&tb->last_timestamp_ms) &&
-               now_ns - last_ns < tb->minute_ns;
+    bool tie = !made_after && r->timestamp_ms == last_ts;
     uint64_t own_word = 0;
     if (own != NULL && own->slot != TB_SLOT_NONE)
         own_word = slot_word(own->owner, own->generation, SLOT_HELD);

@@ -588,13 +588,68 @@ static void test_older_reading_does_not_override_a_newer_one(void **state)
 {
     (void)state;
     struct shm_tokens *tb = anchored(100, 5);
+    struct tb_grant before, after;
+    int64_t wait;
+    assert_int_equal(tb_reserve(tb, T0 + SEC / 2, 0, 31, &before, &wait), 0); /* a free call */
     struct tb_reading newer = reading(40, 20000, 5, 1700000005000);
     struct tb_reading older = reading(90, 25000, 5, 1700000004000);
     assert_int_equal(tb_apply_reading(tb, &newer, T0 + SEC, NULL), 0);
     assert_int_equal(tb_apply_reading(tb, &older, T0 + 2 * SEC, NULL), -ESTALE);
+    assert_int_equal(tb_apply_reading(tb, &older, T0 + 2 * SEC, &before), -ESTALE);
     assert_int_equal(tb_project(tb, T0 + 2 * SEC), 40);
-    /* Long after, the server clock going backwards (a restart) is accepted. */
-    assert_int_equal(tb_apply_reading(tb, &older, T0 + 3 * MINUTE, NULL), 0);
+    /* However late it arrives, it was made before: refused (it may be an answer that took
+     * long, and the requests charged in between may have been settled). */
+    assert_int_equal(tb_apply_reading(tb, &older, T0 + 3 * MINUTE, &before), -ESTALE);
+    assert_int_equal(tb_apply_reading(tb, &older, T0 + 3 * MINUTE, NULL), -ESTALE);
+    /* The answer to a call sent after the newer reading was applied was made after it: an
+     * older timestamp means the server's clock went back (a restart), and it is applied. */
+    assert_int_equal(tb_reserve(tb, T0 + 3 * MINUTE, 0, 31, &after, &wait), 0);
+    assert_int_equal(tb_apply_reading(tb, &older, T0 + 3 * MINUTE + SEC, &after), 0);
+    assert_int_equal(tb_project(tb, T0 + 3 * MINUTE + SEC), 90);
+    free(tb);
+}
+
+/*
+ * Two answers overtake each other by more than a Keepa minute (a slow answer; here 100 ms
+ * minutes and 350 ms of latency, as in test_shared_key): A is charged first, B second; B's
+ * answer arrives first and B is settled, then A's answer, made before B was charged, arrives.
+ * Applied, it gave B's tokens back (B is no longer in flight), and the next grants met a 429
+ * (one run in four of test_shared_key's kill case). It is refused however late it arrives,
+ * and the bucket never projects more than the server holds.
+ */
+static void test_reading_overtaken_by_minutes_gives_nothing_back(void **state)
+{
+    (void)state;
+    const int64_t minute = 100 * MS, ts0 = 1700000000000;
+    struct tb_params p = {.minute_ns = minute};
+    struct shm_tokens *tb = new_bucket(&p, T0);
+    /* The server: 100 tokens, ticks at T0 + 50 ms + k minutes. */
+    int64_t server = 100, first_tick = T0 + 50 * MS;
+    struct tb_reading r0 = reading(100, 50, 5, ts0);
+    assert_int_equal(tb_apply_reading(tb, &r0, T0, NULL), 0);
+    struct tb_grant a, b;
+    int64_t wait;
+    assert_int_equal(tb_reserve(tb, T0 + 1 * MS, 10, 41, &a, &wait), 0);
+    assert_int_equal(tb_reserve(tb, T0 + 2 * MS, 60, 42, &b, &wait), 0);
+    server -= 10; /* A charged at T0 + 3 ms */
+    struct tb_reading ra = reading((double)server, 47, 5, ts0 + 3);
+    ra.tokens_consumed = 10;
+    server -= 60; /* B charged at T0 + 4 ms */
+    struct tb_reading rb = reading((double)server, 46, 5, ts0 + 4);
+    rb.tokens_consumed = 60;
+    assert_int_equal(tb_apply_reading(tb, &rb, T0 + 20 * MS, &b), 0);
+    assert_int_equal(tb_settle(tb, &b, T0 + 20 * MS, 60), 0);
+    /* A's answer, 3.3 Keepa minutes after B's. */
+    int64_t late = T0 + 350 * MS;
+    assert_int_equal(tb_apply_reading(tb, &ra, late, &a), -ESTALE);
+    assert_int_equal(tb_settle(tb, &a, late, 10), 0);
+    for (int64_t t = late; t < late + 3 * minute; t += MS) {
+        int64_t truth = server + 5 * (t >= first_tick ? 1 + (t - first_tick) / minute : 0);
+        assert_true(tb_project(tb, t) <= truth);
+    }
+    struct tb_stats st;
+    assert_int_equal(tb_stats(tb, late, &st), 0);
+    assert_int_equal(st.slots_in_use, 0);
     free(tb);
 }
 
@@ -1564,6 +1619,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_writeoff_releases_a_dead_owners_slots),
         cmocka_unit_test(test_reading_subtracts_requests_in_flight),
         cmocka_unit_test(test_older_reading_does_not_override_a_newer_one),
+        cmocka_unit_test(test_reading_overtaken_by_minutes_gives_nothing_back),
         cmocka_unit_test(test_reading_of_the_same_millisecond_never_raises),
         cmocka_unit_test(test_higher_rate_trusted_only_as_far_as_observed),
         cmocka_unit_test(test_needs_reading_policy),

@@ -754,7 +754,12 @@ int tb_apply_reading(struct shm_tokens *tb, const struct tb_reading *r, int64_t 
     if (own_word != 0 && atomic_load(&tb->slots[own->slot].word) == own_word)
         seen_after = atomic_load(&tb->slots[own->slot].granted_ns) - LOST_SEEN_AFTER_NS;
     int64_t now_ms = now_ns / NS_PER_MS;
-    int64_t next_ms = now_ms + (r->refill_in_ms > 0 ? r->refill_in_ms : minute_ms);
+    /* refillIn counts whole ms up from the moment the server made the reading, which is at
+     * most NOW_NS: the tick is no earlier than the next whole ms after now + refillIn. From the
+     * ms now falls in it could be up to 1 ms early, and a grant timed to the tick (a timer set
+     * for it) would reach a server that has not ticked yet: a 429 on a fast connection. */
+    int64_t next_ms =
+        (now_ns + NS_PER_MS - 1) / NS_PER_MS + (r->refill_in_ms > 0 ? r->refill_in_ms : minute_ms);
     int64_t left = (int64_t)floor(r->tokens_left);
     uint64_t w = atomic_load(&tb->state);
     int64_t cur_rate = word_rate(w) ? word_rate(w) : tb->initial_rate;

@@ -182,10 +182,10 @@ int tb_settle_lost(struct shm_tokens *tb, const struct tb_grant *grant, int64_t 
 /*
  * Re-anchors the bucket to a server reading R received at NOW_NS (read the clock after the
  * response arrived): balance = floor(tokensLeft) minus every reservation still in flight other
- * than OWN, next tick = now + refillIn. OWN is the grant of the request R answers (for a free
- * call such as /token, the free grant tb_reserve gave it: its granted_ns says when it was
- * sent), or NULL when there is none. A lower refill rate is adopted at once; a higher one only
- * as far as the balance is seen to grow between readings, or after TB_RATE_TRUST_READINGS
+ * than OWN, next tick = now + refillIn (rounded up to the ms). OWN is the grant of the request R
+ * answers (for a free call such as /token, the free grant tb_reserve gave it: its granted_ns says
+ * when it was sent), or NULL when there is none. A lower refill rate is adopted at once; a higher
+ * one only as far as the balance is seen to grow between readings, or after TB_RATE_TRUST_READINGS
  * consecutive readings spanning TB_RATE_TRUST_MINUTES. Returns 0 when applied; -EINVAL for
  * garbage (refillRate <= 0, the zeroed 400 body, non-finite or out-of-range fields); -ESTALE
  * when R was made before a reading already applied: its server timestamp is older, and OWN

@@ -610,6 +610,34 @@ static void test_older_reading_does_not_override_a_newer_one(void **state)
 }
 
 /*
+ * refillIn counts whole ms from the moment the server made the reading, and the answer is
+ * read a fraction of a ms later: the tick is placed no earlier than now + refillIn rounded
+ * up. Rounded down, a grant timed to the projected tick reached a server that had not ticked
+ * yet (a 429 at the start of test_shared_key on loopback).
+ */
+static void test_tick_never_projected_before_the_servers(void **state)
+{
+    (void)state;
+    const int64_t minute = 100 * MS;
+    struct tb_params p = {.minute_ns = minute};
+    struct shm_tokens *tb = new_bucket(&p, T0);
+    /* The server ticks at T0 + 20.5 ms; it answers at T0 + 10.6 ms: refillIn = ceil(9.9) =
+     * 10, with 0 left. The answer is read at T0 + 10.7 ms. */
+    struct tb_reading r = reading(0, 10, 5, 1700000000000);
+    assert_int_equal(tb_apply_reading(tb, &r, T0 + 10 * MS + 700000, NULL), 0);
+    struct tb_grant g;
+    int64_t wait = 0;
+    for (int64_t t = T0 + 10 * MS + 700000; t < T0 + 20 * MS + 500000; t += 100000) {
+        assert_int_equal(tb_project(tb, t), 0);
+        assert_int_equal(tb_reserve(tb, t, 5, 51, &g, &wait), -EAGAIN);
+        assert_true(wait >= T0 + 20 * MS + 500000); /* a timer set for it is not early */
+    }
+    assert_int_equal(tb_project(tb, T0 + 21 * MS), 5);
+    assert_int_equal(tb_reserve(tb, T0 + 21 * MS, 5, 51, &g, &wait), 0);
+    free(tb);
+}
+
+/*
  * Two answers overtake each other by more than a Keepa minute (a slow answer; here 100 ms
  * minutes and 350 ms of latency, as in test_shared_key): A is charged first, B second; B's
  * answer arrives first and B is settled, then A's answer, made before B was charged, arrives.
@@ -1620,6 +1648,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_reading_subtracts_requests_in_flight),
         cmocka_unit_test(test_older_reading_does_not_override_a_newer_one),
         cmocka_unit_test(test_reading_overtaken_by_minutes_gives_nothing_back),
+        cmocka_unit_test(test_tick_never_projected_before_the_servers),
         cmocka_unit_test(test_reading_of_the_same_millisecond_never_raises),
         cmocka_unit_test(test_higher_rate_trusted_only_as_far_as_observed),
         cmocka_unit_test(test_needs_reading_policy),

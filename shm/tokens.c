@@ -64,6 +64,9 @@
  * may have been settled meanwhile and are no longer subtracted: applied, it would give their
  * tokens back. A reading is known to be the later one when its own request was granted after
  * the last reading was applied, whatever the server's timestamps say (a clock that went back).
+ * A reading refused -EBUSY orders the later ones as if applied (busy_timestamp_ms): its request
+ * is settled as charged meanwhile, and a holder killed with the lock keeps every reading out
+ * for up to a second.
  *
  * Grant rule: Keepa admits (projected balance > 0) AND balance - cost >= -max_deficit,
  * EXCEPT that a cost above cap + max_deficit (which no bucket can ever satisfy) is granted as
@@ -458,6 +461,8 @@ int tb_init(struct shm_tokens *tb, const struct tb_params *p, int64_t now_ns)
     atomic_store(&tb->touched_ms, now_ns / NS_PER_MS);
     atomic_store(&tb->state, word_pack(0, 0, now_ns / NS_PER_MS));
     atomic_store(&tb->last_reading_ns, INT64_MIN);
+    atomic_store(&tb->busy_timestamp_ms, INT64_MIN);
+    atomic_store(&tb->busy_reading_ns, INT64_MIN);
     atomic_store(&tb->status_claim_ns, CLAIM_NONE);
     static const int64_t seed_milli[TB_KIND_COUNT] = {
         [TB_KIND_TOKEN] = 0,      [TB_KIND_DEAL_PAGE] = 5000, [TB_KIND_PEEK] = 2000,
@@ -633,6 +638,14 @@ static bool reading_lock(struct shm_tokens *tb, uint64_t id, int64_t now_ns)
     return false;
 }
 
+/* Raises *P to V if it is lower. */
+static void store_max(_Atomic int64_t *p, int64_t v)
+{
+    int64_t cur = atomic_load(p);
+    while (cur < v && !atomic_compare_exchange_weak(p, &cur, v))
+        ;
+}
+
 static void reading_unlock(struct shm_tokens *tb, uint64_t id)
 {
     uint64_t cur = id;
@@ -721,8 +734,14 @@ int tb_apply_reading(struct shm_tokens *tb, const struct tb_reading *r, int64_t 
         return -EINVAL;
     }
     uint64_t id = (uint64_t)getpid();
-    if (!reading_lock(tb, id, now_ns))
+    if (!reading_lock(tb, id, now_ns)) {
+        /* Not applied, yet its request is settled as charged: a reading made before this one
+         * must not be applied later and give that charge back. The time first: whoever sees
+         * the timestamp sees it. */
+        store_max(&tb->busy_reading_ns, now_ns);
+        store_max(&tb->busy_timestamp_ms, r->timestamp_ms);
         return -EBUSY;
+    }
 
     /* A reading made before the last one applied misses the charges that one showed, and
      * the requests charged in between may have been settled since (no longer subtracted as in
@@ -733,6 +752,12 @@ int tb_apply_reading(struct shm_tokens *tb, const struct tb_reading *r, int64_t 
      * server's clock says (the clock went back, a restart), and is applied as the newer. */
     int64_t last_ns = atomic_load(&tb->last_reading_ns);
     int64_t last_ts = atomic_load(&tb->last_timestamp_ms);
+    int64_t busy_ts = atomic_load(&tb->busy_timestamp_ms); /* and one refused -EBUSY */
+    if (busy_ts != INT64_MIN) {
+        int64_t busy_ns = atomic_load(&tb->busy_reading_ns);
+        last_ts = last_ns == INT64_MIN || busy_ts > last_ts ? busy_ts : last_ts;
+        last_ns = busy_ns > last_ns ? busy_ns : last_ns;
+    }
     bool made_after = last_ns == INT64_MIN || (own != NULL && own->granted_ns > last_ns);
     if (!made_after && r->timestamp_ms < last_ts) {
         atomic_fetch_add(&tb->readings_ignored, 1);
@@ -794,6 +819,10 @@ int tb_apply_reading(struct shm_tokens *tb, const struct tb_reading *r, int64_t 
     atomic_store(&tb->last_refill_rate, r->refill_rate);
     atomic_store(&tb->last_tokens_consumed, r->tokens_consumed);
     atomic_fetch_add(&tb->readings_applied, 1);
+    /* This one is the newer (or made after it): it shows the refused one's charge. Unless a
+     * newer one was refused meanwhile. */
+    if (busy_ts != INT64_MIN)
+        atomic_compare_exchange_strong(&tb->busy_timestamp_ms, &busy_ts, INT64_MIN);
     reading_unlock(tb, id);
     return 0;
 }

@@ -610,6 +610,46 @@ static void test_older_reading_does_not_override_a_newer_one(void **state)
 }
 
 /*
+ * A reading refused because another process held the reading lock (for up to a second when
+ * that one was killed holding it) is not applied, and its request is settled as charged. A
+ * reading made before it, arriving later, must be refused as if the busy one had been applied:
+ * applied, it gave that request's tokens back.
+ */
+static void test_reading_refused_busy_still_orders_the_later_ones(void **state)
+{
+    (void)state;
+    const int64_t ts0 = 1700000000000;
+    struct shm_tokens *tb = anchored(100, 5);
+    struct tb_grant a, b, c;
+    int64_t wait;
+    assert_int_equal(tb_reserve(tb, T0 + 1 * MS, 10, 41, &a, &wait), 0);
+    assert_int_equal(tb_reserve(tb, T0 + 2 * MS, 60, 42, &b, &wait), 0);
+    struct tb_reading ra = reading(90, 29000, 5, ts0 + 1003); /* A charged first */
+    ra.tokens_consumed = 10;
+    struct tb_reading rb = reading(30, 29000, 5, ts0 + 1004); /* then B */
+    rb.tokens_consumed = 60;
+    /* Process 4242 is applying a reading (or died doing it): B's is refused. */
+    atomic_store(&tb->reading_lock, 4242);
+    atomic_store(&tb->reading_lock_ns, T0 + 20 * MS);
+    assert_int_equal(tb_apply_reading(tb, &rb, T0 + 20 * MS, &b), -EBUSY);
+    assert_int_equal(tb_settle(tb, &b, T0 + 20 * MS, 60), 0);
+    assert_int_equal(tb_writeoff_owner(tb, 4242, T0 + 30 * MS), 0); /* the lock is freed */
+    /* A's answer, made before B was charged, but after the last reading applied. */
+    assert_int_equal(tb_apply_reading(tb, &ra, T0 + 40 * MS, &a), -ESTALE);
+    assert_int_equal(tb_settle(tb, &a, T0 + 40 * MS, 10), 0);
+    assert_true(tb_project(tb, T0 + 40 * MS) <= 30);
+    /* The next reading made after B's is applied, and the busy one is forgotten. */
+    assert_int_equal(tb_reserve(tb, T0 + 50 * MS, 5, 43, &c, &wait), 0);
+    struct tb_reading rc = reading(25, 28000, 5, ts0 + 1100);
+    rc.tokens_consumed = 5;
+    assert_int_equal(tb_apply_reading(tb, &rc, T0 + 60 * MS, &c), 0);
+    assert_int_equal(tb_settle(tb, &c, T0 + 60 * MS, 5), 0);
+    assert_int_equal(tb_project(tb, T0 + 60 * MS), 25);
+    assert_int_equal(atomic_load(&tb->busy_timestamp_ms), INT64_MIN);
+    free(tb);
+}
+
+/*
  * refillIn counts whole ms from the moment the server made the reading, and the answer is
  * read a fraction of a ms later: the tick is placed no earlier than now + refillIn rounded
  * up. Rounded down, a grant timed to the projected tick reached a server that had not ticked
@@ -1649,6 +1689,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_older_reading_does_not_override_a_newer_one),
         cmocka_unit_test(test_reading_overtaken_by_minutes_gives_nothing_back),
         cmocka_unit_test(test_tick_never_projected_before_the_servers),
+        cmocka_unit_test(test_reading_refused_busy_still_orders_the_later_ones),
         cmocka_unit_test(test_reading_of_the_same_millisecond_never_raises),
         cmocka_unit_test(test_higher_rate_trusted_only_as_far_as_observed),
         cmocka_unit_test(test_needs_reading_policy),

@@ -193,8 +193,9 @@ int tb_settle_lost(struct shm_tokens *tb, const struct tb_grant *grant, int64_t 
  * the same server millisecond is applied, but may only lower the balance: the two cannot be
  * ordered; an older timestamp on the answer to a request granted after it means the server's
  * clock went back, and R is applied); -EBUSY when another process is applying a reading at this
- * moment. After any non-zero return the state is unchanged and OWN stays in flight: the caller
- * just goes on (tb_settle then corrects by reserved - actual).
+ * moment (R's timestamp is kept: readings made before it are refused as if it had been
+ * applied). After any non-zero return the balance is unchanged and OWN stays in flight: the
+ * caller just goes on (tb_settle then corrects by reserved - actual).
  */
 int tb_apply_reading(struct shm_tokens *tb, const struct tb_reading *r, int64_t now_ns,
                      const struct tb_grant *own);

@@ -29,7 +29,7 @@
 
 #define SHM_MAGIC          0x4d48534c41454b44ULL /* "DKEALSHM" little-endian */
 #define SHM_KEY_MAGIC      0x59454b534c41454bULL /* "KEALSKEY" little-endian */
-#define SHM_LAYOUT_VERSION 9u
+#define SHM_LAYOUT_VERSION 10u
 #define SHM_CACHELINE      64
 #define SHM_INSTANCE_MAX   48
 #define SHM_CONFIG_MAX     65536
@@ -200,6 +200,11 @@ struct shm_tokens {
     _Atomic int64_t status_claim_ns;         /* last time a process claimed the /token call */
     _Atomic uint64_t readings_applied;
     _Atomic uint64_t readings_ignored;
+    /* The newest server timestamp of a reading refused because another was being applied
+     * (INT64_MIN none since the last reading applied), and the latest local time of such a
+     * refusal: its request is settled all the same, so older readings must stay refused. */
+    _Atomic int64_t busy_timestamp_ms;
+    _Atomic int64_t busy_reading_ns;
     alignas(SHM_CACHELINE) _Atomic uint64_t grants;
     _Atomic uint64_t granted_tokens;
     _Atomic uint64_t writeoffs;

@@ -58,7 +58,15 @@
  * it taken gets -EBUSY and simply keeps its reservation in flight; nobody ever waits for it,
  * and a holder that died (or stalled for over a second) is overtaken. The lock serialises
  * only the bookkeeping of readings (order by server timestamp, rate trust); reserves and
- * settles never look at it.
+ * settles never look at it. Order: a reading the server made before one already applied is
+ * refused however late it arrives (answers overtake each other by more than a Keepa minute
+ * when one is slow or the minute accelerated), since the requests charged between the two
+ * may have been settled meanwhile and are no longer subtracted: applied, it would give their
+ * tokens back. A reading is known to be the later one when its own request was granted after
+ * the last reading was applied, whatever the server's timestamps say (a clock that went back).
+ * A reading refused -EBUSY orders the later ones as if applied (busy_timestamp_ms): its request
+ * is settled as charged meanwhile, and a holder killed with the lock keeps every reading out
+ * for up to a second.
  *
  * Grant rule: Keepa admits (projected balance > 0) AND balance - cost >= -max_deficit,
  * EXCEPT that a cost above cap + max_deficit (which no bucket can ever satisfy) is granted as
@@ -453,6 +461,8 @@ int tb_init(struct shm_tokens *tb, const struct tb_params *p, int64_t now_ns)
     atomic_store(&tb->touched_ms, now_ns / NS_PER_MS);
     atomic_store(&tb->state, word_pack(0, 0, now_ns / NS_PER_MS));
     atomic_store(&tb->last_reading_ns, INT64_MIN);
+    atomic_store(&tb->busy_timestamp_ms, INT64_MIN);
+    atomic_store(&tb->busy_reading_ns, INT64_MIN);
     atomic_store(&tb->status_claim_ns, CLAIM_NONE);
     static const int64_t seed_milli[TB_KIND_COUNT] = {
         [TB_KIND_TOKEN] = 0,      [TB_KIND_DEAL_PAGE] = 5000, [TB_KIND_PEEK] = 2000,
@@ -628,6 +638,14 @@ static bool reading_lock(struct shm_tokens *tb, uint64_t id, int64_t now_ns)
     return false;
 }
 
+/* Raises *P to V if it is lower. */
+static void store_max(_Atomic int64_t *p, int64_t v)
+{
+    int64_t cur = atomic_load(p);
+    while (cur < v && !atomic_compare_exchange_weak(p, &cur, v))
+        ;
+}
+
 static void reading_unlock(struct shm_tokens *tb, uint64_t id)
 {
     uint64_t cur = id;
@@ -716,13 +734,32 @@ int tb_apply_reading(struct shm_tokens *tb, const struct tb_reading *r, int64_t 
         return -EINVAL;
     }
     uint64_t id = (uint64_t)getpid();
-    if (!reading_lock(tb, id, now_ns))
+    if (!reading_lock(tb, id, now_ns)) {
+        /* Not applied, yet its request is settled as charged: a reading made before this one
+         * must not be applied later and give that charge back. The time first: whoever sees
+         * the timestamp sees it. */
+        store_max(&tb->busy_reading_ns, now_ns);
+        store_max(&tb->busy_timestamp_ms, r->timestamp_ms);
         return -EBUSY;
+    }
 
+    /* A reading made before the last one applied misses the charges that one showed, and
+     * the requests charged in between may have been settled since (no longer subtracted as in
+     * flight): applied, it would give their tokens back. However late it arrives: an answer
+     * can take more than a Keepa minute (a commit, up to the client's timeout; any slow answer
+     * when the minute is accelerated). Its server timestamp tells, unless its own request was
+     * granted after the last reading was applied: then it was made after that one whatever the
+     * server's clock says (the clock went back, a restart), and is applied as the newer. */
     int64_t last_ns = atomic_load(&tb->last_reading_ns);
-    if (last_ns != INT64_MIN && r->timestamp_ms < atomic_load(&tb->last_timestamp_ms) &&
-        now_ns - last_ns < tb->minute_ns) {
-        /* Older than one already applied: it misses charges the newer one saw. */
+    int64_t last_ts = atomic_load(&tb->last_timestamp_ms);
+    int64_t busy_ts = atomic_load(&tb->busy_timestamp_ms); /* and one refused -EBUSY */
+    if (busy_ts != INT64_MIN) {
+        int64_t busy_ns = atomic_load(&tb->busy_reading_ns);
+        last_ts = last_ns == INT64_MIN || busy_ts > last_ts ? busy_ts : last_ts;
+        last_ns = busy_ns > last_ns ? busy_ns : last_ns;
+    }
+    bool made_after = last_ns == INT64_MIN || (own != NULL && own->granted_ns > last_ns);
+    if (!made_after && r->timestamp_ms < last_ts) {
         atomic_fetch_add(&tb->readings_ignored, 1);
         reading_unlock(tb, id);
         return -ESTALE;
@@ -732,8 +769,7 @@ int tb_apply_reading(struct shm_tokens *tb, const struct tb_reading *r, int64_t 
      * this one may predate a charge that one saw (an answer the server made just before
      * charging another request, processed after that request was settled). It may lower the
      * balance, never raise it. */
-    bool tie = last_ns != INT64_MIN && r->timestamp_ms == atomic_load(&tb->last_timestamp_ms) &&
-               now_ns - last_ns < tb->minute_ns;
+    bool tie = !made_after && r->timestamp_ms == last_ts;
     uint64_t own_word = 0;
     if (own != NULL && own->slot != TB_SLOT_NONE)
         own_word = slot_word(own->owner, own->generation, SLOT_HELD);
@@ -743,7 +779,12 @@ int tb_apply_reading(struct shm_tokens *tb, const struct tb_reading *r, int64_t 
     if (own_word != 0 && atomic_load(&tb->slots[own->slot].word) == own_word)
         seen_after = atomic_load(&tb->slots[own->slot].granted_ns) - LOST_SEEN_AFTER_NS;
     int64_t now_ms = now_ns / NS_PER_MS;
-    int64_t next_ms = now_ms + (r->refill_in_ms > 0 ? r->refill_in_ms : minute_ms);
+    /* refillIn counts whole ms up from the moment the server made the reading, which is at
+     * most NOW_NS: the tick is no earlier than the next whole ms after now + refillIn. From the
+     * ms now falls in it could be up to 1 ms early, and a grant timed to the tick (a timer set
+     * for it) would reach a server that has not ticked yet: a 429 on a fast connection. */
+    int64_t next_ms =
+        (now_ns + NS_PER_MS - 1) / NS_PER_MS + (r->refill_in_ms > 0 ? r->refill_in_ms : minute_ms);
     int64_t left = (int64_t)floor(r->tokens_left);
     uint64_t w = atomic_load(&tb->state);
     int64_t cur_rate = word_rate(w) ? word_rate(w) : tb->initial_rate;
@@ -778,6 +819,10 @@ int tb_apply_reading(struct shm_tokens *tb, const struct tb_reading *r, int64_t 
     atomic_store(&tb->last_refill_rate, r->refill_rate);
     atomic_store(&tb->last_tokens_consumed, r->tokens_consumed);
     atomic_fetch_add(&tb->readings_applied, 1);
+    /* This one is the newer (or made after it): it shows the refused one's charge. Unless a
+     * newer one was refused meanwhile. */
+    if (busy_ts != INT64_MIN)
+        atomic_compare_exchange_strong(&tb->busy_timestamp_ms, &busy_ts, INT64_MIN);
     reading_unlock(tb, id);
     return 0;
 }

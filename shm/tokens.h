@@ -12,7 +12,8 @@
  *
  *     cost = tb_cost_estimate(tb, TB_KIND_COMMIT, n_asins);
  *     rc = tb_reserve(tb, now, cost, getpid(), &grant, &wake_at);
- *     -EAGAIN: arm a timer for wake_at (and if tb_needs_reading(): one free /token call);
+ *     -EAGAIN: arm a timer for wake_at (and if tb_needs_reading(): one free /token call, with
+ *              the free grant of tb_reserve(tb, now, 0, ...) for its reading);
  *     0: send the request; on the response:
  *         tb_apply_reading(tb, &reading, now, &grant);  (every response, 429 included; its
  *                                                         non-zero returns need no handling)
@@ -181,15 +182,20 @@ int tb_settle_lost(struct shm_tokens *tb, const struct tb_grant *grant, int64_t 
 /*
  * Re-anchors the bucket to a server reading R received at NOW_NS (read the clock after the
  * response arrived): balance = floor(tokensLeft) minus every reservation still in flight other
- * than OWN (NULL if the reading answers no reservation, e.g. /token), next tick = now +
- * refillIn. A lower refill rate is adopted at once; a higher one only as far as the balance is
- * seen to grow between readings, or after TB_RATE_TRUST_READINGS consecutive readings spanning
- * TB_RATE_TRUST_MINUTES. Returns 0 when applied; -EINVAL for garbage (refillRate <= 0, the
- * zeroed 400 body, non-finite or out-of-range fields); -ESTALE when R is older (server
- * timestamp) than a reading applied less than a minute ago (one of the same server millisecond
- * is applied, but may only lower the balance: the two cannot be ordered); -EBUSY when another
- * process is applying a reading at this moment. After any non-zero return the state is unchanged
- * and OWN stays in flight: the caller just goes on (tb_settle then corrects by reserved - actual).
+ * than OWN, next tick = now + refillIn (rounded up to the ms). OWN is the grant of the request R
+ * answers (for a free call such as /token, the free grant tb_reserve gave it: its granted_ns says
+ * when it was sent), or NULL when there is none. A lower refill rate is adopted at once; a higher
+ * one only as far as the balance is seen to grow between readings, or after TB_RATE_TRUST_READINGS
+ * consecutive readings spanning TB_RATE_TRUST_MINUTES. Returns 0 when applied; -EINVAL for
+ * garbage (refillRate <= 0, the zeroed 400 body, non-finite or out-of-range fields); -ESTALE
+ * when R was made before a reading already applied: its server timestamp is older, and OWN
+ * was granted before that reading was applied (or is NULL), however long ago that was (one of
+ * the same server millisecond is applied, but may only lower the balance: the two cannot be
+ * ordered; an older timestamp on the answer to a request granted after it means the server's
+ * clock went back, and R is applied); -EBUSY when another process is applying a reading at this
+ * moment (R's timestamp is kept: readings made before it are refused as if it had been
+ * applied). After any non-zero return the balance is unchanged and OWN stays in flight: the
+ * caller just goes on (tb_settle then corrects by reserved - actual).
  */
 int tb_apply_reading(struct shm_tokens *tb, const struct tb_reading *r, int64_t now_ns,
                      const struct tb_grant *own);

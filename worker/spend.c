@@ -438,7 +438,7 @@ static void on_job_done(const struct kp_result *res, void *ud)
     if (res->reading_valid) {
         struct tb_reading r;
         reading_from(&res->reading, &r);
-        int rc = tb_apply_reading(tb, &r, now, job->is_status_call ? NULL : &job->grant);
+        int rc = tb_apply_reading(tb, &r, now, &job->grant);
         if (rc == 0)
             shm_counter_add(cb, SHM_C_token_reanchors, 1);
         spent = r.tokens_consumed > 0 ? r.tokens_consumed : 0;
@@ -511,7 +511,11 @@ static void status_call(struct spend *sp, int k)
     job->sp = sp;
     job->key = k;
     job->is_status_call = true;
-    job->grant.slot = TB_SLOT_NONE;
+    /* A free grant: it says when the call was sent, which orders its reading (tokens.h). */
+    if (tb_reserve(bucket(sp, k), kd_mono_ns(), 0, (int64_t)getpid(), &job->grant, NULL) != 0) {
+        free(job);
+        return;
+    }
     struct kp_call call;
     if (kp_call_token(&call) != 0) {
         free(job);

@@ -238,11 +238,14 @@ static void test_one_instance_killed_every_few_seconds(void **state)
            minutes, kills, use, (long long)l1.http_429, (unsigned long long)st.writeoffs,
            (long long)st.writeoff_tokens, ks_members(&ks));
     assert_true(kills >= 5);
-    /* Not 0, honestly: in about a quarter of the runs one request meets a 429 after a kill
-     * (a killed process's request charged more than its reservation, or charged after its
-     * hold: docs/architecture.md, "Tokens", lost requests). A 429 costs nothing and the request
-     * waits for its grant again; what must never happen is a run of them, or a deficit. */
-    assert_true(l1.http_429 <= 1);
+    /* None. What it relies on (docs/architecture.md, "Tokens"): a killed process's requests
+     * stay charged at their estimates and are held against older readings; answers here
+     * overtake each other by up to 6 Keepa minutes, and a reading the server made before one
+     * already applied (or refused while another was being applied) is never applied, however
+     * late it arrives, since it would give back the requests charged in between; and the next
+     * tick is never projected before the server's, though a grant timed to it reaches the
+     * simulator within a fraction of a ms. */
+    assert_int_equal(l1.http_429, 0);
     assert_true(use >= 98.0);
     assert_int_equal(ks_members(&ks), 2); /* the killed incarnations were swept */
 
@@ -255,7 +258,7 @@ static void test_one_instance_killed_every_few_seconds(void **state)
     assert_int_equal(st.inflight_tokens, 0);
     assert_int_equal(ks_members(&ks), 0);
     ks_close(&ks);
-    assert_true(kdh_sim_stat(&sim, "http_429", NULL) <= 1);
+    assert_int_equal(kdh_sim_stat(&sim, "http_429", NULL), 0);
     kdh_sim_stop(&sim);
 }
 

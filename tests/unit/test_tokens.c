@@ -588,13 +588,136 @@ static void test_older_reading_does_not_override_a_newer_one(void **state)
 {
     (void)state;
     struct shm_tokens *tb = anchored(100, 5);
+    struct tb_grant before, after;
+    int64_t wait;
+    assert_int_equal(tb_reserve(tb, T0 + SEC / 2, 0, 31, &before, &wait), 0); /* a free call */
     struct tb_reading newer = reading(40, 20000, 5, 1700000005000);
     struct tb_reading older = reading(90, 25000, 5, 1700000004000);
     assert_int_equal(tb_apply_reading(tb, &newer, T0 + SEC, NULL), 0);
     assert_int_equal(tb_apply_reading(tb, &older, T0 + 2 * SEC, NULL), -ESTALE);
+    assert_int_equal(tb_apply_reading(tb, &older, T0 + 2 * SEC, &before), -ESTALE);
     assert_int_equal(tb_project(tb, T0 + 2 * SEC), 40);
-    /* Long after, the server clock going backwards (a restart) is accepted. */
-    assert_int_equal(tb_apply_reading(tb, &older, T0 + 3 * MINUTE, NULL), 0);
+    /* However late it arrives, it was made before: refused (it may be an answer that took
+     * long, and the requests charged in between may have been settled). */
+    assert_int_equal(tb_apply_reading(tb, &older, T0 + 3 * MINUTE, &before), -ESTALE);
+    assert_int_equal(tb_apply_reading(tb, &older, T0 + 3 * MINUTE, NULL), -ESTALE);
+    /* The answer to a call sent after the newer reading was applied was made after it: an
+     * older timestamp means the server's clock went back (a restart), and it is applied. */
+    assert_int_equal(tb_reserve(tb, T0 + 3 * MINUTE, 0, 31, &after, &wait), 0);
+    assert_int_equal(tb_apply_reading(tb, &older, T0 + 3 * MINUTE + SEC, &after), 0);
+    assert_int_equal(tb_project(tb, T0 + 3 * MINUTE + SEC), 90);
+    free(tb);
+}
+
+/*
+ * A reading refused because another process held the reading lock (for up to a second when
+ * that one was killed holding it) is not applied, and its request is settled as charged. A
+ * reading made before it, arriving later, must be refused as if the busy one had been applied:
+ * applied, it gave that request's tokens back.
+ */
+static void test_reading_refused_busy_still_orders_the_later_ones(void **state)
+{
+    (void)state;
+    const int64_t ts0 = 1700000000000;
+    struct shm_tokens *tb = anchored(100, 5);
+    struct tb_grant a, b, c;
+    int64_t wait;
+    assert_int_equal(tb_reserve(tb, T0 + 1 * MS, 10, 41, &a, &wait), 0);
+    assert_int_equal(tb_reserve(tb, T0 + 2 * MS, 60, 42, &b, &wait), 0);
+    struct tb_reading ra = reading(90, 29000, 5, ts0 + 1003); /* A charged first */
+    ra.tokens_consumed = 10;
+    struct tb_reading rb = reading(30, 29000, 5, ts0 + 1004); /* then B */
+    rb.tokens_consumed = 60;
+    /* Process 4242 is applying a reading (or died doing it): B's is refused. */
+    atomic_store(&tb->reading_lock, 4242);
+    atomic_store(&tb->reading_lock_ns, T0 + 20 * MS);
+    assert_int_equal(tb_apply_reading(tb, &rb, T0 + 20 * MS, &b), -EBUSY);
+    assert_int_equal(tb_settle(tb, &b, T0 + 20 * MS, 60), 0);
+    assert_int_equal(tb_writeoff_owner(tb, 4242, T0 + 30 * MS), 0); /* the lock is freed */
+    /* A's answer, made before B was charged, but after the last reading applied. */
+    assert_int_equal(tb_apply_reading(tb, &ra, T0 + 40 * MS, &a), -ESTALE);
+    assert_int_equal(tb_settle(tb, &a, T0 + 40 * MS, 10), 0);
+    assert_true(tb_project(tb, T0 + 40 * MS) <= 30);
+    /* The next reading made after B's is applied, and the busy one is forgotten. */
+    assert_int_equal(tb_reserve(tb, T0 + 50 * MS, 5, 43, &c, &wait), 0);
+    struct tb_reading rc = reading(25, 28000, 5, ts0 + 1100);
+    rc.tokens_consumed = 5;
+    assert_int_equal(tb_apply_reading(tb, &rc, T0 + 60 * MS, &c), 0);
+    assert_int_equal(tb_settle(tb, &c, T0 + 60 * MS, 5), 0);
+    assert_int_equal(tb_project(tb, T0 + 60 * MS), 25);
+    assert_int_equal(atomic_load(&tb->busy_timestamp_ms), INT64_MIN);
+    free(tb);
+}
+
+/*
+ * refillIn counts whole ms from the moment the server made the reading, and the answer is
+ * read a fraction of a ms later: the tick is placed no earlier than now + refillIn rounded
+ * up. Rounded down, a grant timed to the projected tick reached a server that had not ticked
+ * yet (a 429 at the start of test_shared_key on loopback).
+ */
+static void test_tick_never_projected_before_the_servers(void **state)
+{
+    (void)state;
+    const int64_t minute = 100 * MS;
+    struct tb_params p = {.minute_ns = minute};
+    struct shm_tokens *tb = new_bucket(&p, T0);
+    /* The server ticks at T0 + 20.5 ms; it answers at T0 + 10.6 ms: refillIn = ceil(9.9) =
+     * 10, with 0 left. The answer is read at T0 + 10.7 ms. */
+    struct tb_reading r = reading(0, 10, 5, 1700000000000);
+    assert_int_equal(tb_apply_reading(tb, &r, T0 + 10 * MS + 700000, NULL), 0);
+    struct tb_grant g;
+    int64_t wait = 0;
+    for (int64_t t = T0 + 10 * MS + 700000; t < T0 + 20 * MS + 500000; t += 100000) {
+        assert_int_equal(tb_project(tb, t), 0);
+        assert_int_equal(tb_reserve(tb, t, 5, 51, &g, &wait), -EAGAIN);
+        assert_true(wait >= T0 + 20 * MS + 500000); /* a timer set for it is not early */
+    }
+    assert_int_equal(tb_project(tb, T0 + 21 * MS), 5);
+    assert_int_equal(tb_reserve(tb, T0 + 21 * MS, 5, 51, &g, &wait), 0);
+    free(tb);
+}
+
+/*
+ * Two answers overtake each other by more than a Keepa minute (a slow answer; here 100 ms
+ * minutes and 350 ms of latency, as in test_shared_key): A is charged first, B second; B's
+ * answer arrives first and B is settled, then A's answer, made before B was charged, arrives.
+ * Applied, it gave B's tokens back (B is no longer in flight), and the next grants met a 429
+ * (one run in four of test_shared_key's kill case). It is refused however late it arrives,
+ * and the bucket never projects more than the server holds.
+ */
+static void test_reading_overtaken_by_minutes_gives_nothing_back(void **state)
+{
+    (void)state;
+    const int64_t minute = 100 * MS, ts0 = 1700000000000;
+    struct tb_params p = {.minute_ns = minute};
+    struct shm_tokens *tb = new_bucket(&p, T0);
+    /* The server: 100 tokens, ticks at T0 + 50 ms + k minutes. */
+    int64_t server = 100, first_tick = T0 + 50 * MS;
+    struct tb_reading r0 = reading(100, 50, 5, ts0);
+    assert_int_equal(tb_apply_reading(tb, &r0, T0, NULL), 0);
+    struct tb_grant a, b;
+    int64_t wait;
+    assert_int_equal(tb_reserve(tb, T0 + 1 * MS, 10, 41, &a, &wait), 0);
+    assert_int_equal(tb_reserve(tb, T0 + 2 * MS, 60, 42, &b, &wait), 0);
+    server -= 10; /* A charged at T0 + 3 ms */
+    struct tb_reading ra = reading((double)server, 47, 5, ts0 + 3);
+    ra.tokens_consumed = 10;
+    server -= 60; /* B charged at T0 + 4 ms */
+    struct tb_reading rb = reading((double)server, 46, 5, ts0 + 4);
+    rb.tokens_consumed = 60;
+    assert_int_equal(tb_apply_reading(tb, &rb, T0 + 20 * MS, &b), 0);
+    assert_int_equal(tb_settle(tb, &b, T0 + 20 * MS, 60), 0);
+    /* A's answer, 3.3 Keepa minutes after B's. */
+    int64_t late = T0 + 350 * MS;
+    assert_int_equal(tb_apply_reading(tb, &ra, late, &a), -ESTALE);
+    assert_int_equal(tb_settle(tb, &a, late, 10), 0);
+    for (int64_t t = late; t < late + 3 * minute; t += MS) {
+        int64_t truth = server + 5 * (t >= first_tick ? 1 + (t - first_tick) / minute : 0);
+        assert_true(tb_project(tb, t) <= truth);
+    }
+    struct tb_stats st;
+    assert_int_equal(tb_stats(tb, late, &st), 0);
+    assert_int_equal(st.slots_in_use, 0);
     free(tb);
 }
 
@@ -1564,6 +1687,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_writeoff_releases_a_dead_owners_slots),
         cmocka_unit_test(test_reading_subtracts_requests_in_flight),
         cmocka_unit_test(test_older_reading_does_not_override_a_newer_one),
+        cmocka_unit_test(test_reading_overtaken_by_minutes_gives_nothing_back),
+        cmocka_unit_test(test_tick_never_projected_before_the_servers),
+        cmocka_unit_test(test_reading_refused_busy_still_orders_the_later_ones),
         cmocka_unit_test(test_reading_of_the_same_millisecond_never_raises),
         cmocka_unit_test(test_higher_rate_trusted_only_as_far_as_observed),
         cmocka_unit_test(test_needs_reading_policy),

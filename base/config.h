@@ -148,7 +148,8 @@
     X(scan, peek_offers, INT, "0", 0, 100, NULL, CFG_RELOAD,                                       \
       "offers per peek: 0 (none, cheapest) or 20..100")                                            \
     X(scan, pass_pause, DURATION, "5m", 0, 1 * CFG_MS_D, NULL, CFG_RELOAD,                         \
-      "pause between the end of a discovery pass and the start of the next")                       \
+      "pause between the end of a discovery pass and the start of the next; over the deal feed "   \
+      "it ends early while tokens pile up unspent (value rules busy and fresh)")                   \
     X(scan, dedup_window, DURATION, "24h", 0, 30 * CFG_MS_D, NULL, CFG_RELOAD,                     \
       "an ASIN peeked within this window and unchanged in the feed is not peeked again")           \
     X(commit, batch, INT, "5", 1, 5, NULL, CFG_RELOAD, "ASINs per full fetch (1..5)")              \

@@ -63,8 +63,12 @@ static const char *const busy_sim_args[] = {"--keys",        KEY,    "--seed",  
                                             "--products",    "3000", "--minute-ms", "100",
                                             "--refill-rate", "600",  NULL};
 
-#define BUSY  "[scan]\npass_pause = 1s\n[update]\nmin_interval = 2m\nmax_interval = 4m\n"
-#define QUIET "[scan]\npass_pause = 1d\n[update]\nmin_interval = 1d\nmax_interval = 2d\n"
+#define BUSY "[scan]\npass_pause = 1s\n[update]\nmin_interval = 2m\nmax_interval = 4m\n"
+/* Quiet: no pass, no re-check for a day. The value rules that end a pass pause while tokens
+ * pile up (busy, fresh: docs/architecture.md, "Value per token") are off for it. */
+#define QUIET                                                                                      \
+    "[scan]\npass_pause = 1d\n[update]\nmin_interval = 1d\nmax_interval = 2d\n"                    \
+    "[tokens]\nvalue_rules = none\n"
 
 /* ---- the receiver ----------------------------------------------------------------------- */
 

@@ -44,9 +44,12 @@ static const char *const sim_args[] = {"--keys",        KEY,   "--seed",      "7
                                        "--products",    "400", "--minute-ms", "100",
                                        "--refill-rate", "200", NULL};
 
-/* Busy: commits, then re-checks every few hundred ms. Quiet: nothing due for a day. */
-#define BUSY  "[scan]\npass_pause = 1s\n[update]\nmin_interval = 2m\nmax_interval = 4m\n"
-#define QUIET "[scan]\npass_pause = 1d\n[update]\nmin_interval = 1d\nmax_interval = 2d\n"
+/* Busy: commits, then re-checks every few hundred ms. Quiet: nothing due for a day (and the
+ * value rules that end a pass pause while tokens pile up, busy and fresh, off). */
+#define BUSY "[scan]\npass_pause = 1s\n[update]\nmin_interval = 2m\nmax_interval = 4m\n"
+#define QUIET                                                                                      \
+    "[scan]\npass_pause = 1d\n[update]\nmin_interval = 1d\nmax_interval = 2d\n"                    \
+    "[tokens]\nvalue_rules = none\n"
 
 static void config(struct kdh_daemon *d, const struct kdh_sim *sim, const struct kdpg *pg,
                    const char *db, const char *instance, const char *mode)

@@ -136,6 +136,7 @@
 #include "bench/util.h"
 #include "shm/counters.h"
 #include "shm/layout.h"
+#include "shm/report.h"
 #include "shm/segment.h"
 #include "store/store.h"
 
@@ -1482,18 +1483,9 @@ static int scenario_day(struct ctx *cx)
     for (int r = SHM_ROLE_SCANNER; r < SHM_PIPELINE_ROLES; r++)
         restarts += atomic_load(&l->procs[r].restarts);
     /* What value per token learned and did (`kdeals stat` shows the same gauges). */
-    static const enum shm_counter_id learned[] = {SHM_C_vanish_half_life_min,
-                                                  SHM_C_vanish_half_life_fast_min,
-                                                  SHM_C_vanish_half_life_mid_min,
-                                                  SHM_C_vanish_half_life_slow_min,
-                                                  SHM_C_peek_hit_bp,
-                                                  SHM_C_peek_profit_ratio_bp,
-                                                  SHM_C_recheck_interval_min,
-                                                  SHM_C_survivors_dropped,
-                                                  SHM_C_offers_gone};
-    int64_t learned_v[sizeof(learned) / sizeof(learned[0])];
-    for (size_t i = 0; i < sizeof(learned) / sizeof(learned[0]); i++)
-        learned_v[i] = shm_counter_total(l, learned[i]);
+    int64_t learned_v[SHM_VALUE_GAUGES];
+    for (size_t i = 0; i < SHM_VALUE_GAUGES; i++)
+        learned_v[i] = shm_counter_total(l, shm_value_gauges[i]);
     shm_segment_detach(&d.seg);
 
     double oracle = oracle_min_per_deal(cx->curl, sk.port, &K.stored);
@@ -1566,9 +1558,9 @@ static int scenario_day(struct ctx *cx)
         snprintf(name, sizeof(name), "%s.profit_captured_deals", lr[i].tag);
         bench(name, (double)legacy_captured_n[i], "deals");
     }
-    for (size_t i = 0; i < sizeof(learned) / sizeof(learned[0]); i++) {
+    for (size_t i = 0; i < SHM_VALUE_GAUGES; i++) {
         char name[96];
-        snprintf(name, sizeof(name), "learned.%s", shm_counter_meta[learned[i]].name);
+        snprintf(name, sizeof(name), "learned.%s", shm_counter_meta[shm_value_gauges[i]].name);
         bench(name, (double)learned_v[i],
               strstr(name, "_bp")    ? "bp"
               : strstr(name, "_min") ? "keepa_min"

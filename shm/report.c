@@ -15,6 +15,16 @@
 #include "shm/keyseg.h"
 #include "shm/ring.h"
 
+const enum shm_counter_id shm_value_gauges[SHM_VALUE_GAUGES] = {SHM_C_vanish_half_life_min,
+                                                                SHM_C_vanish_half_life_fast_min,
+                                                                SHM_C_vanish_half_life_mid_min,
+                                                                SHM_C_vanish_half_life_slow_min,
+                                                                SHM_C_peek_hit_bp,
+                                                                SHM_C_peek_profit_ratio_bp,
+                                                                SHM_C_recheck_interval_min,
+                                                                SHM_C_survivors_dropped,
+                                                                SHM_C_offers_gone};
+
 static void key(yajl_gen g, const char *k)
 {
     yajl_gen_string(g, (const unsigned char *)k, strlen(k));
@@ -112,21 +122,11 @@ void shm_report_stat_json(yajl_gen g, const struct shm_layout *l, const int64_t 
         yajl_gen_map_close(g);
     }
     yajl_gen_map_close(g);
-    /* The spending policy's learned rates and what its rules did (docs/architecture.md, "Value
-     * per token"), the same gauges as under counters, in one place. */
-    static const enum shm_counter_id value[] = {SHM_C_vanish_half_life_min,
-                                                SHM_C_vanish_half_life_fast_min,
-                                                SHM_C_vanish_half_life_mid_min,
-                                                SHM_C_vanish_half_life_slow_min,
-                                                SHM_C_peek_hit_bp,
-                                                SHM_C_peek_profit_ratio_bp,
-                                                SHM_C_recheck_interval_min,
-                                                SHM_C_survivors_dropped,
-                                                SHM_C_offers_gone};
     key(g, "value");
     yajl_gen_map_open(g);
-    for (size_t i = 0; i < sizeof(value) / sizeof(value[0]); i++)
-        num(g, shm_counter_meta[value[i]].name, shm_counter_value(l, value[i]));
+    for (size_t i = 0; i < SHM_VALUE_GAUGES; i++)
+        num(g, shm_counter_meta[shm_value_gauges[i]].name,
+            shm_counter_value(l, shm_value_gauges[i]));
     yajl_gen_map_close(g);
     key(g, "counters");
     yajl_gen_map_open(g);

@@ -18,9 +18,15 @@
 #include <stdio.h>
 #include <yajl/yajl_gen.h>
 
+#include "shm/counters.h"
 #include "shm/layout.h"
 #include "shm/segment.h"
 #include "shm/tokens.h"
+
+/* The spending policy's learned rates and what its rules did (docs/architecture.md, "Value per
+ * token"): the gauges `kdeals stat --json` groups under "value", in that order. */
+#define SHM_VALUE_GAUGES 9
+extern const enum shm_counter_id shm_value_gauges[SHM_VALUE_GAUGES];
 
 /*
  * `kdeals stat --json`: instance, generation, processes (not the empty slot of a role that does

@@ -108,6 +108,7 @@ struct committer {
     struct jd_rules rules;   /* the judgement's rules (judge/rules.h), renewed on reload */
     uint64_t rules_hash;
     struct val_conf conf; /* how far the peeks proved right (worker/value.h), learned */
+    double found_cents;   /* profit of the deals found from survivors (token_value) */
     struct batch b;
 };
 
@@ -116,9 +117,20 @@ static int64_t mono_ms(void)
     return kd_mono_ns() / KD_NS_PER_MS;
 }
 
+static void value_model(const struct committer *c, struct committer_value *m);
+
+/* The backlog and what a token buys in acquisition (committer_token_value; the updater's
+ * "budget" rule reads it). */
 static void publish_backlog(struct committer *c)
 {
     shm_gauge_set(c->wk->counters, SHM_C_commit_backlog, (int64_t)c->q.n);
+    struct committer_value m;
+    value_model(c, &m);
+    double spent = (double)(shm_counter_get(&c->wk->seg.layout->counters[SHM_ROLE_SCANNER],
+                                            SHM_C_tokens_spent) +
+                            shm_counter_get(c->wk->counters, SHM_C_tokens_spent));
+    double v = committer_token_value(&c->q, kd_wall_ms(), &m, c->found_cents, spent);
+    shm_gauge_set(c->wk->counters, SHM_C_token_value_mc, llround(v * 1000));
 }
 
 /* ---------------------------------------------------------------- value per token */
@@ -185,6 +197,8 @@ static void learn(struct committer *c)
             continue;
         val_conf_observe(&c->conf, e->act == ACT_DEAL, committer_survival(&e->p, c->b.now_ms, &m),
                          e->p.peek_profit_cents, e->v.priced ? e->v.profit_cents : 0);
+        if (e->act == ACT_DEAL && e->v.priced && e->v.profit_cents > 0)
+            c->found_cents += (double)e->v.profit_cents;
     }
     publish_value(c);
 }
@@ -511,6 +525,16 @@ static void after_write(struct committer *c)
             kd_warn("commit: giving up on %s after %u attempts (%s); it stays rejected in "
                     "`seen` as an error",
                     e->p.asin, e->p.attempts + 1, e->why ? e->why : "no usable answer");
+        if (e->act == ACT_REJECT && e->p.source != ST_SOURCE_RECOMMIT)
+            kd_info("commit: %s paid for and not a deal (%s): the peek estimated a profit of "
+                    "%lld cents at %lld bp ROI, the full fetch %lld cents at %lld bp, %lld Keepa "
+                    "minutes after the peek",
+                    e->p.asin, jd_reason(&e->v), (long long)e->p.peek_profit_cents,
+                    (long long)e->p.peek_roi_bp, (long long)(e->v.priced ? e->v.profit_cents : 0),
+                    (long long)(e->v.priced ? e->v.roi_bp : 0),
+                    (long long)((b->now_ms - e->p.peek_ms) / (c->wk->cfg.tokens_minute_ms > 0
+                                                                  ? c->wk->cfg.tokens_minute_ms
+                                                                  : CFG_MS_MIN)));
         if (e->act != ACT_RETRY) {
             committer_queue_remove(&c->q, &e->key);
             continue;

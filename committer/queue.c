@@ -144,6 +144,24 @@ double committer_value_per_token(const struct st_pending *p, int64_t now_wall_ms
            (double)val_fetch_tokens(live, m->offers);
 }
 
+double committer_token_value(const struct committer_queue *q, int64_t now_wall_ms,
+                             const struct committer_value *m, double found_cents,
+                             double spent_tokens)
+{
+    double avg = found_cents > 0 && spent_tokens > 0 ? found_cents / spent_tokens : 0;
+    double sum = 0;
+    size_t n = 0;
+    for (size_t i = 0; m != NULL && m->on && i < q->n; i++) {
+        const struct committer_item *it = &q->items[i];
+        if (it->p.source == ST_SOURCE_RECOMMIT)
+            continue;
+        sum += committer_value_per_token(&it->p, now_wall_ms, m);
+        n++;
+    }
+    double backlog = n > 0 ? sum / (double)n : 0;
+    return backlog > avg ? backlog : avg;
+}
+
 /* True when item A goes before item B. */
 static bool before(const struct committer_item *a, double va, const struct committer_item *b,
                    double vb, bool by_value)

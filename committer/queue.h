@@ -111,6 +111,17 @@ double committer_value_per_token(const struct st_pending *p, int64_t now_wall_ms
                                  const struct committer_value *m);
 
 /*
+ * The profit (cents) a token buys in acquisition, what a re-check competes with (the updater's
+ * "budget" rule): the greater of the mean committer_value_per_token at NOW_WALL_MS of the
+ * queued survivors (not recommits; none when M is off or none wait), and FOUND_CENTS over
+ * SPENT_TOKENS, the profit the deals found from survivors carried over every token discovery
+ * and commits spent. 0 when neither is known.
+ */
+double committer_token_value(const struct committer_queue *q, int64_t now_wall_ms,
+                             const struct committer_value *m, double found_cents,
+                             double spent_tokens);
+
+/*
  * Takes up to MAX (1..COMMITTER_MAX_BATCH) ready items of one domain, marks them in flight
  * and copies their keys into KEYS: the highest committer_value_per_token at NOW_WALL_MS first
  * when M is on, else the oldest first (ties go to the older too). Returns how many were taken.

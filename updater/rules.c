@@ -40,16 +40,43 @@ void updater_policy_from_cfg(const struct cfg *c, struct updater_policy *out)
     out->scale_min = 0;
 }
 
+/* How far a bucket FILL full is from half to full (0..1): the share of the refill the cap would
+ * otherwise take. */
+static double surplus_of(double fill)
+{
+    if (!(fill > 0.5))
+        return 0;
+    return fill >= 1 ? 1 : (fill - 0.5) * 2;
+}
+
 double updater_recheck_budget(int64_t rate, double fill)
 {
     if (rate <= 0)
         return 0;
-    if (!(fill > 0))
-        fill = 0;
-    if (fill > 1)
-        fill = 1;
-    double surplus = fill > 0.5 ? (fill - 0.5) * 2 : 0;
+    double surplus = surplus_of(fill);
     return (double)rate * (UPDATER_RECHECK_SHARE + (1 - UPDATER_RECHECK_SHARE) * surplus);
+}
+
+double updater_marginal_budget(double root_sum, double token_value_cents, double act_min,
+                               double per_check, int64_t rate, double fill)
+{
+    if (rate <= 0)
+        return 0;
+    if (!(token_value_cents > 0) || !(act_min > 0))
+        return updater_recheck_budget(rate, fill);
+    if (!(per_check > 0))
+        per_check = 1;
+    double checks =
+        (root_sum > 0 ? root_sum : 0) / sqrt(2 * token_value_cents * per_check * act_min);
+    double tokens = checks * per_check;
+    double lo = (double)rate * UPDATER_BUDGET_FLOOR;
+    if (tokens < lo)
+        tokens = lo;
+    if (tokens > (double)rate)
+        tokens = (double)rate;
+    /* Tokens the cap would take: above half full the bucket's surplus goes to re-checks. */
+    double surplus = (double)rate * surplus_of(fill);
+    return tokens > surplus ? tokens : surplus;
 }
 
 double updater_value_scale(int64_t n_deals, double mean_root, double checks_per_min)

@@ -74,6 +74,8 @@
 #define UPDATER_VOLATILE_RANK_BP  2500 /* sales rank move that makes a record volatile */
 #define UPDATER_RECOMMIT_PRICE_BP 1000 /* listing move from the offer's price: fresh offers */
 #define UPDATER_RECHECK_SHARE     0.25 /* of the refill, for re-checks while tokens are scarce */
+#define UPDATER_BUDGET_FLOOR      0.05 /* of the refill: the "budget" rule's least share */
+#define UPDATER_ACT_MIN           30   /* Keepa minutes a seller takes to act on a shown deal */
 
 /* The rules' parameters in real milliseconds (already scaled by the Keepa minute), and the
  * value rules' learned terms. */
@@ -129,6 +131,25 @@ void updater_policy_from_cfg(const struct cfg *c, struct updater_policy *out);
  * as the bucket fills from half to full (tokens nothing else wants are spent on fresher
  * deals rather than lost to the cap). */
 double updater_recheck_budget(int64_t rate, double fill);
+
+/*
+ * The re-check budget by marginal value (the "budget" rule of [tokens] value_rules), in tokens
+ * per Keepa minute. Shown deals whose claims sqrt(hazard x profit) sum to ROOT_SUM, re-checked
+ * B times a minute by the sqrt rule, show S = ROOT_SUM^2 / (2 B) cents of profit that is gone
+ * (stale) at any moment; one re-check more a minute ends ROOT_SUM^2 / (2 B^2) cent-minutes of
+ * stale display. A seller acts on a shown deal within ACT_MIN Keepa minutes on average, so a
+ * stale cent shown for a minute costs 1 / ACT_MIN cents (the profit counted on and not there),
+ * while a token spent on acquisition instead buys TOKEN_VALUE cents of expected profit (the
+ * commit backlog's while survivors wait, else what discovery and commits found: the
+ * committer's token_value gauge). The budget is where the two are equal: B = ROOT_SUM /
+ * sqrt(2 x TOKEN_VALUE x PER_CHECK x ACT_MIN) re-checks a minute of PER_CHECK tokens each. A
+ * full backlog of good survivors takes tokens from the re-checks; an empty one, or many shown
+ * deals worth much, gives them more. Clamped to [UPDATER_BUDGET_FLOOR, 1] of RATE, and never
+ * below updater_recheck_budget's surplus as the bucket FILLs from half to full (tokens nothing
+ * else wants). Without a token value yet (<= 0): updater_recheck_budget.
+ */
+double updater_marginal_budget(double root_sum, double token_value_cents, double act_min,
+                               double per_check, int64_t rate, double fill);
 
 /*
  * The SCALE (Keepa minutes x sqrt(hazard x cents)) at which N_DEALS shown deals whose

@@ -30,6 +30,7 @@
 #include "updater/updater.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -233,9 +234,24 @@ static void policy(struct updater *u, struct updater_policy *pol)
         /* Tokens a re-check costs, as learned for a full batch. */
         int64_t batch = tb_cost_estimate(u->sp.tb, TB_KIND_UPDATE, UPDATER_BATCH_MAX);
         double per_check = batch > 0 ? (double)batch / UPDATER_BATCH_MAX : 1.0;
-        checks = updater_recheck_budget(st.refill_rate,
-                                        (double)st.projected_tokens / (double)st.cap_tokens) /
-                 (per_check > 1.0 ? per_check : 1.0);
+        if (per_check < 1.0)
+            per_check = 1.0;
+        double fill = (double)st.projected_tokens / (double)st.cap_tokens;
+        double tokens;
+        if (val_rules(&u->wk->cfg) & VAL_RULE_BUDGET) {
+            /* What a token buys in acquisition, as the committer last published it. */
+            int64_t mc = shm_counter_get(&u->wk->seg.layout->counters[SHM_ROLE_COMMITTER],
+                                         SHM_C_token_value_mc);
+            tokens =
+                updater_marginal_budget((double)u->n_scheduled * u->mean_root, (double)mc / 1000.0,
+                                        UPDATER_ACT_MIN, per_check, st.refill_rate, fill);
+        } else {
+            tokens = updater_recheck_budget(st.refill_rate, fill);
+        }
+        checks = tokens / per_check;
+        if (st.refill_rate > 0)
+            shm_gauge_set(counters(u), SHM_C_recheck_budget_bp,
+                          llround(tokens / (double)st.refill_rate * 10000));
     }
     pol->scale_min = updater_value_scale(u->n_scheduled, u->mean_root, checks);
 }

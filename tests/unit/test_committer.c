@@ -278,6 +278,35 @@ static void test_hopeless_survivors(void **state)
     committer_queue_free(&q);
 }
 
+static void test_token_value(void **state)
+{
+    (void)state;
+    struct committer_queue q;
+    committer_queue_init(&q);
+    struct committer_value m = model(60);
+    /* Nothing known: 0. Nothing waits: the average of what acquisition found per token. */
+    assert_true(committer_token_value(&q, T0, &m, 0, 0) == 0);
+    assert_true(fabs(committer_token_value(&q, T0, &m, 30000, 200) - 150) < 1e-9);
+    /* Survivors wait: their mean value per token when it is more (the recommit is no
+     * acquisition and does not count). */
+    struct st_pending a = valued("B0AAAAAAAA", 3000, 0, 5);
+    struct st_pending b = valued("B0BBBBBBBB", 1000, 0, 5);
+    struct st_pending re = valued("B0CCCCCCCC", 90000, 0, 5);
+    re.source = ST_SOURCE_RECOMMIT;
+    committer_queue_add(&q, &a, 1);
+    committer_queue_add(&q, &b, 1);
+    committer_queue_add(&q, &re, 1);
+    double mean =
+        (committer_value_per_token(&a, T0, &m) + committer_value_per_token(&b, T0, &m)) / 2;
+    assert_true(fabs(committer_token_value(&q, T0, &m, 30000, 200) - mean) < 1e-9); /* 240 */
+    /* A backlog worth less than the average: the average. */
+    assert_true(fabs(committer_token_value(&q, T0, &m, 90000, 200) - 450) < 1e-9);
+    /* The order off: the backlog is not valued, only the average counts. */
+    m.on = false;
+    assert_true(fabs(committer_token_value(&q, T0, &m, 30000, 200) - 150) < 1e-9);
+    committer_queue_free(&q);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -289,6 +318,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_value_of_a_survivor),
         cmocka_unit_test(test_take_by_value_not_arrival),
         cmocka_unit_test(test_hopeless_survivors),
+        cmocka_unit_test(test_token_value),
     };
     return KD_RUN_TESTS(tests, argc, argv);
 }

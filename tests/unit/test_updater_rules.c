@@ -559,6 +559,41 @@ static void test_recheck_buy_box_seen_is_a_ceiling(void **state)
     assert_int_equal(d.in.used_buy_box_cents, 1500);
 }
 
+static void test_marginal_budget(void **state)
+{
+    (void)state;
+    /* Claims summing to 100, a token worth 100 cents, a seller acting within 20 minutes, a
+     * check of 1 token: 100 / sqrt(2 x 100 x 20) = 1.58 checks a minute. */
+    double b = updater_marginal_budget(100, 100, 20, 1, 5, 0);
+    assert_true(fabs(b - 100 / sqrt(4000)) < 1e-9);
+    /* Where the two are equal: a check's stale cent-minutes, at 1 / ACT cents each, are worth
+     * a token: X^2 / (2 B^2) / 20 = 100. */
+    assert_true(fabs(100.0 * 100 / (2 * b * b) / 20 - 100) < 1e-6);
+    /* A backlog worth 4x a token: half the re-checks; worth a quarter: twice as many. */
+    assert_true(fabs(updater_marginal_budget(100, 400, 20, 1, 5, 0) - b / 2) < 1e-9);
+    assert_true(fabs(updater_marginal_budget(100, 25, 20, 1, 5, 0) - b * 2) < 1e-9);
+    /* More shown deals (or worth more, or vanishing faster), or a seller quicker to act:
+     * more re-checks. */
+    assert_true(updater_marginal_budget(150, 100, 20, 1, 5, 0) > b);
+    assert_true(updater_marginal_budget(100, 100, 5, 1, 5, 0) > b);
+    /* A re-check of two tokens: the same checks cost sqrt(2) x the tokens' worth. */
+    assert_true(fabs(updater_marginal_budget(100, 100, 20, 2, 5, 0) - b * sqrt(2)) < 1e-9);
+    /* Clamped to [floor, all] of the refill. */
+    assert_true(fabs(updater_marginal_budget(100, 1e9, 20, 1, 5, 0) - 5 * UPDATER_BUDGET_FLOOR) <
+                1e-9);
+    assert_true(fabs(updater_marginal_budget(1000, 100, 20, 1, 5, 0) - 5) < 1e-9);
+    assert_true(fabs(updater_marginal_budget(0, 100, 20, 1, 5, 0) - 5 * UPDATER_BUDGET_FLOOR) <
+                1e-9);
+    /* A filling bucket gives its surplus to re-checks as before: all of it when full. */
+    assert_true(fabs(updater_marginal_budget(100, 1e9, 20, 1, 5, 1) - 5) < 1e-9);
+    assert_true(fabs(updater_marginal_budget(100, 1e9, 20, 1, 5, 0.75) - 2.5) < 1e-9);
+    assert_true(fabs(updater_marginal_budget(100, 100, 20, 1, 5, 0.5) - b) < 1e-9);
+    /* No token value known yet: the fixed share. */
+    assert_true(fabs(updater_marginal_budget(100, 0, 20, 1, 5, 0) - updater_recheck_budget(5, 0)) <
+                1e-9);
+    assert_true(updater_marginal_budget(100, 100, 20, 1, 0, 0) == 0);
+}
+
 static void test_recheck_budget_and_scale(void **state)
 {
     (void)state;
@@ -651,6 +686,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_recommit_only_when_the_listing_moved_since),
         cmocka_unit_test(test_recheck_buy_box_seen_is_a_ceiling),
         cmocka_unit_test(test_recheck_budget_and_scale),
+        cmocka_unit_test(test_marginal_budget),
         cmocka_unit_test(test_recheck_interval_by_value),
     };
     return KD_RUN_TESTS(tests, argc, argv);

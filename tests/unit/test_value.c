@@ -166,7 +166,7 @@ static void test_rules_from_the_config(void **state)
     (void)state;
     struct cfg c;
     cfg_defaults(&c);
-    /* Every rule but drop, which is off by default (docs/architecture.md). */
+    /* Every rule but drop and budget, which are off by default (docs/architecture.md). */
     unsigned defaults = VAL_RULE_ORDER | VAL_RULE_PRESCORE | VAL_RULE_FEES | VAL_RULE_RECHECK |
                         VAL_RULE_GONE | VAL_RULE_BUSY | VAL_RULE_FRESH;
     assert_int_equal(val_rules(&c), defaults);
@@ -179,6 +179,8 @@ static void test_rules_from_the_config(void **state)
                      VAL_RULE_BUSY | VAL_RULE_RECHECK | VAL_RULE_PRESCORE | VAL_RULE_DROP);
     snprintf(c.tokens_value_rules, sizeof(c.tokens_value_rules), "fees, fresh");
     assert_int_equal(val_rules(&c), VAL_RULE_FEES | VAL_RULE_FRESH);
+    snprintf(c.tokens_value_rules, sizeof(c.tokens_value_rules), "recheck, budget");
+    assert_int_equal(val_rules(&c), VAL_RULE_RECHECK | VAL_RULE_BUDGET);
 }
 
 int main(int argc, char **argv)

@@ -3,7 +3,9 @@
  * product once (sim_catalog_product_light: what the feed reads), looks at it at every moment
  * of its feed window, keeps (sort key, index, hit) for the listed ones and sorts them; ties
  * break on the index, so an order is a pure function of the catalog, the selection and the
- * Keepa minute.
+ * Keepa minute. With a memo (sim_deal_scan_memo) a product's window is folded from its price
+ * epoch's start on: the fold of the moments before, the same all epoch long, is kept from the
+ * first scan of the epoch, so a scan reads two moments a product instead of up to 33.
  */
 #include "sim/deals.h"
 
@@ -84,7 +86,8 @@ static void fold_point(const struct sim_catalog *c, const struct sim_selection *
     sim_catalog_point(c, p, s->price_type, s->date_range, minute, &pt);
     if (!point_qualifies(s, &pt, &h))
         return;
-    if (!*found || (s->is_risers ? h.delta_pct <= best->delta_pct : h.delta_pct >= best->delta_pct)) {
+    if (!*found ||
+        (s->is_risers ? h.delta_pct <= best->delta_pct : h.delta_pct >= best->delta_pct)) {
         *best = h;
         *found = 1;
     }

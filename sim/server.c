@@ -49,7 +49,7 @@
 
 #define SIM_MAX_BODY (1024 * 1024)
 #define DEAL_CACHE_N 8
-#define DEAL_MEMO_N  4 /* selections whose scans keep a memo (sim/deals.h) */
+#define DEAL_MEMO_N  4     /* selections whose scans keep a memo (sim/deals.h) */
 #define DEAL_KEY_MAX 24576 /* 2 x 500 category ids of up to 20 digits fit */
 #define MAX_DELAYED  4096
 

@@ -3,7 +3,9 @@
  * product once (sim_catalog_product_light: what the feed reads), looks at it at every moment
  * of its feed window, keeps (sort key, index, hit) for the listed ones and sorts them; ties
  * break on the index, so an order is a pure function of the catalog, the selection and the
- * Keepa minute.
+ * Keepa minute. With a memo (sim_deal_scan_memo) a product's window is folded from its price
+ * epoch's start on: the fold of the moments before, the same all epoch long, is kept from the
+ * first scan of the epoch, so a scan reads two moments a product instead of up to 33.
  */
 #include "sim/deals.h"
 
@@ -74,8 +76,70 @@ static int point_qualifies(const struct sim_selection *s, const struct sim_point
     return 1;
 }
 
-int sim_deal_match(const struct sim_catalog *c, const struct sim_selection *s,
-                   const struct sim_product *p, int check_cats, struct sim_deal_hit *hit)
+/* One moment of the window: folds its point into (*FOUND, *BEST), the latest on a tie. */
+static void fold_point(const struct sim_catalog *c, const struct sim_selection *s,
+                       const struct sim_product *p, int64_t minute, int *found,
+                       struct sim_deal_hit *best)
+{
+    struct sim_point pt;
+    struct sim_deal_hit h;
+    sim_catalog_point(c, p, s->price_type, s->date_range, minute, &pt);
+    if (!point_qualifies(s, &pt, &h))
+        return;
+    if (!*found ||
+        (s->is_risers ? h.delta_pct <= best->delta_pct : h.delta_pct >= best->delta_pct)) {
+        *best = h;
+        *found = 1;
+    }
+}
+
+/*
+ * The window's fold, with ME (may be NULL) holding the fold of the moments up to the epoch's
+ * start: those are the same at every minute of the epoch (sim_catalog_window: the starts and
+ * dips of the earlier epochs, and this epoch's start), so only the later ones (this epoch's
+ * dip once it started, and now) are read again. Only where the window has epochs (calibrated,
+ * prices that move).
+ */
+static int window_fold(const struct sim_catalog *c, const struct sim_selection *s,
+                       const struct sim_product *p, struct sim_deal_memo_entry *me,
+                       struct sim_deal_hit *best)
+{
+    int found = 0;
+    int64_t es = p->epoch_start, t = p->keepa_min;
+    if (me != NULL && (c->economy != SIM_ECONOMY_CALIBRATED || c->volatility <= 0))
+        me = NULL;
+    if (me != NULL && me->epoch == p->epoch) {
+        found = me->found;
+        if (found)
+            *best = me->best;
+        int64_t last = es, ds, de;
+        if (sim_catalog_dip(c, p, p->epoch, &ds, &de, NULL) && ds <= t && ds > es) {
+            fold_point(c, s, p, ds, &found, best);
+            last = ds;
+        }
+        if (last != t)
+            fold_point(c, s, p, t, &found, best);
+        return found;
+    }
+    int64_t minutes[SIM_WINDOW_MAX];
+    int n = sim_catalog_window(c, p, s->date_range, minutes, SIM_WINDOW_MAX);
+    int i = 0;
+    if (me != NULL) {
+        for (; i < n && minutes[i] <= es; i++)
+            fold_point(c, s, p, minutes[i], &found, best);
+        me->epoch = n < SIM_WINDOW_MAX ? p->epoch : INT64_MIN; /* a full window: not kept */
+        me->found = found;
+        if (found)
+            me->best = *best;
+    }
+    for (; i < n; i++)
+        fold_point(c, s, p, minutes[i], &found, best);
+    return found;
+}
+
+static int deal_match(const struct sim_catalog *c, const struct sim_selection *s,
+                      const struct sim_product *p, int check_cats, struct sim_deal_hit *hit,
+                      struct sim_deal_memo_entry *me)
 {
     if (p->stale || p->last_update < p->keepa_min - SIM_DEAL_FRESH_MIN)
         return 0;
@@ -95,27 +159,20 @@ int sim_deal_match(const struct sim_catalog *c, const struct sim_selection *s,
         if (s->n_exclude > 0 && has_cat(s->exclude_cats, s->n_exclude, p))
             return 0;
     }
-    int64_t minutes[SIM_WINDOW_MAX];
-    int n = sim_catalog_window(c, p, s->date_range, minutes, SIM_WINDOW_MAX);
-    struct sim_deal_hit best, h;
-    int found = 0;
-    for (int i = 0; i < n; i++) {
-        struct sim_point pt;
-        sim_catalog_point(c, p, s->price_type, s->date_range, minutes[i], &pt);
-        if (!point_qualifies(s, &pt, &h))
-            continue;
-        if (!found ||
-            (s->is_risers ? h.delta_pct <= best.delta_pct : h.delta_pct >= best.delta_pct)) {
-            best = h;
-            found = 1;
-        }
-    }
+    struct sim_deal_hit best;
+    int found = window_fold(c, s, p, me, &best);
     if (found && hit != NULL) {
         *hit = best;
         if (c->economy == SIM_ECONOMY_RICH)
             hit->minute = p->creation; /* the original catalog's deal age */
     }
     return found;
+}
+
+int sim_deal_match(const struct sim_catalog *c, const struct sim_selection *s,
+                   const struct sim_product *p, int check_cats, struct sim_deal_hit *hit)
+{
+    return deal_match(c, s, p, check_cats, hit, NULL);
 }
 
 struct keyed {
@@ -163,9 +220,45 @@ static int64_t sort_key(const struct sim_catalog *c, const struct sim_selection 
     }
 }
 
+int sim_deal_memo_init(struct sim_deal_memo *m, int64_t products)
+{
+    m->e = NULL;
+    m->n = 0;
+    if (products <= 0 || products > SIM_DEAL_MEMO_MAX)
+        return -EINVAL;
+    m->e = malloc((size_t)products * sizeof(*m->e));
+    if (m->e == NULL)
+        return -ENOMEM;
+    m->n = products;
+    sim_deal_memo_reset(m);
+    return 0;
+}
+
+void sim_deal_memo_reset(struct sim_deal_memo *m)
+{
+    for (int64_t i = 0; i < m->n; i++)
+        m->e[i].epoch = INT64_MIN;
+}
+
+void sim_deal_memo_free(struct sim_deal_memo *m)
+{
+    free(m->e);
+    m->e = NULL;
+    m->n = 0;
+}
+
 int sim_deal_scan(const struct sim_catalog *c, const struct sim_selection *s, int64_t keepa_min,
                   size_t limit, struct sim_deal_result *r)
 {
+    return sim_deal_scan_memo(c, s, keepa_min, limit, NULL, r);
+}
+
+int sim_deal_scan_memo(const struct sim_catalog *c, const struct sim_selection *s,
+                       int64_t keepa_min, size_t limit, struct sim_deal_memo *memo,
+                       struct sim_deal_result *r)
+{
+    if (memo != NULL && memo->n != c->products)
+        memo = NULL;
     memset(r, 0, sizeof(*r));
     r->keepa_min = keepa_min;
     size_t cap = 1024, n = 0;
@@ -179,7 +272,7 @@ int sim_deal_scan(const struct sim_catalog *c, const struct sim_selection *s, in
     for (int64_t i = 0; i < c->products; i++) {
         sim_catalog_product_light(c, i, keepa_min, p);
         struct sim_deal_hit h;
-        if (!sim_deal_match(c, s, p, 0, &h))
+        if (!deal_match(c, s, p, 0, &h, memo != NULL ? &memo->e[i] : NULL))
             continue;
         if (p->cat_slot < 32)
             r->root_counts[p->cat_slot]++;

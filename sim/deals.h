@@ -63,4 +63,38 @@ int sim_deal_scan(const struct sim_catalog *c, const struct sim_selection *s, in
                   size_t limit, struct sim_deal_result *r);
 void sim_deal_result_free(struct sim_deal_result *r);
 
+/*
+ * What a scan keeps of one product between scans of one selection: the fold of its feed
+ * window's moments up to the start of its price epoch EPOCH (INT64_MIN: none), the same at
+ * every minute of that epoch. Only the calibrated economy with moving prices uses it.
+ */
+struct sim_deal_memo_entry {
+    int64_t epoch;
+    int found;
+    struct sim_deal_hit best;
+};
+
+/* One selection's memo: an entry per catalog product. */
+struct sim_deal_memo {
+    struct sim_deal_memo_entry *e;
+    int64_t n;
+};
+
+#define SIM_DEAL_MEMO_MAX 1000000 /* products; a larger catalog scans without a memo */
+
+/* 0, -EINVAL (no products, or more than SIM_DEAL_MEMO_MAX) or -ENOMEM. */
+int sim_deal_memo_init(struct sim_deal_memo *m, int64_t products);
+/* Forgets every entry: the memo's selection changed. */
+void sim_deal_memo_reset(struct sim_deal_memo *m);
+void sim_deal_memo_free(struct sim_deal_memo *m);
+
+/*
+ * sim_deal_scan with MEMO (may be NULL: none), which belongs to this selection and catalog
+ * and to one scan at a time: the same result as sim_deal_scan, faster from the second scan
+ * of a price epoch on (each product's window is read from its epoch's start only).
+ */
+int sim_deal_scan_memo(const struct sim_catalog *c, const struct sim_selection *s,
+                       int64_t keepa_min, size_t limit, struct sim_deal_memo *memo,
+                       struct sim_deal_result *r);
+
 #endif

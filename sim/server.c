@@ -49,6 +49,7 @@
 
 #define SIM_MAX_BODY (1024 * 1024)
 #define DEAL_CACHE_N 8
+#define DEAL_MEMO_N  4     /* selections whose scans keep a memo (sim/deals.h) */
 #define DEAL_KEY_MAX 24576 /* 2 x 500 category ids of up to 20 digits fit */
 #define MAX_DELAYED  4096
 
@@ -80,6 +81,14 @@ struct deal_cache_entry {
     struct sim_deal_result res;
 };
 
+/* A selection's scan memo, lent to one scan at a time (under cache_mu). */
+struct deal_memo_slot {
+    int used, busy;
+    char key[DEAL_KEY_MAX];
+    uint64_t lru;
+    struct sim_deal_memo memo;
+};
+
 struct delayed {
     struct MHD_Connection *conn;
     int64_t due_ns;
@@ -108,6 +117,7 @@ struct sim_server {
     pthread_mutex_t cache_mu;
     struct deal_cache_entry cache[DEAL_CACHE_N];
     uint64_t cache_clock;
+    struct deal_memo_slot memo[DEAL_MEMO_N];
 
     pthread_mutex_t delay_mu;
     pthread_cond_t delay_cv;
@@ -1019,6 +1029,49 @@ static enum MHD_Result ep_product(struct call *c, struct sim_fault_draw *fd)
 
 /* ---------- /deal ---------- */
 
+/*
+ * The memo of the selection KEY for one scan (under cache_mu; given back with memo_give),
+ * the least recently used idle one taken over (and reset) for a new selection; NULL when every
+ * one is busy or the catalog is too large for one: the scan goes without.
+ */
+static struct deal_memo_slot *memo_take(struct sim_server *s, const char *key)
+{
+    struct deal_memo_slot *victim = NULL;
+    for (int i = 0; i < DEAL_MEMO_N; i++) {
+        struct deal_memo_slot *m = &s->memo[i];
+        if (m->used && strcmp(m->key, key) == 0) {
+            if (m->busy)
+                return NULL;
+            victim = m;
+            break;
+        }
+        if (!m->busy && (victim == NULL || !m->used || (victim->used && m->lru < victim->lru)))
+            victim = m;
+    }
+    if (victim == NULL)
+        return NULL;
+    if (victim->memo.e == NULL && sim_deal_memo_init(&victim->memo, s->cat.products) != 0)
+        return NULL;
+    if (!victim->used || strcmp(victim->key, key) != 0) {
+        sim_deal_memo_reset(&victim->memo);
+        snprintf(victim->key, sizeof(victim->key), "%s", key);
+        victim->used = 1;
+    }
+    victim->busy = 1;
+    victim->lru = ++s->cache_clock;
+    return victim;
+}
+
+/* Gives back the memo memo_take lent (MS may be NULL). */
+static void memo_give(struct sim_server *s, struct deal_memo_slot *ms)
+{
+    if (ms == NULL)
+        return;
+    pthread_mutex_lock(&s->cache_mu);
+    ms->busy = 0;
+    pthread_mutex_unlock(&s->cache_mu);
+}
+
 /* Finds or computes the scan for SEL; copies the page slice. Returns 0 or -ENOMEM. */
 static int deal_lookup(struct sim_server *s, const struct sim_selection *sel, int64_t kmin,
                        int64_t *page_idx, struct sim_deal_hit *page_hit, size_t *page_n,
@@ -1048,9 +1101,13 @@ static int deal_lookup(struct sim_server *s, const struct sim_selection *sel, in
             return 0;
         }
     }
+    struct deal_memo_slot *ms = memo_take(s, key);
     pthread_mutex_unlock(&s->cache_mu);
     struct sim_deal_result res;
-    if (sim_deal_scan(&s->cat, sel, kmin, SIM_DEAL_MAX_TOTAL, &res) != 0)
+    int rc = sim_deal_scan_memo(&s->cat, sel, kmin, SIM_DEAL_MAX_TOTAL,
+                                ms != NULL ? &ms->memo : NULL, &res);
+    memo_give(s, ms);
+    if (rc != 0)
         return -ENOMEM;
     *total = res.n;
     *page_n = off < res.n ? res.n - off : 0;
@@ -1419,8 +1476,14 @@ static enum MHD_Result ctl_oracle(struct call *c)
     struct sim_bucket_view v;
     sim_bucket_peek(&s->bucket, kd_mono_ns(), &v);
     int64_t kmin = keepa_min_of(s, &v);
+    char key[DEAL_KEY_MAX];
+    sim_selection_key(sel, key, sizeof(key));
+    pthread_mutex_lock(&s->cache_mu);
+    struct deal_memo_slot *ms = memo_take(s, key);
+    pthread_mutex_unlock(&s->cache_mu);
     struct sim_deal_result res;
-    int rc = sim_deal_scan(&s->cat, sel, kmin, 0, &res);
+    int rc = sim_deal_scan_memo(&s->cat, sel, kmin, 0, ms != NULL ? &ms->memo : NULL, &res);
+    memo_give(s, ms);
     free(sel);
     if (rc != 0)
         return ctl_error(c, 500, "out of memory");
@@ -2028,6 +2091,8 @@ void sim_server_stop(struct sim_server *s)
     for (int i = 0; i < DEAL_CACHE_N; i++)
         if (s->cache[i].used)
             sim_deal_result_free(&s->cache[i].res);
+    for (int i = 0; i < DEAL_MEMO_N; i++)
+        sim_deal_memo_free(&s->memo[i].memo);
     free(s->asin_seen);
     free(s->offers_fetched_min);
     sim_tracking_free(s->tracking);

@@ -440,6 +440,54 @@ static void test_market_is_consistent(void **state)
  * The calibrated feed lists every product that qualifies now and others that qualified
  * earlier in the window; each records a moment at which it did.
  */
+/* Scans with a memo answer exactly what scans without one answer, minute after minute across
+ * price epochs, forwards, backwards and for another selection after a reset; and the memo is
+ * what makes a repeated scan cheap (it is filled). */
+static void test_deal_scan_memo_is_exact(void **state)
+{
+    (void)state;
+    struct sim_catalog c;
+    sim_catalog_init(&c, 5, 3000, 1.0, SIM_ECONOMY_CALIBRATED);
+    const char *sels[] = {"{\"priceTypes\":[2],\"dateRange\":3,\"deltaPercentRange\":[10,100],"
+                          "\"isRangeEnabled\":true,\"sortType\":4}",
+                          "{\"priceTypes\":[1],\"dateRange\":1,\"isRisers\":true,\"sortType\":1,"
+                          "\"isFilterEnabled\":true,\"mustHaveAmazonOffer\":false}"};
+    struct sim_deal_memo memo;
+    assert_int_equal(sim_deal_memo_init(&memo, c.products), 0);
+    assert_int_equal(sim_deal_memo_init(&(struct sim_deal_memo){0}, 0), -EINVAL);
+    const int64_t minutes[] = {8500000, 8500001, 8500007, 8500150, 8500359, 8500360, 8500401,
+                               8500777, 8500778, 8501300, 8500779, 8499000, 8499001};
+    for (size_t si = 0; si < sizeof(sels) / sizeof(sels[0]); si++) {
+        struct sim_selection s;
+        char err[64];
+        assert_int_equal(sim_selection_parse(sels[si], strlen(sels[si]), &s, err, sizeof(err)), 0);
+        sim_deal_memo_reset(&memo);
+        for (size_t m = 0; m < sizeof(minutes) / sizeof(minutes[0]); m++) {
+            struct sim_deal_result a, b;
+            assert_int_equal(sim_deal_scan(&c, &s, minutes[m], 0, &a), 0);
+            assert_int_equal(sim_deal_scan_memo(&c, &s, minutes[m], 0, &memo, &b), 0);
+            assert_true(a.n > 0);
+            assert_int_equal(a.n, b.n);
+            assert_memory_equal(a.idx, b.idx, a.n * sizeof(a.idx[0]));
+            for (size_t i = 0; i < a.n; i++) {
+                assert_int_equal(a.hit[i].minute, b.hit[i].minute);
+                assert_int_equal(a.hit[i].cur, b.hit[i].cur);
+                assert_int_equal(a.hit[i].avg, b.hit[i].avg);
+                assert_int_equal(a.hit[i].delta, b.hit[i].delta);
+                assert_int_equal(a.hit[i].delta_pct, b.hit[i].delta_pct);
+            }
+            assert_memory_equal(a.root_counts, b.root_counts, sizeof(a.root_counts));
+            sim_deal_result_free(&a);
+            sim_deal_result_free(&b);
+        }
+    }
+    int64_t kept = 0;
+    for (int64_t i = 0; i < memo.n; i++)
+        kept += memo.e[i].epoch != INT64_MIN;
+    assert_true(kept > memo.n / 2);
+    sim_deal_memo_free(&memo);
+}
+
 static void test_calibrated_feed_window(void **state)
 {
     (void)state;
@@ -885,6 +933,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_calibrated_point_is_the_product_then),
         cmocka_unit_test(test_market_is_consistent),
         cmocka_unit_test(test_calibrated_feed_window),
+        cmocka_unit_test(test_deal_scan_memo_is_exact),
         cmocka_unit_test(test_truth_inputs_equal_decoded_answer),
         cmocka_unit_test(test_truth_timeline_matches_pointwise),
         cmocka_unit_test(test_truth_rules_from_params),

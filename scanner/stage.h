@@ -121,7 +121,7 @@ struct scanner {
     int64_t page_prev_min;      /* the moment of the page's last entry that told one */
     bool page_disordered;       /* an entry newer than the one before it: not deal-age order */
     int64_t pass_newest_min;    /* ... the newest of the pass so far */
-    int64_t last_newest_min;    /* ... the newest of the last fresh pass (0: none yet) */
+    int64_t last_newest_min;    /* ... of the last pass over the seller's selection (0: none) */
     bool pass_disordered;       /* a page of the pass was out of order: no early end */
     bool fresh_warned;          /* a page out of order was reported (later ones at debug) */
     int64_t fresh_horizon_min;  /* entries older end a fresh pass; 0: walk every page */

@@ -241,6 +241,50 @@ int64_t scanner_fresh_horizon(int64_t pass_newest_min, int64_t balance, int64_t 
     return pass_newest_min - SCANNER_FRESH_MARGIN_MIN;
 }
 
+int64_t scanner_pass_interval_min(int64_t page_tokens, int64_t rate, int64_t half_life_min)
+{
+    if (page_tokens <= 0 || rate <= 0)
+        return 0;
+    double h = (double)(half_life_min > 0 ? half_life_min : SCANNER_HALF_LIFE_MIN);
+    return (int64_t)llround(sqrt(2.0 * (double)page_tokens * h / ((double)rate * M_LN2)));
+}
+
+void scanner_drops_put(struct scanner_drops *d, int32_t pct)
+{
+    if (pct < 0 || pct > 100)
+        return;
+    d->pct[d->next] = pct;
+    d->next = (d->next + 1) % SCANNER_PROBE_SAMPLES;
+    if (d->n < SCANNER_PROBE_SAMPLES)
+        d->n++;
+}
+
+int32_t scanner_probe_floor(const struct scanner_drops *d, int32_t seller_min_pct)
+{
+    if (d->n < SCANNER_PROBE_MIN_SAMPLES)
+        return 0;
+    /* Counting sort: the drops are whole percents. */
+    uint32_t count[101] = {0};
+    for (uint32_t i = 0; i < d->n; i++)
+        count[d->pct[i]]++;
+    uint32_t below = d->n * SCANNER_PROBE_QUANTILE_PCT / 100, seen = 0;
+    int32_t floor = 0;
+    for (int32_t p = 0; p <= 100; p++) {
+        seen += count[p];
+        if (seen > below) {
+            floor = p;
+            break;
+        }
+    }
+    return floor > seller_min_pct ? floor : 0;
+}
+
+bool scanner_probe_pass(int32_t floor_pct, int64_t now_min, int64_t seller_pass_min, bool full_walk)
+{
+    return floor_pct > 0 && !full_walk && seller_pass_min > 0 &&
+           now_min - seller_pass_min < SCANNER_PROBE_SELLER_MIN;
+}
+
 bool scanner_cursor_after_chunk(struct scanner_cursor *c, uint64_t next_line, bool eof)
 {
     if (eof) {
@@ -284,6 +328,7 @@ int scanner_page_add(struct scanner_page *p, const char *asin, int64_t feed_last
     c->feed_last_update_min = feed_last_update_min;
     c->feed_hash = feed_hash;
     c->window_start_min = c->window_end_min = -1;
+    c->feed_drop_pct = -1;
     return 0;
 }
 
@@ -307,6 +352,7 @@ int scanner_page_add_code(struct scanner_page *p, const char *code, int16_t item
     c->item = item;
     c->feed_last_update_min = -1;
     c->window_start_min = c->window_end_min = -1;
+    c->feed_drop_pct = -1;
     return 0;
 }
 

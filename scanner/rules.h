@@ -13,7 +13,8 @@
  *     page, ends a pass earlier;
  *   - the page of candidates in memory and the state of each (queued, in a peek request,
  *     done), so a failed peek puts its ASINs back instead of dropping them; which of them
- *     are peeked first (the free pre-score); when the next pass starts;
+ *     are peeked first (the free pre-score); when the next pass starts (the pause, the
+ *     cadence of fresh passes) and whether it is a probe of the deepest drops;
  *   - one line of an ASIN list file, and one line of the seller's list ([scan] source = list);
  *   - the discovery filters ([scan] max_rank, categories, exclude_categories, no_amazon,
  *     min_price, max_price), applied to the feed's data for free and again at the peek;
@@ -117,6 +118,7 @@ struct scanner_cand {
                                                  minutes; -1 for other sources */
     int64_t prescore_profit_cents; /* scanner_prescore_deal; 0 when the source has no feed */
     int64_t prescore_at_min;       /* ... and its moment; 0 unknown */
+    int32_t feed_drop_pct;         /* the feed's deltaPercent the selection filters on; -1 none */
 };
 
 /* The candidates of one page (or chunk), in feed order, each ASIN at most once. */
@@ -357,6 +359,65 @@ int64_t scanner_fresh_pause_ms(int64_t pause_ms, int64_t balance, int64_t rate, 
  * it makes the rest of the pass a full walk (docs/failure-modes.md F11).
  */
 bool scanner_fresh_in_order(int64_t prev_min, int64_t moment_min);
+
+/*
+ * The probe (the "probe" rule, docs/architecture.md "Value per token"): between the fresh passes
+ * over the seller's selection, a pass reads the same feed newest first with the percentage drop
+ * floor (deltaPercentRange) raised to what the peeks' survivors showed, down to its own horizon.
+ * A deal is a deep drop: the newest deep drops fit on a page or two where the seller's range
+ * holds every shallow move besides, so a probe pays for far fewer pages and the passes that find
+ * new deals come more often on the same tokens. A fresh pass over the seller's selection (every
+ * SCANNER_PROBE_SELLER_MIN Keepa minutes, and the full walks) still reads what lies below the
+ * floor. The floor is the SCANNER_PROBE_QUANTILE_PCT percentile of the feed's deltaPercent
+ * (the selection's date range and price type) of the last SCANNER_PROBE_SAMPLES survivors of
+ * passes over the seller's selection, once SCANNER_PROBE_MIN_SAMPLES are known (a probe's
+ * survivors are all above its floor: counting them would raise the floor pass after pass).
+ */
+#define SCANNER_PROBE_SAMPLES      64
+#define SCANNER_PROBE_MIN_SAMPLES  16
+#define SCANNER_PROBE_QUANTILE_PCT 10
+#define SCANNER_PROBE_SELLER_MIN   120 /* Keepa minutes between passes over the seller's range */
+
+/* The feed's percentage drops of the last survivors, a ring. */
+struct scanner_drops {
+    int32_t pct[SCANNER_PROBE_SAMPLES];
+    uint32_t n;    /* kept, at most SCANNER_PROBE_SAMPLES */
+    uint32_t next; /* where the next one goes */
+};
+
+/* Remembers a survivor's feed drop PCT (0..100; anything else is not kept). */
+void scanner_drops_put(struct scanner_drops *d, int32_t pct);
+
+/*
+ * The probe's floor from D: the SCANNER_PROBE_QUANTILE_PCT percentile of the drops kept, or 0
+ * (no probe) with fewer than SCANNER_PROBE_MIN_SAMPLES or when it is not above SELLER_MIN_PCT,
+ * the seller's own floor (a probe would read the seller's selection).
+ */
+int32_t scanner_probe_floor(const struct scanner_drops *d, int32_t seller_min_pct);
+
+/*
+ * Whether the fresh pass about to start at NOW_MIN is a probe: there is a FLOOR (> 0), and the
+ * last pass over the seller's selection began at SELLER_PASS_MIN (<= 0: none yet, so no probe),
+ * less than SCANNER_PROBE_SELLER_MIN Keepa minutes before. A full walk is never a probe.
+ */
+bool scanner_probe_pass(int32_t floor_pct, int64_t now_min, int64_t seller_pass_min,
+                        bool full_walk);
+
+/*
+ * The cadence of fresh passes (the "cadence" rule, docs/architecture.md "Value per token"): a
+ * pass of PAGE_TOKENS finds what appeared since the last one, and a deal that waits for it
+ * vanishes at hazard ln 2 / HALF_LIFE_MIN meanwhile. Passes every T minutes cost PAGE_TOKENS / T
+ * a minute and lose about hazard x T / 2 of what the feed brings; with a token worth what the
+ * plan's RATE tokens a minute bring on average, the sum is least at
+ *
+ *     T = sqrt(2 x PAGE_TOKENS x HALF_LIFE_MIN / (RATE x ln 2))
+ *
+ * (5 tokens, 5 a minute, a half-life of 37 minutes: 10 minutes; 25 tokens: 23 minutes). The
+ * answer, in Keepa minutes, is the least time from one fresh pass's start to the next's: passes
+ * made sooner only pay for pages that hold little new. RATE or PAGE_TOKENS <= 0: 0 (no
+ * bound); HALF_LIFE_MIN <= 0: SCANNER_HALF_LIFE_MIN.
+ */
+int64_t scanner_pass_interval_min(int64_t page_tokens, int64_t rate, int64_t half_life_min);
 
 /* Ends C's pass where it stands (a fresh pass that reached its horizon): position 0, pass + 1. */
 void scanner_cursor_end_pass(struct scanner_cursor *c);

@@ -92,8 +92,9 @@ static int gen_key_ints(yajl_gen g, const char *key, const int64_t *v, size_t n)
     return yajl_gen_array_close(g) == yajl_gen_status_ok ? 0 : -1;
 }
 
-/* Writes the discovery filters of S the selection file does not set (see selection.h). */
-static int render_discovery(yajl_gen g, const struct scanner_selection *s)
+/* Writes the discovery filters of S the selection file does not set (see selection.h); *RANGE_ON
+ * tells whether that wrote isRangeEnabled. */
+static int render_discovery(yajl_gen g, const struct scanner_selection *s, bool *range_on)
 {
     const struct scanner_discovery *d = &s->disc;
     yajl_val root = s->tree;
@@ -112,8 +113,10 @@ static int render_discovery(yajl_gen g, const struct scanner_selection *s)
             rc |= gen_key_ints(g, "currentRange", r, 2);
             range = true;
         }
-        if (range && member(root, "isRangeEnabled") == NULL)
+        if (range && member(root, "isRangeEnabled") == NULL) {
             rc |= gen_key_bool(g, "isRangeEnabled", true);
+            *range_on = true;
+        }
         if (d->n_include > 0 && member(root, "includeCategories") == NULL)
             rc |= gen_key_ints(g, "includeCategories", d->include, d->n_include);
         if (d->n_exclude > 0 && member(root, "excludeCategories") == NULL)
@@ -148,11 +151,13 @@ static int render_discovery(yajl_gen g, const struct scanner_selection *s)
 }
 
 /* Renders the object with PAGE (< 0: without a page) and SORT_TYPE (> 0) in place of the
- * object's own sortType (0: the object's). */
-static int render(const struct scanner_selection *s, long long page, int sort_type, char **out,
-                  size_t *len)
+ * object's own sortType (0: the object's), and with a deltaPercentRange floor of FLOOR_PCT (> 0,
+ * on a selection that allows a probe: scanner_selection_render_probe). */
+static int render(const struct scanner_selection *s, long long page, int sort_type,
+                  int32_t floor_pct, char **out, size_t *len)
 {
     bool sorted = sort_type > 0 && s->source == CFG_SOURCE_DEALS;
+    bool probe = floor_pct > 0 && s->probe_ok;
     int64_t domain = s->domain;
     yajl_val root = s->tree;
     yajl_gen g = yajl_gen_alloc(NULL);
@@ -167,12 +172,22 @@ static int render(const struct scanner_selection *s, long long page, int sort_ty
             continue;
         if (sorted && strcmp(k, "sortType") == 0)
             continue; /* written below */
+        if (probe && strcmp(k, "deltaPercentRange") == 0)
+            continue; /* written below */
         if (yajl_gen_string(g, (const unsigned char *)k, strlen(k)) != yajl_gen_status_ok ||
             gen_value(g, root->u.object.values[i]) != yajl_gen_status_ok)
             rc = -ENOMEM;
     }
-    if (rc == 0 && render_discovery(g, s) != 0)
+    bool range_on = false;
+    if (rc == 0 && render_discovery(g, s, &range_on) != 0)
         rc = -ENOMEM;
+    if (rc == 0 && probe) {
+        int64_t r[2] = {floor_pct > s->delta_pct_min ? floor_pct : s->delta_pct_min,
+                        s->delta_pct_max};
+        rc = gen_key_ints(g, "deltaPercentRange", r, 2);
+        if (rc == 0 && !range_on && member(root, "isRangeEnabled") == NULL)
+            rc = gen_key_bool(g, "isRangeEnabled", true);
+    }
     if (rc == 0 && s->source == CFG_SOURCE_DEALS && domain > 0 && member(root, "domainId") == NULL)
         rc = gen_key_int(g, "domainId", domain);
     if (rc == 0 && s->source == CFG_SOURCE_QUERY)
@@ -206,6 +221,45 @@ static int render(const struct scanner_selection *s, long long page, int sort_ty
 static bool is_int(yajl_val v)
 {
     return YAJL_IS_INTEGER(v);
+}
+
+/* Whole number V, else DEF. */
+static int64_t int_or(yajl_val v, int64_t def)
+{
+    return v != NULL && YAJL_IS_INTEGER(v) ? v->u.number.i : def;
+}
+
+/*
+ * What the probe needs of a /deal selection ROOT: the row of the deal's deltaPercent it filters
+ * on (dateRange, priceTypes), the seller's own deltaPercentRange, and whether a floor can be
+ * added without switching on a range the seller left off: isRangeEnabled is true, or absent with
+ * no range of the file's own.
+ */
+static void probe_facts(yajl_val root, struct scanner_selection *s)
+{
+    yajl_val pt = member(root, "priceTypes");
+    if (YAJL_IS_ARRAY(pt) && pt->u.array.len == 1)
+        pt = pt->u.array.values[0];
+    s->price_type = (int)int_or(pt, -1);
+    s->date_range = (int)int_or(member(root, "dateRange"), 0);
+    yajl_val on = member(root, "isRangeEnabled");
+    static const char *const ranges[] = {"currentRange", "deltaRange", "deltaPercentRange",
+                                         "deltaLastRange", "salesRankRange"};
+    bool own_range = false;
+    for (size_t i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++)
+        own_range = own_range || member(root, ranges[i]) != NULL;
+    bool enabled = on != NULL && YAJL_IS_TRUE(on);
+    s->probe_ok = s->price_type >= 0 && s->price_type < KP_NPRICE && s->date_range >= 0 &&
+                  s->date_range < KP_DEAL_RANGES && (enabled || (on == NULL && !own_range));
+    s->delta_pct_min = 0;
+    s->delta_pct_max = 100;
+    yajl_val r = member(root, "deltaPercentRange");
+    if (enabled && YAJL_IS_ARRAY(r) && r->u.array.len == 2) {
+        s->delta_pct_min = (int32_t)int_or(r->u.array.values[0], 0);
+        s->delta_pct_max = (int32_t)int_or(r->u.array.values[1], 100);
+    }
+    if (s->delta_pct_max <= s->delta_pct_min)
+        s->probe_ok = false;
 }
 
 static int check_deals(yajl_val root, int64_t domain, char *err, size_t errlen, const char *origin)
@@ -278,6 +332,7 @@ int scanner_selection_parse(struct scanner_selection *out, int source, int64_t d
     int rc = 0;
     if (source == CFG_SOURCE_DEALS) {
         rc = check_deals(root, domain, err, errlen, origin);
+        probe_facts(root, &s);
         s.per_page = SCANNER_PAGE_DEALS;
         s.last_page = SCANNER_LAST_DEAL_PAGE;
     } else {
@@ -298,7 +353,7 @@ int scanner_selection_parse(struct scanner_selection *out, int source, int64_t d
     if (rc == 0) {
         char *text = NULL;
         size_t len = 0;
-        rc = render(&s, -1, 0, &text, &len);
+        rc = render(&s, -1, 0, 0, &text, &len);
         if (rc == 0) {
             s.hash = scanner_fnv1a(SCANNER_FNV_INIT, text, len);
             free(text);
@@ -367,13 +422,19 @@ int scanner_selection_load(struct scanner_selection *out, int source, int64_t do
 int scanner_selection_render(const struct scanner_selection *s, uint64_t page, char **out,
                              size_t *len)
 {
-    return render(s, (long long)page, 0, out, len);
+    return render(s, (long long)page, 0, 0, out, len);
 }
 
 int scanner_selection_render_sorted(const struct scanner_selection *s, uint64_t page, int sort_type,
                                     char **out, size_t *len)
 {
-    return render(s, (long long)page, sort_type, out, len);
+    return render(s, (long long)page, sort_type, 0, out, len);
+}
+
+int scanner_selection_render_probe(const struct scanner_selection *s, uint64_t page, int sort_type,
+                                   int32_t floor_pct, char **out, size_t *len)
+{
+    return render(s, (long long)page, sort_type, floor_pct, out, len);
 }
 
 void scanner_selection_free(struct scanner_selection *s)

@@ -47,6 +47,10 @@ struct scanner_selection {
     uint64_t hash;                 /* of the rendering without the page */
     char origin[CFG_STR_MAX + 1];  /* the file, or "built-in" */
     struct scanner_discovery disc; /* written into every page (see the file comment) */
+    /* The probe (scanner/rules.h): /deal only. */
+    bool probe_ok;                        /* a deltaPercentRange floor can be added */
+    int price_type, date_range;           /* the deal's deltaPercent row the range filters */
+    int32_t delta_pct_min, delta_pct_max; /* the seller's deltaPercentRange (0, 100: none) */
 };
 
 /*
@@ -82,6 +86,15 @@ int scanner_selection_render(const struct scanner_selection *s, uint64_t page, c
  */
 int scanner_selection_render_sorted(const struct scanner_selection *s, uint64_t page, int sort_type,
                                     char **out, size_t *len);
+
+/*
+ * As scanner_selection_render_sorted, with the deltaPercentRange floor raised to FLOOR_PCT (the
+ * probe, scanner/rules.h): [max(FLOOR_PCT, the seller's floor), the seller's ceiling or 100],
+ * isRangeEnabled on. A selection without probe_ok, or FLOOR_PCT <= 0, renders as
+ * scanner_selection_render_sorted.
+ */
+int scanner_selection_render_probe(const struct scanner_selection *s, uint64_t page, int sort_type,
+                                   int32_t floor_pct, char **out, size_t *len);
 
 /* Frees the tree of S (S itself is the caller's). Safe on a zeroed struct. */
 void scanner_selection_free(struct scanner_selection *s);

@@ -20,6 +20,10 @@
  * selection is rendered newest deal first (sortType 1), on_deal() notes each page's oldest and
  * newest deal moment and whether the page keeps that order, and finish_page() ends the pass at
  * the page that reaches the last pass's horizon (scanner/rules.h, scanner_fresh_ends_pass).
+ * With the probe rule, start_page() makes a fresh pass between those over the seller's selection
+ * a probe (the deepest drops only: scanner_probe_pass, scanner_probe_floor, learned from the
+ * survivors write_batch() sees); with the cadence rule, pass_pause_ms() holds the next fresh pass
+ * back until its pages are worth their tokens (scanner_pass_interval_min).
  *
  * The dear list sources (lightning deals, best-seller lists) fetch a whole list with one
  * request (fetch_list, within the deficit bound and sent once per grant), keep it as entries
@@ -424,6 +428,9 @@ static int write_batch(struct scanner *sc, struct scanner_batch *b)
         struct st_pending p;
         fill_record(sc, b, w.survivors[k], &p);
         push(sc, &sc->survivors_out, &p);
+        const struct scanner_cand *c = &sc->page.c[b->idx[b->res[w.survivors[k]].cand]];
+        if (c->feed_drop_pct >= 0 && !sc->pass_probe) /* a probe's survivors are all above */
+            scanner_drops_put(&sc->drops, c->feed_drop_pct);
     }
     for (size_t k = 0; k < w.n_refresh; k++) {
         struct st_pending p;
@@ -769,6 +776,8 @@ static int on_deal(const struct kp_deal *d, void *ud)
     if (rc != 0)
         return 0; /* a repeat from a retried transfer, or not an ASIN */
     struct scanner_cand *c = &sc->page.c[sc->page.n - 1];
+    if (sc->sel_ok && sc->sel.probe_ok && (size_t)sc->sel.price_type < d->n_price)
+        c->feed_drop_pct = d->delta_percent[sc->sel.date_range][sc->sel.price_type];
     bool keep = scanner_prefilter_deal(d, &sc->rules, NULL);
     if (keep && scanner_discovery_any(&sc->disc)) {
         /* The discovery filters on the feed's own data, for free (scanner/rules.h). */
@@ -1383,6 +1392,10 @@ static void start_page(struct scanner *sc, int64_t now)
         sc->hint_line = 0;
         /* another order: a full walk first */
         sc->fresh_horizon_min = sc->pass_newest_min = sc->last_newest_min = 0;
+        sc->probe_newest_min = sc->seller_pass_ns = 0;
+        sc->pass_probe = false;
+        sc->horizon_pages = 0;
+        memset(&sc->drops, 0, sizeof(sc->drops)); /* another selection's drops */
         sc->pass_disordered = false;
     }
     if (list_source(sc->source)) {
@@ -1405,13 +1418,37 @@ static void start_page(struct scanner *sc, int64_t now)
     size_t len = 0;
     sc->page_fresh = fresh_walk(sc);
     if (sc->page_fresh && sc->cur.position == 0) {
-        /* How far this pass reads is decided as it starts, on the bucket as it is now. */
+        /* How far this pass reads is decided as it starts, on the bucket as it is now; and
+         * whether it is a probe (scanner/rules.h). */
         int64_t balance, rate;
         bucket_reading(sc, &balance, &rate);
         sc->fresh_horizon_min = scanner_fresh_horizon(sc->last_newest_min, balance, rate);
+        int64_t minute_ns = cfg(sc)->tokens_minute_ms * KD_NS_PER_MS;
+        sc->pass_floor_pct = (sc->value_rules & VAL_RULE_PROBE) && sc->sel.probe_ok
+                                 ? scanner_probe_floor(&sc->drops, sc->sel.delta_pct_min)
+                                 : 0;
+        sc->pass_probe =
+            minute_ns > 0 &&
+            scanner_probe_pass(sc->pass_floor_pct, now / minute_ns,
+                               sc->seller_pass_ns > 0 ? sc->seller_pass_ns / minute_ns : 0,
+                               sc->fresh_horizon_min == 0);
+        sc->pass_start_ns = now;
+        if (sc->pass_probe) {
+            /* What is older than the newest moment of the last pass over the seller's selection
+             * or of the last probe was read then: the probe's entries are the seller's too. */
+            int64_t newest = sc->probe_newest_min > sc->last_newest_min ? sc->probe_newest_min
+                                                                        : sc->last_newest_min;
+            sc->fresh_horizon_min = scanner_fresh_horizon(newest, 0, 0);
+        } else {
+            sc->seller_pass_ns = now;
+        }
     }
-    int rc = scanner_selection_render_sorted(
-        &sc->sel, sc->cur.position, sc->page_fresh ? SCANNER_FRESH_SORT : 0, &sc->fetch_json, &len);
+    int rc = sc->page_fresh && sc->pass_probe
+                 ? scanner_selection_render_probe(&sc->sel, sc->cur.position, SCANNER_FRESH_SORT,
+                                                  sc->pass_floor_pct, &sc->fetch_json, &len)
+                 : scanner_selection_render_sorted(&sc->sel, sc->cur.position,
+                                                   sc->page_fresh ? SCANNER_FRESH_SORT : 0,
+                                                   &sc->fetch_json, &len);
     if (rc != 0) {
         sc->fetch_retry_ns = now + backoff_ns(++sc->fetch_failures);
         return;
@@ -1462,6 +1499,16 @@ static int64_t pass_pause_ms(struct scanner *sc)
                                           (sc->value_rules & VAL_RULE_BUSY) != 0 &&
                                               sc->source == CFG_SOURCE_DEALS,
                                           balance, rate, sc->pass_peeked);
+    if (sc->page_fresh && (sc->value_rules & VAL_RULE_CADENCE) && sc->horizon_pages > 0) {
+        /* No sooner than the pages pay for (scanner/rules.h), from this pass's start. */
+        int64_t interval_min = scanner_pass_interval_min(
+            tb_cost_estimate(sc->sp.tb, TB_KIND_DEAL_PAGE, (int64_t)sc->horizon_pages), rate,
+            shm_counter_total(sc->wk->seg.layout, SHM_C_vanish_half_life_min));
+        int64_t wait_ms = interval_min * cfg(sc)->tokens_minute_ms -
+                          (kd_mono_ns() - sc->pass_start_ns) / KD_NS_PER_MS;
+        if (wait_ms > pause)
+            pause = wait_ms;
+    }
     if (sc->page_fresh)
         pause = scanner_fresh_pause_ms(pause, balance, rate, cfg(sc)->tokens_minute_ms);
     return pause;
@@ -1516,18 +1563,28 @@ static void finish_page(struct scanner *sc, int64_t now)
     if (list_source(sc->source) && (pass_end || SCANNER_LIST_OF(next.position) != sc->list_index))
         sc->list_loaded = false; /* the walk left this list: the next one is fetched */
     if (pass_end) {
+        if (sc->page_fresh && horizon)
+            sc->horizon_pages = sc->pass_pages;
         sc->pass_resume_ns = now + pass_pause_ms(sc) * KD_NS_PER_MS;
         char lines[160] = "";
         if (sc->page_fresh) {
+            char probe[48] = "";
+            if (sc->pass_probe)
+                snprintf(probe, sizeof(probe), ", a probe of drops from %d %%",
+                         (int)sc->pass_floor_pct);
             if (horizon)
                 snprintf(lines, sizeof(lines),
-                         ", newest first to the horizon (minute %lld), newest deal minute %lld",
-                         (long long)sc->fresh_horizon_min, (long long)sc->pass_newest_min);
+                         ", newest first to the horizon (minute %lld)%s, newest deal minute %lld",
+                         (long long)sc->fresh_horizon_min, probe, (long long)sc->pass_newest_min);
             else
                 snprintf(lines, sizeof(lines),
-                         ", newest first over every page, newest deal minute %lld",
+                         ", newest first over every page%s, newest deal minute %lld", probe,
                          (long long)sc->pass_newest_min);
-            sc->last_newest_min = sc->pass_newest_min;
+            if (sc->pass_probe)
+                sc->probe_newest_min = sc->pass_newest_min;
+            else
+                sc->last_newest_min = sc->pass_newest_min;
+            sc->pass_probe = false;
             sc->pass_newest_min = 0;
             sc->pass_disordered = false;
         }

@@ -115,17 +115,24 @@ struct scanner {
     bool page_eof;      /* asins: the chunk reached the end of the file */
     uint64_t page_next_line;
     size_t page_prefiltered;
-    bool page_fresh;           /* fetched newest first, by the fresh rule (scanner/rules.h) */
-    int64_t page_oldest_min;   /* the oldest and newest deal moment (creationDate) on the page, */
-    int64_t page_newest_min;   /* Keepa minutes; 0 when no entry told one */
-    int64_t page_prev_min;     /* the moment of the page's last entry that told one */
-    bool page_disordered;      /* an entry newer than the one before it: not deal-age order */
-    int64_t pass_newest_min;   /* ... the newest of the pass so far */
-    int64_t last_newest_min;   /* ... the newest of the last fresh pass (0: none yet) */
-    bool pass_disordered;      /* a page of the pass was out of order: no early end */
-    bool fresh_warned;         /* a page out of order was reported (later ones at debug) */
-    int64_t fresh_horizon_min; /* entries older end a fresh pass; 0: walk every page */
-    char *fetch_json;          /* selection of the page being fetched */
+    bool page_fresh;            /* fetched newest first, by the fresh rule (scanner/rules.h) */
+    int64_t page_oldest_min;    /* the oldest and newest deal moment (creationDate) on the page, */
+    int64_t page_newest_min;    /* Keepa minutes; 0 when no entry told one */
+    int64_t page_prev_min;      /* the moment of the page's last entry that told one */
+    bool page_disordered;       /* an entry newer than the one before it: not deal-age order */
+    int64_t pass_newest_min;    /* ... the newest of the pass so far */
+    int64_t last_newest_min;    /* ... of the last pass over the seller's selection (0: none) */
+    bool pass_disordered;       /* a page of the pass was out of order: no early end */
+    bool fresh_warned;          /* a page out of order was reported (later ones at debug) */
+    int64_t fresh_horizon_min;  /* entries older end a fresh pass; 0: walk every page */
+    struct scanner_drops drops; /* the survivors' feed drops: the probe's floor */
+    bool pass_probe;            /* this fresh pass is a probe (scanner/rules.h) */
+    int32_t pass_floor_pct;     /* ... at this deltaPercent floor */
+    int64_t probe_newest_min;   /* the newest deal moment of the last probe (0: none yet) */
+    int64_t seller_pass_ns;     /* when the last pass over the seller's selection began; 0 none */
+    int64_t pass_start_ns;      /* when this fresh pass began (the cadence rule) */
+    uint64_t horizon_pages;     /* pages of the last fresh pass that ended at its horizon */
+    char *fetch_json;           /* selection of the page being fetched */
     unsigned fetch_failures;
     int64_t fetch_retry_ns;
 

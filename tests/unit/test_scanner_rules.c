@@ -1216,6 +1216,129 @@ static void test_selection_sorted(void **state)
     scanner_selection_free(&s);
 }
 
+static void test_probe_floor(void **state)
+{
+    (void)state;
+    struct scanner_drops d;
+    memset(&d, 0, sizeof(d));
+    /* Too few survivors told their drop: no probe. */
+    for (int i = 0; i < SCANNER_PROBE_MIN_SAMPLES - 1; i++)
+        scanner_drops_put(&d, 60);
+    assert_int_equal(scanner_probe_floor(&d, 10), 0);
+    scanner_drops_put(&d, 60);
+    assert_int_equal(scanner_probe_floor(&d, 10), 60);
+    /* Out of range drops are not kept. */
+    scanner_drops_put(&d, -1);
+    scanner_drops_put(&d, 101);
+    assert_int_equal(d.n, SCANNER_PROBE_MIN_SAMPLES);
+    /* The SCANNER_PROBE_QUANTILE_PCT percentile: of 40..79, one each, the fifth lowest. */
+    memset(&d, 0, sizeof(d));
+    for (int i = 0; i < 40; i++)
+        scanner_drops_put(&d, 79 - i);
+    assert_int_equal(scanner_probe_floor(&d, 10), 40 + 40 * SCANNER_PROBE_QUANTILE_PCT / 100);
+    /* Not above the seller's own floor: the probe would read the seller's selection. */
+    assert_int_equal(scanner_probe_floor(&d, 44), 0);
+    /* A ring: the oldest drops make room for the newest. */
+    for (int i = 0; i < SCANNER_PROBE_SAMPLES; i++)
+        scanner_drops_put(&d, 90);
+    assert_int_equal(d.n, SCANNER_PROBE_SAMPLES);
+    assert_int_equal(scanner_probe_floor(&d, 10), 90);
+}
+
+static void test_probe_pass(void **state)
+{
+    (void)state;
+    /* A probe needs a floor and a recent pass over the seller's selection. */
+    assert_true(scanner_probe_pass(50, 1000, 1000 - SCANNER_PROBE_SELLER_MIN + 1, false));
+    assert_false(scanner_probe_pass(50, 1000, 1000 - SCANNER_PROBE_SELLER_MIN, false));
+    assert_false(scanner_probe_pass(0, 1000, 990, false));
+    assert_false(scanner_probe_pass(50, 1000, 0, false));
+    /* A full walk is the seller's. */
+    assert_false(scanner_probe_pass(50, 1000, 990, true));
+}
+
+static void test_selection_probe(void **state)
+{
+    (void)state;
+    struct scanner_selection s;
+    char err[256], *j = NULL;
+    size_t n;
+    const char *json = "{\"domainId\":1,\"priceTypes\":[2],\"sortType\":4,\"dateRange\":3,"
+                       "\"isRangeEnabled\":true,\"deltaPercentRange\":[10,90]}";
+    assert_int_equal(
+        scanner_selection_parse(&s, CFG_SOURCE_DEALS, 1, NULL, json, "t", err, sizeof(err)), 0);
+    assert_true(s.probe_ok);
+    assert_int_equal(s.price_type, 2);
+    assert_int_equal(s.date_range, 3);
+    assert_int_equal(s.delta_pct_min, 10);
+    assert_int_equal(s.delta_pct_max, 90);
+    uint64_t hash = s.hash;
+    assert_int_equal(scanner_selection_render_probe(&s, 1, SCANNER_FRESH_SORT, 55, &j, &n), 0);
+    /* The floor is raised, the ceiling and every other filter kept, each key once. */
+    assert_non_null(strstr(j, "\"deltaPercentRange\":[55,90]"));
+    assert_null(strstr(strstr(j, "deltaPercentRange") + 1, "deltaPercentRange"));
+    assert_null(strstr(strstr(j, "isRangeEnabled") + 1, "isRangeEnabled"));
+    assert_int_equal(json_int(j, "sortType"), 1);
+    assert_int_equal(json_int(j, "page"), 1);
+    assert_int_equal(json_int(j, "dateRange"), 3);
+    assert_int_equal(s.hash, hash); /* the same walk */
+    free(j);
+    /* A floor under the seller's keeps the seller's; no floor renders the fresh order alone. */
+    assert_int_equal(scanner_selection_render_probe(&s, 0, SCANNER_FRESH_SORT, 5, &j, &n), 0);
+    assert_non_null(strstr(j, "\"deltaPercentRange\":[10,90]"));
+    free(j);
+    char *fresh = NULL;
+    assert_int_equal(scanner_selection_render_probe(&s, 0, SCANNER_FRESH_SORT, 0, &j, &n), 0);
+    assert_int_equal(scanner_selection_render_sorted(&s, 0, SCANNER_FRESH_SORT, &fresh, &n), 0);
+    assert_string_equal(j, fresh);
+    free(j);
+    free(fresh);
+    scanner_selection_free(&s);
+    /* No range of the seller's: the floor comes with isRangeEnabled. */
+    assert_int_equal(scanner_selection_parse(&s, CFG_SOURCE_DEALS, 1, NULL, "{\"priceTypes\":[2]}",
+                                             "t", err, sizeof(err)),
+                     0);
+    assert_true(s.probe_ok);
+    assert_int_equal(scanner_selection_render_probe(&s, 0, SCANNER_FRESH_SORT, 40, &j, &n), 0);
+    assert_non_null(strstr(j, "\"deltaPercentRange\":[40,100]"));
+    assert_non_null(strstr(j, "\"isRangeEnabled\":true"));
+    free(j);
+    scanner_selection_free(&s);
+    /* Ranges the seller switched off, or wrote without switching on, are never switched on. */
+    const char *off[] = {
+        "{\"priceTypes\":[2],\"isRangeEnabled\":false,\"deltaPercentRange\":[10,100]}",
+        "{\"priceTypes\":[2],\"currentRange\":[100,5000]}"};
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(
+            scanner_selection_parse(&s, CFG_SOURCE_DEALS, 1, NULL, off[i], "t", err, sizeof(err)),
+            0);
+        assert_false(s.probe_ok);
+        assert_int_equal(scanner_selection_render_probe(&s, 0, SCANNER_FRESH_SORT, 40, &j, &n), 0);
+        assert_null(strstr(j, "[40,"));
+        free(j);
+        scanner_selection_free(&s);
+    }
+}
+
+static void test_pass_interval(void **state)
+{
+    (void)state;
+    /* sqrt(2 x tokens x half-life / (rate x ln 2)). */
+    assert_int_equal(scanner_pass_interval_min(5, 5, 37), 10);
+    assert_int_equal(scanner_pass_interval_min(25, 5, 37), 23);
+    assert_int_equal(scanner_pass_interval_min(5, 20, 37), 5);
+    /* Dearer pages, scarcer tokens or longer-lived deals: passes further apart. */
+    assert_true(scanner_pass_interval_min(10, 5, 37) > scanner_pass_interval_min(5, 5, 37));
+    assert_true(scanner_pass_interval_min(5, 5, 37) > scanner_pass_interval_min(5, 100, 37));
+    assert_true(scanner_pass_interval_min(5, 5, 120) > scanner_pass_interval_min(5, 5, 37));
+    /* Before a half-life is learned: the prior. */
+    assert_int_equal(scanner_pass_interval_min(5, 5, 0),
+                     scanner_pass_interval_min(5, 5, SCANNER_HALF_LIFE_MIN));
+    /* No reading, or nothing paid: no bound. */
+    assert_int_equal(scanner_pass_interval_min(5, 0, 37), 0);
+    assert_int_equal(scanner_pass_interval_min(0, 5, 37), 0);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -1248,6 +1371,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_prescore_with_learned_fees),
         cmocka_unit_test(test_page_take_best),
         cmocka_unit_test(test_pass_pause),
+        cmocka_unit_test(test_probe_floor),
+        cmocka_unit_test(test_probe_pass),
+        cmocka_unit_test(test_selection_probe),
+        cmocka_unit_test(test_pass_interval),
     };
     return KD_RUN_TESTS(tests, argc, argv);
 }

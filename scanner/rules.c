@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -54,8 +55,92 @@ bool scanner_fees_get(const struct scanner_fees *f, const char *asin, struct jd_
     return true;
 }
 
+static int cmp_i32(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The SCANNER_FEES_LOW_PCT-th percentile of the first N of V (lower nearest rank). */
+static int32_t low_of(const int32_t *v, size_t n)
+{
+    int32_t s[SCANNER_FEES_LOW_N];
+    memcpy(s, v, n * sizeof(*s));
+    qsort(s, n, sizeof(*s), cmp_i32);
+    return s[(n - 1) * SCANNER_FEES_LOW_PCT / 100];
+}
+
+static int32_t clamp_i32(int64_t x)
+{
+    return x < 0 ? 0 : x > INT32_MAX ? INT32_MAX : (int32_t)x;
+}
+
+static void low_add(struct scanner_fees_low *l, const struct jd_verdict *v)
+{
+    size_t i = l->n % SCANNER_FEES_LOW_N;
+    l->referral_bp[i] = clamp_i32(v->referral_bp);
+    l->fba_cents[i] = clamp_i32(v->fba_cents);
+    l->closing_cents[i] = clamp_i32(v->closing_cents);
+    l->n++;
+    if (l->n < SCANNER_FEES_LOW_MIN)
+        return;
+    size_t n = l->n < SCANNER_FEES_LOW_N ? l->n : SCANNER_FEES_LOW_N;
+    l->low_referral_bp = low_of(l->referral_bp, n);
+    l->low_fba_cents = low_of(l->fba_cents, n);
+    l->low_closing_cents = low_of(l->closing_cents, n);
+}
+
+void scanner_fees_init(struct scanner_fees *f)
+{
+    memset(&f->all, 0, sizeof(f->all));
+    memset(f->cat, 0, sizeof(f->cat));
+    for (size_t i = 0; i < SCANNER_FEES_LOW_CATS; i++)
+        f->cat[i].root_category = -1; /* free */
+}
+
+void scanner_fees_learn(struct scanner_fees *f, int64_t root_category, const struct jd_verdict *v)
+{
+    if (!v->payout_known || v->bound)
+        return;
+    low_add(&f->all, v);
+    if (root_category <= 0)
+        return;
+    struct scanner_fees_low *slot = &f->cat[0];
+    for (size_t i = 0; i < SCANNER_FEES_LOW_CATS; i++) {
+        if (f->cat[i].root_category == root_category) {
+            slot = &f->cat[i];
+            break;
+        }
+        if (f->cat[i].n < slot->n)
+            slot = &f->cat[i];
+    }
+    if (slot->root_category != root_category) {
+        memset(slot, 0, sizeof(*slot));
+        slot->root_category = root_category;
+    }
+    low_add(slot, v);
+}
+
+bool scanner_fees_low(const struct scanner_fees *f, int64_t root_category, struct jd_inputs *in)
+{
+    const struct scanner_fees_low *l = &f->all;
+    for (size_t i = 0; root_category > 0 && i < SCANNER_FEES_LOW_CATS; i++)
+        if (f->cat[i].root_category == root_category && f->cat[i].n >= SCANNER_FEES_LOW_MIN)
+            l = &f->cat[i];
+    if (l->n < SCANNER_FEES_LOW_MIN)
+        return false;
+    in->referral_bp = l->low_referral_bp;
+    /* The judgement takes an FBA fee <= 0 as unknown and charges its default: 1 cent is
+     * the lowest fee it charges as given. */
+    in->fba_fee_cents = l->low_fba_cents > 0 ? l->low_fba_cents : 1;
+    in->closing_fee_cents = l->low_closing_cents;
+    in->fees_known = true;
+    return true;
+}
+
 void scanner_prescore_deal(const struct kp_deal *d, const struct jd_rules *r,
-                           const struct scanner_fees *fees, int64_t *profit_cents, int64_t *at_min)
+                           const struct scanner_fees *fees, bool low, int64_t *profit_cents,
+                           int64_t *at_min)
 {
     struct jd_inputs in;
     struct jd_verdict v;
@@ -63,7 +148,10 @@ void scanner_prescore_deal(const struct kp_deal *d, const struct jd_rules *r,
     *at_min = d->creation_date_keepa_min > 0 ? d->creation_date_keepa_min
               : d->last_update_keepa_min > 0 ? d->last_update_keepa_min
                                              : 0;
-    if (fees != NULL && scanner_fees_get(fees, d->asin, &in)) {
+    bool known = fees != NULL && scanner_fees_get(fees, d->asin, &in);
+    if (!known && fees != NULL && low) /* never peeked (or forgotten): the low fees */
+        known = scanner_fees_low(fees, in.root_category, &in);
+    if (known) {
         struct jd_inputs bare = in; /* as a peek reads it: no Buy Box */
         bare.new_buy_box_cents = bare.used_buy_box_cents = -1;
         struct jd_verdict vb;

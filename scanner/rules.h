@@ -166,9 +166,52 @@ struct scanner_fees_entry {
     int64_t closing_fee_cents;
 };
 
+/*
+ * The fees peeks found, for products never peeked (the `lowfees` rule): the effective fees of
+ * the last SCANNER_FEES_LOW_N peeks (the referral percentage, FBA and closing fee the
+ * judgement used), overall and per root category, and their SCANNER_FEES_LOW_PCT-th
+ * percentiles, each taken alone: low fees that most products' fees are above, so a product
+ * that fails even at them would almost surely fail its peek.
+ */
+#define SCANNER_FEES_LOW_N    128 /* observations kept per class */
+#define SCANNER_FEES_LOW_MIN  24  /* before a class's low fees stand (a category leans on all) */
+#define SCANNER_FEES_LOW_PCT  10
+#define SCANNER_FEES_LOW_CATS 32 /* root categories kept; a newer one takes the least used */
+
+struct scanner_fees_low {
+    int64_t root_category; /* 0: every product */
+    uint32_t n;            /* observations ever */
+    int32_t referral_bp[SCANNER_FEES_LOW_N];
+    int32_t fba_cents[SCANNER_FEES_LOW_N];
+    int32_t closing_cents[SCANNER_FEES_LOW_N];
+    int32_t low_referral_bp, low_fba_cents, low_closing_cents; /* when n >= SCANNER_FEES_LOW_MIN */
+};
+
 struct scanner_fees {
     struct scanner_fees_entry e[SCANNER_FEES_SLOTS];
+    struct scanner_fees_low all;
+    struct scanner_fees_low cat[SCANNER_FEES_LOW_CATS];
 };
+
+/*
+ * Empties F's learned low fees (the per-product table is left as it is: zeroed by the
+ * caller). It writes every page of them now, so the process's memory does not grow while
+ * peeks fill them (tests/integration/test_soak.c holds memory per request flat).
+ */
+void scanner_fees_init(struct scanner_fees *f);
+
+/*
+ * Learns the fees verdict V (a peek's judgement of a product of ROOT_CATEGORY, 0 unknown)
+ * used, when it computed them from known fees (not the feed's bound).
+ */
+void scanner_fees_learn(struct scanner_fees *f, int64_t root_category, const struct jd_verdict *v);
+
+/*
+ * Sets IN's fee inputs (and fees_known) to the learned low fees of ROOT_CATEGORY (its own
+ * once it has SCANNER_FEES_LOW_MIN observations, else those of every product). False when
+ * too few peeks were learned.
+ */
+bool scanner_fees_low(const struct scanner_fees *f, int64_t root_category, struct jd_inputs *in);
 
 /* Remembers the fees IN (a peek's read of ASIN) carries, when it carries them (fees_known). */
 void scanner_fees_put(struct scanner_fees *f, const char *asin, const struct jd_inputs *in);
@@ -184,10 +227,13 @@ bool scanner_fees_get(const struct scanner_fees *f, const char *asin, struct jd_
  * With FEES (may be NULL) remembering the product's fees, the judgement uses them, both on the
  * feed's numbers and without the feed's Buy Boxes (as a peek, which has none, reads it), and
  * takes the better; when neither is a deal the peek would not be one either on these numbers
- * and *PROFIT_CENTS is -1 (a sure fail).
+ * and *PROFIT_CENTS is -1 (a sure fail). With LOW (the `lowfees` rule), a product FEES does
+ * not remember is judged so with the learned low fees (scanner_fees_low) instead of none: -1
+ * when even those fail it. Nothing is recorded: a later feed entry is judged again.
  */
 void scanner_prescore_deal(const struct kp_deal *d, const struct jd_rules *r,
-                           const struct scanner_fees *fees, int64_t *profit_cents, int64_t *at_min);
+                           const struct scanner_fees *fees, bool low, int64_t *profit_cents,
+                           int64_t *at_min);
 
 /*
  * A pre-score's worth: PROFIT_CENTS halved for every HALF_LIFE_MIN (> 0) its moment AT_MIN is

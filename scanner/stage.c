@@ -559,6 +559,8 @@ static int peek_product(const struct kp_product *p, void *ud)
     }
     r->deal = jd_judge(&r->in, &sc->rules, &r->v);
     r->reason = r->deal ? NULL : jd_reason(&r->v);
+    if (sc->fees != NULL)
+        scanner_fees_learn(sc->fees, r->in.root_category, &r->v);
     const char *why = NULL;
     if (!scanner_discovery_pass(&sc->disc, &r->in, &why)) {
         r->deal = false;
@@ -790,9 +792,11 @@ static int on_deal(const struct kp_deal *d, void *ud)
         sc->page_prefiltered++;
     } else {
         bool fees = (sc->value_rules & VAL_RULE_FEES) != 0;
-        scanner_prescore_deal(d, &sc->rules, fees ? sc->fees : NULL, &c->prescore_profit_cents,
-                              &c->prescore_at_min);
-        if (c->prescore_profit_cents < 0) { /* a sure fail at the fees its last peek read */
+        bool low = (sc->value_rules & VAL_RULE_LOWFEES) != 0;
+        scanner_prescore_deal(d, &sc->rules, fees || low ? sc->fees : NULL, low,
+                              &c->prescore_profit_cents, &c->prescore_at_min);
+        if (c->prescore_profit_cents < 0) { /* a sure fail at the fees its last peek read, or
+                                             * at the low fees peeks found (`lowfees`) */
             c->state = SCANNER_CAND_DONE;
             sc->page_prefiltered++;
         }
@@ -1830,6 +1834,8 @@ static int on_start(struct wk *wk)
     if (rc != 0)
         return rc;
     sc->fees = calloc(1, sizeof(*sc->fees)); /* NULL: the pre-score goes without */
+    if (sc->fees != NULL)
+        scanner_fees_init(sc->fees);
     if (wk_backlog_init(&sc->survivors_out, wk, SHM_RING_SURVIVORS, SCANNER_UNPUSHED,
                         "it stays in pending") != 0 ||
         wk_backlog_init(&sc->refresh_out, wk, SHM_RING_REFRESH, SCANNER_UNPUSHED,

@@ -1012,7 +1012,7 @@ static void test_prescore(void **state)
     deal_init(&d, "B000000001");
     d.creation_date_keepa_min = 7536800;
     int64_t profit = 0, at = 0;
-    scanner_prescore_deal(&d, &r, NULL, &profit, &at);
+    scanner_prescore_deal(&d, &r, NULL, false, &profit, &at);
     /* The upper bound of the feed's judgement: at least what the full judgement could find. */
     struct jd_inputs in;
     struct jd_verdict v;
@@ -1026,12 +1026,12 @@ static void test_prescore(void **state)
     int64_t deeper = 0;
     d.current[2] = 1000;
     d.creation_date_keepa_min = 0;
-    scanner_prescore_deal(&d, &r, NULL, &deeper, &at);
+    scanner_prescore_deal(&d, &r, NULL, false, &deeper, &at);
     assert_true(deeper > profit);
     assert_int_equal(at, 7536888);
     /* No price: no score. */
     d.current[2] = -1;
-    scanner_prescore_deal(&d, &r, NULL, &deeper, &at);
+    scanner_prescore_deal(&d, &r, NULL, false, &deeper, &at);
     assert_int_equal(deeper, 0);
 
     /* Worth: halved per half-life of age behind the newest moment. */
@@ -1058,7 +1058,7 @@ static void test_prescore_with_learned_fees(void **state)
     deal_init(&d, "B000000001");
     d.current[2] = 1900; /* Used 19.00 against a 30.00 average: ROI 58 % before any fee */
     int64_t bare = 0, with = 0, at = 0;
-    scanner_prescore_deal(&d, &r, &fees, &bare, &at);
+    scanner_prescore_deal(&d, &r, &fees, false, &bare, &at);
     assert_true(bare > 0); /* fees not known yet: the upper bound */
 
     /* A peek read this product's fees: 15 % referral, a 6.50 FBA fee. */
@@ -1079,18 +1079,105 @@ static void test_prescore_with_learned_fees(void **state)
     assert_int_equal(got.fba_fee_cents, 650);
     assert_false(scanner_fees_get(&fees, "B000000009", &got));
     /* 30.00 - 4.50 - 6.50 = 19.00 payout against 19.00 + 1.75 landed: a sure fail. */
-    scanner_prescore_deal(&d, &r, &fees, &with, &at);
+    scanner_prescore_deal(&d, &r, &fees, false, &with, &at);
     assert_int_equal(with, -1);
     /* Cheaper now: still a deal with its fees, worth less than without them. */
     d.current[2] = 1000;
-    scanner_prescore_deal(&d, &r, NULL, &bare, &at);
-    scanner_prescore_deal(&d, &r, &fees, &with, &at);
+    scanner_prescore_deal(&d, &r, NULL, false, &bare, &at);
+    scanner_prescore_deal(&d, &r, &fees, false, &with, &at);
     assert_true(with > 0);
     assert_true(with < bare);
     /* A peek has no Buy Box: a feed Buy Box below the average does not make it a sure fail. */
     d.current[32] = 1200; /* Used Buy Box 12.00 (landed) */
-    scanner_prescore_deal(&d, &r, &fees, &with, &at);
+    scanner_prescore_deal(&d, &r, &fees, false, &with, &at);
     assert_true(with > 0);
+}
+
+static void learn_fees(struct scanner_fees *f, int64_t root, int n, int32_t referral_bp,
+                       int32_t fba_cents, int32_t fba_step)
+{
+    for (int i = 0; i < n; i++) {
+        struct jd_verdict v;
+        memset(&v, 0, sizeof(v));
+        v.payout_known = true;
+        v.referral_bp = referral_bp;
+        v.fba_cents = fba_cents + fba_step * i;
+        v.closing_cents = 0;
+        scanner_fees_learn(f, root, &v);
+    }
+}
+
+/* `lowfees`: a product never peeked is judged at the low fees peeks found (the 10th percentile
+ * of each, per root category once it has enough), not at none; a feed bound learns nothing. */
+static void test_prescore_with_low_fees(void **state)
+{
+    (void)state;
+    struct cfg c;
+    cfg_defaults(&c);
+    struct jd_rules r;
+    jd_rules_from_cfg(&c, &r);
+    static struct scanner_fees fees;
+    memset(&fees, 0, sizeof(fees));
+    scanner_fees_init(&fees);
+    struct kp_deal d;
+    deal_init(&d, "B000000001");
+    d.current[2] = 1900; /* Used 19.00 against a 30.00 average: ROI 58 % before any fee */
+    int64_t profit = 0, at = 0;
+    struct jd_inputs in;
+    jd_inputs_init(&in);
+
+    struct jd_verdict bound;
+    memset(&bound, 0, sizeof(bound));
+    bound.payout_known = bound.bound = true;
+    for (int i = 0; i < 2 * SCANNER_FEES_LOW_MIN; i++)
+        scanner_fees_learn(&fees, 0, &bound); /* the feed's bound: not fees */
+    learn_fees(&fees, 0, SCANNER_FEES_LOW_MIN - 1, 1500, 650, 10);
+    assert_false(scanner_fees_low(&fees, 0, &in)); /* too few yet */
+    scanner_prescore_deal(&d, &r, &fees, true, &profit, &at);
+    assert_true(profit > 0); /* the upper bound, as before */
+
+    /* 15 % referral, FBA 6.50 .. 8.90, most 6.50, the oldest forgotten: the 10th percentile. */
+    learn_fees(&fees, 0, SCANNER_FEES_LOW_N + 7 - (SCANNER_FEES_LOW_MIN - 1), 1500, 650, 0);
+    learn_fees(&fees, 0, 25, 1500, 650, 10);
+    assert_true(scanner_fees_low(&fees, 0, &in));
+    assert_true(in.fees_known);
+    assert_int_equal(in.referral_bp, 1500);
+    assert_int_equal(in.fba_fee_cents, 650);
+    assert_int_equal(in.closing_fee_cents, 0);
+    /* 30.00 - 4.50 - 6.50 = 19.00 against 20.75 landed: a sure fail, though never peeked... */
+    scanner_prescore_deal(&d, &r, &fees, true, &profit, &at);
+    assert_int_equal(profit, -1);
+    /* ... and without the rule the upper bound lets it through. */
+    scanner_prescore_deal(&d, &r, &fees, false, &profit, &at);
+    assert_true(profit > 0);
+    /* Cheaper: a deal even at the low fees. */
+    d.current[2] = 1000;
+    scanner_prescore_deal(&d, &r, &fees, true, &profit, &at);
+    assert_true(profit > 0);
+    d.current[2] = 1900;
+
+    /* A root category with its own fees (8 %, FBA 1.00) stands alone once it has enough. */
+    d.root_cat = 172282;
+    learn_fees(&fees, 172282, SCANNER_FEES_LOW_MIN - 1, 800, 100, 0);
+    struct jd_inputs all;
+    jd_inputs_init(&all);
+    assert_true(scanner_fees_low(&fees, 0, &all));
+    assert_true(scanner_fees_low(&fees, 172282, &in));
+    assert_int_equal(in.referral_bp, all.referral_bp); /* leans on every product's fees */
+    assert_int_equal(in.fba_fee_cents, all.fba_fee_cents);
+    assert_int_equal(all.referral_bp, 800); /* they count there too: 23 of the last 128 */
+    learn_fees(&fees, 172282, 1, 800, 100, 0);
+    assert_true(scanner_fees_low(&fees, 172282, &in));
+    assert_int_equal(in.referral_bp, 800);
+    assert_int_equal(in.fba_fee_cents, 100);
+    scanner_prescore_deal(&d, &r, &fees, true, &profit, &at);
+    assert_true(profit > 0); /* 30.00 - 2.40 - 1.00 = 26.60 against 20.75 */
+    /* An FBA fee of 0 learned is charged as 1 cent, not as the judgement's default. */
+    memset(&fees, 0, sizeof(fees));
+    scanner_fees_init(&fees);
+    learn_fees(&fees, 0, SCANNER_FEES_LOW_MIN, 1500, 0, 0);
+    assert_true(scanner_fees_low(&fees, 0, &in));
+    assert_int_equal(in.fba_fee_cents, 1);
 }
 
 static void test_page_take_best(void **state)
@@ -1369,6 +1456,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_bestseller_config),
         cmocka_unit_test(test_prescore),
         cmocka_unit_test(test_prescore_with_learned_fees),
+        cmocka_unit_test(test_prescore_with_low_fees),
         cmocka_unit_test(test_page_take_best),
         cmocka_unit_test(test_pass_pause),
         cmocka_unit_test(test_probe_floor),

@@ -293,7 +293,7 @@ struct cfg_named_key {
 };
 
 /* The rules of value per token, in the order of worker/value.h's VAL_RULE_* bits from 0 (none). */
-#define CFG_VALUE_RULES                                                                           \
+#define CFG_VALUE_RULES                                                                            \
     "none|order|drop|prescore|recheck|gone|busy|fees|fresh|budget|probe|cadence|lowfees"
 
 /* The sell bases, in the order of enum jd_basis from 1 (judge/judge.h). */

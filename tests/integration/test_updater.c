@@ -1073,7 +1073,9 @@ static void test_full_store_keeps_the_answered_batch(void **state)
     assert_int_equal(st_write(w.env, junk_fn, &touch), 0);
 
     assert_true(KDH_WAIT_FOR(all_checked_after(&w, asins, N, t0), 30));
-    assert_true(log_contains(&w, "the delayed write of an update batch succeeded"));
+    /* The line is logged just after the commit the records above were read from. */
+    assert_true(
+        KDH_WAIT_FOR(log_contains(&w, "the delayed write of an update batch succeeded"), 10));
     assert_int_equal(upd_counter(&w, SHM_C_deals_refreshed), N);
     /* Stored from memory: no second request for the same deals. */
     assert_int_equal(upd_counter(&w, SHM_C_http_requests), requests);

@@ -1076,6 +1076,8 @@ static void test_full_store_keeps_the_answered_batch(void **state)
     /* The line is logged just after the commit the records above were read from. */
     assert_true(
         KDH_WAIT_FOR(log_contains(&w, "the delayed write of an update batch succeeded"), 10));
+    /* ... and the batch is counted after it. */
+    (void)KDH_WAIT_FOR(upd_counter(&w, SHM_C_deals_refreshed) >= N, 10);
     assert_int_equal(upd_counter(&w, SHM_C_deals_refreshed), N);
     /* Stored from memory: no second request for the same deals. */
     assert_int_equal(upd_counter(&w, SHM_C_http_requests), requests);

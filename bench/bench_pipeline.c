@@ -1349,8 +1349,15 @@ static int scenario_day(struct ctx *cx)
     snprintf(clock_ms, sizeof(clock_ms), "%" PRId64, kd_wall_ms());
     char minute_ms[32];
     snprintf(minute_ms, sizeof(minute_ms), "%" PRId64, g_minute_ms);
-    char *extra[] = {"--minute-ms", minute_ms, "--refill-rate", refill,   "--seed", seed,
-                     "--products",  products,  "--clock-ms",    clock_ms, NULL};
+    /* The simulators' gzip level (a speed choice: the inflated bytes are the same; stored
+     * blocks by default, the cheapest for both sides at 600x). */
+    char gzip_level[16];
+    snprintf(gzip_level, sizeof(gzip_level), "%ld",
+             bu_env_long("bench_pipeline", "BENCH_PIPELINE_SIM_GZIP", 0, 0, 9));
+    char *extra[] = {"--minute-ms", minute_ms, "--refill-rate", refill,
+                     "--seed",      seed,      "--products",    products,
+                     "--clock-ms",  clock_ms,  "--gzip-level",  gzip_level,
+                     NULL};
 
     struct daemon d;
     memset(&d, 0, sizeof(d));

@@ -204,11 +204,11 @@ static int accepts_gzip(struct MHD_Connection *conn)
 }
 
 /* gzip of IN (LEN) into a malloc'd buffer; NULL on failure. */
-static char *gzip_bytes(const char *in, size_t len, size_t *out_len)
+static char *gzip_bytes(const char *in, size_t len, int level, size_t *out_len)
 {
     z_stream zs;
     memset(&zs, 0, sizeof(zs));
-    if (deflateInit2(&zs, 1, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    if (deflateInit2(&zs, level, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY) != Z_OK)
         return NULL;
     uLong bound = deflateBound(&zs, (uLong)len) + 32;
     char *out = malloc(bound);
@@ -297,7 +297,7 @@ static enum MHD_Result send_body(struct sim_server *s, struct MHD_Connection *co
     int gz = accepts_gzip(conn);
     if (gz && data != NULL) {
         size_t zlen;
-        char *z = gzip_bytes(data, len, &zlen);
+        char *z = gzip_bytes(data, len, s->cfg.gzip_level, &zlen);
         if (z != NULL) {
             free(data);
             data = z;
@@ -671,7 +671,7 @@ static enum MHD_Result send_hostile(struct sim_server *s, struct MHD_Connection 
         gz = accepts_gzip(conn);
         if (gz) {
             size_t zlen;
-            char *z = gzip_bytes(body->data, body->len, &zlen);
+            char *z = gzip_bytes(body->data, body->len, s->cfg.gzip_level, &zlen);
             if (z != NULL) {
                 sim_buf_put(&head, z, zlen);
                 free(z);
@@ -1284,7 +1284,8 @@ static enum MHD_Result ep_deal(struct call *c, struct sim_fault_draw *fd)
             sim_buf_printf(&pl, "%lld,", (long long)roots[i]);
     sim_buf_uncomma(&pl);
     sim_buf_puts(&pl, "]},");
-    if (splice && sim_buf_ok(&pl) && sim_zseg_deflate(pl.data, pl.len, 1, &seg) == 0) {
+    if (splice && sim_buf_ok(&pl) &&
+        sim_zseg_deflate(pl.data, pl.len, s->cfg.gzip_level, &seg) == 0) {
         page_z_put(s, slot, gen, page, &seg);
         sim_buf_free(&pl);
         return finish_deal_z(c, &seg, cached, fd);

@@ -40,7 +40,6 @@
 #include "sim/catalog.h"
 #include "sim/deals.h"
 #include "sim/faults.h"
-#include "sim/gzseg.h"
 #include "sim/jbuf.h"
 #include "sim/oracle.h"
 #include "sim/render.h"
@@ -48,12 +47,11 @@
 #include "sim/tracking.h"
 #include "sim/truth.h"
 
-#define SIM_MAX_BODY  (1024 * 1024)
-#define DEAL_CACHE_N  8
-#define DEAL_PZ_PAGES 8     /* pages of a cached scan whose compressed "deals" member is kept */
-#define DEAL_MEMO_N   4     /* selections whose scans keep a memo (sim/deals.h) */
-#define DEAL_KEY_MAX  24576 /* 2 x 500 category ids of up to 20 digits fit */
-#define MAX_DELAYED   4096
+#define SIM_MAX_BODY (1024 * 1024)
+#define DEAL_CACHE_N 8
+#define DEAL_MEMO_N  4     /* selections whose scans keep a memo (sim/deals.h) */
+#define DEAL_KEY_MAX 24576 /* 2 x 500 category ids of up to 20 digits fit */
+#define MAX_DELAYED  4096
 
 enum endpoint {
     EP_TOKEN,
@@ -80,10 +78,7 @@ struct deal_cache_entry {
     char key[DEAL_KEY_MAX];
     int64_t created_ns;
     uint64_t lru;
-    uint64_t gen; /* which scan the slot holds (pz belongs to it) */
     struct sim_deal_result res;
-    /* Page p's "deals" member as rendered from res, compressed once (sim/gzseg.h). */
-    struct sim_zseg pz[DEAL_PZ_PAGES];
 };
 
 /* A selection's scan memo, lent to one scan at a time (under cache_mu). */
@@ -1080,8 +1075,7 @@ static void memo_give(struct sim_server *s, struct deal_memo_slot *ms)
 /* Finds or computes the scan for SEL; copies the page slice. Returns 0 or -ENOMEM. */
 static int deal_lookup(struct sim_server *s, const struct sim_selection *sel, int64_t kmin,
                        int64_t *page_idx, struct sim_deal_hit *page_hit, size_t *page_n,
-                       size_t *total, int64_t root_counts[32], int *cached, int64_t *scan_min,
-                       int *slot, uint64_t *gen)
+                       size_t *total, int64_t root_counts[32], int *cached, int64_t *scan_min)
 {
     char key[DEAL_KEY_MAX];
     sim_selection_key(sel, key, sizeof(key));
@@ -1103,8 +1097,6 @@ static int deal_lookup(struct sim_server *s, const struct sim_selection *sel, in
             memcpy(root_counts, e->res.root_counts, sizeof(e->res.root_counts));
             *scan_min = e->res.keepa_min;
             *cached = 1;
-            *slot = i;
-            *gen = e->gen;
             pthread_mutex_unlock(&s->cache_mu);
             return 0;
         }
@@ -1134,81 +1126,13 @@ static int deal_lookup(struct sim_server *s, const struct sim_selection *sel, in
     struct deal_cache_entry *e = &s->cache[victim];
     if (e->used)
         sim_deal_result_free(&e->res);
-    for (int p = 0; p < DEAL_PZ_PAGES; p++)
-        sim_zseg_free(&e->pz[p]);
     e->used = 1;
     snprintf(e->key, sizeof(e->key), "%s", key);
     e->created_ns = now;
     e->lru = ++s->cache_clock;
-    e->gen = e->lru;
     e->res = res;
-    *slot = victim;
-    *gen = e->gen;
     pthread_mutex_unlock(&s->cache_mu);
     return 0;
-}
-
-/* A copy of page PAGE's compressed "deals" member of the scan GEN in SLOT: 0, or -ENOENT. */
-static int page_z_get(struct sim_server *s, int slot, uint64_t gen, int page, struct sim_zseg *out)
-{
-    int rc = -ENOENT;
-    pthread_mutex_lock(&s->cache_mu);
-    const struct deal_cache_entry *e = &s->cache[slot];
-    if (e->used && e->gen == gen && e->pz[page].data != NULL)
-        rc = sim_zseg_copy(out, &e->pz[page]);
-    pthread_mutex_unlock(&s->cache_mu);
-    return rc == 0 ? 0 : -ENOENT;
-}
-
-/* Keeps a copy of SEG as page PAGE's member of the scan GEN in SLOT, if it is still there. */
-static void page_z_put(struct sim_server *s, int slot, uint64_t gen, int page,
-                       const struct sim_zseg *seg)
-{
-    pthread_mutex_lock(&s->cache_mu);
-    struct deal_cache_entry *e = &s->cache[slot];
-    if (e->used && e->gen == gen && e->pz[page].data == NULL)
-        sim_zseg_copy(&e->pz[page], seg);
-    pthread_mutex_unlock(&s->cache_mu);
-}
-
-/* Whether this answer is a plain gzip'd 200 (no fault shapes it), the only kind spliced. */
-static int plain_gzip(struct call *c, const struct sim_fault_draw *fd)
-{
-    return fd->hostile == SIM_H_NONE && !fd->reset && !fd->truncate && !fd->malformed &&
-           !fd->charge_error && !fd->no_products && accepts_gzip(c->conn);
-}
-
-/*
- * finish() for a /deal page whose "deals" member SEG (taken) is compressed already: the
- * same charge, envelope and ledger, and a body that inflates to the same bytes.
- */
-static enum MHD_Result finish_deal_z(struct call *c, struct sim_zseg *seg, int cached,
-                                     const struct sim_fault_draw *fd)
-{
-    struct sim_server *s = c->s;
-    struct sim_bucket_view v;
-    const int64_t charge = 5;
-    if (!sim_bucket_charge(bucket_of(c), kd_mono_ns(), charge, 0, &v)) {
-        sim_zseg_free(seg);
-        return send_429(c, &v, fd->latency_ms);
-    }
-    struct sim_buf b;
-    sim_buf_init(&b);
-    envelope(c, &b, &v, charge, 0);
-    const char *tail = cached ? "\"dealsCached\":true}" : "\"dealsCached\":false}";
-    size_t zlen = 0;
-    char *z = sim_buf_ok(&b) ? sim_zseg_gzip(b.data, b.len, seg, tail, strlen(tail), &zlen) : NULL;
-    sim_buf_free(&b);
-    sim_zseg_free(seg);
-    ledger_request(s, c->ep, charge, 0);
-    if (z == NULL)
-        return MHD_NO;
-    struct MHD_Response *resp = MHD_create_response_from_buffer(zlen, z, MHD_RESPMEM_MUST_FREE);
-    if (resp == NULL) {
-        free(z);
-        return MHD_NO;
-    }
-    return queue_response(s, c->conn, c->rq, 200, resp, 1, fd->latency_ms);
 }
 
 static enum MHD_Result ep_deal(struct call *c, struct sim_fault_draw *fd)
@@ -1237,21 +1161,15 @@ static enum MHD_Result ep_deal(struct call *c, struct sim_fault_draw *fd)
     int64_t page_idx[SIM_DEAL_PAGE], roots[32], scan_min;
     struct sim_deal_hit page_hit[SIM_DEAL_PAGE];
     size_t page_n = 0, total = 0;
-    int cached = 0, slot = -1, page = sel->page;
-    uint64_t gen = 0;
+    int cached = 0;
     if (sel->page > 66) {
         memset(roots, 0, sizeof(roots));
     } else if (deal_lookup(s, sel, kmin, page_idx, page_hit, &page_n, &total, roots, &cached,
-                           &scan_min, &slot, &gen) != 0) {
+                           &scan_min) != 0) {
         free(sel);
         return send_error(c, 500, 0, "out of memory", 0);
     }
     free(sel);
-    /* A page already served from this scan: its "deals" member is the same to the byte. */
-    int splice = slot >= 0 && page >= 0 && page < DEAL_PZ_PAGES && plain_gzip(c, fd);
-    struct sim_zseg seg;
-    if (splice && page_z_get(s, slot, gen, page, &seg) == 0)
-        return finish_deal_z(c, &seg, cached, fd);
     sim_buf_puts(&pl, "\"deals\":{\"dr\":[");
     struct sim_product *p = malloc(sizeof(*p));
     if (p == NULL) {
@@ -1283,14 +1201,7 @@ static enum MHD_Result ep_deal(struct call *c, struct sim_fault_draw *fd)
         if (roots[i] > 0)
             sim_buf_printf(&pl, "%lld,", (long long)roots[i]);
     sim_buf_uncomma(&pl);
-    sim_buf_puts(&pl, "]},");
-    if (splice && sim_buf_ok(&pl) &&
-        sim_zseg_deflate(pl.data, pl.len, s->cfg.gzip_level, &seg) == 0) {
-        page_z_put(s, slot, gen, page, &seg);
-        sim_buf_free(&pl);
-        return finish_deal_z(c, &seg, cached, fd);
-    }
-    sim_buf_printf(&pl, "\"dealsCached\":%s,", cached ? "true" : "false");
+    sim_buf_printf(&pl, "]},\"dealsCached\":%s,", cached ? "true" : "false");
     (void)total;
     return finish(c, &pl, 5, fd);
 }
@@ -2177,12 +2088,9 @@ void sim_server_stop(struct sim_server *s)
     }
     if (s->mhd != NULL)
         MHD_stop_daemon(s->mhd);
-    for (int i = 0; i < DEAL_CACHE_N; i++) {
+    for (int i = 0; i < DEAL_CACHE_N; i++)
         if (s->cache[i].used)
             sim_deal_result_free(&s->cache[i].res);
-        for (int p = 0; p < DEAL_PZ_PAGES; p++)
-            sim_zseg_free(&s->cache[i].pz[p]);
-    }
     for (int i = 0; i < DEAL_MEMO_N; i++)
         sim_deal_memo_free(&s->memo[i].memo);
     free(s->asin_seen);

@@ -11,8 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <zlib.h>
-
 #include "base/clock.h"
 #include "judge/inputs.h"
 #include "kd_test.h"
@@ -21,7 +19,6 @@
 #include "sim/catalog.h"
 #include "sim/deals.h"
 #include "sim/faults.h"
-#include "sim/gzseg.h"
 #include "sim/render.h"
 #include "sim/selection.h"
 #include "sim/truth.h"
@@ -920,84 +917,10 @@ static void test_query_parse_families(void **state)
     free(q);
 }
 
-/* Inflates the gzip member Z (ZLEN) into a malloc'd buffer; its size in *N. */
-static char *gunzip_all(const char *z, size_t zlen, size_t cap, size_t *n)
-{
-    char *out = malloc(cap);
-    assert_non_null(out);
-    z_stream zs;
-    memset(&zs, 0, sizeof(zs));
-    assert_int_equal(inflateInit2(&zs, 31), Z_OK);
-    zs.next_in = (Bytef *)(uintptr_t)z;
-    zs.avail_in = (uInt)zlen;
-    zs.next_out = (Bytef *)out;
-    zs.avail_out = (uInt)cap;
-    assert_int_equal(inflate(&zs, Z_FINISH), Z_STREAM_END); /* CRC and length checked */
-    assert_int_equal(zs.avail_in, 0);
-    *n = zs.total_out;
-    inflateEnd(&zs);
-    return out;
-}
-
-/*
- * A spliced /deal body (sim/gzseg.h) inflates to head + middle + tail exactly, whatever the
- * sizes: an empty head, a head over one stored block (65 535 bytes), a middle deflate
- * compresses well, and the segment reused for several bodies.
- */
-static void test_gzseg_splice_inflates_to_the_parts(void **state)
-{
-    (void)state;
-    size_t mid_len = 300000, big_head = 70000;
-    char *mid = malloc(mid_len), *head = malloc(big_head);
-    assert_non_null(mid);
-    assert_non_null(head);
-    uint64_t x = 88172645463325252ull;
-    for (size_t i = 0; i < mid_len; i++) {
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        mid[i] = (char)(i % 97 < 60 ? "0123456789,[]"[x % 13] : 'a' + (char)(x % 26));
-    }
-    for (size_t i = 0; i < big_head; i++)
-        head[i] = (char)('A' + (char)(i % 23));
-    struct sim_zseg seg;
-    assert_int_equal(sim_zseg_deflate(mid, mid_len, 1, &seg), 0);
-    assert_true(seg.len < mid_len);
-    const size_t heads[] = {0, 1, 180, 65535, 65536, big_head};
-    const char *tails[] = {"}", "\"dealsCached\":true}", ""};
-    for (size_t h = 0; h < sizeof(heads) / sizeof(heads[0]); h++) {
-        for (size_t t = 0; t < 3; t++) {
-            size_t tl = strlen(tails[t]), zlen = 0, n = 0;
-            char *z = sim_zseg_gzip(head, heads[h], &seg, tails[t], tl, &zlen);
-            assert_non_null(z);
-            char *got = gunzip_all(z, zlen, heads[h] + mid_len + tl + 16, &n);
-            assert_int_equal(n, heads[h] + mid_len + tl);
-            assert_memory_equal(got, head, heads[h]);
-            assert_memory_equal(got + heads[h], mid, mid_len);
-            assert_memory_equal(got + heads[h] + mid_len, tails[t], tl);
-            free(got);
-            free(z);
-        }
-    }
-    struct sim_zseg copy;
-    assert_int_equal(sim_zseg_copy(&copy, &seg), 0);
-    sim_zseg_free(&seg);
-    assert_null(seg.data);
-    size_t zlen = 0, n = 0;
-    char *z = sim_zseg_gzip("{", 1, &copy, "}", 1, &zlen);
-    char *got = gunzip_all(z, zlen, mid_len + 16, &n);
-    assert_int_equal(n, mid_len + 2);
-    assert_memory_equal(got + 1, mid, mid_len);
-    free(got);
-    free(z);
-    sim_zseg_free(&copy);
-    free(mid);
-    free(head);
-}
-
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_asin_roundtrip),
-        cmocka_unit_test(test_gzseg_splice_inflates_to_the_parts),
         cmocka_unit_test(test_seller_roundtrip),
         cmocka_unit_test(test_catalog_deterministic_and_moving),
         cmocka_unit_test(test_meaningful_deal_share),

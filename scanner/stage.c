@@ -1427,7 +1427,7 @@ static void next_load(struct scanner *sc)
 static int build_next(struct kp_call *call, void *ud)
 {
     struct scanner *sc = ud;
-    if (store_blocked(sc) || sc->stopping)
+    if (store_blocked(sc))
         return -EAGAIN; /* never sent: the reservation goes back whole (worker/spend.h) */
     scanner_page_reset(&sc->next.page); /* a grant may follow a retried transfer's part */
     memset(&sc->next.feed, 0, sizeof(sc->next.feed));

@@ -9,7 +9,10 @@
  *
  * Invariants:
  *   - at most one page of candidates is held (SCANNER_PAGE_MAX), plus the ring records not
- *     yet pushed (bounded; discovery pauses while they exist);
+ *     yet pushed (bounded; discovery pauses while they exist), and, while tokens pile up,
+ *     the pass's next /deal page as it arrives (the pipe, scanner/pipe.h): it becomes the
+ *     page in memory only when the cursor reaches it, so pages are still deduplicated,
+ *     peeked and recorded one at a time and in order;
  *   - the cursor in the meta db moves only after every candidate of its page reached a final
  *     state (peeked and recorded, filtered, or dropped for this pass); a failed page fetch
  *     or peek is retried with backoff, never skipped (docs/failure-modes.md F10);

@@ -9,8 +9,9 @@
  * product with a long history) when the fixtures are present, and a synthetic 50-product body
  * in the simulator's shape (36-entry stats arrays, csv histories, 20 offers each). Then a
  * forked child streams a generated 50 MB body through the decoder without ever holding it,
- * and reports its peak RSS (getrusage). Prints `BENCH <name> <value> <unit>` lines; asserts
- * nothing.
+ * and reports its peak RSS (getrusage). And a /deal page in the simulator's shape (150 deals,
+ * 350 KB of mostly integer arrays): ms per decode, and the gzip and inflate of it at zlib
+ * levels 0 and 1. Prints `BENCH <name> <value> <unit>` lines; asserts nothing.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <zlib.h>
 
 #include "base/clock.h"
 #include "keepa/decode.h"
@@ -251,6 +253,138 @@ static void bench_peak_rss(void)
     }
 }
 
+/* An int array of N entries drawn from X (an xorshift state), in the feed's compact form. */
+static void synth_ints(struct buf *b, uint64_t *x, int n, int64_t span)
+{
+    put(b, "[");
+    for (int i = 0; i < n; i++) {
+        *x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
+        int64_t v = (int64_t)(*x % (uint64_t)(2 * span + 1)) - span;
+        put(b, "%s%lld", i ? "," : "", (long long)(i % 3 == 2 ? 0 : v));
+    }
+    put(b, "]");
+}
+
+/* A /deal page in the simulator's shape (sim/render.c sim_render_deal): 150 deals. */
+static char *synth_deal_page(size_t *len)
+{
+    struct buf b = {malloc(1 << 20), 0, 1 << 20};
+    uint64_t x = 88172645463325252ull;
+    put(&b, "{\"timestamp\":1796615194430,\"tokensLeft\":99995,\"refillIn\":67,\"refillRate\":100,"
+            "\"tokenFlowReduction\":0.0,\"tokensConsumed\":5,\"processingTimeInMs\":30,"
+            "\"deals\":{\"dr\":[");
+    for (int d = 0; d < 150; d++) {
+        put(&b, "%s{\"flags\":null,", d ? "," : "");
+        const char *arr2[] = {"delta", "deltaPercent"};
+        for (int k = 0; k < 2; k++) {
+            put(&b, "\"%s\":[", arr2[k]);
+            for (int r = 0; r < 4; r++) {
+                put(&b, "%s", r ? "," : "");
+                synth_ints(&b, &x, 34, k ? 60 : 2000);
+            }
+            put(&b, "],");
+        }
+        put(&b, "\"deltaLast\":");
+        synth_ints(&b, &x, 34, 1000);
+        put(&b, ",\"avg\":[");
+        for (int r = 0; r < 4; r++) {
+            put(&b, "%s", r ? "," : "");
+            synth_ints(&b, &x, 34, 6000000);
+        }
+        put(&b, "],\"current\":");
+        synth_ints(&b, &x, 34, 6000000);
+        put(&b,
+            ",\"rootCat\":283155,\"creationDate\":8164100,\"image\":[52,49,83,48,48,48,48,"
+            "48,48,49,76,46,106,112,103],\"title\":\"Synthetic product %d of the feed\","
+            "\"categories\":[2831551,283155101],\"asin\":\"B0%08d\",\"lastUpdate\":8164120,"
+            "\"lightningEnd\":0,\"salesRankDrops30\":4,\"salesRankDrops90\":11,"
+            "\"salesRankDrops180\":20,\"salesRankDrops365\":41,\"backInStock\":[",
+            d, d);
+        for (int i = 0; i < 34; i++)
+            put(&b, "%sfalse", i ? "," : "");
+        put(&b, "],\"dateIntervalIndex\":0,\"lightningStart\":0,\"warehouseCondition\":0,"
+                "\"warehouseConditionComment\":null,\"currentSince\":");
+        synth_ints(&b, &x, 34, 8164000);
+        put(&b, "}");
+    }
+    put(&b, "],\"drDateIndex\":[],\"categoryIds\":[283155],\"categoryNames\":[\"Books\"],"
+            "\"categoryCount\":[150]},\"dealsCached\":false}");
+    *len = b.len;
+    return b.p;
+}
+
+static size_t deals_seen;
+
+static int count_deal(const struct kp_deal *d, void *ud)
+{
+    (void)ud;
+    deals_seen += d->asin[0] != '\0';
+    return 0;
+}
+
+/* Milliseconds per decode of a /deal page BODY, fed in 16 KiB chunks. */
+static double bench_deal_ms(const char *body, size_t len, int64_t min_ns)
+{
+    struct kp_decode_cbs cbs = {.on_deal = count_deal};
+    struct kp_decoder *d = kp_decoder_new(NULL, &cbs);
+    size_t iters = 0;
+    int64_t t0 = kd_mono_ns(), el;
+    do {
+        kp_decoder_reset(d);
+        for (size_t off = 0; off < len; off += 16384)
+            kp_decoder_feed(d, body + off, len - off < 16384 ? len - off : 16384);
+        if (kp_decoder_finish(d) != 0) {
+            fprintf(stderr, "bench_decode: deal page failed: %s\n", kp_decoder_error(d));
+            exit(1);
+        }
+        iters++;
+        el = kd_mono_ns() - t0;
+    } while (el < min_ns);
+    kp_decoder_free(d);
+    return (double)el / 1e6 / (double)iters;
+}
+
+/* Milliseconds to gzip BODY at LEVEL (*ZLEN: its size) and to inflate it again. */
+static void bench_gzip(const char *body, size_t len, int level, double *gzip_ms, double *gunzip_ms,
+                       size_t *zlen)
+{
+    uLong cap = compressBound((uLong)len) + 64;
+    unsigned char *z = malloc(cap), *out = malloc(len + 1);
+    if (z == NULL || out == NULL)
+        exit(1);
+    const int reps = 40;
+    int64_t t0 = kd_mono_ns();
+    for (int i = 0; i < reps; i++) {
+        z_stream zs;
+        memset(&zs, 0, sizeof(zs));
+        deflateInit2(&zs, level, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY);
+        zs.next_in = (Bytef *)(uintptr_t)body;
+        zs.avail_in = (uInt)len;
+        zs.next_out = z;
+        zs.avail_out = (uInt)cap;
+        deflate(&zs, Z_FINISH);
+        *zlen = zs.total_out;
+        deflateEnd(&zs);
+    }
+    int64_t t1 = kd_mono_ns();
+    for (int i = 0; i < reps; i++) {
+        z_stream zs;
+        memset(&zs, 0, sizeof(zs));
+        inflateInit2(&zs, 31);
+        zs.next_in = z;
+        zs.avail_in = (uInt)*zlen;
+        zs.next_out = out;
+        zs.avail_out = (uInt)len + 1;
+        inflate(&zs, Z_FINISH);
+        inflateEnd(&zs);
+    }
+    int64_t t2 = kd_mono_ns();
+    *gzip_ms = (double)(t1 - t0) / 1e6 / reps;
+    *gunzip_ms = (double)(t2 - t1) / 1e6 / reps;
+    free(z);
+    free(out);
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : KD_FIXTURES_DIR;
@@ -281,6 +415,22 @@ int main(int argc, char **argv)
     printf("BENCH decode.mb_per_s.synthetic50 %.1f MB/s\n", kp_syn);
     printf("BENCH decode.jansson_mb_per_s.synthetic50 %.1f MB/s\n", js_syn);
     printf("BENCH decode.ratio_vs_jansson.synthetic50 %.1f x\n", kp_syn / js_syn);
+
+    /* A /deal page as the 100/min day at 600x reads 185 a second of (bench/README.md). */
+    size_t dlen;
+    char *page = synth_deal_page(&dlen);
+    deals_seen = 0;
+    double deal_ms = bench_deal_ms(page, dlen, min_ns);
+    printf("BENCH decode.deal_page_ms %.3f ms\n", deal_ms);
+    for (int level = 0; level <= 1; level++) {
+        double gz_ms, gunz_ms;
+        size_t zlen;
+        bench_gzip(page, dlen, level, &gz_ms, &gunz_ms, &zlen);
+        printf("BENCH decode.deal_page_gzip%d_ms %.3f ms (%zu bytes)\n", level, gz_ms, zlen);
+        printf("BENCH decode.deal_page_gunzip%d_ms %.3f ms\n", level, gunz_ms);
+    }
+    printf("# deal page: %zu bytes, 150 deals\n", dlen);
+    free(page);
 
     /* Headline figures: the real body when present, else the synthetic one. */
     double mbs = fixture != NULL ? kp_fix : kp_syn;

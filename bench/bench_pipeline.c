@@ -103,7 +103,10 @@
  * deals are many and quick to find; sim/README.md), on the seed and catalog size
  * (BENCH_PIPELINE_SEED, default 1; BENCH_PIPELINE_PRODUCTS, default 20000), on the selection and
  * the [filter] defaults (what share of listed deals survive the peek and the commit), and on
- * machine load only through timing (a and the time-to-store). BENCH_PIPELINE_KEEP=1 keeps the temp
+ * machine load only through timing (a and the time-to-store; and b's utilisation at 600x on
+ * the 100/min plan, where the machine's speed limits: bench/README.md). Every simulator
+ * gzips at BENCH_PIPELINE_SIM_GZIP (kdeals-sim --gzip-level, default 0 here: the bytes
+ * decoded are the same, the CPU of both sides least). BENCH_PIPELINE_KEEP=1 keeps the temp
  * folders (logs, configs, stores) and prints their path. BENCH_PIPELINE_CONF=FILE appends FILE's
  * INI text to every config (kdeals' and legacy's alike), e.g. to try other [filter] values; the run
  * then no longer measures the defaults, and says so. BENCH_PIPELINE_ONLY=a or b runs one scenario.
@@ -1349,8 +1352,15 @@ static int scenario_day(struct ctx *cx)
     snprintf(clock_ms, sizeof(clock_ms), "%" PRId64, kd_wall_ms());
     char minute_ms[32];
     snprintf(minute_ms, sizeof(minute_ms), "%" PRId64, g_minute_ms);
-    char *extra[] = {"--minute-ms", minute_ms, "--refill-rate", refill,   "--seed", seed,
-                     "--products",  products,  "--clock-ms",    clock_ms, NULL};
+    /* The simulators' gzip level (a speed choice: the inflated bytes are the same; stored
+     * blocks by default, the cheapest for both sides at 600x). */
+    char gzip_level[16];
+    snprintf(gzip_level, sizeof(gzip_level), "%ld",
+             bu_env_long("bench_pipeline", "BENCH_PIPELINE_SIM_GZIP", 0, 0, 9));
+    char *extra[] = {"--minute-ms", minute_ms, "--refill-rate", refill,
+                     "--seed",      seed,      "--products",    products,
+                     "--clock-ms",  clock_ms,  "--gzip-level",  gzip_level,
+                     NULL};
 
     struct daemon d;
     memset(&d, 0, sizeof(d));

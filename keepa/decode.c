@@ -1246,6 +1246,36 @@ static int32_t (*deal_array2(struct kp_deal *x, unsigned which))[KP_NPRICE]
     }
 }
 
+/*
+ * An element of a per-price-type integer array (stats current/avg..., a deal's current,
+ * currentSince, deltaLast, or a row of avg/delta/deltaPercent) at F's position: N is the
+ * number, NULL when the element is not a number. Shared by on_scalar() and the integer-array
+ * fast path in squeeze(), so both store exactly the same.
+ */
+static void int_array_elem(struct kp_decoder *d, const struct frame *f, const struct num *n)
+{
+    switch (f->ctx) {
+    case C_STATS_ARR:
+        if (f->idx < KP_NPRICE && n != NULL)
+            set_i32(&stats_array(&d->prod.stats, f->aux)[f->idx], *n);
+        break;
+    case C_DEAL_ARR1:
+        if (f->idx < KP_NPRICE && n != NULL)
+            set_i32(&deal_array1(&d->deal, f->aux)[f->idx], *n);
+        if (f->aux == DK_CURRENT && (uint32_t)f->idx < KP_NPRICE)
+            d->deal.n_price = (uint32_t)f->idx + 1;
+        break;
+    case C_DEAL_ROW: {
+        int32_t row = d->st[d->nframes - 2].idx;
+        if (row >= 0 && row < KP_DEAL_RANGES && f->idx < KP_NPRICE && n != NULL)
+            set_i32(&deal_array2(&d->deal, f->aux)[row][f->idx], *n);
+        break;
+    }
+    default:
+        break;
+    }
+}
+
 static int on_scalar(struct kp_decoder *d, const struct scalar *v)
 {
     if (d->skip_depth > 0)
@@ -1287,8 +1317,10 @@ static int on_scalar(struct kp_decoder *d, const struct scalar *v)
         stats_scalar(d, f->key, v);
         break;
     case C_STATS_ARR:
-        if (f->idx < KP_NPRICE && v->kind == S_NUM)
-            set_i32(&stats_array(&d->prod.stats, f->aux)[f->idx], scalar_num(v));
+    case C_DEAL_ARR1:
+    case C_DEAL_ROW:
+        n = scalar_num(v);
+        int_array_elem(d, f, v->kind == S_NUM ? &n : NULL);
         break;
     case C_OFFER:
         offer_scalar(d, f->key, v);
@@ -1346,18 +1378,6 @@ static int on_scalar(struct kp_decoder *d, const struct scalar *v)
         if (n.is_int && d->deal.n_categories < KP_MAX_CATS)
             d->deal.categories[d->deal.n_categories++] = n.i;
         break;
-    case C_DEAL_ARR1:
-        if (f->idx < KP_NPRICE && v->kind == S_NUM)
-            set_i32(&deal_array1(&d->deal, f->aux)[f->idx], scalar_num(v));
-        if (f->aux == DK_CURRENT && (uint32_t)f->idx < KP_NPRICE)
-            d->deal.n_price = (uint32_t)f->idx + 1;
-        break;
-    case C_DEAL_ROW: {
-        int32_t row = d->st[d->nframes - 2].idx;
-        if (row >= 0 && row < KP_DEAL_RANGES && f->idx < KP_NPRICE && v->kind == S_NUM)
-            set_i32(&deal_array2(&d->deal, f->aux)[row][f->idx], scalar_num(v));
-        break;
-    }
     case C_SELLER:
         seller_scalar(d, f->key, v);
         break;
@@ -1820,6 +1840,60 @@ static bool droppable_after(unsigned char c)
 }
 
 /*
+ * The integer-array fast path. A /deal page is mostly arrays of small integers (a deal's
+ * avg, delta and deltaPercent rows, current, currentSince, deltaLast: some 540 numbers a deal,
+ * 80 000 a page), and yajl's lexer plus one callback per number was most of its decode. When
+ * yajl has just opened such an array (the top frame is C_STATS_ARR, C_DEAL_ARR1 or C_DEAL_ROW
+ * at index 0) and IN holds the array's whole inside in the canonical form the simulator and
+ * Keepa send, `-?(0|[1-9][0-9]*)` (at most 18 digits) separated by single commas with no
+ * whitespace, up to its closing ']', the numbers are stored here (int_array_elem(), as
+ * on_scalar() would) and yajl receives only the ']', which closes the array it opened.
+ * Anything else (a fraction, an exponent, a leading zero, whitespace, null, a string, a
+ * nested container, an array longer than FAST_ARRAY_MAX or not whole in IN) takes the usual
+ * way through yajl, byte for byte, so every body is accepted or refused exactly as before and
+ * decodes to the same values. Returns the bytes of IN consumed (0: not taken).
+ */
+#define FAST_ARRAY_MAX 64
+
+static size_t fast_int_array(struct kp_decoder *d, const unsigned char *in, size_t n)
+{
+    struct frame *f = top(d);
+    if (f == NULL || f->key != -2 || f->idx != 0 ||
+        (f->ctx != C_STATS_ARR && f->ctx != C_DEAL_ARR1 && f->ctx != C_DEAL_ROW))
+        return 0;
+    int64_t vals[FAST_ARRAY_MAX];
+    size_t count = 0, i = 0;
+    for (;;) {
+        if (count == FAST_ARRAY_MAX || i == n)
+            return 0;
+        bool neg = in[i] == '-';
+        size_t start = i + (neg ? 1 : 0), j = start;
+        int64_t v = 0;
+        while (j < n && in[j] >= '0' && in[j] <= '9' && j - start < 19) {
+            v = v * 10 + (int64_t)(in[j] - '0');
+            j++;
+        }
+        size_t digits = j - start;
+        if (digits == 0 || digits > 18 || (in[start] == '0' && digits > 1) || j == n)
+            return 0;
+        vals[count++] = neg ? -v : v;
+        if (in[j] == ']') {
+            i = j;
+            break;
+        }
+        if (in[j] != ',')
+            return 0;
+        i = j + 1;
+    }
+    for (size_t k = 0; k < count; k++) {
+        struct num num = {.ok = true, .is_int = true, .i = vals[k], .f = (double)vals[k]};
+        int_array_elem(d, f, &num);
+        f->idx++;
+    }
+    return i;
+}
+
+/*
  * Prepares the next bytes for yajl. Two jobs, both because yajl's lexer walks every byte
  * through its full state machine:
  *
@@ -1833,6 +1907,8 @@ static bool droppable_after(unsigned char c)
  *    the bytes up to the matching close are only scanned for brackets and strings (nesting
  *    depth still limited) and yajl receives just the closing bracket. Skipped subtrees are
  *    therefore checked for balance and depth, not for full JSON grammar.
+ * 3. Right after an integer array the decoder keeps opened, fast_int_array() may store its
+ *    numbers and leave yajl only the closing bracket (see there: same values, same verdicts).
  *
  * Returns the bytes of IN consumed; *OUTN receives the bytes written (at most CAP). On a
  * depth error sets d->err.
@@ -1851,6 +1927,8 @@ static size_t squeeze(struct kp_decoder *d, const unsigned char *in, size_t n, u
     /* Inside a skipped container but not yet at a point where dropping is valid (after ','
      * or ':'): end the stage at the next digit, so dropping starts right after it. */
     bool want_drop_point = d->sq_drop_levels == 0 && d->skip_depth > 0;
+    if (d->sq_drop_levels == 0 && d->skip_depth == 0 && !in_str && !pend && last == '[')
+        i = fast_int_array(d, in, n);
     while (i < n && o + 2 <= cap) {
         if (d->sq_drop_levels > 0) {
             /* Fast scan to the next byte that matters in this state. */

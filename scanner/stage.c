@@ -47,6 +47,7 @@
 #include "judge/market.h"
 #include "judge/rules.h"
 #include "store/record.h"
+#include "scanner/pipe.h"
 #include "scanner/scanner.h"
 #include "shm/counters.h"
 #include "worker/value.h"
@@ -478,10 +479,25 @@ static int write_batch(struct scanner *sc, struct scanner_batch *b)
 
 /* ---------- peek requests ---------- */
 
+/* Paid-for results wait for the store: nothing more is asked of Keepa meanwhile. */
+static bool store_blocked(const struct scanner *sc)
+{
+    if (sc->cursor_write_pending)
+        return true;
+    for (int i = 0; i < SCANNER_MAX_BATCHES; i++)
+        if (sc->batches[i].write_pending)
+            return true;
+    return false;
+}
+
 static int build_peek(struct kp_call *call, void *ud)
 {
     struct scanner_batch *b = ud;
     struct scanner *sc = b->sc;
+    /* A batch queued before another's write failed is not sent meanwhile (peek_done puts its
+     * ASINs back); with the pipe a queued page can delay its grant past that failure. */
+    if (store_blocked(sc))
+        return -EAGAIN;
     const char *ids[KP_MAX_BATCH];
     for (size_t i = 0; i < b->n; i++) {
         const struct scanner_cand *c = &sc->page.c[b->idx[i]];
@@ -587,7 +603,7 @@ static void peek_done(const struct kp_result *res, void *ud)
         b->busy = false;
         if (res->code == KP_KEY_UNUSABLE) {
             sc->key_unusable = true;
-        } else if (res->code != KP_CANCELLED) {
+        } else if (res->code != KP_CANCELLED && !(res->http_status == 0 && store_blocked(sc))) {
             sc->peek_failures++;
             int64_t wait = backoff_ns(sc->peek_failures);
             sc->peek_retry_ns = kd_mono_ns() + wait;
@@ -751,33 +767,34 @@ static void page_loaded(struct scanner *sc, const char *what, uint64_t at)
     size_t dedup = dedup_page(sc);
     struct shm_counter_block *cb = counters(sc);
     shm_counter_add(cb, SHM_C_asins_discovered, (int64_t)sc->page.n);
-    shm_counter_add(cb, SHM_C_asins_prefiltered, (int64_t)(sc->page_prefiltered + dedup));
+    shm_counter_add(cb, SHM_C_asins_prefiltered, (int64_t)(sc->feed.prefiltered + dedup));
     sc->pass_pages++;
     sc->pass_discovered += sc->page.n;
     sc->page_loaded = true;
     kd_info("%s %llu (pass %u): %zu items, %zu asins, %zu pre-filtered, %zu peeked recently "
             "and unchanged, %zu to peek",
             what, (unsigned long long)at, sc->cur.pass, sc->page_items, sc->page.n,
-            sc->page_prefiltered, dedup, scanner_page_count(&sc->page, SCANNER_CAND_QUEUED));
+            sc->feed.prefiltered, dedup, scanner_page_count(&sc->page, SCANNER_CAND_QUEUED));
 }
 
-static int on_deal(const struct kp_deal *d, void *ud)
+/* A /deal entry arrives on PAGE (the page in memory, or the pipe's next one) with FEED. */
+static void feed_deal(struct scanner *sc, struct scanner_page *page, struct scanner_feed *feed,
+                      const struct kp_deal *d)
 {
-    struct scanner *sc = ud;
     int64_t moment = d->creation_date_keepa_min;
     if (moment > 0) {
-        if (!scanner_fresh_in_order(sc->page_prev_min, moment))
-            sc->page_disordered = true;
-        sc->page_prev_min = moment;
-        if (sc->page_oldest_min <= 0 || moment < sc->page_oldest_min)
-            sc->page_oldest_min = moment;
-        if (moment > sc->page_newest_min)
-            sc->page_newest_min = moment;
+        if (!scanner_fresh_in_order(feed->prev_min, moment))
+            feed->disordered = true;
+        feed->prev_min = moment;
+        if (feed->oldest_min <= 0 || moment < feed->oldest_min)
+            feed->oldest_min = moment;
+        if (moment > feed->newest_min)
+            feed->newest_min = moment;
     }
-    int rc = scanner_page_add(&sc->page, d->asin, d->last_update_keepa_min, scanner_feed_hash(d));
+    int rc = scanner_page_add(page, d->asin, d->last_update_keepa_min, scanner_feed_hash(d));
     if (rc != 0)
-        return 0; /* a repeat from a retried transfer, or not an ASIN */
-    struct scanner_cand *c = &sc->page.c[sc->page.n - 1];
+        return; /* a repeat from a retried transfer, or not an ASIN */
+    struct scanner_cand *c = &page->c[page->n - 1];
     if (sc->sel_ok && sc->sel.probe_ok && (size_t)sc->sel.price_type < d->n_price)
         c->feed_drop_pct = d->delta_percent[sc->sel.date_range][sc->sel.price_type];
     bool keep = scanner_prefilter_deal(d, &sc->rules, NULL);
@@ -789,7 +806,7 @@ static int on_deal(const struct kp_deal *d, void *ud)
     }
     if (!keep) {
         c->state = SCANNER_CAND_DONE;
-        sc->page_prefiltered++;
+        feed->prefiltered++;
     } else {
         bool fees = (sc->value_rules & VAL_RULE_FEES) != 0;
         bool low = (sc->value_rules & VAL_RULE_LOWFEES) != 0;
@@ -798,9 +815,15 @@ static int on_deal(const struct kp_deal *d, void *ud)
         if (c->prescore_profit_cents < 0) { /* a sure fail at the fees its last peek read, or
                                              * at the low fees peeks found (`lowfees`) */
             c->state = SCANNER_CAND_DONE;
-            sc->page_prefiltered++;
+            feed->prefiltered++;
         }
     }
+}
+
+static int on_deal(const struct kp_deal *d, void *ud)
+{
+    struct scanner *sc = ud;
+    feed_deal(sc, &sc->page, &sc->feed, d);
     return 0;
 }
 
@@ -816,9 +839,9 @@ static int build_page(struct kp_call *call, void *ud)
     struct scanner *sc = ud;
     /* A grant may come after a retried transfer delivered part of an earlier attempt. */
     scanner_page_reset(&sc->page);
-    sc->page_prefiltered = 0;
-    sc->page_oldest_min = sc->page_newest_min = sc->page_prev_min = 0;
-    sc->page_disordered = false;
+    sc->feed.prefiltered = 0;
+    sc->feed.oldest_min = sc->feed.newest_min = sc->feed.prev_min = 0;
+    sc->feed.disordered = false;
     if (sc->source == CFG_SOURCE_QUERY)
         return kp_call_query(call, (int)cfg(sc)->keepa_domain, sc->fetch_json, false);
     return kp_call_deal(call, sc->fetch_json);
@@ -943,7 +966,7 @@ static int read_chunk(struct scanner *sc)
         line++;
     }
     scanner_page_reset(&sc->page);
-    sc->page_prefiltered = 0;
+    sc->feed.prefiltered = 0;
     sc->n_items = 0;
     size_t items = 0;
     while (!eof && items < ASIN_CHUNK) {
@@ -1273,7 +1296,7 @@ static void load_list_chunk(struct scanner *sc, size_t offset)
     int64_t now_min = lightning ? list_now_min(sc) : 0;
     int64_t soon_min = cfg(sc)->scan_lightning_soon_ms / CFG_MS_MIN;
     scanner_page_reset(&sc->page);
-    sc->page_prefiltered = 0;
+    sc->feed.prefiltered = 0;
     sc->n_items = 0;
     size_t i = offset;
     for (; i < sc->list_n && i - offset < SCANNER_LIST_CHUNK; i++) {
@@ -1288,17 +1311,17 @@ static void load_list_chunk(struct scanner *sc, size_t offset)
         const char *why = NULL;
         if (!scanner_lightning_candidate(e, now_min, soon_min, &sc->disc, &why)) {
             c->state = SCANNER_CAND_DONE;
-            sc->page_prefiltered++;
+            sc->feed.prefiltered++;
             for (size_t k = 0; k < KD_ARRAY_LEN(reasons); k++)
                 dropped[k] += why != NULL && strcmp(why, reasons[k]) == 0;
         }
     }
     sc->list_next = i;
     sc->page_items = i - offset;
-    if (lightning && sc->page_prefiltered > 0)
+    if (lightning && sc->feed.prefiltered > 0)
         kd_info("lightning deals %zu..%zu of %zu: %zu ruled out for free (%zu start later than "
                 "[scan] lightning_soon, %zu ended, %zu sold out, %zu Amazon's, %zu price)",
-                offset, i, sc->list_n, sc->page_prefiltered, dropped[0], dropped[1], dropped[2],
+                offset, i, sc->list_n, sc->feed.prefiltered, dropped[0], dropped[1], dropped[2],
                 dropped[3], dropped[4]);
     char what[128];
     list_what(sc, sc->list_index, what, sizeof(what));
@@ -1385,6 +1408,153 @@ static void bucket_reading(struct scanner *sc, int64_t *balance, int64_t *rate)
     *rate = known ? st.refill_rate : 0;
 }
 
+/* ---------- the pipe (scanner/pipe.h) ---------- */
+
+/* The pipe's page is the page in memory now: as page_done() loads an answer. */
+static void next_load(struct scanner *sc)
+{
+    sc->page = sc->next.page;
+    sc->feed = sc->next.feed;
+    sc->page_items = sc->next.items;
+    sc->page_full = sc->next.full;
+    sc->page_last = sc->next.last;
+    sc->page_fresh = sc->next.fresh;
+    sc->fetch_failures = 0;
+    sc->next.active = sc->next.arrived = sc->next.taken = false;
+    page_loaded(sc, "deal page", sc->cur.position);
+}
+
+static int build_next(struct kp_call *call, void *ud)
+{
+    struct scanner *sc = ud;
+    if (store_blocked(sc))
+        return -EAGAIN; /* never sent: the reservation goes back whole (worker/spend.h) */
+    scanner_page_reset(&sc->next.page); /* a grant may follow a retried transfer's part */
+    memset(&sc->next.feed, 0, sizeof(sc->next.feed));
+    return kp_call_deal(call, sc->next.json);
+}
+
+static int on_deal_next(const struct kp_deal *d, void *ud)
+{
+    struct scanner *sc = ud;
+    feed_deal(sc, &sc->next.page, &sc->next.feed, d);
+    return 0;
+}
+
+/*
+ * The pipe's answer. Taken by start_page() meanwhile: it is the page in memory now (a failed
+ * one is fetched again the usual way). Else it waits for start_page(), or is forgotten when it
+ * failed: the usual fetch then asks for that page.
+ */
+static void next_done(const struct kp_result *res, void *ud)
+{
+    struct scanner *sc = ud;
+    free(sc->next.json);
+    sc->next.json = NULL;
+    bool ok = res->code == KP_OK && !sc->stopping;
+    if (res->code == KP_KEY_UNUSABLE)
+        sc->key_unusable = true;
+    if (ok) {
+        size_t items = sc->next.page.n;
+        if (res->envelope != NULL && res->envelope->n_deals > items)
+            items = res->envelope->n_deals;
+        sc->next.items = items;
+    }
+    if (sc->next.taken) {
+        sc->fetching = false;
+        if (ok)
+            next_load(sc);
+        else
+            sc->next.active = sc->next.taken = false;
+    } else if (ok) {
+        sc->next.arrived = true;
+    } else {
+        sc->next.active = false;
+    }
+    kick(sc);
+}
+
+/*
+ * Requests the pass's next /deal page ahead of the page in memory (or in flight), when
+ * scanner_pipe_next says so. The selection is rendered as start_page() will render it then:
+ * same pass, so the same order, probe floor and selection (a reload changes source_hash, and
+ * start_page() then drops the answer).
+ */
+static void pipe_next(struct scanner *sc)
+{
+    if (sc->next.active || sc->stopping || !sc->sel_ok || sc->source != CFG_SOURCE_DEALS ||
+        (!sc->fetching && !sc->page_loaded))
+        return;
+    int64_t balance, rate;
+    bucket_reading(sc, &balance, &rate);
+    uint64_t position = sc->cur.position + 1;
+    if (!scanner_pipe_next((sc->value_rules & VAL_RULE_BUSY) != 0, true, position,
+                           (uint64_t)sc->sel.last_page, balance, rate))
+        return;
+    size_t len = 0;
+    int rc = sc->page_fresh && sc->pass_probe
+                 ? scanner_selection_render_probe(&sc->sel, position, SCANNER_FRESH_SORT,
+                                                  sc->pass_floor_pct, &sc->next.json, &len)
+                 : scanner_selection_render_sorted(&sc->sel, position,
+                                                   sc->page_fresh ? SCANNER_FRESH_SORT : 0,
+                                                   &sc->next.json, &len);
+    if (rc != 0)
+        return;
+    sc->next.active = true;
+    sc->next.arrived = sc->next.taken = false;
+    sc->next.at = sc->cur;
+    sc->next.at.position = position;
+    sc->next.hash = source_hash(sc);
+    sc->next.fresh = sc->page_fresh;
+    sc->next.full = (size_t)sc->sel.per_page;
+    sc->next.last = (uint64_t)sc->sel.last_page;
+    scanner_page_reset(&sc->next.page);
+    memset(&sc->next.feed, 0, sizeof(sc->next.feed));
+    struct sp_job_spec spec = {.kind = TB_KIND_DEAL_PAGE,
+                               .units = 1,
+                               .prio = SP_PRIO_DISCOVER,
+                               .build = build_next,
+                               .cbs = {.on_deal = on_deal_next, .on_done = next_done, .ud = sc}};
+    rc = sp_submit(&sc->sp, &spec);
+    if (rc != 0) {
+        sc->next.active = false;
+        free(sc->next.json);
+        sc->next.json = NULL;
+        if (rc == -EKEYREJECTED)
+            sc->key_unusable = true;
+    }
+}
+
+/*
+ * The pipe's page when it is the one the cursor is on (same source, selection, pass and
+ * position, read in the same order): loaded now, or taken in flight (true: nothing to fetch).
+ * Anything else is dropped: an answer for a page the cursor left (the pass ended before it, a
+ * reload) is thrown away; one still in flight is thrown away when it arrives.
+ */
+static bool next_take(struct scanner *sc, uint64_t hash)
+{
+    if (!sc->next.active)
+        return false;
+    bool same = sc->next.at.source == sc->cur.source && sc->next.at.pass == sc->cur.pass &&
+                sc->next.at.position == sc->cur.position && sc->next.hash == hash &&
+                sc->next.fresh == fresh_walk(sc) && sc->sel_ok;
+    if (!same) {
+        if (sc->next.arrived)
+            sc->next.active = sc->next.arrived = false;
+        return false; /* in flight: stays active until it arrives, then waits to be dropped */
+    }
+    kd_debug("deal page %llu (pass %u) came through the pipe%s",
+             (unsigned long long)sc->cur.position, sc->cur.pass,
+             sc->next.arrived ? "" : " (still in flight)");
+    if (sc->next.arrived) {
+        next_load(sc);
+        return true;
+    }
+    sc->next.taken = true;
+    sc->fetching = true;
+    return true;
+}
+
 static void start_page(struct scanner *sc, int64_t now)
 {
     uint64_t hash = source_hash(sc);
@@ -1419,6 +1589,8 @@ static void start_page(struct scanner *sc, int64_t now)
         sc->fetch_retry_ns = now + NO_SOURCE_RETRY_MS * KD_NS_PER_MS;
         return;
     }
+    if (next_take(sc, hash))
+        return;
     size_t len = 0;
     sc->page_fresh = fresh_walk(sc);
     if (sc->page_fresh && sc->cur.position == 0) {
@@ -1458,7 +1630,7 @@ static void start_page(struct scanner *sc, int64_t now)
         return;
     }
     scanner_page_reset(&sc->page);
-    sc->page_prefiltered = 0;
+    sc->feed.prefiltered = 0;
     sc->page_full = (size_t)sc->sel.per_page; /* as fetched, whatever a reload does meanwhile */
     sc->page_last = (uint64_t)sc->sel.last_page;
     struct sp_job_spec spec = {
@@ -1479,7 +1651,9 @@ static void start_page(struct scanner *sc, int64_t now)
             kd_error("cannot queue a page request: %s", strerror(-rc));
             sc->fetch_retry_ns = now + backoff_ns(++sc->fetch_failures);
         }
+        return;
     }
+    pipe_next(sc);
 }
 
 static int write_cursor_fn(struct st_txn *txn, void *ud)
@@ -1531,17 +1705,17 @@ static void finish_page(struct scanner *sc, int64_t now)
     else
         pass_end = scanner_cursor_after_page(&next, sc->page_items, sc->page_full, sc->page_last);
     if (sc->page_fresh) {
-        if (sc->page_newest_min > sc->pass_newest_min)
-            sc->pass_newest_min = sc->page_newest_min;
-        if (sc->page_disordered && !sc->pass_disordered)
+        if (sc->feed.newest_min > sc->pass_newest_min)
+            sc->pass_newest_min = sc->feed.newest_min;
+        if (sc->feed.disordered && !sc->pass_disordered)
             kd_log(sc->fresh_warned ? KD_LOG_DEBUG : KD_LOG_WARN,
                    "deal page %llu is not in deal-age order (sortType %d): this pass walks "
                    "every page",
                    (unsigned long long)sc->cur.position, SCANNER_FRESH_SORT);
-        sc->fresh_warned = sc->fresh_warned || sc->page_disordered;
-        sc->pass_disordered = sc->pass_disordered || sc->page_disordered;
+        sc->fresh_warned = sc->fresh_warned || sc->feed.disordered;
+        sc->pass_disordered = sc->pass_disordered || sc->feed.disordered;
         if (!pass_end && !sc->pass_disordered &&
-            scanner_fresh_ends_pass(sc->fresh_horizon_min, sc->page_oldest_min)) {
+            scanner_fresh_ends_pass(sc->fresh_horizon_min, sc->feed.oldest_min)) {
             scanner_cursor_end_pass(&next);
             pass_end = true;
             horizon = true;
@@ -1676,6 +1850,8 @@ static void step(struct scanner *sc)
 
     for (int round = 0; round < PAGES_PER_STEP; round++) {
         if (sc->page_loaded) {
+            if (!throttled)
+                pipe_next(sc);
             if (!throttled) {
                 drop_ended_deals(sc);
                 submit_peeks(sc, now, &wake);
@@ -1891,6 +2067,7 @@ static void on_release(struct wk *wk)
     st_close(sc->env);
     scanner_selection_free(&sc->sel);
     free(sc->fetch_json);
+    free(sc->next.json);
     free(sc->list);
     wk_backlog_free(&sc->survivors_out);
     wk_backlog_free(&sc->refresh_out);

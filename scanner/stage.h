@@ -9,7 +9,10 @@
  *
  * Invariants:
  *   - at most one page of candidates is held (SCANNER_PAGE_MAX), plus the ring records not
- *     yet pushed (bounded; discovery pauses while they exist);
+ *     yet pushed (bounded; discovery pauses while they exist), and, while tokens pile up,
+ *     the pass's next /deal page as it arrives (the pipe, scanner/pipe.h): it becomes the
+ *     page in memory only when the cursor reaches it, so pages are still deduplicated,
+ *     peeked and recorded one at a time and in order;
  *   - the cursor in the meta db moves only after every candidate of its page reached a final
  *     state (peeked and recorded, filtered, or dropped for this pass); a failed page fetch
  *     or peek is retried with backoff, never skipped (docs/failure-modes.md F10);
@@ -80,6 +83,15 @@ struct scanner_list_item {
     struct scanner_list_line l;
 };
 
+/* What a feed page's entries tell as they arrive (the page in memory, or the next one). */
+struct scanner_feed {
+    size_t prefiltered;
+    int64_t oldest_min; /* the oldest and newest deal moment (creationDate) on the page, */
+    int64_t newest_min; /* Keepa minutes; 0 when no entry told one */
+    int64_t prev_min;   /* the moment of the page's last entry that told one */
+    bool disordered;    /* an entry newer than the one before it: not deal-age order */
+};
+
 struct scanner {
     struct wk *wk;
     struct spend sp;
@@ -114,12 +126,8 @@ struct scanner {
     uint64_t page_last; /* the last page that selection's endpoint serves */
     bool page_eof;      /* asins: the chunk reached the end of the file */
     uint64_t page_next_line;
-    size_t page_prefiltered;
+    struct scanner_feed feed;   /* what the page's entries told as they arrived */
     bool page_fresh;            /* fetched newest first, by the fresh rule (scanner/rules.h) */
-    int64_t page_oldest_min;    /* the oldest and newest deal moment (creationDate) on the page, */
-    int64_t page_newest_min;    /* Keepa minutes; 0 when no entry told one */
-    int64_t page_prev_min;      /* the moment of the page's last entry that told one */
-    bool page_disordered;       /* an entry newer than the one before it: not deal-age order */
     int64_t pass_newest_min;    /* ... the newest of the pass so far */
     int64_t last_newest_min;    /* ... of the last pass over the seller's selection (0: none) */
     bool pass_disordered;       /* a page of the pass was out of order: no early end */
@@ -135,6 +143,26 @@ struct scanner {
     char *fetch_json;           /* selection of the page being fetched */
     unsigned fetch_failures;
     int64_t fetch_retry_ns;
+    /*
+     * The pipe: the pass's next /deal page, fetched while this page's candidates are peeked
+     * and committed, so the simulator's (or Keepa's) answer and this stage's work overlap.
+     * Only while tokens pile up (scanner_pipe_next); taken by start_page() when the cursor
+     * reaches it, dropped (its tokens spent for nothing) when the cursor or the selection went
+     * elsewhere meanwhile.
+     */
+    struct {
+        bool active;              /* requested: queued, in flight, or arrived and not taken */
+        bool arrived;             /* its answer is complete and good */
+        bool taken;               /* start_page() took it in flight: its answer loads the page */
+        struct scanner_cursor at; /* the cursor it was fetched for */
+        uint64_t hash;            /* source_hash then */
+        bool fresh;               /* page_fresh then */
+        char *json;
+        size_t items, full;
+        uint64_t last;
+        struct scanner_feed feed;
+        struct scanner_page page;
+    } next;
 
     /* Peeks. */
     struct scanner_batch batches[SCANNER_MAX_BATCHES];

@@ -1479,7 +1479,7 @@ static void cal_values(const struct sim_catalog *c, struct sim_product *p)
 
 /* The static draws and the clock of product IDX at KEEPA_MIN: no values yet. */
 static void product_base(const struct sim_catalog *c, int64_t idx, int64_t keepa_min,
-                         struct sim_product *p)
+                         struct sim_product *p, int fill_slots)
 {
     memset(p, 0, sizeof(*p));
     p->idx = idx;
@@ -1510,14 +1510,14 @@ static void product_base(const struct sim_catalog *c, int64_t idx, int64_t keepa
     uint64_t hm = H(c, idx, T_MISC, 0);
     p->tracking_since = t - 1440 * (200 + (int64_t)(hm % 1500));
     p->listed_since = p->tracking_since - (int64_t)((hm >> 12) % 5000);
-    if (c->economy == SIM_ECONOMY_CALIBRATED)
+    if (c->economy == SIM_ECONOMY_CALIBRATED && fill_slots)
         slot_cache_fill(c, p);
 }
 
 void sim_catalog_product(const struct sim_catalog *c, int64_t idx, int64_t keepa_min,
                          struct sim_product *p)
 {
-    product_base(c, idx, keepa_min, p);
+    product_base(c, idx, keepa_min, p, 1);
     if (c->economy == SIM_ECONOMY_RICH)
         rich_values(c, p);
     else
@@ -1531,7 +1531,7 @@ void sim_catalog_product_light(const struct sim_catalog *c, int64_t idx, int64_t
     if (c->economy == SIM_ECONOMY_RICH) /* its feed reads the values now */
         sim_catalog_product(c, idx, keepa_min, p);
     else
-        product_base(c, idx, keepa_min, p);
+        product_base(c, idx, keepa_min, p, 1);
 }
 
 /* ---------- the feed's view ---------- */
@@ -1815,7 +1815,7 @@ int sim_catalog_lightning(const struct sim_catalog *c, int64_t idx, int64_t t,
     struct sim_product *p = malloc(sizeof(*p)); /* rare: only now is the product needed */
     if (p == NULL)
         return 0;
-    product_base(c, idx, t, p);
+    product_base(c, idx, t, p, 0);
     int has_new = p->has_new;
     free(p);
     if (!has_new)

@@ -24,7 +24,7 @@ static void usage(FILE *f)
           "                  [--volatility V] [--offers-zero-ok] [--threads N] [--quiet] [--help]\n"
           "                  [--clock-ms EPOCH_MS] [--max-connections N]\n"
           "                  [--replay-deal FILE] [--replay-product FILE]\n"
-          "                  [--economy calibrated|rich] [--catch-up-hours H]\n"
+          "                  [--economy calibrated|rich] [--catch-up-hours H] [--gzip-level L]\n"
           "A Keepa-compatible API simulator on loopback; see sim/README.md.\n",
           f);
 }
@@ -69,6 +69,7 @@ int main(int argc, char **argv)
     cfg.volatility = 1.0;
     cfg.threads = 2;
     cfg.max_connections = 1000;
+    cfg.gzip_level = 1;
     cfg.catch_up_hours = 6;
     enum {
         O_LISTEN = 256,
@@ -94,7 +95,8 @@ int main(int argc, char **argv)
         O_RDEAL,
         O_RPROD,
         O_ECONOMY,
-        O_CATCHUP
+        O_CATCHUP,
+        O_GZIP
     };
     static const struct option opts[] = {{"listen", required_argument, 0, O_LISTEN},
                                          {"port", required_argument, 0, O_PORT},
@@ -120,6 +122,7 @@ int main(int argc, char **argv)
                                          {"replay-product", required_argument, 0, O_RPROD},
                                          {"economy", required_argument, 0, O_ECONOMY},
                                          {"catch-up-hours", required_argument, 0, O_CATCHUP},
+                                         {"gzip-level", required_argument, 0, O_GZIP},
                                          {0, 0, 0, 0}};
     int o;
     int64_t v;
@@ -214,6 +217,14 @@ int main(int argc, char **argv)
         }
         case O_CATCHUP:
             rc = parse_i64("--catch-up-hours", optarg, 1, &cfg.catch_up_hours);
+            break;
+        case O_GZIP:
+            rc = parse_i64("--gzip-level", optarg, 0, &v);
+            if (rc == 0 && v > 9) {
+                fprintf(stderr, "kdeals-sim: --gzip-level %s: expected 0 to 9\n", optarg);
+                rc = -1;
+            }
+            cfg.gzip_level = (int)v;
             break;
         default:
             usage(stderr);

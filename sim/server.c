@@ -199,11 +199,11 @@ static int accepts_gzip(struct MHD_Connection *conn)
 }
 
 /* gzip of IN (LEN) into a malloc'd buffer; NULL on failure. */
-static char *gzip_bytes(const char *in, size_t len, size_t *out_len)
+static char *gzip_bytes(const char *in, size_t len, int level, size_t *out_len)
 {
     z_stream zs;
     memset(&zs, 0, sizeof(zs));
-    if (deflateInit2(&zs, 1, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    if (deflateInit2(&zs, level, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY) != Z_OK)
         return NULL;
     uLong bound = deflateBound(&zs, (uLong)len) + 32;
     char *out = malloc(bound);
@@ -292,7 +292,7 @@ static enum MHD_Result send_body(struct sim_server *s, struct MHD_Connection *co
     int gz = accepts_gzip(conn);
     if (gz && data != NULL) {
         size_t zlen;
-        char *z = gzip_bytes(data, len, &zlen);
+        char *z = gzip_bytes(data, len, s->cfg.gzip_level, &zlen);
         if (z != NULL) {
             free(data);
             data = z;
@@ -666,7 +666,7 @@ static enum MHD_Result send_hostile(struct sim_server *s, struct MHD_Connection 
         gz = accepts_gzip(conn);
         if (gz) {
             size_t zlen;
-            char *z = gzip_bytes(body->data, body->len, &zlen);
+            char *z = gzip_bytes(body->data, body->len, s->cfg.gzip_level, &zlen);
             if (z != NULL) {
                 sim_buf_put(&head, z, zlen);
                 free(z);

@@ -54,6 +54,8 @@ static int on_product(const struct kp_product *p, void *ud)
     s->products++;
     mix(s, p->asin, strlen(p->asin));
     mix(s, &p->stats.current, sizeof(p->stats.current));
+    mix(s, &p->stats.avg, sizeof(p->stats.avg));
+    mix(s, &p->stats.avg365, sizeof(p->stats.avg365));
     mix(s, &p->n_offers, sizeof(p->n_offers));
     return 0;
 }
@@ -67,6 +69,12 @@ static int on_deal(const struct kp_deal *d, void *ud)
     s->deals++;
     mix(s, d->asin, strlen(d->asin));
     mix(s, d->current, sizeof(d->current));
+    mix(s, d->current_since, sizeof(d->current_since));
+    mix(s, d->delta_last, sizeof(d->delta_last));
+    mix(s, d->avg, sizeof(d->avg));
+    mix(s, d->delta, sizeof(d->delta));
+    mix(s, d->delta_percent, sizeof(d->delta_percent));
+    mix(s, &d->n_price, sizeof(d->n_price));
     return 0;
 }
 

@@ -840,6 +840,111 @@ static void expect_error(const char *body, size_t len, int want, const char *wha
     sink_free(s);
 }
 
+/*
+ * The integer-array fast path (fast_int_array in keepa/decode.c) stores a compact array's
+ * numbers itself and gives yajl only the closing bracket. Fed one byte at a time, no array is
+ * ever whole in a feed, so every number goes through yajl: the two decodings must agree on
+ * the verdict and on every stored value, for canonical arrays, for every form the fast path
+ * leaves to yajl, and for malformed arrays (which must stay refused).
+ */
+static int decode_deal_arrays(const char *arrays, size_t chunk, struct sink *s, char *err,
+                              size_t errsz)
+{
+    char body[4096];
+    int n =
+        snprintf(body, sizeof(body),
+                 "{\"timestamp\":1,\"tokensLeft\":2,\"deals\":{\"dr\":[{\"asin\":\"B000000001\","
+                 "%s},{\"asin\":\"B000000002\",\"current\":[5,-6,0]}]},\"stats\":"
+                 "{\"current\":[1,2,3]}}",
+                 arrays);
+    assert_true(n > 0 && (size_t)n < sizeof(body));
+    return decode_chunked(body, (size_t)n, chunk, s, NULL, err, errsz, NULL);
+}
+
+static void same_deal_arrays(const struct kp_deal *a, const struct kp_deal *b)
+{
+    assert_string_equal(a->asin, b->asin);
+    assert_int_equal(a->n_price, b->n_price);
+    assert_memory_equal(a->current, b->current, sizeof(a->current));
+    assert_memory_equal(a->current_since, b->current_since, sizeof(a->current_since));
+    assert_memory_equal(a->delta_last, b->delta_last, sizeof(a->delta_last));
+    assert_memory_equal(a->avg, b->avg, sizeof(a->avg));
+    assert_memory_equal(a->delta, b->delta, sizeof(a->delta));
+    assert_memory_equal(a->delta_percent, b->delta_percent, sizeof(a->delta_percent));
+}
+
+static void test_int_array_fast_path_same_as_yajl(void **state)
+{
+    (void)state;
+    char seventy[512] = "\"currentSince\":[";
+    for (int i = 0; i < 70; i++)
+        snprintf(seventy + strlen(seventy), sizeof(seventy) - strlen(seventy), "%s%d", i ? "," : "",
+                 i * 3 - 7);
+    strcat(seventy, "]");
+    const char *valid[] = {
+        "\"current\":[0,-0,7,-7,2147483647,-2147483648],\"deltaLast\":[1,2],"
+        "\"avg\":[[1,2,3],[4,5,6],[-1,-2,-3],[7],[8]],\"delta\":[[],[0]],"
+        "\"deltaPercent\":[[99,-99]]",
+        /* out of int32, 18 and 19 digits, 20 digits: left unset or stored as yajl would */
+        "\"current\":[2147483648,-2147483649,123456789012345678,1234567890123456789,"
+        "-999999999999999999,99999999999999999999]",
+        /* what the fast path leaves to yajl: fractions, exponents, null, strings, spaces */
+        "\"current\":[1.5,2,3],\"deltaLast\":[1e3,4],\"currentSince\":[null,5,\"6\",true]",
+        "\"current\":[ 1,2],\"deltaLast\":[1 ,2],\"avg\":[[1, 2],[ 3 ]]",
+        "\"current\":[1,[2,3],4],\"avg\":[[1,{\"a\":2},3]]",
+        seventy,
+    };
+    const char *malformed[] = {
+        "\"current\":[01,2]", "\"current\":[1,]",   "\"current\":[-]",   "\"current\":[1,,2]",
+        "\"current\":[+1]",   "\"current\":[1 2]",  "\"current\":[--1]", "\"current\":[,1]",
+        "\"current\":[1]]",   "\"current\":[1,2}",  "\"avg\":[[1,2]",    "\"current\":[-01]",
+        "\"current\":[1.]",   "\"current\":[0x10]", "\"current\":[1-2]", "\"current\":[00]",
+    };
+    for (size_t k = 0; k < sizeof(valid) / sizeof(valid[0]); k++) {
+        struct sink *whole = sink_new(4), *bytes = sink_new(4);
+        char err[256];
+        int rc_whole = decode_deal_arrays(valid[k], 0, whole, err, sizeof(err));
+        if (rc_whole != 0)
+            fail_msg("valid[%zu]: %s", k, err);
+        assert_int_equal(decode_deal_arrays(valid[k], 1, bytes, err, sizeof(err)), 0);
+        assert_int_equal(whole->n_deals, 2);
+        assert_int_equal(bytes->n_deals, 2);
+        for (size_t i = 0; i < 2; i++)
+            same_deal_arrays(&whole->deals[i], &bytes->deals[i]);
+        sink_free(whole);
+        sink_free(bytes);
+    }
+    for (size_t k = 0; k < sizeof(malformed) / sizeof(malformed[0]); k++) {
+        struct sink *whole = sink_new(4), *bytes = sink_new(4);
+        char err[256];
+        int rc_whole = decode_deal_arrays(malformed[k], 0, whole, err, sizeof(err));
+        int rc_bytes = decode_deal_arrays(malformed[k], 1, bytes, err, sizeof(err));
+        if (rc_whole != -EBADMSG || rc_bytes != -EBADMSG)
+            fail_msg("malformed[%zu] %s: rc %d whole, %d byte by byte", k, malformed[k], rc_whole,
+                     rc_bytes);
+        sink_free(whole);
+        sink_free(bytes);
+    }
+    /* The canonical values themselves, as stored. */
+    struct sink *s = sink_new(4);
+    char err[256];
+    assert_int_equal(decode_deal_arrays(valid[0], 0, s, err, sizeof(err)), 0);
+    const struct kp_deal *d = &s->deals[0];
+    assert_int_equal(d->n_price, 6);
+    assert_int_equal(d->current[0], 0);
+    assert_int_equal(d->current[2], 7);
+    assert_int_equal(d->current[3], -7);
+    assert_int_equal(d->current[4], INT32_MAX);
+    assert_int_equal(d->current[5], INT32_MIN);
+    assert_int_equal(d->avg[2][1], -2);
+    assert_int_equal(d->avg[3][0], 7);
+    assert_int_equal(d->delta[1][0], 0);
+    assert_int_equal(d->delta_percent[0][1], -99);
+    assert_int_equal(s->deals[1].n_price, 3);
+    assert_int_equal(s->deals[1].current[1], -6);
+    sink_free(s);
+}
+
 static void test_hostile_small(void **state)
 {
     (void)state;
@@ -1223,6 +1328,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_skipped_subtrees),
         cmocka_unit_test(test_many_offers_bounded),
         cmocka_unit_test(test_sellers_query_error),
+        cmocka_unit_test(test_int_array_fast_path_same_as_yajl),
         cmocka_unit_test(test_hostile_small),
         cmocka_unit_test(test_type_errors),
         cmocka_unit_test(test_products_shape_errors),

@@ -186,6 +186,8 @@ static void test_rules_from_the_config(void **state)
     assert_int_equal(val_rules(&c), VAL_RULE_PROBE | VAL_RULE_CADENCE);
     snprintf(c.tokens_value_rules, sizeof(c.tokens_value_rules), "cadence, lowfees");
     assert_int_equal(val_rules(&c), VAL_RULE_CADENCE | VAL_RULE_LOWFEES);
+    snprintf(c.tokens_value_rules, sizeof(c.tokens_value_rules), "lowfees, final");
+    assert_int_equal(val_rules(&c), VAL_RULE_LOWFEES | VAL_RULE_FINAL);
 }
 
 int main(int argc, char **argv)

@@ -294,7 +294,7 @@ struct cfg_named_key {
 
 /* The rules of value per token, in the order of worker/value.h's VAL_RULE_* bits from 0 (none). */
 #define CFG_VALUE_RULES                                                                            \
-    "none|order|drop|prescore|recheck|gone|busy|fees|fresh|budget|probe|cadence|lowfees|final"
+    "none|order|drop|prescore|recheck|gone|busy|fees|fresh|budget|probe|cadence|lowfees|final|age"
 
 /* The sell bases, in the order of enum jd_basis from 1 (judge/judge.h). */
 #define CFG_SELL_BASES "buy_box|lowest_fba|avg90|avg180|avg365|avg90_365|current"

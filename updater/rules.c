@@ -36,6 +36,7 @@ void updater_policy_from_cfg(const struct cfg *c, struct updater_policy *out)
     out->offer_gone_fails = (rules & VAL_RULE_GONE) != 0;
     out->value_intervals = (rules & VAL_RULE_RECHECK) != 0;
     out->final_failures = (rules & VAL_RULE_FINAL) != 0;
+    out->age_intervals = (rules & VAL_RULE_AGE) != 0;
     for (int k = 0; k < VAL_CLASSES; k++)
         out->lambda[k] = val_lambda_of_half_life(VAL_PRIOR_HALF_LIFE_MIN);
     out->scale_min = 0;
@@ -103,6 +104,29 @@ int64_t updater_value_interval_ms(double lambda, int64_t profit_cents, double sc
     if (ms <= (double)min_ms)
         return min_ms;
     return ms >= (double)max_ms ? max_ms : (int64_t)ms;
+}
+
+double updater_price_age_min(const struct updater_policy *p, int64_t change_min, int64_t now_ms)
+{
+    if (!p->keepa_offset_known || change_min <= 0 || p->minute_ms <= 0)
+        return -1;
+    double age = (double)now_ms / (double)p->minute_ms + p->keepa_offset_min - (double)change_min;
+    return age >= 0 ? age : -1;
+}
+
+int64_t updater_age_interval_ms(const struct updater_policy *p, double lambda, double age_min,
+                                int64_t interval_ms)
+{
+    if (p->age == NULL || !(age_min >= 0) || !(lambda > 0) || p->minute_ms <= 0)
+        return interval_ms;
+    double minute = (double)p->minute_ms;
+    double t0 = (double)interval_ms / minute;
+    double t =
+        val_age_span(p->age, age_min, lambda * t0, lambda, (double)p->max_interval_ms / minute);
+    double ms = t * minute;
+    if (ms <= (double)p->min_interval_ms)
+        return p->min_interval_ms;
+    return ms >= (double)p->max_interval_ms ? p->max_interval_ms : (int64_t)ms;
 }
 
 void updater_clock_init(struct updater_clock *c, int64_t wall_ms, int64_t mono_ms)
@@ -248,11 +272,16 @@ void updater_recheck(struct st_record *r, enum updater_check check, const struct
     struct st_record probe = *r;
     probe.v = v;
     out->is_volatile = out->failed || updater_is_volatile(&before, &probe);
-    if (p->value_intervals && !out->failed && p->scale_min > 0)
-        out->interval_ms = updater_value_interval_ms(
-            p->lambda[val_class(r->in.sales_rank)], v.priced ? v.profit_cents : 0, p->scale_min,
-            p->minute_ms, p->min_interval_ms, p->max_interval_ms);
-    else
+    if (p->value_intervals && !out->failed && p->scale_min > 0) {
+        double lambda = p->lambda[val_class(r->in.sales_rank)];
+        out->interval_ms =
+            updater_value_interval_ms(lambda, v.priced ? v.profit_cents : 0, p->scale_min,
+                                      p->minute_ms, p->min_interval_ms, p->max_interval_ms);
+        if (p->age_intervals && check == UPDATER_REFRESHED)
+            out->interval_ms = updater_age_interval_ms(
+                p, lambda, updater_price_age_min(p, r->in.price_change_min, now_ms),
+                out->interval_ms);
+    } else
         out->interval_ms = updater_next_interval(prev_interval, out->is_volatile,
                                                  p->min_interval_ms, p->max_interval_ms);
     /* A final failure is the last one (see the file comment). */

@@ -57,6 +57,13 @@
  * the minimum interval and a stable one after twice its previous interval. Both are clamped to
  * [min, max].
  *
+ * With the "age" rule the same interval is placed by the age of the deal's price (the Keepa
+ * minutes since lastPriceChange, the Keepa minute now estimated from what the answers say:
+ * updater_price_age_min): it ends where the learned hazard at those ages (struct val_age)
+ * accrues as much as the constant hazard would over the interval above, so a deal whose
+ * price has a fixed life is checked just after it ends rather than at even steps while it
+ * cannot vanish. A flat hazard by age gives the interval above.
+ *
  * Time: the configured intervals are in Keepa time. Against Keepa a Keepa minute is 60 s;
  * against an accelerated kdeals-sim ([tokens] minute = 100ms) the whole daemon runs in the
  * sim's time, so the intervals shrink by the same factor (updater_policy_from_cfg).
@@ -94,12 +101,16 @@ struct updater_policy {
     int64_t min_interval_ms;
     int64_t max_interval_ms;
     uint32_t expire_after_failures;
-    int64_t retry_base_ms;      /* first backoff after a failed fetch */
-    int64_t retry_max_ms;       /* longest backoff */
-    int64_t minute_ms;          /* real ms of a Keepa minute */
-    bool offer_gone_fails;      /* the "gone" rule */
-    bool value_intervals;       /* the "recheck" rule: the terms below are set */
-    bool final_failures;        /* the "final" rule: updater_failure_final expires at once */
+    int64_t retry_base_ms;     /* first backoff after a failed fetch */
+    int64_t retry_max_ms;      /* longest backoff */
+    int64_t minute_ms;         /* real ms of a Keepa minute */
+    bool offer_gone_fails;     /* the "gone" rule */
+    bool value_intervals;      /* the "recheck" rule: the terms below are set */
+    bool final_failures;       /* the "final" rule: updater_failure_final expires at once */
+    bool age_intervals;        /* the "age" rule: the terms below place passing re-checks */
+    const struct val_age *age; /* the hazard by the age of the price; NULL: not yet */
+    bool keepa_offset_known;   /* the Keepa minute now = now_ms / minute_ms + keepa_offset_min */
+    double keepa_offset_min;
     double lambda[VAL_CLASSES]; /* vanish hazard per Keepa minute of each class */
     double scale_min;           /* updater_value_scale */
 };
@@ -182,6 +193,20 @@ double updater_value_root(double lambda, int64_t profit_cents);
  */
 int64_t updater_value_interval_ms(double lambda, int64_t profit_cents, double scale_min,
                                   int64_t minute_ms, int64_t min_ms, int64_t max_ms);
+
+/*
+ * The age in Keepa minutes at NOW_MS of a price last changed at Keepa minute CHANGE_MIN, by
+ * P's estimate of the Keepa minute now; -1 when either is unknown or the age is negative.
+ */
+double updater_price_age_min(const struct updater_policy *p, int64_t change_min, int64_t now_ms);
+
+/*
+ * The interval INTERVAL_MS (the constant hazard LAMBDA's) placed by the age of the price:
+ * the span after AGE_MIN over which P->age's hazard accrues LAMBDA x INTERVAL_MS, clamped to
+ * [MIN, MAX] of P. INTERVAL_MS itself without a table or an age (AGE_MIN < 0).
+ */
+int64_t updater_age_interval_ms(const struct updater_policy *p, double lambda, double age_min,
+                                int64_t interval_ms);
 
 /* The interval after a check: MIN when VOLATILE or PREV_MS <= 0, else 2 * PREV_MS clamped to
  * [MIN, MAX]. */

@@ -105,7 +105,7 @@
       "this instance's share of a key used by several instances on the host, against their "       \
       "weights (the share of one that has no work goes to the others)")                            \
     X(tokens, value_rules, LIST,                                                                   \
-      "order, prescore, fees, recheck, gone, busy, fresh, probe, cadence, lowfees", 1,             \
+      "order, prescore, fees, recheck, gone, busy, fresh, probe, cadence, lowfees, final, age", 1, \
       CFG_STR_MAX, CFG_VALUE_RULES, CFG_RELOAD,                                                    \
       "the rules of value per token in use (docs/architecture.md, \"The spending policy\"); "      \
       "leave one out to see what it buys (none: arrival order, doubling intervals, fixed pause)")  \

@@ -110,6 +110,7 @@ void jd_inputs_from_product(const struct kp_product *p, const struct jd_rules *r
     out->root_category = p->root_category > 0 ? p->root_category : 0;
     out->amazon_availability = p->availability_amazon;
     out->keepa_last_update_min = p->last_update_keepa_min;
+    out->price_change_min = p->last_price_change_keepa_min;
     out->monthly_sold = count(p->monthly_sold);
     out->referral_bp =
         p->referral_fee_percent >= 0 ? (int32_t)(p->referral_fee_percent * 100.0 + 0.5) : -1;

@@ -171,7 +171,8 @@ enum jd_state { JD_PASS = 0, JD_FAIL = 1, JD_UNKNOWN = 2, JD_OFF = 3 };
     X(BOOL, buy_is_amazon, 0)               /* offers[].isAmazon */                                \
     X(I64, buy_seen_ms, 0) /* when the buy offer was seen (the answer's time), 0 never */          \
     X(I64, data_ms, 0)     /* when the other inputs were read (the answer's time) */               \
-    X(I64, keepa_last_update_min, 0) /* lastUpdate (Keepa minutes) */
+    X(I64, keepa_last_update_min, 0) /* lastUpdate (Keepa minutes) */                              \
+    X(I64, price_change_min, 0)      /* lastPriceChange (Keepa minutes) */
 
 #define JD_MEMBER_I64(name, size)   int64_t name;
 #define JD_MEMBER_I32(name, size)   int32_t name;

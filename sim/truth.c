@@ -101,6 +101,7 @@ void sim_truth_inputs(const struct sim_catalog *c, const struct sim_product *p, 
     in->root_category = p->root_cat > 0 ? p->root_cat : 0;
     in->amazon_availability = p->availability_amazon;
     in->keepa_last_update_min = p->last_update;
+    in->price_change_min = p->epoch_start; /* lastPriceChange, as sim/render.c writes it */
     in->monthly_sold = count_of(p->monthly_sold);
     in->referral_bp = p->referral_bp;
     in->fba_fee_cents = pos(p->fba_fee_cents);

@@ -64,6 +64,7 @@ def main():
     checks = collections.Counter()
     names = {("deal", "deal"): "re-check of a shown deal: still a deal",
              ("deal", "failing"): "re-check of a shown deal: gone (leaves the view)",
+             ("deal", "rejected"): "re-check of a shown deal: gone for good (expired at once)",
              ("failing", "failing"): "re-check of a hidden record: still failing",
              ("failing", "rejected"): "re-check of a hidden record: expired",
              ("failing", "deal"): "re-check of a hidden record: a deal again"}

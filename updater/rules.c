@@ -35,6 +35,8 @@ void updater_policy_from_cfg(const struct cfg *c, struct updater_policy *out)
     unsigned rules = val_rules(c);
     out->offer_gone_fails = (rules & VAL_RULE_GONE) != 0;
     out->value_intervals = (rules & VAL_RULE_RECHECK) != 0;
+    out->final_failures = (rules & VAL_RULE_FINAL) != 0;
+    out->age_intervals = (rules & VAL_RULE_AGE) != 0;
     for (int k = 0; k < VAL_CLASSES; k++)
         out->lambda[k] = val_lambda_of_half_life(VAL_PRIOR_HALF_LIFE_MIN);
     out->scale_min = 0;
@@ -102,6 +104,29 @@ int64_t updater_value_interval_ms(double lambda, int64_t profit_cents, double sc
     if (ms <= (double)min_ms)
         return min_ms;
     return ms >= (double)max_ms ? max_ms : (int64_t)ms;
+}
+
+double updater_price_age_min(const struct updater_policy *p, int64_t change_min, int64_t now_ms)
+{
+    if (!p->keepa_offset_known || change_min <= 0 || p->minute_ms <= 0)
+        return -1;
+    double age = (double)now_ms / (double)p->minute_ms + p->keepa_offset_min - (double)change_min;
+    return age >= 0 ? age : -1;
+}
+
+int64_t updater_age_interval_ms(const struct updater_policy *p, double lambda, double age_min,
+                                int64_t interval_ms)
+{
+    if (p->age == NULL || !(age_min >= 0) || !(lambda > 0) || p->minute_ms <= 0)
+        return interval_ms;
+    double minute = (double)p->minute_ms;
+    double t0 = (double)interval_ms / minute;
+    double t =
+        val_age_span(p->age, age_min, lambda * t0, lambda, (double)p->max_interval_ms / minute);
+    double ms = t * minute;
+    if (ms <= (double)p->min_interval_ms)
+        return p->min_interval_ms;
+    return ms >= (double)p->max_interval_ms ? p->max_interval_ms : (int64_t)ms;
 }
 
 void updater_clock_init(struct updater_clock *c, int64_t wall_ms, int64_t mono_ms)
@@ -191,6 +216,26 @@ static bool definitely_failed(const struct st_record *r, const struct jd_inputs 
     return !jd_judge(&in, rules, &v);
 }
 
+bool updater_failure_final(const struct st_record *r, const struct jd_inputs *fresh,
+                           const struct jd_rules *rules)
+{
+    int64_t best = listing_of(fresh, r->in.buy_condition);
+    if (best <= 0)
+        return false;
+    struct jd_inputs in = r->in;
+    in.buy_price_cents = best;
+    in.buy_shipping_cents = 0;
+    struct jd_verdict v;
+    if (jd_judge(&in, rules, &v))
+        return false;
+    uint32_t money = (1u << JD_C_ROI) | (1u << JD_C_PROFIT);
+    if ((v.fails & ~money) != 0 || (v.fails & money) == 0)
+        return false;
+    if (v.max_cost_cents <= 0)
+        return true;
+    return (__int128)best * 10000 >= (__int128)v.max_cost_cents * (10000 + UPDATER_FINAL_PRICE_BP);
+}
+
 void updater_recheck(struct st_record *r, enum updater_check check, const struct jd_inputs *fresh,
                      const struct jd_rules *rules, uint64_t rules_hash,
                      const struct updater_policy *p, int64_t now_ms, struct updater_outcome *out)
@@ -227,15 +272,26 @@ void updater_recheck(struct st_record *r, enum updater_check check, const struct
     struct st_record probe = *r;
     probe.v = v;
     out->is_volatile = out->failed || updater_is_volatile(&before, &probe);
-    if (p->value_intervals && !out->failed && p->scale_min > 0)
-        out->interval_ms = updater_value_interval_ms(
-            p->lambda[val_class(r->in.sales_rank)], v.priced ? v.profit_cents : 0, p->scale_min,
-            p->minute_ms, p->min_interval_ms, p->max_interval_ms);
-    else
+    if (p->value_intervals && !out->failed && p->scale_min > 0) {
+        double lambda = p->lambda[val_class(r->in.sales_rank)];
+        out->interval_ms =
+            updater_value_interval_ms(lambda, v.priced ? v.profit_cents : 0, p->scale_min,
+                                      p->minute_ms, p->min_interval_ms, p->max_interval_ms);
+        if (p->age_intervals && check == UPDATER_REFRESHED)
+            out->interval_ms = updater_age_interval_ms(
+                p, lambda, updater_price_age_min(p, r->in.price_change_min, now_ms),
+                out->interval_ms);
+    } else
         out->interval_ms = updater_next_interval(prev_interval, out->is_volatile,
                                                  p->min_interval_ms, p->max_interval_ms);
-    out->event = st_record_judged(r, &v, rules_hash, ST_EV_RECHECK, now_ms,
-                                  p->expire_after_failures, now_ms + out->interval_ms);
+    /* A final failure is the last one (see the file comment). */
+    uint32_t expire_after = p->expire_after_failures;
+    out->final = p->final_failures && check == UPDATER_REFRESHED && out->failed &&
+                 updater_failure_final(r, fresh, rules);
+    if (out->final && r->check_failures + 1 < expire_after)
+        expire_after = r->check_failures + 1;
+    out->event = st_record_judged(r, &v, rules_hash, ST_EV_RECHECK, now_ms, expire_after,
+                                  now_ms + out->interval_ms);
     out->expire = out->event == ST_EV_EXPIRE;
     if (check == UPDATER_REFRESHED && !out->expire) {
         /* The listing is an item price (its shipping unknown): one that sat apart from the

@@ -36,6 +36,16 @@
  * committer is asked for fresh offers. Without the rule the record stays a deal until that
  * full fetch answers.
  *
+ * A failure that is final (with the "final" rule of [tokens] value_rules): the confirmations
+ * expire_after_failures asks for guard against a read that is wrong once; they cost a token each
+ * and cannot bring back a deal whose market would have to move far to pass again. A REFRESHED
+ * check whose fresh lowest listing of the offer's condition, bought with free shipping, fails
+ * on ROI or profit alone and lies UPDATER_FINAL_PRICE_BP or more above the highest buy cost that
+ * passes (or no cost passes), expires the record at once (updater_failure_final). A failure on
+ * anything else (sell price, rank, drops, a missing product) keeps the confirmations. An
+ * expired record is no obstacle to the deal's return: a new cheap offer changes the feed's
+ * entry, and the scanner peeks it again.
+ *
  * Schedule: a failed re-check comes back after the minimum interval. With the "recheck" rule
  * (docs/architecture.md, "The spending policy") a passing one comes back after the interval
  * that spends the re-check budget where a stale display costs most: a deal of profit P whose
@@ -46,6 +56,13 @@
  * moved by 5 % or more, its sales rank by 25 % or more, or its verdict changed) comes back after
  * the minimum interval and a stable one after twice its previous interval. Both are clamped to
  * [min, max].
+ *
+ * With the "age" rule the same interval is placed by the age of the deal's price (the Keepa
+ * minutes since lastPriceChange, the Keepa minute now estimated from what the answers say:
+ * updater_price_age_min): it ends where the learned hazard at those ages (struct val_age)
+ * accrues as much as the constant hazard would over the interval above, so a deal whose
+ * price has a fixed life is checked just after it ends rather than at even steps while it
+ * cannot vanish. A flat hazard by age gives the interval above.
  *
  * Time: the configured intervals are in Keepa time. Against Keepa a Keepa minute is 60 s;
  * against an accelerated kdeals-sim ([tokens] minute = 100ms) the whole daemon runs in the
@@ -76,6 +93,7 @@
 #define UPDATER_RECHECK_SHARE     0.25 /* of the refill, for re-checks while tokens are scarce */
 #define UPDATER_BUDGET_FLOOR      0.05 /* of the refill: the "budget" rule's least share */
 #define UPDATER_ACT_MIN           30   /* Keepa minutes a seller takes to act on a shown deal */
+#define UPDATER_FINAL_PRICE_BP    2500 /* "final": the best listing this far above what passes */
 
 /* The rules' parameters in real milliseconds (already scaled by the Keepa minute), and the
  * value rules' learned terms. */
@@ -83,11 +101,16 @@ struct updater_policy {
     int64_t min_interval_ms;
     int64_t max_interval_ms;
     uint32_t expire_after_failures;
-    int64_t retry_base_ms;      /* first backoff after a failed fetch */
-    int64_t retry_max_ms;       /* longest backoff */
-    int64_t minute_ms;          /* real ms of a Keepa minute */
-    bool offer_gone_fails;      /* the "gone" rule */
-    bool value_intervals;       /* the "recheck" rule: the terms below are set */
+    int64_t retry_base_ms;     /* first backoff after a failed fetch */
+    int64_t retry_max_ms;      /* longest backoff */
+    int64_t minute_ms;         /* real ms of a Keepa minute */
+    bool offer_gone_fails;     /* the "gone" rule */
+    bool value_intervals;      /* the "recheck" rule: the terms below are set */
+    bool final_failures;       /* the "final" rule: updater_failure_final expires at once */
+    bool age_intervals;        /* the "age" rule: the terms below place passing re-checks */
+    const struct val_age *age; /* the hazard by the age of the price; NULL: not yet */
+    bool keepa_offset_known;   /* the Keepa minute now = now_ms / minute_ms + keepa_offset_min */
+    double keepa_offset_min;
     double lambda[VAL_CLASSES]; /* vanish hazard per Keepa minute of each class */
     double scale_min;           /* updater_value_scale */
 };
@@ -101,6 +124,7 @@ struct updater_outcome {
     bool is_volatile;
     bool changed;  /* the verdict's money figures moved */
     bool expire;   /* the record left the deals (event ST_EV_EXPIRE) */
+    bool final;    /* the "final" rule found the failure final (updater_failure_final) */
     bool recommit; /* ask the committer for a full fetch */
     enum st_event event;
     int64_t interval_ms;
@@ -170,6 +194,20 @@ double updater_value_root(double lambda, int64_t profit_cents);
 int64_t updater_value_interval_ms(double lambda, int64_t profit_cents, double scale_min,
                                   int64_t minute_ms, int64_t min_ms, int64_t max_ms);
 
+/*
+ * The age in Keepa minutes at NOW_MS of a price last changed at Keepa minute CHANGE_MIN, by
+ * P's estimate of the Keepa minute now; -1 when either is unknown or the age is negative.
+ */
+double updater_price_age_min(const struct updater_policy *p, int64_t change_min, int64_t now_ms);
+
+/*
+ * The interval INTERVAL_MS (the constant hazard LAMBDA's) placed by the age of the price:
+ * the span after AGE_MIN over which P->age's hazard accrues LAMBDA x INTERVAL_MS, clamped to
+ * [MIN, MAX] of P. INTERVAL_MS itself without a table or an age (AGE_MIN < 0).
+ */
+int64_t updater_age_interval_ms(const struct updater_policy *p, double lambda, double age_min,
+                                int64_t interval_ms);
+
 /* The interval after a check: MIN when VOLATILE or PREV_MS <= 0, else 2 * PREV_MS clamped to
  * [MIN, MAX]. */
 int64_t updater_next_interval(int64_t prev_ms, bool is_volatile, int64_t min_ms, int64_t max_ms);
@@ -192,6 +230,17 @@ int64_t updater_retry_backoff_ms(const struct updater_policy *p, unsigned failur
  */
 enum updater_check updater_classify(enum kp_result_code code, bool returned,
                                     enum kp_asin_status status, bool any_returned, size_t batch_n);
+
+/*
+ * True when the failed re-check of R (a record whose inputs FRESH, a light read, already
+ * refreshed) is final under RULES: judged at the fresh lowest listing of its offer's condition
+ * with free shipping, it fails on ROI and/or profit alone, and that listing is at least
+ * UPDATER_FINAL_PRICE_BP above the verdict's highest passing buy cost (or no buy cost passes).
+ * False when the listing is unknown, when the judgement at it passes, or when another
+ * criterion fails. See the file comment.
+ */
+bool updater_failure_final(const struct st_record *r, const struct jd_inputs *fresh,
+                           const struct jd_rules *rules);
 
 /*
  * Applies one re-check of R (a DEAL or FAILING record) made at NOW_MS: CHECK is REFRESHED with

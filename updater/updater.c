@@ -71,7 +71,8 @@ struct upd_obs {
     int cls;            /* val_class */
     bool vanished;      /* the check failed */
     double elapsed_min; /* Keepa minutes since the deal was last seen a deal */
-    double root;        /* its claim on the re-check budget after the check (0: not shown) */
+    double from_age_min, to_age_min, vanish_age_min; /* its price's ages (-1 unknown) */
+    double root; /* its claim on the re-check budget after the check (0: not shown) */
 };
 
 #define UPDATER_OBS_MAX 64 /* >= UPDATER_BATCH_MAX and UPDATER_REFRESH_CHUNK */
@@ -143,6 +144,9 @@ struct updater {
      * re-checks, all and by class; the mean claim of a shown deal on the re-check budget; the
      * scheduled records at the last look. */
     struct val_rate vanish, vanish_cls[VAL_CLASSES];
+    struct val_age vanish_age; /* the hazard by the age of the deal's price ("age" rule) */
+    bool keepa_offset_known;   /* the Keepa minute now: clock_ms / minute + keepa_offset_min, */
+    double keepa_offset_min;   /* the latest lastUpdate or lastPriceChange any answer showed */
     double mean_root;
     int64_t n_scheduled;
 
@@ -228,6 +232,9 @@ static void policy(struct updater *u, struct updater_policy *pol)
     updater_policy_from_cfg(&u->wk->cfg, pol);
     for (int k = 0; k < VAL_CLASSES; k++)
         pol->lambda[k] = val_class_lambda(&u->vanish_cls[k], &u->vanish);
+    pol->age = &u->vanish_age;
+    pol->keepa_offset_known = u->keepa_offset_known;
+    pol->keepa_offset_min = u->keepa_offset_min;
     struct tb_stats st;
     double checks = 0;
     if (u->sp_ready && tb_stats(u->sp.tb, now_ns(), &st) == 0 && st.anchored && st.cap_tokens > 0) {
@@ -287,6 +294,9 @@ static void learn(struct updater *u)
         const struct upd_obs *o = &u->tally.obs[i];
         val_rate_observe(&u->vanish, o->vanished, o->elapsed_min);
         val_rate_observe(&u->vanish_cls[o->cls], o->vanished, o->elapsed_min);
+        if (o->from_age_min >= 0 && o->to_age_min >= o->from_age_min)
+            val_age_observe(&u->vanish_age, o->from_age_min, o->to_age_min, o->vanished,
+                            o->vanish_age_min);
         if (o->root > 0)
             u->mean_root =
                 u->mean_root > 0 ? u->mean_root + (o->root - u->mean_root) / 64 : o->root;
@@ -364,6 +374,7 @@ static int apply_check(struct updater *u, struct st_txn *txn, const struct st_ke
     bool shown = d.state == ST_STATE_DEAL;
     int cls = val_class(d.in.sales_rank);
     int64_t seen_deal_ms = d.last_checked_ms;
+    int64_t change_before_min = d.in.price_change_min;
     struct updater_outcome o;
     updater_recheck(&d, check, fresh, &u->rules, u->rules_hash, &pol, now_ms, &o);
     if (check == UPDATER_MISSING)
@@ -377,6 +388,20 @@ static int apply_check(struct updater *u, struct st_txn *txn, const struct st_ke
         ob->cls = cls;
         ob->vanished = o.failed;
         ob->elapsed_min = (double)(now_ms - seen_deal_ms) / (double)pol.minute_ms;
+        /* The ages of the price at both checks: the same price (no change between), or the
+         * deal vanished when its price changed (the change's age of the old price). */
+        ob->from_age_min = updater_price_age_min(&pol, change_before_min, seen_deal_ms);
+        ob->to_age_min = -1;
+        ob->vanish_age_min = -1;
+        int64_t change_min = check == UPDATER_REFRESHED ? fresh->price_change_min : 0;
+        if (ob->from_age_min >= 0 && change_min > 0) {
+            if (change_min == change_before_min)
+                ob->to_age_min = ob->from_age_min + ob->elapsed_min;
+            else if (o.failed && change_min > change_before_min) {
+                ob->to_age_min = ob->from_age_min + ob->elapsed_min;
+                ob->vanish_age_min = (double)(change_min - change_before_min);
+            }
+        }
         ob->root = o.failed ? 0
                             : updater_value_root(pol.lambda[val_class(d.in.sales_rank)],
                                                  d.v.priced ? d.v.profit_cents : 0);
@@ -503,6 +528,27 @@ static int build_call(struct kp_call *call, void *ud)
     return kp_call_product(call, &p);
 }
 
+/*
+ * The Keepa minute now, for the age of a price: no answer says it, but every product's
+ * lastUpdate and lastPriceChange lie before it and Keepa refreshes products every two hours,
+ * so the latest of them over the answers, against the updater's clock in Keepa minutes, is
+ * the clock's offset within minutes (the simulator's catalog clock runs apart from the wall).
+ */
+static void note_keepa_now(struct updater *u, const struct kp_product *p)
+{
+    int64_t latest = p->last_update_keepa_min > p->last_price_change_keepa_min
+                         ? p->last_update_keepa_min
+                         : p->last_price_change_keepa_min;
+    int64_t minute_ms = updater_scale_ms(CFG_MS_MIN, u->wk->cfg.tokens_minute_ms);
+    if (latest <= 0 || minute_ms <= 0)
+        return;
+    double offset = (double)latest - (double)clock_ms(u) / (double)minute_ms;
+    if (!u->keepa_offset_known || offset > u->keepa_offset_min) {
+        u->keepa_offset_min = offset;
+        u->keepa_offset_known = true;
+    }
+}
+
 static int on_product(const struct kp_product *p, void *ud)
 {
     struct updater *u = ud;
@@ -512,6 +558,7 @@ static int on_product(const struct kp_product *p, void *ud)
             /* A retried transfer may deliver it again: the last copy wins. */
             it->returned = true;
             jd_inputs_from_product(p, &u->rules, clock_ms(u), JD_READ_LISTING, &it->fresh);
+            note_keepa_now(u, p);
             break;
         }
     }
@@ -1170,6 +1217,7 @@ static int on_start(struct wk *wk)
     val_rate_init(&u->vanish);
     for (int k = 0; k < VAL_CLASSES; k++)
         val_rate_init(&u->vanish_cls[k]);
+    val_age_init(&u->vanish_age);
     u->due = calloc(UPDATER_DUE_COUNT_MAX, sizeof(*u->due));
     u->rejudge_before = calloc(UPDATER_REJUDGE_CHUNK, sizeof(*u->rejudge_before));
     if (u->due == NULL || u->rejudge_before == NULL ||

@@ -4,6 +4,7 @@
 #include "worker/value.h"
 
 #include <math.h>
+#include <string.h>
 
 unsigned val_rules(const struct cfg *c)
 {
@@ -53,6 +54,87 @@ double val_class_lambda(const struct val_rate *cls, const struct val_rate *all)
     double w = cls->weight > 0 ? cls->weight : 0;
     return (w * val_rate_lambda(cls) + VAL_CLASS_SHRINK * val_rate_lambda(all)) /
            (w + VAL_CLASS_SHRINK);
+}
+
+void val_age_init(struct val_age *a)
+{
+    memset(a, 0, sizeof(*a));
+}
+
+static int age_bin(double age_min)
+{
+    if (!(age_min > 0))
+        return 0;
+    double b = age_min / VAL_AGE_BIN_MIN;
+    return b >= VAL_AGE_BINS - 1 ? VAL_AGE_BINS - 1 : (int)b;
+}
+
+/* Adds the exposure of ages [FROM, TO) to A's bins. */
+static void age_expose(struct val_age *a, double from, double to)
+{
+    while (to > from) {
+        int b = age_bin(from);
+        double end = b == VAL_AGE_BINS - 1 ? to : (double)(b + 1) * VAL_AGE_BIN_MIN;
+        double hi = end < to ? end : to;
+        a->exposure_min[b] += hi - from;
+        from = hi;
+    }
+}
+
+void val_age_observe(struct val_age *a, double from_min, double to_min, bool vanished,
+                     double vanish_min)
+{
+    if (!(from_min >= 0) || !(to_min >= from_min))
+        return;
+    for (int b = 0; b < VAL_AGE_BINS; b++) {
+        a->vanished[b] *= 1.0 - VAL_AGE_DECAY;
+        a->exposure_min[b] *= 1.0 - VAL_AGE_DECAY;
+    }
+    if (!vanished) {
+        age_expose(a, from_min, to_min);
+        return;
+    }
+    double at =
+        vanish_min >= from_min && vanish_min <= to_min ? vanish_min : (from_min + to_min) / 2;
+    age_expose(a, from_min, at);
+    a->vanished[age_bin(at)] += 1.0;
+}
+
+double val_age_lambda(const struct val_age *a, int bin, double lambda)
+{
+    if (bin < 0)
+        bin = 0;
+    if (bin >= VAL_AGE_BINS)
+        bin = VAL_AGE_BINS - 1;
+    double l = lambda > 0 ? lambda : 0;
+    return (a->vanished[bin] + l * VAL_AGE_PRIOR_MIN) / (a->exposure_min[bin] + VAL_AGE_PRIOR_MIN);
+}
+
+double val_age_span(const struct val_age *a, double age_min, double mass, double lambda,
+                    double max_min)
+{
+    double age = age_min > 0 ? age_min : 0;
+    double left = mass > 0 ? mass : 0;
+    double t = 0;
+    bool was_known = false;
+    while (t < max_min) {
+        int b = age_bin(age + t);
+        /* Past what the table has seen, check at the frontier rather than guess. */
+        bool known = a->exposure_min[b] >= VAL_AGE_PRIOR_MIN || a->vanished[b] >= 1.0;
+        if (!known && was_known)
+            return t;
+        was_known = known;
+        double h = val_age_lambda(a, b, lambda);
+        double width =
+            b == VAL_AGE_BINS - 1 ? max_min - t : (double)(b + 1) * VAL_AGE_BIN_MIN - (age + t);
+        if (width > max_min - t)
+            width = max_min - t;
+        if (h * width >= left)
+            return t + (h > 0 ? left / h : width);
+        left -= h * width;
+        t += width;
+    }
+    return max_min;
 }
 
 int val_class(int64_t sales_rank)

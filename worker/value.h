@@ -17,6 +17,14 @@
  *     VAL_PRIOR_WEIGHT observations) stands in before there are any and fades like the rest.
  *     Deals are classed by sales rank (val_class): a class with few observations of its own
  *     leans on the rate of all deals (val_class_lambda).
+ *   - how the hazard moves with the age of the deal's price (struct val_age, the "age" rule):
+ *     the same observations, placed on the Keepa minutes since the product's price last
+ *     changed (lastPriceChange) at each end of the interval, in VAL_AGE_BIN_MIN bins. A bin's
+ *     hazard is its vanishings over its exposure, leaning on the constant hazard with
+ *     VAL_AGE_PRIOR_MIN minutes of exposure, so a bin little seen behaves like the constant
+ *     model. A deal whose price came with a fixed life (a sale that ends, a price epoch) shows
+ *     no hazard until that age and all of it then; a market without such a life shows a flat
+ *     curve, and the rule changes nothing.
  *   - how far a peek can be trusted (struct val_conf): of the survivors the committer fetched,
  *     the deals found over the deals expected from their age (the hit rate), and the mean over
  *     those deals of the full fetch's profit over the peek's estimate (the profit ratio).
@@ -47,7 +55,9 @@ enum {
     VAL_RULE_BUDGET = 1u << 8,   /* the re-check budget by marginal value against acquisition */
     VAL_RULE_PROBE = 1u << 9,    /* fresh passes between the seller's read the deep drops only */
     VAL_RULE_CADENCE = 1u << 10, /* fresh passes no more often than their pages pay for */
-    VAL_RULE_LOWFEES = 1u << 11  /* the pre-score judges a product never peeked at low fees */
+    VAL_RULE_LOWFEES = 1u << 11, /* the pre-score judges a product never peeked at low fees */
+    VAL_RULE_FINAL = 1u << 12,   /* a re-check failure no listing near the market undoes expires */
+    VAL_RULE_AGE = 1u << 13      /* re-checks placed by the hazard at the age of the deal's price */
 };
 
 /* The VAL_RULE_* bits of config C's [tokens] value_rules (validated by the config). */
@@ -94,6 +104,43 @@ double val_survival(double lambda, double age_min);
 /* Half-life (Keepa minutes, rounded) of hazard LAMBDA; and back. */
 int64_t val_half_life_min(double lambda);
 double val_lambda_of_half_life(int64_t half_life_min);
+
+#define VAL_AGE_BIN_MIN   30           /* Keepa minutes of price age per bin */
+#define VAL_AGE_BINS      48           /* 24 Keepa hours; older prices share the last bin */
+#define VAL_AGE_PRIOR_MIN 60.0         /* exposure at the constant hazard each bin starts from */
+#define VAL_AGE_DECAY     (1.0 / 2048) /* per observation: spread over the bins, they fade slower */
+
+/* Vanishings and exposure (Keepa minutes) of shown deals by the age of their price. */
+struct val_age {
+    double vanished[VAL_AGE_BINS];
+    double exposure_min[VAL_AGE_BINS];
+};
+
+/* An empty table: every bin at the constant hazard. */
+void val_age_init(struct val_age *a);
+
+/*
+ * Records that a deal seen a deal when its price was FROM_MIN Keepa minutes old was found
+ * VANISHED (or still a deal) when it was TO_MIN old. A vanished deal vanished at VANISH_MIN
+ * when that is known (its price changed then: within [FROM_MIN, TO_MIN]), else halfway. The
+ * past fades by VAL_AGE_DECAY per observation. Negative or reversed ages are ignored.
+ */
+void val_age_observe(struct val_age *a, double from_min, double to_min, bool vanished,
+                     double vanish_min);
+
+/* The hazard per Keepa minute of bin BIN, leaning on LAMBDA (the constant hazard). */
+double val_age_lambda(const struct val_age *a, int bin, double lambda);
+
+/*
+ * The Keepa minutes after price age AGE_MIN within which MASS of hazard accrues (the expected
+ * vanishings the constant model allows an interval), by the bins' hazards leaning on LAMBDA;
+ * at most MAX_MIN. A bin the table knows little of (exposure under VAL_AGE_PRIOR_MIN, no
+ * vanishing) after one it knows ends the span at its start: no interval reaches beyond the
+ * ages the table has seen (deals are checked there, and it learns). Ages it knows nothing of
+ * accrue at LAMBDA: an empty table gives MASS / LAMBDA.
+ */
+double val_age_span(const struct val_age *a, double age_min, double mass, double lambda,
+                    double max_min);
 
 /* Decayed outcomes of fetched survivors. */
 struct val_conf {

@@ -1132,13 +1132,17 @@ static void test_refused_deals_do_not_block_the_others(void **state)
 /*
  * Deals that no longer pass the criteria (an ROI of 10000 % is asked for): each real re-check
  * counts and the third expires the deal. No offer could reach that ROI, so no check pays for
- * fresh offers (were one asked, offers_fail=1 would leave it pending in the committer).
+ * fresh offers (were one asked, offers_fail=1 would leave it pending in the committer). The
+ * default rules without `final`, which would expire such a failure at once
+ * (tests/unit/test_updater_rules.c): the confirmations are what this test is about.
  */
 static void test_failing_criteria_expire_after_n_checks(void **state)
 {
     (void)state;
     struct world w;
     world_init(&w);
+    w.value_rules =
+        "order, prescore, fees, recheck, gone, busy, fresh, probe, cadence, lowfees, age";
     w.min_roi = "10000";
     start_sim(&w, "offers_fail=1");
     write_config(&w, 10, "10m", "80m", 3);
@@ -1174,6 +1178,42 @@ static void test_failing_criteria_expire_after_n_checks(void **state)
     stop_all(&w);
 }
 
+/*
+ * The same deals under the default rules: `final` sees that no offer near the market reaches
+ * that ROI, so each expires at its first failed check, without the two confirmations.
+ */
+static void test_final_failure_expires_at_the_first_check(void **state)
+{
+    (void)state;
+    struct world w;
+    world_init(&w);
+    w.min_roi = "10000";
+    start_sim(&w, "offers_fail=1");
+    write_config(&w, 10, "10m", "80m", 3);
+    enum { N = 4 };
+    char asins[N][ST_ASIN_LEN + 1];
+    struct truth truths[N];
+    pick_products(&w, N, asins, truths);
+    int64_t t0 = kd_wall_ms();
+    open_store(&w);
+    static struct seed_deals s;
+    s.n = 0;
+    for (int i = 0; i < N; i++)
+        s.d[s.n++] = make_deal(asins[i], &truths[i], t0 - 30000, t0 - 20000);
+    assert_int_equal(st_write(w.env, put_all_fn, &s), 0);
+    start_daemon(&w);
+    for (int i = 0; i < N; i++)
+        assert_true(KDH_WAIT_FOR(expired(&w, asins[i]), 20));
+    for (int i = 0; i < N; i++) {
+        static struct st_record d;
+        assert_int_equal(get_deal(&w, asins[i], &d), 0);
+        assert_int_equal(d.check_failures, 1);
+    }
+    assert_int_equal(upd_counter(&w, SHM_C_deals_expired), N);
+    assert_false(log_contains(&w, "4 recommits"));
+    stop_all(&w);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -1187,6 +1227,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_full_store_keeps_the_answered_batch),
         cmocka_unit_test(test_refused_deals_do_not_block_the_others),
         cmocka_unit_test(test_failing_criteria_expire_after_n_checks),
+        cmocka_unit_test(test_final_failure_expires_at_the_first_check),
     };
     kd_test_set_timeout(120);
     return KD_RUN_TESTS(tests, argc, argv);

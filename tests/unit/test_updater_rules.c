@@ -5,9 +5,12 @@
  * offers could change the verdict), a re-check that keeps the stored offer whole and judges by
  * the judgement's rules, and the re-judge after a reload (no tokens). With the value rules: a
  * re-check that finds the offer no longer listed ends the display at once, and the intervals
- * share a re-check budget by sqrt(vanish rate x profit).
+ * share a re-check budget by sqrt(vanish rate x profit), and a failure no listing near the
+ * market could undo expires the record at once, and with the hazard learned by the age of
+ * the deal's price a re-check comes just after the price's life.
  */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "judge/inputs.h"
@@ -664,6 +667,158 @@ static void test_recheck_interval_by_value(void **state)
     assert_int_equal(o.interval_ms, p.min_interval_ms);
 }
 
+/*
+ * The "final" rule: a failed re-check whose fresh lowest listing is far above what could pass
+ * expires at once; a near miss, a failure on another criterion, a missing product, or the
+ * rule off keep the expire_after_failures confirmations.
+ */
+static void test_final_failure_expires_at_once(void **state)
+{
+    (void)state;
+    struct updater_policy p = policy(3);
+    p.offer_gone_fails = true;
+    p.final_failures = true;
+    struct jd_rules ru = rules();
+    uint64_t h = jd_rules_hash(&ru);
+    struct updater_outcome o;
+    /* The 10.00 offer sold and the lowest listing is back at 38.00 against a 40.00 sell:
+     * bought there with free shipping it loses money, far above any cost that passes. */
+    struct st_record d = stored(1000, 4000);
+    struct jd_inputs f = light_inputs(3800, 4000);
+    assert_true(updater_failure_final(&d, &f, &ru));
+    updater_recheck(&d, UPDATER_REFRESHED, &f, &ru, h, &p, NOW_MS, &o);
+    assert_true(o.failed);
+    assert_true(o.final);
+    assert_true(o.expire);
+    assert_false(o.recommit);
+    assert_int_equal(o.event, ST_EV_EXPIRE);
+    assert_int_equal(d.state, ST_STATE_REJECTED);
+    assert_int_equal(d.next_check_ms, 0);
+    assert_int_equal(d.expired_ms, NOW_MS);
+    /* Without the rule the same check leaves two confirmations to pay for. */
+    p.final_failures = false;
+    d = stored(1000, 4000);
+    updater_recheck(&d, UPDATER_REFRESHED, &f, &ru, h, &p, NOW_MS, &o);
+    assert_true(o.failed);
+    assert_false(o.final);
+    assert_false(o.expire);
+    assert_int_equal(d.state, ST_STATE_FAILING);
+    p.final_failures = true;
+    /* A near miss: the 13.00 listing could still pass (a cheaper copy, a fresh fetch): the
+     * record stays, hidden, and fresh offers are asked for. */
+    d = stored(1000, 4000);
+    f = light_inputs(1300, 4000);
+    assert_false(updater_failure_final(&d, &f, &ru));
+    updater_recheck(&d, UPDATER_REFRESHED, &f, &ru, h, &p, NOW_MS, &o);
+    assert_true(o.failed);
+    assert_false(o.final);
+    assert_false(o.expire);
+    assert_true(o.recommit);
+    /* Just over what passes but not a quarter above it: not final. The highest passing cost
+     * at a 40.00 sell, bought with free shipping, is found by the judgement itself. */
+    struct jd_inputs probe = full_inputs(1000, 4000);
+    probe.buy_shipping_cents = 0;
+    struct jd_verdict v;
+    jd_judge(&probe, &ru, &v);
+    assert_true(v.max_cost_cents > 0);
+    d = stored(1000, 4000);
+    f = light_inputs(v.max_cost_cents + 1, 4000);
+    assert_false(updater_failure_final(&d, &f, &ru));
+    f = light_inputs(v.max_cost_cents * (10000 + UPDATER_FINAL_PRICE_BP) / 10000 + 1, 4000);
+    assert_true(updater_failure_final(&d, &f, &ru));
+    /* A failure on another criterion (the sell under min_sell) keeps the confirmations. */
+    d = stored(1000, 4000);
+    f = light_inputs(3800, 900);
+    struct st_record read = d;
+    jd_inputs_refresh(&read.in, &f); /* as updater_recheck reads it */
+    assert_false(updater_failure_final(&read, &f, &ru));
+    updater_recheck(&d, UPDATER_REFRESHED, &f, &ru, h, &p, NOW_MS, &o);
+    assert_false(o.expire);
+    /* A product not returned is no read of its market. */
+    d = stored(1000, 4000);
+    updater_recheck(&d, UPDATER_MISSING, NULL, &ru, h, &p, NOW_MS, &o);
+    assert_true(o.failed);
+    assert_false(o.final);
+    assert_false(o.expire);
+    /* A hidden record (one failure already) whose market moved far off expires on this check. */
+    d = stored(1000, 4000);
+    f = light_inputs(1300, 4000);
+    updater_recheck(&d, UPDATER_REFRESHED, &f, &ru, h, &p, NOW_MS, &o);
+    assert_int_equal(d.state, ST_STATE_FAILING);
+    f = light_inputs(3800, 4000);
+    updater_recheck(&d, UPDATER_REFRESHED, &f, &ru, h, &p, NOW_MS + 1000, &o);
+    assert_true(o.expire);
+    assert_int_equal(d.check_failures, 2);
+    /* The rule comes from [tokens] value_rules. */
+    struct cfg c = cfg();
+    snprintf(c.tokens_value_rules, sizeof(c.tokens_value_rules), "gone, final");
+    struct updater_policy q;
+    updater_policy_from_cfg(&c, &q);
+    assert_true(q.final_failures);
+    snprintf(c.tokens_value_rules, sizeof(c.tokens_value_rules), "gone");
+    updater_policy_from_cfg(&c, &q);
+    assert_false(q.final_failures);
+}
+
+/*
+ * The "age" rule: a passing re-check of a deal whose price is 100 Keepa minutes old, where
+ * prices are learned to live 360, comes back just after 360, not after the constant
+ * hazard's interval; without a table, an age, or the rule, the interval is the constant one.
+ */
+static void test_age_places_the_recheck_after_the_price_life(void **state)
+{
+    (void)state;
+    struct updater_policy p = policy(3);
+    p.minute_ms = 100;
+    p.min_interval_ms = 10 * 100;
+    p.max_interval_ms = 1440 * 100;
+    p.value_intervals = true;
+    for (int k = 0; k < VAL_CLASSES; k++)
+        p.lambda[k] = 0.005;
+    struct val_age a;
+    val_age_init(&a);
+    for (int deal = 0; deal < 400; deal++)
+        for (double t = (deal * 7) % 330; t < 360; t += 30)
+            val_age_observe(&a, t, t + 30, t + 30 >= 360, 360);
+    /* The Keepa minute now is NOW_MS / 100 + offset; the price changed 100 minutes before. */
+    p.keepa_offset_known = true;
+    p.keepa_offset_min = 8000000.0 - (double)NOW_MS / 100;
+    assert_true(fabs(updater_price_age_min(&p, 8000000 - 100, NOW_MS) - 100) < 1e-6);
+    assert_true(updater_price_age_min(&p, 8000000 + 5, NOW_MS) < 0); /* not yet: unknown */
+    assert_true(updater_price_age_min(&p, 0, NOW_MS) < 0);
+    p.age = &a;
+    int64_t t0 = 30 * 100;
+    int64_t t = updater_age_interval_ms(&p, 0.005, 100, t0);
+    assert_true(t > 260 * 100 && t < 262 * 100);
+    assert_int_equal(updater_age_interval_ms(&p, 0.005, -1, t0), t0);
+    p.age = NULL;
+    assert_int_equal(updater_age_interval_ms(&p, 0.005, 100, t0), t0);
+    /* Through updater_recheck: the fresh read carries the price's change. */
+    p.age = &a;
+    p.age_intervals = true;
+    p.scale_min = 30 * sqrt(0.005 * 1000); /* the constant rule: 30 minutes at 10.00 profit */
+    struct jd_rules ru = rules();
+    uint64_t h = jd_rules_hash(&ru);
+    struct st_record d = stored(1000, 4000);
+    struct jd_inputs f = light_inputs(1000, 4000);
+    f.price_change_min = 8000000 - 100;
+    struct updater_outcome o;
+    updater_recheck(&d, UPDATER_REFRESHED, &f, &ru, h, &p, NOW_MS, &o);
+    assert_false(o.failed);
+    assert_true(o.interval_ms > 200 * 100);
+    int64_t placed = o.interval_ms;
+    p.age_intervals = false;
+    d = stored(1000, 4000);
+    updater_recheck(&d, UPDATER_REFRESHED, &f, &ru, h, &p, NOW_MS, &o);
+    assert_true(o.interval_ms < placed / 3);
+    /* The rule comes from [tokens] value_rules. */
+    struct cfg c = cfg();
+    snprintf(c.tokens_value_rules, sizeof(c.tokens_value_rules), "recheck, age");
+    struct updater_policy q;
+    updater_policy_from_cfg(&c, &q);
+    assert_true(q.age_intervals);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -684,6 +839,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_rejudge),
         cmocka_unit_test(test_offer_gone_ends_the_display),
         cmocka_unit_test(test_recommit_only_when_the_listing_moved_since),
+        cmocka_unit_test(test_final_failure_expires_at_once),
+        cmocka_unit_test(test_age_places_the_recheck_after_the_price_life),
         cmocka_unit_test(test_recheck_buy_box_seen_is_a_ceiling),
         cmocka_unit_test(test_recheck_budget_and_scale),
         cmocka_unit_test(test_marginal_budget),

@@ -3,7 +3,8 @@
  * functions: the vanish rate converges to the hazard it observes and follows a market that
  * changes, a class with few observations leans on the rate of all deals, the peek's hit rate
  * is corrected for age, the profit ratio is a mean over deals, a fetch costs what Keepa
- * charges, and [tokens] value_rules switches each rule.
+ * charges, the hazard by the age of a price finds a fixed life and places an interval after
+ * it, and [tokens] value_rules switches each rule.
  */
 #include <math.h>
 #include <string.h>
@@ -161,6 +162,58 @@ static void test_fetch_tokens_as_keepa_charges(void **state)
     assert_int_equal(val_fetch_tokens(-1, 100), 60);
 }
 
+/*
+ * Prices that live exactly 360 Keepa minutes, their deals re-checked every 30: the table finds
+ * no hazard before 360 and all of it at 360, so the span that carries an interval's worth of
+ * hazard from age 100 reaches just past 360, where a flat table gives MASS / LAMBDA.
+ */
+static void test_age_finds_a_fixed_life(void **state)
+{
+    (void)state;
+    struct val_age a;
+    val_age_init(&a);
+    double lambda = 0.005, mass = lambda * 30;
+    /* Empty: every bin at the constant hazard. */
+    assert_true(fabs(val_age_lambda(&a, 3, lambda) - lambda) < 1e-12);
+    assert_true(fabs(val_age_span(&a, 100, mass, lambda, 1440) - 30) < 1e-9);
+    for (int deal = 0; deal < 400; deal++) {
+        double start = (deal * 7) % 330; /* found at ages 0..329 */
+        for (double t = start; t < 360; t += 30) {
+            double next = t + 30;
+            if (next < 360)
+                val_age_observe(&a, t, next, false, -1);
+            else
+                val_age_observe(&a, t, next, true, 360); /* the price changed at 360 */
+        }
+    }
+    for (int b = 0; b < 360 / VAL_AGE_BIN_MIN; b++)
+        assert_true(val_age_lambda(&a, b, lambda) < lambda / 5);
+    assert_true(val_age_lambda(&a, 360 / VAL_AGE_BIN_MIN, lambda) > lambda * 10);
+    double t = val_age_span(&a, 100, mass, lambda, 1440);
+    assert_true(t > 260 && t < 261);
+    /* At the most MAX. */
+    assert_true(fabs(val_age_span(&a, 100, mass, lambda, 120) - 120) < 1e-9);
+    /* Before any deal was seen at 360 or older, the span stops where the table's knowledge
+     * ends, not MASS / LAMBDA into the unknown. */
+    struct val_age young;
+    val_age_init(&young);
+    for (int deal = 0; deal < 400; deal++)
+        for (double u = (deal * 7) % 330; u + 30 <= 360; u += 30)
+            val_age_observe(&young, u, u + 30, false, -1);
+    assert_true(fabs(val_age_span(&young, 100, mass, lambda, 1440) - 260) < 1e-9);
+    /* Unknown vanish moment: halfway; reversed or negative ages are ignored. */
+    struct val_age b;
+    val_age_init(&b);
+    val_age_observe(&b, 0, 60, true, -1);
+    assert_true(b.vanished[1] == 1.0 && fabs(b.exposure_min[0] - 30) < 1e-9);
+    val_age_observe(&b, 50, 40, false, -1);
+    val_age_observe(&b, -5, 40, false, -1);
+    assert_true(fabs(b.exposure_min[0] - 30) < 1e-9); /* untouched, not even faded */
+    /* Ages beyond the table share its last bin. */
+    val_age_observe(&b, 5000, 5100, false, -1);
+    assert_true(fabs(b.exposure_min[VAL_AGE_BINS - 1] - 100) < 1e-9);
+}
+
 static void test_rules_from_the_config(void **state)
 {
     (void)state;
@@ -169,7 +222,7 @@ static void test_rules_from_the_config(void **state)
     /* Every rule but drop and budget, which are off by default (docs/architecture.md). */
     unsigned defaults = VAL_RULE_ORDER | VAL_RULE_PRESCORE | VAL_RULE_FEES | VAL_RULE_RECHECK |
                         VAL_RULE_GONE | VAL_RULE_BUSY | VAL_RULE_FRESH | VAL_RULE_PROBE |
-                        VAL_RULE_CADENCE | VAL_RULE_LOWFEES;
+                        VAL_RULE_CADENCE | VAL_RULE_LOWFEES | VAL_RULE_FINAL | VAL_RULE_AGE;
     assert_int_equal(val_rules(&c), defaults);
     snprintf(c.tokens_value_rules, sizeof(c.tokens_value_rules), "none");
     assert_int_equal(val_rules(&c), 0);
@@ -186,6 +239,10 @@ static void test_rules_from_the_config(void **state)
     assert_int_equal(val_rules(&c), VAL_RULE_PROBE | VAL_RULE_CADENCE);
     snprintf(c.tokens_value_rules, sizeof(c.tokens_value_rules), "cadence, lowfees");
     assert_int_equal(val_rules(&c), VAL_RULE_CADENCE | VAL_RULE_LOWFEES);
+    snprintf(c.tokens_value_rules, sizeof(c.tokens_value_rules), "lowfees, final");
+    assert_int_equal(val_rules(&c), VAL_RULE_LOWFEES | VAL_RULE_FINAL);
+    snprintf(c.tokens_value_rules, sizeof(c.tokens_value_rules), "final, age");
+    assert_int_equal(val_rules(&c), VAL_RULE_FINAL | VAL_RULE_AGE);
 }
 
 int main(int argc, char **argv)
@@ -200,6 +257,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_hit_rate_corrects_for_age),
         cmocka_unit_test(test_profit_ratio_is_a_mean_over_deals),
         cmocka_unit_test(test_fetch_tokens_as_keepa_charges),
+        cmocka_unit_test(test_age_finds_a_fixed_life),
         cmocka_unit_test(test_rules_from_the_config),
     };
     return KD_RUN_TESTS(tests, argc, argv);

@@ -437,6 +437,12 @@ static int write_batch(struct scanner *sc, struct scanner_batch *b)
         fill_record(sc, b, w.refresh[k], &p);
         push(sc, &sc->refresh_out, &p);
     }
+    for (size_t i = 0; i < b->n_res; i++) /* each ASIN's verdict, for tools/missed-top.py */
+        kd_debug("peeked %s: %s, profit %lld", b->res[i].asin,
+                 b->res[i].deal     ? "survivor"
+                 : b->res[i].reason ? b->res[i].reason
+                                    : "other",
+                 (long long)b->res[i].v.profit_cents);
     char why[256];
     rejection_reasons(b, why, sizeof(why));
     char own[96] = "";
@@ -755,6 +761,11 @@ static void page_loaded(struct scanner *sc, const char *what, uint64_t at)
     sc->pass_pages++;
     sc->pass_discovered += sc->page.n;
     sc->page_loaded = true;
+    kd_debug("%s %llu is of a %s", what, (unsigned long long)at,
+             !sc->page_fresh              ? "pass in the selection's order"
+             : sc->pass_probe             ? "probe"
+             : sc->fresh_horizon_min == 0 ? "fresh pass over every page"
+                                          : "fresh pass to its horizon");
     kd_info("%s %llu (pass %u): %zu items, %zu asins, %zu pre-filtered, %zu peeked recently "
             "and unchanged, %zu to peek",
             what, (unsigned long long)at, sc->cur.pass, sc->page_items, sc->page.n,
@@ -780,7 +791,8 @@ static int on_deal(const struct kp_deal *d, void *ud)
     struct scanner_cand *c = &sc->page.c[sc->page.n - 1];
     if (sc->sel_ok && sc->sel.probe_ok && (size_t)sc->sel.price_type < d->n_price)
         c->feed_drop_pct = d->delta_percent[sc->sel.date_range][sc->sel.price_type];
-    bool keep = scanner_prefilter_deal(d, &sc->rules, NULL);
+    const char *why = NULL;
+    bool keep = scanner_prefilter_deal(d, &sc->rules, &why);
     if (keep && scanner_discovery_any(&sc->disc)) {
         /* The discovery filters on the feed's own data, for free (scanner/rules.h). */
         struct jd_inputs in;
@@ -790,6 +802,8 @@ static int on_deal(const struct kp_deal *d, void *ud)
     if (!keep) {
         c->state = SCANNER_CAND_DONE;
         sc->page_prefiltered++;
+        kd_debug("feed %s: moment %lld, pre-filtered (%s)", d->asin, (long long)moment,
+                 why != NULL ? why : "discovery");
     } else {
         bool fees = (sc->value_rules & VAL_RULE_FEES) != 0;
         bool low = (sc->value_rules & VAL_RULE_LOWFEES) != 0;
@@ -800,6 +814,9 @@ static int on_deal(const struct kp_deal *d, void *ud)
             c->state = SCANNER_CAND_DONE;
             sc->page_prefiltered++;
         }
+        kd_debug("feed %s: moment %lld, pre-score %lld%s", d->asin, (long long)moment,
+                 (long long)c->prescore_profit_cents,
+                 c->prescore_profit_cents < 0 ? ", a sure fail" : "");
     }
     return 0;
 }

@@ -23,7 +23,9 @@
  * With the probe rule, start_page() makes a fresh pass between those over the seller's selection
  * a probe (the deepest drops only: scanner_probe_pass, scanner_probe_floor, learned from the
  * survivors write_batch() sees); with the cadence rule, pass_pause_ms() holds the next fresh pass
- * back until its pages are worth their tokens (scanner_pass_interval_min).
+ * back until its pages are worth their tokens (scanner_pass_interval_min); with the delta rule,
+ * start_page() begins a fresh pass with a page sorted by absolute drop (scanner_delta_page),
+ * which finish_page() leaves out of the cursor.
  *
  * The dear list sources (lightning deals, best-seller lists) fetch a whole list with one
  * request (fetch_list, within the deficit bound and sent once per grant), keep it as entries
@@ -429,7 +431,8 @@ static int write_batch(struct scanner *sc, struct scanner_batch *b)
         fill_record(sc, b, w.survivors[k], &p);
         push(sc, &sc->survivors_out, &p);
         const struct scanner_cand *c = &sc->page.c[b->idx[b->res[w.survivors[k]].cand]];
-        if (c->feed_drop_pct >= 0 && !sc->pass_probe) /* a probe's survivors are all above */
+        /* A probe's survivors are all above its floor, a delta page's are the dear ones. */
+        if (c->feed_drop_pct >= 0 && !sc->pass_probe && !sc->page_delta)
             scanner_drops_put(&sc->drops, c->feed_drop_pct);
     }
     for (size_t k = 0; k < w.n_refresh; k++) {
@@ -762,7 +765,8 @@ static void page_loaded(struct scanner *sc, const char *what, uint64_t at)
     sc->pass_discovered += sc->page.n;
     sc->page_loaded = true;
     kd_debug("%s %llu is of a %s", what, (unsigned long long)at,
-             !sc->page_fresh              ? "pass in the selection's order"
+             sc->page_delta               ? "delta page"
+             : !sc->page_fresh            ? "pass in the selection's order"
              : sc->pass_probe             ? "probe"
              : sc->fresh_horizon_min == 0 ? "fresh pass over every page"
                                           : "fresh pass to its horizon");
@@ -1418,6 +1422,9 @@ static void start_page(struct scanner *sc, int64_t now)
         sc->horizon_pages = 0;
         memset(&sc->drops, 0, sizeof(sc->drops)); /* another selection's drops */
         sc->pass_disordered = false;
+        sc->pass_delta_done = false;
+        sc->delta_last_min = 0;
+        sc->delta_left = 0;
     }
     if (list_source(sc->source)) {
         start_list_page(sc, now);
@@ -1438,13 +1445,30 @@ static void start_page(struct scanner *sc, int64_t now)
     }
     size_t len = 0;
     sc->page_fresh = fresh_walk(sc);
-    if (sc->page_fresh && sc->cur.position == 0) {
+    int64_t minute_ns = cfg(sc)->tokens_minute_ms * KD_NS_PER_MS;
+    if (sc->page_fresh && sc->cur.position == 0 && !sc->pass_delta_done &&
+        (sc->value_rules & VAL_RULE_DELTA) && minute_ns > 0) {
+        /* Whether this pass begins with a delta page (scanner/rules.h); decided once a pass. */
+        int64_t balance, rate;
+        bucket_reading(sc, &balance, &rate);
+        bool full = scanner_fresh_horizon(sc->last_newest_min, balance, rate) == 0;
+        int64_t interval = scanner_pass_interval_min(
+            tb_cost_estimate(sc->sp.tb, TB_KIND_DEAL_PAGE, 1), rate,
+            shm_counter_total(sc->wk->seg.layout, SHM_C_vanish_half_life_min));
+        bool due = scanner_delta_page(now / minute_ns, sc->delta_last_min, interval, full);
+        if (due || full)
+            sc->delta_last_min = now / minute_ns;
+        sc->delta_pos = 0;
+        sc->delta_left = due ? SCANNER_DELTA_PAGES : 0;
+        sc->pass_delta_done = true;
+    }
+    sc->page_delta = sc->page_fresh && sc->delta_left > 0;
+    if (!sc->page_delta && sc->page_fresh && sc->cur.position == 0) {
         /* How far this pass reads is decided as it starts, on the bucket as it is now; and
          * whether it is a probe (scanner/rules.h). */
         int64_t balance, rate;
         bucket_reading(sc, &balance, &rate);
         sc->fresh_horizon_min = scanner_fresh_horizon(sc->last_newest_min, balance, rate);
-        int64_t minute_ns = cfg(sc)->tokens_minute_ms * KD_NS_PER_MS;
         sc->pass_floor_pct = (sc->value_rules & VAL_RULE_PROBE) && sc->sel.probe_ok
                                  ? scanner_probe_floor(&sc->drops, sc->sel.delta_pct_min)
                                  : 0;
@@ -1464,7 +1488,10 @@ static void start_page(struct scanner *sc, int64_t now)
             sc->seller_pass_ns = now;
         }
     }
-    int rc = sc->page_fresh && sc->pass_probe
+    int rc = sc->page_delta
+                 ? scanner_selection_render_sorted(&sc->sel, sc->delta_pos, SCANNER_DELTA_SORT,
+                                                   &sc->fetch_json, &len)
+             : sc->page_fresh && sc->pass_probe
                  ? scanner_selection_render_probe(&sc->sel, sc->cur.position, SCANNER_FRESH_SORT,
                                                   sc->pass_floor_pct, &sc->fetch_json, &len)
                  : scanner_selection_render_sorted(&sc->sel, sc->cur.position,
@@ -1538,6 +1565,14 @@ static int64_t pass_pause_ms(struct scanner *sc)
 /* Every candidate of the page is final: store the advanced cursor. */
 static void finish_page(struct scanner *sc, int64_t now)
 {
+    if (sc->page_delta) { /* the pass's own pages come next: the cursor stays */
+        sc->page_delta = false;
+        sc->delta_pos++;
+        sc->delta_left = sc->page_items < sc->page_full ? 0 : sc->delta_left - 1;
+        sc->page_loaded = false;
+        scanner_page_reset(&sc->page);
+        return;
+    }
     struct scanner_cursor next = sc->cur;
     bool pass_end, horizon = false;
     if (file_source(sc->source))
@@ -1606,6 +1641,7 @@ static void finish_page(struct scanner *sc, int64_t now)
             else
                 sc->last_newest_min = sc->pass_newest_min;
             sc->pass_probe = false;
+            sc->pass_delta_done = false;
             sc->pass_newest_min = 0;
             sc->pass_disordered = false;
         }

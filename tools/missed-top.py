@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""What became of each top-tenth true deal of a day benchmark (bench/README.md, "Top deals").
+"""What became of each top-tenth true deal of a day benchmark.
+
+See bench/README.md, "Top deals and the delta page".
 
 Usage: tools/missed-top.py KEPT_DIR [--all]
 
@@ -15,7 +17,8 @@ showed it after that, -1 never). Each top-tenth deal is classified from its list
   not peeked  read, but the pre-score said no (pre-filtered or a sure fail) or it was never
               peeked (dedup, or the pass moved on)
   peek failed peeked, the peek's verdict not a survivor (why)
-  backlog     a survivor never committed, or committed and rejected (the verdict)
+  commit failed  a survivor whose full fetch did not find a deal (the verdict)
+  backlog     a survivor never committed (still waiting when the day ended)
 
 Minutes are Keepa minutes of the simulator's catalog clock.
 """
@@ -99,6 +102,8 @@ def main():
             cls = "not peeked"
         elif not any(p[2].startswith("survivor") for p in peeks):
             cls = "peek failed"
+        elif commits:
+            cls = "commit failed"
         else:
             cls = "backlog"
         counts[cls] = counts.get(cls, 0) + 1

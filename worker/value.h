@@ -47,7 +47,8 @@ enum {
     VAL_RULE_BUDGET = 1u << 8,   /* the re-check budget by marginal value against acquisition */
     VAL_RULE_PROBE = 1u << 9,    /* fresh passes between the seller's read the deep drops only */
     VAL_RULE_CADENCE = 1u << 10, /* fresh passes no more often than their pages pay for */
-    VAL_RULE_LOWFEES = 1u << 11  /* the pre-score judges a product never peeked at low fees */
+    VAL_RULE_LOWFEES = 1u << 11, /* the pre-score judges a product never peeked at low fees */
+    VAL_RULE_DELTA = 1u << 12    /* a page of the biggest absolute drops before a fresh pass */
 };
 
 /* The VAL_RULE_* bits of config C's [tokens] value_rules (validated by the config). */

@@ -470,22 +470,23 @@ int64_t scanner_pass_interval_min(int64_t page_tokens, int64_t rate, int64_t hal
  * only entries whose deal moment (creationDate) is newer than the last pass's, but a product
  * listed days ago for a drop that has since passed keeps that moment while its offers change
  * under it (a cheap Used copy listed again, a Buy Box that rose), and only a full walk of every
- * page would read it again. Before a fresh pass that is not a full walk, one page of the same
- * selection sorted by absolute drop (Keepa's sortType 2, biggest first) is read: the dear
- * products with deep drops, where the profit is, whatever their moment (a second page found
- * no more in the day benchmark: bench/README.md, "Top deals and the delta page"). Its entries
- * unchanged since their last peek cost nothing more (`seen`), the pre-score judges the rest at
- * their current prices. The page comes when the last one began at least the cadence interval
- * of one page before (scanner_pass_interval_min), as a pass of one page would; a full walk
- * reads every page and counts as one.
+ * page would read it again. Before a fresh pass that is not a full walk, the first
+ * SCANNER_DELTA_PAGES pages of the same selection sorted by absolute drop (Keepa's sortType 2,
+ * biggest first) are read: the dear products with deep drops, where the profit is, whatever
+ * their moment (two pages captured 2-3 points more of the bound than one on two seeds of the
+ * day benchmark, the same on the third: bench/README.md, "Top deals and the delta page"). Their
+ * entries unchanged since their last peek cost nothing more (`seen`), the pre-score judges the
+ * rest at their current prices. The pages come when the last ones began at least the cadence
+ * interval of one page before (scanner_pass_interval_min), as a pass of one page would; a full
+ * walk reads every page and counts as one.
  */
 #define SCANNER_DELTA_SORT  2 /* Keepa's sortType: absolute delta, biggest first */
-#define SCANNER_DELTA_PAGES 1 /* pages read from page 0 (a short page ends them) */
+#define SCANNER_DELTA_PAGES 2 /* pages read from page 0 (a short page ends them) */
 
 /*
- * Whether the fresh pass about to start at NOW_MIN (Keepa minutes) begins with a delta page:
- * not on a FULL_WALK, and the last delta page (or full walk) began at LAST_MIN (<= 0: none yet)
- * at least INTERVAL_MIN before.
+ * Whether the fresh pass about to start at NOW_MIN (Keepa minutes) begins with the delta pages:
+ * not on a FULL_WALK, and the last ones (or a full walk) began at LAST_MIN (<= 0: none yet) at
+ * least INTERVAL_MIN before.
  */
 bool scanner_delta_page(int64_t now_min, int64_t last_min, int64_t interval_min, bool full_walk);
 

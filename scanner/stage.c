@@ -24,7 +24,7 @@
  * a probe (the deepest drops only: scanner_probe_pass, scanner_probe_floor, learned from the
  * survivors write_batch() sees); with the cadence rule, pass_pause_ms() holds the next fresh pass
  * back until its pages are worth their tokens (scanner_pass_interval_min); with the delta rule,
- * start_page() begins a fresh pass with a page sorted by absolute drop (scanner_delta_page),
+ * start_page() begins a fresh pass with pages sorted by absolute drop (scanner_delta_page),
  * which finish_page() leaves out of the cursor.
  *
  * The dear list sources (lightning deals, best-seller lists) fetch a whole list with one
@@ -1448,7 +1448,7 @@ static void start_page(struct scanner *sc, int64_t now)
     int64_t minute_ns = cfg(sc)->tokens_minute_ms * KD_NS_PER_MS;
     if (sc->page_fresh && sc->cur.position == 0 && !sc->pass_delta_done &&
         (sc->value_rules & VAL_RULE_DELTA) && minute_ns > 0) {
-        /* Whether this pass begins with a delta page (scanner/rules.h); decided once a pass. */
+        /* Whether this pass begins with the delta pages (scanner/rules.h); once a pass. */
         int64_t balance, rate;
         bucket_reading(sc, &balance, &rate);
         bool full = scanner_fresh_horizon(sc->last_newest_min, balance, rate) == 0;

@@ -473,12 +473,12 @@ int64_t scanner_pass_interval_min(int64_t page_tokens, int64_t rate, int64_t hal
  * page would read it again. Before a fresh pass that is not a full walk, the first
  * SCANNER_DELTA_PAGES pages of the same selection sorted by absolute drop (Keepa's sortType 2,
  * biggest first) are read: the dear products with deep drops, where the profit is, whatever
- * their moment (two pages captured 2-3 points more of the bound than one on two seeds of the
- * day benchmark, the same on the third: bench/README.md, "Top deals and the delta page"). Their
- * entries unchanged since their last peek cost nothing more (`seen`), the pre-score judges the
- * rest at their current prices. The pages come when the last ones began at least the cadence
- * interval of one page before (scanner_pass_interval_min), as a pass of one page would; a full
- * walk reads every page and counts as one.
+ * their moment (two pages captured 1-4 points more of the bound than one on seeds 1 and 3 of
+ * the day benchmark, as much or more on seed 2: bench/README.md, "Top deals and the delta
+ * page"). Their entries unchanged since their last peek cost nothing more (`seen`), the
+ * pre-score judges the rest at their current prices. The pages come when the last ones began
+ * at least the cadence interval of one page before (scanner_pass_interval_min), as a pass of
+ * one page would; a full walk reads every page and counts as one.
  */
 #define SCANNER_DELTA_SORT  2 /* Keepa's sortType: absolute delta, biggest first */
 #define SCANNER_DELTA_PAGES 2 /* pages read from page 0 (a short page ends them) */

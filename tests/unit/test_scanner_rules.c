@@ -1344,7 +1344,7 @@ static void test_probe_pass(void **state)
     assert_false(scanner_probe_pass(50, 1000, 990, true));
 }
 
-/* `delta`: a page of the biggest absolute drops before a fresh pass, once an interval. */
+/* `delta`: pages of the biggest absolute drops before a fresh pass, once an interval. */
 static void test_delta_page(void **state)
 {
     (void)state;
@@ -1357,7 +1357,7 @@ static void test_delta_page(void **state)
     /* A full walk reads every page: never a delta page before it. */
     assert_false(scanner_delta_page(1300, 1000, 10, true));
     assert_false(scanner_delta_page(1000, 0, 10, true));
-    /* The page renders the seller's filters with Keepa's absolute-delta order, page 0. */
+    /* The pages render the seller's filters with Keepa's absolute-delta order, from page 0. */
     struct scanner_selection s;
     char err[256], *j = NULL;
     size_t n;
@@ -1369,6 +1369,13 @@ static void test_delta_page(void **state)
     assert_int_equal(json_int(j, "sortType"), 2);
     assert_int_equal(json_int(j, "page"), 0);
     assert_non_null(strstr(j, "\"deltaPercentRange\":[10,90]"));
+    free(j);
+    assert_true(SCANNER_DELTA_PAGES >= 1);
+    assert_int_equal(
+        scanner_selection_render_sorted(&s, SCANNER_DELTA_PAGES - 1, SCANNER_DELTA_SORT, &j, &n),
+        0);
+    assert_int_equal(json_int(j, "page"), SCANNER_DELTA_PAGES - 1);
+    assert_int_equal(json_int(j, "sortType"), 2);
     free(j);
     scanner_selection_free(&s);
 }

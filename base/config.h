@@ -105,8 +105,9 @@
       "this instance's share of a key used by several instances on the host, against their "       \
       "weights (the share of one that has no work goes to the others)")                            \
     X(tokens, value_rules, LIST,                                                                   \
-      "order, prescore, fees, recheck, gone, busy, fresh, probe, cadence, lowfees, final, age", 1, \
-      CFG_STR_MAX, CFG_VALUE_RULES, CFG_RELOAD,                                                    \
+      "order, prescore, fees, recheck, gone, busy, fresh, probe, cadence, lowfees, final, age, "   \
+      "delta",                                                                                     \
+      1, CFG_STR_MAX, CFG_VALUE_RULES, CFG_RELOAD,                                                 \
       "the rules of value per token in use (docs/architecture.md, \"The spending policy\"); "      \
       "leave one out to see what it buys (none: arrival order, doubling intervals, fixed pause)")  \
     X(scan, source, ENUM, "deals", 0, 5, "deals|asins|query|list|lightning|bestsellers",           \
@@ -294,7 +295,9 @@ struct cfg_named_key {
 
 /* The rules of value per token, in the order of worker/value.h's VAL_RULE_* bits from 0 (none). */
 #define CFG_VALUE_RULES                                                                            \
-    "none|order|drop|prescore|recheck|gone|busy|fees|fresh|budget|probe|cadence|lowfees|final|age"
+    "none|order|drop|prescore|recheck|gone|busy|fees|fresh|budget|probe|cadence|lowfees|final|"    \
+    "age|"                                                                                         \
+    "delta"
 
 /* The sell bases, in the order of enum jd_basis from 1 (judge/judge.h). */
 #define CFG_SELL_BASES "buy_box|lowest_fba|avg90|avg180|avg365|avg90_365|current"

@@ -994,7 +994,8 @@ static const struct shown *shown_first(const struct shown_list *l, const char *a
 }
 
 static void value_kdeals(CURL *c, int port, struct shown_list *sl, const struct sim_clock *k,
-                         int64_t from_min, int64_t to_min, double budget, struct value_figs *vf)
+                         int64_t from_min, int64_t to_min, double budget, const char *dump,
+                         struct value_figs *vf)
 {
     memset(vf, 0, sizeof(*vf));
     vf->top_median = vf->top_stored_median = NAN;
@@ -1063,6 +1064,27 @@ static void value_kdeals(CURL *c, int port, struct shown_list *sl, const struct 
         double *tts = calloc(vf->top_n + 1, sizeof(double));
         double *stored = calloc(vf->top_n + 1, sizeof(double));
         size_t k_top = 0;
+        /* With BENCH_PIPELINE_KEEP: the listed true deals and when each was first shown, for
+         * tools/missed-top.py. */
+        FILE *df = dump != NULL ? fopen(dump, "w") : NULL;
+        if (df != NULL)
+            fprintf(df, "# clock %" PRId64 " %" PRId64 " %" PRId64 "\n", k->start_wall_ms,
+                    k->catalog_start_ms, k->minute_ms);
+        for (size_t i = 0; df != NULL && i < vf->true_n; i++) {
+            if (td[i].listed_at < 0)
+                continue;
+            int64_t first = -1;
+            const struct shown *s = shown_first(sl, td[i].asin);
+            for (; s != NULL && s < sl->v + sl->n && strcmp(s->asin, td[i].asin) == 0; s++)
+                if (s->to_min > td[i].listed_at) {
+                    first = s->from_min;
+                    break;
+                }
+            fprintf(df, "%s\t%" PRId64 "\t%" PRId64 "\t%" PRId64 "\t%" PRId64 "\n", td[i].asin,
+                    td[i].peak_profit, td[i].fetch_tokens, td[i].listed_at, first);
+        }
+        if (df != NULL)
+            fclose(df);
         for (size_t i = 0; tts != NULL && stored != NULL && i < vf->true_n && k_top < vf->top_n;
              i++) {
             if (td[i].listed_at < 0)
@@ -1504,7 +1526,10 @@ static int scenario_day(struct ctx *cx)
     struct value_figs vf;
     double offered_k =
         (double)(K.L0.left + K.L1.earned - K.L0.earned + K.L1.expired - K.L0.expired);
-    value_kdeals(cx->curl, sk.port, &shown, &clk1, clk0.now_min, clk1.now_min + 1, offered_k, &vf);
+    char dump[sizeof(d.dir) + 16];
+    snprintf(dump, sizeof(dump), "%s/truth.tsv", d.dir);
+    value_kdeals(cx->curl, sk.port, &shown, &clk1, clk0.now_min, clk1.now_min + 1, offered_k,
+                 cx->keep ? dump : NULL, &vf);
     double legacy_captured[N_LEGACY];
     size_t legacy_captured_n[N_LEGACY];
     for (int i = 0; i < N_LEGACY; i++)

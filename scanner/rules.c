@@ -337,6 +337,11 @@ int64_t scanner_pass_interval_min(int64_t page_tokens, int64_t rate, int64_t hal
     return (int64_t)llround(sqrt(2.0 * (double)page_tokens * h / ((double)rate * M_LN2)));
 }
 
+bool scanner_delta_page(int64_t now_min, int64_t last_min, int64_t interval_min, bool full_walk)
+{
+    return !full_walk && (last_min <= 0 || now_min - last_min >= interval_min);
+}
+
 void scanner_drops_put(struct scanner_drops *d, int32_t pct)
 {
     if (pct < 0 || pct > 100)

@@ -465,6 +465,31 @@ bool scanner_probe_pass(int32_t floor_pct, int64_t now_min, int64_t seller_pass_
  */
 int64_t scanner_pass_interval_min(int64_t page_tokens, int64_t rate, int64_t half_life_min);
 
+/*
+ * The delta page (the "delta" rule, docs/architecture.md "Value per token"): a fresh pass reads
+ * only entries whose deal moment (creationDate) is newer than the last pass's, but a product
+ * listed days ago for a drop that has since passed keeps that moment while its offers change
+ * under it (a cheap Used copy listed again, a Buy Box that rose), and only a full walk of every
+ * page would read it again. Before a fresh pass that is not a full walk, the first
+ * SCANNER_DELTA_PAGES pages of the same selection sorted by absolute drop (Keepa's sortType 2,
+ * biggest first) are read: the dear products with deep drops, where the profit is, whatever
+ * their moment (two pages captured 1-4 points more of the bound than one on seeds 1 and 3 of
+ * the day benchmark, as much or more on seed 2: bench/README.md, "Top deals and the delta
+ * page"). Their entries unchanged since their last peek cost nothing more (`seen`), the
+ * pre-score judges the rest at their current prices. The pages come when the last ones began
+ * at least the cadence interval of one page before (scanner_pass_interval_min), as a pass of
+ * one page would; a full walk reads every page and counts as one.
+ */
+#define SCANNER_DELTA_SORT  2 /* Keepa's sortType: absolute delta, biggest first */
+#define SCANNER_DELTA_PAGES 2 /* pages read from page 0 (a short page ends them) */
+
+/*
+ * Whether the fresh pass about to start at NOW_MIN (Keepa minutes) begins with the delta pages:
+ * not on a FULL_WALK, and the last ones (or a full walk) began at LAST_MIN (<= 0: none yet) at
+ * least INTERVAL_MIN before.
+ */
+bool scanner_delta_page(int64_t now_min, int64_t last_min, int64_t interval_min, bool full_walk);
+
 /* Ends C's pass where it stands (a fresh pass that reached its horizon): position 0, pass + 1. */
 void scanner_cursor_end_pass(struct scanner_cursor *c);
 

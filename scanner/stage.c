@@ -23,7 +23,9 @@
  * With the probe rule, start_page() makes a fresh pass between those over the seller's selection
  * a probe (the deepest drops only: scanner_probe_pass, scanner_probe_floor, learned from the
  * survivors write_batch() sees); with the cadence rule, pass_pause_ms() holds the next fresh pass
- * back until its pages are worth their tokens (scanner_pass_interval_min).
+ * back until its pages are worth their tokens (scanner_pass_interval_min); with the delta rule,
+ * start_page() begins a fresh pass with pages sorted by absolute drop (scanner_delta_page),
+ * which finish_page() leaves out of the cursor.
  *
  * The dear list sources (lightning deals, best-seller lists) fetch a whole list with one
  * request (fetch_list, within the deficit bound and sent once per grant), keep it as entries
@@ -430,7 +432,8 @@ static int write_batch(struct scanner *sc, struct scanner_batch *b)
         fill_record(sc, b, w.survivors[k], &p);
         push(sc, &sc->survivors_out, &p);
         const struct scanner_cand *c = &sc->page.c[b->idx[b->res[w.survivors[k]].cand]];
-        if (c->feed_drop_pct >= 0 && !sc->pass_probe) /* a probe's survivors are all above */
+        /* A probe's survivors are all above its floor, a delta page's are the dear ones. */
+        if (c->feed_drop_pct >= 0 && !sc->pass_probe && !sc->page_delta)
             scanner_drops_put(&sc->drops, c->feed_drop_pct);
     }
     for (size_t k = 0; k < w.n_refresh; k++) {
@@ -438,6 +441,12 @@ static int write_batch(struct scanner *sc, struct scanner_batch *b)
         fill_record(sc, b, w.refresh[k], &p);
         push(sc, &sc->refresh_out, &p);
     }
+    for (size_t i = 0; i < b->n_res; i++) /* each ASIN's verdict, for tools/missed-top.py */
+        kd_debug("peeked %s: %s, profit %lld", b->res[i].asin,
+                 b->res[i].deal     ? "survivor"
+                 : b->res[i].reason ? b->res[i].reason
+                                    : "other",
+                 (long long)b->res[i].v.profit_cents);
     char why[256];
     rejection_reasons(b, why, sizeof(why));
     char own[96] = "";
@@ -771,6 +780,12 @@ static void page_loaded(struct scanner *sc, const char *what, uint64_t at)
     sc->pass_pages++;
     sc->pass_discovered += sc->page.n;
     sc->page_loaded = true;
+    kd_debug("%s %llu is of a %s", what, (unsigned long long)at,
+             sc->page_delta               ? "delta page"
+             : !sc->page_fresh            ? "pass in the selection's order"
+             : sc->pass_probe             ? "probe"
+             : sc->fresh_horizon_min == 0 ? "fresh pass over every page"
+                                          : "fresh pass to its horizon");
     kd_info("%s %llu (pass %u): %zu items, %zu asins, %zu pre-filtered, %zu peeked recently "
             "and unchanged, %zu to peek",
             what, (unsigned long long)at, sc->cur.pass, sc->page_items, sc->page.n,
@@ -797,7 +812,8 @@ static void feed_deal(struct scanner *sc, struct scanner_page *page, struct scan
     struct scanner_cand *c = &page->c[page->n - 1];
     if (sc->sel_ok && sc->sel.probe_ok && (size_t)sc->sel.price_type < d->n_price)
         c->feed_drop_pct = d->delta_percent[sc->sel.date_range][sc->sel.price_type];
-    bool keep = scanner_prefilter_deal(d, &sc->rules, NULL);
+    const char *why = NULL;
+    bool keep = scanner_prefilter_deal(d, &sc->rules, &why);
     if (keep && scanner_discovery_any(&sc->disc)) {
         /* The discovery filters on the feed's own data, for free (scanner/rules.h). */
         struct jd_inputs in;
@@ -807,6 +823,8 @@ static void feed_deal(struct scanner *sc, struct scanner_page *page, struct scan
     if (!keep) {
         c->state = SCANNER_CAND_DONE;
         feed->prefiltered++;
+        kd_debug("feed %s: moment %lld, pre-filtered (%s)", d->asin, (long long)moment,
+                 why != NULL ? why : "discovery");
     } else {
         bool fees = (sc->value_rules & VAL_RULE_FEES) != 0;
         bool low = (sc->value_rules & VAL_RULE_LOWFEES) != 0;
@@ -817,6 +835,9 @@ static void feed_deal(struct scanner *sc, struct scanner_page *page, struct scan
             c->state = SCANNER_CAND_DONE;
             feed->prefiltered++;
         }
+        kd_debug("feed %s: moment %lld, pre-score %lld%s", d->asin, (long long)moment,
+                 (long long)c->prescore_profit_cents,
+                 c->prescore_profit_cents < 0 ? ", a sure fail" : "");
     }
 }
 
@@ -1482,8 +1503,10 @@ static void next_done(const struct kp_result *res, void *ud)
  */
 static void pipe_next(struct scanner *sc)
 {
+    /* A delta page is outside the cursor: the pass's own pages, probe or not, are decided after
+     * it, so nothing is fetched ahead of it. */
     if (sc->next.active || sc->stopping || !sc->sel_ok || sc->source != CFG_SOURCE_DEALS ||
-        (!sc->fetching && !sc->page_loaded))
+        sc->page_delta || (!sc->fetching && !sc->page_loaded))
         return;
     int64_t balance, rate;
     bucket_reading(sc, &balance, &rate);
@@ -1506,6 +1529,8 @@ static void pipe_next(struct scanner *sc)
     sc->next.at.position = position;
     sc->next.hash = source_hash(sc);
     sc->next.fresh = sc->page_fresh;
+    sc->next.probe = sc->page_fresh && sc->pass_probe;
+    sc->next.floor_pct = sc->pass_floor_pct;
     sc->next.full = (size_t)sc->sel.per_page;
     sc->next.last = (uint64_t)sc->sel.last_page;
     scanner_page_reset(&sc->next.page);
@@ -1527,9 +1552,10 @@ static void pipe_next(struct scanner *sc)
 
 /*
  * The pipe's page when it is the one the cursor is on (same source, selection, pass and
- * position, read in the same order): loaded now, or taken in flight (true: nothing to fetch).
- * Anything else is dropped: an answer for a page the cursor left (the pass ended before it, a
- * reload) is thrown away; one still in flight is thrown away when it arrives.
+ * position, read in the same order, with the same probe floor): loaded now, or taken in flight
+ * (true: nothing to fetch). Anything else is dropped: an answer for a page the cursor left (the
+ * pass ended before it, a reload) is thrown away; one still in flight is thrown away when it
+ * arrives.
  */
 static bool next_take(struct scanner *sc, uint64_t hash)
 {
@@ -1537,7 +1563,9 @@ static bool next_take(struct scanner *sc, uint64_t hash)
         return false;
     bool same = sc->next.at.source == sc->cur.source && sc->next.at.pass == sc->cur.pass &&
                 sc->next.at.position == sc->cur.position && sc->next.hash == hash &&
-                sc->next.fresh == fresh_walk(sc) && sc->sel_ok;
+                sc->next.fresh == fresh_walk(sc) &&
+                sc->next.probe == (sc->next.fresh && sc->pass_probe) &&
+                (!sc->next.probe || sc->next.floor_pct == sc->pass_floor_pct) && sc->sel_ok;
     if (!same) {
         if (sc->next.arrived)
             sc->next.active = sc->next.arrived = false;
@@ -1571,6 +1599,9 @@ static void start_page(struct scanner *sc, int64_t now)
         sc->horizon_pages = 0;
         memset(&sc->drops, 0, sizeof(sc->drops)); /* another selection's drops */
         sc->pass_disordered = false;
+        sc->pass_delta_done = false;
+        sc->delta_last_min = 0;
+        sc->delta_left = 0;
     }
     if (list_source(sc->source)) {
         start_list_page(sc, now);
@@ -1593,13 +1624,30 @@ static void start_page(struct scanner *sc, int64_t now)
         return;
     size_t len = 0;
     sc->page_fresh = fresh_walk(sc);
-    if (sc->page_fresh && sc->cur.position == 0) {
+    int64_t minute_ns = cfg(sc)->tokens_minute_ms * KD_NS_PER_MS;
+    if (sc->page_fresh && sc->cur.position == 0 && !sc->pass_delta_done &&
+        (sc->value_rules & VAL_RULE_DELTA) && minute_ns > 0) {
+        /* Whether this pass begins with the delta pages (scanner/rules.h); once a pass. */
+        int64_t balance, rate;
+        bucket_reading(sc, &balance, &rate);
+        bool full = scanner_fresh_horizon(sc->last_newest_min, balance, rate) == 0;
+        int64_t interval = scanner_pass_interval_min(
+            tb_cost_estimate(sc->sp.tb, TB_KIND_DEAL_PAGE, 1), rate,
+            shm_counter_total(sc->wk->seg.layout, SHM_C_vanish_half_life_min));
+        bool due = scanner_delta_page(now / minute_ns, sc->delta_last_min, interval, full);
+        if (due || full)
+            sc->delta_last_min = now / minute_ns;
+        sc->delta_pos = 0;
+        sc->delta_left = due ? SCANNER_DELTA_PAGES : 0;
+        sc->pass_delta_done = true;
+    }
+    sc->page_delta = sc->page_fresh && sc->delta_left > 0;
+    if (!sc->page_delta && sc->page_fresh && sc->cur.position == 0) {
         /* How far this pass reads is decided as it starts, on the bucket as it is now; and
          * whether it is a probe (scanner/rules.h). */
         int64_t balance, rate;
         bucket_reading(sc, &balance, &rate);
         sc->fresh_horizon_min = scanner_fresh_horizon(sc->last_newest_min, balance, rate);
-        int64_t minute_ns = cfg(sc)->tokens_minute_ms * KD_NS_PER_MS;
         sc->pass_floor_pct = (sc->value_rules & VAL_RULE_PROBE) && sc->sel.probe_ok
                                  ? scanner_probe_floor(&sc->drops, sc->sel.delta_pct_min)
                                  : 0;
@@ -1619,7 +1667,10 @@ static void start_page(struct scanner *sc, int64_t now)
             sc->seller_pass_ns = now;
         }
     }
-    int rc = sc->page_fresh && sc->pass_probe
+    int rc = sc->page_delta
+                 ? scanner_selection_render_sorted(&sc->sel, sc->delta_pos, SCANNER_DELTA_SORT,
+                                                   &sc->fetch_json, &len)
+             : sc->page_fresh && sc->pass_probe
                  ? scanner_selection_render_probe(&sc->sel, sc->cur.position, SCANNER_FRESH_SORT,
                                                   sc->pass_floor_pct, &sc->fetch_json, &len)
                  : scanner_selection_render_sorted(&sc->sel, sc->cur.position,
@@ -1695,6 +1746,14 @@ static int64_t pass_pause_ms(struct scanner *sc)
 /* Every candidate of the page is final: store the advanced cursor. */
 static void finish_page(struct scanner *sc, int64_t now)
 {
+    if (sc->page_delta) { /* the pass's own pages come next: the cursor stays */
+        sc->page_delta = false;
+        sc->delta_pos++;
+        sc->delta_left = sc->page_items < sc->page_full ? 0 : sc->delta_left - 1;
+        sc->page_loaded = false;
+        scanner_page_reset(&sc->page);
+        return;
+    }
     struct scanner_cursor next = sc->cur;
     bool pass_end, horizon = false;
     if (file_source(sc->source))
@@ -1763,6 +1822,7 @@ static void finish_page(struct scanner *sc, int64_t now)
             else
                 sc->last_newest_min = sc->pass_newest_min;
             sc->pass_probe = false;
+            sc->pass_delta_done = false;
             sc->pass_newest_min = 0;
             sc->pass_disordered = false;
         }

@@ -140,6 +140,11 @@ struct scanner {
     int64_t seller_pass_ns;     /* when the last pass over the seller's selection began; 0 none */
     int64_t pass_start_ns;      /* when this fresh pass began (the cadence rule) */
     uint64_t horizon_pages;     /* pages of the last fresh pass that ended at its horizon */
+    bool page_delta;            /* the page is a delta page (scanner/rules.h), not the pass's */
+    bool pass_delta_done;       /* this pass decided whether it begins with delta pages */
+    uint32_t delta_pos;         /* the next delta page */
+    uint32_t delta_left;        /* delta pages left to read before the pass's own */
+    int64_t delta_last_min;     /* when the last delta pages or full walk began; 0 none */
     char *fetch_json;           /* selection of the page being fetched */
     unsigned fetch_failures;
     int64_t fetch_retry_ns;
@@ -157,6 +162,8 @@ struct scanner {
         struct scanner_cursor at; /* the cursor it was fetched for */
         uint64_t hash;            /* source_hash then */
         bool fresh;               /* page_fresh then */
+        bool probe;               /* pass_probe then (a fresh pass's) */
+        int32_t floor_pct;        /* pass_floor_pct then */
         char *json;
         size_t items, full;
         uint64_t last;

@@ -1344,6 +1344,42 @@ static void test_probe_pass(void **state)
     assert_false(scanner_probe_pass(50, 1000, 990, true));
 }
 
+/* `delta`: pages of the biggest absolute drops before a fresh pass, once an interval. */
+static void test_delta_page(void **state)
+{
+    (void)state;
+    /* The first fresh pass that is not a full walk begins with one. */
+    assert_true(scanner_delta_page(1000, 0, 10, false));
+    /* Then once the interval has passed since the last, not sooner. */
+    assert_false(scanner_delta_page(1009, 1000, 10, false));
+    assert_true(scanner_delta_page(1010, 1000, 10, false));
+    assert_true(scanner_delta_page(1300, 1000, 10, false));
+    /* A full walk reads every page: never a delta page before it. */
+    assert_false(scanner_delta_page(1300, 1000, 10, true));
+    assert_false(scanner_delta_page(1000, 0, 10, true));
+    /* The pages render the seller's filters with Keepa's absolute-delta order, from page 0. */
+    struct scanner_selection s;
+    char err[256], *j = NULL;
+    size_t n;
+    const char *json = "{\"domainId\":1,\"priceTypes\":[2],\"sortType\":4,\"dateRange\":3,"
+                       "\"isRangeEnabled\":true,\"deltaPercentRange\":[10,90]}";
+    assert_int_equal(
+        scanner_selection_parse(&s, CFG_SOURCE_DEALS, 1, NULL, json, "t", err, sizeof(err)), 0);
+    assert_int_equal(scanner_selection_render_sorted(&s, 0, SCANNER_DELTA_SORT, &j, &n), 0);
+    assert_int_equal(json_int(j, "sortType"), 2);
+    assert_int_equal(json_int(j, "page"), 0);
+    assert_non_null(strstr(j, "\"deltaPercentRange\":[10,90]"));
+    free(j);
+    assert_true(SCANNER_DELTA_PAGES >= 1);
+    assert_int_equal(
+        scanner_selection_render_sorted(&s, SCANNER_DELTA_PAGES - 1, SCANNER_DELTA_SORT, &j, &n),
+        0);
+    assert_int_equal(json_int(j, "page"), SCANNER_DELTA_PAGES - 1);
+    assert_int_equal(json_int(j, "sortType"), 2);
+    free(j);
+    scanner_selection_free(&s);
+}
+
 static void test_selection_probe(void **state)
 {
     (void)state;
@@ -1461,6 +1497,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_pass_pause),
         cmocka_unit_test(test_probe_floor),
         cmocka_unit_test(test_probe_pass),
+        cmocka_unit_test(test_delta_page),
         cmocka_unit_test(test_selection_probe),
         cmocka_unit_test(test_pass_interval),
     };

@@ -222,7 +222,8 @@ static void test_rules_from_the_config(void **state)
     /* Every rule but drop and budget, which are off by default (docs/architecture.md). */
     unsigned defaults = VAL_RULE_ORDER | VAL_RULE_PRESCORE | VAL_RULE_FEES | VAL_RULE_RECHECK |
                         VAL_RULE_GONE | VAL_RULE_BUSY | VAL_RULE_FRESH | VAL_RULE_PROBE |
-                        VAL_RULE_CADENCE | VAL_RULE_LOWFEES | VAL_RULE_FINAL | VAL_RULE_AGE;
+                        VAL_RULE_CADENCE | VAL_RULE_LOWFEES | VAL_RULE_FINAL | VAL_RULE_AGE |
+                        VAL_RULE_DELTA;
     assert_int_equal(val_rules(&c), defaults);
     snprintf(c.tokens_value_rules, sizeof(c.tokens_value_rules), "none");
     assert_int_equal(val_rules(&c), 0);
@@ -243,6 +244,8 @@ static void test_rules_from_the_config(void **state)
     assert_int_equal(val_rules(&c), VAL_RULE_LOWFEES | VAL_RULE_FINAL);
     snprintf(c.tokens_value_rules, sizeof(c.tokens_value_rules), "final, age");
     assert_int_equal(val_rules(&c), VAL_RULE_FINAL | VAL_RULE_AGE);
+    snprintf(c.tokens_value_rules, sizeof(c.tokens_value_rules), "fresh, delta");
+    assert_int_equal(val_rules(&c), VAL_RULE_FRESH | VAL_RULE_DELTA);
 }
 
 int main(int argc, char **argv)

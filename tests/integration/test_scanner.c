@@ -933,7 +933,9 @@ static void test_pipe_fetches_ahead_in_order(void **state)
     int passes = check_page_log(&d, &again);
     assert_true(passes >= 4);
     long long requests = sim_stat(&s, "endpoints.deal.requests");
-    int pages = scanner_lines(&d, "deal page ") - scanner_lines(&d, "came through the pipe");
+    /* A page's record line ("deal page N (pass P): ... items"); its debug lines say other
+     * things of it, and the pipe's says it came through the pipe. */
+    int pages = scanner_lines(&d, "(pass ") - scanner_lines(&d, "came through the pipe");
     print_message("figures: %d pages recorded, %d through the pipe, %lld /deal requests, %d "
                   "passes\n",
                   pages, scanner_lines(&d, "came through the pipe"), requests, passes);

@@ -802,6 +802,11 @@ static int start_batch(struct updater *u, int64_t *next_due_ms)
         }
         return rc;
     }
+    char asins[UPDATER_BATCH_MAX * (ST_ASIN_LEN + 1) + 1];
+    size_t len = 0;
+    for (size_t i = 0; i < u->n && len + ST_ASIN_LEN + 2 <= sizeof(asins); i++)
+        len += (size_t)snprintf(asins + len, sizeof(asins) - len, " %s", u->items[i].asin);
+    kd_debug("update batch of %zu asks for:%s", u->n, asins);
     return 1;
 }
 

@@ -1534,6 +1534,21 @@ void sim_catalog_product_light(const struct sim_catalog *c, int64_t idx, int64_t
         product_base(c, idx, keepa_min, p, 1);
 }
 
+void sim_catalog_product_bare(const struct sim_catalog *c, int64_t idx, int64_t keepa_min,
+                              struct sim_product *p)
+{
+    if (c->economy == SIM_ECONOMY_RICH)
+        sim_catalog_product(c, idx, keepa_min, p);
+    else
+        product_base(c, idx, keepa_min, p, 0);
+}
+
+void sim_catalog_product_levels(const struct sim_catalog *c, struct sim_product *p)
+{
+    if (c->economy == SIM_ECONOMY_CALIBRATED)
+        slot_cache_fill(c, p);
+}
+
 /* ---------- the feed's view ---------- */
 
 static int window_epochs(const struct sim_catalog *c, int dr)

@@ -172,6 +172,17 @@ void sim_catalog_product_light(const struct sim_catalog *c, int64_t idx, int64_t
                                struct sim_product *p);
 
 /*
+ * sim_catalog_product_light in two steps, for a scan that skips most products before it reads
+ * a price or keeps the levels itself: the static draws, the clock and freshness (in the rich
+ * economy the whole light product, as there), then, calibrated only, the price levels. Without
+ * the levels a product reads the same figures (a level not kept is drawn when it is read), only
+ * slower.
+ */
+void sim_catalog_product_bare(const struct sim_catalog *c, int64_t idx, int64_t keepa_min,
+                              struct sim_product *p);
+void sim_catalog_product_levels(const struct sim_catalog *c, struct sim_product *p);
+
+/*
  * Value of csv type TYPE of P at price epoch EPOCH (history points), without the short
  * Used dips of the calibrated economy (sim_catalog_dip tells where those are); -1 when the
  * type has no data. *SHIP receives the shipping of a triple type (may be NULL).

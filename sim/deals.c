@@ -155,6 +155,21 @@ static int deal_eligible(const struct sim_selection *s, const struct sim_product
     return 1;
 }
 
+/* sim_catalog_product_bare, with the static draws kept in ME (may be NULL). */
+static void product_bare(const struct sim_catalog *c, int64_t idx, int64_t keepa_min,
+                         struct sim_product *p, struct sim_deal_memo_entry *me)
+{
+    if (me == NULL || c->economy != SIM_ECONOMY_CALIBRATED || c->volatility <= 0) {
+        sim_catalog_product_bare(c, idx, keepa_min, p);
+    } else if (me->has_static) {
+        sim_catalog_product_bare_from(c, &me->st, idx, keepa_min, p);
+    } else {
+        sim_catalog_product_bare(c, idx, keepa_min, p);
+        sim_catalog_product_static(p, &me->st);
+        me->has_static = 1;
+    }
+}
+
 /*
  * Gives the bare product P its price levels: from ME (may be NULL) when it kept them in this
  * epoch, else drawn (and kept in ME). The levels of a product are the same all epoch long
@@ -279,6 +294,7 @@ void sim_deal_memo_reset(struct sim_deal_memo *m)
     for (int64_t i = 0; i < m->n; i++) {
         m->e[i].epoch = INT64_MIN;
         m->e[i].levels_epoch = INT64_MIN;
+        m->e[i].has_static = 0;
     }
 }
 
@@ -313,7 +329,7 @@ int sim_deal_scan_memo(const struct sim_catalog *c, const struct sim_selection *
     }
     for (int64_t i = 0; i < c->products; i++) {
         struct sim_deal_memo_entry *me = memo != NULL ? &memo->e[i] : NULL;
-        sim_catalog_product_bare(c, i, keepa_min, p);
+        product_bare(c, i, keepa_min, p, me);
         if (!deal_eligible(s, p))
             continue; /* its levels are never read */
         levels_get(c, p, me);

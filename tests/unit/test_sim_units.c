@@ -482,13 +482,15 @@ static void test_deal_scan_memo_is_exact(void **state)
             sim_deal_result_free(&b);
         }
     }
-    int64_t kept = 0, levels = 0;
+    int64_t kept = 0, levels = 0, statics = 0;
     for (int64_t i = 0; i < memo.n; i++) {
         kept += memo.e[i].epoch != INT64_MIN;
         levels += memo.e[i].levels_epoch != INT64_MIN;
+        statics += memo.e[i].has_static;
     }
     assert_true(kept > memo.n / 2);
     assert_true(levels > memo.n / 2); /* the levels are kept, not drawn at every scan */
+    assert_true(statics > memo.n / 2);
     /* a bare product given its levels is the light product, byte for byte */
     struct sim_product *a = malloc(sizeof(*a)), *b = malloc(sizeof(*b));
     assert_non_null(a);
@@ -497,6 +499,13 @@ static void test_deal_scan_memo_is_exact(void **state)
         sim_catalog_product_light(&c, i, 8514860, a);
         sim_catalog_product_bare(&c, i, 8514860, b);
         sim_catalog_product_levels(&c, b);
+        assert_memory_equal(a, b, sizeof(*a));
+        /* and the bare product from its kept static draws is the bare one */
+        struct sim_product_static st;
+        sim_catalog_product_bare(&c, i, 8500000, a);
+        sim_catalog_product_static(a, &st);
+        sim_catalog_product_bare(&c, i, 8514860, a);
+        sim_catalog_product_bare_from(&c, &st, i, 8514860, b);
         assert_memory_equal(a, b, sizeof(*a));
     }
     free(a);

@@ -5,7 +5,9 @@
  * break on the index, so an order is a pure function of the catalog, the selection and the
  * Keepa minute. With a memo (sim_deal_scan_memo) a product's window is folded from its price
  * epoch's start on: the fold of the moments before, the same all epoch long, is kept from the
- * first scan of the epoch, so a scan reads two moments a product instead of up to 33.
+ * first scan of the epoch, so a scan reads two moments a product instead of up to 33. The memo
+ * also keeps the product's static draws and its price levels for the epoch, so that a scan
+ * does not draw them again (sim_catalog_product_bare_from, levels_get).
  */
 #include "sim/deals.h"
 

@@ -1477,6 +1477,9 @@ static void cal_values(const struct sim_catalog *c, struct sim_product *p)
     }
 }
 
+/* The clock of product P (its static draws made) at its minute; the levels when FILL_SLOTS. */
+static void product_clock(const struct sim_catalog *c, struct sim_product *p, int fill_slots);
+
 /* The static draws and the clock of product IDX at KEEPA_MIN: no values yet. */
 static void product_base(const struct sim_catalog *c, int64_t idx, int64_t keepa_min,
                          struct sim_product *p, int fill_slots)
@@ -1493,8 +1496,43 @@ static void product_base(const struct sim_catalog *c, int64_t idx, int64_t keepa
         rich_static(c, p);
     else
         cal_static(c, p);
+    product_clock(c, p, fill_slots);
+}
 
-    int64_t t = keepa_min;
+/* The fields of struct sim_product_static, each a field of struct sim_product by that name. */
+#define STATIC_FIELDS(X)                                                                           \
+    X(root_cat) X(cats[0]) X(cats[1]) X(parent_idx) X(base_new_cents) X(base_used_cents)           \
+    X(base_rank) X(phase) X(slot_phase) X(root_name) X(cat_name) X(level_spread) X(level_mean)     \
+    X(cat_slot) X(is_media) X(has_amazon) X(has_used) X(has_new) X(has_rank) X(is_variation)       \
+    X(variation_primary) X(drops30) X(drops90) X(drops180) X(drops365) X(rating) X(reviews)        \
+    X(monthly_sold) X(n_new_offers) X(n_used_offers) X(n_hist_offers) X(fba_fee_cents)             \
+    X(referral_pct) X(referral_bp) X(closing_fee_cents) X(heat_sensitive) X(adult) X(hazmat)       \
+    X(weight_g) X(height_mm) X(length_mm) X(width_mm)
+
+void sim_catalog_product_static(const struct sim_product *p, struct sim_product_static *st)
+{
+#define SAVE(f) st->f = p->f;
+    STATIC_FIELDS(SAVE)
+#undef SAVE
+    memcpy(st->asin, p->asin, sizeof(st->asin));
+}
+
+void sim_catalog_product_bare_from(const struct sim_catalog *c, const struct sim_product_static *st,
+                                   int64_t idx, int64_t keepa_min, struct sim_product *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->idx = idx;
+    p->keepa_min = keepa_min;
+#define LOAD(f) p->f = st->f;
+    STATIC_FIELDS(LOAD)
+#undef LOAD
+    memcpy(p->asin, st->asin, sizeof(p->asin));
+    product_clock(c, p, 0);
+}
+
+static void product_clock(const struct sim_catalog *c, struct sim_product *p, int fill_slots)
+{
+    int64_t t = p->keepa_min, idx = p->idx;
     p->epoch = epoch_of(c, p, t);
     p->epoch_start = c->volatility > 0 ? epoch_start_of(c, p, p->epoch) : t - 1440 * 200;
     /* Keepa refreshes each product on a 2-hour cycle; about 10 % are stale (> 12 h old). */
@@ -1532,6 +1570,21 @@ void sim_catalog_product_light(const struct sim_catalog *c, int64_t idx, int64_t
         sim_catalog_product(c, idx, keepa_min, p);
     else
         product_base(c, idx, keepa_min, p, 1);
+}
+
+void sim_catalog_product_bare(const struct sim_catalog *c, int64_t idx, int64_t keepa_min,
+                              struct sim_product *p)
+{
+    if (c->economy == SIM_ECONOMY_RICH)
+        sim_catalog_product(c, idx, keepa_min, p);
+    else
+        product_base(c, idx, keepa_min, p, 0);
+}
+
+void sim_catalog_product_levels(const struct sim_catalog *c, struct sim_product *p)
+{
+    if (c->economy == SIM_ECONOMY_CALIBRATED)
+        slot_cache_fill(c, p);
 }
 
 /* ---------- the feed's view ---------- */

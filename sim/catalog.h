@@ -172,6 +172,40 @@ void sim_catalog_product_light(const struct sim_catalog *c, int64_t idx, int64_t
                                struct sim_product *p);
 
 /*
+ * sim_catalog_product_light in two steps, for a scan that skips most products before it reads
+ * a price or keeps the levels itself: the static draws, the clock and freshness (in the rich
+ * economy the whole light product, as there), then, calibrated only, the price levels. Without
+ * the levels a product reads the same figures (a level not kept is drawn when it is read), only
+ * slower.
+ */
+void sim_catalog_product_bare(const struct sim_catalog *c, int64_t idx, int64_t keepa_min,
+                              struct sim_product *p);
+void sim_catalog_product_levels(const struct sim_catalog *c, struct sim_product *p);
+
+/* The draws of a product that never change (everything the bare product holds but its clock),
+ * for a scan to keep (about 230 bytes) and give back to sim_catalog_product_bare_from. */
+struct sim_product_static {
+    char asin[11];
+    int64_t root_cat, cats[2], parent_idx, base_new_cents, base_used_cents, base_rank;
+    int64_t phase, slot_phase;
+    const char *root_name, *cat_name;
+    double level_spread, level_mean;
+    int cat_slot, is_media, has_amazon, has_used, has_new, has_rank, is_variation,
+        variation_primary;
+    int drops30, drops90, drops180, drops365, rating, reviews, monthly_sold;
+    int n_new_offers, n_used_offers, n_hist_offers, fba_fee_cents, referral_pct, referral_bp,
+        closing_fee_cents, heat_sensitive, adult, hazmat, weight_g, height_mm, length_mm,
+        width_mm;
+};
+
+/* Calibrated economy only: *ST receives the static draws of P (bare or more); then
+ * sim_catalog_product_bare_from(C, ST, P->idx, T, Q) fills Q as sim_catalog_product_bare
+ * would, byte for byte, without drawing them again. */
+void sim_catalog_product_static(const struct sim_product *p, struct sim_product_static *st);
+void sim_catalog_product_bare_from(const struct sim_catalog *c, const struct sim_product_static *st,
+                                   int64_t idx, int64_t keepa_min, struct sim_product *p);
+
+/*
  * Value of csv type TYPE of P at price epoch EPOCH (history points), without the short
  * Used dips of the calibrated economy (sim_catalog_dip tells where those are); -1 when the
  * type has no data. *SHIP receives the shipping of a triple type (may be NULL).

@@ -5,7 +5,9 @@
  * break on the index, so an order is a pure function of the catalog, the selection and the
  * Keepa minute. With a memo (sim_deal_scan_memo) a product's window is folded from its price
  * epoch's start on: the fold of the moments before, the same all epoch long, is kept from the
- * first scan of the epoch, so a scan reads two moments a product instead of up to 33.
+ * first scan of the epoch, so a scan reads two moments a product instead of up to 33. The memo
+ * also keeps the product's static draws and its price levels for the epoch, so that a scan
+ * does not draw them again (sim_catalog_product_bare_from, levels_get).
  */
 #include "sim/deals.h"
 
@@ -137,9 +139,8 @@ static int window_fold(const struct sim_catalog *c, const struct sim_selection *
     return found;
 }
 
-static int deal_match(const struct sim_catalog *c, const struct sim_selection *s,
-                      const struct sim_product *p, int check_cats, struct sim_deal_hit *hit,
-                      struct sim_deal_memo_entry *me)
+/* Whether P passes S's checks that read no price (a bare product is enough). */
+static int deal_eligible(const struct sim_selection *s, const struct sim_product *p)
 {
     if (p->stale || p->last_update < p->keepa_min - SIM_DEAL_FRESH_MIN)
         return 0;
@@ -153,6 +154,62 @@ static int deal_match(const struct sim_catalog *c, const struct sim_selection *s
         if (s->has_reviews && p->reviews <= 0)
             return 0;
     }
+    return 1;
+}
+
+/* sim_catalog_product_bare, with the static draws kept in ME (may be NULL). */
+static void product_bare(const struct sim_catalog *c, int64_t idx, int64_t keepa_min,
+                         struct sim_product *p, struct sim_deal_memo_entry *me)
+{
+    if (me == NULL || c->economy != SIM_ECONOMY_CALIBRATED || c->volatility <= 0) {
+        sim_catalog_product_bare(c, idx, keepa_min, p);
+    } else if (me->has_static) {
+        sim_catalog_product_bare_from(c, &me->st, idx, keepa_min, p);
+    } else {
+        sim_catalog_product_bare(c, idx, keepa_min, p);
+        sim_catalog_product_static(p, &me->st);
+        me->has_static = 1;
+    }
+}
+
+/*
+ * Gives the bare product P its price levels: from ME (may be NULL) when it kept them in this
+ * epoch, else drawn (and kept in ME). The levels of a product are the same all epoch long
+ * (sim_catalog_product_levels reads the slots from the feed window's oldest moment to now,
+ * both a whole number of epochs from the epoch's start).
+ */
+static void levels_get(const struct sim_catalog *c, struct sim_product *p,
+                       struct sim_deal_memo_entry *me)
+{
+    if (me == NULL || c->economy != SIM_ECONOMY_CALIBRATED || c->volatility <= 0) {
+        sim_catalog_product_levels(c, p);
+        return;
+    }
+    if (me->levels_epoch != p->epoch) {
+        sim_catalog_product_levels(c, p);
+        me->levels_epoch = p->epoch;
+        me->slot_lo = p->slot_lo;
+        me->n_slots = p->n_slots;
+        memcpy(me->slot_used, p->slot_used, sizeof(me->slot_used));
+        memcpy(me->slot_new, p->slot_new, sizeof(me->slot_new));
+        memcpy(me->slot_amazon, p->slot_amazon, sizeof(me->slot_amazon));
+        memcpy(me->slot_bb_off, p->slot_bb_off, sizeof(me->slot_bb_off));
+        return;
+    }
+    p->slot_lo = me->slot_lo;
+    p->n_slots = me->n_slots;
+    memcpy(p->slot_used, me->slot_used, sizeof(p->slot_used));
+    memcpy(p->slot_new, me->slot_new, sizeof(p->slot_new));
+    memcpy(p->slot_amazon, me->slot_amazon, sizeof(p->slot_amazon));
+    memcpy(p->slot_bb_off, me->slot_bb_off, sizeof(p->slot_bb_off));
+}
+
+static int deal_match(const struct sim_catalog *c, const struct sim_selection *s,
+                      const struct sim_product *p, int check_cats, struct sim_deal_hit *hit,
+                      struct sim_deal_memo_entry *me)
+{
+    if (!deal_eligible(s, p))
+        return 0;
     if (check_cats) {
         if (s->n_include > 0 && !has_cat(s->include_cats, s->n_include, p))
             return 0;
@@ -236,8 +293,11 @@ int sim_deal_memo_init(struct sim_deal_memo *m, int64_t products)
 
 void sim_deal_memo_reset(struct sim_deal_memo *m)
 {
-    for (int64_t i = 0; i < m->n; i++)
+    for (int64_t i = 0; i < m->n; i++) {
         m->e[i].epoch = INT64_MIN;
+        m->e[i].levels_epoch = INT64_MIN;
+        m->e[i].has_static = 0;
+    }
 }
 
 void sim_deal_memo_free(struct sim_deal_memo *m)
@@ -270,9 +330,13 @@ int sim_deal_scan_memo(const struct sim_catalog *c, const struct sim_selection *
         return -ENOMEM;
     }
     for (int64_t i = 0; i < c->products; i++) {
-        sim_catalog_product_light(c, i, keepa_min, p);
+        struct sim_deal_memo_entry *me = memo != NULL ? &memo->e[i] : NULL;
+        product_bare(c, i, keepa_min, p, me);
+        if (!deal_eligible(s, p))
+            continue; /* its levels are never read */
+        levels_get(c, p, me);
         struct sim_deal_hit h;
-        if (!deal_match(c, s, p, 0, &h, memo != NULL ? &memo->e[i] : NULL))
+        if (!deal_match(c, s, p, 0, &h, me))
             continue;
         if (p->cat_slot < 32)
             r->root_counts[p->cat_slot]++;

@@ -456,7 +456,8 @@ static void test_deal_scan_memo_is_exact(void **state)
     assert_int_equal(sim_deal_memo_init(&memo, c.products), 0);
     assert_int_equal(sim_deal_memo_init(&(struct sim_deal_memo){0}, 0), -EINVAL);
     const int64_t minutes[] = {8500000, 8500001, 8500007, 8500150, 8500359, 8500360, 8500401,
-                               8500777, 8500778, 8501300, 8500779, 8499000, 8499001};
+                               8500777, 8500778, 8501300, 8500779, 8499000, 8499001,
+                               8507200, 8507201, 8514500, 8514859, 8514860};
     for (size_t si = 0; si < sizeof(sels) / sizeof(sels[0]); si++) {
         struct sim_selection s;
         char err[64];
@@ -481,10 +482,34 @@ static void test_deal_scan_memo_is_exact(void **state)
             sim_deal_result_free(&b);
         }
     }
-    int64_t kept = 0;
-    for (int64_t i = 0; i < memo.n; i++)
+    int64_t kept = 0, levels = 0, statics = 0;
+    for (int64_t i = 0; i < memo.n; i++) {
         kept += memo.e[i].epoch != INT64_MIN;
+        levels += memo.e[i].levels_epoch != INT64_MIN;
+        statics += memo.e[i].has_static;
+    }
     assert_true(kept > memo.n / 2);
+    assert_true(levels > memo.n / 2); /* the levels are kept, not drawn at every scan */
+    assert_true(statics > memo.n / 2);
+    /* a bare product given its levels is the light product, byte for byte */
+    struct sim_product *a = malloc(sizeof(*a)), *b = malloc(sizeof(*b));
+    assert_non_null(a);
+    assert_non_null(b);
+    for (int64_t i = 0; i < 50; i++) {
+        sim_catalog_product_light(&c, i, 8514860, a);
+        sim_catalog_product_bare(&c, i, 8514860, b);
+        sim_catalog_product_levels(&c, b);
+        assert_memory_equal(a, b, sizeof(*a));
+        /* and the bare product from its kept static draws is the bare one */
+        struct sim_product_static st;
+        sim_catalog_product_bare(&c, i, 8500000, a);
+        sim_catalog_product_static(a, &st);
+        sim_catalog_product_bare(&c, i, 8514860, a);
+        sim_catalog_product_bare_from(&c, &st, i, 8514860, b);
+        assert_memory_equal(a, b, sizeof(*a));
+    }
+    free(a);
+    free(b);
     sim_deal_memo_free(&memo);
 }
 

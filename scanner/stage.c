@@ -2069,6 +2069,9 @@ static int on_start(struct wk *wk)
     int rc = wk_store_open(wk, &sc->env);
     if (rc != 0)
         return rc;
+    /* The pipe's page is the size of the page in memory: its memory is taken now, as the
+     * page's, not when tokens first pile up (a step a soak would read as growth). */
+    memset(&sc->next.page, 0, sizeof(sc->next.page));
     sc->fees = calloc(1, sizeof(*sc->fees)); /* NULL: the pre-score goes without */
     if (sc->fees != NULL)
         scanner_fees_init(sc->fees);

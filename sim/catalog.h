@@ -194,8 +194,7 @@ struct sim_product_static {
         variation_primary;
     int drops30, drops90, drops180, drops365, rating, reviews, monthly_sold;
     int n_new_offers, n_used_offers, n_hist_offers, fba_fee_cents, referral_pct, referral_bp,
-        closing_fee_cents, heat_sensitive, adult, hazmat, weight_g, height_mm, length_mm,
-        width_mm;
+        closing_fee_cents, heat_sensitive, adult, hazmat, weight_g, height_mm, length_mm, width_mm;
 };
 
 /* Calibrated economy only: *ST receives the static draws of P (bare or more); then

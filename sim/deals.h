@@ -75,7 +75,7 @@ struct sim_deal_memo_entry {
     int64_t epoch;
     int found;
     struct sim_deal_hit best;
-    int has_static;                 /* st holds the product's static draws */
+    int has_static; /* st holds the product's static draws */
     struct sim_product_static st;
     int64_t levels_epoch, slot_lo;
     int n_slots;

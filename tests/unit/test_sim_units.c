@@ -455,9 +455,9 @@ static void test_deal_scan_memo_is_exact(void **state)
     struct sim_deal_memo memo;
     assert_int_equal(sim_deal_memo_init(&memo, c.products), 0);
     assert_int_equal(sim_deal_memo_init(&(struct sim_deal_memo){0}, 0), -EINVAL);
-    const int64_t minutes[] = {8500000, 8500001, 8500007, 8500150, 8500359, 8500360, 8500401,
-                               8500777, 8500778, 8501300, 8500779, 8499000, 8499001,
-                               8507200, 8507201, 8514500, 8514859, 8514860};
+    const int64_t minutes[] = {8500000, 8500001, 8500007, 8500150, 8500359, 8500360,
+                               8500401, 8500777, 8500778, 8501300, 8500779, 8499000,
+                               8499001, 8507200, 8507201, 8514500, 8514859, 8514860};
     for (size_t si = 0; si < sizeof(sels) / sizeof(sels[0]); si++) {
         struct sim_selection s;
         char err[64];

@@ -59,27 +59,38 @@ static int count_product(const struct kp_product *p, void *ud)
     return 0;
 }
 
-/* Decodes BODY in 16 KiB chunks (as curl delivers) until at least MIN_NS elapsed. */
-static double bench_kp(const char *body, size_t len, int64_t min_ns, size_t *iters_out)
+/*
+ * Decodes BODY in 16 KiB chunks (as curl delivers) with CBS until at least MIN_NS elapsed;
+ * returns the nanoseconds taken, *ITERS the decodes. WHAT names the body in an error.
+ */
+static int64_t time_decodes(const char *body, size_t len, const struct kp_decode_cbs *cbs,
+                            int64_t min_ns, const char *what, size_t *iters)
 {
-    struct kp_decode_cbs cbs = {.on_product = count_product};
-    struct kp_decoder *d = kp_decoder_new(NULL, &cbs);
-    size_t iters = 0;
+    struct kp_decoder *d = kp_decoder_new(NULL, cbs);
+    size_t n = 0;
     int64_t t0 = kd_mono_ns(), el;
     do {
         kp_decoder_reset(d);
         for (size_t off = 0; off < len; off += 16384)
             kp_decoder_feed(d, body + off, len - off < 16384 ? len - off : 16384);
         if (kp_decoder_finish(d) != 0) {
-            fprintf(stderr, "bench_decode: decode failed: %s\n", kp_decoder_error(d));
+            fprintf(stderr, "bench_decode: %s failed: %s\n", what, kp_decoder_error(d));
             exit(1);
         }
-        iters++;
+        n++;
         el = kd_mono_ns() - t0;
     } while (el < min_ns);
     kp_decoder_free(d);
-    *iters_out = iters;
-    return (double)len * (double)iters / ((double)el / 1e9) / 1e6;
+    *iters = n;
+    return el;
+}
+
+/* MB/s decoding the product answer BODY (see time_decodes). */
+static double bench_kp(const char *body, size_t len, int64_t min_ns, size_t *iters_out)
+{
+    struct kp_decode_cbs cbs = {.on_product = count_product};
+    int64_t el = time_decodes(body, len, &cbs, min_ns, "decode", iters_out);
+    return (double)len * (double)*iters_out / ((double)el / 1e9) / 1e6;
 }
 
 static double bench_jansson(const char *body, size_t len, int64_t min_ns)
@@ -326,21 +337,8 @@ static int count_deal(const struct kp_deal *d, void *ud)
 static double bench_deal_ms(const char *body, size_t len, int64_t min_ns)
 {
     struct kp_decode_cbs cbs = {.on_deal = count_deal};
-    struct kp_decoder *d = kp_decoder_new(NULL, &cbs);
     size_t iters = 0;
-    int64_t t0 = kd_mono_ns(), el;
-    do {
-        kp_decoder_reset(d);
-        for (size_t off = 0; off < len; off += 16384)
-            kp_decoder_feed(d, body + off, len - off < 16384 ? len - off : 16384);
-        if (kp_decoder_finish(d) != 0) {
-            fprintf(stderr, "bench_decode: deal page failed: %s\n", kp_decoder_error(d));
-            exit(1);
-        }
-        iters++;
-        el = kd_mono_ns() - t0;
-    } while (el < min_ns);
-    kp_decoder_free(d);
+    int64_t el = time_decodes(body, len, &cbs, min_ns, "deal page", &iters);
     return (double)el / 1e6 / (double)iters;
 }
 

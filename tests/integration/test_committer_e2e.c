@@ -1219,7 +1219,8 @@ static void test_full_store_keeps_the_batch_and_retries_the_write(void **state)
     assert_int_equal(st_write(env, junk_fn, &touch), 0);
     st_close(env);
     ASSERT_WAIT(count_db(ST_DB_PENDING) == 0, 30);
-    assert_true(log_contains("the delayed store write succeeded"));
+    /* The line is written after the transaction commits: wait for it, as for the store. */
+    ASSERT_WAIT(log_contains("the delayed store write succeeded"), 10);
     /* Stored from memory: Keepa was not asked again for the same batch. */
     assert_int_equal(committer_counter(&seg, SHM_C_http_requests), requests);
     env = store_open();

@@ -330,7 +330,7 @@ int cli_show_main(const struct cfg *c, int argc, char **argv)
             gmtime_r(&t, &tm);
             char when[32];
             strftime(when, sizeof(when), "%Y-%m-%d %H:%M", &tm);
-            printf("    %s UTC  %-8s %-9s buy %-9s sell %-9s profit %s\n", when,
+            printf("    %s UTC  %-8s %-9s buy %-9s sell %-9s profit %s", when,
                    st_event_name(h->event), st_state_name(h->state),
                    h->buy_total_cents > 0 ? (jd_money(d, h->buy_total_cents, a, sizeof(a)), a)
                                           : "-",
@@ -338,6 +338,14 @@ int cli_show_main(const struct cfg *c, int argc, char **argv)
                    h->sell_cents > 0 && h->buy_total_cents > 0
                        ? (jd_money(d, h->profit_cents, c3, sizeof(c3)), c3)
                        : "-");
+            if (h->checks > 1) {
+                /* A run of re-checks that found nothing changed, kept as one entry. */
+                t = (time_t)(h->first_ms / 1000);
+                gmtime_r(&t, &tm);
+                strftime(when, sizeof(when), "%Y-%m-%d %H:%M", &tm);
+                printf("  (%u checks alike since %s)", (unsigned)h->checks, when);
+            }
+            printf("\n");
         }
     }
     free(r);

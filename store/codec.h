@@ -187,7 +187,9 @@ enum st_event {
     X(I64, profit_cents, 0)                                                                        \
     X(I64, roi_bp, 0)                                                                              \
     X(I64, max_cost_cents, 0)                                                                      \
-    X(U32, fails, 0) /* verdict_fails then */
+    X(U32, fails, 0)    /* verdict_fails then */                                                   \
+    X(U32, checks, 0)   /* judgements it stands for: > 1 a run of unchanged re-checks */           \
+    X(I64, first_ms, 0) /* with checks > 1: when that run began (at_ms: its last) */
 
 /* One entry of the change log (db changes, be64(seq)): a record changed. */
 #define ST_CHANGE_FIELDS(X)                                                                        \

@@ -1023,6 +1023,48 @@ static int log_change(struct st_txn *txn, const struct st_key *key, uint64_t rev
     return rc == 0 || rc == MDB_NOTFOUND ? 0 : st_mdb_err(txn, rc);
 }
 
+/* Whether a re-check judged what the entry before it did: the same state, figures and
+ * failed criteria. */
+static bool history_same(const struct st_history *a, const struct st_history *b)
+{
+    return a->event == ST_EV_RECHECK && b->event == ST_EV_RECHECK && a->state == b->state &&
+           a->buy_total_cents == b->buy_total_cents && a->landed_cents == b->landed_cents &&
+           a->sell_cents == b->sell_cents && a->profit_cents == b->profit_cents &&
+           a->roi_bp == b->roi_bp && a->max_cost_cents == b->max_cost_cents && a->fails == b->fails;
+}
+
+/*
+ * A re-check that found what the key's newest entry, itself a re-check, says takes that entry's
+ * place and counts it (checks, first_ms): unchanged re-checks do not push the commit and the
+ * changes out of the last ST_HISTORY_MAX (docs/architecture.md, "history").
+ */
+static int fold_history(struct st_txn *txn, const struct st_key *key, struct st_history *h)
+{
+    if (h->event != ST_EV_RECHECK)
+        return 0;
+    MDB_cursor *mc;
+    int rc = mdb_cursor_open(txn->mt, txn->env->dbi[ST_DB_HISTORY], &mc);
+    if (rc != 0)
+        return st_mdb_err(txn, rc);
+    uint8_t k[ST_HIST_KEY_LEN];
+    memcpy(k, key->b, ST_KEY_LEN);
+    memset(k + ST_KEY_LEN, 0xff, 8);
+    MDB_val mk = {sizeof(k), k}, mv;
+    rc = mdb_cursor_get(mc, &mk, &mv, MDB_SET_RANGE);
+    rc = rc == 0 ? mdb_cursor_get(mc, &mk, &mv, MDB_PREV) : mdb_cursor_get(mc, &mk, &mv, MDB_LAST);
+    struct st_history prev;
+    if (rc == 0 && mk.mv_size == ST_HIST_KEY_LEN && memcmp(mk.mv_data, key->b, ST_KEY_LEN) == 0 &&
+        st_history_decode(mv.mv_data, mv.mv_size, &prev) == 0 && history_same(&prev, h)) {
+        h->checks = (prev.checks > 1 ? prev.checks : 1) + 1;
+        h->first_ms = prev.checks > 1 && prev.first_ms > 0 ? prev.first_ms : prev.at_ms;
+        rc = mdb_cursor_del(mc, 0);
+    } else {
+        rc = rc == MDB_NOTFOUND ? 0 : rc;
+    }
+    mdb_cursor_close(mc);
+    return rc == 0 ? 0 : st_mdb_err(txn, rc);
+}
+
 /* Adds R's history entry for EVENT and keeps the newest ST_HISTORY_MAX of its key. */
 static int add_history(struct st_txn *txn, const struct st_key *key, const struct st_record *r,
                        enum st_event event, int64_t now_ms)
@@ -1042,7 +1084,9 @@ static int add_history(struct st_txn *txn, const struct st_key *key, const struc
     h.fails = r->v.fails;
     uint8_t buf[512], k[ST_HIST_KEY_LEN];
     size_t len = 0;
-    int rc = st_history_encode(&h, buf, sizeof(buf), &len);
+    int rc = fold_history(txn, key, &h);
+    if (rc == 0)
+        rc = st_history_encode(&h, buf, sizeof(buf), &len);
     if (rc != 0)
         return rc;
     memcpy(k, key->b, ST_KEY_LEN);

@@ -575,8 +575,14 @@ int vw_json_history(yajl_gen g, const struct st_history *h, size_t n)
                  yajl_gen_status_ok;
         ok = ok && gen_text(g, "roi_bp") &&
              (priced ? yajl_gen_integer(g, e->roi_bp) : yajl_gen_null(g)) == yajl_gen_status_ok;
+        /* A run of unchanged re-checks is one entry: how many, and since when. */
+        char first[40];
+        vw_time_iso(e->checks > 1 ? e->first_ms : e->at_ms, first, sizeof(first));
         ok = ok && gen_member(g, "max_cost_cents", e->max_cost_cents, true) &&
-             gen_text(g, "fails") && yajl_gen_array_open(g) == yajl_gen_status_ok;
+             gen_member(g, "checks", e->checks > 1 ? e->checks : 1, false) &&
+             gen_member(g, "first_at_ms", e->checks > 1 ? e->first_ms : e->at_ms, false) &&
+             gen_text(g, "first_at") && gen_text(g, first) && gen_text(g, "fails") &&
+             yajl_gen_array_open(g) == yajl_gen_status_ok;
         for (unsigned c = 0; c < JD_C_COUNT && ok; c++) {
             if (e->fails & (1u << c))
                 ok = gen_text(g, jd_crit_name(c));

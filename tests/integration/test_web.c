@@ -387,7 +387,16 @@ static void test_web_endpoints(void **state)
     assert_true(at(v, "deal", "reasons")->u.array.len >= 5);
     assert_non_null(at(v, "deal", "fee_referral_cents"));
     assert_non_null(YAJL_GET_STRING(at(v, "deal", "amazon_url")));
-    assert_true(at(v, "history", NULL)->u.array.len >= 1);
+    yajl_val hist = at(v, "history", NULL);
+    assert_true(YAJL_IS_ARRAY(hist) && hist->u.array.len >= 1);
+    for (size_t i = 0; i < hist->u.array.len; i++) {
+        /* Each entry says how many judgements it stands for, and since when. */
+        yajl_val e = hist->u.array.values[i];
+        assert_true(YAJL_GET_INTEGER(at(e, "checks", NULL)) >= 1);
+        assert_true(YAJL_GET_INTEGER(at(e, "first_at_ms", NULL)) <=
+                    YAJL_GET_INTEGER(at(e, "at_ms", NULL)));
+        assert_non_null(YAJL_GET_STRING(at(e, "first_at", NULL)));
+    }
     yajl_tree_free(v);
     resp_free(&r);
 

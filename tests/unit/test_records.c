@@ -178,6 +178,90 @@ static void test_put_schedule_history_changes(void **state)
     st_close(env);
 }
 
+struct put_ev {
+    struct st_record *r;
+    enum st_event event;
+    int64_t at_ms;
+};
+
+static int put_event(struct st_txn *txn, void *ud)
+{
+    const struct put_ev *p = ud;
+    return st_record_put(txn, p->r, p->event, p->at_ms);
+}
+
+static void put_as(struct st_env *env, struct st_record *r, enum st_event event, int64_t at_ms)
+{
+    r->revision++;
+    struct put_ev p = {r, event, at_ms};
+    assert_int_equal(st_write(env, put_event, &p), 0);
+}
+
+static size_t history_of(struct st_env *env, const struct st_record *r, struct st_history *h,
+                         size_t max)
+{
+    struct st_txn *txn;
+    struct st_key key;
+    size_t nh = 0;
+    assert_int_equal(st_record_key(r, &key), 0);
+    assert_int_equal(st_read_begin(env, &txn), 0);
+    assert_int_equal(st_history_list(txn, &key, h, max, &nh), 0);
+    st_read_end(txn);
+    return nh;
+}
+
+/* A seller reads what changed: unchanged re-checks become one entry that counts them, so a
+ * deal checked every few minutes keeps its commit and its price changes in the history. */
+static void test_unchanged_rechecks_fold_into_one_entry(void **state)
+{
+    (void)state;
+    struct st_env *env = open_at(db_path("fold"));
+    struct st_record r;
+    make_record(&r, 3);
+    r.revision = 0;
+    const int64_t t0 = 1764000000000LL;
+    put_as(env, &r, ST_EV_COMMIT, t0);
+    for (int i = 1; i <= 40; i++)
+        put_as(env, &r, ST_EV_RECHECK, t0 + i * 60000);
+    struct st_history h[ST_HISTORY_MAX];
+    size_t nh = history_of(env, &r, h, ST_HISTORY_MAX);
+    assert_int_equal(nh, 2);
+    assert_int_equal(h[0].event, ST_EV_RECHECK);
+    assert_int_equal(h[0].checks, 40);
+    assert_int_equal(h[0].first_ms, t0 + 60000);
+    assert_int_equal(h[0].at_ms, t0 + 40 * 60000);
+    assert_int_equal(h[0].revision, 41);
+    assert_int_equal(h[1].event, ST_EV_COMMIT);
+    assert_int_equal(h[1].at_ms, t0);
+
+    /* A changed figure is an entry of its own; the run after it counts from it. */
+    r.v.profit_cents -= 100;
+    put_as(env, &r, ST_EV_RECHECK, t0 + 41 * 60000);
+    nh = history_of(env, &r, h, ST_HISTORY_MAX);
+    assert_int_equal(nh, 3);
+    assert_true(h[0].checks <= 1);
+    assert_int_equal(h[1].checks, 40);
+    put_as(env, &r, ST_EV_RECHECK, t0 + 42 * 60000);
+    nh = history_of(env, &r, h, ST_HISTORY_MAX);
+    assert_int_equal(nh, 3);
+    assert_int_equal(h[0].checks, 2);
+    assert_int_equal(h[0].first_ms, t0 + 41 * 60000);
+    assert_int_equal(h[0].at_ms, t0 + 42 * 60000);
+
+    /* A changed state, and a commit with the same figures, are never folded. */
+    r.state = ST_STATE_FAILING;
+    put_as(env, &r, ST_EV_RECHECK, t0 + 43 * 60000);
+    put_as(env, &r, ST_EV_COMMIT, t0 + 44 * 60000);
+    put_as(env, &r, ST_EV_COMMIT, t0 + 45 * 60000);
+    nh = history_of(env, &r, h, ST_HISTORY_MAX);
+    assert_int_equal(nh, 6);
+    assert_int_equal(h[0].event, ST_EV_COMMIT);
+    assert_int_equal(h[1].event, ST_EV_COMMIT);
+    assert_int_equal(h[2].state, ST_STATE_FAILING);
+    assert_true(h[2].checks <= 1);
+    st_close(env);
+}
+
 static int del_one(struct st_txn *txn, void *ud)
 {
     return st_record_del(txn, ud, 1764000009999LL);
@@ -305,6 +389,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_record_round_trip),
         cmocka_unit_test(test_put_schedule_history_changes),
+        cmocka_unit_test(test_unchanged_rechecks_fold_into_one_entry),
         cmocka_unit_test(test_delete),
         cmocka_unit_test(test_migrate_v1),
     };

@@ -371,7 +371,9 @@ async function openDetail(asin) {
     ]),
     el('h3', { text: 'History' }),
     el('table', null, ...doc.history.map((h) => el('tr', null,
-      el('td', { text: h.at.replace('T', ' ').slice(0, 16) }), el('td', { text: h.event }),
+      el('td', { text: h.at.replace('T', ' ').slice(0, 16) }),
+      el('td', { text: h.checks > 1 ? h.event + ' ×' + h.checks + ' since ' +
+        h.first_at.replace('T', ' ').slice(0, 16) : h.event }),
       el('td', { text: h.state }), el('td', { class: 'num', text: money(h.profit_cents) }),
       el('td', { class: 'num', text: pct(h.roi_bp) })))),
     el('h3', { text: 'Mark' }),

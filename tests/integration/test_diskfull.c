@@ -173,7 +173,7 @@ static void test_disk_full_pauses_and_resumes(void **state)
     if (!KDH_WAIT_FOR(shm_counter_total(seg.layout, SHM_C_deals_committed) > deals_full + 5, 120))
         fail_msg("no deals committed after space returned (see %s)", d.log);
     assert_true(KDH_WAIT_FOR(consumed(&sim) > c1 + 150, 60));
-    assert_true(kdh_log_contains(&d, "delayed store write succeeded"));
+    assert_true(KDH_WAIT_FOR(kdh_log_contains(&d, "delayed store write succeeded"), 10));
     for (int r = SHM_ROLE_SCANNER; r < SHM_PIPELINE_ROLES; r++)
         assert_int_equal(atomic_load(&seg.layout->procs[r].restarts), 0);
     kdh_check_rings(&seg);

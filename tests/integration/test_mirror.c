@@ -352,7 +352,7 @@ static void test_database_equals_store_through_outages_and_kills(void **state)
         fail_msg("the mirror did not catch up after the database came back (see %s)", d.log);
     printf("    database down 4 s: %lld failed attempts, lag up to %lld changes; caught up\n",
            (long long)failed, (long long)lag);
-    assert_true(kdh_log_contains(&d, "the database answers again"));
+    assert_true(KDH_WAIT_FOR(kdh_log_contains(&d, "the database answers again"), 10));
 
     /* 2. The outbox killed -9 at random moments while it mirrors. Each write of products
      * takes 0.3 s more (a trigger), so most kills land inside a database transaction; how many
@@ -502,7 +502,8 @@ static void test_resync_when_the_log_was_trimmed(void **state)
     if (!KDH_WAIT_FOR(counter(&seg, SHM_C_mirror_resyncs) == 1, 60))
         fail_msg("no resync (see %s)", d.log);
     wait_caught_up(&d, c, "shop-r", 120);
-    assert_true(kdh_log_contains(&d, "the log no longer holds the changes after"));
+    assert_true(
+        KDH_WAIT_FOR(kdh_log_contains(&d, "the log no longer holds the changes after"), 10));
     assert_equal(&d, c, "shop-r", false);
     assert_int_equal(counter(&seg, SHM_C_mirror_resyncs), 1);
     shm_segment_detach(&seg);

@@ -782,7 +782,7 @@ static void test_list_of_codes_and_costs(void **state)
              "%s:6: 'B0BAD' is not an ASIN (10 letters and digits), a UPC (12 "
              "digits) or an EAN (13 digits); line ignored",
              list);
-    assert_true(kdh_log_contains(&d, want));
+    assert_true(KDH_WAIT_FOR(kdh_log_contains(&d, want), 10));
     assert_int_equal(kdh_daemon_stop(&d), 0);
 
     struct recs rs = {0};
@@ -905,7 +905,8 @@ static void test_code_with_several_asins(void **state)
     assert_int_equal(r41->in.buy_price_cents, 200);
     assert_int_equal(r41->in.buy_source, JD_BUY_OWN_COST);
     free(rs.r);
-    assert_true(kdh_log_contains(&d, "code lookup: 1 codes, 1 resolved to 2 products"));
+    assert_true(
+        KDH_WAIT_FOR(kdh_log_contains(&d, "code lookup: 1 codes, 1 resolved to 2 products"), 10));
     kdh_sim_stop(&sim);
 }
 
@@ -926,7 +927,7 @@ static void test_new_condition_end_to_end(void **state)
                       "min_sell = 0\nmin_rank_drops_365 = 0\n");
     kdh_daemon_start(&d);
     wait_for_deals(&d, 3);
-    assert_true(kdh_log_contains(&d, "discovery from deals"));
+    assert_true(KDH_WAIT_FOR(kdh_log_contains(&d, "discovery from deals"), 10));
     assert_int_equal(kdh_daemon_stop(&d), 0);
     struct recs rs = {0};
     read_recs(d.store, &rs);

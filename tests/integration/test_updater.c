@@ -619,17 +619,20 @@ static void test_due_deals_rechecked_in_batches_and_rescheduled(void **state)
     else
         assert_true(dj.in.buy_price_cents >= truths[N_DUE + N_LATER].buy);
     assert_true(KDH_WAIT_FOR(upd_counter(&w, SHM_C_ring_records_out) >= 1, 10));
-    assert_true(log_contains(&w, "1 recommits"));
+    assert_true(KDH_WAIT_FOR(log_contains(&w, "1 recommits"), 10));
     struct st_pending p;
     if (get_pending(&w, jump, &p) == 0) /* unless a committer took it already */
         assert_int_equal(p.source, ST_SOURCE_RECOMMIT);
 
     /* The unknown ASIN: one failed check keeps it, the second ends it as a deal. */
     assert_true(KDH_WAIT_FOR(expired(&w, UNKNOWN), 20));
-    assert_int_equal(upd_counter(&w, SHM_C_deals_expired), 1);
-    assert_true(upd_counter(&w, SHM_C_deals_refreshed) >= N_DUE + 1);
-    assert_true(log_contains(&w, "1 not returned, 0 expired")); /* first check: kept */
-    assert_true(log_contains(&w, "1 not returned, 1 expired")); /* second check: expired */
+    /* Counters and the batch's log line follow its write: waited for like it. */
+    assert_true(KDH_WAIT_FOR(upd_counter(&w, SHM_C_deals_expired) == 1, 10));
+    assert_true(KDH_WAIT_FOR(upd_counter(&w, SHM_C_deals_refreshed) >= N_DUE + 1, 10));
+    assert_true(
+        KDH_WAIT_FOR(log_contains(&w, "1 not returned, 0 expired"), 10)); /* first check: kept */
+    assert_true(KDH_WAIT_FOR(log_contains(&w, "1 not returned, 1 expired"),
+                             10)); /* second check: expired */
     stop_all(&w);
 }
 
@@ -1116,8 +1119,8 @@ static void test_refused_deals_do_not_block_the_others(void **state)
     start_daemon(&w);
 
     assert_true(KDH_WAIT_FOR(all_checked_after(&w, asins, N, t0), 20));
-    assert_true(log_contains(&w, "asking for them one at a time"));
-    assert_true(log_contains(&w, "set aside"));
+    assert_true(KDH_WAIT_FOR(log_contains(&w, "asking for them one at a time"), 10));
+    assert_true(KDH_WAIT_FOR(log_contains(&w, "set aside"), 10));
     for (int i = 0; i < 2; i++) {
         static struct st_record d;
         assert_int_equal(get_deal_in(&w, 7, asins[i], &d), 0); /* never expired */
@@ -1167,9 +1170,11 @@ static void test_failing_criteria_expire_after_n_checks(void **state)
         assert_int_equal(d.next_check_ms - d.last_checked_ms, 1000);
     for (int i = 0; i < N; i++)
         assert_true(KDH_WAIT_FOR(expired(&w, asins[i]), 20));
-    assert_int_equal(upd_counter(&w, SHM_C_deals_expired), N);
-    assert_true(log_contains(&w, "4 failed the criteria, 0 not returned, 0 expired, 0 recommits"));
-    assert_true(log_contains(&w, "4 failed the criteria, 0 not returned, 4 expired, 0 recommits"));
+    assert_true(KDH_WAIT_FOR(upd_counter(&w, SHM_C_deals_expired) == N, 10));
+    assert_true(KDH_WAIT_FOR(
+        log_contains(&w, "4 failed the criteria, 0 not returned, 0 expired, 0 recommits"), 10));
+    assert_true(KDH_WAIT_FOR(
+        log_contains(&w, "4 failed the criteria, 0 not returned, 4 expired, 0 recommits"), 10));
     assert_false(log_contains(&w, "4 recommits"));
     for (int i = 0; i < N; i++) {
         struct st_pending p;

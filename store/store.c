@@ -1023,6 +1023,22 @@ static int log_change(struct st_txn *txn, const struct st_key *key, uint64_t rev
     return rc == 0 || rc == MDB_NOTFOUND ? 0 : st_mdb_err(txn, rc);
 }
 
+/* Puts MC on KEY's newest history entry: 0, MDB_NOTFOUND when KEY has none, or an LMDB error. */
+static int history_newest(MDB_cursor *mc, const struct st_key *key, MDB_val *mk, MDB_val *mv)
+{
+    uint8_t k[ST_HIST_KEY_LEN];
+    memcpy(k, key->b, ST_KEY_LEN);
+    memset(k + ST_KEY_LEN, 0xff, 8);
+    mk->mv_size = sizeof(k);
+    mk->mv_data = k;
+    /* Just past this key's newest entry, then one back. */
+    int rc = mdb_cursor_get(mc, mk, mv, MDB_SET_RANGE);
+    rc = rc == 0 ? mdb_cursor_get(mc, mk, mv, MDB_PREV) : mdb_cursor_get(mc, mk, mv, MDB_LAST);
+    if (rc == 0 && (mk->mv_size != ST_HIST_KEY_LEN || memcmp(mk->mv_data, key->b, ST_KEY_LEN) != 0))
+        rc = MDB_NOTFOUND;
+    return rc;
+}
+
 /* Whether a re-check judged what the entry before it did: the same state, figures and
  * failed criteria. */
 static bool history_same(const struct st_history *a, const struct st_history *b)
@@ -1046,15 +1062,11 @@ static int fold_history(struct st_txn *txn, const struct st_key *key, struct st_
     int rc = mdb_cursor_open(txn->mt, txn->env->dbi[ST_DB_HISTORY], &mc);
     if (rc != 0)
         return st_mdb_err(txn, rc);
-    uint8_t k[ST_HIST_KEY_LEN];
-    memcpy(k, key->b, ST_KEY_LEN);
-    memset(k + ST_KEY_LEN, 0xff, 8);
-    MDB_val mk = {sizeof(k), k}, mv;
-    rc = mdb_cursor_get(mc, &mk, &mv, MDB_SET_RANGE);
-    rc = rc == 0 ? mdb_cursor_get(mc, &mk, &mv, MDB_PREV) : mdb_cursor_get(mc, &mk, &mv, MDB_LAST);
+    MDB_val mk, mv;
+    rc = history_newest(mc, key, &mk, &mv);
     struct st_history prev;
-    if (rc == 0 && mk.mv_size == ST_HIST_KEY_LEN && memcmp(mk.mv_data, key->b, ST_KEY_LEN) == 0 &&
-        st_history_decode(mv.mv_data, mv.mv_size, &prev) == 0 && history_same(&prev, h)) {
+    if (rc == 0 && st_history_decode(mv.mv_data, mv.mv_size, &prev) == 0 &&
+        history_same(&prev, h)) {
         h->checks = (prev.checks > 1 ? prev.checks : 1) + 1;
         h->first_ms = prev.checks > 1 && prev.first_ms > 0 ? prev.first_ms : prev.at_ms;
         rc = mdb_cursor_del(mc, 0);
@@ -1225,13 +1237,8 @@ int st_history_list(struct st_txn *txn, const struct st_key *key, struct st_hist
     int rc = mdb_cursor_open(txn->mt, txn->env->dbi[ST_DB_HISTORY], &mc);
     if (rc != 0)
         return st_mdb_err(txn, rc);
-    uint8_t k[ST_HIST_KEY_LEN];
-    memcpy(k, key->b, ST_KEY_LEN);
-    memset(k + ST_KEY_LEN, 0xff, 8);
-    MDB_val mk = {sizeof(k), k}, mv;
-    /* From just past this key's newest entry, walk back. */
-    rc = mdb_cursor_get(mc, &mk, &mv, MDB_SET_RANGE);
-    rc = rc == 0 ? mdb_cursor_get(mc, &mk, &mv, MDB_PREV) : mdb_cursor_get(mc, &mk, &mv, MDB_LAST);
+    MDB_val mk, mv;
+    rc = history_newest(mc, key, &mk, &mv);
     while (rc == 0 && *n < max && mk.mv_size == ST_HIST_KEY_LEN &&
            memcmp(mk.mv_data, key->b, ST_KEY_LEN) == 0) {
         if (st_history_decode(mv.mv_data, mv.mv_size, &out[*n]) == 0)

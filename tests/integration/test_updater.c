@@ -450,6 +450,26 @@ static void pick_products(struct world *w, size_t n, char asins[][ST_ASIN_LEN + 
     assert_int_equal(sim_catalog_lookup(&cat, UNKNOWN), -1);
 }
 
+/*
+ * Picks N of the simulator's products, opens the store and stores them as deals checked 30 s
+ * ago and due 20 s ago: deals the updater re-checks as soon as it starts. Returns the moment
+ * taken as now.
+ */
+static int64_t seed_due_deals(struct world *w, size_t n, char asins[][ST_ASIN_LEN + 1],
+                              struct truth *truths)
+{
+    pick_products(w, n, asins, truths);
+    int64_t t0 = kd_wall_ms();
+    open_store(w);
+    static struct seed_deals s;
+    assert_true(n <= sizeof(s.d) / sizeof(s.d[0]));
+    s.n = 0;
+    for (size_t i = 0; i < n; i++)
+        s.d[s.n++] = make_deal(asins[i], &truths[i], t0 - 30000, t0 - 20000);
+    assert_int_equal(st_write(w->env, put_all_fn, &s), 0);
+    return t0;
+}
+
 static int get_deal_in(struct world *w, unsigned domain, const char *asin, struct st_record *out)
 {
     struct st_key key;
@@ -846,14 +866,7 @@ static void test_stop_finishes_the_batch_in_flight(void **state)
     enum { N = 3 };
     char asins[N][ST_ASIN_LEN + 1];
     struct truth truths[N];
-    pick_products(&w, N, asins, truths);
-    int64_t t0 = kd_wall_ms();
-    open_store(&w);
-    static struct seed_deals s;
-    s.n = 0;
-    for (int i = 0; i < N; i++)
-        s.d[s.n++] = make_deal(asins[i], &truths[i], t0 - 30000, t0 - 20000);
-    assert_int_equal(st_write(w.env, put_all_fn, &s), 0);
+    int64_t t0 = seed_due_deals(&w, N, asins, truths);
 
     start_daemon(&w);
     /* The updater's request is on the wire (spend records its size when it sends it). */
@@ -889,14 +902,7 @@ static void test_stop_deadline_cancels_a_slow_batch(void **state)
     enum { N = 3 };
     char asins[N][ST_ASIN_LEN + 1];
     struct truth truths[N];
-    pick_products(&w, N, asins, truths);
-    int64_t t0 = kd_wall_ms();
-    open_store(&w);
-    static struct seed_deals s;
-    s.n = 0;
-    for (int i = 0; i < N; i++)
-        s.d[s.n++] = make_deal(asins[i], &truths[i], t0 - 30000, t0 - 20000);
-    assert_int_equal(st_write(w.env, put_all_fn, &s), 0);
+    int64_t t0 = seed_due_deals(&w, N, asins, truths);
 
     start_daemon(&w);
     struct shm_histogram *h = &w.seg.layout->counters[SHM_ROLE_UPDATER].hist[SHM_H_batch_asins];
@@ -1152,14 +1158,7 @@ static void test_failing_criteria_expire_after_n_checks(void **state)
     enum { N = 4 };
     char asins[N][ST_ASIN_LEN + 1];
     struct truth truths[N];
-    pick_products(&w, N, asins, truths);
-    int64_t t0 = kd_wall_ms();
-    open_store(&w);
-    static struct seed_deals s;
-    s.n = 0;
-    for (int i = 0; i < N; i++)
-        s.d[s.n++] = make_deal(asins[i], &truths[i], t0 - 30000, t0 - 20000);
-    assert_int_equal(st_write(w.env, put_all_fn, &s), 0);
+    int64_t t0 = seed_due_deals(&w, N, asins, truths);
     start_daemon(&w);
 
     /* First failed check: kept, counted, rescheduled at the minimum interval. */
@@ -1198,14 +1197,7 @@ static void test_final_failure_expires_at_the_first_check(void **state)
     enum { N = 4 };
     char asins[N][ST_ASIN_LEN + 1];
     struct truth truths[N];
-    pick_products(&w, N, asins, truths);
-    int64_t t0 = kd_wall_ms();
-    open_store(&w);
-    static struct seed_deals s;
-    s.n = 0;
-    for (int i = 0; i < N; i++)
-        s.d[s.n++] = make_deal(asins[i], &truths[i], t0 - 30000, t0 - 20000);
-    assert_int_equal(st_write(w.env, put_all_fn, &s), 0);
+    seed_due_deals(&w, N, asins, truths);
     start_daemon(&w);
     for (int i = 0; i < N; i++)
         assert_true(KDH_WAIT_FOR(expired(&w, asins[i]), 20));

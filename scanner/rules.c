@@ -231,6 +231,42 @@ bool scanner_dedup_skip(const struct st_seen *seen, int64_t now_ms, int64_t wind
     return seen->feed_last_update_min == feed_last_update_min && seen->feed_price_hash == feed_hash;
 }
 
+bool scanner_mark_skip(unsigned mark)
+{
+    return mark != ST_MARK_NONE;
+}
+
+enum scanner_peek_route scanner_peek_route(int record_rc, unsigned state, bool survivor)
+{
+    if (record_rc == 0 && (state == ST_STATE_DEAL || state == ST_STATE_FAILING))
+        return SCANNER_ROUTE_REFRESH;
+    if (record_rc != 0 && record_rc != -ENOENT && record_rc != -EBADMSG && record_rc != -ENOTSUP)
+        return SCANNER_ROUTE_ERROR;
+    return survivor ? SCANNER_ROUTE_COMMIT : SCANNER_ROUTE_NONE;
+}
+
+bool scanner_known_fail(const struct st_record *r, int64_t new_cents, int64_t used_cents,
+                        const struct jd_rules *rules)
+{
+    if (r->state != ST_STATE_REJECTED || r->rules_hash == 0 || (new_cents <= 0 && used_cents <= 0))
+        return false;
+    int used = jd_side_of_condition(r->in.buy_condition) == JD_USED ? r->in.buy_condition : 2;
+    const int64_t price[2] = {new_cents, used_cents};
+    const int condition[2] = {1, used};
+    for (int k = 0; k < 2; k++) {
+        if (price[k] <= 0)
+            continue;
+        struct jd_inputs in = r->in;
+        in.buy_condition = (uint8_t)condition[k];
+        in.buy_price_cents = price[k];
+        in.buy_shipping_cents = 0;
+        struct jd_verdict v;
+        if (jd_judge(&in, rules, &v))
+            return false;
+    }
+    return true;
+}
+
 static void put_le(uint8_t *out, uint64_t v, int bytes)
 {
     for (int i = 0; i < bytes; i++)
@@ -422,6 +458,7 @@ int scanner_page_add(struct scanner_page *p, const char *asin, int64_t feed_last
     c->feed_hash = feed_hash;
     c->window_start_min = c->window_end_min = -1;
     c->feed_drop_pct = -1;
+    c->feed_new_cents = c->feed_used_cents = -1;
     return 0;
 }
 
@@ -446,6 +483,7 @@ int scanner_page_add_code(struct scanner_page *p, const char *code, int16_t item
     c->feed_last_update_min = -1;
     c->window_start_min = c->window_end_min = -1;
     c->feed_drop_pct = -1;
+    c->feed_new_cents = c->feed_used_cents = -1;
     return 0;
 }
 

@@ -64,6 +64,48 @@ uint64_t scanner_feed_hash(const struct kp_deal *d);
 bool scanner_dedup_skip(const struct st_seen *seen, int64_t now_ms, int64_t window_ms,
                         int64_t feed_last_update_min, uint64_t feed_hash);
 
+/*
+ * Whether a product the seller marked MARK (enum st_mark, `kdeals mark` or the web API) is left
+ * out of discovery: one marked bought or ignored is not peeked, so it costs no peek and no full
+ * fetch again, as it costs no re-check (docs/operations.md); `clear` (ST_MARK_NONE) brings it
+ * back. An unknown mark (a newer build's) counts as a mark.
+ */
+bool scanner_mark_skip(unsigned mark);
+
+/*
+ * Where a peek's result goes, given its product's stored record: RECORD_RC is st_record_get's
+ * answer (0 found, -ENOENT none, -EBADMSG or -ENOTSUP a record this build cannot read, counted
+ * as none), STATE the record's enum st_state when found, SURVIVOR whether the peek passed. A
+ * stored deal, shown or failing, goes to the updater as a free refresh whatever the verdict (a
+ * second full fetch by the committer would repeat the updater's work); a survivor with no
+ * record, or with one that is not a deal (rejected at its full fetch, or expired), goes to the
+ * committer through `pending`: the deal may be back. Any other answer is a store error that
+ * fails the batch's write (retried), never a result dropped.
+ */
+enum scanner_peek_route {
+    SCANNER_ROUTE_NONE = 0, /* a rejection: its `seen` verdict is all that is kept */
+    SCANNER_ROUTE_COMMIT,   /* into `pending` and on the ring to the committer */
+    SCANNER_ROUTE_REFRESH,  /* on the ring to the updater */
+    SCANNER_ROUTE_ERROR     /* the record could not be read */
+};
+
+enum scanner_peek_route scanner_peek_route(int record_rc, unsigned state, bool survivor);
+
+/*
+ * Whether a product is known to fail at the listings seen now: its stored record R was judged
+ * on a full read (offers, Buy Box, fees) and is not a deal (REJECTED: rejected at its full
+ * fetch, or expired), and judged again on R's own inputs under RULES with the best buy now on
+ * each side, NEW_CENTS (the lowest New listing, as condition New) and USED_CENTS (the lowest
+ * Used listing, as R's Used condition or else Like New), shipping free, it fails on both. A
+ * peek reads no offers and no Buy Box, so it overestimated this product before and would
+ * again; a full fetch would say no again (a day benchmark: 47 of 49 such full fetches were
+ * rejected). The scanner asks it with the feed's listings before a peek and with the peek's
+ * before a full fetch. False when R says nothing: another state, never judged, or no listing
+ * (<= 0) on either side.
+ */
+bool scanner_known_fail(const struct st_record *r, int64_t new_cents, int64_t used_cents,
+                        const struct jd_rules *rules);
+
 /* The discovery cursor, kept in the meta db under "scanner.cursor". */
 struct scanner_cursor {
     uint8_t source;          /* enum cfg_scan_source it belongs to */
@@ -119,6 +161,8 @@ struct scanner_cand {
     int64_t prescore_profit_cents; /* scanner_prescore_deal; 0 when the source has no feed */
     int64_t prescore_at_min;       /* ... and its moment; 0 unknown */
     int32_t feed_drop_pct;         /* the feed's deltaPercent the selection filters on; -1 none */
+    int64_t feed_new_cents;        /* the feed's lowest New and Used listings; -1 none */
+    int64_t feed_used_cents;
 };
 
 /* The candidates of one page (or chunk), in feed order, each ASIN at most once. */

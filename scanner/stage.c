@@ -227,6 +227,7 @@ struct write_ctx {
     struct scanner *sc;
     struct scanner_batch *b;
     size_t n_survivors, n_refresh, n_rejected, n_own_deals, n_own_other;
+    size_t n_known; /* survivors their stored full read fails (scanner_known_fail) */
     uint16_t survivors[KP_MAX_BATCH]; /* positions in b->res */
     uint16_t refresh[KP_MAX_BATCH];
 };
@@ -317,6 +318,7 @@ static int write_batch_fn(struct st_txn *txn, void *ud)
     struct scanner *sc = w->sc;
     struct scanner_batch *b = w->b;
     w->n_survivors = w->n_refresh = w->n_rejected = w->n_own_deals = w->n_own_other = 0;
+    w->n_known = 0;
     for (size_t k = 0; k < b->n_res; k++) {
         const struct scanner_peeked *r = &b->res[k];
         const struct scanner_cand *c = &sc->page.c[b->idx[r->cand]];
@@ -341,16 +343,23 @@ static int write_batch_fn(struct st_txn *txn, void *ud)
             w->n_rejected++;
         struct st_record rec;
         rc = st_record_get(txn, &key, &rec);
-        if (rc == 0 && (rec.state == ST_STATE_DEAL || rec.state == ST_STATE_FAILING)) {
-            /* Already a stored deal: the updater gets the peek as a free refresh; a second
-             * full fetch by the committer would only repeat the updater's work. */
+        enum scanner_peek_route route = scanner_peek_route(rc, rc == 0 ? rec.state : 0, pass);
+        if (route == SCANNER_ROUTE_ERROR)
+            return rc;
+        if (route == SCANNER_ROUTE_REFRESH) {
             w->refresh[w->n_refresh++] = (uint16_t)k;
             continue;
         }
-        if (rc != -ENOENT && rc != -EBADMSG && rc != -ENOTSUP)
-            return rc;
-        if (!pass)
+        if (route == SCANNER_ROUTE_NONE)
             continue;
+        if (rc == 0 && scanner_known_fail(&rec, r->in.new_cents, r->in.used_cents, &sc->rules)) {
+            seen.verdict = ST_VERDICT_REJECTED; /* as the full fetch would find */
+            rc = st_seen_put(txn, &key, &seen);
+            if (rc != 0)
+                return rc;
+            w->n_known++;
+            continue;
+        }
         struct st_pending p;
         fill_record(sc, b, k, &p);
         struct st_pending old;
@@ -474,9 +483,9 @@ static int write_batch(struct scanner *sc, struct scanner_batch *b)
                 b->tokens);
     } else {
         kd_info("peek: %zu asins, %zu delivered, %zu survivors, %zu rejected%s%s, %zu stored "
-                "deals to refresh, %zu missing (retried next pass; %zu of them with mistyped "
-                "fields), %.0f tokens",
-                b->n, delivered, w.n_survivors, w.n_rejected, why, own, w.n_refresh,
+                "deals to refresh, %zu survivors failed by their stored full read, %zu missing "
+                "(retried next pass; %zu of them with mistyped fields), %.0f tokens",
+                b->n, delivered, w.n_survivors, w.n_rejected, why, own, w.n_refresh, w.n_known,
                 b->n - delivered, b->n_malformed, b->tokens);
     }
     /* Missing ones are not marked peeked: a later pass asks again. */
@@ -735,9 +744,14 @@ static void submit_peeks(struct scanner *sc, int64_t now, int64_t *wake)
 
 /* ---------- pages ---------- */
 
-/* Drops the page's queued ASINs that were peeked recently and are unchanged in the feed. */
-static size_t dedup_page(struct scanner *sc)
+/*
+ * Drops the page's queued ASINs that were peeked recently and are unchanged in the feed, those
+ * the seller marked (scanner_mark_skip; counted in *MARKED) and those whose stored full read
+ * fails them at the feed's listings (scanner_known_fail; counted in *KNOWN).
+ */
+static size_t dedup_page(struct scanner *sc, size_t *marked, size_t *known)
 {
+    *marked = *known = 0;
     struct st_txn *txn = NULL;
     if (st_read_begin(sc->env, &txn) != 0)
         return 0;
@@ -751,6 +765,21 @@ static size_t dedup_page(struct scanner *sc)
         struct st_seen seen;
         if (st_key_make((unsigned)cfg(sc)->keepa_domain, c->asin, &key) != 0) {
             c->state = SCANNER_CAND_DONE;
+            continue;
+        }
+        struct st_record rec;
+        bool stored = st_record_get(txn, &key, &rec) == 0;
+        if (stored && scanner_mark_skip(rec.mark)) {
+            c->state = SCANNER_CAND_DONE;
+            (*marked)++;
+            kd_debug("%s is marked %s: not peeked", c->asin, st_mark_name(rec.mark));
+            continue;
+        }
+        if (stored && scanner_known_fail(&rec, c->feed_new_cents, c->feed_used_cents, &sc->rules)) {
+            c->state = SCANNER_CAND_DONE;
+            (*known)++;
+            kd_debug("%s fails at the feed's listings on its stored full read: not peeked",
+                     c->asin);
             continue;
         }
         if (st_seen_get(txn, &key, &seen) != 0)
@@ -773,10 +802,12 @@ static size_t dedup_page(struct scanner *sc)
 /* The page's candidates are known: count, dedup, and start peeking. */
 static void page_loaded(struct scanner *sc, const char *what, uint64_t at)
 {
-    size_t dedup = dedup_page(sc);
+    size_t marked = 0, known = 0;
+    size_t dedup = dedup_page(sc, &marked, &known);
     struct shm_counter_block *cb = counters(sc);
     shm_counter_add(cb, SHM_C_asins_discovered, (int64_t)sc->page.n);
-    shm_counter_add(cb, SHM_C_asins_prefiltered, (int64_t)(sc->feed.prefiltered + dedup));
+    shm_counter_add(cb, SHM_C_asins_prefiltered,
+                    (int64_t)(sc->feed.prefiltered + dedup + marked + known));
     sc->pass_pages++;
     sc->pass_discovered += sc->page.n;
     sc->page_loaded = true;
@@ -787,9 +818,10 @@ static void page_loaded(struct scanner *sc, const char *what, uint64_t at)
              : sc->fresh_horizon_min == 0 ? "fresh pass over every page"
                                           : "fresh pass to its horizon");
     kd_info("%s %llu (pass %u): %zu items, %zu asins, %zu pre-filtered, %zu peeked recently "
-            "and unchanged, %zu to peek",
+            "and unchanged, %zu marked, %zu failed by their stored full read, %zu to peek",
             what, (unsigned long long)at, sc->cur.pass, sc->page_items, sc->page.n,
-            sc->feed.prefiltered, dedup, scanner_page_count(&sc->page, SCANNER_CAND_QUEUED));
+            sc->feed.prefiltered, dedup, marked, known,
+            scanner_page_count(&sc->page, SCANNER_CAND_QUEUED));
 }
 
 /* A /deal entry arrives on PAGE (the page in memory, or the pipe's next one) with FEED. */
@@ -812,6 +844,9 @@ static void feed_deal(struct scanner *sc, struct scanner_page *page, struct scan
     struct scanner_cand *c = &page->c[page->n - 1];
     if (sc->sel_ok && sc->sel.probe_ok && (size_t)sc->sel.price_type < d->n_price)
         c->feed_drop_pct = d->delta_percent[sc->sel.date_range][sc->sel.price_type];
+    /* Keepa's price types NEW (1) and USED (2), as judge/inputs.c reads them. */
+    c->feed_new_cents = d->n_price > 1 && d->current[1] > 0 ? d->current[1] : -1;
+    c->feed_used_cents = d->n_price > 2 && d->current[2] > 0 ? d->current[2] : -1;
     const char *why = NULL;
     bool keep = scanner_prefilter_deal(d, &sc->rules, &why);
     if (keep && scanner_discovery_any(&sc->disc)) {

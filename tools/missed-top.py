@@ -14,8 +14,9 @@ showed it after that, -1 never). Each top-tenth deal is classified from its list
 
   stored      shown; how long after listed_at, and the path: first read, peek, commit
   never read  no page the scanner read after listed_at held it
-  not peeked  read, but the pre-score said no (pre-filtered or a sure fail) or it was never
-              peeked (dedup, or the pass moved on)
+  not peeked  read, but the pre-score said no (pre-filtered or a sure fail), its stored full
+              read fails it at the feed's listings ("known to fail"), the seller marked it,
+              or it was never peeked (dedup, or the pass moved on)
   peek failed peeked, the peek's verdict not a survivor (why)
   commit failed  a survivor whose full fetch did not find a deal (the verdict)
   backlog     a survivor never committed (still waiting when the day ended)
@@ -69,6 +70,11 @@ def main():
                     a = msg[5:15]
                     if a in want:
                         pending.append((a, msg[17:]))
+                elif msg[10:] in (" fails at the feed's listings on its stored full read: "
+                                  "not peeked",) or msg[10:].startswith(" is marked "):
+                    # dropped before its peek (scanner_known_fail, scanner_mark_skip)
+                    why = "known to fail" if "stored full read" in msg else "marked"
+                    pending = [(a, w + ", " + why if a == msg[:10] else w) for a, w in pending]
                 elif " is of a " in msg:
                     page = msg[: msg.index(" is of a ")]
                     kind = msg[msg.index(" is of a ") + 9:]

@@ -28,16 +28,19 @@ def main():
     committed = set()
     with open(os.path.join(day, "kdeals.log")) as f:
         for line in f:
-            if "scanner" in line and "deal page" in line:
-                count["/deal pages"] += 1
+            if "scanner" in line and re.search(r"deal page \d+ \(pass \d+\): ", line):
+                count["/deal pages"] += 1  # the page's INFO line (the debug log says more)
             elif "scanner" in line and " peek: " in line:
                 survivors = int(re.search(r"(\d+) survivors", line).group(1))
                 refresh = int(re.search(r"(\d+) stored deals to refresh", line).group(1))
                 n = int(re.search(r"peek: (\d+) asins", line).group(1))
                 tokens["peek"] += float(re.search(r"([\d.]+) tokens", line).group(1))
+                known = re.search(r"(\d+) survivors failed by their stored full read", line)
+                known = int(known.group(1)) if known else 0
                 count["peek -> survivor"] += survivors
                 count["peek -> stored deal (free refresh)"] += refresh
-                count["peek -> rejected"] += n - survivors - refresh
+                count["peek -> survivor its stored full read fails"] += known
+                count["peek -> rejected"] += n - survivors - refresh - known
             elif re.search(r"commit batch of \d+: \d+ tokens", line):
                 cost = int(re.search(r"(\d+) tokens", line).group(1))
                 items = line[line.rfind("[") + 1 : line.rfind("]")].split(", ")
@@ -74,11 +77,13 @@ def main():
             checks[names.get((e["prev_state"], e["state"]), e["event"])] += 1
     pages = count["/deal pages"]
     peeks = count["peek -> survivor"] + count["peek -> stored deal (free refresh)"] + \
-        count["peek -> rejected"]
+        count["peek -> rejected"] + count["peek -> survivor its stored full read fails"]
     per_peek = tokens["peek"] / peeks if peeks else 1
     rows = [("/deal pages", pages, 5.0 * pages)]
-    for k in ("peek -> survivor", "peek -> rejected", "peek -> stored deal (free refresh)"):
-        rows.append((k, count[k], count[k] * per_peek))
+    for k in ("peek -> survivor", "peek -> rejected", "peek -> stored deal (free refresh)",
+              "peek -> survivor its stored full read fails"):
+        if count[k] or not k.endswith("fails"):
+            rows.append((k, count[k], count[k] * per_peek))
     for k in sorted(k for k in count if k.startswith("full fetch")):
         rows.append((k, count[k], tokens[k]))
     n_checks = sum(checks.values())

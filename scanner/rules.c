@@ -246,9 +246,11 @@ enum scanner_peek_route scanner_peek_route(int record_rc, unsigned state, bool s
 }
 
 bool scanner_known_fail(const struct st_record *r, int64_t new_cents, int64_t used_cents,
-                        const struct jd_rules *rules)
+                        const struct jd_rules *rules, int64_t now_ms, int64_t max_age_ms)
 {
     if (r->state != ST_STATE_REJECTED || r->rules_hash == 0 || (new_cents <= 0 && used_cents <= 0))
+        return false;
+    if (r->in.data_ms <= 0 || now_ms - r->in.data_ms > max_age_ms)
         return false;
     int used = jd_side_of_condition(r->in.buy_condition) == JD_USED ? r->in.buy_condition : 2;
     const int64_t price[2] = {new_cents, used_cents};

@@ -100,11 +100,16 @@ enum scanner_peek_route scanner_peek_route(int record_rc, unsigned state, bool s
  * peek reads no offers and no Buy Box, so it overestimated this product before and would
  * again; a full fetch would say no again (a day benchmark: 47 of 49 such full fetches were
  * rejected). The scanner asks it with the feed's listings before a peek and with the peek's
- * before a full fetch. False when R says nothing: another state, never judged, or no listing
- * (<= 0) on either side.
+ * before a full fetch. False when R says nothing: another state, never judged, no listing
+ * (<= 0) on either side, or read more than MAX_AGE_MS before NOW_MS (or at no known time): the
+ * Buy Box and averages it sold on move, and a product skipped on an old read would never be
+ * read again (SCANNER_KNOWN_MAX_AGE_MIN).
  */
 bool scanner_known_fail(const struct st_record *r, int64_t new_cents, int64_t used_cents,
-                        const struct jd_rules *rules);
+                        const struct jd_rules *rules, int64_t now_ms, int64_t max_age_ms);
+
+/* How old, in Keepa minutes, a stored full read may be and still rule a product out. */
+#define SCANNER_KNOWN_MAX_AGE_MIN (12 * 60)
 
 /* The discovery cursor, kept in the meta db under "scanner.cursor". */
 struct scanner_cursor {

@@ -74,6 +74,12 @@ static const struct cfg *cfg(const struct scanner *sc)
     return &sc->wk->cfg;
 }
 
+/* SCANNER_KNOWN_MAX_AGE_MIN Keepa minutes, in this clock's milliseconds. */
+static int64_t known_max_age_ms(const struct scanner *sc)
+{
+    return cfg_keepa_ms(cfg(sc), (int64_t)SCANNER_KNOWN_MAX_AGE_MIN * 60000);
+}
+
 static struct shm_counter_block *counters(const struct scanner *sc)
 {
     return sc->wk->counters;
@@ -352,7 +358,8 @@ static int write_batch_fn(struct st_txn *txn, void *ud)
         }
         if (route == SCANNER_ROUTE_NONE)
             continue;
-        if (rc == 0 && scanner_known_fail(&rec, r->in.new_cents, r->in.used_cents, &sc->rules)) {
+        if (rc == 0 && scanner_known_fail(&rec, r->in.new_cents, r->in.used_cents, &sc->rules,
+                                          kd_wall_ms(), known_max_age_ms(sc))) {
             seen.verdict = ST_VERDICT_REJECTED; /* as the full fetch would find */
             rc = st_seen_put(txn, &key, &seen);
             if (rc != 0)
@@ -775,7 +782,8 @@ static size_t dedup_page(struct scanner *sc, size_t *marked, size_t *known)
             kd_debug("%s is marked %s: not peeked", c->asin, st_mark_name(rec.mark));
             continue;
         }
-        if (stored && scanner_known_fail(&rec, c->feed_new_cents, c->feed_used_cents, &sc->rules)) {
+        if (stored && scanner_known_fail(&rec, c->feed_new_cents, c->feed_used_cents, &sc->rules,
+                                         now_ms, known_max_age_ms(sc))) {
             c->state = SCANNER_CAND_DONE;
             (*known)++;
             kd_debug("%s fails at the feed's listings on its stored full read: not peeked",

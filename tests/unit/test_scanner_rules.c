@@ -213,27 +213,34 @@ static void test_known_fail(void **state)
     r.in.buy_price_cents = 1500;
     r.state = ST_STATE_REJECTED;
     r.rules_hash = 1;
+    const int64_t AGE = 12 * 3600 * 1000LL, NOW = 1764000000000LL;
+    r.in.data_ms = NOW - AGE; /* read 12 hours ago: still trusted */
     /* At the $15 seen now it passes on the record's own inputs: worth a peek and a fetch. */
-    assert_false(scanner_known_fail(&r, -1, 1500, &rules));
+    assert_false(scanner_known_fail(&r, -1, 1500, &rules, NOW, AGE));
     /* The full read sold it lower ($16 of Used average, what the feed and the peek do not
      * see): it fails there. */
     r.in.used_avg90_cents = 1600;
-    assert_true(scanner_known_fail(&r, -1, 1500, &rules));
+    assert_true(scanner_known_fail(&r, -1, 1500, &rules, NOW, AGE));
     /* A cheaper listing that passes even there: worth it again. */
-    assert_false(scanner_known_fail(&r, -1, 300, &rules));
+    assert_false(scanner_known_fail(&r, -1, 300, &rules, NOW, AGE));
     /* Both sides are tried: a New listing cheap enough passes on the New side. */
     r.in.new_avg90_cents = 3000;
-    assert_true(scanner_known_fail(&r, 2900, 1500, &rules));
-    assert_false(scanner_known_fail(&r, 1000, 1500, &rules));
+    assert_true(scanner_known_fail(&r, 2900, 1500, &rules, NOW, AGE));
+    assert_false(scanner_known_fail(&r, 1000, 1500, &rules, NOW, AGE));
     /* The record says nothing: a stored deal (the updater's), never judged, no listing. */
     r.state = ST_STATE_DEAL;
-    assert_false(scanner_known_fail(&r, -1, 1500, &rules));
+    assert_false(scanner_known_fail(&r, -1, 1500, &rules, NOW, AGE));
     r.state = ST_STATE_REJECTED;
     r.rules_hash = 0;
-    assert_false(scanner_known_fail(&r, -1, 1500, &rules));
+    assert_false(scanner_known_fail(&r, -1, 1500, &rules, NOW, AGE));
     r.rules_hash = 1;
-    assert_false(scanner_known_fail(&r, -1, -1, &rules));
-    assert_true(scanner_known_fail(&r, -1, 1500, &rules));
+    assert_false(scanner_known_fail(&r, -1, -1, &rules, NOW, AGE));
+    assert_true(scanner_known_fail(&r, -1, 1500, &rules, NOW, AGE));
+    /* A read older than the bound, or of no known time, rules nothing out: peeked again. */
+    r.in.data_ms = NOW - AGE - 1;
+    assert_false(scanner_known_fail(&r, -1, 1500, &rules, NOW, AGE));
+    r.in.data_ms = 0;
+    assert_false(scanner_known_fail(&r, -1, 1500, &rules, NOW, AGE));
 }
 
 static void test_cursor_bytes(void **state)

@@ -732,6 +732,85 @@ static void test_asin_list_and_hup_batch(void **state)
     sim_stop(&s);
 }
 
+static int put_rejected_fn(struct st_txn *txn, void *ud)
+{
+    const char(*asins)[11] = ud;
+    for (int i = 0; i < 3; i++) {
+        static struct st_record r;
+        st_record_init(&r);
+        snprintf(r.asin, sizeof(r.asin), "%s", asins[i]);
+        r.domain = 1;
+        r.state = ST_STATE_REJECTED;
+        r.revision = 1;
+        r.rules_hash = 1;
+        r.in.data_ms = 1; /* read long ago: it rules nothing out now (scanner_known_fail) */
+        int rc = st_record_put(txn, &r, ST_EV_COMMIT, 1);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/*
+ * Paid-for peeks are all kept: a peek batch whose first products have a stored record that is
+ * not a deal (rejected at a full fetch long ago) still records a verdict for every product
+ * it delivered, and those after them reach the committer too (once, a write that stopped at
+ * the first such product dropped the rest of the batch: peeked again, paid again).
+ */
+static void test_peek_batch_kept_past_stored_non_deals(void **state)
+{
+    (void)state;
+    struct sim s = sim_start("--products", "2000", "--minute-ms", "100", "--refill-rate", "2000");
+    enum { N = 20 };
+    static char real[N][11];
+    assert_int_equal(sim_deal_asins(&s, real, N), N);
+    char list[512], store[512], err[256];
+    snprintf(list, sizeof(list), "%s/asins.txt", test_dir());
+    FILE *f = fopen(list, "w");
+    assert_non_null(f);
+    for (int i = 0; i < N; i++)
+        fprintf(f, "%s\n", real[i]);
+    fclose(f);
+    snprintf(store, sizeof(store), "%s/store", test_dir());
+    struct st_options so = {.path = store,
+                            .map_size_bytes = (uint64_t)g_store_mb << 20,
+                            .max_map_size_bytes = (uint64_t)g_store_mb << 20};
+    struct st_env *env = NULL;
+    assert_int_equal(st_open(&so, &env, err, sizeof(err)), 0);
+    assert_int_equal(st_write(env, put_rejected_fn, real), 0);
+    st_close(env);
+
+    char scan[1024];
+    snprintf(scan, sizeof(scan), "source = asins\nasins_file = %s\npeek_batch = %d\n", list, N);
+    struct daemon d;
+    daemon_start(&d, &s, "100ms", scan);
+    EXPECT(&d, scanner_counter(&d, SHM_C_asins_peeked) >= N, 30);
+    /* The batch's write follows the count: wait for the last verdict, then check them all. */
+    struct st_key key;
+    struct st_seen seen;
+    assert_int_equal(st_key_make(1, real[N - 1], &key), 0);
+    EXPECT(&d, ({
+        struct st_txn *t = NULL;
+        bool got = st_read_begin(d.env, &t) == 0;
+        got = got && st_seen_get(t, &key, &seen) == 0;
+        if (t != NULL)
+            st_read_end(t);
+        got;
+    }),
+           30);
+    struct st_txn *txn;
+    assert_int_equal(st_read_begin(d.env, &txn), 0);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(st_key_make(1, real[i], &key), 0);
+        if (st_seen_get(txn, &key, &seen) != 0)
+            fail_msg("%s (position %d of the batch) was peeked and has no verdict (see %s)",
+                     real[i], i, d.log);
+    }
+    st_read_end(txn);
+    daemon_stop(&d);
+    sim_stop(&s);
+}
+
 /*
  * The committer's backlog pauses discovery: with full fetches slowed to 2 s, the survivors of
  * the first pages push commit_backlog over 4 x commit batch x 10 = 40, and from the moment
@@ -955,6 +1034,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_survivors_dedup_batches),
         cmocka_unit_test(test_429_storm_and_failed_fetches),
         cmocka_unit_test(test_asin_list_and_hup_batch),
+        cmocka_unit_test(test_peek_batch_kept_past_stored_non_deals),
         cmocka_unit_test(test_commit_backlog_pauses_discovery),
         cmocka_unit_test(test_query_source),
         cmocka_unit_test(test_full_store_keeps_peeks_and_retries),

@@ -12,7 +12,10 @@
  * pushed on the RECOMMIT ring (the ring is a notification, pending is the truth). Every
  * re-check of a shown deal teaches how fast deals vanish (worker/value.h: the learned rates,
  * published for `kdeals stat` and the other stages), and with them the value rule sets each
- * deal's next re-check (updater/rules.h); deals falling due soon ride along in a batch.
+ * deal's next re-check (updater/rules.h); deals falling due soon ride along in a batch. With
+ * the "first" rule the updater also follows the store's change log for the deals the committer
+ * stores, and moves each one's first re-check to where a passing re-check at its full fetch
+ * would have placed it (updater_first_check_ms; no tokens, no history entry).
  *
  * Invariants (docs/failure-modes.md F10 and F20, "stale deals deleted while ingestion was
  * stalled"): a failed, cancelled or suspect fetch writes nothing: the deals keep their failure

@@ -173,6 +173,8 @@ static void publish_value(struct committer *c)
 /*
  * When a newly stored deal is first re-checked: after the interval the updater's value rule
  * gives a typical deal (its gauge), else [update] min_interval; within [min, max] interval.
+ * With the "first" rule the updater then moves it by the deal's own claim and the age of its
+ * price, which this process does not know (updater/rules.h, updater_first_check_ms).
  */
 static int64_t first_check_ms(const struct committer *c)
 {

@@ -1201,6 +1201,26 @@ int st_record_put(struct st_txn *txn, const struct st_record *r, enum st_event e
     return rc;
 }
 
+int st_record_reschedule(struct st_txn *txn, const struct st_key *key, uint64_t revision,
+                         int64_t new_ms)
+{
+    if (txn->rdonly)
+        return -EROFS;
+    if (new_ms <= 0)
+        return -EINVAL;
+    struct st_record r;
+    int rc = st_record_get(txn, key, &r);
+    if (rc != 0)
+        return rc;
+    if (r.revision != revision || r.next_check_ms <= 0)
+        return -ECANCELED;
+    if (r.next_check_ms == new_ms)
+        return 0;
+    r.next_check_ms = new_ms;
+    uint8_t old_state;
+    return record_store(txn, key, &r, &old_state);
+}
+
 int st_record_del(struct st_txn *txn, const struct st_key *key, int64_t now_ms)
 {
     if (txn->rdonly)

@@ -201,6 +201,17 @@ int st_record_put(struct st_txn *txn, const struct st_record *r, enum st_event e
 int st_record_get(struct st_txn *txn, const struct st_key *key, struct st_record *out);
 int st_record_del(struct st_txn *txn, const struct st_key *key, int64_t now_ms);
 
+/*
+ * Moves the next re-check of the record under KEY to NEW_MS (> 0) when it is still at REVISION
+ * and scheduled: the record's next_check_ms and its schedule entry change together and nothing
+ * else does (no history entry, no change logged, the revision kept: no judgement changed, only
+ * when it is looked at next; the updater places the first re-check of a new deal this way).
+ * Returns 0, -ECANCELED when the record was rewritten since or is not scheduled, -EINVAL for
+ * NEW_MS <= 0, or st_record_get's errors.
+ */
+int st_record_reschedule(struct st_txn *txn, const struct st_key *key, uint64_t revision,
+                         int64_t new_ms);
+
 /* Up to MAX history entries of KEY, newest first, into OUT; *N how many. */
 int st_history_list(struct st_txn *txn, const struct st_key *key, struct st_history *out,
                     size_t max, size_t *n);

@@ -37,6 +37,7 @@ void updater_policy_from_cfg(const struct cfg *c, struct updater_policy *out)
     out->value_intervals = (rules & VAL_RULE_RECHECK) != 0;
     out->final_failures = (rules & VAL_RULE_FINAL) != 0;
     out->age_intervals = (rules & VAL_RULE_AGE) != 0;
+    out->first_checks = (rules & VAL_RULE_FIRST) != 0;
     for (int k = 0; k < VAL_CLASSES; k++)
         out->lambda[k] = val_lambda_of_half_life(VAL_PRIOR_HALF_LIFE_MIN);
     out->scale_min = 0;
@@ -127,6 +128,21 @@ int64_t updater_age_interval_ms(const struct updater_policy *p, double lambda, d
     if (ms <= (double)p->min_interval_ms)
         return p->min_interval_ms;
     return ms >= (double)p->max_interval_ms ? p->max_interval_ms : (int64_t)ms;
+}
+
+int64_t updater_first_check_ms(const struct updater_policy *p, const struct st_record *r)
+{
+    if (!p->first_checks || !p->value_intervals || !(p->scale_min > 0) ||
+        r->state != ST_STATE_DEAL || r->last_checked_ms <= 0)
+        return -1;
+    double lambda = p->lambda[val_class(r->in.sales_rank)];
+    int64_t ms =
+        updater_value_interval_ms(lambda, r->v.priced ? r->v.profit_cents : 0, p->scale_min,
+                                  p->minute_ms, p->min_interval_ms, p->max_interval_ms);
+    if (p->age_intervals)
+        ms = updater_age_interval_ms(
+            p, lambda, updater_price_age_min(p, r->in.price_change_min, r->last_checked_ms), ms);
+    return r->last_checked_ms + ms;
 }
 
 void updater_clock_init(struct updater_clock *c, int64_t wall_ms, int64_t mono_ms)

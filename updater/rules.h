@@ -108,6 +108,7 @@ struct updater_policy {
     bool value_intervals;      /* the "recheck" rule: the terms below are set */
     bool final_failures;       /* the "final" rule: updater_failure_final expires at once */
     bool age_intervals;        /* the "age" rule: the terms below place passing re-checks */
+    bool first_checks;         /* the "first" rule: updater_first_check_ms places new deals' */
     const struct val_age *age; /* the hazard by the age of the price; NULL: not yet */
     bool keepa_offset_known;   /* the Keepa minute now = now_ms / minute_ms + keepa_offset_min */
     double keepa_offset_min;
@@ -207,6 +208,18 @@ double updater_price_age_min(const struct updater_policy *p, int64_t change_min,
  */
 int64_t updater_age_interval_ms(const struct updater_policy *p, double lambda, double age_min,
                                 int64_t interval_ms);
+
+/*
+ * The "first" rule: when the first re-check of R, a deal the committer has just stored (its
+ * last read, at R->last_checked_ms, the full fetch that found it), should come: that read
+ * counts as a passing re-check, so the interval is the one the "recheck" rule gives a passing
+ * re-check of R now, placed by the age of its price at that read with the "age" rule, after
+ * it (epoch ms; it may lie in the past: check at once). -1 when P does not place it (the rule
+ * off, "recheck" off, no budget shared yet, R not a deal or never read): the committer's time
+ * stands (a typical deal's interval, the committer knowing neither R's claim on the budget nor
+ * the hazard by age).
+ */
+int64_t updater_first_check_ms(const struct updater_policy *p, const struct st_record *r);
 
 /* The interval after a check: MIN when VOLATILE or PREV_MS <= 0, else 2 * PREV_MS clamped to
  * [MIN, MAX]. */

@@ -12,7 +12,10 @@
  * pushed on the RECOMMIT ring (the ring is a notification, pending is the truth). Every
  * re-check of a shown deal teaches how fast deals vanish (worker/value.h: the learned rates,
  * published for `kdeals stat` and the other stages), and with them the value rule sets each
- * deal's next re-check (updater/rules.h); deals falling due soon ride along in a batch.
+ * deal's next re-check (updater/rules.h); deals falling due soon ride along in a batch. With
+ * the "first" rule the updater also follows the store's change log for the deals the committer
+ * stores, and moves each one's first re-check to where a passing re-check at its full fetch
+ * would have placed it (updater_first_check_ms; no tokens, no history entry).
  *
  * Invariants (docs/failure-modes.md F10 and F20, "stale deals deleted while ingestion was
  * stalled"): a failed, cancelled or suspect fetch writes nothing: the deals keep their failure
@@ -57,6 +60,7 @@
 #define UPDATER_SET_ASIDE_MAX  64   /* deals whose request Keepa refuses as malformed */
 #define UPDATER_REJUDGE_CHUNK  256  /* records judged again (or pruned) per write transaction */
 #define UPDATER_PRUNE_EVERY_MS (10 * 60 * 1000) /* a pruning walk this often (Keepa time) */
+#define UPDATER_FIRST_MAX      64 /* new deals whose first re-check is placed per write */
 
 struct upd_item {
     struct st_key key;
@@ -166,7 +170,21 @@ struct updater {
         int64_t records, before, after, added, removed, pruned;
         int64_t removed_by[JD_C_COUNT];
     } rj;
-    int64_t prune_next_ns;      /* next walk for pruning alone */
+    int64_t prune_next_ns; /* next walk for pruning alone */
+
+    /*
+     * The "first" rule: the change log is followed from changes_seq for the deals the
+     * committer stores; each one's first re-check is placed as a passing re-check's would be
+     * (updater_first_check_ms), in one write per chunk. A deal rewritten since (another
+     * revision) is left to whoever rewrote it.
+     */
+    bool changes_known;
+    uint64_t changes_seq;
+    size_t n_first;
+    struct {
+        struct st_key key;
+        uint64_t revision;
+    } first[UPDATER_FIRST_MAX];
     struct updater_clock clock; /* every time the updater reads or stores (updater/rules.h) */
 };
 
@@ -1103,6 +1121,99 @@ static bool rejudge_step(struct updater *u)
     return !done;
 }
 
+/* ---- first re-checks of new deals ("first" rule) -------------------------------------------- */
+
+static int place_first_fn(struct st_txn *txn, void *ud)
+{
+    struct updater *u = ud;
+    struct updater_policy pol;
+    policy(u, &pol);
+    int64_t now_ms = clock_ms(u);
+    size_t placed = 0;
+    for (size_t i = 0; i < u->n_first; i++) {
+        struct st_record r;
+        int rc = st_record_get(txn, &u->first[i].key, &r);
+        if (rc == -ENOENT || rc == -EBADMSG || rc == -ENOTSUP)
+            continue;
+        if (rc != 0)
+            return rc;
+        if (r.revision != u->first[i].revision || r.next_check_ms <= 0)
+            continue; /* rewritten since: its writer scheduled it */
+        int64_t at = updater_first_check_ms(&pol, &r);
+        if (at < 0)
+            continue;
+        if (at < now_ms)
+            at = now_ms;
+        /* Deals due within a quarter of the minimum interval ride along in a batch anyway. */
+        int64_t d = at - r.next_check_ms;
+        if ((d < 0 ? -d : d) < pol.min_interval_ms / 4)
+            continue;
+        rc = st_record_reschedule(txn, &u->first[i].key, r.revision, at);
+        if (rc == -ECANCELED)
+            continue;
+        if (rc != 0)
+            return rc;
+        placed++;
+    }
+    kd_debug("first re-checks: %zu of %zu new deals placed", placed, u->n_first);
+    return 0;
+}
+
+/*
+ * Reads the change log past changes_seq for deals the committer stored and places their first
+ * re-checks. Nothing is placed before the updater has seen the log's end once (at its start, or
+ * when the rule is switched on): the deals stored before keep the committer's time. A write that
+ * fails leaves those deals at the committer's time (no tokens are at stake, only when a deal is
+ * looked at).
+ */
+static void place_first_checks(struct updater *u)
+{
+    if (!(val_rules(&u->wk->cfg) & VAL_RULE_FIRST)) {
+        u->changes_known = false;
+        return;
+    }
+    for (;;) {
+        struct st_txn *txn;
+        if (st_read_begin(u->env, &txn) != 0)
+            return;
+        if (!u->changes_known) {
+            uint64_t last = 0;
+            int rc = st_changes_last(txn, &last);
+            st_read_end(txn);
+            if (rc == 0) {
+                u->changes_seq = last;
+                u->changes_known = true;
+            }
+            return;
+        }
+        struct st_change ch[UPDATER_FIRST_MAX];
+        size_t n = 0;
+        int rc = st_changes_read(txn, u->changes_seq, ch, UPDATER_FIRST_MAX, &n);
+        st_read_end(txn);
+        if (rc != 0)
+            return;
+        u->n_first = 0;
+        for (size_t i = 0; i < n; i++) {
+            u->changes_seq = ch[i].seq;
+            if (ch[i].event != ST_EV_COMMIT || ch[i].state != ST_STATE_DEAL)
+                continue;
+            if (st_key_make(ch[i].domain, ch[i].asin, &u->first[u->n_first].key) != 0)
+                continue;
+            u->first[u->n_first++].revision = ch[i].revision;
+        }
+        if (u->n_first > 0) {
+            rc = store_write(u, place_first_fn);
+            if (rc != 0)
+                kd_warn("store %s: placing the first re-checks of %zu new deals failed: %s; "
+                        "they keep the committer's time",
+                        u->wk->cfg.store_path, u->n_first, st_strerror(rc));
+            u->n_first = 0;
+        }
+        if (n < UPDATER_FIRST_MAX)
+            return;
+    }
+}
+
 /* ---- the tick --------------------------------------------------------------------------- */
 
 static void step(struct updater *u)
@@ -1125,6 +1236,7 @@ static void step(struct updater *u)
                                               memory_order_relaxed));
     if (u->rejudge_active && rejudge_step(u))
         delay = 0; /* more records to judge again: the next chunk right after this tick */
+    place_first_checks(u);
     if (u->batch_active || u->wk->stopping || !u->sp_ready || u->key_unusable ||
         u->retry_at_ns > t) {
         if (scan_schedule(u, false, 0, clock_ms(u), 0, &next_due_ms) != 0)

@@ -384,6 +384,76 @@ static void test_migrate_v1(void **state)
     st_close(env);
 }
 
+struct resched {
+    struct st_key key;
+    uint64_t revision;
+    int64_t at_ms;
+    int rc;
+};
+
+static int resched_one(struct st_txn *txn, void *ud)
+{
+    struct resched *s = ud;
+    s->rc = st_record_reschedule(txn, &s->key, s->revision, s->at_ms);
+    return 0;
+}
+
+/* A reschedule moves the record's next check and its schedule entry together, and nothing
+ * else: no history entry, no change, the same revision; a record rewritten since is left. */
+static void test_reschedule(void **state)
+{
+    (void)state;
+    struct st_env *env = open_at(db_path("resched"));
+    struct st_record r;
+    make_record(&r, 1);
+    assert_int_equal(st_write(env, put_one, &r), 0);
+    struct resched s = {.revision = 1, .at_ms = r.next_check_ms + 3600000};
+    assert_int_equal(st_record_key(&r, &s.key), 0);
+    assert_int_equal(st_write(env, resched_one, &s), 0);
+    assert_int_equal(s.rc, 0);
+    struct st_txn *txn;
+    assert_int_equal(st_read_begin(env, &txn), 0);
+    struct st_record back;
+    assert_int_equal(st_record_get(txn, &s.key, &back), 0);
+    assert_int_equal(back.next_check_ms, s.at_ms);
+    assert_int_equal(back.revision, 1);
+    assert_int_equal(back.v.profit_cents, r.v.profit_cents);
+    struct st_sched_entry due[4];
+    size_t nd = 0;
+    assert_int_equal(st_schedule_due(txn, INT64_MAX, due, 4, &nd), 0);
+    assert_int_equal(nd, 1);
+    assert_int_equal(due[0].at_ms, s.at_ms);
+    struct st_history h[4];
+    size_t nh = 0;
+    assert_int_equal(st_history_list(txn, &s.key, h, 4, &nh), 0);
+    assert_int_equal(nh, 1);
+    uint64_t last = 0;
+    assert_int_equal(st_changes_last(txn, &last), 0);
+    assert_int_equal(last, 1);
+    st_read_end(txn);
+    /* Rewritten since (revision 2): not moved. */
+    r.revision = 2;
+    assert_int_equal(st_write(env, put_one, &r), 0);
+    s.at_ms += 60000;
+    assert_int_equal(st_write(env, resched_one, &s), 0);
+    assert_int_equal(s.rc, -ECANCELED);
+    assert_int_equal(st_read_begin(env, &txn), 0);
+    assert_int_equal(st_record_get(txn, &s.key, &back), 0);
+    assert_int_equal(back.next_check_ms, r.next_check_ms);
+    st_read_end(txn);
+    /* Not scheduled, or no time: left. */
+    r.revision = 3;
+    r.next_check_ms = 0;
+    assert_int_equal(st_write(env, put_one, &r), 0);
+    s.revision = 3;
+    assert_int_equal(st_write(env, resched_one, &s), 0);
+    assert_int_equal(s.rc, -ECANCELED);
+    s.at_ms = 0;
+    assert_int_equal(st_write(env, resched_one, &s), 0);
+    assert_int_equal(s.rc, -EINVAL);
+    st_close(env);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -391,6 +461,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_put_schedule_history_changes),
         cmocka_unit_test(test_unchanged_rechecks_fold_into_one_entry),
         cmocka_unit_test(test_delete),
+        cmocka_unit_test(test_reschedule),
         cmocka_unit_test(test_migrate_v1),
     };
     return KD_RUN_TESTS(tests, argc, argv);

@@ -819,6 +819,75 @@ static void test_age_places_the_recheck_after_the_price_life(void **state)
     assert_true(q.age_intervals);
 }
 
+/*
+ * The "first" rule: a deal just stored by a full fetch at a price 100 Keepa minutes old,
+ * where prices are learned to live 360, is first re-checked just after 360, as a passing
+ * re-check at that moment would be; with "recheck" alone, after its own claim's interval;
+ * without the rule, "recheck", a shared budget or a deal, the committer's time stands (-1).
+ */
+static void test_first_check_placed_as_a_recheck(void **state)
+{
+    (void)state;
+    struct updater_policy p = policy(3);
+    p.minute_ms = 100;
+    p.min_interval_ms = 10 * 100;
+    p.max_interval_ms = 1440 * 100;
+    p.value_intervals = true;
+    p.first_checks = true;
+    for (int k = 0; k < VAL_CLASSES; k++)
+        p.lambda[k] = 0.005;
+    struct val_age a;
+    val_age_init(&a);
+    for (int deal = 0; deal < 400; deal++)
+        for (double t = (deal * 7) % 330; t < 360; t += 30)
+            val_age_observe(&a, t, t + 30, t + 30 >= 360, 360);
+    p.keepa_offset_known = true;
+    p.keepa_offset_min = 8000000.0 - (double)NOW_MS / 100;
+    p.scale_min = 30 * sqrt(0.005 * 1000); /* 30 minutes at 10.00 profit */
+    /* Stored by a full fetch 4 s (40 Keepa minutes) ago at a price then 100 minutes old. */
+    struct st_record d = stored(1000, 4000);
+    int64_t read_ms = d.last_checked_ms;
+    d.in.price_change_min = (int64_t)llround((double)read_ms / 100 + p.keepa_offset_min) - 100;
+    int64_t profit = d.v.profit_cents;
+    assert_true(profit > 0);
+    /* "recheck" alone: the deal's own claim, scale / sqrt(lambda x profit). */
+    int64_t own = read_ms + updater_value_interval_ms(0.005, profit, p.scale_min, 100,
+                                                      p.min_interval_ms, p.max_interval_ms);
+    assert_int_equal(updater_first_check_ms(&p, &d), own);
+    /* With "age": just after the price's life, 260 minutes after the read. */
+    p.age = &a;
+    p.age_intervals = true;
+    int64_t at = updater_first_check_ms(&p, &d);
+    assert_true(at > read_ms + 259 * 100 && at < read_ms + 262 * 100);
+    assert_true(at > own + 100 * 100);
+    /* The price's age unknown: the deal's own interval. */
+    struct st_record u = d;
+    u.in.price_change_min = 0;
+    assert_int_equal(updater_first_check_ms(&p, &u), own);
+    /* Nothing to place by: the committer's time stands. */
+    p.first_checks = false;
+    assert_int_equal(updater_first_check_ms(&p, &d), -1);
+    p.first_checks = true;
+    p.scale_min = 0;
+    assert_int_equal(updater_first_check_ms(&p, &d), -1);
+    p.scale_min = 30 * sqrt(0.005 * 1000);
+    p.value_intervals = false;
+    assert_int_equal(updater_first_check_ms(&p, &d), -1);
+    p.value_intervals = true;
+    struct st_record f = d;
+    f.state = ST_STATE_FAILING;
+    assert_int_equal(updater_first_check_ms(&p, &f), -1);
+    /* The rule comes from [tokens] value_rules. */
+    struct cfg c = cfg();
+    snprintf(c.tokens_value_rules, sizeof(c.tokens_value_rules), "recheck, age, first");
+    struct updater_policy q;
+    updater_policy_from_cfg(&c, &q);
+    assert_true(q.first_checks);
+    snprintf(c.tokens_value_rules, sizeof(c.tokens_value_rules), "recheck, age");
+    updater_policy_from_cfg(&c, &q);
+    assert_false(q.first_checks);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -841,6 +910,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_recommit_only_when_the_listing_moved_since),
         cmocka_unit_test(test_final_failure_expires_at_once),
         cmocka_unit_test(test_age_places_the_recheck_after_the_price_life),
+        cmocka_unit_test(test_first_check_placed_as_a_recheck),
         cmocka_unit_test(test_recheck_buy_box_seen_is_a_ceiling),
         cmocka_unit_test(test_recheck_budget_and_scale),
         cmocka_unit_test(test_marginal_budget),

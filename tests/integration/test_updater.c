@@ -1211,6 +1211,68 @@ static void test_final_failure_expires_at_the_first_check(void **state)
     stop_all(&w);
 }
 
+/*
+ * The "first" rule, through the daemon and the store: a deal the committer stores with its
+ * first re-check a day away is moved, by the updater following the change log, to where a
+ * passing re-check would place it (within [update] max_interval of its full fetch), with no
+ * history entry, no revision and no change of its own.
+ */
+static void test_first_recheck_of_a_new_deal_is_placed(void **state)
+{
+    (void)state;
+    struct world w;
+    world_init(&w);
+    start_sim(&w, NULL);
+    write_config(&w, 10, "10m", "80m", 3);
+    enum { N = 5 };
+    char asins[N + 1][ST_ASIN_LEN + 1];
+    struct truth truths[N + 1];
+    /* Deals due now: the updater steps (and has read the log's end) once it re-checks them.
+     * The products are taken in one order: the first N are seeded, the last is the new deal. */
+    pick_products(&w, N + 1, asins, truths);
+    seed_due_deals(&w, N, asins, truths);
+    start_daemon(&w);
+    assert_true(KDH_WAIT_FOR(upd_counter(&w, SHM_C_deals_refreshed) >= 1, 20));
+
+    /* A new deal, as the committer stores it, its first check a day away. */
+    int64_t t1 = kd_wall_ms();
+    static struct seed_deals s;
+    s.n = 0;
+    s.d[s.n++] = make_deal(asins[N], &truths[N], t1, t1 + 24 * 3600 * 1000LL);
+    s.d[0].revision = 7; /* a revision the re-checks of this test never write */
+    assert_int_equal(st_write(w.env, put_all_fn, &s), 0);
+    uint64_t seq0 = 0;
+    struct st_txn *txn;
+    assert_int_equal(st_read_begin(w.env, &txn), 0);
+    assert_int_equal(st_changes_last(txn, &seq0), 0);
+    st_read_end(txn);
+
+    /* 80 Keepa minutes of 100 ms: a passing re-check's interval is at most 8 s. */
+    static struct st_record d;
+    if (!KDH_WAIT_FOR(get_deal(&w, asins[N], &d) == 0 &&
+                          (d.revision != 7 || d.next_check_ms <= t1 + 8000),
+                      30))
+        fail_msg("the new deal's first re-check stayed a day away (see %s)", w.log);
+    if (d.revision == 7) {
+        /* Moved, and nothing else: no history entry, no change logged for the move. */
+        struct st_key key;
+        struct st_history h[4];
+        size_t nh = 0;
+        assert_int_equal(st_key_make(1, asins[N], &key), 0);
+        assert_int_equal(st_read_begin(w.env, &txn), 0);
+        assert_int_equal(st_history_list(txn, &key, h, 4, &nh), 0);
+        struct st_change ch[64];
+        size_t nc = 0;
+        assert_int_equal(st_changes_read(txn, seq0, ch, 64, &nc), 0);
+        st_read_end(txn);
+        assert_int_equal(nh, 1);
+        for (size_t i = 0; i < nc; i++)
+            assert_string_not_equal(ch[i].asin, asins[N]);
+        assert_true(d.next_check_ms > t1);
+    } /* else re-checked already: long before its day, so it was moved */
+    stop_all(&w);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -1225,6 +1287,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_refused_deals_do_not_block_the_others),
         cmocka_unit_test(test_failing_criteria_expire_after_n_checks),
         cmocka_unit_test(test_final_failure_expires_at_the_first_check),
+        cmocka_unit_test(test_first_recheck_of_a_new_deal_is_placed),
     };
     kd_test_set_timeout(120);
     return KD_RUN_TESTS(tests, argc, argv);

@@ -28,12 +28,11 @@ int sim_buf_ok(const struct sim_buf *b)
     return !b->oom;
 }
 
-static int reserve(struct sim_buf *b, size_t extra)
+/* Grows the storage for EXTRA more bytes and the NUL; the rare path of reserve(). */
+static __attribute__((noinline)) int grow(struct sim_buf *b, size_t extra)
 {
     if (b->oom)
         return -1;
-    if (b->len + extra + 1 <= b->cap)
-        return 0;
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->len + extra + 1)
         cap *= 2;
@@ -45,6 +44,14 @@ static int reserve(struct sim_buf *b, size_t extra)
     b->data = p;
     b->cap = cap;
     return 0;
+}
+
+/* Room for EXTRA more bytes and the NUL; -1 once a growth has failed. */
+static inline int reserve(struct sim_buf *b, size_t extra)
+{
+    if (b->len + extra + 1 <= b->cap && !b->oom)
+        return 0;
+    return grow(b, extra);
 }
 
 void sim_buf_put(struct sim_buf *b, const void *p, size_t n)
@@ -91,24 +98,60 @@ void sim_buf_printf(struct sim_buf *b, const char *fmt, ...)
     va_end(ap2);
 }
 
+/* "00" to "99": two digits a division. */
+static const char digit_pairs[201] =
+    "00010203040506070809101112131415161718192021222324252627282930"
+    "31323334353637383940414243444546474849505152535455565758596061"
+    "62636465666768697071727374757677787980818283848586878889909192"
+    "93949596979899";
+
+/* Writes V in decimal at P (room for 20 bytes); returns the end. No NUL. */
+static char *put_int(char *p, int64_t v)
+{
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    if (v < 0)
+        *p++ = '-';
+    int digits = 1;
+    for (uint64_t x = u; x >= 10; x /= 10)
+        digits++;
+    char *e = p + digits;
+    while (u >= 100) {
+        unsigned r = (unsigned)(u % 100);
+        u /= 100;
+        e -= 2;
+        e[0] = digit_pairs[2 * r];
+        e[1] = digit_pairs[2 * r + 1];
+    }
+    if (u >= 10) {
+        p[0] = digit_pairs[2 * u];
+        p[1] = digit_pairs[2 * u + 1];
+    } else {
+        p[0] = (char)('0' + u);
+    }
+    return p + digits;
+}
+
 void sim_buf_int(struct sim_buf *b, int64_t v)
 {
     if (reserve(b, 21) != 0)
         return;
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    int digits = 1;
-    for (uint64_t x = u; x >= 10; x /= 10)
-        digits++;
-    char *p = b->data + b->len;
-    if (v < 0)
-        *p++ = '-';
-    char *e = p + digits;
+    char *e = put_int(b->data + b->len, v);
     *e = '\0';
-    do {
-        *--e = (char)('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
-    b->len = (size_t)(p + digits - b->data);
+    b->len = (size_t)(e - b->data);
+}
+
+void sim_buf_ints(struct sim_buf *b, const int64_t *v, size_t n)
+{
+    if (n == 0 || reserve(b, 21 * n) != 0)
+        return;
+    char *e = b->data + b->len;
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            *e++ = ',';
+        e = put_int(e, v[i]);
+    }
+    *e = '\0';
+    b->len = (size_t)(e - b->data);
 }
 
 void sim_buf_str(struct sim_buf *b, const char *s)

@@ -39,6 +39,10 @@ void sim_buf_printf(struct sim_buf *b, const char *fmt, ...) __attribute__((form
 /* Appends a decimal integer. */
 void sim_buf_int(struct sim_buf *b, int64_t v);
 
+/* Appends the N integers of V in decimal, separated by commas (nothing when N is 0): the same
+ * bytes as sim_buf_int() and sim_buf_putc(',') in turn, with one check for room. */
+void sim_buf_ints(struct sim_buf *b, const int64_t *v, size_t n);
+
 /* Appends S as a JSON string literal (quotes and escapes included); NULL writes null. */
 void sim_buf_str(struct sim_buf *b, const char *s);
 

@@ -856,53 +856,43 @@ void sim_render_deal(struct sim_buf *b, const struct sim_catalog *c, const struc
 {
     char title[160];
     sim_catalog_title(c, p->idx, title, sizeof(title));
+    int64_t row[SIM_DEAL_TYPES];
     sim_buf_puts(b, "{\"flags\":null,\"delta\":[");
     for (int r = 0; r < SIM_DEAL_RANGES; r++) {
-        sim_buf_putc(b, '[');
         for (int i = 0; i < SIM_DEAL_TYPES; i++) {
             int64_t a = p->avg_dr[r][i], v = p->cur[i];
-            sim_buf_int(b, a > 0 && v > 0 ? a - v : 0);
-            sim_buf_putc(b, ',');
+            row[i] = a > 0 && v > 0 ? a - v : 0;
         }
-        sim_buf_uncomma(b);
-        sim_buf_puts(b, "],");
+        sim_buf_puts(b, r > 0 ? ",[" : "[");
+        sim_buf_ints(b, row, SIM_DEAL_TYPES);
+        sim_buf_putc(b, ']');
     }
-    sim_buf_uncomma(b);
     sim_buf_puts(b, "],\"deltaPercent\":[");
     for (int r = 0; r < SIM_DEAL_RANGES; r++) {
-        sim_buf_putc(b, '[');
         for (int i = 0; i < SIM_DEAL_TYPES; i++) {
             int64_t a = p->avg_dr[r][i], v = p->cur[i];
-            sim_buf_int(b, a > 0 && v > 0 ? (a - v) * 100 / a : 0);
-            sim_buf_putc(b, ',');
+            row[i] = a > 0 && v > 0 ? (a - v) * 100 / a : 0;
         }
-        sim_buf_uncomma(b);
-        sim_buf_puts(b, "],");
+        sim_buf_puts(b, r > 0 ? ",[" : "[");
+        sim_buf_ints(b, row, SIM_DEAL_TYPES);
+        sim_buf_putc(b, ']');
     }
-    sim_buf_uncomma(b);
     sim_buf_puts(b, "],\"deltaLast\":[");
-    for (int i = 0; i < SIM_DEAL_TYPES; i++) {
-        sim_buf_int(b, p->cur[i] > 0 && p->last[i] > 0 ? p->last[i] - p->cur[i] : 0);
-        sim_buf_putc(b, ',');
-    }
-    sim_buf_uncomma(b);
+    for (int i = 0; i < SIM_DEAL_TYPES; i++)
+        row[i] = p->cur[i] > 0 && p->last[i] > 0 ? p->last[i] - p->cur[i] : 0;
+    sim_buf_ints(b, row, SIM_DEAL_TYPES);
     sim_buf_puts(b, "],\"avg\":[");
     for (int r = 0; r < SIM_DEAL_RANGES; r++) {
-        sim_buf_putc(b, '[');
-        for (int i = 0; i < SIM_DEAL_TYPES; i++) {
-            sim_buf_int(b, p->avg_dr[r][i]);
-            sim_buf_putc(b, ',');
-        }
-        sim_buf_uncomma(b);
-        sim_buf_puts(b, "],");
+        for (int i = 0; i < SIM_DEAL_TYPES; i++)
+            row[i] = p->avg_dr[r][i];
+        sim_buf_puts(b, r > 0 ? ",[" : "[");
+        sim_buf_ints(b, row, SIM_DEAL_TYPES);
+        sim_buf_putc(b, ']');
     }
-    sim_buf_uncomma(b);
     sim_buf_puts(b, "],\"current\":[");
-    for (int i = 0; i < SIM_DEAL_TYPES; i++) {
-        sim_buf_int(b, p->cur[i]);
-        sim_buf_putc(b, ',');
-    }
-    sim_buf_uncomma(b);
+    for (int i = 0; i < SIM_DEAL_TYPES; i++)
+        row[i] = p->cur[i];
+    sim_buf_ints(b, row, SIM_DEAL_TYPES);
     sim_buf_printf(b, "],\"rootCat\":%lld,\"creationDate\":%lld,\"image\":[",
                    (long long)p->root_cat, (long long)creation);
     char img[24];
@@ -930,10 +920,8 @@ void sim_render_deal(struct sim_buf *b, const struct sim_catalog *c, const struc
                    "],\"dateIntervalIndex\":0,\"lightningStart\":%lld,\"warehouseCondition\":0,"
                    "\"warehouseConditionComment\":null,\"currentSince\":[",
                    (long long)(has_ld ? ld.start : 0));
-    for (int i = 0; i < SIM_DEAL_TYPES; i++) {
-        sim_buf_int(b, p->since[i]);
-        if (i + 1 < SIM_DEAL_TYPES)
-            sim_buf_putc(b, ',');
-    }
+    for (int i = 0; i < SIM_DEAL_TYPES; i++)
+        row[i] = p->since[i];
+    sim_buf_ints(b, row, SIM_DEAL_TYPES);
     sim_buf_puts(b, "]}");
 }

@@ -7,6 +7,7 @@
  * products for ASINs outside the catalog.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -942,6 +943,44 @@ static void test_query_parse_families(void **state)
     free(q);
 }
 
+/* sim_buf_int and sim_buf_ints write what printf's %lld writes, comma-separated, at every
+ * digit count and sign, across buffer growth. */
+static void test_buf_ints_equal_printf(void **state)
+{
+    (void)state;
+    int64_t vals[160];
+    size_t n = 0;
+    vals[n++] = 0;
+    vals[n++] = INT64_MAX;
+    vals[n++] = INT64_MIN;
+    for (int64_t p = 1; p <= INT64_MAX / 10 && n + 6 <= 160; p *= 10) {
+        vals[n++] = p - 1, vals[n++] = p, vals[n++] = p + 1;
+        vals[n++] = -(p - 1), vals[n++] = -p, vals[n++] = -(p + 1);
+    }
+    struct sim_buf one, many;
+    sim_buf_init(&one);
+    sim_buf_init(&many);
+    char want[160 * 22] = "", *w = want;
+    for (size_t i = 0; i < n; i++) {
+        w += sprintf(w, "%s%lld", i > 0 ? "," : "", (long long)vals[i]);
+        if (i > 0)
+            sim_buf_putc(&one, ',');
+        sim_buf_int(&one, vals[i]);
+    }
+    sim_buf_puts(&many, "[");
+    sim_buf_ints(&many, vals, n);
+    sim_buf_ints(&many, vals, 0);
+    sim_buf_puts(&many, "]");
+    assert_true(sim_buf_ok(&one) && sim_buf_ok(&many));
+    assert_string_equal(one.data, want);
+    assert_int_equal(one.len, strlen(want));
+    assert_int_equal(many.len, strlen(want) + 2);
+    assert_memory_equal(many.data + 1, want, strlen(want));
+    assert_string_equal(many.data + 1 + strlen(want), "]");
+    sim_buf_free(&one);
+    sim_buf_free(&many);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -966,6 +1005,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_category_tree),
         cmocka_unit_test(test_lightning_schedule),
         cmocka_unit_test(test_query_parse_families),
+        cmocka_unit_test(test_buf_ints_equal_printf),
     };
     return KD_RUN_TESTS(tests, argc, argv);
 }

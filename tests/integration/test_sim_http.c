@@ -897,8 +897,11 @@ static void test_11_15_16_offers_and_shapes(void **state)
      * sub-condition with a live offer has its series (csv 17 + condition); one no offer of
      * the product ever had may be null, as Keepa's are. */
     bool live_sub[23] = {false};
-    for (size_t i = 0; i < jlen(offers); i++) {
-        long long cond = jint(jidx(offers, i), "condition");
+    yajl_val live = jget(pw, "liveOffersOrder"); /* offers[] also holds offers no longer live */
+    for (size_t i = 0; i < jlen(live); i++) {
+        long long at = YAJL_GET_INTEGER(jidx(live, i));
+        assert_true(at >= 0 && (size_t)at < jlen(offers));
+        long long cond = jint(jidx(offers, (size_t)at), "condition");
         if (cond >= 2 && cond <= 5)
             live_sub[17 + cond] = true;
     }

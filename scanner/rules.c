@@ -346,11 +346,20 @@ bool scanner_fresh_in_order(int64_t prev_min, int64_t moment_min)
     return prev_min <= 0 || moment_min <= 0 || moment_min <= prev_min + SCANNER_FRESH_MARGIN_MIN;
 }
 
-int64_t scanner_fresh_pause_ms(int64_t pause_ms, int64_t balance, int64_t rate, int64_t minute_ms)
+int64_t scanner_fresh_full_tokens(int64_t rate, int64_t walk_tokens)
 {
-    if (pause_ms <= 0 || rate <= 0 || minute_ms <= 0)
+    if (rate <= 0)
+        return 0;
+    int64_t most = rate * SCANNER_FRESH_FULL_MIN;
+    return walk_tokens > 0 && walk_tokens < most ? walk_tokens : most;
+}
+
+int64_t scanner_fresh_pause_ms(int64_t pause_ms, int64_t balance, int64_t rate, int64_t minute_ms,
+                               int64_t full_tokens)
+{
+    if (pause_ms <= 0 || rate <= 0 || minute_ms <= 0 || full_tokens <= 0)
         return pause_ms > 0 ? pause_ms : 0;
-    int64_t short_tokens = rate * SCANNER_FRESH_FULL_MIN + 1 - balance;
+    int64_t short_tokens = full_tokens + 1 - balance;
     if (short_tokens <= 0)
         return 0;
     /* Whole minutes of refill, as the bucket gains them. */
@@ -358,11 +367,11 @@ int64_t scanner_fresh_pause_ms(int64_t pause_ms, int64_t balance, int64_t rate, 
     return wait_ms < pause_ms ? wait_ms : pause_ms;
 }
 
-int64_t scanner_fresh_horizon(int64_t pass_newest_min, int64_t balance, int64_t rate)
+int64_t scanner_fresh_horizon(int64_t pass_newest_min, int64_t balance, int64_t full_tokens)
 {
     if (pass_newest_min <= SCANNER_FRESH_MARGIN_MIN)
         return 0;
-    if (rate > 0 && balance > rate * SCANNER_FRESH_FULL_MIN)
+    if (full_tokens > 0 && balance > full_tokens)
         return 0;
     return pass_newest_min - SCANNER_FRESH_MARGIN_MIN;
 }

@@ -417,12 +417,22 @@ int64_t scanner_pass_pause_ms(int64_t pause_ms, bool busy, int64_t balance, int6
  * What lies beyond was on the feed at the previous pass and was read then (or by a pass before
  * it), so a pass pays only for the pages that hold new entries. A horizon of 0 walks every
  * page (a full walk): the first pass, and a pass made with tokens to spare
- * (SCANNER_FRESH_FULL_MIN), which also finds an older entry whose offers changed under the same
- * deal moment.
+ * (scanner_fresh_full_tokens), which also finds an older entry whose offers changed under the
+ * same deal moment.
  */
 #define SCANNER_FRESH_SORT       1  /* Keepa's sortType: deal age, newest first */
 #define SCANNER_FRESH_MARGIN_MIN 10 /* Keepa minutes */
-#define SCANNER_FRESH_FULL_MIN   30 /* minutes of refill in the bucket that pay for a full walk */
+#define SCANNER_FRESH_FULL_MIN   30 /* minutes of refill that pay for a full walk, at most */
+
+/*
+ * The tokens the bucket must hold beyond which a fresh pass is a full walk, at RATE tokens a
+ * minute (<= 0: no reading, 0): what the last full walk of the seller's selection cost,
+ * WALK_TOKENS (<= 0: none yet), but no more than SCANNER_FRESH_FULL_MIN minutes of refill.
+ * Holding more than a walk costs would keep tokens in the bucket for nothing: on a 20/min plan
+ * 30 minutes are 600 tokens against a walk of about 340 in the simulator, and the day would end
+ * with up to 2 % of its tokens unspent (bench/README.md, "where the last tokens go").
+ */
+int64_t scanner_fresh_full_tokens(int64_t rate, int64_t walk_tokens);
 
 /*
  * Whether a page of a fresh pass whose oldest entry's deal moment is PAGE_OLDEST_MIN (Keepa
@@ -433,19 +443,20 @@ bool scanner_fresh_ends_pass(int64_t horizon_min, int64_t page_oldest_min);
 
 /*
  * The horizon of a fresh pass about to start, after a pass whose newest deal moment was
- * PASS_NEWEST_MIN (<= 0: none seen), with the bucket's BALANCE and RATE tokens a minute (<= 0:
- * no reading) now: 0 (a full walk) when nothing was seen or the bucket holds more than
- * SCANNER_FRESH_FULL_MIN minutes of refill, else PASS_NEWEST_MIN - SCANNER_FRESH_MARGIN_MIN.
+ * PASS_NEWEST_MIN (<= 0: none seen), with the bucket's BALANCE now and FULL_TOKENS
+ * (scanner_fresh_full_tokens; <= 0: no reading): 0 (a full walk) when nothing was seen or the
+ * bucket holds more than FULL_TOKENS, else PASS_NEWEST_MIN - SCANNER_FRESH_MARGIN_MIN.
  */
-int64_t scanner_fresh_horizon(int64_t pass_newest_min, int64_t balance, int64_t rate);
+int64_t scanner_fresh_horizon(int64_t pass_newest_min, int64_t balance, int64_t full_tokens);
 
 /*
  * The pause after a fresh pass: PAUSE_MS (scanner_pass_pause_ms's answer), but no longer than
  * the bucket takes, from BALANCE at RATE tokens a minute of MINUTE_MS real ms, to hold more than
- * SCANNER_FRESH_FULL_MIN minutes of refill: then a full walk has tokens to spend on, and a
- * pause would only let them reach the cap. RATE or MINUTE_MS <= 0 (no reading): PAUSE_MS.
+ * FULL_TOKENS (scanner_fresh_full_tokens): then a full walk has tokens to spend on, and a pause
+ * would only let them reach the cap. RATE, MINUTE_MS or FULL_TOKENS <= 0 (no reading): PAUSE_MS.
  */
-int64_t scanner_fresh_pause_ms(int64_t pause_ms, int64_t balance, int64_t rate, int64_t minute_ms);
+int64_t scanner_fresh_pause_ms(int64_t pause_ms, int64_t balance, int64_t rate, int64_t minute_ms,
+                               int64_t full_tokens);
 
 /*
  * Whether a page's entry with deal moment MOMENT_MIN may follow one with PREV_MIN in Keepa's

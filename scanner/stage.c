@@ -74,6 +74,15 @@ static const struct cfg *cfg(const struct scanner *sc)
     return &sc->wk->cfg;
 }
 
+/* The tokens beyond which a fresh pass is a full walk (scanner_fresh_full_tokens). */
+static int64_t full_tokens(const struct scanner *sc, int64_t rate)
+{
+    int64_t walk = sc->walk_pages > 0
+                       ? tb_cost_estimate(sc->sp.tb, TB_KIND_DEAL_PAGE, (int64_t)sc->walk_pages)
+                       : 0;
+    return scanner_fresh_full_tokens(rate, walk);
+}
+
 /* SCANNER_KNOWN_MAX_AGE_MIN Keepa minutes, in this clock's milliseconds. */
 static int64_t known_max_age_ms(const struct scanner *sc)
 {
@@ -1673,7 +1682,7 @@ static void start_page(struct scanner *sc, int64_t now)
         /* Whether this pass begins with the delta pages (scanner/rules.h); once a pass. */
         int64_t balance, rate;
         bucket_reading(sc, &balance, &rate);
-        bool full = scanner_fresh_horizon(sc->last_newest_min, balance, rate) == 0;
+        bool full = scanner_fresh_horizon(sc->last_newest_min, balance, full_tokens(sc, rate)) == 0;
         int64_t interval = scanner_pass_interval_min(
             tb_cost_estimate(sc->sp.tb, TB_KIND_DEAL_PAGE, 1), rate,
             shm_counter_total(sc->wk->seg.layout, SHM_C_vanish_half_life_min));
@@ -1690,7 +1699,8 @@ static void start_page(struct scanner *sc, int64_t now)
          * whether it is a probe (scanner/rules.h). */
         int64_t balance, rate;
         bucket_reading(sc, &balance, &rate);
-        sc->fresh_horizon_min = scanner_fresh_horizon(sc->last_newest_min, balance, rate);
+        sc->fresh_horizon_min =
+            scanner_fresh_horizon(sc->last_newest_min, balance, full_tokens(sc, rate));
         sc->pass_floor_pct = (sc->value_rules & VAL_RULE_PROBE) && sc->sel.probe_ok
                                  ? scanner_probe_floor(&sc->drops, sc->sel.delta_pct_min)
                                  : 0;
@@ -1782,7 +1792,8 @@ static int64_t pass_pause_ms(struct scanner *sc)
             pause = wait_ms;
     }
     if (sc->page_fresh)
-        pause = scanner_fresh_pause_ms(pause, balance, rate, cfg(sc)->tokens_minute_ms);
+        pause = scanner_fresh_pause_ms(pause, balance, rate, cfg(sc)->tokens_minute_ms,
+                                       full_tokens(sc, rate));
     return pause;
 }
 
@@ -1845,6 +1856,8 @@ static void finish_page(struct scanner *sc, int64_t now)
     if (pass_end) {
         if (sc->page_fresh && horizon)
             sc->horizon_pages = sc->pass_pages;
+        if (sc->page_fresh && !horizon && !sc->pass_probe && sc->fresh_horizon_min == 0)
+            sc->walk_pages = sc->pass_pages;
         sc->pass_resume_ns = now + pass_pause_ms(sc) * KD_NS_PER_MS;
         char lines[160] = "";
         if (sc->page_fresh) {

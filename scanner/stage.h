@@ -140,6 +140,7 @@ struct scanner {
     int64_t seller_pass_ns;     /* when the last pass over the seller's selection began; 0 none */
     int64_t pass_start_ns;      /* when this fresh pass began (the cadence rule) */
     uint64_t horizon_pages;     /* pages of the last fresh pass that ended at its horizon */
+    uint64_t walk_pages;        /* pages of the last full walk of the seller's selection */
     bool page_delta;            /* the page is a delta page (scanner/rules.h), not the pass's */
     bool pass_delta_done;       /* this pass decided whether it begins with delta pages */
     uint32_t delta_pos;         /* the next delta page */

@@ -1329,12 +1329,15 @@ static void test_fresh_walk(void **state)
     assert_false(scanner_fresh_ends_pass(1000, 0));
     /* The next horizon: the newest moment of the pass less the margin, while tokens are
      * scarce; a full walk when nothing told a moment or the bucket holds tokens to spare. */
-    assert_int_equal(scanner_fresh_horizon(8000, 40, 5), 8000 - SCANNER_FRESH_MARGIN_MIN);
-    assert_int_equal(scanner_fresh_horizon(8000, 0, 0), 8000 - SCANNER_FRESH_MARGIN_MIN);
-    assert_int_equal(scanner_fresh_horizon(0, 40, 5), 0);
-    assert_int_equal(scanner_fresh_horizon(8000, 5 * SCANNER_FRESH_FULL_MIN, 5),
+    assert_int_equal(scanner_fresh_horizon(8000, 40, 5 * SCANNER_FRESH_FULL_MIN),
                      8000 - SCANNER_FRESH_MARGIN_MIN);
-    assert_int_equal(scanner_fresh_horizon(8000, 5 * SCANNER_FRESH_FULL_MIN + 1, 5), 0);
+    assert_int_equal(scanner_fresh_horizon(8000, 0, 0), 8000 - SCANNER_FRESH_MARGIN_MIN);
+    assert_int_equal(scanner_fresh_horizon(0, 40, 5 * SCANNER_FRESH_FULL_MIN), 0);
+    assert_int_equal(
+        scanner_fresh_horizon(8000, 5 * SCANNER_FRESH_FULL_MIN, 5 * SCANNER_FRESH_FULL_MIN),
+        8000 - SCANNER_FRESH_MARGIN_MIN);
+    assert_int_equal(
+        scanner_fresh_horizon(8000, 5 * SCANNER_FRESH_FULL_MIN + 1, 5 * SCANNER_FRESH_FULL_MIN), 0);
     /* Deal-age order, newest first, with the margin's slack; unknown moments prove nothing. */
     assert_true(scanner_fresh_in_order(0, 5000));
     assert_true(scanner_fresh_in_order(5000, 4000));
@@ -1342,12 +1345,31 @@ static void test_fresh_walk(void **state)
     assert_false(scanner_fresh_in_order(5000, 5001 + SCANNER_FRESH_MARGIN_MIN));
     assert_true(scanner_fresh_in_order(5000, 0));
     /* The pause after a fresh pass ends when the bucket would pay for a full walk. */
-    assert_int_equal(scanner_fresh_pause_ms(30000, 0, 5, 100), (SCANNER_FRESH_FULL_MIN + 1) * 100);
-    assert_int_equal(scanner_fresh_pause_ms(30000, 5 * SCANNER_FRESH_FULL_MIN, 5, 100), 100);
-    assert_int_equal(scanner_fresh_pause_ms(30000, 5 * SCANNER_FRESH_FULL_MIN + 1, 5, 100), 0);
-    assert_int_equal(scanner_fresh_pause_ms(500, 0, 5, 100), 500);     /* the pause is shorter */
-    assert_int_equal(scanner_fresh_pause_ms(30000, 0, 0, 100), 30000); /* no reading */
-    assert_int_equal(scanner_fresh_pause_ms(0, 0, 5, 100), 0);
+    assert_int_equal(scanner_fresh_pause_ms(30000, 0, 5, 100, 5 * SCANNER_FRESH_FULL_MIN),
+                     (SCANNER_FRESH_FULL_MIN + 1) * 100);
+    assert_int_equal(scanner_fresh_pause_ms(30000, 5 * SCANNER_FRESH_FULL_MIN, 5, 100,
+                                            5 * SCANNER_FRESH_FULL_MIN),
+                     100);
+    assert_int_equal(scanner_fresh_pause_ms(30000, 5 * SCANNER_FRESH_FULL_MIN + 1, 5, 100,
+                                            5 * SCANNER_FRESH_FULL_MIN),
+                     0);
+    assert_int_equal(scanner_fresh_pause_ms(500, 0, 5, 100, 5 * SCANNER_FRESH_FULL_MIN),
+                     500); /* the pause is shorter */
+    assert_int_equal(scanner_fresh_pause_ms(30000, 0, 0, 100, 5 * SCANNER_FRESH_FULL_MIN),
+                     30000); /* no reading */
+    assert_int_equal(scanner_fresh_pause_ms(0, 0, 5, 100, 5 * SCANNER_FRESH_FULL_MIN), 0);
+    /* The reserve is what the last full walk cost, never more than the minutes of refill: a
+     * 20/min plan whose walk costs 340 tokens walks past 340, not 600; on 5/min (150 tokens
+     * of refill) the walk's 340 do not raise it; with no walk seen yet, the minutes. */
+    assert_int_equal(scanner_fresh_full_tokens(20, 340), 340);
+    assert_int_equal(scanner_fresh_full_tokens(5, 340), 5 * SCANNER_FRESH_FULL_MIN);
+    assert_int_equal(scanner_fresh_full_tokens(20, 0), 20 * SCANNER_FRESH_FULL_MIN);
+    assert_int_equal(scanner_fresh_full_tokens(0, 340), 0);
+    assert_int_equal(scanner_fresh_horizon(8000, 341, scanner_fresh_full_tokens(20, 340)), 0);
+    assert_int_equal(scanner_fresh_horizon(8000, 340, scanner_fresh_full_tokens(20, 340)),
+                     8000 - SCANNER_FRESH_MARGIN_MIN);
+    assert_int_equal(scanner_fresh_pause_ms(30000, 300, 20, 100, 340), 300); /* 41 tokens: 3 min */
+    assert_int_equal(scanner_fresh_pause_ms(30000, 300, 20, 100, 0), 30000); /* no reading */
     /* Ending the pass where it stands. */
     struct scanner_cursor c = {.source = 1, .pass = 7, .position = 4};
     scanner_cursor_end_pass(&c);

@@ -1502,14 +1502,47 @@ static void product_base(const struct sim_catalog *c, int64_t idx, int64_t keepa
 /* The fields of struct sim_product_static, each a field of struct sim_product by that name. */
 #define STATIC_FIELDS(X)                                                                           \
     X(root_cat)                                                                                    \
-    X(cats[0]) X(cats[1]) X(parent_idx) X(base_new_cents) X(base_used_cents) X(base_rank) X(phase) \
-        X(slot_phase) X(root_name) X(cat_name) X(level_spread) X(level_mean) X(cat_slot)           \
-            X(is_media) X(has_amazon) X(has_used) X(has_new) X(has_rank) X(is_variation)           \
-                X(variation_primary) X(drops30) X(drops90) X(drops180) X(drops365) X(rating)       \
-                    X(reviews) X(monthly_sold) X(n_new_offers) X(n_used_offers) X(n_hist_offers)   \
-                        X(fba_fee_cents) X(referral_pct) X(referral_bp) X(closing_fee_cents)       \
-                            X(heat_sensitive) X(adult) X(hazmat) X(weight_g) X(height_mm)          \
-                                X(length_mm) X(width_mm)
+    X(cats[0])                                                                                     \
+    X(cats[1])                                                                                     \
+    X(parent_idx)                                                                                  \
+    X(base_new_cents)                                                                              \
+    X(base_used_cents)                                                                             \
+    X(base_rank)                                                                                   \
+    X(phase)                                                                                       \
+    X(slot_phase)                                                                                  \
+    X(root_name)                                                                                   \
+    X(cat_name)                                                                                    \
+    X(level_spread)                                                                                \
+    X(level_mean)                                                                                  \
+    X(cat_slot)                                                                                    \
+    X(is_media)                                                                                    \
+    X(has_amazon)                                                                                  \
+    X(has_used)                                                                                    \
+    X(has_new)                                                                                     \
+    X(has_rank)                                                                                    \
+    X(is_variation)                                                                                \
+    X(variation_primary)                                                                           \
+    X(drops30)                                                                                     \
+    X(drops90)                                                                                     \
+    X(drops180)                                                                                    \
+    X(drops365)                                                                                    \
+    X(rating)                                                                                      \
+    X(reviews)                                                                                     \
+    X(monthly_sold)                                                                                \
+    X(n_new_offers)                                                                                \
+    X(n_used_offers)                                                                               \
+    X(n_hist_offers)                                                                               \
+    X(fba_fee_cents)                                                                               \
+    X(referral_pct)                                                                                \
+    X(referral_bp)                                                                                 \
+    X(closing_fee_cents)                                                                           \
+    X(heat_sensitive)                                                                              \
+    X(adult)                                                                                       \
+    X(hazmat)                                                                                      \
+    X(weight_g)                                                                                    \
+    X(height_mm)                                                                                   \
+    X(length_mm)                                                                                   \
+    X(width_mm)
 
 void sim_catalog_product_static(const struct sim_product *p, struct sim_product_static *st)
 {

@@ -761,13 +761,13 @@ static void test_final_failure_expires_at_once(void **state)
 }
 
 /*
- * The "age" rule: a passing re-check of a deal whose price is 100 Keepa minutes old, where
- * prices are learned to live 360, comes back just after 360, not after the constant
- * hazard's interval; without a table, an age, or the rule, the interval is the constant one.
+ * A policy of Keepa minutes of 100 ms, re-checks 10 to 1440 minutes apart, value intervals, a
+ * vanish rate of 0.005 a minute in every class, the Keepa minute known (8 000 000 at NOW_MS),
+ * and A (initialised here) a table that learned prices live 360 minutes: 400 deals seen every
+ * 30 minutes from ages spread over 0-330, each ending at 360.
  */
-static void test_age_places_the_recheck_after_the_price_life(void **state)
+static struct updater_policy price_life_policy(struct val_age *a)
 {
-    (void)state;
     struct updater_policy p = policy(3);
     p.minute_ms = 100;
     p.min_interval_ms = 10 * 100;
@@ -775,14 +775,26 @@ static void test_age_places_the_recheck_after_the_price_life(void **state)
     p.value_intervals = true;
     for (int k = 0; k < VAL_CLASSES; k++)
         p.lambda[k] = 0.005;
-    struct val_age a;
-    val_age_init(&a);
+    val_age_init(a);
     for (int deal = 0; deal < 400; deal++)
         for (double t = (deal * 7) % 330; t < 360; t += 30)
-            val_age_observe(&a, t, t + 30, t + 30 >= 360, 360);
-    /* The Keepa minute now is NOW_MS / 100 + offset; the price changed 100 minutes before. */
+            val_age_observe(a, t, t + 30, t + 30 >= 360, 360);
     p.keepa_offset_known = true;
     p.keepa_offset_min = 8000000.0 - (double)NOW_MS / 100;
+    return p;
+}
+
+/*
+ * The "age" rule: a passing re-check of a deal whose price is 100 Keepa minutes old, where
+ * prices are learned to live 360, comes back just after 360, not after the constant
+ * hazard's interval; without a table, an age, or the rule, the interval is the constant one.
+ */
+static void test_age_places_the_recheck_after_the_price_life(void **state)
+{
+    (void)state;
+    struct val_age a;
+    struct updater_policy p = price_life_policy(&a);
+    /* The Keepa minute now is NOW_MS / 100 + offset; the price changed 100 minutes before. */
     assert_true(fabs(updater_price_age_min(&p, 8000000 - 100, NOW_MS) - 100) < 1e-6);
     assert_true(updater_price_age_min(&p, 8000000 + 5, NOW_MS) < 0); /* not yet: unknown */
     assert_true(updater_price_age_min(&p, 0, NOW_MS) < 0);
@@ -828,21 +840,9 @@ static void test_age_places_the_recheck_after_the_price_life(void **state)
 static void test_first_check_placed_as_a_recheck(void **state)
 {
     (void)state;
-    struct updater_policy p = policy(3);
-    p.minute_ms = 100;
-    p.min_interval_ms = 10 * 100;
-    p.max_interval_ms = 1440 * 100;
-    p.value_intervals = true;
-    p.first_checks = true;
-    for (int k = 0; k < VAL_CLASSES; k++)
-        p.lambda[k] = 0.005;
     struct val_age a;
-    val_age_init(&a);
-    for (int deal = 0; deal < 400; deal++)
-        for (double t = (deal * 7) % 330; t < 360; t += 30)
-            val_age_observe(&a, t, t + 30, t + 30 >= 360, 360);
-    p.keepa_offset_known = true;
-    p.keepa_offset_min = 8000000.0 - (double)NOW_MS / 100;
+    struct updater_policy p = price_life_policy(&a);
+    p.first_checks = true;
     p.scale_min = 30 * sqrt(0.005 * 1000); /* 30 minutes at 10.00 profit */
     /* Stored by a full fetch 4 s (40 Keepa minutes) ago at a price then 100 minutes old. */
     struct st_record d = stored(1000, 4000);

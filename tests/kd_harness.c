@@ -383,6 +383,23 @@ unsigned kdh_pending_keys(const struct kdh_daemon *d, struct st_key *keys, unsig
     return n;
 }
 
+unsigned kdh_schedule_due(const struct kdh_daemon *d, int64_t at_ms)
+{
+    struct st_options so = {.path = d->store, .map_size_bytes = 1u << 20};
+    struct st_env *env;
+    char err[256];
+    if (st_open(&so, &env, err, sizeof(err)) != 0)
+        fail_msg("store: %s", err);
+    struct st_txn *txn;
+    assert_int_equal(st_read_begin(env, &txn), 0);
+    struct st_sched_entry due[64];
+    size_t n = 0;
+    assert_int_equal(st_schedule_due(txn, at_ms, due, sizeof(due) / sizeof(due[0]), &n), 0);
+    st_read_end(txn);
+    st_close(env);
+    return (unsigned)n;
+}
+
 long long kdh_print_faults(const struct kdh_sim *sim)
 {
     yajl_val v = kdh_sim_get(sim, "/_sim/stats");

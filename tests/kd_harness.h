@@ -133,6 +133,12 @@ uint64_t kdh_check_store(const struct kdh_daemon *d, unsigned *survivors);
 struct st_key;
 unsigned kdh_pending_keys(const struct kdh_daemon *d, struct st_key *keys, unsigned max);
 
+/*
+ * How many records of the daemon's store were due for a re-check at or before AT_MS (epoch
+ * ms), by its schedule, in one read snapshot; at most 64.
+ */
+unsigned kdh_schedule_due(const struct kdh_daemon *d, int64_t at_ms);
+
 /* Prints the simulator's faults_injected counts on one line; returns their total. */
 long long kdh_print_faults(const struct kdh_sim *sim);
 

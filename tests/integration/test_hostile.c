@@ -10,7 +10,9 @@
  *
  *   * the other workers go on: while the committer gets nothing but hostile answers, the
  *     scanner's peeks and the updater's light updates keep advancing (waited for on their
- *     counters, with a deadline), and the committer commits nothing from those answers;
+ *     counters, with a deadline; the updater may idle only once no re-check is left due,
+ *     as happens when every deal stored before the phases has ended), and the committer
+ *     commits nothing from those answers;
  *   * the stuck request ends and is retried: the next full fetch reaches the server within
  *     request_timeout (5 s) + SLACK_S of the first one, and the log names what cut it (the
  *     timeout for drip, the decoder's 64 MiB limit for endless and huge, its depth limit for
@@ -32,6 +34,7 @@
  */
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -317,9 +320,21 @@ static void hostile_phase(const struct kdh_sim *sim, const struct kdh_daemon *d,
     if (!KDH_WAIT_FOR(role_counter(seg, SHM_ROLE_SCANNER, SHM_C_asins_peeked) > peeked1,
                       FIRST_WAIT))
         fail_msg("%s: the scanner stopped peeking (see %s)", kind, d->log);
-    if (!KDH_WAIT_FOR(role_counter(seg, SHM_ROLE_UPDATER, SHM_C_http_requests) > updates1,
+    /* The updater goes on while it has work. The committer stores nothing through these
+     * phases while stored deals end and expire, so late phases may find nothing scheduled:
+     * the updater may idle then, but only once every re-check due when the wait began has
+     * been made (nothing due SLACK_S ago, at least SLACK_S in). A stuck updater leaves those
+     * due and fails. */
+    int64_t wait0_ms = kd_wall_ms();
+    bool idle = false;
+    if (!KDH_WAIT_FOR(role_counter(seg, SHM_ROLE_UPDATER, SHM_C_http_requests) > updates1 ||
+                          (idle = kd_wall_ms() >= wait0_ms + SLACK_S * 1000 &&
+                                  kdh_schedule_due(d, kd_wall_ms() - SLACK_S * 1000) == 0),
                       FIRST_WAIT))
-        fail_msg("%s: the updater stopped updating (see %s)", kind, d->log);
+        fail_msg("%s: the updater stopped updating with re-checks due (see %s)", kind, d->log);
+    if (idle)
+        printf("    %-8s nothing was due for the updater (the deals stored before had ended)\n",
+               kind);
     /* An answer that parses (mistyped) is judged per product: go on until every survivor
      * pending at the start was answered more often than the committer's give-up limit for
      * products missing from an answer (5), had it been judged so. mistyped_fields answers

@@ -20,6 +20,7 @@
 #include <math.h>
 #include <msgpack.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- keys ------------------------------------------------------------------------------ */
@@ -619,8 +620,13 @@ int st_learned_encode(const struct st_learned_field *f, size_t nf, uint8_t *buf,
     for (size_t i = 0; i < nf; i++) {
         bad |= pack_cstr(&pk, f[i].name, strlen(f[i].name));
         bad |= msgpack_pack_array(&pk, f[i].n);
-        for (size_t j = 0; j < f[i].n; j++)
-            bad |= msgpack_pack_double(&pk, f[i].v[j]);
+        for (size_t j = 0; j < f[i].n; j++) {
+            double x = f[i].v[j];
+            if (x == floor(x) && x < 9007199254740992.0) /* 2^53: every whole number exact */
+                bad |= msgpack_pack_uint64(&pk, (uint64_t)x);
+            else
+                bad |= msgpack_pack_double(&pk, x);
+        }
     }
     if (bad != 0)
         return -ENOBUFS;
@@ -653,7 +659,9 @@ int st_learned_decode(const void *buf, size_t len, const struct st_learned_field
     if (buf == NULL || total > ST_LEARNED_MAX || nf > ST_FIELDS_MAX ||
         kd_msgpack_precheck(buf, len) != 0)
         return -EBADMSG;
-    double scratch[ST_LEARNED_MAX];
+    double *scratch = malloc((total > 0 ? total : 1) * sizeof(double));
+    if (scratch == NULL)
+        return -ENOMEM;
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
     size_t off = 0;
@@ -717,5 +725,6 @@ int st_learned_decode(const void *buf, size_t len, const struct st_learned_field
     rc = 0;
 out:
     msgpack_unpacked_destroy(&u);
+    free(scratch);
     return rc;
 }

@@ -1528,11 +1528,14 @@ int st_meta_put_learned(struct st_txn *txn, const char *name, const struct st_le
 {
     if (meta_name_ok(name) != 0)
         return -EINVAL;
-    uint8_t buf[ST_LEARNED_BYTES];
+    uint8_t *buf = malloc(ST_LEARNED_BYTES);
+    if (buf == NULL)
+        return -ENOMEM;
     size_t len = 0;
-    int rc = st_learned_encode(f, nf, buf, sizeof(buf), &len);
+    int rc = st_learned_encode(f, nf, buf, ST_LEARNED_BYTES, &len);
     if (rc == 0)
         rc = raw_put(txn, ST_DB_META, name, strlen(name), buf, len);
+    free(buf);
     return rc;
 }
 
@@ -1550,7 +1553,8 @@ int st_meta_get_learned(struct st_txn *txn, const char *name, const struct st_le
 
 int st_learned_copy(struct st_txn *from, struct st_txn *to, size_t *n)
 {
-    static const char *const names[] = {ST_META_LEARNED_UPDATER, ST_META_LEARNED_COMMITTER};
+    static const char *const names[] = {ST_META_LEARNED_UPDATER, ST_META_LEARNED_COMMITTER,
+                                        ST_META_LEARNED_SCANNER};
     size_t copied = 0;
     for (size_t i = 0; i < KD_ARRAY_LEN(names); i++) {
         MDB_val val;

@@ -17,8 +17,9 @@
  *   meta      name (text)                      -> msgpack value: "schema_version",
  *                                                 discovery cursors, consumed ring positions,
  *                                                 "changes_seq" (the last change's seq),
- *                                                 "learned_updater" and "learned_committer"
- *                                                 (what each stage learned: codec.h)
+ *                                                 "learned_updater", "learned_committer",
+ *                                                 "learned_scanner" (what each stage
+ *                                                 learned: codec.h)
  *   deals     (schema 1 only) the old deal records; emptied by the migration to schema 2
  *
  * Records, history and changes move together: st_record_put writes the record, keeps its
@@ -72,6 +73,7 @@
 /* What a stage learned of the market (codec.h, st_learned_*), each written by its owner. */
 #define ST_META_LEARNED_UPDATER   "learned_updater"   /* how fast shown deals vanish */
 #define ST_META_LEARNED_COMMITTER "learned_committer" /* how far a peek can be trusted */
+#define ST_META_LEARNED_SCANNER   "learned_scanner"   /* the low fees peeks found */
 
 enum st_db {
     ST_DB_DEALS,

@@ -4,7 +4,8 @@
  * LMDB store across a close and reopen; every kind of bad record (missing, another version,
  * truncated, not a map, a field missing, twice or of another length, a number that is NaN,
  * infinite, negative, above its bound or not a number) refused with the fields untouched; a
- * state the decoder would refuse is never encoded; the copy from one store into another.
+ * state the decoder would refuse is never encoded; whole numbers kept as integers; the copy from
+ * one store into another.
  */
 #include "kd_test.h"
 
@@ -41,7 +42,7 @@ static void test_round_trip(void **state)
     struct state a = sample(), b;
     memset(&b, 0, sizeof(b));
     struct st_learned_field fa[2], fb[2];
-    uint8_t buf[ST_LEARNED_BYTES];
+    static uint8_t buf[ST_LEARNED_BYTES];
     size_t len = 0;
     assert_int_equal(st_learned_encode(fa, fields(&a, fa), buf, sizeof(buf), &len), 0);
     assert_int_equal(st_learned_decode(buf, len, fb, fields(&b, fb)), 0);
@@ -57,6 +58,11 @@ static void test_round_trip(void **state)
     assert_int_equal(u.data.via.map.ptr[0].val.via.u64, ST_LEARNED_VERSION);
     assert_int_equal(u.data.via.map.ptr[2].val.type, MSGPACK_OBJECT_ARRAY);
     assert_int_equal(u.data.via.map.ptr[2].val.via.array.size, 4);
+    /* A whole number is an integer (short and exact), any other a double. */
+    const msgpack_object *rate = u.data.via.map.ptr[1].val.via.array.ptr;
+    assert_int_equal(rate[0].type, MSGPACK_OBJECT_FLOAT64);
+    assert_int_equal(rate[2].type, MSGPACK_OBJECT_POSITIVE_INTEGER);
+    assert_int_equal(rate[2].via.u64, 4);
     msgpack_unpacked_destroy(&u);
 
     /* Too small a buffer: -ENOBUFS, not a cut record. */
@@ -191,7 +197,7 @@ static void test_bad_records_refused_untouched(void **state)
 static void test_unkeepable_state_not_encoded(void **state)
 {
     (void)state;
-    uint8_t buf[ST_LEARNED_BYTES];
+    static uint8_t buf[ST_LEARNED_BYTES];
     size_t len = 0;
     struct st_learned_field f[2];
     double bad[] = {NAN, INFINITY, -1e-9, 1e7};
@@ -200,7 +206,7 @@ static void test_unkeepable_state_not_encoded(void **state)
         s.rate[1] = bad[i];
         assert_int_equal(st_learned_encode(f, fields(&s, f), buf, sizeof(buf), &len), -EINVAL);
     }
-    double many[ST_LEARNED_MAX + 1] = {0};
+    static double many[ST_LEARNED_MAX + 1];
     struct st_learned_field big = {"big", many, ST_LEARNED_MAX + 1, 1};
     assert_int_equal(st_learned_encode(&big, 1, buf, sizeof(buf), &len), -EINVAL);
 }

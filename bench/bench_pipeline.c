@@ -110,6 +110,9 @@
  * folders (logs, configs, stores) and prints their path. BENCH_PIPELINE_CONF=FILE appends FILE's
  * INI text to every config (kdeals' and legacy's alike), e.g. to try other [filter] values; the run
  * then no longer measures the defaults, and says so. BENCH_PIPELINE_ONLY=a or b runs one scenario.
+ * BENCH_PIPELINE_LEARNED=STORE starts the day's daemon warm: its fresh store first gets the
+ * learned state (store.h, ST_META_LEARNED_*) of the kdeals store folder STORE, e.g. the
+ * day/store a BENCH_PIPELINE_KEEP=1 run of another seed kept (bench/README.md, "Warm").
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -1358,6 +1361,8 @@ static void legacies_kill(struct legacy_run *lr)
     }
 }
 
+static int learned_import(const char *from, const char *to);
+
 static int scenario_day(struct ctx *cx)
 {
     long minutes = bu_env_long("bench_pipeline", "BENCH_PIPELINE_MINUTES", 1440, 10, 100000);
@@ -1432,6 +1437,12 @@ static int scenario_day(struct ctx *cx)
         lr[i].side.L0 = bu_ledger_read(cx->curl, lr[i].sim.port);
         char *largv[] = {cx->legacy, lr[i].conf, lr[i].sel, dur, (char *)lr[i].mode, NULL};
         lr[i].pid = spawn(largv, lr[i].out, lr[i].err, SIGKILL);
+    }
+    const char *learned = getenv("BENCH_PIPELINE_LEARNED");
+    if (learned != NULL && *learned != '\0' && learned_import(learned, d.store) != 0) {
+        sim_stop(&sk);
+        legacies_kill(lr);
+        return -1;
     }
     int64_t start = bu_mono_ms();
     rc = daemon_start(&d, cx->kdeals);
@@ -1650,6 +1661,43 @@ static int scenario_day(struct ctx *cx)
 }
 
 /* ---- main ------------------------------------------------------------------------------ */
+
+struct learned_copy {
+    struct st_txn *from;
+    size_t n;
+};
+
+static int learned_copy_fn(struct st_txn *txn, void *ud)
+{
+    struct learned_copy *lc = ud;
+    return st_learned_copy(lc->from, txn, &lc->n);
+}
+
+/* Gives the new store at TO what the store at FROM learned. Returns 0 or -1 (said). */
+static int learned_import(const char *from, const char *to)
+{
+    char err[256];
+    struct st_env *src = NULL, *dst = NULL;
+    struct st_options so = {.path = from}, dopt = {.path = to, .map_size_bytes = 256ull << 20};
+    struct learned_copy lc = {0};
+    int rc = st_open_existing(&so, &src, err, sizeof(err));
+    if (rc == 0)
+        rc = st_open(&dopt, &dst, err, sizeof(err));
+    if (rc == 0 && (rc = st_read_begin(src, &lc.from)) == 0) {
+        rc = st_write(dst, learned_copy_fn, &lc);
+        st_read_end(lc.from);
+        snprintf(err, sizeof(err), "%s", st_strerror(rc));
+    }
+    st_close(dst);
+    st_close(src);
+    if (rc != 0 || lc.n == 0) {
+        fprintf(stderr, "bench_pipeline: BENCH_PIPELINE_LEARNED=%s: %s\n", from,
+                rc != 0 ? err : "no learned state in that store");
+        return -1;
+    }
+    printf("   warm: the daemon starts with the learned state of %s (%zu records)\n", from, lc.n);
+    return 0;
+}
 
 static int rm_rf(const char *path)
 {

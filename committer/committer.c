@@ -64,6 +64,12 @@
 #define META_GIVEN_UP      "committer_given_up"
 #define META_LAST_BATCH_MS "committer_last_batch_ms"
 
+/* What is learned survives a restart: the peeks' confidence is saved in meta
+ * (ST_META_LEARNED_COMMITTER) in a batch's write once this many outcomes are unsaved or this
+ * long passed since the last save, and at stop; read back at start. */
+#define COMMITTER_SAVE_OBS 16
+#define COMMITTER_SAVE_MS  (5 * 60 * 1000)
+
 static const enum shm_ring_id watched[2] = {SHM_RING_SURVIVORS, SHM_RING_RECOMMIT};
 
 enum action { ACT_RETRY = 0, ACT_DEAL, ACT_REJECT, ACT_GIVE_UP, ACT_DROP };
@@ -88,6 +94,9 @@ struct batch {
     int64_t cost_tokens;
     /* Outcome of the write, recomputed by every run of the write function. */
     unsigned committed, rejected, rechecked, expired, retried, given_up, dropped;
+    struct val_conf conf_next; /* the peeks' confidence once this batch is learned */
+    size_t n_obs;              /* ... from this many outcomes */
+    bool saved;                /* ... saved in the write */
 };
 
 struct committer {
@@ -107,8 +116,10 @@ struct committer {
     int64_t resume_ms;       /* no new batch before this (mono ms) after failed batches */
     struct jd_rules rules;   /* the judgement's rules (judge/rules.h), renewed on reload */
     uint64_t rules_hash;
-    struct val_conf conf; /* how far the peeks proved right (worker/value.h), learned */
-    double found_cents;   /* profit of the deals found from survivors (token_value) */
+    struct val_conf conf;     /* how far the peeks proved right (worker/value.h), learned */
+    double found_cents;       /* profit of the deals found from survivors (token_value) */
+    size_t learned_unsaved;   /* outcomes learned since the last save of conf */
+    int64_t learned_saved_ms; /* mono ms of that save */
     struct batch b;
 };
 
@@ -188,21 +199,104 @@ static int64_t first_check_ms(const struct committer *c)
     return ms < lo ? lo : ms > hi ? hi : ms;
 }
 
+/* Sets the batch's conf_next and n_obs: how far the peeks of its judged survivors held. */
+static void conf_after_batch(struct committer *c)
+{
+    struct batch *b = &c->b;
+    struct committer_value m;
+    value_model(c, &m);
+    b->conf_next = c->conf;
+    b->n_obs = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        const struct entry *e = &b->e[i];
+        if ((e->act != ACT_DEAL && e->act != ACT_REJECT) || e->p.source == ST_SOURCE_RECOMMIT)
+            continue;
+        val_conf_observe(&b->conf_next, e->act == ACT_DEAL,
+                         committer_survival(&e->p, b->now_ms, &m), e->p.peek_profit_cents,
+                         e->v.priced ? e->v.profit_cents : 0);
+        b->n_obs++;
+    }
+}
+
+static size_t learned_fields(double *nums, struct st_learned_field *f)
+{
+    f[0] = (struct st_learned_field){"conf", nums, VAL_CONF_NUMS, 8 * VAL_WEIGHT_MAX};
+    return 1;
+}
+
+/* Inside a write transaction: saves CONF when FORCE, or when the outcomes unsaved after this
+ * batch reach COMMITTER_SAVE_OBS or COMMITTER_SAVE_MS passed. Returns 0 or the store's error. */
+static int save_learned(struct committer *c, struct st_txn *txn, const struct val_conf *conf,
+                        size_t n_obs, bool force)
+{
+    size_t unsaved = c->learned_unsaved + n_obs;
+    if (unsaved == 0 || (!force && unsaved < COMMITTER_SAVE_OBS &&
+                         mono_ms() - c->learned_saved_ms < COMMITTER_SAVE_MS))
+        return 0;
+    double nums[VAL_CONF_NUMS];
+    val_conf_pack(conf, nums);
+    struct st_learned_field f[1];
+    int rc = st_meta_put_learned(txn, ST_META_LEARNED_COMMITTER, f, learned_fields(nums, f));
+    if (rc == -EINVAL)
+        return 0; /* a number it cannot keep (never seen): the store keeps the last save */
+    c->b.saved = rc == 0;
+    return rc;
+}
+
+/* At start: the confidence a previous run saved, else the prior and one log line. */
+static void load_learned(struct committer *c)
+{
+    double nums[VAL_CONF_NUMS];
+    struct st_learned_field f[1];
+    size_t nf = learned_fields(nums, f);
+    struct st_txn *txn;
+    int rc = st_read_begin(c->env, &txn);
+    if (rc == 0) {
+        rc = st_meta_get_learned(txn, ST_META_LEARNED_COMMITTER, f, nf);
+        st_read_end(txn);
+    }
+    c->learned_saved_ms = mono_ms();
+    if (rc == -ENOENT) {
+        kd_info("no learned peek confidence in the store: starting from the prior");
+        return;
+    }
+    struct val_conf conf;
+    if (rc != 0 || !val_conf_unpack(nums, &conf)) {
+        kd_warn("the learned peek confidence in the store (meta %s) is ignored: %s; starting "
+                "from the prior",
+                ST_META_LEARNED_COMMITTER,
+                rc != 0 ? st_strerror(rc) : "numbers no outcome could have taught");
+        return;
+    }
+    c->conf = conf;
+    kd_info("learned peek confidence read from the store: hit rate %.2f, profit ratio %.2f",
+            val_conf_hit(&conf), val_conf_ratio(&conf));
+}
+
 /* Learns from the judged survivors of the batch just stored how far their peeks held. */
 static void learn(struct committer *c)
 {
-    struct committer_value m;
-    value_model(c, &m);
+    c->conf = c->b.conf_next;
+    if (c->b.saved) {
+        c->learned_unsaved = 0;
+        c->learned_saved_ms = mono_ms();
+    } else {
+        c->learned_unsaved += c->b.n_obs;
+    }
     for (size_t i = 0; i < c->b.n; i++) {
         const struct entry *e = &c->b.e[i];
         if ((e->act != ACT_DEAL && e->act != ACT_REJECT) || e->p.source == ST_SOURCE_RECOMMIT)
             continue;
-        val_conf_observe(&c->conf, e->act == ACT_DEAL, committer_survival(&e->p, c->b.now_ms, &m),
-                         e->p.peek_profit_cents, e->v.priced ? e->v.profit_cents : 0);
         if (e->act == ACT_DEAL && e->v.priced && e->v.profit_cents > 0)
             c->found_cents += (double)e->v.profit_cents;
     }
     publish_value(c);
+}
+
+static int save_learned_fn(struct st_txn *txn, void *ud)
+{
+    struct committer *c = ud;
+    return save_learned(c, txn, &c->conf, 0, true);
 }
 
 static void maybe_start_batch(struct committer *c);
@@ -420,6 +514,7 @@ static int write_batch(struct st_txn *txn, void *ud)
     const struct cfg *cfg = &c->wk->cfg;
     b->committed = b->rejected = b->rechecked = b->expired = b->retried = b->given_up = 0;
     b->dropped = 0;
+    b->saved = false;
     int rc = 0;
     for (size_t i = 0; i < b->n && rc == 0; i++) {
         const struct entry *e = &b->e[i];
@@ -493,6 +588,10 @@ static int write_batch(struct st_txn *txn, void *ud)
         rc = meta_add(txn, META_GIVEN_UP, b->given_up);
     if (rc == 0)
         rc = st_meta_put_u64(txn, META_LAST_BATCH_MS, (uint64_t)b->now_ms);
+    if (rc == 0) {
+        conf_after_batch(c);
+        rc = save_learned(c, txn, &b->conf_next, b->n_obs, false);
+    }
     return rc;
 }
 
@@ -882,6 +981,13 @@ static void finish_stop(struct committer *c)
     c->closing = true;
     if (c->write_pending)
         try_write(c); /* one last try; if it fails the items are still pending in LMDB */
+    if (c->learned_unsaved > 0) { /* what the last batches taught, kept for the next start */
+        int rc = st_write(c->env, save_learned_fn, c);
+        if (rc != 0)
+            kd_warn("stop: saving the learned peek confidence failed (%s); the next start uses "
+                    "the last save",
+                    st_strerror(rc));
+    }
     for (int i = 0; i < 2; i++)
         wk_watch_close(&c->watch[i]);
     close_handle((uv_handle_t *)&c->safety);
@@ -935,10 +1041,11 @@ static int on_start(struct wk *wk)
     c->rules_hash = jd_rules_hash(&c->rules);
     committer_queue_init(&c->q);
     val_conf_init(&c->conf);
-    publish_value(c);
     int rc = wk_store_open(wk, &c->env);
     if (rc != 0)
         return rc;
+    load_learned(c);
+    publish_value(c);
 
     char err[256];
     rc = sp_init(&c->sp, wk, err, sizeof(err));

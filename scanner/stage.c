@@ -49,6 +49,7 @@
 #include "judge/market.h"
 #include "judge/rules.h"
 #include "store/record.h"
+#include "scanner/learned.h"
 #include "scanner/pipe.h"
 #include "scanner/scanner.h"
 #include "shm/counters.h"
@@ -245,7 +246,75 @@ struct write_ctx {
     size_t n_known; /* survivors their stored full read fails (scanner_known_fail) */
     uint16_t survivors[KP_MAX_BATCH]; /* positions in b->res */
     uint16_t refresh[KP_MAX_BATCH];
+    bool fees_saved; /* the learned low fees rode along */
 };
+
+/* The learned low fees are saved (meta ST_META_LEARNED_SCANNER) in a peek batch's write once
+ * this many peeks taught them since the last save, or this long after it with any; and at
+ * stop. */
+#define SCANNER_FEES_SAVE_N  32
+#define SCANNER_FEES_SAVE_MS (5 * 60 * 1000)
+
+static int save_fees(struct scanner *sc, struct st_txn *txn, bool force, bool *saved)
+{
+    uint32_t unsaved =
+        sc->fees != NULL && sc->fees_nums != NULL ? sc->fees->all.n - sc->fees_saved_n : 0;
+    if (unsaved == 0 ||
+        (!force && unsaved < SCANNER_FEES_SAVE_N &&
+         kd_mono_ns() - sc->fees_saved_ns < (int64_t)SCANNER_FEES_SAVE_MS * KD_NS_PER_MS))
+        return 0;
+    scanner_fees_pack(sc->fees, sc->fees_nums);
+    struct st_learned_field f = {"low_fees", sc->fees_nums, SCANNER_FEES_NUMS,
+                                 SCANNER_FEES_NUM_MAX};
+    int rc = st_meta_put_learned(txn, ST_META_LEARNED_SCANNER, &f, 1);
+    if (rc == -EINVAL)
+        return 0; /* never seen: the store keeps the last save */
+    *saved = rc == 0;
+    return rc;
+}
+
+static void fees_saved(struct scanner *sc)
+{
+    sc->fees_saved_n = sc->fees->all.n;
+    sc->fees_saved_ns = kd_mono_ns();
+}
+
+/* At start: the low fees a previous run learned, else none (and one log line). */
+static void load_fees(struct scanner *sc)
+{
+    struct scanner_fees *scratch = malloc(sizeof(*scratch));
+    struct st_txn *txn;
+    if (sc->fees == NULL || sc->fees_nums == NULL || scratch == NULL) {
+        free(scratch);
+        return;
+    }
+    struct st_learned_field f = {"low_fees", sc->fees_nums, SCANNER_FEES_NUMS,
+                                 SCANNER_FEES_NUM_MAX};
+    int rc = st_read_begin(sc->env, &txn);
+    if (rc == 0) {
+        rc = st_meta_get_learned(txn, ST_META_LEARNED_SCANNER, &f, 1);
+        st_read_end(txn);
+    }
+    if (rc == -ENOENT)
+        kd_info("no learned low fees in the store: they stand after %d peeks",
+                SCANNER_FEES_LOW_MIN);
+    else if (rc != 0 || !scanner_fees_unpack(sc->fees_nums, sc->fees, scratch))
+        kd_warn("the learned low fees in the store (meta %s) are ignored: %s; they stand again "
+                "after %d peeks",
+                ST_META_LEARNED_SCANNER,
+                rc != 0 ? st_strerror(rc) : "numbers no peek could have taught",
+                SCANNER_FEES_LOW_MIN);
+    else
+        kd_info("learned low fees read from the store: %u peeks of every product", sc->fees->all.n);
+    free(scratch);
+    fees_saved(sc);
+}
+
+static int save_fees_fn(struct st_txn *txn, void *ud)
+{
+    bool saved = false;
+    return save_fees(ud, txn, true, &saved);
+}
 
 static void fill_record(const struct scanner *sc, const struct scanner_batch *b, size_t k,
                         struct st_pending *p)
@@ -391,7 +460,8 @@ static int write_batch_fn(struct st_txn *txn, void *ud)
         if (rc != 0)
             return rc;
     }
-    return 0;
+    w->fees_saved = false;
+    return save_fees(sc, txn, false, &w->fees_saved);
 }
 
 /* " (3 roi, 1 drops365)": the batch's rejections by the judgement's first failing criterion,
@@ -443,6 +513,8 @@ static int write_batch(struct scanner *sc, struct scanner_batch *b)
     }
     if (b->write_pending)
         kd_info("the delayed store write succeeded: %zu peek results stored from memory", b->n);
+    if (w.fees_saved)
+        fees_saved(sc);
     size_t delivered = 0;
     for (size_t i = 0; i < b->n; i++)
         delivered += b->got[i];
@@ -2053,6 +2125,13 @@ static void close_now(struct scanner *sc)
         if (b->write_pending && write_batch(sc, b) != 0)
             kd_error("stopping with %zu peek results that could not be stored", b->n);
     }
+    if (sc->fees != NULL && sc->fees->all.n != sc->fees_saved_n) {
+        int rc = st_write(sc->env, save_fees_fn, sc);
+        if (rc != 0)
+            kd_warn("stop: saving the learned low fees failed (%s); the next start uses the "
+                    "last save",
+                    st_strerror(rc));
+    }
     sp_close(&sc->sp, wk_stop_cb, sc->wk);
 }
 
@@ -2129,8 +2208,13 @@ static int on_start(struct wk *wk)
      * page's, not when tokens first pile up (a step a soak would read as growth). */
     memset(&sc->next.page, 0, sizeof(sc->next.page));
     sc->fees = calloc(1, sizeof(*sc->fees)); /* NULL: the pre-score goes without */
-    if (sc->fees != NULL)
+    sc->fees_nums = malloc(SCANNER_FEES_NUMS * sizeof(*sc->fees_nums)); /* NULL: not kept */
+    if (sc->fees_nums != NULL) /* every page written now: the memory does not grow later */
+        memset(sc->fees_nums, 0, SCANNER_FEES_NUMS * sizeof(*sc->fees_nums));
+    if (sc->fees != NULL) {
         scanner_fees_init(sc->fees);
+        load_fees(sc);
+    }
     if (wk_backlog_init(&sc->survivors_out, wk, SHM_RING_SURVIVORS, SCANNER_UNPUSHED,
                         "it stays in pending") != 0 ||
         wk_backlog_init(&sc->refresh_out, wk, SHM_RING_REFRESH, SCANNER_UNPUSHED,
@@ -2191,6 +2275,7 @@ static void on_release(struct wk *wk)
     wk_backlog_free(&sc->survivors_out);
     wk_backlog_free(&sc->refresh_out);
     free(sc->fees);
+    free(sc->fees_nums);
 }
 
 const struct wk_stage scanner_stage = {

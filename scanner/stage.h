@@ -117,6 +117,11 @@ struct scanner {
     struct scanner_cursor cur; /* as stored (or to be stored) in meta */
     bool cursor_loaded;
 
+    /* The learned low fees as the store keeps them (scanner/learned.h), and their last save. */
+    double *fees_nums;
+    uint32_t fees_saved_n; /* fees->all.n then */
+    int64_t fees_saved_ns; /* monotonic */
+
     /* The page in memory. */
     struct scanner_page page;
     bool page_loaded;   /* candidates are being peeked */

@@ -17,8 +17,10 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <msgpack.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- keys ------------------------------------------------------------------------------ */
@@ -583,4 +585,146 @@ int st_bytes_decode(const void *buf, size_t len, const uint8_t **p, size_t *n)
     *p = b + 1 + hdr;
     *n = (size_t)x;
     return 0;
+}
+
+/* ---- learned state ---------------------------------------------------------------------- */
+
+static bool learned_ok(double x, double max)
+{
+    return isfinite(x) && x >= 0 && x <= max;
+}
+
+static size_t learned_count(const struct st_learned_field *f, size_t nf)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < nf; i++)
+        total += f[i].n;
+    return total;
+}
+
+int st_learned_encode(const struct st_learned_field *f, size_t nf, uint8_t *buf, size_t cap,
+                      size_t *len)
+{
+    if (learned_count(f, nf) > ST_LEARNED_MAX)
+        return -EINVAL;
+    for (size_t i = 0; i < nf; i++)
+        for (size_t j = 0; j < f[i].n; j++)
+            if (!learned_ok(f[i].v[j], f[i].max))
+                return -EINVAL;
+    struct fixed_buf fb = {buf, cap, 0};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &fb, fixed_write);
+    int bad = msgpack_pack_map(&pk, nf + 1);
+    bad |= pack_cstr(&pk, "v", 1);
+    bad |= msgpack_pack_uint64(&pk, ST_LEARNED_VERSION);
+    for (size_t i = 0; i < nf; i++) {
+        bad |= pack_cstr(&pk, f[i].name, strlen(f[i].name));
+        bad |= msgpack_pack_array(&pk, f[i].n);
+        for (size_t j = 0; j < f[i].n; j++) {
+            double x = f[i].v[j];
+            if (x == floor(x) && x < 9007199254740992.0) /* 2^53: every whole number exact */
+                bad |= msgpack_pack_uint64(&pk, (uint64_t)x);
+            else
+                bad |= msgpack_pack_double(&pk, x);
+        }
+    }
+    if (bad != 0)
+        return -ENOBUFS;
+    *len = fb.len;
+    return 0;
+}
+
+/* A msgpack number as a double; false when O is no number. */
+static bool obj_number(const msgpack_object *o, double *x)
+{
+    switch (o->type) {
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64:
+        *x = o->via.f64;
+        return true;
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        *x = (double)o->via.u64;
+        return true;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        *x = (double)o->via.i64;
+        return true;
+    default:
+        return false;
+    }
+}
+
+int st_learned_decode(const void *buf, size_t len, const struct st_learned_field *f, size_t nf)
+{
+    size_t total = learned_count(f, nf);
+    if (buf == NULL || total > ST_LEARNED_MAX || nf > ST_FIELDS_MAX ||
+        kd_msgpack_precheck(buf, len) != 0)
+        return -EBADMSG;
+    double *scratch = malloc((total > 0 ? total : 1) * sizeof(double));
+    if (scratch == NULL)
+        return -ENOMEM;
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    int rc = -EBADMSG;
+    msgpack_unpack_return ur = msgpack_unpack_next(&u, buf, len, &off);
+    if (ur != MSGPACK_UNPACK_SUCCESS || off != len || u.data.type != MSGPACK_OBJECT_MAP)
+        goto out;
+    const msgpack_object_map *m = &u.data.via.map;
+    int64_t v = -1;
+    for (uint32_t i = 0; i < m->size; i++) {
+        if (obj_is(&m->ptr[i].key, "v", 1)) {
+            if (v != -1 || obj_int(&m->ptr[i].val, 1, INT64_MAX, &v) != 0)
+                goto out;
+        }
+    }
+    if (v == -1)
+        goto out;
+    if (v != ST_LEARNED_VERSION) {
+        rc = v > ST_LEARNED_VERSION ? -ENOTSUP : -EPROTONOSUPPORT;
+        goto out;
+    }
+    uint64_t seen[ST_FIELDS_MAX / 64] = {0};
+    size_t found = 0;
+    for (uint32_t i = 0; i < m->size; i++) {
+        const msgpack_object *key = &m->ptr[i].key;
+        if (key->type != MSGPACK_OBJECT_STR)
+            goto out;
+        if (obj_is(key, "v", 1))
+            continue;
+        size_t idx = nf, at = 0;
+        for (size_t j = 0; j < nf; j++) {
+            if (obj_is(key, f[j].name, strlen(f[j].name))) {
+                idx = j;
+                break;
+            }
+            at += f[j].n;
+        }
+        if (idx == nf)
+            continue; /* a field this binary does not keep */
+        if ((seen[idx / 64] >> (idx % 64)) & 1)
+            goto out;
+        seen[idx / 64] |= (uint64_t)1 << (idx % 64);
+        found++;
+        const msgpack_object *val = &m->ptr[i].val;
+        if (val->type != MSGPACK_OBJECT_ARRAY || val->via.array.size != f[idx].n)
+            goto out;
+        for (size_t j = 0; j < f[idx].n; j++) {
+            double x;
+            if (!obj_number(&val->via.array.ptr[j], &x) || !learned_ok(x, f[idx].max))
+                goto out;
+            scratch[at + j] = x;
+        }
+    }
+    if (found != nf)
+        goto out;
+    size_t at = 0;
+    for (size_t i = 0; i < nf; i++) {
+        memcpy(f[i].v, scratch + at, f[i].n * sizeof(double));
+        at += f[i].n;
+    }
+    rc = 0;
+out:
+    msgpack_unpacked_destroy(&u);
+    free(scratch);
+    return rc;
 }

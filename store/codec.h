@@ -357,6 +357,48 @@ int st_record_key(const struct st_record *r, struct st_key *out);
 int st_pending_key(const struct st_pending *p, struct st_key *out);
 
 /*
+ * Learned state (docs/architecture.md, "Value per token", "What is learned survives a
+ * restart"): what a stage learned of the market, kept in meta under its own name (store.h,
+ * ST_META_LEARNED_*) so a restart does not pay to learn it again. One msgpack map: "v" is
+ * ST_LEARNED_VERSION, every other key names an array of numbers in the order of the stage's
+ * table: a whole number below 2^53 as a msgpack integer (exact, and small numbers are short),
+ * any other as a double. The table below says each field's name, length and the largest value it may
+ * hold; the stage checks what the numbers mean (worker/value.h, val_*_valid).
+ *
+ * Unlike the other records, a learned record is all or nothing and of exactly one version:
+ * a rate half read would be a poisoned rate, and an older layout is not worth converting (the
+ * prior stands in, and a day of re-checks teaches it again).
+ */
+#define ST_LEARNED_VERSION 1
+#define ST_LEARNED_MAX     16384 /* numbers in one record */
+#define ST_LEARNED_BYTES   (ST_LEARNED_MAX * 9 + 4096) /* no encoded learned record is longer */
+
+struct st_learned_field {
+    const char *name; /* the map key */
+    double *v;        /* N numbers: written by the encoder, filled by the decoder */
+    size_t n;
+    double max; /* each number must be finite and in [0, MAX] */
+};
+
+/*
+ * Encodes the NF fields F as a learned record into BUF (CAP bytes; ST_LEARNED_BYTES suffices
+ * when the fields hold at most ST_LEARNED_MAX numbers) and sets *LEN. Returns 0, -EINVAL (more
+ * than ST_LEARNED_MAX numbers, or a number the decoder would refuse: NaN, infinite, negative,
+ * above its max) or -ENOBUFS.
+ */
+int st_learned_encode(const struct st_learned_field *f, size_t nf, uint8_t *buf, size_t cap,
+                      size_t *len);
+
+/*
+ * Decodes LEN bytes at BUF into the fields F (all or nothing: on any error no field is
+ * touched). Returns 0; -ENOTSUP for a newer version, -EPROTONOSUPPORT for an older one;
+ * -EBADMSG for anything else that is not exactly this record: not one msgpack map, a field
+ * missing or twice, an array of another length, a number that is NaN, infinite, negative or
+ * above its field's max; -ENOMEM. Safe on any bytes.
+ */
+int st_learned_decode(const void *buf, size_t len, const struct st_learned_field *f, size_t nf);
+
+/*
  * msgpack helpers shared with store.c: a u64 or a byte string as a one-object msgpack value.
  * Encoders return 0 or -ENOBUFS; decoders 0 or -EBADMSG.
  */

@@ -164,6 +164,8 @@ const char *st_strerror(int rc)
                "nothing more is written; put it back or restart kdeals";
     case -EPROTO:
         return "not a kdeals store";
+    case -EPROTONOSUPPORT:
+        return "the record was written by an older kdeals in a layout this one does not read";
     case -EUSERS:
         return "too many processes are reading the store (LMDB reader slots full)";
     default:
@@ -1518,6 +1520,55 @@ int st_meta_get_bytes(struct st_txn *txn, const char *name, void *buf, size_t ca
     if (len > cap)
         return -ENOBUFS;
     memcpy(buf, p, len);
+    return 0;
+}
+
+int st_meta_put_learned(struct st_txn *txn, const char *name, const struct st_learned_field *f,
+                        size_t nf)
+{
+    if (meta_name_ok(name) != 0)
+        return -EINVAL;
+    uint8_t *buf = malloc(ST_LEARNED_BYTES);
+    if (buf == NULL)
+        return -ENOMEM;
+    size_t len = 0;
+    int rc = st_learned_encode(f, nf, buf, ST_LEARNED_BYTES, &len);
+    if (rc == 0)
+        rc = raw_put(txn, ST_DB_META, name, strlen(name), buf, len);
+    free(buf);
+    return rc;
+}
+
+int st_meta_get_learned(struct st_txn *txn, const char *name, const struct st_learned_field *f,
+                        size_t nf)
+{
+    MDB_val val;
+    if (meta_name_ok(name) != 0)
+        return -EINVAL;
+    int rc = raw_get(txn, ST_DB_META, name, strlen(name), &val);
+    if (rc != 0)
+        return rc;
+    return st_learned_decode(val.mv_data, val.mv_size, f, nf);
+}
+
+int st_learned_copy(struct st_txn *from, struct st_txn *to, size_t *n)
+{
+    static const char *const names[] = {ST_META_LEARNED_UPDATER, ST_META_LEARNED_COMMITTER,
+                                        ST_META_LEARNED_SCANNER};
+    size_t copied = 0;
+    for (size_t i = 0; i < KD_ARRAY_LEN(names); i++) {
+        MDB_val val;
+        int rc = raw_get(from, ST_DB_META, names[i], strlen(names[i]), &val);
+        if (rc == -ENOENT)
+            continue;
+        if (rc == 0)
+            rc = raw_put(to, ST_DB_META, names[i], strlen(names[i]), val.mv_data, val.mv_size);
+        if (rc != 0)
+            return rc;
+        copied++;
+    }
+    if (n != NULL)
+        *n = copied;
     return 0;
 }
 

@@ -16,7 +16,10 @@
  *                                                 reads and writes them with st_raw_*
  *   meta      name (text)                      -> msgpack value: "schema_version",
  *                                                 discovery cursors, consumed ring positions,
- *                                                 "changes_seq" (the last change's seq)
+ *                                                 "changes_seq" (the last change's seq),
+ *                                                 "learned_updater", "learned_committer",
+ *                                                 "learned_scanner" (what each stage
+ *                                                 learned: codec.h)
  *   deals     (schema 1 only) the old deal records; emptied by the migration to schema 2
  *
  * Records, history and changes move together: st_record_put writes the record, keeps its
@@ -67,6 +70,10 @@
 /* Meta names used by kdeals itself. */
 #define ST_META_SCHEMA_VERSION "schema_version"
 #define ST_META_CHANGES_SEQ    "changes_seq"
+/* What a stage learned of the market (codec.h, st_learned_*), each written by its owner. */
+#define ST_META_LEARNED_UPDATER   "learned_updater"   /* how fast shown deals vanish */
+#define ST_META_LEARNED_COMMITTER "learned_committer" /* how far a peek can be trusted */
+#define ST_META_LEARNED_SCANNER   "learned_scanner"   /* the low fees peeks found */
 
 enum st_db {
     ST_DB_DEALS,
@@ -246,6 +253,23 @@ int st_meta_get_u64(struct st_txn *txn, const char *name, uint64_t *v);
 int st_meta_put_bytes(struct st_txn *txn, const char *name, const void *p, size_t n);
 int st_meta_get_bytes(struct st_txn *txn, const char *name, void *buf, size_t cap, size_t *n);
 int st_meta_del(struct st_txn *txn, const char *name);
+
+/*
+ * A learned record (codec.h) under meta NAME: put encodes the NF fields F (st_learned_encode's
+ * errors, or the put's); get decodes the stored one into F, all or nothing (-ENOENT when there
+ * is none, else st_learned_decode's errors).
+ */
+int st_meta_put_learned(struct st_txn *txn, const char *name, const struct st_learned_field *f,
+                        size_t nf);
+int st_meta_get_learned(struct st_txn *txn, const char *name, const struct st_learned_field *f,
+                        size_t nf);
+
+/*
+ * Copies every learned record (ST_META_LEARNED_*) FROM holds into TO, as stored: how a store
+ * starts with what another one learned (bench/bench_pipeline.c, BENCH_PIPELINE_LEARNED).
+ * Sets *N (may be NULL) to the records copied. Returns 0 or a store error.
+ */
+int st_learned_copy(struct st_txn *from, struct st_txn *to, size_t *n);
 
 /*
  * Raw access to a db whose keys and values belong to another module (ST_DB_ALERTS; any other db

@@ -40,6 +40,7 @@
 #include <string.h>
 
 #include "base/clock.h"
+#include "base/kd_assert.h"
 #include "base/log.h"
 #include "worker/spend.h"
 #include "worker/rings.h"
@@ -61,6 +62,8 @@
 #define UPDATER_REJUDGE_CHUNK  256  /* records judged again (or pruned) per write transaction */
 #define UPDATER_PRUNE_EVERY_MS (10 * 60 * 1000) /* a pruning walk this often (Keepa time) */
 #define UPDATER_FIRST_MAX      64 /* new deals whose first re-check is placed per write */
+#define UPDATER_SAVE_OBS       32 /* the learned rates are saved once this many are unsaved, */
+#define UPDATER_SAVE_MS        (5 * 60 * 1000) /* or this long after the last save */
 
 struct upd_item {
     struct st_key key;
@@ -86,6 +89,7 @@ struct upd_tally {
     size_t refreshed, volatile_, failed, missing, expired, recommits, gone, offers_gone;
     size_t n_obs;
     struct upd_obs obs[UPDATER_OBS_MAX];
+    bool saved; /* the write saved the learned rates, these observations learned */
 };
 
 struct updater {
@@ -153,6 +157,11 @@ struct updater {
     double keepa_offset_min;   /* the latest lastUpdate or lastPriceChange any answer showed */
     double mean_root;
     int64_t n_scheduled;
+    /* What is learned survives a restart: the rates are saved in meta (ST_META_LEARNED_UPDATER)
+     * in the write of a batch once UPDATER_SAVE_OBS observations are unsaved or UPDATER_SAVE_MS
+     * passed since the last save, and at stop; read back at start. */
+    size_t learned_unsaved;
+    int64_t learned_saved_ns;
 
     /*
      * Re-judge: every record judged under other rules is judged again from its stored inputs,
@@ -305,19 +314,148 @@ static void publish_value(struct updater *u)
     shm_gauge_set(cb, SHM_C_recheck_interval_min, min);
 }
 
+/* The rates learned: of all shown deals, by class, by the age of their price. */
+struct upd_learned {
+    struct val_rate all, cls[VAL_CLASSES];
+    struct val_age age;
+};
+
+/* Teaches L the observations of tally T. */
+static void observe(struct upd_learned *l, const struct upd_tally *t)
+{
+    for (size_t i = 0; i < t->n_obs; i++) {
+        const struct upd_obs *o = &t->obs[i];
+        val_rate_observe(&l->all, o->vanished, o->elapsed_min);
+        val_rate_observe(&l->cls[o->cls], o->vanished, o->elapsed_min);
+        if (o->from_age_min >= 0 && o->to_age_min >= o->from_age_min)
+            val_age_observe(&l->age, o->from_age_min, o->to_age_min, o->vanished,
+                            o->vanish_age_min);
+    }
+}
+
+static void learned_get(const struct updater *u, struct upd_learned *l)
+{
+    l->all = u->vanish;
+    memcpy(l->cls, u->vanish_cls, sizeof(l->cls));
+    l->age = u->vanish_age;
+}
+
+static void learned_set(struct updater *u, const struct upd_learned *l)
+{
+    u->vanish = l->all;
+    memcpy(u->vanish_cls, l->cls, sizeof(u->vanish_cls));
+    u->vanish_age = l->age;
+}
+
+/* The learned record's numbers (store/codec.h): the rates packed, the age table as it is. */
+struct upd_learned_nums {
+    double rate[(1 + VAL_CLASSES) * VAL_RATE_NUMS];
+    double age_vanished[VAL_AGE_BINS], age_exposure_min[VAL_AGE_BINS];
+};
+
+static size_t learned_fields(struct upd_learned_nums *n, struct st_learned_field *f)
+{
+    /* Coarse bounds (twice what observing reaches); val_*_unpack checks the rest. */
+    f[0] = (struct st_learned_field){"rate", n->rate, KD_ARRAY_LEN(n->rate),
+                                     2 * VAL_WEIGHT_MAX * VAL_ELAPSED_MAX_MIN};
+    f[1] =
+        (struct st_learned_field){"age_vanished", n->age_vanished, VAL_AGE_BINS, 2 / VAL_AGE_DECAY};
+    f[2] = (struct st_learned_field){"age_exposure_min", n->age_exposure_min, VAL_AGE_BINS,
+                                     2 * VAL_ELAPSED_MAX_MIN / VAL_AGE_DECAY};
+    return 3;
+}
+
+/*
+ * Inside a write transaction: saves the rates as they stand once this write's observations
+ * are learned, when UPDATER_SAVE_OBS observations would be unsaved, UPDATER_SAVE_MS passed
+ * since the last save, or FORCE (at stop). It rides on a write the batch makes anyway: no
+ * fsync of its own. Returns 0 or the store's error.
+ */
+static int save_learned(struct updater *u, struct st_txn *txn, bool force)
+{
+    size_t unsaved = u->learned_unsaved + u->tally.n_obs;
+    if (unsaved == 0 || (!force && unsaved < UPDATER_SAVE_OBS &&
+                         now_ns() - u->learned_saved_ns < (int64_t)UPDATER_SAVE_MS * KD_NS_PER_MS))
+        return 0;
+    struct upd_learned l;
+    learned_get(u, &l);
+    observe(&l, &u->tally);
+    struct upd_learned_nums n;
+    val_rate_pack(&l.all, n.rate);
+    for (int k = 0; k < VAL_CLASSES; k++)
+        val_rate_pack(&l.cls[k], n.rate + (k + 1) * VAL_RATE_NUMS);
+    memcpy(n.age_vanished, l.age.vanished, sizeof(n.age_vanished));
+    memcpy(n.age_exposure_min, l.age.exposure_min, sizeof(n.age_exposure_min));
+    struct st_learned_field f[3];
+    int rc = st_meta_put_learned(txn, ST_META_LEARNED_UPDATER, f, learned_fields(&n, f));
+    if (rc == -EINVAL)
+        return 0; /* a number it cannot keep (never seen): the store keeps the last save */
+    u->tally.saved = rc == 0;
+    return rc;
+}
+
+/*
+ * At start: the rates a previous run saved, unless the record is missing, of another
+ * version, damaged or holds numbers no observing makes: then the prior, and one log line.
+ */
+static void load_learned(struct updater *u)
+{
+    struct upd_learned_nums n;
+    struct st_learned_field f[3];
+    size_t nf = learned_fields(&n, f);
+    struct st_txn *txn;
+    int rc = st_read_begin(u->env, &txn);
+    if (rc == 0) {
+        rc = st_meta_get_learned(txn, ST_META_LEARNED_UPDATER, f, nf);
+        st_read_end(txn);
+    }
+    if (rc == -ENOENT) {
+        kd_info("no learned vanish rates in the store: starting from the prior (a half-life of "
+                "%d Keepa minutes)",
+                VAL_PRIOR_HALF_LIFE_MIN);
+        return;
+    }
+    struct upd_learned l;
+    bool ok = rc == 0 && val_rate_unpack(n.rate, &l.all);
+    for (int k = 0; ok && k < VAL_CLASSES; k++)
+        ok = val_rate_unpack(n.rate + (k + 1) * VAL_RATE_NUMS, &l.cls[k]);
+    if (ok) {
+        memcpy(l.age.vanished, n.age_vanished, sizeof(l.age.vanished));
+        memcpy(l.age.exposure_min, n.age_exposure_min, sizeof(l.age.exposure_min));
+        ok = val_age_valid(&l.age);
+    }
+    if (!ok) {
+        kd_warn("the learned vanish rates in the store (meta %s) are ignored: %s; starting from "
+                "the prior (a half-life of %d Keepa minutes)",
+                ST_META_LEARNED_UPDATER,
+                rc != 0 ? st_strerror(rc) : "numbers no re-check could have taught",
+                VAL_PRIOR_HALF_LIFE_MIN);
+        return;
+    }
+    learned_set(u, &l);
+    kd_info("learned vanish rates read from the store: a half-life of %lld Keepa minutes over "
+            "%.0f observations",
+            (long long)val_half_life_min(val_rate_lambda(&l.all)), l.all.weight);
+}
+
 /* Learns from the observations of a committed write. */
 static void learn(struct updater *u)
 {
+    struct upd_learned l;
+    learned_get(u, &l);
+    observe(&l, &u->tally);
+    learned_set(u, &l);
     for (size_t i = 0; i < u->tally.n_obs; i++) {
         const struct upd_obs *o = &u->tally.obs[i];
-        val_rate_observe(&u->vanish, o->vanished, o->elapsed_min);
-        val_rate_observe(&u->vanish_cls[o->cls], o->vanished, o->elapsed_min);
-        if (o->from_age_min >= 0 && o->to_age_min >= o->from_age_min)
-            val_age_observe(&u->vanish_age, o->from_age_min, o->to_age_min, o->vanished,
-                            o->vanish_age_min);
         if (o->root > 0)
             u->mean_root =
                 u->mean_root > 0 ? u->mean_root + (o->root - u->mean_root) / 64 : o->root;
+    }
+    if (u->tally.saved) {
+        u->learned_unsaved = 0;
+        u->learned_saved_ns = now_ns();
+    } else {
+        u->learned_unsaved += u->tally.n_obs;
     }
     if (u->tally.n_obs > 0)
         publish_value(u);
@@ -493,7 +631,7 @@ static int write_batch_fn(struct st_txn *txn, void *ud)
             continue;
         rc = apply_check(u, txn, &it->key, it->check, &it->fresh, u->batch_now_ms, 0);
     }
-    return rc;
+    return rc == 0 ? save_learned(u, txn, false) : rc;
 }
 
 static int write_stale_fn(struct st_txn *txn, void *ud)
@@ -845,7 +983,7 @@ static int write_refresh_fn(struct st_txn *txn, void *ud)
         if (rc != 0)
             return rc;
     }
-    return 0;
+    return save_learned(u, txn, false);
 }
 
 /* Applies what waits in the REFRESH ring, one transaction per chunk. Returns false when a
@@ -1262,11 +1400,25 @@ static void step(struct updater *u)
 
 /* ---- start, reload, stop ------------------------------------------------------------------ */
 
+static int save_learned_fn(struct st_txn *txn, void *ud)
+{
+    struct updater *u = ud;
+    memset(&u->tally, 0, sizeof(u->tally));
+    return save_learned(u, txn, true);
+}
+
 static void begin_close(struct updater *u)
 {
     if (u->closing)
         return;
     u->closing = true;
+    if (u->learned_unsaved > 0) { /* what the last writes taught, kept for the next start */
+        int rc = store_write(u, save_learned_fn);
+        if (rc != 0)
+            kd_warn("stop: saving the learned vanish rates failed (%s); the next start uses "
+                    "the last save",
+                    st_strerror(rc));
+    }
     uv_timer_stop(&u->tick);
     uv_close((uv_handle_t *)&u->tick, NULL);
     wk_watch_close(&u->refresh_watch);
@@ -1348,6 +1500,8 @@ static int on_start(struct wk *wk)
         kd_error("updater cannot start: %s", st_strerror(rc));
         return rc;
     }
+    load_learned(u);
+    u->learned_saved_ns = now_ns();
 
     char err[512];
     rc = sp_init(&u->sp, wk, err, sizeof(err));

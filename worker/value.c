@@ -36,6 +36,8 @@ void val_rate_observe(struct val_rate *r, bool vanished, double elapsed_min)
 {
     if (!(elapsed_min > 0))
         elapsed_min = 0;
+    if (elapsed_min > VAL_ELAPSED_MAX_MIN)
+        elapsed_min = VAL_ELAPSED_MAX_MIN;
     r->vanished = fade(r->vanished) + (vanished ? 1.0 : 0.0);
     r->exposure_min = fade(r->exposure_min) + (vanished ? elapsed_min / 2 : elapsed_min);
     r->weight = fade(r->weight) + 1.0;
@@ -86,6 +88,8 @@ void val_age_observe(struct val_age *a, double from_min, double to_min, bool van
 {
     if (!(from_min >= 0) || !(to_min >= from_min))
         return;
+    if (to_min - from_min > VAL_ELAPSED_MAX_MIN)
+        to_min = from_min + VAL_ELAPSED_MAX_MIN;
     for (int b = 0; b < VAL_AGE_BINS; b++) {
         a->vanished[b] *= 1.0 - VAL_AGE_DECAY;
         a->exposure_min[b] *= 1.0 - VAL_AGE_DECAY;
@@ -198,6 +202,70 @@ double val_conf_ratio(const struct val_conf *c)
 {
     double r = c->ratio_n > 1e-9 ? c->ratio_sum / c->ratio_n : 1.0;
     return r < 0.1 ? 0.1 : r > 2.0 ? 2.0 : r;
+}
+
+/* A learned number that observing can reach: finite, in [0, MAX] (a hair over for rounding). */
+static bool in_range(double x, double max)
+{
+    return isfinite(x) && x >= 0 && x <= max * (1 + 1e-9) + 1e-9;
+}
+
+void val_rate_pack(const struct val_rate *r, double out[VAL_RATE_NUMS])
+{
+    out[0] = r->vanished;
+    out[1] = r->exposure_min;
+    out[2] = r->weight;
+}
+
+bool val_rate_unpack(const double in[VAL_RATE_NUMS], struct val_rate *r)
+{
+    double w = in[2];
+    /* Each observation adds at most 1 vanishing and VAL_ELAPSED_MAX_MIN of exposure for its
+     * 1 of weight, and all three fade alike; the prior weighs VAL_PRIOR_WEIGHT, observing only
+     * adds. */
+    if (!in_range(w, VAL_WEIGHT_MAX) || w < 1.0 || !in_range(in[0], w) ||
+        !in_range(in[1], w * VAL_ELAPSED_MAX_MIN))
+        return false;
+    r->vanished = in[0];
+    r->exposure_min = in[1];
+    r->weight = w;
+    return true;
+}
+
+void val_conf_pack(const struct val_conf *c, double out[VAL_CONF_NUMS])
+{
+    out[0] = c->deals;
+    out[1] = c->expected;
+    out[2] = c->ratio_sum;
+    out[3] = c->ratio_n;
+}
+
+bool val_conf_unpack(const double in[VAL_CONF_NUMS], struct val_conf *c)
+{
+    /* A deal, a survival and a deal's ratio count 1 at most each (a ratio 4 at most). */
+    if (!in_range(in[0], VAL_WEIGHT_MAX) || !in_range(in[1], VAL_WEIGHT_MAX) ||
+        !in_range(in[3], VAL_WEIGHT_MAX) || !in_range(in[2], 4 * in[3]))
+        return false;
+    c->deals = in[0];
+    c->expected = in[1];
+    c->ratio_sum = in[2];
+    c->ratio_n = in[3];
+    return true;
+}
+
+bool val_age_valid(const struct val_age *a)
+{
+    /* Every observation fades the table by VAL_AGE_DECAY and adds at most 1 vanishing, a bin's
+     * width of exposure to a bin (the last: VAL_ELAPSED_MAX_MIN). */
+    double vanished = 0;
+    for (int b = 0; b < VAL_AGE_BINS; b++) {
+        double width = b == VAL_AGE_BINS - 1 ? VAL_ELAPSED_MAX_MIN : VAL_AGE_BIN_MIN;
+        if (!in_range(a->vanished[b], 1.0 / VAL_AGE_DECAY) ||
+            !in_range(a->exposure_min[b], width / VAL_AGE_DECAY))
+            return false;
+        vanished += a->vanished[b];
+    }
+    return in_range(vanished, 1.0 / VAL_AGE_DECAY);
 }
 
 int64_t val_fetch_tokens(int64_t live_offers, int64_t offers)

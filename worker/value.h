@@ -169,6 +169,31 @@ double val_conf_hit(const struct val_conf *c);
 double val_conf_ratio(const struct val_conf *c);
 
 /*
+ * What is learned survives a restart (docs/architecture.md, "Value per token"): each stage
+ * keeps its learned state in the store (store/codec.h, st_learned_*) and reads it back at
+ * start. A state read back is used only when the observe functions above could have reached
+ * it from their prior: every number finite and non-negative, vanishings and deals within the
+ * observations, every sum within what the decay lets accumulate (an observation is credited
+ * at most VAL_ELAPSED_MAX_MIN). Anything else (a damaged or hostile record) is refused whole,
+ * so the prior stands in: never a poisoned rate.
+ */
+#define VAL_ELAPSED_MAX_MIN 1e7 /* Keepa minutes (19 years): an observation's longest credit */
+#define VAL_WEIGHT_MAX      (1.0 / VAL_DECAY + VAL_PRIOR_WEIGHT) /* observations, decayed */
+#define VAL_RATE_NUMS       3 /* a struct val_rate as numbers: vanished, exposure, weight */
+#define VAL_CONF_NUMS       4 /* a struct val_conf: deals, expected, ratio_sum, ratio_n */
+
+/* R as numbers, and back: unpack returns false (R untouched) for a rate no observing makes. */
+void val_rate_pack(const struct val_rate *r, double out[VAL_RATE_NUMS]);
+bool val_rate_unpack(const double in[VAL_RATE_NUMS], struct val_rate *r);
+
+/* The same for a peek's confidence. */
+void val_conf_pack(const struct val_conf *c, double out[VAL_CONF_NUMS]);
+bool val_conf_unpack(const double in[VAL_CONF_NUMS], struct val_conf *c);
+
+/* Whether A is a table val_age_observe could have filled (its numbers are its own). */
+bool val_age_valid(const struct val_age *a);
+
+/*
  * Tokens one full fetch of a product with LIVE_OFFERS live offers costs with OFFERS offers
  * asked (Keepa: 6 per started 10 offers returned, at least 6; docs/keepa-api.md §3). Unknown
  * counts (< 0) assume the most.

@@ -1,7 +1,8 @@
 /*
  * fuzz_codec.c: libFuzzer target for every decoder of bytes that cross a trust boundary:
- * the store's records (deal, seen, pending, meta scalars; an LMDB file can be damaged or
- * written by another version) and the config encoding read from shared memory.
+ * the store's records (deal, seen, pending, meta scalars, a stage's learned state; an LMDB
+ * file can be damaged or written by another version) and the config encoding read from shared
+ * memory.
  *
  * The first input byte picks the decoder, the rest is its input. For each input that
  * decodes, re-encoding and decoding again must give the same bytes (the codec is canonical),
@@ -47,7 +48,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     const uint8_t *p = data + 1;
     size_t n = size - 1;
-    switch (data[0] % 6) {
+    switch (data[0] % 7) {
     case 0: {
         static struct st_deal d;
         if (st_deal_decode(p, n, &d) == 0)
@@ -92,6 +93,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             check(st_u64_encode(v, b, sizeof(b), &len) == 0, "st_u64_encode failed");
             uint64_t w = ~v;
             check(st_u64_decode(b, len, &w) == 0 && w == v, "u64 round trip");
+        }
+        break;
+    }
+    case 6: {
+        /* A learned record of two fields; what decodes is within bounds and re-encodes the
+         * same. */
+        static double v[7], w[7];
+        struct st_learned_field f[2] = {{"rate", v, 3, 1e6}, {"bins", v + 3, 4, 100}};
+        struct st_learned_field g[2] = {{"rate", w, 3, 1e6}, {"bins", w + 3, 4, 100}};
+        static uint8_t b1[ST_LEARNED_BYTES], b2[ST_LEARNED_BYTES];
+        size_t l1 = 0, l2 = 0;
+        if (st_learned_decode(p, n, f, 2) == 0) {
+            for (int i = 0; i < 7; i++)
+                check(v[i] >= 0 && v[i] <= (i < 3 ? 1e6 : 100), "a learned number out of bounds");
+            check(st_learned_encode(f, 2, b1, sizeof(b1), &l1) == 0, "learned encode failed");
+            check(st_learned_decode(b1, l1, g, 2) == 0, "learned decode of an encoding failed");
+            check(st_learned_encode(g, 2, b2, sizeof(b2), &l2) == 0 && l1 == l2 &&
+                      memcmp(b1, b2, l1) == 0,
+                  "learned encoding is not canonical");
         }
         break;
     }

@@ -31,6 +31,7 @@
 #include "sim/catalog.h"
 #include "judge/rules.h"
 #include "store/store.h"
+#include "worker/value.h"
 
 #define KDEALS   KD_BUILD_DIR "/kdeals"
 #define SIM      KD_BUILD_DIR "/kdeals-sim"
@@ -1273,6 +1274,85 @@ static void test_first_recheck_of_a_new_deal_is_placed(void **state)
     stop_all(&w);
 }
 
+/* The learned figure NAME as `kdeals stat --json` shows it (its "value" object); -1 if the
+ * command fails or does not show it. */
+static int64_t stat_value(struct world *w, const char *name)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), KDEALS " stat -c %s --json 2>/dev/null", w->conf);
+    FILE *p = popen(cmd, "r");
+    if (p == NULL)
+        return -1;
+    static char out[1 << 20];
+    size_t n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    if (pclose(p) != 0)
+        return -1;
+    const char *v = strstr(out, "\"value\":");
+    return v != NULL ? json_int(v, name) : -1;
+}
+
+/*
+ * What the re-checks taught survives `kdeals stop` and `start`: deals that fail every re-check
+ * teach a half-life other than the prior's 120 Keepa minutes; after a stop and a start, before
+ * any new re-check (every deal expired: none is due), `kdeals stat` shows the same learned
+ * figures, read back from the store.
+ */
+static void test_learned_rates_survive_a_restart(void **state)
+{
+    (void)state;
+    struct world w;
+    world_init(&w);
+    w.value_rules = "order, prescore, fees, recheck, gone, busy, fresh, probe, cadence, lowfees";
+    w.min_roi = "10000";
+    start_sim(&w, "offers_fail=1");
+    write_config(&w, 10, "10m", "80m", 3);
+    enum { N = 8 };
+    char asins[N][ST_ASIN_LEN + 1];
+    struct truth truths[N];
+    seed_due_deals(&w, N, asins, truths);
+    start_daemon(&w);
+    for (int i = 0; i < N; i++)
+        assert_true(KDH_WAIT_FOR(expired(&w, asins[i]), 30));
+    assert_true(KDH_WAIT_FOR(upd_counter(&w, SHM_C_deals_expired) == N, 10));
+    static const char *const names[] = {"vanish_half_life_min",
+                                        "vanish_half_life_fast_min",
+                                        "vanish_half_life_mid_min",
+                                        "vanish_half_life_slow_min",
+                                        "peek_hit_bp",
+                                        "peek_profit_ratio_bp"};
+    enum { NV = sizeof(names) / sizeof(names[0]) };
+    int64_t before[NV];
+    for (int i = 0; i < NV; i++)
+        before[i] = stat_value(&w, names[i]);
+    if (before[0] <= 0 || before[0] == VAL_PRIOR_HALF_LIFE_MIN)
+        fail_msg("the re-checks taught no half-life: %lld", (long long)before[0]);
+    int64_t checks = upd_counter(&w, SHM_C_deals_refreshed) + upd_counter(&w, SHM_C_deals_expired);
+
+    /* `kdeals stop` (TERM) and start again: same store, nothing due. */
+    int status = 0;
+    kill(w.daemon, SIGTERM);
+    assert_true(KDH_WAIT_FOR(exited(w.daemon, &status), 30));
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    shm_segment_detach(&w.seg);
+    w.attached = false;
+    start_daemon(&w);
+    assert_true(KDH_WAIT_FOR(
+        atomic_load(&w.seg.layout->procs[SHM_ROLE_COMMITTER].state) == SHM_PROC_READY, 20));
+    for (int i = 0; i < NV; i++) {
+        int64_t after = stat_value(&w, names[i]);
+        if (after != before[i])
+            fail_msg("%s: %lld before the restart, %lld after (see %s)", names[i],
+                     (long long)before[i], (long long)after, w.log);
+    }
+    /* No re-check taught them again: the new run checked nothing. */
+    assert_int_equal(upd_counter(&w, SHM_C_deals_refreshed) + upd_counter(&w, SHM_C_deals_expired),
+                     0);
+    assert_true(checks >= N);
+    assert_true(log_contains(&w, "learned vanish rates read from the store"));
+    stop_all(&w);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -1288,6 +1368,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_failing_criteria_expire_after_n_checks),
         cmocka_unit_test(test_final_failure_expires_at_the_first_check),
         cmocka_unit_test(test_first_recheck_of_a_new_deal_is_placed),
+        cmocka_unit_test(test_learned_rates_survive_a_restart),
     };
     kd_test_set_timeout(120);
     return KD_RUN_TESTS(tests, argc, argv);

@@ -214,6 +214,83 @@ static void test_age_finds_a_fixed_life(void **state)
     assert_true(fabs(b.exposure_min[VAL_AGE_BINS - 1] - 100) < 1e-9);
 }
 
+/*
+ * What is learned survives a restart only when it is a state observing can reach: the prior
+ * and any amount of observing read back as they were; a hostile state is refused whole.
+ */
+static void test_learned_state_read_back_only_when_reachable(void **state)
+{
+    (void)state;
+    double n[VAL_RATE_NUMS];
+    struct val_rate r, back;
+    val_rate_init(&r);
+    val_rate_pack(&r, n);
+    assert_true(val_rate_unpack(n, &back));
+    assert_memory_equal(&r, &back, sizeof(r));
+    feed(&r, 5000, 40, 5);
+    val_rate_observe(&r, false, 1e12); /* an absurd interval is credited VAL_ELAPSED_MAX_MIN */
+    val_rate_observe(&r, true, 1e12);
+    val_rate_pack(&r, n);
+    assert_true(val_rate_unpack(n, &back));
+    assert_memory_equal(&r, &back, sizeof(r));
+    /* Refused, R untouched: what no observing makes. */
+    const double bad_rate[][VAL_RATE_NUMS] = {{NAN, 100, 10},
+                                              {1, INFINITY, 10},
+                                              {-1, 100, 10},
+                                              {1, -1, 10},
+                                              {1, 100, 0},
+                                              {1, 100, 0.5},
+                                              {1, 100, 1e6},
+                                              {11, 100, 10},
+                                              {1, 1e9, 10.0},
+                                              {1, 100, NAN},
+                                              {1, 100, VAL_WEIGHT_MAX * 1.01}};
+    for (size_t i = 0; i < sizeof(bad_rate) / sizeof(bad_rate[0]); i++) {
+        back = r;
+        if (val_rate_unpack(bad_rate[i], &back))
+            fail_msg("rate case %zu taken", i);
+        assert_memory_equal(&r, &back, sizeof(r));
+    }
+
+    double c[VAL_CONF_NUMS];
+    struct val_conf conf, cback;
+    val_conf_init(&conf);
+    for (int i = 0; i < 3000; i++)
+        val_conf_observe(&conf, i % 3 == 0, 0.9, 1000, i % 2 ? 9000 : 500);
+    val_conf_pack(&conf, c);
+    assert_true(val_conf_unpack(c, &cback));
+    assert_memory_equal(&conf, &cback, sizeof(conf));
+    const double bad_conf[][VAL_CONF_NUMS] = {
+        {NAN, 1, 1, 1}, {1, -1, 1, 1}, {1, 1, 5, 1}, {1e4, 1, 1, 1}, {1, 1, 1, INFINITY}};
+    for (size_t i = 0; i < sizeof(bad_conf) / sizeof(bad_conf[0]); i++) {
+        cback = conf;
+        if (val_conf_unpack(bad_conf[i], &cback))
+            fail_msg("confidence case %zu taken", i);
+        assert_memory_equal(&conf, &cback, sizeof(conf));
+    }
+
+    static struct val_age a, bad;
+    val_age_init(&a);
+    assert_true(val_age_valid(&a));
+    for (int i = 0; i < 20000; i++)
+        val_age_observe(&a, (i % 50) * 30.0, (i % 50) * 30.0 + (i % 7 == 0 ? 1e12 : 45), i % 3 == 0,
+                        -1);
+    assert_true(val_age_valid(&a));
+    bad = a;
+    bad.vanished[3] = NAN;
+    assert_false(val_age_valid(&bad));
+    bad = a;
+    bad.exposure_min[0] = -1;
+    assert_false(val_age_valid(&bad));
+    bad = a;
+    bad.exposure_min[1] = VAL_AGE_BIN_MIN / VAL_AGE_DECAY * 2; /* more than a bin can hold */
+    assert_false(val_age_valid(&bad));
+    bad = a;
+    for (int b = 0; b < VAL_AGE_BINS; b++)
+        bad.vanished[b] = 1.0 / VAL_AGE_DECAY / 2; /* each within bounds, the sum not */
+    assert_false(val_age_valid(&bad));
+}
+
 static void test_rules_from_the_config(void **state)
 {
     (void)state;
@@ -263,6 +340,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_profit_ratio_is_a_mean_over_deals),
         cmocka_unit_test(test_fetch_tokens_as_keepa_charges),
         cmocka_unit_test(test_age_finds_a_fixed_life),
+        cmocka_unit_test(test_learned_state_read_back_only_when_reachable),
         cmocka_unit_test(test_rules_from_the_config),
     };
     return KD_RUN_TESTS(tests, argc, argv);

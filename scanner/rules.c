@@ -94,6 +94,7 @@ void scanner_fees_init(struct scanner_fees *f)
 {
     memset(&f->all, 0, sizeof(f->all));
     memset(f->cat, 0, sizeof(f->cat));
+    memset(f->peek, 0, sizeof(f->peek));
     for (size_t i = 0; i < SCANNER_FEES_LOW_CATS; i++)
         f->cat[i].root_category = -1; /* free */
 }
@@ -142,31 +143,72 @@ void scanner_prescore_deal(const struct kp_deal *d, const struct jd_rules *r,
                            const struct scanner_fees *fees, bool low, int64_t *profit_cents,
                            int64_t *at_min)
 {
+    scanner_prescore_deal_class(d, r, fees, low, profit_cents, at_min, NULL);
+}
+
+void scanner_prescore_deal_class(const struct kp_deal *d, const struct jd_rules *r,
+                                 const struct scanner_fees *fees, bool low, int64_t *profit_cents,
+                                 int64_t *at_min, uint8_t *cls)
+{
     struct jd_inputs in;
     struct jd_verdict v;
     jd_inputs_from_deal(d, r, 0, &in);
     *at_min = d->creation_date_keepa_min > 0 ? d->creation_date_keepa_min
               : d->last_update_keepa_min > 0 ? d->last_update_keepa_min
                                              : 0;
-    bool known = fees != NULL && scanner_fees_get(fees, d->asin, &in);
-    if (!known && fees != NULL && low) /* never peeked (or forgotten): the low fees */
-        known = scanner_fees_low(fees, in.root_category, &in);
-    if (known) {
-        struct jd_inputs bare = in; /* as a peek reads it: no Buy Box */
-        bare.new_buy_box_cents = bare.used_buy_box_cents = -1;
-        struct jd_verdict vb;
-        bool deal = jd_judge(&in, r, &v), deal_bare = jd_judge(&bare, r, &vb);
+    int source = 0;
+    if (fees != NULL && scanner_fees_get(fees, d->asin, &in))
+        source = 2;
+    else if (fees != NULL && low && scanner_fees_low(fees, in.root_category, &in))
+        source = 1;             /* never peeked (or forgotten): the low fees */
+    struct jd_inputs bare = in; /* as a peek reads it: no Buy Box */
+    bare.new_buy_box_cents = bare.used_buy_box_cents = -1;
+    struct jd_verdict vb;
+    bool deal = jd_judge(&in, r, &v), deal_bare = jd_judge(&bare, r, &vb);
+    if (source > 0) {
         if (!deal && !deal_bare) {
             *profit_cents = -1;
+            if (cls != NULL)
+                *cls = SCANNER_PEEK_NONE;
             return;
         }
         if (!deal || (deal_bare && vb.profit_cents > v.profit_cents))
             v = vb;
-        *profit_cents = v.priced && v.profit_cents > 0 ? v.profit_cents : 0;
-        return;
     }
-    jd_judge(&in, r, &v);
     *profit_cents = v.priced && v.profit_cents > 0 ? v.profit_cents : 0;
+    if (cls != NULL)
+        *cls = scanner_peek_class(source, deal && !deal_bare, *profit_cents);
+}
+
+uint8_t scanner_peek_class(int fees_source, bool buy_box_only, int64_t profit_cents)
+{
+    int band = profit_cents < 1000 ? 0 : profit_cents < 2000 ? 1 : profit_cents < 4000 ? 2 : 3;
+    int source = fees_source < 0 ? 0 : fees_source > 2 ? 2 : fees_source;
+    return (uint8_t)((source * 2 + (buy_box_only ? 1 : 0)) * SCANNER_PEEK_BANDS + band);
+}
+
+void scanner_peek_learn(struct scanner_fees *f, uint8_t cls, bool passed)
+{
+    if (cls >= SCANNER_PEEK_CLASSES)
+        return;
+    struct scanner_peek_rate *k = &f->peek[cls];
+    k->passed = (k->passed << 1) | (passed ? 1u : 0u);
+    k->n++;
+}
+
+bool scanner_peek_skip(struct scanner_fees *f, uint8_t cls)
+{
+    if (cls >= SCANNER_PEEK_CLASSES)
+        return false;
+    struct scanner_peek_rate *k = &f->peek[cls];
+    if (k->n < SCANNER_PEEK_MIN)
+        return false;
+    uint32_t n = k->n < SCANNER_PEEK_WINDOW ? k->n : SCANNER_PEEK_WINDOW;
+    uint32_t mask = n >= 32 ? UINT32_MAX : (1u << n) - 1;
+    uint32_t passed = (uint32_t)__builtin_popcount(k->passed & mask);
+    if (passed * 100 >= n * SCANNER_PEEK_MIN_PASS_PCT)
+        return false;
+    return ++k->skipped % SCANNER_PEEK_EXPLORE != 0;
 }
 
 double scanner_prescore(int64_t profit_cents, int64_t at_min, int64_t newest_min,
@@ -470,6 +512,7 @@ int scanner_page_add(struct scanner_page *p, const char *asin, int64_t feed_last
     c->window_start_min = c->window_end_min = -1;
     c->feed_drop_pct = -1;
     c->feed_new_cents = c->feed_used_cents = -1;
+    c->peek_class = SCANNER_PEEK_NONE;
     return 0;
 }
 
@@ -495,6 +538,7 @@ int scanner_page_add_code(struct scanner_page *p, const char *code, int16_t item
     c->window_start_min = c->window_end_min = -1;
     c->feed_drop_pct = -1;
     c->feed_new_cents = c->feed_used_cents = -1;
+    c->peek_class = SCANNER_PEEK_NONE;
     return 0;
 }
 
@@ -518,6 +562,12 @@ size_t scanner_page_take(struct scanner_page *p, size_t max, uint16_t *idx)
 
 size_t scanner_page_take_best(struct scanner_page *p, size_t max, uint16_t *idx,
                               int64_t half_life_min)
+{
+    return scanner_page_take_rated(p, max, idx, half_life_min, NULL, NULL);
+}
+
+size_t scanner_page_take_rated(struct scanner_page *p, size_t max, uint16_t *idx,
+                               int64_t half_life_min, struct scanner_fees *rates, size_t *dropped)
 {
     int64_t newest = 0;
     for (size_t i = 0; i < p->n; i++)
@@ -544,6 +594,12 @@ size_t scanner_page_take_best(struct scanner_page *p, size_t max, uint16_t *idx,
         }
         if (best < 0)
             break;
+        if (rates != NULL && scanner_peek_skip(rates, p->c[best].peek_class)) {
+            p->c[best].state = SCANNER_CAND_DONE;
+            if (dropped != NULL)
+                (*dropped)++;
+            continue;
+        }
         p->c[best].state = SCANNER_CAND_IN_FLIGHT;
         idx[n++] = (uint16_t)best;
     }

@@ -165,6 +165,7 @@ struct scanner_cand {
                                                  minutes; -1 for other sources */
     int64_t prescore_profit_cents; /* scanner_prescore_deal; 0 when the source has no feed */
     int64_t prescore_at_min;       /* ... and its moment; 0 unknown */
+    uint8_t peek_class;            /* scanner_peek_class; SCANNER_PEEK_NONE without a feed */
     int32_t feed_drop_pct;         /* the feed's deltaPercent the selection filters on; -1 none */
     int64_t feed_new_cents;        /* the feed's lowest New and Used listings; -1 none */
     int64_t feed_used_cents;
@@ -236,10 +237,36 @@ struct scanner_fees_low {
     int32_t low_referral_bp, low_fba_cents, low_closing_cents; /* when n >= SCANNER_FEES_LOW_MIN */
 };
 
+/*
+ * What the peeks of each class of candidate found (the `peekrate` rule): a class is what the
+ * pre-score knew (the product's own fees, the learned low fees, or none), whether it passed
+ * only at the feed's Buy Box (a peek reads none, so it sells at an average, docs/keepa-api.md)
+ * and the band of its pre-score profit. The last SCANNER_PEEK_WINDOW outcomes of each, one bit
+ * each. A class whose peeks pass less than 1 in 4 (SCANNER_PEEK_MIN_PASS_PCT) once it has
+ * SCANNER_PEEK_MIN outcomes is not peeked: the oracle pays one peek and one full fetch of
+ * about 10 tokens a deal, and 3 failed peeks a deal found are the whole 1.3x the issue allows
+ * above it. One candidate in SCANNER_PEEK_EXPLORE of such a class is peeked still, so that the
+ * class's rate follows the day.
+ */
+#define SCANNER_PEEK_BANDS        4 /* pre-score profit < 10, < 20, < 40 USD, more */
+#define SCANNER_PEEK_CLASSES      (3 * 2 * SCANNER_PEEK_BANDS)
+#define SCANNER_PEEK_NONE         0xff /* a candidate without a feed row: no class */
+#define SCANNER_PEEK_WINDOW       32
+#define SCANNER_PEEK_MIN          16
+#define SCANNER_PEEK_MIN_PASS_PCT 25
+#define SCANNER_PEEK_EXPLORE      8
+
+struct scanner_peek_rate {
+    uint32_t passed; /* bit i: the i-th latest outcome passed */
+    uint32_t n;      /* outcomes ever */
+    uint32_t skipped;
+};
+
 struct scanner_fees {
     struct scanner_fees_entry e[SCANNER_FEES_SLOTS];
     struct scanner_fees_low all;
     struct scanner_fees_low cat[SCANNER_FEES_LOW_CATS];
+    struct scanner_peek_rate peek[SCANNER_PEEK_CLASSES];
 };
 
 /*
@@ -284,6 +311,29 @@ void scanner_prescore_deal(const struct kp_deal *d, const struct jd_rules *r,
                            const struct scanner_fees *fees, bool low, int64_t *profit_cents,
                            int64_t *at_min);
 
+/* As scanner_prescore_deal; *CLS (may be NULL) gets the candidate's class for `peekrate`
+ * (scanner_peek_class). */
+void scanner_prescore_deal_class(const struct kp_deal *d, const struct jd_rules *r,
+                                 const struct scanner_fees *fees, bool low, int64_t *profit_cents,
+                                 int64_t *at_min, uint8_t *cls);
+
+/*
+ * The `peekrate` class of a pre-score: FEES_SOURCE 0 none known, 1 the learned low fees, 2 the
+ * product's own; BUY_BOX_ONLY when it passed only at the feed's Buy Box; PROFIT_CENTS its
+ * profit.
+ */
+uint8_t scanner_peek_class(int fees_source, bool buy_box_only, int64_t profit_cents);
+
+/* Learns that a peek of a candidate of class CLS passed (or not). SCANNER_PEEK_NONE: nothing. */
+void scanner_peek_learn(struct scanner_fees *f, uint8_t cls, bool passed);
+
+/*
+ * True when a candidate of class CLS is not worth its peek (its class passes too seldom, see
+ * struct scanner_peek_rate); counts it among the class's skipped, of which every
+ * SCANNER_PEEK_EXPLORE-th is peeked still (false).
+ */
+bool scanner_peek_skip(struct scanner_fees *f, uint8_t cls);
+
 /*
  * A pre-score's worth: PROFIT_CENTS halved for every HALF_LIFE_MIN (> 0) its moment AT_MIN is
  * older than NEWEST_MIN, the newest moment on the page (a fresh drop is likelier to be there
@@ -299,6 +349,14 @@ double scanner_prescore(int64_t profit_cents, int64_t at_min, int64_t newest_min
  */
 size_t scanner_page_take_best(struct scanner_page *p, size_t max, uint16_t *idx,
                               int64_t half_life_min);
+
+/*
+ * As scanner_page_take_best; with RATES (the `peekrate` rule; NULL: none) a candidate
+ * scanner_peek_skip rules out is marked done unpeeked as it comes up (nothing is recorded: a
+ * later feed entry is judged again), and *DROPPED (may be NULL) counts them.
+ */
+size_t scanner_page_take_rated(struct scanner_page *p, size_t max, uint16_t *idx,
+                               int64_t half_life_min, struct scanner_fees *rates, size_t *dropped);
 
 /* Ends the flight of the N candidates at IDX: DONE true marks them done, else re-queues. */
 void scanner_page_release(struct scanner_page *p, const uint16_t *idx, size_t n, bool done);

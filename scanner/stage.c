@@ -538,6 +538,8 @@ static int write_batch(struct scanner *sc, struct scanner_batch *b)
         fill_record(sc, b, w.refresh[k], &p);
         push(sc, &sc->refresh_out, &p);
     }
+    for (size_t i = 0; sc->fees != NULL && !b->by_code && i < b->n_res; i++)
+        scanner_peek_learn(sc->fees, sc->page.c[b->idx[b->res[i].cand]].peek_class, b->res[i].deal);
     for (size_t i = 0; i < b->n_res; i++) /* each ASIN's verdict, for tools/missed-top.py */
         kd_debug("peeked %s: %s, profit %lld", b->res[i].asin,
                  b->res[i].deal     ? "survivor"
@@ -796,11 +798,15 @@ static void submit_peeks(struct scanner *sc, int64_t now, int64_t *wake)
             }
         if (codes && max > SCANNER_CODE_BATCH)
             max = SCANNER_CODE_BATCH;
+        size_t rated_out = 0; /* `peekrate`: of a class whose peeks seldom pass */
         size_t n = (sc->value_rules & VAL_RULE_PRESCORE)
-                       ? scanner_page_take_best(
+                       ? scanner_page_take_rated(
                              &sc->page, (size_t)max, b->idx,
-                             shm_counter_total(sc->wk->seg.layout, SHM_C_vanish_half_life_min))
+                             shm_counter_total(sc->wk->seg.layout, SHM_C_vanish_half_life_min),
+                             (sc->value_rules & VAL_RULE_PEEKRATE) ? sc->fees : NULL, &rated_out)
                        : scanner_page_take(&sc->page, (size_t)max, b->idx);
+        if (rated_out > 0)
+            shm_counter_add(counters(sc), SHM_C_asins_prefiltered, (int64_t)rated_out);
         if (n == 0)
             return;
         b->sc = sc;
@@ -952,8 +958,8 @@ static void feed_deal(struct scanner *sc, struct scanner_page *page, struct scan
     } else {
         bool fees = (sc->value_rules & VAL_RULE_FEES) != 0;
         bool low = (sc->value_rules & VAL_RULE_LOWFEES) != 0;
-        scanner_prescore_deal(d, &sc->rules, fees || low ? sc->fees : NULL, low,
-                              &c->prescore_profit_cents, &c->prescore_at_min);
+        scanner_prescore_deal_class(d, &sc->rules, fees || low ? sc->fees : NULL, low,
+                                    &c->prescore_profit_cents, &c->prescore_at_min, &c->peek_class);
         if (c->prescore_profit_cents < 0) { /* a sure fail at the fees its last peek read, or
                                              * at the low fees peeks found (`lowfees`) */
             c->state = SCANNER_CAND_DONE;

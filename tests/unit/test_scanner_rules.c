@@ -1270,6 +1270,115 @@ static void test_prescore_with_low_fees(void **state)
     assert_int_equal(in.fba_fee_cents, 1);
 }
 
+/* `peekrate`: a pre-score's class is what it knew (fees), whether only the feed's Buy Box made
+ * it a deal, and its profit band; a class whose peeks pass less than 1 in 4 is not peeked, but
+ * for one candidate in SCANNER_PEEK_EXPLORE, and the page is taken without them. */
+static void test_peek_rate(void **state)
+{
+    (void)state;
+    struct cfg c;
+    cfg_defaults(&c);
+    struct jd_rules r;
+    jd_rules_from_cfg(&c, &r);
+    static struct scanner_fees fees;
+    memset(&fees, 0, sizeof(fees));
+    scanner_fees_init(&fees);
+
+    /* The classes. */
+    uint8_t none = scanner_peek_class(0, false, 1500), own = scanner_peek_class(2, false, 1500);
+    uint8_t own_bb = scanner_peek_class(2, true, 1500),
+            own_dear = scanner_peek_class(2, false, 5000);
+    assert_true(none != own && own != own_bb && own != own_dear && none != own_bb);
+    assert_true(own_bb < SCANNER_PEEK_CLASSES && own_dear < SCANNER_PEEK_CLASSES);
+    assert_int_equal(scanner_peek_class(2, false, 1000), scanner_peek_class(2, false, 1999));
+    assert_true(scanner_peek_class(2, false, 999) != scanner_peek_class(2, false, 1000));
+
+    /* The pre-score's class: fees unknown, then the product's own fees, then a deal only at
+     * the feed's Used Buy Box (a peek, which reads none, sells at the 90-day average). */
+    struct kp_deal d;
+    deal_init(&d, "B000000001");
+    d.current[2] = 1600;
+    int64_t profit = 0, at = 0;
+    uint8_t cls = 0;
+    scanner_prescore_deal_class(&d, &r, &fees, true, &profit, &at, &cls);
+    assert_true(profit > 0);
+    assert_int_equal(cls, scanner_peek_class(0, false, profit));
+    struct jd_inputs peeked;
+    jd_inputs_init(&peeked);
+    peeked.referral_bp = 1500;
+    peeked.fba_fee_cents = 650;
+    peeked.closing_fee_cents = -1;
+    peeked.fees_known = true;
+    scanner_fees_put(&fees, "B000000001", &peeked);
+    d.current[2] = 1000;
+    scanner_prescore_deal_class(&d, &r, &fees, true, &profit, &at, &cls);
+    assert_true(profit > 0);
+    assert_int_equal(cls, scanner_peek_class(2, false, profit));
+    d.current[2] = 1900; /* a sure fail at 30.00 with its fees ... */
+    scanner_prescore_deal_class(&d, &r, &fees, true, &profit, &at, &cls);
+    assert_int_equal(profit, -1);
+    assert_int_equal(cls, SCANNER_PEEK_NONE);
+    d.current[32] = 4500; /* ... but a deal sold at a Used Buy Box of 45.00 */
+    scanner_prescore_deal_class(&d, &r, &fees, true, &profit, &at, &cls);
+    assert_true(profit > 0);
+    assert_int_equal(cls, scanner_peek_class(2, true, profit));
+
+    /* Too few outcomes: peeked. */
+    for (int i = 0; i < SCANNER_PEEK_MIN - 1; i++)
+        scanner_peek_learn(&fees, own_bb, false);
+    assert_false(scanner_peek_skip(&fees, own_bb));
+    scanner_peek_learn(&fees, own_bb, false);
+    /* Now 16 failures of 16: skipped, but one in SCANNER_PEEK_EXPLORE. */
+    int peeked_n = 0;
+    for (int i = 0; i < 4 * SCANNER_PEEK_EXPLORE; i++)
+        peeked_n += !scanner_peek_skip(&fees, own_bb);
+    assert_int_equal(peeked_n, 4);
+    /* 1 in 4 of the last outcomes passing is enough; fewer is not. */
+    for (int i = 0; i < SCANNER_PEEK_WINDOW; i++)
+        scanner_peek_learn(&fees, own, i % 4 == 0);
+    assert_false(scanner_peek_skip(&fees, own));
+    scanner_peek_learn(&fees, own, false); /* 7 of the last 32 */
+    assert_true(scanner_peek_skip(&fees, own) || scanner_peek_skip(&fees, own));
+    /* Only the last SCANNER_PEEK_WINDOW count: a class that passes again is peeked again. */
+    for (int i = 0; i < SCANNER_PEEK_WINDOW / 2; i++)
+        scanner_peek_learn(&fees, own_bb, true);
+    assert_false(scanner_peek_skip(&fees, own_bb));
+    assert_false(scanner_peek_skip(&fees, SCANNER_PEEK_NONE)); /* no class: peeked */
+    scanner_peek_learn(&fees, SCANNER_PEEK_NONE, false);       /* nothing learned */
+
+    /* The page: the candidate of a failing class is done unpeeked; without the rates, taken. */
+    static struct scanner_page p;
+    const char *asins[] = {"B000000001", "B000000002", "B000000003"};
+    uint8_t classes[] = {own_dear, none, own_dear};
+    for (int i = 0; i < SCANNER_PEEK_WINDOW; i++)
+        scanner_peek_learn(&fees, none, false);
+    fees.peek[none].skipped = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        scanner_page_reset(&p);
+        for (int i = 0; i < 3; i++) {
+            assert_int_equal(scanner_page_add(&p, asins[i], -1, 0), 0);
+            p.c[i].prescore_profit_cents = 3000 - 100 * i;
+            p.c[i].peek_class = classes[i];
+        }
+        uint16_t idx[3];
+        size_t dropped = 0;
+        size_t n = pass == 0 ? scanner_page_take_rated(&p, 3, idx, 60, &fees, &dropped)
+                             : scanner_page_take_rated(&p, 3, idx, 60, NULL, &dropped);
+        assert_int_equal(n, pass == 0 ? 2 : 3);
+        assert_int_equal(dropped, pass == 0 ? 1 : 0);
+        assert_int_equal(idx[0], 0);
+        assert_int_equal(idx[1], pass == 0 ? 2 : 1);
+        assert_int_equal(p.c[1].state, pass == 0 ? SCANNER_CAND_DONE : SCANNER_CAND_IN_FLIGHT);
+        assert_true(scanner_page_complete(&p) == false);
+    }
+    /* A candidate without a feed row has no class. */
+    scanner_page_reset(&p);
+    scanner_page_add(&p, "B000000009", -1, 0);
+    assert_int_equal(p.c[0].peek_class, SCANNER_PEEK_NONE);
+    scanner_page_add_code(&p, "012345678905", 3);
+    assert_int_equal(p.c[1].peek_class, SCANNER_PEEK_NONE);
+}
+
 static void test_page_take_best(void **state)
 {
     (void)state;
@@ -1608,6 +1717,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_prescore),
         cmocka_unit_test(test_prescore_with_learned_fees),
         cmocka_unit_test(test_prescore_with_low_fees),
+        cmocka_unit_test(test_peek_rate),
         cmocka_unit_test(test_page_take_best),
         cmocka_unit_test(test_pass_pause),
         cmocka_unit_test(test_probe_floor),

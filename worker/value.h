@@ -59,7 +59,8 @@ enum {
     VAL_RULE_FINAL = 1u << 12,   /* a re-check failure no listing near the market undoes expires */
     VAL_RULE_AGE = 1u << 13,     /* re-checks placed by the hazard at the age of the deal's price */
     VAL_RULE_DELTA = 1u << 14,   /* a page of the biggest absolute drops before a fresh pass */
-    VAL_RULE_FIRST = 1u << 15    /* a new deal's first re-check placed as a re-check's would be */
+    VAL_RULE_FIRST = 1u << 15,   /* a new deal's first re-check placed as a re-check's would be */
+    VAL_RULE_LANE = 1u << 16     /* the first delta page also read between passes when due */
 };
 
 /* The VAL_RULE_* bits of config C's [tokens] value_rules (validated by the config). */

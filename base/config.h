@@ -106,7 +106,7 @@
       "weights (the share of one that has no work goes to the others)")                            \
     X(tokens, value_rules, LIST,                                                                   \
       "order, prescore, fees, recheck, gone, busy, fresh, probe, cadence, lowfees, final, age, "   \
-      "delta, first, peekrate",                                                                    \
+      "delta, first, peekrate, lane",                                                              \
       1, CFG_STR_MAX, CFG_VALUE_RULES, CFG_RELOAD,                                                 \
       "the rules of value per token in use (docs/architecture.md, \"The spending policy\"); "      \
       "leave one out to see what it buys (none: arrival order, doubling intervals, fixed pause)")  \
@@ -297,7 +297,7 @@ struct cfg_named_key {
 #define CFG_VALUE_RULES                                                                            \
     "none|order|drop|prescore|recheck|gone|busy|fees|fresh|budget|probe|cadence|lowfees|final|"    \
     "age|"                                                                                         \
-    "delta|first|peekrate"
+    "delta|first|peekrate|lane"
 
 /* The sell bases, in the order of enum jd_basis from 1 (judge/judge.h). */
 #define CFG_SELL_BASES "buy_box|lowest_fba|avg90|avg180|avg365|avg90_365|current"

@@ -431,6 +431,20 @@ bool scanner_delta_page(int64_t now_min, int64_t last_min, int64_t interval_min,
     return !full_walk && (last_min <= 0 || now_min - last_min >= interval_min);
 }
 
+uint32_t scanner_delta_next(int64_t now_min, int64_t pair_last_min, int64_t first_last_min,
+                            int64_t interval_min, bool full_walk, bool pass_start, bool lane,
+                            bool pass_page_since, uint32_t *first)
+{
+    *first = 0;
+    bool first_due = lane && (pass_start || pass_page_since) &&
+                     scanner_delta_page(now_min, first_last_min, interval_min, full_walk);
+    if (pass_start && scanner_delta_page(now_min, pair_last_min, interval_min, full_walk)) {
+        *first = lane && !first_due ? 1 : 0;
+        return SCANNER_DELTA_PAGES - *first;
+    }
+    return first_due ? 1 : 0;
+}
+
 void scanner_drops_put(struct scanner_drops *d, int32_t pct)
 {
     if (pct < 0 || pct > 100)

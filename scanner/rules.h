@@ -608,6 +608,33 @@ int64_t scanner_pass_interval_min(int64_t page_tokens, int64_t rate, int64_t hal
  */
 bool scanner_delta_page(int64_t now_min, int64_t last_min, int64_t interval_min, bool full_walk);
 
+/*
+ * The first delta page between passes (the "lane" rule, docs/architecture.md "Value per
+ * token"): the passes of a 5-a-minute plan come every 30-80 Keepa minutes, as the commits of
+ * what each pass found take the tokens first, and a top deal that only the delta pages find
+ * waited for the next pass's start (on seed 3 of the day benchmark, 20 of the 43 top-tenth
+ * deals stored were first read on a delta page, a median of 28 minutes after the feed listed
+ * them, each at the first delta read after it). With the lane, the first delta page is also read
+ * at any page boundary and in the pause between passes, once its own cadence interval of one
+ * page has passed since it was last read and a page of the pass itself came between; the
+ * second comes with the passes as before.
+ *
+ * What to read before the next page, at NOW_MIN: PAIR_LAST_MIN is when the delta pages of a
+ * pass's start (or a full walk) last began, FIRST_LAST_MIN when the first delta page was last
+ * read (or a full walk began); <= 0 none. At a PASS_START that is not a FULL_WALK, the pair is
+ * due as scanner_delta_page says, less the first page when LANE and it was read within
+ * INTERVAL_MIN; with LANE, the first page alone when only it is due. Elsewhere (a page boundary
+ * inside a pass, the pause after one), the first page alone when LANE, it is due, and
+ * PASS_PAGE_SINCE: a page of the pass itself was read since the first delta page last arrived.
+ * So the lane never starves a pass: where a page's peeks take longer than the interval (the rich
+ * economy, whose delta page holds a hundred candidates), a first delta page read after every
+ * page of the pass's own would be all the scanner reads. *FIRST gets the first delta page to
+ * read (0 or 1). Returns how many (0: none).
+ */
+uint32_t scanner_delta_next(int64_t now_min, int64_t pair_last_min, int64_t first_last_min,
+                            int64_t interval_min, bool full_walk, bool pass_start, bool lane,
+                            bool pass_page_since, uint32_t *first);
+
 /* Ends C's pass where it stands (a fresh pass that reached its horizon): position 0, pass + 1. */
 void scanner_cursor_end_pass(struct scanner_cursor *c);
 

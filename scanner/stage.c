@@ -25,7 +25,9 @@
  * survivors write_batch() sees); with the cadence rule, pass_pause_ms() holds the next fresh pass
  * back until its pages are worth their tokens (scanner_pass_interval_min); with the delta rule,
  * start_page() begins a fresh pass with pages sorted by absolute drop (scanner_delta_page),
- * which finish_page() leaves out of the cursor.
+ * which finish_page() leaves out of the cursor; with the lane rule, the first of them also comes
+ * at a page boundary or in the pause between passes when due (scanner_delta_next: step() wakes
+ * for it in the pause, start_page() reads it alone there).
  *
  * The dear list sources (lightning deals, best-seller lists) fetch a whole list with one
  * request (fetch_list, within the deficit bound and sent once per grant), keep it as entries
@@ -82,6 +84,20 @@ static int64_t full_tokens(const struct scanner *sc, int64_t rate)
                        ? tb_cost_estimate(sc->sp.tb, TB_KIND_DEAL_PAGE, (int64_t)sc->walk_pages)
                        : 0;
     return scanner_fresh_full_tokens(rate, walk);
+}
+
+/* Whether the first delta page is also read between passes (the lane rule). */
+static bool lane_on(const struct scanner *sc)
+{
+    return (sc->value_rules & VAL_RULE_LANE) != 0;
+}
+
+/* The cadence interval of one delta page, Keepa minutes (scanner_pass_interval_min). */
+static int64_t delta_interval_min(const struct scanner *sc, int64_t rate)
+{
+    return scanner_pass_interval_min(
+        tb_cost_estimate(sc->sp.tb, TB_KIND_DEAL_PAGE, 1), rate,
+        shm_counter_total(sc->wk->seg.layout, SHM_C_vanish_half_life_min));
 }
 
 /* SCANNER_KNOWN_MAX_AGE_MIN Keepa minutes, in this clock's milliseconds. */
@@ -906,6 +922,15 @@ static void page_loaded(struct scanner *sc, const char *what, uint64_t at)
     sc->pass_pages++;
     sc->pass_discovered += sc->page.n;
     sc->page_loaded = true;
+    /* What the lane needs (scanner_delta_next): when the first delta page last arrived, and
+     * whether a page of the pass itself came since. */
+    int64_t minute_ns = cfg(sc)->tokens_minute_ms * KD_NS_PER_MS;
+    if (sc->page_delta && sc->delta_pos == 0 && minute_ns > 0) {
+        sc->delta_first_min = kd_mono_ns() / minute_ns;
+        sc->pass_page_since = false;
+    } else if (!sc->page_delta) {
+        sc->pass_page_since = true;
+    }
     kd_debug("%s %llu is of a %s", what, (unsigned long long)at,
              sc->page_delta               ? "delta page"
              : !sc->page_fresh            ? "pass in the selection's order"
@@ -1713,7 +1738,7 @@ static bool next_take(struct scanner *sc, uint64_t hash)
     return true;
 }
 
-static void start_page(struct scanner *sc, int64_t now)
+static void start_page(struct scanner *sc, int64_t now, bool lane_only)
 {
     uint64_t hash = source_hash(sc);
     if (sc->cur.selection_hash != hash || sc->cur.source != sc->source) {
@@ -1730,7 +1755,7 @@ static void start_page(struct scanner *sc, int64_t now)
         memset(&sc->drops, 0, sizeof(sc->drops)); /* another selection's drops */
         sc->pass_disordered = false;
         sc->pass_delta_done = false;
-        sc->delta_last_min = 0;
+        sc->delta_last_min = sc->delta_first_min = 0;
         sc->delta_left = 0;
     }
     if (list_source(sc->source)) {
@@ -1750,27 +1775,42 @@ static void start_page(struct scanner *sc, int64_t now)
         sc->fetch_retry_ns = now + NO_SOURCE_RETRY_MS * KD_NS_PER_MS;
         return;
     }
-    if (next_take(sc, hash))
+    int64_t minute_ns = cfg(sc)->tokens_minute_ms * KD_NS_PER_MS;
+    bool pass_start = sc->cur.position == 0 && !sc->pass_delta_done && !lane_only;
+    if (fresh_walk(sc) && sc->delta_left == 0 && (pass_start || lane_on(sc)) &&
+        (sc->value_rules & VAL_RULE_DELTA) && minute_ns > 0) {
+        /* Whether delta pages come first (scanner/rules.h): at a pass's start once a pass, and
+         * with the lane the first one alone wherever it is due. */
+        int64_t balance, rate;
+        bucket_reading(sc, &balance, &rate);
+        bool full = pass_start &&
+                    scanner_fresh_horizon(sc->last_newest_min, balance, full_tokens(sc, rate)) == 0;
+        int64_t now_min = now / minute_ns;
+        int64_t interval = delta_interval_min(sc, rate);
+        uint32_t first = 0;
+        uint32_t pages =
+            scanner_delta_next(now_min, sc->delta_last_min, sc->delta_first_min, interval, full,
+                               pass_start, lane_on(sc), sc->pass_page_since, &first);
+        if (full || (pass_start && scanner_delta_page(now_min, sc->delta_last_min, interval, full)))
+            sc->delta_last_min = now_min;
+        if (full)
+            sc->delta_first_min = now_min; /* a page read counts when it arrives (page_loaded) */
+        sc->delta_pos = first;
+        sc->delta_left = pages;
+        if (pages > 0)
+            kd_debug("delta pages %u to %u next (%s)", first, first + pages - 1,
+                     pass_start  ? "a pass's start"
+                     : lane_only ? "the lane, between passes"
+                                 : "the lane, inside a pass");
+        if (pass_start)
+            sc->pass_delta_done = true;
+    }
+    if (lane_only && sc->delta_left == 0)
+        return; /* the pause goes on */
+    if (sc->delta_left == 0 && next_take(sc, hash))
         return;
     size_t len = 0;
     sc->page_fresh = fresh_walk(sc);
-    int64_t minute_ns = cfg(sc)->tokens_minute_ms * KD_NS_PER_MS;
-    if (sc->page_fresh && sc->cur.position == 0 && !sc->pass_delta_done &&
-        (sc->value_rules & VAL_RULE_DELTA) && minute_ns > 0) {
-        /* Whether this pass begins with the delta pages (scanner/rules.h); once a pass. */
-        int64_t balance, rate;
-        bucket_reading(sc, &balance, &rate);
-        bool full = scanner_fresh_horizon(sc->last_newest_min, balance, full_tokens(sc, rate)) == 0;
-        int64_t interval = scanner_pass_interval_min(
-            tb_cost_estimate(sc->sp.tb, TB_KIND_DEAL_PAGE, 1), rate,
-            shm_counter_total(sc->wk->seg.layout, SHM_C_vanish_half_life_min));
-        bool due = scanner_delta_page(now / minute_ns, sc->delta_last_min, interval, full);
-        if (due || full)
-            sc->delta_last_min = now / minute_ns;
-        sc->delta_pos = 0;
-        sc->delta_left = due ? SCANNER_DELTA_PAGES : 0;
-        sc->pass_delta_done = true;
-    }
     sc->page_delta = sc->page_fresh && sc->delta_left > 0;
     if (!sc->page_delta && sc->page_fresh && sc->cur.position == 0) {
         /* How far this pass reads is decided as it starts, on the bucket as it is now; and
@@ -2010,6 +2050,22 @@ static void arm(struct scanner *sc, int64_t now, int64_t wake)
     uv_timer_start(&sc->timer, on_timer, (uint64_t)ms, 0);
 }
 
+/*
+ * When the lane's first delta page is due away from a pass's start (scanner_delta_next), in
+ * monotonic ns: INT64_MAX when the lane does not read it (off, not the fresh walk, or before
+ * the first pass).
+ */
+static int64_t lane_due_ns(struct scanner *sc)
+{
+    int64_t minute_ns = cfg(sc)->tokens_minute_ms * KD_NS_PER_MS;
+    if (!lane_on(sc) || !fresh_walk(sc) || !(sc->value_rules & VAL_RULE_DELTA) || minute_ns <= 0 ||
+        !sc->sel_ok || sc->delta_first_min <= 0 || sc->delta_left > 0 || !sc->pass_page_since)
+        return INT64_MAX;
+    int64_t balance, rate;
+    bucket_reading(sc, &balance, &rate);
+    return (sc->delta_first_min + delta_interval_min(sc, rate)) * minute_ns;
+}
+
 static void step(struct scanner *sc)
 {
     if (sc->stopping)
@@ -2060,15 +2116,22 @@ static void step(struct scanner *sc)
         }
         if (sc->fetching || throttled)
             break;
+        bool lane_only = false;
         if (now < sc->pass_resume_ns) {
-            wake = sc->pass_resume_ns < wake ? sc->pass_resume_ns : wake;
-            break;
+            /* The pause between passes; the lane's first delta page may come meanwhile. */
+            int64_t lane = lane_due_ns(sc);
+            if (now < lane) {
+                wake = sc->pass_resume_ns < wake ? sc->pass_resume_ns : wake;
+                wake = lane < wake ? lane : wake;
+                break;
+            }
+            lane_only = true;
         }
         if (now < sc->fetch_retry_ns) {
             wake = sc->fetch_retry_ns < wake ? sc->fetch_retry_ns : wake;
             break;
         }
-        start_page(sc, now);
+        start_page(sc, now, lane_only);
         if (!sc->page_loaded) {
             if (!sc->fetching && sc->fetch_retry_ns > now && sc->fetch_retry_ns < wake)
                 wake = sc->fetch_retry_ns;

@@ -151,6 +151,9 @@ struct scanner {
     uint32_t delta_pos;         /* the next delta page */
     uint32_t delta_left;        /* delta pages left to read before the pass's own */
     int64_t delta_last_min;     /* when the last delta pages or full walk began; 0 none */
+    int64_t delta_first_min;    /* when the first delta page was last read (or a full walk
+                                   began); 0 none */
+    bool pass_page_since;       /* a page of the pass itself was read since then (the lane) */
     char *fetch_json;           /* selection of the page being fetched */
     unsigned fetch_failures;
     int64_t fetch_retry_ns;

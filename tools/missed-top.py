@@ -12,7 +12,9 @@ peek's verdict, and the benchmark writes `day/truth.tsv` (the listed true deals,
 profit first: ASIN, peak profit, fetch tokens, listed_at and the Keepa minute kdeals first
 showed it after that, -1 never). Each top-tenth deal is classified from its listed_at on:
 
-  stored      shown; how long after listed_at, and the path: first read, peek, commit
+  stored      shown; how long after listed_at, and the path: first read, peek, commit (the
+              summary's last lines give the medians of each step and of the first read by
+              the kind of page that read it)
   never read  no page the scanner read after listed_at held it
   not peeked  read, but the pre-score said no (pre-filtered or a sure fail), its stored full
               read fails it at the feed's listings ("known to fail"), the seller marked it,
@@ -31,6 +33,12 @@ import sys
 
 KEEPA_EPOCH_MIN = 21564000
 TS = re.compile(r"^(\S+Z) \S+\s+(\w+)\[\d+\]: (.*)$")
+
+
+def median(xs):
+    xs = sorted(xs)
+    k = len(xs)
+    return (xs[k // 2] if k % 2 else (xs[k // 2 - 1] + xs[k // 2]) / 2) if k else math.nan
 
 
 def main():
@@ -95,6 +103,7 @@ def main():
                         ev[a].append((t, "commit", verdict))
     rows = []
     counts = {}
+    phases = []  # stored deals: (page kind of the first read, to read, to peek, to commit)
     for rank, (a, peak, tok, listed, first) in enumerate(top, 1):
         after = [e for e in ev[a] if e[0] >= listed - 0.5]
         reads = [e for e in after if e[1] == "read"]
@@ -123,6 +132,10 @@ def main():
         if commits:
             c = commits[0]
             path.append("commit +%.0f %s" % (c[0] - listed, c[2]))
+        if cls == "stored" and reads and peeks and commits:
+            kind = reads[0][2][reads[0][2].index("(") + 1: reads[0][2].index(")")]
+            phases.append((kind, reads[0][0] - listed, peeks[0][0] - reads[0][0],
+                           commits[0][0] - peeks[0][0]))
         before = [e for e in ev[a] if e[0] < listed - 0.5 and e[1] == "read"]
         if before and not reads:
             path.append("last read before: %.0f min before, %s" %
@@ -138,6 +151,18 @@ def main():
     med = (waits[k // 2] if k % 2 else (waits[k // 2 - 1] + waits[k // 2]) / 2) if k else math.nan
     print("\n%d of %d listed true deals; %s; median minutes to shown %s" %
           (len(top), len(deals), ", ".join("%s %d" % kv for kv in sorted(counts.items())), med))
+    if phases:
+        # Where a stored deal's minutes went: to its first read (the pace of the passes and the
+        # delta pages), from there to its peek, from its peek to its full fetch (the backlog).
+        print("stored, median minutes: listed to first read %.0f, read to peek %.0f, peek to "
+              "commit %.0f (%d deals)" % (median([p[1] for p in phases]),
+                                          median([p[2] for p in phases]),
+                                          median([p[3] for p in phases]), len(phases)))
+        kinds = sorted({p[0] for p in phases})
+        print("first read by page kind: " + "; ".join(
+            "%s %d, median %.0f to it" % (k, sum(1 for p in phases if p[0] == k),
+                                          median([p[1] for p in phases if p[0] == k]))
+            for k in kinds))
 
 
 if __name__ == "__main__":

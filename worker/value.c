@@ -8,9 +8,9 @@
 
 unsigned val_rules(const struct cfg *c)
 {
-    int64_t items[16];
+    int64_t items[32]; /* as many as the config's validation allows */
     char why[128];
-    int n = cfg_list_parse(c->tokens_value_rules, CFG_VALUE_RULES, items, 16, why, sizeof(why));
+    int n = cfg_list_parse(c->tokens_value_rules, CFG_VALUE_RULES, items, 32, why, sizeof(why));
     unsigned rules = 0;
     for (int i = 0; i < n; i++)
         if (items[i] > 0) /* 0 is "none" */

@@ -60,7 +60,8 @@ enum {
     VAL_RULE_AGE = 1u << 13,     /* re-checks placed by the hazard at the age of the deal's price */
     VAL_RULE_DELTA = 1u << 14,   /* a page of the biggest absolute drops before a fresh pass */
     VAL_RULE_FIRST = 1u << 15,   /* a new deal's first re-check placed as a re-check's would be */
-    VAL_RULE_PEEKRATE = 1u << 16 /* a class of candidate whose peeks seldom pass is not peeked */
+    VAL_RULE_PEEKRATE = 1u << 16, /* a class of candidate whose peeks seldom pass is not peeked */
+    VAL_RULE_LANE = 1u << 17      /* the first delta page also read between passes when due */
 };
 
 /* The VAL_RULE_* bits of config C's [tokens] value_rules (validated by the config). */

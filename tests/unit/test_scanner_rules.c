@@ -1565,6 +1565,46 @@ static void test_probe_pass(void **state)
     assert_false(scanner_probe_pass(50, 1000, 990, true));
 }
 
+/*
+ * `lane`: the first delta page is also read between passes, once its interval has passed since
+ * it was last read; the pair still comes with a pass's start.
+ */
+static void test_delta_lane(void **state)
+{
+    (void)state;
+    uint32_t first = 9;
+    /* Without the lane: the pair at a pass's start when due, nothing elsewhere. */
+    assert_int_equal(scanner_delta_next(1000, 980, 995, 10, false, true, false, true, &first),
+                     SCANNER_DELTA_PAGES);
+    assert_int_equal(first, 0);
+    assert_int_equal(scanner_delta_next(1000, 995, 980, 10, false, true, false, true, &first), 0);
+    assert_int_equal(scanner_delta_next(1000, 980, 980, 10, false, false, false, true, &first), 0);
+    /* With it: the first page alone inside a pass or in the pause, once due. */
+    assert_int_equal(scanner_delta_next(1000, 995, 990, 10, false, false, true, true, &first), 1);
+    assert_int_equal(first, 0);
+    assert_int_equal(scanner_delta_next(1000, 995, 991, 10, false, false, true, true, &first), 0);
+    assert_int_equal(scanner_delta_next(1000, 0, 0, 10, false, false, true, true, &first), 1);
+    /* At a pass's start: the pair when due, less the first page read within the interval ... */
+    assert_int_equal(scanner_delta_next(1000, 980, 995, 10, false, true, true, true, &first),
+                     SCANNER_DELTA_PAGES - 1);
+    assert_int_equal(first, 1);
+    assert_int_equal(scanner_delta_next(1000, 980, 985, 10, false, true, true, true, &first),
+                     SCANNER_DELTA_PAGES);
+    assert_int_equal(first, 0);
+    /* ... and the first page alone when only it is due. */
+    assert_int_equal(scanner_delta_next(1000, 995, 985, 10, false, true, true, true, &first), 1);
+    assert_int_equal(first, 0);
+    assert_int_equal(scanner_delta_next(1000, 995, 995, 10, false, true, true, true, &first), 0);
+    /* Not twice in a row away from a pass's start: a page of the pass itself comes between. */
+    assert_int_equal(scanner_delta_next(1000, 995, 990, 10, false, false, true, false, &first), 0);
+    assert_int_equal(scanner_delta_next(1000, 980, 995, 10, false, true, true, false, &first),
+                     SCANNER_DELTA_PAGES - 1);
+    assert_int_equal(scanner_delta_next(1000, 995, 985, 10, false, true, true, false, &first), 1);
+    /* A full walk reads every page: no delta page before it. */
+    assert_int_equal(scanner_delta_next(1000, 0, 0, 10, true, true, true, true, &first), 0);
+    assert_int_equal(scanner_delta_next(1000, 0, 0, 10, true, false, true, true, &first), 0);
+}
+
 /* `delta`: pages of the biggest absolute drops before a fresh pass, once an interval. */
 static void test_delta_page(void **state)
 {
@@ -1723,6 +1763,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_probe_floor),
         cmocka_unit_test(test_probe_pass),
         cmocka_unit_test(test_delta_page),
+        cmocka_unit_test(test_delta_lane),
         cmocka_unit_test(test_selection_probe),
         cmocka_unit_test(test_pass_interval),
     };

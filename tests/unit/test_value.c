@@ -300,7 +300,7 @@ static void test_rules_from_the_config(void **state)
     unsigned defaults = VAL_RULE_ORDER | VAL_RULE_PRESCORE | VAL_RULE_FEES | VAL_RULE_RECHECK |
                         VAL_RULE_GONE | VAL_RULE_BUSY | VAL_RULE_FRESH | VAL_RULE_PROBE |
                         VAL_RULE_CADENCE | VAL_RULE_LOWFEES | VAL_RULE_FINAL | VAL_RULE_AGE |
-                        VAL_RULE_DELTA | VAL_RULE_FIRST | VAL_RULE_PEEKRATE;
+                        VAL_RULE_DELTA | VAL_RULE_FIRST | VAL_RULE_PEEKRATE | VAL_RULE_LANE;
     assert_int_equal(val_rules(&c), defaults);
     snprintf(c.tokens_value_rules, sizeof(c.tokens_value_rules), "none");
     assert_int_equal(val_rules(&c), 0);
@@ -327,6 +327,13 @@ static void test_rules_from_the_config(void **state)
     assert_int_equal(val_rules(&c), VAL_RULE_AGE | VAL_RULE_FIRST);
     snprintf(c.tokens_value_rules, sizeof(c.tokens_value_rules), "lowfees, peekrate");
     assert_int_equal(val_rules(&c), VAL_RULE_LOWFEES | VAL_RULE_PEEKRATE);
+    snprintf(c.tokens_value_rules, sizeof(c.tokens_value_rules), "delta, lane");
+    assert_int_equal(val_rules(&c), VAL_RULE_DELTA | VAL_RULE_LANE);
+    /* Every rule at once: more than 16 of them. */
+    snprintf(c.tokens_value_rules, sizeof(c.tokens_value_rules),
+             "order, drop, prescore, recheck, gone, busy, fees, fresh, budget, probe, cadence, "
+             "lowfees, final, age, delta, first, peekrate, lane");
+    assert_int_equal(val_rules(&c), (VAL_RULE_LANE << 1) - 1);
 }
 
 int main(int argc, char **argv)

@@ -1029,7 +1029,12 @@ static void page_done(const struct kp_result *res, void *ud)
     sc->fetching = false;
     free(sc->fetch_json);
     sc->fetch_json = NULL;
-    const char *what = sc->source == CFG_SOURCE_QUERY ? "query page" : "deal page";
+    /* A delta page is outside the cursor: it is named by its place in the delta order, not
+     * by the pass's page it came before. */
+    const char *what = sc->source == CFG_SOURCE_QUERY ? "query page"
+                       : sc->page_delta               ? "delta page"
+                                                      : "deal page";
+    uint64_t at = sc->page_delta ? sc->delta_pos : sc->cur.position;
     if (res->code == KP_OK && !sc->stopping) {
         sc->fetch_failures = 0;
         size_t items = sc->page.n;
@@ -1040,7 +1045,7 @@ static void page_done(const struct kp_result *res, void *ud)
                 items = env_n;
         }
         sc->page_items = items;
-        page_loaded(sc, what, sc->cur.position);
+        page_loaded(sc, what, at);
     } else {
         scanner_page_reset(&sc->page);
         if (res->code == KP_KEY_UNUSABLE) {
@@ -1049,8 +1054,9 @@ static void page_done(const struct kp_result *res, void *ud)
             sc->fetch_failures++;
             int64_t wait = backoff_ns(sc->fetch_failures);
             sc->fetch_retry_ns = kd_mono_ns() + wait;
-            kd_warn("%s %llu failed (%s: %s); the cursor stays on it, retry in %lld ms", what,
-                    (unsigned long long)sc->cur.position, kp_result_name(res->code), res->error,
+            kd_warn("%s %llu failed (%s: %s); %s, retry in %lld ms", what, (unsigned long long)at,
+                    kp_result_name(res->code), res->error,
+                    sc->page_delta ? "it is read again" : "the cursor stays on it",
                     (long long)(wait / KD_NS_PER_MS));
             if (res->code == KP_PERMANENT)
                 wk_set_error(sc->wk, "Keepa refused the %s selection (%s): fix %s and reload",

@@ -28,7 +28,7 @@ def main():
     committed = set()
     with open(os.path.join(day, "kdeals.log")) as f:
         for line in f:
-            if "scanner" in line and re.search(r"deal page \d+ \(pass \d+\): ", line):
+            if "scanner" in line and re.search(r"(deal|delta) page \d+ \(pass \d+\): ", line):
                 count["/deal pages"] += 1  # the page's INFO line (the debug log says more)
             elif "scanner" in line and " peek: " in line:
                 survivors = int(re.search(r"(\d+) survivors", line).group(1))

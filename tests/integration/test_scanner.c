@@ -369,10 +369,11 @@ static bool log_has(struct daemon *d, const char *needle)
 
 /*
  * Checks the scanner's page log lines: every pass is pages 0, 1, 2, ... with no gap and no
- * page recorded twice, every page but a pass's last is full (150), and a pass's last page is
- * short (or page 66, or reached the fresh rule's horizon). Returns the number of complete passes;
- * *FAILED_THEN_OK counts pages that failed and were then fetched (the first success after a failure
- * is the same page).
+ * page recorded twice (a delta page, read between them by the `delta` and `lane` rules once the
+ * Keepa minutes allow, is outside the cursor and logged as a "delta page"), every page but a pass's
+ * last is full (150), and a pass's last page is short (or page 66, or reached the fresh rule's
+ * horizon). Returns the number of complete passes; *FAILED_THEN_OK counts pages that failed and
+ * were then fetched (the first success after a failure is the same page).
  */
 static int check_page_log(struct daemon *d, int *failed_then_ok)
 {
@@ -395,9 +396,11 @@ static int check_page_log(struct daemon *d, int *failed_then_ok)
             }
             if (ps != pass)
                 fail_msg("a page of pass %lld was recorded during pass %lld", ps, pass);
-            if (page != expect_page)
+            if (page != expect_page) {
+                dump_log(d);
                 fail_msg("pass %lld: page %lld recorded where page %lld was due", ps, page,
                          expect_page);
+            }
             if (page > 0 && last_items != 150)
                 fail_msg("pass %lld: page %lld followed a page of %lld items", ps, page,
                          last_items);

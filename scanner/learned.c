@@ -1,5 +1,6 @@
 /*
- * learned.c: the scanner's learned low fees as numbers, and back. See learned.h.
+ * learned.c: the scanner's learned low fees and peek outcomes as numbers, and back. See
+ * learned.h.
  */
 #include "scanner/learned.h"
 
@@ -89,5 +90,31 @@ bool scanner_fees_unpack(const double *in, struct scanner_fees *f, struct scanne
     replay(scratch, in, 0, kept[0]);
     f->all = scratch->all;
     memcpy(f->cat, scratch->cat, sizeof(f->cat));
+    return true;
+}
+
+void scanner_peek_pack(const struct scanner_fees *f, double *out)
+{
+    for (size_t i = 0; i < SCANNER_PEEK_CLASSES; i++) {
+        out[3 * i] = f->peek[i].passed;
+        out[3 * i + 1] = f->peek[i].n;
+        out[3 * i + 2] = f->peek[i].skipped;
+    }
+}
+
+bool scanner_peek_unpack(const double *in, struct scanner_peek_rate *rates)
+{
+    struct scanner_peek_rate r[SCANNER_PEEK_CLASSES];
+    for (size_t i = 0; i < SCANNER_PEEK_CLASSES; i++) {
+        for (size_t k = 0; k < 3; k++)
+            if (!whole(in[3 * i + k], UINT32_MAX))
+                return false;
+        r[i].passed = (uint32_t)in[3 * i];
+        r[i].n = (uint32_t)in[3 * i + 1];
+        r[i].skipped = (uint32_t)in[3 * i + 2];
+        if (r[i].n < 32 && (r[i].passed >> r[i].n) != 0)
+            return false; /* an outcome bit of a peek never made */
+    }
+    memcpy(rates, r, sizeof(r));
     return true;
 }

@@ -1,7 +1,8 @@
 /*
  * learned.h: the scanner's learned low fees (scanner/rules.h, struct scanner_fees: the `lowfees`
- * rule) as numbers for the store's learned record (store/codec.h, st_learned_*), and back, so
- * a restart does not judge never-peeked products at fees 0 until 24 peeks are learned again
+ * rule) and its peek outcomes by class (the `peekrate` rule) as numbers for the store's learned
+ * record (store/codec.h, st_learned_*), and back, so a restart does not judge never-peeked
+ * products at fees 0 until 24 peeks are learned again
  * (docs/architecture.md, "What is learned survives a restart"). Pure: no I/O. The per-product
  * fees table (the `fees` rule) is not kept: it is a cache of recent peeks.
  *
@@ -33,5 +34,21 @@ void scanner_fees_pack(const struct scanner_fees *f, double *out);
  * a struct scanner_fees the function may overwrite (its size keeps it off the stack).
  */
 bool scanner_fees_unpack(const double *in, struct scanner_fees *f, struct scanner_fees *scratch);
+
+/*
+ * The `peekrate` rule's outcomes (struct scanner_peek_rate) as SCANNER_PEEK_NUMS numbers: for
+ * each class its outcome bits, its outcomes ever and its skipped candidates, so a restart
+ * does not peek again, 16 times each, the kinds of candidate it had learned seldom pass.
+ */
+#define SCANNER_PEEK_NUMS (3 * SCANNER_PEEK_CLASSES)
+
+void scanner_peek_pack(const struct scanner_fees *f, double *out);
+
+/*
+ * Restores the outcomes from the SCANNER_PEEK_NUMS numbers IN into RATES (SCANNER_PEEK_CLASSES
+ * of them). False, RATES untouched, when a number is not whole or above UINT32_MAX, or a
+ * class holds outcome bits beyond its outcomes ever.
+ */
+bool scanner_peek_unpack(const double *in, struct scanner_peek_rate *rates);
 
 #endif

@@ -196,19 +196,30 @@ void scanner_peek_learn(struct scanner_fees *f, uint8_t cls, bool passed)
     k->n++;
 }
 
-bool scanner_peek_skip(struct scanner_fees *f, uint8_t cls)
+/* Whether K's peeks pass too seldom to be worth one (struct scanner_peek_rate). */
+static bool peek_rate_low(const struct scanner_peek_rate *k)
 {
-    if (cls >= SCANNER_PEEK_CLASSES)
-        return false;
-    struct scanner_peek_rate *k = &f->peek[cls];
     if (k->n < SCANNER_PEEK_MIN)
         return false;
     uint32_t n = k->n < SCANNER_PEEK_WINDOW ? k->n : SCANNER_PEEK_WINDOW;
     uint32_t mask = n >= 32 ? UINT32_MAX : (1u << n) - 1;
     uint32_t passed = (uint32_t)__builtin_popcount(k->passed & mask);
-    if (passed * 100 >= n * SCANNER_PEEK_MIN_PASS_PCT)
+    return passed * 100 < n * SCANNER_PEEK_MIN_PASS_PCT;
+}
+
+bool scanner_peek_skip(struct scanner_fees *f, uint8_t cls)
+{
+    if (cls >= SCANNER_PEEK_CLASSES || !peek_rate_low(&f->peek[cls]))
         return false;
-    return ++k->skipped % SCANNER_PEEK_EXPLORE != 0;
+    return ++f->peek[cls].skipped % SCANNER_PEEK_EXPLORE != 0;
+}
+
+unsigned scanner_peek_classes_shut(const struct scanner_fees *f)
+{
+    unsigned n = 0;
+    for (size_t i = 0; i < SCANNER_PEEK_CLASSES; i++)
+        n += peek_rate_low(&f->peek[i]);
+    return n;
 }
 
 double scanner_prescore(int64_t profit_cents, int64_t at_min, int64_t newest_min,

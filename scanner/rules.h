@@ -334,6 +334,9 @@ void scanner_peek_learn(struct scanner_fees *f, uint8_t cls, bool passed);
  */
 bool scanner_peek_skip(struct scanner_fees *f, uint8_t cls);
 
+/* How many classes scanner_peek_skip rules out now (`kdeals stat`: peek_classes_shut). */
+unsigned scanner_peek_classes_shut(const struct scanner_fees *f);
+
 /*
  * A pre-score's worth: PROFIT_CENTS halved for every HALF_LIFE_MIN (> 0) its moment AT_MIN is
  * older than NEWEST_MIN, the newest moment on the page (a fresh drop is likelier to be there

@@ -271,6 +271,15 @@ struct write_ctx {
 #define SCANNER_FEES_SAVE_N  32
 #define SCANNER_FEES_SAVE_MS (5 * 60 * 1000)
 
+/* The learned record's fields (store/codec.h): the low fees, the peek outcomes. */
+static size_t learned_fields(struct scanner *sc, struct st_learned_field *f)
+{
+    f[0] = (struct st_learned_field){"low_fees", sc->fees_nums, SCANNER_FEES_NUMS,
+                                     SCANNER_FEES_NUM_MAX};
+    f[1] = (struct st_learned_field){"peek_rates", sc->peek_nums, SCANNER_PEEK_NUMS, UINT32_MAX};
+    return 2;
+}
+
 static int save_fees(struct scanner *sc, struct st_txn *txn, bool force, bool *saved)
 {
     uint32_t unsaved =
@@ -280,9 +289,9 @@ static int save_fees(struct scanner *sc, struct st_txn *txn, bool force, bool *s
          kd_mono_ns() - sc->fees_saved_ns < (int64_t)SCANNER_FEES_SAVE_MS * KD_NS_PER_MS))
         return 0;
     scanner_fees_pack(sc->fees, sc->fees_nums);
-    struct st_learned_field f = {"low_fees", sc->fees_nums, SCANNER_FEES_NUMS,
-                                 SCANNER_FEES_NUM_MAX};
-    int rc = st_meta_put_learned(txn, ST_META_LEARNED_SCANNER, &f, 1);
+    scanner_peek_pack(sc->fees, sc->peek_nums);
+    struct st_learned_field f[2];
+    int rc = st_meta_put_learned(txn, ST_META_LEARNED_SCANNER, f, learned_fields(sc, f));
     if (rc == -EINVAL)
         return 0; /* never seen: the store keeps the last save */
     *saved = rc == 0;
@@ -304,24 +313,31 @@ static void load_fees(struct scanner *sc)
         free(scratch);
         return;
     }
-    struct st_learned_field f = {"low_fees", sc->fees_nums, SCANNER_FEES_NUMS,
-                                 SCANNER_FEES_NUM_MAX};
+    struct st_learned_field f[2];
+    size_t nf = learned_fields(sc, f);
     int rc = st_read_begin(sc->env, &txn);
     if (rc == 0) {
-        rc = st_meta_get_learned(txn, ST_META_LEARNED_SCANNER, &f, 1);
+        rc = st_meta_get_learned(txn, ST_META_LEARNED_SCANNER, f, nf);
         st_read_end(txn);
     }
+    /* The peek outcomes are checked before the low fees are restored: all or nothing. */
+    struct scanner_peek_rate peek[SCANNER_PEEK_CLASSES];
     if (rc == -ENOENT)
         kd_info("no learned low fees in the store: they stand after %d peeks",
                 SCANNER_FEES_LOW_MIN);
-    else if (rc != 0 || !scanner_fees_unpack(sc->fees_nums, sc->fees, scratch))
+    else if (rc != 0 || !scanner_peek_unpack(sc->peek_nums, peek) ||
+             !scanner_fees_unpack(sc->fees_nums, sc->fees, scratch))
         kd_warn("the learned low fees in the store (meta %s) are ignored: %s; they stand again "
                 "after %d peeks",
                 ST_META_LEARNED_SCANNER,
                 rc != 0 ? st_strerror(rc) : "numbers no peek could have taught",
                 SCANNER_FEES_LOW_MIN);
-    else
-        kd_info("learned low fees read from the store: %u peeks of every product", sc->fees->all.n);
+    else {
+        memcpy(sc->fees->peek, peek, sizeof(peek));
+        kd_info("learned low fees read from the store: %u peeks of every product; %u kinds of "
+                "candidate not peeked",
+                sc->fees->all.n, scanner_peek_classes_shut(sc->fees));
+    }
     free(scratch);
     fees_saved(sc);
 }
@@ -556,6 +572,8 @@ static int write_batch(struct scanner *sc, struct scanner_batch *b)
     }
     for (size_t i = 0; sc->fees != NULL && !b->by_code && i < b->n_res; i++)
         scanner_peek_learn(sc->fees, sc->page.c[b->idx[b->res[i].cand]].peek_class, b->res[i].deal);
+    if (sc->fees != NULL)
+        shm_gauge_set(cb, SHM_C_peek_classes_shut, (int64_t)scanner_peek_classes_shut(sc->fees));
     for (size_t i = 0; i < b->n_res; i++) /* each ASIN's verdict, for tools/missed-top.py */
         kd_debug("peeked %s: %s, profit %lld", b->res[i].asin,
                  b->res[i].deal     ? "survivor"

@@ -35,6 +35,7 @@
 #include "worker/spend.h"
 #include "worker/rings.h"
 #include "worker/worker.h"
+#include "scanner/learned.h"
 #include "scanner/rules.h"
 #include "scanner/selection.h"
 #include "store/store.h"
@@ -117,8 +118,10 @@ struct scanner {
     struct scanner_cursor cur; /* as stored (or to be stored) in meta */
     bool cursor_loaded;
 
-    /* The learned low fees as the store keeps them (scanner/learned.h), and their last save. */
+    /* The learned low fees and peek outcomes as the store keeps them (scanner/learned.h), and
+     * their last save. */
     double *fees_nums;
+    double peek_nums[SCANNER_PEEK_NUMS];
     uint32_t fees_saved_n; /* fees->all.n then */
     int64_t fees_saved_ns; /* monotonic */
 

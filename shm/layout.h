@@ -29,7 +29,7 @@
 
 #define SHM_MAGIC          0x4d48534c41454b44ULL /* "DKEALSHM" little-endian */
 #define SHM_KEY_MAGIC      0x59454b534c41454bULL /* "KEALSKEY" little-endian */
-#define SHM_LAYOUT_VERSION 11u
+#define SHM_LAYOUT_VERSION 12u
 #define SHM_CACHELINE      64
 #define SHM_INSTANCE_MAX   48
 #define SHM_CONFIG_MAX     65536

@@ -21,6 +21,7 @@ const enum shm_counter_id shm_value_gauges[SHM_VALUE_GAUGES] = {SHM_C_vanish_hal
                                                                 SHM_C_vanish_half_life_slow_min,
                                                                 SHM_C_peek_hit_bp,
                                                                 SHM_C_peek_profit_ratio_bp,
+                                                                SHM_C_peek_classes_shut,
                                                                 SHM_C_recheck_interval_min,
                                                                 SHM_C_token_value_mc,
                                                                 SHM_C_recheck_budget_bp,

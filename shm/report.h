@@ -25,7 +25,7 @@
 
 /* The spending policy's learned rates and what its rules did (docs/architecture.md, "Value per
  * token"): the gauges `kdeals stat --json` groups under "value", in that order. */
-#define SHM_VALUE_GAUGES 11
+#define SHM_VALUE_GAUGES 12
 extern const enum shm_counter_id shm_value_gauges[SHM_VALUE_GAUGES];
 
 /*

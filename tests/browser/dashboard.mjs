@@ -171,7 +171,7 @@ try {
   await page.waitForSelector('#engine:not([hidden]) dd');
   const figures = await page.textContent('#engine-figures');
   for (const word of ['Token balance', 'Refill', 'Spent per hour', '429 answers', 'Deals per hour',
-    'Deals vanish', 'Peeks hold', 'Re-check every'])
+    'Deals vanish', 'Peeks hold', 'Not peeked', 'Re-check every'])
     check(figures.includes(word), 'the engine panel lacks ' + word);
   // The chart needs two samples (one every 10 s): it is drawn once the second one arrives,
   // and only then names the span it covers (before, it says it is collecting).

@@ -3,6 +3,7 @@
  * store and back: a state learned over many peeks of several categories reads back with the
  * same low fees for every category, and goes on learning as the original does (the kept
  * observations in order); numbers no peek makes are refused and leave the table untouched.
+ * The same for the `peekrate` outcomes by class.
  */
 #include <math.h>
 #include <stdint.h>
@@ -135,11 +136,82 @@ static void test_numbers_no_peek_makes_are_refused(void **state)
     free(n);
 }
 
+/* The `peekrate` outcomes come back as they were: the same classes shut, the same skips. */
+static void test_peek_rates_round_trip(void **state)
+{
+    (void)state;
+    struct scanner_fees *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
+    double n[SCANNER_PEEK_NUMS];
+    assert_non_null(a);
+    assert_non_null(b);
+    scanner_fees_init(a);
+    scanner_fees_init(b);
+    uint8_t seldom = scanner_peek_class(0, false, 1500), often = scanner_peek_class(2, false, 1500);
+    uint8_t few = scanner_peek_class(2, true, 5000);
+    for (int i = 0; i < 40; i++) {
+        scanner_peek_learn(a, seldom, i % 10 == 0);
+        scanner_peek_learn(a, often, i % 2 == 0);
+    }
+    for (int i = 0; i < 5; i++)
+        scanner_peek_learn(a, few, false);
+    for (int i = 0; i < 3; i++)
+        (void)scanner_peek_skip(a, seldom);
+    assert_int_equal(scanner_peek_classes_shut(a), 1);
+    scanner_peek_pack(a, n);
+    assert_true(scanner_peek_unpack(n, b->peek));
+    assert_int_equal(scanner_peek_classes_shut(b), 1);
+    /* The next skips and the next outcomes go alike. */
+    for (int i = 0; i < 3 * SCANNER_PEEK_EXPLORE; i++) {
+        assert_int_equal(scanner_peek_skip(a, seldom), scanner_peek_skip(b, seldom));
+        assert_int_equal(scanner_peek_skip(a, few), scanner_peek_skip(b, few));
+        scanner_peek_learn(a, few, false);
+        scanner_peek_learn(b, few, false);
+    }
+    assert_int_equal(scanner_peek_classes_shut(a), scanner_peek_classes_shut(b));
+    assert_int_equal(scanner_peek_classes_shut(b), 2);
+    free(a);
+    free(b);
+}
+
+/* Outcomes no peek makes are refused, the rates left as they were. */
+static void test_peek_rates_refused(void **state)
+{
+    (void)state;
+    struct scanner_fees *a = calloc(1, sizeof(*a));
+    assert_non_null(a);
+    scanner_fees_init(a);
+    uint8_t cls = scanner_peek_class(2, false, 1500);
+    for (int i = 0; i < 3; i++)
+        scanner_peek_learn(a, cls, true); /* passed 0b111 of n 3 */
+    double good[SCANNER_PEEK_NUMS], n[SCANNER_PEEK_NUMS];
+    scanner_peek_pack(a, good);
+    struct {
+        size_t at;
+        double v;
+    } bad[] = {{3u * cls, 15},    /* an outcome bit beyond the 3 outcomes */
+               {3u * cls + 1, 2}, /* ... the same: fewer outcomes than bits */
+               {3u * cls, 0.5},     {3u * cls + 1, -1}, {3u * cls + 2, 4294967296.0},
+               {3u * cls + 2, NAN}, {0, INFINITY}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        memcpy(n, good, sizeof(n));
+        n[bad[i].at] = bad[i].v;
+        struct scanner_peek_rate before[SCANNER_PEEK_CLASSES];
+        memcpy(before, a->peek, sizeof(before));
+        if (scanner_peek_unpack(n, a->peek))
+            fail_msg("case %zu taken", i);
+        assert_memory_equal(a->peek, before, sizeof(before));
+    }
+    assert_true(scanner_peek_unpack(good, a->peek));
+    free(a);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip_learns_on_alike),
         cmocka_unit_test(test_numbers_no_peek_makes_are_refused),
+        cmocka_unit_test(test_peek_rates_round_trip),
+        cmocka_unit_test(test_peek_rates_refused),
     };
     return KD_RUN_TESTS(tests, argc, argv);
 }

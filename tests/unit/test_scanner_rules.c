@@ -1327,7 +1327,9 @@ static void test_peek_rate(void **state)
     for (int i = 0; i < SCANNER_PEEK_MIN - 1; i++)
         scanner_peek_learn(&fees, own_bb, false);
     assert_false(scanner_peek_skip(&fees, own_bb));
+    assert_int_equal(scanner_peek_classes_shut(&fees), 0);
     scanner_peek_learn(&fees, own_bb, false);
+    assert_int_equal(scanner_peek_classes_shut(&fees), 1); /* what `kdeals stat` shows */
     /* Now 16 failures of 16: skipped, but one in SCANNER_PEEK_EXPLORE. */
     int peeked_n = 0;
     for (int i = 0; i < 4 * SCANNER_PEEK_EXPLORE; i++)
@@ -1339,10 +1341,12 @@ static void test_peek_rate(void **state)
     assert_false(scanner_peek_skip(&fees, own));
     scanner_peek_learn(&fees, own, false); /* 7 of the last 32 */
     assert_true(scanner_peek_skip(&fees, own) || scanner_peek_skip(&fees, own));
+    assert_int_equal(scanner_peek_classes_shut(&fees), 2);
     /* Only the last SCANNER_PEEK_WINDOW count: a class that passes again is peeked again. */
     for (int i = 0; i < SCANNER_PEEK_WINDOW / 2; i++)
         scanner_peek_learn(&fees, own_bb, true);
     assert_false(scanner_peek_skip(&fees, own_bb));
+    assert_int_equal(scanner_peek_classes_shut(&fees), 1);
     assert_false(scanner_peek_skip(&fees, SCANNER_PEEK_NONE)); /* no class: peeked */
     scanner_peek_learn(&fees, SCANNER_PEEK_NONE, false);       /* nothing learned */
 

@@ -520,7 +520,8 @@ function perHour(get) {
 }
 
 // What the spending policy has learned (docs/architecture.md, "Value per token"): how fast
-// deals vanish, how far a peek holds, how often shown deals are re-checked. Keepa minutes.
+// deals vanish, how far a peek holds, which kinds of candidate are not peeked, how often shown
+// deals are re-checked. Keepa minutes.
 function valueRows(v) {
   if (!v) return [];
   const min = (m) => (m > 0 ? m + ' min' : '-');
@@ -531,6 +532,8 @@ function valueRows(v) {
       ', beyond ' + min(v.vanish_half_life_slow_min) + ')'],
     ['Peeks hold', 'hit ' + pct(v.peek_hit_bp) + ', profit ' + pct(v.peek_profit_ratio_bp) +
       ' of the peek\'s'],
+    ['Not peeked', v.peek_classes_shut > 0
+      ? v.peek_classes_shut + ' kinds of candidate (their peeks pass under 1 in 4)' : 'none'],
     ['Re-check every', min(v.recheck_interval_min)],
   ];
 }

@@ -420,7 +420,7 @@ static struct st_record make_deal(const char *asin, const struct truth *t, int64
 
 struct seed_deals {
     size_t n;
-    struct st_record d[32];
+    struct st_record d[64];
 };
 
 static int put_all_fn(struct st_txn *txn, void *ud)
@@ -1353,6 +1353,69 @@ static void test_learned_rates_survive_a_restart(void **state)
     stop_all(&w);
 }
 
+/* The half-life the updater's log says it read back from the store, or -1. */
+static int64_t read_back_half_life(struct world *w)
+{
+    static const char needle[] = "learned vanish rates read from the store: a half-life of ";
+    size_t len = 0;
+    char *text = kd_read_file(w->log, &len);
+    const char *p = text != NULL ? strstr(text, needle) : NULL;
+    long long v = -1;
+    if (p == NULL || sscanf(p + sizeof(needle) - 1, "%lld", &v) != 1)
+        v = -1;
+    free(text);
+    return v;
+}
+
+/*
+ * What the re-checks taught survives a crash, up to the last periodic save: 40 deals fail
+ * their re-checks, more than the 32 observations after which the updater saves its rates in
+ * a batch's write; then the updater is killed (SIGKILL: no stop, no final save) and the
+ * supervisor restarts it. The new updater reads a learned half-life back from the store, not
+ * the prior's 120 Keepa minutes. (The gauges live in shared memory and outlive the process,
+ * so the log line of the read is what tells.)
+ */
+static void test_learned_rates_survive_a_killed_updater(void **state)
+{
+    (void)state;
+    struct world w;
+    world_init(&w);
+    w.value_rules = "order, prescore, fees, recheck, gone, busy, fresh, probe, cadence, lowfees";
+    w.min_roi = "10000";
+    start_sim(&w, "offers_fail=1");
+    write_config(&w, 10, "10m", "80m", 3);
+    enum { N = 40 };
+    static char asins[N][ST_ASIN_LEN + 1];
+    static struct truth truths[N];
+    seed_due_deals(&w, N, asins, truths);
+    start_daemon(&w);
+    for (int i = 0; i < N; i++)
+        assert_true(KDH_WAIT_FOR(expired(&w, asins[i]), 30));
+    int64_t taught = stat_value(&w, "vanish_half_life_min");
+    if (taught <= 0 || taught == VAL_PRIOR_HALF_LIFE_MIN)
+        fail_msg("the re-checks taught no half-life: %lld", (long long)taught);
+    assert_true(log_contains(&w, "no learned vanish rates in the store"));
+    assert_int_equal(read_back_half_life(&w), -1);
+
+    struct shm_proc_slot *slot = &w.seg.layout->procs[SHM_ROLE_UPDATER];
+    pid_t pid = (pid_t)atomic_load(&slot->pid);
+    uint32_t restarts = atomic_load(&slot->restarts);
+    assert_true(pid > 0);
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    assert_true(KDH_WAIT_FOR(atomic_load(&slot->restarts) > restarts &&
+                                 (pid_t)atomic_load(&slot->pid) != pid && updater_ready(&w),
+                             30));
+    int64_t back = -1;
+    if (!KDH_WAIT_FOR((back = read_back_half_life(&w)) > 0, 10))
+        fail_msg("the restarted updater read no learned rates back (see %s)", w.log);
+    if (back == VAL_PRIOR_HALF_LIFE_MIN)
+        fail_msg("the restarted updater read the prior's half-life back (see %s)", w.log);
+    print_message("taught a half-life of %lld Keepa minutes; after SIGKILL and a restart, %lld "
+                  "read back\n",
+                  (long long)taught, (long long)back);
+    stop_all(&w);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -1369,6 +1432,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_final_failure_expires_at_the_first_check),
         cmocka_unit_test(test_first_recheck_of_a_new_deal_is_placed),
         cmocka_unit_test(test_learned_rates_survive_a_restart),
+        cmocka_unit_test(test_learned_rates_survive_a_killed_updater),
     };
     kd_test_set_timeout(120);
     return KD_RUN_TESTS(tests, argc, argv);

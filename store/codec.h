@@ -362,15 +362,15 @@ int st_pending_key(const struct st_pending *p, struct st_key *out);
  * ST_META_LEARNED_*) so a restart does not pay to learn it again. One msgpack map: "v" is
  * ST_LEARNED_VERSION, every other key names an array of numbers in the order of the stage's
  * table: a whole number below 2^53 as a msgpack integer (exact, and small numbers are short),
- * any other as a double. The table below says each field's name, length and the largest value it may
- * hold; the stage checks what the numbers mean (worker/value.h, val_*_valid).
+ * any other as a double. The table below says each field's name, length and the largest value it
+ * may hold; the stage checks what the numbers mean (worker/value.h, val_*_valid).
  *
  * Unlike the other records, a learned record is all or nothing and of exactly one version:
  * a rate half read would be a poisoned rate, and an older layout is not worth converting (the
  * prior stands in, and a day of re-checks teaches it again).
  */
 #define ST_LEARNED_VERSION 1
-#define ST_LEARNED_MAX     16384 /* numbers in one record */
+#define ST_LEARNED_MAX     16384                       /* numbers in one record */
 #define ST_LEARNED_BYTES   (ST_LEARNED_MAX * 9 + 4096) /* no encoded learned record is longer */
 
 struct st_learned_field {

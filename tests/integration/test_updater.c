@@ -1293,6 +1293,26 @@ static int64_t stat_value(struct world *w, const char *name)
 }
 
 /*
+ * The learning tests' start: N due deals (at most 64) whose every re-check fails, a daemon
+ * whose updater re-checks them until each has expired (3 failures), teaching a vanish rate.
+ */
+static void teach_failing_deals(struct world *w, size_t n)
+{
+    static char asins[64][ST_ASIN_LEN + 1];
+    static struct truth truths[64];
+    assert_true(n <= 64);
+    world_init(w);
+    w->value_rules = "order, prescore, fees, recheck, gone, busy, fresh, probe, cadence, lowfees";
+    w->min_roi = "10000";
+    start_sim(w, "offers_fail=1");
+    write_config(w, 10, "10m", "80m", 3);
+    seed_due_deals(w, n, asins, truths);
+    start_daemon(w);
+    for (size_t i = 0; i < n; i++)
+        assert_true(KDH_WAIT_FOR(expired(w, asins[i]), 30));
+}
+
+/*
  * What the re-checks taught survives `kdeals stop` and `start`: deals that fail every re-check
  * teach a half-life other than the prior's 120 Keepa minutes; after a stop and a start, before
  * any new re-check (every deal expired: none is due), `kdeals stat` shows the same learned
@@ -1302,18 +1322,8 @@ static void test_learned_rates_survive_a_restart(void **state)
 {
     (void)state;
     struct world w;
-    world_init(&w);
-    w.value_rules = "order, prescore, fees, recheck, gone, busy, fresh, probe, cadence, lowfees";
-    w.min_roi = "10000";
-    start_sim(&w, "offers_fail=1");
-    write_config(&w, 10, "10m", "80m", 3);
     enum { N = 8 };
-    char asins[N][ST_ASIN_LEN + 1];
-    struct truth truths[N];
-    seed_due_deals(&w, N, asins, truths);
-    start_daemon(&w);
-    for (int i = 0; i < N; i++)
-        assert_true(KDH_WAIT_FOR(expired(&w, asins[i]), 30));
+    teach_failing_deals(&w, N);
     assert_true(KDH_WAIT_FOR(upd_counter(&w, SHM_C_deals_expired) == N, 10));
     static const char *const names[] = {"vanish_half_life_min",
                                         "vanish_half_life_fast_min",
@@ -1379,18 +1389,7 @@ static void test_learned_rates_survive_a_killed_updater(void **state)
 {
     (void)state;
     struct world w;
-    world_init(&w);
-    w.value_rules = "order, prescore, fees, recheck, gone, busy, fresh, probe, cadence, lowfees";
-    w.min_roi = "10000";
-    start_sim(&w, "offers_fail=1");
-    write_config(&w, 10, "10m", "80m", 3);
-    enum { N = 40 };
-    static char asins[N][ST_ASIN_LEN + 1];
-    static struct truth truths[N];
-    seed_due_deals(&w, N, asins, truths);
-    start_daemon(&w);
-    for (int i = 0; i < N; i++)
-        assert_true(KDH_WAIT_FOR(expired(&w, asins[i]), 30));
+    teach_failing_deals(&w, 40);
     int64_t taught = stat_value(&w, "vanish_half_life_min");
     if (taught <= 0 || taught == VAL_PRIOR_HALF_LIFE_MIN)
         fail_msg("the re-checks taught no half-life: %lld", (long long)taught);

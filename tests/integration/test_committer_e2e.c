@@ -21,7 +21,10 @@
  *     pending right after the kill, and settled after the restart) and corrupts nothing
  *     (every record decodes; mdb_stat opens the environment);
  *   - the values are plain msgpack: msgpack-c's msgpack_unpack_next reads every deal and
- *     pending record as a map with the documented string keys and types.
+ *     pending record as a map with the documented string keys and types;
+ *   - what the full fetches taught of the peeks (hit rate, profit ratio) survives kill -9 of
+ *     the committer up to its last periodic save: the restarted committer shows what the
+ *     store saved, not the prior.
  *
  * Prices are frozen (--volatility 0) and the simulated clock starts at a UTC midnight so the
  * slowly drifting averages cannot change during a run (a simulated day lasts 144 s here).
@@ -33,6 +36,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <lmdb.h>
+#include <math.h>
 #include <msgpack.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -55,6 +59,7 @@
 #include "shm/segment.h"
 #include "shm/tokens.h"
 #include "store/store.h"
+#include "worker/value.h"
 
 #define KEY       "CommitterTestKey0123456789"
 #define SIM       KD_BUILD_DIR "/kdeals-sim"
@@ -347,6 +352,7 @@ struct prefill {
     char (*asins)[11];
     size_t n;
     uint8_t source;
+    int64_t peek_profit_cents; /* the peek's estimate; 0: none (no profit ratio is learned) */
 };
 
 static int prefill_fn(struct st_txn *txn, void *ud)
@@ -361,6 +367,7 @@ static int prefill_fn(struct st_txn *txn, void *ud)
         s.peek_buy_cents = 1000;
         s.sell_estimate_cents = 2000;
         s.source = p->source;
+        s.peek_profit_cents = p->peek_profit_cents;
         int rc = st_pending_put(txn, &s);
         if (rc != 0)
             return rc;
@@ -370,7 +377,7 @@ static int prefill_fn(struct st_txn *txn, void *ud)
 
 static void put_pending(struct st_env *env, char (*asins)[11], size_t n, uint8_t source)
 {
-    struct prefill p = {asins, n, source};
+    struct prefill p = {asins, n, source, 0};
     assert_int_equal(st_write(env, prefill_fn, &p), 0);
 }
 
@@ -1250,6 +1257,138 @@ static void test_pending_values_are_plain_msgpack(void **state)
     assert_int_equal(msgpack_check_db("pending", pending_int_keys, 4), 3);
 }
 
+/* ---------------------------------------------------------------- what is learned */
+
+/* The learned figure NAME as `kdeals stat --json` shows it (its "value" object); -1 if the
+ * command fails or does not show it. */
+static int64_t stat_value(const char *name)
+{
+    char cmd[4400];
+    snprintf(cmd, sizeof(cmd), KDEALS " stat -c '%s' --json 2>/dev/null", conf_path);
+    FILE *p = popen(cmd, "r");
+    if (p == NULL)
+        return -1;
+    static char out[1 << 20];
+    size_t n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    if (pclose(p) != 0)
+        return -1;
+    yajl_val v = yajl_tree_parse(out, NULL, 0);
+    const char *path[] = {"value", name, NULL};
+    yajl_val x = v != NULL ? yajl_tree_get(v, path, yajl_t_number) : NULL;
+    int64_t r = x != NULL ? YAJL_GET_INTEGER(x) : -1;
+    yajl_tree_free(v);
+    return r;
+}
+
+/* The peeks' confidence as `kdeals stat` shows it: hit rate and profit ratio, basis points. */
+struct conf_bp {
+    int64_t hit, ratio;
+};
+
+static struct conf_bp conf_bp_of(const struct val_conf *c)
+{
+    return (struct conf_bp){llround(val_conf_hit(c) * 10000), llround(val_conf_ratio(c) * 10000)};
+}
+
+/* The peeks' confidence the committer last saved in the store (meta learned_committer, as
+ * committer/committer.c writes it). False when there is none. */
+static bool saved_conf(struct val_conf *c)
+{
+    double nums[VAL_CONF_NUMS];
+    struct st_learned_field f = {"conf", nums, VAL_CONF_NUMS, 8 * VAL_WEIGHT_MAX};
+    struct st_env *env = store_open();
+    struct st_txn *txn;
+    assert_int_equal(st_read_begin(env, &txn), 0);
+    int rc = st_meta_get_learned(txn, ST_META_LEARNED_COMMITTER, &f, 1);
+    st_read_end(txn);
+    st_close(env);
+    if (rc == -ENOENT)
+        return false;
+    assert_int_equal(rc, 0);
+    assert_true(val_conf_unpack(nums, c));
+    return true;
+}
+
+/* How many times the daemon's log holds NEEDLE. */
+static int log_count(const char *needle)
+{
+    size_t len = 0;
+    char *log = kd_read_file(log_path, &len);
+    int n = 0;
+    for (const char *p = log; p != NULL && (p = strstr(p, needle)) != NULL; p++)
+        n++;
+    free(log);
+    return n;
+}
+
+/*
+ * What the full fetches taught survives a crash, up to the last periodic save
+ * (docs/architecture.md, "What is learned survives a restart"): 24 survivors whose peeks
+ * estimated $10 of profit are fetched (more than the 16 outcomes after which the committer
+ * saves its confidence in a batch's write), moving the hit rate and profit ratio off their
+ * prior; then the committer is killed (SIGKILL: no stop, no final save) and the supervisor
+ * restarts it. The new committer shows what the store held, not the prior. (The gauges live in
+ * shared memory, but a starting committer publishes what it read, the prior if nothing.)
+ */
+static void test_learned_confidence_survives_a_killed_committer(void **state)
+{
+    (void)state;
+    kd_test_set_timeout(150);
+    sim_start(NULL);
+    write_config("[update]\nmin_interval = 1h\n"); /* no re-check, no recommit meanwhile */
+    enum { N = 24 };
+    char asins[N][11];
+    assert_int_equal(oracle_deals(PT_USED, asins, N), N);
+    struct st_env *env = store_open();
+    struct prefill pf = {asins, N, ST_SOURCE_DEALS, 1000};
+    assert_int_equal(st_write(env, prefill_fn, &pf), 0);
+    st_close(env);
+
+    daemon_start();
+    struct shm_segment seg;
+    ASSERT_WAIT(attach(&seg) == 0, 15);
+    struct shm_proc_slot *slot = &seg.layout->procs[SHM_ROLE_COMMITTER];
+    ASSERT_WAIT(count_db(ST_DB_PENDING) == 0, 60);
+    ASSERT_WAIT(committer_counter(&seg, SHM_C_commit_backlog) == 0, 10);
+    assert_int_equal(log_count("no learned peek confidence in the store"), 1);
+
+    /* Every outcome was learned; at least one periodic save is in the store, off the prior. */
+    struct val_conf prior, saved;
+    val_conf_init(&prior);
+    if (!saved_conf(&saved))
+        fail_msg("%d survivors fetched and no learned confidence saved in the store (meta %s)", N,
+                 ST_META_LEARNED_COMMITTER);
+    struct conf_bp p = conf_bp_of(&prior), s = conf_bp_of(&saved);
+    if (s.hit == p.hit && s.ratio == p.ratio)
+        fail_msg("the fetches taught nothing: hit %lld bp, profit ratio %lld bp, as the prior",
+                 (long long)s.hit, (long long)s.ratio);
+    struct conf_bp taught = {stat_value("peek_hit_bp"), stat_value("peek_profit_ratio_bp")};
+    assert_true(taught.hit > 0 && taught.ratio > 0);
+
+    int64_t pid = atomic_load(&slot->pid);
+    uint32_t restarts = atomic_load(&slot->restarts);
+    assert_true(pid > 0);
+    assert_int_equal(kill((pid_t)pid, SIGKILL), 0);
+    ASSERT_WAIT(atomic_load(&slot->restarts) > restarts && atomic_load(&slot->pid) != pid &&
+                    atomic_load(&slot->pid) > 0 && atomic_load(&slot->state) == SHM_PROC_READY,
+                30);
+    if (!KDH_WAIT_FOR(log_count("learned peek confidence read from the store") == 1, 10))
+        fail_msg("the restarted committer read no learned confidence back (see %s)", log_path);
+    struct conf_bp back = {stat_value("peek_hit_bp"), stat_value("peek_profit_ratio_bp")};
+    if (back.hit != s.hit || back.ratio != s.ratio)
+        fail_msg("after SIGKILL and a restart the committer shows hit %lld bp, profit ratio "
+                 "%lld bp; the store saved %lld and %lld (the prior: %lld and %lld)",
+                 (long long)back.hit, (long long)back.ratio, (long long)s.hit, (long long)s.ratio,
+                 (long long)p.hit, (long long)p.ratio);
+    print_message("taught hit %lld bp, profit ratio %lld bp; saved %lld and %lld; after SIGKILL "
+                  "and a restart, %lld and %lld\n",
+                  (long long)taught.hit, (long long)taught.ratio, (long long)s.hit,
+                  (long long)s.ratio, (long long)back.hit, (long long)back.ratio);
+    assert_int_equal(daemon_stop(), 0);
+    shm_segment_detach(&seg);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -1262,6 +1401,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_without_key_survivors_stay_pending),
         cmocka_unit_test(test_full_store_keeps_the_batch_and_retries_the_write),
         cmocka_unit_test(test_pending_values_are_plain_msgpack),
+        cmocka_unit_test(test_learned_confidence_survives_a_killed_committer),
     };
     return KD_RUN_TESTS(tests, argc, argv);
 }

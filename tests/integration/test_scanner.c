@@ -14,6 +14,8 @@
  *     pass as pages 0, 1, 2, ... with no gap, ending only on a short page (F11);
  *   - the ASIN list source reads the file, skips comments and bad lines, and retries ASINs
  *     Keepa did not return on the next pass instead of marking them peeked.
+ *   - what the peeks taught (the low fees) survives kill -9 of the scanner up to its last
+ *     periodic save: the restarted scanner reads back what the store saved.
  *
  * Waits are for observable events (port file, status file, the cursor in LMDB, counters in
  * the segment, the sim's ledger) polled with a deadline; nothing sleeps and hopes.
@@ -36,6 +38,7 @@
 
 #include "kd_harness.h"
 #include "kd_test.h"
+#include "scanner/learned.h"
 #include "scanner/rules.h"
 #include "shm/counters.h"
 #include "shm/segment.h"
@@ -1029,6 +1032,112 @@ static void test_pipe_fetches_ahead_in_order(void **state)
     sim_stop(&s);
 }
 
+/* How many peeks of every product the low fees the scanner last saved in the store hold (meta
+ * learned_scanner, read back as the scanner reads it); -1 when none are saved. */
+static long long saved_fee_peeks(struct daemon *d)
+{
+    static double fees[SCANNER_FEES_NUMS], rates[SCANNER_PEEK_NUMS];
+    struct st_learned_field f[2] = {
+        {"low_fees", fees, SCANNER_FEES_NUMS, SCANNER_FEES_NUM_MAX},
+        {"peek_rates", rates, SCANNER_PEEK_NUMS, UINT32_MAX},
+    };
+    struct st_txn *txn;
+    assert_int_equal(st_read_begin(d->env, &txn), 0);
+    int rc = st_meta_get_learned(txn, ST_META_LEARNED_SCANNER, f, 2);
+    st_read_end(txn);
+    if (rc == -ENOENT)
+        return -1;
+    assert_int_equal(rc, 0);
+    struct scanner_fees *sf = calloc(1, sizeof(*sf)), *scratch = malloc(sizeof(*scratch));
+    assert_true(sf != NULL && scratch != NULL);
+    scanner_fees_init(sf);
+    assert_true(scanner_fees_unpack(fees, sf, scratch));
+    struct scanner_peek_rate peek[SCANNER_PEEK_CLASSES];
+    assert_true(scanner_peek_unpack(rates, peek));
+    long long n = sf->all.n;
+    free(sf);
+    free(scratch);
+    return n;
+}
+
+/* The peeks of every product the scanner's log says it read back at start, or -1. */
+static long long read_back_fee_peeks(struct daemon *d)
+{
+    static const char needle[] = "learned low fees read from the store: ";
+    char *log = read_log(d);
+    const char *p = strstr(log, needle);
+    long long n = -1;
+    if (p == NULL || sscanf(p + sizeof(needle) - 1, "%lld", &n) != 1)
+        n = -1;
+    free(log);
+    return n;
+}
+
+/*
+ * What the peeks taught survives a crash, up to the last periodic save (docs/architecture.md,
+ * "What is learned survives a restart"): a list of 60 real ASINs is peeked 10 at a time, each
+ * peek teaching the low fees, more than the 32 after which the scanner saves them in a peek
+ * batch's write; then the scanner is killed (SIGKILL: no stop, no final save) and the
+ * supervisor restarts it. The new scanner reads back the low fees of as many peeks as the
+ * store saved, not none.
+ */
+static void test_learned_fees_survive_a_killed_scanner(void **state)
+{
+    (void)state;
+    struct sim s = sim_start("--products", "3000", "--minute-ms", "100", "--refill-rate", "2000");
+    static char real[60][11];
+    int n_real = sim_deal_asins(&s, real, 60);
+    assert_true(n_real >= 50);
+    char list[512];
+    snprintf(list, sizeof(list), "%s/asins.txt", test_dir());
+    FILE *f = fopen(list, "w");
+    assert_non_null(f);
+    for (int i = 0; i < n_real; i++)
+        fprintf(f, "%s\n", real[i]);
+    fclose(f);
+    char scan[1024];
+    snprintf(scan, sizeof(scan),
+             "source = asins\nasins_file = %s\npeek_batch = 10\npass_pause = 1d", list);
+    struct daemon d;
+    daemon_start(&d, &s, "100ms", scan);
+    EXPECT(&d, cursor(&d).pass >= 1, 60);
+    assert_true(log_has(&d, "no learned low fees in the store"));
+    int64_t peeked = scanner_counter(&d, SHM_C_asins_peeked);
+    assert_true(peeked >= n_real * 9 / 10);
+    long long saved = saved_fee_peeks(&d);
+    if (saved <= 0) {
+        dump_log(&d);
+        fail_msg("%lld peeks and no learned low fees saved in the store (meta %s)",
+                 (long long)peeked, ST_META_LEARNED_SCANNER);
+    }
+
+    struct shm_proc_slot *slot = &d.seg.layout->procs[SHM_ROLE_SCANNER];
+    int64_t pid = atomic_load(&slot->pid);
+    uint32_t restarts = atomic_load(&slot->restarts);
+    assert_true(pid > 0);
+    assert_int_equal(kill((pid_t)pid, SIGKILL), 0);
+    EXPECT(&d,
+           atomic_load(&slot->restarts) > restarts && atomic_load(&slot->pid) != pid &&
+               atomic_load(&slot->pid) > 0 && atomic_load(&slot->state) == SHM_PROC_READY,
+           30);
+    long long back = -1;
+    if (!KDH_WAIT_FOR((back = read_back_fee_peeks(&d)) >= 0, 10)) {
+        dump_log(&d);
+        fail_msg("the restarted scanner read no learned low fees back (see %s)", d.log);
+    }
+    if (back != saved)
+        fail_msg("the restarted scanner read the low fees of %lld peeks back; the store saved %lld",
+                 back, saved);
+    fprintf(stderr,
+            "figures: %lld peeked; low fees of %lld peeks saved; after SIGKILL and a restart, "
+            "%lld read back\n",
+            (long long)peeked, saved, back);
+    if (getenv("KD_SCANNER_DUMP"))
+        dump_log(&d);
+    daemon_stop(&d);
+    sim_stop(&s);
+}
+
 int main(int argc, char **argv)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -1042,6 +1151,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_query_source),
         cmocka_unit_test(test_full_store_keeps_peeks_and_retries),
         cmocka_unit_test(test_pipe_fetches_ahead_in_order),
+        cmocka_unit_test(test_learned_fees_survive_a_killed_scanner),
     };
     return KD_RUN_TESTS(tests, argc, argv);
 }

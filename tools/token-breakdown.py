@@ -7,8 +7,9 @@ KEPT_DIR is the folder a day benchmark leaves with BENCH_PIPELINE_KEEP=1 (its `d
 holds the daemon's log, config and store). The daemon's log says what each peek batch found,
 what each commit batch cost and found (ASIN by ASIN), and what each update batch cost; the
 store's change log (`kdeals deals --follow`) says what every re-check found. A full fetch of
-an ASIN that was committed before is a recommit (the updater asked for fresh offers). Tokens
-of a commit batch are shared evenly by its ASINs.
+an ASIN that was committed before is counted as a recommit: mostly the updater asking for fresh
+offers, but also a product whose deal ended and came back on the feed (the info log does not
+tell the two apart). Tokens of a commit batch are shared evenly by its ASINs.
 """
 import collections
 import json

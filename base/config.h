@@ -106,7 +106,7 @@
       "weights (the share of one that has no work goes to the others)")                            \
     X(tokens, value_rules, LIST,                                                                   \
       "order, prescore, fees, recheck, gone, busy, fresh, probe, cadence, lowfees, final, age, "   \
-      "delta, first, peekrate, lane",                                                              \
+      "delta, first, peekrate, lane, budget",                                                      \
       1, CFG_STR_MAX, CFG_VALUE_RULES, CFG_RELOAD,                                                 \
       "the rules of value per token in use (docs/architecture.md, \"The spending policy\"); "      \
       "leave one out to see what it buys (none: arrival order, doubling intervals, fixed pause)")  \

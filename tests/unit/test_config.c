@@ -88,7 +88,7 @@ static void test_defaults_valid(void **state)
     assert_string_equal(
         c.tokens_value_rules,
         "order, prescore, fees, recheck, gone, busy, fresh, probe, cadence, lowfees, final, age, "
-        "delta, first, peekrate, lane");
+        "delta, first, peekrate, lane, budget");
     assert_int_equal(c.daemon_log_level, CFG_LOG_INFO);
     assert_string_equal(c.keepa_base_url, "https://api.keepa.com");
     assert_false(c.keepa_key_set);

@@ -296,11 +296,12 @@ static void test_rules_from_the_config(void **state)
     (void)state;
     struct cfg c;
     cfg_defaults(&c);
-    /* Every rule but drop and budget, which are off by default (docs/architecture.md). */
+    /* Every rule but drop, which is off by default (docs/architecture.md). */
     unsigned defaults = VAL_RULE_ORDER | VAL_RULE_PRESCORE | VAL_RULE_FEES | VAL_RULE_RECHECK |
                         VAL_RULE_GONE | VAL_RULE_BUSY | VAL_RULE_FRESH | VAL_RULE_PROBE |
                         VAL_RULE_CADENCE | VAL_RULE_LOWFEES | VAL_RULE_FINAL | VAL_RULE_AGE |
-                        VAL_RULE_DELTA | VAL_RULE_FIRST | VAL_RULE_PEEKRATE | VAL_RULE_LANE;
+                        VAL_RULE_DELTA | VAL_RULE_FIRST | VAL_RULE_PEEKRATE | VAL_RULE_LANE |
+                        VAL_RULE_BUDGET;
     assert_int_equal(val_rules(&c), defaults);
     snprintf(c.tokens_value_rules, sizeof(c.tokens_value_rules), "none");
     assert_int_equal(val_rules(&c), 0);

@@ -2300,7 +2300,11 @@ static int on_start(struct wk *wk)
     /* The pipe's page is the size of the page in memory: its memory is taken now, as the
      * page's, not when tokens first pile up (a step a soak would read as growth). */
     memset(&sc->next.page, 0, sizeof(sc->next.page));
-    sc->fees = calloc(1, sizeof(*sc->fees)); /* NULL: the pre-score goes without */
+    sc->fees = malloc(sizeof(*sc->fees)); /* NULL: the pre-score goes without */
+    if (sc->fees != NULL) /* every page of the per-product table written now, not as peeks
+                             fill it (calloc's pages are not; nor malloc + memset's, which
+                             the compiler may turn into calloc) */
+        explicit_bzero(sc->fees, sizeof(*sc->fees));
     sc->fees_nums = malloc(SCANNER_FEES_NUMS * sizeof(*sc->fees_nums)); /* NULL: not kept */
     if (sc->fees_nums != NULL) /* every page written now: the memory does not grow later */
         memset(sc->fees_nums, 0, SCANNER_FEES_NUMS * sizeof(*sc->fees_nums));

@@ -26,6 +26,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/clock.h"
@@ -228,6 +229,27 @@ static int status_open(int dirfd, const char *name, int flags)
     return fd;
 }
 
+/* The instance lock's exclusive flock on the status file FD. shm_status_read (`kdeals status`,
+ * a health check, a test waiting for a start) holds a shared lock on the same file for the span
+ * of two system calls to learn whether a supervisor holds it; a start that meets one must not
+ * take it for a running instance, so EWOULDBLOCK is tried again for SHM_LOCK_RETRY_MS. A
+ * supervisor holds its lock for life, which stays EWOULDBLOCK and is refused. Returns 0 or
+ * -errno. */
+#define SHM_LOCK_RETRY_MS 250
+static int lock_instance(int fd)
+{
+    int64_t deadline = kd_mono_ns() + SHM_LOCK_RETRY_MS * KD_NS_PER_MS;
+    for (;;) {
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+            return 0;
+        int e = errno;
+        if (e != EINTR && (e != EWOULDBLOCK || kd_mono_ns() >= deadline))
+            return -e;
+        struct timespec nap = {0, KD_NS_PER_MS};
+        nanosleep(&nap, NULL);
+    }
+}
+
 /* ---- status file ---- */
 
 static int parse_status(const char *text, struct shm_status *st)
@@ -348,10 +370,10 @@ int shm_status_repair(struct shm_segment *seg, const char *state)
             if (fd < 0)
                 return fd;
         }
-        if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-            int e = errno;
+        int rc = lock_instance(fd);
+        if (rc != 0) {
             close(fd);
-            return -e;
+            return rc;
         }
         (void)fchmod(fd, 0600);
         close(seg->lock_fd);
@@ -528,8 +550,9 @@ int shm_segment_create(struct shm_segment *seg, const struct shm_segment_options
                       strerror(-lfd));
         return lfd;
     }
-    if (flock(lfd, LOCK_EX | LOCK_NB) != 0) {
-        int e = errno;
+    int locked = lock_instance(lfd);
+    if (locked != 0) {
+        int e = -locked;
         char text[512] = "";
         struct shm_status st = {0};
         if (read_fd_text(lfd, text, sizeof(text)) == 0)

@@ -181,6 +181,53 @@ static void test_second_supervisor_refused(void **state)
     shm_segment_destroy(&seg);
 }
 
+/* `kdeals status` (or a health check polling it) at the moment a supervisor starts: its shared
+ * probe of the instance lock must not make the start fail as "already running". A child reads
+ * the status in a tight loop while the instance is created and destroyed 300 times. */
+static void test_status_readers_do_not_block_a_start(void **state)
+{
+    (void)state;
+    const char *inst = kd_test_instance();
+    struct shm_segment seg;
+    create_ok(&seg, inst);
+    shm_segment_destroy(&seg);
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct shm_status st;
+        unsigned long reads = 0;
+        char ok = 1;
+        for (;;) {
+            if (shm_status_read(kd_test_tmpdir(), inst, &st) == 0 && ++reads == 1 &&
+                write(fds[1], &ok, 1) != 1)
+                _exit(4);
+        }
+    }
+    char ok;
+    assert_int_equal(read(fds[0], &ok, 1), 1);
+    int refused = 0;
+    char first[256] = "";
+    for (int i = 0; i < 300; i++) {
+        struct shm_segment_options opt = {.instance = inst, .run_dir = kd_test_tmpdir()};
+        char err[256] = "";
+        if (shm_segment_create(&seg, &opt, err, sizeof(err)) != 0) {
+            if (refused++ == 0)
+                snprintf(first, sizeof(first), "%s", err);
+            continue;
+        }
+        shm_segment_publish(&seg);
+        shm_segment_destroy(&seg);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    close(fds[0]);
+    close(fds[1]);
+    if (refused != 0)
+        fail_msg("%d of 300 starts refused while a status reader ran; the first: %s", refused,
+                 first);
+}
+
 static void test_dead_supervisor_segment_replaced_and_reader_notices(void **state)
 {
     (void)state;
@@ -608,6 +655,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_read_only_mapping_cannot_write),
         cmocka_unit_test(test_attach_before_publish_and_when_absent),
         cmocka_unit_test(test_second_supervisor_refused),
+        cmocka_unit_test(test_status_readers_do_not_block_a_start),
         cmocka_unit_test(test_dead_supervisor_segment_replaced_and_reader_notices),
         cmocka_unit_test(test_generation_survives_clean_restart),
         cmocka_unit_test(test_wrong_version_and_foreign_segments),

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -199,6 +200,29 @@ int64_t kdh_jint(yajl_val v, ...)
     va_start(ap, v);
     int64_t r = jint_va(v, ap);
     va_end(ap);
+    return r;
+}
+
+int64_t kdh_stat_value(const char *conf, const char *name)
+{
+    char cmd[PATH_MAX + 64];
+    if (strchr(conf, '\'') != NULL ||
+        snprintf(cmd, sizeof(cmd), KDEALS_BIN " stat -c '%s' --json 2>/dev/null", conf) >=
+            (int)sizeof(cmd))
+        fail_msg("config path unusable in a shell command: %s", conf);
+    FILE *p = popen(cmd, "r");
+    if (p == NULL)
+        return -1;
+    static char out[1 << 20];
+    size_t n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    if (pclose(p) != 0)
+        return -1;
+    yajl_val v = yajl_tree_parse(out, NULL, 0);
+    const char *path[] = {"value", name, NULL};
+    yajl_val x = v != NULL ? yajl_tree_get(v, path, yajl_t_number) : NULL;
+    int64_t r = x != NULL && YAJL_IS_INTEGER(x) ? YAJL_GET_INTEGER(x) : -1;
+    yajl_tree_free(v);
     return r;
 }
 

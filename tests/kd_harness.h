@@ -156,6 +156,10 @@ struct kdh_counter_sample {
 };
 void kdh_check_counters(const struct shm_segment *seg, struct kdh_counter_sample *m);
 
+/* The learned figure NAME as `kdeals stat -c CONF --json` shows it (its "value" object); -1 when
+ * the command fails or does not show it. */
+int64_t kdh_stat_value(const char *conf, const char *name);
+
 /*
  * Runs `kdeals ARGV... -c CONF` (ARGV NULL-terminated, e.g. {"reload", NULL}), waits up to
  * TIMEOUT_S seconds (then kills it and returns -1). Returns the exit status (128+signal when

@@ -1259,28 +1259,6 @@ static void test_pending_values_are_plain_msgpack(void **state)
 
 /* ---------------------------------------------------------------- what is learned */
 
-/* The learned figure NAME as `kdeals stat --json` shows it (its "value" object); -1 if the
- * command fails or does not show it. */
-static int64_t stat_value(const char *name)
-{
-    char cmd[4400];
-    snprintf(cmd, sizeof(cmd), KDEALS " stat -c '%s' --json 2>/dev/null", conf_path);
-    FILE *p = popen(cmd, "r");
-    if (p == NULL)
-        return -1;
-    static char out[1 << 20];
-    size_t n = fread(out, 1, sizeof(out) - 1, p);
-    out[n] = '\0';
-    if (pclose(p) != 0)
-        return -1;
-    yajl_val v = yajl_tree_parse(out, NULL, 0);
-    const char *path[] = {"value", name, NULL};
-    yajl_val x = v != NULL ? yajl_tree_get(v, path, yajl_t_number) : NULL;
-    int64_t r = x != NULL ? YAJL_GET_INTEGER(x) : -1;
-    yajl_tree_free(v);
-    return r;
-}
-
 /* The peeks' confidence as `kdeals stat` shows it: hit rate and profit ratio, basis points. */
 struct conf_bp {
     int64_t hit, ratio;
@@ -1363,7 +1341,8 @@ static void test_learned_confidence_survives_a_killed_committer(void **state)
     if (s.hit == p.hit && s.ratio == p.ratio)
         fail_msg("the fetches taught nothing: hit %lld bp, profit ratio %lld bp, as the prior",
                  (long long)s.hit, (long long)s.ratio);
-    struct conf_bp taught = {stat_value("peek_hit_bp"), stat_value("peek_profit_ratio_bp")};
+    struct conf_bp taught = {kdh_stat_value(conf_path, "peek_hit_bp"),
+                             kdh_stat_value(conf_path, "peek_profit_ratio_bp")};
     assert_true(taught.hit > 0 && taught.ratio > 0);
 
     int64_t pid = atomic_load(&slot->pid);
@@ -1375,7 +1354,8 @@ static void test_learned_confidence_survives_a_killed_committer(void **state)
                 30);
     if (!KDH_WAIT_FOR(log_count("learned peek confidence read from the store") == 1, 10))
         fail_msg("the restarted committer read no learned confidence back (see %s)", log_path);
-    struct conf_bp back = {stat_value("peek_hit_bp"), stat_value("peek_profit_ratio_bp")};
+    struct conf_bp back = {kdh_stat_value(conf_path, "peek_hit_bp"),
+                           kdh_stat_value(conf_path, "peek_profit_ratio_bp")};
     if (back.hit != s.hit || back.ratio != s.ratio)
         fail_msg("after SIGKILL and a restart the committer shows hit %lld bp, profit ratio "
                  "%lld bp; the store saved %lld and %lld (the prior: %lld and %lld)",

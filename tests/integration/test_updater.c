@@ -1274,24 +1274,6 @@ static void test_first_recheck_of_a_new_deal_is_placed(void **state)
     stop_all(&w);
 }
 
-/* The learned figure NAME as `kdeals stat --json` shows it (its "value" object); -1 if the
- * command fails or does not show it. */
-static int64_t stat_value(struct world *w, const char *name)
-{
-    char cmd[1024];
-    snprintf(cmd, sizeof(cmd), KDEALS " stat -c %s --json 2>/dev/null", w->conf);
-    FILE *p = popen(cmd, "r");
-    if (p == NULL)
-        return -1;
-    static char out[1 << 20];
-    size_t n = fread(out, 1, sizeof(out) - 1, p);
-    out[n] = '\0';
-    if (pclose(p) != 0)
-        return -1;
-    const char *v = strstr(out, "\"value\":");
-    return v != NULL ? json_int(v, name) : -1;
-}
-
 /*
  * The learning tests' start: N due deals (at most 64) whose every re-check fails, a daemon
  * whose updater re-checks them until each has expired (3 failures), teaching a vanish rate.
@@ -1334,7 +1316,7 @@ static void test_learned_rates_survive_a_restart(void **state)
     enum { NV = sizeof(names) / sizeof(names[0]) };
     int64_t before[NV];
     for (int i = 0; i < NV; i++)
-        before[i] = stat_value(&w, names[i]);
+        before[i] = kdh_stat_value(w.conf, names[i]);
     if (before[0] <= 0 || before[0] == VAL_PRIOR_HALF_LIFE_MIN)
         fail_msg("the re-checks taught no half-life: %lld", (long long)before[0]);
     int64_t checks = upd_counter(&w, SHM_C_deals_refreshed) + upd_counter(&w, SHM_C_deals_expired);
@@ -1350,7 +1332,7 @@ static void test_learned_rates_survive_a_restart(void **state)
     assert_true(KDH_WAIT_FOR(
         atomic_load(&w.seg.layout->procs[SHM_ROLE_COMMITTER].state) == SHM_PROC_READY, 20));
     for (int i = 0; i < NV; i++) {
-        int64_t after = stat_value(&w, names[i]);
+        int64_t after = kdh_stat_value(w.conf, names[i]);
         if (after != before[i])
             fail_msg("%s: %lld before the restart, %lld after (see %s)", names[i],
                      (long long)before[i], (long long)after, w.log);
@@ -1390,7 +1372,7 @@ static void test_learned_rates_survive_a_killed_updater(void **state)
     (void)state;
     struct world w;
     teach_failing_deals(&w, 40);
-    int64_t taught = stat_value(&w, "vanish_half_life_min");
+    int64_t taught = kdh_stat_value(w.conf, "vanish_half_life_min");
     if (taught <= 0 || taught == VAL_PRIOR_HALF_LIFE_MIN)
         fail_msg("the re-checks taught no half-life: %lld", (long long)taught);
     assert_true(log_contains(&w, "no learned vanish rates in the store"));

@@ -1,6 +1,11 @@
 # Thin wrapper around CMake. `make demo` and `make test` work on a fresh Debian 12 machine:
 # both install what is missing first (tools/install-deps.sh).
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+# Tests run at once: twice the cores. Most integration tests wait on simulated Keepa minutes,
+# not on the CPU (at one test a core a 2-core machine is a quarter busy); the tests that keep
+# cores busy themselves take more than one slot (PROCESSORS in tests/CMakeLists.txt). The
+# ThreadSanitizer run keeps one test a core: every test in it is threaded and 5-15x slower.
+TEST_JOBS ?= $(shell echo $$(( $(JOBS) * 2 )))
 BUILD ?= build
 CMAKE_FLAGS ?=
 
@@ -33,12 +38,12 @@ test: deps
 	$(MAKE) test-fuzz
 
 test-fast: build
-	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	cd $(BUILD) && ctest --output-on-failure -j $(TEST_JOBS)
 
 test-asan: build-asan/CMakeCache.txt
 	cmake --build build-asan -j $(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS) -LE nosan
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(TEST_JOBS) -LE nosan
 
 test-tsan: build-tsan/CMakeCache.txt
 	cmake --build build-tsan -j $(JOBS) --target tsan_tests

@@ -3,8 +3,7 @@
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 # Tests run at once: twice the cores. Most integration tests wait on simulated Keepa minutes,
 # not on the CPU (at one test a core a 2-core machine is a quarter busy); the tests that keep
-# cores busy themselves take more than one slot (PROCESSORS in tests/CMakeLists.txt). The
-# ThreadSanitizer run keeps one test a core: every test in it is threaded and 5-15x slower.
+# cores busy themselves take more than one slot (PROCESSORS in tests/CMakeLists.txt).
 TEST_JOBS ?= $(shell echo $$(( $(JOBS) * 2 )))
 BUILD ?= build
 CMAKE_FLAGS ?=
@@ -48,7 +47,7 @@ test-asan: build-asan/CMakeCache.txt
 test-tsan: build-tsan/CMakeCache.txt
 	cmake --build build-tsan -j $(JOBS) --target tsan_tests
 	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-	  ctest --output-on-failure -j $(JOBS) -L tsan
+	  ctest --output-on-failure -j $(TEST_JOBS) -L tsan
 
 demo: deps build
 	sh tools/demo.sh $(BUILD)

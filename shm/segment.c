@@ -233,8 +233,8 @@ static int status_open(int dirfd, const char *name, int flags)
  * a health check, a test waiting for a start) holds a shared lock on the same file for the span
  * of two system calls to learn whether a supervisor holds it; a start that meets one must not
  * take it for a running instance, so EWOULDBLOCK is tried again for SHM_LOCK_RETRY_MS. A
- * supervisor holds its lock for life, which stays EWOULDBLOCK and is refused. Returns 0 or
- * -errno. */
+ * supervisor holds its lock for life, which stays EWOULDBLOCK and is refused. For a start only
+ * (shm_status_repair runs on the supervisor's loop). Returns 0 or -errno. */
 #define SHM_LOCK_RETRY_MS 250
 static int lock_instance(int fd)
 {
@@ -370,10 +370,12 @@ int shm_status_repair(struct shm_segment *seg, const char *state)
             if (fd < 0)
                 return fd;
         }
-        int rc = lock_instance(fd);
-        if (rc != 0) {
+        /* No retry here: this runs on the supervisor's loop once a second, and the next
+         * second tries again. */
+        if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            int e = errno;
             close(fd);
-            return rc;
+            return -e;
         }
         (void)fchmod(fd, 0600);
         close(seg->lock_fd);

@@ -1610,156 +1610,191 @@ static void bucket_reading(struct scanner *sc, int64_t *balance, int64_t *rate)
 
 /* ---------- the pipe (scanner/pipe.h) ---------- */
 
-/* The pipe's page is the page in memory now: as page_done() loads an answer. */
-static void next_load(struct scanner *sc)
+/* The pipe's page in SL is the page in memory now: as page_done() loads an answer. */
+static void next_load(struct scanner *sc, struct scanner_pipe_slot *sl)
 {
-    sc->page = sc->next.page;
-    sc->feed = sc->next.feed;
-    sc->page_items = sc->next.items;
-    sc->page_full = sc->next.full;
-    sc->page_last = sc->next.last;
-    sc->page_fresh = sc->next.fresh;
+    sc->page = sl->page;
+    sc->feed = sl->feed;
+    sc->page_items = sl->items;
+    sc->page_full = sl->full;
+    sc->page_last = sl->last;
+    sc->page_fresh = sl->fresh;
     sc->fetch_failures = 0;
-    sc->next.active = sc->next.arrived = sc->next.taken = false;
+    sl->active = sl->arrived = sl->taken = false;
     page_loaded(sc, "deal page", sc->cur.position);
 }
 
 static int build_next(struct kp_call *call, void *ud)
 {
-    struct scanner *sc = ud;
-    if (store_blocked(sc))
+    struct scanner_pipe_slot *sl = ud;
+    if (store_blocked(sl->sc))
         return -EAGAIN; /* never sent: the reservation goes back whole (worker/spend.h) */
-    scanner_page_reset(&sc->next.page); /* a grant may follow a retried transfer's part */
-    memset(&sc->next.feed, 0, sizeof(sc->next.feed));
-    return kp_call_deal(call, sc->next.json);
+    scanner_page_reset(&sl->page); /* a grant may follow a retried transfer's part */
+    memset(&sl->feed, 0, sizeof(sl->feed));
+    return kp_call_deal(call, sl->json);
 }
 
 static int on_deal_next(const struct kp_deal *d, void *ud)
 {
-    struct scanner *sc = ud;
-    feed_deal(sc, &sc->next.page, &sc->next.feed, d);
+    struct scanner_pipe_slot *sl = ud;
+    feed_deal(sl->sc, &sl->page, &sl->feed, d);
     return 0;
 }
 
 /*
- * The pipe's answer. Taken by start_page() meanwhile: it is the page in memory now (a failed
+ * A pipe's answer. Taken by start_page() meanwhile: it is the page in memory now (a failed
  * one is fetched again the usual way). Else it waits for start_page(), or is forgotten when it
  * failed: the usual fetch then asks for that page.
  */
 static void next_done(const struct kp_result *res, void *ud)
 {
-    struct scanner *sc = ud;
-    free(sc->next.json);
-    sc->next.json = NULL;
+    struct scanner_pipe_slot *sl = ud;
+    struct scanner *sc = sl->sc;
+    free(sl->json);
+    sl->json = NULL;
     bool ok = res->code == KP_OK && !sc->stopping;
     if (res->code == KP_KEY_UNUSABLE)
         sc->key_unusable = true;
     if (ok) {
-        size_t items = sc->next.page.n;
+        size_t items = sl->page.n;
         if (res->envelope != NULL && res->envelope->n_deals > items)
             items = res->envelope->n_deals;
-        sc->next.items = items;
+        sl->items = items;
     }
-    if (sc->next.taken) {
+    if (sl->taken) {
         sc->fetching = false;
         if (ok)
-            next_load(sc);
+            next_load(sc, sl);
         else
-            sc->next.active = sc->next.taken = false;
+            sl->active = sl->taken = false;
     } else if (ok) {
-        sc->next.arrived = true;
+        sl->arrived = true;
     } else {
-        sc->next.active = false;
+        sl->active = false;
     }
     kick(sc);
 }
 
+/* Whether SL was fetched for the cursor's pass as start_page() reads it now (any position):
+ * same source, selection, pass and order, with the same probe floor. */
+static bool slot_of_pass(const struct scanner *sc, const struct scanner_pipe_slot *sl,
+                         uint64_t hash)
+{
+    return sl->at.source == sc->cur.source && sl->at.pass == sc->cur.pass && sl->hash == hash &&
+           sl->fresh == fresh_walk(sc) && sl->probe == (sl->fresh && sc->pass_probe) &&
+           (!sl->probe || sl->floor_pct == sc->pass_floor_pct) && sc->sel_ok;
+}
+
+/* Drops the answers that arrived for pages the cursor will not take (another pass or
+ * selection, or a page it passed); one still in flight is dropped when it has arrived. */
+static void pipe_drop_stale(struct scanner *sc, uint64_t hash)
+{
+    for (int i = 0; i < SCANNER_PIPE_SLOTS; i++) {
+        struct scanner_pipe_slot *sl = &sc->next[i];
+        if (sl->active && sl->arrived && !sl->taken &&
+            (!slot_of_pass(sc, sl, hash) || sl->at.position < sc->cur.position))
+            sl->active = sl->arrived = false;
+    }
+}
+
 /*
- * Requests the pass's next /deal page ahead of the page in memory (or in flight), when
- * scanner_pipe_next says so. The selection is rendered as start_page() will render it then:
- * same pass, so the same order, probe floor and selection (a reload changes source_hash, and
- * start_page() then drops the answer).
+ * Requests the pass's page after the furthest one asked for ahead of the page in memory (or
+ * in flight), in a free slot, when scanner_pipe_next says so. The selection is rendered as
+ * start_page() will render it then: same pass, so the same order, probe floor and selection (a
+ * reload changes source_hash, and start_page() then drops the answer).
  */
 static void pipe_next(struct scanner *sc)
 {
     /* A delta page is outside the cursor: the pass's own pages, probe or not, are decided after
      * it, so nothing is fetched ahead of it. */
-    if (sc->next.active || sc->stopping || !sc->sel_ok || sc->source != CFG_SOURCE_DEALS ||
-        sc->page_delta || (!sc->fetching && !sc->page_loaded))
+    if (sc->stopping || !sc->sel_ok || sc->source != CFG_SOURCE_DEALS || sc->page_delta ||
+        (!sc->fetching && !sc->page_loaded))
+        return;
+    uint64_t hash = source_hash(sc);
+    pipe_drop_stale(sc, hash);
+    struct scanner_pipe_slot *sl = NULL;
+    uint64_t position = sc->cur.position + 1;
+    for (int i = 0; i < SCANNER_PIPE_SLOTS; i++) {
+        struct scanner_pipe_slot *s = &sc->next[i];
+        if (!s->active)
+            sl = sl != NULL ? sl : s;
+        else if (!s->taken && slot_of_pass(sc, s, hash) && s->at.position >= position)
+            position = s->at.position + 1;
+    }
+    if (sl == NULL)
         return;
     int64_t balance, rate;
     bucket_reading(sc, &balance, &rate);
-    uint64_t position = sc->cur.position + 1;
     if (!scanner_pipe_next((sc->value_rules & VAL_RULE_BUSY) != 0, true, position,
                            (uint64_t)sc->sel.last_page, balance, rate))
         return;
     size_t len = 0;
     int rc = sc->page_fresh && sc->pass_probe
                  ? scanner_selection_render_probe(&sc->sel, position, SCANNER_FRESH_SORT,
-                                                  sc->pass_floor_pct, &sc->next.json, &len)
+                                                  sc->pass_floor_pct, &sl->json, &len)
                  : scanner_selection_render_sorted(&sc->sel, position,
                                                    sc->page_fresh ? SCANNER_FRESH_SORT : 0,
-                                                   &sc->next.json, &len);
+                                                   &sl->json, &len);
     if (rc != 0)
         return;
-    sc->next.active = true;
-    sc->next.arrived = sc->next.taken = false;
-    sc->next.at = sc->cur;
-    sc->next.at.position = position;
-    sc->next.hash = source_hash(sc);
-    sc->next.fresh = sc->page_fresh;
-    sc->next.probe = sc->page_fresh && sc->pass_probe;
-    sc->next.floor_pct = sc->pass_floor_pct;
-    sc->next.full = (size_t)sc->sel.per_page;
-    sc->next.last = (uint64_t)sc->sel.last_page;
-    scanner_page_reset(&sc->next.page);
-    memset(&sc->next.feed, 0, sizeof(sc->next.feed));
+    sl->active = true;
+    sl->arrived = sl->taken = false;
+    sl->at = sc->cur;
+    sl->at.position = position;
+    sl->hash = hash;
+    sl->fresh = sc->page_fresh;
+    sl->probe = sc->page_fresh && sc->pass_probe;
+    sl->floor_pct = sc->pass_floor_pct;
+    sl->full = (size_t)sc->sel.per_page;
+    sl->last = (uint64_t)sc->sel.last_page;
+    scanner_page_reset(&sl->page);
+    memset(&sl->feed, 0, sizeof(sl->feed));
     struct sp_job_spec spec = {.kind = TB_KIND_DEAL_PAGE,
                                .units = 1,
                                .prio = SP_PRIO_DISCOVER,
                                .build = build_next,
-                               .cbs = {.on_deal = on_deal_next, .on_done = next_done, .ud = sc}};
+                               .cbs = {.on_deal = on_deal_next, .on_done = next_done, .ud = sl}};
     rc = sp_submit(&sc->sp, &spec);
     if (rc != 0) {
-        sc->next.active = false;
-        free(sc->next.json);
-        sc->next.json = NULL;
+        sl->active = false;
+        free(sl->json);
+        sl->json = NULL;
         if (rc == -EKEYREJECTED)
             sc->key_unusable = true;
+        return;
     }
+    kd_debug("pipe: deal page %llu of pass %u asked for ahead of page %llu%s",
+             (unsigned long long)position, sc->cur.pass, (unsigned long long)sc->cur.position,
+             sc->fetching ? " (in flight)" : "");
 }
 
 /*
  * The pipe's page when it is the one the cursor is on (same source, selection, pass and
  * position, read in the same order, with the same probe floor): loaded now, or taken in flight
- * (true: nothing to fetch). Anything else is dropped: an answer for a page the cursor left (the
- * pass ended before it, a reload) is thrown away; one still in flight is thrown away when it
- * arrives.
+ * (true: nothing to fetch). An answer for a page the cursor left (the pass ended before it, a
+ * reload) is thrown away; one still in flight is thrown away when it has arrived. A page
+ * further ahead stays.
  */
 static bool next_take(struct scanner *sc, uint64_t hash)
 {
-    if (!sc->next.active)
-        return false;
-    bool same = sc->next.at.source == sc->cur.source && sc->next.at.pass == sc->cur.pass &&
-                sc->next.at.position == sc->cur.position && sc->next.hash == hash &&
-                sc->next.fresh == fresh_walk(sc) &&
-                sc->next.probe == (sc->next.fresh && sc->pass_probe) &&
-                (!sc->next.probe || sc->next.floor_pct == sc->pass_floor_pct) && sc->sel_ok;
-    if (!same) {
-        if (sc->next.arrived)
-            sc->next.active = sc->next.arrived = false;
-        return false; /* in flight: stays active until it arrives, then waits to be dropped */
-    }
-    kd_debug("deal page %llu (pass %u) came through the pipe%s",
-             (unsigned long long)sc->cur.position, sc->cur.pass,
-             sc->next.arrived ? "" : " (still in flight)");
-    if (sc->next.arrived) {
-        next_load(sc);
+    pipe_drop_stale(sc, hash);
+    for (int i = 0; i < SCANNER_PIPE_SLOTS; i++) {
+        struct scanner_pipe_slot *sl = &sc->next[i];
+        if (!sl->active || sl->taken || sl->at.position != sc->cur.position ||
+            !slot_of_pass(sc, sl, hash))
+            continue;
+        kd_debug("deal page %llu (pass %u) came through the pipe%s",
+                 (unsigned long long)sc->cur.position, sc->cur.pass,
+                 sl->arrived ? "" : " (still in flight)");
+        if (sl->arrived) {
+            next_load(sc, sl);
+            return true;
+        }
+        sl->taken = true;
+        sc->fetching = true;
         return true;
     }
-    sc->next.taken = true;
-    sc->fetching = true;
-    return true;
+    return false;
 }
 
 static void start_page(struct scanner *sc, int64_t now, bool lane_only)
@@ -2297,9 +2332,12 @@ static int on_start(struct wk *wk)
     int rc = wk_store_open(wk, &sc->env);
     if (rc != 0)
         return rc;
-    /* The pipe's page is the size of the page in memory: its memory is taken now, as the
+    /* The pipe's pages are the size of the page in memory: their memory is taken now, as the
      * page's, not when tokens first pile up (a step a soak would read as growth). */
-    memset(&sc->next.page, 0, sizeof(sc->next.page));
+    for (int i = 0; i < SCANNER_PIPE_SLOTS; i++) {
+        sc->next[i].sc = sc;
+        memset(&sc->next[i].page, 0, sizeof(sc->next[i].page));
+    }
     sc->fees = malloc(sizeof(*sc->fees)); /* NULL: the pre-score goes without */
     if (sc->fees != NULL) /* every page of the per-product table written now, not as peeks
                              fill it (calloc's pages are not; nor malloc + memset's, which
@@ -2367,7 +2405,8 @@ static void on_release(struct wk *wk)
     st_close(sc->env);
     scanner_selection_free(&sc->sel);
     free(sc->fetch_json);
-    free(sc->next.json);
+    for (int i = 0; i < SCANNER_PIPE_SLOTS; i++)
+        free(sc->next[i].json);
     free(sc->list);
     wk_backlog_free(&sc->survivors_out);
     wk_backlog_free(&sc->refresh_out);

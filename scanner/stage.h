@@ -36,6 +36,7 @@
 #include "worker/rings.h"
 #include "worker/worker.h"
 #include "scanner/learned.h"
+#include "scanner/pipe.h"
 #include "scanner/rules.h"
 #include "scanner/selection.h"
 #include "store/store.h"
@@ -91,6 +92,24 @@ struct scanner_feed {
     int64_t newest_min; /* Keepa minutes; 0 when no entry told one */
     int64_t prev_min;   /* the moment of the page's last entry that told one */
     bool disordered;    /* an entry newer than the one before it: not deal-age order */
+};
+
+/* One page of the pipe (struct scanner's next[]). */
+struct scanner_pipe_slot {
+    struct scanner *sc;
+    bool active;              /* requested: queued, in flight, or arrived and not taken */
+    bool arrived;             /* its answer is complete and good */
+    bool taken;               /* start_page() took it in flight: its answer loads the page */
+    struct scanner_cursor at; /* the cursor it was fetched for */
+    uint64_t hash;            /* source_hash then */
+    bool fresh;               /* page_fresh then */
+    bool probe;               /* pass_probe then (a fresh pass's) */
+    int32_t floor_pct;        /* pass_floor_pct then */
+    char *json;
+    size_t items, full;
+    uint64_t last;
+    struct scanner_feed feed;
+    struct scanner_page page;
 };
 
 struct scanner {
@@ -161,27 +180,15 @@ struct scanner {
     unsigned fetch_failures;
     int64_t fetch_retry_ns;
     /*
-     * The pipe: the pass's next /deal page, fetched while this page's candidates are peeked
+     * The pipe: the pass's next /deal pages, fetched while this page's candidates are peeked
      * and committed, so the simulator's (or Keepa's) answer and this stage's work overlap.
      * Only while tokens pile up (scanner_pipe_next); taken by start_page() when the cursor
-     * reaches it, dropped (its tokens spent for nothing) when the cursor or the selection went
-     * elsewhere meanwhile.
+     * reaches one, dropped (its tokens spent for nothing) when the cursor or the selection
+     * went elsewhere meanwhile. SCANNER_PIPE_SLOTS pages at most: a page taken while still in
+     * flight keeps its slot until it arrives, and the other slot asks for the page after it,
+     * so the server renders one page while this stage decodes the one before.
      */
-    struct {
-        bool active;              /* requested: queued, in flight, or arrived and not taken */
-        bool arrived;             /* its answer is complete and good */
-        bool taken;               /* start_page() took it in flight: its answer loads the page */
-        struct scanner_cursor at; /* the cursor it was fetched for */
-        uint64_t hash;            /* source_hash then */
-        bool fresh;               /* page_fresh then */
-        bool probe;               /* pass_probe then (a fresh pass's) */
-        int32_t floor_pct;        /* pass_floor_pct then */
-        char *json;
-        size_t items, full;
-        uint64_t last;
-        struct scanner_feed feed;
-        struct scanner_page page;
-    } next;
+    struct scanner_pipe_slot next[SCANNER_PIPE_SLOTS];
 
     /* Peeks. */
     struct scanner_batch batches[SCANNER_MAX_BATCHES];

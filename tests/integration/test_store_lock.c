@@ -86,9 +86,12 @@ static void test_second_instance_on_a_held_store_is_refused(void **state)
 static void test_old_workers_still_stopping_hold_the_store(void **state)
 {
     (void)state;
-    /* Every request takes 3 s: the workers always have one in flight to finish. */
+    /* Every request takes 8 s: the workers always have one in flight to finish, for some 7 s
+     * after the supervisor's death, so the other instance's try and this one's restart both
+     * meet them on a loaded machine (with 3 s, at six tests at once on two cores, the workers
+     * were gone before the restart). */
     const char *args[] = {"--keys",        KEY,        "--minute-ms",
-                          "100",           "--faults", "latency_ms=3000",
+                          "100",           "--faults", "latency_ms=8000",
                           "--refill-rate", "20",       NULL};
     struct kdh_sim sim;
     kdh_sim_start(&sim, args);
@@ -99,7 +102,7 @@ static void test_old_workers_still_stopping_hold_the_store(void **state)
     kdh_daemon_start(&a);
     struct shm_segment seg;
     kdh_daemon_attach(&a, &seg);
-    /* The scanner's first page is on its way (3 s). */
+    /* The scanner's first page is on its way (8 s). */
     kdh_nap_ms(1000);
     int64_t workers[SHM_ROLE_COUNT];
     for (int r = SHM_ROLE_SCANNER; r < SHM_ROLE_COUNT; r++)

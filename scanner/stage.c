@@ -1786,6 +1786,7 @@ static bool next_take(struct scanner *sc, uint64_t hash)
         kd_debug("deal page %llu (pass %u) came through the pipe%s",
                  (unsigned long long)sc->cur.position, sc->cur.pass,
                  sl->arrived ? "" : " (still in flight)");
+        sc->pass_piped++;
         if (sl->arrived) {
             next_load(sc, sl);
             return true;
@@ -2068,6 +2069,11 @@ static void finish_page(struct scanner *sc, int64_t now)
                      ", %llu lists for %llu tokens, %llu lightning deals ended before their peek",
                      (unsigned long long)sc->pass_lists, (unsigned long long)sc->pass_list_tokens,
                      (unsigned long long)sc->pass_ended);
+        if (sc->pass_piped > 0) {
+            size_t used = strlen(lines);
+            snprintf(lines + used, sizeof(lines) - used, ", %llu pages through the pipe",
+                     (unsigned long long)sc->pass_piped);
+        }
         kd_info("pass %u done: %llu pages, %llu asins discovered, %llu peeked, %llu survivors%s; "
                 "next pass in %lld ms",
                 next.pass - 1, (unsigned long long)sc->pass_pages,
@@ -2076,6 +2082,7 @@ static void finish_page(struct scanner *sc, int64_t now)
                 (long long)((sc->pass_resume_ns - now) / KD_NS_PER_MS));
         sc->list_warned = true; /* bad list lines are reported once, not every pass */
         sc->pass_pages = sc->pass_discovered = sc->pass_peeked = sc->pass_survivors = 0;
+        sc->pass_piped = 0;
         sc->pass_bad_lines = sc->pass_unresolved = 0;
         sc->pass_lists = sc->pass_list_tokens = sc->pass_ended = 0;
     }

@@ -233,6 +233,7 @@ struct scanner {
 
     /* Per-pass figures for the pass log line. */
     uint64_t pass_pages, pass_discovered, pass_peeked, pass_survivors;
+    uint64_t pass_piped; /* pages of the pass taken from the pipe */
     uint64_t pass_bad_lines,
         pass_unresolved;                   /* the seller's list: lines ignored, codes unresolved */
     uint64_t pass_lists, pass_list_tokens; /* list sources: answers and what they cost */

@@ -106,7 +106,8 @@
  * machine load only through timing (a and the time-to-store; and b's utilisation at 600x on
  * the 100/min plan, where the machine's speed limits: bench/README.md). Every simulator
  * gzips at BENCH_PIPELINE_SIM_GZIP (kdeals-sim --gzip-level, default 0 here: the bytes
- * decoded are the same, the CPU of both sides least). BENCH_PIPELINE_KEEP=1 keeps the temp
+ * decoded are the same, the CPU of both sides least) with BENCH_PIPELINE_SIM_THREADS threads
+ * (kdeals-sim --threads, default 2). BENCH_PIPELINE_KEEP=1 keeps the temp
  * folders (logs, configs, stores) and prints their path. BENCH_PIPELINE_CONF=FILE appends FILE's
  * INI text to every config (kdeals' and legacy's alike), e.g. to try other [filter] values; the run
  * then no longer measures the defaults, and says so. BENCH_PIPELINE_ONLY=a or b runs one scenario.
@@ -1384,10 +1385,15 @@ static int scenario_day(struct ctx *cx)
     char gzip_level[16];
     snprintf(gzip_level, sizeof(gzip_level), "%ld",
              bu_env_long("bench_pipeline", "BENCH_PIPELINE_SIM_GZIP", 0, 0, 9));
+    /* The simulators' threads (kdeals-sim --threads): a connection is served by one thread
+     * for life, so with few threads a /deal page may wait behind another role's render. */
+    char threads[16];
+    snprintf(threads, sizeof(threads), "%ld",
+             bu_env_long("bench_pipeline", "BENCH_PIPELINE_SIM_THREADS", 2, 1, 64));
     char *extra[] = {"--minute-ms", minute_ms, "--refill-rate", refill,
                      "--seed",      seed,      "--products",    products,
                      "--clock-ms",  clock_ms,  "--gzip-level",  gzip_level,
-                     NULL};
+                     "--threads",   threads,   NULL};
 
     struct daemon d;
     memset(&d, 0, sizeof(d));

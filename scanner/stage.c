@@ -1621,6 +1621,7 @@ static void next_load(struct scanner *sc, struct scanner_pipe_slot *sl)
     sc->page_fresh = sl->fresh;
     sc->fetch_failures = 0;
     sl->active = sl->arrived = sl->taken = false;
+    sc->pass_piped++;
     page_loaded(sc, "deal page", sc->cur.position);
 }
 
@@ -1681,6 +1682,7 @@ static bool slot_of_pass(const struct scanner *sc, const struct scanner_pipe_slo
                          uint64_t hash)
 {
     return sl->at.source == sc->cur.source && sl->at.pass == sc->cur.pass && sl->hash == hash &&
+           sl->at.selection_hash == sc->cur.selection_hash &&
            sl->fresh == fresh_walk(sc) && sl->probe == (sl->fresh && sc->pass_probe) &&
            (!sl->probe || sl->floor_pct == sc->pass_floor_pct) && sc->sel_ok;
 }
@@ -1698,36 +1700,19 @@ static void pipe_drop_stale(struct scanner *sc, uint64_t hash)
 }
 
 /*
- * Requests the pass's page after the furthest one asked for ahead of the page in memory (or
- * in flight), in a free slot, when scanner_pipe_next says so. The selection is rendered as
- * start_page() will render it then: same pass, so the same order, probe floor and selection (a
- * reload changes source_hash, and start_page() then drops the answer).
+ * Asks for page POSITION of the pass in the free slot SL when scanner_pipe_next says so; true
+ * when it was queued. The selection is rendered as start_page() will render it then: same pass,
+ * so the same order, probe floor and selection (a reload changes source_hash, and start_page()
+ * then drops the answer).
  */
-static void pipe_next(struct scanner *sc)
+static bool pipe_request(struct scanner *sc, struct scanner_pipe_slot *sl, uint64_t position,
+                         uint64_t hash)
 {
-    /* A delta page is outside the cursor: the pass's own pages, probe or not, are decided after
-     * it, so nothing is fetched ahead of it. */
-    if (sc->stopping || !sc->sel_ok || sc->source != CFG_SOURCE_DEALS || sc->page_delta ||
-        (!sc->fetching && !sc->page_loaded))
-        return;
-    uint64_t hash = source_hash(sc);
-    pipe_drop_stale(sc, hash);
-    struct scanner_pipe_slot *sl = NULL;
-    uint64_t position = sc->cur.position + 1;
-    for (int i = 0; i < SCANNER_PIPE_SLOTS; i++) {
-        struct scanner_pipe_slot *s = &sc->next[i];
-        if (!s->active)
-            sl = sl != NULL ? sl : s;
-        else if (!s->taken && slot_of_pass(sc, s, hash) && s->at.position >= position)
-            position = s->at.position + 1;
-    }
-    if (sl == NULL)
-        return;
     int64_t balance, rate;
     bucket_reading(sc, &balance, &rate);
     if (!scanner_pipe_next((sc->value_rules & VAL_RULE_BUSY) != 0, true, position,
                            (uint64_t)sc->sel.last_page, balance, rate))
-        return;
+        return false;
     size_t len = 0;
     int rc = sc->page_fresh && sc->pass_probe
                  ? scanner_selection_render_probe(&sc->sel, position, SCANNER_FRESH_SORT,
@@ -1736,7 +1721,7 @@ static void pipe_next(struct scanner *sc)
                                                    sc->page_fresh ? SCANNER_FRESH_SORT : 0,
                                                    &sl->json, &len);
     if (rc != 0)
-        return;
+        return false;
     sl->active = true;
     sl->arrived = sl->taken = false;
     sl->at = sc->cur;
@@ -1761,11 +1746,43 @@ static void pipe_next(struct scanner *sc)
         sl->json = NULL;
         if (rc == -EKEYREJECTED)
             sc->key_unusable = true;
-        return;
+        return false;
     }
     kd_debug("pipe: deal page %llu of pass %u asked for ahead of page %llu%s",
              (unsigned long long)position, sc->cur.pass, (unsigned long long)sc->cur.position,
              sc->fetching ? " (in flight)" : "");
+    return true;
+}
+
+/* Fills the pipe's free slots with the pass's pages after the furthest one asked for ahead of
+ * the page in memory (or in flight), as far as scanner_pipe_next allows. */
+static void pipe_next(struct scanner *sc)
+{
+    /* A delta page is outside the cursor: the pass's own pages, probe or not, are decided after
+     * it, so nothing is fetched ahead of it. Nor ahead of a cursor that start_page() has yet to
+     * move onto a changed selection (a reload): it starts that selection's walk over. */
+    uint64_t hash = source_hash(sc);
+    if (sc->stopping || !sc->sel_ok || sc->source != CFG_SOURCE_DEALS || sc->page_delta ||
+        (!sc->fetching && !sc->page_loaded) || sc->cur.selection_hash != hash ||
+        sc->cur.source != sc->source)
+        return;
+    pipe_drop_stale(sc, hash);
+    /* Every free slot: a page taken in flight right after the last one loaded leaves both free.
+     * A request its build refuses at once (a blocked store) frees its slot before sp_submit
+     * returns: one try a slot, so that never loops. */
+    for (int tries = 0; tries < SCANNER_PIPE_SLOTS; tries++) {
+        struct scanner_pipe_slot *sl = NULL;
+        uint64_t position = sc->cur.position + 1;
+        for (int i = 0; i < SCANNER_PIPE_SLOTS; i++) {
+            struct scanner_pipe_slot *s = &sc->next[i];
+            if (!s->active)
+                sl = sl != NULL ? sl : s;
+            else if (!s->taken && slot_of_pass(sc, s, hash) && s->at.position >= position)
+                position = s->at.position + 1;
+        }
+        if (sl == NULL || !pipe_request(sc, sl, position, hash))
+            return;
+    }
 }
 
 /*
@@ -1786,7 +1803,6 @@ static bool next_take(struct scanner *sc, uint64_t hash)
         kd_debug("deal page %llu (pass %u) came through the pipe%s",
                  (unsigned long long)sc->cur.position, sc->cur.pass,
                  sl->arrived ? "" : " (still in flight)");
-        sc->pass_piped++;
         if (sl->arrived) {
             next_load(sc, sl);
             return true;
@@ -1867,8 +1883,10 @@ static void start_page(struct scanner *sc, int64_t now, bool lane_only)
     }
     if (lane_only && sc->delta_left == 0)
         return; /* the pause goes on */
-    if (sc->delta_left == 0 && next_take(sc, hash))
+    if (sc->delta_left == 0 && next_take(sc, hash)) {
+        pipe_next(sc); /* taken in flight: the page after it in the other slot */
         return;
+    }
     size_t len = 0;
     sc->page_fresh = fresh_walk(sc);
     sc->page_delta = sc->page_fresh && sc->delta_left > 0;

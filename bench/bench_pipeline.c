@@ -1390,10 +1390,9 @@ static int scenario_day(struct ctx *cx)
     char threads[16];
     snprintf(threads, sizeof(threads), "%ld",
              bu_env_long("bench_pipeline", "BENCH_PIPELINE_SIM_THREADS", 2, 1, 64));
-    char *extra[] = {"--minute-ms", minute_ms, "--refill-rate", refill,
-                     "--seed",      seed,      "--products",    products,
-                     "--clock-ms",  clock_ms,  "--gzip-level",  gzip_level,
-                     "--threads",   threads,   NULL};
+    char *extra[] = {"--minute-ms",  minute_ms,    "--refill-rate", refill,       "--seed",
+                     seed,           "--products", products,        "--clock-ms", clock_ms,
+                     "--gzip-level", gzip_level,   "--threads",     threads,      NULL};
 
     struct daemon d;
     memset(&d, 0, sizeof(d));

@@ -1682,8 +1682,8 @@ static bool slot_of_pass(const struct scanner *sc, const struct scanner_pipe_slo
                          uint64_t hash)
 {
     return sl->at.source == sc->cur.source && sl->at.pass == sc->cur.pass && sl->hash == hash &&
-           sl->at.selection_hash == sc->cur.selection_hash &&
-           sl->fresh == fresh_walk(sc) && sl->probe == (sl->fresh && sc->pass_probe) &&
+           sl->at.selection_hash == sc->cur.selection_hash && sl->fresh == fresh_walk(sc) &&
+           sl->probe == (sl->fresh && sc->pass_probe) &&
            (!sl->probe || sl->floor_pct == sc->pass_floor_pct) && sc->sel_ok;
 }
 

@@ -239,6 +239,17 @@ int kd_run_tests(const char *group, const struct CMUnitTest *tests, size_t count
             printf("%s\n", tests[i].name);
         return 0;
     }
+    /* A name that is no test of the file is a mistake (a renamed case, a typo in a ctest entry
+     * that runs one case): it fails rather than passing with nothing run. */
+    for (int a = 1; a < argc; a++) {
+        size_t i = 0;
+        while (i < count && strcmp(argv[a], tests[i].name) != 0)
+            i++;
+        if (i == count) {
+            fprintf(stderr, "%s: no test named %s (--list prints them)\n", argv[0], argv[a]);
+            return 2;
+        }
+    }
     unsigned passed = 0, failed = 0, skipped = 0;
     /* Created once here so every forked test shares it and it is removed at the end. */
     (void)kd_test_tmpdir();

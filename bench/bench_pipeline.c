@@ -26,10 +26,14 @@
  * (b) A plan of BENCH_PIPELINE_RATE tokens a minute (default 5; 20 and 100 are the bigger plans)
  *     at 600x time (--minute-ms 100 --refill-rate RATE, bucket 60 minutes, starting full at
  *     60 x RATE) for BENCH_PIPELINE_MINUTES Keepa minutes (default 1440: a simulated day,
- *     144 s). BENCH_PIPELINE_MINUTE_MS sets another length of a Keepa minute: at 600x the
- *     simulator serves a /deal page in tens of ms of CPU, as long as a tenth of a Keepa minute,
- *     so a big plan's tokens outrun what any client can read from the feed; a slower minute
- *     (e.g. 1000, 60x, with a shorter day) shows what the plan would spend at Keepa's pace. kdeals
+ *     144 s). Plans above 50 tokens a minute run slower by default, a Keepa minute lasting
+ *     2 ms per token of the plan's minute (100/min: 200 ms, 300x, a day of 288 s): at 600x the
+ *     100/min plan's 1000 tokens a second are some 200 /deal pages a second, which the day's
+ *     simulator, the daemon and the two legacy runs beside it cannot all serve and read on a
+ *     2-core machine (bench/README.md, "The 100/min plan at 600x"), so the day would measure
+ *     the machine; at Keepa's pace the plan is 1.7 tokens a second. BENCH_PIPELINE_MINUTE_MS
+ *     sets another length of a Keepa minute (100: 600x on every plan; e.g. 1000, 60x, with a
+ *     shorter day, shows what a plan would spend nearer Keepa's pace). kdeals
  * runs with its default config (plus the fixed selection below), and at the same time, each against
  * its own fresh simulator with the same seed and catalog clock, two runs of bench_legacy
  * (bench/bench_legacy.c: the replaced system's policy): prefix `legacy.` walks every /deal page
@@ -103,8 +107,8 @@
  * deals are many and quick to find; sim/README.md), on the seed and catalog size
  * (BENCH_PIPELINE_SEED, default 1; BENCH_PIPELINE_PRODUCTS, default 20000), on the selection and
  * the [filter] defaults (what share of listed deals survive the peek and the commit), and on
- * machine load only through timing (a and the time-to-store; and b's utilisation at 600x on
- * the 100/min plan, where the machine's speed limits: bench/README.md). Every simulator
+ * machine load only through timing (a and the time-to-store; and b's utilisation when a big
+ * plan runs at 600x, where the machine's speed limits: bench/README.md). Every simulator
  * gzips at BENCH_PIPELINE_SIM_GZIP (kdeals-sim --gzip-level, default 0 here: the bytes
  * decoded are the same, the CPU of both sides least) with BENCH_PIPELINE_SIM_THREADS threads
  * (kdeals-sim --threads, default 2). BENCH_PIPELINE_KEEP=1 keeps the temp
@@ -148,6 +152,9 @@
 #include "store/store.h"
 
 #define MINUTE_MS_DEFAULT 100
+/* Above 50 tokens a minute, the default Keepa minute is this many ms per token of the plan's
+ * minute (see the top comment). */
+#define MINUTE_MS_PER_TOKEN 2
 #define POLL_KEEPA_MIN    5
 #define STORE_SCAN_MS     2000
 #define WARMUP_MS         2000
@@ -1368,8 +1375,11 @@ static int scenario_day(struct ctx *cx)
 {
     long minutes = bu_env_long("bench_pipeline", "BENCH_PIPELINE_MINUTES", 1440, 10, 100000);
     long rate = bu_env_long("bench_pipeline", "BENCH_PIPELINE_RATE", 5, 1, 10000);
+    long minute_default = rate * MINUTE_MS_PER_TOKEN > MINUTE_MS_DEFAULT
+                              ? rate * MINUTE_MS_PER_TOKEN
+                              : MINUTE_MS_DEFAULT;
     g_minute_ms =
-        bu_env_long("bench_pipeline", "BENCH_PIPELINE_MINUTE_MS", MINUTE_MS_DEFAULT, 10, 60000);
+        bu_env_long("bench_pipeline", "BENCH_PIPELINE_MINUTE_MS", minute_default, 10, 60000);
     int64_t duration_ms = minutes * g_minute_ms;
     char seed[32], products[32], clock_ms[32], dur[32], refill[32];
     snprintf(refill, sizeof(refill), "%ld", rate);

@@ -170,6 +170,7 @@ struct updater {
      */
     bool rejudge_active;
     uint64_t rejudge_generation; /* config generation it reports for (0: a start) */
+    bool rejudge_report;         /* a reload's walk: its outcome is published for the CLI */
     struct st_key rejudge_from;
     bool rejudge_from_set;
     size_t rejudge_n;
@@ -1054,15 +1055,19 @@ static void on_refresh_wake(struct wk_watch *w)
  * Starts a walk over every record: those judged under other rules are judged again from their
  * stored inputs (no tokens), rejected ones older than [store] keep_rejected are pruned (unless
  * the seller marked them). REPORT: publish the outcome for `kdeals reload` (config generation
- * GEN).
+ * GEN); a walk for pruning alone does not, or a reload that changed no judgement could report
+ * that walk's outcome as its own (test_rejudge saw "judged 0 records again" after such a reload).
  */
-static void rejudge_begin(struct updater *u, uint64_t gen)
+static void rejudge_begin(struct updater *u, uint64_t gen, bool report)
 {
     u->rejudge_active = true;
     u->rejudge_generation = gen;
+    u->rejudge_report = report;
     u->rejudge_from_set = false;
     u->rejudge_n = 0;
     memset(&u->rj, 0, sizeof(u->rj));
+    if (!report)
+        return;
     struct shm_config_slot *cs = &u->wk->seg.layout->config;
     atomic_store_explicit(&cs->rejudge_state, 1, memory_order_relaxed);
     atomic_store_explicit(&cs->rejudge_generation, gen, memory_order_release);
@@ -1198,23 +1203,26 @@ static void rejudge_finish(struct updater *u)
 {
     u->rejudge_active = false;
     struct shm_config_slot *cs = &u->wk->seg.layout->config;
-    atomic_store_explicit(&cs->rejudge_records, u->rj.records, memory_order_relaxed);
-    atomic_store_explicit(&cs->rejudge_deals_before, u->rj.before, memory_order_relaxed);
-    atomic_store_explicit(&cs->rejudge_deals_after, u->rj.after, memory_order_relaxed);
-    atomic_store_explicit(&cs->rejudge_added, u->rj.added, memory_order_relaxed);
-    atomic_store_explicit(&cs->rejudge_removed, u->rj.removed, memory_order_relaxed);
     char why[256] = "";
     size_t off = 0;
     for (unsigned c = 0; c < JD_C_COUNT && c < SHM_REJUDGE_REASONS; c++) {
-        atomic_store_explicit(&cs->rejudge_removed_by[c], u->rj.removed_by[c],
-                              memory_order_relaxed);
+        if (u->rejudge_report)
+            atomic_store_explicit(&cs->rejudge_removed_by[c], u->rj.removed_by[c],
+                                  memory_order_relaxed);
         if (u->rj.removed_by[c] > 0 && off < sizeof(why)) {
             int w = snprintf(why + off, sizeof(why) - off, "%s%s %lld", off ? ", " : "",
                              jd_crit_name(c), (long long)u->rj.removed_by[c]);
             off += w > 0 ? (size_t)w : 0;
         }
     }
-    atomic_store_explicit(&cs->rejudge_state, 2, memory_order_release);
+    if (u->rejudge_report) {
+        atomic_store_explicit(&cs->rejudge_records, u->rj.records, memory_order_relaxed);
+        atomic_store_explicit(&cs->rejudge_deals_before, u->rj.before, memory_order_relaxed);
+        atomic_store_explicit(&cs->rejudge_deals_after, u->rj.after, memory_order_relaxed);
+        atomic_store_explicit(&cs->rejudge_added, u->rj.added, memory_order_relaxed);
+        atomic_store_explicit(&cs->rejudge_removed, u->rj.removed, memory_order_relaxed);
+        atomic_store_explicit(&cs->rejudge_state, 2, memory_order_release);
+    }
     if (u->rj.records > 0 || u->rj.pruned > 0)
         kd_info("re-judge: %lld records judged again from their stored inputs (no tokens): "
                 "%lld deals -> %lld: %lld added, %lld no longer pass%s%s%s; %lld rejected "
@@ -1370,8 +1378,10 @@ static void step(struct updater *u)
     int64_t delay = UPDATER_SAFETY_MS;
     int64_t t = now_ns();
     if (!u->rejudge_active && u->prune_next_ns > 0 && t >= u->prune_next_ns)
-        rejudge_begin(u, atomic_load_explicit(&u->wk->seg.layout->config.rejudge_generation,
-                                              memory_order_relaxed));
+        rejudge_begin(u,
+                      atomic_load_explicit(&u->wk->seg.layout->config.rejudge_generation,
+                                           memory_order_relaxed),
+                      false);
     if (u->rejudge_active && rejudge_step(u))
         delay = 0; /* more records to judge again: the next chunk right after this tick */
     place_first_checks(u);
@@ -1460,7 +1470,7 @@ static void on_reload(struct wk *wk)
     if (u->rules_hash != old_hash) {
         kd_info("reload: the judgement's rules changed; judging every stored record again "
                 "(no tokens)");
-        rejudge_begin(u, (uint64_t)wk->cfg_generation);
+        rejudge_begin(u, (uint64_t)wk->cfg_generation, true);
     } else {
         /* Nothing to judge again: report at once, so `kdeals reload` does not wait. */
         struct shm_config_slot *cs = &wk->seg.layout->config;
@@ -1518,8 +1528,8 @@ static int on_start(struct wk *wk)
     publish_value(u);
     wk_watch_start(&u->refresh_watch, wk, SHM_RING_REFRESH, drain_refresh, on_refresh_wake, u);
     /* Records judged under other rules (a config changed while stopped) and old rejected
-     * ones: one walk at start. */
-    rejudge_begin(u, (uint64_t)wk->cfg_generation);
+     * ones: one walk at start, reported (a restarted updater finishes a reload's re-judge). */
+    rejudge_begin(u, (uint64_t)wk->cfg_generation, true);
     arm(u, 0);
     struct updater_policy pol;
     updater_policy_from_cfg(&wk->cfg, &pol);

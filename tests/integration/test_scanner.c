@@ -1078,9 +1078,12 @@ static void test_pipe_fetches_ahead_in_order(void **state)
     daemon_start(&d, &s, "100ms", "peek_batch = 50\npass_pause = 100ms");
     /* How many pages are taken in flight depends on the machine's load (on a busy one more
      * answers are in before the cursor gets there): the run lasts until 12 were, polled every
-     * 200 ms (each poll reads the whole debug log). */
-    int taken = 0;
-    for (int i = 0; i < 450 && (taken < 12 || cursor(&d).pass < 4); i++) {
+     * 200 ms (each poll reads the whole debug log). Under a sanitizer the daemon reads a page
+     * slower than the simulator answers the next, so few or none are taken in flight there:
+     * the count is required of the normal build (make test runs it first), and the sanitized
+     * run checks whichever pages were. */
+    int taken = 0, want = KD_SANITIZED_BUILD ? 0 : 12;
+    for (int i = 0; i < 450 && (taken < want || cursor(&d).pass < 4); i++) {
         kdh_nap_ms(200);
         taken = scanner_lines(&d, "came through the pipe (still in flight)");
     }
@@ -1092,7 +1095,7 @@ static void test_pipe_fetches_ahead_in_order(void **state)
     print_message("figures: %d pages taken from the pipe in flight before their pass's last, "
                   "%d of them read before the page after them was asked for\n",
                   checked, misses);
-    if (checked < 5 || misses > 0) {
+    if ((want > 0 && checked < 5) || misses > 0) {
         dump_log(&d);
         fail_msg("%d pages taken in flight, %d without the next page in the pipe", checked, misses);
     }

@@ -22,9 +22,9 @@
  * between, reads an older state than the one before (test_store's test_two_processes, one run
  * in about 160 beside three others). The data it reads is whole either way (the older id keeps
  * every page of the newer state from reuse); only the order is wrong, and a change-log reader
- * could sleep on a change it had already seen vanish. So read_begin checks, after the copy,
- * that no meta page holds an id two past its own, and begins again if one does (a copy made
- * after that check could not have raced).
+ * could sleep on a change it had already seen vanish. So txn_begin checks, after the copy,
+ * that no meta page holds an id two past its own, and begins again if one does (a copy that
+ * such a check follows without finding one cannot have raced).
  *
  * A damaged or moved file. LMDB maps data.mdb and reads its pages through the mapping, so a
  * page beyond the end of the file kills the process with SIGBUS. The file size is checked

@@ -169,8 +169,7 @@ struct updater {
      * rejected records rides along the same walk.
      */
     bool rejudge_active;
-    uint64_t rejudge_generation; /* config generation it reports for (0: a start) */
-    bool rejudge_report;         /* a reload's walk: its outcome is published for the CLI */
+    bool rejudge_report; /* a reload's walk: its outcome is published for the CLI */
     struct st_key rejudge_from;
     bool rejudge_from_set;
     size_t rejudge_n;
@@ -1061,7 +1060,6 @@ static void on_refresh_wake(struct wk_watch *w)
 static void rejudge_begin(struct updater *u, uint64_t gen, bool report)
 {
     u->rejudge_active = true;
-    u->rejudge_generation = gen;
     u->rejudge_report = report;
     u->rejudge_from_set = false;
     u->rejudge_n = 0;
@@ -1378,10 +1376,7 @@ static void step(struct updater *u)
     int64_t delay = UPDATER_SAFETY_MS;
     int64_t t = now_ns();
     if (!u->rejudge_active && u->prune_next_ns > 0 && t >= u->prune_next_ns)
-        rejudge_begin(u,
-                      atomic_load_explicit(&u->wk->seg.layout->config.rejudge_generation,
-                                           memory_order_relaxed),
-                      false);
+        rejudge_begin(u, 0, false); /* pruning alone: reports nothing */
     if (u->rejudge_active && rejudge_step(u))
         delay = 0; /* more records to judge again: the next chunk right after this tick */
     place_first_checks(u);

@@ -2431,7 +2431,68 @@ struct probe {
     long content_length;
     int gz;
     CURLcode curl_rc;
+    /* The generated middle, from the first byte after MARK (found in the head): "0,0,0,..."
+     * for PAD_LEN bytes (UINT64_MAX: to the end) with PAD_BAD blocks that differ out of
+     * PAD_CHECKED bytes; or with BRACKETS, the run of '[' and the run of ']' after it. */
+    const char *mark;
+    int brackets;
+    uint64_t pad_len;
+    uint64_t mid_from; /* 0 until MARK is found */
+    uint64_t pad_checked, pad_bad;
+    uint64_t opens, closes;
+    int bracket_state; /* 0 in the '[' run, 1 in the ']' run, 2 after */
 };
+
+#define PAD_PATTERN_LEN 65536
+
+/* "0,0,0,...": '0' at even offsets, PAD_PATTERN_LEN + 1 bytes. */
+static const char *pad_pattern(void)
+{
+    static char pat[PAD_PATTERN_LEN + 2];
+    if (pat[0] == '\0')
+        for (size_t i = 0; i <= PAD_PATTERN_LEN; i++)
+            pat[i] = (i & 1) ? ',' : '0';
+    return pat;
+}
+
+/* Checks the bytes D[0, N) at body offset P->total against the expected middle. */
+static void probe_check_mid(struct probe *p, const char *d, size_t n)
+{
+    if (p->mark == NULL)
+        return;
+    if (p->mid_from == 0) {
+        const char *m = strstr(p->head, p->mark);
+        if (m == NULL)
+            return;
+        p->mid_from = (uint64_t)(m - p->head) + strlen(p->mark);
+    }
+    uint64_t from = p->total > p->mid_from ? p->total : p->mid_from;
+    uint64_t end = p->total + n;
+    if (p->brackets) {
+        for (uint64_t i = from; i < end && p->bracket_state < 2; i++) {
+            char c = d[i - p->total];
+            if (p->bracket_state == 0 && c == '[') {
+                p->opens++;
+            } else if (c == ']') {
+                p->bracket_state = 1;
+                p->closes++;
+            } else {
+                p->bracket_state = 2;
+            }
+        }
+        return;
+    }
+    uint64_t to = end;
+    if (p->pad_len != UINT64_MAX && p->mid_from + p->pad_len < to)
+        to = p->mid_from + p->pad_len;
+    while (from < to) {
+        size_t len = to - from < PAD_PATTERN_LEN ? (size_t)(to - from) : PAD_PATTERN_LEN;
+        if (memcmp(d + (from - p->total), pad_pattern() + ((from - p->mid_from) & 1), len) != 0)
+            p->pad_bad++;
+        p->pad_checked += len;
+        from += len;
+    }
+}
 
 static size_t probe_data(char *d, size_t sz, size_t nm, void *u)
 {
@@ -2441,6 +2502,7 @@ static size_t probe_data(char *d, size_t sz, size_t nm, void *u)
     memcpy(p->head + p->head_len, d, h);
     p->head_len += h;
     p->head[p->head_len] = '\0';
+    probe_check_mid(p, d, n);
     if (n >= PROBE_TAIL) {
         memcpy(p->tail, d + n - PROBE_TAIL, PROBE_TAIL);
         p->tail_len = PROBE_TAIL;
@@ -2469,7 +2531,13 @@ static size_t probe_header(char *d, size_t sz, size_t nm, void *u)
 /* GET PATH streamed into P (raw bytes, no gzip asked), stopping after CAP bytes (0: never). */
 static void probe_get(struct sim *s, const char *path, uint64_t cap, struct probe *p)
 {
+    const char *mark = p->mark;
+    int brackets = p->brackets;
+    uint64_t pad_len = p->pad_len;
     memset(p, 0, sizeof(*p));
+    p->mark = mark;
+    p->brackets = brackets;
+    p->pad_len = pad_len;
     p->cap = cap;
     p->content_length = -1;
     char url[512];
@@ -2539,10 +2607,13 @@ static void test_hostile_endless_huge_deep(void **state)
     assert_int_equal(bad.status, 400);
     resp_free(&bad);
     long rss0 = rss_kib(s.pid);
-    struct probe *p = malloc(sizeof(*p));
+    struct probe *p = calloc(1, sizeof(*p));
+    assert_non_null(p);
 
     set_faults(&s, "endless=1");
     long long b0 = balance(&s);
+    p->mark = ",\"padding\":[";
+    p->pad_len = UINT64_MAX;
     probe_get(&s, path, 80u << 20, p);
     assert_int_equal(p->status, 200);
     assert_int_equal(p->curl_rc, CURLE_WRITE_ERROR); /* we stopped it: it had not ended */
@@ -2550,11 +2621,14 @@ static void test_hostile_endless_huge_deep(void **state)
     assert_int_equal(p->content_length, -1); /* chunked: no length announced */
     assert_envelope_prefix(p->head);
     assert_non_null(strstr(p->head, ",\"padding\":[0,0,0,0,"));
+    assert_true(p->pad_checked > (79u << 20)); /* every byte after the envelope is "0," */
+    assert_int_equal(p->pad_bad, 0);
     assert_int_equal(balance(&s), b0 - 1);
     long rss_endless = rss_kib(s.pid);
 
     set_faults(&s, "huge=1");
     b0 = balance(&s);
+    p->pad_len = (160u << 20) + 1; /* "0,0,...,0" and the '0' that closes it */
     probe_get(&s, path, 0, p);
     assert_int_equal(p->curl_rc, CURLE_OK);
     assert_int_equal(p->status, 200);
@@ -2564,6 +2638,10 @@ static void test_hostile_endless_huge_deep(void **state)
     assert_non_null(strstr(p->head, ",\"padding\":[0,0,0,"));
     char *members = strstr(p->tail, "0],\"products\":[{");
     assert_non_null(members); /* the padding closes, then the real body */
+    /* "0,0,...0" runs from the envelope to that closing "0]": 160 MiB and the last '0'. */
+    assert_int_equal(p->total - p->mid_from - strlen(members) + 1, (160u << 20) + 1);
+    assert_int_equal(p->pad_checked, (160u << 20) + 1);
+    assert_int_equal(p->pad_bad, 0);
     assert_non_null(strstr(members, a[0]));
     assert_true(p->tail[strlen(p->tail) - 1] == '}');
     assert_int_equal(balance(&s), b0 - 1);
@@ -2571,6 +2649,8 @@ static void test_hostile_endless_huge_deep(void **state)
 
     set_faults(&s, "deep=1");
     b0 = balance(&s);
+    p->mark = ",\"products\":";
+    p->brackets = 1;
     probe_get(&s, path, 0, p);
     assert_int_equal(p->curl_rc, CURLE_OK);
     assert_int_equal(p->status, 200);
@@ -2581,6 +2661,8 @@ static void test_hostile_endless_huge_deep(void **state)
     assert_int_equal(p->total, prefix + 2 * 1000000 + 1); /* 10^6 '[', 10^6 ']', '}' */
     assert_int_equal((long)p->total, p->content_length);
     assert_memory_equal(p->tail + p->tail_len - 4, "]]]}", 4);
+    assert_int_equal(p->opens, 1000000); /* 10^6 '[' then 10^6 ']', nothing between */
+    assert_int_equal(p->closes, 1000000);
     assert_int_equal(balance(&s), b0 - 1);
     free(p);
 

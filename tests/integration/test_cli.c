@@ -236,7 +236,7 @@ static int put_three_deals(struct st_txn *t, void *ud)
     for (int i = 0; i < 3; i++) {
         static struct st_record d;
         st_record_init(&d);
-        snprintf(d.asin, sizeof(d.asin), "B00000000%d", i);
+        snprintf(d.asin, sizeof(d.asin), "B00000000%c", (char)('0' + i));
         d.domain = 1;
         st_record_set_title(&d, titles[i], strlen(titles[i]));
         d.in.buy_source = JD_BUY_OFFER;

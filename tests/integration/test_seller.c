@@ -549,7 +549,7 @@ static void request_full_fetch(const char *store, const char *asin)
     struct st_env *env = open_store(store);
     struct st_pending p;
     st_pending_init(&p);
-    snprintf(p.asin, sizeof(p.asin), "%s", asin);
+    snprintf(p.asin, sizeof(p.asin), "%.10s", asin);
     p.domain = 1;
     p.peek_ms = kd_wall_ms();
     p.source = ST_SOURCE_RECOMMIT;

@@ -103,7 +103,7 @@ static void test_product_rejects(void **state)
 
     /* 101 ASINs. */
     const char *many[101];
-    char ids[101][11];
+    char ids[101][16];
     for (int i = 0; i < 101; i++) {
         snprintf(ids[i], sizeof(ids[i]), "B%09d", i);
         many[i] = ids[i];
